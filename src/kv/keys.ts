@@ -1,0 +1,38 @@
+/**
+ * Canonical storage keys. One layout everywhere (embedded nodes, Redis shards,
+ * caches) so data moves between them unchanged:
+ *
+ *   <view>@<version>/<entityKey>
+ *   entityKey = <joinKey>=<typed value> [";" <joinKey>=<typed value>]...
+ *   typed value = "i" <decimal int64>  |  "s" <length> ":" <string>
+ *
+ * Join keys appear in the entity's declared order. The type tag keeps the int
+ * 1001 and the string "1001" apart; the length prefix makes any string safe
+ * (no escaping, no ambiguity with ";" or "="). The ring routes by `entityKey`
+ * alone, so every view of one entity lives on the same shard and a request
+ * costs one round trip per shard.
+ */
+
+/** Types a join key may have. */
+export type JoinKeyType = "int64" | "string";
+
+/** Encodes one join-key value; the caller has already checked its type. */
+export function encodeKeyPart(name: string, type: JoinKeyType, value: number | string): string {
+  return type === "int64" ? `${name}=i${value}` : `${name}=s${(value as string).length}:${value}`;
+}
+
+/** The storage key of a view's row for an entity key. */
+export function storageKey(viewPrefix: string, entityKey: string): string {
+  return viewPrefix + entityKey;
+}
+
+/** The prefix every key of a view version starts with (`<view>@<version>/`). */
+export function viewKeyPrefix(view: string, version: number): string {
+  return `${view}@${version}/`;
+}
+
+/** The part of a storage key the ring routes by. */
+export function ringKeyOf(key: string): string {
+  const slash = key.indexOf("/");
+  return slash < 0 ? key : key.slice(slash + 1);
+}

@@ -1,0 +1,81 @@
+/**
+ * The storage seam. Every place Quiver keeps rows — an in-process map, a Redis
+ * server, a replica set, the whole sharded ring, a cache tier — is a KvNode,
+ * so composites can stack without the lookup path knowing what is below it.
+ */
+
+/** One feature value as the API and storage see it (embeddings are number arrays). */
+export type FeatureValue = number | string | boolean | null | readonly number[] | readonly string[] | readonly boolean[];
+
+/**
+ * A stored (feature view, entity) row: the view's feature values in declaration
+ * order, plus the event time that orders writes (last write wins by `ts`).
+ * Rows are immutable once handed to a node; nodes may keep the reference.
+ */
+export interface StoredRow {
+  /** Event timestamp, milliseconds since the Unix epoch. */
+  readonly ts: number;
+  readonly values: readonly FeatureValue[];
+}
+
+/** A key with the row to write under it. */
+export interface KvEntry {
+  readonly key: string;
+  readonly row: StoredRow;
+}
+
+/**
+ * Marks a key whose node could not answer. Composites return it instead of
+ * failing the whole batch, so the lookup can serve defaults for just those rows.
+ */
+export const UNAVAILABLE: unique symbol = Symbol.for("quiver.unavailable");
+export type Unavailable = typeof UNAVAILABLE;
+
+/** What a read yields for one key: the row, a miss, or "storage could not answer". */
+export type ReadSlot = StoredRow | undefined | Unavailable;
+
+/** Counts of a last-write-wins batch write. */
+export interface PutOutcome {
+  /** Rows stored because they were new or newer than what was there. */
+  written: number;
+  /** Rows skipped because the stored row's event time was the same or newer. */
+  ignored: number;
+}
+
+/** One page of a key scan, for rebalancing and maintenance. */
+export interface ScanPage {
+  /** Opaque; "0" once the scan is complete. */
+  readonly cursor: string;
+  readonly keys: readonly string[];
+}
+
+/** Liveness of a node as seen by the caller. */
+export interface NodeHealth {
+  readonly id: string;
+  readonly ok: boolean;
+  /** Free-form details (role, lag, error) for /readyz. */
+  readonly detail?: Record<string, unknown>;
+}
+
+/**
+ * A key-value node holding StoredRows.
+ *
+ * Contract (see test/kv-contract.ts, run against every implementation):
+ * - `getMany` answers slot i for keys[i]; a single node rejects when it cannot
+ *   answer, composites return UNAVAILABLE for the affected slots instead.
+ * - `putMany` is last-write-wins per key and atomic per key: a row whose `ts` is
+ *   not strictly newer than the stored one is ignored, so replays and
+ *   out-of-order events never regress a value. Within one batch, later entries
+ *   for the same key compete by `ts` like separate writes.
+ * - `deleteMany` answers how many keys existed.
+ */
+export interface KvNode {
+  readonly id: string;
+  getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
+  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome>;
+  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number>;
+  /** Iterates keys with the given prefix ("" for all); pass "0" to start. */
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage>;
+  health(): Promise<NodeHealth>;
+  close(): Promise<void>;
+}

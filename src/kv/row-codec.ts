@@ -1,0 +1,37 @@
+import { Decoder, Encoder } from "@msgpack/msgpack";
+import type { FeatureValue, StoredRow } from "./kv-node.ts";
+
+/**
+ * Byte layout of a stored row, shared by Redis shards and the embedded
+ * store's durable log:
+ *
+ *   bytes 0..8   event timestamp, ms since epoch, IEEE-754 float64 big-endian
+ *   bytes 8..    MessagePack array of the view's feature values in declaration order
+ *
+ * The fixed-width timestamp lets Redis' Lua compare event times without
+ * decoding the values (`struct.unpack('>d', ...)`).
+ */
+export const ROW_HEADER_BYTES = 8;
+
+const encoder = new Encoder({ ignoreUndefined: true });
+const decoder = new Decoder();
+
+export function encodeRow(row: StoredRow): Uint8Array {
+  const body = encoder.encode(row.values);
+  const out = new Uint8Array(ROW_HEADER_BYTES + body.length);
+  new DataView(out.buffer).setFloat64(0, row.ts, false);
+  out.set(body, ROW_HEADER_BYTES);
+  return out;
+}
+
+export function decodeRow(bytes: Uint8Array): StoredRow {
+  if (bytes.length < ROW_HEADER_BYTES) throw new Error(`stored row too short: ${bytes.length} bytes`);
+  const ts = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getFloat64(0, false);
+  const values = decoder.decode(bytes.subarray(ROW_HEADER_BYTES)) as FeatureValue[];
+  return { ts, values };
+}
+
+/** Event time of an encoded row, without decoding its values. */
+export function rowTimestamp(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getFloat64(0, false);
+}

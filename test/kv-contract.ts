@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { KvEntry, KvNode, StoredRow } from "../src/kv/kv-node.ts";
+
+/** Builds a fresh, empty node for the suite and tears it down afterwards. */
+export interface KvNodeHarness {
+  node: KvNode;
+  dispose(): Promise<void>;
+}
+
+const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+const entry = (key: string, r: StoredRow): KvEntry => ({ key, row: r });
+
+/**
+ * The behaviour every KvNode must show, run against each implementation
+ * (in-process, durable embedded, Redis, replica set, sharded ring).
+ * Each test uses its own key prefix so one node can serve the whole suite.
+ */
+export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHarness>): void {
+  describe(`KvNode contract: ${name}`, () => {
+    let h: KvNodeHarness;
+    beforeAll(async () => {
+      h = await makeHarness();
+    });
+    afterAll(async () => {
+      await h.dispose();
+    });
+
+    test("a miss is undefined, in request order", async () => {
+      await h.node.putMany([entry("miss@1/k=i2", row(10, 2))]);
+      const got = await h.node.getMany(["miss@1/k=i1", "miss@1/k=i2", "miss@1/k=i3"]);
+      expect(got).toEqual([undefined, row(10, 2), undefined]);
+    });
+
+    test("round-trips every value type", async () => {
+      const values = [42, -7.25, "héllo ; = /", true, false, null, [1, 2, 3], [0.5, -1.5], ["a", "b"], [true, false], []];
+      await h.node.putMany([entry("types@1/k=s1:x", row(1_700_000_000_123, ...values))]);
+      const [got] = await h.node.getMany(["types@1/k=s1:x"]);
+      expect(got).toEqual(row(1_700_000_000_123, ...values));
+    });
+
+    test("last write wins by event time: older and equal events are ignored", async () => {
+      const k = "lww@1/k=i1";
+      expect(await h.node.putMany([entry(k, row(200, "v200"))])).toEqual({ written: 1, ignored: 0 });
+      expect(await h.node.putMany([entry(k, row(100, "v100"))])).toEqual({ written: 0, ignored: 1 });
+      expect(await h.node.putMany([entry(k, row(200, "again"))])).toEqual({ written: 0, ignored: 1 });
+      expect((await h.node.getMany([k]))[0]).toEqual(row(200, "v200"));
+      expect(await h.node.putMany([entry(k, row(300, "v300"))])).toEqual({ written: 1, ignored: 0 });
+      expect((await h.node.getMany([k]))[0]).toEqual(row(300, "v300"));
+    });
+
+    test("same key twice in one batch: the newer event wins whatever the order", async () => {
+      const out = await h.node.putMany([
+        entry("batch@1/k=i1", row(5, "new")),
+        entry("batch@1/k=i1", row(4, "old")),
+        entry("batch@1/k=i2", row(4, "old")),
+        entry("batch@1/k=i2", row(5, "new")),
+      ]);
+      expect(out).toEqual({ written: 3, ignored: 1 });
+      const got = await h.node.getMany(["batch@1/k=i1", "batch@1/k=i2"]);
+      expect(got).toEqual([row(5, "new"), row(5, "new")]);
+    });
+
+    test("replaying a batch changes nothing", async () => {
+      const batch = Array.from({ length: 50 }, (_, i) => entry(`replay@1/k=i${i}`, row(1000 + i, i, `s${i}`)));
+      expect(await h.node.putMany(batch)).toEqual({ written: 50, ignored: 0 });
+      expect(await h.node.putMany(batch)).toEqual({ written: 0, ignored: 50 });
+      const got = await h.node.getMany(batch.map((e) => e.key));
+      expect(got).toEqual(batch.map((e) => e.row));
+    });
+
+    test("concurrent writers converge on the newest event", async () => {
+      const k = "race@1/k=i1";
+      const writes = Array.from({ length: 40 }, (_, i) => h.node.putMany([entry(k, row((i * 7919) % 40, i))]));
+      const outcomes = await Promise.all(writes);
+      const written = outcomes.reduce((n, o) => n + o.written, 0);
+      expect(written).toBeGreaterThanOrEqual(1);
+      const [got] = await h.node.getMany([k]);
+      expect((got as StoredRow).ts).toBe(39);
+    });
+
+    test("deleteMany removes keys and counts the ones that existed", async () => {
+      await h.node.putMany([entry("del@1/k=i1", row(1, 1)), entry("del@1/k=i2", row(1, 2))]);
+      expect(await h.node.deleteMany(["del@1/k=i1", "del@1/k=i2", "del@1/k=i3"])).toBe(2);
+      expect(await h.node.getMany(["del@1/k=i1", "del@1/k=i2"])).toEqual([undefined, undefined]);
+    });
+
+    test("scan finds every key with the prefix and no other", async () => {
+      const keys = Array.from({ length: 230 }, (_, i) => `scan@1/k=i${i}`);
+      await h.node.putMany(keys.map((k, i) => entry(k, row(1, i))));
+      await h.node.putMany([entry("other@1/k=i1", row(1, 0))]);
+      const seen = new Set<string>();
+      let cursor = "0";
+      let pages = 0;
+      do {
+        const page = await h.node.scan(cursor, 50, "scan@1/");
+        for (const k of page.keys) seen.add(k);
+        cursor = page.cursor;
+        pages++;
+      } while (cursor !== "0" && pages < 10_000);
+      expect([...seen].sort()).toEqual([...keys].sort());
+    });
+
+    test("empty batches are no-ops", async () => {
+      expect(await h.node.getMany([])).toEqual([]);
+      expect(await h.node.putMany([])).toEqual({ written: 0, ignored: 0 });
+      expect(await h.node.deleteMany([])).toBe(0);
+    });
+
+    test("health reports ok with the node's id", async () => {
+      const health = await h.node.health();
+      expect(health.ok).toBe(true);
+      expect(health.id).toBe(h.node.id);
+    });
+  });
+}
