@@ -1,0 +1,1 @@
+export { type Issue, invalid, invalidAll, QuiverError, unavailable } from "./quiver-error.ts";

@@ -1,0 +1,126 @@
+import { Database, type Statement } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
+import { MemoryKvNode } from "./memory-node.ts";
+import { decodeRow, encodeRow } from "./row-codec.ts";
+
+export interface DurableNodeOptions {
+  /**
+   * `normal` (default) survives a killed process: every commit is in the WAL
+   * before the write is acknowledged. `full` also fsyncs each commit, surviving
+   * power loss at the cost of write latency.
+   */
+  readonly sync?: "normal" | "full";
+}
+
+/**
+ * An embedded node that keeps every row in memory for reads and in a SQLite
+ * file (WAL mode) for durability. A write is acknowledged only after its
+ * transaction commits, so acknowledged writes survive `kill -9`; on start the
+ * file is loaded back into memory. Reads never touch SQLite.
+ */
+export class DurableKvNode implements KvNode {
+  private readonly db: Database;
+  private readonly memory: MemoryKvNode;
+  private readonly upsert: Statement;
+  private readonly remove: Statement;
+  private readonly writeBatch: (entries: readonly KvEntry[]) => void;
+  private readonly deleteBatch: (keys: readonly string[]) => void;
+
+  constructor(
+    readonly id: string,
+    readonly file: string,
+    options: DurableNodeOptions = {},
+  ) {
+    mkdirSync(dirname(file), { recursive: true });
+    this.db = new Database(file, { create: true, strict: true });
+    this.db.run("PRAGMA journal_mode = WAL");
+    this.db.run(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`);
+    this.db.run("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
+    // The WHERE clause repeats last-write-wins inside SQLite, so the file is
+    // right even if memory and disk were ever to disagree.
+    this.upsert = this.db.prepare(
+      "INSERT INTO rows (k, ts, v) VALUES ($k, $ts, $v) ON CONFLICT(k) DO UPDATE SET ts = excluded.ts, v = excluded.v WHERE excluded.ts > rows.ts",
+    );
+    this.remove = this.db.prepare("DELETE FROM rows WHERE k = $k");
+    this.writeBatch = this.db.transaction((entries: readonly KvEntry[]) => {
+      for (const e of entries) this.upsert.run({ k: e.key, ts: e.row.ts, v: encodeRow(e.row) });
+    });
+    this.deleteBatch = this.db.transaction((keys: readonly string[]) => {
+      for (const k of keys) this.remove.run({ k });
+    });
+    this.memory = new MemoryKvNode(id);
+    for (const r of this.db.query<{ k: string; v: Uint8Array }, []>("SELECT k, v FROM rows").iterate()) {
+      this.memory.restore(r.k, decodeRow(r.v));
+    }
+  }
+
+  get size(): number {
+    return this.memory.size;
+  }
+
+  getMany(keys: readonly string[]): Promise<ReadSlot[]> {
+    return this.memory.getMany(keys);
+  }
+
+  getManySync(keys: readonly string[]): ReadSlot[] {
+    return this.memory.getManySync(keys);
+  }
+
+  putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {
+    try {
+      return Promise.resolve(this.putManySync(entries));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Commits the winning rows to disk first, then makes them visible in memory. */
+  putManySync(entries: readonly KvEntry[]): PutOutcome {
+    const winners = this.pickWinners(entries);
+    if (winners.length > 0) this.writeBatch(winners);
+    this.memory.applyWinners(winners);
+    return { written: winners.length, ignored: entries.length - winners.length };
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    this.deleteBatch(keys);
+    return this.memory.deleteMany(keys);
+  }
+
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    return this.memory.scan(cursor, count, prefix);
+  }
+
+  async health(): Promise<NodeHealth> {
+    try {
+      this.db.query("SELECT 1").get();
+      return { id: this.id, ok: true, detail: { kind: "sqlite", file: this.file, keys: this.memory.size } };
+    } catch (e) {
+      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, error: (e as Error).message } };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.memory.close();
+    this.db.close(false);
+  }
+
+  /** Last-write-wins against memory and within the batch, without touching memory yet. */
+  private pickWinners(entries: readonly KvEntry[]): KvEntry[] {
+    const current = this.memory.getManySync(entries.map((e) => e.key));
+    // A same-key overwrite inside one batch counts as a write, as separate writes would.
+    const winners: KvEntry[] = [];
+    const floorOf = new Map<string, number>();
+    entries.forEach((e, i) => {
+      const stored = current[i];
+      const floor = floorOf.get(e.key) ?? (stored && typeof stored === "object" ? stored.ts : Number.NEGATIVE_INFINITY);
+      if (e.row.ts > floor) {
+        winners.push(e);
+        floorOf.set(e.key, e.row.ts);
+      }
+    });
+    return winners;
+  }
+}

@@ -1,0 +1,16 @@
+export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
+export { encodeKeyPart, ringKeyOf, storageKey, viewKeyPrefix } from "./keys.ts";
+export {
+  type FeatureValue,
+  type KvEntry,
+  type KvNode,
+  type NodeHealth,
+  type PutOutcome,
+  type ReadSlot,
+  type ScanPage,
+  type StoredRow,
+  UNAVAILABLE,
+  type Unavailable,
+} from "./kv-node.ts";
+export { MemoryKvNode } from "./memory-node.ts";
+export { decodeRow, encodeRow, rowTimestamp } from "./row-codec.ts";

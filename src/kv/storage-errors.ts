@@ -1,0 +1,101 @@
+/**
+ * Errors the storage layer raises. Each carries a stable `code` and a
+ * `retryable` flag so the one edge handler can map it (503 + Retry-After for
+ * retryable ones) without knowing which node raised it.
+ */
+export class StorageError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+
+  constructor(code: string, message: string, retryable: boolean, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = retryable;
+  }
+}
+
+/** A storage call did not answer within its deadline (or its request was aborted). */
+export class StorageTimeoutError extends StorageError {
+  constructor(what: string, ms: number) {
+    super("storage_timeout", `${what} did not answer within ${ms} ms`, true);
+  }
+}
+
+/** The caller's signal aborted the call; not the node's fault. */
+export class StorageAbortedError extends StorageError {
+  constructor(what: string) {
+    super("storage_aborted", `${what} was aborted`, true);
+  }
+}
+
+/**
+ * The write reached the primary but fewer replicas than required confirmed it
+ * (`WAIT`). The row may or may not survive a failover, so the caller must not
+ * treat it as stored; retrying is safe because writes are last-write-wins.
+ */
+export class WriteNotAcknowledgedError extends StorageError {
+  readonly acked: number;
+  readonly required: number;
+
+  constructor(node: string, acked: number, required: number, cause?: unknown) {
+    super("write_not_acknowledged", `${node}: write confirmed by ${acked} of ${required} required replicas`, true, cause);
+    this.acked = acked;
+    this.required = required;
+  }
+}
+
+/** No member of a shard could serve the call within its window (e.g. no primary during a failover). */
+export class ShardUnavailableError extends StorageError {
+  constructor(shard: string, what: string, cause?: unknown) {
+    super("shard_unavailable", `${shard}: ${what}`, true, cause);
+  }
+}
+
+/**
+ * Races a storage call against a timeout and the caller's signal. The call
+ * itself is not cancelled (Redis has no cancel); only the wait ends.
+ */
+export function withDeadline<T>(work: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
+  if (signal?.aborted) {
+    work.catch(() => {});
+    return Promise.reject(new StorageAbortedError(what));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new StorageAbortedError(what));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      reject(new StorageTimeoutError(what, ms));
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Resolves after `ms`, or early (without error) when the signal aborts. */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

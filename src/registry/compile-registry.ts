@@ -1,0 +1,213 @@
+import { Value } from "@sinclair/typebox/value";
+import { parse as parseYaml } from "yaml";
+import { type Issue, invalidAll, QuiverError } from "../errors/index.ts";
+import type { FeatureValue } from "../kv/kv-node.ts";
+import { viewKeyPrefix } from "../kv/keys.ts";
+import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
+import { parseDurationMs } from "./durations.ts";
+import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry } from "./registry.ts";
+import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
+
+const REQUIRED = "is required but missing";
+
+/** Turns a JSON pointer (`/featureViews/2/type`) into the path style of our errors (`featureViews[2].type`). */
+export function pointerToPath(pointer: string): string {
+  let out = "";
+  for (const part of pointer.split("/").slice(1)) {
+    const p = part.replace(/~1/g, "/").replace(/~0/g, "~");
+    out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
+  }
+  return out || "(root)";
+}
+
+/** Parses definitions text (YAML, which includes JSON) into a plain value. */
+export function parseDefinitionsText(text: string, source = "definitions"): unknown {
+  try {
+    return parseYaml(text, { maxAliasCount: 100 });
+  } catch (e) {
+    throw new QuiverError("invalid_registry", 400, `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
+  }
+}
+
+/**
+ * Validates and compiles definitions into a Registry. Collects every problem
+ * and throws one QuiverError (code `invalid_registry`) listing them all, so an
+ * operator fixes a file in one pass.
+ */
+export function compileRegistry(input: unknown, now = Date.now()): Registry {
+  const structural = [...Value.Errors(RegistryDefSchema, input)].map((e) => ({
+    path: pointerToPath(e.path),
+    message: e.message === "Expected required property" ? REQUIRED : e.message,
+  }));
+  if (structural.length > 0) throw invalidAll("invalid_registry", dedupe(structural));
+  const def = input as RegistryDef;
+  const issues: Issue[] = [];
+
+  const entities = new Map<string, readonly JoinKey[]>();
+  const joinKeys = new Map<string, JoinKey>();
+  def.entities.forEach((e, i) => {
+    if (entities.has(e.name)) issues.push({ path: `entities[${i}].name`, message: `duplicate entity "${e.name}"` });
+    const seen = new Set<string>();
+    e.joinKeys.forEach((k, j) => {
+      if (seen.has(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: `duplicate join key "${k.name}"` });
+      seen.add(k.name);
+      const other = joinKeys.get(k.name);
+      if (other && other.type !== k.type) {
+        issues.push({ path: `entities[${i}].joinKeys[${j}].type`, message: `join key "${k.name}" is ${other.type} in another entity; a join key has one type everywhere` });
+      }
+      joinKeys.set(k.name, { name: k.name, type: k.type });
+    });
+    entities.set(e.name, e.joinKeys.map((k) => ({ name: k.name, type: k.type })));
+  });
+
+  const views = new Map<string, CompiledView>();
+  const refs = new Map<string, FeatureRef>();
+  def.featureViews.forEach((v, i) => {
+    const path = `featureViews[${i}]`;
+    if (views.has(v.name)) issues.push({ path: `${path}.name`, message: `duplicate feature view "${v.name}"` });
+    const view = compileView(v, path, entities, issues);
+    if (!view) return;
+    views.set(v.name, view);
+    for (const f of view.features) refs.set(f.ref, { view, feature: f });
+  });
+
+  const services = new Map<string, readonly FeatureRef[]>();
+  (def.featureServices ?? []).forEach((s, i) => {
+    if (services.has(s.name)) issues.push({ path: `featureServices[${i}].name`, message: `duplicate feature service "${s.name}"` });
+    const resolved: FeatureRef[] = [];
+    s.features.forEach((r, j) => {
+      const ref = refs.get(r);
+      if (ref) resolved.push(ref);
+      else issues.push({ path: `featureServices[${i}].features[${j}]`, message: unknownRefMessage(r, views) });
+    });
+    services.set(s.name, resolved);
+  });
+
+  if (issues.length > 0) throw invalidAll("invalid_registry", issues);
+  return {
+    project: def.project ?? "default",
+    views,
+    refs,
+    services,
+    joinKeys,
+    definition: def,
+    digest: Bun.hash(JSON.stringify(def)).toString(16),
+    loadedAt: now,
+  };
+}
+
+/** Why a `view:feature` string does not resolve, phrased for the person who wrote it. */
+export function unknownRefMessage(ref: string, views: ReadonlyMap<string, CompiledView>): string {
+  const colon = ref.indexOf(":");
+  if (colon <= 0) return `"${ref}" is not a feature reference; expected "<feature_view>:<feature>"`;
+  const view = views.get(ref.slice(0, colon));
+  if (!view) return `unknown feature view "${ref.slice(0, colon)}"`;
+  return `feature view "${view.name}" has no feature "${ref.slice(colon + 1)}"`;
+}
+
+function compileView(v: FeatureViewDef, path: string, entities: Map<string, readonly JoinKey[]>, issues: Issue[]): CompiledView | undefined {
+  const before = issues.length;
+  const joinKeys: JoinKey[] = [];
+  v.entities.forEach((name, j) => {
+    const keys = entities.get(name);
+    if (!keys) issues.push({ path: `${path}.entities[${j}]`, message: `unknown entity "${name}"` });
+    else for (const k of keys) if (!joinKeys.some((x) => x.name === k.name)) joinKeys.push(k);
+  });
+  const maxAgeMs = v.maxAge === undefined ? 0 : parseDurationMs(v.maxAge);
+  if (maxAgeMs === undefined) issues.push({ path: `${path}.maxAge`, message: `expected seconds or a duration like "90s", "15m", "1h", "7d", got ${JSON.stringify(v.maxAge)}` });
+
+  const features: CompiledFeature[] = [];
+  const featureIndex = new Map<string, CompiledFeature>();
+  v.features.forEach((f, j) => {
+    const fpath = `${path}.features[${j}]`;
+    if (featureIndex.has(f.name)) issues.push({ path: `${fpath}.name`, message: `duplicate feature "${f.name}" in view "${v.name}"` });
+    const type = parseValueType(f.type);
+    if (!type) {
+      issues.push({ path: `${fpath}.type`, message: `expected one of ${TYPE_NAMES.join(", ")}, got "${f.type}"` });
+      return;
+    }
+    const check = checkerFor(type);
+    const defaultValue = resolveDefault(v, f.name, f.default, type, `${fpath}.default`, check, issues);
+    const feature: CompiledFeature = {
+      name: f.name,
+      index: j,
+      type,
+      typeName: typeName(type),
+      defaultValue,
+      check,
+      ref: `${v.name}:${f.name}`,
+      fullName: `${v.name}__${f.name}`,
+    };
+    features.push(feature);
+    featureIndex.set(f.name, feature);
+  });
+  for (const stat of Object.keys(v.statistics ?? {})) {
+    if (!v.features.some((f) => f.name === stat)) issues.push({ path: `${path}.statistics.${stat}`, message: `no feature "${stat}" in view "${v.name}"` });
+  }
+  if (issues.length > before) return undefined;
+  const version = v.version ?? 1;
+  return {
+    name: v.name,
+    version,
+    keyPrefix: viewKeyPrefix(v.name, version),
+    joinKeys,
+    joinKeySignature: joinKeys.map((k) => k.name).join(","),
+    features,
+    featureIndex,
+    defaults: features.map((f) => f.defaultValue),
+    maxAgeMs: maxAgeMs ?? 0,
+  };
+}
+
+/** Explicit default, `median`, or derived: numbers 0, strings the most common value, bool false, arrays empty. */
+function resolveDefault(
+  v: FeatureViewDef,
+  feature: string,
+  declared: unknown,
+  type: ValueType,
+  path: string,
+  check: (x: unknown) => string | undefined,
+  issues: Issue[],
+): FeatureValue {
+  const stats = v.statistics?.[feature];
+  if (declared === "median" && type.kind !== "string") {
+    if (!isNumeric(type)) {
+      issues.push({ path, message: `"median" needs a numeric feature, this one is ${typeName(type)}` });
+      return zeroValue(type);
+    }
+    if (stats?.median === undefined) {
+      issues.push({ path, message: `"median" needs statistics.${feature}.median in view "${v.name}"` });
+      return zeroValue(type);
+    }
+    return type.kind === "int64" ? Math.round(stats.median) : stats.median;
+  }
+  if (declared !== undefined) {
+    if (declared === null) return null;
+    const problem = check(declared);
+    if (problem) issues.push({ path, message: problem });
+    return freeze(declared as FeatureValue);
+  }
+  if (stats?.mostCommon !== undefined) {
+    const problem = check(stats.mostCommon);
+    if (problem) issues.push({ path: `featureViews.${v.name}.statistics.${feature}.mostCommon`, message: problem });
+    return freeze(stats.mostCommon as FeatureValue);
+  }
+  return zeroValue(type);
+}
+
+function freeze(v: FeatureValue): FeatureValue {
+  return Array.isArray(v) ? Object.freeze([...v]) : v;
+}
+
+/** Drops repeats, and TypeBox's follow-on complaints about a property that is simply missing. */
+function dedupe(issues: Issue[]): Issue[] {
+  const seen = new Set<string>();
+  const missing = new Set(issues.filter((i) => i.message === REQUIRED).map((i) => i.path));
+  return issues.filter((i) => {
+    if (missing.has(i.path) && i.message !== REQUIRED) return false;
+    const k = `${i.path}\0${i.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

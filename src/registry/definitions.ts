@@ -1,0 +1,68 @@
+import { type Static, Type as T } from "@sinclair/typebox";
+
+/**
+ * The shape of a definitions file (YAML or JSON). Structure is checked with this
+ * schema; meaning (references, types of defaults) by compile-registry.ts.
+ */
+const Name = T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$" });
+
+const JoinKeyDef = T.Object(
+  { name: Name, type: T.Union([T.Literal("int64"), T.Literal("string")]), description: T.Optional(T.String()) },
+  { additionalProperties: false },
+);
+
+const EntityDef = T.Object(
+  { name: Name, description: T.Optional(T.String()), joinKeys: T.Array(JoinKeyDef, { minItems: 1, maxItems: 8 }) },
+  { additionalProperties: false },
+);
+
+const FeatureDef = T.Object(
+  {
+    name: Name,
+    type: T.String(),
+    default: T.Optional(T.Unknown()),
+    description: T.Optional(T.String()),
+    tags: T.Optional(T.Record(T.String(), T.String())),
+  },
+  { additionalProperties: false },
+);
+
+const StatisticsDef = T.Record(
+  T.String(),
+  T.Object({ median: T.Optional(T.Number()), mostCommon: T.Optional(T.Unknown()) }, { additionalProperties: false }),
+);
+
+const FeatureViewDef = T.Object(
+  {
+    name: Name,
+    entities: T.Array(Name, { minItems: 1 }),
+    features: T.Array(FeatureDef, { minItems: 1, maxItems: 4096 }),
+    maxAge: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    version: T.Optional(T.Integer({ minimum: 1 })),
+    description: T.Optional(T.String()),
+    tags: T.Optional(T.Record(T.String(), T.String())),
+    owner: T.Optional(T.String()),
+    statistics: T.Optional(StatisticsDef),
+  },
+  { additionalProperties: false },
+);
+
+const FeatureServiceDef = T.Object(
+  { name: Name, description: T.Optional(T.String()), features: T.Array(T.String(), { minItems: 1 }) },
+  { additionalProperties: false },
+);
+
+export const RegistryDefSchema = T.Object(
+  {
+    project: T.Optional(T.String()),
+    entities: T.Array(EntityDef),
+    featureViews: T.Array(FeatureViewDef),
+    featureServices: T.Optional(T.Array(FeatureServiceDef)),
+  },
+  { additionalProperties: false },
+);
+
+export type RegistryDef = Static<typeof RegistryDefSchema>;
+export type EntityDef = Static<typeof EntityDef>;
+export type FeatureViewDef = Static<typeof FeatureViewDef>;
+export type FeatureDef = Static<typeof FeatureDef>;

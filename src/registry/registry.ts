@@ -1,0 +1,79 @@
+import type { FeatureValue } from "../kv/kv-node.ts";
+import type { JoinKeyType } from "../kv/keys.ts";
+import type { RegistryDef } from "./definitions.ts";
+import type { ValueCheck, ValueType } from "./value-types.ts";
+
+/**
+ * The registry as the serving path uses it: every per-view thing a request
+ * needs (feature indexes, defaults, checkers, key prefixes) computed once at
+ * load, so a lookup does map gets and array indexing, not string parsing.
+ */
+
+export interface JoinKey {
+  readonly name: string;
+  readonly type: JoinKeyType;
+}
+
+export interface CompiledFeature {
+  readonly name: string;
+  readonly index: number;
+  readonly type: ValueType;
+  readonly typeName: string;
+  readonly defaultValue: FeatureValue;
+  readonly check: ValueCheck;
+  /** `view:feature` */
+  readonly ref: string;
+  /** `view__feature`, Feast's full feature name. */
+  readonly fullName: string;
+}
+
+export interface CompiledView {
+  readonly name: string;
+  readonly version: number;
+  /** Storage key prefix `<view>@<version>/`. */
+  readonly keyPrefix: string;
+  /** Join keys of all the view's entities, in declaration order, deduplicated. */
+  readonly joinKeys: readonly JoinKey[];
+  /** Stable identity of the join-key set; views sharing it share entity keys. */
+  readonly joinKeySignature: string;
+  readonly features: readonly CompiledFeature[];
+  readonly featureIndex: ReadonlyMap<string, CompiledFeature>;
+  readonly defaults: readonly FeatureValue[];
+  /** 0 = values never go stale. */
+  readonly maxAgeMs: number;
+}
+
+/** A resolved `view:feature` reference. */
+export interface FeatureRef {
+  readonly view: CompiledView;
+  readonly feature: CompiledFeature;
+}
+
+export interface Registry {
+  readonly project: string;
+  readonly views: ReadonlyMap<string, CompiledView>;
+  /** Every valid `view:feature` string → its resolved reference. */
+  readonly refs: ReadonlyMap<string, FeatureRef>;
+  readonly services: ReadonlyMap<string, readonly FeatureRef[]>;
+  /** Every join key any entity declares, by name (push and lookup check types with it). */
+  readonly joinKeys: ReadonlyMap<string, JoinKey>;
+  /** The definitions as loaded, for GET /v1/registry. */
+  readonly definition: RegistryDef;
+  /** Content hash of the definitions, so ops can tell which registry is live. */
+  readonly digest: string;
+  readonly loadedAt: number;
+}
+
+/**
+ * Holds the live registry; reload swaps the reference atomically so each
+ * request sees one whole registry from start to end.
+ */
+export class RegistryHolder {
+  constructor(private registry: Registry) {}
+  get current(): Registry {
+    return this.registry;
+  }
+  swap(next: Registry): void {
+    this.registry = next;
+  }
+}

@@ -1,0 +1,109 @@
+import type { FeatureValue } from "../kv/kv-node.ts";
+
+/** A feature's declared type, parsed once at registry load. */
+export type ValueType =
+  | { readonly kind: "int64" | "float64" | "string" | "bool" }
+  | { readonly kind: "int64[]" | "float64[]" | "string[]" }
+  | { readonly kind: "embedding"; readonly dim: number };
+
+export const TYPE_NAMES = ["int64", "float64", "string", "bool", "int64[]", "float64[]", "string[]", "embedding(<dim>)"] as const;
+
+const EMBEDDING = /^embedding\((\d{1,5})\)$/;
+
+/** Parses a type name; undefined when it is not one of TYPE_NAMES. */
+export function parseValueType(name: string): ValueType | undefined {
+  switch (name) {
+    case "int64":
+    case "float64":
+    case "string":
+    case "bool":
+      return { kind: name };
+    case "int64[]":
+    case "float64[]":
+    case "string[]":
+      return { kind: name };
+  }
+  const m = EMBEDDING.exec(name);
+  if (m) {
+    const dim = Number(m[1]);
+    if (dim >= 1 && dim <= 65536) return { kind: "embedding", dim };
+  }
+  return undefined;
+}
+
+export function typeName(t: ValueType): string {
+  return t.kind === "embedding" ? `embedding(${t.dim})` : t.kind;
+}
+
+/**
+ * Checks a value against a type; returns undefined when it fits, else what is
+ * wrong. `null` always fits (stored as NULL_VALUE). Built once per feature so
+ * the push path calls a prepared function instead of switching on the type.
+ */
+export type ValueCheck = (v: unknown) => string | undefined;
+
+const isInt64 = (v: unknown): boolean => typeof v === "number" && Number.isSafeInteger(v);
+const isFloat = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v);
+
+function arrayCheck(what: string, ok: (x: unknown) => boolean): ValueCheck {
+  return (v) => {
+    if (v === null) return undefined;
+    if (!Array.isArray(v)) return `expected ${what}, got ${describe(v)}`;
+    for (let i = 0; i < v.length; i++) if (!ok(v[i])) return `expected ${what}, element ${i} is ${describe(v[i])}`;
+    return undefined;
+  };
+}
+
+export function checkerFor(t: ValueType): ValueCheck {
+  switch (t.kind) {
+    case "int64":
+      return (v) => (v === null || isInt64(v) ? undefined : `expected int64 (a safe integer), got ${describe(v)}`);
+    case "float64":
+      return (v) => (v === null || isFloat(v) ? undefined : `expected float64 (a finite number), got ${describe(v)}`);
+    case "string":
+      return (v) => (v === null || typeof v === "string" ? undefined : `expected string, got ${describe(v)}`);
+    case "bool":
+      return (v) => (v === null || typeof v === "boolean" ? undefined : `expected bool, got ${describe(v)}`);
+    case "int64[]":
+      return arrayCheck("int64[]", isInt64);
+    case "float64[]":
+      return arrayCheck("float64[]", isFloat);
+    case "string[]":
+      return arrayCheck("string[]", (x) => typeof x === "string");
+    case "embedding": {
+      const inner = arrayCheck(`embedding(${t.dim})`, isFloat);
+      return (v) => inner(v) ?? (v !== null && (v as unknown[]).length !== t.dim ? `expected embedding(${t.dim}), got ${(v as unknown[]).length} dimensions` : undefined);
+    }
+  }
+}
+
+/** The derived default for a type when the definition names none. */
+export function zeroValue(t: ValueType): FeatureValue {
+  switch (t.kind) {
+    case "int64":
+    case "float64":
+      return 0;
+    case "string":
+      return "";
+    case "bool":
+      return false;
+    case "embedding":
+      return Object.freeze(new Array<number>(t.dim).fill(0));
+    default:
+      return Object.freeze([]) as readonly never[];
+  }
+}
+
+export function isNumeric(t: ValueType): boolean {
+  return t.kind === "int64" || t.kind === "float64";
+}
+
+/** A short description of a client value for error messages (never the whole value). */
+export function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === "string") return v.length > 40 ? `string "${v.slice(0, 40)}…"` : `string "${v}"`;
+  if (typeof v === "number") return Number.isInteger(v) ? `integer ${v}` : `number ${v}`;
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${String(v)}`;
+}
