@@ -1,17 +1,14 @@
-/**
- * Errors the storage layer raises. Each carries a stable `code` and a
- * `retryable` flag so the one edge handler can map it (503 + Retry-After for
- * retryable ones) without knowing which node raised it.
- */
-export class StorageError extends Error {
-  readonly code: string;
-  readonly retryable: boolean;
+import { QuiverError } from "../errors/quiver-error.ts";
 
+/**
+ * Errors the storage layer raises. They are QuiverErrors (status 503, a
+ * stable `code`, `retryable`) so the one edge handler maps them to 503 +
+ * Retry-After without knowing which node raised them.
+ */
+export class StorageError extends QuiverError {
   constructor(code: string, message: string, retryable: boolean, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
+    super(code, 503, message, { retryable, cause });
     this.name = new.target.name;
-    this.code = code;
-    this.retryable = retryable;
   }
 }
 

@@ -1,0 +1,207 @@
+import { Redis } from "ioredis";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
+import { globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
+import { decodeRow, encodeRow } from "./row-codec.ts";
+import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
+
+/** How to reach one redis-server and how long to wait for it. */
+export interface RedisNodeOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Defaults to `host:port`. */
+  readonly id?: string;
+  /** Per-command deadline in ms (default 1000). Replica sets pass a short one so a stalled node is detected quickly. */
+  readonly commandTimeoutMs?: number;
+  /** Initial connect deadline for `RedisKvNode.connect` (default 2000 ms). */
+  readonly connectTimeoutMs?: number;
+  /** Upper bound of the reconnect back-off in ms (default 1000). */
+  readonly reconnectMaxDelayMs?: number;
+}
+
+/** What `ROLE` says about a server: its role and replication offsets. */
+export type RedisRole =
+  | { readonly role: "master"; readonly offset: number; readonly replicas: ReadonlyArray<{ address: string; offset: number }> }
+  | { readonly role: "replica"; readonly master: string; readonly linkState: string; readonly offset: number }
+  | { readonly role: "other"; readonly name: string };
+
+/** Outcome of a put that waited for replicas (`WAIT`). */
+export interface AckedPutOutcome extends PutOutcome {
+  readonly acked: number;
+}
+
+const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Script arguments: all keys, then all encoded rows in the same order. */
+function lwwArgs(entries: readonly KvEntry[]): Array<string | Buffer> {
+  const args: Array<string | Buffer> = new Array(entries.length * 2);
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!;
+    args[i] = entry.key;
+    args[entries.length + i] = toBuffer(encodeRow(entry.row));
+  }
+  return args;
+}
+
+const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT");
+
+/**
+ * One redis-server as a KvNode. Rows are stored as row-codec bytes under their
+ * canonical keys; reads are one MGET, writes one EVALSHA of the LWW script.
+ * Commands fail fast while disconnected (no offline queue) so composites can
+ * move on to another member instead of waiting behind a dead socket.
+ */
+export class RedisKvNode implements KvNode {
+  readonly id: string;
+  readonly address: string;
+  private readonly client: Redis;
+  private readonly timeoutMs: number;
+  private lastError: string | undefined;
+
+  constructor(options: RedisNodeOptions) {
+    this.address = `${options.host}:${options.port}`;
+    this.id = options.id ?? this.address;
+    this.timeoutMs = options.commandTimeoutMs ?? 1000;
+    const maxDelay = options.reconnectMaxDelayMs ?? 1000;
+    this.client = new Redis({
+      host: options.host,
+      port: options.port,
+      connectionName: "quiver",
+      connectTimeout: options.connectTimeoutMs ?? 2000,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
+    });
+    this.client.on("error", (error: Error) => {
+      this.lastError = error.message;
+    });
+    this.client.on("ready", () => {
+      this.lastError = undefined;
+      // Warm the script cache (a promoted replica starts without it); EVAL fallback covers races.
+      this.client.script("LOAD", LWW_PUT_LUA).catch(() => {});
+    });
+  }
+
+  /** Creates a node and waits until its connection is ready; throws naming the address if it is not. */
+  static async connect(options: RedisNodeOptions): Promise<RedisKvNode> {
+    const node = new RedisKvNode(options);
+    if (!(await node.whenReady(options.connectTimeoutMs ?? 2000))) {
+      await node.close();
+      throw new StorageTimeoutError(`redis ${node.address} (connect)`, options.connectTimeoutMs ?? 2000);
+    }
+    return node;
+  }
+
+  /** True once connected; false if not ready within `ms`. */
+  whenReady(ms: number): Promise<boolean> {
+    if (this.client.status === "ready") return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const onReady = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.client.off("ready", onReady);
+        resolve(false);
+      }, ms);
+      this.client.once("ready", onReady);
+    });
+  }
+
+  get connected(): boolean {
+    return this.client.status === "ready";
+  }
+
+  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+    if (keys.length === 0) return [];
+    const raw = await withDeadline(this.client.mgetBuffer(keys as string[]), this.timeoutMs, `redis ${this.address} MGET`, signal);
+    return raw.map((bytes) => (bytes === null ? undefined : decodeRow(bytes)));
+  }
+
+  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0 });
+    return withDeadline(this.runLww(entries), this.timeoutMs, `redis ${this.address} LWW put`, signal);
+  }
+
+  /**
+   * Puts, then `WAIT acks ackTimeoutMs` on the same connection (one round trip:
+   * both commands are pipelined). Rejects with WriteNotAcknowledgedError when
+   * fewer replicas confirm; the write itself may have happened (LWW makes a retry safe).
+   */
+  async putManyAcked(entries: readonly KvEntry[], acks: number, ackTimeoutMs: number, signal?: AbortSignal): Promise<AckedPutOutcome> {
+    if (entries.length === 0) return { written: 0, ignored: 0, acked: acks };
+    const args = lwwArgs(entries);
+    const putThenWait = async (script: "sha" | "source"): Promise<AckedPutOutcome> => {
+      const put = script === "sha" ? this.client.evalsha(LWW_PUT_SHA, entries.length, ...args) : this.client.eval(LWW_PUT_LUA, entries.length, ...args);
+      const wait = this.client.wait(acks, ackTimeoutMs);
+      wait.catch(() => {});
+      const [written, ignored] = (await put) as [number, number];
+      return { written, ignored, acked: await wait };
+    };
+    const work = putThenWait("sha").catch((error: unknown) => {
+      if (isNoScript(error)) return putThenWait("source");
+      throw error;
+    });
+    const outcome = await withDeadline(work, this.timeoutMs + ackTimeoutMs, `redis ${this.address} LWW put + WAIT`, signal);
+    if (outcome.acked < acks) throw new WriteNotAcknowledgedError(this.address, outcome.acked, acks);
+    return outcome;
+  }
+
+  async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    if (keys.length === 0) return 0;
+    return withDeadline(this.client.del(keys as string[]), this.timeoutMs, `redis ${this.address} DEL`, signal);
+  }
+
+  async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
+    const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
+    const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
+    return { cursor: next, keys };
+  }
+
+  /** The server's replication role and offsets (`ROLE`), for health and lag. */
+  async role(signal?: AbortSignal): Promise<RedisRole> {
+    const reply = (await withDeadline(this.client.role(), this.timeoutMs, `redis ${this.address} ROLE`, signal)) as unknown[];
+    const name = String(reply[0]);
+    if (name === "master") {
+      const replicas = ((reply[2] ?? []) as unknown[][]).map((r) => ({ address: `${r[0]}:${r[1]}`, offset: Number(r[2]) }));
+      return { role: "master", offset: Number(reply[1]), replicas };
+    }
+    if (name === "slave") {
+      return { role: "replica", master: `${reply[1]}:${reply[2]}`, linkState: String(reply[3]), offset: Number(reply[4]) };
+    }
+    return { role: "other", name };
+  }
+
+  async health(): Promise<NodeHealth> {
+    try {
+      const role = await this.role();
+      return { id: this.id, ok: true, detail: { address: this.address, role: role.role } };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return { id: this.id, ok: false, detail: { address: this.address, error: this.lastError ?? message } };
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (this.client.status === "ready") await withDeadline(this.client.quit(), 500, `redis ${this.address} QUIT`);
+    } catch {
+      // Closing anyway below.
+    }
+    this.client.disconnect();
+  }
+
+  /** EVALSHA of the LWW script for the whole batch; EVAL when the server lacks it (fresh or promoted node). */
+  private async runLww(entries: readonly KvEntry[]): Promise<PutOutcome> {
+    const args = lwwArgs(entries);
+    let reply: unknown;
+    try {
+      reply = await this.client.evalsha(LWW_PUT_SHA, entries.length, ...args);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      reply = await this.client.eval(LWW_PUT_LUA, entries.length, ...args);
+    }
+    const [written, ignored] = reply as [number, number];
+    return { written, ignored };
+  }
+}

@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { RedisKvNode } from "../src/kv/redis-node.ts";
+import { runKvContract } from "./kv-contract.ts";
+import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+
+runKvContract("RedisKvNode", async () => {
+  const server = await startRedis();
+  const node = await RedisKvNode.connect({ host: server.host, port: server.port });
+  return {
+    node,
+    async dispose() {
+      await node.close();
+      await server.stop();
+    },
+  };
+});
+
+describe("RedisKvNode", () => {
+  let server: RedisProcess;
+  let node: RedisKvNode;
+  beforeAll(async () => {
+    server = await startRedis();
+    node = await RedisKvNode.connect({ host: server.host, port: server.port, commandTimeoutMs: 300 });
+  });
+  afterAll(async () => {
+    await node.close();
+    await server.stop();
+  });
+
+  test("scan treats glob characters in the prefix literally", async () => {
+    await node.putMany([
+      { key: "g*b@1/k=i1", row: { ts: 1, values: [1] } },
+      { key: "gab@1/k=i1", row: { ts: 1, values: [2] } },
+      { key: "g[a]b@1/k=i1", row: { ts: 1, values: [3] } },
+    ]);
+    const page = await node.scan("0", 1000, "g*b@1/");
+    expect(page.keys).toEqual(["g*b@1/k=i1"]);
+    expect((await node.scan("0", 1000, "g[a]b@")).keys).toEqual(["g[a]b@1/k=i1"]);
+  });
+
+  test("writes still apply when the server lost its script cache", async () => {
+    await Bun.$`redis-cli -p ${server.port} SCRIPT FLUSH`.quiet();
+    expect(await node.putMany([{ key: "flush@1/k=i1", row: { ts: 2, values: ["x"] } }])).toEqual({ written: 1, ignored: 0 });
+    expect(await node.putManyAcked([{ key: "flush@1/k=i1", row: { ts: 3, values: ["y"] } }], 0, 100)).toEqual({ written: 1, ignored: 0, acked: 0 });
+  });
+
+  test("a write that no replica confirms fails as retryable, never silently", async () => {
+    const attempt = node.putManyAcked([{ key: "ack@1/k=i1", row: { ts: 1, values: [1] } }], 1, 100);
+    await expect(attempt).rejects.toMatchObject({ code: "write_not_acknowledged", retryable: true });
+  });
+
+  test("a paused server turns into a timeout, not a hang", async () => {
+    server.pause();
+    try {
+      const started = performance.now();
+      await expect(node.getMany(["x@1/k=i1"])).rejects.toMatchObject({ code: "storage_timeout" });
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect((await node.health()).ok).toBe(false);
+    } finally {
+      server.resume();
+    }
+    await Bun.sleep(50);
+    expect(await node.getMany(["flush@1/k=i1"])).toEqual([{ ts: 3, values: ["y"] }]);
+  });
+
+  test("role reports a standalone server as a master", async () => {
+    expect(await node.role()).toMatchObject({ role: "master", replicas: [] });
+  });
+});
