@@ -1,0 +1,78 @@
+import { Decoder } from "@msgpack/msgpack";
+import { QuiverError } from "../../errors/index.ts";
+
+export const MSGPACK = "application/msgpack";
+
+export interface ParsedBody {
+  readonly value: unknown;
+  /** The request arrived as MessagePack. */
+  readonly msgpack: boolean;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const msgpackDecoder = new Decoder({ maxStrLength: 16 << 20, maxArrayLength: 1 << 20, maxMapLength: 1 << 16 });
+
+function isMsgpack(type: string): boolean {
+  return type.startsWith(MSGPACK) || type.startsWith("application/x-msgpack");
+}
+
+/** Does the client want MessagePack back? */
+export function wantsMsgpack(accept: string | null): boolean {
+  return accept !== null && (accept.includes(MSGPACK) || accept.includes("application/x-msgpack"));
+}
+
+/**
+ * Reads and parses a request body: JSON (also when no content type is given)
+ * or MessagePack when `allowMsgpack`. Enforces the size limit before reading
+ * when Content-Length is known and again after. Every failure is a 4xx
+ * QuiverError, never a crash.
+ */
+export async function readBody(req: Request, limit: number, allowMsgpack: boolean): Promise<ParsedBody> {
+  const type = (req.headers.get("content-type") ?? "").toLowerCase();
+  const msgpack = isMsgpack(type);
+  if (type !== "" && !type.startsWith("application/json") && !(msgpack && allowMsgpack)) {
+    const accepted = allowMsgpack ? "application/json or application/msgpack" : "application/json";
+    throw new QuiverError("unsupported_media_type", 415, `Content-Type "${type}" is not supported; send ${accepted}`, { path: "(headers).content-type" });
+  }
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > limit) throw tooLarge(declared, limit);
+  let buf: ArrayBuffer;
+  try {
+    buf = await req.arrayBuffer();
+  } catch (e) {
+    throw new QuiverError("invalid_body", 400, `could not read the request body: ${(e as Error).message}`, { path: "(body)" });
+  }
+  if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
+  if (buf.byteLength === 0) throw new QuiverError("invalid_body", 400, "the request body is empty", { path: "(body)" });
+  if (msgpack) {
+    try {
+      return { value: msgpackDecoder.decode(new Uint8Array(buf)), msgpack: true };
+    } catch (e) {
+      throw new QuiverError("invalid_msgpack", 400, `body is not valid MessagePack: ${(e as Error).message}`, { path: "(body)" });
+    }
+  }
+  try {
+    return { value: JSON.parse(utf8.decode(buf)), msgpack: false };
+  } catch (e) {
+    throw new QuiverError("invalid_json", 400, `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
+  }
+}
+
+function tooLarge(size: number, limit: number): QuiverError {
+  return new QuiverError("payload_too_large", 413, `body is ${size} bytes; the limit is ${limit}`, { path: "(body)" });
+}
+
+/** The body must be a JSON object; returns it typed as a record. */
+export function asObject(value: unknown): Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new QuiverError("invalid_request", 400, "body must be a JSON object", { path: "(body)" });
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Rejects unknown top-level fields: a typo like `fillDefault` should fail loudly, not be ignored. */
+export function rejectUnknownFields(body: Record<string, unknown>, allowed: ReadonlySet<string>): void {
+  for (const k of Object.keys(body)) {
+    if (!allowed.has(k)) throw new QuiverError("invalid_request", 400, `${k}: unknown field; expected one of ${[...allowed].join(", ")}`, { path: k });
+  }
+}

@@ -1,0 +1,26 @@
+import type { KvNode } from "../../kv/kv-node.ts";
+import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { Registry, RegistryHolder } from "../../registry/index.ts";
+import type { LookupService, PushService } from "../../serving/index.ts";
+
+/** Everything the HTTP edge needs, built by src/app.ts. */
+export interface HttpDeps {
+  readonly registry: RegistryHolder;
+  readonly lookup: LookupService;
+  readonly push: PushService;
+  /** The storage tier, for readiness. */
+  readonly store: KvNode;
+  readonly metrics: MetricsRegistry;
+  readonly limits: HttpLimits;
+  /** Re-reads the definitions file; throws QuiverError listing every problem. */
+  readonly reloadRegistry: () => Promise<Registry>;
+  /** When set, /admin routes require `Authorization: Bearer <token>`. */
+  readonly adminToken?: string;
+  /** Extra readiness detail (shard role maps, etc.), merged into /readyz. */
+  readonly readinessDetail?: () => Promise<Record<string, unknown>>;
+}
+
+export interface HttpLimits {
+  readonly maxBodyBytes: number;
+  readonly maxRows: number;
+}

@@ -1,0 +1,73 @@
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import { formatRfc3339, type LookupResult, STATUS_NAMES } from "../../serving/index.ts";
+import type { EntityInput } from "../../serving/index.ts";
+
+/** Output names for a result's features. */
+export function featureNames(result: LookupResult, full: boolean): string[] {
+  return result.refs.map((r) => (full ? r.feature.fullName : r.feature.name));
+}
+
+/** Quiver's row-oriented answer: one entry per entity row, arrays aligned with featureNames. */
+export function nativeBody(result: LookupResult, full: boolean): unknown {
+  const nf = result.refs.length;
+  const rows = new Array<unknown>(result.rowCount);
+  for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) {
+    const values = new Array<FeatureValue>(nf);
+    const statuses = new Array<string>(nf);
+    const timestamps = new Array<number>(nf);
+    for (let c = 0; c < nf; c++) {
+      values[c] = result.values[base + c]!;
+      statuses[c] = STATUS_NAMES[result.statuses[base + c]!]!;
+      timestamps[c] = result.timestamps[base + c]!;
+    }
+    rows[r] = { values, statuses, eventTimestamps: timestamps };
+  }
+  return { featureNames: featureNames(result, full), rows };
+}
+
+const EPOCH = "1970-01-01T00:00:00Z";
+
+/**
+ * Feast's FieldStatus has no UNAVAILABLE; Feast clients that map names to the
+ * enum would choke on it, so Feast routes say NOT_FOUND and flag the response
+ * with an `x-quiver-unavailable` header instead.
+ */
+const FEAST_STATUS_NAMES = STATUS_NAMES.map((n) => (n === "UNAVAILABLE" ? "NOT_FOUND" : n));
+
+/** How many values storage could not answer, for the Feast routes' header. */
+export function unavailableCount(result: LookupResult): number {
+  let n = 0;
+  for (const s of result.statuses) if (s === 5) n++;
+  return n;
+}
+
+/**
+ * Feast's column-oriented answer: join keys first (request order, echoed as
+ * PRESENT), then one entry per feature with a value per entity row.
+ */
+export function feastBody(result: LookupResult, entities: EntityInput, full: boolean): unknown {
+  const rows = result.rowCount;
+  const nf = result.refs.length;
+  const names: string[] = [];
+  const results: unknown[] = [];
+  for (const key of entities.keyNames) {
+    const values = new Array<unknown>(rows);
+    for (let r = 0; r < rows; r++) values[r] = entities.value(r, key) ?? null;
+    names.push(key);
+    results.push({ values, statuses: new Array<string>(rows).fill("PRESENT"), event_timestamps: new Array<string>(rows).fill(EPOCH) });
+  }
+  const fnames = featureNames(result, full);
+  for (let c = 0; c < nf; c++) {
+    const values = new Array<FeatureValue>(rows);
+    const statuses = new Array<string>(rows);
+    const timestamps = new Array<string>(rows);
+    for (let r = 0, at = c; r < rows; r++, at += nf) {
+      values[r] = result.values[at]!;
+      statuses[r] = FEAST_STATUS_NAMES[result.statuses[at]!]!;
+      timestamps[r] = formatRfc3339(result.timestamps[at]!);
+    }
+    names.push(fnames[c]!);
+    results.push({ values, statuses, event_timestamps: timestamps });
+  }
+  return { metadata: { feature_names: names }, results };
+}

@@ -1,0 +1,2 @@
+export { createHttpApp } from "./app.ts";
+export type { HttpDeps, HttpLimits } from "./deps.ts";

@@ -1,0 +1,48 @@
+import type { Hono } from "hono";
+import { QuiverError } from "../../errors/index.ts";
+import type { HttpDeps } from "./deps.ts";
+import { errorResponse, json } from "./responses.ts";
+import { instrument, type RouteMetrics } from "./route.ts";
+
+const TEXT_METRICS = { "content-type": "text/plain; version=0.0.4; charset=utf-8" } as const;
+
+/** Liveness, readiness, metrics and the admin reload. */
+export function mountOpsRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetrics): void {
+  app.get("/healthz", () => json({ status: "ok" }));
+
+  app.get(
+    "/readyz",
+    instrument(
+      metrics,
+      "/readyz",
+      async () => {
+        const registry = deps.registry.current;
+        const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
+        const ready = store.ok;
+        return json(
+          { ready, registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size }, store, ...extra },
+          ready ? 200 : 503,
+        );
+      },
+      errorResponse,
+    ),
+  );
+
+  app.get("/metrics", () => new Response(deps.metrics.render(), { headers: TEXT_METRICS }));
+
+  app.post(
+    "/admin/registry/reload",
+    instrument(
+      metrics,
+      "/admin/registry/reload",
+      async (c) => {
+        if (deps.adminToken !== undefined && c.req.header("authorization") !== `Bearer ${deps.adminToken}`) {
+          throw new QuiverError("unauthorized", 401, "admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", { path: "(headers).authorization" });
+        }
+        const next = await deps.reloadRegistry();
+        return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
+      },
+      errorResponse,
+    ),
+  );
+}

@@ -1,0 +1,99 @@
+import type { Hono } from "hono";
+import { createHttpApp } from "./api/http/index.ts";
+import type { QuiverConfig } from "./config/config.ts";
+import { DurableKvNode } from "./kv/durable-node.ts";
+import type { KvNode } from "./kv/kv-node.ts";
+import { MemoryKvNode } from "./kv/memory-node.ts";
+import { MeteredKvNode, MetricsRegistry } from "./ops/index.ts";
+import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
+import { loadDemoData, LookupService, PushService } from "./serving/index.ts";
+import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
+
+/** A built Quiver: the HTTP app and what it runs on, ready to serve. */
+export interface Quiver {
+  readonly http: Hono;
+  readonly registry: RegistryHolder;
+  /** The storage tier (ring over embedded nodes or Redis shards). */
+  readonly store: ShardedStore;
+  readonly metrics: MetricsRegistry;
+  /** A one-line description for the start-up log. */
+  readonly summary: string;
+  close(): Promise<void>;
+}
+
+export interface BuildOptions {
+  /** Injected clock (tests use a fake one for max-age and timestamps). */
+  readonly clock?: () => number;
+}
+
+/**
+ * The one wiring place: builds every part from configuration and hands each
+ * its dependencies. Throws (QuiverError for the registry, Error naming the
+ * setting otherwise) when the configuration cannot work.
+ */
+export async function buildQuiver(config: QuiverConfig, options: BuildOptions = {}): Promise<Quiver> {
+  const clock = options.clock ?? Date.now;
+  const registry = new RegistryHolder(await loadRegistryFile(config.registryPath, clock()));
+  const metrics = new MetricsRegistry();
+
+  const { members, describe } = await storageMembers(config);
+  const store = new ShardedStore(members, { vnodesPerNode: config.vnodes });
+  const metered: KvNode = new MeteredKvNode(store, metrics);
+
+  let demoRows = 0;
+  if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
+    demoRows = await loadDemoData(store, registry.current, config.demoEntities, clock());
+  }
+
+  const lookup = new LookupService(metered, clock);
+  const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
+  registerGauges(metrics, registry, store);
+
+  const http = createHttpApp({
+    registry,
+    lookup,
+    push,
+    store,
+    metrics,
+    limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows },
+    reloadRegistry: async (): Promise<Registry> => {
+      const next = await loadRegistryFile(config.registryPath, clock());
+      registry.swap(next);
+      return next;
+    },
+    ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+  });
+
+  return {
+    http,
+    registry,
+    store,
+    metrics,
+    summary: `${describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}`,
+    close: () => store.close(),
+  };
+}
+
+async function storageMembers(config: QuiverConfig): Promise<{ members: ShardMember[]; describe: string }> {
+  if (config.topologyPath) {
+    throw new Error(`--topology: Redis shards are not wired into this build yet (got "${config.topologyPath}")`);
+  }
+  const members: ShardMember[] = [];
+  for (let i = 0; i < config.embeddedNodes; i++) {
+    const id = `embedded-${i}`;
+    const node = config.dataDir ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new MemoryKvNode(id);
+    members.push({ id, weight: 1, node });
+  }
+  const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";
+  return { members, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
+}
+
+function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, store: ShardedStore): void {
+  metrics.gauge("quiver_registry_loaded_timestamp_seconds", "When the live registry was loaded.", () => [
+    { labels: { digest: registry.current.digest }, value: registry.current.loadedAt / 1000 },
+  ]);
+  metrics.gauge("quiver_ring_share", "Fraction of the hash space each storage node owns.", () =>
+    [...store.ring.shares()].map(([node, share]) => ({ labels: { node }, value: share })),
+  );
+  metrics.gauge("quiver_process_resident_memory_bytes", "Resident set size of the server.", () => [{ value: process.memoryUsage.rss() }]);
+}

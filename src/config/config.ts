@@ -1,0 +1,98 @@
+import { parseDurationMs } from "../registry/durations.ts";
+
+/** Everything `src/main.ts` can be told, from flags or environment. */
+export interface QuiverConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly registryPath: string;
+  readonly dataDir: string;
+  readonly durability: "normal" | "full";
+  readonly embeddedNodes: number;
+  readonly vnodes: number;
+  readonly topologyPath: string;
+  readonly readFrom: "primary" | "replica" | "nearest";
+  readonly writeAcks: number;
+  readonly demoEntities: number;
+  readonly maxBodyBytes: number;
+  readonly maxRows: number;
+  readonly maxFutureSkewMs: number;
+  readonly adminToken: string;
+}
+
+interface Setting {
+  readonly key: keyof QuiverConfig;
+  readonly flag: string;
+  readonly env: string;
+  readonly default: string;
+  readonly help: string;
+  readonly parse: (raw: string, where: string) => QuiverConfig[keyof QuiverConfig];
+}
+
+const int = (min: number, max: number) => (raw: string, where: string) => {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${where}: expected an integer from ${min} to ${max}, got "${raw}"`);
+  return n;
+};
+const text = (raw: string) => raw;
+const oneOf =
+  <T extends string>(...options: T[]) =>
+  (raw: string, where: string): T => {
+    if (!(options as string[]).includes(raw)) throw new Error(`${where}: expected one of ${options.join(", ")}, got "${raw}"`);
+    return raw as T;
+  };
+const duration = (raw: string, where: string) => {
+  const ms = parseDurationMs(/^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw);
+  if (ms === undefined) throw new Error(`${where}: expected a duration like "90s", "1h" or seconds, got "${raw}"`);
+  return ms;
+};
+
+/** The settings table; README's configuration section mirrors it (`bun src/main.ts --help` prints it). */
+export const SETTINGS: readonly Setting[] = [
+  { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
+  { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: text },
+  { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "examples/registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
+  { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },
+  { key: "durability", flag: "--durability", env: "QUIVER_DURABILITY", default: "normal", help: "Embedded store sync: normal (survives kill -9) or full (fsync, survives power loss)", parse: oneOf("normal", "full") },
+  { key: "embeddedNodes", flag: "--embedded-nodes", env: "QUIVER_EMBEDDED_NODES", default: "4", help: "In-process nodes on the ring for the embedded store", parse: int(1, 256) },
+  { key: "vnodes", flag: "--vnodes", env: "QUIVER_VNODES", default: "160", help: "Virtual nodes per node (per unit of weight) on the hash ring", parse: int(1, 4096) },
+  { key: "topologyPath", flag: "--topology", env: "QUIVER_TOPOLOGY", default: "", help: "Redis shard topology file; empty = embedded store", parse: text },
+  { key: "readFrom", flag: "--read-from", env: "QUIVER_READ_FROM", default: "nearest", help: "Redis reads: primary, replica or nearest healthy", parse: oneOf("primary", "replica", "nearest") },
+  { key: "writeAcks", flag: "--write-acks", env: "QUIVER_WRITE_ACKS", default: "1", help: "Redis replicas that must confirm a write (WAIT) before it is acknowledged", parse: int(0, 16) },
+  { key: "demoEntities", flag: "--demo-entities", env: "QUIVER_DEMO_ENTITIES", default: "10000", help: "Demo drivers to load for the example registry (0 = none; skipped when the store already has data)", parse: int(0, 50_000_000) },
+  { key: "maxBodyBytes", flag: "--max-body-bytes", env: "QUIVER_MAX_BODY_BYTES", default: String(4 << 20), help: "Largest request body accepted (413 above)", parse: int(1024, 1 << 30) },
+  { key: "maxRows", flag: "--max-rows", env: "QUIVER_MAX_ROWS", default: "10000", help: "Most entity rows per lookup or push (400 above)", parse: int(1, 1_000_000) },
+  { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
+  { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token>", parse: text },
+];
+
+/**
+ * Resolves the configuration: flag, then environment, then default. Throws
+ * with the setting's name on any bad value or unknown flag, so a typo stops
+ * start-up instead of being ignored.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): QuiverConfig {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}"; see --help`);
+    const eq = a.indexOf("=");
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (!SETTINGS.some((s) => s.flag === name)) throw new Error(`unknown flag ${name}; see --help`);
+    const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new Error(`${name}: a value is required`);
+    flags.set(name, value);
+  }
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const fromFlag = flags.get(s.flag);
+    const fromEnv = env[s.env];
+    const [raw, where] = fromFlag !== undefined ? [fromFlag, s.flag] : fromEnv !== undefined && fromEnv !== "" ? [fromEnv, s.env] : [s.default, `${s.flag} (default)`];
+    out[s.key] = s.parse(raw, where);
+  }
+  return out as unknown as QuiverConfig;
+}
+
+export function helpText(): string {
+  const rows = SETTINGS.map((s) => `  ${`${s.flag} <v>`.padEnd(24)} ${s.env.padEnd(24)} default ${JSON.stringify(s.default).padEnd(24)} ${s.help}`);
+  return `Usage: bun src/main.ts [flags]\n\n  ${"flag".padEnd(24)} ${"env".padEnd(24)} ${"default".padEnd(32)} meaning\n${rows.join("\n")}\n`;
+}

@@ -1,0 +1,48 @@
+import { buildQuiver } from "./app.ts";
+import { helpText, loadConfig } from "./config/config.ts";
+import { QuiverError } from "./errors/index.ts";
+
+/** Entry point: `bun src/main.ts [flags]` (`npm start`). */
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(helpText());
+    return;
+  }
+  let quiver: Awaited<ReturnType<typeof buildQuiver>>;
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(argv, process.env);
+    quiver = await buildQuiver(config);
+  } catch (e) {
+    if (e instanceof QuiverError && e.issues.length > 0) {
+      console.error(`quiver: cannot start: ${e.issues.length} problem(s) in the registry:`);
+      for (const i of e.issues) console.error(`  ${i.path}: ${i.message}`);
+    } else {
+      console.error(`quiver: cannot start: ${(e as Error).message}`);
+    }
+    process.exit(1);
+  }
+  const server = Bun.serve({
+    hostname: config.host,
+    port: config.port,
+    // Bun's own cap is a backstop; the app answers 413 with a JSON body below it.
+    maxRequestBodySize: config.maxBodyBytes * 2,
+    fetch: quiver.http.fetch,
+  });
+  console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`quiver: ${signal}, draining`);
+    await server.stop();
+    await quiver.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+await main();

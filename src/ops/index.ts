@@ -1,0 +1,2 @@
+export { MeteredKvNode } from "./metered-node.ts";
+export { Counter, CounterHandle, type GaugeSample, Histogram, HistogramHandle, LATENCY_BUCKETS, MetricsRegistry } from "./metrics.ts";

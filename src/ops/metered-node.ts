@@ -1,0 +1,96 @@
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
+
+/**
+ * Counts and times the storage calls the serving path makes, as a KvNode
+ * around the store, so /metrics shows store operations without the store
+ * implementations knowing about metrics.
+ */
+export class MeteredKvNode implements KvNode {
+  readonly id: string;
+  private readonly getLatency: HistogramHandle;
+  private readonly putLatency: HistogramHandle;
+  private readonly gets: CounterHandle;
+  private readonly puts: CounterHandle;
+  private readonly getErrors: CounterHandle;
+  private readonly putErrors: CounterHandle;
+  private readonly keysRead: CounterHandle;
+  private readonly keysMissing: CounterHandle;
+  private readonly keysUnavailable: CounterHandle;
+  private readonly rowsWritten: CounterHandle;
+  private readonly rowsIgnored: CounterHandle;
+
+  constructor(
+    private readonly inner: KvNode,
+    metrics: MetricsRegistry,
+  ) {
+    this.id = inner.id;
+    const latency = metrics.histogram("quiver_store_operation_duration_seconds", "Storage call latency by operation.", ["op"]);
+    const ops = metrics.counter("quiver_store_operations_total", "Storage calls by operation and outcome.", ["op", "outcome"]);
+    const keys = metrics.counter("quiver_store_keys_total", "Keys read by result, rows written by outcome.", ["op", "result"]);
+    this.getLatency = latency.labels("get");
+    this.putLatency = latency.labels("put");
+    this.gets = ops.labels("get", "ok");
+    this.puts = ops.labels("put", "ok");
+    this.getErrors = ops.labels("get", "error");
+    this.putErrors = ops.labels("put", "error");
+    this.keysRead = keys.labels("get", "found");
+    this.keysMissing = keys.labels("get", "missing");
+    this.keysUnavailable = keys.labels("get", "unavailable");
+    this.rowsWritten = keys.labels("put", "written");
+    this.rowsIgnored = keys.labels("put", "ignored");
+  }
+
+  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+    const start = performance.now();
+    let slots: ReadSlot[];
+    try {
+      slots = await this.inner.getMany(keys, signal);
+    } catch (e) {
+      this.getErrors.inc();
+      throw e;
+    }
+    this.getLatency.observe((performance.now() - start) / 1000);
+    this.gets.inc();
+    let found = 0;
+    let unavailable = 0;
+    for (const s of slots) {
+      if (s === UNAVAILABLE) unavailable++;
+      else if (s !== undefined) found++;
+    }
+    this.keysRead.inc(found);
+    this.keysUnavailable.inc(unavailable);
+    this.keysMissing.inc(slots.length - found - unavailable);
+    return slots;
+  }
+
+  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    const start = performance.now();
+    let out: PutOutcome;
+    try {
+      out = await this.inner.putMany(entries, signal);
+    } catch (e) {
+      this.putErrors.inc();
+      throw e;
+    }
+    this.putLatency.observe((performance.now() - start) / 1000);
+    this.puts.inc();
+    this.rowsWritten.inc(out.written);
+    this.rowsIgnored.inc(out.ignored);
+    return out;
+  }
+
+  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    return this.inner.deleteMany(keys, signal);
+  }
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    return this.inner.scan(cursor, count, prefix);
+  }
+  health(): Promise<NodeHealth> {
+    return this.inner.health();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

@@ -1,0 +1,138 @@
+import { invalid } from "../errors/index.ts";
+import { encodeKeyPart } from "../kv/keys.ts";
+import type { JoinKey } from "../registry/index.ts";
+import { describeValue } from "../registry/index.ts";
+
+/**
+ * Entity rows as a request gives them: a list of objects (row form) or a map
+ * of equal-length lists (Feast's columnar form). Both answer `value(row, key)`
+ * so key building does not care which form arrived.
+ */
+export interface EntityInput {
+  readonly rowCount: number;
+  /** Join keys named by the request, in request order (Feast echoes them first). */
+  readonly keyNames: readonly string[];
+  value(row: number, key: string): unknown;
+  /** Where a value sits in the request, for error messages. */
+  pathOf(row: number, key: string): string;
+}
+
+const MAX_STRING_KEY = 1024;
+const INT64_TEXT = /^-?(0|[1-9][0-9]{0,18})$/;
+const INT64_MAX = 9223372036854775807n;
+const INT64_MIN = -9223372036854775808n;
+
+/** Row form: `[{ "driver_id": 1001 }, ...]`. */
+export class RowEntities implements EntityInput {
+  readonly rowCount: number;
+  readonly keyNames: readonly string[];
+  constructor(
+    private readonly rows: readonly Record<string, unknown>[],
+    private readonly base: string,
+  ) {
+    this.rowCount = rows.length;
+    const first = rows[0];
+    this.keyNames = first ? Object.keys(first) : [];
+  }
+  value(row: number, key: string): unknown {
+    return this.rows[row]![key];
+  }
+  pathOf(row: number, key: string): string {
+    return `${this.base}[${row}].${key}`;
+  }
+}
+
+/** Columnar form: `{ "driver_id": [1001, 1002] }`. */
+export class ColumnEntities implements EntityInput {
+  readonly rowCount: number;
+  readonly keyNames: readonly string[];
+  constructor(
+    private readonly columns: Readonly<Record<string, readonly unknown[]>>,
+    private readonly base: string,
+  ) {
+    this.keyNames = Object.keys(columns);
+    this.rowCount = this.keyNames.length === 0 ? 0 : columns[this.keyNames[0]!]!.length;
+  }
+  value(row: number, key: string): unknown {
+    const col = this.columns[key];
+    return col === undefined ? undefined : col[row];
+  }
+  pathOf(row: number, key: string): string {
+    return `${this.base}.${key}[${row}]`;
+  }
+}
+
+/**
+ * Parses a request's `entities` field (either form), checking shape and the
+ * row limit. Throws QuiverError 400 naming the path.
+ */
+export function parseEntities(raw: unknown, path: string, maxRows: number): EntityInput {
+  if (Array.isArray(raw)) {
+    if (raw.length > maxRows) throw invalid("too_many_rows", path, `${raw.length} entity rows; the limit is ${maxRows}`);
+    for (let i = 0; i < raw.length; i++) {
+      const r = raw[i];
+      if (r === null || typeof r !== "object" || Array.isArray(r)) throw invalid("invalid_entity", `${path}[${i}]`, `expected an object of join keys, got ${describeValue(r)}`);
+    }
+    return new RowEntities(raw as Record<string, unknown>[], path);
+  }
+  if (raw !== null && typeof raw === "object") {
+    const cols = raw as Record<string, unknown>;
+    let length = -1;
+    for (const name of Object.keys(cols)) {
+      const col = cols[name];
+      if (!Array.isArray(col)) throw invalid("invalid_entity", `${path}.${name}`, `expected a list of values, got ${describeValue(col)}`);
+      if (length >= 0 && col.length !== length) throw invalid("invalid_entity", `${path}.${name}`, `has ${col.length} values; other join keys have ${length}`);
+      length = col.length;
+    }
+    if (length > maxRows) throw invalid("too_many_rows", path, `${length} entity rows; the limit is ${maxRows}`);
+    return new ColumnEntities(cols as Record<string, unknown[]>, path);
+  }
+  throw invalid("invalid_request", path, `expected a list of entity rows or a map of join key to values, got ${describeValue(raw)}`);
+}
+
+/**
+ * Canonical key part for one join-key value, or a thrown 400. int64 keys take a
+ * safe integer or a decimal string (ids beyond 2^53 travel as strings); both
+ * spell the same key, so 1001 and "1001" find the same int64 entity, while a
+ * string key "1001" stays a different entity.
+ */
+export function keyPart(key: JoinKey, v: unknown, path: string): string {
+  if (key.type === "int64") {
+    if (typeof v === "number" && Number.isSafeInteger(v)) return encodeKeyPart(key.name, "int64", v);
+    if (typeof v === "string" && INT64_TEXT.test(v)) {
+      if (v.length >= 19) {
+        const b = BigInt(v);
+        if (b > INT64_MAX || b < INT64_MIN) throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
+      }
+      return encodeKeyPart(key.name, "int64", v === "-0" ? "0" : v);
+    }
+    if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (int64)`);
+    throw invalid("invalid_entity", path, `expected int64 (a safe integer or decimal string), got ${describeValue(v)}`);
+  }
+  if (typeof v === "string") {
+    if (v.length > MAX_STRING_KEY) throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} characters`);
+    return encodeKeyPart(key.name, "string", v);
+  }
+  if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (string)`);
+  throw invalid("invalid_entity", path, `expected string, got ${describeValue(v)}`);
+}
+
+/** Entity keys for every row, for one join-key set. */
+export function entityKeys(input: EntityInput, joinKeys: readonly JoinKey[]): string[] {
+  const n = input.rowCount;
+  const out = new Array<string>(n);
+  if (joinKeys.length === 1) {
+    const k = joinKeys[0]!;
+    for (let r = 0; r < n; r++) out[r] = keyPart(k, input.value(r, k.name), input.pathOf(r, k.name));
+    return out;
+  }
+  for (let r = 0; r < n; r++) {
+    let s = "";
+    for (let j = 0; j < joinKeys.length; j++) {
+      const k = joinKeys[j]!;
+      s += (j === 0 ? "" : ";") + keyPart(k, input.value(r, k.name), input.pathOf(r, k.name));
+    }
+    out[r] = s;
+  }
+  return out;
+}

@@ -1,0 +1,123 @@
+import type { FeatureValue, KvNode, ReadSlot } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import type { CompiledView, FeatureRef } from "../registry/index.ts";
+import { type EntityInput, entityKeys } from "./entity-input.ts";
+import { Status } from "./statuses.ts";
+
+/** A validated lookup: what to read, for which entities, and how to answer misses. */
+export interface LookupQuery {
+  readonly refs: readonly FeatureRef[];
+  readonly entities: EntityInput;
+  /** Missing, null and unavailable values carry the feature's default (status unchanged). */
+  readonly fillDefaults: boolean;
+}
+
+/**
+ * Results in flat row-major arrays (row r, feature c at r * refs.length + c):
+ * one allocation per array whatever the batch size, and each API edge lays it
+ * out in its own shape (rows for /v1, columns for Feast).
+ */
+export interface LookupResult {
+  readonly refs: readonly FeatureRef[];
+  readonly rowCount: number;
+  readonly values: FeatureValue[];
+  readonly statuses: Uint8Array;
+  /** Event time in ms; 0 where there is no stored value. */
+  readonly timestamps: Float64Array;
+}
+
+/** Per-request view plan: the distinct views asked for and where each ref reads from. */
+interface Plan {
+  readonly views: CompiledView[];
+  /** For ref c: index into `views`. */
+  readonly viewOf: Int32Array;
+}
+
+/**
+ * Answers lookups with one storage call per request (the store batches per
+ * node). Reads go through `store`, which may be the ring, a cache tier in
+ * front of it, or a resilience wrapper: the service only knows KvNode.
+ */
+export class LookupService {
+  constructor(
+    private readonly store: KvNode,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async lookup(q: LookupQuery, signal?: AbortSignal): Promise<LookupResult> {
+    const plan = planOf(q.refs);
+    const rows = q.entities.rowCount;
+    const keys = buildKeys(plan, q.entities);
+    const slots = keys.length === 0 ? [] : await this.store.getMany(keys, signal);
+    return fill(q, plan, rows, slots, this.clock());
+  }
+}
+
+function planOf(refs: readonly FeatureRef[]): Plan {
+  const views: CompiledView[] = [];
+  const viewOf = new Int32Array(refs.length);
+  for (let c = 0; c < refs.length; c++) {
+    const v = refs[c]!.view;
+    let i = views.indexOf(v);
+    if (i < 0) i = views.push(v) - 1;
+    viewOf[c] = i;
+  }
+  return { views, viewOf };
+}
+
+/** Storage keys, view-major: key of view v, row r at v * rows + r. Entity keys are built once per join-key set. */
+function buildKeys(plan: Plan, entities: EntityInput): string[] {
+  const rows = entities.rowCount;
+  const keys = new Array<string>(plan.views.length * rows);
+  const bySignature = new Map<string, string[]>();
+  for (let v = 0; v < plan.views.length; v++) {
+    const view = plan.views[v]!;
+    let ek = bySignature.get(view.joinKeySignature);
+    if (!ek) {
+      ek = entityKeys(entities, view.joinKeys);
+      bySignature.set(view.joinKeySignature, ek);
+    }
+    const prefix = view.keyPrefix;
+    for (let r = 0; r < rows; r++) keys[v * rows + r] = prefix + ek[r]!;
+  }
+  return keys;
+}
+
+function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot[], now: number): LookupResult {
+  const refs = q.refs;
+  const nf = refs.length;
+  const values = new Array<FeatureValue>(rows * nf);
+  const statuses = new Uint8Array(rows * nf);
+  const timestamps = new Float64Array(rows * nf);
+  const fillDefaults = q.fillDefaults;
+  for (let c = 0; c < nf; c++) {
+    const ref = refs[c]!;
+    const view = ref.view;
+    const fi = ref.feature.index;
+    const dflt = fillDefaults ? ref.feature.defaultValue : null;
+    const base = plan.viewOf[c]! * rows;
+    const maxAge = view.maxAgeMs;
+    for (let r = 0, at = c; r < rows; r++, at += nf) {
+      const slot = slots[base + r];
+      if (slot === undefined) {
+        values[at] = dflt;
+        statuses[at] = Status.NOT_FOUND;
+      } else if (slot === UNAVAILABLE) {
+        values[at] = dflt;
+        statuses[at] = Status.UNAVAILABLE;
+      } else {
+        const v = slot.values[fi];
+        timestamps[at] = slot.ts;
+        if (v === null || v === undefined) {
+          values[at] = dflt;
+          statuses[at] = Status.NULL_VALUE;
+        } else {
+          // A stale value is still the best we have: return it, flagged.
+          values[at] = v;
+          statuses[at] = maxAge > 0 && now - slot.ts > maxAge ? Status.OUTSIDE_MAX_AGE : Status.PRESENT;
+        }
+      }
+    }
+  }
+  return { refs, rowCount: rows, values, statuses, timestamps };
+}

@@ -1,0 +1,71 @@
+import { invalid } from "../errors/index.ts";
+import type { FeatureValue, KvEntry, KvNode, PutOutcome } from "../kv/kv-node.ts";
+import type { CompiledView } from "../registry/index.ts";
+import { type EntityInput, entityKeys } from "./entity-input.ts";
+import { parseEventTime } from "./event-time.ts";
+
+/** Columns a pushed row may carry besides join keys and features. */
+const TIME_COLUMNS = new Set(["event_timestamp", "created", "created_timestamp"]);
+
+export interface PushOptions {
+  /** How far in the future an event may be; a far-future row would block every later write. */
+  readonly maxFutureSkewMs: number;
+}
+
+/**
+ * The write path: turns pushed rows into stored rows, checking every value
+ * against its feature's type before anything is written, then writes them as
+ * one last-write-wins batch.
+ */
+export class PushService {
+  constructor(
+    private readonly store: KvNode,
+    private readonly options: PushOptions,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /**
+   * Validates every row; throws a 400 naming the first bad field. `columns`
+   * lists every field present with where it sits (each row's keys in row
+   * form), so an unknown name is caught even when only one row has it.
+   */
+  prepare(view: CompiledView, input: EntityInput, columns: Iterable<{ readonly name: string; readonly path: string }>): KvEntry[] {
+    for (const { name, path } of columns) {
+      if (!view.featureIndex.has(name) && !TIME_COLUMNS.has(name) && !view.joinKeys.some((k) => k.name === name)) {
+        const known = view.features.map((f) => f.name).join(", ");
+        throw invalid("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
+      }
+    }
+    const rows = input.rowCount;
+    const keys = entityKeys(input, view.joinKeys);
+    const now = this.clock();
+    const latest = now + this.options.maxFutureSkewMs;
+    const entries = new Array<KvEntry>(rows);
+    const features = view.features;
+    for (let r = 0; r < rows; r++) {
+      const rawTs = input.value(r, "event_timestamp");
+      const ts = rawTs === undefined || rawTs === null ? now : parseEventTime(rawTs, input.pathOf(r, "event_timestamp"));
+      if (ts > latest) {
+        throw invalid("invalid_value", input.pathOf(r, "event_timestamp"), `is ${Math.round((ts - now) / 1000)} s in the future; the limit is ${this.options.maxFutureSkewMs / 1000} s`);
+      }
+      const values = new Array<FeatureValue>(features.length);
+      for (let f = 0; f < features.length; f++) {
+        const feature = features[f]!;
+        const v = input.value(r, feature.name);
+        if (v === undefined || v === null) {
+          values[f] = null;
+          continue;
+        }
+        const problem = feature.check(v);
+        if (problem) throw invalid("invalid_value", input.pathOf(r, feature.name), problem);
+        values[f] = v as FeatureValue;
+      }
+      entries[r] = { key: view.keyPrefix + keys[r]!, row: { ts, values } };
+    }
+    return entries;
+  }
+
+  write(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    return this.store.putMany(entries, signal);
+  }
+}

@@ -1,0 +1,45 @@
+/** Who the primary and replicas of a shard are right now (`host:port` each). */
+export interface Layout {
+  readonly primary: string;
+  readonly replicas: readonly string[];
+}
+
+/**
+ * Where a replica set learns its layout: Sentinel (follows failovers) or a
+ * fixed list from the topology file. Kept behind one interface so the
+ * replica set does not care which.
+ */
+export interface Discovery {
+  readonly kind: "sentinel" | "static";
+  /** The current layout; rejects when no source can answer. */
+  resolve(): Promise<Layout>;
+  /** Registers a callback for pushed changes (Sentinel's `+switch-master`, `+sdown`, ...). */
+  watch(onChange: () => void): void;
+  /** For /readyz: what the discovery is configured with. */
+  describe(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+/** A fixed layout from the topology file; ROLE probes in the replica set still notice a manual promotion. */
+export class StaticDiscovery implements Discovery {
+  readonly kind = "static";
+  private readonly layout: Layout;
+
+  constructor(layout: Layout) {
+    this.layout = { primary: layout.primary, replicas: [...layout.replicas] };
+  }
+
+  resolve(): Promise<Layout> {
+    return Promise.resolve(this.layout);
+  }
+
+  watch(): void {}
+
+  describe(): Record<string, unknown> {
+    return { kind: this.kind, primary: this.layout.primary, replicas: this.layout.replicas };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

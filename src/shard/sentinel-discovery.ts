@@ -1,0 +1,127 @@
+import { Redis } from "ioredis";
+import { withDeadline } from "../kv/storage-errors.ts";
+import { parseHostPort } from "./address.ts";
+import type { Discovery, Layout } from "./discovery.ts";
+
+export interface SentinelDiscoveryOptions {
+  /** `host:port` of each Sentinel. */
+  readonly sentinels: readonly string[];
+  readonly masterName: string;
+  /** Deadline per Sentinel query (default 500 ms). */
+  readonly timeoutMs?: number;
+}
+
+/** Sentinel events that may change a shard's layout; each carries the master name. */
+const EVENTS = ["+switch-master", "+sdown", "-sdown", "+odown", "-odown", "+slave", "+convert-to-slave", "+failover-end"];
+
+/** Flags that make Sentinel's view of a replica unusable for reads. */
+const BAD_FLAGS = /s_down|o_down|disconnected/;
+
+/**
+ * Discovery through Redis Sentinel: asks `SENTINEL GET-MASTER-ADDR-BY-NAME`
+ * and `SENTINEL REPLICAS` (first Sentinel that answers, starting with the one
+ * that answered last) and subscribes to every Sentinel's event channels so a
+ * failover is followed as soon as one of them announces `+switch-master`.
+ */
+export class SentinelDiscovery implements Discovery {
+  readonly kind = "sentinel";
+  private readonly options: SentinelDiscoveryOptions;
+  private readonly clients: Redis[];
+  private readonly subscribers: Redis[];
+  private readonly listeners: Array<() => void> = [];
+  private preferred = 0;
+
+  constructor(options: SentinelDiscoveryOptions) {
+    if (options.sentinels.length === 0) throw new Error(`sentinel discovery for "${options.masterName}": no sentinels`);
+    this.options = options;
+    this.clients = options.sentinels.map((s) => connectTo(s, false));
+    this.subscribers = options.sentinels.map((s) => connectTo(s, true));
+    for (const sub of this.subscribers) {
+      sub.subscribe(...EVENTS).catch(() => {});
+      sub.on("message", (_channel: string, message: string) => {
+        if (message.split(" ").includes(options.masterName)) for (const l of this.listeners) l();
+      });
+    }
+  }
+
+  async resolve(): Promise<Layout> {
+    const errors: string[] = [];
+    const n = this.clients.length;
+    for (let i = 0; i < n; i++) {
+      const index = (this.preferred + i) % n;
+      try {
+        const layout = await this.ask(this.clients[index]!);
+        this.preferred = index;
+        return layout;
+      } catch (error) {
+        errors.push(`${this.options.sentinels[index]}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    throw new Error(`no sentinel knows master "${this.options.masterName}" (${errors.join("; ")})`);
+  }
+
+  watch(onChange: () => void): void {
+    this.listeners.push(onChange);
+  }
+
+  describe(): Record<string, unknown> {
+    return { kind: this.kind, masterName: this.options.masterName, sentinels: this.options.sentinels };
+  }
+
+  async close(): Promise<void> {
+    for (const c of [...this.clients, ...this.subscribers]) c.disconnect();
+  }
+
+  private async ask(client: Redis): Promise<Layout> {
+    const name = this.options.masterName;
+    const timeout = this.options.timeoutMs ?? 500;
+    if (!(await ready(client, timeout))) throw new Error("not connected");
+    const masterReply = client.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name);
+    const replicasReply = client.call("SENTINEL", "REPLICAS", name);
+    replicasReply.catch(() => {});
+    const master = (await withDeadline(masterReply, timeout, "sentinel master query")) as unknown[] | null;
+    if (!Array.isArray(master) || master.length < 2) throw new Error(`unknown master "${name}"`);
+    const primary = `${master[0]}:${master[1]}`;
+    const replicas: string[] = [];
+    for (const entry of (await withDeadline(replicasReply, timeout, "sentinel replicas query")) as unknown[][]) {
+      const fields = new Map<string, string>();
+      for (let i = 0; i + 1 < entry.length; i += 2) fields.set(String(entry[i]), String(entry[i + 1]));
+      const address = `${fields.get("ip")}:${fields.get("port")}`;
+      if (!BAD_FLAGS.test(fields.get("flags") ?? "") && address !== primary) replicas.push(address);
+    }
+    return { primary, replicas };
+  }
+}
+
+/** Waits (bounded) for a client that is still connecting. */
+function ready(client: Redis, ms: number): Promise<boolean> {
+  if (client.status === "ready") return Promise.resolve(true);
+  if (client.status !== "connecting" && client.status !== "connect" && client.status !== "wait") return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      client.off("ready", onReady);
+      resolve(false);
+    }, ms);
+    client.once("ready", onReady);
+  });
+}
+
+/** A quiet, auto-reconnecting client; queries fail fast while disconnected. */
+function connectTo(address: string, subscriber: boolean): Redis {
+  const hp = parseHostPort(address);
+  if (!hp) throw new Error(`sentinel address "${address}": expected host:port`);
+  const client = new Redis({
+    host: hp.host,
+    port: hp.port,
+    connectionName: subscriber ? "quiver-sentinel-events" : "quiver-sentinel",
+    enableOfflineQueue: subscriber,
+    maxRetriesPerRequest: subscriber ? null : 0,
+    retryStrategy: (times) => Math.min(100 * times, 1000),
+  });
+  client.on("error", () => {});
+  return client;
+}

@@ -1,0 +1,170 @@
+import { unavailable } from "../errors/index.ts";
+import { ringKeyOf } from "../kv/keys.ts";
+import {
+  type KvEntry,
+  type KvNode,
+  type NodeHealth,
+  type PutOutcome,
+  type ReadSlot,
+  type ScanPage,
+  UNAVAILABLE,
+} from "../kv/kv-node.ts";
+import { HashRing } from "../ring/ring.ts";
+
+/** A node on the ring: its id (also its ring identity), weight and the KvNode behind it. */
+export interface ShardMember {
+  readonly id: string;
+  readonly weight: number;
+  readonly node: KvNode;
+}
+
+export interface ShardedStoreOptions {
+  readonly vnodesPerNode?: number;
+}
+
+/**
+ * The whole storage tier as one KvNode: routes each key by the consistent-hash
+ * ring on its entity part, so all views of an entity share a node, and sends
+ * one batch per node per call. A node that fails a read yields UNAVAILABLE for
+ * its keys only; the rest of the batch is still answered.
+ */
+export class ShardedStore implements KvNode {
+  readonly id: string;
+  private ringRef: HashRing;
+  private nodes: KvNode[];
+
+  constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
+    if (members.length === 0) throw new Error("store: at least one shard is required");
+    this.id = options.id ?? "ring";
+    this.ringRef = new HashRing(members, { vnodesPerNode: options.vnodesPerNode ?? 160 });
+    this.nodes = members.map((m) => m.node);
+  }
+
+  get ring(): HashRing {
+    return this.ringRef;
+  }
+
+  /** The KvNodes in ring-member order. */
+  get members(): readonly ShardMember[] {
+    return this.ringRef.members.map((m, i) => ({ id: m.id, weight: m.weight, node: this.nodes[i]! }));
+  }
+
+  /** The node that owns `key` now. */
+  nodeFor(key: string): KvNode {
+    return this.nodes[this.ringRef.ownerIndexOf(ringKeyOf(key))]!;
+  }
+
+  /** Replaces membership; used by rebalancing once data has moved (or to start a migration). */
+  setMembers(members: readonly ShardMember[]): void {
+    if (members.length === 0) throw new Error("store: at least one shard is required");
+    const ring = new HashRing(members, { vnodesPerNode: this.ringRef.vnodesPerNode });
+    this.nodes = members.map((m) => m.node);
+    this.ringRef = ring;
+  }
+
+  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+    if (keys.length === 0) return [];
+    const groups = this.group(keys);
+    if (groups.length === 1) {
+      const g = groups[0]!;
+      try {
+        return await g.node.getMany(keys, signal);
+      } catch {
+        return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
+      }
+    }
+    const out = new Array<ReadSlot>(keys.length);
+    await Promise.all(
+      groups.map(async (g) => {
+        let got: readonly ReadSlot[] | undefined;
+        try {
+          got = await g.node.getMany(g.keys, signal);
+        } catch {
+          got = undefined;
+        }
+        for (let j = 0; j < g.positions.length; j++) out[g.positions[j]!] = got ? got[j] : UNAVAILABLE;
+      }),
+    );
+    return out;
+  }
+
+  /**
+   * Writes each node's share as one batch. If any node fails, the call fails
+   * with a retryable error; shares already written stay (retrying is safe:
+   * writes are last-write-wins).
+   */
+  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    if (entries.length === 0) return { written: 0, ignored: 0 };
+    const byNode = new Map<number, KvEntry[]>();
+    for (const e of entries) {
+      const owner = this.ringRef.ownerIndexOf(ringKeyOf(e.key));
+      let list = byNode.get(owner);
+      if (!list) {
+        list = [];
+        byNode.set(owner, list);
+      }
+      list.push(e);
+    }
+    const results = await Promise.allSettled([...byNode].map(([owner, list]) => this.nodes[owner]!.putMany(list, signal)));
+    const total: PutOutcome = { written: 0, ignored: 0 };
+    for (const r of results) {
+      if (r.status === "rejected") {
+        const cause = r.reason as { retryable?: boolean; message?: string; status?: number };
+        if (cause && typeof cause.status === "number" && cause.retryable) throw cause;
+        throw unavailable(`storage write failed: ${cause?.message ?? String(cause)}`, cause);
+      }
+      total.written += r.value.written;
+      total.ignored += r.value.ignored;
+    }
+    return total;
+  }
+
+  async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    const counts = await Promise.all(this.group(keys).map((g) => g.node.deleteMany(g.keys, signal)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Scans node after node; cursor = `<member index>|<that node's cursor>`. */
+  async scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    let index = 0;
+    let inner = "0";
+    if (cursor !== "0") {
+      const bar = cursor.indexOf("|");
+      index = Number(cursor.slice(0, bar));
+      inner = cursor.slice(bar + 1);
+      if (bar < 0 || !Number.isInteger(index) || index >= this.nodes.length) throw new Error(`scan cursor "${cursor}" is not valid`);
+    }
+    const page = await this.nodes[index]!.scan(inner, count, prefix);
+    if (page.cursor !== "0") return { cursor: `${index}|${page.cursor}`, keys: page.keys };
+    return { cursor: index + 1 < this.nodes.length ? `${index + 1}|0` : "0", keys: page.keys };
+  }
+
+  async health(): Promise<NodeHealth> {
+    const parts = await Promise.all(
+      this.nodes.map((n) => n.health().catch((e: unknown): NodeHealth => ({ id: n.id, ok: false, detail: { error: String(e) } }))),
+    );
+    return { id: this.id, ok: parts.every((p) => p.ok), detail: { nodes: parts } };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.close()));
+  }
+
+  /** Groups keys by owning node, remembering each key's position in the request. */
+  private group(keys: readonly string[]): { node: KvNode; keys: string[]; positions: number[] }[] {
+    if (this.nodes.length === 1) return [{ node: this.nodes[0]!, keys: keys as string[], positions: keys.map((_, i) => i) }];
+    const byOwner = new Map<number, { node: KvNode; keys: string[]; positions: number[] }>();
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const owner = this.ringRef.ownerIndexOf(ringKeyOf(k));
+      let g = byOwner.get(owner);
+      if (!g) {
+        g = { node: this.nodes[owner]!, keys: [], positions: [] };
+        byOwner.set(owner, g);
+      }
+      g.keys.push(k);
+      g.positions.push(i);
+    }
+    return [...byOwner.values()];
+  }
+}
