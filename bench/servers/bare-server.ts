@@ -1,0 +1,33 @@
+/**
+ * The baseline server: a bare Bun.serve answering every request with one
+ * precomputed body (`--body-bytes N` of JSON-looking filler, or `--body-file F`).
+ * Anything Quiver's server is compared with is this, on the same core, in the same run.
+ * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420
+ */
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    port: { type: "string", default: "0" },
+    "body-bytes": { type: "string", default: "2" },
+    "body-file": { type: "string" },
+    "content-type": { type: "string", default: "application/json" },
+  },
+});
+
+function filler(n: number): Uint8Array {
+  if (n < 2) return new TextEncoder().encode("{}".slice(0, n));
+  const s = `{"x":"${"a".repeat(Math.max(0, n - 8))}"}`;
+  return new TextEncoder().encode(s.length === n ? s : `${s}${" ".repeat(Math.max(0, n - s.length))}`.slice(0, n));
+}
+
+const body = values["body-file"] !== undefined ? new Uint8Array(await Bun.file(values["body-file"]).arrayBuffer()) : filler(Number(values["body-bytes"]));
+const headers = { "Content-Type": values["content-type"] };
+
+const server = Bun.serve({
+  port: Number(values.port),
+  hostname: "127.0.0.1",
+  fetch: () => new Response(body, { headers }),
+});
+console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);

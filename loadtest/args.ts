@@ -1,0 +1,191 @@
+import { parseArgs } from "node:util";
+import type { LoadMode } from "./engine/run-load.ts";
+
+/** Everything the CLI accepts, validated and in base units (ms, req/s). */
+export interface CliOptions {
+  readonly scenario: string;
+  readonly target: URL;
+  readonly mode: LoadMode;
+  readonly rate: number;
+  readonly connections: number;
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly timeoutMs: number;
+  readonly keys: string;
+  readonly entities: number;
+  readonly seed: string;
+  readonly batch: number | undefined;
+  readonly writeRatio: number;
+  readonly view: string;
+  readonly features: readonly string[] | undefined;
+  readonly path: string;
+  readonly maxRequests: number;
+  readonly json: string | undefined;
+  readonly hgrm: string | undefined;
+  readonly label: string | undefined;
+  readonly progress: boolean;
+  readonly quiet: boolean;
+  readonly findMax: boolean;
+  readonly sloMs: number;
+  readonly maxErrorRate: number;
+  readonly startRate: number;
+  readonly stepFactor: number;
+  readonly stepDurationMs: number;
+  readonly maxRate: number;
+  readonly refine: number;
+  readonly help: boolean;
+}
+
+export const USAGE = `Usage: npm run loadtest -- [options]
+
+  --scenario NAME        lookup | batch-lookup | lookup-msgpack | feast | push | mixed | get (default lookup)
+  --target URL           server base URL (default http://127.0.0.1:6566)
+  --mode open|closed     open: constant rate, latency from intended send time (default);
+                         closed: --connections each send back to back (max throughput)
+  --rate N               requests/s in open mode (default 1000)
+  --connections N        connections (default 64)
+  --duration D           measured time, e.g. 30s, 500ms, 2m (default 10s)
+  --warmup D             load before measuring, not recorded (default 0s)
+  --timeout D            per-request timeout (default 2s)
+  --keys SPEC            uniform | zipf | zipf:S (default uniform)
+  --entities N           key space size (default 10000, the demo data's)
+  --seed S               PRNG seed: same seed, same key sequence (default 1)
+  --batch N              entity rows per lookup / rows per push (scenario default)
+  --write-ratio R        writes share in "mixed" (default 0.1)
+  --view NAME            feature view (default driver_hourly_stats)
+  --features a,b         subset of the view's features (default all)
+  --path P               path for "get" (default /healthz)
+  --max-requests N       hard bound on requests sent (default 100000000)
+  --find-max             step the open-loop rate up until p99 > --slo-ms or errors > --max-error-rate
+    --slo-ms N           p99 bound (default 8)
+    --max-error-rate R   (default 0.001)
+    --start-rate N       first step (default 1000)     --step-factor F  (default 1.5)
+    --step-duration D    per step (default 5s)          --max-rate N     (default 1000000)
+    --refine N           bisection steps after the first failure (default 2)
+  --json FILE            write the result as JSON
+  --hgrm FILE            write the HdrHistogram percentile distribution (ms)
+  --label TEXT           name of the run in reports
+  --progress             live progress line on stderr even when not a TTY
+  --quiet                no summary on stdout
+`;
+
+export function parseCli(argv: readonly string[]): CliOptions {
+  const { values: v } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      scenario: { type: "string", default: "lookup" },
+      target: { type: "string", default: "http://127.0.0.1:6566" },
+      mode: { type: "string", default: "open" },
+      rate: { type: "string", default: "1000" },
+      connections: { type: "string", default: "64" },
+      duration: { type: "string", default: "10s" },
+      warmup: { type: "string", default: "0s" },
+      timeout: { type: "string", default: "2s" },
+      keys: { type: "string", default: "uniform" },
+      entities: { type: "string", default: "10000" },
+      seed: { type: "string", default: "1" },
+      batch: { type: "string" },
+      "write-ratio": { type: "string", default: "0.1" },
+      view: { type: "string", default: "driver_hourly_stats" },
+      features: { type: "string" },
+      path: { type: "string", default: "/healthz" },
+      "max-requests": { type: "string", default: "100000000" },
+      json: { type: "string" },
+      hgrm: { type: "string" },
+      label: { type: "string" },
+      progress: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+      "find-max": { type: "boolean", default: false },
+      "slo-ms": { type: "string", default: "8" },
+      "max-error-rate": { type: "string", default: "0.001" },
+      "start-rate": { type: "string", default: "1000" },
+      "step-factor": { type: "string", default: "1.5" },
+      "step-duration": { type: "string", default: "5s" },
+      "max-rate": { type: "string", default: "1000000" },
+      refine: { type: "string", default: "2" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const mode = v.mode;
+  if (mode !== "open" && mode !== "closed") throw new Error(`--mode: expected open or closed, got "${mode}"`);
+  let target: URL;
+  try {
+    target = new URL(v.target);
+  } catch {
+    throw new Error(`--target: not a URL: "${v.target}"`);
+  }
+  if (target.protocol !== "http:") throw new Error(`--target: only http:// is supported, got ${target.protocol}`);
+  return {
+    scenario: v.scenario,
+    target,
+    mode,
+    rate: positive("--rate", v.rate),
+    connections: positiveInt("--connections", v.connections),
+    durationMs: parseDuration("--duration", v.duration),
+    warmupMs: parseDuration("--warmup", v.warmup, true),
+    timeoutMs: parseDuration("--timeout", v.timeout),
+    keys: v.keys,
+    entities: positiveInt("--entities", v.entities),
+    seed: v.seed,
+    batch: v.batch === undefined ? undefined : positiveInt("--batch", v.batch),
+    writeRatio: fraction("--write-ratio", v["write-ratio"]),
+    view: v.view,
+    features: v.features?.split(",").filter((s) => s.length > 0),
+    path: v.path,
+    maxRequests: positiveInt("--max-requests", v["max-requests"]),
+    json: v.json,
+    hgrm: v.hgrm,
+    label: v.label,
+    progress: v.progress,
+    quiet: v.quiet,
+    findMax: v["find-max"],
+    sloMs: positive("--slo-ms", v["slo-ms"]),
+    maxErrorRate: fraction("--max-error-rate", v["max-error-rate"]),
+    startRate: positive("--start-rate", v["start-rate"]),
+    stepFactor: positive("--step-factor", v["step-factor"]),
+    stepDurationMs: parseDuration("--step-duration", v["step-duration"]),
+    maxRate: positive("--max-rate", v["max-rate"]),
+    refine: nonNegativeInt("--refine", v.refine),
+    help: v.help,
+  };
+}
+
+/** "30s", "500ms", "2m", "1h" or a bare number of seconds. */
+export function parseDuration(flag: string, s: string, allowZero = false): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  if (m === null) throw new Error(`${flag}: expected a duration like 30s, 500ms, 2m; got "${s}"`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "ms" | "s" | "m" | "h"];
+  const ms = Number(m[1]) * unit;
+  if (ms === 0 && !allowZero) throw new Error(`${flag}: must be more than 0`);
+  return ms;
+}
+
+export function formatDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+function positive(flag: string, s: string): number {
+  const n = Number(s);
+  if (!(n > 0) || !Number.isFinite(n)) throw new Error(`${flag}: expected a positive number, got "${s}"`);
+  return n;
+}
+
+function positiveInt(flag: string, s: string): number {
+  const n = positive(flag, s);
+  if (!Number.isInteger(n)) throw new Error(`${flag}: expected an integer, got "${s}"`);
+  return n;
+}
+
+function nonNegativeInt(flag: string, s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag}: expected an integer >= 0, got "${s}"`);
+  return n;
+}
+
+function fraction(flag: string, s: string): number {
+  const n = Number(s);
+  if (!(n >= 0 && n <= 1)) throw new Error(`${flag}: expected a number in 0..1, got "${s}"`);
+  return n;
+}

@@ -1,0 +1,72 @@
+import { build } from "hdr-histogram-js";
+import type { Histogram } from "hdr-histogram-js";
+
+/** Latency is recorded in microseconds; 1 µs .. 1 h at 3 significant digits. */
+export function newHistogram(): Histogram {
+  return build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
+}
+
+function toMicros(ms: number): number {
+  const us = Math.round(ms * 1000);
+  return Math.max(us, 1);
+}
+
+/**
+ * Collects one run: latency from the intended send time (coordinated-omission
+ * corrected), service time from the actual send, and the generator's own send lag.
+ * Per-tag histograms let a mixed run report reads and writes apart.
+ */
+export class Recorder {
+  readonly latency = newHistogram();
+  readonly service = newHistogram();
+  readonly sendLag = newHistogram();
+  /** Distinct tags, and the tag index of each template. */
+  readonly tags: readonly string[];
+  readonly byTag: Histogram[];
+  private readonly tagOf: Int32Array;
+  readonly errors = new Map<string, number>();
+  readonly statuses = new Map<number, number>();
+  ok = 0;
+  failed = 0;
+  /** Requests completed (any outcome) in the current progress interval. */
+  intervalCount = 0;
+
+  constructor(templateTags: readonly string[]) {
+    this.tags = [...new Set(templateTags)];
+    this.tagOf = Int32Array.from(templateTags.map((t) => this.tags.indexOf(t)));
+    this.byTag = this.tags.map(() => newHistogram());
+  }
+
+  /** A response arrived; non-2xx statuses count as errors (`http_<status>`) but keep their latency. */
+  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number): void {
+    const us = toMicros(latencyMs);
+    this.latency.recordValue(us);
+    this.byTag[this.tagOf[template] ?? 0]?.recordValue(us);
+    this.service.recordValue(toMicros(serviceMs));
+    this.sendLag.recordValue(toMicros(lagMs));
+    this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+    this.intervalCount++;
+    if (status >= 200 && status < 300) this.ok++;
+    else this.error(`http_${status}`);
+  }
+
+  /** A request without a response (timeout, reset, protocol error, never sent). */
+  failure(kind: string, count = 1): void {
+    this.intervalCount += count;
+    this.error(kind, count);
+  }
+
+  get completed(): number {
+    let n = 0;
+    for (const c of this.statuses.values()) n += c;
+    return n + this.transportFailures;
+  }
+
+  private transportFailures = 0;
+
+  private error(kind: string, count = 1): void {
+    this.failed += count;
+    if (!kind.startsWith("http_")) this.transportFailures += count;
+    this.errors.set(kind, (this.errors.get(kind) ?? 0) + count);
+  }
+}

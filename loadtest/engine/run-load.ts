@@ -1,0 +1,231 @@
+import type { KeySampler } from "../keys.ts";
+import { Http1Connection } from "../http1/connection.ts";
+import type { ConnectionListener } from "../http1/connection.ts";
+import { Prng } from "../prng.ts";
+import type { RequestTemplate } from "../template.ts";
+import { Recorder } from "./recorder.ts";
+
+export type LoadMode = "open" | "closed";
+
+export interface LoadConfig {
+  readonly mode: LoadMode;
+  readonly hostname: string;
+  readonly port: number;
+  /** Requests per second (open loop only). */
+  readonly rate: number;
+  readonly connections: number;
+  readonly durationMs: number;
+  /** Load before the measured window; its requests are not recorded. */
+  readonly warmupMs: number;
+  readonly timeoutMs: number;
+  readonly templates: readonly RequestTemplate[];
+  readonly weights: readonly number[];
+  readonly keys: KeySampler;
+  readonly seed: number | string;
+  /** Hard bound on requests sent (safety net on top of the duration). */
+  readonly maxRequests: number;
+  readonly onProgress?: (p: Progress) => void;
+}
+
+export interface Progress {
+  readonly elapsedMs: number;
+  readonly completed: number;
+  readonly errors: number;
+  readonly inFlight: number;
+  readonly backlog: number;
+  readonly intervalRate: number;
+  readonly p99Ms: number;
+}
+
+export interface LoadOutcome {
+  readonly recorder: Recorder;
+  readonly sent: number;
+  readonly unsent: number;
+  readonly measuredMs: number;
+  readonly achievedRate: number;
+  readonly cpu: { readonly userMs: number; readonly systemMs: number; readonly utilization: number };
+  readonly connectFailures: number;
+}
+
+/**
+ * Drives one run. Open loop: request i is due at t0 + i/rate whatever the server
+ * does; when every connection is busy it waits in a backlog, and its latency is
+ * taken from the due time, so stalls show up in the percentiles (coordinated-
+ * omission correction, as in wrk2). Closed loop: each connection sends its next
+ * request as soon as the previous answer arrives, for maximum throughput.
+ */
+export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
+  const rng = new Prng(cfg.seed);
+  const rec = new Recorder(cfg.templates.map((t) => t.tag));
+  const cumulative = cumulativeWeights(cfg.weights);
+  const totalWeight = cumulative[cumulative.length - 1] ?? 1;
+  const maxRows = Math.max(1, ...cfg.templates.map((t) => t.rows));
+  const scratch = new Float64Array(maxRows);
+  const idle: Http1Connection[] = [];
+  const open = cfg.mode === "open";
+  const intervalMs = open ? 1000 / cfg.rate : 0;
+  const plannedMs = cfg.warmupMs + cfg.durationMs;
+  const total = open ? Math.min(cfg.maxRequests, Math.floor((plannedMs * cfg.rate) / 1000)) : cfg.maxRequests;
+  let t0 = 0;
+  let measureStart = 0;
+  let stopAt = 0;
+  let next = 0;
+  let inFlight = 0;
+  let connectFailures = 0;
+  let lastCompletion = 0;
+  let timerArmed = false;
+  let finished = false;
+  let finish: () => void = () => {};
+
+  const dispatch = (conn: Http1Connection, intendedAt: number, now: number): void => {
+    let ti = 0;
+    if (cumulative.length > 1) {
+      const u = rng.nextFloat() * totalWeight;
+      while ((cumulative[ti] ?? totalWeight) <= u) ti++;
+    }
+    const t = cfg.templates[ti] as RequestTemplate;
+    let buf = conn.buffers[ti];
+    if (buf === undefined) {
+      buf = t.bytes.slice();
+      conn.buffers[ti] = buf;
+    }
+    t.fill(buf, rng, cfg.keys, scratch);
+    conn.template = ti;
+    conn.intendedAt = intendedAt;
+    next++;
+    inFlight++;
+    conn.send(buf, now);
+  };
+
+  const pump = (): void => {
+    if (finished) return;
+    const now = performance.now();
+    if (open) {
+      const due = Math.min(total, Math.floor((now - t0) / intervalMs) + 1);
+      while (next < due) {
+        const conn = idle.pop();
+        if (conn === undefined) break;
+        dispatch(conn, t0 + next * intervalMs, now);
+      }
+      if (next < total && next >= due && !timerArmed) {
+        timerArmed = true;
+        setTimeout(onTimer, Math.max(0, t0 + next * intervalMs - now));
+      }
+    } else {
+      while (now < stopAt && next < total) {
+        const conn = idle.pop();
+        if (conn === undefined) break;
+        dispatch(conn, now, now);
+      }
+    }
+    checkDone(now);
+  };
+  const onTimer = (): void => {
+    timerArmed = false;
+    pump();
+  };
+  const checkDone = (now: number): void => {
+    const schedulingOver = open ? next >= total : now >= stopAt || next >= total;
+    if (schedulingOver && inFlight === 0) finish();
+  };
+
+  const listener: ConnectionListener = {
+    onResponse(conn, status, reusable) {
+      const now = performance.now();
+      inFlight--;
+      lastCompletion = now;
+      if (conn.intendedAt >= measureStart) {
+        rec.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt);
+      }
+      if (reusable) idle.push(conn);
+      pump();
+    },
+    onFailure(conn, kind, hadRequest) {
+      if (!hadRequest) {
+        connectFailures++;
+        return;
+      }
+      inFlight--;
+      lastCompletion = performance.now();
+      if (conn.intendedAt >= measureStart) rec.failure(kind);
+      checkDone(lastCompletion);
+    },
+    onReady(conn) {
+      idle.push(conn);
+      pump();
+    },
+  };
+
+  const conns: Http1Connection[] = [];
+  for (let i = 0; i < cfg.connections; i++) conns.push(new Http1Connection(i, cfg.hostname, cfg.port, listener));
+  await Promise.all(conns.map((c) => c.connect())).catch((e: unknown) => {
+    for (const c of conns) c.stop();
+    throw new Error(`cannot connect to ${cfg.hostname}:${cfg.port}: ${(e as Error).message}`);
+  });
+  idle.push(...conns.slice().reverse());
+
+  const cpu0 = process.cpuUsage();
+  t0 = performance.now();
+  measureStart = t0 + cfg.warmupMs;
+  stopAt = t0 + plannedMs;
+  const done = new Promise<void>((resolve) => {
+    finish = () => {
+      if (finished) return;
+      finished = true;
+      resolve();
+    };
+  });
+  const sweepEvery = Math.max(5, Math.min(100, cfg.timeoutMs / 4));
+  let lastTick = t0;
+  const sweeper = setInterval(() => {
+    const now = performance.now();
+    for (const c of conns) if (c.busy && now - c.sentAt > cfg.timeoutMs) c.abort("timeout");
+    // Hard stop: the planned time, plus one timeout for stragglers and the backlog.
+    if (now > stopAt + cfg.timeoutMs + 1000) finish();
+    else checkDone(now);
+    if (cfg.onProgress !== undefined && now - lastTick >= 1000) {
+      cfg.onProgress({
+        elapsedMs: now - t0,
+        completed: rec.ok + rec.failed,
+        errors: rec.failed,
+        inFlight,
+        backlog: open ? Math.max(0, Math.min(total, Math.floor((now - t0) / intervalMs) + 1) - next) : 0,
+        intervalRate: (rec.intervalCount * 1000) / (now - lastTick),
+        p99Ms: rec.latency.totalCount > 0 ? rec.latency.getValueAtPercentile(99) / 1000 : 0,
+      });
+      rec.intervalCount = 0;
+      lastTick = now;
+    }
+  }, sweepEvery);
+  pump();
+  await done;
+  clearInterval(sweeper);
+  const end = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  for (const c of conns) {
+    if (c.busy && c.intendedAt >= measureStart) rec.failure("timeout");
+    c.stop();
+  }
+  const unsent = open ? total - next : 0;
+  if (unsent > 0) rec.failure("unsent", unsent);
+  const measuredMs = Math.max(1, Math.max(lastCompletion, Math.min(end, stopAt)) - measureStart);
+  const wallMs = end - t0;
+  return {
+    recorder: rec,
+    sent: next,
+    unsent,
+    measuredMs,
+    achievedRate: ((rec.ok + rec.failed - unsent) * 1000) / measuredMs,
+    cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000, utilization: (cpu.user + cpu.system) / 1000 / wallMs },
+    connectFailures,
+  };
+}
+
+function cumulativeWeights(weights: readonly number[]): number[] {
+  let acc = 0;
+  return weights.map((w) => {
+    if (!(w >= 0)) throw new Error(`scenario weight must be >= 0, got ${w}`);
+    acc += w;
+    return acc;
+  });
+}

@@ -1,0 +1,88 @@
+import type { CliOptions } from "./args.ts";
+import { errorRate } from "./output/result.ts";
+import type { LatencySummary, RunResult } from "./output/result.ts";
+import type { RunOptions } from "./run.ts";
+import { runOnce } from "./run.ts";
+
+export interface FindMaxStep {
+  readonly rate: number;
+  readonly achieved: number;
+  readonly latencyMs: LatencySummary;
+  readonly errorRate: number;
+  readonly held: boolean;
+  readonly why: string;
+}
+
+export interface FindMaxResult {
+  readonly tool: "quiver-loadtest";
+  readonly kind: "find-max";
+  readonly scenario: string;
+  readonly target: string;
+  readonly slo: { readonly p99Ms: number; readonly maxErrorRate: number };
+  /** Highest open-loop rate that met the SLO (0 if even the first step failed). */
+  readonly maxRate: number;
+  readonly steps: readonly FindMaxStep[];
+  /** The full result of the step at maxRate, for reports. */
+  readonly best: RunResult | null;
+}
+
+type Settings = Pick<CliOptions, "sloMs" | "maxErrorRate" | "startRate" | "stepFactor" | "stepDurationMs" | "maxRate" | "refine">;
+
+/**
+ * Steps the open-loop rate up geometrically until a step breaks the SLO (p99 over
+ * --slo-ms, errors over --max-error-rate, or under 90% of the rate achieved), then
+ * bisects between the last good and first bad rate. Open loop, so a server that
+ * falls behind shows it in latency instead of quietly slowing the generator.
+ */
+export async function findMax(base: RunOptions, s: Settings, onStep?: (step: FindMaxStep) => void): Promise<FindMaxResult> {
+  if (!(s.stepFactor > 1)) throw new Error(`--step-factor: must be > 1, got ${s.stepFactor}`);
+  const steps: FindMaxStep[] = [];
+  let best: RunResult | null = null;
+  let good = 0;
+  let bad = 0;
+  const tryRate = async (rate: number): Promise<boolean> => {
+    const r = await runOnce({ ...base, mode: "open", rate, durationMs: s.stepDurationMs, label: `${base.scenario} @${rate}/s` });
+    const er = errorRate(r);
+    const why =
+      r.latencyMs.p99 > s.sloMs
+        ? `p99 ${r.latencyMs.p99} ms > ${s.sloMs} ms`
+        : er > s.maxErrorRate
+          ? `errors ${(er * 100).toFixed(3)}% > ${(s.maxErrorRate * 100).toFixed(3)}%`
+          : r.rate.achieved < 0.9 * rate
+            ? `achieved ${r.rate.achieved} < 90% of ${rate}`
+            : "";
+    const step: FindMaxStep = { rate, achieved: r.rate.achieved, latencyMs: r.latencyMs, errorRate: er, held: why === "", why };
+    steps.push(step);
+    onStep?.(step);
+    if (step.held && rate > good) {
+      good = rate;
+      best = r;
+    }
+    // Let queues the step left behind drain before the next one.
+    await Bun.sleep(300);
+    return step.held;
+  };
+  let rate = Math.round(s.startRate);
+  while (rate <= s.maxRate) {
+    if (!(await tryRate(rate))) {
+      bad = rate;
+      break;
+    }
+    rate = Math.round(rate * s.stepFactor);
+  }
+  for (let i = 0; i < s.refine && bad > 0 && bad - good > Math.max(1, good * 0.02); i++) {
+    const mid = Math.round((good + bad) / 2);
+    if (await tryRate(mid)) good = mid;
+    else bad = mid;
+  }
+  return {
+    tool: "quiver-loadtest",
+    kind: "find-max",
+    scenario: base.scenario,
+    target: base.target.origin,
+    slo: { p99Ms: s.sloMs, maxErrorRate: s.maxErrorRate },
+    maxRate: good,
+    steps,
+    best,
+  };
+}

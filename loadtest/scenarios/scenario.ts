@@ -1,0 +1,36 @@
+import type { Prng } from "../prng.ts";
+import type { KeySpace, RequestSpec } from "../template.ts";
+
+/** Options every scenario may read; each uses what applies to it. */
+export interface ScenarioOptions {
+  readonly entities: number;
+  /** Entity rows per request (lookups) or rows per push. */
+  readonly batch: number;
+  /** Share of writes in mixed scenarios, 0..1. */
+  readonly writeRatio: number;
+  readonly view: string;
+  readonly features: readonly string[] | undefined;
+  /** Path for scenarios that take one (`get`). */
+  readonly path: string;
+  /** For scenarios that vary payloads (push values); keys come from the engine's own PRNG. */
+  readonly rng: Prng;
+}
+
+/**
+ * A plug-in: turns options into request shapes. The engine owns keys, timing and
+ * transport. `protocol` names the transport; "http1" is the one built in, and a
+ * gRPC scenario would declare "grpc" and come with its transport (see README).
+ */
+export interface ScenarioPlan {
+  readonly protocol: "http1";
+  readonly keySpaces: readonly KeySpace[];
+  readonly requests: readonly RequestSpec[];
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly summary: string;
+  /** Batch size when `--batch` is not given. */
+  readonly defaultBatch: number;
+  build(options: ScenarioOptions): ScenarioPlan;
+}

@@ -1,0 +1,129 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import type { Server } from "bun";
+import { runOnce } from "../loadtest/run.ts";
+import type { RunOptions } from "../loadtest/run.ts";
+
+const servers: Server<undefined>[] = [];
+afterAll(() => {
+  for (const s of servers) s.stop(true);
+});
+
+function serve(fetch: (req: Request) => Response | Promise<Response>): URL {
+  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch });
+  servers.push(s);
+  return new URL(`http://127.0.0.1:${s.port}`);
+}
+
+const base = (target: URL, o: Partial<RunOptions> = {}): RunOptions => ({
+  scenario: "get",
+  target,
+  mode: "open",
+  rate: 500,
+  connections: 8,
+  durationMs: 2000,
+  warmupMs: 0,
+  timeoutMs: 1000,
+  keys: "uniform",
+  entities: 1000,
+  seed: "1",
+  batch: undefined,
+  writeRatio: 0.1,
+  view: "driver_hourly_stats",
+  features: undefined,
+  path: "/",
+  maxRequests: 100_000,
+  label: undefined,
+  ...o,
+});
+
+/** Answers at once, except that requests arriving in [500, 600) ms of every second wait for the window's end. */
+function stallingServer(): URL {
+  const t0 = performance.now();
+  return serve(async () => {
+    const phase = (performance.now() - t0) % 1000;
+    if (phase >= 500 && phase < 600) await Bun.sleep(600 - phase);
+    return new Response("ok");
+  });
+}
+
+describe("coordinated-omission correction", () => {
+  test("a 100 ms stall per second shows in the open-loop p99 but hides from a closed-loop run", async () => {
+    const [open, closed] = await Promise.all([
+      runOnce(base(stallingServer(), { mode: "open", rate: 500, connections: 4 })),
+      runOnce(base(stallingServer(), { mode: "closed", connections: 1 })),
+    ]);
+    // ~10% of intended send times fall in a stall: p99 sits deep inside it.
+    expect(open.latencyMs.p99).toBeGreaterThan(50);
+    expect(open.latencyMs.p50).toBeLessThan(20);
+    expect(open.latencyMs.max).toBeGreaterThan(80);
+    // The closed loop sees the stall (max) in only one request per stall.
+    expect(closed.latencyMs.max).toBeGreaterThan(80);
+    expect(closed.latencyMs.p99).toBeLessThan(20);
+    expect(open.requests.errors).toBe(0);
+  });
+});
+
+describe("open and closed loops", () => {
+  test("an open loop holds its rate and records every request it planned", async () => {
+    const target = serve(() => new Response("ok"));
+    const r = await runOnce(base(target, { rate: 1000, durationMs: 1000, warmupMs: 200 }));
+    expect(r.requests.sent).toBe(1200);
+    expect(r.latencyMs.count).toBe(1000);
+    expect(r.rate.achieved).toBeGreaterThan(900);
+    expect(r.rate.achieved).toBeLessThan(1100);
+    expect(r.requests.errors).toBe(0);
+  });
+
+  test("a closed loop keeps every connection busy", async () => {
+    const target = serve(() => new Response("ok"));
+    const r = await runOnce(base(target, { mode: "closed", connections: 4, durationMs: 500 }));
+    expect(r.requests.ok).toBeGreaterThan(200);
+    expect(r.rate.target).toBeNull();
+  });
+
+  test("errors are counted by kind: HTTP statuses, timeouts, resets", async () => {
+    let n = 0;
+    const target = serve(async () => {
+      n++;
+      if (n % 10 === 0) return new Response("no", { status: 503 });
+      if (n % 10 === 5) {
+        await Bun.sleep(400);
+        return new Response("late");
+      }
+      return new Response("ok");
+    });
+    const r = await runOnce(base(target, { rate: 200, durationMs: 500, timeoutMs: 150 }));
+    expect(r.errorsByKind["http_503"]).toBeGreaterThan(0);
+    expect(r.errorsByKind["timeout"]).toBeGreaterThan(0);
+    expect(r.requests.ok + r.requests.errors).toBe(r.requests.sent);
+  });
+
+  test("a connection closed mid-request counts as a reset and is reopened", async () => {
+    let n = 0;
+    const listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          n++;
+          if (n % 4 === 0) socket.end();
+          else socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        },
+      },
+    });
+    try {
+      const r = await runOnce(base(new URL(`http://127.0.0.1:${listener.port}`), { rate: 200, durationMs: 500, connections: 2 }));
+      expect(r.errorsByKind["reset"]).toBeGreaterThan(10);
+      expect(r.requests.ok).toBeGreaterThan(50);
+    } finally {
+      listener.stop(true);
+    }
+  });
+
+  test("a server that is down is an error, not a hang", async () => {
+    const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
+    const port = s.port;
+    s.stop(true);
+    await expect(runOnce(base(new URL(`http://127.0.0.1:${port}`), { durationMs: 200 }))).rejects.toThrow("cannot connect");
+  });
+});
