@@ -1,5 +1,4 @@
-import type { Hono } from "hono";
-import { createHttpApp } from "./api/http/index.ts";
+import { createHttpEdge, type HttpEdge } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
@@ -11,7 +10,7 @@ import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
 export interface Quiver {
-  readonly http: Hono;
+  readonly http: HttpEdge;
   readonly registry: RegistryHolder;
   /** The storage tier (ring over embedded nodes or Redis shards). */
   readonly store: ShardedStore;
@@ -49,7 +48,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store);
 
-  const http = createHttpApp({
+  const http = createHttpEdge({
     registry,
     lookup,
     push,

@@ -28,7 +28,8 @@ async function main(): Promise<void> {
     port: config.port,
     // Bun's own cap is a backstop; the app answers 413 with a JSON body below it.
     maxRequestBodySize: config.maxBodyBytes * 2,
-    fetch: quiver.http.fetch,
+    routes: quiver.http.nativeRoutes,
+    fetch: quiver.http.app.fetch,
   });
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
 

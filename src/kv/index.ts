@@ -9,6 +9,8 @@ export {
   type ReadSlot,
   type ScanPage,
   type StoredRow,
+  type SyncReadable,
+  syncReaderOf,
   UNAVAILABLE,
   type Unavailable,
 } from "./kv-node.ts";

@@ -79,3 +79,18 @@ export interface KvNode {
   health(): Promise<NodeHealth>;
   close(): Promise<void>;
 }
+
+/**
+ * Nodes that answer from process memory also offer a synchronous read, so
+ * composites over them can skip promise machinery on the hot path. Chosen
+ * once at construction (see `syncReaderOf`), never checked per request.
+ */
+export interface SyncReadable {
+  getManySync(keys: readonly string[]): ReadSlot[];
+}
+
+/** The node's synchronous reader, if it has one. */
+export function syncReaderOf(node: KvNode): ((keys: readonly string[]) => ReadSlot[]) | undefined {
+  const candidate = node as Partial<SyncReadable>;
+  return typeof candidate.getManySync === "function" ? candidate.getManySync.bind(node) : undefined;
+}

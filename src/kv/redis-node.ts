@@ -152,6 +152,19 @@ export class RedisKvNode implements KvNode {
     return withDeadline(this.client.del(keys as string[]), this.timeoutMs, `redis ${this.address} DEL`, signal);
   }
 
+  /** DEL, then `WAIT` on the same connection, like `putManyAcked`. */
+  async deleteManyAcked(keys: readonly string[], acks: number, ackTimeoutMs: number, signal?: AbortSignal): Promise<number> {
+    if (keys.length === 0) return 0;
+    const del = this.client.del(keys as string[]);
+    const wait = this.client.wait(acks, ackTimeoutMs);
+    del.catch(() => {});
+    wait.catch(() => {});
+    const what = `redis ${this.address} DEL + WAIT`;
+    const [count, acked] = await withDeadline(Promise.all([del, wait]), this.timeoutMs + ackTimeoutMs, what, signal);
+    if (acked < acks) throw new WriteNotAcknowledgedError(this.address, acked, acks);
+    return count;
+  }
+
   async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
     const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
     const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);

@@ -1,5 +1,5 @@
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { syncReaderOf, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
 
 /**
@@ -20,6 +20,8 @@ export class MeteredKvNode implements KvNode {
   private readonly keysUnavailable: CounterHandle;
   private readonly rowsWritten: CounterHandle;
   private readonly rowsIgnored: CounterHandle;
+  /** Present when the inner node reads synchronously; metered the same way. */
+  readonly getManySync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
 
   constructor(
     private readonly inner: KvNode,
@@ -40,6 +42,15 @@ export class MeteredKvNode implements KvNode {
     this.keysUnavailable = keys.labels("get", "unavailable");
     this.rowsWritten = keys.labels("put", "written");
     this.rowsIgnored = keys.labels("put", "ignored");
+    const sync = syncReaderOf(inner);
+    this.getManySync = sync
+      ? (keys) => {
+          const start = performance.now();
+          const slots = sync(keys);
+          this.recordRead(start, slots);
+          return slots;
+        }
+      : undefined;
   }
 
   async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
@@ -51,6 +62,11 @@ export class MeteredKvNode implements KvNode {
       this.getErrors.inc();
       throw e;
     }
+    this.recordRead(start, slots);
+    return slots;
+  }
+
+  private recordRead(start: number, slots: readonly ReadSlot[]): void {
     this.getLatency.observe((performance.now() - start) / 1000);
     this.gets.inc();
     let found = 0;
@@ -62,7 +78,6 @@ export class MeteredKvNode implements KvNode {
     this.keysRead.inc(found);
     this.keysUnavailable.inc(unavailable);
     this.keysMissing.inc(slots.length - found - unavailable);
-    return slots;
   }
 
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {

@@ -189,7 +189,7 @@ function resolveDefault(
   }
   if (stats?.mostCommon !== undefined) {
     const problem = check(stats.mostCommon);
-    if (problem) issues.push({ path: `featureViews.${v.name}.statistics.${feature}.mostCommon`, message: problem });
+    if (problem) issues.push({ path: path.replace(/\.features\[\d+\]\.default$/, `.statistics.${feature}.mostCommon`), message: problem });
     return freeze(stats.mostCommon as FeatureValue);
   }
   return zeroValue(type);

@@ -1,5 +1,5 @@
 import type { FeatureValue, KvNode, ReadSlot } from "../kv/kv-node.ts";
-import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { syncReaderOf, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
 import { Status } from "./statuses.ts";
@@ -39,17 +39,30 @@ interface Plan {
  * front of it, or a resilience wrapper: the service only knows KvNode.
  */
 export class LookupService {
+  private readonly readSync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
+
   constructor(
     private readonly store: KvNode,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.readSync = syncReaderOf(store);
+  }
 
-  async lookup(q: LookupQuery, signal?: AbortSignal): Promise<LookupResult> {
+  /** True when reads do I/O and so can use the request's AbortSignal. */
+  get needsSignal(): boolean {
+    return this.readSync === undefined;
+  }
+
+  /**
+   * Answers synchronously when the store reads from process memory (no promise
+   * per layer on the hot path), else returns a promise. Callers `await` either.
+   */
+  lookup(q: LookupQuery, signal?: AbortSignal): LookupResult | Promise<LookupResult> {
     const plan = planOf(q.refs);
-    const rows = q.entities.rowCount;
     const keys = buildKeys(plan, q.entities);
-    const slots = keys.length === 0 ? [] : await this.store.getMany(keys, signal);
-    return fill(q, plan, rows, slots, this.clock());
+    if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock());
+    if (this.readSync) return fill(q, plan, q.entities.rowCount, this.readSync(keys), this.clock());
+    return this.store.getMany(keys, signal).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock()));
   }
 }
 

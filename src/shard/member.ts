@@ -35,8 +35,8 @@ export class Member {
   offset: number | undefined;
   lagBytes: number | undefined;
   lastError: string | undefined;
-  /** Set while a probe is outstanding, so a stalled server does not pile up probes. */
-  probing = false;
+  /** The outstanding probe, shared by callers so a stalled server does not pile up probes. */
+  probing: Promise<void> | undefined;
 
   constructor(node: RedisKvNode, role: MemberRole) {
     this.node = node;

@@ -1,10 +1,9 @@
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
-import { RedisKvNode } from "../kv/redis-node.ts";
 import { pause, ShardUnavailableError, StorageError, WriteNotAcknowledgedError, withDeadline } from "../kv/storage-errors.ts";
-import { parseHostPort } from "./address.ts";
-import type { Discovery, Layout } from "./discovery.ts";
-import { Member, type MemberStats, type ReadFrom, readOrder } from "./member.ts";
+import type { Discovery } from "./discovery.ts";
+import type { Member, MemberStats, ReadFrom } from "./member.ts";
+import { Membership } from "./membership.ts";
 
 export interface ReplicaSetOptions {
   /** Shard name; also the KvNode id. */
@@ -73,14 +72,10 @@ export class ReplicaSet implements KvNode {
   private readonly options: ReplicaSetOptions;
   private readonly discovery: Discovery;
   private readonly readFrom: ReadFrom;
+  private readonly membership: Membership;
   private writeAcks: number;
-  private readonly members = new Map<string, Member>();
-  private primary: Member | undefined;
-  private order: Member[] = [];
-  private refreshing: Promise<void> | undefined;
-  private timers: ReturnType<typeof setInterval>[] = [];
   private closed = false;
-  private counters = { primaryChanges: 0, writeRetries: 0, writesNotAcknowledged: 0, readFallbacks: 0 };
+  private counters = { writeRetries: 0, writesNotAcknowledged: 0, readFallbacks: 0 };
 
   private constructor(options: ReplicaSetOptions) {
     this.id = options.id;
@@ -88,13 +83,23 @@ export class ReplicaSet implements KvNode {
     this.discovery = options.discovery;
     this.readFrom = options.readFrom ?? "nearest";
     this.writeAcks = options.writeAcks ?? -1;
+    this.membership = new Membership({
+      shard: options.id,
+      discovery: options.discovery,
+      readFrom: this.readFrom,
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 250,
+      connectTimeoutMs: options.connectTimeoutMs ?? 3000,
+      probeIntervalMs: options.probeIntervalMs ?? 500,
+      discoveryIntervalMs: options.discoveryIntervalMs ?? 1000,
+    });
   }
 
   /** Resolves the layout, connects to every member and starts probing; throws naming the shard if discovery fails. */
   static async connect(options: ReplicaSetOptions): Promise<ReplicaSet> {
     const set = new ReplicaSet(options);
     try {
-      await set.start();
+      const layout = await set.membership.start();
+      if (set.writeAcks < 0) set.writeAcks = layout.replicas.length > 0 ? 1 : 0;
     } catch (error) {
       await set.close();
       throw error;
@@ -102,57 +107,36 @@ export class ReplicaSet implements KvNode {
     return set;
   }
 
-  private async start(): Promise<void> {
-    const connectMs = this.options.connectTimeoutMs ?? 3000;
-    const deadline = Date.now() + connectMs;
-    let layout: Layout | undefined;
-    let lastError: unknown;
-    for (let i = 0; i < 1000 && !layout; i++) {
-      try {
-        layout = await this.discovery.resolve();
-      } catch (error) {
-        lastError = error;
-        if (Date.now() >= deadline) break;
-        await pause(100);
-      }
-    }
-    if (!layout) throw new Error(`shard "${this.id}": discovery failed: ${lastError instanceof Error ? lastError.message : lastError}`);
-    if (this.writeAcks < 0) this.writeAcks = layout.replicas.length > 0 ? 1 : 0;
-    this.apply(layout);
-    await Promise.all([...this.members.values()].map((m) => m.node.whenReady(Math.max(0, deadline - Date.now()))));
-    await this.probe();
-    this.discovery.watch(() => void this.refresh());
-    this.every(this.options.probeIntervalMs ?? 500, () => this.probe());
-    if (this.discovery.kind === "sentinel") this.every(this.options.discoveryIntervalMs ?? 1000, () => this.refresh());
-  }
-
-  private every(ms: number, task: () => Promise<void>): void {
-    const timer = setInterval(() => {
-      task().catch(() => {});
-    }, ms);
-    timer.unref();
-    this.timers.push(timer);
-  }
-
+  /**
+   * Tries members in read order until one answers or the request deadline
+   * passes; a member that fails is marked unhealthy (moving it to the back)
+   * and the next one is tried at once. Gives UNAVAILABLE slots, never throws.
+   */
   async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
     if (keys.length === 0) return [];
     const deadline = Date.now() + (this.options.requestTimeoutMs ?? 1000);
-    const order = this.order;
-    for (let i = 0; i < order.length; i++) {
-      const member = order[i]!;
+    const attemptMs = this.options.attemptTimeoutMs ?? 250;
+    let tried: Member[] = [];
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const order = this.membership.readOrder;
+      let member = order.find((m) => !tried.includes(m));
+      if (!member) {
+        tried = [];
+        member = order[0];
+      }
       const remaining = deadline - Date.now();
-      if (remaining <= 0 || signal?.aborted) break;
-      if (i > 0) this.counters.readFallbacks++;
+      if (!member || remaining <= 0 || signal?.aborted) break;
+      if (attempt > 0) this.counters.readFallbacks++;
+      tried.push(member);
       const started = performance.now();
       try {
-        const attempt = member.node.getMany(keys, signal);
-        const rows = await (remaining < this.attemptMs ? withDeadline(attempt, remaining, `shard ${this.id} read`, signal) : attempt);
+        const work = member.node.getMany(keys, signal);
+        const rows = await (remaining < attemptMs ? withDeadline(work, remaining, `shard ${this.id} read`, signal) : work);
         member.observe(performance.now() - started);
         return rows;
       } catch (error) {
         if (signal?.aborted) break;
-        member.fail(error);
-        this.order = readOrder([...this.members.values()], this.readFrom);
+        this.membership.markFailed(member, error);
       }
     }
     return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
@@ -176,7 +160,11 @@ export class ReplicaSet implements KvNode {
 
   deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
     if (keys.length === 0) return Promise.resolve(0);
-    return this.onPrimary("delete", signal, (m) => m.node.deleteMany(keys, signal));
+    const acks = this.writeAcks;
+    const ackMs = this.options.ackTimeoutMs ?? 500;
+    return this.onPrimary("delete", signal, (m) =>
+      acks <= 0 ? m.node.deleteMany(keys, signal) : m.node.deleteManyAcked(keys, acks, ackMs, signal),
+    );
   }
 
   /** Scans the primary. A failover mid-scan invalidates the cursor; callers restart when `primaryAddress` changes. */
@@ -186,17 +174,19 @@ export class ReplicaSet implements KvNode {
 
   /** The current primary's address (changes on failover). */
   get primaryAddress(): string | undefined {
-    return this.primary?.address;
+    return this.membership.primary?.address;
   }
 
+  /** ok while any member can serve reads; `writable` says whether the primary is up; `roles` maps address to role. */
   async health(): Promise<NodeHealth> {
-    const members = [...this.members.values()].map((m) => m.stats());
+    const members = this.membership.members().map((m) => m.stats());
+    const primary = this.membership.primary;
     return {
       id: this.id,
       ok: members.some((m) => m.healthy),
       detail: {
-        primary: this.primary?.address ?? null,
-        writable: this.primary?.healthy ?? false,
+        primary: primary?.address ?? null,
+        writable: primary?.healthy ?? false,
         roles: Object.fromEntries(members.map((m) => [m.address, m.role])),
         discovery: this.discovery.describe(),
         members,
@@ -208,25 +198,18 @@ export class ReplicaSet implements KvNode {
     return {
       id: this.id,
       discovery: this.discovery.kind,
-      primary: this.primary?.address ?? null,
+      primary: this.membership.primary?.address ?? null,
       readFrom: this.readFrom,
       writeAcks: this.writeAcks,
+      primaryChanges: this.membership.primaryChanges,
       ...this.counters,
-      members: [...this.members.values()].map((m) => m.stats()),
+      members: this.membership.members().map((m) => m.stats()),
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
-    await this.discovery.close();
-    await Promise.all([...this.members.values()].map((m) => m.node.close()));
-    this.members.clear();
-  }
-
-  private get attemptMs(): number {
-    return this.options.attemptTimeoutMs ?? 250;
+    await this.membership.close();
   }
 
   /**
@@ -239,15 +222,15 @@ export class ReplicaSet implements KvNode {
     const deadline = Date.now() + windowMs;
     let lastError: unknown = new Error("no primary known");
     for (let attempt = 0; attempt < 10_000; attempt++) {
-      const primary = this.primary;
+      const primary = this.membership.primary;
       if (primary) {
         try {
           return await fn(primary);
         } catch (error) {
           lastError = error;
           if (signal?.aborted || !isRetryable(error)) throw error;
-          if (blamesMember(error)) primary.fail(error);
-          void this.refresh();
+          if (blamesMember(error)) this.membership.markFailed(primary, error);
+          void this.membership.refresh();
         }
       }
       if (Date.now() >= deadline || this.closed) break;
@@ -257,83 +240,5 @@ export class ReplicaSet implements KvNode {
     if (lastError instanceof WriteNotAcknowledgedError) throw lastError;
     const reason = lastError instanceof Error ? lastError.message : String(lastError);
     throw new ShardUnavailableError(this.id, `${what} failed on the primary for ${windowMs} ms (${reason})`, lastError);
-  }
-
-  /** Re-resolves the layout; concurrent callers share one query. */
-  private refresh(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.refreshing ??= this.discovery
-      .resolve()
-      .then((layout) => {
-        if (!this.closed) this.apply(layout);
-      })
-      .catch(() => {})
-      .finally(() => {
-        this.refreshing = undefined;
-      });
-    return this.refreshing;
-  }
-
-  /** Makes the member map match a layout: new members connect, vanished ones close. */
-  private apply(layout: Layout): void {
-    const wanted = new Set([layout.primary, ...layout.replicas]);
-    for (const address of wanted) {
-      if (this.members.has(address)) continue;
-      const hp = parseHostPort(address);
-      if (!hp) continue;
-      const member = new Member(new RedisKvNode({ ...hp, commandTimeoutMs: this.attemptMs }), "replica");
-      this.members.set(address, member);
-      void member.node.whenReady(this.options.connectTimeoutMs ?? 3000).then((ok) => (ok ? this.probeMember(member) : undefined));
-    }
-    for (const [address, member] of this.members) {
-      if (wanted.has(address)) continue;
-      this.members.delete(address);
-      void member.node.close();
-    }
-    for (const member of this.members.values()) member.role = member.address === layout.primary ? "primary" : "replica";
-    this.setPrimary(this.members.get(layout.primary));
-  }
-
-  private setPrimary(next: Member | undefined): void {
-    if (this.primary && next && this.primary !== next) this.counters.primaryChanges++;
-    this.primary = next;
-    this.order = readOrder([...this.members.values()], this.readFrom);
-  }
-
-  /** ROLE on every member: health, latency, offsets and lag; notices a primary that is no longer one. */
-  private async probe(): Promise<void> {
-    const members = [...this.members.values()];
-    await Promise.all(members.map((m) => this.probeMember(m)));
-    const primary = this.primary;
-    for (const m of members) {
-      m.lagBytes = m === primary ? 0 : primary?.offset !== undefined && m.offset !== undefined ? Math.max(0, primary.offset - m.offset) : undefined;
-    }
-    if (primary && primary.reportedRole === "replica") {
-      const masters = members.filter((m) => m.reportedRole === "master");
-      if (this.discovery.kind === "sentinel") void this.refresh();
-      else if (masters.length === 1) {
-        primary.role = "replica";
-        masters[0]!.role = "primary";
-        this.setPrimary(masters[0]);
-        return;
-      }
-    }
-    this.order = readOrder(members, this.readFrom);
-  }
-
-  private async probeMember(member: Member): Promise<void> {
-    if (member.probing || this.closed) return;
-    member.probing = true;
-    const started = performance.now();
-    try {
-      const role = await member.node.role();
-      member.observe(performance.now() - started);
-      member.reportedRole = role.role;
-      member.offset = role.role === "other" ? undefined : role.offset;
-    } catch (error) {
-      member.fail(error);
-    } finally {
-      member.probing = false;
-    }
   }
 }

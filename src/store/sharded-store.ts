@@ -7,6 +7,7 @@ import {
   type PutOutcome,
   type ReadSlot,
   type ScanPage,
+  syncReaderOf,
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
 import { HashRing } from "../ring/ring.ts";
@@ -16,6 +17,14 @@ export interface ShardMember {
   readonly id: string;
   readonly weight: number;
   readonly node: KvNode;
+}
+
+/** Keys of one request that one node owns, with their positions in the request. */
+interface KeyGroup {
+  readonly owner: number;
+  readonly node: KvNode;
+  readonly keys: string[];
+  readonly positions: number[];
 }
 
 export interface ShardedStoreOptions {
@@ -32,12 +41,18 @@ export class ShardedStore implements KvNode {
   readonly id: string;
   private ringRef: HashRing;
   private nodes: KvNode[];
+  /**
+   * Set when every node reads from process memory (the embedded store): the
+   * lookup path then reads without awaiting. Recomputed on membership change.
+   */
+  getManySync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
     this.id = options.id ?? "ring";
     this.ringRef = new HashRing(members, { vnodesPerNode: options.vnodesPerNode ?? 160 });
     this.nodes = members.map((m) => m.node);
+    this.getManySync = this.syncPath();
   }
 
   get ring(): HashRing {
@@ -60,6 +75,23 @@ export class ShardedStore implements KvNode {
     const ring = new HashRing(members, { vnodesPerNode: this.ringRef.vnodesPerNode });
     this.nodes = members.map((m) => m.node);
     this.ringRef = ring;
+    this.getManySync = this.syncPath();
+  }
+
+  private syncPath(): ((keys: readonly string[]) => ReadSlot[]) | undefined {
+    const readers = this.nodes.map(syncReaderOf);
+    if (readers.some((r) => r === undefined)) return undefined;
+    const sync = readers as ((keys: readonly string[]) => ReadSlot[])[];
+    if (sync.length === 1) return sync[0];
+    return (keys) => {
+      if (keys.length === 1) return sync[this.ringRef.ownerIndexOf(ringKeyOf(keys[0]!))]!(keys);
+      const out = new Array<ReadSlot>(keys.length);
+      for (const g of this.group(keys)) {
+        const got = sync[g.owner]!(g.keys);
+        for (let j = 0; j < g.positions.length; j++) out[g.positions[j]!] = got[j];
+      }
+      return out;
+    };
   }
 
   async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
@@ -151,15 +183,15 @@ export class ShardedStore implements KvNode {
   }
 
   /** Groups keys by owning node, remembering each key's position in the request. */
-  private group(keys: readonly string[]): { node: KvNode; keys: string[]; positions: number[] }[] {
-    if (this.nodes.length === 1) return [{ node: this.nodes[0]!, keys: keys as string[], positions: keys.map((_, i) => i) }];
-    const byOwner = new Map<number, { node: KvNode; keys: string[]; positions: number[] }>();
+  private group(keys: readonly string[]): KeyGroup[] {
+    if (this.nodes.length === 1) return [{ owner: 0, node: this.nodes[0]!, keys: keys as string[], positions: keys.map((_, i) => i) }];
+    const byOwner = new Map<number, KeyGroup>();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       const owner = this.ringRef.ownerIndexOf(ringKeyOf(k));
       let g = byOwner.get(owner);
       if (!g) {
-        g = { node: this.nodes[owner]!, keys: [], positions: [] };
+        g = { owner, node: this.nodes[owner]!, keys: [], positions: [] };
         byOwner.set(owner, g);
       }
       g.keys.push(k);

@@ -34,8 +34,18 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
     const accepted = allowMsgpack ? "application/json or application/msgpack" : "application/json";
     throw new QuiverError("unsupported_media_type", 415, `Content-Type "${type}" is not supported; send ${accepted}`, { path: "(headers).content-type" });
   }
-  const declared = Number(req.headers.get("content-length") ?? "0");
+  const length = req.headers.get("content-length");
+  const declared = length === null ? -1 : Number(length);
   if (declared > limit) throw tooLarge(declared, limit);
+  if (declared === 0) throw emptyBody();
+  // Known length within the limit: let Bun decode and parse natively in one step.
+  if (declared > 0 && !msgpack) {
+    try {
+      return { value: await req.json(), msgpack: false };
+    } catch (e) {
+      throw new QuiverError("invalid_json", 400, `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
+    }
+  }
   let buf: ArrayBuffer;
   try {
     buf = await req.arrayBuffer();
@@ -43,7 +53,7 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
     throw new QuiverError("invalid_body", 400, `could not read the request body: ${(e as Error).message}`, { path: "(body)" });
   }
   if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
-  if (buf.byteLength === 0) throw new QuiverError("invalid_body", 400, "the request body is empty", { path: "(body)" });
+  if (buf.byteLength === 0) throw emptyBody();
   if (msgpack) {
     try {
       return { value: msgpackDecoder.decode(new Uint8Array(buf)), msgpack: true };
@@ -56,6 +66,10 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
   } catch (e) {
     throw new QuiverError("invalid_json", 400, `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
   }
+}
+
+function emptyBody(): QuiverError {
+  return new QuiverError("invalid_body", 400, "the request body is empty", { path: "(body)" });
 }
 
 function tooLarge(size: number, limit: number): QuiverError {

@@ -1,4 +1,3 @@
-import type { Hono } from "hono";
 import { invalid } from "../../errors/index.ts";
 import { describeValue } from "../../registry/index.ts";
 import { ColumnEntities, parseEntities, resolveFeatures } from "../../serving/index.ts";
@@ -7,29 +6,30 @@ import type { HttpDeps } from "./deps.ts";
 import { feastBody, unavailableCount } from "./encode-result.ts";
 import { pushColumnsOfFrame } from "./push-columns.ts";
 import { feastErrorResponse, json } from "./responses.ts";
-import { instrument, type RouteMetrics } from "./route.ts";
+import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
 /**
  * Feast feature-server routes, wire-compatible with ../shared/reference/
  * feast-serving-api.md, so model code written for Feast works unchanged.
  * Like Feast, missing values are null (no defaults) unless the store is down.
  */
-export function mountFeastRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetrics): void {
+export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits } = deps;
+  // Reading req.signal makes Bun allocate an AbortSignal: only do it when storage is remote.
+  const signalOf = deps.lookup.needsSignal ? (req: Request) => req.signal : () => undefined;
 
-  app.post(
-    "/get-online-features",
+  add("POST", "/get-online-features",
     instrument(
       metrics,
       "/get-online-features",
-      async (c) => {
-        const body = asObject((await readBody(c.req.raw, limits.maxBodyBytes, false)).value);
+      async (req) => {
+        const body = asObject((await readBody(req, limits.maxBodyBytes, false)).value);
         const registry = deps.registry.current;
         const refs = resolveFeatures(registry, body.features, body.feature_service, { features: "features", service: "feature_service" });
         if (body.entities === undefined) throw invalid("invalid_request", "entities", "is required");
         const entities = parseEntities(body.entities, "entities", limits.maxRows);
         const full = body.full_feature_names === true;
-        const result = await deps.lookup.lookup({ refs, entities, fillDefaults: false }, c.req.raw.signal);
+        const result = await deps.lookup.lookup({ refs, entities, fillDefaults: false }, signalOf(req));
         const missing = unavailableCount(result);
         return json(feastBody(result, entities, full), 200, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined);
       },
@@ -51,13 +51,12 @@ export function mountFeastRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetric
     return deps.push.write(entries);
   };
 
-  app.post(
-    "/push",
+  add("POST", "/push",
     instrument(
       metrics,
       "/push",
-      async (c) => {
-        const body = asObject((await readBody(c.req.raw, limits.maxBodyBytes, false)).value);
+      async (req) => {
+        const body = asObject((await readBody(req, limits.maxBodyBytes, false)).value);
         const to = body.to ?? "online";
         if (to === "offline") throw invalid("invalid_request", "to", 'Quiver is an online store; use "online" (or "online_and_offline", of which Quiver performs the online part)');
         if (to !== "online" && to !== "online_and_offline") throw invalid("invalid_request", "to", `expected "online", "offline" or "online_and_offline", got ${describeValue(to)}`);
@@ -68,21 +67,19 @@ export function mountFeastRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetric
     ),
   );
 
-  app.post(
-    "/write-to-online-store",
+  add("POST", "/write-to-online-store",
     instrument(
       metrics,
       "/write-to-online-store",
-      async (c) => {
-        const body = asObject((await readBody(c.req.raw, limits.maxBodyBytes, false)).value);
+      async (req) => {
+        const body = asObject((await readBody(req, limits.maxBodyBytes, false)).value);
         return json(await writeFrame(body.feature_view_name, "feature_view_name", body.df));
       },
       feastErrorResponse,
     ),
   );
 
-  app.get(
-    "/health",
+  add("GET", "/health",
     instrument(
       metrics,
       "/health",

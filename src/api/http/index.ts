@@ -1,2 +1,2 @@
-export { createHttpApp } from "./app.ts";
+export { createHttpEdge, type HttpEdge, type NativeRoutes } from "./app.ts";
 export type { HttpDeps, HttpLimits } from "./deps.ts";

@@ -1,17 +1,15 @@
-import type { Hono } from "hono";
 import { QuiverError } from "../../errors/index.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
-import { instrument, type RouteMetrics } from "./route.ts";
+import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
 const TEXT_METRICS = { "content-type": "text/plain; version=0.0.4; charset=utf-8" } as const;
 
 /** Liveness, readiness, metrics and the admin reload. */
-export function mountOpsRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetrics): void {
-  app.get("/healthz", () => json({ status: "ok" }));
+export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
+  add("GET", "/healthz", () => json({ status: "ok" }));
 
-  app.get(
-    "/readyz",
+  add("GET", "/readyz",
     instrument(
       metrics,
       "/readyz",
@@ -28,15 +26,14 @@ export function mountOpsRoutes(app: Hono, deps: HttpDeps, metrics: RouteMetrics)
     ),
   );
 
-  app.get("/metrics", () => new Response(deps.metrics.render(), { headers: TEXT_METRICS }));
+  add("GET", "/metrics", () => new Response(deps.metrics.render(), { headers: TEXT_METRICS }));
 
-  app.post(
-    "/admin/registry/reload",
+  add("POST", "/admin/registry/reload",
     instrument(
       metrics,
       "/admin/registry/reload",
-      async (c) => {
-        if (deps.adminToken !== undefined && c.req.header("authorization") !== `Bearer ${deps.adminToken}`) {
+      async (req) => {
+        if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
           throw new QuiverError("unauthorized", 401, "admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", { path: "(headers).authorization" });
         }
         const next = await deps.reloadRegistry();

@@ -28,12 +28,12 @@ function retryHeaders(e: QuiverError): Record<string, string> | undefined {
 }
 
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */
-export function errorResponse(e: unknown): Response {
+export function errorResponse(e: unknown, headers?: Record<string, string>): Response {
   const q = toQuiverError(e);
   const error: Record<string, unknown> = { code: q.code, message: q.message };
   if (q.path !== undefined) error.path = q.path;
   if (q.issues.length > 1) error.issues = q.issues;
-  return json({ error }, q.status, retryHeaders(q));
+  return json({ error }, q.status, headers ?? retryHeaders(q));
 }
 
 /** Feast's error body: `{"error": "...", "status_code": N}`. */

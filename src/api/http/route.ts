@@ -1,8 +1,11 @@
-import type { Context } from "hono";
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import { toQuiverError } from "./responses.ts";
 
-export type Handler = (c: Context) => Response | Promise<Response>;
+/** A route handler on the raw request, so Hono and Bun's native router can share it. */
+export type Handler = (req: Request) => Response | Promise<Response>;
+
+/** Registers a handler for a method and path (see app.ts). */
+export type AddRoute = (method: "GET" | "POST", path: string, handler: Handler) => void;
 
 /**
  * Wraps a handler once at start-up with its metrics and error mapping, so a
@@ -20,11 +23,11 @@ export function instrument(metrics: RouteMetrics, name: string, handler: Handler
     }
     h.inc();
   };
-  return async (c) => {
+  return async (req) => {
     const start = performance.now();
     let res: Response;
     try {
-      res = await handler(c);
+      res = await handler(req);
     } catch (e) {
       const q = toQuiverError(e);
       if (q.status >= 500) metrics.errors.labels(name, q.code).inc();

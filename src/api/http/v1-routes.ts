@@ -1,4 +1,3 @@
-import type { Hono } from "hono";
 import { invalid } from "../../errors/index.ts";
 import { describeValue } from "../../registry/index.ts";
 import { parseEntities, resolveFeatures } from "../../serving/index.ts";
@@ -6,7 +5,7 @@ import { asObject, readBody, rejectUnknownFields, wantsMsgpack } from "./body.ts
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody } from "./encode-result.ts";
 import { errorResponse, json, msgpack } from "./responses.ts";
-import { instrument, type RouteMetrics } from "./route.ts";
+import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 import { pushColumnsOfRows } from "./push-columns.ts";
 
 const LOOKUP_FIELDS = new Set(["features", "featureService", "entities", "fillDefaults", "fullFeatureNames"]);
@@ -20,16 +19,17 @@ function optionalBool(body: Record<string, unknown>, field: string, dflt: boolea
 }
 
 /** Quiver's own API: /v1/lookup, /v1/push, /v1/registry. */
-export function mountV1Routes(app: Hono, deps: HttpDeps, metrics: RouteMetrics): void {
+export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits } = deps;
+  // Reading req.signal makes Bun allocate an AbortSignal: only do it when storage is remote.
+  const signalOf = deps.lookup.needsSignal ? (req: Request) => req.signal : () => undefined;
 
-  app.post(
-    "/v1/lookup",
+  add("POST", "/v1/lookup",
     instrument(
       metrics,
       "/v1/lookup",
-      async (c) => {
-        const { value } = await readBody(c.req.raw, limits.maxBodyBytes, true);
+      async (req) => {
+        const { value } = await readBody(req, limits.maxBodyBytes, true);
         const body = asObject(value);
         rejectUnknownFields(body, LOOKUP_FIELDS);
         const registry = deps.registry.current;
@@ -38,21 +38,20 @@ export function mountV1Routes(app: Hono, deps: HttpDeps, metrics: RouteMetrics):
         const entities = parseEntities(body.entities, "entities", limits.maxRows);
         const fillDefaults = optionalBool(body, "fillDefaults", true);
         const full = optionalBool(body, "fullFeatureNames", false);
-        const result = await deps.lookup.lookup({ refs, entities, fillDefaults }, c.req.raw.signal);
+        const result = await deps.lookup.lookup({ refs, entities, fillDefaults }, signalOf(req));
         const answer = nativeBody(result, full);
-        return wantsMsgpack(c.req.header("accept") ?? null) ? msgpack(answer) : json(answer);
+        return wantsMsgpack(req.headers.get("accept")) ? msgpack(answer) : json(answer);
       },
       errorResponse,
     ),
   );
 
-  app.post(
-    "/v1/push",
+  add("POST", "/v1/push",
     instrument(
       metrics,
       "/v1/push",
-      async (c) => {
-        const { value } = await readBody(c.req.raw, limits.maxBodyBytes, true);
+      async (req) => {
+        const { value } = await readBody(req, limits.maxBodyBytes, true);
         const body = asObject(value);
         rejectUnknownFields(body, PUSH_FIELDS);
         const viewName = body.featureView;
@@ -69,8 +68,7 @@ export function mountV1Routes(app: Hono, deps: HttpDeps, metrics: RouteMetrics):
     ),
   );
 
-  app.get(
-    "/v1/registry",
+  add("GET", "/v1/registry",
     instrument(
       metrics,
       "/v1/registry",

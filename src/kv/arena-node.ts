@@ -1,0 +1,261 @@
+import { Decoder, Encoder } from "@msgpack/msgpack";
+import { ArenaScans } from "./arena-scan.ts";
+import { SlabStore } from "./arena-slabs.ts";
+import { ArenaTable, hashBytes } from "./arena-table.ts";
+import type { FeatureValue, KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage, StoredRow } from "./kv-node.ts";
+import { ROW_HEADER_BYTES, rowTimestamp } from "./row-codec.ts";
+
+/** Memory accounting of an arena node, for metrics. */
+export interface ArenaMemoryStats {
+  readonly keys: number;
+  readonly slabs: number;
+  /** Bytes allocated in slabs. */
+  readonly slabBytes: number;
+  /** Bytes of records some key points at. */
+  readonly liveBytes: number;
+  /** Bytes of overwritten/deleted records and sealed slab tails, awaiting compaction. */
+  readonly deadBytes: number;
+  readonly tableCapacity: number;
+  readonly tableBytes: number;
+}
+
+const textEncoder = new TextEncoder();
+
+/**
+ * An in-process node that keeps no GC cell per row: keys (UTF-8) and rows
+ * (row-codec bytes: float64 BE ts + MessagePack values) sit in large
+ * append-only slabs (arena-slabs.ts), indexed by an open-addressing table in a
+ * typed array (arena-table.ts). A million rows are then a few dozen objects,
+ * so the collector's marking no longer scales with the data set — the
+ * MemoryKvNode Map cost ~6 cells per row, 530 MB RSS and 26 µs per lookup at
+ * 1M rows. Reads decode a fresh row per call; that garbage dies young.
+ *
+ * Keys are compared as UTF-8, so two strings that differ only in lone
+ * surrogates (both encoded as U+FFFD) are the same key — as in Redis or SQLite.
+ */
+export class ArenaKvNode implements KvNode {
+  private readonly slabs = new SlabStore();
+  private readonly table = new ArenaTable(this.slabs);
+  private readonly scans = new ArenaScans(this.table, this.slabs);
+  private readonly encoder = new Encoder({ ignoreUndefined: true });
+  private readonly decoder = new Decoder();
+  /** The UTF-8 key of the current operation; `keyLen` bytes are valid. */
+  private scratch = new Uint8Array(1024);
+  private keyLen = 0;
+  private closed = false;
+
+  constructor(readonly id: string) {}
+
+  /** Number of keys held, for metrics and tests. */
+  get size(): number {
+    return this.table.live;
+  }
+
+  memoryStats(): ArenaMemoryStats {
+    const s = this.slabs;
+    return {
+      keys: this.table.live,
+      slabs: s.slabCount,
+      slabBytes: s.slabBytes,
+      liveBytes: s.slabBytes - s.deadBytes - s.freeTailBytes,
+      deadBytes: s.deadBytes,
+      tableCapacity: this.table.capacity,
+      tableBytes: this.table.byteLength,
+    };
+  }
+
+  getMany(keys: readonly string[]): Promise<ReadSlot[]> {
+    return Promise.resolve(this.getManySync(keys));
+  }
+
+  /** Synchronous read, for composites that own this node and want to skip a microtask. */
+  getManySync(keys: readonly string[]): ReadSlot[] {
+    const out = new Array<ReadSlot>(keys.length);
+    for (let i = 0; i < keys.length; i++) out[i] = this.get(keys[i]!);
+    return out;
+  }
+
+  get(key: string): StoredRow | undefined {
+    const h = this.loadKey(key); // first: it may replace `scratch`
+    const slot = this.table.find(this.scratch, this.keyLen, h);
+    if (slot < 0) return undefined;
+    const id = this.table.slabAt(slot);
+    const start = this.slabs.rowStart(id, this.table.offsetAt(slot));
+    const end = start + this.slabs.rowLength(id, this.table.offsetAt(slot));
+    const ts = this.slabs.view(id).getFloat64(start, false);
+    const values = this.decoder.decode(this.slabs.bytes(id).subarray(start + ROW_HEADER_BYTES, end)) as FeatureValue[];
+    return { ts, values };
+  }
+
+  /** Event time stored for `key`, read from the bytes without decoding values. */
+  timestampOf(key: string): number | undefined {
+    const h = this.loadKey(key);
+    const slot = this.table.find(this.scratch, this.keyLen, h);
+    if (slot < 0) return undefined;
+    const id = this.table.slabAt(slot);
+    return this.slabs.view(id).getFloat64(this.slabs.rowStart(id, this.table.offsetAt(slot)), false);
+  }
+
+  putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {
+    return Promise.resolve(this.putManySync(entries));
+  }
+
+  putManySync(entries: readonly KvEntry[]): PutOutcome {
+    const written = this.applyWinners(entries).length;
+    return { written, ignored: entries.length - written };
+  }
+
+  /**
+   * Last-write-wins, entry by entry, so a key twice in one batch competes by ts
+   * like two writes. Returns the entries that were stored.
+   */
+  applyWinners(entries: readonly KvEntry[]): KvEntry[] {
+    const winners: KvEntry[] = [];
+    for (const e of entries) {
+      const h = this.loadKey(e.key);
+      const slot = this.table.find(this.scratch, this.keyLen, h);
+      if (slot >= 0 && !(e.row.ts > this.storedTs(slot))) continue;
+      // Only winners are encoded; the shared buffer is copied into a slab at once.
+      this.write(slot, h, e.row.ts, this.encoder.encodeSharedRef(e.row.values));
+      winners.push(e);
+    }
+    this.maybeCompact();
+    return winners;
+  }
+
+  /**
+   * Stores an already encoded row (row-codec layout) if it is newer than the
+   * stored one — for durable wrappers, which hold the bytes anyway, so rows are
+   * never decoded only to be re-encoded. Returns whether it was stored.
+   */
+  putEncoded(key: string, row: Uint8Array): boolean {
+    if (row.length < ROW_HEADER_BYTES) throw new Error(`stored row too short: ${row.length} bytes`);
+    const ts = rowTimestamp(row);
+    const h = this.loadKey(key);
+    const slot = this.table.find(this.scratch, this.keyLen, h);
+    if (slot >= 0 && !(ts > this.storedTs(slot))) return false;
+    this.write(slot, h, ts, row.subarray(ROW_HEADER_BYTES));
+    this.maybeCompact();
+    return true;
+  }
+
+  /** Loads a row by last-write-wins (used when restoring from a durable log). */
+  restore(key: string, row: StoredRow): void {
+    this.applyWinners([{ key, row }]);
+  }
+
+  deleteMany(keys: readonly string[]): Promise<number> {
+    return Promise.resolve(this.deleteManySync(keys));
+  }
+
+  deleteManySync(keys: readonly string[]): number {
+    let n = 0;
+    for (const k of keys) {
+      const h = this.loadKey(k);
+      const slot = this.table.find(this.scratch, this.keyLen, h);
+      if (slot < 0) continue;
+      const id = this.table.slabAt(slot);
+      const off = this.table.offsetAt(slot);
+      this.table.remove(slot);
+      this.slabs.markDead(id, this.slabs.recordLength(id, off));
+      n++;
+    }
+    this.maybeCompact();
+    return n;
+  }
+
+  /**
+   * Pages over a snapshot of the matching keys taken at cursor "0" (copied as
+   * bytes, see arena-scan.ts), so deletes, rehashes and compaction during the
+   * scan never make it skip a key that existed at the start.
+   */
+  scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
+    try {
+      return Promise.resolve(this.scans.page(cursor, count, prefix));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  health(): Promise<NodeHealth> {
+    return Promise.resolve({
+      id: this.id,
+      ok: !this.closed,
+      detail: { kind: "arena", keys: this.table.live, slabBytes: this.slabs.slabBytes, deadBytes: this.slabs.deadBytes },
+    });
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.scans.clear();
+    return Promise.resolve();
+  }
+
+  /** Evacuates mostly-dead slabs once enough garbage has built up; see SlabStore. */
+  compact(): void {
+    const victims = this.slabs.pickVictims();
+    if (victims === undefined) return;
+    const capacity = this.table.capacity;
+    for (let i = 0; i < capacity; i++) {
+      const id = this.table.slabAt(i);
+      if (id < 0 || victims[id] !== 1) continue;
+      this.slabs.copyRecord(id, this.table.offsetAt(i));
+      this.table.relocate(i, this.slabs.lastSlab, this.slabs.lastOffset);
+    }
+    this.slabs.release(victims);
+  }
+
+  private maybeCompact(): void {
+    if (this.slabs.needsCompaction()) this.compact();
+  }
+
+  private storedTs(slot: number): number {
+    const id = this.table.slabAt(slot);
+    return this.slabs.view(id).getFloat64(this.slabs.rowStart(id, this.table.offsetAt(slot)), false);
+  }
+
+  /**
+   * Puts the key in `scratch` (the key of this operation) at `slot` (-1: new
+   * key with hash `h`): rewritten in place when the row length is unchanged,
+   * else appended and the old record counted dead.
+   */
+  private write(slot: number, h: number, ts: number, body: Uint8Array): void {
+    const rowLen = ROW_HEADER_BYTES + body.length;
+    if (slot >= 0) {
+      const id = this.table.slabAt(slot);
+      const off = this.table.offsetAt(slot);
+      if (this.slabs.rowLength(id, off) === rowLen) {
+        this.fillRow(id, this.slabs.rowStart(id, off), ts, body);
+        return;
+      }
+      this.slabs.markDead(id, this.slabs.recordLength(id, off));
+    }
+    this.slabs.append(this.scratch, this.keyLen, rowLen);
+    const id = this.slabs.lastSlab;
+    const off = this.slabs.lastOffset;
+    this.fillRow(id, this.slabs.rowStart(id, off), ts, body);
+    if (slot >= 0) this.table.relocate(slot, id, off);
+    else this.table.insert(h, id, off);
+  }
+
+  private fillRow(id: number, start: number, ts: number, body: Uint8Array): void {
+    this.slabs.view(id).setFloat64(start, ts, false);
+    this.slabs.bytes(id).set(body, start + ROW_HEADER_BYTES);
+  }
+
+  /** Encodes `key` into `scratch` (ASCII inline, else TextEncoder) and returns its hash. */
+  private loadKey(key: string): number {
+    const n = key.length;
+    // UTF-8 needs at most 3 bytes per UTF-16 unit.
+    if (n * 3 > this.scratch.length) this.scratch = new Uint8Array(n * 3 + 64);
+    const buf = this.scratch;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) break;
+      buf[i] = c;
+    }
+    this.keyLen = i === n ? n : textEncoder.encodeInto(key, buf).written;
+    return hashBytes(buf, this.keyLen);
+  }
+}

@@ -1,0 +1,177 @@
+import { describe, expect, test } from "bun:test";
+import { QuiverError } from "../errors/index.ts";
+import { compileRegistry, parseDefinitionsText, pointerToPath } from "./compile-registry.ts";
+import { parseDurationMs } from "./durations.ts";
+import { loadRegistryFile } from "./load-registry.ts";
+
+const base = () => ({
+  entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
+  featureViews: [
+    {
+      name: "stats",
+      entities: ["driver"],
+      maxAge: "1h",
+      features: [
+        { name: "rate", type: "float64" },
+        { name: "city", type: "string" },
+      ],
+    },
+  ],
+});
+
+/** Compiles and returns the issues the registry was rejected with. */
+function issuesOf(def: unknown): { path: string; message: string }[] {
+  try {
+    compileRegistry(def);
+  } catch (e) {
+    expect(e).toBeInstanceOf(QuiverError);
+    expect((e as QuiverError).code).toBe("invalid_registry");
+    return [...(e as QuiverError).issues];
+  }
+  throw new Error("expected the registry to be rejected");
+}
+
+describe("example registry", () => {
+  test("loads with 4 views, 25+ features of every type and 2 services", async () => {
+    const r = await loadRegistryFile("examples/registry.yaml");
+    expect(r.views.size).toBe(4);
+    expect(r.refs.size).toBeGreaterThanOrEqual(25);
+    const types = new Set([...r.refs.values()].map((ref) => ref.feature.typeName));
+    for (const t of ["int64", "float64", "string", "bool", "int64[]", "float64[]", "string[]", "embedding(8)"]) expect(types).toContain(t);
+    expect([...r.services.keys()]).toEqual(["driver_ranking", "fraud_detection"]);
+  });
+
+  test("derives defaults: explicit, median, most common, zero, false, empty, zero vector", async () => {
+    const r = await loadRegistryFile("examples/registry.yaml");
+    const d = (ref: string) => r.refs.get(ref)!.feature.defaultValue;
+    expect(d("driver_hourly_stats:acc_rate")).toBe(0.5);
+    expect(d("driver_hourly_stats:avg_daily_trips")).toBe(12);
+    expect(d("customer_profile:lifetime_spend")).toBe(182.5);
+    expect(d("driver_hourly_stats:vehicle_type")).toBe("sedan");
+    expect(d("driver_hourly_stats:conv_rate")).toBe(0);
+    expect(d("driver_hourly_stats:is_active")).toBe(false);
+    expect(d("driver_hourly_stats:recent_trip_ids")).toEqual([]);
+    expect(d("customer_profile:embedding")).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(d("customer_profile:segment")).toBe("regular");
+  });
+
+  test("composite entities give the view every join key in order", async () => {
+    const r = await loadRegistryFile("examples/registry.yaml");
+    const v = r.views.get("driver_customer_affinity")!;
+    expect(v.joinKeys.map((k) => `${k.name}:${k.type}`)).toEqual(["driver_id:int64", "customer_id:string"]);
+    expect(v.keyPrefix).toBe("driver_customer_affinity@1/");
+    expect(r.views.get("fraud_signals")!.keyPrefix).toBe("fraud_signals@2/");
+    expect(v.maxAgeMs).toBe(30 * 86_400_000);
+  });
+});
+
+describe("registry validation", () => {
+  test("an unknown feature type names the path and the allowed types", () => {
+    const def = base();
+    def.featureViews[0]!.features[1]!.type = "float";
+    expect(issuesOf(def)).toEqual([
+      {
+        path: "featureViews[0].features[1].type",
+        message: 'expected one of int64, float64, string, bool, int64[], float64[], string[], embedding(<dim>), got "float"',
+      },
+    ]);
+  });
+
+  test("reports every problem at once, each with its path", () => {
+    const def = {
+      entities: [
+        { name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] },
+        { name: "driver", joinKeys: [{ name: "driver_id", type: "string" }] },
+      ],
+      featureViews: [
+        {
+          name: "v",
+          entities: ["driver", "ghost"],
+          maxAge: "3 days",
+          features: [
+            { name: "a", type: "int64", default: "x" },
+            { name: "a", type: "bool" },
+            { name: "m", type: "float64", default: "median" },
+          ],
+        },
+      ],
+      featureServices: [{ name: "s", features: ["nope", "v:a"] }],
+    };
+    const paths = issuesOf(def).map((i) => i.path);
+    expect(paths).toEqual([
+      "entities[1].name",
+      "entities[1].joinKeys[0].type",
+      "featureViews[0].entities[1]",
+      "featureViews[0].maxAge",
+      "featureViews[0].features[0].default",
+      "featureViews[0].features[1].name",
+      "featureViews[0].features[2].default",
+      "featureServices[0].features[0]",
+      "featureServices[0].features[1]",
+    ]);
+    const messages = issuesOf(def).map((i) => i.message);
+    expect(messages).toContain('"median" needs statistics.m.median in view "v"');
+    expect(messages).toContain('unknown entity "ghost"');
+  });
+
+  test("structural errors name the field: missing, extra, wrong shape", () => {
+    const issues = issuesOf({ entities: [{ name: "d" }], featureViews: [{ name: "v", entities: ["d"], features: [{ name: "a", type: 1 }] }], extra: 1 });
+    expect(issues).toContainEqual({ path: "extra", message: "Unexpected property" });
+    expect(issues).toContainEqual({ path: "entities[0].joinKeys", message: "is required but missing" });
+    expect(issues).toContainEqual({ path: "featureViews[0].features[0].type", message: "Expected string" });
+    expect(issues.filter((i) => i.path === "entities[0].joinKeys")).toHaveLength(1);
+  });
+
+  test("names must be identifiers (they are part of storage keys)", () => {
+    const def = base();
+    def.featureViews[0]!.name = "bad/name";
+    expect(issuesOf(def)[0]!.path).toBe("featureViews[0].name");
+  });
+
+  test("defaults must fit their feature's type, embeddings their dimension", () => {
+    const def = base();
+    (def.featureViews[0]!.features as unknown[]).push({ name: "e", type: "embedding(3)", default: [1, 2] });
+    (def.featureViews[0]!.features as unknown[]).push({ name: "l", type: "string[]", default: ["a", 2] });
+    expect(issuesOf(def)).toEqual([
+      { path: "featureViews[0].features[2].default", message: "expected embedding(3), got 2 dimensions" },
+      { path: "featureViews[0].features[3].default", message: "expected string[], element 1 is integer 2" },
+    ]);
+  });
+
+  test("statistics must refer to features of the view", () => {
+    const def = { ...base(), featureViews: [{ ...base().featureViews[0]!, statistics: { ghost: { median: 1 } } }] };
+    expect(issuesOf(def)).toEqual([{ path: "featureViews[0].statistics.ghost", message: 'no feature "ghost" in view "stats"' }]);
+  });
+
+  test("malformed YAML is a located error, not a crash", () => {
+    expect(() => parseDefinitionsText("entities: [\n  - {name: x", "file.yaml")).toThrow(/file.yaml: not valid YAML\/JSON/);
+  });
+
+  test("a missing file is a clear error", async () => {
+    await expect(loadRegistryFile("/nonexistent/registry.yaml")).rejects.toThrow(/registry file not found/);
+  });
+
+  test("JSON definitions load too, and the digest tracks content", () => {
+    const a = compileRegistry(parseDefinitionsText(JSON.stringify(base())));
+    const b = compileRegistry(base());
+    expect(a.digest).toBe(b.digest);
+    const changed = base();
+    changed.featureViews[0]!.maxAge = "2h";
+    expect(compileRegistry(changed).digest).not.toBe(a.digest);
+  });
+});
+
+describe("helpers", () => {
+  test("durations", () => {
+    expect(parseDurationMs("90s")).toBe(90_000);
+    expect(parseDurationMs("1d")).toBe(86_400_000);
+    expect(parseDurationMs("2w")).toBe(1_209_600_000);
+    expect(parseDurationMs(30)).toBe(30_000);
+    expect(parseDurationMs("1 day")).toBeUndefined();
+    expect(parseDurationMs(-1)).toBeUndefined();
+  });
+  test("JSON pointers become dotted paths", () => {
+    expect(pointerToPath("/featureViews/2/features/0/type")).toBe("featureViews[2].features[0].type");
+    expect(pointerToPath("")).toBe("(root)");
+  });
+});

@@ -1,0 +1,235 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decode, encode } from "@msgpack/msgpack";
+import { buildQuiver, type Quiver } from "../src/app.ts";
+import { loadConfig } from "../src/config/config.ts";
+
+const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
+const DRIVER_FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city", "vehicle_type", "rating", "hours_online_7d", "recent_trip_ids", "rating_history"].map(
+  (f) => `driver_hourly_stats:${f}`,
+);
+
+let q: Quiver;
+let dir: string;
+let registryPath: string;
+const clock = { now: NOW };
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "quiver-http-"));
+  registryPath = join(dir, "registry.yaml");
+  copyFileSync("examples/registry.yaml", registryPath);
+  q = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "200", "--max-rows", "500", "--max-body-bytes", "65536"], {}), {
+    clock: () => clock.now,
+  });
+});
+afterAll(async () => {
+  await q.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const post = (path: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) =>
+  q.http.app.request(path, { method: "POST", body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body), headers });
+
+async function errorOf(res: Response): Promise<{ status: number; code: string; path?: string; message: string }> {
+  const body = (await res.json()) as { error: { code: string; path?: string; message: string } };
+  return { status: res.status, ...body.error };
+}
+
+describe("POST /v1/lookup", () => {
+  test("answers values, statuses and event times per row for the demo data", async () => {
+    const res = await post("/v1/lookup", { features: DRIVER_FEATURES, entities: [{ driver_id: 1001 }, { driver_id: 1 }] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { featureNames: string[]; rows: { values: unknown[]; statuses: string[]; eventTimestamps: number[] }[] };
+    expect(body.featureNames).toEqual(DRIVER_FEATURES.map((f) => f.split(":")[1]));
+    expect(body.rows[0]!.statuses).toEqual(new Array(10).fill("PRESENT"));
+    expect(body.rows[0]!.values[4]).toBe("Porto");
+    expect(body.rows[0]!.eventTimestamps[0]).toBe(NOW - 1000);
+    expect(body.rows[1]!.statuses).toEqual(new Array(10).fill("NOT_FOUND"));
+    expect(body.rows[1]!.values.slice(0, 3)).toEqual([0, 0.5, 12]);
+  });
+
+  test("feature services, columnar entities, full feature names, defaults off", async () => {
+    const res = await post("/v1/lookup", { featureService: "driver_ranking", entities: { driver_id: [1002, 99] }, fullFeatureNames: true, fillDefaults: false });
+    const body = (await res.json()) as { featureNames: string[]; rows: { values: unknown[] }[] };
+    expect(body.featureNames[0]).toBe("driver_hourly_stats__conv_rate");
+    expect(body.rows[1]!.values).toEqual([null, null, null, null, null]);
+  });
+
+  test("MessagePack in and out round-trips the same answer as JSON", async () => {
+    const query = { features: DRIVER_FEATURES, entities: [{ driver_id: 1003 }] };
+    const viaJson = await (await post("/v1/lookup", query)).json();
+    const res = await post("/v1/lookup", encode(query), { "content-type": "application/msgpack", accept: "application/msgpack" });
+    expect(res.headers.get("content-type")).toBe("application/msgpack");
+    expect(decode(new Uint8Array(await res.arrayBuffer()))).toEqual(viaJson);
+    const jsonOut = await post("/v1/lookup", encode(query), { "content-type": "application/msgpack" });
+    expect(await jsonOut.json()).toEqual(viaJson);
+  });
+
+  test("malformed JSON and MessagePack are 400s", async () => {
+    expect(await errorOf(await post("/v1/lookup", "{bad"))).toMatchObject({ status: 400, code: "invalid_json", path: "(body)" });
+    const bad = await post("/v1/lookup", new Uint8Array([0xc1]), { "content-type": "application/msgpack" });
+    expect(await errorOf(bad)).toMatchObject({ status: 400, code: "invalid_msgpack" });
+    expect(await errorOf(await post("/v1/lookup", "[1,2]"))).toMatchObject({ status: 400, code: "invalid_request", path: "(body)" });
+  });
+
+  test("unknown view, feature or service is a 400 naming it", async () => {
+    expect(await errorOf(await post("/v1/lookup", { features: ["ghost:x"], entities: [] }))).toMatchObject({
+      status: 400,
+      code: "unknown_feature_view",
+      path: "features[0]",
+      message: 'features[0]: unknown feature view "ghost"',
+    });
+    expect(await errorOf(await post("/v1/lookup", { features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:speed"], entities: [] }))).toMatchObject({
+      code: "unknown_feature",
+      path: "features[1]",
+      message: 'features[1]: feature view "driver_hourly_stats" has no feature "speed"',
+    });
+    expect(await errorOf(await post("/v1/lookup", { featureService: "nope", entities: [] }))).toMatchObject({ code: "unknown_feature_service", path: "featureService" });
+    expect(await errorOf(await post("/v1/lookup", { entities: [] }))).toMatchObject({ code: "invalid_request", path: "features" });
+    expect(await errorOf(await post("/v1/lookup", { features: ["driver_hourly_stats:conv_rate"], entities: [], fillDefault: true }))).toMatchObject({ path: "fillDefault" });
+  });
+
+  test("a wrong entity-key type is a 400 naming the field and row", async () => {
+    const res = await post("/v1/lookup", { features: DRIVER_FEATURES, entities: [{ driver_id: 1001 }, { driver_id: "abc" }] });
+    expect(await errorOf(res)).toMatchObject({ status: 400, code: "invalid_entity", path: "entities[1].driver_id" });
+    const cols = await post("/v1/lookup", { features: ["customer_profile:segment"], entities: { customer_id: ["c1", 7] } });
+    expect(await errorOf(cols)).toMatchObject({ path: "entities.customer_id[1]", message: "entities.customer_id[1]: expected string, got integer 7" });
+  });
+
+  test("more rows than the limit is a 400, a body over the limit a 413, a wrong content type a 415", async () => {
+    const many = { features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: Array.from({ length: 501 }, (_, i) => i) } };
+    expect(await errorOf(await post("/v1/lookup", many))).toMatchObject({ status: 400, code: "too_many_rows", path: "entities" });
+    const huge = JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1 }], pad: "x".repeat(70_000) });
+    expect(await errorOf(await post("/v1/lookup", huge))).toMatchObject({ status: 413, code: "payload_too_large" });
+    expect(await errorOf(await post("/v1/lookup", "a=b", { "content-type": "application/x-www-form-urlencoded" }))).toMatchObject({ status: 415, code: "unsupported_media_type" });
+  });
+
+  test("an empty entity list answers an empty result", async () => {
+    const res = await post("/v1/lookup", { features: ["driver_hourly_stats:conv_rate"], entities: [] });
+    expect(await res.json()).toEqual({ featureNames: ["conv_rate"], rows: [] });
+  });
+});
+
+describe("POST /v1/push", () => {
+  test("writes rows, reports ignored older events, and lookups see the new values", async () => {
+    const push = (rows: unknown[]) => post("/v1/push", { featureView: "fraud_signals", rows });
+    const first = await push([{ customer_id: "new-1", event_timestamp: NOW, spend_1h: 12.5, device_ids: ["d1"] }]);
+    expect(await first.json()).toEqual({ written: 1, ignored: 0 });
+    const older = await push([{ customer_id: "new-1", event_timestamp: NOW - 5, spend_1h: 1 }]);
+    expect(await older.json()).toEqual({ written: 0, ignored: 1 });
+    const res = await post("/v1/lookup", { features: ["fraud_signals:spend_1h", "fraud_signals:device_ids"], entities: [{ customer_id: "new-1" }] });
+    expect(((await res.json()) as { rows: { values: unknown[] }[] }).rows[0]!.values).toEqual([12.5, ["d1"]]);
+  });
+
+  test("a bad value anywhere rejects the whole push and writes nothing", async () => {
+    const rows = [
+      { customer_id: "batch-1", spend_1h: 1 },
+      { customer_id: "batch-2", spend_1h: 2, txn_count_1h: 1.5 },
+    ];
+    const res = await post("/v1/push", { featureView: "fraud_signals", rows });
+    expect(await errorOf(res)).toMatchObject({ status: 400, code: "invalid_value", path: "rows[1].txn_count_1h" });
+    const check = await post("/v1/lookup", { features: ["fraud_signals:spend_1h"], entities: [{ customer_id: "batch-1" }], fillDefaults: false });
+    expect(((await check.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses).toEqual(["NOT_FOUND"]);
+  });
+
+  test("unknown view, unknown column, missing rows are 400s naming them", async () => {
+    expect(await errorOf(await post("/v1/push", { featureView: "ghost", rows: [{}] }))).toMatchObject({ code: "unknown_feature_view", path: "featureView" });
+    expect(await errorOf(await post("/v1/push", { featureView: "fraud_signals", rows: [{ customer_id: "a" }, { customer_id: "b", spend1h: 1 }] }))).toMatchObject({
+      code: "unknown_feature",
+      path: "rows[1].spend1h",
+    });
+    expect(await errorOf(await post("/v1/push", { featureView: "fraud_signals", rows: [] }))).toMatchObject({ path: "rows" });
+    expect(await errorOf(await post("/v1/push", { featureView: "fraud_signals" }))).toMatchObject({ path: "rows" });
+  });
+});
+
+describe("Feast-compatible routes", () => {
+  test("/get-online-features answers column-wise with join keys first and RFC 3339 times", async () => {
+    const res = await post("/get-online-features", {
+      features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"],
+      entities: { driver_id: [1001, 7] },
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { metadata: { feature_names: string[] }; results: { values: unknown[]; statuses: string[]; event_timestamps: string[] }[] };
+    expect(body.metadata.feature_names).toEqual(["driver_id", "conv_rate", "acc_rate"]);
+    expect(body.results).toHaveLength(3);
+    expect(body.results[0]).toEqual({ values: [1001, 7], statuses: ["PRESENT", "PRESENT"], event_timestamps: ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"] });
+    expect(body.results[1]!.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
+    expect(body.results[1]!.values[1]).toBeNull();
+    expect(body.results[1]!.event_timestamps).toEqual(["2026-11-22T11:59:59Z", "1970-01-01T00:00:00Z"]);
+  });
+
+  test("full_feature_names and feature_service", async () => {
+    const res = await post("/get-online-features", { feature_service: "driver_ranking", entities: { driver_id: [1001] }, full_feature_names: true });
+    const body = (await res.json()) as { metadata: { feature_names: string[] } };
+    expect(body.metadata.feature_names.slice(0, 2)).toEqual(["driver_id", "driver_hourly_stats__conv_rate"]);
+  });
+
+  test("errors use Feast's shape", async () => {
+    const res = await post("/get-online-features", { features: ["ghost:x"], entities: { driver_id: [1] } });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: 'features[0]: unknown feature view "ghost"', status_code: 400 });
+  });
+
+  test("/push and /write-to-online-store take a columnar df", async () => {
+    const pushed = await post("/push", {
+      push_source_name: "fraud_signals_push_source",
+      df: { customer_id: ["feast-1", "feast-2"], spend_1h: [1.5, 2.5], event_timestamp: ["2026-11-22T11:00:00Z", "2026-11-22T11:00:00Z"] },
+      to: "online",
+    });
+    expect(await pushed.json()).toEqual({ written: 2, ignored: 0 });
+    const written = await post("/write-to-online-store", { feature_view_name: "fraud_signals", df: { customer_id: ["feast-3"], spend_1h: [3.5] } });
+    expect(await written.json()).toEqual({ written: 1, ignored: 0 });
+    const res = await post("/get-online-features", { features: ["fraud_signals:spend_1h"], entities: { customer_id: ["feast-1", "feast-2", "feast-3"] } });
+    expect(((await res.json()) as { results: { values: unknown[] }[] }).results[1]!.values).toEqual([1.5, 2.5, 3.5]);
+    const offline = await post("/push", { push_source_name: "fraud_signals", df: { customer_id: ["x"] }, to: "offline" });
+    expect(offline.status).toBe(400);
+  });
+
+  test("/health is 200 while serving", async () => {
+    expect((await q.http.app.request("/health")).status).toBe(200);
+  });
+});
+
+describe("ops routes", () => {
+  test("/healthz, /readyz with every node, /metrics in Prometheus text", async () => {
+    expect((await q.http.app.request("/healthz")).status).toBe(200);
+    const ready = await q.http.app.request("/readyz");
+    expect(ready.status).toBe(200);
+    const body = (await ready.json()) as { ready: boolean; store: { detail: { nodes: unknown[] } } };
+    expect(body.ready).toBe(true);
+    expect(body.store.detail.nodes).toHaveLength(4);
+    const metrics = await (await q.http.app.request("/metrics")).text();
+    expect(metrics).toContain('quiver_http_requests_total{route="/v1/lookup",status="200"}');
+    expect(metrics).toContain('quiver_http_request_duration_seconds_bucket{route="/v1/lookup",le="+Inf"}');
+    expect(metrics).toMatch(/quiver_store_operations_total\{op="get",outcome="ok"\} \d+/);
+    expect(metrics).toContain("quiver_ring_share{node=");
+  });
+
+  test("unknown routes are JSON 404s, wrong methods JSON 405s", async () => {
+    expect(await errorOf(await q.http.app.request("/nope"))).toMatchObject({ status: 404, code: "not_found" });
+    const res = await q.http.app.request("/v1/lookup");
+    expect(res.headers.get("allow")).toBe("POST");
+    expect(await errorOf(res)).toMatchObject({ status: 405, code: "method_not_allowed" });
+  });
+
+  test("registry reload swaps a valid file and keeps the old one on errors, listing them all", async () => {
+    const before = q.registry.current.digest;
+    writeFileSync(registryPath, "entities: []\nfeatureViews:\n  - name: v\n    entities: [ghost]\n    features: [{ name: a, type: float }]\n");
+    const bad = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(bad.status).toBe(400);
+    const err = (await bad.json()) as { error: { code: string; issues: { path: string }[] } };
+    expect(err.error.code).toBe("invalid_registry");
+    expect(err.error.issues.map((i) => i.path)).toEqual(["featureViews[0].entities[0]", "featureViews[0].features[0].type"]);
+    expect(q.registry.current.digest).toBe(before);
+
+    const text = (await Bun.file("examples/registry.yaml").text()).replace("maxAge: 1h", "maxAge: 2h");
+    writeFileSync(registryPath, text);
+    const ok = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(ok.status).toBe(200);
+    expect(q.registry.current.digest).not.toBe(before);
+    expect(q.registry.current.views.get("fraud_signals")!.maxAgeMs).toBe(7_200_000);
+  });
+});

@@ -1,0 +1,89 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type QuiverProcess, runQuiverToExit, startQuiver } from "./support/quiver-process.ts";
+
+const dirs: string[] = [];
+const procs: QuiverProcess[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "quiver-proc-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(async () => {
+  for (const p of procs) if (p.proc.exitCode === null) await p.stop("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const json = { "content-type": "application/json" };
+
+describe("server process", () => {
+  test("every acknowledged write survives kill -9 of the server", async () => {
+    const dataDir = tempDir();
+    const first = await startQuiver(["--data-dir", dataDir, "--demo-entities", "0"]);
+    procs.push(first);
+    const acknowledged: { id: string; spend: number }[] = [];
+    const base = Date.now() - 60_000;
+    for (let batch = 0; batch < 20; batch++) {
+      const rows = Array.from({ length: 25 }, (_, i) => ({ customer_id: `k-${batch}-${i}`, spend_1h: batch * 100 + i, event_timestamp: base + batch }));
+      const res = await fetch(`${first.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "fraud_signals", rows }) });
+      expect(res.status).toBe(200);
+      for (const r of rows) acknowledged.push({ id: r.customer_id, spend: r.spend_1h });
+    }
+    // Overwrite some with newer events: the newest must be what survives.
+    const newer = acknowledged.slice(0, 10).map((a) => ({ customer_id: a.id, spend_1h: a.spend + 0.5, event_timestamp: base + 1000 }));
+    expect((await fetch(`${first.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "fraud_signals", rows: newer }) })).status).toBe(200);
+    for (let i = 0; i < 10; i++) acknowledged[i]!.spend += 0.5;
+
+    expect(await first.stop("SIGKILL")).not.toBe(0);
+
+    const second = await startQuiver(["--data-dir", dataDir, "--demo-entities", "0"]);
+    procs.push(second);
+    const res = await fetch(`${second.url}/v1/lookup`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ features: ["fraud_signals:spend_1h"], entities: { customer_id: acknowledged.map((a) => a.id) }, fillDefaults: false }),
+    });
+    const body = (await res.json()) as { rows: { values: number[]; statuses: string[] }[] };
+    const lost = acknowledged.filter((a, i) => body.rows[i]!.values[0] !== a.spend);
+    expect(lost).toEqual([]);
+    await second.stop();
+  });
+
+  test("refuses to start on an invalid registry, listing every problem", async () => {
+    const dir = tempDir();
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, "entities: []\nfeatureViews:\n  - name: v\n    entities: [ghost]\n    features: [{ name: a, type: float }]\n");
+    const { code, output } = await runQuiverToExit(["--registry", file]);
+    expect(code).toBe(1);
+    expect(output).toContain("2 problem(s) in the registry");
+    expect(output).toContain('featureViews[0].entities[0]: unknown entity "ghost"');
+    expect(output).toContain("featureViews[0].features[0].type: expected one of");
+  });
+
+  test("refuses bad settings, naming the flag or variable", async () => {
+    expect((await runQuiverToExit(["--embedded-nodes", "zero"])).output).toContain('--embedded-nodes: expected an integer from 1 to 256, got "zero"');
+    expect((await runQuiverToExit(["--prot", "1"])).output).toContain("unknown flag --prot");
+  });
+
+  test("serves the README walk-through over a real socket, natively routed and via Hono", async () => {
+    const server = await startQuiver(["--demo-entities", "100"]);
+    procs.push(server);
+    const lookup = await fetch(`${server.url}/v1/lookup`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 }] }),
+    });
+    expect(((await lookup.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses).toEqual(["PRESENT"]);
+    const feast = await fetch(`${server.url}/get-online-features`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] } }),
+    });
+    expect(feast.status).toBe(200);
+    expect((await fetch(`${server.url}/v1/lookup`)).status).toBe(405);
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+    expect(await server.stop("SIGTERM")).toBe(0);
+  });
+});

@@ -1,0 +1,54 @@
+import { type Subprocess, spawn } from "bun";
+
+/** A `bun src/main.ts` server process started by a test, on a free port. */
+export interface QuiverProcess {
+  readonly url: string;
+  readonly proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the process printed so far. */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+/**
+ * Starts the real server with `args` (port 0 → the OS picks a free one) and
+ * waits for its "listening" line. Fails with the process output if it exits
+ * or does not come up within `timeoutMs`.
+ */
+export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<QuiverProcess> {
+  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  let out = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) out += decoder.decode(chunk, { stream: true });
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+    if (m) {
+      return {
+        url: m[1]!,
+        proc,
+        output: () => out,
+        stop: async (signal = "SIGTERM") => {
+          proc.kill(signal);
+          return await proc.exited;
+        },
+      };
+    }
+    if (proc.exitCode !== null) throw new Error(`quiver exited with ${proc.exitCode}:\n${out}`);
+    await Bun.sleep(25);
+  }
+  proc.kill("SIGKILL");
+  throw new Error(`quiver did not start within ${timeoutMs} ms:\n${out}`);
+}
+
+/** Runs the server to completion (for start-up failures) and returns its exit code and output. */
+export async function runQuiverToExit(args: string[]): Promise<{ code: number; output: string }> {
+  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, output: stdout + stderr };
+}
