@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 const post = (path: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) =>
-  q.http.app.request(path, { method: "POST", body: typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body), headers });
+  q.http.app.request(path, { method: "POST", body: typeof body === "string" ? body : body instanceof Uint8Array ? new Blob([body as Uint8Array<ArrayBuffer>]) : JSON.stringify(body), headers });
 
 async function errorOf(res: Response): Promise<{ status: number; code: string; path?: string; message: string }> {
   const body = (await res.json()) as { error: { code: string; path?: string; message: string } };
