@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { StaticDiscovery } from "../src/shard/discovery.ts";
+import { ReplicaSet } from "../src/shard/replica-set.ts";
+import { runKvContract } from "./kv-contract.ts";
+import { type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";
+
+runKvContract("ReplicaSet (1 primary + 1 replica, writeAcks 1)", async () => {
+  const group = await startReplicationGroup({ replicas: 1 });
+  const node = await ReplicaSet.connect({
+    id: "contract",
+    discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+  });
+  return {
+    node,
+    async dispose() {
+      await node.close();
+      await group.stop();
+    },
+  };
+});
+
+describe("ReplicaSet with direct addresses", () => {
+  let group: ReplicationGroup;
+  let set: ReplicaSet;
+  beforeAll(async () => {
+    group = await startReplicationGroup({ replicas: 2 });
+    set = await ReplicaSet.connect({
+      id: "s1",
+      discovery: new StaticDiscovery({ primary: group.primary.address, replicas: group.replicas.map((r) => r.address) }),
+      readFrom: "replica",
+      writeAcks: 2, // both replicas hold every acknowledged write, so either may serve it
+      probeIntervalMs: 200,
+      attemptTimeoutMs: 200,
+      requestTimeoutMs: 1000,
+    });
+  });
+  afterAll(async () => {
+    await set.close();
+    await group.stop();
+  });
+
+  test("health lists the role of every member", async () => {
+    const health = await set.health();
+    expect(health.ok).toBe(true);
+    expect(health.detail?.["roles"]).toEqual({
+      [group.primary.address]: "primary",
+      [group.replicas[0]!.address]: "replica",
+      [group.replicas[1]!.address]: "replica",
+    });
+    const stats = set.stats();
+    expect(stats.writeAcks).toBe(2);
+    expect(stats.members.every((m) => m.healthy && m.latencyEwmaMs !== null)).toBe(true);
+  });
+
+  test("a stalled replica (SIGSTOP) is skipped within the request timeout and comes back after SIGCONT", async () => {
+    const keys = Array.from({ length: 20 }, (_, i) => `stop@1/k=i${i}`);
+    await set.putMany(keys.map((key, i) => ({ key, row: { ts: 1, values: [i] } })));
+    const before = set.stats().members;
+    const preferred = before.filter((m) => m.role === "replica").sort((a, b) => a.latencyEwmaMs! - b.latencyEwmaMs!)[0]!;
+    const victim = group.replicas.find((r) => r.address === preferred.address)!;
+    const other = group.replicas.find((r) => r !== victim)!;
+    victim.pause();
+    try {
+      let slowest = 0;
+      for (let i = 0; i < 30; i++) {
+        const started = performance.now();
+        const got = await set.getMany(keys);
+        slowest = Math.max(slowest, performance.now() - started);
+        expect(got.includes(UNAVAILABLE)).toBe(false);
+        expect(got.map((r) => (r === undefined || r === UNAVAILABLE ? null : r.values[0]))).toEqual(keys.map((_, j) => j));
+        await Bun.sleep(10);
+      }
+      expect(slowest).toBeLessThan(1000);
+      const during = memberStats(set, victim.address);
+      expect(during.healthy).toBe(false);
+      expect(memberStats(set, other.address).healthy).toBe(true);
+    } finally {
+      victim.resume();
+    }
+    const back = await until(() => memberStats(set, victim.address).healthy, 3000);
+    expect(back).toBe(true);
+  });
+
+  test("a write no replica can confirm fails as retryable after the window, never silently", async () => {
+    const lonely = await ReplicaSet.connect({
+      id: "lonely",
+      discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [] }),
+      writeAcks: 3,
+      ackTimeoutMs: 50,
+      failoverWindowMs: 300,
+    });
+    try {
+      const attempt = lonely.putMany([{ key: "acks@1/k=i1", row: { ts: 1, values: [1] } }]);
+      await expect(attempt).rejects.toMatchObject({ code: "write_not_acknowledged", retryable: true, status: 503 });
+      expect(lonely.stats().writesNotAcknowledged).toBeGreaterThan(0);
+    } finally {
+      await lonely.close();
+    }
+  });
+});
+
+function memberStats(set: ReplicaSet, address: string) {
+  const m = set.stats().members.find((x) => x.address === address);
+  if (!m) throw new Error(`no member ${address}`);
+  return m;
+}
+
+async function until(check: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await Bun.sleep(50);
+  }
+  return check();
+}
