@@ -1,0 +1,21 @@
+export { type HostPort, parseHostPort } from "./address.ts";
+export {
+  type ConnectedShard,
+  type ConnectedShards,
+  type ConnectShardsOptions,
+  connectShard,
+  connectShards,
+  type ShardStats,
+} from "./connect-shards.ts";
+export type { Discovery, Layout } from "./discovery.ts";
+export type { MemberStats, ReadFrom } from "./member.ts";
+export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStats } from "./replica-set.ts";
+export {
+  type DirectShardSpec,
+  loadTopology,
+  parseTopology,
+  type SentinelShardSpec,
+  type ShardSpec,
+  type ShardTuning,
+  type Topology,
+} from "./topology.ts";
