@@ -17,10 +17,12 @@ export interface QuiverConfig {
   readonly maxRows: number;
   readonly maxFutureSkewMs: number;
   readonly adminToken: string;
+  /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
+  readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
 
 interface Setting {
-  readonly key: keyof QuiverConfig;
+  readonly key: Exclude<keyof QuiverConfig, "explicit">;
   readonly flag: string;
   readonly env: string;
   readonly default: string;
@@ -82,12 +84,14 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     if (value === undefined) throw new Error(`${name}: a value is required`);
     flags.set(name, value);
   }
-  const out: Record<string, unknown> = {};
+  const explicit = new Set<keyof QuiverConfig>();
+  const out: Record<string, unknown> = { explicit };
   for (const s of SETTINGS) {
     const fromFlag = flags.get(s.flag);
     const fromEnv = env[s.env];
     const [raw, where] = fromFlag !== undefined ? [fromFlag, s.flag] : fromEnv !== undefined && fromEnv !== "" ? [fromEnv, s.env] : [s.default, `${s.flag} (default)`];
     out[s.key] = s.parse(raw, where);
+    if (fromFlag !== undefined || (fromEnv !== undefined && fromEnv !== "")) explicit.add(s.key);
   }
   return out as unknown as QuiverConfig;
 }

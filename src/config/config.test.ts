@@ -1,0 +1,35 @@
+import { describe, expect, test } from "bun:test";
+import { helpText, loadConfig } from "./config.ts";
+
+describe("loadConfig", () => {
+  test("defaults, then environment, then flags", () => {
+    expect(loadConfig([], {}).port).toBe(6566);
+    expect(loadConfig([], { PORT: "7000" }).port).toBe(7000);
+    expect(loadConfig(["--port", "7001"], { PORT: "7000" }).port).toBe(7001);
+    expect(loadConfig(["--port=7002"], {}).port).toBe(7002);
+  });
+
+  test("durations and enumerations are parsed", () => {
+    const c = loadConfig(["--max-future-skew", "90s", "--read-from", "replica"], { QUIVER_DURABILITY: "full" });
+    expect([c.maxFutureSkewMs, c.readFrom, c.durability]).toEqual([90_000, "replica", "full"]);
+    expect(loadConfig(["--max-future-skew", "120"], {}).maxFutureSkewMs).toBe(120_000);
+  });
+
+  test("records which settings were given explicitly", () => {
+    const c = loadConfig(["--write-acks", "2"], { QUIVER_READ_FROM: "primary", QUIVER_VNODES: "" });
+    expect([...c.explicit].sort()).toEqual(["readFrom", "writeAcks"]);
+  });
+
+  test("bad values and unknown flags name the setting", () => {
+    expect(() => loadConfig(["--port", "99999"], {})).toThrow('--port: expected an integer from 0 to 65535, got "99999"');
+    expect(() => loadConfig([], { QUIVER_READ_FROM: "any" })).toThrow('QUIVER_READ_FROM: expected one of primary, replica, nearest, got "any"');
+    expect(() => loadConfig(["--nope", "1"], {})).toThrow("unknown flag --nope");
+    expect(() => loadConfig(["--port"], {})).toThrow("--port: a value is required");
+    expect(() => loadConfig(["stray"], {})).toThrow('unexpected argument "stray"');
+  });
+
+  test("help lists every flag", () => {
+    expect(helpText()).toContain("--topology");
+    expect(helpText()).toContain("QUIVER_DATA_DIR");
+  });
+});
