@@ -1,0 +1,76 @@
+import { relative } from "node:path";
+import { parseArgs } from "node:util";
+import { clusterDown, clusterUp } from "./cluster.ts";
+import { readState } from "./cluster-state.ts";
+import { clusterStatus, formatStatus } from "./cluster-status.ts";
+
+/**
+ * `npm run shards:up -- --shards 3 --replicas 2` | `shards:down` | `shards:status`.
+ * Manages a local loopback cluster of redis-server processes and Sentinels.
+ */
+
+const here = (path: string): string => new URL(path, import.meta.url).pathname;
+
+const { positionals, values } = parseArgs({
+  args: Bun.argv.slice(2),
+  allowPositionals: true,
+  options: {
+    shards: { type: "string", default: "3" },
+    replicas: { type: "string", default: "2" },
+    sentinels: { type: "string", default: "3" },
+    "run-dir": { type: "string", default: here("./.run") },
+    topology: { type: "string", default: here("./local.yaml") },
+    "down-after-ms": { type: "string", default: "5000" },
+    "failover-timeout-ms": { type: "string", default: "10000" },
+    "no-aof": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+  },
+});
+
+function count(flag: string, min: number, max: number): number {
+  const n = Number(values[flag as keyof typeof values]);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    console.error(`--${flag}: expected an integer from ${min} to ${max}, got ${values[flag as keyof typeof values]}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const runDir = values["run-dir"];
+const command = positionals[0];
+try {
+  if (command === "up") {
+    const started = performance.now();
+    const state = await clusterUp({
+      shards: count("shards", 1, 32),
+      replicas: count("replicas", 0, 8),
+      sentinels: count("sentinels", 1, 9),
+      runDir,
+      topologyPath: values.topology,
+      downAfterMs: count("down-after-ms", 100, 600_000),
+      failoverTimeoutMs: count("failover-timeout-ms", 500, 3_600_000),
+      appendOnly: !values["no-aof"],
+      log: (line) => console.log(line),
+    });
+    const processes = state.sentinels.length + state.shards.reduce((n, s) => n + s.nodes.length, 0);
+    console.log(`cluster up: ${state.shards.length} shard(s), ${processes} processes in ${Math.round(performance.now() - started)} ms`);
+    console.log(`serve it with: npm start -- --topology ${relative(process.cwd(), values.topology)}`);
+  } else if (command === "down") {
+    const stopped = await clusterDown(runDir, values.topology, (line) => console.log(line));
+    console.log(`stopped ${stopped} process(es)`);
+  } else if (command === "status") {
+    const state = readState(runDir);
+    if (!state) {
+      console.log("no cluster running (start one with `npm run shards:up`)");
+      process.exit(1);
+    }
+    const status = await clusterStatus(state);
+    console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+  } else {
+    console.error("usage: bun shards/cli.ts up [--shards 3] [--replicas 2] [--sentinels 3] | down | status [--json]");
+    process.exit(2);
+  }
+} catch (error) {
+  console.error(error instanceof Error ? error.message : error);
+  process.exit(1);
+}

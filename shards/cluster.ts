@@ -1,0 +1,133 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { type ClusterState, isOurRedis, type ProcessRecord, readState, type ShardRecord, stopProcess, writeState } from "./cluster-state.ts";
+import { freePort, redisConfText, sentinelConfText } from "./redis-conf.ts";
+import { answersPing, replicasOnline, sentinelReady, waitUntil } from "./redis-probe.ts";
+
+/**
+ * A local cluster on loopback: S shards × (1 primary + R replicas) plus
+ * Sentinels, each a daemonized redis-server with its own data dir and AOF,
+ * so it outlives the CLI. Everything started is recorded in the state file.
+ */
+
+export interface UpOptions {
+  readonly shards: number;
+  readonly replicas: number;
+  readonly sentinels: number;
+  readonly runDir: string;
+  readonly topologyPath: string;
+  readonly downAfterMs: number;
+  readonly failoverTimeoutMs: number;
+  readonly appendOnly: boolean;
+  readonly log?: (line: string) => void;
+}
+
+export async function clusterUp(o: UpOptions): Promise<ClusterState> {
+  const log = o.log ?? (() => {});
+  const previous = readState(o.runDir);
+  if (previous) {
+    const running = [...previous.sentinels, ...previous.shards.flatMap((s) => s.nodes)].filter(isOurRedis);
+    if (running.length > 0) throw new Error(`a cluster is already running (${running.length} processes); run \`npm run shards:down\` first`);
+    rmSync(o.runDir, { recursive: true, force: true });
+  }
+  mkdirSync(o.runDir, { recursive: true });
+  const state: ClusterState = { createdAt: new Date().toISOString(), topologyPath: o.topologyPath, shards: [], sentinels: [] };
+  try {
+    for (let s = 1; s <= o.shards; s++) {
+      const name = `shard-${s}`;
+      const shard: ShardRecord = { name, masterName: name, nodes: [] };
+      state.shards.push(shard);
+      const primary = await startDaemon(o.runDir, `${name}/node-0`, "redis", (port, dir) => redisConfText({ port, dir, appendOnly: o.appendOnly, daemonize: true }));
+      shard.nodes.push(primary);
+      writeState(o.runDir, state);
+      for (let r = 1; r <= o.replicas; r++) {
+        const replicaOf = `${primary.host}:${primary.port}`;
+        shard.nodes.push(await startDaemon(o.runDir, `${name}/node-${r}`, "redis", (port, dir) => redisConfText({ port, dir, appendOnly: o.appendOnly, daemonize: true, replicaOf })));
+        writeState(o.runDir, state);
+      }
+      log(`${name}: primary ${primary.host}:${primary.port}, ${o.replicas} replica(s) started`);
+    }
+    for (const shard of state.shards) {
+      const primary = shard.nodes[0]!;
+      if (!(await waitUntil(() => replicasOnline(`${primary.host}:${primary.port}`, o.replicas), 30_000, 200))) {
+        throw new Error(`${shard.name}: replicas did not come online within 30 s`);
+      }
+    }
+    log("replication is up");
+    const masters = state.shards.map((s) => ({ name: s.masterName, address: `${s.nodes[0]!.host}:${s.nodes[0]!.port}` }));
+    const quorum = Math.floor(o.sentinels / 2) + 1;
+    for (let i = 1; i <= o.sentinels; i++) {
+      const conf = (port: number, dir: string): string =>
+        sentinelConfText({ port, dir, masters, quorum, downAfterMs: o.downAfterMs, failoverTimeoutMs: o.failoverTimeoutMs, daemonize: true });
+      state.sentinels.push(await startDaemon(o.runDir, `sentinel-${i}`, "sentinel", conf));
+      writeState(o.runDir, state);
+    }
+    for (const sentinel of state.sentinels) {
+      for (const m of masters) {
+        const ready = () => sentinelReady(`${sentinel.host}:${sentinel.port}`, m.name, o.replicas, o.sentinels - 1);
+        if (!(await waitUntil(ready, 30_000, 200))) throw new Error(`sentinel ${sentinel.port} did not discover ${m.name} within 30 s`);
+      }
+    }
+    log(`${o.sentinels} sentinel(s) know every master`);
+    writeFileSync(o.topologyPath, topologyYaml(state));
+    log(`wrote ${o.topologyPath}`);
+    return state;
+  } catch (error) {
+    log(`start failed, stopping what was started: ${error instanceof Error ? error.message : error}`);
+    await clusterDown(o.runDir, o.topologyPath);
+    throw error;
+  }
+}
+
+/** The topology file for the cluster (Sentinel addresses, so failovers are followed). */
+export function topologyYaml(state: ClusterState): string {
+  const sentinels = state.sentinels.map((s) => `${s.host}:${s.port}`);
+  const shards = state.shards.map((s) => ({ name: s.name, weight: 1, masterName: s.masterName, sentinels }));
+  const header = `# Written by \`npm run shards:up\` at ${state.createdAt}; removed by \`npm run shards:down\`.\n`;
+  return header + stringify({ shards }, { aliasDuplicateObjects: false });
+}
+
+/** Stops every recorded process (Sentinels first, so they do not fail over a shard being stopped), then removes the run dir. */
+export async function clusterDown(runDir: string, topologyPath?: string, log: (line: string) => void = () => {}): Promise<number> {
+  const state = readState(runDir);
+  if (!state) {
+    log("no cluster recorded");
+    return 0;
+  }
+  let stopped = 0;
+  const order: ProcessRecord[] = [...state.sentinels, ...state.shards.flatMap((s) => [...s.nodes].reverse())];
+  for (const p of order) {
+    const outcome = await stopProcess(p);
+    if (outcome === "stopped" || outcome === "killed") stopped++;
+    log(`${p.kind} ${p.host}:${p.port} pid ${p.pid}: ${outcome}`);
+  }
+  rmSync(runDir, { recursive: true, force: true });
+  const topology = topologyPath ?? state.topologyPath;
+  if (topology && existsSync(topology) && readFileSync(topology, "utf8").includes("npm run shards:up")) rmSync(topology);
+  return stopped;
+}
+
+/** Starts a daemonized redis-server and waits for its pidfile and PING; retries another port on a bind race. */
+async function startDaemon(runDir: string, name: string, kind: "redis" | "sentinel", conf: (port: number, dir: string) => string): Promise<ProcessRecord> {
+  const dir = join(runDir, name);
+  let lastLog = "";
+  for (let attempt = 0; attempt < 4; attempt++) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const port = await freePort();
+    const confPath = join(dir, kind === "redis" ? "redis.conf" : "sentinel.conf");
+    writeFileSync(confPath, conf(port, dir));
+    Bun.spawnSync(kind === "redis" ? ["redis-server", confPath] : ["redis-server", confPath, "--sentinel"], { stdio: ["ignore", "ignore", "ignore"] });
+    const pidPath = join(dir, "redis.pid");
+    const up = await waitUntil(async () => existsSync(pidPath) && (await answersPing(`127.0.0.1:${port}`, 300)), 5000, 50);
+    if (up) return { kind, host: "127.0.0.1", port, pid: Number(readFileSync(pidPath, "utf8").trim()), dir };
+    if (existsSync(pidPath)) {
+      const pid = Number(readFileSync(pidPath, "utf8").trim());
+      await stopProcess({ kind, host: "127.0.0.1", port, pid, dir });
+    }
+    const logPath = join(dir, kind === "redis" ? "redis.log" : "sentinel.log");
+    lastLog = existsSync(logPath) ? readFileSync(logPath, "utf8").slice(-400) : "(no log)";
+  }
+  throw new Error(`could not start ${kind} ${name}: ${lastLog}`);
+}
