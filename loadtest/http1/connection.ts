@@ -76,8 +76,13 @@ export class Http1Connection {
   /** Closes for good; no reconnects. */
   stop(): void {
     this.stopped = true;
-    this.socket?.end();
+    this.busy = false;
+    const s = this.socket;
     this.socket = null;
+    if (s !== null) {
+      s.data = DETACHED;
+      s.end();
+    }
   }
 
   onData(chunk: Uint8Array): void {

@@ -1,0 +1,112 @@
+import type { Subprocess } from "bun";
+
+/** A server the bench started: its PID (for /proc), port, and a way to stop it by PID. */
+export interface RunningServer {
+  readonly name: string;
+  readonly pid: number;
+  readonly port: number;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly name: string;
+  /** Command after `taskset -c <cpu>`. */
+  readonly argv: readonly string[];
+  /** CPU list for taskset (server: "1"). */
+  readonly cpu: string;
+  readonly port: number;
+  /** Resolves readiness: a GET that must answer 200 (e.g. /readyz). */
+  readonly readyPath: string;
+  readonly timeoutMs: number;
+  readonly cwd: string;
+  readonly log: (line: string) => void;
+}
+
+/** A port nobody listens on right now (bind to 0, read it, release it). */
+export function freePort(): number {
+  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
+  const port = s.port as number;
+  s.stop(true);
+  return port;
+}
+
+/** Whether `taskset` can pin processes here (else the bench runs unpinned and says so). */
+export function canPin(): boolean {
+  return Bun.which("taskset") !== null;
+}
+
+/**
+ * Starts a server pinned with taskset and waits until readyPath answers 200.
+ * taskset execs the command, so the PID is the server's own (its /proc/PID/status
+ * is the server's memory).
+ */
+export async function startServer(o: StartOptions): Promise<RunningServer> {
+  const argv = canPin() ? ["taskset", "-c", o.cpu, ...o.argv] : [...o.argv];
+  const proc = Bun.spawn(argv, { cwd: o.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const output: string[] = [];
+  void drain(proc.stdout, output);
+  void drain(proc.stderr, output);
+  const url = `http://127.0.0.1:${o.port}`;
+  const deadline = Date.now() + o.timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) break;
+    try {
+      const r = await fetch(url + o.readyPath, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      if (r.status === 200) {
+        o.log(`${o.name}: ready on ${url} (pid ${proc.pid})`);
+        return { name: o.name, pid: proc.pid, port: o.port, url, stop: () => stopProcess(proc) };
+      }
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(200);
+  }
+  await stopProcess(proc);
+  throw new Error(`${o.name} did not become ready in ${o.timeoutMs} ms (exit ${proc.exitCode}); output:\n${output.join("").slice(-2000)}`);
+}
+
+/** SIGTERM, then SIGKILL after 5 s: only the process we started, by its PID. */
+export async function stopProcess(proc: Subprocess): Promise<void> {
+  if (proc.exitCode !== null) return;
+  proc.kill("SIGTERM");
+  const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
+  await proc.exited;
+  clearTimeout(t);
+}
+
+/** Resident memory in MB from /proc/PID/status (VmRSS, and the peak VmHWM). */
+export async function memoryMb(pid: number): Promise<{ rssMb: number; peakMb: number } | null> {
+  try {
+    const text = await Bun.file(`/proc/${pid}/status`).text();
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? Number.NaN);
+    return { rssMb: round1(kb("VmRSS") / 1024), peakMb: round1(kb("VmHWM") / 1024) };
+  } catch {
+    return null;
+  }
+}
+
+async function drain(stream: ReadableStream<Uint8Array>, sink: string[]): Promise<void> {
+  const dec = new TextDecoder();
+  for await (const chunk of stream) {
+    sink.push(dec.decode(chunk));
+    if (sink.length > 200) sink.splice(0, sink.length - 200);
+  }
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await Bun.file(`/proc/${pid}/stat`).text();
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the command: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,87 @@
+import { mkdirSync, readdirSync } from "node:fs";
+import { machineInfo } from "./lib/machine.ts";
+import { canPin } from "./lib/processes.ts";
+import { summaryMarkdown } from "./lib/results.ts";
+import type { SuiteResult } from "./lib/results.ts";
+import { ensureWrk, wrkVersion } from "./lib/wrk.ts";
+import { SUITES } from "./suites/index.ts";
+import type { BenchContext } from "./suites/index.ts";
+
+/**
+ * `npm run bench [-- suite ...]`: runs the suites (all by default), writes
+ * bench/results/<file>.json for each and rebuilds bench/results/SUMMARY.md from
+ * every result file present. BENCH_SECONDS sets the length of each measurement.
+ */
+async function main(argv: string[]): Promise<number> {
+  const root = `${import.meta.dir}/..`;
+  const names = argv.filter((a) => !a.startsWith("-"));
+  const unknown = names.filter((n) => !SUITES.some((s) => s.name === n));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown suite(s) ${unknown.join(", ")}; known: ${SUITES.map((s) => s.name).join(", ")}\n`);
+    return 2;
+  }
+  const chosen = names.length === 0 ? SUITES : SUITES.filter((s) => names.includes(s.name));
+  const resultsDir = `${root}/bench/results`;
+  const rawDir = `${resultsDir}/raw`;
+  mkdirSync(rawDir, { recursive: true });
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const seconds = Number(process.env["BENCH_SECONDS"] ?? 10);
+  if (!(seconds > 0)) throw new Error(`BENCH_SECONDS: expected a positive number, got ${process.env["BENCH_SECONDS"]}`);
+  const wrk = await ensureWrk(log);
+  const pinning = canPin() ? "server taskset -c 1, driver taskset -c 0" : "unpinned (taskset not found)";
+  const ctx: BenchContext = {
+    root,
+    resultsDir,
+    rawDir,
+    seconds,
+    serverCpu: "1",
+    driverCpu: "0",
+    wrk,
+    machine: () => ({ ...machineInfo(pinning), ...(wrk.path !== null ? { wrk: wrkVersion(wrk.path) } : {}) }),
+    log,
+  };
+  let failed = 0;
+  for (const suite of chosen) {
+    const why = await suite.unavailable(ctx);
+    if (why !== null) {
+      log(`bench ${suite.name}: skipped: ${why}`);
+      continue;
+    }
+    log(`bench ${suite.name}: running (${seconds} s per measurement)`);
+    const t = performance.now();
+    try {
+      const result = await suite.run(ctx);
+      await Bun.write(`${resultsDir}/${suite.file}`, `${JSON.stringify(result, null, 2)}\n`);
+      log(`bench ${suite.name}: wrote bench/results/${suite.file} in ${Math.round((performance.now() - t) / 1000)} s`);
+      for (const c of result.checks) log(`  ${c.pass === null ? "·" : c.pass ? "✓" : "✗"} ${c.name}: ${c.measured}${c.unit ? ` ${c.unit}` : ""}${c.ratio !== null ? ` (ratio ${c.ratio})` : ""} target ${c.target}`);
+    } catch (e) {
+      failed++;
+      log(`bench ${suite.name}: FAILED: ${(e as Error).stack ?? e}`);
+    }
+  }
+  await writeSummary(resultsDir);
+  log("bench: wrote bench/results/SUMMARY.md");
+  return failed > 0 ? 1 : 0;
+}
+
+/** SUMMARY.md covers every result file, so running one suite keeps the others' rows. */
+async function writeSummary(resultsDir: string): Promise<void> {
+  const order = new Map(SUITES.map((s, i) => [s.file, i]));
+  const files = readdirSync(resultsDir)
+    .filter((f) => f.endsWith(".json"))
+    .sort((a, b) => (order.get(a) ?? 99) - (order.get(b) ?? 99) || a.localeCompare(b));
+  const results: { file: string; result: SuiteResult }[] = [];
+  for (const file of files) {
+    const result = (await Bun.file(`${resultsDir}/${file}`).json()) as SuiteResult;
+    if (Array.isArray(result.checks)) results.push({ file, result });
+  }
+  await Bun.write(`${resultsDir}/SUMMARY.md`, summaryMarkdown(results));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,138 @@
+import { existsSync } from "node:fs";
+import { freePort, memoryMb, startServer } from "../lib/processes.ts";
+import type { RunningServer } from "../lib/processes.ts";
+import { ratio } from "../lib/results.ts";
+import type { Check } from "../lib/results.ts";
+import { rotatingPostScript } from "../lib/wrk-lua.ts";
+import { writeLatencyReport } from "./latency-report.ts";
+import { generator, wrk } from "./measure.ts";
+import type { GenMeasure, WrkMeasure } from "./measure.ts";
+import { probeLookup, singleLookupBody } from "./lookup-probe.ts";
+import type { Suite } from "./suite.ts";
+
+const CONNECTIONS = 32;
+
+/**
+ * Issue 2's figures: single-entity lookups of 10 features over 1M entities against
+ * a bare Bun.serve sending a body of the same size (wrk and our generator), p99 at
+ * half the max rate (single and 100-entity batches, open loop) and the server's RSS.
+ */
+export const lookupSuite: Suite = {
+  name: "lookup",
+  file: "lookup-http.json",
+  unavailable: async (ctx) => (existsSync(`${ctx.root}/src/main.ts`) ? null : "src/main.ts not found (the server is not written yet)"),
+  async run(ctx) {
+    const entities = Number(process.env["BENCH_ENTITIES"] ?? 1_000_000);
+    const dur = `${ctx.seconds}s`;
+    const qport = freePort();
+    const started = performance.now();
+    const quiver = await startServer({
+      name: "quiver",
+      argv: [process.execPath, "src/main.ts", "--port", String(qport), "--demo-entities", String(entities)],
+      cpu: ctx.serverCpu,
+      port: qport,
+      readyPath: "/readyz",
+      timeoutMs: 300_000,
+      cwd: ctx.root,
+      log: ctx.log,
+    });
+    const startupS = Math.round((performance.now() - started) / 100) / 10;
+    const memReady = await memoryMb(quiver.pid);
+    ctx.log(`  quiver ready in ${startupS} s with ${entities} entities, RSS ${memReady?.rssMb} MB`);
+    let bare: RunningServer | null = null;
+    const m: Record<string, GenMeasure | WrkMeasure | null> = {};
+    let probe: Awaited<ReturnType<typeof probeLookup>>;
+    let batchProbe: Awaited<ReturnType<typeof probeLookup>>;
+    let memAfter: Awaited<ReturnType<typeof memoryMb>> = null;
+    try {
+      probe = await probeLookup(quiver.url, entities, 1);
+      batchProbe = await probeLookup(quiver.url, entities, 100);
+      const bport = freePort();
+      bare = await startServer({
+        name: "bare Bun.serve",
+        argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(bport), "--body-bytes", String(probe.responseBytes)],
+        cpu: ctx.serverCpu,
+        port: bport,
+        readyPath: "/",
+        timeoutMs: 15_000,
+        cwd: ctx.root,
+        log: ctx.log,
+      });
+      const placeholder = "987654321987";
+      const script = rotatingPostScript({ path: "/v1/lookup", body: singleLookupBody(placeholder), placeholder, firstId: 1001, entities, seed: 1, contentType: "application/json" });
+      m["wrkBase"] = await wrk(ctx, bare, "lookup-wrk-baseline", script, CONNECTIONS);
+      m["wrkQuiver"] = await wrk(ctx, quiver, "lookup-wrk-quiver", script, CONNECTIONS);
+      const closed = { scenario: "lookup", mode: "closed", connections: CONNECTIONS, entities, duration: dur, warmup: "1s" };
+      m["genBase"] = await generator(ctx, bare, "lookup-gen-baseline", { ...closed, label: "bare Bun.serve" });
+      m["genQuiver"] = await generator(ctx, quiver, "lookup-gen-quiver", { ...closed, label: "quiver" });
+      const maxSingle = Math.max((m["wrkQuiver"] as WrkMeasure | null)?.run.requestsPerSec ?? 0, (m["genQuiver"] as GenMeasure).run.rate.achieved);
+      const half = Math.max(1, Math.round(maxSingle / 2));
+      const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
+      m["openBase"] = await generator(ctx, bare, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` });
+      m["openQuiver"] = await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` });
+      m["batchMax"] = await generator(ctx, quiver, "batch-gen-quiver", { scenario: "batch-lookup", batch: 100, mode: "closed", connections: 16, entities, duration: dur, warmup: "1s" });
+      const batchHalf = Math.max(1, Math.round((m["batchMax"] as GenMeasure).run.rate.achieved / 2));
+      m["batchOpen"] = await generator(ctx, quiver, "batch-open-half", {
+        scenario: "batch-lookup",
+        batch: 100,
+        mode: "open",
+        rate: batchHalf,
+        connections: 32,
+        entities,
+        duration: dur,
+        warmup: "1s",
+        label: `100 entities × 10 features, ${batchHalf}/s`,
+      });
+      memAfter = await memoryMb(quiver.pid);
+    } finally {
+      await bare?.stop();
+      await quiver.stop();
+    }
+    const g = (k: string) => m[k] as GenMeasure;
+    const w = (k: string) => m[k] as WrkMeasure | null;
+    const wrkBase = w("wrkBase")?.run.requestsPerSec ?? null;
+    const wrkQ = w("wrkQuiver")?.run.requestsPerSec ?? null;
+    const genBase = g("genBase").run.rate.achieved;
+    const genQ = g("genQuiver").run.rate.achieved;
+    const p99 = g("openQuiver").run.latencyMs.p99;
+    const p99Batch = g("batchOpen").run.latencyMs.p99;
+    const rss = memReady?.rssMb ?? null;
+    const checks: Check[] = [
+      { name: "single lookup throughput, wrk (baseline: bare Bun.serve)", unit: "req/s", baseline: wrkBase, measured: wrkQ, ratio: ratio(wrkQ, wrkBase), target: ">= 0.75", pass: wrkQ === null || wrkBase === null ? null : wrkQ / wrkBase >= 0.75 },
+      { name: "single lookup throughput, generator (baseline: bare Bun.serve)", unit: "req/s", baseline: genBase, measured: genQ, ratio: ratio(genQ, genBase), target: ">= 0.75", pass: genQ / genBase >= 0.75 },
+      { name: `p99 single lookup at half max (${g("openQuiver").run.rate.target}/s, open loop)`, unit: "ms", baseline: g("openBase").run.latencyMs.p99, measured: p99, ratio: null, target: "<= 1 ms", pass: p99 <= 1 },
+      { name: `p99 100 entities × 10 features at half max (${g("batchOpen").run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99Batch, ratio: null, target: "<= 3 ms", pass: p99Batch <= 3 },
+      { name: `server RSS with ${entities.toLocaleString("en-US")} entities × 10 features loaded`, unit: "MB", baseline: null, measured: rss, ratio: null, target: "<= 400 MB", pass: rss === null ? null : rss <= 400 },
+      { name: "100-entity batch max throughput (generator, closed loop)", unit: "req/s", baseline: null, measured: g("batchMax").run.rate.achieved, ratio: null, target: "info", pass: null },
+    ];
+    const notes = [
+      `Server \`bun src/main.ts --demo-entities ${entities}\` ready in ${startupS} s; RSS after the load runs ${memAfter?.rssMb ?? "n/a"} MB (peak ${memAfter?.peakMb ?? "n/a"} MB).`,
+      `Lookup answer: ${probe.responseBytes} B for 1 entity (baseline body the same size), ${batchProbe.responseBytes} B for 100; statuses seen: ${JSON.stringify(probe.statuses)}.`,
+      `Throughput: closed loop, ${CONNECTIONS} connections, uniform keys over ${entities.toLocaleString("en-US")} drivers; wrk rotates the key in Lua, the generator in its request template.`,
+      `"Half max" = half the higher of the two single-lookup throughputs; latency from each request's intended send time (coordinated-omission corrected).`,
+    ];
+    if (ctx.wrk.note !== "") notes.push(ctx.wrk.note);
+    await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half"]);
+    return {
+      suite: "lookup",
+      title: "Lookup over HTTP (issue 2)",
+      date: new Date().toISOString(),
+      machine: ctx.machine(),
+      checks,
+      baseline: { server: "bare Bun.serve, precomputed body of the lookup answer's size", bodyBytes: probe.responseBytes, wrkRps: wrkBase, generatorRps: genBase, p99AtHalfMaxMs: g("openBase").run.latencyMs.p99 },
+      measured: {
+        entities,
+        startupS,
+        memoryAtReady: memReady,
+        memoryAfterLoad: memAfter,
+        wrkRps: wrkQ,
+        generatorRps: genQ,
+        singleAtHalfMax: { rate: g("openQuiver").run.rate, latencyMs: g("openQuiver").run.latencyMs, errors: g("openQuiver").run.errorsByKind },
+        batch100: { maxRps: g("batchMax").run.rate.achieved, atHalfMax: { rate: g("batchOpen").run.rate, latencyMs: g("batchOpen").run.latencyMs, errors: g("batchOpen").run.errorsByKind } },
+        serverCoreBusy: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v?.serverCpu ?? null])),
+      },
+      targets: { throughputRatio: ">= 0.75", p99SingleMs: "<= 1", p99Batch100Ms: "<= 3", rssMb: "<= 400" },
+      notes,
+    };
+  },
+};

@@ -1,0 +1,51 @@
+import { runGenerator } from "../lib/generator.ts";
+import { cpuSeconds } from "../lib/processes.ts";
+import type { RunningServer } from "../lib/processes.ts";
+import { runWrk } from "../lib/wrk.ts";
+import type { WrkRun } from "../lib/wrk.ts";
+import type { RunResult } from "../../loadtest/output/result.ts";
+import type { BenchContext } from "./suite.ts";
+
+/** A generator run plus how busy the server's core was meanwhile (1.0 = saturated). */
+export interface GenMeasure {
+  readonly run: RunResult;
+  readonly serverCpu: number | null;
+}
+
+export interface WrkMeasure {
+  readonly run: WrkRun;
+  readonly serverCpu: number | null;
+}
+
+/** Runs the generator against `server` pinned to the driver core; raw JSON kept as rawDir/<name>.json. */
+export async function generator(ctx: BenchContext, server: RunningServer, name: string, args: Readonly<Record<string, string | number>>): Promise<GenMeasure> {
+  const before = await cpuSeconds(server.pid);
+  const t = performance.now();
+  const run = await runGenerator({ root: ctx.root, cpu: ctx.driverCpu, jsonPath: `${ctx.rawDir}/${name}.json`, args: { target: server.url, ...args }, timeoutS: ctx.seconds * 3 + 60 });
+  const serverCpu = await busy(server.pid, before, performance.now() - t);
+  ctx.log(`  ${name}: ${Math.round(run.rate.achieved)} req/s, p99 ${run.latencyMs.p99} ms, errors ${run.requests.errors}, server core ${pct(serverCpu)}`);
+  return { run, serverCpu };
+}
+
+/** Runs wrk against `server` with a generated Lua script. */
+export async function wrk(ctx: BenchContext, server: RunningServer, name: string, script: string, connections: number): Promise<WrkMeasure | null> {
+  if (ctx.wrk.path === null) return null;
+  const scriptPath = `${ctx.rawDir}/${name}.lua`;
+  await Bun.write(scriptPath, script);
+  const before = await cpuSeconds(server.pid);
+  const t = performance.now();
+  const run = await runWrk({ wrk: ctx.wrk.path, url: server.url, script: scriptPath, connections, threads: 1, durationS: ctx.seconds, cpu: ctx.driverCpu });
+  const serverCpu = await busy(server.pid, before, performance.now() - t);
+  ctx.log(`  ${name}: ${run.requestsPerSec} req/s (wrk), errors ${run.errors + run.non2xx}, server core ${pct(serverCpu)}`);
+  return { run, serverCpu };
+}
+
+async function busy(pid: number, before: number | null, elapsedMs: number): Promise<number | null> {
+  const after = await cpuSeconds(pid);
+  if (before === null || after === null) return null;
+  return Math.round(((after - before) / (elapsedMs / 1000)) * 100) / 100;
+}
+
+function pct(x: number | null): string {
+  return x === null ? "n/a" : `${Math.round(x * 100)}%`;
+}
