@@ -63,6 +63,23 @@ describe("RedisKvNode", () => {
     expect(await node.getMany(["flush@1/k=i1"])).toEqual([{ ts: 3, values: ["y"] }]);
   });
 
+  test("compare-and-delete keeps rows that got newer than the copy", async () => {
+    await node.putMany([
+      { key: "cad@1/k=i1", row: { ts: 10, values: [1] } },
+      { key: "cad@1/k=i2", row: { ts: 30, values: [2] } },
+      { key: "cad@1/k=i3", row: { ts: 20, values: [3] } },
+    ]);
+    const kept = await node.deleteIfNotNewer([
+      { key: "cad@1/k=i1", ts: 10 },
+      { key: "cad@1/k=i2", ts: 20 },
+      { key: "cad@1/k=i3", ts: 25 },
+      { key: "cad@1/k=i4", ts: 1 },
+    ]);
+    expect(kept).toEqual(["cad@1/k=i2"]);
+    expect(await node.getMany(["cad@1/k=i1", "cad@1/k=i2", "cad@1/k=i3"])).toEqual([undefined, { ts: 30, values: [2] }, undefined]);
+    expect(await node.size()).toBeGreaterThan(0);
+  });
+
   test("role reports a standalone server as a master", async () => {
     expect(await node.role()).toMatchObject({ role: "master", replicas: [] });
   });

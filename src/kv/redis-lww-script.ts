@@ -33,3 +33,27 @@ export const LWW_PUT_SHA = createHash("sha1").update(LWW_PUT_LUA).digest("hex");
 export function globEscape(prefix: string): string {
   return prefix.replace(/[\\*?[\]]/g, "\\$&");
 }
+
+/**
+ * Compare-and-delete for rebalancing: KEYS[i] is deleted only when its stored
+ * event time is not newer than ARGV[i] (an 8-byte float64 BE header, the time
+ * of the copy the caller already placed elsewhere). Returns the 1-based
+ * indexes of keys kept because a newer row arrived meanwhile, so the caller
+ * copies those again instead of losing them.
+ */
+export const DELETE_IF_NOT_NEWER_LUA = `
+local kept = {}
+for i = 1, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    if string.len(current) >= 8 and struct.unpack('>d', current) > struct.unpack('>d', ARGV[i]) then
+      kept[#kept + 1] = i
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return kept
+`;
+
+export const DELETE_IF_NOT_NEWER_SHA = createHash("sha1").update(DELETE_IF_NOT_NEWER_LUA).digest("hex");

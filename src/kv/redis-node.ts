@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
-import { globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
+import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
 import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
 
@@ -165,10 +165,40 @@ export class RedisKvNode implements KvNode {
     return count;
   }
 
+  /**
+   * Deletes each key unless its stored row is newer than `ts` (one script call).
+   * Answers the keys kept because they are newer; rebalancing copies those again.
+   */
+  async deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]> {
+    if (items.length === 0) return [];
+    const args: Array<string | Buffer> = new Array(items.length * 2);
+    items.forEach((item, i) => {
+      const header = Buffer.alloc(8);
+      header.writeDoubleBE(item.ts, 0);
+      args[i] = item.key;
+      args[items.length + i] = header;
+    });
+    const run = async (): Promise<number[]> => {
+      try {
+        return (await this.client.evalsha(DELETE_IF_NOT_NEWER_SHA, items.length, ...args)) as number[];
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        return (await this.client.eval(DELETE_IF_NOT_NEWER_LUA, items.length, ...args)) as number[];
+      }
+    };
+    const kept = await withDeadline(run(), this.timeoutMs, `redis ${this.address} compare-and-delete`, signal);
+    return kept.map((i) => items[i - 1]!.key);
+  }
+
   async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
     const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
     const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
     return { cursor: next, keys };
+  }
+
+  /** Number of keys on the server (DBSIZE), for migration progress. */
+  size(): Promise<number> {
+    return withDeadline(this.client.dbsize(), this.timeoutMs, `redis ${this.address} DBSIZE`);
   }
 
   /** The server's replication role and offsets (`ROLE`), for health and lag. */

@@ -9,6 +9,7 @@ export {
 } from "./connect-shards.ts";
 export type { Discovery, Layout } from "./discovery.ts";
 export type { MemberStats, ReadFrom } from "./member.ts";
+export { Migration, type MigrationMember, type MigrationOptions, type MigrationProgress } from "./rebalance.ts";
 export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStats } from "./replica-set.ts";
 export {
   type DirectShardSpec,

@@ -167,6 +167,23 @@ export class ReplicaSet implements KvNode {
     );
   }
 
+  /** Reads from the primary only (with the failover window): the authoritative copy, for rebalancing. */
+  getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.onPrimary("read", signal, (m) => m.node.getMany(keys, signal));
+  }
+
+  /** Compare-and-delete on the primary (see RedisKvNode.deleteIfNotNewer); answers the keys kept as newer. */
+  deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]> {
+    if (items.length === 0) return Promise.resolve([]);
+    return this.onPrimary("delete", signal, (m) => m.node.deleteIfNotNewer(items, signal));
+  }
+
+  /** Keys on the primary (DBSIZE), for migration progress. */
+  size(): Promise<number> {
+    return this.onPrimary("size", undefined, (m) => m.node.size());
+  }
+
   /** Scans the primary. A failover mid-scan invalidates the cursor; callers restart when `primaryAddress` changes. */
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
     return this.onPrimary("scan", undefined, (m) => m.node.scan(cursor, count, prefix));

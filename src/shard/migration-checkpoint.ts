@@ -1,0 +1,61 @@
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+
+/** Where one source shard's scan stands. */
+export interface SourceCursor {
+  cursor: string;
+  done: boolean;
+  scanned: number;
+  moved: number;
+}
+
+/** Totals of a migration (also what progress() reports). */
+export interface MigrationCounters {
+  scannedKeys: number;
+  movedKeys: number;
+  copiedRows: number;
+  newerAtDestination: number;
+  deletedKeys: number;
+  recopiedKeys: number;
+}
+
+/** What is saved after every page, so an interrupted migration resumes where it stopped. */
+export interface Checkpoint {
+  readonly version: 1;
+  /** Identifies the ring change; a checkpoint of another plan is ignored. */
+  readonly plan: string;
+  readonly sources: Record<string, SourceCursor>;
+  readonly counters: MigrationCounters;
+  /** Keys in the sources when the migration first started (for progress). */
+  readonly totalKeys: number | null;
+}
+
+export const emptyCounters = (): MigrationCounters => ({
+  scannedKeys: 0,
+  movedKeys: 0,
+  copiedRows: 0,
+  newerAtDestination: 0,
+  deletedKeys: 0,
+  recopiedKeys: 0,
+});
+
+/** The saved checkpoint for `plan`, or undefined (no file, other plan, unreadable). */
+export function loadCheckpoint(path: string | undefined, plan: string): Checkpoint | undefined {
+  if (!path || !existsSync(path)) return undefined;
+  try {
+    const saved = JSON.parse(readFileSync(path, "utf8")) as Checkpoint;
+    return saved.version === 1 && saved.plan === plan ? saved : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Atomic replace: a crash mid-write leaves the previous checkpoint, never a torn one. */
+export function saveCheckpoint(path: string | undefined, checkpoint: Checkpoint): void {
+  if (!path) return;
+  writeFileSync(`${path}.tmp`, JSON.stringify(checkpoint));
+  renameSync(`${path}.tmp`, path);
+}
+
+export function clearCheckpoint(path: string | undefined): void {
+  if (path) rmSync(path, { force: true });
+}

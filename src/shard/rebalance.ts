@@ -1,0 +1,227 @@
+import { ringKeyOf } from "../kv/keys.ts";
+import type { KvEntry, KvNode, ReadSlot } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { pause } from "../kv/storage-errors.ts";
+import { HashRing } from "../ring/ring.ts";
+import type { ShardedStore } from "../store/sharded-store.ts";
+import { type Checkpoint, clearCheckpoint, emptyCounters, loadCheckpoint, type MigrationCounters, type SourceCursor, saveCheckpoint } from "./migration-checkpoint.ts";
+import { ReadThroughNode } from "./read-through-node.ts";
+
+/** A ring member on either side of a migration. */
+export interface MigrationMember {
+  readonly id: string;
+  readonly weight: number;
+  readonly node: KvNode;
+}
+
+export interface MigrationOptions {
+  /** The serving store: it routes by the new ring (reads falling through to old owners) while keys move. */
+  readonly store: ShardedStore;
+  readonly from: readonly MigrationMember[];
+  readonly to: readonly MigrationMember[];
+  /** Saved after every page; a new Migration with the same plan resumes from it. */
+  readonly checkpointPath?: string;
+  /** Keys per SCAN page and per copy batch (default 500). */
+  readonly pageSize?: number;
+  /** Wait after switching the ring so writes routed by the old ring finish (default 500 ms). */
+  readonly drainMs?: number;
+}
+
+export interface MigrationProgress extends MigrationCounters {
+  readonly state: "pending" | "running" | "paused" | "done" | "failed";
+  readonly from: readonly string[];
+  readonly to: readonly string[];
+  /** Keys in the source shards when the migration started (DBSIZE), when known. */
+  readonly totalKeys: number | null;
+  /** 0..1; scanned / total while running. */
+  readonly fraction: number;
+  /** movedKeys / totalKeys (scannedKeys when the total is unknown): about 1/(n+1) when adding an (n+1)th equal shard. */
+  readonly movedFraction: number;
+  readonly sources: Readonly<Record<string, Readonly<SourceCursor>>>;
+  readonly error: string | null;
+}
+
+/** Optional capabilities of Redis-backed nodes that make the move exact. */
+interface Authoritative {
+  getManyPrimary?(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
+  deleteIfNotNewer?(items: ReadonlyArray<{ key: string; ts: number }>, signal?: AbortSignal): Promise<string[]>;
+  size?(): Promise<number>;
+}
+
+const MAX_ROUNDS = 5;
+
+/**
+ * Online rebalancing after a ring change. Only keys whose owner changed move:
+ * each source shard is scanned, its moved rows are read from its primary,
+ * copied to the new owner with last-write-wins (so newer writes that already
+ * landed there win), verified, then deleted from the source with a
+ * compare-and-delete (a row that got newer meanwhile is copied again).
+ * Progress is checkpointed per page; an interrupted run resumes.
+ */
+export class Migration {
+  private readonly options: MigrationOptions;
+  private readonly plan: string;
+  private state: MigrationProgress["state"] = "pending";
+  private counters: MigrationCounters = emptyCounters();
+  private sources: Record<string, SourceCursor> = {};
+  private totalKeys: number | null = null;
+  private error: string | null = null;
+
+  constructor(options: MigrationOptions) {
+    this.options = options;
+    const side = (ms: readonly MigrationMember[]): string => ms.map((m) => `${m.id}:${m.weight}`).join(",");
+    this.plan = `${side(options.from)} -> ${side(options.to)}`;
+    const saved = loadCheckpoint(options.checkpointPath, this.plan);
+    if (saved) {
+      this.counters = { ...saved.counters };
+      this.sources = structuredClone(saved.sources);
+      this.totalKeys = saved.totalKeys;
+    }
+  }
+
+  progress(): MigrationProgress {
+    const c = this.counters;
+    const fraction = this.state === "done" ? 1 : this.totalKeys ? Math.min(0.99, c.scannedKeys / this.totalKeys) : 0;
+    return {
+      state: this.state,
+      from: this.options.from.map((m) => m.id),
+      to: this.options.to.map((m) => m.id),
+      ...c,
+      totalKeys: this.totalKeys,
+      fraction,
+      movedFraction: c.movedKeys / (this.totalKeys ?? Math.max(1, c.scannedKeys)),
+      sources: structuredClone(this.sources),
+      error: this.error,
+    };
+  }
+
+  /**
+   * Switches the store to the new ring (with read-through to old owners), moves
+   * every key whose owner changed, then leaves the store on the plain new ring.
+   * Aborting pauses after the current page: the store stays readable and a new
+   * Migration with the same checkpoint resumes.
+   */
+  async run(signal?: AbortSignal): Promise<MigrationProgress> {
+    const { store, from, to } = this.options;
+    const vnodesPerNode = store.ring.vnodesPerNode;
+    const toRing = new HashRing(to, { vnodesPerNode });
+    const previous = { ring: new HashRing(from, { vnodesPerNode }), nodes: from.map((m) => m.node) };
+    this.state = "running";
+    this.error = null;
+    store.setMembers(to.map((m) => ({ id: m.id, weight: m.weight, node: new ReadThroughNode(m.id, m.node, previous) })));
+    try {
+      this.totalKeys ??= await this.countKeys();
+      await pause(this.options.drainMs ?? 500, signal);
+      for (const source of from) {
+        const cursor = this.sources[source.id] ?? { cursor: "0", done: false, scanned: 0, moved: 0 };
+        this.sources[source.id] = cursor;
+        for (let page = 0; page < 100_000_000 && !cursor.done; page++) {
+          if (signal?.aborted) {
+            this.state = "paused";
+            return this.progress();
+          }
+          const { cursor: next, keys } = await source.node.scan(cursor.cursor, this.options.pageSize ?? 500);
+          const moved = await this.movePage(source, keys, toRing);
+          cursor.scanned += keys.length;
+          cursor.moved += moved;
+          cursor.cursor = next;
+          cursor.done = next === "0";
+          saveCheckpoint(this.options.checkpointPath, this.checkpoint());
+        }
+      }
+    } catch (error) {
+      this.state = "failed";
+      this.error = error instanceof Error ? error.message : String(error);
+      saveCheckpoint(this.options.checkpointPath, this.checkpoint());
+      throw error;
+    }
+    store.setMembers(to);
+    clearCheckpoint(this.options.checkpointPath);
+    this.state = "done";
+    return this.progress();
+  }
+
+  /**
+   * Moves the keys of one scan page whose new owner is not `source`; answers
+   * how many moved. Not abortable: a page is finished once started, so a pause
+   * never leaves a key copied but not yet deleted.
+   */
+  private async movePage(source: MigrationMember, keys: readonly string[], toRing: HashRing): Promise<number> {
+    const to = this.options.to;
+    this.counters.scannedKeys += keys.length;
+    let pending = keys.filter((k) => to[toRing.ownerIndexOf(ringKeyOf(k))]!.id !== source.id);
+    let moved = 0;
+    for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
+      const rows = await readAuthoritative(source.node, pending);
+      const present: KvEntry[] = [];
+      rows.forEach((row, i) => {
+        if (row === UNAVAILABLE) throw new Error(`migration: source ${source.id} could not be read`);
+        if (row !== undefined) present.push({ key: pending[i]!, row });
+      });
+      await this.copyAndVerify(present, toRing);
+      const kept = await deleteIfNotNewer(source.node, present);
+      this.counters.deletedKeys += present.length - kept.length;
+      if (round === 0) moved = present.length;
+      else this.counters.recopiedKeys += present.length;
+      pending = kept;
+    }
+    if (pending.length > 0) throw new Error(`migration: ${pending.length} keys on ${source.id} kept changing; retry`);
+    this.counters.movedKeys += moved;
+    return moved;
+  }
+
+  /** LWW copy to each new owner, then a read-back: every key must be there at least as new as the copy. */
+  private async copyAndVerify(entries: readonly KvEntry[], toRing: HashRing): Promise<void> {
+    const byOwner = new Map<number, KvEntry[]>();
+    for (const e of entries) {
+      const owner = toRing.ownerIndexOf(ringKeyOf(e.key));
+      const list = byOwner.get(owner);
+      if (list) list.push(e);
+      else byOwner.set(owner, [e]);
+    }
+    await Promise.all(
+      [...byOwner].map(async ([owner, list]) => {
+        const dest = this.options.to[owner]!;
+        const outcome = await dest.node.putMany(list);
+        this.counters.copiedRows += outcome.written;
+        this.counters.newerAtDestination += outcome.ignored;
+        const check = await readAuthoritative(
+          dest.node,
+          list.map((e) => e.key),
+        );
+        check.forEach((row, i) => {
+          if (row === undefined || row === UNAVAILABLE || row.ts < list[i]!.row.ts) {
+            throw new Error(`migration: verify failed for ${list[i]!.key} on ${dest.id}`);
+          }
+        });
+      }),
+    );
+  }
+
+  private async countKeys(): Promise<number | null> {
+    try {
+      const sizes = await Promise.all(this.options.from.map((m) => (m.node as Authoritative).size?.()));
+      return sizes.every((s) => typeof s === "number") ? sizes.reduce((a, b) => a! + b!, 0)! : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private checkpoint(): Checkpoint {
+    return { version: 1, plan: this.plan, sources: this.sources, counters: this.counters, totalKeys: this.totalKeys };
+  }
+}
+
+/** Primary reads when the node offers them: a replica may lag behind the copy we are about to delete. */
+function readAuthoritative(node: KvNode, keys: readonly string[]): Promise<ReadSlot[]> {
+  const n = node as KvNode & Authoritative;
+  return n.getManyPrimary ? n.getManyPrimary(keys) : node.getMany(keys);
+}
+
+/** Compare-and-delete when offered; otherwise a plain delete (the drain wait is then the only guard). */
+async function deleteIfNotNewer(node: KvNode, entries: readonly KvEntry[]): Promise<string[]> {
+  const n = node as KvNode & Authoritative;
+  if (n.deleteIfNotNewer) return n.deleteIfNotNewer(entries.map((e) => ({ key: e.key, ts: e.row.ts })));
+  await node.deleteMany(entries.map((e) => e.key));
+  return [];
+}
