@@ -1,0 +1,174 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { freePort, startServer } from "../bench/lib/processes.ts";
+import type { RunningServer } from "../bench/lib/processes.ts";
+
+/**
+ * k6 cannot be installed here, so the scripts are checked the way k6 would load
+ * them: plain ES modules importing only k6's own modules, with the SLO thresholds
+ * and executors the README promises; then their default functions run against a
+ * real Quiver server through k6 look-alike modules (requests go out with curl, so
+ * http.post stays synchronous as in k6) and every k6 `check` must pass.
+ */
+
+const root = resolve(import.meta.dir, "..");
+const k6Dir = `${root}/k6`;
+const scripts = readdirSync(k6Dir).filter((f) => f.endsWith(".js"));
+const K6_MODULES = new Set(["k6", "k6/http", "k6/metrics", "k6/data"]);
+const transpiler = new Bun.Transpiler({ loader: "js" });
+
+function importsOf(path: string): string[] {
+  return transpiler.scan(readFileSync(path, "utf8")).imports.map((i) => i.path);
+}
+
+describe("k6 scripts: static checks", () => {
+  test("there is a script per scenario", () => {
+    expect(scripts.sort()).toEqual(["batch-lookup.js", "feast.js", "lookup.js", "mixed.js", "push.js"]);
+  });
+
+  for (const file of scripts) {
+    test(`${file} parses as an ES module and imports only k6 modules (directly or via ./lib)`, () => {
+      const seen = new Set<string>();
+      const visit = (path: string) => {
+        if (seen.has(path)) return;
+        seen.add(path);
+        const check = Bun.spawnSync(["node", "--check", path], { stderr: "pipe" });
+        expect(check.stderr.toString()).toBe("");
+        expect(check.exitCode).toBe(0);
+        const text = readFileSync(path, "utf8") as string;
+        expect(text).not.toMatch(/\brequire\(/);
+        for (const spec of importsOf(path)) {
+          if (spec.startsWith("./") || spec.startsWith("../")) {
+            const resolved = resolve(dirname(path), spec);
+            expect(resolved.startsWith(`${k6Dir}/`)).toBe(true);
+            visit(resolved);
+          } else {
+            expect(K6_MODULES.has(spec)).toBe(true);
+          }
+        }
+      };
+      visit(`${k6Dir}/${file}`);
+      const exports = transpiler.scan(readFileSync(`${k6Dir}/${file}`, "utf8")).exports;
+      expect(exports).toContain("options");
+      expect(exports).toContain("default");
+    });
+  }
+});
+
+/** What the k6 look-alike modules saw. */
+const seen = { requests: [] as { url: string; body: string; status: number }[], checks: [] as { name: string; ok: boolean }[], metrics: [] as string[] };
+
+/** k6/http's post, synchronous like k6's: curl does the request. */
+function post(url: string, body: string, params?: { headers?: Record<string, string> }) {
+  const headers = Object.entries(params?.headers ?? {}).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
+  const r = Bun.spawnSync(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", ...headers, "--data-binary", "@-", url], { stdin: new TextEncoder().encode(body) });
+  const out = r.stdout.toString();
+  const cut = out.lastIndexOf("\n");
+  const text = out.slice(0, cut);
+  const status = Number(out.slice(cut + 1));
+  seen.requests.push({ url, body, status });
+  return {
+    status,
+    body: text,
+    json(selector?: string) {
+      let v: unknown = JSON.parse(text);
+      for (const key of selector ? selector.split(".") : []) v = (v as Record<string, unknown>)[key];
+      return v;
+    },
+  };
+}
+
+/** k6's SharedArray: an array built once from the callback's result. */
+class SharedArrayLike extends Array {
+  constructor(_name: string, build: () => unknown[]) {
+    super();
+    this.push(...build());
+  }
+}
+
+class Metric {
+  constructor(readonly name: string) {
+    seen.metrics.push(name);
+  }
+  add(): void {}
+}
+
+let server: RunningServer;
+const ENV = { QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1" };
+
+beforeAll(async () => {
+  const port = freePort();
+  server = await startServer({
+    name: "quiver (k6 test)",
+    argv: [process.execPath, "src/main.ts", "--port", String(port), "--demo-entities", "1000"],
+    cpu: "0-1",
+    port,
+    readyPath: "/readyz",
+    timeoutMs: 30_000,
+    cwd: root,
+    log: () => {},
+  });
+  ENV.QUIVER_URL = server.url;
+  Object.assign(globalThis, { __ENV: ENV, open: (p: string) => readFileSync(resolve(k6Dir, p), "utf8") });
+  Bun.plugin({
+    name: "k6 look-alike",
+    setup(build) {
+      build.module("k6", () => ({
+        loader: "object",
+        exports: {
+          check(res: unknown, checks: Record<string, (r: unknown) => boolean>) {
+            let all = true;
+            for (const [name, fn] of Object.entries(checks)) {
+              const ok = fn(res) === true;
+              seen.checks.push({ name, ok });
+              all &&= ok;
+            }
+            return all;
+          },
+          sleep() {},
+        },
+      }));
+      build.module("k6/http", () => ({ loader: "object", exports: { default: { post } } }));
+      build.module("k6/data", () => ({ loader: "object", exports: { SharedArray: SharedArrayLike } }));
+      build.module("k6/metrics", () => ({ loader: "object", exports: { Counter: Metric, Rate: Metric, Trend: Metric, Gauge: Metric } }));
+    },
+  });
+}, 40_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+interface K6Module {
+  options: { scenarios: Record<string, { executor: string; rate?: number; stages?: { target: number }[] }>; thresholds: Record<string, string[]> };
+  default: () => void;
+}
+
+describe("k6 scripts against the real server", () => {
+  for (const file of ["lookup.js", "batch-lookup.js", "feast.js", "push.js", "mixed.js"]) {
+    test(`${file}: SLO thresholds, env-driven rate, and requests the server accepts`, async () => {
+      const mod = (await import(`${k6Dir}/${file}`)) as K6Module;
+      expect(mod.options.thresholds["http_req_duration"]).toEqual(["p(99)<8"]);
+      expect(mod.options.thresholds["http_req_failed"]).toEqual(["rate<0.001"]);
+      const [scenario] = Object.values(mod.options.scenarios);
+      if (file === "mixed.js") {
+        expect(scenario?.executor).toBe("ramping-arrival-rate");
+        expect(scenario?.stages?.map((s) => s.target)).toEqual([1234, 1234, 0]);
+      } else {
+        expect(scenario?.executor).toBe("constant-arrival-rate");
+        expect(scenario?.rate).toBe(1234);
+      }
+      seen.requests.length = 0;
+      seen.checks.length = 0;
+      for (let i = 0; i < 6; i++) mod.default();
+      expect(seen.requests.length).toBe(6);
+      for (const r of seen.requests) {
+        expect(r.url.startsWith(server.url)).toBe(true);
+        expect(r.status).toBe(200);
+      }
+      expect(seen.checks.length).toBeGreaterThanOrEqual(6);
+      expect(seen.checks.filter((c) => !c.ok)).toEqual([]);
+    });
+  }
+});

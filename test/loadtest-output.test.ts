@@ -1,0 +1,163 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { resolve } from "node:path";
+import type { LoadOutcome } from "../loadtest/engine/run-load.ts";
+import { Recorder } from "../loadtest/engine/recorder.ts";
+import { findMax } from "../loadtest/find-max.ts";
+import { hgrmText } from "../loadtest/output/hgrm.ts";
+import { buildResult, errorRate } from "../loadtest/output/result.ts";
+import type { RunResult } from "../loadtest/output/result.ts";
+import { formatSummary } from "../loadtest/output/table.ts";
+import { htmlReport } from "../loadtest/report/html-report.ts";
+import { asRun } from "../loadtest/report/load-runs.ts";
+import { latencySvg, nines } from "../loadtest/report/svg-plot.ts";
+import type { RunOptions } from "../loadtest/run.ts";
+
+const root = resolve(import.meta.dir, "..");
+
+/** A result whose latencies are exactly 1, 2, ..., 1000 µs (plus two errors). */
+function syntheticResult(label: string, scale = 1): RunResult {
+  const rec = new Recorder(["lookup", "push"]);
+  for (let i = 1; i <= 1000; i++) rec.response(i % 2, 200, (i * scale) / 1000, (i * scale) / 2000, 0);
+  rec.response(0, 503, 0.5, 0.5, 0);
+  rec.failure("timeout");
+  const outcome: LoadOutcome = { recorder: rec, sent: 1002, unsent: 0, measuredMs: 1000, achievedRate: 1002, cpu: { userMs: 100, systemMs: 50, utilization: 0.15 }, connectFailures: 0 };
+  return buildResult(
+    { label, scenario: "mixed", mode: "open", target: "http://127.0.0.1:1", startedAt: new Date(0), targetRate: 1000, options: { connections: 8, duration: "1s", warmup: "0s", keys: "uniform" } },
+    outcome,
+  );
+}
+
+describe("results", () => {
+  const r = syntheticResult("run <A>");
+
+  test("percentiles in ms from the HDR histogram", () => {
+    expect(r.latencyMs.count).toBe(1001);
+    expect(r.latencyMs.p50).toBeCloseTo(0.5, 2);
+    expect(r.latencyMs.p99).toBeCloseTo(0.99, 2);
+    expect(r.latencyMs.max).toBeCloseTo(1, 2);
+    expect(r.serviceTimeMs.p50).toBeCloseTo(0.25, 2);
+    expect(Object.keys(r.byTag).sort()).toEqual(["lookup", "push"]);
+  });
+
+  test("errors by kind, with HTTP statuses named", () => {
+    expect(r.errorsByKind).toEqual({ http_503: 1, timeout: 1 });
+    expect(r.statusCounts).toEqual({ "200": 1000, "503": 1 });
+    expect(errorRate(r)).toBeCloseTo(2 / 1002, 6);
+  });
+
+  test("the distribution rises monotonically and ends at the max", () => {
+    const d = r.distribution;
+    for (let i = 1; i < d.length; i++) {
+      expect((d[i]?.[0] ?? 0) >= (d[i - 1]?.[0] ?? 0)).toBe(true);
+      expect((d[i]?.[1] ?? 0) >= (d[i - 1]?.[1] ?? 0)).toBe(true);
+    }
+    expect(d[d.length - 1]).toEqual([100, r.latencyMs.max]);
+  });
+
+  test("hgrm text is HdrHistogram's percentile distribution, in ms", () => {
+    const text = hgrmText(r.histogram);
+    expect(text).toContain("Value     Percentile TotalCount 1/(1-Percentile)");
+    expect(text).toMatch(/#\[Mean\s+=\s+0\.5/);
+    expect(text).toMatch(/#\[Max\s+=\s+1\.0/);
+    expect(text).toContain("Total count    =         1001");
+  });
+
+  test("the summary table shows percentiles, rate and errors", () => {
+    const s = formatSummary(r);
+    expect(s).toContain("p99.9");
+    expect(s).toContain("latency (CO)");
+    expect(s).toContain("achieved 1,002 req/s (target 1,000)");
+    expect(s).toContain("http_503: 1, timeout: 1");
+  });
+});
+
+describe("report", () => {
+  const a = syntheticResult("fast <run>");
+  const b = syntheticResult("slow & steady", 3);
+
+  test("nines: 90% is 1, 99% is 2, 99.9% is 3", () => {
+    expect(nines(90)).toBeCloseTo(1, 9);
+    expect(nines(99)).toBeCloseTo(2, 9);
+    expect(nines(99.9)).toBeCloseTo(3, 9);
+  });
+
+  test("the SVG has a line per run, nines ticks, escaped labels and the SLO", () => {
+    const svg = latencySvg([{ label: "fast <run>", result: a }, { label: "slow & steady", result: b }], { title: "t", sloMs: 2 });
+    expect(svg.startsWith("<svg xmlns=\"http://www.w3.org/2000/svg\"")).toBe(true);
+    expect(svg.match(/<polyline /g)?.length).toBe(2);
+    for (const tick of ["90%", "99%", "99.9%"]) expect(svg).toContain(`>${tick}</text>`);
+    expect(svg).toContain("fast &lt;run&gt;");
+    expect(svg).toContain("slow &amp; steady");
+    expect(svg).toContain("SLO 2 ms");
+    expect(svg).not.toMatch(/NaN|undefined|Infinity/);
+  });
+
+  test("the HTML embeds the plot and a row per run", () => {
+    const html = htmlReport([{ label: "A", result: a }, { label: "B", result: b }], "<svg></svg>", "Title");
+    expect(html).toContain("<svg></svg>");
+    expect(html.match(/<tr><td>/g)?.length).toBe(2);
+  });
+
+  test("find-max files contribute their best step; other JSON is refused", () => {
+    expect(asRun({ tool: "quiver-loadtest", kind: "find-max", best: a }, "f.json")).toBe(a);
+    expect(() => asRun({ tool: "quiver-loadtest", kind: "find-max", best: null }, "f.json")).toThrow("no rate within the SLO");
+    expect(() => asRun({ hello: 1 }, "x.json")).toThrow("not a quiver-loadtest result");
+  });
+
+  test("loadtest:report writes the HTML and the SVG next to it", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/qv-report-`);
+    await Bun.write(`${dir}/a.json`, JSON.stringify(a));
+    await Bun.write(`${dir}/b.json`, JSON.stringify(b));
+    const p = Bun.spawnSync([process.execPath, "loadtest/report/cli.ts", `${dir}/a.json`, `${dir}/b.json`, "-o", `${dir}/latency.html`], { cwd: root, stderr: "pipe", stdout: "pipe" });
+    expect(p.stderr.toString()).toBe("");
+    expect(p.exitCode).toBe(0);
+    expect(await Bun.file(`${dir}/latency.html`).text()).toContain("<polyline");
+    expect(await Bun.file(`${dir}/latency.svg`).text()).toContain("fast &lt;run&gt;");
+  });
+});
+
+describe("find-max", () => {
+  // One request at a time, ~1 ms each: capacity near 1000/s.
+  let queue: Promise<unknown> = Promise.resolve();
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: () => {
+      const done = queue.then(() => Bun.sleep(1));
+      queue = done;
+      return done.then(() => new Response("ok"));
+    },
+  });
+  afterAll(() => server.stop(true));
+
+  test("steps up until the SLO breaks and reports the highest rate that held", async () => {
+    const base: RunOptions = {
+      scenario: "get",
+      target: new URL(`http://127.0.0.1:${server.port}`),
+      mode: "open",
+      rate: 1,
+      connections: 32,
+      durationMs: 1,
+      warmupMs: 0,
+      timeoutMs: 1000,
+      keys: "uniform",
+      entities: 10,
+      seed: "1",
+      batch: undefined,
+      writeRatio: 0,
+      view: "driver_hourly_stats",
+      features: undefined,
+      path: "/",
+      maxRequests: 100_000,
+      label: undefined,
+    };
+    const r = await findMax(base, { sloMs: 8, maxErrorRate: 0.001, startRate: 200, stepFactor: 2, stepDurationMs: 300, maxRate: 10_000, refine: 1 });
+    expect(r.maxRate).toBeGreaterThanOrEqual(200);
+    expect(r.maxRate).toBeLessThan(1600);
+    expect(r.steps.some((s) => !s.held)).toBe(true);
+    expect(r.best?.latencyMs.p99).toBeLessThanOrEqual(8);
+    expect(r.steps[0]?.rate).toBe(200);
+  });
+});
