@@ -1,16 +1,10 @@
 export { type HostPort, parseHostPort } from "./address.ts";
-export {
-  type ConnectedShard,
-  type ConnectedShards,
-  type ConnectShardsOptions,
-  connectShard,
-  connectShards,
-  type ShardStats,
-} from "./connect-shards.ts";
+export { type ConnectShardsOptions, connectShard, connectShards } from "./connect-shards.ts";
 export type { Discovery, Layout } from "./discovery.ts";
 export type { MemberStats, ReadFrom } from "./member.ts";
 export { Migration, type MigrationMember, type MigrationOptions, type MigrationProgress } from "./rebalance.ts";
 export { ReplicaSet, type ReplicaSetOptions, type ReplicaSetStats } from "./replica-set.ts";
+export type { ConnectedShard, ConnectedShards, ReconfigureOptions, ShardStats } from "./shard-set.ts";
 export {
   type DirectShardSpec,
   loadTopology,

@@ -27,6 +27,8 @@ export interface Checkpoint {
   readonly counters: MigrationCounters;
   /** Keys in the sources when the migration first started (for progress). */
   readonly totalKeys: number | null;
+  /** Caller's data kept with the checkpoint (the shard set stores the old shards' addresses, to resume after a restart). */
+  readonly meta?: unknown;
 }
 
 export const emptyCounters = (): MigrationCounters => ({
@@ -38,15 +40,21 @@ export const emptyCounters = (): MigrationCounters => ({
   recopiedKeys: 0,
 });
 
-/** The saved checkpoint for `plan`, or undefined (no file, other plan, unreadable). */
-export function loadCheckpoint(path: string | undefined, plan: string): Checkpoint | undefined {
+/** The saved checkpoint, whatever its plan; undefined when there is none (or it is unreadable). */
+export function readCheckpoint(path: string | undefined): Checkpoint | undefined {
   if (!path || !existsSync(path)) return undefined;
   try {
     const saved = JSON.parse(readFileSync(path, "utf8")) as Checkpoint;
-    return saved.version === 1 && saved.plan === plan ? saved : undefined;
+    return saved.version === 1 ? saved : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The saved checkpoint for `plan`, or undefined (no file, other plan, unreadable). */
+export function loadCheckpoint(path: string | undefined, plan: string): Checkpoint | undefined {
+  const saved = readCheckpoint(path);
+  return saved?.plan === plan ? saved : undefined;
 }
 
 /** Atomic replace: a crash mid-write leaves the previous checkpoint, never a torn one. */

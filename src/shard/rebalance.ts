@@ -25,6 +25,8 @@ export interface MigrationOptions {
   readonly pageSize?: number;
   /** Wait after switching the ring so writes routed by the old ring finish (default 500 ms). */
   readonly drainMs?: number;
+  /** Saved with the checkpoint as is (see readCheckpoint). */
+  readonly meta?: unknown;
 }
 
 export interface MigrationProgress extends MigrationCounters {
@@ -208,7 +210,7 @@ export class Migration {
   }
 
   private checkpoint(): Checkpoint {
-    return { version: 1, plan: this.plan, sources: this.sources, counters: this.counters, totalKeys: this.totalKeys };
+    return { version: 1, plan: this.plan, sources: this.sources, counters: this.counters, totalKeys: this.totalKeys, meta: this.options.meta };
   }
 }
 

@@ -1,0 +1,160 @@
+import { invalid, QuiverError } from "../errors/index.ts";
+import type { KvNode } from "../kv/kv-node.ts";
+import type { ShardedStore } from "../store/sharded-store.ts";
+import { readCheckpoint } from "./migration-checkpoint.ts";
+import { Migration, type MigrationMember } from "./rebalance.ts";
+import type { ReplicaSet, ReplicaSetStats } from "./replica-set.ts";
+import type { ShardSpec, ShardTuning, Topology } from "./topology.ts";
+
+/** A shard as the ring sees it; structurally the sharded store's `ShardMember`. */
+export interface ConnectedShard {
+  readonly id: string;
+  readonly weight: number;
+  readonly node: KvNode;
+}
+
+/** One shard's stats for /readyz and /metrics. */
+export interface ShardStats extends ReplicaSetStats {
+  readonly weight: number;
+  /** False for a removed shard still being emptied by a migration. */
+  readonly inRing: boolean;
+}
+
+export interface ReconfigureOptions {
+  /** Where the migration checkpoints (resume after a restart needs it). */
+  readonly checkpointPath?: string;
+  readonly pageSize?: number;
+  readonly drainMs?: number;
+}
+
+/** What `connectShards` returns; the lead's wiring hands `members` to the ring. */
+export interface ConnectedShards {
+  /** Current ring members, in topology order. */
+  readonly members: ConnectedShard[];
+  /** The latest migration (running, paused, failed or done), for progress in /metrics and the CLI. */
+  readonly migration: Migration | undefined;
+  stats(): ShardStats[];
+  /** Topology reload: connects added shards and starts moving keys; undefined when the ring does not change. */
+  reconfigure(next: Topology, store: ShardedStore, options?: ReconfigureOptions): Promise<Migration | undefined>;
+  /** At start-up: resumes a migration a restart interrupted (checkpoint present); undefined when there is none. */
+  resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined>;
+  /** Resolves when the running migration (if any) has finished or stopped. */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}
+
+type Connect = (specs: readonly ShardSpec[], defaults: ShardTuning) => Promise<ReplicaSet[]>;
+
+/** Kept with the checkpoint: how to reach the old shards after a restart. */
+interface MigrationMeta {
+  readonly from: readonly ShardSpec[];
+  readonly defaults: ShardTuning;
+}
+
+const ringOf = (ms: readonly { id: string; weight: number }[]): string =>
+  ms
+    .map((m) => `${m.id}:${m.weight}`)
+    .sort()
+    .join(",");
+
+const connectionOf = (s: ShardSpec): string => (s.kind === "sentinel" ? `${s.masterName}@${[...s.sentinels].sort()}` : `${s.primary}/${[...s.replicas].sort()}`);
+
+/**
+ * The connected shards of a topology and its changes over time: a reload
+ * connects new shards, migrates keys while serving, and closes removed
+ * shards once they are empty.
+ */
+export class ShardSet implements ConnectedShards {
+  private topology: Topology;
+  private readonly sets = new Map<string, ReplicaSet>();
+  private current: ConnectedShard[];
+  private readonly connect: Connect;
+  private active: Migration | undefined;
+  /** Ring members the data may still live on until the active migration is done. */
+  private pendingFrom: { members: MigrationMember[]; specs: readonly ShardSpec[]; defaults: ShardTuning } | undefined;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(topology: Topology, sets: readonly ReplicaSet[], connect: Connect) {
+    this.topology = topology;
+    this.connect = connect;
+    for (const s of sets) this.sets.set(s.id, s);
+    this.current = topology.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.sets.get(spec.name)! }));
+  }
+
+  get members(): ConnectedShard[] {
+    return this.current;
+  }
+
+  get migration(): Migration | undefined {
+    return this.active;
+  }
+
+  stats(): ShardStats[] {
+    const weights = new Map(this.current.map((m) => [m.id, m.weight]));
+    return [...this.sets.values()].map((s) => ({ ...s.stats(), weight: weights.get(s.id) ?? 0, inRing: weights.has(s.id) }));
+  }
+
+  async reconfigure(next: Topology, store: ShardedStore, options: ReconfigureOptions = {}): Promise<Migration | undefined> {
+    if (this.active?.progress().state === "running") throw new QuiverError("migration_in_progress", 409, "a migration is running; wait for it to finish");
+    next.shards.forEach((spec, i) => {
+      const old = this.topology.shards.find((s) => s.name === spec.name) ?? this.pendingFrom?.specs.find((s) => s.name === spec.name);
+      if (old && connectionOf(old) !== connectionOf(spec)) {
+        throw invalid("invalid_topology", `shards[${i}]`, `shard "${spec.name}" changed addresses; that needs a restart, not a reload`);
+      }
+    });
+    const to = next.shards.map((s) => ({ id: s.name, weight: s.weight }));
+    if (this.pendingFrom && ringOf(to) !== ringOf(this.current)) {
+      throw new QuiverError("migration_in_progress", 409, `the migration to [${ringOf(this.current)}] has not finished; reload that topology again to resume it`);
+    }
+    const added = next.shards.filter((s) => !this.sets.has(s.name));
+    for (const set of await this.connect(added, next.defaults)) this.sets.set(set.id, set);
+    const from = this.pendingFrom ?? { members: this.current, specs: this.topology.shards, defaults: this.topology.defaults };
+    this.topology = next;
+    this.current = next.shards.map((s) => ({ id: s.name, weight: s.weight, node: this.sets.get(s.name)! }));
+    if (ringOf(from.members) === ringOf(this.current)) return undefined;
+    return this.start(store, from, options);
+  }
+
+  async resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined> {
+    const saved = readCheckpoint(checkpointPath);
+    const meta = saved?.meta as MigrationMeta | undefined;
+    if (!saved || !meta?.from) return undefined;
+    if (!saved.plan.endsWith(`-> ${this.current.map((m) => `${m.id}:${m.weight}`).join(",")}`)) {
+      throw new QuiverError("invalid_topology", 400, `${checkpointPath}: an interrupted migration (${saved.plan}) does not end at this topology; start with its target topology or delete the checkpoint`);
+    }
+    const missing = meta.from.filter((s) => !this.sets.has(s.name));
+    for (const set of await this.connect(missing, meta.defaults)) this.sets.set(set.id, set);
+    const members = meta.from.map((s) => ({ id: s.name, weight: s.weight, node: this.sets.get(s.name)! as KvNode }));
+    return this.start(store, { members, specs: meta.from, defaults: meta.defaults }, { checkpointPath });
+  }
+
+  settled(): Promise<void> {
+    return this.running;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.sets.values()].map((s) => s.close()));
+    this.sets.clear();
+  }
+
+  /** Runs the migration in the background; removed shards are closed once it is done. */
+  private start(store: ShardedStore, from: NonNullable<ShardSet["pendingFrom"]>, options: ReconfigureOptions): Migration {
+    const meta: MigrationMeta = { from: from.specs, defaults: from.defaults };
+    const migration = new Migration({ store, from: from.members, to: this.current, meta, ...options });
+    this.active = migration;
+    this.pendingFrom = from;
+    this.running = migration.run().then(
+      async () => {
+        this.pendingFrom = undefined;
+        const keep = new Set(this.current.map((m) => m.id));
+        const retired = [...this.sets.values()].filter((s) => !keep.has(s.id));
+        for (const s of retired) this.sets.delete(s.id);
+        await Promise.all(retired.map((s) => s.close()));
+      },
+      () => {
+        // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.
+      },
+    );
+    return migration;
+  }
+}

@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { KvEntry } from "../src/kv/kv-node.ts";
+import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { type ConnectedShards, connectShards, parseTopology, type Topology } from "../src/shard/index.ts";
+import { ShardedStore } from "../src/store/sharded-store.ts";
+import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+
+/** Topology reloads through the shard set: add, remove, and a migration resumed after a "restart". */
+
+const ENTITIES = 20_000;
+const key = (n: number): string => `user@2/id=i${n}`;
+let servers: RedisProcess[] = [];
+const dir = mkdtempSync(join(tmpdir(), "quiver-shardset-"));
+
+beforeAll(async () => {
+  servers = await Promise.all([0, 1, 2, 3].map(() => startRedis()));
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const topology = (...indexes: number[]): Topology =>
+  parseTopology({ shards: indexes.map((i) => ({ name: `s${i + 1}`, primary: servers[i]!.address })) });
+
+async function missing(store: ShardedStore): Promise<number> {
+  let bad = 0;
+  for (let start = 0; start < ENTITIES; start += 5000) {
+    const rows = await store.getMany(Array.from({ length: 5000 }, (_, j) => key(start + j)));
+    rows.forEach((row, j) => {
+      if (row === undefined || row === UNAVAILABLE || row.values[0] !== start + j) bad++;
+    });
+  }
+  return bad;
+}
+
+test("reloading a topology adds and removes shards while serving, and closes removed ones", async () => {
+  const shards = await connectShards(topology(0, 1, 2));
+  const store = new ShardedStore(shards.members);
+  try {
+    for (let start = 0; start < ENTITIES; start += 2000) {
+      const batch: KvEntry[] = Array.from({ length: 2000 }, (_, j) => ({ key: key(start + j), row: { ts: 1, values: [start + j] } }));
+      await store.putMany(batch);
+    }
+    const added = await shards.reconfigure(topology(0, 1, 2, 3), store, { drainMs: 10 });
+    expect(added).toBeDefined();
+    await shards.settled();
+    expect(added!.progress()).toMatchObject({ state: "done", from: ["s1", "s2", "s3"], to: ["s1", "s2", "s3", "s4"] });
+    expect(store.members.map((m) => m.id)).toEqual(["s1", "s2", "s3", "s4"]);
+    expect(await missing(store)).toBe(0);
+
+    expect(await shards.reconfigure(topology(0, 1, 2, 3), store)).toBeUndefined(); // nothing changes
+
+    const removed = await shards.reconfigure(topology(0, 2, 3), store, { drainMs: 10 });
+    await shards.settled();
+    expect(removed!.progress().state).toBe("done");
+    expect(shards.stats().map((s) => [s.id, s.inRing])).toEqual([
+      ["s1", true],
+      ["s3", true],
+      ["s4", true],
+    ]);
+    expect(await missing(store)).toBe(0);
+
+    const moved = parseTopology({ shards: [{ name: "s1", primary: servers[1]!.address }] });
+    await expect(shards.reconfigure(moved, store)).rejects.toThrow('shards[0]: shard "s1" changed addresses');
+  } finally {
+    await shards.close();
+  }
+}, 40_000);
+
+test("a migration interrupted by a restart resumes from its checkpoint at start-up", async () => {
+  const checkpointPath = join(dir, "migration.json");
+  const before = await connectShards(topology(0, 2, 3));
+  const store1 = new ShardedStore(before.members);
+  const first = await before.reconfigure(topology(0, 1, 2, 3), store1, { checkpointPath, pageSize: 50, drainMs: 10 });
+  for (let i = 0; i < 400 && first!.progress().scannedKeys < 4000; i++) await Bun.sleep(5);
+  await before.close(); // the "crash": connections go away mid-migration
+  await before.settled();
+  expect(first!.progress().state).toBe("failed");
+  expect(existsSync(checkpointPath)).toBe(true);
+
+  const after = await connectShards(topology(0, 1, 2, 3));
+  const store2 = new ShardedStore(after.members);
+  try {
+    const resumed = await after.resume(store2, checkpointPath);
+    expect(resumed).toBeDefined();
+    expect(resumed!.progress().scannedKeys).toBeGreaterThan(0);
+    await after.settled();
+    const p = resumed!.progress();
+    expect(p.state).toBe("done");
+    expect(p.scannedKeys).toBeLessThan(ENTITIES * 1.2);
+    expect(existsSync(checkpointPath)).toBe(false);
+    expect(await missing(store2)).toBe(0);
+    expect(await after.resume(store2, checkpointPath)).toBeUndefined();
+  } finally {
+    await after.close();
+  }
+}, 40_000);
