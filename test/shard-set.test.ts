@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KvEntry } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
-import { type ConnectedShards, connectShards, parseTopology, type Topology } from "../src/shard/index.ts";
+import { connectShards, parseTopology, type Topology } from "../src/shard/index.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
