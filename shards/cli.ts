@@ -1,11 +1,14 @@
 import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { clusterDown, clusterUp } from "./cluster.ts";
+import { clusterAdd } from "./cluster-add.ts";
 import { readState } from "./cluster-state.ts";
 import { clusterStatus, formatStatus } from "./cluster-status.ts";
+import { watchMigration } from "./migration-watch.ts";
 
 /**
- * `npm run shards:up -- --shards 3 --replicas 2` | `shards:down` | `shards:status`.
+ * `npm run shards:up -- --shards 3 --replicas 2` | `shards:down` | `shards:status` |
+ * `shards:add` | `shards:migration -- --url <server>/admin/topology/migration`.
  * Manages a local loopback cluster of redis-server processes and Sentinels.
  */
 
@@ -24,6 +27,8 @@ const { positionals, values } = parseArgs({
     "failover-timeout-ms": { type: "string", default: "10000" },
     "no-aof": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
+    url: { type: "string", default: "http://127.0.0.1:6566/admin/topology/migration" },
+    token: { type: "string", default: process.env["QUIVER_ADMIN_TOKEN"] ?? "" },
   },
 });
 
@@ -55,6 +60,13 @@ try {
     const processes = state.sentinels.length + state.shards.reduce((n, s) => n + s.nodes.length, 0);
     console.log(`cluster up: ${state.shards.length} shard(s), ${processes} processes in ${Math.round(performance.now() - started)} ms`);
     console.log(`serve it with: npm start -- --topology ${relative(process.cwd(), values.topology)}`);
+  } else if (command === "add") {
+    const replicas = process.argv.includes("--replicas") ? count("replicas", 0, 8) : undefined;
+    await clusterAdd(runDir, replicas, (line) => console.log(line));
+    console.log("reload the server's topology to move keys onto it: curl -X POST http://127.0.0.1:6566/admin/topology/reload");
+  } else if (command === "migration") {
+    const last = await watchMigration({ url: values.url, ...(values.token ? { token: values.token } : {}) });
+    if (last?.state === "failed") process.exit(1);
   } else if (command === "down") {
     const stopped = await clusterDown(runDir, values.topology, (line) => console.log(line));
     console.log(`stopped ${stopped} process(es)`);
@@ -67,7 +79,7 @@ try {
     const status = await clusterStatus(state);
     console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   } else {
-    console.error("usage: bun shards/cli.ts up [--shards 3] [--replicas 2] [--sentinels 3] | down | status [--json]");
+    console.error("usage: bun shards/cli.ts up [--shards 3] [--replicas 2] [--sentinels 3] | add [--replicas R] | status [--json] | migration [--url U] | down");
     process.exit(2);
   }
 } catch (error) {

@@ -21,9 +21,18 @@ export interface ShardRecord {
   readonly nodes: ProcessRecord[];
 }
 
+/** How the cluster was started; `shards:add` starts new shards the same way. */
+export interface ClusterSettings {
+  readonly downAfterMs: number;
+  readonly failoverTimeoutMs: number;
+  readonly quorum: number;
+  readonly appendOnly: boolean;
+}
+
 export interface ClusterState {
   readonly createdAt: string;
   readonly topologyPath: string;
+  readonly settings: ClusterSettings;
   readonly shards: ShardRecord[];
   readonly sentinels: ProcessRecord[];
 }

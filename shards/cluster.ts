@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { stringify } from "yaml";
-import { type ClusterState, isOurRedis, type ProcessRecord, readState, type ShardRecord, stopProcess, writeState } from "./cluster-state.ts";
-import { freePort, redisConfText, sentinelConfText } from "./redis-conf.ts";
-import { answersPing, replicasOnline, sentinelReady, waitUntil } from "./redis-probe.ts";
+import { type ClusterState, isOurRedis, type ProcessRecord, readState, stopProcess, writeState } from "./cluster-state.ts";
+import { awaitReplication, startDaemon, startShard } from "./daemon.ts";
+import { sentinelConfText } from "./redis-conf.ts";
+import { sentinelReady, waitUntil } from "./redis-probe.ts";
 
 /**
  * A local cluster on loopback: S shards × (1 primary + R replicas) plus
@@ -32,31 +32,17 @@ export async function clusterUp(o: UpOptions): Promise<ClusterState> {
     rmSync(o.runDir, { recursive: true, force: true });
   }
   mkdirSync(o.runDir, { recursive: true });
-  const state: ClusterState = { createdAt: new Date().toISOString(), topologyPath: o.topologyPath, shards: [], sentinels: [] };
+  const quorum = Math.floor(o.sentinels / 2) + 1;
+  const settings = { downAfterMs: o.downAfterMs, failoverTimeoutMs: o.failoverTimeoutMs, quorum, appendOnly: o.appendOnly };
+  const state: ClusterState = { createdAt: new Date().toISOString(), topologyPath: o.topologyPath, settings, shards: [], sentinels: [] };
   try {
     for (let s = 1; s <= o.shards; s++) {
-      const name = `shard-${s}`;
-      const shard: ShardRecord = { name, masterName: name, nodes: [] };
-      state.shards.push(shard);
-      const primary = await startDaemon(o.runDir, `${name}/node-0`, "redis", (port, dir) => redisConfText({ port, dir, appendOnly: o.appendOnly, daemonize: true }));
-      shard.nodes.push(primary);
-      writeState(o.runDir, state);
-      for (let r = 1; r <= o.replicas; r++) {
-        const replicaOf = `${primary.host}:${primary.port}`;
-        shard.nodes.push(await startDaemon(o.runDir, `${name}/node-${r}`, "redis", (port, dir) => redisConfText({ port, dir, appendOnly: o.appendOnly, daemonize: true, replicaOf })));
-        writeState(o.runDir, state);
-      }
-      log(`${name}: primary ${primary.host}:${primary.port}, ${o.replicas} replica(s) started`);
+      const shard = await startShard(o.runDir, state, `shard-${s}`, o.replicas, o.appendOnly);
+      log(`${shard.name}: primary ${shard.nodes[0]!.host}:${shard.nodes[0]!.port}, ${o.replicas} replica(s) started`);
     }
-    for (const shard of state.shards) {
-      const primary = shard.nodes[0]!;
-      if (!(await waitUntil(() => replicasOnline(`${primary.host}:${primary.port}`, o.replicas), 30_000, 200))) {
-        throw new Error(`${shard.name}: replicas did not come online within 30 s`);
-      }
-    }
+    for (const shard of state.shards) await awaitReplication(shard);
     log("replication is up");
     const masters = state.shards.map((s) => ({ name: s.masterName, address: `${s.nodes[0]!.host}:${s.nodes[0]!.port}` }));
-    const quorum = Math.floor(o.sentinels / 2) + 1;
     for (let i = 1; i <= o.sentinels; i++) {
       const conf = (port: number, dir: string): string =>
         sentinelConfText({ port, dir, masters, quorum, downAfterMs: o.downAfterMs, failoverTimeoutMs: o.failoverTimeoutMs, daemonize: true });
@@ -106,28 +92,4 @@ export async function clusterDown(runDir: string, topologyPath?: string, log: (l
   const topology = topologyPath ?? state.topologyPath;
   if (topology && existsSync(topology) && readFileSync(topology, "utf8").includes("npm run shards:up")) rmSync(topology);
   return stopped;
-}
-
-/** Starts a daemonized redis-server and waits for its pidfile and PING; retries another port on a bind race. */
-async function startDaemon(runDir: string, name: string, kind: "redis" | "sentinel", conf: (port: number, dir: string) => string): Promise<ProcessRecord> {
-  const dir = join(runDir, name);
-  let lastLog = "";
-  for (let attempt = 0; attempt < 4; attempt++) {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dir, { recursive: true });
-    const port = await freePort();
-    const confPath = join(dir, kind === "redis" ? "redis.conf" : "sentinel.conf");
-    writeFileSync(confPath, conf(port, dir));
-    Bun.spawnSync(kind === "redis" ? ["redis-server", confPath] : ["redis-server", confPath, "--sentinel"], { stdio: ["ignore", "ignore", "ignore"] });
-    const pidPath = join(dir, "redis.pid");
-    const up = await waitUntil(async () => existsSync(pidPath) && (await answersPing(`127.0.0.1:${port}`, 300)), 5000, 50);
-    if (up) return { kind, host: "127.0.0.1", port, pid: Number(readFileSync(pidPath, "utf8").trim()), dir };
-    if (existsSync(pidPath)) {
-      const pid = Number(readFileSync(pidPath, "utf8").trim());
-      await stopProcess({ kind, host: "127.0.0.1", port, pid, dir });
-    }
-    const logPath = join(dir, kind === "redis" ? "redis.log" : "sentinel.log");
-    lastLog = existsSync(logPath) ? readFileSync(logPath, "utf8").slice(-400) : "(no log)";
-  }
-  throw new Error(`could not start ${kind} ${name}: ${lastLog}`);
 }

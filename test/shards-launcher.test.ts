@@ -25,7 +25,7 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test("shards:up starts detached servers and a topology, status shows roles and lag, down stops exactly them", async () => {
+test("shards:up starts detached servers and a topology, status shows roles and lag, add grows it, down stops exactly them", async () => {
   const up = await run("up", "--shards", "2", "--replicas", "1", "--sentinels", "3", "--down-after-ms", "1000");
   expect(up.out).toContain("cluster up: 2 shard(s), 7 processes");
   expect(up.code).toBe(0);
@@ -58,14 +58,27 @@ test("shards:up starts detached servers and a topology, status shows roles and l
   expect(parsed.sentinels.every((s) => Object.keys(s.masters).length === 2 && !Object.values(s.masters).includes("?"))).toBe(true);
   expect((await run("status")).out).toMatch(/shard-1\s+127\.0\.0\.1:\d+\s+\d+\s+primary/);
 
+  const added = await run("add");
+  expect(added.code).toBe(0);
+  expect(added.out).toContain("shard-3: primary");
+  const grown = readState(runDir)!;
+  expect(grown.shards.map((s) => [s.name, s.nodes.length])).toEqual([
+    ["shard-1", 2],
+    ["shard-2", 2],
+    ["shard-3", 2],
+  ]);
+  expect((await loadTopology(topologyPath)).shards.map((s) => s.name)).toEqual(["shard-1", "shard-2", "shard-3"]);
+  const withNew = JSON.parse((await run("status", "--json")).out) as ClusterStatus;
+  expect(withNew.sentinels.every((s) => s.masters["shard-3"] === `127.0.0.1:${grown.shards[2]!.nodes[0]!.port}`)).toBe(true);
+
   const again = await run("up", "--shards", "1", "--replicas", "0", "--sentinels", "1");
   expect(again.code).toBe(1);
   expect(again.out).toContain("already running");
 
   const down = await run("down");
   expect(down.code).toBe(0);
-  expect(down.out).toContain("stopped 7 process(es)");
-  expect(allProcesses(state).some(isOurRedis)).toBe(false);
+  expect(down.out).toContain("stopped 9 process(es)");
+  expect(allProcesses(grown).some(isOurRedis)).toBe(false);
   expect(existsSync(runDir)).toBe(false);
   expect(existsSync(topologyPath)).toBe(false);
 }, 50_000);
