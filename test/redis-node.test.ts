@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { withRedis } from "../shards/redis-probe.ts";
 import { RedisKvNode } from "../src/kv/redis-node.ts";
 import { runKvContract } from "./kv-contract.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
@@ -39,7 +40,7 @@ describe("RedisKvNode", () => {
   });
 
   test("writes still apply when the server lost its script cache", async () => {
-    await Bun.$`redis-cli -p ${server.port} SCRIPT FLUSH`.quiet();
+    await withRedis(server.address, (r) => r.script("FLUSH"));
     expect(await node.putMany([{ key: "flush@1/k=i1", row: { ts: 2, values: ["x"] } }])).toEqual({ written: 1, ignored: 0 });
     expect(await node.putManyAcked([{ key: "flush@1/k=i1", row: { ts: 3, values: ["y"] } }], 0, 100)).toEqual({ written: 1, ignored: 0, acked: 0 });
   });
