@@ -1,8 +1,8 @@
 import { createHttpEdge, type HttpEdge } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
+import { ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
-import { MemoryKvNode } from "./kv/memory-node.ts";
 import { MeteredKvNode, MetricsRegistry } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { loadDemoData, LookupService, PushService } from "./serving/index.ts";
@@ -80,7 +80,7 @@ async function storageMembers(config: QuiverConfig): Promise<{ members: ShardMem
   const members: ShardMember[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
-    const node = config.dataDir ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new MemoryKvNode(id);
+    const node = config.dataDir ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
     members.push({ id, weight: 1, node });
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";

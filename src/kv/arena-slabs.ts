@@ -23,7 +23,7 @@ const EVACUATE_RATIO = 0.25;
 const MIN_DEAD_TO_COMPACT = 256 * 1024;
 
 export class SlabStore {
-  private readonly slabs: (Uint8Array | undefined)[] = [];
+  private readonly slabs: (Buffer | undefined)[] = [];
   private readonly views: (DataView | undefined)[] = [];
   /** Dead bytes per slab: overwritten/deleted records plus the unusable tail of a sealed slab. */
   private readonly dead: number[] = [];
@@ -40,7 +40,8 @@ export class SlabStore {
   /** Sum of `dead`. */
   deadBytes = 0;
 
-  bytes(id: number): Uint8Array {
+  /** A Buffer so readers can build strings straight from slab bytes (`toString(enc, from, to)`). */
+  bytes(id: number): Buffer {
     return this.slabs[id]!;
   }
 
@@ -87,6 +88,8 @@ export class SlabStore {
     } else {
       if (this.cur < 0 || this.pos + need > this.slabs[this.cur]!.length) {
         this.sealCurrent();
+        // Sizes double towards MAX_SLAB_BYTES, which always fits a shared record.
+        while (this.nextSize < need) this.nextSize *= 2;
         this.cur = this.newSlab(this.nextSize);
         this.pos = 0;
         this.nextSize = Math.min(MAX_SLAB_BYTES, this.nextSize * 2);
@@ -165,9 +168,10 @@ export class SlabStore {
 
   private newSlab(size: number): number {
     const id = this.freeIds.pop() ?? this.slabs.length;
-    const s = new Uint8Array(size);
-    this.slabs[id] = s;
-    this.views[id] = new DataView(s.buffer);
+    // A fresh ArrayBuffer: zeroed lazily by the OS, so an unfilled tail costs no RSS.
+    const buffer = new ArrayBuffer(size);
+    this.slabs[id] = Buffer.from(buffer);
+    this.views[id] = new DataView(buffer);
     this.dead[id] = 0;
     this.slabBytes += size;
     return id;

@@ -1,9 +1,9 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { ArenaKvNode } from "./arena-node.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
-import { MemoryKvNode } from "./memory-node.ts";
-import { decodeRow, encodeRow } from "./row-codec.ts";
+import { encodeRow } from "./row-codec.ts";
 
 export interface DurableNodeOptions {
   /**
@@ -19,13 +19,17 @@ export interface DurableNodeOptions {
  * file (WAL mode) for durability. A write is acknowledged only after its
  * transaction commits, so acknowledged writes survive `kill -9`; on start the
  * file is loaded back into memory. Reads never touch SQLite.
+ *
+ * The in-memory copy is an ArenaKvNode (rows as bytes in slabs, no GC cell per
+ * row). Both sides hold the same row-codec bytes, so a write is encoded once
+ * and a restart copies blobs into the arena without decoding them.
  */
 export class DurableKvNode implements KvNode {
   private readonly db: Database;
-  private readonly memory: MemoryKvNode;
+  private readonly memory: ArenaKvNode;
   private readonly upsert: Statement;
   private readonly remove: Statement;
-  private readonly writeBatch: (entries: readonly KvEntry[]) => void;
+  private readonly writeBatch: (entries: readonly KvEntry[], rows: readonly Uint8Array[]) => void;
   private readonly deleteBatch: (keys: readonly string[]) => void;
 
   constructor(
@@ -44,15 +48,15 @@ export class DurableKvNode implements KvNode {
       "INSERT INTO rows (k, ts, v) VALUES ($k, $ts, $v) ON CONFLICT(k) DO UPDATE SET ts = excluded.ts, v = excluded.v WHERE excluded.ts > rows.ts",
     );
     this.remove = this.db.prepare("DELETE FROM rows WHERE k = $k");
-    this.writeBatch = this.db.transaction((entries: readonly KvEntry[]) => {
-      for (const e of entries) this.upsert.run({ k: e.key, ts: e.row.ts, v: encodeRow(e.row) });
+    this.writeBatch = this.db.transaction((entries: readonly KvEntry[], rows: readonly Uint8Array[]) => {
+      for (let i = 0; i < entries.length; i++) this.upsert.run({ k: entries[i]!.key, ts: entries[i]!.row.ts, v: rows[i]! });
     });
     this.deleteBatch = this.db.transaction((keys: readonly string[]) => {
       for (const k of keys) this.remove.run({ k });
     });
-    this.memory = new MemoryKvNode(id);
+    this.memory = new ArenaKvNode(id);
     for (const r of this.db.query<{ k: string; v: Uint8Array }, []>("SELECT k, v FROM rows").iterate()) {
-      this.memory.restore(r.k, decodeRow(r.v));
+      this.memory.putEncoded(r.k, r.v);
     }
   }
 
@@ -79,14 +83,18 @@ export class DurableKvNode implements KvNode {
   /** Commits the winning rows to disk first, then makes them visible in memory. */
   putManySync(entries: readonly KvEntry[]): PutOutcome {
     const winners = this.pickWinners(entries);
-    if (winners.length > 0) this.writeBatch(winners);
-    this.memory.applyWinners(winners);
+    if (winners.length > 0) {
+      const rows = winners.map((e) => encodeRow(e.row));
+      this.writeBatch(winners, rows);
+      // Winners are strictly newer than memory and than each other per key, so all apply.
+      for (let i = 0; i < winners.length; i++) this.memory.putEncoded(winners[i]!.key, rows[i]!);
+    }
     return { written: winners.length, ignored: entries.length - winners.length };
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     this.deleteBatch(keys);
-    return this.memory.deleteMany(keys);
+    return this.memory.deleteManySync(keys);
   }
 
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
@@ -107,20 +115,21 @@ export class DurableKvNode implements KvNode {
     this.db.close(false);
   }
 
-  /** Last-write-wins against memory and within the batch, without touching memory yet. */
+  /**
+   * Last-write-wins against memory and within the batch, without touching
+   * memory yet. Stored event times are read from the bytes, not decoded rows.
+   */
   private pickWinners(entries: readonly KvEntry[]): KvEntry[] {
-    const current = this.memory.getManySync(entries.map((e) => e.key));
     // A same-key overwrite inside one batch counts as a write, as separate writes would.
     const winners: KvEntry[] = [];
     const floorOf = new Map<string, number>();
-    entries.forEach((e, i) => {
-      const stored = current[i];
-      const floor = floorOf.get(e.key) ?? (stored && typeof stored === "object" ? stored.ts : Number.NEGATIVE_INFINITY);
+    for (const e of entries) {
+      const floor = floorOf.get(e.key) ?? this.memory.timestampOf(e.key) ?? Number.NEGATIVE_INFINITY;
       if (e.row.ts > floor) {
         winners.push(e);
         floorOf.set(e.key, e.row.ts);
       }
-    });
+    }
     return winners;
   }
 }

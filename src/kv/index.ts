@@ -1,3 +1,4 @@
+export { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
 export { encodeKeyPart, ringKeyOf, storageKey, viewKeyPrefix } from "./keys.ts";
 export {
