@@ -1,18 +1,13 @@
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, QuiverError } from "../errors/index.ts";
 import { parseHostPort } from "./address.ts";
-import type { ReadFrom } from "./member.ts";
+import type { ReplicaSetOptions } from "./replica-set.ts";
 
-/** Per-shard behaviour a topology file may set (file-wide under `defaults`, or on one shard). */
-export interface ShardTuning {
-  readonly readFrom?: ReadFrom;
-  readonly writeAcks?: number;
-  readonly ackTimeoutMs?: number;
-  readonly requestTimeoutMs?: number;
-  readonly attemptTimeoutMs?: number;
-  readonly failoverWindowMs?: number;
-  readonly probeIntervalMs?: number;
-}
+/** Per-shard behaviour a topology file may set (file-wide under `defaults`, or on one shard); documented on ReplicaSetOptions. */
+export type ShardTuning = Pick<
+  ReplicaSetOptions,
+  "readFrom" | "writeAcks" | "ackTimeoutMs" | "requestTimeoutMs" | "attemptTimeoutMs" | "failoverWindowMs" | "probeIntervalMs"
+>;
 
 interface ShardBase {
   readonly name: string;
