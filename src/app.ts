@@ -1,6 +1,6 @@
 import { createHttpEdge, type HttpEdge } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
-import { ArenaKvNode } from "./kv/arena-node.ts";
+import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { MeteredKvNode, MetricsRegistry } from "./ops/index.ts";
@@ -93,6 +93,19 @@ function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, stor
   ]);
   metrics.gauge("quiver_ring_share", "Fraction of the hash space each storage node owns.", () =>
     [...store.ring.shares()].map(([node, share]) => ({ labels: { node }, value: share })),
+  );
+  const arenas = () =>
+    store.members.flatMap((m) => {
+      const node = m.node as Partial<{ memoryStats(): ArenaMemoryStats }>;
+      return typeof node.memoryStats === "function" ? [{ node: m.id, stats: node.memoryStats() }] : [];
+    });
+  metrics.gauge("quiver_embedded_keys", "Keys held by each embedded node.", () => arenas().map((a) => ({ labels: { node: a.node }, value: a.stats.keys })));
+  metrics.gauge("quiver_embedded_bytes", "Embedded node memory by kind: live and dead row bytes, hash table.", () =>
+    arenas().flatMap((a) => [
+      { labels: { node: a.node, kind: "live" }, value: a.stats.liveBytes },
+      { labels: { node: a.node, kind: "dead" }, value: a.stats.deadBytes },
+      { labels: { node: a.node, kind: "table" }, value: a.stats.tableBytes },
+    ]),
   );
   metrics.gauge("quiver_process_resident_memory_bytes", "Resident set size of the server.", () => [{ value: process.memoryUsage.rss() }]);
 }

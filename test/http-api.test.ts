@@ -206,6 +206,7 @@ describe("ops routes", () => {
     expect(metrics).toContain('quiver_http_request_duration_seconds_bucket{route="/v1/lookup",le="+Inf"}');
     expect(metrics).toMatch(/quiver_store_operations_total\{op="get",outcome="ok"\} \d+/);
     expect(metrics).toContain("quiver_ring_share{node=");
+    expect(metrics).toMatch(/quiver_embedded_keys\{node="embedded-0"\} \d+/);
   });
 
   test("unknown routes are JSON 404s, wrong methods JSON 405s", async () => {

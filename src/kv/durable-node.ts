@@ -1,7 +1,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { ArenaKvNode } from "./arena-node.ts";
+import { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
 import { encodeRow } from "./row-codec.ts";
 
@@ -62,6 +62,11 @@ export class DurableKvNode implements KvNode {
 
   get size(): number {
     return this.memory.size;
+  }
+
+  /** The in-memory copy's slab and table usage, for metrics. */
+  memoryStats(): ArenaMemoryStats {
+    return this.memory.memoryStats();
   }
 
   getMany(keys: readonly string[]): Promise<ReadSlot[]> {
