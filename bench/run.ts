@@ -1,19 +1,23 @@
 import { mkdirSync, readdirSync } from "node:fs";
-import { machineInfo } from "./lib/machine.ts";
+import { resolve } from "node:path";
+import { machineInfo, waitForQuiet } from "./lib/machine.ts";
 import { canPin } from "./lib/processes.ts";
 import { summaryMarkdown } from "./lib/results.ts";
 import type { SuiteResult } from "./lib/results.ts";
 import { ensureWrk, wrkVersion } from "./lib/wrk.ts";
 import { SUITES } from "./suites/index.ts";
 import type { BenchContext } from "./suites/index.ts";
+import { SuiteSkipped } from "./suites/suite.ts";
 
 /**
  * `npm run bench [-- suite ...]`: runs the suites (all by default), writes
  * bench/results/<file>.json for each and rebuilds bench/results/SUMMARY.md from
- * every result file present. BENCH_SECONDS sets the length of each measurement.
+ * every result file present. BENCH_SECONDS sets the length of each latency
+ * measurement (throughput runs take half); BENCH_QUIET_WAIT how long to wait for
+ * an idle machine before each suite (default 30 s).
  */
 async function main(argv: string[]): Promise<number> {
-  const root = `${import.meta.dir}/..`;
+  const root = resolve(import.meta.dir, "..");
   const names = argv.filter((a) => !a.startsWith("-"));
   const unknown = names.filter((n) => !SUITES.some((s) => s.name === n));
   if (unknown.length > 0) {
@@ -34,12 +38,15 @@ async function main(argv: string[]): Promise<number> {
     resultsDir,
     rawDir,
     seconds,
+    throughputSeconds: Math.max(3, Math.round(seconds / 2)),
     serverCpu: "1",
     driverCpu: "0",
     wrk,
-    machine: () => ({ ...machineInfo(pinning), ...(wrk.path !== null ? { wrk: wrkVersion(wrk.path) } : {}) }),
+    machine: () => ({ ...machineInfo(pinning), busyAtStart, ...(wrk.path !== null ? { wrk: wrkVersion(wrk.path) } : {}) }),
     log,
   };
+  let busyAtStart: number | null = null;
+  const quietWaitS = Number(process.env["BENCH_QUIET_WAIT"] ?? 30);
   let failed = 0;
   for (const suite of chosen) {
     const why = await suite.unavailable(ctx);
@@ -47,7 +54,8 @@ async function main(argv: string[]): Promise<number> {
       log(`bench ${suite.name}: skipped: ${why}`);
       continue;
     }
-    log(`bench ${suite.name}: running (${seconds} s per measurement)`);
+    busyAtStart = await waitForQuiet(quietWaitS, log);
+    log(`bench ${suite.name}: running (${seconds} s per latency measurement); machine ${busyAtStart === null ? "?" : Math.round(busyAtStart * 100)}% busy at start`);
     const t = performance.now();
     try {
       const result = await suite.run(ctx);
@@ -55,6 +63,10 @@ async function main(argv: string[]): Promise<number> {
       log(`bench ${suite.name}: wrote bench/results/${suite.file} in ${Math.round((performance.now() - t) / 1000)} s`);
       for (const c of result.checks) log(`  ${c.pass === null ? "·" : c.pass ? "✓" : "✗"} ${c.name}: ${c.measured}${c.unit ? ` ${c.unit}` : ""}${c.ratio !== null ? ` (ratio ${c.ratio})` : ""} target ${c.target}`);
     } catch (e) {
+      if (e instanceof SuiteSkipped) {
+        log(`bench ${suite.name}: skipped: ${e.message}`);
+        continue;
+      }
       failed++;
       log(`bench ${suite.name}: FAILED: ${(e as Error).stack ?? e}`);
     }

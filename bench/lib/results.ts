@@ -36,7 +36,7 @@ export function ratio(measured: number | null, baseline: number | null): number 
 export function summaryMarkdown(results: readonly { file: string; result: SuiteResult }[]): string {
   const out = ["# Benchmark results", "", "Written by `npm run bench` (bench/run.ts). Each suite measures its baseline in the same run;", "server pinned to one core, load driver to the other (see each file's `machine.pinning`).", ""];
   for (const { file, result: r } of results) {
-    out.push(`## ${r.title}`, "", `\`bench/results/${file}\` · ${r.date.slice(0, 16).replace("T", " ")} UTC · ${r.machine.cpuModel} × ${r.machine.cores} · Bun ${r.machine.bun} · load avg ${r.machine.loadAverage.join(" ")}`, "");
+    out.push(`## ${r.title}`, "", `\`bench/results/${file}\` · ${r.date.slice(0, 16).replace("T", " ")} UTC · ${r.machine.cpuModel} × ${r.machine.cores} · Bun ${r.machine.bun} · load avg ${r.machine.loadAverage.join(" ")}${r.machine.busyAtStart != null ? ` · CPU ${Math.round(r.machine.busyAtStart * 100)}% busy at start` : ""}`, "");
     out.push("| measure | baseline | measured | ratio | target | pass |", "|---|---:|---:|---:|---|:---:|");
     for (const c of r.checks) {
       out.push(`| ${c.name} | ${num(c.baseline, c.unit)} | ${num(c.measured, c.unit)} | ${c.ratio === null ? "" : c.ratio.toFixed(2)} | ${c.target} | ${c.pass === null ? "–" : c.pass ? "✅" : "❌"} |`);

@@ -1,11 +1,9 @@
 import { loadgenSuite } from "./loadgen.ts";
 import { lookupSuite } from "./lookup.ts";
+import { lookupRedisSuite } from "./lookup-redis.ts";
 import type { Suite } from "./suite.ts";
 
 export type { BenchContext, Suite } from "./suite.ts";
 
-/**
- * Every suite, in run order. Slot for issue 3: a `lookup-redis` suite (same
- * measurements against `npm run shards:up`, writing lookup-redis.json) goes here.
- */
-export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite];
+/** Every suite, in run order. A new suite: a module exporting a Suite, listed here. */
+export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite, lookupRedisSuite];

@@ -34,7 +34,7 @@ export const loadgenSuite: Suite = {
     let open: GenMeasure | null = null;
     try {
       for (const c of CONNECTIONS) {
-        gens.push(await generator(ctx, server, `loadgen-closed-c${c}`, { scenario: "get", path: "/", mode: "closed", connections: c, duration: `${ctx.seconds}s`, warmup: "1s" }));
+        gens.push(await generator(ctx, server, `loadgen-closed-c${c}`, { scenario: "get", path: "/", mode: "closed", connections: c, duration: `${ctx.throughputSeconds}s`, warmup: "1s" }));
         const w = await wrk(ctx, server, `loadgen-wrk-c${c}`, getScript("/"), c);
         if (w !== null) wrks.push(w);
       }

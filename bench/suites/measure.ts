@@ -28,13 +28,13 @@ export async function generator(ctx: BenchContext, server: RunningServer, name: 
 }
 
 /** Runs wrk against `server` with a generated Lua script. */
-export async function wrk(ctx: BenchContext, server: RunningServer, name: string, script: string, connections: number): Promise<WrkMeasure | null> {
+export async function wrk(ctx: BenchContext, server: RunningServer, name: string, script: string, connections: number, seconds = ctx.throughputSeconds): Promise<WrkMeasure | null> {
   if (ctx.wrk.path === null) return null;
   const scriptPath = `${ctx.rawDir}/${name}.lua`;
   await Bun.write(scriptPath, script);
   const before = await cpuSeconds(server.pid);
   const t = performance.now();
-  const run = await runWrk({ wrk: ctx.wrk.path, url: server.url, script: scriptPath, connections, threads: 1, durationS: ctx.seconds, cpu: ctx.driverCpu });
+  const run = await runWrk({ wrk: ctx.wrk.path, url: server.url, script: scriptPath, connections, threads: 1, durationS: seconds, cpu: ctx.driverCpu });
   const serverCpu = await busy(server.pid, before, performance.now() - t);
   ctx.log(`  ${name}: ${run.requestsPerSec} req/s (wrk), errors ${run.errors + run.non2xx}, server core ${pct(serverCpu)}`);
   return { run, serverCpu };
@@ -48,4 +48,29 @@ async function busy(pid: number, before: number | null, elapsedMs: number): Prom
 
 function pct(x: number | null): string {
   return x === null ? "n/a" : `${Math.round(x * 100)}%`;
+}
+
+/**
+ * Throughput on a shared, noisy machine: runs baseline and subject alternately
+ * `rounds` times and keeps each side's best, so a burst of outside load hits
+ * both sides alike and does not decide the ratio.
+ */
+export async function alternate<T>(rounds: number, runBase: (round: number) => Promise<T>, runSubject: (round: number) => Promise<T>): Promise<{ base: T[]; subject: T[] }> {
+  const base: T[] = [];
+  const subject: T[] = [];
+  for (let i = 0; i < rounds; i++) {
+    base.push(await runBase(i));
+    subject.push(await runSubject(i));
+  }
+  return { base, subject };
+}
+
+export function bestGen(runs: readonly GenMeasure[]): GenMeasure {
+  return runs.reduce((a, b) => (b.run.rate.achieved > a.run.rate.achieved ? b : a));
+}
+
+export function bestWrk(runs: readonly (WrkMeasure | null)[]): WrkMeasure | null {
+  let best: WrkMeasure | null = null;
+  for (const r of runs) if (r !== null && (best === null || r.run.requestsPerSec > best.run.requestsPerSec)) best = r;
+  return best;
 }

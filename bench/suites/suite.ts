@@ -7,8 +7,10 @@ export interface BenchContext {
   readonly resultsDir: string;
   /** Raw generator runs (gitignored). */
   readonly rawDir: string;
-  /** Seconds per measurement (BENCH_SECONDS, default 10). */
+  /** Seconds per latency measurement (BENCH_SECONDS, default 10). */
   readonly seconds: number;
+  /** Seconds per throughput measurement (half of `seconds`, at least 3): repeated, best kept. */
+  readonly throughputSeconds: number;
   readonly serverCpu: string;
   readonly driverCpu: string;
   readonly wrk: { readonly path: string | null; readonly note: string };
@@ -28,3 +30,6 @@ export interface Suite {
   unavailable(ctx: BenchContext): Promise<string | null>;
   run(ctx: BenchContext): Promise<SuiteResult>;
 }
+
+/** Thrown by a suite that finds at run time it cannot measure (reported as skipped, not failed). */
+export class SuiteSkipped extends Error {}

@@ -1,0 +1,117 @@
+import { existsSync } from "node:fs";
+import { freePort, memoryMb, startServer } from "../lib/processes.ts";
+import type { RunningServer } from "../lib/processes.ts";
+import { ratio } from "../lib/results.ts";
+import type { Check } from "../lib/results.ts";
+import { writeLatencyReport } from "./latency-report.ts";
+import { alternate, bestGen, generator } from "./measure.ts";
+import type { GenMeasure } from "./measure.ts";
+import { clusterUp, redisBenchmarkGet } from "./redis-cluster.ts";
+import type { Suite } from "./suite.ts";
+import { SuiteSkipped } from "./suite.ts";
+
+const ROUNDS = 2;
+
+/**
+ * Issue 3's figures: Quiver over a local 3-shard Redis cluster (no cache) against
+ * the embedded store in the same run, single and 100-entity lookups; redis-benchmark
+ * GET as the reference; p99 at half the max rate (targets 2 ms and 5 ms).
+ */
+export const lookupRedisSuite: Suite = {
+  name: "lookup-redis",
+  file: "lookup-redis.json",
+  async unavailable(ctx) {
+    if (!existsSync(`${ctx.root}/shards/cli.ts`)) return "no shards launcher (shards/cli.ts)";
+    if (Bun.which("redis-server") === null) return "redis-server not installed";
+    return null;
+  },
+  async run(ctx) {
+    const entities = Number(process.env["BENCH_REDIS_ENTITIES"] ?? 100_000);
+    const cluster = await clusterUp({ root: ctx.root, dir: `${ctx.rawDir}/redis-cluster`, cpu: ctx.serverCpu, shards: 3, replicas: 1, log: ctx.log });
+    let embedded: RunningServer | null = null;
+    let redis: RunningServer | null = null;
+    const start = async (name: string, extra: string[]) => {
+      const port = freePort();
+      return startServer({
+        name,
+        argv: [process.execPath, "src/main.ts", "--port", String(port), "--demo-entities", String(entities), ...extra],
+        cpu: ctx.serverCpu,
+        port,
+        readyPath: "/readyz",
+        timeoutMs: 300_000,
+        cwd: ctx.root,
+        log: ctx.log,
+      });
+    };
+    try {
+      try {
+        redis = await start("quiver on redis", ["--topology", cluster.topology]);
+      } catch (e) {
+        if (/not wired|topology/i.test((e as Error).message)) throw new SuiteSkipped(`the server does not serve from Redis yet: ${(e as Error).message.split("\n").find((l) => /topology/.test(l)) ?? ""}`);
+        throw e;
+      }
+      embedded = await start("quiver embedded", []);
+      const e = embedded;
+      const r = redis;
+      const closed = (batch: number, c: number) => ({ scenario: "lookup", batch, mode: "closed", connections: c, entities, duration: `${ctx.throughputSeconds}s`, warmup: "1s" });
+      const single = await alternate(ROUNDS, (i) => generator(ctx, e, `redis-embedded-single-${i}`, closed(1, 32)), (i) => generator(ctx, r, `redis-single-${i}`, closed(1, 32)));
+      const batch = await alternate(ROUNDS, (i) => generator(ctx, e, `redis-embedded-batch-${i}`, closed(100, 16)), (i) => generator(ctx, r, `redis-batch-${i}`, closed(100, 16)));
+      const reference = await redisBenchmarkGet({ address: cluster.primaries[0] ?? "127.0.0.1:6379", cpu: ctx.driverCpu, requests: 200_000, clients: 32 });
+      ctx.log(`  redis-benchmark GET: ${reference ?? "n/a"} req/s`);
+      const open = (batch: number, rate: number, label: string) => ({ scenario: "lookup", batch, mode: "open", rate, connections: 64, entities, duration: `${ctx.seconds}s`, warmup: "1s", label });
+      const sMax = bestGen(single.subject).run.rate.achieved;
+      const bMax = bestGen(batch.subject).run.rate.achieved;
+      const sHalf = Math.max(1, Math.round(sMax / 2));
+      const bHalf = Math.max(1, Math.round(bMax / 2));
+      const openSingle = await generator(ctx, r, "redis-open-half-single", open(1, sHalf, `Redis, 1 entity, ${sHalf}/s`));
+      const openBatch = await generator(ctx, r, "redis-open-half-batch", open(100, bHalf, `Redis, 100 entities, ${bHalf}/s`));
+      const mem = await memoryMb(r.pid);
+      await writeLatencyReport(ctx, ["redis-open-half-single", "redis-open-half-batch"], "latency-redis", "Quiver on 3 Redis shards: latency at half its max rate", 2);
+      return result(ctx, { entities, single, batch, reference, openSingle, openBatch, mem });
+    } finally {
+      await redis?.stop();
+      await embedded?.stop();
+      await cluster.down();
+    }
+  },
+};
+
+interface Measured {
+  entities: number;
+  single: { base: GenMeasure[]; subject: GenMeasure[] };
+  batch: { base: GenMeasure[]; subject: GenMeasure[] };
+  reference: number | null;
+  openSingle: GenMeasure;
+  openBatch: GenMeasure;
+  mem: Awaited<ReturnType<typeof memoryMb>>;
+}
+
+function result(ctx: Parameters<Suite["run"]>[0], m: Measured) {
+  const eS = bestGen(m.single.base).run.rate.achieved;
+  const rS = bestGen(m.single.subject).run.rate.achieved;
+  const eB = bestGen(m.batch.base).run.rate.achieved;
+  const rB = bestGen(m.batch.subject).run.rate.achieved;
+  const p99S = m.openSingle.run.latencyMs.p99;
+  const p99B = m.openBatch.run.latencyMs.p99;
+  const checks: Check[] = [
+    { name: "single lookup throughput (baseline: embedded store)", unit: "req/s", baseline: eS, measured: rS, ratio: ratio(rS, eS), target: ">= 0.5", pass: rS / eS >= 0.5 },
+    { name: "100-entity lookup throughput (baseline: embedded store)", unit: "req/s", baseline: eB, measured: rB, ratio: ratio(rB, eB), target: ">= 0.5", pass: rB / eB >= 0.5 },
+    { name: "redis-benchmark -t get, one primary (reference)", unit: "req/s", baseline: null, measured: m.reference, ratio: null, target: "info", pass: null },
+    { name: `p99 single lookup at half max (${m.openSingle.run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99S, ratio: null, target: "<= 2 ms", pass: p99S <= 2 },
+    { name: `p99 100 entities at half max (${m.openBatch.run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99B, ratio: null, target: "<= 5 ms", pass: p99B <= 5 },
+  ];
+  return {
+    suite: "lookup-redis",
+    title: "Lookup over a local 3-shard Redis cluster (issue 3)",
+    date: new Date().toISOString(),
+    machine: ctx.machine(),
+    checks,
+    baseline: { embeddedSingleRps: eS, embeddedBatchRps: eB, redisBenchmarkGetRps: m.reference },
+    measured: { entities: m.entities, singleRps: rS, batchRps: rB, singleAtHalfMax: m.openSingle.run.latencyMs, batchAtHalfMax: m.openBatch.run.latencyMs, serverMemory: m.mem },
+    targets: { throughputRatio: ">= 0.5", p99SingleMs: "<= 2", p99Batch100Ms: "<= 5" },
+    notes: [
+      `3 shards × (1 primary + 1 replica), 1 Sentinel, no AOF, started with shards/cli.ts pinned to core ${ctx.serverCpu} with the server; ${m.entities.toLocaleString("en-US")} drivers; no cache.`,
+      `Throughput: closed loop (32 connections single, 16 for batches), ${ctx.throughputSeconds} s runs alternating embedded and Redis, best of ${ROUNDS}.`,
+    ],
+  };
+}
