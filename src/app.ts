@@ -1,11 +1,12 @@
-import { createHttpEdge, type HttpEdge } from "./api/http/index.ts";
+import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
-import { MeteredKvNode, MetricsRegistry } from "./ops/index.ts";
+import { MeteredKvNode, MetricsRegistry, registerShardGauges } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { loadDemoData, LookupService, PushService } from "./serving/index.ts";
+import { type ConnectedShards, connectShards, loadTopology } from "./shard/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
@@ -35,8 +36,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const registry = new RegistryHolder(await loadRegistryFile(config.registryPath, clock()));
   const metrics = new MetricsRegistry();
 
-  const { members, describe } = await storageMembers(config);
-  const store = new ShardedStore(members, { vnodesPerNode: config.vnodes });
+  const storage = await openStorage(config);
+  const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
+  const shards = storage.shards;
+  const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
   const metered: KvNode = new MeteredKvNode(store, metrics);
 
   let demoRows = 0;
@@ -47,6 +50,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const lookup = new LookupService(metered, clock);
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store);
+  if (shards) registerShardGauges(metrics, shards);
 
   const http = createHttpEdge({
     registry,
@@ -61,6 +65,12 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       return next;
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+    ...(shards
+      ? {
+          topology: topologyAdmin(config, shards, store),
+          readinessDetail: async () => ({ shards: shards.stats(), migration: shards.migration?.progress() ?? null }),
+        }
+      : {}),
   });
 
   return {
@@ -68,14 +78,31 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     registry,
     store,
     metrics,
-    summary: `${describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}`,
-    close: () => store.close(),
+    summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}`,
+    close: async () => {
+      await store.close();
+      await shards?.close();
+    },
   };
 }
 
-async function storageMembers(config: QuiverConfig): Promise<{ members: ShardMember[]; describe: string }> {
+/** Where storage comes from: embedded nodes, or connected Redis shards. */
+interface Storage {
+  readonly members: ShardMember[];
+  readonly describe: string;
+  readonly shards?: ConnectedShards;
+}
+
+async function openStorage(config: QuiverConfig): Promise<Storage> {
   if (config.topologyPath) {
-    throw new Error(`--topology: Redis shards are not wired into this build yet (got "${config.topologyPath}")`);
+    const topology = await loadTopology(config.topologyPath);
+    // Only what the operator set: the file's own defaults and per-shard values stay in force otherwise.
+    const overrides = {
+      ...(config.explicit.has("readFrom") ? { readFrom: config.readFrom } : {}),
+      ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
+    };
+    const shards = await connectShards(topology, overrides);
+    return { members: shards.members, shards, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   const members: ShardMember[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
@@ -85,6 +112,22 @@ async function storageMembers(config: QuiverConfig): Promise<{ members: ShardMem
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";
   return { members, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
+}
+
+/** Checkpoint of a running migration, beside the topology file, so a restart resumes it. */
+export function migrationCheckpointPath(topologyPath: string): string {
+  return `${topologyPath}.migration.json`;
+}
+
+/** Admin operations on the shard topology for the HTTP edge. */
+function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: ShardedStore): TopologyAdmin {
+  return {
+    reload: async () => {
+      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config.topologyPath) });
+      return { migrating: migration !== undefined, shards: shards.members.map((m) => m.id) };
+    },
+    progress: () => shards.migration?.progress(),
+  };
 }
 
 function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, store: ShardedStore): void {

@@ -216,6 +216,11 @@ describe("ops routes", () => {
     expect(await errorOf(res)).toMatchObject({ status: 405, code: "method_not_allowed" });
   });
 
+  test("topology admin routes explain that the embedded store has no shards", async () => {
+    const res = await q.http.app.request("/admin/topology/reload", { method: "POST" });
+    expect(await errorOf(res)).toMatchObject({ status: 409, code: "no_topology" });
+  });
+
   test("registry reload swaps a valid file and keeps the old one on errors, listing them all", async () => {
     const before = q.registry.current.digest;
     writeFileSync(registryPath, "entities: []\nfeatureViews:\n  - name: v\n    entities: [ghost]\n    features: [{ name: a, type: float }]\n");

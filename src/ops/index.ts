@@ -1,2 +1,3 @@
 export { MeteredKvNode } from "./metered-node.ts";
 export { Counter, CounterHandle, type GaugeSample, Histogram, HistogramHandle, LATENCY_BUCKETS, MetricsRegistry } from "./metrics.ts";
+export { registerShardGauges } from "./shard-gauges.ts";

@@ -16,6 +16,8 @@ export interface HttpDeps {
   readonly reloadRegistry: () => Promise<Registry>;
   /** When set, /admin routes require `Authorization: Bearer <token>`. */
   readonly adminToken?: string;
+  /** Present when serving from Redis shards: topology reload and migration progress. */
+  readonly topology?: TopologyAdmin;
   /** Extra readiness detail (shard role maps, etc.), merged into /readyz. */
   readonly readinessDetail?: () => Promise<Record<string, unknown>>;
 }
@@ -23,4 +25,12 @@ export interface HttpDeps {
 export interface HttpLimits {
   readonly maxBodyBytes: number;
   readonly maxRows: number;
+}
+
+/** What the admin routes may do with a sharded topology. */
+export interface TopologyAdmin {
+  /** Re-reads the topology file; starts a migration when the ring changes. */
+  reload(): Promise<{ migrating: boolean; shards: readonly string[] }>;
+  /** The latest migration's progress, or undefined when there has been none. */
+  progress(): unknown;
 }

@@ -1,2 +1,2 @@
 export { createHttpEdge, type HttpEdge, type NativeRoutes } from "./app.ts";
-export type { HttpDeps, HttpLimits } from "./deps.ts";
+export type { HttpDeps, HttpLimits, TopologyAdmin } from "./deps.ts";

@@ -7,6 +7,15 @@ const TEXT_METRICS = { "content-type": "text/plain; version=0.0.4; charset=utf-8
 
 /** Liveness, readiness, metrics and the admin reload. */
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
+  const requireAdmin = (req: Request) => {
+    if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
+      throw new QuiverError("unauthorized", 401, "admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", { path: "(headers).authorization" });
+    }
+  };
+  const topologyOf = () => {
+    if (!deps.topology) throw new QuiverError("no_topology", 409, "this server runs on the embedded store; start it with --topology to use shard admin routes", { path: "(url)" });
+    return deps.topology;
+  };
   add("GET", "/healthz", () => json({ status: "ok" }));
 
   add("GET", "/readyz",
@@ -33,11 +42,39 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
       metrics,
       "/admin/registry/reload",
       async (req) => {
-        if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
-          throw new QuiverError("unauthorized", 401, "admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", { path: "(headers).authorization" });
-        }
+        requireAdmin(req);
         const next = await deps.reloadRegistry();
         return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
+      },
+      errorResponse,
+    ),
+  );
+
+  add(
+    "POST",
+    "/admin/topology/reload",
+    instrument(
+      metrics,
+      "/admin/topology/reload",
+      async (req) => {
+        requireAdmin(req);
+        return json(await topologyOf().reload());
+      },
+      errorResponse,
+    ),
+  );
+
+  add(
+    "GET",
+    "/admin/topology/migration",
+    instrument(
+      metrics,
+      "/admin/topology/migration",
+      (req) => {
+        requireAdmin(req);
+        const progress = topologyOf().progress();
+        if (progress === undefined) throw new QuiverError("not_found", 404, "no migration has run since start-up", { path: "(url)" });
+        return json(progress);
       },
       errorResponse,
     ),

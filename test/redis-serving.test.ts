@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
+import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationGroup } from "./support/redis-process.ts";
+
+/**
+ * The server end to end on Redis shards: `--topology` with one Sentinel-watched
+ * shard (primary + replica) and one direct shard, lookups and pushes through
+ * HTTP, then a topology reload that adds a shard and migrates keys while the
+ * server keeps answering.
+ */
+
+const json = { "content-type": "application/json" };
+const dir = mkdtempSync(join(tmpdir(), "quiver-redis-serving-"));
+const topologyPath = join(dir, "topology.yaml");
+let group: ReplicationGroup;
+let direct: RedisProcess;
+let extra: RedisProcess;
+let server: QuiverProcess;
+
+const topology = (withExtra: boolean) =>
+  [
+    "shards:",
+    "  - name: alpha",
+    `    masterName: ${group.masterName}`,
+    `    sentinels: [${group.sentinels.map((s) => s.address).join(", ")}]`,
+    "  - name: beta",
+    `    primary: ${direct.address}`,
+    ...(withExtra ? ["  - name: gamma", `    primary: ${extra.address}`] : []),
+    "",
+  ].join("\n");
+
+beforeAll(async () => {
+  [group, direct, extra] = await Promise.all([startReplicationGroup({ replicas: 1, sentinels: 1, masterName: "alpha" }), startRedis(), startRedis()]);
+  writeFileSync(topologyPath, topology(false));
+  server = await startQuiver(["--topology", topologyPath, "--demo-entities", "3000"]);
+});
+
+afterAll(async () => {
+  if (server && server.proc.exitCode === null) await server.stop("SIGKILL");
+  await Promise.all([group?.stop(), direct?.stop(), extra?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const lookup = async (driverIds: number[]) => {
+  const res = await fetch(`${server.url}/v1/lookup`, {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city"], entities: { driver_id: driverIds }, fillDefaults: false }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { rows: { values: unknown[]; statuses: string[] }[] };
+};
+
+describe("serving from Redis shards", () => {
+  test("demo data is loaded into the shards and served with statuses", async () => {
+    const body = await lookup([1001, 2500, 99]);
+    expect(body.rows.map((r) => r.statuses)).toEqual([["PRESENT", "PRESENT"], ["PRESENT", "PRESENT"], ["NOT_FOUND", "NOT_FOUND"]]);
+    expect(body.rows[0]!.values[1]).toBe("Porto");
+  });
+
+  test("pushes are last-write-wins in Redis", async () => {
+    const push = (ts: number, rate: number) =>
+      fetch(`${server.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "driver_hourly_stats", rows: [{ driver_id: 1001, event_timestamp: ts, conv_rate: rate, city: "Faro" }] }) });
+    const now = Date.now();
+    expect(await (await push(now, 0.42)).json()).toEqual({ written: 1, ignored: 0 });
+    expect(await (await push(now - 1000, 0.1)).json()).toEqual({ written: 0, ignored: 1 });
+    expect((await lookup([1001])).rows[0]!.values).toEqual([0.42, "Faro"]);
+  });
+
+  test("readiness shows each shard's role map; metrics show per-member figures", async () => {
+    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { ready: boolean; store: { detail: { nodes: { id: string; detail: { roles: Record<string, string> } }[] } } };
+    expect(ready.ready).toBe(true);
+    const alpha = ready.store.detail.nodes.find((n) => n.id === "alpha")!;
+    expect(Object.values(alpha.detail.roles).sort()).toEqual(["primary", "replica"]);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/quiver_shard_member_up\{shard="alpha",address="[^"]+",role="replica"\} 1/);
+    expect(metrics).toContain('quiver_shard_member_replication_lag_bytes{shard="alpha"');
+  });
+
+  test("adding a shard by topology reload migrates keys while every key stays readable", async () => {
+    const ids = Array.from({ length: 3000 }, (_, i) => 1001 + i);
+    writeFileSync(topologyPath, topology(true));
+    const reload = await fetch(`${server.url}/admin/topology/reload`, { method: "POST" });
+    expect(reload.status).toBe(200);
+    expect(await reload.json()).toEqual({ migrating: true, shards: ["alpha", "beta", "gamma"] });
+    // Reads during the move never miss.
+    let state = "running";
+    for (let round = 0; round < 200 && state !== "done"; round++) {
+      const body = await lookup(ids);
+      expect(body.rows.filter((r) => r.statuses[0] !== "PRESENT")).toHaveLength(0);
+      const progress = (await (await fetch(`${server.url}/admin/topology/migration`)).json()) as { state: string; movedFraction: number };
+      state = progress.state;
+      if (state === "failed") throw new Error(`migration failed: ${JSON.stringify(progress)}`);
+    }
+    expect(state).toBe("done");
+    const progress = (await (await fetch(`${server.url}/admin/topology/migration`)).json()) as { movedFraction: number };
+    // One of three equal shards: about a third of the keys move (±25%).
+    expect(progress.movedFraction).toBeGreaterThan((1 / 3) * 0.75);
+    expect(progress.movedFraction).toBeLessThan((1 / 3) * 1.25);
+    const after = await lookup(ids);
+    expect(after.rows.filter((r) => r.statuses[0] !== "PRESENT")).toHaveLength(0);
+    expect(after.rows[0]!.values).toEqual([0.42, "Faro"]);
+  });
+
+  test("a bad topology file is a 400 naming the path, and the old topology keeps serving", async () => {
+    writeFileSync(topologyPath, "shards:\n  - name: alpha\n    primary: nowhere\n");
+    const res = await fetch(`${server.url}/admin/topology/reload`, { method: "POST" });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("invalid_topology");
+    expect(body.error.message).toContain("shards[0].primary");
+    expect((await lookup([1001])).rows[0]!.statuses).toEqual(["PRESENT", "PRESENT"]);
+  });
+});
