@@ -33,6 +33,7 @@ export interface CliOptions {
   readonly stepDurationMs: number;
   readonly maxRate: number;
   readonly refine: number;
+  readonly retries: number;
   readonly help: boolean;
 }
 
@@ -62,6 +63,7 @@ export const USAGE = `Usage: npm run loadtest -- [options]
     --start-rate N       first step (default 1000)     --step-factor F  (default 1.5)
     --step-duration D    per step (default 5s)          --max-rate N     (default 1000000)
     --refine N           bisection steps after the first failure (default 2)
+    --retries N          reruns of a failing step before it counts (default 1)
   --json FILE            write the result as JSON
   --hgrm FILE            write the HdrHistogram percentile distribution (ms)
   --label TEXT           name of the run in reports
@@ -105,6 +107,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
       "step-duration": { type: "string", default: "5s" },
       "max-rate": { type: "string", default: "1000000" },
       refine: { type: "string", default: "2" },
+      retries: { type: "string", default: "1" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -148,6 +151,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
     stepDurationMs: parseDuration("--step-duration", v["step-duration"]),
     maxRate: positive("--max-rate", v["max-rate"]),
     refine: nonNegativeInt("--refine", v.refine),
+    retries: nonNegativeInt("--retries", v.retries),
     help: v.help,
   };
 }

@@ -34,6 +34,7 @@ async function runFindMax(o: CliOptions, showProgress: boolean): Promise<number>
   const out = process.stdout;
   if (!o.quiet) out.write(`find-max: ${o.scenario} on ${o.target.origin}, SLO p99 <= ${o.sloMs} ms and errors <= ${o.maxErrorRate * 100}%\n`);
   if (!o.quiet) out.write(`  ${"rate".padStart(10)} ${"achieved".padStart(10)} ${"p50".padStart(8)} ${"p99".padStart(8)} ${"max".padStart(8)} ${"errors".padStart(8)}  held\n`);
+  const progress = showProgress ? progressPrinter("  ") : undefined;
   const result: FindMaxResult = await findMax(o, o, (s) => {
     if (showProgress) endProgress();
     if (o.quiet) return;
@@ -41,7 +42,7 @@ async function runFindMax(o: CliOptions, showProgress: boolean): Promise<number>
     out.write(
       `  ${fmtInt(s.rate).padStart(10)} ${fmtInt(s.achieved).padStart(10)} ${fmtMs(l.p50).padStart(8)} ${fmtMs(l.p99).padStart(8)} ${fmtMs(l.max).padStart(8)} ${`${(s.errorRate * 100).toFixed(2)}%`.padStart(8)}  ${s.held ? "yes" : `no: ${s.why}`}\n`,
     );
-  });
+  }, progress);
   if (!o.quiet) {
     out.write(
       result.maxRate > 0

@@ -1,4 +1,5 @@
 import type { CliOptions } from "./args.ts";
+import type { Progress } from "./engine/run-load.ts";
 import { errorRate } from "./output/result.ts";
 import type { LatencySummary, RunResult } from "./output/result.ts";
 import type { RunOptions } from "./run.ts";
@@ -26,22 +27,24 @@ export interface FindMaxResult {
   readonly best: RunResult | null;
 }
 
-type Settings = Pick<CliOptions, "sloMs" | "maxErrorRate" | "startRate" | "stepFactor" | "stepDurationMs" | "maxRate" | "refine">;
+type Settings = Pick<CliOptions, "sloMs" | "maxErrorRate" | "startRate" | "stepFactor" | "stepDurationMs" | "maxRate" | "refine" | "retries">;
 
 /**
  * Steps the open-loop rate up geometrically until a step breaks the SLO (p99 over
  * --slo-ms, errors over --max-error-rate, or under 90% of the rate achieved), then
  * bisects between the last good and first bad rate. Open loop, so a server that
- * falls behind shows it in latency instead of quietly slowing the generator.
+ * falls behind shows it in latency instead of quietly slowing the generator. A
+ * failing step is run again (`retries`) before it counts, so one burst of outside
+ * load on a shared machine does not end the search.
  */
-export async function findMax(base: RunOptions, s: Settings, onStep?: (step: FindMaxStep) => void): Promise<FindMaxResult> {
+export async function findMax(base: RunOptions, s: Settings, onStep?: (step: FindMaxStep) => void, onProgress?: (p: Progress) => void): Promise<FindMaxResult> {
   if (!(s.stepFactor > 1)) throw new Error(`--step-factor: must be > 1, got ${s.stepFactor}`);
   const steps: FindMaxStep[] = [];
   let best: RunResult | null = null;
   let good = 0;
   let bad = 0;
-  const tryRate = async (rate: number): Promise<boolean> => {
-    const r = await runOnce({ ...base, mode: "open", rate, durationMs: s.stepDurationMs, label: `${base.scenario} @${rate}/s` });
+  const tryRate = async (rate: number, attempt = 0): Promise<boolean> => {
+    const r = await runOnce({ ...base, mode: "open", rate, durationMs: s.stepDurationMs, label: `${base.scenario} @${rate}/s` }, onProgress);
     const er = errorRate(r);
     const why =
       r.latencyMs.p99 > s.sloMs
@@ -60,6 +63,7 @@ export async function findMax(base: RunOptions, s: Settings, onStep?: (step: Fin
     }
     // Let queues the step left behind drain before the next one.
     await Bun.sleep(300);
+    if (!step.held && attempt < s.retries) return tryRate(rate, attempt + 1);
     return step.held;
   };
   let rate = Math.round(s.startRate);

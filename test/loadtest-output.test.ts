@@ -153,7 +153,7 @@ describe("find-max", () => {
       maxRequests: 100_000,
       label: undefined,
     };
-    const r = await findMax(base, { sloMs: 8, maxErrorRate: 0.001, startRate: 200, stepFactor: 2, stepDurationMs: 300, maxRate: 10_000, refine: 1 });
+    const r = await findMax(base, { sloMs: 8, maxErrorRate: 0.001, startRate: 200, stepFactor: 2, stepDurationMs: 300, maxRate: 10_000, refine: 1, retries: 0 });
     expect(r.maxRate).toBeGreaterThanOrEqual(200);
     expect(r.maxRate).toBeLessThan(1600);
     expect(r.steps.some((s) => !s.held)).toBe(true);
