@@ -8,7 +8,7 @@ import { watchMigration } from "./migration-watch.ts";
 
 /**
  * `npm run shards:up -- --shards 3 --replicas 2` | `shards:down` | `shards:status` |
- * `shards:add` | `shards:migration -- --url <server>/admin/topology/migration`.
+ * `shards:add` | `shards:migration -- --url <server>` (base URL or the full /admin/topology/migration route).
  * Manages a local loopback cluster of redis-server processes and Sentinels.
  */
 
@@ -65,7 +65,10 @@ try {
     await clusterAdd(runDir, replicas, (line) => console.log(line));
     console.log("reload the server's topology to move keys onto it: curl -X POST http://127.0.0.1:6566/admin/topology/reload");
   } else if (command === "migration") {
-    const last = await watchMigration({ url: values.url, ...(values.token ? { token: values.token } : {}) });
+    // Accept the server's base URL as well as the full route.
+    const url = new URL(values.url);
+    if (url.pathname === "/" || url.pathname === "") url.pathname = "/admin/topology/migration";
+    const last = await watchMigration({ url: url.href, ...(values.token ? { token: values.token } : {}) });
     if (last?.state === "failed") process.exit(1);
   } else if (command === "down") {
     const stopped = await clusterDown(runDir, values.topology, (line) => console.log(line));
