@@ -1,0 +1,52 @@
+import { describe, expect, test } from "bun:test";
+import { parseAllDocuments } from "yaml";
+import { loadConfig, SETTINGS } from "../src/config/config.ts";
+import { compileRegistry, parseDefinitionsText } from "../src/registry/index.ts";
+import { parseTopology } from "../src/shard/index.ts";
+import { buildQuiver } from "../src/app.ts";
+
+interface Probe {
+  httpGet: { path: string };
+}
+interface Doc {
+  kind: string;
+  data?: Record<string, string>;
+  spec: {
+    template: { spec: { containers: { env: { name: string }[]; readinessProbe: Probe; livenessProbe: Probe }[] } };
+    ports: { port: number }[];
+  };
+}
+
+const docs = parseAllDocuments(await Bun.file("deploy/kubernetes/quiver.yaml").text()).map((d) => d.toJSON() as Doc);
+const byKind = (kind: string) => docs.find((d) => d.kind === kind)!;
+
+describe("deploy manifests", () => {
+  test("every environment variable the Deployment sets is a Quiver setting", () => {
+    const container = byKind("Deployment").spec.template.spec.containers[0]!;
+    const known = new Set(SETTINGS.map((s) => s.env));
+    for (const e of container.env) expect(known).toContain(e.name);
+  });
+
+  test("probe paths are real routes that answer 200 on a healthy server", async () => {
+    const q = await buildQuiver(loadConfig(["--demo-entities", "0"], {}));
+    const spec = byKind("Deployment").spec.template.spec.containers[0]!;
+    for (const probe of [spec.readinessProbe, spec.livenessProbe]) {
+      expect((await q.http.app.request(probe.httpGet.path)).status).toBe(200);
+    }
+    await q.close();
+  });
+
+  test("the shipped registry compiles and the topology parses", () => {
+    const data = byKind("ConfigMap").data!;
+    expect(compileRegistry(parseDefinitionsText(data["registry.yaml"]!)).views.size).toBeGreaterThan(0);
+    expect(parseTopology(parseDefinitionsText(data["topology.yaml"]!)).shards).toHaveLength(2);
+  });
+
+  test("the Dockerfile's port and entry point match the server's", async () => {
+    const dockerfile = await Bun.file("deploy/Dockerfile").text();
+    const port = SETTINGS.find((s) => s.key === "port")!.default;
+    expect(dockerfile).toContain(`EXPOSE ${port}`);
+    expect(dockerfile).toContain('ENTRYPOINT ["node_modules/.bin/bun", "src/main.ts"]');
+    expect(byKind("Service").spec.ports[0]!.port).toBe(Number(port));
+  });
+});
