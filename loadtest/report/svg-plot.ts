@@ -23,7 +23,7 @@ export function nines(percentile: number): number {
 export function latencySvg(runs: readonly PlotRun[], o: PlotOptions): string {
   const W = o.width ?? 900;
   const H = o.height ?? 520;
-  const m = { left: 70, right: 48, top: 48, bottom: 60 };
+  const m = { left: 70, right: 64, top: 48, bottom: 60 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const series = runs.map((r) => r.result.distribution.filter(([p]) => p < 100).map(([p, v]) => [nines(p), v] as const));
