@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { machineInfo, waitForQuiet } from "./lib/machine.ts";
-import { canPin } from "./lib/processes.ts";
+import { canPin, runInterruptCleanups } from "./lib/processes.ts";
 import { summaryMarkdown } from "./lib/results.ts";
 import type { SuiteResult } from "./lib/results.ts";
 import { ensureWrk, wrkVersion } from "./lib/wrk.ts";
@@ -88,6 +88,13 @@ async function writeSummary(resultsDir: string): Promise<void> {
     if (Array.isArray(result.checks)) results.push({ file, result });
   }
   await Bun.write(`${resultsDir}/SUMMARY.md`, summaryMarkdown(results));
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`bench: ${signal}, stopping what it started\n`);
+    void runInterruptCleanups().then(() => process.exit(130));
+  });
 }
 
 main(process.argv.slice(2)).then(

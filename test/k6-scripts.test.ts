@@ -59,11 +59,19 @@ describe("k6 scripts: static checks", () => {
 /** What the k6 look-alike modules saw. */
 const seen = { requests: [] as { url: string; body: string; status: number }[], checks: [] as { name: string; ok: boolean }[], metrics: [] as string[] };
 
-/** k6/http's post, synchronous like k6's: curl does the request. */
+/** One synchronous POST in a child process (curl, or bun where curl is missing); prints body, newline, status. */
+function syncPost(url: string, body: string, headers: Record<string, string>): string {
+  if (Bun.which("curl") !== null) {
+    const h = Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
+    return Bun.spawnSync(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", ...h, "--data-binary", "@-", url], { stdin: new TextEncoder().encode(body) }).stdout.toString();
+  }
+  const script = "const [u, h] = process.argv.slice(-2); const r = await fetch(u, { method: 'POST', headers: JSON.parse(h), body: await Bun.stdin.text() }); process.stdout.write((await r.text()) + '\\n' + r.status);";
+  return Bun.spawnSync([process.execPath, "-e", script, url, JSON.stringify(headers)], { stdin: new TextEncoder().encode(body) }).stdout.toString();
+}
+
+/** k6/http's post, synchronous like k6's. */
 function post(url: string, body: string, params?: { headers?: Record<string, string> }) {
-  const headers = Object.entries(params?.headers ?? {}).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
-  const r = Bun.spawnSync(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", ...headers, "--data-binary", "@-", url], { stdin: new TextEncoder().encode(body) });
-  const out = r.stdout.toString();
+  const out = syncPost(url, body, params?.headers ?? {});
   const cut = out.lastIndexOf("\n");
   const text = out.slice(0, cut);
   const status = Number(out.slice(cut + 1));

@@ -23,6 +23,23 @@ export interface StartOptions {
   readonly log: (line: string) => void;
 }
 
+/**
+ * Cleanups for what the bench started (servers, clusters), run by the runner on
+ * SIGINT/SIGTERM: a suite's `finally` does not run when the process is killed.
+ */
+const cleanups = new Set<() => Promise<void>>();
+
+export function onInterrupt(fn: () => Promise<void>): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+export async function runInterruptCleanups(): Promise<void> {
+  const all = [...cleanups];
+  cleanups.clear();
+  await Promise.allSettled(all.map((f) => f()));
+}
+
 /** A port nobody listens on right now (bind to 0, read it, release it). */
 export function freePort(): number {
   const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
@@ -56,7 +73,12 @@ export async function startServer(o: StartOptions): Promise<RunningServer> {
       await r.arrayBuffer();
       if (r.status === 200) {
         o.log(`${o.name}: ready on ${url} (pid ${proc.pid})`);
-        return { name: o.name, pid: proc.pid, port: o.port, url, stop: () => stopProcess(proc) };
+        const forget = onInterrupt(() => stopProcess(proc));
+        const stop = async () => {
+          forget();
+          await stopProcess(proc);
+        };
+        return { name: o.name, pid: proc.pid, port: o.port, url, stop };
       }
     } catch {
       // not listening yet

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync } from "node:fs";
-import { canPin } from "../lib/processes.ts";
+import { canPin, onInterrupt } from "../lib/processes.ts";
 
 /** A local Redis cluster the bench started with the shards launcher (issue 3), in its own run dir. */
 export interface BenchCluster {
@@ -24,18 +24,29 @@ export async function clusterUp(o: { root: string; dir: string; cpu: string; sha
     const p = Bun.spawn([...cli, "down", ...where], { cwd: o.root, stdout: "ignore", stderr: "ignore" });
     await p.exited;
   };
+  // Leftovers of an interrupted run in this run dir (processes an earlier bench started).
+  if (existsSync(`${runDir}/state.json`)) await down();
+  const forget = onInterrupt(down);
   const argv = [...cli, "up", "--shards", String(o.shards), "--replicas", String(o.replicas), "--sentinels", "1", "--no-aof", ...where];
   const up = Bun.spawn(canPin() ? ["taskset", "-c", o.cpu, ...argv] : argv, { cwd: o.root, stdout: "pipe", stderr: "pipe" });
   const [out, err] = await Promise.all([new Response(up.stdout).text(), new Response(up.stderr).text()]);
   await up.exited;
   if (up.exitCode !== 0 || !existsSync(topology)) {
+    forget();
     await down();
     throw new Error(`shards:up failed (exit ${up.exitCode}): ${(out + err).slice(-800)}`);
   }
   const state = (await Bun.file(`${runDir}/state.json`).json()) as { shards: { nodes: { host: string; port: number }[] }[] };
   const primaries = state.shards.map((s) => `${s.nodes[0]?.host}:${s.nodes[0]?.port}`);
   o.log(`  redis cluster up: ${primaries.length} shards (${primaries.join(", ")})`);
-  return { topology, primaries, down };
+  return {
+    topology,
+    primaries,
+    down: async () => {
+      forget();
+      await down();
+    },
+  };
 }
 
 /** `redis-benchmark -t get` against one primary, pinned to the driver core: the reference rate. */
