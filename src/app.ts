@@ -6,7 +6,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import { MeteredKvNode, MetricsRegistry, registerShardGauges } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { loadDemoData, LookupService, PushService } from "./serving/index.ts";
-import { type ConnectedShards, connectShards, loadTopology } from "./shard/index.ts";
+import type { ConnectedShards } from "./shard/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
@@ -95,6 +95,8 @@ interface Storage {
 
 async function openStorage(config: QuiverConfig): Promise<Storage> {
   if (config.topologyPath) {
+    // Loaded only when serving from Redis: the embedded default does not carry the Redis client.
+    const { connectShards, loadTopology } = await import("./shard/index.ts");
     const topology = await loadTopology(config.topologyPath);
     // Only what the operator set: the file's own defaults and per-shard values stay in force otherwise.
     const overrides = {
@@ -123,6 +125,7 @@ export function migrationCheckpointPath(topologyPath: string): string {
 function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: ShardedStore): TopologyAdmin {
   return {
     reload: async () => {
+      const { loadTopology } = await import("./shard/index.ts");
       const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config.topologyPath) });
       return { migrating: migration !== undefined, shards: shards.members.map((m) => m.id) };
     },

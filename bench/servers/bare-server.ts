@@ -2,7 +2,9 @@
  * The baseline server: a bare Bun.serve answering every request with one
  * precomputed body (`--body-bytes N` of JSON-looking filler, or `--body-file F`).
  * Anything Quiver's server is compared with is this, on the same core, in the same run.
- * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420
+ * With --parse-json it also parses each JSON request body: the floor for any
+ * server answering POST lookups, which shows how much of a gap is protocol.
+ * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json]
  */
 import { parseArgs } from "node:util";
 
@@ -13,6 +15,8 @@ const { values } = parseArgs({
     "body-bytes": { type: "string", default: "2" },
     "body-file": { type: "string" },
     "content-type": { type: "string", default: "application/json" },
+    // Also read and parse the JSON request, as any server answering a POST lookup must.
+    "parse-json": { type: "boolean", default: false },
   },
 });
 
@@ -28,6 +32,11 @@ const headers = { "Content-Type": values["content-type"] };
 const server = Bun.serve({
   port: Number(values.port),
   hostname: "127.0.0.1",
-  fetch: () => new Response(body, { headers }),
+  fetch: values["parse-json"]
+    ? async (req) => {
+        await req.json();
+        return new Response(body, { headers });
+      }
+    : () => new Response(body, { headers }),
 });
 console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);
