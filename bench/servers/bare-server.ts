@@ -34,7 +34,7 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   fetch: values["parse-json"]
     ? async (req) => {
-        await req.json();
+        if (req.method === "POST") await req.json();
         return new Response(body, { headers });
       }
     : () => new Response(body, { headers }),
