@@ -68,6 +68,8 @@ export class RedisKvNode implements KvNode {
       connectionName: "quiver",
       connectTimeout: options.connectTimeoutMs ?? 2000,
       enableOfflineQueue: false,
+      // Commands issued in the same tick (concurrent lookups) share one socket write.
+      enableAutoPipelining: true,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),

@@ -1,5 +1,6 @@
-import { Decoder, Encoder } from "@msgpack/msgpack";
-import type { FeatureValue, StoredRow } from "./kv-node.ts";
+import { Encoder } from "@msgpack/msgpack";
+import type { StoredRow } from "./kv-node.ts";
+import { RowValuesDecoder } from "./row-values-decoder.ts";
 
 /**
  * Byte layout of a stored row, shared by Redis shards and the embedded
@@ -14,7 +15,8 @@ import type { FeatureValue, StoredRow } from "./kv-node.ts";
 export const ROW_HEADER_BYTES = 8;
 
 const encoder = new Encoder({ ignoreUndefined: true });
-const decoder = new Decoder();
+// The fast path for feature values, falling back to @msgpack/msgpack for anything else.
+const decoder = new RowValuesDecoder();
 
 export function encodeRow(row: StoredRow): Uint8Array {
   const body = encoder.encode(row.values);
@@ -26,9 +28,10 @@ export function encodeRow(row: StoredRow): Uint8Array {
 
 export function decodeRow(bytes: Uint8Array): StoredRow {
   if (bytes.length < ROW_HEADER_BYTES) throw new Error(`stored row too short: ${bytes.length} bytes`);
-  const ts = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getFloat64(0, false);
-  const values = decoder.decode(bytes.subarray(ROW_HEADER_BYTES)) as FeatureValue[];
-  return { ts, values };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = decoder.decode(buf, view, ROW_HEADER_BYTES, bytes.byteLength);
+  return { ts: view.getFloat64(0, false), values };
 }
 
 /** Event time of an encoded row, without decoding its values. */

@@ -180,7 +180,6 @@ describe("LookupService", () => {
     const { lookup } = await setup();
     const out = lookup.lookup({ refs: [ref("stats:rate")], entities: new RowEntities([{ driver_id: 1 }], "e"), fillDefaults: true });
     expect(out instanceof Promise).toBe(false);
-    expect(lookup.needsSignal).toBe(false);
   });
 });
 

@@ -48,14 +48,13 @@ export class LookupService {
     this.readSync = syncReaderOf(store);
   }
 
-  /** True when reads do I/O and so can use the request's AbortSignal. */
-  get needsSignal(): boolean {
-    return this.readSync === undefined;
-  }
-
   /**
    * Answers synchronously when the store reads from process memory (no promise
    * per layer on the hot path), else returns a promise. Callers `await` either.
+   * The HTTP edge passes no client-disconnect signal: every remote read is
+   * already bounded by the shard's attempt and request deadlines, and wiring
+   * the request's AbortSignal into each read cost ~7% of Redis-backed
+   * throughput (Bun allocates the signal, each read adds and removes a listener).
    */
   lookup(q: LookupQuery, signal?: AbortSignal): LookupResult | Promise<LookupResult> {
     const plan = planOf(q.refs);

@@ -15,8 +15,6 @@ import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
  */
 export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits } = deps;
-  // Reading req.signal makes Bun allocate an AbortSignal: only do it when storage is remote.
-  const signalOf = deps.lookup.needsSignal ? (req: Request) => req.signal : () => undefined;
 
   add("POST", "/get-online-features",
     instrument(
@@ -29,7 +27,7 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMe
         if (body.entities === undefined) throw invalid("invalid_request", "entities", "is required");
         const entities = parseEntities(body.entities, "entities", limits.maxRows);
         const full = body.full_feature_names === true;
-        const result = await deps.lookup.lookup({ refs, entities, fillDefaults: false }, signalOf(req));
+        const result = await deps.lookup.lookup({ refs, entities, fillDefaults: false });
         const missing = unavailableCount(result);
         return json(feastBody(result, entities, full), 200, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined);
       },

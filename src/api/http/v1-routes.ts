@@ -21,8 +21,6 @@ function optionalBool(body: Record<string, unknown>, field: string, dflt: boolea
 /** Quiver's own API: /v1/lookup, /v1/push, /v1/registry. */
 export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits } = deps;
-  // Reading req.signal makes Bun allocate an AbortSignal: only do it when storage is remote.
-  const signalOf = deps.lookup.needsSignal ? (req: Request) => req.signal : () => undefined;
 
   add("POST", "/v1/lookup",
     instrument(
@@ -38,7 +36,7 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetri
         const entities = parseEntities(body.entities, "entities", limits.maxRows);
         const fillDefaults = optionalBool(body, "fillDefaults", true);
         const full = optionalBool(body, "fullFeatureNames", false);
-        const result = await deps.lookup.lookup({ refs, entities, fillDefaults }, signalOf(req));
+        const result = await deps.lookup.lookup({ refs, entities, fillDefaults });
         const answer = nativeBody(result, full);
         return wantsMsgpack(req.headers.get("accept")) ? msgpack(answer) : json(answer);
       },
