@@ -19,7 +19,7 @@ const clock = { now: NOW };
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "quiver-http-"));
   registryPath = join(dir, "registry.yaml");
-  copyFileSync("examples/registry.yaml", registryPath);
+  copyFileSync("src/registry/example-registry.yaml", registryPath);
   q = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "200", "--max-rows", "500", "--max-body-bytes", "65536"], {}), {
     clock: () => clock.now,
   });
@@ -216,6 +216,18 @@ describe("ops routes", () => {
     expect(await errorOf(res)).toMatchObject({ status: 405, code: "method_not_allowed" });
   });
 
+  test("with an admin token set, admin routes refuse requests without it", async () => {
+    const guarded = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "0", "--admin-token", "s3cret"], {}));
+    try {
+      const denied = await guarded.http.app.request("/admin/registry/reload", { method: "POST" });
+      expect(await errorOf(denied)).toMatchObject({ status: 401, code: "unauthorized" });
+      const allowed = await guarded.http.app.request("/admin/registry/reload", { method: "POST", headers: { authorization: "Bearer s3cret" } });
+      expect(allowed.status).toBe(200);
+    } finally {
+      await guarded.close();
+    }
+  });
+
   test("topology admin routes explain that the embedded store has no shards", async () => {
     const res = await q.http.app.request("/admin/topology/reload", { method: "POST" });
     expect(await errorOf(res)).toMatchObject({ status: 409, code: "no_topology" });
@@ -231,7 +243,7 @@ describe("ops routes", () => {
     expect(err.error.issues.map((i) => i.path)).toEqual(["featureViews[0].entities[0]", "featureViews[0].features[0].type"]);
     expect(q.registry.current.digest).toBe(before);
 
-    const text = (await Bun.file("examples/registry.yaml").text()).replace("maxAge: 1h", "maxAge: 2h");
+    const text = (await Bun.file("src/registry/example-registry.yaml").text()).replace("maxAge: 1h", "maxAge: 2h");
     writeFileSync(registryPath, text);
     const ok = await q.http.app.request("/admin/registry/reload", { method: "POST" });
     expect(ok.status).toBe(200);

@@ -141,9 +141,9 @@ describe("scenario registry", () => {
 });
 
 describe("demo catalogue", () => {
-  test("agrees with examples/registry.yaml", async () => {
+  test("agrees with src/registry/example-registry.yaml", async () => {
     const { parse } = await import("yaml");
-    const reg = parse(await Bun.file(`${import.meta.dir}/../examples/registry.yaml`).text()) as {
+    const reg = parse(await Bun.file(`${import.meta.dir}/../src/registry/example-registry.yaml`).text()) as {
       featureViews: { name: string; features: { name: string; type: string }[] }[];
     };
     for (const v of reg.featureViews) {

@@ -3,7 +3,7 @@ import { keyRef } from "../template.ts";
 import type { FeatureType, ViewInfo } from "./demo-catalog.ts";
 
 /**
- * Request bodies of the HTTP API (docs/api.md) with key placeholders. Exported so
+ * Request bodies of the HTTP API (src/api/http/README.md) with key placeholders. Exported so
  * tests can check them against test/fixtures, which the k6 scripts load too.
  */
 

@@ -1,8 +1,8 @@
 import type { KeySpace } from "../template.ts";
 
 /**
- * The feature views of examples/registry.yaml and the key spaces of the demo data
- * (docs/api.md): drivers 1001.., customers "c0"... A test keeps this in step with
+ * The feature views of src/registry/example-registry.yaml and the key spaces of the demo data
+ * (src/api/http/README.md): drivers 1001.., customers "c0"... A test keeps this in step with
  * the YAML; scenarios need only names, types and key spaces, not the full registry.
  */
 export type FeatureType = "int64" | "float64" | "string" | "bool" | "int64[]" | "float64[]" | "string[]" | `embedding(${number})`;

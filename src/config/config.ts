@@ -52,7 +52,7 @@ const duration = (raw: string, where: string) => {
 export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
   { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: text },
-  { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "examples/registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
+  { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
   { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },
   { key: "durability", flag: "--durability", env: "QUIVER_DURABILITY", default: "normal", help: "Embedded store sync: normal (survives kill -9) or full (fsync, survives power loss)", parse: oneOf("normal", "full") },
   { key: "embeddedNodes", flag: "--embedded-nodes", env: "QUIVER_EMBEDDED_NODES", default: "4", help: "In-process nodes on the ring for the embedded store", parse: int(1, 256) },

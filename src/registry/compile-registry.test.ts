@@ -33,7 +33,7 @@ function issuesOf(def: unknown): { path: string; message: string }[] {
 
 describe("example registry", () => {
   test("loads with 4 views, 25+ features of every type and 2 services", async () => {
-    const r = await loadRegistryFile("examples/registry.yaml");
+    const r = await loadRegistryFile("src/registry/example-registry.yaml");
     expect(r.views.size).toBe(4);
     expect(r.refs.size).toBeGreaterThanOrEqual(25);
     const types = new Set([...r.refs.values()].map((ref) => ref.feature.typeName));
@@ -42,7 +42,7 @@ describe("example registry", () => {
   });
 
   test("derives defaults: explicit, median, most common, zero, false, empty, zero vector", async () => {
-    const r = await loadRegistryFile("examples/registry.yaml");
+    const r = await loadRegistryFile("src/registry/example-registry.yaml");
     const d = (ref: string) => r.refs.get(ref)!.feature.defaultValue;
     expect(d("driver_hourly_stats:acc_rate")).toBe(0.5);
     expect(d("driver_hourly_stats:avg_daily_trips")).toBe(12);
@@ -56,7 +56,7 @@ describe("example registry", () => {
   });
 
   test("composite entities give the view every join key in order", async () => {
-    const r = await loadRegistryFile("examples/registry.yaml");
+    const r = await loadRegistryFile("src/registry/example-registry.yaml");
     const v = r.views.get("driver_customer_affinity")!;
     expect(v.joinKeys.map((k) => `${k.name}:${k.type}`)).toEqual(["driver_id:int64", "customer_id:string"]);
     expect(v.keyPrefix).toBe("driver_customer_affinity@1/");

@@ -3,9 +3,9 @@ import { encodeKeyPart } from "../kv/keys.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
 
 /**
- * Deterministic demo rows for the example registry (examples/registry.yaml),
+ * Deterministic demo rows for the example registry (src/registry/example-registry.yaml),
  * so `npm start`, the README's curls, tests and benchmarks all see the same
- * values for the same ids. Layout (docs/api.md): drivers 1001..1000+N;
+ * values for the same ids. Layout (src/api/http/README.md): drivers 1001..1000+N;
  * customers "c0".."c{M-1}" with M = min(N, 10000); affinity pairs (1001+i, "c{i}").
  */
 export interface DemoCounts {
