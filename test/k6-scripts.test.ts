@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { freePort, startServer } from "../bench/lib/processes.ts";
-import type { RunningServer } from "../bench/lib/processes.ts";
+import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
 
 /**
  * k6 cannot be installed here, so the scripts are checked the way k6 would load
@@ -102,21 +101,11 @@ class Metric {
   add(): void {}
 }
 
-let server: RunningServer;
+let server: QuiverProcess;
 const ENV = { QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1" };
 
 beforeAll(async () => {
-  const port = freePort();
-  server = await startServer({
-    name: "quiver (k6 test)",
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--demo-entities", "1000"],
-    cpu: "0-1",
-    port,
-    readyPath: "/readyz",
-    timeoutMs: 30_000,
-    cwd: root,
-    log: () => {},
-  });
+  server = await startQuiver(["--demo-entities", "1000"]);
   ENV.QUIVER_URL = server.url;
   Object.assign(globalThis, { __ENV: ENV, open: (p: string) => readFileSync(resolve(k6Dir, p), "utf8") });
   Bun.plugin({

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { resolve } from "node:path";
-import { freePort, startServer } from "../bench/lib/processes.ts";
-import type { RunningServer } from "../bench/lib/processes.ts";
+import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
 import { runOnce } from "../loadtest/run.ts";
 import type { RunOptions } from "../loadtest/run.ts";
 import { SCENARIOS } from "../loadtest/scenarios/index.ts";
@@ -12,21 +10,10 @@ import { SCENARIOS } from "../loadtest/scenarios/index.ts";
  * accepts, so a load test never measures a stream of 400s.
  */
 
-const root = resolve(import.meta.dir, "..");
-let server: RunningServer;
+let server: QuiverProcess;
 
 beforeAll(async () => {
-  const port = freePort();
-  server = await startServer({
-    name: "quiver (loadtest test)",
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--demo-entities", "1000"],
-    cpu: "0-1",
-    port,
-    readyPath: "/readyz",
-    timeoutMs: 30_000,
-    cwd: root,
-    log: () => {},
-  });
+  server = await startQuiver(["--demo-entities", "1000"]);
 }, 40_000);
 
 afterAll(async () => {

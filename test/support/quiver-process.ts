@@ -1,4 +1,8 @@
+import { resolve } from "node:path";
 import { type Subprocess, spawn } from "bun";
+
+/** The repository root, so servers start the same whatever directory tests run from. */
+const ROOT = resolve(import.meta.dir, "../..");
 
 /** A `bun src/main.ts` server process started by a test, on a free port. */
 export interface QuiverProcess {
@@ -15,7 +19,7 @@ export interface QuiverProcess {
  * or does not come up within `timeoutMs`.
  */
 export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<QuiverProcess> {
-  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   let out = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
@@ -46,7 +50,7 @@ export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<Q
 
 /** Runs the server to completion (for start-up failures) and returns its exit code and output. */
 export async function runQuiverToExit(args: string[]): Promise<{ code: number; output: string }> {
-  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
