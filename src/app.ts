@@ -45,9 +45,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   let demoRows = 0;
   if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
     demoRows = await loadDemoData(store, registry.current, config.demoEntities, clock());
-    // The bulk load leaves its transient garbage behind; collect it before serving.
-    Bun.gc(true);
   }
+  // Restoring a durable store and bulk-loading demo rows leave transient garbage; collect it before serving.
+  Bun.gc(true);
 
   const lookup = new LookupService(metered, clock);
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
