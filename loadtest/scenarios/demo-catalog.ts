@@ -1,9 +1,12 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { compileRegistry, parseDefinitionsText } from "../../src/registry/index.ts";
 import type { KeySpace } from "../template.ts";
 
 /**
  * The feature views of src/registry/example-registry.yaml and the key spaces of the demo data
- * (src/api/http/README.md): drivers 1001.., customers "c0"... A test keeps this in step with
- * the YAML; scenarios need only names, types and key spaces, not the full registry.
+ * (src/api/http/README.md): drivers 1001.., customers "c0"... Scenarios need only names,
+ * types and key spaces, so the registry is reduced to those.
  */
 export type FeatureType = "int64" | "float64" | "string" | "bool" | "int64[]" | "float64[]" | "string[]" | `embedding(${number})`;
 
@@ -24,63 +27,23 @@ export const DEMO_KEY_SPACES: readonly KeySpace[] = [
   { kind: "string", prefix: "c" },
 ];
 
-const DRIVER = [{ name: "driver_id", space: 0 }];
-const CUSTOMER = [{ name: "customer_id", space: 1 }];
+/** Which demo key space each join key draws from (see src/serving/demo-data.ts). */
+const SPACE_OF_JOIN_KEY: Readonly<Record<string, number>> = { driver_id: 0, customer_id: 1 };
 
-export const DEMO_VIEWS: readonly ViewInfo[] = [
-  {
-    name: "driver_hourly_stats",
-    joinKeys: DRIVER,
-    features: [
-      { name: "conv_rate", type: "float64" },
-      { name: "acc_rate", type: "float64" },
-      { name: "avg_daily_trips", type: "int64" },
-      { name: "is_active", type: "bool" },
-      { name: "city", type: "string" },
-      { name: "vehicle_type", type: "string" },
-      { name: "rating", type: "float64" },
-      { name: "hours_online_7d", type: "float64" },
-      { name: "recent_trip_ids", type: "int64[]" },
-      { name: "rating_history", type: "float64[]" },
-    ],
-  },
-  {
-    name: "customer_profile",
-    joinKeys: CUSTOMER,
-    features: [
-      { name: "lifetime_spend", type: "float64" },
-      { name: "orders_30d", type: "int64" },
-      { name: "segment", type: "string" },
-      { name: "is_premium", type: "bool" },
-      { name: "favorite_categories", type: "string[]" },
-      { name: "signup_days", type: "int64" },
-      { name: "embedding", type: "embedding(8)" },
-    ],
-  },
-  {
-    name: "fraud_signals",
-    joinKeys: CUSTOMER,
-    features: [
-      { name: "spend_1h", type: "float64" },
-      { name: "spend_30d", type: "float64" },
-      { name: "txn_count_1h", type: "int64" },
-      { name: "distinct_cards_7d", type: "int64" },
-      { name: "chargeback_flag", type: "bool" },
-      { name: "risk_score", type: "float64" },
-      { name: "device_ids", type: "string[]" },
-    ],
-  },
-  {
-    name: "driver_customer_affinity",
-    joinKeys: [...DRIVER, ...CUSTOMER],
-    features: [
-      { name: "trips_together", type: "int64" },
-      { name: "avg_rating_given", type: "float64" },
-      { name: "last_tip_pct", type: "float64" },
-      { name: "blocked", type: "bool" },
-    ],
-  },
-];
+const EXAMPLE_REGISTRY = resolve(import.meta.dir, "../../src/registry/example-registry.yaml");
+
+/** The example registry's views, read from the registry file itself so the two cannot drift. */
+export const DEMO_VIEWS: readonly ViewInfo[] = [...compileRegistry(parseDefinitionsText(readFileSync(EXAMPLE_REGISTRY, "utf8"), EXAMPLE_REGISTRY)).views.values()].map(
+  (v) => ({
+    name: v.name,
+    joinKeys: v.joinKeys.map((k) => {
+      const space = SPACE_OF_JOIN_KEY[k.name];
+      if (space === undefined) throw new Error(`demo catalogue: join key "${k.name}" of ${v.name} has no demo key space`);
+      return { name: k.name, space };
+    }),
+    features: v.features.map((f) => ({ name: f.name, type: f.typeName as FeatureType })),
+  }),
+);
 
 export function findView(name: string): ViewInfo {
   const v = DEMO_VIEWS.find((x) => x.name === name);
