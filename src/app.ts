@@ -1,5 +1,7 @@
+import { hostname } from "node:os";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
+import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
@@ -16,6 +18,8 @@ export interface Quiver {
   /** The storage tier (ring over embedded nodes or Redis shards). */
   readonly store: ShardedStore;
   readonly metrics: MetricsRegistry;
+  /** Acknowledged writes as events, for caches, the claim index and freshness metrics. */
+  readonly feed: ChangeFeed;
   /** A one-line description for the start-up log. */
   readonly summary: string;
   close(): Promise<void>;
@@ -24,6 +28,8 @@ export interface Quiver {
 export interface BuildOptions {
   /** Injected clock (tests use a fake one for max-age and timestamps). */
   readonly clock?: () => number;
+  /** This pod's id on the change feed; defaults to host name and process id. */
+  readonly podId?: string;
 }
 
 /**
@@ -40,7 +46,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
-  const metered: KvNode = new MeteredKvNode(store, metrics);
+  const feed = new LocalChangeFeed(options.podId ?? `${hostname()}:${process.pid}`);
+  const metered: KvNode = new MeteredKvNode(new PublishingKvNode(store, feed, clock), metrics);
 
   let demoRows = 0;
   if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
@@ -80,8 +87,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     registry,
     store,
     metrics,
+    feed,
     summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}`,
     close: async () => {
+      await feed.close();
       await store.close();
       await shards?.close();
     },

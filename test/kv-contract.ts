@@ -31,6 +31,16 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
       expect(got).toEqual([undefined, row(10, 2), undefined]);
     });
 
+    test("getManyNow agrees with getMany, and with readsNow", async () => {
+      const keys = ["now@1/k=i1", "now@1/k=i2"];
+      await h.node.putMany([entry(keys[0]!, row(7, "seven"))]);
+      const awaited = await h.node.getMany(keys);
+      const now = h.node.getManyNow(keys);
+      if (h.node.readsNow === "never") expect(now).toBeUndefined();
+      if (h.node.readsNow === "always") expect(now).toBeDefined();
+      if (now !== undefined) expect(now).toEqual(awaited);
+    });
+
     test("round-trips every value type", async () => {
       const values = [42, -7.25, "héllo ; = /", true, false, null, [1, 2, 3], [0.5, -1.5], ["a", "b"], [true, false], []];
       await h.node.putMany([entry("types@1/k=s1:x", row(1_700_000_000_123, ...values))]);

@@ -153,7 +153,7 @@ describe("ArenaKvNode storage", () => {
     expect(node.putEncoded("e", encodeRow(row(5, "again")))).toBe(false);
     expect(node.timestampOf("e")).toBe(5);
     expect(node.timestampOf("missing")).toBeUndefined();
-    expect(node.getManySync(["e"])).toEqual([row(5, "five", [1, 2])]);
+    expect(node.getManyNow(["e"])).toEqual([row(5, "five", [1, 2])]);
   });
 
   test("matches a Map model over random puts, deletes and compactions", () => {

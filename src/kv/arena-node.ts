@@ -66,12 +66,14 @@ export class ArenaKvNode implements KvNode {
     };
   }
 
+  readonly readsNow = "always";
+
   getMany(keys: readonly string[]): Promise<ReadSlot[]> {
-    return Promise.resolve(this.getManySync(keys));
+    return Promise.resolve(this.getManyNow(keys));
   }
 
-  /** Synchronous read, for composites that own this node and want to skip a microtask. */
-  getManySync(keys: readonly string[]): ReadSlot[] {
+  /** Synchronous read: every key is in process memory. */
+  getManyNow(keys: readonly string[]): ReadSlot[] {
     const out = new Array<ReadSlot>(keys.length);
     for (let i = 0; i < keys.length; i++) out[i] = this.get(keys[i]!);
     return out;

@@ -73,8 +73,10 @@ export class DurableKvNode implements KvNode {
     return this.memory.getMany(keys);
   }
 
-  getManySync(keys: readonly string[]): ReadSlot[] {
-    return this.memory.getManySync(keys);
+  readonly readsNow = "always";
+
+  getManyNow(keys: readonly string[]): ReadSlot[] {
+    return this.memory.getManyNow(keys);
   }
 
   putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {

@@ -10,8 +10,9 @@ export {
   type ReadSlot,
   type ScanPage,
   type StoredRow,
-  type SyncReadable,
-  syncReaderOf,
+  combineReadsNow,
+  neverNow,
+  type ReadsNow,
   UNAVAILABLE,
   type Unavailable,
 } from "./kv-node.ts";

@@ -58,11 +58,26 @@ export interface NodeHealth {
 }
 
 /**
+ * Whether a node can answer a read from process memory, without I/O:
+ * - "always": every read (an in-process store);
+ * - "sometimes": when the keys happen to be resident (a cache tier on an L1 hit);
+ * - "never": every read needs I/O (Redis, a replica set).
+ * Composites derive theirs from their parts at construction, and callers pick
+ * their read path once from it, never per request.
+ */
+export type ReadsNow = "always" | "sometimes" | "never";
+
+/**
  * A key-value node holding StoredRows.
  *
  * Contract (see test/kv-contract.ts, run against every implementation):
  * - `getMany` answers slot i for keys[i]; a single node rejects when it cannot
  *   answer, composites return UNAVAILABLE for the affected slots instead.
+ * - `getManyNow` answers the same slots synchronously when every key can be
+ *   answered from memory, and `undefined` otherwise (then call `getMany`). A
+ *   node whose `readsNow` is "never" always answers `undefined`; "always" never
+ *   does. This is how a lookup whose keys are all in memory skips a promise
+ *   per layer: composites (ring, cache tier, metrics) forward it explicitly.
  * - `putMany` is last-write-wins per key and atomic per key: a row whose `ts` is
  *   not strictly newer than the stored one is ignored, so replays and
  *   out-of-order events never regress a value. Within one batch, later entries
@@ -71,7 +86,9 @@ export interface NodeHealth {
  */
 export interface KvNode {
   readonly id: string;
+  readonly readsNow: ReadsNow;
   getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
+  getManyNow(keys: readonly string[]): ReadSlot[] | undefined;
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome>;
   deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number>;
   /** Iterates keys with the given prefix ("" for all); pass "0" to start. */
@@ -80,17 +97,14 @@ export interface KvNode {
   close(): Promise<void>;
 }
 
-/**
- * Nodes that answer from process memory also offer a synchronous read, so
- * composites over them can skip promise machinery on the hot path. Chosen
- * once at construction (see `syncReaderOf`), never checked per request.
- */
-export interface SyncReadable {
-  getManySync(keys: readonly string[]): ReadSlot[];
+/** Combines parts' capabilities: "always" only if all are, "never" only if all are. */
+export function combineReadsNow(parts: readonly ReadsNow[]): ReadsNow {
+  if (parts.length > 0 && parts.every((p) => p === "always")) return "always";
+  if (parts.every((p) => p === "never")) return "never";
+  return "sometimes";
 }
 
-/** The node's synchronous reader, if it has one. */
-export function syncReaderOf(node: KvNode): ((keys: readonly string[]) => ReadSlot[]) | undefined {
-  const candidate = node as Partial<SyncReadable>;
-  return typeof candidate.getManySync === "function" ? candidate.getManySync.bind(node) : undefined;
+/** `getManyNow` for nodes that always need I/O. */
+export function neverNow(): undefined {
+  return undefined;
 }

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
+import { neverNow } from "./kv-node.ts";
 import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
 import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
@@ -51,6 +52,8 @@ const isNoScript = (error: unknown): boolean => error instanceof Error && error.
  * move on to another member instead of waiting behind a dead socket.
  */
 export class RedisKvNode implements KvNode {
+  readonly readsNow = "never";
+  readonly getManyNow = neverNow;
   readonly id: string;
   readonly address: string;
   private readonly client: Redis;

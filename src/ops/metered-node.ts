@@ -1,5 +1,5 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { syncReaderOf, UNAVAILABLE } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
 
 /**
@@ -20,8 +20,8 @@ export class MeteredKvNode implements KvNode {
   private readonly keysUnavailable: CounterHandle;
   private readonly rowsWritten: CounterHandle;
   private readonly rowsIgnored: CounterHandle;
-  /** Present when the inner node reads synchronously; metered the same way. */
-  readonly getManySync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
+  /** Reads answered now are metered like awaited ones; "never" skips the timer entirely. */
+  readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
 
   constructor(
     private readonly inner: KvNode,
@@ -42,15 +42,20 @@ export class MeteredKvNode implements KvNode {
     this.keysUnavailable = keys.labels("get", "unavailable");
     this.rowsWritten = keys.labels("put", "written");
     this.rowsIgnored = keys.labels("put", "ignored");
-    const sync = syncReaderOf(inner);
-    this.getManySync = sync
-      ? (keys) => {
-          const start = performance.now();
-          const slots = sync(keys);
-          this.recordRead(start, slots);
-          return slots;
-        }
-      : undefined;
+    this.getManyNow =
+      inner.readsNow === "never"
+        ? () => undefined
+        : (keys) => {
+            const start = performance.now();
+            const slots = inner.getManyNow(keys);
+            if (slots !== undefined) this.recordRead(start, slots);
+            return slots;
+          };
+  }
+
+  /** The inner node's, read live: a ring's capability can change with its membership. */
+  get readsNow(): ReadsNow {
+    return this.inner.readsNow;
   }
 
   async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {

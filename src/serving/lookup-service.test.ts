@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import { neverNow } from "../kv/kv-node.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
 import { compileRegistry, type FeatureRef, type Registry } from "../registry/index.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
@@ -41,6 +42,8 @@ function clockAt(start: number) {
 
 /** A node that is down: every call fails, as a dead Redis would. */
 class DownNode implements KvNode {
+  readonly readsNow = "never";
+  readonly getManyNow = neverNow;
   constructor(readonly id: string) {}
   getMany(): Promise<ReadSlot[]> {
     return Promise.reject(new Error("connection refused"));

@@ -1,5 +1,5 @@
 import type { FeatureValue, KvNode, ReadSlot } from "../kv/kv-node.ts";
-import { syncReaderOf, UNAVAILABLE } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
 import { Status } from "./statuses.ts";
@@ -39,18 +39,14 @@ interface Plan {
  * front of it, or a resilience wrapper: the service only knows KvNode.
  */
 export class LookupService {
-  private readonly readSync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
-
   constructor(
     private readonly store: KvNode,
     private readonly clock: () => number = Date.now,
-  ) {
-    this.readSync = syncReaderOf(store);
-  }
+  ) {}
 
   /**
-   * Answers synchronously when the store reads from process memory (no promise
-   * per layer on the hot path), else returns a promise. Callers `await` either.
+   * Answers synchronously when the store can answer every key from process
+   * memory (`getManyNow`: no promise per layer on the hot path), else returns a promise. Callers `await` either.
    * The HTTP edge passes no client-disconnect signal: every remote read is
    * already bounded by the shard's attempt and request deadlines, and wiring
    * the request's AbortSignal into each read cost ~7% of Redis-backed
@@ -60,7 +56,8 @@ export class LookupService {
     const plan = planOf(q.refs);
     const keys = buildKeys(plan, q.entities);
     if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock());
-    if (this.readSync) return fill(q, plan, q.entities.rowCount, this.readSync(keys), this.clock());
+    const now = this.store.getManyNow(keys);
+    if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock());
     return this.store.getMany(keys, signal).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock()));
   }
 }

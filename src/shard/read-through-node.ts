@@ -1,6 +1,6 @@
 import { ringKeyOf } from "../kv/keys.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HashRing } from "../ring/ring.ts";
 
 /** The ring before a migration: who owned each key, and the node behind each member index. */
@@ -17,6 +17,9 @@ export interface PreviousRing {
  * old owner, so a not-yet-copied row cannot come back.
  */
 export class ReadThroughNode implements KvNode {
+  /** Misses go to the previous owner, over I/O: never answered from memory alone. */
+  readonly readsNow = "never";
+  readonly getManyNow = neverNow;
   readonly id: string;
   private readonly own: KvNode;
   private readonly previous: PreviousRing;

@@ -1,5 +1,5 @@
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause, ShardUnavailableError, StorageError, WriteNotAcknowledgedError, withDeadline } from "../kv/storage-errors.ts";
 import type { Discovery } from "./discovery.ts";
 import type { Member, MemberStats, ReadFrom } from "./member.ts";
@@ -68,6 +68,8 @@ const blamesMember = (error: unknown): boolean =>
  * because every write is an idempotent last-write-wins put.
  */
 export class ReplicaSet implements KvNode {
+  readonly readsNow = "never";
+  readonly getManyNow = neverNow;
   readonly id: string;
   private readonly options: ReplicaSetOptions;
   private readonly discovery: Discovery;

@@ -7,7 +7,8 @@ import {
   type PutOutcome,
   type ReadSlot,
   type ScanPage,
-  syncReaderOf,
+  combineReadsNow,
+  type ReadsNow,
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
 import { HashRing } from "../ring/ring.ts";
@@ -41,18 +42,22 @@ export class ShardedStore implements KvNode {
   readonly id: string;
   private ringRef: HashRing;
   private nodes: KvNode[];
-  /**
-   * Set when every node reads from process memory (the embedded store): the
-   * lookup path then reads without awaiting. Recomputed on membership change.
-   */
-  getManySync: ((keys: readonly string[]) => ReadSlot[]) | undefined;
+  private readsNowRef: ReadsNow;
+  /** Chosen per membership: a single owner's reader, or group-then-read, or `neverNow`. */
+  private nowPath: (keys: readonly string[]) => ReadSlot[] | undefined;
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
     this.id = options.id ?? "ring";
     this.ringRef = new HashRing(members, { vnodesPerNode: options.vnodesPerNode ?? 160 });
     this.nodes = members.map((m) => m.node);
-    this.getManySync = this.syncPath();
+    this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
+    this.nowPath = this.choosePath();
+  }
+
+  /** Derived from the members; a membership change may change it. */
+  get readsNow(): ReadsNow {
+    return this.readsNowRef;
   }
 
   get ring(): HashRing {
@@ -75,19 +80,28 @@ export class ShardedStore implements KvNode {
     const ring = new HashRing(members, { vnodesPerNode: this.ringRef.vnodesPerNode });
     this.nodes = members.map((m) => m.node);
     this.ringRef = ring;
-    this.getManySync = this.syncPath();
+    this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
+    this.nowPath = this.choosePath();
   }
 
-  private syncPath(): ((keys: readonly string[]) => ReadSlot[]) | undefined {
-    const readers = this.nodes.map(syncReaderOf);
-    if (readers.some((r) => r === undefined)) return undefined;
-    const sync = readers as ((keys: readonly string[]) => ReadSlot[])[];
-    if (sync.length === 1) return sync[0];
+  /** Answers from memory when every owning node can; `undefined` as soon as one cannot. */
+  getManyNow(keys: readonly string[]): ReadSlot[] | undefined {
+    return this.nowPath(keys);
+  }
+
+  private choosePath(): (keys: readonly string[]) => ReadSlot[] | undefined {
+    if (this.readsNowRef === "never") return () => undefined;
+    const nodes = this.nodes;
+    if (nodes.length === 1) {
+      const only = nodes[0]!;
+      return (keys) => only.getManyNow(keys);
+    }
     return (keys) => {
-      if (keys.length === 1) return sync[this.ringRef.ownerIndexOf(ringKeyOf(keys[0]!))]!(keys);
+      if (keys.length === 1) return nodes[this.ringRef.ownerIndexOf(ringKeyOf(keys[0]!))]!.getManyNow(keys);
       const out = new Array<ReadSlot>(keys.length);
       for (const g of this.group(keys)) {
-        const got = sync[g.owner]!(g.keys);
+        const got = g.node.getManyNow(g.keys);
+        if (got === undefined) return undefined;
         for (let j = 0; j < g.positions.length; j++) out[g.positions[j]!] = got[j];
       }
       return out;

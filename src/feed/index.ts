@@ -1,0 +1,3 @@
+export type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
+export { LocalChangeFeed } from "./local-feed.ts";
+export { PublishingKvNode } from "./publishing-node.ts";
