@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
 import type { ChangeEvent, ChangeFeed } from "./change-feed.ts";
 
 /**
@@ -25,8 +25,8 @@ export class PublishingKvNode implements KvNode {
     return this.inner.readsNow;
   }
 
-  getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
-    return this.inner.getMany(keys, signal);
+  getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    return this.inner.getMany(keys, ctx);
   }
 
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {

@@ -7,6 +7,7 @@ export {
   type KvNode,
   type NodeHealth,
   type PutOutcome,
+  type ReadContext,
   type ReadSlot,
   type ScanPage,
   type StoredRow,

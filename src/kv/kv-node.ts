@@ -16,6 +16,30 @@ export interface StoredRow {
   /** Event timestamp, milliseconds since the Unix epoch. */
   readonly ts: number;
   readonly values: readonly FeatureValue[];
+  /**
+   * Set only on rows a cache served from its grace window (past their TTL)
+   * because the origin could not answer: the lookup flags such values.
+   */
+  readonly stale?: true;
+}
+
+/**
+ * Per-request read context, created once per lookup and passed unchanged
+ * through every composite to the nodes that do I/O.
+ */
+export interface ReadContext {
+  /** Aborts the read (client gone, budget spent). */
+  readonly signal?: AbortSignal;
+  /**
+   * When the caller stops waiting, in ms on the `performance.now()` clock: a
+   * node that cannot answer by then yields UNAVAILABLE, never a late answer.
+   */
+  readonly deadline?: number;
+  /**
+   * Filled by composites: ids of the nodes (shards) that could not answer some
+   * of this request's keys. Created by the caller when it wants to know.
+   */
+  readonly degraded?: string[];
 }
 
 /** A key with the row to write under it. */
@@ -87,7 +111,7 @@ export type ReadsNow = "always" | "sometimes" | "never";
 export interface KvNode {
   readonly id: string;
   readonly readsNow: ReadsNow;
-  getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
+  getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]>;
   getManyNow(keys: readonly string[]): ReadSlot[] | undefined;
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome>;
   deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number>;

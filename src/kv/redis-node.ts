@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "./kv-node.ts";
 import { neverNow } from "./kv-node.ts";
 import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
@@ -117,9 +117,9 @@ export class RedisKvNode implements KvNode {
     return this.client.status === "ready";
   }
 
-  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     if (keys.length === 0) return [];
-    const raw = await withDeadline(this.client.mgetBuffer(keys as string[]), this.timeoutMs, `redis ${this.address} MGET`, signal);
+    const raw = await withDeadline(this.client.mgetBuffer(keys as string[]), this.timeoutMs, `redis ${this.address} MGET`, ctx?.signal);
     return raw.map((bytes) => (bytes === null ? undefined : decodeRow(bytes)));
   }
 

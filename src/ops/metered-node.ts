@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
 
@@ -58,11 +58,11 @@ export class MeteredKvNode implements KvNode {
     return this.inner.readsNow;
   }
 
-  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     const start = performance.now();
     let slots: ReadSlot[];
     try {
-      slots = await this.inner.getMany(keys, signal);
+      slots = await this.inner.getMany(keys, ctx);
     } catch (e) {
       this.getErrors.inc();
       throw e;

@@ -144,6 +144,7 @@ describe("LookupService", () => {
     }
     expect(onUp.length).toBeGreaterThan(0);
     expect(onUp.length).toBeLessThan(ids.length);
+    expect(res.degraded).toEqual(["down"]);
   });
 
   test("composite keys and several views in one request", async () => {

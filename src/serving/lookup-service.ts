@@ -1,4 +1,4 @@
-import type { FeatureValue, KvNode, ReadSlot } from "../kv/kv-node.ts";
+import type { FeatureValue, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
@@ -24,7 +24,16 @@ export interface LookupResult {
   readonly statuses: Uint8Array;
   /** Event time in ms; 0 where there is no stored value. */
   readonly timestamps: Float64Array;
+  /** Ids of storage nodes (shards) that could not answer some of the keys; empty when all answered. */
+  readonly degraded: readonly string[];
+  /**
+   * Per value, 1 where a cache served the row from its grace window because
+   * the origin could not answer; `undefined` (no allocation) when none was.
+   */
+  readonly stale: Uint8Array | undefined;
 }
+
+const NONE: readonly string[] = Object.freeze([]);
 
 /** Per-request view plan: the distinct views asked for and where each ref reads from. */
 interface Plan {
@@ -52,13 +61,14 @@ export class LookupService {
    * the request's AbortSignal into each read cost ~7% of Redis-backed
    * throughput (Bun allocates the signal, each read adds and removes a listener).
    */
-  lookup(q: LookupQuery, signal?: AbortSignal): LookupResult | Promise<LookupResult> {
+  lookup(q: LookupQuery, options?: { readonly signal?: AbortSignal; readonly deadline?: number }): LookupResult | Promise<LookupResult> {
     const plan = planOf(q.refs);
     const keys = buildKeys(plan, q.entities);
-    if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock());
+    if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
     const now = this.store.getManyNow(keys);
-    if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock());
-    return this.store.getMany(keys, signal).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock()));
+    if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
+    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+    return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
   }
 }
 
@@ -92,13 +102,14 @@ function buildKeys(plan: Plan, entities: EntityInput): string[] {
   return keys;
 }
 
-function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot[], now: number): LookupResult {
+function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot[], now: number, degraded: readonly string[]): LookupResult {
   const refs = q.refs;
   const nf = refs.length;
   const values = new Array<FeatureValue>(rows * nf);
   const statuses = new Uint8Array(rows * nf);
   const timestamps = new Float64Array(rows * nf);
   const fillDefaults = q.fillDefaults;
+  let stale: Uint8Array | undefined;
   for (let c = 0; c < nf; c++) {
     const ref = refs[c]!;
     const view = ref.view;
@@ -117,6 +128,10 @@ function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot
       } else {
         const v = slot.values[fi];
         timestamps[at] = slot.ts;
+        if (slot.stale === true) {
+          stale ??= new Uint8Array(rows * nf);
+          stale[at] = 1;
+        }
         if (v === null || v === undefined) {
           values[at] = dflt;
           statuses[at] = Status.NULL_VALUE;
@@ -128,5 +143,5 @@ function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot
       }
     }
   }
-  return { refs, rowCount: rows, values, statuses, timestamps };
+  return { refs, rowCount: rows, values, statuses, timestamps, degraded: degraded.length > 0 ? [...new Set(degraded)] : NONE, stale };
 }

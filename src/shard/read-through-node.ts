@@ -1,5 +1,5 @@
 import { ringKeyOf } from "../kv/keys.ts";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HashRing } from "../ring/ring.ts";
 
@@ -30,8 +30,8 @@ export class ReadThroughNode implements KvNode {
     this.previous = previous;
   }
 
-  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
-    const rows = await this.own.getMany(keys, signal);
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    const rows = await this.own.getMany(keys, ctx);
     const groups = this.byPreviousOwner(keys, (i) => rows[i] === undefined);
     if (groups.size === 0) return rows;
     const retry: number[] = [];
@@ -41,7 +41,7 @@ export class ReadThroughNode implements KvNode {
         try {
           got = await node.getMany(
             positions.map((p) => keys[p]!),
-            signal,
+            ctx,
           );
         } catch {
           got = positions.map(() => UNAVAILABLE);
@@ -56,7 +56,7 @@ export class ReadThroughNode implements KvNode {
       // Missing at both: the migration may have copied then deleted it between our two reads (copy comes first).
       const again = await this.own.getMany(
         retry.map((p) => keys[p]!),
-        signal,
+        ctx,
       );
       retry.forEach((p, j) => {
         rows[p] = again[j];

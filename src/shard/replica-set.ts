@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause, ShardUnavailableError, StorageError, WriteNotAcknowledgedError, withDeadline } from "../kv/storage-errors.ts";
 import type { Discovery } from "./discovery.ts";
@@ -114,7 +114,8 @@ export class ReplicaSet implements KvNode {
    * passes; a member that fails is marked unhealthy (moving it to the back)
    * and the next one is tried at once. Gives UNAVAILABLE slots, never throws.
    */
-  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    const signal = ctx?.signal;
     if (keys.length === 0) return [];
     const deadline = Date.now() + (this.options.requestTimeoutMs ?? 1000);
     const attemptMs = this.options.attemptTimeoutMs ?? 250;
@@ -132,7 +133,7 @@ export class ReplicaSet implements KvNode {
       tried.push(member);
       const started = performance.now();
       try {
-        const work = member.node.getMany(keys, signal);
+        const work = member.node.getMany(keys, ctx);
         const rows = await (remaining < attemptMs ? withDeadline(work, remaining, `shard ${this.id} read`, signal) : work);
         member.observe(performance.now() - started);
         return rows;
@@ -141,6 +142,7 @@ export class ReplicaSet implements KvNode {
         this.membership.markFailed(member, error);
       }
     }
+    ctx?.degraded?.push(this.id);
     return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
   }
 
@@ -172,7 +174,7 @@ export class ReplicaSet implements KvNode {
   /** Reads from the primary only (with the failover window): the authoritative copy, for rebalancing. */
   getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
     if (keys.length === 0) return Promise.resolve([]);
-    return this.onPrimary("read", signal, (m) => m.node.getMany(keys, signal));
+    return this.onPrimary("read", signal, (m) => m.node.getMany(keys, signal ? { signal } : undefined));
   }
 
   /** Compare-and-delete on the primary (see RedisKvNode.deleteIfNotNewer); answers the keys kept as newer. */

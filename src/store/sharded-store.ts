@@ -5,6 +5,7 @@ import {
   type KvNode,
   type NodeHealth,
   type PutOutcome,
+  type ReadContext,
   type ReadSlot,
   type ScanPage,
   combineReadsNow,
@@ -108,14 +109,15 @@ export class ShardedStore implements KvNode {
     };
   }
 
-  async getMany(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     if (keys.length === 0) return [];
     const groups = this.group(keys);
     if (groups.length === 1) {
       const g = groups[0]!;
       try {
-        return await g.node.getMany(keys, signal);
+        return await g.node.getMany(keys, ctx);
       } catch {
+        ctx?.degraded?.push(g.node.id);
         return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
       }
     }
@@ -124,8 +126,9 @@ export class ShardedStore implements KvNode {
       groups.map(async (g) => {
         let got: readonly ReadSlot[] | undefined;
         try {
-          got = await g.node.getMany(g.keys, signal);
+          got = await g.node.getMany(g.keys, ctx);
         } catch {
+          ctx?.degraded?.push(g.node.id);
           got = undefined;
         }
         for (let j = 0; j < g.positions.length; j++) out[g.positions[j]!] = got ? got[j] : UNAVAILABLE;
