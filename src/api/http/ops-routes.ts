@@ -3,8 +3,6 @@ import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
-const TEXT_METRICS = { "content-type": "text/plain; version=0.0.4; charset=utf-8" } as const;
-
 /** Liveness, readiness, metrics and the admin reload. */
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const requireAdmin = (req: Request) => {
@@ -35,7 +33,8 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
     ),
   );
 
-  add("GET", "/metrics", () => new Response(deps.metrics.render(), { headers: TEXT_METRICS }));
+  const metricsHeaders = { "content-type": deps.metrics.contentType };
+  add("GET", "/metrics", async () => new Response(await deps.metrics.render(), { headers: metricsHeaders }));
 
   add("POST", "/admin/registry/reload",
     instrument(

@@ -1,0 +1,67 @@
+import { describe, expect, test } from "bun:test";
+import { MetricsRegistry } from "./metrics.ts";
+
+/** Every non-comment line of the text exposition: `name{labels} value` (Prometheus parses NaN in any case). */
+const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|nan|[+-]inf)$/i;
+
+describe("MetricsRegistry on prom-client", () => {
+  test("counters export every resolved series, totals accumulate across scrapes", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    const c = m.counter("t_requests_total", "Requests.", ["route", "status"]);
+    const ok = c.labels("/v1/lookup", "200");
+    c.labels("/v1/push", "503");
+    ok.inc();
+    ok.inc(2);
+    let text = await m.render();
+    expect(text).toContain("# TYPE t_requests_total counter");
+    expect(text).toContain('t_requests_total{route="/v1/lookup",status="200"} 3');
+    expect(text).toContain('t_requests_total{route="/v1/push",status="503"} 0');
+    ok.inc();
+    text = await m.render();
+    expect(text).toContain('t_requests_total{route="/v1/lookup",status="200"} 4');
+  });
+
+  test("histograms are cumulative with +Inf, sum and count", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    const h = m.histogram("t_latency_seconds", "Latency.", ["op"], [0.001, 0.01]).labels("get");
+    h.observe(0.0005);
+    h.observe(0.005);
+    h.observe(0.5);
+    const text = await m.render();
+    expect(text).toContain("# TYPE t_latency_seconds histogram");
+    expect(text).toContain('t_latency_seconds_bucket{op="get",le="0.001"} 1');
+    expect(text).toContain('t_latency_seconds_bucket{op="get",le="0.01"} 2');
+    expect(text).toContain('t_latency_seconds_bucket{op="get",le="+Inf"} 3');
+    expect(text).toContain('t_latency_seconds_sum{op="get"} 0.5055');
+    expect(text).toContain('t_latency_seconds_count{op="get"} 3');
+  });
+
+  test("scrape-time gauges with per-sample labels, escaped", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    let n = 1;
+    m.gauge("t_share", "Share.", () => [{ labels: { node: 'a"b' }, value: n }, { value: 2 }]);
+    expect(await m.render()).toContain('t_share{node="a\\"b"} 1');
+    n = 5;
+    const text = await m.render();
+    expect(text).toContain('t_share{node="a\\"b"} 5');
+    expect(text).toContain("t_share 2");
+  });
+
+  test("default process metrics: event-loop lag, heap, RSS; every line is valid exposition", async () => {
+    const m = new MetricsRegistry();
+    m.counter("t_total", "T.", ["x"]).labels("y").inc();
+    const text = await m.render();
+    for (const name of ["nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes", "process_resident_memory_bytes", "process_cpu_seconds_total"]) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+    for (const line of text.split("\n")) {
+      if (line === "" || line.startsWith("#")) continue;
+      expect(line).toMatch(SAMPLE);
+    }
+  });
+
+  test("a handle resolved with the wrong number of labels is refused at resolution", () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    expect(() => m.counter("t_x_total", "X.", ["a", "b"]).labels("only-one")).toThrow(/expected 2 values/);
+  });
+});
