@@ -7,13 +7,15 @@ import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { MeteredKvNode, MetricsRegistry, registerShardGauges } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
-import { loadDemoData, LookupService, PushService } from "./serving/index.ts";
+import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
 export interface Quiver {
   readonly http: HttpEdge;
+  /** The transport-neutral use cases every edge calls. */
+  readonly serving: FeatureServing;
   readonly registry: RegistryHolder;
   /** The storage tier (ring over embedded nodes or Redis shards). */
   readonly store: ShardedStore;
@@ -61,10 +63,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   registerGauges(metrics, registry, store);
   if (shards) registerShardGauges(metrics, shards);
 
+  const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows });
   const http = createHttpEdge({
     registry,
-    lookup,
-    push,
+    serving,
     store,
     metrics,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows },
@@ -84,6 +86,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
 
   return {
     http,
+    serving,
     registry,
     store,
     metrics,

@@ -1,1 +1,22 @@
-export { type Issue, invalid, invalidAll, QuiverError, unavailable } from "./quiver-error.ts";
+export {
+  cancelled,
+  deadlineExceeded,
+  type ErrorKind,
+  failedPrecondition,
+  type Issue,
+  internal,
+  invalid,
+  invalidAll,
+  invalidArgument,
+  methodNotAllowed,
+  notFound,
+  payloadTooLarge,
+  QuiverError,
+  type QuiverErrorOptions,
+  resourceExhausted,
+  toQuiverError,
+  unauthenticated,
+  unavailable,
+  unknownName,
+  unsupportedMediaType,
+} from "./quiver-error.ts";

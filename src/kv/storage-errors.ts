@@ -1,13 +1,13 @@
 import { QuiverError } from "../errors/quiver-error.ts";
 
 /**
- * Errors the storage layer raises. They are QuiverErrors (status 503, a
- * stable `code`, `retryable`) so the one edge handler maps them to 503 +
- * Retry-After without knowing which node raised them.
+ * Errors the storage layer raises. They are QuiverErrors (kind `unavailable`,
+ * a stable `code`, `retryable`) so each edge maps them (HTTP 503 + Retry-After,
+ * gRPC UNAVAILABLE) without knowing which node raised them.
  */
 export class StorageError extends QuiverError {
   constructor(code: string, message: string, retryable: boolean, cause?: unknown) {
-    super(code, 503, message, { retryable, cause });
+    super("unavailable", code, message, { retryable, cause });
     this.name = new.target.name;
   }
 }

@@ -1,6 +1,6 @@
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
-import { type Issue, invalidAll, QuiverError } from "../errors/index.ts";
+import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { viewKeyPrefix } from "../kv/keys.ts";
 import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
@@ -25,7 +25,7 @@ export function parseDefinitionsText(text: string, source = "definitions"): unkn
   try {
     return parseYaml(text, { maxAliasCount: 100 });
   } catch (e) {
-    throw new QuiverError("invalid_registry", 400, `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
+    throw invalidArgument("invalid_registry", `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
   }
 }
 

@@ -1,4 +1,4 @@
-import { invalid } from "../errors/index.ts";
+import { invalid, unknownName } from "../errors/index.ts";
 import type { FeatureValue, KvEntry, KvNode, PutOutcome } from "../kv/kv-node.ts";
 import type { CompiledView } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
@@ -25,7 +25,7 @@ export class PushService {
   ) {}
 
   /**
-   * Validates every row; throws a 400 naming the first bad field. `columns`
+   * Validates every row; throws an error naming the first bad field. `columns`
    * lists every field present with where it sits (each row's keys in row
    * form), so an unknown name is caught even when only one row has it.
    */
@@ -33,7 +33,7 @@ export class PushService {
     for (const { name, path } of columns) {
       if (!view.featureIndex.has(name) && !TIME_COLUMNS.has(name) && !view.joinKeys.some((k) => k.name === name)) {
         const known = view.features.map((f) => f.name).join(", ");
-        throw invalid("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
+        throw unknownName("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
       }
     }
     const rows = input.rowCount;

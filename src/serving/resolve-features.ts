@@ -1,4 +1,4 @@
-import { invalid } from "../errors/index.ts";
+import { invalid, unknownName } from "../errors/index.ts";
 import { describeValue, type FeatureRef, type Registry, unknownRefMessage } from "../registry/index.ts";
 
 /** Most features one request may name; protects the server from absurd plans. */
@@ -6,7 +6,7 @@ export const MAX_FEATURES_PER_REQUEST = 2000;
 
 /**
  * Resolves a request's feature list or feature service to references. Exactly
- * one of the two must be given; every unknown name is a 400 naming it.
+ * one of the two must be given; every unknown name is an `unknown_name` error naming it.
  */
 export function resolveFeatures(
   registry: Registry,
@@ -20,7 +20,7 @@ export function resolveFeatures(
   if (service !== undefined) {
     if (typeof service !== "string") throw invalid("invalid_request", paths.service, `expected a feature service name, got ${describeValue(service)}`);
     const refs = registry.services.get(service);
-    if (!refs) throw invalid("unknown_feature_service", paths.service, `unknown feature service "${service}"`);
+    if (!refs) throw unknownName("unknown_feature_service", paths.service, `unknown feature service "${service}"`);
     return refs;
   }
   if (features === undefined) throw invalid("invalid_request", paths.features, `is required (or ${paths.service})`);
@@ -33,7 +33,9 @@ export function resolveFeatures(
     const ref = typeof name === "string" ? registry.refs.get(name) : undefined;
     if (ref === undefined) {
       const message = typeof name === "string" ? unknownRefMessage(name, registry.views) : `expected "<feature_view>:<feature>", got ${describeValue(name)}`;
-      throw invalid(message.startsWith("unknown feature view") ? "unknown_feature_view" : "unknown_feature", `${paths.features}[${i}]`, message);
+      const path = `${paths.features}[${i}]`;
+      if (typeof name !== "string") throw invalid("unknown_feature", path, message);
+      throw unknownName(message.startsWith("unknown feature view") ? "unknown_feature_view" : "unknown_feature", path, message);
     }
     out[i] = ref;
   }

@@ -1,4 +1,4 @@
-import { invalid, QuiverError } from "../errors/index.ts";
+import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { readCheckpoint } from "./migration-checkpoint.ts";
@@ -95,7 +95,7 @@ export class ShardSet implements ConnectedShards {
   }
 
   async reconfigure(next: Topology, store: ShardedStore, options: ReconfigureOptions = {}): Promise<Migration | undefined> {
-    if (this.active?.progress().state === "running") throw new QuiverError("migration_in_progress", 409, "a migration is running; wait for it to finish");
+    if (this.active?.progress().state === "running") throw failedPrecondition("migration_in_progress", "a migration is running; wait for it to finish");
     next.shards.forEach((spec, i) => {
       const old = this.topology.shards.find((s) => s.name === spec.name) ?? this.pendingFrom?.specs.find((s) => s.name === spec.name);
       if (old && connectionOf(old) !== connectionOf(spec)) {
@@ -104,7 +104,7 @@ export class ShardSet implements ConnectedShards {
     });
     const to = next.shards.map((s) => ({ id: s.name, weight: s.weight }));
     if (this.pendingFrom && ringOf(to) !== ringOf(this.current)) {
-      throw new QuiverError("migration_in_progress", 409, `the migration to [${ringOf(this.current)}] has not finished; reload that topology again to resume it`);
+      throw failedPrecondition("migration_in_progress", `the migration to [${ringOf(this.current)}] has not finished; reload that topology again to resume it`);
     }
     const added = next.shards.filter((s) => !this.sets.has(s.name));
     for (const set of await this.connect(added, next.defaults)) this.sets.set(set.id, set);
@@ -120,7 +120,7 @@ export class ShardSet implements ConnectedShards {
     const meta = saved?.meta as MigrationMeta | undefined;
     if (!saved || !meta?.from) return undefined;
     if (!saved.plan.endsWith(`-> ${this.current.map((m) => `${m.id}:${m.weight}`).join(",")}`)) {
-      throw new QuiverError("invalid_topology", 400, `${checkpointPath}: an interrupted migration (${saved.plan}) does not end at this topology; start with its target topology or delete the checkpoint`);
+      throw invalidArgument("invalid_topology", `${checkpointPath}: an interrupted migration (${saved.plan}) does not end at this topology; start with its target topology or delete the checkpoint`);
     }
     const missing = meta.from.filter((s) => !this.sets.has(s.name));
     for (const set of await this.connect(missing, meta.defaults)) this.sets.set(set.id, set);

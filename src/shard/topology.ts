@@ -1,5 +1,5 @@
 import { parse as parseYaml } from "yaml";
-import { type Issue, invalidAll, QuiverError } from "../errors/index.ts";
+import { type Issue, invalidAll, invalidArgument, QuiverError } from "../errors/index.ts";
 import { parseHostPort } from "./address.ts";
 import type { ReplicaSetOptions } from "./replica-set.ts";
 
@@ -46,19 +46,19 @@ const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
 /** Reads and validates a topology file (YAML, or JSON which YAML also reads). Throws naming the file and every problem. */
 export async function loadTopology(path: string): Promise<Topology> {
   const file = Bun.file(path);
-  if (!(await file.exists())) throw new QuiverError("invalid_topology", 400, `topology file not found: ${path}`, { path: "(file)" });
+  if (!(await file.exists())) throw invalidArgument("invalid_topology", `topology file not found: ${path}`, { path: "(file)" });
   let data: unknown;
   try {
     data = parseYaml(await file.text());
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new QuiverError("invalid_topology", 400, `${path}: not valid YAML/JSON: ${reason}`, { path: "(file)" });
+    throw invalidArgument("invalid_topology", `${path}: not valid YAML/JSON: ${reason}`, { path: "(file)" });
   }
   try {
     return parseTopology(data);
   } catch (error) {
     if (!(error instanceof QuiverError)) throw error;
-    throw new QuiverError(error.code, error.status, `${path}: ${error.message}`, { path: error.path, issues: error.issues });
+    throw new QuiverError(error.kind, error.code, `${path}: ${error.message}`, { path: error.path, issues: error.issues });
   }
 }
 

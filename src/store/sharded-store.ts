@@ -1,4 +1,4 @@
-import { unavailable } from "../errors/index.ts";
+import { QuiverError, unavailable } from "../errors/index.ts";
 import { ringKeyOf } from "../kv/keys.ts";
 import {
   type KvEntry,
@@ -158,8 +158,8 @@ export class ShardedStore implements KvNode {
     const total: PutOutcome = { written: 0, ignored: 0 };
     for (const r of results) {
       if (r.status === "rejected") {
-        const cause = r.reason as { retryable?: boolean; message?: string; status?: number };
-        if (cause && typeof cause.status === "number" && cause.retryable) throw cause;
+        const cause = r.reason as { message?: string } | undefined;
+        if (cause instanceof QuiverError && cause.retryable) throw cause;
         throw unavailable(`storage write failed: ${cause?.message ?? String(cause)}`, cause);
       }
       total.written += r.value.written;

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { QuiverError } from "../../errors/index.ts";
+import { methodNotAllowed, notFound } from "../../errors/index.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
@@ -40,10 +40,10 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   mountOpsRoutes(add, deps, metrics);
   for (const [path, allowed] of methods) {
     app.all(path, (c) =>
-      errorResponse(new QuiverError("method_not_allowed", 405, `${c.req.method} ${path}: use ${allowed.join(" or ")}`, { path: "(method)" }), { allow: allowed.join(", ") }),
+      errorResponse(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"), { allow: allowed.join(", ") }),
     );
   }
-  app.notFound((c) => errorResponse(new QuiverError("not_found", 404, `no route ${c.req.method} ${c.req.path}`, { path: "(url)" })));
+  app.notFound((c) => errorResponse(notFound("not_found", `no route ${c.req.method} ${c.req.path}`, "(url)")));
   app.onError((e) => errorResponse(e));
   return { app, nativeRoutes };
 }

@@ -1,5 +1,5 @@
 import { Decoder } from "@msgpack/msgpack";
-import { QuiverError } from "../../errors/index.ts";
+import { invalid, invalidArgument, payloadTooLarge, unsupportedMediaType, type QuiverError } from "../../errors/index.ts";
 
 export const MSGPACK = "application/msgpack";
 
@@ -32,7 +32,7 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
   const msgpack = isMsgpack(type);
   if (type !== "" && !type.startsWith("application/json") && !(msgpack && allowMsgpack)) {
     const accepted = allowMsgpack ? "application/json or application/msgpack" : "application/json";
-    throw new QuiverError("unsupported_media_type", 415, `Content-Type "${type}" is not supported; send ${accepted}`, { path: "(headers).content-type" });
+    throw unsupportedMediaType(`Content-Type "${type}" is not supported; send ${accepted}`, "(headers).content-type");
   }
   const length = req.headers.get("content-length");
   const declared = length === null ? -1 : Number(length);
@@ -43,14 +43,14 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
     try {
       return { value: await req.json(), msgpack: false };
     } catch (e) {
-      throw new QuiverError("invalid_json", 400, `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
+      throw invalidArgument("invalid_json", `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
     }
   }
   let buf: ArrayBuffer;
   try {
     buf = await req.arrayBuffer();
   } catch (e) {
-    throw new QuiverError("invalid_body", 400, `could not read the request body: ${(e as Error).message}`, { path: "(body)" });
+    throw invalidArgument("invalid_body", `could not read the request body: ${(e as Error).message}`, { path: "(body)" });
   }
   if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
   if (buf.byteLength === 0) throw emptyBody();
@@ -58,28 +58,28 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
     try {
       return { value: msgpackDecoder.decode(new Uint8Array(buf)), msgpack: true };
     } catch (e) {
-      throw new QuiverError("invalid_msgpack", 400, `body is not valid MessagePack: ${(e as Error).message}`, { path: "(body)" });
+      throw invalidArgument("invalid_msgpack", `body is not valid MessagePack: ${(e as Error).message}`, { path: "(body)" });
     }
   }
   try {
     return { value: JSON.parse(utf8.decode(buf)), msgpack: false };
   } catch (e) {
-    throw new QuiverError("invalid_json", 400, `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
+    throw invalidArgument("invalid_json", `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
   }
 }
 
 function emptyBody(): QuiverError {
-  return new QuiverError("invalid_body", 400, "the request body is empty", { path: "(body)" });
+  return invalidArgument("invalid_body", "the request body is empty", { path: "(body)" });
 }
 
 function tooLarge(size: number, limit: number): QuiverError {
-  return new QuiverError("payload_too_large", 413, `body is ${size} bytes; the limit is ${limit}`, { path: "(body)" });
+  return payloadTooLarge(`body is ${size} bytes; the limit is ${limit}`, "(body)");
 }
 
 /** The body must be a JSON object; returns it typed as a record. */
 export function asObject(value: unknown): Record<string, unknown> {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new QuiverError("invalid_request", 400, "body must be a JSON object", { path: "(body)" });
+    throw invalidArgument("invalid_request", "body must be a JSON object", { path: "(body)" });
   }
   return value as Record<string, unknown>;
 }
@@ -87,6 +87,6 @@ export function asObject(value: unknown): Record<string, unknown> {
 /** Rejects unknown top-level fields: a typo like `fillDefault` should fail loudly, not be ignored. */
 export function rejectUnknownFields(body: Record<string, unknown>, allowed: ReadonlySet<string>): void {
   for (const k of Object.keys(body)) {
-    if (!allowed.has(k)) throw new QuiverError("invalid_request", 400, `${k}: unknown field; expected one of ${[...allowed].join(", ")}`, { path: k });
+    if (!allowed.has(k)) throw invalid("invalid_request", k, `unknown field; expected one of ${[...allowed].join(", ")}`);
   }
 }

@@ -1,13 +1,13 @@
 import type { KvNode } from "../../kv/kv-node.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
-import type { LookupService, PushService } from "../../serving/index.ts";
+import type { FeatureServing } from "../../serving/index.ts";
 
 /** Everything the HTTP edge needs, built by src/app.ts. */
 export interface HttpDeps {
   readonly registry: RegistryHolder;
-  readonly lookup: LookupService;
-  readonly push: PushService;
+  /** The transport-neutral use cases: handlers read the body, call these, encode the answer. */
+  readonly serving: FeatureServing;
   /** The storage tier, for readiness. */
   readonly store: KvNode;
   readonly metrics: MetricsRegistry;

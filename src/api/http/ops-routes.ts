@@ -1,4 +1,4 @@
-import { QuiverError } from "../../errors/index.ts";
+import { failedPrecondition, notFound, unauthenticated } from "../../errors/index.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
@@ -7,11 +7,11 @@ import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const requireAdmin = (req: Request) => {
     if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
-      throw new QuiverError("unauthorized", 401, "admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", { path: "(headers).authorization" });
+      throw unauthenticated("admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
     }
   };
   const topologyOf = () => {
-    if (!deps.topology) throw new QuiverError("no_topology", 409, "this server runs on the embedded store; start it with --topology to use shard admin routes", { path: "(url)" });
+    if (!deps.topology) throw failedPrecondition("no_topology", "this server runs on the embedded store; start it with --topology to use shard admin routes", "(url)");
     return deps.topology;
   };
   add("GET", "/healthz", () => json({ status: "ok" }));
@@ -72,7 +72,7 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
       (req) => {
         requireAdmin(req);
         const progress = topologyOf().progress();
-        if (progress === undefined) throw new QuiverError("not_found", 404, "no migration has run since start-up", { path: "(url)" });
+        if (progress === undefined) throw notFound("not_found", "no migration has run since start-up", "(url)");
         return json(progress);
       },
       errorResponse,

@@ -1,5 +1,6 @@
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
-import { toQuiverError } from "./responses.ts";
+import { toQuiverError } from "../../errors/index.ts";
+import { httpStatusOf } from "./error-status.ts";
 
 /** A route handler on the raw request, so Hono and Bun's native router can share it. */
 export type Handler = (req: Request) => Response | Promise<Response>;
@@ -30,7 +31,7 @@ export function instrument(metrics: RouteMetrics, name: string, handler: Handler
       res = await handler(req);
     } catch (e) {
       const q = toQuiverError(e);
-      if (q.status >= 500) metrics.errors.labels(name, q.code).inc();
+      if (httpStatusOf(q) >= 500) metrics.errors.labels(name, q.code).inc();
       res = onError(q);
     }
     latency.observe((performance.now() - start) / 1000);

@@ -1,0 +1,31 @@
+import type { ErrorKind, QuiverError } from "../../errors/index.ts";
+
+/**
+ * The HTTP edge's one mapping from error kind to status. Unknown names in a
+ * request body are a 400 (the URL exists; the body is wrong), which is what
+ * the HTTP contract has always said.
+ */
+const STATUS_OF_KIND: Readonly<Record<ErrorKind, number>> = {
+  invalid_argument: 400,
+  unknown_name: 400,
+  unauthenticated: 401,
+  not_found: 404,
+  method_not_allowed: 405,
+  failed_precondition: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  resource_exhausted: 429,
+  cancelled: 499,
+  internal: 500,
+  unavailable: 503,
+  deadline_exceeded: 504,
+};
+
+export function httpStatusOf(e: QuiverError): number {
+  return STATUS_OF_KIND[e.kind];
+}
+
+/** Retryable shedding and unavailability tell the client when to come back. */
+export function retryHeaders(e: QuiverError, status: number): Record<string, string> | undefined {
+  return e.retryable && (status === 503 || status === 429) ? { "retry-after": "1" } : undefined;
+}

@@ -1,0 +1,54 @@
+import type { PutOutcome } from "../kv/kv-node.ts";
+import type { Registry, RegistryHolder } from "../registry/index.ts";
+import type { LookupResult, LookupService } from "./lookup-service.ts";
+import { type LookupDialect, type PlannedLookup, planLookup } from "./lookup-request.ts";
+import { type PushDialect, planPush } from "./push-request.ts";
+import type { PushService } from "./push-service.ts";
+
+export interface ServingLimits {
+  /** Most entity rows per lookup or push. */
+  readonly maxRows: number;
+}
+
+/** Per-call options every edge can give: the caller's deadline becomes the lookup budget. */
+export interface CallOptions {
+  /** performance.now() ms after which the answer is useless to the caller. */
+  readonly deadline?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The transport-neutral serving layer: every edge (HTTP, gRPC) decodes its
+ * request to a plain object, calls these use cases with its dialect and
+ * encodes the result; validation and resolution live here once. Errors are
+ * QuiverErrors with a kind and the path of the offending field.
+ */
+export class FeatureServing {
+  constructor(
+    private readonly registry: RegistryHolder,
+    private readonly lookups: LookupService,
+    private readonly pushes: PushService,
+    private readonly limits: ServingLimits,
+  ) {}
+
+  /** The registry requests are resolved against right now. */
+  get currentRegistry(): Registry {
+    return this.registry.current;
+  }
+
+  /** Validates and resolves a lookup request; no storage is touched. */
+  planLookup(body: Readonly<Record<string, unknown>>, dialect: LookupDialect): PlannedLookup {
+    return planLookup(this.registry.current, body, dialect, this.limits.maxRows);
+  }
+
+  /** Runs a planned lookup; synchronous when every key is in memory. */
+  lookup(plan: PlannedLookup, options?: CallOptions): LookupResult | Promise<LookupResult> {
+    return this.lookups.lookup(plan.query, options);
+  }
+
+  /** Validates every pushed row, then writes them as one last-write-wins batch. */
+  push(body: Readonly<Record<string, unknown>>, dialect: PushDialect, options?: CallOptions): Promise<PutOutcome> {
+    const entries = planPush(this.registry.current, this.pushes, body, dialect, this.limits.maxRows);
+    return this.pushes.write(entries, options?.signal);
+  }
+}

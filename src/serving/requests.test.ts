@@ -1,0 +1,91 @@
+import { describe, expect, test } from "bun:test";
+import { QuiverError } from "../errors/index.ts";
+import { MemoryKvNode } from "../kv/memory-node.ts";
+import { compileRegistry, type Registry, RegistryHolder } from "../registry/index.ts";
+import { ColumnEntities, RowEntities } from "./entity-input.ts";
+import { FeatureServing } from "./feature-serving.ts";
+import { FEAST_LOOKUP, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";
+import { LookupService } from "./lookup-service.ts";
+import { FEAST_PUSH, FEAST_WRITE, planPush, QUIVER_PUSH } from "./push-request.ts";
+import { PushService } from "./push-service.ts";
+
+const registry: Registry = compileRegistry({
+  entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
+  featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64", default: 0.25 }, { name: "city", type: "string" }] }],
+  featureServices: [{ name: "ranker", features: ["stats:rate"] }],
+});
+const NOW = 1_763_800_000_000;
+const pushService = new PushService(new MemoryKvNode("m"), { maxFutureSkewMs: 3_600_000 }, () => NOW);
+
+/** The QuiverError a call throws, for asserting kind, code and path together. */
+function errorOf(fn: () => unknown): QuiverError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(QuiverError);
+    return e as QuiverError;
+  }
+  throw new Error("expected the call to throw");
+}
+
+describe("planLookup", () => {
+  test("Quiver's dialect: row entities, defaults filled unless switched off, names bare unless asked", () => {
+    const plan = planLookup(registry, { features: ["stats:rate", "stats:city"], entities: [{ driver_id: 1 }] }, QUIVER_LOOKUP, 10);
+    expect(plan.query.refs.map((r) => r.feature.fullName)).toEqual(["stats__rate", "stats__city"]);
+    expect(plan.entities).toBeInstanceOf(RowEntities);
+    expect(plan.query.fillDefaults).toBe(true);
+    expect(plan.fullFeatureNames).toBe(false);
+    const off = planLookup(registry, { featureService: "ranker", entities: { driver_id: [1, 2] }, fillDefaults: false, fullFeatureNames: true }, QUIVER_LOOKUP, 10);
+    expect(off.query.refs.length).toBe(1);
+    expect(off.entities).toBeInstanceOf(ColumnEntities);
+    expect(off.query.fillDefaults).toBe(false);
+    expect(off.fullFeatureNames).toBe(true);
+  });
+
+  test("Feast's dialect never fills defaults and reads only `true` as true", () => {
+    const plan = planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: "yes" }, FEAST_LOOKUP, 10);
+    expect(plan.query.fillDefaults).toBe(false);
+    expect(plan.fullFeatureNames).toBe(false);
+    expect(planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1] }, full_feature_names: true }, FEAST_LOOKUP, 10).fullFeatureNames).toBe(true);
+  });
+
+  test("errors carry a kind, a stable code and the dialect's field path", () => {
+    expect(errorOf(() => planLookup(registry, { features: ["ghost:x"], entities: [] }, QUIVER_LOOKUP, 10))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_view", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:x"], entities: [] }, QUIVER_LOOKUP, 10))).toMatchObject({ kind: "unknown_name", code: "unknown_feature", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { feature_service: "nope", entities: {} }, FEAST_LOOKUP, 10))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_service", path: "feature_service" });
+    expect(errorOf(() => planLookup(registry, { features: [7], entities: [] }, QUIVER_LOOKUP, 10))).toMatchObject({ kind: "invalid_argument", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"] }, QUIVER_LOOKUP, 10))).toMatchObject({ kind: "invalid_argument", code: "invalid_request", path: "entities" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [], fillDefaults: 1 }, QUIVER_LOOKUP, 10))).toMatchObject({ kind: "invalid_argument", path: "fillDefaults" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [{}, {}, {}] }, QUIVER_LOOKUP, 2))).toMatchObject({ code: "too_many_rows", path: "entities" });
+  });
+});
+
+describe("planPush", () => {
+  test("row form and Feast's frame form validate to the same stored rows", () => {
+    const rows = planPush(registry, pushService, { featureView: "stats", rows: [{ driver_id: 1, rate: 0.5, city: "x", event_timestamp: NOW - 1000 }] }, QUIVER_PUSH, 10);
+    const frame = planPush(registry, pushService, { push_source_name: "stats_push_source", df: { driver_id: [1], rate: [0.5], city: ["x"], event_timestamp: [NOW - 1000] } }, FEAST_PUSH, 10);
+    expect(frame).toEqual(rows);
+    expect(rows[0]!.row).toEqual({ ts: NOW - 1000, values: [0.5, "x"] });
+  });
+
+  test("errors name the dialect's field", () => {
+    expect(errorOf(() => planPush(registry, pushService, { featureView: "stats_push_source", rows: [{}] }, QUIVER_PUSH, 10))).toMatchObject({ kind: "unknown_name", path: "featureView" });
+    expect(errorOf(() => planPush(registry, pushService, { featureView: "stats", rows: [] }, QUIVER_PUSH, 10))).toMatchObject({ kind: "invalid_argument", path: "rows" });
+    expect(errorOf(() => planPush(registry, pushService, { featureView: "stats", rows: [{ driver_id: 1 }, { driver_id: 2, speed: 3 }] }, QUIVER_PUSH, 10))).toMatchObject({ kind: "unknown_name", code: "unknown_feature", path: "rows[1].speed" });
+    expect(errorOf(() => planPush(registry, pushService, { push_source_name: "stats", df: { driver_id: [1] }, to: "offline" }, FEAST_PUSH, 10))).toMatchObject({ path: "to" });
+    expect(errorOf(() => planPush(registry, pushService, { feature_view_name: "stats", df: [] }, FEAST_WRITE, 10))).toMatchObject({ kind: "invalid_argument", path: "df" });
+    expect(errorOf(() => planPush(registry, pushService, { feature_view_name: "stats", df: { driver_id: [1], rate: ["fast"] } }, FEAST_WRITE, 10))).toMatchObject({ code: "invalid_value", path: "df.rate[0]" });
+  });
+});
+
+describe("FeatureServing", () => {
+  test("a push is readable through the same use cases", async () => {
+    const store = new MemoryKvNode("m");
+    const push = new PushService(store, { maxFutureSkewMs: 3_600_000 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(store, () => NOW), push, { maxRows: 10 });
+    expect(await serving.push({ featureView: "stats", rows: [{ driver_id: 7, rate: 0.75 }] }, QUIVER_PUSH)).toEqual({ written: 1, ignored: 0 });
+    const result = await serving.lookup(serving.planLookup({ features: ["stats:rate"], entities: [{ driver_id: 7 }, { driver_id: 8 }] }, QUIVER_LOOKUP));
+    expect(result.values).toEqual([0.75, 0.25]);
+    expect([...result.statuses]).toEqual([1, 3]);
+  });
+});
