@@ -1,0 +1,92 @@
+import { writeSync } from "node:fs";
+import { encode } from "@msgpack/msgpack";
+import { buildQuiver } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/config.ts";
+import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
+
+/**
+ * Child process of the `lookup-alloc` suite: drives N lookups through the HTTP
+ * edge's native handler in-process (no socket). With BUN_JSC_logGC=1 (set by
+ * the parent) JavaScriptCore logs each collection with the bytes allocated
+ * since the previous one; the child writes a mark every MARK_EVERY requests to
+ * the same stream, and the parent divides the bytes of whole GC cycles by the
+ * requests they spanned: allocation per lookup, independent of machine load.
+ *
+ *   bun bench/alloc/drive-lookups.ts <case> <requests>
+ *
+ * Cases: `harness` (build the Request, answer a prebuilt body: the driver's own
+ * cost), `parse` (harness + JSON.parse of the body: the protocol floor's work),
+ * and `json-1`, `json-100`, `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup).
+ */
+
+const ENTITIES = 10_000;
+const FIRST_ID = 1001;
+const FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city", "vehicle_type", "rating", "hours_online_7d", "recent_trip_ids", "rating_history"].map(
+  (f) => `driver_hourly_stats:${f}`,
+);
+/** Distinct prebuilt bodies cycled through, so keys vary without building bodies in the window. */
+const BODIES = 256;
+
+function bodies(rows: number, msgpack: boolean): (string | Uint8Array)[] {
+  const out: (string | Uint8Array)[] = [];
+  let id = 0;
+  for (let b = 0; b < BODIES; b++) {
+    const entities = [];
+    for (let r = 0; r < rows; r++) entities.push({ driver_id: FIRST_ID + (id++ * 7919) % ENTITIES });
+    const body = { features: FEATURES, entities };
+    out.push(msgpack ? encode(body) : JSON.stringify(body));
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const which = process.argv[2] as AllocCase;
+  const n = Number(process.argv[3] ?? 20_000);
+  if (!ALLOC_CASES.includes(which) || !(n > 0)) throw new Error(`usage: drive-lookups.ts <${ALLOC_CASES.join("|")}> <requests>`);
+  const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES)], {}));
+  const lookupHandler = quiver.http.nativeRoutes["/v1/lookup"]?.POST;
+  if (!lookupHandler) throw new Error("no native /v1/lookup route");
+  const msgpack = which.startsWith("msgpack");
+  const rows = which.endsWith("-100") ? 100 : 1;
+  const reqBodies = bodies(rows, msgpack);
+  const type = msgpack ? "application/msgpack" : "application/json";
+  const headers = { "content-type": type, accept: type };
+  const url = "http://127.0.0.1/v1/lookup";
+
+  // One real answer first: the baselines answer a body of the same size.
+  const probe = await lookupHandler(new Request(url, { method: "POST", headers, body: reqBodies[0]! }));
+  const answer = new Uint8Array(await probe.arrayBuffer());
+  if (probe.status !== 200) throw new Error(`lookup answered ${probe.status}: ${new TextDecoder().decode(answer).slice(0, 300)}`);
+  const answerText = msgpack ? answer : new TextDecoder().decode(answer);
+  const fixed = async (_req: Request): Promise<Response> => new Response(answerText, { headers: { "content-type": type } });
+  const parsing = async (req: Request): Promise<Response> => {
+    (await req.json()) as unknown;
+    return new Response(answerText, { headers: { "content-type": type } });
+  };
+  const handler = which === "harness" ? fixed : which === "parse" ? parsing : lookupHandler;
+
+  const run = async (count: number, marks: boolean) => {
+    for (let i = 0; i < count; i++) {
+      // Synchronous marks interleave with the GC log on stderr, so the parent
+      // knows between which requests each collection happened.
+      if (marks && i % MARK_EVERY === 0) writeSync(2, `AT ${i}\n`);
+      const res = await handler(new Request(url, { method: "POST", headers, body: reqBodies[i % BODIES]! }));
+      if (res.status !== 200) throw new Error(`request ${i}: HTTP ${res.status}`);
+    }
+  };
+  await run(Math.min(n, 5000), false); // warm up: JIT tiers, lazily built state
+  Bun.gc(true);
+  writeSync(2, `ALLOC-WINDOW START ${n}\n`);
+  await run(n, true);
+  writeSync(2, `AT ${n}\nALLOC-WINDOW END\n`);
+  process.stdout.write(`${JSON.stringify({ case: which, requests: n, answerBytes: answer.byteLength })}\n`);
+  await quiver.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`drive-lookups: ${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  },
+);
