@@ -11,6 +11,11 @@ export function json(body: unknown, status = 200, extraHeaders?: Record<string, 
   return new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS });
 }
 
+/** A 200 answer whose JSON or MessagePack bytes an encoder already wrote. */
+export function encodedAnswer(bytes: Uint8Array, msgpack: boolean): Response {
+  return new Response(bytes, { headers: msgpack ? MSGPACK_HEADERS : JSON_HEADERS });
+}
+
 export function msgpack(body: unknown, status = 200): Response {
   return new Response(msgpackEncoder.encode(body), { status, headers: MSGPACK_HEADERS });
 }

@@ -1,8 +1,8 @@
 import { QUIVER_LOOKUP, QUIVER_PUSH } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
-import { nativeBody } from "./encode-result.ts";
-import { errorResponse, json, msgpack } from "./responses.ts";
+import { NativeAnswerEncoder } from "./native-answer.ts";
+import { encodedAnswer, errorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
 const LOOKUP_FIELDS = new Set(["features", "featureService", "entities", "fillDefaults", "fullFeatureNames"]);
@@ -11,6 +11,7 @@ const PUSH_FIELDS = new Set(["featureView", "rows"]);
 /** Quiver's own API: /v1/lookup, /v1/push, /v1/registry. Handlers read the body, call the serving layer, encode. */
 export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits, serving } = deps;
+  const answers = new NativeAnswerEncoder();
 
   add("POST", "/v1/lookup",
     instrument(
@@ -20,8 +21,9 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetri
         const body = asObject((await readBody(req, limits.maxBodyBytes, true)).value);
         rejectUnknownFields(body, LOOKUP_FIELDS);
         const plan = serving.planLookup(body, QUIVER_LOOKUP);
-        const answer = nativeBody(await serving.lookup(plan), plan.fullFeatureNames);
-        return wantsMsgpack(req.headers.get("accept")) ? msgpack(answer) : json(answer);
+        const result = await serving.lookup(plan);
+        const asMsgpack = wantsMsgpack(req.headers.get("accept"));
+        return encodedAnswer(asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames), asMsgpack);
       },
       errorResponse,
     ),

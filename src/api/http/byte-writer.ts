@@ -1,0 +1,116 @@
+/**
+ * An append-only byte buffer for answer encoders, reused across requests: an
+ * answer costs one copy of its bytes (`take`) instead of an object tree plus a
+ * serialiser's string. One writer per encoder, created at start-up; encoding
+ * is synchronous, so a writer is never shared by two answers at once.
+ */
+export class ByteWriter {
+  private buf: Uint8Array;
+  private view: DataView;
+  pos = 0;
+  private readonly utf8 = new TextEncoder();
+
+  constructor(initialBytes = 64 * 1024) {
+    this.buf = new Uint8Array(initialBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
+
+  /** Starts a new answer. */
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /** The answer so far, as its own bytes (the writer's buffer is reused). */
+  take(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+
+  /** Makes room for `n` more bytes. */
+  ensure(n: number): void {
+    const need = this.pos + n;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+
+  /** Prepared bytes (fragments built at start-up or registry load). */
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  /** A string known to be ASCII (number text, checked strings). */
+  ascii(s: string): void {
+    const n = s.length;
+    this.ensure(n);
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) buf[p++] = s.charCodeAt(i);
+    this.pos = p;
+  }
+
+  /** Any string as UTF-8; returns the byte count written. */
+  utf8String(s: string): number {
+    this.ensure(s.length * 3);
+    const { written } = this.utf8.encodeInto(s, this.buf.subarray(this.pos));
+    this.pos += written;
+    return written;
+  }
+
+  /** A non-negative integer below 2^53 in decimal, without an intermediate string. */
+  decimal(v: number): void {
+    let digits = 1;
+    for (let t = v; t >= 10; t = Math.floor(t / 10)) digits++;
+    this.ensure(digits);
+    const buf = this.buf;
+    const start = this.pos;
+    let t = v;
+    for (let p = start + digits - 1; p >= start; p--) {
+      buf[p] = 48 + (t % 10);
+      t = Math.floor(t / 10);
+    }
+    this.pos = start + digits;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.view.setUint16(this.pos, v);
+    this.pos += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.pos, v);
+    this.pos += 4;
+  }
+
+  f64(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, v);
+    this.pos += 8;
+  }
+
+  /** An integer beyond 32 bits (|v| < 2^53), as the 8-byte big-endian two's complement MessagePack uses. */
+  i64(v: number): void {
+    this.ensure(8);
+    const hi = Math.floor(v / 4294967296);
+    this.view.setInt32(this.pos, hi);
+    this.view.setUint32(this.pos + 4, v - hi * 4294967296);
+    this.pos += 8;
+  }
+}

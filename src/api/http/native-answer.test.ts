@@ -1,0 +1,81 @@
+import { describe, expect, test } from "bun:test";
+import { encode } from "@msgpack/msgpack";
+import fc from "fast-check";
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { FeatureRef } from "../../registry/index.ts";
+import type { LookupResult } from "../../serving/index.ts";
+import { nativeBody } from "./encode-result.ts";
+import { NativeAnswerEncoder } from "./native-answer.ts";
+
+function ref(name: string): FeatureRef {
+  return { view: {}, feature: { name, fullName: `v__${name}` } } as unknown as FeatureRef;
+}
+
+function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[]): LookupResult {
+  return {
+    refs: names.map(ref),
+    rowCount: rows.length,
+    values: rows.flat(1),
+    statuses: Uint8Array.from(statuses),
+    timestamps: Float64Array.from(timestamps),
+    degraded: [],
+    stale: undefined,
+  };
+}
+
+const reference = (r: LookupResult, full: boolean) => nativeBody(r, full);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+describe("NativeAnswerEncoder", () => {
+  const enc = new NativeAnswerEncoder();
+
+  test("writes the same JSON and MessagePack bytes as serialising nativeBody, for every value kind", () => {
+    const r = result(
+      ["i", "f", "s", "b", "n", "ai", "af", "as", "ab", "neg"],
+      [
+        [0, 0.1, "Porto", true, null, [1, 2, 3], [0.5, -1.25e-7], ["a", "b"], [true, false], -1],
+        [2 ** 53 + 2, Number.NaN, 'quote " back \\ nl \n tab \t é 😀 \u0001', false, null, [], [Number.POSITIVE_INFINITY], [], [], -(2 ** 40)],
+        [-0, 1e21, "", true, null, [127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32], [-32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1], ["x".repeat(40)], [true], 1.5],
+      ],
+      [1, 2, 3, 4, 5, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
+      [1_700_000_000_123, 0, 1, 2 ** 32, 2 ** 32 - 1, 255, 65536, 0.5, 9e15, 7, ...new Array(20).fill(1_700_000_000_000)],
+    );
+    for (const full of [false, true]) {
+      expect(text(enc.json(r, full))).toBe(JSON.stringify(reference(r, full)));
+      expect(Buffer.from(enc.msgpack(r, full)).equals(Buffer.from(encode(reference(r, full), { ignoreUndefined: true })))).toBe(true);
+    }
+  });
+
+  test("an empty result and a batch larger than the initial buffer", () => {
+    const empty = result(["a"], [], [], []);
+    expect(text(enc.json(empty, false))).toBe(JSON.stringify(reference(empty, false)));
+    const rows = Array.from({ length: 3000 }, (_, i): FeatureValue[] => [i, `city-${i}`, [i / 7, i * 3]]);
+    const big = result(["a", "b", "c"], rows, new Array(9000).fill(1), new Array(9000).fill(1_700_000_000_000));
+    expect(text(enc.json(big, false))).toBe(JSON.stringify(reference(big, false)));
+    expect(Buffer.from(enc.msgpack(big, true)).equals(Buffer.from(encode(reference(big, true), { ignoreUndefined: true })))).toBe(true);
+    // The writer is reused: a small answer after a big one is still exact.
+    expect(text(enc.json(empty, false))).toBe(JSON.stringify(reference(empty, false)));
+  });
+
+  test("matches the reference for arbitrary values (property)", () => {
+    const value = fc.oneof(
+      fc.double(),
+      fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
+      fc.string({ unit: "binary" }),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.double(), { maxLength: 5 }),
+      fc.array(fc.string(), { maxLength: 5 }),
+      fc.array(fc.boolean(), { maxLength: 3 }),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.array(value, { minLength: 2, maxLength: 2 }), { maxLength: 6 }), fc.double({ min: 0, max: 4e12, noNaN: true }), (rows, ts) => {
+        const n = rows.length * 2;
+        const r = result(["a", "b"], rows as FeatureValue[][], new Array(n).fill(1), new Array(n).fill(ts));
+        expect(text(enc.json(r, false))).toBe(JSON.stringify(reference(r, false)));
+        expect(Buffer.from(enc.msgpack(r, false)).equals(Buffer.from(encode(reference(r, false), { ignoreUndefined: true })))).toBe(true);
+      }),
+      { numRuns: 300, seed: 12 },
+    );
+  });
+});
