@@ -1,6 +1,7 @@
 import { writeSync } from "node:fs";
 import { encode } from "@msgpack/msgpack";
 import { buildQuiver } from "../../src/app.ts";
+import { MsgpackReader } from "../../src/api/http/msgpack-reader.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
 
@@ -15,8 +16,9 @@ import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
  *   bun bench/alloc/drive-lookups.ts <case> <requests>
  *
  * Cases: `harness` (build the Request, answer a prebuilt body: the driver's own
- * cost), `parse` (harness + JSON.parse of the body: the protocol floor's work),
- * and `json-1`, `json-100`, `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup).
+ * cost), `parse` (harness + parsing the body: the protocol floor's work), each
+ * also with a MessagePack body (`-msgpack`), and `json-1`, `json-100`,
+ * `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup).
  */
 
 const ENTITIES = 10_000;
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
   const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES)], {}));
   const lookupHandler = quiver.http.nativeRoutes["/v1/lookup"]?.POST;
   if (!lookupHandler) throw new Error("no native /v1/lookup route");
-  const msgpack = which.startsWith("msgpack");
+  const msgpack = which.includes("msgpack");
   const rows = which.endsWith("-100") ? 100 : 1;
   const reqBodies = bodies(rows, msgpack);
   const type = msgpack ? "application/msgpack" : "application/json";
@@ -59,11 +61,12 @@ async function main(): Promise<void> {
   if (probe.status !== 200) throw new Error(`lookup answered ${probe.status}: ${new TextDecoder().decode(answer).slice(0, 300)}`);
   const answerText = msgpack ? answer : new TextDecoder().decode(answer);
   const fixed = async (_req: Request): Promise<Response> => new Response(answerText, { headers: { "content-type": type } });
+  const decoder = new MsgpackReader({ maxStrLength: 1 << 20, maxArrayLength: 1 << 20, maxMapLength: 1 << 16, maxDepth: 64 });
   const parsing = async (req: Request): Promise<Response> => {
-    (await req.json()) as unknown;
+    (msgpack ? decoder.decode(new Uint8Array(await req.arrayBuffer())) : await req.json()) as unknown;
     return new Response(answerText, { headers: { "content-type": type } });
   };
-  const handler = which === "harness" ? fixed : which === "parse" ? parsing : lookupHandler;
+  const handler = which.startsWith("harness") ? fixed : which.startsWith("parse") ? parsing : lookupHandler;
 
   const run = async (count: number, marks: boolean) => {
     for (let i = 0; i < count; i++) {

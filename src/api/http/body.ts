@@ -1,5 +1,5 @@
-import { Decoder } from "@msgpack/msgpack";
 import { invalid, invalidArgument, payloadTooLarge, unsupportedMediaType, type QuiverError } from "../../errors/index.ts";
+import { MsgpackReader } from "./msgpack-reader.ts";
 
 export const MSGPACK = "application/msgpack";
 
@@ -10,7 +10,7 @@ export interface ParsedBody {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-const msgpackDecoder = new Decoder({ maxStrLength: 16 << 20, maxArrayLength: 1 << 20, maxMapLength: 1 << 16 });
+const msgpackDecoder = new MsgpackReader({ maxStrLength: 16 << 20, maxArrayLength: 1 << 20, maxMapLength: 1 << 16, maxDepth: 64 });
 
 function isMsgpack(type: string): boolean {
   return type.startsWith(MSGPACK) || type.startsWith("application/x-msgpack");
