@@ -37,14 +37,23 @@ type Settings = Pick<CliOptions, "sloMs" | "maxErrorRate" | "startRate" | "stepF
  * failing step is run again (`retries`) before it counts, so one burst of outside
  * load on a shared machine does not end the search.
  */
-export async function findMax(base: RunOptions, s: Settings, onStep?: (step: FindMaxStep) => void, onProgress?: (p: Progress) => void): Promise<FindMaxResult> {
+export async function findMax(
+  base: RunOptions,
+  s: Settings,
+  onStep?: (step: FindMaxStep) => void,
+  onProgress?: (p: Progress) => void,
+  /** Runs one step; the real generator by default, a model in the search's own tests. */
+  runStep: (o: RunOptions, onProgress?: (p: Progress) => void) => Promise<RunResult> = runOnce,
+  /** Pause between steps so queues a step left behind drain (0 where nothing queues). */
+  settleMs = 300,
+): Promise<FindMaxResult> {
   if (!(s.stepFactor > 1)) throw new Error(`--step-factor: must be > 1, got ${s.stepFactor}`);
   const steps: FindMaxStep[] = [];
   let best: RunResult | null = null;
   let good = 0;
   let bad = 0;
   const tryRate = async (rate: number, attempt = 0): Promise<boolean> => {
-    const r = await runOnce({ ...base, mode: "open", rate, durationMs: s.stepDurationMs, label: `${base.scenario} @${rate}/s` }, onProgress);
+    const r = await runStep({ ...base, mode: "open", rate, durationMs: s.stepDurationMs, label: `${base.scenario} @${rate}/s` }, onProgress);
     const er = errorRate(r);
     const why =
       r.latencyMs.p99 > s.sloMs
@@ -62,7 +71,7 @@ export async function findMax(base: RunOptions, s: Settings, onStep?: (step: Fin
       best = r;
     }
     // Let queues the step left behind drain before the next one.
-    await Bun.sleep(300);
+    if (settleMs > 0) await Bun.sleep(settleMs);
     if (!step.held && attempt < s.retries) return tryRate(rate, attempt + 1);
     return step.held;
   };
