@@ -3,14 +3,27 @@
 // the rest look one up. Thresholds apply overall and to reads and writes apart.
 //   k6 run -e RATE=2000 -e WRITE_RATIO=0.1 -e DURATION=1m -e RAMP=30s k6/mixed.js
 import { check } from 'k6';
-import { SharedArray } from 'k6/data';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
+import { answered, cycle, prebuilt } from './lib/bodies.js';
 import { BASE_URL, DURATION, ENTITIES, jsonParams, KEYS, MAX_VUS, PRE_VUS, RATE, THRESHOLDS, TREND_STATS, WRITE_RATIO } from './lib/config.js';
 import { driverIds } from './lib/keys.js';
 
-const bodies = new SharedArray('mixed', () => [JSON.parse(open('../test/fixtures/lookup-single.json')), JSON.parse(open('../test/fixtures/push.json'))]);
-const nextId = driverIds(KEYS, ENTITIES);
+const reads = prebuilt('mixed-lookup', () => {
+  const f = JSON.parse(open('../test/fixtures/lookup-single.json'));
+  const nextId = driverIds(KEYS, ENTITIES);
+  return () => JSON.stringify({ features: f.features, entities: [{ driver_id: nextId() }], fillDefaults: f.fillDefaults });
+});
+const writes = prebuilt('mixed-push', () => {
+  const f = JSON.parse(open('../test/fixtures/push.json'));
+  const nextId = driverIds(KEYS, ENTITIES);
+  return () => JSON.stringify({ featureView: f.featureView, rows: [Object.assign({}, f.rows[0], { driver_id: nextId() })] });
+});
+const nextRead = cycle(reads);
+const nextWrite = cycle(writes);
+const readParams = jsonParams('lookup');
+const writeParams = jsonParams('push');
+const readOk = answered(200);
 const writeShare = new Rate('quiver_write_share');
 const RAMP = __ENV.RAMP || '30s';
 
@@ -36,21 +49,9 @@ export const options = {
   summaryTrendStats: TREND_STATS,
 };
 
-function write() {
-  const push = bodies[1];
-  const row = Object.assign({}, push.rows[0], { driver_id: nextId() });
-  return http.post(`${BASE_URL}/v1/push`, JSON.stringify({ featureView: push.featureView, rows: [row] }), jsonParams('push'));
-}
-
-function read() {
-  const lookup = bodies[0];
-  const body = { features: lookup.features, entities: [{ driver_id: nextId() }], fillDefaults: lookup.fillDefaults };
-  return http.post(`${BASE_URL}/v1/lookup`, JSON.stringify(body), jsonParams('lookup'));
-}
-
 export default function () {
   const isWrite = Math.random() < WRITE_RATIO;
   writeShare.add(isWrite);
-  const res = isWrite ? write() : read();
-  check(res, { 'status 200': (r) => r.status === 200 });
+  if (isWrite) check(http.post(`${BASE_URL}/v1/push`, nextWrite(), writeParams), { 'push 200': (r) => r.status === 200 });
+  else check(http.post(`${BASE_URL}/v1/lookup`, nextRead(), readParams), { 'lookup 200 with a row': readOk });
 }

@@ -142,6 +142,18 @@ interface K6Module {
   default: () => void;
 }
 
+describe("k6 scripts measure the server, not k6", () => {
+  for (const file of ["lookup.js", "batch-lookup.js", "feast.js", "push.js", "mixed.js"]) {
+    test(`${file}: an iteration sends a prebuilt body and checks status and size, without building or parsing JSON`, () => {
+      const text = readFileSync(`${k6Dir}/${file}`, "utf8") as string;
+      const iteration = text.slice(text.indexOf("export default function"));
+      expect(iteration.length).toBeGreaterThan(0);
+      expect(iteration).not.toMatch(/JSON\.(stringify|parse)|\.json\(|\.push\(/);
+      expect(text).toMatch(/prebuilt\(/);
+    });
+  }
+});
+
 describe("k6 scripts against the real server", () => {
   for (const file of ["lookup.js", "batch-lookup.js", "feast.js", "push.js", "mixed.js"]) {
     test(`${file}: SLO thresholds, env-driven rate, and requests the server accepts`, async () => {

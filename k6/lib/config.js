@@ -19,6 +19,8 @@ export const BATCH = num('BATCH', 0);
 export const WRITE_RATIO = num('WRITE_RATIO', 0.1);
 export const PRE_VUS = num('PRE_VUS', 50);
 export const MAX_VUS = num('MAX_VUS', 500);
+/** Distinct prebuilt request bodies per script (built once at start, see lib/bodies.js). */
+export const BODIES = Math.max(1, num('BODIES', 1000));
 
 /**
  * The SLO every script enforces: p99 under 8 ms (the Feature API target) and
