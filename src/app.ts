@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
+import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
@@ -22,6 +23,8 @@ export interface Quiver {
   readonly metrics: MetricsRegistry;
   /** Acknowledged writes as events, for caches, the claim index and freshness metrics. */
   readonly feed: ChangeFeed;
+  /** Stream consumers, when started with a sources file. */
+  readonly ingest: IngestService | undefined;
   /** A one-line description for the start-up log. */
   readonly summary: string;
   close(): Promise<void>;
@@ -32,6 +35,8 @@ export interface BuildOptions {
   readonly clock?: () => number;
   /** This pod's id on the change feed; defaults to host name and process id. */
   readonly podId?: string;
+  /** Stream consumer tuning and crash-test hooks (the standalone ingest CLI passes them). */
+  readonly consumerOptions?: ConsumerOptions;
 }
 
 /**
@@ -62,6 +67,13 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store);
   if (shards) registerShardGauges(metrics, shards);
+  const podId = options.podId ?? `${hostname()}:${process.pid}`;
+  const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: metered, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
+  const shardDetail = shards ? async () => ({ shards: shards.stats(), migration: shards.migration?.progress() ?? null }) : undefined;
+  const readinessDetail =
+    shardDetail || ingest
+      ? async () => ({ ...(shardDetail ? await shardDetail() : {}), ...(ingest ? { ingest: ingest.status() } : {}) })
+      : undefined;
 
   const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows });
   const http = createHttpEdge({
@@ -76,12 +88,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       return next;
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
-    ...(shards
-      ? {
-          topology: topologyAdmin(config, shards, store),
-          readinessDetail: async () => ({ shards: shards.stats(), migration: shards.migration?.progress() ?? null }),
-        }
-      : {}),
+    ...(shards ? { topology: topologyAdmin(config, shards, store) } : {}),
+    ...(readinessDetail ? { readinessDetail } : {}),
   });
 
   return {
@@ -91,13 +99,22 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     store,
     metrics,
     feed,
-    summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}`,
+    ingest,
+    summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
     close: async () => {
+      // Consumers first: they finish and ack the batch in hand while the store is still open.
+      await ingest?.stop();
       await feed.close();
       await store.close();
       await shards?.close();
     },
   };
+}
+
+/** Loads the sources file against the live registry and starts one consumer per source (client libraries load only here). */
+async function startIngest(path: string, registry: Registry, deps: Parameters<typeof IngestService.start>[1]): Promise<IngestService> {
+  const { IngestService, loadSourcesFile } = await import("./ingest/index.ts");
+  return IngestService.start(await loadSourcesFile(path, registry), deps);
 }
 
 /** Where storage comes from: embedded nodes, or connected Redis shards. */

@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     quiver = await buildQuiver(config);
   } catch (e) {
     if (e instanceof QuiverError && e.issues.length > 0) {
-      console.error(`quiver: cannot start: ${e.issues.length} problem(s) in the registry:`);
+      console.error(`quiver: cannot start: ${e.issues.length} problem(s) in the ${e.code === "invalid_sources" ? "sources file" : "registry"}:`);
       for (const i of e.issues) console.error(`  ${i.path}: ${i.message}`);
     } else {
       console.error(`quiver: cannot start: ${(e as Error).message}`);

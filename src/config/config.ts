@@ -17,6 +17,7 @@ export interface QuiverConfig {
   readonly maxRows: number;
   readonly maxFutureSkewMs: number;
   readonly adminToken: string;
+  readonly sourcesPath: string;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -65,6 +66,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxRows", flag: "--max-rows", env: "QUIVER_MAX_ROWS", default: "10000", help: "Most entity rows per lookup or push (400 above)", parse: int(1, 1_000_000) },
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token>", parse: text },
+  { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];
 
 /**

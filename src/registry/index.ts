@@ -1,5 +1,6 @@
-export { compileRegistry, parseDefinitionsText, unknownRefMessage } from "./compile-registry.ts";
+export { compileRegistry, parseDefinitionsText, pointerToPath, unknownRefMessage } from "./compile-registry.ts";
 export type { RegistryDef } from "./definitions.ts";
+export { parseDurationMs } from "./durations.ts";
 export { loadRegistryFile } from "./load-registry.ts";
 export { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, type Registry, RegistryHolder } from "./registry.ts";
-export { describe as describeValue } from "./value-types.ts";
+export { describe as describeValue, isNumeric, type ValueType } from "./value-types.ts";

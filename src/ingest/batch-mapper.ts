@@ -1,0 +1,93 @@
+import type { CompiledSource } from "./compile-sources.ts";
+import type { NewDeadLetter } from "./dead-letters.ts";
+import type { IdempotencyWindow } from "./idempotency-window.ts";
+import type { SourceCounters } from "./ingest-metrics.ts";
+import { type CompiledMapping, type MappedRow, MappingError } from "./mapping.ts";
+import { type PayloadDecoder, payloadDecoder } from "./payload.ts";
+import type { Delivery } from "./stream-source.ts";
+
+/** Rows for one mapping (one view), each with the delivery it came from. */
+export interface MappedGroup {
+  readonly mapping: CompiledMapping;
+  readonly rows: MappedRow[];
+  readonly from: Delivery[];
+}
+
+export interface MappedBatch {
+  readonly groups: MappedGroup[];
+  /** Deliveries that failed mapping: dead letters, acknowledged with the batch. */
+  readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
+}
+
+/**
+ * Decodes and maps a batch of deliveries onto views. An event either maps
+ * fully (every mapping whose filter accepts it) or goes to dead letters whole;
+ * an event whose idempotency key was seen within the window is counted as a
+ * duplicate and skipped.
+ */
+export class BatchMapper {
+  private readonly decode: PayloadDecoder;
+
+  constructor(
+    private readonly source: CompiledSource,
+    private readonly seen: IdempotencyWindow,
+    private readonly counters: SourceCounters,
+  ) {
+    this.decode = payloadDecoder(source.format);
+  }
+
+  map(deliveries: readonly Delivery[]): MappedBatch {
+    const mappings = this.source.mappings;
+    const groups: MappedGroup[] = mappings.map((mapping) => ({ mapping, rows: [], from: [] }));
+    const dead: MappedBatch["dead"] = [];
+    const batchKeys = new Set<string>();
+    const pending = new Array<MappedRow | undefined>(mappings.length);
+    for (const d of deliveries) {
+      this.counters.consumed.inc();
+      let accepted = 0;
+      try {
+        const payload = this.decode(d.payload);
+        for (let m = 0; m < mappings.length; m++) {
+          const mapping = mappings[m]!;
+          if (!mapping.accepts(payload)) {
+            pending[m] = undefined;
+            continue;
+          }
+          pending[m] = mapping.map(payload);
+          accepted++;
+        }
+      } catch (e) {
+        if (!(e instanceof MappingError)) throw e;
+        dead.push({ delivery: d, letter: { source: this.source.name, reason: e.reason, path: e.path, error: e.message, payload: d.payload, origin: d.id } });
+        continue;
+      }
+      if (accepted === 0) {
+        this.counters.filtered.inc();
+        continue;
+      }
+      let duplicate = false;
+      for (let m = 0; m < mappings.length; m++) {
+        const row = pending[m];
+        if (row === undefined) continue;
+        const key = row.idempotencyKey;
+        if (key !== undefined) {
+          const view = mappings[m]!.view.name;
+          const scoped = `${view}\u0000${key}`;
+          if (this.seen.has(view, key) || batchKeys.has(scoped)) duplicate = true;
+          else batchKeys.add(scoped);
+        }
+      }
+      if (duplicate) {
+        this.counters.duplicate.inc();
+        continue;
+      }
+      for (let m = 0; m < mappings.length; m++) {
+        const row = pending[m];
+        if (row === undefined) continue;
+        groups[m]!.rows.push(row);
+        groups[m]!.from.push(d);
+      }
+    }
+    return { groups: groups.filter((g) => g.rows.length > 0), dead };
+  }
+}

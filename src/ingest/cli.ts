@@ -1,0 +1,81 @@
+import { writeSync } from "node:fs";
+import { buildQuiver } from "../app.ts";
+import { helpText, loadConfig } from "../config/config.ts";
+import { QuiverError } from "../errors/index.ts";
+
+/**
+ * Standalone streaming writer: `npm run ingest -- --sources FILE [server flags]`.
+ * Same flags and store configuration as the server; consumes every source of
+ * the file, one consumer per source, and serves /metrics and /readyz only when
+ * `--port` is given. SIGTERM/SIGINT finish and ack the batch in hand, then
+ * print the final counts as one JSON line (`ingest-stats {...}`).
+ *
+ * `--fault-stop-after-writes N` (crash testing): after the Nth store write
+ * and before its acknowledgement the process stops itself (SIGSTOP) so a test
+ * can `kill -9` it at exactly that point.
+ */
+function say(line: string): void {
+  writeSync(1, `${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(`npm run ingest -- --sources FILE [flags]\n\n${helpText()}`);
+    return;
+  }
+  let stopAfter = 0;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--fault-stop-after-writes" || a.startsWith("--fault-stop-after-writes=")) {
+      const raw = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
+      stopAfter = Number(raw);
+      if (!Number.isInteger(stopAfter) || stopAfter < 1) throw new Error(`--fault-stop-after-writes: expected a positive integer, got "${raw}"`);
+    } else rest.push(a);
+  }
+  let config: ReturnType<typeof loadConfig>;
+  let quiver: Awaited<ReturnType<typeof buildQuiver>>;
+  try {
+    config = loadConfig(rest, process.env);
+    if (!config.sourcesPath) throw new Error("--sources FILE is required");
+    // A standalone writer loads no demo rows unless told to.
+    if (!config.explicit.has("demoEntities")) config = { ...config, demoEntities: 0 };
+    let writes = 0;
+    const afterWrite =
+      stopAfter > 0
+        ? (written: number) => {
+            if (++writes !== stopAfter) return;
+            say(`fault: stopped after store write ${writes} (${written} rows written, not acknowledged)`);
+            process.kill(process.pid, "SIGSTOP");
+          }
+        : undefined;
+    quiver = await buildQuiver(config, afterWrite ? { consumerOptions: { afterWrite } } : {});
+  } catch (e) {
+    if (e instanceof QuiverError && e.issues.length > 0) {
+      console.error(`quiver ingest: cannot start: ${e.issues.length} problem(s):`);
+      for (const i of e.issues) console.error(`  ${i.path}: ${i.message}`);
+    } else {
+      console.error(`quiver ingest: cannot start: ${(e as Error).message}`);
+    }
+    process.exit(1);
+  }
+  const server = config.explicit.has("port") ? Bun.serve({ hostname: config.host, port: config.port, routes: quiver.http.nativeRoutes, fetch: quiver.http.app.fetch }) : undefined;
+  say(`quiver ingest running${server ? ` on http://${server.hostname}:${server.port}` : ""} (${quiver.summary})`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    say(`quiver ingest: ${signal}, finishing the batch in hand`);
+    await server?.stop();
+    const ingest = quiver.ingest;
+    await quiver.close();
+    say(`ingest-stats ${JSON.stringify(ingest?.status() ?? [])}`);
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+await main();

@@ -1,0 +1,98 @@
+import type { FeatureValue } from "../kv/kv-node.ts";
+import { describeValue as describe, type JoinKey, type ValueType } from "../registry/index.ts";
+
+/**
+ * Type coercion from a payload value to a registry type, built once per
+ * mapped field: upstream schemas spell numbers as strings, flags as 0/1 and
+ * ids as numbers, and a source should not need a transform step for that.
+ * A coercer returns the value or throws CoercionError with what is wrong.
+ */
+export type Coercer = (v: unknown) => FeatureValue;
+
+export class CoercionError extends Error {}
+
+const INT_TEXT = /^-?\d{1,16}$/;
+const NUM_TEXT = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+function fail(what: string, v: unknown): never {
+  throw new CoercionError(`expected ${what}, got ${describe(v)}`);
+}
+
+function toFloat(v: unknown, scale: number): number {
+  let n: number;
+  if (typeof v === "number") n = v;
+  else if (typeof v === "string" && NUM_TEXT.test(v)) n = Number(v);
+  else return fail("a number", v);
+  n *= scale;
+  if (!Number.isFinite(n)) fail("a finite number", v);
+  return n;
+}
+
+function toInt(v: unknown, scale: number): number {
+  let n: number;
+  if (typeof v === "number") n = v;
+  else if (typeof v === "string" && (INT_TEXT.test(v) || (scale !== 1 && NUM_TEXT.test(v)))) n = Number(v);
+  else return fail("an integer", v);
+  if (scale !== 1) n = Math.round(n * scale);
+  if (!Number.isSafeInteger(n)) fail("an integer", v);
+  return n;
+}
+
+function toBool(v: unknown): boolean {
+  if (typeof v === "boolean") return v;
+  if (v === 1 || v === "1" || v === "true") return true;
+  if (v === 0 || v === "0" || v === "false") return false;
+  return fail("a bool (true/false, 1/0)", v);
+}
+
+function toText(v: unknown): string {
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  return fail("a string", v);
+}
+
+function arrayOf<T>(what: string, element: (x: unknown) => T): (v: unknown) => T[] {
+  return (v) => {
+    if (!Array.isArray(v)) fail(what, v);
+    const out = new Array<T>(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = element(v[i]);
+    return out;
+  };
+}
+
+/** A coercer for a feature of type `t`; `scale` multiplies numbers (only numeric types take one). */
+export function coercerFor(t: ValueType, scale = 1): Coercer {
+  switch (t.kind) {
+    case "int64":
+      return (v) => toInt(v, scale);
+    case "float64":
+      return (v) => toFloat(v, scale);
+    case "string":
+      return toText;
+    case "bool":
+      return toBool;
+    case "int64[]":
+      return arrayOf("a list of integers", (x) => toInt(x, scale));
+    case "float64[]":
+      return arrayOf("a list of numbers", (x) => toFloat(x, scale));
+    case "string[]":
+      return arrayOf("a list of strings", toText);
+    case "embedding": {
+      const inner = arrayOf(`embedding(${t.dim})`, (x) => toFloat(x, scale));
+      return (v) => {
+        const out = inner(v);
+        if (out.length !== t.dim) throw new CoercionError(`expected embedding(${t.dim}), got ${out.length} dimensions`);
+        return out;
+      };
+    }
+  }
+}
+
+/** Join keys: int64 keys accept numbers and decimal strings (checked again by the push path), string keys accept numbers. */
+export function keyCoercerFor(key: JoinKey): Coercer {
+  if (key.type === "string") return toText;
+  return (v) => {
+    if (typeof v === "number" || typeof v === "string") return v;
+    return fail("an int64 id", v);
+  };
+}

@@ -1,0 +1,188 @@
+import { Value } from "@sinclair/typebox/value";
+import { type Issue, invalidAll } from "../errors/index.ts";
+import type { FeatureValue } from "../kv/kv-node.ts";
+import { isNumeric, parseDefinitionsText, parseDurationMs, pointerToPath, type Registry } from "../registry/index.ts";
+import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
+import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
+import { type MappingDef, type SourceDef, SourcesDefSchema } from "./sources-definitions.ts";
+
+export interface RedisSourceSettings {
+  readonly url: string;
+  readonly stream: string;
+  readonly group: string;
+  readonly field: string;
+  readonly claimIdleMs: number;
+  readonly deadLetterStream: string;
+}
+
+export interface NatsSourceSettings {
+  readonly servers: string;
+  readonly stream: string;
+  readonly consumer: string;
+  readonly subject: string;
+  readonly ackWaitMs: number;
+  readonly deadLetterStream: string;
+}
+
+/** A source ready to run: engine settings with defaults filled, mappings compiled against the registry. */
+export interface CompiledSource {
+  readonly name: string;
+  readonly engine: "redis" | "nats";
+  readonly redis?: RedisSourceSettings;
+  readonly nats?: NatsSourceSettings;
+  readonly format: "json" | "msgpack";
+  readonly batchSize: number;
+  readonly maxDeliver: number;
+  readonly dedupWindowMs: number;
+  readonly mappings: readonly CompiledMapping[];
+  /** The definition as written (the producer generates payloads from it). */
+  readonly definition: SourceDef;
+}
+
+const DEFAULT_BATCH = 500;
+const DEFAULT_MAX_DELIVER = 5;
+
+/** Reads and compiles a sources file; throws QuiverError `invalid_sources` naming every problem with its path. */
+export async function loadSourcesFile(path: string, registry: Registry): Promise<CompiledSource[]> {
+  const file = Bun.file(path);
+  if (!(await file.exists())) throw invalidAll("invalid_sources", [{ path: "(file)", message: `sources file not found: ${path}` }]);
+  return compileSources(parseDefinitionsText(await file.text(), path), registry);
+}
+
+export function compileSources(input: unknown, registry: Registry): CompiledSource[] {
+  const structural = [...Value.Errors(SourcesDefSchema, input)].map((e) => ({ path: pointerToPath(e.path), message: e.message }));
+  if (structural.length > 0) throw invalidAll("invalid_sources", structural.slice(0, 50));
+  const def = input as { sources: SourceDef[] };
+  const issues: Issue[] = [];
+  const names = new Set<string>();
+  const out: CompiledSource[] = [];
+  def.sources.forEach((s, i) => {
+    const path = `sources[${i}]`;
+    if (names.has(s.name)) issues.push({ path: `${path}.name`, message: `duplicate source "${s.name}"` });
+    names.add(s.name);
+    const compiled = compileSource(s, path, registry, issues);
+    if (compiled) out.push(compiled);
+  });
+  if (issues.length > 0) throw invalidAll("invalid_sources", issues);
+  return out;
+}
+
+function duration(v: number | string | undefined, fallbackMs: number, path: string, issues: Issue[]): number {
+  if (v === undefined) return fallbackMs;
+  const ms = parseDurationMs(v);
+  if (ms === undefined) issues.push({ path, message: `expected seconds or a duration like "30s", got ${JSON.stringify(v)}` });
+  return ms ?? fallbackMs;
+}
+
+function compileSource(s: SourceDef, path: string, registry: Registry, issues: Issue[]): CompiledSource | undefined {
+  const before = issues.length;
+  let redis: RedisSourceSettings | undefined;
+  let nats: NatsSourceSettings | undefined;
+  if (s.engine === "redis") {
+    if (!s.redis) issues.push({ path: `${path}.redis`, message: 'is required when engine is "redis"' });
+    if (s.nats) issues.push({ path: `${path}.nats`, message: 'is for engine "nats"; this source\'s engine is "redis"' });
+    if (s.redis) {
+      redis = {
+        url: s.redis.url,
+        stream: s.redis.stream,
+        group: s.redis.group,
+        field: s.redis.field ?? "data",
+        claimIdleMs: duration(s.redis.claimIdle, 30_000, `${path}.redis.claimIdle`, issues),
+        deadLetterStream: s.redis.deadLetterStream ?? `${s.redis.stream}:dead`,
+      };
+    }
+  } else {
+    if (!s.nats) issues.push({ path: `${path}.nats`, message: 'is required when engine is "nats"' });
+    if (s.redis) issues.push({ path: `${path}.redis`, message: 'is for engine "redis"; this source\'s engine is "nats"' });
+    if (s.nats) {
+      nats = {
+        servers: s.nats.servers,
+        stream: s.nats.stream,
+        consumer: s.nats.consumer,
+        subject: s.nats.subject,
+        ackWaitMs: duration(s.nats.ackWait, 30_000, `${path}.nats.ackWait`, issues),
+        deadLetterStream: s.nats.deadLetterStream ?? `${s.nats.stream}_DEAD`,
+      };
+    }
+  }
+  const dedupWindowMs = duration(s.dedupWindow, 600_000, `${path}.dedupWindow`, issues);
+  const mappings: CompiledMapping[] = [];
+  s.mappings.forEach((m, j) => {
+    const compiled = compileMapping(m, `${path}.mappings[${j}]`, registry, issues);
+    if (compiled) mappings.push(compiled);
+  });
+  if (issues.length > before) return undefined;
+  return {
+    name: s.name,
+    engine: s.engine,
+    ...(redis ? { redis } : {}),
+    ...(nats ? { nats } : {}),
+    format: s.format ?? "json",
+    batchSize: s.batchSize ?? DEFAULT_BATCH,
+    maxDeliver: s.maxDeliver ?? DEFAULT_MAX_DELIVER,
+    dedupWindowMs,
+    mappings,
+    definition: s,
+  };
+}
+
+function compileMapping(m: MappingDef, path: string, registry: Registry, issues: Issue[]): CompiledMapping | undefined {
+  const view = registry.views.get(m.featureView);
+  if (!view) {
+    issues.push({ path: `${path}.featureView`, message: `unknown feature view "${m.featureView}" (views: ${[...registry.views.keys()].join(", ")})` });
+    return undefined;
+  }
+  const before = issues.length;
+  const fields: FieldMapping[] = [];
+  for (const key of view.joinKeys) {
+    const p = m.keys[key.name];
+    if (p === undefined) issues.push({ path: `${path}.keys`, message: `missing join key "${key.name}" of view "${view.name}"` });
+    else fields.push({ name: key.name, path: p, get: compilePath(p), coerce: keyCoercerFor(key), required: true });
+  }
+  for (const name of Object.keys(m.keys)) {
+    if (!view.joinKeys.some((k) => k.name === name)) issues.push({ path: `${path}.keys.${name}`, message: `view "${view.name}" has no join key "${name}"` });
+  }
+  for (const [name, rule] of Object.entries(m.features)) {
+    const fpath = `${path}.features.${name}`;
+    const feature = view.featureIndex.get(name);
+    if (!feature) {
+      issues.push({ path: fpath, message: `view "${view.name}" has no feature "${name}" (features: ${view.features.map((f) => f.name).join(", ")})` });
+      continue;
+    }
+    if (typeof rule === "string") {
+      fields.push({ name, path: rule, get: compilePath(rule), coerce: coercerFor(feature.type), required: false });
+    } else if ("value" in rule) {
+      const constant = checkedConstant(rule.value, feature.type, feature.check, `${fpath}.value`, issues);
+      if (constant !== undefined) fields.push({ name, path: `${fpath}.value`, get: () => constant, coerce: (v) => v as FeatureValue, required: false, constant });
+    } else {
+      if (rule.scale !== undefined && !isNumeric(feature.type) && feature.type.kind !== "float64[]" && feature.type.kind !== "int64[]" && feature.type.kind !== "embedding") {
+        issues.push({ path: `${fpath}.scale`, message: `feature "${name}" is ${feature.typeName}; only numeric features scale` });
+      }
+      fields.push({ name, path: rule.path, get: compilePath(rule.path), coerce: coercerFor(feature.type, rule.scale ?? 1), required: false });
+    }
+  }
+  if (issues.length > before) return undefined;
+  const eventTime = { path: m.eventTime.path, get: compilePath(m.eventTime.path), parse: eventTimeParser(m.eventTime.format, m.eventTime.path) };
+  const idempotency = m.idempotencyKey === undefined ? undefined : { path: m.idempotencyKey, get: compilePath(m.idempotencyKey) };
+  const filter = m.filter === undefined ? undefined : { get: compilePath(m.filter.path), equals: m.filter.equals };
+  return new CompiledMapping(view, fields, eventTime, idempotency, filter);
+}
+
+function checkedConstant(
+  v: unknown,
+  type: Parameters<typeof coercerFor>[0],
+  check: (v: unknown) => string | undefined,
+  path: string,
+  issues: Issue[],
+): FeatureValue | undefined {
+  try {
+    const coerced = coercerFor(type)(v);
+    const problem = check(coerced);
+    if (problem) issues.push({ path, message: problem });
+    else return coerced;
+  } catch (e) {
+    if (!(e instanceof CoercionError)) throw e;
+    issues.push({ path, message: e.message });
+  }
+  return undefined;
+}

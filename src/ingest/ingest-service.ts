@@ -1,0 +1,58 @@
+import type { KvNode } from "../kv/kv-node.ts";
+import type { MetricsRegistry } from "../ops/index.ts";
+import type { PushService } from "../serving/index.ts";
+import type { CompiledSource } from "./compile-sources.ts";
+import type { DeadLetterQueue } from "./dead-letters.ts";
+import { openDeadLetters, openStreamSource } from "./engines.ts";
+import { IdempotencyWindow } from "./idempotency-window.ts";
+import { IngestMetrics } from "./ingest-metrics.ts";
+import { type ConsumerOptions, type ConsumerStatus, StreamConsumer } from "./stream-consumer.ts";
+
+export interface IngestDeps {
+  readonly push: PushService;
+  readonly store: KvNode;
+  readonly metrics: MetricsRegistry;
+  /** This process's consumer name in every group (host and pid by default): scale out by running more. */
+  readonly consumerName: string;
+  readonly consumerOptions?: ConsumerOptions;
+}
+
+/** One consumer per source in this process; started together, stopped together. */
+export class IngestService {
+  private constructor(
+    private readonly consumers: readonly StreamConsumer[],
+    private readonly deadLetterQueues: readonly DeadLetterQueue[],
+  ) {}
+
+  static async start(sources: readonly CompiledSource[], deps: IngestDeps): Promise<IngestService> {
+    const metrics = new IngestMetrics(deps.metrics);
+    const windowMs = Math.max(0, ...sources.map((s) => s.dedupWindowMs));
+    const seen = new IdempotencyWindow(windowMs);
+    const consumers: StreamConsumer[] = [];
+    const queues: DeadLetterQueue[] = [];
+    try {
+      for (const compiled of sources) {
+        const deadLetters = await openDeadLetters(compiled);
+        queues.push(deadLetters);
+        const source = await openStreamSource(compiled, deps.consumerName);
+        const consumer = new StreamConsumer({ source, compiled, deadLetters, push: deps.push, store: deps.store, metrics, seen }, deps.consumerOptions);
+        await consumer.start();
+        consumers.push(consumer);
+      }
+    } catch (e) {
+      await new IngestService(consumers, queues).stop();
+      throw e;
+    }
+    return new IngestService(consumers, queues);
+  }
+
+  status(): ConsumerStatus[] {
+    return this.consumers.map((c) => c.status());
+  }
+
+  /** Graceful: each consumer finishes and acks its batch in hand. */
+  async stop(): Promise<void> {
+    await Promise.all(this.consumers.map((c) => c.stop()));
+    await Promise.all(this.deadLetterQueues.map((q) => q.close()));
+  }
+}

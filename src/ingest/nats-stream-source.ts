@@ -1,0 +1,229 @@
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  connect,
+  DeliverPolicy,
+  headers,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type NatsConnection,
+} from "nats";
+import type { NatsSourceSettings } from "./compile-sources.ts";
+import type { DeadLetter, DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
+import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
+
+/** A JetStream delivery keeps its message for ack/nak. */
+interface NatsDelivery extends Delivery {
+  readonly msg: JsMsg;
+}
+
+const NS = 1_000_000;
+
+function isNotFound(e: unknown): boolean {
+  const text = String((e as Error)?.message ?? e);
+  return text.includes("not found") || text.includes("404");
+}
+
+async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<void> {
+  try {
+    await jsm.streams.info(name);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    await jsm.streams.add({ name, subjects });
+  }
+}
+
+/**
+ * A JetStream stream read through a durable pull consumer: explicit ack after
+ * the store write, `nak(delay)` on retryable store failures, redelivery to
+ * another process of the same durable after `ackWait` when one dies. The
+ * server's `max_ack_pending` bounds what is in flight (backpressure), and its
+ * `max_deliver` equals the source's delivery limit.
+ */
+export class NatsStreamSource implements StreamSource {
+  readonly engine = "nats" as const;
+  private connection?: NatsConnection;
+  private messages?: ConsumerMessages;
+  private consumer?: Consumer;
+  private readonly queue: JsMsg[] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+
+  constructor(
+    readonly name: string,
+    private readonly settings: NatsSourceSettings,
+    private readonly options: { readonly maxDeliver: number; readonly batchSize: number },
+  ) {}
+
+  async start(): Promise<void> {
+    const { stream, consumer, subject, ackWaitMs } = this.settings;
+    const nc = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+    this.connection = nc;
+    const jsm = await nc.jetstreamManager();
+    await ensureStream(jsm, stream, [subject]);
+    try {
+      await jsm.consumers.info(stream, consumer);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      await jsm.consumers.add(stream, {
+        durable_name: consumer,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: subject,
+        ack_wait: ackWaitMs * NS,
+        max_deliver: this.options.maxDeliver,
+        max_ack_pending: this.options.batchSize * 4,
+      });
+    }
+    this.consumer = await nc.jetstream().consumers.get(stream, consumer);
+    this.messages = await this.consumer.consume({
+      max_messages: this.options.batchSize * 2,
+      callback: (m) => {
+        this.queue.push(m);
+        const w = this.wake;
+        this.wake = undefined;
+        w?.();
+      },
+    });
+  }
+
+  async read(max: number, waitMs: number): Promise<readonly Delivery[]> {
+    if (this.queue.length === 0 && !this.closed) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.wake = undefined;
+          resolve();
+        }, waitMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    const taken = this.queue.splice(0, max);
+    const out = new Array<NatsDelivery>(taken.length);
+    for (let i = 0; i < taken.length; i++) {
+      const msg = taken[i]!;
+      out[i] = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, msg };
+    }
+    return out;
+  }
+
+  async ack(deliveries: readonly Delivery[]): Promise<void> {
+    for (const d of deliveries) (d as NatsDelivery).msg.ack();
+    await this.connection?.flush();
+  }
+
+  async retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void> {
+    for (const d of deliveries) (d as NatsDelivery).msg.nak(delayMs);
+    await this.connection?.flush();
+  }
+
+  async lag(): Promise<SourceLag> {
+    if (!this.consumer) return { pending: 0, unprocessed: null };
+    const info = await this.consumer.info();
+    return { pending: info.num_ack_pending, unprocessed: info.num_pending };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    this.messages?.stop();
+    // Messages received but not handed out go back to the server now rather than after ackWait.
+    for (const m of this.queue.splice(0)) m.nak();
+    await this.connection?.drain().catch(() => undefined);
+  }
+}
+
+/** Publishes payloads to a subject, waiting for JetStream's acknowledgement of each. */
+export class NatsStreamPublisher implements StreamPublisher {
+  private constructor(
+    private readonly connection: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly subject: string,
+  ) {}
+
+  static async connect(settings: Pick<NatsSourceSettings, "servers" | "stream" | "subject">): Promise<NatsStreamPublisher> {
+    const nc = await connect({ servers: settings.servers, name: "quiver-ingest-publish" });
+    await ensureStream(await nc.jetstreamManager(), settings.stream, [settings.subject]);
+    return new NatsStreamPublisher(nc, nc.jetstream(), settings.subject);
+  }
+
+  async publish(payloads: readonly Uint8Array[]): Promise<void> {
+    await Promise.all(payloads.map((p) => this.js.publish(this.subject, p)));
+  }
+
+  async close(): Promise<void> {
+    await this.connection.drain().catch(() => undefined);
+  }
+}
+
+/** Dead letters as messages of a JetStream stream (subject `<stream>.<source>`), details in headers. */
+export class NatsDeadLetters implements DeadLetterQueue {
+  private constructor(
+    private readonly connection: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+  ) {}
+
+  static async connect(servers: string, stream: string): Promise<NatsDeadLetters> {
+    const nc = await connect({ servers, name: "quiver-ingest-dead-letters" });
+    const jsm = await nc.jetstreamManager();
+    await ensureStream(jsm, stream, [`${stream}.>`]);
+    return new NatsDeadLetters(nc, jsm, stream);
+  }
+
+  async add(letters: readonly NewDeadLetter[]): Promise<void> {
+    const js = this.connection.jetstream();
+    const at = String(Date.now());
+    await Promise.all(
+      letters.map((l) => {
+        const h = headers();
+        h.set("Quiver-Source", l.source);
+        h.set("Quiver-Reason", l.reason);
+        h.set("Quiver-Path", l.path);
+        h.set("Quiver-Error", l.error.replace(/[\r\n]+/g, " "));
+        h.set("Quiver-Origin", l.origin);
+        h.set("Quiver-At", at);
+        return js.publish(`${this.stream}.${l.source}`, l.payload, { headers: h });
+      }),
+    );
+  }
+
+  async list(limit: number): Promise<DeadLetter[]> {
+    const info = await this.jsm.streams.info(this.stream);
+    const out: DeadLetter[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; seq++) {
+      let m: Awaited<ReturnType<JetStreamManager["streams"]["getMessage"]>>;
+      try {
+        m = await this.jsm.streams.getMessage(this.stream, { seq });
+      } catch (e) {
+        if (isNotFound(e)) continue; // deleted (replayed) message
+        throw e;
+      }
+      const h = (name: string) => m.header.get(name) ?? "";
+      out.push({
+        id: String(seq),
+        source: h("Quiver-Source"),
+        reason: h("Quiver-Reason") as DeadLetter["reason"],
+        path: h("Quiver-Path"),
+        error: h("Quiver-Error"),
+        origin: h("Quiver-Origin"),
+        at: Number(h("Quiver-At")),
+        payload: m.data,
+      });
+    }
+    return out;
+  }
+
+  async remove(ids: readonly string[]): Promise<void> {
+    for (const id of ids) await this.jsm.streams.deleteMessage(this.stream, Number(id));
+  }
+
+  async close(): Promise<void> {
+    await this.connection.drain().catch(() => undefined);
+  }
+}

@@ -1,0 +1,101 @@
+import { type Static, Type as T } from "@sinclair/typebox";
+
+/**
+ * The shape of a sources file (YAML or JSON): which streams feed which feature
+ * views and how each payload maps onto a view. Structure is checked with this
+ * schema; meaning (views, features, types) by compile-sources.ts.
+ */
+const Name = T.String({ pattern: "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$" });
+/** A dotted path into the payload: `amount`, `customer.id`, `items.0.price`. */
+const FieldPath = T.String({ minLength: 1, maxLength: 512 });
+
+const FieldRule = T.Union([
+  FieldPath,
+  T.Object(
+    {
+      path: FieldPath,
+      /** Multiplies numeric values (cents → units: 0.01). */
+      scale: T.Optional(T.Number()),
+    },
+    { additionalProperties: false },
+  ),
+  T.Object({ value: T.Unknown() }, { additionalProperties: false }),
+]);
+
+const EventTimeDef = T.Object(
+  {
+    path: FieldPath,
+    format: T.Union([T.Literal("epoch_s"), T.Literal("epoch_ms"), T.Literal("epoch_us"), T.Literal("rfc3339")]),
+  },
+  { additionalProperties: false },
+);
+
+const MappingDef = T.Object(
+  {
+    featureView: Name,
+    /** Join key name → payload path. */
+    keys: T.Record(T.String(), FieldPath),
+    /** Feature name → payload path, `{ path, scale }` or `{ value }` (a constant). */
+    features: T.Record(T.String(), FieldRule),
+    eventTime: EventTimeDef,
+    /** A field whose value identifies an event; repeats within the dedup window are skipped. */
+    idempotencyKey: T.Optional(FieldPath),
+    /** Only events whose field equals the value feed this mapping. */
+    filter: T.Optional(T.Object({ path: FieldPath, equals: T.Union([T.String(), T.Number(), T.Boolean()]) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+
+const RedisDef = T.Object(
+  {
+    url: T.String({ minLength: 1 }),
+    stream: T.String({ minLength: 1 }),
+    group: T.String({ minLength: 1 }),
+    /** Hash field of each stream entry that holds the payload. */
+    field: T.Optional(T.String({ minLength: 1 })),
+    /** Entries pending longer than this on a consumer are taken over (XAUTOCLAIM). */
+    claimIdle: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    /** Where dead letters go; default `<stream>:dead`. */
+    deadLetterStream: T.Optional(T.String({ minLength: 1 })),
+  },
+  { additionalProperties: false },
+);
+
+const NatsDef = T.Object(
+  {
+    servers: T.String({ minLength: 1 }),
+    stream: Name,
+    consumer: Name,
+    subject: T.String({ minLength: 1 }),
+    /** How long a delivered message may stay unacknowledged before redelivery. */
+    ackWait: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    /** Dead letters go to this JetStream stream (subject `<stream>.<source>`); default `<stream>_DEAD`. */
+    deadLetterStream: T.Optional(Name),
+  },
+  { additionalProperties: false },
+);
+
+const SourceDef = T.Object(
+  {
+    name: Name,
+    engine: T.Union([T.Literal("redis"), T.Literal("nats")]),
+    redis: T.Optional(RedisDef),
+    nats: T.Optional(NatsDef),
+    format: T.Optional(T.Union([T.Literal("json"), T.Literal("msgpack")])),
+    /** Most events per store round trip. */
+    batchSize: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
+    /** Deliveries before a message that keeps failing is dead-lettered with its last error. */
+    maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
+    /** How long an idempotency key is remembered. */
+    dedupWindow: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    mappings: T.Array(MappingDef, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+export const SourcesDefSchema = T.Object({ sources: T.Array(SourceDef) }, { additionalProperties: false });
+
+export type SourcesDef = Static<typeof SourcesDefSchema>;
+export type SourceDef = Static<typeof SourceDef>;
+export type MappingDef = Static<typeof MappingDef>;
+export type FieldRuleDef = Static<typeof FieldRule>;

@@ -1,0 +1,268 @@
+import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
+import { BatchMapper } from "./batch-mapper.ts";
+import { BatchWriter } from "./batch-writer.ts";
+import type { CompiledSource } from "./compile-sources.ts";
+import type { DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
+import type { IdempotencyWindow } from "./idempotency-window.ts";
+import type { IngestMetrics, SourceCounters } from "./ingest-metrics.ts";
+import type { KvNode } from "../kv/kv-node.ts";
+import type { PushService } from "../serving/index.ts";
+import type { Delivery, SourceLag, StreamSource } from "./stream-source.ts";
+
+export type ConsumerState = "starting" | "running" | "retrying" | "paused" | "reconnecting" | "stopping" | "stopped";
+
+export interface ConsumerOptions {
+  /** How long a read waits for new messages (bounds shutdown latency). */
+  readonly readWaitMs?: number;
+  /** In-place write attempts before the batch is handed back to the engine. */
+  readonly writeAttempts?: number;
+  /** First and longest pause after the store refused a batch. */
+  readonly pauseMs?: { readonly initial: number; readonly max: number };
+  /** How often the engine's lag is sampled for metrics and /readyz. */
+  readonly lagIntervalMs?: number;
+  /** Crash testing: called after each store write, before the acknowledgement. */
+  readonly afterWrite?: (written: number) => void;
+  readonly clock?: () => number;
+}
+
+export interface ConsumerDeps {
+  readonly source: StreamSource;
+  readonly compiled: CompiledSource;
+  readonly deadLetters: DeadLetterQueue;
+  readonly push: PushService;
+  /** The store the push path writes to, read to tell duplicates from late events. */
+  readonly store: KvNode;
+  readonly metrics: IngestMetrics;
+  readonly seen: IdempotencyWindow;
+}
+
+export interface ConsumerStatus {
+  readonly source: string;
+  readonly engine: string;
+  readonly state: ConsumerState;
+  readonly consumed: number;
+  readonly written: number;
+  readonly duplicate: number;
+  readonly late: number;
+  readonly filtered: number;
+  readonly deadLettered: number;
+  readonly lag: SourceLag | null;
+  readonly lastError: string | null;
+}
+
+const isRetryable = (e: unknown): boolean => (e as { retryable?: unknown } | null)?.retryable === true;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/**
+ * One source's consumer: read a batch, map it, write it through the push path
+ * in one store round trip, dead-letter what cannot be written, then ack. One
+ * batch in flight at a time, so a slow or refusing store slows reads instead
+ * of filling memory; after a retryable failure the batch is retried in place
+ * with backoff, then handed back to the engine (nak with delay / left pending)
+ * while the consumer pauses. Stopping finishes and acks the batch in hand.
+ */
+export class StreamConsumer {
+  private state: ConsumerState = "starting";
+  private lastError: string | null = null;
+  private lag: SourceLag | null = null;
+  private readonly counters: SourceCounters;
+  private readonly mapper: BatchMapper;
+  private readonly writer: BatchWriter;
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | undefined;
+  private lagTimer: ReturnType<typeof setInterval> | undefined;
+  private pauseMs: number;
+  private readonly retryPolicy;
+  private readonly options: Required<Omit<ConsumerOptions, "afterWrite">>;
+
+  constructor(
+    private readonly deps: ConsumerDeps,
+    options: ConsumerOptions = {},
+  ) {
+    this.options = {
+      readWaitMs: options.readWaitMs ?? 500,
+      writeAttempts: options.writeAttempts ?? 3,
+      pauseMs: options.pauseMs ?? { initial: 200, max: 10_000 },
+      lagIntervalMs: options.lagIntervalMs ?? 5000,
+      clock: options.clock ?? Date.now,
+    };
+    this.pauseMs = this.options.pauseMs.initial;
+    this.counters = deps.metrics.forSource(deps.compiled.name);
+    this.mapper = new BatchMapper(deps.compiled, deps.seen, this.counters);
+    this.writer = new BatchWriter(deps.compiled.name, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.afterWrite);
+    this.retryPolicy = retry(handleWhen(isRetryable), {
+      maxAttempts: Math.max(0, this.options.writeAttempts - 1),
+      backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 1000 }),
+    });
+    this.retryPolicy.onRetry(() => {
+      this.counters.storeRetries.inc();
+      this.state = "retrying";
+    });
+  }
+
+  /** Creates the group/consumer if needed and starts consuming in the background. */
+  async start(): Promise<void> {
+    await this.deps.source.start();
+    this.state = "running";
+    this.loop = this.run();
+    const sample = () => {
+      this.deps.source.lag().then(
+        (lag) => {
+          this.lag = lag;
+          this.deps.metrics.recordLag(this.deps.compiled.name, lag);
+        },
+        () => undefined,
+      );
+    };
+    sample();
+    this.lagTimer = setInterval(sample, this.options.lagIntervalMs);
+    this.lagTimer.unref?.();
+  }
+
+  /** Finishes and acks the batch in hand, then closes the source. */
+  async stop(): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "stopping";
+    this.stopping.abort();
+    clearInterval(this.lagTimer);
+    await this.loop;
+    await this.deps.source.close();
+    this.state = "stopped";
+  }
+
+  status(): ConsumerStatus {
+    const c = this.counters;
+    return {
+      source: this.deps.compiled.name,
+      engine: this.deps.source.engine,
+      state: this.state,
+      consumed: c.consumed.value,
+      written: c.written.value,
+      duplicate: c.duplicate.value,
+      late: c.late.value,
+      filtered: c.filtered.value,
+      deadLettered: c.deadLettered.value,
+      lag: this.lag,
+      lastError: this.lastError,
+    };
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopping.signal;
+    const batchSize = this.deps.compiled.batchSize;
+    while (!signal.aborted) {
+      let batch: readonly Delivery[];
+      try {
+        batch = await this.deps.source.read(batchSize, this.options.readWaitMs);
+      } catch (e) {
+        if (signal.aborted) break;
+        this.state = "reconnecting";
+        this.lastError = `read: ${(e as Error).message}`;
+        await sleep(this.nextPause(), signal);
+        continue;
+      }
+      if (batch.length === 0) continue;
+      try {
+        await this.handle(batch);
+      } catch (e) {
+        // A bug, not an outcome: keep the messages owed (they come back) and keep the consumer alive.
+        this.lastError = `unexpected: ${(e as Error)?.stack ?? String(e)}`;
+        console.error(`quiver ingest: source ${this.deps.compiled.name}: ${this.lastError}`);
+        const pause = this.nextPause();
+        this.state = "paused";
+        await this.deps.source.retryLater(batch, pause).catch(() => undefined);
+        await sleep(pause, signal);
+      }
+    }
+  }
+
+  private nextPause(): number {
+    const ms = this.pauseMs;
+    this.pauseMs = Math.min(this.options.pauseMs.max, this.pauseMs * 2);
+    return ms;
+  }
+
+  /** Never throws: a batch ends acked (written or dead-lettered) or handed back for later. */
+  private async handle(batch: readonly Delivery[]): Promise<void> {
+    const started = performance.now();
+    const mapped = this.mapper.map(batch);
+    const prepared = this.writer.prepare(mapped.groups);
+    const dead = [...mapped.dead, ...prepared.dead];
+    try {
+      const result = await this.retryPolicy.execute(() => this.writer.write(prepared));
+      this.counters.written.inc(result.written);
+      this.counters.duplicate.inc(result.duplicate);
+      this.counters.late.inc(result.late);
+    } catch (e) {
+      await this.deferBatch(batch, dead, e);
+      return;
+    }
+    try {
+      await this.deadLetter(dead);
+      await this.deps.source.ack(batch);
+    } catch (e) {
+      // Written but not acknowledged: redelivery finds the rows stored and counts duplicates.
+      this.lastError = `ack: ${(e as Error).message}`;
+      await this.deps.source.retryLater(batch, this.pauseMs).catch(() => undefined);
+      await sleep(this.nextPause(), this.stopping.signal);
+      return;
+    }
+    this.pauseMs = this.options.pauseMs.initial;
+    if (this.state === "retrying" || this.state === "paused" || this.state === "reconnecting") this.state = "running";
+    this.counters.batchSeconds.observe((performance.now() - started) / 1000);
+  }
+
+  /**
+   * The store refused the batch: hand it back to the engine for later and
+   * pause. Messages already at the source's delivery limit are dead-lettered
+   * with the last error instead, so a message is never retried forever.
+   */
+  private async deferBatch(batch: readonly Delivery[], dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>, e: unknown): Promise<void> {
+    const error = (e as Error)?.message ?? String(e);
+    this.lastError = `store: ${error}`;
+    this.counters.storeRetries.inc();
+    const limit = this.deps.compiled.maxDeliver;
+    const exhausted = batch.filter((d) => d.deliveries >= limit);
+    const deadIds = new Set(dead.map((x) => x.delivery));
+    for (const d of exhausted) {
+      if (deadIds.has(d)) continue;
+      dead.push({
+        delivery: d,
+        letter: { source: this.deps.compiled.name, reason: "delivery_limit", path: "", error: `delivered ${d.deliveries} times; last error: ${error}`, payload: d.payload, origin: d.id },
+      });
+    }
+    const pause = this.nextPause();
+    this.state = "paused";
+    try {
+      await this.deadLetter(dead);
+      const done = new Set(dead.map((x) => x.delivery));
+      await this.deps.source.ack(batch.filter((d) => done.has(d)));
+      await this.deps.source.retryLater(
+        batch.filter((d) => !done.has(d)),
+        pause,
+      );
+    } catch (inner) {
+      this.lastError = `store: ${error}; then: ${(inner as Error).message}`;
+    }
+    await sleep(pause, this.stopping.signal);
+  }
+
+  private async deadLetter(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): Promise<void> {
+    if (dead.length === 0) return;
+    await this.deps.deadLetters.add(dead.map((x) => x.letter));
+    this.counters.deadLettered.inc(dead.length);
+    for (const x of dead) this.counters.deadLetter(x.letter.reason).inc();
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The seam between consumers and streaming engines. Redis Streams (consumer
+ * groups) and NATS JetStream (durable pull consumers) implement it; the
+ * consumer loop and the contract suite (test/stream-source-contract.ts) only
+ * see this.
+ *
+ * Delivery is at least once: a message stays owed to the group until `ack`;
+ * a consumer that dies leaves it to be taken over by another consumer of the
+ * same group/durable after the engine's idle timeout.
+ */
+
+/** One delivered message. Implementations may extend it with their own handle. */
+export interface Delivery {
+  /** Engine id: Redis entry id, JetStream stream sequence. */
+  readonly id: string;
+  readonly payload: Uint8Array;
+  /** How many times this message has been delivered, this time included (1 = first). */
+  readonly deliveries: number;
+}
+
+/** Work an engine still owes this source's group: unread and read-but-unacknowledged. */
+export interface SourceLag {
+  /** Messages not yet delivered to the group (`null` when the engine cannot tell). */
+  readonly unprocessed: number | null;
+  /** Delivered but not acknowledged. */
+  readonly pending: number;
+}
+
+export interface StreamSource {
+  readonly name: string;
+  readonly engine: "redis" | "nats";
+  /** Creates the group / durable consumer when missing; safe to call from every pod. */
+  start(): Promise<void>;
+  /**
+   * Up to `max` messages: pending ones this consumer must take over first,
+   * then new ones. Waits at most `waitMs` when nothing is there (then `[]`).
+   */
+  read(max: number, waitMs: number): Promise<readonly Delivery[]>;
+  /** Done with these: the store has them (or they went to dead letters). */
+  ack(deliveries: readonly Delivery[]): Promise<void>;
+  /** Not now: deliver again after `delayMs` (a retryable store failure). */
+  retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void>;
+  lag(): Promise<SourceLag>;
+  /** Wakes a waiting `read` and releases connections; the batch in hand must be acked first. */
+  close(): Promise<void>;
+}
+
+/** Appends payloads to a source's stream (producer, dead-letter replay). */
+export interface StreamPublisher {
+  publish(payloads: readonly Uint8Array[]): Promise<void>;
+  close(): Promise<void>;
+}

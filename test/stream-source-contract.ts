@@ -1,0 +1,324 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { encode } from "@msgpack/msgpack";
+import { type CompiledSource, compileSources, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters } from "../src/ingest/index.ts";
+import type { SourceDef } from "../src/ingest/sources-definitions.ts";
+import { ArenaKvNode } from "../src/kv/arena-node.ts";
+import type { KvNode, StoredRow } from "../src/kv/kv-node.ts";
+import { MetricsRegistry } from "../src/ops/index.ts";
+import { type CompiledView, loadRegistryFile, type Registry } from "../src/registry/index.ts";
+import { keyPart, PushService } from "../src/serving/index.ts";
+import type { EngineHarness } from "./support/stream-engines.ts";
+
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+/** Polls until `check` holds; fails the test with `what` after `timeoutMs` (generous: the machine is shared). */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Deterministic Fisher–Yates shuffle (a fixed LCG), so a failure reproduces. */
+export function shuffle<T>(items: T[], seed: number): void {
+  let state = seed;
+  for (let i = items.length - 1; i > 0; i--) {
+    state = (state * 1103515245 + 12345) & 0x7fffffff;
+    const j = state % (i + 1);
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+}
+
+/** The payments schema of the first source: flat JSON, epoch ms. */
+export const paymentsMapping = (extra: Partial<SourceDef["mappings"][number]> = {}): SourceDef["mappings"][number] => ({
+  featureView: "fraud_signals",
+  keys: { customer_id: "customer" },
+  features: { spend_1h: "amount", txn_count_1h: "count", chargeback_flag: "chargeback", risk_score: { value: 0.25 } },
+  eventTime: { path: "ts", format: "epoch_ms" },
+  ...extra,
+});
+
+interface Rig {
+  readonly registry: Registry;
+  readonly store: KvNode;
+  readonly view: CompiledView;
+  readonly metrics: MetricsRegistry;
+  compile(sources: SourceDef[]): CompiledSource[];
+  start(sources: CompiledSource[], consumerName?: string): Promise<IngestService>;
+  row(customer: string): Promise<StoredRow | undefined>;
+}
+
+export async function makeRig(): Promise<Rig> {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const store = new ArenaKvNode("ingest-test");
+  const push = new PushService(store, { maxFutureSkewMs: 3_600_000 });
+  const view = registry.views.get("fraud_signals")!;
+  const metrics = new MetricsRegistry();
+  return {
+    registry,
+    store,
+    view,
+    metrics,
+    compile: (sources) => compileSources({ sources }, registry),
+    start: (sources, consumerName = "c1") =>
+      IngestService.start(sources, { push, store, metrics, consumerName, consumerOptions: { readWaitMs: 200, lagIntervalMs: 200, pauseMs: { initial: 50, max: 500 } } }),
+    row: async (customer) => {
+      const [slot] = await store.getMany([view.keyPrefix + keyPart(view.joinKeys[0]!, customer, "customer")]);
+      return slot === undefined || typeof slot === "symbol" ? undefined : (slot as StoredRow);
+    },
+  };
+}
+
+/**
+ * The behaviour every StreamSource must show, and the consumer's guarantees
+ * on top of it, run against each engine (real redis-server, real
+ * nats-server -js). Every test uses its own stream.
+ */
+export function runStreamSourceContract(name: string, startEngine: () => Promise<EngineHarness>): void {
+  describe(`StreamSource contract: ${name}`, () => {
+    let engine: EngineHarness;
+    let rig: Rig;
+    beforeAll(async () => {
+      engine = await startEngine();
+      rig = await makeRig();
+    });
+    afterAll(async () => {
+      await engine?.stop();
+    });
+
+    const source = (opts: { takeoverMs?: number; format?: "json" | "msgpack"; mappings?: SourceDef["mappings"]; maxDeliver?: number; name?: string } = {}): SourceDef => ({
+      name: opts.name ?? "payments",
+      ...engine.engineSettings(opts.takeoverMs === undefined ? {} : { takeoverMs: opts.takeoverMs }),
+      format: opts.format ?? "json",
+      batchSize: 50,
+      ...(opts.maxDeliver === undefined ? {} : { maxDeliver: opts.maxDeliver }),
+      mappings: opts.mappings ?? [paymentsMapping()],
+    });
+
+    test("delivers what was published to the group, and nothing more once acknowledged", async () => {
+      const [compiled] = rig.compile([source()]);
+      const publisher = await openPublisher(compiled!);
+      const s = await openStreamSource(compiled!, "c1");
+      try {
+        await s.start();
+        await publisher.publish(Array.from({ length: 20 }, (_, i) => json({ i })));
+        const got: string[] = [];
+        await eventually("20 deliveries", async () => {
+          const batch = await s.read(50, 200);
+          for (const d of batch) {
+            expect(d.deliveries).toBe(1);
+            got.push(new TextDecoder().decode(d.payload));
+          }
+          await s.ack(batch);
+          return got.length >= 20;
+        });
+        expect(got).toEqual(Array.from({ length: 20 }, (_, i) => JSON.stringify({ i })));
+        expect(await s.read(50, 200)).toEqual([]);
+        await eventually("no lag", async () => {
+          const lag = await s.lag();
+          return lag.pending === 0 && (lag.unprocessed ?? 0) === 0;
+        });
+      } finally {
+        await s.close();
+        await publisher.close();
+      }
+    });
+
+    test("another consumer of the group takes over what a dead consumer left unacknowledged", async () => {
+      const [compiled] = rig.compile([source({ takeoverMs: 1000 })]);
+      const publisher = await openPublisher(compiled!);
+      const first = await openStreamSource(compiled!, "dies");
+      const second = await openStreamSource(compiled!, "takes-over");
+      try {
+        await first.start();
+        await publisher.publish(Array.from({ length: 5 }, (_, i) => json({ i })));
+        const taken: number[] = [];
+        await eventually("the first consumer holds all 5", async () => {
+          for (const d of await first.read(50, 200)) taken.push(Number(d.id === "" ? -1 : 0));
+          return taken.length >= 5;
+        });
+        await first.close(); // never acked: as if killed
+        await second.start();
+        const redelivered = new Map<string, number>();
+        await eventually("the second consumer gets all 5 again", async () => {
+          const batch = await second.read(50, 200);
+          for (const d of batch) redelivered.set(new TextDecoder().decode(d.payload), d.deliveries);
+          await second.ack(batch);
+          return redelivered.size >= 5;
+        });
+        for (const deliveries of redelivered.values()) expect(deliveries).toBeGreaterThanOrEqual(2);
+      } finally {
+        await second.close();
+        await publisher.close();
+      }
+    });
+
+    test("retryLater hands messages back and they come again after the delay", async () => {
+      const [compiled] = rig.compile([source()]);
+      const publisher = await openPublisher(compiled!);
+      const s = await openStreamSource(compiled!, "c1");
+      try {
+        await s.start();
+        await publisher.publish([json({ n: 1 }), json({ n: 2 })]);
+        let batch: Awaited<ReturnType<typeof s.read>> = [];
+        await eventually("both delivered", async () => {
+          batch = [...batch, ...(await s.read(50, 200))];
+          return batch.length >= 2;
+        });
+        await s.retryLater(batch, 300);
+        const again: number[] = [];
+        await eventually("both delivered again", async () => {
+          const b = await s.read(50, 200);
+          for (const d of b) again.push(d.deliveries);
+          await s.ack(b);
+          return again.length >= 2;
+        });
+        expect(again).toEqual([2, 2]);
+      } finally {
+        await s.close();
+        await publisher.close();
+      }
+    });
+
+    test("out-of-order and duplicate events never regress a value; duplicates and late events are counted", async () => {
+      const [compiled] = rig.compile([source({ name: "ooo", mappings: [paymentsMapping({ idempotencyKey: "id" })] })]);
+      const publisher = await openPublisher(compiled!);
+      const ingest = await rig.start([compiled!]);
+      try {
+        const base = Date.now() - 60_000;
+        const events: Array<Record<string, unknown>> = [];
+        // 8 customers, 40 events each with distinct times, published shuffled, plus exact repeats and id repeats.
+        for (let c = 0; c < 8; c++) for (let k = 0; k < 40; k++) events.push({ id: `e${c}-${k}`, customer: `ooo${c}`, amount: c * 1000 + k, count: k, chargeback: k % 2 === 0, ts: base + k * 10 });
+        shuffle(events, 7);
+        const repeats = events.slice(0, 30).map((e) => ({ ...e }));
+        const sameIdNewerTime = events.slice(30, 40).map((e) => ({ ...e, ts: (e.ts as number) + 1, amount: -1 }));
+        const all = [...events, ...repeats, ...sameIdNewerTime];
+        for (let i = 0; i < all.length; i += 25) await publisher.publish(all.slice(i, i + 25).map(json));
+        await eventually("every event consumed", () => {
+          const s = ingest.status()[0]!;
+          return s.written + s.duplicate + s.late === all.length;
+        });
+        const st = ingest.status()[0]!;
+        expect(st.written + st.duplicate + st.late).toBe(all.length);
+        // Every repeat carries an id already seen (10 of them with a newer time and a bogus amount); originals have distinct times, so they are written or late.
+        expect(st.duplicate).toBe(40);
+        expect(st.late).toBeGreaterThan(0);
+        expect(st.deadLettered).toBe(0);
+        for (let c = 0; c < 8; c++) {
+          const row = await rig.row(`ooo${c}`);
+          expect(row?.ts).toBe(base + 39 * 10);
+          expect(row?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(c * 1000 + 39);
+          expect(row?.values[rig.view.featureIndex.get("risk_score")!.index]).toBe(0.25);
+        }
+      } finally {
+        await ingest.stop();
+        await publisher.close();
+      }
+    });
+
+    test("poison and malformed events land in dead letters with reason and path; replay after fixing the mapping writes them", async () => {
+      const def = source({ name: "poison" });
+      const [compiled] = rig.compile([def]);
+      const publisher = await openPublisher(compiled!);
+      const deadLetters = await openDeadLetters(compiled!);
+      let ingest = await rig.start([compiled!]);
+      try {
+        const ts = Date.now() - 1000;
+        await publisher.publish([
+          json({ customer: "p1", amount: 10, count: 1, chargeback: false, ts }),
+          json({ customer_id: "p2", amount: 20, count: 2, chargeback: false, ts }), // new upstream schema: renamed key
+          json({ customer_id: "p3", amount: 30, count: 3, chargeback: true, ts }),
+          new TextEncoder().encode("{not json"),
+          json({ customer: "p4", amount: "lots", count: 1, chargeback: false, ts }),
+          json({ customer: "p5", amount: 5, count: 1.5, chargeback: false, ts }),
+        ]);
+        await eventually("all consumed", () => ingest.status()[0]!.consumed === 6 && ingest.status()[0]!.deadLettered + ingest.status()[0]!.written === 6);
+        expect(ingest.status()[0]!.deadLettered).toBe(5);
+        const letters = await deadLetters.list(100);
+        const summary = letters.map((l) => [l.reason, l.path]).sort();
+        expect(summary).toEqual(
+          [
+            ["invalid_value", "amount"],
+            ["invalid_value", "count"],
+            ["missing_field", "customer"],
+            ["missing_field", "customer"],
+            ["undecodable", ""],
+          ].sort(),
+        );
+        for (const l of letters) {
+          expect(l.source).toBe("poison");
+          expect(l.error.length).toBeGreaterThan(0);
+          expect(l.origin.length).toBeGreaterThan(0);
+        }
+        expect(new TextDecoder().decode(letters.find((l) => l.reason === "undecodable")!.payload)).toBe("{not json");
+        expect(await rig.row("p2")).toBeUndefined();
+
+        // The fix: the mapping follows the upstream rename.
+        await ingest.stop();
+        const fixed = rig.compile([{ ...def, mappings: [paymentsMapping({ keys: { customer_id: "customer_id" } })] }]);
+        ingest = await rig.start(fixed);
+        const replayed = await replayDeadLetters(deadLetters, publisher, { limit: 100, reason: "missing_field" });
+        expect(replayed.length).toBe(2);
+        await eventually("replayed events written", async () => (await rig.row("p2")) !== undefined && (await rig.row("p3")) !== undefined);
+        expect((await rig.row("p3"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(30);
+        expect((await deadLetters.list(100)).map((l) => l.reason).sort()).toEqual(["invalid_value", "invalid_value", "undecodable"]);
+      } finally {
+        await ingest.stop();
+        await deadLetters.close();
+        await publisher.close();
+      }
+    });
+
+    test("two sources with different schemas feeding one view converge to the newest value", async () => {
+      const a = source({ name: "payments_json", format: "json" });
+      const b = source({
+        name: "payments_msgpack",
+        format: "msgpack",
+        mappings: [
+          {
+            featureView: "fraud_signals",
+            keys: { customer_id: "payer.id" },
+            features: { spend_1h: { path: "payer.spend_cents", scale: 0.01 }, txn_count_1h: "n", chargeback_flag: "cb" },
+            eventTime: { path: "at", format: "rfc3339" },
+            filter: { path: "kind", equals: "card" },
+          },
+        ],
+      });
+      const compiled = rig.compile([a, b]);
+      const pa = await openPublisher(compiled[0]!);
+      const pb = await openPublisher(compiled[1]!);
+      const ingest = await rig.start(compiled);
+      try {
+        const base = Math.floor(Date.now() / 1000) * 1000 - 100_000;
+        const expected = new Map<string, { ts: number; spend: number }>();
+        const outA: Uint8Array[] = [];
+        const outB: Uint8Array[] = [];
+        for (let i = 0; i < 200; i++) {
+          const customer = `two${i % 10}`;
+          const ts = base + ((i * 7919) % 200) * 1000;
+          const spend = i + 0.5;
+          const prev = expected.get(customer);
+          if (!prev || ts > prev.ts) expected.set(customer, { ts, spend });
+          if (i % 2 === 0) outA.push(json({ customer, amount: spend, count: i, chargeback: false, ts }));
+          else outB.push(encode({ kind: "card", payer: { id: customer, spend_cents: spend * 100 }, n: String(i), cb: 0, at: new Date(ts).toISOString() }));
+        }
+        outB.push(encode({ kind: "refund", payer: { id: "two0", spend_cents: 1 }, n: 1, cb: 1, at: new Date(base + 10_000_000).toISOString() }));
+        await Promise.all([pa.publish(outA), pb.publish(outB)]);
+        await eventually("both sources consumed", () => ingest.status().reduce((n, s) => n + s.written + s.duplicate + s.late + s.filtered, 0) === 201);
+        const filtered = ingest.status().find((s) => s.source === "payments_msgpack")!.filtered;
+        expect(filtered).toBe(1);
+        for (const [customer, want] of expected) {
+          const row = await rig.row(customer);
+          expect(row?.ts).toBe(want.ts);
+          expect(row?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBeCloseTo(want.spend, 9);
+        }
+      } finally {
+        await ingest.stop();
+        await pa.close();
+        await pb.close();
+      }
+    });
+  });
+}
