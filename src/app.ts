@@ -112,9 +112,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
 }
 
 /** Loads the sources file against the live registry and starts one consumer per source (client libraries load only here). */
-async function startIngest(path: string, registry: Registry, deps: Parameters<typeof IngestService.start>[1]): Promise<IngestService> {
-  const { IngestService, loadSourcesFile } = await import("./ingest/index.ts");
-  return IngestService.start(await loadSourcesFile(path, registry), deps);
+async function startIngest(path: string, registry: Registry, deps: Omit<Parameters<typeof IngestService.start>[1], "metrics"> & { readonly metrics: MetricsRegistry }): Promise<IngestService> {
+  const { IngestMetrics, IngestService, loadSourcesFile } = await import("./ingest/index.ts");
+  const sources = await loadSourcesFile(path, registry);
+  return IngestService.start(sources, { ...deps, metrics: new IngestMetrics(deps.metrics) });
 }
 
 /** Where storage comes from: embedded nodes, or connected Redis shards. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { encode } from "@msgpack/msgpack";
-import { type CompiledSource, compileSources, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters } from "../src/ingest/index.ts";
+import { type CompiledSource, compileSources, IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters } from "../src/ingest/index.ts";
 import type { SourceDef } from "../src/ingest/sources-definitions.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import type { KvNode, StoredRow } from "../src/kv/kv-node.ts";
@@ -44,7 +44,7 @@ interface Rig {
   readonly registry: Registry;
   readonly store: KvNode;
   readonly view: CompiledView;
-  readonly metrics: MetricsRegistry;
+  readonly metrics: IngestMetrics;
   compile(sources: SourceDef[]): CompiledSource[];
   start(sources: CompiledSource[], consumerName?: string): Promise<IngestService>;
   row(customer: string): Promise<StoredRow | undefined>;
@@ -55,7 +55,8 @@ export async function makeRig(): Promise<Rig> {
   const store = new ArenaKvNode("ingest-test");
   const push = new PushService(store, { maxFutureSkewMs: 3_600_000 });
   const view = registry.views.get("fraud_signals")!;
-  const metrics = new MetricsRegistry();
+  const registryOfMetrics = new MetricsRegistry();
+  const metrics = new IngestMetrics(registryOfMetrics);
   return {
     registry,
     store,

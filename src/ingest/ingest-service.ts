@@ -1,17 +1,17 @@
 import type { KvNode } from "../kv/kv-node.ts";
-import type { MetricsRegistry } from "../ops/index.ts";
 import type { PushService } from "../serving/index.ts";
 import type { CompiledSource } from "./compile-sources.ts";
 import type { DeadLetterQueue } from "./dead-letters.ts";
 import { openDeadLetters, openStreamSource } from "./engines.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
-import { IngestMetrics } from "./ingest-metrics.ts";
+import type { IngestMetrics } from "./ingest-metrics.ts";
 import { type ConsumerOptions, type ConsumerStatus, StreamConsumer } from "./stream-consumer.ts";
 
 export interface IngestDeps {
   readonly push: PushService;
   readonly store: KvNode;
-  readonly metrics: MetricsRegistry;
+  /** Registered once per metrics registry (a name registers once). */
+  readonly metrics: IngestMetrics;
   /** This process's consumer name in every group (host and pid by default): scale out by running more. */
   readonly consumerName: string;
   readonly consumerOptions?: ConsumerOptions;
@@ -25,7 +25,7 @@ export class IngestService {
   ) {}
 
   static async start(sources: readonly CompiledSource[], deps: IngestDeps): Promise<IngestService> {
-    const metrics = new IngestMetrics(deps.metrics);
+    const metrics = deps.metrics;
     const windowMs = Math.max(0, ...sources.map((s) => s.dedupWindowMs));
     const seen = new IdempotencyWindow(windowMs);
     const consumers: StreamConsumer[] = [];
