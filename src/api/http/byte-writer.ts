@@ -1,8 +1,8 @@
 /**
  * An append-only byte buffer for answer encoders, reused across requests: an
- * answer costs one copy of its bytes (`take`) instead of an object tree plus a
- * serialiser's string. One writer per encoder, created at start-up; encoding
- * is synchronous, so a writer is never shared by two answers at once.
+ * answer costs no object tree and no serialiser string, only the copy the
+ * Response makes. One writer per encoder, created at start-up; encoding is
+ * synchronous, so a writer is never shared by two answers at once.
  */
 export class ByteWriter {
   private buf: Uint8Array;
@@ -20,9 +20,13 @@ export class ByteWriter {
     this.pos = 0;
   }
 
-  /** The answer so far, as its own bytes (the writer's buffer is reused). */
-  take(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+  /**
+   * The answer so far: a view of the writer's buffer, valid until the next
+   * `reset`. `new Response(view)` copies it at construction (Bun; guarded by
+   * native-answer.test.ts), so a second copy here would only add garbage.
+   */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
   }
 
   /** Makes room for `n` more bytes. */

@@ -57,6 +57,14 @@ describe("NativeAnswerEncoder", () => {
     expect(text(enc.json(empty, false))).toBe(JSON.stringify(reference(empty, false)));
   });
 
+  test("a Response copies the encoder's view at construction, so the next answer cannot change it", async () => {
+    const a = result(["a"], [["first"]], [1], [1]);
+    const b = result(["a"], [["SECOND!"]], [1], [2]);
+    const res = new Response(enc.json(a, false));
+    enc.json(b, false);
+    expect(await res.text()).toBe(JSON.stringify(reference(a, false)));
+  });
+
   test("matches the reference for arbitrary values (property)", () => {
     const value = fc.oneof(
       fc.double(),
