@@ -16,9 +16,12 @@
 /** Types a join key may have. */
 export type JoinKeyType = "int64" | "string";
 
-/** Encodes one join-key value; the caller has already checked its type. */
-export function encodeKeyPart(name: string, type: JoinKeyType, value: number | string): string {
-  return type === "int64" ? `${name}=i${value}` : `${name}=s${(value as string).length}:${value}`;
+/**
+ * Encodes one join-key value after `prefix` (a view's key prefix or the parts
+ * before it: one string built, not a chain); the caller has checked its type.
+ */
+export function encodeKeyPart(name: string, type: JoinKeyType, value: number | string, prefix = ""): string {
+  return type === "int64" ? `${prefix}${name}=i${value}` : `${prefix}${name}=s${(value as string).length}:${value}`;
 }
 
 /** The storage key of a view's row for an entity key. */

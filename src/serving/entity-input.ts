@@ -97,40 +97,56 @@ export function parseEntities(raw: unknown, path: string, maxRows: number): Enti
  * string key "1001" stays a different entity.
  */
 export function keyPart(key: JoinKey, v: unknown, path: string): string {
+  return encodedPart(key, v, "") ?? badKey(key, v, path);
+}
+
+/** `prefix` + the key part, or undefined when the value is not a valid key (badKey says why). */
+function encodedPart(key: JoinKey, v: unknown, prefix: string): string | undefined {
   if (key.type === "int64") {
-    if (typeof v === "number" && Number.isSafeInteger(v)) return encodeKeyPart(key.name, "int64", v);
-    if (typeof v === "string" && INT64_TEXT.test(v)) {
-      if (v.length >= 19) {
-        const b = BigInt(v);
-        if (b > INT64_MAX || b < INT64_MIN) throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
-      }
-      return encodeKeyPart(key.name, "int64", v === "-0" ? "0" : v);
+    if (typeof v === "number") return Number.isSafeInteger(v) ? encodeKeyPart(key.name, "int64", v, prefix) : undefined;
+    if (typeof v !== "string" || !INT64_TEXT.test(v)) return undefined;
+    if (v.length >= 19) {
+      const b = BigInt(v);
+      if (b > INT64_MAX || b < INT64_MIN) return undefined;
     }
-    if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (int64)`);
+    return encodeKeyPart(key.name, "int64", v === "-0" ? "0" : v, prefix);
+  }
+  return typeof v === "string" && v.length <= MAX_STRING_KEY ? encodeKeyPart(key.name, "string", v, prefix) : undefined;
+}
+
+/** The 400 for a value encodedPart refused; only reached on bad input, so its path is built only then. */
+function badKey(key: JoinKey, v: unknown, path: string): never {
+  if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (${key.type})`);
+  if (key.type === "int64") {
+    if (typeof v === "string" && INT64_TEXT.test(v)) throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
     throw invalid("invalid_entity", path, `expected int64 (a safe integer or decimal string), got ${describeValue(v)}`);
   }
-  if (typeof v === "string") {
-    if (v.length > MAX_STRING_KEY) throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} characters`);
-    return encodeKeyPart(key.name, "string", v);
-  }
-  if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (string)`);
+  if (typeof v === "string") throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} characters`);
   throw invalid("invalid_entity", path, `expected string, got ${describeValue(v)}`);
 }
 
-/** Entity keys for every row, for one join-key set. */
-export function entityKeys(input: EntityInput, joinKeys: readonly JoinKey[]): string[] {
+/**
+ * Keys for every row, for one join-key set: `prefix` (a view's storage-key
+ * prefix, or "" for bare entity keys) + the entity key. One string built per
+ * row; a row's error path is spelled only when its value is refused.
+ */
+export function entityKeys(input: EntityInput, joinKeys: readonly JoinKey[], prefix = ""): string[] {
   const n = input.rowCount;
   const out = new Array<string>(n);
   if (joinKeys.length === 1) {
     const k = joinKeys[0]!;
-    for (let r = 0; r < n; r++) out[r] = keyPart(k, input.value(r, k.name), input.pathOf(r, k.name));
+    for (let r = 0; r < n; r++) {
+      const v = input.value(r, k.name);
+      out[r] = encodedPart(k, v, prefix) ?? badKey(k, v, input.pathOf(r, k.name));
+    }
     return out;
   }
   for (let r = 0; r < n; r++) {
-    let s = "";
+    let s = prefix;
     for (let j = 0; j < joinKeys.length; j++) {
       const k = joinKeys[j]!;
-      s += (j === 0 ? "" : ";") + keyPart(k, input.value(r, k.name), input.pathOf(r, k.name));
+      const v = input.value(r, k.name);
+      s = encodedPart(k, v, j === 0 ? s : `${s};`) ?? badKey(k, v, input.pathOf(r, k.name));
     }
     out[r] = s;
   }

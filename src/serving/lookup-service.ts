@@ -35,9 +35,9 @@ export interface LookupResult {
 
 const NONE: readonly string[] = Object.freeze([]);
 
-/** Per-request view plan: the distinct views asked for and where each ref reads from. */
+/** Per-request view plan: the distinct views asked for and where each ref reads from. Shared (read-only) for single-view requests. */
 interface Plan {
-  readonly views: CompiledView[];
+  readonly views: readonly CompiledView[];
   /** For ref c: index into `views`. */
   readonly viewOf: Int32Array;
 }
@@ -48,6 +48,9 @@ interface Plan {
  * front of it, or a resilience wrapper: the service only knows KvNode.
  */
 export class LookupService {
+  /** Plans of single-view requests (the common case), made once per compiled view. */
+  private readonly singleViewPlans = new WeakMap<CompiledView, Plan>();
+
   constructor(
     private readonly store: KvNode,
     private readonly clock: () => number = Date.now,
@@ -62,7 +65,7 @@ export class LookupService {
    * throughput (Bun allocates the signal, each read adds and removes a listener).
    */
   lookup(q: LookupQuery, options?: { readonly signal?: AbortSignal; readonly deadline?: number }): LookupResult | Promise<LookupResult> {
-    const plan = planOf(q.refs);
+    const plan = this.planOf(q.refs);
     const keys = buildKeys(plan, q.entities);
     if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
     const now = this.store.getManyNow(keys);
@@ -70,22 +73,36 @@ export class LookupService {
     const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
   }
-}
 
-function planOf(refs: readonly FeatureRef[]): Plan {
-  const views: CompiledView[] = [];
-  const viewOf = new Int32Array(refs.length);
-  for (let c = 0; c < refs.length; c++) {
-    const v = refs[c]!.view;
-    let i = views.indexOf(v);
-    if (i < 0) i = views.push(v) - 1;
-    viewOf[c] = i;
+  /** Which views a request reads and where each ref reads from; a single view's plan is made once. */
+  private planOf(refs: readonly FeatureRef[]): Plan {
+    const first = refs[0]?.view;
+    let single = first !== undefined;
+    for (let c = 1; single && c < refs.length; c++) single = refs[c]!.view === first;
+    if (single) {
+      const cached = this.singleViewPlans.get(first!);
+      if (cached !== undefined && cached.viewOf.length >= refs.length) return cached;
+      // viewOf is all zeros (every ref reads view 0); sized for the longest request seen.
+      const plan: Plan = { views: [first!], viewOf: new Int32Array(Math.max(refs.length, first!.features.length)) };
+      this.singleViewPlans.set(first!, plan);
+      return plan;
+    }
+    const views: CompiledView[] = [];
+    const viewOf = new Int32Array(refs.length);
+    for (let c = 0; c < refs.length; c++) {
+      const v = refs[c]!.view;
+      let i = views.indexOf(v);
+      if (i < 0) i = views.push(v) - 1;
+      viewOf[c] = i;
+    }
+    return { views, viewOf };
   }
-  return { views, viewOf };
 }
 
 /** Storage keys, view-major: key of view v, row r at v * rows + r. Entity keys are built once per join-key set. */
 function buildKeys(plan: Plan, entities: EntityInput): string[] {
+  // One view: the keys are the view's prefix + each entity key, built as one string each.
+  if (plan.views.length === 1) return entityKeys(entities, plan.views[0]!.joinKeys, plan.views[0]!.keyPrefix);
   const rows = entities.rowCount;
   const keys = new Array<string>(plan.views.length * rows);
   const bySignature = new Map<string, string[]>();
