@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { createGrpcEdge, type GrpcEdge } from "./api/grpc/index.ts";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
@@ -15,6 +16,8 @@ import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
 export interface Quiver {
   readonly http: HttpEdge;
+  /** The gRPC edge (not yet listening: main.ts binds it beside HTTP). */
+  readonly grpc: GrpcEdge;
   /** The transport-neutral use cases every edge calls. */
   readonly serving: FeatureServing;
   readonly registry: RegistryHolder;
@@ -92,8 +95,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ...(readinessDetail ? { readinessDetail } : {}),
   });
 
+  const grpc = createGrpcEdge({
+    serving,
+    metrics,
+    ready: async () => (await store.health()).ok,
+    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000 },
+    ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+  });
+
   return {
     http,
+    grpc,
     serving,
     registry,
     store,

@@ -32,13 +32,23 @@ async function main(): Promise<void> {
     fetch: quiver.http.app.fetch,
   });
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
+  if (config.grpcPort >= 0) {
+    try {
+      const port = await quiver.grpc.listen(config.host, config.grpcPort);
+      console.log(`quiver gRPC listening on ${config.host}:${port} (${quiver.grpc.services.join(", ")})`);
+    } catch (e) {
+      console.error(`quiver: cannot start: gRPC on ${config.host}:${config.grpcPort}: ${(e as Error).message} (--grpc-port / QUIVER_GRPC_PORT)`);
+      process.exit(1);
+    }
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`quiver: ${signal}, draining`);
-    await server.stop();
+    // In-flight HTTP requests and gRPC calls finish; gRPC health turns NOT_SERVING first.
+    await Promise.all([server.stop(), quiver.grpc.drain(10_000)]);
     await quiver.close();
     process.exit(0);
   };

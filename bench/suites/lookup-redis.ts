@@ -34,7 +34,7 @@ export const lookupRedisSuite: Suite = {
       const port = freePort();
       return startServer({
         name,
-        argv: [process.execPath, "src/main.ts", "--port", String(port), "--demo-entities", String(entities), ...extra],
+        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(entities), ...extra],
         cpu: ctx.serverCpu,
         port,
         readyPath: "/readyz",

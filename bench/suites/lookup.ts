@@ -30,7 +30,7 @@ export const lookupSuite: Suite = {
     const started = performance.now();
     const quiver = await startServer({
       name: "quiver",
-      argv: [process.execPath, "src/main.ts", "--port", String(qport), "--demo-entities", String(entities)],
+      argv: [process.execPath, "src/main.ts", "--port", String(qport), "--grpc-port", "-1", "--demo-entities", String(entities)],
       cpu: ctx.serverCpu,
       port: qport,
       readyPath: "/readyz",

@@ -4,6 +4,9 @@ import { parseDurationMs } from "../registry/durations.ts";
 export interface QuiverConfig {
   readonly host: string;
   readonly port: number;
+  /** gRPC port; -1 = no gRPC edge. */
+  readonly grpcPort: number;
+  readonly grpcKeepaliveMs: number;
   readonly registryPath: string;
   readonly dataDir: string;
   readonly durability: "normal" | "full";
@@ -52,6 +55,8 @@ const duration = (raw: string, where: string) => {
 /** The settings table; README's configuration section mirrors it (`bun src/main.ts --help` prints it). */
 export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
+  { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off", parse: int(-1, 65535) },
+  { key: "grpcKeepaliveMs", flag: "--grpc-keepalive", env: "QUIVER_GRPC_KEEPALIVE", default: "60s", help: "gRPC keepalive ping interval on idle connections (dropped after 20 s without an answer)", parse: duration },
   { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: text },
   { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
   { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },
@@ -65,7 +70,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxBodyBytes", flag: "--max-body-bytes", env: "QUIVER_MAX_BODY_BYTES", default: String(4 << 20), help: "Largest request body accepted (413 above)", parse: int(1024, 1 << 30) },
   { key: "maxRows", flag: "--max-rows", env: "QUIVER_MAX_ROWS", default: "10000", help: "Most entity rows per lookup or push (400 above)", parse: int(1, 1_000_000) },
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
-  { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token>", parse: text },
+  { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token> (and gRPC write methods, as `authorization` metadata)", parse: text },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];
 

@@ -7,19 +7,28 @@ const ROOT = resolve(import.meta.dir, "../..");
 /** A `bun src/main.ts` server process started by a test, on a free port. */
 export interface QuiverProcess {
   readonly url: string;
+  /** host:port of the gRPC edge (a free port unless `args` chose one); undefined with `--grpc-port -1`. */
+  readonly grpcAddress: string | undefined;
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   /** Everything the process printed so far. */
   output(): string;
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
+/** Port 0 for HTTP and gRPC unless the test chose: parallel runs must not collide on 6570. */
+function withFreePorts(args: string[]): string[] {
+  return ["--port", "0", ...(args.some((a) => a.startsWith("--grpc-port")) ? [] : ["--grpc-port", "0"]), ...args];
+}
+
 /**
  * Starts the real server with `args` (port 0 → the OS picks a free one) and
- * waits for its "listening" line. Fails with the process output if it exits
+ * waits for its "listening" lines. Fails with the process output if it exits
  * or does not come up within `timeoutMs`.
  */
 export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<QuiverProcess> {
-  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = spawn([process.execPath, "src/main.ts", ...withFreePorts(args)], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const at = args.indexOf("--grpc-port");
+  const grpcOff = (at >= 0 && args[at + 1] === "-1") || args.includes("--grpc-port=-1");
   let out = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
@@ -30,9 +39,11 @@ export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<Q
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-    if (m) {
+    const g = /gRPC listening on ([^\s]+)/.exec(out);
+    if (m && (g || grpcOff)) {
       return {
         url: m[1]!,
+        grpcAddress: g?.[1],
         proc,
         output: () => out,
         stop: async (signal = "SIGTERM") => {
@@ -50,7 +61,7 @@ export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<Q
 
 /** Runs the server to completion (for start-up failures) and returns its exit code and output. */
 export async function runQuiverToExit(args: string[]): Promise<{ code: number; output: string }> {
-  const proc = spawn([process.execPath, "src/main.ts", "--port", "0", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = spawn([process.execPath, "src/main.ts", ...withFreePorts(args)], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);

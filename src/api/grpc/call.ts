@@ -1,0 +1,152 @@
+import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, status } from "@grpc/grpc-js";
+import { deadlineExceeded, invalidArgument, type QuiverError, toQuiverError, unauthenticated } from "../../errors/index.ts";
+import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
+import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
+
+/** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
+export class DecodeFailure {
+  constructor(readonly reason: string) {}
+}
+
+/** Per-call facts a handler may use. */
+export interface CallContext {
+  /** performance.now() ms when the caller stops waiting; undefined without a deadline. */
+  readonly deadline: number | undefined;
+  readonly metadata: Metadata;
+  /** Adds a response header (sent with the answer). */
+  header(name: string, value: string): void;
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promise<Res>;
+
+/** Per method and status code counts, and per method latency. */
+export class GrpcMetrics {
+  private readonly requests;
+  private readonly latency;
+  constructor(registry: MetricsRegistry) {
+    this.requests = registry.counter("quiver_grpc_requests_total", "gRPC calls (and LookupStream messages) by method and status code.", ["method", "code"]);
+    this.latency = registry.histogram("quiver_grpc_request_duration_seconds", "gRPC call latency by method.", ["method"]);
+  }
+
+  /** Handles resolved once per method, so a call pays an array index and two adds. */
+  method(name: string): MethodMetrics {
+    const byCode: CounterHandle[] = [];
+    const requests = this.requests;
+    return {
+      latency: this.latency.labels(name),
+      count(code: status): void {
+        let h = byCode[code];
+        if (h === undefined) {
+          h = requests.labels(name, CODE_NAMES[code] ?? String(code));
+          byCode[code] = h;
+        }
+        h.inc();
+      },
+    };
+  }
+}
+
+export interface MethodMetrics {
+  readonly latency: HistogramHandle;
+  count(code: status): void;
+}
+
+/** The call's deadline as a performance.now() time, or undefined when it has none. */
+export function deadlineOf(call: { getDeadline(): Date | number }): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  if (!Number.isFinite(ms)) return undefined;
+  return performance.now() + (ms - Date.now());
+}
+
+/** Checks `authorization: Bearer <token>` when a token is configured (write methods). */
+export function checkToken(metadata: Metadata, token: string | undefined): void {
+  if (token === undefined) return;
+  if (metadata.get("authorization")[0] !== `Bearer ${token}`) throw unauthenticated("write methods need metadata authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(metadata).authorization");
+}
+
+/**
+ * Races a pending answer against the deadline: at the deadline the caller gets
+ * DEADLINE_EXCEEDED at once; the storage reads got the same deadline in their
+ * ReadContext and stop there.
+ */
+export function withinDeadline<T>(work: T | Promise<T>, deadline: number | undefined): T | Promise<T> {
+  if (deadline === undefined || !(work instanceof Promise)) {
+    if (deadline !== undefined && performance.now() > deadline) throw late();
+    return work;
+  }
+  const left = deadline - performance.now();
+  if (left <= 0) {
+    work.catch(() => {});
+    throw late();
+  }
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(late()), left);
+    work.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+function late(): QuiverError {
+  return deadlineExceeded("the call's deadline passed before the lookup finished");
+}
+
+export interface UnaryOptions {
+  /** Write methods check the admin token. */
+  readonly write: boolean;
+  readonly adminToken: string | undefined;
+}
+
+/**
+ * Wraps a handler once at start-up: decode failures and every thrown error
+ * leave as a gRPC status with the field path; metrics per method and code.
+ */
+export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Req, Res>, options: UnaryOptions) {
+  return (call: ServerUnaryCall<Req | DecodeFailure, Res>, callback: sendUnaryData<Res>): void => {
+    const start = performance.now();
+    let headers: Metadata | undefined;
+    const ctx: CallContext = {
+      deadline: deadlineOf(call),
+      metadata: call.metadata,
+      header(name, value) {
+        headers ??= new Metadata();
+        headers.set(name, value);
+      },
+    };
+    const fail = (e: unknown) => {
+      const q = toQuiverError(e);
+      metrics.count(grpcCodeOf(q));
+      metrics.latency.observe((performance.now() - start) / 1000);
+      callback(toServiceError(q));
+    };
+    const succeed = (res: Res) => {
+      if (headers !== undefined) call.sendMetadata(headers);
+      metrics.count(status.OK);
+      metrics.latency.observe((performance.now() - start) / 1000);
+      callback(null, res);
+    };
+    try {
+      const req = call.request;
+      if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
+      if (options.write) checkToken(call.metadata, options.adminToken);
+      const out = withinDeadline(handler(req, ctx), ctx.deadline);
+      if (out instanceof Promise) out.then(succeed, fail);
+      else succeed(out);
+    } catch (e) {
+      fail(e);
+    }
+  };
+}
+
+/** A server-streaming handler's error path (health Watch): the same mapping. */
+export function failStream(call: ServerWritableStream<unknown, unknown>, e: unknown): void {
+  call.emit("error", toServiceError(toQuiverError(e)));
+}

@@ -1,0 +1,117 @@
+import protobuf from "protobufjs";
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { ValueType } from "../../registry/value-types.ts";
+import type { LookupResult } from "../../serving/index.ts";
+
+/**
+ * feast.serving.GetOnlineFeaturesResponse written straight from a
+ * LookupResult (field numbers from ../shared/reference/feast-serving-api.md):
+ * join-key vectors first, echoing the request's values with PRESENT, then one
+ * FeatureVector per feature with a feast.types.Value per row in the oneof the
+ * registry type calls for, `null_val` where there is no value.
+ */
+
+/** Quiver statuses → Feast FieldStatus numbers: UNAVAILABLE (5) has no Feast name and goes out as NOT_FOUND (3). */
+const FEAST_STATUS = Uint8Array.of(0, 1, 2, 3, 4, 3);
+
+/** A join key's echoed vector: the request's own Value messages, re-encoded as they came. */
+export interface KeyVector {
+  readonly name: string;
+  readonly values: readonly unknown[];
+}
+
+export function encodeFeastResponse(result: LookupResult, keys: readonly KeyVector[], names: readonly string[], valueType: protobuf.Type): Uint8Array {
+  const w = protobuf.Writer.create();
+  const rows = result.rowCount;
+  // metadata { feature_names { val } }
+  w.uint32(10).fork().uint32(10).fork();
+  for (const k of keys) w.uint32(10).string(k.name);
+  for (const n of names) w.uint32(10).string(n);
+  w.ldelim().ldelim();
+  for (const k of keys) {
+    w.uint32(18).fork();
+    for (let r = 0; r < rows; r++) {
+      w.uint32(10).fork();
+      const v = k.values[r];
+      if (v !== undefined && v !== null) valueType.encode(v as protobuf.Message, w);
+      w.ldelim();
+    }
+    w.uint32(18).uint32(rows);
+    for (let r = 0; r < rows; r++) w.uint32(1);
+    for (let r = 0; r < rows; r++) w.uint32(26).uint32(0);
+    w.ldelim();
+  }
+  const nf = result.refs.length;
+  for (let c = 0; c < nf; c++) {
+    w.uint32(18).fork();
+    writeVector(w, result, c, nf, rows);
+    w.ldelim();
+  }
+  w.uint32(24).bool(true);
+  return w.finish();
+}
+
+function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: number, rows: number): void {
+  const write = VALUE_WRITERS[result.refs[c]!.feature.type.kind];
+  const values = result.values;
+  for (let r = 0, at = c; r < rows; r++, at += nf) {
+    w.uint32(10).fork();
+    const v = values[at];
+    if (v === null || v === undefined) w.uint32(152).uint32(0);
+    else write(w, v);
+    w.ldelim();
+  }
+  const statuses = result.statuses;
+  // Statuses are 0..4 after mapping: one byte each, so the packed length is the row count.
+  w.uint32(18).uint32(rows);
+  for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(FEAST_STATUS[statuses[at]!]!);
+  const ts = result.timestamps;
+  for (let r = 0, at = c; r < rows; r++, at += nf) {
+    w.uint32(26).fork();
+    const ms = ts[at]!;
+    if (ms !== 0) {
+      const seconds = Math.floor(ms / 1000);
+      const nanos = Math.round((ms - seconds * 1000) * 1e6);
+      w.uint32(8).int64(seconds);
+      if (nanos !== 0) w.uint32(16).int32(nanos);
+    }
+    w.ldelim();
+  }
+}
+
+type ValueWriter = (w: protobuf.Writer, v: FeatureValue) => void;
+
+/** One writer per registry type kind, chosen once per column. */
+const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
+  int64: (w, v) => w.uint32(32).int64(v as number),
+  float64: (w, v) => w.uint32(41).double(v as number),
+  string: (w, v) => w.uint32(18).string(v as string),
+  bool: (w, v) => w.uint32(56).bool(v as boolean),
+  "int64[]": (w, v) => {
+    w.uint32(114).fork();
+    const list = v as readonly number[];
+    if (list.length > 0) {
+      w.uint32(10).fork();
+      for (const x of list) w.int64(x);
+      w.ldelim();
+    }
+    w.ldelim();
+  },
+  "float64[]": writeDoubles,
+  embedding: writeDoubles,
+  "string[]": (w, v) => {
+    w.uint32(98).fork();
+    for (const x of v as readonly string[]) w.uint32(10).string(x);
+    w.ldelim();
+  },
+};
+
+function writeDoubles(w: protobuf.Writer, v: FeatureValue): void {
+  const list = v as readonly number[];
+  w.uint32(122).fork();
+  if (list.length > 0) {
+    w.uint32(10).uint32(list.length * 8);
+    for (const x of list) w.double(x);
+  }
+  w.ldelim();
+}

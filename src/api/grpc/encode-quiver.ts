@@ -1,0 +1,151 @@
+import protobuf from "protobufjs";
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { ValueType } from "../../registry/value-types.ts";
+import type { LookupResult } from "../../serving/index.ts";
+import type { LongLike } from "./values.ts";
+
+/**
+ * quiver.v1.LookupResponse written straight from a LookupResult with
+ * protobufjs's Writer: no intermediate message objects, one packed array per
+ * column. Field numbers are those of proto/quiver/v1/feature_service.proto;
+ * the tests decode what this writes with the standard (proto-loader) decoder.
+ */
+
+/** quiver.v1.ValueType numbers by registry type kind. */
+const VALUE_TYPE: Readonly<Record<ValueType["kind"], number>> = {
+  int64: 1,
+  float64: 2,
+  string: 3,
+  bool: 4,
+  "int64[]": 5,
+  "float64[]": 6,
+  "string[]": 7,
+  embedding: 8,
+};
+
+/** An error carried inside a LookupStream answer. */
+export interface StreamError {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+  readonly path: string | undefined;
+}
+
+type Id = number | LongLike;
+
+function isZeroId(id: Id): boolean {
+  return typeof id === "number" ? id === 0 : id.low === 0 && id.high === 0;
+}
+
+export function encodeLookupResponse(result: LookupResult, names: readonly string[], id: Id): Uint8Array {
+  const w = protobuf.Writer.create();
+  if (!isZeroId(id)) w.uint32(8).uint64(id as number);
+  for (const name of names) w.uint32(18).string(name);
+  const rows = result.rowCount;
+  if (rows !== 0) w.uint32(24).uint32(rows);
+  const nf = result.refs.length;
+  for (let c = 0; c < nf; c++) {
+    w.uint32(34).fork();
+    writeColumn(w, result, c, nf, rows);
+    w.ldelim();
+  }
+  for (const node of result.degraded) w.uint32(42).string(node);
+  return w.finish();
+}
+
+/** A LookupStream answer for a lookup that failed. */
+export function encodeStreamError(id: Id, error: StreamError): Uint8Array {
+  const w = protobuf.Writer.create();
+  if (!isZeroId(id)) w.uint32(8).uint64(id as number);
+  w.uint32(50).fork();
+  w.uint32(8).int32(error.status);
+  w.uint32(18).string(error.code);
+  w.uint32(26).string(error.message);
+  if (error.path !== undefined) w.uint32(34).string(error.path);
+  w.ldelim();
+  return w.finish();
+}
+
+function writeColumn(w: protobuf.Writer, result: LookupResult, c: number, nf: number, rows: number): void {
+  const type = result.refs[c]!.feature.type;
+  const values = result.values;
+  w.uint32(8).int32(VALUE_TYPE[type.kind]);
+  if (rows === 0) return;
+  switch (type.kind) {
+    case "int64":
+      w.uint32(18).fork();
+      for (let r = 0, at = c; r < rows; r++, at += nf) w.int64(numberOr0(values[at]));
+      w.ldelim();
+      break;
+    case "float64":
+      // Packed doubles have a known length: no fork needed.
+      w.uint32(26).uint32(rows * 8);
+      for (let r = 0, at = c; r < rows; r++, at += nf) w.double(numberOr0(values[at]));
+      break;
+    case "string":
+      for (let r = 0, at = c; r < rows; r++, at += nf) {
+        const v = values[at];
+        w.uint32(34).string(typeof v === "string" ? v : "");
+      }
+      break;
+    case "bool":
+      w.uint32(42).uint32(rows);
+      for (let r = 0, at = c; r < rows; r++, at += nf) w.bool(values[at] === true);
+      break;
+    case "int64[]":
+      for (let r = 0, at = c; r < rows; r++, at += nf) {
+        const list = listOr0(values[at]) as readonly number[];
+        w.uint32(50).fork();
+        if (list.length > 0) {
+          w.uint32(10).fork();
+          for (const x of list) w.int64(x);
+          w.ldelim();
+        }
+        w.ldelim();
+      }
+      break;
+    case "float64[]":
+    case "embedding":
+      for (let r = 0, at = c; r < rows; r++, at += nf) {
+        const list = listOr0(values[at]) as readonly number[];
+        w.uint32(58).fork();
+        if (list.length > 0) {
+          w.uint32(10).uint32(list.length * 8);
+          for (const x of list) w.double(x);
+        }
+        w.ldelim();
+      }
+      break;
+    case "string[]":
+      for (let r = 0, at = c; r < rows; r++, at += nf) {
+        const list = listOr0(values[at]) as readonly string[];
+        w.uint32(66).fork();
+        for (const x of list) w.uint32(10).string(x);
+        w.ldelim();
+      }
+      break;
+  }
+  const statuses = result.statuses;
+  w.uint32(74).fork();
+  for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(statuses[at]!);
+  w.ldelim();
+  const ts = result.timestamps;
+  w.uint32(82).fork();
+  for (let r = 0, at = c; r < rows; r++, at += nf) w.int64(ts[at]!);
+  w.ldelim();
+  const stale = result.stale;
+  if (stale !== undefined) {
+    w.uint32(90).uint32(rows);
+    for (let r = 0, at = c; r < rows; r++, at += nf) w.bool(stale[at] === 1);
+  }
+}
+
+function numberOr0(v: FeatureValue | undefined): number {
+  return typeof v === "number" ? v : 0;
+}
+
+const EMPTY: readonly never[] = [];
+
+function listOr0(v: FeatureValue | undefined): readonly unknown[] {
+  return Array.isArray(v) ? v : EMPTY;
+}

@@ -1,0 +1,117 @@
+import { invalid } from "../../errors/index.ts";
+import type { Registry } from "../../registry/index.ts";
+import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, type PushDialect } from "../../serving/index.ts";
+import type { CallContext } from "./call.ts";
+import { encodeFeastResponse, type KeyVector } from "./encode-feast.ts";
+import { type FeastValue, plainOfFeastValue, plainOfText, type TextColumn } from "./values.ts";
+
+/** Decoded feast.serving.GetOnlineFeaturesRequest (protobufjs message, field names as in the .proto). */
+export interface FeastLookupRequest {
+  readonly kind?: "feature_service" | "features";
+  readonly feature_service: string;
+  readonly features: { readonly val: readonly string[] } | null;
+  readonly entities: Readonly<Record<string, { readonly val: readonly FeastValue[] }>>;
+  readonly full_feature_names: boolean;
+}
+
+/** Decoded PushRequest / WriteToOnlineStoreRequest of Feast's Python gRPC server. */
+export interface FeastWriteRequest {
+  readonly features: Readonly<Record<string, string>>;
+  readonly typed_features: Readonly<Record<string, FeastValue>>;
+  readonly stream_feature_view?: string;
+  readonly feature_view_name?: string;
+  readonly to?: string;
+}
+
+/** Feast's GetOnlineFeatures over gRPC: the same fields as its HTTP body. */
+const GRPC_FEAST_LOOKUP: LookupDialect = FEAST_LOOKUP;
+
+/** Feast's gRPC Push: one row per call, `features` holds it. */
+const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "frame", pushSources: true, to: "to" };
+const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "frame", pushSources: true, to: undefined };
+
+/** The version GetFeastServingInfo reports. */
+export const SERVING_VERSION = "quiver-0.1.0";
+
+/**
+ * Handlers of feast.serving.ServingService and Feast's Python GrpcFeatureServer.
+ * Each turns the decoded message into the plain shape the serving layer reads
+ * (entity Values to JS values, text columns parsed by registry type) and
+ * writes the answer straight from the LookupResult.
+ */
+export class FeastGrpcService {
+  constructor(
+    private readonly serving: FeatureServing,
+    private readonly valueType: import("protobufjs").Type,
+  ) {}
+
+  info(): { version: string } {
+    return { version: SERVING_VERSION };
+  }
+
+  getOnlineFeatures(req: FeastLookupRequest, ctx: CallContext): Uint8Array | Promise<Uint8Array> {
+    const keys: KeyVector[] = [];
+    const columns: Record<string, unknown[]> = {};
+    for (const name of Object.keys(req.entities)) {
+      const values = req.entities[name]?.val ?? [];
+      keys.push({ name, values });
+      const plain = new Array<unknown>(values.length);
+      for (let i = 0; i < values.length; i++) plain[i] = plainOfFeastValue(values[i]);
+      columns[name] = plain;
+    }
+    const body: Record<string, unknown> = { entities: columns, full_feature_names: req.full_feature_names };
+    if (req.kind === "feature_service") body.feature_service = req.feature_service;
+    else if (req.kind === "features") body.features = req.features?.val ?? [];
+    const plan = this.serving.planLookup(body, GRPC_FEAST_LOOKUP);
+    const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
+    const answer = (result: Awaited<ReturnType<FeatureServing["lookup"]>>) => {
+      let missing = 0;
+      for (const s of result.statuses) if (s === 5) missing++;
+      if (missing > 0) ctx.header("x-quiver-unavailable", String(missing));
+      if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
+      if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
+      return encodeFeastResponse(result, keys, names, this.valueType);
+    };
+    const result = this.serving.lookup(plan, { deadline: ctx.deadline });
+    return result instanceof Promise ? result.then(answer) : answer(result);
+  }
+
+  async push(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
+    const view = req.stream_feature_view ?? "";
+    const df = this.frameOf(req, view);
+    await this.serving.push({ stream_feature_view: view, features: df, to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
+    return { status: true };
+  }
+
+  async writeToOnlineStore(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
+    const view = req.feature_view_name ?? "";
+    const df = this.frameOf(req, view);
+    await this.serving.push({ feature_view_name: view, features: df }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
+    return { status: true };
+  }
+
+  /** One row as a one-row columnar frame: text columns parsed by type, typed columns as they are (typed wins). */
+  private frameOf(req: FeastWriteRequest, viewName: string): Record<string, unknown[]> {
+    const registry = this.serving.currentRegistry;
+    const view = registry.views.get(viewName) ?? registry.views.get(viewName.replace(/_push_source$/, ""));
+    const df: Record<string, unknown[]> = {};
+    for (const name of Object.keys(req.features)) {
+      df[name] = [plainOfText(req.features[name]!, textColumn(registry, view?.name, name), `features.${name}`)];
+    }
+    for (const name of Object.keys(req.typed_features)) {
+      const plain = plainOfFeastValue(req.typed_features[name]);
+      if (plain === undefined) throw invalid("invalid_value", `typed_features.${name}`, "no value set");
+      df[name] = [name === "event_timestamp" && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain];
+    }
+    return df;
+  }
+}
+
+function textColumn(registry: Registry, viewName: string | undefined, column: string): TextColumn {
+  if (column === "event_timestamp" || column === "created" || column === "created_timestamp") return "time";
+  const view = viewName === undefined ? undefined : registry.views.get(viewName);
+  if (view === undefined) return undefined;
+  const key = view.joinKeys.find((k) => k.name === column);
+  if (key) return key.type === "int64" ? "int64-key" : "string-key";
+  return view.featureIndex.get(column)?.type.kind;
+}

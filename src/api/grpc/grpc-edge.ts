@@ -1,0 +1,150 @@
+import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { FeatureServing } from "../../serving/index.ts";
+import { DecodeFailure, GrpcMetrics, unary } from "./call.ts";
+import { FeastGrpcService } from "./feast-service.ts";
+import { HealthService } from "./health-service.ts";
+import { loadProtos, type Protos, SERVICES } from "./protos.ts";
+import { QuiverGrpcService } from "./quiver-service.ts";
+
+export interface GrpcDeps {
+  readonly serving: FeatureServing;
+  readonly metrics: MetricsRegistry;
+  /** Readiness, as /readyz decides it. */
+  readonly ready: () => Promise<boolean>;
+  readonly limits: GrpcLimits;
+  /** When set, write methods require metadata `authorization: Bearer <token>`. */
+  readonly adminToken?: string;
+  /** How often health Watch re-checks readiness (default 1000 ms). */
+  readonly healthIntervalMs?: number;
+}
+
+export interface GrpcLimits {
+  /** Largest request message accepted (RESOURCE_EXHAUSTED above); the HTTP body limit. */
+  readonly maxMessageBytes: number;
+  /** Keepalive pings on idle connections: every `keepaliveMs`, dropped if unanswered within `keepaliveTimeoutMs`. */
+  readonly keepaliveMs: number;
+  readonly keepaliveTimeoutMs: number;
+}
+
+export interface GrpcEdge {
+  /** Binds and starts serving; answers the bound port (0 picks a free one). */
+  listen(host: string, port: number): Promise<number>;
+  /**
+   * Graceful shutdown: health turns NOT_SERVING, new calls are refused,
+   * in-flight calls finish; after `graceMs` the rest are cancelled.
+   */
+  drain(graceMs: number): Promise<void>;
+  /** Names of every service served, as reflection lists them. */
+  readonly services: readonly string[];
+}
+
+/**
+ * The gRPC edge: Feast's ServingService and Python GrpcFeatureServer,
+ * quiver.v1.FeatureService, grpc.health.v1 and server reflection, all on the
+ * transport-neutral serving layer. Requests are decoded with protobufjs
+ * directly and lookups are answered by hand-written encoders (see
+ * encode-quiver.ts, encode-feast.ts), skipping proto-loader's per-message
+ * object conversion.
+ */
+export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): GrpcEdge {
+  const options: ChannelOptions = {
+    "grpc.max_receive_message_length": deps.limits.maxMessageBytes,
+    "grpc.max_send_message_length": -1,
+    "grpc.keepalive_time_ms": deps.limits.keepaliveMs,
+    "grpc.keepalive_timeout_ms": deps.limits.keepaliveTimeoutMs,
+    "grpc.keepalive_permit_without_calls": 1,
+    // Clients may ping as often as every 10 s without being told to calm down.
+    "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+  };
+  const server = new Server(options);
+  const metrics = new GrpcMetrics(deps.metrics);
+  const token = deps.adminToken;
+  const read = { write: false, adminToken: token };
+  const write = { write: true, adminToken: token };
+  const codec = codecs(protos);
+
+  const feast = new FeastGrpcService(deps.serving, protos.type("feast.types.Value"));
+  const getOnline = (method: string) => unary(metrics.method(method), feast.getOnlineFeatures.bind(feast), read);
+  server.addService(codec(SERVICES.feast, new Set(["GetOnlineFeatures"])), {
+    GetFeastServingInfo: unary(metrics.method("feast.serving.ServingService/GetFeastServingInfo"), () => feast.info(), read),
+    GetOnlineFeatures: getOnline("feast.serving.ServingService/GetOnlineFeatures"),
+  });
+  server.addService(codec(SERVICES.feastPython, new Set(["GetOnlineFeatures"])), {
+    Push: unary(metrics.method("GrpcFeatureServer/Push"), feast.push.bind(feast), write),
+    WriteToOnlineStore: unary(metrics.method("GrpcFeatureServer/WriteToOnlineStore"), feast.writeToOnlineStore.bind(feast), write),
+    GetOnlineFeatures: getOnline("GrpcFeatureServer/GetOnlineFeatures"),
+  });
+
+  const quiver = new QuiverGrpcService(deps.serving);
+  const streamMetrics = metrics.method("quiver.v1.FeatureService/LookupStream");
+  server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
+    Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
+    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics),
+    Push: unary(metrics.method("quiver.v1.FeatureService/Push"), quiver.push.bind(quiver), write),
+  } as UntypedServiceImplementation);
+
+  const services = [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver, SERVICES.health];
+  const health = new HealthService({ services, ready: deps.ready, watchIntervalMs: deps.healthIntervalMs ?? 1000 });
+  server.addService(codec(SERVICES.health, new Set()), { Check: health.check, Watch: health.watch } as UntypedServiceImplementation);
+  new ReflectionService(protos.definition).addToServer(server);
+
+  return {
+    services: [...services, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"],
+    listen: (host, port) =>
+      new Promise((resolve, reject) => {
+        server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+      }),
+    drain: (graceMs) =>
+      new Promise((resolve) => {
+        health.drain();
+        health.closeWatches();
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
+
+/**
+ * A service definition with Quiver's codecs: requests decoded by protobufjs
+ * into message objects (a decode failure becomes a DecodeFailure the handler
+ * answers INVALID_ARGUMENT), responses encoded by protobufjs from plain
+ * objects, or passed through when the handler already wrote bytes (`raw`).
+ */
+function codecs(protos: Protos) {
+  return (serviceName: string, raw: ReadonlySet<string>): ServiceDefinition => {
+    const base = protos.service(serviceName);
+    const methods = protos.root.lookupService(serviceName).methods;
+    const out: Record<string, unknown> = {};
+    for (const [method, def] of Object.entries(base)) {
+      const m = methods[method];
+      if (m?.resolvedRequestType == null || m.resolvedResponseType == null) throw new Error(`proto method ${serviceName}/${method} is not resolved`);
+      const reqType = m.resolvedRequestType;
+      const resType = m.resolvedResponseType;
+      out[method] = {
+        ...def,
+        requestDeserialize: (buf: Buffer) => {
+          try {
+            return reqType.decode(buf);
+          } catch (e) {
+            return new DecodeFailure((e as Error).message);
+          }
+        },
+        responseSerialize: raw.has(method)
+          ? (bytes: Uint8Array) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+          : (value: object) => {
+              const bytes = resType.encode(value).finish();
+              return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+            },
+      };
+    }
+    return out as ServiceDefinition;
+  };
+}

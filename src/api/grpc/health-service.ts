@@ -1,0 +1,107 @@
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
+import { notFound } from "../../errors/index.ts";
+import { toServiceError } from "./grpc-status.ts";
+
+/** grpc.health.v1 serving statuses. */
+const SERVING = 1;
+const NOT_SERVING = 2;
+const SERVICE_UNKNOWN = 3;
+
+interface HealthRequest {
+  readonly service: string;
+}
+
+export interface HealthOptions {
+  /** Every service name the server answers for ("" stands for the whole server). */
+  readonly services: readonly string[];
+  /** Readiness: the registry is loaded and storage answers. */
+  readonly ready: () => Promise<boolean>;
+  /** How often Watch re-checks readiness. */
+  readonly watchIntervalMs: number;
+}
+
+/**
+ * grpc.health.v1.Health: SERVING while ready (the same check as /readyz),
+ * NOT_SERVING when storage does not answer or the server is draining. Watch
+ * sends the current status, then every change.
+ */
+export class HealthService {
+  private draining = false;
+  private readonly watchers = new Map<() => void, () => void>();
+  private readonly known: ReadonlySet<string>;
+
+  constructor(private readonly options: HealthOptions) {
+    this.known = new Set(["", ...options.services]);
+  }
+
+  /** From now on every service reports NOT_SERVING (graceful shutdown: balancers move away first). */
+  drain(): void {
+    this.draining = true;
+    for (const wake of this.watchers.keys()) wake();
+  }
+
+  private async status(): Promise<number> {
+    if (this.draining) return NOT_SERVING;
+    try {
+      return (await this.options.ready()) ? SERVING : NOT_SERVING;
+    } catch {
+      return NOT_SERVING;
+    }
+  }
+
+  readonly check = (call: ServerUnaryCall<HealthRequest, unknown>, callback: sendUnaryData<unknown>): void => {
+    const service = call.request?.service ?? "";
+    if (!this.known.has(service)) {
+      callback(toServiceError(notFound("unknown_service", `no service "${service}" on this server`, "service")));
+      return;
+    }
+    this.status().then(
+      (status) => callback(null, { status }),
+      () => callback(null, { status: NOT_SERVING }),
+    );
+  };
+
+  readonly watch = (call: ServerWritableStream<HealthRequest, unknown>): void => {
+    const service = call.request?.service ?? "";
+    if (!this.known.has(service)) {
+      // The protocol: an unknown service is reported (and watched), not an error.
+      call.write({ status: SERVICE_UNKNOWN });
+      return;
+    }
+    let last = -1;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopped = false;
+    const tick = async () => {
+      if (stopped) return;
+      const status = await this.status();
+      if (stopped) return;
+      if (status !== last) {
+        last = status;
+        call.write({ status });
+      }
+      timer = setTimeout(() => void tick(), this.options.watchIntervalMs);
+    };
+    const wake = () => {
+      clearTimeout(timer);
+      void tick();
+    };
+    const stop = () => {
+      stopped = true;
+      clearTimeout(timer);
+      this.watchers.delete(wake);
+    };
+    this.watchers.set(wake, () => {
+      stop();
+      call.end();
+    });
+    call.on("cancelled", stop);
+    call.on("close", stop);
+    call.on("error", stop);
+    void tick();
+  };
+
+  /** Ends every Watch stream, so a draining server is not held open by watchers. */
+  closeWatches(): void {
+    for (const end of [...this.watchers.values()]) end();
+  }
+}

@@ -1,0 +1,155 @@
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { invalid, toQuiverError } from "../../errors/index.ts";
+import type { FeatureServing, LookupDialect, LookupResult, PushDialect } from "../../serving/index.ts";
+import { type CallContext, DecodeFailure, deadlineOf, type MethodMetrics, withinDeadline } from "./call.ts";
+import { encodeLookupResponse, encodeStreamError } from "./encode-quiver.ts";
+import { grpcCodeOf } from "./grpc-status.ts";
+import { type FeastValue, int64Of, type LongLike as Long, plainOfFeastValue } from "./values.ts";
+
+
+/** Decoded quiver.v1.LookupRequest. */
+export interface QuiverLookupRequest {
+  readonly features: readonly string[];
+  readonly feature_service: string;
+  readonly entities: readonly { readonly name: string; readonly int64_values: readonly (number | Long)[]; readonly string_values: readonly string[] }[];
+  readonly fill_defaults?: boolean | null;
+  readonly full_feature_names: boolean;
+  readonly id: number | Long;
+  readonly timeout_ms: number;
+}
+
+/** Decoded quiver.v1.PushRequest. */
+export interface QuiverPushRequest {
+  readonly feature_view: string;
+  readonly rows: readonly { readonly values: Readonly<Record<string, FeastValue>>; readonly event_timestamp_ms: number | Long }[];
+}
+
+const LOOKUP: LookupDialect = { features: "features", featureService: "feature_service", entities: "entities", fillDefaults: "fill_defaults", fullFeatureNames: "full_feature_names", strictFlags: true };
+const PUSH: PushDialect = { view: "feature_view", data: "rows", form: "rows", pushSources: false, to: undefined };
+
+/** Most lookups one LookupStream runs at once; reading pauses above it. */
+const STREAM_WINDOW = 64;
+
+/** quiver.v1.FeatureService: Lookup, LookupStream, Push. */
+export class QuiverGrpcService {
+  constructor(private readonly serving: FeatureServing) {}
+
+  lookup(req: QuiverLookupRequest, ctx: CallContext): Uint8Array | Promise<Uint8Array> {
+    return this.run(req, ctx.deadline, ctx);
+  }
+
+  async push(req: QuiverPushRequest, ctx: CallContext): Promise<{ written: number; ignored: number }> {
+    const rows = new Array<Record<string, unknown>>(req.rows.length);
+    for (let i = 0; i < req.rows.length; i++) {
+      const src = req.rows[i]!;
+      const row: Record<string, unknown> = {};
+      for (const name of Object.keys(src.values)) row[name] = plainOfFeastValue(src.values[name]);
+      const ts = int64Of(src.event_timestamp_ms);
+      if (ts !== 0) row.event_timestamp = typeof ts === "number" ? ts : Number.NaN;
+      rows[i] = row;
+    }
+    return this.serving.push({ feature_view: req.feature_view, rows }, PUSH, { deadline: ctx.deadline });
+  }
+
+  /**
+   * Many lookups on one stream: each answer carries its request's id; a bad
+   * or failed lookup answers with `error` set and the stream goes on. At most
+   * STREAM_WINDOW run at once (reading pauses above it); the stream ends after
+   * the client half-closes and every answer is written.
+   */
+  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics): void {
+    const callDeadline = deadlineOf(call);
+    let inFlight = 0;
+    let ended = false;
+    let paused = false;
+    const finish = () => {
+      if (ended && inFlight === 0) call.end();
+    };
+    const done = () => {
+      inFlight--;
+      if (paused && inFlight < STREAM_WINDOW / 2) {
+        paused = false;
+        call.resume();
+      }
+      finish();
+    };
+    call.on("data", (req: QuiverLookupRequest | DecodeFailure) => {
+      const start = performance.now();
+      const id = req instanceof DecodeFailure ? 0 : req.id;
+      const answer = (bytes: Uint8Array) => {
+        metrics.count(0);
+        metrics.latency.observe((performance.now() - start) / 1000);
+        if (!call.cancelled) call.write(bytes);
+        done();
+      };
+      const failure = (e: unknown) => {
+        const q = toQuiverError(e);
+        const code = grpcCodeOf(q);
+        metrics.count(code);
+        metrics.latency.observe((performance.now() - start) / 1000);
+        if (!call.cancelled) call.write(encodeStreamError(id, { status: code, code: q.code, message: q.message, path: q.path }));
+        done();
+      };
+      inFlight++;
+      if (inFlight >= STREAM_WINDOW && !paused) {
+        paused = true;
+        call.pause();
+      }
+      try {
+        if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
+        const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
+        const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
+        const out = withinDeadline(this.run(req, deadline, undefined), deadline);
+        if (out instanceof Promise) out.then(answer, failure);
+        else answer(out);
+      } catch (e) {
+        failure(e);
+      }
+    });
+    call.on("end", () => {
+      ended = true;
+      finish();
+    });
+    // A client that goes away mid-stream is not an error of ours; in-flight answers are dropped.
+    call.on("error", () => {});
+  }
+
+  private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: CallContext | undefined): Uint8Array | Promise<Uint8Array> {
+    const body = bodyOf(req);
+    const plan = this.serving.planLookup(body, LOOKUP);
+    const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
+    const answer = (result: LookupResult) => {
+      if (ctx !== undefined) {
+        if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
+        if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
+      }
+      return encodeLookupResponse(result, names, req.id);
+    };
+    const result = this.serving.lookup(plan, { deadline });
+    return result instanceof Promise ? result.then(answer) : answer(result);
+  }
+}
+
+/** The request in the plain shape planLookup reads; entity columns keyed by join key name. */
+function bodyOf(req: QuiverLookupRequest): Record<string, unknown> {
+  const entities: Record<string, unknown[]> = {};
+  for (let i = 0; i < req.entities.length; i++) {
+    const col = req.entities[i]!;
+    if (col.name === "") throw invalid("invalid_entity", `entities[${i}].name`, "is required");
+    if (entities[col.name] !== undefined) throw invalid("invalid_entity", `entities[${i}].name`, `join key "${col.name}" is given twice`);
+    const ints = col.int64_values;
+    if (ints.length > 0 && col.string_values.length > 0) throw invalid("invalid_entity", `entities[${i}]`, "set int64_values or string_values, not both");
+    if (ints.length > 0) {
+      const out = new Array<unknown>(ints.length);
+      for (let r = 0; r < ints.length; r++) out[r] = int64Of(ints[r]!);
+      entities[col.name] = out;
+    } else {
+      entities[col.name] = col.string_values as unknown[];
+    }
+  }
+  const body: Record<string, unknown> = { entities, full_feature_names: req.full_feature_names };
+  if (req.features.length > 0) body.features = req.features;
+  if (req.feature_service !== "") body.feature_service = req.feature_service;
+  if (req.fill_defaults !== null && req.fill_defaults !== undefined) body.fill_defaults = req.fill_defaults;
+  return body;
+}

@@ -1,0 +1,119 @@
+import { invalid } from "../../errors/index.ts";
+import type { ValueType } from "../../registry/value-types.ts";
+
+/** A protobufjs int64 as decoded: a Long (when the `long` package is there) or a number. */
+export interface LongLike {
+  readonly low: number;
+  readonly high: number;
+  toNumber(): number;
+  toString(): string;
+}
+
+/**
+ * An int64 from the wire as Quiver keeps it: a number when it is a safe
+ * integer, else its exact decimal text (join keys accept both; int64 features
+ * only the number, so an unsafe value is then a validation error, never a
+ * silently rounded one).
+ */
+export function int64Of(v: number | LongLike): number | string {
+  if (typeof v === "number") return v;
+  // Safe when the high word is within ±2^21 (53 bits in all).
+  if (v.high < 0x200000 && v.high >= -0x200000) return v.toNumber();
+  return v.toString();
+}
+
+/** A decoded feast.types.Value (protobufjs message: the `val` getter names the set field). */
+export interface FeastValue {
+  readonly val?: string;
+  readonly [field: string]: unknown;
+}
+
+/**
+ * A Feast Value as a plain JS value, the shape the serving layer validates:
+ * scalars as numbers/strings/booleans, lists as arrays, `null_val` as null,
+ * no value set as undefined. Bytes and 32-bit/float types map to their nearest
+ * Quiver types; the registry's checks then accept or reject them with a path.
+ */
+export function plainOfFeastValue(v: FeastValue | undefined): unknown {
+  if (v === undefined || v === null) return undefined;
+  switch (v.val) {
+    case "int64_val":
+    case "unix_timestamp_val":
+      return int64Of(v[v.val] as LongLike);
+    case "int32_val":
+    case "double_val":
+    case "float_val":
+    case "string_val":
+    case "bool_val":
+      return v[v.val];
+    case "bytes_val":
+      return Buffer.from(v.bytes_val as Uint8Array).toString("utf8");
+    case "int64_list_val":
+    case "unix_timestamp_list_val":
+      return ((v[v.val] as { val: LongLike[] }).val ?? []).map(int64Of);
+    case "int32_list_val":
+    case "double_list_val":
+    case "float_list_val":
+    case "string_list_val":
+    case "bool_list_val":
+      return [...((v[v.val] as { val: unknown[] }).val ?? [])];
+    case "bytes_list_val":
+      return ((v.bytes_list_val as { val: Uint8Array[] }).val ?? []).map((b) => Buffer.from(b).toString("utf8"));
+    case "null_val":
+      return null;
+    default:
+      return undefined;
+  }
+}
+
+const INT_TEXT = /^-?\d{1,16}$/;
+const BOOL_TEXT: Readonly<Record<string, boolean>> = { true: true, True: true, TRUE: true, "1": true, false: false, False: false, FALSE: false, "0": false };
+
+/**
+ * A value Feast's push clients sent as text (`PushRequest.features`), parsed by
+ * the column's registry type. Lists are JSON arrays. Throws a validation error
+ * naming `path` when the text does not parse; a value that parses but does not
+ * fit is left for the registry's check.
+ */
+/** How a pushed text column is parsed: by its feature's type, as a join key, as the event time, or left as text. */
+export type TextColumn = ValueType["kind"] | "int64-key" | "string-key" | "time" | undefined;
+
+export function plainOfText(text: string, type: TextColumn, path: string): unknown {
+  switch (type) {
+    case undefined:
+    case "string":
+    case "string-key":
+      return text;
+    case "int64-key":
+      return text.trim();
+    case "time":
+      return /^\d+$/.test(text) ? Number(text) : text;
+    case "int64": {
+      const t = text.trim();
+      if (!INT_TEXT.test(t)) throw invalid("invalid_value", path, `expected an int64 as text, got "${text.slice(0, 40)}"`);
+      return Number(t);
+    }
+    case "float64": {
+      const n = Number(text);
+      if (text.trim() === "" || Number.isNaN(n)) throw invalid("invalid_value", path, `expected a float64 as text, got "${text.slice(0, 40)}"`);
+      return n;
+    }
+    case "bool": {
+      const b = BOOL_TEXT[text.trim()];
+      if (b === undefined) throw invalid("invalid_value", path, `expected true or false as text, got "${text.slice(0, 40)}"`);
+      return b;
+    }
+    default:
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw invalid("invalid_value", path, `expected a JSON list for ${type}, got "${text.slice(0, 40)}"`);
+      }
+  }
+}
+
+/** ms since the epoch → google.protobuf.Timestamp fields. */
+export function timestampOf(ms: number): { seconds: number; nanos: number } {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
