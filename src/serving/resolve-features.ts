@@ -34,7 +34,8 @@ export function resolveFeatures(
     if (ref === undefined) {
       const message = typeof name === "string" ? unknownRefMessage(name, registry.views) : `expected "<feature_view>:<feature>", got ${describeValue(name)}`;
       const path = `${paths.features}[${i}]`;
-      if (typeof name !== "string") throw invalid("unknown_feature", path, message);
+      // A malformed reference is bad input; a well-formed one naming nothing is an unknown name (gRPC NOT_FOUND).
+      if (typeof name !== "string" || name.indexOf(":") <= 0) throw invalid("unknown_feature", path, message);
       throw unknownName(message.startsWith("unknown feature view") ? "unknown_feature_view" : "unknown_feature", path, message);
     }
     out[i] = ref;

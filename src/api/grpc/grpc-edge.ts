@@ -1,5 +1,6 @@
 import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
+import protobuf from "protobufjs";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import { DecodeFailure, GrpcMetrics, unary } from "./call.ts";
@@ -121,13 +122,13 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 function codecs(protos: Protos) {
   return (serviceName: string, raw: ReadonlySet<string>): ServiceDefinition => {
     const base = protos.service(serviceName);
-    const methods = protos.root.lookupService(serviceName).methods;
+    const service = protos.root.lookupService(serviceName);
     const out: Record<string, unknown> = {};
     for (const [method, def] of Object.entries(base)) {
-      const m = methods[method];
-      if (m?.resolvedRequestType == null || m.resolvedResponseType == null) throw new Error(`proto method ${serviceName}/${method} is not resolved`);
-      const reqType = m.resolvedRequestType;
-      const resType = m.resolvedResponseType;
+      const m = service.methods[method];
+      if (m === undefined) throw new Error(`proto method ${serviceName}/${method} is not loaded`);
+      const reqType = typeIn(protos, service, m.requestType);
+      const resType = typeIn(protos, service, m.responseType);
       out[method] = {
         ...def,
         requestDeserialize: (buf: Buffer) => {
@@ -147,4 +148,19 @@ function codecs(protos: Protos) {
     }
     return out as ServiceDefinition;
   };
+}
+
+/**
+ * A method's message type, looked up in the service's own package first.
+ * protobufjs's resolver prefers a root-level type of the same short name (Feast's
+ * package-less PushRequest would shadow quiver.v1.PushRequest), so resolve by hand.
+ */
+function typeIn(protos: Protos, service: protobuf.Service, name: string): protobuf.Type {
+  if (name.startsWith(".")) return protos.root.lookupType(name);
+  const pkg = service.parent && service.parent !== protos.root ? service.parent.fullName : "";
+  if (pkg !== "") {
+    const local = protos.root.lookup(`${pkg}.${name}`);
+    if (local instanceof protobuf.Type) return local;
+  }
+  return protos.root.lookupType(`.${name}`);
 }

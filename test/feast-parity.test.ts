@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { formatRfc3339 } from "../src/serving/index.ts";
+import { unaryCall } from "./support/grpc-client.ts";
+import { type GrpcFixture, startGrpcFixture } from "./support/grpc-fixture.ts";
+
+/**
+ * One shared fixture of Feast requests, sent to the HTTP route
+ * POST /get-online-features and to gRPC feast.serving.ServingService/GetOnlineFeatures:
+ * both must answer the same names, values, statuses and event times (and the
+ * same error message for a bad request).
+ */
+const REQUESTS: Record<string, unknown>[] = [
+  { features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city", "driver_hourly_stats:is_active"], entities: { driver_id: [1001, 1002, 42] } },
+  { features: ["driver_hourly_stats:avg_daily_trips", "driver_hourly_stats:recent_trip_ids", "driver_hourly_stats:rating_history"], entities: { driver_id: [1003, 5] }, full_feature_names: true },
+  { feature_service: "fraud_detection", entities: { customer_id: ["c1", "c2", "nobody"] } },
+  { features: ["customer_profile:favorite_categories", "customer_profile:embedding", "customer_profile:is_premium"], entities: { customer_id: ["c7", "zz"] } },
+  { features: ["driver_customer_affinity:trips_together", "driver_customer_affinity:blocked"], entities: { driver_id: [1001, 1002], customer_id: ["c0", "c0"] } },
+  { feature_service: "driver_ranking", entities: { driver_id: [] } },
+];
+
+const BAD: Record<string, unknown>[] = [
+  { features: ["ghost:x"], entities: { driver_id: [1] } },
+  { features: ["driver_hourly_stats:nope"], entities: { driver_id: [1] } },
+  { feature_service: "nope", entities: { driver_id: [1] } },
+  { features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: ["x"] } },
+  { features: ["driver_hourly_stats:conv_rate"], entities: { customer_id: ["c1"] } },
+];
+
+let f: GrpcFixture;
+beforeAll(async () => {
+  f = await startGrpcFixture();
+});
+afterAll(async () => {
+  await f.close();
+});
+
+function toGrpc(req: Record<string, unknown>): Record<string, unknown> {
+  const entities: Record<string, { val: unknown[] }> = {};
+  for (const [k, values] of Object.entries(req.entities as Record<string, unknown[]>)) {
+    entities[k] = { val: values.map((v) => (typeof v === "number" ? { int64_val: String(v) } : { string_val: v })) };
+  }
+  const out: Record<string, unknown> = { entities, full_feature_names: req.full_feature_names === true };
+  if (req.features) out.features = { val: req.features };
+  if (req.feature_service) out.feature_service = req.feature_service;
+  return out;
+}
+
+type Value = Record<string, unknown> & { val: string };
+function plain(v: Value): unknown {
+  const x = v[v.val];
+  switch (v.val) {
+    case "int64_val":
+      return Number(x);
+    case "int64_list_val":
+      return (x as { val: string[] }).val.map(Number);
+    case "double_list_val":
+    case "string_list_val":
+    case "bool_list_val":
+      return (x as { val: unknown[] }).val;
+    case "null_val":
+      return null;
+    default:
+      return x;
+  }
+}
+
+function fromGrpc(res: { metadata: { feature_names: { val: string[] } }; results: { values: Value[]; statuses: string[]; event_timestamps: { seconds: string; nanos: number }[] }[] }) {
+  return {
+    metadata: { feature_names: res.metadata.feature_names.val },
+    results: res.results.map((r) => ({
+      values: r.values.map(plain),
+      statuses: r.statuses,
+      event_timestamps: r.event_timestamps.map((t) => formatRfc3339(Number(t.seconds) * 1000 + t.nanos / 1e6)),
+    })),
+  };
+}
+
+test("HTTP /get-online-features and gRPC GetOnlineFeatures answer the same for every fixture request", async () => {
+  for (const req of REQUESTS) {
+    const http = await f.quiver.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    expect(http.status).toBe(200);
+    const httpBody = await http.json();
+    const grpcOut = await unaryCall<Parameters<typeof fromGrpc>[0]>(f.clients.feast, "GetOnlineFeatures", toGrpc(req));
+    expect(grpcOut.error).toBeUndefined();
+    expect(fromGrpc(grpcOut.response!)).toEqual(httpBody as ReturnType<typeof fromGrpc>);
+  }
+});
+
+test("bad requests get the same message over both (HTTP 400 body, gRPC details)", async () => {
+  for (const req of BAD) {
+    const http = await f.quiver.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    const body = (await http.json()) as { error: string };
+    const grpcOut = await unaryCall(f.clients.feast, "GetOnlineFeatures", toGrpc(req));
+    expect(grpcOut.error?.details).toBe(body.error);
+  }
+});

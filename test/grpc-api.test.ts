@@ -1,0 +1,282 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type GrpcFixture, NOW, startGrpcFixture } from "./support/grpc-fixture.ts";
+import { grpc, unaryCall } from "./support/grpc-client.ts";
+
+let f: GrpcFixture;
+beforeAll(async () => {
+  f = await startGrpcFixture(["--admin-token", "s3cret"]);
+});
+afterAll(async () => {
+  await f.close();
+});
+
+const AUTH = { authorization: "Bearer s3cret" };
+const int64s = (...ids: number[]) => ids.map(String);
+
+interface Column {
+  type: string;
+  int64_values: string[];
+  double_values: number[];
+  string_values: string[];
+  bool_values: boolean[];
+  int64_list_values: { val: string[] }[];
+  double_list_values: { val: number[] }[];
+  string_list_values: { val: string[] }[];
+  statuses: string[];
+  event_timestamps_ms: string[];
+  stale: boolean[];
+}
+interface LookupResponse {
+  id: string;
+  feature_names: string[];
+  row_count: number;
+  columns: Column[];
+  degraded: string[];
+}
+interface FeastResponse {
+  metadata: { feature_names: { val: string[] } };
+  results: { values: Record<string, unknown>[]; statuses: string[]; event_timestamps: { seconds: string; nanos: number }[] }[];
+  status: boolean;
+}
+
+describe("quiver.v1.FeatureService/Lookup", () => {
+  test("every registry type arrives in its packed column with statuses and ms event times", async () => {
+    const features = ["conv_rate", "avg_daily_trips", "is_active", "city", "recent_trip_ids", "rating_history"].map((x) => `driver_hourly_stats:${x}`);
+    const { response, error } = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", {
+      features: [...features, "customer_profile:favorite_categories"],
+      entities: [
+        { name: "driver_id", int64_values: int64s(1001, 7) },
+        { name: "customer_id", string_values: ["c1", "nobody"] },
+      ],
+      id: "42",
+    });
+    expect(error).toBeUndefined();
+    const r = response!;
+    expect(r.id).toBe("42");
+    expect(r.row_count).toBe(2);
+    expect(r.feature_names).toEqual(["conv_rate", "avg_daily_trips", "is_active", "city", "recent_trip_ids", "rating_history", "favorite_categories"]);
+    const [conv, trips, active, city, tripIds, ratings, cats] = r.columns as [Column, Column, Column, Column, Column, Column, Column];
+    expect(conv.type).toBe("FLOAT64");
+    expect(conv.double_values[0]).toBeGreaterThan(0);
+    expect(conv.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
+    expect(conv.event_timestamps_ms).toEqual([String(NOW - 1000), "0"]);
+    expect(trips.type).toBe("INT64");
+    expect(trips.int64_values).toHaveLength(2);
+    expect(trips.int64_values[1]).toBe("12"); // default: median from the registry statistics
+    expect(active.type).toBe("BOOL");
+    expect(active.bool_values).toHaveLength(2);
+    expect(city).toMatchObject({ type: "STRING", string_values: ["Porto", "unknown"] });
+    expect(tripIds.type).toBe("INT64_LIST");
+    expect(tripIds.int64_list_values[0]!.val.length).toBeGreaterThan(0);
+    expect(tripIds.int64_list_values[1]!.val).toEqual([]);
+    expect(ratings.type).toBe("FLOAT64_LIST");
+    expect(ratings.double_list_values[0]!.val.length).toBeGreaterThan(0);
+    expect(cats.type).toBe("STRING_LIST");
+    expect(cats.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
+    expect(cats.string_list_values[0]!.val.length).toBeGreaterThan(0);
+  });
+
+  test("embeddings, feature services, full names, defaults off and composite keys", async () => {
+    const emb = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", { features: ["customer_profile:embedding"], entities: [{ name: "customer_id", string_values: ["c3"] }] });
+    expect(emb.response!.columns[0]!.type).toBe("EMBEDDING");
+    expect(emb.response!.columns[0]!.double_list_values[0]!.val).toHaveLength(8);
+    const svc = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", {
+      feature_service: "driver_ranking",
+      entities: [{ name: "driver_id", int64_values: int64s(1002, 5) }],
+      full_feature_names: true,
+      fill_defaults: false,
+    });
+    expect(svc.response!.feature_names[0]).toBe("driver_hourly_stats__conv_rate");
+    expect(svc.response!.columns[1]!.double_values[1]).toBe(0); // acc_rate default 0.5 not filled
+    const pair = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", {
+      features: ["driver_customer_affinity:trips_together"],
+      entities: [
+        { name: "customer_id", string_values: ["c0", "c0"] },
+        { name: "driver_id", int64_values: int64s(1001, 1002) },
+      ],
+    });
+    expect(pair.response!.columns[0]!.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
+  });
+
+  test("NULL_VALUE and OUTSIDE_MAX_AGE statuses", async () => {
+    const pushed = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "null-1" }, spend_1h: { double_val: 3 } }, event_timestamp_ms: String(NOW - 2 * 3_600_000) }] }, { metadata: AUTH });
+    expect(pushed.error).toBeUndefined();
+    const r = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", { features: ["fraud_signals:spend_1h", "fraud_signals:spend_30d"], entities: [{ name: "customer_id", string_values: ["null-1"] }] });
+    // fraud_signals' max age is 1 h and the row is 2 h old; spend_30d was not pushed (null).
+    expect(r.response!.columns[0]!.statuses).toEqual(["OUTSIDE_MAX_AGE"]);
+    expect(r.response!.columns[0]!.double_values).toEqual([3]);
+    expect(r.response!.columns[1]!.statuses).toEqual(["NULL_VALUE"]);
+  });
+
+  test("invalid requests are INVALID_ARGUMENT and unknown names NOT_FOUND, each naming the field", async () => {
+    const cases: [unknown, grpc.status, string][] = [
+      [{ entities: [{ name: "driver_id", int64_values: ["1"] }] }, grpc.status.INVALID_ARGUMENT, "features"],
+      [{ features: ["driver_hourly_stats:conv_rate"], feature_service: "driver_ranking", entities: [] }, grpc.status.INVALID_ARGUMENT, "features"],
+      [{ features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "driver_id", string_values: ["x"] }] }, grpc.status.INVALID_ARGUMENT, "entities.driver_id[0]"],
+      [{ features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "customer_id", string_values: ["x"] }] }, grpc.status.INVALID_ARGUMENT, "entities.driver_id[0]"],
+      [{ features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "driver_id", int64_values: ["1"] }, { name: "driver_id", int64_values: ["2"] }] }, grpc.status.INVALID_ARGUMENT, "entities[1].name"],
+      [{ features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "driver_id", int64_values: new Array(501).fill("1") }] }, grpc.status.INVALID_ARGUMENT, "entities"],
+      [{ features: ["ghost:x"], entities: [] }, grpc.status.NOT_FOUND, "features[0]"],
+      [{ features: ["driver_hourly_stats:speed"], entities: [] }, grpc.status.NOT_FOUND, "features[0]"],
+      [{ feature_service: "nope", entities: [] }, grpc.status.NOT_FOUND, "feature_service"],
+    ];
+    for (const [request, code, path] of cases) {
+      const { error } = await unaryCall(f.clients.quiver, "Lookup", request);
+      expect({ code: error?.code, path: error?.metadata.get("x-quiver-error-path")[0] }).toEqual({ code, path });
+      expect(error!.details.startsWith(path)).toBe(true);
+    }
+  });
+});
+
+describe("quiver.v1.FeatureService/Push", () => {
+  test("push then read back; the admin token is required on writes", async () => {
+    const row = { values: { customer_id: { string_val: "g-1" }, spend_1h: { double_val: 9.5 }, txn_count_1h: { int64_val: "4" }, chargeback_flag: { bool_val: true }, device_ids: { string_list_val: { val: ["a", "b"] } } } };
+    const denied = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [row] });
+    expect(denied.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    const wrong = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [row] }, { metadata: { authorization: "Bearer nope" } });
+    expect(wrong.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    const ok = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [row] }, { metadata: AUTH });
+    expect(ok.response).toEqual({ written: 1, ignored: 0 });
+    const back = await unaryCall<LookupResponse>(f.clients.quiver, "Lookup", {
+      features: ["fraud_signals:spend_1h", "fraud_signals:txn_count_1h", "fraud_signals:chargeback_flag", "fraud_signals:device_ids"],
+      entities: [{ name: "customer_id", string_values: ["g-1"] }],
+    });
+    const cols = back.response!.columns;
+    expect(cols[0]!.double_values).toEqual([9.5]);
+    expect(cols[1]!.int64_values).toEqual(["4"]);
+    expect(cols[2]!.bool_values).toEqual([true]);
+    expect(cols[3]!.string_list_values).toEqual([{ val: ["a", "b"] }]);
+    expect(cols[0]!.event_timestamps_ms).toEqual([String(NOW)]);
+  });
+
+  test("bad pushes name the field", async () => {
+    const bad = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "x" }, spend_1h: { string_val: "lots" } } }] }, { metadata: AUTH });
+    expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(bad.error?.metadata.get("x-quiver-error-path")[0]).toBe("rows[0].spend_1h");
+    const unknown = await unaryCall(f.clients.quiver, "Push", { feature_view: "ghost", rows: [{ values: {} }] }, { metadata: AUTH });
+    expect(unknown.error?.code).toBe(grpc.status.NOT_FOUND);
+    const empty = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [] }, { metadata: AUTH });
+    expect(empty.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe("feast.serving.ServingService", () => {
+  test("GetFeastServingInfo answers a version", async () => {
+    const { response } = await unaryCall<{ version: string }>(f.clients.feast, "GetFeastServingInfo", {});
+    expect(response!.version).toMatch(/^quiver-/);
+  });
+
+  test("GetOnlineFeatures: join-key vectors first, one Value oneof per registry type, null_val when missing", async () => {
+    const { response, error } = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:avg_daily_trips", "driver_hourly_stats:is_active", "driver_hourly_stats:city", "driver_hourly_stats:recent_trip_ids", "driver_hourly_stats:rating_history"] },
+      entities: { driver_id: { val: [{ int64_val: "1001" }, { int64_val: "7" }] } },
+    });
+    expect(error).toBeUndefined();
+    const r = response!;
+    expect(r.status).toBe(true);
+    expect(r.metadata.feature_names.val).toEqual(["driver_id", "conv_rate", "avg_daily_trips", "is_active", "city", "recent_trip_ids", "rating_history"]);
+    expect(r.results[0]!.values.map((v) => v.int64_val)).toEqual(["1001", "7"]);
+    expect(r.results[0]!.statuses).toEqual(["PRESENT", "PRESENT"]);
+    const oneofs = r.results.slice(1).map((vec) => vec.values[0]!.val);
+    expect(oneofs).toEqual(["double_val", "int64_val", "bool_val", "string_val", "int64_list_val", "double_list_val"]);
+    for (const vec of r.results.slice(1)) {
+      expect(vec.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
+      expect(vec.values[1]!.val).toBe("null_val");
+      expect(vec.event_timestamps[0]).toEqual({ seconds: String((NOW - 1000) / 1000), nanos: 0 });
+    }
+  });
+
+  test("feature services, full feature names and composite keys in request order", async () => {
+    const { response } = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
+      feature_service: "driver_ranking",
+      full_feature_names: true,
+      entities: { driver_id: { val: [{ int64_val: "1001" }] } },
+    });
+    expect(response!.metadata.feature_names.val.slice(0, 2)).toEqual(["driver_id", "driver_hourly_stats__conv_rate"]);
+    const pair = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: ["driver_customer_affinity:trips_together"] },
+      entities: { customer_id: { val: [{ string_val: "c0" }] }, driver_id: { val: [{ int64_val: "1001" }] } },
+    });
+    expect(pair.response!.metadata.feature_names.val).toEqual(["customer_id", "driver_id", "trips_together"]);
+    expect(pair.response!.results[2]!.statuses).toEqual(["PRESENT"]);
+  });
+
+  test("errors: NOT_FOUND for unknown names, INVALID_ARGUMENT with the path for bad entities", async () => {
+    const unknown = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["ghost:x"] }, entities: { driver_id: { val: [{ int64_val: "1" }] } } });
+    expect(unknown.error?.code).toBe(grpc.status.NOT_FOUND);
+    expect(unknown.error?.details).toBe('features[0]: unknown feature view "ghost"');
+    const badKey = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["driver_hourly_stats:conv_rate"] }, entities: { driver_id: { val: [{ double_val: 1.5 }] } } });
+    expect(badKey.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badKey.error?.details).toStartWith("entities.driver_id[0]: expected int64");
+    const ragged = await unaryCall(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: ["driver_customer_affinity:trips_together"] },
+      entities: { driver_id: { val: [{ int64_val: "1" }] }, customer_id: { val: [] } },
+    });
+    expect(ragged.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const none = await unaryCall(f.clients.feast, "GetOnlineFeatures", { entities: { driver_id: { val: [{ int64_val: "1" }] } } });
+    expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe("GrpcFeatureServer (Feast's Python gRPC server)", () => {
+  test("Push with text and typed features, WriteToOnlineStore, then GetOnlineFeatures reads them back", async () => {
+    const push = await unaryCall(
+      f.clients.feastPython,
+      "Push",
+      { stream_feature_view: "fraud_signals_push_source", features: { customer_id: "py-1", spend_1h: "12.5", txn_count_1h: "3", chargeback_flag: "True", event_timestamp: "2026-11-22T11:30:00Z" }, typed_features: { spend_30d: { double_val: 99 } }, to: "online" },
+      { metadata: AUTH },
+    );
+    expect(push.error).toBeUndefined();
+    expect(push.response).toEqual({ status: true });
+    const write = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "fraud_signals", features: { customer_id: "py-2", device_ids: '["d1"]' } }, { metadata: AUTH });
+    expect(write.response).toEqual({ status: true });
+    const { response } = await unaryCall<FeastResponse>(f.clients.feastPython, "GetOnlineFeatures", {
+      features: { val: ["fraud_signals:spend_1h", "fraud_signals:txn_count_1h", "fraud_signals:chargeback_flag", "fraud_signals:spend_30d", "fraud_signals:device_ids"] },
+      entities: { customer_id: { val: [{ string_val: "py-1" }, { string_val: "py-2" }] } },
+    });
+    const first = response!.results.slice(1).map((vec) => vec.values[0]);
+    expect(first.map((v) => v![v!.val as string])).toEqual([12.5, "3", true, 99, "NULL"]);
+    expect(response!.results[1]!.event_timestamps[0]).toEqual({ seconds: String(Date.UTC(2026, 10, 22, 11, 30) / 1000), nanos: 0 });
+    expect(response!.results[5]!.values[1]).toMatchObject({ val: "string_list_val", string_list_val: { val: ["d1"] } });
+  });
+
+  test("writes check the token and the values, naming the column", async () => {
+    const denied = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" } });
+    expect(denied.error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    const bad = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x", txn_count_1h: "many" } }, { metadata: AUTH });
+    expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(bad.error?.details).toStartWith("features.txn_count_1h:");
+    const offline = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" }, to: "offline" }, { metadata: AUTH });
+    expect(offline.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const unknownView = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "ghost", features: { customer_id: "x" } }, { metadata: AUTH });
+    expect(unknownView.error?.code).toBe(grpc.status.NOT_FOUND);
+  });
+});
+
+describe("transport", () => {
+  test("bytes that are not the message are INVALID_ARGUMENT, never a crash", async () => {
+    const raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
+    // Field 15 with wire type 7, which does not exist: no decoder can read past it.
+    const garbage = Buffer.from([0x7f, 0x01, 0x02]);
+    for (const path of ["/quiver.v1.FeatureService/Lookup", "/feast.serving.ServingService/GetOnlineFeatures", "/GrpcFeatureServer/Push"]) {
+      const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+        raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, garbage, new grpc.Metadata(), {}, (e) => resolve(e));
+      });
+      expect({ path, code: error?.code, details: error?.details }).toMatchObject({ path, code: grpc.status.INVALID_ARGUMENT });
+    }
+    raw.close();
+  });
+
+  test("a message over the size limit is RESOURCE_EXHAUSTED", async () => {
+    const { error } = await unaryCall(f.clients.quiver, "Lookup", { features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "customer_id", string_values: ["x".repeat(70_000)] }] });
+    expect(error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  });
+
+  test("metrics count calls per method and code", async () => {
+    await unaryCall(f.clients.feast, "GetFeastServingInfo", {});
+    const text = await f.quiver.metrics.render();
+    expect(text).toContain('quiver_grpc_requests_total{method="feast.serving.ServingService/GetFeastServingInfo",code="OK"}');
+    expect(text).toContain('quiver_grpc_requests_total{method="quiver.v1.FeatureService/Lookup",code="INVALID_ARGUMENT"}');
+    expect(text).toContain('quiver_grpc_request_duration_seconds_bucket{method="quiver.v1.FeatureService/Lookup",le="+Inf"}');
+  });
+});

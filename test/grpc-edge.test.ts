@@ -1,0 +1,275 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { loadSync } from "@grpc/proto-loader";
+import { createGrpcEdge, type GrpcEdge } from "../src/api/grpc/index.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../src/kv/kv-node.ts";
+import { neverNow, UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { MemoryKvNode } from "../src/kv/memory-node.ts";
+import { MetricsRegistry } from "../src/ops/metrics.ts";
+import { compileRegistry, RegistryHolder } from "../src/registry/index.ts";
+import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
+import { type Clients, connect, grpc, unaryCall } from "./support/grpc-client.ts";
+
+const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
+const registry = compileRegistry({
+  entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
+  featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64", default: 0.25 }] }],
+});
+
+/**
+ * A storage node whose behaviour the test sets: answer from memory, answer
+ * some keys UNAVAILABLE (a failed shard), mark rows stale (a cache grace copy),
+ * or hold every read until the request's deadline has passed.
+ */
+class ScriptedNode implements KvNode {
+  readonly id = "scripted";
+  readonly readsNow = "never" as const;
+  readonly inner = new MemoryKvNode("inner");
+  mode: "normal" | "down" | "stale" | "slow" = "normal";
+  /** When set, reads wait for it (a call held in flight). */
+  hold: Promise<void> | undefined;
+  healthy = true;
+  readonly contexts: (ReadContext | undefined)[] = [];
+  getManyNow = neverNow;
+
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    this.contexts.push(ctx);
+    if (this.hold) await this.hold;
+    if (this.mode === "slow") {
+      // Holds the read until the caller's budget is gone (as a stalled shard would), bounded for safety.
+      const until = Math.min(ctx?.deadline ?? performance.now() + 2000, performance.now() + 5000);
+      while (performance.now() < until + 20) await Bun.sleep(5);
+    }
+    const slots = await this.inner.getMany(keys);
+    if (this.mode === "down") {
+      ctx?.degraded?.push("shard-b");
+      return slots.map(() => UNAVAILABLE);
+    }
+    if (this.mode === "stale") return slots.map((s) => (s && s !== UNAVAILABLE ? { ...s, stale: true as const } : s));
+    return slots;
+  }
+  putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {
+    return this.inner.putMany(entries);
+  }
+  deleteMany(keys: readonly string[]): Promise<number> {
+    return this.inner.deleteMany(keys);
+  }
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    return this.inner.scan(cursor, count, prefix);
+  }
+  async health(): Promise<NodeHealth> {
+    return { id: this.id, ok: this.healthy };
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+let node: ScriptedNode;
+let edge: GrpcEdge;
+let clients: Clients;
+let address: string;
+
+beforeAll(async () => {
+  node = new ScriptedNode();
+  const push = new PushService(node, { maxFutureSkewMs: 3_600_000 }, () => NOW);
+  const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(node, () => NOW), push, { maxRows: 100 });
+  await push.write(push.prepare(registry.views.get("stats")!, { rowCount: 1, keyNames: ["driver_id"], value: (_r, k) => (k === "driver_id" ? 1 : k === "rate" ? 0.5 : undefined), pathOf: (_r, k) => k }, []));
+  edge = createGrpcEdge({
+    serving,
+    metrics: new MetricsRegistry(),
+    ready: async () => (await node.health()).ok,
+    limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 },
+    healthIntervalMs: 20,
+  });
+  address = `127.0.0.1:${await edge.listen("127.0.0.1", 0)}`;
+  clients = connect(address);
+});
+afterAll(async () => {
+  clients.close();
+  await edge.drain(1000);
+});
+
+const lookup = { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: ["1", "2"] }] };
+const feastLookup = { features: { val: ["stats:rate"] }, entities: { driver_id: { val: [{ int64_val: "1" }, { int64_val: "2" }] } } };
+
+describe("response flags", () => {
+  test("a failed shard: UNAVAILABLE values, x-quiver-degraded; Feast says NOT_FOUND and counts them in x-quiver-unavailable", async () => {
+    node.mode = "down";
+    try {
+      const q = await unaryCall<{ columns: { statuses: string[]; double_values: number[] }[]; degraded: string[] }>(clients.quiver, "Lookup", lookup);
+      expect(q.response!.columns[0]!.statuses).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+      expect(q.response!.columns[0]!.double_values).toEqual([0.25, 0.25]);
+      expect(q.response!.degraded).toEqual(["shard-b"]);
+      expect(q.headers["x-quiver-degraded"]).toBe("shard-b");
+      const f = await unaryCall<{ results: { statuses: string[] }[] }>(clients.feast, "GetOnlineFeatures", feastLookup);
+      expect(f.response!.results[1]!.statuses).toEqual(["NOT_FOUND", "NOT_FOUND"]);
+      expect(f.headers["x-quiver-unavailable"]).toBe("2");
+      expect(f.headers["x-quiver-degraded"]).toBe("shard-b");
+    } finally {
+      node.mode = "normal";
+    }
+  });
+
+  test("values from a cache's grace window are flagged stale", async () => {
+    node.mode = "stale";
+    try {
+      const q = await unaryCall<{ columns: { stale: boolean[]; statuses: string[] }[] }>(clients.quiver, "Lookup", lookup);
+      expect(q.response!.columns[0]!.stale).toEqual([true, false]);
+      expect(q.headers["x-quiver-stale"]).toBe("true");
+      const f = await unaryCall(clients.feast, "GetOnlineFeatures", feastLookup);
+      expect(f.headers["x-quiver-stale"]).toBe("true");
+    } finally {
+      node.mode = "normal";
+    }
+    const fresh = await unaryCall(clients.quiver, "Lookup", lookup);
+    expect(fresh.headers["x-quiver-stale"]).toBeUndefined();
+  });
+});
+
+describe("deadlines", () => {
+  test("the call's deadline is the lookup budget; past it the answer is DEADLINE_EXCEEDED", async () => {
+    node.mode = "slow";
+    node.contexts.length = 0;
+    try {
+      const started = Date.now();
+      const { error } = await unaryCall(clients.quiver, "Lookup", lookup, { deadlineMs: 300 });
+      expect(error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      expect(Date.now() - started).toBeLessThan(4000);
+      const ctx = node.contexts[0];
+      expect(ctx?.deadline).toBeDefined();
+      // The budget handed to storage is the call's: within the 300 ms it was given (generous bounds for a loaded machine).
+      expect(ctx!.deadline! - performance.now()).toBeLessThan(300);
+      const feast = await unaryCall(clients.feast, "GetOnlineFeatures", feastLookup, { deadlineMs: 300 });
+      expect(feast.error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    } finally {
+      node.mode = "normal";
+    }
+  });
+
+  test("without a deadline storage gets none", async () => {
+    node.contexts.length = 0;
+    await unaryCall(clients.quiver, "Lookup", lookup);
+    expect(node.contexts[0]?.deadline).toBeUndefined();
+  });
+});
+
+describe("LookupStream", () => {
+  test("answers every lookup with its id, a bad one with an error, and ends after the client half-closes", async () => {
+    const call = (clients.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: { status: number; path: string } | null; columns: { double_values: number[] }[] }> }).LookupStream();
+    const answers: { id: string; error: { status: number; path: string } | null; columns: { double_values: number[] }[] }[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      call.on("data", (a) => answers.push(a));
+      call.on("end", () => resolve());
+      call.on("error", reject);
+    });
+    for (let i = 1; i <= 20; i++) call.write({ ...lookup, id: String(i) });
+    call.write({ features: ["stats:ghost"], entities: [], id: "21" });
+    call.write({ features: ["stats:rate"], entities: [{ name: "driver_id", string_values: ["x"] }], id: "22" });
+    call.end();
+    await ended;
+    expect(answers).toHaveLength(22);
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    expect(byId.get("7")!.columns[0]!.double_values).toEqual([0.5, 0.25]);
+    expect(byId.get("7")!.error).toBeNull();
+    expect(byId.get("21")!.error).toMatchObject({ status: grpc.status.NOT_FOUND, path: "features[0]" });
+    expect(byId.get("22")!.error).toMatchObject({ status: grpc.status.INVALID_ARGUMENT, path: "entities.driver_id[0]" });
+  });
+
+  test("a per-message timeout_ms bounds that lookup only", async () => {
+    node.mode = "slow";
+    try {
+      const call = (clients.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: { status: number } | null }> }).LookupStream();
+      const answers: { id: string; error: { status: number } | null }[] = [];
+      const ended = new Promise<void>((resolve, reject) => {
+        call.on("data", (a) => answers.push(a));
+        call.on("end", () => resolve());
+        call.on("error", reject);
+      });
+      call.write({ ...lookup, id: "1", timeout_ms: 100 });
+      call.end();
+      await ended;
+      expect(answers).toEqual([expect.objectContaining({ id: "1", error: expect.objectContaining({ status: grpc.status.DEADLINE_EXCEEDED }) })]);
+    } finally {
+      node.mode = "normal";
+    }
+  });
+});
+
+describe("health and reflection", () => {
+  test("Check follows readiness; unknown services are NOT_FOUND", async () => {
+    expect((await unaryCall(clients.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
+    expect((await unaryCall(clients.health, "Check", { service: "quiver.v1.FeatureService" })).response).toEqual({ status: "SERVING" });
+    node.healthy = false;
+    try {
+      expect((await unaryCall(clients.health, "Check", { service: "feast.serving.ServingService" })).response).toEqual({ status: "NOT_SERVING" });
+    } finally {
+      node.healthy = true;
+    }
+    expect((await unaryCall(clients.health, "Check", { service: "nope.Service" })).error?.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  test("Watch sends the status, then each change", async () => {
+    const call = (clients.health as unknown as { Watch(r: unknown): grpc.ClientReadableStream<{ status: string }> }).Watch({ service: "" });
+    const seen: string[] = [];
+    const waitFor = async (n: number) => {
+      for (let i = 0; i < 400 && seen.length < n; i++) await Bun.sleep(10);
+    };
+    call.on("data", (m) => seen.push(m.status));
+    call.on("error", () => {});
+    await waitFor(1);
+    node.healthy = false;
+    await waitFor(2);
+    node.healthy = true;
+    await waitFor(3);
+    call.cancel();
+    expect(seen.slice(0, 3)).toEqual(["SERVING", "NOT_SERVING", "SERVING"]);
+    const unknown = (clients.health as unknown as { Watch(r: unknown): grpc.ClientReadableStream<{ status: string }> }).Watch({ service: "nope" });
+    const first = await new Promise<string>((resolve) => unknown.on("data", (m) => resolve(m.status)));
+    unknown.cancel();
+    unknown.on("error", () => {});
+    expect(first).toBe("SERVICE_UNKNOWN");
+  });
+
+  test("reflection lists every service, health included", async () => {
+    const def = loadSync("grpc/reflection/v1/reflection.proto", { keepCase: true, includeDirs: [`${import.meta.dir}/../node_modules/@grpc/reflection/build/proto`] });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } } };
+    const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
+    const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, { list_services_response: { service: { name: string }[] } }> }).ServerReflectionInfo();
+    const answer = new Promise<string[]>((resolve, reject) => {
+      call.on("data", (m: { list_services_response: { service: { name: string }[] } }) => resolve(m.list_services_response.service.map((s) => s.name)));
+      call.on("error", reject);
+    });
+    call.write({ list_services: "" });
+    const names = await answer;
+    call.end();
+    client.close();
+    // @grpc/reflection spells the package-less service with a leading dot.
+    expect(names.map((n) => n.replace(/^\./, ""))).toEqual(expect.arrayContaining(["feast.serving.ServingService", "GrpcFeatureServer", "quiver.v1.FeatureService", "grpc.health.v1.Health"]));
+  });
+});
+
+describe("graceful drain", () => {
+  test("in-flight calls finish, health turns NOT_SERVING, new calls are refused", async () => {
+    const n = new ScriptedNode();
+    let release = () => {};
+    n.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const addr = `127.0.0.1:${await e.listen("127.0.0.1", 0)}`;
+    const c = connect(addr);
+    const inflight = unaryCall(c.quiver, "Lookup", lookup, { deadlineMs: 30_000 });
+    for (let i = 0; i < 500 && n.contexts.length === 0; i++) await Bun.sleep(10);
+    expect(n.contexts).toHaveLength(1); // the call is in storage
+    const drained = e.drain(10_000);
+    const after = await unaryCall(c.quiver, "Lookup", lookup, { deadlineMs: 2000 });
+    expect(after.error).toBeDefined();
+    release();
+    const first = await inflight;
+    expect(first.error).toBeUndefined();
+    await drained;
+    c.close();
+  });
+});

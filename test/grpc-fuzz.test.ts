@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import fc from "fast-check";
+import { loadProtos } from "../src/api/grpc/protos.ts";
+import { grpc, unaryCall } from "./support/grpc-client.ts";
+import { type GrpcFixture, startGrpcFixture } from "./support/grpc-fixture.ts";
+
+let f: GrpcFixture;
+let raw: grpc.Client;
+beforeAll(async () => {
+  f = await startGrpcFixture();
+  raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
+});
+afterAll(async () => {
+  raw.close();
+  await f.close();
+});
+
+const protos = loadProtos();
+
+/** Methods, with the message type their requests are built from. */
+const METHODS: [string, string][] = [
+  ["/quiver.v1.FeatureService/Lookup", "quiver.v1.LookupRequest"],
+  ["/quiver.v1.FeatureService/Push", "quiver.v1.PushRequest"],
+  ["/feast.serving.ServingService/GetOnlineFeatures", "feast.serving.GetOnlineFeaturesRequest"],
+  ["/GrpcFeatureServer/Push", "PushRequest"],
+  ["/GrpcFeatureServer/WriteToOnlineStore", "WriteToOnlineStoreRequest"],
+];
+
+const name = fc.constantFrom("driver_id", "customer_id", "conv_rate", "spend_1h", "device_ids", "event_timestamp", "embedding", "x", "");
+const ref = fc.oneof(fc.constantFrom("driver_hourly_stats:conv_rate", "customer_profile:embedding", "fraud_signals:device_ids", "x:y", ":", ""), fc.string());
+const int64 = fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String), fc.constantFrom("0", "1001", "-1"));
+const value = fc.oneof(
+  fc.record({ int64_val: int64 }),
+  fc.record({ double_val: fc.double() }),
+  fc.record({ string_val: fc.string() }),
+  fc.record({ bool_val: fc.boolean() }),
+  fc.record({ int32_val: fc.integer() }),
+  fc.record({ bytes_val: fc.uint8Array({ maxLength: 8 }) }),
+  fc.record({ null_val: fc.constant(0) }),
+  fc.record({ int64_list_val: fc.record({ val: fc.array(int64, { maxLength: 4 }) }) }),
+  fc.record({ double_list_val: fc.record({ val: fc.array(fc.double(), { maxLength: 9 }) }) }),
+  fc.record({ string_list_val: fc.record({ val: fc.array(fc.string(), { maxLength: 3 }) }) }),
+  fc.record({ unix_timestamp_val: int64 }),
+  fc.constant({}),
+);
+
+/** Message-shaped requests with any values in any field (plain objects for protobufjs's fromObject). */
+const MESSAGES: Record<string, fc.Arbitrary<unknown>> = {
+  "quiver.v1.LookupRequest": fc.record(
+    {
+      features: fc.array(ref, { maxLength: 4 }),
+      feature_service: fc.constantFrom("driver_ranking", "fraud_detection", "nope", ""),
+      entities: fc.array(fc.record({ name, int64_values: fc.array(int64, { maxLength: 4 }), string_values: fc.array(fc.string(), { maxLength: 4 }) }, { requiredKeys: ["name"] }), { maxLength: 3 }),
+      fill_defaults: fc.boolean(),
+      full_feature_names: fc.boolean(),
+      id: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String),
+      timeout_ms: fc.nat(50),
+    },
+    { requiredKeys: [] },
+  ),
+  "quiver.v1.PushRequest": fc.record(
+    { feature_view: fc.constantFrom("fraud_signals", "driver_hourly_stats", "ghost", ""), rows: fc.array(fc.record({ values: fc.dictionary(name, value), event_timestamp_ms: int64 }, { requiredKeys: [] }), { maxLength: 3 }) },
+    { requiredKeys: [] },
+  ),
+  "feast.serving.GetOnlineFeaturesRequest": fc.record(
+    {
+      features: fc.record({ val: fc.array(ref, { maxLength: 4 }) }),
+      feature_service: fc.constantFrom("driver_ranking", "nope"),
+      entities: fc.dictionary(name, fc.record({ val: fc.array(value, { maxLength: 4 }) })),
+      full_feature_names: fc.boolean(),
+    },
+    { requiredKeys: [] },
+  ),
+  PushRequest: fc.record(
+    { features: fc.dictionary(name, fc.string()), typed_features: fc.dictionary(name, value), stream_feature_view: fc.constantFrom("fraud_signals", "fraud_signals_push_source", "ghost", ""), to: fc.constantFrom("online", "offline", "", "x") },
+    { requiredKeys: [] },
+  ),
+  WriteToOnlineStoreRequest: fc.record({ features: fc.dictionary(name, fc.string()), typed_features: fc.dictionary(name, value), feature_view_name: fc.constantFrom("customer_profile", "fraud_signals", "") }, { requiredKeys: [] }),
+};
+
+function send(path: string, bytes: Buffer): Promise<grpc.ServiceError | null> {
+  return new Promise((resolve) => {
+    raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, bytes, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e) => resolve(e));
+  });
+}
+
+const CLIENT_FAULTS = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.RESOURCE_EXHAUSTED]);
+
+test("no message, well-formed or not, gets anything but OK or a client-fault status", async () => {
+  const structured = fc.constantFrom(...METHODS).chain(([path, type]) =>
+    MESSAGES[type]!.map((obj) => {
+      const t = protos.type(type);
+      return [path, Buffer.from(t.encode(t.fromObject(obj as Record<string, unknown>)).finish())] as const;
+    }),
+  );
+  const bytes = fc.tuple(fc.constantFrom(...METHODS.map((m) => m[0])), fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)));
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(structured, bytes), async ([path, body]) => {
+      const error = await send(path, body);
+      if (error !== null) expect({ path, code: error.code, ok: CLIENT_FAULTS.has(error.code) }).toEqual({ path, code: error.code, ok: true });
+    }),
+    { numRuns: 500, seed: 20261123 },
+  );
+  const health = await unaryCall(f.clients.health, "Check", { service: "" });
+  expect(health.response).toEqual({ status: "SERVING" });
+});
