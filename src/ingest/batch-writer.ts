@@ -18,6 +18,14 @@ export interface PreparedBatch {
   readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
 }
 
+/** Crash-testing hooks (the standalone CLI's `--fault-*` flags); both unset in normal runs. */
+export interface WriteFault {
+  /** Called after each store write, before the acknowledgement. */
+  readonly afterWrite?: (written: number, writeNumber: number) => void;
+  /** On this write (1-based) only the first half of the rows is written before `afterWrite`: a crash mid-batch. */
+  readonly halfWriteAt?: number;
+}
+
 /** What the store did with a batch. */
 export interface WriteResult {
   readonly written: number;
@@ -41,9 +49,10 @@ export class BatchWriter {
     private readonly seen: IdempotencyWindow,
     private readonly counters: SourceCounters,
     private readonly clock: () => number,
-    /** Called after each store write, before acknowledgement (crash testing). */
-    private readonly afterWrite?: (written: number) => void,
+    private readonly fault: WriteFault = {},
   ) {}
+
+  private writes = 0;
 
   prepare(groups: readonly MappedGroup[]): PreparedBatch {
     const entries: KvEntry[] = [];
@@ -125,11 +134,13 @@ export class BatchWriter {
     }
     let written = 0;
     if (toWrite.length > 0) {
-      const outcome = await this.push.write(toWrite, signal);
+      const n = ++this.writes;
+      const rows = this.fault.halfWriteAt === n ? toWrite.slice(0, Math.ceil(toWrite.length / 2)) : toWrite;
+      const outcome = await this.push.write(rows, signal);
       written = outcome.written;
       // Another writer got there between our read and write: its row is newer.
       late += outcome.ignored;
-      this.afterWrite?.(written);
+      this.fault.afterWrite?.(written, n);
       const now = this.clock();
       for (let k = 0; k < toWriteIndex.length; k++) {
         const i = toWriteIndex[k]!;

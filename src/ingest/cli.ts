@@ -10,9 +10,10 @@ import { QuiverError } from "../errors/index.ts";
  * `--port` is given. SIGTERM/SIGINT finish and ack the batch in hand, then
  * print the final counts as one JSON line (`ingest-stats {...}`).
  *
- * `--fault-stop-after-writes N` (crash testing): after the Nth store write
- * and before its acknowledgement the process stops itself (SIGSTOP) so a test
- * can `kill -9` it at exactly that point.
+ * Crash testing: `--fault-stop-after-writes N` stops the process (SIGSTOP)
+ * after its Nth store write, before the acknowledgement, so a test can
+ * `kill -9` it at exactly that point; `--fault-half-write` makes that Nth
+ * write store only the first half of the batch's rows (a crash mid-batch).
  */
 function say(line: string): void {
   writeSync(1, `${line}\n`);
@@ -25,10 +26,12 @@ async function main(): Promise<void> {
     return;
   }
   let stopAfter = 0;
+  let halfWrite = false;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "--fault-stop-after-writes" || a.startsWith("--fault-stop-after-writes=")) {
+    if (a === "--fault-half-write") halfWrite = true;
+    else if (a === "--fault-stop-after-writes" || a.startsWith("--fault-stop-after-writes=")) {
       const raw = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[++i];
       stopAfter = Number(raw);
       if (!Number.isInteger(stopAfter) || stopAfter < 1) throw new Error(`--fault-stop-after-writes: expected a positive integer, got "${raw}"`);
@@ -41,16 +44,18 @@ async function main(): Promise<void> {
     if (!config.sourcesPath) throw new Error("--sources FILE is required");
     // A standalone writer loads no demo rows unless told to.
     if (!config.explicit.has("demoEntities")) config = { ...config, demoEntities: 0 };
-    let writes = 0;
-    const afterWrite =
+    const fault =
       stopAfter > 0
-        ? (written: number) => {
-            if (++writes !== stopAfter) return;
-            say(`fault: stopped after store write ${writes} (${written} rows written, not acknowledged)`);
-            process.kill(process.pid, "SIGSTOP");
+        ? {
+            ...(halfWrite ? { halfWriteAt: stopAfter } : {}),
+            afterWrite: (written: number, n: number) => {
+              if (n !== stopAfter) return;
+              say(`fault: stopped after store write ${n} (${written} rows written, not acknowledged)`);
+              process.kill(process.pid, "SIGSTOP");
+            },
           }
         : undefined;
-    quiver = await buildQuiver(config, afterWrite ? { consumerOptions: { afterWrite } } : {});
+    quiver = await buildQuiver(config, fault ? { consumerOptions: { fault } } : {});
   } catch (e) {
     if (e instanceof QuiverError && e.issues.length > 0) {
       console.error(`quiver ingest: cannot start: ${e.issues.length} problem(s):`);

@@ -55,7 +55,8 @@ export function eventTimeParser(format: TimeFormat, path: string): (v: unknown) 
   return (v) => {
     const n = typeof v === "number" ? v : typeof v === "string" && NUMBER_TEXT.test(v) ? Number(v) : Number.NaN;
     if (!Number.isFinite(n) || n < 0) return bad(v);
-    return n * factor;
+    // Whole milliseconds, as every other write path stores them.
+    return Math.floor(n * factor);
   };
 }
 

@@ -1,6 +1,6 @@
 import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
 import { BatchMapper } from "./batch-mapper.ts";
-import { BatchWriter } from "./batch-writer.ts";
+import { BatchWriter, type WriteFault } from "./batch-writer.ts";
 import type { CompiledSource } from "./compile-sources.ts";
 import type { DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
 import type { IdempotencyWindow } from "./idempotency-window.ts";
@@ -20,8 +20,8 @@ export interface ConsumerOptions {
   readonly pauseMs?: { readonly initial: number; readonly max: number };
   /** How often the engine's lag is sampled for metrics and /readyz. */
   readonly lagIntervalMs?: number;
-  /** Crash testing: called after each store write, before the acknowledgement. */
-  readonly afterWrite?: (written: number) => void;
+  /** Crash testing only: hooks into the store write (see WriteFault). */
+  readonly fault?: WriteFault;
   readonly clock?: () => number;
 }
 
@@ -85,7 +85,7 @@ export class StreamConsumer {
   private lagTimer: ReturnType<typeof setInterval> | undefined;
   private pauseMs: number;
   private readonly retryPolicy;
-  private readonly options: Required<Omit<ConsumerOptions, "afterWrite">>;
+  private readonly options: Required<Omit<ConsumerOptions, "fault">>;
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -101,7 +101,7 @@ export class StreamConsumer {
     this.pauseMs = this.options.pauseMs.initial;
     this.counters = deps.metrics.forSource(deps.compiled.name);
     this.mapper = new BatchMapper(deps.compiled, deps.seen, this.counters);
-    this.writer = new BatchWriter(deps.compiled.name, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.afterWrite);
+    this.writer = new BatchWriter(deps.compiled.name, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.fault);
     this.retryPolicy = retry(handleWhen(isRetryable), {
       maxAttempts: Math.max(0, this.options.writeAttempts - 1),
       backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 1000 }),
@@ -138,6 +138,7 @@ export class StreamConsumer {
     this.stopping.abort();
     clearInterval(this.lagTimer);
     await this.loop;
+    this.lag = await this.deps.source.lag().catch(() => this.lag);
     await this.deps.source.close();
     this.state = "stopped";
   }

@@ -1,0 +1,109 @@
+import { describe, expect, test } from "bun:test";
+import { QuiverError } from "../errors/index.ts";
+import { loadRegistryFile } from "../registry/index.ts";
+import { compileSources, loadSourcesFile } from "./compile-sources.ts";
+import { MappingError } from "./mapping.ts";
+
+const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+
+function problems(input: unknown): string[] {
+  try {
+    compileSources(input, registry);
+  } catch (e) {
+    if (e instanceof QuiverError) return e.issues.map((i) => `${i.path}: ${i.message}`);
+    throw e;
+  }
+  return [];
+}
+
+const redis = { url: "redis://127.0.0.1:1", stream: "s", group: "g" };
+const mapping = { featureView: "fraud_signals", keys: { customer_id: "c" }, features: { spend_1h: "amount" }, eventTime: { path: "ts", format: "epoch_ms" } };
+
+describe("sources file", () => {
+  test("the example file compiles against the example registry: two sources feed fraud_signals", async () => {
+    const sources = await loadSourcesFile("src/ingest/example-sources.yaml", registry);
+    expect(sources.map((s) => [s.name, s.engine, s.format, s.mappings[0]!.view.name])).toEqual([
+      ["payments_redis", "redis", "json", "fraud_signals"],
+      ["payments_nats", "nats", "msgpack", "fraud_signals"],
+    ]);
+    expect(sources[0]!.redis).toMatchObject({ field: "data", claimIdleMs: 30_000, deadLetterStream: "payments:dead" });
+    expect(sources[1]!.nats).toMatchObject({ ackWaitMs: 30_000, deadLetterStream: "PAYMENTS_DEAD" });
+  });
+
+  test("every problem is reported at once with its path", () => {
+    const got = problems({
+      sources: [
+        {
+          name: "a",
+          engine: "redis",
+          nats: { servers: "x", stream: "S", consumer: "c", subject: "s" },
+          mappings: [
+            { ...mapping, featureView: "nope" },
+            { ...mapping, keys: { driver_id: "d" }, features: { spend_1h: "a", nope: "b", chargeback_flag: { path: "x", scale: 2 }, risk_score: { value: "high" } } },
+          ],
+        },
+        { name: "a", engine: "nats", mappings: [mapping] },
+      ],
+    });
+    expect(got).toEqual([
+      'sources[0].redis: is required when engine is "redis"',
+      'sources[0].nats: is for engine "nats"; this source\'s engine is "redis"',
+      expect.stringContaining('sources[0].mappings[0].featureView: unknown feature view "nope"'),
+      'sources[0].mappings[1].keys: missing join key "customer_id" of view "fraud_signals"',
+      'sources[0].mappings[1].keys.driver_id: view "fraud_signals" has no join key "driver_id"',
+      expect.stringContaining('sources[0].mappings[1].features.nope: view "fraud_signals" has no feature "nope"'),
+      "sources[0].mappings[1].features.chargeback_flag.scale: feature \"chargeback_flag\" is bool; only numeric features scale",
+      'sources[0].mappings[1].features.risk_score.value: expected a number, got string "high"',
+      'sources[1].name: duplicate source "a"',
+      'sources[1].nats: is required when engine is "nats"',
+    ]);
+  });
+
+  test("structural errors name the field", () => {
+    expect(problems({ sources: [{ name: "a", engine: "kafka", mappings: [] }] })[0]).toMatch(/^sources\[0\]\.engine: /);
+    expect(problems({ sources: [{ name: "a", engine: "redis", redis, mappings: [{ ...mapping, eventTime: { path: "ts", format: "epoch_ns" } }] }] })[0]).toMatch(
+      /^sources\[0\]\.mappings\[0\]\.eventTime\.format: /,
+    );
+  });
+
+  test("mappings rename, coerce, scale, nest, take constants and parse every time format", () => {
+    const [source] = compileSources(
+      {
+        sources: [
+          {
+            name: "m",
+            engine: "redis",
+            redis,
+            mappings: [
+              {
+                featureView: "fraud_signals",
+                keys: { customer_id: "who.id" },
+                features: { spend_1h: { path: "cents", scale: 0.01 }, txn_count_1h: "n", chargeback_flag: "cb", risk_score: { value: 0.5 }, device_ids: "devices" },
+                eventTime: { path: "at", format: "epoch_us" },
+                idempotencyKey: "eid",
+              },
+            ],
+          },
+        ],
+      },
+      registry,
+    );
+    const m = source!.mappings[0]!;
+    const mapped = m.map({ who: { id: 42 }, cents: "1250", n: "7", cb: 1, devices: ["d1", 2], at: 1_700_000_000_123_456, eid: 9 });
+    expect(mapped.row).toEqual({ customer_id: "42", spend_1h: 12.5, txn_count_1h: 7, chargeback_flag: true, risk_score: 0.5, device_ids: ["d1", "2"], event_timestamp: 1_700_000_000_123 });
+    expect(mapped.idempotencyKey).toBe("9");
+    const failure = (payload: unknown): MappingError => {
+      try {
+        m.map(payload);
+      } catch (e) {
+        if (e instanceof MappingError) return e;
+        throw e;
+      }
+      throw new Error("mapped without error");
+    };
+    const missing = failure({ cents: 1, at: 1 });
+    expect([missing.reason, missing.path]).toEqual(["missing_field", "who.id"]);
+    const wrong = failure({ who: { id: "x" }, n: 1.5, at: 1 });
+    expect([wrong.reason, wrong.path]).toEqual(["invalid_value", "n"]);
+  });
+});

@@ -1,0 +1,67 @@
+import { loadConfig } from "../config/config.ts";
+import { loadRegistryFile } from "../registry/index.ts";
+import { loadSourcesFile } from "./compile-sources.ts";
+import { openDeadLetters, openPublisher } from "./engines.ts";
+import { replayDeadLetters } from "./replay.ts";
+
+/**
+ * `npm run ingest:dead-letters -- list --source NAME [--sources FILE] [--limit N]`
+ * prints a source's dead letters (one JSON line each: id, reason, path, error,
+ * origin, time, payload as text or base64);
+ * `... replay --source NAME [--reason R] [--limit N]` puts them back on the
+ * source's stream after a fix and removes them from the dead-letter stream.
+ */
+const USAGE = "npm run ingest:dead-letters -- list|replay --source NAME [--sources FILE] [--registry FILE] [--limit N] [--reason REASON]\n";
+
+function payloadText(bytes: Uint8Array): { payload: string } | { payloadBase64: string } {
+  try {
+    return { payload: new TextDecoder("utf-8", { fatal: true }).decode(bytes) };
+  } catch {
+    return { payloadBase64: Buffer.from(bytes).toString("base64") };
+  }
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command !== "list" && command !== "replay") throw new Error(USAGE);
+  const args = new Map<string, string>();
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}"\n${USAGE}`);
+    args.set(a.slice(2), rest[++i] ?? "");
+  }
+  const registry = await loadRegistryFile(args.get("registry") ?? loadConfig([], {}).registryPath);
+  const sources = await loadSourcesFile(args.get("sources") ?? "src/ingest/example-sources.yaml", registry);
+  const name = args.get("source");
+  const source = sources.find((s) => s.name === name);
+  if (!source) throw new Error(`--source: expected one of ${sources.map((s) => s.name).join(", ")}, got "${name ?? ""}"`);
+  const limit = Number(args.get("limit") ?? "100");
+  if (!Number.isInteger(limit) || limit < 1) throw new Error(`--limit: expected a positive integer, got "${args.get("limit")}"`);
+  const reason = args.get("reason");
+  const queue = await openDeadLetters(source);
+  try {
+    if (command === "list") {
+      for (const l of await queue.list(limit)) {
+        if (reason !== undefined && l.reason !== reason) continue;
+        console.log(JSON.stringify({ id: l.id, source: l.source, reason: l.reason, path: l.path, error: l.error, origin: l.origin, at: new Date(l.at).toISOString(), ...payloadText(l.payload) }));
+      }
+      return;
+    }
+    const publisher = await openPublisher(source);
+    try {
+      const replayed = await replayDeadLetters(queue, publisher, { limit, ...(reason === undefined ? {} : { reason }) });
+      console.log(JSON.stringify({ source: source.name, replayed: replayed.length }));
+    } finally {
+      await publisher.close();
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  console.error(`ingest:dead-letters: ${(e as Error).message}`);
+  process.exit(1);
+}
