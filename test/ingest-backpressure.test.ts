@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { unavailable } from "../src/errors/index.ts";
+import { compileSources, IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { ArenaKvNode } from "../src/kv/arena-node.ts";
+import type { KvEntry, KvNode, PutOutcome, ReadContext, ReadSlot, ScanPage, NodeHealth } from "../src/kv/kv-node.ts";
+import { MetricsRegistry } from "../src/ops/index.ts";
+import { loadRegistryFile } from "../src/registry/index.ts";
+import { PushService } from "../src/serving/index.ts";
+import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { startRedisEngine } from "./support/stream-engines.ts";
+
+/**
+ * A store that refuses writes while told to, as an open write breaker or a
+ * shard answering 503 does: the `unavailable` (retryable) error.
+ */
+class RefusingNode implements KvNode {
+  readonly id = "refusing";
+  readonly readsNow = "always" as const;
+  refusing = true;
+  refusedWrites = 0;
+  constructor(private readonly inner: KvNode) {}
+  getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    return this.inner.getMany(keys, ctx);
+  }
+  getManyNow(keys: readonly string[]): ReadSlot[] | undefined {
+    return this.inner.getManyNow(keys);
+  }
+  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    if (this.refusing) {
+      this.refusedWrites++;
+      return Promise.reject(unavailable("write breaker open"));
+    }
+    return this.inner.putMany(entries, signal);
+  }
+  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    return this.inner.deleteMany(keys, signal);
+  }
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    return this.inner.scan(cursor, count, prefix);
+  }
+  health(): Promise<NodeHealth> {
+    return this.inner.health();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe("backpressure and retries", () => {
+  let engine: Awaited<ReturnType<typeof startRedisEngine>>;
+  beforeAll(async () => {
+    engine = await startRedisEngine();
+  });
+  afterAll(async () => {
+    await engine?.stop();
+  });
+
+  async function rig(maxDeliver: number) {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const store = new RefusingNode(new ArenaKvNode("bp"));
+    const [source] = compileSources({ sources: [{ name: "bp", ...engine.engineSettings(), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
+    const ingest = await IngestService.start([source!], {
+      push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+      store,
+      metrics: new IngestMetrics(new MetricsRegistry()),
+      consumerName: "c1",
+      consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 100, max: 400 } },
+    });
+    const publisher = await openPublisher(source!);
+    const ts = Date.now() - 1000;
+    await publisher.publish(Array.from({ length: 40 }, (_, i) => new TextEncoder().encode(JSON.stringify({ customer: `bp${i}`, amount: i, count: i, chargeback: false, ts }))));
+    await publisher.close();
+    return { store, ingest, source: source! };
+  }
+
+  test("a refusing store slows and pauses the consumer; nothing is dead-lettered, everything lands once it recovers", async () => {
+    const { store, ingest } = await rig(1000);
+    try {
+      await eventually("the consumer pauses", () => ingest.status()[0]!.state === "paused");
+      await Bun.sleep(1500);
+      // Bounded retrying, not a spin: three attempts per handling, pauses doubling to 400 ms.
+      expect(store.refusedWrites).toBeGreaterThan(2);
+      expect(store.refusedWrites).toBeLessThan(60);
+      const during = ingest.status()[0]!;
+      expect(during.deadLettered).toBe(0);
+      expect(during.written).toBe(0);
+      expect(during.lastError).toContain("write breaker open");
+      store.refusing = false;
+      await eventually("every event written", () => ingest.status()[0]!.written === 40);
+      await eventually("the group owes nothing", () => {
+        const lag = ingest.status()[0]!.lag;
+        return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
+      });
+      expect(ingest.status()[0]!.state).toBe("running");
+      expect(ingest.status()[0]!.deadLettered).toBe(0);
+    } finally {
+      await ingest.stop();
+    }
+  }, 60_000);
+
+  test("past the delivery limit a message that keeps failing is dead-lettered with its last error", async () => {
+    const { ingest, source } = await rig(2);
+    const deadLetters = await openDeadLetters(source);
+    try {
+      await eventually("all 40 dead-lettered", () => ingest.status()[0]!.deadLettered === 40);
+      const letters = await deadLetters.list(100);
+      expect(letters.length).toBe(40);
+      for (const l of letters) {
+        expect(l.reason).toBe("delivery_limit");
+        expect(l.error).toContain("write breaker open");
+      }
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+    }
+  }, 60_000);
+});
