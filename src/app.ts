@@ -11,6 +11,7 @@ import { MeteredKvNode, MetricsRegistry, registerShardGauges } from "./ops/index
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
+import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
@@ -28,6 +29,8 @@ export interface Quiver {
   readonly feed: ChangeFeed;
   /** Stream consumers, when started with a sources file. */
   readonly ingest: IngestService | undefined;
+  /** Vector indexes of the views that declare `index:` (claim matching). */
+  readonly vectors: VectorIndexes;
   /** A one-line description for the start-up log. */
   readonly summary: string;
   close(): Promise<void>;
@@ -64,6 +67,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     demoRows = await loadDemoData(store, registry.current, config.demoEntities, clock());
   }
   // Restoring a durable store and bulk-loading demo rows leave transient garbage; collect it before serving.
+  // Vector indexes: from snapshots plus a catch-up scan, or built by a scan; then fed by the change feed.
+  const vectors = new VectorIndexes({
+    store,
+    feed,
+    metrics,
+    ...(config.dataDir ? { snapshots: new SnapshotStore(`${config.dataDir}/vector`) } : {}),
+    snapshotIntervalMs: config.vectorSnapshotMs,
+    embedders: { modelPath: config.embedderModel },
+    clock,
+  });
+  await vectors.start(registry.current);
   Bun.gc(true);
 
   const lookup = new LookupService(metered, clock);
@@ -82,12 +96,14 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const http = createHttpEdge({
     registry,
     serving,
+    match: new MatchService(vectors, metered, lookup, metrics),
     store,
     metrics,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows },
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
       registry.swap(next);
+      vectors.reconfigure(next);
       return next;
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
@@ -112,10 +128,12 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     feed,
     ingest,
+    vectors,
     summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
     close: async () => {
       // Consumers first: they finish and ack the batch in hand while the store is still open.
       await ingest?.stop();
+      await vectors.close();
       await feed.close();
       await store.close();
       await shards?.close();

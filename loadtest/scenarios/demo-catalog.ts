@@ -25,10 +25,11 @@ export interface ViewInfo {
 export const DEMO_KEY_SPACES: readonly KeySpace[] = [
   { kind: "int", base: 1001 },
   { kind: "string", prefix: "c" },
+  { kind: "int", base: 1 },
 ];
 
 /** Which demo key space each join key draws from (see src/serving/demo-data.ts). */
-const SPACE_OF_JOIN_KEY: Readonly<Record<string, number>> = { driver_id: 0, customer_id: 1 };
+const SPACE_OF_JOIN_KEY: Readonly<Record<string, number>> = { driver_id: 0, customer_id: 1, claim_id: 2 };
 
 const EXAMPLE_REGISTRY = resolve(import.meta.dir, "../../src/registry/example-registry.yaml");
 

@@ -21,6 +21,8 @@ export interface QuiverConfig {
   readonly maxFutureSkewMs: number;
   readonly adminToken: string;
   readonly sourcesPath: string;
+  readonly embedderModel: string;
+  readonly vectorSnapshotMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -70,6 +72,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxBodyBytes", flag: "--max-body-bytes", env: "QUIVER_MAX_BODY_BYTES", default: String(4 << 20), help: "Largest request body accepted (413 above)", parse: int(1024, 1 << 30) },
   { key: "maxRows", flag: "--max-rows", env: "QUIVER_MAX_ROWS", default: "10000", help: "Most entity rows per lookup or push (400 above)", parse: int(1, 1_000_000) },
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
+  { key: "embedderModel", flag: "--embedder-model", env: "QUIVER_EMBEDDER_MODEL", default: "", help: "ONNX sentence-embedding model file for views with index.embedder: onnx (no runtime is bundled yet; see README, Claim matching)", parse: text },
+  { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token> (and gRPC write methods, as `authorization` metadata)", parse: text },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];

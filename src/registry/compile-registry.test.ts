@@ -32,9 +32,9 @@ function issuesOf(def: unknown): { path: string; message: string }[] {
 }
 
 describe("example registry", () => {
-  test("loads with 4 views, 25+ features of every type and 2 services", async () => {
+  test("loads with 5 views, 25+ features of every type and 2 services", async () => {
     const r = await loadRegistryFile("src/registry/example-registry.yaml");
-    expect(r.views.size).toBe(4);
+    expect(r.views.size).toBe(5);
     expect(r.refs.size).toBeGreaterThanOrEqual(25);
     const types = new Set([...r.refs.values()].map((ref) => ref.feature.typeName));
     for (const t of ["int64", "float64", "string", "bool", "int64[]", "float64[]", "string[]", "embedding(8)"]) expect(types).toContain(t);

@@ -5,7 +5,7 @@ import type { FeatureValue } from "../kv/kv-node.ts";
 import { viewKeyPrefix } from "../kv/keys.ts";
 import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
-import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry } from "./registry.ts";
+import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry, VectorIndexSpec } from "./registry.ts";
 import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
 const REQUIRED = "is required but missing";
@@ -144,6 +144,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
   for (const stat of Object.keys(v.statistics ?? {})) {
     if (!v.features.some((f) => f.name === stat)) issues.push({ path: `${path}.statistics.${stat}`, message: `no feature "${stat}" in view "${v.name}"` });
   }
+  const index = v.index === undefined ? undefined : compileIndex(v, featureIndex, `${path}.index`, issues);
   if (issues.length > before) return undefined;
   const version = v.version ?? 1;
   return {
@@ -156,6 +157,37 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
     featureIndex,
     defaults: features.map((f) => f.defaultValue),
     maxAgeMs: maxAgeMs ?? 0,
+    index,
+  };
+}
+
+/** Defaults of `index:`; efSearch 64 gives recall@10 ≥ 0.95 on 384-d sentence embeddings (test/vector-recall.test.ts). */
+export const INDEX_DEFAULTS = { metric: "cosine", algorithm: "hnsw", M: 16, efConstruction: 200, efSearch: 64, maxElements: 10_000 } as const;
+
+function compileIndex(v: FeatureViewDef, features: ReadonlyMap<string, CompiledFeature>, path: string, issues: Issue[]): VectorIndexSpec | undefined {
+  const def = v.index!;
+  const feature = features.get(def.feature);
+  if (!feature) {
+    issues.push({ path: `${path}.feature`, message: `no feature "${def.feature}" in view "${v.name}"` });
+    return undefined;
+  }
+  if (feature.type.kind !== "embedding") {
+    issues.push({ path: `${path}.feature`, message: `"${def.feature}" is ${feature.typeName}; an index needs an embedding(<dim>) feature` });
+    return undefined;
+  }
+  const M = def.M ?? INDEX_DEFAULTS.M;
+  const efConstruction = def.efConstruction ?? INDEX_DEFAULTS.efConstruction;
+  if (efConstruction < M) issues.push({ path: `${path}.efConstruction`, message: `must be at least M (${M}), got ${efConstruction}` });
+  return {
+    feature,
+    dim: feature.type.dim,
+    metric: def.metric ?? INDEX_DEFAULTS.metric,
+    algorithm: def.algorithm ?? INDEX_DEFAULTS.algorithm,
+    M,
+    efConstruction,
+    efSearch: def.efSearch ?? INDEX_DEFAULTS.efSearch,
+    maxElements: def.maxElements ?? INDEX_DEFAULTS.maxElements,
+    embedder: def.embedder,
   };
 }
 

@@ -32,6 +32,24 @@ const StatisticsDef = T.Record(
   T.Object({ median: T.Optional(T.Number()), mostCommon: T.Optional(T.Unknown()) }, { additionalProperties: false }),
 );
 
+/**
+ * A vector index over one `embedding(dim)` feature (claim matching, src/vector/).
+ * Structure here; meaning (the feature exists and is an embedding) in compile-registry.ts.
+ */
+const VectorIndexDef = T.Object(
+  {
+    feature: Name,
+    metric: T.Optional(T.Union([T.Literal("cosine"), T.Literal("l2"), T.Literal("ip")])),
+    algorithm: T.Optional(T.Union([T.Literal("hnsw"), T.Literal("brute-force")])),
+    M: T.Optional(T.Integer({ minimum: 2, maximum: 128 })),
+    efConstruction: T.Optional(T.Integer({ minimum: 8, maximum: 4096 })),
+    efSearch: T.Optional(T.Integer({ minimum: 1, maximum: 4096 })),
+    maxElements: T.Optional(T.Integer({ minimum: 1, maximum: 100_000_000 })),
+    embedder: T.Optional(T.Union([T.Literal("hashed-ngrams"), T.Literal("onnx")])),
+  },
+  { additionalProperties: false },
+);
+
 const FeatureViewDef = T.Object(
   {
     name: Name,
@@ -43,6 +61,7 @@ const FeatureViewDef = T.Object(
     tags: T.Optional(T.Record(T.String(), T.String())),
     owner: T.Optional(T.String()),
     statistics: T.Optional(StatisticsDef),
+    index: T.Optional(VectorIndexDef),
   },
   { additionalProperties: false },
 );
@@ -66,3 +85,4 @@ export type RegistryDef = Static<typeof RegistryDefSchema>;
 export type EntityDef = Static<typeof EntityDef>;
 export type FeatureViewDef = Static<typeof FeatureViewDef>;
 export type FeatureDef = Static<typeof FeatureDef>;
+export type VectorIndexDef = Static<typeof VectorIndexDef>;

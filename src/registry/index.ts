@@ -2,5 +2,5 @@ export { compileRegistry, parseDefinitionsText, pointerToPath, unknownRefMessage
 export type { RegistryDef } from "./definitions.ts";
 export { parseDurationMs } from "./durations.ts";
 export { loadRegistryFile } from "./load-registry.ts";
-export { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, type Registry, RegistryHolder } from "./registry.ts";
+export { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, type Registry, RegistryHolder, type VectorIndexSpec, type VectorMetric } from "./registry.ts";
 export { describe as describeValue, isNumeric, type ValueType } from "./value-types.ts";

@@ -41,6 +41,26 @@ export interface CompiledView {
   readonly defaults: readonly FeatureValue[];
   /** 0 = values never go stale. */
   readonly maxAgeMs: number;
+  /** The view's vector index, when it declares one (`index:`). */
+  readonly index: VectorIndexSpec | undefined;
+}
+
+export type VectorMetric = "cosine" | "l2" | "ip";
+
+/** A view's `index:` with every default resolved (see src/vector/). */
+export interface VectorIndexSpec {
+  /** The indexed `embedding(dim)` feature. */
+  readonly feature: CompiledFeature;
+  readonly dim: number;
+  readonly metric: VectorMetric;
+  readonly algorithm: "hnsw" | "brute-force";
+  readonly M: number;
+  readonly efConstruction: number;
+  readonly efSearch: number;
+  /** Initial capacity; the index grows beyond it. */
+  readonly maxElements: number;
+  /** Turns `text` queries into vectors; undefined = text queries are refused. */
+  readonly embedder: "hashed-ngrams" | "onnx" | undefined;
 }
 
 /** A resolved `view:feature` reference. */

@@ -1,20 +1,24 @@
 import type { FeatureValue, KvEntry, KvNode } from "../kv/kv-node.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
+import { claimAttributes } from "../vector/demo-claims.ts";
+import { HashedNgramEmbedder } from "../vector/hashed-ngram-embedder.ts";
 
 /**
  * Deterministic demo rows for the example registry (src/registry/example-registry.yaml),
  * so `npm start`, the README's curls, tests and benchmarks all see the same
  * values for the same ids. Layout (src/api/http/README.md): drivers 1001..1000+N;
- * customers "c0".."c{M-1}" with M = min(N, 10000); affinity pairs (1001+i, "c{i}").
+ * customers "c0".."c{M-1}" with M = min(N, 10000); affinity pairs (1001+i, "c{i}");
+ * claims 1..C with C = min(N, 2000), in clusters of five paraphrases (src/vector/demo-claims.ts).
  */
 export interface DemoCounts {
   readonly drivers: number;
   readonly customers: number;
+  readonly claims: number;
 }
 
 export function demoCounts(entities: number): DemoCounts {
-  return { drivers: entities, customers: Math.min(entities, 10_000) };
+  return { drivers: entities, customers: Math.min(entities, 10_000), claims: Math.min(entities, 2000) };
 }
 
 const CITIES = ["Lisbon", "Porto", "Berlin", "Madrid", "Paris"];
@@ -66,6 +70,12 @@ function fraudValues(i: number): FeatureValue[] {
   ];
 }
 
+/** In the example view's order: text, verdict, source, language, first_seen, cluster, embedding of the text. */
+function claimValues(id: number, now: number, embedder: HashedNgramEmbedder): FeatureValue[] {
+  const a = claimAttributes(id, now);
+  return [a.text, a.verdict, a.source, a.language, a.firstSeen, a.cluster, embedder.embedNow(a.text)];
+}
+
 function affinityValues(i: number): FeatureValue[] {
   return [1 + (i % 9), round(4 + unit(i, 41), 2), round(unit(i, 42) * 0.25, 3), i % 50 === 0];
 }
@@ -76,7 +86,7 @@ function affinityValues(i: number): FeatureValue[] {
  * every view's max age. Views absent from the registry are skipped.
  */
 export async function loadDemoData(store: KvNode, registry: Registry, entities: number, now: number): Promise<number> {
-  const { drivers, customers } = demoCounts(entities);
+  const { drivers, customers, claims } = demoCounts(entities);
   let total = 0;
   const put = async (view: CompiledView | undefined, count: number, key: (i: number) => string, values: (i: number) => FeatureValue[]) => {
     if (!view) return;
@@ -99,5 +109,11 @@ export async function loadDemoData(store: KvNode, registry: Registry, entities: 
     (i) => `${encodeKeyPart("driver_id", "int64", 1001 + i)};${encodeKeyPart("customer_id", "string", `c${i}`)}`,
     affinityValues,
   );
+  const claimsView = registry.views.get("claims");
+  const dim = claimsView?.index?.dim;
+  if (claimsView && dim !== undefined) {
+    const embedder = new HashedNgramEmbedder(dim);
+    await put(claimsView, claims, (i) => encodeKeyPart("claim_id", "int64", 1 + i), (i) => claimValues(1 + i, now, embedder));
+  }
   return total;
 }

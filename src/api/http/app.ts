@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { methodNotAllowed, notFound } from "../../errors/index.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
+import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
 import { errorResponse } from "./responses.ts";
 import { type Handler, routeMetrics } from "./route.ts";
@@ -36,6 +37,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };
   };
   mountV1Routes(add, deps, metrics);
+  mountMatchRoutes(add, deps, metrics);
   mountFeastRoutes(add, deps, metrics);
   mountOpsRoutes(add, deps, metrics);
   for (const [path, allowed] of methods) {

@@ -2,12 +2,15 @@ import type { KvNode } from "../../kv/kv-node.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
 import type { FeatureServing } from "../../serving/index.ts";
+import type { MatchService } from "../../vector/index.ts";
 
 /** Everything the HTTP edge needs, built by src/app.ts. */
 export interface HttpDeps {
   readonly registry: RegistryHolder;
   /** The transport-neutral use cases: handlers read the body, call these, encode the answer. */
   readonly serving: FeatureServing;
+  /** Claim matching (POST /v1/match). */
+  readonly match?: MatchService;
   /** The storage tier, for readiness. */
   readonly store: KvNode;
   readonly metrics: MetricsRegistry;

@@ -1,0 +1,41 @@
+import { STATUS_NAMES } from "../../serving/index.ts";
+import { type MatchResult, parseMatchRequest } from "../../vector/index.ts";
+import { readBody } from "./body.ts";
+import type { HttpDeps } from "./deps.ts";
+import { errorResponse, json } from "./responses.ts";
+import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
+
+/** POST /v1/match: claim matching over a view's vector index (src/vector/); the use case lives there. */
+export function mountMatchRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
+  const match = deps.match;
+  if (!match) return;
+  add("POST", "/v1/match",
+    instrument(
+      metrics,
+      "/v1/match",
+      async (req) => {
+        const { value } = await readBody(req, deps.limits.maxBodyBytes, false);
+        const query = parseMatchRequest(value, deps.registry.current);
+        return json(matchBody(await match.match(query)));
+      },
+      errorResponse,
+    ),
+  );
+}
+
+/** `{ featureNames, matches: [{ entity, score, distance, values, statuses }] }`, best first. */
+export function matchBody(result: MatchResult): unknown {
+  const f = result.features;
+  const nf = f?.refs.length ?? 0;
+  const matches = result.matches.map((m, r) => {
+    if (!f) return { entity: m.entity, score: m.score, distance: m.distance, values: [], statuses: [] };
+    const values = new Array<unknown>(nf);
+    const statuses = new Array<string>(nf);
+    for (let c = 0, at = r * nf; c < nf; c++, at++) {
+      values[c] = f.values[at];
+      statuses[c] = STATUS_NAMES[f.statuses[at]!]!;
+    }
+    return { entity: m.entity, score: m.score, distance: m.distance, values, statuses };
+  });
+  return { featureNames: f ? f.refs.map((r) => r.feature.name) : [], matches };
+}

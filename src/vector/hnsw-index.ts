@@ -1,0 +1,98 @@
+import { HierarchicalNSW } from "hnswlib-node";
+import type { VectorMetric } from "../registry/index.ts";
+import type { SearchHits, VectorIndex } from "./vector-index.ts";
+
+export interface HnswParams {
+  readonly dim: number;
+  readonly metric: VectorMetric;
+  readonly M: number;
+  readonly efConstruction: number;
+  /** Initial capacity; the index doubles when a new label does not fit. */
+  readonly maxElements: number;
+  /** Fixed so that builds of the same data are reproducible. */
+  readonly randomSeed?: number;
+}
+
+/**
+ * hnswlib-node behind VectorIndex. Replace-deleted mode stays off on purpose:
+ * with it on, hnswlib refuses `addPoint` on a deleted label, and its "reuse any
+ * deleted slot" path can leave a stale label→slot entry when labels are
+ * reused. With it off, `addPoint` on an existing (even deleted) label unmarks
+ * it and updates the vector in place, which is exactly "replace"; the label
+ * map recycles removed labels so deleted slots are reused, not leaked.
+ */
+export class HnswVectorIndex implements VectorIndex {
+  readonly algorithm = "hnsw" as const;
+  readonly dim: number;
+  readonly metric: VectorMetric;
+  private readonly index: HierarchicalNSW;
+  private capacity: number;
+  private used = 0;
+  private ef = -1;
+
+  private constructor(index: HierarchicalNSW, params: HnswParams, used: number) {
+    this.index = index;
+    this.dim = params.dim;
+    this.metric = params.metric;
+    this.capacity = index.getMaxElements();
+    this.used = used;
+  }
+
+  static create(params: HnswParams): HnswVectorIndex {
+    const index = new HierarchicalNSW(params.metric, params.dim);
+    index.initIndex({
+      maxElements: Math.max(1, params.maxElements),
+      m: params.M,
+      efConstruction: params.efConstruction,
+      randomSeed: params.randomSeed ?? 100,
+      allowReplaceDeleted: false,
+    });
+    return new HnswVectorIndex(index, params, 0);
+  }
+
+  /** Loads an index written by `write`; the label map says which labels are live. */
+  static read(path: string, params: HnswParams): HnswVectorIndex {
+    const index = new HierarchicalNSW(params.metric, params.dim);
+    index.readIndexSync(path, false);
+    return new HnswVectorIndex(index, params, index.getCurrentCount());
+  }
+
+  slots(): number {
+    return this.used;
+  }
+
+  set(label: number, vector: readonly number[]): void {
+    if (label >= this.used) {
+      if (label >= this.capacity) this.grow(label + 1);
+      this.used = label + 1;
+    }
+    this.index.addPoint(vector as number[], label);
+  }
+
+  remove(label: number): void {
+    this.index.markDelete(label);
+  }
+
+  search(query: readonly number[], k: number, ef: number, filter?: (label: number) => boolean): SearchHits {
+    if (this.used === 0) return { labels: [], distances: [] };
+    const want = Math.min(k, this.used);
+    const breadth = Math.max(ef, want);
+    if (breadth !== this.ef) {
+      this.index.setEf(breadth);
+      this.ef = breadth;
+    }
+    const r = this.index.searchKnn(query as number[], want, filter);
+    return { labels: r.neighbors, distances: r.distances };
+  }
+
+  async write(path: string): Promise<void> {
+    await this.index.writeIndex(path);
+  }
+
+  /** Doubles capacity (at least to `need`): resizing copies the graph, so it happens rarely. */
+  private grow(need: number): void {
+    const next = Math.max(need, this.capacity * 2, 16);
+    this.index.resizeIndex(next);
+    this.capacity = next;
+  }
+}

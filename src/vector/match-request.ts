@@ -1,0 +1,89 @@
+import { invalid } from "../errors/index.ts";
+import { type CompiledView, describeValue, type FeatureRef, type Registry } from "../registry/index.ts";
+import { keyPart, resolveFeatures } from "../serving/index.ts";
+import { type FilterCondition, parseFilter } from "./match-filter.ts";
+import { vectorProblem } from "./vector-index.ts";
+
+/** The query of a match: a vector, an entity whose stored embedding is the query, or text to embed. */
+export type MatchQueryInput =
+  | { readonly kind: "vector"; readonly vector: readonly number[] }
+  | { readonly kind: "entity"; readonly entityKey: string }
+  | { readonly kind: "text"; readonly text: string };
+
+/** A validated match request, transport-neutral (HTTP today, gRPC `Match` next). */
+export interface MatchQuery {
+  readonly view: CompiledView;
+  readonly query: MatchQueryInput;
+  readonly k: number;
+  /** Only matches scoring at least this (see vector-index.ts `scoreOf`). */
+  readonly minScore: number | undefined;
+  readonly filter: readonly FilterCondition[] | undefined;
+  /** Features joined onto each match (views sharing the indexed view's join keys). */
+  readonly refs: readonly FeatureRef[];
+  /** Overrides the view's efSearch for this query. */
+  readonly efSearch: number | undefined;
+}
+
+export const MAX_K = 1000;
+export const MAX_TEXT_CHARS = 10_000;
+const FIELDS = new Set(["view", "vector", "entity", "text", "k", "minScore", "filter", "features", "efSearch"]);
+
+/**
+ * Validates a match request given as plain data (parsed JSON, or a gRPC
+ * message turned into one). Every problem is a 400 naming the field.
+ */
+export function parseMatchRequest(body: unknown, registry: Registry): MatchQuery {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) throw invalid("invalid_request", "(body)", `expected a JSON object, got ${describeValue(body)}`);
+  const b = body as Record<string, unknown>;
+  for (const name of Object.keys(b)) if (!FIELDS.has(name)) throw invalid("invalid_request", name, `unknown field; expected one of ${[...FIELDS].join(", ")}`);
+
+  if (typeof b.view !== "string") throw invalid("invalid_request", "view", `expected the name of a feature view with an index, got ${describeValue(b.view)}`);
+  const view = registry.views.get(b.view);
+  if (!view) throw invalid("unknown_feature_view", "view", `unknown feature view "${b.view}"`);
+  const spec = view.index;
+  if (!spec) throw invalid("invalid_request", "view", `feature view "${view.name}" has no vector index (declare index: in the registry)`);
+
+  const given = ["vector", "entity", "text"].filter((f) => b[f] !== undefined);
+  if (given.length !== 1) throw invalid("invalid_request", given[1] ?? "vector", given.length === 0 ? "give the query as one of vector, entity or text" : `give only one of vector, entity or text, not ${given.join(" and ")}`);
+  let query: MatchQueryInput;
+  if (b.vector !== undefined) {
+    if (!Array.isArray(b.vector)) throw invalid("invalid_vector", "vector", `expected an array of ${spec.dim} numbers, got ${describeValue(b.vector)}`);
+    const problem = vectorProblem(b.vector, spec.dim, spec.metric);
+    if (problem) throw invalid("invalid_vector", "vector", problem);
+    query = { kind: "vector", vector: b.vector as number[] };
+  } else if (b.entity !== undefined) {
+    const e = b.entity;
+    if (e === null || typeof e !== "object" || Array.isArray(e)) throw invalid("invalid_entity", "entity", `expected an object of join keys, got ${describeValue(e)}`);
+    const obj = e as Record<string, unknown>;
+    for (const name of Object.keys(obj)) if (!view.joinKeys.some((k) => k.name === name)) throw invalid("invalid_entity", `entity.${name}`, `not a join key of "${view.name}" (${view.joinKeys.map((k) => k.name).join(", ")})`);
+    const entityKey = view.joinKeys.map((k) => keyPart(k, obj[k.name], `entity.${k.name}`)).join(";");
+    query = { kind: "entity", entityKey };
+  } else {
+    if (typeof b.text !== "string" || b.text.trim() === "") throw invalid("invalid_request", "text", `expected non-empty text, got ${describeValue(b.text)}`);
+    if (b.text.length > MAX_TEXT_CHARS) throw invalid("invalid_request", "text", `${b.text.length} characters; the limit is ${MAX_TEXT_CHARS}`);
+    if (!spec.embedder) throw invalid("invalid_request", "text", `feature view "${view.name}" has no embedder (index.embedder); send a vector`);
+    query = { kind: "text", text: b.text };
+  }
+
+  const k = optionalInt(b.k, "k", 1, MAX_K) ?? 10;
+  const efSearch = optionalInt(b.efSearch, "efSearch", 1, 4096);
+  let minScore: number | undefined;
+  if (b.minScore !== undefined) {
+    if (typeof b.minScore !== "number" || !Number.isFinite(b.minScore)) throw invalid("invalid_request", "minScore", `expected a finite number, got ${describeValue(b.minScore)}`);
+    minScore = b.minScore;
+  }
+  const filter = parseFilter(b.filter, view);
+  const refs = b.features === undefined ? [] : resolveFeatures(registry, b.features, undefined, { features: "features", service: "featureService" });
+  refs.forEach((r, i) => {
+    if (r.view.joinKeySignature !== view.joinKeySignature) {
+      throw invalid("invalid_request", `features[${i}]`, `"${r.feature.ref}" is keyed by ${r.view.joinKeySignature}; matches of "${view.name}" are keyed by ${view.joinKeySignature}`);
+    }
+  });
+  return { view, query, k, minScore, filter, refs, efSearch };
+}
+
+function optionalInt(v: unknown, field: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalid("invalid_request", field, `expected an integer from ${min} to ${max}, got ${describeValue(v)}`);
+  return v;
+}

@@ -1,0 +1,90 @@
+import { mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import type { CompiledView, VectorIndexSpec } from "../registry/index.ts";
+import { BruteForceVectorIndex } from "./brute-force-index.ts";
+import type { Embedder } from "./embedder.ts";
+import { HnswVectorIndex } from "./hnsw-index.ts";
+import { LabelMap, type LabelMapJson } from "./label-map.ts";
+import { ViewIndex } from "./view-index.ts";
+
+/**
+ * Index snapshots under `<data-dir>/vector/`: per view, the index file of one
+ * generation (`<view>@<version>.<gen>.index`) and a manifest
+ * (`<view>@<version>.snapshot.json`) holding the generation, the index's shape,
+ * the label map and the last applied change. The manifest is written last and
+ * renamed into place, so a crash at any point leaves the previous complete
+ * snapshot (an index file is only ever read through the manifest naming it).
+ */
+interface Manifest {
+  readonly format: 1;
+  readonly generation: number;
+  readonly shape: string;
+  readonly size: number;
+  readonly lastApplied: { readonly ts: number; readonly at: number };
+  readonly writtenAt: number;
+  readonly labels: LabelMapJson;
+}
+
+export class SnapshotStore {
+  constructor(private readonly dir: string) {}
+
+  private base(view: CompiledView): string {
+    return `${this.dir}/${view.name}@${view.version}`;
+  }
+
+  /** Writes the view's index; the caller keeps it unchanged until this settles. */
+  async write(vi: ViewIndex, now: number): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    const base = this.base(vi.view);
+    const generation = now;
+    const indexFile = `${base}.${generation}.index`;
+    await vi.index.write(indexFile);
+    const manifest: Manifest = {
+      format: 1,
+      generation,
+      shape: vi.shape,
+      size: vi.size,
+      lastApplied: vi.lastApplied,
+      writtenAt: now,
+      labels: vi.labels.toJSON(),
+    };
+    const tmp = `${base}.snapshot.json.tmp`;
+    await Bun.write(tmp, JSON.stringify(manifest));
+    renameSync(tmp, `${base}.snapshot.json`);
+    this.dropOtherGenerations(vi.view, generation);
+  }
+
+  /**
+   * The view's last snapshot, or undefined when there is none or it was made
+   * for a different shape (then the caller rebuilds). A damaged snapshot is
+   * reported and ignored, never fatal.
+   */
+  async read(view: CompiledView, spec: VectorIndexSpec, embedder: Embedder | undefined): Promise<ViewIndex | undefined> {
+    const base = this.base(view);
+    const file = Bun.file(`${base}.snapshot.json`);
+    if (!(await file.exists())) return undefined;
+    try {
+      const m = (await file.json()) as Manifest;
+      if (m.format !== 1 || m.shape !== ViewIndex.shapeOf(view, spec)) return undefined;
+      const indexFile = `${base}.${m.generation}.index`;
+      const index =
+        spec.algorithm === "hnsw"
+          ? HnswVectorIndex.read(indexFile, { dim: spec.dim, metric: spec.metric, M: spec.M, efConstruction: spec.efConstruction, maxElements: spec.maxElements })
+          : await BruteForceVectorIndex.read(indexFile, spec.dim, spec.metric);
+      const labels = LabelMap.fromJSON(m.labels);
+      if (index.slots() < labels.slots) throw new Error(`index holds ${index.slots()} slots, the label map ${labels.slots}`);
+      const vi = new ViewIndex(view, spec, index, labels, embedder);
+      vi.lastApplied = m.lastApplied;
+      return vi;
+    } catch (e) {
+      console.error(`quiver: ignoring the vector snapshot of ${view.name} (${(e as Error).message}); rebuilding from the store`);
+      return undefined;
+    }
+  }
+
+  private dropOtherGenerations(view: CompiledView, keep: number): void {
+    const prefix = `${view.name}@${view.version}.`;
+    for (const name of readdirSync(this.dir)) {
+      if (name.startsWith(prefix) && name.endsWith(".index") && name !== `${prefix}${keep}.index`) rmSync(`${this.dir}/${name}`, { force: true });
+    }
+  }
+}

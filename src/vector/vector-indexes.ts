@@ -1,0 +1,341 @@
+import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/index.ts";
+import type { KvNode, ReadSlot } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import type { HistogramHandle, MetricsRegistry } from "../ops/metrics.ts";
+import type { CompiledView, Registry } from "../registry/index.ts";
+import { createEmbedder, type EmbedderOptions } from "./embedders.ts";
+import type { SnapshotStore } from "./snapshot.ts";
+import { ViewIndex } from "./view-index.ts";
+
+export interface VectorIndexesOptions {
+  /** The origin store (not a cache): rows are re-read from it to get the vector of a change. */
+  readonly store: KvNode;
+  readonly feed: ChangeFeed;
+  readonly metrics: MetricsRegistry;
+  /** Present with `--data-dir`: snapshots are read at start and written periodically and on close. */
+  readonly snapshots?: SnapshotStore;
+  /** How often changed indexes are snapshotted (ms); 0 = only on close. */
+  readonly snapshotIntervalMs: number;
+  readonly embedders: EmbedderOptions;
+  readonly clock?: () => number;
+}
+
+/** Per indexed view: the serving index, changes waiting to be applied, and a rebuild in progress. */
+interface ViewState {
+  vi: ViewIndex;
+  /** Storage keys whose change is not applied yet → when the event arrived (performance.now ms). */
+  readonly pending: Map<string, number>;
+  /** Keys applied from the feed while a catch-up scan runs, which the scan must not overwrite. */
+  touched: Set<string> | undefined;
+  /** A background rebuild: the new index's shape and the keys that changed while it was built. */
+  rebuild: { readonly shape: string; readonly pending: Set<string>; cancelled: boolean } | undefined;
+  /** `vi.version` at the last snapshot. */
+  snapshotVersion: number;
+  writing: Promise<void> | undefined;
+}
+
+const PAGE = 256;
+
+/**
+ * Every indexed view's vector index, kept current from the change feed.
+ * Built at start from a scan of the store (or loaded from a snapshot and
+ * caught up by the same scan), then each acknowledged write — from this pod
+ * or, over a shared feed, from others — is re-read from the store and
+ * applied. A gap in the feed or an invalidation triggers a catch-up scan; a
+ * registry change that reshapes an index rebuilds it in the background
+ * while the old one keeps serving.
+ */
+export class VectorIndexes implements ChangeListener {
+  private readonly states = new Map<string, ViewState>();
+  private readonly byPrefix = new Map<string, ViewState>();
+  private readonly clock: () => number;
+  private readonly tasks = new Set<Promise<unknown>>();
+  private unsubscribe: (() => void) | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private draining: Promise<void> | undefined;
+  private closed = false;
+  private readonly buildSeconds;
+  private readonly snapshotSeconds;
+  private readonly lag = new Map<string, HistogramHandle>();
+  private readonly lagHistogram;
+  private readonly applied;
+
+  constructor(private readonly o: VectorIndexesOptions) {
+    this.clock = o.clock ?? Date.now;
+    const m = o.metrics;
+    this.buildSeconds = m.histogram("quiver_vector_build_duration_seconds", "Vector index builds: full builds, catch-up scans (after a snapshot or a feed gap) and background rebuilds.", ["view", "kind"], SLOW_BUCKETS);
+    this.snapshotSeconds = m.histogram("quiver_vector_snapshot_duration_seconds", "Time to write a vector index snapshot.", ["view"], SLOW_BUCKETS);
+    this.lagHistogram = m.histogram("quiver_vector_feed_lag_seconds", "From a change arriving on the feed to the vector index reflecting it.", ["view"]);
+    this.applied = m.counter("quiver_vector_changes_applied_total", "Rows applied to vector indexes by outcome.", ["view", "outcome"]);
+    m.gauge("quiver_vector_index_size", "Live vectors per indexed view.", () => [...this.states].map(([view, s]) => ({ labels: { view }, value: s.vi.size })));
+    m.gauge("quiver_vector_index_deleted_ratio", "Share of index slots that are deleted and waiting for reuse.", () =>
+      [...this.states].map(([view, s]) => ({ labels: { view }, value: s.vi.deletedRatio })),
+    );
+    m.gauge("quiver_vector_feed_pending", "Changes received from the feed and not yet applied.", () => [...this.states].map(([view, s]) => ({ labels: { view }, value: s.pending.size })));
+  }
+
+  /** Loads or builds every index the registry declares, then follows the feed. */
+  async start(registry: Registry): Promise<void> {
+    this.unsubscribe = this.o.feed.subscribe(this);
+    for (const view of registry.views.values()) if (view.index) await this.open(view);
+    if (this.o.snapshots && this.o.snapshotIntervalMs > 0) {
+      this.timer = setInterval(() => this.track(this.snapshotAll()), this.o.snapshotIntervalMs);
+      this.timer.unref?.();
+    }
+  }
+
+  /** The serving index of a view, or undefined when it has none (yet). */
+  get(view: string): ViewIndex | undefined {
+    return this.states.get(view)?.vi;
+  }
+
+  /** The names of the views with a serving index. */
+  views(): string[] {
+    return [...this.states.keys()];
+  }
+
+  /**
+   * Follows a registry reload: new indexes are built and reshaped ones rebuilt
+   * in the background (the old index serves meanwhile), dropped ones go at
+   * once, and search-time settings (efSearch, embedder) apply immediately.
+   */
+  reconfigure(registry: Registry): void {
+    for (const [name, s] of this.states) {
+      const view = registry.views.get(name);
+      if (!view?.index) this.drop(name, s);
+    }
+    for (const view of registry.views.values()) {
+      if (!view.index) continue;
+      const s = this.states.get(view.name);
+      if (!s) {
+        this.track(this.open(view));
+        continue;
+      }
+      const shape = ViewIndex.shapeOf(view, view.index);
+      if (shape === s.vi.shape) {
+        s.vi.spec = view.index;
+        s.vi.embedder = createEmbedder(view, this.o.embedders);
+        continue;
+      }
+      if (s.rebuild?.shape === shape) continue;
+      if (s.rebuild) s.rebuild.cancelled = true;
+      this.track(this.rebuild(view, s, shape));
+    }
+  }
+
+  // ChangeListener: synchronous, cheap; the work happens in drain().
+  onChanges(events: readonly ChangeEvent[]): void {
+    const now = performance.now();
+    let any = false;
+    for (const e of events) {
+      const slash = e.key.indexOf("/");
+      const s = this.byPrefix.get(e.key.slice(0, slash + 1));
+      if (!s) continue;
+      if (!s.pending.has(e.key)) s.pending.set(e.key, now);
+      any = true;
+    }
+    if (any) this.scheduleDrain();
+  }
+
+  onInvalidate(scope: InvalidationScope): void {
+    for (const [name, s] of this.states) if ("all" in scope || scope.view === name) this.track(this.catchUp(s, "invalidation"));
+  }
+
+  onGap(reason: string): void {
+    console.error(`quiver: change feed gap (${reason}); vector indexes catch up from the store`);
+    for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
+  }
+
+  /** Stops following the feed, lets running work finish and writes a final snapshot. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe?.();
+    if (this.timer) clearInterval(this.timer);
+    await this.idle();
+    await this.snapshotAll();
+  }
+
+  /** Resolves when no change is pending and no build, catch-up or snapshot runs (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.draining) await this.draining;
+      else if (this.tasks.size > 0) await Promise.allSettled([...this.tasks]);
+      else if ([...this.states.values()].some((s) => s.pending.size > 0)) await this.drain();
+      else return;
+    }
+  }
+
+  /** Writes a snapshot of every index changed since its last one. */
+  async snapshotAll(): Promise<void> {
+    const store = this.o.snapshots;
+    if (!store) return;
+    for (const [name, s] of this.states) {
+      if (s.vi.version === s.snapshotVersion || s.writing) continue;
+      const version = s.vi.version;
+      const start = performance.now();
+      s.writing = store.write(s.vi, this.clock());
+      try {
+        await s.writing;
+        s.snapshotVersion = version;
+        this.snapshotSeconds.labels(name).observe((performance.now() - start) / 1000);
+      } catch (e) {
+        console.error(`quiver: vector snapshot of ${name} failed: ${(e as Error).message}`);
+      } finally {
+        s.writing = undefined;
+      }
+    }
+  }
+
+  private async open(view: CompiledView): Promise<void> {
+    const spec = view.index!;
+    const embedder = createEmbedder(view, this.o.embedders);
+    const start = performance.now();
+    const loaded = await this.o.snapshots?.read(view, spec, embedder);
+    const vi = loaded ?? ViewIndex.empty(view, spec, embedder);
+    const s: ViewState = { vi, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined };
+    // Follow the feed from now on: changes during the scan are applied and protected from it.
+    this.states.set(view.name, s);
+    this.byPrefix.set(view.keyPrefix, s);
+    await this.scanInto(s, vi);
+    if (!loaded) s.snapshotVersion = -1;
+    this.buildSeconds.labels(view.name, loaded ? "catch_up" : "build").observe((performance.now() - start) / 1000);
+  }
+
+  private drop(name: string, s: ViewState): void {
+    if (s.rebuild) s.rebuild.cancelled = true;
+    this.states.delete(name);
+    this.byPrefix.delete(s.vi.view.keyPrefix);
+  }
+
+  /** Reconciles the serving index with the store (after a gap or an invalidation). */
+  private async catchUp(s: ViewState, why: string): Promise<void> {
+    const start = performance.now();
+    await this.scanInto(s, s.vi);
+    this.buildSeconds.labels(s.vi.view.name, why === "gap" ? "catch_up" : "invalidation").observe((performance.now() - start) / 1000);
+  }
+
+  /** Builds a new index for a reshaped view while the old one serves, then swaps. */
+  private async rebuild(view: CompiledView, s: ViewState, shape: string): Promise<void> {
+    const start = performance.now();
+    const job = { shape, pending: new Set<string>(), cancelled: false };
+    s.rebuild = job;
+    const next = ViewIndex.empty(view, view.index!, createEmbedder(view, this.o.embedders));
+    await this.scanInto(undefined, next, () => job.cancelled);
+    // Keys that changed during the scan: re-read until none is left, then swap in one step.
+    while (job.pending.size > 0 && !job.cancelled) {
+      const keys = [...job.pending];
+      job.pending.clear();
+      const rows = await this.o.store.getMany(keys);
+      const now = this.clock();
+      for (let i = 0; i < keys.length; i++) applySlot(next, keys[i]!, rows[i], now);
+    }
+    if (job.cancelled || this.states.get(view.name) !== s) return;
+    this.byPrefix.delete(s.vi.view.keyPrefix);
+    s.vi = next;
+    s.rebuild = undefined;
+    s.snapshotVersion = -1;
+    this.byPrefix.set(view.keyPrefix, s);
+    this.buildSeconds.labels(view.name, "rebuild").observe((performance.now() - start) / 1000);
+  }
+
+  /**
+   * Scans the view's keys and applies each current row to `vi`; keys `vi`
+   * holds that the store no longer has are removed. When `s` is given (the
+   * serving index), keys the feed applied meanwhile are fresher and skipped.
+   */
+  private async scanInto(s: ViewState | undefined, vi: ViewIndex, cancelled: () => boolean = () => false): Promise<void> {
+    const touched = new Set<string>();
+    if (s) s.touched = touched;
+    const seen = new Set<string>();
+    const prefix = vi.view.keyPrefix;
+    try {
+      let cursor = "0";
+      do {
+        const page = await this.o.store.scan(cursor, PAGE, prefix);
+        cursor = page.cursor;
+        if (page.keys.length === 0) continue;
+        const rows = await this.o.store.getMany(page.keys);
+        if (cancelled()) return;
+        if (s?.writing) await s.writing;
+        const now = this.clock();
+        for (let i = 0; i < page.keys.length; i++) {
+          const key = page.keys[i]!;
+          seen.add(key);
+          if (touched.has(key)) continue;
+          applySlot(vi, key, rows[i], now);
+        }
+      } while (cursor !== "0");
+      const gone: string[] = [];
+      for (const key of vi.labels.liveKeys()) if (!seen.has(key) && !touched.has(key)) gone.push(key);
+      const now = this.clock();
+      for (const key of gone) vi.apply(key, undefined, now);
+    } finally {
+      if (s && s.touched === touched) s.touched = undefined;
+    }
+  }
+
+  private scheduleDrain(): void {
+    if (this.draining || this.closed) return;
+    this.draining = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+  }
+
+  /** Applies pending changes: re-reads their rows from the store, view by view, in bounded batches. */
+  private async drain(): Promise<void> {
+    try {
+      for (const [name, s] of this.states) {
+        while (s.pending.size > 0) {
+          const keys: string[] = [];
+          const arrived: number[] = [];
+          for (const [key, at] of s.pending) {
+            keys.push(key);
+            arrived.push(at);
+            if (keys.length === 1000) break;
+          }
+          for (const k of keys) s.pending.delete(k);
+          let rows: ReadSlot[];
+          try {
+            rows = await this.o.store.getMany(keys);
+          } catch (e) {
+            // Storage is down: keep the keys and retry shortly (a catch-up would need the store too).
+            for (let i = 0; i < keys.length; i++) if (!s.pending.has(keys[i]!)) s.pending.set(keys[i]!, arrived[i]!);
+            console.error(`quiver: vector index ${name}: cannot re-read changed rows (${(e as Error).message}); retrying`);
+            await new Promise((r) => setTimeout(r, 250));
+            continue;
+          }
+          if (s.writing) await s.writing;
+          const now = this.clock();
+          const done = performance.now();
+          let lag = this.lag.get(name);
+          if (!lag) {
+            lag = this.lagHistogram.labels(name);
+            this.lag.set(name, lag);
+          }
+          for (let i = 0; i < keys.length; i++) {
+            const key = keys[i]!;
+            s.touched?.add(key);
+            s.rebuild?.pending.add(key);
+            const outcome = applySlot(s.vi, key, rows[i], now);
+            this.applied.labels(name, outcome).inc();
+            lag.observe((done - arrived[i]!) / 1000);
+          }
+        }
+      }
+    } finally {
+      this.draining = undefined;
+      if (!this.closed && [...this.states.values()].some((s) => s.pending.size > 0)) this.scheduleDrain();
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    const t = p.catch((e) => console.error(`quiver: vector index task failed: ${(e as Error).message}`)).finally(() => this.tasks.delete(t));
+    this.tasks.add(t);
+  }
+}
+
+/** Applies a read slot; an unavailable row is left as it is (the next change or catch-up fixes it). */
+function applySlot(vi: ViewIndex, key: string, slot: ReadSlot | undefined, now: number): string {
+  if (slot === UNAVAILABLE) return "unavailable";
+  return vi.apply(key, slot, now);
+}
+
+const SLOW_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];

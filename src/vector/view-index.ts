@@ -1,0 +1,134 @@
+import type { FeatureValue, StoredRow } from "../kv/kv-node.ts";
+import type { CompiledView, VectorIndexSpec } from "../registry/index.ts";
+import { AttributeTable } from "./attributes.ts";
+import { BruteForceVectorIndex } from "./brute-force-index.ts";
+import type { Embedder } from "./embedder.ts";
+import { HnswVectorIndex } from "./hnsw-index.ts";
+import { LabelMap } from "./label-map.ts";
+import { type VectorIndex, vectorProblem } from "./vector-index.ts";
+
+/** What applying one stored row did to the index. */
+export type ApplyOutcome = "added" | "replaced" | "removed" | "unchanged" | "skipped";
+
+/** One search hit, resolved to its storage key. */
+export interface ViewHit {
+  readonly key: string;
+  readonly label: number;
+  readonly raw: number;
+}
+
+/**
+ * One feature view's live vector index: the index itself, its label map and
+ * the scalar attributes filters test. Everything here is synchronous and
+ * single-threaded (JavaScript's), so a search never sees half an update.
+ */
+export class ViewIndex {
+  readonly attributes: AttributeTable;
+  /** Highest row event time applied, and when (wall clock ms): "the last applied change". */
+  lastApplied = { ts: 0, at: 0 };
+  /** Bumped on every change; snapshots compare it to skip unchanged views. */
+  version = 0;
+
+  constructor(
+    readonly view: CompiledView,
+    public spec: VectorIndexSpec,
+    readonly index: VectorIndex,
+    readonly labels: LabelMap,
+    public embedder: Embedder | undefined,
+  ) {
+    this.attributes = new AttributeTable(view);
+  }
+
+  static empty(view: CompiledView, spec: VectorIndexSpec, embedder: Embedder | undefined): ViewIndex {
+    return new ViewIndex(view, spec, newIndex(spec), new LabelMap(), embedder);
+  }
+
+  /** Identity of everything that shapes the graph: a change needs a rebuild (efSearch and capacity do not). */
+  static shapeOf(view: CompiledView, spec: VectorIndexSpec): string {
+    return JSON.stringify([view.keyPrefix, spec.feature.index, spec.dim, spec.metric, spec.algorithm, spec.M, spec.efConstruction]);
+  }
+
+  get shape(): string {
+    return ViewIndex.shapeOf(this.view, this.spec);
+  }
+
+  /** Live vectors. */
+  get size(): number {
+    return this.labels.size;
+  }
+
+  /** Share of the index's slots that are deleted and waiting for reuse. */
+  get deletedRatio(): number {
+    const slots = this.labels.slots;
+    return slots === 0 ? 0 : this.labels.freeCount / slots;
+  }
+
+  /**
+   * Brings the index in line with the store's current row for `key`
+   * (undefined: the row is gone). A row with no usable vector (null, or all
+   * zeros under cosine) leaves the index like a delete.
+   */
+  apply(key: string, row: StoredRow | undefined, now: number): ApplyOutcome {
+    const known = this.labels.labelOf(key);
+    if (row === undefined) return known === undefined ? "unchanged" : this.drop(key, now);
+    // The same row again (a replay, a catch-up over an applied change), or an older one: keep what we have.
+    if (known !== undefined && this.labels.tsOf(known) >= row.ts) {
+      this.attributes.set(known, row.values);
+      return "unchanged";
+    }
+    const v = row.values[this.spec.feature.index];
+    const vector = usableVector(v, this.spec);
+    if (vector === undefined) return known === undefined ? "skipped" : this.drop(key, now);
+    const label = this.labels.assign(key, row.ts);
+    this.index.set(label, vector);
+    this.attributes.set(label, row.values);
+    this.noteChange(row.ts, now);
+    return known === undefined ? "added" : "replaced";
+  }
+
+  /**
+   * Nearest live vectors, best first. `filter` runs inside the graph walk;
+   * `exclude` drops one key (the query entity itself).
+   */
+  search(query: readonly number[], k: number, ef: number, filter: ((label: number) => boolean) | undefined, exclude?: string): ViewHit[] {
+    const skip = exclude === undefined ? undefined : this.labels.labelOf(exclude);
+    const test = skip === undefined ? filter : filter === undefined ? (l: number) => l !== skip : (l: number) => l !== skip && filter(l);
+    const hits = this.index.search(query, k, ef, test);
+    const out: ViewHit[] = [];
+    for (let i = 0; i < hits.labels.length; i++) {
+      const label = hits.labels[i]!;
+      const key = this.labels.keyOf(label);
+      if (key !== undefined) out.push({ key, label, raw: hits.distances[i]! });
+    }
+    return out;
+  }
+
+  private drop(key: string, now: number): ApplyOutcome {
+    const label = this.labels.release(key);
+    if (label === undefined) return "unchanged";
+    this.index.remove(label);
+    this.attributes.clear(label);
+    this.version++;
+    this.lastApplied = { ts: this.lastApplied.ts, at: now };
+    return "removed";
+  }
+
+  private noteChange(ts: number, now: number): void {
+    this.version++;
+    this.lastApplied = { ts: Math.max(ts, this.lastApplied.ts), at: now };
+  }
+}
+
+export function newIndex(spec: VectorIndexSpec): VectorIndex {
+  return spec.algorithm === "brute-force"
+    ? new BruteForceVectorIndex(spec.dim, spec.metric, Math.min(spec.maxElements, 1 << 16))
+    : HnswVectorIndex.create({ dim: spec.dim, metric: spec.metric, M: spec.M, efConstruction: spec.efConstruction, maxElements: spec.maxElements });
+}
+
+/** The stored value as a plain number array hnswlib accepts, or undefined when it cannot be indexed. */
+function usableVector(v: FeatureValue | undefined, spec: VectorIndexSpec): readonly number[] | undefined {
+  if (!Array.isArray(v)) return undefined;
+  const arr = v as readonly unknown[];
+  if (vectorProblem(arr, spec.dim, spec.metric) !== undefined) return undefined;
+  return arr as readonly number[];
+}
