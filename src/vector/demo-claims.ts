@@ -99,11 +99,11 @@ export function claimText(id: number): string {
     case 0:
       return `${base}.`;
     case 1:
-      return `BREAKING: ${base}!! Share before they delete this`;
+      return `BREAKING: ${base}!! share`;
     case 2: {
       let s = base;
       for (const [from, to] of SWAPS) s = s.replace(from, to);
-      return `${s} - and the media is silent.`;
+      return `${s}, media silent.`;
     }
     case 3: {
       const words = base.split(" ");
@@ -111,7 +111,7 @@ export function claimText(id: number): string {
       return `Reports say ${words.join(" ").toLowerCase()}`;
     }
     default:
-      return `${typo(base, id)}?? my cousin saw it with her own eyes`;
+      return `${typo(base, id)}?? wow`;
   }
 }
 

@@ -1,0 +1,130 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { clusteredVectors } from "../../test/support/vectors.ts";
+import type { VectorMetric } from "../registry/index.ts";
+import { BruteForceVectorIndex } from "./brute-force-index.ts";
+import { HnswVectorIndex } from "./hnsw-index.ts";
+import { scoreOf, type VectorIndex, vectorProblem } from "./vector-index.ts";
+
+const dir = mkdtempSync(`${tmpdir()}/quiver-vi-`);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Impl {
+  readonly name: string;
+  create(dim: number, metric: VectorMetric, capacity: number): VectorIndex;
+  read(path: string, dim: number, metric: VectorMetric): Promise<VectorIndex>;
+}
+const IMPLS: Impl[] = [
+  {
+    name: "HnswVectorIndex",
+    create: (dim, metric, capacity) => HnswVectorIndex.create({ dim, metric, M: 16, efConstruction: 100, maxElements: capacity }),
+    read: async (path, dim, metric) => HnswVectorIndex.read(path, { dim, metric, M: 16, efConstruction: 100, maxElements: 4 }),
+  },
+  { name: "BruteForceVectorIndex", create: (dim, metric, capacity) => new BruteForceVectorIndex(dim, metric, capacity), read: (path, dim, metric) => BruteForceVectorIndex.read(path, dim, metric) },
+];
+
+/** One contract, run against every implementation (hono's common-case style). */
+for (const impl of IMPLS) {
+  describe(`VectorIndex contract: ${impl.name}`, () => {
+    const data = clusteredVectors(300, 16, 6, 11);
+
+    test("finds a stored vector as its own nearest neighbour, best first", () => {
+      const ix = impl.create(16, "cosine", 512);
+      data.forEach((v, i) => ix.set(i, v));
+      for (const probe of [0, 17, 299]) {
+        const hits = ix.search(data[probe]!, 5, 64);
+        expect(hits.labels[0]).toBe(probe);
+        expect(hits.distances[0]!).toBeCloseTo(0, 5);
+        for (let i = 1; i < hits.distances.length; i++) expect(hits.distances[i]!).toBeGreaterThanOrEqual(hits.distances[i - 1]!);
+      }
+    });
+
+    test("grows past its initial capacity", () => {
+      const ix = impl.create(16, "l2", 4);
+      data.forEach((v, i) => ix.set(i, v));
+      expect(ix.slots()).toBe(300);
+      expect(ix.search(data[250]!, 1, 32).labels).toEqual([250]);
+    });
+
+    test("a removed label is never returned; setting it again brings it back at its new place", () => {
+      const ix = impl.create(16, "cosine", 512);
+      data.forEach((v, i) => ix.set(i, v));
+      ix.remove(7);
+      expect(ix.search(data[7]!, 20, 64).labels).not.toContain(7);
+      ix.set(7, data[100]!);
+      const hits = ix.search(data[100]!, 2, 64);
+      expect(hits.labels).toContain(7);
+      expect(hits.labels).toContain(100);
+      expect(ix.slots()).toBe(300);
+    });
+
+    test("replacing a vector moves the label", () => {
+      const ix = impl.create(16, "ip", 512);
+      data.forEach((v, i) => ix.set(i, v));
+      ix.set(3, data[200]!);
+      expect(ix.search(data[3]!, 10, 64).labels).not.toContain(3);
+      expect(ix.search(data[200]!, 2, 64).labels).toContain(3);
+    });
+
+    test("the filter is applied during the search: k results even when few labels pass", () => {
+      const ix = impl.create(16, "cosine", 512);
+      data.forEach((v, i) => ix.set(i, v));
+      const hits = ix.search(data[0]!, 10, 64, (label) => label % 29 === 0);
+      expect(hits.labels.length).toBe(10);
+      for (const l of hits.labels) expect(l % 29).toBe(0);
+    });
+
+    test("k above the number of vectors answers them all", () => {
+      const ix = impl.create(16, "cosine", 8);
+      for (let i = 0; i < 3; i++) ix.set(i, data[i]!);
+      expect(ix.search(data[0]!, 10, 64).labels.length).toBe(3);
+      expect(impl.create(16, "cosine", 8).search(data[0]!, 10, 64).labels).toEqual([]);
+    });
+
+    test("write and read give the same answers", async () => {
+      const ix = impl.create(16, "cosine", 64);
+      data.forEach((v, i) => ix.set(i, v));
+      ix.remove(5);
+      const path = `${dir}/${impl.name}.index`;
+      await ix.write(path);
+      const back = await impl.read(path, 16, "cosine");
+      expect(back.slots()).toBe(300);
+      for (const probe of [5, 40, 123]) expect(back.search(data[probe]!, 10, 64)).toEqual(ix.search(data[probe]!, 10, 64));
+      back.set(300, data[5]!);
+      expect(back.search(data[5]!, 1, 64).labels).toEqual([300]);
+    });
+  });
+}
+
+describe("distances and scores", () => {
+  test("brute force and hnswlib agree on distances in every metric", () => {
+    const data = clusteredVectors(50, 8, 3, 5);
+    for (const metric of ["cosine", "l2", "ip"] as const) {
+      const h = IMPLS[0]!.create(8, metric, 64);
+      const b = IMPLS[1]!.create(8, metric, 64);
+      data.forEach((v, i) => {
+        h.set(i, v);
+        b.set(i, v);
+      });
+      const hh = h.search(data[9]!, 5, 64);
+      const bb = b.search(data[9]!, 5, 64);
+      expect(hh.labels).toEqual(bb.labels);
+      hh.distances.forEach((d, i) => expect(d).toBeCloseTo(bb.distances[i]!, 4));
+    }
+  });
+
+  test("score is higher for closer vectors; l2 distance is Euclidean", () => {
+    expect(scoreOf("cosine", 0.1)).toEqual({ distance: 0.1, score: 0.9 });
+    expect(scoreOf("ip", 0.25).score).toBe(0.75);
+    expect(scoreOf("l2", 4)).toEqual({ distance: 2, score: 1 / 3 });
+  });
+
+  test("vectorProblem names wrong dimensions, non-finite numbers and zero vectors under cosine", () => {
+    expect(vectorProblem([1, 2], 3, "l2")).toContain("expected 3 dimensions, got 2");
+    expect(vectorProblem([1, Number.NaN, 2], 3, "l2")).toContain("element 1");
+    expect(vectorProblem([1, "2", 2], 3, "l2")).toContain("element 1");
+    expect(vectorProblem([0, 0, 0], 3, "cosine")).toContain("zero vector");
+    expect(vectorProblem([0, 0, 0], 3, "l2")).toBeUndefined();
+  });
+});
