@@ -31,7 +31,7 @@ for (const impl of IMPLS) {
 
     test("finds a stored vector as its own nearest neighbour, best first", () => {
       const ix = impl.create(16, "cosine", 512);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       for (const probe of [0, 17, 299]) {
         const hits = ix.search(data[probe]!, 5, 64);
         expect(hits.labels[0]).toBe(probe);
@@ -42,14 +42,14 @@ for (const impl of IMPLS) {
 
     test("grows past its initial capacity", () => {
       const ix = impl.create(16, "l2", 4);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       expect(ix.slots()).toBe(300);
       expect(ix.search(data[250]!, 1, 32).labels).toEqual([250]);
     });
 
     test("a removed label is never returned; setting it again brings it back at its new place", () => {
       const ix = impl.create(16, "cosine", 512);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       ix.remove(7);
       expect(ix.search(data[7]!, 20, 64).labels).not.toContain(7);
       ix.set(7, data[100]!);
@@ -61,7 +61,7 @@ for (const impl of IMPLS) {
 
     test("replacing a vector moves the label", () => {
       const ix = impl.create(16, "ip", 512);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       ix.set(3, data[200]!);
       expect(ix.search(data[3]!, 10, 64).labels).not.toContain(3);
       expect(ix.search(data[200]!, 2, 64).labels).toContain(3);
@@ -69,7 +69,7 @@ for (const impl of IMPLS) {
 
     test("the filter is applied during the search: k results even when few labels pass", () => {
       const ix = impl.create(16, "cosine", 512);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       const hits = ix.search(data[0]!, 10, 64, (label) => label % 29 === 0);
       expect(hits.labels.length).toBe(10);
       for (const l of hits.labels) expect(l % 29).toBe(0);
@@ -84,7 +84,7 @@ for (const impl of IMPLS) {
 
     test("write and read give the same answers", async () => {
       const ix = impl.create(16, "cosine", 64);
-      data.forEach((v, i) => ix.set(i, v));
+      for (let i = 0; i < data.length; i++) ix.set(i, data[i]!);
       ix.remove(5);
       const path = `${dir}/${impl.name}.index`;
       await ix.write(path);
@@ -110,7 +110,7 @@ describe("distances and scores", () => {
       const hh = h.search(data[9]!, 5, 64);
       const bb = b.search(data[9]!, 5, 64);
       expect(hh.labels).toEqual(bb.labels);
-      hh.distances.forEach((d, i) => expect(d).toBeCloseTo(bb.distances[i]!, 4));
+      for (let i = 0; i < hh.distances.length; i++) expect(hh.distances[i]!).toBeCloseTo(bb.distances[i]!, 4);
     }
   });
 

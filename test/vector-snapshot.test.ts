@@ -1,0 +1,104 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compileRegistry } from "../src/registry/index.ts";
+import { HashedNgramEmbedder } from "../src/vector/hashed-ngram-embedder.ts";
+import { SnapshotStore } from "../src/vector/snapshot.ts";
+import { ViewIndex } from "../src/vector/view-index.ts";
+import { startQuiver } from "./support/quiver-process.ts";
+import { prng, unitVector } from "./support/vectors.ts";
+
+const dirs: string[] = [];
+const tempDir = (name: string) => {
+  const d = mkdtempSync(join(tmpdir(), `quiver-${name}-`));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function itemsView(M: number) {
+  return compileRegistry({
+    entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+    featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M, efConstruction: 64 } }],
+  }).views.get("items")!;
+}
+
+describe("SnapshotStore", () => {
+  test("round trip: same labels, same answers, last applied change kept", async () => {
+    const dir = tempDir("snap");
+    const store = new SnapshotStore(dir);
+    const view = itemsView(8);
+    const vi = ViewIndex.empty(view, view.index!, undefined);
+    for (let i = 0; i < 200; i++) vi.apply(`items@1/item_id=i${i}`, { ts: 1000 + i, values: [unitVector(8, prng(i + 1))] }, 5);
+    for (let i = 0; i < 200; i += 7) vi.apply(`items@1/item_id=i${i}`, undefined, 6);
+    await store.write(vi, 1);
+    const back = (await store.read(view, view.index!, undefined))!;
+    expect(back.size).toBe(vi.size);
+    expect(back.lastApplied).toEqual(vi.lastApplied);
+    const q = unitVector(8, prng(4242));
+    expect(back.search(q, 10, 64, undefined)).toEqual(vi.search(q, 10, 64, undefined));
+    // A second snapshot replaces the first generation's index file.
+    await store.write(vi, 2);
+    expect(readdirSync(dir).filter((f) => f.endsWith(".index"))).toEqual(["items@1.2.index"]);
+  });
+
+  test("a snapshot of another shape, or a damaged one, is ignored (the caller rebuilds)", async () => {
+    const dir = tempDir("snap-shape");
+    const store = new SnapshotStore(dir);
+    const view = itemsView(8);
+    const vi = ViewIndex.empty(view, view.index!, undefined);
+    vi.apply("items@1/item_id=i1", { ts: 1, values: [unitVector(8, prng(1))] }, 0);
+    await store.write(vi, 1);
+    const reshaped = itemsView(12);
+    expect(await store.read(reshaped, reshaped.index!, undefined)).toBeUndefined();
+    writeFileSync(join(dir, "items@1.snapshot.json"), "{ not json");
+    expect(await store.read(view, view.index!, undefined)).toBeUndefined();
+  });
+});
+
+describe("snapshot across kill -9 (real server, --data-dir)", () => {
+  test("restart loads the snapshot, catches up writes made after it, and answers the same", async () => {
+    const dataDir = tempDir("snap-proc");
+    const args = ["--data-dir", dataDir, "--demo-entities", "300", "--vector-snapshot-interval", "1s"];
+    const embed = new HashedNgramEmbedder(384);
+    const post = (url: string, path: string, body: unknown) => fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const queries = [
+      { view: "claims", entity: { claim_id: 3 }, k: 5 },
+      { view: "claims", text: "5G towers spreading the virus", k: 5, filter: { language: "en" } },
+      { view: "claims", text: "radio towers in Lisbon make pigeons sick", k: 3 },
+    ];
+    const answers = async (url: string) => Promise.all(queries.map(async (q) => ((await (await post(url, "/v1/match", q)).json()) as { matches: unknown[] }).matches));
+
+    const first = await startQuiver(args, 60_000);
+    try {
+      const manifest = join(dataDir, "vector", "claims@1.snapshot.json");
+      for (let i = 0; i < 600 && !existsSync(manifest); i++) await Bun.sleep(100);
+      expect(existsSync(manifest)).toBe(true);
+      // Written after the snapshot: only the durable store has it when the process dies.
+      const text = "Radio towers in Lisbon make pigeons sick this spring";
+      const pushed = await post(first.url, "/v1/push", {
+        featureView: "claims",
+        rows: [{ claim_id: 777777, text, verdict: "false", source: "tiktok", language: "pt", first_seen: 1, cluster: -1, embedding: embed.embedNow(text) }],
+      });
+      expect(pushed.status).toBe(200);
+      const before = await answers(first.url);
+      expect(JSON.stringify(before[2])).toContain("777777");
+      expect(await first.stop("SIGKILL")).not.toBe(0);
+
+      const second = await startQuiver(args, 60_000);
+      try {
+        expect(await answers(second.url)).toEqual(before);
+        const metrics = await (await fetch(`${second.url}/metrics`)).text();
+        expect(metrics).toMatch(/quiver_vector_build_duration_seconds_count\{view="claims",kind="catch_up"\} 1/);
+        expect(metrics).not.toMatch(/kind="build"/);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      if (first.proc.exitCode === null) await first.stop("SIGKILL");
+    }
+  }, 120_000);
+});
