@@ -176,7 +176,6 @@ describe("POST /v1/match rejects bad input with 400 naming the field", () => {
     ["entity not an object", { view: "claims", entity: 5 }, "entity"],
     ["entity with a foreign key", { view: "claims", entity: { driver_id: 5 } }, "entity.driver_id"],
     ["entity key of the wrong type", { view: "claims", entity: { claim_id: "abc" } }, "entity.claim_id"],
-    ["entity that does not exist", { view: "claims", entity: { claim_id: 987654 } }, "entity"],
     ["empty text", { view: "claims", text: "  " }, "text"],
     ["text too long", { view: "claims", text: "a".repeat(10_001) }, "text"],
   ];
@@ -188,6 +187,12 @@ describe("POST /v1/match rejects bad input with 400 naming the field", () => {
       if (message) expect(e.message).toContain(message);
     });
   }
+
+  test("an entity that does not exist is a 404 naming the field", async () => {
+    const e = await errorOf({ view: "claims", entity: { claim_id: 987654 } });
+    expect(e.status).toBe(404);
+    expect(e.path).toBe("entity");
+  });
 
   test("malformed JSON and a GET are refused without a crash", async () => {
     expect((await post("/v1/match", "{nope")).status).toBe(400);

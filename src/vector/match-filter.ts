@@ -1,4 +1,4 @@
-import { invalid } from "../errors/index.ts";
+import { invalid, unknownName } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type CompiledView, describeValue } from "../registry/index.ts";
 import type { AttributeTable } from "./attributes.ts";
@@ -24,7 +24,7 @@ export function parseFilter(raw: unknown, view: CompiledView, path = "filter"): 
   for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
     const at = `${path}.${name}`;
     const f = view.featureIndex.get(name);
-    if (!f) throw invalid("unknown_feature", at, `feature view "${view.name}" has no feature "${name}"`);
+    if (!f) throw unknownName("unknown_feature", at, `feature view "${view.name}" has no feature "${name}"`);
     if (!isFilterable(f)) throw invalid("invalid_request", at, `"${name}" is ${f.typeName}; filters test int64, float64, string and bool features`);
     const values = Array.isArray(value) ? value : [value];
     if (values.length === 0) throw invalid("invalid_request", at, "an empty list matches nothing; leave the feature out instead");

@@ -1,4 +1,4 @@
-import { invalid } from "../errors/index.ts";
+import { invalid, unknownName } from "../errors/index.ts";
 import { type CompiledView, describeValue, type FeatureRef, type Registry } from "../registry/index.ts";
 import { keyPart, resolveFeatures } from "../serving/index.ts";
 import { type FilterCondition, parseFilter } from "./match-filter.ts";
@@ -39,7 +39,7 @@ export function parseMatchRequest(body: unknown, registry: Registry): MatchQuery
 
   if (typeof b.view !== "string") throw invalid("invalid_request", "view", `expected the name of a feature view with an index, got ${describeValue(b.view)}`);
   const view = registry.views.get(b.view);
-  if (!view) throw invalid("unknown_feature_view", "view", `unknown feature view "${b.view}"`);
+  if (!view) throw unknownName("unknown_feature_view", "view", `unknown feature view "${b.view}"`);
   const spec = view.index;
   if (!spec) throw invalid("invalid_request", "view", `feature view "${view.name}" has no vector index (declare index: in the registry)`);
 

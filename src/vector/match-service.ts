@@ -1,4 +1,4 @@
-import { invalid, unavailable } from "../errors/index.ts";
+import { invalid, notFound, unavailable } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { MetricsRegistry } from "../ops/metrics.ts";
@@ -62,7 +62,7 @@ export class MatchService {
         const key = q.view.keyPrefix + q.query.entityKey;
         const [row] = await this.store.getMany([key]);
         if (row === UNAVAILABLE) throw unavailable(`storage could not answer for the query entity of "${q.view.name}"`);
-        if (row === undefined) throw invalid("entity_not_found", "entity", `no "${q.view.name}" row for this entity`);
+        if (row === undefined) throw notFound("entity_not_found", `entity: no "${q.view.name}" row for this entity`, "entity");
         const v = row.values[spec.feature.index];
         if (!Array.isArray(v) || vectorProblem(v, spec.dim, spec.metric) !== undefined) throw invalid("invalid_entity", "entity", `the entity's ${spec.feature.name} is not a usable vector`);
         vector = v as number[];
