@@ -142,7 +142,7 @@ describe("scenario registry", () => {
 
 describe("demo catalogue", () => {
   test("covers every view of the example registry, each join key with a demo key space", () => {
-    expect(DEMO_VIEWS.map((v) => v.name)).toEqual(["driver_hourly_stats", "customer_profile", "fraud_signals", "driver_customer_affinity"]);
+    expect(DEMO_VIEWS.map((v) => v.name)).toEqual(["driver_hourly_stats", "customer_profile", "fraud_signals", "driver_customer_affinity", "claims"]);
     expect(findView("driver_customer_affinity").joinKeys).toEqual([
       { name: "driver_id", space: 0 },
       { name: "customer_id", space: 1 },

@@ -62,7 +62,7 @@ describe("SnapshotStore", () => {
 describe("snapshot across kill -9 (real server, --data-dir)", () => {
   test("restart loads the snapshot, catches up writes made after it, and answers the same", async () => {
     const dataDir = tempDir("snap-proc");
-    const args = ["--data-dir", dataDir, "--demo-entities", "300", "--vector-snapshot-interval", "1s"];
+    const args = ["--data-dir", dataDir, "--demo-entities", "300", "--vector-snapshot-interval", "3s"];
     const embed = new HashedNgramEmbedder(384);
     const post = (url: string, path: string, body: unknown) => fetch(url + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const queries = [
@@ -84,7 +84,12 @@ describe("snapshot across kill -9 (real server, --data-dir)", () => {
         rows: [{ claim_id: 777777, text, verdict: "false", source: "tiktok", language: "pt", first_seen: 1, cluster: -1, embedding: embed.embedNow(text) }],
       });
       expect(pushed.status).toBe(200);
-      const before = await answers(first.url);
+      // The index follows the feed asynchronously (re-reading the row): wait until the claim is matched.
+      let before = await answers(first.url);
+      for (let i = 0; i < 100 && !JSON.stringify(before[2]).includes("777777"); i++) {
+        await Bun.sleep(50);
+        before = await answers(first.url);
+      }
       expect(JSON.stringify(before[2])).toContain("777777");
       expect(await first.stop("SIGKILL")).not.toBe(0);
 
