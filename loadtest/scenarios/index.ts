@@ -1,6 +1,7 @@
 import { feastScenario } from "./feast.ts";
 import { getScenario } from "./get.ts";
 import { batchLookupScenario, lookupScenario, msgpackLookupScenario } from "./lookup.ts";
+import { matchScenario } from "./match.ts";
 import { mixedScenario, pushScenario } from "./push.ts";
 import type { Scenario } from "./scenario.ts";
 
@@ -11,7 +12,7 @@ export type { Scenario, ScenarioOptions, ScenarioPlan } from "./scenario.ts";
  * exporting a `Scenario` plus one line here.
  */
 export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
-  [lookupScenario, batchLookupScenario, msgpackLookupScenario, feastScenario, pushScenario, mixedScenario, getScenario].map((s) => [s.name, s]),
+  [lookupScenario, batchLookupScenario, msgpackLookupScenario, feastScenario, pushScenario, mixedScenario, getScenario, matchScenario].map((s) => [s.name, s]),
 );
 
 export function getScenarioByName(name: string): Scenario {

@@ -61,6 +61,11 @@ export class HnswVectorIndex implements VectorIndex {
     return this.used;
   }
 
+  /** The hnswlib index itself, for the benchmark's raw-hnswlib baseline (bench/suites/match.ts); not for serving code. */
+  get native(): HierarchicalNSW {
+    return this.index;
+  }
+
   set(label: number, vector: readonly number[]): void {
     if (label >= this.used) {
       if (label >= this.capacity) this.grow(label + 1);

@@ -92,11 +92,18 @@ export class ViewIndex {
    */
   search(query: readonly number[], k: number, ef: number, filter: ((label: number) => boolean) | undefined, exclude?: string): ViewHit[] {
     const skip = exclude === undefined ? undefined : this.labels.labelOf(exclude);
-    const test = skip === undefined ? filter : filter === undefined ? (l: number) => l !== skip : (l: number) => l !== skip && filter(l);
-    const hits = this.index.search(query, k, ef, test);
+    // Without a filter, the excluded label is dropped from k + 1 results: a JS filter callback
+    // costs hnswlib one call into JavaScript per visited node, which is most of a search.
+    const hits =
+      skip === undefined
+        ? this.index.search(query, k, ef, filter)
+        : filter === undefined
+          ? this.index.search(query, k + 1, ef)
+          : this.index.search(query, k, ef, (l) => l !== skip && filter(l));
     const out: ViewHit[] = [];
-    for (let i = 0; i < hits.labels.length; i++) {
+    for (let i = 0; i < hits.labels.length && out.length < k; i++) {
       const label = hits.labels[i]!;
+      if (label === skip) continue;
       const key = this.labels.keyOf(label);
       if (key !== undefined) out.push({ key, label, raw: hits.distances[i]! });
     }
