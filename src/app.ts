@@ -1,6 +1,8 @@
 import { hostname } from "node:os";
 import { createGrpcEdge, type GrpcEdge } from "./api/grpc/index.ts";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
+import { type CacheInput, CacheTier, type CacheSettings, cacheMetrics, L1Cache, resolveCacheSettings, viewsToInvalidate } from "./cache/index.ts";
+import type { L2Tier } from "./cache/l2-slot.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
@@ -31,6 +33,8 @@ export interface Quiver {
   readonly ingest: IngestService | undefined;
   /** Vector indexes of the views that declare `index:` (claim matching). */
   readonly vectors: VectorIndexes;
+  /** The L1/L2 cache tier in front of the store, when any tier is on. */
+  readonly cache: CacheTier | undefined;
   /** A one-line description for the start-up log. */
   readonly summary: string;
   close(): Promise<void>;
@@ -59,8 +63,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
-  const feed = new LocalChangeFeed(options.podId ?? `${hostname()}:${process.pid}`);
-  const metered: KvNode = new MeteredKvNode(new PublishingKvNode(store, feed, clock), metrics);
+  const podId = options.podId ?? `${hostname()}:${process.pid}`;
+  const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
+  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock);
+  const metered: KvNode = new MeteredKvNode(new PublishingKvNode(cache ?? store, feed, clock), metrics);
 
   let demoRows = 0;
   if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
@@ -84,13 +90,14 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store);
   if (shards) registerShardGauges(metrics, shards);
-  const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: metered, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
-  const shardDetail = shards ? async () => ({ shards: shards.stats(), migration: shards.migration?.progress() ?? null }) : undefined;
-  const readinessDetail =
-    shardDetail || ingest
-      ? async () => ({ ...(shardDetail ? await shardDetail() : {}), ...(ingest ? { ingest: ingest.status() } : {}) })
-      : undefined;
+  const readinessDetail = async (): Promise<Record<string, unknown>> => ({
+    ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
+    ...(ingest ? { ingest: ingest.status() } : {}),
+    ...(cache ? { cache: cache.state() } : {}),
+    feed: feed.state(),
+    degraded: degradedParts(cache, feed),
+  });
 
   const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows });
   const http = createHttpEdge({
@@ -102,13 +109,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows },
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
+      const before = registry.current;
       registry.swap(next);
       vectors.reconfigure(next);
+      // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.
+      for (const view of viewsToInvalidate(before, next)) await (cache ? cache.invalidate({ view }) : feed.invalidate({ view }));
       return next;
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+    ...(cache ? { cache } : {}),
     ...(shards ? { topology: topologyAdmin(config, shards, store) } : {}),
-    ...(readinessDetail ? { readinessDetail } : {}),
+    readinessDetail,
   });
 
   const grpc = createGrpcEdge({
@@ -129,13 +140,15 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     feed,
     ingest,
     vectors,
-    summary: `${storage.describe}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
+    cache,
+    summary: `${storage.describe}; ${describeCaches(cacheSettings)}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
     close: async () => {
       // Consumers first: they finish and ack the batch in hand while the store is still open.
       await ingest?.stop();
       await vectors.close();
       await feed.close();
-      await store.close();
+      // The cache tier closes the store below it.
+      await (cache ?? store).close();
       await shards?.close();
     },
   };
@@ -153,6 +166,81 @@ interface Storage {
   readonly members: ShardMember[];
   readonly describe: string;
   readonly shards?: ConnectedShards;
+  /** The topology file's `cache:` section. */
+  readonly cacheFile?: CacheInput;
+}
+
+/** Flag/env cache settings, only those given (the topology file's fill the rest). */
+function cacheInputOf(config: QuiverConfig): CacheInput {
+  const given = config.explicit;
+  const sentinels = config.cacheL2Sentinels.split(",").filter((a) => a !== "");
+  return {
+    ...(given.has("cacheL1") ? { l1: config.cacheL1 } : {}),
+    ...(given.has("cacheL1Bytes") ? { l1MaxBytes: config.cacheL1Bytes } : {}),
+    ...(given.has("cacheTtlMs") ? { ttlMs: config.cacheTtlMs } : {}),
+    ...(given.has("cacheNegativeTtlMs") ? { negativeTtlMs: config.cacheNegativeTtlMs } : {}),
+    ...(given.has("cacheGraceMs") ? { graceMs: config.cacheGraceMs } : {}),
+    ...(given.has("cacheL2") ? { l2: config.cacheL2 } : {}),
+    ...(sentinels.length > 0 ? { l2Sentinels: sentinels } : {}),
+    ...(given.has("cacheL2Master") ? { l2MasterName: config.cacheL2Master } : {}),
+    ...(given.has("cacheL2TtlMs") ? { l2TtlMs: config.cacheL2TtlMs } : {}),
+    ...(given.has("cacheL2TimeoutMs") ? { l2TimeoutMs: config.cacheL2TimeoutMs } : {}),
+  };
+}
+
+/**
+ * The change feed and the cache tier. With an L2 the feed runs over its
+ * Redis (shared by the pods of the site); otherwise it is in-process.
+ */
+async function openCaches(
+  settings: CacheSettings,
+  store: KvNode,
+  podId: string,
+  metrics: MetricsRegistry,
+  clock: () => number,
+): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined }> {
+  let feed: ChangeFeed = new LocalChangeFeed(podId);
+  let l2: L2Tier | undefined;
+  if (settings.l2) {
+    // Loaded only with an L2: the embedded default does not carry the Redis client.
+    const [{ L2Store }, { RedisChangeFeed }] = await Promise.all([import("./cache/l2-store.ts"), import("./feed/redis-feed.ts")]);
+    const lag = metrics.histogram("quiver_cache_invalidation_lag_seconds", "Change event published by another pod → applied here.").labels();
+    const redisFeed = new RedisChangeFeed(podId, { where: settings.l2.where, onLag: (s) => lag.observe(s) });
+    const l2Store = new L2Store(settings.l2);
+    // Start degraded rather than not at all: both reconnect by themselves.
+    await Promise.all([redisFeed.whenSubscribed(2000), l2Store.whenReady(2000)]);
+    feed = redisFeed;
+    l2 = l2Store;
+  }
+  if (!settings.l1 && !l2) return { feed, cache: undefined };
+  const m = cacheMetrics(metrics);
+  const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
+  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock });
+  if (l1) {
+    metrics.gauge("quiver_cache_bytes", "Estimated bytes held by L1 and its budget.", () => [
+      { labels: { tier: "l1", kind: "used" }, value: l1.bytes },
+      { labels: { tier: "l1", kind: "budget" }, value: l1.maxBytes },
+    ]);
+    metrics.gauge("quiver_cache_entries", "Entries held by L1.", () => [{ labels: { tier: "l1" }, value: l1.size }]);
+  }
+  if (l2) metrics.gauge("quiver_cache_l2_connected", "1 while the L2 Redis is reachable.", () => [{ value: l2.state().connected ? 1 : 0 }]);
+  metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
+  return { feed, cache };
+}
+
+/** Parts whose loss slows the pod without making it unready (the origin still answers). */
+function degradedParts(cache: CacheTier | undefined, feed: ChangeFeed): string[] {
+  const out: string[] = [];
+  const l2 = cache?.state().l2;
+  if (l2 !== undefined && l2 !== "off" && !l2.connected) out.push("cache-l2");
+  if (!feed.state().connected) out.push("change-feed");
+  return out;
+}
+
+function describeCaches(s: CacheSettings): string {
+  const l1 = s.l1 ? `L1 ${Math.round(s.l1.maxBytes / 1048576)} MB ttl ${s.l1.ttlMs / 1000}s` : "L1 off";
+  const l2 = s.l2 ? `L2 ${"address" in s.l2.where ? s.l2.where.address : `sentinel ${s.l2.where.masterName}`}` : "L2 off";
+  return `caches: ${l1}, ${l2}`;
 }
 
 async function openStorage(config: QuiverConfig): Promise<Storage> {
@@ -166,7 +254,7 @@ async function openStorage(config: QuiverConfig): Promise<Storage> {
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
     const shards = await connectShards(topology, overrides);
-    return { members: shards.members, shards, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
+    return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   const members: ShardMember[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {

@@ -23,6 +23,16 @@ export interface QuiverConfig {
   readonly sourcesPath: string;
   readonly embedderModel: string;
   readonly vectorSnapshotMs: number;
+  readonly cacheL1: "on" | "off" | "auto";
+  readonly cacheL1Bytes: number;
+  readonly cacheTtlMs: number;
+  readonly cacheNegativeTtlMs: number;
+  readonly cacheGraceMs: number;
+  readonly cacheL2: string;
+  readonly cacheL2Sentinels: string;
+  readonly cacheL2Master: string;
+  readonly cacheL2TtlMs: number;
+  readonly cacheL2TimeoutMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -54,6 +64,21 @@ const duration = (raw: string, where: string) => {
   return ms;
 };
 
+const positiveDuration = (raw: string, where: string) => {
+  const ms = duration(raw, where);
+  if (ms <= 0) throw new Error(`${where}: must be greater than zero, got "${raw}"`);
+  return ms;
+};
+const HOST_PORT = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
+const l2Address = (raw: string, where: string) => {
+  if (raw !== "" && raw !== "off" && !HOST_PORT.test(raw)) throw new Error(`${where}: expected host:port or off, got "${raw}"`);
+  return raw;
+};
+const addressList = (raw: string, where: string) => {
+  for (const a of raw.split(",").filter((x) => x !== "")) if (!HOST_PORT.test(a)) throw new Error(`${where}: expected host:port, got "${a}"`);
+  return raw;
+};
+
 /** The settings table; README's configuration section mirrors it (`bun src/main.ts --help` prints it). */
 export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
@@ -74,6 +99,16 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
   { key: "embedderModel", flag: "--embedder-model", env: "QUIVER_EMBEDDER_MODEL", default: "", help: "ONNX sentence-embedding model file for views with index.embedder: onnx (no runtime is bundled yet; see README, Claim matching)", parse: text },
   { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },
+  { key: "cacheL1", flag: "--cache-l1", env: "QUIVER_CACHE_L1", default: "auto", help: "L1 in-process cache: on, off, or auto (on with --topology, off with the embedded store)", parse: oneOf("on", "off", "auto") },
+  { key: "cacheL1Bytes", flag: "--cache-l1-bytes", env: "QUIVER_CACHE_L1_BYTES", default: String(100 * 1024 * 1024), help: "L1 byte budget (estimated heap bytes of cached rows)", parse: int(1024, 2 ** 40) },
+  { key: "cacheTtlMs", flag: "--cache-ttl", env: "QUIVER_CACHE_TTL", default: "60s", help: "L1 time to live of a cached row", parse: positiveDuration },
+  { key: "cacheNegativeTtlMs", flag: "--cache-negative-ttl", env: "QUIVER_CACHE_NEGATIVE_TTL", default: "5s", help: "Time to live of a cached miss (L1 and L2)", parse: positiveDuration },
+  { key: "cacheGraceMs", flag: "--cache-grace", env: "QUIVER_CACHE_GRACE", default: "1h", help: "How long past its TTL an L1 row may be served (flagged stale) when the origin cannot answer", parse: duration },
+  { key: "cacheL2", flag: "--cache-l2", env: "QUIVER_CACHE_L2", default: "", help: "L2 Redis host:port shared by the pods of a site (also carries the change feed); off disables it; empty = the topology file's cache.l2", parse: l2Address },
+  { key: "cacheL2Sentinels", flag: "--cache-l2-sentinels", env: "QUIVER_CACHE_L2_SENTINELS", default: "", help: "L2 through Sentinel: comma-separated host:port list (with --cache-l2-master)", parse: addressList },
+  { key: "cacheL2Master", flag: "--cache-l2-master", env: "QUIVER_CACHE_L2_MASTER", default: "quiver-l2", help: "Sentinel master name of the L2", parse: text },
+  { key: "cacheL2TtlMs", flag: "--cache-l2-ttl", env: "QUIVER_CACHE_L2_TTL", default: "300s", help: "L2 time to live of a cached row", parse: positiveDuration },
+  { key: "cacheL2TimeoutMs", flag: "--cache-l2-timeout", env: "QUIVER_CACHE_L2_TIMEOUT", default: "5ms", help: "Bound on each L2 call; a slower answer counts as a miss", parse: positiveDuration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token> (and gRPC write methods, as `authorization` metadata)", parse: text },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];

@@ -1,5 +1,6 @@
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument, QuiverError } from "../errors/index.ts";
+import { type CacheInput, parseCacheSection } from "../cache/cache-config.ts";
 import { parseHostPort } from "./address.ts";
 import type { ReplicaSetOptions } from "./replica-set.ts";
 
@@ -35,6 +36,8 @@ export type ShardSpec = SentinelShardSpec | DirectShardSpec;
 export interface Topology {
   readonly shards: readonly ShardSpec[];
   readonly defaults: ShardTuning;
+  /** The `cache:` section (L1/L2 settings; flags and env override it). */
+  readonly cache: CacheInput;
 }
 
 const TUNING_KEYS = ["readFrom", "writeAcks", "ackTimeoutMs", "requestTimeoutMs", "attemptTimeoutMs", "failoverWindowMs", "probeIntervalMs"];
@@ -72,7 +75,8 @@ export function parseTopology(data: unknown): Topology {
     fail("(root)", "expected a mapping with a `shards` list");
     throw invalidAll("invalid_topology", issues);
   }
-  for (const key of Object.keys(data)) if (key !== "shards" && key !== "defaults") fail(key, "unknown field (expected shards, defaults)");
+  for (const key of Object.keys(data)) if (key !== "shards" && key !== "defaults" && key !== "cache") fail(key, "unknown field (expected shards, defaults, cache)");
+  const cache = parseCacheSection(data["cache"], fail);
   const defaults = isRecord(data["defaults"]) ? tuning(data["defaults"], "defaults", fail, true) : {};
   if (data["defaults"] !== undefined && !isRecord(data["defaults"])) fail("defaults", "expected a mapping");
   const shards: ShardSpec[] = [];
@@ -88,7 +92,7 @@ export function parseTopology(data: unknown): Topology {
     });
   }
   if (issues.length > 0) throw invalidAll("invalid_topology", issues);
-  return { shards, defaults };
+  return { shards, defaults, cache };
 }
 
 function shard(raw: unknown, at: string, fail: (path: string, message: string) => void): ShardSpec | undefined {

@@ -1,3 +1,5 @@
+import type { CacheState } from "../../cache/cache-tier.ts";
+import type { InvalidationScope } from "../../feed/change-feed.ts";
 import type { KvNode } from "../../kv/kv-node.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
@@ -21,6 +23,8 @@ export interface HttpDeps {
   readonly adminToken?: string;
   /** Present when serving from Redis shards: topology reload and migration progress. */
   readonly topology?: TopologyAdmin;
+  /** Present when a cache tier is on: namespace invalidation for the admin route. */
+  readonly cache?: CacheAdmin;
   /** Extra readiness detail (shard role maps, etc.), merged into /readyz. */
   readonly readinessDetail?: () => Promise<Record<string, unknown>>;
 }
@@ -36,4 +40,11 @@ export interface TopologyAdmin {
   reload(): Promise<{ migrating: boolean; shards: readonly string[] }>;
   /** The latest migration's progress, or undefined when there has been none. */
   progress(): unknown;
+}
+
+/** What the admin routes may do with the cache tiers. */
+export interface CacheAdmin {
+  /** Drops a view (or everything) on every pod and in L2; throws when L2 cannot take it. */
+  invalidate(scope: InvalidationScope): Promise<void>;
+  state(): CacheState;
 }

@@ -20,7 +20,14 @@ export function nativeBody(result: LookupResult, full: boolean): unknown {
       statuses[c] = STATUS_NAMES[result.statuses[base + c]!]!;
       timestamps[c] = result.timestamps[base + c]!;
     }
-    rows[r] = { values, statuses, eventTimestamps: timestamps };
+    const stale = result.stale;
+    if (stale === undefined) rows[r] = { values, statuses, eventTimestamps: timestamps };
+    else {
+      // Values a cache served from its grace window because storage could not answer.
+      const flags = new Array<boolean>(nf);
+      for (let c = 0; c < nf; c++) flags[c] = stale[base + c] === 1;
+      rows[r] = { values, statuses, eventTimestamps: timestamps, stale: flags };
+    }
   }
   return { featureNames: featureNames(result, full), rows };
 }
@@ -33,6 +40,22 @@ const EPOCH = "1970-01-01T00:00:00Z";
  * with an `x-quiver-unavailable` header instead.
  */
 const FEAST_STATUS_NAMES = STATUS_NAMES.map((n) => (n === "UNAVAILABLE" ? "NOT_FOUND" : n));
+
+/** How many values came from a cache's grace copy, for every lookup route's `x-quiver-stale` header. */
+export function staleCount(result: LookupResult): number {
+  const stale = result.stale;
+  if (stale === undefined) return 0;
+  let n = 0;
+  for (const s of stale) n += s;
+  return n;
+}
+
+/** Response headers flagging stale values; undefined (no allocation) when there are none. */
+export function staleHeaders(result: LookupResult, extra?: Record<string, string>): Record<string, string> | undefined {
+  const n = staleCount(result);
+  if (n === 0) return extra;
+  return { ...extra, "x-quiver-stale": String(n) };
+}
 
 /** How many values storage could not answer, for the Feast routes' header. */
 export function unavailableCount(result: LookupResult): number {

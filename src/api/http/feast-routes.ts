@@ -1,7 +1,7 @@
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE } from "../../serving/index.ts";
 import { asObject, readBody } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
-import { feastBody, unavailableCount } from "./encode-result.ts";
+import { feastBody, staleHeaders, unavailableCount } from "./encode-result.ts";
 import { feastErrorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
@@ -22,7 +22,7 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMe
         const plan = serving.planLookup(body, FEAST_LOOKUP);
         const result = await serving.lookup(plan);
         const missing = unavailableCount(result);
-        return json(feastBody(result, plan.entities, plan.fullFeatureNames), 200, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined);
+        return json(feastBody(result, plan.entities, plan.fullFeatureNames), 200, staleHeaders(result, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined));
       },
       feastErrorResponse,
     ),

@@ -1,4 +1,7 @@
-import { failedPrecondition, notFound, unauthenticated } from "../../errors/index.ts";
+import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, unknownName } from "../../errors/index.ts";
+import type { InvalidationScope } from "../../feed/change-feed.ts";
+import { describeValue } from "../../registry/index.ts";
+import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
@@ -23,6 +26,7 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
       async () => {
         const registry = deps.registry.current;
         const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
+        // Lost caches or feed degrade the pod (slower, L1 cleared on reconnect); the origin still answers, so it stays ready.
         const ready = store.ok;
         return json(
           { ready, registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size }, store, ...extra },
@@ -78,4 +82,41 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
       errorResponse,
     ),
   );
+
+  add(
+    "POST",
+    "/admin/cache/invalidate",
+    instrument(
+      metrics,
+      "/admin/cache/invalidate",
+      async (req) => {
+        requireAdmin(req);
+        const scope = cacheScope(asObject((await readBody(req, 4096, false)).value), (view) => deps.registry.current.views.has(view));
+        if (!deps.cache) return json({ invalidated: scope, caches: "off" });
+        try {
+          await deps.cache.invalidate(scope);
+        } catch (e) {
+          throw unavailable(`cache invalidation did not reach L2: ${e instanceof Error ? e.message : String(e)}`, e);
+        }
+        return json({ invalidated: scope, cache: deps.cache.state() });
+      },
+      errorResponse,
+    ),
+  );
 }
+
+/** `{"view": "<name>"}` or `{"all": true}`; 400 naming the field otherwise. */
+function cacheScope(body: Record<string, unknown>, known: (view: string) => boolean): InvalidationScope {
+  rejectUnknownFields(body, CACHE_FIELDS);
+  if (body.all !== undefined) {
+    if (body.all !== true) throw invalid("invalid_request", "all", `expected true, got ${describeValue(body.all)}`);
+    if (body.view !== undefined) throw invalid("invalid_request", "view", "give either view or all, not both");
+    return { all: true };
+  }
+  const view = body.view;
+  if (typeof view !== "string") throw invalid("invalid_request", "view", `expected a feature view name (or "all": true), got ${describeValue(view)}`);
+  if (!known(view)) throw unknownName("unknown_feature_view", "view", `unknown feature view "${view}"`);
+  return { view };
+}
+
+const CACHE_FIELDS = new Set(["view", "all"]);

@@ -16,8 +16,8 @@ export function encodedAnswer(bytes: Uint8Array, msgpack: boolean): Response {
   return new Response(bytes, { headers: msgpack ? MSGPACK_HEADERS : JSON_HEADERS });
 }
 
-export function msgpack(body: unknown, status = 200): Response {
-  return new Response(msgpackEncoder.encode(body), { status, headers: MSGPACK_HEADERS });
+export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {
+  return new Response(msgpackEncoder.encode(body), { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS });
 }
 
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */

@@ -1,8 +1,9 @@
 import { QUIVER_LOOKUP, QUIVER_PUSH } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
+import { nativeBody, staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
-import { encodedAnswer, errorResponse, json } from "./responses.ts";
+import { encodedAnswer, errorResponse, json, msgpack } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
 const LOOKUP_FIELDS = new Set(["features", "featureService", "entities", "fillDefaults", "fullFeatureNames"]);
@@ -23,6 +24,12 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetri
         const plan = serving.planLookup(body, QUIVER_LOOKUP);
         const result = await serving.lookup(plan);
         const asMsgpack = wantsMsgpack(req.headers.get("accept"));
+        if (result.stale !== undefined) {
+          // Rare (a cache served grace copies): the generic encoder adds per-row `stale` flags, plus the header.
+          const answer = nativeBody(result, plan.fullFeatureNames);
+          const headers = staleHeaders(result);
+          return asMsgpack ? msgpack(answer, 200, headers) : json(answer, 200, headers);
+        }
         return encodedAnswer(asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames), asMsgpack);
       },
       errorResponse,

@@ -1,0 +1,180 @@
+import { describe, expect, test } from "bun:test";
+import { runKvContract } from "../../test/kv-contract.ts";
+import { LocalChangeFeed } from "../feed/local-feed.ts";
+import type { ReadContext, StoredRow } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { MemoryKvNode } from "../kv/memory-node.ts";
+import { MetricsRegistry } from "../ops/metrics.ts";
+import { cacheMetrics } from "./cache-metrics.ts";
+import { CacheTier } from "./cache-tier.ts";
+import { L1Cache } from "./l1-cache.ts";
+import { TestOrigin } from "./test-origin.ts";
+
+const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+
+function setup() {
+  let now = 1_700_000_000_000;
+  const clock = { now: () => now, advance: (ms: number) => (now += ms) };
+  const origin = new TestOrigin(new MemoryKvNode("m"));
+  const feed = new LocalChangeFeed("pod-a");
+  const metrics = new MetricsRegistry();
+  const m = cacheMetrics(metrics);
+  const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
+  const tier = new CacheTier(origin, { l1, feed, metrics: m, clock: clock.now });
+  return { clock, origin, feed, tier, l1, m, metrics };
+}
+
+runKvContract("CacheTier (L1) over MemoryKvNode", async () => {
+  const { tier } = setup();
+  return { node: tier, dispose: () => tier.close() };
+});
+
+describe("CacheTier with L1", () => {
+  test("100 concurrent lookups of one cold key cause one origin read", async () => {
+    const { origin, tier, m } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
+    origin.hold();
+    const reads = Array.from({ length: 100 }, () => tier.getMany(["v@1/k=i1"]));
+    origin.release();
+    const got = await Promise.all(reads);
+    expect(origin.reads).toBe(1);
+    expect(got.every((g) => (g[0] as StoredRow).ts === 5)).toBe(true);
+    expect(m.coalesced.value).toBe(99);
+  });
+
+  test("a request whose keys all hit L1 is answered now, without the origin", async () => {
+    const { origin, tier } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    expect(tier.readsNow).toBe("sometimes");
+    expect(tier.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toBeUndefined();
+    await tier.getMany(["v@1/k=i1", "v@1/k=i2"]);
+    const before = origin.reads;
+    expect(tier.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toEqual([row(5, 1), undefined]);
+    expect(origin.reads).toBe(before);
+  });
+
+  test("a miss is cached for the negative TTL; then the origin is asked again", async () => {
+    const { origin, tier, clock } = setup();
+    await tier.getMany(["v@1/k=i9"]);
+    await tier.getMany(["v@1/k=i9"]);
+    expect(origin.reads).toBe(1);
+    clock.advance(5_001);
+    await tier.getMany(["v@1/k=i9"]);
+    expect(origin.reads).toBe(2);
+  });
+
+  test("UNAVAILABLE is never cached", async () => {
+    const { origin, tier } = setup();
+    origin.down = true;
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([UNAVAILABLE]);
+    origin.down = false;
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, 1)]);
+  });
+
+  test("grace: with the origin down, an expired row is served marked stale; an uncached key stays UNAVAILABLE", async () => {
+    const { origin, tier, clock, m } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    clock.advance(61_000);
+    origin.down = true;
+    const ctx: ReadContext = { degraded: [] };
+    const got = await tier.getMany(["v@1/k=i1", "v@1/k=i2"], ctx);
+    expect(got).toEqual([{ ts: 5, values: [1], stale: true }, UNAVAILABLE]);
+    expect(ctx.degraded).toEqual(["shard-1"]);
+    expect(m.staleServed.value).toBe(1);
+    // Past the grace window the copy is gone.
+    clock.advance(3_600_000);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([UNAVAILABLE]);
+  });
+
+  test("with the origin up, an expired row is re-read, not served stale", async () => {
+    const { origin, tier, clock } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
+    clock.advance(61_000);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
+  });
+
+  test("read-your-writes: a write through this pod replaces the held row at once", async () => {
+    const { origin, tier } = setup();
+    await tier.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    await tier.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
+    const reads = origin.reads;
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(6, 2)]);
+    expect(origin.reads).toBe(reads);
+    // An older write the origin ignores drops the copy instead of showing it.
+    await tier.putMany([{ key: "v@1/k=i1", row: row(4, 0) }]);
+    expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
+  });
+
+  test("another pod's acknowledged write drops the older L1 copy; a read in flight cannot put it back", async () => {
+    const { origin, tier, feed } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
+    feed.deliver([{ key: "v@1/k=i1", ts: 6, op: "put" }], "pod-b");
+    expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
+
+    // A read is in flight (held at the origin) when another pod's newer write is announced:
+    // the older row it brings back is answered to its caller but must not land in L1.
+    await origin.inner.putMany([{ key: "v@1/k=i2", row: row(5, "old") }]);
+    origin.hold();
+    const inFlight = tier.getMany(["v@1/k=i2"]);
+    feed.deliver([{ key: "v@1/k=i2", ts: 9, op: "put" }], "pod-b");
+    origin.release();
+    expect(await inFlight).toEqual([row(5, "old")]);
+    expect(tier.getManyNow(["v@1/k=i2"])).toBeUndefined();
+  });
+
+  test("this pod's own events do not drop its entries", async () => {
+    const { origin, tier, feed } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    feed.publish([{ key: "v@1/k=i1", ts: 9, op: "put" }]);
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, 1)]);
+  });
+
+  test("a view invalidation drops only that view; a gap clears L1", async () => {
+    const { origin, tier, feed, m } = setup();
+    await origin.inner.putMany([
+      { key: "a@1/k=i1", row: row(5, 1) },
+      { key: "b@1/k=i1", row: row(5, 1) },
+    ]);
+    await tier.getMany(["a@1/k=i1", "b@1/k=i1"]);
+    await tier.invalidate({ view: "a" });
+    expect(tier.getManyNow(["a@1/k=i1"])).toBeUndefined();
+    expect(tier.getManyNow(["b@1/k=i1"])).toEqual([row(5, 1)]);
+    expect([m.invalidationsSent.value, m.invalidationsApplied.value]).toEqual([1, 1]);
+    feed.deliverGap("test");
+    expect(tier.getManyNow(["b@1/k=i1"])).toBeUndefined();
+    expect(m.gapsCleared.value).toBe(1);
+  });
+
+  test("a read started before an invalidation does not fill L1 after it", async () => {
+    const { origin, tier } = setup();
+    await origin.inner.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);
+    origin.hold();
+    const read = tier.getMany(["a@1/k=i1"]);
+    await tier.invalidate({ view: "a" });
+    origin.release();
+    expect(await read).toEqual([row(5, 1)]);
+    expect(tier.getManyNow(["a@1/k=i1"])).toBeUndefined();
+  });
+
+  test("metrics count hits, misses, fills and origin reads", async () => {
+    const { origin, tier, metrics } = setup();
+    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1", "v@1/k=i2"]);
+    tier.getManyNow(["v@1/k=i1"]);
+    const text = await metrics.render();
+    expect(text).toContain('quiver_cache_hits_total{tier="l1"} 1');
+    expect(text).toContain('quiver_cache_misses_total{tier="l1"} 2');
+    expect(text).toContain('quiver_cache_fills_total{tier="l1"} 2');
+    expect(text).toContain('quiver_cache_origin_reads_total{unit="batches"} 1');
+  });
+});

@@ -1,0 +1,326 @@
+import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/change-feed.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import type { CacheMetrics } from "./cache-metrics.ts";
+import type { L1Cache } from "./l1-cache.ts";
+import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
+import { type Flight, InFlight } from "./single-flight.ts";
+
+export interface CacheTierOptions {
+  /** The in-process tier; absent = L1 off. */
+  readonly l1?: L1Cache;
+  /** The shared Redis tier; absent = L2 off. */
+  readonly l2?: L2Tier;
+  /** Change events from other pods drop superseded L1 entries; invalidations drop views. */
+  readonly feed: ChangeFeed;
+  readonly metrics: CacheMetrics;
+  readonly clock: () => number;
+}
+
+/** What /readyz and the admin route show about the tiers. */
+export interface CacheState {
+  readonly l1: { readonly entries: number; readonly bytes: number; readonly maxBytes: number } | "off";
+  readonly l2: { readonly address: string; readonly connected: boolean; readonly error?: string } | "off";
+  readonly inFlight: number;
+}
+
+/**
+ * L1 (in-process LRU) + L2 (shared Redis) in front of the origin, as one KvNode.
+ *
+ * Read path: L1 for every key (synchronously, via `getManyNow`, when all hit);
+ * the misses join or start a single-flight read that does one L2 MGET and one
+ * origin batch for what L2 lacks. L1 is filled before answering; L2 fills run
+ * in the background. Where the origin yields UNAVAILABLE, an L1 grace copy
+ * (past TTL, inside the grace window) is served marked `stale`.
+ *
+ * Last write wins through the caches: L1 never takes a copy older than what it
+ * holds or than the newest write it heard of (a floor), and L2 takes writes
+ * only through a compare-event-time script. UNAVAILABLE is never cached.
+ */
+export class CacheTier implements KvNode, ChangeListener {
+  readonly id: string;
+  readonly readsNow: ReadsNow;
+  readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
+  private readonly l1: L1Cache | undefined;
+  private readonly l2: L2Tier | undefined;
+  private readonly feed: ChangeFeed;
+  private readonly m: CacheMetrics;
+  private readonly clock: () => number;
+  private readonly inFlight = new InFlight();
+  /** Background L2 fills; `close` waits for them. */
+  private readonly tasks = new Set<Promise<unknown>>();
+  /** Bumped by every invalidation and gap: a read begun before one must not fill L1 after it. */
+  private epoch = 0;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly origin: KvNode,
+    options: CacheTierOptions,
+  ) {
+    this.id = `cache(${origin.id})`;
+    this.l1 = options.l1;
+    this.l2 = options.l2;
+    this.feed = options.feed;
+    this.m = options.metrics;
+    this.clock = options.clock;
+    this.readsNow = this.l1 ? "sometimes" : "never";
+    this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
+    this.unsubscribe = this.feed.subscribe(this);
+  }
+
+  /** The all-keys-hit-L1 path: no promise, no allocation beyond the answer. */
+  private l1Now(l1: L1Cache): (keys: readonly string[]) => ReadSlot[] | undefined {
+    const clock = this.clock;
+    const hits = this.m.l1Hits;
+    return (keys) => {
+      const now = clock();
+      const out = new Array<ReadSlot>(keys.length);
+      for (let i = 0; i < keys.length; i++) {
+        const e = l1.fresh(keys[i]!, now);
+        if (e === undefined) return undefined;
+        out[i] = e.row;
+      }
+      hits.inc(keys.length);
+      return out;
+    };
+  }
+
+  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    const n = keys.length;
+    if (n === 0) return [];
+    const out = new Array<ReadSlot>(n);
+    const l1 = this.l1;
+    const missPos: number[] = [];
+    if (l1) {
+      const now = this.clock();
+      for (let i = 0; i < n; i++) {
+        const e = l1.fresh(keys[i]!, now);
+        if (e === undefined) missPos.push(i);
+        else out[i] = e.row;
+      }
+      this.m.l1Hits.inc(n - missPos.length);
+      this.m.l1Misses.inc(missPos.length);
+      if (missPos.length === 0) return out;
+    } else {
+      for (let i = 0; i < n; i++) missPos.push(i);
+    }
+
+    // Join reads in flight; start one flight for the rest.
+    const mine: string[] = [];
+    for (const pos of missPos) {
+      const key = keys[pos]!;
+      if (!this.inFlight.has(key)) mine.push(key);
+    }
+    if (mine.length < missPos.length) this.m.coalesced.inc(missPos.length - mine.length);
+    if (mine.length > 0) this.inFlight.start(mine, (f) => this.fly(f, ctx));
+    const refs = missPos.map((pos) => this.inFlight.get(keys[pos]!)!);
+    let first: Flight | undefined;
+    let several = false;
+    for (const r of refs) {
+      if (first === undefined) first = r.flight;
+      else if (r.flight !== first) several = true;
+    }
+    if (several) await Promise.all([...new Set(refs.map((r) => r.flight.done))]);
+    else await first!.done;
+
+    const now = this.clock();
+    let degradedFrom: Flight | undefined;
+    for (let j = 0; j < missPos.length; j++) {
+      const pos = missPos[j]!;
+      const { flight, index } = refs[j]!;
+      const slot = flight.slots![index];
+      if (slot !== UNAVAILABLE) {
+        out[pos] = slot;
+        continue;
+      }
+      const grace = l1?.graceRow(keys[pos]!, now);
+      if (grace !== undefined) {
+        out[pos] = staleCopy(grace);
+        this.m.staleServed.inc();
+      } else {
+        out[pos] = UNAVAILABLE;
+        if (degradedFrom !== flight) {
+          degradedFrom = flight;
+          if (ctx?.degraded) ctx.degraded.push(...flight.degraded);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** One flight: L2 for all its keys, the origin for what L2 lacks, then fills. */
+  private async fly(flight: Flight, ctx: ReadContext | undefined): Promise<void> {
+    const keys = flight.keys;
+    const n = keys.length;
+    const slots = new Array<ReadSlot>(n).fill(UNAVAILABLE);
+    const epoch = this.epoch;
+    const l1 = this.l1;
+    const l2 = this.l2;
+    try {
+      let originKeys: readonly string[] = keys;
+      let originPos: number[] | undefined;
+      if (l2) {
+        const start = performance.now();
+        const got = await l2.read(keys);
+        this.m.l2Latency.observe((performance.now() - start) / 1000);
+        if (got === undefined) {
+          this.m.l2Errors.inc();
+          this.m.l2Misses.inc(n);
+        } else {
+          const rest: string[] = [];
+          originPos = [];
+          for (let i = 0; i < n; i++) {
+            const g = got[i];
+            const floor = l1 ? l1.floorOf(keys[i]!) : Number.NEGATIVE_INFINITY;
+            if (g === L2_NEGATIVE && floor === Number.NEGATIVE_INFINITY) slots[i] = undefined;
+            else if (g !== undefined && g !== L2_NEGATIVE && g.ts >= floor) slots[i] = g;
+            else {
+              rest.push(keys[i]!);
+              originPos.push(i);
+            }
+          }
+          this.m.l2Hits.inc(n - rest.length);
+          this.m.l2Misses.inc(rest.length);
+          originKeys = rest;
+        }
+      }
+      const l2Fill: L2Write[] = [];
+      if (originKeys.length > 0) {
+        this.m.originReads.inc();
+        this.m.originKeys.inc(originKeys.length);
+        let got: readonly ReadSlot[];
+        try {
+          got = await this.origin.getMany(originKeys, { signal: ctx?.signal, deadline: ctx?.deadline, degraded: flight.degraded });
+        } catch {
+          flight.degraded.push(this.origin.id);
+          got = [];
+        }
+        for (let j = 0; j < originKeys.length; j++) {
+          const s = j < got.length ? got[j] : UNAVAILABLE;
+          slots[originPos ? originPos[j]! : j] = s;
+          if (l2 && s !== UNAVAILABLE) l2Fill.push({ key: originKeys[j]!, row: s });
+        }
+      }
+      if (l1 && epoch === this.epoch) {
+        let filled = 0;
+        for (let i = 0; i < n; i++) {
+          const s = slots[i];
+          if (s !== UNAVAILABLE && l1.fill(keys[i]!, s)) filled++;
+        }
+        this.m.l1Fills.inc(filled);
+      }
+      if (l2 && l2Fill.length > 0) {
+        this.track(l2.write(l2Fill).then((ok) => (ok ? this.m.l2Fills.inc(l2Fill.length) : this.m.l2Errors.inc())));
+      }
+    } catch (error) {
+      // A bug below must not leave joiners waiting: they get UNAVAILABLE (and grace copies).
+      console.error("quiver: cache read failed", error);
+    } finally {
+      flight.slots = slots;
+    }
+  }
+
+  /**
+   * Writes to the origin, then: this pod's L1 takes the rows it already held
+   * (read-your-writes without flooding L1 with rows nobody read), and L2
+   * takes them through the compare-event-time script. When the origin
+   * ignored some rows (it holds newer ones) the cached copies are dropped
+   * instead: we do not know which rows won.
+   */
+  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    const out = await this.origin.putMany(entries, signal);
+    const l1 = this.l1;
+    const l2 = this.l2;
+    if (out.ignored === 0) {
+      if (l1) {
+        for (const e of entries) if (l1.has(e.key)) l1.fill(e.key, e.row);
+      }
+      if (l2) {
+        const ok = await l2.write(entries);
+        if (ok) this.m.l2Fills.inc(entries.length);
+        else this.m.l2Errors.inc();
+      }
+    } else {
+      if (l1) for (const e of entries) l1.delete(e.key);
+      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.m.l2Errors.inc();
+    }
+    return out;
+  }
+
+  async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    const n = await this.origin.deleteMany(keys, signal);
+    const now = this.clock();
+    if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
+    if (this.l2 && !(await this.l2.remove(keys))) this.m.l2Errors.inc();
+    return n;
+  }
+
+  /** Drops a view (or everything) on every pod and in L2: bumps L2's generation, then tells every pod. Throws when L2 cannot take it. */
+  async invalidate(scope: InvalidationScope): Promise<void> {
+    if (this.l2) await this.l2.bumpGeneration(scope);
+    this.m.invalidationsSent.inc();
+    this.feed.invalidate(scope);
+  }
+
+  onChanges(events: readonly ChangeEvent[], origin: string): void {
+    // This pod's own writes were applied in putMany/deleteMany already.
+    if (origin === this.feed.origin || !this.l1) return;
+    let dropped = 0;
+    for (const e of events) if (this.l1.supersede(e.key, e.ts, this.inFlight.has(e.key))) dropped++;
+    if (dropped > 0) this.m.keysSuperseded.inc(dropped);
+  }
+
+  onInvalidate(scope: InvalidationScope, origin: string): void {
+    this.epoch++;
+    if (this.l1) {
+      if ("all" in scope) this.l1.clear();
+      else this.l1.dropView(scope.view);
+    }
+    this.m.invalidationsApplied.inc();
+    if (origin !== this.feed.origin && this.l2) this.track(this.l2.syncGenerations());
+  }
+
+  onGap(): void {
+    this.epoch++;
+    this.l1?.clear();
+    this.m.gapsCleared.inc();
+    if (this.l2) this.track(this.l2.syncGenerations());
+  }
+
+  state(): CacheState {
+    const l1 = this.l1;
+    return {
+      l1: l1 ? { entries: l1.size, bytes: l1.bytes, maxBytes: l1.maxBytes } : "off",
+      l2: this.l2 ? this.l2.state() : "off",
+      inFlight: this.inFlight.size,
+    };
+  }
+
+  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    return this.origin.scan(cursor, count, prefix);
+  }
+
+  /** The origin's health under this tier's id; the tiers' own state is in `state()` (a lost L2 degrades, it does not fail). */
+  async health(): Promise<NodeHealth> {
+    const origin = await this.origin.health();
+    return { id: this.id, ok: origin.ok, detail: { origin, cache: this.state() } };
+  }
+
+  /** Waits for background fills, then closes L2 and the origin. */
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await Promise.allSettled([...this.tasks]);
+    await this.l2?.close();
+    await this.origin.close();
+  }
+
+  /** Background work (L2 fills, generation re-reads) that close() drains. */
+  private track(task: Promise<unknown>): void {
+    this.tasks.add(task);
+    void task.finally(() => this.tasks.delete(task));
+  }
+}
+
+function staleCopy(row: StoredRow): StoredRow {
+  return { ts: row.ts, values: row.values, stale: true };
+}

@@ -1,0 +1,111 @@
+import { describe, expect, test } from "bun:test";
+import type { StoredRow } from "../kv/kv-node.ts";
+import { L1Cache } from "./l1-cache.ts";
+
+function fakeClock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+
+function l1(clock: { now: () => number }, maxBytes = 1 << 20) {
+  return new L1Cache({ maxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
+}
+
+describe("L1Cache", () => {
+  test("a row is fresh for its TTL, then only a grace copy until the grace window ends", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    c.fill("v@1/k=i1", row(10, 1));
+    expect(c.fresh("v@1/k=i1", clock.now())?.row).toEqual(row(10, 1));
+    clock.advance(60_000);
+    expect(c.fresh("v@1/k=i1", clock.now())).toBeUndefined();
+    expect(c.graceRow("v@1/k=i1", clock.now())).toEqual(row(10, 1));
+    clock.advance(3_600_000);
+    expect(c.graceRow("v@1/k=i1", clock.now())).toBeUndefined();
+  });
+
+  test("a miss is cached for the negative TTL and has no grace copy", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    c.fill("v@1/k=i2", undefined);
+    const e = c.fresh("v@1/k=i2", clock.now());
+    expect(e).toBeDefined();
+    expect(e?.row).toBeUndefined();
+    clock.advance(5_000);
+    expect(c.fresh("v@1/k=i2", clock.now())).toBeUndefined();
+    expect(c.graceRow("v@1/k=i2", clock.now())).toBeUndefined();
+  });
+
+  test("a fill never replaces a newer row; equal or newer ones refresh it", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    expect(c.fill("k", row(20, "new"))).toBe(true);
+    expect(c.fill("k", row(10, "old"))).toBe(false);
+    expect(c.fill("k", undefined)).toBe(false);
+    expect(c.fresh("k", clock.now())?.row).toEqual(row(20, "new"));
+    expect(c.fill("k", row(30, "newer"))).toBe(true);
+    expect(c.fresh("k", clock.now())?.row?.ts).toBe(30);
+  });
+
+  test("a newer write elsewhere leaves a floor: no copy older than it is taken afterwards", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    c.fill("k", row(10, "a"));
+    expect(c.supersede("k", 5)).toBe(false); // ours is newer
+    expect(c.supersede("k", 20)).toBe(true);
+    expect(c.fresh("k", clock.now())).toBeUndefined();
+    expect(c.floorOf("k")).toBe(20);
+    expect(c.fill("k", row(10, "a"))).toBe(false);
+    expect(c.fill("k", row(20, "b"))).toBe(true);
+    expect(c.fresh("k", clock.now())?.row).toEqual(row(20, "b"));
+    expect(c.supersede("absent", 7)).toBe(false);
+    expect(c.supersede("absent", 7, true)).toBe(true);
+    expect(c.floorOf("absent")).toBe(7);
+  });
+
+  test("dropView removes every version of one view and nothing else", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    c.fill("driver@1/k=i1", row(1, 1));
+    c.fill("driver@2/k=i1", row(1, 1));
+    c.fill("drivers@1/k=i1", row(1, 1));
+    expect(c.dropView("driver")).toBe(2);
+    expect([c.has("driver@1/k=i1"), c.has("driver@2/k=i1"), c.has("drivers@1/k=i1")]).toEqual([false, false, true]);
+  });
+
+  test("never exceeds its byte budget under churn over many distinct keys (leak test)", () => {
+    const clock = fakeClock();
+    const budget = 256 * 1024;
+    const evicted = { n: 0 };
+    const c = new L1Cache({ maxBytes: budget, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now, onEvict: () => evicted.n++ });
+    const churn = (from: number, to: number): number => {
+      let maxSeen = 0;
+      for (let i = from; i < to; i++) {
+        const key = `v@1/k=i${i}`;
+        if (i % 3 === 0) c.fill(key, undefined);
+        else c.fill(key, row(i, i * 0.5, `city-${i}`, [i, i + 1, i + 2]));
+        if (i % 7 === 0) c.supersede(`v@1/k=i${i - 5}`, i + 1);
+        if (i % 1000 === 0) maxSeen = Math.max(maxSeen, c.bytes);
+      }
+      return Math.max(maxSeen, c.bytes);
+    };
+    Bun.gc(true);
+    const heapStart = process.memoryUsage().heapUsed;
+    const max1 = churn(0, 100_000);
+    Bun.gc(true);
+    const heapMid = process.memoryUsage().heapUsed;
+    const max2 = churn(100_000, 200_000);
+    Bun.gc(true);
+    const heapEnd = process.memoryUsage().heapUsed;
+    expect(Math.max(max1, max2)).toBeLessThanOrEqual(budget);
+    expect(evicted.n).toBeGreaterThan(150_000);
+    console.log(
+      `L1 leak test: budget ${budget} B, holds ${c.bytes} B in ${c.size} entries; heap +${heapMid - heapStart} B over the first 100k keys, +${heapEnd - heapMid} B over the next 100k`,
+    );
+    // Filling the budget costs a small multiple of it at most; after that, churn must not grow the heap.
+    expect(heapMid - heapStart).toBeLessThan(budget * 4);
+    expect(heapEnd - heapMid).toBeLessThan(budget);
+  });
+});

@@ -1,0 +1,22 @@
+import type { StoredRow } from "../kv/kv-node.ts";
+
+/** What one L2 read found for one key: a row, "the origin has none" (a cached negative), or nothing cached. */
+export const L2_NEGATIVE = 0;
+export type L2Slot = StoredRow | typeof L2_NEGATIVE | undefined;
+
+/** A row to write to L2, or `row: undefined` for a negative entry. */
+export interface L2Write {
+  readonly key: string;
+  readonly row: StoredRow | undefined;
+}
+
+/** The L2 tier as the cache tier uses it (implemented over Redis by L2Store). */
+export interface L2Tier {
+  read(keys: readonly string[]): Promise<L2Slot[] | undefined>;
+  write(entries: readonly L2Write[]): Promise<boolean>;
+  remove(keys: readonly string[]): Promise<boolean>;
+  bumpGeneration(scope: { readonly view: string } | { readonly all: true }): Promise<void>;
+  syncGenerations(): Promise<boolean>;
+  state(): { address: string; connected: boolean; error?: string };
+  close(): Promise<void>;
+}

@@ -1,0 +1,240 @@
+import { Redis, type RedisOptions } from "ioredis";
+import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
+import type { InvalidationScope } from "../feed/change-feed.ts";
+import { L2_FILL_LUA } from "./l2-script.ts";
+import { L2_NEGATIVE, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
+
+/** Where the L2 Redis is: one address, or Sentinels and a master name. */
+export type L2Address = { readonly address: string } | { readonly sentinels: readonly string[]; readonly masterName: string };
+
+export interface L2Options {
+  readonly where: L2Address;
+  readonly ttlMs: number;
+  readonly negativeTtlMs: number;
+  /** Bound on every L2 call; past it the call counts as a miss (reads) or is dropped (fills). */
+  readonly timeoutMs: number;
+}
+
+
+const GENERATIONS = "quiver:cache:generations";
+const ALL = "*";
+const NEGATIVE_BYTES = (() => {
+  const b = Buffer.alloc(ROW_HEADER_BYTES);
+  b.writeDoubleBE(Number.NEGATIVE_INFINITY, 0);
+  return b;
+})();
+
+type FillCommand = (numKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>;
+
+const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 1000);
+
+function parseAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(":");
+  return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+}
+
+/**
+ * The L2 tier: a Redis shared by the pods of one edge site. Rows are stored
+ * as row-codec bytes under `qc|<all generation>.<view generation>|<storage key>`;
+ * bumping a generation (one HINCRBY) makes every old key of the view
+ * unreachable at once, without scanning, and `allkeys-lru` plus TTLs reclaim
+ * them. Every call is bounded by a short timeout and never throws: L2 is an
+ * optimisation, a failure is a miss.
+ */
+export class L2Store implements L2Tier {
+  private readonly client: Redis;
+  private readonly ttlMs: number;
+  private readonly negativeTtlMs: number;
+  readonly timeoutMs: number;
+  private readonly fillCommand: FillCommand;
+  private allGen = 0;
+  private readonly viewGens = new Map<string, number>();
+  /** Key prefix per view for the current generations; rebuilt when a generation changes. */
+  private readonly prefixes = new Map<string, string>();
+  /** While generations are being re-read after a remote invalidation, L2 reads count as misses. */
+  private syncing = 0;
+  private lastError: string | undefined;
+  readonly describe: string;
+
+  constructor(options: L2Options) {
+    this.ttlMs = options.ttlMs;
+    this.negativeTtlMs = options.negativeTtlMs;
+    this.timeoutMs = options.timeoutMs;
+    const common: RedisOptions = {
+      connectionName: "quiver-cache",
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      connectTimeout: 2000,
+      retryStrategy: backoff,
+    };
+    const where = options.where;
+    if ("address" in where) {
+      this.client = new Redis({ ...common, ...parseAddress(where.address) });
+      this.describe = where.address;
+    } else {
+      this.client = new Redis({ ...common, name: where.masterName, sentinels: where.sentinels.map(parseAddress), sentinelRetryStrategy: backoff });
+      this.describe = `sentinel master ${where.masterName}`;
+    }
+    this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
+    this.fillCommand = (this.client as unknown as { quiverCacheFill: FillCommand }).quiverCacheFill.bind(this.client);
+    this.client.on("error", (e: Error) => {
+      this.lastError = e.message;
+    });
+    this.client.on("ready", () => {
+      this.lastError = undefined;
+      // Invalidations may have happened while we were away.
+      void this.syncGenerations();
+    });
+  }
+
+  get connected(): boolean {
+    return this.client.status === "ready";
+  }
+
+  state(): { address: string; connected: boolean; error?: string } {
+    return { address: this.describe, connected: this.connected, ...(this.lastError && !this.connected ? { error: this.lastError } : {}) };
+  }
+
+  /** Waits for the first connection (start-up); false if not ready within `ms` (the pod starts anyway, degraded). */
+  whenReady(ms: number): Promise<boolean> {
+    if (this.connected) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.client.off("ready", onReady);
+        resolve(ok);
+      };
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      this.client.once("ready", onReady);
+    });
+  }
+
+  /** The L2 key of a storage key under the current generations. */
+  keyOf(key: string): string {
+    const at = key.indexOf("@");
+    const view = at < 0 ? key : key.slice(0, at);
+    let prefix = this.prefixes.get(view);
+    if (prefix === undefined) {
+      prefix = `qc|${this.allGen}.${this.viewGens.get(view) ?? 0}|`;
+      this.prefixes.set(view, prefix);
+    }
+    return prefix + key;
+  }
+
+  /** One MGET; undefined when L2 is down, slow past the timeout, or re-reading generations. */
+  async read(keys: readonly string[]): Promise<L2Slot[] | undefined> {
+    if (!this.connected || this.syncing > 0) return undefined;
+    const l2Keys = keys.map((k) => this.keyOf(k));
+    const raw = await this.bounded(this.client.mgetBuffer(l2Keys));
+    if (raw === undefined) return undefined;
+    const out = new Array<L2Slot>(raw.length);
+    for (let i = 0; i < raw.length; i++) {
+      const bytes = raw[i];
+      if (bytes === null || bytes === undefined || bytes.length < ROW_HEADER_BYTES) out[i] = undefined;
+      else if (bytes.length === ROW_HEADER_BYTES && bytes.readDoubleBE(0) === Number.NEGATIVE_INFINITY) out[i] = L2_NEGATIVE;
+      else out[i] = decodeRow(bytes);
+    }
+    return out;
+  }
+
+  /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
+  async write(entries: readonly L2Write[]): Promise<boolean> {
+    if (entries.length === 0 || !this.connected) return entries.length === 0;
+    const n = entries.length;
+    const args = new Array<string | Buffer | number>(n * 3);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      args[i] = this.keyOf(e.key);
+      if (e.row === undefined) {
+        args[n + i] = NEGATIVE_BYTES;
+        args[2 * n + i] = this.negativeTtlMs;
+      } else {
+        const bytes = encodeRow(e.row);
+        args[n + i] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        args[2 * n + i] = this.ttlMs;
+      }
+    }
+    return (await this.bounded(this.fillCommand(n, ...args))) !== undefined;
+  }
+
+  /** Removes keys (a delete was acknowledged). */
+  async remove(keys: readonly string[]): Promise<boolean> {
+    if (keys.length === 0 || !this.connected) return keys.length === 0;
+    return (await this.bounded(this.client.del(keys.map((k) => this.keyOf(k))))) !== undefined;
+  }
+
+  /**
+   * Bumps the generation of a view (or of everything): its old keys become
+   * unreachable for every pod at once. Waits longer than a read (an admin
+   * action must not be lost to a 5 ms bound); throws if L2 cannot take it.
+   */
+  async bumpGeneration(scope: InvalidationScope): Promise<void> {
+    const field = "all" in scope ? ALL : scope.view;
+    const next = await this.boundedOrThrow(this.client.hincrby(GENERATIONS, field, 1), 2000, "bump generation");
+    this.applyGeneration(field, next);
+  }
+
+  /** Re-reads every generation (after a remote invalidation, a reconnect or a feed gap); L2 reads miss meanwhile. */
+  async syncGenerations(): Promise<boolean> {
+    this.syncing++;
+    try {
+      const all = await this.bounded(this.client.hgetall(GENERATIONS), 2000);
+      if (all === undefined) return false;
+      for (const [field, value] of Object.entries(all)) this.applyGeneration(field, Number(value));
+      return true;
+    } finally {
+      this.syncing--;
+    }
+  }
+
+  private applyGeneration(field: string, gen: number): void {
+    if (!Number.isFinite(gen)) return;
+    if (field === ALL) {
+      if (gen > this.allGen) this.allGen = gen;
+      this.prefixes.clear();
+    } else if (gen > (this.viewGens.get(field) ?? 0)) {
+      this.viewGens.set(field, gen);
+      this.prefixes.delete(field);
+    }
+  }
+
+  /** Generations as this pod uses them, for /readyz and tests. */
+  generations(): { all: number; views: Record<string, number> } {
+    return { all: this.allGen, views: Object.fromEntries(this.viewGens) };
+  }
+
+  async close(): Promise<void> {
+    try {
+      if (this.connected) await this.bounded(this.client.quit(), 500);
+    } catch {
+      // Disconnecting anyway.
+    }
+    this.client.disconnect();
+  }
+
+  private bounded<T>(work: Promise<T>, ms = this.timeoutMs): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), ms);
+      work.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          this.lastError = e instanceof Error ? e.message : String(e);
+          resolve(undefined);
+        },
+      );
+    });
+  }
+
+  private async boundedOrThrow<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+    const v = await this.bounded(work, ms);
+    if (v === undefined) throw new Error(`L2 ${this.describe}: ${what} failed: ${this.lastError ?? "timed out"}`);
+    return v;
+  }
+}

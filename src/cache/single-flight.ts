@@ -1,0 +1,49 @@
+import type { ReadSlot } from "../kv/kv-node.ts";
+
+/** One batch read of L2-then-origin that concurrent requests for the same keys share. */
+export interface Flight {
+  readonly keys: readonly string[];
+  /** Set once the flight finished; slot i answers keys[i]. */
+  slots: ReadSlot[] | undefined;
+  /** Origin nodes that could not answer, for every request that waited on this flight. */
+  readonly degraded: string[];
+  done: Promise<void>;
+}
+
+/** Where a key's answer will come from: a flight and the key's position in it. */
+export interface FlightRef {
+  readonly flight: Flight;
+  readonly index: number;
+}
+
+/**
+ * Keys with a read in flight. A request that misses L1 joins the flight
+ * already reading a key instead of starting its own, so 100 concurrent
+ * lookups of one cold key make one L2 read and one origin read. No promise
+ * per key: a key maps to its batch and index.
+ */
+export class InFlight {
+  private readonly byKey = new Map<string, FlightRef>();
+
+  get(key: string): FlightRef | undefined {
+    return this.byKey.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  /** Registers a new flight for `keys` (none of which may be in flight) and starts `run` on it. */
+  start(keys: readonly string[], run: (flight: Flight) => Promise<void>): Flight {
+    const flight: Flight = { keys, slots: undefined, degraded: [], done: Promise.resolve() };
+    for (let i = 0; i < keys.length; i++) this.byKey.set(keys[i]!, { flight, index: i });
+    flight.done = run(flight).finally(() => {
+      for (const k of keys) if (this.byKey.get(k)?.flight === flight) this.byKey.delete(k);
+    });
+    return flight;
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+}

@@ -1,0 +1,197 @@
+import { Redis, type RedisOptions } from "ioredis";
+import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
+import { LocalChangeFeed } from "./local-feed.ts";
+
+/** Where the feed's Redis is (the L2 instance): one address, or Sentinels and a master name. */
+export type FeedAddress = { readonly address: string } | { readonly sentinels: readonly string[]; readonly masterName: string };
+
+export interface RedisFeedOptions {
+  readonly where: FeedAddress;
+  /** Pub/sub channel; pods of one edge site share it. */
+  readonly channel?: string;
+  /** How often this pod announces its latest sequence number, so others notice lost messages (ms, default 1000). */
+  readonly heartbeatMs?: number;
+  /** Seconds from publish (sender's clock) to applied here, per received message. */
+  readonly onLag?: (seconds: number) => void;
+}
+
+/**
+ * Wire format, one JSON message per publish:
+ *   { o: origin pod, s: sequence, t: sent at (ms), c: [[key, ts, 0 put | 1 delete], ...] }
+ *   { o, s, t, i: scope }          an invalidation
+ *   { o, s, t, h: 1 }              a heartbeat; `s` is the last sequence sent
+ */
+interface Message {
+  readonly o: string;
+  readonly s: number;
+  readonly t: number;
+  readonly c?: ReadonlyArray<readonly [string, number, 0 | 1]>;
+  readonly i?: InvalidationScope;
+  readonly h?: 1;
+}
+
+const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 1000);
+
+function parseAddress(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(":");
+  return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+}
+
+function connect(where: FeedAddress, name: string): Redis {
+  const common: RedisOptions = {
+    connectionName: name,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+    retryStrategy: backoff,
+  };
+  return "address" in where
+    ? new Redis({ ...common, ...parseAddress(where.address) })
+    : new Redis({ ...common, name: where.masterName, sentinels: where.sentinels.map(parseAddress), sentinelRetryStrategy: backoff });
+}
+
+/**
+ * The change feed shared by the pods of one edge site, over Redis pub/sub on
+ * the L2 instance.
+ *
+ * Why pub/sub and not a Stream: delivery is one hop with no per-pod cursor,
+ * no trimming policy and no memory on L2, and what a pod misses needs no
+ * replay: it clears L1 (whose entries are bounded by their TTL anyway) and
+ * reads on. What a Stream would add, replay after a disconnect, costs a
+ * blocking reader per pod and unbounded retention for a benefit the cache does
+ * not need. Pub/sub's weakness, silent loss, is covered here: every message
+ * carries a per-pod sequence number and pods announce their latest one every
+ * second, so a lost message (dropped publish, broken subscription) is a
+ * detected gap, and a re-established subscription is always a gap.
+ */
+export class RedisChangeFeed implements ChangeFeed {
+  readonly origin: string;
+  private readonly local: LocalChangeFeed;
+  private readonly pub: Redis;
+  private readonly sub: Redis;
+  private readonly channel: string;
+  private readonly onLag: ((seconds: number) => void) | undefined;
+  private readonly heartbeat: ReturnType<typeof setInterval>;
+  private seq = 0;
+  private readonly lastSeen = new Map<string, number>();
+  private wasSubscribed = false;
+  private subscribed = false;
+  private published = 0;
+  private received = 0;
+  private dropped = 0;
+
+  constructor(origin: string, options: RedisFeedOptions) {
+    this.origin = origin;
+    this.local = new LocalChangeFeed(origin);
+    this.channel = options.channel ?? "quiver:feed";
+    this.onLag = options.onLag;
+    this.pub = connect(options.where, "quiver-feed-pub");
+    this.sub = connect(options.where, "quiver-feed-sub");
+    this.pub.on("error", () => {});
+    this.sub.on("error", () => {});
+    this.sub.on("ready", () => {
+      this.sub.subscribe(this.channel).then(
+        () => {
+          this.subscribed = true;
+          // Anything published while we were away is lost to us.
+          if (this.wasSubscribed) this.gap("feed subscription re-established");
+          this.wasSubscribed = true;
+        },
+        () => this.sub.disconnect(true),
+      );
+    });
+    this.sub.on("close", () => {
+      this.subscribed = false;
+    });
+    this.sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => this.receive(payload));
+    this.heartbeat = setInterval(() => this.send({ o: this.origin, s: this.seq, t: Date.now(), h: 1 }), options.heartbeatMs ?? 1000);
+    this.heartbeat.unref?.();
+  }
+
+  /** Waits for the subscription (start-up); false if not up within `ms` (the pod starts anyway; the feed catches up with a gap). */
+  async whenSubscribed(ms: number): Promise<boolean> {
+    const until = performance.now() + ms;
+    while (!this.subscribed && performance.now() < until) await Bun.sleep(10);
+    return this.subscribed;
+  }
+
+  publish(events: readonly ChangeEvent[]): void {
+    if (events.length === 0) return;
+    this.local.publish(events);
+    this.published += events.length;
+    const c = new Array<readonly [string, number, 0 | 1]>(events.length);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      c[i] = [e.key, e.ts, e.op === "put" ? 0 : 1];
+    }
+    this.send({ o: this.origin, s: ++this.seq, t: Date.now(), c });
+  }
+
+  invalidate(scope: InvalidationScope): void {
+    this.local.invalidate(scope);
+    this.send({ o: this.origin, s: ++this.seq, t: Date.now(), i: scope });
+  }
+
+  subscribe(listener: ChangeListener): () => void {
+    return this.local.subscribe(listener);
+  }
+
+  state(): FeedState & { readonly dropped: number } {
+    const local = this.local.state();
+    return { kind: "redis", connected: this.subscribed && this.pub.status === "ready", published: this.published, received: this.received, gaps: local.gaps, dropped: this.dropped };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.local.close();
+    for (const c of [this.pub, this.sub]) {
+      try {
+        if (c.status === "ready") await Promise.race([c.quit(), Bun.sleep(500)]);
+      } catch {
+        // Disconnecting anyway.
+      }
+      c.disconnect();
+    }
+  }
+
+  /** Fire and forget: a publish that fails shows up at the receivers as a sequence gap. */
+  private send(message: Message): void {
+    if (this.pub.status !== "ready") {
+      if (message.h === undefined) this.dropped++;
+      return;
+    }
+    this.pub.publish(this.channel, JSON.stringify(message)).catch(() => {
+      if (message.h === undefined) this.dropped++;
+    });
+  }
+
+  private receive(payload: Buffer): void {
+    let m: Message;
+    try {
+      m = JSON.parse(payload.toString("utf8")) as Message;
+    } catch {
+      return;
+    }
+    if (typeof m !== "object" || m === null || typeof m.o !== "string" || typeof m.s !== "number" || m.o === this.origin) return;
+    const last = this.lastSeen.get(m.o);
+    if (m.h === 1) {
+      if (last !== undefined && m.s > last) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
+      this.lastSeen.set(m.o, Math.max(m.s, last ?? 0));
+      return;
+    }
+    if (last !== undefined && m.s > last + 1) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
+    if (last === undefined || m.s > last) this.lastSeen.set(m.o, m.s);
+    if (Array.isArray(m.c)) {
+      const events = m.c.map(([key, ts, op]): ChangeEvent => ({ key, ts, op: op === 1 ? "delete" : "put" }));
+      this.received += events.length;
+      this.local.deliver(events, m.o);
+    } else if (m.i !== undefined) {
+      this.local.deliverInvalidation(m.i, m.o);
+    }
+    this.onLag?.(Math.max(0, Date.now() - m.t) / 1000);
+  }
+
+  private gap(reason: string): void {
+    this.local.deliverGap(reason);
+  }
+}
