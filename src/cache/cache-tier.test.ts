@@ -8,7 +8,7 @@ import { MetricsRegistry } from "../ops/metrics.ts";
 import { cacheMetrics } from "./cache-metrics.ts";
 import { CacheTier } from "./cache-tier.ts";
 import { L1Cache } from "./l1-cache.ts";
-import { TestOrigin } from "./test-origin.ts";
+import { TestOrigin } from "../../test/support/test-origin.ts";
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
 

@@ -1,5 +1,5 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { UNAVAILABLE } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../../src/kv/kv-node.ts";
+import { UNAVAILABLE } from "../../src/kv/kv-node.ts";
 
 /**
  * An origin for cache tests around a real node: counts reads, can hold reads
