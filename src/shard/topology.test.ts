@@ -58,7 +58,7 @@ describe("topology files", () => {
         extra: true,
       }),
     ).toEqual([
-      "extra: unknown field (expected shards, defaults)",
+      "extra: unknown field (expected shards, defaults, cache)",
       "shards[0]: give either `sentinels` (+ `masterName`) or `primary` (+ `replicas`)",
       "shards[1]: give either `sentinels` (+ `masterName`) or `primary` (+ `replicas`)",
       "shards[2].replica: unknown field",

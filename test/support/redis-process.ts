@@ -28,6 +28,8 @@ export interface RedisProcess {
   resume(): void;
   /** SIGTERM (SIGKILL after 3 s), then removes the dir. Idempotent. */
   stop(): Promise<void>;
+  /** After `kill9()`: starts the server again on the same port and dir, and waits until it answers PING. */
+  restart(): Promise<void>;
 }
 
 const live = new Map<number, Subprocess>();
@@ -80,13 +82,16 @@ async function terminate(proc: Subprocess): Promise<void> {
   }
 }
 
-function handle(kind: "redis" | "sentinel", proc: Subprocess, port: number, dir: string): RedisProcess {
+function handle(kind: "redis" | "sentinel", first: Subprocess, port: number, dir: string): RedisProcess {
   let stopped = false;
+  let proc = first;
   return {
     host: "127.0.0.1",
     port,
     address: `127.0.0.1:${port}`,
-    pid: proc.pid,
+    get pid() {
+      return proc.pid;
+    },
     dir,
     kind,
     async kill9() {
@@ -106,6 +111,12 @@ function handle(kind: "redis" | "sentinel", proc: Subprocess, port: number, dir:
       await terminate(proc);
       live.delete(proc.pid);
       rmSync(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      const confPath = join(dir, kind === "redis" ? "redis.conf" : "sentinel.conf");
+      proc = Bun.spawn(kind === "redis" ? ["redis-server", confPath] : ["redis-server", confPath, "--sentinel"], { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+      live.set(proc.pid, proc);
+      if (!(await waitUntil(() => answersPing(`127.0.0.1:${port}`, 300), 10_000, 50))) throw new Error(`${kind} on port ${port} did not restart: ${readLog(dir, kind).slice(-300)}`);
     },
   };
 }

@@ -1,0 +1,47 @@
+import { describe, expect, test } from "bun:test";
+import { loadConfig } from "../config/config.ts";
+import { parseTopology } from "../shard/topology.ts";
+import { CACHE_DEFAULTS, resolveCacheSettings } from "./cache-config.ts";
+
+const shards = [{ name: "a", primary: "127.0.0.1:7001" }];
+
+describe("cache settings", () => {
+  test("caches are off over the embedded store and L1 is on over shards, by default", () => {
+    expect(resolveCacheSettings({}, {}, false)).toEqual({});
+    expect(resolveCacheSettings({}, {}, true)).toEqual({
+      l1: { maxBytes: CACHE_DEFAULTS.l1MaxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000 },
+    });
+  });
+
+  test("the topology file's cache section configures both tiers; flags and env override it", () => {
+    const topology = parseTopology({ shards, cache: { l1MaxBytes: 2048, ttl: "30s", grace: "10m", l2: "127.0.0.1:7100", l2Timeout: "20ms", l2Ttl: "2m" } });
+    const fromFile = resolveCacheSettings({}, topology.cache, true);
+    expect(fromFile).toEqual({
+      l1: { maxBytes: 2048, ttlMs: 30_000, negativeTtlMs: 5_000, graceMs: 600_000 },
+      l2: { where: { address: "127.0.0.1:7100" }, ttlMs: 120_000, negativeTtlMs: 5_000, timeoutMs: 20 },
+    });
+    const config = loadConfig(["--cache-l2", "off", "--cache-ttl", "5s"], { QUIVER_CACHE_L1: "off" });
+    const explicit = {
+      ...(config.explicit.has("cacheL1") ? { l1: config.cacheL1 } : {}),
+      ...(config.explicit.has("cacheL2") ? { l2: config.cacheL2 } : {}),
+    };
+    expect(resolveCacheSettings(explicit, topology.cache, true)).toEqual({});
+  });
+
+  test("L2 through Sentinel", () => {
+    const t = parseTopology({ shards, cache: { l2Sentinels: ["127.0.0.1:26379", "127.0.0.1:26380"], l2MasterName: "edge-l2" } });
+    expect(resolveCacheSettings({}, t.cache, true).l2?.where).toEqual({ sentinels: ["127.0.0.1:26379", "127.0.0.1:26380"], masterName: "edge-l2" });
+  });
+
+  test("a bad cache section names every field", () => {
+    expect(() => parseTopology({ shards, cache: { l1: "maybe", ttl: "soon", l2: "nowhere", l1MaxBytes: 5, colour: "red" } })).toThrow(
+      /cache.colour: unknown field.*cache.l1: expected true, false or "auto".*cache.l1MaxBytes: expected an integer of at least 1024.*cache.ttl: expected a duration.*cache.l2: expected host:port/,
+    );
+  });
+
+  test("bad flags name the setting", () => {
+    expect(() => loadConfig(["--cache-l2", "nowhere"], {})).toThrow('--cache-l2: expected host:port or off, got "nowhere"');
+    expect(() => loadConfig(["--cache-ttl", "0s"], {})).toThrow("--cache-ttl: must be greater than zero");
+    expect(loadConfig(["--cache-l2-timeout", "5ms"], {}).cacheL2TimeoutMs).toBe(5);
+  });
+});

@@ -1,0 +1,217 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Redis } from "ioredis";
+import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
+import { L2Store } from "../src/cache/l2-store.ts";
+import { LocalChangeFeed } from "../src/feed/local-feed.ts";
+import { PublishingKvNode } from "../src/feed/publishing-node.ts";
+import { RedisChangeFeed } from "../src/feed/redis-feed.ts";
+import type { ChangeFeed } from "../src/feed/change-feed.ts";
+import type { StoredRow } from "../src/kv/kv-node.ts";
+import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { RedisKvNode } from "../src/kv/redis-node.ts";
+import { MetricsRegistry } from "../src/ops/metrics.ts";
+import { runKvContract } from "./kv-contract.ts";
+import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+import { TestOrigin } from "./support/test-origin.ts";
+
+const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+
+/** Generous on a loaded machine: L2 calls here are bounded at 250 ms instead of the 5 ms default. */
+const L2_TIMEOUT_MS = 250;
+
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
+  const until = performance.now() + timeoutMs;
+  while (performance.now() < until) {
+    if (await check()) return true;
+    await Bun.sleep(10);
+  }
+  return false;
+}
+
+interface Pod {
+  readonly tier: CacheTier;
+  /** What the server wires: writes publish to the feed after the tier took them. */
+  readonly writer: PublishingKvNode;
+  readonly origin: TestOrigin;
+  readonly l1: L1Cache;
+  readonly l2: L2Store;
+  readonly feed: ChangeFeed;
+  readonly metrics: ReturnType<typeof cacheMetrics>;
+  close(): Promise<void>;
+}
+
+async function pod(name: string, l2Address: string, originAddress: string, sharedFeed = true): Promise<Pod> {
+  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: Number(originAddress.split(":")[1]) });
+  const origin = new TestOrigin(originNode);
+  const feed: ChangeFeed = sharedFeed ? new RedisChangeFeed(name, { where: { address: l2Address }, heartbeatMs: 200 }) : new LocalChangeFeed(name);
+  if (feed instanceof RedisChangeFeed) expect(await feed.whenSubscribed(10_000)).toBe(true);
+  const l2 = new L2Store({ where: { address: l2Address }, ttlMs: 300_000, negativeTtlMs: 5_000, timeoutMs: L2_TIMEOUT_MS });
+  expect(await l2.whenReady(10_000)).toBe(true);
+  const l1 = new L1Cache({ maxBytes: 1 << 22, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: Date.now });
+  const metrics = cacheMetrics(new MetricsRegistry());
+  const tier = new CacheTier(origin, { l1, l2, feed, metrics, clock: Date.now });
+  return {
+    tier,
+    writer: new PublishingKvNode(tier, feed),
+    origin,
+    l1,
+    l2,
+    feed,
+    metrics,
+    close: async () => {
+      await tier.close();
+      await feed.close();
+    },
+  };
+}
+
+describe("cache tiers over real Redis (L2 and origin)", () => {
+  let l2Server: RedisProcess;
+  let originServer: RedisProcess;
+  let a: Pod;
+  let b: Pod;
+  beforeAll(async () => {
+    [l2Server, originServer] = await Promise.all([startRedis({ extra: ["maxmemory 64mb", "maxmemory-policy allkeys-lru"] }), startRedis()]);
+    a = await pod("pod-a", l2Server.address, originServer.address);
+    b = await pod("pod-b", l2Server.address, originServer.address);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await Promise.all([l2Server?.stop(), originServer?.stop()]);
+  });
+
+  test("pod B reads from L2 what pod A's read filled, without the origin", async () => {
+    await a.origin.inner.putMany([{ key: "share@1/k=i1", row: row(10, "x") }]);
+    expect(await a.tier.getMany(["share@1/k=i1"])).toEqual([row(10, "x")]);
+    expect(await waitFor(async () => (await a.l2.read(["share@1/k=i1"]))?.[0] !== undefined)).toBe(true);
+    const before = b.origin.reads;
+    expect(await b.tier.getMany(["share@1/k=i1"])).toEqual([row(10, "x")]);
+    expect(b.origin.reads).toBe(before);
+    expect(b.metrics.l2Hits.value).toBeGreaterThanOrEqual(1);
+  });
+
+  test("a late fill never overwrites a newer row in L2 (compare-event-time script)", async () => {
+    expect(await a.l2.write([{ key: "late@1/k=i1", row: row(20, "new") }])).toBe(true);
+    expect(await a.l2.write([{ key: "late@1/k=i1", row: row(10, "old") }])).toBe(true);
+    expect(await a.l2.write([{ key: "late@1/k=i1", row: undefined }])).toBe(true);
+    expect(await b.l2.read(["late@1/k=i1"])).toEqual([row(20, "new")]);
+  });
+
+  test("a write through pod A replaces pod B's L1 copy via the feed; B then reads the new row", async () => {
+    await a.writer.putMany([{ key: "w@1/k=i1", row: row(100, "v100") }]);
+    expect(await b.tier.getMany(["w@1/k=i1"])).toEqual([row(100, "v100")]);
+    expect(b.tier.getManyNow(["w@1/k=i1"])).toEqual([row(100, "v100")]);
+    const started = performance.now();
+    await a.writer.putMany([{ key: "w@1/k=i1", row: row(200, "v200") }]);
+    expect(await waitFor(() => b.tier.getManyNow(["w@1/k=i1"]) === undefined, 5_000)).toBe(true);
+    console.log(`feed: pod B dropped its copy ${(performance.now() - started).toFixed(1)} ms after pod A's write returned`);
+    const originReads = b.origin.reads;
+    expect(await b.tier.getMany(["w@1/k=i1"])).toEqual([row(200, "v200")]);
+    // Written through to L2 before the event went out: B did not need the origin.
+    expect(b.origin.reads).toBe(originReads);
+  });
+
+  test("namespace invalidation reaches the other pod in under a second and hides L2's old entries", async () => {
+    await a.origin.inner.putMany([{ key: "inv@1/k=i1", row: row(1, "a") }]);
+    await a.tier.getMany(["inv@1/k=i1"]);
+    await b.tier.getMany(["inv@1/k=i1"]);
+    expect(b.tier.getManyNow(["inv@1/k=i1"])).toEqual([row(1, "a")]);
+    const started = performance.now();
+    await a.tier.invalidate({ view: "inv" });
+    expect(await waitFor(() => b.tier.getManyNow(["inv@1/k=i1"]) === undefined, 5_000)).toBe(true);
+    const ms = performance.now() - started;
+    console.log(`invalidation: applied on pod B ${ms.toFixed(1)} ms after pod A's call`);
+    expect(ms).toBeLessThan(1000);
+    expect(await waitFor(() => b.l2.generations().views["inv"] === a.l2.generations().views["inv"])).toBe(true);
+    expect(await b.l2.read(["inv@1/k=i1"])).toEqual([undefined]);
+  });
+
+  test("a message lost on the feed is detected (sequence gap) and clears L1", async () => {
+    await b.tier.getMany(["gap@1/k=i1"]);
+    expect(b.l1.size).toBeGreaterThan(0);
+    const gapsBefore = b.feed.state().gaps;
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      await raw.publish("quiver:feed", JSON.stringify({ o: "pod-z", s: 1, t: Date.now(), c: [] }));
+      await raw.publish("quiver:feed", JSON.stringify({ o: "pod-z", s: 5, t: Date.now(), c: [] }));
+    } finally {
+      raw.disconnect();
+    }
+    expect(await waitFor(() => b.feed.state().gaps > gapsBefore)).toBe(true);
+    expect(b.l1.size).toBe(0);
+  });
+
+  test("a broken feed connection is a gap: L1 is cleared when the subscription comes back", async () => {
+    await b.tier.getMany(["brk@1/k=i1"]);
+    expect(b.l1.size).toBeGreaterThan(0);
+    const gapsBefore = b.feed.state().gaps;
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      await raw.call("CLIENT", "KILL", "TYPE", "pubsub");
+    } finally {
+      raw.disconnect();
+    }
+    expect(await waitFor(() => b.feed.state().gaps > gapsBefore && b.feed.state().connected)).toBe(true);
+    expect(b.l1.size).toBe(0);
+  });
+
+  test("L2 hung (SIGSTOP): lookups go on from L1 and the origin, each L2 call bounded", async () => {
+    await a.origin.inner.putMany([{ key: "hung@1/k=i1", row: row(3, "h") }]);
+    l2Server.pause();
+    try {
+      const started = performance.now();
+      const got = await b.tier.getMany(["hung@1/k=i1", "hung@1/k=i2"]);
+      const ms = performance.now() - started;
+      expect(got).toEqual([row(3, "h"), undefined]);
+      console.log(`L2 stopped: a cold lookup took ${ms.toFixed(1)} ms with the L2 bound at ${L2_TIMEOUT_MS} ms`);
+      expect(b.tier.getManyNow(["hung@1/k=i1"])).toEqual([row(3, "h")]);
+    } finally {
+      l2Server.resume();
+    }
+  });
+
+  test("L2 killed mid-run: no lookup fails; after a restart L2 hits come back by themselves", async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `kill@1/k=i${i}`);
+    await a.origin.inner.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
+    let failures = 0;
+    let lookups = 0;
+    let stop = false;
+    const loop = (async () => {
+      for (let i = 0; !stop && i < 100_000; i++) {
+        const k = keys[i % keys.length]!;
+        // Pod B's L1 is cleared on every round so its reads exercise L2 and the origin.
+        if (i % keys.length === 0) b.l1.clear();
+        const [slot] = await b.tier.getMany([k]);
+        lookups++;
+        if (slot === UNAVAILABLE || slot === undefined) failures++;
+        if (i % 10 === 0) await Bun.sleep(1);
+      }
+    })();
+    await Bun.sleep(200);
+    await l2Server.kill9();
+    await Bun.sleep(500);
+    await l2Server.restart();
+    expect(await waitFor(() => b.tier.state().l2 !== "off" && (b.tier.state().l2 as { connected: boolean }).connected, 15_000)).toBe(true);
+    const hitsAfterRestart = b.metrics.l2Hits.value;
+    // L2 starts empty after the restart: B's own reads refill it, then hit it.
+    expect(await waitFor(() => b.metrics.l2Hits.value > hitsAfterRestart + 20, 15_000)).toBe(true);
+    stop = true;
+    await loop;
+    console.log(`L2 kill: ${lookups} lookups, ${failures} failed; L2 hits resumed after restart`);
+    expect(failures).toBe(0);
+    expect(await waitFor(() => b.feed.state().connected, 15_000)).toBe(true);
+  });
+});
+
+runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const p = await pod("contract", l2Server.address, originServer.address, false);
+  return {
+    node: p.tier,
+    dispose: async () => {
+      await p.close();
+      await Promise.all([l2Server.stop(), originServer.stop()]);
+    },
+  };
+});
