@@ -30,7 +30,8 @@ interface Message {
   readonly h?: 1;
 }
 
-const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 1000);
+// First retry after 20 ms: while the subscription is down, L1 may serve copies a missed event would have dropped.
+const backoff = (times: number): number => Math.min(10 * 2 ** Math.min(times, 10), 1000);
 
 function parseAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
