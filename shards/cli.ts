@@ -7,7 +7,7 @@ import { clusterStatus, formatStatus } from "./cluster-status.ts";
 import { watchMigration } from "./migration-watch.ts";
 
 /**
- * `npm run shards:up -- --shards 3 --replicas 2` | `shards:down` | `shards:status` |
+ * `npm run shards:up -- --shards 3 --replicas 2 [--l2]` | `shards:down` | `shards:status` |
  * `shards:add` | `shards:migration -- --url <server>` (base URL or the full /admin/topology/migration route).
  * Manages a local loopback cluster of redis-server processes and Sentinels.
  */
@@ -26,6 +26,8 @@ const { positionals, values } = parseArgs({
     "down-after-ms": { type: "string", default: "5000" },
     "failover-timeout-ms": { type: "string", default: "10000" },
     "no-aof": { type: "boolean", default: false },
+    l2: { type: "boolean", default: false },
+    "l2-maxmemory": { type: "string", default: "256mb" },
     json: { type: "boolean", default: false },
     url: { type: "string", default: "http://127.0.0.1:6566/admin/topology/migration" },
     token: { type: "string", default: process.env["QUIVER_ADMIN_TOKEN"] ?? "" },
@@ -55,9 +57,10 @@ try {
       downAfterMs: count("down-after-ms", 100, 600_000),
       failoverTimeoutMs: count("failover-timeout-ms", 500, 3_600_000),
       appendOnly: !values["no-aof"],
+      ...(values.l2 ? { l2MaxMemory: values["l2-maxmemory"] } : {}),
       log: (line) => console.log(line),
     });
-    const processes = state.sentinels.length + state.shards.reduce((n, s) => n + s.nodes.length, 0);
+    const processes = state.sentinels.length + state.shards.reduce((n, s) => n + s.nodes.length, 0) + (state.l2 ? 1 : 0);
     console.log(`cluster up: ${state.shards.length} shard(s), ${processes} processes in ${Math.round(performance.now() - started)} ms`);
     console.log(`serve it with: npm start -- --topology ${relative(process.cwd(), values.topology)}`);
   } else if (command === "add") {

@@ -35,6 +35,8 @@ export interface ClusterState {
   readonly settings: ClusterSettings;
   readonly shards: ShardRecord[];
   readonly sentinels: ProcessRecord[];
+  /** The L2 cache Redis (`shards:up -- --l2`), shared by the pods of the site; not a shard. */
+  l2?: ProcessRecord;
 }
 
 export const stateFile = (runDir: string): string => join(runDir, "state.json");
@@ -53,7 +55,7 @@ export function writeState(runDir: string, state: ClusterState): void {
 }
 
 export function allProcesses(state: ClusterState): ProcessRecord[] {
-  return [...state.sentinels, ...state.shards.flatMap((s) => s.nodes)];
+  return [...state.sentinels, ...state.shards.flatMap((s) => s.nodes), ...(state.l2 ? [state.l2] : [])];
 }
 
 /**

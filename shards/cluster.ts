@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { stringify } from "yaml";
-import { type ClusterState, isOurRedis, type ProcessRecord, readState, stopProcess, writeState } from "./cluster-state.ts";
+import { allProcesses, type ClusterState, isOurRedis, type ProcessRecord, readState, stopProcess, writeState } from "./cluster-state.ts";
 import { awaitReplication, startDaemon, startShard } from "./daemon.ts";
-import { sentinelConfText } from "./redis-conf.ts";
+import { redisConfText, sentinelConfText } from "./redis-conf.ts";
 import { sentinelReady, waitUntil } from "./redis-probe.ts";
 
 /**
@@ -20,6 +20,8 @@ export interface UpOptions {
   readonly downAfterMs: number;
   readonly failoverTimeoutMs: number;
   readonly appendOnly: boolean;
+  /** Also start an L2 cache redis-server with this `maxmemory` (e.g. "256mb") and `allkeys-lru`. */
+  readonly l2MaxMemory?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -27,7 +29,7 @@ export async function clusterUp(o: UpOptions): Promise<ClusterState> {
   const log = o.log ?? (() => {});
   const previous = readState(o.runDir);
   if (previous) {
-    const running = [...previous.sentinels, ...previous.shards.flatMap((s) => s.nodes)].filter(isOurRedis);
+    const running = allProcesses(previous).filter(isOurRedis);
     if (running.length > 0) throw new Error(`a cluster is already running (${running.length} processes); run \`npm run shards:down\` first`);
     rmSync(o.runDir, { recursive: true, force: true });
   }
@@ -56,6 +58,13 @@ export async function clusterUp(o: UpOptions): Promise<ClusterState> {
       }
     }
     log(`${o.sentinels} sentinel(s) know every master`);
+    if (o.l2MaxMemory !== undefined) {
+      // A cache: no persistence, evicts least recently used keys when full.
+      const extra = [`maxmemory ${o.l2MaxMemory}`, "maxmemory-policy allkeys-lru"];
+      state.l2 = await startDaemon(o.runDir, "l2", "redis", (port, dir) => redisConfText({ port, dir, appendOnly: false, daemonize: true, extra }));
+      writeState(o.runDir, state);
+      log(`L2 cache: ${state.l2.host}:${state.l2.port} (maxmemory ${o.l2MaxMemory}, allkeys-lru)`);
+    }
     writeFileSync(o.topologyPath, topologyYaml(state));
     log(`wrote ${o.topologyPath}`);
     return state;
@@ -71,7 +80,8 @@ export function topologyYaml(state: ClusterState): string {
   const sentinels = state.sentinels.map((s) => `${s.host}:${s.port}`);
   const shards = state.shards.map((s) => ({ name: s.name, weight: 1, masterName: s.masterName, sentinels }));
   const header = `# Written by \`npm run shards:up\` at ${state.createdAt}; removed by \`npm run shards:down\`.\n`;
-  return header + stringify({ shards }, { aliasDuplicateObjects: false });
+  const cache = state.l2 ? { cache: { l2: `${state.l2.host}:${state.l2.port}` } } : {};
+  return header + stringify({ shards, ...cache }, { aliasDuplicateObjects: false });
 }
 
 /** Stops every recorded process (Sentinels first, so they do not fail over a shard being stopped), then removes the run dir. */
@@ -82,7 +92,7 @@ export async function clusterDown(runDir: string, topologyPath?: string, log: (l
     return 0;
   }
   let stopped = 0;
-  const order: ProcessRecord[] = [...state.sentinels, ...state.shards.flatMap((s) => [...s.nodes].reverse())];
+  const order: ProcessRecord[] = [...state.sentinels, ...state.shards.flatMap((s) => [...s.nodes].reverse()), ...(state.l2 ? [state.l2] : [])];
   for (const p of order) {
     const outcome = await stopProcess(p);
     if (outcome === "stopped" || outcome === "killed") stopped++;

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { clusterDown } from "../shards/cluster.ts";
 import { allProcesses, isOurRedis, readState, stopProcess } from "../shards/cluster-state.ts";
 import type { ClusterStatus } from "../shards/cluster-status.ts";
+import { withRedis } from "../shards/redis-probe.ts";
 import { connectShards, loadTopology } from "../src/shard/index.ts";
 
 /** The shards launcher as users run it: a CLI that leaves detached servers behind and stops exactly those. */
@@ -26,13 +27,16 @@ afterAll(async () => {
 });
 
 test("shards:up starts detached servers and a topology, status shows roles and lag, add grows it, down stops exactly them", async () => {
-  const up = await run("up", "--shards", "2", "--replicas", "1", "--sentinels", "3", "--down-after-ms", "1000");
-  expect(up.out).toContain("cluster up: 2 shard(s), 7 processes");
+  const up = await run("up", "--shards", "2", "--replicas", "1", "--sentinels", "3", "--down-after-ms", "1000", "--l2");
+  expect(up.out).toContain("cluster up: 2 shard(s), 8 processes");
   expect(up.code).toBe(0);
 
   const state = readState(runDir)!;
   expect(state.shards.map((s) => s.nodes.length)).toEqual([2, 2]);
   expect(state.sentinels).toHaveLength(3);
+  // --l2: a cache redis-server with an LRU memory bound, written into the topology's cache section.
+  expect((await loadTopology(topologyPath)).cache).toEqual({ l2: `127.0.0.1:${state.l2!.port}` });
+  expect(await withRedis(`127.0.0.1:${state.l2!.port}`, (r) => r.config("GET", "maxmemory-policy"))).toEqual(["maxmemory-policy", "allkeys-lru"]);
   // The CLI has exited; its servers live on.
   expect(allProcesses(state).every(isOurRedis)).toBe(true);
 
@@ -77,7 +81,7 @@ test("shards:up starts detached servers and a topology, status shows roles and l
 
   const down = await run("down");
   expect(down.code).toBe(0);
-  expect(down.out).toContain("stopped 9 process(es)");
+  expect(down.out).toContain("stopped 10 process(es)");
   expect(allProcesses(grown).some(isOurRedis)).toBe(false);
   expect(existsSync(runDir)).toBe(false);
   expect(existsSync(topologyPath)).toBe(false);
