@@ -9,7 +9,8 @@ export interface CacheMetrics {
   readonly l2Hits: CounterHandle;
   readonly l2Misses: CounterHandle;
   readonly l2Fills: CounterHandle;
-  readonly l2Errors: CounterHandle;
+  readonly l2ReadErrors: CounterHandle;
+  readonly l2WriteErrors: CounterHandle;
   readonly l2Latency: HistogramHandle;
   readonly originReads: CounterHandle;
   readonly originKeys: CounterHandle;
@@ -26,7 +27,7 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
   const misses = metrics.counter("quiver_cache_misses_total", "Keys a cache tier did not hold (or held past TTL).", ["tier"]);
   const fills = metrics.counter("quiver_cache_fills_total", "Entries written into a cache tier (reads and write-through).", ["tier"]);
   const evictions = metrics.counter("quiver_cache_evictions_total", "Entries pushed out of a cache tier by its byte budget.", ["tier"]);
-  const errors = metrics.counter("quiver_cache_errors_total", "Cache tier calls that failed or timed out (counted as misses).", ["tier"]);
+  const errors = metrics.counter("quiver_cache_errors_total", "Cache tier calls that failed or timed out (reads count as misses, writes are dropped).", ["tier", "op"]);
   const latency = metrics.histogram("quiver_cache_operation_duration_seconds", "Cache tier call latency.", ["tier"]);
   const origin = metrics.counter("quiver_cache_origin_reads_total", "Origin batch reads and keys sent to the origin after both tiers missed.", ["unit"]);
   const invalidations = metrics.counter("quiver_cache_invalidations_total", "Namespace invalidations sent by this pod and applied here.", ["direction"]);
@@ -38,7 +39,8 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
     l2Hits: hits.labels("l2"),
     l2Misses: misses.labels("l2"),
     l2Fills: fills.labels("l2"),
-    l2Errors: errors.labels("l2"),
+    l2ReadErrors: errors.labels("l2", "read"),
+    l2WriteErrors: errors.labels("l2", "write"),
     l2Latency: latency.labels("l2"),
     originReads: origin.labels("batches"),
     originKeys: origin.labels("keys"),

@@ -164,7 +164,7 @@ export class CacheTier implements KvNode, ChangeListener {
         const got = await l2.read(keys);
         this.m.l2Latency.observe((performance.now() - start) / 1000);
         if (got === undefined) {
-          this.m.l2Errors.inc();
+          this.m.l2ReadErrors.inc();
           this.m.l2Misses.inc(n);
         } else {
           const rest: string[] = [];
@@ -210,7 +210,7 @@ export class CacheTier implements KvNode, ChangeListener {
         this.m.l1Fills.inc(filled);
       }
       if (l2 && l2Fill.length > 0) {
-        this.track(l2.write(l2Fill).then((ok) => (ok ? this.m.l2Fills.inc(l2Fill.length) : this.m.l2Errors.inc())));
+        this.track(l2.write(l2Fill).then((ok) => (ok ? this.m.l2Fills.inc(l2Fill.length) : this.m.l2WriteErrors.inc())));
       }
     } catch (error) {
       // A bug below must not leave joiners waiting: they get UNAVAILABLE (and grace copies).
@@ -238,11 +238,11 @@ export class CacheTier implements KvNode, ChangeListener {
       if (l2) {
         const ok = await l2.write(entries);
         if (ok) this.m.l2Fills.inc(entries.length);
-        else this.m.l2Errors.inc();
+        else this.m.l2WriteErrors.inc();
       }
     } else {
       if (l1) for (const e of entries) l1.delete(e.key);
-      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.m.l2Errors.inc();
+      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.m.l2WriteErrors.inc();
     }
     return out;
   }
@@ -251,7 +251,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const n = await this.origin.deleteMany(keys, signal);
     const now = this.clock();
     if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
-    if (this.l2 && !(await this.l2.remove(keys))) this.m.l2Errors.inc();
+    if (this.l2 && !(await this.l2.remove(keys))) this.m.l2WriteErrors.inc();
     return n;
   }
 

@@ -11,8 +11,13 @@ export interface L2Options {
   readonly where: L2Address;
   readonly ttlMs: number;
   readonly negativeTtlMs: number;
-  /** Bound on every L2 call; past it the call counts as a miss (reads) or is dropped (fills). */
+  /** Bound on every L2 read; past it the read counts as a miss. */
   readonly timeoutMs: number;
+  /**
+   * Bound on fills and write-throughs (default 10 × timeoutMs, at least 50 ms):
+   * they are off the lookup path, and dropping them under load would leave L2 cold.
+   */
+  readonly writeTimeoutMs?: number;
 }
 
 
@@ -46,6 +51,7 @@ export class L2Store implements L2Tier {
   private readonly ttlMs: number;
   private readonly negativeTtlMs: number;
   readonly timeoutMs: number;
+  private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
   private allGen = 0;
   private readonly viewGens = new Map<string, number>();
@@ -60,6 +66,7 @@ export class L2Store implements L2Tier {
     this.ttlMs = options.ttlMs;
     this.negativeTtlMs = options.negativeTtlMs;
     this.timeoutMs = options.timeoutMs;
+    this.writeTimeoutMs = options.writeTimeoutMs ?? Math.max(50, options.timeoutMs * 10);
     const common: RedisOptions = {
       connectionName: "quiver-cache",
       enableOfflineQueue: false,
@@ -157,13 +164,13 @@ export class L2Store implements L2Tier {
         args[2 * n + i] = this.ttlMs;
       }
     }
-    return (await this.bounded(this.fillCommand(n, ...args))) !== undefined;
+    return (await this.bounded(this.fillCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
   }
 
   /** Removes keys (a delete was acknowledged). */
   async remove(keys: readonly string[]): Promise<boolean> {
     if (keys.length === 0 || !this.connected) return keys.length === 0;
-    return (await this.bounded(this.client.del(keys.map((k) => this.keyOf(k))))) !== undefined;
+    return (await this.bounded(this.client.del(keys.map((k) => this.keyOf(k))), this.writeTimeoutMs)) !== undefined;
   }
 
   /**
