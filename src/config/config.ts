@@ -23,6 +23,10 @@ export interface QuiverConfig {
   readonly sourcesPath: string;
   readonly embedderModel: string;
   readonly vectorSnapshotMs: number;
+  readonly lookupTimeoutMs: number;
+  readonly maxConcurrency: number;
+  readonly admissionQueue: number;
+  readonly admissionQueueTimeoutMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -75,6 +79,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: "embedderModel", flag: "--embedder-model", env: "QUIVER_EMBEDDER_MODEL", default: "", help: "ONNX sentence-embedding model file for views with index.embedder: onnx (no runtime is bundled yet; see README, Claim matching)", parse: text },
   { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token> (and gRPC write methods, as `authorization` metadata)", parse: text },
+  { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },
+  { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
+  { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
+  { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503", parse: int(1, 60_000) },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];
 

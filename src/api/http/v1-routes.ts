@@ -1,5 +1,6 @@
 import { QUIVER_LOOKUP, QUIVER_PUSH } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack } from "./body.ts";
+import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
 import { encodedAnswer, errorResponse, json } from "./responses.ts";
@@ -21,9 +22,10 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetri
         const body = asObject((await readBody(req, limits.maxBodyBytes, true)).value);
         rejectUnknownFields(body, LOOKUP_FIELDS);
         const plan = serving.planLookup(body, QUIVER_LOOKUP);
-        const result = await serving.lookup(plan);
+        const result = await serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
         const asMsgpack = wantsMsgpack(req.headers.get("accept"));
-        return encodedAnswer(asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames), asMsgpack);
+        const bytes = asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames);
+        return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded));
       },
       errorResponse,
     ),
