@@ -9,9 +9,11 @@ import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
 import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
-import { MeteredKvNode, MetricsRegistry, registerShardGauges } from "./ops/index.ts";
+import { HealthMonitor } from "./ops/health-score.ts";
+import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
+import { AdaptiveAdmission, type ResilienceObserver } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -27,6 +29,10 @@ export interface Quiver {
   /** The storage tier (ring over embedded nodes or Redis shards). */
   readonly store: ShardedStore;
   readonly metrics: MetricsRegistry;
+  /** Recent degraded reads, failed writes, breaker transitions and shed requests. */
+  readonly anomalies: AnomalyBuffer;
+  /** Process-wide admission control (the gRPC edge shares it). */
+  readonly admission: AdaptiveAdmission;
   /** Acknowledged writes as events, for caches, the claim index and freshness metrics. */
   readonly feed: ChangeFeed;
   /** Stream consumers, when started with a sources file. */
@@ -58,8 +64,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const clock = options.clock ?? Date.now;
   const registry = new RegistryHolder(await loadRegistryFile(config.registryPath, clock()));
   const metrics = new MetricsRegistry();
+  const anomalies = new AnomalyBuffer();
+  const stopAnomalyCleanup = anomalies.startCleanup();
 
-  const storage = await openStorage(config);
+  const storage = await openStorage(config, resilienceObserver(metrics, anomalies));
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
@@ -86,10 +94,24 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   await vectors.start(registry.current);
   Bun.gc(true);
 
+  const admission = new AdaptiveAdmission({
+    queue: config.admissionQueue,
+    queueTimeoutMs: config.admissionQueueTimeoutMs,
+    ...(config.maxConcurrency > 0 ? { fixedLimit: config.maxConcurrency } : {}),
+  });
+  const health = new HealthMonitor(admission, { targetMs: config.lookupTimeoutMs });
+  health.start();
+  let draining = false;
+  registerAdmissionGauges(metrics, admission, health);
+  registerAnomalyGauges(metrics, anomalies);
+
   const lookup = new LookupService(metered, clock);
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store);
-  if (shards) registerShardGauges(metrics, shards);
+  if (shards) {
+    registerShardGauges(metrics, shards);
+    registerBreakerGauge(metrics, () => shards.guardStates());
+  }
   const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: metered, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
   const readinessDetail = async (): Promise<Record<string, unknown>> => ({
     ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
@@ -106,7 +128,11 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     match: new MatchService(vectors, metered, lookup, metrics),
     store,
     metrics,
-    limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows },
+    anomalies,
+    admission,
+    health,
+    draining: () => draining,
+    limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
       const before = registry.current;
@@ -137,12 +163,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     registry,
     store,
     metrics,
+    anomalies,
+    admission,
     feed,
     ingest,
     vectors,
     cache,
     summary: `${storage.describe}; ${describeCaches(cacheSettings)}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
     close: async () => {
+      draining = true;
+      health.stop();
+      stopAnomalyCleanup();
       // Consumers first: they finish and ack the batch in hand while the store is still open.
       await ingest?.stop();
       await vectors.close();
@@ -243,7 +274,7 @@ function describeCaches(s: CacheSettings): string {
   return `caches: ${l1}, ${l2}`;
 }
 
-async function openStorage(config: QuiverConfig): Promise<Storage> {
+async function openStorage(config: QuiverConfig, observer: ResilienceObserver): Promise<Storage> {
   if (config.topologyPath) {
     // Loaded only when serving from Redis: the embedded default does not carry the Redis client.
     const { connectShards, loadTopology } = await import("./shard/index.ts");
@@ -253,7 +284,7 @@ async function openStorage(config: QuiverConfig): Promise<Storage> {
       ...(config.explicit.has("readFrom") ? { readFrom: config.readFrom } : {}),
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
-    const shards = await connectShards(topology, overrides);
+    const shards = await connectShards(topology, overrides, { observer });
     return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   const members: ShardMember[] = [];
@@ -304,4 +335,22 @@ function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, stor
     ]),
   );
   metrics.gauge("quiver_process_resident_memory_bytes", "Resident set size of the server.", () => [{ value: process.memoryUsage.rss() }]);
+}
+
+function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAdmission, health: HealthMonitor): void {
+  metrics.gauge("quiver_health_score", "Pod health from 0 (unusable) to 100 (idle): in-flight, queue, CPU, memory, error rate and p99 (see /readyz for the factors).", () => [
+    { value: health.report.score },
+  ]);
+  metrics.gauge("quiver_inflight_requests", "Lookups and pushes in flight now.", () => [{ value: admission.snapshot().inFlight }]);
+  metrics.gauge("quiver_request_p99_seconds", "p99 service time of lookups and pushes over the last health interval (1 s).", () => [{ value: health.report.p99Ms / 1000 }]);
+  metrics.gauge("quiver_admission_limit", "Current concurrency limit (adaptive unless --max-concurrency is set).", () => [{ value: admission.snapshot().limit }]);
+  metrics.gauge("quiver_admission_queued", "Requests waiting for a slot.", () => [{ value: admission.snapshot().queued }]);
+}
+
+function registerAnomalyGauges(metrics: MetricsRegistry, anomalies: AnomalyBuffer): void {
+  metrics.gauge("quiver_anomaly_buffer_entries", "Entries in the anomaly buffer (GET /admin/anomalies).", () => [{ value: anomalies.length }]);
+  metrics.gauge("quiver_anomaly_buffer_evictions", "Anomaly entries evicted since start, by reason: capacity (buffer full) or ttl (expired).", () => [
+    { labels: { reason: "capacity" }, value: anomalies.evictions.capacity },
+    { labels: { reason: "ttl" }, value: anomalies.evictions.ttl },
+  ]);
 }

@@ -6,6 +6,7 @@ import type { KvEntry } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
+import { guardShard, IGNORE_OBSERVER, type ShardNode } from "../src/resilience/index.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
@@ -33,7 +34,12 @@ beforeAll(async () => {
     servers.map(async (s, i) => ({
       id: `s${i + 1}`,
       weight: 1,
-      node: await ReplicaSet.connect({ id: `s${i + 1}`, discovery: new StaticDiscovery({ primary: s.address, replicas: [] }) }),
+      // Behind their policies like in production, with bounds generous enough for a loaded test machine.
+      node: guardShard(
+        await ReplicaSet.connect({ id: `s${i + 1}`, discovery: new StaticDiscovery({ primary: s.address, replicas: [] }), readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 }),
+        { readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 },
+        IGNORE_OBSERVER,
+      ),
     })),
   );
   store = new ShardedStore(shards.slice(0, 3));
@@ -101,7 +107,7 @@ async function expectAllData(on: readonly MigrationMember[]): Promise<void> {
     });
   }
   expect(wrong).toBe(0);
-  const sizes = await Promise.all(on.map((m) => (m.node as ReplicaSet).size()));
+  const sizes = await Promise.all(on.map((m) => (m.node as ShardNode).size()));
   expect(sizes.reduce((a, b) => a + b, 0)).toBe(ENTITIES);
 }
 
@@ -123,7 +129,7 @@ describe("online rebalancing (3 shards, 100k entities)", () => {
 
   test("removing a shard moves only its keys; reads never miss", async () => {
     const to = [shards[0]!, shards[2]!, shards[3]!];
-    const before = await (shards[1]!.node as ReplicaSet).size();
+    const before = await (shards[1]!.node as ShardNode).size();
     const migration = new Migration({ store, from: shards, to, pageSize: 1000, drainMs: 100 });
     const load = await migrateUnderLoad(migration);
     const p = migration.progress();
@@ -133,7 +139,7 @@ describe("online rebalancing (3 shards, 100k entities)", () => {
     expect(p.movedFraction).toBeGreaterThan(0.25 * 0.75);
     expect(p.movedFraction).toBeLessThan(0.25 * 1.25);
     expect(p.movedKeys).toBeLessThanOrEqual(before);
-    expect(await (shards[1]!.node as ReplicaSet).size()).toBe(0);
+    expect(await (shards[1]!.node as ShardNode).size()).toBe(0);
     await expectAllData(to);
   }, 50_000);
 

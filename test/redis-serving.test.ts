@@ -13,6 +13,8 @@ import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationG
  */
 
 const json = { "content-type": "application/json" };
+/** Lookups ask for a generous budget: these tests are about where keys live, on a shared, loaded machine. */
+const lookupHeaders = { ...json, "x-quiver-timeout-ms": "5000" };
 const dir = mkdtempSync(join(tmpdir(), "quiver-redis-serving-"));
 const topologyPath = join(dir, "topology.yaml");
 let group: ReplicationGroup;
@@ -47,7 +49,7 @@ afterAll(async () => {
 const lookup = async (driverIds: number[]) => {
   const res = await fetch(`${server.url}/v1/lookup`, {
     method: "POST",
-    headers: json,
+    headers: lookupHeaders,
     body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city"], entities: { driver_id: driverIds }, fillDefaults: false }),
   });
   expect(res.status).toBe(200);

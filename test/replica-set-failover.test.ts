@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/index.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
 import { type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";
@@ -15,6 +16,8 @@ const KEYS = 200;
 
 let group: ReplicationGroup;
 let set: ReplicaSet;
+/** What the ring uses: the replica set behind its policies (retries across members and the failover window). */
+let shard: ResilientShard;
 
 beforeAll(async () => {
   group = await startReplicationGroup({ replicas: 2, sentinels: 3, downAfterMs: 1000, failoverTimeoutMs: 3000 });
@@ -25,7 +28,10 @@ beforeAll(async () => {
     attemptTimeoutMs: 200,
     probeIntervalMs: 200,
     failoverWindowMs: 5000,
+    readAttemptTimeoutMs: 200,
+    requestTimeoutMs: 1000,
   });
+  shard = guardShard(set, set.tuning, IGNORE_OBSERVER);
 });
 
 afterAll(async () => {
@@ -48,7 +54,7 @@ test("kill -9 of the primary: reads keep succeeding, writes resume after promoti
       const ts = ++seq;
       const key = `fo@1/k=i${ts % KEYS}`;
       try {
-        await set.putMany([{ key, row: { ts, values: [ts] } }]);
+        await shard.putMany([{ key, row: { ts, values: [ts] } }]);
         acked.set(key, Math.max(acked.get(key) ?? 0, ts));
         counts.writesOk++;
         if (Date.now() > promotedAt) counts.writesOkAfterPromotion++;
@@ -61,7 +67,7 @@ test("kill -9 of the primary: reads keep succeeding, writes resume after promoti
   const reader = async (): Promise<void> => {
     for (let i = 0; i < 1_000_000 && Date.now() < stopAt; i++) {
       const keys = Array.from({ length: 10 }, (_, j) => `fo@1/k=i${(i * 10 + j) % KEYS}`);
-      const got = await set.getMany(keys);
+      const got = await shard.getMany(keys).catch(() => [UNAVAILABLE]);
       if (got.includes(UNAVAILABLE)) {
         counts.readsFailed++;
         failedReadsAtMs.push(Date.now() - killedAt);
@@ -89,7 +95,7 @@ test("kill -9 of the primary: reads keep succeeding, writes resume after promoti
   // Let the surviving replica catch up with the new primary, then check every acknowledged write.
   for (let i = 0; i < 60 && !set.stats().members.every((m) => m.lagBytes === 0 || !m.healthy); i++) await Bun.sleep(50);
   const keys = [...acked.keys()];
-  const rows = await set.getMany(keys);
+  const rows = await shard.getMany(keys);
   let lost = 0;
   rows.forEach((row, i) => {
     if (row === undefined || row === UNAVAILABLE || row.ts < acked.get(keys[i]!)!) lost++;

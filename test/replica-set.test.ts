@@ -1,16 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/index.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { runKvContract } from "./kv-contract.ts";
 import { type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";
 
-runKvContract("ReplicaSet (1 primary + 1 replica, writeAcks 1)", async () => {
+runKvContract("ReplicaSet behind its shard policies (1 primary + 1 replica, writeAcks 1)", async () => {
   const group = await startReplicationGroup({ replicas: 1 });
-  const node = await ReplicaSet.connect({
+  // Generous bounds: the contract is about answers, and the test machine is shared.
+  const set = await ReplicaSet.connect({
     id: "contract",
     discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+    readAttemptTimeoutMs: 1000,
+    requestTimeoutMs: 5000,
   });
+  const node = guardShard(set, set.tuning, IGNORE_OBSERVER);
   return {
     node,
     async dispose() {
@@ -23,6 +28,7 @@ runKvContract("ReplicaSet (1 primary + 1 replica, writeAcks 1)", async () => {
 describe("ReplicaSet with direct addresses", () => {
   let group: ReplicationGroup;
   let set: ReplicaSet;
+  let guarded: ResilientShard;
   beforeAll(async () => {
     group = await startReplicationGroup({ replicas: 2 });
     set = await ReplicaSet.connect({
@@ -32,8 +38,10 @@ describe("ReplicaSet with direct addresses", () => {
       writeAcks: 2, // both replicas hold every acknowledged write, so either may serve it
       probeIntervalMs: 200,
       attemptTimeoutMs: 200,
+      readAttemptTimeoutMs: 200,
       requestTimeoutMs: 1000,
     });
+    guarded = guardShard(set, set.tuning, IGNORE_OBSERVER);
   });
   afterAll(async () => {
     await set.close();
@@ -53,9 +61,9 @@ describe("ReplicaSet with direct addresses", () => {
     expect(stats.members.every((m) => m.healthy && m.latencyEwmaMs !== null)).toBe(true);
   });
 
-  test("a stalled replica (SIGSTOP) is skipped within the request timeout and comes back after SIGCONT", async () => {
+  test("a stalled replica (SIGSTOP) is skipped by the read retry within the request timeout and comes back after SIGCONT", async () => {
     const keys = Array.from({ length: 20 }, (_, i) => `stop@1/k=i${i}`);
-    await set.putMany(keys.map((key, i) => ({ key, row: { ts: 1, values: [i] } })));
+    await guarded.putMany(keys.map((key, i) => ({ key, row: { ts: 1, values: [i] } })));
     const before = set.stats().members;
     const preferred = before.filter((m) => m.role === "replica").sort((a, b) => a.latencyEwmaMs! - b.latencyEwmaMs!)[0]!;
     const victim = group.replicas.find((r) => r.address === preferred.address)!;
@@ -65,7 +73,7 @@ describe("ReplicaSet with direct addresses", () => {
       let slowest = 0;
       for (let i = 0; i < 30; i++) {
         const started = performance.now();
-        const got = await set.getMany(keys);
+        const got = await guarded.getMany(keys);
         slowest = Math.max(slowest, performance.now() - started);
         expect(got.includes(UNAVAILABLE)).toBe(false);
         expect(got.map((r) => (r === undefined || r === UNAVAILABLE ? null : r.values[0]))).toEqual(keys.map((_, j) => j));
@@ -91,7 +99,7 @@ describe("ReplicaSet with direct addresses", () => {
       failoverWindowMs: 300,
     });
     try {
-      const attempt = lonely.putMany([{ key: "acks@1/k=i1", row: { ts: 1, values: [1] } }]);
+      const attempt = guardShard(lonely, lonely.tuning, IGNORE_OBSERVER).putMany([{ key: "acks@1/k=i1", row: { ts: 1, values: [1] } }]);
       await expect(attempt).rejects.toMatchObject({ code: "write_not_acknowledged", retryable: true, kind: "unavailable" });
       expect(lonely.stats().writesNotAcknowledged).toBeGreaterThan(0);
     } finally {

@@ -25,7 +25,11 @@ afterAll(async () => {
 });
 
 const topology = (...indexes: number[]): Topology =>
-  parseTopology({ shards: indexes.map((i) => ({ name: `s${i + 1}`, primary: servers[i]!.address })) });
+  parseTopology({
+    // Bounds generous enough for a loaded test machine: these tests are about where keys live.
+    defaults: { readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 },
+    shards: indexes.map((i) => ({ name: `s${i + 1}`, primary: servers[i]!.address })),
+  });
 
 async function missing(store: ShardedStore): Promise<number> {
   let bad = 0;

@@ -33,6 +33,10 @@ export interface QuiverConfig {
   readonly cacheL2Master: string;
   readonly cacheL2TtlMs: number;
   readonly cacheL2TimeoutMs: number;
+  readonly lookupTimeoutMs: number;
+  readonly maxConcurrency: number;
+  readonly admissionQueue: number;
+  readonly admissionQueueTimeoutMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -110,6 +114,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: "cacheL2TtlMs", flag: "--cache-l2-ttl", env: "QUIVER_CACHE_L2_TTL", default: "300s", help: "L2 time to live of a cached row", parse: positiveDuration },
   { key: "cacheL2TimeoutMs", flag: "--cache-l2-timeout", env: "QUIVER_CACHE_L2_TIMEOUT", default: "5ms", help: "Bound on each L2 call; a slower answer counts as a miss", parse: positiveDuration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes require Authorization: Bearer <token> (and gRPC write methods, as `authorization` metadata)", parse: text },
+  { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },
+  { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
+  { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
+  { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503", parse: int(1, 60_000) },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];
 

@@ -50,7 +50,33 @@ export class ShardUnavailableError extends StorageError {
 }
 
 /**
- * Races a storage call against a timeout and the caller's signal. The call
+ * A shard's circuit breaker is open: calls fail at once, without I/O, until it
+ * lets a trial call through. `retryAfterMs` is when that will be.
+ */
+export class ShardBreakerOpenError extends StorageError {
+  readonly retryAfterMs: number;
+
+  constructor(shard: string, op: "read" | "write", retryAfterMs: number) {
+    super("shard_breaker_open", `${shard}: ${op}s are failing fast (breaker open); retry in ${Math.ceil(retryAfterMs / 1000)} s`, true);
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  /** For a Retry-After header: whole seconds, at least 1. */
+  get retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.retryAfterMs / 1000));
+  }
+}
+
+/** More calls wait for a shard than its bulkhead queue holds: the shard is saturated. */
+export class ShardSaturatedError extends StorageError {
+  constructor(shard: string) {
+    super("shard_saturated", `${shard}: too many calls waiting for this shard`, true);
+  }
+}
+
+/**
+ * Races a storage call against a timeout and the caller's signal (leaf
+ * nodes' per-command bound; shard calls use the resilience policies). The call
  * itself is not cancelled (Redis has no cancel); only the wait ends.
  */
 export function withDeadline<T>(work: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {

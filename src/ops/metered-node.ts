@@ -20,6 +20,8 @@ export class MeteredKvNode implements KvNode {
   private readonly keysUnavailable: CounterHandle;
   private readonly rowsWritten: CounterHandle;
   private readonly rowsIgnored: CounterHandle;
+  private readonly fallbackDefault: CounterHandle;
+  private readonly fallbackStale: CounterHandle;
   /** Reads answered now are metered like awaited ones; "never" skips the timer entirely. */
   readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
 
@@ -42,6 +44,9 @@ export class MeteredKvNode implements KvNode {
     this.keysUnavailable = keys.labels("get", "unavailable");
     this.rowsWritten = keys.labels("put", "written");
     this.rowsIgnored = keys.labels("put", "ignored");
+    const fallbacks = metrics.counter("quiver_lookup_fallbacks_total", "Rows served without a fresh stored value because storage could not answer, by kind: default (UNAVAILABLE) or stale (a cache's grace copy).", ["kind"]);
+    this.fallbackDefault = fallbacks.labels("default");
+    this.fallbackStale = fallbacks.labels("stale");
     this.getManyNow =
       inner.readsNow === "never"
         ? () => undefined
@@ -76,10 +81,16 @@ export class MeteredKvNode implements KvNode {
     this.gets.inc();
     let found = 0;
     let unavailable = 0;
+    let stale = 0;
     for (const s of slots) {
       if (s === UNAVAILABLE) unavailable++;
-      else if (s !== undefined) found++;
+      else if (s !== undefined) {
+        found++;
+        if (s.stale === true) stale++;
+      }
     }
+    if (unavailable > 0) this.fallbackDefault.inc(unavailable);
+    if (stale > 0) this.fallbackStale.inc(stale);
     this.keysRead.inc(found);
     this.keysUnavailable.inc(unavailable);
     this.keysMissing.inc(slots.length - found - unavailable);

@@ -175,3 +175,36 @@ describe("helpers", () => {
     expect(pointerToPath("")).toBe("(root)");
   });
 });
+
+describe("vector index (index:)", () => {
+  const withIndex = (index: unknown, features: unknown[] = [{ name: "city", type: "string" }, { name: "vec", type: "embedding(4)" }]) => ({
+    entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
+    featureViews: [{ name: "stats", entities: ["driver"], features, index }],
+  });
+
+  test("compiles with defaults filled in", () => {
+    const spec = compileRegistry(withIndex({ feature: "vec" })).views.get("stats")!.index!;
+    expect(spec).toMatchObject({ dim: 4, metric: "cosine", algorithm: "hnsw", M: 16, efConstruction: 200, efSearch: 64, maxElements: 10_000, embedder: undefined });
+    expect(spec.feature.name).toBe("vec");
+    expect(compileRegistry(withIndex(undefined)).views.get("stats")!.index).toBeUndefined();
+  });
+
+  test("names the path of an unknown feature, a feature that is not an embedding, and bad parameters", () => {
+    expect(issuesOf(withIndex({ feature: "nope" }))).toEqual([{ path: "featureViews[0].index.feature", message: 'no feature "nope" in view "stats"' }]);
+    expect(issuesOf(withIndex({ feature: "city" }))[0]!.message).toContain("is string; an index needs an embedding(<dim>) feature");
+    const paths = (index: unknown) => issuesOf(withIndex(index)).map((i) => i.path);
+    expect(paths({ feature: "vec", metric: "manhattan" })).toContain("featureViews[0].index.metric");
+    expect(paths({ feature: "vec", M: 1 })).toContain("featureViews[0].index.M");
+    expect(paths({ feature: "vec", efSearch: 0 })).toContain("featureViews[0].index.efSearch");
+    expect(paths({ feature: "vec", maxElements: 2.5 })).toContain("featureViews[0].index.maxElements");
+    expect(paths({ feature: "vec", M: 32, efConstruction: 16 })).toEqual(["featureViews[0].index.efConstruction"]);
+    expect(paths({ feature: "vec", embedder: "word2vec" })).toContain("featureViews[0].index.embedder");
+    expect(paths({ feature: "vec", colour: "red" })).toContain("featureViews[0].index.colour");
+    expect(paths({ metric: "l2" })).toContain("featureViews[0].index.feature");
+  });
+
+  test("the example registry's claims view declares a 384-d cosine index with the built-in embedder", async () => {
+    const r = await loadRegistryFile("src/registry/example-registry.yaml");
+    expect(r.views.get("claims")!.index).toMatchObject({ dim: 384, metric: "cosine", embedder: "hashed-ngrams" });
+  });
+});

@@ -1,3 +1,4 @@
+import type { ResilienceObserver } from "../resilience/index.ts";
 import { type Discovery, StaticDiscovery } from "./discovery.ts";
 import { ReplicaSet } from "./replica-set.ts";
 import { SentinelDiscovery } from "./sentinel-discovery.ts";
@@ -14,6 +15,11 @@ export interface ConnectShardsOptions extends ShardTuning {
   readonly connectTimeoutMs?: number;
   /** Sentinel poll period besides pushed events (default 1000 ms). */
   readonly discoveryIntervalMs?: number;
+}
+
+/** Who hears about breaker transitions, retries and failed shard calls (metrics, anomalies). */
+export interface ShardObservers {
+  readonly observer?: ResilienceObserver;
 }
 
 /** Builds the discovery a shard spec asks for. */
@@ -44,7 +50,7 @@ export async function connectAll(specs: readonly ShardSpec[], defaults: ShardTun
  * Connects every shard of a topology. Bad configuration (e.g. no Sentinel
  * knows a master) fails here, at start-up, naming the shard.
  */
-export async function connectShards(topology: Topology, options: ConnectShardsOptions = {}): Promise<ConnectedShards> {
+export async function connectShards(topology: Topology, options: ConnectShardsOptions = {}, observers: ShardObservers = {}): Promise<ConnectedShards> {
   const connect = (specs: readonly ShardSpec[], defaults: ShardTuning): Promise<ReplicaSet[]> => connectAll(specs, defaults, options);
-  return new ShardSet(topology, await connect(topology.shards, topology.defaults), connect);
+  return new ShardSet(topology, await connect(topology.shards, topology.defaults), connect, observers.observer);
 }

@@ -1,11 +1,17 @@
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
-import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
-import { pause, ShardUnavailableError, StorageError, WriteNotAcknowledgedError, withDeadline } from "../kv/storage-errors.ts";
+import { neverNow } from "../kv/kv-node.ts";
+import { ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
+import { raceDeadline } from "../resilience/deadline.ts";
+import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { Discovery } from "./discovery.ts";
 import type { Member, MemberStats, ReadFrom } from "./member.ts";
 import { Membership } from "./membership.ts";
 
-export interface ReplicaSetOptions {
+/**
+ * A replica set's own settings, plus the resilience settings of the shard's
+ * policies (src/resilience/), so a topology file sets both in one place.
+ */
+export interface ReplicaSetOptions extends Partial<ResilienceSettings> {
   /** Shard name; also the KvNode id. */
   readonly id: string;
   readonly discovery: Discovery;
@@ -15,11 +21,13 @@ export interface ReplicaSetOptions {
   readonly writeAcks?: number;
   /** `WAIT` timeout (default 500 ms). */
   readonly ackTimeoutMs?: number;
-  /** Whole-read deadline across members (default 1000 ms). */
-  readonly requestTimeoutMs?: number;
-  /** Per-member command deadline (default 250 ms): how fast a stalled member is given up on. */
+  /** Per-member command deadline for writes, probes and maintenance (default 250 ms); reads use `readAttemptTimeoutMs`. */
   readonly attemptTimeoutMs?: number;
-  /** How long writes keep retrying while there is no usable primary (default 5000 ms). */
+  /**
+   * How long writes keep retrying while there is no usable primary (default
+   * 10000 ms). Size it above Sentinel's `down-after-milliseconds` plus the
+   * promotion (~1–3 s) plus one discovery poll: `shards:up` uses 3000 ms.
+   */
   readonly failoverWindowMs?: number;
   /** ROLE probe period for health, latency and lag (default 500 ms). */
   readonly probeIntervalMs?: number;
@@ -38,7 +46,7 @@ export interface ReplicaSetStats {
   readonly writeAcks: number;
   /** Times the primary changed (failovers followed). */
   readonly primaryChanges: number;
-  /** Write attempts repeated because the primary failed or did not confirm. */
+  /** Primary attempts that failed retryably (the shard's write policy retries them within the failover window). */
   readonly writeRetries: number;
   /** Write attempts that fewer than `writeAcks` replicas confirmed. */
   readonly writesNotAcknowledged: number;
@@ -62,10 +70,11 @@ const blamesMember = (error: unknown): boolean =>
 
 /**
  * A shard: one primary and its replicas, presented as a single KvNode.
- * Reads go to the best healthy member and move on within the request deadline
- * when one stalls; writes go to the primary (optionally confirmed by `WAIT`)
- * and are retried across a failover within a bounded window, which is safe
- * because every write is an idempotent last-write-wins put.
+ * Each call is one attempt: reads on the best healthy member, writes on the
+ * primary (optionally confirmed by `WAIT`). Failures are thrown as typed
+ * errors; retries across members and failovers, deadlines and the breaker are
+ * the shard's policies (src/resilience/ResilientShard), which is safe because
+ * every write is an idempotent last-write-wins put.
  */
 export class ReplicaSet implements KvNode {
   readonly readsNow = "never";
@@ -78,6 +87,8 @@ export class ReplicaSet implements KvNode {
   private writeAcks: number;
   private closed = false;
   private counters = { writeRetries: 0, writesNotAcknowledged: 0, readFallbacks: 0 };
+  private readonly attemptMs: number;
+  private readonly attemptsPerRead: number;
 
   private constructor(options: ReplicaSetOptions) {
     this.id = options.id;
@@ -85,6 +96,8 @@ export class ReplicaSet implements KvNode {
     this.discovery = options.discovery;
     this.readFrom = options.readFrom ?? "nearest";
     this.writeAcks = options.writeAcks ?? -1;
+    this.attemptMs = options.readAttemptTimeoutMs ?? 20;
+    this.attemptsPerRead = 1 + (options.readRetries ?? 2);
     this.membership = new Membership({
       shard: options.id,
       discovery: options.discovery,
@@ -110,47 +123,40 @@ export class ReplicaSet implements KvNode {
   }
 
   /**
-   * Tries members in read order until one answers or the request deadline
-   * passes; a member that fails is marked unhealthy (moving it to the back)
-   * and the next one is tried at once. Gives UNAVAILABLE slots, never throws.
+   * One read attempt on the best member in read order, bounded by
+   * `readAttemptTimeoutMs` and the request deadline. A member that fails or
+   * stalls is marked unhealthy (moving it to the back of the read order, so
+   * the shard policy's retry tries the next one) and the failure is thrown as
+   * a typed, retryable error for the breaker to count.
    */
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
-    const signal = ctx?.signal;
     if (keys.length === 0) return [];
-    const deadline = Date.now() + (this.options.requestTimeoutMs ?? 1000);
-    const attemptMs = this.options.attemptTimeoutMs ?? 250;
-    let tried: Member[] = [];
-    for (let attempt = 0; attempt < 16; attempt++) {
-      const order = this.membership.readOrder;
-      let member = order.find((m) => !tried.includes(m));
-      if (!member) {
-        tried = [];
-        member = order[0];
-      }
-      const remaining = deadline - Date.now();
-      if (!member || remaining <= 0 || signal?.aborted) break;
-      if (attempt > 0) this.counters.readFallbacks++;
-      tried.push(member);
-      const started = performance.now();
-      try {
-        const work = member.node.getMany(keys, ctx);
-        const rows = await (remaining < attemptMs ? withDeadline(work, remaining, `shard ${this.id} read`, signal) : work);
-        member.observe(performance.now() - started);
-        return rows;
-      } catch (error) {
-        if (signal?.aborted) break;
+    const member = this.membership.readOrder[0];
+    if (!member) throw new ShardUnavailableError(this.id, "no member to read from");
+    const started = performance.now();
+    // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`.
+    const remaining = ctx?.deadline === undefined ? this.attemptMs : ctx.deadline - started;
+    const budget = Math.min(remaining, Math.max(this.attemptMs, remaining / this.attemptsPerRead));
+    try {
+      const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, () => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget)));
+      member.observe(performance.now() - started);
+      return rows;
+    } catch (error) {
+      // Out of request budget is not the member's fault; a full attempt without an answer is.
+      if (budget < remaining || ctx?.deadline === undefined || !(error instanceof StorageTimeoutError)) {
         this.membership.markFailed(member, error);
+        this.counters.readFallbacks++;
       }
+      if (error instanceof StorageError) throw error;
+      throw new ShardUnavailableError(this.id, `read on ${member.address} failed: ${error instanceof Error ? error.message : String(error)}`, error);
     }
-    ctx?.degraded?.push(this.id);
-    return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
   }
 
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0 });
     const acks = this.writeAcks;
     const ackMs = this.options.ackTimeoutMs ?? 500;
-    return this.onPrimary("write", signal, async (m) => {
+    return this.onPrimary("write", async (m) => {
       if (acks <= 0) return m.node.putMany(entries, signal);
       try {
         const { written, ignored } = await m.node.putManyAcked(entries, acks, ackMs, signal);
@@ -166,7 +172,7 @@ export class ReplicaSet implements KvNode {
     if (keys.length === 0) return Promise.resolve(0);
     const acks = this.writeAcks;
     const ackMs = this.options.ackTimeoutMs ?? 500;
-    return this.onPrimary("delete", signal, (m) =>
+    return this.onPrimary("delete", (m) =>
       acks <= 0 ? m.node.deleteMany(keys, signal) : m.node.deleteManyAcked(keys, acks, ackMs, signal),
     );
   }
@@ -174,23 +180,28 @@ export class ReplicaSet implements KvNode {
   /** Reads from the primary only (with the failover window): the authoritative copy, for rebalancing. */
   getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]> {
     if (keys.length === 0) return Promise.resolve([]);
-    return this.onPrimary("read", signal, (m) => m.node.getMany(keys, signal ? { signal } : undefined));
+    return this.onPrimary("read", (m) => m.node.getMany(keys, signal ? { signal } : undefined));
   }
 
   /** Compare-and-delete on the primary (see RedisKvNode.deleteIfNotNewer); answers the keys kept as newer. */
   deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]> {
     if (items.length === 0) return Promise.resolve([]);
-    return this.onPrimary("delete", signal, (m) => m.node.deleteIfNotNewer(items, signal));
+    return this.onPrimary("delete", (m) => m.node.deleteIfNotNewer(items, signal));
   }
 
   /** Keys on the primary (DBSIZE), for migration progress. */
   size(): Promise<number> {
-    return this.onPrimary("size", undefined, (m) => m.node.size());
+    return this.onPrimary("size", (m) => m.node.size());
   }
 
   /** Scans the primary. A failover mid-scan invalidates the cursor; callers restart when `primaryAddress` changes. */
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
-    return this.onPrimary("scan", undefined, (m) => m.node.scan(cursor, count, prefix));
+    return this.onPrimary("scan", (m) => m.node.scan(cursor, count, prefix));
+  }
+
+  /** The settings this shard was connected with (its policies read theirs from here). */
+  get tuning(): ReplicaSetOptions {
+    return this.options;
   }
 
   /** The current primary's address (changes on failover). */
@@ -234,32 +245,27 @@ export class ReplicaSet implements KvNode {
   }
 
   /**
-   * Runs `fn` on the primary, retrying retryable failures with a short back-off
-   * and a discovery refresh until the failover window closes. Never reports
-   * success it did not get: the last error (or shard_unavailable) is thrown.
+   * One attempt of `fn` on the primary. A retryable failure marks the member
+   * (when it is at fault), asks discovery for the current primary and is
+   * thrown as a typed retryable error: the shard's write policy retries it
+   * through the failover window. Never reports success it did not get.
    */
-  private async onPrimary<T>(what: string, signal: AbortSignal | undefined, fn: (m: Member) => Promise<T>): Promise<T> {
-    const windowMs = this.options.failoverWindowMs ?? 5000;
-    const deadline = Date.now() + windowMs;
-    let lastError: unknown = new Error("no primary known");
-    for (let attempt = 0; attempt < 10_000; attempt++) {
-      const primary = this.membership.primary;
-      if (primary) {
-        try {
-          return await fn(primary);
-        } catch (error) {
-          lastError = error;
-          if (signal?.aborted || !isRetryable(error)) throw error;
-          if (blamesMember(error)) this.membership.markFailed(primary, error);
-          void this.membership.refresh();
-        }
-      }
-      if (Date.now() >= deadline || this.closed) break;
-      this.counters.writeRetries++;
-      await pause(Math.min(25 * 2 ** attempt, 250), signal);
+  private async onPrimary<T>(what: string, fn: (m: Member) => Promise<T>): Promise<T> {
+    const primary = this.membership.primary;
+    if (!primary || this.closed) {
+      void this.membership.refresh();
+      throw new ShardUnavailableError(this.id, `${what}: no primary known`);
     }
-    if (lastError instanceof WriteNotAcknowledgedError) throw lastError;
-    const reason = lastError instanceof Error ? lastError.message : String(lastError);
-    throw new ShardUnavailableError(this.id, `${what} failed on the primary for ${windowMs} ms (${reason})`, lastError);
+    try {
+      return await fn(primary);
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+      this.counters.writeRetries++;
+      if (blamesMember(error)) this.membership.markFailed(primary, error);
+      void this.membership.refresh();
+      if (error instanceof StorageError) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ShardUnavailableError(this.id, `${what} failed on the primary ${primary.address} (${reason})`, error);
+    }
   }
 }

@@ -1,5 +1,6 @@
 import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/index.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { readCheckpoint } from "./migration-checkpoint.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
@@ -34,6 +35,8 @@ export interface ConnectedShards {
   /** The latest migration (running, paused, failed or done), for progress in /metrics and the CLI. */
   readonly migration: Migration | undefined;
   stats(): ShardStats[];
+  /** Breaker states of every connected shard. */
+  guardStates(): ShardGuardState[];
   /** Topology reload: connects added shards and starts moving keys; undefined when the ring does not change. */
   reconfigure(next: Topology, store: ShardedStore, options?: ReconfigureOptions): Promise<Migration | undefined>;
   /** At start-up: resumes a migration a restart interrupted (checkpoint present); undefined when there is none. */
@@ -67,6 +70,9 @@ const connectionOf = (s: ShardSpec): string => (s.kind === "sentinel" ? `${s.mas
 export class ShardSet implements ConnectedShards {
   private topology: Topology;
   private readonly sets = new Map<string, ReplicaSet>();
+  /** Each shard behind its policies: what the ring and migrations use. */
+  private readonly guards = new Map<string, ResilientShard>();
+  private readonly observer: ResilienceObserver;
   private current: ConnectedShard[];
   private readonly connect: Connect;
   private active: Migration | undefined;
@@ -74,11 +80,21 @@ export class ShardSet implements ConnectedShards {
   private pendingFrom: { members: MigrationMember[]; specs: readonly ShardSpec[]; defaults: ShardTuning } | undefined;
   private running: Promise<void> = Promise.resolve();
 
-  constructor(topology: Topology, sets: readonly ReplicaSet[], connect: Connect) {
+  constructor(topology: Topology, sets: readonly ReplicaSet[], connect: Connect, observer: ResilienceObserver = IGNORE_OBSERVER) {
     this.topology = topology;
     this.connect = connect;
-    for (const s of sets) this.sets.set(s.id, s);
-    this.current = topology.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.sets.get(spec.name)! }));
+    this.observer = observer;
+    for (const s of sets) this.add(s);
+    this.current = topology.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.guards.get(spec.name)! }));
+  }
+
+  private add(set: ReplicaSet): void {
+    this.sets.set(set.id, set);
+    this.guards.set(set.id, guardShard(set, set.tuning, this.observer));
+  }
+
+  guardStates(): ShardGuardState[] {
+    return [...this.guards.values()].map((g) => g.guardState());
   }
 
   get members(): ConnectedShard[] {
@@ -107,10 +123,10 @@ export class ShardSet implements ConnectedShards {
       throw failedPrecondition("migration_in_progress", `the migration to [${ringOf(this.current)}] has not finished; reload that topology again to resume it`);
     }
     const added = next.shards.filter((s) => !this.sets.has(s.name));
-    for (const set of await this.connect(added, next.defaults)) this.sets.set(set.id, set);
+    for (const set of await this.connect(added, next.defaults)) this.add(set);
     const from = this.pendingFrom ?? { members: this.current, specs: this.topology.shards, defaults: this.topology.defaults };
     this.topology = next;
-    this.current = next.shards.map((s) => ({ id: s.name, weight: s.weight, node: this.sets.get(s.name)! }));
+    this.current = next.shards.map((s) => ({ id: s.name, weight: s.weight, node: this.guards.get(s.name)! }));
     if (ringOf(from.members) === ringOf(this.current)) return undefined;
     return this.start(store, from, options);
   }
@@ -123,8 +139,8 @@ export class ShardSet implements ConnectedShards {
       throw invalidArgument("invalid_topology", `${checkpointPath}: an interrupted migration (${saved.plan}) does not end at this topology; start with its target topology or delete the checkpoint`);
     }
     const missing = meta.from.filter((s) => !this.sets.has(s.name));
-    for (const set of await this.connect(missing, meta.defaults)) this.sets.set(set.id, set);
-    const members = meta.from.map((s) => ({ id: s.name, weight: s.weight, node: this.sets.get(s.name)! as KvNode }));
+    for (const set of await this.connect(missing, meta.defaults)) this.add(set);
+    const members = meta.from.map((s) => ({ id: s.name, weight: s.weight, node: this.guards.get(s.name)! as KvNode }));
     return this.start(store, { members, specs: meta.from, defaults: meta.defaults }, { checkpointPath });
   }
 
@@ -135,6 +151,7 @@ export class ShardSet implements ConnectedShards {
   async close(): Promise<void> {
     await Promise.all([...this.sets.values()].map((s) => s.close()));
     this.sets.clear();
+    this.guards.clear();
   }
 
   /** Runs the migration in the background; removed shards are closed once it is done. */
@@ -148,7 +165,10 @@ export class ShardSet implements ConnectedShards {
         this.pendingFrom = undefined;
         const keep = new Set(this.current.map((m) => m.id));
         const retired = [...this.sets.values()].filter((s) => !keep.has(s.id));
-        for (const s of retired) this.sets.delete(s.id);
+        for (const s of retired) {
+          this.sets.delete(s.id);
+          this.guards.delete(s.id);
+        }
         await Promise.all(retired.map((s) => s.close()));
       },
       () => {

@@ -2,13 +2,12 @@ import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument, QuiverError } from "../errors/index.ts";
 import { type CacheInput, parseCacheSection } from "../cache/cache-config.ts";
 import { parseHostPort } from "./address.ts";
+import { RESILIENCE_KEYS, type ResilienceSettings } from "../resilience/settings.ts";
 import type { ReplicaSetOptions } from "./replica-set.ts";
 
 /** Per-shard behaviour a topology file may set (file-wide under `defaults`, or on one shard); documented on ReplicaSetOptions. */
-export type ShardTuning = Pick<
-  ReplicaSetOptions,
-  "readFrom" | "writeAcks" | "ackTimeoutMs" | "requestTimeoutMs" | "attemptTimeoutMs" | "failoverWindowMs" | "probeIntervalMs"
->;
+export type ShardTuning = Pick<ReplicaSetOptions, "readFrom" | "writeAcks" | "ackTimeoutMs" | "attemptTimeoutMs" | "failoverWindowMs" | "probeIntervalMs"> &
+  Partial<ResilienceSettings>;
 
 interface ShardBase {
   readonly name: string;
@@ -40,7 +39,9 @@ export interface Topology {
   readonly cache: CacheInput;
 }
 
-const TUNING_KEYS = ["readFrom", "writeAcks", "ackTimeoutMs", "requestTimeoutMs", "attemptTimeoutMs", "failoverWindowMs", "probeIntervalMs"];
+const TUNING_KEYS: string[] = ["readFrom", "writeAcks", "ackTimeoutMs", "attemptTimeoutMs", "failoverWindowMs", "probeIntervalMs", ...RESILIENCE_KEYS];
+/** Settings where 0 is meaningful (no retries, no pause, no queue). */
+const ZERO_OK = new Set(["writeAcks", "readRetries", "readRetryDelayMs", "writeRetries", "bulkheadQueue"]);
 const SHARD_KEYS = new Set(["name", "weight", "masterName", "sentinels", "primary", "replicas", ...TUNING_KEYS]);
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -158,8 +159,8 @@ function tuning(raw: Record<string, unknown>, at: string, fail: (path: string, m
     }
     if (key === "readFrom") {
       if (value !== "primary" && value !== "replica" && value !== "nearest") fail(path, `expected one of primary, replica, nearest, got ${show(value)}`);
-    } else if (typeof value !== "number" || !Number.isInteger(value) || value < (key === "writeAcks" ? 0 : 1)) {
-      fail(path, `expected an integer ${key === "writeAcks" ? ">= 0" : "> 0"}, got ${show(value)}`);
+    } else if (typeof value !== "number" || !Number.isInteger(value) || value < (ZERO_OK.has(key) ? 0 : 1)) {
+      fail(path, `expected an integer ${ZERO_OK.has(key) ? ">= 0" : "> 0"}, got ${show(value)}`);
     }
     out[key] = value;
   }

@@ -125,6 +125,7 @@ export class VectorIndexes implements ChangeListener {
 
   // ChangeListener: synchronous, cheap; the work happens in drain().
   onChanges(events: readonly ChangeEvent[]): void {
+    if (this.byPrefix.size === 0) return;
     const now = performance.now();
     let any = false;
     for (const e of events) {

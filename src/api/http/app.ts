@@ -1,15 +1,19 @@
 import { Hono } from "hono";
-import { methodNotAllowed, notFound } from "../../errors/index.ts";
+import { methodNotAllowed, notFound, unavailable } from "../../errors/index.ts";
+import { admitted } from "./admit.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
-import { errorResponse } from "./responses.ts";
+import { errorResponse, feastErrorResponse } from "./responses.ts";
 import { type Handler, routeMetrics } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 
 /** Routes served by Bun's native router as well as Hono: the lookup hot paths. */
 const HOT_PATHS = new Set(["/v1/lookup", "/get-online-features"]);
+
+/** Routes behind admission control; health, metrics and admin routes are never shed. */
+const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store"]);
 
 /** Bun.serve's `routes` shape: path → method → handler. */
 export type NativeRoutes = Record<string, Partial<Record<"GET" | "POST", Handler>>>;
@@ -31,7 +35,19 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const nativeRoutes: NativeRoutes = {};
   const metrics = routeMetrics(deps.metrics);
   const methods = new Map<string, string[]>();
-  const add = (method: "GET" | "POST", path: string, handler: Handler) => {
+  const shedCount = deps.metrics.counter("quiver_admission_shed_total", "Requests refused by admission control (503 + Retry-After), by route.", ["route"]);
+  const shedAnswer = (path: string): (() => Response) => {
+    const counter = shedCount.labels(path);
+    const toResponse = path.startsWith("/v1/") ? errorResponse : feastErrorResponse;
+    return () => {
+      counter.inc();
+      deps.anomalies.record("shed", path, "overloaded");
+      // Kind `unavailable`: HTTP 503 + Retry-After as the contract says; the gRPC edge uses the Admission interface and answers RESOURCE_EXHAUSTED.
+      return toResponse(unavailable("the server is at its concurrency limit; retry shortly", undefined, "overloaded"));
+    };
+  };
+  const add = (method: "GET" | "POST", path: string, inner: Handler) => {
+    const handler = SHEDDABLE.has(path) ? admitted(deps.admission, inner, shedAnswer(path)) : inner;
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };

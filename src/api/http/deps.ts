@@ -1,7 +1,10 @@
 import type { CacheState } from "../../cache/cache-tier.ts";
 import type { InvalidationScope } from "../../feed/change-feed.ts";
 import type { KvNode } from "../../kv/kv-node.ts";
+import type { AnomalyBuffer } from "../../ops/anomaly-buffer.ts";
+import type { HealthMonitor } from "../../ops/health-score.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { Admission } from "../../resilience/admission.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
@@ -16,6 +19,14 @@ export interface HttpDeps {
   /** The storage tier, for readiness. */
   readonly store: KvNode;
   readonly metrics: MetricsRegistry;
+  /** Served at GET /admin/anomalies. */
+  readonly anomalies: AnomalyBuffer;
+  /** Process-wide concurrency limit for lookups and pushes. */
+  readonly admission: Admission;
+  /** True once shutdown began: /readyz answers 503 so load balancers stop routing here. */
+  readonly draining: () => boolean;
+  /** The 0–100 health score, for /readyz. */
+  readonly health: HealthMonitor;
   readonly limits: HttpLimits;
   /** Re-reads the definitions file; throws QuiverError listing every problem. */
   readonly reloadRegistry: () => Promise<Registry>;
@@ -32,6 +43,8 @@ export interface HttpDeps {
 export interface HttpLimits {
   readonly maxBodyBytes: number;
   readonly maxRows: number;
+  /** Lookup budget when the client sends no `x-quiver-timeout-ms` (ms). */
+  readonly lookupTimeoutMs: number;
 }
 
 /** What the admin routes may do with a sharded topology. */

@@ -29,7 +29,8 @@ export function nativeBody(result: LookupResult, full: boolean): unknown {
       rows[r] = { values, statuses, eventTimestamps: timestamps, stale: flags };
     }
   }
-  return { featureNames: featureNames(result, full), rows };
+  // `degraded` only when some shard could not answer: the healthy answer keeps its shape.
+  return result.degraded.length > 0 ? { featureNames: featureNames(result, full), rows, degraded: result.degraded } : { featureNames: featureNames(result, full), rows };
 }
 
 const EPOCH = "1970-01-01T00:00:00Z";

@@ -25,7 +25,12 @@ export function httpStatusOf(e: QuiverError): number {
   return STATUS_OF_KIND[e.kind];
 }
 
-/** Retryable shedding and unavailability tell the client when to come back. */
+/**
+ * Retryable shedding and unavailability tell the client when to come back:
+ * when the failing part knows (an open breaker: `retryAfterSeconds`), else 1 s.
+ */
 export function retryHeaders(e: QuiverError, status: number): Record<string, string> | undefined {
-  return e.retryable && (status === 503 || status === 429) ? { "retry-after": "1" } : undefined;
+  if (!e.retryable || (status !== 503 && status !== 429)) return undefined;
+  const after = (e as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+  return { "retry-after": typeof after === "number" ? String(after) : "1" };
 }

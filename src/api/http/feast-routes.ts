@@ -1,5 +1,6 @@
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE } from "../../serving/index.ts";
 import { asObject, readBody } from "./body.ts";
+import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { feastBody, staleHeaders, unavailableCount } from "./encode-result.ts";
 import { feastErrorResponse, json } from "./responses.ts";
@@ -20,9 +21,13 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMe
       async (req) => {
         const body = asObject((await readBody(req, limits.maxBodyBytes, false)).value);
         const plan = serving.planLookup(body, FEAST_LOOKUP);
-        const result = await serving.lookup(plan);
+        const result = await serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
         const missing = unavailableCount(result);
-        return json(feastBody(result, plan.entities, plan.fullFeatureNames), 200, staleHeaders(result, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined));
+        return json(
+          feastBody(result, plan.entities, plan.fullFeatureNames),
+          200,
+          staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)),
+        );
       },
       feastErrorResponse,
     ),

@@ -49,6 +49,14 @@ export class NativeAnswerEncoder {
       }
       w.bytes(J_ROW_CLOSE);
     }
+    if (result.degraded.length > 0) {
+      // Only when some shard could not answer: the healthy answer keeps its shape.
+      w.bytes(J_DEGRADED);
+      result.degraded.forEach((id, i) => {
+        if (i > 0) w.byte(COMMA);
+        jsonString(w, id);
+      });
+    }
     w.bytes(J_CLOSE);
     return w.written();
   }
@@ -56,7 +64,8 @@ export class NativeAnswerEncoder {
   msgpack(result: LookupResult, full: boolean): Uint8Array {
     const w = this.out;
     w.reset();
-    w.bytes(M_OPEN_NAMES);
+    const degraded = result.degraded;
+    w.bytes(degraded.length > 0 ? M_OPEN_NAMES_DEGRADED : M_OPEN_NAMES);
     const refs = result.refs;
     const nf = refs.length;
     mpArrayHeader(w, nf);
@@ -78,6 +87,11 @@ export class NativeAnswerEncoder {
       mpArrayHeader(w, nf);
       for (let c = 0; c < nf; c++) mpNumber(w, timestamps[base + c]!);
     }
+    if (degraded.length > 0) {
+      w.bytes(M_DEGRADED);
+      mpArrayHeader(w, degraded.length);
+      for (const id of degraded) mpString(w, id);
+    }
     return w.written();
   }
 }
@@ -93,6 +107,7 @@ const J_STATUSES = ascii('],"statuses":[');
 const J_TIMESTAMPS = ascii('],"eventTimestamps":[');
 const J_ROW_CLOSE = ascii("]}");
 const J_CLOSE = ascii("]}");
+const J_DEGRADED = ascii('],"degraded":[');
 const J_STATUS = STATUS_NAMES.map((n) => ascii(JSON.stringify(n)));
 const J_TRUE = ascii("true");
 const J_FALSE = ascii("false");
@@ -104,6 +119,9 @@ function mpKey(s: string): number[] {
 }
 const M_OPEN_NAMES = new Uint8Array([0x82, ...mpKey("featureNames")]);
 const M_ROWS = new Uint8Array(mpKey("rows"));
+/** The answer's map with a third key, `degraded`, after `rows`. */
+const M_OPEN_NAMES_DEGRADED = new Uint8Array([0x83, ...mpKey("featureNames")]);
+const M_DEGRADED = new Uint8Array(mpKey("degraded"));
 const M_ROW_VALUES = new Uint8Array([0x83, ...mpKey("values")]);
 const M_STATUSES = new Uint8Array(mpKey("statuses"));
 const M_TIMESTAMPS = new Uint8Array(mpKey("eventTimestamps"));

@@ -1,5 +1,6 @@
 import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, unknownName } from "../../errors/index.ts";
 import type { InvalidationScope } from "../../feed/change-feed.ts";
+import { ANOMALY_KINDS, type AnomalyKind } from "../../ops/anomaly-buffer.ts";
 import { describeValue } from "../../registry/index.ts";
 import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
@@ -26,10 +27,19 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
       async () => {
         const registry = deps.registry.current;
         const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
-        // Lost caches or feed degrade the pod (slower, L1 cleared on reconnect); the origin still answers, so it stays ready.
-        const ready = store.ok;
+        // Ready unless shutting down. Readiness is about this pod, not its storage: every pod shares the shards, so failing
+        // readiness on a shard outage would turn it into a full outage. A degraded store shows in
+        // `store` and the health score; lookups answer defaults flagged UNAVAILABLE meanwhile.
+        const ready = !deps.draining();
+        const health = deps.health.report;
         return json(
-          { ready, registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size }, store, ...extra },
+          {
+            ready,
+            registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size },
+            health: { score: health.score, inFlight: health.inFlight, p99Ms: health.p99Ms, factors: health.factors, admission: deps.admission.snapshot() },
+            store,
+            ...extra,
+          },
           ready ? 200 : 503,
         );
       },
@@ -48,6 +58,33 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
         requireAdmin(req);
         const next = await deps.reloadRegistry();
         return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
+      },
+      errorResponse,
+    ),
+  );
+
+  add("GET", "/admin/anomalies",
+    instrument(
+      metrics,
+      "/admin/anomalies",
+      (req) => {
+        requireAdmin(req);
+        const params = new URL(req.url).searchParams;
+        for (const name of params.keys()) if (!["limit", "kind", "since"].includes(name)) throw invalid("invalid_request", `(query).${name}`, "unknown parameter (expected limit, kind, since)");
+        const limitRaw = params.get("limit");
+        const limit = limitRaw === null ? 100 : Number(limitRaw);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("invalid_request", "(query).limit", `expected an integer from 1 to 10000, got ${JSON.stringify(limitRaw)}`);
+        const kind = params.get("kind");
+        if (kind !== null && !ANOMALY_KINDS.includes(kind as AnomalyKind)) throw invalid("invalid_request", "(query).kind", `expected one of ${ANOMALY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
+        const sinceRaw = params.get("since");
+        const since = sinceRaw === null ? undefined : /^\d+$/.test(sinceRaw) ? Number(sinceRaw) : Date.parse(sinceRaw);
+        if (since !== undefined && !Number.isFinite(since)) throw invalid("invalid_request", "(query).since", `expected epoch milliseconds or an ISO date, got ${JSON.stringify(sinceRaw)}`);
+        const entries = deps.anomalies.query({ limit, ...(kind !== null ? { kind: kind as AnomalyKind } : {}), ...(since !== undefined ? { since } : {}) });
+        return json({
+          size: deps.anomalies.length,
+          evictions: deps.anomalies.evictions,
+          anomalies: entries.map((a) => ({ ...a, firstAt: new Date(a.firstAt).toISOString(), lastAt: new Date(a.lastAt).toISOString() })),
+        });
       },
       errorResponse,
     ),

@@ -12,8 +12,9 @@ export function json(body: unknown, status = 200, extraHeaders?: Record<string, 
 }
 
 /** A 200 answer whose JSON or MessagePack bytes an encoder already wrote. */
-export function encodedAnswer(bytes: Uint8Array, msgpack: boolean): Response {
-  return new Response(bytes, { headers: msgpack ? MSGPACK_HEADERS : JSON_HEADERS });
+export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>): Response {
+  const headers = msgpack ? MSGPACK_HEADERS : JSON_HEADERS;
+  return new Response(bytes, { headers: extraHeaders ? { ...headers, ...extraHeaders } : headers });
 }
 
 export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {

@@ -1,5 +1,6 @@
 import { QUIVER_LOOKUP, QUIVER_PUSH } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack } from "./body.ts";
+import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
@@ -22,15 +23,16 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps, metrics: RouteMetri
         const body = asObject((await readBody(req, limits.maxBodyBytes, true)).value);
         rejectUnknownFields(body, LOOKUP_FIELDS);
         const plan = serving.planLookup(body, QUIVER_LOOKUP);
-        const result = await serving.lookup(plan);
+        const result = await serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
         const asMsgpack = wantsMsgpack(req.headers.get("accept"));
         if (result.stale !== undefined) {
           // Rare (a cache served grace copies): the generic encoder adds per-row `stale` flags, plus the header.
           const answer = nativeBody(result, plan.fullFeatureNames);
-          const headers = staleHeaders(result);
+          const headers = staleHeaders(result, degradedHeaders(result.degraded));
           return asMsgpack ? msgpack(answer, 200, headers) : json(answer, 200, headers);
         }
-        return encodedAnswer(asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames), asMsgpack);
+        const bytes = asMsgpack ? answers.msgpack(result, plan.fullFeatureNames) : answers.json(result, plan.fullFeatureNames);
+        return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded));
       },
       errorResponse,
     ),

@@ -1,0 +1,28 @@
+import { invalid } from "../../errors/index.ts";
+
+export const TIMEOUT_HEADER = "x-quiver-timeout-ms";
+export const DEGRADED_HEADER = "x-quiver-degraded";
+/** Longest budget a client may ask for: a lookup is not a batch job. */
+const MAX_BUDGET_MS = 60_000;
+
+/**
+ * The lookup's deadline on the `performance.now()` clock: the client's
+ * `x-quiver-timeout-ms` budget, else the server default. Storage that cannot
+ * answer by then yields UNAVAILABLE for its rows (defaults, flagged), never a
+ * late answer.
+ */
+export function lookupDeadline(req: Request, defaultMs: number): number {
+  const raw = req.headers.get(TIMEOUT_HEADER);
+  if (raw === null) return performance.now() + defaultMs;
+  const ms = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(ms) || ms <= 0 || ms > MAX_BUDGET_MS) {
+    throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
+  }
+  return performance.now() + ms;
+}
+
+/** `x-quiver-degraded: shard-a,shard-b` when some shards could not answer; undefined (no header) otherwise. */
+export function degradedHeaders(degraded: readonly string[], extra?: Record<string, string>): Record<string, string> | undefined {
+  if (degraded.length === 0) return extra;
+  return { ...extra, [DEGRADED_HEADER]: degraded.join(",") };
+}

@@ -1,0 +1,164 @@
+import { GradientLimit, type GradientLimitOptions } from "./gradient-limit.ts";
+
+/**
+ * Process-wide admission control, transport-neutral: the HTTP edge answers
+ * 503 + Retry-After for a shed request, the gRPC edge RESOURCE_EXHAUSTED.
+ *
+ *     const t = admission.admit();            // number, or a promise of one when queued
+ *     const startedAt = typeof t === "number" ? t : await t;
+ *     if (startedAt < 0) return shed();       // refused: limit and queue full, or waited too long
+ *     try { ... } finally { admission.done(startedAt, failed) }
+ *
+ * Admitting under the limit is synchronous and allocation-free.
+ */
+export interface Admission {
+  admit(): number | Promise<number>;
+  /** Ends an admitted request; `startedAt` is what `admit` answered; `failed` for a 5xx answer. */
+  done(startedAt: number, failed?: boolean): void;
+  /** Counters and gauges for metrics and the health score. */
+  snapshot(): AdmissionSnapshot;
+  /** Latency (ms) of requests completed since the previous call, for the p99 an autoscaler reads; resets the interval. */
+  takeInterval(): IntervalStats;
+}
+
+export interface AdmissionSnapshot {
+  readonly limit: number;
+  readonly inFlight: number;
+  readonly queued: number;
+  readonly queueCapacity: number;
+  /** Requests refused since start (queue full or queue wait too long). */
+  readonly shed: number;
+  readonly admitted: number;
+  /** Long-run service time the limit is tuned around (ms). */
+  readonly baselineMs: number;
+}
+
+export interface IntervalStats {
+  readonly completed: number;
+  readonly failed: number;
+  readonly shed: number;
+  /** p99 service time (ms, upper bucket bound) of the interval; 0 when nothing completed. */
+  readonly p99Ms: number;
+}
+
+export interface AdmissionOptions extends GradientLimitOptions {
+  /** Requests that may wait for a slot (default 64); beyond it requests are shed at once. */
+  readonly queue?: number;
+  /** Longest a request waits in the queue before it is shed (ms, default 50). */
+  readonly queueTimeoutMs?: number;
+  /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
+  readonly fixedLimit?: number;
+  readonly now?: () => number;
+}
+
+/** Bucket bounds (ms) of the interval latency histogram. */
+const BOUNDS_MS = [0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10_000];
+
+interface Waiter {
+  readonly at: number;
+  readonly resolve: (startedAt: number) => void;
+}
+
+/** Gradient-limited admission with a small FIFO queue. */
+export class AdaptiveAdmission implements Admission {
+  private readonly limiter: GradientLimit | undefined;
+  private readonly fixed: number;
+  private inFlight = 0;
+  private readonly queue: Waiter[] = [];
+  private readonly queueCapacity: number;
+  private readonly queueTimeoutMs: number;
+  private readonly now: () => number;
+  private shedTotal = 0;
+  private admittedTotal = 0;
+  private readonly buckets = new Float64Array(BOUNDS_MS.length + 1);
+  private completed = 0;
+  private failed = 0;
+  private shedInterval = 0;
+
+  constructor(options: AdmissionOptions = {}) {
+    this.limiter = options.fixedLimit === undefined ? new GradientLimit(options) : undefined;
+    this.fixed = options.fixedLimit ?? 0;
+    this.queueCapacity = options.queue ?? 64;
+    this.queueTimeoutMs = options.queueTimeoutMs ?? 50;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  get limit(): number {
+    return this.limiter ? this.limiter.limit : this.fixed;
+  }
+
+  admit(): number | Promise<number> {
+    if (this.inFlight < this.limit) {
+      this.inFlight++;
+      this.admittedTotal++;
+      return this.now();
+    }
+    if (this.queue.length >= this.queueCapacity) return this.shed();
+    return new Promise<number>((resolve) => {
+      this.queue.push({ at: this.now(), resolve });
+    });
+  }
+
+  done(startedAt: number, failed = false): void {
+    const now = this.now();
+    const ms = now - startedAt;
+    this.limiter?.sample(ms, this.inFlight);
+    let i = 0;
+    while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]!) i++;
+    this.buckets[i]!++;
+    this.completed++;
+    if (failed) this.failed++;
+    this.inFlight--;
+    // Hand freed slots to waiters, oldest first; those that waited too long are shed.
+    while (this.queue.length > 0 && this.inFlight < this.limit) {
+      const w = this.queue.shift()!;
+      if (now - w.at > this.queueTimeoutMs) {
+        w.resolve(this.shed());
+        continue;
+      }
+      this.inFlight++;
+      this.admittedTotal++;
+      w.resolve(now);
+    }
+  }
+
+  snapshot(): AdmissionSnapshot {
+    return {
+      limit: this.limit,
+      inFlight: this.inFlight,
+      queued: this.queue.length,
+      queueCapacity: this.queueCapacity,
+      shed: this.shedTotal,
+      admitted: this.admittedTotal,
+      baselineMs: this.limiter?.baselineMs ?? 0,
+    };
+  }
+
+  takeInterval(): IntervalStats {
+    const total = this.completed;
+    let p99 = 0;
+    if (total > 0) {
+      const rank = Math.ceil(total * 0.99);
+      let seen = 0;
+      for (let i = 0; i < this.buckets.length; i++) {
+        seen += this.buckets[i]!;
+        if (seen >= rank) {
+          p99 = BOUNDS_MS[i] ?? BOUNDS_MS[BOUNDS_MS.length - 1]! * 2;
+          break;
+        }
+      }
+    }
+    const out = { completed: total, failed: this.failed, shed: this.shedInterval, p99Ms: p99 };
+    this.buckets.fill(0);
+    this.completed = 0;
+    this.failed = 0;
+    this.shedInterval = 0;
+    return out;
+  }
+
+  private shed(): number {
+    this.shedTotal++;
+    this.shedInterval++;
+    return -1;
+  }
+}

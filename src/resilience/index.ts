@@ -1,0 +1,6 @@
+export { AdaptiveAdmission, type Admission, type AdmissionOptions, type AdmissionSnapshot } from "./admission.ts";
+export { raceDeadline } from "./deadline.ts";
+export { ResilientShard, type ShardGuardState, type ShardNode } from "./resilient-shard.ts";
+export { guardShard } from "./guard-shard.ts";
+export { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, type ShardOp, shardPolicies } from "./shard-policies.ts";
+export { DEFAULT_RESILIENCE, RESILIENCE_KEYS, type ResilienceSettings, resilienceSettings } from "./settings.ts";

@@ -1,0 +1,115 @@
+import {
+  BrokenCircuitError,
+  BulkheadRejectedError,
+  bulkhead,
+  CircuitState,
+  circuitBreaker,
+  DelegateBackoff,
+  ExponentialBackoff,
+  handleWhen,
+  type IBackoffFactory,
+  type IPolicy,
+  type IRetryBackoffContext,
+  noJitterGenerator,
+  retry,
+  wrap,
+} from "cockatiel";
+import { StorageError } from "../kv/storage-errors.ts";
+import type { ResilienceSettings } from "./settings.ts";
+import { WindowBreaker } from "./window-breaker.ts";
+
+export type ShardOp = "read" | "write";
+export type BreakerState = "closed" | "open" | "half_open";
+
+/** What the policies report, for metrics and the anomaly buffer. Called off the hot path's success branch only. */
+export interface ResilienceObserver {
+  breakerChanged(shard: string, op: ShardOp, state: BreakerState): void;
+  retried(shard: string, op: ShardOp): void;
+  /** A call failed after its retries (or at once); `reason` is a stable code such as `storage_timeout` or `shard_breaker_open`. */
+  failed(shard: string, op: ShardOp, reason: string): void;
+}
+
+export const IGNORE_OBSERVER: ResilienceObserver = { breakerChanged() {}, retried() {}, failed() {} };
+
+/** A fault of the shard (retryable storage error), as opposed to a bad request or our own bug. */
+export const isShardFault = (e: Error): boolean => e instanceof StorageError && e.retryable;
+
+/** Retries never re-run a call the breaker or the bulkhead refused. */
+const isRetryable = (e: Error): boolean => isShardFault(e) && !(e instanceof BrokenCircuitError) && !(e instanceof BulkheadRejectedError);
+
+const STATE_NAMES: Record<number, BreakerState> = {
+  [CircuitState.Closed]: "closed",
+  [CircuitState.Open]: "open",
+  [CircuitState.HalfOpen]: "half_open",
+  [CircuitState.Isolated]: "open",
+};
+
+/** One breaker and the policy stack around it. */
+export interface GuardedOp {
+  readonly policy: IPolicy;
+  /** Current state of the breaker. */
+  state(): BreakerState;
+  /** When an open breaker lets a trial through (ms from now; 0 when not open). */
+  retryAfterMs(): number;
+}
+
+/** Read and write policies of one shard, and the retry-only policy for maintenance calls on the primary. */
+export interface ShardPolicies {
+  readonly read: GuardedOp;
+  readonly write: GuardedOp;
+  /** Retries through a failover window without a breaker: migration scans and authoritative reads. */
+  readonly primary: IPolicy;
+}
+
+/** Retries needed for exponential back-off (capped at 1 s) to span `windowMs`. */
+export function retriesToSpan(windowMs: number, firstMs: number, atLeast: number): number {
+  let n = 0;
+  let waited = 0;
+  let delay = Math.max(1, firstMs);
+  while (waited < windowMs && n < 1000) {
+    waited += delay;
+    delay = Math.min(delay * 2, 1000);
+    n++;
+  }
+  return Math.max(atLeast, n);
+}
+
+/**
+ * Builds a shard's policies: per op `wrap(bulkhead, circuitBreaker, retry)`
+ * from cockatiel, with the timeout innermost done by the caller as a timer
+ * race (see deadline.ts). The bulkhead is shared by reads and writes: it bounds
+ * what one shard can hold of the process. `failoverWindowMs` is how long
+ * writes keep retrying while the shard has no usable primary.
+ */
+export function shardPolicies(shard: string, s: ResilienceSettings, failoverWindowMs: number, observer: ResilienceObserver, clock: () => number = Date.now): ShardPolicies {
+  const shared = bulkhead(s.bulkheadConcurrency, s.bulkheadQueue);
+  const guard = (op: ShardOp, retries: number, backoff: IBackoffFactory<IRetryBackoffContext<unknown>>): GuardedOp => {
+    const breaker = circuitBreaker(handleWhen(isShardFault), {
+      halfOpenAfter: s.breakerOpenMs,
+      breaker: new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock),
+    });
+    breaker.onStateChange((state) => observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open"));
+    const again = retry(handleWhen(isRetryable), { maxAttempts: retries, backoff });
+    again.onRetry(() => observer.retried(shard, op));
+    let openedAt = 0;
+    breaker.onBreak(() => {
+      openedAt = Date.now();
+    });
+    return {
+      policy: wrap(shared, breaker, again),
+      state: () => STATE_NAMES[breaker.state] ?? "open",
+      // cockatiel times the open state with Date.now(); so does this.
+      retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + s.breakerOpenMs - Date.now()) : 0),
+    };
+  };
+  const readDelay = s.readRetryDelayMs;
+  const writeRetries = retriesToSpan(failoverWindowMs, s.writeBackoffMs, s.writeRetries);
+  const writeBackoff = new ExponentialBackoff({ initialDelay: s.writeBackoffMs, maxDelay: 1000, generator: noJitterGenerator });
+  const primary = retry(handleWhen(isRetryable), { maxAttempts: writeRetries, backoff: writeBackoff });
+  return {
+    // First retry at once (another member), later ones after `readRetryDelayMs`.
+    read: guard("read", s.readRetries, new DelegateBackoff<IRetryBackoffContext<unknown>>((ctx) => (ctx.attempt <= 1 ? 0 : readDelay))),
+    write: guard("write", writeRetries, writeBackoff),
+    primary,
+  };
+}
