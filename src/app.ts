@@ -247,14 +247,25 @@ async function openCaches(
   const m = cacheMetrics(metrics);
   const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
   const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock });
-  if (l1) {
-    metrics.gauge("quiver_cache_bytes", "Estimated bytes held by L1 and its budget.", () => [
-      { labels: { tier: "l1", kind: "used" }, value: l1.bytes },
-      { labels: { tier: "l1", kind: "budget" }, value: l1.maxBytes },
-    ]);
-    metrics.gauge("quiver_cache_entries", "Entries held by L1.", () => [{ labels: { tier: "l1" }, value: l1.size }]);
+  metrics.gauge("quiver_cache_bytes", "Bytes held by each cache tier and its budget (L1: estimated; L2: the server's INFO, refreshed every 5 s).", () => [
+    ...(l1
+      ? [
+          { labels: { tier: "l1", kind: "used" }, value: l1.bytes },
+          { labels: { tier: "l1", kind: "budget" }, value: l1.maxBytes },
+        ]
+      : []),
+    ...(l2
+      ? [
+          { labels: { tier: "l2", kind: "used" }, value: l2.stats().usedBytes },
+          { labels: { tier: "l2", kind: "budget" }, value: l2.stats().maxBytes },
+        ]
+      : []),
+  ]);
+  if (l1) metrics.gauge("quiver_cache_entries", "Entries held by L1.", () => [{ labels: { tier: "l1" }, value: l1.size }]);
+  if (l2) {
+    metrics.gauge("quiver_cache_l2_connected", "1 while the L2 Redis is reachable.", () => [{ value: l2.state().connected ? 1 : 0 }]);
+    metrics.gauge("quiver_cache_l2_evicted_keys", "Keys the L2 server evicted under maxmemory (INFO evicted_keys, server total).", () => [{ value: l2.stats().evictedKeys }]);
   }
-  if (l2) metrics.gauge("quiver_cache_l2_connected", "1 while the L2 Redis is reachable.", () => [{ value: l2.state().connected ? 1 : 0 }]);
   metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
   return { feed, cache };
 }

@@ -91,6 +91,11 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(b.metrics.l2Hits.value).toBeGreaterThanOrEqual(1);
   });
 
+  test("L2's memory use and budget are read from the server for /metrics", async () => {
+    expect(await waitFor(() => a.l2.stats().usedBytes > 0)).toBe(true);
+    expect(a.l2.stats().maxBytes).toBe(64 * 1024 * 1024);
+  });
+
   test("a late fill never overwrites a newer row in L2 (compare-event-time script)", async () => {
     expect(await a.l2.write([{ key: "late@1/k=i1", row: row(20, "new") }])).toBe(true);
     expect(await a.l2.write([{ key: "late@1/k=i1", row: row(10, "old") }])).toBe(true);

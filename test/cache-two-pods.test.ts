@@ -215,6 +215,14 @@ describe("two Quiver pods sharing one L2 and one origin", () => {
       expect(body.rows[1]!.statuses[0]).toBe("UNAVAILABLE");
       expect(body.rows[1]!.stale).toEqual([false, false]);
       expect(stale).toBe("2");
+      // Feast's route carries the same header (its body has no place for a marker).
+      const feast = await fetch(`${b.url}/get-online-features`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ features: FEATURES, entities: { customer_id: [key] } }),
+      });
+      expect(feast.status).toBe(200);
+      expect(feast.headers.get("x-quiver-stale")).toBe("2");
       const metrics = await (await fetch(`${b.url}/metrics`)).text();
       expect(metrics).toMatch(/quiver_cache_stale_served_total [1-9]/);
     } finally {
@@ -234,6 +242,7 @@ describe("two Quiver pods sharing one L2 and one origin", () => {
     expect(ready.feed).toMatchObject({ kind: "redis", connected: true });
     expect(ready.degraded).toEqual([]);
     const metrics = await (await fetch(`${b.url}/metrics`)).text();
+    expect(metrics).toMatch(/quiver_cache_bytes\{tier="l2",kind="budget"\} 67108864/);
     for (const name of ["quiver_cache_hits_total", "quiver_cache_misses_total", "quiver_cache_fills_total", "quiver_cache_bytes", "quiver_cache_invalidation_lag_seconds_count", "quiver_cache_invalidations_total"]) {
       expect(metrics).toContain(name);
     }

@@ -18,6 +18,8 @@ export interface L2Options {
    * they are off the lookup path, and dropping them under load would leave L2 cold.
    */
   readonly writeTimeoutMs?: number;
+  /** How often INFO is read for the L2 memory and eviction gauges (default 5000 ms). */
+  readonly statsIntervalMs?: number;
 }
 
 
@@ -60,6 +62,9 @@ export class L2Store implements L2Tier {
   /** While generations are being re-read after a remote invalidation, L2 reads count as misses. */
   private syncing = 0;
   private lastError: string | undefined;
+  /** From INFO, refreshed every few seconds: the server's memory and LRU evictions (all its keys, not only ours). */
+  private serverStats = { usedBytes: 0, maxBytes: 0, evictedKeys: 0 };
+  private readonly statsTimer: ReturnType<typeof setInterval>;
   readonly describe: string;
 
   constructor(options: L2Options) {
@@ -93,7 +98,26 @@ export class L2Store implements L2Tier {
       this.lastError = undefined;
       // Invalidations may have happened while we were away.
       void this.syncGenerations();
+      void this.refreshServerStats();
     });
+    this.statsTimer = setInterval(() => void this.refreshServerStats(), options.statsIntervalMs ?? 5000);
+    this.statsTimer.unref?.();
+  }
+
+  /** L2's memory use, budget and evictions as of the last INFO (for /metrics). */
+  stats(): { usedBytes: number; maxBytes: number; evictedKeys: number } {
+    return this.serverStats;
+  }
+
+  private async refreshServerStats(): Promise<void> {
+    if (!this.connected) return;
+    const text = await this.bounded(this.client.info(), 1000);
+    if (text === undefined) return;
+    const field = (name: string): number => {
+      const m = new RegExp(`^${name}:(\\d+)`, "m").exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    this.serverStats = { usedBytes: field("used_memory"), maxBytes: field("maxmemory"), evictedKeys: field("evicted_keys") };
   }
 
   get connected(): boolean {
@@ -214,6 +238,7 @@ export class L2Store implements L2Tier {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.statsTimer);
     try {
       if (this.connected) await this.bounded(this.client.quit(), 500);
     } catch {
