@@ -50,10 +50,10 @@ describe("backpressure and retries", () => {
   let engine: Awaited<ReturnType<typeof startRedisEngine>>;
   beforeAll(async () => {
     engine = await startRedisEngine();
-  });
+  }, 60_000);
   afterAll(async () => {
     await engine?.stop();
-  });
+  }, 60_000);
 
   async function rig(maxDeliver: number) {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");

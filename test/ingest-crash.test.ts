@@ -26,13 +26,13 @@ const running: Subprocess[] = [];
 
 beforeAll(async () => {
   [streams, storeServer] = await Promise.all([startRedis(), startRedis()]);
-});
+}, 60_000);
 
 afterAll(async () => {
   for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
   await Promise.all([streams?.stop(), storeServer?.stop()]);
   rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 function startConsumer(extra: string[]): { proc: Subprocess<"ignore", "pipe", "pipe">; output: () => string } {
   const proc = spawn(

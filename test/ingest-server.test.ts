@@ -26,13 +26,13 @@ beforeAll(async () => {
   const example = await Bun.file("src/ingest/example-sources.yaml").text();
   writeFileSync(join(dir, "sources.yaml"), example.replace("redis://127.0.0.1:6379", `redis://${redis.address}`).replace("nats://127.0.0.1:4222", nats.url));
   q = await buildQuiver(loadConfig(["--sources", join(dir, "sources.yaml"), "--demo-entities", "0"], {}));
-});
+}, 60_000);
 
 afterAll(async () => {
   await q?.close();
   await Promise.all([redis?.stop(), nats?.stop()]);
   rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 /** p99 from a Prometheus histogram's cumulative buckets: the smallest bucket bound holding 99 % of observations. */
 function p99Bound(metricsText: string, name: string, label: string): number {

@@ -9,6 +9,9 @@ import { type CompiledView, loadRegistryFile, type Registry } from "../src/regis
 import { keyPart, PushService } from "../src/serving/index.ts";
 import type { EngineHarness } from "./support/stream-engines.ts";
 
+/** Per test: generous, the machine is shared and engines start slowly under load. */
+const TEST_TIMEOUT_MS = 60_000;
+
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
 /** Polls until `check` holds; fails the test with `what` after `timeoutMs` (generous: the machine is shared). */
@@ -84,10 +87,10 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
     beforeAll(async () => {
       engine = await startEngine();
       rig = await makeRig();
-    });
+    }, 60_000);
     afterAll(async () => {
       await engine?.stop();
-    });
+    }, 60_000);
 
     const source = (opts: { takeoverMs?: number; format?: "json" | "msgpack"; mappings?: SourceDef["mappings"]; maxDeliver?: number; name?: string } = {}): SourceDef => ({
       name: opts.name ?? "payments",
@@ -125,7 +128,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await s.close();
         await publisher.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
 
     test("another consumer of the group takes over what a dead consumer left unacknowledged", async () => {
       const [compiled] = rig.compile([source({ takeoverMs: 1000 })]);
@@ -154,7 +157,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await second.close();
         await publisher.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
 
     test("retryLater hands messages back and they come again after the delay", async () => {
       const [compiled] = rig.compile([source()]);
@@ -181,7 +184,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await s.close();
         await publisher.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
 
     test("out-of-order and duplicate events never regress a value; duplicates and late events are counted", async () => {
       const [compiled] = rig.compile([source({ name: "ooo", mappings: [paymentsMapping({ idempotencyKey: "id" })] })]);
@@ -217,7 +220,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await ingest.stop();
         await publisher.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
 
     test("poison and malformed events land in dead letters with reason and path; replay after fixing the mapping writes them", async () => {
       const def = source({ name: "poison" });
@@ -237,6 +240,11 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         ]);
         await eventually("all consumed", () => ingest.status()[0]!.consumed === 6 && ingest.status()[0]!.deadLettered + ingest.status()[0]!.written === 6);
         expect(ingest.status()[0]!.deadLettered).toBe(5);
+        // Dead-lettered messages are settled with the engine (XACK / term): nothing stays owed.
+        await eventually("nothing owed to the group", () => {
+          const lag = ingest.status()[0]!.lag;
+          return lag !== null && lag.pending === 0 && (lag.unprocessed ?? 0) === 0;
+        });
         const letters = await deadLetters.list(100);
         const summary = letters.map((l) => [l.reason, l.path]).sort();
         expect(summary).toEqual(
@@ -270,7 +278,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await deadLetters.close();
         await publisher.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
 
     test("two sources with different schemas feeding one view converge to the newest value", async () => {
       const a = source({ name: "payments_json", format: "json" });
@@ -320,6 +328,6 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await pa.close();
         await pb.close();
       }
-    });
+    }, TEST_TIMEOUT_MS);
   });
 }

@@ -1,4 +1,5 @@
 import { cacheSuite } from "./cache.ts";
+import { ingestSuite } from "./ingest.ts";
 import { loadgenSuite } from "./loadgen.ts";
 import { lookupSuite } from "./lookup.ts";
 import { lookupAllocSuite } from "./lookup-alloc.ts";
@@ -9,4 +10,4 @@ import type { Suite } from "./suite.ts";
 export type { BenchContext, Suite } from "./suite.ts";
 
 /** Every suite, in run order. A new suite: a module exporting a Suite, listed here. */
-export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite, lookupAllocSuite, lookupRedisSuite, matchSuite, cacheSuite];
+export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite, lookupAllocSuite, lookupRedisSuite, matchSuite, cacheSuite, ingestSuite];

@@ -116,6 +116,11 @@ export class NatsStreamSource implements StreamSource {
     await this.connection?.flush();
   }
 
+  async reject(deliveries: readonly Delivery[]): Promise<void> {
+    for (const d of deliveries) (d as NatsDelivery).msg.term("dead-lettered by quiver");
+    await this.connection?.flush();
+  }
+
   async retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void> {
     for (const d of deliveries) (d as NatsDelivery).msg.nak(delayMs);
     await this.connection?.flush();

@@ -124,6 +124,10 @@ export class RedisStreamSource implements StreamSource {
     await this.control.xack(this.settings.stream, this.settings.group, ...deliveries.map((d) => d.id));
   }
 
+  reject(deliveries: readonly Delivery[]): Promise<void> {
+    return this.ack(deliveries);
+  }
+
   async retryLater(_deliveries: readonly Delivery[], delayMs: number): Promise<void> {
     // They stay in this consumer's pending list; read them again once the delay is over.
     this.ownPendingFirst = true;

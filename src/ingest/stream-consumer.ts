@@ -212,7 +212,7 @@ export class StreamConsumer {
     }
     try {
       await this.deadLetter(dead);
-      await this.deps.source.ack(batch);
+      await this.settle(batch, dead);
     } catch (e) {
       // Written but not acknowledged: redelivery finds the rows stored and counts duplicates.
       this.lastError = `ack: ${(e as Error).message}`;
@@ -249,7 +249,7 @@ export class StreamConsumer {
     try {
       await this.deadLetter(dead);
       const done = new Set(dead.map((x) => x.delivery));
-      await this.deps.source.ack(batch.filter((d) => done.has(d)));
+      await this.deps.source.reject(batch.filter((d) => done.has(d)));
       await this.deps.source.retryLater(
         batch.filter((d) => !done.has(d)),
         pause,
@@ -258,6 +258,17 @@ export class StreamConsumer {
       this.lastError = `store: ${error}; then: ${(inner as Error).message}`;
     }
     await sleep(pause, this.stopping.signal);
+  }
+
+  /** Acks what was written (or skipped), rejects what went to dead letters. */
+  private async settle(batch: readonly Delivery[], dead: ReadonlyArray<{ readonly delivery: Delivery }>): Promise<void> {
+    if (dead.length === 0) {
+      await this.deps.source.ack(batch);
+      return;
+    }
+    const rejected = new Set(dead.map((x) => x.delivery));
+    await this.deps.source.ack(batch.filter((d) => !rejected.has(d)));
+    await this.deps.source.reject([...rejected]);
   }
 
   private async deadLetter(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): Promise<void> {

@@ -38,6 +38,8 @@ export interface StreamSource {
   read(max: number, waitMs: number): Promise<readonly Delivery[]>;
   /** Done with these: the store has them (or they went to dead letters). */
   ack(deliveries: readonly Delivery[]): Promise<void>;
+  /** Never again: these are in dead letters now (Redis: XACK; NATS: term). */
+  reject(deliveries: readonly Delivery[]): Promise<void>;
   /** Not now: deliver again after `delayMs` (a retryable store failure). */
   retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void>;
   lag(): Promise<SourceLag>;
