@@ -54,6 +54,7 @@ export class VectorIndexes implements ChangeListener {
   private readonly tasks = new Set<Promise<unknown>>();
   private unsubscribe: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private connectWatch: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
   private closed = false;
   private readonly buildSeconds;
@@ -80,6 +81,7 @@ export class VectorIndexes implements ChangeListener {
   async start(registry: Registry): Promise<void> {
     this.unsubscribe = this.o.feed.subscribe(this);
     for (const view of registry.views.values()) if (view.index) await this.open(view);
+    if (!this.o.feed.state().connected) this.catchUpOnceConnected();
     if (this.o.snapshots && this.o.snapshotIntervalMs > 0) {
       this.timer = setInterval(() => this.track(this.snapshotAll()), this.o.snapshotIntervalMs);
       this.timer.unref?.();
@@ -145,11 +147,27 @@ export class VectorIndexes implements ChangeListener {
     for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
   }
 
+  /**
+   * A shared feed that was not yet subscribed when the indexes were built
+   * loses what other pods wrote meanwhile, and its first subscription is not
+   * reported as a gap: catch up once it connects.
+   */
+  private catchUpOnceConnected(): void {
+    this.connectWatch = setInterval(() => {
+      if (this.closed || !this.o.feed.state().connected) return;
+      clearInterval(this.connectWatch);
+      this.connectWatch = undefined;
+      for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
+    }, 100);
+    this.connectWatch.unref?.();
+  }
+
   /** Stops following the feed, lets running work finish and writes a final snapshot. */
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
+    if (this.connectWatch) clearInterval(this.connectWatch);
     await this.idle();
     await this.snapshotAll();
   }
