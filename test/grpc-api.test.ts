@@ -193,6 +193,16 @@ describe("feast.serving.ServingService", () => {
       entities: { driver_id: { val: [{ int64_val: "1001" }] } },
     });
     expect(response!.metadata.feature_names.val.slice(0, 2)).toEqual(["driver_id", "driver_hourly_stats__conv_rate"]);
+    expect((response!.metadata as unknown as { feature_view_metadata: unknown[] }).feature_view_metadata).toEqual([]);
+    const versions = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: ["driver_hourly_stats:conv_rate", "fraud_signals:spend_1h", "driver_hourly_stats:city"] },
+      entities: { driver_id: { val: [{ int64_val: "1001" }] }, customer_id: { val: [{ string_val: "c1" }] } },
+      include_feature_view_version_metadata: true,
+    });
+    expect((versions.response!.metadata as unknown as { feature_view_metadata: unknown[] }).feature_view_metadata).toEqual([
+      { name: "driver_hourly_stats", version: 1 },
+      { name: "fraud_signals", version: 2 },
+    ]);
     const pair = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
       features: { val: ["driver_customer_affinity:trips_together"] },
       entities: { customer_id: { val: [{ string_val: "c0" }] }, driver_id: { val: [{ int64_val: "1001" }] } },

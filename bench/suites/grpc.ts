@@ -151,6 +151,11 @@ export const grpcSuite: Suite = {
         checks.push({ name: `${label}, ${rows} × 10 features, p99 at half max (${h.rate.target}/s, open loop)`, unit: "ms", baseline: null, measured: h.latencyMs.p99, ratio: null, target: "info", pass: null });
       }
     }
+    // If Quiver's core is not near 100% in its closed-loop runs, the driver (a grpc-js client) was the limit and the ratios say little.
+    for (const k of ["quiver-1", "feast-1"]) {
+      const busy = m[k]!.serverCpu;
+      checks.push({ name: `server core busy during ${k} closed loop (below ~0.9: the driver, not Quiver, was the limit)`, unit: "cores", baseline: m[`${k}-base`]!.serverCpu, measured: busy, ratio: null, target: "info", pass: null });
+    }
     checks.push({ name: "single lookup: gRPC quiver.v1 vs HTTP /v1/lookup (JSON), same server and generator", unit: "req/s", baseline: rps("http-1"), measured: rps("quiver-1"), ratio: ratio(rps("quiver-1"), rps("http-1")), target: "info", pass: null });
     return {
       suite: "grpc",
