@@ -7,6 +7,7 @@ import { buildResult } from "./output/result.ts";
 import type { RunResult } from "./output/result.ts";
 import { Prng } from "./prng.ts";
 import { getScenarioByName } from "./scenarios/index.ts";
+import { GrpcConnection } from "./grpc/connection.ts";
 import { compileRequest } from "./template.ts";
 import type { RequestTemplate } from "./template.ts";
 
@@ -34,7 +35,7 @@ export type RunOptions = Pick<
 >;
 
 /** Builds the scenario's request templates for the target. */
-export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; weights: number[]; batch: number } {
+export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; weights: number[]; batch: number; grpcPaths?: string[] } {
   const scenario = getScenarioByName(o.scenario);
   const batch = o.batch ?? scenario.defaultBatch;
   const plan = scenario.build({
@@ -46,13 +47,16 @@ export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; w
     path: o.path,
     rng: new Prng(`${o.seed}/payload`),
   });
+  if (plan.protocol === "grpc") {
+    return { templates: plan.requests.map((r) => r.template), weights: plan.requests.map((r) => r.weight), batch, grpcPaths: plan.requests.map((r) => r.path) };
+  }
   const templates = plan.requests.map((r) => compileRequest(r, plan.keySpaces, o.entities, o.target.host));
   return { templates, weights: plan.requests.map((r) => r.weight), batch };
 }
 
 /** One run, programmatic: used by the CLI, --find-max, bench and tests. */
 export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void): Promise<RunResult> {
-  const { templates, weights, batch } = buildTemplates(o);
+  const { templates, weights, batch, grpcPaths } = buildTemplates(o);
   const startedAt = new Date();
   const outcome = await runLoad({
     mode: o.mode,
@@ -69,6 +73,7 @@ export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void)
     seed: o.seed,
     maxRequests: o.maxRequests,
     onProgress,
+    ...(grpcPaths ? { openConnection: (id, listener) => new GrpcConnection(id, o.target.hostname, Number(o.target.port || 80), listener, grpcPaths) } : {}),
   });
   return buildResult(
     {

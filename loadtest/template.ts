@@ -25,10 +25,12 @@ export function keyRef(row: number, space: number): string {
   return `@@key:${row}:${space}@@`;
 }
 
-enum SlotKind {
+export enum SlotKind {
   JsonInt = 0,
   JsonString = 1,
   MsgpackUint32 = 2,
+  /** A protobuf varint padded to 5 bytes (gRPC templates, loadtest/grpc/request-bytes.ts). */
+  ProtoVarint5 = 3,
 }
 
 /**
@@ -65,6 +67,7 @@ export class RequestTemplate {
       const kind = this.slotKind[i];
       if (kind === SlotKind.JsonInt) writeDigitsRight(buf, off, width, (space as { base: number }).base + idx);
       else if (kind === SlotKind.JsonString) writeJsonString(buf, off, width, (space as { prefix: string }).prefix, idx);
+      else if (kind === SlotKind.ProtoVarint5) writeVarint5(buf, off, (space as { base: number }).base + idx);
       else writeUint32(buf, off + 1, (space as { base: number }).base + idx);
     }
   }
@@ -227,4 +230,13 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
+}
+
+/** A varint in exactly 5 bytes (values below 2^35): continuation bits on the first four. */
+function writeVarint5(buf: Uint8Array, off: number, v: number): void {
+  buf[off] = (v & 0x7f) | 0x80;
+  buf[off + 1] = ((v >>> 7) & 0x7f) | 0x80;
+  buf[off + 2] = ((v >>> 14) & 0x7f) | 0x80;
+  buf[off + 3] = ((v >>> 21) & 0x7f) | 0x80;
+  buf[off + 4] = Math.floor(v / 2 ** 28) & 0x7f;
 }

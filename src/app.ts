@@ -122,10 +122,11 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   });
 
   const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows });
+  const match = new MatchService(vectors, metered, lookup, metrics);
   const http = createHttpEdge({
     registry,
     serving,
-    match: new MatchService(vectors, metered, lookup, metrics),
+    match,
     store,
     metrics,
     anomalies,
@@ -151,7 +152,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const grpc = createGrpcEdge({
     serving,
     metrics,
-    ready: async () => (await store.health()).ok,
+    ready: async () => !draining && (await store.health()).ok,
+    admission,
+    match,
     limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000 },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
   });

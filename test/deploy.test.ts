@@ -48,5 +48,8 @@ describe("deploy manifests", () => {
     expect(dockerfile).toContain(`EXPOSE ${port}`);
     expect(dockerfile).toContain('ENTRYPOINT ["node_modules/.bin/bun", "src/main.ts"]');
     expect(byKind("Service").spec.ports[0]!.port).toBe(Number(port));
+    const grpcPort = SETTINGS.find((s) => s.key === "grpcPort")!.default;
+    expect(dockerfile).toContain(`EXPOSE ${port} ${grpcPort}`);
+    expect(byKind("Service").spec.ports.map((p) => p.port)).toContain(Number(grpcPort));
   });
 });

@@ -193,6 +193,16 @@ describe("feast.serving.ServingService", () => {
       entities: { driver_id: { val: [{ int64_val: "1001" }] } },
     });
     expect(response!.metadata.feature_names.val.slice(0, 2)).toEqual(["driver_id", "driver_hourly_stats__conv_rate"]);
+    expect((response!.metadata as unknown as { feature_view_metadata: unknown[] }).feature_view_metadata).toEqual([]);
+    const versions = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: ["driver_hourly_stats:conv_rate", "fraud_signals:spend_1h", "driver_hourly_stats:city"] },
+      entities: { driver_id: { val: [{ int64_val: "1001" }] }, customer_id: { val: [{ string_val: "c1" }] } },
+      include_feature_view_version_metadata: true,
+    });
+    expect((versions.response!.metadata as unknown as { feature_view_metadata: unknown[] }).feature_view_metadata).toEqual([
+      { name: "driver_hourly_stats", version: 1 },
+      { name: "fraud_signals", version: 2 },
+    ]);
     const pair = await unaryCall<FeastResponse>(f.clients.feast, "GetOnlineFeatures", {
       features: { val: ["driver_customer_affinity:trips_together"] },
       entities: { customer_id: { val: [{ string_val: "c0" }] }, driver_id: { val: [{ int64_val: "1001" }] } },
@@ -278,5 +288,53 @@ describe("transport", () => {
     expect(text).toContain('quiver_grpc_requests_total{method="feast.serving.ServingService/GetFeastServingInfo",code="OK"}');
     expect(text).toContain('quiver_grpc_requests_total{method="quiver.v1.FeatureService/Lookup",code="INVALID_ARGUMENT"}');
     expect(text).toContain('quiver_grpc_request_duration_seconds_bucket{method="quiver.v1.FeatureService/Lookup",le="+Inf"}');
+  });
+});
+
+describe("quiver.v1.FeatureService/Match", () => {
+  interface Hit {
+    entity: Record<string, { int64_val?: string; string_val?: string }>;
+    score: number;
+    distance: number;
+    values: Record<string, unknown>[];
+    statuses: string[];
+  }
+  test("claim matching answers the same neighbours as POST /v1/match, with typed feature values", async () => {
+    const { response, error } = await unaryCall<{ feature_names: string[]; matches: Hit[] }>(f.clients.quiver, "Match", {
+      view: "claims",
+      entity: { keys: { claim_id: { int64_val: "7" } } },
+      k: 4,
+      features: ["claims:text", "claims:cluster"],
+    });
+    expect(error).toBeUndefined();
+    expect(response!.feature_names).toEqual(["text", "cluster"]);
+    expect(response!.matches).toHaveLength(4);
+    for (const m of response!.matches) {
+      expect(m.entity.claim_id!.int64_val).not.toBe("7");
+      expect(m.statuses).toEqual(["PRESENT", "PRESENT"]);
+      expect(m.values.map((v) => v.val)).toEqual(["string_val", "int64_val"]);
+    }
+    const http = await f.quiver.http.app.request("/v1/match", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ view: "claims", entity: { claim_id: 7 }, k: 4, features: ["claims:text", "claims:cluster"] }),
+    });
+    const body = (await http.json()) as { matches: { entity: { claim_id: number }; score: number; values: unknown[] }[] };
+    expect(response!.matches.map((m) => Number(m.entity.claim_id!.int64_val))).toEqual(body.matches.map((m) => m.entity.claim_id));
+    expect(response!.matches.map((m) => m.score)).toEqual(body.matches.map((m) => m.score));
+    expect(response!.matches.map((m) => m.values[0]!.string_val)).toEqual(body.matches.map((m) => m.values[0]));
+  });
+
+  test("text queries and filters; bad input names the field", async () => {
+    const text = await unaryCall<{ matches: Hit[] }>(f.clients.quiver, "Match", { view: "claims", text: "vaccine causes infertility", k: 2, filter: { verdict: { values: [{ string_val: "false" }] } }, features: ["claims:verdict"] });
+    expect(text.error).toBeUndefined();
+    for (const m of text.response!.matches) expect(m.values[0]!.string_val).toBe("false");
+    const unknown = await unaryCall(f.clients.quiver, "Match", { view: "ghost", text: "x" });
+    expect(unknown.error?.code).toBe(grpc.status.NOT_FOUND);
+    const dims = await unaryCall(f.clients.quiver, "Match", { view: "claims", vector: { val: [1, 2, 3] } });
+    expect(dims.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(dims.error?.metadata.get("x-quiver-error-path")[0]).toBe("vector");
+    const none = await unaryCall(f.clients.quiver, "Match", { view: "claims" });
+    expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });

@@ -6,6 +6,7 @@ import { neverNow, UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { MemoryKvNode } from "../src/kv/memory-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
 import { compileRegistry, RegistryHolder } from "../src/registry/index.ts";
+import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
 import { type Clients, connect, grpc, unaryCall } from "./support/grpc-client.ts";
 
@@ -18,13 +19,13 @@ const registry = compileRegistry({
 /**
  * A storage node whose behaviour the test sets: answer from memory, answer
  * some keys UNAVAILABLE (a failed shard), mark rows stale (a cache grace copy),
- * or hold every read until the request's deadline has passed.
+ * or hold every read until the test releases it (a stalled shard).
  */
 class ScriptedNode implements KvNode {
   readonly id = "scripted";
   readonly readsNow = "never" as const;
   readonly inner = new MemoryKvNode("inner");
-  mode: "normal" | "down" | "stale" | "slow" = "normal";
+  mode: "normal" | "down" | "stale" = "normal";
   /** When set, reads wait for it (a call held in flight). */
   hold: Promise<void> | undefined;
   healthy = true;
@@ -34,11 +35,6 @@ class ScriptedNode implements KvNode {
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     this.contexts.push(ctx);
     if (this.hold) await this.hold;
-    if (this.mode === "slow") {
-      // Holds the read until the caller's budget is gone (as a stalled shard would), bounded for safety.
-      const until = Math.min(ctx?.deadline ?? performance.now() + 2000, performance.now() + 5000);
-      while (performance.now() < until + 20) await Bun.sleep(5);
-    }
     const slots = await this.inner.getMany(keys);
     if (this.mode === "down") {
       ctx?.degraded?.push("shard-b");
@@ -65,6 +61,18 @@ class ScriptedNode implements KvNode {
 }
 
 let node: ScriptedNode;
+
+/** Stalls `n`'s reads until the returned release is called (never before, whatever the machine's load). */
+function stall(n: ScriptedNode): () => void {
+  let release = () => {};
+  n.hold = new Promise<void>((r) => {
+    release = () => {
+      n.hold = undefined;
+      r();
+    };
+  });
+  return release;
+}
 let edge: GrpcEdge;
 let clients: Clients;
 let address: string;
@@ -128,7 +136,7 @@ describe("response flags", () => {
 
 describe("deadlines", () => {
   test("the call's deadline is the lookup budget; past it the answer is DEADLINE_EXCEEDED", async () => {
-    node.mode = "slow";
+    const release = stall(node);
     node.contexts.length = 0;
     try {
       const started = Date.now();
@@ -142,7 +150,7 @@ describe("deadlines", () => {
       const feast = await unaryCall(clients.feast, "GetOnlineFeatures", feastLookup, { deadlineMs: 300 });
       expect(feast.error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     } finally {
-      node.mode = "normal";
+      release();
     }
   });
 
@@ -176,7 +184,7 @@ describe("LookupStream", () => {
   });
 
   test("a per-message timeout_ms bounds that lookup only", async () => {
-    node.mode = "slow";
+    const release = stall(node);
     try {
       const call = (clients.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: { status: number } | null }> }).LookupStream();
       const answers: { id: string; error: { status: number } | null }[] = [];
@@ -190,7 +198,7 @@ describe("LookupStream", () => {
       await ended;
       expect(answers).toEqual([expect.objectContaining({ id: "1", error: expect.objectContaining({ status: grpc.status.DEADLINE_EXCEEDED }) })]);
     } finally {
-      node.mode = "normal";
+      release();
     }
   });
 });
@@ -271,5 +279,47 @@ describe("graceful drain", () => {
     expect(first.error).toBeUndefined();
     await drained;
     c.close();
+  });
+});
+
+describe("admission control", () => {
+  test("beyond the shared concurrency limit a lookup answers RESOURCE_EXHAUSTED, on unary calls and on LookupStream", async () => {
+    const n = new ScriptedNode();
+    let release = () => {};
+    n.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10 });
+    const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 0 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, admission, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);
+    try {
+      const first = unaryCall(c.quiver, "Lookup", lookup, { deadlineMs: 30_000 });
+      for (let i = 0; i < 500 && n.contexts.length === 0; i++) await Bun.sleep(10);
+      expect(admission.snapshot().inFlight).toBe(1);
+      const shed = await unaryCall(c.quiver, "Lookup", lookup);
+      expect(shed.error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(shed.error?.metadata.get("x-quiver-retryable")[0]).toBe("true");
+      const stream = (c.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: { status: number } | null }> }).LookupStream();
+      const answer = new Promise<{ id: string; error: { status: number } | null }>((resolve, reject) => {
+        stream.on("data", resolve);
+        stream.on("error", reject);
+      });
+      stream.write({ ...lookup, id: "9" });
+      expect(await answer).toMatchObject({ id: "9", error: { status: grpc.status.RESOURCE_EXHAUSTED } });
+      stream.end();
+      // Health and serving info are never shed.
+      expect((await unaryCall(c.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
+      expect((await unaryCall(c.feast, "GetFeastServingInfo", {})).error).toBeUndefined();
+      release();
+      expect((await first).error).toBeUndefined();
+      expect(admission.snapshot().inFlight).toBe(0);
+      expect((await unaryCall(c.quiver, "Lookup", lookup)).error).toBeUndefined();
+    } finally {
+      release();
+      c.close();
+      await e.drain(2000);
+    }
   });
 });

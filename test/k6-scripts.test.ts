@@ -14,7 +14,7 @@ import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
 const root = resolve(import.meta.dir, "..");
 const k6Dir = `${root}/k6`;
 const scripts = readdirSync(k6Dir).filter((f) => f.endsWith(".js"));
-const K6_MODULES = new Set(["k6", "k6/http", "k6/metrics", "k6/data"]);
+const K6_MODULES = new Set(["k6", "k6/http", "k6/metrics", "k6/data", "k6/net/grpc"]);
 const transpiler = new Bun.Transpiler({ loader: "js" });
 
 function importsOf(path: string): string[] {
@@ -23,7 +23,7 @@ function importsOf(path: string): string[] {
 
 describe("k6 scripts: static checks", () => {
   test("there is a script per scenario", () => {
-    expect(scripts.sort()).toEqual(["batch-lookup.js", "feast.js", "lookup.js", "mixed.js", "push.js"]);
+    expect(scripts.sort()).toEqual(["batch-lookup.js", "feast.js", "grpc-lookup.js", "lookup.js", "mixed.js", "push.js"]);
   });
 
   for (const file of scripts) {
@@ -56,7 +56,7 @@ describe("k6 scripts: static checks", () => {
 });
 
 /** What the k6 look-alike modules saw. */
-const seen = { requests: [] as { url: string; body: string; status: number }[], checks: [] as { name: string; ok: boolean }[], metrics: [] as string[] };
+const seen = { grpc: [] as { method: string; status: number; error?: string | undefined }[], requests: [] as { url: string; body: string; status: number }[], checks: [] as { name: string; ok: boolean }[], metrics: [] as string[] };
 
 /** One synchronous POST in a child process (curl, or bun where curl is missing); prints body, newline, status. */
 function syncPost(url: string, body: string, headers: Record<string, string>): string {
@@ -101,12 +101,51 @@ class Metric {
   add(): void {}
 }
 
+/**
+ * k6/net/grpc's Client, synchronous like k6's: each invoke runs a grpc-js client
+ * in a child process over the protos the script loaded (proto-loader with JSON
+ * field names, int64 as strings and enums as names, as k6's protojson does).
+ */
+const INVOKE = `
+const [paths, files, addr, method, request] = JSON.parse(process.argv.at(-1));
+const grpc = require("@grpc/grpc-js");
+const { loadSync } = require("@grpc/proto-loader");
+const def = loadSync(files, { keepCase: false, longs: String, enums: String, defaults: true, arrays: true, oneofs: true, includeDirs: paths });
+const [service, name] = method.split("/");
+const Ctor = grpc.makeGenericClientConstructor(def[service], service);
+const client = new Ctor(addr, grpc.credentials.createInsecure());
+client[name](request, { deadline: Date.now() + 10000 }, (err, message) => {
+  process.stdout.write(JSON.stringify(err ? { status: err.code, error: err.details } : { status: 0, message }));
+  client.close();
+});`;
+class GrpcClientLike {
+  private paths: string[] = [];
+  private files: string[] = [];
+  private addr = "";
+  load(paths: string[], ...files: string[]): void {
+    this.paths = paths.map((p) => resolve(k6Dir, p));
+    this.files = files;
+  }
+  connect(addr: string): void {
+    this.addr = addr;
+  }
+  invoke(method: string, request: unknown): { status: number; message?: unknown; error?: string } {
+    const args = JSON.stringify([this.paths, this.files, this.addr, method, request]);
+    const out = Bun.spawnSync([process.execPath, "-e", INVOKE, args], { cwd: root, stdout: "pipe", stderr: "pipe" });
+    const res = JSON.parse(out.stdout.toString() || `{"status":-1,"error":${JSON.stringify(out.stderr.toString())}}`) as { status: number; message?: unknown; error?: string };
+    seen.grpc.push({ method, status: res.status, error: res.error });
+    return res;
+  }
+  close(): void {}
+}
+
 let server: QuiverProcess;
-const ENV = { QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1" };
+const ENV = { GRPC_ADDR: "", QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1" };
 
 beforeAll(async () => {
   server = await startQuiver(["--demo-entities", "1000"]);
   ENV.QUIVER_URL = server.url;
+  ENV.GRPC_ADDR = server.grpcAddress!;
   Object.assign(globalThis, { __ENV: ENV, open: (p: string) => readFileSync(resolve(k6Dir, p), "utf8") });
   Bun.plugin({
     name: "k6 look-alike",
@@ -127,6 +166,7 @@ beforeAll(async () => {
         },
       }));
       build.module("k6/http", () => ({ loader: "object", exports: { default: { post } } }));
+      build.module("k6/net/grpc", () => ({ loader: "object", exports: { default: { Client: GrpcClientLike, StatusOK: 0 } } }));
       build.module("k6/data", () => ({ loader: "object", exports: { SharedArray: SharedArrayLike } }));
       build.module("k6/metrics", () => ({ loader: "object", exports: { Counter: Metric, Rate: Metric, Trend: Metric, Gauge: Metric } }));
     },
@@ -180,4 +220,28 @@ describe("k6 scripts against the real server", () => {
       expect(seen.checks.filter((c) => !c.ok)).toEqual([]);
     });
   }
+});
+
+describe("k6 gRPC script against the real server", () => {
+  test("grpc-lookup.js: both services at RATE/2 each, the gRPC SLO thresholds, calls the server answers OK", async () => {
+    const mod = (await import(`${k6Dir}/grpc-lookup.js`)) as K6Module & { quiverLookup(): void; feastLookup(): void };
+    expect(mod.options.thresholds["grpc_req_duration"]).toEqual(["p(99)<8"]);
+    expect(mod.options.thresholds["checks"]).toEqual(["rate>0.999"]);
+    const scenarios = Object.values(mod.options.scenarios) as { executor: string; rate?: number; exec?: string }[];
+    expect(scenarios.map((s) => [s.executor, s.rate, s.exec])).toEqual([
+      ["constant-arrival-rate", 617, "quiverLookup"],
+      ["constant-arrival-rate", 617, "feastLookup"],
+    ]);
+    seen.grpc.length = 0;
+    seen.checks.length = 0;
+    for (let i = 0; i < 3; i++) mod.default();
+    expect(seen.grpc.map((g) => [g.method, g.status, g.error])).toEqual(
+      new Array(3).fill(0).flatMap(() => [
+        ["quiver.v1.FeatureService/Lookup", 0, undefined],
+        ["feast.serving.ServingService/GetOnlineFeatures", 0, undefined],
+      ]),
+    );
+    expect(seen.checks).toHaveLength(6);
+    expect(seen.checks.filter((c) => !c.ok)).toEqual([]);
+  }, 60_000);
 });

@@ -60,7 +60,8 @@ describe("shared fixtures against the server", () => {
 describe("every generator scenario against the server", () => {
   const base = (scenario: string): RunOptions => ({
     scenario,
-    target: new URL(server.url),
+    // gRPC scenarios drive the server's gRPC port.
+    target: new URL(scenario.startsWith("grpc-") ? `http://${server.grpcAddress}` : server.url),
     mode: "open",
     rate: 200,
     connections: 4,

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect, unaryCall } from "./support/grpc-client.ts";
 import { type QuiverProcess, runQuiverToExit, startQuiver } from "./support/quiver-process.ts";
 
 const dirs: string[] = [];
@@ -19,6 +20,30 @@ afterAll(async () => {
 const json = { "content-type": "application/json" };
 
 describe("server process", () => {
+  test("npm start serves gRPC beside HTTP, says where, and exits 0 after draining on SIGTERM", async () => {
+    const p = await startQuiver(["--demo-entities", "10"]);
+    procs.push(p);
+    expect(p.output()).toMatch(/quiver gRPC listening on 127\.0\.0\.1:\d+ \(feast\.serving\.ServingService, GrpcFeatureServer, quiver\.v1\.FeatureService, grpc\.health\.v1\.Health/);
+    const c = connect(p.grpcAddress!);
+    const ok = await unaryCall<{ feature_names: string[] }>(c.quiver, "Lookup", { features: ["driver_hourly_stats:city"], entities: [{ name: "driver_id", int64_values: ["1001"] }] });
+    expect(ok.response!.feature_names).toEqual(["city"]);
+    expect((await unaryCall(c.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
+    c.close();
+    expect(await p.stop("SIGTERM")).toBe(0);
+    expect(p.output()).toContain("draining");
+  });
+
+  test("a gRPC port already taken stops start-up with the setting's name", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await runQuiverToExit(["--demo-entities", "0", "--grpc-port", String(taken.port)]);
+      expect(r.code).toBe(1);
+      expect(r.output).toContain("--grpc-port / QUIVER_GRPC_PORT");
+    } finally {
+      taken.stop(true);
+    }
+  });
+
   test("every acknowledged write survives kill -9 of the server", async () => {
     const dataDir = tempDir();
     const first = await startQuiver(["--data-dir", dataDir, "--demo-entities", "0"]);

@@ -209,6 +209,7 @@ describe("registry changes", () => {
     const res = await q.http.app.request("/admin/registry/reload", { method: "POST" });
     expect(res.status).toBe(200);
     // Still answering from the old index while the new one builds.
+    expect(q.vectors.get("claims")).toBe(old);
     expect((await match({ view: "claims", entity: { claim_id: 7 }, k: 4 })).matches.length).toBe(4);
     await q.vectors.idle();
     const rebuilt = q.vectors.get("claims")!;
@@ -217,5 +218,27 @@ describe("registry changes", () => {
     expect(rebuilt.size).toBe(old.size);
     const after = await match({ view: "claims", entity: { claim_id: 7 }, k: 4 });
     expect(new Set(after.matches.map((m) => clusterOfClaim(m.entity.claim_id)))).toEqual(new Set(before.matches.map((m) => clusterOfClaim(m.entity.claim_id))));
+  }, 60_000);
+
+  test("a newly declared index answers 503 until built; a removed one is a 400", async () => {
+    const base = await Bun.file(registryPath).text();
+    const withIndex = base.replace(
+      "      - { name: embedding, type: \"embedding(8)\", description: Taste embedding from the recommender. }",
+      "      - { name: embedding, type: \"embedding(8)\", description: Taste embedding from the recommender. }\n    index: { feature: embedding, metric: l2, algorithm: brute-force }",
+    );
+    expect(withIndex).not.toBe(base);
+    writeFileSync(registryPath, withIndex);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    const building = await post("/v1/match", { view: "customer_profile", entity: { customer_id: "c1" }, k: 3 });
+    expect(building.status).toBe(503);
+    await q.vectors.idle();
+    const built = await match({ view: "customer_profile", entity: { customer_id: "c1" }, k: 3, features: ["fraud_signals:risk_score"] });
+    expect(built.matches.length).toBe(3);
+    expect(built.matches[0]!.statuses).toEqual(["PRESENT"]);
+    writeFileSync(registryPath, base);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    const gone = await errorOf({ view: "customer_profile", entity: { customer_id: "c1" } });
+    expect(gone.status).toBe(400);
+    expect(gone.message).toContain("no vector index");
   }, 60_000);
 });

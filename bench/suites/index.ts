@@ -1,4 +1,5 @@
 import { cacheSuite } from "./cache.ts";
+import { grpcSuite } from "./grpc.ts";
 import { ingestSuite } from "./ingest.ts";
 import { loadgenSuite } from "./loadgen.ts";
 import { lookupSuite } from "./lookup.ts";
@@ -10,4 +11,4 @@ import type { Suite } from "./suite.ts";
 export type { BenchContext, Suite } from "./suite.ts";
 
 /** Every suite, in run order. A new suite: a module exporting a Suite, listed here. */
-export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite, lookupAllocSuite, lookupRedisSuite, matchSuite, cacheSuite, ingestSuite];
+export const SUITES: readonly Suite[] = [loadgenSuite, lookupSuite, lookupAllocSuite, lookupRedisSuite, matchSuite, cacheSuite, ingestSuite, grpcSuite];

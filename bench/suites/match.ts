@@ -57,7 +57,7 @@ export const matchSuite: Suite = {
       const started = performance.now();
       server = await startServer({
         name: "quiver (claims from the snapshot)",
-        argv: [process.execPath, "src/main.ts", "--port", String(port), "--data-dir", dir, "--demo-entities", "0"],
+        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--data-dir", dir, "--demo-entities", "0"],
         cpu: ctx.serverCpu,
         port,
         readyPath: "/readyz",

@@ -1,6 +1,7 @@
 import type { KeySampler } from "../keys.ts";
 import { Http1Connection } from "../http1/connection.ts";
 import type { ConnectionListener } from "../http1/connection.ts";
+import type { LoadConnection } from "./load-connection.ts";
 import { Prng } from "../prng.ts";
 import type { RequestTemplate } from "../template.ts";
 import { Recorder } from "./recorder.ts";
@@ -25,6 +26,8 @@ export interface LoadConfig {
   /** Hard bound on requests sent (safety net on top of the duration). */
   readonly maxRequests: number;
   readonly onProgress?: (p: Progress) => void;
+  /** Opens connection `id`; HTTP/1 unless a scenario brings its own transport (gRPC). */
+  readonly openConnection?: (id: number, listener: ConnectionListener<LoadConnection>) => LoadConnection;
 }
 
 export interface Progress {
@@ -61,7 +64,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
   const totalWeight = cumulative[cumulative.length - 1] ?? 1;
   const maxRows = Math.max(1, ...cfg.templates.map((t) => t.rows));
   const scratch = new Float64Array(maxRows);
-  const idle: Http1Connection[] = [];
+  const idle: LoadConnection[] = [];
   const open = cfg.mode === "open";
   const intervalMs = open ? 1000 / cfg.rate : 0;
   const plannedMs = cfg.warmupMs + cfg.durationMs;
@@ -77,7 +80,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
   let finished = false;
   let finish: () => void = () => {};
 
-  const dispatch = (conn: Http1Connection, intendedAt: number, now: number): void => {
+  const dispatch = (conn: LoadConnection, intendedAt: number, now: number): void => {
     let ti = 0;
     if (cumulative.length > 1) {
       const u = rng.nextFloat() * totalWeight;
@@ -133,7 +136,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
     if (schedulingOver && inFlight === 0) finish();
   };
 
-  const listener: ConnectionListener = {
+  const listener: ConnectionListener<LoadConnection> = {
     onResponse(conn, status, reusable) {
       const now = performance.now();
       inFlight--;
@@ -160,8 +163,9 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
     },
   };
 
-  const conns: Http1Connection[] = [];
-  for (let i = 0; i < cfg.connections; i++) conns.push(new Http1Connection(i, cfg.hostname, cfg.port, listener));
+  const open1 = cfg.openConnection ?? ((id: number, l: ConnectionListener<LoadConnection>) => new Http1Connection(id, cfg.hostname, cfg.port, l));
+  const conns: LoadConnection[] = [];
+  for (let i = 0; i < cfg.connections; i++) conns.push(open1(i, listener));
   await Promise.all(conns.map((c) => c.connect())).catch((e: unknown) => {
     for (const c of conns) c.stop();
     throw new Error(`cannot connect to ${cfg.hostname}:${cfg.port}: ${(e as Error).message}`);

@@ -1,14 +1,15 @@
 import type { Socket, SocketHandler } from "bun";
+import type { LoadConnection } from "../engine/load-connection.ts";
 import { ProtocolError, ResponseParser } from "./response-parser.ts";
 
 /** What a connection reports back to the engine that drives it. */
-export interface ConnectionListener {
+export interface ConnectionListener<C = Http1Connection> {
   /** A response completed; `reusable` is false when the connection now reconnects. */
-  onResponse(conn: Http1Connection, status: number, reusable: boolean): void;
+  onResponse(conn: C, status: number, reusable: boolean): void;
   /** A request failed (reset, protocol, timeout, ...), or a reconnect did (`connect`, inFlight false). */
-  onFailure(conn: Http1Connection, kind: string, inFlight: boolean): void;
+  onFailure(conn: C, kind: string, inFlight: boolean): void;
   /** The connection is (re)connected and idle. */
-  onReady(conn: Http1Connection): void;
+  onReady(conn: C): void;
 }
 
 /**
@@ -16,7 +17,7 @@ export interface ConnectionListener {
  * request in flight. Raw sockets and prebuilt request bytes keep the generator's
  * cost per request far below `fetch`, so it does not become the bottleneck.
  */
-export class Http1Connection {
+export class Http1Connection implements LoadConnection {
   private socket: Socket<Http1Connection> | null = null;
   private readonly parser = new ResponseParser();
   private unsent: Uint8Array | null = null;

@@ -1,5 +1,6 @@
 import { feastScenario } from "./feast.ts";
 import { getScenario } from "./get.ts";
+import { grpcFeastScenario, grpcLookupScenario } from "./grpc.ts";
 import { batchLookupScenario, lookupScenario, msgpackLookupScenario } from "./lookup.ts";
 import { matchScenario } from "./match.ts";
 import { mixedScenario, pushScenario } from "./push.ts";
@@ -12,7 +13,10 @@ export type { Scenario, ScenarioOptions, ScenarioPlan } from "./scenario.ts";
  * exporting a `Scenario` plus one line here.
  */
 export const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
-  [lookupScenario, batchLookupScenario, msgpackLookupScenario, feastScenario, pushScenario, mixedScenario, getScenario, matchScenario].map((s) => [s.name, s]),
+  [lookupScenario, batchLookupScenario, msgpackLookupScenario, feastScenario, pushScenario, mixedScenario, getScenario, matchScenario, grpcLookupScenario, grpcFeastScenario].map((s) => [
+    s.name,
+    s,
+  ]),
 );
 
 export function getScenarioByName(name: string): Scenario {

@@ -1,5 +1,5 @@
 import type { Prng } from "../prng.ts";
-import type { KeySpace, RequestSpec } from "../template.ts";
+import type { KeySpace, RequestSpec, RequestTemplate } from "../template.ts";
 
 /** Options every scenario may read; each uses what applies to it. */
 export interface ScenarioOptions {
@@ -18,13 +18,21 @@ export interface ScenarioOptions {
 
 /**
  * A plug-in: turns options into request shapes. The engine owns keys, timing and
- * transport. `protocol` names the transport; "http1" is the one built in, and a
- * gRPC scenario would declare "grpc" and come with its transport (see README).
+ * transport. `protocol` names the transport: "http1" (requests compiled from
+ * specs) or "grpc" (unary calls over loadtest/grpc/connection.ts).
  */
-export interface ScenarioPlan {
+export type ScenarioPlan = HttpPlan | GrpcPlan;
+
+export interface HttpPlan {
   readonly protocol: "http1";
   readonly keySpaces: readonly KeySpace[];
   readonly requests: readonly RequestSpec[];
+}
+
+/** gRPC unary calls: each request is a method path and its compiled message (loadtest/grpc/request-bytes.ts). */
+export interface GrpcPlan {
+  readonly protocol: "grpc";
+  readonly requests: readonly { readonly weight: number; readonly path: string; readonly template: RequestTemplate }[];
 }
 
 export interface Scenario {

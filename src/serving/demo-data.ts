@@ -2,6 +2,7 @@ import type { FeatureValue, KvEntry, KvNode } from "../kv/kv-node.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
 import { claimAttributes } from "../vector/demo-claims.ts";
+import type { Embedder } from "../vector/embedder.ts";
 import { HashedNgramEmbedder } from "../vector/hashed-ngram-embedder.ts";
 
 /**
@@ -70,10 +71,27 @@ function fraudValues(i: number): FeatureValue[] {
   ];
 }
 
-/** In the example view's order: text, verdict, source, language, first_seen, cluster, embedding of the text. */
-function claimValues(id: number, now: number, embedder: HashedNgramEmbedder): FeatureValue[] {
-  const a = claimAttributes(id, now);
-  return [a.text, a.verdict, a.source, a.language, a.firstSeen, a.cluster, embedder.embedNow(a.text)];
+/**
+ * Claims 1..count, texts embedded in batches (the Embedder interface is
+ * batched: a model runs a batch far faster than one text at a time). Values
+ * in the example view's order: text, verdict, source, language, first_seen,
+ * cluster, embedding of the text.
+ */
+async function loadClaims(store: KvNode, view: CompiledView, count: number, embedder: Embedder, now: number): Promise<number> {
+  let written = 0;
+  for (let start = 0; start < count; start += 500) {
+    const ids = Array.from({ length: Math.min(500, count - start) }, (_, i) => start + i + 1);
+    const attrs = ids.map((id) => claimAttributes(id, now));
+    const vectors = await embedder.embed(attrs.map((a) => a.text));
+    const entries = attrs.map(
+      (a, i): KvEntry => ({
+        key: view.keyPrefix + encodeKeyPart("claim_id", "int64", ids[i]!),
+        row: { ts: now - 1000 - (ids[i]! % 3_000) * 1000, values: [a.text, a.verdict, a.source, a.language, a.firstSeen, a.cluster, vectors[i]!] },
+      }),
+    );
+    written += (await store.putMany(entries)).written;
+  }
+  return written;
 }
 
 function affinityValues(i: number): FeatureValue[] {
@@ -111,9 +129,6 @@ export async function loadDemoData(store: KvNode, registry: Registry, entities: 
   );
   const claimsView = registry.views.get("claims");
   const dim = claimsView?.index?.dim;
-  if (claimsView && dim !== undefined) {
-    const embedder = new HashedNgramEmbedder(dim);
-    await put(claimsView, claims, (i) => encodeKeyPart("claim_id", "int64", 1 + i), (i) => claimValues(1 + i, now, embedder));
-  }
+  if (claimsView && dim !== undefined) total += await loadClaims(store, claimsView, claims, new HashedNgramEmbedder(dim), now);
   return total;
 }

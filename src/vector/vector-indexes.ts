@@ -23,6 +23,8 @@ export interface VectorIndexesOptions {
 /** Per indexed view: the serving index, changes waiting to be applied, and a rebuild in progress. */
 interface ViewState {
   vi: ViewIndex;
+  /** False until the first build (or snapshot catch-up) finished: a half-built index is not served. */
+  ready: boolean;
   /** Storage keys whose change is not applied yet → when the event arrived (performance.now ms). */
   readonly pending: Map<string, number>;
   /** Keys applied from the feed while a catch-up scan runs, which the scan must not overwrite. */
@@ -52,6 +54,7 @@ export class VectorIndexes implements ChangeListener {
   private readonly tasks = new Set<Promise<unknown>>();
   private unsubscribe: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private connectWatch: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
   private closed = false;
   private readonly buildSeconds;
@@ -78,6 +81,7 @@ export class VectorIndexes implements ChangeListener {
   async start(registry: Registry): Promise<void> {
     this.unsubscribe = this.o.feed.subscribe(this);
     for (const view of registry.views.values()) if (view.index) await this.open(view);
+    if (!this.o.feed.state().connected) this.catchUpOnceConnected();
     if (this.o.snapshots && this.o.snapshotIntervalMs > 0) {
       this.timer = setInterval(() => this.track(this.snapshotAll()), this.o.snapshotIntervalMs);
       this.timer.unref?.();
@@ -86,12 +90,8 @@ export class VectorIndexes implements ChangeListener {
 
   /** The serving index of a view, or undefined when it has none (yet). */
   get(view: string): ViewIndex | undefined {
-    return this.states.get(view)?.vi;
-  }
-
-  /** The names of the views with a serving index. */
-  views(): string[] {
-    return [...this.states.keys()];
+    const s = this.states.get(view);
+    return s?.ready ? s.vi : undefined;
   }
 
   /**
@@ -147,11 +147,27 @@ export class VectorIndexes implements ChangeListener {
     for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
   }
 
+  /**
+   * A shared feed that was not yet subscribed when the indexes were built
+   * loses what other pods wrote meanwhile, and its first subscription is not
+   * reported as a gap: catch up once it connects.
+   */
+  private catchUpOnceConnected(): void {
+    this.connectWatch = setInterval(() => {
+      if (this.closed || !this.o.feed.state().connected) return;
+      clearInterval(this.connectWatch);
+      this.connectWatch = undefined;
+      for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
+    }, 100);
+    this.connectWatch.unref?.();
+  }
+
   /** Stops following the feed, lets running work finish and writes a final snapshot. */
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
+    if (this.connectWatch) clearInterval(this.connectWatch);
     await this.idle();
     await this.snapshotAll();
   }
@@ -193,11 +209,12 @@ export class VectorIndexes implements ChangeListener {
     const start = performance.now();
     const loaded = await this.o.snapshots?.read(view, spec, embedder);
     const vi = loaded ?? ViewIndex.empty(view, spec, embedder);
-    const s: ViewState = { vi, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined };
+    const s: ViewState = { vi, ready: false, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined };
     // Follow the feed from now on: changes during the scan are applied and protected from it.
     this.states.set(view.name, s);
     this.byPrefix.set(view.keyPrefix, s);
     await this.scanInto(s, vi);
+    s.ready = true;
     if (!loaded) s.snapshotVersion = -1;
     this.buildSeconds.labels(view.name, loaded ? "catch_up" : "build").observe((performance.now() - start) / 1000);
   }
@@ -256,6 +273,9 @@ export class VectorIndexes implements ChangeListener {
         cursor = page.cursor;
         if (page.keys.length === 0) continue;
         const rows = await this.o.store.getMany(page.keys);
+        // An in-memory store answers at once (a resolved promise): without a turn of the event
+        // loop per page, a background rebuild would hold off every request until it is done.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         if (cancelled()) return;
         if (s?.writing) await s.writing;
         const now = this.clock();

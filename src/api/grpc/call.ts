@@ -1,6 +1,7 @@
 import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, status } from "@grpc/grpc-js";
-import { deadlineExceeded, invalidArgument, type QuiverError, toQuiverError, unauthenticated } from "../../errors/index.ts";
+import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
+import type { Admission } from "../../resilience/admission.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 
 /** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
@@ -103,6 +104,35 @@ export interface UnaryOptions {
   /** Write methods check the admin token. */
   readonly write: boolean;
   readonly adminToken: string | undefined;
+  /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
+  readonly admission?: Admission | undefined;
+}
+
+/** Codes that count as a failed request for admission's limit (the HTTP edge's 5xx). */
+const FAILED_CODES: ReadonlySet<status> = new Set([status.INTERNAL, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.UNKNOWN]);
+
+/** The error a shed call gets. */
+export function overloaded(): QuiverError {
+  return resourceExhausted("overloaded", "the server is at its concurrency limit; retry shortly");
+}
+
+/**
+ * Runs `go(startedAt)` once admission lets the call in, or `shed()` when it is
+ * refused; without admission control, at once with startedAt -1. Synchronous
+ * when a slot is free (the common case: no promise).
+ */
+export function whenAdmitted(admission: Admission | undefined, go: (startedAt: number) => void, shed: () => void): void {
+  if (admission === undefined) {
+    go(-1);
+    return;
+  }
+  const t = admission.admit();
+  if (typeof t === "number") {
+    if (t < 0) shed();
+    else go(t);
+    return;
+  }
+  void t.then((s) => (s < 0 ? shed() : go(s)));
 }
 
 /**
@@ -121,28 +151,36 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         headers.set(name, value);
       },
     };
+    let admittedAt = -1;
+    const finish = (code: status) => {
+      metrics.count(code);
+      metrics.latency.observe((performance.now() - start) / 1000);
+      if (admittedAt >= 0) options.admission!.done(admittedAt, FAILED_CODES.has(code));
+    };
     const fail = (e: unknown) => {
       const q = toQuiverError(e);
-      metrics.count(grpcCodeOf(q));
-      metrics.latency.observe((performance.now() - start) / 1000);
+      finish(grpcCodeOf(q));
       callback(toServiceError(q));
     };
     const succeed = (res: Res) => {
       if (headers !== undefined) call.sendMetadata(headers);
-      metrics.count(status.OK);
-      metrics.latency.observe((performance.now() - start) / 1000);
+      finish(status.OK);
       callback(null, res);
     };
-    try {
-      const req = call.request;
-      if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
-      if (options.write) checkToken(call.metadata, options.adminToken);
-      const out = withinDeadline(handler(req, ctx), ctx.deadline);
-      if (out instanceof Promise) out.then(succeed, fail);
-      else succeed(out);
-    } catch (e) {
-      fail(e);
-    }
+    const go = (startedAt: number) => {
+      admittedAt = startedAt;
+      try {
+        const req = call.request;
+        if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
+        if (options.write) checkToken(call.metadata, options.adminToken);
+        const out = withinDeadline(handler(req, ctx), ctx.deadline);
+        if (out instanceof Promise) out.then(succeed, fail);
+        else succeed(out);
+      } catch (e) {
+        fail(e);
+      }
+    };
+    whenAdmitted(options.admission, go, () => fail(overloaded()));
   };
 }
 

@@ -20,14 +20,32 @@ export interface KeyVector {
   readonly values: readonly unknown[];
 }
 
-export function encodeFeastResponse(result: LookupResult, keys: readonly KeyVector[], names: readonly string[], valueType: protobuf.Type): Uint8Array {
+/**
+ * `viewVersions`: when the request asked (`include_feature_view_version_metadata`),
+ * the distinct feature views read, with their registry versions.
+ */
+export function encodeFeastResponse(
+  result: LookupResult,
+  keys: readonly KeyVector[],
+  names: readonly string[],
+  valueType: protobuf.Type,
+  viewVersions?: readonly { readonly name: string; readonly version: number }[],
+): Uint8Array {
   const w = protobuf.Writer.create();
   const rows = result.rowCount;
-  // metadata { feature_names { val } }
+  // metadata { feature_names { val }, feature_view_metadata { name, version }* }
   w.uint32(10).fork().uint32(10).fork();
   for (const k of keys) w.uint32(10).string(k.name);
   for (const n of names) w.uint32(10).string(n);
-  w.ldelim().ldelim();
+  w.ldelim();
+  if (viewVersions !== undefined) {
+    for (const v of viewVersions) {
+      w.uint32(18).fork().uint32(10).string(v.name);
+      if (v.version !== 0) w.uint32(16).int32(v.version);
+      w.ldelim();
+    }
+  }
+  w.ldelim();
   for (const k of keys) {
     w.uint32(18).fork();
     for (let r = 0; r < rows; r++) {

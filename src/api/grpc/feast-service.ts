@@ -1,5 +1,5 @@
 import { invalid } from "../../errors/index.ts";
-import type { Registry } from "../../registry/index.ts";
+import type { FeatureRef, Registry } from "../../registry/index.ts";
 import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, type PushDialect } from "../../serving/index.ts";
 import type { CallContext } from "./call.ts";
 import { encodeFeastResponse, type KeyVector } from "./encode-feast.ts";
@@ -12,6 +12,7 @@ export interface FeastLookupRequest {
   readonly features: { readonly val: readonly string[] } | null;
   readonly entities: Readonly<Record<string, { readonly val: readonly FeastValue[] }>>;
   readonly full_feature_names: boolean;
+  readonly include_feature_view_version_metadata: boolean;
 }
 
 /** Decoded PushRequest / WriteToOnlineStoreRequest of Feast's Python gRPC server. */
@@ -70,7 +71,7 @@ export class FeastGrpcService {
       if (missing > 0) ctx.header("x-quiver-unavailable", String(missing));
       if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
       if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
-      return encodeFeastResponse(result, keys, names, this.valueType);
+      return encodeFeastResponse(result, keys, names, this.valueType, req.include_feature_view_version_metadata ? viewVersionsOf(plan.query.refs) : undefined);
     };
     const result = this.serving.lookup(plan, { deadline: ctx.deadline });
     return result instanceof Promise ? result.then(answer) : answer(result);
@@ -114,4 +115,11 @@ function textColumn(registry: Registry, viewName: string | undefined, column: st
   const key = view.joinKeys.find((k) => k.name === column);
   if (key) return key.type === "int64" ? "int64-key" : "string-key";
   return view.featureIndex.get(column)?.type.kind;
+}
+
+/** The distinct views a lookup reads, in first-use order, with their registry versions. */
+function viewVersionsOf(refs: readonly FeatureRef[]): { name: string; version: number }[] {
+  const out: { name: string; version: number }[] = [];
+  for (const r of refs) if (!out.some((v) => v.name === r.view.name)) out.push({ name: r.view.name, version: r.view.version });
+  return out;
 }

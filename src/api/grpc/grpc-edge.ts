@@ -1,11 +1,15 @@
 import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import protobuf from "protobufjs";
+import { methodNotAllowed } from "../../errors/index.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
+import type { MatchService } from "../../vector/index.ts";
 import { DecodeFailure, GrpcMetrics, unary } from "./call.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
+import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
 import { QuiverGrpcService } from "./quiver-service.ts";
 
@@ -17,6 +21,10 @@ export interface GrpcDeps {
   readonly limits: GrpcLimits;
   /** When set, write methods require metadata `authorization: Bearer <token>`. */
   readonly adminToken?: string;
+  /** Admission control shared with HTTP: lookups, pushes and matches beyond it answer RESOURCE_EXHAUSTED. */
+  readonly admission?: Admission;
+  /** Claim matching (quiver.v1 Match); without it Match answers UNIMPLEMENTED. */
+  readonly match?: MatchService;
   /** How often health Watch re-checks readiness (default 1000 ms). */
   readonly healthIntervalMs?: number;
 }
@@ -62,14 +70,15 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const server = new Server(options);
   const metrics = new GrpcMetrics(deps.metrics);
   const token = deps.adminToken;
-  const read = { write: false, adminToken: token };
-  const write = { write: true, adminToken: token };
+  const info = { write: false, adminToken: token };
+  const read = { write: false, adminToken: token, admission: deps.admission };
+  const write = { write: true, adminToken: token, admission: deps.admission };
   const codec = codecs(protos);
 
   const feast = new FeastGrpcService(deps.serving, protos.type("feast.types.Value"));
   const getOnline = (method: string) => unary(metrics.method(method), feast.getOnlineFeatures.bind(feast), read);
   server.addService(codec(SERVICES.feast, new Set(["GetOnlineFeatures"])), {
-    GetFeastServingInfo: unary(metrics.method("feast.serving.ServingService/GetFeastServingInfo"), () => feast.info(), read),
+    GetFeastServingInfo: unary(metrics.method("feast.serving.ServingService/GetFeastServingInfo"), () => feast.info(), info),
     GetOnlineFeatures: getOnline("feast.serving.ServingService/GetOnlineFeatures"),
   });
   server.addService(codec(SERVICES.feastPython, new Set(["GetOnlineFeatures"])), {
@@ -80,10 +89,20 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 
   const quiver = new QuiverGrpcService(deps.serving);
   const streamMetrics = metrics.method("quiver.v1.FeatureService/LookupStream");
+  const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
-    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics),
+    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission),
     Push: unary(metrics.method("quiver.v1.FeatureService/Push"), quiver.push.bind(quiver), write),
+    Match: unary(
+      metrics.method("quiver.v1.FeatureService/Match"),
+      match
+        ? match.run.bind(match)
+        : () => {
+            throw methodNotAllowed("claim matching is not configured on this server");
+          },
+      read,
+    ),
   } as UntypedServiceImplementation);
 
   const services = [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver, SERVICES.health];

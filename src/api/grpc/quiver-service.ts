@@ -1,7 +1,8 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { invalid, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PushDialect } from "../../serving/index.ts";
-import { type CallContext, DecodeFailure, deadlineOf, type MethodMetrics, withinDeadline } from "./call.ts";
+import type { Admission } from "../../resilience/admission.ts";
+import { type CallContext, DecodeFailure, deadlineOf, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError } from "./encode-quiver.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
 import { type FeastValue, int64Of, type LongLike as Long, plainOfFeastValue } from "./values.ts";
@@ -57,7 +58,7 @@ export class QuiverGrpcService {
    * STREAM_WINDOW run at once (reading pauses above it); the stream ends after
    * the client half-closes and every answer is written.
    */
-  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics): void {
+  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics, admission?: Admission): void {
     const callDeadline = deadlineOf(call);
     let inFlight = 0;
     let ended = false;
@@ -76,35 +77,46 @@ export class QuiverGrpcService {
     call.on("data", (req: QuiverLookupRequest | DecodeFailure) => {
       const start = performance.now();
       const id = req instanceof DecodeFailure ? 0 : req.id;
-      const answer = (bytes: Uint8Array) => {
-        metrics.count(0);
+      let admittedAt = -1;
+      const finish = (code: number) => {
+        metrics.count(code);
         metrics.latency.observe((performance.now() - start) / 1000);
-        if (!call.cancelled) call.write(bytes);
+        if (admittedAt >= 0) admission!.done(admittedAt, code === 13 || code === 14 || code === 4);
         done();
+      };
+      const answer = (bytes: Uint8Array) => {
+        if (!call.cancelled) call.write(bytes);
+        finish(0);
       };
       const failure = (e: unknown) => {
         const q = toQuiverError(e);
         const code = grpcCodeOf(q);
-        metrics.count(code);
-        metrics.latency.observe((performance.now() - start) / 1000);
         if (!call.cancelled) call.write(encodeStreamError(id, { status: code, code: q.code, message: q.message, path: q.path }));
-        done();
+        finish(code);
       };
       inFlight++;
       if (inFlight >= STREAM_WINDOW && !paused) {
         paused = true;
         call.pause();
       }
-      try {
-        if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
-        const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
-        const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
-        const out = withinDeadline(this.run(req, deadline, undefined), deadline);
-        if (out instanceof Promise) out.then(answer, failure);
-        else answer(out);
-      } catch (e) {
-        failure(e);
-      }
+      // Each lookup on the stream goes through admission like a unary call: a shed one answers RESOURCE_EXHAUSTED.
+      whenAdmitted(
+        admission,
+        (startedAt) => {
+          admittedAt = startedAt;
+          try {
+            if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
+            const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
+            const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
+            const out = withinDeadline(this.run(req, deadline, undefined), deadline);
+            if (out instanceof Promise) out.then(answer, failure);
+            else answer(out);
+          } catch (e) {
+            failure(e);
+          }
+        },
+        () => failure(overloaded()),
+      );
     });
     call.on("end", () => {
       ended = true;
