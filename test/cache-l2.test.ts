@@ -11,7 +11,7 @@ import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { RedisKvNode } from "../src/kv/redis-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
 import { runKvContract } from "./kv-contract.ts";
-import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+import { type RedisProcess, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 import { TestOrigin } from "./support/test-origin.ts";
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
@@ -220,3 +220,18 @@ runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
     },
   };
 });
+
+test("L2 found through Sentinel: reads and compare-event-time writes", async () => {
+  const group = await startReplicationGroup({ replicas: 0, sentinels: 1, masterName: "quiver-l2-test" });
+  const l2 = new L2Store({ where: { sentinels: [group.sentinels[0]!.address], masterName: "quiver-l2-test" }, ttlMs: 60_000, negativeTtlMs: 5_000, timeoutMs: L2_TIMEOUT_MS });
+  try {
+    expect(await l2.whenReady(10_000)).toBe(true);
+    expect(l2.state()).toMatchObject({ address: "sentinel master quiver-l2-test", connected: true });
+    expect(await l2.write([{ key: "sent@1/k=i1", row: row(5, "five") }])).toBe(true);
+    expect(await l2.write([{ key: "sent@1/k=i1", row: row(4, "four") }])).toBe(true);
+    expect(await l2.read(["sent@1/k=i1", "sent@1/k=i2"])).toEqual([row(5, "five"), undefined]);
+  } finally {
+    await l2.close();
+    await group.stop();
+  }
+}, 60_000);
