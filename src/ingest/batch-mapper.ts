@@ -72,9 +72,12 @@ export class BatchMapper {
         const key = row.idempotencyKey;
         if (key !== undefined) {
           const view = mappings[m]!.view.name;
-          const scoped = `${view}\u0000${key}`;
-          if (this.seen.has(view, key) || batchKeys.has(scoped)) duplicate = true;
-          else batchKeys.add(scoped);
+          if (this.seen.has(view, key)) duplicate = true;
+          else {
+            const scoped = mappings.length === 1 ? key : `${view}\u0000${key}`;
+            if (batchKeys.has(scoped)) duplicate = true;
+            else batchKeys.add(scoped);
+          }
         }
       }
       if (duplicate) {

@@ -117,7 +117,8 @@ export class NatsStreamSource implements StreamSource {
   }
 
   async reject(deliveries: readonly Delivery[]): Promise<void> {
-    for (const d of deliveries) (d as NatsDelivery).msg.term("dead-lettered by quiver");
+    // No reason text: servers before 2.10 ignore a `+TERM <reason>` and keep the message pending.
+    for (const d of deliveries) (d as NatsDelivery).msg.term();
     await this.connection?.flush();
   }
 
