@@ -86,7 +86,7 @@ beforeAll(async () => {
     serving,
     metrics: new MetricsRegistry(),
     ready: async () => (await node.health()).ok,
-    limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 },
+    limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: 250 },
     healthIntervalMs: 20,
   });
   address = `127.0.0.1:${await edge.listen("127.0.0.1", 0)}`;
@@ -154,10 +154,12 @@ describe("deadlines", () => {
     }
   });
 
-  test("without a deadline storage gets none", async () => {
+  test("without a deadline the lookup gets the server's default budget (--lookup-timeout-ms), as over HTTP", async () => {
     node.contexts.length = 0;
     await unaryCall(clients.quiver, "Lookup", lookup);
-    expect(node.contexts[0]?.deadline).toBeUndefined();
+    const ctx = node.contexts[0];
+    expect(ctx?.deadline).toBeDefined();
+    expect(ctx!.deadline! - performance.now()).toBeLessThan(250);
   });
 });
 
