@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { loadSync } from "@grpc/proto-loader";
 import { createGrpcEdge, type GrpcEdge } from "../src/api/grpc/index.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../src/kv/kv-node.ts";
@@ -9,6 +9,9 @@ import { compileRegistry, RegistryHolder } from "../src/registry/index.ts";
 import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
 import { type Clients, connect, grpc, unaryCall } from "./support/grpc-client.ts";
+
+// Real servers on a shared 2-core machine: generous limits, no assertion on speed.
+setDefaultTimeout(60_000);
 
 const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
 const registry = compileRegistry({
@@ -91,7 +94,7 @@ beforeAll(async () => {
   });
   address = `127.0.0.1:${await edge.listen("127.0.0.1", 0)}`;
   clients = connect(address);
-});
+}, 120_000);
 afterAll(async () => {
   clients.close();
   await edge.drain(1000);
