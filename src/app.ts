@@ -155,7 +155,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ready: async () => !draining && (await store.health()).ok,
     admission,
     match,
-    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000 },
+    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: config.lookupTimeoutMs },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
   });
 

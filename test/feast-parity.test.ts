@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { formatRfc3339 } from "../src/serving/index.ts";
 import { unaryCall } from "./support/grpc-client.ts";
 import { type GrpcFixture, startGrpcFixture } from "./support/grpc-fixture.ts";
+
+// Real servers on a shared 2-core machine: generous limits, no assertion on speed.
+setDefaultTimeout(60_000);
 
 /**
  * One shared fixture of Feast requests, sent to the HTTP route
@@ -29,7 +32,7 @@ const BAD: Record<string, unknown>[] = [
 let f: GrpcFixture;
 beforeAll(async () => {
   f = await startGrpcFixture();
-});
+}, 120_000);
 afterAll(async () => {
   await f.close();
 });

@@ -1,11 +1,14 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { type GrpcFixture, NOW, startGrpcFixture } from "./support/grpc-fixture.ts";
 import { grpc, unaryCall } from "./support/grpc-client.ts";
+
+// Real servers on a shared 2-core machine: generous limits, no assertion on speed.
+setDefaultTimeout(60_000);
 
 let f: GrpcFixture;
 beforeAll(async () => {
   f = await startGrpcFixture(["--admin-token", "s3cret"]);
-});
+}, 120_000);
 afterAll(async () => {
   await f.close();
 });

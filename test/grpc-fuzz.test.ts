@@ -1,15 +1,18 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { loadProtos } from "../src/api/grpc/protos.ts";
 import { grpc, unaryCall } from "./support/grpc-client.ts";
 import { type GrpcFixture, startGrpcFixture } from "./support/grpc-fixture.ts";
+
+// Real servers on a shared 2-core machine: generous limits, no assertion on speed.
+setDefaultTimeout(60_000);
 
 let f: GrpcFixture;
 let raw: grpc.Client;
 beforeAll(async () => {
   f = await startGrpcFixture();
   raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
-});
+}, 120_000);
 afterAll(async () => {
   raw.close();
   await f.close();
@@ -103,4 +106,33 @@ test("no message, well-formed or not, gets anything but OK or a client-fault sta
   );
   const health = await unaryCall(f.clients.health, "Check", { service: "" });
   expect(health.response).toEqual({ status: "SERVING" });
-});
+}, 120_000);
+
+test("LookupStream: any sequence of messages, well-formed or not, gets one answer each and only client-fault errors", async () => {
+  const reqType = protos.type("quiver.v1.LookupRequest");
+  const resType = protos.type("quiver.v1.LookupResponse");
+  const message = fc.oneof(
+    { weight: 3, arbitrary: MESSAGES["quiver.v1.LookupRequest"]!.map((obj) => Buffer.from(reqType.encode(reqType.fromObject(obj as Record<string, unknown>)).finish())) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 32 }).map((b) => Buffer.from(b)) },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 12 }), async (messages) => {
+      const call = raw.makeBidiStreamRequest("/quiver.v1.FeatureService/LookupStream", (b: Buffer) => b, (b: Buffer) => b, new grpc.Metadata(), { deadline: Date.now() + 20_000 });
+      const answers: Buffer[] = [];
+      const ended = new Promise<void>((resolve, reject) => {
+        call.on("data", (b: Buffer) => answers.push(b));
+        call.on("end", () => resolve());
+        call.on("error", reject);
+      });
+      for (const m of messages) call.write(m);
+      call.end();
+      await ended;
+      expect(answers.length).toBe(messages.length);
+      for (const a of answers) {
+        const res = resType.toObject(resType.decode(a)) as { error?: { status: number } };
+        if (res.error) expect(CLIENT_FAULTS.has(res.error.status)).toBe(true);
+      }
+    }),
+    { numRuns: 40, seed: 20261124 },
+  );
+}, 120_000);

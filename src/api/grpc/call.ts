@@ -13,6 +13,12 @@ export class DecodeFailure {
 export interface CallContext {
   /** performance.now() ms when the caller stops waiting; undefined without a deadline. */
   readonly deadline: number | undefined;
+  /**
+   * The lookup budget: the call's deadline, else the server's default
+   * (--lookup-timeout-ms, as HTTP without x-quiver-timeout-ms): storage that
+   * cannot answer by then yields UNAVAILABLE values, not an error.
+   */
+  readonly budget: number | undefined;
   readonly metadata: Metadata;
   /** Adds a response header (sent with the answer). */
   header(name: string, value: string): void;
@@ -106,6 +112,8 @@ export interface UnaryOptions {
   readonly adminToken: string | undefined;
   /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
   readonly admission?: Admission | undefined;
+  /** Lookup budget (ms) for calls without a deadline. */
+  readonly defaultBudgetMs?: number | undefined;
 }
 
 /** Codes that count as a failed request for admission's limit (the HTTP edge's 5xx). */
@@ -143,8 +151,10 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
   return (call: ServerUnaryCall<Req | DecodeFailure, Res>, callback: sendUnaryData<Res>): void => {
     const start = performance.now();
     let headers: Metadata | undefined;
+    const deadline = deadlineOf(call);
     const ctx: CallContext = {
-      deadline: deadlineOf(call),
+      deadline,
+      budget: deadline ?? (options.defaultBudgetMs === undefined ? undefined : start + options.defaultBudgetMs),
       metadata: call.metadata,
       header(name, value) {
         headers ??= new Metadata();

@@ -73,7 +73,7 @@ export class FeastGrpcService {
       if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
       return encodeFeastResponse(result, keys, names, this.valueType, req.include_feature_view_version_metadata ? viewVersionsOf(plan.query.refs) : undefined);
     };
-    const result = this.serving.lookup(plan, { deadline: ctx.deadline });
+    const result = this.serving.lookup(plan, { deadline: ctx.budget });
     return result instanceof Promise ? result.then(answer) : answer(result);
   }
 

@@ -35,6 +35,8 @@ export interface GrpcLimits {
   /** Keepalive pings on idle connections: every `keepaliveMs`, dropped if unanswered within `keepaliveTimeoutMs`. */
   readonly keepaliveMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** Lookup budget for calls without a deadline (--lookup-timeout-ms); none when absent. */
+  readonly lookupTimeoutMs?: number;
 }
 
 export interface GrpcEdge {
@@ -71,7 +73,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const metrics = new GrpcMetrics(deps.metrics);
   const token = deps.adminToken;
   const info = { write: false, adminToken: token };
-  const read = { write: false, adminToken: token, admission: deps.admission };
+  const read = { write: false, adminToken: token, admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs };
   const write = { write: true, adminToken: token, admission: deps.admission };
   const codec = codecs(protos);
 
@@ -87,7 +89,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     GetOnlineFeatures: getOnline("GrpcFeatureServer/GetOnlineFeatures"),
   });
 
-  const quiver = new QuiverGrpcService(deps.serving);
+  const quiver = new QuiverGrpcService(deps.serving, deps.limits.lookupTimeoutMs);
   const streamMetrics = metrics.method("quiver.v1.FeatureService/LookupStream");
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {

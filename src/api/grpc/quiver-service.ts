@@ -33,10 +33,14 @@ const STREAM_WINDOW = 64;
 
 /** quiver.v1.FeatureService: Lookup, LookupStream, Push. */
 export class QuiverGrpcService {
-  constructor(private readonly serving: FeatureServing) {}
+  constructor(
+    private readonly serving: FeatureServing,
+    /** Lookup budget (ms) for stream messages without timeout_ms on a call without a deadline. */
+    private readonly defaultBudgetMs: number | undefined,
+  ) {}
 
   lookup(req: QuiverLookupRequest, ctx: CallContext): Uint8Array | Promise<Uint8Array> {
-    return this.run(req, ctx.deadline, ctx);
+    return this.run(req, ctx.budget, ctx);
   }
 
   async push(req: QuiverPushRequest, ctx: CallContext): Promise<{ written: number; ignored: number }> {
@@ -108,7 +112,8 @@ export class QuiverGrpcService {
             if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
             const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
             const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
-            const out = withinDeadline(this.run(req, deadline, undefined), deadline);
+            const readBudget = deadline ?? (this.defaultBudgetMs === undefined ? undefined : performance.now() + this.defaultBudgetMs);
+            const out = withinDeadline(this.run(req, readBudget, undefined), deadline);
             if (out instanceof Promise) out.then(answer, failure);
             else answer(out);
           } catch (e) {
