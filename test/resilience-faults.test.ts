@@ -53,7 +53,8 @@ beforeAll(async () => {
       "",
     ].join("\n"),
   );
-  q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "600"], {}));
+  // Caches off: these tests are about the shard policies below the cache tier (which would serve its copies instead).
+  q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "600", "--cache-l1", "off", "--grpc-port", "-1"], {}));
   for (let id = 1001; id < 1601; id++) idsOf[q.store.nodeFor(`x/driver_id=i${id}`).id]!.push(id);
 }, 60_000);
 

@@ -72,7 +72,7 @@ export const resilienceSuite: Suite = {
       const port = freePort();
       server = await startServer({
         name: "quiver on 3 redis shards",
-        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--topology", topology, "--demo-entities", String(ENTITIES)],
+        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--topology", topology, "--cache-l1", "off", "--demo-entities", String(ENTITIES)],
         cpu: ctx.serverCpu,
         port,
         readyPath: "/readyz",
