@@ -23,7 +23,7 @@ const { positionals, values } = parseArgs({
     sentinels: { type: "string", default: "3" },
     "run-dir": { type: "string", default: here("./.run") },
     topology: { type: "string", default: here("./local.yaml") },
-    "down-after-ms": { type: "string", default: "5000" },
+    "down-after-ms": { type: "string", default: "3000" },
     "failover-timeout-ms": { type: "string", default: "10000" },
     "no-aof": { type: "boolean", default: false },
     l2: { type: "boolean", default: false },

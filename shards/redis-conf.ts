@@ -46,7 +46,7 @@ export interface SentinelConf {
   readonly masters: ReadonlyArray<{ readonly name: string; readonly address: string }>;
   /** Sentinels that must agree the master is down (default 2). */
   readonly quorum?: number;
-  /** `down-after-milliseconds` (default 5000; tests use ~1000). */
+  /** `down-after-milliseconds` (default 3000, like `shards:up`; tests use ~1000). Quiver's `failoverWindowMs` must exceed it plus the promotion. */
   readonly downAfterMs?: number;
   /** `failover-timeout` (default 10000; tests use ~3000). */
   readonly failoverTimeoutMs?: number;
@@ -67,7 +67,7 @@ export function sentinelConfText(conf: SentinelConf): string {
     const [host, port] = m.address.split(":");
     lines.push(
       `sentinel monitor ${m.name} ${host} ${port} ${conf.quorum ?? 2}`,
-      `sentinel down-after-milliseconds ${m.name} ${conf.downAfterMs ?? 5000}`,
+      `sentinel down-after-milliseconds ${m.name} ${conf.downAfterMs ?? 3000}`,
       `sentinel failover-timeout ${m.name} ${conf.failoverTimeoutMs ?? 10000}`,
       `sentinel parallel-syncs ${m.name} 1`,
     );

@@ -1,3 +1,4 @@
+import { drainBound } from "./api/http/index.ts";
 import { buildQuiver } from "./app.ts";
 import { helpText, loadConfig } from "./config/config.ts";
 import { QuiverError } from "./errors/index.ts";
@@ -26,8 +27,8 @@ async function main(): Promise<void> {
   const server = Bun.serve({
     hostname: config.host,
     port: config.port,
-    // Bun's own cap is a backstop; the app answers 413 with a JSON body below it.
-    maxRequestBodySize: config.maxBodyBytes * 2,
+    // Bun's own cap is a backstop above the app's 413, which reads and discards an oversized body up to drainBound so the client reads the answer.
+    maxRequestBodySize: config.maxBodyBytes + drainBound(config.maxBodyBytes),
     routes: quiver.http.nativeRoutes,
     fetch: quiver.http.app.fetch,
   });

@@ -67,7 +67,7 @@ function recorder() {
   return { events, observer };
 }
 
-const FAST = { breakerFailures: 5, breakerWindowMs: 10_000, breakerOpenMs: 30_000, breakerTrials: 3, readRetryDelayMs: 1, writeBackoffMs: 1 };
+const FAST = { requestTimeoutMs: 5000, breakerFailures: 5, breakerWindowMs: 10_000, breakerOpenMs: 30_000, breakerTrials: 3, readRetryDelayMs: 1, writeBackoffMs: 1 };
 
 afterEach(() => {
   setSystemTime();

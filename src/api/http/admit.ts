@@ -1,4 +1,5 @@
 import type { Admission } from "../../resilience/admission.ts";
+import { DEGRADED_HEADER } from "./deadline.ts";
 import type { Handler } from "./route.ts";
 
 /**
@@ -15,7 +16,8 @@ export function admitted(admission: Admission, handler: Handler, shed: () => Res
     let failed = true;
     try {
       const res = await handler(req);
-      failed = res.status >= 500;
+      // A partial answer (some shard could not answer) counts against the error rate too.
+      failed = res.status >= 500 || res.headers.has(DEGRADED_HEADER);
       return res;
     } finally {
       admission.done(startedAt, failed);

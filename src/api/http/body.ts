@@ -36,7 +36,12 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
   }
   const length = req.headers.get("content-length");
   const declared = length === null ? -1 : Number(length);
-  if (declared > limit) throw tooLarge(declared, limit);
+  if (declared > limit) {
+    // Read and discard what the client is still sending: answering and closing mid-upload makes
+    // common clients (Python's urllib and requests) fail with a broken pipe instead of reading the 413.
+    await drain(req, drainBound(limit));
+    throw tooLarge(declared, limit);
+  }
   if (declared === 0) throw emptyBody();
   // Known length within the limit: let Bun decode and parse natively in one step.
   if (declared > 0 && !msgpack) {
@@ -65,6 +70,33 @@ export async function readBody(req: Request, limit: number, allowMsgpack: boolea
     return { value: JSON.parse(utf8.decode(buf)), msgpack: false };
   } catch (e) {
     throw invalidArgument("invalid_json", `body is not valid JSON: ${(e as Error).message}`, { path: "(body)" });
+  }
+}
+
+/** Most bytes read and discarded to deliver a 413 cleanly; beyond it the server cap (Bun's maxRequestBodySize) resets the connection. */
+export function drainBound(limit: number): number {
+  return Math.max(4 * limit, 16 << 20);
+}
+
+/** Longest a 413 waits for the rest of an oversized body (a slow or stalled sender does not hold the handler). */
+const DRAIN_MS = 2000;
+
+/** Reads and drops up to `bound` bytes of the body, for at most DRAIN_MS. */
+async function drain(req: Request, bound: number): Promise<void> {
+  const reader = req.body?.getReader();
+  if (!reader) return;
+  const stop = setTimeout(() => void reader.cancel().catch(() => {}), DRAIN_MS);
+  try {
+    for (let read = 0; read < bound; ) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      read += value.byteLength;
+    }
+  } catch {
+    // The client went away or the drain timed out: nothing more to do.
+  } finally {
+    clearTimeout(stop);
+    reader.cancel().catch(() => {});
   }
 }
 

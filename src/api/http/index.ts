@@ -1,2 +1,3 @@
 export { createHttpEdge, type HttpEdge, type NativeRoutes } from "./app.ts";
 export type { HttpDeps, HttpLimits, TopologyAdmin } from "./deps.ts";
+export { drainBound } from "./body.ts";

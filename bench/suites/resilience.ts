@@ -1,0 +1,204 @@
+import { writeFileSync } from "node:fs";
+import { type RedisProcess, startRedis } from "../../test/support/redis-process.ts";
+import type { KvNode } from "../../src/kv/kv-node.ts";
+import { loadRegistryFile } from "../../src/registry/index.ts";
+import { guardShard, IGNORE_OBSERVER } from "../../src/resilience/index.ts";
+import { ColumnEntities, LookupService } from "../../src/serving/index.ts";
+import { StaticDiscovery } from "../../src/shard/discovery.ts";
+import { ReplicaSet } from "../../src/shard/replica-set.ts";
+import { ShardedStore } from "../../src/store/sharded-store.ts";
+import { freePort, startServer } from "../lib/processes.ts";
+import type { RunningServer } from "../lib/processes.ts";
+import { ratio } from "../lib/results.ts";
+import type { Check } from "../lib/results.ts";
+import { generator } from "./measure.ts";
+import type { BenchContext, Suite } from "./suite.ts";
+
+/** `npm run bench -- resilience --quick` (or BENCH_QUICK=1): short runs, to check the suite end to end. */
+const quick = () => process.argv.includes("--quick") || process.env["BENCH_QUICK"] === "1";
+const ENTITIES = 10_000;
+const CONCURRENCY = 32;
+
+/**
+ * Issue 8's figures, in one run on 3 local redis-server shards:
+ * 1. lookup throughput through the shard policies vs the same replica sets
+ *    without them (in-process, closed loop, alternating rounds; goal >= 0.95);
+ * 2. a hung shard (SIGSTOP): latency before the breaker opens, after, and of
+ *    the other shards' keys meanwhile;
+ * 3. overload: the server's capacity (closed loop), then an open loop at 3x it:
+ *    goodput (200s per second) against capacity, shed answers, p99.
+ */
+export const resilienceSuite: Suite = {
+  name: "resilience",
+  file: "resilience.json",
+  async unavailable() {
+    return Bun.which("redis-server") === null ? "redis-server not installed" : null;
+  },
+  async run(ctx) {
+    const seconds = quick() ? 1 : ctx.throughputSeconds;
+    const servers: RedisProcess[] = await Promise.all([0, 1, 2].map(() => startRedis()));
+    const sets: ReplicaSet[] = [];
+    let server: RunningServer | null = null;
+    try {
+      for (const [i, s] of servers.entries()) {
+        sets.push(await ReplicaSet.connect({ id: `s${i + 1}`, discovery: new StaticDiscovery({ primary: s.address, replicas: [] }), writeAcks: 0 }));
+      }
+      const registry = await loadRegistryFile(`${ctx.root}/src/registry/example-registry.yaml`, Date.now());
+      const view = registry.views.get("driver_hourly_stats")!;
+      const refs = view.features.slice(0, 4).map((feature) => ({ view, feature }));
+      const plain = new ShardedStore(sets.map((s) => ({ id: s.id, weight: 1, node: s as KvNode })));
+      const guarded = new ShardedStore(sets.map((s) => ({ id: s.id, weight: 1, node: guardShard(s, { ...s.tuning, requestTimeoutMs: 1000 }, IGNORE_OBSERVER) })));
+      await loadRows(plain, view.keyPrefix, view.features.length);
+
+      // 1. Policies on vs off.
+      const off = new LookupService(plain);
+      const on = new LookupService(guarded);
+      const rounds: { off: number; on: number }[] = [];
+      for (let r = 0; r < 3; r++) {
+        const a = await closedLoop(off, refs, seconds);
+        const b = await closedLoop(on, refs, seconds);
+        rounds.push({ off: a, on: b });
+        ctx.log(`  round ${r + 1}: policies off ${Math.round(a)} lookups/s, on ${Math.round(b)} lookups/s`);
+      }
+      const bestOff = Math.max(...rounds.map((r) => r.off));
+      const bestOn = Math.max(...rounds.map((r) => r.on));
+
+      // 2. A hung shard.
+      const hung = await hungShard(guarded, servers[0]!, sets[0]!.id, refs, quick() ? 1500 : 3000, ctx);
+
+      // 3. Overload through the HTTP server.
+      const topology = `${ctx.rawDir}/resilience-topology.yaml`;
+      writeFileSync(topology, `shards:\n${servers.map((s, i) => `  - name: s${i + 1}\n    primary: ${s.address}\n    writeAcks: 0\n`).join("")}`);
+      const port = freePort();
+      server = await startServer({
+        name: "quiver on 3 redis shards",
+        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--topology", topology, "--cache-l1", "off", "--demo-entities", String(ENTITIES)],
+        cpu: ctx.serverCpu,
+        port,
+        readyPath: "/readyz",
+        timeoutMs: 120_000,
+        cwd: ctx.root,
+        log: ctx.log,
+      });
+      const dur = `${quick() ? 2 : ctx.seconds}s`;
+      const capacity = await generator(ctx, server, "resilience-capacity", { scenario: "lookup", batch: 1, mode: "closed", connections: 64, entities: ENTITIES, duration: dur, warmup: "1s" });
+      const cap = capacity.run.rate.achieved;
+      const unloaded = await generator(ctx, server, "resilience-unloaded", { scenario: "lookup", batch: 1, mode: "open", rate: Math.max(1, Math.round(cap / 4)), connections: 64, entities: ENTITIES, duration: dur, warmup: "1s" });
+      const over = await generator(ctx, server, "resilience-overload-3x", { scenario: "lookup", batch: 1, mode: "open", rate: Math.round(cap * 3), connections: 512, entities: ENTITIES, duration: dur, warmup: "1s" });
+      const ok = over.run.statusCounts["200"] ?? 0;
+      const shed = over.run.statusCounts["503"] ?? 0;
+      const answered = Object.values(over.run.statusCounts).reduce((a, b) => a + b, 0);
+      // Achieved rate counts every answer; goodput is its 200 share.
+      const goodput = answered === 0 ? 0 : (over.run.rate.achieved * ok) / answered;
+      const checks: Check[] = [
+        { name: "lookup throughput, shard policies on (baseline: same replica sets, policies off)", unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: ratio(bestOn, bestOff), target: ">= 0.95", pass: bestOn / bestOff >= 0.95 },
+        { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },
+        { name: "hung shard: p99 of its keys once the breaker is open", unit: "ms", baseline: null, measured: hung.afterOpenP99Ms, ratio: null, target: "<= 5 ms", pass: hung.afterOpenP99Ms <= 5 },
+        { name: "hung shard: p99 of the other shards' keys meanwhile (baseline: before the hang)", unit: "ms", baseline: hung.othersBeforeP99Ms, measured: hung.othersDuringP99Ms, ratio: ratio(hung.othersDuringP99Ms, hung.othersBeforeP99Ms), target: "info", pass: null },
+        { name: "overload at 3x capacity: goodput (200s/s; baseline: capacity, closed loop)", unit: "req/s", baseline: cap, measured: goodput, ratio: ratio(goodput, cap), target: ">= 0.9", pass: goodput / cap >= 0.9 },
+        { name: "overload at 3x capacity: p99 of all answers (baseline: p99 at 1/4 capacity)", unit: "ms", baseline: unloaded.run.latencyMs.p99, measured: over.run.latencyMs.p99, ratio: ratio(over.run.latencyMs.p99, unloaded.run.latencyMs.p99), target: "info (admitted p99 <= 2x unloaded is the goal)", pass: null },
+        { name: "overload at 3x capacity: answers shed with 503", unit: "requests", baseline: null, measured: shed, ratio: null, target: "info", pass: null },
+      ];
+      return {
+        suite: "resilience",
+        title: "Resilience: policy overhead, a hung shard, overload (issue 8)",
+        date: new Date().toISOString(),
+        machine: ctx.machine(),
+        checks,
+        baseline: { policiesOffLookupsPerSec: bestOff, capacityRps: cap, unloadedP99Ms: unloaded.run.latencyMs.p99 },
+        measured: {
+          rounds,
+          policiesOnLookupsPerSec: bestOn,
+          hungShard: hung,
+          overload: { targetRate: Math.round(cap * 3), statusCounts: over.run.statusCounts, requests: over.run.requests, goodput, latencyMs: over.run.latencyMs, sendLagMs: over.run.sendLagMs },
+        },
+        targets: { policyRatio: ">= 0.95", hungAfterOpenP99Ms: "<= 5", goodputRatio: ">= 0.9" },
+        notes: [
+          `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per round, 3 alternating rounds, best kept.`,
+          "Hung shard: SIGSTOP of one shard's redis-server under 4 concurrent lookup loops over all keys; breaker defaults (5 failures in 10 s).",
+          `Overload: Quiver server pinned to core ${ctx.serverCpu} with adaptive admission; generator on core ${ctx.driverCpu}; the open loop's p99 counts shed answers too. If requests.unsent or sendLagMs is large, the generator, not the server, was the limit: the overload figures are then not meaningful.`,
+          quick() ? "QUICK MODE: short runs to check the suite end to end; not reportable." : "",
+        ].filter((n) => n !== ""),
+      };
+    } finally {
+      await server?.stop();
+      for (const s of servers) s.resume();
+      await Promise.all(sets.map((s) => s.close()));
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+  },
+};
+
+async function loadRows(store: KvNode, prefix: string, width: number): Promise<void> {
+  for (let start = 0; start < ENTITIES; start += 1000) {
+    const batch = Array.from({ length: 1000 }, (_, j) => ({
+      key: `${prefix}driver_id=i${1001 + start + j}`,
+      row: { ts: Date.now(), values: Array.from({ length: width }, (_, c) => (c === 0 ? (start + j) / ENTITIES : null)) },
+    }));
+    await store.putMany(batch);
+  }
+}
+
+type Refs = Parameters<LookupService["lookup"]>[0]["refs"];
+
+const query = (refs: Refs, id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
+
+/** Lookups per second with CONCURRENCY loops for `seconds`. */
+async function closedLoop(service: LookupService, refs: Refs, seconds: number): Promise<number> {
+  const end = performance.now() + seconds * 1000;
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async (_, w) => {
+      for (let i = w; performance.now() < end && i < 50_000_000; i += CONCURRENCY) {
+        await service.lookup(query(refs, 1001 + (i % ENTITIES)), { deadline: performance.now() + 1000 });
+        done++;
+      }
+    }),
+  );
+  return done / seconds;
+}
+
+async function hungShard(store: ShardedStore, victim: RedisProcess, victimId: string, refs: Refs, ms: number, ctx: BenchContext) {
+  const service = new LookupService(store);
+  const samples: { ms: number; victim: boolean; at: number; degraded: boolean }[] = [];
+  const run = async (forMs: number) => {
+    const end = performance.now() + forMs;
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = w; performance.now() < end && i < 10_000_000; i += 4) {
+          const id = 1001 + ((i * 7919) % ENTITIES);
+          const at = performance.now();
+          const r = await service.lookup(query(refs, id), { deadline: at + 50 });
+          samples.push({ ms: performance.now() - at, victim: store.nodeFor(`x/driver_id=i${id}`).id === victimId, at, degraded: r.degraded.length > 0 });
+          await Bun.sleep(0);
+        }
+      }),
+    );
+  };
+  await run(500);
+  const before = samples.splice(0);
+  const pausedAt = performance.now();
+  victim.pause();
+  try {
+    await run(ms);
+  } finally {
+    victim.resume();
+  }
+  const victimSamples = samples.filter((s) => s.victim);
+  // The breaker opened when the victim's answers stopped taking the whole budget.
+  const firstFast = victimSamples.findIndex((s) => s.degraded && s.ms < 10);
+  const openedAt = firstFast < 0 ? Number.POSITIVE_INFINITY : victimSamples[firstFast]!.at;
+  const pct = (xs: number[], q: number) => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!);
+  const r1 = (v: number) => Math.round(v * 100) / 100;
+  const out = {
+    breakerOpenedAfterMs: r1(openedAt - pausedAt),
+    beforeOpenMaxMs: r1(Math.max(0, ...victimSamples.filter((s) => s.at < openedAt).map((s) => s.ms))),
+    afterOpenP50Ms: r1(pct(victimSamples.filter((s) => s.at >= openedAt).map((s) => s.ms), 0.5)),
+    afterOpenP99Ms: r1(pct(victimSamples.filter((s) => s.at >= openedAt).map((s) => s.ms), 0.99)),
+    othersBeforeP99Ms: r1(pct(before.filter((s) => !s.victim).map((s) => s.ms), 0.99)),
+    othersDuringP99Ms: r1(pct(samples.filter((s) => !s.victim).map((s) => s.ms), 0.99)),
+    victimLookups: victimSamples.length,
+  };
+  ctx.log(`  hung shard: ${JSON.stringify(out)}`);
+  return out;
+}

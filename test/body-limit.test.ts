@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
+
+/**
+ * A body over the limit gets its 413 and the client can read it: the server
+ * reads and discards the rest instead of closing while the client is still
+ * sending (which Python's urllib and requests report as a broken pipe).
+ */
+
+let server: QuiverProcess;
+beforeAll(async () => {
+  server = await startQuiver(["--demo-entities", "0", "--max-body-bytes", "65536", "--grpc-port", "-1"]);
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+test("an oversized upload, sent in chunks like urllib does, reads back a 413 with its JSON body, no reset", async () => {
+  const { port } = new URL(server.url);
+  const size = 8 << 20; // 128x the limit (Python urllib saw a broken pipe here before the drain)
+  const socket = connect({ host: "127.0.0.1", port: Number(port) });
+  let response = "";
+  let writeError: unknown;
+  socket.on("data", (chunk) => {
+    response += chunk.toString();
+  });
+  socket.on("error", (e) => {
+    writeError = e;
+  });
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  socket.write(`POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${size}\r\n\r\n`);
+  const chunk = Buffer.alloc(16 << 10, 0x20);
+  for (let sent = 0; sent < size; sent += chunk.length) {
+    if (!socket.write(chunk)) await new Promise<void>((resolve) => socket.once("drain", () => resolve()));
+    if (writeError) break;
+  }
+  const deadline = Date.now() + 10_000;
+  while (!response.includes("payload_too_large") && !writeError && Date.now() < deadline) await Bun.sleep(20);
+  socket.destroy();
+  expect(writeError).toBeUndefined();
+  expect(response.startsWith("HTTP/1.1 413")).toBe(true);
+  expect(response).toContain('"code":"payload_too_large"');
+});
+
+const python = Bun.which("python3");
+/** The client that reported the bug: urllib sends the whole body with sendall and fails with EPIPE if the server resets first. */
+test.skipIf(python === null)("Python's urllib gets the 413 for an 8 MiB body, not a broken pipe", async () => {
+  const script = [
+    "import sys, urllib.request, urllib.error",
+    "req = urllib.request.Request(sys.argv[1] + '/v1/push', data=b' ' * (8 << 20), headers={'content-type': 'application/json'})",
+    "try:",
+    "    urllib.request.urlopen(req, timeout=20)",
+    "    print('no error')",
+    "except urllib.error.HTTPError as e:",
+    "    print('HTTP', e.code, e.read().decode()[:60])",
+    "except Exception as e:",
+    "    print('EXC', type(e).__name__, e)",
+  ].join("\n");
+  const proc = Bun.spawn([python!, "-c", script, server.url], { stdout: "pipe", stderr: "pipe" });
+  const out = (await new Response(proc.stdout).text()).trim();
+  await proc.exited;
+  expect(out).toStartWith("HTTP 413");
+  expect(out).toContain("payload_too_large");
+});
