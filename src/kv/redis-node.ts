@@ -117,9 +117,15 @@ export class RedisKvNode implements KvNode {
     return this.client.status === "ready";
   }
 
+  /**
+   * One MGET. With a request deadline the caller (a replica set's attempt,
+   * under the shard policies) already races the call against it, so no second
+   * timer is armed here; without one the node's own command timeout bounds it.
+   */
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     if (keys.length === 0) return [];
-    const raw = await withDeadline(this.client.mgetBuffer(keys as string[]), this.timeoutMs, `redis ${this.address} MGET`, ctx?.signal);
+    const work = this.client.mgetBuffer(keys as string[]);
+    const raw = ctx?.deadline !== undefined && ctx.signal === undefined ? await work : await withDeadline(work, this.timeoutMs, `redis ${this.address} MGET`, ctx?.signal);
     return raw.map((bytes) => (bytes === null ? undefined : decodeRow(bytes)));
   }
 

@@ -1,4 +1,4 @@
-import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, status } from "@grpc/grpc-js";
+import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
 import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
@@ -192,9 +192,4 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     };
     whenAdmitted(options.admission, go, () => fail(overloaded()));
   };
-}
-
-/** A server-streaming handler's error path (health Watch): the same mapping. */
-export function failStream(call: ServerWritableStream<unknown, unknown>, e: unknown): void {
-  call.emit("error", toServiceError(toQuiverError(e)));
 }

@@ -70,14 +70,19 @@ export function encodeFeastResponse(
 }
 
 function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: number, rows: number): void {
-  const write = VALUE_WRITERS[result.refs[c]!.feature.type.kind];
+  const kind = result.refs[c]!.feature.type.kind;
+  const write = VALUE_WRITERS[kind];
+  const size = VALUE_SIZES[kind];
   const values = result.values;
+  // Each Value's length is computed up front, so no fork (a protobufjs State object) per value.
   for (let r = 0, at = c; r < rows; r++, at += nf) {
-    w.uint32(10).fork();
     const v = values[at];
-    if (v === null || v === undefined) w.uint32(152).uint32(0);
-    else write(w, v);
-    w.ldelim();
+    if (v === null || v === undefined) {
+      w.uint32(10).uint32(3).uint32(152).uint32(0);
+    } else {
+      w.uint32(10).uint32(size(v));
+      write(w, v);
+    }
   }
   const statuses = result.statuses;
   // Statuses are 0..4 after mapping: one byte each, so the packed length is the row count.
@@ -85,15 +90,16 @@ function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: nu
   for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(FEAST_STATUS[statuses[at]!]!);
   const ts = result.timestamps;
   for (let r = 0, at = c; r < rows; r++, at += nf) {
-    w.uint32(26).fork();
     const ms = ts[at]!;
-    if (ms !== 0) {
-      const seconds = Math.floor(ms / 1000);
-      const nanos = Math.round((ms - seconds * 1000) * 1e6);
-      w.uint32(8).int64(seconds);
-      if (nanos !== 0) w.uint32(16).int32(nanos);
+    if (ms === 0) {
+      w.uint32(26).uint32(0);
+      continue;
     }
-    w.ldelim();
+    const seconds = Math.floor(ms / 1000);
+    const nanos = Math.round((ms - seconds * 1000) * 1e6);
+    w.uint32(26).uint32(1 + int64Size(seconds) + (nanos !== 0 ? 1 + varint32Size(nanos) : 0));
+    w.uint32(8).int64(seconds);
+    if (nanos !== 0) w.uint32(16).int32(nanos);
   }
 }
 
@@ -106,30 +112,86 @@ const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
   string: (w, v) => w.uint32(18).string(v as string),
   bool: (w, v) => w.uint32(56).bool(v as boolean),
   "int64[]": (w, v) => {
-    w.uint32(114).fork();
     const list = v as readonly number[];
+    w.uint32(114).uint32(int64ListBody(list));
     if (list.length > 0) {
-      w.uint32(10).fork();
+      w.uint32(10).uint32(int64sSize(list));
       for (const x of list) w.int64(x);
-      w.ldelim();
     }
-    w.ldelim();
   },
   "float64[]": writeDoubles,
   embedding: writeDoubles,
   "string[]": (w, v) => {
-    w.uint32(98).fork();
-    for (const x of v as readonly string[]) w.uint32(10).string(x);
-    w.ldelim();
+    const list = v as readonly string[];
+    w.uint32(98).uint32(stringListBody(list));
+    for (const x of list) w.uint32(10).string(x);
   },
 };
 
 function writeDoubles(w: protobuf.Writer, v: FeatureValue): void {
   const list = v as readonly number[];
-  w.uint32(122).fork();
+  w.uint32(122).uint32(doubleListBody(list));
   if (list.length > 0) {
     w.uint32(10).uint32(list.length * 8);
     for (const x of list) w.double(x);
   }
-  w.ldelim();
+}
+
+/** Encoded size of a Value message (tag + payload) per registry type kind, matching VALUE_WRITERS. */
+const VALUE_SIZES: Readonly<Record<ValueType["kind"], (v: FeatureValue) => number>> = {
+  int64: (v) => 1 + int64Size(v as number),
+  float64: () => 9,
+  string: (v) => stringFieldSize(v as string),
+  bool: () => 2,
+  "int64[]": (v) => nested(1, int64ListBody(v as readonly number[])),
+  "float64[]": (v) => nested(1, doubleListBody(v as readonly number[])),
+  embedding: (v) => nested(1, doubleListBody(v as readonly number[])),
+  "string[]": (v) => nested(1, stringListBody(v as readonly string[])),
+};
+
+const utf8Length = protobuf.util.utf8.length;
+
+function varint32Size(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Varint size of an int64 held as a safe integer; negatives take 10 bytes. */
+function int64Size(v: number): number {
+  if (v < 0) return 10;
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
+  return n;
+}
+
+/** A length-delimited field: tag bytes, length varint, body. */
+function nested(tagBytes: number, body: number): number {
+  return tagBytes + varint32Size(body) + body;
+}
+
+function stringFieldSize(s: string): number {
+  return nested(1, utf8Length(s));
+}
+
+function int64sSize(list: readonly number[]): number {
+  let n = 0;
+  for (const x of list) n += int64Size(x);
+  return n;
+}
+
+/** Body of an Int64List: the packed field, when not empty. */
+function int64ListBody(list: readonly number[]): number {
+  return list.length === 0 ? 0 : nested(1, int64sSize(list));
+}
+
+function doubleListBody(list: readonly number[]): number {
+  return list.length === 0 ? 0 : nested(1, list.length * 8);
+}
+
+function stringListBody(list: readonly string[]): number {
+  let n = 0;
+  for (const x of list) n += stringFieldSize(x);
+  return n;
 }

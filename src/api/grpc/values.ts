@@ -111,9 +111,3 @@ export function plainOfText(text: string, type: TextColumn, path: string): unkno
       }
   }
 }
-
-/** ms since the epoch → google.protobuf.Timestamp fields. */
-export function timestampOf(ms: number): { seconds: number; nanos: number } {
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
-}
