@@ -2,6 +2,7 @@ import protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
+import { doubleListBody, int64ListBody, int64Size, int64sSize, nested, stringFieldSize, stringListBody, varint32Size } from "./wire-size.ts";
 
 /**
  * feast.serving.GetOnlineFeaturesResponse written straight from a
@@ -148,50 +149,3 @@ const VALUE_SIZES: Readonly<Record<ValueType["kind"], (v: FeatureValue) => numbe
   embedding: (v) => nested(1, doubleListBody(v as readonly number[])),
   "string[]": (v) => nested(1, stringListBody(v as readonly string[])),
 };
-
-const utf8Length = protobuf.util.utf8.length;
-
-function varint32Size(v: number): number {
-  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-}
-
-/** Varint size of an int64 held as a safe integer; negatives take 10 bytes. */
-function int64Size(v: number): number {
-  if (v < 0) return 10;
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 0x80);
-    n++;
-  }
-  return n;
-}
-
-/** A length-delimited field: tag bytes, length varint, body. */
-function nested(tagBytes: number, body: number): number {
-  return tagBytes + varint32Size(body) + body;
-}
-
-function stringFieldSize(s: string): number {
-  return nested(1, utf8Length(s));
-}
-
-function int64sSize(list: readonly number[]): number {
-  let n = 0;
-  for (const x of list) n += int64Size(x);
-  return n;
-}
-
-/** Body of an Int64List: the packed field, when not empty. */
-function int64ListBody(list: readonly number[]): number {
-  return list.length === 0 ? 0 : nested(1, int64sSize(list));
-}
-
-function doubleListBody(list: readonly number[]): number {
-  return list.length === 0 ? 0 : nested(1, list.length * 8);
-}
-
-function stringListBody(list: readonly string[]): number {
-  let n = 0;
-  for (const x of list) n += stringFieldSize(x);
-  return n;
-}

@@ -3,6 +3,7 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
 import type { LongLike } from "./values.ts";
+import { doubleListBody, int64ListBody, int64sSize, stringListBody } from "./wire-size.ts";
 
 /**
  * quiver.v1.LookupResponse written straight from a LookupResult with
@@ -95,33 +96,29 @@ function writeColumn(w: protobuf.Writer, result: LookupResult, c: number, nf: nu
     case "int64[]":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         const list = listOr0(values[at]) as readonly number[];
-        w.uint32(50).fork();
+        w.uint32(50).uint32(int64ListBody(list));
         if (list.length > 0) {
-          w.uint32(10).fork();
+          w.uint32(10).uint32(int64sSize(list));
           for (const x of list) w.int64(x);
-          w.ldelim();
         }
-        w.ldelim();
       }
       break;
     case "float64[]":
     case "embedding":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         const list = listOr0(values[at]) as readonly number[];
-        w.uint32(58).fork();
+        w.uint32(58).uint32(doubleListBody(list));
         if (list.length > 0) {
           w.uint32(10).uint32(list.length * 8);
           for (const x of list) w.double(x);
         }
-        w.ldelim();
       }
       break;
     case "string[]":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         const list = listOr0(values[at]) as readonly string[];
-        w.uint32(66).fork();
+        w.uint32(66).uint32(stringListBody(list));
         for (const x of list) w.uint32(10).string(x);
-        w.ldelim();
       }
       break;
   }
