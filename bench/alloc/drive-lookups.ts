@@ -17,8 +17,9 @@ import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
  *
  * Cases: `harness` (build the Request, answer a prebuilt body: the driver's own
  * cost), `parse` (harness + parsing the body: the protocol floor's work), each
- * also with a MessagePack body (`-msgpack`), and `json-1`, `json-100`,
- * `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup).
+ * also with a MessagePack body (`-msgpack`), `json-1`, `json-100`,
+ * `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup) and `feast-1`, `feast-100`
+ * (/get-online-features, columnar entities).
  */
 
 const ENTITIES = 10_000;
@@ -29,13 +30,14 @@ const FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city
 /** Distinct prebuilt bodies cycled through, so keys vary without building bodies in the window. */
 const BODIES = 256;
 
-function bodies(rows: number, msgpack: boolean): (string | Uint8Array)[] {
+function bodies(rows: number, msgpack: boolean, feast: boolean): (string | Uint8Array)[] {
   const out: (string | Uint8Array)[] = [];
   let id = 0;
   for (let b = 0; b < BODIES; b++) {
-    const entities = [];
-    for (let r = 0; r < rows; r++) entities.push({ driver_id: FIRST_ID + (id++ * 7919) % ENTITIES });
-    const body = { features: FEATURES, entities };
+    const ids: number[] = [];
+    for (let r = 0; r < rows; r++) ids.push(FIRST_ID + ((id++ * 7919) % ENTITIES));
+    // Feast's columnar form for /get-online-features, Quiver's row form for /v1/lookup.
+    const body = { features: FEATURES, entities: feast ? { driver_id: ids } : ids.map((driver_id) => ({ driver_id })) };
     out.push(msgpack ? encode(body) : JSON.stringify(body));
   }
   return out;
@@ -46,14 +48,16 @@ async function main(): Promise<void> {
   const n = Number(process.argv[3] ?? 20_000);
   if (!ALLOC_CASES.includes(which) || !(n > 0)) throw new Error(`usage: drive-lookups.ts <${ALLOC_CASES.join("|")}> <requests>`);
   const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES)], {}));
-  const lookupHandler = quiver.http.nativeRoutes["/v1/lookup"]?.POST;
-  if (!lookupHandler) throw new Error("no native /v1/lookup route");
+  const feast = which.startsWith("feast");
+  const route = feast ? "/get-online-features" : "/v1/lookup";
+  const lookupHandler = quiver.http.nativeRoutes[route]?.POST;
+  if (!lookupHandler) throw new Error(`no native ${route} route`);
   const msgpack = which.includes("msgpack");
   const rows = which.endsWith("-100") ? 100 : 1;
-  const reqBodies = bodies(rows, msgpack);
+  const reqBodies = bodies(rows, msgpack, feast);
   const type = msgpack ? "application/msgpack" : "application/json";
   const headers = { "content-type": type, accept: type };
-  const url = "http://127.0.0.1/v1/lookup";
+  const url = `http://127.0.0.1${route}`;
 
   // One real answer first: the baselines answer a body of the same size.
   const probe = await lookupHandler(new Request(url, { method: "POST", headers, body: reqBodies[0]! }));

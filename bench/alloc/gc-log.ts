@@ -20,7 +20,7 @@ export interface AllocMeasure {
 export const MARK_EVERY = 32;
 
 /** What the driver can run: its own cost, the parsing floor, and Quiver's lookup by format and batch size. */
-export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100"] as const;
+export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100", "feast-1", "feast-100"] as const;
 export type AllocCase = (typeof ALLOC_CASES)[number];
 
 const CYCLE = /bytes allocated this cycle: (\d+)/;

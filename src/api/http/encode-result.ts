@@ -7,7 +7,11 @@ export function featureNames(result: LookupResult, full: boolean): string[] {
   return result.refs.map((r) => (full ? r.feature.fullName : r.feature.name));
 }
 
-/** Quiver's row-oriented answer: one entry per entity row, arrays aligned with featureNames. */
+/**
+ * Quiver's row-oriented answer as an object: one entry per entity row, arrays
+ * aligned with featureNames. The routes write it with NativeAnswerEncoder
+ * (same bytes, no object tree); this is the reference its tests compare to.
+ */
 export function nativeBody(result: LookupResult, full: boolean): unknown {
   const nf = result.refs.length;
   const rows = new Array<unknown>(result.rowCount);
@@ -66,8 +70,9 @@ export function unavailableCount(result: LookupResult): number {
 }
 
 /**
- * Feast's column-oriented answer: join keys first (request order, echoed as
- * PRESENT), then one entry per feature with a value per entity row.
+ * Feast's column-oriented answer as an object: join keys first (request order,
+ * echoed as PRESENT), then one entry per feature with a value per entity row.
+ * The route writes it with FeastAnswerEncoder; this is the reference its tests compare to.
  */
 export function feastBody(result: LookupResult, entities: EntityInput, full: boolean): unknown {
   const rows = result.rowCount;

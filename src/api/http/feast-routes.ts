@@ -2,8 +2,9 @@ import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE } from "../../serving/index.ts";
 import { asObject, readBody } from "./body.ts";
 import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
-import { feastBody, staleHeaders, unavailableCount } from "./encode-result.ts";
-import { feastErrorResponse, json } from "./responses.ts";
+import { staleHeaders, unavailableCount } from "./encode-result.ts";
+import { FeastAnswerEncoder } from "./feast-answer.ts";
+import { encodedAnswer, feastErrorResponse, json } from "./responses.ts";
 import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
 
 /**
@@ -13,6 +14,7 @@ import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
  */
 export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
   const { limits, serving } = deps;
+  const answers = new FeastAnswerEncoder();
 
   add("POST", "/get-online-features",
     instrument(
@@ -23,11 +25,8 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMe
         const plan = serving.planLookup(body, FEAST_LOOKUP);
         const result = await serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
         const missing = unavailableCount(result);
-        return json(
-          feastBody(result, plan.entities, plan.fullFeatureNames),
-          200,
-          staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)),
-        );
+        const bytes = answers.json(result, plan.entities, plan.fullFeatureNames);
+        return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)));
       },
       feastErrorResponse,
     ),

@@ -1,6 +1,7 @@
-import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type LookupResult, STATUS_NAMES } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
+import { COMMA, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
+import { mpArrayHeader, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
 
 /**
  * Writes /v1/lookup's answer — `{"featureNames": [...], "rows": [{"values",
@@ -96,7 +97,6 @@ export class NativeAnswerEncoder {
   }
 }
 
-const COMMA = 0x2c;
 const ascii = (s: string) => new TextEncoder().encode(s);
 
 const J_OPEN_NAMES = ascii('{"featureNames":[');
@@ -109,9 +109,6 @@ const J_ROW_CLOSE = ascii("]}");
 const J_CLOSE = ascii("]}");
 const J_DEGRADED = ascii('],"degraded":[');
 const J_STATUS = STATUS_NAMES.map((n) => ascii(JSON.stringify(n)));
-const J_TRUE = ascii("true");
-const J_FALSE = ascii("false");
-const J_NULL = ascii("null");
 
 /** Fixed-map and key bytes, as @msgpack/msgpack writes them. */
 function mpKey(s: string): number[] {
@@ -126,156 +123,3 @@ const M_ROW_VALUES = new Uint8Array([0x83, ...mpKey("values")]);
 const M_STATUSES = new Uint8Array(mpKey("statuses"));
 const M_TIMESTAMPS = new Uint8Array(mpKey("eventTimestamps"));
 const M_STATUS = STATUS_NAMES.map((n) => new Uint8Array(mpKey(n)));
-
-const TWO_32 = 4294967296;
-
-function jsonNumber(w: ByteWriter, v: number): void {
-  if (Number.isSafeInteger(v)) {
-    if (v < 0) {
-      w.byte(0x2d);
-      w.decimal(-v);
-    } else w.decimal(v);
-  } else if (Number.isFinite(v)) w.ascii(String(v));
-  else w.bytes(J_NULL); // as JSON.stringify: NaN and ±Infinity are null
-}
-
-/** Printable ASCII without `"` or `\` is written as is; anything else as JSON.stringify spells it. */
-function jsonString(w: ByteWriter, s: string): void {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7e) {
-      w.utf8String(JSON.stringify(s));
-      return;
-    }
-  }
-  w.byte(0x22);
-  w.ascii(s);
-  w.byte(0x22);
-}
-
-function jsonValue(w: ByteWriter, v: FeatureValue | undefined): void {
-  switch (typeof v) {
-    case "number":
-      jsonNumber(w, v);
-      return;
-    case "string":
-      jsonString(w, v);
-      return;
-    case "boolean":
-      w.bytes(v ? J_TRUE : J_FALSE);
-      return;
-    case "object":
-      if (v !== null) {
-        w.byte(0x5b);
-        for (let i = 0; i < v.length; i++) {
-          if (i > 0) w.byte(COMMA);
-          jsonValue(w, v[i] ?? null);
-        }
-        w.byte(0x5d);
-        return;
-      }
-  }
-  w.bytes(J_NULL);
-}
-
-function mpArrayHeader(w: ByteWriter, n: number): void {
-  if (n < 16) w.u8(0x90 | n);
-  else if (n < 0x10000) {
-    w.u8(0xdc);
-    w.u16(n);
-  } else {
-    w.u8(0xdd);
-    w.u32(n);
-  }
-}
-
-/** Integers in their smallest MessagePack form, other numbers as float64 (as @msgpack/msgpack does). */
-function mpNumber(w: ByteWriter, v: number): void {
-  if (!Number.isSafeInteger(v)) {
-    w.u8(0xcb);
-    w.f64(v);
-  } else if (v >= 0) {
-    if (v < 0x80) w.u8(v);
-    else if (v < 0x100) {
-      w.u8(0xcc);
-      w.u8(v);
-    } else if (v < 0x10000) {
-      w.u8(0xcd);
-      w.u16(v);
-    } else if (v < TWO_32) {
-      w.u8(0xce);
-      w.u32(v);
-    } else {
-      w.u8(0xcf);
-      w.i64(v);
-    }
-  } else if (v >= -0x20) w.u8(v & 0xff);
-  else if (v >= -0x80) {
-    w.u8(0xd0);
-    w.u8(v & 0xff);
-  } else if (v >= -0x8000) {
-    w.u8(0xd1);
-    w.u16(v & 0xffff);
-  } else if (v >= -0x80000000) {
-    w.u8(0xd2);
-    w.u32(v >>> 0);
-  } else {
-    w.u8(0xd3);
-    w.i64(v);
-  }
-}
-
-function mpString(w: ByteWriter, s: string): void {
-  const n = s.length;
-  let isAscii = true;
-  for (let i = 0; i < n; i++) {
-    if (s.charCodeAt(i) > 0x7f) {
-      isAscii = false;
-      break;
-    }
-  }
-  if (isAscii) {
-    mpStrHeader(w, n);
-    w.ascii(s);
-    return;
-  }
-  // UTF-8 length is known only once written: encode, then write the header and copy.
-  const bytes = new TextEncoder().encode(s);
-  mpStrHeader(w, bytes.length);
-  w.bytes(bytes);
-}
-
-function mpStrHeader(w: ByteWriter, n: number): void {
-  if (n < 32) w.u8(0xa0 | n);
-  else if (n < 0x100) {
-    w.u8(0xd9);
-    w.u8(n);
-  } else if (n < 0x10000) {
-    w.u8(0xda);
-    w.u16(n);
-  } else {
-    w.u8(0xdb);
-    w.u32(n);
-  }
-}
-
-function mpValue(w: ByteWriter, v: FeatureValue | undefined): void {
-  switch (typeof v) {
-    case "number":
-      mpNumber(w, v);
-      return;
-    case "string":
-      mpString(w, v);
-      return;
-    case "boolean":
-      w.u8(v ? 0xc3 : 0xc2);
-      return;
-    case "object":
-      if (v !== null) {
-        mpArrayHeader(w, v.length);
-        for (let i = 0; i < v.length; i++) mpValue(w, v[i] ?? null);
-        return;
-      }
-  }
-  w.u8(0xc0);
-}

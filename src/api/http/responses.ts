@@ -11,7 +11,7 @@ export function json(body: unknown, status = 200, extraHeaders?: Record<string, 
   return new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS });
 }
 
-/** A 200 answer whose JSON or MessagePack bytes an encoder already wrote. */
+/** A 200 answer whose JSON or MessagePack bytes an encoder already wrote (the Response copies them). */
 export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>): Response {
   const headers = msgpack ? MSGPACK_HEADERS : JSON_HEADERS;
   return new Response(bytes, { headers: extraHeaders ? { ...headers, ...extraHeaders } : headers });

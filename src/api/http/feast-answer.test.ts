@@ -1,0 +1,69 @@
+import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { FeatureRef } from "../../registry/index.ts";
+import { ColumnEntities, formatRfc3339, type LookupResult, RowEntities } from "../../serving/index.ts";
+import { ByteWriter } from "./byte-writer.ts";
+import { feastBody } from "./encode-result.ts";
+import { FeastAnswerEncoder } from "./feast-answer.ts";
+import { jsonRfc3339 } from "./rfc3339-bytes.ts";
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[]): LookupResult {
+  return {
+    refs: names.map((name) => ({ view: {}, feature: { name, fullName: `v__${name}` } }) as unknown as FeatureRef),
+    rowCount: rows.length,
+    values: rows.flat(1),
+    statuses: Uint8Array.from(statuses),
+    timestamps: Float64Array.from(timestamps),
+    degraded: [],
+    stale: undefined,
+  };
+}
+
+describe("jsonRfc3339", () => {
+  const w = new ByteWriter(64);
+  const spell = (ms: number) => {
+    w.reset();
+    jsonRfc3339(w, ms);
+    return text(w.written());
+  };
+
+  test("spells every time as formatRfc3339 does, with or without milliseconds (property)", () => {
+    for (const ms of [0, 1, 999, 1000, 86_399_999, 951_782_400_000, 1_700_000_000_123, 1_700_000_000_000, 253402300799999, 253402300800000, 4102444800000.5, 1000.5])
+      expect(spell(ms)).toBe(JSON.stringify(formatRfc3339(ms)));
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: 0, max: 253402300799999 }), fc.integer({ min: 0, max: 4_000_000_000 }).map((s) => s * 1000), fc.double({ min: 0, max: 5e12, noNaN: true })), (ms) => {
+        expect(spell(ms)).toBe(JSON.stringify(formatRfc3339(ms)));
+      }),
+      { numRuns: 2000, seed: 3 },
+    );
+  });
+});
+
+describe("FeastAnswerEncoder", () => {
+  const enc = new FeastAnswerEncoder();
+
+  test("writes the same JSON as JSON.stringify(feastBody), row and columnar entities, full names, UNAVAILABLE as NOT_FOUND", () => {
+    const r = result(
+      ["conv_rate", "city", "trips"],
+      [
+        [0.5, "Porto", [1, 2]],
+        [null, 'São "Paulo"', []],
+      ],
+      [1, 4, 1, 3, 5, 2],
+      [1_700_000_000_123, 1_700_000_000_000, 0, 0, 0, 1],
+    );
+    const byRows = new RowEntities([{ driver_id: 1001, extra: { nested: [1, "x"] } }, { driver_id: "1002" }], "entities");
+    const byColumns = new ColumnEntities({ driver_id: [1001, 1002], customer_id: ["c1", "c2"] }, "entities");
+    for (const entities of [byRows, byColumns])
+      for (const full of [false, true]) expect(text(enc.json(r, entities, full))).toBe(JSON.stringify(feastBody(r, entities, full)));
+  });
+
+  test("no join keys, no rows", () => {
+    const r = result(["a"], [], [], []);
+    const none = new ColumnEntities({}, "entities");
+    expect(text(enc.json(r, none, false))).toBe(JSON.stringify(feastBody(r, none, false)));
+  });
+});

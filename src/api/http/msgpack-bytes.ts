@@ -1,0 +1,111 @@
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { ByteWriter } from "./byte-writer.ts";
+
+/**
+ * MessagePack written into a ByteWriter, byte for byte as @msgpack/msgpack
+ * encodes the same value (smallest integer forms, other numbers float64).
+ */
+
+const TWO_32 = 4294967296;
+
+export function mpArrayHeader(w: ByteWriter, n: number): void {
+  if (n < 16) w.u8(0x90 | n);
+  else if (n < 0x10000) {
+    w.u8(0xdc);
+    w.u16(n);
+  } else {
+    w.u8(0xdd);
+    w.u32(n);
+  }
+}
+
+/** Integers in their smallest MessagePack form, other numbers as float64 (as @msgpack/msgpack does). */
+export function mpNumber(w: ByteWriter, v: number): void {
+  if (!Number.isSafeInteger(v)) {
+    w.u8(0xcb);
+    w.f64(v);
+  } else if (v >= 0) {
+    if (v < 0x80) w.u8(v);
+    else if (v < 0x100) {
+      w.u8(0xcc);
+      w.u8(v);
+    } else if (v < 0x10000) {
+      w.u8(0xcd);
+      w.u16(v);
+    } else if (v < TWO_32) {
+      w.u8(0xce);
+      w.u32(v);
+    } else {
+      w.u8(0xcf);
+      w.i64(v);
+    }
+  } else if (v >= -0x20) w.u8(v & 0xff);
+  else if (v >= -0x80) {
+    w.u8(0xd0);
+    w.u8(v & 0xff);
+  } else if (v >= -0x8000) {
+    w.u8(0xd1);
+    w.u16(v & 0xffff);
+  } else if (v >= -0x80000000) {
+    w.u8(0xd2);
+    w.u32(v >>> 0);
+  } else {
+    w.u8(0xd3);
+    w.i64(v);
+  }
+}
+
+export function mpString(w: ByteWriter, s: string): void {
+  const n = s.length;
+  let isAscii = true;
+  for (let i = 0; i < n; i++) {
+    if (s.charCodeAt(i) > 0x7f) {
+      isAscii = false;
+      break;
+    }
+  }
+  if (isAscii) {
+    mpStrHeader(w, n);
+    w.ascii(s);
+    return;
+  }
+  // UTF-8 length is known only once written: encode, then write the header and copy.
+  const bytes = new TextEncoder().encode(s);
+  mpStrHeader(w, bytes.length);
+  w.bytes(bytes);
+}
+
+function mpStrHeader(w: ByteWriter, n: number): void {
+  if (n < 32) w.u8(0xa0 | n);
+  else if (n < 0x100) {
+    w.u8(0xd9);
+    w.u8(n);
+  } else if (n < 0x10000) {
+    w.u8(0xda);
+    w.u16(n);
+  } else {
+    w.u8(0xdb);
+    w.u32(n);
+  }
+}
+
+export function mpValue(w: ByteWriter, v: FeatureValue | undefined): void {
+  switch (typeof v) {
+    case "number":
+      mpNumber(w, v);
+      return;
+    case "string":
+      mpString(w, v);
+      return;
+    case "boolean":
+      w.u8(v ? 0xc3 : 0xc2);
+      return;
+    case "object":
+      if (v !== null) {
+        mpArrayHeader(w, v.length);
+        for (let i = 0; i < v.length; i++) mpValue(w, v[i] ?? null);
+        return;
+      }
+  }
+  w.u8(0xc0);
+}
