@@ -5,7 +5,7 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, generator, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, generator, Hygiene, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import { probeLookup, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -46,6 +46,7 @@ export const lookupSuite: Suite = {
     let probe: Awaited<ReturnType<typeof probeLookup>>;
     let batchProbe: Awaited<ReturnType<typeof probeLookup>>;
     let memAfter: Awaited<ReturnType<typeof memoryMb>> = null;
+    const hygiene = new Hygiene();
     try {
       probe = await probeLookup(quiver.url, entities, 1);
       batchProbe = await probeLookup(quiver.url, entities, 100);
@@ -94,25 +95,41 @@ export const lookupSuite: Suite = {
       const maxSingle = Math.max((m["wrkQuiver"] as WrkMeasure | null)?.run.requestsPerSec ?? 0, (m["genQuiver"] as GenMeasure).run.rate.achieved);
       const half = Math.max(1, Math.round(maxSingle / 2));
       const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
-      m["openBase"] = await generator(ctx, bare, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` });
-      m["openQuiver"] = await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` });
+      const single = await hygiene.steady(ctx, "single lookup at half max", async () => ({
+        baseline: await generator(ctx, b, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` }),
+        subject: await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` }),
+      }));
+      m["openBase"] = single.baseline!;
+      m["openQuiver"] = single.subject;
       const batchRuns: GenMeasure[] = [];
       for (let i = 0; i < ROUNDS; i++) {
         batchRuns.push(await generator(ctx, quiver, `batch-gen-quiver-${i}`, { scenario: "batch-lookup", batch: 100, mode: "closed", connections: 16, entities, duration: `${ctx.throughputSeconds}s`, warmup: "1s" }));
       }
       m["batchMax"] = bestGen(batchRuns);
       const batchHalf = Math.max(1, Math.round((m["batchMax"] as GenMeasure).run.rate.achieved / 2));
-      m["batchOpen"] = await generator(ctx, quiver, "batch-open-half", {
-        scenario: "batch-lookup",
-        batch: 100,
-        mode: "open",
-        rate: batchHalf,
-        connections: 32,
-        entities,
-        duration: dur,
-        warmup: "1s",
-        label: `100 entities × 10 features, ${batchHalf}/s`,
-      });
+      const batchOpen = { scenario: "batch-lookup", batch: 100, mode: "open", rate: batchHalf, connections: 32, entities, duration: dur, warmup: "1s" };
+      m["batchOpen"] = (
+        await hygiene.steady(ctx, "100-entity lookup at half max", async () => ({
+          subject: await generator(ctx, quiver, "batch-open-half", { ...batchOpen, label: `100 entities × 10 features, ${batchHalf}/s` }),
+        }))
+      ).subject;
+      // MessagePack answers, same shapes: max (closed loop) and p99 at half of it.
+      const mpSingleMax = await generator(ctx, quiver, "msgpack-gen-quiver", { ...closed, scenario: "lookup-msgpack", label: "quiver, MessagePack" });
+      m["mpSingleMax"] = mpSingleMax;
+      const mpHalf = Math.max(1, Math.round(mpSingleMax.run.rate.achieved / 2));
+      m["mpSingleOpen"] = (
+        await hygiene.steady(ctx, "MessagePack single lookup at half max", async () => ({
+          subject: await generator(ctx, quiver, "msgpack-open-half", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
+        }))
+      ).subject;
+      const mpBatchMax = await generator(ctx, quiver, "msgpack-batch-gen-quiver", { scenario: "lookup-msgpack", batch: 100, mode: "closed", connections: 16, entities, duration: `${ctx.throughputSeconds}s`, warmup: "1s" });
+      m["mpBatchMax"] = mpBatchMax;
+      const mpBatchHalf = Math.max(1, Math.round(mpBatchMax.run.rate.achieved / 2));
+      m["mpBatchOpen"] = (
+        await hygiene.steady(ctx, "MessagePack 100-entity lookup at half max", async () => ({
+          subject: await generator(ctx, quiver, "msgpack-batch-open-half", { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `MessagePack, 100 entities × 10 features, ${mpBatchHalf}/s` }),
+        }))
+      ).subject;
       memAfter = await memoryMb(quiver.pid);
     } finally {
       await bare?.stop();
@@ -145,6 +162,43 @@ export const lookupSuite: Suite = {
       { name: `p99 100 entities × 10 features at half max (${g("batchOpen").run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99Batch, ratio: null, target: "<= 3 ms", pass: p99Batch <= 3 },
       { name: `server RSS with ${entities.toLocaleString("en-US")} entities × 10 features loaded`, unit: "MB", baseline: null, measured: rss, ratio: null, target: "<= 400 MB", pass: rss === null ? null : rss <= 400 },
       { name: "100-entity batch max throughput (generator, closed loop)", unit: "req/s", baseline: null, measured: g("batchMax").run.rate.achieved, ratio: null, target: "info", pass: null },
+      {
+        name: "MessagePack single lookup max throughput (baseline: JSON, generator)",
+        unit: "req/s",
+        baseline: genQ,
+        measured: g("mpSingleMax").run.rate.achieved,
+        ratio: ratio(g("mpSingleMax").run.rate.achieved, genQ),
+        target: "info",
+        pass: null,
+      },
+      { name: `MessagePack p99 single lookup at half max (${g("mpSingleOpen").run.rate.target}/s)`, unit: "ms", baseline: p99, measured: g("mpSingleOpen").run.latencyMs.p99, ratio: null, target: "<= 1 ms", pass: g("mpSingleOpen").run.latencyMs.p99 <= 1 },
+      {
+        name: "MessagePack 100-entity max throughput (baseline: JSON batch)",
+        unit: "req/s",
+        baseline: g("batchMax").run.rate.achieved,
+        measured: g("mpBatchMax").run.rate.achieved,
+        ratio: ratio(g("mpBatchMax").run.rate.achieved, g("batchMax").run.rate.achieved),
+        target: "> 1 (beats JSON)",
+        pass: g("mpBatchMax").run.rate.achieved > g("batchMax").run.rate.achieved,
+      },
+      {
+        name: `MessagePack p99 100 entities at half max (${g("mpBatchOpen").run.rate.target}/s; baseline: JSON batch p99)`,
+        unit: "ms",
+        baseline: p99Batch,
+        measured: g("mpBatchOpen").run.latencyMs.p99,
+        ratio: null,
+        target: "<= 3 ms",
+        pass: g("mpBatchOpen").run.latencyMs.p99 <= 3,
+      },
+      {
+        name: "p99 single lookup at half max vs bare server at the same rate",
+        unit: "ms",
+        baseline: g("openBase").run.latencyMs.p99,
+        measured: p99,
+        ratio: ratio(p99, g("openBase").run.latencyMs.p99),
+        target: "<= 1.5",
+        pass: g("openBase").run.latencyMs.p99 > 0 ? p99 / g("openBase").run.latencyMs.p99 <= 1.5 : null,
+      },
     ];
     const notes = [
       `Server \`bun src/main.ts --demo-entities ${entities}\` ready in ${startupS} s; RSS after the load runs ${memAfter?.rssMb ?? "n/a"} MB (peak ${memAfter?.peakMb ?? "n/a"} MB).`,
@@ -152,8 +206,9 @@ export const lookupSuite: Suite = {
       `Throughput: closed loop, ${CONNECTIONS} connections, uniform keys over ${entities.toLocaleString("en-US")} drivers, ${ctx.throughputSeconds} s runs alternating baseline and server, best of ${ROUNDS} each; wrk rotates the key in Lua, the generator in its request template.`,
       `"Half max" = half the higher of the two single-lookup throughputs; latency from each request's intended send time (coordinated-omission corrected).`,
     ];
+    notes.push(hygiene.note());
     if (ctx.wrk.note !== "") notes.push(ctx.wrk.note);
-    await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half"]);
+    await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half", "msgpack-open-half", "msgpack-batch-open-half"]);
     return {
       suite: "lookup",
       title: "Lookup over HTTP (issue 2)",
@@ -170,6 +225,12 @@ export const lookupSuite: Suite = {
         generatorRps: genQ,
         singleAtHalfMax: { rate: g("openQuiver").run.rate, latencyMs: g("openQuiver").run.latencyMs, errors: g("openQuiver").run.errorsByKind },
         batch100: { maxRps: g("batchMax").run.rate.achieved, atHalfMax: { rate: g("batchOpen").run.rate, latencyMs: g("batchOpen").run.latencyMs, errors: g("batchOpen").run.errorsByKind } },
+        msgpack: {
+          single: { maxRps: g("mpSingleMax").run.rate.achieved, atHalfMax: { rate: g("mpSingleOpen").run.rate, latencyMs: g("mpSingleOpen").run.latencyMs } },
+          batch100: { maxRps: g("mpBatchMax").run.rate.achieved, atHalfMax: { rate: g("mpBatchOpen").run.rate, latencyMs: g("mpBatchOpen").run.latencyMs } },
+        },
+        discardedLatencyRuns: hygiene.discarded,
+        unsteadyLatencyRuns: hygiene.unsteady,
         serverCoreBusy: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v?.serverCpu ?? null])),
       },
       targets: { throughputRatio: ">= 0.75", p99SingleMs: "<= 1", p99Batch100Ms: "<= 3", rssMb: "<= 400" },

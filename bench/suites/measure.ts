@@ -74,3 +74,54 @@ export function bestWrk(runs: readonly (WrkMeasure | null)[]): WrkMeasure | null
   for (const r of runs) if (r !== null && (best === null || r.run.requestsPerSec > best.run.requestsPerSec)) best = r;
   return best;
 }
+
+/** A latency run whose generator sent its p99 request later than this was measuring the generator (BENCH_MAX_SEND_LAG_MS). */
+export const MAX_SEND_LAG_P99_MS = Number(process.env["BENCH_MAX_SEND_LAG_MS"] ?? 0.5);
+/** A bare-server baseline slower than this at p99 was disturbed by outside load (BENCH_MAX_BASELINE_P99_MS). */
+export const MAX_BASELINE_P99_MS = Number(process.env["BENCH_MAX_BASELINE_P99_MS"] ?? 2);
+/** Attempts per latency measurement before the last one is kept, flagged. */
+export const LATENCY_ATTEMPTS = Number(process.env["BENCH_LATENCY_ATTEMPTS"] ?? 3);
+
+/** Latency runs thrown away and why, for the summary. */
+export class Hygiene {
+  readonly discarded: string[] = [];
+  readonly unsteady: string[] = [];
+
+  /** Why a run cannot be reported, or null. `baseline` runs must also be undisturbed. */
+  static why(m: GenMeasure, baseline: boolean): string | null {
+    const lag = m.run.sendLagMs.p99;
+    if (m.run.mode === "open" && lag > MAX_SEND_LAG_P99_MS) return `generator send lag p99 ${lag} ms > ${MAX_SEND_LAG_P99_MS} ms`;
+    if (baseline && m.run.latencyMs.p99 > MAX_BASELINE_P99_MS) return `baseline p99 ${m.run.latencyMs.p99} ms > ${MAX_BASELINE_P99_MS} ms (disturbed)`;
+    return null;
+  }
+
+  /**
+   * Runs a latency measurement (a baseline and its subject, measured back to
+   * back, or a subject alone) until no run lagged and the baseline is calm, at
+   * most LATENCY_ATTEMPTS times; every discarded attempt is counted. After the
+   * last attempt the runs are kept and listed as unsteady.
+   */
+  async steady(ctx: BenchContext, label: string, measure: () => Promise<{ baseline?: GenMeasure; subject: GenMeasure }>): Promise<{ baseline?: GenMeasure; subject: GenMeasure }> {
+    for (let attempt = 1; ; attempt++) {
+      const got = await measure();
+      const why = (got.baseline ? Hygiene.why(got.baseline, true) : null) ?? Hygiene.why(got.subject, false);
+      if (why === null) return got;
+      if (attempt >= LATENCY_ATTEMPTS) {
+        this.unsteady.push(`${label}: ${why}`);
+        ctx.log(`  ${label}: kept after ${attempt} attempts, still ${why}`);
+        return got;
+      }
+      this.discarded.push(`${label}: ${why}`);
+      ctx.log(`  ${label}: discarded (${why}), measuring again`);
+    }
+  }
+
+  /** The summary's note. */
+  note(): string {
+    const parts = [
+      `Latency hygiene: a run whose generator send-lag p99 exceeded ${MAX_SEND_LAG_P99_MS} ms, or whose bare-server baseline p99 exceeded ${MAX_BASELINE_P99_MS} ms, was discarded and measured again (up to ${LATENCY_ATTEMPTS} attempts): ${this.discarded.length} run(s) discarded${this.discarded.length > 0 ? ` (${this.discarded.join("; ")})` : ""}.`,
+    ];
+    if (this.unsteady.length > 0) parts.push(`Still unsteady after ${LATENCY_ATTEMPTS} attempts, reported anyway: ${this.unsteady.join("; ")}.`);
+    return parts.join(" ");
+  }
+}
