@@ -15,9 +15,22 @@ import { SuiteSkipped } from "./suites/suite.ts";
  * every result file present. BENCH_SECONDS sets the length of each latency
  * measurement (throughput runs take half); BENCH_QUIET_WAIT how long to wait for
  * an idle machine before each suite (default 30 s).
+ *
+ * `--quick` checks that suites run end to end, not what they measure: 2 s
+ * measurements, 10,000 entities, no wait for a quiet machine, and results,
+ * summary and reports under bench/results/raw/quick/ (the committed results stay).
  */
 async function main(argv: string[]): Promise<number> {
   const root = resolve(import.meta.dir, "..");
+  const quick = argv.includes("--quick");
+  if (quick) {
+    for (const [k, v] of [["BENCH_SECONDS", "2"], ["BENCH_ENTITIES", "10000"], ["BENCH_REDIS_ENTITIES", "10000"], ["BENCH_QUIET_WAIT", "0"]] as const) process.env[k] ??= v;
+  }
+  const unknownFlags = argv.filter((a) => a.startsWith("-") && a !== "--quick");
+  if (unknownFlags.length > 0) {
+    process.stderr.write(`bench: unknown option(s) ${unknownFlags.join(", ")}; known: --quick\n`);
+    return 2;
+  }
   const names = argv.filter((a) => !a.startsWith("-"));
   const unknown = names.filter((n) => !SUITES.some((s) => s.name === n));
   if (unknown.length > 0) {
@@ -25,8 +38,9 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const chosen = names.length === 0 ? SUITES : SUITES.filter((s) => names.includes(s.name));
-  const resultsDir = `${root}/bench/results`;
+  const resultsDir = quick ? `${root}/bench/results/raw/quick` : `${root}/bench/results`;
   const rawDir = `${resultsDir}/raw`;
+  const reportsDir = quick ? `${resultsDir}/reports` : `${root}/loadtest/reports`;
   mkdirSync(rawDir, { recursive: true });
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const seconds = Number(process.env["BENCH_SECONDS"] ?? 10);
@@ -37,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
     root,
     resultsDir,
     rawDir,
+    reportsDir,
     seconds,
     throughputSeconds: Math.max(3, Math.round(seconds / 2)),
     serverCpu: "1",
@@ -60,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const result = await suite.run(ctx);
       await Bun.write(`${resultsDir}/${suite.file}`, `${JSON.stringify(result, null, 2)}\n`);
-      log(`bench ${suite.name}: wrote bench/results/${suite.file} in ${Math.round((performance.now() - t) / 1000)} s`);
+      log(`bench ${suite.name}: wrote ${resultsDir.slice(root.length + 1)}/${suite.file} in ${Math.round((performance.now() - t) / 1000)} s`);
       for (const c of result.checks) log(`  ${c.pass === null ? "·" : c.pass ? "✓" : "✗"} ${c.name}: ${c.measured}${c.unit ? ` ${c.unit}` : ""}${c.ratio !== null ? ` (ratio ${c.ratio})` : ""} target ${c.target}`);
     } catch (e) {
       if (e instanceof SuiteSkipped) {
@@ -72,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   await writeSummary(resultsDir);
-  log("bench: wrote bench/results/SUMMARY.md");
+  log(`bench: wrote ${resultsDir.slice(root.length + 1)}/SUMMARY.md${quick ? " (quick mode: figures only show the suites run, not what they measure)" : ""}`);
   return failed > 0 ? 1 : 0;
 }
 

@@ -13,9 +13,9 @@ export async function writeLatencyReport(ctx: BenchContext, rawNames: readonly s
   if (paths.length === 0) return;
   const runs = await loadRuns(paths);
   const svg = latencySvg(runs, { title, sloMs });
-  const dir = `${ctx.root}/loadtest/reports`;
+  const dir = ctx.reportsDir;
   mkdirSync(dir, { recursive: true });
   await Bun.write(`${dir}/${name}.svg`, svg);
   await Bun.write(`${dir}/${name}.html`, htmlReport(runs, svg, title));
-  ctx.log(`  wrote loadtest/reports/${name}.html and ${name}.svg`);
+  ctx.log(`  wrote ${dir.slice(ctx.root.length + 1)}/${name}.html and ${name}.svg`);
 }

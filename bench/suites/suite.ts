@@ -7,6 +7,8 @@ export interface BenchContext {
   readonly resultsDir: string;
   /** Raw generator runs (gitignored). */
   readonly rawDir: string;
+  /** Where HTML/SVG latency reports go (loadtest/reports; elsewhere in --quick mode). */
+  readonly reportsDir: string;
   /** Seconds per latency measurement (BENCH_SECONDS, default 10). */
   readonly seconds: number;
   /** Seconds per throughput measurement (half of `seconds`, at least 3): repeated, best kept. */
