@@ -19,7 +19,8 @@ import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
  * cost), `parse` (harness + parsing the body: the protocol floor's work), each
  * also with a MessagePack body (`-msgpack`), `json-1`, `json-100`,
  * `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup) and `feast-1`, `feast-100`
- * (/get-online-features, columnar entities).
+ * (/get-online-features, columnar entities), and `json-1-l1`, `json-100-l1`
+ * (/v1/lookup answered from L1 cache hits: the warm-up fills the cache).
  */
 
 const ENTITIES = 10_000;
@@ -47,13 +48,14 @@ async function main(): Promise<void> {
   const which = process.argv[2] as AllocCase;
   const n = Number(process.argv[3] ?? 20_000);
   if (!ALLOC_CASES.includes(which) || !(n > 0)) throw new Error(`usage: drive-lookups.ts <${ALLOC_CASES.join("|")}> <requests>`);
-  const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES)], {}));
+  const l1 = which.endsWith("-l1");
+  const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES), ...(l1 ? ["--cache-l1", "on"] : [])], {}));
   const feast = which.startsWith("feast");
   const route = feast ? "/get-online-features" : "/v1/lookup";
   const lookupHandler = quiver.http.nativeRoutes[route]?.POST;
   if (!lookupHandler) throw new Error(`no native ${route} route`);
   const msgpack = which.includes("msgpack");
-  const rows = which.endsWith("-100") ? 100 : 1;
+  const rows = which.includes("-100") ? 100 : 1;
   const reqBodies = bodies(rows, msgpack, feast);
   const type = msgpack ? "application/msgpack" : "application/json";
   const headers = { "content-type": type, accept: type };

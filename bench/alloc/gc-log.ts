@@ -19,8 +19,12 @@ export interface AllocMeasure {
 /** Requests between two marks the driver writes: the resolution of "which request a GC followed". */
 export const MARK_EVERY = 32;
 
-/** What the driver can run: its own cost, the parsing floor, and Quiver's lookup by format and batch size. */
-export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100", "feast-1", "feast-100"] as const;
+/**
+ * What the driver can run: its own cost, the parsing floor, and Quiver's
+ * lookup by format and batch size; `-l1` cases put the L1 cache tier in front
+ * of the store (as the Redis deployment runs it) and read from L1 hits.
+ */
+export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100", "feast-1", "feast-100", "json-1-l1", "json-100-l1"] as const;
 export type AllocCase = (typeof ALLOC_CASES)[number];
 
 const CYCLE = /bytes allocated this cycle: (\d+)/;
