@@ -241,4 +241,20 @@ describe("registry changes", () => {
     expect(gone.status).toBe(400);
     expect(gone.message).toContain("no vector index");
   }, 60_000);
+
+  test("a feature added to the view rebuilds the index; filtering on it answers 503 until the rebuild is in", async () => {
+    const base = await Bun.file(registryPath).text();
+    const added = base.replace('      - { name: embedding, type: "embedding(384)" }', '      - { name: embedding, type: "embedding(384)" }\n      - { name: reviewed, type: bool }');
+    expect(added).not.toBe(base);
+    writeFileSync(registryPath, added);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    expect((await post("/v1/match", { view: "claims", entity: { claim_id: 7 }, k: 4, filter: { reviewed: true } })).status).toBe(503);
+    expect((await match({ view: "claims", entity: { claim_id: 7 }, k: 4 })).matches.length).toBe(4);
+    await q.vectors.idle();
+    // Stored rows predate the feature (null), so nothing is reviewed yet.
+    expect((await match({ view: "claims", entity: { claim_id: 7 }, k: 4, filter: { reviewed: true } })).matches).toEqual([]);
+    writeFileSync(registryPath, base);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    await q.vectors.idle();
+  }, 60_000);
 });

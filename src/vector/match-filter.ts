@@ -1,4 +1,4 @@
-import { invalid, unknownName } from "../errors/index.ts";
+import { invalid, unavailable, unknownName } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type CompiledView, describeValue } from "../registry/index.ts";
 import type { AttributeTable } from "./attributes.ts";
@@ -45,7 +45,9 @@ export function parseFilter(raw: unknown, view: CompiledView, path = "filter"): 
 export function filterPredicate(conditions: readonly FilterCondition[] | undefined, table: AttributeTable): ((label: number) => boolean) | undefined {
   if (!conditions) return undefined;
   const tests = conditions.map((c) => {
-    const col = table.column(c.feature)!;
+    const col = table.column(c.feature);
+    // A feature the registry just added: the index serving until its rebuild does not hold it yet.
+    if (col === undefined) throw unavailable(`filter.${c.feature}: the vector index is being rebuilt for the new definition; retry shortly`);
     if (c.values.length === 1) {
       const v = c.values[0];
       return (label: number) => col[label] === v;

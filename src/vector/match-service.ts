@@ -46,6 +46,8 @@ export class MatchService {
   async match(q: MatchQuery): Promise<MatchResult> {
     const vi = this.indexes.get(q.view.name);
     if (!vi) throw unavailable(`the vector index of "${q.view.name}" is being built; retry shortly`);
+    // After a registry change that re-keys the view, the old index serves old keys until the rebuild swaps in.
+    if (vi.view.keyPrefix !== q.view.keyPrefix) throw unavailable(`the vector index of "${q.view.name}" is being rebuilt for version ${q.view.version}; retry shortly`);
     const spec = vi.spec;
     let vector: readonly number[];
     let exclude: string | undefined;

@@ -43,9 +43,13 @@ export class ViewIndex {
     return new ViewIndex(view, spec, newIndex(spec), new LabelMap(), embedder);
   }
 
-  /** Identity of everything that shapes the graph: a change needs a rebuild (efSearch and capacity do not). */
+  /**
+   * Identity of everything the built index depends on: the graph's parameters
+   * and the view's feature layout (the filter attributes are read by position).
+   * A change needs a rebuild; efSearch, capacity and the embedder do not.
+   */
   static shapeOf(view: CompiledView, spec: VectorIndexSpec): string {
-    return JSON.stringify([view.keyPrefix, spec.feature.index, spec.dim, spec.metric, spec.algorithm, spec.M, spec.efConstruction]);
+    return JSON.stringify([view.keyPrefix, view.features.map((f) => `${f.name}:${f.typeName}`), spec.feature.index, spec.dim, spec.metric, spec.algorithm, spec.M, spec.efConstruction]);
   }
 
   get shape(): string {
