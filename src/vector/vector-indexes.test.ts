@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { prng, unitVector } from "../../test/support/vectors.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../feed/index.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
+import { type KvEntry, type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/index.ts";
 import { VectorIndexes } from "./vector-indexes.ts";
@@ -96,6 +97,35 @@ describe("VectorIndexes", () => {
       await vectors.idle();
     }
     expect(ids(vectors)).toContain(key(7));
+    await vectors.close();
+  });
+
+  test("a change whose row storage cannot read right now is kept and applied once it can", async () => {
+    const inner = new ArenaKvNode("t");
+    let down = false;
+    // The shape of a composite whose shard is out: UNAVAILABLE slots, not a rejection.
+    const store: KvNode = {
+      id: "flaky",
+      readsNow: "never",
+      getManyNow: () => undefined,
+      getMany: async (keys): Promise<ReadSlot[]> => (down ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
+      putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
+      deleteMany: (keys) => inner.deleteMany(keys),
+      scan: (cursor, count, prefix) => inner.scan(cursor, count, prefix),
+      health: () => inner.health(),
+      close: () => inner.close(),
+    };
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    await inner.putMany([{ key: key(8), row: row(8) }]);
+    down = true;
+    feed.publish([{ key: key(8), ts: 1, op: "put" }]);
+    await Bun.sleep(50);
+    expect(ids(vectors)).toEqual([]);
+    down = false;
+    await vectors.idle();
+    expect(ids(vectors)).toEqual([key(8)]);
     await vectors.close();
   });
 });

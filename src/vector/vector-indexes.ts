@@ -304,7 +304,7 @@ export class VectorIndexes implements ChangeListener {
   private async drain(): Promise<void> {
     try {
       for (const [name, s] of this.states) {
-        while (s.pending.size > 0) {
+        while (s.pending.size > 0 && !this.closed) {
           const keys: string[] = [];
           const arrived: number[] = [];
           for (const [key, at] of s.pending) {
@@ -331,13 +331,24 @@ export class VectorIndexes implements ChangeListener {
             lag = this.lagHistogram.labels(name);
             this.lag.set(name, lag);
           }
+          let unavailable = 0;
           for (let i = 0; i < keys.length; i++) {
             const key = keys[i]!;
+            const slot = rows[i];
+            if (slot === UNAVAILABLE) {
+              // Its shard could not answer: keep the change and re-read it shortly.
+              if (!s.pending.has(key)) s.pending.set(key, arrived[i]!);
+              unavailable++;
+              continue;
+            }
             s.touched?.add(key);
             s.rebuild?.pending.add(key);
-            const outcome = applySlot(s.vi, key, rows[i], now);
-            this.applied.labels(name, outcome).inc();
+            this.applied.labels(name, s.vi.apply(key, slot, now)).inc();
             lag.observe((done - arrived[i]!) / 1000);
+          }
+          if (unavailable > 0) {
+            this.applied.labels(name, "unavailable").inc(unavailable);
+            await new Promise((r) => setTimeout(r, 250));
           }
         }
       }
