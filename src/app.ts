@@ -7,11 +7,11 @@ import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
-import { DurableKvNode } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
+import { collectGarbage } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import { AdaptiveAdmission, type ResilienceObserver } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
@@ -80,7 +80,6 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
     demoRows = await loadDemoData(store, registry.current, config.demoEntities, clock());
   }
-  // Restoring a durable store and bulk-loading demo rows leave transient garbage; collect it before serving.
   // Vector indexes: from snapshots plus a catch-up scan, or built by a scan; then fed by the change feed.
   const vectors = new VectorIndexes({
     store,
@@ -92,7 +91,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     clock,
   });
   await vectors.start(registry.current);
-  Bun.gc(true);
+  // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
+  collectGarbage();
 
   const admission = new AdaptiveAdmission({
     queue: config.admissionQueue,
@@ -152,7 +152,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const grpc = createGrpcEdge({
     serving,
     metrics,
-    ready: async () => !draining && (await store.health()).ok,
+    // The same rule as /readyz: serving unless draining. A storage outage degrades answers (defaults flagged
+    // UNAVAILABLE) but must not take every pod out of its balancer at once.
+    ready: async () => !draining,
     admission,
     match,
     limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: config.lookupTimeoutMs },
@@ -301,10 +303,12 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver): 
     const shards = await connectShards(topology, overrides, { observer });
     return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
+  // Loaded only with --data-dir: the durable node is the one part of the embedded store built on bun:sqlite.
+  const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;
   const members: ShardMember[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
-    const node = config.dataDir ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
+    const node = DurableKvNode ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
     members.push({ id, weight: 1, node });
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
 import { LocalChangeFeed } from "./local-feed.ts";
@@ -112,7 +113,7 @@ export class RedisChangeFeed implements ChangeFeed {
   /** Waits for the subscription (start-up); false if not up within `ms` (the pod starts anyway; the feed catches up with a gap). */
   async whenSubscribed(ms: number): Promise<boolean> {
     const until = performance.now() + ms;
-    while (!this.subscribed && performance.now() < until) await Bun.sleep(10);
+    while (!this.subscribed && performance.now() < until) await sleep(10);
     return this.subscribed;
   }
 
@@ -147,7 +148,7 @@ export class RedisChangeFeed implements ChangeFeed {
     await this.local.close();
     for (const c of [this.pub, this.sub]) {
       try {
-        if (c.status === "ready") await Promise.race([c.quit(), Bun.sleep(500)]);
+        if (c.status === "ready") await Promise.race([c.quit(), sleep(500)]);
       } catch {
         // Disconnecting anyway.
       }

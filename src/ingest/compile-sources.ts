@@ -2,6 +2,7 @@ import { Value } from "@sinclair/typebox/value";
 import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { isNumeric, parseDefinitionsText, parseDurationMs, pointerToPath, type Registry } from "../registry/index.ts";
+import { readTextFile } from "../runtime/index.ts";
 import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
 import { type MappingDef, type SourceDef, SourcesDefSchema } from "./sources-definitions.ts";
@@ -44,9 +45,9 @@ const DEFAULT_MAX_DELIVER = 5;
 
 /** Reads and compiles a sources file; throws QuiverError `invalid_sources` naming every problem with its path. */
 export async function loadSourcesFile(path: string, registry: Registry): Promise<CompiledSource[]> {
-  const file = Bun.file(path);
-  if (!(await file.exists())) throw invalidAll("invalid_sources", [{ path: "(file)", message: `sources file not found: ${path}` }]);
-  return compileSources(parseDefinitionsText(await file.text(), path), registry);
+  const text = await readTextFile(path);
+  if (text === undefined) throw invalidAll("invalid_sources", [{ path: "(file)", message: `sources file not found: ${path}` }]);
+  return compileSources(parseDefinitionsText(text, path), registry);
 }
 
 export function compileSources(input: unknown, registry: Registry): CompiledSource[] {

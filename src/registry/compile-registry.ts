@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
@@ -91,7 +92,7 @@ export function compileRegistry(input: unknown, now = Date.now()): Registry {
     services,
     joinKeys,
     definition: def,
-    digest: Bun.hash(JSON.stringify(def)).toString(16),
+    digest: createHash("sha256").update(JSON.stringify(def)).digest("hex").slice(0, 16),
     loadedAt: now,
   };
 }

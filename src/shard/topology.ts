@@ -1,6 +1,7 @@
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument, QuiverError } from "../errors/index.ts";
 import { type CacheInput, parseCacheSection } from "../cache/cache-config.ts";
+import { readTextFile } from "../runtime/index.ts";
 import { parseHostPort } from "./address.ts";
 import { RESILIENCE_KEYS, type ResilienceSettings } from "../resilience/settings.ts";
 import type { ReplicaSetOptions } from "./replica-set.ts";
@@ -49,11 +50,11 @@ const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
 
 /** Reads and validates a topology file (YAML, or JSON which YAML also reads). Throws naming the file and every problem. */
 export async function loadTopology(path: string): Promise<Topology> {
-  const file = Bun.file(path);
-  if (!(await file.exists())) throw invalidArgument("invalid_topology", `topology file not found: ${path}`, { path: "(file)" });
+  const text = await readTextFile(path);
+  if (text === undefined) throw invalidArgument("invalid_topology", `topology file not found: ${path}`, { path: "(file)" });
   let data: unknown;
   try {
-    data = parseYaml(await file.text());
+    data = parseYaml(text);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw invalidArgument("invalid_topology", `${path}: not valid YAML/JSON: ${reason}`, { path: "(file)" });

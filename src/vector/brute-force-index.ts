@@ -1,4 +1,5 @@
 import type { VectorMetric } from "../registry/index.ts";
+import { readBytes, writeBytes } from "../runtime/index.ts";
 import type { SearchHits, VectorIndex } from "./vector-index.ts";
 
 /**
@@ -27,7 +28,7 @@ export class BruteForceVectorIndex implements VectorIndex {
 
   /** Reads what `write` wrote. */
   static async read(path: string, dim: number, metric: VectorMetric): Promise<BruteForceVectorIndex> {
-    const bytes = new Uint8Array(await Bun.file(path).arrayBuffer());
+    const bytes = await readBytes(path);
     const head = new DataView(bytes.buffer, bytes.byteOffset, 8);
     const used = head.getUint32(0, true);
     if (head.getUint32(4, true) !== dim) throw new Error(`${path}: written for ${head.getUint32(4, true)} dimensions, the view has ${dim}`);
@@ -112,7 +113,7 @@ export class BruteForceVectorIndex implements VectorIndex {
     head.setUint32(4, this.dim, true);
     out.set(this.live.subarray(0, this.used), 8);
     out.set(new Uint8Array(this.data.buffer, 0, this.used * this.dim * 4), 8 + this.used + pad);
-    await Bun.write(path, out);
+    await writeBytes(path, out);
   }
 
   private grow(need: number): void {

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import type { CompiledView, VectorIndexSpec } from "../registry/index.ts";
+import { readTextFile, writeBytes } from "../runtime/index.ts";
 import { BruteForceVectorIndex } from "./brute-force-index.ts";
 import type { Embedder } from "./embedder.ts";
 import { HnswVectorIndex } from "./hnsw-index.ts";
@@ -48,7 +49,7 @@ export class SnapshotStore {
       labels: vi.labels.toJSON(),
     };
     const tmp = `${base}.snapshot.json.tmp`;
-    await Bun.write(tmp, JSON.stringify(manifest));
+    await writeBytes(tmp, JSON.stringify(manifest));
     renameSync(tmp, `${base}.snapshot.json`);
     this.dropOtherGenerations(vi.view, generation);
   }
@@ -60,10 +61,10 @@ export class SnapshotStore {
    */
   async read(view: CompiledView, spec: VectorIndexSpec, embedder: Embedder | undefined): Promise<ViewIndex | undefined> {
     const base = this.base(view);
-    const file = Bun.file(`${base}.snapshot.json`);
-    if (!(await file.exists())) return undefined;
+    const text = await readTextFile(`${base}.snapshot.json`);
+    if (text === undefined) return undefined;
     try {
-      const m = (await file.json()) as Manifest;
+      const m = JSON.parse(text) as Manifest;
       if (m.format !== 1 || m.shape !== ViewIndex.shapeOf(view, spec)) return undefined;
       const indexFile = `${base}.${m.generation}.index`;
       const index =

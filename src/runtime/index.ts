@@ -1,0 +1,2 @@
+export { readBytes, readTextFile, writeBytes } from "./files.ts";
+export { collectGarbage } from "./gc.ts";
