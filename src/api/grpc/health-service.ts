@@ -21,8 +21,8 @@ export interface HealthOptions {
 }
 
 /**
- * grpc.health.v1.Health: SERVING while ready (the same check as /readyz),
- * NOT_SERVING when storage does not answer or the server is draining. Watch
+ * grpc.health.v1.Health: SERVING while ready (the same check as /readyz, given
+ * by the wiring), NOT_SERVING when that check fails or the server is draining. Watch
  * sends the current status, then every change.
  */
 export class HealthService {
