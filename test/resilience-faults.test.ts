@@ -30,6 +30,23 @@ const idsOf: Record<string, number[]> = { alpha: [], beta: [], gamma: [] };
 beforeAll(async () => {
   [alpha, beta, gammaServer] = await Promise.all([startReplicationGroup({ replicas: 1 }), startReplicationGroup({ replicas: 1 }), startRedis()]);
   proxy = await startDelayProxy({ targetPort: gammaServer.port, delayMs: 0 });
+  const shardLines = [
+    "shards:",
+    ...[
+      ["alpha", alpha],
+      ["beta", beta],
+    ].flatMap(([name, g]) => [`  - name: ${name}`, `    primary: ${(g as ReplicationGroup).primary.address}`, `    replicas: [${(g as ReplicationGroup).replicas[0]!.address}]`]),
+    "  - name: gamma",
+    `    primary: 127.0.0.1:${proxy.port}`,
+    "",
+  ];
+  // Demo rows go in first through the shipped defaults (retries, a WAIT long enough for replicas
+  // that just finished their first sync on a busy machine); the fast-failing settings below would
+  // turn one slow replica acknowledgement during loading into a failed start.
+  const loaderPath = join(dir, "loader.yaml");
+  writeFileSync(loaderPath, shardLines.join("\n"));
+  const loader = await buildQuiver(loadConfig(["--topology", loaderPath, "--demo-entities", "600", "--cache-l1", "off", "--grpc-port", "-1"], {}));
+  await loader.close();
   const topologyPath = join(dir, "topology.yaml");
   writeFileSync(
     topologyPath,
@@ -43,17 +60,11 @@ beforeAll(async () => {
       "  writeTimeoutMs: 300",
       "  writeBackoffMs: 50",
       "  ackTimeoutMs: 200",
-      "shards:",
-      ...[
-        ["alpha", alpha],
-        ["beta", beta],
-      ].flatMap(([name, g]) => [`  - name: ${name}`, `    primary: ${(g as ReplicationGroup).primary.address}`, `    replicas: [${(g as ReplicationGroup).replicas[0]!.address}]`]),
-      "  - name: gamma",
-      `    primary: 127.0.0.1:${proxy.port}`,
-      "",
+      ...shardLines,
     ].join("\n"),
   );
   // Caches off: these tests are about the shard policies below the cache tier (which would serve its copies instead).
+  // The store already holds the demo rows, so this instance loads none.
   q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "600", "--cache-l1", "off", "--grpc-port", "-1"], {}));
   for (let id = 1001; id < 1601; id++) idsOf[q.store.nodeFor(`x/driver_id=i${id}`).id]!.push(id);
 }, 60_000);
