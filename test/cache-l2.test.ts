@@ -82,7 +82,7 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
   });
 
   test("pod B reads from L2 what pod A's read filled, without the origin", async () => {
-    await a.origin.inner.putMany([{ key: "share@1/k=i1", row: row(10, "x") }]);
+    await a.origin.rows.putMany([{ key: "share@1/k=i1", row: row(10, "x") }]);
     expect(await a.tier.getMany(["share@1/k=i1"])).toEqual([row(10, "x")]);
     expect(await waitFor(async () => (await a.l2.read(["share@1/k=i1"]))?.[0] !== undefined)).toBe(true);
     const before = b.origin.reads;
@@ -118,7 +118,7 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
   });
 
   test("namespace invalidation reaches the other pod in under a second and hides L2's old entries", async () => {
-    await a.origin.inner.putMany([{ key: "inv@1/k=i1", row: row(1, "a") }]);
+    await a.origin.rows.putMany([{ key: "inv@1/k=i1", row: row(1, "a") }]);
     await a.tier.getMany(["inv@1/k=i1"]);
     await b.tier.getMany(["inv@1/k=i1"]);
     expect(b.tier.getManyNow(["inv@1/k=i1"])).toEqual([row(1, "a")]);
@@ -162,7 +162,7 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
   });
 
   test("L2 hung (SIGSTOP): lookups go on from L1 and the origin, each L2 call bounded", async () => {
-    await a.origin.inner.putMany([{ key: "hung@1/k=i1", row: row(3, "h") }]);
+    await a.origin.rows.putMany([{ key: "hung@1/k=i1", row: row(3, "h") }]);
     l2Server.pause();
     try {
       const started = performance.now();
@@ -178,7 +178,7 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
 
   test("L2 killed mid-run: no lookup fails; after a restart L2 hits come back by themselves", async () => {
     const keys = Array.from({ length: 50 }, (_, i) => `kill@1/k=i${i}`);
-    await a.origin.inner.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
+    await a.origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
     let failures = 0;
     let lookups = 0;
     let stop = false;

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { unavailable } from "../src/errors/index.ts";
 import { compileSources, IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
-import type { KvEntry, KvNode, PutOutcome, ReadContext, ReadSlot, ScanPage, NodeHealth } from "../src/kv/kv-node.ts";
+import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
+import type { KvEntry, PutOutcome } from "../src/kv/kv-node.ts";
 import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
@@ -13,36 +14,16 @@ import { startRedisEngine } from "./support/stream-engines.ts";
  * A store that refuses writes while told to, as an open write breaker or a
  * shard answering 503 does: the `unavailable` (retryable) error.
  */
-class RefusingNode implements KvNode {
-  readonly id = "refusing";
-  readonly readsNow = "always" as const;
+class RefusingNode extends ForwardingKvNode {
+  override readonly id = "refusing";
   refusing = true;
   refusedWrites = 0;
-  constructor(private readonly inner: KvNode) {}
-  getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
-    return this.inner.getMany(keys, ctx);
-  }
-  getManyNow(keys: readonly string[]): ReadSlot[] | undefined {
-    return this.inner.getManyNow(keys);
-  }
-  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+  override putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (this.refusing) {
       this.refusedWrites++;
       return Promise.reject(unavailable("write breaker open"));
     }
     return this.inner.putMany(entries, signal);
-  }
-  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
-    return this.inner.deleteMany(keys, signal);
-  }
-  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
-    return this.inner.scan(cursor, count, prefix);
-  }
-  health(): Promise<NodeHealth> {
-    return this.inner.health();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -32,7 +32,7 @@ runKvContract("CacheTier (L1) over MemoryKvNode", async () => {
 describe("CacheTier with L1", () => {
   test("100 concurrent lookups of one cold key cause one origin read", async () => {
     const { origin, tier, m } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
     origin.hold();
     const reads = Array.from({ length: 100 }, () => tier.getMany(["v@1/k=i1"]));
     origin.release();
@@ -44,7 +44,7 @@ describe("CacheTier with L1", () => {
 
   test("a request whose keys all hit L1 is answered now, without the origin", async () => {
     const { origin, tier } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     expect(tier.readsNow).toBe("sometimes");
     expect(tier.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toBeUndefined();
     await tier.getMany(["v@1/k=i1", "v@1/k=i2"]);
@@ -68,13 +68,13 @@ describe("CacheTier with L1", () => {
     origin.down = true;
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([UNAVAILABLE]);
     origin.down = false;
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, 1)]);
   });
 
   test("grace: with the origin down, an expired row is served marked stale; an uncached key stays UNAVAILABLE", async () => {
     const { origin, tier, clock, m } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     await tier.getMany(["v@1/k=i1"]);
     clock.advance(61_000);
     origin.down = true;
@@ -90,9 +90,9 @@ describe("CacheTier with L1", () => {
 
   test("with the origin up, an expired row is re-read, not served stale", async () => {
     const { origin, tier, clock } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     await tier.getMany(["v@1/k=i1"]);
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
     clock.advance(61_000);
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
   });
@@ -113,16 +113,16 @@ describe("CacheTier with L1", () => {
 
   test("another pod's acknowledged write drops the older L1 copy; a read in flight cannot put it back", async () => {
     const { origin, tier, feed } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     await tier.getMany(["v@1/k=i1"]);
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(6, 2) }]);
     feed.deliver([{ key: "v@1/k=i1", ts: 6, op: "put" }], "pod-b");
     expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
 
     // A read is in flight (held at the origin) when another pod's newer write is announced:
     // the older row it brings back is answered to its caller but must not land in L1.
-    await origin.inner.putMany([{ key: "v@1/k=i2", row: row(5, "old") }]);
+    await origin.rows.putMany([{ key: "v@1/k=i2", row: row(5, "old") }]);
     origin.hold();
     const inFlight = tier.getMany(["v@1/k=i2"]);
     feed.deliver([{ key: "v@1/k=i2", ts: 9, op: "put" }], "pod-b");
@@ -133,7 +133,7 @@ describe("CacheTier with L1", () => {
 
   test("this pod's own events do not drop its entries", async () => {
     const { origin, tier, feed } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     await tier.getMany(["v@1/k=i1"]);
     feed.publish([{ key: "v@1/k=i1", ts: 9, op: "put" }]);
     expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, 1)]);
@@ -141,7 +141,7 @@ describe("CacheTier with L1", () => {
 
   test("a view invalidation drops only that view; a gap clears L1", async () => {
     const { origin, tier, feed, m } = setup();
-    await origin.inner.putMany([
+    await origin.rows.putMany([
       { key: "a@1/k=i1", row: row(5, 1) },
       { key: "b@1/k=i1", row: row(5, 1) },
     ]);
@@ -157,7 +157,7 @@ describe("CacheTier with L1", () => {
 
   test("a read started before an invalidation does not fill L1 after it", async () => {
     const { origin, tier } = setup();
-    await origin.inner.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);
     origin.hold();
     const read = tier.getMany(["a@1/k=i1"]);
     await tier.invalidate({ view: "a" });
@@ -168,7 +168,7 @@ describe("CacheTier with L1", () => {
 
   test("metrics count hits, misses, fills and origin reads", async () => {
     const { origin, tier, metrics } = setup();
-    await origin.inner.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
     await tier.getMany(["v@1/k=i1", "v@1/k=i2"]);
     tier.getManyNow(["v@1/k=i1"]);
     const text = await metrics.render();

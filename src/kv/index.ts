@@ -1,4 +1,5 @@
 export { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
+export { ForwardingKvNode } from "./forwarding-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
 export { encodeKeyPart, ringKeyOf, storageKey, viewKeyPrefix } from "./keys.ts";
 export {

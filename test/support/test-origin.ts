@@ -1,4 +1,5 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../../src/kv/kv-node.ts";
+import { ForwardingKvNode } from "../../src/kv/forwarding-node.ts";
+import type { KvNode, ReadContext, ReadSlot } from "../../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../../src/kv/kv-node.ts";
 
 /**
@@ -6,18 +7,27 @@ import { UNAVAILABLE } from "../../src/kv/kv-node.ts";
  * at a gate (to make requests overlap) and can answer UNAVAILABLE like a ring
  * whose shard is down. Not a mock of storage: the rows live in `inner`.
  */
-export class TestOrigin implements KvNode {
-  readonly id = "origin";
-  readonly readsNow = "never";
+export class TestOrigin extends ForwardingKvNode {
+  override readonly id = "origin";
   reads = 0;
   keysRead = 0;
   down = false;
   private gate: Promise<void> | undefined;
   private openGate: (() => void) | undefined;
 
-  constructor(readonly inner: KvNode) {}
+  /** The real node holding the rows, for tests that write or read past the gate. */
+  readonly rows: KvNode;
 
-  getManyNow(): undefined {
+  constructor(inner: KvNode) {
+    super(inner);
+    this.rows = inner;
+  }
+
+  /** Every read goes through `getMany`, where it is counted (like a remote origin). */
+  override get readsNow(): "never" {
+    return "never";
+  }
+  override getManyNow(): undefined {
     return undefined;
   }
 
@@ -33,7 +43,7 @@ export class TestOrigin implements KvNode {
     this.gate = undefined;
   }
 
-  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+  override async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     this.reads++;
     this.keysRead += keys.length;
     if (this.gate) await this.gate;
@@ -42,21 +52,5 @@ export class TestOrigin implements KvNode {
       return keys.map(() => UNAVAILABLE);
     }
     return this.inner.getMany(keys, ctx);
-  }
-
-  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    return this.inner.putMany(entries, signal);
-  }
-  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
-    return this.inner.deleteMany(keys, signal);
-  }
-  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
-    return this.inner.scan(cursor, count, prefix);
-  }
-  health(): Promise<NodeHealth> {
-    return this.inner.health();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
