@@ -1,12 +1,11 @@
 import { Hono } from "hono";
 import { methodNotAllowed, notFound, unavailable } from "../../errors/index.ts";
-import { admitted } from "./admit.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
 import { errorResponse, feastErrorResponse } from "./responses.ts";
-import { type Handler, routeMetrics } from "./route.ts";
+import { type Handler, type OnError, routeMetrics, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 
 /** Routes served by Bun's native router as well as Hono: the lookup hot paths. */
@@ -46,16 +45,18 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
       return toResponse(unavailable("the server is at its concurrency limit; retry shortly", undefined, "overloaded"));
     };
   };
-  const add = (method: "GET" | "POST", path: string, inner: Handler) => {
-    const handler = SHEDDABLE.has(path) ? admitted(deps.admission, inner, shedAnswer(path)) : inner;
+  const add = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError) => {
+    if (SHEDDABLE.has(path) && onError === undefined) throw new Error(`${method} ${path}: a sheddable route needs its error shape`);
+    const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
+    const handler = onError === undefined ? inner : serveRoute(metrics, path, inner, onError, gate);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };
   };
-  mountV1Routes(add, deps, metrics);
-  mountMatchRoutes(add, deps, metrics);
-  mountFeastRoutes(add, deps, metrics);
-  mountOpsRoutes(add, deps, metrics);
+  mountV1Routes(add, deps);
+  mountMatchRoutes(add, deps);
+  mountFeastRoutes(add, deps);
+  mountOpsRoutes(add, deps);
   for (const [path, allowed] of methods) {
     app.all(path, (c) =>
       errorResponse(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"), { allow: allowed.join(", ") }),

@@ -4,6 +4,9 @@
  * Response makes. One writer per encoder, created at start-up; encoding is
  * synchronous, so a writer is never shared by two answers at once.
  */
+/** Copies up to this many bytes with a loop, longer ones with TypedArray#set. */
+const SMALL_COPY = 64;
+
 export class ByteWriter {
   private buf: Uint8Array;
   private view: DataView;
@@ -43,9 +46,19 @@ export class ByteWriter {
 
   /** Prepared bytes (fragments built at start-up or registry load). */
   bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    const n = b.length;
+    this.ensure(n);
+    if (n > SMALL_COPY) {
+      this.buf.set(b, this.pos);
+      this.pos += n;
+      return;
+    }
+    // Fragments are mostly a few bytes: a loop beats the native call's fixed cost
+    // (TypedArray#set was 7% of server CPU in a lookup profile, for ~10-byte copies).
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) buf[p++] = b[i]!;
+    this.pos = p;
   }
 
   byte(b: number): void {

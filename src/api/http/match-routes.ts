@@ -3,23 +3,19 @@ import { type MatchResult, parseMatchRequest } from "../../vector/index.ts";
 import { readBody } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
-import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
+import type { AddRoute } from "./route.ts";
 
 /** POST /v1/match: claim matching over a view's vector index (src/vector/); the use case lives there. */
-export function mountMatchRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
+export function mountMatchRoutes(add: AddRoute, deps: HttpDeps): void {
   const match = deps.match;
   if (!match) return;
   add("POST", "/v1/match",
-    instrument(
-      metrics,
-      "/v1/match",
-      async (req) => {
-        const { value } = await readBody(req, deps.limits.maxBodyBytes, false);
-        const query = parseMatchRequest(value, deps.registry.current);
-        return json(matchBody(await match.match(query)));
-      },
-      errorResponse,
-    ),
+    async (req) => {
+      const value = await readBody(req, deps.limits.maxBodyBytes, false);
+      const query = parseMatchRequest(value, deps.registry.current);
+      return json(matchBody(await match.match(query)));
+    },
+    errorResponse,
   );
 }
 

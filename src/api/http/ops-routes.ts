@@ -5,10 +5,10 @@ import { describeValue } from "../../registry/index.ts";
 import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
-import { type AddRoute, instrument, type RouteMetrics } from "./route.ts";
+import type { AddRoute } from "./route.ts";
 
 /** Liveness, readiness, metrics and the admin reload. */
-export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetrics): void {
+export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
   const requireAdmin = (req: Request) => {
     if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
       throw unauthenticated("admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
@@ -21,124 +21,94 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps, metrics: RouteMetr
   add("GET", "/healthz", () => json({ status: "ok" }));
 
   add("GET", "/readyz",
-    instrument(
-      metrics,
-      "/readyz",
-      async () => {
-        const registry = deps.registry.current;
-        const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
-        // Ready unless shutting down. Readiness is about this pod, not its storage: every pod shares the shards, so failing
-        // readiness on a shard outage would turn it into a full outage. A degraded store shows in
-        // `store` and the health score; lookups answer defaults flagged UNAVAILABLE meanwhile.
-        const ready = !deps.draining();
-        const health = deps.health.report;
-        return json(
-          {
-            ready,
-            registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size },
-            health: { score: health.score, inFlight: health.inFlight, p99Ms: health.p99Ms, factors: health.factors, admission: deps.admission.snapshot() },
-            store,
-            ...extra,
-          },
-          ready ? 200 : 503,
-        );
-      },
-      errorResponse,
-    ),
+    async () => {
+      const registry = deps.registry.current;
+      const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
+      // Ready unless shutting down. Readiness is about this pod, not its storage: every pod shares the shards, so failing
+      // readiness on a shard outage would turn it into a full outage. A degraded store shows in
+      // `store` and the health score; lookups answer defaults flagged UNAVAILABLE meanwhile.
+      const ready = !deps.draining();
+      const health = deps.health.report;
+      return json(
+        {
+          ready,
+          registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size },
+          health: { score: health.score, inFlight: health.inFlight, p99Ms: health.p99Ms, factors: health.factors, admission: deps.admission.snapshot() },
+          store,
+          ...extra,
+        },
+        ready ? 200 : 503,
+      );
+    },
+    errorResponse,
   );
 
   const metricsHeaders = { "content-type": deps.metrics.contentType };
   add("GET", "/metrics", async () => new Response(await deps.metrics.render(), { headers: metricsHeaders }));
 
   add("POST", "/admin/registry/reload",
-    instrument(
-      metrics,
-      "/admin/registry/reload",
-      async (req) => {
-        requireAdmin(req);
-        const next = await deps.reloadRegistry();
-        return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
-      },
-      errorResponse,
-    ),
+    async (req) => {
+      requireAdmin(req);
+      const next = await deps.reloadRegistry();
+      return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
+    },
+    errorResponse,
   );
 
   add("GET", "/admin/anomalies",
-    instrument(
-      metrics,
-      "/admin/anomalies",
-      (req) => {
-        requireAdmin(req);
-        const params = new URL(req.url).searchParams;
-        for (const name of params.keys()) if (!["limit", "kind", "since"].includes(name)) throw invalid("invalid_request", `(query).${name}`, "unknown parameter (expected limit, kind, since)");
-        const limitRaw = params.get("limit");
-        const limit = limitRaw === null ? 100 : Number(limitRaw);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("invalid_request", "(query).limit", `expected an integer from 1 to 10000, got ${JSON.stringify(limitRaw)}`);
-        const kind = params.get("kind");
-        if (kind !== null && !ANOMALY_KINDS.includes(kind as AnomalyKind)) throw invalid("invalid_request", "(query).kind", `expected one of ${ANOMALY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
-        const sinceRaw = params.get("since");
-        const since = sinceRaw === null ? undefined : /^\d+$/.test(sinceRaw) ? Number(sinceRaw) : Date.parse(sinceRaw);
-        if (since !== undefined && !Number.isFinite(since)) throw invalid("invalid_request", "(query).since", `expected epoch milliseconds or an ISO date, got ${JSON.stringify(sinceRaw)}`);
-        const entries = deps.anomalies.query({ limit, ...(kind !== null ? { kind: kind as AnomalyKind } : {}), ...(since !== undefined ? { since } : {}) });
-        return json({
-          size: deps.anomalies.length,
-          evictions: deps.anomalies.evictions,
-          anomalies: entries.map((a) => ({ ...a, firstAt: new Date(a.firstAt).toISOString(), lastAt: new Date(a.lastAt).toISOString() })),
-        });
-      },
-      errorResponse,
-    ),
+    (req) => {
+      requireAdmin(req);
+      const params = new URL(req.url).searchParams;
+      for (const name of params.keys()) if (!["limit", "kind", "since"].includes(name)) throw invalid("invalid_request", `(query).${name}`, "unknown parameter (expected limit, kind, since)");
+      const limitRaw = params.get("limit");
+      const limit = limitRaw === null ? 100 : Number(limitRaw);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("invalid_request", "(query).limit", `expected an integer from 1 to 10000, got ${JSON.stringify(limitRaw)}`);
+      const kind = params.get("kind");
+      if (kind !== null && !ANOMALY_KINDS.includes(kind as AnomalyKind)) throw invalid("invalid_request", "(query).kind", `expected one of ${ANOMALY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
+      const sinceRaw = params.get("since");
+      const since = sinceRaw === null ? undefined : /^\d+$/.test(sinceRaw) ? Number(sinceRaw) : Date.parse(sinceRaw);
+      if (since !== undefined && !Number.isFinite(since)) throw invalid("invalid_request", "(query).since", `expected epoch milliseconds or an ISO date, got ${JSON.stringify(sinceRaw)}`);
+      const entries = deps.anomalies.query({ limit, ...(kind !== null ? { kind: kind as AnomalyKind } : {}), ...(since !== undefined ? { since } : {}) });
+      return json({
+        size: deps.anomalies.length,
+        evictions: deps.anomalies.evictions,
+        anomalies: entries.map((a) => ({ ...a, firstAt: new Date(a.firstAt).toISOString(), lastAt: new Date(a.lastAt).toISOString() })),
+      });
+    },
+    errorResponse,
   );
 
-  add(
-    "POST",
-    "/admin/topology/reload",
-    instrument(
-      metrics,
-      "/admin/topology/reload",
-      async (req) => {
-        requireAdmin(req);
-        return json(await topologyOf().reload());
-      },
-      errorResponse,
-    ),
+  add("POST", "/admin/topology/reload",
+    async (req) => {
+      requireAdmin(req);
+      return json(await topologyOf().reload());
+    },
+    errorResponse,
   );
 
-  add(
-    "GET",
-    "/admin/topology/migration",
-    instrument(
-      metrics,
-      "/admin/topology/migration",
-      (req) => {
-        requireAdmin(req);
-        const progress = topologyOf().progress();
-        if (progress === undefined) throw notFound("not_found", "no migration has run since start-up", "(url)");
-        return json(progress);
-      },
-      errorResponse,
-    ),
+  add("GET", "/admin/topology/migration",
+    (req) => {
+      requireAdmin(req);
+      const progress = topologyOf().progress();
+      if (progress === undefined) throw notFound("not_found", "no migration has run since start-up", "(url)");
+      return json(progress);
+    },
+    errorResponse,
   );
 
-  add(
-    "POST",
-    "/admin/cache/invalidate",
-    instrument(
-      metrics,
-      "/admin/cache/invalidate",
-      async (req) => {
-        requireAdmin(req);
-        const scope = cacheScope(asObject((await readBody(req, 4096, false)).value), (view) => deps.registry.current.views.has(view));
-        if (!deps.cache) return json({ invalidated: scope, caches: "off" });
-        try {
-          await deps.cache.invalidate(scope);
-        } catch (e) {
-          throw unavailable(`cache invalidation did not reach L2: ${e instanceof Error ? e.message : String(e)}`, e);
-        }
-        return json({ invalidated: scope, cache: deps.cache.state() });
-      },
-      errorResponse,
-    ),
+  add("POST", "/admin/cache/invalidate",
+    async (req) => {
+      requireAdmin(req);
+      const scope = cacheScope(asObject(await readBody(req, 4096, false)), (view) => deps.registry.current.views.has(view));
+      if (!deps.cache) return json({ invalidated: scope, caches: "off" });
+      try {
+        await deps.cache.invalidate(scope);
+      } catch (e) {
+        throw unavailable(`cache invalidation did not reach L2: ${e instanceof Error ? e.message : String(e)}`, e);
+      }
+      return json({ invalidated: scope, cache: deps.cache.state() });
+    },
+    errorResponse,
   );
 }
 

@@ -1,24 +1,46 @@
 import { Encoder } from "@msgpack/msgpack";
 import { toQuiverError } from "../../errors/index.ts";
 import { MSGPACK } from "./body.ts";
+import { DEGRADED_HEADER } from "./deadline.ts";
 import { httpStatusOf, retryHeaders } from "./error-status.ts";
 
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as const;
 const MSGPACK_HEADERS = { "content-type": MSGPACK } as const;
+const JSON_INIT: ResponseInit = { headers: new Headers(JSON_HEADERS) };
+const MSGPACK_INIT: ResponseInit = { headers: new Headers(MSGPACK_HEADERS) };
 const msgpackEncoder = new Encoder({ ignoreUndefined: true });
 
+/**
+ * Answers that carry `x-quiver-degraded` (some shard could not answer): admission
+ * counts them as failures. Kept beside the Response instead of read back from
+ * its headers, which would make Bun materialise a Headers object per answer.
+ */
+const degradedAnswers = new WeakSet<Response>();
+
+/** Was this answer built with the degraded header? */
+export function isDegradedAnswer(res: Response): boolean {
+  return degradedAnswers.has(res);
+}
+
+/** Notes a degraded answer when its extra headers say so; returns it. */
+function marked(res: Response, extraHeaders: Record<string, string> | undefined): Response {
+  if (extraHeaders !== undefined && extraHeaders[DEGRADED_HEADER] !== undefined) degradedAnswers.add(res);
+  return res;
+}
+
 export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {
-  return new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS });
+  return marked(new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
 }
 
 /** A 200 answer whose JSON or MessagePack bytes an encoder already wrote (the Response copies them). */
 export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>): Response {
-  const headers = msgpack ? MSGPACK_HEADERS : JSON_HEADERS;
-  return new Response(bytes, { headers: extraHeaders ? { ...headers, ...extraHeaders } : headers });
+  // A prepared Headers is copied natively (the answer's headers stay its own); a plain object is converted per answer, ~2x the cost.
+  if (extraHeaders === undefined) return new Response(bytes, msgpack ? MSGPACK_INIT : JSON_INIT);
+  return marked(new Response(bytes, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders);
 }
 
 export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {
-  return new Response(msgpackEncoder.encode(body), { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS });
+  return marked(new Response(msgpackEncoder.encode(body), { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders);
 }
 
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */

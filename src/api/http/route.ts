@@ -1,20 +1,40 @@
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
+import type { Admission } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
 import { httpStatusOf } from "./error-status.ts";
+import { isDegradedAnswer } from "./responses.ts";
 
 /** A route handler on the raw request, so Hono and Bun's native router can share it. */
 export type Handler = (req: Request) => Response | Promise<Response>;
 
-/** Registers a handler for a method and path (see app.ts). */
-export type AddRoute = (method: "GET" | "POST", path: string, handler: Handler) => void;
+/** Maps a failure to the route family's error answer (Quiver's or Feast's shape). */
+export type OnError = (e: unknown) => Response;
 
 /**
- * Wraps a handler once at start-up with its metrics and error mapping, so a
- * request pays one timer read and two adds, and every failure leaves through
- * `onError` in the route family's error shape (Quiver's or Feast's).
+ * Registers a handler for a method and path (see app.ts). With `onError` the
+ * route is served through `serveRoute` (metrics, error mapping and, for
+ * sheddable routes, admission); without it the handler runs bare (liveness,
+ * metrics scrape).
  */
-export function instrument(metrics: RouteMetrics, name: string, handler: Handler, onError: (e: unknown) => Response): Handler {
+export type AddRoute = (method: "GET" | "POST", path: string, handler: Handler, onError?: OnError) => void;
+
+/** Admission control in front of a route, and its answer for a refused request. */
+export interface Gate {
+  readonly admission: Admission;
+  /** 503 + Retry-After in the route family's shape; the body is not read. */
+  readonly shed: () => Response;
+}
+
+/**
+ * Wraps a handler once at start-up with admission (when `gate` is given),
+ * metrics and error mapping, as one layer with no `async` frame: a handler
+ * that answers synchronously costs no promise here, one that answers later
+ * costs one `then`. Every failure leaves through `onError`; admission hears
+ * how the request ended (a 5xx or a degraded answer counts against it).
+ */
+export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler, onError: OnError, gate?: Gate): Handler {
   const latency = metrics.latency.labels(name);
+  const errors = metrics.errors;
   const byStatus = new Map<number, { inc(): void }>();
   const count = (status: number) => {
     let h = byStatus.get(status);
@@ -24,19 +44,38 @@ export function instrument(metrics: RouteMetrics, name: string, handler: Handler
     }
     h.inc();
   };
-  return async (req) => {
-    const start = performance.now();
-    let res: Response;
-    try {
-      res = await handler(req);
-    } catch (e) {
-      const q = toQuiverError(e);
-      if (httpStatusOf(q) >= 500) metrics.errors.labels(name, q.code).inc();
-      res = onError(q);
-    }
+  const admission = gate?.admission;
+  const finish = (start: number, admittedAt: number, res: Response): Response => {
     latency.observe((performance.now() - start) / 1000);
     count(res.status);
+    if (admittedAt >= 0) admission!.done(admittedAt, res.status >= 500 || isDegradedAnswer(res));
     return res;
+  };
+  const fail = (e: unknown): Response => {
+    const q = toQuiverError(e);
+    if (httpStatusOf(q) >= 500) errors.labels(name, q.code).inc();
+    return onError(q);
+  };
+  const run = (req: Request, admittedAt: number): Response | Promise<Response> => {
+    const start = performance.now();
+    let out: Response | Promise<Response>;
+    try {
+      out = handler(req);
+    } catch (e) {
+      return finish(start, admittedAt, fail(e));
+    }
+    if (out instanceof Response) return finish(start, admittedAt, out);
+    return out.then(
+      (res) => finish(start, admittedAt, res),
+      (e: unknown) => finish(start, admittedAt, fail(e)),
+    );
+  };
+  if (gate === undefined) return (req) => run(req, -1);
+  const shed = gate.shed;
+  return (req) => {
+    const t = gate.admission.admit();
+    if (typeof t === "number") return t < 0 ? shed() : run(req, t);
+    return t.then((at) => (at < 0 ? shed() : run(req, at)));
   };
 }
 
