@@ -61,6 +61,16 @@ export class ByteWriter {
     this.pos = p;
   }
 
+  /** Writes again the bytes at [start, end) of this answer (a value repeated within it). */
+  again(start: number, end: number): void {
+    const n = end - start;
+    this.ensure(n);
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = start; i < end; i++) buf[p++] = buf[i]!;
+    this.pos = p;
+  }
+
   byte(b: number): void {
     this.ensure(1);
     this.buf[this.pos++] = b;
@@ -86,15 +96,37 @@ export class ByteWriter {
 
   /** A non-negative integer below 2^53 in decimal, without an intermediate string. */
   decimal(v: number): void {
+    if (v < 100_000_000) {
+      this.small(v);
+      return;
+    }
+    // Split into parts below 2^31 so the digit loops run on int32 arithmetic.
+    const hi = Math.floor(v / 100_000_000);
+    const lo = v - hi * 100_000_000;
+    this.decimal(hi);
+    this.ensure(8);
+    const buf = this.buf;
+    let t = lo | 0;
+    for (let p = this.pos + 7; p >= this.pos; p--) {
+      const q = (t / 10) | 0;
+      buf[p] = 48 + t - q * 10;
+      t = q;
+    }
+    this.pos += 8;
+  }
+
+  /** 0 <= v < 10^8. */
+  private small(v: number): void {
+    let t = v | 0;
     let digits = 1;
-    for (let t = v; t >= 10; t = Math.floor(t / 10)) digits++;
+    for (let x = t; x >= 10; x = (x / 10) | 0) digits++;
     this.ensure(digits);
     const buf = this.buf;
     const start = this.pos;
-    let t = v;
     for (let p = start + digits - 1; p >= start; p--) {
-      buf[p] = 48 + (t % 10);
-      t = Math.floor(t / 10);
+      const q = (t / 10) | 0;
+      buf[p] = 48 + t - q * 10;
+      t = q;
     }
     this.pos = start + digits;
   }

@@ -18,8 +18,58 @@ export function jsonNumber(w: ByteWriter, v: number): void {
       w.byte(0x2d);
       w.decimal(-v);
     } else w.decimal(v);
-  } else if (Number.isFinite(v)) w.ascii(String(v));
+  } else if (fixedDecimal(w, v)) return;
+  else if (Number.isFinite(v)) w.ascii(String(v));
   else w.bytes(J_NULL); // as JSON.stringify: NaN and ±Infinity are null
+}
+
+/** 10^0 .. 10^15, all exact doubles. */
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
+/**
+ * Writes a non-integer in the text `String(v)` gives, without the string,
+ * when that text is a short fixed-point decimal (feature values mostly are:
+ * rates, scores, money); answers false, writing nothing, otherwise.
+ *
+ * `String(v)` is the shortest decimal that reads back as v. For |v| in
+ * [1e-6, 1e15) it is fixed-point, and fewer fraction digits never means more
+ * significant ones, so it is n / 10^f for the smallest f where some integer n
+ * reads back as v. Division of exact integers is correctly rounded, so
+ * `n / 10^f === v` is exactly "the decimal reads back as v". While
+ * m = v * 10^f < 2^50, a decimal that reads back lies within 1/8 of m and no
+ * two do (they are 1/10^f apart, more than 4 ulps of v), so n = round(m) is
+ * the only candidate; beyond that bound this declines.
+ */
+function fixedDecimal(w: ByteWriter, v: number): boolean {
+  const a = v < 0 ? -v : v;
+  if (!(a >= 1e-6 && a < 1e15)) return false;
+  for (let f = 1; f < POW10.length; f++) {
+    const p = POW10[f]!;
+    const m = a * p;
+    if (m >= 1125899906842624) return false;
+    const n = Math.round(m);
+    if (n / p !== a) continue;
+    // A trailing zero would mean a shorter decimal exists (cannot happen; guards the reasoning above).
+    if (n % 10 === 0) return false;
+    const whole = Math.floor(n / p);
+    let frac = n - whole * p;
+    let intPart = whole;
+    if (frac < 0) {
+      intPart--;
+      frac += p;
+    } else if (frac >= p) {
+      intPart++;
+      frac -= p;
+    }
+    if (v < 0) w.byte(0x2d);
+    w.decimal(intPart);
+    w.byte(0x2e);
+    // Leading zeros of the fraction, then its digits.
+    for (let q = p / 10; q > frac; q /= 10) w.byte(0x30);
+    w.decimal(frac);
+    return true;
+  }
+  return false;
 }
 
 /** Printable ASCII without `"` or `\` is written as is; anything else as JSON.stringify spells it. */

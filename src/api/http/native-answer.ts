@@ -44,9 +44,21 @@ export class NativeAnswerEncoder {
         w.bytes(J_STATUS[statuses[base + c]!]!);
       }
       w.bytes(J_TIMESTAMPS);
+      // A row's features mostly share one event time: write it once, copy it after.
+      let lastTs = Number.NaN;
+      let lastStart = 0;
+      let lastEnd = 0;
       for (let c = 0; c < nf; c++) {
         if (c > 0) w.byte(COMMA);
-        jsonNumber(w, timestamps[base + c]!);
+        const ts = timestamps[base + c]!;
+        if (ts === lastTs) {
+          w.again(lastStart, lastEnd);
+          continue;
+        }
+        lastTs = ts;
+        lastStart = w.pos;
+        jsonNumber(w, ts);
+        lastEnd = w.pos;
       }
       w.bytes(J_ROW_CLOSE);
     }
