@@ -1,7 +1,7 @@
 export { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
 export { ForwardingKvNode } from "./forwarding-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
-export { encodeKeyPart, ringKeyOf, storageKey, viewKeyPrefix } from "./keys.ts";
+export { encodeKeyPart, ringKeyOf, ringKeyStart, storageKey, viewKeyPrefix } from "./keys.ts";
 export {
   type FeatureValue,
   type KvEntry,

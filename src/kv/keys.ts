@@ -34,6 +34,11 @@ export function viewKeyPrefix(view: string, version: number): string {
   return `${view}@${version}/`;
 }
 
+/** Where the part of a storage key the ring routes by starts (hash from there: no substring). */
+export function ringKeyStart(key: string): number {
+  return key.indexOf("/") + 1;
+}
+
 /** The part of a storage key the ring routes by. */
 export function ringKeyOf(key: string): string {
   const slash = key.indexOf("/");

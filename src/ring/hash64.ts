@@ -3,13 +3,15 @@
  * so ring positions fit a Float64Array and compare without BigInt. Bun's own
  * 64-bit hashes return BigInt, which allocates on every call; this stays on
  * 32-bit integer math (two murmur3-style lanes with distinct seeds) and is
- * identical in every process and platform for the same input.
+ * identical in every process and platform for the same input. With `from`,
+ * hashes `s.slice(from)` without making that string.
  */
-export function hash64(s: string): number {
+export function hash64(s: string, from = 0): number {
   let h1 = 0x9747b28c | 0;
   let h2 = 0x85ebca6b | 0;
-  const n = s.length;
-  for (let i = 0; i < n; i++) {
+  const end = s.length;
+  const n = end - from;
+  for (let i = from; i < end; i++) {
     const c = s.charCodeAt(i);
     h1 = Math.imul(h1 ^ c, 0xcc9e2d51);
     h1 = (h1 << 15) | (h1 >>> 17);

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { ringKeyOf, ringKeyStart } from "../kv/keys.ts";
 import fc from "fast-check";
 import { hash64 } from "./hash64.ts";
 import { HashRing, type RingMember } from "./ring.ts";
@@ -136,5 +137,14 @@ describe("HashRing", () => {
     expect(() => new HashRing([{ id: "a", weight: 0 }])).toThrow(/weight must be > 0/);
     expect(() => new HashRing(nodes(1), { vnodesPerNode: 0 })).toThrow(/vnodesPerNode/);
     expect(new HashRing([]).owner("k")).toBeUndefined();
+  });
+});
+
+describe("hash64 from an offset", () => {
+  test("hashes the suffix exactly as the suffix string, so routing is unchanged", () => {
+    for (const key of ["driver_hourly_stats@1/driver_id=i1001", "v@2/a=s3:x/y;b=i-7", "noslash", "x@1/", "é@1/naïve=s5:héllo"]) {
+      const from = ringKeyStart(key);
+      expect(hash64(key, from)).toBe(hash64(ringKeyOf(key)));
+    }
   });
 });

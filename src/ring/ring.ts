@@ -56,11 +56,11 @@ export class HashRing {
     return this.members.length;
   }
 
-  /** Index into `members` of the node owning `key`; -1 on an empty ring. */
-  ownerIndexOf(key: string): number {
+  /** Index into `members` of the node owning `key` (from `from` on); -1 on an empty ring. */
+  ownerIndexOf(key: string, from = 0): number {
     const n = this.positions.length;
     if (n === 0) return -1;
-    return this.ownerIndex[this.slotOf(hash64(key))]!;
+    return this.ownerIndex[this.slotOf(hash64(key, from))]!;
   }
 
   /** The node owning `key`, or undefined on an empty ring. */

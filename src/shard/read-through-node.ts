@@ -1,4 +1,4 @@
-import { ringKeyOf } from "../kv/keys.ts";
+import { ringKeyStart } from "../kv/keys.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HashRing } from "../ring/ring.ts";
@@ -101,7 +101,7 @@ export class ReadThroughNode implements KvNode {
     const groups = new Map<KvNode, number[]>();
     for (let i = 0; i < keys.length; i++) {
       if (!want(i)) continue;
-      const node = this.previous.nodes[this.previous.ring.ownerIndexOf(ringKeyOf(keys[i]!))];
+      const node = this.previous.nodes[this.previous.ring.ownerIndexOf(keys[i]!, ringKeyStart(keys[i]!))];
       if (!node || node === this.own) continue;
       const list = groups.get(node);
       if (list) list.push(i);

@@ -1,4 +1,4 @@
-import { ringKeyOf } from "../kv/keys.ts";
+import { ringKeyStart } from "../kv/keys.ts";
 import type { KvEntry, KvNode, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause } from "../kv/storage-errors.ts";
@@ -151,7 +151,7 @@ export class Migration {
   private async movePage(source: MigrationMember, keys: readonly string[], toRing: HashRing): Promise<number> {
     const to = this.options.to;
     this.counters.scannedKeys += keys.length;
-    let pending = keys.filter((k) => to[toRing.ownerIndexOf(ringKeyOf(k))]!.id !== source.id);
+    let pending = keys.filter((k) => to[toRing.ownerIndexOf(k, ringKeyStart(k))]!.id !== source.id);
     let moved = 0;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       const rows = await readAuthoritative(source.node, pending);
@@ -176,7 +176,7 @@ export class Migration {
   private async copyAndVerify(entries: readonly KvEntry[], toRing: HashRing): Promise<void> {
     const byOwner = new Map<number, KvEntry[]>();
     for (const e of entries) {
-      const owner = toRing.ownerIndexOf(ringKeyOf(e.key));
+      const owner = toRing.ownerIndexOf(e.key, ringKeyStart(e.key));
       const list = byOwner.get(owner);
       if (list) list.push(e);
       else byOwner.set(owner, [e]);

@@ -1,5 +1,5 @@
 import { QuiverError, unavailable } from "../errors/index.ts";
-import { ringKeyOf } from "../kv/keys.ts";
+import { ringKeyStart } from "../kv/keys.ts";
 import {
   type KvEntry,
   type KvNode,
@@ -72,7 +72,7 @@ export class ShardedStore implements KvNode {
 
   /** The node that owns `key` now. */
   nodeFor(key: string): KvNode {
-    return this.nodes[this.ringRef.ownerIndexOf(ringKeyOf(key))]!;
+    return this.nodes[this.ringRef.ownerIndexOf(key, ringKeyStart(key))]!;
   }
 
   /** Replaces membership; used by rebalancing once data has moved (or to start a migration). */
@@ -98,7 +98,7 @@ export class ShardedStore implements KvNode {
       return (keys) => only.getManyNow(keys);
     }
     return (keys) => {
-      if (keys.length === 1) return nodes[this.ringRef.ownerIndexOf(ringKeyOf(keys[0]!))]!.getManyNow(keys);
+      if (keys.length === 1) return nodes[this.ringRef.ownerIndexOf(keys[0]!, ringKeyStart(keys[0]!))]!.getManyNow(keys);
       const out = new Array<ReadSlot>(keys.length);
       for (const g of this.group(keys)) {
         const got = g.node.getManyNow(g.keys);
@@ -146,7 +146,7 @@ export class ShardedStore implements KvNode {
     if (entries.length === 0) return { written: 0, ignored: 0 };
     const byNode = new Map<number, KvEntry[]>();
     for (const e of entries) {
-      const owner = this.ringRef.ownerIndexOf(ringKeyOf(e.key));
+      const owner = this.ringRef.ownerIndexOf(e.key, ringKeyStart(e.key));
       let list = byNode.get(owner);
       if (!list) {
         list = [];
@@ -205,7 +205,7 @@ export class ShardedStore implements KvNode {
     const byOwner = new Map<number, KeyGroup>();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
-      const owner = this.ringRef.ownerIndexOf(ringKeyOf(k));
+      const owner = this.ringRef.ownerIndexOf(k, ringKeyStart(k));
       let g = byOwner.get(owner);
       if (!g) {
         g = { owner, node: this.nodes[owner]!, keys: [], positions: [] };
