@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { StorageTimeoutError } from "../src/kv/storage-errors.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/index.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { runKvContract } from "./kv-contract.ts";
-import { type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";
+import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 
 runKvContract("ReplicaSet behind its shard policies (1 primary + 1 replica, writeAcks 1)", async () => {
   const group = await startReplicationGroup({ replicas: 1 });
@@ -104,6 +105,39 @@ describe("ReplicaSet with direct addresses", () => {
       expect(lonely.stats().writesNotAcknowledged).toBeGreaterThan(0);
     } finally {
       await lonely.close();
+    }
+  });
+});
+
+describe("ReplicaSet reads settle by the caller's deadline (readsSettleByDeadline: the shard policies rely on it)", () => {
+  let server: RedisProcess;
+  let set: ReplicaSet;
+  beforeAll(async () => {
+    server = await startRedis();
+    set = await ReplicaSet.connect({ id: "alone", discovery: new StaticDiscovery({ primary: server.address, replicas: [] }), writeAcks: 0, readAttemptTimeoutMs: 20 });
+  });
+  afterAll(async () => {
+    server.resume();
+    await set.close();
+    await server.stop();
+  });
+
+  test("a hung member (SIGSTOP): the read fails with a timeout at the deadline, not later", async () => {
+    expect(set.readsSettleByDeadline).toBe(true);
+    await set.putMany([{ key: "dl@1/k=i1", row: { ts: 1, values: [1] } }]);
+    server.pause();
+    try {
+      // Budgets below and above one attempt (20 ms): the attempt is cut to what is left of the deadline.
+      for (const budget of [15, 60]) {
+        const started = performance.now();
+        const err = await set.getMany(["dl@1/k=i1"], { deadline: started + budget }).catch((e: unknown) => e);
+        const took = performance.now() - started;
+        console.log(JSON.stringify({ replicaSetHungReadMs: Math.round(took * 10) / 10, budget }));
+        expect(err).toBeInstanceOf(StorageTimeoutError);
+        expect(took).toBeLessThan(budget + 150); // generous: the machine is shared
+      }
+    } finally {
+      server.resume();
     }
   });
 });

@@ -2,34 +2,51 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { ShardBreakerOpenError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
-import type { ShardNode } from "./resilient-shard.ts";
-import type { BreakerState, ResilienceObserver } from "./shard-policies.ts";
+import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
+import { type ResilienceSettings, resilienceSettings } from "./settings.ts";
+import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, shardPolicies } from "./shard-policies.ts";
 
 /**
  * A shard stand-in whose behaviour the test switches: healthy (answers from an
- * in-memory node), failing (rejects with a retryable shard error) or hung
- * (never answers). Fault tests with real redis-server processes live in test/.
+ * in-memory node), failing (rejects with a retryable shard error), hung (never
+ * answers; with `readsSettleByDeadline` it keeps that promise and fails reads
+ * at `ctx.deadline`, as a replica set does) or held (reads wait for
+ * `release()`, then fail if the mode is "fail" by then). Fault tests with real redis-server processes live in test/.
  */
 class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
   readonly getManyNow = () => undefined;
-  mode: "ok" | "fail" | "hang" = "ok";
+  mode: "ok" | "fail" | "hang" | "hold" = "ok";
   calls = 0;
+  lastCtx: ReadContext | undefined;
+  private held: (() => void)[] = [];
   private readonly store: ArenaKvNode;
-  constructor(readonly id: string) {
+  constructor(
+    readonly id: string,
+    readonly readsSettleByDeadline = false,
+  ) {
     this.store = new ArenaKvNode(id);
   }
-  private gate<T>(work: () => Promise<T>): Promise<T> {
+  /** Lets the oldest held read (or all of them) go on. */
+  release(all = false): void {
+    for (const go of all ? this.held.splice(0) : this.held.splice(0, 1)) go();
+  }
+  private gate<T>(work: () => Promise<T>, deadline?: number): Promise<T> {
     this.calls++;
     if (this.mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
-    if (this.mode === "hang") return new Promise<T>(() => {});
+    if (this.mode === "hang") {
+      if (!this.readsSettleByDeadline || deadline === undefined) return new Promise<T>(() => {});
+      return Bun.sleep(Math.max(0, deadline - performance.now())).then(() => Promise.reject(new StorageTimeoutError(`${this.id} read`, 0)));
+    }
+    if (this.mode === "hold") return new Promise<void>((go) => this.held.push(go)).then(() => (this.mode === "fail" ? Promise.reject(new ShardUnavailableError(this.id, "test: failing")) : work()));
     return work();
   }
-  getMany(keys: readonly string[], _ctx?: ReadContext): Promise<ReadSlot[]> {
-    return this.gate(() => this.store.getMany(keys));
+  getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    this.lastCtx = ctx;
+    return this.gate(() => this.store.getMany(keys), ctx?.deadline);
   }
   putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {
     return this.gate(() => this.store.putMany(entries));
@@ -73,26 +90,37 @@ afterEach(() => {
   setSystemTime();
 });
 
-describe("ResilientShard", () => {
+/** A read with a deadline far enough away that it plays no part. */
+const read = (shard: ResilientShard, keys = ["v@1/k=1"]) => shard.getMany(keys, { deadline: performance.now() + 5000 });
+
+// Every breaker test runs twice: an inner node without its own deadline bound (every read takes the
+// whole stack and the deadline race) and one with it, as a replica set (the fast path while the
+// breaker is idle, the first failure handed to the retry and breaker layers).
+describe.each([
+  ["full stack", false],
+  ["fast path", true],
+] as const)("ResilientShard breaker (%s)", (_path, bounded) => {
   test("a failing shard's read breaker opens after 5 failed calls within 10 s; open, it fails at once without I/O", async () => {
     let now = 1_000_000;
     setSystemTime(new Date(now));
-    const inner = new SwitchableShard("s1");
+    const inner = new SwitchableShard("s1", bounded);
     const { events, observer } = recorder();
     const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, () => now);
     inner.mode = "fail";
     for (let i = 0; i < 5; i++) {
-      await expect(shard.getMany(["v@1/k=1"])).rejects.toBeInstanceOf(ShardUnavailableError);
+      await expect(read(shard)).rejects.toBeInstanceOf(ShardUnavailableError);
       now += 100;
       setSystemTime(new Date(now));
     }
     expect(inner.calls).toBe(15); // each call: the first attempt and 2 retries
+    expect(events.filter((e) => e === "s1/read:retry")).toHaveLength(10);
     expect(shard.guardState().read).toBe("open");
     expect(events).toContain("s1/read:open");
     const before = inner.calls;
-    const err = await shard.getMany(["v@1/k=1"]).catch((e: unknown) => e);
+    const err = await read(shard).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ShardBreakerOpenError);
     expect((err as ShardBreakerOpenError).retryAfterSeconds).toBe(30);
+    expect(await shard.getMany(["v@1/k=1"]).catch((e: unknown) => e)).toBeInstanceOf(ShardBreakerOpenError); // no deadline of the caller's
     expect(inner.calls).toBe(before);
     expect(events).toContain("s1/read:failed:shard_breaker_open");
     // Writes have their own breaker: still closed.
@@ -101,61 +129,68 @@ describe("ResilientShard", () => {
 
   test("failures spread wider than the window do not open the breaker", async () => {
     let now = 2_000_000;
-    const inner = new SwitchableShard("s1");
+    const inner = new SwitchableShard("s1", bounded);
     const shard = guardShard(inner, { ...FAST, readRetries: 0 }, recorder().observer, () => now);
     inner.mode = "fail";
     for (let i = 0; i < 12; i++) {
-      await shard.getMany(["v@1/k=1"]).catch(() => {});
+      await read(shard).catch(() => {});
       now += 2600; // 5 failures span 10.4 s
     }
+    expect(inner.calls).toBe(12);
+    expect(shard.guardState().read).toBe("closed");
+  });
+
+  test("a call whose retry succeeds counts no failure", async () => {
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, breakerFailures: 1, readRetries: 1 }, observer, () => 2_500_000);
+    await shard.putMany([{ key: "v@1/k=1", row: { ts: 1, values: [1] } }]);
+    const calls = inner.calls;
+    inner.mode = "fail";
+    const pending = read(shard);
+    inner.mode = "ok"; // the first attempt has failed; the retry (at once, on the next member) answers
+    expect(await pending).toEqual([{ ts: 1, values: [1] }]);
+    expect(inner.calls - calls).toBe(2);
+    expect(events).toEqual(["s1/read:retry"]);
     expect(shard.guardState().read).toBe("closed");
   });
 
   test("after the open period a trial goes through; 3 successes close it, a failure on probation reopens it", async () => {
     let now = 3_000_000;
     setSystemTime(new Date(now));
-    const inner = new SwitchableShard("s1");
+    const inner = new SwitchableShard("s1", bounded);
     const { events, observer } = recorder();
     const shard = guardShard(inner, { ...FAST, readRetries: 0 }, observer, () => now);
     inner.mode = "fail";
-    for (let i = 0; i < 5; i++) await shard.getMany(["v@1/k=1"]).catch(() => {});
+    for (let i = 0; i < 5; i++) await read(shard).catch(() => {});
     expect(shard.guardState().read).toBe("open");
     now += 30_001;
     setSystemTime(new Date(now));
     inner.mode = "ok";
-    expect(await shard.getMany(["v@1/k=1"])).toEqual([undefined]);
+    expect(await read(shard)).toEqual([undefined]);
     expect(events.filter((e) => e.startsWith("s1/read:") && !e.includes("failed"))).toEqual(["s1/read:open", "s1/read:half_open", "s1/read:closed"]);
-    expect(await shard.getMany(["v@1/k=1"])).toEqual([undefined]);
+    expect(await read(shard)).toEqual([undefined]);
     // Second trial fails: on probation, one failure reopens at once.
     inner.mode = "fail";
-    await shard.getMany(["v@1/k=1"]).catch(() => {});
+    await read(shard).catch(() => {});
     expect(shard.guardState().read).toBe("open");
     // Next time, three successes end the probation; then it takes 5 failures again.
     now += 30_001;
     setSystemTime(new Date(now));
     inner.mode = "ok";
-    for (let i = 0; i < 3; i++) await shard.getMany(["v@1/k=1"]);
+    for (let i = 0; i < 3; i++) await read(shard);
     inner.mode = "fail";
-    await shard.getMany(["v@1/k=1"]).catch(() => {});
+    await read(shard).catch(() => {});
     expect(shard.guardState().read).toBe("closed");
-  });
-
-  test("a hung shard's read fails at the request deadline with a timeout, never later", async () => {
-    const inner = new SwitchableShard("s1");
-    const shard = guardShard(inner, { ...FAST }, recorder().observer);
-    inner.mode = "hang";
-    const started = performance.now();
-    const err = await shard.getMany(["v@1/k=1"], { deadline: started + 30 }).catch((e: unknown) => e);
-    const took = performance.now() - started;
-    console.log(JSON.stringify({ hungReadAnsweredAfterMs: Math.round(took * 10) / 10, budgetMs: 30 }));
-    expect(err).toBeInstanceOf(StorageTimeoutError);
-    expect(took).toBeGreaterThanOrEqual(29);
-    expect(took).toBeLessThan(30 + 500); // generous: the machine is shared
+    for (let i = 0; i < 3; i++) await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("closed");
+    await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("open");
   });
 
   test("the ring turns one shard's failure into UNAVAILABLE for that shard's keys only and names it in degraded", async () => {
-    const a = new SwitchableShard("a");
-    const b = new SwitchableShard("b");
+    const a = new SwitchableShard("a", bounded);
+    const b = new SwitchableShard("b", bounded);
     const ga = guardShard(a, FAST, recorder().observer);
     const gb = guardShard(b, FAST, recorder().observer);
     const store = new ShardedStore([
@@ -175,6 +210,99 @@ describe("ResilientShard", () => {
     });
   });
 
+  test("a hung shard's read fails at the request deadline with a timeout, never later", async () => {
+    const inner = new SwitchableShard("s1", bounded);
+    const shard = guardShard(inner, { ...FAST }, recorder().observer);
+    inner.mode = "hang";
+    const started = performance.now();
+    const err = await shard.getMany(["v@1/k=1"], { deadline: started + 30 }).catch((e: unknown) => e);
+    const took = performance.now() - started;
+    console.log(JSON.stringify({ hungReadAnsweredAfterMs: Math.round(took * 10) / 10, budgetMs: 30, bounded }));
+    expect(err).toBeInstanceOf(StorageTimeoutError);
+    expect(took).toBeGreaterThanOrEqual(29);
+    expect(took).toBeLessThan(30 + 500); // generous: the machine is shared
+  });
+
+  test("retries that would outlast the deadline end at the deadline with a timeout", async () => {
+    const inner = new SwitchableShard("s1", bounded);
+    const shard = guardShard(inner, { ...FAST, readRetries: 2, readRetryDelayMs: 60_000 }, recorder().observer);
+    inner.mode = "fail";
+    const started = performance.now();
+    const err = await shard.getMany(["v@1/k=1"], { deadline: started + 30 }).catch((e: unknown) => e);
+    const took = performance.now() - started;
+    expect(err).toBeInstanceOf(StorageTimeoutError);
+    expect(inner.calls).toBe(2); // the first attempt and the immediate retry; the second retry waits past the deadline
+    expect(took).toBeGreaterThanOrEqual(29);
+    expect(took).toBeLessThan(30 + 500);
+  });
+});
+
+/** A shard with its policies at hand, to look at the bulkhead. */
+function exposed(inner: ShardNode, tuning: Partial<ResilienceSettings>) {
+  const settings = resilienceSettings({ ...FAST, ...tuning });
+  const policies = shardPolicies(inner.id, settings, 0, IGNORE_OBSERVER);
+  return { shard: new ResilientShard(inner, policies, settings, IGNORE_OBSERVER), policies };
+}
+
+describe("ResilientShard read paths", () => {
+  test("a fast-path read holds a bulkhead slot while in flight; beyond the slots reads queue, beyond the queue they fail at once", async () => {
+    const inner = new SwitchableShard("s1", true);
+    const { shard, policies } = exposed(inner, { bulkheadConcurrency: 2, bulkheadQueue: 1 });
+    await shard.putMany([{ key: "v@1/k=1", row: { ts: 1, values: [1] } }]);
+    inner.calls = 0;
+    inner.mode = "hold";
+    const first = read(shard);
+    expect(policies.read.bulkhead.executionSlots).toBe(1);
+    const second = read(shard);
+    const third = read(shard); // no slot: the full stack, queued in the bulkhead
+    expect(await read(shard).catch((e: unknown) => e)).toBeInstanceOf(ShardSaturatedError);
+    expect(policies.read.bulkhead.executionSlots).toBe(0);
+    expect(policies.read.bulkhead.queueSlots).toBe(0);
+    expect(inner.calls).toBe(2);
+    inner.release();
+    expect(await first).toEqual([{ ts: 1, values: [1] }]);
+    while (inner.calls < 3) await Bun.sleep(0); // the queued read takes the freed slot
+    inner.release(true);
+    expect(await Promise.all([second, third])).toEqual([[{ ts: 1, values: [1] }], [{ ts: 1, values: [1] }]]);
+    expect(policies.read.bulkhead.executionSlots).toBe(2);
+  });
+
+  test("a fast-path read whose first attempt fails after the breaker opened fails fast with breaker-open, without retrying", async () => {
+    const now = 5_000_000;
+    setSystemTime(new Date(now));
+    const inner = new SwitchableShard("s1", true);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, () => now);
+    inner.mode = "hold";
+    const early = read(shard); // admitted while the breaker was closed
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("open");
+    const calls = inner.calls;
+    inner.release();
+    expect(await early.catch((e: unknown) => e)).toBeInstanceOf(ShardBreakerOpenError);
+    expect(inner.calls).toBe(calls);
+    expect(events.at(-1)).toBe("s1/read:failed:shard_breaker_open");
+  });
+
+  test("a fast-path read passes the caller's context through unchanged; a read without a deadline gets requestTimeoutMs's", async () => {
+    const inner = new SwitchableShard("s1", true);
+    const { shard } = exposed(inner, { requestTimeoutMs: 700 });
+    const ctx = { deadline: performance.now() + 5000, degraded: [] };
+    await shard.getMany(["v@1/k=1"], ctx);
+    expect(inner.lastCtx).toBe(ctx);
+    const before = performance.now();
+    await shard.getMany(["v@1/k=1"]);
+    expect(inner.lastCtx?.deadline).toBeGreaterThanOrEqual(before + 700);
+    expect(await shard.getMany([], ctx)).toEqual([]);
+  });
+
+  test("a shard node declares whether its reads settle by the deadline; the policies do", () => {
+    expect(exposed(new SwitchableShard("s1", false), {}).shard.readsSettleByDeadline).toBe(true);
+  });
+});
+
+describe("ResilientShard writes", () => {
   test("an open write breaker fails pushes at once with a retry-after; reads stay served", async () => {
     let now = 4_000_000;
     setSystemTime(new Date(now));

@@ -1,4 +1,4 @@
-import { BrokenCircuitError, BulkheadRejectedError } from "cockatiel";
+import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import { ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
@@ -8,6 +8,13 @@ import type { ResilienceSettings } from "./settings.ts";
 
 /** What a shard offers below its policies: a KvNode plus the primary-only calls rebalancing needs. */
 export interface ShardNode extends KvNode {
+  /**
+   * True when `getMany` with a `ctx.deadline` always settles by that deadline
+   * on its own (a replica set races each attempt against what is left of it).
+   * The policies then add no timer of their own to a first attempt: they bound
+   * only the waits they add (bulkhead queue, retries, back-off).
+   */
+  readonly readsSettleByDeadline: boolean;
   getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
   deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]>;
   size(): Promise<number>;
@@ -23,19 +30,45 @@ export interface ShardGuardState {
 /**
  * A shard behind its policies, as the ring sees it. Reads run
  * `wrap(bulkhead, breaker, retry)` around one replica-set attempt each, and
- * the whole call is raced against the request's deadline (or
- * `requestTimeoutMs`): a shard that cannot answer in time fails the call
- * with a typed error, which the ring turns into UNAVAILABLE slots for this
- * shard's keys only — never a late answer. While the read breaker is open a
- * read fails in microseconds without I/O. Writes run the write policy (retries
- * with exponential back-off through the failover window, each attempt bounded
- * by `writeTimeoutMs`); an open write breaker fails them at once with
- * `ShardBreakerOpenError` (503 + Retry-After at the edge).
+ * are bounded by the request's deadline (or `requestTimeoutMs`): a shard that
+ * cannot answer in time fails the call with a typed error, which the ring
+ * turns into UNAVAILABLE slots for this shard's keys only — never a late
+ * answer. While the read breaker is open a read fails in microseconds without
+ * I/O. Writes run the write policy (retries with exponential back-off through
+ * the failover window, each attempt bounded by `writeTimeoutMs`); an open
+ * write breaker fails them at once with `ShardBreakerOpenError` (503 +
+ * Retry-After at the edge).
+ *
+ * Fast path (inner nodes whose reads settle by the deadline, i.e. replica
+ * sets): while the breaker is idle (closed, not on probation) and the bulkhead
+ * has a free slot, a read takes the slot through cockatiel's bulkhead and runs
+ * its first attempt directly, with no timer of its own (the replica set's
+ * attempt timer already ends it by the deadline). On success the skipped
+ * breaker and retry layers would have done nothing (see `GuardedOp.idle`). On
+ * failure the error is handed, in the same slot, to cockatiel's
+ * `wrap(breaker, retry)` as the outcome of attempt 0: the retries (1st at once,
+ * then after `readRetryDelayMs`), the breaker's count and the deadline race
+ * then run as on the full path. Two differences, both on failure only: the
+ * breaker is consulted when the first attempt has failed, not before it (if
+ * it opened meanwhile the read fails with `ShardBreakerOpenError` without
+ * retrying), and a read given up at its deadline frees its slot then (its
+ * remaining retries check the deadline first and do no I/O).
+ * Measured with Bun 1.4 against a resolved stub, 32 concurrent: the full path
+ * costs ~2.5 µs per read (four async layers, a closure, a timer race) — a
+ * quarter of a Redis lookup's CPU, ratio 0.69–0.82 in the resilience bench —
+ * the fast path ~0.1–0.25 µs (the bulkhead's async frame and one `then`).
+ * Otherwise (breaker open, half-open or on probation, bulkhead full, no
+ * deadline, an inner node without its own bound) reads take the full stack
+ * raced against the deadline.
  */
 export class ResilientShard implements ShardNode {
   readonly readsNow = "never";
   readonly getManyNow = neverNow;
+  /** The ring's reads settle by the deadline: the fast path's inner attempt or the full path's race. */
+  readonly readsSettleByDeadline = true;
   readonly id: string;
+  /** Chosen once: the fast path needs an inner node that bounds its own reads. */
+  readonly getMany: (keys: readonly string[], ctx?: ReadContext) => Promise<ReadSlot[]>;
 
   constructor(
     private readonly inner: ShardNode,
@@ -46,27 +79,51 @@ export class ResilientShard implements ShardNode {
     private readonly writeAttemptMs: number = settings.writeTimeoutMs,
   ) {
     this.id = inner.id;
+    this.getMany = inner.readsSettleByDeadline ? this.readFast : this.readGuarded;
   }
 
   guardState(): ShardGuardState {
     return { shard: this.id, read: this.policies.read.state(), write: this.policies.write.state() };
   }
 
-  async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
-    if (keys.length === 0) return [];
+  private readonly readFast = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
+    const read = this.policies.read;
+    const deadline = ctx?.deadline;
+    if (keys.length === 0 || deadline === undefined || !read.idle() || read.bulkhead.executionSlots === 0) return this.readGuarded(keys, ctx);
+    // A free slot: the bulkhead runs this at once (no queue wait to bound).
+    return read.bulkhead.execute(() => this.inner.getMany(keys, ctx).then(undefined, (error: unknown) => this.afterFirstFailure(keys, ctx, deadline, error)));
+  };
+
+  /** The fast path's first attempt failed: the breaker and retry layers take over with that outcome, inside the same bulkhead slot. */
+  private afterFirstFailure(keys: readonly string[], ctx: ReadContext | undefined, deadline: number, error: unknown): Promise<ReadSlot[]> {
+    return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error });
+  }
+
+  /** The full stack raced against the deadline. */
+  private readonly readGuarded = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
+    if (keys.length === 0) return Promise.resolve([]);
     const started = performance.now();
     const deadline = ctx?.deadline ?? started + this.settings.requestTimeoutMs;
-    const budget = deadline - started;
-    const inner = this.inner;
     // The replica set sizes its attempts from the deadline: give it one when the caller did not.
     const innerCtx: ReadContext = ctx?.deadline !== undefined ? ctx : { ...ctx, deadline };
-    const attempt = (c: { attempt: number }): Promise<ReadSlot[]> =>
-      c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget)) : inner.getMany(keys, innerCtx);
-    try {
-      return await raceDeadline(this.policies.read.policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, () => this.timeout("read", budget));
-    } catch (error) {
+    return this.raced(this.policies.read.policy, keys, innerCtx, deadline, deadline - started, null);
+  };
+
+  /**
+   * `policy` around the attempts, raced against the deadline. With `first`,
+   * attempt 0 already ran (the fast path) and failed: the policy gets that
+   * outcome as its attempt 0, so retries and the breaker's count follow as if
+   * it had run it.
+   */
+  private raced(policy: IPolicy, keys: readonly string[], ctx: ReadContext | undefined, deadline: number, budget: number, first: { readonly error: unknown } | null): Promise<ReadSlot[]> {
+    const inner = this.inner;
+    const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
+      if (c.attempt === 0 && first !== null) return Promise.reject(first.error);
+      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget)) : inner.getMany(keys, ctx);
+    };
+    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, () => this.timeout("read", budget)).then(undefined, (error: unknown) => {
       throw this.failed("read", this.policies.read, error);
-    }
+    });
   }
 
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {

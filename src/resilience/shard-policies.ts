@@ -1,5 +1,6 @@
 import {
   BrokenCircuitError,
+  type BulkheadPolicy,
   BulkheadRejectedError,
   bulkhead,
   CircuitState,
@@ -46,7 +47,18 @@ const STATE_NAMES: Record<number, BreakerState> = {
 
 /** One breaker and the policy stack around it. */
 export interface GuardedOp {
+  /** `wrap(bulkhead, breaker, retry)`: the whole stack. */
   readonly policy: IPolicy;
+  /** The shard's bulkhead (shared by reads and writes): the first layer of `policy`. */
+  readonly bulkhead: BulkheadPolicy;
+  /** `wrap(breaker, retry)`: the stack below the bulkhead, for a call that already holds one of its slots. */
+  readonly admitted: IPolicy;
+  /**
+   * True while the breaker would do nothing around a successful call: closed
+   * and not on probation (cockatiel then calls only `WindowBreaker.success`,
+   * a no-op in that state, and retry does nothing after a success).
+   */
+  idle(): boolean;
   /** Current state of the breaker. */
   state(): BreakerState;
   /** When an open breaker lets a trial through (ms from now; 0 when not open). */
@@ -84,10 +96,8 @@ export function retriesToSpan(windowMs: number, firstMs: number, atLeast: number
 export function shardPolicies(shard: string, s: ResilienceSettings, failoverWindowMs: number, observer: ResilienceObserver, clock: () => number = Date.now): ShardPolicies {
   const shared = bulkhead(s.bulkheadConcurrency, s.bulkheadQueue);
   const guard = (op: ShardOp, retries: number, backoff: IBackoffFactory<IRetryBackoffContext<unknown>>): GuardedOp => {
-    const breaker = circuitBreaker(handleWhen(isShardFault), {
-      halfOpenAfter: s.breakerOpenMs,
-      breaker: new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock),
-    });
+    const strategy = new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock);
+    const breaker = circuitBreaker(handleWhen(isShardFault), { halfOpenAfter: s.breakerOpenMs, breaker: strategy });
     breaker.onStateChange((state) => observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open"));
     const again = retry(handleWhen(isRetryable), { maxAttempts: retries, backoff });
     again.onRetry(() => observer.retried(shard, op));
@@ -97,6 +107,9 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
     });
     return {
       policy: wrap(shared, breaker, again),
+      bulkhead: shared,
+      admitted: wrap(breaker, again),
+      idle: () => breaker.state === CircuitState.Closed && strategy.trialsLeft === 0,
       state: () => STATE_NAMES[breaker.state] ?? "open",
       // cockatiel times the open state with Date.now(); so does this.
       retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + s.breakerOpenMs - Date.now()) : 0),

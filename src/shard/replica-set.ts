@@ -1,8 +1,9 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import { ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { raceDeadline } from "../resilience/deadline.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
+import type { ShardNode } from "../resilience/resilient-shard.ts";
 import type { Discovery } from "./discovery.ts";
 import type { Member, MemberStats, ReadFrom } from "./member.ts";
 import { Membership } from "./membership.ts";
@@ -76,9 +77,11 @@ const blamesMember = (error: unknown): boolean =>
  * the shard's policies (src/resilience/ResilientShard), which is safe because
  * every write is an idempotent last-write-wins put.
  */
-export class ReplicaSet implements KvNode {
+export class ReplicaSet implements ShardNode {
   readonly readsNow = "never";
   readonly getManyNow = neverNow;
+  /** `getMany` races its one attempt against what is left of `ctx.deadline`: the policies need no timer of their own for it. */
+  readonly readsSettleByDeadline = true;
   readonly id: string;
   private readonly options: ReplicaSetOptions;
   private readonly discovery: Discovery;
