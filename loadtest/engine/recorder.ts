@@ -26,6 +26,8 @@ export class Recorder {
   private readonly tagOf: Int32Array;
   readonly errors = new Map<string, number>();
   readonly statuses = new Map<number, number>();
+  /** Latency by HTTP status: under load shedding, what served requests saw apart from the refused ones. */
+  readonly byStatus = new Map<number, Histogram>();
   ok = 0;
   failed = 0;
   /** Requests completed (any outcome) in the current progress interval. */
@@ -45,6 +47,12 @@ export class Recorder {
     this.service.recordValue(toMicros(serviceMs));
     this.sendLag.recordValue(toMicros(lagMs));
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+    let h = this.byStatus.get(status);
+    if (h === undefined) {
+      h = newHistogram();
+      this.byStatus.set(status, h);
+    }
+    h.recordValue(us);
     this.intervalCount++;
     if (status >= 200 && status < 300) this.ok++;
     else this.error(`http_${status}`);
