@@ -13,7 +13,7 @@ import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, re
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
-import { AdaptiveAdmission, type ResilienceObserver } from "./resilience/index.ts";
+import { AdaptiveAdmission, type ResilienceObserver, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -94,7 +94,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
   collectGarbage();
 
+  const pressure = config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs }) : undefined;
   const admission = new AdaptiveAdmission({
+    ...(pressure !== undefined ? { pressure } : {}),
     queue: config.admissionQueue,
     queueTimeoutMs: config.admissionQueueTimeoutMs,
     ...(config.maxConcurrency > 0 ? { fixedLimit: config.maxConcurrency } : {}),
@@ -361,6 +363,8 @@ function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAd
   ]);
   metrics.gauge("quiver_inflight_requests", "Lookups and pushes in flight now.", () => [{ value: admission.snapshot().inFlight }]);
   metrics.gauge("quiver_request_p99_seconds", "p99 service time of lookups and pushes over the last health interval (1 s).", () => [{ value: health.report.p99Ms / 1000 }]);
+  metrics.gauge("quiver_admission_cpu_overloaded", "1 while the event loop is overloaded and requests that waited in it beyond --overload-delay-ms get 503.", () => [{ value: admission.snapshot().cpuOverloaded ? 1 : 0 }]);
+  metrics.gauge("quiver_event_loop_turn_seconds", "Length of the last event-loop turn that served requests: the longest a request in it waited for the loop.", () => [{ value: admission.snapshot().loopTurnMs / 1000 }]);
   metrics.gauge("quiver_admission_limit", "Current concurrency limit (adaptive unless --max-concurrency is set).", () => [{ value: admission.snapshot().limit }]);
   metrics.gauge("quiver_admission_queued", "Requests waiting for a slot.", () => [{ value: admission.snapshot().queued }]);
 }

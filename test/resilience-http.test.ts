@@ -40,7 +40,7 @@ test("beyond the concurrency limit a lookup gets 503 + Retry-After at once; heal
   expect((await q.http.app.request("/readyz")).status).toBe(200);
   expect((await q.http.app.request("/healthz")).status).toBe(200);
   const metrics = await (await q.http.app.request("/metrics")).text();
-  expect(metrics).toContain('quiver_admission_shed_total{route="/v1/lookup"} 1');
+  expect(metrics).toContain('quiver_admission_shed_total{route="/v1/lookup",reason="concurrency_limit"} 1');
   expect(metrics).toMatch(/quiver_inflight_requests 1\n/);
   console.log(JSON.stringify({ shedAnsweredInMs: Math.round(tookMs * 100) / 100 }));
   finish();
@@ -54,7 +54,7 @@ test("the shed request is in the anomaly buffer; the route validates its query a
   const res = await q.http.app.request("/admin/anomalies?kind=shed&limit=5", { headers: auth });
   expect(res.status).toBe(200);
   const body = (await res.json()) as { size: number; anomalies: { kind: string; subject: string; reason: string; count: number }[] };
-  expect(body.anomalies.some((a) => a.kind === "shed" && a.subject === "/v1/lookup" && a.reason === "overloaded")).toBe(true);
+  expect(body.anomalies.some((a) => a.kind === "shed" && a.subject === "/v1/lookup" && a.reason === "concurrency_limit")).toBe(true);
   for (const [query, path] of [
     ["kind=nope", "(query).kind"],
     ["limit=0", "(query).limit"],

@@ -72,8 +72,17 @@ export class AnomalyBuffer {
   }
 
   record(kind: AnomalyKind, subject: string, reason: string): void {
-    const now = this.clock();
+    this.recordKeyed(kind, subject, reason, `${kind}\u0000${subject}\u0000${reason}`);
+  }
+
+  /** A recorder for one fixed (kind, subject, reason), its fold key built once: for events that come in floods (shed requests). */
+  recorder(kind: AnomalyKind, subject: string, reason: string): () => void {
     const key = `${kind}\u0000${subject}\u0000${reason}`;
+    return () => this.recordKeyed(kind, subject, reason, key);
+  }
+
+  private recordKeyed(kind: AnomalyKind, subject: string, reason: string, key: string): void {
+    const now = this.clock();
     const last = this.latest.get(key);
     if (last !== undefined && now - last.firstAt <= this.foldMs) {
       last.count++;

@@ -1,4 +1,5 @@
 import { GradientLimit, type GradientLimitOptions } from "./gradient-limit.ts";
+import type { LoopPressure } from "./loop-pressure.ts";
 
 /**
  * Process-wide admission control, transport-neutral: the HTTP edge answers
@@ -6,11 +7,22 @@ import { GradientLimit, type GradientLimitOptions } from "./gradient-limit.ts";
  *
  *     const t = admission.admit();            // number, or a promise of one when queued
  *     const startedAt = typeof t === "number" ? t : await t;
- *     if (startedAt < 0) return shed();       // refused: limit and queue full, or waited too long
+ *     if (startedAt < 0) return shed(startedAt); // refused: REFUSED_LIMIT or REFUSED_CPU
  *     try { ... } finally { admission.done(startedAt, failed) }
  *
  * Admitting under the limit is synchronous and allocation-free.
  */
+/** `admit` refused: the concurrency limit and its queue are full, or the request waited too long for a slot. */
+export const REFUSED_LIMIT = -1;
+/** `admit` refused: the event loop is overloaded and the request waited in its turn beyond the target (loop-pressure.ts). */
+export const REFUSED_CPU = -2;
+export type Refusal = typeof REFUSED_LIMIT | typeof REFUSED_CPU;
+
+/** Why a request was refused, for messages, metrics and anomalies. */
+export function refusalReason(t: number): "concurrency_limit" | "cpu_overload" {
+  return t === REFUSED_CPU ? "cpu_overload" : "concurrency_limit";
+}
+
 export interface Admission {
   admit(): number | Promise<number>;
   /** Ends an admitted request; `startedAt` is what `admit` answered; `failed` for a 5xx answer. */
@@ -31,6 +43,10 @@ export interface AdmissionSnapshot {
   readonly admitted: number;
   /** Long-run service time the limit is tuned around (ms). */
   readonly baselineMs: number;
+  /** In a CPU overload episode: requests that waited in their loop turn beyond the target get 503 (loop-pressure.ts). */
+  readonly cpuOverloaded: boolean;
+  /** Length of the last event-loop turn that served requests (ms); 0 without the loop-pressure signal. */
+  readonly loopTurnMs: number;
 }
 
 export interface IntervalStats {
@@ -49,6 +65,8 @@ export interface AdmissionOptions extends GradientLimitOptions {
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
   readonly fixedLimit?: number;
   readonly now?: () => number;
+  /** Loop-turn sojourn signal that sheds under CPU-bound overload (none: only the concurrency limit sheds). */
+  readonly pressure?: LoopPressure;
 }
 
 /** Bucket bounds (ms) of the interval latency histogram. */
@@ -68,6 +86,7 @@ export class AdaptiveAdmission implements Admission {
   private readonly queueCapacity: number;
   private readonly queueTimeoutMs: number;
   private readonly now: () => number;
+  private readonly pressure: LoopPressure | undefined;
   private shedTotal = 0;
   private admittedTotal = 0;
   private readonly buckets = new Float64Array(BOUNDS_MS.length + 1);
@@ -81,6 +100,7 @@ export class AdaptiveAdmission implements Admission {
     this.queueCapacity = options.queue ?? 64;
     this.queueTimeoutMs = options.queueTimeoutMs ?? 50;
     this.now = options.now ?? (() => performance.now());
+    this.pressure = options.pressure;
   }
 
   get limit(): number {
@@ -88,14 +108,17 @@ export class AdaptiveAdmission implements Admission {
   }
 
   admit(): number | Promise<number> {
+    const now = this.now();
+    // CPU-bound overload: the queue is in the sockets, where the limit cannot see it (loop-pressure.ts).
+    if (this.pressure !== undefined && !this.pressure.pass(now)) return this.shed(REFUSED_CPU);
     if (this.inFlight < this.limit) {
       this.inFlight++;
       this.admittedTotal++;
-      return this.now();
+      return now;
     }
     if (this.queue.length >= this.queueCapacity) return this.shed();
     return new Promise<number>((resolve) => {
-      this.queue.push({ at: this.now(), resolve });
+      this.queue.push({ at: now, resolve });
     });
   }
 
@@ -131,6 +154,8 @@ export class AdaptiveAdmission implements Admission {
       shed: this.shedTotal,
       admitted: this.admittedTotal,
       baselineMs: this.limiter?.baselineMs ?? 0,
+      cpuOverloaded: this.pressure?.overloaded ?? false,
+      loopTurnMs: this.pressure?.lastTurnMs ?? 0,
     };
   }
 
@@ -156,9 +181,9 @@ export class AdaptiveAdmission implements Admission {
     return out;
   }
 
-  private shed(): number {
+  private shed(why: Refusal = REFUSED_LIMIT): Refusal {
     this.shedTotal++;
     this.shedInterval++;
-    return -1;
+    return why;
   }
 }

@@ -1,7 +1,7 @@
 import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
 import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
-import type { Admission } from "../../resilience/admission.ts";
+import { type Admission, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 
 /** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
@@ -120,8 +120,11 @@ export interface UnaryOptions {
 const FAILED_CODES: ReadonlySet<status> = new Set([status.INTERNAL, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.UNKNOWN]);
 
 /** The error a shed call gets. */
-export function overloaded(): QuiverError {
-  return resourceExhausted("overloaded", "the server is at its concurrency limit; retry shortly");
+export function overloaded(refusal: number = REFUSED_LIMIT): QuiverError {
+  return resourceExhausted(
+    "overloaded",
+    refusalReason(refusal) === "cpu_overload" ? "the server is overloaded (requests are waiting for its CPU); retry shortly" : "the server is at its concurrency limit; retry shortly",
+  );
 }
 
 /**
@@ -129,18 +132,18 @@ export function overloaded(): QuiverError {
  * refused; without admission control, at once with startedAt -1. Synchronous
  * when a slot is free (the common case: no promise).
  */
-export function whenAdmitted(admission: Admission | undefined, go: (startedAt: number) => void, shed: () => void): void {
+export function whenAdmitted(admission: Admission | undefined, go: (startedAt: number) => void, shed: (refusal: number) => void): void {
   if (admission === undefined) {
     go(-1);
     return;
   }
   const t = admission.admit();
   if (typeof t === "number") {
-    if (t < 0) shed();
+    if (t < 0) shed(t);
     else go(t);
     return;
   }
-  void t.then((s) => (s < 0 ? shed() : go(s)));
+  void t.then((s) => (s < 0 ? shed(s) : go(s)));
 }
 
 /**
@@ -190,6 +193,6 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         fail(e);
       }
     };
-    whenAdmitted(options.admission, go, () => fail(overloaded()));
+    whenAdmitted(options.admission, go, (refusal) => fail(overloaded(refusal)));
   };
 }

@@ -120,7 +120,7 @@ export class QuiverGrpcService {
             failure(e);
           }
         },
-        () => failure(overloaded()),
+        (refusal) => failure(overloaded(refusal)),
       );
     });
     call.on("end", () => {

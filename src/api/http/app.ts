@@ -4,7 +4,8 @@ import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
-import { errorResponse, feastErrorResponse } from "./responses.ts";
+import { refusalReason } from "../../resilience/index.ts";
+import { errorResponse, prebuiltError } from "./responses.ts";
 import { type Handler, type OnError, routeMetrics, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 
@@ -13,6 +14,12 @@ const HOT_PATHS = new Set(["/v1/lookup", "/get-online-features"]);
 
 /** Routes behind admission control; health, metrics and admin routes are never shed. */
 const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store"]);
+
+/** What a shed request is told, by why admission refused it. */
+const SHED_MESSAGE = {
+  concurrency_limit: "the server is at its concurrency limit; retry shortly",
+  cpu_overload: "the server is overloaded (requests are waiting for its CPU); retry shortly",
+} as const;
 
 /** Bun.serve's `routes` shape: path → method → handler. */
 export type NativeRoutes = Record<string, Partial<Record<"GET" | "POST", Handler>>>;
@@ -34,15 +41,25 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const nativeRoutes: NativeRoutes = {};
   const metrics = routeMetrics(deps.metrics);
   const methods = new Map<string, string[]>();
-  const shedCount = deps.metrics.counter("quiver_admission_shed_total", "Requests refused by admission control (503 + Retry-After), by route.", ["route"]);
-  const shedAnswer = (path: string): (() => Response) => {
-    const counter = shedCount.labels(path);
-    const toResponse = path.startsWith("/v1/") ? errorResponse : feastErrorResponse;
-    return () => {
-      counter.inc();
-      deps.anomalies.record("shed", path, "overloaded");
-      // Kind `unavailable`: HTTP 503 + Retry-After as the contract says; the gRPC edge uses the Admission interface and answers RESOURCE_EXHAUSTED.
-      return toResponse(unavailable("the server is at its concurrency limit; retry shortly", undefined, "overloaded"));
+  const shedCount = deps.metrics.counter("quiver_admission_shed_total", "Requests refused by admission control (503 + Retry-After), by route and reason (concurrency_limit, cpu_overload).", ["route", "reason"]);
+  const shedding = (path: string, reason: keyof typeof SHED_MESSAGE, feast: boolean) => ({
+    counter: shedCount.labels(path, reason),
+    note: deps.anomalies.recorder("shed", path, reason),
+    answer: prebuiltError(unavailable(SHED_MESSAGE[reason], undefined, "overloaded"), feast),
+  });
+  const shedAnswer = (path: string): ((refusal: number) => Response) => {
+    const feast = !path.startsWith("/v1/");
+    // Kind `unavailable`: HTTP 503 + Retry-After as the contract says; the gRPC edge uses the Admission interface and answers RESOURCE_EXHAUSTED.
+    // Built once: under CPU overload most requests get this answer, and each must cost a small share of a lookup.
+    const answers = {
+      concurrency_limit: shedding(path, "concurrency_limit", feast),
+      cpu_overload: shedding(path, "cpu_overload", feast),
+    };
+    return (refusal) => {
+      const a = answers[refusalReason(refusal)];
+      a.counter.inc();
+      a.note();
+      return a.answer();
     };
   };
   const add = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError) => {

@@ -1,5 +1,5 @@
 import { Encoder } from "@msgpack/msgpack";
-import { toQuiverError } from "../../errors/index.ts";
+import { type QuiverError, toQuiverError } from "../../errors/index.ts";
 import { MSGPACK } from "./body.ts";
 import { DEGRADED_HEADER } from "./deadline.ts";
 import { httpStatusOf, retryHeaders } from "./error-status.ts";
@@ -46,16 +46,36 @@ export function msgpack(body: unknown, status = 200, extraHeaders?: Record<strin
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */
 export function errorResponse(e: unknown, headers?: Record<string, string>): Response {
   const q = toQuiverError(e);
+  const status = httpStatusOf(q);
+  return json({ error: quiverErrorBody(q) }, status, headers ?? retryHeaders(q, status));
+}
+
+/**
+ * An error answer built once and handed out many times: for refusals that
+ * must cost next to nothing (load shedding answers most requests under
+ * overload). Same bytes and headers as `errorResponse` / `feastErrorResponse`.
+ */
+export function prebuiltError(e: QuiverError, feast: boolean): () => Response {
+  const status = httpStatusOf(e);
+  const body = new TextEncoder().encode(JSON.stringify(feast ? feastErrorBody(e, status) : { error: quiverErrorBody(e) }));
+  const init: ResponseInit = { status, headers: new Headers({ ...JSON_HEADERS, ...retryHeaders(e, status) }) };
+  return () => new Response(body, init);
+}
+
+function quiverErrorBody(q: QuiverError): Record<string, unknown> {
   const error: Record<string, unknown> = { code: q.code, message: q.message };
   if (q.path !== undefined) error.path = q.path;
   if (q.issues.length > 1) error.issues = q.issues;
-  const status = httpStatusOf(q);
-  return json({ error }, status, headers ?? retryHeaders(q, status));
+  return error;
+}
+
+function feastErrorBody(q: QuiverError, status: number): Record<string, unknown> {
+  return { error: q.message, status_code: status };
 }
 
 /** Feast's error body: `{"error": "...", "status_code": N}`. */
 export function feastErrorResponse(e: unknown): Response {
   const q = toQuiverError(e);
   const status = httpStatusOf(q);
-  return json({ error: q.message, status_code: status }, status, retryHeaders(q, status));
+  return json(feastErrorBody(q, status), status, retryHeaders(q, status));
 }

@@ -21,8 +21,8 @@ export type AddRoute = (method: "GET" | "POST", path: string, handler: Handler, 
 /** Admission control in front of a route, and its answer for a refused request. */
 export interface Gate {
   readonly admission: Admission;
-  /** 503 + Retry-After in the route family's shape; the body is not read. */
-  readonly shed: () => Response;
+  /** 503 + Retry-After in the route family's shape, for admission's refusal code; the body is not read. */
+  readonly shed: (refusal: number) => Response;
 }
 
 /**
@@ -74,8 +74,8 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
   const shed = gate.shed;
   return (req) => {
     const t = gate.admission.admit();
-    if (typeof t === "number") return t < 0 ? shed() : run(req, t);
-    return t.then((at) => (at < 0 ? shed() : run(req, at)));
+    if (typeof t === "number") return t < 0 ? shed(t) : run(req, t);
+    return t.then((at) => (at < 0 ? shed(at) : run(req, at)));
   };
 }
 

@@ -1,0 +1,111 @@
+import { describe, expect, test } from "bun:test";
+import { TurnSojourn } from "./loop-pressure.ts";
+
+/**
+ * A fake event loop: a clock the test moves, and end-of-turn callbacks the
+ * test runs when it ends a turn. No timers, no sleeping.
+ */
+function fakeLoop(options: ConstructorParameters<typeof TurnSojourn>[0]) {
+  let now = 0;
+  let pending: (() => void) | undefined;
+  const p = new TurnSojourn(options, () => now, (fn) => {
+    if (pending !== undefined) throw new Error("a second end-of-turn callback in one turn");
+    pending = fn;
+  });
+  return {
+    p,
+    /** One turn: `requests` requests, each taking `eachMs` of CPU once admitted, refusals `shedMs`; then `idleMs` with nothing to do. Returns how many were served. */
+    turn(requests: number, eachMs: number, idleMs = 0, shedMs = 0): number {
+      let served = 0;
+      for (let i = 0; i < requests; i++) {
+        if (p.pass(now)) {
+          served++;
+          now += eachMs;
+        } else {
+          now += shedMs;
+        }
+      }
+      const end = pending;
+      pending = undefined;
+      end?.();
+      now += idleMs;
+      return served;
+    },
+    get now() {
+      return now;
+    },
+  };
+}
+
+describe("TurnSojourn", () => {
+  test("calm turns serve everything and schedule one end-of-turn callback each", () => {
+    const loop = fakeLoop({ targetMs: 2 });
+    for (let i = 0; i < 1000; i++) expect(loop.turn(3, 0.3, 1)).toBe(3);
+    expect(loop.p.overloaded).toBe(false);
+    expect(loop.p.lastTurnMs).toBeCloseTo(0.9, 6);
+  });
+
+  test("one long turn is not overload: a GC pause (few requests) or a burst shorter than sustainMs", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    // A 40 ms pause with two requests in it.
+    expect(loop.turn(2, 20, 5)).toBe(2);
+    // A burst of 600 requests taking 30 ms in one turn (in-process tests do this), then the loop idles.
+    expect(loop.turn(600, 0.05, 5)).toBe(600);
+    expect(loop.p.overloaded).toBe(false);
+    // Long turns back to back but with only a handful of requests: nothing queued, nothing to shed.
+    for (let i = 0; i < 20; i++) expect(loop.turn(2, 5)).toBe(2);
+    expect(loop.p.overloaded).toBe(false);
+  });
+
+  test("sustained long turns: each turn serves requests until their wait reaches the target, refuses the rest", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    // 30 requests of 0.3 ms per turn, back to back: 9 ms turns, the queue never drains.
+    let served = 0;
+    for (let i = 0; i < 5; i++) served += loop.turn(30, 0.3);
+    expect(served).toBe(150);
+    expect(loop.p.overloaded).toBe(false);
+    // The sixth turn reaches 50 ms of over-target turns at its 18th request (45 ms + 17 × 0.3): from there on it sheds.
+    expect(loop.turn(30, 0.3, 0, 0.01)).toBe(17);
+    expect(loop.p.overloaded).toBe(true);
+    // Now requests served only while they waited ≤ 2 ms in their turn: at 0.3 ms each, the first 7 (waits 0 .. 1.8 ms).
+    expect(loop.turn(30, 0.3, 0, 0.01)).toBe(7);
+    expect(loop.p.lastTurnMs).toBeCloseTo(7 * 0.3 + 23 * 0.01, 6);
+    expect(loop.p.overloaded).toBe(true);
+  });
+
+  test("a single turn holding a long queue is cut once the stretch has lasted sustainMs", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    // 500 queued requests of 0.3 ms would make a 150 ms turn; shedding starts at the first request after 50 ms.
+    const served = loop.turn(500, 0.3, 0, 0.01);
+    expect(served).toBe(Math.ceil(50 / 0.3));
+    expect(loop.p.overloaded).toBe(true);
+  });
+
+  test("ends once no turn has run over the target for sustainMs; short idle gaps between overloaded turns do not end it", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 10; i++) loop.turn(30, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    // Clients take 3 ms to send again between turns: still one overload, still shedding.
+    for (let i = 0; i < 20; i++) expect(loop.turn(30, 0.3, 3, 0.01)).toBe(7);
+    expect(loop.p.overloaded).toBe(true);
+    // Load drops: short turns (and idle time) for 49 ms keep the state, 50 ms end it.
+    const calm = loop.now - 3; // the last overloaded turn ended before its 3 ms gap
+    while (loop.now - calm < 49) loop.turn(3, 0.3, 1);
+    expect(loop.p.overloaded).toBe(true);
+    while (loop.now - calm < 51) loop.turn(3, 0.3, 1);
+    expect(loop.p.overloaded).toBe(false);
+    // Then a queue is served in full again until a new stretch builds up.
+    expect(loop.turn(30, 0.3)).toBe(30);
+  });
+
+  test("bursts separated by idle time never add up to an overload", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    // 600-request bursts of 30 ms each, 5 ms apart (a test awaiting one burst before the next).
+    for (let i = 0; i < 10; i++) expect(loop.turn(600, 0.05, 5)).toBe(600);
+    expect(loop.p.overloaded).toBe(false);
+  });
+
+  test("rejects a non-positive target", () => {
+    expect(() => new TurnSojourn({ targetMs: 0 })).toThrow("overload delay target");
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * Shedding for CPU-bound overload, which a concurrency limit cannot see.
+ *
+ * A lookup answered from process memory runs start to end in one turn of the
+ * event loop, so in-flight requests never exceed one and the adaptive limit
+ * never binds: under overload the queue forms in socket buffers, before any
+ * code of ours runs. What the process can see is the turn: one poll of the
+ * sockets hands the loop every request that arrived meanwhile, and they are
+ * served one after another, so the k-th request of a turn has waited for the
+ * k−1 before it. That wait — the time since the turn's first request — is
+ * the request's sojourn time in the loop, measured per request, exactly and
+ * with no timer: the first request of a turn notes the time and schedules an
+ * immediate, which runs when the turn is over.
+ *
+ * The control law is CoDel's on that sojourn time. While turns stay within
+ * `targetMs`, nothing is shed. Once turns have run over the target back to
+ * back (no idle gap longer than the target between them) for `sustainMs`
+ * while at least `minArrivals` requests arrived (a single long turn — a
+ * garbage collection, a descheduled process on a busy machine, a burst of
+ * in-process requests — is not overload), the loop is overloaded: each turn
+ * then serves requests until their sojourn reaches the target and answers
+ * the rest 503 at once, which costs about what the HTTP parse costs, a small
+ * share of a batch lookup. So a turn lasts about the target plus its
+ * refusals and an admitted request waits about two targets at most, whatever
+ * the overload. The overload ends once no turn has run over the target for
+ * `sustainMs` (a short idle gap between turns does not end it: under
+ * overload the loop may still wait briefly for clients to send again).
+ */
+export interface LoopPressure {
+  /** Should a sheddable request that starts at `now` (ms, the admission clock) be served? */
+  pass(now: number): boolean;
+  /** Is the loop in an overload episode (shedding what waits beyond the target)? */
+  readonly overloaded: boolean;
+  /** Length of the last finished turn (ms), from its first request to its end. */
+  readonly lastTurnMs: number;
+}
+
+export interface LoopPressureOptions {
+  /** Sojourn (ms) a request may have waited in its turn and still be served under overload (default 2). */
+  readonly targetMs?: number;
+  /** How long (ms) turns must run over the target, back to back, before shedding starts (default 50). */
+  readonly sustainMs?: number;
+  /** Requests that must arrive meanwhile (default 100): without a queue of them there is nothing to shed. */
+  readonly minArrivals?: number;
+}
+
+/** Runs `fn` once the current turn of the event loop is over (setImmediate on the real loop). */
+export type EndOfTurn = (fn: () => void) => void;
+
+const realEndOfTurn: EndOfTurn = (fn) => {
+  setImmediate(fn);
+};
+
+/** Per-request sojourn in the current loop turn, with CoDel's entry and exit rules. */
+export class TurnSojourn implements LoopPressure {
+  private turnStart = -1;
+  private turnArrivals = 0;
+  private lastEnd = Number.NEGATIVE_INFINITY;
+  private lastTurn = 0;
+  /** Start of the current stretch of turns over the target (NaN when none). */
+  private aboveSince = Number.NaN;
+  private aboveArrivals = 0;
+  /** End of the last turn over the target. */
+  private lastOverEnd = Number.NEGATIVE_INFINITY;
+  private dropping = false;
+  private readonly target: number;
+  private readonly sustain: number;
+  private readonly minArrivals: number;
+  private readonly endTurn: () => void;
+
+  constructor(
+    options: LoopPressureOptions = {},
+    /** The admission clock, read when a turn ends. */
+    private readonly now: () => number = () => performance.now(),
+    private readonly atEndOfTurn: EndOfTurn = realEndOfTurn,
+  ) {
+    this.target = options.targetMs ?? 2;
+    this.sustain = options.sustainMs ?? 50;
+    this.minArrivals = options.minArrivals ?? 100;
+    if (!(this.target > 0)) throw new Error(`overload delay target: expected > 0 ms, got ${this.target}`);
+    if (!(this.sustain >= 0)) throw new Error(`overload sustain: expected >= 0 ms, got ${this.sustain}`);
+    this.endTurn = () => this.finishTurn(this.now());
+  }
+
+  get overloaded(): boolean {
+    return this.dropping;
+  }
+
+  get lastTurnMs(): number {
+    return this.lastTurn;
+  }
+
+  pass(now: number): boolean {
+    if (this.turnStart < 0) this.beginTurn(now);
+    this.turnArrivals++;
+    const waited = now - this.turnStart;
+    if (this.dropping) return waited <= this.target;
+    // Entry can happen mid-turn: a turn holding a long queue is cut once the stretch has lasted `sustain`.
+    if (waited > this.target) {
+      const since = Number.isNaN(this.aboveSince) ? this.turnStart : this.aboveSince;
+      if (now - since >= this.sustain && this.aboveArrivals + this.turnArrivals >= this.minArrivals) {
+        this.dropping = true;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private beginTurn(now: number): void {
+    this.turnStart = now;
+    this.turnArrivals = 0;
+    this.atEndOfTurn(this.endTurn);
+    // Towards entry only back-to-back turns count: an idle gap longer than the target means there was room.
+    if (!this.dropping && now - this.lastEnd > this.target) this.aboveSince = Number.NaN;
+    this.settle(now);
+  }
+
+  /**
+   * Exit: no turn over the target for `sustain` (idle time counts: the loop
+   * had room). Between the turns of an overload the loop may wait briefly for
+   * clients to send again, so a short idle gap does not end it.
+   */
+  private settle(now: number): void {
+    if (now - this.lastOverEnd < this.sustain) return;
+    this.dropping = false;
+    this.aboveSince = Number.NaN;
+  }
+
+  private finishTurn(end: number): void {
+    const start = this.turnStart;
+    const length = end - start;
+    this.turnStart = -1;
+    this.lastTurn = length;
+    this.lastEnd = end;
+    if (length <= this.target) {
+      // The stretch towards entry is broken; an overload in progress ends only by `settle`.
+      if (!this.dropping) this.aboveSince = Number.NaN;
+      this.settle(end);
+      return;
+    }
+    this.lastOverEnd = end;
+    if (Number.isNaN(this.aboveSince)) {
+      this.aboveSince = start;
+      this.aboveArrivals = 0;
+    }
+    this.aboveArrivals += this.turnArrivals;
+    if (!this.dropping && end - this.aboveSince >= this.sustain && this.aboveArrivals >= this.minArrivals) this.dropping = true;
+  }
+}
