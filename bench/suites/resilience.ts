@@ -12,12 +12,15 @@ import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { generator } from "./measure.ts";
+import { cpuOverload } from "./overload.ts";
 import type { BenchContext, Suite } from "./suite.ts";
 
 /** `npm run bench -- resilience --quick` (or BENCH_QUICK=1): short runs, to check the suite end to end. */
 const quick = () => process.argv.includes("--quick") || process.env["BENCH_QUICK"] === "1";
 const ENTITIES = 10_000;
 const CONCURRENCY = 32;
+/** Paired off/on rounds for the policy overhead: enough that a median is steady on a shared machine. */
+const POLICY_ROUNDS = 9;
 
 /**
  * Issue 8's figures, in one run on 3 local redis-server shards:
@@ -54,12 +57,18 @@ export const resilienceSuite: Suite = {
       const off = new LookupService(plain);
       const on = new LookupService(guarded);
       const rounds: { off: number; on: number }[] = [];
-      for (let r = 0; r < 3; r++) {
-        const a = await closedLoop(off, refs, seconds);
-        const b = await closedLoop(on, refs, seconds);
-        rounds.push({ off: a, on: b });
-        ctx.log(`  round ${r + 1}: policies off ${Math.round(a)} lookups/s, on ${Math.round(b)} lookups/s`);
+      for (let r = 0; r < POLICY_ROUNDS; r++) {
+        // Alternate which side runs first, so a drift in machine load does not favour one side.
+        const first = r % 2 === 0 ? off : on;
+        const a = await closedLoop(first, refs, seconds);
+        const b = await closedLoop(first === off ? on : off, refs, seconds);
+        const round = first === off ? { off: a, on: b } : { off: b, on: a };
+        rounds.push(round);
+        ctx.log(`  round ${r + 1}: policies off ${Math.round(round.off)} lookups/s, on ${Math.round(round.on)} lookups/s (ratio ${ratio(round.on, round.off)})`);
       }
+      // Each round pairs two runs seconds apart: the median of the paired ratios is robust to a burst of outside load in a few rounds.
+      const paired = rounds.map((r) => r.on / r.off).sort((x, y) => x - y);
+      const medianRatio = paired[Math.floor(paired.length / 2)]!;
       const bestOff = Math.max(...rounds.map((r) => r.off));
       const bestOn = Math.max(...rounds.map((r) => r.on));
 
@@ -90,14 +99,19 @@ export const resilienceSuite: Suite = {
       const answered = Object.values(over.run.statusCounts).reduce((a, b) => a + b, 0);
       // Achieved rate counts every answer; goodput is its 200 share.
       const goodput = answered === 0 ? 0 : (over.run.rate.achieved * ok) / answered;
+      await server.stop();
+      server = null;
+      // 4. CPU-bound overload on the default (embedded) server: the case the concurrency limit cannot see.
+      const cpu = await cpuOverload(ctx, quick() ? 2 : ctx.seconds);
       const checks: Check[] = [
-        { name: "lookup throughput, shard policies on (baseline: same replica sets, policies off)", unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: ratio(bestOn, bestOff), target: ">= 0.95", pass: bestOn / bestOff >= 0.95 },
+        { name: `lookup throughput, shard policies on (baseline: same replica sets, policies off); median of ${POLICY_ROUNDS} paired rounds, best rounds shown`, unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: Math.round(medianRatio * 1000) / 1000, target: ">= 0.95", pass: medianRatio >= 0.95 },
         { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },
         { name: "hung shard: p99 of its keys once the breaker is open", unit: "ms", baseline: null, measured: hung.afterOpenP99Ms, ratio: null, target: "<= 5 ms", pass: hung.afterOpenP99Ms <= 5 },
         { name: "hung shard: p99 of the other shards' keys meanwhile (baseline: before the hang)", unit: "ms", baseline: hung.othersBeforeP99Ms, measured: hung.othersDuringP99Ms, ratio: ratio(hung.othersDuringP99Ms, hung.othersBeforeP99Ms), target: "info", pass: null },
-        { name: "overload at 3x capacity: goodput (200s/s; baseline: capacity, closed loop)", unit: "req/s", baseline: cap, measured: goodput, ratio: ratio(goodput, cap), target: ">= 0.9", pass: goodput / cap >= 0.9 },
-        { name: "overload at 3x capacity: p99 of all answers (baseline: p99 at 1/4 capacity)", unit: "ms", baseline: unloaded.run.latencyMs.p99, measured: over.run.latencyMs.p99, ratio: ratio(over.run.latencyMs.p99, unloaded.run.latencyMs.p99), target: "info (admitted p99 <= 2x unloaded is the goal)", pass: null },
+        { name: "overload at 3x capacity, single-entity lookups on 3 Redis shards: goodput (200s/s; baseline: capacity, closed loop)", unit: "req/s", baseline: cap, measured: goodput, ratio: ratio(goodput, cap), target: ">= 0.9", pass: goodput / cap >= 0.9 },
+        { name: "overload at 3x capacity, single-entity lookups on Redis: p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)", unit: "ms", baseline: unloaded.run.latencyMs.p99, measured: over.run.latencyByStatusMs["200"]?.p99 ?? null, ratio: ratio(over.run.latencyByStatusMs["200"]?.p99 ?? null, unloaded.run.latencyMs.p99), target: "info (<= 2 is the goal)", pass: null },
         { name: "overload at 3x capacity: answers shed with 503", unit: "requests", baseline: null, measured: shed, ratio: null, target: "info", pass: null },
+        ...cpu.checks,
       ];
       return {
         suite: "resilience",
@@ -109,14 +123,18 @@ export const resilienceSuite: Suite = {
         measured: {
           rounds,
           policiesOnLookupsPerSec: bestOn,
+          policyRatioMedian: Math.round(medianRatio * 1000) / 1000,
+          policyRatioBestOverBest: ratio(bestOn, bestOff),
           hungShard: hung,
+          cpuOverload: cpu.measured,
           overload: { targetRate: Math.round(cap * 3), statusCounts: over.run.statusCounts, requests: over.run.requests, goodput, latencyMs: over.run.latencyMs, sendLagMs: over.run.sendLagMs },
         },
         targets: { policyRatio: ">= 0.95", hungAfterOpenP99Ms: "<= 5", goodputRatio: ">= 0.9" },
         notes: [
-          `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per round, 3 alternating rounds, best kept.`,
+          `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per side per round, ${POLICY_ROUNDS} rounds (the side that runs first alternates); the ratio is the median of the rounds' paired ratios.`,
           "Hung shard: SIGSTOP of one shard's redis-server under 4 concurrent lookup loops over all keys; breaker defaults (5 failures in 10 s).",
           `Overload: Quiver server pinned to core ${ctx.serverCpu} with adaptive admission; generator on core ${ctx.driverCpu}; the open loop's p99 counts shed answers too. If requests.unsent or sendLagMs is large, the generator, not the server, was the limit: the overload figures are then not meaningful.`,
+          cpu.note,
           quick() ? "QUICK MODE: short runs to check the suite end to end; not reportable." : "",
         ].filter((n) => n !== ""),
       };
