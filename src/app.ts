@@ -53,6 +53,14 @@ export interface BuildOptions {
   readonly podId?: string;
   /** Stream consumer tuning and crash-test hooks (the standalone ingest CLI passes them). */
   readonly consumerOptions?: ConsumerOptions;
+  /**
+   * The process serves sockets on a real event loop (`src/main.ts`): CPU
+   * overload shedding by loop-turn sojourn (--overload-delay-ms) is on. Off
+   * for in-process drivers (tests calling `app.request`, the allocation
+   * bench): they chain requests in microtasks, which never end a loop turn,
+   * so sequential requests would read as one ever-growing turn.
+   */
+  readonly servesSockets?: boolean;
 }
 
 /**
@@ -94,7 +102,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
   collectGarbage();
 
-  const pressure = config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs }) : undefined;
+  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs }) : undefined;
   const admission = new AdaptiveAdmission({
     ...(pressure !== undefined ? { pressure } : {}),
     queue: config.admissionQueue,

@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(argv, process.env);
-    quiver = await buildQuiver(config);
+    quiver = await buildQuiver(config, { servesSockets: true });
   } catch (e) {
     if (e instanceof QuiverError && e.issues.length > 0) {
       console.error(`quiver: cannot start: ${e.issues.length} problem(s) in the ${e.code === "invalid_sources" ? "sources file" : "registry"}:`);
