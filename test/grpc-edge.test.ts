@@ -27,6 +27,7 @@ const registry = compileRegistry({
 class ScriptedNode implements KvNode {
   readonly id = "scripted";
   readonly readsNow = "never" as const;
+  readonly rawNow = undefined;
   readonly inner = new MemoryKvNode("inner");
   mode: "normal" | "down" | "stale" = "normal";
   /** When set, reads wait for it (a call held in flight). */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { KvEntry, KvNode, StoredRow } from "../src/kv/kv-node.ts";
+import { decode } from "@msgpack/msgpack";
+import { type KvEntry, type KvNode, type StoredRow, UNAVAILABLE } from "../src/kv/kv-node.ts";
 
 /** Builds a fresh, empty node for the suite and tears it down afterwards. */
 export interface KvNodeHarness {
@@ -39,6 +40,28 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
       if (h.node.readsNow === "never") expect(now).toBeUndefined();
       if (h.node.readsNow === "always") expect(now).toBeDefined();
       if (now !== undefined) expect(now).toEqual(awaited);
+    });
+
+    test("rawNow, when present, reports exactly the rows getManyNow answers, as their stored bytes", async () => {
+      const raw = h.node.rawNow;
+      if (raw === undefined) {
+        // A node without the capability says so; nothing else to check.
+        expect(h.node.rawNow).toBeUndefined();
+        return;
+      }
+      const keys = ["raw@1/k=i1", "raw@1/k=i2", "raw@1/k=i3", "raw@1/k=s9:x"];
+      const values = [42, -7.25, "héllo", true, null, [1, 2], ["a"], []];
+      await h.node.putMany([entry(keys[0]!, row(5, ...values)), entry(keys[2]!, row(1_700_000_000_123, "x")), entry(keys[3]!, row(9, 1))]);
+      const now = h.node.getManyNow(keys)!;
+      const seen: { index: number; ts: number; values: unknown }[] = [];
+      const found = raw.readRaw(keys, {
+        row(index, bytes, _view, start, end, ts) {
+          seen.push({ index, ts, values: decode(bytes.subarray(start, end)) });
+        },
+      });
+      expect(found).toBe(3);
+      const expected = now.flatMap((slot, index) => (slot === undefined || slot === UNAVAILABLE ? [] : [{ index, ts: slot.ts, values: slot.values }]));
+      expect(seen).toEqual(expected);
     });
 
     test("round-trips every value type", async () => {

@@ -40,6 +40,8 @@ export interface CacheState {
 export class CacheTier implements KvNode, ChangeListener {
   readonly id: string;
   readonly readsNow: ReadsNow;
+  /** The tier keeps decoded rows (L1) and reads through L2 and the origin: never raw bytes. */
+  readonly rawNow = undefined;
   readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
   private readonly l1: L1Cache | undefined;
   private readonly l2: L2Tier | undefined;

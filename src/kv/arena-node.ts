@@ -2,7 +2,7 @@ import { Encoder } from "@msgpack/msgpack";
 import { ArenaScans } from "./arena-scan.ts";
 import { SlabStore } from "./arena-slabs.ts";
 import { ArenaTable, hashAsciiInto, hashBytes } from "./arena-table.ts";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage, StoredRow } from "./kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadSlot, ScanPage, StoredRow } from "./kv-node.ts";
 import { ROW_HEADER_BYTES, rowTimestamp } from "./row-codec.ts";
 import { RowValuesDecoder } from "./row-values-decoder.ts";
 
@@ -35,7 +35,7 @@ const textEncoder = new TextEncoder();
  * Keys are compared as UTF-8, so two strings that differ only in lone
  * surrogates (both encoded as U+FFFD) are the same key — as in Redis or SQLite.
  */
-export class ArenaKvNode implements KvNode {
+export class ArenaKvNode implements KvNode, RawReader {
   private readonly slabs = new SlabStore();
   private readonly table = new ArenaTable(this.slabs);
   private readonly scans = new ArenaScans(this.table, this.slabs);
@@ -67,6 +67,8 @@ export class ArenaKvNode implements KvNode {
   }
 
   readonly readsNow = "always";
+  /** Rows are bytes in slabs already: handing them over costs a table probe per key. */
+  readonly rawNow: RawReader = this;
 
   getMany(keys: readonly string[]): Promise<ReadSlot[]> {
     return Promise.resolve(this.getManyNow(keys));
@@ -89,6 +91,22 @@ export class ArenaKvNode implements KvNode {
     const view = this.slabs.view(id);
     const values = this.decoder.decode(this.slabs.bytes(id), view, start + ROW_HEADER_BYTES, start + this.slabs.rowLength(id, off));
     return { ts: view.getFloat64(start, false), values };
+  }
+
+  readRaw(keys: readonly string[], sink: RawRowSink): number {
+    let found = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const h = this.loadKey(keys[i]!);
+      const slot = this.table.find(this.scratch, this.keyLen, h);
+      if (slot < 0) continue;
+      const id = this.table.slabAt(slot);
+      const off = this.table.offsetAt(slot);
+      const start = this.slabs.rowStart(id, off);
+      const view = this.slabs.view(id);
+      sink.row(i, this.slabs.bytes(id), view, start + ROW_HEADER_BYTES, start + this.slabs.rowLength(id, off), view.getFloat64(start, false));
+      found++;
+    }
+    return found;
   }
 
   /** Event time stored for `key`, read from the bytes without decoding values. */

@@ -2,7 +2,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "./kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadSlot, ScanPage } from "./kv-node.ts";
 import { encodeRow } from "./row-codec.ts";
 
 export interface DurableNodeOptions {
@@ -74,6 +74,11 @@ export class DurableKvNode implements KvNode {
   }
 
   readonly readsNow = "always";
+
+  /** Reads never touch SQLite: the arena's bytes are the rows. */
+  get rawNow(): RawReader {
+    return this.memory;
+  }
 
   getManyNow(keys: readonly string[]): ReadSlot[] {
     return this.memory.getManyNow(keys);

@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage } from "./kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadContext, ReadSlot, ReadsNow, ScanPage } from "./kv-node.ts";
 
 /**
  * A composite that forwards every KvNode member to the node it wraps, so a
@@ -20,6 +20,9 @@ export class ForwardingKvNode implements KvNode {
   }
   getManyNow(keys: readonly string[]): ReadSlot[] | undefined {
     return this.inner.getManyNow(keys);
+  }
+  get rawNow(): RawReader | undefined {
+    return this.inner.rawNow;
   }
   getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     return this.inner.getMany(keys, ctx);

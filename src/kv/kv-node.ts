@@ -92,6 +92,27 @@ export interface NodeHealth {
 export type ReadsNow = "always" | "sometimes" | "never";
 
 /**
+ * Receives stored rows as their bytes (see `RawReader`): row `index` of the
+ * request, whose values are the MessagePack array at `bytes[start..end)`
+ * (`view` covers the same buffer), with event time `ts`. The bytes are the
+ * node's own memory: valid only during the call, never to be kept or changed.
+ */
+export interface RawRowSink {
+  row(index: number, bytes: Uint8Array, view: DataView, start: number, end: number, ts: number): void;
+}
+
+/**
+ * A node that can hand rows over without decoding them, synchronously: for
+ * answers written straight from the stored MessagePack (no value objects, no
+ * re-encoding). Reports each present key of `keys` to `sink` (misses are not
+ * reported) and answers how many were present. Only in-process nodes offer
+ * it; a composite offers it exactly when every part it reads from does.
+ */
+export interface RawReader {
+  readRaw(keys: readonly string[], sink: RawRowSink): number;
+}
+
+/**
  * A key-value node holding StoredRows.
  *
  * Contract (see test/kv-contract.ts, run against every implementation):
@@ -107,10 +128,18 @@ export type ReadsNow = "always" | "sometimes" | "never";
  *   out-of-order events never regress a value. Within one batch, later entries
  *   for the same key compete by `ts` like separate writes.
  * - `deleteMany` answers how many keys existed.
+ * - `rawNow`, when present, reports exactly the rows `getManyNow` answers, as
+ *   their stored bytes.
  */
 export interface KvNode {
   readonly id: string;
   readonly readsNow: ReadsNow;
+  /**
+   * Rows as bytes (see RawReader), or undefined when this node cannot: an
+   * explicit capability every node states; composites derive theirs from
+   * their parts (it may change with a ring's membership, so read it per call).
+   */
+  readonly rawNow: RawReader | undefined;
   getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]>;
   getManyNow(keys: readonly string[]): ReadSlot[] | undefined;
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome>;

@@ -20,6 +20,7 @@ export class MemoryKvNode implements KvNode {
   }
 
   readonly readsNow = "always";
+  readonly rawNow = undefined;
 
   getMany(keys: readonly string[]): Promise<ReadSlot[]> {
     return Promise.resolve(this.getManyNow(keys));

@@ -53,6 +53,7 @@ const isNoScript = (error: unknown): boolean => error instanceof Error && error.
  */
 export class RedisKvNode implements KvNode {
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = neverNow;
   readonly id: string;
   readonly address: string;

@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
 
@@ -61,6 +61,30 @@ export class MeteredKvNode implements KvNode {
   /** The inner node's, read live: a ring's capability can change with its membership. */
   get readsNow(): ReadsNow {
     return this.inner.readsNow;
+  }
+
+  /** The inner node's raw reads, metered like any read (one operation, keys found and missing). */
+  get rawNow(): RawReader | undefined {
+    const inner = this.inner.rawNow;
+    if (inner === undefined) return undefined;
+    if (this.rawInner !== inner) {
+      this.rawInner = inner;
+      this.rawMetered = { readRaw: (keys, sink) => this.readRawMetered(inner, keys, sink) };
+    }
+    return this.rawMetered;
+  }
+
+  private rawInner: RawReader | undefined;
+  private rawMetered: RawReader | undefined;
+
+  private readRawMetered(inner: RawReader, keys: readonly string[], sink: RawRowSink): number {
+    const start = performance.now();
+    const found = inner.readRaw(keys, sink);
+    this.getLatency.observe((performance.now() - start) / 1000);
+    this.gets.inc();
+    this.keysRead.inc(found);
+    this.keysMissing.inc(keys.length - found);
+    return found;
   }
 
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {

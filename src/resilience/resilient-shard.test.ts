@@ -18,6 +18,7 @@ import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, shardPolic
  */
 class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = () => undefined;
   mode: "ok" | "fail" | "hang" | "hold" = "ok";
   calls = 0;

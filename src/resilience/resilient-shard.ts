@@ -63,6 +63,7 @@ export interface ShardGuardState {
  */
 export class ResilientShard implements ShardNode {
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = neverNow;
   /** The ring's reads settle by the deadline: the fast path's inner attempt or the full path's race. */
   readonly readsSettleByDeadline = true;

@@ -43,6 +43,7 @@ function clockAt(start: number) {
 /** A node that is down: every call fails, as a dead Redis would. */
 class DownNode implements KvNode {
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = neverNow;
   constructor(readonly id: string) {}
   getMany(): Promise<ReadSlot[]> {

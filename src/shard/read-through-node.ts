@@ -19,6 +19,7 @@ export interface PreviousRing {
 export class ReadThroughNode implements KvNode {
   /** Misses go to the previous owner, over I/O: never answered from memory alone. */
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = neverNow;
   readonly id: string;
   private readonly own: KvNode;

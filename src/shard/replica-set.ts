@@ -79,6 +79,7 @@ const blamesMember = (error: unknown): boolean =>
  */
 export class ReplicaSet implements ShardNode {
   readonly readsNow = "never";
+  readonly rawNow = undefined;
   readonly getManyNow = neverNow;
   /** `getMany` races its one attempt against what is left of `ctx.deadline`: the policies need no timer of their own for it. */
   readonly readsSettleByDeadline = true;

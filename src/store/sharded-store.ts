@@ -5,6 +5,8 @@ import {
   type KvNode,
   type NodeHealth,
   type PutOutcome,
+  type RawReader,
+  type RawRowSink,
   type ReadContext,
   type ReadSlot,
   type ScanPage,
@@ -46,6 +48,8 @@ export class ShardedStore implements KvNode {
   private readsNowRef: ReadsNow;
   /** Chosen per membership: a single owner's reader, or group-then-read, or `neverNow`. */
   private nowPath: (keys: readonly string[]) => ReadSlot[] | undefined;
+  /** Present when every member hands rows over as bytes (chosen per membership). */
+  private rawRef: RawReader | undefined;
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
@@ -54,6 +58,7 @@ export class ShardedStore implements KvNode {
     this.nodes = members.map((m) => m.node);
     this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
     this.nowPath = this.choosePath();
+    this.rawRef = this.chooseRaw();
   }
 
   /** Derived from the members; a membership change may change it. */
@@ -83,6 +88,23 @@ export class ShardedStore implements KvNode {
     this.ringRef = ring;
     this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
     this.nowPath = this.choosePath();
+    this.rawRef = this.chooseRaw();
+  }
+
+  /** Rows as bytes when every member can (a member being migrated through a read-through node cannot). */
+  get rawNow(): RawReader | undefined {
+    return this.rawRef;
+  }
+
+  private chooseRaw(): RawReader | undefined {
+    const readers: RawReader[] = [];
+    for (const n of this.nodes) {
+      const r = n.rawNow;
+      if (r === undefined) return undefined;
+      readers.push(r);
+    }
+    if (readers.length === 1) return readers[0]!;
+    return new RoutedRawReader(this.ringRef, readers);
   }
 
   /** Answers from memory when every owning node can; `undefined` as soon as one cannot. */
@@ -215,5 +237,39 @@ export class ShardedStore implements KvNode {
       g.positions.push(i);
     }
     return [...byOwner.values()];
+  }
+}
+
+/**
+ * Raw reads across members: each key goes to its owner with its request
+ * index, through one reused one-key array and index-shifting sink (no
+ * allocation per key; reads are synchronous, so the scratch is never shared).
+ */
+class RoutedRawReader implements RawReader, RawRowSink {
+  private readonly one: string[] = [""];
+  private sink: RawRowSink | undefined;
+  private index = 0;
+
+  constructor(
+    private readonly ring: HashRing,
+    private readonly readers: readonly RawReader[],
+  ) {}
+
+  readRaw(keys: readonly string[], sink: RawRowSink): number {
+    const one = this.one;
+    this.sink = sink;
+    let found = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      one[0] = key;
+      this.index = i;
+      found += this.readers[this.ring.ownerIndexOf(key, ringKeyStart(key))]!.readRaw(one, this);
+    }
+    this.sink = undefined;
+    return found;
+  }
+
+  row(_index: number, bytes: Uint8Array, view: DataView, start: number, end: number, ts: number): void {
+    this.sink!.row(this.index, bytes, view, start, end, ts);
   }
 }

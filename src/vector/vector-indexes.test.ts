@@ -107,6 +107,7 @@ describe("VectorIndexes", () => {
     const store: KvNode = {
       id: "flaky",
       readsNow: "never",
+      rawNow: undefined,
       getManyNow: () => undefined,
       getMany: async (keys): Promise<ReadSlot[]> => (down ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
       putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),

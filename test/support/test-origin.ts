@@ -30,6 +30,9 @@ export class TestOrigin extends ForwardingKvNode {
   override getManyNow(): undefined {
     return undefined;
   }
+  override get rawNow(): undefined {
+    return undefined;
+  }
 
   /** Holds every read until `release()`. */
   hold(): void {

@@ -1,0 +1,44 @@
+import { expect, test } from "bun:test";
+import { runKvContract } from "../../test/kv-contract.ts";
+import { ArenaKvNode } from "../kv/arena-node.ts";
+import { MemoryKvNode } from "../kv/memory-node.ts";
+import { MeteredKvNode, MetricsRegistry } from "../ops/index.ts";
+import { ShardedStore } from "./sharded-store.ts";
+
+const arenas = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `a${i}`, weight: 1, node: new ArenaKvNode(`a${i}`) }));
+
+runKvContract("ShardedStore of 4 ArenaKvNodes behind MeteredKvNode (the embedded default)", async () => {
+  const ring = new ShardedStore(arenas(4));
+  const node = new MeteredKvNode(ring, new MetricsRegistry({ defaultMetrics: false }));
+  return { node, dispose: () => node.close() };
+});
+
+test("raw reads exist only while every member offers them, and follow membership changes", () => {
+  const ring = new ShardedStore(arenas(2));
+  expect(ring.rawNow).toBeDefined();
+  ring.setMembers([...arenas(2), { id: "m", weight: 1, node: new MemoryKvNode("m") }]);
+  expect(ring.rawNow).toBeUndefined();
+  ring.setMembers(arenas(3));
+  expect(ring.rawNow).toBeDefined();
+});
+
+test("raw reads across members report each key at its request index, and are metered as one read", async () => {
+  const ring = new ShardedStore(arenas(4));
+  const metrics = new MetricsRegistry({ defaultMetrics: false });
+  const node = new MeteredKvNode(ring, metrics);
+  const keys = Array.from({ length: 50 }, (_, i) => `v@1/driver_id=i${1000 + i}`);
+  await node.putMany(keys.filter((_, i) => i % 3 !== 0).map((key, i) => ({ key, row: { ts: 100 + i, values: [i] } })));
+  const now = node.getManyNow(keys)!;
+  const seen: number[] = [];
+  const found = node.rawNow!.readRaw(keys, {
+    row(index, _bytes, _view, _start, _end, ts) {
+      seen.push(index);
+      expect(ts).toBe((now[index] as { ts: number }).ts);
+    },
+  });
+  expect(seen).toEqual(keys.map((_, i) => i).filter((i) => i % 3 !== 0));
+  expect(found).toBe(seen.length);
+  const text = await metrics.render();
+  expect(text).toContain(`quiver_store_keys_total{op="get",result="found"} ${2 * seen.length}`);
+  expect(text).toContain(`quiver_store_keys_total{op="get",result="missing"} ${2 * (keys.length - seen.length)}`);
+});
