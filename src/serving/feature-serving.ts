@@ -1,6 +1,7 @@
 import type { PutOutcome } from "../kv/kv-node.ts";
 import type { Registry, RegistryHolder } from "../registry/index.ts";
 import type { LookupResult, LookupService } from "./lookup-service.ts";
+import type { RawRows } from "./raw-rows.ts";
 import { type LookupDialect, type PlannedLookup, planLookup } from "./lookup-request.ts";
 import { type PushDialect, planPush } from "./push-request.ts";
 import type { PushService } from "./push-service.ts";
@@ -44,6 +45,14 @@ export class FeatureServing {
   /** Runs a planned lookup; synchronous when every key is in memory. */
   lookup(plan: PlannedLookup, options?: CallOptions): LookupResult | Promise<LookupResult> {
     return this.lookups.lookup(plan.query, options);
+  }
+
+  /**
+   * Runs a planned lookup straight from the stored bytes when the store and
+   * the request allow it (see LookupService.lookupRaw); undefined otherwise.
+   */
+  lookupRaw<T>(plan: PlannedLookup, write: (rows: RawRows, fullFeatureNames: boolean) => T | undefined): T | undefined {
+    return this.lookups.lookupRaw(plan.query, write, plan.fullFeatureNames);
   }
 
   /** Validates every pushed row, then writes them as one last-write-wins batch. */

@@ -2,6 +2,7 @@ import type { FeatureValue, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
+import { RawRows } from "./raw-rows.ts";
 import { Status } from "./statuses.ts";
 
 /** A validated lookup: what to read, for which entities, and how to answer misses. */
@@ -73,6 +74,35 @@ export class LookupService {
     const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
   }
+
+  /**
+   * A single-view lookup answered from the stored bytes: when the store hands
+   * rows over raw (`KvNode.rawNow`, the embedded store), `write` turns them
+   * into the answer directly, without value objects or a LookupResult. Answers
+   * undefined when this path does not apply (several views, a store without
+   * raw reads, or `write` declining a row's bytes): the caller then calls
+   * `lookup`. `arg` is handed to `write` as it is (no closure per request).
+   * Same statuses and defaults as `lookup` (tests compare the two).
+   */
+  lookupRaw<T, A>(q: LookupQuery, write: (rows: RawRows, arg: A) => T | undefined, arg: A): T | undefined {
+    const raw = this.store.rawNow;
+    if (raw === undefined) return undefined;
+    const plan = this.planOf(q.refs);
+    if (plan.views.length !== 1) return undefined;
+    const view = plan.views[0]!;
+    const keys = entityKeys(q.entities, view.joinKeys, view.keyPrefix);
+    const rows = this.rawRows;
+    rows.begin(keys.length, q.refs, q.fillDefaults);
+    try {
+      raw.readRaw(keys, rows);
+      rows.ageRows(view.maxAgeMs, this.clock());
+      return write(rows, arg);
+    } finally {
+      rows.release();
+    }
+  }
+
+  private readonly rawRows = new RawRows();
 
   /** Which views a request reads and where each ref reads from; a single view's plan is made once. */
   private planOf(refs: readonly FeatureRef[]): Plan {

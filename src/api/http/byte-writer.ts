@@ -61,6 +61,21 @@ export class ByteWriter {
     this.pos = p;
   }
 
+  /** Bytes of another buffer, [start, end): stored values copied as they are. */
+  copy(src: Uint8Array, start: number, end: number): void {
+    const n = end - start;
+    this.ensure(n);
+    if (n > SMALL_COPY) {
+      this.buf.set(src.subarray(start, end), this.pos);
+      this.pos += n;
+      return;
+    }
+    const buf = this.buf;
+    let p = this.pos;
+    for (let i = start; i < end; i++) buf[p++] = src[i]!;
+    this.pos = p;
+  }
+
   /** Writes again the bytes at [start, end) of this answer (a value repeated within it). */
   again(start: number, end: number): void {
     const n = end - start;

@@ -1,7 +1,9 @@
-import { type LookupResult, STATUS_NAMES } from "../../serving/index.ts";
+import { indexRowValues } from "../../kv/row-index.ts";
+import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
 import { mpArrayHeader, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
+import { storedJson } from "./stored-json.ts";
 
 /**
  * Writes /v1/lookup's answer — `{"featureNames": [...], "rows": [{"values",
@@ -18,6 +20,127 @@ import { mpArrayHeader, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
  */
 export class NativeAnswerEncoder {
   private readonly out = new ByteWriter();
+  /** Value offsets of the stored row being written (see indexRowValues); rows wider than this take the decoding path. */
+  private readonly offsets = new Int32Array(4097);
+  /** Per-feature statuses of the row being written. */
+  private rowStatus = new Uint8Array(64);
+
+  /**
+   * The same JSON answer as `json`, written from the stored bytes of a
+   * single-view lookup (LookupService.lookupRaw): stored values are
+   * transcoded (stored-json.ts), defaults and statuses follow `fill`'s rules.
+   * Undefined when a row holds bytes outside the checked shapes (the caller
+   * decodes instead). Byte-identical to `json` (native-answer.test.ts).
+   */
+  jsonRows(rows: RawRows, full: boolean): Uint8Array | undefined {
+    const w = this.out;
+    w.reset();
+    w.bytes(J_OPEN_NAMES);
+    const refs = rows.refs;
+    const nf = refs.length;
+    for (let c = 0; c < nf; c++) {
+      if (c > 0) w.byte(COMMA);
+      const f = refs[c]!.feature;
+      jsonString(w, full ? f.fullName : f.name);
+    }
+    w.bytes(J_ROWS);
+    const st = this.statusScratch(nf);
+    const offsets = this.offsets;
+    for (let r = 0; r < rows.rowCount; r++) {
+      w.bytes(r === 0 ? J_ROW_FIRST : J_ROW_NEXT);
+      const bytes = rows.bytes[r];
+      let count = 0;
+      if (bytes !== undefined) {
+        count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
+        if (count < 0) return undefined;
+      }
+      const rowStatus = rows.status[r]!;
+      for (let c = 0; c < nf; c++) {
+        if (c > 0) w.byte(COMMA);
+        const feature = refs[c]!.feature;
+        const fi = feature.index;
+        if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
+          storedJson(w, bytes, rows.views[r]!, offsets[fi]!);
+          st[c] = rowStatus;
+        } else {
+          jsonValue(w, rows.fillDefaults ? feature.defaultValue : null);
+          st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+        }
+      }
+      w.bytes(J_STATUSES);
+      for (let c = 0; c < nf; c++) {
+        if (c > 0) w.byte(COMMA);
+        w.bytes(J_STATUS[st[c]!]!);
+      }
+      w.bytes(J_TIMESTAMPS);
+      // Every feature of a single-view row has the row's event time (0 when not found).
+      const tsStart = w.pos;
+      jsonNumber(w, rows.ts[r]!);
+      const tsEnd = w.pos;
+      for (let c = 1; c < nf; c++) {
+        w.byte(COMMA);
+        w.again(tsStart, tsEnd);
+      }
+      w.bytes(J_ROW_CLOSE);
+    }
+    w.bytes(J_CLOSE);
+    return w.written();
+  }
+
+  /** The same MessagePack answer as `msgpack`, from the stored bytes: stored values are copied as they are. */
+  msgpackRows(rows: RawRows, full: boolean): Uint8Array | undefined {
+    const w = this.out;
+    w.reset();
+    w.bytes(M_OPEN_NAMES);
+    const refs = rows.refs;
+    const nf = refs.length;
+    mpArrayHeader(w, nf);
+    for (let c = 0; c < nf; c++) {
+      const f = refs[c]!.feature;
+      mpString(w, full ? f.fullName : f.name);
+    }
+    w.bytes(M_ROWS);
+    mpArrayHeader(w, rows.rowCount);
+    const st = this.statusScratch(nf);
+    const offsets = this.offsets;
+    for (let r = 0; r < rows.rowCount; r++) {
+      w.bytes(M_ROW_VALUES);
+      mpArrayHeader(w, nf);
+      const bytes = rows.bytes[r];
+      let count = 0;
+      if (bytes !== undefined) {
+        count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
+        if (count < 0) return undefined;
+      }
+      const rowStatus = rows.status[r]!;
+      for (let c = 0; c < nf; c++) {
+        const feature = refs[c]!.feature;
+        const fi = feature.index;
+        if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
+          w.copy(bytes, offsets[fi]!, offsets[fi + 1]!);
+          st[c] = rowStatus;
+        } else {
+          mpValue(w, rows.fillDefaults ? feature.defaultValue : null);
+          st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+        }
+      }
+      w.bytes(M_STATUSES);
+      mpArrayHeader(w, nf);
+      for (let c = 0; c < nf; c++) w.bytes(M_STATUS[st[c]!]!);
+      w.bytes(M_TIMESTAMPS);
+      mpArrayHeader(w, nf);
+      const tsStart = w.pos;
+      mpNumber(w, rows.ts[r]!);
+      const tsEnd = w.pos;
+      for (let c = 1; c < nf; c++) w.again(tsStart, tsEnd);
+    }
+    return w.written();
+  }
+
+  private statusScratch(nf: number): Uint8Array {
+    if (this.rowStatus.length < nf) this.rowStatus = new Uint8Array(nf);
+    return this.rowStatus;
+  }
 
   json(result: LookupResult, full: boolean): Uint8Array {
     const w = this.out;
@@ -108,6 +231,9 @@ export class NativeAnswerEncoder {
     return w.written();
   }
 }
+
+/** MessagePack nil: a value stored as null. */
+const NIL = 0xc0;
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 

@@ -1,4 +1,4 @@
-import { type LookupResult, QUIVER_LOOKUP, QUIVER_PUSH } from "../../serving/index.ts";
+import { type LookupResult, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
 import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
@@ -14,6 +14,8 @@ const PUSH_FIELDS = new Set(["featureView", "rows"]);
 export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
   const { limits, serving } = deps;
   const answers = new NativeAnswerEncoder();
+  const fromRowsJson = (rows: RawRows, full: boolean) => answers.jsonRows(rows, full);
+  const fromRowsMsgpack = (rows: RawRows, full: boolean) => answers.msgpackRows(rows, full);
 
   /** After the body: plan, read (synchronously when every key is in memory), encode. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
@@ -21,7 +23,11 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     rejectUnknownFields(body, LOOKUP_FIELDS);
     const plan = serving.planLookup(body, QUIVER_LOOKUP);
     const asMsgpack = wantsMsgpack(req.headers.get("accept"));
-    const result = serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
+    const deadline = lookupDeadline(req, limits.lookupTimeoutMs);
+    // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
+    const stored = serving.lookupRaw(plan, asMsgpack ? fromRowsMsgpack : fromRowsJson);
+    if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined);
+    const result = serving.lookup(plan, { deadline });
     if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack));
     return encode(result, plan.fullFeatureNames, asMsgpack);
   };

@@ -1,0 +1,119 @@
+import { beforeAll, describe, expect, test } from "bun:test";
+import fc from "fast-check";
+import { ArenaKvNode } from "../../kv/arena-node.ts";
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import { type CompiledView, loadRegistryFile, type Registry } from "../../registry/index.ts";
+import { ColumnEntities, LookupService, type RawRows } from "../../serving/index.ts";
+import { ShardedStore } from "../../store/sharded-store.ts";
+import { NativeAnswerEncoder } from "./native-answer.ts";
+
+/**
+ * Answers written from the stored bytes (LookupService.lookupRaw +
+ * jsonRows / msgpackRows) must be byte for byte the answers of the decoding
+ * path (lookup + json / msgpack), for any stored values, feature choice and
+ * order, missing rows, nulls, defaults on or off, stale rows and name style;
+ * and rows holding bytes outside the checked shapes must decline, so the
+ * caller decodes.
+ */
+
+const NOW = 1_700_000_000_000;
+let registry: Registry;
+let view: CompiledView;
+
+beforeAll(async () => {
+  registry = await loadRegistryFile(`${import.meta.dir}/../../registry/example-registry.yaml`, NOW);
+  view = registry.views.get("driver_hourly_stats")!;
+});
+
+const scalar = fc.oneof(
+  fc.double(),
+  fc.integer({ min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }),
+  fc.constantFrom(0, -1, 127, 128, 255, 256, 65535, 65536, 2 ** 32, -(2 ** 31) - 1, 2 ** 53 + 2, -(2 ** 60), 1e21, -0),
+  fc.string({ unit: "binary" }),
+  fc.string(),
+  fc.boolean(),
+  fc.constant(null),
+);
+const value: fc.Arbitrary<FeatureValue> = fc.oneof(
+  scalar as fc.Arbitrary<FeatureValue>,
+  fc.array(fc.double(), { maxLength: 5 }),
+  fc.array(fc.string({ unit: "binary" }), { maxLength: 4 }),
+  fc.array(fc.boolean(), { maxLength: 3 }),
+);
+
+function setup() {
+  const nodes = Array.from({ length: 3 }, (_, i) => ({ id: `a${i}`, weight: 1, node: new ArenaKvNode(`a${i}`) }));
+  const store = new ShardedStore(nodes);
+  return { store, service: new LookupService(store, () => NOW) };
+}
+
+const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : new TextDecoder().decode(b));
+
+describe("answers from stored bytes", () => {
+  test("equal the decoding path's answers, JSON and MessagePack (property)", async () => {
+    const { store, service } = setup();
+    const enc = new NativeAnswerEncoder();
+    const width = view.features.length;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ present: fc.boolean(), values: fc.array(value, { minLength: 0, maxLength: width + 2 }), age: fc.integer({ min: 0, max: 3 * 86_400_000 }) }), { minLength: 0, maxLength: 8 }),
+        fc.uniqueArray(fc.integer({ min: 0, max: width - 1 }), { minLength: 1, maxLength: width }),
+        fc.boolean(),
+        fc.boolean(),
+        async (rows, featureIdx, fillDefaults, full) => {
+          const ids = rows.map((_, i) => 50_000 + i);
+          const present = rows.flatMap((r, i) => (r.present ? [{ key: `${view.keyPrefix}driver_id=i${ids[i]}`, row: { ts: NOW - r.age, values: r.values } }] : []));
+          await store.deleteMany(ids.map((id) => `${view.keyPrefix}driver_id=i${id}`));
+          await store.putMany(present);
+          const refs = featureIdx.map((i) => ({ view, feature: view.features[i]! }));
+          const q = { refs, entities: new ColumnEntities({ driver_id: ids }, "entities"), fillDefaults };
+          const decoded = await service.lookup(q);
+          const expectedJson = text(enc.json(decoded, full));
+          const expectedMsgpack = Buffer.from(enc.msgpack(decoded, full));
+          const json = service.lookupRaw(q, (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), full);
+          const mp = service.lookupRaw(q, (r: RawRows, f: boolean) => {
+            const b = enc.msgpackRows(r, f);
+            return b === undefined ? undefined : Buffer.from(b);
+          }, full);
+          // Declining is allowed (the caller decodes); a written answer must be exact.
+          if (json !== undefined) expect(json).toBe(expectedJson!);
+          if (mp !== undefined) expect(mp.equals(expectedMsgpack)).toBe(true);
+        },
+      ),
+      { numRuns: 400, seed: 20261203 },
+    );
+  });
+
+  test("the ordinary demo-like rows are written, not declined; rows outside the checked shapes decline", async () => {
+    const { store, service } = setup();
+    const enc = new NativeAnswerEncoder();
+    const key = (id: number) => `${view.keyPrefix}driver_id=i${id}`;
+    const plain: FeatureValue[] = [0.25, 0.9, 12, true, "Porto", "sedan", 4.5, 7.5, [1, 2, 3], [4.5, 4.75]];
+    await store.putMany([
+      { key: key(1), row: { ts: NOW - 1000, values: plain } },
+      // A lone surrogate: only the library's decoder restores its bytes.
+      { key: key(2), row: { ts: NOW - 1000, values: ["\ud800", ...plain.slice(1)] } },
+      // Lists nested twice.
+      { key: key(3), row: { ts: NOW - 1000, values: [[[1]] as unknown as FeatureValue, ...plain.slice(1)] } },
+    ]);
+    const refs = view.features.map((feature) => ({ view, feature }));
+    const q = (id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
+    const written = service.lookupRaw(q(1), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false);
+    expect(written).toBe(text(enc.json(await service.lookup(q(1)), false)));
+    expect(service.lookupRaw(q(2), (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeUndefined();
+    expect(service.lookupRaw(q(3), (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false)).toBeUndefined();
+  });
+
+  test("a store without raw reads, or a request over several views, is not answered here", async () => {
+    const service = new LookupService(new ShardedStore([{ id: "m", weight: 1, node: new (await import("../../kv/memory-node.ts")).MemoryKvNode("m") }]), () => NOW);
+    const refs = [{ view, feature: view.features[0]! }];
+    expect(service.lookupRaw({ refs, entities: new ColumnEntities({ driver_id: [1] }, "entities"), fillDefaults: true }, () => "written", false)).toBeUndefined();
+    const other = registry.views.get("customer_profile")!;
+    const { service: raw } = setup();
+    const mixed = [
+      { view, feature: view.features[0]! },
+      { view: other, feature: other.features[0]! },
+    ];
+    expect(raw.lookupRaw({ refs: mixed, entities: new ColumnEntities({ driver_id: [1], customer_id: ["c1"] }, "entities"), fillDefaults: true }, () => "written", false)).toBeUndefined();
+  });
+});

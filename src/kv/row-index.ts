@@ -1,0 +1,91 @@
+/**
+ * Where each value of a stored row sits, without decoding it: for answers
+ * written straight from the stored MessagePack (`KvNode.rawNow`). Fills
+ * `offsets[i]` with the start of value i and `offsets[count]` with the end,
+ * and answers the count, or -1 when the row holds anything outside the shapes
+ * FeatureValue allows and the library's own encoding of them: maps, binary,
+ * extensions, float32, arrays nested deeper than one level, and strings that
+ * may hold a lone surrogate (@msgpack/msgpack writes those as raw 0xED
+ * sequences, which only its decoder restores). The caller then takes the
+ * decoding path, whose answer is always the library's.
+ */
+export function indexRowValues(bytes: Uint8Array, view: DataView, start: number, end: number, offsets: Int32Array): number {
+  if (start >= end) return -1;
+  const head = bytes[start]!;
+  let n: number;
+  let p = start + 1;
+  if (head >= 0x90 && head <= 0x9f) n = head & 0x0f;
+  else if (head === 0xdc && start + 3 <= end) {
+    n = view.getUint16(start + 1);
+    p = start + 3;
+  } else if (head === 0xdd && start + 5 <= end) {
+    n = view.getUint32(start + 1);
+    p = start + 5;
+  } else return -1;
+  if (n + 1 > offsets.length) return -1;
+  for (let i = 0; i < n; i++) {
+    offsets[i] = p;
+    p = skipValue(bytes, view, p, end, 0);
+    if (p < 0) return -1;
+  }
+  offsets[n] = p;
+  return p === end ? n : -1;
+}
+
+/** The position after the value at `p`, or -1 (unsupported or truncated). */
+function skipValue(bytes: Uint8Array, view: DataView, p: number, end: number, depth: number): number {
+  if (p >= end) return -1;
+  const b = bytes[p]!;
+  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return p + 1;
+  if (b >= 0xa0 && b <= 0xbf) return skipString(bytes, p + 1, b & 0x1f, end);
+  if (b >= 0x90 && b <= 0x9f) return skipArray(bytes, view, p + 1, b & 0x0f, end, depth);
+  switch (b) {
+    case 0xcc:
+    case 0xd0:
+      return fits(p + 2, end);
+    case 0xcd:
+    case 0xd1:
+      return fits(p + 3, end);
+    case 0xce:
+    case 0xd2:
+      return fits(p + 5, end);
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+      return fits(p + 9, end);
+    case 0xd9:
+      return p + 2 <= end ? skipString(bytes, p + 2, bytes[p + 1]!, end) : -1;
+    case 0xda:
+      return p + 3 <= end ? skipString(bytes, p + 3, view.getUint16(p + 1), end) : -1;
+    case 0xdb:
+      return p + 5 <= end ? skipString(bytes, p + 5, view.getUint32(p + 1), end) : -1;
+    case 0xdc:
+      return p + 3 <= end ? skipArray(bytes, view, p + 3, view.getUint16(p + 1), end, depth) : -1;
+    case 0xdd:
+      return p + 5 <= end ? skipArray(bytes, view, p + 5, view.getUint32(p + 1), end, depth) : -1;
+    default:
+      return -1;
+  }
+}
+
+function fits(next: number, end: number): number {
+  return next <= end ? next : -1;
+}
+
+function skipString(bytes: Uint8Array, p: number, len: number, end: number): number {
+  const stop = p + len;
+  if (stop > end) return -1;
+  for (let i = p; i < stop; i++) if (bytes[i] === 0xed) return -1;
+  return stop;
+}
+
+function skipArray(bytes: Uint8Array, view: DataView, p: number, n: number, end: number, depth: number): number {
+  // A row's values nest one level (row → list or embedding); deeper is left to the decoder.
+  if (depth >= 1 || n > end - p) return -1;
+  let q = p;
+  for (let i = 0; i < n; i++) {
+    q = skipValue(bytes, view, q, end, depth + 1);
+    if (q < 0) return -1;
+  }
+  return q;
+}
