@@ -1,7 +1,8 @@
 /**
  * Where each value of a stored row sits, without decoding it: for answers
  * written straight from the stored MessagePack (`KvNode.rawNow`). Fills
- * `offsets[i]` with the start of value i and `offsets[count]` with the end,
+ * `offsets[base + i]` with the start of value i and `offsets[base + count]`
+ * with the end (at most `room` slots),
  * and answers the count, or -1 when the row holds anything outside the shapes
  * FeatureValue allows and the library's own encoding of them: maps, binary,
  * extensions, float32, arrays nested deeper than one level, and strings that
@@ -9,7 +10,7 @@
  * sequences, which only its decoder restores). The caller then takes the
  * decoding path, whose answer is always the library's.
  */
-export function indexRowValues(bytes: Uint8Array, view: DataView, start: number, end: number, offsets: Int32Array): number {
+export function indexRowValues(bytes: Uint8Array, view: DataView, start: number, end: number, offsets: Int32Array, base = 0, room = offsets.length - base): number {
   if (start >= end) return -1;
   const head = bytes[start]!;
   let n: number;
@@ -22,13 +23,13 @@ export function indexRowValues(bytes: Uint8Array, view: DataView, start: number,
     n = view.getUint32(start + 1);
     p = start + 5;
   } else return -1;
-  if (n + 1 > offsets.length) return -1;
+  if (n + 1 > room) return -1;
   for (let i = 0; i < n; i++) {
-    offsets[i] = p;
+    offsets[base + i] = p;
     p = skipValue(bytes, view, p, end, 0);
     if (p < 0) return -1;
   }
-  offsets[n] = p;
+  offsets[base + n] = p;
   return p === end ? n : -1;
 }
 

@@ -51,8 +51,8 @@ export class FeatureServing {
    * Runs a planned lookup straight from the stored bytes when the store and
    * the request allow it (see LookupService.lookupRaw); undefined otherwise.
    */
-  lookupRaw<T>(plan: PlannedLookup, write: (rows: RawRows, fullFeatureNames: boolean) => T | undefined): T | undefined {
-    return this.lookups.lookupRaw(plan.query, write, plan.fullFeatureNames);
+  lookupRaw<T>(plan: PlannedLookup, write: (rows: RawRows, plan: PlannedLookup) => T | undefined): T | undefined {
+    return this.lookups.lookupRaw(plan.query, write, plan);
   }
 
   /** Validates every pushed row, then writes them as one last-write-wins batch. */

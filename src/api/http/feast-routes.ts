@@ -1,4 +1,4 @@
-import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup } from "../../serving/index.ts";
+import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, withBody } from "./body.ts";
 import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
@@ -15,11 +15,16 @@ import type { AddRoute } from "./route.ts";
 export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   const { limits, serving } = deps;
   const answers = new FeastAnswerEncoder();
+  const fromRows = (rows: RawRows, plan: PlannedLookup) => answers.jsonRows(rows, plan.entities, plan.fullFeatureNames);
 
   /** After the body: plan, read (synchronously when every key is in memory), encode in Feast's shape. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
     const plan = serving.planLookup(asObject(value), FEAST_LOOKUP);
-    const result = serving.lookup(plan, { deadline: lookupDeadline(req, limits.lookupTimeoutMs) });
+    const deadline = lookupDeadline(req, limits.lookupTimeoutMs);
+    // The embedded store hands rows over as bytes: the answer is written from them (nothing is unavailable in memory).
+    const stored = serving.lookupRaw(plan, fromRows);
+    if (stored !== undefined) return encodedAnswer(stored, false, undefined);
+    const result = serving.lookup(plan, { deadline });
     if (result instanceof Promise) return result.then((r) => encode(r, plan));
     return encode(result, plan);
   };

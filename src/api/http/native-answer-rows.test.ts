@@ -5,6 +5,7 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type CompiledView, loadRegistryFile, type Registry } from "../../registry/index.ts";
 import { ColumnEntities, LookupService, type RawRows } from "../../serving/index.ts";
 import { ShardedStore } from "../../store/sharded-store.ts";
+import { FeastAnswerEncoder } from "./feast-answer.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
 
 /**
@@ -53,7 +54,9 @@ describe("answers from stored bytes", () => {
   test("equal the decoding path's answers, JSON and MessagePack (property)", async () => {
     const { store, service } = setup();
     const enc = new NativeAnswerEncoder();
+    const feast = new FeastAnswerEncoder();
     const width = view.features.length;
+    let written = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ present: fc.boolean(), values: fc.array(value, { minLength: 0, maxLength: width + 2 }), age: fc.integer({ min: 0, max: 3 * 86_400_000 }) }), { minLength: 0, maxLength: 8 }),
@@ -78,10 +81,18 @@ describe("answers from stored bytes", () => {
           // Declining is allowed (the caller decodes); a written answer must be exact.
           if (json !== undefined) expect(json).toBe(expectedJson!);
           if (mp !== undefined) expect(mp.equals(expectedMsgpack)).toBe(true);
+          // Feast's column-major answer (Feast fills no defaults).
+          const fq = { ...q, fillDefaults: false };
+          const feastExpected = text(feast.json(await service.lookup(fq), fq.entities, full));
+          const feastJson = service.lookupRaw(fq, (r: RawRows, f: boolean) => text(feast.jsonRows(r, fq.entities, f)), full);
+          if (feastJson !== undefined) expect(feastJson).toBe(feastExpected!);
+          written += json === undefined ? 0 : 1;
         },
       ),
       { numRuns: 400, seed: 20261203 },
     );
+    // Most random rows are inside the checked shapes: the comparison above ran, not only the declines.
+    expect(written).toBeGreaterThan(200);
   });
 
   test("the ordinary demo-like rows are written, not declined; rows outside the checked shapes decline", async () => {

@@ -1,4 +1,4 @@
-import { type LookupResult, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
+import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
 import { degradedHeaders, lookupDeadline } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
@@ -14,8 +14,8 @@ const PUSH_FIELDS = new Set(["featureView", "rows"]);
 export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
   const { limits, serving } = deps;
   const answers = new NativeAnswerEncoder();
-  const fromRowsJson = (rows: RawRows, full: boolean) => answers.jsonRows(rows, full);
-  const fromRowsMsgpack = (rows: RawRows, full: boolean) => answers.msgpackRows(rows, full);
+  const fromRowsJson = (rows: RawRows, plan: PlannedLookup) => answers.jsonRows(rows, plan.fullFeatureNames);
+  const fromRowsMsgpack = (rows: RawRows, plan: PlannedLookup) => answers.msgpackRows(rows, plan.fullFeatureNames);
 
   /** After the body: plan, read (synchronously when every key is in memory), encode. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
