@@ -102,7 +102,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
   collectGarbage();
 
-  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs }) : undefined;
+  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }) : undefined;
   const admission = new AdaptiveAdmission({
     ...(pressure !== undefined ? { pressure } : {}),
     queue: config.admissionQueue,

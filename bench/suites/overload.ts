@@ -28,18 +28,19 @@ export interface CpuOverload {
  * every lookup is answered in one turn of the event loop, so the only queue
  * is in the sockets and only the loop-turn signal (loop-pressure.ts) can
  * shed. Capacity is a closed loop on 4 connections (enough to keep the core
- * busy, few enough that a loop turn stays within the 2 ms target, so nothing
+ * busy, few enough that a loop turn stays within the 5 ms target, so nothing
  * is shed), then an open loop at 3x that capacity on OVERLOAD_CONNECTIONS; the
  * pair runs ROUNDS times, alternating, and the median round's ratio is kept
  * (a burst of outside load on this shared machine hits one round, not the
  * figure). Latency at 1/4 capacity is measured before (the unloaded p99) and
  * right after (recovery).
  */
-export async function cpuOverload(ctx: BenchContext, seconds: number): Promise<CpuOverload> {
+export async function cpuOverload(ctx: BenchContext, seconds: number, delayMs: number | null = null): Promise<CpuOverload> {
+  const setting = delayMs === null ? "default --overload-delay-ms 5" : `--overload-delay-ms ${delayMs}`;
   const port = freePort();
   const server = await startServer({
     name: "quiver, embedded store",
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(ENTITIES)],
+    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(ENTITIES), ...(delayMs === null ? [] : ["--overload-delay-ms", String(delayMs)])],
     cpu: ctx.serverCpu,
     port,
     readyPath: "/readyz",
@@ -67,11 +68,11 @@ export async function cpuOverload(ctx: BenchContext, seconds: number): Promise<C
     const unloadedP99 = unloaded.run.latencyMs.p99;
     const lagged = over.sendLagMs.p99 > 50;
     const checks: Check[] = [
-      { name: `CPU-bound overload at 3x capacity (${BATCH}-entity lookups, embedded store): goodput, median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
-      { name: "CPU-bound overload at 3x: p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)", unit: "ms", baseline: unloadedP99, measured: admittedP99, ratio: ratio(admittedP99, unloadedP99), target: "<= 2", pass: admittedP99 === null ? null : admittedP99 / unloadedP99 <= 2 },
-      { name: "CPU-bound overload at 3x: p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)", unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
-      { name: "CPU-bound overload at 3x: answers shed with 503, share of all", unit: "share", baseline: null, measured: share(m.over, "503"), ratio: null, target: "info", pass: null },
-      { name: "CPU-bound overload: p99 at 1/4 capacity right after the overload (baseline: before it)", unit: "ms", baseline: unloadedP99, measured: after.run.latencyMs.p99, ratio: ratio(after.run.latencyMs.p99, unloadedP99), target: "info (recovers at once)", pass: null },
+      { name: `CPU-bound overload at 3x capacity (${BATCH}-entity lookups, embedded store, ${setting}): goodput, median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
+      { name: `CPU-bound overload at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)`, unit: "ms", baseline: unloadedP99, measured: admittedP99, ratio: ratio(admittedP99, unloadedP99), target: delayMs === null ? "info (<= 2 is the goal; the 2 ms setting holds it)" : "<= 2", pass: delayMs === null || admittedP99 === null ? null : admittedP99 / unloadedP99 <= 2 },
+      { name: `CPU-bound overload at 3x (${setting}): p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)`, unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
+      { name: `CPU-bound overload at 3x (${setting}): answers shed with 503, share of all`, unit: "share", baseline: null, measured: share(m.over, "503"), ratio: null, target: "info", pass: null },
+      { name: `CPU-bound overload (${setting}): p99 at 1/4 capacity right after the overload (baseline: before it)`, unit: "ms", baseline: unloadedP99, measured: after.run.latencyMs.p99, ratio: ratio(after.run.latencyMs.p99, unloadedP99), target: "info (recovers at once)", pass: null },
     ];
     return {
       checks,
@@ -81,7 +82,7 @@ export async function cpuOverload(ctx: BenchContext, seconds: number): Promise<C
         median: { capacityRps: m.capacity, goodput: m.goodput, admittedP99Ms: admittedP99, shedP99Ms: shedP99, generatorLagged: lagged },
         after: summary(after),
       },
-      note: `CPU-bound overload: the default server (embedded store, ${ENTITIES.toLocaleString("en-US")} drivers), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (--overload-delay-ms 2); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lagged ? "The generator's send lag p99 exceeded 50 ms in the median round: its 3x figures are bounded by the generator, not the server." : "Generator send lag p99 within 50 ms in the median round."}`,
+      note: `CPU-bound overload: the default server (embedded store, ${ENTITIES.toLocaleString("en-US")} drivers), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (${setting}); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lagged ? "The generator's send lag p99 exceeded 50 ms in the median round: its 3x figures are bounded by the generator, not the server." : "Generator send lag p99 within 50 ms in the median round."}`,
     };
   } finally {
     await server.stop();

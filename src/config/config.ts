@@ -38,6 +38,7 @@ export interface QuiverConfig {
   readonly admissionQueue: number;
   readonly admissionQueueTimeoutMs: number;
   readonly overloadDelayMs: number;
+  readonly overloadIntervalMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
@@ -119,7 +120,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
   { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
   { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503", parse: int(1, 60_000) },
-  { key: "overloadDelayMs", flag: "--overload-delay-ms", env: "QUIVER_OVERLOAD_DELAY_MS", default: "2", help: "CPU overload shedding: once event-loop turns have run longer than this (ms) for 50 ms under load, lookups and pushes that waited in their turn longer get 503 at once; 0 = off", parse: int(0, 10_000) },
+  { key: "overloadDelayMs", flag: "--overload-delay-ms", env: "QUIVER_OVERLOAD_DELAY_MS", default: "5", help: "CPU overload shedding: once event-loop turns have run longer than this (ms) for --overload-interval-ms under load, lookups and pushes that waited in their turn longer get 503 at once; 0 = off", parse: int(0, 10_000) },
+  { key: "overloadIntervalMs", flag: "--overload-interval-ms", env: "QUIVER_OVERLOAD_INTERVAL_MS", default: "100", help: "How long turns must run over --overload-delay-ms before CPU overload shedding starts, and stay within it before it ends", parse: int(1, 60_000) },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
 ];
 

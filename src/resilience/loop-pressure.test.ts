@@ -88,14 +88,22 @@ describe("TurnSojourn", () => {
     // Clients take 3 ms to send again between turns: still one overload, still shedding.
     for (let i = 0; i < 20; i++) expect(loop.turn(30, 0.3, 3, 0.01)).toBe(7);
     expect(loop.p.overloaded).toBe(true);
-    // Load drops: short turns (and idle time) for 49 ms keep the state, 50 ms end it.
+    // Load drops: short turns (and idle time) for 45 ms keep the state, 50 ms end it.
     const calm = loop.now - 3; // the last overloaded turn ended before its 3 ms gap
-    while (loop.now - calm < 49) loop.turn(3, 0.3, 1);
+    while (loop.now - calm < 45) loop.turn(3, 0.3, 1);
     expect(loop.p.overloaded).toBe(true);
     while (loop.now - calm < 51) loop.turn(3, 0.3, 1);
     expect(loop.p.overloaded).toBe(false);
     // Then a queue is served in full again until a new stretch builds up.
     expect(loop.turn(30, 0.3)).toBe(30);
+  });
+
+  test("reads as over once sustainMs has passed without an over-target turn, even with no request arriving to notice", () => {
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 10; i++) loop.turn(30, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    loop.turn(0, 0, 60);
+    expect(loop.p.overloaded).toBe(false);
   });
 
   test("bursts separated by idle time never add up to an overload", () => {

@@ -36,9 +36,9 @@ export interface LoopPressure {
 }
 
 export interface LoopPressureOptions {
-  /** Sojourn (ms) a request may have waited in its turn and still be served under overload (default 2). */
+  /** Sojourn (ms) a request may have waited in its turn and still be served under overload (default 5, CoDel's target). */
   readonly targetMs?: number;
-  /** How long (ms) turns must run over the target, back to back, before shedding starts (default 50). */
+  /** How long (ms) turns must run over the target, back to back, before shedding starts, and stay within it before it ends (default 100, CoDel's interval). */
   readonly sustainMs?: number;
   /** Requests that must arrive meanwhile (default 100): without a queue of them there is nothing to shed. */
   readonly minArrivals?: number;
@@ -74,16 +74,17 @@ export class TurnSojourn implements LoopPressure {
     private readonly now: () => number = () => performance.now(),
     private readonly atEndOfTurn: EndOfTurn = realEndOfTurn,
   ) {
-    this.target = options.targetMs ?? 2;
-    this.sustain = options.sustainMs ?? 50;
+    this.target = options.targetMs ?? 5;
+    this.sustain = options.sustainMs ?? 100;
     this.minArrivals = options.minArrivals ?? 100;
     if (!(this.target > 0)) throw new Error(`overload delay target: expected > 0 ms, got ${this.target}`);
     if (!(this.sustain >= 0)) throw new Error(`overload sustain: expected >= 0 ms, got ${this.sustain}`);
     this.endTurn = () => this.finishTurn(this.now());
   }
 
+  /** Read live: with no requests arriving, the overload is over once `sustain` has passed since the last over-target turn. */
   get overloaded(): boolean {
-    return this.dropping;
+    return this.dropping && this.now() - this.lastOverEnd < this.sustain;
   }
 
   get lastTurnMs(): number {
