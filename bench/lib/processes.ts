@@ -132,3 +132,13 @@ export async function cpuSeconds(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/**
+ * Pins a running process (this one, for in-process measurements, or a helper
+ * it started) to `cpus` with `taskset -cp`; a no-op where taskset is missing.
+ */
+export function pinProcess(pid: number, cpus: string): void {
+  if (!canPin()) return;
+  const r = Bun.spawnSync(["taskset", "-cp", cpus, String(pid)], { stdout: "ignore", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`taskset -cp ${cpus} ${pid}: ${r.stderr.toString().trim()}`);
+}

@@ -7,7 +7,7 @@ import { ColumnEntities, LookupService } from "../../src/serving/index.ts";
 import { StaticDiscovery } from "../../src/shard/discovery.ts";
 import { ReplicaSet } from "../../src/shard/replica-set.ts";
 import { ShardedStore } from "../../src/store/sharded-store.ts";
-import { freePort, startServer } from "../lib/processes.ts";
+import { freePort, pinProcess, startServer } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
@@ -53,7 +53,9 @@ export const resilienceSuite: Suite = {
       const guarded = new ShardedStore(sets.map((s) => ({ id: s.id, weight: 1, node: guardShard(s, { ...s.tuning, requestTimeoutMs: 1000 }, IGNORE_OBSERVER) })));
       await loadRows(plain, view.keyPrefix, view.features.length);
 
-      // 1. Policies on vs off.
+      // 1. Policies on vs off, in this process: pinned to the server core, the redis-servers to the driver core, as bench/policy-overhead.ts runs it.
+      pinProcess(process.pid, ctx.serverCpu);
+      for (const s of servers) pinProcess(s.pid, ctx.driverCpu);
       const off = new LookupService(plain);
       const on = new LookupService(guarded);
       const rounds: { off: number; on: number }[] = [];
@@ -71,6 +73,7 @@ export const resilienceSuite: Suite = {
       const medianRatio = paired[Math.floor(paired.length / 2)]!;
       const bestOff = Math.max(...rounds.map((r) => r.off));
       const bestOn = Math.max(...rounds.map((r) => r.on));
+      pinProcess(process.pid, `${ctx.driverCpu},${ctx.serverCpu}`);
 
       // 2. A hung shard.
       const hung = await hungShard(guarded, servers[0]!, sets[0]!.id, refs, quick() ? 1500 : 3000, ctx);
@@ -135,7 +138,7 @@ export const resilienceSuite: Suite = {
         },
         targets: { policyRatio: ">= 0.95", hungAfterOpenP99Ms: "<= 5", goodputRatio: ">= 0.9" },
         notes: [
-          `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per side per round, ${POLICY_ROUNDS} rounds (the side that runs first alternates); the ratio is the median of the rounds' paired ratios.`,
+          `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts (this process pinned to the server core, the redis-servers to the driver core) run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per side per round, ${POLICY_ROUNDS} rounds (the side that runs first alternates); the ratio is the median of the rounds' paired ratios.`,
           "Hung shard: SIGSTOP of one shard's redis-server under 4 concurrent lookup loops over all keys; breaker defaults (5 failures in 10 s).",
           `Overload: Quiver server pinned to core ${ctx.serverCpu} with adaptive admission; generator on core ${ctx.driverCpu}; the open loop's p99 counts shed answers too. If requests.unsent or sendLagMs is large, the generator, not the server, was the limit: the overload figures are then not meaningful.`,
           cpu.note,
