@@ -97,6 +97,8 @@ export const resilienceSuite: Suite = {
       const cap = capacity.run.rate.achieved;
       const unloaded = await generator(ctx, server, "resilience-unloaded", { scenario: "lookup", batch: 1, mode: "open", rate: Math.max(1, Math.round(cap / 4)), connections: 64, entities: ENTITIES, duration: dur, warmup: "1s" });
       const over = await generator(ctx, server, "resilience-overload-3x", { scenario: "lookup", batch: 1, mode: "open", rate: Math.round(cap * 3), connections: 512, entities: ENTITIES, duration: dur, warmup: "1s" });
+      // 3x a single-lookup capacity is beyond what the one-core generator sends on time: then its figures measure the generator.
+      const overLagged = over.run.sendLagMs.p99 > 50;
       const ok = over.run.statusCounts["200"] ?? 0;
       const shed = over.run.statusCounts["503"] ?? 0;
       const answered = Object.values(over.run.statusCounts).reduce((a, b) => a + b, 0);
@@ -113,7 +115,15 @@ export const resilienceSuite: Suite = {
         { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },
         { name: "hung shard: p99 of its keys once the breaker is open", unit: "ms", baseline: null, measured: hung.afterOpenP99Ms, ratio: null, target: "<= 5 ms", pass: hung.afterOpenP99Ms <= 5 },
         { name: "hung shard: p99 of the other shards' keys meanwhile (baseline: before the hang)", unit: "ms", baseline: hung.othersBeforeP99Ms, measured: hung.othersDuringP99Ms, ratio: ratio(hung.othersDuringP99Ms, hung.othersBeforeP99Ms), target: "info", pass: null },
-        { name: "overload at 3x capacity, single-entity lookups on 3 Redis shards: goodput (200s/s; baseline: capacity, closed loop)", unit: "req/s", baseline: cap, measured: goodput, ratio: ratio(goodput, cap), target: ">= 0.9", pass: goodput / cap >= 0.9 },
+        {
+          name: `overload at 3x capacity, single-entity lookups on 3 Redis shards: goodput (200s/s; baseline: capacity, closed loop)${overLagged ? `; NOT MEANINGFUL: the generator lagged (send lag p99 ${over.run.sendLagMs.p99} ms)` : ""}`,
+          unit: "req/s",
+          baseline: cap,
+          measured: goodput,
+          ratio: ratio(goodput, cap),
+          target: ">= 0.9",
+          pass: overLagged ? null : goodput / cap >= 0.9,
+        },
         { name: "overload at 3x capacity, single-entity lookups on Redis: p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)", unit: "ms", baseline: unloaded.run.latencyMs.p99, measured: over.run.latencyByStatusMs["200"]?.p99 ?? null, ratio: ratio(over.run.latencyByStatusMs["200"]?.p99 ?? null, unloaded.run.latencyMs.p99), target: "info (<= 2 is the goal)", pass: null },
         { name: "overload at 3x capacity: answers shed with 503", unit: "requests", baseline: null, measured: shed, ratio: null, target: "info", pass: null },
         ...cpu.checks,
