@@ -1,4 +1,5 @@
 import { indexRowValues } from "../../kv/row-index.ts";
+import type { FeatureRef } from "../../registry/index.ts";
 import type { EntityInput, LookupResult, RawRows } from "../../serving/index.ts";
 import { STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
@@ -58,18 +59,7 @@ export class FeastAnswerEncoder {
     const refs = rows.refs;
     const nf = refs.length;
     const keys = entities.keyNames;
-    w.bytes(OPEN_NAMES);
-    for (let k = 0; k < keys.length; k++) {
-      if (k > 0) w.byte(COMMA);
-      jsonString(w, keys[k]!);
-    }
-    for (let c = 0; c < nf; c++) {
-      if (c > 0 || keys.length > 0) w.byte(COMMA);
-      const f = refs[c]!.feature;
-      jsonString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(RESULTS);
-    this.keyColumns(entities, n);
+    this.head(refs, entities, full, n);
     const offsets = this.offsets;
     const counts = this.counts;
     for (let c = 0; c < nf; c++) {
@@ -100,6 +90,24 @@ export class FeastAnswerEncoder {
     return w.written();
   }
 
+  /** The metadata (join key names, then feature names) and the join key columns. */
+  private head(refs: readonly FeatureRef[], entities: EntityInput, full: boolean, rows: number): void {
+    const w = this.out;
+    const keys = entities.keyNames;
+    w.bytes(OPEN_NAMES);
+    for (let k = 0; k < keys.length; k++) {
+      if (k > 0) w.byte(COMMA);
+      jsonString(w, keys[k]!);
+    }
+    for (let c = 0; c < refs.length; c++) {
+      if (c > 0 || keys.length > 0) w.byte(COMMA);
+      const f = refs[c]!.feature;
+      jsonString(w, full ? f.fullName : f.name);
+    }
+    w.bytes(RESULTS);
+    this.keyColumns(entities, rows);
+  }
+
   /** Join keys first, echoed from the request as PRESENT at the epoch. */
   private keyColumns(entities: EntityInput, rows: number): void {
     const w = this.out;
@@ -125,18 +133,7 @@ export class FeastAnswerEncoder {
     const rows = result.rowCount;
     const nf = result.refs.length;
     const keys = entities.keyNames;
-    w.bytes(OPEN_NAMES);
-    for (let k = 0; k < keys.length; k++) {
-      if (k > 0) w.byte(COMMA);
-      jsonString(w, keys[k]!);
-    }
-    for (let c = 0; c < nf; c++) {
-      if (c > 0 || keys.length > 0) w.byte(COMMA);
-      const f = result.refs[c]!.feature;
-      jsonString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(RESULTS);
-    this.keyColumns(entities, rows);
+    this.head(result.refs, entities, full, rows);
     const { values, statuses, timestamps } = result;
     for (let c = 0; c < nf; c++) {
       w.bytes(c === 0 && keys.length === 0 ? COLUMN_FIRST : COLUMN_NEXT);

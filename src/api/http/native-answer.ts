@@ -1,4 +1,5 @@
 import { indexRowValues } from "../../kv/row-index.ts";
+import type { FeatureRef } from "../../registry/index.ts";
 import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
@@ -35,15 +36,9 @@ export class NativeAnswerEncoder {
   jsonRows(rows: RawRows, full: boolean): Uint8Array | undefined {
     const w = this.out;
     w.reset();
-    w.bytes(J_OPEN_NAMES);
     const refs = rows.refs;
     const nf = refs.length;
-    for (let c = 0; c < nf; c++) {
-      if (c > 0) w.byte(COMMA);
-      const f = refs[c]!.feature;
-      jsonString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(J_ROWS);
+    this.jsonHead(refs, full);
     const st = this.statusScratch(nf);
     const offsets = this.offsets;
     for (let r = 0; r < rows.rowCount; r++) {
@@ -67,11 +62,7 @@ export class NativeAnswerEncoder {
           st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
         }
       }
-      w.bytes(J_STATUSES);
-      for (let c = 0; c < nf; c++) {
-        if (c > 0) w.byte(COMMA);
-        w.bytes(J_STATUS[st[c]!]!);
-      }
+      jsonStatuses(w, st, 0, nf);
       w.bytes(J_TIMESTAMPS);
       // Every feature of a single-view row has the row's event time (0 when not found).
       const tsStart = w.pos;
@@ -91,15 +82,10 @@ export class NativeAnswerEncoder {
   msgpackRows(rows: RawRows, full: boolean): Uint8Array | undefined {
     const w = this.out;
     w.reset();
-    w.bytes(M_OPEN_NAMES);
     const refs = rows.refs;
     const nf = refs.length;
-    mpArrayHeader(w, nf);
-    for (let c = 0; c < nf; c++) {
-      const f = refs[c]!.feature;
-      mpString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(M_ROWS);
+    w.bytes(M_OPEN_NAMES);
+    this.msgpackNames(refs, full);
     mpArrayHeader(w, rows.rowCount);
     const st = this.statusScratch(nf);
     const offsets = this.offsets;
@@ -137,6 +123,29 @@ export class NativeAnswerEncoder {
     return w.written();
   }
 
+  /** `{"featureNames":[...],"rows":[` */
+  private jsonHead(refs: readonly FeatureRef[], full: boolean): void {
+    const w = this.out;
+    w.bytes(J_OPEN_NAMES);
+    for (let c = 0; c < refs.length; c++) {
+      if (c > 0) w.byte(COMMA);
+      const f = refs[c]!.feature;
+      jsonString(w, full ? f.fullName : f.name);
+    }
+    w.bytes(J_ROWS);
+  }
+
+  /** The feature names array and the `rows` key, after the answer's map header. */
+  private msgpackNames(refs: readonly FeatureRef[], full: boolean): void {
+    const w = this.out;
+    mpArrayHeader(w, refs.length);
+    for (let c = 0; c < refs.length; c++) {
+      const f = refs[c]!.feature;
+      mpString(w, full ? f.fullName : f.name);
+    }
+    w.bytes(M_ROWS);
+  }
+
   private statusScratch(nf: number): Uint8Array {
     if (this.rowStatus.length < nf) this.rowStatus = new Uint8Array(nf);
     return this.rowStatus;
@@ -145,15 +154,9 @@ export class NativeAnswerEncoder {
   json(result: LookupResult, full: boolean): Uint8Array {
     const w = this.out;
     w.reset();
-    w.bytes(J_OPEN_NAMES);
     const refs = result.refs;
     const nf = refs.length;
-    for (let c = 0; c < nf; c++) {
-      if (c > 0) w.byte(COMMA);
-      const f = refs[c]!.feature;
-      jsonString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(J_ROWS);
+    this.jsonHead(refs, full);
     const { values, statuses, timestamps } = result;
     for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) {
       w.bytes(r === 0 ? J_ROW_FIRST : J_ROW_NEXT);
@@ -161,11 +164,7 @@ export class NativeAnswerEncoder {
         if (c > 0) w.byte(COMMA);
         jsonValue(w, values[base + c]);
       }
-      w.bytes(J_STATUSES);
-      for (let c = 0; c < nf; c++) {
-        if (c > 0) w.byte(COMMA);
-        w.bytes(J_STATUS[statuses[base + c]!]!);
-      }
+      jsonStatuses(w, statuses, base, nf);
       w.bytes(J_TIMESTAMPS);
       // A row's features mostly share one event time: write it once, copy it after.
       let lastTs = Number.NaN;
@@ -204,12 +203,7 @@ export class NativeAnswerEncoder {
     w.bytes(degraded.length > 0 ? M_OPEN_NAMES_DEGRADED : M_OPEN_NAMES);
     const refs = result.refs;
     const nf = refs.length;
-    mpArrayHeader(w, nf);
-    for (let c = 0; c < nf; c++) {
-      const f = refs[c]!.feature;
-      mpString(w, full ? f.fullName : f.name);
-    }
-    w.bytes(M_ROWS);
+    this.msgpackNames(refs, full);
     mpArrayHeader(w, result.rowCount);
     const { values, statuses, timestamps } = result;
     for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) {
@@ -229,6 +223,15 @@ export class NativeAnswerEncoder {
       for (const id of degraded) mpString(w, id);
     }
     return w.written();
+  }
+}
+
+/** `],"statuses":[...` for one row: `nf` status codes from `codes[base..]`. */
+function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
+  w.bytes(J_STATUSES);
+  for (let c = 0; c < nf; c++) {
+    if (c > 0) w.byte(COMMA);
+    w.bytes(J_STATUS[codes[base + c]!]!);
   }
 }
 
