@@ -44,11 +44,8 @@ export class NativeAnswerEncoder {
     for (let r = 0; r < rows.rowCount; r++) {
       w.bytes(r === 0 ? J_ROW_FIRST : J_ROW_NEXT);
       const bytes = rows.bytes[r];
-      let count = 0;
-      if (bytes !== undefined) {
-        count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
-        if (count < 0) return undefined;
-      }
+      const count = this.indexRow(rows, r);
+      if (count < 0) return undefined;
       const rowStatus = rows.status[r]!;
       for (let c = 0; c < nf; c++) {
         if (c > 0) w.byte(COMMA);
@@ -93,11 +90,8 @@ export class NativeAnswerEncoder {
       w.bytes(M_ROW_VALUES);
       mpArrayHeader(w, nf);
       const bytes = rows.bytes[r];
-      let count = 0;
-      if (bytes !== undefined) {
-        count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
-        if (count < 0) return undefined;
-      }
+      const count = this.indexRow(rows, r);
+      if (count < 0) return undefined;
       const rowStatus = rows.status[r]!;
       for (let c = 0; c < nf; c++) {
         const feature = refs[c]!.feature;
@@ -121,6 +115,12 @@ export class NativeAnswerEncoder {
       for (let c = 1; c < nf; c++) w.again(tsStart, tsEnd);
     }
     return w.written();
+  }
+
+  /** Indexes row r's stored values into `offsets`: their count, 0 for a row not found, -1 to decline (see indexRowValues). */
+  private indexRow(rows: RawRows, r: number): number {
+    const bytes = rows.bytes[r];
+    return bytes === undefined ? 0 : indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, this.offsets);
   }
 
   /** `{"featureNames":[...],"rows":[` */
