@@ -4,7 +4,9 @@
  * Anything Quiver's server is compared with is this, on the same core, in the same run.
  * With --parse-json it also parses each JSON request body: the floor for any
  * server answering POST lookups, which shows how much of a gap is protocol.
- * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json]
+ * With --status 503 it answers like a shedding server (503 + Retry-After, body unread):
+ * the floor of what any refusal costs on this HTTP stack.
+ * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json] [--status 503]
  */
 import { parseArgs } from "node:util";
 
@@ -17,6 +19,7 @@ const { values } = parseArgs({
     "content-type": { type: "string", default: "application/json" },
     // Also read and parse the JSON request, as any server answering a POST lookup must.
     "parse-json": { type: "boolean", default: false },
+    status: { type: "string", default: "200" },
   },
 });
 
@@ -27,16 +30,21 @@ function filler(n: number): Uint8Array {
 }
 
 const body = values["body-file"] !== undefined ? new Uint8Array(await Bun.file(values["body-file"]).arrayBuffer()) : filler(Number(values["body-bytes"]));
-const headers = { "Content-Type": values["content-type"] };
+const status = Number(values.status);
+if (!Number.isInteger(status) || status < 200 || status > 599) throw new Error(`--status: expected an HTTP status, got ${values.status}`);
+const headers: Record<string, string> = status === 503 ? { "Content-Type": values["content-type"], "Retry-After": "1" } : { "Content-Type": values["content-type"] };
+const init = { status, headers };
 
 const server = Bun.serve({
   port: Number(values.port),
   hostname: "127.0.0.1",
+  // Readiness for the harness, whatever --status says.
+  routes: { "/__ready": new Response("ok") },
   fetch: values["parse-json"]
     ? async (req) => {
         if (req.method === "POST") await req.json();
-        return new Response(body, { headers });
+        return new Response(body, init);
       }
-    : () => new Response(body, { headers }),
+    : () => new Response(body, init),
 });
 console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);

@@ -5,6 +5,9 @@ const FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city
 );
 
 /** The single lookup body (as in test/fixtures/lookup-single.json) with `id` spliced in as a literal. */
+/** A /v1/lookup batch body in three parts (rows joined by commas between head and tail; `@` marks a row's id), the shape the generator sends. */
+export const BATCH_LOOKUP_PARTS = { head: `{"features":${JSON.stringify(FEATURES)},"entities":[`, row: `{"driver_id":@}`, tail: `],"fillDefaults":true}` } as const;
+
 export function singleLookupBody(id: string): string {
   return `{"features":${JSON.stringify(FEATURES)},"entities":[{"driver_id":${id}}],"fillDefaults":true}`;
 }
