@@ -27,6 +27,9 @@ export function resolveFeatures(
   if (!Array.isArray(features)) throw invalid("invalid_request", paths.features, `expected a list of "<feature_view>:<feature>", got ${describeValue(features)}`);
   if (features.length === 0) throw invalid("invalid_request", paths.features, "must name at least one feature");
   if (features.length > MAX_FEATURES_PER_REQUEST) throw invalid("invalid_request", paths.features, `${features.length} features; the limit is ${MAX_FEATURES_PER_REQUEST}`);
+  const memo = memoOf(registry);
+  const seen = memo.find(features);
+  if (seen !== undefined) return seen;
   const out = new Array<FeatureRef>(features.length);
   for (let i = 0; i < features.length; i++) {
     const name = features[i];
@@ -40,5 +43,57 @@ export function resolveFeatures(
     }
     out[i] = ref;
   }
+  memo.remember(features as string[], out);
   return out;
+}
+
+/** Feature lists remembered per registry (a reload brings a new registry, and so a new memo). */
+const memos = new WeakMap<Registry, RefsMemo>();
+
+function memoOf(registry: Registry): RefsMemo {
+  let m = memos.get(registry);
+  if (m === undefined) {
+    m = new RefsMemo();
+    memos.set(registry, m);
+  }
+  return m;
+}
+
+/** Lists of at most this many names are remembered; longer ones resolve every time. */
+const MEMO_MAX_NAMES = 64;
+/** Distinct lists remembered (the models calling one pod ask a handful of lists, each request anew). */
+const MEMO_SLOTS = 8;
+
+/**
+ * The last few feature lists resolved, by their names: a request naming the
+ * same features as a recent one gets the same refs array, without a map
+ * lookup per name, and the same identity, which answer writers key their
+ * prepared bytes by (native-answer.ts). Names compare by content; the slots
+ * are replaced round robin. The arrays returned are shared: read-only, as
+ * every refs array is (a feature service's too).
+ */
+class RefsMemo {
+  private readonly names: (readonly string[])[] = [];
+  private readonly refs: (readonly FeatureRef[])[] = [];
+  private next = 0;
+
+  find(features: readonly unknown[]): readonly FeatureRef[] | undefined {
+    const n = features.length;
+    for (let s = 0; s < this.names.length; s++) {
+      const names = this.names[s]!;
+      if (names.length !== n) continue;
+      let i = 0;
+      while (i < n && features[i] === names[i]) i++;
+      if (i === n) return this.refs[s];
+    }
+    return undefined;
+  }
+
+  remember(features: readonly string[], refs: readonly FeatureRef[]): void {
+    if (features.length > MEMO_MAX_NAMES) return;
+    const s = this.next;
+    this.next = (s + 1) % MEMO_SLOTS;
+    this.names[s] = features.slice();
+    this.refs[s] = refs;
+  }
 }

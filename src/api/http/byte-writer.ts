@@ -32,6 +32,11 @@ export class ByteWriter {
     return this.buf.subarray(0, this.pos);
   }
 
+  /** A copy of the bytes written in [start, end), for keeping. */
+  slice(start: number, end: number): Uint8Array {
+    return this.buf.slice(start, end);
+  }
+
   /** Makes room for `n` more bytes. */
   ensure(n: number): void {
     const need = this.pos + n;

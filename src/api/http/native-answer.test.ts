@@ -46,6 +46,17 @@ describe("NativeAnswerEncoder", () => {
     }
   });
 
+  test("names prepared for one feature list are kept per variant: short and full, JSON and MessagePack, in any order", () => {
+    const r = result(["x", "y"], [[1, "a"]], [1, 1], [5, 5]);
+    const again = { ...r, values: [2, "b"] };
+    for (const [full, asMsgpack] of [[false, false], [true, true], [true, false], [false, true], [false, false], [true, true]] as const) {
+      for (const x of [r, again]) {
+        if (asMsgpack) expect(Buffer.from(enc.msgpack(x, full)).equals(Buffer.from(encode(reference(x, full), { ignoreUndefined: true })))).toBe(true);
+        else expect(text(enc.json(x, full))).toBe(JSON.stringify(reference(x, full)));
+      }
+    }
+  });
+
   test("an empty result and a batch larger than the initial buffer", () => {
     const empty = result(["a"], [], [], []);
     expect(text(enc.json(empty, false))).toBe(JSON.stringify(reference(empty, false)));

@@ -4,6 +4,7 @@ import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../ser
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
 import { mpArrayHeader, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
+import { PreparedNames } from "./prepared-names.ts";
 import { storedJson } from "./stored-json.ts";
 
 /**
@@ -21,6 +22,8 @@ import { storedJson } from "./stored-json.ts";
  */
 export class NativeAnswerEncoder {
   private readonly out = new ByteWriter();
+  /** Each feature list's names, ready to copy (HEAD_* variants). */
+  private readonly heads = new PreparedNames(4);
   /** Value offsets of the stored row being written (see indexRowValues); rows wider than this take the decoding path. */
   private readonly offsets = new Int32Array(4097);
   /** Per-feature statuses of the row being written. */
@@ -123,9 +126,13 @@ export class NativeAnswerEncoder {
     return bytes === undefined ? 0 : indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, this.offsets);
   }
 
-  /** `{"featureNames":[...],"rows":[` */
+  /** `{"featureNames":[...],"rows":[`, prepared once per feature list. */
   private jsonHead(refs: readonly FeatureRef[], full: boolean): void {
     const w = this.out;
+    const variant = full ? HEAD_JSON_FULL : HEAD_JSON;
+    const ready = this.heads.get(refs, variant);
+    if (ready !== undefined) return w.bytes(ready);
+    const start = w.pos;
     w.bytes(J_OPEN_NAMES);
     for (let c = 0; c < refs.length; c++) {
       if (c > 0) w.byte(COMMA);
@@ -133,17 +140,23 @@ export class NativeAnswerEncoder {
       jsonString(w, full ? f.fullName : f.name);
     }
     w.bytes(J_ROWS);
+    this.heads.set(refs, variant, w.slice(start, w.pos));
   }
 
-  /** The feature names array and the `rows` key, after the answer's map header. */
+  /** The feature names array and the `rows` key, after the answer's map header; prepared once per feature list. */
   private msgpackNames(refs: readonly FeatureRef[], full: boolean): void {
     const w = this.out;
+    const variant = full ? HEAD_MSGPACK_FULL : HEAD_MSGPACK;
+    const ready = this.heads.get(refs, variant);
+    if (ready !== undefined) return w.bytes(ready);
+    const start = w.pos;
     mpArrayHeader(w, refs.length);
     for (let c = 0; c < refs.length; c++) {
       const f = refs[c]!.feature;
       mpString(w, full ? f.fullName : f.name);
     }
     w.bytes(M_ROWS);
+    this.heads.set(refs, variant, w.slice(start, w.pos));
   }
 
   private statusScratch(nf: number): Uint8Array {
@@ -240,6 +253,10 @@ const NIL = 0xc0;
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 
+const HEAD_JSON = 0;
+const HEAD_JSON_FULL = 1;
+const HEAD_MSGPACK = 2;
+const HEAD_MSGPACK_FULL = 3;
 const J_OPEN_NAMES = ascii('{"featureNames":[');
 const J_ROWS = ascii('],"rows":[');
 const J_ROW_FIRST = ascii('{"values":[');
