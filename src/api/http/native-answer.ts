@@ -130,8 +130,7 @@ export class NativeAnswerEncoder {
   private jsonHead(refs: readonly FeatureRef[], full: boolean): void {
     const w = this.out;
     const variant = full ? HEAD_JSON_FULL : HEAD_JSON;
-    const ready = this.heads.get(refs, variant);
-    if (ready !== undefined) return w.bytes(ready);
+    if (this.copyPrepared(refs, variant)) return;
     const start = w.pos;
     w.bytes(J_OPEN_NAMES);
     for (let c = 0; c < refs.length; c++) {
@@ -147,8 +146,7 @@ export class NativeAnswerEncoder {
   private msgpackNames(refs: readonly FeatureRef[], full: boolean): void {
     const w = this.out;
     const variant = full ? HEAD_MSGPACK_FULL : HEAD_MSGPACK;
-    const ready = this.heads.get(refs, variant);
-    if (ready !== undefined) return w.bytes(ready);
+    if (this.copyPrepared(refs, variant)) return;
     const start = w.pos;
     mpArrayHeader(w, refs.length);
     for (let c = 0; c < refs.length; c++) {
@@ -157,6 +155,14 @@ export class NativeAnswerEncoder {
     }
     w.bytes(M_ROWS);
     this.heads.set(refs, variant, w.slice(start, w.pos));
+  }
+
+  /** Writes the list's prepared names for `variant` when there are some; false when they must be written (and kept). */
+  private copyPrepared(refs: readonly FeatureRef[], variant: number): boolean {
+    const ready = this.heads.get(refs, variant);
+    if (ready === undefined) return false;
+    this.out.bytes(ready);
+    return true;
   }
 
   private statusScratch(nf: number): Uint8Array {
