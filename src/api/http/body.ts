@@ -125,8 +125,8 @@ export function asObject(value: unknown): Record<string, unknown> {
 
 /** Rejects unknown top-level fields: a typo like `fillDefault` should fail loudly, not be ignored. */
 export function rejectUnknownFields(body: Record<string, unknown>, allowed: ReadonlySet<string>): void {
-  // for-in, not Object.keys: no array of keys per request. A parsed body is a plain object, so
-  // for-in sees exactly its own enumerable keys (JSON.parse makes no inherited ones).
+  // for-in, not Object.keys: no array of keys per request. A parsed body (JSON.parse, or the
+  // MessagePack reader's `{}`) is a plain object, so for-in sees exactly its own keys.
   for (const k in body) {
     if (!allowed.has(k)) throw invalid("invalid_request", k, `unknown field; expected one of ${[...allowed].join(", ")}`);
   }
