@@ -88,8 +88,11 @@ test("kill -9 mid-batch: another consumer takes over; no loss, no regression, re
   });
 
   const first = startConsumer(["--fault-stop-after-writes", "3", "--fault-half-write"]);
-  await eventually("the first consumer stops mid-batch", () => isStopped(first.proc.pid), 60_000);
-  const written = Number(/\((\d+) rows written, not acknowledged\)/.exec(first.output())?.[1]);
+  // The consumer writes its fault line and then stops itself: the line is in the pipe by then, but
+  // this process may not have read it yet, so wait for both (CI once saw the stop before the line).
+  const faultLine = /\((\d+) rows written, not acknowledged\)/;
+  await eventually("the first consumer stops mid-batch", () => isStopped(first.proc.pid) && faultLine.test(first.output()), 60_000);
+  const written = Number(faultLine.exec(first.output())?.[1]);
   expect(written).toBeGreaterThan(0);
   first.proc.kill("SIGKILL");
   await first.proc.exited;
