@@ -57,7 +57,7 @@ export interface PlannedLookup {
  * QuiverError naming the offending field; touches no storage.
  */
 export function planLookup(registry: Registry, body: Readonly<Record<string, unknown>>, dialect: LookupDialect, maxRows: number): PlannedLookup {
-  const refs = resolveFeatures(registry, body[dialect.features], body[dialect.featureService], { features: dialect.features, service: dialect.featureService });
+  const refs = resolveFeatures(registry, body[dialect.features], body[dialect.featureService], dialect);
   const rawEntities = body[dialect.entities];
   if (rawEntities === undefined) throw invalid("invalid_request", dialect.entities, "is required");
   const entities = parseEntities(rawEntities, dialect.entities, maxRows);

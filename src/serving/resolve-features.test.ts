@@ -7,7 +7,7 @@ const definition = {
   entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" as const }] }],
   featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64" as const }, { name: "city", type: "string" as const }] }],
 };
-const PATHS = { features: "features", service: "featureService" };
+const PATHS = { features: "features", featureService: "featureService" };
 const resolve = (registry: Registry, features: unknown) => resolveFeatures(registry, features, undefined, PATHS);
 
 describe("resolveFeatures remembers recent lists", () => {

@@ -27,6 +27,8 @@ export interface MatchQuery {
 export const MAX_K = 1000;
 export const MAX_TEXT_CHARS = 10_000;
 const FIELDS = new Set(["view", "vector", "entity", "text", "k", "minScore", "filter", "features", "efSearch"]);
+/** The feature list's field, as resolveFeatures names it in errors (a match names no service). */
+const MATCH_FEATURES = { features: "features", featureService: "featureService" };
 
 /**
  * Validates a match request given as plain data (parsed JSON, or a gRPC
@@ -73,7 +75,7 @@ export function parseMatchRequest(body: unknown, registry: Registry): MatchQuery
     minScore = b.minScore;
   }
   const filter = parseFilter(b.filter, view);
-  const refs = b.features === undefined ? [] : resolveFeatures(registry, b.features, undefined, { features: "features", service: "featureService" });
+  const refs = b.features === undefined ? [] : resolveFeatures(registry, b.features, undefined, MATCH_FEATURES);
   refs.forEach((r, i) => {
     if (r.view.joinKeySignature !== view.joinKeySignature) {
       throw invalid("invalid_request", `features[${i}]`, `"${r.feature.ref}" is keyed by ${r.view.joinKeySignature}; matches of "${view.name}" are keyed by ${view.joinKeySignature}`);
