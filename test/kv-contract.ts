@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { decode } from "@msgpack/msgpack";
+import { KeyBatch } from "../src/kv/key-batch.ts";
 import { type KvEntry, type KvNode, type StoredRow, UNAVAILABLE } from "../src/kv/kv-node.ts";
 
 /** Builds a fresh, empty node for the suite and tears it down afterwards. */
@@ -54,7 +55,8 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
       await h.node.putMany([entry(keys[0]!, row(5, ...values)), entry(keys[2]!, row(1_700_000_000_123, "x")), entry(keys[3]!, row(9, 1))]);
       const now = h.node.getManyNow(keys)!;
       const seen: { index: number; ts: number; values: unknown }[] = [];
-      const found = raw.readRaw(keys, {
+      const batch = KeyBatch.of(keys);
+      const found = raw.readRaw(batch, 0, batch.count, {
         row(index, bytes, _view, start, end, ts) {
           seen.push({ index, ts, values: decode(bytes.subarray(start, end)) });
         },

@@ -2,6 +2,7 @@ import { Encoder } from "@msgpack/msgpack";
 import { ArenaScans } from "./arena-scan.ts";
 import { SlabStore } from "./arena-slabs.ts";
 import { ArenaTable, hashAsciiInto, hashBytes } from "./arena-table.ts";
+import type { KeyBatch } from "./key-batch.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadSlot, ScanPage, StoredRow } from "./kv-node.ts";
 import { ROW_HEADER_BYTES, rowTimestamp } from "./row-codec.ts";
 import { RowValuesDecoder } from "./row-values-decoder.ts";
@@ -83,7 +84,7 @@ export class ArenaKvNode implements KvNode, RawReader {
 
   get(key: string): StoredRow | undefined {
     const h = this.loadKey(key); // first: it may replace `scratch`
-    const slot = this.table.find(this.scratch, this.keyLen, h);
+    const slot = this.table.find(this.scratch, 0, this.keyLen, h);
     if (slot < 0) return undefined;
     const id = this.table.slabAt(slot);
     const off = this.table.offsetAt(slot);
@@ -93,11 +94,14 @@ export class ArenaKvNode implements KvNode, RawReader {
     return { ts: view.getFloat64(start, false), values };
   }
 
-  readRaw(keys: readonly string[], sink: RawRowSink): number {
+  readRaw(keys: KeyBatch, from: number, to: number, sink: RawRowSink): number {
     let found = 0;
-    for (let i = 0; i < keys.length; i++) {
-      const h = this.loadKey(keys[i]!);
-      const slot = this.table.find(this.scratch, this.keyLen, h);
+    const bytes = keys.bytes;
+    for (let i = from; i < to; i++) {
+      // The batch's bytes are the key: hashed and compared where they are, no copy.
+      const at = keys.start[i]!;
+      const len = keys.end[i]! - at;
+      const slot = this.table.find(bytes, at, len, hashBytes(bytes, at, len));
       if (slot < 0) continue;
       const id = this.table.slabAt(slot);
       const off = this.table.offsetAt(slot);
@@ -112,7 +116,7 @@ export class ArenaKvNode implements KvNode, RawReader {
   /** Event time stored for `key`, read from the bytes without decoding values. */
   timestampOf(key: string): number | undefined {
     const h = this.loadKey(key);
-    const slot = this.table.find(this.scratch, this.keyLen, h);
+    const slot = this.table.find(this.scratch, 0, this.keyLen, h);
     if (slot < 0) return undefined;
     const id = this.table.slabAt(slot);
     return this.slabs.view(id).getFloat64(this.slabs.rowStart(id, this.table.offsetAt(slot)), false);
@@ -135,7 +139,7 @@ export class ArenaKvNode implements KvNode, RawReader {
     const winners: KvEntry[] = [];
     for (const e of entries) {
       const h = this.loadKey(e.key);
-      const slot = this.table.find(this.scratch, this.keyLen, h);
+      const slot = this.table.find(this.scratch, 0, this.keyLen, h);
       if (slot >= 0 && !(e.row.ts > this.storedTs(slot))) continue;
       // Only winners are encoded; the shared buffer is copied into a slab at once.
       this.write(slot, h, e.row.ts, this.encoder.encodeSharedRef(e.row.values));
@@ -154,7 +158,7 @@ export class ArenaKvNode implements KvNode, RawReader {
     if (row.length < ROW_HEADER_BYTES) throw new Error(`stored row too short: ${row.length} bytes`);
     const ts = rowTimestamp(row);
     const h = this.loadKey(key);
-    const slot = this.table.find(this.scratch, this.keyLen, h);
+    const slot = this.table.find(this.scratch, 0, this.keyLen, h);
     if (slot >= 0 && !(ts > this.storedTs(slot))) return false;
     this.write(slot, h, ts, row.subarray(ROW_HEADER_BYTES));
     this.maybeCompact();
@@ -174,7 +178,7 @@ export class ArenaKvNode implements KvNode, RawReader {
     let n = 0;
     for (const k of keys) {
       const h = this.loadKey(k);
-      const slot = this.table.find(this.scratch, this.keyLen, h);
+      const slot = this.table.find(this.scratch, 0, this.keyLen, h);
       if (slot < 0) continue;
       const id = this.table.slabAt(slot);
       const off = this.table.offsetAt(slot);
@@ -276,6 +280,6 @@ export class ArenaKvNode implements KvNode, RawReader {
       return h;
     }
     this.keyLen = textEncoder.encodeInto(key, this.scratch).written;
-    return hashBytes(this.scratch, this.keyLen);
+    return hashBytes(this.scratch, 0, this.keyLen);
   }
 }

@@ -67,12 +67,12 @@ export class SlabStore {
     return RECORD_HEADER_BYTES + v.getUint32(off, true) + v.getUint32(off + 4, true);
   }
 
-  /** Whether the record at (id, off) has exactly the key `key[0..len)`. */
-  keyEquals(id: number, off: number, key: Uint8Array, len: number): boolean {
+  /** Whether the record at (id, off) has exactly the key `key[at..at + len)`. */
+  keyEquals(id: number, off: number, key: Uint8Array, at: number, len: number): boolean {
     const s = this.slabs[id]!;
     if (this.views[id]!.getUint32(off, true) !== len) return false;
-    const k = off + RECORD_HEADER_BYTES;
-    for (let j = 0; j < len; j++) if (s[k + j] !== key[j]) return false;
+    const k = off + RECORD_HEADER_BYTES - at;
+    for (let j = at; j < at + len; j++) if (s[k + j] !== key[j]) return false;
     return true;
   }
 

@@ -44,8 +44,8 @@ export class ArenaTable {
     return this.t.byteLength;
   }
 
-  /** The slot holding the key `key[0..len)` whose hash is `h`, or -1. */
-  find(key: Uint8Array, len: number, h: number): number {
+  /** The slot holding the key `key[at..at + len)` whose hash is `h`, or -1. */
+  find(key: Uint8Array, at: number, len: number, h: number): number {
     const t = this.t;
     const mask = this.mask;
     let i = h & mask;
@@ -53,7 +53,7 @@ export class ArenaTable {
       const b = i * STRIDE;
       const ref = t[b + 1]!;
       if (ref === EMPTY) return -1;
-      if (ref !== TOMBSTONE && t[b] === h && this.slabs.keyEquals(ref - 1, t[b + 2]!, key, len)) return i;
+      if (ref !== TOMBSTONE && t[b] === h && this.slabs.keyEquals(ref - 1, t[b + 2]!, key, at, len)) return i;
       i = (i + 1) & mask;
     }
     return -1;
@@ -151,13 +151,13 @@ export class ArenaTable {
 }
 
 /**
- * murmur3 (32-bit) over `bytes[0..len)`, returned unsigned so it compares
+ * murmur3 (32-bit) over `bytes[at..at + len)`, returned unsigned so it compares
  * equal to the value read back from a Uint32Array.
  */
-export function hashBytes(bytes: Uint8Array, len: number): number {
+export function hashBytes(bytes: Uint8Array, at: number, len: number): number {
   let h = 0x9747b28c;
-  let i = 0;
-  const whole = len & ~3;
+  let i = at;
+  const whole = at + (len & ~3);
   for (; i < whole; i += 4) {
     let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
     k = Math.imul(k, 0xcc9e2d51);

@@ -1,4 +1,5 @@
 export { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
+export { KeyBatch } from "./key-batch.ts";
 export { ForwardingKvNode } from "./forwarding-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
 export { encodeKeyPart, ringKeyOf, ringKeyStart, storageKey, viewKeyPrefix } from "./keys.ts";

@@ -24,6 +24,11 @@ export function encodeKeyPart(name: string, type: JoinKeyType, value: number | s
   return type === "int64" ? `${prefix}${name}=i${value}` : `${prefix}${name}=s${(value as string).length}:${value}`;
 }
 
+/** What every key part of a join key starts with, `<name>=i` or `<name>=s`: the type tag without the value (byte-built keys start from it). */
+export function keyPartHead(name: string, type: JoinKeyType): string {
+  return `${name}=${type === "int64" ? "i" : "s"}`;
+}
+
 /** The storage key of a view's row for an entity key. */
 export function storageKey(viewPrefix: string, entityKey: string): string {
   return viewPrefix + entityKey;

@@ -4,6 +4,8 @@
  * so composites can stack without the lookup path knowing what is below it.
  */
 
+import type { KeyBatch } from "./key-batch.ts";
+
 /** One feature value as the API and storage see it (embeddings are number arrays). */
 export type FeatureValue = number | string | boolean | null | readonly number[] | readonly string[] | readonly boolean[];
 
@@ -104,12 +106,14 @@ export interface RawRowSink {
 /**
  * A node that can hand rows over without decoding them, synchronously: for
  * answers written straight from the stored MessagePack (no value objects, no
- * re-encoding). Reports each present key of `keys` to `sink` (misses are not
- * reported) and answers how many were present. Only in-process nodes offer
- * it; a composite offers it exactly when every part it reads from does.
+ * re-encoding). Reads keys `from` to `to` (exclusive) of the batch — keys as
+ * bytes, no string per key — reports each present one to `sink` under its
+ * index in the batch (misses are not reported) and answers how many were
+ * present. Only in-process nodes offer it; a composite offers it exactly when
+ * every part it reads from does.
  */
 export interface RawReader {
-  readRaw(keys: readonly string[], sink: RawRowSink): number;
+  readRaw(keys: KeyBatch, from: number, to: number, sink: RawRowSink): number;
 }
 
 /**

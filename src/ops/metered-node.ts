@@ -1,4 +1,5 @@
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import type { KeyBatch } from "../kv/key-batch.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
 
@@ -69,7 +70,7 @@ export class MeteredKvNode implements KvNode {
     if (inner === undefined) return undefined;
     if (this.rawInner !== inner) {
       this.rawInner = inner;
-      this.rawMetered = { readRaw: (keys, sink) => this.readRawMetered(inner, keys, sink) };
+      this.rawMetered = { readRaw: (keys, from, to, sink) => this.readRawMetered(inner, keys, from, to, sink) };
     }
     return this.rawMetered;
   }
@@ -77,13 +78,13 @@ export class MeteredKvNode implements KvNode {
   private rawInner: RawReader | undefined;
   private rawMetered: RawReader | undefined;
 
-  private readRawMetered(inner: RawReader, keys: readonly string[], sink: RawRowSink): number {
+  private readRawMetered(inner: RawReader, keys: KeyBatch, from: number, to: number, sink: RawRowSink): number {
     const start = performance.now();
-    const found = inner.readRaw(keys, sink);
+    const found = inner.readRaw(keys, from, to, sink);
     this.getLatency.observe((performance.now() - start) / 1000);
     this.gets.inc();
     this.keysRead.inc(found);
-    this.keysMissing.inc(keys.length - found);
+    this.keysMissing.inc(to - from - found);
     return found;
   }
 

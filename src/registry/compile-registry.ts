@@ -3,7 +3,7 @@ import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
-import { viewKeyPrefix } from "../kv/keys.ts";
+import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
 import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry, VectorIndexSpec } from "./registry.ts";
@@ -56,9 +56,9 @@ export function compileRegistry(input: unknown, now = Date.now()): Registry {
       if (other && other.type !== k.type) {
         issues.push({ path: `entities[${i}].joinKeys[${j}].type`, message: `join key "${k.name}" is ${other.type} in another entity; a join key has one type everywhere` });
       }
-      joinKeys.set(k.name, { name: k.name, type: k.type });
+      joinKeys.set(k.name, compileJoinKey(k.name, k.type));
     });
-    entities.set(e.name, e.joinKeys.map((k) => ({ name: k.name, type: k.type })));
+    entities.set(e.name, e.joinKeys.map((k) => compileJoinKey(k.name, k.type)));
   });
 
   const views = new Map<string, CompiledView>();
@@ -104,6 +104,13 @@ export function unknownRefMessage(ref: string, views: ReadonlyMap<string, Compil
   const view = views.get(ref.slice(0, colon));
   if (!view) return `unknown feature view "${ref.slice(0, colon)}"`;
   return `feature view "${view.name}" has no feature "${ref.slice(colon + 1)}"`;
+}
+
+const ascii = new TextEncoder();
+
+/** A join key with its prepared key bytes (the registry builds every JoinKey through this). */
+export function compileJoinKey(name: string, type: JoinKeyType): JoinKey {
+  return { name, type, partHead: ascii.encode(keyPartHead(name, type)) };
 }
 
 function compileView(v: FeatureViewDef, path: string, entities: Map<string, readonly JoinKey[]>, issues: Issue[]): CompiledView | undefined {
@@ -152,6 +159,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
     name: v.name,
     version,
     keyPrefix: viewKeyPrefix(v.name, version),
+    keyPrefixBytes: ascii.encode(viewKeyPrefix(v.name, version)),
     joinKeys,
     joinKeySignature: joinKeys.map((k) => k.name).join(","),
     features,

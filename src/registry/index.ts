@@ -1,4 +1,4 @@
-export { compileRegistry, parseDefinitionsText, pointerToPath, unknownRefMessage } from "./compile-registry.ts";
+export { compileJoinKey, compileRegistry, parseDefinitionsText, pointerToPath, unknownRefMessage } from "./compile-registry.ts";
 export type { RegistryDef } from "./definitions.ts";
 export { parseDurationMs } from "./durations.ts";
 export { loadRegistryFile } from "./load-registry.ts";

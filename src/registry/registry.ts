@@ -12,6 +12,8 @@ import type { ValueCheck, ValueType } from "./value-types.ts";
 export interface JoinKey {
   readonly name: string;
   readonly type: JoinKeyType;
+  /** The start of its storage-key part as ASCII bytes, `<name>=i` or `<name>=s` (see kv/keys.ts): raw reads build keys from it. */
+  readonly partHead: Uint8Array;
 }
 
 export interface CompiledFeature {
@@ -32,6 +34,8 @@ export interface CompiledView {
   readonly version: number;
   /** Storage key prefix `<view>@<version>/`. */
   readonly keyPrefix: string;
+  /** The same prefix as ASCII bytes (names are ASCII identifiers). */
+  readonly keyPrefixBytes: Uint8Array;
   /** Join keys of all the view's entities, in declaration order, deduplicated. */
   readonly joinKeys: readonly JoinKey[];
   /** Stable identity of the join-key set; views sharing it share entity keys. */

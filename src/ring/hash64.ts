@@ -10,7 +10,6 @@ export function hash64(s: string, from = 0): number {
   let h1 = 0x9747b28c | 0;
   let h2 = 0x85ebca6b | 0;
   const end = s.length;
-  const n = end - from;
   for (let i = from; i < end; i++) {
     const c = s.charCodeAt(i);
     h1 = Math.imul(h1 ^ c, 0xcc9e2d51);
@@ -19,6 +18,29 @@ export function hash64(s: string, from = 0): number {
     h2 = (h2 << 13) | (h2 >>> 19);
     h2 = (Math.imul(h2, 5) + 0xe6546b64) | 0;
   }
+  return mix(h1, h2, end - from);
+}
+
+/**
+ * `hash64` over bytes `b[from..end)` taken as character codes: for ASCII
+ * text, the same value as `hash64` of the string (a KeyBatch's keys route
+ * exactly as their strings do).
+ */
+export function hash64Bytes(b: Uint8Array, from: number, end: number): number {
+  let h1 = 0x9747b28c | 0;
+  let h2 = 0x85ebca6b | 0;
+  for (let i = from; i < end; i++) {
+    const c = b[i]!;
+    h1 = Math.imul(h1 ^ c, 0xcc9e2d51);
+    h1 = (h1 << 15) | (h1 >>> 17);
+    h2 = Math.imul(h2 ^ c, 0x1b873593);
+    h2 = (h2 << 13) | (h2 >>> 19);
+    h2 = (Math.imul(h2, 5) + 0xe6546b64) | 0;
+  }
+  return mix(h1, h2, end - from);
+}
+
+function mix(h1: number, h2: number, n: number): number {
   h1 ^= n;
   h2 ^= n;
   // Cross-mix the lanes, then finalize each (murmur3 fmix32) so every input bit

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ringKeyOf, ringKeyStart } from "../kv/keys.ts";
 import fc from "fast-check";
-import { hash64 } from "./hash64.ts";
+import { hash64, hash64Bytes } from "./hash64.ts";
 import { HashRing, type RingMember } from "./ring.ts";
 
 const nodes = (n: number, from = 0): RingMember[] => Array.from({ length: n }, (_, i) => ({ id: `node-${i + from}`, weight: 1 }));
@@ -106,6 +106,20 @@ describe("HashRing", () => {
       3774162298000557, 4192452177417807, 8770086492030062, 8375311628981141,
     ]);
     expect(hash64("driver_id=i1001")).toBeLessThan(2 ** 53);
+  });
+
+  test("a key held as ASCII bytes hashes and routes exactly as its string (property)", () => {
+    const ring = new HashRing(nodes(7));
+    const enc = new TextEncoder();
+    fc.assert(
+      fc.property(fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 80 }), fc.nat(8), (key, pad) => {
+        const bytes = enc.encode(`${"#".repeat(pad)}${key}`);
+        const slash = key.indexOf("/") + 1;
+        expect(hash64Bytes(bytes, pad, bytes.length)).toBe(hash64(key));
+        expect(ring.ownerIndexOfBytes(bytes, pad + slash, bytes.length)).toBe(ring.ownerIndexOf(key, slash));
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   test("owners(key, n) returns n distinct physical nodes, owner first", () => {

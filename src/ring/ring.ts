@@ -1,4 +1,4 @@
-import { hash64 } from "./hash64.ts";
+import { hash64, hash64Bytes } from "./hash64.ts";
 
 /** A physical node on the ring with its relative weight (1 = the default share). */
 export interface RingMember {
@@ -61,6 +61,12 @@ export class HashRing {
     const n = this.positions.length;
     if (n === 0) return -1;
     return this.ownerIndex[this.slotOf(hash64(key, from))]!;
+  }
+
+  /** `ownerIndexOf` for a key held as ASCII bytes, routed by `b[from..end)`. */
+  ownerIndexOfBytes(b: Uint8Array, from: number, end: number): number {
+    if (this.positions.length === 0) return -1;
+    return this.ownerIndex[this.slotOf(hash64Bytes(b, from, end))]!;
   }
 
   /** The node owning `key`, or undefined on an empty ring. */

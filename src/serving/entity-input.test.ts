@@ -1,8 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import { ColumnEntities, entityKeys, keyPart, parseEntities, RowEntities } from "./entity-input.ts";
+import fc from "fast-check";
+import { KeyBatch } from "../kv/key-batch.ts";
+import { compileJoinKey } from "../registry/index.ts";
+import { ColumnEntities, entityKeyBytes, entityKeys, keyPart, parseEntities, RowEntities } from "./entity-input.ts";
 
-const int = { name: "driver_id", type: "int64" as const };
-const str = { name: "customer_id", type: "string" as const };
+const int = compileJoinKey("driver_id", "int64");
+const str = compileJoinKey("customer_id", "string");
 
 describe("entity keys", () => {
   test("int64 keys are canonical whether sent as number or decimal string", () => {
@@ -50,5 +53,48 @@ describe("entity input forms", () => {
     expect(() => parseEntities({ a: 5 }, "entities", 10)).toThrow("entities.a: expected a list of values, got integer 5");
     expect(() => parseEntities([{}, {}, {}], "entities", 2)).toThrow("entities: 3 entity rows; the limit is 2");
     expect(() => parseEntities("x", "entities", 2)).toThrow(/expected a list of entity rows or a map/);
+  });
+});
+
+describe("entity keys as bytes", () => {
+  const prefix = "view@2/";
+  const prefixBytes = new TextEncoder().encode(prefix);
+  const value = fc.oneof(
+    fc.integer(),
+    fc.maxSafeInteger(),
+    fc.constantFrom(-0, 1.5, 2 ** 60, Number.NaN, null, true, "-0", "007", "9223372036854775807", "9223372036854775808", "x".repeat(1025)),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String),
+    fc.string({ maxLength: 12 }),
+    fc.string({ unit: "grapheme", maxLength: 4 }),
+  );
+  const outcome = (f: () => unknown) => {
+    try {
+      return { ok: f() };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  };
+
+  test("spell exactly what entityKeys spells, throw what it throws, and decline only non-ASCII strings (property)", () => {
+    const batch = new KeyBatch();
+    fc.assert(
+      fc.property(fc.constantFrom([int], [str], [int, str]), fc.array(fc.tuple(value, value), { maxLength: 6 }), (keys, pairs) => {
+        const rows = new RowEntities(
+          pairs.map(([a, b]) => ({ driver_id: a, customer_id: b })),
+          "entities",
+        );
+        const strings = outcome(() => entityKeys(rows, keys, prefix));
+        const bytes = outcome(() => (entityKeyBytes(rows, keys, prefixBytes, batch) ? Array.from({ length: batch.count }, (_, i) => batch.key(i)) : "declined"));
+        if (bytes.ok === "declined") {
+          // Declined only for a string key outside ASCII (the string path, which the caller then takes, carries it).
+          const stringKeys = keys.filter((k) => k.type === "string").map((k) => k.name);
+          expect(pairs.some(([a, b]) => stringKeys.some((name) => [...String(name === "driver_id" ? a : b)].some((ch) => ch.charCodeAt(0) > 0x7f)))).toBe(true);
+          return;
+        }
+        expect(bytes).toEqual(strings);
+        if (bytes.ok !== undefined) for (let i = 0; i < batch.count; i++) expect(batch.ringStart[i]! - batch.start[i]!).toBe(prefix.length);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -1,4 +1,5 @@
 import { invalid } from "../errors/index.ts";
+import type { KeyBatch } from "../kv/key-batch.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
 import type { JoinKey } from "../registry/index.ts";
 import { describeValue } from "../registry/index.ts";
@@ -104,14 +105,75 @@ export function keyPart(key: JoinKey, v: unknown, path: string): string {
 function encodedPart(key: JoinKey, v: unknown, prefix: string): string | undefined {
   if (key.type === "int64") {
     if (typeof v === "number") return Number.isSafeInteger(v) ? encodeKeyPart(key.name, "int64", v, prefix) : undefined;
-    if (typeof v !== "string" || !INT64_TEXT.test(v)) return undefined;
-    if (v.length >= 19) {
-      const b = BigInt(v);
-      if (b > INT64_MAX || b < INT64_MIN) return undefined;
-    }
-    return encodeKeyPart(key.name, "int64", v === "-0" ? "0" : v, prefix);
+    const text = int64Text(v);
+    return text === undefined ? undefined : encodeKeyPart(key.name, "int64", text, prefix);
   }
-  return typeof v === "string" && v.length <= MAX_STRING_KEY ? encodeKeyPart(key.name, "string", v, prefix) : undefined;
+  return isStringKey(v) ? encodeKeyPart(key.name, "string", v, prefix) : undefined;
+}
+
+/** An int64 given as text, spelled canonically ("-0" is "0"), or undefined when it is not one. */
+function int64Text(v: unknown): string | undefined {
+  if (typeof v !== "string" || !INT64_TEXT.test(v)) return undefined;
+  if (v.length >= 19) {
+    const b = BigInt(v);
+    if (b > INT64_MAX || b < INT64_MIN) return undefined;
+  }
+  return v === "-0" ? "0" : v;
+}
+
+function isStringKey(v: unknown): v is string {
+  return typeof v === "string" && v.length <= MAX_STRING_KEY;
+}
+
+/** Key part written by `putPart`; NOT_ASCII: a string key the byte path cannot carry (the caller reads by strings). */
+const PUT = 0;
+const INVALID = 1;
+const NOT_ASCII = 2;
+
+/** The bytes of `encodedPart(key, v, "")` appended to the batch's current key, with its verdict. */
+function putPart(key: JoinKey, v: unknown, out: KeyBatch): number {
+  if (key.type === "int64") {
+    if (typeof v === "number") {
+      if (!Number.isSafeInteger(v)) return INVALID;
+      out.put(key.partHead);
+      out.integer(v);
+      return PUT;
+    }
+    const text = int64Text(v);
+    if (text === undefined) return INVALID;
+    out.put(key.partHead);
+    out.ascii(text);
+    return PUT;
+  }
+  if (!isStringKey(v)) return INVALID;
+  out.put(key.partHead);
+  out.integer(v.length);
+  out.byte(0x3a);
+  return out.ascii(v) ? PUT : NOT_ASCII;
+}
+
+/**
+ * The storage keys of `entityKeys(input, joinKeys, prefix)` written as bytes
+ * into `out` (reset first), without a string per row: for raw reads. Answers
+ * false when some string key is not ASCII (the batch cannot carry it: read by
+ * strings instead); throws the same 400s as `entityKeys` for invalid values.
+ */
+export function entityKeyBytes(input: EntityInput, joinKeys: readonly JoinKey[], prefix: Uint8Array, out: KeyBatch): boolean {
+  out.reset();
+  const n = input.rowCount;
+  for (let r = 0; r < n; r++) {
+    out.begin(prefix);
+    for (let j = 0; j < joinKeys.length; j++) {
+      const k = joinKeys[j]!;
+      if (j > 0) out.byte(0x3b);
+      const v = input.value(r, k.name);
+      const verdict = putPart(k, v, out);
+      if (verdict === INVALID) badKey(k, v, input.pathOf(r, k.name));
+      if (verdict === NOT_ASCII) return false;
+    }
+    out.finish();
+  }
+  return true;
 }
 
 /** The 400 for a value encodedPart refused; only reached on bad input, so its path is built only then. */

@@ -1,7 +1,8 @@
 import type { FeatureValue, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
-import { type EntityInput, entityKeys } from "./entity-input.ts";
+import { KeyBatch } from "../kv/key-batch.ts";
+import { type EntityInput, entityKeyBytes, entityKeys } from "./entity-input.ts";
 import { RawRows } from "./raw-rows.ts";
 import { Status } from "./statuses.ts";
 
@@ -80,7 +81,7 @@ export class LookupService {
    * rows over raw (`KvNode.rawNow`, the embedded store), `write` turns them
    * into the answer directly, without value objects or a LookupResult. Answers
    * undefined when this path does not apply (several views, a store without
-   * raw reads, or `write` declining a row's bytes): the caller then calls
+   * raw reads, a string key outside ASCII, or `write` declining a row's bytes): the caller then calls
    * `lookup`. `arg` is handed to `write` as it is (no closure per request).
    * Same statuses and defaults as `lookup` (tests compare the two).
    */
@@ -90,11 +91,13 @@ export class LookupService {
     const plan = this.planOf(q.refs);
     if (plan.views.length !== 1) return undefined;
     const view = plan.views[0]!;
-    const keys = entityKeys(q.entities, view.joinKeys, view.keyPrefix);
+    const keys = this.keyBatch;
+    // Keys as bytes, no string per row; a string key outside ASCII takes the decoding path.
+    if (!entityKeyBytes(q.entities, view.joinKeys, view.keyPrefixBytes, keys)) return undefined;
     const rows = this.rawRows;
-    rows.begin(keys.length, q.refs, q.fillDefaults);
+    rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      raw.readRaw(keys, rows);
+      raw.readRaw(keys, 0, keys.count, rows);
       rows.ageRows(view.maxAgeMs, this.clock());
       return write(rows, arg);
     } finally {
@@ -103,6 +106,7 @@ export class LookupService {
   }
 
   private readonly rawRows = new RawRows();
+  private readonly keyBatch = new KeyBatch();
 
   /** Which views a request reads and where each ref reads from; a single view's plan is made once. */
   private planOf(refs: readonly FeatureRef[]): Plan {

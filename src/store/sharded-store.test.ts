@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { runKvContract } from "../../test/kv-contract.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
+import { KeyBatch } from "../kv/key-batch.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
 import { MeteredKvNode, MetricsRegistry } from "../ops/index.ts";
 import { ShardedStore } from "./sharded-store.ts";
@@ -30,7 +31,8 @@ test("raw reads across members report each key at its request index, and are met
   await node.putMany(keys.filter((_, i) => i % 3 !== 0).map((key, i) => ({ key, row: { ts: 100 + i, values: [i] } })));
   const now = node.getManyNow(keys)!;
   const seen: number[] = [];
-  const found = node.rawNow!.readRaw(keys, {
+  const batch = KeyBatch.of(keys);
+  const found = node.rawNow!.readRaw(batch, 0, batch.count, {
     row(index, _bytes, _view, _start, _end, ts) {
       seen.push(index);
       expect(ts).toBe((now[index] as { ts: number }).ts);

@@ -1,5 +1,6 @@
 import { QuiverError, unavailable } from "../errors/index.ts";
 import { ringKeyStart } from "../kv/keys.ts";
+import type { KeyBatch } from "../kv/key-batch.ts";
 import {
   type KvEntry,
   type KvNode,
@@ -241,35 +242,21 @@ export class ShardedStore implements KvNode {
 }
 
 /**
- * Raw reads across members: each key goes to its owner with its request
- * index, through one reused one-key array and index-shifting sink (no
- * allocation per key; reads are synchronous, so the scratch is never shared).
+ * Raw reads across members: each key of the batch goes to its owner, which
+ * reports it to the caller's sink under its batch index (no allocation per
+ * key; the ring hashes the key's bytes from where its entity part starts).
  */
-class RoutedRawReader implements RawReader, RawRowSink {
-  private readonly one: string[] = [""];
-  private sink: RawRowSink | undefined;
-  private index = 0;
-
+class RoutedRawReader implements RawReader {
   constructor(
     private readonly ring: HashRing,
     private readonly readers: readonly RawReader[],
   ) {}
 
-  readRaw(keys: readonly string[], sink: RawRowSink): number {
-    const one = this.one;
-    this.sink = sink;
+  readRaw(keys: KeyBatch, from: number, to: number, sink: RawRowSink): number {
     let found = 0;
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i]!;
-      one[0] = key;
-      this.index = i;
-      found += this.readers[this.ring.ownerIndexOf(key, ringKeyStart(key))]!.readRaw(one, this);
+    for (let i = from; i < to; i++) {
+      found += this.readers[this.ring.ownerIndexOfBytes(keys.bytes, keys.ringStart[i]!, keys.end[i]!)]!.readRaw(keys, i, i + 1, sink);
     }
-    this.sink = undefined;
     return found;
-  }
-
-  row(_index: number, bytes: Uint8Array, view: DataView, start: number, end: number, ts: number): void {
-    this.sink!.row(this.index, bytes, view, start, end, ts);
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { compileRegistry } from "../registry/index.ts";
+import { compileJoinKey, compileRegistry } from "../registry/index.ts";
 import { claimText, clusterOfClaim } from "./demo-claims.ts";
 import { createEmbedder } from "./embedders.ts";
 import { decodeEntityKey } from "./entity-key.ts";
@@ -68,10 +68,7 @@ describe("createEmbedder", () => {
 });
 
 describe("decodeEntityKey", () => {
-  const keys = [
-    { name: "driver_id", type: "int64" as const },
-    { name: "customer_id", type: "string" as const },
-  ];
+  const keys = [compileJoinKey("driver_id", "int64"), compileJoinKey("customer_id", "string")];
   test("inverts the storage key layout, strings with separators included", () => {
     expect(decodeEntityKey("driver_id=i1001;customer_id=s5:a;b=c", keys)).toEqual({ driver_id: 1001, customer_id: "a;b=c" });
     expect(decodeEntityKey("driver_id=i9223372036854775807;customer_id=s0:", keys)).toEqual({ driver_id: "9223372036854775807", customer_id: "" });

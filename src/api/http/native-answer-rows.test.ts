@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { ArenaKvNode } from "../../kv/arena-node.ts";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type CompiledView, loadRegistryFile, type Registry } from "../../registry/index.ts";
-import { ColumnEntities, LookupService, type RawRows } from "../../serving/index.ts";
+import { ColumnEntities, LookupService, type RawRows, Status } from "../../serving/index.ts";
 import { ShardedStore } from "../../store/sharded-store.ts";
 import { FeastAnswerEncoder } from "./feast-answer.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
@@ -113,6 +113,24 @@ describe("answers from stored bytes", () => {
     expect(written).toBe(text(enc.json(await service.lookup(q(1)), false)));
     expect(service.lookupRaw(q(2), (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeUndefined();
     expect(service.lookupRaw(q(3), (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false)).toBeUndefined();
+  });
+
+  test("string join keys: ASCII ones are read as bytes, others decline to the decoding path, both find their rows", async () => {
+    const { store, service } = setup();
+    const customers = registry.views.get("customer_profile")!;
+    const enc = new NativeAnswerEncoder();
+    const ids = ["c1", "a;b=c", "ünïcode", ""];
+    await store.putMany(ids.map((id, i) => ({ key: `${customers.keyPrefix}customer_id=s${id.length}:${id}`, row: { ts: NOW - 1000, values: customers.features.map((f) => (f.typeName === "string" ? `v${i}` : f.defaultValue)) } })));
+    const refs = customers.features.map((feature) => ({ view: customers, feature }));
+    const q = (id: string) => ({ refs, entities: new ColumnEntities({ customer_id: [id, "missing"] }, "entities"), fillDefaults: true });
+    for (const id of ["c1", "a;b=c", ""]) {
+      const written = service.lookupRaw(q(id), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false);
+      const decoded = await service.lookup(q(id));
+      expect(written).toBe(text(enc.json(decoded, false)));
+      expect([...decoded.statuses.subarray(0, refs.length)].every((s) => s === Status.PRESENT)).toBe(true);
+    }
+    expect(service.lookupRaw(q("ünïcode"), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false)).toBeUndefined();
+    expect((await service.lookup(q("ünïcode"))).statuses[0]).toBe(Status.PRESENT);
   });
 
   test("a store without raw reads, or a request over several views, is not answered here", async () => {
