@@ -123,11 +123,23 @@ function round1(x: number): number {
 
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat. */
 export async function cpuSeconds(pid: number): Promise<number | null> {
+  const c = await procCounters(pid);
+  return c === null ? null : c.userS + c.systemS;
+}
+
+/** A process's CPU seconds in user and kernel mode and its minor page faults so far, from /proc/PID/stat. */
+export interface ProcCounters {
+  readonly userS: number;
+  readonly systemS: number;
+  readonly minorFaults: number;
+}
+
+export async function procCounters(pid: number): Promise<ProcCounters | null> {
   try {
     const stat = await Bun.file(`/proc/${pid}/stat`).text();
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // After the command: state is field 3, utime 14 and stime 15 (1-based over the whole line).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    // After the command: state is field 3, minflt 10, utime 14 and stime 15 (1-based over the whole line).
+    return { userS: Number(fields[11]) / 100, systemS: Number(fields[12]) / 100, minorFaults: Number(fields[7]) };
   } catch {
     return null;
   }

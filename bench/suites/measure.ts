@@ -1,5 +1,5 @@
 import { runGenerator } from "../lib/generator.ts";
-import { cpuSeconds } from "../lib/processes.ts";
+import { cpuSeconds, procCounters } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { runWrk } from "../lib/wrk.ts";
 import type { WrkRun } from "../lib/wrk.ts";
@@ -15,6 +15,8 @@ export interface GenMeasure {
 export interface WrkMeasure {
   readonly run: WrkRun;
   readonly serverCpu: number | null;
+  /** The server's CPU per request (µs, user and kernel) and minor page faults per 1,000 requests over the run. */
+  readonly perRequest: { readonly userUs: number; readonly systemUs: number; readonly minorFaultsPerK: number } | null;
 }
 
 /** Runs the generator against `server` pinned to the driver core; raw JSON kept as rawDir/<name>.json. */
@@ -32,12 +34,28 @@ export async function wrk(ctx: BenchContext, server: RunningServer, name: string
   if (ctx.wrk.path === null) return null;
   const scriptPath = `${ctx.rawDir}/${name}.lua`;
   await Bun.write(scriptPath, script);
-  const before = await cpuSeconds(server.pid);
+  const counters = await procCounters(server.pid);
+  const before = counters === null ? null : counters.userS + counters.systemS;
   const t = performance.now();
   const run = await runWrk({ wrk: ctx.wrk.path, url: server.url, script: scriptPath, connections, threads: 1, durationS: seconds, cpu: ctx.driverCpu });
   const serverCpu = await busy(server.pid, before, performance.now() - t);
-  ctx.log(`  ${name}: ${run.requestsPerSec} req/s (wrk), errors ${run.errors + run.non2xx}, server core ${pct(serverCpu)}`);
-  return { run, serverCpu };
+  const after = await procCounters(server.pid);
+  const n = run.requestsPerSec * seconds;
+  const perRequest =
+    counters === null || after === null || !(n > 0)
+      ? null
+      : {
+          userUs: round2(((after.userS - counters.userS) * 1e6) / n),
+          systemUs: round2(((after.systemS - counters.systemS) * 1e6) / n),
+          minorFaultsPerK: round2(((after.minorFaults - counters.minorFaults) * 1000) / n),
+        };
+  const per = perRequest === null ? "" : `, server ${perRequest.userUs} µs user + ${perRequest.systemUs} µs system per request, ${perRequest.minorFaultsPerK} page faults per 1k`;
+  ctx.log(`  ${name}: ${run.requestsPerSec} req/s (wrk), errors ${run.errors + run.non2xx}, server core ${pct(serverCpu)}${per}`);
+  return { run, serverCpu, perRequest };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
 }
 
 async function busy(pid: number, before: number | null, elapsedMs: number): Promise<number | null> {
