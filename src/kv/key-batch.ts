@@ -72,16 +72,6 @@ export class KeyBatch {
     return true;
   }
 
-  /** Appends bytes of another buffer, `src[from..to)`, known to be ASCII. */
-  copy(src: Uint8Array, from: number, to: number): void {
-    const n = to - from;
-    this.ensure(n);
-    const out = this.bytes;
-    let p = this.pos;
-    for (let i = from; i < to; i++) out[p++] = src[i]!;
-    this.pos = p;
-  }
-
   /** A safe integer in decimal, as `String(v)` spells it (so -0 is "0"). */
   integer(v: number): void {
     if (v < 0) {
@@ -90,9 +80,9 @@ export class KeyBatch {
     }
     this.ensure(16);
     const out = this.bytes;
+    // Below 2^53, x / 10 is never rounded up to the next integer, so floor is exact.
     let digits = 1;
     for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
-    // Below 2^53, x / 10 is never rounded up to the next integer, so floor is exact.
     let p = this.pos + digits - 1;
     for (let x = v; p >= this.pos; p--) {
       const q = x < 2147483648 ? (x / 10) | 0 : Math.floor(x / 10);
@@ -102,7 +92,7 @@ export class KeyBatch {
     this.pos += digits;
   }
 
-  /** Key `i` as a string: for tests, messages and the string-keyed read paths. */
+  /** Key `i` as a string (tests, diagnostics). */
   key(i: number): string {
     let s = "";
     for (let p = this.start[i]!; p < this.end[i]!; p++) s += String.fromCharCode(this.bytes[p]!);
