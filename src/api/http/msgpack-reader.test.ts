@@ -27,6 +27,22 @@ describe("MsgpackReader", () => {
     );
   });
 
+  test("short strings seen again come back equal, through slot collisions and turnover; bad UTF-8 is refused every time", () => {
+    const interning = new MsgpackReader({ maxStrLength: 1000, maxArrayLength: 5000, maxMapLength: 100, maxDepth: 8 });
+    // Far more distinct short strings than the table has slots, most of them sharing slots, each read twice.
+    const words = Array.from({ length: 5000 }, (_, i) => `k${i.toString(36)}${"é".repeat(i % 3)}`);
+    for (let round = 0; round < 2; round++) {
+      expect(interning.decode(encode(words))).toEqual(words);
+      expect(interning.decode(encode(words.slice().reverse()))).toEqual(words.slice().reverse());
+    }
+    // Same length, other bytes (a different string in the slot a compare must reject).
+    expect(interning.decode(encode(["ab", "ba", "ab", "aa"]))).toEqual(["ab", "ba", "ab", "aa"]);
+    const bad = new Uint8Array([0xa2, 0xc3, 0x28]);
+    for (let i = 0; i < 2; i++) expect(() => interning.decode(bad)).toThrow();
+    expect(interning.decode(encode("x".repeat(64)))).toBe("x".repeat(64));
+    expect(interning.decode(encode("y".repeat(65)))).toBe("y".repeat(65));
+  });
+
   test("refuses truncated data, extra bytes, ext types, oversized and over-deep values with a message", () => {
     const lookup = encode({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 }] });
     for (let cut = 0; cut < lookup.length; cut++) expect(() => reader.decode(lookup.subarray(0, cut))).toThrow(/end of data|cannot fit/);
