@@ -155,11 +155,12 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
   const index = v.index === undefined ? undefined : compileIndex(v, featureIndex, `${path}.index`, issues);
   if (issues.length > before) return undefined;
   const version = v.version ?? 1;
+  const keyPrefix = viewKeyPrefix(v.name, version);
   return {
     name: v.name,
     version,
-    keyPrefix: viewKeyPrefix(v.name, version),
-    keyPrefixBytes: ascii.encode(viewKeyPrefix(v.name, version)),
+    keyPrefix,
+    keyPrefixBytes: ascii.encode(keyPrefix),
     joinKeys,
     joinKeySignature: joinKeys.map((k) => k.name).join(","),
     features,
