@@ -13,7 +13,7 @@ import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, re
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
-import { AdaptiveAdmission, type ResilienceObserver, TurnSojourn } from "./resilience/index.ts";
+import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -75,7 +75,11 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const anomalies = new AnomalyBuffer();
   const stopAnomalyCleanup = anomalies.startCleanup();
 
-  const storage = await openStorage(config, resilienceObserver(metrics, anomalies));
+  // The loop-turn signal serves admission (CPU overload shedding) and the shards' timeout judge: a shard call that
+  // times out while this process is overloaded is its own doing, not the shard's (resilience/local-stall.ts).
+  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }) : undefined;
+  const lagProbe = pressure !== undefined && config.topologyPath ? new LoopLagProbe().start() : undefined;
+  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), new LoopStallJudge(pressure, lagProbe));
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
@@ -102,7 +106,6 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
   collectGarbage();
 
-  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }) : undefined;
   const admission = new AdaptiveAdmission({
     ...(pressure !== undefined ? { pressure } : {}),
     queue: config.admissionQueue,
@@ -189,6 +192,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       draining = true;
       health.stop();
       stopAnomalyCleanup();
+      lagProbe?.stop();
       // Consumers first: they finish and ack the batch in hand while the store is still open.
       await ingest?.stop();
       await vectors.close();
@@ -300,7 +304,7 @@ function describeCaches(s: CacheSettings): string {
   return `caches: ${l1}, ${l2}`;
 }
 
-async function openStorage(config: QuiverConfig, observer: ResilienceObserver): Promise<Storage> {
+async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge): Promise<Storage> {
   if (config.topologyPath) {
     // Loaded only when serving from Redis: the embedded default does not carry the Redis client.
     const { connectShards, loadTopology } = await import("./shard/index.ts");
@@ -310,7 +314,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver): 
       ...(config.explicit.has("readFrom") ? { readFrom: config.readFrom } : {}),
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
-    const shards = await connectShards(topology, overrides, { observer });
+    const shards = await connectShards(topology, overrides, { observer, stall });
     return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   // Loaded only with --data-dir: the durable node is the one part of the embedded store built on bun:sqlite.

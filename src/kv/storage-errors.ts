@@ -14,8 +14,33 @@ export class StorageError extends QuiverError {
 
 /** A storage call did not answer within its deadline (or its request was aborted). */
 export class StorageTimeoutError extends StorageError {
-  constructor(what: string, ms: number) {
+  /** The wait's budget (ms). */
+  readonly budgetMs: number;
+  /**
+   * How long after it was due the timer that ended the wait fired (ms). Large
+   * when this process was too busy to run it: the answer may have been waiting
+   * in the socket all along (see resilience/local-stall.ts).
+   */
+  readonly lateMs: number;
+
+  constructor(what: string, ms: number, lateMs = 0) {
     super("storage_timeout", `${what} did not answer within ${ms} ms`, true);
+    this.budgetMs = ms;
+    this.lateMs = lateMs;
+  }
+}
+
+/**
+ * A storage wait ran out while this process itself was stalled (its event
+ * loop overloaded, or the timer fired well after it was due), so the shard may
+ * have answered in time unheard. The caller gets what a timeout gives
+ * (UNAVAILABLE rows, 503 for a write), but it is not the shard's fault: the
+ * breaker does not count it and it is not retried (more work for a process
+ * that is already behind).
+ */
+export class LocalStallError extends StorageError {
+  constructor(timeout: StorageTimeoutError, why: string) {
+    super("local_stall", `${timeout.message}, but this process was stalled (${why}): not counted against the shard`, true, timeout);
   }
 }
 
@@ -89,9 +114,10 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string, sign
       clearTimeout(timer);
       reject(new StorageAbortedError(what));
     };
+    const due = performance.now() + ms;
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      reject(new StorageTimeoutError(what, ms));
+      reject(new StorageTimeoutError(what, ms, Math.max(0, performance.now() - due)));
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
     work.then(

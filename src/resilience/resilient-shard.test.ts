@@ -2,7 +2,7 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
@@ -20,7 +20,9 @@ class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
   readonly rawNow = undefined;
   readonly getManyNow = () => undefined;
-  mode: "ok" | "fail" | "hang" | "hold" = "ok";
+  mode: "ok" | "fail" | "hang" | "hold" | "timeout" = "ok";
+  /** In "timeout" mode: how late the timer that ended each read fired (ms). */
+  timeoutLateMs = 0;
   calls = 0;
   lastCtx: ReadContext | undefined;
   private held: (() => void)[] = [];
@@ -38,6 +40,7 @@ class SwitchableShard implements ShardNode {
   private gate<T>(work: () => Promise<T>, deadline?: number): Promise<T> {
     this.calls++;
     if (this.mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
+    if (this.mode === "timeout") return Promise.reject(new StorageTimeoutError(`${this.id} read`, 20, this.timeoutLateMs));
     if (this.mode === "hang") {
       if (!this.readsSettleByDeadline || deadline === undefined) return new Promise<T>(() => {});
       return Bun.sleep(Math.max(0, deadline - performance.now())).then(() => Promise.reject(new StorageTimeoutError(`${this.id} read`, 0)));
@@ -126,6 +129,35 @@ describe.each([
     expect(events).toContain("s1/read:failed:shard_breaker_open");
     // Writes have their own breaker: still closed.
     expect(shard.guardState().write).toBe("closed");
+  });
+
+  test("timeouts whose timer fired late (this process stalled) fail their reads as local_stall, unretried, and never open the breaker; timely ones do", async () => {
+    let now = 1_500_000;
+    setSystemTime(new Date(now));
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, () => now);
+    inner.mode = "timeout";
+    inner.timeoutLateMs = 40; // a 20 ms wait whose timer ran 40 ms late: the loop, not the shard
+    for (let i = 0; i < 8; i++) {
+      const err = await read(shard).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LocalStallError);
+      expect((err as LocalStallError).message).toContain("fired 40 ms late");
+      now += 100;
+      setSystemTime(new Date(now));
+    }
+    expect(inner.calls).toBe(8); // not retried
+    expect(events.filter((e) => e.endsWith(":retry"))).toHaveLength(0);
+    expect(events.filter((e) => e === "s1/read:failed:local_stall")).toHaveLength(8);
+    expect(shard.guardState().read).toBe("closed");
+    // The same timeouts on time are the shard's: retried, counted, and the breaker opens.
+    inner.timeoutLateMs = 1;
+    for (let i = 0; i < 5; i++) {
+      await expect(read(shard)).rejects.toBeInstanceOf(StorageTimeoutError);
+      now += 100;
+      setSystemTime(new Date(now));
+    }
+    expect(shard.guardState().read).toBe("open");
   });
 
   test("failures spread wider than the window do not open the breaker", async () => {

@@ -3,6 +3,7 @@ import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, Sc
 import { neverNow } from "../kv/kv-node.ts";
 import { ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { raceDeadline } from "./deadline.ts";
+import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
 
@@ -60,6 +61,11 @@ export interface ShardGuardState {
  * Otherwise (breaker open, half-open or on probation, bulkhead full, no
  * deadline, an inner node without its own bound) reads take the full stack
  * raced against the deadline.
+ *
+ * Every timeout passes the `StallJudge` before the policies see it: one this
+ * process caused (its loop overloaded, the timer fired late) fails its call
+ * as `LocalStallError`, which neither the breaker counts nor the retry
+ * repeats (local-stall.ts).
  */
 export class ResilientShard implements ShardNode {
   readonly readsNow = "never";
@@ -78,6 +84,8 @@ export class ResilientShard implements ShardNode {
     private readonly observer: ResilienceObserver,
     /** Bound on one write attempt: `writeTimeoutMs` plus the replicas' WAIT timeout. */
     private readonly writeAttemptMs: number = settings.writeTimeoutMs,
+    /** Decides which timeouts this process caused (not counted against the shard). */
+    private readonly judge: StallJudge = LATENESS_JUDGE,
   ) {
     this.id = inner.id;
     this.getMany = inner.readsSettleByDeadline ? this.readFast : this.readGuarded;
@@ -97,8 +105,13 @@ export class ResilientShard implements ShardNode {
 
   /** The fast path's first attempt failed: the breaker and retry layers take over with that outcome, inside the same bulkhead slot. */
   private afterFirstFailure(keys: readonly string[], ctx: ReadContext | undefined, deadline: number, error: unknown): Promise<ReadSlot[]> {
-    return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error });
+    return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error: judgeTimeout(this.judge, error) });
   }
+
+  /** Rejects with the judged error: what the policies see of a failed attempt. */
+  private readonly rethrowJudged = (error: unknown): never => {
+    throw judgeTimeout(this.judge, error);
+  };
 
   /** The full stack raced against the deadline. */
   private readonly readGuarded = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
@@ -120,10 +133,10 @@ export class ResilientShard implements ShardNode {
     const inner = this.inner;
     const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
       if (c.attempt === 0 && first !== null) return Promise.reject(first.error);
-      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget)) : inner.getMany(keys, ctx);
+      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget, 0)) : inner.getMany(keys, ctx).then(undefined, this.rethrowJudged);
     };
-    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, () => this.timeout("read", budget)).then(undefined, (error: unknown) => {
-      throw this.failed("read", this.policies.read, error);
+    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, (late) => this.timeout("read", budget, late)).then(undefined, (error: unknown) => {
+      throw this.failed("read", this.policies.read, judgeTimeout(this.judge, error));
     });
   }
 
@@ -131,7 +144,7 @@ export class ResilientShard implements ShardNode {
     if (entries.length === 0) return { written: 0, ignored: 0 };
     const limit = this.writeAttemptMs;
     try {
-      return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, () => this.timeout("write", limit)));
+      return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late)).then(undefined, this.rethrowJudged));
     } catch (error) {
       throw this.failed("write", this.policies.write, error);
     }
@@ -141,7 +154,7 @@ export class ResilientShard implements ShardNode {
   async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
     if (keys.length === 0) return 0;
     try {
-      return await this.policies.write.policy.execute(() => this.inner.deleteMany(keys, signal));
+      return await this.policies.write.policy.execute(() => this.inner.deleteMany(keys, signal).then(undefined, this.rethrowJudged));
     } catch (error) {
       throw this.failed("write", this.policies.write, error);
     }
@@ -175,8 +188,8 @@ export class ResilientShard implements ShardNode {
     return this.inner.close();
   }
 
-  private timeout(op: ShardOp, ms: number): StorageTimeoutError {
-    return new StorageTimeoutError(`shard ${this.id} ${op}`, Math.round(ms));
+  private timeout(op: ShardOp, ms: number, lateMs: number): StorageTimeoutError {
+    return new StorageTimeoutError(`shard ${this.id} ${op}`, Math.round(ms), lateMs);
   }
 
   /** Maps policy refusals to typed storage errors and reports the failure. */

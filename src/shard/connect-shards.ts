@@ -1,4 +1,4 @@
-import type { ResilienceObserver } from "../resilience/index.ts";
+import type { ResilienceObserver, StallJudge } from "../resilience/index.ts";
 import { type Discovery, StaticDiscovery } from "./discovery.ts";
 import { ReplicaSet } from "./replica-set.ts";
 import { SentinelDiscovery } from "./sentinel-discovery.ts";
@@ -20,6 +20,8 @@ export interface ConnectShardsOptions extends ShardTuning {
 /** Who hears about breaker transitions, retries and failed shard calls (metrics, anomalies). */
 export interface ShardObservers {
   readonly observer?: ResilienceObserver;
+  /** Which shard timeouts this process caused (its loop overloaded): not counted against the shard. */
+  readonly stall?: StallJudge;
 }
 
 /** Builds the discovery a shard spec asks for. */
@@ -52,5 +54,5 @@ export async function connectAll(specs: readonly ShardSpec[], defaults: ShardTun
  */
 export async function connectShards(topology: Topology, options: ConnectShardsOptions = {}, observers: ShardObservers = {}): Promise<ConnectedShards> {
   const connect = (specs: readonly ShardSpec[], defaults: ShardTuning): Promise<ReplicaSet[]> => connectAll(specs, defaults, options);
-  return new ShardSet(topology, await connect(topology.shards, topology.defaults), connect, observers.observer);
+  return new ShardSet(topology, await connect(topology.shards, topology.defaults), connect, observers.observer, observers.stall);
 }

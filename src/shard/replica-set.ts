@@ -2,6 +2,7 @@ import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage }
 import { neverNow } from "../kv/kv-node.ts";
 import { ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { raceDeadline } from "../resilience/deadline.ts";
+import { firedLate } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
 import type { Discovery } from "./discovery.ts";
@@ -142,12 +143,14 @@ export class ReplicaSet implements ShardNode {
     const remaining = ctx?.deadline === undefined ? this.attemptMs : ctx.deadline - started;
     const budget = Math.min(remaining, Math.max(this.attemptMs, remaining / this.attemptsPerRead));
     try {
-      const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, () => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget)));
+      const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, (late) => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget), late));
       member.observe(performance.now() - started);
       return rows;
     } catch (error) {
-      // Out of request budget is not the member's fault; a full attempt without an answer is.
-      if (budget < remaining || ctx?.deadline === undefined || !(error instanceof StorageTimeoutError)) {
+      // Out of request budget is not the member's fault; a full attempt without an answer is, unless
+      // its timer fired late: this process was too busy to hear the answer (resilience/local-stall.ts).
+      const timedOut = error instanceof StorageTimeoutError;
+      if ((timedOut ? !firedLate(error.budgetMs, error.lateMs) : true) && (budget < remaining || ctx?.deadline === undefined || !timedOut)) {
         this.membership.markFailed(member, error);
         this.counters.readFallbacks++;
       }

@@ -1,6 +1,6 @@
 import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
-import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState, type StallJudge } from "../resilience/index.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { readCheckpoint } from "./migration-checkpoint.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
@@ -80,7 +80,13 @@ export class ShardSet implements ConnectedShards {
   private pendingFrom: { members: MigrationMember[]; specs: readonly ShardSpec[]; defaults: ShardTuning } | undefined;
   private running: Promise<void> = Promise.resolve();
 
-  constructor(topology: Topology, sets: readonly ReplicaSet[], connect: Connect, observer: ResilienceObserver = IGNORE_OBSERVER) {
+  constructor(
+    topology: Topology,
+    sets: readonly ReplicaSet[],
+    connect: Connect,
+    observer: ResilienceObserver = IGNORE_OBSERVER,
+    private readonly stall?: StallJudge,
+  ) {
     this.topology = topology;
     this.connect = connect;
     this.observer = observer;
@@ -90,7 +96,7 @@ export class ShardSet implements ConnectedShards {
 
   private add(set: ReplicaSet): void {
     this.sets.set(set.id, set);
-    this.guards.set(set.id, guardShard(set, set.tuning, this.observer));
+    this.guards.set(set.id, guardShard(set, set.tuning, this.observer, undefined, this.stall));
   }
 
   guardStates(): ShardGuardState[] {

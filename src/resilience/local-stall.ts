@@ -1,0 +1,129 @@
+import { LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import type { LoopPressure } from "./loop-pressure.ts";
+
+/**
+ * Whose fault is a storage timeout? A shard call's timer measures the wall
+ * time until this process *handles* the answer, not until the answer arrives:
+ * when the process is CPU-overloaded, the event loop runs long turns, and a
+ * reply that reached the socket in 1 ms is read only after the turn, or the
+ * timer fires first. Counted against the shard, such timeouts open every
+ * shard's breaker at once (measured: 3x overload of 100-entity lookups on 3
+ * healthy Redis shards opened all three read breakers within a second, and
+ * every lookup then answered defaults for the breakers' 30 s), turning a pod
+ * overload into a storage outage of its own making.
+ *
+ * A judge decides, for each timeout, whether the process was stalled. Such a
+ * timeout still fails its call (the budget is spent either way), as
+ * `LocalStallError`: the breaker does not count it, the retry does not repeat
+ * it, metrics report it as `local_stall`.
+ */
+export interface StallJudge {
+  /** Why this process, not the callee, is to blame for `timeout`; null when it is not. */
+  stalled(timeout: StorageTimeoutError): string | null;
+}
+
+/** A timer firing later than this share of its budget (and than LATE_FLOOR_MS) means the loop was blocked. */
+const LATE_SHARE = 0.25;
+/** Timers on an idle loop fire within ~1 ms; a busy but healthy one within a few. */
+const LATE_FLOOR_MS = 5;
+/** A loop turn longer than this share of the budget kept the process from reading replies in time. */
+const TURN_SHARE = 0.5;
+
+/** The lateness rule alone, for callers without the loop's view (a replica set judging its member). */
+export function firedLate(budgetMs: number, lateMs: number): boolean {
+  return lateMs > Math.max(LATE_FLOOR_MS, budgetMs * LATE_SHARE);
+}
+
+/** The loop's recent lag: how late a periodic probe timer has fired lately. */
+export interface LoopLag {
+  /** Largest lag (ms) seen over roughly the last `windowMs`. */
+  recentMaxMs(): number;
+}
+
+/**
+ * Measures event-loop lag with one repeating timer (as Node's
+ * monitorEventLoopDelay does): every `everyMs` it notes how late it ran. The
+ * loop-turn signal sees only turns that read requests; this also sees the
+ * turns that process shard replies and encode answers, which is where a
+ * reply waits when the process is overloaded. Cost: 100 wake-ups a second,
+ * unref'd (it never keeps the process alive).
+ */
+export class LoopLagProbe implements LoopLag {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private last = 0;
+  private windowStart = 0;
+  private current = 0;
+  private previous = 0;
+
+  constructor(
+    private readonly everyMs = 10,
+    private readonly windowMs = 200,
+  ) {}
+
+  start(): this {
+    if (this.timer !== undefined) return this;
+    this.last = performance.now();
+    this.windowStart = this.last;
+    this.timer = setInterval(() => this.tick(performance.now()), this.everyMs);
+    (this.timer as { unref?: () => void }).unref?.();
+    return this;
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One probe firing at `now` (exposed for tests). */
+  tick(now: number): void {
+    const lag = Math.max(0, now - this.last - this.everyMs);
+    this.last = now;
+    if (now - this.windowStart >= this.windowMs) {
+      this.previous = this.current;
+      this.current = 0;
+      this.windowStart = now;
+    }
+    if (lag > this.current) this.current = lag;
+  }
+
+  recentMaxMs(): number {
+    // A stall still in progress shows as the time since the probe last ran.
+    const pending = this.timer === undefined ? 0 : Math.max(0, performance.now() - this.last - this.everyMs);
+    return Math.max(this.current, this.previous, pending);
+  }
+}
+
+/**
+ * Blames the process when the timer fired late; with the loop's views (as
+ * the server wires them) also when the loop is in a CPU overload episode, its
+ * last turn of requests ran over half the budget, or the lag probe saw the
+ * loop more than a quarter of the budget late recently. Consulted on
+ * timeouts only: nothing on the success path.
+ */
+export class LoopStallJudge implements StallJudge {
+  constructor(
+    private readonly loop?: Pick<LoopPressure, "overloaded" | "lastTurnMs">,
+    private readonly lag?: LoopLag,
+  ) {}
+
+  stalled(timeout: StorageTimeoutError): string | null {
+    const budget = timeout.budgetMs;
+    if (firedLate(budget, timeout.lateMs)) return `its timer fired ${Math.round(timeout.lateMs)} ms late`;
+    const loop = this.loop;
+    if (loop?.overloaded === true) return "event loop overloaded";
+    if (loop !== undefined && loop.lastTurnMs > budget * TURN_SHARE) return `event loop turn of ${Math.round(loop.lastTurnMs)} ms`;
+    const lag = this.lag?.recentMaxMs() ?? 0;
+    if (firedLate(budget, lag)) return `event loop ${Math.round(lag)} ms behind`;
+    return null;
+  }
+}
+
+/** The default: lateness only. */
+export const LATENESS_JUDGE: StallJudge = new LoopStallJudge();
+
+/** `error` as the caller should see it: a timeout the judge blames on the process becomes `LocalStallError`. */
+export function judgeTimeout(judge: StallJudge, error: unknown): unknown {
+  if (!(error instanceof StorageTimeoutError)) return error;
+  const why = judge.stalled(error);
+  return why === null ? error : new LocalStallError(error, why);
+}
