@@ -25,26 +25,10 @@ const OVERLOAD = 3;
 /** About the size of Quiver's 503 body for a CPU-overload refusal. */
 const SHED_BODY_BYTES = 160;
 
-export interface CpuOverload {
+export interface OverloadResult {
   readonly checks: Check[];
   readonly measured: Record<string, unknown>;
   readonly note: string;
-}
-
-/**
- * Overload on the default server (embedded store, as `npm start` runs it):
- * every lookup is answered in one turn of the event loop, so the only queue
- * is in the sockets and only the loop-turn signal (loop-pressure.ts) can
- * shed. Capacity is a closed loop on 4 connections (enough to keep the core
- * busy, few enough that a loop turn stays within the 5 ms target, so nothing
- * is shed), then an open loop at 3x that capacity on OVERLOAD_CONNECTIONS; the
- * pair runs ROUNDS times, alternating, and the median round's ratio is kept
- * (a burst of outside load on this shared machine hits one round, not the
- * figure). Latency at 1/4 capacity is measured before (the unloaded p99) and
- * right after (recovery).
- */
-export async function cpuOverload(ctx: BenchContext, seconds: number, delayMs: number | null = null): Promise<CpuOverload> {
-  return overloadRounds(ctx, seconds, EMBEDDED, delayMs);
 }
 
 /** Where the overloaded server reads its rows. */
@@ -55,13 +39,15 @@ export interface OverloadStore {
   readonly words: string;
   /** Extra server arguments (a topology), besides port and demo data. */
   readonly argv: readonly string[];
+  /** The server under test, for the note. */
+  readonly server: string;
   /** Demo drivers the server loads and the lookups draw from. */
   readonly entities: number;
-  /** Key in the results' `measured`. */
-  readonly key: string;
+  /** Prefix of the raw result files' names. */
+  readonly tag: string;
 }
 
-export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", argv: [], entities: ENTITIES, key: "cpuOverload" };
+export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", server: "the default server (embedded store", argv: [], entities: ENTITIES, tag: "overload-cpu" };
 
 /**
  * The same rounds against a server reading 3 Redis shards (`topology`): a
@@ -69,16 +55,28 @@ export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "em
  * concurrency limit sees it in flight as well as the loop-turn signal.
  */
 export function redisStore(topology: string, entities: number): OverloadStore {
-  return { label: "Overload on Redis", words: "3 Redis shards", argv: ["--topology", topology, "--cache-l1", "off"], entities, key: "redisOverload" };
+  return { label: "Overload on Redis", words: "3 Redis shards", server: "the server on 3 Redis shards (L1 cache off", argv: ["--topology", topology, "--cache-l1", "off"], entities, tag: "overload-redis" };
 }
 
-export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, delayMs: number | null = null): Promise<CpuOverload> {
+/**
+ * Overload on a server reading `store`. On the default server (embedded
+ * store, as `npm start` runs it) every lookup is answered in one turn of the
+ * event loop, so the only queue is in the sockets and only the loop-turn
+ * signal (loop-pressure.ts) can shed. After a 3 s warm-up, capacity is a closed loop on 4 connections (enough to keep the core
+ * busy, few enough that a loop turn stays within the 5 ms target, so nothing
+ * is shed), then an open loop at 3x that capacity on OVERLOAD_CONNECTIONS; the
+ * pair runs ROUNDS times, alternating, and the median round's ratio is kept
+ * (a burst of outside load on this shared machine hits one round, not the
+ * figure). Latency at 1/4 capacity is measured before (the unloaded p99) and
+ * right after (recovery).
+ */
+export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, delayMs: number | null = null): Promise<OverloadResult> {
   const setting = delayMs === null ? "default --overload-delay-ms 5" : `--overload-delay-ms ${delayMs}`;
-  const ENTITIES = store.entities;
+  const { entities, tag } = store;
   const port = freePort();
   const server = await startServer({
     name: `quiver, ${store.words}`,
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", ...store.argv, "--demo-entities", String(ENTITIES), ...(delayMs === null ? [] : ["--overload-delay-ms", String(delayMs)])],
+    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", ...store.argv, "--demo-entities", String(entities), ...(delayMs === null ? [] : ["--overload-delay-ms", String(delayMs)])],
     cpu: ctx.serverCpu,
     port,
     readyPath: "/readyz",
@@ -87,8 +85,7 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     log: ctx.log,
   });
   try {
-    const base = { scenario: "lookup", batch: BATCH, entities: ENTITIES, warmup: "1s" };
-    const tag = store.key === "cpuOverload" ? "overload-cpu" : "overload-redis";
+    const base = { scenario: "lookup", batch: BATCH, entities, warmup: "1s" };
     // Warm-up: the first seconds after start run slower (tier-up, connection pools), which would set the unloaded rate low.
     await generator(ctx, server, `${tag}-warmup`, { ...base, duration: "3s", mode: "closed", connections: 4 });
     const first = await generator(ctx, server, `${tag}-capacity-probe`, { ...base, duration: `${ctx.throughputSeconds}s`, mode: "closed", connections: 4 });
@@ -97,16 +94,16 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     for (let r = 0; r < ROUNDS; r++) {
       const capacity = await generator(ctx, server, `${tag}-capacity-${r}`, { ...base, duration: `${ctx.throughputSeconds}s`, mode: "closed", connections: 4 });
       const cap = okRate(capacity);
-      const shedBefore = await shedByReason(server.url);
+      const before = await serverCounts(server.url);
       const over = await generator(ctx, server, `${tag}-3x-${r}`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(cap * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
-      const shedAfter = await shedByReason(server.url);
-      const shedReasons = Object.fromEntries(Object.entries(shedAfter).map(([k, v]) => [k, v - (shedBefore[k] ?? 0)]));
-      const round0 = { capacity: cap, capacityShed: capacity.run.statusCounts["503"] ?? 0, over, goodput: okRate(over), shedReasons };
-      // A 200 whose shard read failed answered defaults: not goodput. Counted at most once per failed read.
-      // The metrics' delta spans the generator's 1 s warm-up too: spread it over the whole window.
-      const goodput = Math.max(0, okRate(over) - failedReads(round0) / (seconds + 1));
-      rounds.push({ ...round0, goodput });
-      ctx.log(`  round ${r + 1}: capacity ${Math.round(cap)} req/s, goodput at 3x ${Math.round(goodput)} req/s (ratio ${ratio(goodput, cap)}), shed ${JSON.stringify(shedReasons)}`);
+      const during = since(await serverCounts(server.url), before);
+      const failedReads = Object.values(during.failedReads).reduce((a, b) => a + b, 0);
+      // A 200 whose shard read failed answered defaults: not goodput. Counted at most once per failed read
+      // (an upper bound on the degraded 200s: one lookup reads every shard). The metrics' delta spans the
+      // generator's 1 s warm-up too: spread it over the whole window.
+      const goodput = Math.max(0, okRate(over) - failedReads / (seconds + 1));
+      rounds.push({ capacity: cap, capacityShed: capacity.run.statusCounts["503"] ?? 0, over, goodput, shedReasons: during.shed, failedReads, failedReadReasons: during.failedReads });
+      ctx.log(`  round ${r + 1}: capacity ${Math.round(cap)} req/s, goodput at 3x ${Math.round(goodput)} req/s (ratio ${ratio(goodput, cap)}), shed ${JSON.stringify(during.shed)}, failed shard reads ${JSON.stringify(during.failedReads)}`);
     }
     const after = await generator(ctx, server, `${tag}-after`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.max(1, Math.round(okRate(first) / 4)), connections: 16 });
     const m = [...rounds].sort((a, b) => a.goodput / a.capacity - b.goodput / b.capacity)[Math.floor(ROUNDS / 2)]!;
@@ -115,12 +112,12 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     const shedP99 = over.latencyByStatusMs["503"]?.p99 ?? null;
     const unloadedP99 = unloaded.run.latencyMs.p99;
     const lagged = over.sendLagMs.p99 > 50;
-    const bound = goodputBound(await cpuCosts(ctx, server, ENTITIES, tag));
+    const bound = goodputBound(await cpuCosts(ctx, server, entities, tag));
     const checks: Check[] = [
       { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
       { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)`, unit: "ms", baseline: unloadedP99, measured: admittedP99, ratio: ratio(admittedP99, unloadedP99), target: delayMs === null ? "info (<= 2 is the goal; the 2 ms setting holds it)" : "<= 2", pass: delayMs === null || admittedP99 === null ? null : admittedP99 / unloadedP99 <= 2 },
       { name: `${store.label} at 3x (${setting}): p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)`, unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
-      { name: `${store.label} at 3x (${setting}): shard reads that failed (their rows answered defaults), per 1,000 lookups answered 200`, unit: "", baseline: null, measured: Math.round((failedReads(m) * 1000) / Math.max(1, m.over.run.statusCounts["200"] ?? 0) * 10) / 10, ratio: null, target: "info", pass: null },
+      { name: `${store.label} at 3x (${setting}): shard reads that failed (their rows answered defaults), per 1,000 lookups answered 200`, unit: "", baseline: null, measured: Math.round((m.failedReads * 1000) / Math.max(1, m.over.run.statusCounts["200"] ?? 0) * 10) / 10, ratio: null, target: "info", pass: null },
       { name: `${store.label} at 3x (${setting}): answers shed with 503, share of all`, unit: "share", baseline: null, measured: share(m.over, "503"), ratio: null, target: "info", pass: null },
       {
         name: `${store.label} at 3x (${setting}): goodput ceiling of any 503-based policy here, (1 - k·r)/(1 - r) with k = 3 and r = a bare Bun.serve refusal's CPU / a lookup's CPU${bound.note}`,
@@ -139,12 +136,12 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
       checks,
       measured: {
         unloaded: summary(unloaded),
-        rounds: rounds.map((r) => ({ capacityRps: r.capacity, capacityShed: r.capacityShed, shedReasons: r.shedReasons, targetRate: Math.round(r.capacity * OVERLOAD), goodput: r.goodput, ratio: ratio(r.goodput, r.capacity), ...summary(r.over) })),
-        median: { capacityRps: m.capacity, goodput: m.goodput, shedReasons: m.shedReasons, admittedP99Ms: admittedP99, shedP99Ms: shedP99, generatorLagged: lagged },
+        rounds: rounds.map((r) => ({ capacityRps: r.capacity, capacityShed: r.capacityShed, shedReasons: r.shedReasons, failedReads: r.failedReadReasons, targetRate: Math.round(r.capacity * OVERLOAD), goodput: r.goodput, ratio: ratio(r.goodput, r.capacity), ...summary(r.over) })),
+        median: { capacityRps: m.capacity, goodput: m.goodput, shedReasons: m.shedReasons, failedReads: m.failedReadReasons, admittedP99Ms: admittedP99, shedP99Ms: shedP99, generatorLagged: lagged },
         goodputBound: bound,
         after: summary(after),
       },
-      note: `${store.label}: ${store.key === "cpuOverload" ? "the default server (embedded store" : `the server on ${store.words} (L1 cache off`}, ${ENTITIES.toLocaleString("en-US")} drivers), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (${setting}); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lagged ? "The generator's send lag p99 exceeded 50 ms in the median round: its 3x figures are bounded by the generator, not the server." : "Generator send lag p99 within 50 ms in the median round."}`,
+      note: `${store.label}: ${store.server}, ${entities.toLocaleString("en-US")} drivers), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (${setting}); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lagged ? "The generator's send lag p99 exceeded 50 ms in the median round: its 3x figures are bounded by the generator, not the server." : "Generator send lag p99 within 50 ms in the median round."}`,
     };
   } finally {
     await server.stop();
@@ -158,6 +155,9 @@ interface Round {
   readonly goodput: number;
   /** Lookups admission refused during the 3x run, by reason (from the server's metrics). */
   readonly shedReasons: Record<string, number>;
+  /** Shard reads that failed during the 3x run, in all and by reason. */
+  readonly failedReads: number;
+  readonly failedReadReasons: Record<string, number>;
 }
 
 /** CPU per request (seconds), each measured by wrk with the overload's requests on the server's core. */
@@ -177,9 +177,9 @@ interface CpuCosts {
  * bare server (the most requests per poll of the sockets), so the ceiling
  * derived from it is an upper bound. Null without wrk.
  */
-async function cpuCosts(ctx: BenchContext, quiver: RunningServer, ENTITIES: number, tag: string): Promise<CpuCosts | null> {
+async function cpuCosts(ctx: BenchContext, quiver: RunningServer, entities: number, tag: string): Promise<CpuCosts | null> {
   if (ctx.wrk.path === null) return null;
-  const script = rotatingBatchScript({ path: "/v1/lookup", ...BATCH_LOOKUP_PARTS, rows: BATCH, firstId: 1001, entities: ENTITIES, seed: 7, contentType: "application/json" });
+  const script = rotatingBatchScript({ path: "/v1/lookup", ...BATCH_LOOKUP_PARTS, rows: BATCH, firstId: 1001, entities, seed: 7, contentType: "application/json" });
   const lookups = await wrk(ctx, quiver, `${tag}-lookup-cost`, script, 4);
   const port = freePort();
   const bare = await startServer({
@@ -194,7 +194,7 @@ async function cpuCosts(ctx: BenchContext, quiver: RunningServer, ENTITIES: numb
   });
   try {
     // One fixed body of the same size: the bare server does not read it, and wrk building batches in Lua could not saturate it.
-    const ids = Array.from({ length: BATCH }, (_, i) => String(1001 + ((i * 7919) % ENTITIES)));
+    const ids = Array.from({ length: BATCH }, (_, i) => String(1001 + ((i * 7919) % entities)));
     const body = `${BATCH_LOOKUP_PARTS.head}${ids.map((id) => BATCH_LOOKUP_PARTS.row.replace("@", id)).join(",")}${BATCH_LOOKUP_PARTS.tail}`;
     const refusals = await wrk(ctx, bare, `${tag}-refusal-floor`, fixedPostScript({ path: "/v1/lookup", body, contentType: "application/json" }), OVERLOAD_CONNECTIONS);
     const perRequest = (w: typeof refusals) => (w === null || w.serverCpu === null || w.run.requestsPerSec <= 0 ? null : w.serverCpu / w.run.requestsPerSec);
@@ -254,25 +254,23 @@ function summary(m: GenMeasure): Record<string, unknown> {
   return { achieved: m.run.rate.achieved, statusCounts: m.run.statusCounts, latencyMs: m.run.latencyMs, latencyByStatusMs: m.run.latencyByStatusMs, serviceTimeMs: m.run.serviceTimeMs, sendLagMs: m.run.sendLagMs, serverCpu: m.serverCpu };
 }
 
-/**
- * From the server's /metrics: /v1/lookup requests admission has refused so far,
- * by reason, and shard reads that failed (`failed_reads:<reason>`; each left
- * its lookup's rows on that shard at their defaults, still a 200).
- */
-async function shedByReason(url: string): Promise<Record<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^quiver_admission_shed_total\{route="\/v1\/lookup",reason="([a-z_]+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
-  for (const m of text.matchAll(/^quiver_shard_failures_total\{shard="[^"]*",op="read",reason="([a-z_]+)"\} (\d+)/gm)) {
-    const k = `failed_reads:${m[1]!}`;
-    out[k] = (out[k] ?? 0) + Number(m[2]);
-  }
-  return out;
+/** Counters from the server's /metrics, by reason: /v1/lookup requests admission refused, shard reads that failed. */
+interface ServerCounts {
+  readonly shed: Record<string, number>;
+  readonly failedReads: Record<string, number>;
 }
 
-/** Shard reads that failed in a round: an upper bound on its 200s that were degraded (one lookup reads every shard). */
-function failedReads(r: Round): number {
-  let n = 0;
-  for (const [k, v] of Object.entries(r.shedReasons)) if (k.startsWith("failed_reads:")) n += v;
-  return n;
+async function serverCounts(url: string): Promise<ServerCounts> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const shed: Record<string, number> = {};
+  const failedReads: Record<string, number> = {};
+  for (const m of text.matchAll(/^quiver_admission_shed_total\{route="\/v1\/lookup",reason="([a-z_]+)"\} (\d+)/gm)) shed[m[1]!] = Number(m[2]);
+  for (const m of text.matchAll(/^quiver_shard_failures_total\{shard="[^"]*",op="read",reason="([a-z_]+)"\} (\d+)/gm)) failedReads[m[1]!] = (failedReads[m[1]!] ?? 0) + Number(m[2]);
+  return { shed, failedReads };
+}
+
+/** What the counters grew by from `before` to `after`. */
+function since(after: ServerCounts, before: ServerCounts): ServerCounts {
+  const delta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]));
+  return { shed: delta(after.shed, before.shed), failedReads: delta(after.failedReads, before.failedReads) };
 }

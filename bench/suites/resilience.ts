@@ -10,7 +10,7 @@ import { ShardedStore } from "../../src/store/sharded-store.ts";
 import { pinProcess } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
-import { cpuOverload, overloadRounds, redisStore } from "./overload.ts";
+import { EMBEDDED, overloadRounds, redisStore } from "./overload.ts";
 import type { BenchContext, Suite } from "./suite.ts";
 
 /** `npm run bench -- resilience --quick` (or BENCH_QUICK=1): short runs, to check the suite end to end. */
@@ -84,9 +84,9 @@ export const resilienceSuite: Suite = {
       const overSeconds = quick() ? 2 : ctx.seconds;
       const redis = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES));
       const redisTight = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES), 2);
-      const cpu = await cpuOverload(ctx, overSeconds);
+      const cpu = await overloadRounds(ctx, overSeconds, EMBEDDED);
       // The same with a tighter target: what it buys in admitted latency and costs in goodput.
-      const tight = await cpuOverload(ctx, overSeconds, 2);
+      const tight = await overloadRounds(ctx, overSeconds, EMBEDDED, 2);
       const checks: Check[] = [
         { name: `lookup throughput, shard policies on (baseline: same replica sets, policies off); median of ${POLICY_ROUNDS} paired rounds, best rounds shown`, unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: Math.round(medianRatio * 1000) / 1000, target: ">= 0.95", pass: medianRatio >= 0.95 },
         { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },

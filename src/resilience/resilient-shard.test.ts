@@ -94,6 +94,19 @@ afterEach(() => {
   setSystemTime();
 });
 
+/** The breaker's clock and cockatiel's Date.now(), moved together. */
+function fakeClock(start: number) {
+  let t = start;
+  setSystemTime(new Date(t));
+  return {
+    now: () => t,
+    advance(ms: number) {
+      t += ms;
+      setSystemTime(new Date(t));
+    },
+  };
+}
+
 /** A read with a deadline far enough away that it plays no part. */
 const read = (shard: ResilientShard, keys = ["v@1/k=1"]) => shard.getMany(keys, { deadline: performance.now() + 5000 });
 
@@ -105,16 +118,14 @@ describe.each([
   ["fast path", true],
 ] as const)("ResilientShard breaker (%s)", (_path, bounded) => {
   test("a failing shard's read breaker opens after 5 failed calls within 10 s; open, it fails at once without I/O", async () => {
-    let now = 1_000_000;
-    setSystemTime(new Date(now));
+    const clock = fakeClock(1_000_000);
     const inner = new SwitchableShard("s1", bounded);
     const { events, observer } = recorder();
-    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, () => now);
+    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, clock.now);
     inner.mode = "fail";
     for (let i = 0; i < 5; i++) {
       await expect(read(shard)).rejects.toBeInstanceOf(ShardUnavailableError);
-      now += 100;
-      setSystemTime(new Date(now));
+      clock.advance(100);
     }
     expect(inner.calls).toBe(15); // each call: the first attempt and 2 retries
     expect(events.filter((e) => e === "s1/read:retry")).toHaveLength(10);
@@ -132,19 +143,17 @@ describe.each([
   });
 
   test("timeouts whose timer fired late (this process stalled) fail their reads as local_stall, unretried, and never open the breaker; timely ones do", async () => {
-    let now = 1_500_000;
-    setSystemTime(new Date(now));
+    const clock = fakeClock(1_500_000);
     const inner = new SwitchableShard("s1", bounded);
     const { events, observer } = recorder();
-    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, () => now);
+    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, clock.now);
     inner.mode = "timeout";
     inner.timeoutLateMs = 40; // a 20 ms wait whose timer ran 40 ms late: the loop, not the shard
     for (let i = 0; i < 8; i++) {
       const err = await read(shard).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(LocalStallError);
       expect((err as LocalStallError).message).toContain("fired 40 ms late");
-      now += 100;
-      setSystemTime(new Date(now));
+      clock.advance(100);
     }
     expect(inner.calls).toBe(8); // not retried
     expect(events.filter((e) => e.endsWith(":retry"))).toHaveLength(0);
@@ -154,8 +163,7 @@ describe.each([
     inner.timeoutLateMs = 1;
     for (let i = 0; i < 5; i++) {
       await expect(read(shard)).rejects.toBeInstanceOf(StorageTimeoutError);
-      now += 100;
-      setSystemTime(new Date(now));
+      clock.advance(100);
     }
     expect(shard.guardState().read).toBe("open");
   });
