@@ -77,8 +77,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
 
   // The loop-turn signal serves admission (CPU overload shedding) and the shards' timeout judge: a shard call that
   // times out while this process is overloaded is its own doing, not the shard's (resilience/local-stall.ts).
-  const pressure = options.servesSockets === true && config.overloadDelayMs > 0 ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }) : undefined;
-  const lagProbe = pressure !== undefined && config.topologyPath ? new LoopLagProbe().start() : undefined;
+  // The lag probe sees the loop's whole load, including the turns that handle storage replies and encode answers.
+  const sheds = options.servesSockets === true && config.overloadDelayMs > 0;
+  const lagProbe = sheds ? new LoopLagProbe().start() : undefined;
+  const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }, undefined, undefined, lagProbe) : undefined;
   const storage = await openStorage(config, resilienceObserver(metrics, anomalies), new LoopStallJudge(pressure, lagProbe));
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { raceDeadline } from "./deadline.ts";
-import { firedLate, judgeTimeout, LATENESS_JUDGE, LoopLagProbe, LoopStallJudge } from "./local-stall.ts";
+import { firedLate, judgeTimeout, LATENESS_JUDGE, LoopStallJudge } from "./local-stall.ts";
+import { LoopLagProbe } from "./loop-lag.ts";
 
 const timeout = (budgetMs: number, lateMs: number) => new StorageTimeoutError("shard s1 read", budgetMs, lateMs);
 
@@ -70,7 +71,11 @@ describe("LoopLagProbe", () => {
     expect(probe.recentMaxMs()).toBe(0);
     probe.tick(60); // ran 40 ms late
     expect(probe.recentMaxMs()).toBe(40);
-    for (let t = 70; t <= 260; t += 10) probe.tick(t); // a new window starts at 200: the stall is now the previous one's
+    expect(probe.behindMs()).toBe(40);
+    probe.tick(70); // caught up: behind no more, but the stall is still recent
+    expect(probe.behindMs()).toBe(0);
+    expect(probe.recentMaxMs()).toBe(40);
+    for (let t = 80; t <= 260; t += 10) probe.tick(t); // a new window starts at 200: the stall is now the previous one's
     expect(probe.recentMaxMs()).toBe(40);
     for (let t = 270; t <= 420; t += 10) probe.tick(t); // and after one more window it is gone
     expect(probe.recentMaxMs()).toBe(0);

@@ -1,4 +1,5 @@
 import { LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import type { LoopLag } from "./loop-lag.ts";
 import type { LoopPressure } from "./loop-pressure.ts";
 
 /**
@@ -32,65 +33,6 @@ const TURN_SHARE = 0.5;
 /** The lateness rule alone, for callers without the loop's view (a replica set judging its member). */
 export function firedLate(budgetMs: number, lateMs: number): boolean {
   return lateMs > Math.max(LATE_FLOOR_MS, budgetMs * LATE_SHARE);
-}
-
-/** The loop's recent lag: how late a periodic probe timer has fired lately. */
-export interface LoopLag {
-  /** Largest lag (ms) seen over roughly the last `windowMs`. */
-  recentMaxMs(): number;
-}
-
-/**
- * Measures event-loop lag with one repeating timer (as Node's
- * monitorEventLoopDelay does): every `everyMs` it notes how late it ran. The
- * loop-turn signal sees only turns that read requests; this also sees the
- * turns that process shard replies and encode answers, which is where a
- * reply waits when the process is overloaded. Cost: 100 wake-ups a second,
- * unref'd (it never keeps the process alive).
- */
-export class LoopLagProbe implements LoopLag {
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private last = 0;
-  private windowStart = 0;
-  private current = 0;
-  private previous = 0;
-
-  constructor(
-    private readonly everyMs = 10,
-    private readonly windowMs = 200,
-  ) {}
-
-  start(): this {
-    if (this.timer !== undefined) return this;
-    this.last = performance.now();
-    this.windowStart = this.last;
-    this.timer = setInterval(() => this.tick(performance.now()), this.everyMs);
-    (this.timer as { unref?: () => void }).unref?.();
-    return this;
-  }
-
-  stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  /** One probe firing at `now` (exposed for tests). */
-  tick(now: number): void {
-    const lag = Math.max(0, now - this.last - this.everyMs);
-    this.last = now;
-    if (now - this.windowStart >= this.windowMs) {
-      this.previous = this.current;
-      this.current = 0;
-      this.windowStart = now;
-    }
-    if (lag > this.current) this.current = lag;
-  }
-
-  recentMaxMs(): number {
-    // A stall still in progress shows as the time since the probe last ran.
-    const pending = this.timer === undefined ? 0 : Math.max(0, performance.now() - this.last - this.everyMs);
-    return Math.max(this.current, this.previous, pending);
-  }
 }
 
 /**

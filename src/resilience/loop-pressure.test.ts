@@ -5,13 +5,18 @@ import { TurnSojourn } from "./loop-pressure.ts";
  * A fake event loop: a clock the test moves, and end-of-turn callbacks the
  * test runs when it ends a turn. No timers, no sleeping.
  */
-function fakeLoop(options: ConstructorParameters<typeof TurnSojourn>[0]) {
+function fakeLoop(options: ConstructorParameters<typeof TurnSojourn>[0], lag?: { behindMs(): number }) {
   let now = 0;
   let pending: (() => void) | undefined;
-  const p = new TurnSojourn(options, () => now, (fn) => {
-    if (pending !== undefined) throw new Error("a second end-of-turn callback in one turn");
-    pending = fn;
-  });
+  const p = new TurnSojourn(
+    options,
+    () => now,
+    (fn) => {
+      if (pending !== undefined) throw new Error("a second end-of-turn callback in one turn");
+      pending = fn;
+    },
+    lag,
+  );
   return {
     p,
     /** One turn: `requests` requests, each taking `eachMs` of CPU once admitted, refusals `shedMs`; then `idleMs` with nothing to do. Returns how many were served. */
@@ -71,6 +76,24 @@ describe("TurnSojourn", () => {
     expect(loop.turn(30, 0.3, 0, 0.01)).toBe(7);
     expect(loop.p.lastTurnMs).toBeCloseTo(7 * 0.3 + 23 * 0.01, 6);
     expect(loop.p.overloaded).toBe(true);
+  });
+
+  test("with a lag probe, what the loop was behind when a turn began counts as its requests' wait (the storage-reply turns it cannot see)", () => {
+    const lag = { behind: 0, behindMs() { return this.behind; } };
+    const loop = fakeLoop({ targetMs: 2, sustainMs: 50, minArrivals: 100 }, lag);
+    // Calm: a small lag alone never refuses anything.
+    lag.behind = 1.5;
+    for (let i = 0; i < 100; i++) expect(loop.turn(3, 0.1, 1)).toBe(3);
+    expect(loop.p.overloaded).toBe(false);
+    // Short request turns (1.2 ms, under the target by themselves) while the loop is 4 ms behind: over the target, back to back.
+    lag.behind = 4;
+    for (let i = 0; i < 40 && !loop.p.overloaded; i++) loop.turn(4, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    // Shedding: the first request has already waited 4 ms > 2 ms, so a turn serves none of them...
+    expect(loop.turn(4, 0.3, 0, 0.01)).toBe(0);
+    // ...and when the loop catches up, requests wait only in their turn again.
+    lag.behind = 0.4;
+    expect(loop.turn(10, 0.3, 0, 0.01)).toBe(6); // waits 0.4, 0.7, ... 1.9 ms
   });
 
   test("a single turn holding a long queue is cut once the stretch has lasted sustainMs", () => {
