@@ -81,6 +81,37 @@ describe("LoopLagProbe", () => {
     expect(probe.recentMaxMs()).toBe(0);
   });
 
+  test("a late probe's lateness is a request's wait only until the loop has polled its sockets once since", () => {
+    // The loop's check phases, run by hand: the second one after the probe comes after a poll.
+    let queued: (() => void)[] = [];
+    const checkPhase = () => {
+      const run = queued;
+      queued = [];
+      for (const fn of run) fn();
+    };
+    const probe = new LoopLagProbe(10, 200, (fn) => queued.push(fn));
+    probe.tick(0);
+    probe.tick(40); // 30 ms late: a long turn of reply handling just ended
+    expect(probe.behindMs()).toBe(30); // requests read in the next poll waited through it
+    checkPhase(); // this turn's immediates
+    expect(probe.behindMs()).toBe(30); // the poll after them has not run yet
+    checkPhase(); // after the next poll: whatever is read now arrived after the loop caught up
+    expect(probe.behindMs()).toBe(0);
+    expect(probe.recentMaxMs()).toBe(30); // the stall judge still sees the recent lag
+    // A later late probe is held afresh; an older one's release does not cut it short.
+    probe.tick(70); // 20 ms late
+    checkPhase();
+    probe.tick(100); // 20 ms late again, in the next turn
+    checkPhase(); // the first hold's release: the second one's poll is still to come
+    expect(probe.behindMs()).toBe(20);
+    checkPhase();
+    expect(probe.behindMs()).toBe(0);
+    // Jitter is never held.
+    probe.tick(110.5);
+    expect(probe.behindMs()).toBe(0);
+    expect(queued.length).toBe(0);
+  });
+
   test("a judge with the probe blames timeouts while the loop has been running behind", () => {
     const probe = new LoopLagProbe(10, 200);
     probe.tick(0);
