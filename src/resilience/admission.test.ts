@@ -62,6 +62,63 @@ describe("GradientLimit", () => {
     console.log(JSON.stringify({ gradientLimit: { start: 20, afterSteady: grown, afterQueueing: shrunk, afterRecovery: g.limit } }));
   });
 
+  /** Drives the limit as a saturated pod would: `offered` requests want to be in flight; service time is `rtt(inFlight, t)`. */
+  function drive(g: GradientLimit, rtt: (inFlight: number, t: number) => number, offered: (t: number) => number, untilMs: number, every?: (t: number) => void) {
+    let t = 0;
+    let next = 0;
+    while (t < untilMs) {
+      const n = Math.max(1, Math.min(offered(t), g.limit));
+      const ms = rtt(n, t);
+      g.sample(ms, n, t);
+      t += ms / n; // n in flight: one completes every ms / n
+      if (every !== undefined && t >= next) {
+        every(t);
+        next += 1000;
+      }
+    }
+  }
+
+  test("a CPU-bound pod under sustained overload keeps its limit near saturation: the baseline does not follow the queue up", () => {
+    // 0.5 ms of CPU per request, 1.5 ms without a queue: saturated from 3 in flight, service time then grows with concurrency.
+    const cpuBound = (n: number) => Math.max(1.5, n * 0.5);
+    const g = new GradientLimit({});
+    let highest = 0;
+    drive(g, cpuBound, (t) => (t < 5000 ? 4 : 300), 120_000, (t) => {
+      if (t > 10_000) highest = Math.max(highest, g.limit);
+    });
+    // A long average of all samples as the baseline walked this limit up to the maximum (1000): service time ~500 ms.
+    expect(highest).toBeLessThanOrEqual(20);
+    expect(cpuBound(g.limit)).toBeLessThanOrEqual(10);
+    console.log(JSON.stringify({ gradientUnderCpuOverload: { limit: g.limit, highestAfter10s: highest, floorMs: g.baselineMs } }));
+  });
+
+  test("a floor that really rises (storage got slower) is learned: the limit shrinks, then grows back to what the load needs", () => {
+    // I/O-bound: 1 ms whatever the concurrency (up to 200), then 10 ms from t = 20 s; 300 requests want to be in flight.
+    const g = new GradientLimit({});
+    const ioBound = (n: number, t: number) => (t < 20_000 ? 1 : 10) * Math.max(1, n / 200);
+    const limits: number[] = [];
+    drive(g, ioBound, () => 300, 120_000, () => limits.push(g.limit));
+    expect(g.baselineMs).toBeCloseTo(10, 0);
+    expect(g.limit).toBeGreaterThanOrEqual(150);
+    expect(Math.min(...limits.slice(25))).toBeGreaterThanOrEqual(8);
+  });
+
+  test("every floorProbeEveryMs the limit is held at floorInFlight until one window runs at that concurrency, then restored", () => {
+    const g = new GradientLimit({ initial: 100, floorProbeEveryMs: 1000, windowSamples: 10 });
+    for (let i = 0; i < 400; i++) g.sample(1, 100, i); // t = 0..399 ms: the limit grows
+    const before = g.limit;
+    expect(g.probingFloor).toBe(false);
+    g.sample(1, 100, 1000); // the probe is due; this sample opens its first window
+    expect(g.probingFloor).toBe(true);
+    expect(g.limit).toBe(8);
+    for (let i = 0; i < 9; i++) g.sample(3, 100, 1001); // admitted before the probe: not a probe window
+    expect(g.probingFloor).toBe(true);
+    for (let i = 0; i < 10; i++) g.sample(2, 8, 1002); // a window at the probe's concurrency
+    expect(g.probingFloor).toBe(false);
+    expect(g.baselineMs).toBe(2);
+    expect(g.limit).toBe(before);
+  });
+
   test("does not grow when the application, not the pod, limits concurrency", () => {
     const g = new GradientLimit({ initial: 100, windowSamples: 10 });
     for (let i = 0; i < 1000; i++) g.sample(1, 3);

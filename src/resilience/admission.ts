@@ -125,7 +125,7 @@ export class AdaptiveAdmission implements Admission {
   done(startedAt: number, failed = false): void {
     const now = this.now();
     const ms = now - startedAt;
-    this.limiter?.sample(ms, this.inFlight);
+    this.limiter?.sample(ms, this.inFlight, now);
     let i = 0;
     while (i < BOUNDS_MS.length && ms > BOUNDS_MS[i]!) i++;
     this.buckets[i]!++;

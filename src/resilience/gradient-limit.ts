@@ -1,11 +1,32 @@
 /**
  * Adaptive concurrency limit after Netflix's Gradient2 (concurrency-limits):
  * compares the recent service time (average over a window of samples) with a
- * slow moving average of it. While they agree the limit grows by a small
- * queue allowance; when recent latency rises above `tolerance` times the long
- * average (the process is queueing), the limit shrinks in proportion. No
- * latency target to hand-tune: the pod finds the concurrency where it stops
- * queueing internally and holds it.
+ * baseline. While recent latency stays within `tolerance` times the baseline
+ * the limit grows by a small queue allowance; above it (the process is
+ * queueing) the limit shrinks in proportion. No latency target to hand-tune:
+ * the pod finds the concurrency where it stops queueing internally and holds
+ * it.
+ *
+ * The baseline is the service time without a queue, as Envoy's adaptive
+ * concurrency and TCP Vegas use a minimum RTT, not Gradient2's long moving
+ * average of all samples. A long average drifts up under sustained queueing:
+ * when the process is CPU-bound, service time grows with concurrency, the
+ * average follows it, and the limit grows by its allowance window after
+ * window (a server on 3 Redis shards at 3x its capacity went from a limit of
+ * 35 to 132 in 7 s, admitted p99 130 ms, shard reads timing out; a model of a
+ * CPU-bound server reaches the maximum of 1000). So the baseline learns, in
+ * both directions, only from windows run at low concurrency (at most
+ * `floorInFlight` in flight), where there is no queue to measure; a busier
+ * window can only lower it (it proves the floor is lower). If the floor
+ * really rises (storage got slower), recent latency stays above it, the limit
+ * shrinks to where windows run at low concurrency, and those teach it the
+ * new floor. When they never come (offered concurrency stays high), the
+ * limit can settle where recent latency sits between the old floor and
+ * `tolerance` times it; so, as Envoy does, every `floorProbeEveryMs` the
+ * limit is held at `floorInFlight` until one window runs at that
+ * concurrency, and that window's service time becomes the floor. The probe
+ * lasts about one window (50 requests); requests beyond the held limit wait
+ * in the admission queue or are shed meanwhile.
  */
 export interface GradientLimitOptions {
   readonly initial?: number;
@@ -17,8 +38,12 @@ export interface GradientLimitOptions {
   readonly smoothing?: number;
   /** Samples per window (default 50). */
   readonly windowSamples?: number;
-  /** Windows the long average spans (default 60). */
+  /** Windows the baseline's moving average spans (default 60). */
   readonly longWindows?: number;
+  /** A window with at most this many in flight measures the no-queue service time (default: `min`). */
+  readonly floorInFlight?: number;
+  /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s). */
+  readonly floorProbeEveryMs?: number;
 }
 
 export class GradientLimit {
@@ -29,7 +54,13 @@ export class GradientLimit {
   private readonly smoothing: number;
   private readonly windowSamples: number;
   private readonly longAlpha: number;
-  private longRtt = 0;
+  private readonly floorInFlight: number;
+  /** Service time without a queue (ms): the baseline. */
+  private floorRtt = 0;
+  private readonly probeEvery: number;
+  /** When the next floor probe starts (NaN until a sample brings a clock). */
+  private nextProbeAt = Number.NaN;
+  private probing = false;
   private windows = 0;
   private sum = 0;
   private count = 0;
@@ -46,35 +77,66 @@ export class GradientLimit {
     this.smoothing = options.smoothing ?? 0.2;
     this.windowSamples = options.windowSamples ?? 50;
     this.longAlpha = 2 / ((options.longWindows ?? 60) + 1);
+    this.floorInFlight = options.floorInFlight ?? this.min;
+    this.probeEvery = options.floorProbeEveryMs ?? 30_000;
   }
 
-  /** The long-run average service time (ms); 0 before the first window. */
+  /** Is the limit held low to measure the floor? */
+  get probingFloor(): boolean {
+    return this.probing;
+  }
+
+  /** The service time without a queue (ms) the limit compares against; 0 before the first window. */
   get baselineMs(): number {
-    return this.longRtt;
+    return this.floorRtt;
   }
 
-  /** One completed request: its service time and how many were in flight when it started. */
-  sample(rttMs: number, inFlight: number): void {
+  /**
+   * One completed request: its service time and how many were in flight.
+   * `nowMs` (the admission clock) times the floor probes; without it there are none.
+   */
+  sample(rttMs: number, inFlight: number, nowMs = Number.NaN): void {
+    if (!this.probing && nowMs >= this.nextProbeAt) this.startProbe();
+    else if (Number.isNaN(this.nextProbeAt) && this.probeEvery > 0) this.nextProbeAt = nowMs + this.probeEvery;
     this.sum += rttMs;
     this.count++;
     if (inFlight > this.maxInFlight) this.maxInFlight = inFlight;
-    if (this.count >= this.windowSamples) this.endWindow();
+    if (this.count >= this.windowSamples) this.endWindow(nowMs);
   }
 
-  private endWindow(): void {
-    const shortRtt = this.sum / this.count;
-    const inFlight = this.maxInFlight;
+  private startProbe(): void {
+    this.probing = true;
+    this.limit = Math.min(this.limit, this.floorInFlight);
+    this.resetWindow();
+  }
+
+  private resetWindow(): void {
     this.sum = 0;
     this.count = 0;
     this.maxInFlight = 0;
-    // Warm-up: a plain average of the first windows, then an exponential one.
+  }
+
+  private endWindow(nowMs: number): void {
+    const shortRtt = this.sum / this.count;
+    const inFlight = this.maxInFlight;
+    this.resetWindow();
+    if (this.probing) {
+      // Requests admitted before the probe are still finishing: wait for a window run wholly at the probe's concurrency.
+      if (inFlight > this.floorInFlight) return;
+      this.floorRtt = shortRtt;
+      this.probing = false;
+      this.nextProbeAt = nowMs + this.probeEvery;
+      this.limit = Math.floor(this.estimate);
+      return;
+    }
+    // Warm-up: a plain average of the first windows, whatever their concurrency (the floor may start high; see above).
     this.windows++;
-    this.longRtt = this.windows <= 10 ? this.longRtt + (shortRtt - this.longRtt) / this.windows : this.longRtt + this.longAlpha * (shortRtt - this.longRtt);
-    // After a long overload the baseline may have drifted up: pull it back towards the present.
-    if (this.longRtt > 2 * shortRtt) this.longRtt *= 0.95;
+    if (this.windows <= 10) this.floorRtt += (shortRtt - this.floorRtt) / this.windows;
+    else if (inFlight <= this.floorInFlight) this.floorRtt += this.longAlpha * (shortRtt - this.floorRtt);
+    else if (shortRtt < this.floorRtt) this.floorRtt = shortRtt;
     // Far below the limit the app, not the pod, limits concurrency: nothing to learn.
     if (inFlight < this.estimate / 2) return;
-    const gradient = Math.max(0.5, Math.min(1, (this.tolerance * this.longRtt) / Math.max(shortRtt, 1e-6)));
+    const gradient = Math.max(0.5, Math.min(1, (this.tolerance * this.floorRtt) / Math.max(shortRtt, 1e-6)));
     const queueAllowance = Math.max(4, Math.sqrt(this.estimate));
     const next = this.estimate * gradient + queueAllowance;
     this.estimate = Math.min(this.max, Math.max(this.min, this.estimate * (1 - this.smoothing) + next * this.smoothing));
