@@ -140,6 +140,32 @@ describe("ReplicaSet reads settle by the caller's deadline (readsSettleByDeadlin
       server.resume();
     }
   });
+
+  test("a read timeout the stall judge blames on this process leaves the member healthy; one it does not marks the member failed", async () => {
+    await set.putMany([{ key: "dl@1/k=i2", row: { ts: 1, values: [1] } }]);
+    // The same server, judged as the server's loop judge does while the event loop is overloaded.
+    const judged = await ReplicaSet.connect({
+      id: "alone-judged",
+      discovery: new StaticDiscovery({ primary: server.address, replicas: [] }),
+      writeAcks: 0,
+      readAttemptTimeoutMs: 20,
+      probeIntervalMs: 60_000,
+      stall: { stalled: () => "event loop overloaded" },
+    });
+    try {
+      expect(memberStats(judged, server.address).healthy).toBe(true);
+      server.pause();
+      try {
+        for (const s of [judged, set]) await expect(s.getMany(["dl@1/k=i2"])).rejects.toBeInstanceOf(StorageTimeoutError);
+        expect(memberStats(judged, server.address).healthy).toBe(true);
+        expect(memberStats(set, server.address).healthy).toBe(false);
+      } finally {
+        server.resume();
+      }
+    } finally {
+      await judged.close();
+    }
+  });
 });
 
 function memberStats(set: ReplicaSet, address: string) {

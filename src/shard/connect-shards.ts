@@ -31,14 +31,14 @@ function discoveryFor(spec: ShardSpec): Discovery {
     : new StaticDiscovery({ primary: spec.primary, replicas: spec.replicas });
 }
 
-/** Connects one shard. */
-export function connectShard(spec: ShardSpec, defaults: ShardTuning = {}, options: ConnectShardsOptions = {}): Promise<ReplicaSet> {
-  return ReplicaSet.connect({ ...defaults, ...spec.tuning, ...options, id: spec.name, discovery: discoveryFor(spec) });
+/** Connects one shard; `stall` judges its members' read timeouts as its policies' do. */
+export function connectShard(spec: ShardSpec, defaults: ShardTuning = {}, options: ConnectShardsOptions = {}, stall?: StallJudge): Promise<ReplicaSet> {
+  return ReplicaSet.connect({ ...defaults, ...spec.tuning, ...options, id: spec.name, discovery: discoveryFor(spec), ...(stall !== undefined ? { stall } : {}) });
 }
 
 /** Connects shards in parallel; if one fails, closes the others and throws its error (which names the shard). */
-export async function connectAll(specs: readonly ShardSpec[], defaults: ShardTuning, options: ConnectShardsOptions): Promise<ReplicaSet[]> {
-  const settled = await Promise.allSettled(specs.map((spec) => connectShard(spec, defaults, options)));
+export async function connectAll(specs: readonly ShardSpec[], defaults: ShardTuning, options: ConnectShardsOptions, stall?: StallJudge): Promise<ReplicaSet[]> {
+  const settled = await Promise.allSettled(specs.map((spec) => connectShard(spec, defaults, options, stall)));
   const sets = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) {
@@ -53,6 +53,6 @@ export async function connectAll(specs: readonly ShardSpec[], defaults: ShardTun
  * knows a master) fails here, at start-up, naming the shard.
  */
 export async function connectShards(topology: Topology, options: ConnectShardsOptions = {}, observers: ShardObservers = {}): Promise<ConnectedShards> {
-  const connect = (specs: readonly ShardSpec[], defaults: ShardTuning): Promise<ReplicaSet[]> => connectAll(specs, defaults, options);
+  const connect = (specs: readonly ShardSpec[], defaults: ShardTuning): Promise<ReplicaSet[]> => connectAll(specs, defaults, options, observers.stall);
   return new ShardSet(topology, await connect(topology.shards, topology.defaults), connect, observers.observer, observers.stall);
 }

@@ -2,7 +2,7 @@ import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage }
 import { neverNow } from "../kv/kv-node.ts";
 import { ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { raceDeadline } from "../resilience/deadline.ts";
-import { firedLate } from "../resilience/local-stall.ts";
+import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
 import type { Discovery } from "./discovery.ts";
@@ -37,6 +37,8 @@ export interface ReplicaSetOptions extends Partial<ResilienceSettings> {
   readonly discoveryIntervalMs?: number;
   /** Start-up deadline for discovery and connections (default 3000 ms). */
   readonly connectTimeoutMs?: number;
+  /** Which read timeouts this process caused, not the member (default: the timer's lateness alone; resilience/local-stall.ts). */
+  readonly stall?: StallJudge;
 }
 
 /** Plain data for /readyz and /metrics. */
@@ -94,6 +96,7 @@ export class ReplicaSet implements ShardNode {
   private counters = { writeRetries: 0, writesNotAcknowledged: 0, readFallbacks: 0 };
   private readonly attemptMs: number;
   private readonly attemptsPerRead: number;
+  private readonly stall: StallJudge;
 
   private constructor(options: ReplicaSetOptions) {
     this.id = options.id;
@@ -103,6 +106,7 @@ export class ReplicaSet implements ShardNode {
     this.writeAcks = options.writeAcks ?? -1;
     this.attemptMs = options.readAttemptTimeoutMs ?? 20;
     this.attemptsPerRead = 1 + (options.readRetries ?? 2);
+    this.stall = options.stall ?? LATENESS_JUDGE;
     this.membership = new Membership({
       shard: options.id,
       discovery: options.discovery,
@@ -148,9 +152,9 @@ export class ReplicaSet implements ShardNode {
       return rows;
     } catch (error) {
       // Out of request budget is not the member's fault; a full attempt without an answer is, unless
-      // its timer fired late: this process was too busy to hear the answer (resilience/local-stall.ts).
-      const timedOut = error instanceof StorageTimeoutError;
-      if ((timedOut ? !firedLate(error.budgetMs, error.lateMs) : true) && (budget < remaining || ctx?.deadline === undefined || !timedOut)) {
+      // this process was too busy to hear the answer (resilience/local-stall.ts).
+      const memberAtFault = !(error instanceof StorageTimeoutError) || ((budget < remaining || ctx?.deadline === undefined) && this.stall.stalled(error) === null);
+      if (memberAtFault) {
         this.membership.markFailed(member, error);
         this.counters.readFallbacks++;
       }
