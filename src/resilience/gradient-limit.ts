@@ -42,7 +42,7 @@ export interface GradientLimitOptions {
   readonly longWindows?: number;
   /** A window with at most this many in flight measures the no-queue service time (default: `min`). */
   readonly floorInFlight?: number;
-  /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s). */
+  /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s; 0: never). */
   readonly floorProbeEveryMs?: number;
 }
 
