@@ -37,6 +37,7 @@ export interface QuiverConfig {
   readonly maxConcurrency: number;
   readonly admissionQueue: number;
   readonly admissionQueueTimeoutMs: number;
+  readonly admissionQueueTargetMs: number;
   readonly overloadDelayMs: number;
   readonly overloadIntervalMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
@@ -119,7 +120,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },
   { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
   { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
-  { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503", parse: int(1, 60_000) },
+  { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503, while no queue stands", parse: int(1, 60_000) },
+  { key: "admissionQueueTargetMs", flag: "--admission-queue-target-ms", env: "QUIVER_ADMISSION_QUEUE_TARGET_MS", default: "5", help: "Once requests have waited longer than this (ms) for a slot for --overload-interval-ms on end, the queue stands: newest served first, waits cut at this; 0 = plain FIFO", parse: int(0, 60_000) },
   { key: "overloadDelayMs", flag: "--overload-delay-ms", env: "QUIVER_OVERLOAD_DELAY_MS", default: "5", help: "CPU overload shedding: once event-loop turns have run longer than this (ms) for --overload-interval-ms under load, lookups and pushes that waited in their turn longer get 503 at once; 0 = off", parse: int(0, 10_000) },
   { key: "overloadIntervalMs", flag: "--overload-interval-ms", env: "QUIVER_OVERLOAD_INTERVAL_MS", default: "100", help: "How long turns must run over --overload-delay-ms before CPU overload shedding starts, and stay within it before it ends", parse: int(1, 60_000) },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },

@@ -1,3 +1,4 @@
+import { AdmissionQueue, type Waiter } from "./admission-queue.ts";
 import { GradientLimit, type GradientLimitOptions } from "./gradient-limit.ts";
 import type { LoopPressure } from "./loop-pressure.ts";
 
@@ -43,6 +44,8 @@ export interface AdmissionSnapshot {
   readonly admitted: number;
   /** Long-run service time the limit is tuned around (ms). */
   readonly baselineMs: number;
+  /** Has a queue stood for a while (waiters served newest first, waits cut at the target; admission-queue.ts)? */
+  readonly queueStanding: boolean;
   /** In a CPU overload episode: requests that waited in their loop turn beyond the target get 503 (loop-pressure.ts). */
   readonly cpuOverloaded: boolean;
   /** Length of the last event-loop turn that served requests (ms); 0 without the loop-pressure signal. */
@@ -60,8 +63,12 @@ export interface IntervalStats {
 export interface AdmissionOptions extends GradientLimitOptions {
   /** Requests that may wait for a slot (default 64); beyond it requests are shed at once. */
   readonly queue?: number;
-  /** Longest a request waits in the queue before it is shed (ms, default 50). */
+  /** Longest a request waits in the queue before it is shed (ms, default 50), while no queue stands. */
   readonly queueTimeoutMs?: number;
+  /** Wait a standing queue may keep (ms, default 5; 0: never treat the queue as standing). See admission-queue.ts. */
+  readonly queueTargetMs?: number;
+  /** How long waiters must leave above the target before the queue counts as standing (ms, default 100). */
+  readonly queueIntervalMs?: number;
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
   readonly fixedLimit?: number;
   readonly now?: () => number;
@@ -72,19 +79,12 @@ export interface AdmissionOptions extends GradientLimitOptions {
 /** Bucket bounds (ms) of the interval latency histogram. */
 const BOUNDS_MS = [0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10_000];
 
-interface Waiter {
-  readonly at: number;
-  readonly resolve: (startedAt: number) => void;
-}
-
-/** Gradient-limited admission with a small FIFO queue. */
+/** Gradient-limited admission with a small queue that absorbs bursts and does not stand (admission-queue.ts). */
 export class AdaptiveAdmission implements Admission {
   private readonly limiter: GradientLimit | undefined;
   private readonly fixed: number;
   private inFlight = 0;
-  private readonly queue: Waiter[] = [];
-  private readonly queueCapacity: number;
-  private readonly queueTimeoutMs: number;
+  private readonly queue: AdmissionQueue;
   private readonly now: () => number;
   private readonly pressure: LoopPressure | undefined;
   private shedTotal = 0;
@@ -97,8 +97,12 @@ export class AdaptiveAdmission implements Admission {
   constructor(options: AdmissionOptions = {}) {
     this.limiter = options.fixedLimit === undefined ? new GradientLimit(options) : undefined;
     this.fixed = options.fixedLimit ?? 0;
-    this.queueCapacity = options.queue ?? 64;
-    this.queueTimeoutMs = options.queueTimeoutMs ?? 50;
+    this.queue = new AdmissionQueue({
+      capacity: options.queue ?? 64,
+      timeoutMs: options.queueTimeoutMs ?? 50,
+      targetMs: options.queueTargetMs ?? 5,
+      intervalMs: options.queueIntervalMs ?? 100,
+    });
     this.now = options.now ?? (() => performance.now());
     this.pressure = options.pressure;
   }
@@ -116,9 +120,11 @@ export class AdaptiveAdmission implements Admission {
       this.admittedTotal++;
       return now;
     }
-    if (this.queue.length >= this.queueCapacity) return this.shed();
+    this.shedExpired(now);
+    if (this.queue.refusesArrivals) return this.shed();
     return new Promise<number>((resolve) => {
-      this.queue.push({ at: now, resolve });
+      const gaveWay = this.queue.push({ at: now, resolve });
+      if (gaveWay !== undefined) gaveWay.resolve(this.shed());
     });
   }
 
@@ -132,17 +138,19 @@ export class AdaptiveAdmission implements Admission {
     this.completed++;
     if (failed) this.failed++;
     this.inFlight--;
-    // Hand freed slots to waiters, oldest first; those that waited too long are shed.
-    while (this.queue.length > 0 && this.inFlight < this.limit) {
-      const w = this.queue.shift()!;
-      if (now - w.at > this.queueTimeoutMs) {
-        w.resolve(this.shed());
-        continue;
-      }
+    // Hand freed slots to waiters (in the queue's order); those that waited too long are shed.
+    while (this.inFlight < this.limit) {
+      this.shedExpired(now);
+      const w = this.queue.next(now);
+      if (w === undefined) break;
       this.inFlight++;
       this.admittedTotal++;
       w.resolve(now);
     }
+  }
+
+  private shedExpired(now: number): void {
+    for (let w: Waiter | undefined = this.queue.expired(now); w !== undefined; w = this.queue.expired(now)) w.resolve(this.shed());
   }
 
   snapshot(): AdmissionSnapshot {
@@ -150,7 +158,8 @@ export class AdaptiveAdmission implements Admission {
       limit: this.limit,
       inFlight: this.inFlight,
       queued: this.queue.length,
-      queueCapacity: this.queueCapacity,
+      queueCapacity: this.queue.capacity,
+      queueStanding: this.queue.isStanding,
       shed: this.shedTotal,
       admitted: this.admittedTotal,
       baselineMs: this.limiter?.baselineMs ?? 0,

@@ -1,0 +1,153 @@
+import { describe, expect, test } from "bun:test";
+import { AdmissionQueue, type Waiter } from "./admission-queue.ts";
+import { AdaptiveAdmission } from "./admission.ts";
+
+/** A waiter that records how it was answered. */
+function waiter(at: number, answers: Map<number, number>): Waiter {
+  return { at, resolve: (t) => answers.set(at, t) };
+}
+
+/** Serves one freed slot at `now` the way admission does: late waiters first (refused), then the next one. */
+function serveSlot(q: AdmissionQueue, now: number, refused: number[]): Waiter | undefined {
+  for (let w = q.expired(now); w !== undefined; w = q.expired(now)) refused.push(w.at);
+  return q.next(now);
+}
+
+const OPTIONS = { capacity: 8, timeoutMs: 50, targetMs: 5, intervalMs: 100 };
+
+describe("AdmissionQueue", () => {
+  test("a burst is served first come first served and may wait up to the timeout", () => {
+    const q = new AdmissionQueue(OPTIONS);
+    const answers = new Map<number, number>();
+    for (let at = 0; at < 4; at++) expect(q.push(waiter(at, answers))).toBeUndefined();
+    const refused: number[] = [];
+    // Served 40 ms later: above the 5 ms target, but a single burst is not a standing queue.
+    expect([serveSlot(q, 40, refused)?.at, serveSlot(q, 41, refused)?.at]).toEqual([0, 1]);
+    expect(q.isStanding).toBe(false);
+    // 60 ms after they came, the rest have waited past the 50 ms timeout.
+    expect(serveSlot(q, 60, refused)).toBeUndefined();
+    expect(refused).toEqual([2, 3]);
+  });
+
+  test("waiters leaving above the target for an interval make it standing: newest first, waits cut at the target, oldest give way", () => {
+    const q = new AdmissionQueue(OPTIONS);
+    const answers = new Map<number, number>();
+    const refused: number[] = [];
+    // A queue that stays 8 deep, served every 2 ms: each waiter leaves after ~16 ms.
+    let next = 0;
+    for (; next < 8; next++) q.push(waiter(next * 2, answers));
+    let now = 16;
+    const served: number[] = [];
+    while (!q.isStanding && now < 200) {
+      served.push(serveSlot(q, now, refused)!.at);
+      q.push(waiter(now, answers));
+      now += 2;
+    }
+    expect(q.isStanding).toBe(true);
+    // It took the interval (100 ms) of sojourns above the target, and until then the order was FIFO.
+    expect(now).toBeGreaterThanOrEqual(116);
+    expect(served).toEqual([...served].sort((a, b) => a - b));
+    // Standing: everyone who waited more than 5 ms is refused before a slot is handed out, then the newest is served first.
+    const before = refused.length;
+    const gaveWay = q.push(waiter(now, answers));
+    if (gaveWay !== undefined) refused.push(gaveWay.at);
+    const waiting = q.length;
+    expect(serveSlot(q, now + 1, refused)?.at).toBe(now);
+    expect(refused.length - before).toBeGreaterThan(0);
+    expect(refused.slice(before).every((at) => now + 1 - at > 5)).toBe(true);
+    // What is left came within the last 5 ms (one every 2 ms).
+    expect(q.length).toBe(waiting - 1 - (refused.length - before - (gaveWay === undefined ? 0 : 1)));
+    expect(q.length).toBeLessThanOrEqual(2);
+    // Waits are cut at the target.
+    q.push(waiter(now + 2, answers));
+    expect(serveSlot(q, now + 10, refused)).toBeUndefined();
+    expect(q.length).toBe(0);
+    // Full while standing: an arrival takes the oldest waiter's place.
+    for (let i = 0; i < 8; i++) q.push(waiter(now + 20 + i * 0.1, answers));
+    expect(q.refusesArrivals).toBe(false);
+    expect(q.push(waiter(now + 21, answers))?.at).toBe(now + 20);
+  });
+
+  test("the queue stops standing once it has refused no one for an interval", () => {
+    const q = new AdmissionQueue(OPTIONS);
+    const answers = new Map<number, number>();
+    const refused: number[] = [];
+    for (let at = 0; at < 8; at++) q.push(waiter(at, answers));
+    let now = 20;
+    while (!q.isStanding) {
+      serveSlot(q, now, refused);
+      q.push(waiter(now - 10, answers));
+      now += 2;
+    }
+    const standingAt = now;
+    // Light load: one waiter at a time, served at once, nobody refused.
+    while (q.isStanding && now < standingAt + 500) {
+      q.push(waiter(now, answers));
+      expect(serveSlot(q, now + 1, refused)?.at).toBe(now);
+      now += 10;
+    }
+    expect(Boolean(q.isStanding)).toBe(false); // (Boolean: the loop above narrowed the getter to true)
+    expect(now - standingAt).toBeLessThanOrEqual(130);
+    // First come first served again, with the burst timeout.
+    q.push(waiter(now + 1, answers));
+    q.push(waiter(now + 2, answers));
+    expect(serveSlot(q, now + 30, refused)?.at).toBe(now + 1);
+  });
+
+  test("target 0: plain FIFO with the timeout, never standing", () => {
+    const q = new AdmissionQueue({ ...OPTIONS, targetMs: 0 });
+    const answers = new Map<number, number>();
+    const refused: number[] = [];
+    for (let at = 0; at < 8; at++) q.push(waiter(at, answers));
+    for (let now = 30; now < 1000; now += 2) {
+      serveSlot(q, now, refused);
+      q.push(waiter(now - 20, answers));
+    }
+    expect(q.isStanding).toBe(false);
+    expect(q.refusesArrivals).toBe(true);
+  });
+
+  test("settings are checked", () => {
+    expect(() => new AdmissionQueue({ ...OPTIONS, capacity: -1 })).toThrow(/capacity/);
+    expect(() => new AdmissionQueue({ ...OPTIONS, timeoutMs: 0 })).toThrow(/timeout/);
+    expect(() => new AdmissionQueue({ ...OPTIONS, targetMs: -1 })).toThrow(/target/);
+  });
+});
+
+describe("AdaptiveAdmission with a standing queue", () => {
+  test("under sustained overload admitted requests stop waiting behind the queue and refusals come within the target", async () => {
+    let now = 0;
+    const a = new AdaptiveAdmission({ fixedLimit: 2, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, now: () => now });
+    const inFlight: number[] = [a.admit() as number, a.admit() as number];
+    const waits: { at: number; p: Promise<number> }[] = [];
+    let refusedLate = 0;
+    // 3 arrivals per slot freed, one slot every 1 ms, for 400 ms.
+    for (let step = 0; step < 400; step++) {
+      for (let k = 0; k < 3; k++) {
+        const t = a.admit();
+        if (typeof t === "number") {
+          if (t >= 0) inFlight.push(t);
+        } else waits.push({ at: now, p: t });
+      }
+      now += 1;
+      a.done(inFlight.shift()!);
+      await Promise.resolve();
+      for (let i = waits.length - 1; i >= 0; i--) {
+        const w = waits[i]!;
+        const settled = await Promise.race([w.p, Promise.resolve(Number.NaN)]);
+        if (Number.isNaN(settled)) continue;
+        waits.splice(i, 1);
+        if (settled >= 0) {
+          inFlight.push(settled);
+          // Once the queue stands, what is admitted has hardly waited.
+          if (now > 250) expect(settled - w.at).toBeLessThanOrEqual(1);
+        } else {
+          refusedLate++;
+          expect(now - w.at).toBeLessThanOrEqual(now > 250 ? 6 : 51);
+        }
+      }
+    }
+    expect(a.snapshot().queueStanding).toBe(true);
+    expect(refusedLate).toBeGreaterThan(0);
+  });
+});
