@@ -92,6 +92,18 @@ describe("GradientLimit", () => {
     console.log(JSON.stringify({ gradientUnderCpuOverload: { limit: g.limit, highestAfter10s: highest, floorMs: g.baselineMs } }));
   });
 
+  test("a pod that starts under overload measures its floor first: its limit does not start at the queue's latency", () => {
+    const cpuBound = (n: number) => Math.max(1.5, n * 0.5);
+    const g = new GradientLimit({});
+    let highest = 0;
+    drive(g, cpuBound, () => 300, 25_000, (t) => {
+      if (t > 2000) highest = Math.max(highest, g.limit);
+    });
+    // Learning the floor from the first windows (64 in flight, 32 ms each) held the limit at 64 and more until the next probe 30 s later.
+    expect(g.baselineMs).toBeLessThanOrEqual(4);
+    expect(highest).toBeLessThanOrEqual(20);
+  });
+
   test("a floor that really rises (storage got slower) is learned: the limit shrinks, then grows back to what the load needs", () => {
     // I/O-bound: 1 ms whatever the concurrency (up to 200), then 10 ms from t = 20 s; 300 requests want to be in flight.
     const g = new GradientLimit({});
@@ -105,6 +117,10 @@ describe("GradientLimit", () => {
 
   test("every floorProbeEveryMs the limit is held at floorInFlight until one window runs at that concurrency, then restored", () => {
     const g = new GradientLimit({ initial: 100, floorProbeEveryMs: 1000, windowSamples: 10 });
+    // The first probe runs at start: held at 8 until a window runs at that concurrency.
+    expect([g.probingFloor, g.limit]).toEqual([true, 8]);
+    for (let i = 0; i < 10; i++) g.sample(1, 8, 0);
+    expect([g.probingFloor, g.limit, g.baselineMs]).toEqual([false, 100, 1]);
     for (let i = 0; i < 400; i++) g.sample(1, 100, i); // t = 0..399 ms: the limit grows
     const before = g.limit;
     expect(g.probingFloor).toBe(false);

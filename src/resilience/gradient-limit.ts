@@ -26,7 +26,13 @@
  * limit is held at `floorInFlight` until one window runs at that
  * concurrency, and that window's service time becomes the floor. The probe
  * lasts about one window (50 requests); requests beyond the held limit wait
- * in the admission queue or are shed meanwhile.
+ * in the admission queue or are shed meanwhile. The first probe runs at
+ * start, as Envoy measures its minimum RTT before it adapts: a server that
+ * starts under overload otherwise took its first windows, queueing, for the
+ * floor, and ran at 2–3 times the concurrency it needed until the next
+ * probe 30 s later (3 Redis shards at 3x: limit 29, a thousand shard reads
+ * timed out in 8 s). With probes off (`floorProbeEveryMs` 0) the floor
+ * starts as the plain average of the first 10 windows.
  */
 export interface GradientLimitOptions {
   readonly initial?: number;
@@ -61,6 +67,8 @@ export class GradientLimit {
   /** When the next floor probe starts (NaN until a sample brings a clock). */
   private nextProbeAt = Number.NaN;
   private probing = false;
+  /** Has a probe measured the floor yet? */
+  private measured = false;
   private windows = 0;
   private sum = 0;
   private count = 0;
@@ -79,6 +87,7 @@ export class GradientLimit {
     this.longAlpha = 2 / ((options.longWindows ?? 60) + 1);
     this.floorInFlight = options.floorInFlight ?? this.min;
     this.probeEvery = options.floorProbeEveryMs ?? 30_000;
+    if (this.probeEvery > 0) this.startProbe();
   }
 
   /** Is the limit held low to measure the floor? */
@@ -124,14 +133,15 @@ export class GradientLimit {
       // Requests admitted before the probe are still finishing: wait for a window run wholly at the probe's concurrency.
       if (inFlight > this.floorInFlight) return;
       this.floorRtt = shortRtt;
+      this.measured = true;
       this.probing = false;
       this.nextProbeAt = nowMs + this.probeEvery;
       this.limit = Math.floor(this.estimate);
       return;
     }
-    // Warm-up: a plain average of the first windows, whatever their concurrency (the floor may start high; see above).
+    // Without probes, warm-up: a plain average of the first windows, whatever their concurrency (the floor may start high; see above).
     this.windows++;
-    if (this.windows <= 10) this.floorRtt += (shortRtt - this.floorRtt) / this.windows;
+    if (!this.measured && this.windows <= 10) this.floorRtt += (shortRtt - this.floorRtt) / this.windows;
     else if (inFlight <= this.floorInFlight) this.floorRtt += this.longAlpha * (shortRtt - this.floorRtt);
     else if (shortRtt < this.floorRtt) this.floorRtt = shortRtt;
     // Far below the limit the app, not the pod, limits concurrency: nothing to learn.
