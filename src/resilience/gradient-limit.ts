@@ -35,6 +35,11 @@
  * starts as the plain average of the first 10 windows.
  */
 export interface GradientLimitOptions {
+  /**
+   * Limit to start from (default 20, as Netflix's Gradient2). It is also the limit an
+   * overload meets after a quiet spell: while the application keeps concurrency far below
+   * it, nothing is learned and it stays put.
+   */
   readonly initial?: number;
   readonly min?: number;
   readonly max?: number;
@@ -79,7 +84,7 @@ export class GradientLimit {
   constructor(options: GradientLimitOptions = {}) {
     this.min = options.min ?? 8;
     this.max = options.max ?? 1000;
-    this.estimate = Math.min(this.max, Math.max(this.min, options.initial ?? 64));
+    this.estimate = Math.min(this.max, Math.max(this.min, options.initial ?? 20));
     this.limit = Math.floor(this.estimate);
     this.tolerance = options.tolerance ?? 1.5;
     this.smoothing = options.smoothing ?? 0.2;
