@@ -6,19 +6,33 @@ export const DEGRADED_HEADER = "x-quiver-degraded";
 const MAX_BUDGET_MS = 60_000;
 
 /**
+ * When requests that waited in the admission queue arrived (`performance.now()`
+ * ms). Only queued requests are noted: one admitted at once starts its budget
+ * when its handler runs, a few microseconds later.
+ */
+const queuedSince = new WeakMap<Request, number>();
+
+/** Notes that `req` has waited for admission since `at`: its budget started then (route.ts). */
+export function noteQueuedSince(req: Request, at: number): void {
+  queuedSince.set(req, at);
+}
+
+/**
  * The lookup's deadline on the `performance.now()` clock: the client's
- * `x-quiver-timeout-ms` budget, else the server default. Storage that cannot
- * answer by then yields UNAVAILABLE for its rows (defaults, flagged), never a
- * late answer.
+ * `x-quiver-timeout-ms` budget, else the server default, counted from when
+ * the request arrived, so time it waited in the admission queue is spent
+ * from it (as a gRPC call's deadline is). Storage that cannot answer by then
+ * yields UNAVAILABLE for its rows (defaults, flagged), never a late answer.
  */
 export function lookupDeadline(req: Request, defaultMs: number): number {
   const raw = req.headers.get(TIMEOUT_HEADER);
-  if (raw === null) return performance.now() + defaultMs;
+  const start = queuedSince.get(req) ?? performance.now();
+  if (raw === null) return start + defaultMs;
   const ms = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(ms) || ms <= 0 || ms > MAX_BUDGET_MS) {
     throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
   }
-  return performance.now() + ms;
+  return start + ms;
 }
 
 /** `x-quiver-degraded: shard-a,shard-b` when some shards could not answer; undefined (no header) otherwise. */

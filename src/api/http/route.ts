@@ -1,6 +1,7 @@
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
+import { noteQueuedSince } from "./deadline.ts";
 import { httpStatusOf } from "./error-status.ts";
 import { isDegradedAnswer } from "./responses.ts";
 
@@ -75,6 +76,8 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
   return (req) => {
     const t = gate.admission.admit();
     if (typeof t === "number") return t < 0 ? shed(t) : run(req, t);
+    // Queued: the client's budget runs while it waits (deadline.ts).
+    noteQueuedSince(req, performance.now());
     return t.then((at) => (at < 0 ? shed(at) : run(req, at)));
   };
 }

@@ -1,0 +1,38 @@
+import { expect, test } from "bun:test";
+import { MetricsRegistry } from "../../ops/metrics.ts";
+import { AdaptiveAdmission } from "../../resilience/admission.ts";
+import { lookupDeadline } from "./deadline.ts";
+import { routeMetrics, serveRoute } from "./route.ts";
+
+test("a request that waited in the admission queue has spent that wait from its lookup budget, as a gRPC deadline has", async () => {
+  const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 4, queueTimeoutMs: 1000 });
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let first = true;
+  // The first request holds the only slot until released; each answers with what is left of a 50 ms budget.
+  const handler = async (req: Request): Promise<Response> => {
+    if (first) {
+      first = false;
+      await held;
+    }
+    const leftMs = lookupDeadline(req, 50) - performance.now();
+    return new Response(String(leftMs));
+  };
+  const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), {
+    admission,
+    shed: () => new Response("shed", { status: 503 }),
+  });
+  const request = () => new Request("http://q/t", { method: "POST", body: "{}" });
+  const holding = route(request());
+  const queued = route(request());
+  expect(admission.snapshot().queued).toBe(1);
+  await Bun.sleep(40);
+  release();
+  await holding;
+  // Queued for at least 40 ms: at most 10 of the 50 ms are left (before, the budget restarted on admission).
+  expect(Number(await (await queued).text())).toBeLessThanOrEqual(10);
+  // Admitted at once: the whole budget.
+  expect(Number(await (await route(request())).text())).toBeGreaterThan(25);
+});
