@@ -149,5 +149,8 @@ describe("AdaptiveAdmission with a standing queue", () => {
     }
     expect(a.snapshot().queueStanding).toBe(true);
     expect(refusedLate).toBeGreaterThan(0);
+    // The load stops: with no call since, the gauge still reads the queue as over once it has refused no one for the interval.
+    now += 150;
+    expect(a.snapshot().queueStanding).toBe(false);
   });
 });

@@ -159,7 +159,7 @@ export class AdaptiveAdmission implements Admission {
       inFlight: this.inFlight,
       queued: this.queue.length,
       queueCapacity: this.queue.capacity,
-      queueStanding: this.queue.isStanding,
+      queueStanding: this.queue.isStandingAt(this.now()),
       shed: this.shedTotal,
       admitted: this.admittedTotal,
       baselineMs: this.limiter?.baselineMs ?? 0,
