@@ -26,6 +26,11 @@ const ROUNDS = 2;
  * ~5 ms queue, which the server rightly reads as overload and sheds.
  */
 const BATCH_CONNECTIONS = 4;
+/** The latency runs' labels, for hygiene's log and verdicts. */
+const SINGLE = "single lookup at half max";
+const BATCH = "100-entity lookup at half max";
+const MP_SINGLE = "MessagePack single lookup at half max";
+const MP_BATCH = "MessagePack 100-entity lookup at half max";
 
 /**
  * Where a single lookup's time goes on the socket path, from the best wrk runs:
@@ -125,7 +130,7 @@ export const lookupSuite: Suite = {
       const maxSingle = Math.max((m["wrkQuiver"] as WrkMeasure | null)?.run.requestsPerSec ?? 0, (m["genQuiver"] as GenMeasure).run.rate.achieved);
       const half = Math.max(1, Math.round(maxSingle / 2));
       const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
-      const single = await hygiene.steady(ctx, "single lookup at half max", async () => ({
+      const single = await hygiene.steady(ctx, SINGLE, async () => ({
         baseline: await generator(ctx, b, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` }),
         subject: await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` }),
       }));
@@ -143,7 +148,7 @@ export const lookupSuite: Suite = {
       const batchHalf = Math.max(1, Math.round((m["batchMax"] as GenMeasure).run.rate.achieved / 2));
       const batchOpen = { scenario: "batch-lookup", batch: 100, mode: "open", rate: batchHalf, connections: 32, entities, duration: dur, warmup: "1s" };
       m["batchOpen"] = (
-        await hygiene.steady(ctx, "100-entity lookup at half max", async () => ({
+        await hygiene.steady(ctx, BATCH, async () => ({
           subject: await generator(ctx, quiver, "batch-open-half", { ...batchOpen, label: `100 entities × 10 features, ${batchHalf}/s` }),
         }))
       ).subject;
@@ -154,14 +159,14 @@ export const lookupSuite: Suite = {
       m["mpSingleMax"] = mpSingleMax;
       const mpHalf = Math.max(1, Math.round(mpSingleMax.run.rate.achieved / 2));
       m["mpSingleOpen"] = (
-        await hygiene.steady(ctx, "MessagePack single lookup at half max", async () => ({
+        await hygiene.steady(ctx, MP_SINGLE, async () => ({
           subject: await generator(ctx, quiver, "msgpack-open-half", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
         }))
       ).subject;
       m["mpBatchMax"] = mpBatchMax;
       const mpBatchHalf = Math.max(1, Math.round(mpBatchMax.run.rate.achieved / 2));
       m["mpBatchOpen"] = (
-        await hygiene.steady(ctx, "MessagePack 100-entity lookup at half max", async () => ({
+        await hygiene.steady(ctx, MP_BATCH, async () => ({
           subject: await generator(ctx, quiver, "msgpack-batch-open-half", { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `MessagePack, 100 entities × 10 features, ${mpBatchHalf}/s` }),
         }))
       ).subject;
@@ -194,8 +199,8 @@ export const lookupSuite: Suite = {
       },
       { name: "bare Bun.serve parsing the request vs not reading it (the protocol floor)", unit: "req/s", baseline: wrkBase, measured: wrkParse, ratio: ratio(wrkParse, wrkBase), target: "info", pass: null },
       ...perRequestChecks(w("wrkParse"), w("wrkQuiver")),
-      { name: `p99 single lookup at half max (${g("openQuiver").run.rate.target}/s, open loop)`, unit: "ms", baseline: g("openBase").run.latencyMs.p99, measured: p99, ratio: null, target: "<= 1 ms", pass: p99 <= 1 },
-      { name: `p99 100 entities × 10 features at half max (${g("batchOpen").run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99Batch, ratio: null, target: "<= 3 ms", pass: p99Batch <= 3 },
+      { name: `p99 single lookup at half max (${g("openQuiver").run.rate.target}/s, open loop)`, unit: "ms", baseline: g("openBase").run.latencyMs.p99, measured: p99, ratio: null, target: hygiene.target(SINGLE, "<= 1 ms"), pass: hygiene.judge(SINGLE, p99 <= 1) },
+      { name: `p99 100 entities × 10 features at half max (${g("batchOpen").run.rate.target}/s)`, unit: "ms", baseline: null, measured: p99Batch, ratio: null, target: hygiene.target(BATCH, "<= 3 ms"), pass: hygiene.judge(BATCH, p99Batch <= 3) },
       { name: `server RSS with ${entities.toLocaleString("en-US")} entities × 10 features loaded`, unit: "MB", baseline: null, measured: rss, ratio: null, target: "<= 400 MB", pass: rss === null ? null : rss <= 400 },
       { name: "100-entity batch max throughput (generator, closed loop)", unit: "req/s", baseline: null, measured: g("batchMax").run.rate.achieved, ratio: null, target: "info", pass: null },
       {
@@ -207,7 +212,7 @@ export const lookupSuite: Suite = {
         target: "info",
         pass: null,
       },
-      { name: `MessagePack p99 single lookup at half max (${g("mpSingleOpen").run.rate.target}/s)`, unit: "ms", baseline: p99, measured: g("mpSingleOpen").run.latencyMs.p99, ratio: null, target: "<= 1 ms", pass: g("mpSingleOpen").run.latencyMs.p99 <= 1 },
+      { name: `MessagePack p99 single lookup at half max (${g("mpSingleOpen").run.rate.target}/s)`, unit: "ms", baseline: p99, measured: g("mpSingleOpen").run.latencyMs.p99, ratio: null, target: hygiene.target(MP_SINGLE, "<= 1 ms"), pass: hygiene.judge(MP_SINGLE, g("mpSingleOpen").run.latencyMs.p99 <= 1) },
       {
         name: "MessagePack 100-entity max throughput (baseline: JSON batch)",
         unit: "req/s",
@@ -223,8 +228,8 @@ export const lookupSuite: Suite = {
         baseline: p99Batch,
         measured: g("mpBatchOpen").run.latencyMs.p99,
         ratio: null,
-        target: "<= 3 ms",
-        pass: g("mpBatchOpen").run.latencyMs.p99 <= 3,
+        target: hygiene.target(MP_BATCH, "<= 3 ms"),
+        pass: hygiene.judge(MP_BATCH, g("mpBatchOpen").run.latencyMs.p99 <= 3),
       },
       {
         name: "p99 single lookup at half max vs bare server at the same rate",
@@ -232,8 +237,8 @@ export const lookupSuite: Suite = {
         baseline: g("openBase").run.latencyMs.p99,
         measured: p99,
         ratio: ratio(p99, g("openBase").run.latencyMs.p99),
-        target: "<= 1.5",
-        pass: g("openBase").run.latencyMs.p99 > 0 ? p99 / g("openBase").run.latencyMs.p99 <= 1.5 : null,
+        target: hygiene.target(SINGLE, "<= 1.5"),
+        pass: hygiene.judge(SINGLE, g("openBase").run.latencyMs.p99 > 0 ? p99 / g("openBase").run.latencyMs.p99 <= 1.5 : null),
       },
     ];
     const notes = [

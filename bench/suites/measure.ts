@@ -104,6 +104,7 @@ export const LATENCY_ATTEMPTS = Number(process.env["BENCH_LATENCY_ATTEMPTS"] ?? 
 export class Hygiene {
   readonly discarded: string[] = [];
   readonly unsteady: string[] = [];
+  private readonly unsteadyLabels = new Set<string>();
 
   /** Why a run cannot be reported, or null. `baseline` runs must also be undisturbed. */
   static why(m: GenMeasure, baseline: boolean): string | null {
@@ -126,12 +127,29 @@ export class Hygiene {
       if (why === null) return got;
       if (attempt >= LATENCY_ATTEMPTS) {
         this.unsteady.push(`${label}: ${why}`);
+        this.unsteadyLabels.add(label);
         ctx.log(`  ${label}: kept after ${attempt} attempts, still ${why}`);
         return got;
       }
       this.discarded.push(`${label}: ${why}`);
       ctx.log(`  ${label}: discarded (${why}), measuring again`);
     }
+  }
+
+  /**
+   * A latency check's verdict: none (null) when the runs behind `label` were
+   * still unsteady after every attempt. Such a run is reported, not judged: a
+   * lagged generator or a disturbed baseline says nothing about the server,
+   * in either direction (a disturbed baseline once made a 7 ms p99 read as
+   * half the bare server's).
+   */
+  judge(label: string, pass: boolean | null): boolean | null {
+    return this.unsteadyLabels.has(label) ? null : pass;
+  }
+
+  /** `target`, marked when the runs behind `label` are reported but not judged. */
+  target(label: string, target: string): string {
+    return this.unsteadyLabels.has(label) ? `${target} (not judged: the run stayed unsteady)` : target;
   }
 
   /** The summary's note. */

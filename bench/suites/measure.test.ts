@@ -1,0 +1,36 @@
+import { expect, test } from "bun:test";
+import { type GenMeasure, Hygiene, LATENCY_ATTEMPTS } from "./measure.ts";
+import type { BenchContext } from "./suite.ts";
+
+/** A latency run as the generator reports it: only what hygiene reads. */
+function run(sendLagP99: number, p99: number): GenMeasure {
+  return { run: { mode: "open", sendLagMs: { p99: sendLagP99 }, latencyMs: { p99 } }, serverCpu: null } as unknown as GenMeasure;
+}
+
+const ctx = { log: () => {} } as unknown as BenchContext;
+
+test("a latency run that stays unsteady after every attempt is reported but not judged", async () => {
+  const h = new Hygiene();
+  let attempts = 0;
+  const lagged = await h.steady(ctx, "lagged", async () => {
+    attempts++;
+    return { baseline: run(0.1, 1), subject: run(5, 7) };
+  });
+  expect(attempts).toBe(LATENCY_ATTEMPTS);
+  expect(lagged.subject.run.latencyMs.p99).toBe(7);
+  expect(h.judge("lagged", true)).toBeNull();
+  expect(h.judge("lagged", false)).toBeNull();
+  expect(h.target("lagged", "<= 1 ms")).toContain("not judged");
+
+  // A disturbed baseline (p99 far above the bound) is as unsteady as a lagged generator.
+  await h.steady(ctx, "disturbed", async () => ({ baseline: run(0.1, 14), subject: run(0.1, 7) }));
+  expect(h.judge("disturbed", true)).toBeNull();
+
+  // A run that settles on the second attempt is judged.
+  let second = 0;
+  await h.steady(ctx, "settles", async () => (++second === 1 ? { subject: run(3, 2) } : { subject: run(0.2, 0.8) }));
+  expect(h.judge("settles", true)).toBe(true);
+  expect(h.target("settles", "<= 1 ms")).toBe("<= 1 ms");
+  expect(h.discarded.length).toBe(2 * (LATENCY_ATTEMPTS - 1) + 1);
+  expect(h.unsteady.length).toBe(2);
+});
