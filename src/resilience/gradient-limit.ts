@@ -72,8 +72,6 @@ export class GradientLimit {
   /** When the next floor probe starts (NaN until a sample brings a clock). */
   private nextProbeAt = Number.NaN;
   private probing = false;
-  /** Has a probe measured the floor yet? */
-  private measured = false;
   private windows = 0;
   private sum = 0;
   private count = 0;
@@ -138,15 +136,15 @@ export class GradientLimit {
       // Requests admitted before the probe are still finishing: wait for a window run wholly at the probe's concurrency.
       if (inFlight > this.floorInFlight) return;
       this.floorRtt = shortRtt;
-      this.measured = true;
       this.probing = false;
       this.nextProbeAt = nowMs + this.probeEvery;
       this.limit = Math.floor(this.estimate);
       return;
     }
-    // Without probes, warm-up: a plain average of the first windows, whatever their concurrency (the floor may start high; see above).
+    // Without probes, warm-up: a plain average of the first windows, whatever their concurrency (the floor may start high; see
+    // above). With probes, windows are counted only once the start-up probe has measured the floor.
     this.windows++;
-    if (!this.measured && this.windows <= 10) this.floorRtt += (shortRtt - this.floorRtt) / this.windows;
+    if (this.probeEvery === 0 && this.windows <= 10) this.floorRtt += (shortRtt - this.floorRtt) / this.windows;
     else if (inFlight <= this.floorInFlight) this.floorRtt += this.longAlpha * (shortRtt - this.floorRtt);
     else if (shortRtt < this.floorRtt) this.floorRtt = shortRtt;
     // Far below the limit the app, not the pod, limits concurrency: nothing to learn.
