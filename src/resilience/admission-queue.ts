@@ -100,7 +100,11 @@ export class AdmissionQueue {
       this.aboveSince = Number.NaN;
       return undefined;
     }
-    if (!this.standing) this.observe(now - w.at, now);
+    if (!this.standing) {
+      this.observe(now - w.at, now);
+      // First come first served and now empty: the burst has drained.
+      if (this.items.length === 0) this.aboveSince = Number.NaN;
+    }
     return w;
   }
 

@@ -138,8 +138,8 @@ export class AdaptiveAdmission implements Admission {
     this.completed++;
     if (failed) this.failed++;
     this.inFlight--;
-    // Hand freed slots to waiters (in the queue's order); those that waited too long are shed.
-    while (this.inFlight < this.limit) {
+    // Hand freed slots to waiters (in the queue's order); those that waited too long are shed. Nothing to do, and no call, when none wait.
+    while (this.queue.length > 0 && this.inFlight < this.limit) {
       this.shedExpired(now);
       const w = this.queue.next(now);
       if (w === undefined) break;
