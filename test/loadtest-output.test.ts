@@ -20,7 +20,7 @@ const root = resolve(import.meta.dir, "..");
 function syntheticResult(label: string, scale = 1): RunResult {
   const rec = new Recorder(["lookup", "push"]);
   for (let i = 1; i <= 1000; i++) rec.response(i % 2, 200, (i * scale) / 1000, (i * scale) / 2000, 0);
-  rec.response(0, 503, 0.5, 0.5, 0);
+  rec.response(0, 503, 0.5, 0.4, 0);
   rec.failure("timeout");
   const outcome: LoadOutcome = { recorder: rec, sent: 1002, unsent: 0, measuredMs: 1000, achievedRate: 1002, cpu: { userMs: 100, systemMs: 50, utilization: 0.15 }, connectFailures: 0 };
   return buildResult(
@@ -43,6 +43,11 @@ describe("results", () => {
 
   test("errors by kind, with HTTP statuses named", () => {
     expect(r.errorsByKind).toEqual({ http_503: 1, timeout: 1 });
+    // By status, from the intended send and from the actual send (a refusal's own round trip).
+    expect(r.latencyByStatusMs["200"]?.p50).toBeCloseTo(0.5, 2);
+    expect(r.serviceByStatusMs["200"]?.p50).toBeCloseTo(0.25, 2);
+    expect(r.serviceByStatusMs["503"]?.count).toBe(1);
+    expect(r.serviceByStatusMs["503"]?.max).toBeCloseTo(0.4, 2);
     expect(r.statusCounts).toEqual({ "200": 1000, "503": 1 });
     expect(errorRate(r)).toBeCloseTo(2 / 1002, 6);
   });

@@ -110,6 +110,8 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     const over = m.over.run;
     const admittedP99 = over.latencyByStatusMs["200"]?.p99 ?? null;
     const shedP99 = over.latencyByStatusMs["503"]?.p99 ?? null;
+    // From the actual send: what the refusal cost the client once its request was on the wire (socket wait included, generator lag not).
+    const shedService = over.serviceByStatusMs?.["503"] ?? null;
     const unloadedP99 = unloaded.run.latencyMs.p99;
     const lagged = over.sendLagMs.p99 > 50;
     const bound = goodputBound(await cpuCosts(ctx, server, entities, tag));
@@ -117,6 +119,15 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
       { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
       { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)`, unit: "ms", baseline: unloadedP99, measured: admittedP99, ratio: ratio(admittedP99, unloadedP99), target: delayMs === null ? "info (<= 2 is the goal; the 2 ms setting holds it)" : "<= 2", pass: delayMs === null || admittedP99 === null ? null : admittedP99 / unloadedP99 <= 2 },
       { name: `${store.label} at 3x (${setting}): p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)`, unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
+      {
+        name: `${store.label} at 3x (${setting}): refused lookups (503s), p99 from the actual send (the wait in the socket and the refusal, not the generator's lag; baseline: p50)`,
+        unit: "ms",
+        baseline: shedService?.p50 ?? null,
+        measured: shedService?.p99 ?? null,
+        ratio: null,
+        target: "info (issue 8: within 1 ms; a refusal comes after the sojourn target by design, see README)",
+        pass: null,
+      },
       { name: `${store.label} at 3x (${setting}): shard reads that failed (their rows answered defaults), per 1,000 lookups answered 200`, unit: "", baseline: null, measured: Math.round((m.failedReads * 1000) / Math.max(1, m.over.run.statusCounts["200"] ?? 0) * 10) / 10, ratio: null, target: "info", pass: null },
       { name: `${store.label} at 3x (${setting}): answers shed with 503, share of all`, unit: "share", baseline: null, measured: share(m.over, "503"), ratio: null, target: "info", pass: null },
       {
@@ -251,7 +262,7 @@ function share(m: GenMeasure, status: string): number {
 }
 
 function summary(m: GenMeasure): Record<string, unknown> {
-  return { achieved: m.run.rate.achieved, statusCounts: m.run.statusCounts, latencyMs: m.run.latencyMs, latencyByStatusMs: m.run.latencyByStatusMs, serviceTimeMs: m.run.serviceTimeMs, sendLagMs: m.run.sendLagMs, serverCpu: m.serverCpu };
+  return { achieved: m.run.rate.achieved, statusCounts: m.run.statusCounts, latencyMs: m.run.latencyMs, latencyByStatusMs: m.run.latencyByStatusMs, serviceByStatusMs: m.run.serviceByStatusMs, serviceTimeMs: m.run.serviceTimeMs, sendLagMs: m.run.sendLagMs, serverCpu: m.serverCpu };
 }
 
 /** Counters from the server's /metrics, by reason: /v1/lookup requests admission refused, shard reads that failed. */

@@ -28,6 +28,8 @@ export class Recorder {
   readonly statuses = new Map<number, number>();
   /** Latency by HTTP status: under load shedding, what served requests saw apart from the refused ones. */
   readonly byStatus = new Map<number, Histogram>();
+  /** Service time (from the actual send) by HTTP status: how fast a refusal came once the request was on the wire. */
+  readonly serviceByStatus = new Map<number, Histogram>();
   ok = 0;
   failed = 0;
   /** Requests completed (any outcome) in the current progress interval. */
@@ -44,7 +46,8 @@ export class Recorder {
     const us = toMicros(latencyMs);
     this.latency.recordValue(us);
     this.byTag[this.tagOf[template] ?? 0]?.recordValue(us);
-    this.service.recordValue(toMicros(serviceMs));
+    const serviceUs = toMicros(serviceMs);
+    this.service.recordValue(serviceUs);
     this.sendLag.recordValue(toMicros(lagMs));
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
     let h = this.byStatus.get(status);
@@ -53,6 +56,12 @@ export class Recorder {
       this.byStatus.set(status, h);
     }
     h.recordValue(us);
+    let sh = this.serviceByStatus.get(status);
+    if (sh === undefined) {
+      sh = newHistogram();
+      this.serviceByStatus.set(status, sh);
+    }
+    sh.recordValue(serviceUs);
     this.intervalCount++;
     if (status >= 200 && status < 300) this.ok++;
     else this.error(`http_${status}`);

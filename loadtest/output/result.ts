@@ -37,6 +37,8 @@ export interface RunResult {
   readonly byTag: Readonly<Record<string, LatencySummary>>;
   /** Latency (from the intended send time) by HTTP status, e.g. admitted (200) apart from shed (503) answers. */
   readonly latencyByStatusMs: Readonly<Record<string, LatencySummary>>;
+  /** Service time (from the actual send) by HTTP status: a refusal's own round trip, without the generator's lag. */
+  readonly serviceByStatusMs: Readonly<Record<string, LatencySummary>>;
   /** [percentile 0..100, latency ms], dense in the tail, for plots. */
   readonly distribution: readonly (readonly [number, number])[];
   /** HdrHistogram of latency in µs, compressed base64 (V2 encoding). */
@@ -109,6 +111,7 @@ export function buildResult(meta: ResultMeta, o: LoadOutcome): RunResult {
     sendLagMs: summarize(r.sendLag),
     byTag,
     latencyByStatusMs: Object.fromEntries([...r.byStatus].map(([k, h]) => [String(k), summarize(h)])),
+    serviceByStatusMs: Object.fromEntries([...r.serviceByStatus].map(([k, h]) => [String(k), summarize(h)])),
     distribution: distribution(r.latency),
     histogram: encodeIntoCompressedBase64(r.latency),
     cpu: o.cpu,
