@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { type GenMeasure, Hygiene, LATENCY_ATTEMPTS } from "./measure.ts";
+import { type GenMeasure, Hygiene, LATENCY_ATTEMPTS, rotate } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -33,4 +33,19 @@ test("a latency run that stays unsteady after every attempt is reported but not 
   expect(h.target("settles", "<= 1 ms")).toBe("<= 1 ms");
   expect(h.discarded.length).toBe(2 * (LATENCY_ATTEMPTS - 1) + 1);
   expect(h.unsteady.length).toBe(2);
+});
+
+test("rotate runs every side once per round, the first side rotating, and returns results per side", async () => {
+  const order: string[] = [];
+  const side = (name: string) => async (round: number) => {
+    order.push(`${name}${round}`);
+    return `${name}${round}`;
+  };
+  const out = await rotate(3, [side("a"), side("b"), side("c")]);
+  expect(order).toEqual(["a0", "b0", "c0", "b1", "c1", "a1", "c2", "a2", "b2"]);
+  expect(out).toEqual([
+    ["a0", "a1", "a2"],
+    ["b0", "b1", "b2"],
+    ["c0", "c1", "c2"],
+  ]);
 });

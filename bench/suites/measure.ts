@@ -83,6 +83,23 @@ export async function alternate<T>(rounds: number, runBase: (round: number) => P
   return { base, subject };
 }
 
+/**
+ * `alternate` for more than two sides: each round runs every side once, the
+ * round's first side rotating, so no side always runs right after the same
+ * neighbour (a server warmed or disturbed by the run before it). Results come
+ * back per side, in round order.
+ */
+export async function rotate<T>(rounds: number, sides: readonly ((round: number) => Promise<T>)[]): Promise<T[][]> {
+  const out: T[][] = sides.map(() => []);
+  for (let i = 0; i < rounds; i++) {
+    for (let k = 0; k < sides.length; k++) {
+      const side = (i + k) % sides.length;
+      out[side]!.push(await sides[side]!(i));
+    }
+  }
+  return out;
+}
+
 export function bestGen(runs: readonly GenMeasure[]): GenMeasure {
   return runs.reduce((a, b) => (b.run.rate.achieved > a.run.rate.achieved ? b : a));
 }
