@@ -56,6 +56,9 @@ describe("coordinated-omission correction", () => {
     expect(open.latencyMs.p99).toBeGreaterThan(50);
     expect(open.latencyMs.p50).toBeLessThan(20);
     expect(open.latencyMs.max).toBeGreaterThan(80);
+    // With every connection held by the stall, due requests wait for one: send lag, but not the generator's own.
+    expect(open.sendLagMs.p99).toBeGreaterThan(30);
+    expect(open.ownSendLagMs.p99).toBeLessThan(open.sendLagMs.p99 / 2);
     // The closed loop sees the stall (max) in only one request per stall.
     expect(closed.latencyMs.max).toBeGreaterThan(80);
     expect(closed.latencyMs.p99).toBeLessThan(20);

@@ -3,8 +3,8 @@ import { type GenMeasure, Hygiene, LATENCY_ATTEMPTS, rotate } from "./measure.ts
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
-function run(sendLagP99: number, p99: number): GenMeasure {
-  return { run: { mode: "open", sendLagMs: { p99: sendLagP99 }, latencyMs: { p99 } }, serverCpu: null } as unknown as GenMeasure;
+function run(sendLagP99: number, p99: number, backlogLagP99 = 0): GenMeasure {
+  return { run: { mode: "open", sendLagMs: { p99: sendLagP99 + backlogLagP99 }, ownSendLagMs: { p99: sendLagP99 }, latencyMs: { p99 } }, serverCpu: null } as unknown as GenMeasure;
 }
 
 const ctx = { log: () => {} } as unknown as BenchContext;
@@ -48,4 +48,16 @@ test("rotate runs every side once per round, the first side rotating, and return
     ["b0", "b1", "b2"],
     ["c0", "c1", "c2"],
   ]);
+});
+
+test("send lag spent waiting for a busy connection is the server's latency, not an unsteady generator", async () => {
+  const h = new Hygiene();
+  let attempts = 0;
+  await h.steady(ctx, "backlog", async () => {
+    attempts++;
+    // 6 ms of send lag, all of it waiting for a connection while the server answered slowly.
+    return { baseline: run(0.1, 1), subject: run(0.2, 9, 6) };
+  });
+  expect(attempts).toBe(1);
+  expect(h.judge("backlog", false)).toBe(false);
 });

@@ -7,6 +7,8 @@ export interface LoadConnection {
   busy: boolean;
   intendedAt: number;
   sentAt: number;
+  /** When the engine last found it free (ms): a request due earlier waited for a connection, not for the generator. */
+  idleAt: number;
   template: number;
   /** Per-template request buffers, filled in place for each request. */
   readonly buffers: (Uint8Array | undefined)[];

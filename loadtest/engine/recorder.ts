@@ -20,6 +20,8 @@ export class Recorder {
   readonly latency = newHistogram();
   readonly service = newHistogram();
   readonly sendLag = newHistogram();
+  /** Send lag while a connection was free: the generator's own lateness (its CPU, its timers), not the server's backlog. */
+  readonly ownSendLag = newHistogram();
   /** Distinct tags, and the tag index of each template. */
   readonly tags: readonly string[];
   readonly byTag: Histogram[];
@@ -42,13 +44,14 @@ export class Recorder {
   }
 
   /** A response arrived; non-2xx statuses count as errors (`http_<status>`) but keep their latency. */
-  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number): void {
+  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number, ownLagMs = lagMs): void {
     const us = toMicros(latencyMs);
     this.latency.recordValue(us);
     this.byTag[this.tagOf[template] ?? 0]?.recordValue(us);
     const serviceUs = toMicros(serviceMs);
     this.service.recordValue(serviceUs);
     this.sendLag.recordValue(toMicros(lagMs));
+    this.ownSendLag.recordValue(toMicros(ownLagMs));
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
     let h = this.byStatus.get(status);
     if (h === undefined) {

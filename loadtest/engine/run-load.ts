@@ -142,9 +142,14 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       inFlight--;
       lastCompletion = now;
       if (conn.intendedAt >= measureStart) {
-        rec.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt);
+        // Own lag: from when the request was due and a connection was free to when it went out.
+        const ready = conn.idleAt > conn.intendedAt ? conn.idleAt : conn.intendedAt;
+        rec.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt, conn.sentAt - ready);
       }
-      if (reusable) idle.push(conn);
+      if (reusable) {
+        conn.idleAt = now;
+        idle.push(conn);
+      }
       pump();
     },
     onFailure(conn, kind, hadRequest) {
@@ -158,6 +163,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       checkDone(lastCompletion);
     },
     onReady(conn) {
+      conn.idleAt = performance.now();
       idle.push(conn);
       pump();
     },

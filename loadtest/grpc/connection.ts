@@ -23,6 +23,7 @@ export class GrpcConnection implements LoadConnection {
   busy = false;
   intendedAt = 0;
   sentAt = 0;
+  idleAt = 0;
   template = 0;
   readonly buffers: (Uint8Array | undefined)[] = [];
   private readonly metadata = new grpc.Metadata();

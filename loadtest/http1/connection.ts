@@ -28,6 +28,7 @@ export class Http1Connection implements LoadConnection {
   busy = false;
   intendedAt = 0;
   sentAt = 0;
+  idleAt = 0;
   template = 0;
   /** Per-template request buffers, filled in place for each request. */
   readonly buffers: (Uint8Array | undefined)[] = [];

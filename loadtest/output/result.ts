@@ -34,6 +34,12 @@ export interface RunResult {
   readonly serviceTimeMs: LatencySummary;
   /** How late the generator sent requests (backlog or its own CPU). */
   readonly sendLagMs: LatencySummary;
+  /**
+   * How late it sent them while a connection was free: its own lateness. The
+   * rest of the send lag is requests waiting for a connection while every one
+   * was busy with a slow answer, which is the server's latency (open loop).
+   */
+  readonly ownSendLagMs: LatencySummary;
   readonly byTag: Readonly<Record<string, LatencySummary>>;
   /** Latency (from the intended send time) by HTTP status, e.g. admitted (200) apart from shed (503) answers. */
   readonly latencyByStatusMs: Readonly<Record<string, LatencySummary>>;
@@ -109,6 +115,7 @@ export function buildResult(meta: ResultMeta, o: LoadOutcome): RunResult {
     latencyMs: summarize(r.latency),
     serviceTimeMs: summarize(r.service),
     sendLagMs: summarize(r.sendLag),
+    ownSendLagMs: summarize(r.ownSendLag),
     byTag,
     latencyByStatusMs: Object.fromEntries([...r.byStatus].map(([k, h]) => [String(k), summarize(h)])),
     serviceByStatusMs: Object.fromEntries([...r.serviceByStatus].map(([k, h]) => [String(k), summarize(h)])),

@@ -16,7 +16,7 @@ export function formatSummary(r: RunResult): string {
   lines.push("");
   const target = r.rate.target === null ? "" : ` (target ${fmtInt(r.rate.target)})`;
   lines.push(`  achieved ${fmtInt(r.rate.achieved)} req/s${target}; ${fmtInt(r.requests.ok)} ok, ${fmtInt(r.requests.errors)} errors${errorKinds(r)}`);
-  const lag = r.mode === "open" ? `; send lag p99 ${fmtMs(r.sendLagMs.p99)} ms` : "";
+  const lag = r.mode === "open" ? `; send lag p99 ${fmtMs(r.sendLagMs.p99)} ms (own, with a connection free: ${fmtMs(r.ownSendLagMs.p99)} ms)` : "";
   lines.push(`  generator cpu ${Math.round(r.cpu.utilization * 100)}% of one core${lag}`);
   return lines.join("\n");
 }
