@@ -11,7 +11,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
-import { collectGarbage } from "./runtime/index.ts";
+import { collectGarbage, loadYoungCollector, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
@@ -118,6 +118,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   });
   const health = new HealthMonitor(admission, { targetMs: config.lookupTimeoutMs });
   health.start();
+  const youngGc = await startYoungGcPacer(config, admission, metrics);
   let draining = false;
   registerAdmissionGauges(metrics, admission, health);
   registerAnomalyGauges(metrics, anomalies);
@@ -195,6 +196,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     close: async () => {
       draining = true;
       health.stop();
+      youngGc?.stop();
       stopAnomalyCleanup();
       lagProbe?.stop();
       // Consumers first: they finish and ack the batch in hand while the store is still open.
@@ -371,6 +373,20 @@ function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, stor
     ]),
   );
   metrics.gauge("quiver_process_resident_memory_bytes", "Resident set size of the server.", () => [{ value: process.memoryUsage.rss() }]);
+}
+
+/** Young collections paced while busy (runtime/young-gc-pacer.ts), where the runtime lets us call one. */
+async function startYoungGcPacer(config: QuiverConfig, admission: AdaptiveAdmission, metrics: MetricsRegistry): Promise<YoungGcPacer | undefined> {
+  if (config.youngGcIntervalMs === 0) return undefined;
+  const collect = await loadYoungCollector();
+  if (collect === undefined) return undefined;
+  const paced = metrics.counter("quiver_young_gc_paced_total", "Young-generation collections run by the pacer (--young-gc-interval-ms) while busy.").labels();
+  const paused = metrics.counter("quiver_young_gc_paced_pause_seconds_total", "Event-loop time spent in those collections.").labels();
+  const onCollected = (pauseMs: number): void => {
+    paced.inc();
+    paused.inc(pauseMs / 1000);
+  };
+  return new YoungGcPacer(collect, () => admission.admittedCount, { intervalMs: config.youngGcIntervalMs, minRequests: config.youngGcMinRequests, onCollected }).start();
 }
 
 function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAdmission, health: HealthMonitor): void {

@@ -143,7 +143,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       lastCompletion = now;
       if (conn.intendedAt >= measureStart) {
         // Own lag: from when the request was due and a connection was free to when it went out.
-        const ready = conn.idleAt > conn.intendedAt ? conn.idleAt : conn.intendedAt;
+        const ready = Math.max(conn.idleAt, conn.intendedAt);
         rec.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt, conn.sentAt - ready);
       }
       if (reusable) {

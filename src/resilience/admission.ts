@@ -107,6 +107,11 @@ export class AdaptiveAdmission implements Admission {
     this.pressure = options.pressure;
   }
 
+  /** Requests admitted since start (a running count, read by the young-GC pacer). */
+  get admittedCount(): number {
+    return this.admittedTotal;
+  }
+
   get limit(): number {
     return this.limiter ? this.limiter.limit : this.fixed;
   }
