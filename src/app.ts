@@ -11,7 +11,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
-import { collectGarbage, loadYoungCollector, YoungGcPacer } from "./runtime/index.ts";
+import { collectGarbage, loadYoungGc, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
@@ -378,15 +378,15 @@ function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, stor
 /** Young collections paced while busy (runtime/young-gc-pacer.ts), where the runtime lets us call one. */
 async function startYoungGcPacer(config: QuiverConfig, admission: AdaptiveAdmission, metrics: MetricsRegistry): Promise<YoungGcPacer | undefined> {
   if (config.youngGcIntervalMs === 0) return undefined;
-  const collect = await loadYoungCollector();
-  if (collect === undefined) return undefined;
+  const gc = await loadYoungGc();
+  if (gc === undefined) return undefined;
   const paced = metrics.counter("quiver_young_gc_paced_total", "Young-generation collections run by the pacer (--young-gc-interval-ms) while busy.").labels();
   const paused = metrics.counter("quiver_young_gc_paced_pause_seconds_total", "Event-loop time spent in those collections.").labels();
   const onCollected = (pauseMs: number): void => {
     paced.inc();
     paused.inc(pauseMs / 1000);
   };
-  return new YoungGcPacer(collect, () => admission.admittedCount, { intervalMs: config.youngGcIntervalMs, minRequests: config.youngGcMinRequests, onCollected }).start();
+  return new YoungGcPacer(gc, () => admission.admittedCount, { intervalMs: config.youngGcIntervalMs, minRequests: config.youngGcMinRequests, onCollected }).start();
 }
 
 function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAdmission, health: HealthMonitor): void {

@@ -7,20 +7,25 @@ export function collectGarbage(): void {
   bun?.gc(true);
 }
 
-/** Collects the young generation now (synchronously). */
-export type YoungCollector = () => void;
+/** The runtime's young generation, where it lets us drive it. */
+export interface YoungGc {
+  /** Collects the young generation now (synchronously). */
+  collect(): void;
+  /** The heap's size as of the last collection, array buffers included (bytes; ~2 µs to read). */
+  heapBytes(): number;
+}
 
 /**
- * The runtime's young-generation collection, where it offers one to call
- * (Bun: `edenGC` from `bun:jsc`); `undefined` elsewhere (Deno's V8 sizes its
- * young generation by itself, see young-gc-pacer.ts).
+ * Bun's (`edenGC` and `heapSize` from `bun:jsc`); `undefined` elsewhere
+ * (Deno's V8 sizes its young generation by itself, see young-gc-pacer.ts).
  */
-export async function loadYoungCollector(): Promise<YoungCollector | undefined> {
+export async function loadYoungGc(): Promise<YoungGc | undefined> {
   if ((globalThis as { Bun?: unknown }).Bun === undefined) return undefined;
   try {
-    const jsc = (await import("bun:jsc")) as { edenGC?: () => unknown };
-    const eden = jsc.edenGC;
-    return typeof eden === "function" ? () => void eden() : undefined;
+    const jsc = (await import("bun:jsc")) as { edenGC?: () => unknown; heapSize?: () => number };
+    const { edenGC, heapSize } = jsc;
+    if (typeof edenGC !== "function" || typeof heapSize !== "function") return undefined;
+    return { collect: () => void edenGC(), heapBytes: () => heapSize() };
   } catch {
     return undefined;
   }

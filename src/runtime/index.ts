@@ -1,3 +1,3 @@
 export { readBytes, readTextFile, writeBytes } from "./files.ts";
-export { collectGarbage, loadYoungCollector, type YoungCollector } from "./gc.ts";
+export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";
 export { YoungGcPacer, type YoungGcPacerOptions, type YoungGcStats } from "./young-gc-pacer.ts";

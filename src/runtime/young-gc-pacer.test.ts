@@ -1,30 +1,37 @@
 import { expect, test } from "bun:test";
-import { loadYoungCollector } from "./gc.ts";
+import { loadYoungGc, type YoungGc } from "./gc.ts";
 import { YoungGcPacer } from "./young-gc-pacer.ts";
 
-function harness(minRequests: number) {
+const MB = 1024 * 1024;
+
+function harness(minRequests: number, heapMb = 300) {
   let requests = 0;
   let clock = 0;
   let collected = 0;
+  let heap = heapMb * MB;
   const pauses: number[] = [];
-  const pacer = new YoungGcPacer(
-    () => {
+  const gc: YoungGc = {
+    collect: () => {
       collected++;
       clock += 0.8; // the pause, as the pacer measures it
     },
-    () => requests,
-    { intervalMs: 50, minRequests, onCollected: (ms) => pauses.push(ms) },
-    () => clock,
-  );
+    heapBytes: () => heap,
+  };
+  const pacer = new YoungGcPacer(gc, () => requests, { intervalMs: 50, minRequests, onCollected: (ms) => pauses.push(ms) }, () => clock);
   return {
     pacer,
     pauses,
     serve: (n: number) => {
       requests += n;
     },
+    setHeapMb: (mb: number) => {
+      heap = mb * MB;
+    },
     collected: () => collected,
   };
 }
+
+const idleGc: YoungGc = { collect: () => {}, heapBytes: () => 0 };
 
 test("a tick collects only after enough requests since the last collection, and times the pause", () => {
   const h = harness(256);
@@ -46,14 +53,22 @@ test("a tick collects only after enough requests since the last collection, and 
   expect(h.pauses[1]).toBeCloseTo(0.8, 6);
 });
 
+test("a small heap is left to the runtime's own schedule, however busy", () => {
+  const h = harness(256, 30);
+  h.serve(10_000);
+  expect(h.pacer.tick()).toBe(false);
+  expect(h.collected()).toBe(0);
+  // The store grows past the bound: the requests seen meanwhile still count.
+  h.setHeapMb(200);
+  expect(h.pacer.tick()).toBe(true);
+  expect(h.collected()).toBe(1);
+});
+
 test("requests admitted before the pacer existed do not count", () => {
   let requests = 10_000;
   let collected = 0;
-  const pacer = new YoungGcPacer(
-    () => collected++,
-    () => requests,
-    { intervalMs: 50, minRequests: 100 },
-  );
+  const gc: YoungGc = { collect: () => collected++, heapBytes: () => 300 * MB };
+  const pacer = new YoungGcPacer(gc, () => requests, { intervalMs: 50, minRequests: 100 });
   expect(pacer.tick()).toBe(false);
   requests += 100;
   expect(pacer.tick()).toBe(true);
@@ -61,22 +76,27 @@ test("requests admitted before the pacer existed do not count", () => {
 });
 
 test("interval 0 starts no timer; bad settings are refused", () => {
-  const pacer = new YoungGcPacer(() => {}, () => 0, { intervalMs: 0, minRequests: 0 }).start();
+  const pacer = new YoungGcPacer(idleGc, () => 0, { intervalMs: 0, minRequests: 0 }).start();
   expect((pacer as unknown as { timer: unknown }).timer).toBeUndefined();
   pacer.stop();
-  expect(() => new YoungGcPacer(() => {}, () => 0, { intervalMs: -1, minRequests: 0 })).toThrow(/interval/);
-  expect(() => new YoungGcPacer(() => {}, () => 0, { intervalMs: 50, minRequests: Number.NaN })).toThrow(/min requests/);
+  expect(() => new YoungGcPacer(idleGc, () => 0, { intervalMs: -1, minRequests: 0 })).toThrow(/interval/);
+  expect(() => new YoungGcPacer(idleGc, () => 0, { intervalMs: 50, minRequests: Number.NaN })).toThrow(/min requests/);
 });
 
-test("under Bun the young collection is the runtime's own, and frees young garbage", async () => {
-  const collect = await loadYoungCollector();
-  expect(collect).toBeDefined();
+test("under Bun the young collection is the runtime's own, frees young garbage, and the heap size counts buffers", async () => {
+  const gc = await loadYoungGc();
+  expect(gc).toBeDefined();
   const refs = youngObjects(1000);
   // WeakRef targets stay alive until the job that made them ends.
   await new Promise((resolve) => setTimeout(resolve, 0));
-  collect!();
+  gc!.collect();
   // Freed without a full collection (a conservative stack scan may keep a stray one).
   expect(refs.filter((r) => r.deref() !== undefined).length).toBeLessThan(10);
+  // Array buffers (the embedded store's slabs) count toward the heap the pacer reads.
+  const held = Array.from({ length: 8 }, () => new ArrayBuffer(4 * MB));
+  Bun.gc(true);
+  expect(gc!.heapBytes()).toBeGreaterThanOrEqual(32 * MB);
+  expect(held.length).toBe(8);
 });
 
 function youngObjects(n: number): WeakRef<object>[] {
