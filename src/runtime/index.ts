@@ -1,3 +1,3 @@
 export { readBytes, readTextFile, writeBytes } from "./files.ts";
 export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";
-export { YoungGcPacer, type YoungGcPacerOptions, type YoungGcStats } from "./young-gc-pacer.ts";
+export { YoungGcPacer, type YoungGcPacerOptions } from "./young-gc-pacer.ts";

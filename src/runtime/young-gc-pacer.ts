@@ -38,22 +38,13 @@ export interface YoungGcPacerOptions {
   readonly minRequests: number;
   /** Heap size (as of the last collection, bytes) below which no tick collects (default 128 MiB). */
   readonly minHeapBytes?: number;
-  /** Told each paced collection's pause (ms), for metrics. */
+  /** Told each paced collection's pause (ms): the metrics count them. */
   readonly onCollected?: (pauseMs: number) => void;
 }
 
 const DEFAULT_MIN_HEAP_BYTES = 128 * 1024 * 1024;
 
-export interface YoungGcStats {
-  /** Paced young collections so far. */
-  readonly collections: number;
-  /** Their pauses, summed (ms). */
-  readonly pauseMs: number;
-}
-
-export class YoungGcPacer implements YoungGcStats {
-  collections = 0;
-  pauseMs = 0;
+export class YoungGcPacer {
   private seen: number;
   private timer: ReturnType<typeof setInterval> | undefined;
 
@@ -77,10 +68,7 @@ export class YoungGcPacer implements YoungGcStats {
     this.seen = done;
     const t = this.now();
     this.gc.collect();
-    const pause = this.now() - t;
-    this.pauseMs += pause;
-    this.collections++;
-    this.options.onCollected?.(pause);
+    this.options.onCollected?.(this.now() - t);
     return true;
   }
 
