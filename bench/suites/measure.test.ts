@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { type GenMeasure, Hygiene, LATENCY_ATTEMPTS, rotate } from "./measure.ts";
+import { alternate, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, rotate } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -60,4 +60,14 @@ test("send lag spent waiting for a busy connection is the server's latency, not 
   });
   expect(attempts).toBe(1);
   expect(h.judge("backlog", false)).toBe(false);
+});
+
+test("alternate is rotate with two sides: results per side, who goes first alternating", async () => {
+  const order: string[] = [];
+  const side = (name: string) => async (round: number) => {
+    order.push(`${name}${round}`);
+    return round;
+  };
+  expect(await alternate(3, side("base"), side("subject"))).toEqual({ base: [0, 1, 2], subject: [0, 1, 2] });
+  expect(order).toEqual(["base0", "subject0", "subject1", "base1", "base2", "subject2"]);
 });

@@ -70,17 +70,12 @@ function pct(x: number | null): string {
 
 /**
  * Throughput on a shared, noisy machine: runs baseline and subject alternately
- * `rounds` times and keeps each side's best, so a burst of outside load hits
- * both sides alike and does not decide the ratio.
+ * `rounds` times (`rotate` with two sides: who goes first alternates too), so a
+ * burst of outside load hits both sides alike and does not decide the ratio.
  */
 export async function alternate<T>(rounds: number, runBase: (round: number) => Promise<T>, runSubject: (round: number) => Promise<T>): Promise<{ base: T[]; subject: T[] }> {
-  const base: T[] = [];
-  const subject: T[] = [];
-  for (let i = 0; i < rounds; i++) {
-    base.push(await runBase(i));
-    subject.push(await runSubject(i));
-  }
-  return { base, subject };
+  const [base, subject] = await rotate(rounds, [runBase, runSubject]);
+  return { base: base!, subject: subject! };
 }
 
 /**
