@@ -136,3 +136,38 @@ test("LookupStream: any sequence of messages, well-formed or not, gets one answe
     { numRuns: 40, seed: 20261124 },
   );
 }, 120_000);
+
+test("a request quoting a 100 KB name gets a bounded error and does not fail the other calls on its connection", async () => {
+  // Messages up to 1 MB, so a 100 KB name reaches the handlers (the shared fixture caps them at 64 KB).
+  const big = await startGrpcFixture(["--max-body-bytes", "1048576"]);
+  const client = new grpc.Client(big.address, grpc.credentials.createInsecure());
+  const call = (path: string, body: Buffer, trailers?: grpc.Metadata[]) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const c = client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e) => resolve(e));
+      c.on("status", (s) => trailers?.push(s.metadata));
+    });
+  try {
+    const long = "x".repeat(100_000);
+    const lookup = protos.type("quiver.v1.LookupRequest");
+    const health = protos.type("grpc.health.v1.HealthCheckRequest");
+    const encode = (t: ReturnType<typeof protos.type>, o: Record<string, unknown>) => Buffer.from(t.encode(t.fromObject(o)).finish());
+    const bad: [string, Buffer, grpc.status][] = [
+      ["/quiver.v1.FeatureService/Lookup", encode(lookup, { features: [`${long}:f`], entities: [{ name: "driver_id", int64_values: ["1"] }] }), grpc.status.NOT_FOUND],
+      // A name outside printable ASCII lands in the path trailer, escaped.
+      ["/quiver.v1.FeatureService/Lookup", encode(lookup, { features: ["driver_hourly_stats:conv_rate"], entities: [{ name: `é${long}\n`, int64_values: ["1"] }] }), grpc.status.INVALID_ARGUMENT],
+      ["/grpc.health.v1.Health/Check", encode(health, { service: long }), grpc.status.NOT_FOUND],
+    ];
+    const good = encode(lookup, { features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "driver_id", int64_values: Array.from({ length: 200 }, (_, i) => String(1001 + i)) }] });
+    for (const [path, body, code] of bad) {
+      const trailers: grpc.Metadata[] = [];
+      const [error, ...rest] = await Promise.all([call(path, body, trailers), ...Array.from({ length: 10 }, () => call("/quiver.v1.FeatureService/Lookup", good))]);
+      expect({ path, code: error?.code }).toEqual({ path, code });
+      expect(error!.details.length).toBeLessThanOrEqual(1024);
+      for (const p of trailers[0]?.get("x-quiver-error-path") ?? []) expect(String(p)).toMatch(/^[ -~]{1,256}$/);
+      expect(rest).toEqual(Array.from({ length: 10 }, () => null));
+    }
+  } finally {
+    client.close();
+    await big.close();
+  }
+}, 60_000);

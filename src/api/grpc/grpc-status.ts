@@ -31,14 +31,37 @@ export const CODE_NAMES: readonly string[] = Object.entries(status)
   .sort((a, b) => (a[1] as number) - (b[1] as number))
   .map(([k]) => k);
 
+/** Longest status message sent (characters): it travels in an HTTP/2 trailer, and messages quote client input. */
+export const MAX_DETAILS = 1024;
+/** Longest `x-quiver-error-path` trailer (characters). */
+export const MAX_PATH = 256;
+
 /**
  * A QuiverError as a gRPC status: the message already names the field path;
- * the trailers repeat Quiver's stable code and the path for programs.
+ * the trailers repeat Quiver's stable code and the path for programs. Both
+ * are bounded: a message quoting a 100 KB name made a trailer block over
+ * what HTTP/2 peers accept, and the client reset the connection, failing
+ * every other call on it. The path trailer is a plain header value, so
+ * anything outside printable ASCII in it is escaped.
  */
 export function toServiceError(e: QuiverError): Partial<ServiceError> {
   const metadata = new Metadata();
   metadata.set("x-quiver-error-code", e.code);
-  if (e.path !== undefined) metadata.set("x-quiver-error-path", e.path);
+  if (e.path !== undefined) metadata.set("x-quiver-error-path", clip(headerSafe(e.path), MAX_PATH, "..."));
   if (e.retryable) metadata.set("x-quiver-retryable", "true");
-  return { code: grpcCodeOf(e), details: e.message, metadata };
+  return { code: grpcCodeOf(e), details: clip(e.message, MAX_DETAILS), metadata };
+}
+
+/** `s` cut to `max` characters, ending in `mark` when cut (never splitting a surrogate pair). */
+export function clip(s: string, max: number, mark = "…"): string {
+  if (s.length <= max) return s;
+  let end = max - mark.length;
+  const c = s.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end--;
+  return `${s.slice(0, end)}${mark}`;
+}
+
+/** Printable ASCII as it is; every other UTF-16 unit as `\uXXXX` (a non-binary metadata value allows nothing else). */
+function headerSafe(s: string): string {
+  return /^[\x20-\x7e]*$/.test(s) ? s : s.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
