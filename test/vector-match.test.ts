@@ -129,6 +129,22 @@ describe("POST /v1/match on the demo claims", () => {
     expect(old.matches.map((m) => m.entity.claim_id)).not.toContain(900001);
   });
 
+  test("an embedding too long for the index's 32-bit floats is refused with 400, and matching stays sound", async () => {
+    const before = await match({ view: "claims", text: "5G towers are spreading the virus", k: 3 });
+    const push = await post("/v1/push", {
+      featureView: "claims",
+      rows: [{ claim_id: 900002, text: "x", verdict: "false", source: "whatsapp", language: "en", first_seen: NOW, cluster: -1, embedding: new Array(384).fill(1e200), event_timestamp: NOW - 10 }],
+    });
+    expect(push.status).toBe(400);
+    const e = ((await push.json()) as { error: { path: string; message: string } }).error;
+    expect(e.path).toBe("rows[0].embedding");
+    expect(e.message).toContain("length (L2 norm)");
+    await q.vectors.idle();
+    const after = await match({ view: "claims", text: "5G towers are spreading the virus", k: 3 });
+    expect(after.matches).toEqual(before.matches);
+    for (const m of after.matches) expect(Number.isFinite(m.score)).toBe(true);
+  });
+
   test("metrics report searches, latency, size, deleted ratio, builds and feed lag", async () => {
     const text = await (await q.http.app.request("/metrics")).text();
     for (const name of [
@@ -159,6 +175,8 @@ describe("POST /v1/match rejects bad input with 400 naming the field", () => {
     ["wrong dimension", { view: "claims", vector: [1, 2, 3] }, "vector", "expected 384 dimensions, got 3"],
     ["non-finite number", { view: "claims", vector: [...vec().slice(0, 383), "NaN"] }, "vector", "element 383"],
     ["zero vector", { view: "claims", vector: new Array(384).fill(0) }, "vector", "zero vector"],
+    ["a vector of 32-bit float zeros", { view: "claims", vector: new Array(384).fill(1e-46) }, "vector", "zero vector"],
+    ["a vector too long for 32-bit floats", { view: "claims", vector: new Array(384).fill(1e200) }, "vector", "length (L2 norm)"],
     ["vector not an array", { view: "claims", vector: "abc" }, "vector"],
     ["k zero", { view: "claims", vector: vec(), k: 0 }, "k"],
     ["k above 1000", { view: "claims", vector: vec(), k: 1001 }, "k"],

@@ -1,5 +1,6 @@
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type CompiledView, describeValue as describe } from "../registry/index.ts";
+import { isoToMs } from "../serving/event-time.ts";
 import { type Coercer, CoercionError } from "./coerce.ts";
 
 /** Why an event cannot be written; the dead letter carries it. */
@@ -47,8 +48,7 @@ export function eventTimeParser(format: TimeFormat, path: string): (v: unknown) 
     return (v) => {
       if (typeof v !== "string" || !RFC3339.test(v)) return bad(v);
       const s = v.replace(" ", "T");
-      const ms = Date.parse(ZONED.test(s) ? s : `${s}Z`);
-      return Number.isFinite(ms) && ms >= 0 ? ms : bad(v);
+      return isoToMs(ZONED.test(s) ? s : `${s}Z`) ?? bad(v);
     };
   }
   const factor = format === "epoch_s" ? 1000 : format === "epoch_ms" ? 1 : 0.001;

@@ -61,20 +61,75 @@ export function checkerFor(t: ValueType): ValueCheck {
     case "float64":
       return (v) => (v === null || isFloat(v) ? undefined : `expected float64 (a finite number), got ${describe(v)}`);
     case "string":
-      return (v) => (v === null || typeof v === "string" ? undefined : `expected string, got ${describe(v)}`);
+      return (v) => (v === null ? undefined : typeof v !== "string" ? `expected string, got ${describe(v)}` : wellFormedProblem(v));
     case "bool":
       return (v) => (v === null || typeof v === "boolean" ? undefined : `expected bool, got ${describe(v)}`);
     case "int64[]":
       return arrayCheck("int64[]", isInt64);
     case "float64[]":
       return arrayCheck("float64[]", isFloat);
-    case "string[]":
-      return arrayCheck("string[]", (x) => typeof x === "string");
+    case "string[]": {
+      const inner = arrayCheck("string[]", (x) => typeof x === "string");
+      return (v) => {
+        const bad = inner(v);
+        if (bad !== undefined || v === null) return bad;
+        const arr = v as readonly string[];
+        for (let i = 0; i < arr.length; i++) {
+          const p = wellFormedProblem(arr[i]!);
+          if (p !== undefined) return `element ${i}: ${p}`;
+        }
+        return undefined;
+      };
+    }
     case "embedding": {
       const inner = arrayCheck(`embedding(${t.dim})`, isFloat);
-      return (v) => inner(v) ?? (v !== null && (v as unknown[]).length !== t.dim ? `expected embedding(${t.dim}), got ${(v as unknown[]).length} dimensions` : undefined);
+      return (v) => {
+        const bad = inner(v);
+        if (bad !== undefined || v === null) return bad;
+        const arr = v as readonly number[];
+        if (arr.length !== t.dim) return `expected embedding(${t.dim}), got ${arr.length} dimensions`;
+        return embeddingLengthProblem(arr);
+      };
     }
   }
+}
+
+/**
+ * A string with a lone surrogate (JSON's "\ud800" escape allows one) has no
+ * UTF-8 form: stored rows and MessagePack answers would carry U+FFFD instead,
+ * so the value would not read back as written.
+ */
+function wellFormedProblem(s: string): string | undefined {
+  if (s.isWellFormed()) return undefined;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) return `the string has a lone surrogate (\\u${c.toString(16)}) at index ${i}, which UTF-8 cannot store`;
+  }
+  return undefined;
+}
+
+/**
+ * Longest embedding accepted (its L2 norm). Vector indexes compute in 32-bit
+ * floats (largest ~3.4e38): past this, a distance between two embeddings can
+ * overflow to Infinity and a cosine normalisation to NaN, and the index then
+ * ranks garbage for every query, not just this row's (a push of 1e200s did).
+ * Real embeddings are near unit length; 1e18 leaves room for any scale.
+ */
+export const MAX_EMBEDDING_NORM = 1e18;
+
+/** Why finite numbers `v` are too long to be an embedding, or undefined. */
+export function embeddingLengthProblem(v: readonly number[]): string | undefined {
+  let sq = 0;
+  for (let i = 0; i < v.length; i++) sq += v[i]! * v[i]!;
+  const norm = Math.sqrt(sq);
+  return norm <= MAX_EMBEDDING_NORM ? undefined : `the embedding's length (L2 norm) is ${norm}, over ${MAX_EMBEDDING_NORM} (vector indexes compute in 32-bit floats)`;
 }
 
 /** The derived default for a type when the definition names none. */
@@ -101,6 +156,7 @@ export function isNumeric(t: ValueType): boolean {
 /** A short description of a client value for error messages (never the whole value). */
 export function describe(v: unknown): string {
   if (v === null) return "null";
+  if (v === undefined) return "nothing";
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === "string") return v.length > 40 ? `string "${v.slice(0, 40)}…"` : `string "${v}"`;
   if (typeof v === "number") return Number.isInteger(v) ? `integer ${v}` : `number ${v}`;

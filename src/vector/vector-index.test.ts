@@ -127,4 +127,13 @@ describe("distances and scores", () => {
     expect(vectorProblem([0, 0, 0], 3, "cosine")).toContain("zero vector");
     expect(vectorProblem([0, 0, 0], 3, "l2")).toBeUndefined();
   });
+
+  test("vectorProblem refuses what 32-bit floats cannot hold: an overflowing length, and a cosine vector that rounds to zero", () => {
+    // 1e200 is a finite double; in the index's floats it is Infinity, and its distances NaN.
+    expect(vectorProblem([1e200, 1, 1], 3, "l2")).toContain("length (L2 norm)");
+    expect(vectorProblem([1e18, 1e18, 0], 3, "ip")).toContain("length (L2 norm)");
+    expect(vectorProblem([1e17, 1e17, 1e17], 3, "cosine")).toBeUndefined();
+    expect(vectorProblem([1e-46, 0, 0], 3, "cosine")).toContain("zero vector");
+    expect(vectorProblem([1e-30, 0, 0], 3, "cosine")).toBeUndefined();
+  });
 });

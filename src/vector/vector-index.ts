@@ -1,4 +1,4 @@
-import type { VectorMetric } from "../registry/index.ts";
+import { embeddingLengthProblem, type VectorMetric } from "../registry/index.ts";
 
 /**
  * The vector-index seam: an approximate (HNSW) and an exact (brute-force)
@@ -59,8 +59,11 @@ export function vectorProblem(v: readonly unknown[], dim: number, metric: Vector
   for (let i = 0; i < v.length; i++) {
     const x = v[i];
     if (typeof x !== "number" || !Number.isFinite(x)) return `element ${i} is not a finite number`;
-    if (x !== 0) zero = false;
+    // As the index stores it: a number under 32-bit float precision is 0 there.
+    if (Math.fround(x) !== 0) zero = false;
   }
-  if (zero && metric === "cosine") return "a zero vector has no direction (cosine metric)";
+  const tooLong = embeddingLengthProblem(v as readonly number[]);
+  if (tooLong !== undefined) return tooLong;
+  if (zero && metric === "cosine") return "a zero vector has no direction (cosine metric; as 32-bit floats, which the index uses)";
   return undefined;
 }

@@ -96,8 +96,9 @@ function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: nu
       w.uint32(26).uint32(0);
       continue;
     }
+    // Times are whole ms (parseEventTime); floored anyway, so nanos stays below 1e9 as Timestamp requires.
     const seconds = Math.floor(ms / 1000);
-    const nanos = Math.round((ms - seconds * 1000) * 1e6);
+    const nanos = Math.floor(ms - seconds * 1000) * 1e6;
     w.uint32(26).uint32(1 + int64Size(seconds) + (nanos !== 0 ? 1 + varint32Size(nanos) : 0));
     w.uint32(8).int64(seconds);
     if (nanos !== 0) w.uint32(16).int32(nanos);
