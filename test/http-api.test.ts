@@ -65,6 +65,12 @@ describe("POST /v1/lookup", () => {
     expect(decode(new Uint8Array(await res.arrayBuffer()))).toEqual(viaJson);
     const jsonOut = await post("/v1/lookup", encode(query), { "content-type": "application/msgpack" });
     expect(await jsonOut.json()).toEqual(viaJson);
+    // Accept weights: q=0 is a refusal, and a JSON range weighted higher wins.
+    const typeFor = async (accept: string) => (await post("/v1/lookup", query, { "content-type": "application/json", accept })).headers.get("content-type");
+    expect(await typeFor("application/msgpack;q=0")).toStartWith("application/json");
+    expect(await typeFor("application/msgpack;q=0.5, application/json")).toStartWith("application/json");
+    expect(await typeFor("application/json;q=0.4, application/x-msgpack;q=0.9")).toBe("application/msgpack");
+    expect(await typeFor("text/html, application/msgpack")).toBe("application/msgpack");
   });
 
   test("malformed JSON and MessagePack are 400s", async () => {
@@ -104,6 +110,12 @@ describe("POST /v1/lookup", () => {
     const huge = JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1 }], pad: "x".repeat(70_000) });
     expect(await errorOf(await post("/v1/lookup", huge))).toMatchObject({ status: 413, code: "payload_too_large" });
     expect(await errorOf(await post("/v1/lookup", "a=b", { "content-type": "application/x-www-form-urlencoded" }))).toMatchObject({ status: 415, code: "unsupported_media_type" });
+    // The media type itself, not a prefix of it; parameters are fine.
+    const query = JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 }] });
+    for (const type of ["application/jsonx", "application/json-seq", "application/msgpack+json"]) {
+      expect(await errorOf(await post("/v1/lookup", query, { "content-type": type }))).toMatchObject({ status: 415, path: "(headers).content-type" });
+    }
+    expect((await post("/v1/lookup", query, { "content-type": "Application/JSON ; charset=utf-8" })).status).toBe(200);
   });
 
   test("an empty entity list answers an empty result", async () => {
@@ -132,6 +144,26 @@ describe("POST /v1/push", () => {
     expect(await errorOf(res)).toMatchObject({ status: 400, code: "invalid_value", path: "rows[1].txn_count_1h" });
     const check = await post("/v1/lookup", { features: ["fraud_signals:spend_1h"], entities: [{ customer_id: "batch-1" }], fillDefaults: false });
     expect(((await check.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses).toEqual(["NOT_FOUND"]);
+  });
+
+  test("text that would not read back as written is refused and writes nothing: bytes that are not UTF-8, lone surrogates", async () => {
+    const statusOf = async (id: string) => {
+      const res = await post("/v1/lookup", { features: ["fraud_signals:device_ids"], entities: [{ customer_id: id }], fillDefaults: false });
+      return ((await res.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses[0];
+    };
+    const text = JSON.stringify({ featureView: "fraud_signals", rows: [{ customer_id: "utf8-1", device_ids: ["dXY"] }] });
+    const bytes = new TextEncoder().encode(text);
+    const at = text.indexOf("dXY") + 1;
+    bytes[at] = 0xff;
+    bytes[at + 1] = 0xfe;
+    // With a Content-Length, as every client sends it (the route must not take the lenient native parse).
+    const res = await q.http.app.request("/v1/push", { method: "POST", body: bytes, headers: { "content-type": "application/json", "content-length": String(bytes.byteLength) } });
+    expect(await errorOf(res)).toMatchObject({ status: 400, code: "invalid_body", path: "(body)", message: "body is not valid UTF-8" });
+    expect(await statusOf("utf8-1")).toBe("NOT_FOUND");
+    const lone = await errorOf(await post("/v1/push", `{"featureView":"fraud_signals","rows":[{"customer_id":"utf8-2","device_ids":["ok","a\\ud800"]}]}`));
+    expect(lone).toMatchObject({ status: 400, code: "invalid_value", path: "rows[0].device_ids" });
+    expect(lone.message).toContain("lone surrogate");
+    expect(await statusOf("utf8-2")).toBe("NOT_FOUND");
   });
 
   test("unknown view, unknown column, missing rows are 400s naming them", async () => {

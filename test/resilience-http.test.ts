@@ -59,6 +59,8 @@ test("the shed request is in the anomaly buffer; the route validates its query a
     ["kind=nope", "(query).kind"],
     ["limit=0", "(query).limit"],
     ["since=yesterday", "(query).since"],
+    ["since=-1", "(query).since"],
+    ["since=1969-01-01", "(query).since"],
     ["color=red", "(query).color"],
   ] as const) {
     const bad = await q.http.app.request(`/admin/anomalies?${query}`, { headers: auth });
@@ -70,11 +72,12 @@ test("the shed request is in the anomaly buffer; the route validates its query a
 });
 
 test("x-quiver-timeout-ms is validated and named in the 400", async () => {
-  for (const value of ["0", "abc", "-5", "60001", ""]) {
+  for (const value of ["0", "abc", "-5", "60001", "", "0x10", "1e3", "Infinity", "5ms"]) {
     const res = await q.http.app.request("/v1/lookup", { method: "POST", headers: { "x-quiver-timeout-ms": value }, body: LOOKUP });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { path: string } }).error.path).toBe("(headers).x-quiver-timeout-ms");
   }
+  for (const value of ["2.5", " 40 "]) expect((await q.http.app.request("/v1/lookup", { method: "POST", headers: { "x-quiver-timeout-ms": value }, body: LOOKUP })).status).toBe(200);
   const ok = await q.http.app.request("/v1/lookup", { method: "POST", headers: { "x-quiver-timeout-ms": "250" }, body: LOOKUP });
   expect(ok.status).toBe(200);
   expect(ok.headers.get("x-quiver-degraded")).toBeNull();

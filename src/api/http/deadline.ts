@@ -1,6 +1,7 @@
 import { invalid } from "../../errors/index.ts";
 
 export const TIMEOUT_HEADER = "x-quiver-timeout-ms";
+const DECIMAL = /^\d+(\.\d+)?$/;
 export const DEGRADED_HEADER = "x-quiver-degraded";
 /** Longest budget a client may ask for: a lookup is not a batch job. */
 const MAX_BUDGET_MS = 60_000;
@@ -28,8 +29,10 @@ export function lookupDeadline(req: Request, defaultMs: number): number {
   const raw = req.headers.get(TIMEOUT_HEADER);
   const start = queuedSince.get(req) ?? performance.now();
   if (raw === null) return start + defaultMs;
-  const ms = Number(raw);
-  if (raw.trim() === "" || !Number.isFinite(ms) || ms <= 0 || ms > MAX_BUDGET_MS) {
+  // Decimal digits only (Number() would also take "0x10" and "1e3"); whitespace around a header value is not part of it.
+  const text = raw.trim();
+  const ms = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  if (!(ms > 0 && ms <= MAX_BUDGET_MS)) {
     throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
   }
   return start + ms;

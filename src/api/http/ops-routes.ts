@@ -2,6 +2,7 @@ import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, un
 import type { InvalidationScope } from "../../feed/change-feed.ts";
 import { ANOMALY_KINDS, type AnomalyKind } from "../../ops/anomaly-buffer.ts";
 import { describeValue } from "../../registry/index.ts";
+import { parseEventTime } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
@@ -66,8 +67,8 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
       const kind = params.get("kind");
       if (kind !== null && !ANOMALY_KINDS.includes(kind as AnomalyKind)) throw invalid("invalid_request", "(query).kind", `expected one of ${ANOMALY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
       const sinceRaw = params.get("since");
-      const since = sinceRaw === null ? undefined : /^\d+$/.test(sinceRaw) ? Number(sinceRaw) : Date.parse(sinceRaw);
-      if (since !== undefined && !Number.isFinite(since)) throw invalid("invalid_request", "(query).since", `expected epoch milliseconds or an ISO date, got ${JSON.stringify(sinceRaw)}`);
+      // Epoch ms or an RFC 3339 / ISO date, read as event times are (Date.parse alone takes "-1" for 2001).
+      const since = sinceRaw === null ? undefined : parseEventTime(/^\d+$/.test(sinceRaw) ? Number(sinceRaw) : sinceRaw, "(query).since");
       const entries = deps.anomalies.query({ limit, ...(kind !== null ? { kind: kind as AnomalyKind } : {}), ...(since !== undefined ? { since } : {}) });
       return json({
         size: deps.anomalies.length,
