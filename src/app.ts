@@ -80,7 +80,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // The lag probe sees the loop's whole load, including the turns that handle storage replies and encode answers.
   const sheds = options.servesSockets === true && config.overloadDelayMs > 0;
   const lagProbe = sheds ? new LoopLagProbe().start() : undefined;
-  const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs }, undefined, undefined, lagProbe) : undefined;
+  const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs, turnMs: config.overloadTurnMs > 0 ? config.overloadTurnMs : config.overloadDelayMs }, undefined, undefined, lagProbe) : undefined;
   const storage = await openStorage(config, resilienceObserver(metrics, anomalies), new LoopStallJudge(pressure, lagProbe));
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;

@@ -136,6 +136,65 @@ describe("TurnSojourn", () => {
     expect(loop.p.overloaded).toBe(false);
   });
 
+  test("with a turn budget under the target: detection by the target, then each turn serves for the budget only, and short turns do not end the overload", () => {
+    const loop = fakeLoop({ targetMs: 5, turnMs: 1, sustainMs: 50, minArrivals: 100 });
+    // 3x overload of 0.3 ms requests: each turn holds what arrived during the last one; 10 ms turns at first.
+    let arrivals = 33;
+    for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(arrivals, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    // Shedding: requests served while the turn has run at most 1 ms (0, 0.3, 0.6, 0.9), the rest refused at 0.01 ms each.
+    for (let i = 0; i < 200; i++) {
+      const before = loop.now;
+      const served = loop.turn(arrivals, 0.3, 0, 0.01);
+      expect(served).toBe(4);
+      // The next turn holds what arrived meanwhile, at 3x what the core serves (10 requests per ms of 0.3 ms each).
+      arrivals = Math.max(5, Math.round((loop.now - before) * 10));
+    }
+    // Turns of ~1.3 ms, far under the 5 ms target, yet the overload goes on: most arrivals are still refused.
+    expect(loop.p.lastTurnMs).toBeLessThan(2);
+    expect(loop.p.overloaded).toBe(true);
+  });
+
+  test("with a turn budget: the overload ends once a stretch refuses at most 1 in 20 arrivals, though stragglers are still refused", () => {
+    const loop = fakeLoop({ targetMs: 5, turnMs: 1, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(33, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    // Load falls below what the core serves: turns of 3 requests, and every 10th turn one of 5 (its 5th refused: 1 in 32 arrivals).
+    let refused = 0;
+    let turns = 0;
+    while (loop.p.overloaded && turns < 1000) {
+      const n = turns % 10 === 9 ? 5 : 3;
+      refused += n - loop.turn(n, 0.3, 0.5, 0.01);
+      turns++;
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(loop.p.overloaded).toBe(false);
+    // Two stretches of 50 ms at most (the first began at entry with the big turns' refusals).
+    expect(turns * 1.4).toBeLessThan(2 * 50 + 10);
+    // Then turns over the budget are served in full again.
+    expect(loop.turn(5, 0.3, 0.5)).toBe(5);
+  });
+
+  test("with a turn budget, a request that has waited over the target is still refused at the start of a turn (the lag probe's reading)", () => {
+    const lag = { behind: 0, behindMs() { return this.behind; } };
+    const loop = fakeLoop({ targetMs: 5, turnMs: 1, sustainMs: 50, minArrivals: 100 }, lag);
+    for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(33, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    lag.behind = 6;
+    expect(loop.turn(10, 0.3, 0, 0.01)).toBe(0);
+    lag.behind = 0.5;
+    // The budget counts the turn's own time; the wait bound (the target) counts the lag too.
+    expect(loop.turn(10, 0.3, 0, 0.01)).toBe(4);
+  });
+
+  test("rejects a non-positive turn budget; a budget over the target is the target", () => {
+    expect(() => new TurnSojourn({ targetMs: 5, turnMs: 0 })).toThrow("overload turn budget");
+    const loop = fakeLoop({ targetMs: 2, turnMs: 10, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 10; i++) loop.turn(30, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    expect(loop.turn(30, 0.3, 0, 0.01)).toBe(7);
+  });
+
   test("rejects a non-positive target", () => {
     expect(() => new TurnSojourn({ targetMs: 0 })).toThrow("overload delay target");
   });

@@ -27,13 +27,23 @@ import type { LoopLag } from "./loop-lag.ts";
  * while at least `minArrivals` requests arrived (a single long turn — a
  * garbage collection, a descheduled process on a busy machine, a burst of
  * in-process requests — is not overload), the loop is overloaded: each turn
- * then serves requests until their sojourn reaches the target and answers
- * the rest 503 at once, which costs about what the HTTP parse costs, a small
- * share of a batch lookup. So a turn lasts about the target plus its
- * refusals and an admitted request waits about two targets at most, whatever
- * the overload. The overload ends once no turn has run over the target for
- * `sustainMs` (a short idle gap between turns does not end it: under
- * overload the loop may still wait briefly for clients to send again).
+ * then serves requests for at most `turnMs` (and none that has waited over
+ * the target) and answers the rest 503 at once, which costs about what the
+ * HTTP parse costs, a small share of a batch lookup. So a turn lasts about
+ * `turnMs` plus its refusals, and a request, admitted or refused, waits
+ * about two of them: the turn before it, which it waited out in its socket,
+ * and its place in its own. Detection and shedding take different bounds on
+ * purpose: a turn over 5 ms is what says the load is more than the core can
+ * serve (a closed loop of a few connections, a GC pause, a descheduled
+ * process stay under it or do not last), but once that is established,
+ * letting turns run to 5 ms only makes every answer, 503s included, wait
+ * for them (measured: admitted p99 3.4–5.5x the unloaded p99 and refusals
+ * 11–13 ms after the send with turns of 5 ms). The overload ends once no
+ * request has been refused for `sustainMs`, or once a stretch of `sustainMs`
+ * refused no more than 1 in 20 of its arrivals: the load has fallen to what
+ * the core serves, and what is still refused are the stragglers of a GC
+ * pause, not an excess (a short idle gap between turns does not end it:
+ * under overload the loop may still wait briefly for clients to send again).
  */
 export interface LoopPressure {
   /** Should a sheddable request that starts at `now` (ms, the admission clock) be served? */
@@ -47,8 +57,10 @@ export interface LoopPressure {
 export interface LoopPressureOptions {
   /** Sojourn (ms) a request may have waited in its turn and still be served under overload (default 5, CoDel's target). */
   readonly targetMs?: number;
-  /** How long (ms) turns must run over the target, back to back, before shedding starts, and stay within it before it ends (default 100, CoDel's interval). */
+  /** How long (ms) turns must run over the target, back to back, before shedding starts, and the stretch over which its end is judged (default 100, CoDel's interval). */
   readonly sustainMs?: number;
+  /** Once overloaded, how long (ms) each turn serves requests before it refuses the rest (default and at most: the target). */
+  readonly turnMs?: number;
   /** Requests that must arrive meanwhile (default 100): without a queue of them there is nothing to shed. */
   readonly minArrivals?: number;
 }
@@ -71,10 +83,15 @@ export class TurnSojourn implements LoopPressure {
   /** Start of the current stretch of turns over the target (NaN when none). */
   private aboveSince = Number.NaN;
   private aboveArrivals = 0;
-  /** End of the last turn over the target. */
+  /** While not shedding: end of the last turn over the target. While shedding: when a request was last refused. */
   private lastOverEnd = Number.NEGATIVE_INFINITY;
   private dropping = false;
+  /** While shedding, the current stretch towards the exit: its start, its arrivals and its refusals. */
+  private stretchStart = 0;
+  private stretchArrivals = 0;
+  private stretchRefused = 0;
   private readonly target: number;
+  private readonly turnBudget: number;
   private readonly sustain: number;
   private readonly minArrivals: number;
   private readonly endTurn: () => void;
@@ -95,8 +112,10 @@ export class TurnSojourn implements LoopPressure {
     this.target = options.targetMs ?? 5;
     this.sustain = options.sustainMs ?? 100;
     this.minArrivals = options.minArrivals ?? 100;
+    this.turnBudget = Math.min(options.turnMs ?? this.target, this.target);
     if (!(this.target > 0)) throw new Error(`overload delay target: expected > 0 ms, got ${this.target}`);
     if (!(this.sustain >= 0)) throw new Error(`overload sustain: expected >= 0 ms, got ${this.sustain}`);
+    if (!(this.turnBudget > 0)) throw new Error(`overload turn budget: expected > 0 ms, got ${options.turnMs}`);
     this.endTurn = () => this.finishTurn(this.now());
   }
 
@@ -112,17 +131,34 @@ export class TurnSojourn implements LoopPressure {
   pass(now: number): boolean {
     if (this.turnStart < 0) this.beginTurn(now);
     this.turnArrivals++;
-    const waited = now - this.turnStart + this.turnBehind;
-    if (this.dropping) return waited <= this.target;
+    const inTurn = now - this.turnStart;
+    const waited = inTurn + this.turnBehind;
+    if (this.dropping) {
+      this.stretchArrivals++;
+      if (inTurn <= this.turnBudget && waited <= this.target) return true;
+      this.stretchRefused++;
+      this.lastOverEnd = now;
+      return false;
+    }
     // Entry can happen mid-turn: a turn holding a long queue is cut once the stretch has lasted `sustain`.
     if (waited > this.target) {
       const since = Number.isNaN(this.aboveSince) ? this.turnStart : this.aboveSince;
       if (now - since >= this.sustain && this.aboveArrivals + this.turnArrivals >= this.minArrivals) {
-        this.dropping = true;
+        this.startDropping(now);
+        this.stretchArrivals = 1;
+        this.stretchRefused = 1;
         return false;
       }
     }
     return true;
+  }
+
+  private startDropping(now: number): void {
+    this.dropping = true;
+    this.lastOverEnd = now;
+    this.stretchStart = now;
+    this.stretchArrivals = 0;
+    this.stretchRefused = 0;
   }
 
   private beginTurn(now: number): void {
@@ -136,11 +172,23 @@ export class TurnSojourn implements LoopPressure {
   }
 
   /**
-   * Exit: no turn over the target for `sustain` (idle time counts: the loop
-   * had room). Between the turns of an overload the loop may wait briefly for
-   * clients to send again, so a short idle gap does not end it.
+   * Exit, while shedding: no refusal for `sustain` (idle time counts: the
+   * loop had room), or a stretch of `sustain` that refused at most 1 in
+   * MAX_STRAGGLERS of its arrivals. Not shedding, this only clears a stale
+   * stretch towards entry. Between the turns of an overload the loop may
+   * wait briefly for clients to send again, so a short idle gap does not end it.
    */
   private settle(now: number): void {
+    if (this.dropping && now - this.stretchStart >= this.sustain) {
+      if (this.stretchRefused * MAX_STRAGGLERS <= this.stretchArrivals) {
+        this.dropping = false;
+        this.aboveSince = Number.NaN;
+        return;
+      }
+      this.stretchStart = now;
+      this.stretchArrivals = 0;
+      this.stretchRefused = 0;
+    }
     if (now - this.lastOverEnd < this.sustain) return;
     this.dropping = false;
     this.aboveSince = Number.NaN;
@@ -152,9 +200,14 @@ export class TurnSojourn implements LoopPressure {
     this.turnStart = -1;
     this.lastTurn = length;
     this.lastEnd = end;
+    // While shedding, turns are cut short on purpose: refusals, not turn lengths, say whether it goes on.
+    if (this.dropping) {
+      this.settle(end);
+      return;
+    }
     if (length <= this.target) {
-      // The stretch towards entry is broken; an overload in progress ends only by `settle`.
-      if (!this.dropping) this.aboveSince = Number.NaN;
+      // The stretch towards entry is broken.
+      this.aboveSince = Number.NaN;
       this.settle(end);
       return;
     }
@@ -164,6 +217,9 @@ export class TurnSojourn implements LoopPressure {
       this.aboveArrivals = 0;
     }
     this.aboveArrivals += this.turnArrivals;
-    if (!this.dropping && end - this.aboveSince >= this.sustain && this.aboveArrivals >= this.minArrivals) this.dropping = true;
+    if (end - this.aboveSince >= this.sustain && this.aboveArrivals >= this.minArrivals) this.startDropping(end);
   }
 }
+
+/** While shedding, a stretch that refused at most one in this many arrivals ends the overload: what it refused were stragglers. */
+const MAX_STRAGGLERS = 20;
