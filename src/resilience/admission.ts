@@ -119,7 +119,7 @@ export class AdaptiveAdmission implements Admission {
   admit(): number | Promise<number> {
     const now = this.now();
     // CPU-bound overload: the queue is in the sockets, where the limit cannot see it (loop-pressure.ts).
-    if (this.pressure !== undefined && !this.pressure.pass(now)) return this.shed(REFUSED_CPU);
+    if (this.pressure !== undefined && !this.pressure.pass(now, this.inFlight)) return this.shed(REFUSED_CPU);
     if (this.inFlight < this.limit) {
       this.inFlight++;
       this.admittedTotal++;

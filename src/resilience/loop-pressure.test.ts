@@ -20,10 +20,10 @@ function fakeLoop(options: ConstructorParameters<typeof TurnSojourn>[0], lag?: {
   return {
     p,
     /** One turn: `requests` requests, each taking `eachMs` of CPU once admitted, refusals `shedMs`; then `idleMs` with nothing to do. Returns how many were served. */
-    turn(requests: number, eachMs: number, idleMs = 0, shedMs = 0): number {
+    turn(requests: number, eachMs: number, idleMs = 0, shedMs = 0, inFlight = 0): number {
       let served = 0;
       for (let i = 0; i < requests; i++) {
-        if (p.pass(now)) {
+        if (p.pass(now, inFlight)) {
           served++;
           now += eachMs;
         } else {
@@ -185,6 +185,16 @@ describe("TurnSojourn", () => {
     lag.behind = 0.5;
     // The budget counts the turn's own time; the wait bound (the target) counts the lag too.
     expect(loop.turn(10, 0.3, 0, 0.01)).toBe(4);
+  });
+
+  test("with requests waiting on storage, an overloaded turn is cut at the target, not the budget (the concurrency limit sheds for storage)", () => {
+    const loop = fakeLoop({ targetMs: 5, turnMs: 1, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(33, 0.3);
+    expect(loop.p.overloaded).toBe(true);
+    // Waits 0, 0.3, ... 4.8 ms are within the 5 ms target: 17 served, as before the budget.
+    expect(loop.turn(33, 0.3, 0, 0.01, 8)).toBe(17);
+    // Nothing in flight: the 1 ms budget again.
+    expect(loop.turn(33, 0.3, 0, 0.01, 0)).toBe(4);
   });
 
   test("rejects a non-positive turn budget; a budget over the target is the target", () => {

@@ -46,8 +46,11 @@ import type { LoopLag } from "./loop-lag.ts";
  * under overload the loop may still wait briefly for clients to send again).
  */
 export interface LoopPressure {
-  /** Should a sheddable request that starts at `now` (ms, the admission clock) be served? */
-  pass(now: number): boolean;
+  /**
+   * Should a sheddable request that starts at `now` (ms, the admission clock)
+   * be served? `inFlight`: admitted requests still waiting on storage.
+   */
+  pass(now: number, inFlight?: number): boolean;
   /** Is the loop in an overload episode (shedding what waits beyond the target)? */
   readonly overloaded: boolean;
   /** Length of the last finished turn (ms), from its first request to its end. */
@@ -128,14 +131,18 @@ export class TurnSojourn implements LoopPressure {
     return this.lastTurn;
   }
 
-  pass(now: number): boolean {
+  pass(now: number, inFlight = 0): boolean {
     if (this.turnStart < 0) this.beginTurn(now);
     this.turnArrivals++;
     const inTurn = now - this.turnStart;
     const waited = inTurn + this.turnBehind;
     if (this.dropping) {
       this.stretchArrivals++;
-      if (inTurn <= this.turnBudget && waited <= this.target) return true;
+      // The turn budget is for a loop whose work is the requests themselves. With requests waiting on
+      // storage, turns also handle their replies, and the concurrency limit sheds what storage cannot
+      // take: cutting turns short there refused requests the limit had room for (Redis shards at 3x:
+      // twice the loop's refusals, more reads timing out, no better latency).
+      if ((inFlight > 0 || inTurn <= this.turnBudget) && waited <= this.target) return true;
       this.stretchRefused++;
       this.lastOverEnd = now;
       return false;
