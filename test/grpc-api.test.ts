@@ -259,6 +259,13 @@ describe("GrpcFeatureServer (Feast's Python gRPC server)", () => {
     const bad = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x", txn_count_1h: "many" } }, { metadata: AUTH });
     expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(bad.error?.details).toStartWith("features.txn_count_1h:");
+    // A typed column is named where the client put it.
+    const badTyped = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" }, typed_features: { spend_30d: { string_val: "lots" } } }, { metadata: AUTH });
+    expect(badTyped.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badTyped.error?.details).toStartWith("typed_features.spend_30d: expected float64");
+    const badTime = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "fraud_signals", features: { customer_id: "x" }, typed_features: { event_timestamp: { string_val: "2024-02-30T00:00:00Z" } } }, { metadata: AUTH });
+    expect(badTime.error?.details).toStartWith("typed_features.event_timestamp: expected ms since epoch");
+    expect(badTime.error?.metadata.get("x-quiver-error-path")).toEqual(["typed_features.event_timestamp"]);
     const offline = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" }, to: "offline" }, { metadata: AUTH });
     expect(offline.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     const unknownView = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "ghost", features: { customer_id: "x" } }, { metadata: AUTH });

@@ -1,4 +1,4 @@
-import { invalid } from "../../errors/index.ts";
+import { invalid, QuiverError } from "../../errors/index.ts";
 import type { FeatureRef, Registry } from "../../registry/index.ts";
 import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, type PushDialect } from "../../serving/index.ts";
 import type { CallContext } from "./call.ts";
@@ -80,14 +80,22 @@ export class FeastGrpcService {
   async push(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
     const view = req.stream_feature_view ?? "";
     const df = this.frameOf(req, view);
-    await this.serving.push({ stream_feature_view: view, features: df, to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
+    try {
+      await this.serving.push({ stream_feature_view: view, features: df, to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
+    } catch (e) {
+      throw typedPath(e, req);
+    }
     return { status: true };
   }
 
   async writeToOnlineStore(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
     const view = req.feature_view_name ?? "";
     const df = this.frameOf(req, view);
-    await this.serving.push({ feature_view_name: view, features: df }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
+    try {
+      await this.serving.push({ feature_view_name: view, features: df }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
+    } catch (e) {
+      throw typedPath(e, req);
+    }
     return { status: true };
   }
 
@@ -106,6 +114,19 @@ export class FeastGrpcService {
     }
     return df;
   }
+}
+
+/**
+ * The push validates the one-row frame `frameOf` builds, so its errors name
+ * `features.<column>[0]`; a column the client sent in `typed_features` is
+ * named where the client put it.
+ */
+function typedPath(e: unknown, req: FeastWriteRequest): unknown {
+  if (!(e instanceof QuiverError) || e.path === undefined) return e;
+  const m = /^features\.(.+)\[0\]$/.exec(e.path);
+  if (m === null || !Object.hasOwn(req.typed_features, m[1]!) || !e.message.startsWith(`${e.path}: `)) return e;
+  const path = `typed_features.${m[1]}`;
+  return new QuiverError(e.kind, e.code, `${path}: ${e.message.slice(e.path.length + 2)}`, { path, retryable: e.retryable, cause: e });
 }
 
 function textColumn(registry: Registry, viewName: string | undefined, column: string): TextColumn {
