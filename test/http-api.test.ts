@@ -159,6 +159,10 @@ describe("POST /v1/push", () => {
     // With a Content-Length, as every client sends it (the route must not take the lenient native parse).
     const res = await q.http.app.request("/v1/push", { method: "POST", body: bytes, headers: { "content-type": "application/json", "content-length": String(bytes.byteLength) } });
     expect(await errorOf(res)).toMatchObject({ status: 400, code: "invalid_body", path: "(body)", message: "body is not valid UTF-8" });
+    // A compressed write is refused for what it is, not as bad UTF-8.
+    const gzipped = Bun.gzipSync(new TextEncoder().encode(text));
+    const zipped = await q.http.app.request("/v1/push", { method: "POST", body: gzipped, headers: { "content-type": "application/json", "content-encoding": "gzip", "content-length": String(gzipped.byteLength) } });
+    expect(await errorOf(zipped)).toMatchObject({ status: 415, path: "(headers).content-encoding" });
     expect(await statusOf("utf8-1")).toBe("NOT_FOUND");
     const lone = await errorOf(await post("/v1/push", `{"featureView":"fraud_signals","rows":[{"customer_id":"utf8-2","device_ids":["ok","a\\ud800"]}]}`));
     expect(lone).toMatchObject({ status: 400, code: "invalid_value", path: "rows[0].device_ids" });

@@ -68,6 +68,13 @@ export function readBody(req: Request, limit: number, allowMsgpack: boolean): Pr
 
 function bodyThen<T>(req: Request, limit: number, allowMsgpack: boolean, strict: boolean, next: (value: unknown) => T | Promise<T>): Promise<T> {
   const headers = req.headers;
+  // Writes say why a compressed body is refused; a lookup's (one header read fewer on the hot path) fails to parse instead.
+  if (strict) {
+    const encoding = headers.get("content-encoding");
+    if (encoding !== null && encoding.trim().toLowerCase() !== "identity") {
+      throw unsupportedMediaType(`Content-Encoding "${encoding.slice(0, 40)}" is not supported; send the body uncompressed`, "(headers).content-encoding");
+    }
+  }
   const rawType = headers.get("content-type");
   const type = rawType === null ? "" : rawType.toLowerCase();
   const media = type === "" ? "" : mediaType(type);
