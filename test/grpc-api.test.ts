@@ -266,6 +266,8 @@ describe("GrpcFeatureServer (Feast's Python gRPC server)", () => {
     const badTime = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "fraud_signals", features: { customer_id: "x" }, typed_features: { event_timestamp: { string_val: "2024-02-30T00:00:00Z" } } }, { metadata: AUTH });
     expect(badTime.error?.details).toStartWith("typed_features.event_timestamp: expected ms since epoch");
     expect(badTime.error?.metadata.get("x-quiver-error-path")).toEqual(["typed_features.event_timestamp"]);
+    const unknownTyped = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" }, typed_features: { ghost: { double_val: 1 } } }, { metadata: AUTH });
+    expect(unknownTyped.error?.metadata.get("x-quiver-error-path")).toEqual(["typed_features.ghost"]);
     const offline = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" }, to: "offline" }, { metadata: AUTH });
     expect(offline.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     const unknownView = await unaryCall(f.clients.feastPython, "WriteToOnlineStore", { feature_view_name: "ghost", features: { customer_id: "x" } }, { metadata: AUTH });

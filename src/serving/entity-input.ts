@@ -64,6 +64,28 @@ export class ColumnEntities implements EntityInput {
 }
 
 /**
+ * One row whose fields came from different parts of a message, each named
+ * where the client put it (Feast's gRPC push: `features` holds text values,
+ * `typed_features` typed ones), so an error names that field.
+ */
+export class MessageRow implements EntityInput {
+  readonly rowCount = 1;
+  readonly keyNames: readonly string[];
+  constructor(
+    private readonly values: Readonly<Record<string, unknown>>,
+    private readonly paths: Readonly<Record<string, string>>,
+  ) {
+    this.keyNames = Object.keys(values);
+  }
+  value(_row: number, key: string): unknown {
+    return this.values[key];
+  }
+  pathOf(_row: number, key: string): string {
+    return this.paths[key] ?? key;
+  }
+}
+
+/**
  * Parses a request's `entities` field (either form), checking shape and the
  * row limit. Throws QuiverError 400 naming the path.
  */

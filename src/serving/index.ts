@@ -1,5 +1,5 @@
 export { demoCounts, loadDemoData } from "./demo-data.ts";
-export { ColumnEntities, type EntityInput, entityKeys, keyPart, parseEntities, RowEntities } from "./entity-input.ts";
+export { ColumnEntities, type EntityInput, entityKeys, keyPart, MessageRow, parseEntities, RowEntities } from "./entity-input.ts";
 export { formatRfc3339, parseEventTime } from "./event-time.ts";
 export { type CallOptions, FeatureServing, type ServingLimits } from "./feature-serving.ts";
 export { FEAST_LOOKUP, type LookupDialect, type PlannedLookup, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";

@@ -1,7 +1,7 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import type { KvEntry } from "../kv/kv-node.ts";
 import { type CompiledView, describeValue, type Registry } from "../registry/index.ts";
-import { ColumnEntities, type EntityInput, parseEntities } from "./entity-input.ts";
+import { ColumnEntities, type EntityInput, MessageRow, parseEntities } from "./entity-input.ts";
 import type { PushService } from "./push-service.ts";
 
 /**
@@ -13,7 +13,8 @@ export interface PushDialect {
   readonly view: string;
   /** Field holding the rows. */
   readonly data: string;
-  readonly form: "rows" | "frame";
+  /** A list of row objects, Feast's columnar frame, or one row an edge built from a message (a `MessageRow`). */
+  readonly form: "rows" | "frame" | "message";
   /** Accept a push source name, `<view>_push_source`, as Feast's push clients send. */
   readonly pushSources: boolean;
   /** Feast's `to` field (online / offline / online_and_offline), when the API has one. */
@@ -38,7 +39,7 @@ export function planPush(registry: Registry, push: PushService, body: Readonly<R
   if (dialect.to !== undefined) checkTarget(body[dialect.to], dialect.to);
   const view = resolveView(registry, body[dialect.view], dialect);
   const data = body[dialect.data];
-  const { input, columns } = dialect.form === "rows" ? rowsInput(data, dialect.data, maxRows) : frameInput(data, dialect.data, maxRows);
+  const { input, columns } = dialect.form === "rows" ? rowsInput(data, dialect.data, maxRows) : dialect.form === "frame" ? frameInput(data, dialect.data, maxRows) : messageInput(data, dialect.data);
   return push.prepare(view, input, columns);
 }
 
@@ -80,6 +81,12 @@ function frameInput(df: unknown, path: string, maxRows: number): PushInput {
   const input = parseEntities(df, path, maxRows);
   if (!(input instanceof ColumnEntities) || input.rowCount === 0) throw invalid("invalid_request", path, "must hold at least one row");
   return { input, columns: columnsOfFrame(df as Record<string, unknown>, path) };
+}
+
+function messageInput(row: unknown, path: string): PushInput {
+  if (!(row instanceof MessageRow)) throw new Error(`push: ${path} must be a MessageRow built by the edge`);
+  if (row.keyNames.length === 0) throw invalid("invalid_request", path, "must hold at least one column");
+  return { input: row, columns: row.keyNames.map((name) => ({ name, path: row.pathOf(0, name) })) };
 }
 
 function* columnsOfRows(rows: readonly Record<string, unknown>[], base: string): Generator<{ name: string; path: string }> {

@@ -1,6 +1,6 @@
-import { invalid, QuiverError } from "../../errors/index.ts";
+import { invalid } from "../../errors/index.ts";
 import type { FeatureRef, Registry } from "../../registry/index.ts";
-import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, type PushDialect } from "../../serving/index.ts";
+import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PushDialect } from "../../serving/index.ts";
 import type { CallContext } from "./call.ts";
 import { encodeFeastResponse, type KeyVector } from "./encode-feast.ts";
 import { type FeastValue, plainOfFeastValue, plainOfText, type TextColumn } from "./values.ts";
@@ -28,8 +28,8 @@ export interface FeastWriteRequest {
 const GRPC_FEAST_LOOKUP: LookupDialect = FEAST_LOOKUP;
 
 /** Feast's gRPC Push: one row per call, `features` holds it. */
-const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "frame", pushSources: true, to: "to" };
-const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "frame", pushSources: true, to: undefined };
+const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "message", pushSources: true, to: "to" };
+const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "message", pushSources: true, to: undefined };
 
 /** The version GetFeastServingInfo reports. */
 export const SERVING_VERSION = "quiver-0.1.0";
@@ -79,54 +79,34 @@ export class FeastGrpcService {
 
   async push(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
     const view = req.stream_feature_view ?? "";
-    const df = this.frameOf(req, view);
-    try {
-      await this.serving.push({ stream_feature_view: view, features: df, to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
-    } catch (e) {
-      throw typedPath(e, req);
-    }
+    await this.serving.push({ stream_feature_view: view, features: this.rowOf(req, view), to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
     return { status: true };
   }
 
   async writeToOnlineStore(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
     const view = req.feature_view_name ?? "";
-    const df = this.frameOf(req, view);
-    try {
-      await this.serving.push({ feature_view_name: view, features: df }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
-    } catch (e) {
-      throw typedPath(e, req);
-    }
+    await this.serving.push({ feature_view_name: view, features: this.rowOf(req, view) }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
     return { status: true };
   }
 
-  /** One row as a one-row columnar frame: text columns parsed by type, typed columns as they are (typed wins). */
-  private frameOf(req: FeastWriteRequest, viewName: string): Record<string, unknown[]> {
+  /** The message as one row, each column named where the client put it: text columns parsed by type, typed columns as they are (typed wins). */
+  private rowOf(req: FeastWriteRequest, viewName: string): MessageRow {
     const registry = this.serving.currentRegistry;
     const view = registry.views.get(viewName) ?? registry.views.get(viewName.replace(/_push_source$/, ""));
-    const df: Record<string, unknown[]> = {};
+    const values: Record<string, unknown> = {};
+    const paths: Record<string, string> = {};
     for (const name of Object.keys(req.features)) {
-      df[name] = [plainOfText(req.features[name]!, textColumn(registry, view?.name, name), `features.${name}`)];
+      paths[name] = `features.${name}`;
+      values[name] = plainOfText(req.features[name]!, textColumn(registry, view?.name, name), paths[name]);
     }
     for (const name of Object.keys(req.typed_features)) {
+      paths[name] = `typed_features.${name}`;
       const plain = plainOfFeastValue(req.typed_features[name]);
-      if (plain === undefined) throw invalid("invalid_value", `typed_features.${name}`, "no value set");
-      df[name] = [name === "event_timestamp" && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain];
+      if (plain === undefined) throw invalid("invalid_value", paths[name], "no value set");
+      values[name] = name === "event_timestamp" && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain;
     }
-    return df;
+    return new MessageRow(values, paths);
   }
-}
-
-/**
- * The push validates the one-row frame `frameOf` builds, so its errors name
- * `features.<column>[0]`; a column the client sent in `typed_features` is
- * named where the client put it.
- */
-function typedPath(e: unknown, req: FeastWriteRequest): unknown {
-  if (!(e instanceof QuiverError) || e.path === undefined) return e;
-  const m = /^features\.(.+)\[0\]$/.exec(e.path);
-  if (m === null || !Object.hasOwn(req.typed_features, m[1]!) || !e.message.startsWith(`${e.path}: `)) return e;
-  const path = `typed_features.${m[1]}`;
-  return new QuiverError(e.kind, e.code, `${path}: ${e.message.slice(e.path.length + 2)}`, { path, retryable: e.retryable, cause: e });
 }
 
 function textColumn(registry: Registry, viewName: string | undefined, column: string): TextColumn {
