@@ -3,4 +3,4 @@ export type { RegistryDef } from "./definitions.ts";
 export { parseDurationMs } from "./durations.ts";
 export { loadRegistryFile } from "./load-registry.ts";
 export { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, type Registry, RegistryHolder, type VectorIndexSpec, type VectorMetric } from "./registry.ts";
-export { describe as describeValue, embeddingLengthProblem, isNumeric, MAX_EMBEDDING_NORM, type ValueType } from "./value-types.ts";
+export { describe as describeValue, embeddingLengthProblem, isNumeric, type ValueType } from "./value-types.ts";

@@ -61,37 +61,31 @@ export function checkerFor(t: ValueType): ValueCheck {
     case "float64":
       return (v) => (v === null || isFloat(v) ? undefined : `expected float64 (a finite number), got ${describe(v)}`);
     case "string":
-      return (v) => (v === null ? undefined : typeof v !== "string" ? `expected string, got ${describe(v)}` : wellFormedProblem(v));
+      return andThen((v) => (v === null || typeof v === "string" ? undefined : `expected string, got ${describe(v)}`), wellFormedProblem);
     case "bool":
       return (v) => (v === null || typeof v === "boolean" ? undefined : `expected bool, got ${describe(v)}`);
     case "int64[]":
       return arrayCheck("int64[]", isInt64);
     case "float64[]":
       return arrayCheck("float64[]", isFloat);
-    case "string[]": {
-      const inner = arrayCheck("string[]", (x) => typeof x === "string");
-      return (v) => {
-        const bad = inner(v);
-        if (bad !== undefined || v === null) return bad;
-        const arr = v as readonly string[];
+    case "string[]":
+      return andThen(arrayCheck("string[]", (x) => typeof x === "string"), (arr: readonly string[]) => {
         for (let i = 0; i < arr.length; i++) {
           const p = wellFormedProblem(arr[i]!);
           if (p !== undefined) return `element ${i}: ${p}`;
         }
         return undefined;
-      };
-    }
-    case "embedding": {
-      const inner = arrayCheck(`embedding(${t.dim})`, isFloat);
-      return (v) => {
-        const bad = inner(v);
-        if (bad !== undefined || v === null) return bad;
-        const arr = v as readonly number[];
-        if (arr.length !== t.dim) return `expected embedding(${t.dim}), got ${arr.length} dimensions`;
-        return embeddingLengthProblem(arr);
-      };
-    }
+      });
+    case "embedding":
+      return andThen(arrayCheck(`embedding(${t.dim})`, isFloat), (arr: readonly number[]) =>
+        arr.length !== t.dim ? `expected embedding(${t.dim}), got ${arr.length} dimensions` : embeddingLengthProblem(arr),
+      );
   }
+}
+
+/** `first`, then `next` for a value other than null that `first` let through (so `next` sees the checked type). */
+function andThen<T>(first: ValueCheck, next: (v: T) => string | undefined): ValueCheck {
+  return (v) => first(v) ?? (v === null ? undefined : next(v as T));
 }
 
 /**

@@ -32,9 +32,9 @@ export const CODE_NAMES: readonly string[] = Object.entries(status)
   .map(([k]) => k);
 
 /** Longest status message sent (characters): it travels in an HTTP/2 trailer, and messages quote client input. */
-export const MAX_DETAILS = 1024;
+const MAX_DETAILS = 1024;
 /** Longest `x-quiver-error-path` trailer (characters). */
-export const MAX_PATH = 256;
+const MAX_PATH = 256;
 
 /**
  * A QuiverError as a gRPC status: the message already names the field path;
@@ -53,7 +53,7 @@ export function toServiceError(e: QuiverError): Partial<ServiceError> {
 }
 
 /** `s` cut to `max` characters, ending in `mark` when cut (never splitting a surrogate pair). */
-export function clip(s: string, max: number, mark = "…"): string {
+function clip(s: string, max: number, mark = "…"): string {
   if (s.length <= max) return s;
   let end = max - mark.length;
   const c = s.charCodeAt(end - 1);
@@ -61,7 +61,7 @@ export function clip(s: string, max: number, mark = "…"): string {
   return `${s.slice(0, end)}${mark}`;
 }
 
-/** Printable ASCII as it is; every other UTF-16 unit as `\uXXXX` (a non-binary metadata value allows nothing else). */
+/** Printable ASCII as it is; every other UTF-16 unit as a `\u` escape with four hex digits (a non-binary metadata value allows nothing else). */
 function headerSafe(s: string): string {
   return /^[\x20-\x7e]*$/.test(s) ? s : s.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
