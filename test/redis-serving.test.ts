@@ -63,6 +63,33 @@ describe("serving from Redis shards", () => {
     expect(body.rows[0]!.values[1]).toBe("Porto");
   });
 
+  test("an answer larger than Bun's cork buffer, written once the shards have answered, arrives whole (chunked; runtime/late-body.ts)", async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => 1001 + i);
+    const res = await fetch(`${server.url}/v1/lookup`, {
+      method: "POST",
+      headers: lookupHeaders,
+      body: JSON.stringify({ featureService: "driver_ranking", entities: { driver_id: ids } }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("transfer-encoding")).toBe("chunked");
+    const text = await res.text();
+    expect(text.length).toBeGreaterThan(16 * 1024);
+    const big = JSON.parse(text) as { featureNames: string[]; rows: { values: unknown[] }[] };
+    expect(big.rows.length).toBe(300);
+    // Row by row the same as small answers, which leave with a Content-Length.
+    for (const i of [0, 149, 299]) {
+      const one = await fetch(`${server.url}/v1/lookup`, {
+        method: "POST",
+        headers: lookupHeaders,
+        body: JSON.stringify({ featureService: "driver_ranking", entities: { driver_id: [ids[i]] } }),
+      });
+      expect(one.headers.get("transfer-encoding")).toBeNull();
+      const small = (await one.json()) as { featureNames: string[]; rows: unknown[] };
+      expect(small.featureNames).toEqual(big.featureNames);
+      expect(small.rows[0]).toEqual(big.rows[i]);
+    }
+  });
+
   test("pushes are last-write-wins in Redis", async () => {
     const push = (ts: number, rate: number) =>
       fetch(`${server.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "driver_hourly_stats", rows: [{ driver_id: 1001, event_timestamp: ts, conv_rate: rate, city: "Faro" }] }) });

@@ -25,13 +25,14 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
     const stored = serving.lookupRaw(plan, fromRows);
     if (stored !== undefined) return encodedAnswer(stored, false, undefined);
     const result = serving.lookup(plan, { deadline });
-    if (result instanceof Promise) return result.then((r) => encode(r, plan));
-    return encode(result, plan);
+    // Answered once storage has: after this request's socket callback (late-body.ts).
+    if (result instanceof Promise) return result.then((r) => encode(r, plan, true));
+    return encode(result, plan, false);
   };
-  const encode = (result: LookupResult, plan: PlannedLookup): Response => {
+  const encode = (result: LookupResult, plan: PlannedLookup, late: boolean): Response => {
     const missing = unavailableCount(result);
     const bytes = answers.json(result, plan.entities, plan.fullFeatureNames);
-    return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)));
+    return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)), late);
   };
 
   add("POST", "/get-online-features", (req) => withBody(req, limits.maxBodyBytes, false, (value) => answer(value, req)), feastErrorResponse);

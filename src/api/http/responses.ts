@@ -1,5 +1,6 @@
 import { Encoder } from "@msgpack/msgpack";
 import { type QuiverError, toQuiverError } from "../../errors/index.ts";
+import { lateBody } from "../../runtime/index.ts";
 import { MSGPACK } from "./body.ts";
 import { DEGRADED_HEADER } from "./deadline.ts";
 import { httpStatusOf, retryHeaders } from "./error-status.ts";
@@ -32,11 +33,16 @@ export function json(body: unknown, status = 200, extraHeaders?: Record<string, 
   return marked(new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
 }
 
-/** A 200 answer whose JSON or MessagePack bytes an encoder already wrote (the Response copies them). */
-export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>): Response {
+/**
+ * A 200 answer whose JSON or MessagePack bytes an encoder already wrote (the
+ * Response copies them). `late`: completed after the request's socket
+ * callback returned, once storage answered (runtime/late-body.ts).
+ */
+export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>, late = false): Response {
+  const body = late ? lateBody(bytes) : bytes;
   // A prepared Headers is copied natively (the answer's headers stay its own); a plain object is converted per answer, ~2x the cost.
-  if (extraHeaders === undefined) return new Response(bytes, msgpack ? MSGPACK_INIT : JSON_INIT);
-  return marked(new Response(bytes, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders);
+  if (extraHeaders === undefined) return new Response(body, msgpack ? MSGPACK_INIT : JSON_INIT);
+  return marked(new Response(body, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders);
 }
 
 export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {

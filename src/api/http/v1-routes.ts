@@ -28,10 +28,11 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     const stored = serving.lookupRaw(plan, asMsgpack ? fromRowsMsgpack : fromRowsJson);
     if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined);
     const result = serving.lookup(plan, { deadline });
-    if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack));
-    return encode(result, plan.fullFeatureNames, asMsgpack);
+    // Answered once storage has: after this request's socket callback (late-body.ts).
+    if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack, true));
+    return encode(result, plan.fullFeatureNames, asMsgpack, false);
   };
-  const encode = (result: LookupResult, full: boolean, asMsgpack: boolean): Response => {
+  const encode = (result: LookupResult, full: boolean, asMsgpack: boolean, late: boolean): Response => {
     if (result.stale !== undefined) {
       // Rare (a cache served grace copies): the generic encoder adds per-row `stale` flags, plus the header.
       const body = nativeBody(result, full);
@@ -39,7 +40,7 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
       return asMsgpack ? msgpack(body, 200, headers) : json(body, 200, headers);
     }
     const bytes = asMsgpack ? answers.msgpack(result, full) : answers.json(result, full);
-    return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded));
+    return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded), late);
   };
 
   add("POST", "/v1/lookup", (req) => withBody(req, limits.maxBodyBytes, true, (value) => answer(value, req)), errorResponse);
