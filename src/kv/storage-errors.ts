@@ -100,6 +100,36 @@ export class ShardSaturatedError extends StorageError {
 }
 
 /**
+ * The innermost "timeout" of a storage call: the work raced against one plain
+ * timer. cockatiel's TimeoutPolicy does the same with an AbortController, an
+ * abort listener and a derived signal per call: measured with Bun 1.4 at
+ * ~6 µs per call against ~0.2 µs for this race (Redis I/O cannot be cancelled
+ * anyway, only the wait ends). The late result is dropped, never delivered.
+ * `onTimeout` gets how late the timer fired (ms): see resilience/local-stall.ts.
+ */
+export function raceDeadline<T>(work: Promise<T>, ms: number, onTimeout: (lateMs: number) => Error): Promise<T> {
+  if (ms <= 0) {
+    work.catch(() => {});
+    return Promise.reject(onTimeout(0));
+  }
+  // When the timer fires, how late it is says whether this process, not the callee, was too busy to hear an answer.
+  const due = performance.now() + ms;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout(Math.max(0, performance.now() - due))), ms);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
  * Races a storage call against a timeout and the caller's signal (leaf
  * nodes' per-command bound; shard calls use the resilience policies). The call
  * itself is not cancelled (Redis has no cancel); only the wait ends.
@@ -109,26 +139,18 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string, sign
     work.catch(() => {});
     return Promise.reject(new StorageAbortedError(what));
   }
+  const timed = raceDeadline(work, ms, (late) => new StorageTimeoutError(what, ms, late));
+  if (signal === undefined) return timed;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new StorageAbortedError(what));
-    };
-    const due = performance.now() + ms;
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      reject(new StorageTimeoutError(what, ms, Math.max(0, performance.now() - due)));
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    work.then(
+    const onAbort = (): void => reject(new StorageAbortedError(what));
+    signal.addEventListener("abort", onAbort, { once: true });
+    timed.then(
       (value) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        signal.removeEventListener("abort", onAbort);
         resolve(value);
       },
       (error: unknown) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
+        signal.removeEventListener("abort", onAbort);
         reject(error);
       },
     );

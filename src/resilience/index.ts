@@ -1,5 +1,4 @@
 export { AdaptiveAdmission, type Admission, type AdmissionOptions, type AdmissionSnapshot, REFUSED_CPU, REFUSED_LIMIT, type Refusal, refusalReason } from "./admission.ts";
-export { raceDeadline } from "./deadline.ts";
 export { ResilientShard, type ShardGuardState, type ShardNode } from "./resilient-shard.ts";
 export { guardShard } from "./guard-shard.ts";
 export { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, type ShardOp, shardPolicies } from "./shard-policies.ts";

@@ -1,6 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
-import { raceDeadline } from "./deadline.ts";
+import { LocalStallError, raceDeadline, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { firedLate, judgeTimeout, LATENESS_JUDGE, LoopStallJudge } from "./local-stall.ts";
 import { LoopLagProbe } from "./loop-lag.ts";
 

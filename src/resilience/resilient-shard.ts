@@ -1,8 +1,7 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
-import { raceDeadline } from "./deadline.ts";
+import { raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";

@@ -1,7 +1,6 @@
 import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
-import { raceDeadline } from "../resilience/deadline.ts";
+import { raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
