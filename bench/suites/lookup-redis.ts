@@ -4,7 +4,7 @@ import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, generator } from "./measure.ts";
+import { alternate, bestGen, generator, okRate } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import { clusterUp, redisBenchmarkGet } from "./redis-cluster.ts";
 import type { Suite } from "./suite.ts";
@@ -59,8 +59,8 @@ export const lookupRedisSuite: Suite = {
       const reference = await redisBenchmarkGet({ address: cluster.primaries[0] ?? "127.0.0.1:6379", cpu: ctx.driverCpu, requests: 200_000, clients: 32 });
       ctx.log(`  redis-benchmark GET: ${reference ?? "n/a"} req/s`);
       const open = (batch: number, rate: number, label: string) => ({ scenario: "lookup", batch, mode: "open", rate, connections: 64, entities, duration: `${ctx.seconds}s`, warmup: "1s", label });
-      const sMax = bestGen(single.subject).run.rate.achieved;
-      const bMax = bestGen(batch.subject).run.rate.achieved;
+      const sMax = okRate(bestGen(single.subject));
+      const bMax = okRate(bestGen(batch.subject));
       const sHalf = Math.max(1, Math.round(sMax / 2));
       const bHalf = Math.max(1, Math.round(bMax / 2));
       const openSingle = await generator(ctx, r, "redis-open-half-single", open(1, sHalf, `Redis, 1 entity, ${sHalf}/s`));
@@ -87,10 +87,10 @@ interface Measured {
 }
 
 function result(ctx: Parameters<Suite["run"]>[0], m: Measured) {
-  const eS = bestGen(m.single.base).run.rate.achieved;
-  const rS = bestGen(m.single.subject).run.rate.achieved;
-  const eB = bestGen(m.batch.base).run.rate.achieved;
-  const rB = bestGen(m.batch.subject).run.rate.achieved;
+  const eS = okRate(bestGen(m.single.base));
+  const rS = okRate(bestGen(m.single.subject));
+  const eB = okRate(bestGen(m.batch.base));
+  const rB = okRate(bestGen(m.batch.subject));
   const p99S = m.openSingle.run.latencyMs.p99;
   const p99B = m.openBatch.run.latencyMs.p99;
   const checks: Check[] = [

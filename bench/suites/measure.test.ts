@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { alternate, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, rotate } from "./measure.ts";
+import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, rotate } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -70,4 +70,15 @@ test("alternate is rotate with two sides: results per side, who goes first alter
   };
   expect(await alternate(3, side("base"), side("subject"))).toEqual({ base: [0, 1, 2], subject: [0, 1, 2] });
   expect(order).toEqual(["base0", "subject0", "subject1", "base1", "base2", "subject2"]);
+});
+
+test("throughput counts successful answers: a closed loop whose refusals came back at once is not the best run", () => {
+  const closed = (achieved: number, ok: number, errors: number) => ({ run: { rate: { target: null, achieved }, requests: { sent: ok + errors, ok, errors, unsent: 0 } }, serverCpu: null }) as unknown as GenMeasure;
+  // 7,359 answers/s of which 26,675 of 36,795 were 503s, against 4,500/s all served.
+  const shedding = closed(7359, 10_120, 26_675);
+  const serving = closed(4500, 22_500, 0);
+  expect(okRate(shedding)).toBeCloseTo(2024, 0);
+  expect(okRate(serving)).toBe(4500);
+  expect(bestGen([shedding, serving])).toBe(serving);
+  expect(okRate(closed(0, 0, 0))).toBe(0);
 });

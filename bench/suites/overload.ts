@@ -4,7 +4,7 @@ import type { Check } from "../lib/results.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { fixedPostScript, rotatingBatchScript } from "../lib/wrk-lua.ts";
 import { BATCH_LOOKUP_PARTS } from "./lookup-probe.ts";
-import { type GenMeasure, generator, wrk } from "./measure.ts";
+import { type GenMeasure, generator, okRate, wrk } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 const ENTITIES = 100_000;
@@ -260,11 +260,6 @@ function answered(m: GenMeasure): number {
   return Object.values(m.run.statusCounts).reduce((a, b) => a + b, 0);
 }
 
-/** 200s per second. */
-function okRate(m: GenMeasure): number {
-  const n = answered(m);
-  return n === 0 ? 0 : (m.run.rate.achieved * (m.run.statusCounts["200"] ?? 0)) / n;
-}
 
 function share(m: GenMeasure, status: string): number {
   const n = answered(m);
