@@ -88,6 +88,20 @@ describe("serving from Redis shards", () => {
       expect(small.featureNames).toEqual(big.featureNames);
       expect(small.rows[0]).toEqual(big.rows[i]);
     }
+    // Feast's route takes the same path. Other drivers: those above are in the L1 cache now, and
+    // an answer from the cache is written synchronously, inside its request's callback.
+    const others = ids.map((id) => id + 1000);
+    const feast = await fetch(`${server.url}/get-online-features`, {
+      method: "POST",
+      headers: lookupHeaders,
+      body: JSON.stringify({ feature_service: "driver_ranking", entities: { driver_id: others } }),
+    });
+    expect(feast.status).toBe(200);
+    expect(feast.headers.get("transfer-encoding")).toBe("chunked");
+    const columns = (await feast.json()) as { metadata: { feature_names: string[] }; results: { values: unknown[]; statuses: string[] }[] };
+    expect(columns.metadata.feature_names.length).toBe(1 + big.featureNames.length);
+    expect(columns.results[0]!.values).toEqual(others);
+    for (const column of columns.results.slice(1)) expect(column.statuses.every((s) => s === "PRESENT")).toBe(true);
   });
 
   test("pushes are last-write-wins in Redis", async () => {
