@@ -10,6 +10,7 @@ const MSGPACK_HEADERS = { "content-type": MSGPACK } as const;
 const JSON_INIT: ResponseInit = { headers: new Headers(JSON_HEADERS) };
 const MSGPACK_INIT: ResponseInit = { headers: new Headers(MSGPACK_HEADERS) };
 const msgpackEncoder = new Encoder({ ignoreUndefined: true });
+const utf8 = new TextEncoder();
 
 /**
  * Answers that carry `x-quiver-degraded` (some shard could not answer): admission
@@ -29,8 +30,11 @@ function marked(res: Response, extraHeaders: Record<string, string> | undefined)
   return res;
 }
 
-export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {
-  return marked(new Response(JSON.stringify(body), { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
+/** `late`: completed after the request's socket callback returned (runtime/late-body.ts). */
+export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
+  const text = JSON.stringify(body);
+  const payload = late ? lateBody(utf8.encode(text)) : text;
+  return marked(new Response(payload, { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
 }
 
 /**
@@ -45,8 +49,9 @@ export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?
   return marked(new Response(body, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders);
 }
 
-export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>): Response {
-  return marked(new Response(msgpackEncoder.encode(body), { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders);
+export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
+  const bytes = msgpackEncoder.encode(body);
+  return marked(new Response(late ? lateBody(bytes) : bytes, { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders);
 }
 
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */

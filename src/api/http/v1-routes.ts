@@ -37,7 +37,7 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
       // Rare (a cache served grace copies): the generic encoder adds per-row `stale` flags, plus the header.
       const body = nativeBody(result, full);
       const headers = staleHeaders(result, degradedHeaders(result.degraded));
-      return asMsgpack ? msgpack(body, 200, headers) : json(body, 200, headers);
+      return asMsgpack ? msgpack(body, 200, headers, late) : json(body, 200, headers, late);
     }
     const bytes = asMsgpack ? answers.msgpack(result, full) : answers.json(result, full);
     return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded), late);
