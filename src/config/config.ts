@@ -61,6 +61,12 @@ const int = (min: number, max: number) => (raw: string, where: string) => {
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${where}: expected an integer from ${min} to ${max}, got "${raw}"`);
   return n;
 };
+/** A plain decimal (digits, optionally a fraction: "0.5"), from `min` to `max`. */
+const decimal = (min: number, max: number) => (raw: string, where: string) => {
+  const n = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(n >= min && n <= max)) throw new Error(`${where}: expected a number from ${min} to ${max} (digits, optionally a fraction), got "${raw}"`);
+  return n;
+};
 const text = (raw: string) => raw;
 const oneOf =
   <T extends string>(...options: T[]) =>
@@ -127,7 +133,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "admissionQueueTargetMs", flag: "--admission-queue-target-ms", env: "QUIVER_ADMISSION_QUEUE_TARGET_MS", default: "5", help: "Once requests have waited longer than this (ms) for a slot for --overload-interval-ms on end, the queue stands: newest served first, waits cut at this; 0 = plain FIFO", parse: int(0, 60_000) },
   { key: "overloadDelayMs", flag: "--overload-delay-ms", env: "QUIVER_OVERLOAD_DELAY_MS", default: "5", help: "CPU overload shedding: once event-loop turns have run longer than this (ms) for --overload-interval-ms under load, lookups and pushes that waited in their turn longer get 503 at once; 0 = off", parse: int(0, 10_000) },
   { key: "overloadIntervalMs", flag: "--overload-interval-ms", env: "QUIVER_OVERLOAD_INTERVAL_MS", default: "100", help: "How long turns must run over --overload-delay-ms before CPU overload shedding starts; shedding ends after this long without a refusal, or once such a stretch refused at most 1 in 20 requests", parse: int(1, 60_000) },
-  { key: "overloadTurnMs", flag: "--overload-turn-ms", env: "QUIVER_OVERLOAD_TURN_MS", default: "1", help: "Once CPU overload shedding has started, how long (ms) each event-loop turn serves lookups and pushes; the rest get 503 at once, the excess before the serving (admitted requests wait about two such turns, refusals about one); 0 = --overload-delay-ms, serving first", parse: int(0, 10_000) },
+  { key: "overloadTurnMs", flag: "--overload-turn-ms", env: "QUIVER_OVERLOAD_TURN_MS", default: "1", help: "Once CPU overload shedding has started, how long (ms) each event-loop turn serves lookups and pushes; the rest get 503 at once, the excess before the serving (admitted requests wait about two such turns, refusals about one); 0 = --overload-delay-ms, serving first", parse: decimal(0, 10_000) },
   { key: "youngGcIntervalMs", flag: "--young-gc-interval-ms", env: "QUIVER_YOUNG_GC_INTERVAL_MS", default: "50", help: "While busy, collect the young generation this often (ms), so request memory is reused warm instead of cycling through the large nursery a big store buys (Bun, heaps of 128 MiB or more; cuts the tail); 0 = the runtime's own schedule only", parse: int(0, 60_000) },
   { key: "youngGcMinRequests", flag: "--young-gc-min-requests", env: "QUIVER_YOUNG_GC_MIN_REQUESTS", default: "256", help: "Lookups and pushes admitted since the last paced young collection for the next one to run (an idle server pays nothing)", parse: int(0, 100_000_000) },
   { key: "sourcesPath", flag: "--sources", env: "QUIVER_SOURCES", default: "", help: "Streaming sources file (Redis Streams / NATS JetStream → feature views); empty = no stream consumers", parse: text },
