@@ -234,6 +234,16 @@ describe("TurnSojourn", () => {
     expect(loop.trace(3, 0.3, 0.01, 0.5)).toBe("SSS");
   });
 
+  test("a turn after the loop idled refuses nothing first: the load has gone, and the first requests after it are served", () => {
+    const loop = fakeLoop({ targetMs: 5, turnMs: 1, sustainMs: 50, minArrivals: 100 });
+    for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(33, 0.3, 0, 0.01);
+    for (let i = 0; i < 8; i++) loop.trace(14, 0.3, 0.01);
+    expect(loop.trace(14, 0.3, 0.01, 2)).toBe("RRRRRRRRSSSSRR");
+    // 2 ms idle, then one request: served, though the turns before refused 8 first.
+    expect(loop.trace(1, 0.3, 0.01, 2)).toBe("S");
+    expect(loop.trace(2, 0.3, 0.01)).toBe("SS");
+  });
+
   test("with the budget at the target (--overload-turn-ms 0), turns serve first, as before", () => {
     const loop = fakeLoop({ targetMs: 5, sustainMs: 50, minArrivals: 100 });
     for (let i = 0; i < 20 && !loop.p.overloaded; i++) loop.turn(33, 0.3, 0, 0.01);

@@ -199,7 +199,9 @@ export class TurnSojourn implements LoopPressure {
     this.turnArrivals = 0;
     this.lateRefused = 0;
     this.servingFrom = now;
-    if (!this.dropping) this.refuseFirst = 0;
+    // An idle loop before this turn had room: whatever arrives now is no excess (and after an
+    // overload, the first requests are not refused for what its last turns refused).
+    if (!this.dropping || now - this.lastEnd >= this.turnBudget) this.refuseFirst = 0;
     this.atEndOfTurn(this.endTurn);
     // Towards entry only back-to-back turns count: an idle gap longer than the target means there was room.
     if (!this.dropping && now - this.lastEnd > this.target) this.aboveSince = Number.NaN;
