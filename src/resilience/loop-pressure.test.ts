@@ -17,43 +17,26 @@ function fakeLoop(options: ConstructorParameters<typeof TurnSojourn>[0], lag?: {
     },
     lag,
   );
+  /** One turn: `requests` requests, each taking `eachMs` of CPU once admitted, refusals `shedMs`; then `idleMs` with nothing to do. S for each served, R for each refused, in arrival order. */
+  const run = (requests: number, eachMs: number, idleMs: number, shedMs: number, inFlight: number): string => {
+    let out = "";
+    for (let i = 0; i < requests; i++) {
+      const served = p.pass(now, inFlight);
+      out += served ? "S" : "R";
+      now += served ? eachMs : shedMs;
+    }
+    const end = pending;
+    pending = undefined;
+    end?.();
+    now += idleMs;
+    return out;
+  };
   return {
     p,
-    /** One turn: `requests` requests, each taking `eachMs` of CPU once admitted, refusals `shedMs`; then `idleMs` with nothing to do. Returns how many were served. */
-    turn(requests: number, eachMs: number, idleMs = 0, shedMs = 0, inFlight = 0): number {
-      let served = 0;
-      for (let i = 0; i < requests; i++) {
-        if (p.pass(now, inFlight)) {
-          served++;
-          now += eachMs;
-        } else {
-          now += shedMs;
-        }
-      }
-      const end = pending;
-      pending = undefined;
-      end?.();
-      now += idleMs;
-      return served;
-    },
-    /** One turn of `requests` as `turn` runs it, answered as a string: S for each request served, R for each refused, in arrival order. */
-    trace(requests: number, eachMs: number, shedMs: number, idleMs = 0): string {
-      let out = "";
-      for (let i = 0; i < requests; i++) {
-        if (p.pass(now, 0)) {
-          out += "S";
-          now += eachMs;
-        } else {
-          out += "R";
-          now += shedMs;
-        }
-      }
-      const end = pending;
-      pending = undefined;
-      end?.();
-      now += idleMs;
-      return out;
-    },
+    /** One turn (see `run`); returns how many were served. */
+    turn: (requests: number, eachMs: number, idleMs = 0, shedMs = 0, inFlight = 0): number => run(requests, eachMs, idleMs, shedMs, inFlight).replaceAll("R", "").length,
+    /** One turn with nothing waiting on storage, answered as `run` writes it. */
+    trace: (requests: number, eachMs: number, shedMs: number, idleMs = 0): string => run(requests, eachMs, idleMs, shedMs, 0),
     get now() {
       return now;
     },
