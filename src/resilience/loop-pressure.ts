@@ -39,9 +39,9 @@ import type { LoopLag } from "./loop-lag.ts";
  * letting turns run to 5 ms only makes every answer, 503s included, wait
  * for them (measured: admitted p99 3.4–5.5x the unloaded p99 and refusals
  * 11–13 ms after the send with turns of 5 ms). And a refusal need not wait
- * for the serving at all: each turn refuses its first arrivals, as many as
- * the turn before had to refuse after its budget (adaptRefuseFirst), then
- * serves. The overload ends once no
+ * for the serving at all: each turn refuses its first arrivals, a count
+ * learnt from what the turns before had to refuse after their budget
+ * (adaptRefuseFirst), then serves. The overload ends once no
  * request has been refused for `sustainMs`, or once a stretch of `sustainMs`
  * refused no more than 1 in 20 of its arrivals: the load has fallen to what
  * the core serves, and what is still refused are the stragglers of a GC
