@@ -1,4 +1,4 @@
 export { readBytes, readTextFile, writeBytes } from "./files.ts";
-export { lateBody } from "./late-body.ts";
+export { CORKED_BYTES, lateBody } from "./late-body.ts";
 export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";
 export { YoungGcPacer, type YoungGcPacerOptions } from "./young-gc-pacer.ts";

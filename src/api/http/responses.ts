@@ -1,6 +1,6 @@
 import { Encoder } from "@msgpack/msgpack";
 import { type QuiverError, toQuiverError } from "../../errors/index.ts";
-import { lateBody } from "../../runtime/index.ts";
+import { CORKED_BYTES, lateBody } from "../../runtime/index.ts";
 import { MSGPACK } from "./body.ts";
 import { DEGRADED_HEADER } from "./deadline.ts";
 import { httpStatusOf, retryHeaders } from "./error-status.ts";
@@ -33,7 +33,8 @@ function marked(res: Response, extraHeaders: Record<string, string> | undefined)
 /** `late`: completed after the request's socket callback returned (runtime/late-body.ts). */
 export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
   const text = JSON.stringify(body);
-  const payload = late ? lateBody(utf8.encode(text)) : text;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: a text that short fits the cork buffer, no need to encode it here.
+  const payload = late && text.length * 3 > CORKED_BYTES ? lateBody(utf8.encode(text)) : text;
   return marked(new Response(payload, { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
 }
 
