@@ -46,6 +46,16 @@ describe("NativeAnswerEncoder", () => {
     }
   });
 
+  test("rows whose features share one status, at the prepared widths' edge and beyond it, read as the serialiser writes them", () => {
+    for (const width of [1, 63, 64, 65, 70]) {
+      const names = Array.from({ length: width }, (_, c) => `f${c}`);
+      for (const status of [1, 3, 5]) {
+        const r = result(names, [names.map((_, c) => c), names.map(() => null)], new Array(2 * width).fill(status), new Array(2 * width).fill(1_700_000_000_000));
+        expect(text(enc.json(r, false))).toBe(JSON.stringify(reference(r, false)));
+      }
+    }
+  });
+
   test("names prepared for one feature list are kept per variant: short and full, JSON and MessagePack, in any order", () => {
     const r = result(["x", "y"], [[1, "a"]], [1, 1], [5, 5]);
     const again = { ...r, values: [2, "b"] };

@@ -63,7 +63,6 @@ export class NativeAnswerEncoder {
         }
       }
       jsonStatuses(w, st, 0, nf);
-      w.bytes(J_TIMESTAMPS);
       // Every feature of a single-view row has the row's event time (0 when not found).
       const tsStart = w.pos;
       jsonNumber(w, rows.ts[r]!);
@@ -184,7 +183,6 @@ export class NativeAnswerEncoder {
         jsonValue(w, values[base + c]);
       }
       jsonStatuses(w, statuses, base, nf);
-      w.bytes(J_TIMESTAMPS);
       // A row's features mostly share one event time: write it once, copy it after.
       let lastTs = Number.NaN;
       let lastStart = 0;
@@ -245,13 +243,39 @@ export class NativeAnswerEncoder {
   }
 }
 
-/** `],"statuses":[...` for one row: `nf` status codes from `codes[base..]`. */
+/**
+ * `],"statuses":[...],"eventTimestamps":[` for one row: `nf` status codes
+ * from `codes[base..]`. A row whose features share one status (most rows:
+ * all PRESENT) is one prepared fragment, copied at once.
+ */
 function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
+  const first = codes[base]!;
+  let uniform = nf > 0 && nf <= MAX_UNIFORM;
+  for (let c = 1; uniform && c < nf; c++) uniform = codes[base + c] === first;
+  if (uniform) {
+    w.bytes(uniformStatuses(first, nf));
+    return;
+  }
   w.bytes(J_STATUSES);
   for (let c = 0; c < nf; c++) {
     if (c > 0) w.byte(COMMA);
     w.bytes(J_STATUS[codes[base + c]!]!);
   }
+  w.bytes(J_TIMESTAMPS);
+}
+
+/** Rows this wide or narrower have their uniform statuses prepared. */
+const MAX_UNIFORM = 64;
+/** Prepared `],"statuses":[s,s,...],"eventTimestamps":[` by status code, then width; built on first use. */
+const UNIFORM: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => []);
+
+function uniformStatuses(code: number, nf: number): Uint8Array {
+  const ready = UNIFORM[code]![nf];
+  if (ready !== undefined) return ready;
+  const name = JSON.stringify(STATUS_NAMES[code]);
+  const bytes = ascii(`],"statuses":[${Array.from({ length: nf }, () => name).join(",")}],"eventTimestamps":[`);
+  UNIFORM[code]![nf] = bytes;
+  return bytes;
 }
 
 /** MessagePack nil: a value stored as null. */
