@@ -19,23 +19,32 @@ export function noteQueuedSince(req: Request, at: number): void {
 }
 
 /**
- * The lookup's deadline on the `performance.now()` clock: the client's
- * `x-quiver-timeout-ms` budget, else the server default, counted from when
- * the request arrived, so time it waited in the admission queue is spent
- * from it (as a gRPC call's deadline is). Storage that cannot answer by then
- * yields UNAVAILABLE for its rows (defaults, flagged), never a late answer.
+ * The lookup's budget (ms): the client's `x-quiver-timeout-ms`, else the
+ * server default. Read (and a bad value refused) before the lookup runs;
+ * the deadline it gives (`deadlineAfter`) is only needed when storage
+ * answers later, so an answer from memory costs no clock read for it.
  */
-export function lookupDeadline(req: Request, defaultMs: number): number {
+export function lookupBudget(req: Request, defaultMs: number): number {
   const raw = req.headers.get(TIMEOUT_HEADER);
-  const start = queuedSince.get(req) ?? performance.now();
-  if (raw === null) return start + defaultMs;
+  if (raw === null) return defaultMs;
   // Decimal digits only (Number() would also take "0x10" and "1e3"); whitespace around a header value is not part of it.
   const text = raw.trim();
   const ms = DECIMAL.test(text) ? Number(text) : Number.NaN;
   if (!(ms > 0 && ms <= MAX_BUDGET_MS)) {
     throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
   }
-  return start + ms;
+  return ms;
+}
+
+/**
+ * The deadline on the `performance.now()` clock for a budget from
+ * `lookupBudget`, counted from when the request arrived, so time it waited in
+ * the admission queue is spent from it (as a gRPC call's deadline is).
+ * Storage that cannot answer by then yields UNAVAILABLE for its rows
+ * (defaults, flagged), never a late answer.
+ */
+export function deadlineAfter(req: Request, budgetMs: number): number {
+  return (queuedSince.get(req) ?? performance.now()) + budgetMs;
 }
 
 /** `x-quiver-degraded: shard-a,shard-b` when some shards could not answer; undefined (no header) otherwise. */

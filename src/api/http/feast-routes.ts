@@ -1,6 +1,6 @@
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, withBody } from "./body.ts";
-import { degradedHeaders, lookupDeadline } from "./deadline.ts";
+import { deadlineAfter, degradedHeaders, lookupBudget } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { staleHeaders, unavailableCount } from "./encode-result.ts";
 import { FeastAnswerEncoder } from "./feast-answer.ts";
@@ -20,11 +20,11 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   /** After the body: plan, read (synchronously when every key is in memory), encode in Feast's shape. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
     const plan = serving.planLookup(asObject(value), FEAST_LOOKUP);
-    const deadline = lookupDeadline(req, limits.lookupTimeoutMs);
+    const budget = lookupBudget(req, limits.lookupTimeoutMs);
     // The embedded store hands rows over as bytes: the answer is written from them (nothing is unavailable in memory).
     const stored = serving.lookupRaw(plan, fromRows);
     if (stored !== undefined) return encodedAnswer(stored, false, undefined);
-    const result = serving.lookup(plan, { deadline });
+    const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
     if (result instanceof Promise) return result.then((r) => encode(r, plan, true));
     return encode(result, plan, false);

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { MetricsRegistry } from "../../ops/metrics.ts";
 import { AdaptiveAdmission } from "../../resilience/admission.ts";
-import { lookupDeadline } from "./deadline.ts";
+import { deadlineAfter, lookupBudget } from "./deadline.ts";
 import { routeMetrics, serveRoute } from "./route.ts";
 
 test("a request that waited in the admission queue has spent that wait from its lookup budget, as a gRPC deadline has", async () => {
@@ -17,7 +17,7 @@ test("a request that waited in the admission queue has spent that wait from its 
       first = false;
       await held;
     }
-    const leftMs = lookupDeadline(req, 50) - performance.now();
+    const leftMs = deadlineAfter(req, lookupBudget(req, 50)) - performance.now();
     return new Response(String(leftMs));
   };
   const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), {

@@ -1,6 +1,6 @@
 import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
-import { degradedHeaders, lookupDeadline } from "./deadline.ts";
+import { deadlineAfter, degradedHeaders, lookupBudget } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
@@ -23,11 +23,11 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     rejectUnknownFields(body, LOOKUP_FIELDS);
     const plan = serving.planLookup(body, QUIVER_LOOKUP);
     const asMsgpack = wantsMsgpack(req.headers.get("accept"));
-    const deadline = lookupDeadline(req, limits.lookupTimeoutMs);
+    const budget = lookupBudget(req, limits.lookupTimeoutMs);
     // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
     const stored = serving.lookupRaw(plan, asMsgpack ? fromRowsMsgpack : fromRowsJson);
     if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined);
-    const result = serving.lookup(plan, { deadline });
+    const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
     if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack, true));
     return encode(result, plan.fullFeatureNames, asMsgpack, false);
