@@ -19,6 +19,15 @@ export function noteQueuedSince(req: Request, at: number): void {
 }
 
 /**
+ * Did `req` wait in the admission queue? Its handler then runs after its
+ * socket's callback (admitted when another request finished), so even an
+ * answer from memory is written late (runtime/late-body.ts).
+ */
+export function waitedForAdmission(req: Request): boolean {
+  return queuedSince.has(req);
+}
+
+/**
  * The lookup's budget (ms): the client's `x-quiver-timeout-ms`, else the
  * server default. Read (and a bad value refused) before the lookup runs;
  * the deadline it gives (`deadlineAfter`) is only needed when storage

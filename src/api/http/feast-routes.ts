@@ -1,9 +1,10 @@
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, withBody } from "./body.ts";
-import { deadlineAfter, degradedHeaders, lookupBudget } from "./deadline.ts";
+import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { staleHeaders, unavailableCount } from "./encode-result.ts";
 import { FeastAnswerEncoder } from "./feast-answer.ts";
+import { CORKED_BYTES } from "../../runtime/index.ts";
 import { encodedAnswer, feastErrorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
@@ -23,11 +24,12 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
     const budget = lookupBudget(req, limits.lookupTimeoutMs);
     // The embedded store hands rows over as bytes: the answer is written from them (nothing is unavailable in memory).
     const stored = serving.lookupRaw(plan, fromRows);
-    if (stored !== undefined) return encodedAnswer(stored, false, undefined);
+    // Small answers leave in one write either way: only a large one asks whether it is late.
+    if (stored !== undefined) return encodedAnswer(stored, false, undefined, stored.length > CORKED_BYTES && waitedForAdmission(req));
     const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
     if (result instanceof Promise) return result.then((r) => encode(r, plan, true));
-    return encode(result, plan, false);
+    return encode(result, plan, waitedForAdmission(req));
   };
   const encode = (result: LookupResult, plan: PlannedLookup, late: boolean): Response => {
     const missing = unavailableCount(result);

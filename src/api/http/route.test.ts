@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
 import { MetricsRegistry } from "../../ops/metrics.ts";
 import { AdaptiveAdmission } from "../../resilience/admission.ts";
-import { deadlineAfter, lookupBudget } from "./deadline.ts";
+import { deadlineAfter, lookupBudget, waitedForAdmission } from "./deadline.ts";
+import { encodedAnswer } from "./responses.ts";
 import { routeMetrics, serveRoute } from "./route.ts";
 
 test("a request that waited in the admission queue has spent that wait from its lookup budget, as a gRPC deadline has", async () => {
@@ -35,4 +36,46 @@ test("a request that waited in the admission queue has spent that wait from its 
   expect(Number(await (await queued).text())).toBeLessThanOrEqual(10);
   // Admitted at once: the whole budget.
   expect(Number(await (await route(request())).text())).toBeGreaterThan(25);
+});
+
+test("a request that waited for admission is answered late: a large answer from memory goes out as a stream, not uncorked", async () => {
+  const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 4, queueTimeoutMs: 1000 });
+  const big = new TextEncoder().encode(JSON.stringify({ rows: Array.from({ length: 3000 }, (_, i) => ({ id: i })) }));
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let first = true;
+  // The first request holds the only slot; the others answer from memory at once, as the embedded store does.
+  const handler = (req: Request): Response | Promise<Response> => {
+    if (first) {
+      first = false;
+      return held.then(() => encodedAnswer(big, false, undefined, true));
+    }
+    return encodedAnswer(big, false, undefined, waitedForAdmission(req));
+  };
+  const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), {
+    admission,
+    shed: () => new Response("shed", { status: 503 }),
+  });
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: route });
+  try {
+    const url = `http://127.0.0.1:${server.port}/t`;
+    const holding = fetch(url, { method: "POST", body: "{}" });
+    while (admission.snapshot().inFlight < 1) await Bun.sleep(1);
+    const queued = fetch(url, { method: "POST", body: "{}" });
+    while (admission.snapshot().queued < 1) await Bun.sleep(1);
+    release();
+    for (const res of [await holding, await queued]) {
+      expect(res.status).toBe(200);
+      expect(res.headers.get("transfer-encoding")).toBe("chunked");
+      expect(new Uint8Array(await res.arrayBuffer())).toEqual(big);
+    }
+    // Admitted at once: answered inside its callback, with its length.
+    const direct = await fetch(url, { method: "POST", body: "{}" });
+    expect(direct.headers.get("content-length")).toBe(String(big.length));
+    expect(new Uint8Array(await direct.arrayBuffer())).toEqual(big);
+  } finally {
+    server.stop(true);
+  }
 });

@@ -1,9 +1,10 @@
 import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
-import { deadlineAfter, degradedHeaders, lookupBudget } from "./deadline.ts";
+import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
+import { CORKED_BYTES } from "../../runtime/index.ts";
 import { encodedAnswer, errorResponse, json, msgpack } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
@@ -26,11 +27,12 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     const budget = lookupBudget(req, limits.lookupTimeoutMs);
     // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
     const stored = serving.lookupRaw(plan, asMsgpack ? fromRowsMsgpack : fromRowsJson);
-    if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined);
+    // Small answers leave in one write either way: only a large one asks whether it is late.
+    if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined, stored.length > CORKED_BYTES && waitedForAdmission(req));
     const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
     if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack, true));
-    return encode(result, plan.fullFeatureNames, asMsgpack, false);
+    return encode(result, plan.fullFeatureNames, asMsgpack, waitedForAdmission(req));
   };
   const encode = (result: LookupResult, full: boolean, asMsgpack: boolean, late: boolean): Response => {
     if (result.stale !== undefined) {
