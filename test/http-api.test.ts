@@ -245,6 +245,22 @@ describe("ops routes", () => {
     expect(metrics).toMatch(/quiver_embedded_keys\{node="embedded-0"\} \d+/);
   });
 
+  test("/metrics over a socket: rendered after the request's callback, its ~60 KB leave as one stream, the same text", async () => {
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", routes: q.http.nativeRoutes, fetch: q.http.app.fetch });
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain("text/plain");
+      const text = await res.text();
+      expect(text.length).toBeGreaterThan(16 * 1024);
+      expect(res.headers.get("transfer-encoding")).toBe("chunked");
+      expect(text).toContain("# TYPE quiver_http_requests_total counter");
+      expect(text.trimEnd().split("\n").at(-1)).toMatch(/^[a-z_]+(\{.*\})? \S+$/);
+    } finally {
+      server.stop(true);
+    }
+  });
+
   test("unknown routes are JSON 404s, wrong methods JSON 405s", async () => {
     expect(await errorOf(await q.http.app.request("/nope"))).toMatchObject({ status: 404, code: "not_found" });
     const res = await q.http.app.request("/v1/lookup");

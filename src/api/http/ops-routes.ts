@@ -2,11 +2,14 @@ import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, un
 import type { InvalidationScope } from "../../feed/change-feed.ts";
 import { ANOMALY_KINDS, type AnomalyKind } from "../../ops/anomaly-buffer.ts";
 import { describeValue } from "../../registry/index.ts";
+import { lateBody } from "../../runtime/index.ts";
 import { parseEventTime } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
+
+const utf8 = new TextEncoder();
 
 /** Liveness, readiness, metrics and the admin reload. */
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
@@ -45,7 +48,8 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
   );
 
   const metricsHeaders = { "content-type": deps.metrics.contentType };
-  add("GET", "/metrics", async () => new Response(await deps.metrics.render(), { headers: metricsHeaders }));
+  // Rendered asynchronously, so written after the request's callback: ~60 KB would leave uncorked (late-body.ts).
+  add("GET", "/metrics", async () => new Response(lateBody(utf8.encode(await deps.metrics.render())), { headers: metricsHeaders }));
 
   add("POST", "/admin/registry/reload",
     async (req) => {
