@@ -106,8 +106,14 @@ export class ShardSaturatedError extends StorageError {
  * ~6 µs per call against ~0.2 µs for this race (Redis I/O cannot be cancelled
  * anyway, only the wait ends). The late result is dropped, never delivered.
  * `onTimeout` gets how late the timer fired (ms): see resilience/local-stall.ts.
+ * With `cancel`, its signal ends the wait too (rejecting with its error), and
+ * whichever ends it first clears the timer and the listener.
  */
-export function raceDeadline<T>(work: Promise<T>, ms: number, onTimeout: (lateMs: number) => Error): Promise<T> {
+export function raceDeadline<T>(work: Promise<T>, ms: number, onTimeout: (lateMs: number) => Error, cancel?: Cancel): Promise<T> {
+  if (cancel?.signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(cancel.error());
+  }
   if (ms <= 0) {
     work.catch(() => {});
     return Promise.reject(onTimeout(0));
@@ -115,18 +121,34 @@ export function raceDeadline<T>(work: Promise<T>, ms: number, onTimeout: (lateMs
   // When the timer fires, how late it is says whether this process, not the callee, was too busy to hear an answer.
   const due = performance.now() + ms;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout(Math.max(0, performance.now() - due))), ms);
+    const timer = setTimeout(() => {
+      cancel?.signal.removeEventListener("abort", onAbort);
+      reject(onTimeout(Math.max(0, performance.now() - due)));
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(cancel!.error());
+    };
+    cancel?.signal.addEventListener("abort", onAbort, { once: true });
     work.then(
       (value) => {
         clearTimeout(timer);
+        cancel?.signal.removeEventListener("abort", onAbort);
         resolve(value);
       },
       (error: unknown) => {
         clearTimeout(timer);
+        cancel?.signal.removeEventListener("abort", onAbort);
         reject(error);
       },
     );
   });
+}
+
+/** A caller's signal that may end a race early, and the error it ends it with. */
+export interface Cancel {
+  readonly signal: AbortSignal;
+  readonly error: () => Error;
 }
 
 /**
@@ -135,26 +157,7 @@ export function raceDeadline<T>(work: Promise<T>, ms: number, onTimeout: (lateMs
  * itself is not cancelled (Redis has no cancel); only the wait ends.
  */
 export function withDeadline<T>(work: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
-  if (signal?.aborted) {
-    work.catch(() => {});
-    return Promise.reject(new StorageAbortedError(what));
-  }
-  const timed = raceDeadline(work, ms, (late) => new StorageTimeoutError(what, ms, late));
-  if (signal === undefined) return timed;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new StorageAbortedError(what));
-    signal.addEventListener("abort", onAbort, { once: true });
-    timed.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
+  return raceDeadline(work, ms, (late) => new StorageTimeoutError(what, ms, late), signal === undefined ? undefined : { signal, error: () => new StorageAbortedError(what) });
 }
 
 /** Resolves after `ms`, or early (without error) when the signal aborts. */
