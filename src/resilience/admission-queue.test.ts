@@ -23,7 +23,7 @@ describe("AdmissionQueue", () => {
     const refused: number[] = [];
     // Served 40 ms later: above the 5 ms target, but a single burst is not a standing queue.
     expect([serveSlot(q, 40, refused)?.at, serveSlot(q, 41, refused)?.at]).toEqual([0, 1]);
-    expect(q.isStanding).toBe(false);
+    expect(q.isStandingAt(41)).toBe(false);
     // 60 ms after they came, the rest have waited past the 50 ms timeout.
     expect(serveSlot(q, 60, refused)).toBeUndefined();
     expect(refused).toEqual([2, 3]);
@@ -38,12 +38,12 @@ describe("AdmissionQueue", () => {
     for (; next < 8; next++) q.push(waiter(next * 2, answers));
     let now = 16;
     const served: number[] = [];
-    while (!q.isStanding && now < 200) {
+    while (!q.isStandingAt(now - 2) && now < 200) {
       served.push(serveSlot(q, now, refused)!.at);
       q.push(waiter(now, answers));
       now += 2;
     }
-    expect(q.isStanding).toBe(true);
+    expect(q.isStandingAt(now - 2)).toBe(true);
     // It took the interval (100 ms) of sojourns above the target, and until then the order was FIFO.
     expect(now).toBeGreaterThanOrEqual(116);
     expect(served).toEqual([...served].sort((a, b) => a - b));
@@ -74,19 +74,19 @@ describe("AdmissionQueue", () => {
     const refused: number[] = [];
     for (let at = 0; at < 8; at++) q.push(waiter(at, answers));
     let now = 20;
-    while (!q.isStanding) {
+    while (!q.isStandingAt(now - 2)) {
       serveSlot(q, now, refused);
       q.push(waiter(now - 10, answers));
       now += 2;
     }
     const standingAt = now;
     // Light load: one waiter at a time, served at once, nobody refused.
-    while (q.isStanding && now < standingAt + 500) {
+    while (q.isStandingAt(now - 9) && now < standingAt + 500) {
       q.push(waiter(now, answers));
       expect(serveSlot(q, now + 1, refused)?.at).toBe(now);
       now += 10;
     }
-    expect(Boolean(q.isStanding)).toBe(false); // (Boolean: the loop above narrowed the getter to true)
+    expect(q.isStandingAt(now - 9)).toBe(false);
     expect(now - standingAt).toBeLessThanOrEqual(130);
     // First come first served again, with the burst timeout.
     q.push(waiter(now + 1, answers));
@@ -103,7 +103,7 @@ describe("AdmissionQueue", () => {
       serveSlot(q, now, refused);
       q.push(waiter(now - 20, answers));
     }
-    expect(q.isStanding).toBe(false);
+    expect(q.isStandingAt(998)).toBe(false);
     expect(q.refusesArrivals).toBe(true);
   });
 

@@ -60,11 +60,6 @@ export class AdmissionQueue {
     return this.o.capacity;
   }
 
-  /** Is a queue standing (newest first, waits cut at the target)? As of the last call that brought a clock. */
-  get isStanding(): boolean {
-    return this.standing;
-  }
-
   /** Is a queue standing at `now`, for gauges: one that has refused no one for the interval has stopped, even if no call has said so yet. */
   isStandingAt(now: number): boolean {
     return this.standing && now - this.lastDropAt < this.o.intervalMs;
