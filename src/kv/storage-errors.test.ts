@@ -11,15 +11,14 @@ describe("withDeadline", () => {
 
   test("an abort ends the wait at once and clears its timer (nothing is left to fire later)", async () => {
     const ac = new AbortController();
-    const timers: unknown[] = [];
     const sets = spyOn(globalThis, "setTimeout");
     const waiting = withDeadline(never(), 60_000, "redis GET", ac.signal);
-    timers.push(sets.mock.results.at(-1)?.value);
+    const timer: unknown = sets.mock.results.at(-1)?.value;
     sets.mockRestore();
     ac.abort();
     await expect(waiting).rejects.toBeInstanceOf(StorageAbortedError);
-    expect(timers[0]).toBeDefined();
-    expect(clears.mock.calls.map((c) => c[0])).toContain(timers[0]);
+    expect(timer).toBeDefined();
+    expect(clears.mock.calls.map((c): unknown => c[0])).toContain(timer);
   });
 
   test("an answer in time clears the timer and stops listening to the signal", async () => {
