@@ -1,10 +1,10 @@
+import { CORKED_BYTES } from "../../runtime/index.ts";
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, withBody } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { staleHeaders, unavailableCount } from "./encode-result.ts";
 import { FeastAnswerEncoder } from "./feast-answer.ts";
-import { CORKED_BYTES } from "../../runtime/index.ts";
 import { encodedAnswer, feastErrorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 

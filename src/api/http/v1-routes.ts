@@ -1,10 +1,10 @@
+import { CORKED_BYTES } from "../../runtime/index.ts";
 import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
 import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
-import { CORKED_BYTES } from "../../runtime/index.ts";
 import { encodedAnswer, errorResponse, json, msgpack } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
