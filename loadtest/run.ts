@@ -2,6 +2,7 @@ import type { CliOptions } from "./args.ts";
 import { formatDuration } from "./args.ts";
 import type { Progress } from "./engine/run-load.ts";
 import { runLoad } from "./engine/run-load.ts";
+import { loadYoungGc } from "../src/runtime/gc.ts";
 import { parseKeySpec } from "./keys.ts";
 import { buildResult } from "./output/result.ts";
 import type { RunResult } from "./output/result.ts";
@@ -22,6 +23,7 @@ export type RunOptions = Pick<
   | "durationMs"
   | "warmupMs"
   | "timeoutMs"
+  | "gcPaceMs"
   | "keys"
   | "entities"
   | "seed"
@@ -57,6 +59,8 @@ export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; w
 /** One run, programmatic: used by the CLI, --find-max, bench and tests. */
 export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void): Promise<RunResult> {
   const { templates, weights, batch, grpcPaths } = buildTemplates(o);
+  // Where the runtime lets us drive its young generation (Bun); elsewhere its own schedule.
+  const youngGc = o.gcPaceMs > 0 ? await loadYoungGc() : undefined;
   const startedAt = new Date();
   const outcome = await runLoad({
     mode: o.mode,
@@ -73,6 +77,7 @@ export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void)
     seed: o.seed,
     maxRequests: o.maxRequests,
     onProgress,
+    ...(youngGc !== undefined ? { gcPace: { gc: youngGc, everyMs: o.gcPaceMs } } : {}),
     ...(grpcPaths ? { openConnection: (id, listener) => new GrpcConnection(id, o.target.hostname, Number(o.target.port || 80), listener, grpcPaths) } : {}),
   });
   return buildResult(

@@ -1,6 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
-import { runOnce } from "../loadtest/run.ts";
+import { parseCli } from "../loadtest/args.ts";
+import { runLoad } from "../loadtest/engine/run-load.ts";
+import { parseKeySpec } from "../loadtest/keys.ts";
+import { formatSummary } from "../loadtest/output/table.ts";
+import { buildTemplates, runOnce } from "../loadtest/run.ts";
 import type { RunOptions } from "../loadtest/run.ts";
 
 const servers: Server<undefined>[] = [];
@@ -23,6 +27,7 @@ const base = (target: URL, o: Partial<RunOptions> = {}): RunOptions => ({
   durationMs: 2000,
   warmupMs: 0,
   timeoutMs: 1000,
+  gcPaceMs: 0,
   keys: "uniform",
   entities: 1000,
   seed: "1",
@@ -130,5 +135,57 @@ describe("open and closed loops", () => {
     const port = s.port;
     s.stop(true);
     await expect(runOnce(base(new URL(`http://127.0.0.1:${port}`), { durationMs: 200 }))).rejects.toThrow("cannot connect");
+  });
+});
+
+describe("the generator's paced young collections (--gc-pace)", () => {
+  test("collected every interval while the run lasts and reported; 0 leaves them to the runtime", async () => {
+    const target = serve(() => new Response("ok"));
+    const paced = await runOnce(base(target, { rate: 200, durationMs: 300, gcPaceMs: 10 }));
+    expect(paced.generatorGc).not.toBeNull();
+    expect(paced.generatorGc!.everyMs).toBe(10);
+    expect(paced.generatorGc!.collections).toBeGreaterThan(0);
+    expect(paced.generatorGc!.maxPauseMs).toBeGreaterThanOrEqual(paced.generatorGc!.meanPauseMs);
+    expect(formatSummary(paced)).toContain("young collections every 10.0 ms");
+    const unpaced = await runOnce(base(target, { rate: 200, durationMs: 100, gcPaceMs: 0 }));
+    expect(unpaced.generatorGc).toBeNull();
+  });
+
+  test("the engine calls the collector it is given, and stops with the run", async () => {
+    const target = serve(() => new Response("ok"));
+    let calls = 0;
+    const gc = { collect: () => void calls++, heapBytes: () => 0 };
+    const run = (everyMs: number) =>
+      runLoad({
+        mode: "open",
+        hostname: "127.0.0.1",
+        port: Number(target.port),
+        rate: 100,
+        connections: 4,
+        durationMs: 200,
+        warmupMs: 0,
+        timeoutMs: 1000,
+        templates: buildTemplates(base(target)).templates,
+        weights: [1],
+        keys: parseKeySpec("uniform", 100),
+        seed: 1,
+        maxRequests: 1000,
+        gcPace: { gc, everyMs },
+      });
+    const out = await run(5);
+    expect(out.gcPace?.collections).toBe(calls);
+    expect(calls).toBeGreaterThan(0);
+    const after = calls;
+    await Bun.sleep(30);
+    expect(calls).toBe(after);
+    await expect(run(0)).rejects.toThrow("gc pace");
+  });
+
+  test("--gc-pace: 10 ms by default, a duration, 0 for off, anything else refused by name", () => {
+    const argv = ["--target", "http://127.0.0.1:1"];
+    expect(parseCli(argv).gcPaceMs).toBe(10);
+    expect(parseCli([...argv, "--gc-pace", "5ms"]).gcPaceMs).toBe(5);
+    expect(parseCli([...argv, "--gc-pace", "0"]).gcPaceMs).toBe(0);
+    expect(() => parseCli([...argv, "--gc-pace", "often"])).toThrow("--gc-pace");
   });
 });

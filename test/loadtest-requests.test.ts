@@ -35,6 +35,7 @@ const baseOptions: RunOptions = {
   durationMs: 1000,
   warmupMs: 0,
   timeoutMs: 1000,
+  gcPaceMs: 0,
   keys: "uniform",
   entities: 1_000_000,
   seed: "1",

@@ -68,6 +68,7 @@ describe("every generator scenario against the server", () => {
     durationMs: 300,
     warmupMs: 0,
     timeoutMs: 2000,
+    gcPaceMs: 0,
     keys: "zipf:1.1",
     entities: 1000,
     seed: "1",

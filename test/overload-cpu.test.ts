@@ -57,6 +57,7 @@ test("256 connections of 100-entity lookups: the excess gets a well-formed 503 a
     durationMs: 3000,
     warmupMs: 0,
     timeoutMs: 10_000,
+    gcPaceMs: 0,
     keys: "uniform",
     entities: ENTITIES,
     seed: "1",

@@ -1,6 +1,6 @@
 import { encodeIntoCompressedBase64 } from "hdr-histogram-js";
 import type { Histogram } from "hdr-histogram-js";
-import type { LoadOutcome } from "../engine/run-load.ts";
+import type { GcPaceStats, LoadOutcome } from "../engine/run-load.ts";
 
 /** Percentiles in milliseconds. */
 export interface LatencySummary {
@@ -50,6 +50,8 @@ export interface RunResult {
   /** HdrHistogram of latency in µs, compressed base64 (V2 encoding). */
   readonly histogram: string;
   readonly cpu: LoadOutcome["cpu"];
+  /** The generator's own paced young collections (--gc-pace); null when left to the runtime. */
+  readonly generatorGc: GcPaceStats | null;
   readonly connectFailures: number;
 }
 
@@ -122,6 +124,7 @@ export function buildResult(meta: ResultMeta, o: LoadOutcome): RunResult {
     distribution: distribution(r.latency),
     histogram: encodeIntoCompressedBase64(r.latency),
     cpu: o.cpu,
+    generatorGc: o.gcPace ?? null,
     connectFailures: o.connectFailures,
   };
 }

@@ -17,7 +17,8 @@ export function formatSummary(r: RunResult): string {
   const target = r.rate.target === null ? "" : ` (target ${fmtInt(r.rate.target)})`;
   lines.push(`  achieved ${fmtInt(r.rate.achieved)} req/s${target}; ${fmtInt(r.requests.ok)} ok, ${fmtInt(r.requests.errors)} errors${errorKinds(r)}`);
   const lag = r.mode === "open" ? `; send lag p99 ${fmtMs(r.sendLagMs.p99)} ms (own, with a connection free: ${fmtMs(r.ownSendLagMs.p99)} ms)` : "";
-  lines.push(`  generator cpu ${Math.round(r.cpu.utilization * 100)}% of one core${lag}`);
+  const gc = r.generatorGc === null ? "" : `; young collections every ${fmtMs(r.generatorGc.everyMs)} ms, pause mean ${fmtMs(r.generatorGc.meanPauseMs)} / max ${fmtMs(r.generatorGc.maxPauseMs)} ms`;
+  lines.push(`  generator cpu ${Math.round(r.cpu.utilization * 100)}% of one core${lag}${gc}`);
   return lines.join("\n");
 }
 
