@@ -242,10 +242,15 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       lastTick = now;
     }
   }, sweepEvery);
-  pump();
-  await done;
-  clearInterval(sweeper);
-  const gcPace = pacing?.stop();
+  let gcPace: GcPaceStats | undefined;
+  try {
+    pump();
+    await done;
+  } finally {
+    // Also when a template or the transport throws: no timer may outlive the run.
+    clearInterval(sweeper);
+    gcPace = pacing?.stop();
+  }
   const end = performance.now();
   const cpu = process.cpuUsage(cpu0);
   for (const c of conns) {
