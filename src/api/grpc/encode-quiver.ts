@@ -1,14 +1,14 @@
-import protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
+import { ProtoWriter } from "./proto-writer.ts";
 import type { LongLike } from "./values.ts";
 import { doubleListBody, int64ListBody, int64sSize, stringListBody } from "./wire-size.ts";
 
 /**
- * quiver.v1.LookupResponse written straight from a LookupResult with
- * protobufjs's Writer: no intermediate message objects, one packed array per
- * column. Field numbers are those of proto/quiver/v1/feature_service.proto;
+ * quiver.v1.LookupResponse written straight from a LookupResult into
+ * a ProtoWriter kept between answers: no intermediate message objects and no
+ * operation object per field, one packed array per column. Field numbers are those of proto/quiver/v1/feature_service.proto;
  * the tests decode what this writes with the standard (proto-loader) decoder.
  */
 
@@ -38,9 +38,12 @@ function isZeroId(id: Id): boolean {
   return typeof id === "number" ? id === 0 : id.low === 0 && id.high === 0;
 }
 
+/** Shared by the encoders below: each call writes one whole message synchronously, then copies it out. */
+const writer = new ProtoWriter();
+
 export function encodeLookupResponse(result: LookupResult, names: readonly string[], id: Id): Uint8Array {
-  const w = protobuf.Writer.create();
-  if (!isZeroId(id)) w.uint32(8).uint64(id as number);
+  const w = writer.reset();
+  if (!isZeroId(id)) w.uint32(8).uint64(id);
   for (const name of names) w.uint32(18).string(name);
   const rows = result.rowCount;
   if (rows !== 0) w.uint32(24).uint32(rows);
@@ -56,8 +59,8 @@ export function encodeLookupResponse(result: LookupResult, names: readonly strin
 
 /** A LookupStream answer for a lookup that failed. */
 export function encodeStreamError(id: Id, error: StreamError): Uint8Array {
-  const w = protobuf.Writer.create();
-  if (!isZeroId(id)) w.uint32(8).uint64(id as number);
+  const w = writer.reset();
+  if (!isZeroId(id)) w.uint32(8).uint64(id);
   w.uint32(50).fork();
   w.uint32(8).int32(error.status);
   w.uint32(18).string(error.code);
@@ -67,7 +70,7 @@ export function encodeStreamError(id: Id, error: StreamError): Uint8Array {
   return w.finish();
 }
 
-function writeColumn(w: protobuf.Writer, result: LookupResult, c: number, nf: number, rows: number): void {
+function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number, rows: number): void {
   const type = result.refs[c]!.feature.type;
   const values = result.values;
   w.uint32(8).int32(VALUE_TYPE[type.kind]);
