@@ -59,8 +59,10 @@ export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; w
 /** One run, programmatic: used by the CLI, --find-max, bench and tests. */
 export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void): Promise<RunResult> {
   const { templates, weights, batch, grpcPaths } = buildTemplates(o);
-  // Where the runtime lets us drive its young generation (Bun); elsewhere its own schedule.
-  const youngGc = o.gcPaceMs > 0 ? await loadYoungGc() : undefined;
+  // Where the runtime lets us drive its young generation (Bun); elsewhere its own schedule. Not for
+  // gRPC: grpc-js streams on Bun stalled under forced young collections (12-05: closed-loop runs
+  // of 100-entity calls that got no answer at all, or RESOURCE_EXHAUSTED; unpaced, every run answered).
+  const youngGc = o.gcPaceMs > 0 && grpcPaths === undefined ? await loadYoungGc() : undefined;
   const startedAt = new Date();
   const outcome = await runLoad({
     mode: o.mode,

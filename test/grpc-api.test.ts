@@ -350,3 +350,34 @@ describe("quiver.v1.FeatureService/Match", () => {
     expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });
+
+describe("the load generator against the gRPC edge", () => {
+  test("runs grpc-lookup without pacing its own collections (grpc-js streams stalled under forced ones), every call answered", async () => {
+    const { runOnce } = await import("../loadtest/run.ts");
+    const r = await runOnce({
+      scenario: "grpc-lookup",
+      target: new URL(`http://${f.address}`),
+      mode: "open",
+      rate: 100,
+      connections: 4,
+      durationMs: 500,
+      warmupMs: 0,
+      timeoutMs: 5000,
+      gcPaceMs: 10,
+      keys: "uniform",
+      entities: 200,
+      seed: "1",
+      batch: 10,
+      writeRatio: 0,
+      view: "driver_hourly_stats",
+      features: undefined,
+      path: "/",
+      maxRequests: 1000,
+      label: undefined,
+    });
+    expect(r.generatorGc).toBeNull();
+    expect(r.requests.errors).toBe(0);
+    expect(r.requests.ok).toBe(r.requests.sent);
+    expect(r.requests.ok).toBeGreaterThan(0);
+  });
+});
