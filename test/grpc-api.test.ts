@@ -381,3 +381,31 @@ describe("the load generator against the gRPC edge", () => {
     expect(r.requests.ok).toBeGreaterThan(0);
   });
 });
+
+test("a load-generator channel whose call ends in a non-OK status is ready again at once (a refusal does not take it out of the run)", async () => {
+  const { GrpcConnection } = await import("../loadtest/grpc/connection.ts");
+  const [host, port] = f.address.split(":");
+  const events: string[] = [];
+  let settled!: () => void;
+  const done = new Promise<void>((r) => {
+    settled = r;
+  });
+  const conn = new GrpcConnection(0, host!, Number(port), {
+    onResponse: () => events.push("response"),
+    onFailure: (_c, kind) => events.push(kind),
+    onReady: () => {
+      events.push("ready");
+      settled();
+    },
+  }, ["/quiver.v1.FeatureService/NoSuchMethod"]);
+  await conn.connect();
+  try {
+    conn.send(new Uint8Array(0), performance.now());
+    // Ready comes in the same callback as the failure; the bound only turns a lost channel into a clear failure.
+    await Promise.race([done, Bun.sleep(5000)]);
+    expect(events).toEqual(["grpc_UNIMPLEMENTED", "ready"]);
+    expect(conn.busy).toBe(false);
+  } finally {
+    conn.stop();
+  }
+});

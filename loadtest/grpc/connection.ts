@@ -15,7 +15,12 @@ const CODE_NAMES = Object.entries(grpc.status)
  * connections are N sockets) with at most one unary call in flight, so the
  * engine's open and closed loops work as over HTTP/1. Requests are prebuilt
  * protobuf bytes sent with identity (de)serializers: the generator pays for
- * framing, not for encoding. A non-OK status is a failure named `grpc_<CODE>`.
+ * framing, not for encoding. A non-OK status is a failure named `grpc_<CODE>`;
+ * the channel stays (grpc-js reconnects it if need be), so the connection is
+ * ready again at once, as it is after a timeout (the call is cancelled).
+ * Before 12-05 it was not handed back: each refusal (RESOURCE_EXHAUSTED under
+ * load shedding) took a connection out of the run for good, and a closed loop
+ * of 16 refused in its warm-up answered nothing at all.
  */
 export class GrpcConnection implements LoadConnection {
   private client: grpc.Client | null = null;
@@ -57,8 +62,10 @@ export class GrpcConnection implements LoadConnection {
       if (!this.busy) return; // aborted (timeout) or stopped
       this.busy = false;
       this.call = null;
-      if (error) this.listener.onFailure(this, `grpc_${CODE_NAMES[error.code] ?? error.code}`, true);
-      else this.listener.onResponse(this, 200, true);
+      if (error) {
+        this.listener.onFailure(this, `grpc_${CODE_NAMES[error.code] ?? error.code}`, true);
+        this.listener.onReady(this);
+      } else this.listener.onResponse(this, 200, true);
     });
   }
 
@@ -68,6 +75,7 @@ export class GrpcConnection implements LoadConnection {
     this.call?.cancel();
     this.call = null;
     this.listener.onFailure(this, kind, true);
+    if (this.client !== null) this.listener.onReady(this);
   }
 
   stop(): void {
