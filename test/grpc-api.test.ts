@@ -352,7 +352,7 @@ describe("quiver.v1.FeatureService/Match", () => {
 });
 
 describe("the load generator against the gRPC edge", () => {
-  test("runs grpc-lookup without pacing its own collections (grpc-js streams stalled under forced ones), every call answered", async () => {
+  test("runs grpc-lookup without pacing its own collections (grpc-js's are too costly to pace), every call answered", async () => {
     const { runOnce } = await import("../loadtest/run.ts");
     const r = await runOnce({
       scenario: "grpc-lookup",
