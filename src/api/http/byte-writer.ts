@@ -114,6 +114,63 @@ export class ByteWriter {
     return written;
   }
 
+  /** A little-endian float64 (protobuf's `double`). */
+  f64le(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, v, true);
+    this.pos += 8;
+  }
+
+  /** A varint below 2^32 (protobuf tags, lengths and counts). */
+  varint32(v: number): void {
+    this.ensure(5);
+    const buf = this.buf;
+    let p = this.pos;
+    let x = v >>> 0;
+    while (x >= 0x80) {
+      buf[p++] = (x & 0x7f) | 0x80;
+      x >>>= 7;
+    }
+    buf[p++] = x;
+    this.pos = p;
+  }
+
+  /** An unsigned 64-bit varint from its 32-bit halves. */
+  varint64(lo: number, hi: number): void {
+    this.ensure(10);
+    const buf = this.buf;
+    let p = this.pos;
+    let l = lo >>> 0;
+    let h = hi >>> 0;
+    while (h !== 0 || l >= 0x80) {
+      buf[p++] = (l & 0x7f) | 0x80;
+      l = ((l >>> 7) | (h << 25)) >>> 0;
+      h >>>= 7;
+    }
+    buf[p++] = l;
+    this.pos = p;
+  }
+
+  /**
+   * Puts `len`'s varint in front of the bytes written since `start`, moving
+   * them right: a length-prefixed body written before its length was known.
+   */
+  prefixLength(start: number): void {
+    const len = this.pos - start;
+    const k = len < 0x80 ? 1 : len < 0x4000 ? 2 : len < 0x200000 ? 3 : len < 0x10000000 ? 4 : 5;
+    this.ensure(k);
+    const buf = this.buf;
+    buf.copyWithin(start + k, start, this.pos);
+    let p = start;
+    let x = len;
+    while (x >= 0x80) {
+      buf[p++] = (x & 0x7f) | 0x80;
+      x >>>= 7;
+    }
+    buf[p] = x;
+    this.pos += k;
+  }
+
   /** A non-negative integer below 2^53 in decimal, without an intermediate string. */
   decimal(v: number): void {
     if (v < 100_000_000) {
@@ -182,4 +239,10 @@ export class ByteWriter {
     this.view.setUint32(this.pos + 4, v - hi * 4294967296);
     this.pos += 8;
   }
+}
+
+/** Is every char of `s` ASCII (so its UTF-8 length is its length)? */
+export function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

@@ -1,5 +1,5 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
-import type { ByteWriter } from "./byte-writer.ts";
+import { type ByteWriter, isAscii } from "./byte-writer.ts";
 
 /**
  * MessagePack written into a ByteWriter, byte for byte as @msgpack/msgpack
@@ -56,16 +56,8 @@ export function mpNumber(w: ByteWriter, v: number): void {
 }
 
 export function mpString(w: ByteWriter, s: string): void {
-  const n = s.length;
-  let isAscii = true;
-  for (let i = 0; i < n; i++) {
-    if (s.charCodeAt(i) > 0x7f) {
-      isAscii = false;
-      break;
-    }
-  }
-  if (isAscii) {
-    mpStrHeader(w, n);
+  if (isAscii(s)) {
+    mpStrHeader(w, s.length);
     w.ascii(s);
     return;
   }
