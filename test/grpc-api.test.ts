@@ -409,3 +409,34 @@ test("a load-generator channel whose call ends in a non-OK status is ready again
     conn.stop();
   }
 });
+
+test("a load-generator channel reused after a timeout counts its next call, not the cancelled one's late CANCELLED", async () => {
+  const { GrpcConnection } = await import("../loadtest/grpc/connection.ts");
+  const [host, port] = f.address.split(":");
+  const events: string[] = [];
+  let readies = 0;
+  let secondDone!: () => void;
+  const done = new Promise<void>((r) => {
+    secondDone = r;
+  });
+  const conn = new GrpcConnection(0, host!, Number(port), {
+    onResponse: () => events.push("response"),
+    onFailure: (_c, kind) => events.push(kind),
+    onReady: () => {
+      events.push("ready");
+      if (++readies === 2) secondDone();
+    },
+  }, ["/quiver.v1.FeatureService/NoSuchMethod"]);
+  await conn.connect();
+  try {
+    conn.send(new Uint8Array(0), performance.now());
+    conn.abort("timeout");
+    // Reused at once, while the first call's cancellation is still on its way back.
+    conn.send(new Uint8Array(0), performance.now());
+    await Promise.race([done, Bun.sleep(5000)]);
+    await Bun.sleep(50);
+    expect(events).toEqual(["timeout", "ready", "grpc_UNIMPLEMENTED", "ready"]);
+  } finally {
+    conn.stop();
+  }
+});

@@ -25,6 +25,8 @@ const CODE_NAMES = Object.entries(grpc.status)
 export class GrpcConnection implements LoadConnection {
   private client: grpc.Client | null = null;
   private call: grpc.ClientUnaryCall | null = null;
+  /** Number of the call in flight. */
+  private seq = 0;
   busy = false;
   intendedAt = 0;
   sentAt = 0;
@@ -51,6 +53,8 @@ export class GrpcConnection implements LoadConnection {
   send(bytes: Uint8Array, now: number): void {
     this.sentAt = now;
     this.busy = true;
+    // A cancelled call's callback still comes (CANCELLED), possibly while the next call is in flight: only the current one counts.
+    const seq = ++this.seq;
     const client = this.client;
     if (client === null) {
       this.busy = false;
@@ -59,7 +63,7 @@ export class GrpcConnection implements LoadConnection {
     }
     const payload = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.call = client.makeUnaryRequest(this.paths[this.template]!, identity, identity, payload, this.metadata, {}, (error) => {
-      if (!this.busy) return; // aborted (timeout) or stopped
+      if (!this.busy || seq !== this.seq) return; // aborted (timeout) or stopped
       this.busy = false;
       this.call = null;
       if (error) {
