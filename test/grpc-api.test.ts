@@ -382,27 +382,33 @@ describe("the load generator against the gRPC edge", () => {
   });
 });
 
-test("a load-generator channel whose call ends in a non-OK status is ready again at once (a refusal does not take it out of the run)", async () => {
+/** A load-generator gRPC channel to the fixture, recording what it tells the engine; `readies(n)` waits (bounded) for n ready events. */
+async function recordedChannel() {
   const { GrpcConnection } = await import("../loadtest/grpc/connection.ts");
   const [host, port] = f.address.split(":");
   const events: string[] = [];
-  let settled!: () => void;
-  const done = new Promise<void>((r) => {
-    settled = r;
-  });
+  let count = 0;
+  let waiting: { n: number; wake: () => void } | undefined;
   const conn = new GrpcConnection(0, host!, Number(port), {
     onResponse: () => events.push("response"),
     onFailure: (_c, kind) => events.push(kind),
     onReady: () => {
       events.push("ready");
-      settled();
+      count++;
+      if (waiting !== undefined && count >= waiting.n) waiting.wake();
     },
   }, ["/quiver.v1.FeatureService/NoSuchMethod"]);
   await conn.connect();
+  // Ready comes in the same callback as the failure; the bound only turns a lost channel into a clear failure.
+  const readies = (n: number) => Promise.race([new Promise<void>((wake) => (count >= n ? wake() : (waiting = { n, wake }))), Bun.sleep(5000)]);
+  return { conn, events, readies };
+}
+
+test("a load-generator channel whose call ends in a non-OK status is ready again at once (a refusal does not take it out of the run)", async () => {
+  const { conn, events, readies } = await recordedChannel();
   try {
     conn.send(new Uint8Array(0), performance.now());
-    // Ready comes in the same callback as the failure; the bound only turns a lost channel into a clear failure.
-    await Promise.race([done, Bun.sleep(5000)]);
+    await readies(1);
     expect(events).toEqual(["grpc_UNIMPLEMENTED", "ready"]);
     expect(conn.busy).toBe(false);
   } finally {
@@ -411,29 +417,13 @@ test("a load-generator channel whose call ends in a non-OK status is ready again
 });
 
 test("a load-generator channel reused after a timeout counts its next call, not the cancelled one's late CANCELLED", async () => {
-  const { GrpcConnection } = await import("../loadtest/grpc/connection.ts");
-  const [host, port] = f.address.split(":");
-  const events: string[] = [];
-  let readies = 0;
-  let secondDone!: () => void;
-  const done = new Promise<void>((r) => {
-    secondDone = r;
-  });
-  const conn = new GrpcConnection(0, host!, Number(port), {
-    onResponse: () => events.push("response"),
-    onFailure: (_c, kind) => events.push(kind),
-    onReady: () => {
-      events.push("ready");
-      if (++readies === 2) secondDone();
-    },
-  }, ["/quiver.v1.FeatureService/NoSuchMethod"]);
-  await conn.connect();
+  const { conn, events, readies } = await recordedChannel();
   try {
     conn.send(new Uint8Array(0), performance.now());
     conn.abort("timeout");
     // Reused at once, while the first call's cancellation is still on its way back.
     conn.send(new Uint8Array(0), performance.now());
-    await Promise.race([done, Bun.sleep(5000)]);
+    await readies(2);
     await Bun.sleep(50);
     expect(events).toEqual(["timeout", "ready", "grpc_UNIMPLEMENTED", "ready"]);
   } finally {
