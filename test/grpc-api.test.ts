@@ -400,7 +400,13 @@ async function recordedChannel() {
   }, ["/quiver.v1.FeatureService/NoSuchMethod"]);
   await conn.connect();
   // Ready comes in the same callback as the failure; the bound only turns a lost channel into a clear failure.
-  const readies = (n: number) => Promise.race([new Promise<void>((wake) => (count >= n ? wake() : (waiting = { n, wake }))), Bun.sleep(5000)]);
+  const readies = (n: number) => {
+    const reached = new Promise<void>((wake) => {
+      if (count >= n) wake();
+      else waiting = { n, wake };
+    });
+    return Promise.race([reached, Bun.sleep(5000)]);
+  };
   return { conn, events, readies };
 }
 
