@@ -1,11 +1,10 @@
 import protobuf from "protobufjs";
+import { varint32Size } from "../http/byte-writer.ts";
 
 /** Encoded sizes of protobuf pieces, so writers can emit a length before its body instead of forking. */
 const utf8Length = protobuf.util.utf8.length;
 
-export function varint32Size(v: number): number {
-  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
-}
+export { varint32Size };
 
 /** Varint size of an int64 held as a safe integer; negatives take 10 bytes. */
 export function int64Size(v: number): number {

@@ -157,19 +157,15 @@ export class ByteWriter {
    */
   prefixLength(start: number): void {
     const len = this.pos - start;
-    const k = len < 0x80 ? 1 : len < 0x4000 ? 2 : len < 0x200000 ? 3 : len < 0x10000000 ? 4 : 5;
+    const k = varint32Size(len);
     this.ensure(k);
-    const buf = this.buf;
-    buf.copyWithin(start + k, start, this.pos);
-    let p = start;
-    let x = len;
-    while (x >= 0x80) {
-      buf[p++] = (x & 0x7f) | 0x80;
-      x >>>= 7;
-    }
-    buf[p] = x;
-    this.pos += k;
+    this.buf.copyWithin(start + k, start, this.pos);
+    const end = this.pos + k;
+    this.pos = start;
+    this.varint32(len);
+    this.pos = end;
   }
+
 
   /** A non-negative integer below 2^53 in decimal, without an intermediate string. */
   decimal(v: number): void {
@@ -245,4 +241,9 @@ export class ByteWriter {
 export function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
   return true;
+}
+
+/** Bytes of the varint for 0 <= v < 2^32. */
+export function varint32Size(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
