@@ -97,3 +97,29 @@ test("the hand-written quiver.v1 encoder's bytes decode to packed columns of eve
   expect(msg.columns[0]!.statuses).toEqual(["PRESENT", "PRESENT", "UNAVAILABLE"]);
   expect(msg.columns[0]!.event_timestamps_ms).toEqual([1_763_800_000_123, 1_000, 0]);
 });
+
+test("a value not of its column's type (stored before a type change) is written as the type's empty value by both encoders", () => {
+  // Row values a push would refuse, but a row written under the feature's old type can hold.
+  const wrong: FeatureValue[] = ["x", "y", 5, "true", ["a", 7], ["b", true, 2.5], [1, "s"], "z"];
+  const nf = refs.length;
+  const result: LookupResult = { refs, rowCount: 1, values: wrong, statuses: new Uint8Array(nf).fill(1), timestamps: new Float64Array(nf).fill(1_000), degraded: [], stale: undefined };
+  const quiver = protos.type("quiver.v1.LookupResponse");
+  const q = quiver.toObject(quiver.decode(encodeLookupResponse(result, refs.map((r) => r.feature.name), 0)), { longs: Number, defaults: true, arrays: true }) as { columns: Record<string, unknown>[] };
+  const lists = (x: unknown) => (x as { val: unknown[] }[]).map((l) => l.val);
+  expect(q.columns.map((c, i) => [c.int64_values, c.double_values, c.string_values, c.bool_values][i])).toEqual([[0], [0], [""], [false]]);
+  expect(lists(q.columns[4]!.int64_list_values)).toEqual([[0, 7]]);
+  expect(lists(q.columns[5]!.double_list_values)).toEqual([[0, 0, 2.5]]);
+  expect(lists(q.columns[6]!.string_list_values)).toEqual([["", "s"]]);
+  expect(lists(q.columns[7]!.double_list_values)).toEqual([[]]);
+  const feast = protos.type("feast.serving.GetOnlineFeaturesResponse");
+  const keys = [{ name: "id", values: [protos.type("feast.types.Value").fromObject({ int64_val: 1 })] }];
+  const f = feast.toObject(feast.decode(encodeFeastResponse(result, keys, refs.map((r) => r.feature.name), protos.type("feast.types.Value"))), { longs: Number, oneofs: true, defaults: true, arrays: true }) as {
+    results: { values: Record<string, unknown>[] }[];
+  };
+  const firstValue = (c: number) => {
+    const v = f.results[c + 1]!.values[0]!;
+    const x = v[v.val as string];
+    return String(v.val).endsWith("_list_val") ? (x as { val: unknown[] }).val : x;
+  };
+  expect(refs.map((_, c) => firstValue(c))).toEqual([0, 0, "", false, [0, 7], [0, 0, 2.5], ["", "s"], []]);
+});

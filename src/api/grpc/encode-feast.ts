@@ -2,7 +2,8 @@ import protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
-import { doubleListBody, int64ListBody, int64Size, int64sSize, nested, stringFieldSize, stringListBody, varint32Size } from "./wire-size.ts";
+import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { doubleListBody, int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts";
 
 /**
  * feast.serving.GetOnlineFeaturesResponse written straight from a
@@ -107,46 +108,66 @@ function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: nu
 
 type ValueWriter = (w: protobuf.Writer, v: FeatureValue) => void;
 
-/** One writer per registry type kind, chosen once per column. */
+/**
+ * One writer per registry type kind, chosen once per column. A value not of
+ * the column's type (stored before a type change) is written as the type's
+ * empty value, as the quiver.v1 encoder writes it (column-values.ts).
+ */
 const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
-  int64: (w, v) => w.uint32(32).int64(v as number),
-  float64: (w, v) => w.uint32(41).double(v as number),
-  string: (w, v) => w.uint32(18).string(v as string),
-  bool: (w, v) => w.uint32(56).bool(v as boolean),
+  int64: (w, v) => w.uint32(32).int64(numberOr0(v)),
+  float64: (w, v) => w.uint32(41).double(numberOr0(v)),
+  string: (w, v) => w.uint32(18).string(stringOrEmpty(v)),
+  bool: (w, v) => w.uint32(56).bool(v === true),
   "int64[]": (w, v) => {
-    const list = v as readonly number[];
-    w.uint32(114).uint32(int64ListBody(list));
+    const list = listOrEmpty(v);
+    const packed = int64ElementsSize(list);
+    w.uint32(114).uint32(list.length === 0 ? 0 : nested(1, packed));
     if (list.length > 0) {
-      w.uint32(10).uint32(int64sSize(list));
-      for (const x of list) w.int64(x);
+      w.uint32(10).uint32(packed);
+      for (const x of list) w.int64(numberOr0(x));
     }
   },
   "float64[]": writeDoubles,
   embedding: writeDoubles,
   "string[]": (w, v) => {
-    const list = v as readonly string[];
-    w.uint32(98).uint32(stringListBody(list));
-    for (const x of list) w.uint32(10).string(x);
+    const list = listOrEmpty(v);
+    w.uint32(98).uint32(stringElementsSize(list));
+    for (const x of list) w.uint32(10).string(stringOrEmpty(x));
   },
 };
 
 function writeDoubles(w: protobuf.Writer, v: FeatureValue): void {
-  const list = v as readonly number[];
-  w.uint32(122).uint32(doubleListBody(list));
+  const list = listOrEmpty(v);
+  w.uint32(122).uint32(doubleListBody(list.length));
   if (list.length > 0) {
     w.uint32(10).uint32(list.length * 8);
-    for (const x of list) w.double(x);
+    for (const x of list) w.double(numberOr0(x));
   }
+}
+
+function int64ElementsSize(list: readonly unknown[]): number {
+  let n = 0;
+  for (const x of list) n += int64Size(numberOr0(x));
+  return n;
+}
+
+function stringElementsSize(list: readonly unknown[]): number {
+  let n = 0;
+  for (const x of list) n += stringFieldSize(stringOrEmpty(x));
+  return n;
 }
 
 /** Encoded size of a Value message (tag + payload) per registry type kind, matching VALUE_WRITERS. */
 const VALUE_SIZES: Readonly<Record<ValueType["kind"], (v: FeatureValue) => number>> = {
-  int64: (v) => 1 + int64Size(v as number),
+  int64: (v) => 1 + int64Size(numberOr0(v)),
   float64: () => 9,
-  string: (v) => stringFieldSize(v as string),
+  string: (v) => stringFieldSize(stringOrEmpty(v)),
   bool: () => 2,
-  "int64[]": (v) => nested(1, int64ListBody(v as readonly number[])),
-  "float64[]": (v) => nested(1, doubleListBody(v as readonly number[])),
-  embedding: (v) => nested(1, doubleListBody(v as readonly number[])),
-  "string[]": (v) => nested(1, stringListBody(v as readonly string[])),
+  "int64[]": (v) => {
+    const list = listOrEmpty(v);
+    return nested(1, list.length === 0 ? 0 : nested(1, int64ElementsSize(list)));
+  },
+  "float64[]": (v) => nested(1, doubleListBody(listOrEmpty(v).length)),
+  embedding: (v) => nested(1, doubleListBody(listOrEmpty(v).length)),
+  "string[]": (v) => nested(1, stringElementsSize(listOrEmpty(v))),
 };

@@ -1,9 +1,9 @@
-import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
+import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { LongLike } from "./values.ts";
-import { doubleListBody, int64ListBody, int64sSize, stringListBody } from "./wire-size.ts";
+import { doubleListBody, int64Size, nested, stringFieldSize } from "./wire-size.ts";
 
 /**
  * quiver.v1.LookupResponse written straight from a LookupResult into
@@ -13,7 +13,7 @@ import { doubleListBody, int64ListBody, int64sSize, stringListBody } from "./wir
  */
 
 /** quiver.v1.ValueType numbers by registry type kind. */
-const VALUE_TYPE: Readonly<Record<ValueType["kind"], number>> = {
+export const VALUE_TYPE: Readonly<Record<ValueType["kind"], number>> = {
   int64: 1,
   float64: 2,
   string: 3,
@@ -32,9 +32,10 @@ export interface StreamError {
   readonly path: string | undefined;
 }
 
-type Id = number | LongLike;
+/** A lookup's id, echoed in its answer: a number or protobufjs's Long halves. */
+export type Id = number | LongLike;
 
-function isZeroId(id: Id): boolean {
+export function isZeroId(id: Id): boolean {
   return typeof id === "number" ? id === 0 : id.low === 0 && id.high === 0;
 }
 
@@ -89,39 +90,44 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
     case "string":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         const v = values[at];
-        w.uint32(34).string(typeof v === "string" ? v : "");
+        w.uint32(34).string(stringOrEmpty(v));
       }
       break;
     case "bool":
       w.uint32(42).uint32(rows);
       for (let r = 0, at = c; r < rows; r++, at += nf) w.bool(values[at] === true);
       break;
+    // A value or list element of another type (stored before a type change) is written as 0 or "" (column-values.ts).
     case "int64[]":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
-        const list = listOr0(values[at]) as readonly number[];
-        w.uint32(50).uint32(int64ListBody(list));
+        const list = listOrEmpty(values[at]);
+        let packed = 0;
+        for (const x of list) packed += int64Size(numberOr0(x));
+        w.uint32(50).uint32(list.length === 0 ? 0 : nested(1, packed));
         if (list.length > 0) {
-          w.uint32(10).uint32(int64sSize(list));
-          for (const x of list) w.int64(x);
+          w.uint32(10).uint32(packed);
+          for (const x of list) w.int64(numberOr0(x));
         }
       }
       break;
     case "float64[]":
     case "embedding":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
-        const list = listOr0(values[at]) as readonly number[];
-        w.uint32(58).uint32(doubleListBody(list));
+        const list = listOrEmpty(values[at]);
+        w.uint32(58).uint32(doubleListBody(list.length));
         if (list.length > 0) {
           w.uint32(10).uint32(list.length * 8);
-          for (const x of list) w.double(x);
+          for (const x of list) w.double(numberOr0(x));
         }
       }
       break;
     case "string[]":
       for (let r = 0, at = c; r < rows; r++, at += nf) {
-        const list = listOr0(values[at]) as readonly string[];
-        w.uint32(66).uint32(stringListBody(list));
-        for (const x of list) w.uint32(10).string(x);
+        const list = listOrEmpty(values[at]);
+        let body = 0;
+        for (const x of list) body += stringFieldSize(stringOrEmpty(x));
+        w.uint32(66).uint32(body);
+        for (const x of list) w.uint32(10).string(stringOrEmpty(x));
       }
       break;
   }
@@ -140,12 +146,3 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
   }
 }
 
-function numberOr0(v: FeatureValue | undefined): number {
-  return typeof v === "number" ? v : 0;
-}
-
-const EMPTY: readonly never[] = [];
-
-function listOr0(v: FeatureValue | undefined): readonly unknown[] {
-  return Array.isArray(v) ? v : EMPTY;
-}

@@ -37,8 +37,9 @@ export function int64ListBody(list: readonly number[]): number {
   return list.length === 0 ? 0 : nested(1, int64sSize(list));
 }
 
-export function doubleListBody(list: readonly number[]): number {
-  return list.length === 0 ? 0 : nested(1, list.length * 8);
+/** Body of a DoubleList of `count` elements. */
+export function doubleListBody(count: number): number {
+  return count === 0 ? 0 : nested(1, count * 8);
 }
 
 export function stringListBody(list: readonly string[]): number {
