@@ -26,51 +26,52 @@ export function indexRowValues(bytes: Uint8Array, view: DataView, start: number,
   if (n + 1 > room) return -1;
   for (let i = 0; i < n; i++) {
     offsets[base + i] = p;
-    p = skipValue(bytes, view, p, end, 0);
+    if (p >= end) return -1;
+    const b = bytes[p]!;
+    // A row's values nest one level (row → list or embedding): a list's elements are scalars, deeper is left to the decoder.
+    if (b >= 0x90 && b <= 0x9f) p = skipList(bytes, view, p + 1, b & 0x0f, end);
+    else if (b === 0xdc) p = p + 3 <= end ? skipList(bytes, view, p + 3, view.getUint16(p + 1), end) : -1;
+    else if (b === 0xdd) p = p + 5 <= end ? skipList(bytes, view, p + 5, view.getUint32(p + 1), end) : -1;
+    else p = skipScalar(bytes, view, p, end);
     if (p < 0) return -1;
   }
   offsets[base + n] = p;
   return p === end ? n : -1;
 }
 
-/** The position after the value at `p`, or -1 (unsupported or truncated). */
-function skipValue(bytes: Uint8Array, view: DataView, p: number, end: number, depth: number): number {
+/** The position after the scalar (nil, bool, number, string) at `p`, or -1 (a list, an unsupported type, or truncated). */
+function skipScalar(bytes: Uint8Array, view: DataView, p: number, end: number): number {
   if (p >= end) return -1;
   const b = bytes[p]!;
-  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return p + 1;
+  if (b <= 0x7f || b >= 0xe0) return p + 1;
   if (b >= 0xa0 && b <= 0xbf) return skipString(bytes, p + 1, b & 0x1f, end);
-  if (b >= 0x90 && b <= 0x9f) return skipArray(bytes, view, p + 1, b & 0x0f, end, depth);
   switch (b) {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return p + 1;
     case 0xcc:
     case 0xd0:
-      return fits(p + 2, end);
+      return p + 2 <= end ? p + 2 : -1;
     case 0xcd:
     case 0xd1:
-      return fits(p + 3, end);
+      return p + 3 <= end ? p + 3 : -1;
     case 0xce:
     case 0xd2:
-      return fits(p + 5, end);
+      return p + 5 <= end ? p + 5 : -1;
     case 0xcb:
     case 0xcf:
     case 0xd3:
-      return fits(p + 9, end);
+      return p + 9 <= end ? p + 9 : -1;
     case 0xd9:
       return p + 2 <= end ? skipString(bytes, p + 2, bytes[p + 1]!, end) : -1;
     case 0xda:
       return p + 3 <= end ? skipString(bytes, p + 3, view.getUint16(p + 1), end) : -1;
     case 0xdb:
       return p + 5 <= end ? skipString(bytes, p + 5, view.getUint32(p + 1), end) : -1;
-    case 0xdc:
-      return p + 3 <= end ? skipArray(bytes, view, p + 3, view.getUint16(p + 1), end, depth) : -1;
-    case 0xdd:
-      return p + 5 <= end ? skipArray(bytes, view, p + 5, view.getUint32(p + 1), end, depth) : -1;
     default:
       return -1;
   }
-}
-
-function fits(next: number, end: number): number {
-  return next <= end ? next : -1;
 }
 
 function skipString(bytes: Uint8Array, p: number, len: number, end: number): number {
@@ -80,13 +81,10 @@ function skipString(bytes: Uint8Array, p: number, len: number, end: number): num
   return stop;
 }
 
-function skipArray(bytes: Uint8Array, view: DataView, p: number, n: number, end: number, depth: number): number {
-  // A row's values nest one level (row → list or embedding); deeper is left to the decoder.
-  if (depth >= 1 || n > end - p) return -1;
+/** The position after a list's `n` scalar elements starting at `p`, or -1. */
+function skipList(bytes: Uint8Array, view: DataView, p: number, n: number, end: number): number {
+  if (n > end - p) return -1;
   let q = p;
-  for (let i = 0; i < n; i++) {
-    q = skipValue(bytes, view, q, end, depth + 1);
-    if (q < 0) return -1;
-  }
+  for (let i = 0; i < n && q >= 0; i++) q = skipScalar(bytes, view, q, end);
   return q;
 }
