@@ -89,6 +89,19 @@ export class ProtoWriter {
     return this;
   }
 
+  /** A length-prefixed string given as its UTF-8 bytes, `src[start..end)` (a stored value, copied as it is). */
+  stringBytes(src: Uint8Array, start: number, end: number): this {
+    this.out.varint32(end - start);
+    this.out.copy(src, start, end);
+    return this;
+  }
+
+  /** Bytes written by another writer (`written`), copied as they are: a block repeated within a message. */
+  raw(bytes: Uint8Array): this {
+    this.out.bytes(bytes);
+    return this;
+  }
+
   /** Opens a nested message (or packed field); `ldelim` closes it with its length in front. */
   fork(): this {
     this.forks.push(this.out.pos);
@@ -100,6 +113,12 @@ export class ProtoWriter {
     if (start === undefined) throw new Error("ProtoWriter: ldelim without fork");
     this.out.prefixLength(start);
     return this;
+  }
+
+  /** The bytes written since `reset`, as a view valid until the next `reset` (for `raw`, not for keeping). */
+  written(): Uint8Array {
+    if (this.forks.length !== 0) throw new Error("ProtoWriter: written with an open fork");
+    return this.out.written();
   }
 
   /** The message written since `reset`, as a copy of its own. */

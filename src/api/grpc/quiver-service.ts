@@ -1,9 +1,10 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { invalid, toQuiverError } from "../../errors/index.ts";
-import type { FeatureServing, LookupDialect, LookupResult, PushDialect } from "../../serving/index.ts";
+import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { type CallContext, DecodeFailure, deadlineOf, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
-import { encodeLookupResponse, encodeStreamError } from "./encode-quiver.ts";
+import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
+import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
 import { type FeastValue, int64Of, type LongLike as Long, plainOfFeastValue } from "./values.ts";
 
@@ -33,6 +34,11 @@ const STREAM_WINDOW = 64;
 
 /** quiver.v1.FeatureService: Lookup, LookupStream, Push. */
 export class QuiverGrpcService {
+  private readonly rowsEncoder = new QuiverRowsEncoder();
+  /** The id of the lookup being answered from stored rows (set just before lookupRaw, which runs synchronously). */
+  private rawId: Id = 0;
+  private readonly fromRows = (rows: RawRows, plan: PlannedLookup): Uint8Array | undefined => this.rowsEncoder.encode(rows, plan.fullFeatureNames, this.rawId);
+
   constructor(
     private readonly serving: FeatureServing,
     /** Lookup budget (ms) for stream messages without timeout_ms on a call without a deadline. */
@@ -134,6 +140,10 @@ export class QuiverGrpcService {
   private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: CallContext | undefined): Uint8Array | Promise<Uint8Array> {
     const body = bodyOf(req);
     const plan = this.serving.planLookup(body, LOOKUP);
+    // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
+    this.rawId = req.id;
+    const stored = this.serving.lookupRaw(plan, this.fromRows);
+    if (stored !== undefined) return stored;
     const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
     const answer = (result: LookupResult) => {
       if (ctx !== undefined) {

@@ -1,0 +1,258 @@
+import type { FeatureValue } from "../../kv/kv-node.ts";
+import { indexRowValues } from "../../kv/row-index.ts";
+import { afterStoredScalar, isStoredNumber, storedArrayLength, storedArrayStart, storedNumber, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import type { FeatureRef } from "../../registry/index.ts";
+import { type RawRows, Status } from "../../serving/index.ts";
+import { PreparedNames } from "../http/prepared-names.ts";
+import { VALUE_TYPE, type Id, isZeroId } from "./encode-quiver.ts";
+import { ProtoWriter } from "./proto-writer.ts";
+import { doubleListBody, int64ListBody, int64Size, int64sSize, nested, stringListBody, varint32Size } from "./wire-size.ts";
+
+/** MessagePack nil: a value stored as null. */
+const NIL = 0xc0;
+/** Widest stored row indexed here; wider rows decline (the caller decodes). */
+const MAX_ROW_VALUES = 4096;
+const SHORT_NAMES = 0;
+const FULL_NAMES = 1;
+
+/**
+ * quiver.v1.LookupResponse written from a single-view lookup's stored rows
+ * (LookupService.lookupRaw over the embedded store): the same bytes
+ * `encodeLookupResponse` writes for the decoded LookupResult, without
+ * decoding a row into value objects or filling a LookupResult first. Numbers
+ * are read where they are stored and written as varints or doubles, strings
+ * are copied as their stored UTF-8; a value not of its column's type (stored
+ * before a type change) is written as the decoding path writes it. A row
+ * outside the shapes indexRowValues checks declines: `encode` answers
+ * undefined and the caller decodes. Tests compare the two paths' bytes for
+ * random rows.
+ */
+export class QuiverRowsEncoder {
+  private readonly w = new ProtoWriter();
+  /** The event-time column, the same in every feature column: written once per answer. */
+  private readonly times = new ProtoWriter();
+  private readonly names = new PreparedNames(2);
+  /** One stored row's value offsets (indexRowValues). */
+  private readonly rowOffsets = new Int32Array(MAX_ROW_VALUES + 1);
+  /** Per row r and requested feature c, at r * nf + c: where its stored value starts, or -1 (no row, stored nil, or beyond the row). */
+  private at = new Int32Array(1024);
+
+  encode(rows: RawRows, full: boolean, id: Id): Uint8Array | undefined {
+    const n = rows.rowCount;
+    const refs = rows.refs;
+    const nf = refs.length;
+    if (!this.locate(rows, n, nf)) return undefined;
+    const w = this.w.reset();
+    if (!isZeroId(id)) w.uint32(8).uint64(id);
+    w.raw(this.namesOf(refs, full));
+    if (n !== 0) w.uint32(24).uint32(n);
+    const times = this.timesOf(rows, n);
+    for (let c = 0; c < nf; c++) {
+      w.uint32(34).fork();
+      this.column(rows, c, nf, times);
+      w.ldelim();
+    }
+    return w.finish();
+  }
+
+  /** Fills `at` for every row and requested feature; false to decline (a row outside the checked shapes, or wider than indexed here). */
+  private locate(rows: RawRows, n: number, nf: number): boolean {
+    if (this.at.length < n * nf) this.at = new Int32Array(Math.max(n * nf, this.at.length * 2));
+    const at = this.at;
+    const offsets = this.rowOffsets;
+    const refs = rows.refs;
+    for (let r = 0, base = 0; r < n; r++, base += nf) {
+      const bytes = rows.bytes[r];
+      if (bytes === undefined) {
+        at.fill(-1, base, base + nf);
+        continue;
+      }
+      const count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
+      if (count < 0) return false;
+      for (let c = 0; c < nf; c++) {
+        const fi = refs[c]!.feature.index;
+        at[base + c] = fi < count && bytes[offsets[fi]!] !== NIL ? offsets[fi]! : -1;
+      }
+    }
+    return true;
+  }
+
+  /** `feature_names` (field 2), prepared once per feature list and name style. */
+  private namesOf(refs: readonly FeatureRef[], full: boolean): Uint8Array {
+    const variant = full ? FULL_NAMES : SHORT_NAMES;
+    const ready = this.names.get(refs, variant);
+    if (ready !== undefined) return ready;
+    const w = new ProtoWriter();
+    for (const ref of refs) w.uint32(18).string(full ? ref.feature.fullName : ref.feature.name);
+    const bytes = w.finish();
+    this.names.set(refs, variant, bytes);
+    return bytes;
+  }
+
+  /** `event_timestamps_ms` (field 10) of a column: the row's event time for every feature (0 where no row). */
+  private timesOf(rows: RawRows, n: number): Uint8Array {
+    const t = this.times.reset();
+    if (n === 0) return t.written();
+    t.uint32(82).fork();
+    for (let r = 0; r < n; r++) t.int64(rows.ts[r]!);
+    t.ldelim();
+    return t.written();
+  }
+
+  /** One FeatureColumn's fields, as writeColumn (encode-quiver.ts) writes them. */
+  private column(rows: RawRows, c: number, nf: number, times: Uint8Array): void {
+    const w = this.w;
+    const feature = rows.refs[c]!.feature;
+    const kind = feature.type.kind;
+    const n = rows.rowCount;
+    const at = this.at;
+    const dflt: FeatureValue = rows.fillDefaults ? feature.defaultValue : null;
+    w.uint32(8).int32(VALUE_TYPE[kind]);
+    if (n === 0) return;
+    switch (kind) {
+      case "int64": {
+        w.uint32(18).fork();
+        const d = numberOr0(dflt);
+        for (let r = 0, i = c; r < n; r++, i += nf) {
+          const p = at[i]!;
+          w.int64(p < 0 ? d : storedNumberOr0(rows.bytes[r]!, rows.views[r]!, p));
+        }
+        w.ldelim();
+        break;
+      }
+      case "float64": {
+        w.uint32(26).uint32(n * 8);
+        const d = numberOr0(dflt);
+        for (let r = 0, i = c; r < n; r++, i += nf) {
+          const p = at[i]!;
+          w.double(p < 0 ? d : storedNumberOr0(rows.bytes[r]!, rows.views[r]!, p));
+        }
+        break;
+      }
+      case "string": {
+        const d = typeof dflt === "string" ? dflt : "";
+        for (let r = 0, i = c; r < n; r++, i += nf) {
+          const p = at[i]!;
+          w.uint32(34);
+          const bytes = rows.bytes[r];
+          const len = p < 0 ? -1 : storedStringLength(bytes!, rows.views[r]!, p);
+          if (len >= 0) {
+            const s = storedStringStart(bytes!, p);
+            w.stringBytes(bytes!, s, s + len);
+          } else w.string(p < 0 ? d : "");
+        }
+        break;
+      }
+      case "bool":
+        w.uint32(42).uint32(n);
+        for (let r = 0, i = c; r < n; r++, i += nf) {
+          const p = at[i]!;
+          w.bool(p < 0 ? dflt === true : rows.bytes[r]![p] === 0xc3);
+        }
+        break;
+      case "int64[]":
+        for (let r = 0, i = c; r < n; r++, i += nf) this.int64List(rows, r, at[i]!, dflt);
+        break;
+      case "float64[]":
+      case "embedding":
+        for (let r = 0, i = c; r < n; r++, i += nf) this.doubleList(rows, r, at[i]!, dflt);
+        break;
+      case "string[]":
+        for (let r = 0, i = c; r < n; r++, i += nf) this.stringList(rows, r, at[i]!, dflt);
+        break;
+    }
+    // Statuses are below 128: one byte each, so the packed length is the row count.
+    w.uint32(74).uint32(n);
+    for (let r = 0, i = c; r < n; r++, i += nf) w.uint32(at[i]! >= 0 ? rows.status[r]! : rows.bytes[r] === undefined ? Status.NOT_FOUND : Status.NULL_VALUE);
+    w.raw(times);
+  }
+
+  /** An Int64List (field 6) from the stored list at `p` (the default when p < 0, empty when no list is stored); an element that is not a number is written as 0, as the decoding path writes it. */
+  private int64List(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
+    const w = this.w;
+    const bytes = rows.bytes[r];
+    const view = rows.views[r]!;
+    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
+    if (count < 0) {
+      const list = listOr0(p < 0 ? dflt : null) as readonly number[];
+      w.uint32(50).uint32(int64ListBody(list));
+      if (list.length > 0) {
+        w.uint32(10).uint32(int64sSize(list));
+        for (const x of list) w.int64(x);
+      }
+      return;
+    }
+    const first = storedArrayStart(bytes!, p);
+    let packed = 0;
+    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) packed += int64Size(storedNumberOr0(bytes!, view, q));
+    w.uint32(50).uint32(count === 0 ? 0 : nested(1, packed));
+    if (count > 0) {
+      w.uint32(10).uint32(packed);
+      for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) w.int64(storedNumberOr0(bytes!, view, q));
+    }
+  }
+
+  /** A DoubleList (field 7), as int64List. */
+  private doubleList(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
+    const w = this.w;
+    const bytes = rows.bytes[r];
+    const view = rows.views[r]!;
+    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
+    if (count < 0) {
+      const list = listOr0(p < 0 ? dflt : null) as readonly number[];
+      w.uint32(58).uint32(doubleListBody(list.length));
+      if (list.length > 0) {
+        w.uint32(10).uint32(list.length * 8);
+        for (const x of list) w.double(x);
+      }
+      return;
+    }
+    const first = storedArrayStart(bytes!, p);
+    w.uint32(58).uint32(doubleListBody(count));
+    if (count > 0) {
+      w.uint32(10).uint32(count * 8);
+      for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) w.double(storedNumberOr0(bytes!, view, q));
+    }
+  }
+
+  /** A StringList (field 8), as int64List; strings are copied as their stored UTF-8. */
+  private stringList(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
+    const w = this.w;
+    const bytes = rows.bytes[r];
+    const view = rows.views[r]!;
+    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
+    if (count < 0) {
+      const list = listOr0(p < 0 ? dflt : null) as readonly string[];
+      w.uint32(66).uint32(stringListBody(list));
+      for (const x of list) w.uint32(10).string(x);
+      return;
+    }
+    const first = storedArrayStart(bytes!, p);
+    let body = 0;
+    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) {
+      const len = Math.max(0, storedStringLength(bytes!, view, q));
+      body += 1 + varint32Size(len) + len;
+    }
+    w.uint32(66).uint32(body);
+    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) {
+      // An element that is not a string is written as "", as the decoding path writes it.
+      const len = storedStringLength(bytes!, view, q);
+      const s = len < 0 ? q : storedStringStart(bytes!, q);
+      w.uint32(10).stringBytes(bytes!, s, s + Math.max(0, len));
+    }
+  }
+}
+
+function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
+  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
+}
+
+function numberOr0(v: FeatureValue | undefined): number {
+  return typeof v === "number" ? v : 0;
+}
+
+const EMPTY: readonly never[] = [];
+
+function listOr0(v: FeatureValue | undefined): readonly unknown[] {
+  return Array.isArray(v) ? v : EMPTY;
+}
