@@ -9,3 +9,4 @@ export { FEAST_PUSH, FEAST_WRITE, type PushDialect, planPush, QUIVER_PUSH } from
 export { type PushOptions, PushService } from "./push-service.ts";
 export { MAX_FEATURES_PER_REQUEST, resolveFeatures } from "./resolve-features.ts";
 export { STATUS_NAMES, Status, type StatusCode } from "./statuses.ts";
+export { StoredValueGrid } from "./stored-value-grid.ts";

@@ -1,17 +1,12 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
-import { indexRowValues } from "../../kv/row-index.ts";
 import { afterStoredScalar, isStoredNumber, storedArrayLength, storedArrayStart, storedNumber, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import type { FeatureRef } from "../../registry/index.ts";
-import { type RawRows, Status } from "../../serving/index.ts";
+import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
 import { PreparedNames } from "../http/prepared-names.ts";
 import { VALUE_TYPE, type Id, isZeroId } from "./encode-quiver.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import { doubleListBody, int64ListBody, int64Size, int64sSize, nested, stringListBody, varint32Size } from "./wire-size.ts";
 
-/** MessagePack nil: a value stored as null. */
-const NIL = 0xc0;
-/** Widest stored row indexed here; wider rows decline (the caller decodes). */
-const MAX_ROW_VALUES = 4096;
 const SHORT_NAMES = 0;
 const FULL_NAMES = 1;
 
@@ -32,16 +27,13 @@ export class QuiverRowsEncoder {
   /** The event-time column, the same in every feature column: written once per answer. */
   private readonly times = new ProtoWriter();
   private readonly names = new PreparedNames(2);
-  /** One stored row's value offsets (indexRowValues). */
-  private readonly rowOffsets = new Int32Array(MAX_ROW_VALUES + 1);
-  /** Per row r and requested feature c, at r * nf + c: where its stored value starts, or -1 (no row, stored nil, or beyond the row). */
-  private at = new Int32Array(1024);
+  private readonly grid = new StoredValueGrid();
 
   encode(rows: RawRows, full: boolean, id: Id): Uint8Array | undefined {
     const n = rows.rowCount;
     const refs = rows.refs;
     const nf = refs.length;
-    if (!this.locate(rows, n, nf)) return undefined;
+    if (!this.grid.locate(rows)) return undefined;
     const w = this.w.reset();
     if (!isZeroId(id)) w.uint32(8).uint64(id);
     w.raw(this.namesOf(refs, full));
@@ -49,32 +41,10 @@ export class QuiverRowsEncoder {
     const times = this.timesOf(rows, n);
     for (let c = 0; c < nf; c++) {
       w.uint32(34).fork();
-      this.column(rows, c, nf, times);
+      this.column(rows, c, times);
       w.ldelim();
     }
     return w.finish();
-  }
-
-  /** Fills `at` for every row and requested feature; false to decline (a row outside the checked shapes, or wider than indexed here). */
-  private locate(rows: RawRows, n: number, nf: number): boolean {
-    if (this.at.length < n * nf) this.at = new Int32Array(Math.max(n * nf, this.at.length * 2));
-    const at = this.at;
-    const offsets = this.rowOffsets;
-    const refs = rows.refs;
-    for (let r = 0, base = 0; r < n; r++, base += nf) {
-      const bytes = rows.bytes[r];
-      if (bytes === undefined) {
-        at.fill(-1, base, base + nf);
-        continue;
-      }
-      const count = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets);
-      if (count < 0) return false;
-      for (let c = 0; c < nf; c++) {
-        const fi = refs[c]!.feature.index;
-        at[base + c] = fi < count && bytes[offsets[fi]!] !== NIL ? offsets[fi]! : -1;
-      }
-    }
-    return true;
   }
 
   /** `feature_names` (field 2), prepared once per feature list and name style. */
@@ -100,12 +70,12 @@ export class QuiverRowsEncoder {
   }
 
   /** One FeatureColumn's fields, as writeColumn (encode-quiver.ts) writes them. */
-  private column(rows: RawRows, c: number, nf: number, times: Uint8Array): void {
+  private column(rows: RawRows, c: number, times: Uint8Array): void {
     const w = this.w;
     const feature = rows.refs[c]!.feature;
     const kind = feature.type.kind;
     const n = rows.rowCount;
-    const at = this.at;
+    const grid = this.grid;
     const dflt: FeatureValue = rows.fillDefaults ? feature.defaultValue : null;
     w.uint32(8).int32(VALUE_TYPE[kind]);
     if (n === 0) return;
@@ -113,8 +83,8 @@ export class QuiverRowsEncoder {
       case "int64": {
         w.uint32(18).fork();
         const d = numberOr0(dflt);
-        for (let r = 0, i = c; r < n; r++, i += nf) {
-          const p = at[i]!;
+        for (let r = 0; r < n; r++) {
+          const p = grid.offset(r, c);
           w.int64(p < 0 ? d : storedNumberOr0(rows.bytes[r]!, rows.views[r]!, p));
         }
         w.ldelim();
@@ -123,16 +93,16 @@ export class QuiverRowsEncoder {
       case "float64": {
         w.uint32(26).uint32(n * 8);
         const d = numberOr0(dflt);
-        for (let r = 0, i = c; r < n; r++, i += nf) {
-          const p = at[i]!;
+        for (let r = 0; r < n; r++) {
+          const p = grid.offset(r, c);
           w.double(p < 0 ? d : storedNumberOr0(rows.bytes[r]!, rows.views[r]!, p));
         }
         break;
       }
       case "string": {
         const d = typeof dflt === "string" ? dflt : "";
-        for (let r = 0, i = c; r < n; r++, i += nf) {
-          const p = at[i]!;
+        for (let r = 0; r < n; r++) {
+          const p = grid.offset(r, c);
           w.uint32(34);
           const bytes = rows.bytes[r];
           const len = p < 0 ? -1 : storedStringLength(bytes!, rows.views[r]!, p);
@@ -145,25 +115,25 @@ export class QuiverRowsEncoder {
       }
       case "bool":
         w.uint32(42).uint32(n);
-        for (let r = 0, i = c; r < n; r++, i += nf) {
-          const p = at[i]!;
+        for (let r = 0; r < n; r++) {
+          const p = grid.offset(r, c);
           w.bool(p < 0 ? dflt === true : rows.bytes[r]![p] === 0xc3);
         }
         break;
       case "int64[]":
-        for (let r = 0, i = c; r < n; r++, i += nf) this.int64List(rows, r, at[i]!, dflt);
+        for (let r = 0; r < n; r++) this.int64List(rows, r, grid.offset(r, c), dflt);
         break;
       case "float64[]":
       case "embedding":
-        for (let r = 0, i = c; r < n; r++, i += nf) this.doubleList(rows, r, at[i]!, dflt);
+        for (let r = 0; r < n; r++) this.doubleList(rows, r, grid.offset(r, c), dflt);
         break;
       case "string[]":
-        for (let r = 0, i = c; r < n; r++, i += nf) this.stringList(rows, r, at[i]!, dflt);
+        for (let r = 0; r < n; r++) this.stringList(rows, r, grid.offset(r, c), dflt);
         break;
     }
     // Statuses are below 128: one byte each, so the packed length is the row count.
     w.uint32(74).uint32(n);
-    for (let r = 0, i = c; r < n; r++, i += nf) w.uint32(at[i]! >= 0 ? rows.status[r]! : rows.bytes[r] === undefined ? Status.NOT_FOUND : Status.NULL_VALUE);
+    for (let r = 0; r < n; r++) w.uint32(grid.status(rows, r, c));
     w.raw(times);
   }
 
