@@ -1,8 +1,10 @@
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { LookupResult } from "../../serving/index.ts";
 import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { ProtoWriter } from "./proto-writer.ts";
+import type { FeastValue, LongLike } from "./values.ts";
 import { doubleListBody, int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts";
 
 /**
@@ -10,11 +12,14 @@ import { doubleListBody, int64Size, nested, stringFieldSize, varint32Size } from
  * LookupResult (field numbers from ../shared/reference/feast-serving-api.md):
  * join-key vectors first, echoing the request's values with PRESENT, then one
  * FeatureVector per feature with a feast.types.Value per row in the oneof the
- * registry type calls for, `null_val` where there is no value.
+ * registry type calls for, `null_val` where there is no value. Written on a
+ * ProtoWriter kept between answers (no operation object per field, no Long
+ * per timestamp); tests check the bytes against protobufjs's own encoding of
+ * the same message.
  */
 
 /** Quiver statuses → Feast FieldStatus numbers: UNAVAILABLE (5) has no Feast name and goes out as NOT_FOUND (3). */
-const FEAST_STATUS = Uint8Array.of(0, 1, 2, 3, 4, 3);
+export const FEAST_STATUS = Uint8Array.of(0, 1, 2, 3, 4, 3);
 
 /** A join key's echoed vector: the request's own Value messages, re-encoded as they came. */
 export interface KeyVector {
@@ -22,91 +27,138 @@ export interface KeyVector {
   readonly values: readonly unknown[];
 }
 
-/**
- * `viewVersions`: when the request asked (`include_feature_view_version_metadata`),
- * the distinct feature views read, with their registry versions.
- */
-export function encodeFeastResponse(
-  result: LookupResult,
-  keys: readonly KeyVector[],
-  names: readonly string[],
-  valueType: protobuf.Type,
-  viewVersions?: readonly { readonly name: string; readonly version: number }[],
-): Uint8Array {
-  const w = protobuf.Writer.create();
-  const rows = result.rowCount;
-  // metadata { feature_names { val }, feature_view_metadata { name, version }* }
-  w.uint32(10).fork().uint32(10).fork();
-  for (const k of keys) w.uint32(10).string(k.name);
-  for (const n of names) w.uint32(10).string(n);
-  w.ldelim();
-  if (viewVersions !== undefined) {
-    for (const v of viewVersions) {
-      w.uint32(18).fork().uint32(10).string(v.name);
-      if (v.version !== 0) w.uint32(16).int32(v.version);
-      w.ldelim();
-    }
-  }
-  w.ldelim();
-  for (const k of keys) {
-    w.uint32(18).fork();
-    for (let r = 0; r < rows; r++) {
-      w.uint32(10).fork();
-      const v = k.values[r];
-      if (v !== undefined && v !== null) valueType.encode(v as protobuf.Message, w);
-      w.ldelim();
-    }
-    w.uint32(18).uint32(rows);
-    for (let r = 0; r < rows; r++) w.uint32(1);
-    for (let r = 0; r < rows; r++) w.uint32(26).uint32(0);
-    w.ldelim();
-  }
-  const nf = result.refs.length;
-  for (let c = 0; c < nf; c++) {
-    w.uint32(18).fork();
-    writeVector(w, result, c, nf, rows);
-    w.ldelim();
-  }
-  w.uint32(24).bool(true);
-  return w.finish();
+/** A feature view read by the lookup, for `include_feature_view_version_metadata`. */
+export interface ViewVersion {
+  readonly name: string;
+  readonly version: number;
 }
 
-function writeVector(w: protobuf.Writer, result: LookupResult, c: number, nf: number, rows: number): void {
+/** What every answer starts with: metadata and the key vectors, then the feature vectors (FeastWriter.vector*). */
+export class FeastWriter {
+  readonly w = new ProtoWriter();
+
+  /** `valueType`: feast.types.Value, for echoing a key Value of a kind written here by hand. */
+  constructor(private readonly valueType: protobuf.Type) {}
+
+  /** Resets the writer and writes metadata and the key vectors (`rows` values each). */
+  head(keys: readonly KeyVector[], names: readonly string[], rows: number, viewVersions: readonly ViewVersion[] | undefined): ProtoWriter {
+    const w = this.w.reset();
+    // metadata { feature_names { val }, feature_view_metadata { name, version }* }
+    w.uint32(10).fork().uint32(10).fork();
+    for (const k of keys) w.uint32(10).string(k.name);
+    for (const n of names) w.uint32(10).string(n);
+    w.ldelim();
+    if (viewVersions !== undefined) {
+      for (const v of viewVersions) {
+        w.uint32(18).fork().uint32(10).string(v.name);
+        if (v.version !== 0) w.uint32(16).int32(v.version);
+        w.ldelim();
+      }
+    }
+    w.ldelim();
+    for (const k of keys) {
+      w.uint32(18).fork();
+      for (let r = 0; r < rows; r++) {
+        w.uint32(10).fork();
+        const v = k.values[r];
+        if (v !== undefined && v !== null) this.keyValue(v as FeastValue);
+        w.ldelim();
+      }
+      if (rows > 0) w.uint32(18).uint32(rows);
+      for (let r = 0; r < rows; r++) w.uint32(1);
+      for (let r = 0; r < rows; r++) w.uint32(26).uint32(0);
+      w.ldelim();
+    }
+    return w;
+  }
+
+  /** A request's key Value, as protobufjs would encode it: the usual kinds by hand, the others through protobufjs. */
+  private keyValue(v: FeastValue): void {
+    const w = this.w;
+    switch (v.val) {
+      case "int64_val":
+        w.uint32(32).uint64(v.int64_val as number | LongLike);
+        return;
+      case "string_val":
+        w.uint32(18).string(v.string_val as string);
+        return;
+      case "int32_val":
+        w.uint32(24).int32(v.int32_val as number);
+        return;
+      default:
+        w.raw(this.valueType.encode(v as unknown as protobuf.Message).finish());
+    }
+  }
+
+  /** Ends the answer (`status: true`) and hands out a copy. */
+  finish(): Uint8Array {
+    return this.w.uint32(24).bool(true).finish();
+  }
+}
+
+/** The FeatureVector's `event_timestamps` entry for an event time in ms (0: none, an empty Timestamp). */
+export function writeTimestamp(w: ProtoWriter, ms: number): void {
+  if (ms === 0) {
+    w.uint32(26).uint32(0);
+    return;
+  }
+  // Times are whole ms (parseEventTime); floored anyway, so nanos stays below 1e9 as Timestamp requires.
+  const seconds = Math.floor(ms / 1000);
+  const nanos = Math.floor(ms - seconds * 1000) * 1e6;
+  w.uint32(26).uint32(1 + int64Size(seconds) + (nanos !== 0 ? 1 + varint32Size(nanos) : 0));
+  w.uint32(8).int64(seconds);
+  if (nanos !== 0) w.uint32(16).int32(nanos);
+}
+
+/** Value { null_val: NULL_VALUE } inside a FeatureVector's `values`. */
+export function writeNullValue(w: ProtoWriter): void {
+  w.uint32(10).uint32(3).uint32(152).uint32(0);
+}
+
+/** The answer from a LookupResult (the decoding path: Redis shards, caches, several views). */
+export class FeastResponseEncoder {
+  private readonly out: FeastWriter;
+
+  constructor(valueType: protobuf.Type) {
+    this.out = new FeastWriter(valueType);
+  }
+
+  encode(result: LookupResult, keys: readonly KeyVector[], names: readonly string[], viewVersions?: readonly ViewVersion[]): Uint8Array {
+    const rows = result.rowCount;
+    const w = this.out.head(keys, names, rows, viewVersions);
+    const nf = result.refs.length;
+    for (let c = 0; c < nf; c++) {
+      w.uint32(18).fork();
+      writeVector(w, result, c, nf, rows);
+      w.ldelim();
+    }
+    return this.out.finish();
+  }
+}
+
+function writeVector(w: ProtoWriter, result: LookupResult, c: number, nf: number, rows: number): void {
   const kind = result.refs[c]!.feature.type.kind;
   const write = VALUE_WRITERS[kind];
   const size = VALUE_SIZES[kind];
   const values = result.values;
-  // Each Value's length is computed up front, so no fork (a protobufjs State object) per value.
+  // Each Value's length is computed up front, so no nested message is moved into place.
   for (let r = 0, at = c; r < rows; r++, at += nf) {
     const v = values[at];
-    if (v === null || v === undefined) {
-      w.uint32(10).uint32(3).uint32(152).uint32(0);
-    } else {
+    if (v === null || v === undefined) writeNullValue(w);
+    else {
       w.uint32(10).uint32(size(v));
       write(w, v);
     }
   }
   const statuses = result.statuses;
-  // Statuses are 0..4 after mapping: one byte each, so the packed length is the row count.
-  w.uint32(18).uint32(rows);
+  // Statuses are 0..4 after mapping: one byte each, so the packed length is the row count (an empty packed field is left out).
+  if (rows > 0) w.uint32(18).uint32(rows);
   for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(FEAST_STATUS[statuses[at]!]!);
   const ts = result.timestamps;
-  for (let r = 0, at = c; r < rows; r++, at += nf) {
-    const ms = ts[at]!;
-    if (ms === 0) {
-      w.uint32(26).uint32(0);
-      continue;
-    }
-    // Times are whole ms (parseEventTime); floored anyway, so nanos stays below 1e9 as Timestamp requires.
-    const seconds = Math.floor(ms / 1000);
-    const nanos = Math.floor(ms - seconds * 1000) * 1e6;
-    w.uint32(26).uint32(1 + int64Size(seconds) + (nanos !== 0 ? 1 + varint32Size(nanos) : 0));
-    w.uint32(8).int64(seconds);
-    if (nanos !== 0) w.uint32(16).int32(nanos);
-  }
+  for (let r = 0, at = c; r < rows; r++, at += nf) writeTimestamp(w, ts[at]!);
 }
 
-type ValueWriter = (w: protobuf.Writer, v: FeatureValue) => void;
+type ValueWriter = (w: ProtoWriter, v: FeatureValue) => void;
 
 /**
  * One writer per registry type kind, chosen once per column. A value not of
@@ -136,7 +188,7 @@ const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
   },
 };
 
-function writeDoubles(w: protobuf.Writer, v: FeatureValue): void {
+function writeDoubles(w: ProtoWriter, v: FeatureValue): void {
   const list = listOrEmpty(v);
   w.uint32(122).uint32(doubleListBody(list.length));
   if (list.length > 0) {

@@ -1,8 +1,9 @@
 import { invalid } from "../../errors/index.ts";
 import type { FeatureRef, Registry } from "../../registry/index.ts";
-import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PushDialect } from "../../serving/index.ts";
+import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows } from "../../serving/index.ts";
 import type { CallContext } from "./call.ts";
-import { encodeFeastResponse, type KeyVector } from "./encode-feast.ts";
+import { FeastResponseEncoder, type KeyVector, type ViewVersion } from "./encode-feast.ts";
+import { FeastRowsEncoder } from "./encode-feast-rows.ts";
 import { type FeastValue, plainOfFeastValue, plainOfText, type TextColumn } from "./values.ts";
 
 /** Decoded feast.serving.GetOnlineFeaturesRequest (protobufjs message, field names as in the .proto). */
@@ -41,10 +42,21 @@ export const SERVING_VERSION = "quiver-0.1.0";
  * writes the answer straight from the LookupResult.
  */
 export class FeastGrpcService {
+  private readonly encoder: FeastResponseEncoder;
+  private readonly rowsEncoder: FeastRowsEncoder;
+  /** The request being answered from stored rows: set just before lookupRaw, which runs synchronously. */
+  private rawKeys: readonly KeyVector[] = [];
+  private rawNames: readonly string[] = [];
+  private rawVersions: readonly ViewVersion[] | undefined;
+  private readonly fromRows = (rows: RawRows, _plan: PlannedLookup): Uint8Array | undefined => this.rowsEncoder.encode(rows, this.rawKeys, this.rawNames, this.rawVersions);
+
   constructor(
     private readonly serving: FeatureServing,
-    private readonly valueType: import("protobufjs").Type,
-  ) {}
+    valueType: import("protobufjs").Type,
+  ) {
+    this.encoder = new FeastResponseEncoder(valueType);
+    this.rowsEncoder = new FeastRowsEncoder(valueType);
+  }
 
   info(): { version: string } {
     return { version: SERVING_VERSION };
@@ -65,13 +77,22 @@ export class FeastGrpcService {
     else if (req.kind === "features") body.features = req.features?.val ?? [];
     const plan = this.serving.planLookup(body, GRPC_FEAST_LOOKUP);
     const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
+    const versions = req.include_feature_view_version_metadata ? viewVersionsOf(plan.query.refs) : undefined;
+    // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
+    this.rawKeys = keys;
+    this.rawNames = names;
+    this.rawVersions = versions;
+    const stored = this.serving.lookupRaw(plan, this.fromRows);
+    this.rawKeys = this.rawNames = [];
+    this.rawVersions = undefined;
+    if (stored !== undefined) return stored;
     const answer = (result: Awaited<ReturnType<FeatureServing["lookup"]>>) => {
       let missing = 0;
       for (const s of result.statuses) if (s === 5) missing++;
       if (missing > 0) ctx.header("x-quiver-unavailable", String(missing));
       if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
       if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
-      return encodeFeastResponse(result, keys, names, this.valueType, req.include_feature_view_version_metadata ? viewVersionsOf(plan.query.refs) : undefined);
+      return this.encoder.encode(result, keys, names, versions);
     };
     const result = this.serving.lookup(plan, { deadline: ctx.budget });
     return result instanceof Promise ? result.then(answer) : answer(result);
@@ -119,8 +140,8 @@ function textColumn(registry: Registry, viewName: string | undefined, column: st
 }
 
 /** The distinct views a lookup reads, in first-use order, with their registry versions. */
-function viewVersionsOf(refs: readonly FeatureRef[]): { name: string; version: number }[] {
-  const out: { name: string; version: number }[] = [];
+function viewVersionsOf(refs: readonly FeatureRef[]): ViewVersion[] {
+  const out: ViewVersion[] = [];
   for (const r of refs) if (!out.some((v) => v.name === r.view.name)) out.push({ name: r.view.name, version: r.view.version });
   return out;
 }

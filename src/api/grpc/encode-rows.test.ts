@@ -5,17 +5,24 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type CompiledView, loadRegistryFile, type Registry } from "../../registry/index.ts";
 import { ColumnEntities, LookupService, type RawRows } from "../../serving/index.ts";
 import { ShardedStore } from "../../store/sharded-store.ts";
+import { FeastResponseEncoder } from "./encode-feast.ts";
+import { FeastRowsEncoder } from "./encode-feast-rows.ts";
 import { encodeLookupResponse, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
+import { loadProtos } from "./protos.ts";
 
 /**
- * quiver.v1 answers written from the stored bytes (LookupService.lookupRaw +
- * QuiverRowsEncoder) must be byte for byte the answers of the decoding path
- * (lookup + encodeLookupResponse), for any stored values (of the column's type
- * or not), feature choice and order, missing rows, nulls, rows shorter than
- * the schema, defaults on or off, stale rows, name style and id; a row the
- * encoder does not mirror must decline, so the caller decodes.
+ * gRPC answers written from the stored bytes (LookupService.lookupRaw +
+ * QuiverRowsEncoder / FeastRowsEncoder) must be byte for byte the answers of
+ * the decoding path (lookup + encodeLookupResponse / FeastResponseEncoder),
+ * for any stored values (of the column's type or not), feature choice and
+ * order, missing rows, nulls, rows shorter or longer than the schema,
+ * defaults on or off, stale rows, name style, ids and echoed keys; a row
+ * outside the checked shapes must decline, so the caller decodes.
  */
+
+const protos = loadProtos();
+const valueType = protos.type("feast.types.Value");
 
 const NOW = 1_700_000_000_000;
 let registry: Registry;
@@ -78,7 +85,7 @@ function setup() {
 
 const hex = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString("hex"));
 
-describe("quiver.v1 answers from stored bytes", () => {
+describe("gRPC answers from stored bytes", () => {
   for (const [viewName, joinKey, keyOf] of [
     ["driver_hourly_stats", "driver_id", (i: number) => `i${50_000 + i}`],
     ["customer_profile", "customer_id", (i: number) => `s${`c${i}`.length}:c${i}`],
@@ -87,8 +94,11 @@ describe("quiver.v1 answers from stored bytes", () => {
       const view = registry.views.get(viewName)!;
       const { store, service } = setup();
       const rowsEncoder = new QuiverRowsEncoder();
+      const feastRows = new FeastRowsEncoder(valueType);
+      const feast = new FeastResponseEncoder(valueType);
       const width = view.features.length;
       let written = 0;
+      let feastWritten = 0;
       let runs = 0;
       await fc.assert(
         fc.asyncProperty(
@@ -97,7 +107,8 @@ describe("quiver.v1 answers from stored bytes", () => {
           fc.boolean(),
           fc.boolean(),
           ids,
-          async (rows, featureIdx, fillDefaults, full, id) => {
+          fc.boolean(),
+          async (rows, featureIdx, fillDefaults, full, id, versions) => {
             runs++;
             const keys = rows.map((_, i) => `${view.keyPrefix}${joinKey}=${keyOf(i)}`);
             await store.deleteMany(keys);
@@ -113,16 +124,27 @@ describe("quiver.v1 answers from stored bytes", () => {
               expect(fromRows).toBe(expected!);
               written++;
             }
+            // Feast: no defaults, the request's key Values echoed first, view versions on request.
+            const fq = { ...q, fillDefaults: false };
+            const keyVectors = [{ name: joinKey, values: entityIds.map((v) => valueType.fromObject(typeof v === "number" ? { int64_val: v } : { string_val: v })) }];
+            const viewVersions = versions ? [{ name: view.name, version: view.version }] : undefined;
+            const feastExpected = hex(feast.encode(await service.lookup(fq), keyVectors, names, viewVersions));
+            const feastFromRows = service.lookupRaw(fq, (r: RawRows) => hex(feastRows.encode(r, keyVectors, names, viewVersions)), full);
+            if (feastFromRows !== undefined) {
+              expect(feastFromRows).toBe(feastExpected!);
+              feastWritten++;
+            }
           },
         ),
         { numRuns: 300, seed: 20261205 },
       );
       // Rows of the columns' own types are written, not declined: the comparison above ran.
       expect(written).toBeGreaterThan(runs / 3);
+      expect(feastWritten).toBe(written);
     });
   }
 
-  test("the demo-like row and a list of the wrong element type are written; a lone surrogate declines", async () => {
+  test("quiver.v1: the demo-like row and a list of the wrong element type are written; a lone surrogate declines", async () => {
     const view = registry.views.get("driver_hourly_stats")!;
     const { store, service } = setup();
     const rowsEncoder = new QuiverRowsEncoder();

@@ -1,0 +1,146 @@
+import { afterStoredScalar, isStoredNumber, storedArrayLength, storedArrayStart, storedNumber, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
+import { FEAST_STATUS, FeastWriter, type KeyVector, type ViewVersion, writeNullValue, writeTimestamp } from "./encode-feast.ts";
+import { ProtoWriter } from "./proto-writer.ts";
+import { int64Size, nested, varint32Size } from "./wire-size.ts";
+
+/**
+ * feast.serving.GetOnlineFeaturesResponse written from a single-view
+ * lookup's stored rows (LookupService.lookupRaw over the embedded store):
+ * the same bytes FeastResponseEncoder writes for the decoded LookupResult,
+ * without decoding rows into value objects. Each stored value becomes a
+ * feast.types.Value in its column's oneof, numbers read in place, strings
+ * copied as their stored UTF-8; Feast fills no defaults, so a missing or
+ * null value is `null_val`; a value not of its column's type is written as
+ * the decoding path writes it (column-values.ts). The row's event time is
+ * written once per answer and copied into every vector. Declines (undefined)
+ * only for rows outside the checked shapes; tests compare the two paths.
+ */
+export class FeastRowsEncoder {
+  private readonly out: FeastWriter;
+  private readonly grid = new StoredValueGrid();
+  /** `event_timestamps` of a vector (the same in every vector of an answer), written once per answer. */
+  private readonly times = new ProtoWriter();
+
+  constructor(valueType: import("protobufjs").Type) {
+    this.out = new FeastWriter(valueType);
+  }
+
+  encode(rows: RawRows, keys: readonly KeyVector[], names: readonly string[], viewVersions?: readonly ViewVersion[]): Uint8Array | undefined {
+    // Feast fills no defaults (FEAST_LOOKUP); a lookup that asks for them is not Feast's.
+    if (rows.fillDefaults || !this.grid.locate(rows)) return undefined;
+    const n = rows.rowCount;
+    const times = this.timesOf(rows, n);
+    const w = this.out.head(keys, names, n, viewVersions);
+    const nf = rows.refs.length;
+    for (let c = 0; c < nf; c++) {
+      w.uint32(18).fork();
+      this.vector(w, rows, c);
+      if (n > 0) w.uint32(18).uint32(n);
+      for (let r = 0; r < n; r++) w.uint32(FEAST_STATUS[this.grid.status(rows, r, c)]!);
+      w.raw(times);
+      w.ldelim();
+    }
+    return this.out.finish();
+  }
+
+  private timesOf(rows: RawRows, n: number): Uint8Array {
+    const t = this.times.reset();
+    for (let r = 0; r < n; r++) writeTimestamp(t, rows.ts[r]!);
+    return t.written();
+  }
+
+  /** Feature c's `values`: one Value per row. */
+  private vector(w: ProtoWriter, rows: RawRows, c: number): void {
+    const n = rows.rowCount;
+    const grid = this.grid;
+    const kind = rows.refs[c]!.feature.type.kind;
+    for (let r = 0; r < n; r++) {
+      const p = grid.offset(r, c);
+      if (p < 0) {
+        writeNullValue(w);
+        continue;
+      }
+      const bytes = rows.bytes[r]!;
+      const view = rows.views[r]!;
+      switch (kind) {
+        case "int64": {
+          const v = storedNumberOr0(bytes, view, p);
+          w.uint32(10).uint32(1 + int64Size(v)).uint32(32).int64(v);
+          break;
+        }
+        case "float64":
+          w.uint32(10).uint32(9).uint32(41).double(storedNumberOr0(bytes, view, p));
+          break;
+        case "string": {
+          const len = Math.max(0, storedStringLength(bytes, view, p));
+          const s = len === 0 ? p : storedStringStart(bytes, p);
+          w.uint32(10).uint32(nested(1, len)).uint32(18).stringBytes(bytes, s, s + len);
+          break;
+        }
+        case "bool":
+          w.uint32(10).uint32(2).uint32(56).bool(bytes[p] === 0xc3);
+          break;
+        case "int64[]":
+          int64List(w, bytes, view, p);
+          break;
+        case "float64[]":
+        case "embedding":
+          doubleList(w, bytes, view, p);
+          break;
+        case "string[]":
+          stringList(w, bytes, view, p);
+          break;
+      }
+    }
+  }
+}
+
+function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
+  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
+}
+
+/** Elements of the list stored at `p` (0 when what is stored is not a list: written as an empty one). */
+function listCount(bytes: Uint8Array, view: DataView, p: number): number {
+  return Math.max(0, storedArrayLength(bytes, view, p));
+}
+
+/** Value { int64_list_val: Int64List } (field 14); an element that is not a number is 0. */
+function int64List(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
+  const count = listCount(bytes, view, p);
+  const first = count === 0 ? p : storedArrayStart(bytes, p);
+  let packed = 0;
+  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) packed += int64Size(storedNumberOr0(bytes, view, q));
+  const body = count === 0 ? 0 : nested(1, packed);
+  w.uint32(10).uint32(nested(1, body)).uint32(114).uint32(body);
+  if (count === 0) return;
+  w.uint32(10).uint32(packed);
+  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) w.int64(storedNumberOr0(bytes, view, q));
+}
+
+/** Value { double_list_val: DoubleList } (field 15); an element that is not a number is 0. */
+function doubleList(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
+  const count = listCount(bytes, view, p);
+  const body = count === 0 ? 0 : nested(1, count * 8);
+  w.uint32(10).uint32(nested(1, body)).uint32(122).uint32(body);
+  if (count === 0) return;
+  w.uint32(10).uint32(count * 8);
+  for (let k = 0, q = storedArrayStart(bytes, p); k < count; k++, q = afterStoredScalar(bytes, view, q)) w.double(storedNumberOr0(bytes, view, q));
+}
+
+/** Value { string_list_val: StringList } (field 12); an element that is not a string is "". */
+function stringList(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
+  const count = listCount(bytes, view, p);
+  const first = count === 0 ? p : storedArrayStart(bytes, p);
+  let body = 0;
+  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) {
+    const len = Math.max(0, storedStringLength(bytes, view, q));
+    body += 1 + varint32Size(len) + len;
+  }
+  w.uint32(10).uint32(nested(1, body)).uint32(98).uint32(body);
+  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) {
+    const len = storedStringLength(bytes, view, q);
+    const s = len < 0 ? q : storedStringStart(bytes, q);
+    w.uint32(10).stringBytes(bytes, s, s + Math.max(0, len));
+  }
+}
