@@ -85,6 +85,11 @@ export class ByteWriter {
   again(start: number, end: number): void {
     const n = end - start;
     this.ensure(n);
+    if (n > SMALL_COPY) {
+      this.buf.copyWithin(this.pos, start, end);
+      this.pos += n;
+      return;
+    }
     const buf = this.buf;
     let p = this.pos;
     for (let i = start; i < end; i++) buf[p++] = buf[i]!;

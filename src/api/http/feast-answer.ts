@@ -1,7 +1,6 @@
-import { indexRowValues } from "../../kv/row-index.ts";
 import type { FeatureRef } from "../../registry/index.ts";
 import type { EntityInput, LookupResult, RawRows } from "../../serving/index.ts";
-import { STATUS_NAMES, Status } from "../../serving/index.ts";
+import { STATUS_NAMES, StoredValueGrid } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, J_NULL, jsonString, jsonValue } from "./json-bytes.ts";
 import { storedJson } from "./stored-json.ts";
@@ -19,40 +18,19 @@ import { jsonRfc3339 } from "./rfc3339-bytes.ts";
  */
 export class FeastAnswerEncoder {
   private readonly out = new ByteWriter();
-  /** Value offsets of every stored row, row-major (row r's at r * stride). */
-  private offsets = new Int32Array(4096);
-  /** Values per row in `offsets` (-1: row not found). */
-  private counts = new Int32Array(64);
+  /** Where each requested value is stored. */
+  private readonly grid = new StoredValueGrid();
 
   /**
    * The same answer as `json`, written from the stored bytes of a single-view
-   * lookup (LookupService.lookupRaw): each row is indexed once, then written
-   * column by column, values transcoded (stored-json.ts). Feast fills no
-   * defaults: a missing or null value is null. Undefined when a row holds
-   * bytes outside the checked shapes (the caller decodes instead).
+   * lookup (LookupService.lookupRaw): each row is indexed once
+   * (StoredValueGrid), then written column by column, values transcoded
+   * (stored-json.ts). Undefined when a row holds bytes outside the checked
+   * shapes (the caller decodes instead).
    */
   jsonRows(rows: RawRows, entities: EntityInput, full: boolean): Uint8Array | undefined {
-    const n = rows.rowCount;
-    // Room for every value of the view's rows (a row wider than its view, written before a schema change, declines).
-    const stride = (rows.refs[0]?.view.features.length ?? 0) + 1;
-    if (this.offsets.length < n * stride) this.offsets = new Int32Array(n * stride);
-    if (this.counts.length < n) this.counts = new Int32Array(n);
-    const offsets = this.offsets;
-    const counts = this.counts;
-    for (let r = 0; r < n; r++) {
-      const bytes = rows.bytes[r];
-      if (bytes === undefined) {
-        counts[r] = -1;
-        continue;
-      }
-      const c = indexRowValues(bytes, rows.views[r]!, rows.start[r]!, rows.end[r]!, offsets, r * stride, stride);
-      if (c < 0) return undefined;
-      counts[r] = c;
-    }
-    return this.writeRows(rows, entities, full, stride);
-  }
-
-  private writeRows(rows: RawRows, entities: EntityInput, full: boolean, stride: number): Uint8Array {
+    // Feast fills no defaults (FEAST_LOOKUP): a missing or null value is null.
+    if (rows.fillDefaults || !this.grid.locate(rows)) return undefined;
     const w = this.out;
     w.reset();
     const n = rows.rowCount;
@@ -60,29 +38,32 @@ export class FeastAnswerEncoder {
     const nf = refs.length;
     const keys = entities.keyNames;
     this.head(refs, entities, full, n);
-    const offsets = this.offsets;
-    const counts = this.counts;
+    const grid = this.grid;
+    // Every feature of a single-view row has the row's event time: the timestamps array is written once, then copied.
+    let timesStart = -1;
+    let timesEnd = -1;
     for (let c = 0; c < nf; c++) {
       w.bytes(c === 0 && keys.length === 0 ? COLUMN_FIRST : COLUMN_NEXT);
-      const fi = refs[c]!.feature.index;
       for (let r = 0; r < n; r++) {
         if (r > 0) w.byte(COMMA);
-        const bytes = rows.bytes[r];
-        const at = r * stride + fi;
-        if (bytes !== undefined && fi < counts[r]! && bytes[offsets[at]!] !== NIL) storedJson(w, bytes, rows.views[r]!, offsets[at]!);
+        const p = grid.offset(r, c);
+        if (p >= 0) storedJson(w, rows.bytes[r]!, rows.views[r]!, p);
         else w.bytes(J_NULL);
       }
       w.bytes(STATUSES);
       for (let r = 0; r < n; r++) {
         if (r > 0) w.byte(COMMA);
-        const bytes = rows.bytes[r];
-        const st = bytes === undefined ? Status.NOT_FOUND : fi < counts[r]! && bytes[offsets[r * stride + fi]!] !== NIL ? rows.status[r]! : Status.NULL_VALUE;
-        w.bytes(STATUS[st]!);
+        w.bytes(STATUS[grid.status(rows, r, c)]!);
       }
       w.bytes(TIMESTAMPS);
-      for (let r = 0; r < n; r++) {
-        if (r > 0) w.byte(COMMA);
-        jsonRfc3339(w, rows.ts[r]!);
+      if (timesStart >= 0) w.again(timesStart, timesEnd);
+      else {
+        timesStart = w.pos;
+        for (let r = 0; r < n; r++) {
+          if (r > 0) w.byte(COMMA);
+          jsonRfc3339(w, rows.ts[r]!);
+        }
+        timesEnd = w.pos;
       }
       w.bytes(COLUMN_CLOSE);
     }
@@ -157,9 +138,6 @@ export class FeastAnswerEncoder {
     return w.written();
   }
 }
-
-/** MessagePack nil: a value stored as null. */
-const NIL = 0xc0;
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 const OPEN_NAMES = ascii('{"metadata":{"feature_names":[');
