@@ -266,8 +266,13 @@ function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number
 
 /** Rows this wide or narrower have their uniform statuses prepared. */
 const MAX_UNIFORM = 64;
-/** Prepared `],"statuses":[s,s,...],"eventTimestamps":[` by status code, then width; built on first use. */
-const UNIFORM: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => []);
+/**
+ * Prepared `],"statuses":[s,s,...],"eventTimestamps":[` by status code, then
+ * width; built on first use. Each width array is dense from the start: an
+ * empty array given index 10 goes sparse, and every read of it left JIT code
+ * for the runtime (~0.3 us per single lookup in a server profile).
+ */
+const UNIFORM: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
 
 function uniformStatuses(code: number, nf: number): Uint8Array {
   const ready = UNIFORM[code]![nf];
