@@ -3,7 +3,7 @@ export { ColumnEntities, type EntityInput, entityKeys, keyPart, MessageRow, pars
 export { formatRfc3339, parseEventTime } from "./event-time.ts";
 export { type CallOptions, FeatureServing, type ServingLimits } from "./feature-serving.ts";
 export { FEAST_LOOKUP, type LookupDialect, type PlannedLookup, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";
-export { type LookupQuery, type LookupResult, LookupService } from "./lookup-service.ts";
+export { type LookupQuery, type LookupResult, LookupService, sameEventTimes } from "./lookup-service.ts";
 export type { RawRows } from "./raw-rows.ts";
 export { FEAST_PUSH, FEAST_WRITE, type PushDialect, planPush, QUIVER_PUSH } from "./push-request.ts";
 export { type PushOptions, PushService } from "./push-service.ts";

@@ -37,6 +37,19 @@ export interface LookupResult {
 
 const NONE: readonly string[] = Object.freeze([]);
 
+/**
+ * Do features `a` and `b` of `result` carry the same event time in every row?
+ * Features of one view do (a row's time, 0 where it was not found): column
+ * writers then copy one feature's written times instead of formatting them
+ * again.
+ */
+export function sameEventTimes(result: LookupResult, a: number, b: number): boolean {
+  const times = result.timestamps;
+  const nf = result.refs.length;
+  for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) if (times[base + a] !== times[base + b]) return false;
+  return true;
+}
+
 /** Per-request view plan: the distinct views asked for and where each ref reads from. Shared (read-only) for single-view requests. */
 interface Plan {
   readonly views: readonly CompiledView[];

@@ -1,7 +1,7 @@
 import type protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
-import type { LookupResult } from "../../serving/index.ts";
+import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
 import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { FeastValue, LongLike } from "./values.ts";
@@ -118,6 +118,8 @@ export function writeNullValue(w: ProtoWriter): void {
 /** The answer from a LookupResult (the decoding path: Redis shards, caches, several views). */
 export class FeastResponseEncoder {
   private readonly out: FeastWriter;
+  /** A feature's `event_timestamps`, kept to be copied into the next features with the same times (one view's). */
+  private readonly times = new ProtoWriter();
 
   constructor(valueType: protobuf.Type) {
     this.out = new FeastWriter(valueType);
@@ -127,15 +129,24 @@ export class FeastResponseEncoder {
     const rows = result.rowCount;
     const w = this.out.head(keys, names, rows, viewVersions);
     const nf = result.refs.length;
+    const times = this.times;
+    let timesCol = -1;
     for (let c = 0; c < nf; c++) {
       w.uint32(18).fork();
       writeVector(w, result, c, nf, rows);
+      if (timesCol < 0 || !sameEventTimes(result, timesCol, c)) {
+        timesCol = c;
+        times.reset();
+        for (let r = 0, at = c; r < rows; r++, at += nf) writeTimestamp(times, result.timestamps[at]!);
+      }
+      w.raw(times.written());
       w.ldelim();
     }
     return this.out.finish();
   }
 }
 
+/** A FeatureVector's values and statuses; its event_timestamps follow (FeastResponseEncoder.encode). */
 function writeVector(w: ProtoWriter, result: LookupResult, c: number, nf: number, rows: number): void {
   const kind = result.refs[c]!.feature.type.kind;
   const write = VALUE_WRITERS[kind];
@@ -154,8 +165,6 @@ function writeVector(w: ProtoWriter, result: LookupResult, c: number, nf: number
   // Statuses are 0..4 after mapping: one byte each, so the packed length is the row count (an empty packed field is left out).
   if (rows > 0) w.uint32(18).uint32(rows);
   for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(FEAST_STATUS[statuses[at]!]!);
-  const ts = result.timestamps;
-  for (let r = 0, at = c; r < rows; r++, at += nf) writeTimestamp(w, ts[at]!);
 }
 
 type ValueWriter = (w: ProtoWriter, v: FeatureValue) => void;

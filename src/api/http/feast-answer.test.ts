@@ -66,4 +66,19 @@ describe("FeastAnswerEncoder", () => {
     const none = new ColumnEntities({}, "entities");
     expect(text(enc.json(r, none, false))).toBe(JSON.stringify(feastBody(r, none, false)));
   });
+
+  test("columns sharing their rows' times copy the written timestamps; columns that differ write their own (property)", () => {
+    const time = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4_102_444_800_000 }));
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 6 }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 5, maxLength: 5 }), fc.array(time, { minLength: 30, maxLength: 30 }), (nf, rows, group, times) => {
+        // Columns in one group share the row's time (one view); different groups differ (several views, missing rows).
+        const ts: number[] = [];
+        for (let r = 0; r < rows; r++) for (let c = 0; c < nf; c++) ts.push(times[r * 3 + group[c]!]!);
+        const r = result(Array.from({ length: nf }, (_, c) => `f${c}`), Array.from({ length: rows }, () => Array.from({ length: nf }, () => 1)), Array(rows * nf).fill(1), ts);
+        const entities = new ColumnEntities({ driver_id: Array.from({ length: rows }, (_, i) => i) }, "entities");
+        expect(text(enc.json(r, entities, false))).toBe(JSON.stringify(feastBody(r, entities, false)));
+      }),
+      { numRuns: 300, seed: 12 },
+    );
+  });
 });

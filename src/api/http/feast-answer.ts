@@ -1,6 +1,6 @@
 import type { FeatureRef } from "../../registry/index.ts";
 import type { EntityInput, LookupResult, RawRows } from "../../serving/index.ts";
-import { STATUS_NAMES, StoredValueGrid } from "../../serving/index.ts";
+import { STATUS_NAMES, StoredValueGrid, sameEventTimes } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, J_NULL, jsonString, jsonValue } from "./json-bytes.ts";
 import { storedJson } from "./stored-json.ts";
@@ -116,6 +116,11 @@ export class FeastAnswerEncoder {
     const keys = entities.keyNames;
     this.head(result.refs, entities, full, rows);
     const { values, statuses, timestamps } = result;
+    // The column whose timestamps array was last written out, and where: features of one view share their rows' times,
+    // so a column with the same times copies that array instead of formatting each time again.
+    let timesCol = -1;
+    let timesStart = 0;
+    let timesEnd = 0;
     for (let c = 0; c < nf; c++) {
       w.bytes(c === 0 && keys.length === 0 ? COLUMN_FIRST : COLUMN_NEXT);
       for (let r = 0, at = c; r < rows; r++, at += nf) {
@@ -128,9 +133,15 @@ export class FeastAnswerEncoder {
         w.bytes(STATUS[statuses[at]!]!);
       }
       w.bytes(TIMESTAMPS);
-      for (let r = 0, at = c; r < rows; r++, at += nf) {
-        if (r > 0) w.byte(COMMA);
-        jsonRfc3339(w, timestamps[at]!);
+      if (timesCol >= 0 && sameEventTimes(result, timesCol, c)) w.again(timesStart, timesEnd);
+      else {
+        timesCol = c;
+        timesStart = w.pos;
+        for (let r = 0, at = c; r < rows; r++, at += nf) {
+          if (r > 0) w.byte(COMMA);
+          jsonRfc3339(w, timestamps[at]!);
+        }
+        timesEnd = w.pos;
       }
       w.bytes(COLUMN_CLOSE);
     }
