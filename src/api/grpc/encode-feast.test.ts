@@ -202,3 +202,13 @@ test("the Feast answer is byte for byte protobufjs's encoding of the same messag
     { numRuns: 300, seed: 20261205 },
   );
 });
+
+test("quiver.v1: columns with their own event times keep them; columns sharing times get the same", () => {
+  const nf = refs.length;
+  // Row 0: every column its own time; row 1: columns in two groups (two views), one not found (0).
+  const times = Array.from({ length: 2 * nf }, (_, i) => (i < nf ? 1_700_000_000_000 + i : i % 2 === 0 ? 0 : 1_800_000_000_000));
+  const result: LookupResult = { refs, rowCount: 2, values: Array(2 * nf).fill(null), statuses: new Uint8Array(2 * nf).fill(3), timestamps: Float64Array.from(times), degraded: [], stale: undefined };
+  const type = protos.type("quiver.v1.LookupResponse");
+  const msg = type.toObject(type.decode(encodeLookupResponse(result, refs.map((r) => r.feature.name), 0)), { longs: Number, defaults: true, arrays: true }) as { columns: { event_timestamps_ms: number[] }[] };
+  expect(msg.columns.map((c) => c.event_timestamps_ms)).toEqual(refs.map((_, c) => [times[c], times[nf + c]]));
+});

@@ -1,5 +1,5 @@
 import type { ValueType } from "../../registry/value-types.ts";
-import type { LookupResult } from "../../serving/index.ts";
+import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
 import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { LongLike } from "./values.ts";
@@ -41,6 +41,8 @@ export function isZeroId(id: Id): boolean {
 
 /** Shared by the encoders below: each call writes one whole message synchronously, then copies it out. */
 const writer = new ProtoWriter();
+/** A column's `event_timestamps_ms`, kept to be copied into the next columns with the same times (one view's). */
+const timesWriter = new ProtoWriter();
 
 export function encodeLookupResponse(result: LookupResult, names: readonly string[], id: Id): Uint8Array {
   const w = writer.reset();
@@ -49,9 +51,17 @@ export function encodeLookupResponse(result: LookupResult, names: readonly strin
   const rows = result.rowCount;
   if (rows !== 0) w.uint32(24).uint32(rows);
   const nf = result.refs.length;
+  let timesCol = -1;
   for (let c = 0; c < nf; c++) {
+    if (rows > 0 && (timesCol < 0 || !sameEventTimes(result, timesCol, c))) {
+      timesCol = c;
+      const t = timesWriter.reset();
+      t.uint32(82).fork();
+      for (let r = 0, at = c; r < rows; r++, at += nf) t.int64(result.timestamps[at]!);
+      t.ldelim();
+    }
     w.uint32(34).fork();
-    writeColumn(w, result, c, nf, rows);
+    writeColumn(w, result, c, nf, rows, timesWriter);
     w.ldelim();
   }
   for (const node of result.degraded) w.uint32(42).string(node);
@@ -71,7 +81,8 @@ export function encodeStreamError(id: Id, error: StreamError): Uint8Array {
   return w.finish();
 }
 
-function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number, rows: number): void {
+/** One FeatureColumn; `times` holds its `event_timestamps_ms` field, written by the caller (shared by columns of one view). */
+function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number, rows: number, times: ProtoWriter): void {
   const type = result.refs[c]!.feature.type;
   const values = result.values;
   w.uint32(8).int32(VALUE_TYPE[type.kind]);
@@ -135,10 +146,7 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
   w.uint32(74).fork();
   for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(statuses[at]!);
   w.ldelim();
-  const ts = result.timestamps;
-  w.uint32(82).fork();
-  for (let r = 0, at = c; r < rows; r++, at += nf) w.int64(ts[at]!);
-  w.ldelim();
+  w.raw(times.written());
   const stale = result.stale;
   if (stale !== undefined) {
     w.uint32(90).uint32(rows);
