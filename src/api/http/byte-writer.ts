@@ -4,6 +4,9 @@
  * Response makes. One writer per encoder, created at start-up; encoding is
  * synchronous, so a writer is never shared by two answers at once.
  */
+/** 10^0 .. 10^15, all exact doubles. */
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
 /** Copies up to this many bytes with a loop, longer ones with TypedArray#set. */
 const SMALL_COPY = 64;
 
@@ -191,6 +194,38 @@ export class ByteWriter {
       t = q;
     }
     this.pos += 8;
+  }
+
+  /**
+   * n / 10^f in fixed-point notation, for an integer 0 <= n < 2^53 and
+   * 1 <= f <= 15: the fraction zero-padded to f digits, the integer part
+   * "0" when n < 10^f ((588, 4) -> "0.0588", (381, 2) -> "3.81"). Digits
+   * are written right to left into place, on int32 halves of n.
+   */
+  fixedPoint(n: number, f: number): void {
+    let digits = 1;
+    while (digits < 16 && n >= POW10[digits]!) digits++;
+    const count = digits > f ? digits : f + 1;
+    this.ensure(count + 1);
+    const buf = this.buf;
+    let p = this.pos + count;
+    let lo = n % 100_000_000 | 0;
+    let hi = ((n - lo) / 100_000_000) | 0;
+    for (let i = 0; i < count; i++) {
+      if (i === f) buf[p--] = 0x2e;
+      let digit: number;
+      if (i < 8) {
+        const q = (lo / 10) | 0;
+        digit = lo - q * 10;
+        lo = q;
+      } else {
+        const q = (hi / 10) | 0;
+        digit = hi - q * 10;
+        hi = q;
+      }
+      buf[p--] = 48 + digit;
+    }
+    this.pos += count + 1;
   }
 
   /** 0 <= v < 10^8. */

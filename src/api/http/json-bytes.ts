@@ -51,22 +51,8 @@ function fixedDecimal(w: ByteWriter, v: number): boolean {
     if (n / p !== a) continue;
     // A trailing zero would mean a shorter decimal exists (cannot happen; guards the reasoning above).
     if (n % 10 === 0) return false;
-    const whole = Math.floor(n / p);
-    let frac = n - whole * p;
-    let intPart = whole;
-    if (frac < 0) {
-      intPart--;
-      frac += p;
-    } else if (frac >= p) {
-      intPart++;
-      frac -= p;
-    }
     if (v < 0) w.byte(0x2d);
-    w.decimal(intPart);
-    w.byte(0x2e);
-    // Leading zeros of the fraction, then its digits.
-    for (let q = p / 10; q > frac; q /= 10) w.byte(0x30);
-    w.decimal(frac);
+    w.fixedPoint(n, f);
     return true;
   }
   return false;
