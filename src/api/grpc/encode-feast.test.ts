@@ -210,5 +210,5 @@ test("quiver.v1: columns with their own event times keep them; columns sharing t
   const result: LookupResult = { refs, rowCount: 2, values: Array(2 * nf).fill(null), statuses: new Uint8Array(2 * nf).fill(3), timestamps: Float64Array.from(times), degraded: [], stale: undefined };
   const type = protos.type("quiver.v1.LookupResponse");
   const msg = type.toObject(type.decode(encodeLookupResponse(result, refs.map((r) => r.feature.name), 0)), { longs: Number, defaults: true, arrays: true }) as { columns: { event_timestamps_ms: number[] }[] };
-  expect(msg.columns.map((c) => c.event_timestamps_ms)).toEqual(refs.map((_, c) => [times[c], times[nf + c]]));
+  expect(msg.columns.map((c) => c.event_timestamps_ms)).toEqual(refs.map((_, c) => [times[c]!, times[nf + c]!]));
 });
