@@ -39,7 +39,8 @@ export const SERVING_VERSION = "quiver-0.1.0";
  * Handlers of feast.serving.ServingService and Feast's Python GrpcFeatureServer.
  * Each turns the decoded message into the plain shape the serving layer reads
  * (entity Values to JS values, text columns parsed by registry type) and
- * writes the answer straight from the LookupResult.
+ * writes the answer straight from the stored rows when the store hands them
+ * over as bytes (FeastRowsEncoder), else from the LookupResult.
  */
 export class FeastGrpcService {
   private readonly encoder: FeastResponseEncoder;
@@ -82,9 +83,14 @@ export class FeastGrpcService {
     this.rawKeys = keys;
     this.rawNames = names;
     this.rawVersions = versions;
-    const stored = this.serving.lookupRaw(plan, this.fromRows);
-    this.rawKeys = this.rawNames = [];
-    this.rawVersions = undefined;
+    let stored: Uint8Array | undefined;
+    try {
+      stored = this.serving.lookupRaw(plan, this.fromRows);
+    } finally {
+      // The request's key Values are not kept past the call.
+      this.rawKeys = this.rawNames = [];
+      this.rawVersions = undefined;
+    }
     if (stored !== undefined) return stored;
     const answer = (result: Awaited<ReturnType<FeatureServing["lookup"]>>) => {
       let missing = 0;
