@@ -13,6 +13,10 @@ import type { SlabStore } from "./arena-slabs.ts";
  */
 
 const STRIDE = 3;
+/** firstProbe: the key is not in the table. */
+export const ABSENT = -1;
+/** firstProbe: the first slot does not decide; `find` probes on. */
+export const PROBE_ON = -2;
 const EMPTY = 0;
 const TOMBSTONE = 0xffffffff;
 /** Live + tombstone slots may fill this share of the table before a rehash. */
@@ -57,6 +61,23 @@ export class ArenaTable {
       i = (i + 1) & mask;
     }
     return -1;
+  }
+
+  /**
+   * The first probe of a key whose hash is `h`, without reading the slab:
+   * its slot when that slot holds a live key with the same hash (a candidate
+   * to confirm with the slab's keyEquals), ABSENT when the slot is empty (the
+   * key is not in the table), PROBE_ON otherwise (a collision or tombstone:
+   * `find` decides). Cheap and branch-light, so a batch can issue these loads
+   * back to back and let their cache misses overlap.
+   */
+  firstProbe(h: number): number {
+    const i = h & this.mask;
+    const b = i * STRIDE;
+    const t = this.t;
+    const ref = t[b + 1]!;
+    if (ref === EMPTY) return ABSENT;
+    return ref !== TOMBSTONE && t[b] === h ? i : PROBE_ON;
   }
 
   /** Adds a key known to be absent, at (slab, offset); may rehash, so slot numbers change. */

@@ -19,6 +19,8 @@ export class KeyBatch {
   start = new Int32Array(16);
   end = new Int32Array(16);
   ringStart = new Int32Array(16);
+  /** 0, 1, 2, ...: picks every key of the batch (RawReader.readRaw). */
+  all = identity(16);
   count = 0;
   private pos = 0;
 
@@ -80,14 +82,22 @@ export class KeyBatch {
     }
     this.ensure(16);
     const out = this.bytes;
-    // Below 2^53, x / 10 is never rounded up to the next integer, so floor is exact.
+    // Digits counted by comparison, written on int32 halves (below and above 10^8): no floating-point division.
     let digits = 1;
-    for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
+    while (digits < 16 && v >= POW10[digits]!) digits++;
+    let lo = v % 100_000_000 | 0;
+    let hi = ((v - lo) / 100_000_000) | 0;
     let p = this.pos + digits - 1;
-    for (let x = v; p >= this.pos; p--) {
-      const q = x < 2147483648 ? (x / 10) | 0 : Math.floor(x / 10);
-      out[p] = 48 + (x - q * 10);
-      x = q;
+    for (let d = 0; d < digits; d++, p--) {
+      if (d < 8) {
+        const q = (lo / 10) | 0;
+        out[p] = 48 + lo - q * 10;
+        lo = q;
+      } else {
+        const q = (hi / 10) | 0;
+        out[p] = 48 + hi - q * 10;
+        hi = q;
+      }
     }
     this.pos += digits;
   }
@@ -132,7 +142,17 @@ export class KeyBatch {
     this.start = grow(this.start);
     this.end = grow(this.end);
     this.ringStart = grow(this.ringStart);
+    this.all = identity(size);
   }
+}
+
+/** 10^0 .. 10^15, all exact doubles. */
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
+function identity(n: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return a;
 }
 
 function fail(key: string): never {

@@ -106,14 +106,15 @@ export interface RawRowSink {
 /**
  * A node that can hand rows over without decoding them, synchronously: for
  * answers written straight from the stored MessagePack (no value objects, no
- * re-encoding). Reads keys `from` to `to` (exclusive) of the batch — keys as
- * bytes, no string per key — reports each present one to `sink` under its
- * index in the batch (misses are not reported) and answers how many were
- * present. Only in-process nodes offer it; a composite offers it exactly when
- * every part it reads from does.
+ * re-encoding). Reads the keys of the batch whose indices are `picks[from]`
+ * to `picks[to - 1]` — keys as bytes, no string per key; `keys.all` picks the
+ * whole batch, a router passes each member its own share — reports each
+ * present one to `sink` under its index in the batch (misses are not
+ * reported) and answers how many were present. Only in-process nodes offer
+ * it; a composite offers it exactly when every part it reads from does.
  */
 export interface RawReader {
-  readRaw(keys: KeyBatch, from: number, to: number, sink: RawRowSink): number;
+  readRaw(keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number;
 }
 
 /**

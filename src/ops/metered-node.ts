@@ -70,7 +70,7 @@ export class MeteredKvNode implements KvNode {
     if (inner === undefined) return undefined;
     if (this.rawInner !== inner) {
       this.rawInner = inner;
-      this.rawMetered = { readRaw: (keys, from, to, sink) => this.readRawMetered(inner, keys, from, to, sink) };
+      this.rawMetered = { readRaw: (keys, picks, from, to, sink) => this.readRawMetered(inner, keys, picks, from, to, sink) };
     }
     return this.rawMetered;
   }
@@ -78,9 +78,9 @@ export class MeteredKvNode implements KvNode {
   private rawInner: RawReader | undefined;
   private rawMetered: RawReader | undefined;
 
-  private readRawMetered(inner: RawReader, keys: KeyBatch, from: number, to: number, sink: RawRowSink): number {
+  private readRawMetered(inner: RawReader, keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number {
     const start = performance.now();
-    const found = inner.readRaw(keys, from, to, sink);
+    const found = inner.readRaw(keys, picks, from, to, sink);
     this.getLatency.observe((performance.now() - start) / 1000);
     this.gets.inc();
     this.keysRead.inc(found);

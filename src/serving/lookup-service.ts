@@ -110,7 +110,7 @@ export class LookupService {
     const rows = this.rawRows;
     rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      raw.readRaw(keys, 0, keys.count, rows);
+      raw.readRaw(keys, keys.all, 0, keys.count, rows);
       rows.ageRows(view.maxAgeMs, this.clock());
       return write(rows, arg);
     } finally {
