@@ -100,6 +100,35 @@ describe("HashRing", () => {
     expect(proc.stdout.toString().trim()).toBe(ownersOf(a, sample.slice(0, 500)).join(","));
   });
 
+  test("owners found through the bucket index are those of a binary search over every vnode position", () => {
+    const sample = MILLION.slice(0, 20_000);
+    for (const count of [1, 3, 10, 70]) {
+      for (const vnodes of [1, 7, 160]) {
+        const members = nodes(count);
+        const ring = new HashRing(members, { vnodesPerNode: vnodes });
+        // The ring's positions, rebuilt as its constructor defines them, and the first at or after each key's hash.
+        const points = members
+          .flatMap((m, owner) => Array.from({ length: vnodes }, (_, v) => ({ pos: hash64(`${m.id}#${v}`), owner })))
+          .sort((a, b) => a.pos - b.pos || (members[a.owner]!.id < members[b.owner]!.id ? -1 : 1));
+        const positions = points.map((p) => p.pos);
+        const firstAtOrAfter = (h: number) => {
+          let lo = 0;
+          let hi = positions.length;
+          while (lo < hi) {
+            const mid = (lo + hi) >>> 1;
+            if (positions[mid]! < h) lo = mid + 1;
+            else hi = mid;
+          }
+          return lo === positions.length ? 0 : lo;
+        };
+        const expected = sample.map((k) => points[firstAtOrAfter(hash64(k))]!.owner);
+        // Random keys, some past the last position (wrapping to the first).
+        const got = sample.map((k) => ring.ownerIndexOf(k));
+        expect(got).toEqual(expected);
+      }
+    }
+  });
+
   test("hash64 is stable across releases (pinned values)", () => {
     // Changing these moves every key in every deployed cluster: don't, without a migration.
     expect([hash64("driver_id=i1001"), hash64("a"), hash64("b"), hash64("")]).toEqual([

@@ -23,6 +23,16 @@ export class HashRing {
   readonly vnodesPerNode: number;
   private readonly positions: Float64Array;
   private readonly ownerIndex: Uint16Array;
+  /**
+   * The hash space (53 bits) cut into 2^bucketBits equal buckets; bucketStart[b]
+   * is the first position at or after bucket b's start. A hash's slot lies
+   * between its bucket's start and the next one's, almost always within a
+   * position or two: a lookup costs an index read and a short search instead
+   * of a binary search over every position (~10 unpredictable branches for
+   * 4 nodes x 160 vnodes), for each key a lookup routes.
+   */
+  private readonly bucketStart: Int32Array;
+  private readonly bucketDivisor: number;
 
   constructor(members: readonly RingMember[], options: RingOptions = {}) {
     this.vnodesPerNode = options.vnodesPerNode ?? 160;
@@ -50,6 +60,16 @@ export class HashRing {
       this.positions[i] = p.pos;
       this.ownerIndex[i] = p.owner;
     });
+    let bucketBits = 10;
+    while (bucketBits < 16 && 2 ** bucketBits < points.length) bucketBits++;
+    const buckets = 2 ** bucketBits;
+    this.bucketDivisor = 2 ** (53 - bucketBits);
+    this.bucketStart = new Int32Array(buckets + 1);
+    for (let b = 0, i = 0; b <= buckets; b++) {
+      const from = b * this.bucketDivisor;
+      while (i < points.length && this.positions[i]! < from) i++;
+      this.bucketStart[b] = i;
+    }
   }
 
   get size(): number {
@@ -122,10 +142,13 @@ export class HashRing {
   }
 
   /** First slot whose position is >= h, wrapping to 0. */
+  /** The first position at or after `h` (a 53-bit hash), wrapping to 0 past the last. */
   private slotOf(h: number): number {
     const pos = this.positions;
-    let lo = 0;
-    let hi = pos.length;
+    // Every position before the bucket's start is below h; the next bucket's first is above it.
+    const b = Math.floor(h / this.bucketDivisor);
+    let lo = this.bucketStart[b]!;
+    let hi = this.bucketStart[b + 1]!;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (pos[mid]! < h) lo = mid + 1;
