@@ -42,6 +42,11 @@ export function isStoredNumber(bytes: Uint8Array, p: number): boolean {
   return b <= 0x7f || b >= 0xe0 || (b >= 0xcb && b <= 0xd3);
 }
 
+/** The number at `p`, or 0 when the value there is not a number (how a typed number field writes a value of another type). */
+export function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
+  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
+}
+
 /** Byte length of the string at `p`, or -1 when the value there is not a string. */
 export function storedStringLength(bytes: Uint8Array, view: DataView, p: number): number {
   const b = bytes[p]!;

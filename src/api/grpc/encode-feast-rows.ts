@@ -1,8 +1,9 @@
-import { afterStoredScalar, isStoredNumber, storedArrayLength, storedArrayStart, storedNumber, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
-import { FEAST_STATUS, FeastWriter, type KeyVector, type ViewVersion, writeNullValue, writeTimestamp } from "./encode-feast.ts";
+import { FEAST_STATUS, FeastWriter, type KeyVector, VALUE_LIST_TAG, type ViewVersion, writeNullValue, writeTimestamp } from "./encode-feast.ts";
+import { listBody, storedListContent, storedListCount, writeStoredListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
-import { int64Size, nested, varint32Size } from "./wire-size.ts";
+import { int64Size, nested } from "./wire-size.ts";
 
 /**
  * feast.serving.GetOnlineFeaturesResponse written from a single-view
@@ -82,65 +83,17 @@ export class FeastRowsEncoder {
           w.uint32(10).uint32(2).uint32(56).bool(bytes[p] === 0xc3);
           break;
         case "int64[]":
-          int64List(w, bytes, view, p);
-          break;
         case "float64[]":
         case "embedding":
-          doubleList(w, bytes, view, p);
+        case "string[]": {
+          const count = storedListCount(bytes, view, p);
+          const content = storedListContent(kind, bytes, view, p, count);
+          const body = listBody(kind, count, content);
+          w.uint32(10).uint32(nested(1, body)).uint32(VALUE_LIST_TAG[kind]).uint32(body);
+          writeStoredListBody(w, kind, bytes, view, p, count, content);
           break;
-        case "string[]":
-          stringList(w, bytes, view, p);
-          break;
+        }
       }
     }
-  }
-}
-
-function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
-  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
-}
-
-/** Elements of the list stored at `p` (0 when what is stored is not a list: written as an empty one). */
-function listCount(bytes: Uint8Array, view: DataView, p: number): number {
-  return Math.max(0, storedArrayLength(bytes, view, p));
-}
-
-/** Value { int64_list_val: Int64List } (field 14); an element that is not a number is 0. */
-function int64List(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
-  const count = listCount(bytes, view, p);
-  const first = count === 0 ? p : storedArrayStart(bytes, p);
-  let packed = 0;
-  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) packed += int64Size(storedNumberOr0(bytes, view, q));
-  const body = count === 0 ? 0 : nested(1, packed);
-  w.uint32(10).uint32(nested(1, body)).uint32(114).uint32(body);
-  if (count === 0) return;
-  w.uint32(10).uint32(packed);
-  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) w.int64(storedNumberOr0(bytes, view, q));
-}
-
-/** Value { double_list_val: DoubleList } (field 15); an element that is not a number is 0. */
-function doubleList(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
-  const count = listCount(bytes, view, p);
-  const body = count === 0 ? 0 : nested(1, count * 8);
-  w.uint32(10).uint32(nested(1, body)).uint32(122).uint32(body);
-  if (count === 0) return;
-  w.uint32(10).uint32(count * 8);
-  for (let k = 0, q = storedArrayStart(bytes, p); k < count; k++, q = afterStoredScalar(bytes, view, q)) w.double(storedNumberOr0(bytes, view, q));
-}
-
-/** Value { string_list_val: StringList } (field 12); an element that is not a string is "". */
-function stringList(w: ProtoWriter, bytes: Uint8Array, view: DataView, p: number): void {
-  const count = listCount(bytes, view, p);
-  const first = count === 0 ? p : storedArrayStart(bytes, p);
-  let body = 0;
-  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) {
-    const len = Math.max(0, storedStringLength(bytes, view, q));
-    body += 1 + varint32Size(len) + len;
-  }
-  w.uint32(10).uint32(nested(1, body)).uint32(98).uint32(body);
-  for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) {
-    const len = storedStringLength(bytes, view, q);
-    const s = len < 0 ? q : storedStringStart(bytes, q);
-    w.uint32(10).stringBytes(bytes, s, s + Math.max(0, len));
   }
 }

@@ -3,9 +3,10 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
 import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { type ListKind, listBody, listContent, writeListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { FeastValue, LongLike } from "./values.ts";
-import { doubleListBody, int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts";
+import { int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts";
 
 /**
  * feast.serving.GetOnlineFeaturesResponse written straight from a
@@ -179,43 +180,26 @@ const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
   float64: (w, v) => w.uint32(41).double(numberOr0(v)),
   string: (w, v) => w.uint32(18).string(stringOrEmpty(v)),
   bool: (w, v) => w.uint32(56).bool(v === true),
-  "int64[]": (w, v) => {
-    const list = listOrEmpty(v);
-    const packed = int64ElementsSize(list);
-    w.uint32(114).uint32(list.length === 0 ? 0 : nested(1, packed));
-    if (list.length > 0) {
-      w.uint32(10).uint32(packed);
-      for (const x of list) w.int64(numberOr0(x));
-    }
-  },
-  "float64[]": writeDoubles,
-  embedding: writeDoubles,
-  "string[]": (w, v) => {
-    const list = listOrEmpty(v);
-    w.uint32(98).uint32(stringElementsSize(list));
-    for (const x of list) w.uint32(10).string(stringOrEmpty(x));
-  },
+  "int64[]": (w, v) => writeList(w, "int64[]", v),
+  "float64[]": (w, v) => writeList(w, "float64[]", v),
+  embedding: (w, v) => writeList(w, "embedding", v),
+  "string[]": (w, v) => writeList(w, "string[]", v),
 };
 
-function writeDoubles(w: ProtoWriter, v: FeatureValue): void {
+/** Value's oneof field (tag byte) for each list kind: int64_list_val, double_list_val, string_list_val. */
+export const VALUE_LIST_TAG: Readonly<Record<ListKind, number>> = { "int64[]": 114, "float64[]": 122, embedding: 122, "string[]": 98 };
+
+function writeList(w: ProtoWriter, kind: ListKind, v: FeatureValue): void {
   const list = listOrEmpty(v);
-  w.uint32(122).uint32(doubleListBody(list.length));
-  if (list.length > 0) {
-    w.uint32(10).uint32(list.length * 8);
-    for (const x of list) w.double(numberOr0(x));
-  }
+  const content = listContent(kind, list);
+  w.uint32(VALUE_LIST_TAG[kind]).uint32(listBody(kind, list.length, content));
+  writeListBody(w, kind, list, content);
 }
 
-function int64ElementsSize(list: readonly unknown[]): number {
-  let n = 0;
-  for (const x of list) n += int64Size(numberOr0(x));
-  return n;
-}
-
-function stringElementsSize(list: readonly unknown[]): number {
-  let n = 0;
-  for (const x of list) n += stringFieldSize(stringOrEmpty(x));
-  return n;
+/** Size of a Value holding a list (tag, length, body). */
+function listValueSize(kind: ListKind, v: FeatureValue): number {
+  const list = listOrEmpty(v);
+  return nested(1, listBody(kind, list.length, listContent(kind, list)));
 }
 
 /** Encoded size of a Value message (tag + payload) per registry type kind, matching VALUE_WRITERS. */
@@ -224,11 +208,8 @@ const VALUE_SIZES: Readonly<Record<ValueType["kind"], (v: FeatureValue) => numbe
   float64: () => 9,
   string: (v) => stringFieldSize(stringOrEmpty(v)),
   bool: () => 2,
-  "int64[]": (v) => {
-    const list = listOrEmpty(v);
-    return nested(1, list.length === 0 ? 0 : nested(1, int64ElementsSize(list)));
-  },
-  "float64[]": (v) => nested(1, doubleListBody(listOrEmpty(v).length)),
-  embedding: (v) => nested(1, doubleListBody(listOrEmpty(v).length)),
-  "string[]": (v) => nested(1, stringElementsSize(listOrEmpty(v))),
+  "int64[]": (v) => listValueSize("int64[]", v),
+  "float64[]": (v) => listValueSize("float64[]", v),
+  embedding: (v) => listValueSize("embedding", v),
+  "string[]": (v) => listValueSize("string[]", v),
 };

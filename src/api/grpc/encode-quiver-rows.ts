@@ -1,11 +1,12 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
-import { afterStoredScalar, isStoredNumber, storedArrayLength, storedArrayStart, storedNumber, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import type { FeatureRef } from "../../registry/index.ts";
 import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
 import { PreparedNames } from "../http/prepared-names.ts";
-import { VALUE_TYPE, type Id, isZeroId } from "./encode-quiver.ts";
+import { listOrEmpty, numberOr0 } from "./column-values.ts";
+import { type Id, isZeroId, LIST_TAG, VALUE_TYPE } from "./encode-quiver.ts";
+import { listBody, listContent, storedListContent, storedListCount, writeListBody, writeStoredListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
-import { doubleListBody, int64ListBody, int64Size, int64sSize, nested, stringListBody, varint32Size } from "./wire-size.ts";
 
 const SHORT_NAMES = 0;
 const FULL_NAMES = 1;
@@ -121,108 +122,32 @@ export class QuiverRowsEncoder {
         }
         break;
       case "int64[]":
-        for (let r = 0; r < n; r++) this.int64List(rows, r, grid.offset(r, c), dflt);
-        break;
       case "float64[]":
       case "embedding":
-        for (let r = 0; r < n; r++) this.doubleList(rows, r, grid.offset(r, c), dflt);
+      case "string[]": {
+        const tag = LIST_TAG[kind];
+        const d = listOrEmpty(dflt);
+        const dContent = listContent(kind, d);
+        for (let r = 0; r < n; r++) {
+          const p = grid.offset(r, c);
+          if (p < 0) {
+            w.uint32(tag).uint32(listBody(kind, d.length, dContent));
+            writeListBody(w, kind, d, dContent);
+          } else {
+            const bytes = rows.bytes[r]!;
+            const view = rows.views[r]!;
+            const count = storedListCount(bytes, view, p);
+            const content = storedListContent(kind, bytes, view, p, count);
+            w.uint32(tag).uint32(listBody(kind, count, content));
+            writeStoredListBody(w, kind, bytes, view, p, count, content);
+          }
+        }
         break;
-      case "string[]":
-        for (let r = 0; r < n; r++) this.stringList(rows, r, grid.offset(r, c), dflt);
-        break;
+      }
     }
     // Statuses are below 128: one byte each, so the packed length is the row count.
     w.uint32(74).uint32(n);
     for (let r = 0; r < n; r++) w.uint32(grid.status(rows, r, c));
     w.raw(times);
   }
-
-  /** An Int64List (field 6) from the stored list at `p` (the default when p < 0, empty when no list is stored); an element that is not a number is written as 0, as the decoding path writes it. */
-  private int64List(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
-    const w = this.w;
-    const bytes = rows.bytes[r];
-    const view = rows.views[r]!;
-    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
-    if (count < 0) {
-      const list = listOr0(p < 0 ? dflt : null) as readonly number[];
-      w.uint32(50).uint32(int64ListBody(list));
-      if (list.length > 0) {
-        w.uint32(10).uint32(int64sSize(list));
-        for (const x of list) w.int64(x);
-      }
-      return;
-    }
-    const first = storedArrayStart(bytes!, p);
-    let packed = 0;
-    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) packed += int64Size(storedNumberOr0(bytes!, view, q));
-    w.uint32(50).uint32(count === 0 ? 0 : nested(1, packed));
-    if (count > 0) {
-      w.uint32(10).uint32(packed);
-      for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) w.int64(storedNumberOr0(bytes!, view, q));
-    }
-  }
-
-  /** A DoubleList (field 7), as int64List. */
-  private doubleList(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
-    const w = this.w;
-    const bytes = rows.bytes[r];
-    const view = rows.views[r]!;
-    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
-    if (count < 0) {
-      const list = listOr0(p < 0 ? dflt : null) as readonly number[];
-      w.uint32(58).uint32(doubleListBody(list.length));
-      if (list.length > 0) {
-        w.uint32(10).uint32(list.length * 8);
-        for (const x of list) w.double(x);
-      }
-      return;
-    }
-    const first = storedArrayStart(bytes!, p);
-    w.uint32(58).uint32(doubleListBody(count));
-    if (count > 0) {
-      w.uint32(10).uint32(count * 8);
-      for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) w.double(storedNumberOr0(bytes!, view, q));
-    }
-  }
-
-  /** A StringList (field 8), as int64List; strings are copied as their stored UTF-8. */
-  private stringList(rows: RawRows, r: number, p: number, dflt: FeatureValue): void {
-    const w = this.w;
-    const bytes = rows.bytes[r];
-    const view = rows.views[r]!;
-    const count = p < 0 ? -1 : storedArrayLength(bytes!, view, p);
-    if (count < 0) {
-      const list = listOr0(p < 0 ? dflt : null) as readonly string[];
-      w.uint32(66).uint32(stringListBody(list));
-      for (const x of list) w.uint32(10).string(x);
-      return;
-    }
-    const first = storedArrayStart(bytes!, p);
-    let body = 0;
-    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) {
-      const len = Math.max(0, storedStringLength(bytes!, view, q));
-      body += 1 + varint32Size(len) + len;
-    }
-    w.uint32(66).uint32(body);
-    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes!, view, q)) {
-      // An element that is not a string is written as "", as the decoding path writes it.
-      const len = storedStringLength(bytes!, view, q);
-      const s = len < 0 ? q : storedStringStart(bytes!, q);
-      w.uint32(10).stringBytes(bytes!, s, s + Math.max(0, len));
-    }
-  }
-}
-
-function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
-  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
-}
-
-function numberOr0(v: FeatureValue | undefined): number {
-  return typeof v === "number" ? v : 0;
-}
-
-const EMPTY: readonly never[] = [];
-
-function listOr0(v: FeatureValue | undefined): readonly unknown[] {
-  return Array.isArray(v) ? v : EMPTY;
 }

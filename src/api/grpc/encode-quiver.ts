@@ -1,9 +1,9 @@
 import type { ValueType } from "../../registry/value-types.ts";
 import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
 import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { type ListKind, listBody, listContent, writeListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { LongLike } from "./values.ts";
-import { doubleListBody, int64Size, nested, stringFieldSize } from "./wire-size.ts";
 
 /**
  * quiver.v1.LookupResponse written straight from a LookupResult into
@@ -23,6 +23,9 @@ export const VALUE_TYPE: Readonly<Record<ValueType["kind"], number>> = {
   "string[]": 7,
   embedding: 8,
 };
+
+/** FeatureColumn's field (tag byte) for each list kind: int64_list_values, double_list_values, string_list_values. */
+export const LIST_TAG: Readonly<Record<ListKind, number>> = { "int64[]": 50, "float64[]": 58, embedding: 58, "string[]": 66 };
 
 /** An error carried inside a LookupStream answer. */
 export interface StreamError {
@@ -110,37 +113,18 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
       break;
     // A value or list element of another type (stored before a type change) is written as 0 or "" (column-values.ts).
     case "int64[]":
-      for (let r = 0, at = c; r < rows; r++, at += nf) {
-        const list = listOrEmpty(values[at]);
-        let packed = 0;
-        for (const x of list) packed += int64Size(numberOr0(x));
-        w.uint32(50).uint32(list.length === 0 ? 0 : nested(1, packed));
-        if (list.length > 0) {
-          w.uint32(10).uint32(packed);
-          for (const x of list) w.int64(numberOr0(x));
-        }
-      }
-      break;
     case "float64[]":
     case "embedding":
+    case "string[]": {
+      const tag = LIST_TAG[type.kind];
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         const list = listOrEmpty(values[at]);
-        w.uint32(58).uint32(doubleListBody(list.length));
-        if (list.length > 0) {
-          w.uint32(10).uint32(list.length * 8);
-          for (const x of list) w.double(numberOr0(x));
-        }
+        const content = listContent(type.kind, list);
+        w.uint32(tag).uint32(listBody(type.kind, list.length, content));
+        writeListBody(w, type.kind, list, content);
       }
       break;
-    case "string[]":
-      for (let r = 0, at = c; r < rows; r++, at += nf) {
-        const list = listOrEmpty(values[at]);
-        let body = 0;
-        for (const x of list) body += stringFieldSize(stringOrEmpty(x));
-        w.uint32(66).uint32(body);
-        for (const x of list) w.uint32(10).string(stringOrEmpty(x));
-      }
-      break;
+    }
   }
   const statuses = result.statuses;
   w.uint32(74).fork();

@@ -25,25 +25,3 @@ export function nested(tagBytes: number, body: number): number {
 export function stringFieldSize(s: string): number {
   return nested(1, utf8Length(s));
 }
-
-export function int64sSize(list: readonly number[]): number {
-  let n = 0;
-  for (const x of list) n += int64Size(x);
-  return n;
-}
-
-/** Body of an Int64List: the packed field, when not empty. */
-export function int64ListBody(list: readonly number[]): number {
-  return list.length === 0 ? 0 : nested(1, int64sSize(list));
-}
-
-/** Body of a DoubleList of `count` elements. */
-export function doubleListBody(count: number): number {
-  return count === 0 ? 0 : nested(1, count * 8);
-}
-
-export function stringListBody(list: readonly string[]): number {
-  let n = 0;
-  for (const x of list) n += stringFieldSize(x);
-  return n;
-}
