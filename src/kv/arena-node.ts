@@ -137,11 +137,7 @@ export class ArenaKvNode implements KvNode, RawReader {
       if (slot === ABSENT) continue;
       if (slot === PROBE_ON || !slabs.keyEquals(table.slabAt(slot), table.offsetAt(slot), bytes, at, len)) slot = table.find(bytes, at, len, hashes[j]!);
       if (slot < 0) continue;
-      const id = table.slabAt(slot);
-      const off = table.offsetAt(slot);
-      const start = slabs.rowStart(id, off);
-      const view = slabs.view(id);
-      sink.row(i, slabs.bytes(id), view, start + ROW_HEADER_BYTES, start + slabs.rowLength(id, off), view.getFloat64(start, false));
+      this.report(i, slot, sink);
       found++;
     }
     return found;
@@ -153,12 +149,17 @@ export class ArenaKvNode implements KvNode, RawReader {
     const len = keys.end[i]! - at;
     const slot = this.table.find(bytes, at, len, hashBytes(bytes, at, len));
     if (slot < 0) return 0;
+    this.report(i, slot, sink);
+    return 1;
+  }
+
+  /** Hands the row of table slot `slot` to `sink` as batch index `i`: its values' bytes and its event time. */
+  private report(i: number, slot: number, sink: RawRowSink): void {
     const id = this.table.slabAt(slot);
     const off = this.table.offsetAt(slot);
     const start = this.slabs.rowStart(id, off);
     const view = this.slabs.view(id);
     sink.row(i, this.slabs.bytes(id), view, start + ROW_HEADER_BYTES, start + this.slabs.rowLength(id, off), view.getFloat64(start, false));
-    return 1;
   }
 
   /** readRaw's per-key scratch: each key's hash and first probe. */

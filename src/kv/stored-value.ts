@@ -7,8 +7,12 @@
  * equals what RowValuesDecoder would have produced for it.
  */
 
-/** The number at `p` (any integer or float64 format), or NaN when the value there is not a number. */
-export function storedNumber(bytes: Uint8Array, view: DataView, p: number): number {
+/**
+ * The number at `p` (any integer or float64 format, as the decoder reads it),
+ * or 0 when the value there is not a number: how a typed number field writes
+ * a value of another type (stored before its feature's type changed).
+ */
+export function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
   const b = bytes[p]!;
   if (b <= 0x7f) return b;
   if (b >= 0xe0) return b - 0x100;
@@ -32,19 +36,8 @@ export function storedNumber(bytes: Uint8Array, view: DataView, p: number): numb
     case 0xd3:
       return view.getInt32(p + 1) * 4294967296 + view.getUint32(p + 5);
     default:
-      return Number.NaN;
+      return 0;
   }
-}
-
-/** Is the value at `p` a number (so `storedNumber` reads it)? A NaN float64 is one. */
-export function isStoredNumber(bytes: Uint8Array, p: number): boolean {
-  const b = bytes[p]!;
-  return b <= 0x7f || b >= 0xe0 || (b >= 0xcb && b <= 0xd3);
-}
-
-/** The number at `p`, or 0 when the value there is not a number (how a typed number field writes a value of another type). */
-export function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): number {
-  return isStoredNumber(bytes, p) ? storedNumber(bytes, view, p) : 0;
 }
 
 /** Byte length of the string at `p`, or -1 when the value there is not a string. */
