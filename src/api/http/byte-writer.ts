@@ -231,8 +231,8 @@ export class ByteWriter {
   /** 0 <= v < 10^8. */
   private small(v: number): void {
     let t = v | 0;
-    let digits = 1;
-    for (let x = t; x >= 10; x = (x / 10) | 0) digits++;
+    // Digits by comparison: no division before the digits are written.
+    const digits = t < 10_000 ? (t < 100 ? (t < 10 ? 1 : 2) : t < 1000 ? 3 : 4) : t < 1_000_000 ? (t < 100_000 ? 5 : 6) : t < 10_000_000 ? 7 : 8;
     this.ensure(digits);
     const buf = this.buf;
     const start = this.pos;
