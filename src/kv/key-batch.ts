@@ -1,3 +1,5 @@
+import { digitCount, writeDigits } from "../text/decimal.ts";
+
 /**
  * The storage keys of one raw read (`RawReader`), as ASCII bytes in one
  * reused buffer instead of a string per key: key i is `bytes[start[i] ..
@@ -80,26 +82,10 @@ export class KeyBatch {
       this.byte(0x2d);
       v = -v;
     }
-    this.ensure(16);
-    const out = this.bytes;
-    // Digits counted by comparison, written on int32 halves (below and above 10^8): no floating-point division.
-    let digits = 1;
-    while (digits < 16 && v >= POW10[digits]!) digits++;
-    let lo = v % 100_000_000 | 0;
-    let hi = ((v - lo) / 100_000_000) | 0;
-    let p = this.pos + digits - 1;
-    for (let d = 0; d < digits; d++, p--) {
-      if (d < 8) {
-        const q = (lo / 10) | 0;
-        out[p] = 48 + lo - q * 10;
-        lo = q;
-      } else {
-        const q = (hi / 10) | 0;
-        out[p] = 48 + hi - q * 10;
-        hi = q;
-      }
-    }
-    this.pos += digits;
+    const count = digitCount(v);
+    this.ensure(count);
+    writeDigits(this.bytes, this.pos + count, v, count);
+    this.pos += count;
   }
 
   /** Key `i` as a string (tests, diagnostics). */
@@ -145,9 +131,6 @@ export class KeyBatch {
     this.all = identity(size);
   }
 }
-
-/** 10^0 .. 10^15, all exact doubles. */
-const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 function identity(n: number): Int32Array {
   const a = new Int32Array(n);

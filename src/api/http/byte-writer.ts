@@ -1,12 +1,11 @@
+import { digitCount, POW10, writeDigits } from "../../text/decimal.ts";
+
 /**
  * An append-only byte buffer for answer encoders, reused across requests: an
  * answer costs no object tree and no serialiser string, only the copy the
  * Response makes. One writer per encoder, created at start-up; encoding is
  * synchronous, so a writer is never shared by two answers at once.
  */
-/** 10^0 .. 10^15, all exact doubles. */
-const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
-
 /** Copies up to this many bytes with a loop, longer ones with TypedArray#set. */
 const SMALL_COPY = 64;
 
@@ -177,71 +176,29 @@ export class ByteWriter {
 
   /** A non-negative integer below 2^53 in decimal, without an intermediate string. */
   decimal(v: number): void {
-    if (v < 100_000_000) {
-      this.small(v);
-      return;
-    }
-    // Split into parts below 2^31 so the digit loops run on int32 arithmetic.
-    const hi = Math.floor(v / 100_000_000);
-    const lo = v - hi * 100_000_000;
-    this.decimal(hi);
-    this.ensure(8);
-    const buf = this.buf;
-    let t = lo | 0;
-    for (let p = this.pos + 7; p >= this.pos; p--) {
-      const q = (t / 10) | 0;
-      buf[p] = 48 + t - q * 10;
-      t = q;
-    }
-    this.pos += 8;
+    const count = digitCount(v);
+    this.ensure(count);
+    writeDigits(this.buf, this.pos + count, v, count);
+    this.pos += count;
   }
 
   /**
    * n / 10^f in fixed-point notation, for an integer 0 <= n < 2^53 and
    * 1 <= f <= 15: the fraction zero-padded to f digits, the integer part
-   * "0" when n < 10^f ((588, 4) -> "0.0588", (381, 2) -> "3.81"). Digits
-   * are written right to left into place, on int32 halves of n.
+   * "0" when n < 10^f ((588, 4) -> "0.0588", (381, 2) -> "3.81").
    */
   fixedPoint(n: number, f: number): void {
-    let digits = 1;
-    while (digits < 16 && n >= POW10[digits]!) digits++;
-    const count = digits > f ? digits : f + 1;
-    this.ensure(count + 1);
-    const buf = this.buf;
-    let p = this.pos + count;
-    let lo = n % 100_000_000 | 0;
-    let hi = ((n - lo) / 100_000_000) | 0;
-    for (let i = 0; i < count; i++) {
-      if (i === f) buf[p--] = 0x2e;
-      let digit: number;
-      if (i < 8) {
-        const q = (lo / 10) | 0;
-        digit = lo - q * 10;
-        lo = q;
-      } else {
-        const q = (hi / 10) | 0;
-        digit = hi - q * 10;
-        hi = q;
-      }
-      buf[p--] = 48 + digit;
-    }
-    this.pos += count + 1;
-  }
-
-  /** 0 <= v < 10^8. */
-  private small(v: number): void {
-    let t = v | 0;
-    // Digits by comparison: no division before the digits are written.
-    const digits = t < 10_000 ? (t < 100 ? (t < 10 ? 1 : 2) : t < 1000 ? 3 : 4) : t < 1_000_000 ? (t < 100_000 ? 5 : 6) : t < 10_000_000 ? 7 : 8;
-    this.ensure(digits);
-    const buf = this.buf;
+    const digits = digitCount(n);
+    const intDigits = digits > f ? digits - f : 1;
+    this.ensure(intDigits + 1 + f);
+    const p = POW10[f]!;
+    // Exact: both parts are integers below 2^53.
+    const frac = n % p;
     const start = this.pos;
-    for (let p = start + digits - 1; p >= start; p--) {
-      const q = (t / 10) | 0;
-      buf[p] = 48 + t - q * 10;
-      t = q;
-    }
-    this.pos = start + digits;
+    writeDigits(this.buf, start + intDigits, (n - frac) / p, intDigits);
+    this.buf[start + intDigits] = 0x2e;
+    writeDigits(this.buf, start + intDigits + 1 + f, frac, f);
+    this.pos = start + intDigits + 1 + f;
   }
 
   u8(v: number): void {

@@ -1,3 +1,4 @@
+import { POW10 } from "../../text/decimal.ts";
 import type { ByteWriter } from "./byte-writer.ts";
 
 /**
@@ -23,8 +24,6 @@ export function jsonNumber(w: ByteWriter, v: number): void {
   else w.bytes(J_NULL); // as JSON.stringify: NaN and ±Infinity are null
 }
 
-/** 10^0 .. 10^15, all exact doubles. */
-const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 /**
  * Writes a non-integer in the text `String(v)` gives, without the string,
