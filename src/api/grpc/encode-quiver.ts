@@ -127,9 +127,9 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
     }
   }
   const statuses = result.statuses;
-  w.uint32(74).fork();
+  // Statuses are below 128: one byte each, so the packed length is the row count (as QuiverRowsEncoder writes it).
+  w.uint32(74).uint32(rows);
   for (let r = 0, at = c; r < rows; r++, at += nf) w.uint32(statuses[at]!);
-  w.ldelim();
   w.raw(times.written());
   const stale = result.stale;
   if (stale !== undefined) {
