@@ -190,15 +190,35 @@ export class ByteWriter {
   fixedPoint(n: number, f: number): void {
     const digits = digitCount(n);
     const intDigits = digits > f ? digits - f : 1;
-    this.ensure(intDigits + 1 + f);
-    const p = POW10[f]!;
+    const width = intDigits + 1 + f;
+    this.ensure(width);
+    const buf = this.buf;
+    const end = this.pos + width;
+    this.pos = end;
+    if (n < 2147483648) {
+      // Every part fits int32: one digit loop from the right, the point in between (no % or / on doubles).
+      let t = n | 0;
+      let p = end - 1;
+      for (let d = 0; d < f; d++, p--) {
+        const q = (t / 10) | 0;
+        buf[p] = 48 + t - q * 10;
+        t = q;
+      }
+      buf[p--] = 0x2e;
+      for (let d = 0; d < intDigits; d++, p--) {
+        const q = (t / 10) | 0;
+        buf[p] = 48 + t - q * 10;
+        t = q;
+      }
+      return;
+    }
+    const scale = POW10[f]!;
     // Exact: both parts are integers below 2^53.
-    const frac = n % p;
-    const start = this.pos;
-    writeDigits(this.buf, start + intDigits, (n - frac) / p, intDigits);
-    this.buf[start + intDigits] = 0x2e;
-    writeDigits(this.buf, start + intDigits + 1 + f, frac, f);
-    this.pos = start + intDigits + 1 + f;
+    const frac = n % scale;
+    const point = end - f - 1;
+    writeDigits(buf, point, (n - frac) / scale, intDigits);
+    buf[point] = 0x2e;
+    writeDigits(buf, end, frac, f);
   }
 
   u8(v: number): void {

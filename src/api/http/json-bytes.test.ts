@@ -21,6 +21,8 @@ describe("jsonNumber", () => {
     const values = [
       0, -0, 1, -1, 9, 10, 99_999_999, 100_000_000, 100_000_001, 1_763_900_000_123, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 2 ** 53, 1e21, 1e-7,
       0.1, 0.2, 0.1 + 0.2, 1.005, 9.995, 2.675, 4.35, 0.07, 1e-6, 1.5e-6, 9.999999e-7, 1e15 - 0.5, 999_999_999_999_999.9, 123_456_789.12345, 0.000001234,
+      // Around 2^31 digits (ByteWriter.fixedPoint's int32 loop and its double fallback).
+      214_748.3647, 214_748.3648, 214_748.3649, 2_147_483.647, 0.2147483647, 0.2147483648, 21_474_836.49, 4_294_967.295, 4_294_967.296,
       5e-324, Number.MAX_VALUE, -0.5, 2.5, 100.25, 9 - 2 ** -50, 0.30000000000000004, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY,
     ];
     for (const v of values) expect(spell(v)).toBe(JSON.stringify(v));

@@ -39,6 +39,9 @@ export function jsonNumber(w: ByteWriter, v: number): void {
  * two do (they are 1/10^f apart, more than 4 ulps of v), so n = round(m) is
  * the only candidate; beyond that bound this declines.
  */
+/** 2^-50: above the relative gap two roundings leave (see fixedDecimal). */
+const NEAR = 2 ** -50;
+
 function fixedDecimal(w: ByteWriter, v: number): boolean {
   const a = v < 0 ? -v : v;
   if (!(a >= 1e-6 && a < 1e15)) return false;
@@ -47,6 +50,11 @@ function fixedDecimal(w: ByteWriter, v: number): boolean {
     const m = a * p;
     if (m >= 1125899906842624) return false;
     const n = Math.round(m);
+    // Cheap test first: when n / 10^f reads back as a, m lies within n·2^-51.9 of n (two roundings),
+    // so a larger gap (every shorter f, nearly always) rules f out without the division. (Were the bound
+    // ever too tight, the next f's n would end in 0 and the value would take String(v): slower, never wrong.)
+    const gap = m - n;
+    if (gap > m * NEAR || gap < -m * NEAR) continue;
     if (n / p !== a) continue;
     // A trailing zero would mean a shorter decimal exists (cannot happen; guards the reasoning above).
     if (n % 10 === 0) return false;
