@@ -11,18 +11,9 @@
  * decoding path, whose answer is always the library's.
  */
 export function indexRowValues(bytes: Uint8Array, view: DataView, start: number, end: number, offsets: Int32Array, base = 0, room = offsets.length - base): number {
-  if (start >= end) return -1;
-  const head = bytes[start]!;
-  let n: number;
-  let p = start + 1;
-  if (head >= 0x90 && head <= 0x9f) n = head & 0x0f;
-  else if (head === 0xdc && start + 3 <= end) {
-    n = view.getUint16(start + 1);
-    p = start + 3;
-  } else if (head === 0xdd && start + 5 <= end) {
-    n = view.getUint32(start + 1);
-    p = start + 5;
-  } else return -1;
+  let p = rowValuesStart(bytes, start, end);
+  if (p < 0) return -1;
+  const n = rowValueCount(bytes, view, start);
   if (n + 1 > room) return -1;
   for (let i = 0; i < n; i++) {
     offsets[base + i] = p;
@@ -37,6 +28,22 @@ export function indexRowValues(bytes: Uint8Array, view: DataView, start: number,
   }
   offsets[base + n] = p;
   return p === end ? n : -1;
+}
+
+/** Where a stored row's first value starts: after its array header, or -1 when [start, end) does not open with one. */
+export function rowValuesStart(bytes: Uint8Array, start: number, end: number): number {
+  if (start >= end) return -1;
+  const head = bytes[start]!;
+  if (head >= 0x90 && head <= 0x9f) return start + 1;
+  if (head === 0xdc) return start + 3 <= end ? start + 3 : -1;
+  if (head === 0xdd) return start + 5 <= end ? start + 5 : -1;
+  return -1;
+}
+
+/** How many values a stored row holds (its header was checked by rowValuesStart). */
+export function rowValueCount(bytes: Uint8Array, view: DataView, start: number): number {
+  const head = bytes[start]!;
+  return head <= 0x9f ? head & 0x0f : head === 0xdc ? view.getUint16(start + 1) : view.getUint32(start + 1);
 }
 
 /** The position after the scalar (nil, bool, number, string) at `p`, or -1 (a list, an unsupported type, or truncated). */

@@ -47,7 +47,7 @@ export class FeastAnswerEncoder {
       for (let r = 0; r < n; r++) {
         if (r > 0) w.byte(COMMA);
         const p = grid.offset(r, c);
-        if (p >= 0) storedJson(w, rows.bytes[r]!, rows.views[r]!, p);
+        if (p >= 0) storedJson(w, rows.bytes[r]!, rows.views[r]!, p, rows.end[r]!);
         else w.bytes(J_NULL);
       }
       w.bytes(STATUSES);

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { ArenaKvNode } from "../../kv/arena-node.ts";
+import { encodeRow } from "../../kv/row-codec.ts";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type CompiledView, loadRegistryFile, type Registry } from "../../registry/index.ts";
 import { ColumnEntities, LookupService, type RawRows, Status } from "../../serving/index.ts";
@@ -60,7 +61,11 @@ describe("answers from stored bytes", () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ present: fc.boolean(), values: fc.array(value, { minLength: 0, maxLength: width + 2 }), age: fc.integer({ min: 0, max: 3 * 86_400_000 }) }), { minLength: 0, maxLength: 8 }),
-        fc.uniqueArray(fc.integer({ min: 0, max: width - 1 }), { minLength: 1, maxLength: width }),
+        fc.oneof(
+          fc.uniqueArray(fc.integer({ min: 0, max: width - 1 }), { minLength: 1, maxLength: width }),
+          // The view's first k features in stored order: rows are transcoded in one pass (or, when they hold more values, indexed).
+          fc.integer({ min: 1, max: width }).map((k) => Array.from({ length: k }, (_, i) => i)),
+        ),
         fc.boolean(),
         fc.boolean(),
         async (rows, featureIdx, fillDefaults, full) => {
@@ -106,13 +111,43 @@ describe("answers from stored bytes", () => {
       { key: key(2), row: { ts: NOW - 1000, values: ["\ud800", ...plain.slice(1)] } },
       // Lists nested twice.
       { key: key(3), row: { ts: NOW - 1000, values: [[[1]] as unknown as FeatureValue, ...plain.slice(1)] } },
+      // A map, last: the one-pass writer has written the rest of the row when it meets it.
+      { key: key(4), row: { ts: NOW - 1000, values: [...plain.slice(0, 9), { a: 1 } as unknown as FeatureValue] } },
+      // More values than the view has features: the row is indexed, and the extra value is checked too.
+      { key: key(5), row: { ts: NOW - 1000, values: [...plain, "extra"] } },
+      { key: key(6), row: { ts: NOW - 1000, values: [...plain, [[2]] as unknown as FeatureValue] } },
     ]);
     const refs = view.features.map((feature) => ({ view, feature }));
     const q = (id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
     const written = service.lookupRaw(q(1), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false);
     expect(written).toBe(text(enc.json(await service.lookup(q(1)), false)));
-    expect(service.lookupRaw(q(2), (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeUndefined();
-    expect(service.lookupRaw(q(3), (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false)).toBeUndefined();
+    // Each decline comes after row 1 was written: the half-written answer is dropped, not returned.
+    const both = (id: number) => new ColumnEntities({ driver_id: [1, id] }, "entities");
+    for (const id of [2, 3, 4, 6]) {
+      expect(service.lookupRaw({ ...q(id), entities: both(id) }, (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeUndefined();
+      expect(service.lookupRaw({ ...q(id), entities: both(id) }, (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false)).toBeUndefined();
+    }
+    const wide = service.lookupRaw({ ...q(5), entities: both(5) }, (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false);
+    expect(wide).toBe(text(enc.json(await service.lookup({ ...q(5), entities: both(5) }), false)));
+  });
+
+  test("stored bytes with a bad frame decline: trailing bytes after the row, a row cut short", () => {
+    const node = new ArenaKvNode("solo");
+    const service = new LookupService(new ShardedStore([{ id: "solo", weight: 1, node }]), () => NOW);
+    const enc = new NativeAnswerEncoder();
+    const plain: FeatureValue[] = [0.25, 0.9, 12, true, "Porto", "sedan", 4.5, 7.5, [1, 2, 3], [4.5, 4.75]];
+    const good = encodeRow({ ts: NOW - 1000, values: plain });
+    const key = (id: number) => `${view.keyPrefix}driver_id=i${id}`;
+    node.putEncoded(key(1), good);
+    node.putEncoded(key(2), Uint8Array.from([...good, 0xc0]));
+    node.putEncoded(key(3), good.subarray(0, good.length - 3));
+    const refs = view.features.map((feature) => ({ view, feature }));
+    const q = (id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [1, id] }, "entities"), fillDefaults: true });
+    expect(service.lookupRaw(q(1), (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeDefined();
+    for (const id of [2, 3]) {
+      expect(service.lookupRaw(q(id), (r: RawRows, f: boolean) => enc.jsonRows(r, f), false)).toBeUndefined();
+      expect(service.lookupRaw(q(id), (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false)).toBeUndefined();
+    }
   });
 
   test("string join keys: ASCII ones are read as bytes, others decline to the decoding path, both find their rows", async () => {

@@ -1,4 +1,4 @@
-import { indexRowValues } from "../../kv/row-index.ts";
+import { indexRowValues, rowValueCount, rowValuesStart } from "../../kv/row-index.ts";
 import type { FeatureRef } from "../../registry/index.ts";
 import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
@@ -44,22 +44,27 @@ export class NativeAnswerEncoder {
     this.jsonHead(refs, full);
     const st = this.statusScratch(nf);
     const offsets = this.offsets;
+    const inOrder = inStoredOrder(refs);
     for (let r = 0; r < rows.rowCount; r++) {
       w.bytes(r === 0 ? J_ROW_FIRST : J_ROW_NEXT);
       const bytes = rows.bytes[r];
-      const count = this.indexRow(rows, r);
-      if (count < 0) return undefined;
-      const rowStatus = rows.status[r]!;
-      for (let c = 0; c < nf; c++) {
-        if (c > 0) w.byte(COMMA);
-        const feature = refs[c]!.feature;
-        const fi = feature.index;
-        if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
-          storedJson(w, bytes, rows.views[r]!, offsets[fi]!);
-          st[c] = rowStatus;
-        } else {
-          jsonValue(w, rows.fillDefaults ? feature.defaultValue : null);
-          st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+      const written = inOrder && bytes !== undefined ? this.jsonValuesInOrder(rows, r, st) : NOT_WRITTEN;
+      if (written === DECLINED) return undefined;
+      if (written === NOT_WRITTEN) {
+        const count = this.indexRow(rows, r);
+        if (count < 0) return undefined;
+        const rowStatus = rows.status[r]!;
+        for (let c = 0; c < nf; c++) {
+          if (c > 0) w.byte(COMMA);
+          const feature = refs[c]!.feature;
+          const fi = feature.index;
+          if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
+            storedJson(w, bytes, rows.views[r]!, offsets[fi]!, offsets[fi + 1]!);
+            st[c] = rowStatus;
+          } else {
+            jsonValue(w, rows.fillDefaults ? feature.defaultValue : null);
+            st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+          }
         }
       }
       jsonStatuses(w, st, 0, nf);
@@ -117,6 +122,46 @@ export class NativeAnswerEncoder {
       for (let c = 1; c < nf; c++) w.again(tsStart, tsEnd);
     }
     return w.written();
+  }
+
+  /**
+   * Row r's values when the request names its view's features in stored
+   * order (`inStoredOrder`): transcoded in one pass over the row, each value
+   * checked as it is written, instead of indexing the row first. WRITTEN;
+   * NOT_WRITTEN, having written nothing, for a row holding more values than
+   * requested (the indexed path checks the rest); DECLINED for bytes outside
+   * the checked shapes (the caller drops the half-written answer).
+   */
+  private jsonValuesInOrder(rows: RawRows, r: number, st: Uint8Array): number {
+    const w = this.out;
+    const bytes = rows.bytes[r]!;
+    const view = rows.views[r]!;
+    const start = rows.start[r]!;
+    const end = rows.end[r]!;
+    let p = rowValuesStart(bytes, start, end);
+    if (p < 0) return DECLINED;
+    const refs = rows.refs;
+    const nf = refs.length;
+    const count = rowValueCount(bytes, view, start);
+    if (count > nf) return NOT_WRITTEN;
+    const rowStatus = rows.status[r]!;
+    for (let c = 0; c < nf; c++) {
+      if (c > 0) w.byte(COMMA);
+      if (c < count) {
+        if (p >= end) return DECLINED;
+        if (bytes[p] !== NIL) {
+          p = storedJson(w, bytes, view, p, end);
+          if (p < 0) return DECLINED;
+          st[c] = rowStatus;
+          continue;
+        }
+        p++;
+      }
+      // A null, or a feature added after the row was written: as the indexed path.
+      jsonValue(w, rows.fillDefaults ? refs[c]!.feature.defaultValue : null);
+      st[c] = Status.NULL_VALUE;
+    }
+    return p === end ? WRITTEN : DECLINED;
   }
 
   /** Indexes row r's stored values into `offsets`: their count, 0 for a row not found, -1 to decline (see indexRowValues). */
@@ -285,6 +330,16 @@ function uniformStatuses(code: number, nf: number): Uint8Array {
 
 /** MessagePack nil: a value stored as null. */
 const NIL = 0xc0;
+/** What jsonValuesInOrder did with a row. */
+const WRITTEN = 1;
+const NOT_WRITTEN = 0;
+const DECLINED = -1;
+
+/** Does a request name features 0, 1, 2, ... of its view, in that order (stored rows hold them so)? */
+function inStoredOrder(refs: readonly FeatureRef[]): boolean {
+  for (let c = 0; c < refs.length; c++) if (refs[c]!.feature.index !== c) return false;
+  return true;
+}
 
 const ascii = (s: string) => new TextEncoder().encode(s);
 

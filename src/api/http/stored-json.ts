@@ -2,14 +2,17 @@ import type { ByteWriter } from "./byte-writer.ts";
 import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber } from "./json-bytes.ts";
 
 /**
- * One stored value — MessagePack bytes at `p`, already checked by
- * `indexRowValues` (src/kv/row-index.ts) — written as the JSON text
- * JSON.stringify gives for the value the row decoder would have produced:
- * numbers through the same `jsonNumber`, strings copied from their UTF-8 with
- * JSON.stringify's escapes, lists element by element. No value object, no
- * string. Returns the position after the value.
+ * One stored value — MessagePack bytes at `p`, ending by `end` — written as
+ * the JSON text JSON.stringify gives for the value the row decoder would have
+ * produced: numbers through the same `jsonNumber`, strings copied from their
+ * UTF-8 with JSON.stringify's escapes, lists element by element. No value
+ * object, no string. Returns the position after the value, or -1 (having
+ * written part of it) for bytes outside the shapes `indexRowValues`
+ * (src/kv/row-index.ts) lets through: so a row can be transcoded in one pass,
+ * unchecked, and a value located by that index is written the same way.
  */
-export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number): number {
+export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, end: number): number {
+  if (p >= end) return -1;
   const b = bytes[p]!;
   if (b <= 0x7f) {
     w.decimal(b);
@@ -19,8 +22,8 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
     jsonNumber(w, b - 0x100);
     return p + 1;
   }
-  if (b >= 0xa0 && b <= 0xbf) return jsonStr(w, bytes, p + 1, b & 0x1f);
-  if (b >= 0x90 && b <= 0x9f) return jsonList(w, bytes, view, p + 1, b & 0x0f);
+  if (b >= 0xa0 && b <= 0xbf) return jsonStr(w, bytes, p + 1, b & 0x1f, end);
+  if (b >= 0x90 && b <= 0x9f) return jsonList(w, bytes, view, p + 1, b & 0x0f, end);
   switch (b) {
     case 0xc0:
       w.bytes(J_NULL);
@@ -31,55 +34,71 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
     case 0xc3:
       w.bytes(J_TRUE);
       return p + 1;
+  }
+  // The rest carry a length or a payload after the type byte: first check they fit.
+  const width = WIDTH[b]!;
+  if (width === 0 || p + width > end) return -1;
+  switch (b) {
     case 0xcb:
       jsonNumber(w, view.getFloat64(p + 1));
-      return p + 9;
+      break;
     case 0xcc:
       w.decimal(bytes[p + 1]!);
-      return p + 2;
+      break;
     case 0xcd:
       w.decimal(view.getUint16(p + 1));
-      return p + 3;
+      break;
     case 0xce:
       w.decimal(view.getUint32(p + 1));
-      return p + 5;
+      break;
     case 0xcf:
       jsonNumber(w, view.getUint32(p + 1) * 4294967296 + view.getUint32(p + 5));
-      return p + 9;
+      break;
     case 0xd0:
       jsonNumber(w, view.getInt8(p + 1));
-      return p + 2;
+      break;
     case 0xd1:
       jsonNumber(w, view.getInt16(p + 1));
-      return p + 3;
+      break;
     case 0xd2:
       jsonNumber(w, view.getInt32(p + 1));
-      return p + 5;
+      break;
     case 0xd3:
       jsonNumber(w, view.getInt32(p + 1) * 4294967296 + view.getUint32(p + 5));
-      return p + 9;
+      break;
     case 0xd9:
-      return jsonStr(w, bytes, p + 2, bytes[p + 1]!);
+      return jsonStr(w, bytes, p + 2, bytes[p + 1]!, end);
     case 0xda:
-      return jsonStr(w, bytes, p + 3, view.getUint16(p + 1));
+      return jsonStr(w, bytes, p + 3, view.getUint16(p + 1), end);
     case 0xdb:
-      return jsonStr(w, bytes, p + 5, view.getUint32(p + 1));
+      return jsonStr(w, bytes, p + 5, view.getUint32(p + 1), end);
     case 0xdc:
-      return jsonList(w, bytes, view, p + 3, view.getUint16(p + 1));
+      return jsonList(w, bytes, view, p + 3, view.getUint16(p + 1), end);
     case 0xdd:
-      return jsonList(w, bytes, view, p + 5, view.getUint32(p + 1));
-    default:
-      // indexRowValues let nothing else through.
-      throw new Error(`stored value type 0x${b.toString(16)} outside the checked shapes`);
+      return jsonList(w, bytes, view, p + 5, view.getUint32(p + 1), end);
   }
+  return p + width;
 }
 
-function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n: number): number {
+/** Bytes a value of each type byte from 0xc0 takes before any string or list content; 0 for the types refused. */
+const WIDTH = new Uint8Array(256);
+for (const [type, width] of [
+  [0xcb, 9], [0xcc, 2], [0xcd, 3], [0xce, 5], [0xcf, 9], [0xd0, 2], [0xd1, 3], [0xd2, 5], [0xd3, 9],
+  [0xd9, 2], [0xda, 3], [0xdb, 5], [0xdc, 3], [0xdd, 5],
+] as const) WIDTH[type] = width;
+
+/** A list's `n` elements, each a scalar (a row's values nest one level; deeper is refused, as indexRowValues does). */
+function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n: number, end: number): number {
+  if (n > end - p) return -1;
   w.byte(0x5b);
   let q = p;
   for (let i = 0; i < n; i++) {
     if (i > 0) w.byte(COMMA);
-    q = storedJson(w, bytes, view, q);
+    if (q >= end) return -1;
+    const e = bytes[q]!;
+    if ((e >= 0x90 && e <= 0x9f) || e === 0xdc || e === 0xdd) return -1;
+    q = storedJson(w, bytes, view, q, end);
+    if (q < 0) return -1;
   }
   w.byte(0x5d);
   return q;
@@ -91,16 +110,19 @@ const HEX = "0123456789abcdef";
  * UTF-8 string bytes as a JSON string: what JSON.stringify writes for the
  * decoded string, encoded as UTF-8. It escapes `"`, `\` and controls below
  * 0x20 (\b \t \n \f \r by name, others as \u00XX) and leaves every other
- * character as it is (lone surrogates, its only other escape, never get here:
- * indexRowValues refuses their 0xED bytes).
+ * character as it is. A lone surrogate, its only other escape, would be
+ * stored as raw 0xED bytes (@msgpack/msgpack writes it so): a string holding
+ * a 0xED byte is refused (-1), as indexRowValues refuses it.
  */
-function jsonStr(w: ByteWriter, bytes: Uint8Array, p: number, len: number): number {
-  const end = p + len;
+function jsonStr(w: ByteWriter, bytes: Uint8Array, p: number, len: number, end: number): number {
+  const stop = p + len;
+  if (stop > end) return -1;
   w.byte(0x22);
   let run = p;
-  for (let i = p; i < end; i++) {
+  for (let i = p; i < stop; i++) {
     const c = bytes[i]!;
-    if (c >= 0x20 && c !== 0x22 && c !== 0x5c) continue;
+    if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0xed) continue;
+    if (c === 0xed) return -1;
     if (i > run) w.copy(bytes, run, i);
     run = i + 1;
     w.byte(0x5c);
@@ -128,7 +150,7 @@ function jsonStr(w: ByteWriter, bytes: Uint8Array, p: number, len: number): numb
         w.ascii(`u00${HEX[c >> 4]}${HEX[c & 15]}`);
     }
   }
-  if (end > run) w.copy(bytes, run, end);
+  if (stop > run) w.copy(bytes, run, stop);
   w.byte(0x22);
-  return end;
+  return stop;
 }
