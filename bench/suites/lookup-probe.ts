@@ -33,3 +33,19 @@ export async function probeLookup(url: string, entities: number, rows: number): 
   }
   return { responseBytes: Math.round(bytes / tries), statuses };
 }
+
+/** The average size of a MessagePack /v1/lookup answer for `rows` entities (the batch baselines' body size). */
+export async function probeMsgpackAnswerBytes(url: string, entities: number, rows: number): Promise<number> {
+  const rng = new Prng("probe-msgpack");
+  let bytes = 0;
+  const tries = 20;
+  for (let i = 0; i < tries; i++) {
+    const ids = Array.from({ length: rows }, () => 1001 + rng.nextInt(entities));
+    const body = { features: FEATURES, entities: ids.map((driver_id) => ({ driver_id })), fillDefaults: true };
+    const r = await fetch(`${url}/v1/lookup`, { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/msgpack" }, body: JSON.stringify(body) });
+    const answer = await r.arrayBuffer();
+    if (r.status !== 200) throw new Error(`lookup probe (MessagePack): HTTP ${r.status}`);
+    bytes += answer.byteLength;
+  }
+  return Math.round(bytes / tries);
+}
