@@ -93,6 +93,7 @@ export class NativeAnswerEncoder {
     mpArrayHeader(w, rows.rowCount);
     const st = this.statusScratch(nf);
     const offsets = this.offsets;
+    const inOrder = inStoredOrder(refs);
     for (let r = 0; r < rows.rowCount; r++) {
       w.bytes(M_ROW_VALUES);
       mpArrayHeader(w, nf);
@@ -100,22 +101,23 @@ export class NativeAnswerEncoder {
       const count = this.indexRow(rows, r);
       if (count < 0) return undefined;
       const rowStatus = rows.status[r]!;
-      for (let c = 0; c < nf; c++) {
-        const feature = refs[c]!.feature;
-        const fi = feature.index;
-        if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
-          w.copy(bytes, offsets[fi]!, offsets[fi + 1]!);
-          st[c] = rowStatus;
-        } else {
-          mpValue(w, rows.fillDefaults ? feature.defaultValue : null);
-          st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+      if (inOrder && count === nf && bytes !== undefined && this.wholeRow(bytes, nf, rows.fillDefaults, rowStatus, st)) {
+        // The stored values are the answer's values, byte for byte: one copy.
+        w.copy(bytes, offsets[0]!, offsets[nf]!);
+      } else {
+        for (let c = 0; c < nf; c++) {
+          const feature = refs[c]!.feature;
+          const fi = feature.index;
+          if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
+            w.copy(bytes, offsets[fi]!, offsets[fi + 1]!);
+            st[c] = rowStatus;
+          } else {
+            mpValue(w, rows.fillDefaults ? feature.defaultValue : null);
+            st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
+          }
         }
       }
-      w.bytes(M_STATUSES);
-      mpArrayHeader(w, nf);
-      for (let c = 0; c < nf; c++) w.bytes(M_STATUS[st[c]!]!);
-      w.bytes(M_TIMESTAMPS);
-      mpArrayHeader(w, nf);
+      msgpackStatuses(w, st, 0, nf);
       const tsStart = w.pos;
       mpNumber(w, rows.ts[r]!);
       const tsEnd = w.pos;
@@ -162,6 +164,22 @@ export class NativeAnswerEncoder {
       st[c] = Status.NULL_VALUE;
     }
     return p === end ? WRITTEN : DECLINED;
+  }
+
+  /**
+   * For a row indexed into `offsets` holding exactly the requested features
+   * in stored order: sets their statuses and answers true when every stored
+   * value is also the answer's value — none is nil, or nil stays nil (no
+   * defaults filled), as MessagePack writes null the same either way.
+   */
+  private wholeRow(bytes: Uint8Array, nf: number, fillDefaults: boolean, rowStatus: number, st: Uint8Array): boolean {
+    const offsets = this.offsets;
+    for (let c = 0; c < nf; c++) {
+      if (bytes[offsets[c]!] !== NIL) st[c] = rowStatus;
+      else if (fillDefaults) return false;
+      else st[c] = Status.NULL_VALUE;
+    }
+    return true;
   }
 
   /** Indexes row r's stored values into `offsets`: their count, 0 for a row not found, -1 to decline (see indexRowValues). */
@@ -272,11 +290,7 @@ export class NativeAnswerEncoder {
       w.bytes(M_ROW_VALUES);
       mpArrayHeader(w, nf);
       for (let c = 0; c < nf; c++) mpValue(w, values[base + c]);
-      w.bytes(M_STATUSES);
-      mpArrayHeader(w, nf);
-      for (let c = 0; c < nf; c++) w.bytes(M_STATUS[statuses[base + c]!]!);
-      w.bytes(M_TIMESTAMPS);
-      mpArrayHeader(w, nf);
+      msgpackStatuses(w, statuses, base, nf);
       for (let c = 0; c < nf; c++) mpNumber(w, timestamps[base + c]!);
     }
     if (degraded.length > 0) {
@@ -309,6 +323,26 @@ function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number
   w.bytes(J_TIMESTAMPS);
 }
 
+/**
+ * The MessagePack counterpart: the `statuses` key and array of `nf` codes
+ * from `codes[base..]`, then the `eventTimestamps` key and its array header;
+ * a row whose features share one status is one prepared fragment.
+ */
+function msgpackStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
+  const first = codes[base]!;
+  let uniform = nf > 0 && nf <= MAX_UNIFORM;
+  for (let c = 1; uniform && c < nf; c++) uniform = codes[base + c] === first;
+  if (uniform) {
+    w.bytes(uniformMsgpackStatuses(first, nf));
+    return;
+  }
+  w.bytes(M_STATUSES);
+  mpArrayHeader(w, nf);
+  for (let c = 0; c < nf; c++) w.bytes(M_STATUS[codes[base + c]!]!);
+  w.bytes(M_TIMESTAMPS);
+  mpArrayHeader(w, nf);
+}
+
 /** Rows this wide or narrower have their uniform statuses prepared. */
 const MAX_UNIFORM = 64;
 /**
@@ -318,6 +352,22 @@ const MAX_UNIFORM = 64;
  * for the runtime (~0.3 us per single lookup in a server profile).
  */
 const UNIFORM: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
+
+const UNIFORM_MSGPACK: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
+
+function uniformMsgpackStatuses(code: number, nf: number): Uint8Array {
+  const ready = UNIFORM_MSGPACK[code]![nf];
+  if (ready !== undefined) return ready;
+  const w = new ByteWriter(256);
+  w.bytes(M_STATUSES);
+  mpArrayHeader(w, nf);
+  for (let c = 0; c < nf; c++) w.bytes(M_STATUS[code]!);
+  w.bytes(M_TIMESTAMPS);
+  mpArrayHeader(w, nf);
+  const bytes = w.slice(0, w.pos);
+  UNIFORM_MSGPACK[code]![nf] = bytes;
+  return bytes;
+}
 
 function uniformStatuses(code: number, nf: number): Uint8Array {
   const ready = UNIFORM[code]![nf];
