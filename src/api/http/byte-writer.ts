@@ -6,7 +6,7 @@ import { digitCount, POW10, writeDigits } from "../../text/decimal.ts";
  * Response makes. One writer per encoder, created at start-up; encoding is
  * synchronous, so a writer is never shared by two answers at once.
  */
-/** Copies up to this many bytes with a loop, longer ones with TypedArray#set. */
+/** `bytes` and `again` copy up to this many bytes with a loop, longer ones with TypedArray#set. */
 const SMALL_COPY = 64;
 /**
  * `copy` loops up to this many bytes: beyond SMALL_COPY, TypedArray#set is

@@ -25,6 +25,9 @@ export function jsonNumber(w: ByteWriter, v: number): void {
 }
 
 
+/** 2^-50: above the relative gap two roundings leave (see fixedDecimal). */
+const NEAR = 2 ** -50;
+
 /**
  * Writes a non-integer in the text `String(v)` gives, without the string,
  * when that text is a short fixed-point decimal (feature values mostly are:
@@ -39,9 +42,6 @@ export function jsonNumber(w: ByteWriter, v: number): void {
  * two do (they are 1/10^f apart, more than 4 ulps of v), so n = round(m) is
  * the only candidate; beyond that bound this declines.
  */
-/** 2^-50: above the relative gap two roundings leave (see fixedDecimal). */
-const NEAR = 2 ** -50;
-
 function fixedDecimal(w: ByteWriter, v: number): boolean {
   const a = v < 0 ? -v : v;
   if (!(a >= 1e-6 && a < 1e15)) return false;
