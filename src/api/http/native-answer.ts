@@ -308,11 +308,9 @@ export class NativeAnswerEncoder {
  * all PRESENT) is one prepared fragment, copied at once.
  */
 function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
-  const first = codes[base]!;
-  let uniform = nf > 0 && nf <= MAX_UNIFORM;
-  for (let c = 1; uniform && c < nf; c++) uniform = codes[base + c] === first;
-  if (uniform) {
-    w.bytes(uniformStatuses(first, nf));
+  const shared = sharedStatus(codes, base, nf);
+  if (shared >= 0) {
+    w.bytes(JSON_UNIFORM.get(shared, nf));
     return;
   }
   w.bytes(J_STATUSES);
@@ -329,11 +327,9 @@ function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number
  * a row whose features share one status is one prepared fragment.
  */
 function msgpackStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
-  const first = codes[base]!;
-  let uniform = nf > 0 && nf <= MAX_UNIFORM;
-  for (let c = 1; uniform && c < nf; c++) uniform = codes[base + c] === first;
-  if (uniform) {
-    w.bytes(uniformMsgpackStatuses(first, nf));
+  const shared = sharedStatus(codes, base, nf);
+  if (shared >= 0) {
+    w.bytes(MSGPACK_UNIFORM.get(shared, nf));
     return;
   }
   w.bytes(M_STATUSES);
@@ -343,40 +339,53 @@ function msgpackStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: num
   mpArrayHeader(w, nf);
 }
 
+/** The status all `nf` codes from `codes[base..]` share, or -1 (mixed, or a row wider than MAX_UNIFORM). */
+function sharedStatus(codes: Uint8Array, base: number, nf: number): number {
+  if (nf === 0 || nf > MAX_UNIFORM) return -1;
+  const first = codes[base]!;
+  for (let c = 1; c < nf; c++) if (codes[base + c] !== first) return -1;
+  return first;
+}
+
 /** Rows this wide or narrower have their uniform statuses prepared. */
 const MAX_UNIFORM = 64;
+
 /**
- * Prepared `],"statuses":[s,s,...],"eventTimestamps":[` by status code, then
- * width; built on first use. Each width array is dense from the start: an
- * empty array given index 10 goes sparse, and every read of it left JIT code
- * for the runtime (~0.3 us per single lookup in a server profile).
+ * A row's statuses when all its features share one, prepared by status code
+ * and width and built on first use. Each width array is dense from the
+ * start: an empty array given index 10 goes sparse, and every read of it left
+ * JIT code for the runtime (~0.3 us per single lookup in a server profile).
  */
-const UNIFORM: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
+class UniformStatuses {
+  private readonly byCode = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
 
-const UNIFORM_MSGPACK: (Uint8Array | undefined)[][] = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
+  constructor(private readonly build: (code: number, nf: number) => Uint8Array) {}
 
-function uniformMsgpackStatuses(code: number, nf: number): Uint8Array {
-  const ready = UNIFORM_MSGPACK[code]![nf];
-  if (ready !== undefined) return ready;
+  get(code: number, nf: number): Uint8Array {
+    const ready = this.byCode[code]![nf];
+    if (ready !== undefined) return ready;
+    const bytes = this.build(code, nf);
+    this.byCode[code]![nf] = bytes;
+    return bytes;
+  }
+}
+
+/** `],"statuses":[s,s,...],"eventTimestamps":[`. */
+const JSON_UNIFORM = new UniformStatuses((code, nf) => {
+  const name = JSON.stringify(STATUS_NAMES[code]);
+  return ascii(`],"statuses":[${Array.from({ length: nf }, () => name).join(",")}],"eventTimestamps":[`);
+});
+
+/** The `statuses` key and array, the `eventTimestamps` key and its array header. */
+const MSGPACK_UNIFORM = new UniformStatuses((code, nf) => {
   const w = new ByteWriter(256);
   w.bytes(M_STATUSES);
   mpArrayHeader(w, nf);
   for (let c = 0; c < nf; c++) w.bytes(M_STATUS[code]!);
   w.bytes(M_TIMESTAMPS);
   mpArrayHeader(w, nf);
-  const bytes = w.slice(0, w.pos);
-  UNIFORM_MSGPACK[code]![nf] = bytes;
-  return bytes;
-}
-
-function uniformStatuses(code: number, nf: number): Uint8Array {
-  const ready = UNIFORM[code]![nf];
-  if (ready !== undefined) return ready;
-  const name = JSON.stringify(STATUS_NAMES[code]);
-  const bytes = ascii(`],"statuses":[${Array.from({ length: nf }, () => name).join(",")}],"eventTimestamps":[`);
-  UNIFORM[code]![nf] = bytes;
-  return bytes;
-}
+  return w.slice(0, w.pos);
+});
 
 /** MessagePack nil: a value stored as null. */
 const NIL = 0xc0;
