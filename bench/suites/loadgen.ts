@@ -1,8 +1,7 @@
-import { freePort, startServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { getScript } from "../lib/wrk-lua.ts";
-import { generator, wrk } from "./measure.ts";
+import { generator, startBareServer, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import type { Suite } from "./suite.ts";
 
@@ -18,17 +17,7 @@ export const loadgenSuite: Suite = {
   file: "loadgen.json",
   unavailable: async () => null,
   async run(ctx) {
-    const port = freePort();
-    const server = await startServer({
-      name: "bare Bun.serve",
-      argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(port), "--body-bytes", "13"],
-      cpu: ctx.serverCpu,
-      port,
-      readyPath: "/",
-      timeoutMs: 15_000,
-      cwd: ctx.root,
-      log: ctx.log,
-    });
+    const server = await startBareServer(ctx, "bare Bun.serve", 13);
     const gens: GenMeasure[] = [];
     const wrks: WrkMeasure[] = [];
     let open: GenMeasure | null = null;

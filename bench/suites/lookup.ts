@@ -5,7 +5,7 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, startBareServer, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -91,19 +91,7 @@ export const lookupSuite: Suite = {
       probe = await probeLookup(quiver.url, entities, 1);
       batchProbe = await probeLookup(quiver.url, entities, 100);
       mpBatchBytes = await probeMsgpackAnswerBytes(quiver.url, entities, 100);
-      const bareServer = (name: string, bodyBytes: number, extra: string[] = []) => {
-        const port = freePort();
-        return startServer({
-          name,
-          argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(port), "--body-bytes", String(bodyBytes), ...extra],
-          cpu: ctx.serverCpu,
-          port,
-          readyPath: "/",
-          timeoutMs: 15_000,
-          cwd: ctx.root,
-          log: ctx.log,
-        });
-      };
+      const bareServer = (name: string, bodyBytes: number, extra: string[] = []) => startBareServer(ctx, name, bodyBytes, extra);
       bare = await bareServer("bare Bun.serve", probe.responseBytes);
       // The protocol floor (issue 12's baseline): a bare server that also parses the request.
       parsing = await bareServer("bare Bun.serve parsing the request", probe.responseBytes, ["--parse-json"]);

@@ -1,10 +1,29 @@
 import { runGenerator } from "../lib/generator.ts";
-import { cpuSeconds, procCounters } from "../lib/processes.ts";
+import { cpuSeconds, freePort, procCounters, startServer } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { runWrk } from "../lib/wrk.ts";
 import type { WrkRun } from "../lib/wrk.ts";
 import type { RunResult } from "../../loadtest/output/result.ts";
 import type { BenchContext } from "./suite.ts";
+
+/**
+ * A bare Bun.serve (bench/servers/bare-server.ts) on the server's core,
+ * answering bodies of `bodyBytes` bytes; `extra` passes its other options
+ * (`--parse-json`, `--status 503`, `--content-type`).
+ */
+export function startBareServer(ctx: BenchContext, name: string, bodyBytes: number, extra: readonly string[] = []): Promise<RunningServer> {
+  const port = freePort();
+  return startServer({
+    name,
+    argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(port), "--body-bytes", String(bodyBytes), ...extra],
+    cpu: ctx.serverCpu,
+    port,
+    readyPath: "/__ready",
+    timeoutMs: 15_000,
+    cwd: ctx.root,
+    log: ctx.log,
+  });
+}
 
 /** A generator run plus how busy the server's core was meanwhile (1.0 = saturated). */
 export interface GenMeasure {

@@ -4,7 +4,7 @@ import type { Check } from "../lib/results.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { fixedPostScript, rotatingBatchScript } from "../lib/wrk-lua.ts";
 import { BATCH_LOOKUP_PARTS } from "./lookup-probe.ts";
-import { type GenMeasure, generator, okRate, wrk } from "./measure.ts";
+import { type GenMeasure, generator, okRate, startBareServer, wrk } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 const ENTITIES = 100_000;
@@ -202,17 +202,7 @@ async function cpuCosts(ctx: BenchContext, quiver: RunningServer, entities: numb
   if (ctx.wrk.path === null) return null;
   const script = rotatingBatchScript({ path: "/v1/lookup", ...BATCH_LOOKUP_PARTS, rows: BATCH, firstId: 1001, entities, seed: 7, contentType: "application/json" });
   const lookups = await wrk(ctx, quiver, `${tag}-lookup-cost`, script, 4);
-  const port = freePort();
-  const bare = await startServer({
-    name: "bare Bun.serve answering 503",
-    argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(port), "--status", "503", "--body-bytes", String(SHED_BODY_BYTES)],
-    cpu: ctx.serverCpu,
-    port,
-    readyPath: "/__ready",
-    timeoutMs: 15_000,
-    cwd: ctx.root,
-    log: ctx.log,
-  });
+  const bare = await startBareServer(ctx, "bare Bun.serve answering 503", SHED_BODY_BYTES, ["--status", "503"]);
   try {
     // One fixed body of the same size: the bare server does not read it, and wrk building batches in Lua could not saturate it.
     const ids = Array.from({ length: BATCH }, (_, i) => String(1001 + ((i * 7919) % entities)));
