@@ -23,6 +23,8 @@ describe("jsonNumber", () => {
       0.1, 0.2, 0.1 + 0.2, 1.005, 9.995, 2.675, 4.35, 0.07, 1e-6, 1.5e-6, 9.999999e-7, 1e15 - 0.5, 999_999_999_999_999.9, 123_456_789.12345, 0.000001234,
       // Around 2^31 digits (ByteWriter.fixedPoint's int32 loop and its double fallback).
       214_748.3647, 214_748.3648, 214_748.3649, 2_147_483.647, 0.2147483647, 0.2147483648, 21_474_836.49, 4_294_967.295, 4_294_967.296,
+      // Four fraction digits or fewer, each count of trailing zeros at f = 4, and just beyond (the search from f = 5).
+      0.1, 0.12, 0.123, 0.1234, 0.12345, -0.1, -0.1234, 0.0001, 0.001, 0.01, 0.00015, 12_345.6789, 12_345.67891, 214_748.3, 214_748.36,
       5e-324, Number.MAX_VALUE, -0.5, 2.5, 100.25, 9 - 2 ** -50, 0.30000000000000004, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY,
     ];
     for (const v of values) expect(spell(v)).toBe(JSON.stringify(v));

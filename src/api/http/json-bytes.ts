@@ -45,7 +45,27 @@ const NEAR = 2 ** -50;
 function fixedDecimal(w: ByteWriter, v: number): boolean {
   const a = v < 0 ? -v : v;
   if (!(a >= 1e-6 && a < 1e15)) return false;
-  for (let f = 1; f < POW10.length; f++) {
+  let from = 1;
+  const m4 = a * 10_000;
+  if (m4 < 2147483647) {
+    // Four fraction digits or fewer (rates, scores, money): the candidate at f = 4 reads back exactly
+    // when some shorter one does (the same decimal with zeros appended), so one division settles it,
+    // and the shortest form is that candidate without its trailing zeros, counted in int32 arithmetic.
+    // A search from f = 1 paid a mispredicted exit per value (~23 against ~13 ns, the demo's mix).
+    const n4 = Math.round(m4);
+    if (n4 / 10_000 === a) {
+      const n = n4 | 0;
+      const zeros = (n % 10 === 0 ? 1 : 0) + (n % 100 === 0 ? 1 : 0) + (n % 1000 === 0 ? 1 : 0);
+      // Four zeros would be an integer, which the caller writes as one.
+      if (zeros === 3 && n % 10_000 === 0) return false;
+      if (v < 0) w.byte(0x2d);
+      w.fixedPoint(zeros === 0 ? n : (n / (zeros === 1 ? 10 : zeros === 2 ? 100 : 1000)) | 0, 4 - zeros);
+      return true;
+    }
+    // No decimal of four fraction digits or fewer reads back as v.
+    from = 5;
+  }
+  for (let f = from; f < POW10.length; f++) {
     const p = POW10[f]!;
     const m = a * p;
     if (m >= 1125899906842624) return false;
