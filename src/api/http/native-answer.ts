@@ -397,6 +397,7 @@ const MSGPACK_UNIFORM = new UniformStatuses((code, nf) => {
 
 /** MessagePack nil: a value stored as null. */
 const NIL = 0xc0;
+/** MessagePack float 64: a stored double. */
 const FLOAT64 = 0xcb;
 /** What jsonValuesInOrder did with a row. */
 const WRITTEN = 1;
