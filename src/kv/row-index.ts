@@ -84,8 +84,49 @@ function skipScalar(bytes: Uint8Array, view: DataView, p: number, end: number): 
 function skipString(bytes: Uint8Array, p: number, len: number, end: number): number {
   const stop = p + len;
   if (stop > end) return -1;
-  for (let i = p; i < stop; i++) if (bytes[i] === 0xed) return -1;
+  for (let i = p; i < stop; i++) {
+    if (bytes[i]! < 0x80) continue;
+    const next = utf8SequenceEnd(bytes, i, stop);
+    if (next < 0) return -1;
+    i = next - 1;
+  }
   return stop;
+}
+
+/**
+ * Where the multi-byte UTF-8 sequence whose lead byte is at `p` ends, or -1
+ * when it is not well-formed UTF-8 (a stray continuation byte, an overlong
+ * form, past U+10FFFF, cut short by `stop`) or starts with 0xED. Stored bytes
+ * are copied into answers as they are only when they are what re-encoding
+ * the decoded string would give: the row decoder reads malformed UTF-8 as
+ * U+FFFD, and @msgpack/msgpack writes a lone surrogate as raw 0xED bytes that
+ * only its decoder restores; such strings take the decoding path. (0xED also
+ * leads U+D000–U+D7FF, which are declined with them: rare, and still answered.)
+ */
+export function utf8SequenceEnd(bytes: Uint8Array, p: number, stop: number): number {
+  const c = bytes[p]!;
+  let n: number;
+  let min = 0x80;
+  let max = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) n = 1;
+  else if (c >= 0xe0 && c <= 0xef) {
+    if (c === 0xed) return -1;
+    n = 2;
+    if (c === 0xe0) min = 0xa0;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 3;
+    if (c === 0xf0) min = 0x90;
+    else if (c === 0xf4) max = 0x8f;
+  } else return -1;
+  // The sequence is bytes p .. p + n.
+  if (p + n >= stop) return -1;
+  const b1 = bytes[p + 1]!;
+  if (b1 < min || b1 > max) return -1;
+  for (let k = 2; k <= n; k++) {
+    const b = bytes[p + k]!;
+    if (b < 0x80 || b > 0xbf) return -1;
+  }
+  return p + n + 1;
 }
 
 /** The position after a list's `n` scalar elements starting at `p`, or -1. */

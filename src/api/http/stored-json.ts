@@ -1,4 +1,5 @@
 import type { ByteWriter } from "./byte-writer.ts";
+import { utf8SequenceEnd } from "../../kv/row-index.ts";
 import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber } from "./json-bytes.ts";
 
 /**
@@ -110,9 +111,9 @@ const HEX = "0123456789abcdef";
  * UTF-8 string bytes as a JSON string: what JSON.stringify writes for the
  * decoded string, encoded as UTF-8. It escapes `"`, `\` and controls below
  * 0x20 (\b \t \n \f \r by name, others as \u00XX) and leaves every other
- * character as it is. A lone surrogate, its only other escape, would be
- * stored as raw 0xED bytes (@msgpack/msgpack writes it so): a string holding
- * a 0xED byte is refused (-1), as indexRowValues refuses it.
+ * character as it is. Bytes that are not well-formed UTF-8, and 0xED (how
+ * a lone surrogate, its only other escape, is stored), are refused (-1), as
+ * indexRowValues refuses them (utf8SequenceEnd).
  */
 function jsonStr(w: ByteWriter, bytes: Uint8Array, p: number, len: number, end: number): number {
   const stop = p + len;
@@ -121,8 +122,14 @@ function jsonStr(w: ByteWriter, bytes: Uint8Array, p: number, len: number, end: 
   let run = p;
   for (let i = p; i < stop; i++) {
     const c = bytes[i]!;
-    if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0xed) continue;
-    if (c === 0xed) return -1;
+    if (c >= 0x20 && c < 0x80 && c !== 0x22 && c !== 0x5c) continue;
+    if (c >= 0x80) {
+      // Copied as it is when well-formed (see utf8SequenceEnd); anything else declines.
+      const next = utf8SequenceEnd(bytes, i, stop);
+      if (next < 0) return -1;
+      i = next - 1;
+      continue;
+    }
     if (i > run) w.copy(bytes, run, i);
     run = i + 1;
     w.byte(0x5c);
