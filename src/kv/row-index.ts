@@ -1,3 +1,5 @@
+import { SCALAR_HEAD, storedStringLength } from "./stored-value.ts";
+
 /**
  * Where each value of a stored row sits, without decoding it: for answers
  * written straight from the stored MessagePack (`KvNode.rawNow`). Fills
@@ -49,36 +51,10 @@ export function rowValueCount(bytes: Uint8Array, view: DataView, start: number):
 /** The position after the scalar (nil, bool, number, string) at `p`, or -1 (a list, an unsupported type, or truncated). */
 function skipScalar(bytes: Uint8Array, view: DataView, p: number, end: number): number {
   if (p >= end) return -1;
-  const b = bytes[p]!;
-  if (b <= 0x7f || b >= 0xe0) return p + 1;
-  if (b >= 0xa0 && b <= 0xbf) return skipString(bytes, p + 1, b & 0x1f, end);
-  switch (b) {
-    case 0xc0:
-    case 0xc2:
-    case 0xc3:
-      return p + 1;
-    case 0xcc:
-    case 0xd0:
-      return p + 2 <= end ? p + 2 : -1;
-    case 0xcd:
-    case 0xd1:
-      return p + 3 <= end ? p + 3 : -1;
-    case 0xce:
-    case 0xd2:
-      return p + 5 <= end ? p + 5 : -1;
-    case 0xcb:
-    case 0xcf:
-    case 0xd3:
-      return p + 9 <= end ? p + 9 : -1;
-    case 0xd9:
-      return p + 2 <= end ? skipString(bytes, p + 2, bytes[p + 1]!, end) : -1;
-    case 0xda:
-      return p + 3 <= end ? skipString(bytes, p + 3, view.getUint16(p + 1), end) : -1;
-    case 0xdb:
-      return p + 5 <= end ? skipString(bytes, p + 5, view.getUint32(p + 1), end) : -1;
-    default:
-      return -1;
-  }
+  const head = SCALAR_HEAD[bytes[p]!]!;
+  if (head === 0 || p + head > end) return -1;
+  const len = storedStringLength(bytes, view, p);
+  return len < 0 ? p + head : skipString(bytes, p + head, len, end);
 }
 
 function skipString(bytes: Uint8Array, p: number, len: number, end: number): number {

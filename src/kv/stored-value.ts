@@ -72,27 +72,31 @@ export function storedArrayStart(bytes: Uint8Array, p: number): number {
 }
 
 /**
+ * Bytes a stored scalar takes before any string content, by its type byte:
+ * 1 for a fixint, nil or bool (the whole value), 2/3/5/9 for the integer and
+ * float64 formats (type byte and payload), 1/2/3/5 for the string formats
+ * (type byte and length); 0 for everything a stored row's scalar may not be
+ * (lists, maps, binary, extensions, float32, 0xc1). One table for the
+ * readers that skip values (row-index.ts) and the writers that transcode
+ * them (stored-json.ts), so they agree on every format.
+ */
+export const SCALAR_HEAD = new Uint8Array(256);
+for (let b = 0; b <= 0x7f; b++) SCALAR_HEAD[b] = 1;
+for (let b = 0xe0; b <= 0xff; b++) SCALAR_HEAD[b] = 1;
+for (let b = 0xa0; b <= 0xbf; b++) SCALAR_HEAD[b] = 1;
+for (const [type, width] of [
+  [0xc0, 1], [0xc2, 1], [0xc3, 1],
+  [0xcb, 9], [0xcc, 2], [0xcd, 3], [0xce, 5], [0xcf, 9], [0xd0, 2], [0xd1, 3], [0xd2, 5], [0xd3, 9],
+  [0xd9, 2], [0xda, 3], [0xdb, 5],
+] as const) SCALAR_HEAD[type] = width;
+
+/**
  * The position after the scalar at `p` (a number, string, bool or nil: an
  * element of a one-level list), or -1 for anything else.
  */
 export function afterStoredScalar(bytes: Uint8Array, view: DataView, p: number): number {
-  const b = bytes[p]!;
-  if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) return p + 1;
-  switch (b) {
-    case 0xcc:
-    case 0xd0:
-      return p + 2;
-    case 0xcd:
-    case 0xd1:
-      return p + 3;
-    case 0xce:
-    case 0xd2:
-      return p + 5;
-    case 0xcb:
-    case 0xcf:
-    case 0xd3:
-      return p + 9;
-  }
   const len = storedStringLength(bytes, view, p);
-  return len < 0 ? -1 : storedStringStart(bytes, p) + len;
+  if (len >= 0) return storedStringStart(bytes, p) + len;
+  const head = SCALAR_HEAD[bytes[p]!]!;
+  return head === 0 ? -1 : p + head;
 }

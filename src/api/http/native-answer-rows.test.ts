@@ -118,10 +118,25 @@ describe("answers from stored bytes", () => {
       { key: key(5), row: { ts: NOW - 1000, values: [...plain, "extra"] } },
       { key: key(6), row: { ts: NOW - 1000, values: [...plain, [[2]] as unknown as FeatureValue] } },
     ]);
+    // Every scalar format the library writes, each of which must be written (a width read wrong would only decline).
+    const formats: FeatureValue[] = [
+      -0.5, -5, 200, -100, 300, -200, 70_000, -40_000, "x".repeat(40), "y".repeat(300),
+      [2 ** 40, -(2 ** 40), 127, -32, 65_535, 2 ** 32 - 1, "é", "z".repeat(31)] as unknown as FeatureValue, [null, false, true, 0, 1.5] as unknown as FeatureValue,
+    ];
+    await store.putMany([
+      { key: key(7), row: { ts: NOW - 1000, values: formats.slice(0, 10) } },
+      { key: key(8), row: { ts: NOW - 1000, values: [...plain.slice(0, 8), ...formats.slice(10)] } },
+    ]);
     const refs = view.features.map((feature) => ({ view, feature }));
     const q = (id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
     const written = service.lookupRaw(q(1), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false);
     expect(written).toBe(text(enc.json(await service.lookup(q(1)), false)));
+    for (const id of [7, 8]) {
+      const decoded = await service.lookup(q(id));
+      expect(service.lookupRaw(q(id), (r: RawRows, f: boolean) => text(enc.jsonRows(r, f)), false)).toBe(text(enc.json(decoded, false)));
+      const mp = service.lookupRaw(q(id), (r: RawRows, f: boolean) => enc.msgpackRows(r, f), false);
+      expect(mp === undefined ? undefined : Buffer.from(mp).equals(Buffer.from(enc.msgpack(decoded, false)))).toBe(true);
+    }
     // Each decline comes after row 1 was written: the half-written answer is dropped, not returned.
     const both = (id: number) => new ColumnEntities({ driver_id: [1, id] }, "entities");
     for (const id of [2, 3, 4, 6]) {

@@ -1,5 +1,6 @@
 import type { ByteWriter } from "./byte-writer.ts";
 import { utf8SequenceEnd } from "../../kv/row-index.ts";
+import { SCALAR_HEAD, storedNumberOr0, storedStringLength } from "../../kv/stored-value.ts";
 import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber } from "./json-bytes.ts";
 
 /**
@@ -36,57 +37,16 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
       w.bytes(J_TRUE);
       return p + 1;
   }
+  if (b === 0xdc) return p + 3 <= end ? jsonList(w, bytes, view, p + 3, view.getUint16(p + 1), end) : -1;
+  if (b === 0xdd) return p + 5 <= end ? jsonList(w, bytes, view, p + 5, view.getUint32(p + 1), end) : -1;
   // The rest carry a length or a payload after the type byte: first check they fit.
-  const width = WIDTH[b]!;
-  if (width === 0 || p + width > end) return -1;
-  switch (b) {
-    case 0xcb:
-      jsonNumber(w, view.getFloat64(p + 1));
-      break;
-    case 0xcc:
-      w.decimal(bytes[p + 1]!);
-      break;
-    case 0xcd:
-      w.decimal(view.getUint16(p + 1));
-      break;
-    case 0xce:
-      w.decimal(view.getUint32(p + 1));
-      break;
-    case 0xcf:
-      jsonNumber(w, view.getUint32(p + 1) * 4294967296 + view.getUint32(p + 5));
-      break;
-    case 0xd0:
-      jsonNumber(w, view.getInt8(p + 1));
-      break;
-    case 0xd1:
-      jsonNumber(w, view.getInt16(p + 1));
-      break;
-    case 0xd2:
-      jsonNumber(w, view.getInt32(p + 1));
-      break;
-    case 0xd3:
-      jsonNumber(w, view.getInt32(p + 1) * 4294967296 + view.getUint32(p + 5));
-      break;
-    case 0xd9:
-      return jsonStr(w, bytes, p + 2, bytes[p + 1]!, end);
-    case 0xda:
-      return jsonStr(w, bytes, p + 3, view.getUint16(p + 1), end);
-    case 0xdb:
-      return jsonStr(w, bytes, p + 5, view.getUint32(p + 1), end);
-    case 0xdc:
-      return jsonList(w, bytes, view, p + 3, view.getUint16(p + 1), end);
-    case 0xdd:
-      return jsonList(w, bytes, view, p + 5, view.getUint32(p + 1), end);
-  }
-  return p + width;
+  const head = SCALAR_HEAD[b]!;
+  if (head === 0 || p + head > end) return -1;
+  const len = storedStringLength(bytes, view, p);
+  if (len >= 0) return jsonStr(w, bytes, p + head, len, end);
+  jsonNumber(w, storedNumberOr0(bytes, view, p));
+  return p + head;
 }
-
-/** Bytes a value of each type byte from 0xc0 takes before any string or list content; 0 for the types refused. */
-const WIDTH = new Uint8Array(256);
-for (const [type, width] of [
-  [0xcb, 9], [0xcc, 2], [0xcd, 3], [0xce, 5], [0xcf, 9], [0xd0, 2], [0xd1, 3], [0xd2, 5], [0xd3, 9],
-  [0xd9, 2], [0xda, 3], [0xdb, 5], [0xdc, 3], [0xdd, 5],
-] as const) WIDTH[type] = width;
 
 /** A list's `n` elements, each a scalar (a row's values nest one level; deeper is refused, as indexRowValues does). */
 function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n: number, end: number): number {
