@@ -80,7 +80,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // The lag probe sees the loop's whole load, including the turns that handle storage replies and encode answers.
   const sheds = options.servesSockets === true && config.overloadDelayMs > 0;
   const lagProbe = sheds ? new LoopLagProbe().start() : undefined;
-  const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs, turnMs: config.overloadTurnMs > 0 ? config.overloadTurnMs : config.overloadDelayMs }, undefined, undefined, lagProbe) : undefined;
+  const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs, turnMs: config.overloadTurnMs > 0 ? config.overloadTurnMs : config.overloadDelayMs, maxTurnMs: config.overloadTurnMaxMs > 0 ? config.overloadTurnMaxMs : config.overloadDelayMs }, undefined, undefined, lagProbe) : undefined;
   const storage = await openStorage(config, resilienceObserver(metrics, anomalies), new LoopStallJudge(pressure, lagProbe));
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   const shards = storage.shards;
@@ -396,6 +396,7 @@ function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAd
   metrics.gauge("quiver_inflight_requests", "Lookups and pushes in flight now.", () => [{ value: admission.snapshot().inFlight }]);
   metrics.gauge("quiver_request_p99_seconds", "p99 service time of lookups and pushes over the last health interval (1 s).", () => [{ value: health.report.p99Ms / 1000 }]);
   metrics.gauge("quiver_admission_cpu_overloaded", "1 while the event loop is overloaded and requests that waited in it beyond --overload-delay-ms get 503.", () => [{ value: admission.snapshot().cpuOverloaded ? 1 : 0 }]);
+  metrics.gauge("quiver_admission_turn_budget_seconds", "How long each event-loop turn serves requests while CPU overload is shed: learnt between --overload-turn-ms and --overload-turn-max-ms.", () => [{ value: admission.snapshot().turnBudgetMs / 1000 }]);
   metrics.gauge("quiver_event_loop_turn_seconds", "Length of the last event-loop turn that served requests: the longest a request in it waited for the loop.", () => [{ value: admission.snapshot().loopTurnMs / 1000 }]);
   metrics.gauge("quiver_admission_limit", "Current concurrency limit (adaptive unless --max-concurrency is set).", () => [{ value: admission.snapshot().limit }]);
   metrics.gauge("quiver_admission_queued", "Requests waiting for a slot.", () => [{ value: admission.snapshot().queued }]);

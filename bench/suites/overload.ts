@@ -81,7 +81,7 @@ export interface OverloadVariant {
 export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
 
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
-  const setting = variant === null ? "defaults: overload past 5 ms turns, then 1 ms turns" : variant.setting;
+  const setting = variant === null ? "defaults: overload past 5 ms turns, then 1 ms turns, learnt longer where that serves more" : variant.setting;
   const { entities, tag } = store;
   const port = freePort();
   const server = await startServer({
@@ -279,4 +279,62 @@ async function serverCounts(url: string): Promise<ServerCounts> {
 function since(after: ServerCounts, before: ServerCounts): ServerCounts {
   const delta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]));
   return { shed: delta(after.shed, before.shed), failedReads: delta(after.failedReads, before.failedReads) };
+}
+
+/** Closed-loop connections for the closed-population runs: each turn then holds ~64 lookups (~10 ms of work), twice the 5 ms target. */
+const CLOSED_CONNECTIONS = 64;
+
+/**
+ * A closed population at saturation: CLOSED_CONNECTIONS connections, each
+ * sending its next 100-entity lookup the moment it is answered, 503s
+ * included (k6's virtual users, a retry loop that ignores Retry-After). Every
+ * turn holds them all however long it is, so the shorter the turn budget the
+ * more of them are refused and sent again. The default server (learnt
+ * budget, turn-budget.ts) against the same server with the budget fixed at
+ * its floor (`--overload-turn-max-ms` = `--overload-turn-ms`), ROUNDS
+ * alternating rounds, median of the paired ratios of lookups answered.
+ */
+export async function closedPopulation(ctx: BenchContext, seconds: number): Promise<OverloadResult> {
+  const start = async (name: string, extra: readonly string[]) => {
+    const port = freePort();
+    return startServer({
+      name,
+      argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(ENTITIES), ...extra],
+      cpu: ctx.serverCpu,
+      port,
+      readyPath: "/readyz",
+      timeoutMs: 120_000,
+      cwd: ctx.root,
+      log: ctx.log,
+    });
+  };
+  const learnt = await start("quiver, defaults (learnt turn budget)", []);
+  const fixed = await start("quiver, turn budget fixed at 1 ms", ["--overload-turn-ms", "1", "--overload-turn-max-ms", "1"]);
+  try {
+    const base = { scenario: "lookup", batch: BATCH, entities: ENTITIES, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
+    for (const s of [learnt, fixed]) await generator(ctx, s, `closed-population-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
+    const rounds: { learnt: GenMeasure; fixed: GenMeasure }[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? [learnt, fixed] : [fixed, learnt];
+      const runs = new Map<RunningServer, GenMeasure>();
+      for (const s of order) runs.set(s, await generator(ctx, s, `closed-population-${s === learnt ? "learnt" : "fixed"}-${r}`, base));
+      const round = { learnt: runs.get(learnt)!, fixed: runs.get(fixed)! };
+      rounds.push(round);
+      ctx.log(`  round ${r + 1}: lookups answered ${Math.round(okRate(round.learnt))}/s (learnt budget) against ${Math.round(okRate(round.fixed))}/s (fixed 1 ms)`);
+    }
+    const m = [...rounds].sort((a, b) => okRate(a.learnt) / okRate(a.fixed) - okRate(b.learnt) / okRate(b.fixed))[Math.floor(ROUNDS / 2)]!;
+    const rate = (g: GenMeasure, status: string) => Math.round((g.run.rate.achieved * (g.run.statusCounts[status] ?? 0)) / Math.max(1, answered(g)));
+    const checks: Check[] = [
+      { name: `Closed population at saturation (${CLOSED_CONNECTIONS} connections resending at once, ${BATCH}-entity lookups, embedded store): lookups answered with the learnt turn budget (defaults), median of ${ROUNDS} paired rounds (baseline: the budget fixed at 1 ms)`, unit: "req/s", baseline: okRate(m.fixed), measured: okRate(m.learnt), ratio: ratio(okRate(m.learnt), okRate(m.fixed)), target: "info (the budget learns to refuse fewer when refusals are sent again at once)", pass: null },
+      { name: `Closed population (${CLOSED_CONNECTIONS} connections): refusals per second, learnt budget (baseline: fixed 1 ms)`, unit: "req/s", baseline: rate(m.fixed, "503"), measured: rate(m.learnt, "503"), ratio: ratio(rate(m.learnt, "503"), rate(m.fixed, "503")), target: "info", pass: null },
+    ];
+    return {
+      checks,
+      measured: { rounds: rounds.map((r) => ({ learnt: summary(r.learnt), fixed: summary(r.fixed), ratio: ratio(okRate(r.learnt), okRate(r.fixed)) })) },
+      note: `Closed population: two default servers (embedded store, ${ENTITIES.toLocaleString("en-US")} drivers), one with --overload-turn-ms 1 --overload-turn-max-ms 1; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
+    };
+  } finally {
+    await learnt.stop();
+    await fixed.stop();
+  }
 }

@@ -10,7 +10,7 @@ import { ShardedStore } from "../../src/store/sharded-store.ts";
 import { pinProcess } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
-import { EMBEDDED, overloadRounds, redisStore, TURNS_TO_TARGET } from "./overload.ts";
+import { closedPopulation, EMBEDDED, overloadRounds, redisStore, TURNS_TO_TARGET } from "./overload.ts";
 import type { BenchContext, Suite } from "./suite.ts";
 
 /** `npm run bench -- resilience --quick` (or BENCH_QUICK=1): short runs, to check the suite end to end. */
@@ -87,6 +87,7 @@ export const resilienceSuite: Suite = {
       const redisBefore = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES), TURNS_TO_TARGET);
       const cpu = await overloadRounds(ctx, overSeconds, EMBEDDED);
       const cpuBefore = await overloadRounds(ctx, overSeconds, EMBEDDED, TURNS_TO_TARGET);
+      const closed = await closedPopulation(ctx, overSeconds);
       const checks: Check[] = [
         { name: `lookup throughput, shard policies on (baseline: same replica sets, policies off); median of ${POLICY_ROUNDS} paired rounds, best rounds shown`, unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: Math.round(medianRatio * 1000) / 1000, target: ">= 0.95", pass: medianRatio >= 0.95 },
         { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },
@@ -96,6 +97,7 @@ export const resilienceSuite: Suite = {
         ...redisBefore.checks,
         ...cpu.checks,
         ...cpuBefore.checks,
+        ...closed.checks,
       ];
       return {
         suite: "resilience",
@@ -114,6 +116,7 @@ export const resilienceSuite: Suite = {
           cpuOverloadTurnsToTarget: cpuBefore.measured,
           redisOverload: redis.measured,
           redisOverloadTurnsToTarget: redisBefore.measured,
+          closedPopulation: closed.measured,
         },
         targets: { policyRatio: ">= 0.95", hungAfterOpenP99Ms: "<= 5", goodputRatio: ">= 0.9" },
         notes: [
@@ -124,6 +127,7 @@ export const resilienceSuite: Suite = {
           redisBefore.note,
           cpu.note,
           cpuBefore.note,
+          closed.note,
           quick() ? "QUICK MODE: short runs to check the suite end to end; not reportable." : "",
         ].filter((n) => n !== ""),
       };

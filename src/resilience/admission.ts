@@ -50,6 +50,8 @@ export interface AdmissionSnapshot {
   readonly cpuOverloaded: boolean;
   /** Length of the last event-loop turn that served requests (ms); 0 without the loop-pressure signal. */
   readonly loopTurnMs: number;
+  /** How long each loop turn now serves requests while CPU overload is shed (ms; 0 without the loop signal). */
+  readonly turnBudgetMs: number;
 }
 
 export interface IntervalStats {
@@ -170,6 +172,7 @@ export class AdaptiveAdmission implements Admission {
       baselineMs: this.limiter?.baselineMs ?? 0,
       cpuOverloaded: this.pressure?.overloaded ?? false,
       loopTurnMs: this.pressure?.lastTurnMs ?? 0,
+      turnBudgetMs: this.pressure?.turnBudgetMs ?? 0,
     };
   }
 

@@ -1,4 +1,5 @@
 import type { LoopLag } from "./loop-lag.ts";
+import { TurnBudget } from "./turn-budget.ts";
 
 /**
  * Shedding for CPU-bound overload, which a concurrency limit cannot see.
@@ -58,6 +59,8 @@ export interface LoopPressure {
   readonly overloaded: boolean;
   /** Length of the last finished turn (ms), from its first request to its end. */
   readonly lastTurnMs: number;
+  /** How long (ms) each turn now serves requests while shedding (turn-budget.ts). */
+  readonly turnBudgetMs: number;
 }
 
 export interface LoopPressureOptions {
@@ -65,8 +68,14 @@ export interface LoopPressureOptions {
   readonly targetMs?: number;
   /** How long (ms) turns must run over the target, back to back, before shedding starts, and the stretch over which its end is judged (default 100, CoDel's interval). */
   readonly sustainMs?: number;
-  /** Once overloaded, how long (ms) each turn serves requests before it refuses the rest (default and at most: the target). */
+  /** Once overloaded, how long (ms) each turn serves requests before it refuses the rest, at first (default and at most: the target). */
   readonly turnMs?: number;
+  /**
+   * The longest the budget may grow to (ms) while refusals eat the turns and
+   * a longer budget saves them (turn-budget.ts): default and at most the
+   * target; `turnMs` or less keeps the budget fixed.
+   */
+  readonly maxTurnMs?: number;
   /** Requests that must arrive meanwhile (default 100): without a queue of them there is nothing to shed. */
   readonly minArrivals?: number;
 }
@@ -94,6 +103,10 @@ export class TurnSojourn implements LoopPressure {
   private lateRefused = 0;
   /** When the current turn began to serve: its first arrival after those refused first. */
   private servingFrom = 0;
+  /** When the current turn stopped serving: its first refusal after the budget (NaN while none). */
+  private servingTo = Number.NaN;
+  /** Did a request of the current turn find admitted requests waiting on storage (the budget does not apply)? */
+  private turnWithStorage = false;
   /** When the current overload began: the turn it began in ran long, and its late refusals say nothing of the next. */
   private droppingSince = Number.NEGATIVE_INFINITY;
   private lastEnd = Number.NEGATIVE_INFINITY;
@@ -109,7 +122,7 @@ export class TurnSojourn implements LoopPressure {
   private stretchArrivals = 0;
   private stretchRefused = 0;
   private readonly target: number;
-  private readonly turnBudget: number;
+  private readonly budget: TurnBudget;
   private readonly sustain: number;
   private readonly minArrivals: number;
   private readonly endTurn: () => void;
@@ -130,10 +143,12 @@ export class TurnSojourn implements LoopPressure {
     this.target = options.targetMs ?? 5;
     this.sustain = options.sustainMs ?? 100;
     this.minArrivals = options.minArrivals ?? 100;
-    this.turnBudget = Math.min(options.turnMs ?? this.target, this.target);
+    const turnMs = Math.min(options.turnMs ?? this.target, this.target);
     if (!(this.target > 0)) throw new Error(`overload delay target: expected > 0 ms, got ${this.target}`);
     if (!(this.sustain >= 0)) throw new Error(`overload sustain: expected >= 0 ms, got ${this.sustain}`);
-    if (!(this.turnBudget > 0)) throw new Error(`overload turn budget: expected > 0 ms, got ${options.turnMs}`);
+    if (!(turnMs > 0)) throw new Error(`overload turn budget: expected > 0 ms, got ${options.turnMs}`);
+    const maxTurnMs = Math.min(options.maxTurnMs ?? this.target, this.target);
+    this.budget = new TurnBudget({ floorMs: turnMs, ceilingMs: maxTurnMs, windowMs: this.sustain > 0 ? this.sustain : undefined });
     this.endTurn = () => this.finishTurn(this.now());
   }
 
@@ -144,6 +159,10 @@ export class TurnSojourn implements LoopPressure {
 
   get lastTurnMs(): number {
     return this.lastTurn;
+  }
+
+  get turnBudgetMs(): number {
+    return this.budget.ms;
   }
 
   pass(now: number, inFlight = 0): boolean {
@@ -158,13 +177,16 @@ export class TurnSojourn implements LoopPressure {
       // take: cutting turns short there refused requests the limit had room for (Redis shards at 3x:
       // twice the loop's refusals, more reads timing out, no better latency).
       if (inFlight > 0) {
+        this.turnWithStorage = true;
         if (waited <= this.target) return true;
-      } else if (this.turnArrivals > this.refuseFirst && waited <= this.target) {
+      } else if (this.turnArrivals > this.refuseFirst) {
         // The budget counts from the end of the refusals first: a turn serves as much as it would have without them.
         if (this.turnArrivals === this.refuseFirst + 1) this.servingFrom = now;
-        if (now - this.servingFrom <= this.turnBudget) return true;
+        const withinTarget = waited <= this.target;
+        if (withinTarget && now - this.servingFrom <= this.budget.ms) return true;
+        if (Number.isNaN(this.servingTo)) this.servingTo = now;
         // Refused for the budget, not for a stall (the lag probe's wait): an excess the next turn will have too.
-        this.lateRefused++;
+        if (withinTarget) this.lateRefused++;
       }
       this.stretchRefused++;
       this.lastOverEnd = now;
@@ -187,6 +209,7 @@ export class TurnSojourn implements LoopPressure {
     this.dropping = true;
     this.droppingSince = now;
     this.refuseFirst = 0;
+    this.budget.reset(now);
     this.lastOverEnd = now;
     this.stretchStart = now;
     this.stretchArrivals = 0;
@@ -199,9 +222,11 @@ export class TurnSojourn implements LoopPressure {
     this.turnArrivals = 0;
     this.lateRefused = 0;
     this.servingFrom = now;
+    this.servingTo = Number.NaN;
+    this.turnWithStorage = false;
     // An idle loop before this turn had room: whatever arrives now is no excess (and after an
     // overload, the first requests are not refused for what its last turns refused).
-    if (!this.dropping || now - this.lastEnd >= this.turnBudget) this.refuseFirst = 0;
+    if (!this.dropping || now - this.lastEnd >= this.budget.ms) this.refuseFirst = 0;
     this.atEndOfTurn(this.endTurn);
     // Towards entry only back-to-back turns count: an idle gap longer than the target means there was room.
     if (!this.dropping && now - this.lastEnd > this.target) this.aboveSince = Number.NaN;
@@ -246,7 +271,10 @@ export class TurnSojourn implements LoopPressure {
    * storage the budget does not apply either.
    */
   private adaptRefuseFirst(): void {
-    if (this.turnBudget >= this.target) return;
+    if (this.budget.ms >= this.target) {
+      this.refuseFirst = 0;
+      return;
+    }
     const late = this.lateRefused;
     // Up by half the excess, as arrivals vary from turn to turn: raised by all of it, the count overshot
     // the next turn's often enough to cost ~4% of the lookups served (14 alternating pairs; half: no loss
@@ -254,6 +282,12 @@ export class TurnSojourn implements LoopPressure {
     // for each would double what a stretch refuses and keep the overload from ending.
     if (late > 1) this.refuseFirst += (late - 1) >> 1;
     else if (late === 0) this.refuseFirst >>= 1;
+  }
+
+  /** How long the current turn served requests: from its first served arrival to its first late refusal, or its end. */
+  private servedMs(end: number): number {
+    if (this.turnArrivals <= this.refuseFirst) return 0;
+    return (Number.isNaN(this.servingTo) ? end : this.servingTo) - this.servingFrom;
   }
 
   private finishTurn(end: number): void {
@@ -264,7 +298,12 @@ export class TurnSojourn implements LoopPressure {
     this.lastEnd = end;
     // While shedding, turns are cut short on purpose: refusals, not turn lengths, say whether it goes on.
     if (this.dropping) {
-      if (start + this.turnBehind > this.droppingSince) this.adaptRefuseFirst();
+      const first = start + this.turnBehind;
+      if (first > this.droppingSince) {
+        // What this turn spent refusing tells the budget whether a longer one would save refusals (turn-budget.ts).
+        if (!this.turnWithStorage) this.budget.noteTurn(end, end - first, this.servedMs(end));
+        this.adaptRefuseFirst();
+      }
       this.settle(end);
       return;
     }
