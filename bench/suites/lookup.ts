@@ -81,7 +81,9 @@ export const lookupSuite: Suite = {
     // Baselines for the batch latency runs: bare servers answering bodies of the JSON and MessagePack batch answers' sizes.
     let bareBatch: RunningServer | null = null;
     let bareMpBatch: RunningServer | null = null;
+    let bareMpSingle: RunningServer | null = null;
     let mpBatchBytes = 0;
+    let mpSingleBytes = 0;
     const m: Record<string, GenMeasure | WrkMeasure | null> = {};
     let probe: Awaited<ReturnType<typeof probeLookup>>;
     let batchProbe: Awaited<ReturnType<typeof probeLookup>>;
@@ -91,6 +93,7 @@ export const lookupSuite: Suite = {
       probe = await probeLookup(quiver.url, entities, 1);
       batchProbe = await probeLookup(quiver.url, entities, 100);
       mpBatchBytes = await probeMsgpackAnswerBytes(quiver.url, entities, 100);
+      mpSingleBytes = await probeMsgpackAnswerBytes(quiver.url, entities, 1);
       const bareServer = (name: string, bodyBytes: number, extra: string[] = []) => startBareServer(ctx, name, bodyBytes, extra);
       bare = await bareServer("bare Bun.serve", probe.responseBytes);
       // The protocol floor (issue 12's baseline): a bare server that also parses the request.
@@ -155,11 +158,17 @@ export const lookupSuite: Suite = {
       const mpSingleMax = bestGen(mpSingleRuns);
       m["mpSingleMax"] = mpSingleMax;
       const mpHalf = Math.max(1, Math.round(okRate(mpSingleMax) / 2));
-      m["mpSingleOpen"] = (
-        await hygiene.steady(ctx, MP_SINGLE, async () => ({
-          subject: await generator(ctx, quiver, "msgpack-open-half", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
-        }))
-      ).subject;
+      // Against a bare server answering the same MessagePack bytes at the same rate, as the other latency runs.
+      bareMpSingle = await bareServer("bare Bun.serve, MessagePack single answer size", mpSingleBytes, ["--content-type", "application/msgpack"]);
+      const bms = bareMpSingle;
+      const mpSingleLatency = await hygiene.steady(ctx, MP_SINGLE, async () => ({
+        baseline: await generator(ctx, bms, "msgpack-open-half-baseline", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `bare Bun.serve, ${mpSingleBytes} B answers, ${mpHalf}/s` }),
+        subject: await generator(ctx, quiver, "msgpack-open-half", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
+      }));
+      m["mpSingleOpenBase"] = mpSingleLatency.baseline!;
+      m["mpSingleOpen"] = mpSingleLatency.subject;
+      await bareMpSingle.stop();
+      bareMpSingle = null;
       m["mpBatchMax"] = mpBatchMax;
       const mpBatchHalf = Math.max(1, Math.round(okRate(mpBatchMax) / 2));
       bareMpBatch = await bareServer("bare Bun.serve, MessagePack batch answer size", mpBatchBytes, ["--content-type", "application/msgpack"]);
@@ -176,6 +185,7 @@ export const lookupSuite: Suite = {
       await parsing?.stop();
       await bareBatch?.stop();
       await bareMpBatch?.stop();
+      await bareMpSingle?.stop();
       await quiver.stop();
     }
     const g = (k: string) => m[k] as GenMeasure;
@@ -191,6 +201,8 @@ export const lookupSuite: Suite = {
     const p99BatchBase = g("batchOpenBase").run.latencyMs.p99;
     const p99MpBatch = g("mpBatchOpen").run.latencyMs.p99;
     const p99MpBatchBase = g("mpBatchOpenBase").run.latencyMs.p99;
+    const p99MpSingle = g("mpSingleOpen").run.latencyMs.p99;
+    const p99MpSingleBase = g("mpSingleOpenBase").run.latencyMs.p99;
     const rss = memReady?.rssMb ?? null;
     const checks: Check[] = [
       {
@@ -237,7 +249,15 @@ export const lookupSuite: Suite = {
         target: "info",
         pass: null,
       },
-      { name: `MessagePack p99 single lookup at half max (${g("mpSingleOpen").run.rate.target}/s)`, unit: "ms", baseline: p99, measured: g("mpSingleOpen").run.latencyMs.p99, ratio: null, target: hygiene.target(MP_SINGLE, "<= 1 ms"), pass: hygiene.judge(MP_SINGLE, g("mpSingleOpen").run.latencyMs.p99 <= 1) },
+      {
+        name: `MessagePack p99 single lookup at half max (${g("mpSingleOpen").run.rate.target}/s; baseline: bare server, same answer size and rate)`,
+        unit: "ms",
+        baseline: p99MpSingleBase,
+        measured: p99MpSingle,
+        ratio: ratio(p99MpSingle, p99MpSingleBase),
+        target: hygiene.target(MP_SINGLE, "<= 1 ms, <= 1.5 x bare"),
+        pass: hygiene.judge(MP_SINGLE, p99MpSingle <= 1 && (p99MpSingleBase > 0 ? p99MpSingle / p99MpSingleBase <= 1.5 : true)),
+      },
       {
         name: "MessagePack 100-entity max throughput (baseline: JSON batch)",
         unit: "req/s",
@@ -269,13 +289,13 @@ export const lookupSuite: Suite = {
     const notes = [
       `Server \`bun src/main.ts --demo-entities ${entities}\` ready in ${startupS} s; RSS after the load runs ${memAfter?.rssMb ?? "n/a"} MB (peak ${memAfter?.peakMb ?? "n/a"} MB).`,
       `Lookup answer: ${probe.responseBytes} B for 1 entity (baseline body the same size), ${batchProbe.responseBytes} B for 100 (${mpBatchBytes} B in MessagePack); statuses seen: ${JSON.stringify(probe.statuses)}.`,
-      `Batch latency baselines: a bare Bun.serve answering bodies of the 100-entity answer's size (JSON, MessagePack), driven at the same rate by the same generator right before Quiver: what the generator and the host measure for that many bytes at that rate with no lookup work at all.`,
+      `Latency baselines for the batch and MessagePack runs: a bare Bun.serve answering bodies of the answer's size (JSON or MessagePack, 1 or 100 entities), driven at the same rate by the same generator right before Quiver: what the generator and the host measure for that many bytes at that rate with no lookup work at all.`,
       `Throughput: closed loop, ${CONNECTIONS} connections, uniform keys over ${entities.toLocaleString("en-US")} drivers, ${ctx.throughputSeconds} s runs taking turns between the bare server, the protocol floor (bare server parsing the request) and Quiver, best of ${ROUNDS} each; wrk rotates the key in Lua, the generator in its request template.`,
       `"Half max" = half the higher of the two single-lookup throughputs; latency from each request's intended send time (coordinated-omission corrected).`,
     ];
     notes.push(hygiene.note());
     if (ctx.wrk.note !== "") notes.push(ctx.wrk.note);
-    await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half-baseline", "batch-open-half", "msgpack-open-half", "msgpack-batch-open-half-baseline", "msgpack-batch-open-half"]);
+    await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half-baseline", "batch-open-half", "msgpack-open-half-baseline", "msgpack-open-half", "msgpack-batch-open-half-baseline", "msgpack-batch-open-half"]);
     return {
       suite: "lookup",
       title: "Lookup over HTTP (issue 2)",
@@ -293,7 +313,7 @@ export const lookupSuite: Suite = {
         singleAtHalfMax: { rate: g("openQuiver").run.rate, latencyMs: g("openQuiver").run.latencyMs, errors: g("openQuiver").run.errorsByKind },
         batch100: { maxRps: okRate(g("batchMax")), atHalfMax: { rate: g("batchOpen").run.rate, latencyMs: g("batchOpen").run.latencyMs, errors: g("batchOpen").run.errorsByKind, bareLatencyMs: g("batchOpenBase").run.latencyMs } },
         msgpack: {
-          single: { maxRps: okRate(g("mpSingleMax")), atHalfMax: { rate: g("mpSingleOpen").run.rate, latencyMs: g("mpSingleOpen").run.latencyMs } },
+          single: { maxRps: okRate(g("mpSingleMax")), atHalfMax: { rate: g("mpSingleOpen").run.rate, latencyMs: g("mpSingleOpen").run.latencyMs, bareServerLatencyMs: g("mpSingleOpenBase").run.latencyMs } },
           batch100: { maxRps: okRate(g("mpBatchMax")), atHalfMax: { rate: g("mpBatchOpen").run.rate, latencyMs: g("mpBatchOpen").run.latencyMs, bareLatencyMs: g("mpBatchOpenBase").run.latencyMs } },
         },
         discardedLatencyRuns: hygiene.discarded,
