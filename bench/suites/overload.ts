@@ -257,7 +257,7 @@ function share(m: GenMeasure, status: string): number {
 }
 
 function summary(m: GenMeasure): Record<string, unknown> {
-  return { achieved: m.run.rate.achieved, statusCounts: m.run.statusCounts, latencyMs: m.run.latencyMs, latencyByStatusMs: m.run.latencyByStatusMs, serviceByStatusMs: m.run.serviceByStatusMs, serviceTimeMs: m.run.serviceTimeMs, sendLagMs: m.run.sendLagMs, serverCpu: m.serverCpu };
+  return { achieved: m.run.rate.achieved, statusCounts: m.run.statusCounts, latencyMs: m.run.latencyMs, latencyByStatusMs: m.run.latencyByStatusMs, serviceByStatusMs: m.run.serviceByStatusMs, serviceTimeMs: m.run.serviceTimeMs, sendLagMs: m.run.sendLagMs, ownSendLagMs: m.run.ownSendLagMs, serverCpu: m.serverCpu };
 }
 
 /** Counters from the server's /metrics, by reason: /v1/lookup requests admission refused, shard reads that failed. */

@@ -301,7 +301,7 @@ export class TurnSojourn implements LoopPressure {
       const first = start + this.turnBehind;
       if (first > this.droppingSince) {
         // What this turn spent refusing tells the budget whether a longer one would save refusals (turn-budget.ts).
-        if (!this.turnWithStorage) this.budget.noteTurn(end, end - first, this.servedMs(end));
+        if (!this.turnWithStorage) this.budget.noteTurn(end, end - first, this.servedMs(end), this.turnArrivals);
         this.adaptRefuseFirst();
       }
       this.settle(end);

@@ -18,15 +18,20 @@
  *
  * So the budget starts at its floor and climbs by trial. Over a window of
  * turns it measures the share of their time spent serving, which is what
- * the lookups answered follow. Where a tenth or more of that time went to
- * refusals, it doubles the budget for a window and keeps the step only if
- * the serving share rose by GAIN or more — the signature of a closed
- * population (N connections refused at f each leave b / (b + N·f) of a
- * turn to serving: doubling b raises it) — else it returns and waits longer
+ * the lookups answered follow, and the requests that arrived per ms of the
+ * window. Where a tenth or more of the turns went to refusals, it doubles
+ * the budget for a window and keeps the step only if both moved as a
+ * closed population moves them: N connections refused at f each leave
+ * b / (b + N·f) of a turn to serving, which doubling b raises (by GAIN or
+ * more), and they arrive N per turn, so fewer per ms once turns are longer
+ * (by FEWER or more). An open load arrives at its own rate whatever the
+ * turns; a longer turn may still serve a little more there (the loop's own
+ * work per turn is spread thinner) but at the cost of every answer's wait,
+ * so that is not taken. Otherwise the budget returns and waits longer
  * before trying again. Above the floor it tries halving now and then (and
- * right after a longer budget did not help), and keeps the shorter budget
- * unless the serving share fell by GAIN, so a load that turns open again
- * gets short turns back. A new overload starts from the floor.
+ * right after a longer budget did not help), and undoes that only on the
+ * same signature in reverse, so a load that turns open again gets short
+ * turns back. A new overload starts from the floor.
  */
 export interface TurnBudgetOptions {
   /** The shortest budget (ms), where each overload starts. */
@@ -41,6 +46,8 @@ export interface TurnBudgetOptions {
 const WORTH_TRYING = 0.1;
 /** Relative change of the serving share that tells a budget step helped (kept longer) or hurt (undone shorter). */
 const GAIN = 0.05;
+/** Relative fall in arrivals per ms with longer turns (rise with shorter) that tells a closed population. */
+const FEWER = 0.15;
 /** Fewest shedding turns in a window for its share to count. */
 const MIN_TURNS = 4;
 /** Windows between trials of a shorter budget while above the floor. */
@@ -56,14 +63,16 @@ export class TurnBudget {
   /** The budget before the trial under way: where an undone trial returns. */
   private prior: number;
   private phase: Phase = "hold";
-  /** The serving share under the budget before the trial (the one to compare with). */
+  /** The serving share and the arrivals per ms under the budget before the trial (the ones to compare with). */
   private before = 0;
+  private beforeRate = 0;
   private windowsHeld = 0;
   private wait = FIRST_WAIT;
   private windowStart = Number.NaN;
   private turns = 0;
   private turnTime = 0;
   private servingTime = 0;
+  private arrivals = 0;
   private readonly floor: number;
   private readonly ceiling: number;
   private readonly windowMs: number;
@@ -100,65 +109,70 @@ export class TurnBudget {
 
   /**
    * A finished shedding turn whose requests were served from memory: its
-   * length (ms, from its first arrival to its end) and the part of it spent
-   * serving (the rest went to refusals).
+   * length (ms, from its first arrival to its end), the part of it spent
+   * serving (the rest went to refusals) and its arrivals.
    */
-  noteTurn(end: number, lengthMs: number, servingMs: number): void {
+  noteTurn(end: number, lengthMs: number, servingMs: number, arrivals: number): void {
     if (!this.adapts) return;
     if (Number.isNaN(this.windowStart)) this.startWindow(end - lengthMs);
     this.turns++;
     this.turnTime += lengthMs;
     this.servingTime += Math.min(servingMs, lengthMs);
-    if (end - this.windowStart < this.windowMs || this.turns < MIN_TURNS) return;
+    this.arrivals += arrivals;
+    const span = end - this.windowStart;
+    if (span < this.windowMs || this.turns < MIN_TURNS) return;
     const serving = this.turnTime > 0 ? this.servingTime / this.turnTime : 1;
+    const rate = this.arrivals / span;
     this.startWindow(end);
-    this.judge(serving);
+    this.judge(serving, rate);
   }
 
-  /** `serving`: the share of the window's turn time spent serving requests. */
-  private judge(serving: number): void {
+  /** `serving`: the share of the window's turn time spent serving requests; `rate`: its arrivals per ms. */
+  private judge(serving: number, rate: number): void {
     const worthTrying = 1 - serving >= WORTH_TRYING && this.budget < this.ceiling;
     switch (this.phase) {
       case "longer":
-        if (serving >= this.before * (1 + GAIN)) {
+        if (serving >= this.before * (1 + GAIN) && rate <= this.beforeRate * (1 - FEWER)) {
           this.wait = FIRST_WAIT;
-          if (worthTrying) this.tryLonger(serving);
+          if (worthTrying) this.tryLonger(serving, rate);
           else this.hold();
         } else {
-          // Serving gained nothing from the longer turns: an open load, where shorter turns cost nothing.
+          // Not a closed population: arrivals kept their rate (an open load) or serving gained nothing.
           this.budget = this.prior;
           this.wait = Math.min(this.wait * 2, MAX_WAIT);
-          if (this.budget > this.floor) this.tryShorter(this.before);
+          if (this.budget > this.floor) this.tryShorter(this.before, this.beforeRate);
           else this.hold();
         }
         return;
       case "shorter":
-        if (serving <= this.before * (1 - GAIN)) {
+        if (serving <= this.before * (1 - GAIN) && rate >= this.beforeRate * (1 + FEWER)) {
           this.budget = this.prior;
           this.hold();
         } else if (this.budget > this.floor) {
-          this.tryShorter(serving);
+          this.tryShorter(serving, rate);
         } else {
           this.hold();
         }
         return;
       case "hold":
         this.windowsHeld++;
-        if (this.budget > this.floor && this.windowsHeld >= SHORTER_EVERY) this.tryShorter(serving);
-        else if (worthTrying && this.windowsHeld >= this.wait) this.tryLonger(serving);
+        if (this.budget > this.floor && this.windowsHeld >= SHORTER_EVERY) this.tryShorter(serving, rate);
+        else if (worthTrying && this.windowsHeld >= this.wait) this.tryLonger(serving, rate);
     }
   }
 
-  private tryLonger(serving: number): void {
+  private tryLonger(serving: number, rate: number): void {
     this.prior = this.budget;
     this.before = serving;
+    this.beforeRate = rate;
     this.budget = Math.min(this.ceiling, this.budget * 2);
     this.phase = "longer";
   }
 
-  private tryShorter(serving: number): void {
+  private tryShorter(serving: number, rate: number): void {
     this.prior = this.budget;
     this.before = serving;
+    this.beforeRate = rate;
     this.budget = Math.max(this.floor, this.budget / 2);
     this.phase = "shorter";
   }
@@ -173,5 +187,6 @@ export class TurnBudget {
     this.turns = 0;
     this.turnTime = 0;
     this.servingTime = 0;
+    this.arrivals = 0;
   }
 }
