@@ -28,10 +28,11 @@ import { TurnBudget } from "./turn-budget.ts";
  * while at least `minArrivals` requests arrived (a single long turn — a
  * garbage collection, a descheduled process on a busy machine, a burst of
  * in-process requests — is not overload), the loop is overloaded: each turn
- * then serves requests for at most `turnMs` (and none that has waited over
- * the target) and answers the rest 503 at once, which costs about what the
- * HTTP parse costs, a small share of a batch lookup. So a turn lasts about
- * `turnMs` plus its refusals, and a request, admitted or refused, waits
+ * then serves requests for at most its budget (`turnMs` at first, learnt
+ * longer up to `maxTurnMs` for clients that resend at once: turn-budget.ts)
+ * and none that has waited over the target, and answers the rest 503 at
+ * once, which costs about what the HTTP parse costs, a small share of a
+ * batch lookup. So a turn lasts about its budget plus its refusals, and a request, admitted or refused, waits
  * about two of them: the turn before it, which it waited out in its socket,
  * and its place in its own. Detection and shedding take different bounds on
  * purpose: a turn over 5 ms is what says the load is more than the core can
@@ -103,7 +104,7 @@ export class TurnSojourn implements LoopPressure {
   private lateRefused = 0;
   /** When the current turn began to serve: its first arrival after those refused first. */
   private servingFrom = 0;
-  /** When the current turn stopped serving: its first refusal after the budget (NaN while none). */
+  /** When the current turn stopped serving: its first refusal after it began to serve, for the budget or the target (NaN while none). */
   private servingTo = Number.NaN;
   /** Did a request of the current turn find admitted requests waiting on storage (the budget does not apply)? */
   private turnWithStorage = false;
@@ -300,7 +301,7 @@ export class TurnSojourn implements LoopPressure {
     if (this.dropping) {
       const first = start + this.turnBehind;
       if (first > this.droppingSince) {
-        // What this turn spent refusing tells the budget whether a longer one would save refusals (turn-budget.ts).
+        // How this turn split between serving and refusing, and its arrivals, tell the budget whether longer turns would serve more (turn-budget.ts).
         if (!this.turnWithStorage) this.budget.noteTurn(end, end - first, this.servedMs(end), this.turnArrivals);
         this.adaptRefuseFirst();
       }

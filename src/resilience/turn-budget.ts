@@ -36,7 +36,7 @@
 export interface TurnBudgetOptions {
   /** The shortest budget (ms), where each overload starts. */
   readonly floorMs: number;
-  /** The longest (ms): the overload delay target. */
+  /** The longest (ms), at most the overload delay target. */
   readonly ceilingMs: number;
   /** Length (ms) of a window of turns over which a budget is judged (default 100, the overload interval). */
   readonly windowMs?: number;
