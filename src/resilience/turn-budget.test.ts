@@ -13,7 +13,8 @@ const REFUSAL_MS = 0.013;
  * arrived during the one before). Runs whole turns on a fake clock; nothing
  * sleeps.
  */
-function simulate(options: { turnMs: number; maxTurnMs?: number }) {
+function simulate(options: { turnMs: number; maxTurnMs?: number; refusalMs?: number }) {
+  const refusalMs = options.refusalMs ?? REFUSAL_MS;
   let now = 0;
   let pending: (() => void) | undefined;
   const p = new TurnSojourn(
@@ -52,7 +53,7 @@ function simulate(options: { turnMs: number; maxTurnMs?: number }) {
           now += LOOKUP_MS;
         } else {
           refused++;
-          now += REFUSAL_MS;
+          now += refusalMs;
         }
       }
       const end = pending;
@@ -92,6 +93,24 @@ describe("TurnBudget", () => {
     const f = fixed.run(3000, { closed: 256 });
     expect(last(a.budgets)).toBeGreaterThanOrEqual(4);
     expect(a.served).toBeGreaterThan(2 * f.served);
+  });
+
+  test("on a slow, busy machine refusals make up nearly all of each turn: a closed population still climbs, an open load still answers as many", () => {
+    // 256 connections refused at 0.15 ms each: a turn is ~38 ms of refusals around 1 ms of serving, and doubling
+    // the budget barely lengthens it (arrivals per ms fall ~2%), but serving doubles.
+    const closed = simulate({ turnMs: 1, refusalMs: 0.15 });
+    const closedFixed = simulate({ turnMs: 1, maxTurnMs: 1, refusalMs: 0.15 });
+    const c = closed.run(5000, { closed: 256 });
+    const cf = closedFixed.run(5000, { closed: 256 });
+    expect(last(c.budgets)).toBeGreaterThanOrEqual(4);
+    expect(c.served).toBeGreaterThan(2 * cf.served);
+    const open = simulate({ turnMs: 1, refusalMs: 0.05 });
+    const openFixed = simulate({ turnMs: 1, maxTurnMs: 1, refusalMs: 0.05 });
+    const o = open.run(10_000, { perMs: 4 / LOOKUP_MS });
+    const of = openFixed.run(10_000, { perMs: 4 / LOOKUP_MS });
+    expect(open.p.overloaded).toBe(true);
+    expect(o.served).toBeGreaterThan(0.95 * of.served);
+    expect(o.budgets.filter((b) => b === 1).length / o.budgets.length).toBeGreaterThan(0.75);
   });
 
   test("an open load at 3x capacity: the budget stays at the floor nearly always, and as many lookups are answered", () => {

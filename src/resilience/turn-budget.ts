@@ -24,10 +24,13 @@
  * closed population moves them: N connections refused at f each leave
  * b / (b + N·f) of a turn to serving, which doubling b raises (by GAIN or
  * more), and they arrive N per turn, so fewer per ms once turns are longer
- * (by FEWER or more). An open load arrives at its own rate whatever the
- * turns; a longer turn may still serve a little more there (the loop's own
- * work per turn is spread thinner) but at the cost of every answer's wait,
- * so that is not taken. Otherwise the budget returns and waits longer
+ * (by FEWER or more) — unless refusals make up nearly all of each turn (a
+ * slow machine, a huge population), where the turn barely lengthens but
+ * serving grows by as much as the budget (by BIG or more). An open load
+ * arrives at its own rate whatever the turns, and its serving share is set
+ * by the overload, not the budget; a longer turn may still serve a little
+ * more there (the loop's own work per turn is spread thinner), but at the
+ * cost of every answer's wait, so that is not taken. Otherwise the budget returns and waits longer
  * before trying again. Above the floor it tries halving now and then (and
  * right after a longer budget did not help), and undoes that only on the
  * same signature in reverse, so a load that turns open again gets short
@@ -48,6 +51,8 @@ const WORTH_TRYING = 0.1;
 const GAIN = 0.05;
 /** Relative fall in arrivals per ms with longer turns (rise with shorter) that tells a closed population. */
 const FEWER = 0.15;
+/** A relative gain of the serving share that tells a closed population by itself (an open load's comes from the loop's per-turn work, a few percent). */
+const BIG = 0.25;
 /** Fewest shedding turns in a window for its share to count. */
 const MIN_TURNS = 4;
 /** Windows between trials of a shorter budget while above the floor. */
@@ -132,7 +137,7 @@ export class TurnBudget {
     const worthTrying = 1 - serving >= WORTH_TRYING && this.budget < this.ceiling;
     switch (this.phase) {
       case "longer":
-        if (serving >= this.before * (1 + GAIN) && rate <= this.beforeRate * (1 - FEWER)) {
+        if (serving >= this.before * (1 + GAIN) && (rate <= this.beforeRate * (1 - FEWER) || serving >= this.before * (1 + BIG))) {
           this.wait = FIRST_WAIT;
           if (worthTrying) this.tryLonger(serving, rate);
           else this.hold();
@@ -145,7 +150,7 @@ export class TurnBudget {
         }
         return;
       case "shorter":
-        if (serving <= this.before * (1 - GAIN) && rate >= this.beforeRate * (1 + FEWER)) {
+        if (serving <= this.before * (1 - GAIN) && (rate >= this.beforeRate * (1 + FEWER) || serving * (1 + BIG) <= this.before)) {
           this.budget = this.prior;
           this.hold();
         } else if (this.budget > this.floor) {
