@@ -83,17 +83,7 @@ export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 1 ms turns, learnt longer where that serves more" : variant.setting;
   const { entities, tag } = store;
-  const port = freePort();
-  const server = await startServer({
-    name: `quiver, ${store.words}`,
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", ...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])],
-    cpu: ctx.serverCpu,
-    port,
-    readyPath: "/readyz",
-    timeoutMs: 120_000,
-    cwd: ctx.root,
-    log: ctx.log,
-  });
+  const server = await startQuiver(ctx, `quiver, ${store.words}`, [...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])]);
   try {
     const base = { scenario: "lookup", batch: BATCH, entities, warmup: "1s" };
     // Warm-up: the first seconds after start run slower (tier-up, connection pools), which would set the unloaded rate low.
@@ -295,30 +285,21 @@ const CLOSED_CONNECTIONS = 64;
  * alternating rounds, median of the paired ratios of lookups answered.
  */
 export async function closedPopulation(ctx: BenchContext, seconds: number): Promise<OverloadResult> {
-  const start = async (name: string, extra: readonly string[]) => {
-    const port = freePort();
-    return startServer({
-      name,
-      argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(ENTITIES), ...extra],
-      cpu: ctx.serverCpu,
-      port,
-      readyPath: "/readyz",
-      timeoutMs: 120_000,
-      cwd: ctx.root,
-      log: ctx.log,
-    });
-  };
-  const learnt = await start("quiver, defaults (learnt turn budget)", []);
-  const fixed = await start("quiver, turn budget fixed at 1 ms", ["--overload-turn-ms", "1", "--overload-turn-max-ms", "1"]);
+  let learnt: RunningServer | null = null;
+  let fixed: RunningServer | null = null;
   try {
+    learnt = await startQuiver(ctx, "quiver, defaults (learnt turn budget)", ["--demo-entities", String(ENTITIES)]);
+    fixed = await startQuiver(ctx, "quiver, turn budget fixed at 1 ms", ["--demo-entities", String(ENTITIES), "--overload-turn-ms", "1", "--overload-turn-max-ms", "1"]);
     const base = { scenario: "lookup", batch: BATCH, entities: ENTITIES, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
-    for (const s of [learnt, fixed]) await generator(ctx, s, `closed-population-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
+    const l = learnt;
+    const f = fixed;
+    for (const s of [l, f]) await generator(ctx, s, `closed-population-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
     const rounds: { learnt: GenMeasure; fixed: GenMeasure }[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? [learnt, fixed] : [fixed, learnt];
+      const order = r % 2 === 0 ? [l, f] : [f, l];
       const runs = new Map<RunningServer, GenMeasure>();
-      for (const s of order) runs.set(s, await generator(ctx, s, `closed-population-${s === learnt ? "learnt" : "fixed"}-${r}`, base));
-      const round = { learnt: runs.get(learnt)!, fixed: runs.get(fixed)! };
+      for (const s of order) runs.set(s, await generator(ctx, s, `closed-population-${s === l ? "learnt" : "fixed"}-${r}`, base));
+      const round = { learnt: runs.get(l)!, fixed: runs.get(f)! };
       rounds.push(round);
       ctx.log(`  round ${r + 1}: lookups answered ${Math.round(okRate(round.learnt))}/s (learnt budget) against ${Math.round(okRate(round.fixed))}/s (fixed 1 ms)`);
     }
@@ -334,7 +315,22 @@ export async function closedPopulation(ctx: BenchContext, seconds: number): Prom
       note: `Closed population: two default servers (embedded store, ${ENTITIES.toLocaleString("en-US")} drivers), one with --overload-turn-ms 1 --overload-turn-max-ms 1; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
     };
   } finally {
-    await learnt.stop();
-    await fixed.stop();
+    await learnt?.stop();
+    await fixed?.stop();
   }
+}
+
+/** The Quiver server as `npm start` runs it, without gRPC, pinned to the server core, with `extra` arguments. */
+function startQuiver(ctx: BenchContext, name: string, extra: readonly string[]): Promise<RunningServer> {
+  const port = freePort();
+  return startServer({
+    name,
+    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", ...extra],
+    cpu: ctx.serverCpu,
+    port,
+    readyPath: "/readyz",
+    timeoutMs: 120_000,
+    cwd: ctx.root,
+    log: ctx.log,
+  });
 }
