@@ -5,7 +5,7 @@ import { freePort, startServer } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
-import { alternate, bestGen, generator, okRate } from "./measure.ts";
+import { alternate, bestGen, generator, okRate, startQuiverServer } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import type { Suite } from "./suite.ts";
 
@@ -57,16 +57,7 @@ export const grpcSuite: Suite = {
     const tput = `${ctx.throughputSeconds}s`;
     const qport = freePort();
     const gport = freePort();
-    const quiver = await startServer({
-      name: "quiver",
-      argv: [process.execPath, "src/main.ts", "--port", String(qport), "--grpc-port", String(gport), "--demo-entities", String(entities)],
-      cpu: ctx.serverCpu,
-      port: qport,
-      readyPath: "/readyz",
-      timeoutMs: 300_000,
-      cwd: ctx.root,
-      log: ctx.log,
-    });
+    const quiver = await startQuiverServer(ctx, "quiver", ["--grpc-port", String(gport), "--demo-entities", String(entities)], { port: qport });
     const qg = grpcTarget(quiver, gport);
     const m: Record<string, GenMeasure> = {};
     const sizes: Record<string, number> = {};

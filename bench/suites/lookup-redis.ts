@@ -1,10 +1,10 @@
 import { existsSync } from "node:fs";
-import { freePort, memoryMb, startServer } from "../lib/processes.ts";
+import { memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, generator, okRate } from "./measure.ts";
+import { alternate, bestGen, generator, okRate, startQuiverServer } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import { clusterUp, redisBenchmarkGet } from "./redis-cluster.ts";
 import type { Suite } from "./suite.ts";
@@ -30,19 +30,7 @@ export const lookupRedisSuite: Suite = {
     const cluster = await clusterUp({ root: ctx.root, dir: `${ctx.rawDir}/redis-cluster`, cpu: ctx.serverCpu, shards: 3, replicas: 1, log: ctx.log });
     let embedded: RunningServer | null = null;
     let redis: RunningServer | null = null;
-    const start = async (name: string, extra: string[]) => {
-      const port = freePort();
-      return startServer({
-        name,
-        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--demo-entities", String(entities), ...extra],
-        cpu: ctx.serverCpu,
-        port,
-        readyPath: "/readyz",
-        timeoutMs: 300_000,
-        cwd: ctx.root,
-        log: ctx.log,
-      });
-    };
+    const start = (name: string, extra: string[]) => startQuiverServer(ctx, name, ["--grpc-port", "-1", "--demo-entities", String(entities), ...extra]);
     try {
       try {
         redis = await start("quiver on redis", ["--topology", cluster.topology]);

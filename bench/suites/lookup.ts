@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
-import { freePort, memoryMb, startServer } from "../lib/processes.ts";
+import { memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, startBareServer, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -61,18 +61,8 @@ export const lookupSuite: Suite = {
   async run(ctx) {
     const entities = Number(process.env["BENCH_ENTITIES"] ?? 1_000_000);
     const dur = `${ctx.seconds}s`;
-    const qport = freePort();
     const started = performance.now();
-    const quiver = await startServer({
-      name: "quiver",
-      argv: [process.execPath, "src/main.ts", "--port", String(qport), "--grpc-port", "-1", "--demo-entities", String(entities)],
-      cpu: ctx.serverCpu,
-      port: qport,
-      readyPath: "/readyz",
-      timeoutMs: 300_000,
-      cwd: ctx.root,
-      log: ctx.log,
-    });
+    const quiver = await startQuiverServer(ctx, "quiver", ["--grpc-port", "-1", "--demo-entities", String(entities)]);
     const startupS = Math.round((performance.now() - started) / 100) / 10;
     const memReady = await memoryMb(quiver.pid);
     ctx.log(`  quiver ready in ${startupS} s with ${entities} entities, RSS ${memReady?.rssMb} MB`);

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { canPin, freePort, memoryMb, startServer } from "../lib/processes.ts";
+import { canPin, memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
-import { bestGen, generator, okRate } from "./measure.ts";
+import { bestGen, generator, okRate, startQuiverServer } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import type { Suite } from "./suite.ts";
 
@@ -53,18 +53,8 @@ export const matchSuite: Suite = {
       if ((await worker.exited) !== 0) throw new Error(`bench/workers/match-inprocess.ts failed (exit ${worker.exitCode})`);
       const ip = (await Bun.file(jsonPath).json()) as InProcess;
 
-      const port = freePort();
       const started = performance.now();
-      server = await startServer({
-        name: "quiver (claims from the snapshot)",
-        argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", "--data-dir", dir, "--demo-entities", "0"],
-        cpu: ctx.serverCpu,
-        port,
-        readyPath: "/readyz",
-        timeoutMs: 600_000,
-        cwd: ctx.root,
-        log: ctx.log,
-      });
+      server = await startQuiverServer(ctx, "quiver (claims from the snapshot)", ["--grpc-port", "-1", "--data-dir", dir, "--demo-entities", "0"], { timeoutMs: 600_000 });
       const serverStartS = Math.round((performance.now() - started) / 100) / 10;
       const mem = await memoryMb(server.pid);
       const probe = await fetch(`${server.url}/v1/match`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ view: "claims", entity: { claim_id: 1 }, k: 10, features: ["claims:verdict", "claims:source", "claims:language"] }) });

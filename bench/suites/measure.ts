@@ -12,14 +12,27 @@ import type { BenchContext } from "./suite.ts";
  * (`--parse-json`, `--status 503`, `--content-type`).
  */
 export function startBareServer(ctx: BenchContext, name: string, bodyBytes: number, extra: readonly string[] = []): Promise<RunningServer> {
-  const port = freePort();
+  return startPinned(ctx, name, "bench/servers/bare-server.ts", ["--body-bytes", String(bodyBytes), ...extra], { readyPath: "/__ready", timeoutMs: 15_000 });
+}
+
+/**
+ * Quiver's server (`src/main.ts`, as `npm start` runs it) pinned to the
+ * server core; `args` follow `--port` (pass `--grpc-port -1` to leave gRPC off).
+ */
+export function startQuiverServer(ctx: BenchContext, name: string, args: readonly string[], options: { port?: number; timeoutMs?: number } = {}): Promise<RunningServer> {
+  return startPinned(ctx, name, "src/main.ts", args, { readyPath: "/readyz", timeoutMs: options.timeoutMs ?? 300_000, port: options.port });
+}
+
+/** A Bun script of this repository serving HTTP on `port` (a free one unless given), pinned to the server core, ready once `readyPath` answers. */
+export function startPinned(ctx: BenchContext, name: string, script: string, args: readonly string[], o: { readyPath: string; timeoutMs: number; port?: number }): Promise<RunningServer> {
+  const port = o.port ?? freePort();
   return startServer({
     name,
-    argv: [process.execPath, "bench/servers/bare-server.ts", "--port", String(port), "--body-bytes", String(bodyBytes), ...extra],
+    argv: [process.execPath, script, "--port", String(port), ...args],
     cpu: ctx.serverCpu,
     port,
-    readyPath: "/__ready",
-    timeoutMs: 15_000,
+    readyPath: o.readyPath,
+    timeoutMs: o.timeoutMs,
     cwd: ctx.root,
     log: ctx.log,
   });

@@ -1,10 +1,9 @@
-import { freePort, startServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { fixedPostScript, rotatingBatchScript } from "../lib/wrk-lua.ts";
 import { BATCH_LOOKUP_PARTS } from "./lookup-probe.ts";
-import { type GenMeasure, generator, okRate, startBareServer, wrk } from "./measure.ts";
+import { type GenMeasure, generator, okRate, startBareServer, startQuiverServer, wrk } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 const ENTITIES = 100_000;
@@ -83,7 +82,7 @@ export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 1 ms turns, learnt longer where that serves more" : variant.setting;
   const { entities, tag } = store;
-  const server = await startQuiver(ctx, `quiver, ${store.words}`, [...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])]);
+  const server = await startQuiverServer(ctx, `quiver, ${store.words}`, ["--grpc-port", "-1", ...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])], { timeoutMs: 120_000 });
   try {
     const base = { scenario: "lookup", batch: BATCH, entities, warmup: "1s" };
     // Warm-up: the first seconds after start run slower (tier-up, connection pools), which would set the unloaded rate low.
@@ -288,8 +287,8 @@ export async function closedPopulation(ctx: BenchContext, seconds: number): Prom
   let learnt: RunningServer | null = null;
   let fixed: RunningServer | null = null;
   try {
-    learnt = await startQuiver(ctx, "quiver, defaults (learnt turn budget)", ["--demo-entities", String(ENTITIES)]);
-    fixed = await startQuiver(ctx, "quiver, turn budget fixed at 1 ms", ["--demo-entities", String(ENTITIES), "--overload-turn-ms", "1", "--overload-turn-max-ms", "1"]);
+    learnt = await startQuiverServer(ctx, "quiver, defaults (learnt turn budget)", ["--grpc-port", "-1", "--demo-entities", String(ENTITIES)], { timeoutMs: 120_000 });
+    fixed = await startQuiverServer(ctx, "quiver, turn budget fixed at 1 ms", ["--grpc-port", "-1", "--demo-entities", String(ENTITIES), "--overload-turn-ms", "1", "--overload-turn-max-ms", "1"], { timeoutMs: 120_000 });
     const base = { scenario: "lookup", batch: BATCH, entities: ENTITIES, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
     const l = learnt;
     const f = fixed;
@@ -318,19 +317,4 @@ export async function closedPopulation(ctx: BenchContext, seconds: number): Prom
     await learnt?.stop();
     await fixed?.stop();
   }
-}
-
-/** The Quiver server as `npm start` runs it, without gRPC, pinned to the server core, with `extra` arguments. */
-function startQuiver(ctx: BenchContext, name: string, extra: readonly string[]): Promise<RunningServer> {
-  const port = freePort();
-  return startServer({
-    name,
-    argv: [process.execPath, "src/main.ts", "--port", String(port), "--grpc-port", "-1", ...extra],
-    cpu: ctx.serverCpu,
-    port,
-    readyPath: "/readyz",
-    timeoutMs: 120_000,
-    cwd: ctx.root,
-    log: ctx.log,
-  });
 }
