@@ -23,6 +23,9 @@ export interface ArenaMemoryStats {
 
 const textEncoder = new TextEncoder();
 
+/** How far into a record readRaw's touching pass reads (bytes): its fourth cache line. */
+const TOUCH_SPAN = 192;
+
 /**
  * An in-process node that keeps no GC cell per row: keys (UTF-8) and rows
  * (row-codec bytes: float64 BE ts + MessagePack values) sit in large
@@ -36,9 +39,6 @@ const textEncoder = new TextEncoder();
  * Keys are compared as UTF-8, so two strings that differ only in lone
  * surrogates (both encoded as U+FFFD) are the same key — as in Redis or SQLite.
  */
-/** How far into a record readRaw's touching pass reads (bytes): its fourth cache line. */
-const TOUCH_SPAN = 192;
-
 export class ArenaKvNode implements KvNode, RawReader {
   private readonly slabs = new SlabStore();
   private readonly table = new ArenaTable(this.slabs);

@@ -317,10 +317,12 @@ export class NativeAnswerEncoder {
  */
 function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
   const shared = sharedStatus(codes, base, nf);
-  if (shared >= 0) {
-    w.bytes(JSON_UNIFORM.get(shared, nf));
-    return;
-  }
+  if (shared >= 0) w.bytes(JSON_UNIFORM.get(shared, nf));
+  else jsonStatusList(w, codes, base, nf);
+}
+
+/** jsonStatuses written code by code (also how the prepared fragments are built). */
+function jsonStatusList(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
   w.bytes(J_STATUSES);
   for (let c = 0; c < nf; c++) {
     if (c > 0) w.byte(COMMA);
@@ -336,10 +338,12 @@ function jsonStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number
  */
 function msgpackStatuses(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
   const shared = sharedStatus(codes, base, nf);
-  if (shared >= 0) {
-    w.bytes(MSGPACK_UNIFORM.get(shared, nf));
-    return;
-  }
+  if (shared >= 0) w.bytes(MSGPACK_UNIFORM.get(shared, nf));
+  else msgpackStatusList(w, codes, base, nf);
+}
+
+/** msgpackStatuses written code by code (also how the prepared fragments are built). */
+function msgpackStatusList(w: ByteWriter, codes: Uint8Array, base: number, nf: number): void {
   w.bytes(M_STATUSES);
   mpArrayHeader(w, nf);
   for (let c = 0; c < nf; c++) w.bytes(M_STATUS[codes[base + c]!]!);
@@ -367,33 +371,25 @@ const MAX_UNIFORM = 64;
 class UniformStatuses {
   private readonly byCode = STATUS_NAMES.map(() => new Array<Uint8Array | undefined>(MAX_UNIFORM + 1).fill(undefined));
 
-  constructor(private readonly build: (code: number, nf: number) => Uint8Array) {}
+  /** `list` writes a row's statuses code by code: the fragment is its output for `nf` equal codes, so both spell it alike. */
+  constructor(private readonly list: (w: ByteWriter, codes: Uint8Array, base: number, nf: number) => void) {}
 
   get(code: number, nf: number): Uint8Array {
     const ready = this.byCode[code]![nf];
     if (ready !== undefined) return ready;
-    const bytes = this.build(code, nf);
+    const w = new ByteWriter(256);
+    this.list(w, new Uint8Array(nf).fill(code), 0, nf);
+    const bytes = w.slice(0, w.pos);
     this.byCode[code]![nf] = bytes;
     return bytes;
   }
 }
 
 /** `],"statuses":[s,s,...],"eventTimestamps":[`. */
-const JSON_UNIFORM = new UniformStatuses((code, nf) => {
-  const name = JSON.stringify(STATUS_NAMES[code]);
-  return ascii(`],"statuses":[${Array.from({ length: nf }, () => name).join(",")}],"eventTimestamps":[`);
-});
+const JSON_UNIFORM = new UniformStatuses(jsonStatusList);
 
 /** The `statuses` key and array, the `eventTimestamps` key and its array header. */
-const MSGPACK_UNIFORM = new UniformStatuses((code, nf) => {
-  const w = new ByteWriter(256);
-  w.bytes(M_STATUSES);
-  mpArrayHeader(w, nf);
-  for (let c = 0; c < nf; c++) w.bytes(M_STATUS[code]!);
-  w.bytes(M_TIMESTAMPS);
-  mpArrayHeader(w, nf);
-  return w.slice(0, w.pos);
-});
+const MSGPACK_UNIFORM = new UniformStatuses(msgpackStatusList);
 
 /** MessagePack nil: a value stored as null. */
 const NIL = 0xc0;
