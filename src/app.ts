@@ -11,7 +11,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
-import { collectGarbage, loadYoungGc, YoungGcPacer } from "./runtime/index.ts";
+import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService } from "./serving/index.ts";
 import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
@@ -149,6 +149,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     anomalies,
     admission,
+    // In-process callers chain requests in microtasks, which never end a turn: only a socket server batches.
+    release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>(config.answerBatch) : releaseAtOnce,
     health,
     draining: () => draining,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },

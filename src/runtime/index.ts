@@ -2,3 +2,4 @@ export { readBytes, readTextFile, writeBytes } from "./files.ts";
 export { CORKED_BYTES, lateBody } from "./late-body.ts";
 export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";
 export { YoungGcPacer, type YoungGcPacerOptions } from "./young-gc-pacer.ts";
+export { type AfterTurn, type AnswerRelease, releaseAtOnce, TurnBatch } from "./turn-batch.ts";

@@ -65,7 +65,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const add = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError) => {
     if (SHEDDABLE.has(path) && onError === undefined) throw new Error(`${method} ${path}: a sheddable route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
-    const handler = onError === undefined ? inner : serveRoute(metrics, path, inner, onError, gate);
+    const handler = onError === undefined ? inner : serveRoute(metrics, path, inner, onError, gate, deps.release);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };

@@ -5,6 +5,7 @@ import type { AnomalyBuffer } from "../../ops/anomaly-buffer.ts";
 import type { HealthMonitor } from "../../ops/health-score.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
+import type { AnswerRelease } from "../../runtime/index.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
@@ -23,6 +24,8 @@ export interface HttpDeps {
   readonly anomalies: AnomalyBuffer;
   /** Process-wide concurrency limit for lookups and pushes. */
   readonly admission: Admission;
+  /** When a finished answer leaves: at once, or with its loop turn's others (runtime/turn-batch.ts). */
+  readonly release: AnswerRelease<Response>;
   /** True once shutdown began: /readyz answers 503 so load balancers stop routing here. */
   readonly draining: () => boolean;
   /** The 0–100 health score, for /readyz. */

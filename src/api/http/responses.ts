@@ -12,21 +12,36 @@ const MSGPACK_INIT: ResponseInit = { headers: new Headers(MSGPACK_HEADERS) };
 const msgpackEncoder = new Encoder({ ignoreUndefined: true });
 const utf8 = new TextEncoder();
 
+/** An answer carries `x-quiver-degraded` (some shard could not answer): admission counts it as a failure. */
+export const DEGRADED = 1;
 /**
- * Answers that carry `x-quiver-degraded` (some shard could not answer): admission
- * counts them as failures. Kept beside the Response instead of read back from
- * its headers, which would make Bun materialise a Headers object per answer.
+ * An answer whose body leaves in one send only from inside its request's
+ * callback (more than CORKED_BYTES, not a late body): it must not be held
+ * for its turn's batch (runtime/turn-batch.ts).
  */
-const degradedAnswers = new WeakSet<Response>();
+export const LEAVES_NOW = 2;
+
+/**
+ * What an answer carries beyond its bytes (DEGRADED, LEAVES_NOW), kept beside
+ * the Response instead of read back from its headers, which would make Bun
+ * materialise a Headers object per answer. Most answers have no entry.
+ */
+const answerMarks = new WeakMap<Response, number>();
+
+/** The marks of an answer built here (0 when none). */
+export function answerMarksOf(res: Response): number {
+  return answerMarks.get(res) ?? 0;
+}
 
 /** Was this answer built with the degraded header? */
 export function isDegradedAnswer(res: Response): boolean {
-  return degradedAnswers.has(res);
+  return (answerMarksOf(res) & DEGRADED) !== 0;
 }
 
-/** Notes a degraded answer when its extra headers say so; returns it. */
-function marked(res: Response, extraHeaders: Record<string, string> | undefined): Response {
-  if (extraHeaders !== undefined && extraHeaders[DEGRADED_HEADER] !== undefined) degradedAnswers.add(res);
+/** Notes a degraded answer when its extra headers say so, and one that must leave in its callback; returns it. */
+function marked(res: Response, extraHeaders: Record<string, string> | undefined, leavesNow: boolean): Response {
+  const marks = (extraHeaders !== undefined && extraHeaders[DEGRADED_HEADER] !== undefined ? DEGRADED : 0) | (leavesNow ? LEAVES_NOW : 0);
+  if (marks !== 0) answerMarks.set(res, marks);
   return res;
 }
 
@@ -34,8 +49,9 @@ function marked(res: Response, extraHeaders: Record<string, string> | undefined)
 export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
   const text = JSON.stringify(body);
   // UTF-8 takes at most 3 bytes per UTF-16 unit: a text that short fits the cork buffer, no need to encode it here.
-  const payload = late && text.length * 3 > CORKED_BYTES ? lateBody(utf8.encode(text)) : text;
-  return marked(new Response(payload, { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders);
+  const large = text.length * 3 > CORKED_BYTES;
+  const payload = late && large ? lateBody(utf8.encode(text)) : text;
+  return marked(new Response(payload, { status, headers: extraHeaders ? { ...JSON_HEADERS, ...extraHeaders } : JSON_HEADERS }), extraHeaders, large && !late);
 }
 
 /**
@@ -45,14 +61,18 @@ export function json(body: unknown, status = 200, extraHeaders?: Record<string, 
  */
 export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?: Record<string, string>, late = false): Response {
   const body = late ? lateBody(bytes) : bytes;
+  const leavesNow = !late && bytes.length > CORKED_BYTES;
   // A prepared Headers is copied natively (the answer's headers stay its own); a plain object is converted per answer, ~2x the cost.
-  if (extraHeaders === undefined) return new Response(body, msgpack ? MSGPACK_INIT : JSON_INIT);
-  return marked(new Response(body, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders);
+  if (extraHeaders === undefined) {
+    const res = new Response(body, msgpack ? MSGPACK_INIT : JSON_INIT);
+    return leavesNow ? marked(res, undefined, true) : res;
+  }
+  return marked(new Response(body, { headers: { ...(msgpack ? MSGPACK_HEADERS : JSON_HEADERS), ...extraHeaders } }), extraHeaders, leavesNow);
 }
 
 export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
   const bytes = msgpackEncoder.encode(body);
-  return marked(new Response(late ? lateBody(bytes) : bytes, { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders);
+  return marked(new Response(late ? lateBody(bytes) : bytes, { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders, !late && bytes.length > CORKED_BYTES);
 }
 
 /** Quiver's error body: `{"error": {"code", "message", "path"?, "issues"?}}`. */

@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { MetricsRegistry } from "../../ops/metrics.ts";
 import { AdaptiveAdmission } from "../../resilience/admission.ts";
+import { CORKED_BYTES, TurnBatch } from "../../runtime/index.ts";
 import { deadlineAfter, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import { encodedAnswer } from "./responses.ts";
 import { routeMetrics, serveRoute } from "./route.ts";
@@ -78,4 +79,45 @@ test("a request that waited for admission is answered late: a large answer from 
   } finally {
     server.stop(true);
   }
+});
+
+test("answers of one loop turn after its first are held for the turn's batch, once admission has heard them end; an answer that must leave from its callback and a refusal are not", async () => {
+  const turnEnds: (() => void)[] = [];
+  const batch = new TurnBatch<Response>(16, (fn) => turnEnds.push(fn));
+  const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 0 });
+  const small = new TextEncoder().encode('{"rows":[]}');
+  const large = new Uint8Array(CORKED_BYTES + 1).fill(0x20);
+  let stall!: () => void;
+  // The embedded store's answers: from memory, inside the request's callback (late = false); "/stall" holds the only slot.
+  const handler = (req: Request): Response | Promise<Response> => {
+    if (req.url.endsWith("/stall")) return new Promise<Response>((resolve) => (stall = () => resolve(encodedAnswer(small, false))));
+    return encodedAnswer(req.url.endsWith("/large") ? large : small, false);
+  };
+  const gate = { admission, shed: () => new Response("shed", { status: 503 }) };
+  const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), gate, batch);
+  const request = (path = "/t") => new Request(`http://q${path}`, { method: "POST", body: "{}" });
+
+  expect(route(request())).toBeInstanceOf(Response);
+  const held = route(request());
+  expect(held).toBeInstanceOf(Promise);
+  // Finished work as far as admission knows: nothing in flight while the answer waits for its batch.
+  expect(admission.snapshot().inFlight).toBe(0);
+  expect(batch.holding).toBe(1);
+  // A body beyond the cork buffer is written in one send only from its callback: it leaves at once.
+  expect(route(request("/large"))).toBeInstanceOf(Response);
+  // A refusal leaves at once.
+  const stalled = route(request("/stall"));
+  const shed = route(request());
+  expect(shed).toBeInstanceOf(Response);
+  expect((shed as Response).status).toBe(503);
+  expect(batch.holding).toBe(1);
+  let released = false;
+  void (held as Promise<Response>).then(() => (released = true));
+  await Bun.sleep(0);
+  expect(released).toBe(false);
+  for (const end of turnEnds.splice(0)) end();
+  expect(await (await held).text()).toBe('{"rows":[]}');
+  expect(released).toBe(true);
+  stall();
+  expect((await stalled).status).toBe(200);
 });

@@ -1,9 +1,10 @@
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
+import { type AnswerRelease, releaseAtOnce } from "../../runtime/index.ts";
 import { noteQueuedSince } from "./deadline.ts";
 import { httpStatusOf } from "./error-status.ts";
-import { isDegradedAnswer } from "./responses.ts";
+import { answerMarksOf, DEGRADED, LEAVES_NOW } from "./responses.ts";
 
 /** A route handler on the raw request, so Hono and Bun's native router can share it. */
 export type Handler = (req: Request) => Response | Promise<Response>;
@@ -32,8 +33,17 @@ export interface Gate {
  * that answers synchronously costs no promise here, one that answers later
  * costs one `then`. Every failure leaves through `onError`; admission hears
  * how the request ended (a 5xx or a degraded answer counts against it).
+ * Finished answers go through `release` (runtime/turn-batch.ts), unless
+ * they must leave from their request's callback; refusals leave at once.
  */
-export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler, onError: OnError, gate?: Gate): Handler {
+export function serveRoute(
+  metrics: RouteMetrics,
+  name: string,
+  handler: Handler,
+  onError: OnError,
+  gate?: Gate,
+  release: AnswerRelease<Response> = releaseAtOnce,
+): Handler {
   const latency = metrics.latency.labels(name);
   const errors = metrics.errors;
   const byStatus = new Map<number, { inc(): void }>();
@@ -46,11 +56,13 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
     h.inc();
   };
   const admission = gate?.admission;
-  const finish = (start: number, admittedAt: number, res: Response): Response => {
+  // Admission hears the end before the answer is held: a held answer is finished work, not a request in flight.
+  const finish = (start: number, admittedAt: number, res: Response): Response | Promise<Response> => {
     latency.observe((performance.now() - start) / 1000);
     count(res.status);
-    if (admittedAt >= 0) admission!.done(admittedAt, res.status >= 500 || isDegradedAnswer(res));
-    return res;
+    const marks = answerMarksOf(res);
+    if (admittedAt >= 0) admission!.done(admittedAt, res.status >= 500 || (marks & DEGRADED) !== 0);
+    return (marks & LEAVES_NOW) !== 0 ? res : release.hold(res);
   };
   const fail = (e: unknown): Response => {
     const q = toQuiverError(e);

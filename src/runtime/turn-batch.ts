@@ -1,0 +1,87 @@
+/**
+ * When a finished answer may leave: at once, or with others of the same
+ * loop turn. The HTTP edge hands every answer it built through one of these
+ * (route.ts); refusals of load shedding bypass it.
+ */
+export interface AnswerRelease<T> {
+  /** `value` itself when it leaves at once, else a promise of it, kept for the turn's batch. */
+  hold(value: T): T | Promise<T>;
+}
+
+/** Every answer leaves at once (in-process callers, tests, a batch size of 1 or less). */
+export const releaseAtOnce: { hold<T>(value: T): T } = { hold: (value) => value };
+
+/** Runs `fn` once the current turn of the event loop is over (setImmediate on the real loop). */
+export type AfterTurn = (fn: () => void) => void;
+
+const realAfterTurn: AfterTurn = (fn) => {
+  setImmediate(fn);
+};
+
+/**
+ * Answers of one loop turn leave together: the first at once, the ones after
+ * it in batches of up to `max`, or when the turn is over.
+ *
+ * Why: with clients on the same host (a model server's sidecar, a load
+ * driver), each answer written to a client that sleeps in its poll makes the
+ * kernel wake it on the writer's time: on a loopback socket the send runs
+ * the receiver's side of TCP and the wake-up, and on this project's virtual
+ * machines a cross-core wake-up costs microseconds (perf: ~20% of a
+ * saturated server's core under `sock_def_readable`). A slower handler finds
+ * the client asleep more often, so every microsecond of lookup work costs
+ * nearly two. Written back to back, a turn's answers reach a client that
+ * the first one woke and that is still busy reading: one wake-up serves the
+ * batch. Measured in README (Performance).
+ *
+ * What an answer may wait: the rest of its turn, at most `max` − 1 later
+ * answers' work. A turn that reads one request (a server below its
+ * capacity) holds nothing, so a lone request's latency is unchanged.
+ *
+ * Only answers that still leave in one send when written after their
+ * request's callback may be held (runtime/late-body.ts: bodies up to
+ * CORKED_BYTES, or late bodies); the caller decides.
+ */
+export class TurnBatch<T> implements AnswerRelease<T> {
+  /** Did the current turn already let an answer go? */
+  private turnOpen = false;
+  private held = 0;
+  private release: (() => void) | null = null;
+  private batch: Promise<void> | null = null;
+  private readonly endTurn = (): void => {
+    this.turnOpen = false;
+    this.flush();
+  };
+
+  constructor(
+    /** Most answers held at once; a fuller batch leaves at once. */
+    private readonly max: number,
+    private readonly afterTurn: AfterTurn = realAfterTurn,
+  ) {
+    if (!(Number.isInteger(max) && max >= 2)) throw new Error(`TurnBatch: max must be an integer >= 2, got ${max}`);
+  }
+
+  hold(value: T): T | Promise<T> {
+    if (!this.turnOpen) {
+      this.turnOpen = true;
+      this.afterTurn(this.endTurn);
+      return value;
+    }
+    if (this.batch === null) this.batch = new Promise<void>((resolve) => (this.release = resolve));
+    const out = this.batch.then(() => value);
+    if (++this.held >= this.max) this.flush();
+    return out;
+  }
+
+  /** Answers held now (for tests and metrics). */
+  get holding(): number {
+    return this.held;
+  }
+
+  private flush(): void {
+    const release = this.release;
+    this.release = null;
+    this.batch = null;
+    this.held = 0;
+    if (release !== null) release();
+  }
+}

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
+
+/**
+ * Answers of one loop turn leave together (runtime/turn-batch.ts, on by
+ * default in the real server): over real sockets, with many requests per
+ * turn, every client still gets its own answer, whole and byte for byte the
+ * answer it gets alone; large answers keep their Content-Length (they are
+ * never held). What batching buys is measured by the bench, not here.
+ */
+
+let server: QuiverProcess;
+const DRIVERS = 300;
+
+beforeAll(async () => {
+  server = await startQuiver(["--demo-entities", "2000", "--grpc-port", "-1"]);
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+const FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city", "driver_hourly_stats:recent_trip_ids"];
+const ALL_FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city", "vehicle_type", "rating", "hours_online_7d", "recent_trip_ids", "rating_history"].map((f) => `driver_hourly_stats:${f}`);
+
+interface Call {
+  readonly body: string;
+  readonly msgpack: boolean;
+}
+
+function calls(): Call[] {
+  const out: Call[] = [];
+  for (let i = 0; i < DRIVERS; i++) {
+    out.push({ body: JSON.stringify({ features: FEATURES, entities: [{ driver_id: 1001 + i }] }), msgpack: i % 3 === 0 });
+  }
+  // Large answers among them: 100 entities each, beyond the cork buffer.
+  for (let i = 0; i < 6; i++) {
+    const entities = Array.from({ length: 100 }, (_, k) => ({ driver_id: 1001 + ((i * 37 + k) % 2000) }));
+    out.push({ body: JSON.stringify({ features: ALL_FEATURES, entities }), msgpack: i % 2 === 0 });
+  }
+  return out;
+}
+
+async function send(c: Call): Promise<{ status: number; length: string | null; chunked: boolean; bytes: Uint8Array }> {
+  const res = await fetch(`${server.url}/v1/lookup`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(c.msgpack ? { accept: "application/msgpack" } : {}) },
+    body: c.body,
+  });
+  return {
+    status: res.status,
+    length: res.headers.get("content-length"),
+    chunked: res.headers.get("transfer-encoding") === "chunked",
+    bytes: new Uint8Array(await res.arrayBuffer()),
+  };
+}
+
+test("many lookups per loop turn: each client gets its own answer, whole, the same bytes as alone; large answers keep their length", async () => {
+  const all = calls();
+  // Alone: one request in flight, so each is the first (and only) answer of its turn.
+  const alone: Uint8Array[] = [];
+  for (const c of all) {
+    const r = await send(c);
+    expect(r.status).toBe(200);
+    alone.push(r.bytes);
+  }
+  expect(alone.some((b) => b.length > 16 * 1024)).toBe(true);
+  for (let round = 0; round < 3; round++) {
+    // All at once: the server reads many of them per turn and holds the answers after each turn's first.
+    const together = await Promise.all(all.map(send));
+    for (let i = 0; i < all.length; i++) {
+      const r = together[i]!;
+      expect(r.status).toBe(200);
+      expect(r.chunked).toBe(false);
+      expect(r.length).toBe(String(alone[i]!.length));
+      expect(Buffer.compare(r.bytes, alone[i]!)).toBe(0);
+    }
+  }
+}, 60_000);
