@@ -6,9 +6,12 @@
  * server answering POST lookups, which shows how much of a gap is protocol.
  * With --status 503 it answers like a shedding server (503 + Retry-After, body unread):
  * the floor of what any refusal costs on this HTTP stack.
+ * With --batch-answers N it holds answers as Quiver does by default (runtime/turn-batch.ts):
+ * what the same batching buys a server that does no lookup work.
  * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json] [--status 503]
  */
 import { parseArgs } from "node:util";
+import { TurnBatch } from "../../src/runtime/turn-batch.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -20,6 +23,7 @@ const { values } = parseArgs({
     // Also read and parse the JSON request, as any server answering a POST lookup must.
     "parse-json": { type: "boolean", default: false },
     status: { type: "string", default: "200" },
+    "batch-answers": { type: "string", default: "0" },
   },
 });
 
@@ -34,6 +38,8 @@ const status = Number(values.status);
 if (!Number.isInteger(status) || status < 200 || status > 599) throw new Error(`--status: expected an HTTP status, got ${values.status}`);
 const headers: Record<string, string> = status === 503 ? { "Content-Type": values["content-type"], "Retry-After": "1" } : { "Content-Type": values["content-type"] };
 const init = { status, headers };
+const batchSize = Number(values["batch-answers"]);
+const batch = batchSize > 1 ? new TurnBatch<Response>(batchSize, 0.2) : null;
 
 const server = Bun.serve({
   port: Number(values.port),
@@ -41,10 +47,15 @@ const server = Bun.serve({
   // Readiness for the harness, whatever --status says.
   routes: { "/__ready": new Response("ok") },
   fetch: values["parse-json"]
-    ? async (req) => {
-        if (req.method === "POST") await req.json();
-        return new Response(body, init);
-      }
+    ? batch !== null
+      ? async (req) => {
+          if (req.method === "POST") await req.json();
+          return batch.hold(new Response(body, init));
+        }
+      : async (req) => {
+          if (req.method === "POST") await req.json();
+          return new Response(body, init);
+        }
     : () => new Response(body, init),
 });
 console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);

@@ -36,7 +36,7 @@ const settle = async () => {
 describe("TurnBatch", () => {
   test("the first answer of a turn leaves at once; the ones after it wait for the turn's end, each with its own value, in order", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<string>(16, loop.afterTurn);
+    const batch = new TurnBatch<string>(16, undefined, loop.afterTurn);
     const out = ["a", "b", "c", "d"].map((v) => batch.hold(v));
     expect(out[0]).toBe("a");
     const released = tracked(out);
@@ -50,7 +50,7 @@ describe("TurnBatch", () => {
 
   test("a full batch leaves without waiting for the turn's end", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<number>(3, loop.afterTurn);
+    const batch = new TurnBatch<number>(3, undefined, loop.afterTurn);
     const out = [1, 2, 3, 4, 5, 6].map((v) => batch.hold(v));
     const released = tracked(out);
     await settle();
@@ -60,9 +60,37 @@ describe("TurnBatch", () => {
     expect(released).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
+  test("a batch whose first answer has waited the hold bound leaves with the next answer (fake clock)", async () => {
+    const loop = fakeLoop();
+    let now = 0;
+    const batch = new TurnBatch<number>(16, 0.2, loop.afterTurn, () => now);
+    const out: (number | Promise<number>)[] = [batch.hold(1)];
+    now = 0.05;
+    out.push(batch.hold(2)); // first held, at 0.05
+    now = 0.2;
+    out.push(batch.hold(3)); // 0.15 ms: still within the bound
+    const released = tracked(out);
+    await settle();
+    expect(released).toEqual([1]);
+    now = 0.25;
+    const next = batch.hold(4); // 0.2 ms since the batch began: 2, 3 and 4 leave
+    void (next as Promise<number>).then((x) => released.push(x));
+    await settle();
+    expect(released).toEqual([1, 2, 3, 4]);
+    expect(batch.holding).toBe(0);
+    // A new batch starts its own wait.
+    now = 0.3;
+    const fifth = batch.hold(5);
+    void (fifth as Promise<number>).then((x) => released.push(x));
+    await settle();
+    expect(released).toEqual([1, 2, 3, 4]);
+    await loop.endTurn();
+    expect(released).toEqual([1, 2, 3, 4, 5]);
+  });
+
   test("after the turn ends, the next answer is the first of a new turn: a lone request per turn is never held", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<number>(16, loop.afterTurn);
+    const batch = new TurnBatch<number>(16, undefined, loop.afterTurn);
     for (let i = 0; i < 5; i++) {
       expect(batch.hold(i)).toBe(i);
       await loop.endTurn();

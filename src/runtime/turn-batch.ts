@@ -20,7 +20,8 @@ const realAfterTurn: AfterTurn = (fn) => {
 
 /**
  * Answers of one loop turn leave together: the first at once, the ones after
- * it in batches of up to `max`, or when the turn is over.
+ * it in batches of up to `max` (or once the batch's first has waited
+ * `maxHoldMs`, with the next answer), or when the turn is over.
  *
  * Why: with clients on the same host (a model server's sidecar, a load
  * driver), each answer written to a client that sleeps in its poll makes the
@@ -33,9 +34,11 @@ const realAfterTurn: AfterTurn = (fn) => {
  * the first one woke and that is still busy reading: one wake-up serves the
  * batch. Measured in README (Performance).
  *
- * What an answer may wait: the rest of its turn, at most `max` − 1 later
- * answers' work. A turn that reads one request (a server below its
- * capacity) holds nothing, so a lone request's latency is unchanged.
+ * What an answer may wait: the work of at most `max` − 1 later answers of its
+ * turn, cut at `maxHoldMs` plus one answer's work, and at most the rest of
+ * the turn. A turn that reads one request holds nothing, so a lone
+ * request's latency is unchanged. (A collection that pauses the loop
+ * mid-turn also holds the answers finished before it: at most `max` − 1.)
  *
  * Only answers that still leave in one send when written after their
  * request's callback may be held (runtime/late-body.ts: bodies up to
@@ -52,10 +55,16 @@ export class TurnBatch<T> implements AnswerRelease<T> {
     this.flush();
   };
 
+  /** When the current batch's first answer was held (the clock's ms). */
+  private batchSince = 0;
+
   constructor(
     /** Most answers held at once; a fuller batch leaves at once. */
     private readonly max: number,
+    /** Longest (ms) a batch keeps its first answer: a later answer finding it older lets the batch go. */
+    private readonly maxHoldMs: number = Number.POSITIVE_INFINITY,
     private readonly afterTurn: AfterTurn = realAfterTurn,
+    private readonly now: () => number = () => performance.now(),
   ) {
     if (!(Number.isInteger(max) && max >= 2)) throw new Error(`TurnBatch: max must be an integer >= 2, got ${max}`);
   }
@@ -66,9 +75,12 @@ export class TurnBatch<T> implements AnswerRelease<T> {
       this.afterTurn(this.endTurn);
       return value;
     }
-    if (this.batch === null) this.batch = new Promise<void>((resolve) => (this.release = resolve));
+    if (this.batch === null) {
+      this.batch = new Promise<void>((resolve) => (this.release = resolve));
+      this.batchSince = this.now();
+    }
     const out = this.batch.then(() => value);
-    if (++this.held >= this.max) this.flush();
+    if (++this.held >= this.max || this.now() - this.batchSince >= this.maxHoldMs) this.flush();
     return out;
   }
 
