@@ -150,7 +150,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     anomalies,
     admission,
     // In-process callers chain requests in microtasks, which never end a turn: only a socket server batches.
-    release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>(config.answerBatch, config.answerHoldMs > 0 ? config.answerHoldMs : Number.POSITIVE_INFINITY) : releaseAtOnce,
+    release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>({ max: config.answerBatch, atOnce: config.answerBatchAfter, ...(config.answerHoldMs > 0 ? { maxHoldMs: config.answerHoldMs } : {}) }) : releaseAtOnce,
     health,
     draining: () => draining,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },

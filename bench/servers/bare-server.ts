@@ -39,7 +39,7 @@ if (!Number.isInteger(status) || status < 200 || status > 599) throw new Error(`
 const headers: Record<string, string> = status === 503 ? { "Content-Type": values["content-type"], "Retry-After": "1" } : { "Content-Type": values["content-type"] };
 const init = { status, headers };
 const batchSize = Number(values["batch-answers"]);
-const batch = batchSize > 1 ? new TurnBatch<Response>(batchSize, 0.2) : null;
+const batch = batchSize > 1 ? new TurnBatch<Response>({ max: batchSize, atOnce: 4, maxHoldMs: 0.2 }) : null;
 
 const server = Bun.serve({
   port: Number(values.port),

@@ -36,7 +36,7 @@ const settle = async () => {
 describe("TurnBatch", () => {
   test("the first answer of a turn leaves at once; the ones after it wait for the turn's end, each with its own value, in order", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<string>(16, undefined, loop.afterTurn);
+    const batch = new TurnBatch<string>({ max: 16, atOnce: 1 }, loop.afterTurn);
     const out = ["a", "b", "c", "d"].map((v) => batch.hold(v));
     expect(out[0]).toBe("a");
     const released = tracked(out);
@@ -50,7 +50,7 @@ describe("TurnBatch", () => {
 
   test("a full batch leaves without waiting for the turn's end", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<number>(3, undefined, loop.afterTurn);
+    const batch = new TurnBatch<number>({ max: 3, atOnce: 1 }, loop.afterTurn);
     const out = [1, 2, 3, 4, 5, 6].map((v) => batch.hold(v));
     const released = tracked(out);
     await settle();
@@ -63,7 +63,7 @@ describe("TurnBatch", () => {
   test("a batch whose first answer has waited the hold bound leaves with the next answer (fake clock)", async () => {
     const loop = fakeLoop();
     let now = 0;
-    const batch = new TurnBatch<number>(16, 0.2, loop.afterTurn, () => now);
+    const batch = new TurnBatch<number>({ max: 16, atOnce: 1, maxHoldMs: 0.2 }, loop.afterTurn, () => now);
     const out: (number | Promise<number>)[] = [batch.hold(1)];
     now = 0.05;
     out.push(batch.hold(2)); // first held, at 0.05
@@ -90,7 +90,7 @@ describe("TurnBatch", () => {
 
   test("after the turn ends, the next answer is the first of a new turn: a lone request per turn is never held", async () => {
     const loop = fakeLoop();
-    const batch = new TurnBatch<number>(16, undefined, loop.afterTurn);
+    const batch = new TurnBatch<number>({ max: 16, atOnce: 1 }, loop.afterTurn);
     for (let i = 0; i < 5; i++) {
       expect(batch.hold(i)).toBe(i);
       await loop.endTurn();
@@ -99,15 +99,33 @@ describe("TurnBatch", () => {
   });
 
   test("on the real loop, held answers leave once the turn is over", async () => {
-    const batch = new TurnBatch<number>(16);
+    const batch = new TurnBatch<number>({ max: 16, atOnce: 1 });
     const out = [1, 2, 3].map((v) => batch.hold(v));
     expect(out[0]).toBe(1);
     expect(await Promise.all(out)).toEqual([1, 2, 3]);
   });
 
-  test("a batch of fewer than 2 is refused (use releaseAtOnce)", () => {
-    expect(() => new TurnBatch<number>(1)).toThrow(/max must be an integer >= 2/);
-    expect(() => new TurnBatch<number>(2.5)).toThrow(/max must be an integer >= 2/);
+  test("a turn's first answers, up to atOnce, leave at once: a turn of a few requests holds nothing", async () => {
+    const loop = fakeLoop();
+    const batch = new TurnBatch<number>({ max: 2 }, loop.afterTurn);
+    for (let turn = 0; turn < 3; turn++) {
+      expect([1, 2, 3, 4].map((v) => batch.hold(v))).toEqual([1, 2, 3, 4]);
+      await loop.endTurn();
+    }
+    const out = [1, 2, 3, 4, 5, 6, 7].map((v) => batch.hold(v));
+    const released = tracked(out);
+    await settle();
+    // Four at once, then 5 and 6 make a full batch of 2; 7 waits for the turn's end.
+    expect(released).toEqual([1, 2, 3, 4, 5, 6]);
+    await loop.endTurn();
+    expect(released).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  test("settings out of range are refused (a batch of fewer than 2: use releaseAtOnce)", () => {
+    expect(() => new TurnBatch<number>({ max: 1 })).toThrow(/max must be an integer >= 2/);
+    expect(() => new TurnBatch<number>({ max: 2.5 })).toThrow(/max must be an integer >= 2/);
+    expect(() => new TurnBatch<number>({ max: 4, atOnce: 0 })).toThrow(/atOnce must be an integer >= 1/);
+    expect(() => new TurnBatch<number>({ max: 4, maxHoldMs: 0 })).toThrow(/maxHoldMs must be > 0/);
     expect(releaseAtOnce.hold("x")).toBe("x");
   });
 });

@@ -83,7 +83,7 @@ test("a request that waited for admission is answered late: a large answer from 
 
 test("answers of one loop turn after its first are held for the turn's batch, once admission has heard them end; an answer that must leave from its callback and a refusal are not", async () => {
   const turnEnds: (() => void)[] = [];
-  const batch = new TurnBatch<Response>(16, undefined, (fn) => turnEnds.push(fn));
+  const batch = new TurnBatch<Response>({ max: 16, atOnce: 1 }, (fn) => turnEnds.push(fn));
   const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 0 });
   const small = new TextEncoder().encode('{"rows":[]}');
   const large = new Uint8Array(CORKED_BYTES + 1).fill(0x20);
