@@ -8,7 +8,7 @@
  * the floor of what any refusal costs on this HTTP stack.
  * With --batch-answers N it holds answers as Quiver does by default (runtime/turn-batch.ts):
  * what the same batching buys a server that does no lookup work.
- * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json] [--status 503]
+ * Usage: bun bench/servers/bare-server.ts --port 0 --body-bytes 420 [--parse-json [--batch-answers 16]] [--status 503]
  */
 import { parseArgs } from "node:util";
 import { TurnBatch } from "../../src/runtime/turn-batch.ts";
@@ -47,15 +47,11 @@ const server = Bun.serve({
   // Readiness for the harness, whatever --status says.
   routes: { "/__ready": new Response("ok") },
   fetch: values["parse-json"]
-    ? batch !== null
-      ? async (req) => {
-          if (req.method === "POST") await req.json();
-          return batch.hold(new Response(body, init));
-        }
-      : async (req) => {
-          if (req.method === "POST") await req.json();
-          return new Response(body, init);
-        }
+    ? async (req) => {
+        if (req.method === "POST") await req.json();
+        const res = new Response(body, init);
+        return batch === null ? res : batch.hold(res);
+      }
     : () => new Response(body, init),
 });
 console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);

@@ -45,8 +45,8 @@ export interface QuiverConfig {
   readonly youngGcIntervalMs: number;
   readonly youngGcMinRequests: number;
   readonly answerBatch: number;
-  readonly answerHoldMs: number;
   readonly answerBatchAfter: number;
+  readonly answerHoldMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
   readonly explicit: ReadonlySet<keyof QuiverConfig>;
 }
