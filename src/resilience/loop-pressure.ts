@@ -32,8 +32,9 @@ import { TurnBudget } from "./turn-budget.ts";
  * longer up to `maxTurnMs` for clients that resend at once: turn-budget.ts)
  * and none that has waited over the target, and answers the rest 503 at
  * once, which costs about what the HTTP parse costs, a small share of a
- * batch lookup. So a turn lasts about its budget plus its refusals, and a request, admitted or refused, waits
- * about two of them: the turn before it, which it waited out in its socket,
+ * batch lookup. So a turn lasts about its budget plus its refusals, and a
+ * request, admitted or refused, waits about two of them: the turn before
+ * it, which it waited out in its socket,
  * and its place in its own. Detection and shedding take different bounds on
  * purpose: a turn over 5 ms is what says the load is more than the core can
  * serve (a closed loop of a few connections, a GC pause, a descheduled
