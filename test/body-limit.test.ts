@@ -63,3 +63,44 @@ test.skipIf(python === null)("Python's urllib gets the 413 for an 8 MiB body, no
   expect(out).toStartWith("HTTP 413");
   expect(out).toContain("payload_too_large");
 });
+
+/** Opens `n` connections that each send a request's headers and the start of its body, then go quiet. */
+async function stalledUploads(n: number, path: string): Promise<import("node:net").Socket[]> {
+  const { port } = new URL(server.url);
+  const sockets: import("node:net").Socket[] = [];
+  for (let i = 0; i < n; i++) {
+    const socket = connect({ host: "127.0.0.1", port: Number(port) });
+    socket.on("error", () => {});
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"features":["driver_hourly_stats:conv_rate"],"entities":[`);
+    sockets.push(socket);
+  }
+  return sockets;
+}
+
+test("uploads stalled mid-body hold no concurrency slot: lookups and pushes beside 40 of them answer at once, not 503 after the idle timeout", async () => {
+  const sockets = [...(await stalledUploads(30, "/v1/lookup")), ...(await stalledUploads(10, "/v1/push"))];
+  try {
+    await Bun.sleep(50);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/quiver_inflight_requests 0\n/);
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${server.url}/v1/lookup`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 + i }] }),
+        signal: AbortSignal.timeout(5000),
+      });
+      expect(res.status).toBe(200);
+    }
+    const push = await fetch(`${server.url}/v1/push`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ featureView: "driver_hourly_stats", rows: [{ driver_id: 5, conv_rate: 0.5, event_timestamp: 1_700_000_000_000 }] }),
+      signal: AbortSignal.timeout(5000),
+    });
+    expect(push.status).toBe(200);
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+});

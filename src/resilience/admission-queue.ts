@@ -78,6 +78,12 @@ export class AdmissionQueue {
     return evicted;
   }
 
+  /** When the oldest waiter's wait passes its bound (as `expired` judges it now), or undefined when nobody waits. */
+  expiresAt(): number | undefined {
+    const oldest = this.items[0];
+    return oldest === undefined ? undefined : oldest.at + this.bound();
+  }
+
   /** Removes and returns the oldest waiter if it has waited past its bound at `now`, else undefined. */
   expired(now: number): Waiter | undefined {
     if (this.standing && now - this.lastDropAt >= this.o.intervalMs) this.stopStanding();

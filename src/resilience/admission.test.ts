@@ -31,6 +31,55 @@ describe("AdaptiveAdmission", () => {
     expect(a.snapshot()).toMatchObject({ inFlight: 0, shed: 1 });
   });
 
+  test("a waiter is refused when its timeout passes even if no request arrives or ends meanwhile (a scheduled wake-up)", async () => {
+    let now = 0;
+    const timers: { fn: () => void; at: number }[] = [];
+    const a = new AdaptiveAdmission({ fixedLimit: 1, queue: 4, queueTimeoutMs: 50, now: () => now, schedule: (fn, ms) => timers.push({ fn, at: now + ms }) });
+    const held = a.admit() as number;
+    now = 10;
+    const first = a.admit() as Promise<number>;
+    now = 20;
+    const second = a.admit() as Promise<number>;
+    // One wake-up armed, for just past the oldest waiter's bound (10 + 50 ms).
+    expect(timers.length).toBe(1);
+    expect(timers[0]!.at).toBeGreaterThan(60);
+    expect(timers[0]!.at).toBeLessThan(61);
+    let settled = 0;
+    void first.then(() => settled++);
+    void second.then(() => settled++);
+    now = timers[0]!.at;
+    timers.shift()!.fn();
+    expect(await first).toBe(-1);
+    await Bun.sleep(0);
+    expect(settled).toBe(1); // the second waiter's bound (70 ms) has not passed
+    // Re-armed for the next waiter.
+    expect(timers.length).toBe(1);
+    now = timers[0]!.at;
+    timers.shift()!.fn();
+    expect(await second).toBe(-1);
+    expect(timers.length).toBe(0); // nobody waits: nothing armed
+    expect(a.snapshot()).toMatchObject({ inFlight: 1, queued: 0, shed: 2 });
+    a.done(held);
+  });
+
+  test("screen refuses for CPU pressure alone and takes no slot; acquire takes one", () => {
+    let now = 0;
+    let pass = true;
+    const pressure = { pass: () => pass, overloaded: false, lastTurnMs: 0, turnBudgetMs: 0 };
+    const a = new AdaptiveAdmission({ fixedLimit: 1, queue: 0, now: () => now, pressure });
+    expect(a.screen()).toBe(0);
+    expect(a.snapshot().inFlight).toBe(0);
+    const t = a.acquire();
+    expect(t).toBe(0);
+    expect(a.acquire()).toBe(-1); // the limit, not the loop
+    pass = false;
+    expect(a.screen()).toBe(-2);
+    expect(a.snapshot()).toMatchObject({ inFlight: 1, shed: 2 });
+    now = 5;
+    a.done(t as number);
+    expect(a.snapshot().inFlight).toBe(0);
+  });
+
   test("interval stats: p99 bucket, failures and shed requests, reset on read", () => {
     let now = 0;
     const a = new AdaptiveAdmission({ fixedLimit: 1000, queue: 0, now: () => now });

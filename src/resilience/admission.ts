@@ -25,7 +25,17 @@ export function refusalReason(t: number): "concurrency_limit" | "cpu_overload" {
 }
 
 export interface Admission {
+  /** Both steps at once, for a request whose input has arrived whole (a gRPC call): `screen`, then `acquire`. */
   admit(): number | Promise<number>;
+  /**
+   * The arrival check alone (CPU overload, loop-pressure.ts): REFUSED_CPU, or
+   * 0 to go on. Takes no slot, so a request can be screened the moment it
+   * arrives and `acquire` a slot once its body has: a client still sending
+   * holds nothing.
+   */
+  screen(): number;
+  /** A concurrency slot: the start time, or REFUSED_LIMIT (queue full, or waited too long for a slot); a promise when queued. */
+  acquire(): number | Promise<number>;
   /** Ends an admitted request; `startedAt` is what `admit` answered; `failed` for a 5xx answer. */
   done(startedAt: number, failed?: boolean): void;
   /** Counters and gauges for metrics and the health score. */
@@ -74,6 +84,12 @@ export interface AdmissionOptions extends GradientLimitOptions {
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
   readonly fixedLimit?: number;
   readonly now?: () => number;
+  /**
+   * Runs `fn` after `ms` (default: an unref'd setTimeout): wakes the queue
+   * when its oldest waiter's bound passes, so a waiter is refused on time even
+   * when no request arrives or ends meanwhile.
+   */
+  readonly schedule?: (fn: () => void, ms: number) => void;
   /** Loop-turn sojourn signal that sheds under CPU-bound overload (none: only the concurrency limit sheds). */
   readonly pressure?: LoopPressure;
 }
@@ -107,7 +123,17 @@ export class AdaptiveAdmission implements Admission {
     });
     this.now = options.now ?? (() => performance.now());
     this.pressure = options.pressure;
+    this.schedule = options.schedule ?? unrefTimeout;
   }
+
+  private readonly schedule: (fn: () => void, ms: number) => void;
+  /** When the armed queue wake-up fires (NaN: none armed). */
+  private wakeAt = Number.NaN;
+  private readonly wake = (): void => {
+    this.wakeAt = Number.NaN;
+    this.shedExpired(this.now());
+    this.armWake();
+  };
 
   /** Requests admitted since start (a running count, read by the young-GC pacer). */
   get admittedCount(): number {
@@ -122,6 +148,19 @@ export class AdaptiveAdmission implements Admission {
     const now = this.now();
     // CPU-bound overload: the queue is in the sockets, where the limit cannot see it (loop-pressure.ts).
     if (this.pressure !== undefined && !this.pressure.pass(now, this.inFlight)) return this.shed(REFUSED_CPU);
+    return this.slotAt(now);
+  }
+
+  screen(): number {
+    if (this.pressure === undefined || this.pressure.pass(this.now(), this.inFlight)) return 0;
+    return this.shed(REFUSED_CPU);
+  }
+
+  acquire(): number | Promise<number> {
+    return this.slotAt(this.now());
+  }
+
+  private slotAt(now: number): number | Promise<number> {
     if (this.inFlight < this.limit) {
       this.inFlight++;
       this.admittedTotal++;
@@ -129,10 +168,22 @@ export class AdaptiveAdmission implements Admission {
     }
     this.shedExpired(now);
     if (this.queue.refusesArrivals) return this.shed();
-    return new Promise<number>((resolve) => {
+    const queued = new Promise<number>((resolve) => {
       const gaveWay = this.queue.push({ at: now, resolve });
       if (gaveWay !== undefined) gaveWay.resolve(this.shed());
     });
+    this.armWake();
+    return queued;
+  }
+
+  /** Arms one wake-up for when the oldest waiter's bound passes (none while one is armed or nobody waits). */
+  private armWake(): void {
+    if (!Number.isNaN(this.wakeAt)) return;
+    const due = this.queue.expiresAt();
+    if (due === undefined) return;
+    this.wakeAt = due;
+    // A hair past the bound: the queue refuses only waits longer than it.
+    this.schedule(this.wake, Math.max(0, due - this.now()) + 0.5);
   }
 
   done(startedAt: number, failed = false): void {
@@ -203,4 +254,9 @@ export class AdaptiveAdmission implements Admission {
     this.shedInterval++;
     return why;
   }
+}
+
+function unrefTimeout(fn: () => void, ms: number): void {
+  const t = setTimeout(fn, ms);
+  (t as { unref?: () => void }).unref?.();
 }

@@ -6,7 +6,8 @@ import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
 import { refusalReason } from "../../resilience/index.ts";
 import { errorResponse, prebuiltError } from "./responses.ts";
-import { type Handler, type OnError, routeMetrics, serveRoute } from "./route.ts";
+import type { BodyReading } from "./body.ts";
+import { type AddRoute, type Handler, type OnError, routeMetrics, type Serve, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 
 /** Routes served by Bun's native router as well as Hono: the lookup hot paths. */
@@ -22,7 +23,7 @@ const SHED_MESSAGE = {
 } as const;
 
 /** Bun.serve's `routes` shape: path → method → handler. */
-export type NativeRoutes = Record<string, Partial<Record<"GET" | "POST", Handler>>>;
+export type NativeRoutes = Record<string, Partial<Record<"GET" | "POST", Serve>>>;
 
 export interface HttpEdge {
   /** Every route, with JSON 404s; `app.request()` in tests, `fetch` fallback in Bun.serve. */
@@ -62,10 +63,11 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
       return a.answer();
     };
   };
-  const add = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError) => {
+  const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, body?: BodyReading) => {
     if (SHEDDABLE.has(path) && onError === undefined) throw new Error(`${method} ${path}: a sheddable route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
-    const handler = onError === undefined ? inner : serveRoute(metrics, path, inner, onError, gate, deps.release);
+    if (body !== undefined && onError === undefined) throw new Error(`${method} ${path}: a route that reads a body needs its error shape`);
+    const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, gate, deps.release, body);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };

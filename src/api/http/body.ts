@@ -44,26 +44,37 @@ function weightOf(range: string): number {
 }
 
 /**
- * Reads and parses a request body — JSON (also when no content type is given)
- * or MessagePack when `allowMsgpack` — and hands the value to `next`. Enforces
- * the size limit before reading when Content-Length is known and again after.
- * Header problems throw at once; every failure is a 4xx QuiverError, never a
- * crash. Continuation style, so the common case (JSON with a known length)
- * costs one promise reaction: Bun's native parse, then `next`. That parse
- * reads bytes that are not UTF-8 as U+FFFD instead of refusing them: fine for
- * a lookup (such a key matches nothing; strict decoding would cost ~1 µs of a
- * ~20 µs lookup), not for a write, so writes read bodies through `readBody`.
- */
-export function withBody<T>(req: Request, limit: number, allowMsgpack: boolean, next: (value: unknown) => T | Promise<T>): Promise<T> {
-  return bodyThen(req, limit, allowMsgpack, false, next);
-}
-
-/**
  * Reads and parses a body strictly (bytes that are not UTF-8 are a 400, never
  * stored as U+FFFD), for writes and routes off the hot path.
  */
 export function readBody(req: Request, limit: number, allowMsgpack: boolean): Promise<unknown> {
   return bodyThen(req, limit, allowMsgpack, true, identity);
+}
+
+/**
+ * How a route's body is read before its handler runs (route.ts reads it
+ * before admission gives it a slot): JSON (also when no content type is given)
+ * or MessagePack when `allowMsgpack`. The size limit is enforced before
+ * reading when Content-Length is known and again after. Header problems throw
+ * at once; every failure is a 4xx QuiverError, never a crash. The common case
+ * (JSON with a known length) costs one promise reaction: Bun's native parse,
+ * then the continuation. That parse reads bytes that are not UTF-8 as U+FFFD
+ * instead of refusing them: fine for a lookup (such a key reads as one with
+ * U+FFFD in its place; strict decoding would cost ~1 µs of a ~14 µs lookup),
+ * not for a write, so writes read `strict`.
+ */
+export interface BodyReading {
+  /** Largest body accepted (bytes); beyond it a 413. */
+  readonly limit: number;
+  /** Also accept `application/msgpack`. */
+  readonly allowMsgpack: boolean;
+  /** Refuse bytes that are not UTF-8 and compressed bodies (writes), instead of reading them leniently (lookups). */
+  readonly strict: boolean;
+}
+
+/** Reads and parses `req`'s body as `reading` says, then calls `next` with the value (no extra promise hop). */
+export function readBodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) => T | Promise<T>): Promise<T> {
+  return bodyThen(req, reading.limit, reading.allowMsgpack, reading.strict, next);
 }
 
 function bodyThen<T>(req: Request, limit: number, allowMsgpack: boolean, strict: boolean, next: (value: unknown) => T | Promise<T>): Promise<T> {

@@ -1,6 +1,6 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
-import { asObject, readBody, withBody } from "./body.ts";
+import { asObject } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { staleHeaders, unavailableCount } from "./encode-result.ts";
@@ -37,17 +37,14 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
     return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)), late);
   };
 
-  add("POST", "/get-online-features", (req) => withBody(req, limits.maxBodyBytes, false, (value) => answer(value, req)), feastErrorResponse);
+  // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
+  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: false };
+  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: true };
+  add("POST", "/get-online-features", (req, value) => answer(value, req), feastErrorResponse, lookupBody);
 
-  add("POST", "/push",
-    async (req) => json(await serving.push(asObject(await readBody(req, limits.maxBodyBytes, false)), FEAST_PUSH)),
-    feastErrorResponse,
-  );
+  add("POST", "/push", async (_req, value) => json(await serving.push(asObject(value), FEAST_PUSH)), feastErrorResponse, writeBody);
 
-  add("POST", "/write-to-online-store",
-    async (req) => json(await serving.push(asObject(await readBody(req, limits.maxBodyBytes, false)), FEAST_WRITE)),
-    feastErrorResponse,
-  );
+  add("POST", "/write-to-online-store", async (_req, value) => json(await serving.push(asObject(value), FEAST_WRITE)), feastErrorResponse, writeBody);
 
   add("GET", "/health",
     async () => {

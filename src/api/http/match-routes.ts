@@ -1,6 +1,5 @@
 import { STATUS_NAMES } from "../../serving/index.ts";
 import { type MatchResult, parseMatchRequest } from "../../vector/index.ts";
-import { readBody } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
@@ -10,12 +9,12 @@ export function mountMatchRoutes(add: AddRoute, deps: HttpDeps): void {
   const match = deps.match;
   if (!match) return;
   add("POST", "/v1/match",
-    async (req) => {
-      const value = await readBody(req, deps.limits.maxBodyBytes, false);
+    async (_req, value) => {
       const query = parseMatchRequest(value, deps.registry.current);
       return json(matchBody(await match.match(query)));
     },
     errorResponse,
+    { limit: deps.limits.maxBodyBytes, allowMsgpack: false, strict: true },
   );
 }
 

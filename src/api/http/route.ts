@@ -2,12 +2,20 @@ import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
 import { type AnswerRelease, releaseAtOnce } from "../../runtime/index.ts";
+import { type BodyReading, readBodyThen } from "./body.ts";
 import { noteQueuedSince } from "./deadline.ts";
 import { httpStatusOf } from "./error-status.ts";
 import { answerMarksOf, DEGRADED, LEAVES_NOW } from "./responses.ts";
 
-/** A route handler on the raw request, so Hono and Bun's native router can share it. */
-export type Handler = (req: Request) => Response | Promise<Response>;
+/**
+ * A route handler on the raw request, so Hono and Bun's native router can
+ * share it. `body` is the parsed body of a route registered with a
+ * `BodyReading` (read before the handler runs), undefined otherwise.
+ */
+export type Handler = (req: Request, body: unknown) => Response | Promise<Response>;
+
+/** A request served end to end (what `serveRoute` gives and Bun's native router calls). */
+export type Serve = (req: Request) => Response | Promise<Response>;
 
 /** Maps a failure to the route family's error answer (Quiver's or Feast's shape). */
 export type OnError = (e: unknown) => Response;
@@ -18,7 +26,11 @@ export type OnError = (e: unknown) => Response;
  * sheddable routes, admission); without it the handler runs bare (liveness,
  * metrics scrape).
  */
-export type AddRoute = (method: "GET" | "POST", path: string, handler: Handler, onError?: OnError) => void;
+export interface AddRoute {
+  (method: "GET" | "POST", path: string, handler: Serve, onError?: OnError): void;
+  /** A POST route whose body is read (as `body` says) before its handler runs and before it takes a concurrency slot. */
+  (method: "POST", path: string, handler: Handler, onError: OnError, body: BodyReading): void;
+}
 
 /** Admission control in front of a route, and its answer for a refused request. */
 export interface Gate {
@@ -43,7 +55,8 @@ export function serveRoute(
   onError: OnError,
   gate?: Gate,
   release: AnswerRelease<Response> = releaseAtOnce,
-): Handler {
+  body?: BodyReading,
+): Serve {
   const latency = metrics.latency.labels(name);
   const errors = metrics.errors;
   const byStatus = new Map<number, { inc(): void }>();
@@ -69,11 +82,11 @@ export function serveRoute(
     if (httpStatusOf(q) >= 500) errors.labels(name, q.code).inc();
     return onError(q);
   };
-  const run = (req: Request, admittedAt: number): Response | Promise<Response> => {
-    const start = performance.now();
+  /** Runs the handler; `start` is when the request arrived (its latency counts from there, body read included). */
+  const run = (req: Request, value: unknown, admittedAt: number, start = performance.now()): Response | Promise<Response> => {
     let out: Response | Promise<Response>;
     try {
-      out = handler(req);
+      out = handler(req, value);
     } catch (e) {
       return finish(start, admittedAt, fail(e));
     }
@@ -83,14 +96,41 @@ export function serveRoute(
       (e: unknown) => finish(start, admittedAt, fail(e)),
     );
   };
-  if (gate === undefined) return (req) => run(req, -1);
+  // A body that could not be read or parsed (400, 413, 415) held no slot.
+  const unread = (start: number, e: unknown): Response | Promise<Response> => finish(start, -1, fail(e));
+  if (gate === undefined) {
+    if (body === undefined) return (req) => run(req, undefined, -1);
+    return (req) => {
+      const start = performance.now();
+      try {
+        return readBodyThen(req, body, (value) => run(req, value, -1, start)).catch((e: unknown) => unread(start, e));
+      } catch (e) {
+        return unread(start, e);
+      }
+    };
+  }
   const shed = gate.shed;
-  return (req) => {
-    const t = gate.admission.admit();
-    if (typeof t === "number") return t < 0 ? shed(t) : run(req, t);
-    // Queued: the client's budget runs while it waits (deadline.ts).
+  const slots = gate.admission;
+  /** Runs once a slot is free; queued, the client's budget runs while it waits (deadline.ts). */
+  const withSlot = (req: Request, value: unknown, t: number | Promise<number>, start?: number): Response | Promise<Response> => {
+    if (typeof t === "number") return t < 0 ? shed(t) : run(req, value, t, start);
     noteQueuedSince(req, performance.now());
-    return t.then((at) => (at < 0 ? shed(at) : run(req, at)));
+    return t.then((at) => (at < 0 ? shed(at) : run(req, value, at, start)));
+  };
+  if (body === undefined) return (req) => withSlot(req, undefined, slots.admit());
+  // A route with a body is screened on arrival (a refusal leaves its body unread) and takes a
+  // concurrency slot only once its body has arrived: a client that stalls mid-upload holds nothing.
+  return (req) => {
+    const refused = slots.screen();
+    if (refused < 0) return shed(refused);
+    const start = performance.now();
+    let out: Promise<Response>;
+    try {
+      out = readBodyThen(req, body, (value) => withSlot(req, value, slots.acquire(), start));
+    } catch (e) {
+      return unread(start, e);
+    }
+    return out.catch((e: unknown) => unread(start, e));
   };
 }
 

@@ -1,6 +1,6 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
 import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
-import { asObject, readBody, rejectUnknownFields, wantsMsgpack, withBody } from "./body.ts";
+import { asObject, rejectUnknownFields, wantsMsgpack } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
@@ -45,15 +45,17 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded), late);
   };
 
-  add("POST", "/v1/lookup", (req) => withBody(req, limits.maxBodyBytes, true, (value) => answer(value, req)), errorResponse);
+  // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
+  add("POST", "/v1/lookup", (req, value) => answer(value, req), errorResponse, { limit: limits.maxBodyBytes, allowMsgpack: true, strict: false });
 
   add("POST", "/v1/push",
-    async (req) => {
-      const body = asObject(await readBody(req, limits.maxBodyBytes, true));
+    async (_req, value) => {
+      const body = asObject(value);
       rejectUnknownFields(body, PUSH_FIELDS);
       return json(await serving.push(body, QUIVER_PUSH));
     },
     errorResponse,
+    { limit: limits.maxBodyBytes, allowMsgpack: true, strict: true },
   );
 
   add("GET", "/v1/registry",
