@@ -170,6 +170,27 @@ describe("POST /v1/push", () => {
     expect(await statusOf("utf8-2")).toBe("NOT_FOUND");
   });
 
+  test("a string join key with a lone surrogate is refused on push and lookup: it would be the same stored key as U+FFFD, one entity overwriting another", async () => {
+    const seg = async (raw: string) => {
+      const res = await post("/v1/lookup", `{"features":["customer_profile:segment"],"entities":[{"customer_id":${raw}}],"fillDefaults":false}`);
+      return { status: res.status, body: (await res.json()) as { rows?: { values: unknown[] }[]; error?: { path: string; message: string } } };
+    };
+    expect((await post("/v1/push", `{"featureView":"customer_profile","rows":[{"customer_id":"victim\ufffd","segment":"vip"}]}`)).status).toBe(200);
+    for (const lone of ["\\udfff", "\\ud800", "x\\udc00y"]) {
+      const res = await post("/v1/push", `{"featureView":"customer_profile","rows":[{"customer_id":"victim${lone}","segment":"attacker"}]}`);
+      const e = await errorOf(res);
+      expect(e).toMatchObject({ status: 400, code: "invalid_entity", path: "rows[0].customer_id" });
+      expect(e.message).toContain("lone surrogate");
+      const read = await seg(`"victim${lone}"`);
+      expect(read.status).toBe(400);
+      expect(read.body.error!.path).toBe("entities[0].customer_id");
+    }
+    // The genuine U+FFFD key kept its row; a well-formed pair (an emoji) is a key like any other.
+    expect((await seg('"victim\\ufffd"')).body.rows![0]!.values).toEqual(["vip"]);
+    expect((await post("/v1/push", `{"featureView":"customer_profile","rows":[{"customer_id":"e\\ud83d\\ude00","segment":"smile"}]}`)).status).toBe(200);
+    expect((await seg('"e\\ud83d\\ude00"')).body.rows![0]!.values).toEqual(["smile"]);
+  });
+
   test("unknown view, unknown column, missing rows are 400s naming them", async () => {
     expect(await errorOf(await post("/v1/push", { featureView: "ghost", rows: [{}] }))).toMatchObject({ code: "unknown_feature_view", path: "featureView" });
     expect(await errorOf(await post("/v1/push", { featureView: "fraud_signals", rows: [{ customer_id: "a" }, { customer_id: "b", spend1h: 1 }] }))).toMatchObject({

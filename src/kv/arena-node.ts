@@ -38,6 +38,7 @@ const TOUCH_SPAN = 192;
  *
  * Keys are compared as UTF-8, so two strings that differ only in lone
  * surrogates (both encoded as U+FFFD) are the same key — as in Redis or SQLite.
+ * The serving layer refuses such join keys (entity-input.ts), so none arrives.
  */
 export class ArenaKvNode implements KvNode, RawReader {
   private readonly slabs = new SlabStore();

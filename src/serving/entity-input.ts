@@ -143,8 +143,14 @@ function int64Text(v: unknown): string | undefined {
   return v === "-0" ? "0" : v;
 }
 
+/**
+ * A string key within the length bound and with a UTF-8 form: keys are stored
+ * as UTF-8, where a lone surrogate (JSON's "\ud800" escape allows one) would
+ * become U+FFFD, so "a\ud800", "a\udfff" and "a\ufffd" would be one entity
+ * and a push to one overwrite the others.
+ */
 function isStringKey(v: unknown): v is string {
-  return typeof v === "string" && v.length <= MAX_STRING_KEY;
+  return typeof v === "string" && v.length <= MAX_STRING_KEY && v.isWellFormed();
 }
 
 /** Key part written by `putPart`; NOT_ASCII: a string key the byte path cannot carry (the caller reads by strings). */
@@ -199,13 +205,32 @@ export function entityKeyBytes(input: EntityInput, joinKeys: readonly JoinKey[],
 }
 
 /** The 400 for a value encodedPart refused; only reached on bad input, so its path is built only then. */
+/** Where the first lone surrogate of `s` is, as `\udxxx at index i`. */
+function loneSurrogate(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) return `\\u${c.toString(16)} at index ${i}`;
+  }
+  return "none found";
+}
+
 function badKey(key: JoinKey, v: unknown, path: string): never {
   if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (${key.type})`);
   if (key.type === "int64") {
     if (typeof v === "string" && INT64_TEXT.test(v)) throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
     throw invalid("invalid_entity", path, `expected int64 (a safe integer or decimal string), got ${describeValue(v)}`);
   }
-  if (typeof v === "string") throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} characters`);
+  if (typeof v === "string") {
+    if (v.length > MAX_STRING_KEY) throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} UTF-16 code units (${v.length})`);
+    throw invalid("invalid_entity", path, `string join key with a lone surrogate (${loneSurrogate(v)}), which UTF-8 cannot store: it would be the same key as one with U+FFFD in its place`);
+  }
   throw invalid("invalid_entity", path, `expected string, got ${describeValue(v)}`);
 }
 

@@ -70,7 +70,7 @@ export class FeastGrpcService {
       const values = req.entities[name]?.val ?? [];
       keys.push({ name, values });
       const plain = new Array<unknown>(values.length);
-      for (let i = 0; i < values.length; i++) plain[i] = plainOfFeastValue(values[i]);
+      for (let i = 0; i < values.length; i++) plain[i] = plainOfFeastValue(values[i], `entities.${name}[${i}]`);
       columns[name] = plain;
     }
     const body: Record<string, unknown> = { entities: columns, full_feature_names: req.full_feature_names };
@@ -128,7 +128,7 @@ export class FeastGrpcService {
     }
     for (const name of Object.keys(req.typed_features)) {
       paths[name] = `typed_features.${name}`;
-      const plain = plainOfFeastValue(req.typed_features[name]);
+      const plain = plainOfFeastValue(req.typed_features[name], paths[name]);
       if (plain === undefined) throw invalid("invalid_value", paths[name], "no value set");
       values[name] = name === "event_timestamp" && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain;
     }

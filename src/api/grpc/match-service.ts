@@ -54,14 +54,14 @@ export class QuiverMatchService {
   async run(req: QuiverMatchRequest, _ctx: CallContext): Promise<Record<string, unknown>> {
     const body: Record<string, unknown> = { view: req.view };
     if (req.query === "vector") body.vector = req.vector?.val ?? [];
-    else if (req.query === "entity") body.entity = plainMap(req.entity?.keys ?? {});
+    else if (req.query === "entity") body.entity = plainMap(req.entity?.keys ?? {}, "entity.keys");
     else if (req.query === "text") body.text = req.text;
     if (req.k !== 0) body.k = req.k;
     if (req.min_score !== null && req.min_score !== undefined) body.minScore = req.min_score;
     const filterNames = Object.keys(req.filter);
     if (filterNames.length > 0) {
       const filter: Record<string, unknown> = {};
-      for (const name of filterNames) filter[name] = (req.filter[name]?.values ?? []).map(plainOfFeastValue);
+      for (const name of filterNames) filter[name] = (req.filter[name]?.values ?? []).map((v, i) => plainOfFeastValue(v, `filter.${name}.values[${i}]`));
       body.filter = filter;
     }
     if (req.features.length > 0) body.features = req.features;
@@ -71,9 +71,9 @@ export class QuiverMatchService {
   }
 }
 
-function plainMap(values: Readonly<Record<string, FeastValue>>): Record<string, unknown> {
+function plainMap(values: Readonly<Record<string, FeastValue>>, path: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const name of Object.keys(values)) out[name] = plainOfFeastValue(values[name]);
+  for (const name of Object.keys(values)) out[name] = plainOfFeastValue(values[name], `${path}.${name}`);
   return out;
 }
 

@@ -54,9 +54,10 @@ export class QuiverGrpcService {
     for (let i = 0; i < req.rows.length; i++) {
       const src = req.rows[i]!;
       const row: Record<string, unknown> = {};
-      for (const name of Object.keys(src.values)) row[name] = plainOfFeastValue(src.values[name]);
+      for (const name of Object.keys(src.values)) row[name] = plainOfFeastValue(src.values[name], `rows[${i}].values.${name}`);
       const ts = int64Of(src.event_timestamp_ms);
-      if (ts !== 0) row.event_timestamp = typeof ts === "number" ? ts : Number.NaN;
+      if (typeof ts === "string") throw invalid("invalid_value", `rows[${i}].event_timestamp_ms`, `expected milliseconds since the epoch (a safe integer), got ${ts}`);
+      if (ts !== 0) row.event_timestamp = ts;
       rows[i] = row;
     }
     return this.serving.push({ feature_view: req.feature_view, rows }, PUSH, { deadline: ctx.deadline });

@@ -19,15 +19,34 @@ describe("int64 from the wire", () => {
 
 describe("Feast Values as plain values", () => {
   test("each oneof maps to its JS value; null_val is null; nothing set is undefined", () => {
-    expect(plainOfFeastValue({ val: "int64_val", int64_val: Long.fromNumber(7) })).toBe(7);
-    expect(plainOfFeastValue({ val: "double_val", double_val: 0.5 })).toBe(0.5);
-    expect(plainOfFeastValue({ val: "string_val", string_val: "x" })).toBe("x");
-    expect(plainOfFeastValue({ val: "bool_val", bool_val: true })).toBe(true);
-    expect(plainOfFeastValue({ val: "int64_list_val", int64_list_val: { val: [Long.fromNumber(1), Long.fromNumber(2)] } })).toEqual([1, 2]);
-    expect(plainOfFeastValue({ val: "string_list_val", string_list_val: { val: ["a"] } })).toEqual(["a"]);
-    expect(plainOfFeastValue({ val: "null_val", null_val: 0 })).toBeNull();
-    expect(plainOfFeastValue({})).toBeUndefined();
-    expect(plainOfFeastValue(undefined)).toBeUndefined();
+    expect(plainOfFeastValue({ val: "int64_val", int64_val: Long.fromNumber(7) }, "v")).toBe(7);
+    expect(plainOfFeastValue({ val: "double_val", double_val: 0.5 }, "v")).toBe(0.5);
+    expect(plainOfFeastValue({ val: "string_val", string_val: "x" }, "v")).toBe("x");
+    expect(plainOfFeastValue({ val: "bool_val", bool_val: true }, "v")).toBe(true);
+    expect(plainOfFeastValue({ val: "int64_list_val", int64_list_val: { val: [Long.fromNumber(1), Long.fromNumber(2)] } }, "v")).toEqual([1, 2]);
+    expect(plainOfFeastValue({ val: "string_list_val", string_list_val: { val: ["a"] } }, "v")).toEqual(["a"]);
+    expect(plainOfFeastValue({ val: "null_val", null_val: 0 }, "v")).toBeNull();
+    expect(plainOfFeastValue({}, "v")).toBeUndefined();
+    expect(plainOfFeastValue(undefined, "v")).toBeUndefined();
+  });
+
+  test("bytes become a string only when they are UTF-8; other bytes are a 400 naming the path, never U+FFFD", () => {
+    expect(plainOfFeastValue({ val: "bytes_val", bytes_val: new TextEncoder().encode("g\u00e9") }, "v")).toBe("g\u00e9");
+    const refused = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return e as QuiverError;
+      }
+      throw new Error("not refused");
+    };
+    // g\xff and g\xfe both read as "g\ufffd" before: two keys, one entity.
+    const e = refused(() => plainOfFeastValue({ val: "bytes_val", bytes_val: new Uint8Array([0x67, 0xff]) }, "entities.customer_id[0]"));
+    expect(e).toBeInstanceOf(QuiverError);
+    expect(e.path).toBe("entities.customer_id[0]");
+    expect(e.message).toContain("not UTF-8");
+    const list = refused(() => plainOfFeastValue({ val: "bytes_list_val", bytes_list_val: { val: [new Uint8Array([0x61]), new Uint8Array([0xfe])] } }, "rows[0].values.tags"));
+    expect(list.path).toBe("rows[0].values.tags[1]");
   });
 });
 

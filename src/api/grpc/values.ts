@@ -33,8 +33,11 @@ export interface FeastValue {
  * scalars as numbers/strings/booleans, lists as arrays, `null_val` as null,
  * no value set as undefined. Bytes and 32-bit/float types map to their nearest
  * Quiver types; the registry's checks then accept or reject them with a path.
+ * Bytes become a string only when they are UTF-8: others are a 400 naming
+ * `path` (read as U+FFFD, two different byte strings would be one key, or a
+ * value would not read back as written; HTTP writes refuse them too).
  */
-export function plainOfFeastValue(v: FeastValue | undefined): unknown {
+export function plainOfFeastValue(v: FeastValue | undefined, path: string): unknown {
   if (v === undefined || v === null) return undefined;
   switch (v.val) {
     case "int64_val":
@@ -47,7 +50,7 @@ export function plainOfFeastValue(v: FeastValue | undefined): unknown {
     case "bool_val":
       return v[v.val];
     case "bytes_val":
-      return Buffer.from(v.bytes_val as Uint8Array).toString("utf8");
+      return utf8Of(v.bytes_val as Uint8Array, path);
     case "int64_list_val":
     case "unix_timestamp_list_val":
       return ((v[v.val] as { val: LongLike[] }).val ?? []).map(int64Of);
@@ -58,11 +61,21 @@ export function plainOfFeastValue(v: FeastValue | undefined): unknown {
     case "bool_list_val":
       return [...((v[v.val] as { val: unknown[] }).val ?? [])];
     case "bytes_list_val":
-      return ((v.bytes_list_val as { val: Uint8Array[] }).val ?? []).map((b) => Buffer.from(b).toString("utf8"));
+      return ((v.bytes_list_val as { val: Uint8Array[] }).val ?? []).map((b, i) => utf8Of(b, `${path}[${i}]`));
     case "null_val":
       return null;
     default:
       return undefined;
+  }
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function utf8Of(bytes: Uint8Array, path: string): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw invalid("invalid_value", path, "bytes_val is not UTF-8; Quiver stores text (send string_val, or encode the bytes, e.g. as base64)");
   }
 }
 
