@@ -18,6 +18,7 @@ export interface QuiverConfig {
   readonly demoEntities: number;
   readonly maxBodyBytes: number;
   readonly maxRows: number;
+  readonly maxLookupValues: number;
   readonly maxFutureSkewMs: number;
   readonly adminToken: string;
   readonly sourcesPath: string;
@@ -116,6 +117,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "demoEntities", flag: "--demo-entities", env: "QUIVER_DEMO_ENTITIES", default: "10000", help: "Demo drivers to load for the example registry (0 = none; skipped when the store already has data)", parse: int(0, 50_000_000) },
   { key: "maxBodyBytes", flag: "--max-body-bytes", env: "QUIVER_MAX_BODY_BYTES", default: String(4 << 20), help: "Largest request body accepted (413 above)", parse: int(1024, 1 << 30) },
   { key: "maxRows", flag: "--max-rows", env: "QUIVER_MAX_ROWS", default: "10000", help: "Most entity rows per lookup or push (400 above)", parse: int(1, 1_000_000) },
+  { key: "maxLookupValues", flag: "--max-lookup-values", env: "QUIVER_MAX_LOOKUP_VALUES", default: "500000", help: "Most values one lookup may answer, entity rows × features (400 above): bounds an answer's size and memory", parse: int(1, 100_000_000) },
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
   { key: "embedderModel", flag: "--embedder-model", env: "QUIVER_EMBEDDER_MODEL", default: "", help: "ONNX sentence-embedding model file for views with index.embedder: onnx (no runtime is bundled yet; see README, Claim matching)", parse: text },
   { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },

@@ -104,7 +104,7 @@ export function parseEntities(raw: unknown, path: string, maxRows: number): Enti
     for (const name of Object.keys(cols)) {
       const col = cols[name];
       if (!Array.isArray(col)) throw invalid("invalid_entity", `${path}.${name}`, `expected a list of values, got ${describeValue(col)}`);
-      if (length >= 0 && col.length !== length) throw invalid("invalid_entity", `${path}.${name}`, `has ${col.length} values; other join keys have ${length}`);
+      if (length >= 0 && col.length !== length) throw invalid("invalid_entity", `${path}.${name}`, `has ${col.length} values; the entity columns before it have ${length}`);
       length = col.length;
     }
     if (length > maxRows) throw invalid("too_many_rows", path, `${length} entity rows; the limit is ${maxRows}`);

@@ -9,6 +9,8 @@ import type { PushService } from "./push-service.ts";
 export interface ServingLimits {
   /** Most entity rows per lookup or push. */
   readonly maxRows: number;
+  /** Most values one lookup's answer may hold (rows × features). */
+  readonly maxCells: number;
 }
 
 /** Per-call options every edge can give: the caller's deadline becomes the lookup budget. */
@@ -39,7 +41,7 @@ export class FeatureServing {
 
   /** Validates and resolves a lookup request; no storage is touched. */
   planLookup(body: Readonly<Record<string, unknown>>, dialect: LookupDialect): PlannedLookup {
-    return planLookup(this.registry.current, body, dialect, this.limits.maxRows);
+    return planLookup(this.registry.current, body, dialect, this.limits);
   }
 
   /** Runs a planned lookup; synchronous when every key is in memory. */

@@ -22,6 +22,8 @@ export interface LookupDialect {
    * When false, only `true` switches a flag on, as Feast's server reads it.
    */
   readonly strictFlags: boolean;
+  /** Does the answer echo every entity column (Feast's does)? Then their values must be ones it can write back. */
+  readonly echoesEntities: boolean;
 }
 
 /** Quiver's own API (HTTP /v1/lookup and quiver.v1 over gRPC). */
@@ -32,6 +34,7 @@ export const QUIVER_LOOKUP: LookupDialect = {
   fillDefaults: "fillDefaults",
   fullFeatureNames: "fullFeatureNames",
   strictFlags: true,
+  echoesEntities: false,
 };
 
 /** Feast's feature server (HTTP /get-online-features and feast.serving over gRPC). */
@@ -42,6 +45,7 @@ export const FEAST_LOOKUP: LookupDialect = {
   fillDefaults: undefined,
   fullFeatureNames: "full_feature_names",
   strictFlags: false,
+  echoesEntities: true,
 };
 
 /** A validated lookup plus how to name its columns. */
@@ -51,19 +55,58 @@ export interface PlannedLookup {
   readonly fullFeatureNames: boolean;
 }
 
+/** How much one lookup may ask for. */
+export interface LookupLimits {
+  /** Most entity rows. */
+  readonly maxRows: number;
+  /** Most values in one answer (rows × features): what bounds its size, whatever the two are alone. */
+  readonly maxCells: number;
+}
+
 /**
  * Request → query: resolves feature refs or the service, parses entity rows
- * (row or columnar form) within the row limit and reads the flags. Throws a
+ * (row or columnar form) within the limits and reads the flags. Throws a
  * QuiverError naming the offending field; touches no storage.
  */
-export function planLookup(registry: Registry, body: Readonly<Record<string, unknown>>, dialect: LookupDialect, maxRows: number): PlannedLookup {
+export function planLookup(registry: Registry, body: Readonly<Record<string, unknown>>, dialect: LookupDialect, limits: LookupLimits): PlannedLookup {
   const refs = resolveFeatures(registry, body[dialect.features], body[dialect.featureService], dialect);
   const rawEntities = body[dialect.entities];
   if (rawEntities === undefined) throw invalid("invalid_request", dialect.entities, "is required");
-  const entities = parseEntities(rawEntities, dialect.entities, maxRows);
+  const entities = parseEntities(rawEntities, dialect.entities, limits.maxRows);
+  const cells = entities.rowCount * refs.length;
+  if (cells > limits.maxCells) {
+    throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${refs.length} features is ${cells} values; the limit is ${limits.maxCells} per lookup: split it`);
+  }
+  if (dialect.echoesEntities) checkEchoable(entities);
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
   return { query: { refs, entities, fillDefaults }, entities, fullFeatureNames };
+}
+
+/**
+ * Entity columns an answer echoes hold what a Feast Value can: a scalar or a
+ * list of scalars. Anything else (an object, nested lists: JSON allows them
+ * thousands of levels deep) is a 400 naming its path, not an answer the
+ * encoder cannot write.
+ */
+function checkEchoable(entities: EntityInput): void {
+  const keys = entities.keyNames;
+  for (let k = 0; k < keys.length; k++) {
+    const key = keys[k]!;
+    for (let r = 0; r < entities.rowCount; r++) {
+      const v = entities.value(r, key);
+      if (v === null || typeof v !== "object" || (Array.isArray(v) && scalarsOnly(v))) continue;
+      throw invalid("invalid_entity", entities.pathOf(r, key), `expected a value Feast can echo (a scalar or a list of scalars), got ${describeValue(v)}`);
+    }
+  }
+}
+
+function scalarsOnly(list: readonly unknown[]): boolean {
+  for (let i = 0; i < list.length; i++) {
+    const v = list[i];
+    if (v !== null && typeof v === "object") return false;
+  }
+  return true;
 }
 
 function flag(body: Readonly<Record<string, unknown>>, field: string, dflt: boolean, strict: boolean): boolean {

@@ -17,20 +17,27 @@ const SMALL_COPY = 64;
  */
 const LOOP_COPY = 512;
 
+/** Largest buffer kept from one answer to the next (a 100-entity answer is ~37 KB; the cell limit allows ~20 MB). */
+const KEEP_BYTES = 4 << 20;
+
 export class ByteWriter {
   private buf: Uint8Array;
   private view: DataView;
   pos = 0;
   private readonly utf8 = new TextEncoder();
 
-  constructor(initialBytes = 64 * 1024) {
+  constructor(private readonly initialBytes = 64 * 1024) {
     this.buf = new Uint8Array(initialBytes);
     this.view = new DataView(this.buf.buffer);
   }
 
-  /** Starts a new answer. */
+  /** Starts a new answer. A buffer a rare large answer grew past KEEP_BYTES is let go, so it does not stay for good. */
   reset(): void {
     this.pos = 0;
+    if (this.buf.length > KEEP_BYTES) {
+      this.buf = new Uint8Array(this.initialBytes);
+      this.view = new DataView(this.buf.buffer);
+    }
   }
 
   /**
