@@ -54,6 +54,8 @@ describe("pushed text parsed by type", () => {
   test("numbers, booleans in Python's spellings, JSON lists, join keys and times", () => {
     expect(plainOfText("12", "int64", "p")).toBe(12);
     expect(plainOfText("1.5", "float64", "p")).toBe(1.5);
+    expect(plainOfText(" -2.5e-3 ", "float64", "p")).toBe(-0.0025);
+    expect(plainOfText(".5", "float64", "p")).toBe(0.5);
     expect(plainOfText("True", "bool", "p")).toBe(true);
     expect(plainOfText("0", "bool", "p")).toBe(false);
     expect(plainOfText("[1, 2]", "int64[]", "p")).toEqual([1, 2]);
@@ -68,6 +70,8 @@ describe("pushed text parsed by type", () => {
     for (const [text, type] of [
       ["1.5", "int64"],
       ["", "float64"],
+      ["0x10", "float64"],
+      ["0b1", "float64"],
       ["yes", "bool"],
       ["[1,", "float64[]"],
     ] as const) {

@@ -80,6 +80,7 @@ function utf8Of(bytes: Uint8Array, path: string): string {
 }
 
 const INT_TEXT = /^-?\d{1,16}$/;
+const FLOAT_TEXT = /^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|Infinity)$/;
 const BOOL_TEXT: Readonly<Record<string, boolean>> = { true: true, True: true, TRUE: true, "1": true, false: false, False: false, FALSE: false, "0": false };
 
 /**
@@ -107,8 +108,10 @@ export function plainOfText(text: string, type: TextColumn, path: string): unkno
       return Number(t);
     }
     case "float64": {
-      const n = Number(text);
-      if (text.trim() === "" || Number.isNaN(n)) throw invalid("invalid_value", path, `expected a float64 as text, got "${text.slice(0, 40)}"`);
+      // Decimal or exponent notation (and the Infinity Number() reads, left to the registry's check); Number() alone also took "0x10" and "0b1".
+      const t = text.trim();
+      const n = FLOAT_TEXT.test(t) ? Number(t) : Number.NaN;
+      if (t === "" || Number.isNaN(n)) throw invalid("invalid_value", path, `expected a float64 as text, got "${text.slice(0, 40)}"`);
       return n;
     }
     case "bool": {
