@@ -62,7 +62,7 @@ describe("AdaptiveAdmission", () => {
     a.done(held);
   });
 
-  test("screen refuses for CPU pressure alone and takes no slot; acquire takes one", () => {
+  test("screen refuses for CPU pressure, or when no slot and no queue room are left, and takes no slot; acquire takes one", () => {
     let now = 0;
     let pass = true;
     const pressure = { pass: () => pass, overloaded: false, lastTurnMs: 0, turnBudgetMs: 0 };
@@ -72,9 +72,10 @@ describe("AdaptiveAdmission", () => {
     const t = a.acquire();
     expect(t).toBe(0);
     expect(a.acquire()).toBe(-1); // the limit, not the loop
+    expect(a.screen()).toBe(-1); // no slot, no queue: refused on arrival, body unread
     pass = false;
     expect(a.screen()).toBe(-2);
-    expect(a.snapshot()).toMatchObject({ inFlight: 1, shed: 2 });
+    expect(a.snapshot()).toMatchObject({ inFlight: 1, shed: 3 });
     now = 5;
     a.done(t as number);
     expect(a.snapshot().inFlight).toBe(0);

@@ -28,10 +28,11 @@ export interface Admission {
   /** Both steps at once, for a request whose input has arrived whole (a gRPC call): `screen`, then `acquire`. */
   admit(): number | Promise<number>;
   /**
-   * The arrival check alone (CPU overload, loop-pressure.ts): REFUSED_CPU, or
-   * 0 to go on. Takes no slot, so a request can be screened the moment it
-   * arrives and `acquire` a slot once its body has: a client still sending
-   * holds nothing.
+   * The arrival check: REFUSED_CPU (loop-pressure.ts), REFUSED_LIMIT when
+   * every slot is taken and the queue is full (what `acquire` would answer
+   * now), or 0 to go on. Takes no slot, so a request can be screened the
+   * moment it arrives, cheaply refused with its body unread, and `acquire` a
+   * slot once its body has come: a client still sending holds nothing.
    */
   screen(): number;
   /** A concurrency slot: the start time, or REFUSED_LIMIT (queue full, or waited too long for a slot); a promise when queued. */
@@ -152,8 +153,14 @@ export class AdaptiveAdmission implements Admission {
   }
 
   screen(): number {
-    if (this.pressure === undefined || this.pressure.pass(this.now(), this.inFlight)) return 0;
-    return this.shed(REFUSED_CPU);
+    const now = this.now();
+    if (this.pressure !== undefined && !this.pressure.pass(now, this.inFlight)) return this.shed(REFUSED_CPU);
+    // No slot and no room to wait for one: refused now, before its body is read, as `acquire` would refuse it.
+    if (this.inFlight >= this.limit) {
+      this.shedExpired(now);
+      if (this.queue.refusesArrivals) return this.shed();
+    }
+    return 0;
   }
 
   acquire(): number | Promise<number> {
