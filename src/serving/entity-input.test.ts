@@ -48,7 +48,7 @@ describe("entity input forms", () => {
   });
 
   test("shape errors: ragged columns, non-object rows, too many rows", () => {
-    expect(() => parseEntities({ a: [1, 2], b: [1] }, "entities", 10)).toThrow("entities.b: has 1 values; other join keys have 2");
+    expect(() => parseEntities({ a: [1, 2], b: [1] }, "entities", 10)).toThrow("entities.b: has 1 values; the entity columns before it have 2");
     expect(() => parseEntities([{ a: 1 }, 3], "entities", 10)).toThrow("entities[1]: expected an object of join keys, got integer 3");
     expect(() => parseEntities({ a: 5 }, "entities", 10)).toThrow("entities.a: expected a list of values, got integer 5");
     expect(() => parseEntities([{}, {}, {}], "entities", 2)).toThrow("entities: 3 entity rows; the limit is 2");
