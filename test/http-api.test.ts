@@ -258,6 +258,16 @@ describe("Feast-compatible routes", () => {
     expect(offline.status).toBe(400);
   });
 
+  test("a created timestamp is accepted when it is a time (not stored) and a 400 naming it when it is not; nothing is written", async () => {
+    const ok = await post("/push", { push_source_name: "fraud_signals_push_source", df: { customer_id: ["created-1"], spend_1h: [1], created: ["2026-11-22T11:00:00Z"] } });
+    expect(await ok.json()).toEqual({ written: 1, ignored: 0 });
+    const bad = await post("/push", { push_source_name: "fraud_signals_push_source", df: { customer_id: ["created-2", "created-3"], spend_1h: [1, 2], created_timestamp: [NOW, "junk"] } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toStartWith("df.created_timestamp[1]:");
+    const res = await post("/get-online-features", { features: ["fraud_signals:spend_1h"], entities: { customer_id: ["created-2"] } });
+    expect(((await res.json()) as { results: { statuses: string[] }[] }).results[1]!.statuses).toEqual(["NOT_FOUND"]);
+  });
+
   test("/health is 200 while serving", async () => {
     expect((await q.http.app.request("/health")).status).toBe(200);
   });

@@ -30,13 +30,22 @@ export class PushService {
    * form), so an unknown name is caught even when only one row has it.
    */
   prepare(view: CompiledView, input: EntityInput, columns: Iterable<{ readonly name: string; readonly path: string }>): KvEntry[] {
+    // Feast's created timestamps are accepted and not stored (event time orders writes), but must be times.
+    const created: string[] = [];
     for (const { name, path } of columns) {
       if (!view.featureIndex.has(name) && !TIME_COLUMNS.has(name) && !view.joinKeys.some((k) => k.name === name)) {
         const known = view.features.map((f) => f.name).join(", ");
         throw unknownName("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
       }
+      if (name !== "event_timestamp" && TIME_COLUMNS.has(name) && !view.featureIndex.has(name)) created.push(name);
     }
     const rows = input.rowCount;
+    for (const name of created) {
+      for (let r = 0; r < rows; r++) {
+        const v = input.value(r, name);
+        if (v !== undefined && v !== null) parseEventTime(v, input.pathOf(r, name));
+      }
+    }
     const keys = entityKeys(input, view.joinKeys);
     const now = this.clock();
     const latest = now + this.options.maxFutureSkewMs;
