@@ -112,13 +112,16 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     // From the actual send: what the refusal cost the client once its request was on the wire (socket wait included, generator lag not).
     const shedService = over.serviceByStatusMs?.["503"] ?? null;
     const unloadedP99 = unloaded.run.latencyMs.p99;
+    // The admitted p99 is judged against the lower of the two 1/4-capacity runs (before the overload and right after):
+    // one the host disturbed reads high and would let any admitted p99 pass (12-05: 25.9 ms before, 4.8 ms after).
+    const calmP99 = Math.min(unloadedP99, after.run.latencyMs.p99);
     const lag = lagVerdict(m.over);
     const bound = goodputBound(await cpuCosts(ctx, server, entities, tag));
     const floor = await refusalLatencyFloor(ctx, `${tag}-refusal-latency-floor`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(m.capacity * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
     const floorService = floor.run.serviceTimeMs;
     const checks: Check[] = [
       { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
-      { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity)`, unit: "ms", baseline: unloadedP99, measured: admittedP99, ratio: ratio(admittedP99, unloadedP99), target: variant === null ? "<= 2" : "info (<= 2 is the goal, for the defaults)", pass: variant !== null || admittedP99 === null ? null : admittedP99 / unloadedP99 <= 2 },
+      { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity, the lower of the runs before and right after the overload)`, unit: "ms", baseline: calmP99, measured: admittedP99, ratio: ratio(admittedP99, calmP99), target: variant === null ? "<= 2" : "info (<= 2 is the goal, for the defaults)", pass: variant !== null || admittedP99 === null ? null : admittedP99 / calmP99 <= 2 },
       { name: `${store.label} at 3x (${setting}): p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)`, unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
       {
         name: `${store.label} at 3x (${setting}): refused lookups (503s), p50 from the actual send (the wait in the socket and the refusal, not the generator's lag; baseline: a bare Bun.serve answering every request 503, same rate and connections, same run)`,
