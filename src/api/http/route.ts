@@ -47,6 +47,9 @@ export interface Gate {
  * how the request ended (a 5xx or a degraded answer counts against it).
  * Finished answers go through `release` (runtime/turn-batch.ts), unless
  * they must leave from their request's callback; refusals leave at once.
+ * With `body`, the route's body is read and parsed here, between the arrival
+ * screen and the concurrency slot, and handed to the handler: a request
+ * holds a slot only once its body has arrived.
  */
 export function serveRoute(
   metrics: RouteMetrics,
