@@ -1,4 +1,5 @@
 import type { FeatureValue } from "../kv/kv-node.ts";
+import { loneSurrogateAt } from "../text/surrogates.ts";
 
 /** A feature's declared type, parsed once at registry load. */
 export type ValueType =
@@ -94,19 +95,8 @@ function andThen<T>(first: ValueCheck, next: (v: T) => string | undefined): Valu
  * so the value would not read back as written.
  */
 function wellFormedProblem(s: string): string | undefined {
-  if (s.isWellFormed()) return undefined;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        i++;
-        continue;
-      }
-    }
-    if (c >= 0xd800 && c <= 0xdfff) return `the string has a lone surrogate (\\u${c.toString(16)}) at index ${i}, which UTF-8 cannot store`;
-  }
-  return undefined;
+  const i = loneSurrogateAt(s);
+  return i < 0 ? undefined : `the string has a lone surrogate (\\u${s.charCodeAt(i).toString(16)}) at index ${i}, which UTF-8 cannot store`;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { KeyBatch } from "../kv/key-batch.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
 import type { JoinKey } from "../registry/index.ts";
 import { describeValue } from "../registry/index.ts";
+import { loneSurrogateAt } from "../text/surrogates.ts";
 
 /**
  * Entity rows as a request gives them: a list of objects (row form) or a map
@@ -204,23 +205,13 @@ export function entityKeyBytes(input: EntityInput, joinKeys: readonly JoinKey[],
   return true;
 }
 
-/** The 400 for a value encodedPart refused; only reached on bad input, so its path is built only then. */
 /** Where the first lone surrogate of `s` is, as `\udxxx at index i`. */
 function loneSurrogate(s: string): string {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        i++;
-        continue;
-      }
-    }
-    if (c >= 0xd800 && c <= 0xdfff) return `\\u${c.toString(16)} at index ${i}`;
-  }
-  return "none found";
+  const i = loneSurrogateAt(s);
+  return `\\u${s.charCodeAt(i).toString(16)} at index ${i}`;
 }
 
+/** The 400 for a value encodedPart refused; only reached on bad input, so its path is built only then. */
 function badKey(key: JoinKey, v: unknown, path: string): never {
   if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (${key.type})`);
   if (key.type === "int64") {
