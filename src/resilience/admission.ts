@@ -37,7 +37,7 @@ export interface Admission {
   screen(): number;
   /** A concurrency slot: the start time, or REFUSED_LIMIT (queue full, or waited too long for a slot); a promise when queued. */
   acquire(): number | Promise<number>;
-  /** Ends an admitted request; `startedAt` is what `admit` answered; `failed` for a 5xx answer. */
+  /** Ends an admitted request; `startedAt` is what `admit` or `acquire` answered; `failed` for a 5xx answer. */
   done(startedAt: number, failed?: boolean): void;
   /** Counters and gauges for metrics and the health score. */
   snapshot(): AdmissionSnapshot;
