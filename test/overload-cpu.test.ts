@@ -110,7 +110,7 @@ test("256 connections of 100-entity lookups: the excess gets a well-formed 503 a
   // The turn budget is exported and stays between its floor and the target. Whether it grows here depends on how
   // fast this in-process client resends (in the full suite it ran at 10-15k req/s against 22-25k alone, and the
   // budget grew in some runs, not in others), so growth is the simulation's to show (turn-budget.test.ts).
-  expect(budgetMsLowest).toBeGreaterThanOrEqual(1);
+  expect(budgetMsLowest).toBeGreaterThanOrEqual(0.75); // the default floor (--overload-turn-ms)
   expect(budgetMsSeen).toBeLessThanOrEqual(5);
 
   // A refused lookup: 503, Retry-After, code overloaded and a message that says why.

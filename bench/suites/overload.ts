@@ -80,7 +80,7 @@ export interface OverloadVariant {
 export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
 
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
-  const setting = variant === null ? "defaults: overload past 5 ms turns, then 1 ms turns, learnt longer where that serves more" : variant.setting;
+  const setting = variant === null ? "defaults: overload past 5 ms turns, then 0.75 ms turns, learnt longer where that serves more" : variant.setting;
   const { entities, tag } = store;
   const server = await startQuiverServer(ctx, `quiver, ${store.words}`, ["--grpc-port", "-1", ...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])], { timeoutMs: 120_000 });
   try {
