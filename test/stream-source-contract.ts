@@ -282,6 +282,37 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       }
     }, TEST_TIMEOUT_MS);
 
+    test("an idempotency key that is not a string or integer dead-letters its event alone: the rest of the batch is written, nothing stays owed", async () => {
+      // {"toString":1} made String() throw: the whole batch was retried forever (Redis) or dropped at the delivery limit (NATS).
+      const [compiled] = rig.compile([source({ name: "badkey", mappings: [paymentsMapping({ idempotencyKey: "id" })] })]);
+      const publisher = await openPublisher(compiled!);
+      const deadLetters = await openDeadLetters(compiled!);
+      const ingest = await rig.start([compiled!]);
+      try {
+        const ts = Date.now() - 1000;
+        await publisher.publish([
+          json({ customer: "k1", amount: 1, count: 1, chargeback: false, ts, id: { toString: 1 } }),
+          json({ customer: "k2", amount: 2, count: 1, chargeback: false, ts, id: ["q", "r"] }),
+          json({ customer: "k3", amount: 3, count: 1, chargeback: false, ts, id: "q,r" }),
+        ]);
+        await eventually("all consumed", () => ingest.status()[0]!.consumed === 3 && ingest.status()[0]!.deadLettered + ingest.status()[0]!.written === 3);
+        expect((await deadLetters.list(100)).map((l) => [l.reason, l.path])).toEqual([
+          ["invalid_value", "id"],
+          ["invalid_value", "id"],
+        ]);
+        expect((await rig.row("k3"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(3);
+        await eventually("nothing owed to the group", () => {
+          const lag = ingest.status()[0]!.lag;
+          return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
+        });
+        expect(ingest.status()[0]!.lastError).toBeNull();
+      } finally {
+        await ingest.stop();
+        await deadLetters.close();
+        await publisher.close();
+      }
+    }, TEST_TIMEOUT_MS);
+
     test("two sources with different schemas feeding one view converge to the newest value", async () => {
       const a = source({ name: "payments_json", format: "json" });
       const b = source({

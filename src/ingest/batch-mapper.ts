@@ -57,8 +57,11 @@ export class BatchMapper {
           accepted++;
         }
       } catch (e) {
-        if (!(e instanceof MappingError)) throw e;
-        dead.push({ delivery: d, letter: { source: this.source.name, reason: e.reason, path: e.path, error: e.message, payload: d.payload, origin: d.id } });
+        // Anything else one event's payload makes the mapping throw is that event's dead letter too: thrown
+        // out of the batch it was a poison message, the batch retried forever (Redis) or dropped at the
+        // delivery limit with its valid neighbours (NATS).
+        const m = e instanceof MappingError ? e : new MappingError("invalid_value", "(payload)", `could not map the event: ${(e as Error)?.message ?? String(e)}`);
+        dead.push({ delivery: d, letter: { source: this.source.name, reason: m.reason, path: m.path, error: m.message, payload: d.payload, origin: d.id } });
         continue;
       }
       if (accepted === 0) {

@@ -51,6 +51,17 @@ function toText(v: unknown): string {
   return fail("a string", v);
 }
 
+/**
+ * A string join key from a string, a boolean, or a number whose text is exact:
+ * an integer past 2^53 (a JSON number, a MessagePack uint64) has already lost
+ * digits, so 12345678901234567890 and ...891 would be one entity.
+ */
+function toKeyText(v: unknown): string {
+  if (typeof v === "number" && Number.isInteger(v) && !Number.isSafeInteger(v)) return fail("a string (an integer beyond 2^53 has lost digits as a number; send it as a string)", v);
+  if (typeof v === "bigint") return String(v);
+  return toText(v);
+}
+
 function arrayOf<T>(what: string, element: (x: unknown) => T): (v: unknown) => T[] {
   return (v) => {
     if (!Array.isArray(v)) fail(what, v);
@@ -90,7 +101,7 @@ export function coercerFor(t: ValueType, scale = 1): Coercer {
 
 /** Join keys: int64 keys accept numbers and decimal strings (checked again by the push path), string keys accept numbers. */
 export function keyCoercerFor(key: JoinKey): Coercer {
-  if (key.type === "string") return toText;
+  if (key.type === "string") return toKeyText;
   return (v) => {
     if (typeof v === "number" || typeof v === "string") return v;
     return fail("an int64 id", v);

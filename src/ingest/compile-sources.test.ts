@@ -105,5 +105,17 @@ describe("sources file", () => {
     expect([missing.reason, missing.path]).toEqual(["missing_field", "who.id"]);
     const wrong = failure({ who: { id: "x" }, n: 1.5, at: 1 });
     expect([wrong.reason, wrong.path]).toEqual(["invalid_value", "n"]);
+    // Idempotency keys: strings and integers; anything else is the event's dead letter, not a thrown TypeError
+    // (an object whose toString is not callable stopped the consumer) and not a colliding "[object Object]" or "q,r".
+    expect(m.map({ who: { id: 1 }, at: 1, eid: "e-1" }).idempotencyKey).toBe("e-1");
+    for (const eid of [{ toString: 1 }, { a: 1 }, ["q", "r"], 1.5, 2 ** 60, "", "k".repeat(257), true]) {
+      const e = failure({ who: { id: 1 }, at: 1, eid });
+      expect([e.reason, e.path]).toEqual(["invalid_value", "eid"]);
+    }
+    // A string join key from a number only when its digits are exact: 12345678901234567890 and ...891 were one entity.
+    expect(m.map({ who: { id: 9007199254740991 }, at: 1 }).row.customer_id).toBe("9007199254740991");
+    const big = failure({ who: { id: 12345678901234567890 }, at: 1 });
+    expect([big.reason, big.path]).toEqual(["invalid_value", "who.id"]);
+    expect(big.message).toContain("send it as a string");
   });
 });

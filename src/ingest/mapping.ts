@@ -6,6 +6,26 @@ import { type Coercer, CoercionError } from "./coerce.ts";
 /** Why an event cannot be written; the dead letter carries it. */
 export type DeadLetterReason = "undecodable" | "missing_field" | "invalid_value" | "delivery_limit";
 
+/** Longest idempotency key kept (UTF-16 units): the dedup window holds up to a million per view. */
+export const MAX_IDEMPOTENCY_KEY = 256;
+
+/**
+ * An event's idempotency key: a string (1 to MAX_IDEMPOTENCY_KEY units) or an
+ * integer, as text. Anything else is the event's error, a dead letter: an
+ * object's String() either throws (a poison message that stopped the
+ * consumer) or collides ("[object Object]"), a list's joins ("q,r"), and an
+ * integer past 2^53 has lost digits already.
+ */
+function idempotencyKeyOf(v: unknown, path: string): string {
+  if (typeof v === "string") {
+    if (v.length > 0 && v.length <= MAX_IDEMPOTENCY_KEY) return v;
+    throw new MappingError("invalid_value", path, `idempotency key of ${v.length} characters; expected 1 to ${MAX_IDEMPOTENCY_KEY}`);
+  }
+  if (typeof v === "number" && Number.isSafeInteger(v)) return String(v);
+  if (typeof v === "bigint") return String(v);
+  throw new MappingError("invalid_value", path, `expected a string or integer idempotency key (an integer beyond 2^53 as a string), got ${describe(v)}`);
+}
+
 /** A mapping failure: the reason and the payload path it is about. */
 export class MappingError extends Error {
   constructor(
@@ -136,7 +156,7 @@ export class CompiledMapping {
     let idempotencyKey: string | undefined;
     if (this.idempotency) {
       const v = this.idempotency.get(payload);
-      if (v !== undefined && v !== null) idempotencyKey = String(v);
+      if (v !== undefined && v !== null) idempotencyKey = idempotencyKeyOf(v, this.idempotency.path);
     }
     return { row, eventTime, idempotencyKey };
   }
