@@ -114,7 +114,7 @@ describe("sources file", () => {
     }
     // A string join key from a number only when its digits are exact: 12345678901234567890 and ...891 were one entity.
     expect(m.map({ who: { id: 9007199254740991 }, at: 1 }).row.customer_id).toBe("9007199254740991");
-    const big = failure({ who: { id: 12345678901234567890 }, at: 1 });
+    const big = failure({ who: JSON.parse('{"id":12345678901234567890}'), at: 1 }); // as a JSON payload parses it
     expect([big.reason, big.path]).toEqual(["invalid_value", "who.id"]);
     expect(big.message).toContain("send it as a string");
   });
