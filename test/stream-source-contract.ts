@@ -257,6 +257,10 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
           expect(l.origin.length).toBeGreaterThan(0);
         }
         expect(new TextDecoder().decode(letters.find((l) => l.reason === "undecodable")!.payload)).toBe("{not json");
+        // A reason filter looks past older letters of other reasons (it was applied after the limit).
+        const undecodable = await deadLetters.list(1, "undecodable");
+        expect(undecodable.map((l) => l.reason)).toEqual(["undecodable"]);
+        expect(new TextDecoder().decode(undecodable[0]!.payload)).toBe("{not json");
         expect(await rig.row("p2")).toBeUndefined();
 
         // Dead-lettered messages are settled with the engine (XACK / term): nothing stays owed (lag sampled every 200 ms).
@@ -289,6 +293,8 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       const deadLetters = await openDeadLetters(compiled!);
       const ingest = await rig.start([compiled!]);
       try {
+        // An empty dead-letter stream lists nothing (NATS reports first_seq 0 there, which the listing fetched).
+        expect(await deadLetters.list(10)).toEqual([]);
         const ts = Date.now() - 1000;
         await publisher.publish([
           json({ customer: "k1", amount: 1, count: 1, chargeback: false, ts, id: { toString: 1 } }),

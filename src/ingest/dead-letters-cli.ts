@@ -41,8 +41,7 @@ async function main(): Promise<void> {
   const queue = await openDeadLetters(source);
   try {
     if (command === "list") {
-      for (const l of await queue.list(limit)) {
-        if (reason !== undefined && l.reason !== reason) continue;
+      for (const l of await queue.list(limit, reason)) {
         console.log(JSON.stringify({ id: l.id, source: l.source, reason: l.reason, path: l.path, error: l.error, origin: l.origin, at: new Date(l.at).toISOString(), ...payloadText(l.payload) }));
       }
       return;

@@ -26,8 +26,8 @@ export interface DeadLetter extends NewDeadLetter {
  */
 export interface DeadLetterQueue {
   add(letters: readonly NewDeadLetter[]): Promise<void>;
-  /** Oldest first, up to `limit`. */
-  list(limit: number): Promise<DeadLetter[]>;
+  /** Oldest first, up to `limit` letters; with `reason`, up to `limit` letters of that reason (the scan goes past others). */
+  list(limit: number, reason?: string): Promise<DeadLetter[]>;
   remove(ids: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -199,10 +199,12 @@ export class NatsDeadLetters implements DeadLetterQueue {
     );
   }
 
-  async list(limit: number): Promise<DeadLetter[]> {
+  async list(limit: number, reason?: string): Promise<DeadLetter[]> {
     const info = await this.jsm.streams.info(this.stream);
     const out: DeadLetter[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; seq++) {
+    // An empty stream reports first_seq 0, which is not a message to fetch.
+    if (info.state.messages === 0) return out;
+    for (let seq = Math.max(1, info.state.first_seq); seq <= info.state.last_seq && out.length < limit; seq++) {
       let m: Awaited<ReturnType<JetStreamManager["streams"]["getMessage"]>>;
       try {
         m = await this.jsm.streams.getMessage(this.stream, { seq });
@@ -211,6 +213,7 @@ export class NatsDeadLetters implements DeadLetterQueue {
         throw e;
       }
       const h = (name: string) => m.header.get(name) ?? "";
+      if (reason !== undefined && h("Quiver-Reason") !== reason) continue;
       out.push({
         id: String(seq),
         source: h("Quiver-Source"),

@@ -203,21 +203,31 @@ export class RedisDeadLetters implements DeadLetterQueue {
     if (failed) throw failed[0];
   }
 
-  async list(limit: number): Promise<DeadLetter[]> {
-    const entries = (await this.redis.callBuffer("XRANGE", this.stream, "-", "+", "COUNT", limit)) as RawEntry[];
-    return entries.map(([id, fields]) => {
-      const text = (name: string) => Buffer.from(fieldValue(fields, name) ?? EMPTY).toString();
-      return {
-        id: id.toString(),
-        source: text("source"),
-        reason: text("reason") as DeadLetter["reason"],
-        path: text("path"),
-        error: text("error"),
-        origin: text("origin"),
-        at: Number(text("at")),
-        payload: fieldValue(fields, "payload") ?? EMPTY,
-      };
-    });
+  async list(limit: number, reason?: string): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    const page = reason === undefined ? limit : Math.max(limit, 256);
+    // Pages from the oldest; with a reason, past letters of other reasons until `limit` match or the stream ends.
+    for (let from = "-"; out.length < limit; ) {
+      const entries = (await this.redis.callBuffer("XRANGE", this.stream, from, "+", "COUNT", page)) as RawEntry[];
+      for (const [id, fields] of entries) {
+        const text = (name: string) => Buffer.from(fieldValue(fields, name) ?? EMPTY).toString();
+        if (reason !== undefined && text("reason") !== reason) continue;
+        out.push({
+          id: id.toString(),
+          source: text("source"),
+          reason: text("reason") as DeadLetter["reason"],
+          path: text("path"),
+          error: text("error"),
+          origin: text("origin"),
+          at: Number(text("at")),
+          payload: fieldValue(fields, "payload") ?? EMPTY,
+        });
+        if (out.length === limit) break;
+      }
+      if (entries.length < page) break;
+      from = `(${entries[entries.length - 1]![0].toString()}`;
+    }
+    return out;
   }
 
   async remove(ids: readonly string[]): Promise<void> {

@@ -14,7 +14,7 @@ export interface ReplayOptions {
  * new dead letters.
  */
 export async function replayDeadLetters(queue: DeadLetterQueue, publisher: StreamPublisher, options: ReplayOptions): Promise<DeadLetter[]> {
-  const letters = (await queue.list(options.limit)).filter((l) => options.reason === undefined || l.reason === options.reason);
+  const letters = await queue.list(options.limit, options.reason);
   if (letters.length === 0) return [];
   await publisher.publish(letters.map((l) => l.payload));
   await queue.remove(letters.map((l) => l.id));
