@@ -319,6 +319,33 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       }
     }, TEST_TIMEOUT_MS);
 
+    test("an event near the engine's largest message that fails mapping still gets its dead letter (cut to fit where the engine must), and its batch-mate is written", async () => {
+      const [compiled] = rig.compile([source({ name: "huge" })]);
+      const publisher = await openPublisher(compiled!);
+      const deadLetters = await openDeadLetters(compiled!);
+      const ingest = await rig.start([compiled!]);
+      try {
+        const ts = Date.now() - 1000;
+        // ~1 MB, just under NATS's default max_payload: its letter (payload + headers) would not fit whole.
+        const huge = json({ amount: 1, count: 1, chargeback: false, ts, pad: "x".repeat(1_048_000 - 100) });
+        await publisher.publish([huge, json({ customer: "h2", amount: 2, count: 1, chargeback: false, ts })]);
+        await eventually("both consumed", () => ingest.status()[0]!.consumed >= 2 && ingest.status()[0]!.deadLettered === 1 && ingest.status()[0]!.written === 1);
+        const [letter] = await deadLetters.list(10);
+        expect([letter!.reason, letter!.path]).toEqual(["missing_field", "customer"]);
+        // Whole where it fits (Redis), else cut and saying so (NATS).
+        if (letter!.payload.length !== huge.length) expect(letter!.error).toContain(`payload cut from ${huge.length} to ${letter!.payload.length} bytes`);
+        expect((await rig.row("h2"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(2);
+        await eventually("nothing owed to the group", () => {
+          const lag = ingest.status()[0]!.lag;
+          return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
+        });
+      } finally {
+        await ingest.stop();
+        await deadLetters.close();
+        await publisher.close();
+      }
+    }, TEST_TIMEOUT_MS);
+
     test("two sources with different schemas feeding one view converge to the newest value", async () => {
       const a = source({ name: "payments_json", format: "json" });
       const b = source({

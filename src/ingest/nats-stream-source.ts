@@ -14,6 +14,11 @@ import type { NatsSourceSettings } from "./compile-sources.ts";
 import type { DeadLetter, DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
+/** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
+const DEAD_LETTER_HEADROOM = 8 * 1024;
+/** Longest error and path text a dead letter's headers carry. */
+const MAX_ERROR_CHARS = 2048;
+
 /** A JetStream delivery keeps its message for ack/nak. */
 interface NatsDelivery extends Delivery {
   readonly msg: JsMsg;
@@ -185,16 +190,22 @@ export class NatsDeadLetters implements DeadLetterQueue {
   async add(letters: readonly NewDeadLetter[]): Promise<void> {
     const js = this.connection.jetstream();
     const at = String(Date.now());
+    // A letter is its payload plus headers: one near the server's max_payload would not fit, its publish would fail,
+    // and the event would leave at the delivery limit with no letter. Such a payload is kept cut, and says so.
+    const room = Math.max(1024, (this.connection.info?.max_payload ?? 1 << 20) - DEAD_LETTER_HEADROOM);
     await Promise.all(
       letters.map((l) => {
         const h = headers();
+        const cut = l.payload.length > room;
+        const payload = cut ? l.payload.subarray(0, room) : l.payload;
+        const error = l.error.replace(/[\r\n]+/g, " ").slice(0, MAX_ERROR_CHARS);
         h.set("Quiver-Source", l.source);
         h.set("Quiver-Reason", l.reason);
-        h.set("Quiver-Path", l.path);
-        h.set("Quiver-Error", l.error.replace(/[\r\n]+/g, " "));
+        h.set("Quiver-Path", l.path.slice(0, MAX_ERROR_CHARS));
+        h.set("Quiver-Error", cut ? `${error} (payload cut from ${l.payload.length} to ${room} bytes to fit the dead-letter stream)` : error);
         h.set("Quiver-Origin", l.origin);
         h.set("Quiver-At", at);
-        return js.publish(`${this.stream}.${l.source}`, l.payload, { headers: h });
+        return js.publish(`${this.stream}.${l.source}`, payload, { headers: h });
       }),
     );
   }

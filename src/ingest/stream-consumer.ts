@@ -221,7 +221,11 @@ export class StreamConsumer {
       return;
     }
     this.pauseMs = this.options.pauseMs.initial;
-    if (this.state === "retrying" || this.state === "paused" || this.state === "reconnecting") this.state = "running";
+    if (this.state === "retrying" || this.state === "paused" || this.state === "reconnecting") {
+      this.state = "running";
+      // Recovered: readiness shows no stale error beside a running consumer.
+      this.lastError = null;
+    }
     this.counters.batchSeconds.observe((performance.now() - started) / 1000);
   }
 
