@@ -20,6 +20,23 @@ export interface DeadLetter extends NewDeadLetter {
   readonly at: number;
 }
 
+/** A stored letter's named fields besides its payload (Redis: stream entry fields; NATS: `Quiver-*` headers). */
+export type DeadLetterField = "source" | "reason" | "path" | "error" | "origin" | "at";
+
+/** A listed letter from its id in the dead-letter stream, a reader of its fields (missing ones read "") and its payload. */
+export function deadLetterOf(id: string, field: (name: DeadLetterField) => string, payload: Uint8Array): DeadLetter {
+  return {
+    id,
+    source: field("source"),
+    reason: field("reason") as DeadLetterReason,
+    path: field("path"),
+    error: field("error"),
+    origin: field("origin"),
+    at: Number(field("at")),
+    payload,
+  };
+}
+
 /**
  * A source's dead-letter stream, kept in the same engine as the source (a
  * Redis stream beside it, a JetStream stream). The CLI lists and replays.

@@ -11,13 +11,22 @@ import {
   type NatsConnection,
 } from "nats";
 import type { NatsSourceSettings } from "./compile-sources.ts";
-import type { DeadLetter, DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
+import { type DeadLetter, type DeadLetterField, type DeadLetterQueue, deadLetterOf, type NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
 const DEAD_LETTER_HEADROOM = 8 * 1024;
 /** Longest error and path text a dead letter's headers carry. */
 const MAX_ERROR_CHARS = 2048;
+/** The header each of a dead letter's fields travels in. */
+const HEADER_OF: Readonly<Record<DeadLetterField, string>> = {
+  source: "Quiver-Source",
+  reason: "Quiver-Reason",
+  path: "Quiver-Path",
+  error: "Quiver-Error",
+  origin: "Quiver-Origin",
+  at: "Quiver-At",
+};
 
 /** A JetStream delivery keeps its message for ack/nak. */
 interface NatsDelivery extends Delivery {
@@ -199,12 +208,12 @@ export class NatsDeadLetters implements DeadLetterQueue {
         const cut = l.payload.length > room;
         const payload = cut ? l.payload.subarray(0, room) : l.payload;
         const error = l.error.replace(/[\r\n]+/g, " ").slice(0, MAX_ERROR_CHARS);
-        h.set("Quiver-Source", l.source);
-        h.set("Quiver-Reason", l.reason);
-        h.set("Quiver-Path", l.path.slice(0, MAX_ERROR_CHARS));
-        h.set("Quiver-Error", cut ? `${error} (payload cut from ${l.payload.length} to ${room} bytes to fit the dead-letter stream)` : error);
-        h.set("Quiver-Origin", l.origin);
-        h.set("Quiver-At", at);
+        h.set(HEADER_OF.source, l.source);
+        h.set(HEADER_OF.reason, l.reason);
+        h.set(HEADER_OF.path, l.path.slice(0, MAX_ERROR_CHARS));
+        h.set(HEADER_OF.error, cut ? `${error} (payload cut from ${l.payload.length} to ${room} bytes to fit the dead-letter stream)` : error);
+        h.set(HEADER_OF.origin, l.origin);
+        h.set(HEADER_OF.at, at);
         return js.publish(`${this.stream}.${l.source}`, payload, { headers: h });
       }),
     );
@@ -223,18 +232,9 @@ export class NatsDeadLetters implements DeadLetterQueue {
         if (isNotFound(e)) continue; // deleted (replayed) message
         throw e;
       }
-      const h = (name: string) => m.header.get(name) ?? "";
-      if (reason !== undefined && h("Quiver-Reason") !== reason) continue;
-      out.push({
-        id: String(seq),
-        source: h("Quiver-Source"),
-        reason: h("Quiver-Reason") as DeadLetter["reason"],
-        path: h("Quiver-Path"),
-        error: h("Quiver-Error"),
-        origin: h("Quiver-Origin"),
-        at: Number(h("Quiver-At")),
-        payload: m.data,
-      });
+      const h = (name: DeadLetterField) => m.header.get(HEADER_OF[name]) ?? "";
+      if (reason !== undefined && h("reason") !== reason) continue;
+      out.push(deadLetterOf(String(seq), h, m.data));
     }
     return out;
   }

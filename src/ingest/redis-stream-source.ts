@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import type { RedisSourceSettings } from "./compile-sources.ts";
-import type { DeadLetter, DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
+import { type DeadLetter, type DeadLetterQueue, deadLetterOf, type NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
 type RawEntry = [Buffer, Buffer[] | null];
@@ -212,16 +212,7 @@ export class RedisDeadLetters implements DeadLetterQueue {
       for (const [id, fields] of entries) {
         const text = (name: string) => Buffer.from(fieldValue(fields, name) ?? EMPTY).toString();
         if (reason !== undefined && text("reason") !== reason) continue;
-        out.push({
-          id: id.toString(),
-          source: text("source"),
-          reason: text("reason") as DeadLetter["reason"],
-          path: text("path"),
-          error: text("error"),
-          origin: text("origin"),
-          at: Number(text("at")),
-          payload: fieldValue(fields, "payload") ?? EMPTY,
-        });
+        out.push(deadLetterOf(id.toString(), text, fieldValue(fields, "payload") ?? EMPTY));
         if (out.length === limit) break;
       }
       if (entries.length < page) break;
