@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { encode } from "@msgpack/msgpack";
-import { type CompiledSource, compileSources, IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters } from "../src/ingest/index.ts";
+import { type CompiledSource, compileSources, type DeadLetterQueue, IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters, type StreamPublisher } from "../src/ingest/index.ts";
 import type { SourceDef } from "../src/ingest/sources-definitions.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import type { KvNode, StoredRow } from "../src/kv/kv-node.ts";
@@ -22,6 +22,14 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
     await Bun.sleep(50);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Waits until the consumer owes the engine nothing: every message settled (lag sampled every 200 ms). */
+async function nothingOwed(ingest: IngestService): Promise<void> {
+  await eventually("nothing owed to the group", () => {
+    const lag = ingest.status()[0]!.lag;
+    return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
+  });
 }
 
 /** Deterministic Fisher–Yates shuffle (a fixed LCG), so a failure reproduces. */
@@ -100,6 +108,21 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       ...(opts.maxDeliver === undefined ? {} : { maxDeliver: opts.maxDeliver }),
       mappings: opts.mappings ?? [paymentsMapping()],
     });
+
+    /** Runs `body` with a consumer of `def` started, its publisher and its dead letters; stops and closes them after. */
+    const withSource = async (def: SourceDef, body: (o: { publisher: StreamPublisher; deadLetters: DeadLetterQueue; ingest: IngestService }) => Promise<void>): Promise<void> => {
+      const [compiled] = rig.compile([def]);
+      const publisher = await openPublisher(compiled!);
+      const deadLetters = await openDeadLetters(compiled!);
+      const ingest = await rig.start([compiled!]);
+      try {
+        await body({ publisher, deadLetters, ingest });
+      } finally {
+        await ingest.stop();
+        await deadLetters.close();
+        await publisher.close();
+      }
+    };
 
     test("delivers what was published to the group, and nothing more once acknowledged", async () => {
       const [compiled] = rig.compile([source()]);
@@ -264,10 +287,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         expect(await rig.row("p2")).toBeUndefined();
 
         // Dead-lettered messages are settled with the engine (XACK / term): nothing stays owed (lag sampled every 200 ms).
-        await eventually("nothing owed to the group", () => {
-          const lag = ingest.status()[0]!.lag;
-          return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
-        });
+        await nothingOwed(ingest);
         expect(ingest.status()[0]!.lastError).toBeNull();
 
         // The fix: the mapping follows the upstream rename.
@@ -288,11 +308,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
 
     test("an idempotency key that is not a string or integer dead-letters its event alone: the rest of the batch is written, nothing stays owed", async () => {
       // {"toString":1} made String() throw: the whole batch was retried forever (Redis) or dropped at the delivery limit (NATS).
-      const [compiled] = rig.compile([source({ name: "badkey", mappings: [paymentsMapping({ idempotencyKey: "id" })] })]);
-      const publisher = await openPublisher(compiled!);
-      const deadLetters = await openDeadLetters(compiled!);
-      const ingest = await rig.start([compiled!]);
-      try {
+      await withSource(source({ name: "badkey", mappings: [paymentsMapping({ idempotencyKey: "id" })] }), async ({ publisher, deadLetters, ingest }) => {
         // An empty dead-letter stream lists nothing (NATS reports first_seq 0 there, which the listing fetched).
         expect(await deadLetters.list(10)).toEqual([]);
         const ts = Date.now() - 1000;
@@ -307,24 +323,13 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
           ["invalid_value", "id"],
         ]);
         expect((await rig.row("k3"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(3);
-        await eventually("nothing owed to the group", () => {
-          const lag = ingest.status()[0]!.lag;
-          return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
-        });
+        await nothingOwed(ingest);
         expect(ingest.status()[0]!.lastError).toBeNull();
-      } finally {
-        await ingest.stop();
-        await deadLetters.close();
-        await publisher.close();
-      }
+      });
     }, TEST_TIMEOUT_MS);
 
     test("an event near the engine's largest message that fails mapping still gets its dead letter (cut to fit where the engine must), and its batch-mate is written", async () => {
-      const [compiled] = rig.compile([source({ name: "huge" })]);
-      const publisher = await openPublisher(compiled!);
-      const deadLetters = await openDeadLetters(compiled!);
-      const ingest = await rig.start([compiled!]);
-      try {
+      await withSource(source({ name: "huge" }), async ({ publisher, deadLetters, ingest }) => {
         const ts = Date.now() - 1000;
         // ~1 MB, just under NATS's default max_payload: its letter (payload + headers) would not fit whole.
         const huge = json({ amount: 1, count: 1, chargeback: false, ts, pad: "x".repeat(1_048_000 - 100) });
@@ -335,15 +340,8 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         // Whole where it fits (Redis), else cut and saying so (NATS).
         if (letter!.payload.length !== huge.length) expect(letter!.error).toContain(`payload cut from ${huge.length} to ${letter!.payload.length} bytes`);
         expect((await rig.row("h2"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(2);
-        await eventually("nothing owed to the group", () => {
-          const lag = ingest.status()[0]!.lag;
-          return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
-        });
-      } finally {
-        await ingest.stop();
-        await deadLetters.close();
-        await publisher.close();
-      }
+        await nothingOwed(ingest);
+      });
     }, TEST_TIMEOUT_MS);
 
     test("two sources with different schemas feeding one view converge to the newest value", async () => {
