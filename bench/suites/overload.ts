@@ -116,8 +116,19 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     // one the host disturbed reads high and would let any admitted p99 pass (12-05: 25.9 ms before, 4.8 ms after).
     const calmP99 = Math.min(unloadedP99, after.run.latencyMs.p99);
     const lag = lagVerdict(m.over);
-    const bound = goodputBound(await cpuCosts(ctx, server, entities, tag));
-    const floor = await refusalLatencyFloor(ctx, `${tag}-refusal-latency-floor`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(m.capacity * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
+    // One bare server answering 503 to everything: the floor of a refusal's CPU (wrk) and of its latency, driven
+    // exactly as the median round was (rate, connections, bodies): what this generator and host measure when
+    // refusing costs the server nothing.
+    const bare = await startBareServer(ctx, "bare Bun.serve answering 503", SHED_BODY_BYTES, ["--status", "503"]);
+    let costs: CpuCosts | null;
+    let floor: GenMeasure;
+    try {
+      costs = await cpuCosts(ctx, server, bare, entities, tag);
+      floor = await generator(ctx, bare, `${tag}-refusal-latency-floor`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(m.capacity * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
+    } finally {
+      await bare.stop();
+    }
+    const bound = goodputBound(costs);
     const floorService = floor.run.serviceTimeMs;
     const checks: Check[] = [
       { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
@@ -202,38 +213,18 @@ interface CpuCosts {
  * bare server (the most requests per poll of the sockets), so the ceiling
  * derived from it is an upper bound. Null without wrk.
  */
-async function cpuCosts(ctx: BenchContext, quiver: RunningServer, entities: number, tag: string): Promise<CpuCosts | null> {
+async function cpuCosts(ctx: BenchContext, quiver: RunningServer, bare: RunningServer, entities: number, tag: string): Promise<CpuCosts | null> {
   if (ctx.wrk.path === null) return null;
   const script = rotatingBatchScript({ path: "/v1/lookup", ...BATCH_LOOKUP_PARTS, rows: BATCH, firstId: 1001, entities, seed: 7, contentType: "application/json" });
   const lookups = await wrk(ctx, quiver, `${tag}-lookup-cost`, script, 4);
-  const bare = await startBareServer(ctx, "bare Bun.serve answering 503", SHED_BODY_BYTES, ["--status", "503"]);
-  try {
-    // One fixed body of the same size: the bare server does not read it, and wrk building batches in Lua could not saturate it.
-    const ids = Array.from({ length: BATCH }, (_, i) => String(1001 + ((i * 7919) % entities)));
-    const body = `${BATCH_LOOKUP_PARTS.head}${ids.map((id) => BATCH_LOOKUP_PARTS.row.replace("@", id)).join(",")}${BATCH_LOOKUP_PARTS.tail}`;
-    const refusals = await wrk(ctx, bare, `${tag}-refusal-floor`, fixedPostScript({ path: "/v1/lookup", body, contentType: "application/json" }), OVERLOAD_CONNECTIONS);
-    const perRequest = (w: typeof refusals) => (w === null || w.serverCpu === null || w.run.requestsPerSec <= 0 ? null : w.serverCpu / w.run.requestsPerSec);
-    const refusalS = perRequest(refusals);
-    const lookupS = perRequest(lookups);
-    return refusalS === null || lookupS === null ? null : { refusalS, lookupS, floorCpu: refusals!.serverCpu! };
-  } finally {
-    await bare.stop();
-  }
-}
-
-/**
- * A bare Bun.serve answering 503 to every request, driven exactly as the
- * overload round was (rate, connections, bodies): the refusal latency this
- * generator and host measure when refusing costs the server nothing, the
- * baseline for Quiver's 503 latency.
- */
-async function refusalLatencyFloor(ctx: BenchContext, name: string, args: Readonly<Record<string, string | number>>): Promise<GenMeasure> {
-  const bare = await startBareServer(ctx, "bare Bun.serve answering 503", SHED_BODY_BYTES, ["--status", "503"]);
-  try {
-    return await generator(ctx, bare, name, args);
-  } finally {
-    await bare.stop();
-  }
+  // One fixed body of the same size: the bare server does not read it, and wrk building batches in Lua could not saturate it.
+  const ids = Array.from({ length: BATCH }, (_, i) => String(1001 + ((i * 7919) % entities)));
+  const body = `${BATCH_LOOKUP_PARTS.head}${ids.map((id) => BATCH_LOOKUP_PARTS.row.replace("@", id)).join(",")}${BATCH_LOOKUP_PARTS.tail}`;
+  const refusals = await wrk(ctx, bare, `${tag}-refusal-floor`, fixedPostScript({ path: "/v1/lookup", body, contentType: "application/json" }), OVERLOAD_CONNECTIONS);
+  const perRequest = (w: typeof refusals) => (w === null || w.serverCpu === null || w.run.requestsPerSec <= 0 ? null : w.serverCpu / w.run.requestsPerSec);
+  const refusalS = perRequest(refusals);
+  const lookupS = perRequest(lookups);
+  return refusalS === null || lookupS === null ? null : { refusalS, lookupS, floorCpu: refusals!.serverCpu! };
 }
 
 interface GoodputBound {
