@@ -139,7 +139,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     degraded: degradedParts(cache, feed),
   });
 
-  const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows, maxCells: config.maxLookupValues });
+  const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows, maxValues: config.maxLookupValues });
   const match = new MatchService(vectors, metered, lookup, metrics);
   const http = createHttpEdge({
     registry,

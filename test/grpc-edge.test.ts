@@ -84,7 +84,7 @@ let address: string;
 beforeAll(async () => {
   node = new ScriptedNode();
   const push = new PushService(node, { maxFutureSkewMs: 3_600_000 }, () => NOW);
-  const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(node, () => NOW), push, { maxRows: 100, maxCells: 100_000 });
+  const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(node, () => NOW), push, { maxRows: 100, maxValues: 100_000 });
   await push.write(push.prepare(registry.views.get("stats")!, { rowCount: 1, keyNames: ["driver_id"], value: (_r, k) => (k === "driver_id" ? 1 : k === "rate" ? 0.5 : undefined), pathOf: (_r, k) => k }, []));
   edge = createGrpcEdge({
     serving,
@@ -270,7 +270,7 @@ describe("graceful drain", () => {
       release = r;
     });
     const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
-    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxCells: 100_000 });
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
     const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
     const addr = `127.0.0.1:${await e.listen("127.0.0.1", 0)}`;
     const c = connect(addr);
@@ -296,7 +296,7 @@ describe("admission control", () => {
       release = r;
     });
     const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
-    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxCells: 100_000 });
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
     const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 0 });
     const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, admission, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
     const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);

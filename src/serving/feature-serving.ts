@@ -10,7 +10,7 @@ export interface ServingLimits {
   /** Most entity rows per lookup or push. */
   readonly maxRows: number;
   /** Most values one lookup's answer may hold (rows × features). */
-  readonly maxCells: number;
+  readonly maxValues: number;
 }
 
 /** Per-call options every edge can give: the caller's deadline becomes the lookup budget. */

@@ -60,7 +60,7 @@ export interface LookupLimits {
   /** Most entity rows. */
   readonly maxRows: number;
   /** Most values in one answer (rows × features): what bounds its size, whatever the two are alone. */
-  readonly maxCells: number;
+  readonly maxValues: number;
 }
 
 /**
@@ -73,9 +73,9 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
   const rawEntities = body[dialect.entities];
   if (rawEntities === undefined) throw invalid("invalid_request", dialect.entities, "is required");
   const entities = parseEntities(rawEntities, dialect.entities, limits.maxRows);
-  const cells = entities.rowCount * refs.length;
-  if (cells > limits.maxCells) {
-    throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${refs.length} features is ${cells} values; the limit is ${limits.maxCells} per lookup: split it`);
+  const values = entities.rowCount * refs.length;
+  if (values > limits.maxValues) {
+    throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${refs.length} features is ${values} values; the limit is ${limits.maxValues} per lookup: split it`);
   }
   if (dialect.echoesEntities) checkEchoable(entities);
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);

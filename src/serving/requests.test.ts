@@ -30,12 +30,12 @@ function errorOf(fn: () => unknown): QuiverError {
 
 describe("planLookup", () => {
   test("Quiver's dialect: row entities, defaults filled unless switched off, names bare unless asked", () => {
-    const plan = planLookup(registry, { features: ["stats:rate", "stats:city"], entities: [{ driver_id: 1 }] }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 });
+    const plan = planLookup(registry, { features: ["stats:rate", "stats:city"], entities: [{ driver_id: 1 }] }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 });
     expect(plan.query.refs.map((r) => r.feature.fullName)).toEqual(["stats__rate", "stats__city"]);
     expect(plan.entities).toBeInstanceOf(RowEntities);
     expect(plan.query.fillDefaults).toBe(true);
     expect(plan.fullFeatureNames).toBe(false);
-    const off = planLookup(registry, { featureService: "ranker", entities: { driver_id: [1, 2] }, fillDefaults: false, fullFeatureNames: true }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 });
+    const off = planLookup(registry, { featureService: "ranker", entities: { driver_id: [1, 2] }, fillDefaults: false, fullFeatureNames: true }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 });
     expect(off.query.refs.length).toBe(1);
     expect(off.entities).toBeInstanceOf(ColumnEntities);
     expect(off.query.fillDefaults).toBe(false);
@@ -43,24 +43,24 @@ describe("planLookup", () => {
   });
 
   test("Feast's dialect never fills defaults and reads only `true` as true", () => {
-    const plan = planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: "yes" }, FEAST_LOOKUP, { maxRows: 10, maxCells: 1000 });
+    const plan = planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: "yes" }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 });
     expect(plan.query.fillDefaults).toBe(false);
     expect(plan.fullFeatureNames).toBe(false);
-    expect(planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1] }, full_feature_names: true }, FEAST_LOOKUP, { maxRows: 10, maxCells: 1000 }).fullFeatureNames).toBe(true);
+    expect(planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1] }, full_feature_names: true }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 }).fullFeatureNames).toBe(true);
   });
 
   test("errors carry a kind, a stable code and the dialect's field path", () => {
-    expect(errorOf(() => planLookup(registry, { features: ["ghost:x"], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_view", path: "features[0]" });
-    expect(errorOf(() => planLookup(registry, { features: ["stats:x"], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature", path: "features[0]" });
-    expect(errorOf(() => planLookup(registry, { feature_service: "nope", entities: {} }, FEAST_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_service", path: "feature_service" });
-    expect(errorOf(() => planLookup(registry, { features: [7], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "invalid_argument", path: "features[0]" });
-    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"] }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "invalid_argument", code: "invalid_request", path: "entities" });
-    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [], fillDefaults: 1 }, QUIVER_LOOKUP, { maxRows: 10, maxCells: 1000 }))).toMatchObject({ kind: "invalid_argument", path: "fillDefaults" });
-    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [{}, {}, {}] }, QUIVER_LOOKUP, { maxRows: 2, maxCells: 1000 }))).toMatchObject({ code: "too_many_rows", path: "entities" });
+    expect(errorOf(() => planLookup(registry, { features: ["ghost:x"], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_view", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:x"], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { feature_service: "nope", entities: {} }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "unknown_name", code: "unknown_feature_service", path: "feature_service" });
+    expect(errorOf(() => planLookup(registry, { features: [7], entities: [] }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "invalid_argument", path: "features[0]" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"] }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "invalid_argument", code: "invalid_request", path: "entities" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [], fillDefaults: 1 }, QUIVER_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ kind: "invalid_argument", path: "fillDefaults" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [{}, {}, {}] }, QUIVER_LOOKUP, { maxRows: 2, maxValues: 1000 }))).toMatchObject({ code: "too_many_rows", path: "entities" });
   });
 
   test("rows × features beyond the value limit is a 400 naming entities, with both counts; at the limit it plans", () => {
-    const limits = { maxRows: 100, maxCells: 6 };
+    const limits = { maxRows: 100, maxValues: 6 };
     const ok = planLookup(registry, { features: ["stats:rate", "stats:city"], entities: { driver_id: [1, 2, 3] } }, QUIVER_LOOKUP, limits);
     expect(ok.query.refs.length * ok.entities.rowCount).toBe(6);
     const e = errorOf(() => planLookup(registry, { features: ["stats:rate", "stats:city"], entities: { driver_id: [1, 2, 3, 4] } }, QUIVER_LOOKUP, limits));
@@ -69,7 +69,7 @@ describe("planLookup", () => {
   });
 
   test("Feast echoes entity columns: a scalar or a list of scalars echoes; an object or nested list is a 400 naming it (deep nesting overflowed the encoder)", () => {
-    const limits = { maxRows: 10, maxCells: 1000 };
+    const limits = { maxRows: 10, maxValues: 1000 };
     const plan = planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1, 2], note: ["a", [1, "b", null]] } }, FEAST_LOOKUP, limits);
     expect(plan.entities.keyNames).toEqual(["driver_id", "note"]);
     let deep: unknown = [];
@@ -103,7 +103,7 @@ describe("FeatureServing", () => {
   test("a push is readable through the same use cases", async () => {
     const store = new MemoryKvNode("m");
     const push = new PushService(store, { maxFutureSkewMs: 3_600_000 }, () => NOW);
-    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(store, () => NOW), push, { maxRows: 10, maxCells: 100_000 });
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(store, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
     expect(await serving.push({ featureView: "stats", rows: [{ driver_id: 7, rate: 0.75 }] }, QUIVER_PUSH)).toEqual({ written: 1, ignored: 0 });
     const result = await serving.lookup(serving.planLookup({ features: ["stats:rate"], entities: [{ driver_id: 7 }, { driver_id: 8 }] }, QUIVER_LOOKUP));
     expect(result.values).toEqual([0.75, 0.25]);
