@@ -35,7 +35,7 @@ async function lookup(pod: QuiverProcess, customers: readonly string[]): Promise
 async function push(pod: QuiverProcess, customer: string, ts: number, spend: number): Promise<void> {
   const res = await fetch(`${pod.url}/v1/push`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
     body: JSON.stringify({ featureView: VIEW, rows: [{ customer_id: customer, spend_1h: spend, txn_count_1h: 1, event_timestamp: ts }] }),
   });
   expect(res.status).toBe(200);

@@ -324,6 +324,45 @@ describe("ops routes", () => {
     }
   });
 
+  test("with an admin token set, every write route needs it (as gRPC writes do); refused writes write nothing, lookups need no token", async () => {
+    const guarded = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "0", "--admin-token", "s3cret"], {}));
+    const send = (path: string, body: unknown, authorization?: string) =>
+      guarded.http.app.request(path, { method: "POST", headers: { "content-type": "application/json", ...(authorization ? { authorization } : {}) }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    const spend = async (customer: string) => {
+      const res = await send("/v1/lookup", { features: ["fraud_signals:spend_1h"], entities: [{ customer_id: customer }] });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { rows: { values: unknown[]; statuses: string[] }[] }).rows[0]!;
+    };
+    const writes = [
+      ["/v1/push", (c: string) => ({ featureView: "fraud_signals", rows: [{ customer_id: c, spend_1h: 4.5 }] })],
+      ["/push", (c: string) => ({ push_source_name: "fraud_signals_push_source", df: { customer_id: [c], spend_1h: [4.5] } })],
+      ["/write-to-online-store", (c: string) => ({ feature_view_name: "fraud_signals", df: { customer_id: [c], spend_1h: [4.5] } })],
+    ] as const;
+    try {
+      for (const [path, body] of writes) {
+        const customer = `auth${path.replaceAll("/", "-")}`;
+        for (const authorization of [undefined, "Bearer nope", "s3cret", "Bearer s3cret2"]) {
+          const denied = await send(path, body(customer), authorization);
+          expect(denied.status).toBe(401);
+          expect(denied.headers.get("www-authenticate")).toBe('Bearer realm="quiver"');
+          // Quiver's error shape on /v1 names the header as its path; Feast's shape has only a message, which names it too.
+          const error = (await denied.json()) as Record<string, unknown>;
+          if (path === "/v1/push") expect(error.error).toMatchObject({ code: "unauthorized", path: "(headers).authorization" });
+          else expect(error).toEqual({ error: "writes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", status_code: 401 });
+        }
+        // Refused before its body is read: an unauthenticated client learns nothing about validation or size.
+        expect((await send(path, "{not json", "Bearer nope")).status).toBe(401);
+        expect((await send(path, { rows: "x".repeat(2 << 20) })).status).toBe(401);
+        expect((await spend(customer)).statuses[0]).toBe("NOT_FOUND");
+        const ok = await send(path, body(customer), "Bearer s3cret");
+        expect(ok.status).toBe(200);
+        expect(await spend(customer)).toMatchObject({ values: [4.5], statuses: ["PRESENT"] });
+      }
+    } finally {
+      await guarded.close();
+    }
+  });
+
   test("topology admin routes explain that the embedded store has no shards", async () => {
     const res = await q.http.app.request("/admin/topology/reload", { method: "POST" });
     expect(await errorOf(res)).toMatchObject({ status: 409, code: "no_topology" });

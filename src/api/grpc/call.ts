@@ -1,3 +1,4 @@
+import type { BearerToken } from "../../auth/index.ts";
 import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
 import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
@@ -67,9 +68,10 @@ export function deadlineOf(call: { getDeadline(): Date | number }): number | und
 }
 
 /** Checks `authorization: Bearer <token>` when a token is configured (write methods). */
-export function checkToken(metadata: Metadata, token: string | undefined): void {
+export function checkToken(metadata: Metadata, token: BearerToken | undefined): void {
   if (token === undefined) return;
-  if (metadata.get("authorization")[0] !== `Bearer ${token}`) throw unauthenticated("write methods need metadata authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(metadata).authorization");
+  const value = metadata.get("authorization")[0];
+  if (!token.admits(typeof value === "string" ? value : undefined)) throw unauthenticated("write methods need metadata authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(metadata).authorization");
 }
 
 /**
@@ -109,7 +111,7 @@ function late(): QuiverError {
 export interface UnaryOptions {
   /** Write methods check the admin token. */
   readonly write: boolean;
-  readonly adminToken: string | undefined;
+  readonly adminToken: BearerToken | undefined;
   /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
   readonly admission?: Admission | undefined;
   /** Lookup budget (ms) for calls without a deadline. */

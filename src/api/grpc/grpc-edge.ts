@@ -1,3 +1,4 @@
+import { BearerToken } from "../../auth/index.ts";
 import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import protobuf from "protobufjs";
@@ -71,7 +72,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   };
   const server = new Server(options);
   const metrics = new GrpcMetrics(deps.metrics);
-  const token = deps.adminToken;
+  const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
   const info = { write: false, adminToken: token };
   const read = { write: false, adminToken: token, admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs };
   const write = { write: true, adminToken: token, admission: deps.admission };

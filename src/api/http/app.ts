@@ -1,5 +1,6 @@
 import { Hono } from "hono";
-import { methodNotAllowed, notFound, unavailable } from "../../errors/index.ts";
+import { BearerToken } from "../../auth/index.ts";
+import { methodNotAllowed, notFound, unauthenticated, unavailable } from "../../errors/index.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountMatchRoutes } from "./match-routes.ts";
@@ -15,6 +16,9 @@ const HOT_PATHS = new Set(["/v1/lookup", "/get-online-features"]);
 
 /** Routes behind admission control; health, metrics and admin routes are never shed. */
 const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store"]);
+
+/** Routes that write: with an admin token configured they need it, as gRPC's write methods do. */
+const WRITES = new Set(["/v1/push", "/push", "/write-to-online-store"]);
 
 /** What a shed request is told, by why admission refused it. */
 const SHED_MESSAGE = {
@@ -34,6 +38,15 @@ export interface HttpEdge {
    * microsecond-scale lookup.
    */
   readonly nativeRoutes: NativeRoutes;
+}
+
+/** Refuses a request whose Authorization does not carry `token` (401, naming the header). */
+function tokenGuard(token: BearerToken): (req: Request) => void {
+  return (req) => {
+    if (!token.admits(req.headers.get("authorization"))) {
+      throw unauthenticated("writes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
+    }
+  };
 }
 
 /** The HTTP edge: Quiver's API, Feast's routes and ops. */
@@ -63,11 +76,14 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
       return a.answer();
     };
   };
+  const writeGuard = deps.adminToken === undefined ? undefined : tokenGuard(new BearerToken(deps.adminToken));
   const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, body?: BodyReading) => {
-    if (SHEDDABLE.has(path) && onError === undefined) throw new Error(`${method} ${path}: a sheddable route needs its error shape`);
+    if ((SHEDDABLE.has(path) || WRITES.has(path)) && onError === undefined) throw new Error(`${method} ${path}: a sheddable or write route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
     if (body !== undefined && onError === undefined) throw new Error(`${method} ${path}: a route that reads a body needs its error shape`);
-    const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, gate, deps.release, body);
+    const guard = WRITES.has(path) ? writeGuard : undefined;
+    const options = { release: deps.release, ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}) };
+    const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, options);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { deadlineExceeded, failedPrecondition, internal, invalid, notFound, resourceExhausted, unauthenticated, unavailable, unknownName } from "../../errors/index.ts";
-import { httpStatusOf, retryHeaders } from "./error-status.ts";
+import { httpStatusOf, errorHeaders } from "./error-status.ts";
 
 test("each error kind maps to one HTTP status; unknown names in a body stay a 400", () => {
   expect(httpStatusOf(invalid("x", "a", "b"))).toBe(400);
@@ -16,11 +16,16 @@ test("each error kind maps to one HTTP status; unknown names in a body stay a 40
 
 test("retryable 503s and 429s carry Retry-After; other errors do not", () => {
   const down = unavailable("down");
-  expect(retryHeaders(down, httpStatusOf(down))).toEqual({ "retry-after": "1" });
+  expect(errorHeaders(down, httpStatusOf(down))).toEqual({ "retry-after": "1" });
   const shed = resourceExhausted("shed", "busy");
-  expect(retryHeaders(shed, httpStatusOf(shed))).toEqual({ "retry-after": "1" });
+  expect(errorHeaders(shed, httpStatusOf(shed))).toEqual({ "retry-after": "1" });
   const late = deadlineExceeded("late");
-  expect(retryHeaders(late, httpStatusOf(late))).toBeUndefined();
+  expect(errorHeaders(late, httpStatusOf(late))).toBeUndefined();
   const bad = invalid("x", "a", "b");
-  expect(retryHeaders(bad, httpStatusOf(bad))).toBeUndefined();
+  expect(errorHeaders(bad, httpStatusOf(bad))).toBeUndefined();
+});
+
+test("a 401 names the scheme it expects (WWW-Authenticate)", () => {
+  const denied = unauthenticated("no token");
+  expect(errorHeaders(denied, httpStatusOf(denied))).toEqual({ "www-authenticate": 'Bearer realm="quiver"' });
 });

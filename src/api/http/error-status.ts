@@ -25,11 +25,17 @@ export function httpStatusOf(e: QuiverError): number {
   return STATUS_OF_KIND[e.kind];
 }
 
+/** A 401's challenge (RFC 9110 §11.6.1: a 401 must say which scheme it wants). */
+const CHALLENGE: Readonly<Record<string, string>> = { "www-authenticate": 'Bearer realm="quiver"' };
+
 /**
- * Retryable shedding and unavailability tell the client when to come back:
- * when the failing part knows (an open breaker: `retryAfterSeconds`), else 1 s.
+ * Headers an error answer carries for its status. Retryable shedding and
+ * unavailability tell the client when to come back: when the failing part
+ * knows (an open breaker: `retryAfterSeconds`), else 1 s. A 401 names the
+ * scheme it expects.
  */
-export function retryHeaders(e: QuiverError, status: number): Record<string, string> | undefined {
+export function errorHeaders(e: QuiverError, status: number): Readonly<Record<string, string>> | undefined {
+  if (status === 401) return CHALLENGE;
   if (!e.retryable || (status !== 503 && status !== 429)) return undefined;
   const after = (e as { retryAfterSeconds?: unknown }).retryAfterSeconds;
   return { "retry-after": typeof after === "number" ? String(after) : "1" };

@@ -1,3 +1,4 @@
+import { BearerToken } from "../../auth/index.ts";
 import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, unknownName } from "../../errors/index.ts";
 import type { InvalidationScope } from "../../feed/change-feed.ts";
 import { ANOMALY_KINDS, type AnomalyKind } from "../../ops/anomaly-buffer.ts";
@@ -13,8 +14,9 @@ const utf8 = new TextEncoder();
 
 /** Liveness, readiness, metrics and the admin reload. */
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
+  const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
   const requireAdmin = (req: Request) => {
-    if (deps.adminToken !== undefined && req.headers.get("authorization") !== `Bearer ${deps.adminToken}`) {
+    if (token !== undefined && !token.admits(req.headers.get("authorization"))) {
       throw unauthenticated("admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
     }
   };

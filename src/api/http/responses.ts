@@ -3,7 +3,7 @@ import { type QuiverError, toQuiverError } from "../../errors/index.ts";
 import { CORKED_BYTES, lateBody } from "../../runtime/index.ts";
 import { MSGPACK } from "./body.ts";
 import { DEGRADED_HEADER } from "./deadline.ts";
-import { httpStatusOf, retryHeaders } from "./error-status.ts";
+import { httpStatusOf, errorHeaders } from "./error-status.ts";
 
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as const;
 const MSGPACK_HEADERS = { "content-type": MSGPACK } as const;
@@ -79,7 +79,7 @@ export function msgpack(body: unknown, status = 200, extraHeaders?: Record<strin
 export function errorResponse(e: unknown, headers?: Record<string, string>): Response {
   const q = toQuiverError(e);
   const status = httpStatusOf(q);
-  return json({ error: quiverErrorBody(q) }, status, headers ?? retryHeaders(q, status));
+  return json({ error: quiverErrorBody(q) }, status, headers ?? errorHeaders(q, status));
 }
 
 /**
@@ -90,7 +90,7 @@ export function errorResponse(e: unknown, headers?: Record<string, string>): Res
 export function prebuiltError(e: QuiverError, feast: boolean): () => Response {
   const status = httpStatusOf(e);
   const body = new TextEncoder().encode(JSON.stringify(feast ? feastErrorBody(e, status) : { error: quiverErrorBody(e) }));
-  const init: ResponseInit = { status, headers: new Headers({ ...JSON_HEADERS, ...retryHeaders(e, status) }) };
+  const init: ResponseInit = { status, headers: new Headers({ ...JSON_HEADERS, ...errorHeaders(e, status) }) };
   return () => new Response(body, init);
 }
 
@@ -109,5 +109,5 @@ function feastErrorBody(q: QuiverError, status: number): Record<string, unknown>
 export function feastErrorResponse(e: unknown): Response {
   const q = toQuiverError(e);
   const status = httpStatusOf(q);
-  return json(feastErrorBody(q, status), status, retryHeaders(q, status));
+  return json(feastErrorBody(q, status), status, errorHeaders(q, status));
 }

@@ -23,8 +23,7 @@ test("a request that waited in the admission queue has spent that wait from its 
     return new Response(String(leftMs));
   };
   const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), {
-    admission,
-    shed: () => new Response("shed", { status: 503 }),
+    gate: { admission, shed: () => new Response("shed", { status: 503 }) },
   });
   const request = () => new Request("http://q/t", { method: "POST", body: "{}" });
   const holding = route(request());
@@ -56,8 +55,7 @@ test("a request that waited for admission is answered late: a large answer from 
     return encodedAnswer(big, false, undefined, waitedForAdmission(req));
   };
   const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), {
-    admission,
-    shed: () => new Response("shed", { status: 503 }),
+    gate: { admission, shed: () => new Response("shed", { status: 503 }) },
   });
   const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: route });
   try {
@@ -94,7 +92,7 @@ test("answers of one loop turn after its first are held for the turn's batch, on
     return encodedAnswer(req.url.endsWith("/large") ? large : small, false);
   };
   const gate = { admission, shed: () => new Response("shed", { status: 503 }) };
-  const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), gate, batch);
+  const route = serveRoute(routeMetrics(new MetricsRegistry({ defaultMetrics: false })), "/t", handler, () => new Response("error", { status: 500 }), { gate, release: batch });
   const request = (path = "/t") => new Request(`http://q${path}`, { method: "POST", body: "{}" });
 
   expect(route(request())).toBeInstanceOf(Response);

@@ -39,6 +39,18 @@ export interface Gate {
   readonly shed: (refusal: number) => Response;
 }
 
+/** What a route adds around its handler (serveRoute). */
+export interface RouteOptions {
+  /** Admission control; without it the route is never shed. */
+  readonly gate?: Gate;
+  /** When a finished answer leaves (default: at once). */
+  readonly release?: AnswerRelease<Response>;
+  /** The body to read and parse before the handler runs (and before a slot is taken). */
+  readonly body?: BodyReading;
+  /** Runs first, on the headers alone; throws (a QuiverError) to refuse, e.g. a write without its token. */
+  readonly guard?: (req: Request) => void;
+}
+
 /**
  * Wraps a handler once at start-up with admission (when `gate` is given),
  * metrics and error mapping, as one layer with no `async` frame: a handler
@@ -49,17 +61,12 @@ export interface Gate {
  * they must leave from their request's callback; refusals leave at once.
  * With `body`, the route's body is read and parsed here, between the arrival
  * screen and the concurrency slot, and handed to the handler: a request
- * holds a slot only once its body has arrived.
+ * holds a slot only once its body has arrived. With `guard`, a request the
+ * guard refuses is answered before any of that (its body unread, no slot).
  */
-export function serveRoute(
-  metrics: RouteMetrics,
-  name: string,
-  handler: Handler,
-  onError: OnError,
-  gate?: Gate,
-  release: AnswerRelease<Response> = releaseAtOnce,
-  body?: BodyReading,
-): Serve {
+export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler, onError: OnError, options: RouteOptions = {}): Serve {
+  const { gate, body, guard } = options;
+  const release = options.release ?? releaseAtOnce;
   const latency = metrics.latency.labels(name);
   const errors = metrics.errors;
   const byStatus = new Map<number, { inc(): void }>();
@@ -101,6 +108,26 @@ export function serveRoute(
   };
   // A body that could not be read or parsed (400, 413, 415) held no slot.
   const unread = (start: number, e: unknown): Response | Promise<Response> => finish(start, -1, fail(e));
+  const serve = admitted(run, unread, gate, body);
+  if (guard === undefined) return serve;
+  // Refused on its headers: no body read, no slot, no screen (a refusal costs no admission state).
+  return (req) => {
+    try {
+      guard(req);
+    } catch (e) {
+      return unread(performance.now(), e);
+    }
+    return serve(req);
+  };
+}
+
+/** A request's way to its handler: admission (when gated) and its body (when it has one), as serveRoute describes. */
+function admitted(
+  run: (req: Request, value: unknown, admittedAt: number, start?: number) => Response | Promise<Response>,
+  unread: (start: number, e: unknown) => Response | Promise<Response>,
+  gate: Gate | undefined,
+  body: BodyReading | undefined,
+): Serve {
   if (gate === undefined) {
     if (body === undefined) return (req) => run(req, undefined, -1);
     return (req) => {

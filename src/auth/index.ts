@@ -1,0 +1,1 @@
+export { BearerToken } from "./bearer-token.ts";
