@@ -6,7 +6,7 @@ import { check } from 'k6';
 import http from 'k6/http';
 import { Rate } from 'k6/metrics';
 import { answered, cycle, prebuilt } from './lib/bodies.js';
-import { BASE_URL, DURATION, ENTITIES, jsonParams, KEYS, MAX_VUS, PRE_VUS, RATE, THRESHOLDS, TREND_STATS, WRITE_RATIO } from './lib/config.js';
+import { BASE_URL, DURATION, ENTITIES, jsonParams, KEYS, MAX_VUS, PRE_VUS, RATE, THRESHOLDS, TREND_STATS, WRITE_RATIO, writeParams } from './lib/config.js';
 import { driverIds } from './lib/keys.js';
 
 const reads = prebuilt('mixed-lookup', () => {
@@ -22,7 +22,7 @@ const writes = prebuilt('mixed-push', () => {
 const nextRead = cycle(reads);
 const nextWrite = cycle(writes);
 const readParams = jsonParams('lookup');
-const writeParams = jsonParams('push');
+const pushParams = writeParams('push');
 const readOk = answered(200);
 const writeShare = new Rate('quiver_write_share');
 const RAMP = __ENV.RAMP || '30s';
@@ -52,6 +52,6 @@ export const options = {
 export default function () {
   const isWrite = Math.random() < WRITE_RATIO;
   writeShare.add(isWrite);
-  if (isWrite) check(http.post(`${BASE_URL}/v1/push`, nextWrite(), writeParams), { 'push 200': (r) => r.status === 200 });
+  if (isWrite) check(http.post(`${BASE_URL}/v1/push`, nextWrite(), pushParams), { 'push 200': (r) => r.status === 200 });
   else check(http.post(`${BASE_URL}/v1/lookup`, nextRead(), readParams), { 'lookup 200 with a row': readOk });
 }

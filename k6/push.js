@@ -2,12 +2,12 @@
 // rate; BATCH rows per request (default 1 here). Rows: test/fixtures/push.json
 // with the key varied, over BODIES prebuilt bodies (lib/bodies.js); the server
 // stamps the event time, so a body sent again is a fresh write.
-//   k6 run -e RATE=500 k6/push.js
+//   k6 run -e RATE=500 k6/push.js   (add -e TOKEN=... when the server has an admin token)
 import { check } from 'k6';
 import http from 'k6/http';
 import { Counter } from 'k6/metrics';
 import { cycle, prebuilt } from './lib/bodies.js';
-import { BASE_URL, BATCH, constantRate, ENTITIES, jsonParams, KEYS, THRESHOLDS, TREND_STATS } from './lib/config.js';
+import { BASE_URL, BATCH, constantRate, ENTITIES, KEYS, THRESHOLDS, TREND_STATS, writeParams } from './lib/config.js';
 import { driverIds } from './lib/keys.js';
 
 const rowsPerPush = BATCH || 1;
@@ -21,7 +21,7 @@ const bodies = prebuilt('push', () => {
   };
 });
 const nextBody = cycle(bodies);
-const params = jsonParams('push');
+const params = writeParams('push');
 const url = `${BASE_URL}/v1/push`;
 const written = new Counter('quiver_rows_written');
 

@@ -18,6 +18,8 @@ export interface CliOptions {
   readonly seed: string;
   readonly batch: number | undefined;
   readonly writeRatio: number;
+  /** The server's admin token: writes (push, mixed) send `Authorization: Bearer <token>`. */
+  readonly token?: string | undefined;
   readonly view: string;
   readonly features: readonly string[] | undefined;
   readonly path: string;
@@ -58,6 +60,7 @@ export const USAGE = `Usage: npm run loadtest -- [options]
   --seed S               PRNG seed: same seed, same key sequence (default 1)
   --batch N              entity rows per lookup / rows per push (scenario default)
   --write-ratio R        writes share in "mixed" (default 0.1)
+  --token T              the server's admin token: writes send Authorization: Bearer T
   --view NAME            feature view (default driver_hourly_stats)
   --features a,b         subset of the view's features (default all)
   --path P               path for "get" (default /healthz)
@@ -96,6 +99,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
       seed: { type: "string", default: "1" },
       batch: { type: "string" },
       "write-ratio": { type: "string", default: "0.1" },
+      token: { type: "string" },
       view: { type: "string", default: "driver_hourly_stats" },
       features: { type: "string" },
       path: { type: "string", default: "/healthz" },
@@ -141,6 +145,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
     seed: v.seed,
     batch: v.batch === undefined ? undefined : positiveInt("--batch", v.batch),
     writeRatio: fraction("--write-ratio", v["write-ratio"]),
+    token: v.token,
     view: v.view,
     features: v.features?.split(",").filter((s) => s.length > 0),
     path: v.path,

@@ -29,6 +29,7 @@ export type RunOptions = Pick<
   | "seed"
   | "batch"
   | "writeRatio"
+  | "token"
   | "view"
   | "features"
   | "path"
@@ -44,6 +45,7 @@ export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; w
     entities: o.entities,
     batch,
     writeRatio: o.writeRatio,
+    token: o.token,
     view: o.view,
     features: o.features,
     path: o.path,

@@ -140,10 +140,11 @@ class GrpcClientLike {
 }
 
 let server: QuiverProcess;
-const ENV = { GRPC_ADDR: "", QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1" };
+// The server has an admin token, so the write scripts' requests are accepted only if they send TOKEN.
+const ENV = { GRPC_ADDR: "", QUIVER_URL: "", ENTITIES: "1000", RATE: "1234", DURATION: "5s", BATCH: "", WRITE_RATIO: "0.5", KEYS: "zipf:1.1", TOKEN: "k6-token" };
 
 beforeAll(async () => {
-  server = await startQuiver(["--demo-entities", "1000"]);
+  server = await startQuiver(["--demo-entities", "1000", "--admin-token", ENV.TOKEN]);
   ENV.QUIVER_URL = server.url;
   ENV.GRPC_ADDR = server.grpcAddress!;
   Object.assign(globalThis, { __ENV: ENV, open: (p: string) => readFileSync(resolve(k6Dir, p), "utf8") });

@@ -11,9 +11,11 @@ import { SCENARIOS } from "../loadtest/scenarios/index.ts";
  */
 
 let server: QuiverProcess;
+/** The server has an admin token: what the load tools write is accepted only when they send it. */
+const TOKEN = "load-token";
 
 beforeAll(async () => {
-  server = await startQuiver(["--demo-entities", "1000"]);
+  server = await startQuiver(["--demo-entities", "1000", "--admin-token", TOKEN]);
 }, 40_000);
 
 afterAll(async () => {
@@ -22,7 +24,7 @@ afterAll(async () => {
 
 async function postFixture(path: string, fixture: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const body = await Bun.file(`${import.meta.dir}/fixtures/${fixture}`).text();
-  const r = await fetch(server.url + path, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+  const r = await fetch(server.url + path, { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` }, body });
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
 }
 
@@ -74,6 +76,7 @@ describe("every generator scenario against the server", () => {
     seed: "1",
     batch: undefined,
     writeRatio: 0.5,
+    token: TOKEN,
     view: "driver_hourly_stats",
     features: undefined,
     path: "/healthz",
@@ -93,5 +96,11 @@ describe("every generator scenario against the server", () => {
   test("mixed reports reads and writes apart", async () => {
     const r = await runOnce(base("mixed"));
     expect(Object.keys(r.byTag).sort()).toEqual(["lookup", "push"]);
+  });
+
+  test("push without --token: every write refused with 401, so the token really is what gets the others in", async () => {
+    const r = await runOnce({ ...base("push"), token: undefined });
+    expect(r.requests.sent).toBe(60);
+    expect(r.statusCounts).toEqual({ "401": 60 });
   });
 });

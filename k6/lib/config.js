@@ -19,6 +19,8 @@ export const BATCH = num('BATCH', 0);
 export const WRITE_RATIO = num('WRITE_RATIO', 0.1);
 export const PRE_VUS = num('PRE_VUS', 50);
 export const MAX_VUS = num('MAX_VUS', 500);
+/** The server's admin token (--admin-token / QUIVER_ADMIN_TOKEN), when it has one: writes need it. */
+export const TOKEN = __ENV.TOKEN || '';
 /** Distinct prebuilt request bodies per script (built once at start, see lib/bodies.js). */
 export const BODIES = Math.max(1, num('BODIES', 1000));
 
@@ -48,4 +50,11 @@ export function constantRate() {
 /** JSON headers plus a tag naming the request kind (for per-kind thresholds). */
 export function jsonParams(kind) {
   return { headers: { 'Content-Type': 'application/json' }, tags: { kind: kind } };
+}
+
+/** jsonParams for a write: with TOKEN set, also `Authorization: Bearer TOKEN` (a server with an admin token refuses writes without it). */
+export function writeParams(kind) {
+  const params = jsonParams(kind);
+  if (TOKEN !== '') params.headers.Authorization = `Bearer ${TOKEN}`;
+  return params;
 }

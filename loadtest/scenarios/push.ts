@@ -9,8 +9,10 @@ const VALUE_VARIANTS = 8;
 function pushRequests(o: ScenarioOptions, weight: number): RequestSpec[] {
   const view = findView(o.view);
   const out: RequestSpec[] = [];
+  // A server started with --admin-token refuses writes without it (401).
+  const headers = o.token === undefined ? undefined : { Authorization: `Bearer ${o.token}` };
   for (let i = 0; i < VALUE_VARIANTS; i++) {
-    out.push({ tag: "push", weight: weight / VALUE_VARIANTS, method: "POST", path: "/v1/push", body: { encoding: "json", value: pushBody(view, o.batch, o.rng) } });
+    out.push({ tag: "push", weight: weight / VALUE_VARIANTS, method: "POST", path: "/v1/push", headers, body: { encoding: "json", value: pushBody(view, o.batch, o.rng) } });
   }
   return out;
 }

@@ -8,6 +8,8 @@ export interface ScenarioOptions {
   readonly batch: number;
   /** Share of writes in mixed scenarios, 0..1. */
   readonly writeRatio: number;
+  /** The server's admin token, sent with writes (`Authorization: Bearer <token>`). */
+  readonly token?: string | undefined;
   readonly view: string;
   readonly features: readonly string[] | undefined;
   /** Path for scenarios that take one (`get`). */
