@@ -75,6 +75,11 @@ test("both example sources run inside the server: values visible to lookups, sta
   expect(metrics).toContain('quiver_ingest_events_total{source="payments_nats",outcome="written"}');
   expect(metrics).toContain("quiver_ingest_freshness_seconds_bucket");
   expect(metrics).toContain('quiver_ingest_lag{source="payments_redis",kind="pending"}');
+  // The wallet events carry idempotency keys: the dedup window reports what it holds, within its budget, and how far back.
+  const gauge = (name: string) => Number(new RegExp(`^${name}\\{view="fraud_signals"\\} (\\S+)$`, "m").exec(metrics)?.[1]);
+  expect(gauge("quiver_ingest_dedup_keys")).toBeGreaterThan(0);
+  expect(gauge("quiver_ingest_dedup_bytes")).toBeGreaterThan(gauge("quiver_ingest_dedup_keys") * 80);
+  expect(gauge("quiver_ingest_dedup_span_seconds")).toBeGreaterThanOrEqual(0);
 }, 60_000);
 
 test("freshness at 5,000 events/s on the embedded store: p99 event-to-visible is printed", async () => {

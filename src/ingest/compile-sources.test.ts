@@ -59,6 +59,15 @@ describe("sources file", () => {
     ]);
   });
 
+  test("dedupMaxBytes: 128 MiB by default, a byte count of at least 1 KiB when given", () => {
+    const compiled = (extra: Record<string, unknown>) => compileSources({ sources: [{ name: "a", engine: "redis", redis, mappings: [mapping], ...extra }] }, registry)[0]!;
+    expect(compiled({}).dedupMaxBytes).toBe(128 * 1024 * 1024);
+    expect(compiled({ dedupMaxBytes: 4096 }).dedupMaxBytes).toBe(4096);
+    for (const bad of [0, 512, 1.5, "64MB", -1]) {
+      expect(problems({ sources: [{ name: "a", engine: "redis", redis, mappings: [mapping], dedupMaxBytes: bad }] })[0]).toMatch(/^sources\[0\]\.dedupMaxBytes: /);
+    }
+  });
+
   test("structural errors name the field", () => {
     expect(problems({ sources: [{ name: "a", engine: "kafka", mappings: [] }] })[0]).toMatch(/^sources\[0\]\.engine: /);
     expect(problems({ sources: [{ name: "a", engine: "redis", redis, mappings: [{ ...mapping, eventTime: { path: "ts", format: "epoch_ns" } }] }] })[0]).toMatch(

@@ -5,6 +5,7 @@ import { isNumeric, parseDefinitionsText, parseDurationMs, pointerToPath, type R
 import { readTextFile } from "../runtime/index.ts";
 import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
+import { DEFAULT_WINDOW_MAX_BYTES } from "./idempotency-window.ts";
 import { type MappingDef, type SourceDef, SourcesDefSchema } from "./sources-definitions.ts";
 
 export interface RedisSourceSettings {
@@ -35,6 +36,8 @@ export interface CompiledSource {
   readonly batchSize: number;
   readonly maxDeliver: number;
   readonly dedupWindowMs: number;
+  /** Estimated bytes of idempotency keys the window holds per view (IdempotencyWindow). */
+  readonly dedupMaxBytes: number;
   readonly mappings: readonly CompiledMapping[];
   /** The definition as written (the producer generates payloads from it). */
   readonly definition: SourceDef;
@@ -122,6 +125,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
     batchSize: s.batchSize ?? DEFAULT_BATCH,
     maxDeliver: s.maxDeliver ?? DEFAULT_MAX_DELIVER,
     dedupWindowMs,
+    dedupMaxBytes: s.dedupMaxBytes ?? DEFAULT_WINDOW_MAX_BYTES,
     mappings,
     definition: s,
   };

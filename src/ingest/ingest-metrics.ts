@@ -1,4 +1,5 @@
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../ops/index.ts";
+import type { WindowStats } from "./idempotency-window.ts";
 import type { SourceLag } from "./stream-source.ts";
 
 /** Freshness buckets in seconds: 1 ms .. 5 min (event time → visible to lookups). */
@@ -30,6 +31,8 @@ export class IngestMetrics {
   private readonly batches;
   private readonly freshness;
   private readonly lags = new Map<string, SourceLag>();
+  private readonly cutShort;
+  private dedupStats: () => readonly WindowStats[] = () => [];
 
   constructor(metrics: MetricsRegistry) {
     this.events = metrics.counter("quiver_ingest_events_total", "Stream events by source and outcome (consumed, written, duplicate, late, filtered, dead_letter).", ["source", "outcome"]);
@@ -37,6 +40,18 @@ export class IngestMetrics {
     this.retries = metrics.counter("quiver_ingest_store_retries_total", "Store writes retried or deferred after a retryable failure.", ["source"]);
     this.batches = metrics.histogram("quiver_ingest_batch_seconds", "Time to map, write and acknowledge one batch.", ["source"]);
     this.freshness = metrics.histogram("quiver_ingest_freshness_seconds", "Event time to visible to lookups, per feature view.", ["view"], FRESHNESS_BUCKETS);
+    this.cutShort = metrics.counter(
+      "quiver_ingest_dedup_cut_short_total",
+      "Times a view's idempotency window turned over early, at its key or byte cap: duplicates older than quiver_ingest_dedup_span_seconds are no longer caught.",
+      ["view"],
+    );
+    metrics.gauge("quiver_ingest_dedup_keys", "Idempotency keys the dedup window holds, per view.", () => this.dedupStats().map((s) => ({ labels: { view: s.view }, value: s.keys })));
+    metrics.gauge("quiver_ingest_dedup_bytes", "Estimated heap bytes of the dedup window's keys, per view (capped by dedupMaxBytes).", () =>
+      this.dedupStats().map((s) => ({ labels: { view: s.view }, value: s.bytes })),
+    );
+    metrics.gauge("quiver_ingest_dedup_span_seconds", "How far back the dedup window remembers keys, per view (at least half of dedupWindow unless a cap cut it short).", () =>
+      this.dedupStats().map((s) => ({ labels: { view: s.view }, value: s.spanMs / 1000 })),
+    );
     metrics.gauge("quiver_ingest_lag", "Messages the engine still owes a source's group: unprocessed (never delivered) and pending (unacknowledged).", () =>
       [...this.lags].flatMap(([source, lag]) => [
         { labels: { source, kind: "pending" }, value: lag.pending },
@@ -67,6 +82,16 @@ export class IngestMetrics {
         return h;
       },
     };
+  }
+
+  /** Reports the dedup window through the gauges above. */
+  watchDedup(stats: () => readonly WindowStats[]): void {
+    this.dedupStats = stats;
+  }
+
+  /** A view's window turned over at a cap (IdempotencyWindow's onCutShort). */
+  dedupCutShort(view: string): void {
+    this.cutShort.labels(view).inc();
   }
 
   recordLag(source: string, lag: SourceLag): void {

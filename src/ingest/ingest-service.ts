@@ -26,8 +26,11 @@ export class IngestService {
 
   static async start(sources: readonly CompiledSource[], deps: IngestDeps): Promise<IngestService> {
     const metrics = deps.metrics;
+    // One window for every source (two sources carrying one view's event ids dedupe across each other): the longest and largest asked for.
     const windowMs = Math.max(0, ...sources.map((s) => s.dedupWindowMs));
-    const seen = new IdempotencyWindow(windowMs);
+    const maxBytes = Math.max(0, ...sources.map((s) => s.dedupMaxBytes));
+    const seen = new IdempotencyWindow(windowMs, { maxBytes }, Date.now, (view) => metrics.dedupCutShort(view));
+    metrics.watchDedup(() => seen.stats());
     const consumers: StreamConsumer[] = [];
     const queues: DeadLetterQueue[] = [];
     try {

@@ -88,6 +88,8 @@ const SourceDef = T.Object(
     maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     /** How long an idempotency key is remembered. */
     dedupWindow: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    /** Estimated heap bytes of idempotency keys held per view (default 128 MiB); past half of it a generation turns over early. */
+    dedupMaxBytes: T.Optional(T.Integer({ minimum: 1024, maximum: 2 ** 40 })),
     mappings: T.Array(MappingDef, { minItems: 1 }),
   },
   { additionalProperties: false },
