@@ -75,6 +75,10 @@ test("both example sources run inside the server: values visible to lookups, sta
   expect(metrics).toContain('quiver_ingest_events_total{source="payments_nats",outcome="written"}');
   expect(metrics).toContain("quiver_ingest_freshness_seconds_bucket");
   expect(metrics).toContain('quiver_ingest_lag{source="payments_redis",kind="pending"}');
+  // Nothing was trimmed or deleted: Redis says so; NATS cannot tell, so it has no figure.
+  expect(metrics).toContain('quiver_ingest_lost{source="payments_redis",when="unread"} 0');
+  expect(metrics).toContain('quiver_ingest_lost{source="payments_redis",when="pending"} 0');
+  expect(metrics).not.toContain('quiver_ingest_lost{source="payments_nats"');
   // The wallet events carry idempotency keys: the dedup window reports what it holds, within its budget, and how far back.
   const gauge = (name: string) => Number(new RegExp(`^${name}\\{view="fraud_signals"\\} (\\S+)$`, "m").exec(metrics)?.[1]);
   expect(gauge("quiver_ingest_dedup_keys")).toBeGreaterThan(0);

@@ -52,6 +52,15 @@ export class IngestMetrics {
     metrics.gauge("quiver_ingest_dedup_span_seconds", "How far back the dedup window remembers keys, per view (at least half of dedupWindow unless a cap cut it short).", () =>
       this.dedupStats().map((s) => ({ labels: { view: s.view }, value: s.spanMs / 1000 })),
     );
+    metrics.gauge(
+      "quiver_ingest_lost",
+      "Messages the engine removed (trimmed, deleted) before they were written: when=unread, before the group read them (the group's total, Redis); when=pending, found gone from this pod's pending list.",
+      () =>
+        [...this.lags].flatMap(([source, lag]) => [
+          ...(lag.lostUnread === null ? [] : [{ labels: { source, when: "unread" }, value: lag.lostUnread }]),
+          ...(lag.lostPending === null ? [] : [{ labels: { source, when: "pending" }, value: lag.lostPending }]),
+        ]),
+    );
     metrics.gauge("quiver_ingest_lag", "Messages the engine still owes a source's group: unprocessed (never delivered) and pending (unacknowledged).", () =>
       [...this.lags].flatMap(([source, lag]) => [
         { labels: { source, kind: "pending" }, value: lag.pending },

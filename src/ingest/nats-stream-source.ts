@@ -142,9 +142,11 @@ export class NatsStreamSource implements StreamSource {
   }
 
   async lag(): Promise<SourceLag> {
-    if (!this.consumer) return { pending: 0, unprocessed: null };
+    // JetStream's num_pending counts what the stream still holds, so limits (max_msgs, max_age) never inflate it;
+    // what they removed before delivery is not told per consumer filter.
+    if (!this.consumer) return { pending: 0, unprocessed: null, lostUnread: null, lostPending: null };
     const info = await this.consumer.info();
-    return { pending: info.num_ack_pending, unprocessed: info.num_pending };
+    return { pending: info.num_ack_pending, unprocessed: info.num_pending, lostUnread: null, lostPending: null };
   }
 
   async close(): Promise<void> {

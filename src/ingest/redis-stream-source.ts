@@ -48,6 +48,10 @@ export class RedisStreamSource implements StreamSource {
   private nextClaimAt = 0;
   private retryAt = 0;
   private closed = false;
+  /** Entries found trimmed or deleted in this consumer's pending list (lag's lostPending). */
+  private lostPending = 0;
+  /** The group's entries removed before it read them, as last measured exactly (lag's lostUnread). */
+  private lostUnread: number | null = null;
 
   constructor(
     readonly name: string,
@@ -105,8 +109,11 @@ export class RedisStreamSource implements StreamSource {
     const { stream, group } = this.settings;
     const live = entries.filter((e) => e[1] !== null);
     const gone = entries.filter((e) => e[1] === null).map((e) => e[0].toString());
-    // Trimmed or deleted while pending: nothing left to deliver.
-    if (gone.length > 0) await this.control.xack(stream, group, ...gone);
+    // Trimmed or deleted while pending: nothing left to deliver, counted as lost.
+    if (gone.length > 0) {
+      await this.control.xack(stream, group, ...gone);
+      this.lostPending += gone.length;
+    }
     if (live.length === 0) return [];
     const first = live[0]![0].toString();
     const last = live[live.length - 1]![0].toString();
@@ -134,17 +141,40 @@ export class RedisStreamSource implements StreamSource {
     this.retryAt = this.clock() + delayMs;
   }
 
+  /**
+   * From XINFO GROUPS and XINFO STREAM (Redis 7). Redis's own `lag` is
+   * entries-added minus the group's entries-read, so an entry trimmed before
+   * the group read it stays in it forever (measured on 7.0: 60 entries trimmed
+   * unread left lag at 60 after the group read everything). What was removed
+   * unread is entries-added − entries-read − the unread entries still in the
+   * stream, known exactly when the group has read everything (none unread) or
+   * is behind the stream's first entry (all of it unread); in between, the
+   * last exact figure stands (removals only add to it). `unprocessed` is
+   * Redis's lag less that figure.
+   */
   async lag(): Promise<SourceLag> {
-    const groups = (await this.control.call("XINFO", "GROUPS", this.settings.stream)) as unknown[][];
+    const { stream, group } = this.settings;
+    const [groups, streamInfo] = (await Promise.all([this.control.call("XINFO", "GROUPS", stream), this.control.call("XINFO", "STREAM", stream)])) as [unknown[][], unknown[]];
+    const s = fields(streamInfo);
     for (const g of groups) {
-      const info = new Map<string, unknown>();
-      for (let i = 0; i + 1 < g.length; i += 2) info.set(String(g[i]), g[i + 1]);
-      if (info.get("name") === this.settings.group) {
-        const lag = info.get("lag");
-        return { pending: Number(info.get("pending") ?? 0), unprocessed: lag === null || lag === undefined ? null : Number(lag) };
+      const info = fields(g);
+      if (info.get("name") !== group) continue;
+      const lag = optionalNumber(info.get("lag"));
+      const last = String(info.get("last-delivered-id") ?? "0-0");
+      // A group that has read nothing yet answers entries-read nil.
+      const read = optionalNumber(info.get("entries-read")) ?? (last === "0-0" ? 0 : null);
+      const added = optionalNumber(s.get("entries-added"));
+      const length = Number(s.get("length") ?? 0);
+      let lost: number | null = null;
+      if (read !== null && added !== null) {
+        if (last === String(s.get("last-generated-id"))) lost = added - read;
+        else if (length === 0 || compareIds(last, String(s.get("recorded-first-entry-id") ?? "0-0")) < 0) lost = added - read - length;
       }
+      if (lost !== null && lost >= 0) this.lostUnread = Math.max(this.lostUnread ?? 0, lost);
+      const unprocessed = lag === null ? null : Math.max(0, lag - (this.lostUnread ?? 0));
+      return { pending: Number(info.get("pending") ?? 0), unprocessed, lostUnread: this.lostUnread, lostPending: this.lostPending };
     }
-    return { pending: 0, unprocessed: null };
+    return { pending: 0, unprocessed: null, lostUnread: this.lostUnread, lostPending: this.lostPending };
   }
 
   async close(): Promise<void> {
@@ -153,6 +183,30 @@ export class RedisStreamSource implements StreamSource {
     this.reader.disconnect();
     await this.control.quit().catch(() => undefined);
   }
+}
+
+/** An XINFO reply's flat name/value list as a map. */
+function fields(reply: unknown[]): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), reply[i + 1]);
+  return out;
+}
+
+/** An XINFO number that Redis may answer as nil. */
+function optionalNumber(v: unknown): number | null {
+  return v === null || v === undefined ? null : Number(v);
+}
+
+/** Orders two stream IDs (`ms-seq`). */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = splitId(a);
+  const [bm, bs] = splitId(b);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+function splitId(id: string): [bigint, bigint] {
+  const dash = id.indexOf("-");
+  return dash < 0 ? [BigInt(id), 0n] : [BigInt(id.slice(0, dash)), BigInt(id.slice(dash + 1))];
 }
 
 /** Appends payloads with `XADD`, optionally trimming with `MAXLEN ~`. */

@@ -18,12 +18,27 @@ export interface Delivery {
   readonly deliveries: number;
 }
 
-/** Work an engine still owes this source's group: unread and read-but-unacknowledged. */
+/**
+ * Work an engine still owes this source's group (unread, and read but
+ * unacknowledged), and what it lost before the group could write it.
+ */
 export interface SourceLag {
   /** Messages not yet delivered to the group (`null` when the engine cannot tell). */
   readonly unprocessed: number | null;
   /** Delivered but not acknowledged. */
   readonly pending: number;
+  /**
+   * Messages the engine removed (a length limit's trim, a delete) before the
+   * group read them: never delivered, never written. The group's total, the
+   * same on every pod; `null` when the engine cannot tell.
+   */
+  readonly lostUnread: number | null;
+  /**
+   * Messages this process found removed while they were pending (delivered,
+   * not acknowledged, then read again for a retry or a takeover): never
+   * written. `null` when the engine cannot tell.
+   */
+  readonly lostPending: number | null;
 }
 
 export interface StreamSource {

@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Redis } from "ioredis";
+import { compileSources, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
+import { compareIds } from "../src/ingest/redis-stream-source.ts";
+import { loadRegistryFile } from "../src/registry/index.ts";
+import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { startRedisEngine } from "./support/stream-engines.ts";
+
+/**
+ * Entries a Redis stream drops before they are written (a MAXLEN trim, XDEL)
+ * are counted, not hidden: Redis's own group lag keeps entries trimmed unread
+ * in it forever, so `unprocessed` would never return to 0 and the loss would
+ * have no name. Real redis-server on a free port.
+ */
+describe("Redis stream source: entries removed before they were written", () => {
+  let engine: Awaited<ReturnType<typeof startRedisEngine>>;
+  let redis: Redis;
+  beforeAll(async () => {
+    engine = await startRedisEngine();
+    redis = new Redis(`redis://${engine.server.address}`);
+  }, 60_000);
+  afterAll(async () => {
+    redis?.disconnect();
+    await engine?.stop();
+  });
+
+  const open = async (consumer: string): Promise<{ s: StreamSource; stream: string }> => {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const settings = engine.engineSettings({ takeoverMs: 100 }) as { redis: { stream: string } };
+    const [compiled] = compileSources({ sources: [{ name: "payments", ...settings, mappings: [paymentsMapping()] }] }, registry);
+    const s = await openStreamSource(compiled!, consumer);
+    await s.start();
+    return { s, stream: settings.redis.stream };
+  };
+  const add = async (stream: string, n: number, maxLen?: number) => {
+    for (let i = 0; i < n; i++) await (maxLen === undefined ? redis.xadd(stream, "*", "data", `{"i":${i}}`) : redis.xadd(stream, "MAXLEN", maxLen, "*", "data", `{"i":${i}}`));
+  };
+  const drain = async (s: StreamSource): Promise<number> => {
+    let got = 0;
+    for (;;) {
+      const batch = await s.read(500, 10);
+      if (batch.length === 0) return got;
+      got += batch.length;
+      await s.ack(batch);
+    }
+  };
+
+  test("trimmed unread: counted while the group is behind and after it catches up; unprocessed returns to 0", async () => {
+    const { s, stream } = await open("c1");
+    try {
+      await add(stream, 20, 50);
+      expect(await s.lag()).toEqual({ pending: 0, unprocessed: 20, lostUnread: 0, lostPending: 0 });
+      // The group reads 10, then 100 more are added to a stream capped at 50 (exact trim): 60 go unread.
+      const first = await s.read(10, 10);
+      expect(first.length).toBe(10);
+      await s.ack(first);
+      await add(stream, 100, 50);
+      expect(await s.lag()).toEqual({ pending: 0, unprocessed: 50, lostUnread: 60, lostPending: 0 });
+      expect(await drain(s)).toBe(50);
+      // Redis's own lag still says 60 here; the source says what it is: nothing owed, 60 lost.
+      const groups = (await redis.call("XINFO", "GROUPS", stream)) as unknown[][];
+      expect(groups[0]![groups[0]!.indexOf("lag") + 1]).toBe(60);
+      expect(await s.lag()).toEqual({ pending: 0, unprocessed: 0, lostUnread: 60, lostPending: 0 });
+      // More traffic without loss changes nothing lost.
+      await add(stream, 30, 50);
+      expect(await drain(s)).toBe(30);
+      expect(await s.lag()).toEqual({ pending: 0, unprocessed: 0, lostUnread: 60, lostPending: 0 });
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+
+  test("deleted while pending: the consumer re-reading its pending entries finds them gone, acknowledges and counts them", async () => {
+    const { s, stream } = await open("c2");
+    try {
+      await add(stream, 5);
+      const batch = await s.read(5, 10);
+      expect(batch.length).toBe(5);
+      // Delivered, not acknowledged (a failed write); two are deleted before the retry.
+      await redis.xdel(stream, batch[0]!.id, batch[1]!.id);
+      await s.retryLater(batch, 0);
+      let again: string[] = [];
+      await eventually("the retry", async () => {
+        again = (await s.read(10, 10)).map((d) => d.id);
+        return again.length > 0;
+      });
+      expect(again).toEqual(batch.slice(2).map((d) => d.id));
+      await s.ack(batch.slice(2));
+      const lag = await s.lag();
+      expect(lag).toMatchObject({ pending: 0, lostPending: 2 });
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+
+  test("stream IDs order by time, then sequence, as numbers", () => {
+    expect(compareIds("1-0", "1-0")).toBe(0);
+    expect(compareIds("9-0", "10-0")).toBe(-1);
+    expect(compareIds("10-2", "10-10")).toBe(-1);
+    expect(compareIds("1796479774827-0", "1796479774544-5")).toBe(1);
+  });
+});
