@@ -44,6 +44,11 @@ export class BatchMapper {
     const pending = new Array<MappedRow | undefined>(mappings.length);
     for (const d of deliveries) {
       this.counters.consumed.inc();
+      if (d.unreadable !== undefined) {
+        // No payload where the source reads it: nothing to decode.
+        dead.push({ delivery: d, letter: { source: this.source.name, reason: "undecodable", path: d.unreadable.path, error: d.unreadable.error, payload: d.payload, origin: d.id } });
+        continue;
+      }
       let accepted = 0;
       try {
         const payload = this.decode(d.payload);

@@ -32,6 +32,33 @@ function fieldValue(fields: Buffer[] | null, name: string): Uint8Array | undefin
   return undefined;
 }
 
+/** Most bytes of an entry's other fields kept in the dead letter of an entry that lacks the source's field. */
+const SHOWN_FIELD_BYTES = 64 * 1024;
+
+/**
+ * An entry as a delivery: its payload is the source's field. An entry without
+ * it becomes an unreadable delivery (dead-lettered, naming the field) whose
+ * payload shows the fields it had, as JSON (values as text, cut to fit).
+ */
+function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number): Delivery {
+  const payload = fieldValue(fields, field);
+  if (payload !== undefined) return { id, payload, deliveries };
+  const had: Record<string, string> = {};
+  let budget = SHOWN_FIELD_BYTES;
+  for (let i = 0; fields !== null && i + 1 < fields.length; i += 2) {
+    const value = fields[i + 1]!;
+    had[fields[i]!.toString()] = value.byteLength <= budget ? value.toString() : `${value.subarray(0, Math.max(0, budget)).toString()}… (${value.byteLength} bytes)`;
+    budget -= value.byteLength;
+  }
+  const names = Object.keys(had);
+  return {
+    id,
+    payload: new TextEncoder().encode(JSON.stringify(had)),
+    deliveries,
+    unreadable: { path: `(entry).${field}`, error: `the entry has no field "${field}" (it has ${names.length === 0 ? "none" : names.map((n) => `"${n}"`).join(", ")}); producers must XADD the payload as "${field}"` },
+  };
+}
+
 /**
  * A Redis stream read by a consumer group: `XREADGROUP` in batches, `XACK`
  * once the store has the batch, `XAUTOCLAIM` of entries another consumer left
@@ -99,7 +126,7 @@ export class RedisStreamSource implements StreamSource {
     const out = new Array<Delivery>(entries.length);
     for (let i = 0; i < entries.length; i++) {
       const [id, fields] = entries[i]!;
-      out[i] = { id: id.toString(), payload: fieldValue(fields, this.settings.field) ?? EMPTY, deliveries: 1 };
+      out[i] = deliveryOf(id.toString(), fields, this.settings.field, 1);
     }
     return out;
   }
@@ -122,7 +149,7 @@ export class RedisStreamSource implements StreamSource {
     for (const p of pending) counts.set(p[0], Number(p[3]));
     return live.map(([id, fields]) => {
       const key = id.toString();
-      return { id: key, payload: fieldValue(fields, this.settings.field) ?? EMPTY, deliveries: counts.get(key) ?? 1 };
+      return deliveryOf(key, fields, this.settings.field, counts.get(key) ?? 1);
     });
   }
 

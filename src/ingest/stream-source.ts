@@ -16,6 +16,13 @@ export interface Delivery {
   readonly payload: Uint8Array;
   /** How many times this message has been delivered, this time included (1 = first). */
   readonly deliveries: number;
+  /**
+   * Set when the message holds no payload where the source reads it (a Redis
+   * entry without the source's field): the event is dead-lettered with this
+   * error, `path` naming where the payload was expected, and `payload` holds
+   * what the message did carry, for inspection.
+   */
+  readonly unreadable?: { readonly path: string; readonly error: string };
 }
 
 /**

@@ -1,18 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
-import { compileSources, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
+import { compileSources, openDeadLetters, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
 import { compareIds } from "../src/ingest/redis-stream-source.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
-import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { eventually, makeRig, paymentsMapping } from "./stream-source-contract.ts";
 import { startRedisEngine } from "./support/stream-engines.ts";
 
 /**
  * Entries a Redis stream drops before they are written (a MAXLEN trim, XDEL)
  * are counted, not hidden: Redis's own group lag keeps entries trimmed unread
  * in it forever, so `unprocessed` would never return to 0 and the loss would
- * have no name. Real redis-server on a free port.
+ * have no name. An entry a producer wrote without the source's field is a dead
+ * letter that says so. Real redis-server on a free port.
  */
-describe("Redis stream source: entries removed before they were written", () => {
+describe("Redis stream source: what Redis drops or producers get wrong", () => {
   let engine: Awaited<ReturnType<typeof startRedisEngine>>;
   let redis: Redis;
   beforeAll(async () => {
@@ -90,6 +91,33 @@ describe("Redis stream source: entries removed before they were written", () => 
       expect(lag).toMatchObject({ pending: 0, lostPending: 2 });
     } finally {
       await s.close();
+    }
+  }, 30_000);
+
+  test("an entry without the source's field is dead-lettered naming the field and showing the fields it had; its neighbour is written", async () => {
+    const rig = await makeRig();
+    const settings = engine.engineSettings({});
+    const [compiled] = rig.compile([{ name: "payments", ...settings, batchSize: 50, mappings: [paymentsMapping()] }]);
+    const stream = compiled!.redis!.stream;
+    const deadLetters = await openDeadLetters(compiled!);
+    const ingest = await rig.start([compiled!]);
+    try {
+      await redis.xadd(stream, "*", "payload", '{"customer":"nofield","amount":1,"ts":1}', "note", "x".repeat(100_000));
+      await redis.xadd(stream, "*", "data", JSON.stringify({ customer: "fielded", amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000 }));
+      await eventually("the good entry written", async () => (await rig.row("fielded")) !== undefined);
+      let letters: Awaited<ReturnType<typeof deadLetters.list>> = [];
+      await eventually("the dead letter", async () => (letters = await deadLetters.list(10)).length === 1);
+      const [letter] = letters;
+      expect(letter).toMatchObject({ source: "payments", reason: "undecodable", path: "(entry).data" });
+      expect(letter!.error).toContain('the entry has no field "data" (it has "payload", "note")');
+      const shown = JSON.parse(new TextDecoder().decode(letter!.payload)) as Record<string, string>;
+      expect(shown["payload"]).toBe('{"customer":"nofield","amount":1,"ts":1}');
+      // A large field is cut, and says how large it was.
+      expect(shown["note"]!.endsWith("… (100000 bytes)")).toBe(true);
+      expect(letter!.payload.byteLength).toBeLessThan(70 * 1024);
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
     }
   }, 30_000);
 
