@@ -106,7 +106,10 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
       await redis.xadd(stream, "*", "data", JSON.stringify({ customer: "fielded", amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000 }));
       await eventually("the good entry written", async () => (await rig.row("fielded")) !== undefined);
       let letters: Awaited<ReturnType<typeof deadLetters.list>> = [];
-      await eventually("the dead letter", async () => (letters = await deadLetters.list(10)).length === 1);
+      await eventually("the dead letter", async () => {
+        letters = await deadLetters.list(10);
+        return letters.length === 1;
+      });
       const [letter] = letters;
       expect(letter).toMatchObject({ source: "payments", reason: "undecodable", path: "(entry).data" });
       expect(letter!.error).toContain('the entry has no field "data" (it has "payload", "note")');
