@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { createGrpcEdge, type GrpcEdge } from "./api/grpc/index.ts";
-import { createHttpEdge, type HttpEdge, type TopologyAdmin } from "./api/http/index.ts";
+import { createHttpEdge, type HttpEdge, type TopologyAdmin, type WarmupReport, warmUp } from "./api/http/index.ts";
 import { type CacheInput, CacheTier, type CacheSettings, cacheMetrics, L1Cache, resolveCacheSettings, viewsToInvalidate } from "./cache/index.ts";
 import type { L2Tier } from "./cache/l2-slot.ts";
 import type { QuiverConfig } from "./config/config.ts";
@@ -43,6 +43,12 @@ export interface Quiver {
   readonly cache: CacheTier | undefined;
   /** A one-line description for the start-up log. */
   readonly summary: string;
+  /**
+   * Sends `lookups` lookups to the HTTP edge's hot routes in process
+   * (api/http/warmup.ts), then takes them back out of the metrics and the
+   * health interval: for before the port opens (main.ts).
+   */
+  warmUp(lookups: number): Promise<WarmupReport>;
   close(): Promise<void>;
 }
 
@@ -194,6 +200,13 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ingest,
     vectors,
     cache,
+    warmUp: async (lookups: number): Promise<WarmupReport> => {
+      const mark = metrics.mark();
+      const report = await warmUp(http.nativeRoutes, registry.current, store, { lookups });
+      metrics.rewind(mark);
+      admission.takeInterval();
+      return report;
+    },
     summary: `${storage.describe}; ${describeCaches(cacheSettings)}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
     close: async () => {
       draining = true;

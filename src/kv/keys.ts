@@ -49,3 +49,47 @@ export function ringKeyOf(key: string): string {
   const slash = key.indexOf("/");
   return slash < 0 ? key : key.slice(slash + 1);
 }
+
+/** A join key's name: an identifier (the registry allows no other). */
+const JOIN_KEY_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The join-key values of an entity key (`<name>=i<int>` / `<name>=s<len>:<text>`
+ * parts joined by ";"), the inverse of encodeKeyPart; undefined for anything
+ * else. For tools that start from stored keys (sampling, maintenance).
+ */
+export function parseEntityKey(entityKey: string): Map<string, number | string> | undefined {
+  const out = new Map<string, number | string>();
+  let p = 0;
+  while (p < entityKey.length) {
+    const eq = entityKey.indexOf("=", p);
+    if (eq <= p || eq + 1 >= entityKey.length) return undefined;
+    const name = entityKey.slice(p, eq);
+    if (!JOIN_KEY_NAME.test(name)) return undefined;
+    const tag = entityKey[eq + 1];
+    if (tag === "i") {
+      let end = entityKey.indexOf(";", eq + 2);
+      if (end < 0) end = entityKey.length;
+      const digits = entityKey.slice(eq + 2, end);
+      if (!/^-?\d+$/.test(digits)) return undefined;
+      const value = Number(digits);
+      if (!Number.isSafeInteger(value)) return undefined;
+      out.set(name, value);
+      p = end;
+    } else if (tag === "s") {
+      const colon = entityKey.indexOf(":", eq + 2);
+      const lengthText = colon < 0 ? "" : entityKey.slice(eq + 2, colon);
+      if (!/^\d+$/.test(lengthText)) return undefined;
+      const end = colon + 1 + Number(lengthText);
+      if (end > entityKey.length || (end < entityKey.length && entityKey[end] !== ";")) return undefined;
+      out.set(name, entityKey.slice(colon + 1, end));
+      p = end;
+    } else {
+      return undefined;
+    }
+    // After a part: the end, or ";" and another part.
+    if (p === entityKey.length) return out;
+    p++;
+  }
+  return undefined;
+}

@@ -66,4 +66,30 @@ describe("MetricsRegistry on prom-client", () => {
     const m = new MetricsRegistry({ defaultMetrics: false });
     expect(() => m.counter("t_x_total", "X.", ["a", "b"]).labels("only-one")).toThrow(/expected 2 values/);
   });
+
+  test("rewind takes back what was counted and observed since mark; new series read 0, later counting goes on", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    const c = m.counter("t_requests_total", "Requests.", ["route"]);
+    const h = m.histogram("t_latency_seconds", "Latency.", ["route"], [0.001, 0.01]);
+    c.labels("/a").inc(5);
+    h.labels("/a").observe(0.0005);
+    const mark = m.mark();
+    c.labels("/a").inc(100);
+    c.labels("/b").inc(7);
+    h.labels("/a").observe(0.5);
+    h.labels("/b").observe(0.005);
+    m.rewind(mark);
+    let text = await m.render();
+    expect(text).toContain('t_requests_total{route="/a"} 5');
+    expect(text).toContain('t_requests_total{route="/b"} 0');
+    expect(text).toContain('t_latency_seconds_count{route="/a"} 1');
+    expect(text).toContain('t_latency_seconds_bucket{route="/a",le="+Inf"} 1');
+    expect(text).toContain('t_latency_seconds_sum{route="/a"} 0.0005');
+    expect(text).toContain('t_latency_seconds_count{route="/b"} 0');
+    c.labels("/a").inc();
+    h.labels("/b").observe(0.005);
+    text = await m.render();
+    expect(text).toContain('t_requests_total{route="/a"} 6');
+    expect(text).toContain('t_latency_seconds_bucket{route="/b",le="0.01"} 1');
+  });
 });

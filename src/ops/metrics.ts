@@ -87,6 +87,20 @@ export class Counter {
     }
     return s.handle;
   }
+
+  /** Every series' value now (MetricsRegistry.mark). */
+  mark(): Map<string, number> {
+    return new Map([...this.series].map(([key, s]) => [key, s.handle.value]));
+  }
+
+  /** Puts every series back to its marked value; series made since read 0 (MetricsRegistry.rewind). */
+  rewind(mark: ReadonlyMap<string, number>): void {
+    for (const [key, { handle }] of this.series) {
+      handle.value = mark.get(key) ?? 0;
+      // What prom-client already holds cannot go back; nothing was scraped in between when rewind is used as meant.
+      handle.reported = Math.min(handle.reported, handle.value);
+    }
+  }
 }
 
 export class HistogramHandle {
@@ -169,6 +183,22 @@ export class Histogram {
     }
     return s.handle;
   }
+
+  /** Every series' buckets, sum and count now (MetricsRegistry.mark). */
+  mark(): Map<string, { counts: Float64Array; sum: number; count: number }> {
+    return new Map([...this.metric.series].map(([key, s]) => [key, { counts: s.handle.counts.slice(), sum: s.handle.sum, count: s.handle.count }]));
+  }
+
+  /** Puts every series back to its marked state; series made since read empty (MetricsRegistry.rewind). */
+  rewind(mark: ReadonlyMap<string, { counts: Float64Array; sum: number; count: number }>): void {
+    for (const [key, { handle }] of this.metric.series) {
+      const m = mark.get(key);
+      if (m === undefined) handle.counts.fill(0);
+      else handle.counts.set(m.counts);
+      handle.sum = m?.sum ?? 0;
+      handle.count = m?.count ?? 0;
+    }
+  }
 }
 
 /** A gauge sample produced at scrape time. */
@@ -199,8 +229,16 @@ export interface MetricsOptions {
   readonly defaultMetrics?: boolean;
 }
 
+/** Every counter's and histogram's series as `MetricsRegistry.mark` found them. */
+export interface MetricsMark {
+  readonly counters: readonly ReadonlyMap<string, number>[];
+  readonly histograms: readonly ReadonlyMap<string, { counts: Float64Array; sum: number; count: number }>[];
+}
+
 /** The one registry of a Quiver process; every module registers through it. */
 export class MetricsRegistry {
+  private readonly counters: Counter[] = [];
+  private readonly histograms: Histogram[] = [];
   /** prom-client's registry, for code that uses prom-client metric types directly (rendering, default metrics). */
   readonly prom = new prom.Registry();
   readonly contentType: string = prom.Registry.PROMETHEUS_CONTENT_TYPE;
@@ -213,11 +251,30 @@ export class MetricsRegistry {
   }
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
-    return new Counter(name, help, labelNames, this.prom);
+    const c = new Counter(name, help, labelNames, this.prom);
+    this.counters.push(c);
+    return c;
   }
 
   histogram(name: string, help: string, labelNames: readonly string[] = [], buckets: readonly number[] = LATENCY_BUCKETS): Histogram {
-    return new Histogram(name, help, labelNames, buckets, this.prom);
+    const h = new Histogram(name, help, labelNames, buckets, this.prom);
+    this.histograms.push(h);
+    return h;
+  }
+
+  /**
+   * Where every counter and histogram stands now, for `rewind`: work the
+   * process does for itself (the start-up warm-up's lookups) can be taken back
+   * out of what it exports. Gauges are computed at scrape time and need none.
+   */
+  mark(): MetricsMark {
+    return { counters: this.counters.map((c) => c.mark()), histograms: this.histograms.map((h) => h.mark()) };
+  }
+
+  /** Puts every counter and histogram back where `mark` found it (series made since read 0); meant for before anything scrapes. */
+  rewind(mark: MetricsMark): void {
+    for (let i = 0; i < this.counters.length; i++) this.counters[i]!.rewind(mark.counters[i] ?? new Map());
+    for (let i = 0; i < this.histograms.length; i++) this.histograms[i]!.rewind(mark.histograms[i] ?? new Map());
   }
 
   /** A gauge whose samples are computed when /metrics is scraped. */

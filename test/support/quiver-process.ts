@@ -15,9 +15,14 @@ export interface QuiverProcess {
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
-/** Port 0 for HTTP and gRPC unless the test chose: parallel runs must not collide on 6570. */
+/**
+ * Port 0 for HTTP and gRPC unless the test chose: parallel runs must not collide on 6570.
+ * No start-up warm-up unless the test asks for one: it costs each server ~2 s (more against
+ * Redis shards) and changes no behaviour a test checks; test/warmup.test.ts covers it.
+ */
 function withFreePorts(args: string[]): string[] {
-  return ["--port", "0", ...(args.some((a) => a.startsWith("--grpc-port")) ? [] : ["--grpc-port", "0"]), ...args];
+  const given = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
+  return ["--port", "0", ...(given("--grpc-port") ? [] : ["--grpc-port", "0"]), ...(given("--warmup-lookups") ? [] : ["--warmup-lookups", "0"]), ...args];
 }
 
 /**
