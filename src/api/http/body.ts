@@ -148,6 +148,16 @@ export function drainBound(limit: number): number {
   return Math.max(4 * limit, 16 << 20);
 }
 
+/**
+ * Reads and drops a body the answer will not use (up to drainBound(limit), for
+ * at most DRAIN_MS), so a client still sending it reads the answer instead of
+ * a reset connection: common clients (Python's urllib) report a 401 or 413
+ * given mid-upload as a broken pipe.
+ */
+export function discardBody(req: Request, limit: number): Promise<void> {
+  return drain(req, drainBound(limit));
+}
+
 /** Longest a 413 waits for the rest of an oversized body (a slow or stalled sender does not hold the handler). */
 const DRAIN_MS = 2000;
 

@@ -2,7 +2,7 @@ import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
 import { type AnswerRelease, releaseAtOnce } from "../../runtime/index.ts";
-import { type BodyReading, readBodyThen } from "./body.ts";
+import { type BodyReading, discardBody, readBodyThen } from "./body.ts";
 import { noteQueuedSince } from "./deadline.ts";
 import { httpStatusOf } from "./error-status.ts";
 import { answerMarksOf, DEGRADED, LEAVES_NOW } from "./responses.ts";
@@ -110,12 +110,15 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
   const unread = (start: number, e: unknown): Response | Promise<Response> => finish(start, -1, fail(e));
   const serve = admitted(run, unread, gate, body);
   if (guard === undefined) return serve;
-  // Refused on its headers: no body read, no slot, no screen (a refusal costs no admission state).
+  // Refused on its headers: no body parsed, no slot, no screen (a refusal costs no admission state);
+  // what the client is still sending is read and dropped, so it reads the refusal, not a reset.
   return (req) => {
+    const start = performance.now();
     try {
       guard(req);
     } catch (e) {
-      return unread(performance.now(), e);
+      if (body === undefined || req.body === null) return unread(start, e);
+      return discardBody(req, body.limit).then(() => unread(start, e));
     }
     return serve(req);
   };
