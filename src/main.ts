@@ -24,11 +24,22 @@ async function main(): Promise<void> {
     }
     process.exit(1);
   }
-  // Before the port opens: the first clients meet optimised code (api/http/warmup.ts).
+  // gRPC first, so its warm-up can call it (its health answers NOT_SERVING until the warm-up is done).
+  let grpcPort: number | undefined;
+  if (config.grpcPort >= 0) {
+    try {
+      grpcPort = await quiver.grpc.listen(config.host, config.grpcPort);
+    } catch (e) {
+      console.error(`quiver: cannot start: gRPC on ${config.host}:${config.grpcPort}: ${(e as Error).message} (--grpc-port / QUIVER_GRPC_PORT)`);
+      process.exit(1);
+    }
+  }
+  // Before HTTP listens (and /readyz can answer): the first clients meet optimised code (api/http/warmup.ts, api/grpc/warmup.ts).
   if (config.warmupLookups > 0) {
-    const w = await quiver.warmUp(config.warmupLookups);
-    const statuses = Object.entries(w.byStatus).map(([status, n]) => `${n} × ${status}`).join(", ");
-    console.log(`quiver warmed up: ${w.lookups} lookups in ${w.ms} ms (${statuses || "none"}; ${w.sampledEntities} stored entities sampled)`);
+    const w = await quiver.warmUp(config.warmupLookups, grpcPort !== undefined);
+    const counts = (by: Readonly<Record<string, number>>, ok: string) => Object.entries(by).map(([k, n]) => `${n} × ${k === ok ? "ok" : k}`).join(", ") || "none";
+    const grpc = w.grpc === undefined ? "" : `, ${w.grpc.calls} gRPC calls in ${w.grpc.ms} ms (${counts(w.grpc.byCode, "0")})`;
+    console.log(`quiver warmed up in ${w.ms} ms: ${w.http.lookups} HTTP lookups in ${w.http.ms} ms (${counts(w.http.byStatus, "200")})${grpc}; ${w.sampledEntities} stored entities sampled`);
   }
   const server = Bun.serve({
     hostname: config.host,
@@ -39,15 +50,7 @@ async function main(): Promise<void> {
     fetch: quiver.http.app.fetch,
   });
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
-  if (config.grpcPort >= 0) {
-    try {
-      const port = await quiver.grpc.listen(config.host, config.grpcPort);
-      console.log(`quiver gRPC listening on ${config.host}:${port} (${quiver.grpc.services.join(", ")})`);
-    } catch (e) {
-      console.error(`quiver: cannot start: gRPC on ${config.host}:${config.grpcPort}: ${(e as Error).message} (--grpc-port / QUIVER_GRPC_PORT)`);
-      process.exit(1);
-    }
-  }
+  if (grpcPort !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${quiver.grpc.services.join(", ")})`);
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -1,40 +1,50 @@
 import { describe, expect, test } from "bun:test";
-import { sampleEntities } from "../src/api/http/index.ts";
 import { buildQuiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
+import { sampleEntities, sampleViews } from "../src/serving/index.ts";
+import { connect, unaryCall } from "./support/grpc-client.ts";
 import { startQuiver } from "./support/quiver-process.ts";
 
 /**
- * The start-up warm-up (src/api/http/warmup.ts): lookups the server sends its
- * own hot routes before it listens. What it measurably buys (a cold server's
- * first second) is in README's Performance section; here, that it answers
- * every lookup, leaves nothing behind in metrics or admission, and asks for
- * stored entities when there are some.
+ * The start-up warm-up (src/api/http/warmup.ts, src/api/grpc/warmup.ts):
+ * lookups the server sends its own edges before clients come. What it
+ * measurably buys (a cold server's first second) is in README's Performance
+ * section; here, that every lookup and call is answered, that nothing of it is
+ * left in metrics or admission, that gRPC health says NOT_SERVING meanwhile,
+ * and that it asks for stored entities when there are some.
  */
 describe("start-up warm-up", () => {
-  const lookupCount = (metrics: string) => Number(/^quiver_http_requests_total\{route="\/v1\/lookup",status="200"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+  const count = (metrics: string, series: string) => Number(new RegExp(`^${series.replace(/[{}()[\]./]/g, "\\$&")} (\\d+)$`, "m").exec(metrics)?.[1] ?? 0);
 
-  test("every lookup answered 200 on sampled stored entities; metrics, admission and the health interval show none of it", async () => {
+  test("every HTTP lookup and gRPC call answered on sampled stored entities; metrics, admission and the health interval show none of it; gRPC health NOT_SERVING meanwhile", async () => {
     // servesSockets: the CPU-overload signal is on, as in main.ts: the warm-up must not read as overload.
     const q = await buildQuiver(loadConfig(["--demo-entities", "2000"], {}), { servesSockets: true });
+    const port = await q.grpc.listen("127.0.0.1", 0);
+    const clients = connect(`127.0.0.1:${port}`);
     try {
-      const report = await q.warmUp(3000);
-      expect(report.lookups).toBe(3000);
-      expect(report.byStatus).toEqual({ "200": 3000 });
+      const warming = q.warmUp(3000, true);
+      expect((await unaryCall(clients.health, "Check", { service: "" })).response).toEqual({ status: "NOT_SERVING" });
+      const report = await warming;
+      expect(report.http).toMatchObject({ lookups: 3000, byStatus: { "200": 3000 } });
+      expect(report.grpc).toMatchObject({ calls: 600, byCode: { "0": 600 } });
       expect(report.sampledEntities).toBeGreaterThan(0);
+      expect((await unaryCall(clients.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
       const snapshot = q.admission.snapshot();
       expect(snapshot.inFlight).toBe(0);
       expect(snapshot.cpuOverloaded).toBe(false);
       expect(q.admission.takeInterval().completed).toBe(0);
       let metrics = await q.metrics.render();
-      expect(lookupCount(metrics)).toBe(0);
-      expect(metrics).not.toMatch(/^quiver_http_request_duration_seconds_count\{route="\/v1\/lookup"\} [1-9]/m);
+      expect(count(metrics, 'quiver_http_requests_total{route="/v1/lookup",status="200"}')).toBe(0);
+      expect(count(metrics, 'quiver_http_request_duration_seconds_count{route="/v1/lookup"}')).toBe(0);
+      expect(metrics).not.toMatch(/^quiver_grpc_requests_total\{[^}]*\} [1-9]/m);
       // Counting goes on from zero for real requests.
       const res = await q.http.app.request("/v1/lookup", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 }] }) });
       expect(res.status).toBe(200);
       metrics = await q.metrics.render();
-      expect(lookupCount(metrics)).toBe(1);
+      expect(count(metrics, 'quiver_http_requests_total{route="/v1/lookup",status="200"}')).toBe(1);
     } finally {
+      clients.close();
+      await q.grpc.drain(1000);
       await q.close();
     }
   }, 30_000);
@@ -53,21 +63,26 @@ describe("start-up warm-up", () => {
     }
     const empty = await buildQuiver(loadConfig(["--demo-entities", "0"], {}), { servesSockets: true });
     try {
-      const report = await empty.warmUp(500);
-      expect(report).toMatchObject({ lookups: 500, byStatus: { "200": 500 }, sampledEntities: 0 });
-      expect(await empty.warmUp(0)).toMatchObject({ lookups: 0 });
+      const samples = await sampleViews(empty.store, empty.registry.current, 8, performance.now() + 5_000);
+      expect(samples.length).toBeGreaterThan(0);
+      expect(samples.every((s) => !s.stored && s.entities.length > 0)).toBe(true);
+      const report = await empty.warmUp(500, false);
+      expect(report).toMatchObject({ http: { lookups: 500, byStatus: { "200": 500 } }, grpc: undefined, sampledEntities: 0 });
+      expect((await empty.warmUp(0, false)).http.lookups).toBe(0);
     } finally {
       await empty.close();
     }
   }, 30_000);
 
-  test("the server warms up before it listens and says so; its /metrics counts no warm-up lookup", async () => {
-    const server = await startQuiver(["--demo-entities", "1000", "--grpc-port", "-1", "--warmup-lookups", "2000"]);
+  test("the server warms up both edges before HTTP listens and says so; its /metrics counts none of it", async () => {
+    const server = await startQuiver(["--demo-entities", "1000", "--warmup-lookups", "2000"]);
     try {
       const out = server.output();
-      expect(out).toMatch(/quiver warmed up: 2000 lookups in \d+ ms \(2000 × 200; \d+ stored entities sampled\)/);
-      expect(out.indexOf("warmed up")).toBeLessThan(out.indexOf("listening on"));
-      expect(lookupCount(await (await fetch(`${server.url}/metrics`)).text())).toBe(0);
+      expect(out).toMatch(/quiver warmed up in \d+ ms: 2000 HTTP lookups in \d+ ms \(2000 × ok\), 400 gRPC calls in \d+ ms \(400 × ok\); \d+ stored entities sampled/);
+      expect(out.indexOf("warmed up")).toBeLessThan(out.indexOf("listening on http"));
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(count(metrics, 'quiver_http_requests_total{route="/v1/lookup",status="200"}')).toBe(0);
+      expect(metrics).not.toMatch(/^quiver_grpc_requests_total\{[^}]*\} [1-9]/m);
     } finally {
       await server.stop();
     }

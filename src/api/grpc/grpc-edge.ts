@@ -1,4 +1,6 @@
 import { BearerToken } from "../../auth/index.ts";
+import type { ViewSample } from "../../serving/index.ts";
+import { type GrpcWarmupOptions, type GrpcWarmupReport, warmUpGrpc } from "./warmup.ts";
 import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import protobuf from "protobufjs";
@@ -50,6 +52,8 @@ export interface GrpcEdge {
   drain(graceMs: number): Promise<void>;
   /** Names of every service served, as reflection lists them. */
   readonly services: readonly string[];
+  /** Calls to its own port over loopback (api/grpc/warmup.ts); once listening, before clients are sent here. */
+  warmUp(samples: readonly ViewSample[], options: GrpcWarmupOptions): Promise<GrpcWarmupReport>;
 }
 
 /**
@@ -71,6 +75,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
   };
   const server = new Server(options);
+  let selfAddress: string | undefined;
   const metrics = new GrpcMetrics(deps.metrics);
   const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
   const info = { write: false, adminToken: token };
@@ -117,8 +122,17 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     services: [...services, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"],
     listen: (host, port) =>
       new Promise((resolve, reject) => {
-        server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+        server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (error, bound) => {
+          if (error) return reject(error);
+          // Loopback for the warm-up: a wildcard bind answers there too.
+          selfAddress = `${host === "0.0.0.0" || host === "::" || host === "" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${bound}`;
+          resolve(bound);
+        });
       }),
+    warmUp: (samples, o) => {
+      if (selfAddress === undefined) return Promise.reject(new Error("gRPC warm-up before listen"));
+      return warmUpGrpc(selfAddress, protos.definition, samples, o);
+    },
     drain: (graceMs) =>
       new Promise((resolve) => {
         health.drain();

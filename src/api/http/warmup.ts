@@ -1,21 +1,21 @@
 import { encode } from "@msgpack/msgpack";
-import { parseEntityKey } from "../../kv/keys.ts";
-import type { KvNode } from "../../kv/kv-node.ts";
-import type { CompiledView, Registry } from "../../registry/index.ts";
+import type { CompiledView } from "../../registry/index.ts";
+import type { SampledEntity, ViewSample } from "../../serving/index.ts";
 import type { NativeRoutes } from "./app.ts";
 import { MSGPACK } from "./body.ts";
 
 /**
- * Start-up warm-up: lookups the process sends its own hot routes, in process,
- * before it listens. A fresh JavaScriptCore process runs the lookup path in its
- * interpreter and baseline tiers until each function has run often enough to
- * be optimised: measured at 28k lookups/s against a just-started server (1M
- * entities, the load generator itself warmed on another server first), the
- * first second's p99 was 233–425 ms (seven runs) against 2–16 ms in the seconds after. A pod
- * the autoscaler adds under load takes that hit on its first requests. The
- * warm-up runs the same code (route, body parse, plan, store read, JSON,
- * MessagePack and Feast encoders) on stored entities sampled from the store,
- * so the hit lands before the port opens.
+ * Start-up warm-up of the HTTP edge: lookups the process sends its own hot
+ * routes, in process, before it listens. A fresh JavaScriptCore process runs
+ * the lookup path in its interpreter and baseline tiers until each function
+ * has run often enough to be optimised: measured at 28k lookups/s against a
+ * just-started server (1M entities, the load generator itself warmed on
+ * another server first), the first second's p99 was 233–425 ms (seven runs)
+ * against 2–16 ms in the seconds after. A pod the autoscaler adds under load
+ * takes that hit on its first requests. The warm-up runs the same code (route,
+ * body parse, plan, store read, JSON, MessagePack and Feast encoders) on
+ * stored entities (serving/warmup-entities.ts), so the hit lands before the
+ * port opens. The gRPC edge has its own (api/grpc/warmup.ts).
  */
 export interface WarmupOptions {
   /** Lookups to send (0: none). */
@@ -24,16 +24,12 @@ export interface WarmupOptions {
   readonly concurrency?: number;
   /** Stops after this long whatever is left (default 15 s): a slow store cannot hold start-up. */
   readonly maxMs?: number;
-  /** Stored entities sampled per view for the lookups' keys (default 64). */
-  readonly samplesPerView?: number;
 }
 
 export interface WarmupReport {
   readonly lookups: number;
   readonly byStatus: Readonly<Record<string, number>>;
   readonly ms: number;
-  /** Stored entities the lookups asked for (0: the store was empty, keys were made up). */
-  readonly sampledEntities: number;
 }
 
 /** A lookup the warm-up sends, prepared once. */
@@ -51,23 +47,13 @@ function request(path: string, body: string | Uint8Array, headers: Readonly<Reco
   return { path, body: bytes, headers: { ...headers, "content-length": String(bytes.byteLength) } };
 }
 
-type Entity = ReadonlyMap<string, number | string>;
-
 /** Sends `o.lookups` lookups through `routes` (Bun.serve's native routes: the same handlers sockets reach). */
-export async function warmUp(routes: NativeRoutes, registry: Registry, store: KvNode, o: WarmupOptions): Promise<WarmupReport> {
+export async function warmUp(routes: NativeRoutes, samples: readonly ViewSample[], o: WarmupOptions): Promise<WarmupReport> {
   const started = performance.now();
   const maxMs = o.maxMs ?? 15_000;
   const byStatus: Record<string, number> = {};
-  if (o.lookups <= 0) return { lookups: 0, byStatus, ms: 0, sampledEntities: 0 };
-  const views = [...registry.views.values()].filter((v) => v.features.length > 0 && v.joinKeys.length > 0);
-  let sampled = 0;
-  const requests: WarmupRequest[] = [];
-  for (const view of views) {
-    const found = await sampleEntities(store, view, o.samplesPerView ?? 64, started + maxMs / 4);
-    sampled += found.length;
-    requests.push(...requestsFor(view, found.length > 0 ? found : madeUpEntities(view)));
-  }
-  if (requests.length === 0) return { lookups: 0, byStatus, ms: Math.round(performance.now() - started), sampledEntities: 0 };
+  const requests = samples.flatMap((s) => requestsFor(s.view, s.entities));
+  if (o.lookups <= 0 || requests.length === 0) return { lookups: 0, byStatus, ms: 0 };
   let next = 0;
   let sent = 0;
   const worker = async (): Promise<void> => {
@@ -86,34 +72,11 @@ export async function warmUp(routes: NativeRoutes, registry: Registry, store: Kv
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 16) }, worker));
-  return { lookups: sent, byStatus, ms: Math.round(performance.now() - started), sampledEntities: sampled };
+  return { lookups: sent, byStatus, ms: Math.round(performance.now() - started) };
 }
 
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Up to `want` stored entities of `view`, from a few scan pages (stops at `deadline`, a performance.now() time). */
-export async function sampleEntities(store: KvNode, view: CompiledView, want: number, deadline: number): Promise<Entity[]> {
-  const out: Entity[] = [];
-  let cursor = "0";
-  for (let page = 0; page < 64 && out.length < want && performance.now() < deadline; page++) {
-    const got = await store.scan(cursor, 256, view.keyPrefix);
-    for (const key of got.keys) {
-      if (!key.startsWith(view.keyPrefix)) continue;
-      const entity = parseEntityKey(key.slice(view.keyPrefix.length));
-      if (entity !== undefined && view.joinKeys.every((k) => entity.has(k.name))) out.push(entity);
-      if (out.length >= want) break;
-    }
-    cursor = got.cursor;
-    if (cursor === "0") break;
-  }
-  return out;
-}
-
-/** Keys for an empty store: lookups that find nothing still run the route, the parse, the plan and the encoders. */
-function madeUpEntities(view: CompiledView): Entity[] {
-  return Array.from({ length: 16 }, (_, i) => new Map(view.joinKeys.map((k) => [k.name, k.type === "int64" ? 1_000_000_000 + i : `warmup-${i}`])));
 }
 
 /**
@@ -121,9 +84,9 @@ function madeUpEntities(view: CompiledView): Entity[] {
  * then the same answered in MessagePack (JSON request and MessagePack body),
  * Feast's route, and a 20-entity batch.
  */
-function requestsFor(view: CompiledView, entities: readonly Entity[]): WarmupRequest[] {
+function requestsFor(view: CompiledView, entities: readonly SampledEntity[]): WarmupRequest[] {
   const features = view.features.map((f) => `${view.name}:${f.name}`);
-  const row = (e: Entity) => Object.fromEntries(view.joinKeys.map((k) => [k.name, e.get(k.name)]));
+  const row = (e: SampledEntity) => Object.fromEntries(view.joinKeys.map((k) => [k.name, e.get(k.name)]));
   const json = { "content-type": "application/json" };
   const out: WarmupRequest[] = [];
   entities.forEach((e, i) => {
