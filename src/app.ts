@@ -12,7 +12,7 @@ import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
-import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, type ViewSample } from "./serving/index.ts";
+import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
@@ -45,12 +45,13 @@ export interface Quiver {
   readonly summary: string;
   /**
    * Start-up warm-up, for before clients are sent here (main.ts): `lookups`
-   * lookups to the HTTP edge's hot routes in process (api/http/warmup.ts) and,
-   * with `grpc` (the gRPC edge listening), a fifth as many calls to its own
-   * port (api/grpc/warmup.ts), on entities sampled from the store; then takes
-   * them back out of the metrics and the health interval.
+   * lookups of the HTTP `shapes` to the edge's hot routes in process
+   * (api/http/warmup.ts) and, with `grpc` among them and the gRPC edge
+   * listening (`grpc`), a fifth as many calls to its own port
+   * (api/grpc/warmup.ts), on entities sampled from the store; then takes them
+   * back out of the metrics and the health interval.
    */
-  warmUp(lookups: number, grpc: boolean): Promise<StartupWarmup>;
+  warmUp(lookups: number, shapes: readonly WarmupShape[], grpc: boolean): Promise<StartupWarmup>;
   close(): Promise<void>;
 }
 
@@ -216,7 +217,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ingest,
     vectors,
     cache,
-    warmUp: async (lookups: number, withGrpc: boolean): Promise<StartupWarmup> => {
+    warmUp: async (lookups: number, shapes: readonly WarmupShape[], grpcListening: boolean): Promise<StartupWarmup> => {
       const started = performance.now();
       const mark = metrics.mark();
       warming = true;
@@ -225,8 +226,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       let samples: ViewSample[];
       try {
         samples = await sampleViews(store, registry.current, 64, started + 2_000);
-        httpReport = await warmUp(http.nativeRoutes, samples, { lookups });
-        grpcReport = withGrpc ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
+        httpReport = await warmUp(http.nativeRoutes, samples, { lookups, shapes });
+        grpcReport = grpcListening && shapes.includes("grpc") ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
       } finally {
         warming = false;
         metrics.rewind(mark);

@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     }
     process.exit(1);
   }
-  // gRPC first, so its warm-up can call it (its health answers NOT_SERVING until the warm-up is done).
+  // gRPC first, so a warm-up with `grpc` can call it (its health answers NOT_SERVING until the warm-up is done).
   let grpcPort: number | undefined;
   if (config.grpcPort >= 0) {
     try {
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   }
   // Before HTTP listens (and /readyz can answer): the first clients meet optimised code (api/http/warmup.ts, api/grpc/warmup.ts).
   if (config.warmupLookups > 0) {
-    const w = await quiver.warmUp(config.warmupLookups, grpcPort !== undefined);
+    const w = await quiver.warmUp(config.warmupLookups, config.warmupShapes, grpcPort !== undefined);
     const counts = (by: Readonly<Record<string, number>>, ok: string) => Object.entries(by).map(([k, n]) => `${n} × ${k === ok ? "ok" : k}`).join(", ") || "none";
     const grpc = w.grpc === undefined ? "" : `, ${w.grpc.calls} gRPC calls in ${w.grpc.ms} ms (${counts(w.grpc.byCode, "0")})`;
     console.log(`quiver warmed up in ${w.ms} ms: ${w.http.lookups} HTTP lookups in ${w.http.ms} ms (${counts(w.http.byStatus, "200")})${grpc}; ${w.sampledEntities} stored entities sampled`);

@@ -22,7 +22,7 @@ describe("start-up warm-up", () => {
     const port = await q.grpc.listen("127.0.0.1", 0);
     const clients = connect(`127.0.0.1:${port}`);
     try {
-      const warming = q.warmUp(3000, true);
+      const warming = q.warmUp(3000, ["json", "batch", "msgpack", "feast", "grpc"], true);
       expect((await unaryCall(clients.health, "Check", { service: "" })).response).toEqual({ status: "NOT_SERVING" });
       const report = await warming;
       expect(report.http).toMatchObject({ lookups: 3000, byStatus: { "200": 3000 } });
@@ -66,16 +66,38 @@ describe("start-up warm-up", () => {
       const samples = await sampleViews(empty.store, empty.registry.current, 8, performance.now() + 5_000);
       expect(samples.length).toBeGreaterThan(0);
       expect(samples.every((s) => !s.stored && s.entities.length > 0)).toBe(true);
-      const report = await empty.warmUp(500, false);
+      const report = await empty.warmUp(500, ["json"], false);
       expect(report).toMatchObject({ http: { lookups: 500, byStatus: { "200": 500 } }, grpc: undefined, sampledEntities: 0 });
-      expect((await empty.warmUp(0, false)).http.lookups).toBe(0);
+      expect((await empty.warmUp(0, ["json"], false)).http.lookups).toBe(0);
     } finally {
       await empty.close();
     }
   }, 30_000);
 
-  test("the server warms up both edges before HTTP listens and says so; its /metrics counts none of it", async () => {
-    const server = await startQuiver(["--demo-entities", "1000", "--warmup-lookups", "2000"]);
+  test("each shape asked for is sent, and only those: the HTTP shapes by route and media type", async () => {
+    const q = await buildQuiver(loadConfig(["--demo-entities", "200"], {}), { servesSockets: true });
+    const seen = new Map<string, number>();
+    for (const path of ["/v1/lookup", "/get-online-features"]) {
+      const serve = q.http.nativeRoutes[path]!.POST!;
+      q.http.nativeRoutes[path]!.POST = (req) => {
+        const kind = `${path} ${req.headers.get("content-type")} ${req.headers.get("accept") ?? "-"}`;
+        seen.set(kind, (seen.get(kind) ?? 0) + 1);
+        return serve(req);
+      };
+    }
+    try {
+      await q.warmUp(400, ["json"], false);
+      expect([...seen.keys()]).toEqual(["/v1/lookup application/json -"]);
+      seen.clear();
+      await q.warmUp(400, ["msgpack", "feast"], false);
+      expect([...seen.keys()].sort()).toEqual(["/get-online-features application/json -", "/v1/lookup application/json application/msgpack", "/v1/lookup application/msgpack application/msgpack"]);
+    } finally {
+      await q.close();
+    }
+  }, 30_000);
+
+  test("the server warms up the shapes asked for, gRPC too, before HTTP listens and says so; its /metrics counts none of it", async () => {
+    const server = await startQuiver(["--demo-entities", "1000", "--warmup-lookups", "2000", "--warmup-shapes", "json,feast,grpc"]);
     try {
       const out = server.output();
       expect(out).toMatch(/quiver warmed up in \d+ ms: 2000 HTTP lookups in \d+ ms \(2000 × ok\), 400 gRPC calls in \d+ ms \(400 × ok\); \d+ stored entities sampled/);

@@ -24,6 +24,9 @@ describe("loadConfig", () => {
     expect(() => loadConfig(["--port", "99999"], {})).toThrow('--port: expected an integer from 0 to 65535, got "99999"');
     expect(() => loadConfig([], { QUIVER_READ_FROM: "any" })).toThrow('QUIVER_READ_FROM: expected one of primary, replica, nearest, got "any"');
     expect(() => loadConfig(["--nope", "1"], {})).toThrow("unknown flag --nope");
+    expect(() => loadConfig(["--warmup-shapes", "json,xml"], {})).toThrow('--warmup-shapes: expected a comma-separated list of json, batch, msgpack, feast, grpc, got "xml"');
+    expect(loadConfig(["--warmup-shapes", "json, grpc,json"], {}).warmupShapes).toEqual(["json", "grpc"]);
+    expect(loadConfig([], {}).warmupShapes).toEqual(["json"]);
     // A fraction where a number of ms may have one; not exponents or hex, which Number() would take.
     expect(loadConfig(["--overload-turn-ms", "0.5"], {}).overloadTurnMs).toBe(0.5);
     for (const bad of ["1e3", "0x1", "-1", ".5", "1."]) expect(() => loadConfig(["--overload-turn-ms", bad], {})).toThrow(`--overload-turn-ms: expected a number from 0 to 10000 (digits, optionally a fraction), got "${bad}"`);

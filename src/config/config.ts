@@ -1,4 +1,5 @@
 import { parseDurationMs } from "../registry/durations.ts";
+import { WARMUP_SHAPES, type WarmupShape } from "../serving/warmup-entities.ts";
 
 /** Everything `src/main.ts` can be told, from flags or environment. */
 export interface QuiverConfig {
@@ -47,6 +48,7 @@ export interface QuiverConfig {
   readonly youngGcMinRequests: number;
   readonly answerBatch: number;
   readonly warmupLookups: number;
+  readonly warmupShapes: readonly WarmupShape[];
   readonly answerBatchAfter: number;
   readonly answerHoldMs: number;
   /** Settings given by flag or environment (not defaulted), so a topology file's own values are not shadowed by our defaults. */
@@ -90,6 +92,14 @@ const positiveDuration = (raw: string, where: string) => {
   const ms = duration(raw, where);
   if (ms <= 0) throw new Error(`${where}: must be greater than zero, got "${raw}"`);
   return ms;
+};
+const shapeList = (raw: string, where: string): WarmupShape[] => {
+  const out: WarmupShape[] = [];
+  for (const part of raw.split(",").map((x) => x.trim())) {
+    if (!(WARMUP_SHAPES as readonly string[]).includes(part)) throw new Error(`${where}: expected a comma-separated list of ${WARMUP_SHAPES.join(", ")}, got "${part}"`);
+    if (!out.includes(part as WarmupShape)) out.push(part as WarmupShape);
+  }
+  return out;
 };
 const HOST_PORT = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
 const l2Address = (raw: string, where: string) => {
@@ -144,7 +154,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "overloadTurnMaxMs", flag: "--overload-turn-max-ms", env: "QUIVER_OVERLOAD_TURN_MAX_MS", default: "0", help: "Longest turn budget (ms) that CPU overload shedding may learn, when refusals eat the turns and longer turns refuse fewer (a closed population of clients resending at once); --overload-turn-ms or less keeps the budget fixed; 0 = --overload-delay-ms", parse: decimal(0, 10_000) },
   { key: "youngGcIntervalMs", flag: "--young-gc-interval-ms", env: "QUIVER_YOUNG_GC_INTERVAL_MS", default: "50", help: "While busy, collect the young generation this often (ms), so request memory is reused warm instead of cycling through the large nursery a big store buys (Bun, heaps of 128 MiB or more; cuts the tail); 0 = the runtime's own schedule only", parse: int(0, 60_000) },
   { key: "youngGcMinRequests", flag: "--young-gc-min-requests", env: "QUIVER_YOUNG_GC_MIN_REQUESTS", default: "256", help: "Lookups and pushes admitted since the last paced young collection for the next one to run (an idle server pays nothing)", parse: int(0, 100_000_000) },
-  { key: "warmupLookups", flag: "--warmup-lookups", env: "QUIVER_WARMUP_LOOKUPS", default: "50000", help: "Lookups the server sends its own HTTP routes in process before it listens, and a fifth as many gRPC calls to its own port, on stored entities it samples, so its first clients meet optimised code (a cold server's first second at 28k lookups/s had p99 230-430 ms; gRPC at 3k calls/s 110-330 ms); taken back out of the metrics; ~2 s, ~7 s with gRPC; 0 = none", parse: int(0, 10_000_000) },
+  { key: "warmupLookups", flag: "--warmup-lookups", env: "QUIVER_WARMUP_LOOKUPS", default: "50000", help: "Lookups the server sends itself before it listens, on stored entities it samples, so its first clients meet optimised code (a cold server's first second at 28k lookups/s had p99 230-430 ms); taken back out of the metrics; ~1.5 s; 0 = none", parse: int(0, 10_000_000) },
+  { key: "warmupShapes", flag: "--warmup-shapes", env: "QUIVER_WARMUP_SHAPES", default: "json", help: "What the warm-up sends, comma-separated: json (single-entity /v1/lookup), batch (20 entities), msgpack, feast (/get-online-features), grpc (Lookup and GetOnlineFeatures to its own port, a fifth as many calls; ~5 s; gRPC's first second at 3k calls/s: p99 110-330 ms cold, 8-15 ms warmed). Warm what clients send: each shape makes shared code more general; with all of them, single JSON lookups ran ~8% slower ever after than with no warm-up (json alone: within noise)", parse: shapeList },
   { key: "answerBatch", flag: "--answer-batch", env: "QUIVER_ANSWER_BATCH", default: "16", help: "Answers finished in one event-loop turn after its first --answer-batch-after leave together, in batches of up to this many (or once --answer-hold-ms old), the rest when the turn ends: one wake-up of a client on the same host serves several (~1.17x lookups/s at saturation on loopback); 0 or 1 = every answer leaves at once", parse: int(0, 4096) },
   { key: "answerBatchAfter", flag: "--answer-batch-after", env: "QUIVER_ANSWER_BATCH_AFTER", default: "4", help: "Answers each event-loop turn lets go at once before it batches the rest: a server below its capacity reads a few requests per turn and holds none", parse: int(1, 4096) },
   { key: "answerHoldMs", flag: "--answer-hold-ms", env: "QUIVER_ANSWER_HOLD_MS", default: "0.2", help: "A batch of answers whose first has waited this long (ms) leaves with the next answer finished; 0 = only --answer-batch and the turn's end bound the wait", parse: decimal(0, 1000) },

@@ -10,4 +10,4 @@ export { type PushOptions, PushService } from "./push-service.ts";
 export { MAX_FEATURES_PER_REQUEST, resolveFeatures } from "./resolve-features.ts";
 export { STATUS_NAMES, Status, type StatusCode } from "./statuses.ts";
 export { StoredValueGrid } from "./stored-value-grid.ts";
-export { type SampledEntity, sampleEntities, sampleViews, type ViewSample } from "./warmup-entities.ts";
+export { type SampledEntity, sampleEntities, sampleViews, type ViewSample, WARMUP_SHAPES, type WarmupShape } from "./warmup-entities.ts";

@@ -1,6 +1,6 @@
 import { encode } from "@msgpack/msgpack";
 import type { CompiledView } from "../../registry/index.ts";
-import type { SampledEntity, ViewSample } from "../../serving/index.ts";
+import type { SampledEntity, ViewSample, WarmupShape } from "../../serving/index.ts";
 import type { NativeRoutes } from "./app.ts";
 import { MSGPACK } from "./body.ts";
 
@@ -10,16 +10,19 @@ import { MSGPACK } from "./body.ts";
  * the lookup path in its interpreter and baseline tiers until each function
  * has run often enough to be optimised: measured at 28k lookups/s against a
  * just-started server (1M entities, the load generator itself warmed on
- * another server first), the first second's p99 was 233–425 ms (seven runs)
- * against 2–16 ms in the seconds after. A pod the autoscaler adds under load
+ * another server first), the first second's p99 was 184–425 ms (ten runs)
+ * against 2–16 ms in the seconds after; warmed with `json` (50,000), 8–15 ms. A pod the autoscaler adds under load
  * takes that hit on its first requests. The warm-up runs the same code (route,
- * body parse, plan, store read, JSON, MessagePack and Feast encoders) on
- * stored entities (serving/warmup-entities.ts), so the hit lands before the
- * port opens. The gRPC edge has its own (api/grpc/warmup.ts).
+ * body parse, plan, store read, encoders) on stored entities
+ * (serving/warmup-entities.ts), for the request shapes asked for
+ * (WARMUP_SHAPES), so the hit lands before the port opens. The gRPC edge has
+ * its own (api/grpc/warmup.ts).
  */
 export interface WarmupOptions {
   /** Lookups to send (0: none). */
   readonly lookups: number;
+  /** Which requests (default json alone; see WARMUP_SHAPES for what warming more costs). */
+  readonly shapes?: readonly WarmupShape[];
   /** Lookups in flight at once (default 16: each loop turn serves that many, as under load). */
   readonly concurrency?: number;
   /** Stops after this long whatever is left (default 15 s): a slow store cannot hold start-up. */
@@ -52,7 +55,8 @@ export async function warmUp(routes: NativeRoutes, samples: readonly ViewSample[
   const started = performance.now();
   const maxMs = o.maxMs ?? 15_000;
   const byStatus: Record<string, number> = {};
-  const requests = samples.flatMap((s) => requestsFor(s.view, s.entities));
+  const shapes = new Set<WarmupShape>(o.shapes ?? ["json"]);
+  const requests = samples.flatMap((s) => requestsFor(s.view, s.entities, shapes));
   if (o.lookups <= 0 || requests.length === 0) return { lookups: 0, byStatus, ms: 0 };
   let next = 0;
   let sent = 0;
@@ -80,25 +84,28 @@ function nextTurn(): Promise<void> {
 }
 
 /**
- * The mix for one view: single-entity JSON lookups most (the common call),
- * then the same answered in MessagePack (JSON request and MessagePack body),
- * Feast's route, and a 20-entity batch.
+ * The requests for one view, by shape: `json` single-entity /v1/lookup (the
+ * common call), `msgpack` the same answered in MessagePack (JSON request, and
+ * MessagePack request), `feast` /get-online-features, `batch` 20 entities.
  */
-function requestsFor(view: CompiledView, entities: readonly SampledEntity[]): WarmupRequest[] {
+function requestsFor(view: CompiledView, entities: readonly SampledEntity[], shapes: ReadonlySet<WarmupShape>): WarmupRequest[] {
   const features = view.features.map((f) => `${view.name}:${f.name}`);
   const row = (e: SampledEntity) => Object.fromEntries(view.joinKeys.map((k) => [k.name, e.get(k.name)]));
   const json = { "content-type": "application/json" };
   const out: WarmupRequest[] = [];
   entities.forEach((e, i) => {
     const one = { features, entities: [row(e)] };
-    out.push(request("/v1/lookup", JSON.stringify(one), json));
-    out.push(request("/v1/lookup", JSON.stringify({ ...one, fillDefaults: false }), json));
-    if (i % 2 === 0) out.push(request("/v1/lookup", JSON.stringify(one), { ...json, accept: MSGPACK }));
-    if (i % 4 === 1) out.push(request("/v1/lookup", encode(one), { "content-type": MSGPACK, accept: MSGPACK }));
+    if (shapes.has("json")) out.push(request("/v1/lookup", JSON.stringify(one), json));
+    if (shapes.has("msgpack")) {
+      out.push(request("/v1/lookup", JSON.stringify(one), { ...json, accept: MSGPACK }));
+      if (i % 2 === 1) out.push(request("/v1/lookup", encode(one), { "content-type": MSGPACK, accept: MSGPACK }));
+    }
     const columns = Object.fromEntries(view.joinKeys.map((k) => [k.name, [e.get(k.name)]]));
-    if (i % 2 === 1) out.push(request("/get-online-features", JSON.stringify({ features, entities: columns }), json));
+    if (shapes.has("feast")) out.push(request("/get-online-features", JSON.stringify({ features, entities: columns }), json));
+    if (shapes.has("batch") && i % 8 === 0) {
+      const batch = Array.from({ length: 20 }, (_, j) => row(entities[(i + j) % entities.length]!));
+      out.push(request("/v1/lookup", JSON.stringify({ features, entities: batch }), json));
+    }
   });
-  const batch = Array.from({ length: 20 }, (_, i) => row(entities[i % entities.length]!));
-  out.push(request("/v1/lookup", JSON.stringify({ features, entities: batch }), json));
   return out;
 }
