@@ -47,11 +47,11 @@ export interface Quiver {
    * Start-up warm-up, for before clients are sent here (main.ts): `lookups`
    * lookups of the HTTP `shapes` to the edge's hot routes in process
    * (api/http/warmup.ts) and, with `grpc` among them and the gRPC edge
-   * listening (`grpc`), a fifth as many calls to its own port
+   * listening (`grpcListening`), a fifth as many calls to its own port
    * (api/grpc/warmup.ts), on entities sampled from the store; then takes them
    * back out of the metrics and the health interval.
    */
-  warmUp(lookups: number, shapes: readonly WarmupShape[], grpc: boolean): Promise<StartupWarmup>;
+  warmUp(lookups: number, shapes: readonly WarmupShape[], grpcListening: boolean): Promise<StartupWarmup>;
   close(): Promise<void>;
 }
 
