@@ -43,9 +43,10 @@ test("an oversized upload, sent in chunks like urllib does, reads back a 413 wit
   expect(response).toContain('"code":"payload_too_large"');
 });
 
-const python = Bun.which("python3");
+/** python3 is on every machine that builds this project (node-gyp needs it for hnswlib-node), so these run everywhere. */
+const python = Bun.which("python3") ?? "python3";
 /** The client that reported the bug: urllib sends the whole body with sendall and fails with EPIPE if the server resets first. */
-test.skipIf(python === null)("Python's urllib gets the 413 for an 8 MiB body, not a broken pipe", async () => {
+test("Python's urllib gets the 413 for an 8 MiB body, not a broken pipe", async () => {
   const script = [
     "import sys, urllib.request, urllib.error",
     "req = urllib.request.Request(sys.argv[1] + '/v1/push', data=b' ' * (8 << 20), headers={'content-type': 'application/json'})",
@@ -57,7 +58,7 @@ test.skipIf(python === null)("Python's urllib gets the 413 for an 8 MiB body, no
     "except Exception as e:",
     "    print('EXC', type(e).__name__, e)",
   ].join("\n");
-  const proc = Bun.spawn([python!, "-c", script, server.url], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([python, "-c", script, server.url], { stdout: "pipe", stderr: "pipe" });
   const out = (await new Response(proc.stdout).text()).trim();
   await proc.exited;
   expect(out).toStartWith("HTTP 413");
@@ -65,7 +66,7 @@ test.skipIf(python === null)("Python's urllib gets the 413 for an 8 MiB body, no
 });
 
 /** The same for a write refused on its headers (no token): the client still sending its body reads the 401. */
-test.skipIf(python === null)("Python's urllib gets the 401 of a 3 MB push without the admin token, not a broken pipe", async () => {
+test("Python's urllib gets the 401 of a 3 MB push without the admin token, not a broken pipe", async () => {
   const guarded = await startQuiver(["--demo-entities", "0", "--admin-token", "s3cret", "--grpc-port", "-1"]);
   try {
     const script = [
@@ -81,7 +82,7 @@ test.skipIf(python === null)("Python's urllib gets the 401 of a 3 MB push withou
       "  except Exception as e:",
       "    print('EXC', type(e).__name__, e)",
     ].join("\n");
-    const proc = Bun.spawn([python!, "-c", script, guarded.url], { stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([python, "-c", script, guarded.url], { stdout: "pipe", stderr: "pipe" });
     const out = (await new Response(proc.stdout).text()).trim().split("\n");
     await proc.exited;
     expect(out.length).toBe(3);

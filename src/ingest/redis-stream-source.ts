@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import { replyFields } from "../kv/redis-reply.ts";
 import type { RedisSourceSettings } from "./compile-sources.ts";
 import { type DeadLetter, type DeadLetterQueue, deadLetterOf, type NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
@@ -182,9 +183,9 @@ export class RedisStreamSource implements StreamSource {
   async lag(): Promise<SourceLag> {
     const { stream, group } = this.settings;
     const [groups, streamInfo] = (await Promise.all([this.control.call("XINFO", "GROUPS", stream), this.control.call("XINFO", "STREAM", stream)])) as [unknown[][], unknown[]];
-    const s = fields(streamInfo);
+    const s = replyFields(streamInfo);
     for (const g of groups) {
-      const info = fields(g);
+      const info = replyFields(g);
       if (info.get("name") !== group) continue;
       const lag = optionalNumber(info.get("lag"));
       const last = String(info.get("last-delivered-id") ?? "0-0");
@@ -210,13 +211,6 @@ export class RedisStreamSource implements StreamSource {
     this.reader.disconnect();
     await this.control.quit().catch(() => undefined);
   }
-}
-
-/** An XINFO reply's flat name/value list as a map. */
-function fields(reply: unknown[]): Map<string, unknown> {
-  const out = new Map<string, unknown>();
-  for (let i = 0; i + 1 < reply.length; i += 2) out.set(String(reply[i]), reply[i + 1]);
-  return out;
 }
 
 /** An XINFO number that Redis may answer as nil. */

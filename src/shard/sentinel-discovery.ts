@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { withDeadline } from "../kv/storage-errors.ts";
+import { replyFields } from "../kv/redis-reply.ts";
 import { parseHostPort } from "./address.ts";
 import type { Discovery, Layout } from "./discovery.ts";
 
@@ -84,10 +85,9 @@ export class SentinelDiscovery implements Discovery {
     const primary = `${master[0]}:${master[1]}`;
     const replicas: string[] = [];
     for (const entry of (await withDeadline(replicasReply, timeout, "sentinel replicas query")) as unknown[][]) {
-      const fields = new Map<string, string>();
-      for (let i = 0; i + 1 < entry.length; i += 2) fields.set(String(entry[i]), String(entry[i + 1]));
-      const address = `${fields.get("ip")}:${fields.get("port")}`;
-      if (!BAD_FLAGS.test(fields.get("flags") ?? "") && address !== primary) replicas.push(address);
+      const fields = replyFields(entry);
+      const address = `${String(fields.get("ip"))}:${String(fields.get("port"))}`;
+      if (!BAD_FLAGS.test(String(fields.get("flags") ?? "")) && address !== primary) replicas.push(address);
     }
     return { primary, replicas };
   }
