@@ -9,13 +9,17 @@ function harness(minRequests: number, heapMb = 300) {
   let clock = 0;
   let collected = 0;
   let heap = heapMb * MB;
+  let heapReads = 0;
   const pauses: number[] = [];
   const gc: YoungGc = {
     collect: () => {
       collected++;
       clock += 0.8; // the pause, as the pacer measures it
     },
-    heapBytes: () => heap,
+    heapBytes: () => {
+      heapReads++;
+      return heap;
+    },
   };
   const pacer = new YoungGcPacer(gc, () => requests, { intervalMs: 50, minRequests, onCollected: (ms) => pauses.push(ms) }, () => clock);
   return {
@@ -27,6 +31,10 @@ function harness(minRequests: number, heapMb = 300) {
     setHeapMb: (mb: number) => {
       heap = mb * MB;
     },
+    advance: (ms: number) => {
+      clock += ms;
+    },
+    heapReads: () => heapReads,
     collected: () => collected,
   };
 }
@@ -58,10 +66,27 @@ test("a small heap is left to the runtime's own schedule, however busy", () => {
   h.serve(10_000);
   expect(h.pacer.tick()).toBe(false);
   expect(h.collected()).toBe(0);
-  // The store grows past the bound: the requests seen meanwhile still count.
+  // The store grows past the bound: seen once the last reading is a second old; the requests seen meanwhile still count.
   h.setHeapMb(200);
+  h.advance(500);
+  expect(h.pacer.tick()).toBe(false);
+  h.advance(500);
   expect(h.pacer.tick()).toBe(true);
   expect(h.collected()).toBe(1);
+});
+
+test("the heap's size is read at most once a second (reading it walks the heap), and never while idle", () => {
+  const h = harness(256);
+  for (let i = 0; i < 5; i++) expect(h.pacer.tick()).toBe(false);
+  expect(h.heapReads()).toBe(0);
+  for (let tick = 0; tick < 40; tick++) {
+    h.serve(1000);
+    expect(h.pacer.tick()).toBe(true);
+    h.advance(50);
+  }
+  // 40 ticks over just under 2 s (each collection's 0.8 ms pause included): two readings, at 0 and ~1 s.
+  expect(h.collected()).toBe(40);
+  expect(h.heapReads()).toBe(2);
 });
 
 test("requests admitted before the pacer existed do not count", () => {
