@@ -45,6 +45,24 @@ export async function cpuBusyShare(ms = 1000): Promise<number | null> {
   return Math.round((1 - (b[1] - a[1]) / (b[0] - a[0])) * 100) / 100;
 }
 
+/** One core's CPU time so far (jiffies, all and idle), from /proc/stat; null where there is none. */
+export async function coreTicks(cpu: string): Promise<{ readonly total: number; readonly idle: number } | null> {
+  try {
+    const line = (await Bun.file("/proc/stat").text()).split("\n").find((l) => l.startsWith(`cpu${cpu} `));
+    if (line === undefined) return null;
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    return { total: v.slice(0, 8).reduce((a, b) => a + b, 0), idle: (v[3] ?? 0) + (v[4] ?? 0) };
+  } catch {
+    return null;
+  }
+}
+
+/** Share of a core busy between two `coreTicks` readings (null when either is missing or no time passed). */
+export function coreBusy(a: { total: number; idle: number } | null, b: { total: number; idle: number } | null): number | null {
+  if (a === null || b === null || b.total <= a.total) return null;
+  return Math.round((1 - (b.idle - a.idle) / (b.total - a.total)) * 100) / 100;
+}
+
 /**
  * Waits (up to maxWaitS) for the machine to be nearly idle before measuring: on a
  * shared 2-core box, another process's burst would otherwise land in the figures.

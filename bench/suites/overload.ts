@@ -1,5 +1,6 @@
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
+import { coreBusy, coreTicks } from "../lib/machine.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { fixedPostScript, rotatingBatchScript } from "../lib/wrk-lua.ts";
 import { BATCH_LOOKUP_PARTS } from "./lookup-probe.ts";
@@ -19,6 +20,8 @@ const BATCH = 100;
 const ROUNDS = 3;
 /** Open-loop connections at 3x: several times what is in flight (rate x latency ~ 100), so the generator never waits for one. */
 const OVERLOAD_CONNECTIONS = 256;
+/** Driver core busy share from which a round's goodput is flagged as partly the rig's (what shares that core slows down). */
+const DRIVER_SATURATED = 0.95;
 /** Offered load over the round's capacity. */
 const OVERLOAD = 3;
 /** About the size of Quiver's 503 body for a CPU-overload refusal. */
@@ -44,9 +47,11 @@ export interface OverloadStore {
   readonly entities: number;
   /** Prefix of the raw result files' names. */
   readonly tag: string;
+  /** Who runs on the driver core during a round, in words. */
+  readonly onDriverCore: string;
 }
 
-export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", server: "the default server (embedded store", argv: [], entities: ENTITIES, tag: "overload-cpu" };
+export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", server: "the default server (embedded store", argv: [], entities: ENTITIES, tag: "overload-cpu", onDriverCore: "the generator" };
 
 /**
  * The same rounds against a server reading 3 Redis shards (`topology`): a
@@ -54,7 +59,7 @@ export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "em
  * concurrency limit sees it in flight as well as the loop-turn signal.
  */
 export function redisStore(topology: string, entities: number): OverloadStore {
-  return { label: "Overload on Redis", words: "3 Redis shards", server: "the server on 3 Redis shards (L1 cache off", argv: ["--topology", topology, "--cache-l1", "off"], entities, tag: "overload-redis" };
+  return { label: "Overload on Redis", words: "3 Redis shards", server: "the server on 3 Redis shards (L1 cache off", argv: ["--topology", topology, "--cache-l1", "off"], entities, tag: "overload-redis", onDriverCore: "the generator and the 3 redis-servers" };
 }
 
 /**
@@ -91,18 +96,24 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     const unloaded = await generator(ctx, server, `${tag}-unloaded`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.max(1, Math.round(okRate(first) / 4)), connections: 16 });
     const rounds: Round[] = [];
     for (let r = 0; r < ROUNDS; r++) {
+      const capTicks = await coreTicks(ctx.driverCpu);
       const capacity = await generator(ctx, server, `${tag}-capacity-${r}`, { ...base, duration: `${ctx.throughputSeconds}s`, mode: "closed", connections: 4 });
+      const capDriver = coreBusy(capTicks, await coreTicks(ctx.driverCpu));
       const cap = okRate(capacity);
       const before = await serverCounts(server.url);
+      const overTicks = await coreTicks(ctx.driverCpu);
       const over = await generator(ctx, server, `${tag}-3x-${r}`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(cap * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
+      // How busy the driver core was: the generator (and, on Redis, the shards) share it. Saturated, it slows
+      // the redis-servers the lookups wait on, which no lag check sees; the goodput is then partly the rig's.
+      const driverBusy = { capacity: capDriver, overload: coreBusy(overTicks, await coreTicks(ctx.driverCpu)) };
       const during = since(await serverCounts(server.url), before);
       const failedReads = Object.values(during.failedReads).reduce((a, b) => a + b, 0);
       // A 200 whose shard read failed answered defaults: not goodput. Counted at most once per failed read
       // (an upper bound on the degraded 200s: one lookup reads every shard). The metrics' delta spans the
       // generator's 1 s warm-up too: spread it over the whole window.
       const goodput = Math.max(0, okRate(over) - failedReads / (seconds + 1));
-      rounds.push({ capacity: cap, capacityShed: capacity.run.statusCounts["503"] ?? 0, over, goodput, shedReasons: during.shed, failedReads, failedReadReasons: during.failedReads });
-      ctx.log(`  round ${r + 1}: capacity ${Math.round(cap)} req/s, goodput at 3x ${Math.round(goodput)} req/s (ratio ${ratio(goodput, cap)}), shed ${JSON.stringify(during.shed)}, failed shard reads ${JSON.stringify(during.failedReads)}`);
+      rounds.push({ capacity: cap, capacityShed: capacity.run.statusCounts["503"] ?? 0, over, goodput, shedReasons: during.shed, failedReads, failedReadReasons: during.failedReads, driverBusy });
+      ctx.log(`  round ${r + 1}: capacity ${Math.round(cap)} req/s, goodput at 3x ${Math.round(goodput)} req/s (ratio ${ratio(goodput, cap)}), shed ${JSON.stringify(during.shed)}, failed shard reads ${JSON.stringify(during.failedReads)}, driver core busy ${JSON.stringify(driverBusy)}`);
     }
     const after = await generator(ctx, server, `${tag}-after`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.max(1, Math.round(okRate(first) / 4)), connections: 16 });
     const m = [...rounds].sort((a, b) => a.goodput / a.capacity - b.goodput / b.capacity)[Math.floor(ROUNDS / 2)]!;
@@ -130,8 +141,18 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     }
     const bound = goodputBound(costs);
     const floorService = floor.run.serviceTimeMs;
+    const driverSaturated = (m.driverBusy.overload ?? 0) >= DRIVER_SATURATED;
     const checks: Check[] = [
-      { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
+      { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: driverSaturated ? ">= 0.9 (the driver core was saturated: see its row)" : ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
+      {
+        name: `${store.label} at 3x (${setting}): driver core busy during the 3x run, median round (${store.onDriverCore}; baseline: during its capacity run)`,
+        unit: "share",
+        baseline: m.driverBusy.capacity,
+        measured: m.driverBusy.overload,
+        ratio: null,
+        target: `info (at ${DRIVER_SATURATED} or more the rig, not only the server, sets the goodput)`,
+        pass: null,
+      },
       { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity, the lower of the runs before and right after the overload)`, unit: "ms", baseline: calmP99, measured: admittedP99, ratio: ratio(admittedP99, calmP99), target: variant === null ? "<= 2" : "info (<= 2 is the goal, for the defaults)", pass: variant !== null || admittedP99 === null ? null : admittedP99 / calmP99 <= 2 },
       { name: `${store.label} at 3x (${setting}): p99 of refused lookups (503s), from the scheduled send (includes the wait in the socket)`, unit: "ms", baseline: null, measured: shedP99, ratio: null, target: "info", pass: null },
       {
@@ -171,7 +192,7 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
       checks,
       measured: {
         unloaded: summary(unloaded),
-        rounds: rounds.map((r) => ({ capacityRps: r.capacity, capacityShed: r.capacityShed, shedReasons: r.shedReasons, failedReads: r.failedReadReasons, targetRate: Math.round(r.capacity * OVERLOAD), goodput: r.goodput, ratio: ratio(r.goodput, r.capacity), ...summary(r.over) })),
+        rounds: rounds.map((r) => ({ capacityRps: r.capacity, capacityShed: r.capacityShed, driverCoreBusy: r.driverBusy, shedReasons: r.shedReasons, failedReads: r.failedReadReasons, targetRate: Math.round(r.capacity * OVERLOAD), goodput: r.goodput, ratio: ratio(r.goodput, r.capacity), ...summary(r.over) })),
         median: { capacityRps: m.capacity, goodput: m.goodput, shedReasons: m.shedReasons, failedReads: m.failedReadReasons, admittedP99Ms: admittedP99, shedP99Ms: shedP99, generatorLagged: lag.generator, connectionsHeld: lag.held },
         goodputBound: bound,
         refusalLatencyFloor: summary(floor),
@@ -194,6 +215,8 @@ interface Round {
   /** Shard reads that failed during the 3x run, in all and by reason. */
   readonly failedReads: number;
   readonly failedReadReasons: Record<string, number>;
+  /** Share of the driver core busy during the capacity run and during the 3x run. */
+  readonly driverBusy: { readonly capacity: number | null; readonly overload: number | null };
 }
 
 /** CPU per request (seconds), each measured by wrk with the overload's requests on the server's core. */
