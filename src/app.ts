@@ -13,7 +13,7 @@ import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, re
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, type ViewSample, type WarmupShape } from "./serving/index.ts";
-import { AdaptiveAdmission, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
+import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -110,8 +110,12 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const sheds = options.servesSockets === true && config.overloadDelayMs > 0;
   const lagProbe = sheds ? new LoopLagProbe().start() : undefined;
   const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs, turnMs: config.overloadTurnMs > 0 ? config.overloadTurnMs : config.overloadDelayMs, maxTurnMs: config.overloadTurnMaxMs > 0 ? config.overloadTurnMaxMs : config.overloadDelayMs }, undefined, undefined, lagProbe) : undefined;
-  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), new LoopStallJudge(pressure, lagProbe));
+  // Timeouts that hit most shards together are not one shard's fault either (resilience/common-cause.ts).
+  let shardCount = (): number => 0;
+  const judge = new CommonCauseJudge(new LoopStallJudge(pressure, lagProbe), () => shardCount());
+  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge);
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
+  shardCount = () => store.members.length;
   const shards = storage.shards;
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
   const podId = options.podId ?? `${hostname()}:${process.pid}`;

@@ -150,7 +150,7 @@ describe("ReplicaSet reads settle by the caller's deadline (readsSettleByDeadlin
       writeAcks: 0,
       readAttemptTimeoutMs: 20,
       probeIntervalMs: 60_000,
-      stall: { stalled: () => "event loop overloaded" },
+      stall: { stalled: () => ({ cause: "local", why: "event loop overloaded" }) },
     });
     try {
       expect(memberStats(judged, server.address).healthy).toBe(true);

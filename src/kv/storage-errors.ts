@@ -44,6 +44,19 @@ export class LocalStallError extends StorageError {
   }
 }
 
+/**
+ * A storage wait ran out while most shards timed out together (resilience/
+ * common-cause.ts): something they share was slow (the host or network they
+ * run on, a neighbour starving them), not this shard. Treated as a local
+ * stall is: the caller gets what a timeout gives, the breaker does not count
+ * it, it is not retried.
+ */
+export class CommonStallError extends StorageError {
+  constructor(timeout: StorageTimeoutError, why: string) {
+    super("common_stall", `${timeout.message}, but most shards timed out together (${why}): not counted against the shard`, true, timeout);
+  }
+}
+
 /** The caller's signal aborted the call; not the node's fault. */
 export class StorageAbortedError extends StorageError {
   constructor(what: string) {

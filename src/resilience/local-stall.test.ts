@@ -12,7 +12,7 @@ describe("LoopStallJudge", () => {
     expect(firedLate(1000, 200)).toBe(false);
     expect(firedLate(1000, 260)).toBe(true);
     expect(firedLate(4, 3)).toBe(false); // under the 5 ms floor: timer jitter
-    expect(LATENESS_JUDGE.stalled(timeout(20, 30))).toBe("its timer fired 30 ms late");
+    expect(LATENESS_JUDGE.stalled(timeout(20, 30))?.why).toBe("its timer fired 30 ms late");
     expect(LATENESS_JUDGE.stalled(timeout(20, 1))).toBeNull();
   });
 
@@ -21,10 +21,10 @@ describe("LoopStallJudge", () => {
     const judge = new LoopStallJudge(loop);
     expect(judge.stalled(timeout(20, 1))).toBeNull();
     loop.lastTurnMs = 12;
-    expect(judge.stalled(timeout(20, 1))).toBe("event loop turn of 12 ms");
+    expect(judge.stalled(timeout(20, 1))?.why).toBe("event loop turn of 12 ms");
     loop.lastTurnMs = 2;
     loop.overloaded = true;
-    expect(judge.stalled(timeout(20, 1))).toBe("event loop overloaded");
+    expect(judge.stalled(timeout(20, 1))?.why).toBe("event loop overloaded");
   });
 
   test("judgeTimeout turns only blamed timeouts into LocalStallError, keeping the timeout as its cause", () => {
@@ -117,6 +117,6 @@ describe("LoopLagProbe", () => {
     const judge = new LoopStallJudge(undefined, probe);
     expect(judge.stalled(timeout(20, 0))).toBeNull();
     probe.tick(40); // 30 ms late
-    expect(judge.stalled(timeout(20, 0))).toBe("event loop 30 ms behind");
+    expect(judge.stalled(timeout(20, 0))?.why).toBe("event loop 30 ms behind");
   });
 });

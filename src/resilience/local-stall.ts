@@ -1,4 +1,4 @@
-import { LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import type { LoopLag } from "./loop-lag.ts";
 import type { LoopPressure } from "./loop-pressure.ts";
 
@@ -19,9 +19,28 @@ import type { LoopPressure } from "./loop-pressure.ts";
  * it, metrics report it as `local_stall`.
  */
 export interface StallJudge {
-  /** Why this process, not the callee, is to blame for `timeout`; null when it is not. */
-  stalled(timeout: StorageTimeoutError): string | null;
+  /**
+   * Who, other than the shard called, is to blame for `timeout`, and why;
+   * null when it is the shard's. `call` names the shard (judges that compare
+   * shards need it; the process-local one does not).
+   */
+  stalled(timeout: StorageTimeoutError, call?: TimedOutCall): StallVerdict | null;
 }
+
+/** The call that timed out, for judges that compare shards. */
+export interface TimedOutCall {
+  readonly shard: string;
+  /** A breaker's trial call (its breaker half-open): only a local stall excuses it. */
+  readonly trial: boolean;
+}
+
+/** A timeout that is not the shard's fault: this process stalled (`local`), or most shards timed out together (`common`). */
+export interface StallVerdict {
+  readonly cause: "local" | "common";
+  readonly why: string;
+}
+
+const local = (why: string): StallVerdict => ({ cause: "local", why });
 
 /** A timer firing later than this share of its budget (and than LATE_FLOOR_MS) means the loop was blocked. */
 const LATE_SHARE = 0.25;
@@ -48,14 +67,14 @@ export class LoopStallJudge implements StallJudge {
     private readonly lag?: LoopLag,
   ) {}
 
-  stalled(timeout: StorageTimeoutError): string | null {
+  stalled(timeout: StorageTimeoutError): StallVerdict | null {
     const budget = timeout.budgetMs;
-    if (firedLate(budget, timeout.lateMs)) return `its timer fired ${Math.round(timeout.lateMs)} ms late`;
+    if (firedLate(budget, timeout.lateMs)) return local(`its timer fired ${Math.round(timeout.lateMs)} ms late`);
     const loop = this.loop;
-    if (loop?.overloaded === true) return "event loop overloaded";
-    if (loop !== undefined && loop.lastTurnMs > budget * TURN_SHARE) return `event loop turn of ${Math.round(loop.lastTurnMs)} ms`;
+    if (loop?.overloaded === true) return local("event loop overloaded");
+    if (loop !== undefined && loop.lastTurnMs > budget * TURN_SHARE) return local(`event loop turn of ${Math.round(loop.lastTurnMs)} ms`);
     const lag = this.lag?.recentMaxMs() ?? 0;
-    if (firedLate(budget, lag)) return `event loop ${Math.round(lag)} ms behind`;
+    if (firedLate(budget, lag)) return local(`event loop ${Math.round(lag)} ms behind`);
     return null;
   }
 }
@@ -63,9 +82,14 @@ export class LoopStallJudge implements StallJudge {
 /** The default: lateness only. */
 export const LATENESS_JUDGE: StallJudge = new LoopStallJudge();
 
-/** `error` as the caller should see it: a timeout the judge blames on the process becomes `LocalStallError`. */
-export function judgeTimeout(judge: StallJudge, error: unknown): unknown {
+/**
+ * `error` as the caller should see it: a timeout the judge blames on the
+ * process becomes `LocalStallError`, one it blames on a cause common to the
+ * shards `CommonStallError`.
+ */
+export function judgeTimeout(judge: StallJudge, error: unknown, call?: TimedOutCall): unknown {
   if (!(error instanceof StorageTimeoutError)) return error;
-  const why = judge.stalled(error);
-  return why === null ? error : new LocalStallError(error, why);
+  const verdict = judge.stalled(error, call);
+  if (verdict === null) return error;
+  return verdict.cause === "local" ? new LocalStallError(error, verdict.why) : new CommonStallError(error, verdict.why);
 }

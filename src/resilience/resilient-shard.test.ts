@@ -2,13 +2,14 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
 import { type ResilienceSettings, resilienceSettings } from "./settings.ts";
 import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, shardPolicies } from "./shard-policies.ts";
 import type { StallJudge } from "./local-stall.ts";
+import { CommonCauseJudge } from "./common-cause.ts";
 
 /** A judge that never blames this process for a late timer (tests whose subject is the deadline itself). */
 const NEVER_STALLED: StallJudge = { stalled: () => null };
@@ -170,6 +171,50 @@ describe.each([
       clock.advance(100);
     }
     expect(shard.guardState().read).toBe("open");
+  });
+
+  test("timeouts that hit most shards together fail as common_stall and open no breaker; one shard alone, or the whole tier past a second, opens them", async () => {
+    const clock = fakeClock(1_600_000);
+    const { events, observer } = recorder();
+    const judge = new CommonCauseJudge(NEVER_STALLED, () => 3, {}, clock.now);
+    const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
+    const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries: 2 }, observer, clock.now, judge));
+    for (const inner of inners) {
+      inner.mode = "timeout";
+      inner.timeoutLateMs = 1; // on time: the loop-stall judge excuses none of them
+    }
+    // A 500 ms burst in which every shard times out, 10 ms apart (~50 timeouts each).
+    for (let t = 0; t < 500; t += 10) {
+      for (const shard of shards) await read(shard).catch(() => {});
+      clock.advance(10);
+    }
+    expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "closed", "closed"]);
+    const common = events.filter((e) => e.endsWith(":failed:common_stall")).length;
+    expect(common).toBeGreaterThanOrEqual(145); // all but the burst's first timeout(s)
+    const err = await read(shards[1]!).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CommonStallError);
+    expect((err as CommonStallError).message).toContain("3 of 3 shards timed out");
+    // Quiet, then s2 alone times out: its fault; its breaker opens, the others stay closed.
+    clock.advance(5_000);
+    inners[0]!.mode = "ok";
+    inners[2]!.mode = "ok";
+    for (let i = 0; i < 5; i++) {
+      for (const shard of shards) await read(shard).catch(() => {});
+      clock.advance(100);
+    }
+    expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "open", "closed"]);
+    // The whole tier timing out for over a second is an outage: excused for the first second, then the breakers open.
+    clock.advance(60_000);
+    for (const inner of inners) inner.mode = "timeout";
+    let t = 0;
+    while (shards.some((s) => s.guardState().read !== "open") && t < 3_000) {
+      for (const shard of shards) await read(shard).catch(() => {});
+      clock.advance(10);
+      t += 10;
+    }
+    expect(shards.map((s) => s.guardState().read)).toEqual(["open", "open", "open"]);
+    expect(t).toBeGreaterThan(1_000);
+    expect(t).toBeLessThan(1_200);
   });
 
   test("failures spread wider than the window do not open the breaker", async () => {

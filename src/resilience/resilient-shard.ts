@@ -63,8 +63,9 @@ export interface ShardGuardState {
  *
  * Every timeout passes the `StallJudge` before the policies see it: one this
  * process caused (its loop overloaded, the timer fired late) fails its call
- * as `LocalStallError`, which neither the breaker counts nor the retry
- * repeats (local-stall.ts).
+ * as `LocalStallError`, one most shards shared as `CommonStallError`; the
+ * breaker counts neither and the retry repeats neither (local-stall.ts,
+ * common-cause.ts).
  */
 export class ResilientShard implements ShardNode {
   readonly readsNow = "never";
@@ -104,12 +105,23 @@ export class ResilientShard implements ShardNode {
 
   /** The fast path's first attempt failed: the breaker and retry layers take over with that outcome, inside the same bulkhead slot. */
   private afterFirstFailure(keys: readonly string[], ctx: ReadContext | undefined, deadline: number, error: unknown): Promise<ReadSlot[]> {
-    return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error: judgeTimeout(this.judge, error) });
+    return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error: this.judged("read", error) });
   }
 
-  /** Rejects with the judged error: what the policies see of a failed attempt. */
+  /** `error` as the policies see it: a timeout the judge excuses becomes its excused kind (local-stall.ts, common-cause.ts). */
+  private judged(op: ShardOp, error: unknown): unknown {
+    if (!(error instanceof StorageTimeoutError)) return error;
+    return judgeTimeout(this.judge, error, { shard: this.id, trial: this.policies[op].state() === "half_open" });
+  }
+
+  /** Rejects with the judged error: what the policies see of a failed read attempt. */
   private readonly rethrowJudged = (error: unknown): never => {
-    throw judgeTimeout(this.judge, error);
+    throw this.judged("read", error);
+  };
+
+  /** The same for a write attempt (its own breaker's state). */
+  private readonly rethrowJudgedWrite = (error: unknown): never => {
+    throw this.judged("write", error);
   };
 
   /** The full stack raced against the deadline. */
@@ -135,7 +147,7 @@ export class ResilientShard implements ShardNode {
       return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget, 0)) : inner.getMany(keys, ctx).then(undefined, this.rethrowJudged);
     };
     return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, (late) => this.timeout("read", budget, late)).then(undefined, (error: unknown) => {
-      throw this.failed("read", this.policies.read, judgeTimeout(this.judge, error));
+      throw this.failed("read", this.policies.read, this.judged("read", error));
     });
   }
 
@@ -143,7 +155,7 @@ export class ResilientShard implements ShardNode {
     if (entries.length === 0) return { written: 0, ignored: 0 };
     const limit = this.writeAttemptMs;
     try {
-      return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late)).then(undefined, this.rethrowJudged));
+      return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late)).then(undefined, this.rethrowJudgedWrite));
     } catch (error) {
       throw this.failed("write", this.policies.write, error);
     }
@@ -153,7 +165,7 @@ export class ResilientShard implements ShardNode {
   async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
     if (keys.length === 0) return 0;
     try {
-      return await this.policies.write.policy.execute(() => this.inner.deleteMany(keys, signal).then(undefined, this.rethrowJudged));
+      return await this.policies.write.policy.execute(() => this.inner.deleteMany(keys, signal).then(undefined, this.rethrowJudgedWrite));
     } catch (error) {
       throw this.failed("write", this.policies.write, error);
     }

@@ -15,7 +15,7 @@ import {
   retry,
   wrap,
 } from "cockatiel";
-import { LocalStallError, StorageError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StorageError } from "../kv/storage-errors.ts";
 import type { ResilienceSettings } from "./settings.ts";
 import { WindowBreaker } from "./window-breaker.ts";
 
@@ -32,8 +32,8 @@ export interface ResilienceObserver {
 
 export const IGNORE_OBSERVER: ResilienceObserver = { breakerChanged() {}, retried() {}, failed() {} };
 
-/** A fault of the shard (retryable storage error), as opposed to a bad request, our own bug or our own stall (local-stall.ts). */
-export const isShardFault = (e: Error): boolean => e instanceof StorageError && e.retryable && !(e instanceof LocalStallError);
+/** A fault of the shard (retryable storage error), as opposed to a bad request, our own bug, our own stall (local-stall.ts) or one common to the shards (common-cause.ts). */
+export const isShardFault = (e: Error): boolean => e instanceof StorageError && e.retryable && !(e instanceof LocalStallError) && !(e instanceof CommonStallError);
 
 /** Retries never re-run a call the breaker or the bulkhead refused. */
 const isRetryable = (e: Error): boolean => isShardFault(e) && !(e instanceof BrokenCircuitError) && !(e instanceof BulkheadRejectedError);

@@ -1,0 +1,141 @@
+import { describe, expect, test } from "bun:test";
+import { StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonCauseJudge } from "./common-cause.ts";
+import type { StallJudge, StallVerdict } from "./local-stall.ts";
+
+const NEVER: StallJudge = { stalled: () => null };
+const timeout = (budgetMs = 20) => new StorageTimeoutError("read", budgetMs, 0);
+
+function harness(shards = 3, inner: StallJudge = NEVER) {
+  let now = 10_000;
+  let count = shards;
+  const judge = new CommonCauseJudge(inner, () => count, {}, () => now);
+  return {
+    judge,
+    at: (t: number) => {
+      now = t;
+    },
+    setShards: (n: number) => {
+      count = n;
+    },
+    verdict: (shard: string, trial = false, budgetMs = 20): StallVerdict | null => judge.stalled(timeout(budgetMs), { shard, trial }),
+  };
+}
+
+describe("CommonCauseJudge", () => {
+  test("one shard timing out alone is that shard's fault, however often", () => {
+    const h = harness();
+    for (let t = 10_000; t < 12_000; t += 10) {
+      h.at(t);
+      expect(h.verdict("s1")).toBeNull();
+    }
+  });
+
+  test("timeouts of most shards within the window are a common cause's; the first of them is still charged", () => {
+    const h = harness();
+    h.at(10_000);
+    expect(h.verdict("s1")).toBeNull(); // nobody else yet
+    h.at(10_005);
+    expect(h.verdict("s2")).toEqual({ cause: "common", why: "2 of 3 shards timed out within 100 ms" });
+    h.at(10_010);
+    expect(h.verdict("s3")?.why).toBe("3 of 3 shards timed out within 100 ms");
+    h.at(10_020);
+    expect(h.verdict("s1")?.cause).toBe("common");
+  });
+
+  test("the window is twice the budget, at least 100 ms: older timeouts of other shards do not count", () => {
+    const h = harness();
+    h.at(10_000);
+    h.verdict("s1");
+    h.at(10_150);
+    expect(h.verdict("s2")).toBeNull(); // 150 ms apart, budget 20: window 100
+    h.at(20_000);
+    h.verdict("s1");
+    h.at(20_150);
+    expect(h.verdict("s2", false, 80)?.cause).toBe("common"); // budget 80: window 160
+  });
+
+  test("more than half of the shards: two of four is not enough, three is; one shard alone never", () => {
+    const h = harness(4);
+    h.at(10_000);
+    h.verdict("s1");
+    expect(h.verdict("s2")).toBeNull();
+    expect(h.verdict("s3")?.cause).toBe("common");
+    const single = harness(1);
+    single.at(10_000);
+    expect(single.verdict("s1")).toBeNull();
+    expect(single.verdict("s1")).toBeNull();
+  });
+
+  test("an episode is excused for its first second only (a tier-wide outage must open the breakers); a new one after a quiet window is excused again", () => {
+    const h = harness();
+    const excused: boolean[] = [];
+    for (let t = 10_000; t <= 11_500; t += 10) {
+      h.at(t);
+      for (const s of ["s1", "s2", "s3"]) excused.push(h.verdict(s) !== null);
+    }
+    // 10_000: s1 charged (first), then excused through 11_000, then charged.
+    expect(excused[0]).toBe(false);
+    expect(excused.slice(1, 300).every((e) => e)).toBe(true); // up to t = 10_990
+    h.at(11_010);
+    expect(h.verdict("s1")).toBeNull();
+    // Quiet for more than the window: the next burst is a new episode.
+    h.at(11_700);
+    h.verdict("s1");
+    h.at(11_705);
+    expect(h.verdict("s2")?.cause).toBe("common");
+  });
+
+  test("timeouts the process-local judge excuses still extend the episode: a tier-wide outage is not excused past its first second", () => {
+    let stalled = false;
+    const local: StallJudge = { stalled: () => (stalled ? { cause: "local", why: "event loop overloaded" } : null) };
+    const h = harness(3, local);
+    for (let t = 10_000; t <= 11_200; t += 10) {
+      h.at(t);
+      // Mostly blamed on the loop (long turns while every shard hangs); the others 150 ms apart, more than the window.
+      stalled = (t / 10) % 15 !== 0;
+      for (const s of ["s1", "s2", "s3"]) {
+        const v = h.verdict(s);
+        if (!stalled && t > 10_000 && t <= 10_990) expect(v?.cause).toBe("common");
+        if (!stalled && t > 11_010) expect(v).toBeNull();
+      }
+    }
+  });
+
+  test("a breaker's trial is never excused as common, but its timeout still counts for the others", () => {
+    const h = harness();
+    h.at(10_000);
+    h.verdict("s1");
+    h.at(10_001);
+    expect(h.verdict("s2", true)).toBeNull();
+    h.at(10_002);
+    expect(h.verdict("s3")?.why).toBe("3 of 3 shards timed out within 100 ms");
+  });
+
+  test("the process-local judge is asked first; its verdicts count as timeouts for the other shards", () => {
+    let stalled = true;
+    const local: StallJudge = { stalled: () => (stalled ? { cause: "local", why: "event loop overloaded" } : null) };
+    const h = harness(3, local);
+    h.at(10_000);
+    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded" });
+    stalled = false;
+    h.at(10_010);
+    expect(h.verdict("s2")?.cause).toBe("common");
+    // Without a call (no shard named) only the inner judge speaks.
+    expect(h.judge.stalled(timeout())).toBeNull();
+  });
+
+  test("the shard count is read at each verdict (shards added by a rebalance)", () => {
+    const h = harness(3);
+    h.at(10_000);
+    h.verdict("s1");
+    h.setShards(5);
+    expect(h.verdict("s2")).toBeNull(); // 2 of 5
+    expect(h.verdict("s3")?.why).toBe("3 of 5 shards timed out within 100 ms");
+  });
+
+  test("bad settings are refused", () => {
+    expect(() => new CommonCauseJudge(NEVER, () => 3, { maxEpisodeMs: -1 })).toThrow(/episode/);
+    expect(() => new CommonCauseJudge(NEVER, () => 3, { minWindowMs: 0 })).toThrow(/window/);
+  });
+});

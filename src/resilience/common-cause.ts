@@ -1,0 +1,84 @@
+import type { StorageTimeoutError } from "../kv/storage-errors.ts";
+import type { StallJudge, StallVerdict, TimedOutCall } from "./local-stall.ts";
+
+/**
+ * Timeouts that hit most shards at once are not any one shard's fault.
+ *
+ * Each shard's read breaker opens after 5 failures in 10 s (issue 8's
+ * reference figures). At thousands of lookups a second, one brief stall that
+ * slows every shard together yields that many timeouts per shard within
+ * milliseconds. The stall may be the host or network they share, or a
+ * neighbour starving them of CPU. A breaker opened that way answers defaults
+ * for a healthy shard's keys for its whole open time (30 s).
+ * Measured 12-05: 3x overload of 100-entity lookups with the three
+ * redis-servers sharing a saturated core. 35 timeouts hit each shard within
+ * 60 ms; the loop-stall judge excused most of them, not five on one shard.
+ * That shard's breaker opened, and 51,197 reads of its keys answered defaults.
+ *
+ * This judge composes another (the process-local one, asked first) and adds
+ * one rule. A timeout is a common cause's, not the shard's, when timeouts of
+ * more than half of the shards (this one included, at least two) fall within
+ * the last `2 × budget` (at least `minWindowMs`). The excuse has limits:
+ * - It lasts `maxEpisodeMs` (default 1 s) per episode of correlated
+ *   timeouts. A run of them that goes on is an outage of the storage tier
+ *   (every shard down, the network to them cut), and the breakers must open
+ *   so lookups answer defaults at once instead of after their budget. So a
+ *   whole-tier outage opens the breakers ~1 s later than a single shard's.
+ * - A breaker's trial call (half-open) is never excused. An excused trial
+ *   would close the breaker (cockatiel counts an error its breaker does not
+ *   handle as a passed trial), letting every read try a dead tier again.
+ * A single hung shard is judged as before: the other shards do not time out
+ * with it.
+ */
+export interface CommonCauseOptions {
+  /** Longest stretch (ms) of correlated timeouts that is excused; then they count against their shards. Default 1000. */
+  readonly maxEpisodeMs?: number;
+  /** Shortest window (ms) in which timeouts of different shards count as together. Default 100. */
+  readonly minWindowMs?: number;
+}
+
+const DEFAULT_MAX_EPISODE_MS = 1000;
+const DEFAULT_MIN_WINDOW_MS = 100;
+
+export class CommonCauseJudge implements StallJudge {
+  /** Per shard, when its last timeout was judged (ms, `now`'s clock). */
+  private readonly lastTimeout = new Map<string, number>();
+  private episodeStart = Number.NEGATIVE_INFINITY;
+  private lastCorrelated = Number.NEGATIVE_INFINITY;
+  private readonly maxEpisodeMs: number;
+  private readonly minWindowMs: number;
+
+  constructor(
+    private readonly inner: StallJudge,
+    /** How many shards the store has now (the ring's members). */
+    private readonly shardCount: () => number,
+    options: CommonCauseOptions = {},
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.maxEpisodeMs = options.maxEpisodeMs ?? DEFAULT_MAX_EPISODE_MS;
+    this.minWindowMs = options.minWindowMs ?? DEFAULT_MIN_WINDOW_MS;
+    if (!(this.maxEpisodeMs >= 0)) throw new Error(`common-cause episode: expected >= 0 ms, got ${this.maxEpisodeMs}`);
+    if (!(this.minWindowMs > 0)) throw new Error(`common-cause window: expected > 0 ms, got ${this.minWindowMs}`);
+  }
+
+  stalled(timeout: StorageTimeoutError, call?: TimedOutCall): StallVerdict | null {
+    if (call === undefined) return this.inner.stalled(timeout);
+    const t = this.now();
+    // Every timeout is noted, excused or not: the other shards' verdicts compare against it.
+    this.lastTimeout.set(call.shard, t);
+    const shards = this.shardCount();
+    const window = Math.max(this.minWindowMs, 2 * timeout.budgetMs);
+    let together = 0;
+    for (const at of this.lastTimeout.values()) if (t - at <= window) together++;
+    const correlated = shards >= 2 && together * 2 > shards;
+    // An episode: correlated timeouts with no gap longer than the window, whoever is blamed for
+    // each (a tier-wide outage makes long loop turns too, and the loop-stall judge excuses many).
+    if (correlated) {
+      if (t - this.lastCorrelated > window) this.episodeStart = t;
+      this.lastCorrelated = t;
+    }
+    const local = this.inner.stalled(timeout, call);
+    if (local !== null || !correlated || call.trial || t - this.episodeStart > this.maxEpisodeMs) return local;
+    return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms` };
+  }
+}
