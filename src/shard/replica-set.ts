@@ -151,7 +151,8 @@ export class ReplicaSet implements ShardNode {
       return rows;
     } catch (error) {
       // Out of request budget is not the member's fault; a full attempt without an answer is, unless
-      // this process was too busy to hear the answer (resilience/local-stall.ts).
+      // this process was too busy to hear the answer (resilience/local-stall.ts) or most shards timed out
+      // together (resilience/common-cause.ts).
       const memberAtFault = !(error instanceof StorageTimeoutError) || ((budget < remaining || ctx?.deadline === undefined) && this.stall.stalled(error, { shard: this.id, trial: false }) === null);
       if (memberAtFault) {
         this.membership.markFailed(member, error);
