@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { CommonCauseJudge } from "./common-cause.ts";
-import type { StallJudge, StallVerdict } from "./local-stall.ts";
+import { judgeTimeout, LATENESS_JUDGE, type StallJudge, type StallVerdict } from "./local-stall.ts";
 
 const NEVER: StallJudge = { stalled: () => null };
 const timeout = (budgetMs = 20) => new StorageTimeoutError("read", budgetMs, 0);
@@ -102,14 +102,18 @@ describe("CommonCauseJudge", () => {
     }
   });
 
-  test("a breaker's trial is never excused as common, but its timeout still counts for the others", () => {
+  test("a breaker's trial is never excused, local or common, but its timeout still counts for the other shards", () => {
     const h = harness();
     h.at(10_000);
     h.verdict("s1");
     h.at(10_001);
-    expect(h.verdict("s2", true)).toBeNull();
+    const trial = timeout();
+    expect(judgeTimeout(h.judge, trial, { shard: "s2", trial: true })).toBe(trial);
+    const late = new StorageTimeoutError("read", 20, 40); // a local stall, were it not a trial
+    expect(judgeTimeout(LATENESS_JUDGE, late, { shard: "s2", trial: true })).toBe(late);
     h.at(10_002);
     expect(h.verdict("s3")?.why).toBe("3 of 3 shards timed out within 100 ms");
+    expect(judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false })).toBeInstanceOf(CommonStallError);
   });
 
   test("the process-local judge is asked first; its verdicts count as timeouts for the other shards", () => {

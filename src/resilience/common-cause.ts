@@ -24,9 +24,9 @@ import type { StallJudge, StallVerdict, TimedOutCall } from "./local-stall.ts";
  *   (every shard down, the network to them cut), and the breakers must open
  *   so lookups answer defaults at once instead of after their budget. So a
  *   whole-tier outage opens the breakers ~1 s later than a single shard's.
- * - A breaker's trial call (half-open) is never excused. An excused trial
- *   would close the breaker (cockatiel counts an error its breaker does not
- *   handle as a passed trial), letting every read try a dead tier again.
+ * - A breaker's trial call (half-open) is never excused (judgeTimeout): an
+ *   excused trial would close the breaker, letting every read try a dead
+ *   tier again.
  * A single hung shard is judged as before: the other shards do not time out
  * with it.
  */
@@ -78,7 +78,7 @@ export class CommonCauseJudge implements StallJudge {
       this.lastCorrelated = t;
     }
     const local = this.inner.stalled(timeout, call);
-    if (local !== null || !correlated || call.trial || t - this.episodeStart > this.maxEpisodeMs) return local;
+    if (local !== null || !correlated || t - this.episodeStart > this.maxEpisodeMs) return local;
     return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms` };
   }
 }

@@ -30,7 +30,7 @@ export interface StallJudge {
 /** The call that timed out, for judges that compare shards. */
 export interface TimedOutCall {
   readonly shard: string;
-  /** A breaker's trial call (its breaker half-open): only a local stall excuses it. */
+  /** A breaker's trial call (its breaker half-open): never excused (judgeTimeout). */
   readonly trial: boolean;
 }
 
@@ -90,6 +90,9 @@ export const LATENESS_JUDGE: StallJudge = new LoopStallJudge();
 export function judgeTimeout(judge: StallJudge, error: unknown, call?: TimedOutCall): unknown {
   if (!(error instanceof StorageTimeoutError)) return error;
   const verdict = judge.stalled(error, call);
-  if (verdict === null) return error;
+  // A breaker's trial is judged strictly (the judge still notes it): cockatiel takes an error its breaker does not
+  // handle as a passed trial and closes the breaker, so an excused timeout would close it on a shard that never
+  // answered, and while the process stays overloaded every later timeout is excused too: it would never reopen.
+  if (verdict === null || call?.trial === true) return error;
   return verdict.cause === "local" ? new LocalStallError(error, verdict.why) : new CommonStallError(error, verdict.why);
 }

@@ -8,7 +8,7 @@ import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
 import { type ResilienceSettings, resilienceSettings } from "./settings.ts";
 import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, shardPolicies } from "./shard-policies.ts";
-import type { StallJudge } from "./local-stall.ts";
+import { LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import { CommonCauseJudge } from "./common-cause.ts";
 
 /** A judge that never blames this process for a late timer (tests whose subject is the deadline itself). */
@@ -215,6 +215,33 @@ describe.each([
     expect(shards.map((s) => s.guardState().read)).toEqual(["open", "open", "open"]);
     expect(t).toBeGreaterThan(1_000);
     expect(t).toBeLessThan(1_200);
+  });
+
+  test("a breaker's trial that times out while this process is stalled reopens the breaker instead of closing it", async () => {
+    const clock = fakeClock(1_700_000);
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 0 }, observer, clock.now, LATENESS_JUDGE);
+    inner.mode = "timeout";
+    inner.timeoutLateMs = 1; // on time: the shard's fault
+    for (let i = 0; i < 5; i++) {
+      await read(shard).catch(() => {});
+      clock.advance(100);
+    }
+    expect(shard.guardState().read).toBe("open");
+    // Half-open time: the shard still does not answer, and now the timer fires late (an overloaded loop).
+    clock.advance(30_000);
+    inner.timeoutLateMs = 40;
+    // The caller's error is judged after the trial (the breaker open again): a local stall, as any late timer is.
+    await expect(read(shard)).rejects.toBeInstanceOf(LocalStallError);
+    expect(shard.guardState().read).toBe("open");
+    expect(events.filter((e) => e === "s1/read:half_open")).toHaveLength(1);
+    expect(events.filter((e) => e === "s1/read:closed")).toHaveLength(0);
+    // Outside a trial the same late timeout is still this process's (the breaker is open: it fails fast anyway).
+    inner.mode = "ok";
+    clock.advance(30_000);
+    await read(shard);
+    expect(shard.guardState().read).toBe("closed");
   });
 
   test("failures spread wider than the window do not open the breaker", async () => {
