@@ -112,7 +112,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const pressure = sheds ? new TurnSojourn({ targetMs: config.overloadDelayMs, sustainMs: config.overloadIntervalMs, turnMs: config.overloadTurnMs > 0 ? config.overloadTurnMs : config.overloadDelayMs, maxTurnMs: config.overloadTurnMaxMs > 0 ? config.overloadTurnMaxMs : config.overloadDelayMs }, undefined, undefined, lagProbe) : undefined;
   // Timeouts that hit most shards together are not one shard's fault either (resilience/common-cause.ts).
   let shardCount = (): number => 0;
-  const judge = new CommonCauseJudge(new LoopStallJudge(pressure, lagProbe), () => shardCount());
+  const loopJudge = new LoopStallJudge(pressure, lagProbe);
+  const judge = config.commonStallMs > 0 ? new CommonCauseJudge(loopJudge, () => shardCount(), { maxEpisodeMs: config.commonStallMs }) : loopJudge;
   const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge);
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;

@@ -44,6 +44,7 @@ export interface QuiverConfig {
   readonly overloadIntervalMs: number;
   readonly overloadTurnMs: number;
   readonly overloadTurnMaxMs: number;
+  readonly commonStallMs: number;
   readonly youngGcIntervalMs: number;
   readonly youngGcMinRequests: number;
   readonly answerBatch: number;
@@ -152,6 +153,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "overloadIntervalMs", flag: "--overload-interval-ms", env: "QUIVER_OVERLOAD_INTERVAL_MS", default: "100", help: "How long turns must run over --overload-delay-ms before CPU overload shedding starts; shedding ends after this long without a refusal, or once such a stretch refused at most 1 in 20 requests", parse: int(1, 60_000) },
   { key: "overloadTurnMs", flag: "--overload-turn-ms", env: "QUIVER_OVERLOAD_TURN_MS", default: "0.75", help: "Once CPU overload shedding has started, how long (ms) each event-loop turn serves lookups and pushes at first; the rest get 503 at once, the excess before the serving (admitted requests wait about two such turns, refusals about one); the budget grows towards --overload-turn-max-ms while longer turns save refusals (clients that resend at once); 0 = --overload-delay-ms, serving first", parse: decimal(0, 10_000) },
   { key: "overloadTurnMaxMs", flag: "--overload-turn-max-ms", env: "QUIVER_OVERLOAD_TURN_MAX_MS", default: "0", help: "Longest turn budget (ms) that CPU overload shedding may learn, when refusals eat the turns and longer turns refuse fewer (a closed population of clients resending at once); --overload-turn-ms or less keeps the budget fixed; 0 = --overload-delay-ms", parse: decimal(0, 10_000) },
+  { key: "commonStallMs", flag: "--common-stall-ms", env: "QUIVER_COMMON_STALL_MS", default: "1000", help: "Redis shards: timeouts that hit most shards together are not counted against any shard's breaker for up to this long per episode (a stall they share, not a shard's fault); longer, they count (the whole tier is down); 0 = off", parse: int(0, 60_000) },
   { key: "youngGcIntervalMs", flag: "--young-gc-interval-ms", env: "QUIVER_YOUNG_GC_INTERVAL_MS", default: "50", help: "While busy, collect the young generation this often (ms), so request memory is reused warm instead of cycling through the large nursery a big store buys (Bun, heaps of 128 MiB or more; cuts the tail); 0 = the runtime's own schedule only", parse: int(0, 60_000) },
   { key: "youngGcMinRequests", flag: "--young-gc-min-requests", env: "QUIVER_YOUNG_GC_MIN_REQUESTS", default: "256", help: "Lookups and pushes admitted since the last paced young collection for the next one to run (an idle server pays nothing)", parse: int(0, 100_000_000) },
   { key: "warmupLookups", flag: "--warmup-lookups", env: "QUIVER_WARMUP_LOOKUPS", default: "50000", help: "Lookups the server sends itself before it listens, on stored entities it samples, so its first clients meet optimised code (a cold server's first second at 28k lookups/s had p99 230-430 ms); taken back out of the metrics; ~1.5 s; 0 = none", parse: int(0, 10_000_000) },

@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildQuiver, type Quiver } from "../src/app.ts";
+import { loadConfig } from "../src/config/config.ts";
+import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+
+/**
+ * Every shard stalled at once (three real redis-servers SIGSTOPped together):
+ * a short stall opens no breaker (its timeouts are `common_stall`, not the
+ * shards'), a long one is an outage and opens them all, after the excuse's
+ * second (resilience/common-cause.ts). Before, the first 80 ms stall of all
+ * three opened every read breaker for 30 s.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), "quiver-common-stall-"));
+let servers: RedisProcess[] = [];
+let q: Quiver;
+
+beforeAll(async () => {
+  servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const topologyPath = join(dir, "topology.yaml");
+  writeFileSync(topologyPath, ["shards:", ...servers.flatMap((s, i) => [`  - name: s${i + 1}`, `    primary: ${s.address}`, "    writeAcks: 0"]), ""].join("\n"));
+  q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "300", "--cache-l1", "off", "--grpc-port", "-1"], {}));
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of servers) s.resume();
+  await q?.close();
+  await Promise.all(servers.map((s) => s.stop()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** 10-entity lookups (each touches every shard), 8 at a time, until `stop()`. */
+function lookupLoad(): { stop: () => Promise<number> } {
+  let running = true;
+  let done = 0;
+  const loop = async (w: number) => {
+    for (let i = 0; running; i++) {
+      const entities = Array.from({ length: 10 }, (_, k) => ({ driver_id: 1001 + ((w * 37 + i * 10 + k) % 300) }));
+      const res = await q.http.app.request("/v1/lookup", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities }) });
+      await res.arrayBuffer();
+      done++;
+      // A loop turn between lookups: answered from open breakers they never wait on I/O, and would starve the timers.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  const loops = Array.from({ length: 8 }, (_, w) => loop(w));
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return done;
+    },
+  };
+}
+
+async function metric(pattern: RegExp): Promise<number> {
+  const text = await (await q.http.app.request("/metrics")).text();
+  let sum = 0;
+  for (const line of text.split("\n")) if (pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return sum;
+}
+
+const openBreakers = () => metric(/^quiver_shard_breaker_state\{shard="s\d",op="read"\} 2$/).then((n) => n / 2);
+
+test("three shards stalled together for 150 ms, three times: their timeouts are common_stall and no breaker opens", async () => {
+  const load = lookupLoad();
+  await Bun.sleep(300);
+  for (let i = 0; i < 3; i++) {
+    for (const s of servers) s.pause();
+    await Bun.sleep(150);
+    for (const s of servers) s.resume();
+    await Bun.sleep(400);
+  }
+  const lookups = await load.stop();
+  const common = await metric(/^quiver_shard_failures_total\{shard="s\d",op="read",reason="common_stall"\}/);
+  const transitions = await metric(/^quiver_shard_breaker_transitions_total\{shard="s\d",op="read",state="open"\}/);
+  console.log(JSON.stringify({ lookups, commonStallReads: common, breakerOpenings: transitions }));
+  expect(lookups).toBeGreaterThan(0);
+  expect(common).toBeGreaterThan(0);
+  expect(transitions).toBe(0);
+  expect(await openBreakers()).toBe(0);
+}, 30_000);
+
+test("all three stalled for good: an outage; every read breaker opens, later than a single hung shard's would", async () => {
+  const load = lookupLoad();
+  await Bun.sleep(300);
+  for (const s of servers) s.pause();
+  const pausedAt = performance.now();
+  let openedAfterMs = -1;
+  while (performance.now() - pausedAt < 8000) {
+    if ((await openBreakers()) === 3) {
+      openedAfterMs = performance.now() - pausedAt;
+      break;
+    }
+    await Bun.sleep(20);
+  }
+  for (const s of servers) s.resume();
+  await load.stop();
+  console.log(JSON.stringify({ allReadBreakersOpenAfterMs: Math.round(openedAfterMs) }));
+  expect(openedAfterMs).toBeGreaterThan(0);
+  // The excuse lasts 1 s (a hung shard alone opens its breaker ~100 ms in: test/resilience-faults.test.ts).
+  expect(openedAfterMs).toBeGreaterThan(500);
+}, 30_000);
