@@ -1,6 +1,17 @@
 import type { StorageTimeoutError } from "../kv/storage-errors.ts";
 import type { StallJudge, StallVerdict, TimedOutCall } from "./local-stall.ts";
 
+/** Settings of CommonCauseJudge. */
+export interface CommonCauseOptions {
+  /** Longest stretch (ms) of correlated timeouts that is excused; then they count against their shards. Default 1000. */
+  readonly maxEpisodeMs?: number;
+  /** Shortest window (ms) in which timeouts of different shards count as together. Default 100. */
+  readonly minWindowMs?: number;
+}
+
+const DEFAULT_MAX_EPISODE_MS = 1000;
+const DEFAULT_MIN_WINDOW_MS = 100;
+
 /**
  * Timeouts that hit most shards at once are not any one shard's fault.
  *
@@ -15,12 +26,13 @@ import type { StallJudge, StallVerdict, TimedOutCall } from "./local-stall.ts";
  * 60 ms; the loop-stall judge excused most of them, not five on one shard.
  * That shard's breaker opened, and 51,197 reads of its keys answered defaults.
  *
- * This judge composes another (the process-local one, asked first) and adds
- * one rule. A timeout is a common cause's, not the shard's, when timeouts of
+ * This judge composes another (the process-local one, whose verdict stands)
+ * and adds one rule. A timeout is a common cause's, not the shard's, when timeouts of
  * more than half of the shards (this one included, at least two) fall within
  * the last `2 × budget` (at least `minWindowMs`). The excuse has limits:
- * - It lasts `maxEpisodeMs` (default 1 s) per episode of correlated
- *   timeouts. A run of them that goes on is an outage of the storage tier
+ * - It lasts `maxEpisodeMs` (`--common-stall-ms`, default 1 s) per episode
+ *   of correlated timeouts (no gap longer than the window between them,
+ *   excused as local stalls or not). A run of them that goes on is an outage of the storage tier
  *   (every shard down, the network to them cut), and the breakers must open
  *   so lookups answer defaults at once instead of after their budget. So a
  *   whole-tier outage opens the breakers ~1 s later than a single shard's.
@@ -30,16 +42,6 @@ import type { StallJudge, StallVerdict, TimedOutCall } from "./local-stall.ts";
  * A single hung shard is judged as before: the other shards do not time out
  * with it.
  */
-export interface CommonCauseOptions {
-  /** Longest stretch (ms) of correlated timeouts that is excused; then they count against their shards. Default 1000. */
-  readonly maxEpisodeMs?: number;
-  /** Shortest window (ms) in which timeouts of different shards count as together. Default 100. */
-  readonly minWindowMs?: number;
-}
-
-const DEFAULT_MAX_EPISODE_MS = 1000;
-const DEFAULT_MIN_WINDOW_MS = 100;
-
 export class CommonCauseJudge implements StallJudge {
   /** Per shard, when its last timeout was judged (ms, `now`'s clock). */
   private readonly lastTimeout = new Map<string, number>();
