@@ -245,6 +245,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
         warming = false;
         metrics.rewind(mark);
         admission.takeInterval();
+        admission.countFromHere();
       }
       const sampledEntities = samples.reduce((n, s) => n + (s.stored ? s.entities.length : 0), 0);
       return { http: httpReport, grpc: grpcReport, sampledEntities, ms: Math.round(performance.now() - started) };

@@ -31,6 +31,9 @@ describe("start-up warm-up", () => {
       expect((await unaryCall(clients.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
       const snapshot = q.admission.snapshot();
       expect(snapshot.inFlight).toBe(0);
+      expect(snapshot.admitted).toBe(0); // /readyz shows clients' requests, not the warm-up's
+      expect(snapshot.shed).toBe(0);
+      expect(q.admission.admittedCount).toBeGreaterThanOrEqual(3600); // the pacer's running count of work keeps them
       expect(snapshot.cpuOverloaded).toBe(false);
       expect(q.admission.takeInterval().completed).toBe(0);
       let metrics = await q.metrics.render();
@@ -42,6 +45,7 @@ describe("start-up warm-up", () => {
       expect(res.status).toBe(200);
       metrics = await q.metrics.render();
       expect(count(metrics, 'quiver_http_requests_total{route="/v1/lookup",status="200"}')).toBe(1);
+      expect(q.admission.snapshot().admitted).toBe(1);
     } finally {
       clients.close();
       await q.grpc.drain(1000);

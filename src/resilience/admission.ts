@@ -141,6 +141,20 @@ export class AdaptiveAdmission implements Admission {
     return this.admittedTotal;
   }
 
+  /** What the snapshot's `admitted` and `shed` count from (`countFromHere`). */
+  private admittedBase = 0;
+  private shedBase = 0;
+
+  /**
+   * The snapshot's `admitted` and `shed` count from now on: the start-up
+   * warm-up's own requests are not the clients'. `admittedCount` keeps
+   * running (the young-GC pacer counts work, whoever sent it).
+   */
+  countFromHere(): void {
+    this.admittedBase = this.admittedTotal;
+    this.shedBase = this.shedTotal;
+  }
+
   get limit(): number {
     return this.limiter ? this.limiter.limit : this.fixed;
   }
@@ -225,8 +239,8 @@ export class AdaptiveAdmission implements Admission {
       queued: this.queue.length,
       queueCapacity: this.queue.capacity,
       queueStanding: this.queue.isStandingAt(this.now()),
-      shed: this.shedTotal,
-      admitted: this.admittedTotal,
+      shed: this.shedTotal - this.shedBase,
+      admitted: this.admittedTotal - this.admittedBase,
       baselineMs: this.limiter?.baselineMs ?? 0,
       cpuOverloaded: this.pressure?.overloaded ?? false,
       loopTurnMs: this.pressure?.lastTurnMs ?? 0,
