@@ -1,6 +1,6 @@
 import { Hono } from "hono";
-import { BearerToken } from "../../auth/index.ts";
-import { methodNotAllowed, notFound, unauthenticated, unavailable } from "../../errors/index.ts";
+import { methodNotAllowed, notFound, unavailable } from "../../errors/index.ts";
+import { bearerGuard } from "./bearer-guard.ts";
 import type { HttpDeps } from "./deps.ts";
 import { mountFeastRoutes } from "./feast-routes.ts";
 import { mountMatchRoutes } from "./match-routes.ts";
@@ -40,15 +40,6 @@ export interface HttpEdge {
   readonly nativeRoutes: NativeRoutes;
 }
 
-/** Refuses a request whose Authorization does not carry `token` (401, naming the header). */
-function tokenGuard(token: BearerToken): (req: Request) => void {
-  return (req) => {
-    if (!token.admits(req.headers.get("authorization"))) {
-      throw unauthenticated("writes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
-    }
-  };
-}
-
 /** The HTTP edge: Quiver's API, Feast's routes and ops. */
 export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const app = new Hono();
@@ -76,7 +67,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
       return a.answer();
     };
   };
-  const writeGuard = deps.adminToken === undefined ? undefined : tokenGuard(new BearerToken(deps.adminToken));
+  const writeGuard = bearerGuard(deps.adminToken, "writes");
   const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, body?: BodyReading) => {
     if ((SHEDDABLE.has(path) || WRITES.has(path)) && onError === undefined) throw new Error(`${method} ${path}: a sheddable or write route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;

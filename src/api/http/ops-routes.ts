@@ -1,10 +1,10 @@
-import { BearerToken } from "../../auth/index.ts";
-import { failedPrecondition, invalid, notFound, unauthenticated, unavailable, unknownName } from "../../errors/index.ts";
+import { failedPrecondition, invalid, notFound, unavailable, unknownName } from "../../errors/index.ts";
 import type { InvalidationScope } from "../../feed/change-feed.ts";
 import { ANOMALY_KINDS, type AnomalyKind } from "../../ops/anomaly-buffer.ts";
 import { describeValue } from "../../registry/index.ts";
 import { lateBody } from "../../runtime/index.ts";
 import { parseEventTime } from "../../serving/index.ts";
+import { bearerGuard } from "./bearer-guard.ts";
 import { asObject, readBody, rejectUnknownFields } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
@@ -14,12 +14,7 @@ const utf8 = new TextEncoder();
 
 /** Liveness, readiness, metrics and the admin reload. */
 export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
-  const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
-  const requireAdmin = (req: Request) => {
-    if (token !== undefined && !token.admits(req.headers.get("authorization"))) {
-      throw unauthenticated("admin routes need Authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(headers).authorization");
-    }
-  };
+  const requireAdmin = bearerGuard(deps.adminToken, "admin routes") ?? (() => {});
   const topologyOf = () => {
     if (!deps.topology) throw failedPrecondition("no_topology", "this server runs on the embedded store; start it with --topology to use shard admin routes", "(url)");
     return deps.topology;
