@@ -244,7 +244,6 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       } finally {
         warming = false;
         metrics.rewind(mark);
-        admission.takeInterval();
         admission.countFromHere();
       }
       const sampledEntities = samples.reduce((n, s) => n + (s.stored ? s.entities.length : 0), 0);

@@ -146,13 +146,14 @@ export class AdaptiveAdmission implements Admission {
   private shedBase = 0;
 
   /**
-   * The snapshot's `admitted` and `shed` count from now on: the start-up
-   * warm-up's own requests are not the clients'. `admittedCount` keeps
-   * running (the young-GC pacer counts work, whoever sent it).
+   * The snapshot's `admitted` and `shed`, and the health interval, count from
+   * now on: the start-up warm-up's own requests are not the clients'.
+   * `admittedCount` keeps running (the young-GC pacer counts work, whoever sent it).
    */
   countFromHere(): void {
     this.admittedBase = this.admittedTotal;
     this.shedBase = this.shedTotal;
+    this.takeInterval();
   }
 
   get limit(): number {

@@ -110,7 +110,6 @@ export class ResilientShard implements ShardNode {
 
   /** `error` as the policies see it: a timeout the judge excuses becomes its excused kind (local-stall.ts, common-cause.ts). */
   private judged(op: ShardOp, error: unknown): unknown {
-    if (!(error instanceof StorageTimeoutError)) return error;
     return judgeTimeout(this.judge, error, { shard: this.id, trial: this.policies[op].state() === "half_open" });
   }
 
