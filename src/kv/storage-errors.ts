@@ -52,8 +52,26 @@ export class LocalStallError extends StorageError {
  * it, it is not retried.
  */
 export class CommonStallError extends StorageError {
-  constructor(timeout: StorageTimeoutError, why: string) {
+  /** How far back (ms) the stretch of correlated timeouts reaches: the shard's failures within it were the stall's too. */
+  readonly spanMs: number;
+
+  constructor(timeout: StorageTimeoutError, why: string, spanMs = 0) {
     super("common_stall", `${timeout.message}, but most shards timed out together (${why}): not counted against the shard`, true, timeout);
+    this.spanMs = spanMs;
+  }
+}
+
+/**
+ * A breaker's trial call timed out while the process was stalled or most
+ * shards timed out together: the trial told nothing about the shard. It must
+ * not close the breaker (cockatiel takes an error its breaker does not handle
+ * as a passed trial), so the breaker counts it and reopens, but only for
+ * `breakerRetrialMs` (shard-policies.ts), not its whole open time: a shard
+ * that had recovered is tried again soon.
+ */
+export class StalledTrialError extends StorageError {
+  constructor(timeout: StorageTimeoutError, why: string) {
+    super("stalled_trial", `${timeout.message} on a breaker's trial, while ${why}: the trial is repeated soon`, true, timeout);
   }
 }
 

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { CommonStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { CommonCauseJudge } from "./common-cause.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge, type StallVerdict } from "./local-stall.ts";
+import { isShardFault } from "./shard-policies.ts";
 
 const NEVER: StallJudge = { stalled: () => null };
 const timeout = (budgetMs = 20) => new StorageTimeoutError("read", budgetMs, 0);
@@ -31,12 +32,13 @@ describe("CommonCauseJudge", () => {
     }
   });
 
-  test("timeouts of most shards within the window are a common cause's; the first of them is still charged", () => {
+  test("timeouts of most shards within the window are a common cause's; the first of them is charged, until a verdict covering it", () => {
     const h = harness();
     h.at(10_000);
     expect(h.verdict("s1")).toBeNull(); // nobody else yet
     h.at(10_005);
-    expect(h.verdict("s2")).toEqual({ cause: "common", why: "2 of 3 shards timed out within 100 ms" });
+    // The span reaches a window back from the episode's start: s1's charged timeout is in it (ResilientShard forgives it).
+    expect(h.verdict("s2")).toEqual({ cause: "common", why: "2 of 3 shards timed out within 100 ms", spanMs: 100 });
     h.at(10_010);
     expect(h.verdict("s3")?.why).toBe("3 of 3 shards timed out within 100 ms");
     h.at(10_020);
@@ -102,18 +104,28 @@ describe("CommonCauseJudge", () => {
     }
   });
 
-  test("a breaker's trial is never excused, local or common, but its timeout still counts for the other shards", () => {
+  test("a breaker's trial is never excused, local or common (a stalled trial, which the breaker counts), but its timeout still counts for the other shards", () => {
     const h = harness();
     h.at(10_000);
     h.verdict("s1");
     h.at(10_001);
     const trial = timeout();
-    expect(judgeTimeout(h.judge, trial, { shard: "s2", trial: true })).toBe(trial);
+    const judged = judgeTimeout(h.judge, trial, { shard: "s2", trial: true });
+    expect(judged).toBeInstanceOf(StalledTrialError);
+    expect((judged as StalledTrialError).cause).toBe(trial);
+    expect((judged as StalledTrialError).message).toContain("most shards timed out together (2 of 3 shards timed out within 100 ms)");
+    expect(isShardFault(judged as Error)).toBe(true);
     const late = new StorageTimeoutError("read", 20, 40); // a local stall, were it not a trial
-    expect(judgeTimeout(LATENESS_JUDGE, late, { shard: "s2", trial: true })).toBe(late);
+    expect((judgeTimeout(LATENESS_JUDGE, late, { shard: "s2", trial: true }) as Error).message).toContain("this process was stalled (its timer fired 40 ms late)");
+    const timely = timeout();
+    expect(judgeTimeout(LATENESS_JUDGE, timely, { shard: "s2", trial: true })).toBe(timely);
     h.at(10_002);
-    expect(h.verdict("s3")?.why).toBe("3 of 3 shards timed out within 100 ms");
-    expect(judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false })).toBeInstanceOf(CommonStallError);
+    expect(h.verdict("s3")).toEqual({ cause: "common", why: "3 of 3 shards timed out within 100 ms", spanMs: 101 });
+    const common = judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false });
+    expect(common).toBeInstanceOf(CommonStallError);
+    // The stretch it covers: from the episode's first correlated timeout (10,001) less the window, to now.
+    expect((common as CommonStallError).spanMs).toBe(101);
+    expect(isShardFault(common as Error)).toBe(false);
   });
 
   test("the process-local judge is asked first; its verdicts count as timeouts for the other shards", () => {

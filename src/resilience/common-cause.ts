@@ -38,7 +38,11 @@ const DEFAULT_MIN_WINDOW_MS = 100;
  *   whole-tier outage opens the breakers ~1 s later than a single shard's.
  * - A breaker's trial call (half-open) is never excused (judgeTimeout): an
  *   excused trial would close the breaker, letting every read try a dead
- *   tier again.
+ *   tier again. It reopens the breaker for the short retrial time instead.
+ * - The first timeout of a stall is judged before any other shard's: it
+ *   counts against its shard. The verdicts that follow carry the stretch
+ *   they cover (`spanMs`), and the shard forgives the failures it counted
+ *   within it (ResilientShard), so repeated stalls add nothing up.
  * A single hung shard is judged as before: the other shards do not time out
  * with it.
  */
@@ -81,6 +85,6 @@ export class CommonCauseJudge implements StallJudge {
     }
     const local = this.inner.stalled(timeout, call);
     if (local !== null || !correlated || t - this.episodeStart > this.maxEpisodeMs) return local;
-    return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms` };
+    return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms`, spanMs: t - this.episodeStart + window };
   }
 }

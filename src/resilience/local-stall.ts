@@ -1,4 +1,4 @@
-import { CommonStallError, LocalStallError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import type { LoopLag } from "./loop-lag.ts";
 import type { LoopPressure } from "./loop-pressure.ts";
 
@@ -38,6 +38,8 @@ export interface TimedOutCall {
 export interface StallVerdict {
   readonly cause: "local" | "common";
   readonly why: string;
+  /** For `common`: how far back (ms) the stretch of correlated timeouts reaches. */
+  readonly spanMs?: number;
 }
 
 const local = (why: string): StallVerdict => ({ cause: "local", why });
@@ -85,14 +87,17 @@ export const LATENESS_JUDGE: StallJudge = new LoopStallJudge();
 /**
  * `error` as the caller should see it: a timeout the judge blames on the
  * process becomes `LocalStallError`, one it blames on a cause common to the
- * shards `CommonStallError`.
+ * shards `CommonStallError`; a breaker's trial that either excuses becomes
+ * `StalledTrialError`.
  */
 export function judgeTimeout(judge: StallJudge, error: unknown, call?: TimedOutCall): unknown {
   if (!(error instanceof StorageTimeoutError)) return error;
   const verdict = judge.stalled(error, call);
-  // A breaker's trial is judged strictly (the judge still notes it): cockatiel takes an error its breaker does not
-  // handle as a passed trial and closes the breaker, so an excused timeout would close it on a shard that never
-  // answered, and while the process stays overloaded every later timeout is excused too: it would never reopen.
-  if (verdict === null || call?.trial === true) return error;
-  return verdict.cause === "local" ? new LocalStallError(error, verdict.why) : new CommonStallError(error, verdict.why);
+  if (verdict === null) return error;
+  // A breaker's trial is never excused: cockatiel takes an error its breaker does not handle as a passed trial and
+  // closes the breaker, so an excused timeout would close it on a shard that never answered, and while the process
+  // stays overloaded every later timeout is excused too: it would never reopen. The breaker counts it and reopens,
+  // for the short retrial time (shard-policies.ts): the trial said nothing about the shard.
+  if (call?.trial === true) return new StalledTrialError(error, verdict.cause === "local" ? `this process was stalled (${verdict.why})` : `most shards timed out together (${verdict.why})`);
+  return verdict.cause === "local" ? new LocalStallError(error, verdict.why) : new CommonStallError(error, verdict.why, verdict.spanMs);
 }

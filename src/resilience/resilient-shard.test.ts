@@ -2,7 +2,7 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
@@ -232,16 +232,67 @@ describe.each([
     // Half-open time: the shard still does not answer, and now the timer fires late (an overloaded loop).
     clock.advance(30_000);
     inner.timeoutLateMs = 40;
-    // The caller's error is judged after the trial (the breaker open again): a local stall, as any late timer is.
-    await expect(read(shard)).rejects.toBeInstanceOf(LocalStallError);
+    // The trial said nothing about the shard: the breaker counts it and reopens, for the short retrial time only.
+    await expect(read(shard)).rejects.toBeInstanceOf(StalledTrialError);
     expect(shard.guardState().read).toBe("open");
     expect(events.filter((e) => e === "s1/read:half_open")).toHaveLength(1);
     expect(events.filter((e) => e === "s1/read:closed")).toHaveLength(0);
-    // Outside a trial the same late timeout is still this process's (the breaker is open: it fails fast anyway).
+    expect(events).toContain("s1/read:failed:stalled_trial");
+    const err = await read(shard).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShardBreakerOpenError);
+    expect((err as ShardBreakerOpenError).retryAfterMs).toBe(1000);
+    // A timely timeout on the next trial is the shard's: the full open time again.
+    clock.advance(1_001);
+    inner.timeoutLateMs = 1;
+    await expect(read(shard)).rejects.toBeInstanceOf(StorageTimeoutError);
+    expect(shard.guardState().read).toBe("open");
+    clock.advance(29_000);
+    await expect(read(shard)).rejects.toBeInstanceOf(ShardBreakerOpenError);
+    // A stalled trial again, then the shard recovers: tried again after a second, not after 30.
+    clock.advance(1_001);
+    inner.timeoutLateMs = 40;
+    await expect(read(shard)).rejects.toBeInstanceOf(StalledTrialError);
     inner.mode = "ok";
-    clock.advance(30_000);
+    clock.advance(999);
+    await expect(read(shard)).rejects.toBeInstanceOf(ShardBreakerOpenError);
+    clock.advance(2);
     await read(shard);
-    expect(shard.guardState().read).toBe("closed");
+    expect(events.filter((e) => e === "s1/read:half_open")).toHaveLength(4);
+    expect(events.at(-1)).toBe("s1/read:closed");
+  });
+
+  test("a stall first seen on one shard counts its first timeout only until the others time out with it: five such stalls in 10 s open no breaker", async () => {
+    const clock = fakeClock(1_650_000);
+    const { events, observer } = recorder();
+    const judge = new CommonCauseJudge(NEVER_STALLED, () => 3, {}, clock.now);
+    const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
+    const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries: 0 }, observer, clock.now, judge));
+    const [s1, s2, s3] = shards as [ResilientShard, ResilientShard, ResilientShard];
+    for (const inner of inners) inner.timeoutLateMs = 1;
+    // Eight stalls, a second apart (each its own episode): s1 times out first each time, while nothing is
+    // correlated yet (counted), then s2 and s3 with it (common), then s1 again (common: it takes its count back).
+    for (let stall = 0; stall < 8; stall++) {
+      for (const inner of inners) inner.mode = "timeout";
+      await expect(read(s1)).rejects.toBeInstanceOf(StorageTimeoutError);
+      clock.advance(5);
+      await expect(read(s2)).rejects.toBeInstanceOf(CommonStallError);
+      await expect(read(s3)).rejects.toBeInstanceOf(CommonStallError);
+      clock.advance(5);
+      await expect(read(s1)).rejects.toBeInstanceOf(CommonStallError);
+      for (const inner of inners) inner.mode = "ok";
+      clock.advance(990);
+    }
+    expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "closed", "closed"]);
+    expect(events.filter((e) => e === "s1/read:failed:storage_timeout")).toHaveLength(8);
+    // What it forgave was the stall's only: s1's own failures outside a stall still count, five of them open it.
+    inners[0]!.mode = "timeout";
+    for (let i = 0; i < 4; i++) {
+      await read(s1).catch(() => {});
+      clock.advance(200);
+    }
+    expect(s1.guardState().read).toBe("closed");
+    await read(s1).catch(() => {});
+    expect(s1.guardState().read).toBe("open");
   });
 
   test("failures spread wider than the window do not open the breaker", async () => {

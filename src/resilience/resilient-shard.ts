@@ -1,7 +1,7 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
@@ -108,9 +108,17 @@ export class ResilientShard implements ShardNode {
     return this.raced(this.policies.read.admitted, keys, ctx, deadline, deadline - performance.now(), { error: this.judged("read", error) });
   }
 
-  /** `error` as the policies see it: a timeout the judge excuses becomes its excused kind (local-stall.ts, common-cause.ts). */
+  /**
+   * `error` as the policies see it: a timeout the judge excuses becomes its
+   * excused kind (local-stall.ts, common-cause.ts). A stall common to the
+   * shards also takes back the failures this shard counted within it (its
+   * first timeout came before any other shard's, when nothing was correlated yet).
+   */
   private judged(op: ShardOp, error: unknown): unknown {
-    return judgeTimeout(this.judge, error, { shard: this.id, trial: this.policies[op].state() === "half_open" });
+    const guard = this.policies[op];
+    const out = judgeTimeout(this.judge, error, { shard: this.id, trial: guard.state() === "half_open" });
+    if (out instanceof CommonStallError && out.spanMs > 0) guard.forgive(out.spanMs);
+    return out;
   }
 
   /** Rejects with the judged error: what the policies see of a failed read attempt. */

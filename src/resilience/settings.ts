@@ -4,7 +4,8 @@
  * 10 ms) inside a 50 ms budget; a write 3 retries with exponential back-off
  * from 100 ms, each attempt bounded by 1 s, for at most the failover window;
  * a breaker opens after 5 failures within 10 s, stays open 30 s, then lets
- * trial calls through and closes for good after 3 successes.
+ * trial calls through and closes for good after 3 successes (a trial lost to
+ * a stall that was not the shard's reopens it for 1 s only).
  */
 export interface ResilienceSettings {
   /** Read budget across members and retries when the request sets no deadline of its own (ms). */
@@ -26,6 +27,12 @@ export interface ResilienceSettings {
   readonly breakerWindowMs: number;
   /** How long an open breaker fails calls at once before letting a trial through (ms). */
   readonly breakerOpenMs: number;
+  /**
+   * How long a breaker stays open again when its trial timed out while this
+   * process was stalled or most shards timed out together (ms): that trial
+   * said nothing about the shard, so the next one comes sooner than `breakerOpenMs`.
+   */
+  readonly breakerRetrialMs: number;
   /** Successful trial calls after which a half-open breaker counts as closed; one failure among them reopens it. */
   readonly breakerTrials: number;
   /** Calls in flight to one shard at most; more wait in the bulkhead queue. */
@@ -45,6 +52,7 @@ export const DEFAULT_RESILIENCE: ResilienceSettings = {
   breakerFailures: 5,
   breakerWindowMs: 10_000,
   breakerOpenMs: 30_000,
+  breakerRetrialMs: 1000,
   breakerTrials: 3,
   bulkheadConcurrency: 256,
   bulkheadQueue: 1024,

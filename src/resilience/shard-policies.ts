@@ -7,15 +7,17 @@ import {
   circuitBreaker,
   DelegateBackoff,
   ExponentialBackoff,
+  type FailureReason,
   handleWhen,
   type IBackoffFactory,
+  type IHalfOpenAfterBackoffContext,
   type IPolicy,
   type IRetryBackoffContext,
   noJitterGenerator,
   retry,
   wrap,
 } from "cockatiel";
-import { CommonStallError, LocalStallError, StorageError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StalledTrialError, StorageError } from "../kv/storage-errors.ts";
 import type { ResilienceSettings } from "./settings.ts";
 import { WindowBreaker } from "./window-breaker.ts";
 
@@ -63,6 +65,8 @@ export interface GuardedOp {
   state(): BreakerState;
   /** When an open breaker lets a trial through (ms from now; 0 when not open). */
   retryAfterMs(): number;
+  /** Drops the failures the breaker counted within the last `withinMs` (a stall common to the shards caused them). */
+  forgive(withinMs: number): void;
 }
 
 /** Read and write policies of one shard, and the retry-only policy for maintenance calls on the primary. */
@@ -95,15 +99,20 @@ export function retriesToSpan(windowMs: number, firstMs: number, atLeast: number
  */
 export function shardPolicies(shard: string, s: ResilienceSettings, failoverWindowMs: number, observer: ResilienceObserver, clock: () => number = Date.now): ShardPolicies {
   const shared = bulkhead(s.bulkheadConcurrency, s.bulkheadQueue);
+  // A trial lost to a stall that was not the shard's reopens the breaker briefly; anything else for the full open time.
+  const openTime = (reason: FailureReason<unknown> | { readonly isolated: true }): number => ("error" in reason && reason.error instanceof StalledTrialError ? s.breakerRetrialMs : s.breakerOpenMs);
+  const openFor = new DelegateBackoff<IHalfOpenAfterBackoffContext>((ctx) => openTime(ctx.result));
   const guard = (op: ShardOp, retries: number, backoff: IBackoffFactory<IRetryBackoffContext<unknown>>): GuardedOp => {
     const strategy = new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock);
-    const breaker = circuitBreaker(handleWhen(isShardFault), { halfOpenAfter: s.breakerOpenMs, breaker: strategy });
+    const breaker = circuitBreaker(handleWhen(isShardFault), { halfOpenAfter: openFor, breaker: strategy });
     breaker.onStateChange((state) => observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open"));
     const again = retry(handleWhen(isRetryable), { maxAttempts: retries, backoff });
     again.onRetry(() => observer.retried(shard, op));
     let openedAt = 0;
-    breaker.onBreak(() => {
+    let openMs = s.breakerOpenMs;
+    breaker.onBreak((reason) => {
       openedAt = Date.now();
+      openMs = openTime(reason);
     });
     return {
       policy: wrap(shared, breaker, again),
@@ -112,7 +121,8 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       idle: () => breaker.state === CircuitState.Closed && strategy.trialsLeft === 0,
       state: () => STATE_NAMES[breaker.state] ?? "open",
       // cockatiel times the open state with Date.now(); so does this.
-      retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + s.breakerOpenMs - Date.now()) : 0),
+      retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + openMs - Date.now()) : 0),
+      forgive: (withinMs) => strategy.forgive(withinMs),
     };
   };
   const readDelay = s.readRetryDelayMs;

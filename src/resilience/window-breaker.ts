@@ -39,6 +39,17 @@ export class WindowBreaker implements IBreaker {
     this.probation = v.probation;
   }
 
+  /**
+   * Drops the failures counted within the last `withinMs` (they leave holes
+   * in the ring, which count as failures long past): a stall common to the
+   * shards caused them (common-cause.ts). Probation is untouched.
+   */
+  forgive(withinMs: number): void {
+    const from = this.clock() - withinMs;
+    const times = this.times;
+    for (let i = 0; i < times.length; i++) if (times[i]! >= from) times[i] = Number.NEGATIVE_INFINITY;
+  }
+
   success(state: CircuitState): void {
     if (state === CircuitState.HalfOpen) {
       this.times.fill(Number.NEGATIVE_INFINITY);
