@@ -12,6 +12,7 @@ import { ArenaKvNode } from "../../src/kv/arena-node.ts";
 import type { KvEntry, KvNode, ReadSlot, StoredRow } from "../../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../../src/kv/kv-node.ts";
 import { RedisKvNode } from "../../src/kv/redis-node.ts";
+import { encodeRow } from "../../src/kv/row-codec.ts";
 import { MetricsRegistry } from "../../src/ops/metrics.ts";
 import { startDelayProxy } from "../../test/support/delay-proxy.ts";
 import { Zipf } from "./zipf.ts";
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
   const zipf = new Zipf(n, 0.99, 7);
 
   // Caches on: L1 sized for ~10% of the rows, L2 local.
-  const l1Bytes = Math.round(entryBytes(keyOf(n - 1), rowOf(n - 1)) * n * 0.1);
+  const l1Bytes = Math.round(entryBytes(keyOf(n - 1), encodeRow(rowOf(n - 1)).byteLength) * n * 0.1);
   const registry = new MetricsRegistry();
   const m = cacheMetrics(registry);
   const l1 = new L1Cache({ maxBytes: l1Bytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: Date.now, onEvict: () => m.l1Evictions.inc() });

@@ -9,6 +9,8 @@ import { cacheMetrics } from "./cache-metrics.ts";
 import { CacheTier } from "./cache-tier.ts";
 import { L1Cache } from "./l1-cache.ts";
 import { TestOrigin } from "../../test/support/test-origin.ts";
+import { decode } from "@msgpack/msgpack";
+import { KeyBatch } from "../kv/key-batch.ts";
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
 
@@ -164,6 +166,50 @@ describe("CacheTier with L1", () => {
     origin.release();
     expect(await read).toEqual([row(5, 1)]);
     expect(tier.getManyNow(["a@1/k=i1"])).toBeUndefined();
+  });
+
+  test("raw reads hand L1's rows over as their stored bytes, only when every key is fresh there", async () => {
+    const { origin, tier, clock, m } = setup();
+    const keys = ["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"];
+    const raw = tier.rawNow!;
+    const batch = KeyBatch.of(keys);
+    const read = () => {
+      const seen: { index: number; ts: number; values: unknown }[] = [];
+      const found = raw.readRaw(batch, batch.all, 0, batch.count, {
+        row: (index, bytes, view, start, end, ts) => {
+          // The DataView covers the same bytes (the answer writers read numbers through it).
+          expect(view.byteLength).toBe(bytes.byteLength);
+          seen.push({ index, ts, values: decode(bytes.subarray(start, end)) });
+        },
+      });
+      return { found, seen };
+    };
+    await origin.rows.putMany([{ key: keys[0]!, row: row(5, 1.5, "x", [1, 2]) }, { key: keys[2]!, row: row(7, true) }]);
+    expect(read().found).toBe(-1); // nothing in L1 yet
+    await tier.getMany(keys); // fills L1: two rows and a negative entry
+    const hits = m.l1Hits.value;
+    const reads = origin.reads;
+    expect(read()).toEqual({ found: 2, seen: [{ index: 0, ts: 5, values: [1.5, "x", [1, 2]] }, { index: 2, ts: 7, values: [true] }] });
+    expect(m.l1Hits.value).toBe(hits + 3);
+    expect(origin.reads).toBe(reads);
+    // The negative entry expires first (5 s): one key not fresh makes the whole read -1, and nothing is counted.
+    clock.advance(5_000);
+    expect(read().found).toBe(-1);
+    expect(m.l1Hits.value).toBe(hits + 3);
+    await tier.getMany(keys);
+    expect(read().found).toBe(2);
+    // A newer write elsewhere supersedes a row: its floor is not fresh either.
+    tier.onChanges([{ key: keys[2]!, ts: 9, op: "put" }], "another-pod");
+    expect(read().found).toBe(-1);
+    // Until the origin's copy reaches the floor, a read does not bring it back; then it does.
+    await tier.getMany(keys);
+    expect(read().found).toBe(-1);
+    await origin.rows.putMany([{ key: keys[2]!, row: row(9, false) }]);
+    await tier.getMany(keys);
+    expect(read().seen[1]).toEqual({ index: 2, ts: 9, values: [false] });
+    // Past the TTL, rows are grace copies, never raw answers.
+    clock.advance(60_000);
+    expect(read().found).toBe(-1);
   });
 
   test("metrics count hits, misses, fills and origin reads", async () => {

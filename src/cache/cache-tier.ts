@@ -1,8 +1,10 @@
 import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/change-feed.ts";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow } from "../kv/kv-node.ts";
+import type { KeyBatch } from "../kv/key-batch.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
-import type { L1Cache } from "./l1-cache.ts";
+import { L1Cache } from "./l1-cache.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
 
@@ -27,7 +29,8 @@ export interface CacheState {
 /**
  * L1 (in-process LRU) + L2 (shared Redis) in front of the origin, as one KvNode.
  *
- * Read path: L1 for every key (synchronously, via `getManyNow`, when all hit);
+ * Read path: L1 for every key (synchronously, via `rawNow` as stored bytes or
+ * `getManyNow` as rows, when all hit);
  * the misses join or start a single-flight read that does one L2 MGET and one
  * origin batch for what L2 lacks. L1 is filled before answering; L2 fills run
  * in the background. Where the origin yields UNAVAILABLE, an L1 grace copy
@@ -40,8 +43,11 @@ export interface CacheState {
 export class CacheTier implements KvNode, ChangeListener {
   readonly id: string;
   readonly readsNow: ReadsNow;
-  /** The tier keeps decoded rows (L1) and reads through L2 and the origin: never raw bytes. */
-  readonly rawNow = undefined;
+  /**
+   * With L1: its rows as stored bytes when every key of a read is fresh in
+   * L1, else -1 (the caller reads through `getMany`). Without L1: none.
+   */
+  readonly rawNow: RawReader | undefined;
   readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
   private readonly l1: L1Cache | undefined;
   private readonly l2: L2Tier | undefined;
@@ -67,7 +73,37 @@ export class CacheTier implements KvNode, ChangeListener {
     this.clock = options.clock;
     this.readsNow = this.l1 ? "sometimes" : "never";
     this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
+    this.rawNow = this.l1 ? this.l1Raw(this.l1) : undefined;
     this.unsubscribe = this.feed.subscribe(this);
+  }
+
+  /**
+   * The all-keys-fresh-in-L1 path as bytes: each row goes to `sink` as L1
+   * holds it (no decoding, no value objects); a negative entry is reported
+   * as absent. One key that is not fresh makes the whole read answer -1
+   * before anything is counted (rows already handed over are the caller's to
+   * drop), and the caller takes `getMany`, which counts the hits and misses.
+   */
+  private l1Raw(l1: L1Cache): RawReader {
+    const clock = this.clock;
+    const hits = this.m.l1Hits;
+    return {
+      readRaw: (keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number => {
+        const now = clock();
+        let found = 0;
+        for (let j = from; j < to; j++) {
+          const i = picks[j]!;
+          const e = l1.fresh(keys.keyString(i), now);
+          if (e === undefined) return -1;
+          const raw = e.raw;
+          if (raw === undefined) continue;
+          sink.row(i, raw, e.view!, ROW_HEADER_BYTES, raw.byteLength, e.ts);
+          found++;
+        }
+        hits.inc(to - from);
+        return found;
+      },
+    };
   }
 
   /** The all-keys-hit-L1 path: no promise, no allocation beyond the answer. */
@@ -80,7 +116,7 @@ export class CacheTier implements KvNode, ChangeListener {
       for (let i = 0; i < keys.length; i++) {
         const e = l1.fresh(keys[i]!, now);
         if (e === undefined) return undefined;
-        out[i] = e.row;
+        out[i] = L1Cache.rowOf(e);
       }
       hits.inc(keys.length);
       return out;
@@ -98,7 +134,7 @@ export class CacheTier implements KvNode, ChangeListener {
       for (let i = 0; i < n; i++) {
         const e = l1.fresh(keys[i]!, now);
         if (e === undefined) missPos.push(i);
-        else out[i] = e.row;
+        else out[i] = L1Cache.rowOf(e);
       }
       this.m.l1Hits.inc(n - missPos.length);
       this.m.l1Misses.inc(missPos.length);

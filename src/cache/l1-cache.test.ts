@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { StoredRow } from "../kv/kv-node.ts";
-import { L1Cache } from "./l1-cache.ts";
+import { L1Cache, type L1Entry } from "./l1-cache.ts";
 
 function fakeClock(start = 1_000_000) {
   let now = start;
@@ -8,6 +8,8 @@ function fakeClock(start = 1_000_000) {
 }
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+/** A fresh entry's row (decoded from the bytes L1 holds), or a marker when there was no fresh entry. */
+const rowOf = (e: L1Entry | undefined): StoredRow | undefined | "no entry" => (e === undefined ? "no entry" : L1Cache.rowOf(e));
 
 function l1(clock: { now: () => number }, maxBytes = 1 << 20) {
   return new L1Cache({ maxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
@@ -18,7 +20,7 @@ describe("L1Cache", () => {
     const clock = fakeClock();
     const c = l1(clock);
     c.fill("v@1/k=i1", row(10, 1));
-    expect(c.fresh("v@1/k=i1", clock.now())?.row).toEqual(row(10, 1));
+    expect(rowOf(c.fresh("v@1/k=i1", clock.now()))).toEqual(row(10, 1));
     clock.advance(60_000);
     expect(c.fresh("v@1/k=i1", clock.now())).toBeUndefined();
     expect(c.graceRow("v@1/k=i1", clock.now())).toEqual(row(10, 1));
@@ -32,7 +34,8 @@ describe("L1Cache", () => {
     c.fill("v@1/k=i2", undefined);
     const e = c.fresh("v@1/k=i2", clock.now());
     expect(e).toBeDefined();
-    expect(e?.row).toBeUndefined();
+    expect(e?.raw).toBeUndefined();
+    expect(L1Cache.rowOf(e!)).toBeUndefined();
     clock.advance(5_000);
     expect(c.fresh("v@1/k=i2", clock.now())).toBeUndefined();
     expect(c.graceRow("v@1/k=i2", clock.now())).toBeUndefined();
@@ -44,9 +47,9 @@ describe("L1Cache", () => {
     expect(c.fill("k", row(20, "new"))).toBe(true);
     expect(c.fill("k", row(10, "old"))).toBe(false);
     expect(c.fill("k", undefined)).toBe(false);
-    expect(c.fresh("k", clock.now())?.row).toEqual(row(20, "new"));
+    expect(rowOf(c.fresh("k", clock.now()))).toEqual(row(20, "new"));
     expect(c.fill("k", row(30, "newer"))).toBe(true);
-    expect(c.fresh("k", clock.now())?.row?.ts).toBe(30);
+    expect(c.fresh("k", clock.now())?.ts).toBe(30);
   });
 
   test("a newer write elsewhere leaves a floor: no copy older than it is taken afterwards", () => {
@@ -59,7 +62,7 @@ describe("L1Cache", () => {
     expect(c.floorOf("k")).toBe(20);
     expect(c.fill("k", row(10, "a"))).toBe(false);
     expect(c.fill("k", row(20, "b"))).toBe(true);
-    expect(c.fresh("k", clock.now())?.row).toEqual(row(20, "b"));
+    expect(rowOf(c.fresh("k", clock.now()))).toEqual(row(20, "b"));
     expect(c.supersede("absent", 7)).toBe(false);
     expect(c.supersede("absent", 7, true)).toBe(true);
     expect(c.floorOf("absent")).toBe(7);

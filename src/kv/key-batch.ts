@@ -95,6 +95,16 @@ export class KeyBatch {
     return s;
   }
 
+  /** Key `i` as a string, made natively (~40 ns): for readers keyed by strings (the L1 cache). */
+  keyString(i: number): string {
+    if (this.text.buffer !== this.bytes.buffer) this.text = Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    // ASCII only (see above): Latin-1 decoding is exact.
+    return this.text.toString("latin1", this.start[i]!, this.end[i]!);
+  }
+
+  /** `bytes` as a Buffer, for keyString (replaced when `bytes` grows). */
+  private text = Buffer.alloc(0);
+
   /** A batch holding `keys` (ASCII) routed from after each key's first "/" (as `ringKeyStart`): for tests and tools. */
   static of(keys: readonly string[]): KeyBatch {
     const b = new KeyBatch();

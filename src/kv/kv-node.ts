@@ -111,7 +111,11 @@ export interface RawRowSink {
  * whole batch, a router passes each member its own share — reports each
  * present one to `sink` under its index in the batch (misses are not
  * reported) and answers how many were present. Only in-process nodes offer
- * it; a composite offers it exactly when every part it reads from does.
+ * it; a composite offers it exactly when every part it reads from does. A
+ * node that holds only some keys in memory (a cache tier's L1) answers -1
+ * when it cannot answer every key of the read now, as `getManyNow` answers
+ * undefined; rows it reported before are then the caller's to drop, and the
+ * caller reads through `getMany`. A composite answers -1 when a part does.
  */
 export interface RawReader {
   readRaw(keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number;

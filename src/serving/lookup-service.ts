@@ -94,7 +94,8 @@ export class LookupService {
    * rows over raw (`KvNode.rawNow`, the embedded store), `write` turns them
    * into the answer directly, without value objects or a LookupResult. Answers
    * undefined when this path does not apply (several views, a store without
-   * raw reads, a string key outside ASCII, or `write` declining a row's bytes): the caller then calls
+   * raw reads, a cache tier missing some keys in L1, a string key outside
+   * ASCII, or `write` declining a row's bytes): the caller then calls
    * `lookup`. `arg` is handed to `write` as it is (no closure per request).
    * Same statuses and defaults as `lookup` (tests compare the two).
    */
@@ -110,7 +111,8 @@ export class LookupService {
     const rows = this.rawRows;
     rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      raw.readRaw(keys, keys.all, 0, keys.count, rows);
+      // -1: a cache tier holds some keys only in its origin (readRaw); `lookup` reads them.
+      if (raw.readRaw(keys, keys.all, 0, keys.count, rows) < 0) return undefined;
       rows.ageRows(view.maxAgeMs, this.clock());
       return write(rows, arg);
     } finally {

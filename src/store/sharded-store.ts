@@ -293,7 +293,12 @@ class RoutedRawReader implements RawReader {
     for (let m = 0; m < members; m++) {
       // After the sort, starts[m] is where member m's share ends.
       const end = starts[m]!;
-      if (end > begin) found += this.readers[m]!.readRaw(keys, grouped, begin, end, sink);
+      if (end > begin) {
+        const got = this.readers[m]!.readRaw(keys, grouped, begin, end, sink);
+        // A member that cannot answer now: neither can the ring (RawReader).
+        if (got < 0) return got;
+        found += got;
+      }
       begin = end;
     }
     return found;
