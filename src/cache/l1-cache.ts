@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { StoredRow } from "../kv/kv-node.ts";
-import { decodeRow, encodeRow } from "../kv/row-codec.ts";
+import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
+import { RowValuesDecoder } from "../kv/row-values-decoder.ts";
 import { entryBytes } from "./row-size.ts";
 
 /**
@@ -43,6 +44,8 @@ export interface L1Options {
   /** Called once per entry pushed out by the byte budget. */
   readonly onEvict?: () => void;
 }
+
+const rowDecoder = new RowValuesDecoder();
 
 /**
  * The in-process tier: an LRU bounded by estimated bytes (`lru-cache`'s
@@ -96,7 +99,9 @@ export class L1Cache {
 
   /** An entry's row as value objects (decoded from its bytes on each call), or undefined for a negative entry or a floor. */
   static rowOf(e: L1Entry): StoredRow | undefined {
-    return e.raw === undefined ? undefined : decodeRow(e.raw);
+    const raw = e.raw;
+    // The entry's own DataView: no view allocated per decode (decodeRow makes one).
+    return raw === undefined ? undefined : { ts: e.ts, values: rowDecoder.decode(raw, e.view!, ROW_HEADER_BYTES, raw.byteLength) };
   }
 
   /** Any entry, fresh or not, without touching recency (grace copies and floors). */
