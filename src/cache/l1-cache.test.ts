@@ -28,6 +28,25 @@ describe("L1Cache", () => {
     expect(c.graceRow("v@1/k=i1", clock.now())).toBeUndefined();
   });
 
+  test("rows filled together expire spread over the last tenth of their TTL, not at one instant", () => {
+    const clock = fakeClock();
+    const c = l1(clock, 64 << 20);
+    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
+    for (const k of keys) c.fill(k, row(1, 1));
+    const start = clock.now();
+    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    expect(freshAt(53_999)).toBe(1000); // 90% of the TTL: all still fresh
+    const quarters = [55_500, 57_000, 58_500].map(freshAt);
+    // Spread evenly across 54-60 s: about three quarters, half, a quarter left.
+    expect(quarters[0]).toBeGreaterThan(650);
+    expect(quarters[0]).toBeLessThan(850);
+    expect(quarters[1]).toBeGreaterThan(400);
+    expect(quarters[1]).toBeLessThan(600);
+    expect(quarters[2]).toBeGreaterThan(150);
+    expect(quarters[2]).toBeLessThan(350);
+    expect(freshAt(60_000)).toBe(0); // never past the TTL
+  });
+
   test("a miss is cached for the negative TTL and has no grace copy", () => {
     const clock = fakeClock();
     const c = l1(clock);

@@ -47,9 +47,13 @@ export interface L1Options {
 
 const rowDecoder = new RowValuesDecoder();
 
+/** Share of the TTL a fill may be shortened by, at random (L1Cache.jitter). */
+const TTL_JITTER = 0.1;
+
 /**
  * The in-process tier: an LRU bounded by estimated bytes (`lru-cache`'s
- * `maxSize`). TTL and grace are checked here against the injected clock,
+ * `maxSize`). A fill is fresh for its TTL less up to a tenth (jitter, below).
+ * TTL and grace are checked here against the injected clock,
  * not by lru-cache's own timers, so tests drive time with a fake clock and
  * an expired row stays as a grace copy until its grace window or the byte
  * budget ends it.
@@ -131,17 +135,36 @@ export class L1Cache {
     if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY : row.ts < held.ts)) return false;
     const now = this.clock();
     if (row === undefined) {
-      const until = now + this.negativeTtlMs;
+      const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs);
       this.lru.set(key, { raw: undefined, view: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
     } else {
       const encoded = encodeRow(row);
       const raw = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
       const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-      const fresh = now + this.ttlMs;
+      const fresh = now + this.ttlMs - this.jitter(this.ttlMs);
       this.lru.set(key, { raw, view, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.byteLength), usedAt: now });
     }
     return true;
   }
+
+  /**
+   * Up to a tenth of `ttl`, drawn per fill. Rows filled together (a start-up
+   * warm-up, the refill after a feed gap or an invalidation cleared L1, a
+   * burst of new keys) would otherwise expire together one TTL later, and the
+   * refill after that would line them up again: a storm of origin reads every
+   * TTL. Spread over a tenth of it, the storm thins out with each round. A
+   * fixed-seed xorshift, so tests on a fake clock stay deterministic.
+   */
+  private jitter(ttl: number): number {
+    let x = this.seed;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.seed = x;
+    return ttl * TTL_JITTER * ((x >>> 0) / 4294967296);
+  }
+
+  private seed = 0x9e3779b9 | 0;
 
   /**
    * Another pod acknowledged a write at `ts`: unless the held row is at least
