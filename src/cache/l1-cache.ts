@@ -1,6 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { StoredRow } from "../kv/kv-node.ts";
-import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
+import { encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import { RowValuesDecoder } from "../kv/row-values-decoder.ts";
 import { entryBytes } from "./row-size.ts";
 
@@ -17,8 +17,8 @@ import { entryBytes } from "./row-size.ts";
  * hand the bytes to the answer writers as the embedded store's are, and an
  * entry is three objects (itself, the bytes, their DataView) whatever the
  * row holds. Held decoded, 100k rows of 10 features were a graph of ~20
- * objects each, and a 100-entity lookup of L1 hits walked it: 390 µs in
- * process against the embedded store's 130 (12-06, ninth session).
+ * objects each, and a 100-entity lookup of L1 hits walked it: 1.9x the
+ * embedded store's cost in process, 1.5x since (12-05, ninth session).
  */
 export interface L1Entry {
   /** The row's stored bytes (a row), or undefined (a negative entry or a floor). */
@@ -87,7 +87,7 @@ export class L1Cache {
    * ago than that. lru-cache's `get` moves it on every hit, relinking it and
    * both neighbours in its index arrays: with 100k entries that is cache
    * misses for ~40% of a hit's cost (890 against 500 ns for `peek`,
-   * measured 12-06), paid 100 times by a 100-entity lookup. Eviction order
+   * measured 12-05), paid 100 times by a 100-entity lookup. Eviction order
    * is then exact to within `recencyMs`, which for entries that live a whole
    * TTL changes nothing that matters.
    */
@@ -116,7 +116,7 @@ export class L1Cache {
   /** A row still inside its grace window, for serving when the origin cannot answer. */
   graceRow(key: string, now: number): StoredRow | undefined {
     const e = this.lru.peek(key);
-    return e?.raw !== undefined && now < e.graceUntil ? decodeRow(e.raw) : undefined;
+    return e !== undefined && now < e.graceUntil ? L1Cache.rowOf(e) : undefined;
   }
 
   /** The floor a copy must reach to be shown (-Infinity when none is known). */
