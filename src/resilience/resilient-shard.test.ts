@@ -173,12 +173,18 @@ describe.each([
     expect(shard.guardState().read).toBe("open");
   });
 
-  test("timeouts that hit most shards together fail as common_stall and open no breaker; one shard alone, or the whole tier past a second, opens them", async () => {
-    const clock = fakeClock(1_600_000);
+  /** Three shards behind their policies, sharing one common-cause judge, on a fake clock. */
+  const threeShards = (start: number, readRetries: number) => {
+    const clock = fakeClock(start);
     const { events, observer } = recorder();
     const judge = new CommonCauseJudge(NEVER_STALLED, () => 3, {}, clock.now);
     const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
-    const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries: 2 }, observer, clock.now, judge));
+    const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries }, observer, clock.now, judge));
+    return { clock, events, inners, shards };
+  };
+
+  test("timeouts that hit most shards together fail as common_stall and open no breaker; one shard alone, or the whole tier past a second, opens them", async () => {
+    const { clock, events, inners, shards } = threeShards(1_600_000, 2);
     for (const inner of inners) {
       inner.mode = "timeout";
       inner.timeoutLateMs = 1; // on time: the loop-stall judge excuses none of them
@@ -261,12 +267,8 @@ describe.each([
     expect(events.at(-1)).toBe("s1/read:closed");
   });
 
-  test("a stall first seen on one shard counts its first timeout only until the others time out with it: five such stalls in 10 s open no breaker", async () => {
-    const clock = fakeClock(1_650_000);
-    const { events, observer } = recorder();
-    const judge = new CommonCauseJudge(NEVER_STALLED, () => 3, {}, clock.now);
-    const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
-    const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries: 0 }, observer, clock.now, judge));
+  test("a stall first seen on one shard counts its first timeout only until the others time out with it: eight such stalls a second apart open no breaker", async () => {
+    const { clock, events, inners, shards } = threeShards(1_650_000, 0);
     const [s1, s2, s3] = shards as [ResilientShard, ResilientShard, ResilientShard];
     for (const inner of inners) inner.timeoutLateMs = 1;
     // Eight stalls, a second apart (each its own episode): s1 times out first each time, while nothing is
