@@ -5,6 +5,7 @@ import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
 import { L1Cache } from "./l1-cache.ts";
+import { RowScratch } from "./packed-row.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
 
@@ -87,9 +88,12 @@ export class CacheTier implements KvNode, ChangeListener {
   private l1Raw(l1: L1Cache): RawReader {
     const clock = this.clock;
     const hits = this.m.l1Hits;
+    // Each row is copied here to be read: L1 keeps it packed, without a DataView of its own (packed-row.ts).
+    const scratch = new RowScratch();
     return {
       readRaw: (keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number => {
         const now = clock();
+        scratch.reset();
         let found = 0;
         for (let j = from; j < to; j++) {
           const i = picks[j]!;
@@ -97,7 +101,8 @@ export class CacheTier implements KvNode, ChangeListener {
           if (e === undefined) return -1;
           const raw = e.raw;
           if (raw === undefined) continue;
-          sink.row(i, raw, e.view!, ROW_HEADER_BYTES, raw.byteLength, e.ts);
+          const at = scratch.put(raw);
+          sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, e.ts);
           found++;
         }
         hits.inc(to - from);

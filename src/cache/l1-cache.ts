@@ -1,7 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { StoredRow } from "../kv/kv-node.ts";
-import { encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
-import { RowValuesDecoder } from "../kv/row-values-decoder.ts";
+import { packRow, unpackValues } from "./packed-row.ts";
 import { entryBytes } from "./row-size.ts";
 
 /**
@@ -13,18 +12,16 @@ import { entryBytes } from "./row-size.ts";
  *   a lagging fill) is refused, so a pod never shows a row older than one it was told of.
  *
  * A row is held as its stored bytes (row-codec: event time, then the
- * MessagePack values), not as value objects. Raw reads (CacheTier.rawNow)
- * hand the bytes to the answer writers as the embedded store's are, and an
- * entry is three objects (itself, the bytes, their DataView) whatever the
- * row holds. Held decoded, 100k rows of 10 features were a graph of ~20
- * objects each, and a 100-entity lookup of L1 hits walked it: 1.9x the
- * embedded store's cost in process, 1.5x since (12-05, ninth session).
+ * MessagePack values) in a compact typed array (packed-row.ts), not as value
+ * objects. Raw reads (CacheTier.rawNow) hand the bytes to the answer writers
+ * as the embedded store's are, and an entry is two objects whatever the row
+ * holds. Held decoded, 100k rows of 10 features were a graph of ~20 objects
+ * each, and a 100-entity lookup of L1 hits walked it: 1.9x the embedded
+ * store's cost in process, 1.5x since (12-05, ninth session).
  */
 export interface L1Entry {
-  /** The row's stored bytes (a row), or undefined (a negative entry or a floor). */
-  readonly raw: Buffer | undefined;
-  /** A DataView over `raw` (the answer writers read numbers through it). */
-  readonly view: DataView | undefined;
+  /** The row's stored bytes, packed (a row), or undefined (a negative entry or a floor). */
+  readonly raw: Uint8Array | undefined;
   /** The row's event time; a floor's floor; -Infinity for a negative entry. */
   readonly ts: number;
   readonly freshUntil: number;
@@ -44,8 +41,6 @@ export interface L1Options {
   /** Called once per entry pushed out by the byte budget. */
   readonly onEvict?: () => void;
 }
-
-const rowDecoder = new RowValuesDecoder();
 
 /** Share of the TTL a fill may be shortened by, at random (L1Cache.jitter). */
 const TTL_JITTER = 0.1;
@@ -103,9 +98,7 @@ export class L1Cache {
 
   /** An entry's row as value objects (decoded from its bytes on each call), or undefined for a negative entry or a floor. */
   static rowOf(e: L1Entry): StoredRow | undefined {
-    const raw = e.raw;
-    // The entry's own DataView: no view allocated per decode (decodeRow makes one).
-    return raw === undefined ? undefined : { ts: e.ts, values: rowDecoder.decode(raw, e.view!, ROW_HEADER_BYTES, raw.byteLength) };
+    return e.raw === undefined ? undefined : { ts: e.ts, values: unpackValues(e.raw) };
   }
 
   /** Any entry, fresh or not, without touching recency (grace copies and floors). */
@@ -136,13 +129,11 @@ export class L1Cache {
     const now = this.clock();
     if (row === undefined) {
       const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs);
-      this.lru.set(key, { raw: undefined, view: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
+      this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
     } else {
-      const encoded = encodeRow(row);
-      const raw = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-      const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      const raw = packRow(row);
       const fresh = now + this.ttlMs - this.jitter(this.ttlMs);
-      this.lru.set(key, { raw, view, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.byteLength), usedAt: now });
+      this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now });
     }
     return true;
   }
@@ -179,7 +170,7 @@ export class L1Cache {
     if (held !== undefined && heldTs >= ts && held.raw !== undefined) return false;
     const now = this.clock();
     const until = now + this.ttlMs + this.graceMs;
-    this.lru.set(key, { raw: undefined, view: undefined, ts: Math.max(ts, heldTs), freshUntil: 0, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
+    this.lru.set(key, { raw: undefined, ts: Math.max(ts, heldTs), freshUntil: 0, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
     return true;
   }
 
