@@ -15,6 +15,7 @@ export interface CacheMetrics {
   readonly originReads: CounterHandle;
   readonly originKeys: CounterHandle;
   readonly coalesced: CounterHandle;
+  readonly refreshed: CounterHandle;
   readonly staleServed: CounterHandle;
   readonly invalidationsSent: CounterHandle;
   readonly invalidationsApplied: CounterHandle;
@@ -45,6 +46,7 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
     originReads: origin.labels("batches"),
     originKeys: origin.labels("keys"),
     coalesced: metrics.counter("quiver_cache_coalesced_reads_total", "Keys whose read joined one already in flight (single-flight).").labels(),
+    refreshed: metrics.counter("quiver_cache_refreshed_keys_total", "Keys read again in the background by a hit shortly before their L1 entry expired (refresh ahead).").labels(),
     staleServed: metrics.counter("quiver_cache_stale_served_total", "Values served from a grace copy because the origin could not answer.").labels(),
     invalidationsSent: invalidations.labels("sent"),
     invalidationsApplied: invalidations.labels("applied"),

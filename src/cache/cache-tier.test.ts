@@ -212,6 +212,45 @@ describe("CacheTier with L1", () => {
     expect(read().found).toBe(-1);
   });
 
+  test("a hit in the last tenth of an entry's time to live reads the key again in the background, once; a key read that often never expires", async () => {
+    const { origin, tier, clock, l1, m } = setup();
+    const key = "v@1/k=i1";
+    await origin.rows.putMany([{ key, row: row(5, "a") }]);
+    await tier.getMany([key]);
+    const until = l1.peek(key)!.freshUntil; // 54-60 s from now: the TTL less its jitter
+    const settle = async () => {
+      for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
+    };
+    const reads = origin.reads;
+    // Before the last tenth (6 s) of the TTL: hits only.
+    clock.advance(until - clock.now() - 6_500);
+    expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
+    await settle();
+    expect(origin.reads).toBe(reads);
+    // Inside it: the first hit, and only the first, starts a read; it answers from L1 meanwhile.
+    await origin.rows.putMany([{ key, row: row(9, "b") }]);
+    clock.advance(6_000);
+    expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
+    expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
+    await settle();
+    expect(origin.reads).toBe(reads + 1);
+    expect(m.refreshed.value).toBe(1);
+    // The refreshed row is fresh for a new TTL, past the old entry's expiry, with the origin's newer value.
+    clock.advance(5_000);
+    expect(clock.now()).toBeGreaterThan(until);
+    expect(tier.getManyNow([key])).toEqual([row(9, "b")]);
+    // Raw reads refresh the same way; so do misses cached as absent (the negative TTL's last tenth).
+    await tier.getMany(["v@1/k=i2"]);
+    const readsBefore = origin.reads;
+    const negUntil = l1.peek("v@1/k=i2")!.freshUntil;
+    clock.advance(negUntil - clock.now() - 100);
+    const batch = KeyBatch.of(["v@1/k=i2"]);
+    expect(tier.rawNow!.readRaw(batch, batch.all, 0, 1, { row: () => {} })).toBe(0);
+    await settle();
+    expect(origin.reads).toBe(readsBefore + 1);
+    expect(m.refreshed.value).toBe(2);
+  });
+
   test("metrics count hits, misses, fills and origin reads", async () => {
     const { origin, tier, metrics } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);

@@ -95,10 +95,16 @@ export class CacheTier implements KvNode, ChangeListener {
         const now = clock();
         scratch.reset();
         let found = 0;
+        let due: string[] | undefined;
         for (let j = from; j < to; j++) {
           const i = picks[j]!;
-          const e = l1.fresh(keys.keyString(i), now);
-          if (e === undefined) return -1;
+          const key = keys.keyString(i);
+          const e = l1.fresh(key, now);
+          if (e === undefined) {
+            if (due !== undefined) this.refreshAhead(due);
+            return -1;
+          }
+          if (l1.claimRefresh(e, now)) due = appended(due, key);
           const raw = e.raw;
           if (raw === undefined) continue;
           const at = scratch.put(raw);
@@ -106,6 +112,7 @@ export class CacheTier implements KvNode, ChangeListener {
           found++;
         }
         hits.inc(to - from);
+        if (due !== undefined) this.refreshAhead(due);
         return found;
       },
     };
@@ -118,12 +125,18 @@ export class CacheTier implements KvNode, ChangeListener {
     return (keys) => {
       const now = clock();
       const out = new Array<ReadSlot>(keys.length);
+      let due: string[] | undefined;
       for (let i = 0; i < keys.length; i++) {
         const e = l1.fresh(keys[i]!, now);
-        if (e === undefined) return undefined;
+        if (e === undefined) {
+          if (due !== undefined) this.refreshAhead(due);
+          return undefined;
+        }
+        if (l1.claimRefresh(e, now)) due = appended(due, keys[i]!);
         out[i] = L1Cache.rowOf(e);
       }
       hits.inc(keys.length);
+      if (due !== undefined) this.refreshAhead(due);
       return out;
     };
   }
@@ -136,11 +149,16 @@ export class CacheTier implements KvNode, ChangeListener {
     const missPos: number[] = [];
     if (l1) {
       const now = this.clock();
+      let due: string[] | undefined;
       for (let i = 0; i < n; i++) {
         const e = l1.fresh(keys[i]!, now);
         if (e === undefined) missPos.push(i);
-        else out[i] = L1Cache.rowOf(e);
+        else {
+          if (l1.claimRefresh(e, now)) due = appended(due, keys[i]!);
+          out[i] = L1Cache.rowOf(e);
+        }
       }
+      if (due !== undefined) this.refreshAhead(due);
       this.m.l1Hits.inc(n - missPos.length);
       this.m.l1Misses.inc(missPos.length);
       if (missPos.length === 0) return out;
@@ -189,6 +207,22 @@ export class CacheTier implements KvNode, ChangeListener {
       }
     }
     return out;
+  }
+
+  /**
+   * Reads `keys` again in the background, as a miss would (L2, then the
+   * origin, then the fills; single-flight, so a key already in flight is
+   * left to that read), for hits that found them close to expiry
+   * (L1Cache.claimRefresh). Their lookups were answered from L1 meanwhile;
+   * the refreshed rows keep the next ones there. A refresh that fails leaves
+   * the entry to expire as it would have. Bounded as any origin read is (the
+   * shards' own budget); close() waits for it.
+   */
+  private refreshAhead(keys: readonly string[]): void {
+    const mine = keys.filter((k) => !this.inFlight.has(k));
+    if (mine.length === 0) return;
+    this.m.refreshed.inc(mine.length);
+    this.track(this.inFlight.start(mine, (f) => this.fly(f, undefined)).done);
   }
 
   /** One flight: L2 for all its keys, the origin for what L2 lacks, then fills. */
@@ -362,6 +396,13 @@ export class CacheTier implements KvNode, ChangeListener {
     this.tasks.add(task);
     void task.finally(() => this.tasks.delete(task));
   }
+}
+
+/** `list` with `key` added (a new list when there was none): the keys a read found due for a refresh. */
+function appended(list: string[] | undefined, key: string): string[] {
+  if (list === undefined) return [key];
+  list.push(key);
+  return list;
 }
 
 function staleCopy(row: StoredRow): StoredRow {

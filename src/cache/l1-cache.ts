@@ -30,6 +30,8 @@ export interface L1Entry {
   readonly bytes: number;
   /** When the entry last moved to the recent end of the LRU order (L1Cache.fresh). */
   usedAt: number;
+  /** A hit has claimed its refresh ahead of expiry (L1Cache.claimRefresh): no other hit starts one. */
+  refreshing: boolean;
 }
 
 export interface L1Options {
@@ -44,6 +46,9 @@ export interface L1Options {
 
 /** Share of the TTL a fill may be shortened by, at random (L1Cache.jitter). */
 const TTL_JITTER = 0.1;
+
+/** Share of the TTL before expiry in which a hit refreshes its entry (L1Cache.claimRefresh). */
+const REFRESH_SHARE = 0.1;
 
 /**
  * The in-process tier: an LRU bounded by estimated bytes (`lru-cache`'s
@@ -96,6 +101,20 @@ export class L1Cache {
     return e;
   }
 
+  /**
+   * Should the hit that found `e` (fresh) have its key read again now, in the
+   * background? Yes once, for the first hit in the last tenth of the entry's
+   * time to live (of the TTL for a row, of the negative TTL for a miss): the
+   * entry is claimed, so later hits do not ask again. A key read at least
+   * that often is then never found expired, and its lookups keep to L1's
+   * synchronous path (CacheTier.refreshAhead).
+   */
+  claimRefresh(e: L1Entry, now: number): boolean {
+    if (e.refreshing || e.freshUntil - now > (e.raw === undefined ? this.negativeTtlMs : this.ttlMs) * REFRESH_SHARE) return false;
+    e.refreshing = true;
+    return true;
+  }
+
   /** An entry's row as value objects (decoded from its bytes on each call), or undefined for a negative entry or a floor. */
   static rowOf(e: L1Entry): StoredRow | undefined {
     return e.raw === undefined ? undefined : { ts: e.ts, values: unpackValues(e.raw) };
@@ -129,11 +148,11 @@ export class L1Cache {
     const now = this.clock();
     if (row === undefined) {
       const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs);
-      this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
+      this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: false });
     } else {
       const raw = packRow(row);
       const fresh = now + this.ttlMs - this.jitter(this.ttlMs);
-      this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now });
+      this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now, refreshing: false });
     }
     return true;
   }
@@ -170,7 +189,7 @@ export class L1Cache {
     if (held !== undefined && heldTs >= ts && held.raw !== undefined) return false;
     const now = this.clock();
     const until = now + this.ttlMs + this.graceMs;
-    this.lru.set(key, { raw: undefined, ts: Math.max(ts, heldTs), freshUntil: 0, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now });
+    this.lru.set(key, { raw: undefined, ts: Math.max(ts, heldTs), freshUntil: 0, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: false });
     return true;
   }
 
