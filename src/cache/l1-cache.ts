@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { StoredRow } from "../kv/kv-node.ts";
-import { packRow, unpackValues } from "./packed-row.ts";
+import { encodeRow } from "../kv/row-codec.ts";
+import { unpackValues } from "./packed-row.ts";
 import { entryBytes } from "./row-size.ts";
 
 /**
@@ -12,7 +13,8 @@ import { entryBytes } from "./row-size.ts";
  *   a lagging fill) is refused, so a pod never shows a row older than one it was told of.
  *
  * A row is held as its stored bytes (row-codec: event time, then the
- * MessagePack values) in a compact typed array (packed-row.ts), not as value
+ * MessagePack values) in a compact typed array (row-codec's encodeRow, read
+ * through packed-row.ts), not as value
  * objects. Raw reads (CacheTier.rawNow) hand the bytes to the answer writers
  * as the embedded store's are, and an entry is two objects whatever the row
  * holds. Held decoded, 100k rows of 10 features were a graph of ~20 objects
@@ -150,7 +152,7 @@ export class L1Cache {
       const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs);
       this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: false });
     } else {
-      const raw = packRow(row);
+      const raw = encodeRow(row);
       const fresh = now + this.ttlMs - this.jitter(this.ttlMs);
       this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now, refreshing: false });
     }

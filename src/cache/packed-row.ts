@@ -1,39 +1,18 @@
-import { Encoder } from "@msgpack/msgpack";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import { RowValuesDecoder } from "../kv/row-values-decoder.ts";
 
 /**
- * L1's rows as compact typed arrays: the row-codec layout (event time as a
- * big-endian float64, then the MessagePack values), in a plain Uint8Array
- * whose `.buffer` is never read.
- *
- * That last part is the point. JavaScriptCore keeps a small typed array's
- * bytes inside the GC heap; reading `.buffer` (to wrap it in a Buffer or a
- * DataView) moves them into a separately allocated ArrayBuffer with an object
- * of its own. Measured 12-05 with 220,000 rows of 150 bytes: RSS +66 MB and
- * heap +53 MB as plain arrays, +178 MB and +94 MB each wrapped in a Buffer and
- * a DataView. A 100 MB L1 of the wrapped kind, churned, grew RSS by 393 MB.
- * So a row is read by copying it into a scratch buffer that has its DataView
- * (RowScratch): ~150 bytes copied per row read.
+ * Reading L1's rows. L1 keeps each row as `encodeRow` makes it: a compact
+ * Uint8Array whose `.buffer` is never read. Reading `.buffer` of a small
+ * typed array (to wrap it in a Buffer or a DataView) moves JavaScriptCore's
+ * in-heap storage into a separately allocated ArrayBuffer with an object of
+ * its own. Measured 12-05 with 220,000 rows of 150 bytes: RSS +66 MB and heap
+ * +53 MB as plain arrays, +178 MB and +94 MB each wrapped in a Buffer and a
+ * DataView; a 100 MB L1 of the wrapped kind, churned, grew RSS by 393 MB. So
+ * a row is read by copying it into a scratch buffer that has its DataView:
+ * ~150 bytes copied per row read.
  */
-
-const encoder = new Encoder({ ignoreUndefined: true });
-/** Writes an event time's big-endian bytes without a DataView over the target. */
-const tsFloat = new Float64Array(1);
-const tsBytes = new Uint8Array(tsFloat.buffer);
-const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** `row` in row-codec's layout, as a compact array (see above). */
-export function packRow(row: StoredRow): Uint8Array {
-  // A view of the encoder's own buffer, copied right away: no array allocated but the row's.
-  const body = encoder.encodeSharedRef(row.values);
-  const out = new Uint8Array(ROW_HEADER_BYTES + body.length);
-  tsFloat[0] = row.ts;
-  for (let i = 0; i < ROW_HEADER_BYTES; i++) out[i] = tsBytes[littleEndian ? ROW_HEADER_BYTES - 1 - i : i]!;
-  out.set(body, ROW_HEADER_BYTES);
-  return out;
-}
 
 /**
  * A reusable buffer with its DataView, into which packed rows are copied to

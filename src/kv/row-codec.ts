@@ -18,10 +18,24 @@ const encoder = new Encoder({ ignoreUndefined: true });
 // The fast path for feature values, falling back to @msgpack/msgpack for anything else.
 const decoder = new RowValuesDecoder();
 
+/** Writes an event time's big-endian bytes without a DataView over the target (see encodeRow). */
+const tsFloat = new Float64Array(1);
+const tsBytes = new Uint8Array(tsFloat.buffer);
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * `row` in the layout above, as a compact array: its `.buffer` is never read
+ * here. JavaScriptCore keeps a small typed array's bytes inside the GC heap,
+ * and reading `.buffer` moves them into a separately allocated ArrayBuffer
+ * with an object of its own, which matters for arrays that are kept (the L1
+ * cache holds these: src/cache/packed-row.ts). The values are encoded into
+ * the encoder's own buffer and copied once.
+ */
 export function encodeRow(row: StoredRow): Uint8Array {
-  const body = encoder.encode(row.values);
+  const body = encoder.encodeSharedRef(row.values);
   const out = new Uint8Array(ROW_HEADER_BYTES + body.length);
-  new DataView(out.buffer).setFloat64(0, row.ts, false);
+  tsFloat[0] = row.ts;
+  for (let i = 0; i < ROW_HEADER_BYTES; i++) out[i] = tsBytes[littleEndian ? ROW_HEADER_BYTES - 1 - i : i]!;
   out.set(body, ROW_HEADER_BYTES);
   return out;
 }
