@@ -151,10 +151,12 @@ export class ResilientShard implements ShardNode {
     const inner = this.inner;
     const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
       if (c.attempt === 0 && first !== null) return Promise.reject(first.error);
-      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.timeout("read", budget, 0)) : inner.getMany(keys, ctx).then(undefined, this.rethrowJudged);
+      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.judged("read", this.timeout("read", budget, 0))) : inner.getMany(keys, ctx).then(undefined, this.rethrowJudged);
     };
-    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, (late) => this.timeout("read", budget, late)).then(undefined, (error: unknown) => {
-      throw this.failed("read", this.policies.read, this.judged("read", error));
+    // Each timeout is judged once, where it is made: an attempt's in rethrowJudged (the policy passes it on
+    // as judged), the deadline's here. Judged again, a timeout the breaker had counted could come out excused.
+    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, (late) => this.judged("read", this.timeout("read", budget, late)) as Error).then(undefined, (error: unknown) => {
+      throw this.failed("read", this.policies.read, error);
     });
   }
 
