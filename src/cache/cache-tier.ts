@@ -4,7 +4,7 @@ import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, Re
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
-import { L1Cache } from "./l1-cache.ts";
+import { L1Cache, type L1Entry } from "./l1-cache.ts";
 import { RowScratch } from "./packed-row.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
@@ -124,7 +124,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const hits = this.m.l1Hits;
     return (keys) => {
       const now = clock();
-      const out = new Array<ReadSlot>(keys.length);
+      const found = new Array<L1Entry>(keys.length);
       let due: string[] | undefined;
       for (let i = 0; i < keys.length; i++) {
         const e = l1.fresh(keys[i]!, now);
@@ -133,10 +133,13 @@ export class CacheTier implements KvNode, ChangeListener {
           return undefined;
         }
         if (l1.claimRefresh(e, now)) due = appended(due, keys[i]!);
-        out[i] = L1Cache.rowOf(e);
+        found[i] = e;
       }
       hits.inc(keys.length);
       if (due !== undefined) this.refreshAhead(due);
+      // Decoded only once every key is known to be fresh: a miss late in the batch wastes no decoding.
+      const out = new Array<ReadSlot>(keys.length);
+      for (let i = 0; i < keys.length; i++) out[i] = L1Cache.rowOf(found[i]!);
       return out;
     };
   }
