@@ -5,6 +5,7 @@ import type { ReadContext, StoredRow } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
 import { MetricsRegistry } from "../ops/metrics.ts";
+import { MeteredKvNode } from "../ops/metered-node.ts";
 import { cacheMetrics } from "./cache-metrics.ts";
 import { CacheTier } from "./cache-tier.ts";
 import { L1Cache } from "./l1-cache.ts";
@@ -210,6 +211,81 @@ describe("CacheTier with L1", () => {
     // Past the TTL, rows are grace copies, never raw answers.
     clock.advance(60_000);
     expect(read().found).toBe(-1);
+  });
+
+  test("a read-through raw read: L1's rows and the rows read for the rest, as bytes; the misses read once, joining reads in flight", async () => {
+    const { origin, tier, m } = setup();
+    const keys = ["v@1/k=i1", "v@1/k=i2", "v@1/k=i3", "v@1/k=i4"];
+    await origin.rows.putMany([{ key: keys[0]!, row: row(5, 1.5, "x") }, { key: keys[1]!, row: row(6, [1, 2]) }, { key: keys[3]!, row: row(8, null) }]);
+    await tier.getMany([keys[0]!, keys[2]!]); // L1: a row and a negative entry
+    const hits = m.l1Hits.value;
+    const misses = m.l1Misses.value;
+    const batch = KeyBatch.of(keys);
+    origin.hold();
+    const reads = origin.reads;
+    const pending = tier.rawNow!.readThrough!(batch, { degraded: [] });
+    // The batch was read before the call returned: it may be reused at once.
+    batch.reset();
+    batch.begin(new TextEncoder().encode("v@1/"));
+    batch.ascii("k=i9");
+    batch.finish();
+    // A plain read of a key in flight joins that read.
+    const joined = tier.getMany([keys[3]!]);
+    origin.release();
+    const held = await pending;
+    expect(origin.reads).toBe(reads + 1);
+    expect(origin.keysRead).toBeGreaterThanOrEqual(2);
+    expect(m.coalesced.value).toBe(1);
+    expect((await joined)[0]).toEqual(row(8, null));
+    const seen: { index: number; ts: number; values: unknown }[] = [];
+    const found = held.report({ row: (index, bytes, _view, start, end, ts) => seen.push({ index, ts, values: decode(bytes.subarray(start, end)) }) });
+    expect(found).toBe(3);
+    expect(seen.sort((a, b) => a.index - b.index)).toEqual([
+      { index: 0, ts: 5, values: [1.5, "x"] },
+      { index: 1, ts: 6, values: [[1, 2]] },
+      { index: 3, ts: 8, values: [null] },
+    ]);
+    // The same read as slots, as getMany answers it.
+    expect(held.slots()).toEqual([row(5, 1.5, "x"), row(6, [1, 2]), undefined, row(8, null)]);
+    // Hits and misses counted once, as a getMany of the batch counts them.
+    expect(m.l1Hits.value - hits).toBe(2 + 0);
+    expect(m.l1Misses.value - misses).toBe(2 + 1);
+    // The rows read through are in L1 now: the synchronous raw read answers.
+    const again = KeyBatch.of(keys);
+    expect(tier.rawNow!.readRaw(again, again.all, 0, again.count, { row: () => {} })).toBe(3);
+  });
+
+  test("behind the metrics wrapper, a read-through raw read is one read whose keys are counted once, however the caller takes them", async () => {
+    const { origin, tier } = setup();
+    const metrics = new MetricsRegistry({ defaultMetrics: false });
+    const node = new MeteredKvNode(tier, metrics);
+    const keys = ["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"];
+    await origin.rows.putMany([{ key: keys[0]!, row: row(5, 1) }, { key: keys[1]!, row: row(6, 2) }]);
+    await tier.getMany([keys[0]!]);
+    const held = await node.rawNow!.readThrough!(KeyBatch.of(keys), { degraded: [] });
+    expect(held.report({ row: () => {} })).toBe(2);
+    expect(held.slots()).toEqual([row(5, 1), row(6, 2), undefined]);
+    const text = await metrics.render();
+    expect(text).toContain(`quiver_store_operations_total{op="get",outcome="ok"} 1`);
+    expect(text).toContain(`quiver_store_keys_total{op="get",result="found"} 2`);
+    expect(text).toContain(`quiver_store_keys_total{op="get",result="missing"} 1`);
+  });
+
+  test("a read-through raw read of keys whose shard cannot answer reports nothing: its slots carry UNAVAILABLE, grace copies and the degraded shard", async () => {
+    const { origin, tier, clock } = setup();
+    const keys = ["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"];
+    await origin.rows.putMany([{ key: keys[0]!, row: row(5, 1) }, { key: keys[1]!, row: row(6, 2) }]);
+    await tier.getMany([keys[1]!]);
+    clock.advance(61_000); // keys[1] is a grace copy now
+    await tier.getMany([keys[0]!]); // keys[0] fresh
+    origin.down = true;
+    const degraded: string[] = [];
+    const held = await tier.rawNow!.readThrough!(KeyBatch.of(keys), { degraded });
+    let reported = 0;
+    expect(held.report({ row: () => reported++ })).toBe(-1);
+    expect(reported).toBe(0);
+    expect(held.slots()).toEqual([row(5, 1), { ...row(6, 2), stale: true }, UNAVAILABLE]);
+    expect(degraded).toEqual(["shard-1"]);
   });
 
   test("a hit in the last tenth of an entry's time to live reads the key again in the background, once; a key read that often never expires", async () => {

@@ -1,8 +1,8 @@
 import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/change-feed.ts";
 import type { KeyBatch } from "../kv/key-batch.ts";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow, ThroughRows } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
-import { ROW_HEADER_BYTES } from "../kv/row-codec.ts";
+import { encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
 import { L1Cache, type L1Entry } from "./l1-cache.ts";
 import { RowScratch } from "./packed-row.ts";
@@ -115,7 +115,44 @@ export class CacheTier implements KvNode, ChangeListener {
         if (due !== undefined) this.refreshAhead(due);
         return found;
       },
+      readThrough: (keys: KeyBatch, ctx: ReadContext) => this.readThrough(l1, scratch, keys, ctx),
     };
+  }
+
+  /**
+   * RawReader.readThrough: one pass over L1 keeps each fresh entry (its packed
+   * bytes), the other keys are read as `getMany` reads its misses (L2, the
+   * origin, single-flight, L1 filled), and the rows are held until the caller
+   * reports them: L1's as held, those read through packed as L1 packs them.
+   * A 100-entity lookup with some keys expired or never read thus costs one
+   * probe per key and the answer writer's pass over bytes, where the
+   * decoding path (getMany, then a LookupResult, then its encoder) probed
+   * again and decoded every hit into value objects.
+   */
+  private async readThrough(l1: L1Cache, scratch: RowScratch, keys: KeyBatch, ctx: ReadContext): Promise<ThroughRows> {
+    const n = keys.count;
+    const now = this.clock();
+    const held = new Array<L1Entry | undefined>(n);
+    const missKeys: string[] = [];
+    const missAt: number[] = [];
+    let due: string[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const key = keys.keyString(i);
+      const e = l1.fresh(key, now);
+      if (e === undefined) {
+        missKeys.push(key);
+        missAt.push(i);
+        continue;
+      }
+      if (l1.claimRefresh(e, now)) due = appended(due, key);
+      held[i] = e;
+    }
+    if (due !== undefined) this.refreshAhead(due);
+    this.m.l1Hits.inc(n - missKeys.length);
+    this.m.l1Misses.inc(missKeys.length);
+    const fetched = new Array<ReadSlot>(missKeys.length);
+    if (missKeys.length > 0) await this.readMisses(missKeys, missKeys.map((_, j) => j), fetched, ctx);
+    return new HeldRows(held, missAt, fetched, scratch);
   }
 
   /** The all-keys-hit-L1 path: no promise, no allocation beyond the answer. */
@@ -168,7 +205,19 @@ export class CacheTier implements KvNode, ChangeListener {
     } else {
       for (let i = 0; i < n; i++) missPos.push(i);
     }
+    await this.readMisses(keys, missPos, out, ctx);
+    return out;
+  }
 
+  /**
+   * Reads `keys[pos]` for each `pos` of `missPos` through the tiers below L1
+   * and writes its slot to `out[pos]`: the row, undefined (no row), an L1
+   * grace copy marked stale where the origin could not answer, else
+   * UNAVAILABLE (and the shards that failed go to `ctx.degraded`). Joins the
+   * reads in flight for these keys; one flight reads the rest.
+   */
+  private async readMisses(keys: readonly string[], missPos: readonly number[], out: ReadSlot[], ctx: ReadContext | undefined): Promise<void> {
+    const l1 = this.l1;
     // Join reads in flight; start one flight for the rest.
     const mine: string[] = [];
     for (const pos of missPos) {
@@ -209,7 +258,6 @@ export class CacheTier implements KvNode, ChangeListener {
         }
       }
     }
-    return out;
   }
 
   /**
@@ -410,4 +458,58 @@ function appended(list: string[] | undefined, key: string): string[] {
 
 function staleCopy(row: StoredRow): StoredRow {
   return { ts: row.ts, values: row.values, stale: true };
+}
+
+/**
+ * A read-through raw read's rows (ThroughRows): L1's fresh entries as held
+ * (packed bytes; a negative entry is a key with no row) and the slots read
+ * through for the rest, at `missAt`.
+ */
+class HeldRows implements ThroughRows {
+  constructor(
+    private readonly held: readonly (L1Entry | undefined)[],
+    private readonly missAt: readonly number[],
+    private readonly fetched: readonly ReadSlot[],
+    private readonly scratch: RowScratch,
+  ) {}
+
+  report(sink: RawRowSink): number {
+    const fetched = this.fetched;
+    // A row the origin could not give (a default or a stale copy stands in) is the decoding path's to write, with its headers.
+    for (let j = 0; j < fetched.length; j++) {
+      const s = fetched[j];
+      if (s === UNAVAILABLE || (s !== undefined && s.stale === true)) return -1;
+    }
+    const scratch = this.scratch;
+    scratch.reset();
+    const held = this.held;
+    let found = 0;
+    for (let i = 0; i < held.length; i++) {
+      const raw = held[i]?.raw;
+      if (raw === undefined) continue;
+      const at = scratch.put(raw);
+      sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, held[i]!.ts);
+      found++;
+    }
+    for (let j = 0; j < fetched.length; j++) {
+      const row = fetched[j] as StoredRow | undefined;
+      if (row === undefined) continue;
+      const packed = encodeRow(row);
+      const at = scratch.put(packed);
+      sink.row(this.missAt[j]!, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + packed.length, row.ts);
+      found++;
+    }
+    return found;
+  }
+
+  slots(): ReadSlot[] {
+    const held = this.held;
+    const out = new Array<ReadSlot>(held.length);
+    for (let i = 0; i < held.length; i++) {
+      const e = held[i];
+      out[i] = e === undefined ? undefined : L1Cache.rowOf(e);
+    }
+    for (let j = 0; j < this.fetched.length; j++) out[this.missAt[j]!] = this.fetched[j];
+    return out;
+  }
 }

@@ -74,6 +74,8 @@ export class ArenaKvNode implements KvNode, RawReader {
   readonly readsNow = "always";
   /** Rows are bytes in slabs already: handing them over costs a table probe per key. */
   readonly rawNow: RawReader = this;
+  /** Every key is answered now: nothing to read through. */
+  readonly readThrough = undefined;
 
   getMany(keys: readonly string[]): Promise<ReadSlot[]> {
     return Promise.resolve(this.getManyNow(keys));

@@ -119,6 +119,32 @@ export interface RawRowSink {
  */
 export interface RawReader {
   readRaw(keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number;
+  /**
+   * Present exactly on a reader that answers -1 for keys it holds only
+   * elsewhere (a cache tier: L1 in memory, L2 and the origin behind it): the
+   * whole batch read as `getMany` would read it — the keys not in memory read
+   * through, once, joining reads in flight, filling L1 — with the rows held
+   * as bytes until the caller reports them (ThroughRows). Keys are read from
+   * `keys` before the call returns: the batch may be reused at once. Absent
+   * (undefined) on readers that answer every key now (in-process stores) and
+   * on composites of several readers.
+   */
+  readonly readThrough: ((keys: KeyBatch, ctx: ReadContext) => Promise<ThroughRows>) | undefined;
+}
+
+/** The rows of a read-through raw read (RawReader.readThrough), held until reported. */
+export interface ThroughRows {
+  /**
+   * Reports every present row to `sink` under its index in the batch, as
+   * `readRaw` does, and answers how many there were; or -1, reporting
+   * nothing, when some row cannot be given as stored bytes (its shard could
+   * not answer: UNAVAILABLE, or a stale grace copy), which `slots` carries.
+   * The bytes are valid only during the call: report where the answer is
+   * written, in the same synchronous step.
+   */
+  report(sink: RawRowSink): number;
+  /** The read's slots as `getMany` would have answered them (rows decoded); its degraded shards went to the read's context. */
+  slots(): ReadSlot[];
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage, ThroughRows } from "../kv/kv-node.ts";
 import type { KeyBatch } from "../kv/key-batch.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "./metrics.ts";
@@ -70,7 +70,11 @@ export class MeteredKvNode implements KvNode {
     if (inner === undefined) return undefined;
     if (this.rawInner !== inner) {
       this.rawInner = inner;
-      this.rawMetered = { readRaw: (keys, picks, from, to, sink) => this.readRawMetered(inner, keys, picks, from, to, sink) };
+      const through = inner.readThrough;
+      this.rawMetered = {
+        readRaw: (keys, picks, from, to, sink) => this.readRawMetered(inner, keys, picks, from, to, sink),
+        readThrough: through === undefined ? undefined : (keys, ctx) => this.readThroughMetered(through, keys, ctx),
+      };
     }
     return this.rawMetered;
   }
@@ -90,6 +94,42 @@ export class MeteredKvNode implements KvNode {
     return found;
   }
 
+  /** A read-through raw read, metered as the `getMany` it stands for: one read, its keys found and missing (counted as they are reported or decoded). */
+  private async readThroughMetered(through: (keys: KeyBatch, ctx: ReadContext) => Promise<ThroughRows>, keys: KeyBatch, ctx: ReadContext): Promise<ThroughRows> {
+    const start = performance.now();
+    const n = keys.count;
+    let rows: ThroughRows;
+    try {
+      rows = await through(keys, ctx);
+    } catch (e) {
+      this.getErrors.inc();
+      throw e;
+    }
+    this.getLatency.observe((performance.now() - start) / 1000);
+    this.gets.inc();
+    // Keys are counted once, by whichever form the caller takes first (a declined raw answer then decodes).
+    let counted = false;
+    return {
+      report: (sink) => {
+        const found = rows.report(sink);
+        if (found >= 0 && !counted) {
+          counted = true;
+          this.keysRead.inc(found);
+          this.keysMissing.inc(n - found);
+        }
+        return found;
+      },
+      slots: () => {
+        const slots = rows.slots();
+        if (!counted) {
+          counted = true;
+          this.countKeys(slots);
+        }
+        return slots;
+      },
+    };
+  }
+
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     const start = performance.now();
     let slots: ReadSlot[];
@@ -106,6 +146,11 @@ export class MeteredKvNode implements KvNode {
   private recordRead(start: number, slots: readonly ReadSlot[]): void {
     this.getLatency.observe((performance.now() - start) / 1000);
     this.gets.inc();
+    this.countKeys(slots);
+  }
+
+  /** A read's keys by result, and the fallbacks its UNAVAILABLE and stale slots stand for. */
+  private countKeys(slots: readonly ReadSlot[]): void {
     let found = 0;
     let unavailable = 0;
     let stale = 0;

@@ -57,6 +57,15 @@ export class FeatureServing {
     return this.lookups.lookupRaw(plan.query, write, plan);
   }
 
+  /**
+   * After `lookupRaw` answered undefined: the lookup answered by `write`
+   * from stored bytes (keys a cache lacked read through) or by `encode` of
+   * its result (see LookupService.lookupRest).
+   */
+  lookupRest<T, A>(plan: PlannedLookup, options: CallOptions | undefined, write: (rows: RawRows, arg: A) => T | undefined, encode: (result: LookupResult, arg: A, late: boolean) => T, arg: A): T | Promise<T> {
+    return this.lookups.lookupRest(plan.query, options, write, encode, arg);
+  }
+
   /** Validates every pushed row, then writes them as one last-write-wins batch. */
   push(body: Readonly<Record<string, unknown>>, dialect: PushDialect, options?: CallOptions): Promise<PutOutcome> {
     const entries = planPush(this.registry.current, this.pushes, body, dialect, this.limits.maxRows);

@@ -1,12 +1,20 @@
 import { describe, expect, test } from "bun:test";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
+import { ForwardingKvNode } from "../kv/forwarding-node.ts";
+import { LocalChangeFeed } from "../feed/local-feed.ts";
+import { CacheTier } from "../cache/cache-tier.ts";
+import { cacheMetrics } from "../cache/cache-metrics.ts";
+import { L1Cache } from "../cache/l1-cache.ts";
+import { MetricsRegistry } from "../ops/metrics.ts";
+import { TestOrigin } from "../../test/support/test-origin.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
 import { compileRegistry, type FeatureRef, type Registry } from "../registry/index.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { ColumnEntities, RowEntities } from "./entity-input.ts";
 import { LookupService } from "./lookup-service.ts";
 import { PushService } from "./push-service.ts";
+import type { RawRows } from "./raw-rows.ts";
 import { STATUS_NAMES } from "./statuses.ts";
 
 const registry: Registry = compileRegistry({
@@ -227,5 +235,127 @@ describe("PushService", () => {
   test("a failing node makes the write fail as retryable, never a silent success", async () => {
     const { write, clock } = await setup([new DownNode("down")]);
     await expect(write("stats", [{ driver_id: 1, event_timestamp: clock.now, rate: 1 }])).rejects.toMatchObject({ retryable: true });
+  });
+});
+
+/** Counts the synchronous probes a lookup makes of the node it wraps. */
+class ProbeCounter extends ForwardingKvNode {
+  probes = 0;
+  override getManyNow(keys: readonly string[]): ReadSlot[] | undefined {
+    this.probes++;
+    return super.getManyNow(keys);
+  }
+}
+
+describe("LookupService over a cache tier (L1)", () => {
+  async function cached() {
+    const clock = clockAt(1_800_000_000_000);
+    const origin = new TestOrigin(new MemoryKvNode("origin"));
+    const metrics = new MetricsRegistry({ defaultMetrics: false });
+    const m = cacheMetrics(metrics);
+    const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: HOUR, clock: clock.read });
+    const tier = new CacheTier(origin, { l1, feed: new LocalChangeFeed("pod"), metrics: m, clock: clock.read });
+    const store = new ProbeCounter(tier);
+    const push = new PushService(origin.rows, { maxFutureSkewMs: HOUR }, clock.read);
+    const v = registry.views.get("stats")!;
+    await push.write(push.prepare(v, new RowEntities([{ driver_id: 1, event_timestamp: clock.now, rate: 0.5 }, { driver_id: 2, event_timestamp: clock.now, rate: 0.75 }], "rows"), [{ name: "driver_id", path: "driver_id" }, { name: "event_timestamp", path: "event_timestamp" }, { name: "rate", path: "rate" }]));
+    return { lookup: new LookupService(store, clock.read), store, m, tier, origin };
+  }
+  const query = (ids: number[]) => ({ refs: [ref("stats:rate")], entities: new RowEntities(ids.map((driver_id) => ({ driver_id })), "e"), fillDefaults: true });
+  const rawRates = (rows: RawRows) => Array.from({ length: rows.rowCount }, (_, r) => rows.bytes[r] !== undefined);
+
+  test("a raw read that finds a key missing from L1 sends the lookup of that query straight to the tier's read, probing L1 once more, not twice", async () => {
+    const { lookup, store, m, tier } = await cached();
+    await lookup.lookup(query([1])); // fills L1 with driver 1
+    store.probes = 0;
+    const hits = m.l1Hits.value;
+    const q = query([1, 2]); // 1 in L1, 2 only in the origin
+    expect(lookup.lookupRaw(q, rawRates, null)).toBeUndefined();
+    const res = await lookup.lookup(q);
+    expect(res.values).toEqual([0.5, 0.75]);
+    expect(store.probes).toBe(0);
+    // The hit is counted once, by the read that served it.
+    expect(m.l1Hits.value - hits).toBe(1);
+    // Both keys are in L1 now: the raw path answers, and a lookup of another query probes as before.
+    expect(lookup.lookupRaw(query([1, 2]), rawRates, null)).toEqual([true, true]);
+    expect(await lookup.lookup(query([2, 1]))).toMatchObject({ values: [0.75, 0.5] });
+    expect(store.probes).toBe(1);
+    await tier.close();
+  });
+
+  test("lookupRest after a raw read that found keys missing: only those are read, and the answer is written from bytes", async () => {
+    const { lookup, origin, tier } = await cached();
+    await lookup.lookup(query([1]));
+    const q = query([1, 2, 3]); // 1 in L1; 2 in the origin only; 3 nowhere
+    expect(lookup.lookupRaw(q, rawRates, null)).toBeUndefined();
+    const before = origin.keysRead;
+    const how: string[] = [];
+    const answer = await lookup.lookupRest<unknown, null>(
+      q,
+      undefined,
+      (rows) => {
+        how.push("bytes");
+        return rawRates(rows);
+      },
+      (_r, _a, late) => {
+        how.push(`decoded late=${late}`);
+        return [];
+      },
+      null,
+    );
+    expect(answer).toEqual([true, true, false]);
+    expect(how).toEqual(["bytes"]);
+    expect(origin.keysRead - before).toBe(2);
+    await tier.close();
+  });
+
+  test("lookupRest: a writer that declines, or a key whose shard cannot answer, gets the decoding path's result from the same read", async () => {
+    const { lookup, origin, tier } = await cached();
+    await lookup.lookup(query([1]));
+    const q = query([1, 2]);
+    expect(lookup.lookupRaw(q, rawRates, null)).toBeUndefined();
+    const reads = origin.reads;
+    const res = await lookup.lookupRest<unknown, null>(q, undefined, () => undefined, (r, _a, late) => ({ values: r.values, late, degraded: r.degraded }), null);
+    expect(res).toEqual({ values: [0.5, 0.75], late: true, degraded: [] });
+    expect(origin.reads).toBe(reads + 1);
+    // The origin down: driver 3 is unavailable, with its default, and the answer says which shard.
+    origin.down = true;
+    const q3 = query([1, 3]);
+    expect(lookup.lookupRaw(q3, rawRates, null)).toBeUndefined();
+    const down = await lookup.lookupRest<unknown, null>(q3, undefined, rawRates, (r) => ({ values: r.values, statuses: statuses(r.statuses), degraded: r.degraded }), null);
+    expect(down).toEqual({ values: [0.5, 0.25], statuses: ["PRESENT", "UNAVAILABLE"], degraded: ["shard-1"] });
+    await tier.close();
+  });
+
+  test("lookupRest without a raw read before it is lookup, then encode (late only when storage was waited for)", async () => {
+    const { lookup, tier } = await cached();
+    await lookup.lookup(query([1]));
+    const enc = (r: Awaited<ReturnType<LookupService["lookup"]>>, _a: null, late: boolean) => ({ values: r.values, late });
+    expect(lookup.lookupRest<unknown, null>(query([1]), undefined, () => "bytes", enc, null)).toEqual({ values: [0.5], late: false });
+    expect(await lookup.lookupRest<unknown, null>(query([2]), undefined, () => "bytes", enc, null)).toEqual({ values: [0.75], late: true });
+    await tier.close();
+  });
+
+  test("a raw read declined by the writer (not by a miss) leaves the lookup its synchronous probe", async () => {
+    const { lookup, store, tier } = await cached();
+    await lookup.lookup(query([1, 2]));
+    store.probes = 0;
+    const q = query([1, 2]);
+    expect(lookup.lookupRaw(q, () => undefined, null)).toBeUndefined();
+    const res = lookup.lookup(q);
+    expect(res).not.toBeInstanceOf(Promise);
+    expect((res as Awaited<typeof res>).values).toEqual([0.5, 0.75]);
+    expect(store.probes).toBe(1);
+    await tier.close();
+  });
+
+  test("the hint is for the query that was declined: a lookup of another one still probes", async () => {
+    const { lookup, store, tier } = await cached();
+    await lookup.lookup(query([1]));
+    store.probes = 0;
+    expect(lookup.lookupRaw(query([1, 2]), rawRates, null)).toBeUndefined();
+    expect(lookup.lookup(query([1]))).not.toBeInstanceOf(Promise);
+    expect(store.probes).toBe(1);
+    await tier.close();
   });
 });

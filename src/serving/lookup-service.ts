@@ -83,7 +83,10 @@ export class LookupService {
     const plan = this.planOf(q.refs);
     const keys = buildKeys(plan, q.entities);
     if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
-    const now = this.store.getManyNow(keys);
+    // A raw read of this very query just found a key not in memory: the synchronous probe would find the same miss.
+    const declined = this.rawDeclined === q;
+    this.rawDeclined = undefined;
+    const now = declined ? undefined : this.store.getManyNow(keys);
     if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
     const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
@@ -100,6 +103,7 @@ export class LookupService {
    * Same statuses and defaults as `lookup` (tests compare the two).
    */
   lookupRaw<T, A>(q: LookupQuery, write: (rows: RawRows, arg: A) => T | undefined, arg: A): T | undefined {
+    this.rawDeclined = undefined;
     const raw = this.store.rawNow;
     if (raw === undefined) return undefined;
     const plan = this.planOf(q.refs);
@@ -111,8 +115,11 @@ export class LookupService {
     const rows = this.rawRows;
     rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      // -1: a cache tier holds some keys only in its origin (readRaw); `lookup` reads them.
-      if (raw.readRaw(keys, keys.all, 0, keys.count, rows) < 0) return undefined;
+      // -1: a cache tier holds some keys only in its origin (readRaw); `lookup` reads them, without probing memory first.
+      if (raw.readRaw(keys, keys.all, 0, keys.count, rows) < 0) {
+        this.rawDeclined = q;
+        return undefined;
+      }
       rows.ageRows(view.maxAgeMs, this.clock());
       return write(rows, arg);
     } finally {
@@ -120,6 +127,62 @@ export class LookupService {
     }
   }
 
+  /**
+   * The rest of a lookup whose `lookupRaw` answered undefined, answered as
+   * `write` (from stored bytes, as lookupRaw's) or `encode` (of the
+   * LookupResult `lookup` answers) makes it. When that raw read found keys
+   * not in memory and the store can read them through as bytes
+   * (`RawReader.readThrough`: a cache tier), only those are read and `write`
+   * answers from the bytes; if a row cannot be given as bytes (its shard
+   * could not answer) or `write` declines, `encode` answers from the same
+   * read, decoded. Otherwise this is `lookup`, then `encode`. `late` tells
+   * `encode` whether storage was waited for. `arg` is passed on as it is.
+   */
+  lookupRest<T, A>(
+    q: LookupQuery,
+    options: { readonly signal?: AbortSignal; readonly deadline?: number } | undefined,
+    write: (rows: RawRows, arg: A) => T | undefined,
+    encode: (result: LookupResult, arg: A, late: boolean) => T,
+    arg: A,
+  ): T | Promise<T> {
+    const through = this.rawDeclined === q ? this.store.rawNow?.readThrough : undefined;
+    if (through === undefined) {
+      const result = this.lookup(q, options);
+      return result instanceof Promise ? result.then((r) => encode(r, arg, true)) : encode(result, arg, false);
+    }
+    this.rawDeclined = undefined;
+    // lookupRaw built this query's keys just now, and found it single-view with ASCII keys; they are built again, as the batch is shared.
+    const plan = this.planOf(q.refs);
+    const view = plan.views[0]!;
+    const keys = this.keyBatch;
+    entityKeyBytes(q.entities, view.joinKeys, view.keyPrefixBytes, keys);
+    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+    const rowCount = q.entities.rowCount;
+    return through(keys, ctx).then((held) => {
+      const rows = this.rawRows;
+      rows.begin(rowCount, q.refs, q.fillDefaults);
+      try {
+        if (held.report(rows) >= 0) {
+          rows.ageRows(view.maxAgeMs, this.clock());
+          const out = write(rows, arg);
+          if (out !== undefined) return out;
+        }
+      } finally {
+        rows.release();
+      }
+      return encode(fill(q, plan, rowCount, held.slots(), this.clock(), ctx.degraded!), arg, true);
+    });
+  }
+
+  /**
+   * The query whose raw read answered -1 (some key is not in memory, and by
+   * RawReader's contract `getManyNow` would answer undefined): the `lookup`
+   * the caller makes of it next goes straight to `getMany`. On a partial L1
+   * hit that saves a second probe of every key up to the first miss and the
+   * array it fills. Only a hint: any other call clears it, and a lookup that
+   * ignored it would answer the same.
+   */
+  private rawDeclined: LookupQuery | undefined;
   private readonly rawRows = new RawRows();
   private readonly keyBatch = new KeyBatch();
 

@@ -38,6 +38,8 @@ test("raw reads across members report each key at its request index, and are met
       expect(ts).toBe((now[index] as { ts: number }).ts);
     },
   });
+  // Members answer every key now: there is nothing to read through.
+  expect(node.rawNow!.readThrough).toBeUndefined();
   // Grouped by member, each under its batch index.
   expect(seen.sort((a, b) => a - b)).toEqual(keys.map((_, i) => i).filter((i) => i % 3 !== 0));
   expect(found).toBe(seen.length);

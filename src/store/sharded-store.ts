@@ -255,6 +255,9 @@ class RoutedRawReader implements RawReader {
   private grouped = new Int32Array(64);
   private readonly starts: Int32Array;
 
+  /** Members answer every key now, or the ring answers -1 and the caller reads through `getMany` (one member's own reader is used as it is, RawReader.readThrough included). */
+  readonly readThrough = undefined;
+
   constructor(
     private readonly ring: HashRing,
     private readonly readers: readonly RawReader[],

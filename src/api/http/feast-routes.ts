@@ -8,6 +8,12 @@ import { FeastAnswerEncoder } from "./feast-answer.ts";
 import { encodedAnswer, feastErrorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
+/** What a lookup's answer needs once its rows are read (LookupService.lookupRest). */
+interface LateAnswer {
+  readonly plan: PlannedLookup;
+  readonly req: Request;
+}
+
 /**
  * Feast feature-server routes, wire-compatible with ../shared/reference/
  * feast-serving-api.md, so model code written for Feast works unchanged.
@@ -17,6 +23,12 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   const { limits, serving } = deps;
   const answers = new FeastAnswerEncoder();
   const fromRows = (rows: RawRows, plan: PlannedLookup) => answers.jsonRows(rows, plan.entities, plan.fullFeatureNames);
+  // The same, once storage was waited for (keys a cache lacked read through), and the decoding path's answer.
+  const lateRows = (rows: RawRows, a: LateAnswer) => {
+    const bytes = answers.jsonRows(rows, a.plan.entities, a.plan.fullFeatureNames);
+    return bytes === undefined ? undefined : encodedAnswer(bytes, false, undefined, true);
+  };
+  const fromResult = (result: LookupResult, a: LateAnswer, late: boolean) => encode(result, a.plan, late || waitedForAdmission(a.req));
 
   /** After the body: plan, read (synchronously when every key is in memory), encode in Feast's shape. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
@@ -26,10 +38,8 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
     const stored = serving.lookupRaw(plan, fromRows);
     // Small answers leave in one write either way: only a large one asks whether it is late.
     if (stored !== undefined) return encodedAnswer(stored, false, undefined, stored.length > CORKED_BYTES && waitedForAdmission(req));
-    const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
-    if (result instanceof Promise) return result.then((r) => encode(r, plan, true));
-    return encode(result, plan, waitedForAdmission(req));
+    return serving.lookupRest(plan, { deadline: deadlineAfter(req, budget) }, lateRows, fromResult, { plan, req });
   };
   const encode = (result: LookupResult, plan: PlannedLookup, late: boolean): Response => {
     const missing = unavailableCount(result);

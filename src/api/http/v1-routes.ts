@@ -8,6 +8,13 @@ import { NativeAnswerEncoder } from "./native-answer.ts";
 import { encodedAnswer, errorResponse, json, msgpack } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
+/** What a lookup's answer needs once its rows are read (LookupService.lookupRest). */
+interface LateAnswer {
+  readonly plan: PlannedLookup;
+  readonly asMsgpack: boolean;
+  readonly req: Request;
+}
+
 const LOOKUP_FIELDS = new Set(["features", "featureService", "entities", "fillDefaults", "fullFeatureNames"]);
 const PUSH_FIELDS = new Set(["featureView", "rows"]);
 
@@ -17,6 +24,12 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
   const answers = new NativeAnswerEncoder();
   const fromRowsJson = (rows: RawRows, plan: PlannedLookup) => answers.jsonRows(rows, plan.fullFeatureNames);
   const fromRowsMsgpack = (rows: RawRows, plan: PlannedLookup) => answers.msgpackRows(rows, plan.fullFeatureNames);
+  // The same, once storage was waited for (keys a cache lacked read through), and the decoding path's answer.
+  const lateRows = (rows: RawRows, a: LateAnswer) => {
+    const bytes = a.asMsgpack ? answers.msgpackRows(rows, a.plan.fullFeatureNames) : answers.jsonRows(rows, a.plan.fullFeatureNames);
+    return bytes === undefined ? undefined : encodedAnswer(bytes, a.asMsgpack, undefined, true);
+  };
+  const fromResult = (result: LookupResult, a: LateAnswer, late: boolean) => encode(result, a.plan.fullFeatureNames, a.asMsgpack, late || waitedForAdmission(a.req));
 
   /** After the body: plan, read (synchronously when every key is in memory), encode. */
   const answer = (value: unknown, req: Request): Response | Promise<Response> => {
@@ -29,10 +42,8 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     const stored = serving.lookupRaw(plan, asMsgpack ? fromRowsMsgpack : fromRowsJson);
     // Small answers leave in one write either way: only a large one asks whether it is late.
     if (stored !== undefined) return encodedAnswer(stored, asMsgpack, undefined, stored.length > CORKED_BYTES && waitedForAdmission(req));
-    const result = serving.lookup(plan, { deadline: deadlineAfter(req, budget) });
     // Answered once storage has: after this request's socket callback (late-body.ts).
-    if (result instanceof Promise) return result.then((r) => encode(r, plan.fullFeatureNames, asMsgpack, true));
-    return encode(result, plan.fullFeatureNames, asMsgpack, waitedForAdmission(req));
+    return serving.lookupRest(plan, { deadline: deadlineAfter(req, budget) }, lateRows, fromResult, { plan, asMsgpack, req });
   };
   const encode = (result: LookupResult, full: boolean, asMsgpack: boolean, late: boolean): Response => {
     if (result.stale !== undefined) {
