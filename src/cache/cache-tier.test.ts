@@ -223,7 +223,9 @@ describe("CacheTier with L1", () => {
     const batch = KeyBatch.of(keys);
     origin.hold();
     const reads = origin.reads;
-    const pending = tier.rawNow!.readThrough!(batch, { degraded: [] });
+    const held = tier.rawNow!.readThrough!(batch);
+    expect(held.missing).toBe(2);
+    const pending = held.readRest({ degraded: [] });
     // The batch was read before the call returned: it may be reused at once.
     batch.reset();
     batch.begin(new TextEncoder().encode("v@1/"));
@@ -232,7 +234,7 @@ describe("CacheTier with L1", () => {
     // A plain read of a key in flight joins that read.
     const joined = tier.getMany([keys[3]!]);
     origin.release();
-    const held = await pending;
+    await pending;
     expect(origin.reads).toBe(reads + 1);
     expect(origin.keysRead).toBeGreaterThanOrEqual(2);
     expect(m.coalesced.value).toBe(1);
@@ -250,9 +252,11 @@ describe("CacheTier with L1", () => {
     // Hits and misses counted once, as a getMany of the batch counts them.
     expect(m.l1Hits.value - hits).toBe(2 + 0);
     expect(m.l1Misses.value - misses).toBe(2 + 1);
-    // The rows read through are in L1 now: the synchronous raw read answers.
+    // The rows read through are in L1 now: the raw reads answer at once.
     const again = KeyBatch.of(keys);
     expect(tier.rawNow!.readRaw(again, again.all, 0, again.count, { row: () => {} })).toBe(3);
+    const now = tier.rawNow!.readThrough!(again);
+    expect([now.missing, now.report({ row: () => {} })]).toEqual([0, 3]);
   });
 
   test("behind the metrics wrapper, a read-through raw read is one read whose keys are counted once, however the caller takes them", async () => {
@@ -262,13 +266,21 @@ describe("CacheTier with L1", () => {
     const keys = ["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"];
     await origin.rows.putMany([{ key: keys[0]!, row: row(5, 1) }, { key: keys[1]!, row: row(6, 2) }]);
     await tier.getMany([keys[0]!]);
-    const held = await node.rawNow!.readThrough!(KeyBatch.of(keys), { degraded: [] });
+    const held = node.rawNow!.readThrough!(KeyBatch.of(keys));
+    await held.readRest({ degraded: [] });
     expect(held.report({ row: () => {} })).toBe(2);
     expect(held.slots()).toEqual([row(5, 1), row(6, 2), undefined]);
-    const text = await metrics.render();
+    let text = await metrics.render();
     expect(text).toContain(`quiver_store_operations_total{op="get",outcome="ok"} 1`);
     expect(text).toContain(`quiver_store_keys_total{op="get",result="found"} 2`);
     expect(text).toContain(`quiver_store_keys_total{op="get",result="missing"} 1`);
+    // Every key in L1 now (a row each, and a negative entry): a pass answered at once is metered at once.
+    const now = node.rawNow!.readThrough!(KeyBatch.of(keys));
+    expect(now.missing).toBe(0);
+    text = await metrics.render();
+    expect(text).toContain(`quiver_store_operations_total{op="get",outcome="ok"} 2`);
+    expect(text).toContain(`quiver_store_keys_total{op="get",result="found"} 4`);
+    expect(text).toContain(`quiver_store_keys_total{op="get",result="missing"} 2`);
   });
 
   test("a read-through raw read of keys whose shard cannot answer reports nothing: its slots carry UNAVAILABLE, grace copies and the degraded shard", async () => {
@@ -280,7 +292,8 @@ describe("CacheTier with L1", () => {
     await tier.getMany([keys[0]!]); // keys[0] fresh
     origin.down = true;
     const degraded: string[] = [];
-    const held = await tier.rawNow!.readThrough!(KeyBatch.of(keys), { degraded });
+    const held = tier.rawNow!.readThrough!(KeyBatch.of(keys));
+    await held.readRest({ degraded });
     let reported = 0;
     expect(held.report({ row: () => reported++ })).toBe(-1);
     expect(reported).toBe(0);

@@ -90,6 +90,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const hits = this.m.l1Hits;
     // Each row is copied here to be read: L1 keeps it packed, without a DataView of its own (packed-row.ts).
     const scratch = new RowScratch();
+    const nowRows = new HeldRows(scratch, this.readMissesOf);
     return {
       readRaw: (keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number => {
         const now = clock();
@@ -115,45 +116,54 @@ export class CacheTier implements KvNode, ChangeListener {
         if (due !== undefined) this.refreshAhead(due);
         return found;
       },
-      readThrough: (keys: KeyBatch, ctx: ReadContext) => this.readThrough(l1, scratch, keys, ctx),
+      readThrough: (keys: KeyBatch) => this.readThrough(l1, keys, nowRows),
     };
   }
 
   /**
-   * RawReader.readThrough: one pass over L1 keeps each fresh entry (its packed
-   * bytes), the other keys are read as `getMany` reads its misses (L2, the
-   * origin, single-flight, L1 filled), and the rows are held until the caller
-   * reports them: L1's as held, those read through packed as L1 packs them.
+   * RawReader.readThrough: one pass over L1 keeps each fresh entry (its
+   * packed bytes); keys not fresh are read by `readRest` as `getMany` reads
+   * its misses (L2, the origin, single-flight, L1 filled); the rows are
+   * reported from L1's bytes and, for those read, packed as L1 packs them.
    * A 100-entity lookup with some keys expired or never read thus costs one
-   * probe per key and the answer writer's pass over bytes, where the
-   * decoding path (getMany, then a LookupResult, then its encoder) probed
-   * again and decoded every hit into value objects.
+   * probe per key and the answer writer's pass over bytes, where the decoding
+   * path (getMany, a LookupResult, its encoder) probed them again and decoded
+   * every hit into value objects. A pass that found every key answers with
+   * `nowRows`, reused (the caller reports before the next read).
    */
-  private async readThrough(l1: L1Cache, scratch: RowScratch, keys: KeyBatch, ctx: ReadContext): Promise<ThroughRows> {
+  private readThrough(l1: L1Cache, keys: KeyBatch, nowRows: HeldRows): ThroughRows {
     const n = keys.count;
     const now = this.clock();
-    const held = new Array<L1Entry | undefined>(n);
-    const missKeys: string[] = [];
-    const missAt: number[] = [];
+    const pass = this.pass;
+    let missKeys: string[] | undefined;
+    let missAt: number[] | undefined;
     let due: string[] | undefined;
+    let found = 0;
     for (let i = 0; i < n; i++) {
       const key = keys.keyString(i);
       const e = l1.fresh(key, now);
+      pass[i] = e;
       if (e === undefined) {
-        missKeys.push(key);
-        missAt.push(i);
+        (missKeys ??= []).push(key);
+        (missAt ??= []).push(i);
         continue;
       }
       if (l1.claimRefresh(e, now)) due = appended(due, key);
-      held[i] = e;
+      if (e.raw !== undefined) found++;
     }
     if (due !== undefined) this.refreshAhead(due);
-    this.m.l1Hits.inc(n - missKeys.length);
-    this.m.l1Misses.inc(missKeys.length);
-    const fetched = new Array<ReadSlot>(missKeys.length);
-    if (missKeys.length > 0) await this.readMisses(missKeys, missKeys.map((_, j) => j), fetched, ctx);
-    return new HeldRows(held, missAt, fetched, scratch);
+    const missing = missKeys === undefined ? 0 : missKeys.length;
+    this.m.l1Hits.inc(n - missing);
+    if (missing === 0) return nowRows.hold(pass, n, found);
+    this.m.l1Misses.inc(missing);
+    // The pass goes with the rows that outlive this call; the next read gets a new one.
+    this.pass = [];
+    return new HeldRows(nowRows.scratch, this.readMissesOf).hold(pass, n, found, missKeys, missAt);
   }
+
+  /** readThrough's pass over L1: each key's fresh entry, or undefined. */
+  private pass: (L1Entry | undefined)[] = [];
+  private readonly readMissesOf: ReadMisses = (keys, missPos, out, ctx) => this.readMisses(keys, missPos, out, ctx);
 
   /** The all-keys-hit-L1 path: no promise, no allocation beyond the answer. */
   private l1Now(l1: L1Cache): (keys: readonly string[]) => ReadSlot[] | undefined {
@@ -460,37 +470,84 @@ function staleCopy(row: StoredRow): StoredRow {
   return { ts: row.ts, values: row.values, stale: true };
 }
 
+/** CacheTier.readMisses, as HeldRows calls it. */
+type ReadMisses = (keys: readonly string[], missPos: readonly number[], out: ReadSlot[], ctx: ReadContext | undefined) => Promise<void>;
+
+const NO_KEYS: string[] = [];
+const NO_POSITIONS: number[] = [];
+const NO_SLOTS: ReadSlot[] = [];
+
 /**
- * A read-through raw read's rows (ThroughRows): L1's fresh entries as held
- * (packed bytes; a negative entry is a key with no row) and the slots read
- * through for the rest, at `missAt`.
+ * A read-through raw read's rows (ThroughRows): L1's fresh entries from the
+ * pass (packed bytes; a negative entry is a key with no row) and, once
+ * `readRest` has run, the slots read for the keys at `missAt`.
  */
 class HeldRows implements ThroughRows {
+  private held: readonly (L1Entry | undefined)[] = [];
+  count = 0;
+  found = 0;
+  unavailable = 0;
+  stale = 0;
+  private missKeys: readonly string[] = NO_KEYS;
+  private missAt: readonly number[] = NO_POSITIONS;
+  private fetched: ReadSlot[] = NO_SLOTS;
+
   constructor(
-    private readonly held: readonly (L1Entry | undefined)[],
-    private readonly missAt: readonly number[],
-    private readonly fetched: readonly ReadSlot[],
-    private readonly scratch: RowScratch,
+    readonly scratch: RowScratch,
+    private readonly readMisses: ReadMisses,
   ) {}
 
-  report(sink: RawRowSink): number {
-    const fetched = this.fetched;
-    // A row the origin could not give (a default or a stale copy stands in) is the decoding path's to write, with its headers.
-    for (let j = 0; j < fetched.length; j++) {
+  /** Takes a pass's entries (the first `count` of `held`) and the keys it missed. */
+  hold(held: readonly (L1Entry | undefined)[], count: number, found: number, missKeys: readonly string[] = NO_KEYS, missAt: readonly number[] = NO_POSITIONS): this {
+    this.held = held;
+    this.count = count;
+    this.found = found;
+    this.unavailable = 0;
+    this.stale = 0;
+    this.missKeys = missKeys;
+    this.missAt = missAt;
+    this.fetched = NO_SLOTS;
+    return this;
+  }
+
+  get missing(): number {
+    return this.missKeys.length;
+  }
+
+  async readRest(ctx: ReadContext): Promise<void> {
+    const m = this.missKeys.length;
+    const fetched = new Array<ReadSlot>(m);
+    const positions = new Array<number>(m);
+    for (let j = 0; j < m; j++) positions[j] = j;
+    await this.readMisses(this.missKeys, positions, fetched, ctx);
+    for (let j = 0; j < m; j++) {
       const s = fetched[j];
-      if (s === UNAVAILABLE || (s !== undefined && s.stale === true)) return -1;
+      if (s === UNAVAILABLE) this.unavailable++;
+      else if (s !== undefined) {
+        this.found++;
+        if (s.stale === true) this.stale++;
+      }
     }
+    this.fetched = fetched;
+  }
+
+  report(sink: RawRowSink): number {
+    this.mustBeRead();
+    // A row the origin could not give (a default or a stale copy stands in) is the decoding path's to write, with its headers.
+    if (this.unavailable > 0 || this.stale > 0) return -1;
     const scratch = this.scratch;
     scratch.reset();
     const held = this.held;
     let found = 0;
-    for (let i = 0; i < held.length; i++) {
-      const raw = held[i]?.raw;
+    for (let i = 0; i < this.count; i++) {
+      const e = held[i];
+      const raw = e?.raw;
       if (raw === undefined) continue;
       const at = scratch.put(raw);
-      sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, held[i]!.ts);
+      sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, e!.ts);
       found++;
     }
+    const fetched = this.fetched;
     for (let j = 0; j < fetched.length; j++) {
       const row = fetched[j] as StoredRow | undefined;
       if (row === undefined) continue;
@@ -503,13 +560,18 @@ class HeldRows implements ThroughRows {
   }
 
   slots(): ReadSlot[] {
+    this.mustBeRead();
     const held = this.held;
-    const out = new Array<ReadSlot>(held.length);
-    for (let i = 0; i < held.length; i++) {
+    const out = new Array<ReadSlot>(this.count);
+    for (let i = 0; i < this.count; i++) {
       const e = held[i];
       out[i] = e === undefined ? undefined : L1Cache.rowOf(e);
     }
     for (let j = 0; j < this.fetched.length; j++) out[this.missAt[j]!] = this.fetched[j];
     return out;
+  }
+
+  private mustBeRead(): void {
+    if (this.fetched.length !== this.missKeys.length) throw new Error("ThroughRows: readRest must run before the rows are reported");
   }
 }

@@ -121,19 +121,32 @@ export interface RawReader {
   readRaw(keys: KeyBatch, picks: Int32Array, from: number, to: number, sink: RawRowSink): number;
   /**
    * Present exactly on a reader that answers -1 for keys it holds only
-   * elsewhere (a cache tier: L1 in memory, L2 and the origin behind it): the
-   * whole batch read as `getMany` would read it — the keys not in memory read
-   * through, once, joining reads in flight, filling L1 — with the rows held
-   * as bytes until the caller reports them (ThroughRows). Keys are read from
-   * `keys` before the call returns: the batch may be reused at once. Absent
-   * (undefined) on readers that answer every key now (in-process stores) and
-   * on composites of several readers.
+   * elsewhere (a cache tier: L1 in memory, L2 and the origin behind it): one
+   * pass over memory for the whole batch, its rows held (ThroughRows). When
+   * every key was in memory (`missing` 0) they are reported at once, as
+   * readRaw's are, and the object is the reader's own, valid until its next
+   * call. Otherwise `readRest` reads the missing keys through as `getMany`
+   * reads them (once, joining reads in flight, filling L1), the rows are
+   * reported after it, and the object is the caller's. The batch is read
+   * during the call: it may be reused at once. Absent (undefined) on readers
+   * that answer every key now (in-process stores) and on composites of
+   * several readers.
    */
-  readonly readThrough: ((keys: KeyBatch, ctx: ReadContext) => Promise<ThroughRows>) | undefined;
+  readonly readThrough: ((keys: KeyBatch) => ThroughRows) | undefined;
 }
 
 /** The rows of a read-through raw read (RawReader.readThrough), held until reported. */
 export interface ThroughRows {
+  /** Keys of the batch. */
+  readonly count: number;
+  /** Keys the pass over memory did not find: `readRest` reads them, before anything is reported. */
+  readonly missing: number;
+  /** Rows present (stale copies included), rows no shard could give (UNAVAILABLE) and stale grace copies, as of the last read. */
+  readonly found: number;
+  readonly unavailable: number;
+  readonly stale: number;
+  /** Reads the missing keys through; shards that could not answer some go to `ctx.degraded`. */
+  readRest(ctx: ReadContext): Promise<void>;
   /**
    * Reports every present row to `sink` under its index in the batch, as
    * `readRaw` does, and answers how many there were; or -1, reporting
@@ -143,7 +156,7 @@ export interface ThroughRows {
    * written, in the same synchronous step.
    */
   report(sink: RawRowSink): number;
-  /** The read's slots as `getMany` would have answered them (rows decoded); its degraded shards went to the read's context. */
+  /** The read's slots as `getMany` would have answered them (rows decoded). */
   slots(): ReadSlot[];
 }
 

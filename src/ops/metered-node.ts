@@ -73,7 +73,7 @@ export class MeteredKvNode implements KvNode {
       const through = inner.readThrough;
       this.rawMetered = {
         readRaw: (keys, picks, from, to, sink) => this.readRawMetered(inner, keys, picks, from, to, sink),
-        readThrough: through === undefined ? undefined : (keys, ctx) => this.readThroughMetered(through, keys, ctx),
+        readThrough: through === undefined ? undefined : (keys) => this.readThroughMetered(through, keys),
       };
     }
     return this.rawMetered;
@@ -94,40 +94,27 @@ export class MeteredKvNode implements KvNode {
     return found;
   }
 
-  /** A read-through raw read, metered as the `getMany` it stands for: one read, its keys found and missing (counted as they are reported or decoded). */
-  private async readThroughMetered(through: (keys: KeyBatch, ctx: ReadContext) => Promise<ThroughRows>, keys: KeyBatch, ctx: ReadContext): Promise<ThroughRows> {
+  /**
+   * A read-through raw read, metered as the `getMany` it stands for: one
+   * read, timed to its end, its keys counted by result. A pass that found
+   * every key is metered at once; otherwise when the rest has been read.
+   */
+  private readThroughMetered(through: (keys: KeyBatch) => ThroughRows, keys: KeyBatch): ThroughRows {
     const start = performance.now();
-    const n = keys.count;
-    let rows: ThroughRows;
-    try {
-      rows = await through(keys, ctx);
-    } catch (e) {
-      this.getErrors.inc();
-      throw e;
+    const rows = through(keys);
+    if (rows.missing === 0) {
+      this.recordThrough(start, rows);
+      return rows;
     }
+    return new MeteredRest(rows, start, this.recordThroughOf, this.getErrors);
+  }
+
+  private readonly recordThroughOf = (start: number, rows: ThroughRows) => this.recordThrough(start, rows);
+
+  private recordThrough(start: number, rows: ThroughRows): void {
     this.getLatency.observe((performance.now() - start) / 1000);
     this.gets.inc();
-    // Keys are counted once, by whichever form the caller takes first (a declined raw answer then decodes).
-    let counted = false;
-    return {
-      report: (sink) => {
-        const found = rows.report(sink);
-        if (found >= 0 && !counted) {
-          counted = true;
-          this.keysRead.inc(found);
-          this.keysMissing.inc(n - found);
-        }
-        return found;
-      },
-      slots: () => {
-        const slots = rows.slots();
-        if (!counted) {
-          counted = true;
-          this.countKeys(slots);
-        }
-        return slots;
-      },
-    };
+    this.recordKeys(rows.count, rows.found, rows.unavailable, rows.stale);
   }
 
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
@@ -161,11 +148,15 @@ export class MeteredKvNode implements KvNode {
         if (s.stale === true) stale++;
       }
     }
+    this.recordKeys(slots.length, found, unavailable, stale);
+  }
+
+  private recordKeys(count: number, found: number, unavailable: number, stale: number): void {
     if (unavailable > 0) this.fallbackDefault.inc(unavailable);
     if (stale > 0) this.fallbackStale.inc(stale);
     this.keysRead.inc(found);
     this.keysUnavailable.inc(unavailable);
-    this.keysMissing.inc(slots.length - found - unavailable);
+    this.keysMissing.inc(count - found - unavailable);
   }
 
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
@@ -195,5 +186,49 @@ export class MeteredKvNode implements KvNode {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+}
+
+/** A read-through raw read whose rest is still to be read: metered once it has been (MeteredKvNode.readThroughMetered). */
+class MeteredRest implements ThroughRows {
+  constructor(
+    private readonly inner: ThroughRows,
+    private readonly start: number,
+    private readonly record: (start: number, rows: ThroughRows) => void,
+    private readonly errors: CounterHandle,
+  ) {}
+
+  get count(): number {
+    return this.inner.count;
+  }
+  get missing(): number {
+    return this.inner.missing;
+  }
+  get found(): number {
+    return this.inner.found;
+  }
+  get unavailable(): number {
+    return this.inner.unavailable;
+  }
+  get stale(): number {
+    return this.inner.stale;
+  }
+
+  async readRest(ctx: ReadContext): Promise<void> {
+    try {
+      await this.inner.readRest(ctx);
+    } catch (e) {
+      this.errors.inc();
+      throw e;
+    }
+    this.record(this.start, this.inner);
+  }
+
+  report(sink: RawRowSink): number {
+    return this.inner.report(sink);
+  }
+
+  slots(): ReadSlot[] {
+    return this.inner.slots();
   }
 }

@@ -1,4 +1,4 @@
-import type { FeatureValue, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
+import type { FeatureValue, KvNode, ReadContext, ReadSlot, ThroughRows } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { CompiledView, FeatureRef } from "../registry/index.ts";
 import { KeyBatch } from "../kv/key-batch.ts";
@@ -83,12 +83,15 @@ export class LookupService {
     const plan = this.planOf(q.refs);
     const keys = buildKeys(plan, q.entities);
     if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
-    // A raw read of this very query just found a key not in memory: the synchronous probe would find the same miss.
-    const declined = this.rawDeclined === q;
-    this.rawDeclined = undefined;
-    const now = declined ? undefined : this.store.getManyNow(keys);
-    if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
+    // A raw read of this very query just found keys not in memory: the synchronous probe would find the same
+    // misses, and a read-through pass it began is finished here instead of reading every key again.
+    const declined = this.declined !== undefined && this.declined.q === q ? this.declined : undefined;
+    this.declined = undefined;
     const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+    const held = declined?.held;
+    if (held !== undefined) return held.readRest(ctx).then(() => fill(q, plan, q.entities.rowCount, held.slots(), this.clock(), ctx.degraded!));
+    const now = declined !== undefined ? undefined : this.store.getManyNow(keys);
+    if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
   }
 
@@ -99,11 +102,12 @@ export class LookupService {
    * undefined when this path does not apply (several views, a store without
    * raw reads, a cache tier missing some keys in L1, a string key outside
    * ASCII, or `write` declining a row's bytes): the caller then calls
-   * `lookup`. `arg` is handed to `write` as it is (no closure per request).
+   * `lookupRest` (or `lookup`), which reads what L1 lacked. `arg` is handed
+   * to `write` as it is (no closure per request).
    * Same statuses and defaults as `lookup` (tests compare the two).
    */
   lookupRaw<T, A>(q: LookupQuery, write: (rows: RawRows, arg: A) => T | undefined, arg: A): T | undefined {
-    this.rawDeclined = undefined;
+    this.declined = undefined;
     const raw = this.store.rawNow;
     if (raw === undefined) return undefined;
     const plan = this.planOf(q.refs);
@@ -112,14 +116,37 @@ export class LookupService {
     const keys = this.keyBatch;
     // Keys as bytes, no string per row; a string key outside ASCII takes the decoding path.
     if (!entityKeyBytes(q.entities, view.joinKeys, view.keyPrefixBytes, keys)) return undefined;
+    const through = raw.readThrough;
+    if (through !== undefined) {
+      // A cache tier: one pass over L1. Keys it lacks are read by `lookupRest` (or `lookup`), which finish this pass.
+      const held = through(keys);
+      if (held.missing > 0) {
+        this.declined = { q, held };
+        return undefined;
+      }
+      return this.writeHeld(q, view, held, write, arg);
+    }
     const rows = this.rawRows;
     rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      // -1: a cache tier holds some keys only in its origin (readRaw); `lookup` reads them, without probing memory first.
+      // -1: a node holds some keys only elsewhere and cannot read them through as bytes; `lookup` reads them, without probing memory first.
       if (raw.readRaw(keys, keys.all, 0, keys.count, rows) < 0) {
-        this.rawDeclined = q;
+        this.declined = { q, held: undefined };
         return undefined;
       }
+      rows.ageRows(view.maxAgeMs, this.clock());
+      return write(rows, arg);
+    } finally {
+      rows.release();
+    }
+  }
+
+  /** `write` over a read-through read's rows, or undefined when they cannot all be given as bytes or `write` declines. */
+  private writeHeld<T, A>(q: LookupQuery, view: CompiledView, held: ThroughRows, write: (rows: RawRows, arg: A) => T | undefined, arg: A): T | undefined {
+    const rows = this.rawRows;
+    rows.begin(held.count, q.refs, q.fillDefaults);
+    try {
+      if (held.report(rows) < 0) return undefined;
       rows.ageRows(view.maxAgeMs, this.clock());
       return write(rows, arg);
     } finally {
@@ -145,44 +172,29 @@ export class LookupService {
     encode: (result: LookupResult, arg: A, late: boolean) => T,
     arg: A,
   ): T | Promise<T> {
-    const through = this.rawDeclined === q ? this.store.rawNow?.readThrough : undefined;
-    if (through === undefined) {
+    const held = this.declined !== undefined && this.declined.q === q ? this.declined.held : undefined;
+    if (held === undefined) {
       const result = this.lookup(q, options);
       return result instanceof Promise ? result.then((r) => encode(r, arg, true)) : encode(result, arg, false);
     }
-    this.rawDeclined = undefined;
-    // lookupRaw built this query's keys just now, and found it single-view with ASCII keys; they are built again, as the batch is shared.
+    this.declined = undefined;
     const plan = this.planOf(q.refs);
-    const view = plan.views[0]!;
-    const keys = this.keyBatch;
-    entityKeyBytes(q.entities, view.joinKeys, view.keyPrefixBytes, keys);
     const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
-    const rowCount = q.entities.rowCount;
-    return through(keys, ctx).then((held) => {
-      const rows = this.rawRows;
-      rows.begin(rowCount, q.refs, q.fillDefaults);
-      try {
-        if (held.report(rows) >= 0) {
-          rows.ageRows(view.maxAgeMs, this.clock());
-          const out = write(rows, arg);
-          if (out !== undefined) return out;
-        }
-      } finally {
-        rows.release();
-      }
-      return encode(fill(q, plan, rowCount, held.slots(), this.clock(), ctx.degraded!), arg, true);
+    return held.readRest(ctx).then(() => {
+      const out = this.writeHeld(q, plan.views[0]!, held, write, arg);
+      return out !== undefined ? out : encode(fill(q, plan, held.count, held.slots(), this.clock(), ctx.degraded!), arg, true);
     });
   }
 
   /**
-   * The query whose raw read answered -1 (some key is not in memory, and by
-   * RawReader's contract `getManyNow` would answer undefined): the `lookup`
-   * the caller makes of it next goes straight to `getMany`. On a partial L1
-   * hit that saves a second probe of every key up to the first miss and the
-   * array it fills. Only a hint: any other call clears it, and a lookup that
-   * ignored it would answer the same.
+   * The query whose raw read could not answer now (some key is not in
+   * memory; by RawReader's contract `getManyNow` would answer undefined too),
+   * with the read-through pass it made when the store offers one. The
+   * `lookupRest` or `lookup` the caller makes of it next finishes that pass
+   * (reading only the keys it lacked), or goes straight to `getMany` without
+   * probing memory again. Any other call clears it.
    */
-  private rawDeclined: LookupQuery | undefined;
+  private declined: { readonly q: LookupQuery; readonly held: ThroughRows | undefined } | undefined;
   private readonly rawRows = new RawRows();
   private readonly keyBatch = new KeyBatch();
 
