@@ -144,8 +144,12 @@ export class CacheTier implements KvNode, ChangeListener {
       const e = l1.fresh(key, now);
       pass[i] = e;
       if (e === undefined) {
-        (missKeys ??= []).push(key);
-        (missAt ??= []).push(i);
+        if (missKeys === undefined || missAt === undefined) {
+          missKeys = [];
+          missAt = [];
+        }
+        missKeys.push(key);
+        missAt.push(i);
         continue;
       }
       if (l1.claimRefresh(e, now)) due = appended(due, key);
