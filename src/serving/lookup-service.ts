@@ -81,17 +81,20 @@ export class LookupService {
    */
   lookup(q: LookupQuery, options?: { readonly signal?: AbortSignal; readonly deadline?: number }): LookupResult | Promise<LookupResult> {
     const plan = this.planOf(q.refs);
-    const keys = buildKeys(plan, q.entities);
-    if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
-    // A raw read of this very query just found keys not in memory: the synchronous probe would find the same
-    // misses, and a read-through pass it began is finished here instead of reading every key again.
+    // A raw read of this very query just found keys not in memory: a read-through pass it made is finished
+    // here (only the keys it lacked are read), and without one the synchronous probe would find the same misses.
     const declined = this.declined !== undefined && this.declined.q === q ? this.declined : undefined;
     this.declined = undefined;
-    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
     const held = declined?.held;
-    if (held !== undefined) return held.readRest(ctx).then(() => fill(q, plan, q.entities.rowCount, held.slots(), this.clock(), ctx.degraded!));
+    if (held !== undefined) {
+      const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+      return held.readRest(ctx).then(() => fill(q, plan, q.entities.rowCount, held.slots(), this.clock(), ctx.degraded!));
+    }
+    const keys = buildKeys(plan, q.entities);
+    if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
     const now = declined !== undefined ? undefined : this.store.getManyNow(keys);
     if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
+    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
   }
 
