@@ -301,7 +301,7 @@ describe("CacheTier with L1", () => {
     expect(degraded).toEqual(["shard-1"]);
   });
 
-  test("a hit in the last tenth of an entry's time to live reads the key again in the background, once; a key read that often never expires", async () => {
+  test("a hit in the last quarter of an entry's time to live reads the key again in the background, once; a key read that often never expires", async () => {
     const { origin, tier, clock, l1, m } = setup();
     const key = "v@1/k=i1";
     await origin.rows.putMany([{ key, row: row(5, "a") }]);
@@ -311,14 +311,14 @@ describe("CacheTier with L1", () => {
       for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
     };
     const reads = origin.reads;
-    // Before the last tenth (6 s) of the TTL: hits only.
-    clock.advance(until - clock.now() - 6_500);
+    // Before the last quarter (15 s) of the TTL: hits only.
+    clock.advance(until - clock.now() - 15_500);
     expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
     await settle();
     expect(origin.reads).toBe(reads);
     // Inside it: the first hit, and only the first, starts a read; it answers from L1 meanwhile.
     await origin.rows.putMany([{ key, row: row(9, "b") }]);
-    clock.advance(6_000);
+    clock.advance(15_000);
     expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
     expect(tier.getManyNow([key])).toEqual([row(5, "a")]);
     await settle();
@@ -328,7 +328,7 @@ describe("CacheTier with L1", () => {
     clock.advance(5_000);
     expect(clock.now()).toBeGreaterThan(until);
     expect(tier.getManyNow([key])).toEqual([row(9, "b")]);
-    // Raw reads refresh the same way; so do misses cached as absent (the negative TTL's last tenth).
+    // Raw reads refresh the same way; so do misses cached as absent (the negative TTL's last quarter).
     await tier.getMany(["v@1/k=i2"]);
     const readsBefore = origin.reads;
     const negUntil = l1.peek("v@1/k=i2")!.freshUntil;
@@ -338,6 +338,22 @@ describe("CacheTier with L1", () => {
     await settle();
     expect(origin.reads).toBe(readsBefore + 1);
     expect(m.refreshed.value).toBe(2);
+  });
+
+  test("the keys a turn's hits claim for a refresh are read together, in one flight", async () => {
+    const { origin, tier, clock, l1, m } = setup();
+    const keys = Array.from({ length: 40 }, (_, i) => `v@1/k=i${i}`);
+    await origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
+    await tier.getMany(keys);
+    // Past the latest expiry's refresh point, before the earliest expiry: every hit claims its key.
+    const untils = keys.map((k) => l1.peek(k)!.freshUntil);
+    clock.advance(Math.min(...untils) - clock.now() - 1);
+    const reads = origin.reads;
+    for (const key of keys) expect(tier.getManyNow([key])).toEqual([row(keys.indexOf(key) + 1, keys.indexOf(key))]);
+    expect(tier.state().inFlight).toBe(40);
+    for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
+    expect(origin.reads).toBe(reads + 1);
+    expect(m.refreshed.value).toBe(40);
   });
 
   test("metrics count hits, misses, fills and origin reads", async () => {

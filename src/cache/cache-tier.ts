@@ -9,6 +9,9 @@ import { RowScratch } from "./packed-row.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
 
+/** Most keys one refresh flight reads (a turn's due keys beyond it start another). */
+const REFRESH_BATCH = 512;
+
 export interface CacheTierOptions {
   /** The in-process tier; absent = L1 off. */
   readonly l1?: L1Cache;
@@ -24,6 +27,7 @@ export interface CacheTierOptions {
 export interface CacheState {
   readonly l1: { readonly entries: number; readonly bytes: number; readonly maxBytes: number } | "off";
   readonly l2: { readonly address: string; readonly connected: boolean; readonly error?: string } | "off";
+  /** Keys being read below L1, and keys claimed for a refresh this turn (about to be). */
   readonly inFlight: number;
 }
 
@@ -282,13 +286,40 @@ export class CacheTier implements KvNode, ChangeListener {
    * the refreshed rows keep the next ones there. A refresh that fails leaves
    * the entry to expire as it would have. Bounded as any origin read is (the
    * shards' own budget); close() waits for it.
+   *
+   * The keys of a turn of the event loop are read together (one flight at
+   * the turn's end, or every REFRESH_BATCH keys), not one flight per hit:
+   * rows filled together (a pod's start-up, a refill after a gap, a burst of
+   * traffic) come due together, and single-entity lookups then claimed one
+   * flight each. Measured on the bench's Redis rig (12-05, 100k rows filled
+   * in 3 s, single lookups at 15k/s open loop across their expiry): 51.6k
+   * refreshes as 51.6k flights within ~10 s, the core saturated, p99 253 ms
+   * and 23.8k lookups shed.
    */
   private refreshAhead(keys: readonly string[]): void {
-    const mine = keys.filter((k) => !this.inFlight.has(k));
+    for (const k of keys) this.refreshDue.push(k);
+    if (this.refreshDue.length >= REFRESH_BATCH) this.flushRefresh();
+    else if (this.refreshFlush === undefined) this.refreshFlush = setImmediate(() => this.flushRefresh());
+  }
+
+  /** Starts one flight for the keys due for a refresh that no read has in flight. */
+  private flushRefresh(): void {
+    if (this.refreshFlush !== undefined) {
+      clearImmediate(this.refreshFlush);
+      this.refreshFlush = undefined;
+    }
+    const due = this.refreshDue;
+    if (due.length === 0) return;
+    this.refreshDue = [];
+    const mine = [...new Set(due)].filter((k) => !this.inFlight.has(k));
     if (mine.length === 0) return;
     this.m.refreshed.inc(mine.length);
     this.track(this.inFlight.start(mine, (f) => this.fly(f, undefined)).done);
   }
+
+  /** Keys claimed for a refresh this turn, read together by flushRefresh. */
+  private refreshDue: string[] = [];
+  private refreshFlush: ReturnType<typeof setImmediate> | undefined;
 
   /** One flight: L2 for all its keys, the origin for what L2 lacks, then fills. */
   private async fly(flight: Flight, ctx: ReadContext | undefined): Promise<void> {
@@ -434,7 +465,7 @@ export class CacheTier implements KvNode, ChangeListener {
     return {
       l1: l1 ? { entries: l1.size, bytes: l1.bytes, maxBytes: l1.maxBytes } : "off",
       l2: this.l2 ? this.l2.state() : "off",
-      inFlight: this.inFlight.size,
+      inFlight: this.inFlight.size + this.refreshDue.length,
     };
   }
 
@@ -451,6 +482,10 @@ export class CacheTier implements KvNode, ChangeListener {
   /** Waits for background fills, then closes L2 and the origin. */
   async close(): Promise<void> {
     this.unsubscribe();
+    // Refreshes not yet started are dropped: their entries expire as they would have.
+    if (this.refreshFlush !== undefined) clearImmediate(this.refreshFlush);
+    this.refreshFlush = undefined;
+    this.refreshDue = [];
     await Promise.allSettled([...this.tasks]);
     await this.l2?.close();
     await this.origin.close();
