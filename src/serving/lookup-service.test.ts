@@ -309,6 +309,27 @@ describe("LookupService over a cache tier (L1)", () => {
     await tier.close();
   });
 
+  test("one key: a hit answers at once, a miss is read once by lookupRest and written from bytes", async () => {
+    const { lookup, origin, tier } = await cached();
+    await lookup.lookup(query([1]));
+    expect(lookup.lookupRaw(query([1]), rawRates, null)).toEqual([true]);
+    const q = query([2]);
+    expect(lookup.lookupRaw(q, rawRates, null)).toBeUndefined();
+    const reads = origin.reads;
+    const how: string[] = [];
+    const bytes = (rows: RawRows) => {
+      how.push("bytes");
+      return rawRates(rows);
+    };
+    const decoded = () => {
+      how.push("decoded");
+      return [];
+    };
+    const answer = await lookup.lookupRest<unknown, null>(q, undefined, bytes, decoded, null);
+    expect([answer, how, origin.reads - reads]).toEqual([[true], ["bytes"], 1]);
+    await tier.close();
+  });
+
   test("lookupRest: a writer that declines, or a key whose shard cannot answer, gets the decoding path's result from the same read", async () => {
     const { lookup, origin, tier } = await cached();
     await lookup.lookup(query([1]));

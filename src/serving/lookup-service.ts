@@ -120,28 +120,31 @@ export class LookupService {
     // Keys as bytes, no string per row; a string key outside ASCII takes the decoding path.
     if (!entityKeyBytes(q.entities, view.joinKeys, view.keyPrefixBytes, keys)) return undefined;
     const through = raw.readThrough;
-    if (through !== undefined) {
-      // A cache tier: one pass over L1. Keys it lacks are read by `lookupRest` (or `lookup`), which finish this pass.
-      const held = through(keys);
-      if (held.missing > 0) {
-        this.declined = { q, held };
-        return undefined;
-      }
-      return this.writeHeld(q, view, held, write, arg);
-    }
+    // A cache tier, several keys: one pass over L1. Keys it lacks are read by `lookupRest` (or `lookup`), which finish
+    // this pass. One key: `readRaw` answers a hit with less work (measured: the pass's setup and report cost ~150 ns
+    // more per single-key read); a miss then makes the pass, one probe more on a lookup bound for the origin anyway.
+    if (through !== undefined && keys.count > 1) return this.passOver(q, view, through(keys), write, arg);
     const rows = this.rawRows;
     rows.begin(keys.count, q.refs, q.fillDefaults);
     try {
-      // -1: a node holds some keys only elsewhere and cannot read them through as bytes; `lookup` reads them, without probing memory first.
-      if (raw.readRaw(keys, keys.all, 0, keys.count, rows) < 0) {
-        this.declined = { q, held: undefined };
-        return undefined;
+      if (raw.readRaw(keys, keys.all, 0, keys.count, rows) >= 0) {
+        rows.ageRows(view.maxAgeMs, this.clock());
+        return write(rows, arg);
       }
-      rows.ageRows(view.maxAgeMs, this.clock());
-      return write(rows, arg);
     } finally {
       rows.release();
     }
+    // -1: a node holds some keys only elsewhere; `lookupRest` or `lookup` reads them, without probing memory again.
+    if (through !== undefined) return this.passOver(q, view, through(keys), write, arg);
+    this.declined = { q, held: undefined };
+    return undefined;
+  }
+
+  /** A read-through pass: written now when it found every key, else kept for `lookupRest` / `lookup` to finish. */
+  private passOver<T, A>(q: LookupQuery, view: CompiledView, held: ThroughRows, write: (rows: RawRows, arg: A) => T | undefined, arg: A): T | undefined {
+    if (held.missing === 0) return this.writeHeld(q, view, held, write, arg);
+    this.declined = { q, held };
+    return undefined;
   }
 
   /** `write` over a read-through read's rows, or undefined when they cannot all be given as bytes or `write` declines. */
