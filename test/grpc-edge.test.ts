@@ -5,6 +5,8 @@ import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, Sc
 import { neverNow, UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { MemoryKvNode } from "../src/kv/memory-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
+import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
+import { LocalChangeFeed } from "../src/feed/local-feed.ts";
 import { compileRegistry, RegistryHolder } from "../src/registry/index.ts";
 import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
@@ -326,6 +328,54 @@ describe("admission control", () => {
       release();
       c.close();
       await e.drain(2000);
+    }
+  });
+});
+
+describe("behind an L1 cache tier", () => {
+  test("a lookup with some keys in L1 reads only the others and answers what the uncached edge answers; a shard down still flags them", async () => {
+    // The same rows in two stores: one behind L1, one read directly (the decoding path's answers, to compare with).
+    const n = new ScriptedNode();
+    const plain = new ScriptedNode();
+    const view = registry.views.get("stats")!;
+    const rates: Record<number, number> = { 1: 0.5, 2: 0.75 };
+    const pushTo = (store: KvNode) => new PushService(store, { maxFutureSkewMs: 3_600_000 }, () => NOW);
+    const push = pushTo(n);
+    for (const p of [push, pushTo(plain)]) await p.write(p.prepare(view, { rowCount: 2, keyNames: ["driver_id"], value: (r, k) => (k === "driver_id" ? r + 1 : k === "rate" ? rates[r + 1] : undefined), pathOf: (_r, k) => k }, []));
+    const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: () => NOW });
+    const tier = new CacheTier(n, { l1, feed: new LocalChangeFeed("pod"), metrics: cacheMetrics(new MetricsRegistry({ defaultMetrics: false })), clock: () => NOW });
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(tier, () => NOW), push, { maxRows: 100, maxValues: 100_000 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: 250 }, healthIntervalMs: 20 });
+    const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);
+    const reference = createGrpcEdge({ serving: new FeatureServing(new RegistryHolder(registry), new LookupService(plain, () => NOW), push, { maxRows: 100, maxValues: 100_000 }), metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: 250 }, healthIntervalMs: 20 });
+    const r = connect(`127.0.0.1:${await reference.listen("127.0.0.1", 0)}`);
+    try {
+      const three = { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: ["1", "2", "3"] }] };
+      const feastThree = { features: { val: ["stats:rate"] }, entities: { driver_id: { val: [{ int64_val: "1" }, { int64_val: "2" }, { int64_val: "3" }] } } };
+      // Driver 1 in L1; 2 and 3 (no row) read through.
+      await unaryCall(c.quiver, "Lookup", { ...lookup, entities: [{ name: "driver_id", int64_values: ["1"] }] });
+      const reads = n.contexts.length;
+      const q = await unaryCall(c.quiver, "Lookup", three);
+      expect(n.contexts.length).toBe(reads + 1);
+      expect(q.response).toEqual((await unaryCall(r.quiver, "Lookup", three)).response);
+      expect(q.response).toMatchObject({ columns: [{ statuses: ["PRESENT", "PRESENT", "NOT_FOUND"], double_values: [0.5, 0.75, 0.25] }] });
+      // Feast: 1 and 2 in L1 now, 3 cached as absent for the negative TTL; a new key 4 is read through.
+      const four = { ...feastThree, entities: { driver_id: { val: [...feastThree.entities.driver_id.val, { int64_val: "4" }] } } };
+      const f = await unaryCall(c.feast, "GetOnlineFeatures", four);
+      expect(f.response).toEqual((await unaryCall(r.feast, "GetOnlineFeatures", four)).response);
+      // A key L1 lacks whose shard is down: its value is flagged, as the uncached edge flags it.
+      n.mode = "down";
+      plain.mode = "down";
+      const five = { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: ["1", "5"] }] };
+      const down = await unaryCall<{ columns: { statuses: string[] }[] }>(c.quiver, "Lookup", five);
+      expect(down.response!.columns[0]!.statuses).toEqual(["PRESENT", "UNAVAILABLE"]);
+      expect(down.headers["x-quiver-degraded"]).toBe("shard-b");
+    } finally {
+      c.close();
+      r.close();
+      await e.drain(1000);
+      await reference.drain(1000);
+      await tier.close();
     }
   });
 });

@@ -32,6 +32,13 @@ const GRPC_FEAST_LOOKUP: LookupDialect = FEAST_LOOKUP;
 const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "message", pushSources: true, to: "to" };
 const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "message", pushSources: true, to: undefined };
 
+/** What a lookup's answer written from stored rows needs once keys a cache lacked were read (lookupRest). */
+interface LateAnswer {
+  readonly keys: readonly KeyVector[];
+  readonly names: readonly string[];
+  readonly versions: readonly ViewVersion[] | undefined;
+}
+
 /** The version GetFeastServingInfo reports. */
 export const SERVING_VERSION = "quiver-0.1.0";
 
@@ -50,6 +57,8 @@ export class FeastGrpcService {
   private rawNames: readonly string[] = [];
   private rawVersions: readonly ViewVersion[] | undefined;
   private readonly fromRows = (rows: RawRows, _plan: PlannedLookup): Uint8Array | undefined => this.rowsEncoder.encode(rows, this.rawKeys, this.rawNames, this.rawVersions);
+  /** The same, once keys a cache lacked were read (lookupRest): a copy, as the encoder's buffer is reused before the call sends it. */
+  private readonly lateRows = (rows: RawRows, a: LateAnswer): Uint8Array | undefined => this.rowsEncoder.encode(rows, a.keys, a.names, a.versions)?.slice();
 
   constructor(
     private readonly serving: FeatureServing,
@@ -100,8 +109,7 @@ export class FeastGrpcService {
       if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
       return this.encoder.encode(result, keys, names, versions);
     };
-    const result = this.serving.lookup(plan, { deadline: ctx.budget });
-    return result instanceof Promise ? result.then(answer) : answer(result);
+    return this.serving.lookupRest(plan, { deadline: ctx.budget }, this.lateRows, answer, { keys, names, versions });
   }
 
   async push(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {

@@ -38,6 +38,8 @@ export class QuiverGrpcService {
   /** The id of the lookup being answered from stored rows (set just before lookupRaw, which runs synchronously). */
   private rawId: Id = 0;
   private readonly fromRows = (rows: RawRows, plan: PlannedLookup): Uint8Array | undefined => this.rowsEncoder.encode(rows, plan.fullFeatureNames, this.rawId);
+  /** The same, once keys a cache lacked were read (lookupRest): a copy, as the encoder's buffer is reused before the call sends it. */
+  private readonly lateRows = (rows: RawRows, a: LateAnswer): Uint8Array | undefined => this.rowsEncoder.encode(rows, a.full, a.id)?.slice();
 
   constructor(
     private readonly serving: FeatureServing,
@@ -153,9 +155,14 @@ export class QuiverGrpcService {
       }
       return encodeLookupResponse(result, names, req.id);
     };
-    const result = this.serving.lookup(plan, { deadline });
-    return result instanceof Promise ? result.then(answer) : answer(result);
+    return this.serving.lookupRest(plan, { deadline }, this.lateRows, answer, { full: plan.fullFeatureNames, id: req.id });
   }
+}
+
+/** What a lookup's answer written from stored rows needs once keys a cache lacked were read. */
+interface LateAnswer {
+  readonly full: boolean;
+  readonly id: Id;
 }
 
 /** The request in the plain shape planLookup reads; entity columns keyed by join key name. */
