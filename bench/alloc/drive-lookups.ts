@@ -20,7 +20,9 @@ import { ALLOC_CASES, type AllocCase, MARK_EVERY } from "./gc-log.ts";
  * also with a MessagePack body (`-msgpack`), `json-1`, `json-100`,
  * `msgpack-1`, `msgpack-100` (Quiver's /v1/lookup) and `feast-1`, `feast-100`
  * (/get-online-features, columnar entities), and `json-1-l1`, `json-100-l1`
- * (/v1/lookup answered from L1 cache hits: the warm-up fills the cache).
+ * (/v1/lookup answered from L1 cache hits: the warm-up fills the cache), and
+ * `json-100-l1-partial` (99 hits and one key L1 lacks, read through from the
+ * store: a driver with no row, new in each request).
  */
 
 const ENTITIES = 10_000;
@@ -31,12 +33,19 @@ const FEATURES = ["conv_rate", "acc_rate", "avg_daily_trips", "is_active", "city
 /** Distinct prebuilt bodies cycled through, so keys vary without building bodies in the window. */
 const BODIES = 256;
 
-function bodies(rows: number, msgpack: boolean, feast: boolean): (string | Uint8Array)[] {
+/** A driver id no demo row has: the partial case's key L1 lacks, one per request (its read caches a negative entry). */
+const COLD_FIRST_ID = 50_000_000;
+
+/**
+ * `count` request bodies of `rows` entities each; with `coldAt` >= 0, entity
+ * `coldAt` of body b is a driver never read before (COLD_FIRST_ID + b).
+ */
+function bodies(rows: number, msgpack: boolean, feast: boolean, count = BODIES, coldAt = -1): (string | Uint8Array)[] {
   const out: (string | Uint8Array)[] = [];
   let id = 0;
-  for (let b = 0; b < BODIES; b++) {
+  for (let b = 0; b < count; b++) {
     const ids: number[] = [];
-    for (let r = 0; r < rows; r++) ids.push(FIRST_ID + ((id++ * 7919) % ENTITIES));
+    for (let r = 0; r < rows; r++) ids.push(r === coldAt ? COLD_FIRST_ID + b : FIRST_ID + ((id++ * 7919) % ENTITIES));
     // Feast's columnar form for /get-online-features, Quiver's row form for /v1/lookup.
     const body = { features: FEATURES, entities: feast ? { driver_id: ids } : ids.map((driver_id) => ({ driver_id })) };
     // As bytes, as a body read off a socket is (a string body would let req.json() skip the UTF-8 decoding a real request costs).
@@ -49,7 +58,10 @@ async function main(): Promise<void> {
   const which = process.argv[2] as AllocCase;
   const n = Number(process.argv[3] ?? 20_000);
   if (!ALLOC_CASES.includes(which) || !(n > 0)) throw new Error(`usage: drive-lookups.ts <${ALLOC_CASES.join("|")}> <requests>`);
-  const l1 = which.endsWith("-l1");
+  const l1 = which.endsWith("-l1") || which.endsWith("-l1-partial");
+  // One key of each request's hundred missing from L1 (read through from the store), the rest hits: bodies are not cycled.
+  const partial = which.endsWith("-l1-partial");
+  const warmCount = Math.min(n, 5000);
   const quiver = await buildQuiver(loadConfig(["--demo-entities", String(ENTITIES), ...(l1 ? ["--cache-l1", "on"] : [])], {}));
   const feast = which.startsWith("feast");
   const route = feast ? "/get-online-features" : "/v1/lookup";
@@ -57,7 +69,7 @@ async function main(): Promise<void> {
   if (!lookupHandler) throw new Error(`no native ${route} route`);
   const msgpack = which.includes("msgpack");
   const rows = which.includes("-100") ? 100 : 1;
-  const reqBodies = bodies(rows, msgpack, feast);
+  const reqBodies = partial ? bodies(rows, msgpack, feast, warmCount + n, rows >> 1) : bodies(rows, msgpack, feast);
   const type = msgpack ? "application/msgpack" : "application/json";
   // Each body's headers carry its Content-Length, as every request off a socket does: without it the
   // edge takes its fallback for bodies of unknown length (read the bytes, then parse), which a real client never triggers.
@@ -77,19 +89,20 @@ async function main(): Promise<void> {
   };
   const handler = which.startsWith("harness") ? fixed : which.startsWith("parse") ? parsing : lookupHandler;
 
-  const run = async (count: number, marks: boolean) => {
+  const run = async (count: number, marks: boolean, from: number) => {
     for (let i = 0; i < count; i++) {
       // Synchronous marks interleave with the GC log on stderr, so the parent
       // knows between which requests each collection happened.
       if (marks && i % MARK_EVERY === 0) writeSync(2, `AT ${i}\n`);
-      const res = await handler(new Request(url, { method: "POST", headers: headersOf[i % BODIES]!, body: reqBodies[i % BODIES]! }));
+      const b = partial ? from + i : i % BODIES;
+      const res = await handler(new Request(url, { method: "POST", headers: headersOf[b]!, body: reqBodies[b]! }));
       if (res.status !== 200) throw new Error(`request ${i}: HTTP ${res.status}`);
     }
   };
-  await run(Math.min(n, 5000), false); // warm up: JIT tiers, lazily built state
+  await run(warmCount, false, 0); // warm up: JIT tiers, lazily built state (and, with L1, the cache filled)
   Bun.gc(true);
   writeSync(2, `ALLOC-WINDOW START ${n}\n`);
-  await run(n, true);
+  await run(n, true, warmCount);
   writeSync(2, `AT ${n}\nALLOC-WINDOW END\n`);
   process.stdout.write(`${JSON.stringify({ case: which, requests: n, answerBytes: answer.byteLength })}\n`);
   await quiver.close();

@@ -24,7 +24,7 @@ export const MARK_EVERY = 32;
  * lookup by format and batch size; `-l1` cases put the L1 cache tier in front
  * of the store (as the Redis deployment runs it) and read from L1 hits.
  */
-export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100", "feast-1", "feast-100", "json-1-l1", "json-100-l1"] as const;
+export const ALLOC_CASES = ["harness", "parse", "json-1", "json-100", "harness-msgpack", "parse-msgpack", "msgpack-1", "msgpack-100", "feast-1", "feast-100", "json-1-l1", "json-100-l1", "json-100-l1-partial"] as const;
 export type AllocCase = (typeof ALLOC_CASES)[number];
 
 const CYCLE = /bytes allocated this cycle: (\d+)/;
