@@ -76,6 +76,34 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
       expect(seen.sort((a, b) => a.index - b.index)).toEqual(expected);
     });
 
+    test("readThrough, when present (readers that answer -1 for keys held elsewhere), reads the batch as getMany does and reports its rows as bytes", async () => {
+      const through = h.node.rawNow?.readThrough;
+      if (through === undefined) {
+        // Readers that answer every key now, or composites of several readers, say so.
+        expect(h.node.rawNow?.readThrough).toBeUndefined();
+        return;
+      }
+      expect(h.node.readsNow).toBe("sometimes");
+      const keys = ["thru@1/k=i1", "thru@1/k=i2", "thru@1/k=i3"];
+      await h.node.putMany([entry(keys[0]!, row(5, 1.5, "a")), entry(keys[2]!, row(7, [1, 2]))]);
+      const expected = await h.node.getMany(keys);
+      // A key never read: the pass lacks it until readRest has read it.
+      const held = through(KeyBatch.of([...keys, "thru@1/k=i4"]));
+      expect([held.count, held.missing]).toEqual([4, 1]);
+      await held.readRest({ degraded: [] });
+      const seen: { index: number; ts: number; values: unknown }[] = [];
+      expect(held.report({ row: (index, bytes, _view, start, end, ts) => seen.push({ index, ts, values: decode(bytes.subarray(start, end)) }) })).toBe(2);
+      expect(seen.sort((a, b) => a.index - b.index)).toEqual([
+        { index: 0, ts: 5, values: [1.5, "a"] },
+        { index: 2, ts: 7, values: [[1, 2]] },
+      ]);
+      expect(held.slots()).toEqual([...expected, undefined]);
+      // Everything is in memory now: the pass answers at once.
+      const now = through(KeyBatch.of(keys));
+      expect(now.missing).toBe(0);
+      expect(now.report({ row: () => {} })).toBe(2);
+    });
+
     test("round-trips every value type", async () => {
       const values = [42, -7.25, "héllo ; = /", true, false, null, [1, 2, 3], [0.5, -1.5], ["a", "b"], [true, false], []];
       await h.node.putMany([entry("types@1/k=s1:x", row(1_700_000_000_123, ...values))]);
