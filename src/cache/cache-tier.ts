@@ -49,8 +49,9 @@ export class CacheTier implements KvNode, ChangeListener {
   readonly id: string;
   readonly readsNow: ReadsNow;
   /**
-   * With L1: its rows as stored bytes when every key of a read is fresh in
-   * L1, else -1 (the caller reads through `getMany`). Without L1: none.
+   * With L1: its rows as stored bytes. `readRaw` answers when every key of a
+   * read is fresh in L1, else -1; `readThrough` makes one pass over L1 and
+   * reads what it lacks through L2 and the origin. Without L1: none.
    */
   readonly rawNow: RawReader | undefined;
   readonly getManyNow: (keys: readonly string[]) => ReadSlot[] | undefined;
@@ -110,10 +111,8 @@ export class CacheTier implements KvNode, ChangeListener {
             return -1;
           }
           if (l1.claimRefresh(e, now)) due = appended(due, key);
-          const raw = e.raw;
-          if (raw === undefined) continue;
-          const at = scratch.put(raw);
-          sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, e.ts);
+          if (e.raw === undefined) continue;
+          reportPacked(scratch, sink, i, e.raw, e.ts);
           found++;
         }
         hits.inc(to - from);
@@ -509,6 +508,12 @@ function staleCopy(row: StoredRow): StoredRow {
   return { ts: row.ts, values: row.values, stale: true };
 }
 
+/** Hands a packed row (L1's layout) to `sink` as batch index `i`, copied into `scratch` to be read there. */
+function reportPacked(scratch: RowScratch, sink: RawRowSink, i: number, packed: Uint8Array, ts: number): void {
+  const at = scratch.put(packed);
+  sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + packed.length, ts);
+}
+
 /** CacheTier.readMisses, as HeldRows calls it. */
 type ReadMisses = (keys: readonly string[], missPos: readonly number[], out: ReadSlot[], ctx: ReadContext | undefined) => Promise<void>;
 
@@ -580,19 +585,15 @@ class HeldRows implements ThroughRows {
     let found = 0;
     for (let i = 0; i < this.count; i++) {
       const e = held[i];
-      const raw = e?.raw;
-      if (raw === undefined) continue;
-      const at = scratch.put(raw);
-      sink.row(i, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + raw.length, e!.ts);
+      if (e?.raw === undefined) continue;
+      reportPacked(scratch, sink, i, e.raw, e.ts);
       found++;
     }
     const fetched = this.fetched;
     for (let j = 0; j < fetched.length; j++) {
       const row = fetched[j] as StoredRow | undefined;
       if (row === undefined) continue;
-      const packed = encodeRow(row);
-      const at = scratch.put(packed);
-      sink.row(this.missAt[j]!, scratch.bytes, scratch.view, at + ROW_HEADER_BYTES, at + packed.length, row.ts);
+      reportPacked(scratch, sink, this.missAt[j]!, encodeRow(row), row.ts);
       found++;
     }
     return found;
