@@ -356,6 +356,40 @@ describe("CacheTier with L1", () => {
     expect(m.refreshed.value).toBe(40);
   });
 
+  test("one refresh flight at a time: keys claimed while one is out leave together when it lands; a key read again meanwhile is not refreshed", async () => {
+    const { origin, tier, clock, l1, m } = setup();
+    const keys = Array.from({ length: 30 }, (_, i) => `v@1/k=i${i}`);
+    await origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
+    await tier.getMany(keys);
+    const untils = keys.map((k) => l1.peek(k)!.freshUntil);
+    clock.advance(Math.min(...untils) - clock.now() - 1);
+    const reads = origin.reads;
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    origin.hold();
+    // Turn 1: ten hits claim their keys; the turn's end sends one flight, held at the origin.
+    for (const key of keys.slice(0, 10)) tier.getManyNow([key]);
+    await turn();
+    expect(origin.reads).toBe(reads + 1);
+    // Three more turns of claims while it is out: no new flight.
+    for (let t = 1; t < 4; t++) {
+      for (const key of keys.slice(t * 5 + 5, t * 5 + 10)) tier.getManyNow([key]);
+      await turn();
+    }
+    expect(origin.reads).toBe(reads + 1);
+    expect(tier.state().inFlight).toBe(25);
+    // One of the waiting keys expires and a lookup reads it itself (refilled, no longer claimed).
+    l1.delete(keys[12]!);
+    const own = tier.getMany([keys[12]!]);
+    expect(origin.reads).toBe(reads + 2);
+    origin.release();
+    expect(await own).toEqual([row(13, 12)]);
+    for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
+    // The first flight landed, then the 14 keys still claimed went in one more.
+    expect(origin.reads).toBe(reads + 3);
+    expect(m.refreshed.value).toBe(24);
+    for (const key of keys.slice(0, 25)) expect(l1.peek(key)!.freshUntil).toBeGreaterThan(Math.max(...untils));
+  });
+
   test("metrics count hits, misses, fills and origin reads", async () => {
     const { origin, tier, metrics } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);

@@ -9,7 +9,7 @@ import { RowScratch } from "./packed-row.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
 
-/** Most keys one refresh flight reads (a turn's due keys beyond it start another). */
+/** Most keys one refresh flight reads (keys claimed beyond it wait for the flight to land). */
 const REFRESH_BATCH = 512;
 
 export interface CacheTierOptions {
@@ -287,38 +287,63 @@ export class CacheTier implements KvNode, ChangeListener {
    * shards' own budget); close() waits for it.
    *
    * The keys of a turn of the event loop are read together (one flight at
-   * the turn's end, or every REFRESH_BATCH keys), not one flight per hit:
+   * the turn's end, at most REFRESH_BATCH keys), not one flight per hit:
    * rows filled together (a pod's start-up, a refill after a gap, a burst of
    * traffic) come due together, and single-entity lookups then claimed one
    * flight each. Measured on the bench's Redis rig (12-05, 100k rows filled
    * in 3 s, single lookups at 15k/s open loop across their expiry): 51.6k
    * refreshes as 51.6k flights within ~10 s, the core saturated, p99 253 ms
    * and 23.8k lookups shed.
+   *
+   * And one refresh flight at a time: the keys claimed while one is out wait
+   * for it and leave together when it lands. A claimed entry is fresh for a
+   * quarter of its TTL yet, so a few milliseconds' wait costs nothing, and
+   * background reads neither pile up nor take more than one round trip's
+   * share of the origin. With a flight per turn, the same rig (18k single
+   * lookups/s) sent ~10k refreshes a second as ~4.5k flights of 2-3 keys.
+   * A key a lookup has read again meanwhile (its entry refilled, no longer
+   * claimed) or that L1 has dropped is not read a second time.
    */
   private refreshAhead(keys: readonly string[]): void {
     for (const k of keys) this.refreshDue.push(k);
-    if (this.refreshDue.length >= REFRESH_BATCH) this.flushRefresh();
-    else if (this.refreshFlush === undefined) this.refreshFlush = setImmediate(() => this.flushRefresh());
+    if (this.refreshing || this.refreshFlush !== undefined) return;
+    this.refreshFlush = setImmediate(this.flushRefreshFn);
   }
 
-  /** Starts one flight for the keys due for a refresh that no read has in flight. */
+  private readonly flushRefreshFn = (): void => this.flushRefresh();
+
+  /** Starts one flight for up to REFRESH_BATCH keys due for a refresh that no read has in flight; the rest wait for it to land. */
   private flushRefresh(): void {
-    if (this.refreshFlush !== undefined) {
-      clearImmediate(this.refreshFlush);
-      this.refreshFlush = undefined;
-    }
+    this.refreshFlush = undefined;
+    if (this.refreshing || this.closed) return;
     const due = this.refreshDue;
-    if (due.length === 0) return;
-    this.refreshDue = [];
-    const mine = [...new Set(due)].filter((k) => !this.inFlight.has(k));
+    const l1 = this.l1;
+    const mine: string[] = [];
+    const taken = new Set<string>();
+    let i = 0;
+    for (; i < due.length && mine.length < REFRESH_BATCH; i++) {
+      const k = due[i]!;
+      if (taken.has(k) || this.inFlight.has(k) || l1?.peek(k)?.refreshing !== true) continue;
+      taken.add(k);
+      mine.push(k);
+    }
+    this.refreshDue = i === due.length ? [] : due.slice(i);
     if (mine.length === 0) return;
     this.m.refreshed.inc(mine.length);
-    this.track(this.inFlight.start(mine, (f) => this.fly(f, undefined)).done);
+    this.refreshing = true;
+    const landed = this.inFlight.start(mine, (f) => this.fly(f, undefined)).done.finally(() => {
+      this.refreshing = false;
+      if (this.refreshDue.length > 0 && this.refreshFlush === undefined && !this.closed) this.refreshFlush = setImmediate(this.flushRefreshFn);
+    });
+    this.track(landed);
   }
 
-  /** Keys claimed for a refresh this turn, read together by flushRefresh. */
+  /** Keys claimed for a refresh, read together by flushRefresh once no refresh flight is out. */
   private refreshDue: string[] = [];
   private refreshFlush: ReturnType<typeof setImmediate> | undefined;
+  /** A refresh flight is out. */
+  private refreshing = false;
+  private closed = false;
 
   /** One flight: L2 for all its keys, the origin for what L2 lacks, then fills. */
   private async fly(flight: Flight, ctx: ReadContext | undefined): Promise<void> {
@@ -481,6 +506,7 @@ export class CacheTier implements KvNode, ChangeListener {
   /** Waits for background fills, then closes L2 and the origin. */
   async close(): Promise<void> {
     this.unsubscribe();
+    this.closed = true;
     // Refreshes not yet started are dropped: their entries expire as they would have.
     if (this.refreshFlush !== undefined) clearImmediate(this.refreshFlush);
     this.refreshFlush = undefined;
