@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
 import { parseCli } from "../loadtest/args.ts";
 import { runLoad } from "../loadtest/engine/run-load.ts";
+import { tailConcentration } from "../loadtest/engine/timeline.ts";
 import { parseKeySpec } from "../loadtest/keys.ts";
 import { formatSummary } from "../loadtest/output/table.ts";
 import { buildTemplates, runOnce } from "../loadtest/run.ts";
@@ -68,6 +69,12 @@ describe("coordinated-omission correction", () => {
     expect(closed.latencyMs.max).toBeGreaterThan(80);
     expect(closed.latencyMs.p99).toBeLessThan(20);
     expect(open.requests.errors).toBe(0);
+    // The timeline puts the slow requests in the stalls' windows: two stalls in 20 windows of 100 ms.
+    const tail = tailConcentration(open.timeline!, open.latencyMs.p99)!;
+    expect(tail.windows).toBe(20);
+    expect(tail.windowsWithSlow).toBeLessThanOrEqual(6);
+    expect(tail.windowsForHalf).toBeLessThanOrEqual(3);
+    expect(formatSummary(open)).toContain(`over ${tail.boundMs} ms: `);
   });
 });
 
@@ -77,6 +84,9 @@ describe("open and closed loops", () => {
     const r = await runOnce(base(target, { rate: 1000, durationMs: 1000, warmupMs: 200 }));
     expect(r.requests.sent).toBe(1200);
     expect(r.latencyMs.count).toBe(1000);
+    // The timeline starts with the measured window: ten windows of 100 ms, the warm-up's answers left out.
+    expect(r.timeline!.count.length).toBe(10);
+    expect(r.timeline!.count.reduce((a, b) => a + b, 0)).toBe(1000);
     // Every planned request was sent and recorded (above). The achieved rate can only fall short of
     // the target on a busy machine (late completions stretch the window), never exceed its schedule.
     expect(r.rate.achieved).toBeGreaterThan(0);

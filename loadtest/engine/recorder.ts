@@ -1,5 +1,6 @@
 import { build } from "hdr-histogram-js";
 import type { Histogram } from "hdr-histogram-js";
+import { Timeline } from "./timeline.ts";
 
 /** Latency is recorded in microseconds; 1 µs .. 1 h at 3 significant digits. */
 export function newHistogram(): Histogram {
@@ -34,18 +35,26 @@ export class Recorder {
   readonly serviceByStatus = new Map<number, Histogram>();
   ok = 0;
   failed = 0;
+  /** Where in the run the slow requests were (timeline.ts). */
+  readonly timeline: Timeline;
   /** Requests completed (any outcome) in the current progress interval. */
   intervalCount = 0;
 
-  constructor(templateTags: readonly string[]) {
+  /** `timelineLead`: windows of the timeline before the measured ones (Timeline). */
+  constructor(templateTags: readonly string[], timelineLead = 0) {
+    this.timeline = new Timeline(timelineLead);
     this.tags = [...new Set(templateTags)];
     this.tagOf = Int32Array.from(templateTags.map((t) => this.tags.indexOf(t)));
     this.byTag = this.tags.map(() => newHistogram());
   }
 
-  /** A response arrived; non-2xx statuses count as errors (`http_<status>`) but keep their latency. */
-  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number, ownLagMs = lagMs): void {
+  /**
+   * A response arrived; non-2xx statuses count as errors (`http_<status>`) but keep their latency.
+   * `dueMs`: when it was due, from the timeline's origin (its window there).
+   */
+  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number, ownLagMs = lagMs, dueMs = 0): void {
     const us = toMicros(latencyMs);
+    this.timeline.record(dueMs, latencyMs);
     this.latency.recordValue(us);
     this.byTag[this.tagOf[template] ?? 0]?.recordValue(us);
     const serviceUs = toMicros(serviceMs);

@@ -1,6 +1,7 @@
 import { encodeIntoCompressedBase64 } from "hdr-histogram-js";
 import type { Histogram } from "hdr-histogram-js";
 import type { GcPaceStats, LoadOutcome } from "../engine/run-load.ts";
+import type { TimelineSummary } from "../engine/timeline.ts";
 
 /** Percentiles in milliseconds. */
 export interface LatencySummary {
@@ -53,6 +54,8 @@ export interface RunResult {
   /** The generator's own paced young collections (--gc-pace); null when left to the runtime. */
   readonly generatorGc: GcPaceStats | null;
   readonly connectFailures: number;
+  /** Per window of intended send time: requests, the slowest, requests over each bound (engine/timeline.ts). Absent in results written before it. */
+  readonly timeline?: TimelineSummary;
 }
 
 export function summarize(h: Histogram): LatencySummary {
@@ -126,6 +129,7 @@ export function buildResult(meta: ResultMeta, o: LoadOutcome): RunResult {
     cpu: o.cpu,
     generatorGc: o.gcPace ?? null,
     connectFailures: o.connectFailures,
+    timeline: r.timeline.summary(),
   };
 }
 

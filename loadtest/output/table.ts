@@ -1,3 +1,4 @@
+import { tailConcentration } from "../engine/timeline.ts";
 import type { LatencySummary, RunResult } from "./result.ts";
 
 /** The human summary printed after a run. */
@@ -19,6 +20,13 @@ export function formatSummary(r: RunResult): string {
   const lag = r.mode === "open" ? `; send lag p99 ${fmtMs(r.sendLagMs.p99)} ms (own, with a connection free: ${fmtMs(r.ownSendLagMs.p99)} ms)` : "";
   const gc = r.generatorGc === null ? "" : `; young collections every ${fmtMs(r.generatorGc.everyMs)} ms, pause mean ${fmtMs(r.generatorGc.meanPauseMs)} / max ${fmtMs(r.generatorGc.maxPauseMs)} ms`;
   lines.push(`  generator cpu ${Math.round(r.cpu.utilization * 100)}% of one core${lag}${gc}`);
+  const tail = r.timeline === undefined ? undefined : tailConcentration(r.timeline, r.latencyMs.p99);
+  if (tail !== undefined) {
+    const w = r.timeline!.windowMs;
+    lines.push(
+      `  over ${tail.boundMs} ms: ${fmtInt(tail.slow)} requests in ${tail.windowsWithSlow} of ${tail.windows} ${w}-ms windows, half of them in ${tail.windowsForHalf}; most at ${fmtMs(tail.worst.atMs / 1000)} s (${fmtInt(tail.worst.slow)}, max ${fmtMs(tail.worst.maxMs)} ms)`,
+    );
+  }
   return lines.join("\n");
 }
 
