@@ -5,7 +5,7 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, tailShape, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -303,6 +303,19 @@ export const lookupSuite: Suite = {
       `"Half max" = half the higher of the two single-lookup throughputs; latency from each request's intended send time (coordinated-omission corrected).`,
     ];
     notes.push(hygiene.note());
+    const shapes = (
+      [
+        ["single, bare", "openBase"],
+        ["single", "openQuiver"],
+        ["100 entities, bare", "batchOpenBase"],
+        ["100 entities", "batchOpen"],
+        ["MessagePack single, bare", "mpSingleOpenBase"],
+        ["MessagePack single", "mpSingleOpen"],
+        ["MessagePack 100 entities, bare", "mpBatchOpenBase"],
+        ["MessagePack 100 entities", "mpBatchOpen"],
+      ] as const
+    ).flatMap(([label, key]) => tailShape(label, g(key)) ?? []);
+    if (shapes.length > 0) notes.push(`Where each latency run's slow requests were (the generator's timeline, by due time; concentrated in a few windows: stalls, spread over all: the load): ${shapes.join("; ")}.`);
     if (ctx.wrk.note !== "") notes.push(ctx.wrk.note);
     await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half-baseline", "batch-open-half", "msgpack-open-half-baseline", "msgpack-open-half", "msgpack-batch-open-half-baseline", "msgpack-batch-open-half"]);
     return {

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
-import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, rotate } from "./measure.ts";
+import { Timeline } from "../../loadtest/engine/timeline.ts";
+import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, rotate, tailShape } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -81,4 +82,16 @@ test("throughput counts successful answers: a closed loop whose refusals came ba
   expect(okRate(serving)).toBe(4500);
   expect(bestGen([shedding, serving])).toBe(serving);
   expect(okRate(closed(0, 0, 0))).toBe(0);
+});
+
+test("a latency run's tail shape names the bound its p99 reaches and the windows holding the slow requests", () => {
+  const t = new Timeline();
+  for (let w = 0; w < 50; w++) for (let i = 0; i < 100; i++) t.record(w * 100 + i, w === 32 && i < 60 ? 38 : i === 0 ? 6 : 0.3);
+  const m = { run: { latencyMs: { p99: 7.5 }, timeline: t.summary() }, serverCpu: null } as unknown as GenMeasure;
+  expect(tailShape("MessagePack single", m)).toBe(
+    "MessagePack single (p99 7.5 ms): over 5 ms 109 requests in 50 of 50 windows of 100 ms, half of them in 1, most at 3.2 s (60, max 38 ms)",
+  );
+  // No timeline (a result written before it), or a p99 below every bound: nothing to say.
+  expect(tailShape("x", { run: { latencyMs: { p99: 7.5 } }, serverCpu: null } as unknown as GenMeasure)).toBeUndefined();
+  expect(tailShape("x", { run: { latencyMs: { p99: 0.4 }, timeline: t.summary() }, serverCpu: null } as unknown as GenMeasure)).toBeUndefined();
 });
