@@ -4,7 +4,7 @@ import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, generator, okRate, startQuiverServer } from "./measure.ts";
+import { alternate, bestGen, generator, okRate, startQuiverServer, tailShape } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import { clusterUp, redisBenchmarkGet } from "./redis-cluster.ts";
 import type { Suite } from "./suite.ts";
@@ -111,6 +111,13 @@ function result(ctx: Parameters<Suite["run"]>[0], m: Measured) {
     notes: [
       `3 shards × (1 primary + 1 replica), 1 Sentinel, no AOF, started with shards/cli.ts pinned to core ${ctx.serverCpu} with the server; ${m.entities.toLocaleString("en-US")} drivers; caches as wired by default with shards: L1 on (100 MB, TTL 60 s), L2 off; before each closed-loop phase ${Math.ceil((3 * m.entities) / 100).toLocaleString("en-US")} 100-entity lookups (not reported) fill L1 with ~95% of the entities; the open loops warm up 10 s at their own rate.`,
       `Throughput: closed loop (32 connections single, 16 for batches), ${ctx.throughputSeconds} s runs alternating embedded and Redis, best of ${ROUNDS}.`,
+      ...tailNote([tailShape("single", m.openSingle), tailShape("100 entities", m.openBatch)]),
     ],
   };
+}
+
+/** Where the open loops' slow requests were (the generator's timeline): a few windows are stalls, all of them the load. */
+function tailNote(shapes: readonly (string | undefined)[]): string[] {
+  const known = shapes.filter((x): x is string => x !== undefined);
+  return known.length === 0 ? [] : [`Where each latency run's slow requests were, by due time: ${known.join("; ")}.`];
 }
