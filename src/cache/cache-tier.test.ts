@@ -340,14 +340,19 @@ describe("CacheTier with L1", () => {
     expect(m.refreshed.value).toBe(2);
   });
 
+  /** `n` keys read into L1, then the clock past the latest one's refresh point and before the earliest expiry: every hit claims its key. */
+  async function dueForRefresh(n: number) {
+    const s = setup();
+    const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
+    await s.origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
+    await s.tier.getMany(keys);
+    const untils = keys.map((k) => s.l1.peek(k)!.freshUntil);
+    s.clock.advance(Math.min(...untils) - s.clock.now() - 1);
+    return { ...s, keys, untils };
+  }
+
   test("the keys a turn's hits claim for a refresh are read together, in one flight", async () => {
-    const { origin, tier, clock, l1, m } = setup();
-    const keys = Array.from({ length: 40 }, (_, i) => `v@1/k=i${i}`);
-    await origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
-    await tier.getMany(keys);
-    // Past the latest expiry's refresh point, before the earliest expiry: every hit claims its key.
-    const untils = keys.map((k) => l1.peek(k)!.freshUntil);
-    clock.advance(Math.min(...untils) - clock.now() - 1);
+    const { origin, tier, keys, m } = await dueForRefresh(40);
     const reads = origin.reads;
     for (const key of keys) expect(tier.getManyNow([key])).toEqual([row(keys.indexOf(key) + 1, keys.indexOf(key))]);
     expect(tier.state().inFlight).toBe(40);
@@ -357,12 +362,7 @@ describe("CacheTier with L1", () => {
   });
 
   test("one refresh flight at a time: keys claimed while one is out leave together when it lands; a key read again meanwhile is not refreshed", async () => {
-    const { origin, tier, clock, l1, m } = setup();
-    const keys = Array.from({ length: 30 }, (_, i) => `v@1/k=i${i}`);
-    await origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
-    await tier.getMany(keys);
-    const untils = keys.map((k) => l1.peek(k)!.freshUntil);
-    clock.advance(Math.min(...untils) - clock.now() - 1);
+    const { origin, tier, l1, m, keys, untils } = await dueForRefresh(30);
     const reads = origin.reads;
     const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
     origin.hold();
