@@ -130,11 +130,6 @@ export async function rotate<T>(rounds: number, sides: readonly ((round: number)
 }
 
 /**
- * Answers per second that succeeded (2xx). `rate.achieved` counts every
- * answer, and under load shedding a closed loop's refused requests come back
- * at once: a run that shed 3 in 4 read as the server's best.
- */
-/**
  * Where a latency run's slow requests were (the generator's timeline): "over 5 ms: 3,350 in 4
  * of 100 windows of 100 ms, half in 1, most at 3.2 s (2,280, max 38.8 ms)". A p99 that one
  * stall set reads differently from one the whole run set.
@@ -146,6 +141,11 @@ export function tailShape(label: string, m: GenMeasure): string | undefined {
   return `${label} (p99 ${m.run.latencyMs.p99} ms): over ${c.boundMs} ms ${c.slow.toLocaleString("en-US")} requests in ${c.windowsWithSlow} of ${c.windows} windows of ${t.windowMs} ms, half of them in ${c.windowsForHalf}, most at ${c.worst.atMs / 1000} s (${c.worst.slow.toLocaleString("en-US")}, max ${c.worst.maxMs} ms)`;
 }
 
+/**
+ * Answers per second that succeeded (2xx). `rate.achieved` counts every
+ * answer, and under load shedding a closed loop's refused requests come back
+ * at once: a run that shed 3 in 4 read as the server's best.
+ */
 export function okRate(m: GenMeasure): number {
   const { ok, errors } = m.run.requests;
   return ok + errors === 0 ? 0 : (m.run.rate.achieved * ok) / (ok + errors);

@@ -72,7 +72,7 @@ export class Timeline {
   }
 }
 
-/** How concentrated a run's slow requests were, at the lowest bound its p99 reaches. */
+/** How concentrated a run's slow requests were, at the largest bound its p99 reaches. */
 export interface TailConcentration {
   readonly boundMs: number;
   /** Requests over the bound. */
