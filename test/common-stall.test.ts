@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildQuiver, type Quiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
@@ -20,9 +20,20 @@ let q: Quiver;
 
 beforeAll(async () => {
   servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  // Ahead of other work on the host: a shard that lags alone after a stall because a busy host starved it
+  // of CPU is rightly that shard's failure, and would open its breaker; this test is about the stall
+  // they share. (Raising a priority needs root, which this project's machines have; elsewhere it is skipped.)
+  for (const s of servers) {
+    try {
+      setPriority(s.pid, -10);
+    } catch {}
+  }
   const topologyPath = join(dir, "topology.yaml");
   writeFileSync(topologyPath, ["shards:", ...servers.flatMap((s, i) => [`  - name: s${i + 1}`, `    primary: ${s.address}`, "    writeAcks: 0"]), ""].join("\n"));
-  q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "300", "--cache-l1", "off", "--grpc-port", "-1"], {}));
+  // A 100 ms lookup budget, not the default 50: after each stall a redis-server starved of CPU by a busy
+  // host answered its backlog >100 ms after the others, and reads timing out alone that late are rightly
+  // that shard's (1 run in 6 with two CPU hogs opened its breaker). Twice the budget puts twice the margin there.
+  q = await buildQuiver(loadConfig(["--topology", topologyPath, "--demo-entities", "300", "--cache-l1", "off", "--grpc-port", "-1", "--lookup-timeout-ms", "100"], {}));
 }, 60_000);
 
 afterAll(async () => {
@@ -65,12 +76,12 @@ async function metric(pattern: RegExp): Promise<number> {
 
 const openBreakers = () => metric(/^quiver_shard_breaker_state\{shard="s\d",op="read"\} 2$/).then((n) => n / 2);
 
-test("three shards stalled together for 150 ms, three times: their timeouts are common_stall and no breaker opens", async () => {
+test("three shards stalled together for 300 ms, three times: their timeouts are common_stall and no breaker opens", async () => {
   const load = lookupLoad();
   await Bun.sleep(300);
   for (let i = 0; i < 3; i++) {
     for (const s of servers) s.pause();
-    await Bun.sleep(150);
+    await Bun.sleep(300);
     for (const s of servers) s.resume();
     await Bun.sleep(400);
   }
