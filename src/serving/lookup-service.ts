@@ -79,23 +79,35 @@ export class LookupService {
    * the request's AbortSignal into each read cost ~7% of Redis-backed
    * throughput (Bun allocates the signal, each read adds and removes a listener).
    */
-  lookup(q: LookupQuery, options?: { readonly signal?: AbortSignal; readonly deadline?: number }): LookupResult | Promise<LookupResult> {
+  lookup(q: LookupQuery, options?: ReadOptions): LookupResult | Promise<LookupResult> {
+    return this.lookupAfter(q, options, this.takeDeclined(q));
+  }
+
+  /**
+   * `lookup`, after the raw read of this very query (`declined`) found keys not in memory: a read-through
+   * pass it made is finished here (only the keys it lacked are read), and without one the synchronous
+   * probe would find the same misses, so it is skipped.
+   */
+  private lookupAfter(q: LookupQuery, options: ReadOptions | undefined, declined: Declined | undefined): LookupResult | Promise<LookupResult> {
     const plan = this.planOf(q.refs);
-    // A raw read of this very query just found keys not in memory: a read-through pass it made is finished
-    // here (only the keys it lacked are read), and without one the synchronous probe would find the same misses.
-    const declined = this.declined !== undefined && this.declined.q === q ? this.declined : undefined;
-    this.declined = undefined;
     const held = declined?.held;
     if (held !== undefined) {
-      const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+      const ctx = readContext(options);
       return held.readRest(ctx).then(() => fill(q, plan, q.entities.rowCount, held.slots(), this.clock(), ctx.degraded!));
     }
     const keys = buildKeys(plan, q.entities);
     if (keys.length === 0) return fill(q, plan, q.entities.rowCount, [], this.clock(), NONE);
     const now = declined !== undefined ? undefined : this.store.getManyNow(keys);
     if (now !== undefined) return fill(q, plan, q.entities.rowCount, now, this.clock(), NONE);
-    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+    const ctx = readContext(options);
     return this.store.getMany(keys, ctx).then((slots) => fill(q, plan, q.entities.rowCount, slots, this.clock(), ctx.degraded!));
+  }
+
+  /** What `lookupRaw` left for this query (Declined), taken: any other call finds nothing. */
+  private takeDeclined(q: LookupQuery): Declined | undefined {
+    const d = this.declined;
+    this.declined = undefined;
+    return d !== undefined && d.q === q ? d : undefined;
   }
 
   /**
@@ -171,21 +183,15 @@ export class LookupService {
    * read, decoded. Otherwise this is `lookup`, then `encode`. `late` tells
    * `encode` whether storage was waited for. `arg` is passed on as it is.
    */
-  lookupRest<T, A>(
-    q: LookupQuery,
-    options: { readonly signal?: AbortSignal; readonly deadline?: number } | undefined,
-    write: (rows: RawRows, arg: A) => T | undefined,
-    encode: (result: LookupResult, arg: A, late: boolean) => T,
-    arg: A,
-  ): T | Promise<T> {
-    const held = this.declined !== undefined && this.declined.q === q ? this.declined.held : undefined;
+  lookupRest<T, A>(q: LookupQuery, options: ReadOptions | undefined, write: (rows: RawRows, arg: A) => T | undefined, encode: (result: LookupResult, arg: A, late: boolean) => T, arg: A): T | Promise<T> {
+    const declined = this.takeDeclined(q);
+    const held = declined?.held;
     if (held === undefined) {
-      const result = this.lookup(q, options);
+      const result = this.lookupAfter(q, options, declined);
       return result instanceof Promise ? result.then((r) => encode(r, arg, true)) : encode(result, arg, false);
     }
-    this.declined = undefined;
     const plan = this.planOf(q.refs);
-    const ctx: ReadContext = { degraded: [], signal: options?.signal, deadline: options?.deadline };
+    const ctx = readContext(options);
     return held.readRest(ctx).then(() => {
       const out = this.writeHeld(q, plan.views[0]!, held, write, arg);
       return out !== undefined ? out : encode(fill(q, plan, held.count, held.slots(), this.clock(), ctx.degraded!), arg, true);
@@ -200,7 +206,7 @@ export class LookupService {
    * (reading only the keys it lacked), or goes straight to `getMany` without
    * probing memory again. Any other call clears it.
    */
-  private declined: { readonly q: LookupQuery; readonly held: ThroughRows | undefined } | undefined;
+  private declined: Declined | undefined;
   private readonly rawRows = new RawRows();
   private readonly keyBatch = new KeyBatch();
 
@@ -291,4 +297,18 @@ function fill(q: LookupQuery, plan: Plan, rows: number, slots: readonly ReadSlot
     }
   }
   return { refs, rowCount: rows, values, statuses, timestamps, degraded: degraded.length > 0 ? [...new Set(degraded)] : NONE, stale };
+}
+
+/** Bounds a lookup's storage reads take from its caller. */
+type ReadOptions = { readonly signal?: AbortSignal; readonly deadline?: number };
+
+/** A query whose raw read could not answer now, with the read-through pass it made (LookupService.declined). */
+interface Declined {
+  readonly q: LookupQuery;
+  readonly held: ThroughRows | undefined;
+}
+
+/** A storage read's context for a lookup: its bounds, and where shards that could not answer are listed. */
+function readContext(options: ReadOptions | undefined): ReadContext {
+  return { degraded: [], signal: options?.signal, deadline: options?.deadline };
 }
