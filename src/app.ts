@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { createGrpcEdge, type GrpcEdge, type GrpcWarmupReport } from "./api/grpc/index.ts";
+import type { GrpcEdge, GrpcWarmupReport } from "./api/grpc/index.ts";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin, type WarmupReport, warmUp } from "./api/http/index.ts";
 import { type CacheInput, CacheTier, type CacheSettings, cacheMetrics, L1Cache, resolveCacheSettings, viewsToInvalidate } from "./cache/index.ts";
 import type { L2Tier } from "./cache/l2-slot.ts";
@@ -21,8 +21,12 @@ import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
 export interface Quiver {
   readonly http: HttpEdge;
-  /** The gRPC edge (not yet listening: main.ts binds it beside HTTP). */
-  readonly grpc: GrpcEdge;
+  /**
+   * The gRPC edge (not yet listening: main.ts binds it beside HTTP);
+   * `undefined` when gRPC is off (`--grpc-port -1`): its modules are then
+   * never loaded (see buildQuiver).
+   */
+  readonly grpc: GrpcEdge | undefined;
   /** The transport-neutral use cases every edge calls. */
   readonly serving: FeatureServing;
   readonly registry: RegistryHolder;
@@ -205,7 +209,11 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     readinessDetail,
   });
 
-  const grpc = createGrpcEdge({
+  // Loaded only when gRPC is on. Its modules (grpc-js, protobufjs, the loaded protos) are ~9k of the ~25k
+  // code cells a built server holds, and every young collection walks all of them (their finalizers run
+  // whether or not anything was collected): idle, a young collection took ~1 ms here against 0.2 ms for
+  // a bare Bun process, and the pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts).
+  const grpc = config.grpcPort < 0 ? undefined : (await import("./api/grpc/index.ts")).createGrpcEdge({
     serving,
     metrics,
     // The same rule as /readyz: serving unless draining (or warming up, while HTTP is not listening yet). A storage
@@ -240,7 +248,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       try {
         samples = await sampleViews(store, registry.current, WARMUP_ENTITIES_PER_VIEW, started + 2_000);
         httpReport = await warmUp(http.nativeRoutes, samples, { lookups, shapes });
-        grpcReport = grpcListening && shapes.includes("grpc") ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
+        grpcReport = grpc !== undefined && grpcListening && shapes.includes("grpc") ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
       } finally {
         warming = false;
         metrics.rewind(mark);

@@ -26,9 +26,10 @@ async function main(): Promise<void> {
   }
   // gRPC first, so a warm-up with `grpc` can call it (its health answers NOT_SERVING until the warm-up is done).
   let grpcPort: number | undefined;
-  if (config.grpcPort >= 0) {
+  const grpc = quiver.grpc;
+  if (grpc !== undefined) {
     try {
-      grpcPort = await quiver.grpc.listen(config.host, config.grpcPort);
+      grpcPort = await grpc.listen(config.host, config.grpcPort);
     } catch (e) {
       console.error(`quiver: cannot start: gRPC on ${config.host}:${config.grpcPort}: ${(e as Error).message} (--grpc-port / QUIVER_GRPC_PORT)`);
       process.exit(1);
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
     fetch: quiver.http.app.fetch,
   });
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
-  if (grpcPort !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${quiver.grpc.services.join(", ")})`);
+  if (grpc !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${grpc.services.join(", ")})`);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`quiver: ${signal}, draining`);
     // In-flight HTTP requests and gRPC calls finish; gRPC health turns NOT_SERVING first.
-    await Promise.all([server.stop(), quiver.grpc.drain(10_000)]);
+    await Promise.all([server.stop(), grpc?.drain(10_000)]);
     await quiver.close();
     process.exit(0);
   };

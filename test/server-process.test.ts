@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { connect, unaryCall } from "./support/grpc-client.ts";
 import { type QuiverProcess, runQuiverToExit, startQuiver } from "./support/quiver-process.ts";
 
+const ROOT = resolve(import.meta.dir, "..");
 const dirs: string[] = [];
 const procs: QuiverProcess[] = [];
 const tempDir = () => {
@@ -19,6 +20,20 @@ afterAll(async () => {
 
 const json = { "content-type": "application/json" };
 
+/** Builds a Quiver with `flags` in a fresh process: whether it has a gRPC edge, and how many gRPC modules (grpc-js, protobufjs, src/api/grpc) it loaded. */
+function builtWith(flags: string[]): { edge: boolean; grpcModules: number } {
+  const script = `const { buildQuiver } = await import("./src/app.ts");
+    const { loadConfig } = await import("./src/config/config.ts");
+    const q = await buildQuiver(loadConfig(["--demo-entities", "0", ...process.argv.slice(1)], {}));
+    const grpc = Object.keys(require.cache).filter((k) => /[\\\\/](@grpc|protobufjs)[\\\\/]/.test(k) || /[\\\\/]src[\\\\/]api[\\\\/]grpc[\\\\/]/.test(k));
+    console.log(JSON.stringify({ edge: q.grpc !== undefined, grpcModules: grpc.length }));
+    await q.close();
+    process.exit(0);`;
+  const r = Bun.spawnSync([process.execPath, "-e", script, "--", ...flags], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`probe exited ${r.exitCode}: ${r.stderr.toString()}`);
+  return JSON.parse(r.stdout.toString().trim()) as { edge: boolean; grpcModules: number };
+}
+
 describe("server process", () => {
   test("npm start serves gRPC beside HTTP, says where, and exits 0 after draining on SIGTERM", async () => {
     const p = await startQuiver(["--demo-entities", "10"]);
@@ -29,6 +44,21 @@ describe("server process", () => {
     expect(ok.response!.feature_names).toEqual(["city"]);
     expect((await unaryCall(c.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
     c.close();
+    expect(await p.stop("SIGTERM")).toBe(0);
+    expect(p.output()).toContain("draining");
+  });
+
+  test("with gRPC off the server loads none of gRPC's code, serves HTTP, and drains on SIGTERM", async () => {
+    // Every young collection walks every code cell the process holds, and gRPC's modules are ~40% of a built server's.
+    expect(builtWith([])).toEqual({ edge: true, grpcModules: expect.any(Number) });
+    expect(builtWith([]).grpcModules).toBeGreaterThan(0);
+    expect(builtWith(["--grpc-port", "-1"])).toEqual({ edge: false, grpcModules: 0 });
+
+    const p = await startQuiver(["--demo-entities", "10", "--grpc-port", "-1"]);
+    procs.push(p);
+    expect(p.output()).not.toContain("gRPC listening");
+    const res = await fetch(`${p.url}/v1/lookup`, { method: "POST", headers: json, body: JSON.stringify({ features: ["driver_hourly_stats:city"], entities: [{ driver_id: 1001 }] }) });
+    expect(res.status).toBe(200);
     expect(await p.stop("SIGTERM")).toBe(0);
     expect(p.output()).toContain("draining");
   });

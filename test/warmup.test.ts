@@ -19,7 +19,9 @@ describe("start-up warm-up", () => {
   test("every HTTP lookup and gRPC call answered on sampled stored entities; metrics, admission and the health interval show none of it; gRPC health NOT_SERVING meanwhile", async () => {
     // servesSockets: the CPU-overload signal is on, as in main.ts: the warm-up must not read as overload.
     const q = await buildQuiver(loadConfig(["--demo-entities", "2000"], {}), { servesSockets: true });
-    const port = await q.grpc.listen("127.0.0.1", 0);
+    const grpc = q.grpc;
+    if (grpc === undefined) throw new Error("the gRPC edge was not built");
+    const port = await grpc.listen("127.0.0.1", 0);
     const clients = connect(`127.0.0.1:${port}`);
     try {
       const warming = q.warmUp(3000, ["json", "batch", "msgpack", "feast", "grpc"], true);
@@ -48,7 +50,7 @@ describe("start-up warm-up", () => {
       expect(q.admission.snapshot().admitted).toBe(1);
     } finally {
       clients.close();
-      await q.grpc.drain(1000);
+      await grpc.drain(1000);
       await q.close();
     }
   }, 30_000);

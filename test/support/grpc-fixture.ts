@@ -25,7 +25,9 @@ export async function startGrpcFixture(flags: string[] = []): Promise<GrpcFixtur
   const quiver = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "200", "--max-rows", "500", "--max-body-bytes", "65536", ...flags], {}), {
     clock: () => clock.now,
   });
-  const port = await quiver.grpc.listen("127.0.0.1", 0);
+  const grpc = quiver.grpc;
+  if (grpc === undefined) throw new Error("the gRPC edge was not built (--grpc-port -1?)");
+  const port = await grpc.listen("127.0.0.1", 0);
   const address = `127.0.0.1:${port}`;
   const clients = connect(address);
   return {
@@ -35,7 +37,7 @@ export async function startGrpcFixture(flags: string[] = []): Promise<GrpcFixtur
     clock,
     close: async () => {
       clients.close();
-      await quiver.grpc.drain(2000);
+      await grpc.drain(2000);
       await quiver.close();
       rmSync(dir, { recursive: true, force: true });
     },
