@@ -1,4 +1,4 @@
-import * as prom from "prom-client";
+import * as prom from "./prom.ts";
 
 /**
  * Prometheus metrics on prom-client: its Registry renders the exposition
