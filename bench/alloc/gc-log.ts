@@ -69,3 +69,15 @@ export function allocationPerRequest(log: string, totalRequests: number, markEve
     resolutionBytes: Math.round((bytesPerRequest * markEvery) / requests),
   };
 }
+
+/** Cell kinds JavaScriptCore runs unconditional finalizers over at every collection, young or full: code, and what hangs off it. */
+export const CODE_CELL_KINDS = ["FunctionExecutable", "UnlinkedFunctionExecutable", "SymbolTable", "StructureRareData", "FunctionCodeBlock", "UnlinkedFunctionCodeBlock"] as const;
+
+/** What bench/alloc/code-cells.ts reports for one build. */
+export interface CodeCells {
+  /** Live cells of CODE_CELL_KINDS after a full collection. */
+  readonly cells: number;
+  readonly byKind: Record<string, number>;
+  /** Median pause (ms) of a young collection with nothing allocated since the last. */
+  readonly idleYoungMs: number;
+}
