@@ -15,11 +15,13 @@ import { CODE_CELL_KINDS, type CodeCells } from "./gc-log.ts";
  * collection, young or full, so the pause of a young collection has a floor
  * that grows with the code loaded, not with the garbage (src/app.ts, on
  * loading the gRPC edge).
- * Prints one JSON line: `{ cells, byKind, idleYoungMs }`.
+ * Prints one JSON line: `{ cells, byKind, idleYoungMs, fullMs }`.
  */
 
 /** Young collections timed, 5 ms apart (the median is reported). */
 const SAMPLES = 41;
+/** Full (synchronous) collections timed, 5 ms apart. */
+const FULL_SAMPLES = 9;
 
 async function main(): Promise<void> {
   const which = process.argv[2];
@@ -41,9 +43,17 @@ async function main(): Promise<void> {
     edenGC();
     pauses.push(performance.now() - t);
   }
-  pauses.sort((a, b) => a - b);
-  // SAMPLES is odd: the middle one is the median.
-  const out: CodeCells = { cells: Object.values(byKind).reduce((a, b) => a + b, 0), byKind, idleYoungMs: Math.round(pauses[SAMPLES >> 1]! * 1000) / 1000 };
+  // Full collections mark every live cell, code included, then finalize as young ones do.
+  const full: number[] = [];
+  for (let i = 0; i < FULL_SAMPLES; i++) {
+    await Bun.sleep(5);
+    const t = performance.now();
+    Bun.gc(true);
+    full.push(performance.now() - t);
+  }
+  // Both sample counts are odd: the middle one is the median.
+  const median = (xs: number[]) => Math.round([...xs].sort((a, b) => a - b)[xs.length >> 1]! * 1000) / 1000;
+  const out: CodeCells = { cells: Object.values(byKind).reduce((a, b) => a + b, 0), byKind, idleYoungMs: median(pauses), fullMs: median(full) };
   process.stdout.write(`${JSON.stringify(out)}\n`);
   await close();
 }

@@ -80,4 +80,6 @@ export interface CodeCells {
   readonly byKind: Record<string, number>;
   /** Median pause (ms) of a young collection with nothing allocated since the last. */
   readonly idleYoungMs: number;
+  /** Median time (ms) of a synchronous full collection (Bun.gc(true)). */
+  readonly fullMs: number;
 }

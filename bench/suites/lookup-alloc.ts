@@ -61,7 +61,7 @@ async function measureCode(ctx: BenchContext): Promise<Record<CodeBuild, CodeCel
   for (let r = 0; r < CODE_ROUNDS; r++) for (const b of CODE_BUILDS) runs[b].push(await codeCells(ctx, b));
   const median = (xs: CodeCells[]) => [...xs].sort((a, b) => a.idleYoungMs - b.idleYoungMs)[xs.length >> 1]!;
   const out = { bare: median(runs.bare), http: median(runs.http), grpc: median(runs.grpc) };
-  for (const b of CODE_BUILDS) ctx.log(`  ${b}: ${out[b].cells} code cells, idle young collection ${out[b].idleYoungMs} ms (rounds: ${runs[b].map((x) => x.idleYoungMs).join(", ")})`);
+  for (const b of CODE_BUILDS) ctx.log(`  ${b}: ${out[b].cells} code cells, idle young collection ${out[b].idleYoungMs} ms (rounds: ${runs[b].map((x) => x.idleYoungMs).join(", ")}), full collection ${out[b].fullMs} ms`);
   return out;
 }
 
@@ -107,6 +107,7 @@ export const lookupAllocSuite: Suite = {
       { name: "code cells a built server holds: gRPC on, as npm start runs it (baseline: gRPC off)", unit: "", baseline: code.http.cells, measured: code.grpc.cells, ratio: null, target: "info", pass: null },
       { name: "young collection with nothing to collect, median pause: gRPC off (baseline: Bun alone)", unit: "ms", baseline: code.bare.idleYoungMs, measured: code.http.idleYoungMs, ratio: pauseRatio(code.http), target: "info", pass: null },
       { name: "young collection with nothing to collect, median pause: gRPC on (baseline: Bun alone)", unit: "ms", baseline: code.bare.idleYoungMs, measured: code.grpc.idleYoungMs, ratio: pauseRatio(code.grpc), target: "info", pass: null },
+      { name: "full collection, synchronous, median: gRPC off (baseline: gRPC on)", unit: "ms", baseline: code.grpc.fullMs, measured: code.http.fullMs, ratio: Math.round((code.http.fullMs / code.grpc.fullMs) * 100) / 100, target: "info", pass: null },
     );
     return {
       suite: "lookup-alloc",
@@ -120,7 +121,7 @@ export const lookupAllocSuite: Suite = {
       notes: [
         "Bytes per request = bytes JavaScriptCore allocated over whole young-generation cycles (BUN_JSC_logGC=1) divided by the requests those cycles spanned; the driver calls the native /v1/lookup handler in-process over 10,000 demo drivers (bench/alloc/drive-lookups.ts).",
         "Deterministic: independent of machine load (only the ± mark resolution varies). Fewer bytes per lookup means fewer young collections per request, which is what sets the tail at a given rate.",
-        `Code cells: live cells of the kinds JavaScriptCore finalizes at every collection, young or full (${CODE_CELL_KINDS.join(", ")}), after a full collection, in a process that built Quiver with 1,000 demo rows (bench/alloc/code-cells.ts). They set the floor of every young collection's pause: the pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts). Pauses: median of 41 young collections 5 ms apart with nothing allocated between them, ${CODE_ROUNDS} rounds taking turns, the median round kept; timed, so they vary with the host, the cell counts do not.`,
+        `Code cells: live cells of the kinds JavaScriptCore finalizes at every collection, young or full (${CODE_CELL_KINDS.join(", ")}), after a full collection, in a process that built Quiver with 1,000 demo rows (bench/alloc/code-cells.ts). They set the floor of every young collection's pause: the pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts). Pauses: median of 41 young collections 5 ms apart with nothing allocated between them (full collections: median of 9), ${CODE_ROUNDS} rounds taking turns, the median round kept; timed, so they vary with the host, the cell counts do not.`,
       ],
     };
   },
