@@ -1,13 +1,14 @@
 import type { KvNode } from "../src/kv/kv-node.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { guardShard, IGNORE_OBSERVER } from "../src/resilience/index.ts";
-import { ColumnEntities, LookupService } from "../src/serving/index.ts";
+import { LookupService } from "../src/serving/index.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
 import { type RedisProcess, startRedis } from "../test/support/redis-process.ts";
 import { waitForQuiet } from "./lib/machine.ts";
 import { canPin } from "./lib/processes.ts";
+import { closedLoop, loadRows } from "./lib/policy-loop.ts";
 
 /**
  * Part 1 of the resilience suite alone (policies on vs off), for iterating on
@@ -21,41 +22,14 @@ import { canPin } from "./lib/processes.ts";
  * off/on, each pair after waiting for a quiet machine (another process may be
  * benchmarking). Prints each round's ratio and the median; writes nothing.
  */
-const ENTITIES = 10_000;
-const CONCURRENCY = 32;
 const seconds = Number(process.argv[2] ?? 1);
 const count = Number(process.argv[3] ?? 10);
 const root = `${import.meta.dir}/..`;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-type Refs = Parameters<LookupService["lookup"]>[0]["refs"];
 
-const query = (refs: Refs, id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
 
-/** Lookups per second with CONCURRENCY loops for `forSeconds`. */
-async function closedLoop(service: LookupService, refs: Refs, forSeconds: number): Promise<number> {
-  const end = performance.now() + forSeconds * 1000;
-  let done = 0;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async (_, w) => {
-      for (let i = w; performance.now() < end && i < 50_000_000; i += CONCURRENCY) {
-        await service.lookup(query(refs, 1001 + (i % ENTITIES)), { deadline: performance.now() + 1000 });
-        done++;
-      }
-    }),
-  );
-  return done / forSeconds;
-}
 
-async function loadRows(store: KvNode, prefix: string, width: number): Promise<void> {
-  for (let start = 0; start < ENTITIES; start += 1000) {
-    const batch = Array.from({ length: 1000 }, (_, j) => ({
-      key: `${prefix}driver_id=i${1001 + start + j}`,
-      row: { ts: Date.now(), values: Array.from({ length: width }, (_, c) => (c === 0 ? (start + j) / ENTITIES : null)) },
-    }));
-    await store.putMany(batch);
-  }
-}
 
 const servers: RedisProcess[] = await Promise.all([0, 1, 2].map(() => startRedis()));
 const sets: ReplicaSet[] = [];

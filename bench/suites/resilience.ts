@@ -3,7 +3,7 @@ import { type RedisProcess, startRedis } from "../../test/support/redis-process.
 import type { KvNode } from "../../src/kv/kv-node.ts";
 import { loadRegistryFile } from "../../src/registry/index.ts";
 import { guardShard, IGNORE_OBSERVER } from "../../src/resilience/index.ts";
-import { ColumnEntities, LookupService } from "../../src/serving/index.ts";
+import { LookupService } from "../../src/serving/index.ts";
 import { StaticDiscovery } from "../../src/shard/discovery.ts";
 import { ReplicaSet } from "../../src/shard/replica-set.ts";
 import { ShardedStore } from "../../src/store/sharded-store.ts";
@@ -12,11 +12,12 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { closedPopulation, EMBEDDED, overloadRounds, redisStore, TURNS_TO_TARGET } from "./overload.ts";
 import type { BenchContext, Suite } from "./suite.ts";
+import { closedLoop, loadRows, POLICY_CONCURRENCY, POLICY_ENTITIES, query, type Refs } from "../lib/policy-loop.ts";
 
 /** `npm run bench -- resilience --quick` (or BENCH_QUICK=1): short runs, to check the suite end to end. */
 const quick = () => process.argv.includes("--quick") || process.env["BENCH_QUICK"] === "1";
-const ENTITIES = 10_000;
-const CONCURRENCY = 32;
+const ENTITIES = POLICY_ENTITIES;
+const CONCURRENCY = POLICY_CONCURRENCY;
 /** Paired off/on rounds for the policy overhead: enough that a median is steady on a shared machine. */
 const POLICY_ROUNDS = 9;
 
@@ -139,34 +140,9 @@ export const resilienceSuite: Suite = {
   },
 };
 
-async function loadRows(store: KvNode, prefix: string, width: number): Promise<void> {
-  for (let start = 0; start < ENTITIES; start += 1000) {
-    const batch = Array.from({ length: 1000 }, (_, j) => ({
-      key: `${prefix}driver_id=i${1001 + start + j}`,
-      row: { ts: Date.now(), values: Array.from({ length: width }, (_, c) => (c === 0 ? (start + j) / ENTITIES : null)) },
-    }));
-    await store.putMany(batch);
-  }
-}
 
-type Refs = Parameters<LookupService["lookup"]>[0]["refs"];
 
-const query = (refs: Refs, id: number) => ({ refs, entities: new ColumnEntities({ driver_id: [id] }, "entities"), fillDefaults: true });
 
-/** Lookups per second with CONCURRENCY loops for `seconds`. */
-async function closedLoop(service: LookupService, refs: Refs, seconds: number): Promise<number> {
-  const end = performance.now() + seconds * 1000;
-  let done = 0;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async (_, w) => {
-      for (let i = w; performance.now() < end && i < 50_000_000; i += CONCURRENCY) {
-        await service.lookup(query(refs, 1001 + (i % ENTITIES)), { deadline: performance.now() + 1000 });
-        done++;
-      }
-    }),
-  );
-  return done / seconds;
-}
 
 async function hungShard(store: ShardedStore, victim: RedisProcess, victimId: string, refs: Refs, ms: number, ctx: BenchContext) {
   const service = new LookupService(store);
