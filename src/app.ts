@@ -209,7 +209,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     readinessDetail,
   });
 
-  // Loaded only when gRPC is on. Its modules (grpc-js, protobufjs, the loaded protos) are ~9k of the ~25k
+  // Loaded only when gRPC is on. Its modules (grpc-js, protobufjs, the loaded protos) are ~10k of the ~24.5k
   // code cells a built server holds, and every young collection walks all of them (their finalizers run
   // whether or not anything was collected): idle, a young collection took ~1 ms here against 0.2 ms for
   // a bare Bun process, and the pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts).

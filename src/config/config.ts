@@ -115,7 +115,7 @@ const addressList = (raw: string, where: string) => {
 /** The settings table; README's configuration section mirrors it (`bun src/main.ts --help` prints it). */
 export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
-  { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off", parse: int(-1, 65535) },
+  { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off (its modules are then not loaded, which shortens every garbage collection)", parse: int(-1, 65535) },
   { key: "grpcKeepaliveMs", flag: "--grpc-keepalive", env: "QUIVER_GRPC_KEEPALIVE", default: "60s", help: "gRPC keepalive ping interval on idle connections (dropped after 20 s without an answer)", parse: duration },
   { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: text },
   { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
