@@ -103,6 +103,13 @@ export interface BuildOptions {
  */
 export async function buildQuiver(config: QuiverConfig, options: BuildOptions = {}): Promise<Quiver> {
   const clock = options.clock ?? Date.now;
+  // The gRPC edge's modules, only when gRPC is on. They are ~10k of the ~24.5k code cells a built server
+  // holds, and every collection, young or full, walks all of them (their finalizers run whether or not
+  // anything was collected): idle, a young collection took ~1 ms with them against 0.5 ms without, and the
+  // pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts). Loaded first, as a static import
+  // was: evaluating them blocks the loop for ~0.3 s, which must not land on stream consumers already
+  // reading (a store read of theirs timed out behind it).
+  const grpcModule = config.grpcPort < 0 ? undefined : await import("./api/grpc/index.ts");
   const registry = new RegistryHolder(await loadRegistryFile(config.registryPath, clock()));
   const metrics = new MetricsRegistry();
   const anomalies = new AnomalyBuffer();
@@ -209,11 +216,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     readinessDetail,
   });
 
-  // Loaded only when gRPC is on. Its modules (grpc-js, protobufjs, the loaded protos) are ~10k of the ~24.5k
-  // code cells a built server holds, and every young collection walks all of them (their finalizers run
-  // whether or not anything was collected): idle, a young collection took ~1 ms here against 0.2 ms for
-  // a bare Bun process, and the pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts).
-  const grpc = config.grpcPort < 0 ? undefined : (await import("./api/grpc/index.ts")).createGrpcEdge({
+  const grpc = grpcModule?.createGrpcEdge({
     serving,
     metrics,
     // The same rule as /readyz: serving unless draining (or warming up, while HTTP is not listening yet). A storage

@@ -42,8 +42,9 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(rest, process.env);
     if (!config.sourcesPath) throw new Error("--sources FILE is required");
-    // A standalone writer loads no demo rows unless told to.
+    // A standalone writer loads no demo rows unless told to, and serves no gRPC (so loads none of its code).
     if (!config.explicit.has("demoEntities")) config = { ...config, demoEntities: 0 };
+    config = { ...config, grpcPort: -1 };
     const fault =
       stopAfter > 0
         ? {
