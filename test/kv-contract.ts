@@ -111,13 +111,13 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
       expect(got).toEqual(row(1_700_000_000_123, ...values));
     });
 
-    test("last write wins by event time: older and equal events are ignored", async () => {
+    test("last write wins by event time: older and equal events are ignored, equal ones counted as same-time replays", async () => {
       const k = "lww@1/k=i1";
-      expect(await h.node.putMany([entry(k, row(200, "v200"))])).toEqual({ written: 1, ignored: 0 });
-      expect(await h.node.putMany([entry(k, row(100, "v100"))])).toEqual({ written: 0, ignored: 1 });
-      expect(await h.node.putMany([entry(k, row(200, "again"))])).toEqual({ written: 0, ignored: 1 });
+      expect(await h.node.putMany([entry(k, row(200, "v200"))])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+      expect(await h.node.putMany([entry(k, row(100, "v100"))])).toEqual({ written: 0, ignored: 1, sameTime: 0 });
+      expect(await h.node.putMany([entry(k, row(200, "again"))])).toEqual({ written: 0, ignored: 1, sameTime: 1 });
       expect((await h.node.getMany([k]))[0]).toEqual(row(200, "v200"));
-      expect(await h.node.putMany([entry(k, row(300, "v300"))])).toEqual({ written: 1, ignored: 0 });
+      expect(await h.node.putMany([entry(k, row(300, "v300"))])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
       expect((await h.node.getMany([k]))[0]).toEqual(row(300, "v300"));
     });
 
@@ -127,16 +127,17 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
         entry("batch@1/k=i1", row(4, "old")),
         entry("batch@1/k=i2", row(4, "old")),
         entry("batch@1/k=i2", row(5, "new")),
+        entry("batch@1/k=i2", row(5, "replayed")),
       ]);
-      expect(out).toEqual({ written: 3, ignored: 1 });
+      expect(out).toEqual({ written: 3, ignored: 2, sameTime: 1 });
       const got = await h.node.getMany(["batch@1/k=i1", "batch@1/k=i2"]);
       expect(got).toEqual([row(5, "new"), row(5, "new")]);
     });
 
     test("replaying a batch changes nothing", async () => {
       const batch = Array.from({ length: 50 }, (_, i) => entry(`replay@1/k=i${i}`, row(1000 + i, i, `s${i}`)));
-      expect(await h.node.putMany(batch)).toEqual({ written: 50, ignored: 0 });
-      expect(await h.node.putMany(batch)).toEqual({ written: 0, ignored: 50 });
+      expect(await h.node.putMany(batch)).toEqual({ written: 50, ignored: 0, sameTime: 0 });
+      expect(await h.node.putMany(batch)).toEqual({ written: 0, ignored: 50, sameTime: 50 });
       const got = await h.node.getMany(batch.map((e) => e.key));
       expect(got).toEqual(batch.map((e) => e.row));
     });
@@ -175,7 +176,7 @@ export function runKvContract(name: string, makeHarness: () => Promise<KvNodeHar
 
     test("empty batches are no-ops", async () => {
       expect(await h.node.getMany([])).toEqual([]);
-      expect(await h.node.putMany([])).toEqual({ written: 0, ignored: 0 });
+      expect(await h.node.putMany([])).toEqual({ written: 0, ignored: 0, sameTime: 0 });
       expect(await h.node.deleteMany([])).toBe(0);
     });
 

@@ -41,8 +41,8 @@ describe("RedisKvNode", () => {
 
   test("writes still apply when the server lost its script cache", async () => {
     await withRedis(server.address, (r) => r.script("FLUSH"));
-    expect(await node.putMany([{ key: "flush@1/k=i1", row: { ts: 2, values: ["x"] } }])).toEqual({ written: 1, ignored: 0 });
-    expect(await node.putManyAcked([{ key: "flush@1/k=i1", row: { ts: 3, values: ["y"] } }], 0, 100)).toEqual({ written: 1, ignored: 0, acked: 0 });
+    expect(await node.putMany([{ key: "flush@1/k=i1", row: { ts: 2, values: ["x"] } }])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    expect(await node.putManyAcked([{ key: "flush@1/k=i1", row: { ts: 3, values: ["y"] } }], 0, 100)).toEqual({ written: 1, ignored: 0, sameTime: 0, acked: 0 });
   });
 
   test("a write that no replica confirms fails as retryable, never silently", async () => {

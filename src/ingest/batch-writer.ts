@@ -138,8 +138,10 @@ export class BatchWriter {
       const rows = this.fault.halfWriteAt === n ? toWrite.slice(0, Math.ceil(toWrite.length / 2)) : toWrite;
       const outcome = await this.push.write(rows, signal);
       written = outcome.written;
-      // Another writer got there between our read and write: its row is newer.
-      late += outcome.ignored;
+      // Rows the store kept its own copy of: another writer got there between our read and write, or the read
+      // could not tell us (UNAVAILABLE) and the row was there already. The same event time is a replay.
+      duplicate += outcome.sameTime;
+      late += outcome.ignored - outcome.sameTime;
       this.fault.afterWrite?.(written, n);
       const now = this.clock();
       for (let k = 0; k < toWriteIndex.length; k++) {

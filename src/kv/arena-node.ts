@@ -203,20 +203,28 @@ export class ArenaKvNode implements KvNode, RawReader {
   }
 
   putManySync(entries: readonly KvEntry[]): PutOutcome {
-    const written = this.applyWinners(entries).length;
-    return { written, ignored: entries.length - written };
+    const tally = { sameTime: 0 };
+    const written = this.applyWinners(entries, tally).length;
+    return { written, ignored: entries.length - written, sameTime: tally.sameTime };
   }
 
   /**
    * Last-write-wins, entry by entry, so a key twice in one batch competes by ts
-   * like two writes. Returns the entries that were stored.
+   * like two writes. Returns the entries that were stored; `tally` counts the
+   * skipped ones whose stored event time was the same (PutOutcome.sameTime).
    */
-  applyWinners(entries: readonly KvEntry[]): KvEntry[] {
+  applyWinners(entries: readonly KvEntry[], tally?: { sameTime: number }): KvEntry[] {
     const winners: KvEntry[] = [];
     for (const e of entries) {
       const h = this.loadKey(e.key);
       const slot = this.table.find(this.scratch, 0, this.keyLen, h);
-      if (slot >= 0 && !(e.row.ts > this.storedTs(slot))) continue;
+      if (slot >= 0) {
+        const stored = this.storedTs(slot);
+        if (!(e.row.ts > stored)) {
+          if (tally !== undefined && e.row.ts === stored) tally.sameTime++;
+          continue;
+        }
+      }
       // Only winners are encoded; the shared buffer is copied into a slab at once.
       this.write(slot, h, e.row.ts, this.encoder.encodeSharedRef(e.row.values));
       winners.push(e);

@@ -94,14 +94,15 @@ export class DurableKvNode implements KvNode {
 
   /** Commits the winning rows to disk first, then makes them visible in memory. */
   putManySync(entries: readonly KvEntry[]): PutOutcome {
-    const winners = this.pickWinners(entries);
+    const tally = { sameTime: 0 };
+    const winners = this.pickWinners(entries, tally);
     if (winners.length > 0) {
       const rows = winners.map((e) => encodeRow(e.row));
       this.writeBatch(winners, rows);
       // Winners are strictly newer than memory and than each other per key, so all apply.
       for (let i = 0; i < winners.length; i++) this.memory.putEncoded(winners[i]!.key, rows[i]!);
     }
-    return { written: winners.length, ignored: entries.length - winners.length };
+    return { written: winners.length, ignored: entries.length - winners.length, sameTime: tally.sameTime };
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
@@ -131,7 +132,7 @@ export class DurableKvNode implements KvNode {
    * Last-write-wins against memory and within the batch, without touching
    * memory yet. Stored event times are read from the bytes, not decoded rows.
    */
-  private pickWinners(entries: readonly KvEntry[]): KvEntry[] {
+  private pickWinners(entries: readonly KvEntry[], tally: { sameTime: number }): KvEntry[] {
     // A same-key overwrite inside one batch counts as a write, as separate writes would.
     const winners: KvEntry[] = [];
     const floorOf = new Map<string, number>();
@@ -140,7 +141,7 @@ export class DurableKvNode implements KvNode {
       if (e.row.ts > floor) {
         winners.push(e);
         floorOf.set(e.key, e.row.ts);
-      }
+      } else if (e.row.ts === floor) tally.sameTime++;
     }
     return winners;
   }

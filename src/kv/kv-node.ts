@@ -66,6 +66,13 @@ export interface PutOutcome {
   written: number;
   /** Rows skipped because the stored row's event time was the same or newer. */
   ignored: number;
+  /**
+   * Of `ignored`, rows whose stored event time was the same as theirs: a
+   * replay of what is there (a writer's retry, a stream redelivered), as
+   * against an older event arriving late. A writer that could not read the
+   * stored rows first learns the difference here.
+   */
+  sameTime: number;
 }
 
 /** One page of a key scan, for rebalancing and maintenance. */

@@ -37,22 +37,27 @@ export class MemoryKvNode implements KvNode {
     return Promise.resolve(this.putManySync(entries));
   }
 
-  /** Applies last-write-wins; returns the entries that were stored, for durable wrappers. */
-  applyWinners(entries: readonly KvEntry[]): KvEntry[] {
+  /**
+   * Applies last-write-wins; returns the entries that were stored, for durable
+   * wrappers. `tally` counts the skipped ones whose stored event time was the
+   * same (PutOutcome.sameTime).
+   */
+  applyWinners(entries: readonly KvEntry[], tally?: { sameTime: number }): KvEntry[] {
     const winners: KvEntry[] = [];
     for (const e of entries) {
       const old = this.rows.get(e.key);
       if (old === undefined || e.row.ts > old.ts) {
         this.rows.set(e.key, e.row);
         winners.push(e);
-      }
+      } else if (tally !== undefined && e.row.ts === old.ts) tally.sameTime++;
     }
     return winners;
   }
 
   putManySync(entries: readonly KvEntry[]): PutOutcome {
-    const written = this.applyWinners(entries).length;
-    return { written, ignored: entries.length - written };
+    const tally = { sameTime: 0 };
+    const written = this.applyWinners(entries, tally).length;
+    return { written, ignored: entries.length - written, sameTime: tally.sameTime };
   }
 
   /** Loads rows without comparing timestamps: for restoring from a durable log. */

@@ -8,22 +8,26 @@ import { createHash } from "node:crypto";
  * (bytes 0..8, float64 big-endian) is strictly newer than the stored one.
  * Keys are processed in order, so a key repeated in one batch competes with
  * the earlier entry exactly like two separate writes would.
- * Returns { written, ignored }.
+ * Returns { written, ignored, sameTime } (sameTime: the ignored ones whose
+ * stored event time equals theirs, PutOutcome.sameTime).
  */
 export const LWW_PUT_LUA = `
-local written, ignored = 0, 0
+local written, ignored, same = 0, 0, 0
 for i = 1, #KEYS do
   local incoming = ARGV[i]
   local current = redis.call('GET', KEYS[i])
-  if current and string.len(current) >= 8
-     and struct.unpack('>d', current) >= struct.unpack('>d', incoming) then
+  local stored = nil
+  if current and string.len(current) >= 8 then stored = struct.unpack('>d', current) end
+  local ts = struct.unpack('>d', incoming)
+  if stored and stored >= ts then
     ignored = ignored + 1
+    if stored == ts then same = same + 1 end
   else
     redis.call('SET', KEYS[i], incoming)
     written = written + 1
   end
 end
-return { written, ignored }
+return { written, ignored, same }
 `;
 
 /** SHA1 of the script, for EVALSHA (one script call per batch). */

@@ -131,7 +131,7 @@ export class RedisKvNode implements KvNode {
   }
 
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0 });
+    if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0, sameTime: 0 });
     return withDeadline(this.runLww(entries), this.timeoutMs, `redis ${this.address} LWW put`, signal);
   }
 
@@ -141,14 +141,13 @@ export class RedisKvNode implements KvNode {
    * fewer replicas confirm; the write itself may have happened (LWW makes a retry safe).
    */
   async putManyAcked(entries: readonly KvEntry[], acks: number, ackTimeoutMs: number, signal?: AbortSignal): Promise<AckedPutOutcome> {
-    if (entries.length === 0) return { written: 0, ignored: 0, acked: acks };
+    if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0, acked: acks };
     const args = lwwArgs(entries);
     const putThenWait = async (script: "sha" | "source"): Promise<AckedPutOutcome> => {
       const put = script === "sha" ? this.client.evalsha(LWW_PUT_SHA, entries.length, ...args) : this.client.eval(LWW_PUT_LUA, entries.length, ...args);
       const wait = this.client.wait(acks, ackTimeoutMs);
       wait.catch(() => {});
-      const [written, ignored] = (await put) as [number, number];
-      return { written, ignored, acked: await wait };
+      return { ...lwwOutcome(await put), acked: await wait };
     };
     const work = putThenWait("sha").catch((error: unknown) => {
       if (isNoScript(error)) return putThenWait("source");
@@ -256,7 +255,12 @@ export class RedisKvNode implements KvNode {
       if (!isNoScript(error)) throw error;
       reply = await this.client.eval(LWW_PUT_LUA, entries.length, ...args);
     }
-    const [written, ignored] = reply as [number, number];
-    return { written, ignored };
+    return lwwOutcome(reply);
   }
+}
+
+/** The LWW script's reply (redis-lww-script.ts) as a PutOutcome. */
+function lwwOutcome(reply: unknown): PutOutcome {
+  const [written, ignored, sameTime] = reply as [number, number, number];
+  return { written, ignored, sameTime };
 }

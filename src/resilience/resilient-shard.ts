@@ -161,7 +161,7 @@ export class ResilientShard implements ShardNode {
   }
 
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    if (entries.length === 0) return { written: 0, ignored: 0 };
+    if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0 };
     const limit = this.writeAttemptMs;
     try {
       return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late)).then(undefined, this.rethrowJudgedWrite));

@@ -1,10 +1,15 @@
-import type { PutOutcome } from "../kv/kv-node.ts";
 import type { Registry, RegistryHolder } from "../registry/index.ts";
 import type { LookupResult, LookupService } from "./lookup-service.ts";
 import type { RawRows } from "./raw-rows.ts";
 import { type LookupDialect, type PlannedLookup, planLookup } from "./lookup-request.ts";
 import { type PushDialect, planPush } from "./push-request.ts";
 import type { PushService } from "./push-service.ts";
+
+/** A push's answer on every edge: rows stored, and rows skipped because what was stored was as new or newer. */
+export interface PushResult {
+  readonly written: number;
+  readonly ignored: number;
+}
 
 export interface ServingLimits {
   /** Most entity rows per lookup or push. */
@@ -66,9 +71,10 @@ export class FeatureServing {
     return this.lookups.lookupRest(plan.query, options, write, encode, arg);
   }
 
-  /** Validates every pushed row, then writes them as one last-write-wins batch. */
-  push(body: Readonly<Record<string, unknown>>, dialect: PushDialect, options?: CallOptions): Promise<PutOutcome> {
+  /** Validates every pushed row, then writes them as one last-write-wins batch: what the edges answer a push with. */
+  async push(body: Readonly<Record<string, unknown>>, dialect: PushDialect, options?: CallOptions): Promise<PushResult> {
     const entries = planPush(this.registry.current, this.pushes, body, dialect, this.limits.maxRows);
-    return this.pushes.write(entries, options?.signal);
+    const { written, ignored } = await this.pushes.write(entries, options?.signal);
+    return { written, ignored };
   }
 }

@@ -199,9 +199,9 @@ describe("LookupService", () => {
 describe("PushService", () => {
   test("last write wins: an older event is ignored, a newer one replaces the row", async () => {
     const { lookup, write, clock } = await setup();
-    expect(await write("stats", [{ driver_id: 1, event_timestamp: clock.now, rate: 0.5 }])).toEqual({ written: 1, ignored: 0 });
-    expect(await write("stats", [{ driver_id: 1, event_timestamp: clock.now - 1, rate: 0.1 }])).toEqual({ written: 0, ignored: 1 });
-    expect(await write("stats", [{ driver_id: 1, event_timestamp: new Date(clock.now + 1000).toISOString(), rate: 0.7 }])).toEqual({ written: 1, ignored: 0 });
+    expect(await write("stats", [{ driver_id: 1, event_timestamp: clock.now, rate: 0.5 }])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    expect(await write("stats", [{ driver_id: 1, event_timestamp: clock.now - 1, rate: 0.1 }])).toEqual({ written: 0, ignored: 1, sameTime: 0 });
+    expect(await write("stats", [{ driver_id: 1, event_timestamp: new Date(clock.now + 1000).toISOString(), rate: 0.7 }])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
     const res = await lookup.lookup({ refs: [ref("stats:rate")], entities: new RowEntities([{ driver_id: 1 }], "e"), fillDefaults: false });
     expect(res.values).toEqual([0.7]);
     expect(res.timestamps[0]).toBe(clock.now + 1000);

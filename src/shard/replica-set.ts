@@ -164,14 +164,14 @@ export class ReplicaSet implements ShardNode {
   }
 
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0 });
+    if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0, sameTime: 0 });
     const acks = this.writeAcks;
     const ackMs = this.options.ackTimeoutMs ?? 500;
     return this.onPrimary("write", async (m) => {
       if (acks <= 0) return m.node.putMany(entries, signal);
       try {
-        const { written, ignored } = await m.node.putManyAcked(entries, acks, ackMs, signal);
-        return { written, ignored };
+        const { written, ignored, sameTime } = await m.node.putManyAcked(entries, acks, ackMs, signal);
+        return { written, ignored, sameTime };
       } catch (error) {
         if (error instanceof WriteNotAcknowledgedError) this.counters.writesNotAcknowledged++;
         throw error;

@@ -166,7 +166,7 @@ export class ShardedStore implements KvNode {
    * writes are last-write-wins).
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    if (entries.length === 0) return { written: 0, ignored: 0 };
+    if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0 };
     const byNode = new Map<number, KvEntry[]>();
     for (const e of entries) {
       const owner = this.ringRef.ownerIndexOf(e.key, ringKeyStart(e.key));
@@ -178,7 +178,7 @@ export class ShardedStore implements KvNode {
       list.push(e);
     }
     const results = await Promise.allSettled([...byNode].map(([owner, list]) => this.nodes[owner]!.putMany(list, signal)));
-    const total: PutOutcome = { written: 0, ignored: 0 };
+    const total: PutOutcome = { written: 0, ignored: 0, sameTime: 0 };
     for (const r of results) {
       if (r.status === "rejected") {
         const cause = r.reason as { message?: string } | undefined;
@@ -187,6 +187,7 @@ export class ShardedStore implements KvNode {
       }
       total.written += r.value.written;
       total.ignored += r.value.ignored;
+      total.sameTime += r.value.sameTime;
     }
     return total;
   }
