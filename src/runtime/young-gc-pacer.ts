@@ -20,8 +20,11 @@ import type { YoungGc } from "./gc.ts";
  * (median of 5: 3.2) against 5.0–13.9 ms (6.7) without, p90 0.18–0.35 against
  * 0.43–1.66 ms; CPU per lookup at 25k req/s 28.7 against 28.1 µs and closed-loop
  * throughput the same within noise. A young collection pauses the loop ~0.8 ms
- * (median; mostly fixed, it grows with the code loaded, not with what it frees),
- * so at the default 50 ms it takes ~1.6% of a busy core and nothing from an
+ * (median; mostly fixed, it grows with the code loaded, not with what it frees:
+ * JavaScriptCore finalizes every live function executable and code block at
+ * each collection; `npm run bench -- lookup-alloc` reports the floor, 0.4-0.5 ms
+ * idle with gRPC off, whose modules are then not loaded, 0.65-1.0 ms with it on),
+ * so at the default 50 ms it takes ~1-2% of a busy core and nothing from an
  * idle one: a tick collects only when at least `minRequests` requests were
  * admitted since the last collection.
  *
