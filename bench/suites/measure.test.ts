@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { Timeline } from "../../loadtest/engine/timeline.ts";
-import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, rotate, tailShape } from "./measure.ts";
+import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, pairedRatios, rotate, tailShape } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -94,4 +94,14 @@ test("a latency run's tail shape names the bound its p99 reaches and the windows
   // No timeline (a result written before it), or a p99 below every bound: nothing to say.
   expect(tailShape("x", { run: { latencyMs: { p99: 7.5 } }, serverCpu: null } as unknown as GenMeasure)).toBeUndefined();
   expect(tailShape("x", { run: { latencyMs: { p99: 0.4 }, timeline: t.summary() }, serverCpu: null } as unknown as GenMeasure)).toBeUndefined();
+});
+
+test("paired ratios: each round's subject over its own baseline, their median; rounds lacking a side are left out", () => {
+  // Best-of on each side would read 60 / 80 = 0.75; the rounds themselves say 0.5, 0.75 and 0.8.
+  const r = pairedRatios([30, 60, 40], [60, 80, 50]);
+  expect(r.ratios).toEqual([0.5, 0.75, 0.8]);
+  expect(r.median).toBe(0.75);
+  expect(pairedRatios([30, null, 40, 10], [60, 80, 50, 0]).ratios).toEqual([0.5, 0.8]);
+  expect(pairedRatios([30, 40], [60, 50]).median).toBeCloseTo(0.65, 10);
+  expect(pairedRatios([null], [60]).median).toBeNull();
 });

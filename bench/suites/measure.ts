@@ -151,6 +151,29 @@ export function okRate(m: GenMeasure): number {
   return ok + errors === 0 ? 0 : (m.run.rate.achieved * ok) / (ok + errors);
 }
 
+/**
+ * Each round's subject over its baseline (the two runs of a round are taken in
+ * turn, seconds apart), and the median of those ratios; a round lacking either
+ * side, or with a baseline of 0, is left out. Best-of-N on each side pairs
+ * each side's luckiest moment; on a host whose speed swings within minutes
+ * (12-06: Quiver's wrk rate 44.6k, then 19-20k req/s a quarter of an hour
+ * later) the median paired ratio says how much of a best-of ratio was luck.
+ */
+export function pairedRatios(subject: readonly (number | null)[], baseline: readonly (number | null)[]): { readonly ratios: number[]; readonly median: number | null } {
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(subject.length, baseline.length); i++) {
+    const s = subject[i];
+    const b = baseline[i];
+    if (s === null || s === undefined || b === null || b === undefined || !(b > 0)) continue;
+    ratios.push(s / b);
+  }
+  if (ratios.length === 0) return { ratios, median: null };
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { ratios, median };
+}
+
 /** The run with the most successful answers per second. */
 export function bestGen(runs: readonly GenMeasure[]): GenMeasure {
   return runs.reduce((a, b) => (okRate(b) > okRate(a) ? b : a));
