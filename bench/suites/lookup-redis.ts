@@ -4,7 +4,7 @@ import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, generator, okRate, startQuiverServer, tailShape } from "./measure.ts";
+import { alternate, bestGen, generator, okRate, startQuiverServer, tailNote, tailShape } from "./measure.ts";
 import type { GenMeasure } from "./measure.ts";
 import { clusterUp, redisBenchmarkGet } from "./redis-cluster.ts";
 import type { Suite } from "./suite.ts";
@@ -114,10 +114,4 @@ function result(ctx: Parameters<Suite["run"]>[0], m: Measured) {
       ...tailNote([tailShape("single", m.openSingle), tailShape("100 entities", m.openBatch)]),
     ],
   };
-}
-
-/** Where the open loops' slow requests were (the generator's timeline): a few windows are stalls, all of them the load. */
-function tailNote(shapes: readonly (string | undefined)[]): string[] {
-  const known = shapes.filter((x): x is string => x !== undefined);
-  return known.length === 0 ? [] : [`Where each latency run's slow requests were, by due time: ${known.join("; ")}.`];
 }

@@ -5,7 +5,7 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, pairedRatios, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, tailShape, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, pairedRatios, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, tailNote, tailShape, wrk } from "./measure.ts";
 import type { GenMeasure, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -325,8 +325,8 @@ export const lookupSuite: Suite = {
         ["MessagePack 100 entities, bare", "mpBatchOpenBase"],
         ["MessagePack 100 entities", "mpBatchOpen"],
       ] as const
-    ).flatMap(([label, key]) => tailShape(label, g(key)) ?? []);
-    if (shapes.length > 0) notes.push(`Where each latency run's slow requests were (the generator's timeline, by due time; concentrated in a few windows: stalls, spread over all: the load): ${shapes.join("; ")}.`);
+    ).map(([label, key]) => tailShape(label, g(key)));
+    notes.push(...tailNote(shapes));
     if (ctx.wrk.note !== "") notes.push(ctx.wrk.note);
     await writeLatencyReport(ctx, ["lookup-open-half-baseline", "lookup-open-half", "batch-open-half-baseline", "batch-open-half", "msgpack-open-half-baseline", "msgpack-open-half", "msgpack-batch-open-half-baseline", "msgpack-batch-open-half"]);
     return {
@@ -363,12 +363,13 @@ export const lookupSuite: Suite = {
 
 /** The median of the rounds' paired ratios, beside the best-of rows it checks (info: the judged row stays best-of). */
 function pairedCheck(tool: string, p: { readonly ratios: number[]; readonly median: number | null }): Check {
+  const median = p.median === null ? null : Math.round(p.median * 1000) / 1000;
   return {
     name: `single lookup throughput vs the protocol floor, ${tool}: median of the rounds' paired ratios (${p.ratios.length} rounds)`,
     unit: "",
     baseline: null,
-    measured: p.median === null ? null : Math.round(p.median * 1000) / 1000,
-    ratio: p.median === null ? null : Math.round(p.median * 1000) / 1000,
+    measured: median,
+    ratio: median,
     target: "info (>= 0.75 is the goal; the best-of row above is the one judged)",
     pass: null,
   };

@@ -141,6 +141,12 @@ export function tailShape(label: string, m: GenMeasure): string | undefined {
   return `${label} (p99 ${m.run.latencyMs.p99} ms): over ${c.boundMs} ms ${c.slow.toLocaleString("en-US")} requests in ${c.windowsWithSlow} of ${c.windows} windows of ${t.windowMs} ms, half of them in ${c.windowsForHalf}, most at ${c.worst.atMs / 1000} s (${c.worst.slow.toLocaleString("en-US")}, max ${c.worst.maxMs} ms)`;
 }
 
+/** A suite's note listing where each latency run's slow requests were (`tailShape`); none when no run has a timeline. */
+export function tailNote(shapes: readonly (string | undefined)[]): string[] {
+  const known = shapes.filter((x): x is string => x !== undefined);
+  return known.length === 0 ? [] : [`Where each latency run's slow requests were (the generator's timeline, by due time; concentrated in a few windows: stalls, spread over all: the load): ${known.join("; ")}.`];
+}
+
 /**
  * Answers per second that succeeded (2xx). `rate.achieved` counts every
  * answer, and under load shedding a closed loop's refused requests come back
