@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { digests } from "../runtime/digest.ts";
 
 /**
  * A shared secret presented as `Bearer <token>` (HTTP's Authorization header,
@@ -7,20 +7,16 @@ import { createHash, timingSafeEqual } from "node:crypto";
  * content nor its length shows in how long the answer takes.
  */
 export class BearerToken {
-  private readonly expected: Buffer;
+  private readonly expected: Uint8Array;
 
   constructor(token: string) {
     if (token === "") throw new Error("a bearer token must not be empty");
-    this.expected = digest(`Bearer ${token}`);
+    this.expected = digests.sha256(`Bearer ${token}`);
   }
 
   /** Does an Authorization value (absent: null or undefined) carry the token? */
   admits(authorization: string | null | undefined): boolean {
     if (typeof authorization !== "string") return false;
-    return timingSafeEqual(digest(authorization), this.expected);
+    return digests.timingSafeEqual(digests.sha256(authorization), this.expected);
   }
-}
-
-function digest(s: string): Buffer {
-  return createHash("sha256").update(s, "utf8").digest();
 }

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { digests } from "../runtime/digest.ts";
 
 /**
  * Last-write-wins batch put, run atomically inside Redis so concurrent writers,
@@ -31,7 +31,7 @@ return { written, ignored, same }
 `;
 
 /** SHA1 of the script, for EVALSHA (one script call per batch). */
-export const LWW_PUT_SHA = createHash("sha1").update(LWW_PUT_LUA).digest("hex");
+export const LWW_PUT_SHA = digests.sha1Hex(LWW_PUT_LUA);
 
 /** Escapes Redis glob characters so a key prefix matches literally in SCAN MATCH. */
 export function globEscape(prefix: string): string {
@@ -60,4 +60,4 @@ end
 return kept
 `;
 
-export const DELETE_IF_NOT_NEWER_SHA = createHash("sha1").update(DELETE_IF_NOT_NEWER_LUA).digest("hex");
+export const DELETE_IF_NOT_NEWER_SHA = digests.sha1Hex(DELETE_IF_NOT_NEWER_LUA);

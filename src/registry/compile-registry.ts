@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
+import { digests } from "../runtime/digest.ts";
 import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry, VectorIndexSpec } from "./registry.ts";
@@ -92,7 +92,7 @@ export function compileRegistry(input: unknown, now = Date.now()): Registry {
     services,
     joinKeys,
     definition: def,
-    digest: createHash("sha256").update(JSON.stringify(def)).digest("hex").slice(0, 16),
+    digest: digests.sha256Hex(JSON.stringify(def)).slice(0, 16),
     loadedAt: now,
   };
 }
