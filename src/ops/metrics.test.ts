@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import * as promClient from "prom-client";
 import { MetricsRegistry } from "./metrics.ts";
+import { Registry, registerDefaultMetrics } from "./prom.ts";
 
 /** Every non-comment line of the text exposition: `name{labels} value` (Prometheus parses NaN in any case). */
 const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|nan|[+-]inf)$/i;
@@ -60,6 +62,32 @@ describe("MetricsRegistry on prom-client", () => {
       if (line === "" || line.startsWith("#")) continue;
       expect(line).toMatch(SAMPLE);
     }
+  });
+
+  test("the default metrics are prom-client's own set less the heap spaces, CPU time included and counting", async () => {
+    const theirs = new promClient.Registry();
+    promClient.collectDefaultMetrics({ register: theirs });
+    const ours = new Registry();
+    registerDefaultMetrics(ours);
+    const names = (r: { getMetricsAsArray(): { name: string }[] }) => r.getMetricsAsArray().map((m) => m.name).sort();
+    expect(names(ours)).toEqual(names(theirs).filter((n) => !n.startsWith("nodejs_heap_space_size_")));
+    const cpu = async () => {
+      const out = new Map<string, number>();
+      for (const name of ["process_cpu_user_seconds_total", "process_cpu_system_seconds_total", "process_cpu_seconds_total"]) {
+        const m = await ours.getSingleMetric(name)!.get();
+        expect(m.help).toBe((await theirs.getSingleMetric(name)!.get()).help);
+        out.set(name, m.values[0]!.value);
+      }
+      return out;
+    };
+    await cpu();
+    let spin = 0;
+    for (const until = performance.now() + 20; performance.now() < until; ) spin++;
+    const after = await cpu();
+    expect(spin).toBeGreaterThan(0);
+    expect(after.get("process_cpu_user_seconds_total")! + after.get("process_cpu_system_seconds_total")!).toBeGreaterThan(0);
+    expect(after.get("process_cpu_seconds_total")).toBeCloseTo(after.get("process_cpu_user_seconds_total")! + after.get("process_cpu_system_seconds_total")!, 9);
+    theirs.clear();
   });
 
   test("a handle resolved with the wrong number of labels is refused at resolution", () => {

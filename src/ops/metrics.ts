@@ -15,17 +15,6 @@ export const LATENCY_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001
 
 type Labels = Record<string, string>;
 
-/**
- * Default metrics left out: prom-client fills these three from
- * v8.getHeapSpaceStatistics(), which Bun answers by walking the whole heap —
- * 12 ms a scrape with 300k live objects, growing with the heap, all of it a
- * stall of the event loop that serves lookups (and, under load, refused
- * requests and blamed shard timeouts). JavaScriptCore has no V8 heap spaces
- * anyway; nodejs_heap_size_total_bytes and _used_bytes (process.memoryUsage)
- * stay.
- */
-const HEAP_WALKING_DEFAULTS = ["nodejs_heap_space_size_total_bytes", "nodejs_heap_space_size_used_bytes", "nodejs_heap_space_size_available_bytes"];
-
 /** prom-client's MetricType is a type-only (numeric) enum in its typings; at run time the type is this string. */
 const HISTOGRAM = "histogram" as unknown as prom.MetricType;
 const GAUGE = "gauge" as unknown as prom.MetricType;
@@ -245,8 +234,7 @@ export class MetricsRegistry {
 
   constructor(options: MetricsOptions = {}) {
     if (options.defaultMetrics !== false) {
-      prom.collectDefaultMetrics({ register: this.prom });
-      for (const name of HEAP_WALKING_DEFAULTS) this.prom.removeSingleMetric(name);
+      prom.registerDefaultMetrics(this.prom);
     }
   }
 
