@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseAllDocuments } from "yaml";
 import { loadConfig, SETTINGS } from "../src/config/config.ts";
-import { compileRegistry, parseDefinitionsText } from "../src/registry/index.ts";
+import { compileRegistry, parseDefinitionsText } from "../src/registry/read-definitions.ts";
 import { parseTopology } from "../src/shard/index.ts";
 import { buildQuiver } from "../src/app.ts";
 

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { compileRegistry } from "../src/registry/index.ts";
+import { compileRegistry } from "../src/registry/read-definitions.ts";
 import { HashedNgramEmbedder } from "../src/vector/hashed-ngram-embedder.ts";
 import { SnapshotStore } from "../src/vector/snapshot.ts";
 import { ViewIndex } from "../src/vector/view-index.ts";

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { compileRegistry, parseDefinitionsText } from "../../src/registry/index.ts";
+import { compileRegistry, parseDefinitionsText } from "../../src/registry/read-definitions.ts";
 import type { KeySpace } from "../template.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { compileRegistry } from "../registry/compile-registry.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { viewsToInvalidate } from "./registry-changes.ts";
 
 const registry = (views: { name: string; version?: number; features: { name: string; type: string }[] }[]) =>

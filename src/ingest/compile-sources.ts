@@ -1,7 +1,8 @@
 import { Value } from "@sinclair/typebox/value";
 import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
-import { isNumeric, parseDefinitionsText, parseDurationMs, pointerToPath, type Registry } from "../registry/index.ts";
+import { isNumeric, parseDurationMs, type Registry } from "../registry/index.ts";
+import { parseDefinitionsText, pointerToPath } from "../registry/read-definitions.ts";
 import { readTextFile } from "../runtime/index.ts";
 import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";

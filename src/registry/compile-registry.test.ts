@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { QuiverError } from "../errors/index.ts";
-import { compileRegistry, parseDefinitionsText, pointerToPath } from "./compile-registry.ts";
+import { compileRegistry, parseDefinitionsText, pointerToPath } from "./read-definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import { loadRegistryFile } from "./load-registry.ts";
 

@@ -1,47 +1,23 @@
-import { Value } from "@sinclair/typebox/value";
-import { parse as parseYaml } from "yaml";
-import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
+import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
 import { digests } from "../runtime/digest.ts";
-import { type FeatureViewDef, type RegistryDef, RegistryDefSchema } from "./definitions.ts";
+import type { FeatureViewDef, RegistryDef } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry, VectorIndexSpec } from "./registry.ts";
 import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
-const REQUIRED = "is required but missing";
-
-/** Turns a JSON pointer (`/featureViews/2/type`) into the path style of our errors (`featureViews[2].type`). */
-export function pointerToPath(pointer: string): string {
-  let out = "";
-  for (const part of pointer.split("/").slice(1)) {
-    const p = part.replace(/~1/g, "/").replace(/~0/g, "~");
-    out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
-  }
-  return out || "(root)";
-}
-
-/** Parses definitions text (YAML, which includes JSON) into a plain value. */
-export function parseDefinitionsText(text: string, source = "definitions"): unknown {
-  try {
-    return parseYaml(text, { maxAliasCount: 100 });
-  } catch (e) {
-    throw invalidArgument("invalid_registry", `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
-  }
-}
-
 /**
- * Validates and compiles definitions into a Registry. Collects every problem
- * and throws one QuiverError (code `invalid_registry`) listing them all, so an
- * operator fixes a file in one pass.
+ * Compiles definitions whose structure is already checked (read-definitions.ts:
+ * `validateRegistryDef`, or the start-up's worker, load-registry.ts) into a
+ * Registry: references, types of defaults, vector indexes. Collects every
+ * problem and throws one QuiverError (code `invalid_registry`) listing them
+ * all, so an operator fixes a file in one pass. This module and its imports
+ * hold no YAML parser and no schema validator: a server loads them only to
+ * read its files, and every young collection walks all the code a process
+ * holds (src/app.ts, on loading the gRPC edge).
  */
-export function compileRegistry(input: unknown, now = Date.now()): Registry {
-  const structural = [...Value.Errors(RegistryDefSchema, input)].map((e) => ({
-    path: pointerToPath(e.path),
-    message: e.message === "Expected required property" ? REQUIRED : e.message,
-  }));
-  if (structural.length > 0) throw invalidAll("invalid_registry", dedupe(structural));
-  const def = input as RegistryDef;
+export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry {
   const issues: Issue[] = [];
 
   const entities = new Map<string, readonly JoinKey[]>();
@@ -239,17 +215,4 @@ function resolveDefault(
 
 function freeze(v: FeatureValue): FeatureValue {
   return Array.isArray(v) ? Object.freeze([...v]) : v;
-}
-
-/** Drops repeats, and TypeBox's follow-on complaints about a property that is simply missing. */
-function dedupe(issues: Issue[]): Issue[] {
-  const seen = new Set<string>();
-  const missing = new Set(issues.filter((i) => i.message === REQUIRED).map((i) => i.path));
-  return issues.filter((i) => {
-    if (missing.has(i.path) && i.message !== REQUIRED) return false;
-    const k = `${i.path}\0${i.message}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }

@@ -1,4 +1,6 @@
-export { compileJoinKey, compileRegistry, parseDefinitionsText, pointerToPath, unknownRefMessage } from "./compile-registry.ts";
+// Not re-exported: read-definitions.ts (compileRegistry, parseDefinitionsText, pointerToPath). It loads the YAML parser and
+// the schema validator, which the server keeps out of its process (load-registry.ts); import it from its own path.
+export { compileJoinKey, compileRegistryDef, unknownRefMessage } from "./compile-registry.ts";
 export type { RegistryDef } from "./definitions.ts";
 export { parseDurationMs } from "./durations.ts";
 export { loadRegistryFile } from "./load-registry.ts";

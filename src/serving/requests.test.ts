@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { QuiverError } from "../errors/index.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
-import { compileRegistry, type Registry, RegistryHolder } from "../registry/index.ts";
+import { type Registry, RegistryHolder } from "../registry/index.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { ColumnEntities, RowEntities } from "./entity-input.ts";
 import { FeatureServing } from "./feature-serving.ts";
 import { FEAST_LOOKUP, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";

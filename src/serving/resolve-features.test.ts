@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { QuiverError } from "../errors/index.ts";
-import { compileRegistry, type Registry } from "../registry/index.ts";
+import type { Registry } from "../registry/index.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { resolveFeatures } from "./resolve-features.ts";
 
 const definition = {

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { compileJoinKey, compileRegistry } from "../registry/index.ts";
+import { compileJoinKey } from "../registry/index.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { claimText, clusterOfClaim } from "./demo-claims.ts";
 import { createEmbedder } from "./embedders.ts";
 import { decodeEntityKey } from "./entity-key.ts";

@@ -4,7 +4,7 @@ import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../feed
 import { ArenaKvNode } from "../kv/arena-node.ts";
 import { type KvEntry, type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { MetricsRegistry } from "../ops/index.ts";
-import { compileRegistry } from "../registry/index.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { VectorIndexes } from "./vector-indexes.ts";
 
 const registry = compileRegistry({

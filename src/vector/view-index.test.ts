@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { prng, unitVector } from "../../test/support/vectors.ts";
-import { compileRegistry } from "../registry/index.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 import { filterPredicate, parseFilter } from "./match-filter.ts";
 import { ViewIndex } from "./view-index.ts";
 

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import type { FeatureValue } from "../../kv/kv-node.ts";
-import { compileRegistry } from "../../registry/index.ts";
+import { compileRegistry } from "../../registry/read-definitions.ts";
 import type { LookupResult } from "../../serving/index.ts";
 import { FeastResponseEncoder } from "./encode-feast.ts";
 import { encodeLookupResponse } from "./encode-quiver.ts";
