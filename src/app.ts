@@ -1,8 +1,10 @@
 import { hostname } from "node:os";
 import type { GrpcEdge, GrpcWarmupReport } from "./api/grpc/index.ts";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin, type WarmupReport, warmUp } from "./api/http/index.ts";
-import { type CacheInput, CacheTier, type CacheSettings, cacheMetrics, L1Cache, resolveCacheSettings, viewsToInvalidate } from "./cache/index.ts";
+import { type CacheInput, type CacheSettings, resolveCacheSettings } from "./cache/cache-config.ts";
+import type { CacheTier } from "./cache/index.ts";
 import type { L2Tier } from "./cache/l2-slot.ts";
+import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
@@ -337,6 +339,9 @@ async function openCaches(
     l2 = l2Store;
   }
   if (!settings.l1 && !l2) return { feed, cache: undefined };
+  // Loaded only with a cache tier (L1 is off by default on the embedded store, src/cache/cache-config.ts): the tier,
+  // lru-cache and their helpers are ~1k code cells, and every young collection walks all the code a process holds.
+  const { CacheTier, L1Cache, cacheMetrics } = await import("./cache/index.ts");
   const m = cacheMetrics(metrics);
   const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
   const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock });

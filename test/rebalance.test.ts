@@ -6,7 +6,7 @@ import type { KvEntry } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
-import { guardShard, IGNORE_OBSERVER, type ShardNode } from "../src/resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER, type ShardNode } from "../src/resilience/shards.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";

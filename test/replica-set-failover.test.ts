@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
-import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
 import { type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { StorageTimeoutError } from "../src/kv/storage-errors.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
-import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { runKvContract } from "./kv-contract.ts";
 import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationGroup } from "./support/redis-process.ts";

@@ -21,18 +21,37 @@ afterAll(async () => {
 const json = { "content-type": "application/json" };
 
 /** Builds a Quiver with `flags` in a fresh process: whether it has a gRPC edge, and how many gRPC modules (grpc-js, protobufjs, src/api/grpc) it loaded. */
-function builtWith(flags: string[]): { edge: boolean; grpcModules: number; readerModules: number } {
+/** Modules a built server loads only when configured to use them; counted in builtWith. */
+interface Loaded {
+  edge: boolean;
+  grpcModules: number;
+  /** The YAML parser and schema validator (registry files are read in a worker). */
+  readerModules: number;
+  /** The cache tier and lru-cache (L1 is off on the embedded store by default). */
+  cacheModules: number;
+  /** The shard guard and cockatiel (only a topology's shards have one). */
+  shardGuardModules: number;
+}
+
+function builtWith(flags: string[]): Loaded {
   const script = `const { buildQuiver } = await import("./src/app.ts");
     const { loadConfig } = await import("./src/config/config.ts");
     const q = await buildQuiver(loadConfig(["--demo-entities", "0", ...process.argv.slice(1)], {}));
     const grpc = Object.keys(require.cache).filter((k) => /[\\\\/](@grpc|protobufjs)[\\\\/]/.test(k) || /[\\\\/]src[\\\\/]api[\\\\/]grpc[\\\\/]/.test(k));
-    const reader = Object.keys(require.cache).filter((k) => /[\\\\/]node_modules[\\\\/](@sinclair[\\\\/]typebox|yaml)[\\\\/]/.test(k) || /[\\\\/]read-definitions\\.ts$/.test(k));
-    console.log(JSON.stringify({ edge: q.grpc !== undefined, grpcModules: grpc.length, readerModules: reader.length }));
+    const loaded = Object.keys(require.cache);
+    const count = (re) => loaded.filter((k) => re.test(k.replaceAll("\\\\", "/"))).length;
+    console.log(JSON.stringify({
+      edge: q.grpc !== undefined,
+      grpcModules: grpc.length,
+      readerModules: count(/[/]node_modules[/](@sinclair[/]typebox|yaml)[/]|[/]src[/]registry[/]read-definitions\\.ts$/),
+      cacheModules: count(/[/]node_modules[/]lru-cache[/]|[/]src[/]cache[/](cache-tier|l1-cache)\\.ts$/),
+      shardGuardModules: count(/[/]node_modules[/]cockatiel[/]|[/]src[/]resilience[/](shard-policies|resilient-shard)\\.ts$/),
+    }));
     await q.close();
     process.exit(0);`;
   const r = Bun.spawnSync([process.execPath, "-e", script, "--", ...flags], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`probe exited ${r.exitCode}: ${r.stderr.toString()}`);
-  return JSON.parse(r.stdout.toString().trim()) as { edge: boolean; grpcModules: number; readerModules: number };
+  return JSON.parse(r.stdout.toString().trim()) as Loaded;
 }
 
 describe("server process", () => {
@@ -51,11 +70,14 @@ describe("server process", () => {
 
   test("with gRPC off the server loads none of gRPC's code, serves HTTP, and drains on SIGTERM", async () => {
     // Every young collection walks every code cell the process holds, and gRPC's modules are ~40% of a built server's.
-    // Nor the YAML parser and schema validator, with or without gRPC: the registry is read in a worker (registry/definitions-thread.ts).
+    // Nor, with gRPC on or off, the YAML parser and schema validator (the registry is read in a worker:
+    // registry/definitions-thread.ts), nor the cache tier or the shard guard, which the embedded store does not use.
     const on = builtWith([]);
-    expect(on).toEqual({ edge: true, grpcModules: expect.any(Number), readerModules: 0 });
+    expect(on).toEqual({ edge: true, grpcModules: expect.any(Number), readerModules: 0, cacheModules: 0, shardGuardModules: 0 });
     expect(on.grpcModules).toBeGreaterThan(0);
-    expect(builtWith(["--grpc-port", "-1"])).toEqual({ edge: false, grpcModules: 0, readerModules: 0 });
+    expect(builtWith(["--grpc-port", "-1"])).toEqual({ edge: false, grpcModules: 0, readerModules: 0, cacheModules: 0, shardGuardModules: 0 });
+    // Configured, they load (the probe sees them).
+    expect(builtWith(["--grpc-port", "-1", "--cache-l1", "on"]).cacheModules).toBeGreaterThan(0);
 
     const p = await startQuiver(["--demo-entities", "10", "--grpc-port", "-1"]);
     procs.push(p);

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { type RedisProcess, startRedis } from "../../test/support/redis-process.ts";
 import type { KvNode } from "../../src/kv/kv-node.ts";
 import { loadRegistryFile } from "../../src/registry/index.ts";
-import { guardShard, IGNORE_OBSERVER } from "../../src/resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER } from "../../src/resilience/shards.ts";
 import { LookupService } from "../../src/serving/index.ts";
 import { StaticDiscovery } from "../../src/shard/discovery.ts";
 import { ReplicaSet } from "../../src/shard/replica-set.ts";

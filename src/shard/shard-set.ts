@@ -1,6 +1,7 @@
 import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
-import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState, type StallJudge } from "../resilience/index.ts";
+import type { StallJudge } from "../resilience/index.ts";
+import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { readCheckpoint } from "./migration-checkpoint.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
