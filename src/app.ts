@@ -105,10 +105,12 @@ export interface BuildOptions {
  */
 export async function buildQuiver(config: QuiverConfig, options: BuildOptions = {}): Promise<Quiver> {
   const clock = options.clock ?? Date.now;
-  // The gRPC edge's modules, only when gRPC is on. They are ~10k of the ~24.5k code cells a built server
-  // holds, and every collection, young or full, walks all of them (their finalizers run whether or not
-  // anything was collected): idle, a young collection took ~1 ms with them against 0.5 ms without, and the
-  // pacer runs one every 50 ms under load (runtime/young-gc-pacer.ts). Loaded first, as a static import
+  // The gRPC edge's modules, only when gRPC is on. They are ~12k of the ~18.6k code cells a built server
+  // holds (grpc-js alone ~7.7k), and every collection, young or full, walks all of them (their finalizers
+  // run whether or not anything was collected): idle, a young collection took 0.50 ms with them against
+  // 0.24 ms without (`npm run bench -- lookup-alloc`), and the pacer runs one every 50 ms under load
+  // (runtime/young-gc-pacer.ts). The same reason keeps other code out unless configured: the cache tier,
+  // the shard guard, and the registry's YAML parser and validator (read in a worker). Loaded first, as a static import
   // was: evaluating them blocks the loop for ~0.3 s, which must not land on stream consumers already
   // reading (a store read of theirs timed out behind it).
   const grpcModule = config.grpcPort < 0 ? undefined : await import("./api/grpc/index.ts");

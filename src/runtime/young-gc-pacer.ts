@@ -19,14 +19,16 @@ import type { YoungGc } from "./gc.ts";
  * alternating servers): single lookups at 26k req/s open loop, p99 2.6–4.5 ms
  * (median of 5: 3.2) against 5.0–13.9 ms (6.7) without, p90 0.18–0.35 against
  * 0.43–1.66 ms; CPU per lookup at 25k req/s 28.7 against 28.1 µs and closed-loop
- * throughput the same within noise. A young collection pauses the loop ~0.8 ms
- * (median; mostly fixed, it grows with the code loaded, not with what it frees:
- * JavaScriptCore finalizes every live function executable and code block at
- * each collection; `npm run bench -- lookup-alloc` reports the floor, 0.4-0.5 ms
- * idle with gRPC off, whose modules are then not loaded, 0.65-1.0 ms with it on),
- * so at the default 50 ms it takes ~1-2% of a busy core and nothing from an
- * idle one: a tick collects only when at least `minRequests` requests were
- * admitted since the last collection.
+ * throughput the same within noise. A young collection pauses the loop 0.3-0.4 ms
+ * under 43k lookups/s (12-06, Intel host, gRPC off; ~0.8 ms on 12-04 before the
+ * cuts below), mostly fixed: it grows with the code loaded, not with what it
+ * frees, since JavaScriptCore finalizes every live function executable and code
+ * block at each collection. So a server loads only the code it runs (gRPC, the
+ * cache tier, the shard guard when configured; the registry's parser in a
+ * worker), and `npm run bench -- lookup-alloc` reports the floor: 0.24 ms idle
+ * with gRPC off, 0.50 ms with it on. At the default 50 ms it takes ~1% of a busy
+ * core and nothing from an idle one: a tick collects only when at least
+ * `minRequests` requests were admitted since the last collection.
  *
  * Only a large heap makes the nursery large, so a tick also needs the heap
  * at `minHeapBytes` or more. A small one gets the runtime's own schedule:
