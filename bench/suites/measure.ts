@@ -200,6 +200,15 @@ export function bestWrk(runs: readonly (WrkMeasure | null)[]): WrkMeasure | null
 export const MAX_SEND_LAG_P99_MS = Number(process.env["BENCH_MAX_SEND_LAG_MS"] ?? 0.5);
 /** A bare-server baseline slower than this at p99 was disturbed by outside load (BENCH_MAX_BASELINE_P99_MS). */
 export const MAX_BASELINE_P99_MS = Number(process.env["BENCH_MAX_BASELINE_P99_MS"] ?? 2);
+/**
+ * A server driven at half its measured max that needed more than this share of
+ * its core was slower than when the max was measured: the host's speed moved in
+ * between (BENCH_MAX_HALF_LOAD_CPU). Healthy runs read 0.6-0.7 (an open loop's
+ * answers cost more CPU each than a closed loop's); 12-06, Intel host, one read
+ * 0.81 with a p99 of 15 ms (the best throughput round had been 89k req/s, the
+ * host then served ~55k).
+ */
+export const MAX_HALF_LOAD_CPU = Number(process.env["BENCH_MAX_HALF_LOAD_CPU"] ?? 0.75);
 /** Attempts per latency measurement before the last one is kept, flagged. */
 export const LATENCY_ATTEMPTS = Number(process.env["BENCH_LATENCY_ATTEMPTS"] ?? 3);
 
@@ -209,12 +218,19 @@ export class Hygiene {
   readonly unsteady: string[] = [];
   private readonly unsteadyLabels = new Set<string>();
 
-  /** Why a run cannot be reported, or null. `baseline` runs must also be undisturbed. */
-  static why(m: GenMeasure, baseline: boolean): string | null {
+  /**
+   * Why a run cannot be reported, or null. `baseline` runs must also be
+   * undisturbed; a subject `atHalfMax` must not have needed more than
+   * MAX_HALF_LOAD_CPU of its core.
+   */
+  static why(m: GenMeasure, baseline: boolean, atHalfMax = false): string | null {
     // Results written before the own lag was split out carry only the whole send lag.
     const lag = (m.run.ownSendLagMs ?? m.run.sendLagMs).p99;
     if (m.run.mode === "open" && lag > MAX_SEND_LAG_P99_MS) return `generator's own send lag p99 ${lag} ms > ${MAX_SEND_LAG_P99_MS} ms`;
     if (baseline && m.run.latencyMs.p99 > MAX_BASELINE_P99_MS) return `baseline p99 ${m.run.latencyMs.p99} ms > ${MAX_BASELINE_P99_MS} ms (disturbed)`;
+    if (atHalfMax && !baseline && m.serverCpu !== null && m.serverCpu > MAX_HALF_LOAD_CPU) {
+      return `server busy ${Math.round(m.serverCpu * 100)}% of its core at half its measured max > ${Math.round(MAX_HALF_LOAD_CPU * 100)}% (the host slowed since the max was measured)`;
+    }
     return null;
   }
 
@@ -224,10 +240,15 @@ export class Hygiene {
    * most LATENCY_ATTEMPTS times; every discarded attempt is counted. After the
    * last attempt the runs are kept and listed as unsteady.
    */
-  async steady(ctx: BenchContext, label: string, measure: () => Promise<{ baseline?: GenMeasure; subject: GenMeasure }>): Promise<{ baseline?: GenMeasure; subject: GenMeasure }> {
+  async steady(
+    ctx: BenchContext,
+    label: string,
+    measure: () => Promise<{ baseline?: GenMeasure; subject: GenMeasure }>,
+    options: { readonly atHalfMax?: boolean } = {},
+  ): Promise<{ baseline?: GenMeasure; subject: GenMeasure }> {
     for (let attempt = 1; ; attempt++) {
       const got = await measure();
-      const why = (got.baseline ? Hygiene.why(got.baseline, true) : null) ?? Hygiene.why(got.subject, false);
+      const why = (got.baseline ? Hygiene.why(got.baseline, true) : null) ?? Hygiene.why(got.subject, false, options.atHalfMax ?? false);
       if (why === null) return got;
       if (attempt >= LATENCY_ATTEMPTS) {
         this.unsteady.push(`${label}: ${why}`);
@@ -259,7 +280,7 @@ export class Hygiene {
   /** The summary's note. */
   note(): string {
     const parts = [
-      `Latency hygiene: a run whose generator's own send-lag p99 (late while a connection was free) exceeded ${MAX_SEND_LAG_P99_MS} ms, or whose bare-server baseline p99 exceeded ${MAX_BASELINE_P99_MS} ms, was discarded and measured again (up to ${LATENCY_ATTEMPTS} attempts): ${this.discarded.length} run(s) discarded${this.discarded.length > 0 ? ` (${this.discarded.join("; ")})` : ""}.`,
+      `Latency hygiene: a run whose generator's own send-lag p99 (late while a connection was free) exceeded ${MAX_SEND_LAG_P99_MS} ms, whose bare-server baseline p99 exceeded ${MAX_BASELINE_P99_MS} ms, or (at half max) whose server needed more than ${Math.round(MAX_HALF_LOAD_CPU * 100)}% of its core, was discarded and measured again (up to ${LATENCY_ATTEMPTS} attempts): ${this.discarded.length} run(s) discarded${this.discarded.length > 0 ? ` (${this.discarded.join("; ")})` : ""}.`,
     ];
     if (this.unsteady.length > 0) parts.push(`Still unsteady after ${LATENCY_ATTEMPTS} attempts, reported anyway: ${this.unsteady.join("; ")}.`);
     return parts.join(" ");
