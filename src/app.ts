@@ -110,7 +110,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // run whether or not anything was collected): idle, a young collection took 0.50 ms with them against
   // 0.24 ms without (`npm run bench -- lookup-alloc`), and the pacer runs one every 50 ms under load
   // (runtime/young-gc-pacer.ts). The same reason keeps other code out unless configured: the cache tier,
-  // the shard guard, and the registry's YAML parser and validator (read in a worker). Loaded first, as a static import
+  // the shard guard, and the YAML parser and validator that read the registry, topology and sources files
+  // (in a worker: runtime/off-thread.ts). Loaded first, as a static import
   // was: evaluating them blocks the loop for ~0.3 s, which must not land on stream consumers already
   // reading (a store read of theirs timed out behind it).
   const grpcModule = config.grpcPort < 0 ? undefined : await import("./api/grpc/index.ts");

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { unavailable } from "../src/errors/index.ts";
-import { compileSources, IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { compileSources } from "../src/ingest/read-sources.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
 import type { KvEntry, PutOutcome } from "../src/kv/kv-node.ts";

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
-import { compileSources, openDeadLetters, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
+import { openDeadLetters, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
+import { compileSources } from "../src/ingest/read-sources.ts";
 import { compareIds } from "../src/ingest/redis-stream-source.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { eventually, makeRig, paymentsMapping } from "./stream-source-contract.ts";

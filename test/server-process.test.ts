@@ -71,7 +71,7 @@ describe("server process", () => {
   test("with gRPC off the server loads none of gRPC's code, serves HTTP, and drains on SIGTERM", async () => {
     // Every young collection walks every code cell the process holds, and gRPC's modules are ~40% of a built server's.
     // Nor, with gRPC on or off, the YAML parser and schema validator (the registry is read in a worker:
-    // registry/definitions-thread.ts), nor the cache tier or the shard guard, which the embedded store does not use.
+    // runtime/off-thread.ts), nor the cache tier or the shard guard, which the embedded store does not use.
     const on = builtWith([]);
     expect(on).toEqual({ edge: true, grpcModules: expect.any(Number), readerModules: 0, cacheModules: 0, shardGuardModules: 0 });
     expect(on.grpcModules).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { encode } from "@msgpack/msgpack";
-import { type CompiledSource, compileSources, type DeadLetterQueue, IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters, type StreamPublisher } from "../src/ingest/index.ts";
+import { type CompiledSource, type DeadLetterQueue, IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource, replayDeadLetters, type StreamPublisher } from "../src/ingest/index.ts";
+import { compileSources } from "../src/ingest/read-sources.ts";
 import type { SourceDef } from "../src/ingest/sources-definitions.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import type { KvNode, StoredRow } from "../src/kv/kv-node.ts";

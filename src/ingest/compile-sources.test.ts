@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { QuiverError } from "../errors/index.ts";
 import { loadRegistryFile } from "../registry/index.ts";
-import { compileSources, loadSourcesFile } from "./compile-sources.ts";
+import { loadSourcesFile } from "./compile-sources.ts";
+import { compileSources } from "./read-sources.ts";
 import { MappingError } from "./mapping.ts";
 
 const registry = await loadRegistryFile("src/registry/example-registry.yaml");
@@ -28,6 +29,18 @@ describe("sources file", () => {
     ]);
     expect(sources[0]!.redis).toMatchObject({ field: "data", claimIdleMs: 30_000, deadLetterStream: "payments:dead" });
     expect(sources[1]!.nats).toMatchObject({ ackWaitMs: 30_000, deadLetterStream: "PAYMENTS_DEAD" });
+  });
+
+  test("a sources file is read in a worker: not YAML, or the wrong shape, is invalid_sources naming the file or the path", async () => {
+    const dir = `${process.env.TMPDIR ?? "/tmp"}/quiver-sources-${process.pid}`;
+    await Bun.write(`${dir}/bad.yaml`, "sources: [\n");
+    await Bun.write(`${dir}/shape.yaml`, "sources:\n  - name: 1\n");
+    await expect(loadSourcesFile(`${dir}/bad.yaml`, registry)).rejects.toMatchObject({ code: "invalid_sources", message: expect.stringContaining(`${dir}/bad.yaml: not valid YAML/JSON`) });
+    const shape = loadSourcesFile(`${dir}/shape.yaml`, registry);
+    await expect(shape).rejects.toMatchObject({ code: "invalid_sources" });
+    await expect(loadSourcesFile(`${dir}/shape.yaml`, registry)).rejects.toThrow(/sources\[0\]\.name/);
+    // In this thread, the same.
+    await expect(loadSourcesFile(`${dir}/shape.yaml`, registry, { worker: false })).rejects.toThrow(/sources\[0\]\.name/);
   });
 
   test("every problem is reported at once with its path", () => {

@@ -1,13 +1,11 @@
-import { Value } from "@sinclair/typebox/value";
 import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { isNumeric, parseDurationMs, type Registry } from "../registry/index.ts";
-import { parseDefinitionsText, pointerToPath } from "../registry/read-definitions.ts";
-import { readTextFile } from "../runtime/index.ts";
+import { type ReadOptions, readOffThread, readTextFile, type TextReader } from "../runtime/index.ts";
 import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
 import { DEFAULT_WINDOW_MAX_BYTES } from "./idempotency-window.ts";
-import { type MappingDef, type SourceDef, SourcesDefSchema } from "./sources-definitions.ts";
+import type { MappingDef, SourceDef, SourcesDef } from "./sources-definitions.ts";
 
 export interface RedisSourceSettings {
   readonly url: string;
@@ -47,17 +45,22 @@ export interface CompiledSource {
 const DEFAULT_BATCH = 500;
 const DEFAULT_MAX_DELIVER = 5;
 
-/** Reads and compiles a sources file; throws QuiverError `invalid_sources` naming every problem with its path. */
-export async function loadSourcesFile(path: string, registry: Registry): Promise<CompiledSource[]> {
+/** read-sources.ts's reader, run in a worker: the YAML parser and TypeBox never load in the server's own heap. */
+const SOURCES_READER: TextReader = { module: new URL("./read-sources.ts", import.meta.url).href, name: "readSourcesText" };
+
+/**
+ * Reads and compiles a sources file; throws QuiverError `invalid_sources`
+ * naming every problem with its path. The text is parsed and its structure
+ * checked in a worker (read-sources.ts), its meaning compiled here.
+ */
+export async function loadSourcesFile(path: string, registry: Registry, options: ReadOptions = {}): Promise<CompiledSource[]> {
   const text = await readTextFile(path);
   if (text === undefined) throw invalidAll("invalid_sources", [{ path: "(file)", message: `sources file not found: ${path}` }]);
-  return compileSources(parseDefinitionsText(text, path), registry);
+  return compileSourcesDef(await readOffThread<SourcesDef>(SOURCES_READER, text, path, options), registry);
 }
 
-export function compileSources(input: unknown, registry: Registry): CompiledSource[] {
-  const structural = [...Value.Errors(SourcesDefSchema, input)].map((e) => ({ path: pointerToPath(e.path), message: e.message }));
-  if (structural.length > 0) throw invalidAll("invalid_sources", structural.slice(0, 50));
-  const def = input as { sources: SourceDef[] };
+/** Compiles sources whose structure is checked (read-sources.ts) against the registry: views, features, mappings, engines. */
+export function compileSourcesDef(def: SourcesDef, registry: Registry): CompiledSource[] {
   const issues: Issue[] = [];
   const names = new Set<string>();
   const out: CompiledSource[] = [];

@@ -1,4 +1,5 @@
-export { type CompiledSource, compileSources, loadSourcesFile } from "./compile-sources.ts";
+// Not re-exported: read-sources.ts (compileSources, readSourcesText), which loads the YAML parser and TypeBox.
+export { type CompiledSource, compileSourcesDef, loadSourcesFile } from "./compile-sources.ts";
 export type { DeadLetter, DeadLetterQueue } from "./dead-letters.ts";
 export { openDeadLetters, openPublisher, openStreamSource } from "./engines.ts";
 export { IngestMetrics } from "./ingest-metrics.ts";

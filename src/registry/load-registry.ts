@@ -1,16 +1,19 @@
 import { invalidArgument } from "../errors/index.ts";
-import { readTextFile } from "../runtime/index.ts";
+import { type ReadOptions, readOffThread, readTextFile, type TextReader } from "../runtime/index.ts";
 import { compileRegistryDef } from "./compile-registry.ts";
-import { type ReadOptions, readRegistryDef } from "./definitions-thread.ts";
+import type { RegistryDef } from "./definitions.ts";
 import type { Registry } from "./registry.ts";
+
+/** read-definitions.ts's reader, run in a worker: the YAML parser and TypeBox never load in the server's own heap. */
+export const REGISTRY_READER: TextReader = { module: new URL("./read-definitions.ts", import.meta.url).href, name: "readRegistryText" };
 
 /**
  * Reads, validates and compiles a definitions file; throws QuiverError naming
  * every problem. The text is parsed and its structure checked in a worker
- * (definitions-thread.ts), its meaning compiled here.
+ * (runtime/off-thread.ts), its meaning compiled here.
  */
 export async function loadRegistryFile(path: string, now = Date.now(), options: ReadOptions = {}): Promise<Registry> {
   const text = await readTextFile(path);
   if (text === undefined) throw invalidArgument("invalid_registry", `registry file not found: ${path}`, { path: "(file)" });
-  return compileRegistryDef(await readRegistryDef(text, path, options), now);
+  return compileRegistryDef(await readOffThread<RegistryDef>(REGISTRY_READER, text, path, options), now);
 }

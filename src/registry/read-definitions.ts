@@ -10,11 +10,10 @@ import type { Registry } from "./registry.ts";
  * validator (TypeBox). Together ~3k code cells that a server needs only while
  * it reads its files, and every young collection walks every code cell a
  * process holds (src/app.ts, on loading the gRPC edge). So the server reads
- * its registry through a worker that loads this module (load-registry.ts,
- * definitions-worker.ts) and never loads it itself; tools, tests and the
- * ingest's source files use it in-process. Nothing the server imports on its
- * way to serving may import this module (src/registry/index.ts does not
- * re-export it).
+ * its registry with `readRegistryText` in a worker (load-registry.ts,
+ * runtime/off-thread.ts) and never loads this module itself; tools and tests
+ * use it in-process. Nothing the server imports on its way to serving may
+ * import this module (src/registry/index.ts does not re-export it).
  */
 
 const REQUIRED = "is required but missing";
@@ -29,12 +28,12 @@ export function pointerToPath(pointer: string): string {
   return out || "(root)";
 }
 
-/** Parses definitions text (YAML, which includes JSON) into a plain value. */
-export function parseDefinitionsText(text: string, source = "definitions"): unknown {
+/** Parses definitions text (YAML, which includes JSON) into a plain value; `code` is the error's (a sources file's is `invalid_sources`). */
+export function parseDefinitionsText(text: string, source = "definitions", code = "invalid_registry"): unknown {
   try {
     return parseYaml(text, { maxAliasCount: 100 });
   } catch (e) {
-    throw invalidArgument("invalid_registry", `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
+    throw invalidArgument(code, `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
   }
 }
 
@@ -46,6 +45,11 @@ export function validateRegistryDef(input: unknown): RegistryDef {
   }));
   if (structural.length > 0) throw invalidAll("invalid_registry", dedupe(structural));
   return input as RegistryDef;
+}
+
+/** Definitions text to checked definitions: the reader load-registry.ts runs in a worker (runtime/off-thread.ts). */
+export function readRegistryText(text: string, source: string): RegistryDef {
+  return validateRegistryDef(parseDefinitionsText(text, source));
 }
 
 /**

@@ -1,4 +1,5 @@
 export { readBytes, readTextFile, writeBytes } from "./files.ts";
+export { type ReadOptions, readOffThread, type TextReader } from "./off-thread.ts";
 export { CORKED_BYTES, lateBody } from "./late-body.ts";
 export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";
 export { YoungGcPacer, type YoungGcPacerOptions } from "./young-gc-pacer.ts";

@@ -24,7 +24,7 @@ import type { YoungGc } from "./gc.ts";
  * cuts below), mostly fixed: it grows with the code loaded, not with what it
  * frees, since JavaScriptCore finalizes every live function executable and code
  * block at each collection. So a server loads only the code it runs (gRPC, the
- * cache tier, the shard guard when configured; the registry's parser in a
+ * cache tier, the shard guard when configured; the files' parser in a
  * worker), and `npm run bench -- lookup-alloc` reports the floor: 0.24 ms idle
  * with gRPC off, 0.50 ms with it on. At the default 50 ms it takes ~1% of a busy
  * core and nothing from an idle one: a tick collects only when at least

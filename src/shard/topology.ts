@@ -1,7 +1,6 @@
-import { parse as parseYaml } from "yaml";
 import { type Issue, invalidAll, invalidArgument, QuiverError } from "../errors/index.ts";
 import { type CacheInput, parseCacheSection } from "../cache/cache-config.ts";
-import { readTextFile } from "../runtime/index.ts";
+import { type ReadOptions, readOffThread, readTextFile, type TextReader } from "../runtime/index.ts";
 import { parseHostPort } from "./address.ts";
 import { RESILIENCE_KEYS, type ResilienceSettings } from "../resilience/settings.ts";
 import type { ReplicaSetOptions } from "./replica-set.ts";
@@ -48,17 +47,18 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
 
-/** Reads and validates a topology file (YAML, or JSON which YAML also reads). Throws naming the file and every problem. */
-export async function loadTopology(path: string): Promise<Topology> {
+/** read-topology.ts's reader, run in a worker: the YAML parser never loads in the server's own heap. */
+const TOPOLOGY_READER: TextReader = { module: new URL("./read-topology.ts", import.meta.url).href, name: "readTopologyText" };
+
+/**
+ * Reads and validates a topology file (YAML, or JSON which YAML also reads).
+ * Throws naming the file and every problem. The text is parsed in a worker
+ * (read-topology.ts), its meaning checked here.
+ */
+export async function loadTopology(path: string, options: ReadOptions = {}): Promise<Topology> {
   const text = await readTextFile(path);
   if (text === undefined) throw invalidArgument("invalid_topology", `topology file not found: ${path}`, { path: "(file)" });
-  let data: unknown;
-  try {
-    data = parseYaml(text);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw invalidArgument("invalid_topology", `${path}: not valid YAML/JSON: ${reason}`, { path: "(file)" });
-  }
+  const data = await readOffThread<unknown>(TOPOLOGY_READER, text, path, options);
   try {
     return parseTopology(data);
   } catch (error) {

@@ -1,0 +1,17 @@
+import { parse as parseYaml } from "yaml";
+import { invalidArgument } from "../errors/index.ts";
+
+/**
+ * Topology text to plain data: the YAML parser (~1k code cells), which a
+ * server needs only while it reads the file. loadTopology (topology.ts) runs
+ * this reader in a worker (runtime/off-thread.ts), so the parser never loads in
+ * the server's own heap; the data's meaning is checked there by parseTopology.
+ */
+export function readTopologyText(text: string, source: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw invalidArgument("invalid_topology", `${source}: not valid YAML/JSON: ${reason}`, { path: "(file)" });
+  }
+}
