@@ -2,6 +2,7 @@ import { drainBound } from "./api/http/index.ts";
 import { buildQuiver } from "./app.ts";
 import { helpText, loadConfig } from "./config/config.ts";
 import { QuiverError } from "./errors/index.ts";
+import { BackgroundThreads } from "./runtime/background-threads.ts";
 
 /** Entry point: `bun src/main.ts [flags]` (`npm start`). */
 async function main(): Promise<void> {
@@ -42,6 +43,8 @@ async function main(): Promise<void> {
     const grpc = w.grpc === undefined ? "" : `, ${w.grpc.calls} gRPC calls in ${w.grpc.ms} ms (${counts(w.grpc.byCode, "0")})`;
     console.log(`quiver warmed up in ${w.ms} ms: ${w.http.lookups} HTTP lookups in ${w.http.ms} ms (${counts(w.http.byStatus, "200")})${grpc}; ${w.sampledEntities} stored entities sampled`);
   }
+  // After the warm-up, whose optimising compiles have started the JIT's threads (a timer catches any started later).
+  const background = config.backgroundNice < 0 ? undefined : new BackgroundThreads({ nice: config.backgroundNice }).start(10_000);
   const server = Bun.serve({
     hostname: config.host,
     port: config.port,
@@ -52,12 +55,14 @@ async function main(): Promise<void> {
   });
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
   if (grpc !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${grpc.services.join(", ")})`);
+  if (background !== undefined) console.log(`quiver: background threads at nice ${config.backgroundNice}: ${background.describe()}`);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`quiver: ${signal}, draining`);
+    background?.stop();
     // In-flight HTTP requests and gRPC calls finish; gRPC health turns NOT_SERVING first.
     await Promise.all([server.stop(), grpc?.drain(10_000)]);
     await quiver.close();

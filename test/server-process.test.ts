@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, unaryCall } from "./support/grpc-client.ts";
@@ -82,6 +82,16 @@ describe("server process", () => {
     const p = await startQuiver(["--demo-entities", "10", "--grpc-port", "-1"]);
     procs.push(p);
     expect(p.output()).not.toContain("gRPC listening");
+    if (process.platform === "linux") {
+      // The runtime's background threads (here the allocator's scavenger) run at nice 19, the serving thread at 0.
+      const pid = p.proc.pid;
+      const threads = readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        return { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), main: Number(tid) === pid };
+      });
+      expect(threads.find((t) => t.main)?.nice).toBe(0);
+      expect(threads.filter((t) => t.name === "mi-scavenger").map((t) => t.nice)).toEqual([19]);
+    }
     const res = await fetch(`${p.url}/v1/lookup`, { method: "POST", headers: json, body: JSON.stringify({ features: ["driver_hourly_stats:city"], entities: [{ driver_id: 1001 }] }) });
     expect(res.status).toBe(200);
     expect(await p.stop("SIGTERM")).toBe(0);

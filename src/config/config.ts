@@ -47,6 +47,8 @@ export interface QuiverConfig {
   readonly commonStallMs: number;
   readonly youngGcIntervalMs: number;
   readonly youngGcMinRequests: number;
+  /** Nice value for the runtime's background threads (the JIT's compilers, the allocator's scavenger); -1 leaves them. */
+  readonly backgroundNice: number;
   readonly answerBatch: number;
   readonly warmupLookups: number;
   readonly warmupShapes: readonly WarmupShape[];
@@ -156,6 +158,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "commonStallMs", flag: "--common-stall-ms", env: "QUIVER_COMMON_STALL_MS", default: "1000", help: "Redis shards: timeouts that hit most shards together are not counted against any shard's breaker for up to this long per episode (a stall they share, not a shard's fault); longer, they count (the whole tier is down); 0 = off", parse: int(0, 60_000) },
   { key: "youngGcIntervalMs", flag: "--young-gc-interval-ms", env: "QUIVER_YOUNG_GC_INTERVAL_MS", default: "50", help: "While busy, collect the young generation this often (ms), so request memory is reused warm instead of cycling through the large nursery a big store buys (Bun, heaps of 128 MiB or more; cuts the tail); 0 = the runtime's own schedule only", parse: int(0, 60_000) },
   { key: "youngGcMinRequests", flag: "--young-gc-min-requests", env: "QUIVER_YOUNG_GC_MIN_REQUESTS", default: "256", help: "Lookups and pushes admitted since the last paced young collection for the next one to run (an idle server pays nothing)", parse: int(0, 100_000_000) },
+  { key: "backgroundNice", flag: "--background-nice", env: "QUIVER_BACKGROUND_NICE", default: "19", help: "Nice value (0-19) given to the runtime's background threads, the JIT compiler's and the allocator's scavenger, so they run in the serving thread's idle time instead of taking its core mid-request (Linux; halved the serving thread's run-queue wait on one core); -1 leaves them as the runtime starts them", parse: int(-1, 19) },
   { key: "warmupLookups", flag: "--warmup-lookups", env: "QUIVER_WARMUP_LOOKUPS", default: "50000", help: "Lookups the server sends itself before it listens, on stored entities it samples, so its first clients meet optimised code (a cold server's first second at 28k lookups/s had p99 230-430 ms); taken back out of the metrics; ~1.5 s; 0 = none", parse: int(0, 10_000_000) },
   { key: "warmupShapes", flag: "--warmup-shapes", env: "QUIVER_WARMUP_SHAPES", default: "json", help: "What the warm-up sends, comma-separated: json (single-entity /v1/lookup), batch (20 entities), msgpack, feast (/get-online-features), grpc (Lookup and GetOnlineFeatures to its own port, a fifth as many calls; ~2.5 s on one core; gRPC's first second at 3k calls/s: p99 110-330 ms cold, 8-15 ms warmed). Warm what clients send: each shape makes shared code more general; with all of them, single JSON lookups ran ~8% slower ever after than with no warm-up (json alone: within noise)", parse: shapeList },
   { key: "answerBatch", flag: "--answer-batch", env: "QUIVER_ANSWER_BATCH", default: "16", help: "Answers finished in one event-loop turn after its first --answer-batch-after leave together, in batches of up to this many (or once --answer-hold-ms old), the rest when the turn ends: one wake-up of a client on the same host serves several (~1.17x lookups/s at saturation on loopback); 0 or 1 = every answer leaves at once", parse: int(0, 4096) },
