@@ -9,13 +9,13 @@ import { readOffThread, type TextReader } from "./off-thread.ts";
 const EXAMPLE = "src/registry/example-registry.yaml";
 
 /** The error a read rejects with, as the fields a caller sees. */
-async function rejection(p: Promise<unknown>): Promise<{ kind: string; code: string; message: string; path: string | undefined; issues: readonly unknown[] }> {
+async function rejection(p: Promise<unknown>): Promise<{ kind: string; code: string; message: string; path: string | undefined; issues: readonly unknown[]; retryable: boolean }> {
   try {
     await p;
   } catch (e) {
     expect(e).toBeInstanceOf(QuiverError);
     const q = e as QuiverError;
-    return { kind: q.kind, code: q.code, message: q.message, path: q.path, issues: q.issues };
+    return { kind: q.kind, code: q.code, message: q.message, path: q.path, issues: q.issues, retryable: q.retryable };
   }
   throw new Error("expected the read to be rejected");
 }

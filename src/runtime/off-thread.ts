@@ -10,7 +10,7 @@ import { type ErrorKind, type Issue, QuiverError } from "../errors/index.ts";
  * nothing). A read costs ~60 ms, at start-up and at each reload. Where the
  * runtime has no Worker (or `worker: false`) the same reader runs in this
  * thread. A reader's QuiverError arrives as itself (kind, code, message,
- * path, every issue) either way.
+ * path, every issue, retryable) either way.
  */
 
 /**
@@ -36,7 +36,7 @@ export interface ReadRequest {
 /** What the worker answers: the value, or the error as data (errors do not cross a worker's boundary as themselves). */
 export type ReadReply =
   | { readonly ok: true; readonly value: unknown }
-  | { readonly ok: false; readonly error: { readonly kind: ErrorKind; readonly code: string; readonly message: string; readonly path: string | undefined; readonly issues: readonly Issue[] } };
+  | { readonly ok: false; readonly error: { readonly kind: ErrorKind; readonly code: string; readonly message: string; readonly path: string | undefined; readonly issues: readonly Issue[]; readonly retryable: boolean } };
 
 /** A worker that has not answered in this long is stopped and the read fails (ms). */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -61,9 +61,9 @@ export async function readOffThread<T>(reader: TextReader, text: string, source:
   if (options.worker === false || typeof Worker !== "function") return (await readerFunction(reader))(text, source) as T;
   const reply = await askWorker({ module: reader.module, name: reader.name, text, source }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   if (reply.ok) return reply.value as T;
-  const { kind, code, message, path, issues } = reply.error;
-  // Rebuilt as the reader threw it, kind and all: none of the helpers in errors/ fits every kind.
-  throw new QuiverError(kind, code, message, { path, issues });
+  const { kind, code, message, path, issues, retryable } = reply.error;
+  // Rebuilt as the reader threw it, kind and all (its cause stays in the worker): none of the helpers in errors/ fits every kind.
+  throw new QuiverError(kind, code, message, { path, issues, retryable });
 }
 
 function askWorker(request: ReadRequest, timeoutMs: number): Promise<ReadReply> {

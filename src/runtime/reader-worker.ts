@@ -16,9 +16,9 @@ self.onmessage = async (e: MessageEvent<ReadRequest>): Promise<void> => {
     self.postMessage({ ok: true, value: read(text, source) });
   } catch (err) {
     if (err instanceof QuiverError) {
-      self.postMessage({ ok: false, error: { kind: err.kind, code: err.code, message: err.message, path: err.path, issues: err.issues } });
+      self.postMessage({ ok: false, error: { kind: err.kind, code: err.code, message: err.message, path: err.path, issues: err.issues, retryable: err.retryable } });
     } else {
-      self.postMessage({ ok: false, error: { kind: "internal", code: "internal", message: `reading ${source}: ${err instanceof Error ? err.message : String(err)}`, path: undefined, issues: [] } });
+      self.postMessage({ ok: false, error: { kind: "internal", code: "internal", message: `reading ${source}: ${err instanceof Error ? err.message : String(err)}`, path: undefined, issues: [], retryable: false } });
     }
   }
 };
