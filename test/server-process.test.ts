@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, unaryCall } from "./support/grpc-client.ts";
 import { type QuiverProcess, runQuiverToExit, startQuiver } from "./support/quiver-process.ts";
+import { threadsOf } from "./support/threads.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const dirs: string[] = [];
@@ -84,11 +85,7 @@ describe("server process", () => {
     expect(p.output()).not.toContain("gRPC listening");
     if (process.platform === "linux") {
       // The runtime's background threads (here the allocator's scavenger) run at nice 19, the serving thread at 0.
-      const pid = p.proc.pid;
-      const threads = readdirSync(`/proc/${pid}/task`).map((tid) => {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-        return { name: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), main: Number(tid) === pid };
-      });
+      const threads = threadsOf(p.proc.pid);
       expect(threads.find((t) => t.main)?.nice).toBe(0);
       expect(threads.filter((t) => t.name === "mi-scavenger").map((t) => t.nice)).toEqual([19]);
     }

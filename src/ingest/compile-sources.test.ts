@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { QuiverError } from "../errors/index.ts";
 import { loadRegistryFile } from "../registry/index.ts";
 import { loadSourcesFile } from "./compile-sources.ts";
@@ -32,15 +35,20 @@ describe("sources file", () => {
   });
 
   test("a sources file is read in a worker: not YAML, or the wrong shape, is invalid_sources naming the file or the path", async () => {
-    const dir = `${process.env.TMPDIR ?? "/tmp"}/quiver-sources-${process.pid}`;
-    await Bun.write(`${dir}/bad.yaml`, "sources: [\n");
-    await Bun.write(`${dir}/shape.yaml`, "sources:\n  - name: 1\n");
-    await expect(loadSourcesFile(`${dir}/bad.yaml`, registry)).rejects.toMatchObject({ code: "invalid_sources", message: expect.stringContaining(`${dir}/bad.yaml: not valid YAML/JSON`) });
-    const shape = loadSourcesFile(`${dir}/shape.yaml`, registry);
-    await expect(shape).rejects.toMatchObject({ code: "invalid_sources" });
-    await expect(loadSourcesFile(`${dir}/shape.yaml`, registry)).rejects.toThrow(/sources\[0\]\.name/);
-    // In this thread, the same.
-    await expect(loadSourcesFile(`${dir}/shape.yaml`, registry, { worker: false })).rejects.toThrow(/sources\[0\]\.name/);
+    const dir = mkdtempSync(join(tmpdir(), "quiver-sources-"));
+    try {
+      const bad = join(dir, "bad.yaml");
+      const shape = join(dir, "shape.yaml");
+      writeFileSync(bad, "sources: [\n");
+      writeFileSync(shape, "sources:\n  - name: 1\n");
+      await expect(loadSourcesFile(bad, registry)).rejects.toMatchObject({ code: "invalid_sources", message: expect.stringContaining(`${bad}: not valid YAML/JSON`) });
+      await expect(loadSourcesFile(shape, registry)).rejects.toMatchObject({ code: "invalid_sources" });
+      await expect(loadSourcesFile(shape, registry)).rejects.toThrow(/sources\[0\]\.name/);
+      // In this thread, the same.
+      await expect(loadSourcesFile(shape, registry, { worker: false })).rejects.toThrow(/sources\[0\]\.name/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("every problem is reported at once with its path", () => {

@@ -62,17 +62,13 @@ describe("background threads", () => {
   test.if(process.platform === "linux")("on this runtime, in a process of its own: the scavenger (and any JIT worker) at nice 19, the serving thread at 0", () => {
     const script = `
       const { BackgroundThreads } = await import(${JSON.stringify(resolve(import.meta.dir, "background-threads.ts"))});
-      const { readdirSync, readFileSync } = await import("node:fs");
+      const { threadsOf } = await import(${JSON.stringify(resolve(import.meta.dir, "../../test/support/threads.ts"))});
       // Hot code, so the JIT's optimising tiers (and their threads) start.
       let s = 0;
       const f = (x) => (x * 31) ^ (x >>> 3);
       for (let i = 0; i < 5_000_000; i++) s = (s + f(i)) | 0;
       new BackgroundThreads({ nice: 19 }).apply();
-      const out = readdirSync("/proc/self/task").map((t) => {
-        const stat = readFileSync("/proc/self/task/" + t + "/stat", "utf8");
-        return { name: readFileSync("/proc/self/task/" + t + "/comm", "utf8").trim(), nice: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]), main: Number(t) === process.pid };
-      });
-      console.log(JSON.stringify({ s, out }));`;
+      console.log(JSON.stringify({ s, out: threadsOf(process.pid) }));`;
     const r = Bun.spawnSync([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
     expect(r.exitCode).toBe(0);
     const { out } = JSON.parse(r.stdout.toString().trim()) as { out: { name: string; nice: number; main: boolean }[] };

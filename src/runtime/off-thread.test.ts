@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { QuiverError } from "../errors/index.ts";
 import { REGISTRY_READER, loadRegistryFile } from "../registry/load-registry.ts";
 import { compileRegistry, parseDefinitionsText } from "../registry/read-definitions.ts";
@@ -60,13 +62,17 @@ describe("reading files in a worker", () => {
   });
 
   test("a topology that is not YAML names the file; its meaning is checked after the worker", async () => {
-    const dir = `${process.env.TMPDIR ?? "/tmp"}/quiver-off-thread-${process.pid}`;
-    await Bun.write(`${dir}/bad.yaml`, "shards: [\n");
-    await Bun.write(`${dir}/empty.yaml`, "shards: []\n");
-    const bad = await rejection(loadTopology(`${dir}/bad.yaml`));
-    expect(bad).toMatchObject({ kind: "invalid_argument", code: "invalid_topology", path: "(file)" });
-    expect(bad.message).toStartWith(`${dir}/bad.yaml: not valid YAML/JSON: `);
-    expect((await rejection(loadTopology(`${dir}/empty.yaml`))).message).toStartWith(`${dir}/empty.yaml: `);
+    const dir = mkdtempSync(join(tmpdir(), "quiver-off-thread-"));
+    try {
+      writeFileSync(join(dir, "bad.yaml"), "shards: [\n");
+      writeFileSync(join(dir, "empty.yaml"), "shards: []\n");
+      const bad = await rejection(loadTopology(join(dir, "bad.yaml")));
+      expect(bad).toMatchObject({ kind: "invalid_argument", code: "invalid_topology", path: "(file)" });
+      expect(bad.message).toStartWith(`${join(dir, "bad.yaml")}: not valid YAML/JSON: `);
+      expect((await rejection(loadTopology(join(dir, "empty.yaml")))).message).toStartWith(`${join(dir, "empty.yaml")}: `);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a reader that throws something else fails as internal, naming the file; a missing reader is named", async () => {
