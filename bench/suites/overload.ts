@@ -20,8 +20,6 @@ const BATCH = 100;
 const ROUNDS = 3;
 /** Open-loop connections at 3x: several times what is in flight (rate x latency ~ 100), so the generator never waits for one. */
 const OVERLOAD_CONNECTIONS = 256;
-/** Driver core busy share from which a round's goodput is flagged as partly the rig's (what shares that core slows down). */
-const DRIVER_SATURATED = 0.95;
 /** Offered load over the round's capacity. */
 const OVERLOAD = 3;
 /** About the size of Quiver's 503 body for a CPU-overload refusal. */
@@ -49,17 +47,26 @@ export interface OverloadStore {
   readonly tag: string;
   /** Who runs on the driver core during a round, in words. */
   readonly onDriverCore: string;
+  /** Who shares the server's core with Quiver, in words (empty: nobody). */
+  readonly besideServer: string;
 }
 
-export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", server: "the default server (embedded store", argv: [], entities: ENTITIES, tag: "overload-cpu", onDriverCore: "the generator" };
+export const EMBEDDED: OverloadStore = { label: "CPU-bound overload", words: "embedded store", server: "the default server (embedded store", argv: [], entities: ENTITIES, tag: "overload-cpu", onDriverCore: "the generator", besideServer: "" };
 
 /**
  * The same rounds against a server reading 3 Redis shards (`topology`): a
  * lookup spans two loop turns (the request, then the shards' replies), so the
- * concurrency limit sees it in flight as well as the loop-turn signal.
+ * concurrency limit sees it in flight as well as the loop-turn signal. The
+ * caller pins the redis-servers to the server's core, as the lookup-redis
+ * suite does: on the driver's core they would share it with an open-loop
+ * generator that never sleeps (it polls for sends due within 1.5 ms,
+ * loadtest/engine/run-load.ts) during the 3x runs only, not during the
+ * closed-loop capacity runs, so the rig would slow the shards in one half of
+ * each round (12-06: goodput 0.80 / 0.83 / 0.85 there against 0.96 / 0.93 /
+ * 0.96 beside the server, alternating runs on one host).
  */
 export function redisStore(topology: string, entities: number): OverloadStore {
-  return { label: "Overload on Redis", words: "3 Redis shards", server: "the server on 3 Redis shards (L1 cache off", argv: ["--topology", topology, "--cache-l1", "off"], entities, tag: "overload-redis", onDriverCore: "the generator and the 3 redis-servers" };
+  return { label: "Overload on Redis", words: "3 Redis shards", server: "the server on 3 Redis shards (L1 cache off", argv: ["--topology", topology, "--cache-l1", "off"], entities, tag: "overload-redis", onDriverCore: "the generator", besideServer: "the 3 redis-servers" };
 }
 
 /**
@@ -103,8 +110,8 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
       const before = await serverCounts(server.url);
       const overTicks = await coreTicks(ctx.driverCpu);
       const over = await generator(ctx, server, `${tag}-3x-${r}`, { ...base, duration: `${seconds}s`, mode: "open", rate: Math.round(cap * OVERLOAD), connections: OVERLOAD_CONNECTIONS });
-      // How busy the driver core was: the generator (and, on Redis, the shards) share it. Saturated, it slows
-      // the redis-servers the lookups wait on, which no lag check sees; the goodput is then partly the rig's.
+      // How busy the driver core was. An open loop's generator polls between sends due within 1.5 ms, so this
+      // reads ~1.0 in every 3x run: not saturation by itself; the generator's own send lag says whether it kept up.
       const driverBusy = { capacity: capDriver, overload: coreBusy(overTicks, await coreTicks(ctx.driverCpu)) };
       const during = since(await serverCounts(server.url), before);
       const failedReads = Object.values(during.failedReads).reduce((a, b) => a + b, 0);
@@ -141,16 +148,15 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
     }
     const bound = goodputBound(costs);
     const floorService = floor.run.serviceTimeMs;
-    const driverSaturated = (m.driverBusy.overload ?? 0) >= DRIVER_SATURATED;
     const checks: Check[] = [
-      { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: driverSaturated ? ">= 0.9 (the driver core was saturated: see its row)" : ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
+      { name: `${store.label} at 3x capacity (${BATCH}-entity lookups, ${store.words}, ${setting}): goodput (200s less failed shard reads), median of ${ROUNDS} rounds (baseline: capacity, closed loop, same round)`, unit: "req/s", baseline: m.capacity, measured: m.goodput, ratio: ratio(m.goodput, m.capacity), target: lag.generator ? ">= 0.9 (the generator lagged: see the note)" : ">= 0.9", pass: m.goodput / m.capacity >= 0.9 },
       {
         name: `${store.label} at 3x (${setting}): driver core busy during the 3x run, median round (${store.onDriverCore}; baseline: during its capacity run)`,
         unit: "share",
         baseline: m.driverBusy.capacity,
         measured: m.driverBusy.overload,
         ratio: null,
-        target: `info (at ${DRIVER_SATURATED} or more the rig, not only the server, sets the goodput)`,
+        target: "info (an open loop's generator polls between sends, so its core reads ~1.0 at any 3x rate; whether it kept up is its own send lag, in the note)",
         pass: null,
       },
       { name: `${store.label} at 3x (${setting}): p99 of admitted lookups (200s) (baseline: p99 at 1/4 capacity, the lower of the runs before and right after the overload)`, unit: "ms", baseline: calmP99, measured: admittedP99, ratio: ratio(admittedP99, calmP99), target: variant === null ? "<= 2" : "info (<= 2 is the goal, for the defaults)", pass: variant !== null || admittedP99 === null ? null : admittedP99 / calmP99 <= 2 },
@@ -198,7 +204,7 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
         refusalLatencyFloor: summary(floor),
         after: summary(after),
       },
-      note: `${store.label}: ${store.server}, ${entities.toLocaleString("en-US")} drivers), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (${setting}); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lag.note}`,
+      note: `${store.label}: ${store.server}, ${entities.toLocaleString("en-US")} drivers${store.besideServer === "" ? "" : `; ${store.besideServer} on the server's core`}), ${BATCH}-entity lookups of the generator's 10 features; shedding by loop-turn sojourn (${setting}); ${ROUNDS} alternating rounds of capacity (closed loop, 4 connections) and 3x that rate (open loop, ${OVERLOAD_CONNECTIONS} connections), median ratio kept. ${lag.note}`,
     };
   } finally {
     await server.stop();

@@ -83,6 +83,8 @@ export const resilienceSuite: Suite = {
       const topology = `${ctx.rawDir}/resilience-topology.yaml`;
       writeFileSync(topology, `shards:\n${servers.map((s, i) => `  - name: s${i + 1}\n    primary: ${s.address}\n    writeAcks: 0\n`).join("")}`);
       const overSeconds = quick() ? 2 : ctx.seconds;
+      // The shards beside the server for the overload rounds (overload.ts, redisStore): the driver core is the generator's.
+      for (const s of servers) pinProcess(s.pid, ctx.serverCpu);
       const redis = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES));
       // Each beside shedding as it was before the 1 ms turn budget (turns ran to the 5 ms target): what the budget buys, measured in the same run.
       const redisBefore = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES), TURNS_TO_TARGET);
@@ -123,7 +125,7 @@ export const resilienceSuite: Suite = {
         notes: [
           `3 redis-server processes (no replicas), ${ENTITIES.toLocaleString("en-US")} drivers; in-process parts (this process pinned to the server core, the redis-servers to the driver core) run ${CONCURRENCY} concurrent single-entity lookups of 4 features through LookupService, ${seconds} s per side per round, ${POLICY_ROUNDS} rounds (the side that runs first alternates); the ratio is the median of the rounds' paired ratios.`,
           "Hung shard: SIGSTOP of one shard's redis-server under 4 concurrent lookup loops over all keys; breaker defaults (5 failures in 10 s).",
-          `Overload: Quiver server pinned to core ${ctx.serverCpu} (the redis-servers and the generator on core ${ctx.driverCpu}), adaptive concurrency limit and loop-turn shedding as wired by default.`,
+          `Overload: Quiver server pinned to core ${ctx.serverCpu} (with the redis-servers, on the Redis rounds; the generator alone on core ${ctx.driverCpu}), adaptive concurrency limit and loop-turn shedding as wired by default.`,
           redis.note,
           redisBefore.note,
           cpu.note,
