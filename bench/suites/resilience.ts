@@ -57,6 +57,10 @@ export const resilienceSuite: Suite = {
       for (const s of servers) pinProcess(s.pid, ctx.driverCpu);
       const off = new LookupService(plain);
       const on = new LookupService(guarded);
+      // Warm-up, each side (JIT, connections, redis-servers), as bench/policy-overhead.ts does: the first round's
+      // first side ran cold (12-06: policies off at 127k lookups/s in round 1 against 139-145k in the rest).
+      await closedLoop(off, refs, quick() ? 0.5 : 2);
+      await closedLoop(on, refs, quick() ? 0.5 : 2);
       const rounds: { off: number; on: number }[] = [];
       for (let r = 0; r < POLICY_ROUNDS; r++) {
         // Alternate which side runs first, so a drift in machine load does not favour one side.
