@@ -47,11 +47,13 @@ const server = Bun.serve({
   // Readiness for the harness, whatever --status says.
   routes: { "/__ready": new Response("ok") },
   fetch: values["parse-json"]
-    ? async (req) => {
+    ? async function parseThenAnswer(req: Request): Promise<Response> {
         if (req.method === "POST") await req.json();
         const res = new Response(body, init);
         return batch === null ? res : batch.hold(res);
       }
-    : () => new Response(body, init),
+    : function answer(): Response {
+        return new Response(body, init);
+      },
 });
 console.log(`bare server listening on ${server.port} (body ${body.length} bytes)`);

@@ -57,7 +57,9 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
   };
 
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
-  add("POST", "/v1/lookup", (req, value) => answer(value, req), errorResponse, { limit: limits.maxBodyBytes, allowMsgpack: true, strict: false });
+  add("POST", "/v1/lookup", function v1Lookup(req, value) {
+    return answer(value, req);
+  }, errorResponse, { limit: limits.maxBodyBytes, allowMsgpack: true, strict: false });
 
   add("POST", "/v1/push",
     async (_req, value) => {
