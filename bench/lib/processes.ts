@@ -21,6 +21,8 @@ export interface StartOptions {
   readonly timeoutMs: number;
   readonly cwd: string;
   readonly log: (line: string) => void;
+  /** Extra environment for the server (on top of this process's; Bun.spawn does not see runtime changes to process.env). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -60,7 +62,7 @@ export function canPin(): boolean {
  */
 export async function startServer(o: StartOptions): Promise<RunningServer> {
   const argv = canPin() ? ["taskset", "-c", o.cpu, ...o.argv] : [...o.argv];
-  const proc = Bun.spawn(argv, { cwd: o.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const proc = Bun.spawn(argv, { cwd: o.cwd, stdout: "pipe", stderr: "pipe", stdin: "ignore", ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
   const output: string[] = [];
   void drain(proc.stdout, output);
   void drain(proc.stderr, output);

@@ -25,7 +25,7 @@ export function startQuiverServer(ctx: BenchContext, name: string, args: readonl
 }
 
 /** A Bun script of this repository serving HTTP on `port` (a free one unless given), pinned to the server core, ready once `readyPath` answers. */
-export function startPinned(ctx: BenchContext, name: string, script: string, args: readonly string[], o: { readyPath: string; timeoutMs: number; port?: number }): Promise<RunningServer> {
+export function startPinned(ctx: BenchContext, name: string, script: string, args: readonly string[], o: { readyPath: string; timeoutMs: number; port?: number | undefined; env?: Readonly<Record<string, string>> }): Promise<RunningServer> {
   const port = o.port ?? freePort();
   return startServer({
     name,
@@ -36,6 +36,7 @@ export function startPinned(ctx: BenchContext, name: string, script: string, arg
     timeoutMs: o.timeoutMs,
     cwd: ctx.root,
     log: ctx.log,
+    ...(o.env ? { env: o.env } : {}),
   });
 }
 
