@@ -56,8 +56,9 @@ mkdirSync(work, { recursive: true });
 const ctx: BenchContext = { root, resultsDir: work, rawDir: work, reportsDir: work, seconds, throughputSeconds: seconds, serverCpu: "1", driverCpu: "0", wrk, machine: () => machineInfo(canPin() ? "server taskset -c 1, driver taskset -c 0" : "unpinned"), log };
 const placeholder = "@@ID@@";
 const script = join(work, "single.lua");
-// perf keeps copies of every binary it samples (bun itself, ~90 MB, and each JIT function) in a build-id cache, ~/.debug by default: this run's goes with its directory.
-const perfEnv = { ...process.env, PERF_BUILDID_DIR: join(work, "buildid") };
+// perf keeps copies of every binary it samples (bun itself, ~90 MB, and each JIT function) in a build-id cache under
+// $HOME/.debug (this perf does not read PERF_BUILDID_DIR): record skips it (-N), and inject's goes with this run's directory.
+const perfEnv = { ...process.env, HOME: work };
 writeFileSync(script, rotatingPostScript({ path: "/v1/lookup", body: singleLookupBody(placeholder), placeholder, firstId: 1001, entities, seed: 1, contentType: "application/json" }));
 
 interface Profile {
@@ -78,7 +79,7 @@ async function profile(name: string, server: RunningServer): Promise<Profile> {
     const url = `${server.url}/`;
     await runWrk({ wrk: wrk.path!, url, script, connections: 32, threads: 1, durationS: 3, cpu: ctx.driverCpu });
     const hz = 1999;
-    const perf = Bun.spawn(["perf", "record", "-k", "1", "-F", String(hz), "-g", "-p", String(server.pid), "-o", join(dir, "perf.data"), "--", "sleep", String(seconds + 1)], { stdout: "ignore", stderr: "pipe", env: perfEnv });
+    const perf = Bun.spawn(["perf", "record", "-N", "-k", "1", "-F", String(hz), "-g", "-p", String(server.pid), "-o", join(dir, "perf.data"), "--", "sleep", String(seconds + 1)], { stdout: "ignore", stderr: "pipe", env: perfEnv });
     await Bun.sleep(500);
     const run = await runWrk({ wrk: wrk.path!, url, script, connections: 32, threads: 1, durationS: seconds, cpu: ctx.driverCpu });
     await perf.exited;
