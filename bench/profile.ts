@@ -5,15 +5,15 @@ import { parseArgs } from "node:util";
 import { type Breakdown, breakdown, renameJitDump, top, total } from "./lib/perf-jit.ts";
 import { canPin, type RunningServer } from "./lib/processes.ts";
 import { ensureWrk, runWrk } from "./lib/wrk.ts";
-import { rotatingPostScript } from "./lib/wrk-lua.ts";
-import { probeLookup, singleLookupBody } from "./suites/lookup-probe.ts";
+import { rotatingBatchScript, rotatingPostScript } from "./lib/wrk-lua.ts";
+import { BATCH_LOOKUP_PARTS, probeLookup, singleLookupBody } from "./suites/lookup-probe.ts";
 import { startPinned } from "./suites/measure.ts";
 import { machineInfo } from "./lib/machine.ts";
 import type { BenchContext } from "./suites/suite.ts";
 
 /**
- * Where the server's CPU goes per single lookup, against the protocol floor:
- * `bun bench/profile.ts [--seconds 8] [--entities 1000000]` (needs `perf`,
+ * Where the server's CPU goes per lookup, against the protocol floor:
+ * `bun bench/profile.ts [--seconds 8] [--entities 1000000] [--batch 1]` (needs `perf`,
  * Debian's linux-perf, and wrk; run as root on an otherwise idle machine).
  *
  * Each server (the floor: a bare Bun.serve parsing the same request and
@@ -33,13 +33,15 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "8" },
     entities: { type: "string", default: "1000000" },
     top: { type: "string", default: "15" },
+    batch: { type: "string", default: "1" },
     keep: { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
 const entities = Number(values.entities);
 const topN = Number(values.top);
-if (!(seconds > 0 && Number.isInteger(entities) && entities > 0 && topN > 0)) throw new Error("profile: --seconds, --entities and --top must be positive numbers");
+const batch = Number(values.batch);
+if (!(seconds > 0 && Number.isInteger(entities) && entities > 0 && topN > 0 && Number.isInteger(batch) && batch > 0)) throw new Error("profile: --seconds, --entities, --top and --batch must be positive numbers");
 if (Bun.which("perf") === null) {
   process.stderr.write("profile: needs perf (apt-get install -y linux-perf)\n");
   process.exit(2);
@@ -59,7 +61,12 @@ const script = join(work, "single.lua");
 // perf keeps copies of every binary it samples (bun itself, ~90 MB, and each JIT function) in a build-id cache under
 // $HOME/.debug (this perf does not read PERF_BUILDID_DIR): record skips it (-N), and inject's goes with this run's directory.
 const perfEnv = { ...process.env, HOME: work };
-writeFileSync(script, rotatingPostScript({ path: "/v1/lookup", body: singleLookupBody(placeholder), placeholder, firstId: 1001, entities, seed: 1, contentType: "application/json" }));
+writeFileSync(
+  script,
+  batch === 1
+    ? rotatingPostScript({ path: "/v1/lookup", body: singleLookupBody(placeholder), placeholder, firstId: 1001, entities, seed: 1, contentType: "application/json" })
+    : rotatingBatchScript({ path: "/v1/lookup", ...BATCH_LOOKUP_PARTS, rows: batch, firstId: 1001, entities, seed: 1, contentType: "application/json" }),
+);
 
 interface Profile {
   readonly name: string;
@@ -116,7 +123,7 @@ function report(floor: Profile, quiver: Profile): string {
   const f = (p: Profile, n: number) => usPerRequest(p, n).toFixed(2);
   const rows: string[] = [];
   const row = (what: string, a: string, b: string) => rows.push(`| ${what} | ${a} | ${b} |`);
-  rows.push(`| µs per request (serving thread) | floor | Quiver |`, `|---|---:|---:|`);
+  rows.push(`| µs per request of ${batch === 1 ? "one entity" : `${batch} entities`} (serving thread) | floor | Quiver |`, `|---|---:|---:|`);
   row("requests/s under wrk while sampled", String(floor.requestsPerSec), String(quiver.requestsPerSec));
   row("all", f(floor, floor.serving.samples), f(quiver, quiver.serving.samples));
   row("kernel", f(floor, floor.serving.kernel), f(quiver, quiver.serving.kernel));
@@ -142,7 +149,7 @@ try {
   const bodyBytes = (await (async () => {
     const q = await startPinned(ctx, "quiver (probe)", "src/main.ts", ["--grpc-port", "-1", "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000 });
     try {
-      return (await probeLookup(q.url, entities, 1)).responseBytes;
+      return (await probeLookup(q.url, entities, batch)).responseBytes;
     } finally {
       await q.stop();
     }
