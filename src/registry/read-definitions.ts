@@ -1,6 +1,6 @@
 import { Value } from "@sinclair/typebox/value";
-import { parse as parseYaml } from "yaml";
-import { type Issue, invalidAll, invalidArgument } from "../errors/index.ts";
+import { type Issue, invalidAll } from "../errors/index.ts";
+import { parseYamlText } from "../text/yaml-text.ts";
 import { compileRegistryDef } from "./compile-registry.ts";
 import { type RegistryDef, RegistryDefSchema } from "./definitions.ts";
 import type { Registry } from "./registry.ts";
@@ -30,11 +30,7 @@ export function pointerToPath(pointer: string): string {
 
 /** Parses definitions text (YAML, which includes JSON) into a plain value; `code` is the error's (a sources file's is `invalid_sources`). */
 export function parseDefinitionsText(text: string, source = "definitions", code = "invalid_registry"): unknown {
-  try {
-    return parseYaml(text, { maxAliasCount: 100 });
-  } catch (e) {
-    throw invalidArgument(code, `${source}: not valid YAML/JSON: ${(e as Error).message}`, { path: "(root)" });
-  }
+  return parseYamlText(text, source, code, "(root)");
 }
 
 /** Checks the structure of definitions (the schema in definitions.ts); throws one QuiverError (`invalid_registry`) listing every problem. */

@@ -1,5 +1,4 @@
-import { parse as parseYaml } from "yaml";
-import { invalidArgument } from "../errors/index.ts";
+import { parseYamlText } from "../text/yaml-text.ts";
 
 /**
  * Topology text to plain data: the YAML parser (~1k code cells), which a
@@ -8,10 +7,5 @@ import { invalidArgument } from "../errors/index.ts";
  * the server's own heap; the data's meaning is checked there by parseTopology.
  */
 export function readTopologyText(text: string, source: string): unknown {
-  try {
-    return parseYaml(text);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw invalidArgument("invalid_topology", `${source}: not valid YAML/JSON: ${reason}`, { path: "(file)" });
-  }
+  return parseYamlText(text, source, "invalid_topology", "(file)");
 }
