@@ -24,21 +24,11 @@ export function renameJitDump(perfData: Uint8Array): { readonly data: Uint8Array
   // jit-<tid>-<pid>: the process's id is the second number (the thread that opened the file, first).
   const to = `jit-${m[3]}.dump`;
   const padded = "/".repeat(from.length - to.length) + to;
-  const out = perfData.slice();
-  const fromBytes = new TextEncoder().encode(from);
-  const toBytes = new TextEncoder().encode(padded);
-  for (let at = indexOf(out, fromBytes, 0); at >= 0; at = indexOf(out, fromBytes, at + fromBytes.length)) out.set(toBytes, at);
+  const out = Buffer.from(perfData);
+  const fromBytes = Buffer.from(from);
+  const toBytes = Buffer.from(padded);
+  for (let at = out.indexOf(fromBytes); at >= 0; at = out.indexOf(fromBytes, at + fromBytes.length)) out.set(toBytes, at);
   return { data: out, from, to };
-}
-
-function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
-  const first = needle[0]!;
-  for (let i = hay.indexOf(first, from); i >= 0 && i + needle.length <= hay.length; i = hay.indexOf(first, i + 1)) {
-    let j = 1;
-    while (j < needle.length && hay[i + j] === needle[j]) j++;
-    if (j === needle.length) return i;
-  }
-  return -1;
 }
 
 /** One sample's stack, leaf first: symbol and the object it is in. */
