@@ -40,6 +40,7 @@ export interface QuiverConfig {
   readonly admissionQueue: number;
   readonly admissionQueueTimeoutMs: number;
   readonly admissionQueueTargetMs: number;
+  readonly admissionQueueStandingWaitMs: number;
   readonly overloadDelayMs: number;
   readonly overloadIntervalMs: number;
   readonly overloadTurnMs: number;
@@ -150,7 +151,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
   { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
   { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503, while no queue stands", parse: int(1, 60_000) },
-  { key: "admissionQueueTargetMs", flag: "--admission-queue-target-ms", env: "QUIVER_ADMISSION_QUEUE_TARGET_MS", default: "5", help: "Once requests have waited longer than this (ms) for a slot for --overload-interval-ms on end, the queue stands: newest served first, waits cut at this; 0 = plain FIFO", parse: int(0, 60_000) },
+  { key: "admissionQueueTargetMs", flag: "--admission-queue-target-ms", env: "QUIVER_ADMISSION_QUEUE_TARGET_MS", default: "5", help: "Once requests have waited longer than this (ms) for a slot for --overload-interval-ms on end, the queue stands: newest served first, waits cut at --admission-queue-standing-wait-ms; 0 = plain FIFO", parse: int(0, 60_000) },
+  { key: "admissionQueueStandingWaitMs", flag: "--admission-queue-standing-wait-ms", env: "QUIVER_ADMISSION_QUEUE_STANDING_WAIT_MS", default: "1", help: "While the queue stands, a request that has waited this long (ms) for a slot gets 503 (at most --admission-queue-target-ms): served newest first, it would almost never be served", parse: decimal(0.01, 60_000) },
   { key: "overloadDelayMs", flag: "--overload-delay-ms", env: "QUIVER_OVERLOAD_DELAY_MS", default: "5", help: "CPU overload shedding: once event-loop turns have run longer than this (ms) for --overload-interval-ms under load, lookups and pushes that waited in their turn longer get 503 at once; 0 = off", parse: int(0, 10_000) },
   { key: "overloadIntervalMs", flag: "--overload-interval-ms", env: "QUIVER_OVERLOAD_INTERVAL_MS", default: "100", help: "How long turns must run over --overload-delay-ms before CPU overload shedding starts; shedding ends after this long without a refusal, or once such a stretch refused at most 1 in 20 requests", parse: int(1, 60_000) },
   { key: "overloadTurnMs", flag: "--overload-turn-ms", env: "QUIVER_OVERLOAD_TURN_MS", default: "0.75", help: "Once CPU overload shedding has started, how long (ms) each event-loop turn serves lookups and pushes at first; the rest get 503 at once, the excess before the serving (admitted requests wait about two such turns, refusals about one); the budget grows towards --overload-turn-max-ms while longer turns save refusals (clients that resend at once); 0 = --overload-delay-ms, serving first", parse: decimal(0, 10_000) },

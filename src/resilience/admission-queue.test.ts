@@ -68,6 +68,51 @@ describe("AdmissionQueue", () => {
     expect(q.push(waiter(now + 21, answers))?.at).toBe(now + 20);
   });
 
+  test("while it stands, waits are cut at the standing wait, shorter than the target that detected it", () => {
+    const q = new AdmissionQueue({ ...OPTIONS, standingWaitMs: 1 });
+    const answers = new Map<number, number>();
+    const refused: number[] = [];
+    // Detection is unchanged: sojourns above the 5 ms target for the 100 ms interval.
+    for (let at = 0; at < 8; at++) q.push(waiter(at * 2, answers));
+    let now = 16;
+    while (!q.isStandingAt(now - 2) && now < 200) {
+      serveSlot(q, now, refused);
+      q.push(waiter(now, answers));
+      now += 2;
+    }
+    expect(now).toBeGreaterThanOrEqual(116);
+    expect(q.isStandingAt(now - 2)).toBe(true);
+    // Standing: a waiter is refused once it has waited more than 1 ms, not 5.
+    while (serveSlot(q, now, refused) !== undefined);
+    const before = refused.length;
+    q.push(waiter(now, answers));
+    q.push(waiter(now + 0.5, answers));
+    expect(q.expiresAt()).toBe(now + 1);
+    expect(serveSlot(q, now + 1.2, refused)?.at).toBe(now + 0.5);
+    expect(refused.slice(before)).toEqual([now]);
+    // Not standing, the burst timeout applies again: waits up to 50 ms are served.
+    const calm = new AdmissionQueue({ ...OPTIONS, standingWaitMs: 1 });
+    calm.push(waiter(0, answers));
+    expect(serveSlot(calm, 40, refused)?.at).toBe(0);
+  });
+
+  test("the standing wait is at most the target, and must be positive", () => {
+    const q = new AdmissionQueue({ ...OPTIONS, standingWaitMs: 20 });
+    const answers = new Map<number, number>();
+    const refused: number[] = [];
+    for (let at = 0; at < 8; at++) q.push(waiter(at * 2, answers));
+    let now = 16;
+    while (!q.isStandingAt(now - 2) && now < 200) {
+      serveSlot(q, now, refused);
+      q.push(waiter(now, answers));
+      now += 2;
+    }
+    while (serveSlot(q, now, refused) !== undefined);
+    q.push(waiter(now, answers));
+    expect(q.expiresAt()).toBe(now + 5);
+    expect(() => new AdmissionQueue({ ...OPTIONS, standingWaitMs: 0 })).toThrow(/standing wait/);
+  });
+
   test("the queue stops standing once it has refused no one for an interval", () => {
     const q = new AdmissionQueue(OPTIONS);
     const answers = new Map<number, number>();
@@ -115,8 +160,9 @@ describe("AdmissionQueue", () => {
 });
 
 describe("AdaptiveAdmission with a standing queue", () => {
-  test("under sustained overload admitted requests stop waiting behind the queue and refusals come within the target", async () => {
+  test("under sustained overload admitted requests stop waiting behind the queue and refusals come within the standing wait", async () => {
     let now = 0;
+    // The standing wait at its default, 1 ms.
     const a = new AdaptiveAdmission({ fixedLimit: 2, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, now: () => now });
     const inFlight: number[] = [a.admit() as number, a.admit() as number];
     const waits: { at: number; p: Promise<number> }[] = [];
@@ -143,7 +189,8 @@ describe("AdaptiveAdmission with a standing queue", () => {
           if (now > 250) expect(settled - w.at).toBeLessThanOrEqual(1);
         } else {
           refusedLate++;
-          expect(now - w.at).toBeLessThanOrEqual(now > 250 ? 6 : 51);
+          // Refused within the 1 ms standing wait once the queue stands (the clock moves in 1 ms steps here).
+          expect(now - w.at).toBeLessThanOrEqual(now > 250 ? 2 : 51);
         }
       }
     }

@@ -55,7 +55,7 @@ export interface AdmissionSnapshot {
   readonly admitted: number;
   /** Long-run service time the limit is tuned around (ms). */
   readonly baselineMs: number;
-  /** Has a queue stood for a while (waiters served newest first, waits cut at the target; admission-queue.ts)? */
+  /** Has a queue stood for a while (waiters served newest first, waits cut at the standing wait; admission-queue.ts)? */
   readonly queueStanding: boolean;
   /** In a CPU overload episode: requests that waited in their loop turn beyond the target get 503 (loop-pressure.ts). */
   readonly cpuOverloaded: boolean;
@@ -78,8 +78,10 @@ export interface AdmissionOptions extends GradientLimitOptions {
   readonly queue?: number;
   /** Longest a request waits in the queue before it is shed (ms, default 50), while no queue stands. */
   readonly queueTimeoutMs?: number;
-  /** Wait a standing queue may keep (ms, default 5; 0: never treat the queue as standing). See admission-queue.ts. */
+  /** Waits above this, for `queueIntervalMs` on end, make the queue standing (ms, default 5; 0: never treat the queue as standing). See admission-queue.ts. */
   readonly queueTargetMs?: number;
+  /** Longest a request waits for a slot while the queue stands (ms, default 1, at most `queueTargetMs`). */
+  readonly queueStandingWaitMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms, default 100). */
   readonly queueIntervalMs?: number;
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
@@ -120,6 +122,7 @@ export class AdaptiveAdmission implements Admission {
       capacity: options.queue ?? 64,
       timeoutMs: options.queueTimeoutMs ?? 50,
       targetMs: options.queueTargetMs ?? 5,
+      standingWaitMs: options.queueStandingWaitMs ?? 1,
       intervalMs: options.queueIntervalMs ?? 100,
     });
     this.now = options.now ?? (() => performance.now());
