@@ -1,0 +1,12 @@
+import { expect, test } from "bun:test";
+import { stallsText, summarizeStalls } from "./host-stalls.ts";
+
+test("a probe's gaps are summed up per second: over 1 ms, over 5 ms, the longest and the share stalled", () => {
+  const s = summarizeStalls("1", 2, [0.3, 1.5, 0.7, 6.66, 2.2]);
+  expect(s).toEqual({ cpu: "1", seconds: 2, over1msPerS: 1.5, over5msPerS: 0.5, maxMs: 6.66, stalledShare: 0.0057 });
+  expect(stallsText(s)).toBe("1.5 stalls/s over 1 ms, 0.5/s over 5 ms, longest 6.66 ms (core 1, 2.0 s)");
+});
+
+test("a quiet core: no stalls", () => {
+  expect(summarizeStalls("0", 1, [])).toEqual({ cpu: "0", seconds: 1, over1msPerS: 0, over5msPerS: 0, maxMs: 0, stalledShare: 0 });
+});
