@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { type HostStalls, probeHostStalls, stallsText } from "../lib/host-stalls.ts";
 import { memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
@@ -30,6 +31,8 @@ const THROUGHPUT_ROUNDS = 3;
 const BATCH_CONNECTIONS = 4;
 /** Every latency run here is at half a measured max: hygiene also checks the server was not slower than then (MAX_HALF_LOAD_CPU). */
 const HALF_MAX = { atHalfMax: true } as const;
+/** Seconds of the host-stall probe before and after the latency runs. */
+const STALL_PROBE_S = 3;
 /** The latency runs' labels, for hygiene's log and verdicts. */
 const SINGLE = "single lookup at half max";
 const BATCH = "100-entity lookup at half max";
@@ -84,6 +87,8 @@ export const lookupSuite: Suite = {
     let batchProbe: Awaited<ReturnType<typeof probeLookup>>;
     let memAfter: Awaited<ReturnType<typeof memoryMb>> = null;
     const hygiene = new Hygiene();
+    let stallsBefore: HostStalls | null = null;
+    let stallsAfter: HostStalls | null = null;
     let wrkPaired: ReturnType<typeof pairedRatios> = { ratios: [], median: null };
     let genPaired: ReturnType<typeof pairedRatios> = { ratios: [], median: null };
     try {
@@ -131,6 +136,8 @@ export const lookupSuite: Suite = {
       const maxSingle = Math.max((m["wrkQuiver"] as WrkMeasure | null)?.run.requestsPerSec ?? 0, okRate(m["genQuiver"] as GenMeasure));
       const half = Math.max(1, Math.round(maxSingle / 2));
       const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
+      // The host's own stalls on the server core, nothing of ours busy: the floor under every latency run's tail.
+      stallsBefore = await probeHostStalls(ctx.root, ctx.serverCpu, STALL_PROBE_S);
       const single = await hygiene.steady(ctx, SINGLE, async () => ({
         baseline: await generator(ctx, b, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` }),
         subject: await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` }),
@@ -185,6 +192,7 @@ export const lookupSuite: Suite = {
       }), HALF_MAX);
       m["mpBatchOpenBase"] = mpBatchLatency.baseline!;
       m["mpBatchOpen"] = mpBatchLatency.subject;
+      stallsAfter = await probeHostStalls(ctx.root, ctx.serverCpu, STALL_PROBE_S);
       memAfter = await memoryMb(quiver.pid);
     } finally {
       await bare?.stop();
@@ -316,6 +324,9 @@ export const lookupSuite: Suite = {
       `Paired rounds (a round's Quiver run over the floor's run of the same round, seconds apart): wrk ${wrkPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}; generator ${genPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}. Where they spread, the host's speed moved between rounds and best-of ratios pair each side's luckiest moment.`,
     );
     notes.push(hygiene.note());
+    notes.push(
+      `Host stalls on the server core with nothing of ours busy (a busy loop reading the clock for ${STALL_PROBE_S} s, bench/workers/stall-probe.ts: a gap between two reads is time the core ran something else, or the hypervisor did not run it): before the latency runs ${stallsBefore === null ? "n/a" : stallsText(stallsBefore)}; after them ${stallsAfter === null ? "n/a" : stallsText(stallsAfter)}. A stall holds every request on that core for its length, the bare server's too.`,
+    );
     const shapes = (
       [
         ["single, bare", "openBase"],
@@ -352,6 +363,7 @@ export const lookupSuite: Suite = {
           single: { maxRps: okRate(g("mpSingleMax")), atHalfMax: { rate: g("mpSingleOpen").run.rate, latencyMs: g("mpSingleOpen").run.latencyMs, bareServerLatencyMs: g("mpSingleOpenBase").run.latencyMs } },
           batch100: { maxRps: okRate(g("mpBatchMax")), atHalfMax: { rate: g("mpBatchOpen").run.rate, latencyMs: g("mpBatchOpen").run.latencyMs, bareLatencyMs: g("mpBatchOpenBase").run.latencyMs } },
         },
+        hostStalls: { beforeLatencyRuns: stallsBefore, afterLatencyRuns: stallsAfter },
         discardedLatencyRuns: hygiene.discarded,
         unsteadyLatencyRuns: hygiene.unsteady,
         serverCoreBusy: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, v?.serverCpu ?? null])),
