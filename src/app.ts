@@ -15,7 +15,7 @@ import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, re
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, type ViewSample, type WarmupShape } from "./serving/index.ts";
-import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, TurnSojourn } from "./resilience/index.ts";
+import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -158,8 +158,10 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.
   collectGarbage();
 
+  // Set aside while the start-up warm-up runs (suspendable-pressure.ts): its own lookups are not an overload to shed.
+  const admitted = pressure !== undefined ? new SuspendablePressure(pressure) : undefined;
   const admission = new AdaptiveAdmission({
-    ...(pressure !== undefined ? { pressure } : {}),
+    ...(admitted !== undefined ? { pressure: admitted } : {}),
     queue: config.admissionQueue,
     queueTimeoutMs: config.admissionQueueTimeoutMs,
     queueTargetMs: config.admissionQueueTargetMs,
@@ -251,6 +253,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       const started = performance.now();
       const mark = metrics.mark();
       warming = true;
+      admitted?.suspend();
       let httpReport: WarmupReport;
       let grpcReport: GrpcWarmupReport | undefined;
       let samples: ViewSample[];
@@ -260,6 +263,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
         grpcReport = grpc !== undefined && grpcListening && shapes.includes("grpc") ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
       } finally {
         warming = false;
+        admitted?.resume();
         metrics.rewind(mark);
         admission.countFromHere();
       }

@@ -5,6 +5,7 @@ export type { ResilientShard, ShardGuardState, ShardNode } from "./resilient-sha
 export type { BreakerState, ResilienceObserver, ShardOp } from "./shard-policies.ts";
 export { DEFAULT_RESILIENCE, RESILIENCE_KEYS, type ResilienceSettings, resilienceSettings } from "./settings.ts";
 export { type EndOfTurn, type LoopPressure, type LoopPressureOptions, TurnSojourn } from "./loop-pressure.ts";
+export { SuspendablePressure } from "./suspendable-pressure.ts";
 export { firedLate, judgeTimeout, LATENESS_JUDGE, LoopStallJudge, type StallJudge, type StallVerdict, type TimedOutCall } from "./local-stall.ts";
 export { CommonCauseJudge, type CommonCauseOptions } from "./common-cause.ts";
 export { type LoopLag, LoopLagProbe } from "./loop-lag.ts";
