@@ -7,6 +7,7 @@ import { LookupService } from "../../src/serving/index.ts";
 import { StaticDiscovery } from "../../src/shard/discovery.ts";
 import { ReplicaSet } from "../../src/shard/replica-set.ts";
 import { ShardedStore } from "../../src/store/sharded-store.ts";
+import { probeHostStalls, stallsText } from "../lib/host-stalls.ts";
 import { pinProcess } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
@@ -89,12 +90,15 @@ export const resilienceSuite: Suite = {
       const overSeconds = quick() ? 2 : ctx.seconds;
       // The shards beside the server for the overload rounds (overload.ts, redisStore): the driver core is the generator's.
       for (const s of servers) pinProcess(s.pid, ctx.serverCpu);
+      // The host's own stalls on the server core (nothing of ours busy; bench/lib/host-stalls.ts): the floor under the overload rounds' p99s.
+      const stallsBefore = await probeHostStalls(ctx.root, ctx.serverCpu, quick() ? 1 : 3);
       const redis = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES));
       // Each beside shedding as it was before the 1 ms turn budget (turns ran to the 5 ms target): what the budget buys, measured in the same run.
       const redisBefore = await overloadRounds(ctx, overSeconds, redisStore(topology, ENTITIES), TURNS_TO_TARGET);
       const cpu = await overloadRounds(ctx, overSeconds, EMBEDDED);
       const cpuBefore = await overloadRounds(ctx, overSeconds, EMBEDDED, TURNS_TO_TARGET);
       const closed = await closedPopulation(ctx, overSeconds);
+      const stallsAfter = await probeHostStalls(ctx.root, ctx.serverCpu, quick() ? 1 : 3);
       const checks: Check[] = [
         { name: `lookup throughput, shard policies on (baseline: same replica sets, policies off); median of ${POLICY_ROUNDS} paired rounds, best rounds shown`, unit: "lookups/s", baseline: bestOff, measured: bestOn, ratio: Math.round(medianRatio * 1000) / 1000, target: ">= 0.95", pass: medianRatio >= 0.95 },
         { name: "hung shard: slowest lookup of its keys before the breaker opened (budget 50 ms)", unit: "ms", baseline: null, measured: hung.beforeOpenMaxMs, ratio: null, target: "<= 55 ms", pass: hung.beforeOpenMaxMs <= 55 },
@@ -124,6 +128,7 @@ export const resilienceSuite: Suite = {
           redisOverload: redis.measured,
           redisOverloadTurnsToTarget: redisBefore.measured,
           closedPopulation: closed.measured,
+          hostStalls: { beforeOverloadRounds: stallsBefore, afterThem: stallsAfter },
         },
         targets: { policyRatio: ">= 0.95", hungAfterOpenP99Ms: "<= 5", goodputRatio: ">= 0.9" },
         notes: [
@@ -135,6 +140,7 @@ export const resilienceSuite: Suite = {
           cpu.note,
           cpuBefore.note,
           closed.note,
+          `Host stalls on the server core with nothing of ours busy (a busy loop reading the clock, bench/workers/stall-probe.ts): before the overload rounds ${stallsText(stallsBefore)}; after them ${stallsText(stallsAfter)}. A stall holds every request on that core for its length: the admitted and refused p99s cannot be under the stalls that hit 1% of the requests.`,
           quick() ? "QUICK MODE: short runs to check the suite end to end; not reportable." : "",
         ].filter((n) => n !== ""),
       };
