@@ -91,6 +91,13 @@ export interface OverloadVariant {
 /** Shedding as it was before the turn budget: an overloaded turn serves until requests have waited the 5 ms target. */
 export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
 
+/**
+ * A standing admission queue cutting waits at 1 ms instead of its 5 ms
+ * target: refusals come sooner under an open loop (what the Redis rounds
+ * measure), at a cost for clients that resend a 503 at once (README).
+ */
+export const STANDING_WAIT_1MS: OverloadVariant = { setting: "--admission-queue-standing-wait-ms 1: a standing queue refuses after 1 ms, not the 5 ms target", argv: ["--admission-queue-standing-wait-ms", "1"] };
+
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 0.75 ms turns, learnt longer where that serves more" : variant.setting;
   const { entities, tag } = store;

@@ -80,7 +80,7 @@ export interface AdmissionOptions extends GradientLimitOptions {
   readonly queueTimeoutMs?: number;
   /** Waits above this, for `queueIntervalMs` on end, make the queue standing (ms, default 5; 0: never treat the queue as standing). See admission-queue.ts. */
   readonly queueTargetMs?: number;
-  /** Longest a request waits for a slot while the queue stands (ms, default 1, at most `queueTargetMs`). */
+  /** Longest a request waits for a slot while the queue stands (ms, at most `queueTargetMs`; default or 0: `queueTargetMs`). */
   readonly queueStandingWaitMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms, default 100). */
   readonly queueIntervalMs?: number;
@@ -122,7 +122,7 @@ export class AdaptiveAdmission implements Admission {
       capacity: options.queue ?? 64,
       timeoutMs: options.queueTimeoutMs ?? 50,
       targetMs: options.queueTargetMs ?? 5,
-      standingWaitMs: options.queueStandingWaitMs ?? 1,
+      ...(options.queueStandingWaitMs !== undefined && options.queueStandingWaitMs > 0 ? { standingWaitMs: options.queueStandingWaitMs } : {}),
       intervalMs: options.queueIntervalMs ?? 100,
     });
     this.now = options.now ?? (() => performance.now());
