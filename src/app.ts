@@ -159,9 +159,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   collectGarbage();
 
   // Set aside while the start-up warm-up runs (suspendable-pressure.ts): its own lookups are not an overload to shed.
-  const admitted = pressure !== undefined ? new SuspendablePressure(pressure) : undefined;
+  const admissionPressure = pressure !== undefined ? new SuspendablePressure(pressure) : undefined;
   const admission = new AdaptiveAdmission({
-    ...(admitted !== undefined ? { pressure: admitted } : {}),
+    ...(admissionPressure !== undefined ? { pressure: admissionPressure } : {}),
     queue: config.admissionQueue,
     queueTimeoutMs: config.admissionQueueTimeoutMs,
     queueTargetMs: config.admissionQueueTargetMs,
@@ -253,7 +253,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       const started = performance.now();
       const mark = metrics.mark();
       warming = true;
-      admitted?.suspend();
+      admissionPressure?.suspend();
       let httpReport: WarmupReport;
       let grpcReport: GrpcWarmupReport | undefined;
       let samples: ViewSample[];
@@ -263,7 +263,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
         grpcReport = grpc !== undefined && grpcListening && shapes.includes("grpc") ? await grpc.warmUp(samples, { calls: Math.ceil(lookups * GRPC_WARMUP_SHARE) }) : undefined;
       } finally {
         warming = false;
-        admitted?.resume();
+        admissionPressure?.resume();
         metrics.rewind(mark);
         admission.countFromHere();
       }
@@ -481,7 +481,7 @@ function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAd
   metrics.gauge("quiver_event_loop_turn_seconds", "Length of the last event-loop turn that served requests: the longest a request in it waited for the loop.", () => [{ value: admission.snapshot().loopTurnMs / 1000 }]);
   metrics.gauge("quiver_admission_limit", "Current concurrency limit (adaptive unless --max-concurrency is set).", () => [{ value: admission.snapshot().limit }]);
   metrics.gauge("quiver_admission_queued", "Requests waiting for a slot.", () => [{ value: admission.snapshot().queued }]);
-  metrics.gauge("quiver_admission_queue_standing", "1 while the admission queue stands (sustained overload): newest requests served first, waits cut at --admission-queue-standing-wait-ms.", () => [
+  metrics.gauge("quiver_admission_queue_standing", "1 while the admission queue stands (sustained overload): newest requests served first, waits cut at --admission-queue-standing-wait-ms (default: --admission-queue-target-ms).", () => [
     { value: admission.snapshot().queueStanding ? 1 : 0 },
   ]);
 }
