@@ -30,7 +30,7 @@ export function summarizeStalls(cpu: string, seconds: number, gapsMs: readonly n
   return { cpu, seconds, over1msPerS: per(over1), over5msPerS: per(over5), maxMs: Math.round(max * 100) / 100, stalledShare: Math.round((total / (seconds * 1000)) * 10_000) / 10_000 };
 }
 
-/** One line for a note: "2.5 stalls/s over 1 ms, 0.5/s over 5 ms, longest 6.7 ms". */
+/** One line for a note: "2.5 stalls/s over 1 ms, 0.5/s over 5 ms, longest 6.7 ms (core 1, 3.0 s)". */
 export function stallsText(s: HostStalls): string {
   return `${s.over1msPerS} stalls/s over 1 ms, ${s.over5msPerS}/s over 5 ms, longest ${s.maxMs} ms (core ${s.cpu}, ${s.seconds.toFixed(1)} s)`;
 }
