@@ -35,6 +35,12 @@ export function stallsText(s: HostStalls): string {
   return `${s.over1msPerS} stalls/s over 1 ms, ${s.over5msPerS}/s over 5 ms, longest ${s.maxMs} ms (core ${s.cpu}, ${s.seconds.toFixed(1)} s)`;
 }
 
+/** A suite's note: how the stalls were probed and what the probe saw before and after `what` (e.g. "the latency runs"). */
+export function stallsNote(what: string, before: HostStalls | null, after: HostStalls | null): string {
+  const seen = (s: HostStalls | null) => (s === null ? "n/a" : stallsText(s));
+  return `Host stalls on the server core with nothing of ours busy (a busy loop reading the clock, bench/workers/stall-probe.ts: a gap between two reads is time the core ran something else, or the hypervisor did not run it): before ${what} ${seen(before)}; after them ${seen(after)}. A stall holds every request on that core for its length, a baseline's too: no p99 measured there can be under the stalls that hit 1% of its requests.`;
+}
+
 /** Runs the stall probe pinned to `cpu` for `seconds` (the probe keeps that core busy meanwhile). */
 export async function probeHostStalls(root: string, cpu: string, seconds: number): Promise<HostStalls> {
   const argv = [process.execPath, "bench/workers/stall-probe.ts", "--seconds", String(seconds)];

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { type HostStalls, probeHostStalls, stallsText } from "../lib/host-stalls.ts";
+import { type HostStalls, probeHostStalls, stallsNote } from "../lib/host-stalls.ts";
 import { memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
@@ -324,9 +324,7 @@ export const lookupSuite: Suite = {
       `Paired rounds (a round's Quiver run over the floor's run of the same round, seconds apart): wrk ${wrkPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}; generator ${genPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}. Where they spread, the host's speed moved between rounds and best-of ratios pair each side's luckiest moment.`,
     );
     notes.push(hygiene.note());
-    notes.push(
-      `Host stalls on the server core with nothing of ours busy (a busy loop reading the clock for ${STALL_PROBE_S} s, bench/workers/stall-probe.ts: a gap between two reads is time the core ran something else, or the hypervisor did not run it): before the latency runs ${stallsBefore === null ? "n/a" : stallsText(stallsBefore)}; after them ${stallsAfter === null ? "n/a" : stallsText(stallsAfter)}. A stall holds every request on that core for its length, the bare server's too.`,
-    );
+    notes.push(stallsNote("the latency runs", stallsBefore, stallsAfter));
     const shapes = (
       [
         ["single, bare", "openBase"],

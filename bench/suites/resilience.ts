@@ -7,7 +7,7 @@ import { LookupService } from "../../src/serving/index.ts";
 import { StaticDiscovery } from "../../src/shard/discovery.ts";
 import { ReplicaSet } from "../../src/shard/replica-set.ts";
 import { ShardedStore } from "../../src/store/sharded-store.ts";
-import { probeHostStalls, stallsText } from "../lib/host-stalls.ts";
+import { probeHostStalls, stallsNote } from "../lib/host-stalls.ts";
 import { pinProcess } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
@@ -142,7 +142,7 @@ export const resilienceSuite: Suite = {
           cpu.note,
           cpuBefore.note,
           closed.note,
-          `Host stalls on the server core with nothing of ours busy (a busy loop reading the clock, bench/workers/stall-probe.ts): before the overload rounds ${stallsText(stallsBefore)}; after them ${stallsText(stallsAfter)}. A stall holds every request on that core for its length: the admitted and refused p99s cannot be under the stalls that hit 1% of the requests.`,
+          stallsNote("the overload rounds", stallsBefore, stallsAfter),
           quick() ? "QUICK MODE: short runs to check the suite end to end; not reportable." : "",
         ].filter((n) => n !== ""),
       };
