@@ -166,6 +166,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     queueTimeoutMs: config.admissionQueueTimeoutMs,
     queueTargetMs: config.admissionQueueTargetMs,
     queueStandingWaitMs: config.admissionQueueStandingWaitMs,
+    queueStandingWaitMaxMs: config.admissionQueueStandingWaitMaxMs,
     queueIntervalMs: config.overloadIntervalMs,
     ...(config.maxConcurrency > 0 ? { fixedLimit: config.maxConcurrency } : {}),
   });
@@ -481,7 +482,8 @@ function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAd
   metrics.gauge("quiver_event_loop_turn_seconds", "Length of the last event-loop turn that served requests: the longest a request in it waited for the loop.", () => [{ value: admission.snapshot().loopTurnMs / 1000 }]);
   metrics.gauge("quiver_admission_limit", "Current concurrency limit (adaptive unless --max-concurrency is set).", () => [{ value: admission.snapshot().limit }]);
   metrics.gauge("quiver_admission_queued", "Requests waiting for a slot.", () => [{ value: admission.snapshot().queued }]);
-  metrics.gauge("quiver_admission_queue_standing", "1 while the admission queue stands (sustained overload): newest requests served first, waits cut at --admission-queue-standing-wait-ms (default: --admission-queue-target-ms).", () => [
+  metrics.gauge("quiver_admission_queue_standing_wait_seconds", "How long a request may wait for a slot while the admission queue stands: learnt between --admission-queue-standing-wait-ms and --admission-queue-standing-wait-max-ms.", () => [{ value: admission.snapshot().standingWaitMs / 1000 }]);
+  metrics.gauge("quiver_admission_queue_standing", "1 while the admission queue stands (sustained overload): newest requests served first, waits cut at the standing wait (quiver_admission_queue_standing_wait_seconds).", () => [
     { value: admission.snapshot().queueStanding ? 1 : 0 },
   ]);
 }

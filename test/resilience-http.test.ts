@@ -113,4 +113,7 @@ test("/readyz carries the health score and its factors; /metrics exports quiver_
   expect(metrics).toMatch(/quiver_health_score \d+/);
   // The young-GC pacer is wired (runtime/young-gc-pacer.ts); this small heap is left to the runtime's own schedule.
   expect(metrics).toMatch(/quiver_young_gc_paced_total 0\n/);
+  // The standing queue's wait starts at its 1.25 ms floor (learnt longer for clients that resend at once: standing-wait.ts).
+  expect(metrics).toMatch(/quiver_admission_queue_standing_wait_seconds 0\.00125\n/);
+  expect(metrics).toMatch(/quiver_admission_queue_standing 0\n/);
 });

@@ -92,11 +92,11 @@ export interface OverloadVariant {
 export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
 
 /**
- * A standing admission queue cutting waits at 1 ms instead of its 5 ms
- * target: refusals come sooner under an open loop (what the Redis rounds
- * measure), at a cost for clients that resend a 503 at once (README).
+ * A standing admission queue cutting waits at its 5 ms target, as before the
+ * wait was learnt (standing-wait.ts): what the short wait buys refusals under
+ * an open loop, measured beside the defaults.
  */
-export const STANDING_WAIT_1MS: OverloadVariant = { setting: "--admission-queue-standing-wait-ms 1: a standing queue refuses after 1 ms, not the 5 ms target", argv: ["--admission-queue-standing-wait-ms", "1"] };
+export const STANDING_WAIT_AT_TARGET: OverloadVariant = { setting: "--admission-queue-standing-wait-ms 0: a standing queue refuses after its 5 ms target, as before the learnt wait", argv: ["--admission-queue-standing-wait-ms", "0"] };
 
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 0.75 ms turns, learnt longer where that serves more" : variant.setting;
@@ -353,48 +353,68 @@ function since(after: ServerCounts, before: ServerCounts): ServerCounts {
 /** Closed-loop connections for the closed-population runs: each turn then holds ~64 lookups (~10 ms of work), twice the 5 ms target. */
 const CLOSED_CONNECTIONS = 64;
 
+/** What a closed-population comparison learns, and the server that has it fixed at its floor instead. */
+export interface LearntSetting {
+  /** The learnt setting in words, for check names ("turn budget", "standing wait"). */
+  readonly what: string;
+  /** The fixed side in words ("fixed at 1 ms"). */
+  readonly fixedWords: string;
+  /** Server arguments that fix it. */
+  readonly fixedArgv: readonly string[];
+  /** Prefix of the raw result files' names. */
+  readonly tag: string;
+}
+
+/** On the default server (embedded store): the CPU-overload turn budget (turn-budget.ts). */
+export const TURN_BUDGET: LearntSetting = { what: "turn budget", fixedWords: "the budget fixed at 1 ms", fixedArgv: ["--overload-turn-ms", "1", "--overload-turn-max-ms", "1"], tag: "closed-population" };
+
+/** On Redis shards: the standing admission queue's wait (standing-wait.ts). */
+export const STANDING_WAIT: LearntSetting = { what: "standing wait", fixedWords: "the wait fixed at its 1.25 ms floor", fixedArgv: ["--admission-queue-standing-wait-max-ms", "1.25"], tag: "closed-population-redis" };
+
 /**
  * A closed population at saturation: CLOSED_CONNECTIONS connections, each
  * sending its next 100-entity lookup the moment it is answered, 503s
- * included (k6's virtual users, a retry loop that ignores Retry-After). Every
- * turn holds them all however long it is, so the shorter the turn budget the
- * more of them are refused and sent again. The default server (learnt
- * budget, turn-budget.ts) against the same server with the budget fixed at
- * its floor (`--overload-turn-max-ms` = `--overload-turn-ms`), ROUNDS
+ * included (k6's virtual users, a retry loop that ignores Retry-After). The
+ * sooner a refusal comes, the sooner its client is back to be refused again.
+ * The default server, which learns `learnt` (longer while that saves
+ * refusals), against the same server with it fixed at its floor, ROUNDS
  * alternating rounds, median of the paired ratios of lookups answered.
  */
-export async function closedPopulation(ctx: BenchContext, seconds: number): Promise<OverloadResult> {
-  let learnt: RunningServer | null = null;
+export async function closedPopulation(ctx: BenchContext, seconds: number, store: OverloadStore, learnt: LearntSetting): Promise<OverloadResult> {
+  let taught: RunningServer | null = null;
   let fixed: RunningServer | null = null;
+  const argv = ["--grpc-port", "-1", ...store.argv, "--demo-entities", String(store.entities)];
   try {
-    learnt = await startQuiverServer(ctx, "quiver, defaults (learnt turn budget)", ["--grpc-port", "-1", "--demo-entities", String(ENTITIES)], { timeoutMs: 120_000 });
-    fixed = await startQuiverServer(ctx, "quiver, turn budget fixed at 1 ms", ["--grpc-port", "-1", "--demo-entities", String(ENTITIES), "--overload-turn-ms", "1", "--overload-turn-max-ms", "1"], { timeoutMs: 120_000 });
-    const base = { scenario: "lookup", batch: BATCH, entities: ENTITIES, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
-    const l = learnt;
+    taught = await startQuiverServer(ctx, `quiver, ${store.words}, defaults (learnt ${learnt.what})`, argv, { timeoutMs: 120_000 });
+    fixed = await startQuiverServer(ctx, `quiver, ${store.words}, ${learnt.fixedWords}`, [...argv, ...learnt.fixedArgv], { timeoutMs: 120_000 });
+    const base = { scenario: "lookup", batch: BATCH, entities: store.entities, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
+    const l = taught;
     const f = fixed;
-    for (const s of [l, f]) await generator(ctx, s, `closed-population-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
+    for (const s of [l, f]) await generator(ctx, s, `${learnt.tag}-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
     const rounds: { learnt: GenMeasure; fixed: GenMeasure }[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? [l, f] : [f, l];
       const runs = new Map<RunningServer, GenMeasure>();
-      for (const s of order) runs.set(s, await generator(ctx, s, `closed-population-${s === l ? "learnt" : "fixed"}-${r}`, base));
+      for (const s of order) runs.set(s, await generator(ctx, s, `${learnt.tag}-${s === l ? "learnt" : "fixed"}-${r}`, base));
       const round = { learnt: runs.get(l)!, fixed: runs.get(f)! };
       rounds.push(round);
-      ctx.log(`  round ${r + 1}: lookups answered ${Math.round(okRate(round.learnt))}/s (learnt budget) against ${Math.round(okRate(round.fixed))}/s (fixed 1 ms)`);
+      ctx.log(`  round ${r + 1}: lookups answered ${Math.round(okRate(round.learnt))}/s (learnt ${learnt.what}) against ${Math.round(okRate(round.fixed))}/s (${learnt.fixedWords})`);
     }
     const m = [...rounds].sort((a, b) => okRate(a.learnt) / okRate(a.fixed) - okRate(b.learnt) / okRate(b.fixed))[Math.floor(ROUNDS / 2)]!;
     const rate = (g: GenMeasure, status: string) => Math.round((g.run.rate.achieved * (g.run.statusCounts[status] ?? 0)) / Math.max(1, answered(g)));
+    const shed = (g: GenMeasure) => g.run.serviceByStatusMs?.["503"]?.p50 ?? null;
     const checks: Check[] = [
-      { name: `Closed population at saturation (${CLOSED_CONNECTIONS} connections resending at once, ${BATCH}-entity lookups, embedded store): lookups answered with the learnt turn budget (defaults), median of ${ROUNDS} paired rounds (baseline: the budget fixed at 1 ms)`, unit: "req/s", baseline: okRate(m.fixed), measured: okRate(m.learnt), ratio: ratio(okRate(m.learnt), okRate(m.fixed)), target: "info (the budget learns to refuse fewer when refusals are sent again at once)", pass: null },
-      { name: `Closed population (${CLOSED_CONNECTIONS} connections): refusals per second, learnt budget (baseline: fixed 1 ms)`, unit: "req/s", baseline: rate(m.fixed, "503"), measured: rate(m.learnt, "503"), ratio: ratio(rate(m.learnt, "503"), rate(m.fixed, "503")), target: "info", pass: null },
+      { name: `Closed population at saturation (${CLOSED_CONNECTIONS} connections resending at once, ${BATCH}-entity lookups, ${store.words}): lookups answered with the learnt ${learnt.what} (defaults), median of ${ROUNDS} paired rounds (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: okRate(m.fixed), measured: okRate(m.learnt), ratio: ratio(okRate(m.learnt), okRate(m.fixed)), target: `info (the ${learnt.what} learns to refuse fewer when refusals are sent again at once)`, pass: null },
+      { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals per second, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: rate(m.fixed, "503"), measured: rate(m.learnt, "503"), ratio: ratio(rate(m.learnt, "503"), rate(m.fixed, "503")), target: "info", pass: null },
+      { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals' p50 from the actual send, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "ms", baseline: shed(m.fixed), measured: shed(m.learnt), ratio: ratio(shed(m.learnt), shed(m.fixed)), target: "info (longer is the point: a client that resends at once comes back later)", pass: null },
     ];
     return {
       checks,
       measured: { rounds: rounds.map((r) => ({ learnt: summary(r.learnt), fixed: summary(r.fixed), ratio: ratio(okRate(r.learnt), okRate(r.fixed)) })) },
-      note: `Closed population: two default servers (embedded store, ${ENTITIES.toLocaleString("en-US")} drivers), one with --overload-turn-ms 1 --overload-turn-max-ms 1; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
+      note: `Closed population, ${learnt.what}: two servers (${store.words}, ${store.entities.toLocaleString("en-US")} drivers${store.besideServer === "" ? "" : `, ${store.besideServer} on the server's core`}), one with ${learnt.fixedArgv.join(" ")}; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
     };
   } finally {
-    await learnt?.stop();
+    await taught?.stop();
     await fixed?.stop();
   }
 }

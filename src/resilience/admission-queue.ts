@@ -11,7 +11,7 @@ export interface AdmissionQueueOptions {
   readonly timeoutMs: number;
   /** Sojourn above which waiters count towards a standing queue (ms; CoDel's target). 0 turns standing-queue detection off: plain FIFO with `timeoutMs`. */
   readonly targetMs: number;
-  /** Longest a waiter waits while the queue stands (ms; default and at most `targetMs`). */
+  /** Longest a waiter waits while the queue stands (ms; default and at most `targetMs`); the owner may change it (`setStandingWait`, standing-wait.ts). */
   readonly standingWaitMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms; CoDel's interval). */
   readonly intervalMs: number;
@@ -35,19 +35,14 @@ export interface AdmissionQueueOptions {
  * newest waiter is served first (it has the best chance to be answered in
  * time), a waiter that waited `standingWaitMs` is refused, and a full queue
  * makes room for an arrival by refusing its oldest waiter. Admitted requests
- * then wait about nothing, refused ones at most that wait, by default the
- * target. It can be shorter: newest first, a waiter that has seen a
- * millisecond of newer arrivals pass it is almost never served, and keeping
- * it only delays its 503 (3 Redis shards at 3x capacity, 100-entity
- * lookups, four alternating pairs: cut at the 5 ms target, refusals
- * 8.6–9.9 ms after the send, p50; cut at 1 ms, 3.8–4.7 ms, as many
- * answered). But a client that resends a 503 at once comes back that much
- * sooner: 64 connections doing so answered 0.82–0.83 of capacity with the
- * 1 ms cut (8.9k refusals a second) against 0.95–0.97 with 5 ms (4.6k), so
- * the default stays the target. The queue stops
- * standing once it has refused no one for `intervalMs`: the load fell to
- * what the slots serve (an empty queue alone says little: while it stands,
- * refusals empty it often).
+ * then wait about nothing, refused ones at most that wait. Newest first, a
+ * waiter that has seen a millisecond of newer arrivals pass it is almost
+ * never served, and keeping it only delays its 503; but a client that
+ * resends a 503 at once comes back that much sooner, so the owner learns the
+ * wait (standing-wait.ts) and sets it here (`setStandingWait`); by default
+ * it is the target. The queue stops standing once it has refused no one for
+ * `intervalMs`: the load fell to what the slots serve (an empty queue alone
+ * says little: while it stands, refusals empty it often).
  */
 export class AdmissionQueue {
   private readonly items: Waiter[] = [];
@@ -58,7 +53,9 @@ export class AdmissionQueue {
   private lastDropAt = 0;
 
   /** The bound on a waiter's wait while the queue stands. */
-  private readonly standingBound: number;
+  private standingBound: number;
+  /** Standing episodes begun since start: a new one tells the owner a new overload. */
+  private episodes = 0;
 
   constructor(private readonly o: AdmissionQueueOptions) {
     if (!(o.capacity >= 0)) throw new Error(`admission queue: capacity must be >= 0, got ${o.capacity}`);
@@ -66,6 +63,27 @@ export class AdmissionQueue {
     if (!(o.targetMs >= 0)) throw new Error(`admission queue: target must be >= 0 ms, got ${o.targetMs}`);
     if (o.standingWaitMs !== undefined && !(o.standingWaitMs > 0)) throw new Error(`admission queue: standing wait must be > 0 ms, got ${o.standingWaitMs}`);
     this.standingBound = Math.min(o.standingWaitMs ?? o.targetMs, o.targetMs, o.timeoutMs);
+  }
+
+  /** Sets the bound on a waiter's wait while the queue stands (ms, at most the target). */
+  setStandingWait(ms: number): void {
+    if (!(ms > 0)) throw new Error(`admission queue: standing wait must be > 0 ms, got ${ms}`);
+    this.standingBound = Math.min(ms, this.o.targetMs, this.o.timeoutMs);
+  }
+
+  /** The bound on a waiter's wait while the queue stands (ms). */
+  get standingWaitMs(): number {
+    return this.standingBound;
+  }
+
+  /** Is the queue standing (as of the last call that looked)? */
+  get isStanding(): boolean {
+    return this.standing;
+  }
+
+  /** Standing episodes begun since start. */
+  get standingEpisodes(): number {
+    return this.episodes;
   }
 
   get length(): number {
@@ -138,6 +156,7 @@ export class AdmissionQueue {
     if (Number.isNaN(this.aboveSince)) this.aboveSince = now;
     else if (now - this.aboveSince >= this.o.intervalMs) {
       this.standing = true;
+      this.episodes++;
       this.lastDropAt = now;
     }
   }

@@ -1,6 +1,7 @@
 import { AdmissionQueue, type Waiter } from "./admission-queue.ts";
 import { GradientLimit, type GradientLimitOptions } from "./gradient-limit.ts";
 import type { LoopPressure } from "./loop-pressure.ts";
+import { StandingWait } from "./standing-wait.ts";
 
 /**
  * Process-wide admission control, transport-neutral: the HTTP edge answers
@@ -63,6 +64,8 @@ export interface AdmissionSnapshot {
   readonly loopTurnMs: number;
   /** How long each loop turn now serves requests while CPU overload is shed (ms; 0 without the loop signal). */
   readonly turnBudgetMs: number;
+  /** How long a request may wait for a slot while the queue stands (ms; learnt, standing-wait.ts). */
+  readonly standingWaitMs: number;
 }
 
 export interface IntervalStats {
@@ -80,8 +83,10 @@ export interface AdmissionOptions extends GradientLimitOptions {
   readonly queueTimeoutMs?: number;
   /** Waits above this, for `queueIntervalMs` on end, make the queue standing (ms, default 5; 0: never treat the queue as standing). See admission-queue.ts. */
   readonly queueTargetMs?: number;
-  /** Longest a request waits for a slot while the queue stands (ms, at most `queueTargetMs`; default or 0: `queueTargetMs`). */
+  /** Longest a request waits for a slot while the queue stands, where each standing episode starts (ms, at most `queueTargetMs`; default 1.25, two doublings short of the default target; 0: `queueTargetMs`). */
   readonly queueStandingWaitMs?: number;
+  /** The longest that wait may be learnt to (ms, standing-wait.ts; default or 0: `queueTargetMs`); the start or less keeps it fixed. */
+  readonly queueStandingWaitMaxMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms, default 100). */
   readonly queueIntervalMs?: number;
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
@@ -110,6 +115,12 @@ export class AdaptiveAdmission implements Admission {
   private readonly pressure: LoopPressure | undefined;
   private shedTotal = 0;
   private admittedTotal = 0;
+  /** Requests ended without failure since start (the standing wait's goodput). */
+  private succeededTotal = 0;
+  /** Learns the standing queue's wait; undefined when it is fixed. */
+  private readonly standingWait: StandingWait | undefined;
+  /** The queue's standing episode the learner is in. */
+  private episode = 0;
   private readonly buckets = new Float64Array(BOUNDS_MS.length + 1);
   private completed = 0;
   private failed = 0;
@@ -118,13 +129,16 @@ export class AdaptiveAdmission implements Admission {
   constructor(options: AdmissionOptions = {}) {
     this.limiter = options.fixedLimit === undefined ? new GradientLimit(options) : undefined;
     this.fixed = options.fixedLimit ?? 0;
-    this.queue = new AdmissionQueue({
-      capacity: options.queue ?? 64,
-      timeoutMs: options.queueTimeoutMs ?? 50,
-      targetMs: options.queueTargetMs ?? 5,
-      ...(options.queueStandingWaitMs !== undefined && options.queueStandingWaitMs > 0 ? { standingWaitMs: options.queueStandingWaitMs } : {}),
-      intervalMs: options.queueIntervalMs ?? 100,
-    });
+    const targetMs = options.queueTargetMs ?? 5;
+    const intervalMs = options.queueIntervalMs ?? 100;
+    const timeoutMs = options.queueTimeoutMs ?? 50;
+    const waitCap = Math.min(targetMs, timeoutMs);
+    const startMs = options.queueStandingWaitMs ?? 1.25;
+    const floorMs = Math.min(startMs > 0 ? startMs : targetMs, waitCap);
+    const ceilingMs = Math.min(options.queueStandingWaitMaxMs !== undefined && options.queueStandingWaitMaxMs > 0 ? options.queueStandingWaitMaxMs : targetMs, waitCap);
+    this.queue = new AdmissionQueue({ capacity: options.queue ?? 64, timeoutMs, targetMs, ...(floorMs > 0 ? { standingWaitMs: floorMs } : {}), intervalMs });
+    // Windows of two CoDel intervals: a few hundred answers on Redis, enough to tell a step's effect from noise.
+    this.standingWait = floorMs > 0 && ceilingMs > floorMs ? new StandingWait({ floorMs, ceilingMs, windowMs: 2 * intervalMs }) : undefined;
     this.now = options.now ?? (() => performance.now());
     this.pressure = options.pressure;
     this.schedule = options.schedule ?? unrefTimeout;
@@ -220,7 +234,9 @@ export class AdaptiveAdmission implements Admission {
     this.buckets[i]!++;
     this.completed++;
     if (failed) this.failed++;
+    else this.succeededTotal++;
     this.inFlight--;
+    if (this.standingWait !== undefined && this.queue.isStanding) this.learnWait(now, this.standingWait);
     // Hand freed slots to waiters (in the queue's order); those that waited too long are shed. Nothing to do, and no call, when none wait.
     while (this.queue.length > 0 && this.inFlight < this.limit) {
       this.shedExpired(now);
@@ -230,6 +246,18 @@ export class AdaptiveAdmission implements Admission {
       this.admittedTotal++;
       w.resolve(now);
     }
+  }
+
+  /** While the queue stands: feeds the learner its totals and hands the queue the wait it learnt (a new episode starts from the floor). */
+  private learnWait(now: number, learner: StandingWait): void {
+    const arrivals = this.admittedTotal + this.shedTotal;
+    if (this.episode !== this.queue.standingEpisodes) {
+      this.episode = this.queue.standingEpisodes;
+      learner.reset(now, arrivals, this.succeededTotal, this.shedTotal);
+    } else {
+      learner.observe(now, arrivals, this.succeededTotal, this.shedTotal);
+    }
+    if (learner.ms !== this.queue.standingWaitMs) this.queue.setStandingWait(learner.ms);
   }
 
   private shedExpired(now: number): void {
@@ -249,6 +277,7 @@ export class AdaptiveAdmission implements Admission {
       cpuOverloaded: this.pressure?.overloaded ?? false,
       loopTurnMs: this.pressure?.lastTurnMs ?? 0,
       turnBudgetMs: this.pressure?.turnBudgetMs ?? 0,
+      standingWaitMs: this.queue.standingWaitMs,
     };
   }
 
