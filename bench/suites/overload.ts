@@ -381,40 +381,42 @@ export const STANDING_WAIT: LearntSetting = { what: "standing wait", fixedWords:
  * alternating rounds, median of the paired ratios of lookups answered.
  */
 export async function closedPopulation(ctx: BenchContext, seconds: number, store: OverloadStore, learnt: LearntSetting): Promise<OverloadResult> {
-  let taught: RunningServer | null = null;
-  let fixed: RunningServer | null = null;
   const argv = ["--grpc-port", "-1", ...store.argv, "--demo-entities", String(store.entities)];
-  try {
-    taught = await startQuiverServer(ctx, `quiver, ${store.words}, defaults (learnt ${learnt.what})`, argv, { timeoutMs: 120_000 });
-    fixed = await startQuiverServer(ctx, `quiver, ${store.words}, ${learnt.fixedWords}`, [...argv, ...learnt.fixedArgv], { timeoutMs: 120_000 });
-    const base = { scenario: "lookup", batch: BATCH, entities: store.entities, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
-    const l = taught;
-    const f = fixed;
-    for (const s of [l, f]) await generator(ctx, s, `${learnt.tag}-warmup-${s.pid}`, { ...base, duration: "3s", connections: 4 });
-    const rounds: { learnt: GenMeasure; fixed: GenMeasure }[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
+  const base = { scenario: "lookup", batch: BATCH, entities: store.entities, warmup: "1s", mode: "closed", connections: CLOSED_CONNECTIONS, duration: `${seconds}s` };
+  const rounds: { learnt: GenMeasure; fixed: GenMeasure }[] = [];
+  // Fresh servers each round: what the concurrency limit learnt in one run (it grows under a closed population) would
+  // otherwise carry into the next and swamp the setting compared (12-06: admitted p50 7.6 ms in a first round, 27 ms in a third).
+  for (let r = 0; r < ROUNDS; r++) {
+    let taught: RunningServer | null = null;
+    let fixed: RunningServer | null = null;
+    try {
+      taught = await startQuiverServer(ctx, `quiver, ${store.words}, defaults (learnt ${learnt.what})`, argv, { timeoutMs: 120_000 });
+      fixed = await startQuiverServer(ctx, `quiver, ${store.words}, ${learnt.fixedWords}`, [...argv, ...learnt.fixedArgv], { timeoutMs: 120_000 });
+      const l = taught;
+      const f = fixed;
+      for (const s of [l, f]) await generator(ctx, s, `${learnt.tag}-warmup-${r}-${s === l ? "learnt" : "fixed"}`, { ...base, duration: "3s", connections: 4 });
       const order = r % 2 === 0 ? [l, f] : [f, l];
       const runs = new Map<RunningServer, GenMeasure>();
       for (const s of order) runs.set(s, await generator(ctx, s, `${learnt.tag}-${s === l ? "learnt" : "fixed"}-${r}`, base));
       const round = { learnt: runs.get(l)!, fixed: runs.get(f)! };
       rounds.push(round);
       ctx.log(`  round ${r + 1}: lookups answered ${Math.round(okRate(round.learnt))}/s (learnt ${learnt.what}) against ${Math.round(okRate(round.fixed))}/s (${learnt.fixedWords})`);
+    } finally {
+      await taught?.stop();
+      await fixed?.stop();
     }
-    const m = [...rounds].sort((a, b) => okRate(a.learnt) / okRate(a.fixed) - okRate(b.learnt) / okRate(b.fixed))[Math.floor(ROUNDS / 2)]!;
-    const rate = (g: GenMeasure, status: string) => Math.round((g.run.rate.achieved * (g.run.statusCounts[status] ?? 0)) / Math.max(1, answered(g)));
-    const shed = (g: GenMeasure) => g.run.serviceByStatusMs?.["503"]?.p50 ?? null;
-    const checks: Check[] = [
-      { name: `Closed population at saturation (${CLOSED_CONNECTIONS} connections resending at once, ${BATCH}-entity lookups, ${store.words}): lookups answered with the learnt ${learnt.what} (defaults), median of ${ROUNDS} paired rounds (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: okRate(m.fixed), measured: okRate(m.learnt), ratio: ratio(okRate(m.learnt), okRate(m.fixed)), target: `info (the ${learnt.what} learns to refuse fewer when refusals are sent again at once)`, pass: null },
-      { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals per second, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: rate(m.fixed, "503"), measured: rate(m.learnt, "503"), ratio: ratio(rate(m.learnt, "503"), rate(m.fixed, "503")), target: "info", pass: null },
-      { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals' p50 from the actual send, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "ms", baseline: shed(m.fixed), measured: shed(m.learnt), ratio: ratio(shed(m.learnt), shed(m.fixed)), target: "info (longer is the point: a client that resends at once comes back later)", pass: null },
-    ];
-    return {
-      checks,
-      measured: { rounds: rounds.map((r) => ({ learnt: summary(r.learnt), fixed: summary(r.fixed), ratio: ratio(okRate(r.learnt), okRate(r.fixed)) })) },
-      note: `Closed population, ${learnt.what}: two servers (${store.words}, ${store.entities.toLocaleString("en-US")} drivers${store.besideServer === "" ? "" : `, ${store.besideServer} on the server's core`}), one with ${learnt.fixedArgv.join(" ")}; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
-    };
-  } finally {
-    await taught?.stop();
-    await fixed?.stop();
   }
+  const m = [...rounds].sort((a, b) => okRate(a.learnt) / okRate(a.fixed) - okRate(b.learnt) / okRate(b.fixed))[Math.floor(ROUNDS / 2)]!;
+  const rate = (g: GenMeasure, status: string) => Math.round((g.run.rate.achieved * (g.run.statusCounts[status] ?? 0)) / Math.max(1, answered(g)));
+  const shed = (g: GenMeasure) => g.run.serviceByStatusMs?.["503"]?.p50 ?? null;
+  const checks: Check[] = [
+    { name: `Closed population at saturation (${CLOSED_CONNECTIONS} connections resending at once, ${BATCH}-entity lookups, ${store.words}): lookups answered with the learnt ${learnt.what} (defaults), median of ${ROUNDS} paired rounds (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: okRate(m.fixed), measured: okRate(m.learnt), ratio: ratio(okRate(m.learnt), okRate(m.fixed)), target: `info (the ${learnt.what} learns to refuse fewer when refusals are sent again at once)`, pass: null },
+    { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals per second, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "req/s", baseline: rate(m.fixed, "503"), measured: rate(m.learnt, "503"), ratio: ratio(rate(m.learnt, "503"), rate(m.fixed, "503")), target: "info", pass: null },
+    { name: `Closed population (${CLOSED_CONNECTIONS} connections, ${store.words}): refusals' p50 from the actual send, learnt ${learnt.what} (baseline: ${learnt.fixedWords})`, unit: "ms", baseline: shed(m.fixed), measured: shed(m.learnt), ratio: ratio(shed(m.learnt), shed(m.fixed)), target: "info (longer is the point: a client that resends at once comes back later)", pass: null },
+  ];
+  return {
+    checks,
+    measured: { rounds: rounds.map((r) => ({ learnt: summary(r.learnt), fixed: summary(r.fixed), ratio: ratio(okRate(r.learnt), okRate(r.fixed)) })) },
+    note: `Closed population, ${learnt.what}: two servers (${store.words}, ${store.entities.toLocaleString("en-US")} drivers${store.besideServer === "" ? "" : `, ${store.besideServer} on the server's core`}), one with ${learnt.fixedArgv.join(" ")}, both started afresh each round; ${CLOSED_CONNECTIONS} closed-loop connections of ${BATCH}-entity lookups, ${seconds} s per run after a 3 s warm-up on 4 connections, ${ROUNDS} rounds alternating which runs first; the median round's ratio is kept.`,
+  };
 }
