@@ -99,6 +99,18 @@ describe("AdmissionQueue", () => {
     expect(q.expiresAt()).toBe(now + 1);
     expect(serveSlot(q, now + 1.2, refused)?.at).toBe(now + 0.5);
     expect(refused.slice(before)).toEqual([now]);
+    // A waiter alone in the queue is the one the next free slot takes: refusing it would leave that slot idle, so it keeps the target.
+    q.push(waiter(now + 2, answers));
+    expect(q.expiresAt()).toBe(now + 7);
+    expect(serveSlot(q, now + 5, refused)?.at).toBe(now + 2);
+    expect(refused.slice(before)).toEqual([now]);
+    // Once a newer one comes, the older is cut at the standing wait again.
+    q.push(waiter(now + 6, answers));
+    expect(q.expiresAt()).toBe(now + 11);
+    q.push(waiter(now + 6.5, answers));
+    expect(q.expiresAt()).toBe(now + 7);
+    expect(serveSlot(q, now + 7.2, refused)?.at).toBe(now + 6.5);
+    expect(refused.slice(before)).toEqual([now, now + 6]);
     // Not standing, the burst timeout applies again: waits up to 50 ms are served.
     const calm = new AdmissionQueue({ ...OPTIONS, standingWaitMs: 1 });
     calm.push(waiter(0, answers));

@@ -143,8 +143,15 @@ export class AdmissionQueue {
     return w;
   }
 
+  /**
+   * The oldest waiter's bound. While the queue stands, the standing wait,
+   * except for a waiter alone in the queue: it is the one the next free slot
+   * would take, and refusing it leaves that slot idle until a request is
+   * read, so it keeps the target.
+   */
   private bound(): number {
-    return this.standing ? this.standingBound : this.o.timeoutMs;
+    if (!this.standing) return this.o.timeoutMs;
+    return this.items.length > 1 ? this.standingBound : Math.min(this.o.targetMs, this.o.timeoutMs);
   }
 
   /** CoDel's entry rule, on the sojourns of waiters served first come first served. */

@@ -215,11 +215,16 @@ export class AdaptiveAdmission implements Admission {
     return queued;
   }
 
-  /** Arms one wake-up for when the oldest waiter's bound passes (none while one is armed or nobody waits). */
+  /**
+   * Arms a wake-up for when the oldest waiter's bound passes (none while one
+   * is armed for then or sooner, or nobody waits). A bound can come sooner
+   * than the armed one: a standing queue's lone waiter keeps the target
+   * until a second arrives (admission-queue.ts); the later timer then finds
+   * nothing to do.
+   */
   private armWake(): void {
-    if (!Number.isNaN(this.wakeAt)) return;
     const due = this.queue.expiresAt();
-    if (due === undefined) return;
+    if (due === undefined || this.wakeAt <= due) return;
     this.wakeAt = due;
     // A hair past the bound: the queue refuses only waits longer than it.
     this.schedule(this.wake, Math.max(0, due - this.now()) + 0.5);
