@@ -25,11 +25,16 @@ function drive(learner: StandingWait, clock: { now: number; arrivals: number; an
   return seen;
 }
 
+/** A learner between 1 and 5 ms in 200 ms windows, its episode begun at 0, and the totals its model feeds it. */
+function started() {
+  const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
+  learner.reset(0, 0, 0, 0);
+  return { learner, clock: { now: 0, arrivals: 0, answered: 0, refused: 0 } };
+}
+
 describe("StandingWait", () => {
   test("a closed population teaches it the longest wait: each longer wait brings its clients back less often", () => {
-    const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
-    const clock = { now: 0, arrivals: 0, answered: 0, refused: 0 };
-    learner.reset(0, 0, 0, 0);
+    const { learner, clock } = started();
     expect(learner.ms).toBe(1);
     const seen = drive(learner, clock, 30, { closed: 64 });
     expect(seen.at(-1)).toBe(5);
@@ -40,9 +45,7 @@ describe("StandingWait", () => {
   });
 
   test("an open load leaves it at the floor: arrivals keep their rate whatever the wait", () => {
-    const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
-    const clock = { now: 0, arrivals: 0, answered: 0, refused: 0 };
-    learner.reset(0, 0, 0, 0);
+    const { learner, clock } = started();
     const seen = drive(learner, clock, 100, { perMs: 5.4 });
     // It tries a longer wait now and then (less often each time it fails) and goes straight back.
     expect(Math.max(...seen)).toBe(2);
@@ -51,9 +54,7 @@ describe("StandingWait", () => {
   });
 
   test("a load that turns open again gets the short wait back, and a new episode starts from the floor", () => {
-    const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
-    const clock = { now: 0, arrivals: 0, answered: 0, refused: 0 };
-    learner.reset(0, 0, 0, 0);
+    const { learner, clock } = started();
     drive(learner, clock, 30, { closed: 64 });
     expect(learner.ms).toBe(5);
     const seen = drive(learner, clock, 40, { perMs: 5.4 });
@@ -65,9 +66,7 @@ describe("StandingWait", () => {
   });
 
   test("a longer wait that costs answers is not kept, however its arrivals fall", () => {
-    const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
-    const clock = { now: 0, arrivals: 0, answered: 0, refused: 0 };
-    learner.reset(0, 0, 0, 0);
+    const { learner, clock } = started();
     const seen: number[] = [];
     for (let w = 0; w < 60; w++) seen.push(...drive(learner, clock, 1, { closed: 64 }, learner.ms > 1 ? 1.2 : 1.8));
     expect(seen.filter((ms) => ms === 1).length).toBeGreaterThan(50);
@@ -75,9 +74,7 @@ describe("StandingWait", () => {
   });
 
   test("windows where few arrivals were refused teach nothing", () => {
-    const learner = new StandingWait({ floorMs: 1, ceilingMs: 5, windowMs: 200 });
-    const clock = { now: 0, arrivals: 0, answered: 0, refused: 0 };
-    learner.reset(0, 0, 0, 0);
+    const { learner, clock } = started();
     // A closed population barely over capacity: under a tenth of its arrivals refused.
     expect(drive(learner, clock, 30, { closed: 7.8 }, 1.8)).toEqual(Array(30).fill(1));
   });
