@@ -62,6 +62,48 @@ describe("AdaptiveAdmission", () => {
     a.done(held);
   });
 
+  test("while the queue stands, a second waiter brings the wake-up forward: the lone waiter kept the target, the older of two is cut at the standing wait", async () => {
+    let now = 0;
+    const timers: { fn: () => void; at: number }[] = [];
+    const a = new AdaptiveAdmission({ fixedLimit: 1, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, queueStandingWaitMs: 1, queueStandingWaitMaxMs: 1, now: () => now, schedule: (fn, ms) => timers.push({ fn, at: now + ms }) });
+    // Four arrivals per slot freed every 2 ms: sojourns above the 5 ms target for the 100 ms interval make the queue stand.
+    let running = a.admit() as number;
+    const answers: Promise<number>[] = [];
+    for (let step = 0; step < 100 && !a.snapshot().queueStanding; step++) {
+      for (let k = 0; k < 4; k++) answers.push(a.admit() as Promise<number>);
+      now += 2;
+      a.done(running);
+      running = now;
+    }
+    expect(a.snapshot().queueStanding).toBe(true);
+    // Let every waiter go: the slot frees and the rest are refused (their waits passed the 1 ms cut).
+    now += 10;
+    a.done(running);
+    const held = a.admit() as number;
+    await Promise.all(answers);
+    expect(a.snapshot().queued).toBe(0);
+    // The wake-ups armed meanwhile fire and find nobody waiting.
+    while (timers.length > 0) {
+      const t = timers.shift()!;
+      now = Math.max(now, t.at);
+      t.fn();
+    }
+    expect(a.snapshot().queueStanding).toBe(true);
+    const lone = a.admit() as Promise<number>;
+    // Alone, it keeps the 5 ms target.
+    expect(timers.map((t) => t.at - now)).toEqual([5.5]);
+    now += 0.5;
+    const newer = a.admit() as Promise<number>;
+    // A second waiter: the first is now cut at 1 ms, and a wake-up comes for then.
+    expect(timers.map((t) => t.at - (now - 0.5))).toEqual([5.5, 1.5]);
+    now = timers[1]!.at;
+    timers[1]!.fn();
+    expect(await lone).toBe(-1);
+    // The newer waiter, alone again, is the one the freed slot takes.
+    a.done(held);
+    expect(await newer).toBe(now);
+  });
+
   test("screen refuses for CPU pressure, or when no slot and no queue room are left, and takes no slot; acquire takes one", () => {
     let now = 0;
     let pass = true;
