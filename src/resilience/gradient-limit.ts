@@ -51,11 +51,22 @@ export interface GradientLimitOptions {
   readonly windowSamples?: number;
   /** Windows the baseline's moving average spans (default 60). */
   readonly longWindows?: number;
-  /** A window with at most this many in flight measures the no-queue service time (default: `min`). */
+  /** A window with at most this many in flight measures the no-queue service time (default 2, or `min` if lower). */
   readonly floorInFlight?: number;
   /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s; 0: never). */
   readonly floorProbeEveryMs?: number;
 }
+
+/**
+ * Default concurrency of the windows that measure the floor. Not the limit's
+ * minimum (8): where a few requests already fill the core (100-entity lookups
+ * on 3 Redis shards beside the server: 4 closed-loop connections reach
+ * capacity), 8 in flight is a queue for the CPU, and a probe there under
+ * overload took that queue's latency for the floor; the limit then grew to
+ * where latency was 1.5 times it (12-06: from 11 to 17–20 after the first
+ * probe 30 s into a sustained 3x overload, admitted p99 22 -> 70 ms).
+ */
+const FLOOR_IN_FLIGHT = 2;
 
 export class GradientLimit {
   private estimate: number;
@@ -88,7 +99,7 @@ export class GradientLimit {
     this.smoothing = options.smoothing ?? 0.2;
     this.windowSamples = options.windowSamples ?? 50;
     this.longAlpha = 2 / ((options.longWindows ?? 60) + 1);
-    this.floorInFlight = options.floorInFlight ?? this.min;
+    this.floorInFlight = options.floorInFlight ?? Math.min(this.min, FLOOR_IN_FLIGHT);
     this.probeEvery = options.floorProbeEveryMs ?? 30_000;
     if (this.probeEvery > 0) this.startProbe();
   }
