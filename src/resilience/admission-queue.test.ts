@@ -121,7 +121,9 @@ describe("AdmissionQueue", () => {
     const q = new AdmissionQueue({ ...OPTIONS, standingWaitMs: 20 });
     const answers = new Map<number, number>();
     const now = makeStanding(q, answers, []);
+    // Two waiters: the older is cut at the standing wait (a lone one keeps the target whatever it is).
     q.push(waiter(now, answers));
+    q.push(waiter(now + 0.5, answers));
     expect(q.expiresAt()).toBe(now + 5);
     expect(() => new AdmissionQueue({ ...OPTIONS, standingWaitMs: 0 })).toThrow(/standing wait/);
   });
