@@ -8,7 +8,7 @@ import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
-import { type ArenaMemoryStats, ArenaKvNode } from "./kv/arena-node.ts";
+import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
@@ -181,7 +181,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
 
   const lookup = new LookupService(metered, clock);
   const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
-  registerGauges(metrics, registry, store);
+  registerGauges(metrics, registry, store, storage.embedded);
   if (shards) {
     registerShardGauges(metrics, shards);
     registerBreakerGauge(metrics, () => shards.guardStates());
@@ -301,6 +301,8 @@ interface Storage {
   readonly members: ShardMember[];
   readonly describe: string;
   readonly shards?: ConnectedShards;
+  /** The embedded store's nodes, which account for the memory they hold (none with Redis shards). */
+  readonly embedded?: readonly { readonly id: string; readonly node: MemoryReporting }[];
   /** The topology file's `cache:` section. */
   readonly cacheFile?: CacheInput;
 }
@@ -408,13 +410,15 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   // Loaded only with --data-dir: the durable node is the one part of the embedded store built on bun:sqlite.
   const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;
   const members: ShardMember[] = [];
+  const embedded: { id: string; node: MemoryReporting }[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
     const node = DurableKvNode ? new DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
     members.push({ id, weight: 1, node });
+    embedded.push({ id, node });
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";
-  return { members, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
+  return { members, embedded, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
 }
 
 /** Checkpoint of a running migration, beside the topology file, so a restart resumes it. */
@@ -434,18 +438,14 @@ function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: Sha
   };
 }
 
-function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, store: ShardedStore): void {
+function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, store: ShardedStore, embedded: Storage["embedded"] = []): void {
   metrics.gauge("quiver_registry_loaded_timestamp_seconds", "When the live registry was loaded.", () => [
     { labels: { digest: registry.current.digest }, value: registry.current.loadedAt / 1000 },
   ]);
   metrics.gauge("quiver_ring_share", "Fraction of the hash space each storage node owns.", () =>
     [...store.ring.shares()].map(([node, share]) => ({ labels: { node }, value: share })),
   );
-  const arenas = () =>
-    store.members.flatMap((m) => {
-      const node = m.node as Partial<{ memoryStats(): ArenaMemoryStats }>;
-      return typeof node.memoryStats === "function" ? [{ node: m.id, stats: node.memoryStats() }] : [];
-    });
+  const arenas = () => embedded.map((m) => ({ node: m.id, stats: m.node.memoryStats() }));
   metrics.gauge("quiver_embedded_keys", "Keys held by each embedded node.", () => arenas().map((a) => ({ labels: { node: a.node }, value: a.stats.keys })));
   metrics.gauge("quiver_embedded_bytes", "Embedded node memory by kind: live and dead row bytes, hash table.", () =>
     arenas().flatMap((a) => [

@@ -21,6 +21,11 @@ export interface ArenaMemoryStats {
   readonly tableBytes: number;
 }
 
+/** A node that can account for the memory it holds in process (the embedded store's nodes). */
+export interface MemoryReporting {
+  memoryStats(): ArenaMemoryStats;
+}
+
 const textEncoder = new TextEncoder();
 
 /** How far into a record readRaw's touching pass reads (bytes): its fourth cache line. */
@@ -40,7 +45,7 @@ const TOUCH_SPAN = 192;
  * surrogates (both encoded as U+FFFD) are the same key — as in Redis or SQLite.
  * The serving layer refuses such join keys (entity-input.ts), so none arrives.
  */
-export class ArenaKvNode implements KvNode, RawReader {
+export class ArenaKvNode implements KvNode, RawReader, MemoryReporting {
   private readonly slabs = new SlabStore();
   private readonly table = new ArenaTable(this.slabs);
   private readonly scans = new ArenaScans(this.table, this.slabs);

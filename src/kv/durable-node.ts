@@ -1,7 +1,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
+import { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./arena-node.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadSlot, ScanPage } from "./kv-node.ts";
 import { encodeRow } from "./row-codec.ts";
 
@@ -24,7 +24,7 @@ export interface DurableNodeOptions {
  * row). Both sides hold the same row-codec bytes, so a write is encoded once
  * and a restart copies blobs into the arena without decoding them.
  */
-export class DurableKvNode implements KvNode {
+export class DurableKvNode implements KvNode, MemoryReporting {
   private readonly db: Database;
   private readonly memory: ArenaKvNode;
   private readonly upsert: Statement;

@@ -1,4 +1,4 @@
-export { type ArenaMemoryStats, ArenaKvNode } from "./arena-node.ts";
+export { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./arena-node.ts";
 export { KeyBatch } from "./key-batch.ts";
 export { ForwardingKvNode } from "./forwarding-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
