@@ -167,6 +167,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     queueTargetMs: config.admissionQueueTargetMs,
     queueStandingWaitMs: config.admissionQueueStandingWaitMs,
     queueStandingWaitMaxMs: config.admissionQueueStandingWaitMaxMs,
+    queueStandingRoom: config.admissionQueueStandingRoom,
     queueIntervalMs: config.overloadIntervalMs,
     ...(config.maxConcurrency > 0 ? { fixedLimit: config.maxConcurrency } : {}),
   });

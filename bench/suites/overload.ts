@@ -92,11 +92,11 @@ export interface OverloadVariant {
 export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
 
 /**
- * A standing admission queue cutting waits at its 5 ms target, as before the
- * wait was learnt (standing-wait.ts): what the short wait buys refusals under
- * an open loop, measured beside the defaults.
+ * A standing admission queue that queues every arrival, as before its room
+ * (admission-queue.ts, `standingRoom`): what refusing on arrival buys
+ * refusals under an open loop, measured beside the defaults.
  */
-export const STANDING_WAIT_AT_TARGET: OverloadVariant = { setting: "--admission-queue-standing-wait-ms 0: a standing queue refuses after its 5 ms target, as before the learnt wait", argv: ["--admission-queue-standing-wait-ms", "0"] };
+export const STANDING_ROOM_OFF: OverloadVariant = { setting: "--admission-queue-standing-room 0: every arrival waits its turn in a standing queue, as before the standing room", argv: ["--admission-queue-standing-room", "0"] };
 
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 0.75 ms turns, learnt longer where that serves more" : variant.setting;

@@ -175,14 +175,15 @@ describe("AdmissionQueue", () => {
 });
 
 describe("AdaptiveAdmission with a standing queue", () => {
-  // The standing wait: 1 ms (the default: an open load never teaches it longer, standing-wait.ts), or the 5 ms target (what 0 means).
+  // The standing wait: 1 ms, the default (1.25 ms: an open load never teaches it longer, standing-wait.ts), or the 5 ms target (what 0 means);
+  // every arrival waits its turn (no standing room: the test below has it).
   test.each([
     { wait: 1, within: 2 },
     { wait: 0, within: 6 },
     { wait: undefined, within: 2 },
   ])("under sustained overload admitted requests stop waiting behind the queue and refusals come within the standing wait (%o)", async ({ wait, within }) => {
     let now = 0;
-    const a = new AdaptiveAdmission({ fixedLimit: 2, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, now: () => now, ...(wait === undefined ? {} : { queueStandingWaitMs: wait }) });
+    const a = new AdaptiveAdmission({ fixedLimit: 2, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, queueStandingRoom: 0, now: () => now, ...(wait === undefined ? {} : { queueStandingWaitMs: wait }) });
     let slowestRefusal = 0;
     const inFlight: number[] = [a.admit() as number, a.admit() as number];
     const waits: { at: number; p: Promise<number> }[] = [];
@@ -222,5 +223,84 @@ describe("AdaptiveAdmission with a standing queue", () => {
     // The load stops: with no call since, the gauge still reads the queue as over once it has refused no one for the interval.
     now += 150;
     expect(a.snapshot().queueStanding).toBe(false);
+  });
+
+  test("with standing room (the default), a standing queue refuses arrivals beyond what the next releases take on arrival, unread, and still admits within a release", async () => {
+    let now = 0;
+    const a = new AdaptiveAdmission({ fixedLimit: 2, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, queueStandingWaitMaxMs: 1.25, now: () => now });
+    const inFlight: number[] = [a.admit() as number, a.admit() as number];
+    const waits: { at: number; p: Promise<number> }[] = [];
+    let refusedLate = 0;
+    let screenedOut = 0;
+    let admittedAfter = 0;
+    // 3 arrivals per slot freed, one slot every 1 ms, for 400 ms; arrivals screened first, as the HTTP edge does.
+    for (let step = 0; step < 400; step++) {
+      for (let k = 0; k < 3; k++) {
+        if (a.screen() < 0) {
+          if (now > 250) screenedOut++;
+          continue;
+        }
+        const t = a.acquire();
+        if (typeof t === "number") {
+          if (t >= 0) inFlight.push(t);
+        } else waits.push({ at: now, p: t });
+      }
+      now += 1;
+      a.done(inFlight.shift()!);
+      await Promise.resolve();
+      for (let i = waits.length - 1; i >= 0; i--) {
+        const w = waits[i]!;
+        const settled = await Promise.race([w.p, Promise.resolve(Number.NaN)]);
+        if (Number.isNaN(settled)) continue;
+        waits.splice(i, 1);
+        if (settled >= 0) {
+          inFlight.push(settled);
+          if (now > 250) {
+            admittedAfter++;
+            expect(settled - w.at).toBeLessThanOrEqual(1);
+          }
+        } else if (now > 250) refusedLate++;
+      }
+    }
+    expect(a.snapshot().queueStanding).toBe(true);
+    // A release a millisecond, a 1.25 ms wait: room for one waiter, and it is the one the next release takes.
+    expect(a.snapshot().queued).toBeLessThanOrEqual(1);
+    expect(admittedAfter).toBeGreaterThan(140);
+    // Of the 2 arrivals a millisecond beyond what is served, every one is refused on arrival, none after waiting.
+    expect(refusedLate).toBe(0);
+    expect(screenedOut).toBeGreaterThan(280);
+    // Refusals on arrival keep the queue standing; once the load stops, it stops.
+    now += 150;
+    expect(a.snapshot().queueStanding).toBe(false);
+  });
+
+  test("standing room applies at the first standing wait only: a longer learnt wait queues every arrival again", () => {
+    const q = new AdmissionQueue({ ...OPTIONS, capacity: 16, standingWaitMs: 1, standingRoom: 0.5 });
+    const answers = new Map<number, number>();
+    // Standing: sojourns above the 5 ms target for the 100 ms interval, one release every 2 ms.
+    let now = 0;
+    for (let i = 0; i < 6; i++) q.push(waiter(i, answers));
+    while (!q.isStanding && now < 300) {
+      now += 2;
+      q.released(now);
+      q.expired(now);
+      q.next(now);
+      q.push(waiter(now - 10, answers));
+    }
+    expect(q.isStanding).toBe(true);
+    for (let w = q.expired(now); w !== undefined; w = q.expired(now));
+    while (q.length > 0) q.next(now);
+    // Releases every 2 ms, a 1 ms wait, room for half of it: one waiter, then arrivals are refused.
+    expect(q.refuseArrivalAt(now)).toBe(false);
+    q.push(waiter(now, answers));
+    expect(q.refuseArrivalAt(now)).toBe(true);
+    // A learnt longer wait: every arrival waits its turn.
+    q.setStandingWait(4);
+    expect(q.refuseArrivalAt(now)).toBe(false);
+    q.setStandingWait(1);
+    expect(q.refuseArrivalAt(now)).toBe(true);
+    // Without standing room, never.
+    expect(new AdmissionQueue({ ...OPTIONS, standingRoom: 0 }).refuseArrivalAt(0)).toBe(false);
+    expect(() => new AdmissionQueue({ ...OPTIONS, standingRoom: -1 })).toThrow(/standing room/);
   });
 });

@@ -1,3 +1,6 @@
+/** Weight of the newest gap in the moving average of the time between releases (~16 releases' memory). */
+const GAP_WEIGHT = 1 / 16;
+
 /** A request waiting for a concurrency slot: when it arrived (admission clock, ms) and how to answer it. */
 export interface Waiter {
   readonly at: number;
@@ -15,6 +18,12 @@ export interface AdmissionQueueOptions {
   readonly standingWaitMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms; CoDel's interval). */
   readonly intervalMs: number;
+  /**
+   * While the queue stands at its first standing wait (`standingWaitMs`), it keeps only the waiters that the
+   * slots' releases over this share of that wait would take (at least one) and refuses further arrivals at once
+   * (`refuseArrivalAt`); 0 (default): every arrival waits its turn.
+   */
+  readonly standingRoom?: number;
 }
 
 /**
@@ -43,6 +52,14 @@ export interface AdmissionQueueOptions {
  * it is the target. The queue stops standing once it has refused no one for
  * `intervalMs`: the load fell to what the slots serve (an empty queue alone
  * says little: while it stands, refusals empty it often).
+ *
+ * With `standingRoom`, a queue standing at its first wait keeps only the
+ * waiters that the slots' releases over that share of the wait would take
+ * (at least one; the owner reports each release, `released`): an arrival
+ * beyond them would only wait out the standing wait to be refused, so it is
+ * refused on arrival (`refuseArrivalAt`), before its body is read. Once the
+ * owner has set a longer wait (refused clients come back at once, and a
+ * refusal's wait is what paces them), every arrival waits its turn again.
  */
 export class AdmissionQueue {
   private readonly items: Waiter[] = [];
@@ -54,15 +71,22 @@ export class AdmissionQueue {
 
   /** The bound on a waiter's wait while the queue stands. */
   private standingBound: number;
+  /** The first standing wait: the one `standingRoom` applies at. */
+  private readonly firstBound: number;
   /** Standing episodes begun since start: a new one tells the owner a new overload. */
   private episodes = 0;
+  /** Moving average of the time between slot releases (ms; NaN until two releases). */
+  private releaseGap = Number.NaN;
+  private lastReleaseAt = Number.NaN;
 
   constructor(private readonly o: AdmissionQueueOptions) {
     if (!(o.capacity >= 0)) throw new Error(`admission queue: capacity must be >= 0, got ${o.capacity}`);
     if (!(o.timeoutMs > 0)) throw new Error(`admission queue: timeout must be > 0 ms, got ${o.timeoutMs}`);
     if (!(o.targetMs >= 0)) throw new Error(`admission queue: target must be >= 0 ms, got ${o.targetMs}`);
     if (o.standingWaitMs !== undefined && !(o.standingWaitMs > 0)) throw new Error(`admission queue: standing wait must be > 0 ms, got ${o.standingWaitMs}`);
+    if (o.standingRoom !== undefined && !(o.standingRoom >= 0)) throw new Error(`admission queue: standing room must be >= 0, got ${o.standingRoom}`);
     this.standingBound = Math.min(o.standingWaitMs ?? o.targetMs, o.targetMs, o.timeoutMs);
+    this.firstBound = this.standingBound;
   }
 
   /** Sets the bound on a waiter's wait while the queue stands (ms, at most the target). */
@@ -102,6 +126,31 @@ export class AdmissionQueue {
   /** Would an arrival now be refused outright (full, and no older waiter to give way)? */
   get refusesArrivals(): boolean {
     return this.items.length >= this.o.capacity && !(this.standing && this.o.capacity > 0);
+  }
+
+  /**
+   * Refuses an arrival that has not yet cost anything (its body unread)?
+   * Yes when `refusesArrivals`, or when the queue stands at its first wait
+   * and already holds its room (`standingRoom`); such a refusal counts as
+   * the standing queue's (it goes on standing). Call `expired` first, as
+   * before any decision on the queue.
+   */
+  refuseArrivalAt(now: number): boolean {
+    if (this.refusesArrivals) return true;
+    const room = this.o.standingRoom ?? 0;
+    if (room === 0 || !this.standing || this.items.length === 0 || this.standingBound > this.firstBound) return false;
+    // NaN (no releases measured yet) compares false: no room limit.
+    if (!(this.items.length * this.releaseGap >= this.standingBound * room)) return false;
+    this.lastDropAt = now;
+    return true;
+  }
+
+  /** A slot was released at `now` (an admitted request ended): the pace that sizes a standing queue's room. */
+  released(now: number): void {
+    const gap = now - this.lastReleaseAt;
+    this.lastReleaseAt = now;
+    if (!(gap >= 0)) return;
+    this.releaseGap = Number.isNaN(this.releaseGap) ? gap : this.releaseGap + (gap - this.releaseGap) * GAP_WEIGHT;
   }
 
   /** Queues `w`; returns the waiter that gave way for it (to be refused), if any. Check `refusesArrivals` first. */

@@ -65,7 +65,7 @@ describe("AdaptiveAdmission", () => {
   test("while the queue stands, a second waiter brings the wake-up forward: the lone waiter kept the target, the older of two is cut at the standing wait", async () => {
     let now = 0;
     const timers: { fn: () => void; at: number }[] = [];
-    const a = new AdaptiveAdmission({ fixedLimit: 1, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, queueStandingWaitMs: 1, queueStandingWaitMaxMs: 1, now: () => now, schedule: (fn, ms) => timers.push({ fn, at: now + ms }) });
+    const a = new AdaptiveAdmission({ fixedLimit: 1, queue: 16, queueTimeoutMs: 50, queueTargetMs: 5, queueIntervalMs: 100, queueStandingWaitMs: 1, queueStandingWaitMaxMs: 1, queueStandingRoom: 0, now: () => now, schedule: (fn, ms) => timers.push({ fn, at: now + ms }) });
     // Four arrivals per slot freed every 2 ms: sojourns above the 5 ms target for the 100 ms interval make the queue stand.
     let running = a.admit() as number;
     const answers: Promise<number>[] = [];

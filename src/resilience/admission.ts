@@ -89,6 +89,12 @@ export interface AdmissionOptions extends GradientLimitOptions {
   readonly queueStandingWaitMaxMs?: number;
   /** How long waiters must leave above the target before the queue counts as standing (ms, default 100). */
   readonly queueIntervalMs?: number;
+  /**
+   * While the queue stands at its first wait, it keeps waiters only for the slots' releases over this share of
+   * that wait and refuses other arrivals at once, their bodies unread (default 0.5; 0: every arrival waits its
+   * turn). See admission-queue.ts.
+   */
+  readonly queueStandingRoom?: number;
   /** A fixed limit instead of the adaptive one (tests, or operators who know theirs). */
   readonly fixedLimit?: number;
   readonly now?: () => number;
@@ -136,7 +142,8 @@ export class AdaptiveAdmission implements Admission {
     const startMs = options.queueStandingWaitMs ?? 1.25;
     const floorMs = Math.min(startMs > 0 ? startMs : targetMs, waitCap);
     const ceilingMs = Math.min(options.queueStandingWaitMaxMs !== undefined && options.queueStandingWaitMaxMs > 0 ? options.queueStandingWaitMaxMs : targetMs, waitCap);
-    this.queue = new AdmissionQueue({ capacity: options.queue ?? 64, timeoutMs, targetMs, ...(floorMs > 0 ? { standingWaitMs: floorMs } : {}), intervalMs });
+    const standingRoom = options.queueStandingRoom ?? 0.5;
+    this.queue = new AdmissionQueue({ capacity: options.queue ?? 64, timeoutMs, targetMs, ...(floorMs > 0 ? { standingWaitMs: floorMs } : {}), intervalMs, standingRoom });
     // Windows of two CoDel intervals: a few hundred answers on Redis, enough to tell a step's effect from noise.
     this.standingWait = floorMs > 0 && ceilingMs > floorMs ? new StandingWait({ floorMs, ceilingMs, windowMs: 2 * intervalMs }) : undefined;
     this.now = options.now ?? (() => performance.now());
@@ -179,18 +186,22 @@ export class AdaptiveAdmission implements Admission {
 
   admit(): number | Promise<number> {
     const now = this.now();
-    // CPU-bound overload: the queue is in the sockets, where the limit cannot see it (loop-pressure.ts).
-    if (this.pressure !== undefined && !this.pressure.pass(now, this.inFlight)) return this.shed(REFUSED_CPU);
-    return this.slotAt(now);
+    const refused = this.arrival(now);
+    return refused < 0 ? refused : this.slotAt(now);
   }
 
   screen(): number {
-    const now = this.now();
+    return this.arrival(this.now());
+  }
+
+  /** The arrival check (`screen`): a refusal, or 0. */
+  private arrival(now: number): number {
+    // CPU-bound overload: the queue is in the sockets, where the limit cannot see it (loop-pressure.ts).
     if (this.pressure !== undefined && !this.pressure.pass(now, this.inFlight)) return this.shed(REFUSED_CPU);
-    // No slot and no room to wait for one: refused now, before its body is read, as `acquire` would refuse it.
+    // No slot and no room to wait for one (a full queue, or a standing one that holds what the next releases take): refused now.
     if (this.inFlight >= this.limit) {
       this.shedExpired(now);
-      if (this.queue.refusesArrivals) return this.shed();
+      if (this.queue.refuseArrivalAt(now)) return this.shed();
     }
     return 0;
   }
@@ -241,6 +252,7 @@ export class AdaptiveAdmission implements Admission {
     if (failed) this.failed++;
     else this.succeededTotal++;
     this.inFlight--;
+    this.queue.released(now);
     if (this.standingWait !== undefined && this.queue.isStanding) this.learnWait(now, this.standingWait);
     // Hand freed slots to waiters (in the queue's order); those that waited too long are shed. Nothing to do, and no call, when none wait.
     while (this.queue.length > 0 && this.inFlight < this.limit) {
