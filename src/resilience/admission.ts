@@ -31,7 +31,8 @@ export interface Admission {
   /**
    * The arrival check: REFUSED_CPU (loop-pressure.ts), REFUSED_LIMIT when
    * every slot is taken and the queue is full (what `acquire` would answer
-   * now), or 0 to go on. Takes no slot, so a request can be screened the
+   * now) or stands with no room left (admission-queue.ts, `standingRoom`),
+   * or 0 to go on. Takes no slot, so a request can be screened the
    * moment it arrives, cheaply refused with its body unread, and `acquire` a
    * slot once its body has come: a client still sending holds nothing.
    */
