@@ -104,21 +104,24 @@ export interface OverloadVariant {
   /** The setting in words, for check names. */
   readonly setting: string;
   readonly argv: readonly string[];
+  /** Added to the store's tag in the raw files' names, so a variant's runs do not overwrite the defaults'. */
+  readonly tag: string;
 }
 
 /** Shedding as it was before the turn budget: an overloaded turn serves until requests have waited the 5 ms target. */
-export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"] };
+export const TURNS_TO_TARGET: OverloadVariant = { setting: "--overload-turn-ms 0: turns run to the 5 ms target, as before", argv: ["--overload-turn-ms", "0"], tag: "turns-to-target" };
 
 /**
  * A standing admission queue that queues every arrival, as before its room
  * (admission-queue.ts, `standingRoom`): what refusing on arrival buys
  * refusals under an open loop, measured beside the defaults.
  */
-export const STANDING_ROOM_OFF: OverloadVariant = { setting: "--admission-queue-standing-room 0: every arrival waits its turn in a standing queue, as before the standing room", argv: ["--admission-queue-standing-room", "0"] };
+export const STANDING_ROOM_OFF: OverloadVariant = { setting: "--admission-queue-standing-room 0: every arrival waits its turn in a standing queue, as before the standing room", argv: ["--admission-queue-standing-room", "0"], tag: "room-off" };
 
 export async function overloadRounds(ctx: BenchContext, seconds: number, store: OverloadStore, variant: OverloadVariant | null = null): Promise<OverloadResult> {
   const setting = variant === null ? "defaults: overload past 5 ms turns, then 0.75 ms turns, learnt longer where that serves more" : variant.setting;
-  const { entities, tag } = store;
+  const { entities } = store;
+  const tag = variant === null ? store.tag : `${store.tag}-${variant.tag}`;
   const server = await startQuiverServer(ctx, `quiver, ${store.words}`, ["--grpc-port", "-1", ...store.argv, "--demo-entities", String(entities), ...(variant?.argv ?? [])], { timeoutMs: 120_000 });
   try {
     const base = { scenario: "lookup", batch: BATCH, entities, warmup: "1s" };
