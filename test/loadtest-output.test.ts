@@ -22,7 +22,8 @@ function syntheticResult(label: string, scale = 1): RunResult {
   for (let i = 1; i <= 1000; i++) rec.response(i % 2, 200, (i * scale) / 1000, (i * scale) / 2000, 0);
   rec.response(0, 503, 0.5, 0.4, 0);
   rec.failure("timeout");
-  const outcome: LoadOutcome = { recorder: rec, sent: 1002, unsent: 0, measuredMs: 1000, achievedRate: 1002, cpu: { userMs: 100, systemMs: 50, utilization: 0.15 }, connectFailures: 0, gcPace: { everyMs: 10, collections: 100, meanPauseMs: 0.3, maxPauseMs: 1.2 } };
+  const ownStalls = { everyMs: 2, thresholdMs: 5, count: 0, maxMs: 0, totalMs: 0, complete: true };
+  const outcome: LoadOutcome = { recorder: rec, sent: 1002, unsent: 0, measuredMs: 1000, achievedRate: 1002, cpu: { userMs: 100, systemMs: 50, utilization: 0.15 }, connectFailures: 0, gcPace: { everyMs: 10, collections: 100, meanPauseMs: 0.3, maxPauseMs: 1.2 }, ownStalls };
   return buildResult(
     { label, scenario: "mixed", mode: "open", target: "http://127.0.0.1:1", startedAt: new Date(0), targetRate: 1000, options: { connections: 8, duration: "1s", warmup: "0s", keys: "uniform" } },
     outcome,
@@ -141,7 +142,7 @@ describe("find-max", () => {
       const rec = new Recorder(["get"]);
       const n = Math.max(10, Math.round((rate * o.durationMs) / 1000));
       for (let i = 0; i < n; i++) rec.response(0, 200, latencyMs, latencyMs, 0);
-      const outcome: LoadOutcome = { recorder: rec, sent: n, unsent: 0, measuredMs: o.durationMs, achievedRate: rate, cpu: { userMs: 1, systemMs: 1, utilization: 0.01 }, connectFailures: 0, gcPace: undefined };
+      const outcome: LoadOutcome = { recorder: rec, sent: n, unsent: 0, measuredMs: o.durationMs, achievedRate: rate, cpu: { userMs: 1, systemMs: 1, utilization: 0.01 }, connectFailures: 0, gcPace: undefined, ownStalls: { everyMs: 2, thresholdMs: 5, count: 0, maxMs: 0, totalMs: 0, complete: true } };
       return buildResult({ label: o.label ?? "", scenario: o.scenario, mode: "open", target: o.target.origin, startedAt: new Date(0), targetRate: rate, options: { connections: o.connections, duration: "1s", warmup: "0s", keys: "uniform" } }, outcome);
     };
     return { run, calls };

@@ -33,6 +33,14 @@ export class Recorder {
   readonly byStatus = new Map<number, Histogram>();
   /** Service time (from the actual send) by HTTP status: how fast a refusal came once the request was on the wire. */
   readonly serviceByStatus = new Map<number, Histogram>();
+  /**
+   * Latency by HTTP status of the requests whose time from due to answered
+   * overlapped no stall of the generator's own loop (own-stalls.ts): the
+   * server's latency without the generator's. The rest are counted apart.
+   */
+  readonly clearByStatus = new Map<number, Histogram>();
+  /** Requests in flight (from due to answered) during a stall of the generator's own loop. */
+  duringOwnStall = 0;
   ok = 0;
   failed = 0;
   /** Where in the run the slow requests were (timeline.ts). */
@@ -51,8 +59,9 @@ export class Recorder {
   /**
    * A response arrived; non-2xx statuses count as errors (`http_<status>`) but keep their latency.
    * `dueMs`: when it was due, from the timeline's origin (its window there).
+   * `ownStall`: the generator's own loop stalled while it was due or in flight.
    */
-  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number, ownLagMs = lagMs, dueMs = 0): void {
+  response(template: number, status: number, latencyMs: number, serviceMs: number, lagMs: number, ownLagMs = lagMs, dueMs = 0, ownStall = false): void {
     const us = toMicros(latencyMs);
     this.timeline.record(dueMs, latencyMs);
     this.latency.recordValue(us);
@@ -74,6 +83,15 @@ export class Recorder {
       this.serviceByStatus.set(status, sh);
     }
     sh.recordValue(serviceUs);
+    if (ownStall) this.duringOwnStall++;
+    else {
+      let ch = this.clearByStatus.get(status);
+      if (ch === undefined) {
+        ch = newHistogram();
+        this.clearByStatus.set(status, ch);
+      }
+      ch.recordValue(us);
+    }
     this.intervalCount++;
     if (status >= 200 && status < 300) this.ok++;
     else this.error(`http_${status}`);

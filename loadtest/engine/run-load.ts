@@ -7,6 +7,11 @@ import { Prng } from "../prng.ts";
 import type { RequestTemplate } from "../template.ts";
 import { Recorder } from "./recorder.ts";
 import { TIMELINE_WINDOW_MS } from "./timeline.ts";
+import { OwnStalls, type OwnStallSummary } from "./own-stalls.ts";
+
+/** The own-stall tick (own-stalls.ts): every 2 ms; later than 5 ms past it is a stall (the loop's normal lateness is ~1 ms). */
+const OWN_STALL_EVERY_MS = 2;
+const OWN_STALL_THRESHOLD_MS = 5;
 
 export type LoadMode = "open" | "closed";
 
@@ -78,6 +83,8 @@ export interface LoadOutcome {
   readonly connectFailures: number;
   /** Undefined when the run left collections to the runtime. */
   readonly gcPace: GcPaceStats | undefined;
+  /** Stalls of the generator's own loop in the measured window (own-stalls.ts). */
+  readonly ownStalls: OwnStallSummary;
 }
 
 /**
@@ -174,9 +181,12 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
     if (schedulingOver && inFlight === 0) finish();
   };
 
+  const stalls = new OwnStalls(OWN_STALL_EVERY_MS, OWN_STALL_THRESHOLD_MS);
   const listener: ConnectionListener<LoadConnection> = {
     onResponse(conn, status, reusable) {
       const now = performance.now();
+      // A stall that just ended is recorded before the answers that waited through it (own-stalls.ts).
+      stalls.observe(now);
       inFlight--;
       lastCompletion = now;
       // Own lag: from when the request was due and a connection was free to when it went out.
@@ -186,7 +196,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       // compiled again then, and this generator shares its core with its compiler threads: with a
       // branch here, the first ~0.8 s of every measured run held most of its slow requests (a 10 s
       // run at 30k/s: over 1 ms, 1.4–1.8k requests in its 4th 100-ms window alone, against 0–170).
-      recorders[+(conn.intendedAt >= measureStart)]!.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt, conn.sentAt - ready, conn.intendedAt - timelineOrigin);
+      recorders[+(conn.intendedAt >= measureStart)]!.response(conn.template, status, now - conn.intendedAt, now - conn.sentAt, conn.sentAt - conn.intendedAt, conn.sentAt - ready, conn.intendedAt - timelineOrigin, stalls.overlaps(conn.intendedAt, now));
       if (reusable) {
         conn.idleAt = now;
         idle.push(conn);
@@ -254,6 +264,8 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       lastTick = now;
     }
   }, sweepEvery);
+  stalls.tick(performance.now());
+  const stallTicker = setInterval(() => stalls.tick(performance.now()), OWN_STALL_EVERY_MS);
   let gcPace: GcPaceStats | undefined;
   try {
     pump();
@@ -261,6 +273,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
   } finally {
     // Also when a template or the transport throws: no timer may outlive the run.
     clearInterval(sweeper);
+    clearInterval(stallTicker);
     gcPace = pacing?.stop();
   }
   const end = performance.now();
@@ -282,6 +295,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
     cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000, utilization: (cpu.user + cpu.system) / 1000 / wallMs },
     connectFailures,
     gcPace,
+    ownStalls: stalls.summary(measureStart),
   };
 }
 

@@ -2,6 +2,7 @@ import { encodeIntoCompressedBase64 } from "hdr-histogram-js";
 import type { Histogram } from "hdr-histogram-js";
 import type { GcPaceStats, LoadOutcome } from "../engine/run-load.ts";
 import type { TimelineSummary } from "../engine/timeline.ts";
+import type { OwnStallSummary } from "../engine/own-stalls.ts";
 
 /** Percentiles in milliseconds. */
 export interface LatencySummary {
@@ -56,6 +57,14 @@ export interface RunResult {
   readonly connectFailures: number;
   /** Per window of intended send time: requests, the slowest, requests over each bound (engine/timeline.ts). Absent in results written before it. */
   readonly timeline?: TimelineSummary;
+  /**
+   * Stalls of the generator's own event loop in the measured window
+   * (engine/own-stalls.ts): answers that arrived during one waited unread and
+   * count as latency. Absent in results written before it.
+   */
+  readonly ownStalls?: OwnStallSummary & { readonly requestsInFlight: number };
+  /** Latency by HTTP status of the requests no such stall overlapped (from due to answered): the server's latency without the generator's stalls. */
+  readonly latencyByStatusWithoutOwnStallsMs?: Readonly<Record<string, LatencySummary>>;
 }
 
 export function summarize(h: Histogram): LatencySummary {
@@ -130,6 +139,8 @@ export function buildResult(meta: ResultMeta, o: LoadOutcome): RunResult {
     generatorGc: o.gcPace ?? null,
     connectFailures: o.connectFailures,
     timeline: r.timeline.summary(),
+    ownStalls: { ...o.ownStalls, maxMs: round3(o.ownStalls.maxMs), totalMs: round3(o.ownStalls.totalMs), requestsInFlight: r.duringOwnStall },
+    latencyByStatusWithoutOwnStallsMs: Object.fromEntries([...r.clearByStatus].map(([k, h]) => [String(k), summarize(h)])),
   };
 }
 

@@ -20,6 +20,12 @@ export function formatSummary(r: RunResult): string {
   const lag = r.mode === "open" ? `; send lag p99 ${fmtMs(r.sendLagMs.p99)} ms (own, with a connection free: ${fmtMs(r.ownSendLagMs.p99)} ms)` : "";
   const gc = r.generatorGc === null ? "" : `; young collections every ${fmtMs(r.generatorGc.everyMs)} ms, pause mean ${fmtMs(r.generatorGc.meanPauseMs)} / max ${fmtMs(r.generatorGc.maxPauseMs)} ms`;
   lines.push(`  generator cpu ${Math.round(r.cpu.utilization * 100)}% of one core${lag}${gc}`);
+  const st = r.ownStalls;
+  if (st !== undefined && st.count > 0) {
+    const ok = r.latencyByStatusWithoutOwnStallsMs?.["200"];
+    const without = ok === undefined ? "" : `; 200s without them: p99 ${fmtMs(ok.p99)} ms`;
+    lines.push(`  generator's own loop stalled ${st.count}${st.complete ? "" : "+"} times over ${fmtMs(st.thresholdMs)} ms (longest ${fmtMs(st.maxMs)} ms), ${fmtInt(st.requestsInFlight)} requests due or in flight then${without}`);
+  }
   const tail = r.timeline === undefined ? undefined : tailConcentration(r.timeline, r.latencyMs.p99);
   if (tail !== undefined) {
     const w = r.timeline!.windowMs;
