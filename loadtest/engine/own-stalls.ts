@@ -6,7 +6,7 @@
  * that wait as the server's latency, and the own send lag (which counts only
  * waits while a connection is free) does not see it. Measured 12-06: at 22k
  * requests a second on 256 connections, the bare server's slow windows
- * (25–74 ms) fell on the generator's own loop stalls of 11–28 ms, in 2 runs
+ * (23–74 ms) fell on the generator's own loop stalls of 11–28 ms, in 2 runs
  * of 5; runs without such a stall had none.
  *
  * A timer ticks every `everyMs`; a tick (or an answer) that finds more than
