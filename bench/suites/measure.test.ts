@@ -78,6 +78,23 @@ test("rotate runs every side once per round, the first side rotating, and return
   ]);
 });
 
+test("a run whose generator's own loop stalls touched more than MAX_OWN_STALL_SHARE of its requests is measured again", async () => {
+  const h = new Hygiene();
+  let attempts = 0;
+  const stalled = (touched: number): GenMeasure => {
+    const m = run(0.1, 3);
+    return { ...m, run: { ...m.run, latencyMs: { p99: 3, count: 10_000 }, ownStalls: { everyMs: 2, thresholdMs: 5, count: 3, maxMs: 12, totalMs: 30, complete: true, requestsInFlight: touched } } } as unknown as GenMeasure;
+  };
+  await h.steady(ctx, "stalls", async () => {
+    attempts++;
+    // 2% of the requests touched by the generator's stalls, then 0.1%.
+    return { baseline: run(0.1, 1), subject: stalled(attempts === 1 ? 200 : 10) };
+  });
+  expect(attempts).toBe(2);
+  expect(h.discarded[0]).toContain("own loop stalled 3 times");
+  expect(h.judge("stalls", true)).toBe(true);
+});
+
 test("send lag spent waiting for a busy connection is the server's latency, not an unsteady generator", async () => {
   const h = new Hygiene();
   let attempts = 0;

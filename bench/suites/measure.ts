@@ -210,6 +210,13 @@ export const MAX_BASELINE_P99_MS = Number(process.env["BENCH_MAX_BASELINE_P99_MS
  * host then served ~55k).
  */
 export const MAX_HALF_LOAD_CPU = Number(process.env["BENCH_MAX_HALF_LOAD_CPU"] ?? 0.75);
+/**
+ * A run where stalls of the generator's own loop (loadtest/engine/own-stalls.ts)
+ * touched more than this share of the requests lagged: answers that waited
+ * unread through them count as latency, and a p99 moves once 1% of requests
+ * do (BENCH_MAX_OWN_STALL_SHARE).
+ */
+export const MAX_OWN_STALL_SHARE = Number(process.env["BENCH_MAX_OWN_STALL_SHARE"] ?? 0.005);
 /** Attempts per latency measurement before the last one is kept, flagged. */
 export const LATENCY_ATTEMPTS = Number(process.env["BENCH_LATENCY_ATTEMPTS"] ?? 3);
 
@@ -228,6 +235,12 @@ export class Hygiene {
     // Results written before the own lag was split out carry only the whole send lag.
     const lag = (m.run.ownSendLagMs ?? m.run.sendLagMs).p99;
     if (m.run.mode === "open" && lag > MAX_SEND_LAG_P99_MS) return `generator's own send lag p99 ${lag} ms > ${MAX_SEND_LAG_P99_MS} ms`;
+    // Results written before the generator measured its own loop stalls carry none.
+    const stalls = m.run.ownStalls;
+    const answered = m.run.latencyMs.count;
+    if (stalls !== undefined && answered > 0 && stalls.requestsInFlight > MAX_OWN_STALL_SHARE * answered) {
+      return `generator's own loop stalled ${stalls.count} times (longest ${Math.round(stalls.maxMs * 10) / 10} ms), touching ${stalls.requestsInFlight} of ${answered} requests > ${MAX_OWN_STALL_SHARE * 100}%`;
+    }
     if (baseline && m.run.latencyMs.p99 > MAX_BASELINE_P99_MS) return `baseline p99 ${m.run.latencyMs.p99} ms > ${MAX_BASELINE_P99_MS} ms (disturbed)`;
     if (atHalfMax && !baseline && m.serverCpu !== null && m.serverCpu > MAX_HALF_LOAD_CPU) {
       return `server busy ${Math.round(m.serverCpu * 100)}% of its core at half its measured max > ${Math.round(MAX_HALF_LOAD_CPU * 100)}% (the host slowed since the max was measured)`;
@@ -281,7 +294,7 @@ export class Hygiene {
   /** The summary's note. */
   note(): string {
     const parts = [
-      `Latency hygiene: a run whose generator's own send-lag p99 (late while a connection was free) exceeded ${MAX_SEND_LAG_P99_MS} ms, whose bare-server baseline p99 exceeded ${MAX_BASELINE_P99_MS} ms, or (at half max) whose server needed more than ${Math.round(MAX_HALF_LOAD_CPU * 100)}% of its core, was discarded and measured again (up to ${LATENCY_ATTEMPTS} attempts): ${this.discarded.length} run(s) discarded${this.discarded.length > 0 ? ` (${this.discarded.join("; ")})` : ""}.`,
+      `Latency hygiene: a run whose generator's own send-lag p99 (late while a connection was free) exceeded ${MAX_SEND_LAG_P99_MS} ms, whose generator's own loop stalls touched more than ${MAX_OWN_STALL_SHARE * 100}% of its requests, whose bare-server baseline p99 exceeded ${MAX_BASELINE_P99_MS} ms, or (at half max) whose server needed more than ${Math.round(MAX_HALF_LOAD_CPU * 100)}% of its core, was discarded and measured again (up to ${LATENCY_ATTEMPTS} attempts): ${this.discarded.length} run(s) discarded${this.discarded.length > 0 ? ` (${this.discarded.join("; ")})` : ""}.`,
     ];
     if (this.unsteady.length > 0) parts.push(`Still unsteady after ${LATENCY_ATTEMPTS} attempts, reported anyway: ${this.unsteady.join("; ")}.`);
     return parts.join(" ");
