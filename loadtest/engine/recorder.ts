@@ -12,6 +12,16 @@ function toMicros(ms: number): number {
   return Math.max(us, 1);
 }
 
+/** Records `us` in the histogram `byStatus` holds for `status`, made on its first answer. */
+function recordByStatus(byStatus: Map<number, Histogram>, status: number, us: number): void {
+  let h = byStatus.get(status);
+  if (h === undefined) {
+    h = newHistogram();
+    byStatus.set(status, h);
+  }
+  h.recordValue(us);
+}
+
 /**
  * Collects one run: latency from the intended send time (coordinated-omission
  * corrected), service time from the actual send, and the generator's own send lag.
@@ -71,27 +81,10 @@ export class Recorder {
     this.sendLag.recordValue(toMicros(lagMs));
     this.ownSendLag.recordValue(toMicros(ownLagMs));
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
-    let h = this.byStatus.get(status);
-    if (h === undefined) {
-      h = newHistogram();
-      this.byStatus.set(status, h);
-    }
-    h.recordValue(us);
-    let sh = this.serviceByStatus.get(status);
-    if (sh === undefined) {
-      sh = newHistogram();
-      this.serviceByStatus.set(status, sh);
-    }
-    sh.recordValue(serviceUs);
+    recordByStatus(this.byStatus, status, us);
+    recordByStatus(this.serviceByStatus, status, serviceUs);
     if (ownStall) this.duringOwnStall++;
-    else {
-      let ch = this.clearByStatus.get(status);
-      if (ch === undefined) {
-        ch = newHistogram();
-        this.clearByStatus.set(status, ch);
-      }
-      ch.recordValue(us);
-    }
+    else recordByStatus(this.clearByStatus, status, us);
     this.intervalCount++;
     if (status >= 200 && status < 300) this.ok++;
     else this.error(`http_${status}`);
