@@ -188,7 +188,9 @@ export class AdaptiveAdmission implements Admission {
   admit(): number | Promise<number> {
     const now = this.now();
     const refused = this.arrival(now);
-    return refused < 0 ? refused : this.slotAt(now);
+    if (refused < 0) return refused;
+    // With no slot free, `arrival` has just shed the expired waiters and found room in the queue.
+    return this.inFlight < this.limit ? this.take(now) : this.enqueue(now);
   }
 
   screen(): number {
@@ -212,13 +214,20 @@ export class AdaptiveAdmission implements Admission {
   }
 
   private slotAt(now: number): number | Promise<number> {
-    if (this.inFlight < this.limit) {
-      this.inFlight++;
-      this.admittedTotal++;
-      return now;
-    }
+    if (this.inFlight < this.limit) return this.take(now);
     this.shedExpired(now);
     if (this.queue.refusesArrivals) return this.shed();
+    return this.enqueue(now);
+  }
+
+  private take(now: number): number {
+    this.inFlight++;
+    this.admittedTotal++;
+    return now;
+  }
+
+  /** Waits for a slot; the caller has shed the expired waiters and found the queue accepting. */
+  private enqueue(now: number): Promise<number> {
     const queued = new Promise<number>((resolve) => {
       const gaveWay = this.queue.push({ at: now, resolve });
       if (gaveWay !== undefined) gaveWay.resolve(this.shed());
