@@ -22,10 +22,17 @@ interface LookupAnswer {
   rows: { values: unknown[]; statuses: string[]; eventTimestamps: number[]; stale?: boolean[] }[];
 }
 
+/**
+ * Lookups here assert what the tiers hold, not the request deadline: a budget well past the shard's own
+ * request timeout (400 ms), so a loaded machine's slow origin read is not answered with defaults at the
+ * 50 ms default budget (it was, once, under two busy cores).
+ */
+const LOOKUP_HEADERS = { "content-type": "application/json", "x-quiver-timeout-ms": "5000" };
+
 async function lookup(pod: QuiverProcess, customers: readonly string[]): Promise<{ body: LookupAnswer; stale: string | null }> {
   const res = await fetch(`${pod.url}/v1/lookup`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: LOOKUP_HEADERS,
     body: JSON.stringify({ features: FEATURES, entities: { customer_id: customers } }),
   });
   expect(res.status).toBe(200);
@@ -218,7 +225,7 @@ describe("two Quiver pods sharing one L2 and one origin", () => {
       // Feast's route carries the same header (its body has no place for a marker).
       const feast = await fetch(`${b.url}/get-online-features`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: LOOKUP_HEADERS,
         body: JSON.stringify({ features: FEATURES, entities: { customer_id: [key] } }),
       });
       expect(feast.status).toBe(200);
