@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { RedisKvNode } from "../src/kv/redis-node.ts";
-import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
+import { NO_SHEDDING, type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 /**
@@ -80,11 +80,9 @@ describe("two Quiver pods sharing one L2 and one origin", () => {
         "",
       ].join("\n"),
     );
-    // These pods test the cache tiers, not admission: on a starved host (the suite beside four busy loops on two
-    // cores) pod B, which has no stored entities to warm up on and so starts at the limit's floor probe (2 in
-    // flight), refused a reader whose wait for a slot outlasted the 50 ms queue timeout in an 833 ms loop turn.
-    const patient = ["--admission-queue-timeout-ms", "5000", "--admission-queue-target-ms", "0", "--overload-delay-ms", "0"];
-    const args = ["--topology", topology, "--demo-entities", "0", "--admin-token", TOKEN, ...patient];
+    // These pods test the cache tiers, not admission: on a starved host pod B refused a reader whose wait for a
+    // slot (the limit at its floor probe, 2 in flight) outlasted the 50 ms queue timeout in an 833 ms loop turn.
+    const args = ["--topology", topology, "--demo-entities", "0", "--admin-token", TOKEN, ...NO_SHEDDING];
     [a, b] = await Promise.all([startQuiver(args), startQuiver(args)]);
   }, 60_000);
 

@@ -16,6 +16,15 @@ export interface QuiverProcess {
 }
 
 /**
+ * Flags for a server whose test is not about admission (a functional test must not depend on how busy
+ * the machine is): no CPU overload shedding, a plain FIFO admission queue whose waits may last 5 s. Run
+ * beside four busy loops on two cores, servers started without them answered their tests' requests 503:
+ * loop turns of hundreds of milliseconds, and, with no warm-up (below), the concurrency limit still at
+ * its start-up floor probe (2 in flight). Admission's own tests keep the defaults.
+ */
+export const NO_SHEDDING: readonly string[] = ["--overload-delay-ms", "0", "--admission-queue-target-ms", "0", "--admission-queue-timeout-ms", "5000"];
+
+/**
  * Port 0 for HTTP and gRPC unless the test chose: parallel runs must not collide on 6570.
  * No start-up warm-up unless the test asks for one: it costs each server ~2 s (more against
  * Redis shards) and changes no behaviour a test checks; test/warmup.test.ts covers it.
