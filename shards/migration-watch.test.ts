@@ -12,6 +12,7 @@ const progress = (over: Partial<MigrationProgress>): MigrationProgress => ({
   newerAtDestination: 0,
   deletedKeys: 12_500,
   recopiedKeys: 0,
+  retriedPages: 0,
   totalKeys: 100_000,
   fraction: 0.5,
   movedFraction: 0.125,
@@ -25,6 +26,7 @@ test("the progress line shows a bar, the percentage and the counters", () => {
   expect(formatProgress(progress({ state: "failed", error: "boom", totalKeys: null, fraction: 0 }), 4)).toBe(
     "[----]   0%  50000/? scanned  12500 moved (12.5%)  failed: boom",
   );
+  expect(formatProgress(progress({ retriedPages: 2 }), 10)).toBe("[#####-----]  50%  50000/100000 scanned  12500 moved (12.5%)  2 page(s) retried  running");
 });
 
 test("watching polls the server until the migration is done", async () => {

@@ -11,7 +11,8 @@ export function formatProgress(p: MigrationProgress, width = 30): string {
   const bar = `${"#".repeat(filled)}${"-".repeat(width - filled)}`;
   const total = p.totalKeys === null ? "?" : String(p.totalKeys);
   const moved = `${p.movedKeys} moved (${(p.movedFraction * 100).toFixed(1)}%)`;
-  return `[${bar}] ${String(Math.round(p.fraction * 100)).padStart(3)}%  ${p.scannedKeys}/${total} scanned  ${moved}  ${p.state}${p.error ? `: ${p.error}` : ""}`;
+  const retried = p.retriedPages > 0 ? `  ${p.retriedPages} page(s) retried` : "";
+  return `[${bar}] ${String(Math.round(p.fraction * 100)).padStart(3)}%  ${p.scannedKeys}/${total} scanned  ${moved}${retried}  ${p.state}${p.error ? `: ${p.error}` : ""}`;
 }
 
 export interface WatchOptions {

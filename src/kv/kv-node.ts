@@ -205,6 +205,19 @@ export interface KvNode {
   close(): Promise<void>;
 }
 
+/**
+ * What a shard offers on its primary alone, where a replica's lag cannot hide
+ * a row: what moving keys between shards needs (shard/rebalance.ts) to copy
+ * the newest row and delete only what was copied.
+ */
+export interface PrimaryAccess {
+  getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
+  /** Deletes each key whose stored row is not newer than `ts`; answers the keys kept (newer). */
+  deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]>;
+  /** Keys stored (DBSIZE). */
+  size(): Promise<number>;
+}
+
 /** Combines parts' capabilities: "always" only if all are, "never" only if all are. */
 export function combineReadsNow(parts: readonly ReadsNow[]): ReadsNow {
   if (parts.length > 0 && parts.every((p) => p === "always")) return "always";

@@ -36,6 +36,10 @@ export function registerShardGauges(metrics: MetricsRegistry, shards: ConnectedS
       { labels: { stage: "deleted" }, value: p.deletedKeys },
     ];
   });
+  metrics.gauge("quiver_migration_page_retries", "Pages of the latest migration tried again after a failure (a shard timeout or failover, a stall of this process).", () => {
+    const p = shards.migration?.progress();
+    return p ? [{ value: p.retriedPages }] : [];
+  });
   metrics.gauge("quiver_migration_progress_ratio", "Scanned share of the latest migration (0..1).", () => {
     const p = shards.migration?.progress();
     return p ? [{ value: p.fraction }] : [];

@@ -1,5 +1,5 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import { CommonStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
@@ -7,7 +7,7 @@ import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicie
 import type { ResilienceSettings } from "./settings.ts";
 
 /** What a shard offers below its policies: a KvNode plus the primary-only calls rebalancing needs. */
-export interface ShardNode extends KvNode {
+export interface ShardNode extends KvNode, PrimaryAccess {
   /**
    * True when `getMany` with a `ctx.deadline` always settles by that deadline
    * on its own (a replica set races each attempt against what is left of it).
@@ -15,9 +15,6 @@ export interface ShardNode extends KvNode {
    * only the waits they add (bulkhead queue, retries, back-off).
    */
   readonly readsSettleByDeadline: boolean;
-  getManyPrimary(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
-  deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]>;
-  size(): Promise<number>;
 }
 
 /** Breaker states of a shard, for /readyz, /metrics and the health score. */

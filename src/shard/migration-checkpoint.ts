@@ -16,6 +16,8 @@ export interface MigrationCounters {
   newerAtDestination: number;
   deletedKeys: number;
   recopiedKeys: number;
+  /** Pages tried again after a failure (a shard's timeout or failover, a stall of this process). */
+  retriedPages: number;
 }
 
 /** What is saved after every page, so an interrupted migration resumes where it stopped. */
@@ -38,6 +40,7 @@ export const emptyCounters = (): MigrationCounters => ({
   newerAtDestination: 0,
   deletedKeys: 0,
   recopiedKeys: 0,
+  retriedPages: 0,
 });
 
 /** The saved checkpoint, whatever its plan; undefined when there is none (or it is unreadable). */

@@ -1,5 +1,6 @@
+import { ExponentialBackoff, handleAll, retry } from "cockatiel";
 import { ringKeyStart } from "../kv/keys.ts";
-import type { KvEntry, KvNode, ReadSlot } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, PrimaryAccess } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
@@ -7,11 +8,11 @@ import type { ShardedStore } from "../store/sharded-store.ts";
 import { type Checkpoint, clearCheckpoint, emptyCounters, loadCheckpoint, type MigrationCounters, type SourceCursor, saveCheckpoint } from "./migration-checkpoint.ts";
 import { ReadThroughNode } from "./read-through-node.ts";
 
-/** A ring member on either side of a migration. */
+/** A ring member on either side of a migration: a shard, read and deleted from on its primary. */
 export interface MigrationMember {
   readonly id: string;
   readonly weight: number;
-  readonly node: KvNode;
+  readonly node: KvNode & PrimaryAccess;
 }
 
 export interface MigrationOptions {
@@ -27,6 +28,18 @@ export interface MigrationOptions {
   readonly drainMs?: number;
   /** Saved with the checkpoint as is (see readCheckpoint). */
   readonly meta?: unknown;
+  /**
+   * Times a page (its scan and its move) is tried again after a failure
+   * before the migration fails (default 10): a shard's timeout or failover, or
+   * this process stalled past a call's timeout, is not worth an operator's
+   * reload. With the default back-off the tries span about 45 s, longer than
+   * a shard's breaker stays open (30 s by default) once a shard outage has
+   * opened it. Moving a page again is safe: copies are last-write-wins and
+   * the source deletes only what is not newer than the copy.
+   */
+  readonly pageRetries?: number;
+  /** First wait before a page is tried again (ms, default 250), doubling up to 10 s, with jitter. */
+  readonly retryDelayMs?: number;
 }
 
 export interface MigrationProgress extends MigrationCounters {
@@ -41,13 +54,6 @@ export interface MigrationProgress extends MigrationCounters {
   readonly movedFraction: number;
   readonly sources: Readonly<Record<string, Readonly<SourceCursor>>>;
   readonly error: string | null;
-}
-
-/** Optional capabilities of Redis-backed nodes that make the move exact. */
-interface Authoritative {
-  getManyPrimary?(keys: readonly string[], signal?: AbortSignal): Promise<ReadSlot[]>;
-  deleteIfNotNewer?(items: ReadonlyArray<{ key: string; ts: number }>, signal?: AbortSignal): Promise<string[]>;
-  size?(): Promise<number>;
 }
 
 const MAX_ROUNDS = 5;
@@ -75,7 +81,8 @@ export class Migration {
     this.plan = `${side(options.from)} -> ${side(options.to)}`;
     const saved = loadCheckpoint(options.checkpointPath, this.plan);
     if (saved) {
-      this.counters = { ...saved.counters };
+      // Checkpoints written before a counter existed lack it.
+      this.counters = { ...emptyCounters(), ...saved.counters };
       this.sources = structuredClone(saved.sources);
       this.totalKeys = saved.totalKeys;
     }
@@ -122,9 +129,8 @@ export class Migration {
             this.state = "paused";
             return this.progress();
           }
-          const { cursor: next, keys } = await source.node.scan(cursor.cursor, this.options.pageSize ?? 500);
-          const moved = await this.movePage(source, keys, toRing);
-          cursor.scanned += keys.length;
+          const { next, keys, moved } = await this.pageWithRetries(source, cursor.cursor, toRing, signal);
+          cursor.scanned += keys;
           cursor.moved += moved;
           cursor.cursor = next;
           cursor.done = next === "0";
@@ -144,30 +150,54 @@ export class Migration {
   }
 
   /**
+   * Scans and moves one page from `cursor`, tried again after a failure
+   * (`pageRetries`, back-off from `retryDelayMs`); the last failure is
+   * thrown. An abort ends only a wait between tries.
+   */
+  private async pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
+    const policy = retry(handleAll, {
+      maxAttempts: this.options.pageRetries ?? 10,
+      backoff: new ExponentialBackoff({ initialDelay: this.options.retryDelayMs ?? 250, maxDelay: 10_000 }),
+    });
+    const listener = policy.onRetry(() => {
+      this.counters.retriedPages++;
+    });
+    try {
+      return await policy.execute(async () => {
+        const page = await source.node.scan(cursor, this.options.pageSize ?? 500);
+        const moved = await this.movePage(source, page.keys, toRing);
+        return { next: page.cursor, keys: page.keys.length, moved };
+      }, signal);
+    } finally {
+      listener.dispose();
+    }
+  }
+
+  /**
    * Moves the keys of one scan page whose new owner is not `source`; answers
    * how many moved. Not abortable: a page is finished once started, so a pause
    * never leaves a key copied but not yet deleted.
    */
   private async movePage(source: MigrationMember, keys: readonly string[], toRing: HashRing): Promise<number> {
     const to = this.options.to;
-    this.counters.scannedKeys += keys.length;
     let pending = keys.filter((k) => to[toRing.ownerIndexOf(k, ringKeyStart(k))]!.id !== source.id);
     let moved = 0;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
-      const rows = await readAuthoritative(source.node, pending);
+      const rows = await source.node.getManyPrimary(pending);
       const present: KvEntry[] = [];
       rows.forEach((row, i) => {
         if (row === UNAVAILABLE) throw new Error(`migration: source ${source.id} could not be read`);
         if (row !== undefined) present.push({ key: pending[i]!, row });
       });
       await this.copyAndVerify(present, toRing);
-      const kept = await deleteIfNotNewer(source.node, present);
+      const kept = await source.node.deleteIfNotNewer(present.map((e) => ({ key: e.key, ts: e.row.ts })));
       this.counters.deletedKeys += present.length - kept.length;
       if (round === 0) moved = present.length;
       else this.counters.recopiedKeys += present.length;
       pending = kept;
     }
     if (pending.length > 0) throw new Error(`migration: ${pending.length} keys on ${source.id} kept changing; retry`);
+    this.counters.scannedKeys += keys.length;
     this.counters.movedKeys += moved;
     return moved;
   }
@@ -187,10 +217,7 @@ export class Migration {
         const outcome = await dest.node.putMany(list);
         this.counters.copiedRows += outcome.written;
         this.counters.newerAtDestination += outcome.ignored;
-        const check = await readAuthoritative(
-          dest.node,
-          list.map((e) => e.key),
-        );
+        const check = await dest.node.getManyPrimary(list.map((e) => e.key));
         check.forEach((row, i) => {
           if (row === undefined || row === UNAVAILABLE || row.ts < list[i]!.row.ts) {
             throw new Error(`migration: verify failed for ${list[i]!.key} on ${dest.id}`);
@@ -202,8 +229,8 @@ export class Migration {
 
   private async countKeys(): Promise<number | null> {
     try {
-      const sizes = await Promise.all(this.options.from.map((m) => (m.node as Authoritative).size?.()));
-      return sizes.every((s) => typeof s === "number") ? sizes.reduce((a, b) => a! + b!, 0)! : null;
+      const sizes = await Promise.all(this.options.from.map((m) => m.node.size()));
+      return sizes.reduce((a, b) => a + b, 0);
     } catch {
       return null;
     }
@@ -212,18 +239,4 @@ export class Migration {
   private checkpoint(): Checkpoint {
     return { version: 1, plan: this.plan, sources: this.sources, counters: this.counters, totalKeys: this.totalKeys, meta: this.options.meta };
   }
-}
-
-/** Primary reads when the node offers them: a replica may lag behind the copy we are about to delete. */
-function readAuthoritative(node: KvNode, keys: readonly string[]): Promise<ReadSlot[]> {
-  const n = node as KvNode & Authoritative;
-  return n.getManyPrimary ? n.getManyPrimary(keys) : node.getMany(keys);
-}
-
-/** Compare-and-delete when offered; otherwise a plain delete (the drain wait is then the only guard). */
-async function deleteIfNotNewer(node: KvNode, entries: readonly KvEntry[]): Promise<string[]> {
-  const n = node as KvNode & Authoritative;
-  if (n.deleteIfNotNewer) return n.deleteIfNotNewer(entries.map((e) => ({ key: e.key, ts: e.row.ts })));
-  await node.deleteMany(entries.map((e) => e.key));
-  return [];
 }

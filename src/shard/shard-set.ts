@@ -74,7 +74,7 @@ export class ShardSet implements ConnectedShards {
   /** Each shard behind its policies: what the ring and migrations use. */
   private readonly guards = new Map<string, ResilientShard>();
   private readonly observer: ResilienceObserver;
-  private current: ConnectedShard[];
+  private current: MigrationMember[];
   private readonly connect: Connect;
   private active: Migration | undefined;
   /** Ring members the data may still live on until the active migration is done. */
@@ -147,7 +147,7 @@ export class ShardSet implements ConnectedShards {
     }
     const missing = meta.from.filter((s) => !this.sets.has(s.name));
     for (const set of await this.connect(missing, meta.defaults)) this.add(set);
-    const members = meta.from.map((s) => ({ id: s.name, weight: s.weight, node: this.guards.get(s.name)! as KvNode }));
+    const members = meta.from.map((s) => ({ id: s.name, weight: s.weight, node: this.guards.get(s.name)! }));
     return this.start(store, { members, specs: meta.from, defaults: meta.defaults }, { checkpointPath });
   }
 
