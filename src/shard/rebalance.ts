@@ -107,8 +107,9 @@ export class Migration {
   /**
    * Switches the store to the new ring (with read-through to old owners), moves
    * every key whose owner changed, then leaves the store on the plain new ring.
-   * Aborting pauses after the current page: the store stays readable and a new
-   * Migration with the same checkpoint resumes.
+   * Aborting pauses after the current page (or at once, when that page fails
+   * or waits to be tried again: its shards are going away): the store stays
+   * readable and a new Migration with the same checkpoint resumes.
    */
   async run(signal?: AbortSignal): Promise<MigrationProgress> {
     const { store, from, to } = this.options;
@@ -138,6 +139,12 @@ export class Migration {
         }
       }
     } catch (error) {
+      if (signal?.aborted) {
+        // Stopped (a shutdown closes the shards under the page in flight): paused at the last whole page.
+        this.state = "paused";
+        saveCheckpoint(this.options.checkpointPath, this.checkpoint());
+        return this.progress();
+      }
       this.state = "failed";
       this.error = error instanceof Error ? error.message : String(error);
       saveCheckpoint(this.options.checkpointPath, this.checkpoint());

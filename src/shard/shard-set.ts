@@ -80,6 +80,8 @@ export class ShardSet implements ConnectedShards {
   /** Ring members the data may still live on until the active migration is done. */
   private pendingFrom: { members: MigrationMember[]; specs: readonly ShardSpec[]; defaults: ShardTuning } | undefined;
   private running: Promise<void> = Promise.resolve();
+  /** Stops the running migration (close): it pauses, checkpointed, rather than trying its pages again on closed shards. */
+  private stopMigration: AbortController | undefined;
 
   constructor(
     topology: Topology,
@@ -156,6 +158,7 @@ export class ShardSet implements ConnectedShards {
   }
 
   async close(): Promise<void> {
+    this.stopMigration?.abort();
     await Promise.all([...this.sets.values()].map((s) => s.close()));
     this.sets.clear();
     this.guards.clear();
@@ -167,8 +170,12 @@ export class ShardSet implements ConnectedShards {
     const migration = new Migration({ store, from: from.members, to: this.current, meta, ...options });
     this.active = migration;
     this.pendingFrom = from;
-    this.running = migration.run().then(
-      async () => {
+    const stop = new AbortController();
+    this.stopMigration = stop;
+    this.running = migration.run(stop.signal).then(
+      async (p) => {
+        // Paused by close(): the checkpoint resumes it at the next start.
+        if (p.state !== "done") return;
         this.pendingFrom = undefined;
         const keep = new Set(this.current.map((m) => m.id));
         const retired = [...this.sets.values()].filter((s) => !keep.has(s.id));
