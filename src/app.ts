@@ -283,6 +283,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       await ingest?.stop();
       await vectors.close();
       await feed.close();
+      // A running migration stops at a whole page, checkpointed, before its shards close (the next start resumes it).
+      await shards?.pauseMigration();
       // The cache tier closes the store below it.
       await (cache ?? store).close();
       await shards?.close();

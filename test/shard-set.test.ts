@@ -105,3 +105,31 @@ test("a migration interrupted by a restart resumes from its checkpoint at start-
     await after.close();
   }
 }, 40_000);
+
+test("a shutdown pauses a running migration at a whole page while its shards are open; reloading the topology resumes it", async () => {
+  const checkpointPath = join(dir, "paused.json");
+  const shards = await connectShards(topology(0, 1, 2, 3));
+  const store = new ShardedStore(shards.members);
+  try {
+    expect(await missing(store)).toBe(0);
+    const first = await shards.reconfigure(topology(0, 1, 2), store, { checkpointPath, pageSize: 50, drainMs: 10 });
+    for (let i = 0; i < 400 && first!.progress().scannedKeys < 2000; i++) await Bun.sleep(5);
+    await shards.pauseMigration();
+    const paused = first!.progress();
+    expect(paused.state).toBe("paused");
+    expect(paused.error).toBeNull();
+    expect(existsSync(checkpointPath)).toBe(true);
+    // Paused halfway, every key still reads (the new ring, reading through to the old owners).
+    expect(await missing(store)).toBe(0);
+
+    const resumed = await shards.reconfigure(topology(0, 1, 2), store, { checkpointPath, pageSize: 50, drainMs: 10 });
+    expect(resumed).toBeDefined();
+    expect(resumed!.progress().scannedKeys).toBeGreaterThanOrEqual(paused.scannedKeys);
+    await shards.settled();
+    expect(resumed!.progress().state).toBe("done");
+    expect(existsSync(checkpointPath)).toBe(false);
+    expect(await missing(store)).toBe(0);
+  } finally {
+    await shards.close();
+  }
+}, 40_000);

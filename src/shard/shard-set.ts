@@ -44,6 +44,13 @@ export interface ConnectedShards {
   resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined>;
   /** Resolves when the running migration (if any) has finished or stopped. */
   settled(): Promise<void>;
+  /**
+   * Pauses the running migration (if any) once its page in flight is whole,
+   * checkpointed for the next start, and resolves when it has stopped: a
+   * shutdown calls it while the shards are still open.
+   */
+  pauseMigration(): Promise<void>;
+  /** Closes every shard (pausing a running migration first, as `pauseMigration`). */
   close(): Promise<void>;
 }
 
@@ -154,6 +161,11 @@ export class ShardSet implements ConnectedShards {
   }
 
   settled(): Promise<void> {
+    return this.running;
+  }
+
+  pauseMigration(): Promise<void> {
+    this.stopMigration?.abort();
     return this.running;
   }
 
