@@ -133,3 +133,22 @@ test("a shutdown pauses a running migration at a whole page while its shards are
     await shards.close();
   }
 }, 40_000);
+
+test("a second reload while the first is still connecting its shards is refused; one migration runs", async () => {
+  const shards = await connectShards(topology(0, 1, 2));
+  const store = new ShardedStore(shards.members);
+  try {
+    const next = topology(0, 1, 2, 3);
+    const [first, second] = await Promise.allSettled([shards.reconfigure(next, store, { drainMs: 10 }), shards.reconfigure(next, store, { drainMs: 10 })]);
+    expect(first.status).toBe("fulfilled");
+    expect(second.status).toBe("rejected");
+    expect((second as PromiseRejectedResult).reason).toMatchObject({ kind: "failed_precondition", code: "reload_in_progress" });
+    expect((first as PromiseFulfilledResult<unknown>).value).toBeDefined();
+    await shards.settled();
+    expect(shards.migration!.progress().state).toBe("done");
+    expect(shards.members.map((m) => m.id)).toEqual(["s1", "s2", "s3", "s4"]);
+    expect(await missing(store)).toBe(0);
+  } finally {
+    await shards.close();
+  }
+}, 40_000);

@@ -87,6 +87,8 @@ export class ShardSet implements ConnectedShards {
   /** Ring members the data may still live on until the active migration is done. */
   private pendingFrom: { members: MigrationMember[]; specs: readonly ShardSpec[]; defaults: ShardTuning } | undefined;
   private running: Promise<void> = Promise.resolve();
+  /** A reload is connecting its shards (reconfigure). */
+  private reconfiguring = false;
   /** Stops the running migration (close): it pauses, checkpointed, rather than trying its pages again on closed shards. */
   private stopMigration: AbortController | undefined;
 
@@ -127,6 +129,18 @@ export class ShardSet implements ConnectedShards {
   }
 
   async reconfigure(next: Topology, store: ShardedStore, options: ReconfigureOptions = {}): Promise<Migration | undefined> {
+    // One reload at a time: a second one arriving while the first connects its new shards would pass the check
+    // below too, and two migrations would move keys over one store.
+    if (this.reconfiguring) throw failedPrecondition("reload_in_progress", "a topology reload is connecting its shards; wait for it to finish");
+    this.reconfiguring = true;
+    try {
+      return await this.reconfigureNow(next, store, options);
+    } finally {
+      this.reconfiguring = false;
+    }
+  }
+
+  private async reconfigureNow(next: Topology, store: ShardedStore, options: ReconfigureOptions): Promise<Migration | undefined> {
     if (this.active?.progress().state === "running") throw failedPrecondition("migration_in_progress", "a migration is running; wait for it to finish");
     next.shards.forEach((spec, i) => {
       const old = this.topology.shards.find((s) => s.name === spec.name) ?? this.pendingFrom?.specs.find((s) => s.name === spec.name);
