@@ -200,7 +200,7 @@ export class ShardSet implements ConnectedShards {
     this.stopMigration = stop;
     this.running = migration.run(stop.signal).then(
       async (p) => {
-        // Paused by close(): the checkpoint resumes it at the next start.
+        // Paused (pauseMigration, close): its checkpoint resumes it at the next start or reload.
         if (p.state !== "done") return;
         this.pendingFrom = undefined;
         const keep = new Set(this.current.map((m) => m.id));
