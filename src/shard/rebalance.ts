@@ -1,8 +1,8 @@
-import { ExponentialBackoff, handleAll, retry } from "cockatiel";
 import { ringKeyStart } from "../kv/keys.ts";
 import type { KvEntry, KvNode, PrimaryAccess } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause } from "../kv/storage-errors.ts";
+import { retryPatiently } from "../resilience/patient-retry.ts";
 import { HashRing } from "../ring/ring.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { type Checkpoint, clearCheckpoint, emptyCounters, loadCheckpoint, type MigrationCounters, type SourceCursor, saveCheckpoint } from "./migration-checkpoint.ts";
@@ -159,25 +159,26 @@ export class Migration {
   /**
    * Scans and moves one page from `cursor`, tried again after a failure
    * (`pageRetries`, back-off from `retryDelayMs`); the last failure is
-   * thrown. An abort ends only a wait between tries.
+   * thrown. An abort ends a wait between tries at once (a try in flight
+   * finishes first).
    */
-  private async pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
-    const policy = retry(handleAll, {
-      maxAttempts: this.options.pageRetries ?? 10,
-      backoff: new ExponentialBackoff({ initialDelay: this.options.retryDelayMs ?? 250, maxDelay: 10_000 }),
-    });
-    const listener = policy.onRetry(() => {
-      this.counters.retriedPages++;
-    });
-    try {
-      return await policy.execute(async () => {
+  private pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
+    return retryPatiently(
+      async () => {
         const page = await source.node.scan(cursor, this.options.pageSize ?? 500);
         const moved = await this.movePage(source, page.keys, toRing);
         return { next: page.cursor, keys: page.keys.length, moved };
-      }, signal);
-    } finally {
-      listener.dispose();
-    }
+      },
+      {
+        retries: this.options.pageRetries ?? 10,
+        initialDelayMs: this.options.retryDelayMs ?? 250,
+        maxDelayMs: 10_000,
+        ...(signal !== undefined ? { signal } : {}),
+        onRetry: () => {
+          this.counters.retriedPages++;
+        },
+      },
+    );
   }
 
   /**
