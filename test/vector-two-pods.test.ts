@@ -62,7 +62,9 @@ describe("claim matching across two pods", () => {
     [origin, l2] = await Promise.all([startRedis(), startRedis()]);
     dir = mkdtempSync(join(tmpdir(), "quiver-vector-pods-"));
     const topology = join(dir, "topology.yaml");
-    writeFileSync(topology, ["shards:", `  - { name: s1, primary: "${origin.address}", writeAcks: 0 }`, "cache:", `  l2: "${l2.address}"`, ""].join("\n"));
+    // The catch-up test stops the origin: a scan gives up after 1 s (the failover window it retries through, 10 s by
+    // default) and the breaker lets a trial through after 500 ms, so the test waits seconds, not tens of them.
+    writeFileSync(topology, ["shards:", `  - { name: s1, primary: "${origin.address}", writeAcks: 0, failoverWindowMs: 1000, breakerOpenMs: 500 }`, "cache:", `  l2: "${l2.address}"`, ""].join("\n"));
     const args = ["--topology", topology, "--demo-entities", "0"];
     [a, b] = await Promise.all([startQuiver(args, 60_000), startQuiver(args, 60_000)]);
     // A pod may come up before its feed subscription does (loaded machine): start once both follow the feed.
@@ -125,4 +127,34 @@ describe("claim matching across two pods", () => {
     console.log(`matched on the other pod ${after.toFixed(0)} ms after the feed's Redis came back (gap → catch-up scan)`);
     expect(after).toBeLessThan(10_000);
   }, 60_000);
+
+  test("a catch-up that finds the origin stopped is tried again until it has read every row", async () => {
+    const text = "Street lights in the old town dim whenever a vaccine truck drives by";
+    await l2.kill9();
+    const pushed = performance.now();
+    await push(a, 700_000, text);
+    expect(await visibleAfter(a, text, 700_000, pushed)).toBeLessThan(10_000);
+    // The feed comes back while the origin is stopped: pod b's catch-up scan cannot read it.
+    origin.pause();
+    try {
+      await l2.restart();
+      const deadline = performance.now() + 30_000;
+      while ((await retriesOf(b)) === 0 && performance.now() < deadline) await Bun.sleep(50);
+      expect(await retriesOf(b)).toBeGreaterThan(0);
+    } finally {
+      origin.resume();
+    }
+    const start = performance.now();
+    const after = await visibleAfter(b, text, 700_000, start);
+    console.log(`matched on the other pod ${after.toFixed(0)} ms after the origin came back (catch-up tried again)`);
+    expect(after).toBeLessThan(10_000);
+  }, 60_000);
 });
+
+/** Pod's vector catch-up retries so far (quiver_vector_task_retries_total, any view and task). */
+async function retriesOf(pod: QuiverProcess): Promise<number> {
+  const text = await (await fetch(`${pod.url}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^quiver_vector_task_retries_total\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
+  return n;
+}

@@ -3,6 +3,7 @@ import type { KvNode, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HistogramHandle, MetricsRegistry } from "../ops/metrics.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
+import { retryPatiently } from "../resilience/patient-retry.ts";
 import { createEmbedder, type EmbedderOptions } from "./embedders.ts";
 import type { SnapshotStore } from "./snapshot.ts";
 import { ViewIndex } from "./view-index.ts";
@@ -62,6 +63,9 @@ export class VectorIndexes implements ChangeListener {
   private readonly lag = new Map<string, HistogramHandle>();
   private readonly lagHistogram;
   private readonly applied;
+  private readonly retried;
+  /** Aborted by close(): background work that waits to try again stops waiting. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: VectorIndexesOptions) {
     this.clock = o.clock ?? Date.now;
@@ -70,6 +74,11 @@ export class VectorIndexes implements ChangeListener {
     this.snapshotSeconds = m.histogram("quiver_vector_snapshot_duration_seconds", "Time to write a vector index snapshot.", ["view"], SLOW_BUCKETS);
     this.lagHistogram = m.histogram("quiver_vector_feed_lag_seconds", "From a change arriving on the feed to the vector index reflecting it.", ["view"]);
     this.applied = m.counter("quiver_vector_changes_applied_total", "Rows applied to vector indexes by outcome.", ["view", "outcome"]);
+    this.retried = m.counter(
+      "quiver_vector_task_retries_total",
+      "Background index work tried again after it failed or found rows it could not read (a shard down): builds, catch-ups, rebuilds.",
+      ["view", "task"],
+    );
     m.gauge("quiver_vector_index_size", "Live vectors per indexed view.", () => [...this.states].map(([view, s]) => ({ labels: { view }, value: s.vi.size })));
     m.gauge("quiver_vector_index_deleted_ratio", "Share of index slots that are deleted and waiting for reuse.", () =>
       [...this.states].map(([view, s]) => ({ labels: { view }, value: s.vi.deletedRatio })),
@@ -108,7 +117,8 @@ export class VectorIndexes implements ChangeListener {
       if (!view.index) continue;
       const s = this.states.get(view.name);
       if (!s) {
-        this.track(this.open(view));
+        // Tried again until the store answers: a view added while a shard is down gets its index once it is back.
+        this.track(this.untilDone(view.name, "build", () => this.open(view)));
         continue;
       }
       const shape = ViewIndex.shapeOf(view, view.index);
@@ -165,6 +175,7 @@ export class VectorIndexes implements ChangeListener {
   /** Stops following the feed, lets running work finish and writes a final snapshot. */
   async close(): Promise<void> {
     this.closed = true;
+    this.stopping.abort();
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     if (this.connectWatch) clearInterval(this.connectWatch);
@@ -213,10 +224,12 @@ export class VectorIndexes implements ChangeListener {
     // Follow the feed from now on: changes during the scan are applied and protected from it.
     this.states.set(view.name, s);
     this.byPrefix.set(view.keyPrefix, s);
-    await this.scanInto(s, vi);
+    const unread = await this.scanInto(s, vi);
     s.ready = true;
     if (!loaded) s.snapshotVersion = -1;
     this.buildSeconds.labels(view.name, loaded ? "catch_up" : "build").observe((performance.now() - start) / 1000);
+    // Served as built; the rows whose shard did not answer come in with a catch-up, tried until it reads them all.
+    if (unread > 0) this.track(this.catchUp(s, "gap"));
   }
 
   private drop(name: string, s: ViewState): void {
@@ -225,11 +238,35 @@ export class VectorIndexes implements ChangeListener {
     this.byPrefix.delete(s.vi.view.keyPrefix);
   }
 
-  /** Reconciles the serving index with the store (after a gap or an invalidation). */
-  private async catchUp(s: ViewState, why: string): Promise<void> {
+  /**
+   * Reconciles the serving index with the store (after a gap or an
+   * invalidation), tried again until a scan has read every row: a catch-up
+   * that met a shard down would otherwise leave what the gap missed out of
+   * the index until the next gap.
+   */
+  private async catchUp(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
+    const name = s.vi.view.name;
     const start = performance.now();
-    await this.scanInto(s, s.vi);
-    this.buildSeconds.labels(s.vi.view.name, why === "gap" ? "catch_up" : "invalidation").observe((performance.now() - start) / 1000);
+    await this.untilDone(name, why === "gap" ? "catch_up" : "invalidation", async () => {
+      if (this.states.get(name) !== s) return; // dropped meanwhile
+      const unread = await this.scanInto(s, s.vi);
+      if (unread > 0) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
+    });
+    this.buildSeconds.labels(name, why === "gap" ? "catch_up" : "invalidation").observe((performance.now() - start) / 1000);
+  }
+
+  /** Runs background index work until it succeeds or the indexes close, waiting between tries (250 ms, doubling to 30 s). */
+  private untilDone(view: string, task: string, fn: () => Promise<void>): Promise<void> {
+    return retryPatiently(fn, {
+      retries: Number.POSITIVE_INFINITY,
+      initialDelayMs: 250,
+      maxDelayMs: 30_000,
+      signal: this.stopping.signal,
+      onRetry: (e, ms) => {
+        this.retried.labels(view, task).inc();
+        console.error(`quiver: vector index ${view}: ${task} failed (${(e as Error).message}); trying again in ${Math.round(ms)} ms`);
+      },
+    });
   }
 
   /** Builds a new index for a reshaped view while the old one serves, then swaps. */
@@ -238,7 +275,12 @@ export class VectorIndexes implements ChangeListener {
     const job = { shape, pending: new Set<string>(), cancelled: false };
     s.rebuild = job;
     const next = ViewIndex.empty(view, view.index!, createEmbedder(view, this.o.embedders));
-    await this.scanInto(undefined, next, () => job.cancelled);
+    // The old index serves until the new one has read every row.
+    await this.untilDone(view.name, "rebuild", async () => {
+      if (job.cancelled) return;
+      const unread = await this.scanInto(undefined, next, () => job.cancelled);
+      if (unread > 0 && !job.cancelled) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
+    });
     // Keys that changed during the scan: re-read until none is left, then swap in one step.
     while (job.pending.size > 0 && !job.cancelled) {
       const keys = [...job.pending];
@@ -260,8 +302,10 @@ export class VectorIndexes implements ChangeListener {
    * Scans the view's keys and applies each current row to `vi`; keys `vi`
    * holds that the store no longer has are removed. When `s` is given (the
    * serving index), keys the feed applied meanwhile are fresher and skipped.
+   * Answers how many rows could not be read (UNAVAILABLE: left as they were).
    */
-  private async scanInto(s: ViewState | undefined, vi: ViewIndex, cancelled: () => boolean = () => false): Promise<void> {
+  private async scanInto(s: ViewState | undefined, vi: ViewIndex, cancelled: () => boolean = () => false): Promise<number> {
+    let unread = 0;
     const touched = new Set<string>();
     if (s) s.touched = touched;
     const seen = new Set<string>();
@@ -276,20 +320,21 @@ export class VectorIndexes implements ChangeListener {
         // An in-memory store answers at once (a resolved promise): without a turn of the event
         // loop per page, a background rebuild would hold off every request until it is done.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        if (cancelled()) return;
+        if (cancelled()) return unread;
         if (s?.writing) await s.writing;
         const now = this.clock();
         for (let i = 0; i < page.keys.length; i++) {
           const key = page.keys[i]!;
           seen.add(key);
           if (touched.has(key)) continue;
-          applySlot(vi, key, rows[i], now);
+          if (applySlot(vi, key, rows[i], now) === "unavailable") unread++;
         }
       } while (cursor !== "0");
       const gone: string[] = [];
       for (const key of vi.labels.liveKeys()) if (!seen.has(key) && !touched.has(key)) gone.push(key);
       const now = this.clock();
       for (const key of gone) vi.apply(key, undefined, now);
+      return unread;
     } finally {
       if (s && s.touched === touched) s.touched = undefined;
     }
@@ -359,7 +404,8 @@ export class VectorIndexes implements ChangeListener {
   }
 
   private track(p: Promise<unknown>): void {
-    const t = p.catch((e) => console.error(`quiver: vector index task failed: ${(e as Error).message}`)).finally(() => this.tasks.delete(t));
+    // Work that close() stopped waiting to try again ends with its last failure: not news at shutdown.
+    const t = p.catch((e) => this.closed || console.error(`quiver: vector index task failed: ${(e as Error).message}`)).finally(() => this.tasks.delete(t));
     this.tasks.add(t);
   }
 }
