@@ -1,10 +1,9 @@
-import { ExponentialBackoff, type IBackoff } from "cockatiel";
 import { pause } from "../kv/storage-errors.ts";
 
 export interface PatientRetryOptions {
   /** Tries after the first (Infinity: until one succeeds or `signal` aborts). */
   readonly retries: number;
-  /** First wait (ms); doubling, with cockatiel's decorrelated jitter, up to `maxDelayMs`. */
+  /** First wait (ms); doubling up to `maxDelayMs`, each drawn between half and all of that (jitter). */
   readonly initialDelayMs: number;
   readonly maxDelayMs: number;
   /** Ends the tries: a wait is cut short and the last failure is thrown; the try in flight finishes first. */
@@ -14,25 +13,28 @@ export interface PatientRetryOptions {
 }
 
 /**
- * Runs `fn` again after each failure, waiting cockatiel's exponential
- * back-off between tries, until it succeeds or the tries are spent (the last
+ * Runs `fn` again after each failure, waiting an exponential back-off with
+ * jitter between tries, until it succeeds or the tries are spent (the last
  * failure is thrown). For background work that must get done (a migration's
  * page, a vector index's catch-up), not for requests, which have their
- * shard policies. Not cockatiel's own retry policy: it sleeps each delay out
+ * shard policies. Not cockatiel's retry policy: it sleeps each delay out
  * whatever its signal says, so a shutdown would wait for the longest delay
  * (10–30 s) before the work noticed; here an abort ends the wait at once.
+ * Nor cockatiel's back-off classes: importing cockatiel here put its modules
+ * into the embedded server, which otherwise never loads them (the vector
+ * indexes use this; test/server-process.test.ts counts what a server loads).
  */
 export async function retryPatiently<T>(fn: () => Promise<T>, o: PatientRetryOptions): Promise<T> {
-  const factory = new ExponentialBackoff({ initialDelay: o.initialDelayMs, maxDelay: o.maxDelayMs });
-  let backoff: IBackoff<unknown> | undefined;
+  let ceiling = o.initialDelayMs;
   for (let tried = 0; ; tried++) {
     try {
       return await fn();
     } catch (error) {
       if (tried >= o.retries || o.signal?.aborted) throw error;
-      backoff = backoff === undefined ? factory.next() : backoff.next(undefined);
-      o.onRetry?.(error, backoff.duration);
-      await pause(backoff.duration, o.signal);
+      const ms = ceiling / 2 + Math.random() * (ceiling / 2);
+      ceiling = Math.min(o.maxDelayMs, ceiling * 2);
+      o.onRetry?.(error, ms);
+      await pause(ms, o.signal);
       if (o.signal?.aborted) throw error;
     }
   }
