@@ -35,6 +35,10 @@ interface ViewState {
   /** `vi.version` at the last snapshot. */
   snapshotVersion: number;
   writing: Promise<void> | undefined;
+  /** The catch-up running (or waiting to try again) for this view: one at a time, as two would share `touched`. */
+  catchingUp: Promise<void> | undefined;
+  /** A gap or an invalidation came while it ran: one more pass once it is done. */
+  catchUpAgain: boolean;
 }
 
 const PAGE = 256;
@@ -220,7 +224,7 @@ export class VectorIndexes implements ChangeListener {
     const start = performance.now();
     const loaded = await this.o.snapshots?.read(view, spec, embedder);
     const vi = loaded ?? ViewIndex.empty(view, spec, embedder);
-    const s: ViewState = { vi, ready: false, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined };
+    const s: ViewState = { vi, ready: false, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined, catchingUp: undefined, catchUpAgain: false };
     // Follow the feed from now on: changes during the scan are applied and protected from it.
     this.states.set(view.name, s);
     this.byPrefix.set(view.keyPrefix, s);
@@ -244,7 +248,26 @@ export class VectorIndexes implements ChangeListener {
    * that met a shard down would otherwise leave what the gap missed out of
    * the index until the next gap.
    */
-  private async catchUp(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
+  private catchUp(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
+    if (s.catchingUp !== undefined) {
+      s.catchUpAgain = true;
+      return s.catchingUp;
+    }
+    const run = (async () => {
+      try {
+        do {
+          s.catchUpAgain = false;
+          await this.catchUpOnce(s, why);
+        } while (s.catchUpAgain && !this.closed);
+      } finally {
+        s.catchingUp = undefined;
+      }
+    })();
+    s.catchingUp = run;
+    return run;
+  }
+
+  private async catchUpOnce(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
     const name = s.vi.view.name;
     const start = performance.now();
     await this.untilDone(name, why === "gap" ? "catch_up" : "invalidation", async () => {
