@@ -112,13 +112,17 @@ describe("claim matching across two pods", () => {
     expect(left).toEqual([]);
   }, 30_000);
 
-  test("a pod that missed feed events (the feed's Redis died) catches up from the store once the feed is back", async () => {
-    const text = "Pigeons in the main square are government drones recharging on power lines";
+  /** Kills the feed's Redis and pushes a claim on pod a, which hears its own write locally; pod b hears nothing. */
+  async function pushWhileFeedDown(id: number, text: string): Promise<void> {
     await l2.kill9();
     const pushed = performance.now();
-    await push(a, 600_000, text);
-    // Pod a hears its own write locally; pod b hears nothing.
-    expect(await visibleAfter(a, text, 600_000, pushed)).toBeLessThan(10_000);
+    await push(a, id, text);
+    expect(await visibleAfter(a, text, id, pushed)).toBeLessThan(10_000);
+  }
+
+  test("a pod that missed feed events (the feed's Redis died) catches up from the store once the feed is back", async () => {
+    const text = "Pigeons in the main square are government drones recharging on power lines";
+    await pushWhileFeedDown(600_000, text);
     await Bun.sleep(300);
     expect(await topMatch(b, text)).not.toBe(600_000);
     await l2.restart();
@@ -130,10 +134,7 @@ describe("claim matching across two pods", () => {
 
   test("a catch-up that finds the origin stopped is tried again until it has read every row", async () => {
     const text = "Street lights in the old town dim whenever a vaccine truck drives by";
-    await l2.kill9();
-    const pushed = performance.now();
-    await push(a, 700_000, text);
-    expect(await visibleAfter(a, text, 700_000, pushed)).toBeLessThan(10_000);
+    await pushWhileFeedDown(700_000, text);
     // The feed comes back while the origin is stopped: pod b's catch-up scan cannot read it.
     origin.pause();
     try {
