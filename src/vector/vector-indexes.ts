@@ -228,12 +228,23 @@ export class VectorIndexes implements ChangeListener {
     // Follow the feed from now on: changes during the scan are applied and protected from it.
     this.states.set(view.name, s);
     this.byPrefix.set(view.keyPrefix, s);
-    const unread = await this.scanInto(s, vi);
+    // The build's scan counts as the view's catch-up: a gap meanwhile asks for one more pass, not a second scan beside it.
+    const scan = this.scanInto(s, vi);
+    s.catchingUp = scan.then(
+      () => undefined,
+      () => undefined,
+    );
+    let unread: number;
+    try {
+      unread = await scan;
+    } finally {
+      s.catchingUp = undefined;
+    }
     s.ready = true;
     if (!loaded) s.snapshotVersion = -1;
     this.buildSeconds.labels(view.name, loaded ? "catch_up" : "build").observe((performance.now() - start) / 1000);
-    // Served as built; the rows whose shard did not answer come in with a catch-up, tried until it reads them all.
-    if (unread > 0) this.track(this.catchUp(s, "gap"));
+    // Served as built; rows whose shard did not answer, and what a gap during the build missed, come in with a catch-up.
+    if (unread > 0 || s.catchUpAgain) this.track(this.catchUp(s, "gap"));
   }
 
   private drop(name: string, s: ViewState): void {
