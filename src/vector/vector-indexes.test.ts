@@ -49,6 +49,21 @@ async function setup(connected = true) {
   await vectors.start(registry);
   return { store, feed, vectors };
 }
+/** `inner` in the shape of a composite whose shard is out while `down()`: UNAVAILABLE slots, not a rejection. */
+function flaky(inner: KvNode, down: () => boolean): KvNode {
+  return {
+    id: "flaky",
+    readsNow: "never",
+    rawNow: undefined,
+    getManyNow: () => undefined,
+    getMany: async (keys): Promise<ReadSlot[]> => (down() ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
+    putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
+    deleteMany: (keys) => inner.deleteMany(keys),
+    scan: (cursor, count, prefix) => inner.scan(cursor, count, prefix),
+    health: () => inner.health(),
+    close: () => inner.close(),
+  };
+}
 const ids = (v: VectorIndexes) => [...v.get("items")!.labels.liveKeys()].sort();
 
 describe("VectorIndexes", () => {
@@ -103,19 +118,7 @@ describe("VectorIndexes", () => {
   test("a change whose row storage cannot read right now is kept and applied once it can", async () => {
     const inner = new ArenaKvNode("t");
     let down = false;
-    // The shape of a composite whose shard is out: UNAVAILABLE slots, not a rejection.
-    const store: KvNode = {
-      id: "flaky",
-      readsNow: "never",
-      rawNow: undefined,
-      getManyNow: () => undefined,
-      getMany: async (keys): Promise<ReadSlot[]> => (down ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
-      putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      scan: (cursor, count, prefix) => inner.scan(cursor, count, prefix),
-      health: () => inner.health(),
-      close: () => inner.close(),
-    };
+    const store = flaky(inner, () => down);
     const feed = new TestFeed();
     const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
     await vectors.start(registry);
@@ -173,18 +176,7 @@ describe("VectorIndexes", () => {
     const inner = new ArenaKvNode("t");
     let down = false;
     const metrics = new MetricsRegistry();
-    const store: KvNode = {
-      id: "flaky",
-      readsNow: "never",
-      rawNow: undefined,
-      getManyNow: () => undefined,
-      getMany: async (keys): Promise<ReadSlot[]> => (down ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
-      putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      scan: (cursor, count, prefix) => inner.scan(cursor, count, prefix),
-      health: () => inner.health(),
-      close: () => inner.close(),
-    };
+    const store = flaky(inner, () => down);
     const feed = new TestFeed();
     const vectors = new VectorIndexes({ store, feed, metrics, snapshotIntervalMs: 0, embedders: { modelPath: "" } });
     await vectors.start(registry);
