@@ -93,7 +93,18 @@ export class VectorIndexes implements ChangeListener {
   /** Loads or builds every index the registry declares, then follows the feed. */
   async start(registry: Registry): Promise<void> {
     this.unsubscribe = this.o.feed.subscribe(this);
-    for (const view of registry.views.values()) if (view.index) await this.open(view);
+    for (const view of registry.views.values()) {
+      if (!view.index) continue;
+      try {
+        await this.open(view);
+      } catch (e) {
+        // A shard down at start must not keep the server from starting (lookups answer its keys' defaults,
+        // flagged): the view is served once a build gets through, matches answer 503 meanwhile.
+        this.retried.labels(view.name, "build").inc();
+        console.error(`quiver: vector index ${view.name}: build failed at start (${(e as Error).message}); starting without it, trying again`);
+        this.track(this.untilDone(view.name, "build", () => this.open(view)));
+      }
+    }
     if (!this.o.feed.state().connected) this.catchUpOnceConnected();
     if (this.o.snapshots && this.o.snapshotIntervalMs > 0) {
       this.timer = setInterval(() => this.track(this.snapshotAll()), this.o.snapshotIntervalMs);
