@@ -14,7 +14,7 @@ import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
-import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, type ViewSample, type WarmupShape } from "./serving/index.ts";
+import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
@@ -141,7 +141,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const metered: KvNode = new MeteredKvNode(new PublishingKvNode(cache ?? store, feed, clock), metrics);
 
   let demoRows = 0;
-  if (config.demoEntities > 0 && (await store.scan("0", 1)).keys.length === 0) {
+  if (config.demoEntities > 0 && (await storeIsEmpty(store))) {
     demoRows = await loadDemoData(store, registry.current, config.demoEntities, clock());
   }
   // Vector indexes: from snapshots plus a catch-up scan, or built by a scan; then fed by the change feed.

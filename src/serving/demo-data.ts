@@ -103,6 +103,30 @@ function affinityValues(i: number): FeatureValue[] {
  * batches. Event times are spread over the last hour before `now`, inside
  * every view's max age. Views absent from the registry are skipped.
  */
+/**
+ * Is the store empty, so demo data may go in? Answers "no" when it cannot
+ * tell: demo rows are stamped now and would win over real ones (last write
+ * wins). Pages until it finds a key or the scan ends: a page of a SCAN can
+ * come back empty with more to follow (Redis does that; a ring answers its
+ * first node's pages first, so data on any other node came after an empty
+ * page), and only the end of the scan says the store is empty.
+ */
+export async function storeIsEmpty(store: KvNode, log: (line: string) => void = (l) => console.error(l)): Promise<boolean> {
+  let cursor = "0";
+  try {
+    for (let page = 0; page < 100_000; page++) {
+      const p = await store.scan(cursor, 100);
+      if (p.keys.length > 0) return false;
+      cursor = p.cursor;
+      if (cursor === "0") return true;
+    }
+    return false;
+  } catch (e) {
+    log(`quiver: could not tell whether the store is empty (${(e as Error).message}); demo data not loaded`);
+    return false;
+  }
+}
+
 export async function loadDemoData(store: KvNode, registry: Registry, entities: number, now: number): Promise<number> {
   const { drivers, customers, claims } = demoCounts(entities);
   let total = 0;

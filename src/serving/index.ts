@@ -1,4 +1,4 @@
-export { demoCounts, loadDemoData } from "./demo-data.ts";
+export { demoCounts, loadDemoData, storeIsEmpty } from "./demo-data.ts";
 export { ColumnEntities, type EntityInput, entityKeys, keyPart, MessageRow, parseEntities, RowEntities } from "./entity-input.ts";
 export { formatRfc3339, parseEventTime } from "./event-time.ts";
 export { type CallOptions, FeatureServing, type PushResult, type ServingLimits } from "./feature-serving.ts";

@@ -1,0 +1,44 @@
+import { expect, test } from "bun:test";
+import { ringKeyStart } from "../kv/keys.ts";
+import { ArenaKvNode } from "../kv/arena-node.ts";
+import type { KvNode } from "../kv/kv-node.ts";
+import { ShardedStore } from "../store/sharded-store.ts";
+import { storeIsEmpty } from "./demo-data.ts";
+
+const quiet = () => {};
+
+test("a ring whose data sits only on a node after the first is not empty (its first page of the scan is)", async () => {
+  const nodes = [new ArenaKvNode("n0"), new ArenaKvNode("n1"), new ArenaKvNode("n2")];
+  const store = new ShardedStore(nodes.map((node) => ({ id: node.id, weight: 1, node })));
+  expect(await storeIsEmpty(store, quiet)).toBe(true);
+  // A key the ring gives to a node other than the first: the old check (`scan("0", 1)` finds no key) called the store empty.
+  let key = "";
+  for (let i = 0; key === ""; i++) {
+    const k = `driver_hourly_stats@1/driver_id=i${i}`;
+    if (store.ring.ownerIndexOf(k, ringKeyStart(k)) !== 0) key = k;
+  }
+  await store.putMany([{ key, row: { ts: 1, values: [1] } }]);
+  expect((await store.scan("0", 1)).keys).toEqual([]);
+  expect(await storeIsEmpty(store, quiet)).toBe(false);
+});
+
+test("a store that cannot be scanned is not called empty, and says why", async () => {
+  const inner = new ArenaKvNode("down");
+  const store: KvNode = {
+    id: "down",
+    readsNow: "never",
+    rawNow: undefined,
+    getManyNow: () => undefined,
+    getMany: (keys) => inner.getMany(keys),
+    putMany: (entries) => inner.putMany(entries),
+    deleteMany: (keys) => inner.deleteMany(keys),
+    scan: async () => {
+      throw new Error("s1: scan failed on the primary");
+    },
+    health: () => inner.health(),
+    close: () => inner.close(),
+  };
+  const lines: string[] = [];
+  expect(await storeIsEmpty(store, (l) => lines.push(l))).toBe(false);
+  expect(lines).toEqual(["quiver: could not tell whether the store is empty (s1: scan failed on the primary); demo data not loaded"]);
+});
