@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
 import { ringKeyStart } from "../kv/keys.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import type { KvNode } from "../kv/kv-node.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
+import { compositeShape } from "../../test/support/composite-shape.ts";
 import { storeIsEmpty } from "./demo-data.ts";
 
 const quiet = () => {};
@@ -23,21 +23,11 @@ test("a ring whose data sits only on a node after the first is not empty (its fi
 });
 
 test("a store that cannot be scanned is not called empty, and says why", async () => {
-  const inner = new ArenaKvNode("down");
-  const store: KvNode = {
-    id: "down",
-    readsNow: "never",
-    rawNow: undefined,
-    getManyNow: () => undefined,
-    getMany: (keys) => inner.getMany(keys),
-    putMany: (entries) => inner.putMany(entries),
-    deleteMany: (keys) => inner.deleteMany(keys),
+  const store = compositeShape(new ArenaKvNode("down"), {
     scan: async () => {
       throw new Error("s1: scan failed on the primary");
     },
-    health: () => inner.health(),
-    close: () => inner.close(),
-  };
+  });
   const lines: string[] = [];
   expect(await storeIsEmpty(store, (l) => lines.push(l))).toBe(false);
   expect(lines).toEqual(["quiver: could not tell whether the store is empty (s1: scan failed on the primary); demo data not loaded"]);

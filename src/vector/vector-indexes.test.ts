@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { prng, unitVector } from "../../test/support/vectors.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../feed/index.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { type KvEntry, type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
+import { type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/read-definitions.ts";
+import { compositeShape } from "../../test/support/composite-shape.ts";
 import { VectorIndexes } from "./vector-indexes.ts";
 
 const registry = compileRegistry({
@@ -51,18 +52,7 @@ async function setup(connected = true) {
 }
 /** `inner` in the shape of a composite whose shard is out while `down()`: UNAVAILABLE slots, not a rejection. */
 function flaky(inner: KvNode, down: () => boolean): KvNode {
-  return {
-    id: "flaky",
-    readsNow: "never",
-    rawNow: undefined,
-    getManyNow: () => undefined,
-    getMany: async (keys): Promise<ReadSlot[]> => (down() ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)),
-    putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
-    deleteMany: (keys) => inner.deleteMany(keys),
-    scan: (cursor, count, prefix) => inner.scan(cursor, count, prefix),
-    health: () => inner.health(),
-    close: () => inner.close(),
-  };
+  return compositeShape(inner, { getMany: async (keys): Promise<ReadSlot[]> => (down() ? keys.map(() => UNAVAILABLE) : inner.getMany(keys)) });
 }
 const ids = (v: VectorIndexes) => [...v.get("items")!.labels.liveKeys()].sort();
 
@@ -141,14 +131,7 @@ describe("VectorIndexes", () => {
     let mostInPass = 0;
     let passes = 0;
     // The in-process node behind a composite's shape, counting passes over the keys (from cursor "0" back to "0") and how many run at once.
-    const store: KvNode = {
-      id: "counting",
-      readsNow: "never",
-      rawNow: undefined,
-      getManyNow: () => undefined,
-      getMany: (keys) => inner.getMany(keys),
-      putMany: (entries: readonly KvEntry[]) => inner.putMany(entries),
-      deleteMany: (keys) => inner.deleteMany(keys),
+    const store = compositeShape(inner, {
       scan: async (cursor, count, prefix) => {
         if (cursor === "0") {
           passes++;
@@ -160,9 +143,7 @@ describe("VectorIndexes", () => {
         if (page.cursor === "0") inPass--;
         return page;
       },
-      health: () => inner.health(),
-      close: () => inner.close(),
-    };
+    });
     const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
     await vectors.start(registry);
     await vectors.idle();
