@@ -15,7 +15,11 @@ test("tries again after each failure until one succeeds, reporting each wait", a
   expect(out).toBe("ok");
   expect(calls).toBe(4);
   expect(waits).toHaveLength(3);
-  for (const ms of waits) expect(ms).toBeLessThanOrEqual(4);
+  // Ceilings 1, 2, 4 ms (doubling, capped at 4); each wait between three quarters and all of its ceiling.
+  [1, 2, 4].forEach((ceiling, i) => {
+    expect(waits[i]!).toBeGreaterThanOrEqual(0.75 * ceiling);
+    expect(waits[i]!).toBeLessThanOrEqual(ceiling);
+  });
 });
 
 test("throws the last failure once the retries are spent", async () => {

@@ -3,7 +3,7 @@ import { pause } from "../kv/storage-errors.ts";
 export interface PatientRetryOptions {
   /** Tries after the first (Infinity: until one succeeds or `signal` aborts). */
   readonly retries: number;
-  /** First wait (ms); doubling up to `maxDelayMs`, each drawn between half and all of that (jitter). */
+  /** First wait (ms); doubling up to `maxDelayMs`, each drawn between three quarters and all of that (jitter, which keeps the tries' span within a quarter of its sum: a caller can size it against a bound, as the migration does against a breaker's open state). */
   readonly initialDelayMs: number;
   readonly maxDelayMs: number;
   /** Ends the tries: a wait is cut short and the last failure is thrown; the try in flight finishes first. */
@@ -31,7 +31,7 @@ export async function retryPatiently<T>(fn: () => Promise<T>, o: PatientRetryOpt
       return await fn();
     } catch (error) {
       if (tried >= o.retries || o.signal?.aborted) throw error;
-      const ms = ceiling / 2 + Math.random() * (ceiling / 2);
+      const ms = ceiling * (0.75 + Math.random() * 0.25);
       ceiling = Math.min(o.maxDelayMs, ceiling * 2);
       o.onRetry?.(error, ms);
       await pause(ms, o.signal);

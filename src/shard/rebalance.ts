@@ -32,7 +32,7 @@ export interface MigrationOptions {
    * Times a page (its scan and its move) is tried again after a failure
    * before the migration fails (default 10): a shard's timeout or failover, or
    * this process stalled past a call's timeout, is not worth an operator's
-   * reload. With the default back-off the tries span about 45 s, longer than
+   * reload. With the default back-off the tries span 34–46 s, longer than
    * a shard's breaker stays open (30 s by default) once a shard outage has
    * opened it. Moving a page again is safe: copies are last-write-wins and
    * the source deletes only what is not newer than the copy.
