@@ -306,7 +306,7 @@ describe("CacheTier with L1", () => {
     const key = "v@1/k=i1";
     await origin.rows.putMany([{ key, row: row(5, "a") }]);
     await tier.getMany([key]);
-    const until = l1.peek(key)!.freshUntil; // 54-60 s from now: the TTL less its jitter
+    const until = l1.peek(key)!.freshUntil; // 30-60 s from now: the TTL less a first fill's jitter
     const settle = async () => {
       for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
     };
@@ -340,12 +340,18 @@ describe("CacheTier with L1", () => {
     expect(m.refreshed.value).toBe(2);
   });
 
-  /** `n` keys read into L1, then the clock past the latest one's refresh point and before the earliest expiry: every hit claims its key. */
+  /**
+   * `n` keys read into L1 and filled once more while fresh (as a refresh
+   * fills: the narrow jitter, all due within 54-60 s; first fills spread over
+   * 30-60 s), then the clock past the latest one's refresh point and before
+   * the earliest expiry: every hit claims its key.
+   */
   async function dueForRefresh(n: number) {
     const s = setup();
     const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
     await s.origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
     await s.tier.getMany(keys);
+    for (const [i, key] of keys.entries()) s.l1.fill(key, row(i + 1, i));
     const untils = keys.map((k) => s.l1.peek(k)!.freshUntil);
     s.clock.advance(Math.min(...untils) - s.clock.now() - 1);
     return { ...s, keys, untils };

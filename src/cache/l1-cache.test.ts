@@ -28,16 +28,16 @@ describe("L1Cache", () => {
     expect(c.graceRow("v@1/k=i1", clock.now())).toBeUndefined();
   });
 
-  test("rows filled together expire spread over the last tenth of their TTL, not at one instant", () => {
+  test("rows filled together for the first time expire spread over the last half of their TTL, not at one instant", () => {
     const clock = fakeClock();
     const c = l1(clock, 64 << 20);
     const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
     for (const k of keys) c.fill(k, row(1, 1));
     const start = clock.now();
     const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
-    expect(freshAt(53_999)).toBe(1000); // 90% of the TTL: all still fresh
-    const quarters = [55_500, 57_000, 58_500].map(freshAt);
-    // Spread evenly across 54-60 s: about three quarters, half, a quarter left.
+    expect(freshAt(29_999)).toBe(1000); // half the TTL: all still fresh
+    const quarters = [37_500, 45_000, 52_500].map(freshAt);
+    // Spread evenly across 30-60 s: about three quarters, half, a quarter left.
     expect(quarters[0]).toBeGreaterThan(650);
     expect(quarters[0]).toBeLessThan(850);
     expect(quarters[1]).toBeGreaterThan(400);
@@ -45,6 +45,56 @@ describe("L1Cache", () => {
     expect(quarters[2]).toBeGreaterThan(150);
     expect(quarters[2]).toBeLessThan(350);
     expect(freshAt(60_000)).toBe(0); // never past the TTL
+  });
+
+  test("a cohort filled at one instant comes due for refresh at most ~1/25 of it in any second (the first fill's wide jitter)", () => {
+    const clock = fakeClock();
+    const c = l1(clock, 64 << 20);
+    const n = 10_000;
+    const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
+    for (const k of keys) c.fill(k, row(1, 1));
+    const perSecond = new Map<number, number>();
+    for (const k of keys) {
+      const second = Math.floor((c.peek(k)!.freshUntil - clock.now()) / 1000);
+      perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+    }
+    // Uniform over 30 s would be n/30 (333) a second; over the refresh's tenth (6 s) it was n/6 (1,667).
+    expect(Math.max(...perSecond.values())).toBeLessThan(n / 25);
+    expect(perSecond.size).toBeGreaterThanOrEqual(30);
+  });
+
+  test("a refresh (a fill over a fresh entry) keeps the narrow jitter: fresh for the last tenth of its TTL", () => {
+    const clock = fakeClock();
+    const c = l1(clock, 64 << 20);
+    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
+    for (const k of keys) c.fill(k, row(1, 1));
+    clock.advance(29_000); // every first fill still fresh (it lives 30-60 s)
+    for (const k of keys) c.fill(k, row(2, 2));
+    const start = clock.now();
+    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    expect(freshAt(53_999)).toBe(1000);
+    const middle = freshAt(57_000);
+    expect(middle).toBeGreaterThan(400);
+    expect(middle).toBeLessThan(600);
+    expect(freshAt(60_000)).toBe(0);
+  });
+
+  test("a fill after the entry expired, or over a floor, spreads as a first fill does", () => {
+    const clock = fakeClock();
+    const c = l1(clock, 64 << 20);
+    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
+    for (const k of keys) c.fill(k, row(1, 1));
+    clock.advance(60_000); // all expired: grace copies
+    for (const [i, k] of keys.entries()) {
+      if (i % 2 === 0) c.supersede(k, 5);
+      c.fill(k, row(6, 6));
+    }
+    const start = clock.now();
+    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    expect(freshAt(29_999)).toBe(1000);
+    const middle = freshAt(45_000);
+    expect(middle).toBeGreaterThan(400);
+    expect(middle).toBeLessThan(600);
   });
 
   test("a miss is cached for the negative TTL and has no grace copy", () => {

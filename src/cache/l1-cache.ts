@@ -46,15 +46,19 @@ export interface L1Options {
   readonly onEvict?: () => void;
 }
 
-/** Share of the TTL a fill may be shortened by, at random (L1Cache.jitter). */
+/** Share of the TTL a refresh (a fill over a fresh entry) may be shortened by, at random (L1Cache.jitter). */
 const TTL_JITTER = 0.1;
+
+/** Share of the TTL any other fill may be shortened by: a first fill, or one over an expired entry, a floor or a grace copy (L1Cache.fill). */
+const FIRST_FILL_JITTER = 0.5;
 
 /** Share of the TTL before expiry in which a hit refreshes its entry (L1Cache.claimRefresh). */
 const REFRESH_SHARE = 0.25;
 
 /**
  * The in-process tier: an LRU bounded by estimated bytes (`lru-cache`'s
- * `maxSize`). A fill is fresh for its TTL less up to a tenth (jitter, below).
+ * `maxSize`). A fill is fresh for its TTL less up to a half, a refresh for
+ * its TTL less up to a tenth (jitter, below).
  * TTL and grace are checked here against the injected clock,
  * not by lru-cache's own timers, so tests drive time with a fake clock and
  * an expired row stays as a grace copy until its grace window or the byte
@@ -149,37 +153,49 @@ export class L1Cache {
    * Stores what a read found (a row, or undefined for "the origin has none").
    * Refuses anything older than the row or floor already held: a late fill
    * never replaces a newer row. Returns whether it was stored.
+   *
+   * A fill that replaces a fresh entry (a refresh ahead) is fresh for its TTL
+   * less up to a tenth; any other (the key's first fill, or one after its
+   * entry expired or became a floor) less up to a half. Rows filled together
+   * are first fills, and they came due for refresh together: 100k rows filled
+   * within a second came due over their 6 s of jitter, and a lookup load
+   * that reads each key every few seconds claimed ~10k refreshes a second
+   * for ~5 s (12-06, the bench's Redis rig at 20k single lookups/s;
+   * `quiver_cache_refreshed_keys_total`), with the core saturated. Spread
+   * over half the TTL, the same cohort comes due over ~30 s; the refreshes
+   * then keep that spread, so only first fills pay the shorter life (one
+   * earlier re-read per key), not every refresh.
    */
   fill(key: string, row: StoredRow | undefined): boolean {
     const held = this.lru.peek(key);
     if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY : row.ts < held.ts)) return false;
     const now = this.clock();
+    const share = held !== undefined && now < held.freshUntil ? TTL_JITTER : FIRST_FILL_JITTER;
     if (row === undefined) {
-      const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs);
+      const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs, share);
       this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: false });
     } else {
       const raw = encodeRow(row);
-      const fresh = now + this.ttlMs - this.jitter(this.ttlMs);
+      const fresh = now + this.ttlMs - this.jitter(this.ttlMs, share);
       this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now, refreshing: false });
     }
     return true;
   }
 
   /**
-   * Up to a tenth of `ttl`, drawn per fill. Rows filled together (a start-up
+   * Up to `share` of `ttl`, drawn per fill. Rows filled together (a start-up
    * warm-up, the refill after a feed gap or an invalidation cleared L1, a
    * burst of new keys) would otherwise expire together one TTL later, and the
    * refill after that would line them up again: a storm of origin reads every
-   * TTL. Spread over a tenth of it, the storm thins out with each round. A
-   * fixed-seed xorshift, so tests on a fake clock stay deterministic.
+   * TTL. A fixed-seed xorshift, so tests on a fake clock stay deterministic.
    */
-  private jitter(ttl: number): number {
+  private jitter(ttl: number, share: number): number {
     let x = this.seed;
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
     this.seed = x;
-    return ttl * TTL_JITTER * ((x >>> 0) / 4294967296);
+    return ttl * share * ((x >>> 0) / 4294967296);
   }
 
   private seed = 0x9e3779b9 | 0;
