@@ -471,7 +471,7 @@ async function startYoungGcPacer(config: QuiverConfig, admission: AdaptiveAdmiss
     paced.inc();
     paused.inc(pauseMs / 1000);
   };
-  return new YoungGcPacer(gc, () => admission.admittedCount, { intervalMs: config.youngGcIntervalMs, minRequests: config.youngGcMinRequests, onCollected }).start();
+  return new YoungGcPacer(gc, () => admission.admittedCount, { intervalMs: config.youngGcIntervalMs, minRequests: config.youngGcMinRequests, minHeapBytes: config.youngGcMinHeapMb * 1024 * 1024, onCollected }).start();
 }
 
 function registerAdmissionGauges(metrics: MetricsRegistry, admission: AdaptiveAdmission, health: HealthMonitor): void {

@@ -29,6 +29,9 @@ describe("loadConfig", () => {
     expect(loadConfig([], {}).warmupShapes).toEqual(["json"]);
     // A fraction where a number of ms may have one; not exponents or hex, which Number() would take.
     expect(loadConfig(["--overload-turn-ms", "0.5"], {}).overloadTurnMs).toBe(0.5);
+    expect(loadConfig([], {}).youngGcMinHeapMb).toBe(128);
+    expect(loadConfig(["--young-gc-min-heap-mb", "0"], {}).youngGcMinHeapMb).toBe(0);
+    expect(() => loadConfig(["--young-gc-min-heap-mb", "-1"], {})).toThrow("--young-gc-min-heap-mb");
     for (const bad of ["1e3", "0x1", "-1", ".5", "1."]) expect(() => loadConfig(["--overload-turn-ms", bad], {})).toThrow(`--overload-turn-ms: expected a number from 0 to 10000 (digits, optionally a fraction), got "${bad}"`);
     expect(() => loadConfig(["--port"], {})).toThrow("--port: a value is required");
     expect(() => loadConfig(["stray"], {})).toThrow('unexpected argument "stray"');

@@ -4,7 +4,7 @@ import { YoungGcPacer } from "./young-gc-pacer.ts";
 
 const MB = 1024 * 1024;
 
-function harness(minRequests: number, heapMb = 300) {
+function harness(minRequests: number, heapMb = 300, minHeapMb?: number) {
   let requests = 0;
   let clock = 0;
   let collected = 0;
@@ -21,7 +21,7 @@ function harness(minRequests: number, heapMb = 300) {
       return heap;
     },
   };
-  const pacer = new YoungGcPacer(gc, () => requests, { intervalMs: 50, minRequests, onCollected: (ms) => pauses.push(ms) }, () => clock);
+  const pacer = new YoungGcPacer(gc, () => requests, { intervalMs: 50, minRequests, ...(minHeapMb === undefined ? {} : { minHeapBytes: minHeapMb * MB }), onCollected: (ms) => pauses.push(ms) }, () => clock);
   return {
     pacer,
     pauses,
@@ -129,3 +129,15 @@ function youngObjects(n: number): WeakRef<object>[] {
   for (let i = 0; i < n; i++) refs.push(new WeakRef({ i, s: `row-${i}` }));
   return refs;
 }
+
+test("the heap size from which collections are paced is a setting: 128 MiB by default, any heap at 0", () => {
+  const small = harness(1, 30);
+  small.serve(10);
+  expect(small.pacer.tick()).toBe(false); // 30 MiB: the runtime's own schedule
+  const anyHeap = harness(1, 30, 0);
+  anyHeap.serve(10);
+  expect(anyHeap.pacer.tick()).toBe(true);
+  const lower = harness(1, 30, 16);
+  lower.serve(10);
+  expect(lower.pacer.tick()).toBe(true);
+});
