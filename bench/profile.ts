@@ -25,7 +25,10 @@ import type { BenchContext } from "./suites/suite.ts";
  * reported in µs per request: JavaScript by function, Bun's native code by
  * the JavaScript that called it, native code with no JavaScript above it (the
  * HTTP server, the collector), the kernel. Prints a table; keeps nothing but
- * what `--keep DIR` asks for.
+ * what `--keep DIR` asks for. `--quiver-arg` (repeatable) passes an argument to
+ * Quiver's server as well, e.g. `--quiver-arg=--topology --quiver-arg=t.yaml
+ * --quiver-arg=--cache-l1 --quiver-arg=off` to profile lookups on Redis shards
+ * the caller started (and pinned to core 1, as the Redis benches do).
  */
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -35,12 +38,14 @@ const { values } = parseArgs({
     top: { type: "string", default: "15" },
     batch: { type: "string", default: "1" },
     keep: { type: "string" },
+    "quiver-arg": { type: "string", multiple: true },
   },
 });
 const seconds = Number(values.seconds);
 const entities = Number(values.entities);
 const topN = Number(values.top);
 const batch = Number(values.batch);
+const quiverArgs = values["quiver-arg"] ?? [];
 if (!(seconds > 0 && Number.isInteger(entities) && entities > 0 && topN > 0 && Number.isInteger(batch) && batch > 0)) throw new Error("profile: --seconds, --entities, --top and --batch must be positive numbers");
 if (Bun.which("perf") === null) {
   process.stderr.write("profile: needs perf (apt-get install -y linux-perf)\n");
@@ -147,7 +152,7 @@ const jitEnv = { BUN_JSC_useJITDump: "1", BUN_JSC_jitDumpDirectory: jitDir };
 if (!canPin()) log("profile: taskset not found, running unpinned");
 try {
   const bodyBytes = (await (async () => {
-    const q = await startPinned(ctx, "quiver (probe)", "src/main.ts", ["--grpc-port", "-1", "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000 });
+    const q = await startPinned(ctx, "quiver (probe)", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000 });
     try {
       return (await probeLookup(q.url, entities, batch)).responseBytes;
     } finally {
@@ -155,7 +160,7 @@ try {
     }
   })());
   const floor = await profile("floor", await startPinned(ctx, "protocol floor", "bench/servers/bare-server.ts", ["--body-bytes", String(bodyBytes), "--parse-json"], { readyPath: "/__ready", timeoutMs: 15_000, env: jitEnv }));
-  const quiver = await profile("quiver", await startPinned(ctx, "quiver", "src/main.ts", ["--grpc-port", "-1", "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000, env: jitEnv }));
+  const quiver = await profile("quiver", await startPinned(ctx, "quiver", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000, env: jitEnv }));
   process.stdout.write(`${report(floor, quiver)}\n`);
 } finally {
   if (values.keep === undefined) rmSync(work, { recursive: true, force: true });
