@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import * as promClient from "prom-client";
 import { MetricsRegistry } from "./metrics.ts";
 import { Registry, registerDefaultMetrics } from "./prom.ts";
@@ -36,6 +37,44 @@ describe("MetricsRegistry on prom-client", () => {
     expect(text).toContain('t_latency_seconds_bucket{op="get",le="+Inf"} 3');
     expect(text).toContain('t_latency_seconds_sum{op="get"} 0.5055');
     expect(text).toContain('t_latency_seconds_count{op="get"} 3');
+  });
+
+  test("histograms, counters and gauges write the text prom-client writes from their values, byte for byte (labels with quotes, backslashes, newlines; any values)", async () => {
+    const labelValue = fc.string({ unit: fc.constantFrom("a", "z", "0", "/", '"', "\\", "\n", " ", "é", "{", "=") , maxLength: 8 });
+    const value = fc.oneof(fc.double({ noNaN: false }), fc.constantFrom(0, 1e-9, 5e-5, 0.001, 1e21, -0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(labelValue, labelValue), { maxLength: 5 }), fc.array(fc.tuple(fc.nat(4), value), { maxLength: 30 }), fc.boolean(), async (series, observations, labelled) => {
+        const m = new MetricsRegistry({ defaultMetrics: false });
+        const h = labelled ? m.histogram("t_prop_seconds", "Help with \\ and\na newline.", ["route", "status"], [0.0001, 0.001, 0.5, 10]) : m.histogram("t_prop_seconds", "Plain.", [], [0.0001, 0.001]);
+        const handles = labelled ? series.map(([a, b]) => h.labels(a, b)) : [h.labels()];
+        for (const [i, v] of observations) handles[i % Math.max(1, handles.length)]?.observe(v);
+        const c = labelled ? m.counter("t_prop_total", "Counted \\ here.", ["route", "status"]) : m.counter("t_prop_total", "Counted.");
+        const counts = labelled ? series.map(([a, b]) => c.labels(a, b)) : [c.labels()];
+        for (const [i, v] of observations) if (Number.isFinite(v)) counts[i % Math.max(1, counts.length)]?.inc(Math.abs(v));
+        const registry = m.prom as unknown as { getMetricsAsString(metric: unknown): Promise<string> };
+        expect(h.metric.exportText()).toBe(await registry.getMetricsAsString(h.metric));
+        expect(c.metric.exportText()).toBe(await registry.getMetricsAsString(c.metric));
+        m.gauge("t_prop_gauge", "Gauged \\ now.", () => observations.map(([i, v], j) => (j % 2 === 0 ? { value: v } : { labels: { route: series[i % Math.max(1, series.length)]?.[0] ?? "", n: String(i) }, value: v })));
+        expect(await m.render()).toBe(await m.prom.metrics());
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test("a whole registry renders as prom-client renders it: counters, gauges, default metrics and histograms in registration order", async () => {
+    const m = new MetricsRegistry();
+    m.counter("t_total", "Counted.", ["kind"]).labels('a"b').inc(3);
+    m.histogram("t_seconds", "Timed.", ["op"]).labels("get").observe(0.002);
+    m.gauge("t_gauge", "Gauged.", () => [{ labels: { x: "1" }, value: 2 }]);
+    m.histogram("t_empty_seconds", "Nothing observed yet.", ["op"]);
+    const ours = await m.render();
+    const theirs = await m.prom.metrics();
+    // Process metrics move between two scrapes (CPU, event-loop lag): compare the lines' names and our metrics' lines.
+    const names = (text: string) => text.split("\n").map((l) => l.replace(/[ {].*$/, ""));
+    expect(names(ours)).toEqual(names(theirs));
+    const own = (text: string) => text.split("\n").filter((l) => /^(# [A-Z]+ )?t_/.test(l));
+    expect(own(ours)).toEqual(own(theirs));
+    expect(ours.endsWith("\n")).toBe(true);
   });
 
   test("scrape-time gauges with per-sample labels, escaped", async () => {
@@ -88,6 +127,13 @@ describe("MetricsRegistry on prom-client", () => {
     expect(after.get("process_cpu_user_seconds_total")! + after.get("process_cpu_system_seconds_total")!).toBeGreaterThan(0);
     expect(after.get("process_cpu_seconds_total")).toBeCloseTo(after.get("process_cpu_user_seconds_total")! + after.get("process_cpu_system_seconds_total")!, 9);
     theirs.clear();
+  });
+
+  test("a counter without labels exports its one series from the start, at 0, as prom-client's own does", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    m.counter("t_plain_total", "Plain.");
+    expect(await m.render()).toBe("# HELP t_plain_total Plain.\n# TYPE t_plain_total counter\nt_plain_total 0\n");
+    expect(await m.render()).toBe(await m.prom.metrics());
   });
 
   test("a handle resolved with the wrong number of labels is refused at resolution", () => {
