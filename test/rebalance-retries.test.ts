@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { KvEntry } from "../src/kv/kv-node.ts";
+import type { KvEntry, KvNode, PrimaryAccess, ReadContext } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
@@ -72,6 +72,59 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/**
+ * A source shard whose first compare-and-delete runs on the server and then
+ * loses its reply (a timeout after the server did the work): the page fails
+ * with the keys already gone from the source, and its next try's scan no
+ * longer sees them.
+ */
+class LostDeleteReply implements KvNode, PrimaryAccess {
+  readonly readsNow = "never";
+  readonly rawNow = undefined;
+  lost = 0;
+  /** Keys the call whose reply was lost deleted. */
+  lostDeleted = 0;
+  constructor(private readonly inner: KvNode & PrimaryAccess) {}
+  get id() {
+    return this.inner.id;
+  }
+  getMany(keys: readonly string[], ctx?: ReadContext) {
+    return this.inner.getMany(keys, ctx);
+  }
+  getManyNow() {
+    return undefined;
+  }
+  putMany(entries: readonly KvEntry[], signal?: AbortSignal) {
+    return this.inner.putMany(entries, signal);
+  }
+  deleteMany(keys: readonly string[], signal?: AbortSignal) {
+    return this.inner.deleteMany(keys, signal);
+  }
+  scan(cursor: string, count: number, prefix?: string) {
+    return this.inner.scan(cursor, count, prefix);
+  }
+  health() {
+    return this.inner.health();
+  }
+  close() {
+    return Promise.resolve();
+  }
+  getManyPrimary(keys: readonly string[], signal?: AbortSignal) {
+    return this.inner.getManyPrimary(keys, signal);
+  }
+  async deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal) {
+    const kept = await this.inner.deleteIfNotNewer(items, signal);
+    if (this.lost++ === 0) {
+      this.lostDeleted = items.length - kept.length;
+      throw new Error(`lost reply: ${this.lostDeleted} keys were deleted`);
+    }
+    return kept;
+  }
+  size() {
+    return this.inner.size();
+  }
+}
+
 describe("a migration whose destination shard stops answering", () => {
   test("its failed pages are tried again, and it completes once the shard is back", async () => {
     const store = new ShardedStore([a]);
@@ -125,6 +178,29 @@ describe("a migration whose destination shard stops answering", () => {
     const p = await resumed.run();
     expect(p.state).toBe("done");
     expect(p.retriedPages).toBeGreaterThanOrEqual(2); // carried over from the checkpoint
+    await expectAll(store);
+  }, 30_000);
+
+  test("a page whose delete ran but whose reply was lost is tried again and counts every key it moved, once", async () => {
+    const back = new ShardedStore([a, b]);
+    expect((await new Migration({ store: back, from: [a, b], to: [a], pageSize: 500, drainMs: 10 }).run()).state).toBe("done");
+    await fill(new ShardedStore([a])); // on its own (bun test -t), nothing is there yet; after the tests above, a replay
+    const source = new LostDeleteReply(a.node as KvNode & PrimaryAccess);
+    const lossy: MigrationMember = { id: "a", weight: 1, node: source };
+    const store = new ShardedStore([lossy]);
+    const p = await new Migration({ store, from: [lossy], to: [lossy, b], pageSize: 500, drainMs: 10, retryDelayMs: 20 }).run();
+    console.log(JSON.stringify({ ...p, sources: undefined }));
+    expect(source.lost).toBeGreaterThan(1);
+    expect(p.state).toBe("done");
+    expect(p.retriedPages).toBe(1);
+    const sizes = await Promise.all([a, b].map((m) => (m.node as ResilientShard).size()));
+    expect(sizes[0]! + sizes[1]!).toBe(ENTITIES);
+    // The first page's keys that moved before the lost reply are counted: moved is what `b` now holds.
+    expect(p.movedKeys).toBe(sizes[1]!);
+    expect(p.scannedKeys).toBe(ENTITIES);
+    expect(source.lostDeleted).toBeGreaterThan(0);
+    // Deletions are counted where their reply came back.
+    expect(p.deletedKeys).toBe(p.movedKeys - source.lostDeleted);
     await expectAll(store);
   }, 30_000);
 });

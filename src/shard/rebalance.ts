@@ -162,12 +162,17 @@ export class Migration {
    * thrown. An abort ends a wait between tries at once (a try in flight
    * finishes first).
    */
-  private pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
-    return retryPatiently(
+  private async pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
+    // Counted over every try of the page: a try that failed after deleting keys from the source (or whose
+    // delete's reply was lost) leaves them out of the next try's scan, and they moved all the same.
+    const scanned = new Set<string>();
+    const moved = new Set<string>();
+    const next = await retryPatiently(
       async () => {
         const page = await source.node.scan(cursor, this.options.pageSize ?? 500);
-        const moved = await this.movePage(source, page.keys, toRing);
-        return { next: page.cursor, keys: page.keys.length, moved };
+        for (const k of page.keys) scanned.add(k);
+        await this.movePage(source, page.keys, toRing, moved);
+        return page.cursor;
       },
       {
         retries: this.options.pageRetries ?? 10,
@@ -179,17 +184,19 @@ export class Migration {
         },
       },
     );
+    this.counters.scannedKeys += scanned.size;
+    this.counters.movedKeys += moved.size;
+    return { next, keys: scanned.size, moved: moved.size };
   }
 
   /**
-   * Moves the keys of one scan page whose new owner is not `source`; answers
-   * how many moved. Not abortable: a page is finished once started, so a pause
-   * never leaves a key copied but not yet deleted.
+   * Moves the keys of one scan page whose new owner is not `source`, adding
+   * each key it copies to `moved`. Not abortable: a page is finished once
+   * started, so a pause never leaves a key copied but not yet deleted.
    */
-  private async movePage(source: MigrationMember, keys: readonly string[], toRing: HashRing): Promise<number> {
+  private async movePage(source: MigrationMember, keys: readonly string[], toRing: HashRing, moved: Set<string>): Promise<void> {
     const to = this.options.to;
     let pending = keys.filter((k) => to[toRing.ownerIndexOf(k, ringKeyStart(k))]!.id !== source.id);
-    let moved = 0;
     for (let round = 0; round < MAX_ROUNDS && pending.length > 0; round++) {
       const rows = await source.node.getManyPrimary(pending);
       const present: KvEntry[] = [];
@@ -198,16 +205,13 @@ export class Migration {
         if (row !== undefined) present.push({ key: pending[i]!, row });
       });
       await this.copyAndVerify(present, toRing);
+      if (round === 0) for (const e of present) moved.add(e.key);
+      else this.counters.recopiedKeys += present.length;
       const kept = await source.node.deleteIfNotNewer(present.map((e) => ({ key: e.key, ts: e.row.ts })));
       this.counters.deletedKeys += present.length - kept.length;
-      if (round === 0) moved = present.length;
-      else this.counters.recopiedKeys += present.length;
       pending = kept;
     }
     if (pending.length > 0) throw new Error(`migration: ${pending.length} keys on ${source.id} kept changing; retry`);
-    this.counters.scannedKeys += keys.length;
-    this.counters.movedKeys += moved;
-    return moved;
   }
 
   /** LWW copy to each new owner, then a read-back: every key must be there at least as new as the copy. */
