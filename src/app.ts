@@ -137,7 +137,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
-  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock);
+  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs);
   const metered: KvNode = new MeteredKvNode(new PublishingKvNode(cache ?? store, feed, clock), metrics);
 
   let demoRows = 0;
@@ -338,6 +338,7 @@ async function openCaches(
   podId: string,
   metrics: MetricsRegistry,
   clock: () => number,
+  refreshGatherMs: number,
 ): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined }> {
   let feed: ChangeFeed = new LocalChangeFeed(podId);
   let l2: L2Tier | undefined;
@@ -358,7 +359,7 @@ async function openCaches(
   const { CacheTier, L1Cache, cacheMetrics } = await import("./cache/index.ts");
   const m = cacheMetrics(metrics);
   const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
-  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock });
+  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock, refreshGatherMs });
   metrics.gauge("quiver_cache_bytes", "Bytes held by each cache tier and its budget (L1: estimated; L2: the server's INFO, refreshed every 5 s).", () => [
     ...(l1
       ? [

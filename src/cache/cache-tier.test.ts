@@ -15,7 +15,7 @@ import { KeyBatch } from "../kv/key-batch.ts";
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
 
-function setup() {
+function setup(refreshGatherMs?: number) {
   let now = 1_700_000_000_000;
   const clock = { now: () => now, advance: (ms: number) => (now += ms) };
   const origin = new TestOrigin(new MemoryKvNode("m"));
@@ -23,7 +23,7 @@ function setup() {
   const metrics = new MetricsRegistry();
   const m = cacheMetrics(metrics);
   const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
-  const tier = new CacheTier(origin, { l1, feed, metrics: m, clock: clock.now });
+  const tier = new CacheTier(origin, { l1, feed, metrics: m, clock: clock.now, ...(refreshGatherMs === undefined ? {} : { refreshGatherMs }) });
   return { clock, origin, feed, tier, l1, m, metrics };
 }
 
@@ -346,8 +346,8 @@ describe("CacheTier with L1", () => {
    * 30-60 s), then the clock past the latest one's refresh point and before
    * the earliest expiry: every hit claims its key.
    */
-  async function dueForRefresh(n: number) {
-    const s = setup();
+  async function dueForRefresh(n: number, refreshGatherMs?: number) {
+    const s = setup(refreshGatherMs);
     const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
     await s.origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
     await s.tier.getMany(keys);
@@ -365,6 +365,29 @@ describe("CacheTier with L1", () => {
     for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
     expect(origin.reads).toBe(reads + 1);
     expect(m.refreshed.value).toBe(40);
+  });
+
+  test("with a gather time, the keys claimed over many turns leave in one flight once it has passed; close() cancels a gather", async () => {
+    const { origin, tier, keys, m } = await dueForRefresh(40, 30);
+    const reads = origin.reads;
+    const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    for (const key of keys) {
+      tier.getManyNow([key]);
+      await turn();
+    }
+    expect(origin.reads).toBe(reads); // forty turns, no flight yet
+    expect(tier.state().inFlight).toBe(40);
+    await Bun.sleep(60);
+    for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(1);
+    expect(origin.reads).toBe(reads + 1);
+    expect(m.refreshed.value).toBe(40);
+    // Claimed and closed before the gather ends: no flight, nothing left scheduled.
+    const late = await dueForRefresh(5, 30);
+    const lateReads = late.origin.reads;
+    for (const key of late.keys) late.tier.getManyNow([key]);
+    await late.tier.close();
+    await Bun.sleep(60);
+    expect(late.origin.reads).toBe(lateReads);
   });
 
   test("one refresh flight at a time: keys claimed while one is out leave together when it lands; a key read again meanwhile is not refreshed", async () => {

@@ -30,6 +30,7 @@ export interface QuiverConfig {
   readonly cacheTtlMs: number;
   readonly cacheNegativeTtlMs: number;
   readonly cacheGraceMs: number;
+  readonly cacheRefreshGatherMs: number;
   readonly cacheL2: string;
   readonly cacheL2Sentinels: string;
   readonly cacheL2Master: string;
@@ -141,9 +142,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },
   { key: "cacheL1", flag: "--cache-l1", env: "QUIVER_CACHE_L1", default: "auto", help: "L1 in-process cache: on, off, or auto (on with --topology, off with the embedded store)", parse: oneOf("on", "off", "auto") },
   { key: "cacheL1Bytes", flag: "--cache-l1-bytes", env: "QUIVER_CACHE_L1_BYTES", default: String(100 * 1024 * 1024), help: "L1 byte budget (estimated heap bytes of cached rows)", parse: int(1024, 2 ** 40) },
-  { key: "cacheTtlMs", flag: "--cache-ttl", env: "QUIVER_CACHE_TTL", default: "60s", help: "L1 time to live of a cached row (each fill less up to a tenth, at random: rows filled together do not all expire together)", parse: positiveDuration },
+  { key: "cacheTtlMs", flag: "--cache-ttl", env: "QUIVER_CACHE_TTL", default: "60s", help: "L1 time to live of a cached row (a first fill less up to a half, a refresh less up to a tenth, at random: rows filled together do not all come due together)", parse: positiveDuration },
   { key: "cacheNegativeTtlMs", flag: "--cache-negative-ttl", env: "QUIVER_CACHE_NEGATIVE_TTL", default: "5s", help: "Time to live of a cached miss (L1 and L2)", parse: positiveDuration },
   { key: "cacheGraceMs", flag: "--cache-grace", env: "QUIVER_CACHE_GRACE", default: "1h", help: "How long past its TTL an L1 row may be served (flagged stale) when the origin cannot answer", parse: duration },
+  { key: "cacheRefreshGatherMs", flag: "--cache-refresh-gather", env: "QUIVER_CACHE_REFRESH_GATHER", default: "50ms", help: "How long L1 keys claimed for a refresh ahead (hits in the last quarter of their TTL) gather before they are read again together, one flight at a time; 0 = at the end of the claiming turn", parse: duration },
   { key: "cacheL2", flag: "--cache-l2", env: "QUIVER_CACHE_L2", default: "", help: "L2 Redis host:port shared by the pods of a site (also carries the change feed); off disables it; empty = the topology file's cache.l2", parse: l2Address },
   { key: "cacheL2Sentinels", flag: "--cache-l2-sentinels", env: "QUIVER_CACHE_L2_SENTINELS", default: "", help: "L2 through Sentinel: comma-separated host:port list (with --cache-l2-master)", parse: addressList },
   { key: "cacheL2Master", flag: "--cache-l2-master", env: "QUIVER_CACHE_L2_MASTER", default: "quiver-l2", help: "Sentinel master name of the L2", parse: text },
