@@ -15,6 +15,16 @@ function l1(clock: { now: () => number }, maxBytes = 1 << 20) {
   return new L1Cache({ maxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
 }
 
+/** `n` keys first filled at one instant on a fresh cache, and how many are fresh `t` ms after some later instant. */
+function cohort(n = 1000) {
+  const clock = fakeClock();
+  const c = l1(clock, 64 << 20);
+  const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
+  for (const k of keys) c.fill(k, row(1, 1));
+  const freshAfter = (start: number) => (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+  return { clock, c, keys, freshAfter };
+}
+
 describe("L1Cache", () => {
   test("a row is fresh for its TTL, then only a grace copy until the grace window ends", () => {
     const clock = fakeClock();
@@ -29,12 +39,8 @@ describe("L1Cache", () => {
   });
 
   test("rows filled together for the first time expire spread over the last half of their TTL, not at one instant", () => {
-    const clock = fakeClock();
-    const c = l1(clock, 64 << 20);
-    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
-    for (const k of keys) c.fill(k, row(1, 1));
-    const start = clock.now();
-    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    const { clock, freshAfter } = cohort();
+    const freshAt = freshAfter(clock.now());
     expect(freshAt(29_999)).toBe(1000); // half the TTL: all still fresh
     const quarters = [37_500, 45_000, 52_500].map(freshAt);
     // Spread evenly across 30-60 s: about three quarters, half, a quarter left.
@@ -48,11 +54,8 @@ describe("L1Cache", () => {
   });
 
   test("a cohort filled at one instant comes due for refresh at most ~1/25 of it in any second (the first fill's wide jitter)", () => {
-    const clock = fakeClock();
-    const c = l1(clock, 64 << 20);
     const n = 10_000;
-    const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
-    for (const k of keys) c.fill(k, row(1, 1));
+    const { clock, c, keys } = cohort(n);
     const perSecond = new Map<number, number>();
     for (const k of keys) {
       const second = Math.floor((c.peek(k)!.freshUntil - clock.now()) / 1000);
@@ -64,14 +67,10 @@ describe("L1Cache", () => {
   });
 
   test("a refresh (a fill over a fresh entry) keeps the narrow jitter: fresh for the last tenth of its TTL", () => {
-    const clock = fakeClock();
-    const c = l1(clock, 64 << 20);
-    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
-    for (const k of keys) c.fill(k, row(1, 1));
+    const { clock, c, keys, freshAfter } = cohort();
     clock.advance(29_000); // every first fill still fresh (it lives 30-60 s)
     for (const k of keys) c.fill(k, row(2, 2));
-    const start = clock.now();
-    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    const freshAt = freshAfter(clock.now());
     expect(freshAt(53_999)).toBe(1000);
     const middle = freshAt(57_000);
     expect(middle).toBeGreaterThan(400);
@@ -80,17 +79,13 @@ describe("L1Cache", () => {
   });
 
   test("a fill after the entry expired, or over a floor, spreads as a first fill does", () => {
-    const clock = fakeClock();
-    const c = l1(clock, 64 << 20);
-    const keys = Array.from({ length: 1000 }, (_, i) => `v@1/k=i${i}`);
-    for (const k of keys) c.fill(k, row(1, 1));
+    const { clock, c, keys, freshAfter } = cohort();
     clock.advance(60_000); // all expired: grace copies
     for (const [i, k] of keys.entries()) {
       if (i % 2 === 0) c.supersede(k, 5);
       c.fill(k, row(6, 6));
     }
-    const start = clock.now();
-    const freshAt = (t: number) => keys.filter((k) => c.fresh(k, start + t) !== undefined).length;
+    const freshAt = freshAfter(clock.now());
     expect(freshAt(29_999)).toBe(1000);
     const middle = freshAt(45_000);
     expect(middle).toBeGreaterThan(400);
