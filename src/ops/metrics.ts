@@ -336,7 +336,7 @@ interface PromTextRegistry {
 export class MetricsRegistry {
   private readonly counters: Counter[] = [];
   private readonly histograms: Histogram[] = [];
-  /** Metrics of the registry that write their own text (HandleHistogram), by the object the registry holds. */
+  /** Metrics of the registry that write their own text (HandleCounter, HandleHistogram, CollectedGauge), by the object the registry holds. */
   private readonly texts = new Map<unknown, TextExport>();
   /** prom-client's registry, for code that uses prom-client metric types directly (rendering, default metrics). */
   readonly prom = new prom.Registry();
