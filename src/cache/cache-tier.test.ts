@@ -15,7 +15,28 @@ import { KeyBatch } from "../kv/key-batch.ts";
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
 
-function setup(refreshGatherMs?: number) {
+/** A manual timer for the refresh gather: `fire()` runs what is scheduled, as if its time had come. */
+function manualTimer() {
+  let pending: (() => void) | undefined;
+  return {
+    schedule: (fn: () => void) => {
+      pending = fn;
+      return () => {
+        pending = undefined;
+      };
+    },
+    get armed() {
+      return pending !== undefined;
+    },
+    fire: () => {
+      const fn = pending;
+      pending = undefined;
+      fn?.();
+    },
+  };
+}
+
+function setup(refreshGatherMs?: number, schedule?: (fn: () => void, ms: number) => () => void) {
   let now = 1_700_000_000_000;
   const clock = { now: () => now, advance: (ms: number) => (now += ms) };
   const origin = new TestOrigin(new MemoryKvNode("m"));
@@ -23,7 +44,7 @@ function setup(refreshGatherMs?: number) {
   const metrics = new MetricsRegistry();
   const m = cacheMetrics(metrics);
   const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
-  const tier = new CacheTier(origin, { l1, feed, metrics: m, clock: clock.now, ...(refreshGatherMs === undefined ? {} : { refreshGatherMs }) });
+  const tier = new CacheTier(origin, { l1, feed, metrics: m, clock: clock.now, ...(refreshGatherMs === undefined ? {} : { refreshGatherMs }), ...(schedule === undefined ? {} : { schedule }) });
   return { clock, origin, feed, tier, l1, m, metrics };
 }
 
@@ -346,8 +367,8 @@ describe("CacheTier with L1", () => {
    * 30-60 s), then the clock past the latest one's refresh point and before
    * the earliest expiry: every hit claims its key.
    */
-  async function dueForRefresh(n: number, refreshGatherMs?: number) {
-    const s = setup(refreshGatherMs);
+  async function dueForRefresh(n: number, refreshGatherMs?: number, schedule?: (fn: () => void, ms: number) => () => void) {
+    const s = setup(refreshGatherMs, schedule);
     const keys = Array.from({ length: n }, (_, i) => `v@1/k=i${i}`);
     await s.origin.rows.putMany(keys.map((key, i) => ({ key, row: row(i + 1, i) })));
     await s.tier.getMany(keys);
@@ -368,26 +389,40 @@ describe("CacheTier with L1", () => {
   });
 
   test("with a gather time, the keys claimed over many turns leave in one flight once it has passed; close() cancels a gather", async () => {
-    const { origin, tier, keys, m } = await dueForRefresh(40, 30);
+    const timer = manualTimer();
+    const { origin, tier, keys, m } = await dueForRefresh(40, 50, timer.schedule);
     const reads = origin.reads;
     const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
     for (const key of keys) {
       tier.getManyNow([key]);
       await turn();
     }
-    expect(origin.reads).toBe(reads); // forty turns, no flight yet
+    expect(origin.reads).toBe(reads); // forty turns, the gather not over: no flight yet
     expect(tier.state().inFlight).toBe(40);
-    await Bun.sleep(60);
-    for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(1);
+    timer.fire();
+    for (let i = 0; i < 100 && tier.state().inFlight > 0; i++) await Bun.sleep(0);
     expect(origin.reads).toBe(reads + 1);
     expect(m.refreshed.value).toBe(40);
-    // Claimed and closed before the gather ends: no flight, nothing left scheduled.
-    const late = await dueForRefresh(5, 30);
+    // Claimed and closed before the gather ends: the timer is cancelled and nothing is read.
+    const lateTimer = manualTimer();
+    const late = await dueForRefresh(5, 50, lateTimer.schedule);
     const lateReads = late.origin.reads;
     for (const key of late.keys) late.tier.getManyNow([key]);
+    expect(lateTimer.armed).toBe(true);
     await late.tier.close();
-    await Bun.sleep(60);
+    expect(lateTimer.armed).toBe(false);
     expect(late.origin.reads).toBe(lateReads);
+  });
+
+  test("the default gather timer is a real one: claims leave once it has run", async () => {
+    const { origin, tier, keys, m } = await dueForRefresh(3, 5);
+    const reads = origin.reads;
+    for (const key of keys) tier.getManyNow([key]);
+    const deadline = Date.now() + 5000;
+    while ((origin.reads === reads || tier.state().inFlight > 0) && Date.now() < deadline) await Bun.sleep(5);
+    expect(origin.reads).toBe(reads + 1);
+    expect(m.refreshed.value).toBe(3);
+    await tier.close();
   });
 
   test("one refresh flight at a time: keys claimed while one is out leave together when it lands; a key read again meanwhile is not refreshed", async () => {

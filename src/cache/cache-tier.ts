@@ -27,6 +27,13 @@ export interface CacheTierOptions {
    * claiming turn.
    */
   readonly refreshGatherMs?: number;
+  /** Runs `fn` in `ms` and answers how to cancel it (default: setTimeout); tests pass their own. */
+  readonly schedule?: (fn: () => void, ms: number) => () => void;
+}
+
+function laterByTimer(fn: () => void, ms: number): () => void {
+  const timer = setTimeout(fn, ms);
+  return () => clearTimeout(timer);
 }
 
 /** What /readyz and the admin route show about the tiers. */
@@ -84,6 +91,7 @@ export class CacheTier implements KvNode, ChangeListener {
     this.m = options.metrics;
     this.clock = options.clock;
     this.refreshGatherMs = options.refreshGatherMs ?? 0;
+    this.schedule = options.schedule ?? laterByTimer;
     this.readsNow = this.l1 ? "sometimes" : "never";
     this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
     this.rawNow = this.l1 ? this.l1Raw(this.l1) : undefined;
@@ -337,7 +345,12 @@ export class CacheTier implements KvNode, ChangeListener {
    */
   private scheduleRefresh(): void {
     if (this.refreshFlush !== undefined || this.closed) return;
-    this.refreshFlush = this.refreshGatherMs > 0 ? setTimeout(this.flushRefreshFn, this.refreshGatherMs) : setImmediate(this.flushRefreshFn);
+    if (this.refreshGatherMs > 0) {
+      this.refreshFlush = this.schedule(this.flushRefreshFn, this.refreshGatherMs);
+    } else {
+      const immediate = setImmediate(this.flushRefreshFn);
+      this.refreshFlush = () => clearImmediate(immediate);
+    }
   }
 
   private readonly flushRefreshFn = (): void => this.flushRefresh();
@@ -370,8 +383,10 @@ export class CacheTier implements KvNode, ChangeListener {
 
   /** Keys claimed for a refresh, read together by flushRefresh once no refresh flight is out. */
   private refreshDue: string[] = [];
-  private refreshFlush: ReturnType<typeof setImmediate> | ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the scheduled start of the next refresh flight; undefined when none is scheduled. */
+  private refreshFlush: (() => void) | undefined;
   private readonly refreshGatherMs: number;
+  private readonly schedule: (fn: () => void, ms: number) => () => void;
   /** A refresh flight is out. */
   private refreshing = false;
   private closed = false;
@@ -539,10 +554,7 @@ export class CacheTier implements KvNode, ChangeListener {
     this.unsubscribe();
     this.closed = true;
     // Refreshes not yet started are dropped: their entries expire as they would have.
-    if (this.refreshFlush !== undefined) {
-      if (this.refreshGatherMs > 0) clearTimeout(this.refreshFlush as ReturnType<typeof setTimeout>);
-      else clearImmediate(this.refreshFlush as ReturnType<typeof setImmediate>);
-    }
+    this.refreshFlush?.();
     this.refreshFlush = undefined;
     this.refreshDue = [];
     await Promise.allSettled([...this.tasks]);
