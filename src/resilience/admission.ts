@@ -210,10 +210,7 @@ export class AdaptiveAdmission implements Admission {
   }
 
   acquire(): number | Promise<number> {
-    return this.slotAt(this.now());
-  }
-
-  private slotAt(now: number): number | Promise<number> {
+    const now = this.now();
     if (this.inFlight < this.limit) return this.take(now);
     this.shedExpired(now);
     if (this.queue.refusesArrivals) return this.shed();
