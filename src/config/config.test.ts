@@ -32,6 +32,9 @@ describe("loadConfig", () => {
     expect(loadConfig([], {}).youngGcMinHeapMb).toBe(128);
     expect(loadConfig(["--young-gc-min-heap-mb", "0"], {}).youngGcMinHeapMb).toBe(0);
     expect(() => loadConfig(["--young-gc-min-heap-mb", "-1"], {})).toThrow("--young-gc-min-heap-mb");
+    expect(loadConfig([], {}).cacheRefreshGatherMs).toBe(50);
+    expect(loadConfig(["--cache-refresh-gather", "0"], {}).cacheRefreshGatherMs).toBe(0);
+    expect(() => loadConfig(["--cache-refresh-gather", "soon"], {})).toThrow("--cache-refresh-gather");
     for (const bad of ["1e3", "0x1", "-1", ".5", "1."]) expect(() => loadConfig(["--overload-turn-ms", bad], {})).toThrow(`--overload-turn-ms: expected a number from 0 to 10000 (digits, optionally a fraction), got "${bad}"`);
     expect(() => loadConfig(["--port"], {})).toThrow("--port: a value is required");
     expect(() => loadConfig(["stray"], {})).toThrow('unexpected argument "stray"');
