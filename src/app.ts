@@ -169,6 +169,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     queueStandingWaitMaxMs: config.admissionQueueStandingWaitMaxMs,
     queueStandingRoom: config.admissionQueueStandingRoom,
     queueIntervalMs: config.overloadIntervalMs,
+    queueAllowance: config.admissionLimitAllowance,
     ...(config.maxConcurrency > 0 ? { fixedLimit: config.maxConcurrency } : {}),
   });
   const health = new HealthMonitor(admission, { targetMs: config.lookupTimeoutMs });

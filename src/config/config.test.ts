@@ -32,6 +32,9 @@ describe("loadConfig", () => {
     expect(loadConfig([], {}).youngGcMinHeapMb).toBe(128);
     expect(loadConfig(["--young-gc-min-heap-mb", "0"], {}).youngGcMinHeapMb).toBe(0);
     expect(() => loadConfig(["--young-gc-min-heap-mb", "-1"], {})).toThrow("--young-gc-min-heap-mb");
+    expect(loadConfig([], {}).admissionLimitAllowance).toBe(4);
+    expect(loadConfig(["--admission-limit-allowance", "1"], {}).admissionLimitAllowance).toBe(1);
+    expect(() => loadConfig(["--admission-limit-allowance", "0"], {})).toThrow("--admission-limit-allowance");
     expect(loadConfig([], {}).cacheRefreshGatherMs).toBe(50);
     expect(loadConfig(["--cache-refresh-gather", "0"], {}).cacheRefreshGatherMs).toBe(0);
     expect(() => loadConfig(["--cache-refresh-gather", "soon"], {})).toThrow("--cache-refresh-gather");

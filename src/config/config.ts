@@ -38,6 +38,7 @@ export interface QuiverConfig {
   readonly cacheL2TimeoutMs: number;
   readonly lookupTimeoutMs: number;
   readonly maxConcurrency: number;
+  readonly admissionLimitAllowance: number;
   readonly admissionQueue: number;
   readonly admissionQueueTimeoutMs: number;
   readonly admissionQueueTargetMs: number;
@@ -154,6 +155,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes and writes require Authorization: Bearer <token>: HTTP /v1/push, /push and /write-to-online-store (401 otherwise, body not parsed), and gRPC write methods as `authorization` metadata", parse: text },
   { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },
   { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
+  { key: "admissionLimitAllowance", flag: "--admission-limit-allowance", env: "QUIVER_ADMISSION_LIMIT_ALLOWANCE", default: "4", help: "The adaptive limit's queue allowance (Gradient2's): requests in flight it keeps beyond what measured latency allows; under sustained overload the limit settles near twice this (8 by default); 1 settles at 4: lower latency for admitted requests and refusals, fewer lookups answered for clients that resend a 503 at once (README, Failure behaviour)", parse: int(1, 1000) },
   { key: "admissionQueue", flag: "--admission-queue", env: "QUIVER_ADMISSION_QUEUE", default: "64", help: "Requests that may wait for a slot beyond the concurrency limit; more get 503 + Retry-After at once", parse: int(0, 100_000) },
   { key: "admissionQueueTimeoutMs", flag: "--admission-queue-timeout-ms", env: "QUIVER_ADMISSION_QUEUE_TIMEOUT_MS", default: "50", help: "Longest a request waits for a slot before it gets 503, while no queue stands", parse: int(1, 60_000) },
   { key: "admissionQueueTargetMs", flag: "--admission-queue-target-ms", env: "QUIVER_ADMISSION_QUEUE_TARGET_MS", default: "5", help: "Once requests have waited longer than this (ms) for a slot for --overload-interval-ms on end, the queue stands: newest served first, waits cut at the learnt standing wait (--admission-queue-standing-wait-ms, at most this); 0 = plain FIFO", parse: int(0, 60_000) },

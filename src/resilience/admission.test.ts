@@ -186,6 +186,27 @@ describe("GradientLimit", () => {
     console.log(JSON.stringify({ gradientUnderCpuOverload: { limit: g.limit, highestAfter10s: highest, floorMs: g.baselineMs } }));
   });
 
+  test("the queue allowance sets where a limit held down by queueing settles: twice it (8 by default), 4 at 1", () => {
+    // Service time jumps once more than 2 are in flight (a core 2 requests fill): above that every window's gradient is at its 0.5 floor.
+    const queued = (n: number) => (n <= 2 ? 0.5 : n);
+    const settled = (g: GradientLimit) => {
+      const seen: number[] = [];
+      drive(g, queued, () => 300, 25_000, (t) => {
+        if (t > 15_000 && !g.probingFloor) seen.push(g.limit);
+      });
+      return seen;
+    };
+    expect(new Set(settled(new GradientLimit({})))).toEqual(new Set([8]));
+    const one = settled(new GradientLimit({ queueAllowance: 1 }));
+    console.log(JSON.stringify({ settledLimits: { allowance4: 8, allowance1: [...new Set(one)] } }));
+    expect(one.length).toBeGreaterThan(5);
+    expect(Math.max(...one)).toBeLessThanOrEqual(4);
+    expect(Math.min(...one)).toBeGreaterThanOrEqual(2);
+    // The minimum follows the allowance (twice it) unless given.
+    expect(new GradientLimit({ queueAllowance: 1, initial: 1, floorProbeEveryMs: 0 }).limit).toBe(2);
+    expect(new GradientLimit({ initial: 1, floorProbeEveryMs: 0 }).limit).toBe(8);
+  });
+
   test("a pod that starts under overload measures its floor first: its limit does not start at the queue's latency", () => {
     const cpuBound = (n: number) => Math.max(1.5, n * 0.5);
     const g = new GradientLimit({});

@@ -41,6 +41,7 @@ export interface GradientLimitOptions {
    * it, nothing is learned and it stays put.
    */
   readonly initial?: number;
+  /** Lowest the limit goes (default twice `queueAllowance`: where a limit held at half by queueing settles). */
   readonly min?: number;
   readonly max?: number;
   /** Recent latency may reach this multiple of the long average before the limit shrinks (default 1.5). */
@@ -55,6 +56,14 @@ export interface GradientLimitOptions {
   readonly floorInFlight?: number;
   /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s; 0: never). */
   readonly floorProbeEveryMs?: number;
+  /**
+   * Gradient2's queue allowance: requests in flight the limit adds each window beyond what the
+   * latency gradient keeps (at least this, or the limit's square root when larger; default 4, as
+   * Netflix's). The gradient halves the limit at most per window, so under sustained queueing the
+   * limit settles near twice this: 8 by default, 4 at 1 (lower latency for admitted requests and
+   * refusals, fewer lookups answered where clients resend a refusal at once; README, Failure behaviour).
+   */
+  readonly queueAllowance?: number;
 }
 
 /**
@@ -77,6 +86,7 @@ export class GradientLimit {
   private readonly windowSamples: number;
   private readonly longAlpha: number;
   private readonly floorInFlight: number;
+  private readonly queueAllowance: number;
   /** Service time without a queue (ms): the baseline. */
   private floorRtt = 0;
   private readonly probeEvery: number;
@@ -91,7 +101,8 @@ export class GradientLimit {
   limit: number;
 
   constructor(options: GradientLimitOptions = {}) {
-    this.min = options.min ?? 8;
+    this.queueAllowance = options.queueAllowance ?? 4;
+    this.min = options.min ?? 2 * this.queueAllowance;
     this.max = options.max ?? 1000;
     this.estimate = Math.min(this.max, Math.max(this.min, options.initial ?? 20));
     this.limit = Math.floor(this.estimate);
@@ -161,7 +172,7 @@ export class GradientLimit {
     // Far below the limit the app, not the pod, limits concurrency: nothing to learn.
     if (inFlight < this.estimate / 2) return;
     const gradient = Math.max(0.5, Math.min(1, (this.tolerance * this.floorRtt) / Math.max(shortRtt, 1e-6)));
-    const queueAllowance = Math.max(4, Math.sqrt(this.estimate));
+    const queueAllowance = Math.max(this.queueAllowance, Math.sqrt(this.estimate));
     const next = this.estimate * gradient + queueAllowance;
     this.estimate = Math.min(this.max, Math.max(this.min, this.estimate * (1 - this.smoothing) + next * this.smoothing));
     this.limit = Math.floor(this.estimate);
