@@ -59,8 +59,8 @@ export interface GradientLimitOptions {
   /**
    * Gradient2's queue allowance: requests in flight the limit adds each window beyond what the
    * latency gradient keeps (at least this, or the limit's square root when larger; default 4, as
-   * Netflix's). The gradient halves the limit at most per window, so under sustained queueing the
-   * limit settles near twice this: 8 by default, 4 at 1 (lower latency for admitted requests and
+   * Netflix's). The latency gradient is floored at 0.5 (it never aims below half the limit), so under
+   * sustained queueing the limit settles near twice this: 8 by default, 4 at 1 (lower latency for admitted requests and
    * refusals, fewer lookups answered where clients resend a refusal at once; README, Failure behaviour).
    */
   readonly queueAllowance?: number;
