@@ -171,7 +171,7 @@ function labelPairs(labels: Labels): string[] {
 
 function seriesText(name: string, labels: Labels, bounds: readonly number[]): SeriesText {
   const pairs = labelPairs(labels);
-  const own = labelText(labels);
+  const own = pairs.length > 0 ? `{${pairs.join(",")}}` : "";
   const bucket = (le: string) => `${name}_bucket{${[...pairs, `le="${le}"`].join(",")}} `;
   return { buckets: [...bounds.map((le) => bucket(`${le}`)), bucket("+Inf")], sum: `${name}_sum${own} `, count: `${name}_count${own} ` };
 }

@@ -99,11 +99,6 @@ function affinityValues(i: number): FeatureValue[] {
 }
 
 /**
- * Writes the demo rows for every example view present in `registry`, in
- * batches. Event times are spread over the last hour before `now`, inside
- * every view's max age. Views absent from the registry are skipped.
- */
-/**
  * Is the store empty, so demo data may go in? Answers "no" when it cannot
  * tell: demo rows are stamped now and would win over real ones (last write
  * wins). Pages until it finds a key or the scan ends: a page of a SCAN can
@@ -120,6 +115,7 @@ export async function storeIsEmpty(store: KvNode, log: (line: string) => void = 
       cursor = p.cursor;
       if (cursor === "0") return true;
     }
+    // A scan that has not ended after 100,000 pages is no empty store.
     return false;
   } catch (e) {
     log(`quiver: could not tell whether the store is empty (${(e as Error).message}); demo data not loaded`);
@@ -127,6 +123,11 @@ export async function storeIsEmpty(store: KvNode, log: (line: string) => void = 
   }
 }
 
+/**
+ * Writes the demo rows for every example view present in `registry`, in
+ * batches. Event times are spread over the last hour before `now`, inside
+ * every view's max age. Views absent from the registry are skipped.
+ */
 export async function loadDemoData(store: KvNode, registry: Registry, entities: number, now: number): Promise<number> {
   const { drivers, customers, claims } = demoCounts(entities);
   let total = 0;
