@@ -161,7 +161,11 @@ interface SeriesText {
 
 /** A series' labels as prom-client writes them: `{a="x",b="y"}`, or nothing without labels. */
 function labelText(labels: Labels): string {
-  const pairs = labelPairs(labels);
+  return braced(labelPairs(labels));
+}
+
+/** Label pairs in braces, or nothing when there are none. */
+function braced(pairs: readonly string[]): string {
   return pairs.length > 0 ? `{${pairs.join(",")}}` : "";
 }
 
@@ -171,7 +175,7 @@ function labelPairs(labels: Labels): string[] {
 
 function seriesText(name: string, labels: Labels, bounds: readonly number[]): SeriesText {
   const pairs = labelPairs(labels);
-  const own = pairs.length > 0 ? `{${pairs.join(",")}}` : "";
+  const own = braced(pairs);
   const bucket = (le: string) => `${name}_bucket{${[...pairs, `le="${le}"`].join(",")}} `;
   return { buckets: [...bounds.map((le) => bucket(`${le}`)), bucket("+Inf")], sum: `${name}_sum${own} `, count: `${name}_count${own} ` };
 }
