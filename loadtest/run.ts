@@ -62,8 +62,9 @@ export function buildTemplates(o: RunOptions): { templates: RequestTemplate[]; w
 export async function runOnce(o: RunOptions, onProgress?: (p: Progress) => void): Promise<RunResult> {
   const { templates, weights, batch, grpcPaths } = buildTemplates(o);
   // Where the runtime lets us drive its young generation (Bun); elsewhere its own schedule. Not for
-  // gRPC: grpc-js allocates so much per call that each paced collection took ~1.1 ms (max 10-18 ms)
-  // against 100-entity calls, a tenth of the generator's time, for no steadier send times.
+  // gRPC: an HTTP/2 stream costs the collector so much that each paced collection took ~1.1 ms (max
+  // 10-18 ms) with grpc-js's client against 100-entity calls, and 0.7-1.0 ms (max 8-16 ms) with
+  // node:http2's against single ones (12-06): a tenth of the generator's time, for no steadier send times.
   const youngGc = o.gcPaceMs > 0 && grpcPaths === undefined ? await loadYoungGc() : undefined;
   const startedAt = new Date();
   const outcome = await runLoad({

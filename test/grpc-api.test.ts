@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { ServerHttp2Stream } from "node:http2";
 import { type GrpcFixture, NOW, startGrpcFixture } from "./support/grpc-fixture.ts";
 import { grpc, unaryCall } from "./support/grpc-client.ts";
 
@@ -352,7 +353,7 @@ describe("quiver.v1.FeatureService/Match", () => {
 });
 
 describe("the load generator against the gRPC edge", () => {
-  test("runs grpc-lookup without pacing its own collections (grpc-js's are too costly to pace), every call answered", async () => {
+  test("runs grpc-lookup without pacing its own collections (an HTTP/2 stream's are too costly to pace), every call answered", async () => {
     const { runOnce } = await import("../loadtest/run.ts");
     const r = await runOnce({
       scenario: "grpc-lookup",
@@ -434,5 +435,56 @@ test("a load-generator channel reused after a timeout counts its next call, not 
     expect(events).toEqual(["timeout", "ready", "grpc_UNIMPLEMENTED", "ready"]);
   } finally {
     conn.stop();
+  }
+});
+
+test("a load-generator channel whose session ends mid-call fails that call as reset, connects again and is ready once", async () => {
+  const { createServer } = await import("node:http2");
+  const { GrpcConnection } = await import("../loadtest/grpc/connection.ts");
+  // The first call's session is torn down by the server; later calls get a gRPC OK with an empty message.
+  let streams = 0;
+  const server = createServer();
+  server.on("stream", (stream: ServerHttp2Stream) => {
+    if (++streams === 1) {
+      stream.session?.destroy();
+      return;
+    }
+    stream.on("data", () => {});
+    stream.on("end", () => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+  });
+  const port = await new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port)));
+  const events: string[] = [];
+  let wake: (() => void) | undefined;
+  const conn = new GrpcConnection(0, "127.0.0.1", port, {
+    onResponse: (_c, status) => {
+      events.push(`response ${status}`);
+      wake?.();
+    },
+    onFailure: (_c, kind) => events.push(kind),
+    onReady: () => {
+      events.push("ready");
+      wake?.();
+    },
+  }, ["/quiver.v1.FeatureService/Lookup"]);
+  // Bounded waits: a lost channel shows as a missing event, not a hung test.
+  const next = () => Promise.race([new Promise<void>((resolve) => (wake = resolve)), Bun.sleep(5000)]);
+  try {
+    await conn.connect();
+    conn.send(new Uint8Array(3), performance.now());
+    await next();
+    expect(events).toEqual(["reset", "ready"]);
+    conn.send(new Uint8Array(3), performance.now());
+    await next();
+    // A second ready here would put the channel twice among the engine's free ones (two calls in flight).
+    await Bun.sleep(100);
+    expect(events).toEqual(["reset", "ready", "response 200"]);
+    expect(streams).toBe(2);
+  } finally {
+    conn.stop();
+    server.close();
   }
 });
