@@ -1,5 +1,6 @@
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type OutgoingHttpHeaders } from "node:http2";
 import type { LoadConnection } from "../engine/load-connection.ts";
+import { Reconnector } from "../engine/reconnect.ts";
 import type { ConnectionListener } from "../http1/connection.ts";
 
 /** gRPC status names by code (grpc/status.h), for failure kinds `grpc_<NAME>`. */
@@ -46,7 +47,7 @@ const NO_STATUS = -1;
  * Until 12-06 this was grpc-js's `Client`, which costs the generator far more
  * per call than the server being measured: against a bare grpc-js server on
  * the other core, one generator core drove 4.9k calls/s closed loop through
- * grpc-js and 20.6k through `node:http2` (16 channels; AMD host, the same
+ * grpc-js and 20-22k through `node:http2` (16 channels; AMD host, the same
  * minutes), and open loop at 4k calls/s grpc-js's own stalls read as a p99
  * of 15 ms against that bare server. Before 12-05 a refusal was not handed
  * back: each RESOURCE_EXHAUSTED took a connection out of the run for good.
@@ -58,8 +59,19 @@ export class GrpcConnection implements LoadConnection {
   private seq = 0;
   private status = NO_STATUS;
   private stopped = false;
-  private reconnecting = false;
-  private reconnectDelayMs = 10;
+  private readonly reconnector = new Reconnector({
+    stopped: () => this.stopped,
+    connected: () => this.session !== null,
+    connect: () => this.connect(),
+    reconnected: () => {
+      if (this.stopped) this.stop();
+      else if (this.owesReady) {
+        this.owesReady = false;
+        this.listener.onReady(this);
+      }
+    },
+    failed: () => this.listener.onFailure(this, "connect", false),
+  });
   /** A failure was reported with no ready after it: the next session's connect owes the engine one (never two). */
   private owesReady = false;
   /** The request as a gRPC frame, reused call after call (one in flight; grown when a template needs more). */
@@ -177,7 +189,7 @@ export class GrpcConnection implements LoadConnection {
     this.stream = null;
     s?.destroy();
     this.owesReady = true;
-    this.scheduleReconnect();
+    this.reconnector.schedule();
   }
 
   abort(kind: string): void {
@@ -214,36 +226,8 @@ export class GrpcConnection implements LoadConnection {
     this.seq++;
     // Idle, it is already among the engine's free connections: the new session connects without a ready.
     if (wasBusy) this.owesReady = true;
-    this.scheduleReconnect();
+    this.reconnector.schedule();
     if (wasBusy) this.listener.onFailure(this, "reset", true);
-  }
-
-  private scheduleReconnect(): void {
-    if (this.stopped || this.reconnecting) return;
-    this.reconnecting = true;
-    setTimeout(() => {
-      if (this.stopped || this.session !== null) {
-        this.reconnecting = false;
-        return;
-      }
-      this.connect().then(
-        () => {
-          this.reconnecting = false;
-          this.reconnectDelayMs = 10;
-          if (this.stopped) this.stop();
-          else if (this.owesReady) {
-            this.owesReady = false;
-            this.listener.onReady(this);
-          }
-        },
-        () => {
-          this.reconnecting = false;
-          this.listener.onFailure(this, "connect", false);
-          this.reconnectDelayMs = Math.min(1000, this.reconnectDelayMs * 2);
-          this.scheduleReconnect();
-        },
-      );
-    }, this.reconnectDelayMs);
   }
 }
 

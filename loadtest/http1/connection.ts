@@ -1,5 +1,6 @@
 import type { Socket, SocketHandler } from "bun";
 import type { LoadConnection } from "../engine/load-connection.ts";
+import { Reconnector } from "../engine/reconnect.ts";
 import { ProtocolError, ResponseParser } from "./response-parser.ts";
 
 /** What a connection reports back to the engine that drives it. */
@@ -22,8 +23,13 @@ export class Http1Connection implements LoadConnection {
   private readonly parser = new ResponseParser();
   private unsent: Uint8Array | null = null;
   private stopped = false;
-  private reconnectDelayMs = 10;
-  private reconnecting = false;
+  private readonly reconnector = new Reconnector({
+    stopped: () => this.stopped,
+    connected: () => this.socket !== null,
+    connect: () => this.connect(),
+    reconnected: () => this.listener.onReady(this),
+    failed: () => this.listener.onFailure(this, "connect", false),
+  });
   /** Engine bookkeeping for the in-flight request (no per-request objects). */
   busy = false;
   intendedAt = 0;
@@ -143,28 +149,8 @@ export class Http1Connection implements LoadConnection {
   }
 
   private scheduleReconnect(): void {
-    if (this.stopped || this.reconnecting) return;
-    this.reconnecting = true;
     this.parser.reset();
-    setTimeout(() => {
-      if (this.stopped || this.socket !== null) {
-        this.reconnecting = false;
-        return;
-      }
-      this.connect().then(
-        () => {
-          this.reconnecting = false;
-          this.reconnectDelayMs = 10;
-          this.listener.onReady(this);
-        },
-        () => {
-          this.reconnecting = false;
-          this.listener.onFailure(this, "connect", false);
-          this.reconnectDelayMs = Math.min(1000, this.reconnectDelayMs * 2);
-          this.scheduleReconnect();
-        },
-      );
-    }, this.reconnectDelayMs);
+    this.reconnector.schedule();
   }
 }
 
