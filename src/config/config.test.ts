@@ -26,7 +26,7 @@ describe("loadConfig", () => {
     expect(() => loadConfig(["--nope", "1"], {})).toThrow("unknown flag --nope");
     expect(() => loadConfig(["--warmup-shapes", "json,xml"], {})).toThrow('--warmup-shapes: expected a comma-separated list of json, batch, msgpack, feast, grpc, got "xml"');
     expect(loadConfig(["--warmup-shapes", "json, grpc,json"], {}).warmupShapes).toEqual(["json", "grpc"]);
-    expect(loadConfig([], {}).warmupShapes).toEqual(["json"]);
+    expect(loadConfig([], {}).warmupShapes).toEqual(["json", "grpc"]);
     // A fraction where a number of ms may have one; not exponents or hex, which Number() would take.
     expect(loadConfig(["--overload-turn-ms", "0.5"], {}).overloadTurnMs).toBe(0.5);
     expect(loadConfig([], {}).youngGcMinHeapMb).toBe(128);

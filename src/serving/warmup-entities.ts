@@ -8,7 +8,9 @@ import type { CompiledView, Registry } from "../registry/index.ts";
  * kinds), so a server warmed with shapes its clients never send runs theirs
  * slower ever after: with every shape, single JSON lookups ran ~8% fewer per
  * second at saturation than with none (six alternating pairs); with `json`
- * alone, within noise of none.
+ * alone, within noise of none; with `json,grpc` (the default, `grpc` only
+ * where the gRPC edge is on), ~3.5% fewer than `json` alone (eight pairs,
+ * 12-06), the price of not refusing gRPC calls while that path is cold.
  */
 export const WARMUP_SHAPES = ["json", "batch", "msgpack", "feast", "grpc"] as const;
 export type WarmupShape = (typeof WARMUP_SHAPES)[number];
