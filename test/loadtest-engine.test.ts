@@ -1,9 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
 import { parseCli } from "../loadtest/args.ts";
+import type { LoadConnection } from "../loadtest/engine/load-connection.ts";
 import { runLoad } from "../loadtest/engine/run-load.ts";
 import { tailConcentration } from "../loadtest/engine/timeline.ts";
 import { parseKeySpec } from "../loadtest/keys.ts";
+import type { ConnectionListener } from "../loadtest/http1/connection.ts";
 import { formatSummary } from "../loadtest/output/table.ts";
 import { buildTemplates, runOnce } from "../loadtest/run.ts";
 import type { RunOptions } from "../loadtest/run.ts";
@@ -197,5 +199,62 @@ describe("the generator's paced young collections (--gc-pace)", () => {
     expect(parseCli([...argv, "--gc-pace", "5ms"]).gcPaceMs).toBe(5);
     expect(parseCli([...argv, "--gc-pace", "0"]).gcPaceMs).toBe(0);
     expect(() => parseCli([...argv, "--gc-pace", "often"])).toThrow("--gc-pace");
+  });
+});
+
+describe("connections told ready twice", () => {
+  test("a connection that reconnects while free never carries two requests at once (closed and open loops)", async () => {
+    for (const mode of ["closed", "open"] as const) {
+      let most = 0;
+      let answered = 0;
+      // Each connection answers 1 ms after a send, and after every 5th answer says it is ready again, as one whose
+      // idle socket the server closed and which reconnected while the engine still held it among the free ones.
+      const open = (_id: number, listener: ConnectionListener<LoadConnection>) => {
+        let inFlight = 0;
+        const conn: LoadConnection = {
+          busy: false,
+          intendedAt: 0,
+          sentAt: 0,
+          idleAt: 0,
+          template: 0,
+          buffers: [],
+          connect: async () => {},
+          send(_bytes, now) {
+            conn.sentAt = now;
+            conn.busy = true;
+            inFlight++;
+            most = Math.max(most, inFlight);
+            setTimeout(() => {
+              inFlight--;
+              conn.busy = false;
+              listener.onResponse(conn, 200, true);
+              if (++answered % 5 === 0) listener.onReady(conn);
+            }, 1);
+          },
+          abort() {},
+          stop() {},
+        };
+        return conn;
+      };
+      const { templates, weights } = buildTemplates(base(new URL("http://127.0.0.1:1"), { scenario: "get" }));
+      const out = await runLoad({
+        mode,
+        hostname: "127.0.0.1",
+        port: 1,
+        rate: 400,
+        connections: 4,
+        durationMs: 300,
+        warmupMs: 0,
+        timeoutMs: 1000,
+        templates,
+        weights,
+        keys: parseKeySpec("uniform", 1000),
+        seed: 1,
+        maxRequests: 100_000,
+        openConnection: open,
+      });
+      expect(out.recorder.ok).toBeGreaterThan(20);
+      expect(most).toBe(1);
+    }
   });
 });

@@ -153,6 +153,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       while (next < due) {
         const conn = idle.pop();
         if (conn === undefined) break;
+        if (conn.busy) continue; // told ready twice (see onReady): already in flight
         dispatch(conn, t0 + next * intervalMs, now);
       }
       if (next < total && next >= due && !timerArmed) {
@@ -167,6 +168,7 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       while (now < stopAt && next < total) {
         const conn = idle.pop();
         if (conn === undefined) break;
+        if (conn.busy) continue; // told ready twice (see onReady): already in flight
         dispatch(conn, now, now);
       }
     }
@@ -213,6 +215,9 @@ export async function runLoad(cfg: LoadConfig): Promise<LoadOutcome> {
       if (conn.intendedAt >= measureStart) rec.failure(kind);
       checkDone(lastCompletion);
     },
+    // A connection that reconnected while it was free (the server closed it while idle) says it is
+    // ready again while it is still among the free ones: the stack may hold it twice, and pump skips
+    // an entry whose connection is already busy, so it never carries two requests at once.
     onReady(conn) {
       conn.idleAt = performance.now();
       idle.push(conn);
