@@ -74,7 +74,7 @@ export class GrpcConnection implements LoadConnection {
   });
   /** A failure was reported with no ready after it: the next session's connect owes the engine one (never two). */
   private owesReady = false;
-  /** The request as a gRPC frame, reused call after call (one in flight; grown when a template needs more). */
+  /** The request as a gRPC frame, reused call after call (one in flight; made anew when the length changes or a call is cancelled). */
   private frame: Buffer = Buffer.alloc(0);
   /** Request headers per template (fixed: gRPC request headers do not vary per call). */
   private readonly headers: readonly OutgoingHttpHeaders[];
@@ -214,7 +214,12 @@ export class GrpcConnection implements LoadConnection {
   private cancel(): void {
     const s = this.stream;
     this.stream = null;
-    if (s !== null && !s.closed) s.close(constants.NGHTTP2_CANCEL);
+    if (s !== null && !s.closed) {
+      s.close(constants.NGHTTP2_CANCEL);
+      // A stream cancelled before its request went out (a peer that stopped reading) may still hold the
+      // frame in its write queue: the next call writes into a buffer of its own.
+      this.frame = Buffer.alloc(0);
+    }
   }
 
   private onSessionClose(session: ClientHttp2Session): void {
