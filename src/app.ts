@@ -11,7 +11,7 @@ import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
-import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver } from "./ops/index.ts";
+import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, ShedRecorder } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
@@ -199,6 +199,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
 
   const serving = new FeatureServing(registry, lookup, push, { maxRows: config.maxRows, maxValues: config.maxLookupValues });
   const match = new MatchService(vectors, metered, lookup, metrics);
+  // Refusals of both edges in one series and one anomaly kind.
+  const refusals = new ShedRecorder(metrics, anomalies);
   const http = createHttpEdge({
     registry,
     serving,
@@ -207,6 +209,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     anomalies,
     admission,
+    sheds: refusals,
     // In-process callers chain requests in microtasks, which never end a turn: only a socket server batches.
     release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>({ max: config.answerBatch, atOnce: config.answerBatchAfter, ...(config.answerHoldMs > 0 ? { maxHoldMs: config.answerHoldMs } : {}) }) : releaseAtOnce,
     health,
@@ -234,6 +237,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     // outage degrades answers (defaults flagged UNAVAILABLE) but must not take every pod out of its balancer at once.
     ready: async () => !draining && !warming,
     admission,
+    sheds: refusals,
     match,
     limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: config.lookupTimeoutMs },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),

@@ -5,6 +5,7 @@ import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, Sc
 import { neverNow, UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { MemoryKvNode } from "../src/kv/memory-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
+import { AnomalyBuffer, ShedRecorder } from "../src/ops/index.ts";
 import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
 import { LocalChangeFeed } from "../src/feed/local-feed.ts";
 import { RegistryHolder } from "../src/registry/index.ts";
@@ -292,7 +293,7 @@ describe("graceful drain", () => {
 });
 
 describe("admission control", () => {
-  test("beyond the shared concurrency limit a lookup answers RESOURCE_EXHAUSTED, on unary calls and on LookupStream", async () => {
+  test("beyond the shared concurrency limit a lookup answers RESOURCE_EXHAUSTED, on unary calls and on LookupStream, counted and noted as HTTP's refusals are", async () => {
     const n = new ScriptedNode();
     let release = () => {};
     n.hold = new Promise<void>((r) => {
@@ -301,7 +302,9 @@ describe("admission control", () => {
     const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
     const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
     const admission = new AdaptiveAdmission({ fixedLimit: 1, queue: 0 });
-    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, admission, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const metrics = new MetricsRegistry();
+    const anomalies = new AnomalyBuffer();
+    const e = createGrpcEdge({ serving, metrics, ready: async () => true, admission, sheds: new ShedRecorder(metrics, anomalies), limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
     const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);
     try {
       const first = unaryCall(c.quiver, "Lookup", lookup, { deadlineMs: 30_000 });
@@ -318,6 +321,15 @@ describe("admission control", () => {
       stream.write({ ...lookup, id: "9" });
       expect(await answer).toMatchObject({ id: "9", error: { status: grpc.status.RESOURCE_EXHAUSTED } });
       stream.end();
+      // In the series HTTP's refusals are in, by method and reason, and in the anomaly buffer.
+      const text = await metrics.render();
+      expect(text).toContain('quiver_admission_shed_total{route="quiver.v1.FeatureService/Lookup",reason="concurrency_limit"} 1');
+      expect(text).toContain('quiver_admission_shed_total{route="quiver.v1.FeatureService/LookupStream",reason="concurrency_limit"} 1');
+      expect(text).not.toContain('route="quiver.v1.FeatureService/Push"');
+      expect(anomalies.query({ kind: "shed" }).map((a) => [a.subject, a.reason, a.count]).sort()).toEqual([
+        ["quiver.v1.FeatureService/Lookup", "concurrency_limit", 1],
+        ["quiver.v1.FeatureService/LookupStream", "concurrency_limit", 1],
+      ]);
       // Health and serving info are never shed.
       expect((await unaryCall(c.health, "Check", { service: "" })).response).toEqual({ status: "SERVING" });
       expect((await unaryCall(c.feast, "GetFeastServingInfo", {})).error).toBeUndefined();

@@ -2,7 +2,8 @@ import type { BearerToken } from "../../auth/index.ts";
 import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
 import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
-import { type Admission, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
+import type { ShedRecorder } from "../../ops/shed-recorder.ts";
+import { type Admission, REFUSED_CPU, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 
 /** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
@@ -31,7 +32,11 @@ export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promi
 export class GrpcMetrics {
   private readonly requests;
   private readonly latency;
-  constructor(registry: MetricsRegistry) {
+  constructor(
+    registry: MetricsRegistry,
+    /** Where refused calls are counted and noted with HTTP's (quiver_admission_shed_total, the anomaly buffer); without it only as RESOURCE_EXHAUSTED answers. */
+    private readonly sheds?: ShedRecorder,
+  ) {
     this.requests = registry.counter("quiver_grpc_requests_total", "gRPC calls (and LookupStream messages) by method and status code.", ["method", "code"]);
     this.latency = registry.histogram("quiver_grpc_request_duration_seconds", "gRPC call latency by method.", ["method"]);
   }
@@ -40,6 +45,9 @@ export class GrpcMetrics {
   method(name: string): MethodMetrics {
     const byCode: CounterHandle[] = [];
     const requests = this.requests;
+    const sheds = this.sheds;
+    // Resolved at a method's first refusal of each kind: methods that are never shed export no shed series.
+    const shedBy: ((() => void) | undefined)[] = [];
     return {
       latency: this.latency.labels(name),
       count(code: status): void {
@@ -50,6 +58,16 @@ export class GrpcMetrics {
         }
         h.inc();
       },
+      shed(refusal: number): void {
+        if (sheds === undefined) return;
+        const i = refusal === REFUSED_CPU ? 1 : 0;
+        let r = shedBy[i];
+        if (r === undefined) {
+          r = sheds.recorder(name, refusalReason(refusal));
+          shedBy[i] = r;
+        }
+        r();
+      },
     };
   }
 }
@@ -57,6 +75,8 @@ export class GrpcMetrics {
 export interface MethodMetrics {
   readonly latency: HistogramHandle;
   count(code: status): void;
+  /** A call admission refused (REFUSED_LIMIT or REFUSED_CPU): counted by reason and noted, as HTTP's refusals are. */
+  shed(refusal: number): void;
 }
 
 /** The call's deadline as a performance.now() time, or undefined when it has none. */
@@ -195,6 +215,9 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         fail(e);
       }
     };
-    whenAdmitted(options.admission, go, (refusal) => fail(overloaded(refusal)));
+    whenAdmitted(options.admission, go, (refusal) => {
+      metrics.shed(refusal);
+      fail(overloaded(refusal));
+    });
   };
 }

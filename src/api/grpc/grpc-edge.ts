@@ -6,6 +6,7 @@ import { ReflectionService } from "@grpc/reflection";
 import protobuf from "protobufjs";
 import { methodNotAllowed } from "../../errors/index.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
@@ -26,6 +27,8 @@ export interface GrpcDeps {
   readonly adminToken?: string;
   /** Admission control shared with HTTP: lookups, pushes and matches beyond it answer RESOURCE_EXHAUSTED. */
   readonly admission?: Admission;
+  /** Counts and notes what admission refuses, with HTTP's refusals (quiver_admission_shed_total, the anomaly buffer). */
+  readonly sheds?: ShedRecorder;
   /** Claim matching (quiver.v1 Match); without it Match answers UNIMPLEMENTED. */
   readonly match?: MatchService;
   /** How often health Watch re-checks readiness (default 1000 ms). */
@@ -76,7 +79,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   };
   const server = new Server(options);
   let selfAddress: string | undefined;
-  const metrics = new GrpcMetrics(deps.metrics);
+  const metrics = new GrpcMetrics(deps.metrics, deps.sheds);
   const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
   const info = { write: false, adminToken: token };
   const read = { write: false, adminToken: token, admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs };

@@ -129,7 +129,10 @@ export class QuiverGrpcService {
             failure(e);
           }
         },
-        (refusal) => failure(overloaded(refusal)),
+        (refusal) => {
+          metrics.shed(refusal);
+          failure(overloaded(refusal));
+        },
       );
     });
     call.on("end", () => {

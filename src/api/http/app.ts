@@ -46,10 +46,8 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const nativeRoutes: NativeRoutes = {};
   const metrics = routeMetrics(deps.metrics);
   const methods = new Map<string, string[]>();
-  const shedCount = deps.metrics.counter("quiver_admission_shed_total", "Requests refused by admission control (503 + Retry-After), by route and reason (concurrency_limit, cpu_overload).", ["route", "reason"]);
   const shedding = (path: string, reason: keyof typeof SHED_MESSAGE, feast: boolean) => ({
-    counter: shedCount.labels(path, reason),
-    note: deps.anomalies.recorder("shed", path, reason),
+    record: deps.sheds.recorder(path, reason),
     answer: prebuiltError(unavailable(SHED_MESSAGE[reason], undefined, "overloaded"), feast),
   });
   const shedAnswer = (path: string): ((refusal: number) => Response) => {
@@ -62,8 +60,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     };
     return (refusal) => {
       const a = answers[refusalReason(refusal)];
-      a.counter.inc();
-      a.note();
+      a.record();
       return a.answer();
     };
   };

@@ -4,6 +4,7 @@ import type { KvNode } from "../../kv/kv-node.ts";
 import type { AnomalyBuffer } from "../../ops/anomaly-buffer.ts";
 import type { HealthMonitor } from "../../ops/health-score.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
+import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { AnswerRelease } from "../../runtime/index.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
@@ -24,6 +25,8 @@ export interface HttpDeps {
   readonly anomalies: AnomalyBuffer;
   /** Process-wide concurrency limit for lookups and pushes. */
   readonly admission: Admission;
+  /** Counts and notes what admission refuses (shared with the gRPC edge). */
+  readonly sheds: ShedRecorder;
   /** When a finished answer leaves: at once, or with its loop turn's others (runtime/turn-batch.ts). */
   readonly release: AnswerRelease<Response>;
   /** True once shutdown began: /readyz answers 503 so load balancers stop routing here. */
