@@ -293,6 +293,41 @@ describe("graceful drain", () => {
 });
 
 describe("admission control", () => {
+  test("a degraded answer counts against admission as HTTP's does, on unary calls (Quiver's and Feast's) and on LookupStream", async () => {
+    const n = new ScriptedNode();
+    const push = new PushService(n, { maxFutureSkewMs: 3_600_000 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
+    const admission = new AdaptiveAdmission({ fixedLimit: 8, queue: 0 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, admission, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);
+    const streamed = async () => {
+      const stream = (c.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; degraded: string[] }> }).LookupStream();
+      const answer = new Promise<{ id: string; degraded: string[] }>((resolve, reject) => {
+        stream.on("data", resolve);
+        stream.on("error", reject);
+      });
+      stream.write({ ...lookup, id: "3" });
+      const a = await answer;
+      stream.end();
+      return a;
+    };
+    try {
+      expect((await unaryCall(c.quiver, "Lookup", lookup)).error).toBeUndefined();
+      expect(await streamed()).toMatchObject({ id: "3", degraded: [] });
+      expect(admission.takeInterval()).toMatchObject({ completed: 2, failed: 0 });
+      n.mode = "down";
+      const q = await unaryCall(c.quiver, "Lookup", lookup);
+      expect(q.headers["x-quiver-degraded"]).toBe("shard-b");
+      const f = await unaryCall(c.feast, "GetOnlineFeatures", feastLookup);
+      expect(f.headers["x-quiver-degraded"]).toBe("shard-b");
+      expect(await streamed()).toMatchObject({ id: "3", degraded: ["shard-b"] });
+      expect(admission.takeInterval()).toMatchObject({ completed: 3, failed: 3 });
+    } finally {
+      c.close();
+      await e.drain(2000);
+    }
+  });
+
   test("beyond the shared concurrency limit a lookup answers RESOURCE_EXHAUSTED, on unary calls and on LookupStream, counted and noted as HTTP's refusals are", async () => {
     const n = new ScriptedNode();
     let release = () => {};

@@ -24,7 +24,16 @@ export interface CallContext {
   readonly metadata: Metadata;
   /** Adds a response header (sent with the answer). */
   header(name: string, value: string): void;
+  /**
+   * The answer is degraded: these shards' rows are defaults. A unary call says
+   * so in `x-quiver-degraded`; either way admission counts the call as failed,
+   * as HTTP's edge counts a degraded answer (the health score's error rate).
+   */
+  degraded(nodes: readonly string[]): void;
 }
+
+/** The response header that names a degraded answer's shards (HTTP's too). */
+export const DEGRADED_HEADER = "x-quiver-degraded";
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promise<Res>;
 
@@ -176,6 +185,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
   return (call: ServerUnaryCall<Req | DecodeFailure, Res>, callback: sendUnaryData<Res>): void => {
     const start = performance.now();
     let headers: Metadata | undefined;
+    let degraded = false;
     const deadline = deadlineOf(call);
     const ctx: CallContext = {
       deadline,
@@ -185,12 +195,16 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         headers ??= new Metadata();
         headers.set(name, value);
       },
+      degraded(nodes) {
+        degraded = true;
+        this.header(DEGRADED_HEADER, nodes.join(","));
+      },
     };
     let admittedAt = -1;
     const finish = (code: status) => {
       metrics.count(code);
       metrics.latency.observe((performance.now() - start) / 1000);
-      if (admittedAt >= 0) options.admission!.done(admittedAt, FAILED_CODES.has(code));
+      if (admittedAt >= 0) options.admission!.done(admittedAt, FAILED_CODES.has(code) || degraded);
     };
     const fail = (e: unknown) => {
       const q = toQuiverError(e);

@@ -105,7 +105,7 @@ export class FeastGrpcService {
       let missing = 0;
       for (const s of result.statuses) if (s === 5) missing++;
       if (missing > 0) ctx.header("x-quiver-unavailable", String(missing));
-      if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
+      if (result.degraded.length > 0) ctx.degraded(result.degraded);
       if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
       return this.encoder.encode(result, keys, names, versions);
     };

@@ -91,10 +91,18 @@ export class QuiverGrpcService {
       const start = performance.now();
       const id = req instanceof DecodeFailure ? 0 : req.id;
       let admittedAt = -1;
+      // A degraded answer counts against admission as a unary call's does (its message names the shards).
+      let degraded = false;
+      const notes: AnswerNotes = {
+        header() {},
+        degraded() {
+          degraded = true;
+        },
+      };
       const finish = (code: number) => {
         metrics.count(code);
         metrics.latency.observe((performance.now() - start) / 1000);
-        if (admittedAt >= 0) admission!.done(admittedAt, code === 13 || code === 14 || code === 4);
+        if (admittedAt >= 0) admission!.done(admittedAt, code === 13 || code === 14 || code === 4 || degraded);
         done();
       };
       const answer = (bytes: Uint8Array) => {
@@ -122,7 +130,7 @@ export class QuiverGrpcService {
             const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
             const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
             const readBudget = deadline ?? (this.defaultBudgetMs === undefined ? undefined : performance.now() + this.defaultBudgetMs);
-            const out = withinDeadline(this.run(req, readBudget, undefined), deadline);
+            const out = withinDeadline(this.run(req, readBudget, notes), deadline);
             if (out instanceof Promise) out.then(answer, failure);
             else answer(out);
           } catch (e) {
@@ -143,7 +151,7 @@ export class QuiverGrpcService {
     call.on("error", () => {});
   }
 
-  private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: CallContext | undefined): Uint8Array | Promise<Uint8Array> {
+  private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: AnswerNotes): Uint8Array | Promise<Uint8Array> {
     const body = bodyOf(req);
     const plan = this.serving.planLookup(body, LOOKUP);
     // The embedded store hands rows over as bytes: the answer is written from them, no value objects in between.
@@ -152,15 +160,16 @@ export class QuiverGrpcService {
     if (stored !== undefined) return stored;
     const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
     const answer = (result: LookupResult) => {
-      if (ctx !== undefined) {
-        if (result.degraded.length > 0) ctx.header("x-quiver-degraded", result.degraded.join(","));
-        if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
-      }
+      if (result.degraded.length > 0) ctx.degraded(result.degraded);
+      if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
       return encodeLookupResponse(result, names, req.id);
     };
     return this.serving.lookupRest(plan, { deadline }, this.lateRows, answer, { full: plan.fullFeatureNames, id: req.id });
   }
 }
+
+/** What an answer tells its call: response headers (a unary call's; a stream message has none) and a degraded answer. */
+type AnswerNotes = Pick<CallContext, "header" | "degraded">;
 
 /** What a lookup's answer written from stored rows needs once keys a cache lacked were read. */
 interface LateAnswer {
