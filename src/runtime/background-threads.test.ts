@@ -23,20 +23,21 @@ function addThread(dir: string, tid: number, name: string): void {
 }
 
 describe("background threads", () => {
-  test("lowers the JIT's and the scavenger's threads, once each, and leaves the serving thread and the rest", () => {
+  test("lowers the JIT's, the scavenger's and the heap's warm-up threads, once each, and leaves the serving thread and the rest", () => {
     const dir = taskDir({ 100: "bun", 101: "JSCWarmUp", 102: "mi-scavenger", 103: "JITWorker", 104: "Bun Pool 0" });
     const calls: [number, number][] = [];
     const bg = new BackgroundThreads({ nice: 19, taskDir: dir, setNice: (tid, nice) => calls.push([tid, nice]) });
-    expect(bg.apply().sort()).toEqual(["JITWorker", "mi-scavenger"]);
+    expect(bg.apply().sort()).toEqual(["JITWorker", "JSCWarmUp", "mi-scavenger"]);
     expect(calls.sort()).toEqual([
+      [101, 19],
       [102, 19],
       [103, 19],
     ]);
     // A thread started later (the JIT's second worker) is caught by the next check; the others are not set again.
     addThread(dir, 105, "JITWorker");
     expect(bg.apply()).toEqual(["JITWorker"]);
-    expect(calls.length).toBe(3);
-    expect(bg.describe()).toBe("mi-scavenger, JITWorker ×2");
+    expect(calls.length).toBe(4);
+    expect(bg.describe()).toBe("JITWorker ×2, mi-scavenger, JSCWarmUp");
   });
 
   test("a thread that cannot be lowered or that ended is skipped; no /proc (not Linux) finds none", () => {

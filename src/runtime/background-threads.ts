@@ -12,6 +12,16 @@ import { setPriority } from "node:os";
  *   priority delta for them has no effect on Linux.
  * - `mi-scavenger`: mimalloc's thread returning freed pages to the kernel
  *   (50-65 ms per 10 s at 40k lookups/s).
+ * - `JSCWarmUp`: JavaScriptCore's marked-block warm-up thread (the
+ *   `useWarmUpMarkedBlocks` options), which returns idle heap blocks to the
+ *   kernel (madvise, and the TLB flushes that come with it). Idle on the
+ *   embedded store; on Redis shards with the L1 cache it ran 0.27-0.36 s of
+ *   every 11 s at half capacity (12-06, AMD, 100-entity lookups at 1,600/s on
+ *   3 shards, the shards on the server's core). Lowered too (four alternating
+ *   pairs on one server): the serving thread's run-queue wait 0.65-0.93 s
+ *   against 0.82-1.53 s, requests shed (503) 0 / 104 / 0 / 0 against 1,816 /
+ *   288 / 0 / 317, p99 9.2-11.9 against 6.6-44.8 ms; closed loop 3.81-3.84k
+ *   against 3.58-3.70k lookups/s (two pairs).
  * On a server given one core (as the benches pin it) every millisecond they
  * run is a millisecond a request waits. Measured (12-06, Intel, 1M rows, 10 s
  * at 40k lookups/s after a batch run, two runs each): the serving thread's
@@ -23,7 +33,7 @@ import { setPriority } from "node:os";
  * thread through os.setPriority); elsewhere it finds no threads and does
  * nothing. The names are the runtime's (Bun 1.4: JavaScriptCore, mimalloc v3).
  */
-export const BACKGROUND_THREADS: readonly string[] = ["JITWorker", "mi-scavenger"];
+export const BACKGROUND_THREADS: readonly string[] = ["JITWorker", "mi-scavenger", "JSCWarmUp"];
 
 export interface BackgroundThreadsOptions {
   /** The nice value to give them (0-19; 19 is the lowest priority). */
@@ -85,7 +95,11 @@ export class BackgroundThreads {
   describe(): string {
     const counts = new Map<string, number>();
     for (const name of this.lowered.values()) counts.set(name, (counts.get(name) ?? 0) + 1);
-    return [...counts].map(([name, n]) => (n > 1 ? `${name} ×${n}` : name)).join(", ") || "none found";
+    // In the order the names are given, not the order /proc lists the threads in (which the filesystem picks).
+    return [...this.names].flatMap((name) => {
+      const n = counts.get(name);
+      return n === undefined ? [] : [n > 1 ? `${name} ×${n}` : name];
+    }).join(", ") || "none found";
   }
 
   /**
