@@ -1,32 +1,13 @@
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type OutgoingHttpHeaders } from "node:http2";
+// grpc-js's status enum alone (its numeric enum maps codes back to names): the generator loads none of grpc-js's client.
+import { Status } from "@grpc/grpc-js/build/src/constants.js";
 import type { LoadConnection } from "../engine/load-connection.ts";
 import { Reconnector } from "../engine/reconnect.ts";
 import type { ConnectionListener } from "../http1/connection.ts";
 
-/** gRPC status names by code (grpc/status.h), for failure kinds `grpc_<NAME>`. */
-const CODE_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-] as const;
-
 /** The failure kind of a non-OK status. */
 export function grpcFailureKind(code: number): string {
-  return `grpc_${CODE_NAMES[code] ?? code}`;
+  return `grpc_${Status[code] ?? code}`;
 }
 
 /** No status seen (yet). */
