@@ -8,8 +8,8 @@ import { startQuiver } from "./support/quiver-process.ts";
 /**
  * The start-up warm-up (src/api/http/warmup.ts, src/api/grpc/warmup.ts):
  * lookups the server sends its own edges before clients come. What it
- * measurably buys (a cold server's first second) is in README's Performance
- * section; here, that every lookup and call is answered, that nothing of it is
+ * measurably buys (a cold server's first second) is in bench/HISTORY.md
+ * ("A just-started server warms up before it listens"); here, that every lookup and call is answered, that nothing of it is
  * left in metrics or admission, that gRPC health says NOT_SERVING meanwhile,
  * and that it asks for stored entities when there are some.
  */

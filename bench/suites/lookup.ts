@@ -44,7 +44,7 @@ const MP_BATCH = "MessagePack 100-entity lookup at half max";
  * the server's user and kernel CPU per request and its minor page faults,
  * against the parsing floor. The kernel's share grows with the user share (a
  * slower server batches fewer requests per wakeup), and a process holding the
- * store's memory takes page faults the floor does not (README, Performance).
+ * store's memory takes page faults the floor does not (bench/HISTORY.md).
  */
 function perRequestChecks(floor: WrkMeasure | null, quiver: WrkMeasure | null): Check[] {
   const f = floor?.perRequest ?? null;

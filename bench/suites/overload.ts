@@ -217,7 +217,7 @@ export async function overloadRounds(ctx: BenchContext, seconds: number, store: 
         baseline: floorService.p50,
         measured: shedService?.p50 ?? null,
         ratio: ratio(shedService?.p50 ?? null, floorService.p50),
-        target: "info (issue 8: within 1 ms; a refusal waits out the turn before it and its place in its own, see README)",
+        target: "info (issue 8: within 1 ms; a refusal waits out the turn before it and its place in its own, see src/resilience/README.md)",
         pass: null,
       },
       {

@@ -9,8 +9,8 @@ import { StepTrial } from "./step-trial.ts";
  * independent callers) that costs nothing: arrivals grow with the turn's
  * length, so the share of a turn spent refusing is set by how far the load
  * is over capacity, not by the budget (a turn's own work aside: the poll
- * and the end-of-turn callback, which is why the floor is 1 ms and not 0.5,
- * README). A closed population — a fixed number of
+ * and the end-of-turn callback, which is why the floor is 0.75 ms and not 0.5,
+ * README.md here, "How fast a 503 comes"). A closed population — a fixed number of
  * connections, each sending again the moment it is answered, as k6's
  * virtual users or a retry loop that ignores Retry-After — is different:
  * each turn holds the same arrivals however long it is, and the shorter the

@@ -42,7 +42,7 @@ export interface TurnBatchOptions {
  * the client asleep more often, so every microsecond of lookup work costs
  * nearly two. Written back to back, a turn's answers reach a client that
  * an earlier one woke and that is still busy reading: one wake-up serves the
- * batch. Measured in README (Performance).
+ * batch. Measured in bench/HISTORY.md ("Answers batched per loop turn").
  *
  * What an answer may wait: the work of at most `max` − 1 later answers of its
  * turn, cut at `maxHoldMs` plus one answer's work, and at most the rest of
