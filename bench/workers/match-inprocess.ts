@@ -43,7 +43,7 @@ const config = loadConfig(["--data-dir", dir], {});
 const members: ShardMember[] = [];
 for (let i = 0; i < config.embeddedNodes; i++) {
   const id = `embedded-${i}`;
-  members.push({ id, weight: 1, node: new DurableKvNode(id, `${dir}/${id}.sqlite`, { sync: config.durability }) });
+  members.push({ id, weight: 1, node: await DurableKvNode.open(id, `${dir}/${id}.sqlite`, { sync: config.durability }) });
 }
 const store = new ShardedStore(members, { vnodesPerNode: config.vnodes });
 const registry = await loadRegistryFile(config.registryPath, NOW);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadConfig } from "../config/config.ts";
 import { loadRegistryFile, parseDurationMs } from "../registry/index.ts";
 import { loadSourcesFile } from "./compile-sources.ts";
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
         await publisher.publish(batch);
         sent += batch.length;
       } else {
-        await Bun.sleep(tickMs);
+        await sleep(tickMs);
       }
       if (performance.now() - lastReport >= 1000) {
         lastReport = performance.now();

@@ -1,8 +1,8 @@
-import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./arena-node.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadSlot, ScanPage } from "./kv-node.ts";
+import { loadSqlite, type OpenSqlite, type SqliteDatabase, type SqliteStatement } from "../runtime/sqlite.ts";
 import { encodeRow } from "./row-codec.ts";
 
 export interface DurableNodeOptions {
@@ -23,25 +23,35 @@ export interface DurableNodeOptions {
  * The in-memory copy is an ArenaKvNode (rows as bytes in slabs, no GC cell per
  * row). Both sides hold the same row-codec bytes, so a write is encoded once
  * and a restart copies blobs into the arena without decoding them.
+ *
+ * SQLite comes through the runtime's adapter (runtime/sqlite.ts): `open`
+ * loads it; the constructor takes an opener, so a test or another runtime can
+ * hand in its own.
  */
 export class DurableKvNode implements KvNode, MemoryReporting {
-  private readonly db: Database;
+  private readonly db: SqliteDatabase;
   private readonly memory: ArenaKvNode;
-  private readonly upsert: Statement;
-  private readonly remove: Statement;
+  private readonly upsert: SqliteStatement;
+  private readonly remove: SqliteStatement;
   private readonly writeBatch: (entries: readonly KvEntry[], rows: readonly Uint8Array[]) => void;
   private readonly deleteBatch: (keys: readonly string[]) => void;
+
+  /** A node on the file `file` (created when missing, its rows loaded when not), with the runtime's SQLite. */
+  static async open(id: string, file: string, options: DurableNodeOptions = {}): Promise<DurableKvNode> {
+    return new DurableKvNode(id, file, await loadSqlite(), options);
+  }
 
   constructor(
     readonly id: string,
     readonly file: string,
+    openSqlite: OpenSqlite,
     options: DurableNodeOptions = {},
   ) {
     mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file, { create: true, strict: true });
-    this.db.run("PRAGMA journal_mode = WAL");
-    this.db.run(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`);
-    this.db.run("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
+    this.db = openSqlite(file);
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`);
+    this.db.exec("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
     // The WHERE clause repeats last-write-wins inside SQLite, so the file is
     // right even if memory and disk were ever to disagree.
     this.upsert = this.db.prepare(
@@ -55,7 +65,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
       for (const k of keys) this.remove.run({ k });
     });
     this.memory = new ArenaKvNode(id);
-    for (const r of this.db.query<{ k: string; v: Uint8Array }, []>("SELECT k, v FROM rows").iterate()) {
+    for (const r of this.db.each<{ k: string; v: Uint8Array }>("SELECT k, v FROM rows")) {
       this.memory.putEncoded(r.k, r.v);
     }
   }
@@ -116,7 +126,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   async health(): Promise<NodeHealth> {
     try {
-      this.db.query("SELECT 1").get();
+      this.db.exec("SELECT 1");
       return { id: this.id, ok: true, detail: { kind: "sqlite", file: this.file, keys: this.memory.size } };
     } catch (e) {
       return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, error: (e as Error).message } };
@@ -125,7 +135,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   async close(): Promise<void> {
     await this.memory.close();
-    this.db.close(false);
+    this.db.close();
   }
 
   /**

@@ -13,7 +13,7 @@ runKvContract("MemoryKvNode", async () => {
 
 runKvContract("DurableKvNode (SQLite WAL)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
-  const node = new DurableKvNode("disk-0", join(dir, "node.sqlite"));
+  const node = await DurableKvNode.open("disk-0", join(dir, "node.sqlite"));
   return {
     node,
     dispose: async () => {
@@ -50,7 +50,7 @@ describe("DurableKvNode", () => {
   test("reopening the file restores the newest rows", async () => {
     const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
     const file = join(dir, "n.sqlite");
-    const a = new DurableKvNode("d", file);
+    const a = await DurableKvNode.open("d", file);
     await a.putMany([
       { key: "v@1/k=i1", row: { ts: 10, values: [1, "a", [1, 2]] } },
       { key: "v@1/k=i1", row: { ts: 5, values: [0, "old", []] } },
@@ -58,7 +58,7 @@ describe("DurableKvNode", () => {
     ]);
     await a.deleteMany(["v@1/k=i2"]);
     await a.close();
-    const b = new DurableKvNode("d", file);
+    const b = await DurableKvNode.open("d", file);
     expect(await b.getMany(["v@1/k=i1", "v@1/k=i2"])).toEqual([{ ts: 10, values: [1, "a", [1, 2]] }, undefined]);
     await b.close();
     rmSync(dir, { recursive: true, force: true });
