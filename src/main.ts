@@ -56,6 +56,9 @@ async function main(): Promise<void> {
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
   if (grpc !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${grpc.services.join(", ")})`);
   if (background !== undefined) console.log(`quiver: background threads at nice ${config.backgroundNice}: ${background.describe()}`);
+  // Bun's own GC timer (a collectAsync every second while the heap changes) started the full collections that stalled
+  // lookups under load; npm start and the image turn it off (README, Performance). Said here, so a pod started otherwise shows it.
+  if (process.env["BUN_GC_TIMER_DISABLE"] === undefined) console.log("quiver: Bun's GC timer is on (BUN_GC_TIMER_DISABLE=1 turns it off, as npm start does)");
 
   let stopping = false;
   const stop = async (signal: string) => {

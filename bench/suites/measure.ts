@@ -16,12 +16,15 @@ export function startBareServer(ctx: BenchContext, name: string, bodyBytes: numb
   return startPinned(ctx, name, "bench/servers/bare-server.ts", ["--body-bytes", String(bodyBytes), ...extra], { readyPath: "/__ready", timeoutMs: 15_000 });
 }
 
+/** The environment `npm start` gives the server (package.json's start script; test/server-env.test.ts keeps them equal). */
+export const SERVER_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1" };
+
 /**
- * Quiver's server (`src/main.ts`, as `npm start` runs it) pinned to the
- * server core; `args` follow `--port` (pass `--grpc-port -1` to leave gRPC off).
+ * Quiver's server (`src/main.ts`, as `npm start` runs it, SERVER_ENV included)
+ * pinned to the server core; `args` follow `--port` (pass `--grpc-port -1` to leave gRPC off).
  */
 export function startQuiverServer(ctx: BenchContext, name: string, args: readonly string[], options: { port?: number; timeoutMs?: number } = {}): Promise<RunningServer> {
-  return startPinned(ctx, name, "src/main.ts", args, { readyPath: "/readyz", timeoutMs: options.timeoutMs ?? 300_000, port: options.port });
+  return startPinned(ctx, name, "src/main.ts", args, { readyPath: "/readyz", timeoutMs: options.timeoutMs ?? 300_000, port: options.port, env: SERVER_ENV });
 }
 
 /** A Bun script of this repository serving HTTP on `port` (a free one unless given), pinned to the server core, ready once `readyPath` answers. */
