@@ -4,6 +4,7 @@ import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted,
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import { type Admission, REFUSED_CPU, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
+import { DEGRADED_HEADER } from "../answer-headers.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 
 /** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
@@ -31,9 +32,6 @@ export interface CallContext {
    */
   degraded(nodes: readonly string[]): void;
 }
-
-/** The response header that names a degraded answer's shards (HTTP's too). */
-export const DEGRADED_HEADER = "x-quiver-degraded";
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promise<Res>;
 
@@ -148,7 +146,12 @@ export interface UnaryOptions {
 }
 
 /** Codes that count as a failed request for admission's limit (the HTTP edge's 5xx). */
-const FAILED_CODES: ReadonlySet<status> = new Set([status.INTERNAL, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.UNKNOWN]);
+const FAILED_CODES: ReadonlySet<number> = new Set([status.INTERNAL, status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.UNKNOWN]);
+
+/** Whether a call (or a LookupStream message) answered `code` counts as failed for admission. */
+export function failedForAdmission(code: number): boolean {
+  return FAILED_CODES.has(code);
+}
 
 /** The error a shed call gets. */
 export function overloaded(refusal: number = REFUSED_LIMIT): QuiverError {
@@ -204,7 +207,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     const finish = (code: status) => {
       metrics.count(code);
       metrics.latency.observe((performance.now() - start) / 1000);
-      if (admittedAt >= 0) options.admission!.done(admittedAt, FAILED_CODES.has(code) || degraded);
+      if (admittedAt >= 0) options.admission!.done(admittedAt, failedForAdmission(code) || degraded);
     };
     const fail = (e: unknown) => {
       const q = toQuiverError(e);

@@ -1,6 +1,7 @@
 import { invalid } from "../../errors/index.ts";
 import type { FeatureRef, Registry } from "../../registry/index.ts";
 import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows } from "../../serving/index.ts";
+import { STALE_HEADER, UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import type { CallContext } from "./call.ts";
 import { FeastResponseEncoder, type KeyVector, type ViewVersion } from "./encode-feast.ts";
 import { FeastRowsEncoder } from "./encode-feast-rows.ts";
@@ -104,9 +105,9 @@ export class FeastGrpcService {
     const answer = (result: Awaited<ReturnType<FeatureServing["lookup"]>>) => {
       let missing = 0;
       for (const s of result.statuses) if (s === 5) missing++;
-      if (missing > 0) ctx.header("x-quiver-unavailable", String(missing));
+      if (missing > 0) ctx.header(UNAVAILABLE_HEADER, String(missing));
       if (result.degraded.length > 0) ctx.degraded(result.degraded);
-      if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
+      if (result.stale !== undefined) ctx.header(STALE_HEADER, "true");
       return this.encoder.encode(result, keys, names, versions);
     };
     return this.serving.lookupRest(plan, { deadline: ctx.budget }, this.lateRows, answer, { keys, names, versions });

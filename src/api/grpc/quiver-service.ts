@@ -2,7 +2,8 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { invalid, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
-import { type CallContext, DecodeFailure, deadlineOf, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
+import { STALE_HEADER } from "../answer-headers.ts";
+import { type CallContext, DecodeFailure, deadlineOf, failedForAdmission, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
@@ -102,7 +103,7 @@ export class QuiverGrpcService {
       const finish = (code: number) => {
         metrics.count(code);
         metrics.latency.observe((performance.now() - start) / 1000);
-        if (admittedAt >= 0) admission!.done(admittedAt, code === 13 || code === 14 || code === 4 || degraded);
+        if (admittedAt >= 0) admission!.done(admittedAt, failedForAdmission(code) || degraded);
         done();
       };
       const answer = (bytes: Uint8Array) => {
@@ -161,7 +162,7 @@ export class QuiverGrpcService {
     const names = plan.query.refs.map((r) => (plan.fullFeatureNames ? r.feature.fullName : r.feature.name));
     const answer = (result: LookupResult) => {
       if (result.degraded.length > 0) ctx.degraded(result.degraded);
-      if (result.stale !== undefined) ctx.header("x-quiver-stale", "true");
+      if (result.stale !== undefined) ctx.header(STALE_HEADER, "true");
       return encodeLookupResponse(result, names, req.id);
     };
     return this.serving.lookupRest(plan, { deadline }, this.lateRows, answer, { full: plan.fullFeatureNames, id: req.id });

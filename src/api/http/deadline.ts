@@ -1,8 +1,8 @@
 import { invalid } from "../../errors/index.ts";
+import { DEGRADED_HEADER } from "../answer-headers.ts";
 
 export const TIMEOUT_HEADER = "x-quiver-timeout-ms";
 const DECIMAL = /^\d+(\.\d+)?$/;
-export const DEGRADED_HEADER = "x-quiver-degraded";
 /** Longest budget a client may ask for: a lookup is not a batch job. */
 const MAX_BUDGET_MS = 60_000;
 

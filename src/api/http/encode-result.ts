@@ -1,6 +1,7 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import { formatRfc3339, type LookupResult, STATUS_NAMES } from "../../serving/index.ts";
 import type { EntityInput } from "../../serving/index.ts";
+import { STALE_HEADER } from "../answer-headers.ts";
 
 /** Output names for a result's features. */
 export function featureNames(result: LookupResult, full: boolean): string[] {
@@ -59,7 +60,7 @@ export function staleCount(result: LookupResult): number {
 export function staleHeaders(result: LookupResult, extra?: Record<string, string>): Record<string, string> | undefined {
   const n = staleCount(result);
   if (n === 0) return extra;
-  return { ...extra, "x-quiver-stale": String(n) };
+  return { ...extra, [STALE_HEADER]: String(n) };
 }
 
 /** How many values storage could not answer, for the Feast routes' header. */

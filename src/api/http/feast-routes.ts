@@ -1,4 +1,5 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
+import { UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
 import { asObject } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
@@ -44,7 +45,7 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   const encode = (result: LookupResult, plan: PlannedLookup, late: boolean): Response => {
     const missing = unavailableCount(result);
     const bytes = answers.json(result, plan.entities, plan.fullFeatureNames);
-    return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { "x-quiver-unavailable": String(missing) } : undefined)), late);
+    return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { [UNAVAILABLE_HEADER]: String(missing) } : undefined)), late);
   };
 
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).

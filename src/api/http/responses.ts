@@ -2,7 +2,7 @@ import { Encoder } from "@msgpack/msgpack";
 import { type QuiverError, toQuiverError } from "../../errors/index.ts";
 import { CORKED_BYTES, lateBody } from "../../runtime/index.ts";
 import { MSGPACK } from "./body.ts";
-import { DEGRADED_HEADER } from "./deadline.ts";
+import { DEGRADED_HEADER } from "../answer-headers.ts";
 import { httpStatusOf, errorHeaders } from "./error-status.ts";
 
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as const;
