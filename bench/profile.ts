@@ -7,7 +7,8 @@ import { canPin, type RunningServer } from "./lib/processes.ts";
 import { ensureWrk, runWrk } from "./lib/wrk.ts";
 import { rotatingBatchScript, rotatingPostScript } from "./lib/wrk-lua.ts";
 import { BATCH_LOOKUP_PARTS, probeLookup, singleLookupBody } from "./suites/lookup-probe.ts";
-import { startPinned } from "./suites/measure.ts";
+import { SERVER_ENV, startPinned } from "./suites/measure.ts";
+import { runGenerator } from "./lib/generator.ts";
 import { machineInfo } from "./lib/machine.ts";
 import type { BenchContext } from "./suites/suite.ts";
 
@@ -29,6 +30,10 @@ import type { BenchContext } from "./suites/suite.ts";
  * Quiver's server as well, e.g. `--quiver-arg=--topology --quiver-arg=t.yaml
  * --quiver-arg=--cache-l1 --quiver-arg=off` to profile lookups on Redis shards
  * the caller started (and pinned to core 1, as the Redis benches do).
+ * `--open-rate N` drives both servers with the project's generator in open
+ * loop at N requests a second (64 connections) instead of wrk's closed loop:
+ * the regime of the half-max latency runs, where each request comes on its
+ * own wake-up, so per-turn costs are per-request costs.
  */
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -39,6 +44,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "1" },
     keep: { type: "string" },
     "quiver-arg": { type: "string", multiple: true },
+    "open-rate": { type: "string" },
   },
 });
 const seconds = Number(values.seconds);
@@ -46,6 +52,8 @@ const entities = Number(values.entities);
 const topN = Number(values.top);
 const batch = Number(values.batch);
 const quiverArgs = values["quiver-arg"] ?? [];
+const openRate = values["open-rate"] === undefined ? undefined : Number(values["open-rate"]);
+if (openRate !== undefined && !(Number.isInteger(openRate) && openRate > 0)) throw new Error("profile: --open-rate must be a positive integer (requests a second)");
 if (!(seconds > 0 && Number.isInteger(entities) && entities > 0 && topN > 0 && Number.isInteger(batch) && batch > 0)) throw new Error("profile: --seconds, --entities, --top and --batch must be positive numbers");
 if (Bun.which("perf") === null) {
   process.stderr.write("profile: needs perf (apt-get install -y linux-perf)\n");
@@ -82,18 +90,26 @@ interface Profile {
   readonly others: Breakdown;
 }
 
-/** Samples `server` (started with the JIT dump on) under wrk; stops it. */
+/** Drives `server` for `durationS` (wrk closed loop, or the generator in open loop with `--open-rate`). */
+async function drive(server: RunningServer, durationS: number, name: string): Promise<{ requestsPerSec: number; requests: number }> {
+  if (openRate === undefined) return runWrk({ wrk: wrk.path!, url: `${server.url}/`, script, connections: 32, threads: 1, durationS, cpu: ctx.driverCpu });
+  const args = { target: server.url, scenario: "lookup", batch, mode: "open", rate: openRate, connections: 64, entities, duration: `${durationS}s`, warmup: "0s" };
+  const run = await runGenerator({ root, cpu: ctx.driverCpu, jsonPath: join(work, `${name}-gen.json`), args, timeoutS: durationS * 3 + 60 });
+  log(`  ${name}: ${Math.round(run.rate.achieved)} req/s, p99 ${run.latencyMs.p99} ms, own send lag p99 ${run.ownSendLagMs.p99} ms`);
+  return { requestsPerSec: Math.round(run.rate.achieved), requests: run.requests.ok + run.requests.errors };
+}
+
+/** Samples `server` (started with the JIT dump on) under load (wrk, or the generator at `--open-rate`); stops it. */
 async function profile(name: string, server: RunningServer): Promise<Profile> {
   const dir = join(work, name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   try {
-    const url = `${server.url}/`;
-    await runWrk({ wrk: wrk.path!, url, script, connections: 32, threads: 1, durationS: 3, cpu: ctx.driverCpu });
+    await drive(server, 3, `${name}-warm`);
     const hz = 1999;
     const perf = Bun.spawn(["perf", "record", "-N", "-k", "1", "-F", String(hz), "-g", "-p", String(server.pid), "-o", join(dir, "perf.data"), "--", "sleep", String(seconds + 1)], { stdout: "ignore", stderr: "pipe", env: perfEnv });
     await Bun.sleep(500);
-    const run = await runWrk({ wrk: wrk.path!, url, script, connections: 32, threads: 1, durationS: seconds, cpu: ctx.driverCpu });
+    const run = await drive(server, seconds, name);
     await perf.exited;
     if (perf.exitCode !== 0) throw new Error(`perf record: ${(await new Response(perf.stderr).text()).slice(-400)}`);
     await server.stop();
@@ -129,7 +145,7 @@ function report(floor: Profile, quiver: Profile): string {
   const rows: string[] = [];
   const row = (what: string, a: string, b: string) => rows.push(`| ${what} | ${a} | ${b} |`);
   rows.push(`| µs per request of ${batch === 1 ? "one entity" : `${batch} entities`} (serving thread) | floor | Quiver |`, `|---|---:|---:|`);
-  row("requests/s under wrk while sampled", String(floor.requestsPerSec), String(quiver.requestsPerSec));
+  row(openRate === undefined ? "requests/s under wrk while sampled" : "requests/s, open loop, while sampled", String(floor.requestsPerSec), String(quiver.requestsPerSec));
   row("all", f(floor, floor.serving.samples), f(quiver, quiver.serving.samples));
   row("kernel", f(floor, floor.serving.kernel), f(quiver, quiver.serving.kernel));
   row("native, no JavaScript above (HTTP server, collector)", f(floor, floor.serving.nativeAlone), f(quiver, quiver.serving.nativeAlone));
@@ -160,7 +176,7 @@ try {
     }
   })());
   const floor = await profile("floor", await startPinned(ctx, "protocol floor", "bench/servers/bare-server.ts", ["--body-bytes", String(bodyBytes), "--parse-json"], { readyPath: "/__ready", timeoutMs: 15_000, env: jitEnv }));
-  const quiver = await profile("quiver", await startPinned(ctx, "quiver", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000, env: jitEnv }));
+  const quiver = await profile("quiver", await startPinned(ctx, "quiver", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000, env: { ...SERVER_ENV, ...jitEnv } }));
   process.stdout.write(`${report(floor, quiver)}\n`);
 } finally {
   if (values.keep === undefined) rmSync(work, { recursive: true, force: true });
