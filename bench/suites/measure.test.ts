@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { Timeline } from "../../loadtest/engine/timeline.ts";
-import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, okRate, pairedRatios, rotate, tailShape } from "./measure.ts";
+import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, median, okRate, pairedRatios, rotate, tailShape } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -148,4 +148,13 @@ test("paired ratios: each round's subject over its own baseline, their median; r
   expect(pairedRatios([30, null, 40, 10], [60, 80, 50, 0]).ratios).toEqual([0.5, 0.8]);
   expect(pairedRatios([30, 40], [60, 50]).median).toBeCloseTo(0.65, 10);
   expect(pairedRatios([null], [60]).median).toBeNull();
+});
+
+test("median: the middle value, the mean of the middle two for an even count, null for none; the input is left as it was", () => {
+  const xs = [3.2, 1.1, 2.4];
+  expect(median(xs)).toBe(2.4);
+  expect(xs).toEqual([3.2, 1.1, 2.4]);
+  expect(median([4, 1, 3, 2])).toBe(2.5);
+  expect(median([7])).toBe(7);
+  expect(median([])).toBeNull();
 });

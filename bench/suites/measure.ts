@@ -177,11 +177,15 @@ export function pairedRatios(subject: readonly (number | null)[], baseline: read
     if (s === null || s === undefined || b === null || b === undefined || !(b > 0)) continue;
     ratios.push(s / b);
   }
-  if (ratios.length === 0) return { ratios, median: null };
-  const sorted = [...ratios].sort((a, b) => a - b);
+  return { ratios, median: median(ratios) };
+}
+
+/** The median of some numbers (the mean of the middle two for an even count); null for none. */
+export function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { ratios, median };
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** The run with the most successful answers per second. */
