@@ -39,8 +39,15 @@ export class StorageTimeoutError extends StorageError {
  * that is already behind).
  */
 export class LocalStallError extends StorageError {
-  constructor(timeout: StorageTimeoutError, why: string) {
+  /**
+   * When most shards were timing out too (resilience/common-cause.ts): how far back (ms) that
+   * stretch reaches, so the shard's failures counted within it are taken back as a common stall's are; 0 otherwise.
+   */
+  readonly spanMs: number;
+
+  constructor(timeout: StorageTimeoutError, why: string, spanMs = 0) {
     super("local_stall", `${timeout.message}, but this process was stalled (${why}): not counted against the shard`, true, timeout);
+    this.spanMs = spanMs;
   }
 }
 

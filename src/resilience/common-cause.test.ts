@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { CommonStallError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { CommonCauseJudge } from "./common-cause.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge, type StallVerdict } from "./local-stall.ts";
 import { isShardFault } from "./shard-policies.ts";
@@ -139,6 +139,31 @@ describe("CommonCauseJudge", () => {
     expect(h.verdict("s2")?.cause).toBe("common");
     // Without a call (no shard named) only the inner judge speaks.
     expect(h.judge.stalled(timeout())).toBeNull();
+  });
+
+  test("a process-local verdict within a stretch of correlated timeouts stands, with the stretch's span; alone, or past the episode's first second, without", () => {
+    let stalled = false;
+    const local: StallJudge = { stalled: () => (stalled ? { cause: "local", why: "event loop overloaded" } : null) };
+    const h = harness(3, local);
+    h.at(10_000);
+    stalled = true;
+    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded" }); // nobody else yet
+    h.at(10_005);
+    stalled = false;
+    expect(h.verdict("s2")?.cause).toBe("common");
+    h.at(10_010);
+    stalled = true;
+    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded", spanMs: 105 });
+    const judged = judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false });
+    expect(judged).toBeInstanceOf(LocalStallError);
+    expect((judged as LocalStallError).spanMs).toBe(105);
+    // The episode goes on past its first second: no longer excused as common, and no span to take anything back.
+    for (let t = 10_020; t <= 11_020; t += 20) {
+      h.at(t);
+      h.verdict("s2");
+      h.verdict("s3");
+    }
+    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded" });
   });
 
   test("the shard count is read at each verdict (shards added by a rebalance)", () => {

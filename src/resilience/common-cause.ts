@@ -42,7 +42,13 @@ const DEFAULT_MIN_WINDOW_MS = 100;
  * - The first timeout of a stall is judged before any other shard's: it
  *   counts against its shard. The verdicts that follow carry the stretch
  *   they cover (`spanMs`), and the shard forgives the failures it counted
- *   within it (ResilientShard), so repeated stalls add nothing up.
+ *   within it (ResilientShard), so repeated stalls add nothing up. So do
+ *   the process-local judge's verdicts within such a stretch (its verdict
+ *   stands, the span is added): where this process was stalled as well,
+ *   each of the shard's later timeouts in the stall was blamed on the loop,
+ *   and the first one, counted, was never taken back: on a busy host each
+ *   shared stall could leave one behind, and five within 10 s open a
+ *   healthy shard's breaker.
  * A single hung shard is judged as before: the other shards do not time out
  * with it.
  */
@@ -84,7 +90,9 @@ export class CommonCauseJudge implements StallJudge {
       this.lastCorrelated = t;
     }
     const local = this.inner.stalled(timeout, call);
-    if (local !== null || !correlated || t - this.episodeStart > this.maxEpisodeMs) return local;
-    return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms`, spanMs: t - this.episodeStart + window };
+    if (!correlated || t - this.episodeStart > this.maxEpisodeMs) return local;
+    const spanMs = t - this.episodeStart + window;
+    if (local !== null) return { ...local, spanMs };
+    return { cause: "common", why: `${together} of ${shards} shards timed out within ${Math.round(window)} ms`, spanMs };
   }
 }

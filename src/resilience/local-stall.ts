@@ -38,7 +38,7 @@ export interface TimedOutCall {
 export interface StallVerdict {
   readonly cause: "local" | "common";
   readonly why: string;
-  /** For `common`: how far back (ms) the stretch of correlated timeouts reaches. */
+  /** How far back (ms) the stretch of correlated timeouts it falls in reaches (`common`, and `local` within such a stretch). */
   readonly spanMs?: number;
 }
 
@@ -99,5 +99,5 @@ export function judgeTimeout(judge: StallJudge, error: unknown, call?: TimedOutC
   // stays overloaded every later timeout is excused too: it would never reopen. The breaker counts it and reopens,
   // for the short retrial time (shard-policies.ts): the trial said nothing about the shard.
   if (call?.trial === true) return new StalledTrialError(error, verdict.cause === "local" ? `this process was stalled (${verdict.why})` : `most shards timed out together (${verdict.why})`);
-  return verdict.cause === "local" ? new LocalStallError(error, verdict.why) : new CommonStallError(error, verdict.why, verdict.spanMs);
+  return verdict.cause === "local" ? new LocalStallError(error, verdict.why, verdict.spanMs) : new CommonStallError(error, verdict.why, verdict.spanMs);
 }

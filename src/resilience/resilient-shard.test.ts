@@ -174,10 +174,10 @@ describe.each([
   });
 
   /** Three shards behind their policies, sharing one common-cause judge, on a fake clock. */
-  const threeShards = (start: number, readRetries: number) => {
+  const threeShards = (start: number, readRetries: number, inner: StallJudge = NEVER_STALLED) => {
     const clock = fakeClock(start);
     const { events, observer } = recorder();
-    const judge = new CommonCauseJudge(NEVER_STALLED, () => 3, {}, clock.now);
+    const judge = new CommonCauseJudge(inner, () => 3, {}, clock.now);
     const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
     const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries }, observer, clock.now, judge));
     return { clock, events, inners, shards };
@@ -293,6 +293,50 @@ describe.each([
       clock.advance(200);
     }
     expect(s1.guardState().read).toBe("closed");
+    await read(s1).catch(() => {});
+    expect(s1.guardState().read).toBe("open");
+  });
+
+  test("a stall's first timeout is taken back too when the shard's later ones in it are blamed on this process (timers firing late): eight such stalls open no breaker", async () => {
+    const { clock, events, inners, shards } = threeShards(1_660_000, 0, LATENESS_JUDGE);
+    const [s1, s2, s3] = shards as [ResilientShard, ResilientShard, ResilientShard];
+    for (let stall = 0; stall < 8; stall++) {
+      for (const inner of inners) {
+        inner.mode = "timeout";
+        inner.timeoutLateMs = 1;
+      }
+      // s1 first, on time and alone: counted.
+      await expect(read(s1)).rejects.toBeInstanceOf(StorageTimeoutError);
+      clock.advance(5);
+      await expect(read(s2)).rejects.toBeInstanceOf(CommonStallError);
+      // Then the process stalls too: s3's and s1's timers fire late, so their verdicts are this process's, within the shared stall.
+      inners[2]!.timeoutLateMs = 40;
+      inners[0]!.timeoutLateMs = 40;
+      await expect(read(s3)).rejects.toBeInstanceOf(LocalStallError);
+      clock.advance(5);
+      const again = await read(s1).catch((e: unknown) => e);
+      expect(again).toBeInstanceOf(LocalStallError);
+      expect((again as LocalStallError).spanMs).toBeGreaterThan(0);
+      for (const inner of inners) inner.mode = "ok";
+      clock.advance(990);
+    }
+    expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "closed", "closed"]);
+    expect(events.filter((e) => e === "s1/read:failed:storage_timeout")).toHaveLength(8);
+    expect(events.filter((e) => e === "s1/read:failed:local_stall")).toHaveLength(8);
+    // A late timer with no other shard timing out says nothing of a shared stall: nothing is taken back then.
+    inners[0]!.mode = "timeout";
+    for (let i = 0; i < 4; i++) {
+      inners[0]!.timeoutLateMs = 1;
+      await read(s1).catch(() => {});
+      clock.advance(150);
+      inners[0]!.timeoutLateMs = 40;
+      const alone = await read(s1).catch((e: unknown) => e);
+      expect(alone).toBeInstanceOf(LocalStallError);
+      expect((alone as LocalStallError).spanMs).toBe(0);
+      clock.advance(150);
+    }
+    expect(s1.guardState().read).toBe("closed");
+    inners[0]!.timeoutLateMs = 1;
     await read(s1).catch(() => {});
     expect(s1.guardState().read).toBe("open");
   });

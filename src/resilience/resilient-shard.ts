@@ -1,7 +1,7 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { CommonStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
@@ -109,12 +109,13 @@ export class ResilientShard implements ShardNode {
    * `error` as the policies see it: a timeout the judge excuses becomes its
    * excused kind (local-stall.ts, common-cause.ts). A stall common to the
    * shards also takes back the failures this shard counted within it (its
-   * first timeout came before any other shard's, when nothing was correlated yet).
+   * first timeout came before any other shard's, when nothing was correlated
+   * yet), whether its later timeouts were blamed on the stall or on this process.
    */
   private judged(op: ShardOp, error: unknown): unknown {
     const guard = this.policies[op];
     const out = judgeTimeout(this.judge, error, { shard: this.id, trial: guard.state() === "half_open" });
-    if (out instanceof CommonStallError && out.spanMs > 0) guard.forgive(out.spanMs);
+    if ((out instanceof CommonStallError || out instanceof LocalStallError) && out.spanMs > 0) guard.forgive(out.spanMs);
     return out;
   }
 
