@@ -83,12 +83,19 @@ test("three shards stalled together for 300 ms, three times: their timeouts are 
     for (const s of servers) s.pause();
     await Bun.sleep(300);
     for (const s of servers) s.resume();
-    await Bun.sleep(400);
+    // A second between stalls, the excuse's length. With 400 ms, a full suite on a noisy host failed once (one
+    // breaker opened; 467 reads excused, not the ~580 of a passing run): most likely timeouts went on into a gap
+    // (reads in flight at the resume, on a process slow to read their replies), which joins two stalls into one
+    // episode, and past its first second the last stall's timeouts count against the shards (common-cause.ts).
+    await Bun.sleep(1000);
   }
   const lookups = await load.stop();
   const common = await metric(/^quiver_shard_failures_total\{shard="s\d",op="read",reason="common_stall"\}/);
   const transitions = await metric(/^quiver_shard_breaker_transitions_total\{shard="s\d",op="read",state="open"\}/);
-  console.log(JSON.stringify({ lookups, commonStallReads: common, breakerOpenings: transitions }));
+  // Every read failure by shard and reason, so a failing run says what was counted.
+  const text = await (await q.http.app.request("/metrics")).text();
+  const failures = text.split("\n").filter((l) => l.startsWith("quiver_shard_failures_total{") && !l.endsWith(" 0"));
+  console.log(JSON.stringify({ lookups, commonStallReads: common, breakerOpenings: transitions, failures }));
   expect(lookups).toBeGreaterThan(0);
   expect(common).toBeGreaterThan(0);
   expect(transitions).toBe(0);
