@@ -174,10 +174,10 @@ describe.each([
   });
 
   /** Three shards behind their policies, sharing one common-cause judge, on a fake clock. */
-  const threeShards = (start: number, readRetries: number, inner: StallJudge = NEVER_STALLED) => {
+  const threeShards = (start: number, readRetries: number, loopJudge: StallJudge = NEVER_STALLED) => {
     const clock = fakeClock(start);
     const { events, observer } = recorder();
-    const judge = new CommonCauseJudge(inner, () => 3, {}, clock.now);
+    const judge = new CommonCauseJudge(loopJudge, () => 3, {}, clock.now);
     const inners = ["s1", "s2", "s3"].map((id) => new SwitchableShard(id, bounded));
     const shards = inners.map((inner) => guardShard(inner, { ...FAST, readRetries }, observer, clock.now, judge));
     return { clock, events, inners, shards };
