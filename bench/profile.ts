@@ -168,7 +168,7 @@ const jitEnv = { BUN_JSC_useJITDump: "1", BUN_JSC_jitDumpDirectory: jitDir };
 if (!canPin()) log("profile: taskset not found, running unpinned");
 try {
   const bodyBytes = (await (async () => {
-    const q = await startPinned(ctx, "quiver (probe)", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000 });
+    const q = await startPinned(ctx, "quiver (probe)", "src/main.ts", ["--grpc-port", "-1", ...quiverArgs, "--demo-entities", String(entities)], { readyPath: "/readyz", timeoutMs: 300_000, env: SERVER_ENV });
     try {
       return (await probeLookup(q.url, entities, batch)).responseBytes;
     } finally {
