@@ -8,6 +8,6 @@ export type { RawRows } from "./raw-rows.ts";
 export { FEAST_PUSH, FEAST_WRITE, type PushDialect, planPush, QUIVER_PUSH } from "./push-request.ts";
 export { type PushOptions, PushService } from "./push-service.ts";
 export { MAX_FEATURES_PER_REQUEST, resolveFeatures } from "./resolve-features.ts";
-export { STATUS_NAMES, Status, type StatusCode } from "./statuses.ts";
+export { STATUS_NAMES, Status, type StatusCode, unavailableCount } from "./statuses.ts";
 export { StoredValueGrid } from "./stored-value-grid.ts";
 export { type SampledEntity, sampleEntities, sampleViews, type ViewSample, WARMUP_SHAPES, type WarmupShape } from "./warmup-entities.ts";

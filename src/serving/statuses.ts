@@ -13,5 +13,12 @@ export const Status = {
 } as const;
 export type StatusCode = (typeof Status)[keyof typeof Status];
 
+/** How many of `statuses` are UNAVAILABLE: the count both edges' Feast answers put in `x-quiver-unavailable`. */
+export function unavailableCount(statuses: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 0; i < statuses.length; i++) if (statuses[i] === Status.UNAVAILABLE) n++;
+  return n;
+}
+
 /** Status names indexed by code, for JSON answers. */
 export const STATUS_NAMES: readonly string[] = ["INVALID", "PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE", "UNAVAILABLE"];

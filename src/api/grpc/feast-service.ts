@@ -1,6 +1,6 @@
 import { invalid } from "../../errors/index.ts";
 import type { FeatureRef, Registry } from "../../registry/index.ts";
-import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows } from "../../serving/index.ts";
+import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows, unavailableCount } from "../../serving/index.ts";
 import { STALE_HEADER, UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import type { CallContext } from "./call.ts";
 import { FeastResponseEncoder, type KeyVector, type ViewVersion } from "./encode-feast.ts";
@@ -103,8 +103,7 @@ export class FeastGrpcService {
     }
     if (stored !== undefined) return stored;
     const answer = (result: Awaited<ReturnType<FeatureServing["lookup"]>>) => {
-      let missing = 0;
-      for (const s of result.statuses) if (s === 5) missing++;
+      const missing = unavailableCount(result.statuses);
       if (missing > 0) ctx.header(UNAVAILABLE_HEADER, String(missing));
       if (result.degraded.length > 0) ctx.degraded(result.degraded);
       if (result.stale !== undefined) ctx.header(STALE_HEADER, "true");

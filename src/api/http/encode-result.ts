@@ -63,13 +63,6 @@ export function staleHeaders(result: LookupResult, extra?: Record<string, string
   return { ...extra, [STALE_HEADER]: String(n) };
 }
 
-/** How many values storage could not answer, for the Feast routes' header. */
-export function unavailableCount(result: LookupResult): number {
-  let n = 0;
-  for (const s of result.statuses) if (s === 5) n++;
-  return n;
-}
-
 /**
  * Feast's column-oriented answer as an object: join keys first (request order,
  * echoed as PRESENT), then one entry per feature with a value per entity row.

@@ -1,10 +1,10 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
 import { UNAVAILABLE_HEADER } from "../answer-headers.ts";
-import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows } from "../../serving/index.ts";
+import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows, unavailableCount } from "../../serving/index.ts";
 import { asObject } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
-import { staleHeaders, unavailableCount } from "./encode-result.ts";
+import { staleHeaders } from "./encode-result.ts";
 import { FeastAnswerEncoder } from "./feast-answer.ts";
 import { encodedAnswer, feastErrorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
@@ -43,7 +43,7 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
     return serving.lookupRest(plan, { deadline: deadlineAfter(req, budget) }, lateRows, fromResult, { plan, req });
   };
   const encode = (result: LookupResult, plan: PlannedLookup, late: boolean): Response => {
-    const missing = unavailableCount(result);
+    const missing = unavailableCount(result.statuses);
     const bytes = answers.json(result, plan.entities, plan.fullFeatureNames);
     return encodedAnswer(bytes, false, staleHeaders(result, degradedHeaders(result.degraded, missing > 0 ? { [UNAVAILABLE_HEADER]: String(missing) } : undefined)), late);
   };
