@@ -224,14 +224,18 @@ describe("two Quiver pods sharing one L2 and one origin", () => {
       expect(body.rows[1]!.statuses[0]).toBe("UNAVAILABLE");
       expect(body.rows[1]!.stale).toEqual([false, false]);
       expect(stale).toBe("2");
-      // Feast's route carries the same header (its body has no place for a marker).
+      // Feast's route carries the same header (its body has no place for a marker), and counts the unavailable values
+      // it answers NOT_FOUND (Feast's statuses have no UNAVAILABLE) in x-quiver-unavailable.
       const feast = await fetch(`${b.url}/get-online-features`, {
         method: "POST",
         headers: LOOKUP_HEADERS,
-        body: JSON.stringify({ features: FEATURES, entities: { customer_id: [key] } }),
+        body: JSON.stringify({ features: FEATURES, entities: { customer_id: [key, "grace-never-seen"] } }),
       });
       expect(feast.status).toBe(200);
       expect(feast.headers.get("x-quiver-stale")).toBe("2");
+      expect(feast.headers.get("x-quiver-unavailable")).toBe(String(FEATURES.length));
+      const columns = ((await feast.json()) as { results: { statuses: string[] }[] }).results.slice(1);
+      for (const c of columns) expect(c.statuses).toEqual(["PRESENT", "NOT_FOUND"]);
       const metrics = await (await fetch(`${b.url}/metrics`)).text();
       expect(metrics).toMatch(/quiver_cache_stale_served_total [1-9]/);
     } finally {
