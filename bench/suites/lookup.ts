@@ -238,8 +238,8 @@ export const lookupSuite: Suite = {
     const p99MpSingleBase = g("mpSingleOpenBase").run.latencyMs.p99;
     const rss = memReady?.rssMb ?? null;
     const medianP99 = (runs: readonly GenMeasure[]) => {
-      const m = median(runs.map((r) => r.run.latencyMs.p99));
-      return m === null ? null : Math.round(m * 1000) / 1000;
+      const mid = median(runs.map((r) => r.run.latencyMs.p99));
+      return mid === null ? null : Math.round(mid * 1000) / 1000;
     };
     const p99GrpcOff = medianP99(grpcOnRuns.base);
     const p99GrpcOn = medianP99(grpcOnRuns.subject);
