@@ -13,7 +13,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, ShedRecorder } from "./ops/index.ts";
 import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
-import { collectGarbage, loadSqlite, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
+import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
@@ -416,13 +416,13 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
     const shards = await connectShards(topology, overrides, { observer, stall });
     return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
-  // Loaded only with --data-dir: the durable node and the runtime's SQLite (runtime/sqlite.ts).
-  const durable = config.dataDir ? { DurableKvNode: (await import("./kv/durable-node.ts")).DurableKvNode, openSqlite: await loadSqlite() } : undefined;
+  // Loaded only with --data-dir: the durable node, which opens the runtime's SQLite (runtime/sqlite.ts).
+  const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;
   const members: ShardMember[] = [];
   const embedded: { id: string; node: MemoryReporting }[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
-    const node = durable ? new durable.DurableKvNode(id, `${config.dataDir}/${id}.sqlite`, durable.openSqlite, { sync: config.durability }) : new ArenaKvNode(id);
+    const node = DurableKvNode ? await DurableKvNode.open(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
     members.push({ id, weight: 1, node });
     embedded.push({ id, node });
   }
