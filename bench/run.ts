@@ -17,14 +17,14 @@ import { SuiteSkipped } from "./suites/suite.ts";
  * an idle machine before each suite (default 30 s).
  *
  * `--quick` checks that suites run end to end, not what they measure: 2 s
- * measurements, 10,000 entities, no wait for a quiet machine, and results,
+ * measurements, one round of each latency comparison, 10,000 entities, no wait for a quiet machine, and results,
  * summary and reports under bench/results/raw/quick/ (the committed results stay).
  */
 async function main(argv: string[]): Promise<number> {
   const root = resolve(import.meta.dir, "..");
   const quick = argv.includes("--quick");
   if (quick) {
-    for (const [k, v] of [["BENCH_SECONDS", "2"], ["BENCH_ENTITIES", "10000"], ["BENCH_REDIS_ENTITIES", "10000"], ["BENCH_QUIET_WAIT", "0"]] as const) process.env[k] ??= v;
+    for (const [k, v] of [["BENCH_SECONDS", "2"], ["BENCH_ENTITIES", "10000"], ["BENCH_REDIS_ENTITIES", "10000"], ["BENCH_QUIET_WAIT", "0"], ["BENCH_LATENCY_ROUNDS", "1"]] as const) process.env[k] ??= v;
   }
   const unknownFlags = argv.filter((a) => a.startsWith("-") && a !== "--quick");
   if (unknownFlags.length > 0) {

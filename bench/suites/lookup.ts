@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync } from "node:fs";
 import { type HostStalls, probeHostStalls, stallsNote } from "../lib/host-stalls.ts";
 import { memoryMb } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
@@ -6,8 +6,8 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, median, pairedRatios, generator, Hygiene, okRate, rotate, startBareServer, startQuiverServer, tailNote, tailShape, wrk } from "./measure.ts";
-import type { GenMeasure, WrkMeasure } from "./measure.ts";
+import { alternate, bestGen, bestWrk, latencyRounds, median, pairedRatios, generator, Hygiene, okRate, p99Ratio, rotate, startBareServer, startQuiverServer, tailNote, tailShape, wrk } from "./measure.ts";
+import type { GenMeasure, MedianRound, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
 
@@ -92,6 +92,8 @@ export const lookupSuite: Suite = {
     let batchProbe: Awaited<ReturnType<typeof probeLookup>>;
     let memAfter: Awaited<ReturnType<typeof memoryMb>> = null;
     const hygiene = new Hygiene();
+    const rounds = latencyRounds();
+    const byRound: [string, MedianRound][] = [];
     let stallsBefore: HostStalls | null = null;
     let stallsAfter: HostStalls | null = null;
     let wrkPaired: ReturnType<typeof pairedRatios> = { ratios: [], median: null };
@@ -143,10 +145,12 @@ export const lookupSuite: Suite = {
       const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
       // The host's own stalls on the server core, nothing of ours busy: the floor under every latency run's tail.
       stallsBefore = await probeHostStalls(ctx.root, ctx.serverCpu, STALL_PROBE_S);
-      const single = await hygiene.steady(ctx, SINGLE, async () => ({
-        baseline: await generator(ctx, b, "lookup-open-half-baseline", { ...open, label: `bare Bun.serve, same body, ${half}/s` }),
-        subject: await generator(ctx, quiver, "lookup-open-half", { ...open, label: `1 entity × 10 features, ${half}/s` }),
+      const single = await hygiene.medianRound(ctx, SINGLE, rounds, async (r) => ({
+        baseline: await generator(ctx, b, `lookup-open-half-baseline-r${r}`, { ...open, label: `bare Bun.serve, same body, ${half}/s` }),
+        subject: await generator(ctx, quiver, `lookup-open-half-r${r}`, { ...open, label: `1 entity × 10 features, ${half}/s` }),
       }), HALF_MAX);
+      byRound.push([SINGLE, single]);
+      keepRawRound(ctx, ["lookup-open-half-baseline", "lookup-open-half"], single.kept);
       m["openBase"] = single.baseline!;
       m["openQuiver"] = single.subject;
       // JSON and MessagePack batches alternate, best of ROUNDS each, so the comparison between them sees the same machine.
@@ -162,10 +166,12 @@ export const lookupSuite: Suite = {
       const batchOpen = { scenario: "batch-lookup", batch: 100, mode: "open", rate: batchHalf, connections: 32, entities, duration: dur, warmup: "1s" };
       bareBatch = await bareServer("bare Bun.serve, batch answer size", batchProbe.responseBytes);
       const bb = bareBatch;
-      const batchLatency = await hygiene.steady(ctx, BATCH, async () => ({
-        baseline: await generator(ctx, bb, "batch-open-half-baseline", { ...batchOpen, label: `bare Bun.serve, ${batchProbe.responseBytes} B answers, ${batchHalf}/s` }),
-        subject: await generator(ctx, quiver, "batch-open-half", { ...batchOpen, label: `100 entities × 10 features, ${batchHalf}/s` }),
+      const batchLatency = await hygiene.medianRound(ctx, BATCH, rounds, async (r) => ({
+        baseline: await generator(ctx, bb, `batch-open-half-baseline-r${r}`, { ...batchOpen, label: `bare Bun.serve, ${batchProbe.responseBytes} B answers, ${batchHalf}/s` }),
+        subject: await generator(ctx, quiver, `batch-open-half-r${r}`, { ...batchOpen, label: `100 entities × 10 features, ${batchHalf}/s` }),
       }), HALF_MAX);
+      byRound.push([BATCH, batchLatency]);
+      keepRawRound(ctx, ["batch-open-half-baseline", "batch-open-half"], batchLatency.kept);
       m["batchOpenBase"] = batchLatency.baseline!;
       m["batchOpen"] = batchLatency.subject;
       await bareBatch.stop();
@@ -179,10 +185,12 @@ export const lookupSuite: Suite = {
       // Against a bare server answering the same MessagePack bytes at the same rate, as the other latency runs.
       bareMpSingle = await bareServer("bare Bun.serve, MessagePack single answer size", mpSingleBytes, ["--content-type", "application/msgpack"]);
       const bms = bareMpSingle;
-      const mpSingleLatency = await hygiene.steady(ctx, MP_SINGLE, async () => ({
-        baseline: await generator(ctx, bms, "msgpack-open-half-baseline", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `bare Bun.serve, ${mpSingleBytes} B answers, ${mpHalf}/s` }),
-        subject: await generator(ctx, quiver, "msgpack-open-half", { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
+      const mpSingleLatency = await hygiene.medianRound(ctx, MP_SINGLE, rounds, async (r) => ({
+        baseline: await generator(ctx, bms, `msgpack-open-half-baseline-r${r}`, { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `bare Bun.serve, ${mpSingleBytes} B answers, ${mpHalf}/s` }),
+        subject: await generator(ctx, quiver, `msgpack-open-half-r${r}`, { ...open, scenario: "lookup-msgpack", rate: mpHalf, label: `MessagePack, 1 entity × 10 features, ${mpHalf}/s` }),
       }), HALF_MAX);
+      byRound.push([MP_SINGLE, mpSingleLatency]);
+      keepRawRound(ctx, ["msgpack-open-half-baseline", "msgpack-open-half"], mpSingleLatency.kept);
       m["mpSingleOpenBase"] = mpSingleLatency.baseline!;
       m["mpSingleOpen"] = mpSingleLatency.subject;
       await bareMpSingle.stop();
@@ -191,10 +199,12 @@ export const lookupSuite: Suite = {
       const mpBatchHalf = Math.max(1, Math.round(okRate(mpBatchMax) / 2));
       bareMpBatch = await bareServer("bare Bun.serve, MessagePack batch answer size", mpBatchBytes, ["--content-type", "application/msgpack"]);
       const bmb = bareMpBatch;
-      const mpBatchLatency = await hygiene.steady(ctx, MP_BATCH, async () => ({
-        baseline: await generator(ctx, bmb, "msgpack-batch-open-half-baseline", { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `bare Bun.serve, ${mpBatchBytes} B answers, ${mpBatchHalf}/s` }),
-        subject: await generator(ctx, quiver, "msgpack-batch-open-half", { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `MessagePack, 100 entities × 10 features, ${mpBatchHalf}/s` }),
+      const mpBatchLatency = await hygiene.medianRound(ctx, MP_BATCH, rounds, async (r) => ({
+        baseline: await generator(ctx, bmb, `msgpack-batch-open-half-baseline-r${r}`, { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `bare Bun.serve, ${mpBatchBytes} B answers, ${mpBatchHalf}/s` }),
+        subject: await generator(ctx, quiver, `msgpack-batch-open-half-r${r}`, { ...batchOpen, scenario: "lookup-msgpack", rate: mpBatchHalf, label: `MessagePack, 100 entities × 10 features, ${mpBatchHalf}/s` }),
       }), HALF_MAX);
+      byRound.push([MP_BATCH, mpBatchLatency]);
+      keepRawRound(ctx, ["msgpack-batch-open-half-baseline", "msgpack-batch-open-half"], mpBatchLatency.kept);
       m["mpBatchOpenBase"] = mpBatchLatency.baseline!;
       m["mpBatchOpen"] = mpBatchLatency.subject;
       memAfter = await memoryMb(quiver.pid);
@@ -356,6 +366,7 @@ export const lookupSuite: Suite = {
     notes.push(
       `Paired rounds (a round's Quiver run over the floor's run of the same round, seconds apart): wrk ${wrkPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}; generator ${genPaired.ratios.map((r) => r.toFixed(3)).join(", ") || "none"}. Where they spread, the host's speed moved between rounds and best-of ratios pair each side's luckiest moment.`,
     );
+    notes.push(roundsNote(rounds, byRound));
     notes.push(hygiene.note());
     notes.push(stallsNote("the latency runs", stallsBefore, stallsAfter));
     const shapes = (
@@ -405,6 +416,27 @@ export const lookupSuite: Suite = {
     };
   },
 };
+
+/**
+ * Copies the kept round's raw generator results (`<name>-r<kept>.json`) to
+ * `<name>.json`, the names the latency report (loadtest/reports/latency.*)
+ * reads: its plot shows the runs the summary reports.
+ */
+function keepRawRound(ctx: { readonly rawDir: string }, names: readonly string[], kept: number): void {
+  for (const n of names) {
+    const from = `${ctx.rawDir}/${n}-r${kept}.json`;
+    if (existsSync(from)) copyFileSync(from, `${ctx.rawDir}/${n}.json`);
+  }
+}
+
+/** The summary's note on the latency rounds: every round's p99s and which round each row reports. */
+export function roundsNote(count: number, rounds: readonly (readonly [string, MedianRound])[]): string {
+  const each = rounds.map(([label, m]) => {
+    const runs = m.rounds.map((r, i) => `${i === m.kept ? "**" : ""}${r.pair.subject.run.latencyMs.p99} / ${r.pair.baseline.run.latencyMs.p99} ms (${p99Ratio(r.pair).toFixed(2)}×)${r.steady ? "" : ", unsteady"}${i === m.kept ? "**" : ""}`);
+    return `${label}: ${runs.join(", ")}`;
+  });
+  return `Latency rows: each comparison measured in ${count} round(s) (the bare server, then Quiver, at the same rate; BENCH_LATENCY_ROUNDS), the round with the median p99 ratio reported (bold; Quiver / bare p99 by round): ${each.join("; ") || "none"}.`;
+}
 
 /** The median of the rounds' paired ratios, beside the best-of rows it checks (info: the judged row stays best-of). */
 function pairedCheck(tool: string, p: { readonly ratios: number[]; readonly median: number | null }): Check {

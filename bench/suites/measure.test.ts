@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { Timeline } from "../../loadtest/engine/timeline.ts";
-import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, median, okRate, pairedRatios, rotate, tailShape } from "./measure.ts";
+import { alternate, bestGen, type GenMeasure, Hygiene, LATENCY_ATTEMPTS, median, okRate, p99Ratio, pairedRatios, rotate, tailShape } from "./measure.ts";
 import type { BenchContext } from "./suite.ts";
 
 /** A latency run as the generator reports it: only what hygiene reads. */
@@ -13,7 +13,7 @@ const ctx = { log: () => {} } as unknown as BenchContext;
 test("a latency run that stays unsteady after every attempt is reported but not judged", async () => {
   const h = new Hygiene();
   let attempts = 0;
-  const lagged = await h.steady(ctx, "lagged", async () => {
+  const lagged = await h.medianRound(ctx, "lagged", 1, async () => {
     attempts++;
     return { baseline: run(0.1, 1), subject: run(5, 7) };
   });
@@ -24,24 +24,78 @@ test("a latency run that stays unsteady after every attempt is reported but not 
   expect(h.target("lagged", "<= 1 ms")).toContain("not judged");
 
   // A disturbed baseline (p99 far above the bound) is as unsteady as a lagged generator.
-  await h.steady(ctx, "disturbed", async () => ({ baseline: run(0.1, 14), subject: run(0.1, 7) }));
+  await h.medianRound(ctx, "disturbed", 1, async () => ({ baseline: run(0.1, 14), subject: run(0.1, 7) }));
   expect(h.judge("disturbed", true)).toBeNull();
 
   // A run that settles on the second attempt is judged.
   let second = 0;
-  await h.steady(ctx, "settles", async () => (++second === 1 ? { subject: run(3, 2) } : { subject: run(0.2, 0.8) }));
+  await h.medianRound(ctx, "settles", 1, async () => (++second === 1 ? { baseline: run(0.1, 0.5), subject: run(3, 2) } : { baseline: run(0.1, 0.5), subject: run(0.2, 0.8) }));
   expect(h.judge("settles", true)).toBe(true);
   expect(h.target("settles", "<= 1 ms")).toBe("<= 1 ms");
   expect(h.discarded.length).toBe(2 * (LATENCY_ATTEMPTS - 1) + 1);
   expect(h.unsteady.length).toBe(2);
 });
 
+test("a judged latency comparison reports its median round, baseline and subject from the same round", async () => {
+  const h = new Hygiene();
+  // Quiver / bare p99 by round: 3.2 / 1.6 (2×), 46.5 / 1.9 (a host stall in Quiver's run), 1.2 / 1.0 (1.2×).
+  const pairs = [
+    { baseline: run(0.1, 1.6), subject: run(0.1, 3.2) },
+    { baseline: run(0.1, 1.9), subject: run(0.1, 46.5) },
+    { baseline: run(0.1, 1.0), subject: run(0.1, 1.2) },
+  ];
+  const rounds: number[] = [];
+  const got = await h.medianRound(ctx, "single", 3, async (r) => {
+    rounds.push(r);
+    return pairs[r]!;
+  });
+  expect(rounds).toEqual([0, 1, 2]);
+  expect(got.kept).toBe(0);
+  expect(got.subject.run.latencyMs.p99).toBe(3.2);
+  expect(got.baseline.run.latencyMs.p99).toBe(1.6);
+  expect(got.rounds.map((r) => r.steady)).toEqual([true, true, true]);
+  expect(h.judge("single", p99Ratio(got) <= 1.5)).toBe(false);
+  expect(h.discarded).toEqual([]);
+
+  // Two rounds: the higher ratio of the two is kept, so the verdict leans against the subject.
+  const two = await h.medianRound(ctx, "two", 2, async (r) => pairs[r === 0 ? 2 : 0]!);
+  expect(two.kept).toBe(1);
+  expect(p99Ratio(two)).toBe(2);
+});
+
+test("a round still unsteady after its attempts is left out of the median; with every round unsteady the row is not judged", async () => {
+  const h = new Hygiene();
+  const calls: number[] = [];
+  // Round 2's generator lags on every attempt (its subject would be the median); rounds 1 and 3 are steady.
+  const got = await h.medianRound(ctx, "one lagging", 3, async (r) => {
+    calls.push(r);
+    if (r === 1) return { baseline: run(0.1, 1), subject: run(4, 1.5) };
+    return r === 0 ? { baseline: run(0.1, 1), subject: run(0.1, 1.2) } : { baseline: run(0.1, 1), subject: run(0.1, 2.5) };
+  });
+  expect(calls).toEqual([0, ...Array.from({ length: LATENCY_ATTEMPTS }, () => 1), 2]);
+  expect(got.rounds.map((r) => r.steady)).toEqual([true, false, true]);
+  // Of the steady 1.2× and 2.5×, the higher.
+  expect(got.kept).toBe(2);
+  expect(h.judge("one lagging", true)).toBe(true);
+  expect(h.discarded.length).toBe(LATENCY_ATTEMPTS);
+  expect(h.discarded[LATENCY_ATTEMPTS - 1]).toContain("round 2: generator's own send lag p99 4 ms > 0.5 ms after");
+  expect(h.discarded[LATENCY_ATTEMPTS - 1]).toContain("left out of the median");
+
+  const all = await h.medianRound(ctx, "all lagging", 3, async (r) => ({ baseline: run(0.1, 1), subject: run(4, 1 + r) }));
+  expect(all.rounds.every((r) => !r.steady)).toBe(true);
+  expect(all.kept).toBe(1);
+  expect(h.judge("all lagging", true)).toBeNull();
+  expect(h.unsteady).toEqual([expect.stringContaining("all lagging: generator's own send lag")]);
+  await expect(h.medianRound(ctx, "none", 0, async () => ({ baseline: run(0.1, 1), subject: run(0.1, 1) }))).rejects.toThrow("rounds must be a positive integer");
+});
+
 test("at half its measured max, a server that needed more than MAX_HALF_LOAD_CPU of its core ran on a slower host: measured again", async () => {
   const h = new Hygiene();
   let attempts = 0;
-  const got = await h.steady(
+  const got = await h.medianRound(
     ctx,
     "slowed",
+    1,
     async () => {
       attempts++;
       // 12-06: 81% of the core at half of a 89k req/s max, p99 15 ms; then a calm 62%.
@@ -56,7 +110,7 @@ test("at half its measured max, a server that needed more than MAX_HALF_LOAD_CPU
 
   // Not at half max (or a baseline): the server's share says nothing, the run stands.
   let once = 0;
-  await h.steady(ctx, "loaded", async () => {
+  await h.medianRound(ctx, "loaded", 1, async () => {
     once++;
     return { baseline: run(0.1, 0.3, 0, 0.95), subject: run(0.1, 3, 0, 0.95) };
   });
@@ -85,7 +139,7 @@ test("a run whose generator's own loop stalls touched more than MAX_OWN_STALL_SH
     const m = run(0.1, 3);
     return { ...m, run: { ...m.run, latencyMs: { p99: 3, count: 10_000 }, ownStalls: { everyMs: 2, thresholdMs: 5, count: 3, maxMs: 12, totalMs: 30, complete: true, requestsInFlight: touched } } } as unknown as GenMeasure;
   };
-  await h.steady(ctx, "stalls", async () => {
+  await h.medianRound(ctx, "stalls", 1, async () => {
     attempts++;
     // 2% of the requests touched by the generator's stalls, then 0.1%.
     return { baseline: run(0.1, 1), subject: stalled(attempts === 1 ? 200 : 10) };
@@ -98,7 +152,7 @@ test("a run whose generator's own loop stalls touched more than MAX_OWN_STALL_SH
 test("send lag spent waiting for a busy connection is the server's latency, not an unsteady generator", async () => {
   const h = new Hygiene();
   let attempts = 0;
-  await h.steady(ctx, "backlog", async () => {
+  await h.medianRound(ctx, "backlog", 1, async () => {
     attempts++;
     // 6 ms of send lag, all of it waiting for a connection while the server answered slowly.
     return { baseline: run(0.1, 1), subject: run(0.2, 9, 6) };

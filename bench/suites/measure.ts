@@ -226,6 +226,35 @@ export const MAX_HALF_LOAD_CPU = Number(process.env["BENCH_MAX_HALF_LOAD_CPU"] ?
 export const MAX_OWN_STALL_SHARE = Number(process.env["BENCH_MAX_OWN_STALL_SHARE"] ?? 0.005);
 /** Attempts per latency measurement before the last one is kept, flagged. */
 export const LATENCY_ATTEMPTS = Number(process.env["BENCH_LATENCY_ATTEMPTS"] ?? 3);
+/**
+ * Rounds of a judged latency comparison (BENCH_LATENCY_ROUNDS, default 3;
+ * `--quick` runs 1): each a baseline and its subject back to back, the round
+ * with the median p99 ratio reported (Hygiene.medianRound). Read when asked,
+ * as `--quick` sets it after the suites are loaded.
+ */
+export function latencyRounds(): number {
+  return Number(process.env["BENCH_LATENCY_ROUNDS"] ?? 3);
+}
+
+/** A latency baseline and its subject, measured back to back. */
+export interface LatencyPair {
+  readonly baseline: GenMeasure;
+  readonly subject: GenMeasure;
+}
+
+/** What Hygiene.medianRound kept: the median round's pair, which round that was, and every round. */
+export interface MedianRound extends LatencyPair {
+  /** The kept round (0-based). */
+  readonly kept: number;
+  /** Every round's pair (its last attempt), in order, and whether it was steady. */
+  readonly rounds: readonly { readonly pair: LatencyPair; readonly steady: boolean }[];
+}
+
+/** A pair's subject p99 over its baseline's (infinite over a zero baseline, so such a round sorts last). */
+export function p99Ratio(pair: LatencyPair): number {
+  const b = pair.baseline.run.latencyMs.p99;
+  return b > 0 ? pair.subject.run.latencyMs.p99 / b : Number.POSITIVE_INFINITY;
+}
 
 /** Latency runs thrown away and why, for the summary. */
 export class Hygiene {
@@ -256,30 +285,60 @@ export class Hygiene {
   }
 
   /**
-   * Runs a latency measurement (a baseline and its subject, measured back to
-   * back, or a subject alone) until no run lagged and the baseline is calm, at
-   * most LATENCY_ATTEMPTS times; every discarded attempt is counted. After the
-   * last attempt the runs are kept and listed as unsteady.
+   * A judged latency comparison measured `rounds` times, each round a
+   * baseline and its subject back to back (`measure(round)`), measured again
+   * while either run cannot be reported (`why`: a lagging generator, a
+   * disturbed baseline, a server slower than at its max), up to
+   * LATENCY_ATTEMPTS times a round; the round with the median
+   * subject/baseline p99 ratio is reported, its baseline and subject from the
+   * same round. Why: a 10 s run's p99 is one host stall away from another
+   * figure, in either direction (12-07: one subject run caught by a stall read
+   * 46.5 ms against its baseline's 1.9, and a stall in a baseline run flatters
+   * the subject), and those checks catch a lagging generator or a disturbed
+   * baseline, not a subject run the host stalled. Rounds still unsteady after
+   * their attempts are left out while a steady one exists (listed as
+   * discarded); with none steady the label is unsteady, reported and not
+   * judged. With an even count, the higher of the middle two is kept (the
+   * verdict leans against the subject).
    */
-  async steady(
+  async medianRound(
     ctx: BenchContext,
     label: string,
-    measure: () => Promise<{ baseline?: GenMeasure; subject: GenMeasure }>,
+    rounds: number,
+    measure: (round: number) => Promise<LatencyPair>,
     options: { readonly atHalfMax?: boolean } = {},
-  ): Promise<{ baseline?: GenMeasure; subject: GenMeasure }> {
-    for (let attempt = 1; ; attempt++) {
-      const got = await measure();
-      const why = (got.baseline ? Hygiene.why(got.baseline, true) : null) ?? Hygiene.why(got.subject, false, options.atHalfMax ?? false);
-      if (why === null) return got;
-      if (attempt >= LATENCY_ATTEMPTS) {
-        this.unsteady.push(`${label}: ${why}`);
-        this.unsteadyLabels.add(label);
-        ctx.log(`  ${label}: kept after ${attempt} attempts, still ${why}`);
-        return got;
+  ): Promise<MedianRound> {
+    if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`medianRound: rounds must be a positive integer, got ${rounds}`);
+    const done: { pair: LatencyPair; steady: boolean; why: string | null }[] = [];
+    for (let r = 0; r < rounds; r++) {
+      for (let attempt = 1; ; attempt++) {
+        const pair = await measure(r);
+        const why = Hygiene.why(pair.baseline, true) ?? Hygiene.why(pair.subject, false, options.atHalfMax ?? false);
+        if (why === null || attempt >= LATENCY_ATTEMPTS) {
+          done.push({ pair, steady: why === null, why });
+          break;
+        }
+        this.discarded.push(`${label}, round ${r + 1}: ${why}`);
+        ctx.log(`  ${label}, round ${r + 1}: discarded (${why}), measuring again`);
       }
-      this.discarded.push(`${label}: ${why}`);
-      ctx.log(`  ${label}: discarded (${why}), measuring again`);
     }
+    const steady = done.filter((d) => d.steady);
+    for (const [r, d] of done.entries()) {
+      if (d.steady || steady.length === 0) continue;
+      this.discarded.push(`${label}, round ${r + 1}: ${d.why} after ${LATENCY_ATTEMPTS} attempts, left out of the median`);
+      ctx.log(`  ${label}, round ${r + 1}: still ${d.why} after ${LATENCY_ATTEMPTS} attempts, left out of the median`);
+    }
+    if (steady.length === 0) {
+      const why = done[done.length - 1]!.why!;
+      this.unsteady.push(`${label}: ${why}`);
+      this.unsteadyLabels.add(label);
+      ctx.log(`  ${label}: every round still unsteady after ${LATENCY_ATTEMPTS} attempts (${why}), kept unjudged`);
+    }
+    const pool = (steady.length > 0 ? steady : done).slice().sort((a, b) => p99Ratio(a.pair) - p99Ratio(b.pair));
+    const chosen = pool[pool.length >> 1]!;
+    const kept = done.indexOf(chosen);
+    ctx.log(`  ${label}: p99 by round ${done.map((d) => `${d.pair.subject.run.latencyMs.p99} / ${d.pair.baseline.run.latencyMs.p99} ms${d.steady ? "" : " (unsteady)"}`).join(", ")}; round ${kept + 1} kept (median ratio)`);
+    return { ...chosen.pair, kept, rounds: done.map((d) => ({ pair: d.pair, steady: d.steady })) };
   }
 
   /**
