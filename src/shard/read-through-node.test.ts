@@ -1,0 +1,113 @@
+import { describe, expect, test } from "bun:test";
+import { ForwardingKvNode } from "../kv/forwarding-node.ts";
+import type { KvEntry, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
+import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { ringKeyStart } from "../kv/keys.ts";
+import { MemoryKvNode } from "../kv/memory-node.ts";
+import { HashRing } from "../ring/ring.ts";
+import { ReadThroughNode } from "./read-through-node.ts";
+
+/**
+ * A ring member during a migration (rebalance.ts): reads miss over to the
+ * key's previous owner, writes stay here, deletes reach both. The real-Redis
+ * migration tests (test/rebalance*.test.ts) drive the common path; these pin
+ * the branches a migration rarely hits on cue: a previous owner that cannot
+ * answer, a key copied and deleted between the two reads, deletes.
+ */
+
+const key = (n: number): string => `feat@1/id=i${n}`;
+const row = (ts: number, v: string) => ({ ts, values: [v] });
+
+/** A node whose reads can be made to fail, or to run a step between being asked and answering. */
+class ScriptedNode extends ForwardingKvNode {
+  failReads = false;
+  beforeAnswer: (() => Promise<void>) | undefined;
+  readonly reads: string[][] = [];
+  override async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+    this.reads.push([...keys]);
+    if (this.failReads) throw new Error("connection refused");
+    const got = await this.inner.getMany(keys, ctx);
+    const step = this.beforeAnswer;
+    this.beforeAnswer = undefined;
+    if (step !== undefined) await step();
+    return got;
+  }
+}
+
+/** Two old members (a, b) and a new one (c) that took some keys from each; `through` is c during the migration. */
+function migration() {
+  const a = new ScriptedNode(new MemoryKvNode("a"));
+  const b = new ScriptedNode(new MemoryKvNode("b"));
+  const c = new ScriptedNode(new MemoryKvNode("c"));
+  const previous = { ring: new HashRing([{ id: "a", weight: 1 }, { id: "b", weight: 1 }]), nodes: [a, b] as KvNode[] };
+  const next = new HashRing([{ id: "a", weight: 1 }, { id: "b", weight: 1 }, { id: "c", weight: 1 }]);
+  // Keys that moved to c, by the old owner they came from.
+  const movedFrom = (owner: number): number[] => {
+    const out: number[] = [];
+    for (let n = 0; out.length < 4 && n < 10_000; n++) {
+      const k = key(n);
+      if (next.ownerIndexOf(k, ringKeyStart(k)) === 2 && previous.ring.ownerIndexOf(k, ringKeyStart(k)) === owner) out.push(n);
+    }
+    return out;
+  };
+  return { a, b, c, through: new ReadThroughNode("c", c, previous), fromA: movedFrom(0), fromB: movedFrom(1) };
+}
+
+const put = (node: KvNode, entries: KvEntry[]) => node.putMany(entries);
+
+describe("ReadThroughNode", () => {
+  test("a key not yet copied is read at its previous owner; a copied one here; neither asks the other side needlessly", async () => {
+    const { a, b, c, through, fromA, fromB } = migration();
+    await put(a, [{ key: key(fromA[0]!), row: row(1, "old a") }]);
+    await put(b, [{ key: key(fromB[0]!), row: row(1, "old b") }]);
+    await put(c, [{ key: key(fromA[1]!), row: row(2, "copied") }]);
+    const got = await through.getMany([key(fromA[0]!), key(fromB[0]!), key(fromA[1]!)]);
+    expect(got).toEqual([row(1, "old a"), row(1, "old b"), row(2, "copied")]);
+    // Each old owner was asked only for its own missing key; the copied key went nowhere else.
+    expect(a.reads).toEqual([[key(fromA[0]!)]]);
+    expect(b.reads).toEqual([[key(fromB[0]!)]]);
+  });
+
+  test("a previous owner that cannot answer gives UNAVAILABLE for its keys only, never a false miss", async () => {
+    const { a, b, through, fromA, fromB } = migration();
+    await put(b, [{ key: key(fromB[0]!), row: row(1, "old b") }]);
+    a.failReads = true;
+    const got = await through.getMany([key(fromA[0]!), key(fromB[0]!), key(fromA[1]!)]);
+    expect(got).toEqual([UNAVAILABLE, row(1, "old b"), UNAVAILABLE]);
+  });
+
+  test("a key the migration copied and deleted between the two reads is read here again, not reported missing", async () => {
+    const { a, c, through, fromA } = migration();
+    const k = key(fromA[0]!);
+    await put(a, [{ key: k, row: row(1, "moving") }]);
+    // Our read of c misses; before the old owner answers, the migration copies the key to c and deletes it at a.
+    c.beforeAnswer = async () => {
+      await put(c, [{ key: k, row: row(1, "moving") }]);
+      await a.deleteMany([k]);
+    };
+    const got = await through.getMany([k]);
+    expect(got).toEqual([row(1, "moving")]);
+    expect(c.reads).toEqual([[k], [k]]);
+    // A key missing everywhere stays a miss after that second look.
+    expect(await through.getMany([key(fromA[1]!)])).toEqual([undefined]);
+  });
+
+  test("writes stay here; deletes reach the previous owner too, so a row not yet copied cannot come back", async () => {
+    const { a, b, c, through, fromA, fromB } = migration();
+    await put(a, [{ key: key(fromA[0]!), row: row(1, "old") }]);
+    await through.putMany([{ key: key(fromB[0]!), row: row(5, "new") }]);
+    expect(await c.getMany([key(fromB[0]!)])).toEqual([row(5, "new")]);
+    expect(await b.getMany([key(fromB[0]!)])).toEqual([undefined]);
+
+    expect(await through.deleteMany([key(fromA[0]!), key(fromB[0]!)])).toBe(2);
+    expect(await through.getMany([key(fromA[0]!), key(fromB[0]!)])).toEqual([undefined, undefined]);
+    expect(await a.getMany([key(fromA[0]!)])).toEqual([undefined]);
+  });
+
+  test("a read-through member is never answered from memory alone: every read takes the I/O path", () => {
+    const { through } = migration();
+    expect(through.readsNow).toBe("never");
+    expect(through.rawNow).toBeUndefined();
+    expect((through as KvNode).getManyNow([key(1)])).toBeUndefined();
+  });
+});
