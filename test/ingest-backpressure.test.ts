@@ -1,32 +1,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { unavailable } from "../src/errors/index.ts";
 import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
-import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
-import type { KvEntry, PutOutcome } from "../src/kv/kv-node.ts";
 import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
 import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { RefusingNode } from "./support/refusing-node.ts";
 import { startRedisEngine } from "./support/stream-engines.ts";
-
-/**
- * A store that refuses writes while told to, as an open write breaker or a
- * shard answering 503 does: the `unavailable` (retryable) error.
- */
-class RefusingNode extends ForwardingKvNode {
-  override readonly id = "refusing";
-  refusing = true;
-  refusedWrites = 0;
-  override putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    if (this.refusing) {
-      this.refusedWrites++;
-      return Promise.reject(unavailable("write breaker open"));
-    }
-    return this.inner.putMany(entries, signal);
-  }
-}
 
 describe("backpressure and retries", () => {
   let engine: Awaited<ReturnType<typeof startRedisEngine>>;

@@ -50,6 +50,9 @@ export interface ConsumerStatus {
   readonly lastError: string | null;
 }
 
+/** Dead-lettered message ids kept while their settling is owed (StreamConsumer.lettered). */
+const MAX_LETTERED = 10_000;
+
 const isRetryable = (e: unknown): boolean => (e as { retryable?: unknown } | null)?.retryable === true;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -86,6 +89,13 @@ export class StreamConsumer {
   private pauseMs: number;
   private readonly retryPolicy;
   private readonly options: Required<Omit<ConsumerOptions, "fault">>;
+  /**
+   * Messages (by id) this consumer put in dead letters whose settling with the
+   * engine then failed: they come back (the batch is handed back whole), and
+   * are rejected again without a second letter. Only batches whose ack failed
+   * leave ids here, and settling them takes them out; bounded all the same.
+   */
+  private readonly lettered = new Set<string>();
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -211,11 +221,15 @@ export class StreamConsumer {
       return;
     }
     try {
-      await this.deadLetter(dead);
+      await this.deadLetter(dead.filter((x) => !this.lettered.has(x.letter.origin)));
       await this.settle(batch, dead);
+      for (const x of dead) this.lettered.delete(x.letter.origin);
     } catch (e) {
-      // Written but not acknowledged: redelivery finds the rows stored and counts duplicates.
+      // Written but not acknowledged: redelivery finds the rows stored and counts duplicates, and the letters
+      // already added are not added again (lettered).
       this.lastError = `ack: ${(e as Error).message}`;
+      // Paused, as after a refused write: the next settled batch clears the error /readyz shows.
+      this.state = "paused";
       await this.deps.source.retryLater(batch, this.pauseMs).catch(() => undefined);
       await sleep(this.nextPause(), this.stopping.signal);
       return;
@@ -251,15 +265,19 @@ export class StreamConsumer {
     const pause = this.nextPause();
     this.state = "paused";
     try {
-      await this.deadLetter(dead);
+      await this.deadLetter(dead.filter((x) => !this.lettered.has(x.letter.origin)));
       const done = new Set(dead.map((x) => x.delivery));
       await this.deps.source.reject(batch.filter((d) => done.has(d)));
+      for (const x of dead) this.lettered.delete(x.letter.origin);
       await this.deps.source.retryLater(
         batch.filter((d) => !done.has(d)),
         pause,
       );
     } catch (inner) {
       this.lastError = `store: ${error}; then: ${(inner as Error).message}`;
+      // Not settled: the whole batch comes back after the pause (not only at the engine's takeover timeout), and what
+      // was dead-lettered is rejected then without a second letter (lettered).
+      await this.deps.source.retryLater(batch, pause).catch(() => undefined);
     }
     await sleep(pause, this.stopping.signal);
   }
@@ -279,6 +297,12 @@ export class StreamConsumer {
     if (dead.length === 0) return;
     await this.deps.deadLetters.add(dead.map((x) => x.letter));
     this.counters.deadLettered.inc(dead.length);
-    for (const x of dead) this.counters.deadLetter(x.letter.reason).inc();
+    for (const x of dead) {
+      this.counters.deadLetter(x.letter.reason).inc();
+      // Until settled (the caller takes them out then). A consumer whose acks keep failing is stuck anyway; past the
+      // bound, the oldest ids go and such a message, if it came back, would get a second letter.
+      if (this.lettered.size >= MAX_LETTERED) this.lettered.delete(this.lettered.values().next().value!);
+      this.lettered.add(x.letter.origin);
+    }
   }
 }
