@@ -1,10 +1,14 @@
 import { expect, test } from "bun:test";
 import { ForwardingKvNode, type KvEntry, MemoryKvNode, type ReadSlot, type ReadsNow, UNAVAILABLE } from "../kv/index.ts";
 import { MetricsRegistry } from "../ops/index.ts";
+import { loadRegistryFile } from "../registry/index.ts";
 import { PushService } from "../serving/index.ts";
+import { BatchMapper } from "./batch-mapper.ts";
 import { BatchWriter, type PreparedBatch } from "./batch-writer.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
 import { IngestMetrics } from "./ingest-metrics.ts";
+import { compileSources } from "./read-sources.ts";
+import type { Delivery } from "./stream-source.ts";
 
 /** A store whose reads cannot answer (a shard timed out, say) while its writes go through. */
 class UnreadableStore extends ForwardingKvNode {
@@ -41,4 +45,43 @@ test("replays and late events are told apart whether or not the stored rows coul
       { ts: 100, values: [3] },
     ]);
   }
+});
+
+test("an event the push path refuses for one of its views is dead-lettered whole: none of its views gets a row", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  // One event feeds two views: fraud_signals by `customer` (a string key), driver_hourly_stats by `driver` (int64).
+  const [source] = compileSources(
+    {
+      sources: [
+        {
+          name: "two-views",
+          engine: "redis",
+          redis: { url: "redis://127.0.0.1:1", stream: "unused", group: "quiver" },
+          mappings: [
+            { featureView: "fraud_signals", keys: { customer_id: "customer" }, features: { spend_1h: "amount" }, eventTime: { path: "ts", format: "epoch_ms" } },
+            { featureView: "driver_hourly_stats", keys: { driver_id: "driver" }, features: { conv_rate: "rate" }, eventTime: { path: "ts", format: "epoch_ms" } },
+          ],
+        },
+      ],
+    },
+    registry,
+  );
+  const store = new MemoryKvNode("m");
+  const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("two-views");
+  const seen = new IdempotencyWindow(60_000);
+  const mapper = new BatchMapper(source!, seen, counters);
+  const writer = new BatchWriter("two-views", new PushService(store, { maxFutureSkewMs: 60_000 }), store, seen, counters, () => 10_000);
+  const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
+  // The driver id "abc" passes the mapper (int64 keys take text, checked by the push path) and fails there.
+  const batch = [delivery("1-0", { customer: "good", driver: 1001, amount: 5, rate: 0.5, ts: 5000 }), delivery("2-0", { customer: "bad", driver: "abc", amount: 7, rate: 0.7, ts: 5000 })];
+  const mapped = mapper.map(batch);
+  expect(mapped.dead).toEqual([]);
+  const prepared = writer.prepare(mapped.groups);
+  expect(prepared.dead.map((d) => [d.delivery.id, d.letter.reason, d.letter.path])).toEqual([["2-0", "invalid_value", "driver"]]);
+  expect(prepared.dead[0]!.letter.error).toContain('(maps to "driver_id")');
+  // The good event's two rows; nothing of the bad one, not even its valid fraud_signals row.
+  expect(prepared.entries.map((e) => e.key).sort()).toEqual(["driver_hourly_stats@1/driver_id=i1001", "fraud_signals@2/customer_id=s4:good"]);
+  expect(prepared.views.length).toBe(2);
+  expect(prepared.idempotencyKeys.length).toBe(2);
+  expect((await writer.write(prepared)).written).toBe(2);
 });

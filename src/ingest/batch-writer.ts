@@ -59,10 +59,13 @@ export class BatchWriter {
     const views: string[] = [];
     const idempotencyKeys: (string | undefined)[] = [];
     const dead: PreparedBatch["dead"] = [];
+    /** The delivery each entry came from: an event dead-lettered for one view loses its rows for the others too. */
+    const from: Delivery[] = [];
     const take = (group: MappedGroup, i: number, entry: KvEntry) => {
       entries.push(entry);
       views.push(group.mapping.view.name);
       idempotencyKeys.push(group.rows[i]!.idempotencyKey);
+      from.push(group.from[i]!);
     };
     for (const group of groups) {
       const { mapping, rows } = group;
@@ -91,7 +94,11 @@ export class BatchWriter {
         }
       }
     }
-    return { entries, views, idempotencyKeys, dead };
+    if (dead.length === 0) return { entries, views, idempotencyKeys, dead };
+    // An event goes to dead letters whole (as the mapper's refusals do): rows its other mappings made are not written.
+    const refused = new Set(dead.map((x) => x.delivery));
+    const keep = (_: unknown, j: number) => !refused.has(from[j]!);
+    return { entries: entries.filter(keep), views: views.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead };
   }
 
   /** Reads what is stored, writes what is newer; throws the store's error (the caller retries). */
