@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { StaticDiscovery } from "../src/shard/discovery.ts";
+import { ReplicaSet } from "../src/shard/replica-set.ts";
+import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
+import { eventually } from "./stream-source-contract.ts";
+import { type RedisProcess, type ReplicationGroup, startReplicationGroup, startSentinel, startRedis } from "./support/redis-process.ts";
+
+/**
+ * Who the primary is, when it is not what the replica set was told: an
+ * operator's manual promotion under fixed addresses (no Sentinel), and a
+ * Sentinel that does not know the shard's master at start-up. Real
+ * redis-server processes; roles changed with REPLICAOF as an operator would.
+ */
+
+describe("ReplicaSet with fixed addresses follows an unambiguous manual promotion", () => {
+  let group: ReplicationGroup;
+  let set: ReplicaSet;
+  const admin: Redis[] = [];
+  beforeAll(async () => {
+    group = await startReplicationGroup({ replicas: 1 });
+    set = await ReplicaSet.connect({
+      id: "manual",
+      discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+      probeIntervalMs: 100,
+      readAttemptTimeoutMs: 1000,
+      requestTimeoutMs: 5000,
+    });
+  }, 30_000);
+  afterAll(async () => {
+    for (const c of admin) c.disconnect();
+    await set?.close();
+    await group?.stop();
+  });
+
+  const client = (p: RedisProcess): Redis => {
+    const c = new Redis({ host: p.host, port: p.port, lazyConnect: false, maxRetriesPerRequest: 1 });
+    admin.push(c);
+    return c;
+  };
+
+  test("the configured primary demoted and its replica promoted: writes go to the new primary, reads see them", async () => {
+    const old = group.primary;
+    const promoted = group.replicas[0]!;
+    expect((await set.health()).detail?.["primary"]).toBe(old.address);
+    // The operator swaps the roles.
+    await client(promoted).call("REPLICAOF", "NO", "ONE");
+    await client(old).call("REPLICAOF", promoted.host, String(promoted.port));
+    await eventually("the set to follow the promotion", async () => (await set.health()).detail?.["primary"] === promoted.address, 15_000);
+    const roles = (await set.health()).detail?.["roles"] as Record<string, string>;
+    expect(roles[promoted.address]).toBe("primary");
+    expect(roles[old.address]).toBe("replica");
+    // A write lands on the promoted server (the demoted one is read-only now) and is read back.
+    const outcome = await set.putMany([{ key: "v@1/k=smoved", row: { ts: 10, values: [1] } }]);
+    expect(outcome.written).toBe(1);
+    expect(await client(promoted).exists("v@1/k=smoved")).toBe(1);
+    expect(await set.getMany(["v@1/k=smoved"])).toEqual([{ ts: 10, values: [1] }]);
+  }, 30_000);
+});
+
+describe("ReplicaSet behind a Sentinel that does not know its master", () => {
+  let sentinel: RedisProcess;
+  let other: RedisProcess;
+  beforeAll(async () => {
+    other = await startRedis();
+    // The Sentinel watches another master: asked for this shard's name, it has no answer.
+    sentinel = await startSentinel({ masters: [{ name: "someone-else", address: other.address }] });
+  }, 30_000);
+  afterAll(async () => {
+    await sentinel?.stop();
+    await other?.stop();
+  });
+
+  test("start-up fails within the connect timeout, naming the shard, the master and what the Sentinel said", async () => {
+    const discovery = new SentinelDiscovery({ sentinels: [sentinel.address], masterName: "quiver-missing" });
+    const started = Date.now();
+    let error: Error | undefined;
+    try {
+      const set = await ReplicaSet.connect({ id: "lost", discovery, connectTimeoutMs: 600 });
+      await set.close();
+    } catch (e) {
+      error = e as Error;
+    } finally {
+      await discovery.close();
+    }
+    expect(error?.message).toContain('shard "lost": discovery failed: no sentinel knows master "quiver-missing"');
+    expect(error?.message).toContain(`${sentinel.address}: unknown master "quiver-missing"`);
+    // Retried every 100 ms until the connect timeout, then given up: not at once, not forever.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  }, 30_000);
+});
