@@ -27,6 +27,44 @@ describe("MsgpackReader", () => {
     );
   });
 
+  test("every wire form other clients send decodes as @msgpack/msgpack decodes it: float32, 16/32-bit lengths, 64-bit integers", () => {
+    const wide = new MsgpackReader({ maxStrLength: 100_000, maxArrayLength: 100_000, maxMapLength: 100_000, maxDepth: 8 });
+    const cases: number[][] = [
+      [0xca, 0x3f, 0xc0, 0x00, 0x00], // float32 1.5 (Python's use_single_float, Go's float32)
+      [0xca, 0xff, 0x80, 0x00, 0x00], // float32 -Infinity
+      [0xcf, 0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // uint64 2^53 - 1
+      [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // uint64 max: a number, as @msgpack/msgpack gives (the serving layer refuses unsafe ids)
+      [0xd3, 0xff, 0xe0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01], // int64 -(2^53 - 1)
+      [0xd0, 0x80], // int8 -128
+      [0xd1, 0x80, 0x00], // int16 -32768
+      [0xd2, 0x80, 0x00, 0x00, 0x00], // int32 -2^31
+      [0xcd, 0xff, 0xff], // uint16
+      [0xce, 0xff, 0xff, 0xff, 0xff], // uint32
+    ];
+    for (const c of cases) expect(wide.decode(new Uint8Array(c))).toEqual(decode(new Uint8Array(c)) as never);
+    // Lengths past the one-byte forms: str16/str32, bin16/bin32, array16/array32, map16/map32, built by hand.
+    const be16 = (n: number) => [n >> 8, n & 0xff];
+    const be32 = (n: number) => [n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+    const text = [..."x".repeat(300)].map((ch) => ch.charCodeAt(0));
+    const blob = Array.from({ length: 300 }, (_, i) => i & 0xff);
+    const ints = Array.from({ length: 20 }, (_, i) => i);
+    const pairs = ints.flatMap((i) => [0xa2, 0x6b, 0x30 + (i % 10), i]);
+    const long: number[][] = [
+      [0xda, ...be16(300), ...text],
+      [0xdb, ...be32(300), ...text],
+      [0xc5, ...be16(300), ...blob],
+      [0xc6, ...be32(300), ...blob],
+      [0xdc, ...be16(20), ...ints],
+      [0xdd, ...be32(20), ...ints],
+      [0xde, ...be16(20), ...pairs],
+      [0xdf, ...be32(20), ...pairs],
+    ];
+    for (const c of long) expect(wide.decode(new Uint8Array(c))).toEqual(decode(new Uint8Array(c)) as never);
+    // Cut short inside a multi-byte value: an error, never a read past the end.
+    expect(() => wide.decode(new Uint8Array([0xcb, 0x3f, 0xf8]))).toThrow();
+    expect(() => wide.decode(new Uint8Array([0xda, 0x01]))).toThrow();
+  });
+
   test("short strings seen again come back equal, through slot collisions and turnover; bad UTF-8 is refused every time", () => {
     const interning = new MsgpackReader({ maxStrLength: 1000, maxArrayLength: 5000, maxMapLength: 100, maxDepth: 8 });
     // Far more distinct short strings than the table has slots, most of them sharing slots, each read twice.
