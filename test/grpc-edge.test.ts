@@ -292,6 +292,37 @@ describe("graceful drain", () => {
   });
 });
 
+describe("graceful drain with Watch streams open", () => {
+  test("every Watch stream ends, an unknown service's too, so watchers do not hold a draining server open", async () => {
+    const n = new ScriptedNode();
+    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const c = connect(`127.0.0.1:${await e.listen("127.0.0.1", 0)}`);
+    const watch = (service: string) => {
+      const call = (c.health as unknown as { Watch(r: unknown): grpc.ClientReadableStream<{ status: string }> }).Watch({ service });
+      const seen: string[] = [];
+      call.on("data", (m) => seen.push(m.status));
+      const ended = new Promise<string>((resolve) => {
+        call.on("end", () => resolve("end"));
+        call.on("error", (err: grpc.ServiceError) => resolve(`error ${err.code}`));
+      });
+      return { seen, ended };
+    };
+    const whole = watch("");
+    const unknown = watch("nope");
+    for (let i = 0; i < 400 && (whole.seen.length === 0 || unknown.seen.length === 0); i++) await Bun.sleep(10);
+    expect([whole.seen[0], unknown.seen[0]]).toEqual(["SERVING", "SERVICE_UNKNOWN"]);
+    // A 60 s grace: a stream left open would hold the drain that long; ended, the server shuts down at once.
+    const drained = e.drain(60_000).then(() => "drained");
+    const outcome = await Promise.race([drained, Bun.sleep(20_000).then(() => "still open after 20 s")]);
+    expect(outcome).toBe("drained");
+    expect(await whole.ended).toBe("end");
+    expect(await unknown.ended).toBe("end");
+    c.close();
+  }, 60_000);
+});
+
 describe("admission control", () => {
   test("a degraded answer counts against admission as HTTP's does, on unary calls (Quiver's and Feast's) and on LookupStream", async () => {
     const n = new ScriptedNode();

@@ -64,8 +64,18 @@ export class HealthService {
   readonly watch = (call: ServerWritableStream<HealthRequest, unknown>): void => {
     const service = call.request?.service ?? "";
     if (!this.known.has(service)) {
-      // The protocol: an unknown service is reported (and watched), not an error.
+      // The protocol: an unknown service is reported (and watched), not an error. Services do not change while the
+      // server runs, so nothing more is sent; the stream stays open until the client goes or the server drains.
       call.write({ status: SERVICE_UNKNOWN });
+      const wake = () => {};
+      const forget = () => this.watchers.delete(wake);
+      this.watchers.set(wake, () => {
+        forget();
+        call.end();
+      });
+      call.on("cancelled", forget);
+      call.on("close", forget);
+      call.on("error", forget);
       return;
     }
     let last = -1;
