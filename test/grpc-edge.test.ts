@@ -13,6 +13,7 @@ import { compileRegistry } from "../src/registry/read-definitions.ts";
 import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
 import { type Clients, connect, grpc, unaryCall } from "./support/grpc-client.ts";
+import { stalledStreamingCall } from "./support/h2-stalled-client.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -191,6 +192,45 @@ describe("LookupStream", () => {
     expect(byId.get("7")!.error).toBeNull();
     expect(byId.get("21")!.error).toMatchObject({ status: grpc.status.NOT_FOUND, path: "features[0]" });
     expect(byId.get("22")!.error).toMatchObject({ status: grpc.status.INVALID_ARGUMENT, path: "entities.driver_id[0]" });
+  });
+
+  test("a client that sends lookups and does not read the answers is not answered without bound: reading pauses until it reads", async () => {
+    const n = new ScriptedNode();
+    await n.inner.putMany([{ key: "stats@1/driver_id=i1", row: { ts: NOW - 1000, values: [0.5] } }]);
+    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const port = await e.listen("127.0.0.1", 0);
+    // quiver.v1 LookupRequest { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: [1] }], id }, by hand.
+    const varint = (v: number) => {
+      const out: number[] = [];
+      for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+      out.push(v);
+      return out;
+    };
+    const text = (s: string) => [...new TextEncoder().encode(s)];
+    const column = [0x0a, 9, ...text("driver_id"), 0x12, 1, 1];
+    const request = (id: number) => new Uint8Array([0x0a, 10, ...text("stats:rate"), 0x1a, column.length, ...column, 0x30, ...varint(id)]);
+    const N = 20_000;
+    const client = await stalledStreamingCall(port, "/quiver.v1.FeatureService/LookupStream", Array.from({ length: N }, (_, i) => request(i + 1)));
+    try {
+      // Until the server stops taking lookups (each reads the store once): quiet for 0.5 s, at most 15 s.
+      let last = -1;
+      for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
+        await Bun.sleep(100);
+        quiet = n.contexts.length === last ? quiet + 1 : 0;
+        last = n.contexts.length;
+      }
+      // It answered what the client's 64 KiB window holds (and a window of lookups), then stopped reading, so the
+      // client could not send the rest: neither the answers nor the requests pile up in the server.
+      expect(client.receivedBytes()).toBeGreaterThan(0);
+      expect(client.receivedBytes()).toBeLessThanOrEqual(65_535);
+      expect(n.contexts.length).toBeLessThan(N / 4);
+      expect(client.sentMessages()).toBeLessThan(N / 2);
+    } finally {
+      client.close();
+      await e.drain(1000);
+    }
   });
 
   test("a per-message timeout_ms bounds that lookup only", async () => {

@@ -69,7 +69,9 @@ export class QuiverGrpcService {
   /**
    * Many lookups on one stream: each answer carries its request's id; a bad
    * or failed lookup answers with `error` set and the stream goes on. At most
-   * STREAM_WINDOW run at once (reading pauses above it); the stream ends after
+   * STREAM_WINDOW run at once (reading pauses above it), and reading pauses
+   * while the client is not reading its answers (the call's write says so;
+   * flow control then holds the client's requests); the stream ends after
    * the client half-closes and every answer is written.
    */
   lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics, admission?: Admission): void {
@@ -77,15 +79,36 @@ export class QuiverGrpcService {
     let inFlight = 0;
     let ended = false;
     let paused = false;
+    /** The client is not reading: answers wait in the call (its write said so) until it drains. */
+    let blocked = false;
     const finish = () => {
       if (ended && inFlight === 0) call.end();
     };
-    const done = () => {
-      inFlight--;
-      if (paused && inFlight < STREAM_WINDOW / 2) {
+    const pauseReading = () => {
+      if (paused) return;
+      paused = true;
+      call.pause();
+    };
+    const mayRead = () => {
+      if (paused && !blocked && inFlight < STREAM_WINDOW / 2) {
         paused = false;
         call.resume();
       }
+    };
+    const onDrain = () => {
+      blocked = false;
+      mayRead();
+    };
+    // A client that sends lookups and does not read the answers would otherwise have them all queued in this process.
+    const send = (bytes: Uint8Array) => {
+      if (call.cancelled || call.write(bytes) || blocked) return;
+      blocked = true;
+      pauseReading();
+      call.once("drain", onDrain);
+    };
+    const done = () => {
+      inFlight--;
+      mayRead();
       finish();
     };
     call.on("data", (req: QuiverLookupRequest | DecodeFailure) => {
@@ -107,20 +130,17 @@ export class QuiverGrpcService {
         done();
       };
       const answer = (bytes: Uint8Array) => {
-        if (!call.cancelled) call.write(bytes);
+        send(bytes);
         finish(0);
       };
       const failure = (e: unknown) => {
         const q = toQuiverError(e);
         const code = grpcCodeOf(q);
-        if (!call.cancelled) call.write(encodeStreamError(id, { status: code, code: q.code, message: q.message, path: q.path }));
+        send(encodeStreamError(id, { status: code, code: q.code, message: q.message, path: q.path }));
         finish(code);
       };
       inFlight++;
-      if (inFlight >= STREAM_WINDOW && !paused) {
-        paused = true;
-        call.pause();
-      }
+      if (inFlight >= STREAM_WINDOW) pauseReading();
       // Each lookup on the stream goes through admission like a unary call: a shed one answers RESOURCE_EXHAUSTED.
       whenAdmitted(
         admission,
