@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   type Consumer,
+  type ConsumerConfig,
   type ConsumerMessages,
   connect,
   DeliverPolicy,
@@ -77,19 +78,28 @@ export class NatsStreamSource implements StreamSource {
     this.connection = nc;
     const jsm = await nc.jetstreamManager();
     await ensureStream(jsm, stream, [subject]);
+    // What the sources file says; JetStream keeps a durable's settings, so an existing one is brought in line.
+    const wanted = { ack_wait: ackWaitMs * NS, max_deliver: this.options.maxDeliver, max_ack_pending: this.options.batchSize * 4 };
+    let existing: ConsumerConfig | undefined;
     try {
-      await jsm.consumers.info(stream, consumer);
+      existing = (await jsm.consumers.info(stream, consumer)).config;
     } catch (e) {
       if (!isNotFound(e)) throw e;
-      await jsm.consumers.add(stream, {
-        durable_name: consumer,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        filter_subject: subject,
-        ack_wait: ackWaitMs * NS,
-        max_deliver: this.options.maxDeliver,
-        max_ack_pending: this.options.batchSize * 4,
-      });
+    }
+    if (existing === undefined) {
+      await jsm.consumers.add(stream, { durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: subject, ...wanted });
+    } else {
+      if ((existing.filter_subject ?? "") !== subject) {
+        throw new Error(
+          `source "${this.name}": the durable consumer "${consumer}" of stream "${stream}" filters subject "${existing.filter_subject ?? ""}", not "${subject}"; ` +
+            "give this source another consumer name, or delete that consumer (nats consumer rm) if nothing else reads through it",
+        );
+      }
+      // Left at an old max_deliver, the server would stop redelivering before this consumer dead-letters (a
+      // message gone with no letter); an old ack_wait would hand a dead process's messages over at the old pace.
+      if (existing.ack_wait !== wanted.ack_wait || existing.max_deliver !== wanted.max_deliver || existing.max_ack_pending !== wanted.max_ack_pending) {
+        await jsm.consumers.update(stream, consumer, wanted);
+      }
     }
     this.consumer = await nc.jetstream().consumers.get(stream, consumer);
     this.messages = await this.consumer.consume({

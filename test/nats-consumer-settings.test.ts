@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, type NatsConnection } from "nats";
+import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { compileSources } from "../src/ingest/read-sources.ts";
+import type { SourceDef } from "../src/ingest/sources-definitions.ts";
+import { ArenaKvNode } from "../src/kv/arena-node.ts";
+import { MetricsRegistry } from "../src/ops/index.ts";
+import { loadRegistryFile, type Registry } from "../src/registry/index.ts";
+import { PushService } from "../src/serving/index.ts";
+import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { RefusingNode } from "./support/refusing-node.ts";
+import { startNatsEngine } from "./support/stream-engines.ts";
+
+/**
+ * JetStream keeps a durable consumer's settings on the server: a sources file
+ * whose delivery limit or ack wait changed must change them there too, or the
+ * server stops redelivering at its old limit while the consumer waits for the
+ * new one before it dead-letters (a message dropped with no letter). Real
+ * nats-server -js.
+ */
+describe("a NATS source's changed settings reach its existing durable consumer", () => {
+  let engine: Awaited<ReturnType<typeof startNatsEngine>>;
+  let registry: Registry;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    engine = await startNatsEngine();
+    registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    nc = await connect({ servers: engine.server.url });
+  }, 60_000);
+  afterAll(async () => {
+    await nc?.drain().catch(() => undefined);
+    await engine?.stop();
+  }, 60_000);
+
+  test("max_deliver and ack_wait follow the sources file; a message the store keeps refusing is dead-lettered at the new limit", async () => {
+    const settings = engine.engineSettings({ takeoverMs: 30_000 });
+    const def = (maxDeliver: number, ackWait: string): SourceDef => ({
+      name: "changing",
+      ...settings,
+      nats: { ...settings.nats!, ackWait },
+      format: "json",
+      batchSize: 10,
+      maxDeliver,
+      mappings: [paymentsMapping()],
+    });
+    const store = new RefusingNode(new ArenaKvNode("nats-settings"));
+    const start = (d: SourceDef) =>
+      IngestService.start(compileSources({ sources: [d] }, registry), {
+        push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+        store,
+        metrics: new IngestMetrics(new MetricsRegistry()),
+        consumerName: "c1",
+        consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, writeAttempts: 1, pauseMs: { initial: 50, max: 100 } },
+      });
+    // First run: the durable is made with a limit of 1 delivery and a 30 s ack wait.
+    await (await start(def(1, "30s"))).stop();
+    const consumerName = settings.nats!.consumer;
+    const stream = settings.nats!.stream;
+    const jsm = await nc.jetstreamManager();
+    expect((await jsm.consumers.info(stream, consumerName)).config.max_deliver).toBe(1);
+
+    // The sources file now allows 3 deliveries and a 1 s ack wait.
+    const [compiled] = compileSources({ sources: [def(3, "1s")] }, registry);
+    const ingest = await start(def(3, "1s"));
+    const deadLetters = await openDeadLetters(compiled!);
+    const publisher = await openPublisher(compiled!);
+    try {
+      const config = (await jsm.consumers.info(stream, consumerName)).config;
+      expect(config.max_deliver).toBe(3);
+      expect(config.ack_wait).toBe(1000 * 1_000_000);
+      // A store that refuses every write: the event is handed back twice, then dead-lettered on its third delivery
+      // (with the old limit left on the server, JetStream would stop after the first and no letter would come).
+      await publisher.publish([new TextEncoder().encode(JSON.stringify({ customer: "n1", amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }))]);
+      await eventually("the event's delivery_limit letter", async () => (await deadLetters.list(10)).length === 1, 20_000);
+      const [letter] = await deadLetters.list(10);
+      expect(letter!.reason).toBe("delivery_limit");
+      expect(letter!.error).toContain("delivered 3 times");
+      expect(store.refusedWrites).toBe(3);
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+      await publisher.close();
+    }
+  }, 60_000);
+
+  test("a durable that filters another subject is refused at start with what to do, not consumed", async () => {
+    const settings = engine.engineSettings();
+    const base: SourceDef = { name: "moved", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] };
+    const store = new ArenaKvNode("nats-subject");
+    const start = (d: SourceDef) =>
+      IngestService.start(compileSources({ sources: [d] }, registry), { push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), consumerName: "c1" });
+    await (await start(base)).stop();
+    // Same stream and durable, another subject: JetStream cannot change a durable's filter before 2.10.
+    const moved: SourceDef = { ...base, nats: { ...settings.nats!, subject: `${settings.nats!.subject}.v2` } };
+    let error: Error | undefined;
+    try {
+      await (await start(moved)).stop();
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error?.message).toContain(`durable consumer "${settings.nats!.consumer}"`);
+    expect(error?.message).toContain(`filters subject "${settings.nats!.subject}"`);
+    expect(error?.message).toContain(`"${settings.nats!.subject}.v2"`);
+  }, 60_000);
+});
