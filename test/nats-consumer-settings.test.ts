@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "nats";
 import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { subjectCovers } from "../src/ingest/nats-stream-source.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import type { SourceDef } from "../src/ingest/sources-definitions.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
@@ -18,7 +19,20 @@ import { startNatsEngine } from "./support/stream-engines.ts";
  * new one before it dead-letters (a message dropped with no letter). Real
  * nats-server -js.
  */
-describe("a NATS source's changed settings reach its existing durable consumer", () => {
+test("subjectCovers: literal tokens, * for one token, > for the rest", () => {
+  expect(subjectCovers("events.a", "events.a")).toBe(true);
+  expect(subjectCovers("events.*", "events.a")).toBe(true);
+  expect(subjectCovers("events.>", "events.a.b")).toBe(true);
+  expect(subjectCovers(">", "events")).toBe(true);
+  expect(subjectCovers("events.*", "events.a.b")).toBe(false);
+  expect(subjectCovers("events.>", "events")).toBe(false);
+  expect(subjectCovers("events.a", "events.b")).toBe(false);
+  expect(subjectCovers("events.a", "events.*")).toBe(false);
+  expect(subjectCovers("events.*", "events.>")).toBe(false);
+  expect(subjectCovers("events.>", "events.*")).toBe(true);
+});
+
+describe("NATS sources and the stream and durable consumer the server keeps", () => {
   let engine: Awaited<ReturnType<typeof startNatsEngine>>;
   let registry: Registry;
   let nc: NatsConnection;
@@ -80,6 +94,28 @@ describe("a NATS source's changed settings reach its existing durable consumer",
       await ingest.stop();
       await deadLetters.close();
       await publisher.close();
+    }
+  }, 60_000);
+
+  test("sources sharing a stream, each with its own subject, all consume: the stream takes every source's subject", async () => {
+    const a = engine.engineSettings();
+    const stream = a.nats!.stream;
+    const src = (name: string, subject: string): SourceDef => ({ name, engine: "nats", nats: { servers: engine.server.url, stream, consumer: name, subject }, format: "json", batchSize: 10, mappings: [paymentsMapping()] });
+    const sources = [src("first", `${stream.toLowerCase()}.first`), src("second", `${stream.toLowerCase()}.second`)];
+    const compiled = compileSources({ sources }, registry);
+    const store = new ArenaKvNode("nats-shared");
+    const ingest = await IngestService.start(compiled, { push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), consumerName: "c1", consumerOptions: { readWaitMs: 100, lagIntervalMs: 100 } });
+    const publishers = await Promise.all(compiled.map((c) => openPublisher(c)));
+    try {
+      const ts = Date.now() - 1000;
+      await publishers[0]!.publish([new TextEncoder().encode(JSON.stringify({ customer: "f1", amount: 1, count: 1, chargeback: false, ts }))]);
+      await publishers[1]!.publish([new TextEncoder().encode(JSON.stringify({ customer: "s1", amount: 2, count: 1, chargeback: false, ts }))]);
+      await eventually("each source wrote its event", () => ingest.status().every((s) => s.written === 1));
+      const jsm = await nc.jetstreamManager();
+      expect((await jsm.streams.info(stream)).config.subjects.sort()).toEqual(sources.map((s) => s.nats!.subject).sort());
+    } finally {
+      await ingest.stop();
+      await Promise.all(publishers.map((p) => p.close()));
     }
   }, 60_000);
 

@@ -41,13 +41,40 @@ function isNotFound(e: unknown): boolean {
   return text.includes("not found") || text.includes("404");
 }
 
+/** Whether the NATS subject pattern `pattern` (`*` one token, `>` the rest) matches every subject `subject` does. */
+export function subjectCovers(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const t = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return t.length > i;
+    if (i >= t.length) return false;
+    // A wildcard in the subject is matched only by a wildcard at least as wide.
+    if (p[i] === "*") {
+      if (t[i] === ">") return false;
+      continue;
+    }
+    if (p[i] !== t[i]) return false;
+  }
+  return p.length === t.length;
+}
+
+/**
+ * Makes the stream when missing, and adds the subjects it does not take yet:
+ * sources that share a stream each bring their own subject (JetStream refuses
+ * a consumer filter outside the stream's subjects, and a publish to a subject
+ * no stream takes).
+ */
 async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<void> {
+  let have: string[];
   try {
-    await jsm.streams.info(name);
+    have = (await jsm.streams.info(name)).config.subjects ?? [];
   } catch (e) {
     if (!isNotFound(e)) throw e;
     await jsm.streams.add({ name, subjects });
+    return;
   }
+  const missing = subjects.filter((s) => !have.some((h) => subjectCovers(h, s)));
+  if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
 }
 
 /**
