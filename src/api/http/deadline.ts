@@ -39,7 +39,7 @@ export function lookupBudget(req: Request, defaultMs: number): number {
   // Decimal digits only (Number() would also take "0x10" and "1e3"); whitespace around a header value is not part of it.
   const text = raw.trim();
   const ms = DECIMAL.test(text) ? Number(text) : Number.NaN;
-  if (!(ms > 0 && ms <= MAX_BUDGET_MS)) {
+  if (!(ms >= 1 && ms <= MAX_BUDGET_MS)) {
     throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
   }
   return ms;

@@ -119,3 +119,12 @@ test("answers of one loop turn after its first are held for the turn's batch, on
   stall();
   expect((await stalled).status).toBe(200);
 });
+
+test("x-quiver-timeout-ms: decimal milliseconds from 1 to 60000, as README says; anything else a 400 naming the header", () => {
+  const budget = (value: string) => lookupBudget(new Request("http://q/t", { headers: { "x-quiver-timeout-ms": value } }), 50);
+  expect(lookupBudget(new Request("http://q/t"), 50)).toBe(50);
+  expect([budget("1"), budget(" 250 "), budget("2.5"), budget("60000")]).toEqual([1, 250, 2.5, 60_000]);
+  for (const bad of ["0", "0.5", "60001", "-1", "1e3", "0x10", "abc", ""]) {
+    expect(() => budget(bad)).toThrow(`expected a budget in milliseconds from 1 to 60000, got ${JSON.stringify(bad)}`);
+  }
+});
