@@ -68,14 +68,7 @@ export class HealthService {
       // server runs, so nothing more is sent; the stream stays open until the client goes or the server drains.
       call.write({ status: SERVICE_UNKNOWN });
       const wake = () => {};
-      const forget = () => this.watchers.delete(wake);
-      this.watchers.set(wake, () => {
-        forget();
-        call.end();
-      });
-      call.on("cancelled", forget);
-      call.on("close", forget);
-      call.on("error", forget);
+      this.follow(call, wake, () => this.watchers.delete(wake));
       return;
     }
     let last = -1;
@@ -95,11 +88,16 @@ export class HealthService {
       clearTimeout(timer);
       void tick();
     };
-    const stop = () => {
+    this.follow(call, wake, () => {
       stopped = true;
       clearTimeout(timer);
       this.watchers.delete(wake);
-    };
+    });
+    void tick();
+  };
+
+  /** Registers a Watch stream: `wake` on a change of status; `stop` once its client goes, or `closeWatches` ends it. */
+  private follow(call: ServerWritableStream<HealthRequest, unknown>, wake: () => void, stop: () => void): void {
     this.watchers.set(wake, () => {
       stop();
       call.end();
@@ -107,8 +105,7 @@ export class HealthService {
     call.on("cancelled", stop);
     call.on("close", stop);
     call.on("error", stop);
-    void tick();
-  };
+  }
 
   /** Ends every Watch stream, so a draining server is not held open by watchers. */
   closeWatches(): void {
