@@ -151,7 +151,7 @@ export const lookupSuite: Suite = {
       }), HALF_MAX);
       byRound.push([SINGLE, single]);
       keepRawRound(ctx, ["lookup-open-half-baseline", "lookup-open-half"], single.kept);
-      m["openBase"] = single.baseline!;
+      m["openBase"] = single.baseline;
       m["openQuiver"] = single.subject;
       // JSON and MessagePack batches alternate, best of ROUNDS each, so the comparison between them sees the same machine.
       const batchClosed = { batch: 100, mode: "closed", connections: BATCH_CONNECTIONS, entities, duration: `${ctx.throughputSeconds}s`, warmup: "1s" };
@@ -172,7 +172,7 @@ export const lookupSuite: Suite = {
       }), HALF_MAX);
       byRound.push([BATCH, batchLatency]);
       keepRawRound(ctx, ["batch-open-half-baseline", "batch-open-half"], batchLatency.kept);
-      m["batchOpenBase"] = batchLatency.baseline!;
+      m["batchOpenBase"] = batchLatency.baseline;
       m["batchOpen"] = batchLatency.subject;
       await bareBatch.stop();
       bareBatch = null;
@@ -191,7 +191,7 @@ export const lookupSuite: Suite = {
       }), HALF_MAX);
       byRound.push([MP_SINGLE, mpSingleLatency]);
       keepRawRound(ctx, ["msgpack-open-half-baseline", "msgpack-open-half"], mpSingleLatency.kept);
-      m["mpSingleOpenBase"] = mpSingleLatency.baseline!;
+      m["mpSingleOpenBase"] = mpSingleLatency.baseline;
       m["mpSingleOpen"] = mpSingleLatency.subject;
       await bareMpSingle.stop();
       bareMpSingle = null;
@@ -205,7 +205,7 @@ export const lookupSuite: Suite = {
       }), HALF_MAX);
       byRound.push([MP_BATCH, mpBatchLatency]);
       keepRawRound(ctx, ["msgpack-batch-open-half-baseline", "msgpack-batch-open-half"], mpBatchLatency.kept);
-      m["mpBatchOpenBase"] = mpBatchLatency.baseline!;
+      m["mpBatchOpenBase"] = mpBatchLatency.baseline;
       m["mpBatchOpen"] = mpBatchLatency.subject;
       memAfter = await memoryMb(quiver.pid);
       // What loading gRPC's modules costs the HTTP lookups' tail: every young collection marks and finalises more code
@@ -430,7 +430,7 @@ function keepRawRound(ctx: { readonly rawDir: string }, names: readonly string[]
 }
 
 /** The summary's note on the latency rounds: every round's p99s and which round each row reports. */
-export function roundsNote(count: number, rounds: readonly (readonly [string, MedianRound])[]): string {
+function roundsNote(count: number, rounds: readonly (readonly [string, MedianRound])[]): string {
   const each = rounds.map(([label, m]) => {
     const runs = m.rounds.map((r, i) => `${i === m.kept ? "**" : ""}${r.pair.subject.run.latencyMs.p99} / ${r.pair.baseline.run.latencyMs.p99} ms (${p99Ratio(r.pair).toFixed(2)}×)${r.steady ? "" : ", unsteady"}${i === m.kept ? "**" : ""}`);
     return `${label}: ${runs.join(", ")}`;
