@@ -214,11 +214,11 @@ describe("LookupStream", () => {
     const N = 20_000;
     const client = await stalledStreamingCall(port, "/quiver.v1.FeatureService/LookupStream", Array.from({ length: N }, (_, i) => request(i + 1)));
     try {
-      // Until the server stops taking lookups (each reads the store once): quiet for 0.5 s, at most 15 s.
+      // Until the server has taken lookups (each reads the store once) and stopped: quiet for 0.5 s, at most 15 s.
       let last = -1;
       for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
         await Bun.sleep(100);
-        quiet = n.contexts.length === last ? quiet + 1 : 0;
+        quiet = n.contexts.length === last && last > 0 ? quiet + 1 : 0;
         last = n.contexts.length;
       }
       // It answered what the client's 64 KiB window holds (and a window of lookups), then stopped reading, so the

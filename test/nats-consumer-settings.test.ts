@@ -73,15 +73,16 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     const jsm = await nc.jetstreamManager();
     expect((await jsm.consumers.info(stream, consumerName)).config.max_deliver).toBe(1);
 
-    // The sources file now allows 3 deliveries and a 1 s ack wait.
-    const [compiled] = compileSources({ sources: [def(3, "1s")] }, registry);
-    const ingest = await start(def(3, "1s"));
+    // The sources file now allows 3 deliveries and a 5 s ack wait (long beside a delivery's handling here, so no
+    // message comes back by its ack wait while it is being handled).
+    const [compiled] = compileSources({ sources: [def(3, "5s")] }, registry);
+    const ingest = await start(def(3, "5s"));
     const deadLetters = await openDeadLetters(compiled!);
     const publisher = await openPublisher(compiled!);
     try {
       const config = (await jsm.consumers.info(stream, consumerName)).config;
       expect(config.max_deliver).toBe(3);
-      expect(config.ack_wait).toBe(1000 * 1_000_000);
+      expect(config.ack_wait).toBe(5000 * 1_000_000);
       // A store that refuses every write: the event is handed back twice, then dead-lettered on its third delivery
       // (with the old limit left on the server, JetStream would stop after the first and no letter would come).
       await publisher.publish([new TextEncoder().encode(JSON.stringify({ customer: "n1", amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }))]);
