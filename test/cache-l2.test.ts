@@ -147,6 +147,38 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(b.l1.size).toBe(0);
   });
 
+  test("an unreadable message on the feed is a gap that clears L1, never a thrown error or a half-read change", async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on("uncaughtException", onUncaught);
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      // Each from its own sender, in sequence: only its content is wrong.
+      const bad = [
+        { o: "pod-y1", s: 1, t: Date.now(), c: [1] },
+        { o: "pod-y2", s: 1, t: Date.now(), c: [[5, "a", 0]] },
+        { o: "pod-y3", s: 1, t: Date.now(), c: [["bad@1/k=i1", 1, 7]] },
+        { o: "pod-y4", s: 1, t: Date.now(), i: { view: 3 } },
+        { o: "pod-y5", s: 1, t: Date.now(), i: "all" },
+      ];
+      for (const m of bad) {
+        await b.tier.getMany(["bad@1/k=i1"]);
+        expect(b.l1.size).toBeGreaterThan(0);
+        const gapsBefore = b.feed.state().gaps;
+        await raw.publish("quiver:feed", JSON.stringify(m));
+        expect(await waitFor(() => b.feed.state().gaps > gapsBefore)).toBe(true);
+        expect(b.l1.size).toBe(0);
+      }
+      // A sender's clock that is not a number is not a lag of NaN seconds.
+      await raw.publish("quiver:feed", JSON.stringify({ o: "pod-y6", s: 1, t: "soon", c: [] }));
+      await Bun.sleep(100);
+    } finally {
+      raw.disconnect();
+      process.off("uncaughtException", onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+  });
+
   test("a broken feed connection is a gap: L1 is cleared when the subscription comes back", async () => {
     await b.tier.getMany(["brk@1/k=i1"]);
     expect(b.l1.size).toBeGreaterThan(0);

@@ -26,9 +26,32 @@ interface Message {
   readonly o: string;
   readonly s: number;
   readonly t: number;
-  readonly c?: ReadonlyArray<readonly [string, number, 0 | 1]>;
-  readonly i?: InvalidationScope;
+  /** As sent; what arrives is checked (changesOf, scopeOf). */
+  readonly c?: unknown;
+  readonly i?: unknown;
   readonly h?: 1;
+}
+
+/** A message's changes as events, or undefined when any is not `[key, event time, 0 | 1]`. */
+function changesOf(c: unknown): ChangeEvent[] | undefined {
+  if (!Array.isArray(c)) return undefined;
+  const events = new Array<ChangeEvent>(c.length);
+  for (let i = 0; i < c.length; i++) {
+    const e: unknown = c[i];
+    if (!Array.isArray(e) || e.length !== 3) return undefined;
+    const [key, ts, op] = e as [unknown, unknown, unknown];
+    if (typeof key !== "string" || typeof ts !== "number" || !Number.isFinite(ts) || (op !== 0 && op !== 1)) return undefined;
+    events[i] = { key, ts, op: op === 1 ? "delete" : "put" };
+  }
+  return events;
+}
+
+/** An invalidation's scope, or undefined when it is neither `{"all": true}` nor `{"view": "<name>"}`. */
+function scopeOf(i: unknown): InvalidationScope | undefined {
+  if (typeof i !== "object" || i === null) return undefined;
+  const o = i as { all?: unknown; view?: unknown };
+  if (o.all === true) return { all: true };
+  return typeof o.view === "string" ? { view: o.view } : undefined;
 }
 
 // First retry after 20 ms: while the subscription is down, L1 may serve copies a missed event would have dropped.
@@ -183,14 +206,25 @@ export class RedisChangeFeed implements ChangeFeed {
     }
     if (last !== undefined && m.s > last + 1) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
     if (last === undefined || m.s > last) this.lastSeen.set(m.o, m.s);
-    if (Array.isArray(m.c)) {
-      const events = m.c.map(([key, ts, op]): ChangeEvent => ({ key, ts, op: op === 1 ? "delete" : "put" }));
+    // A message whose content cannot be read (another version's, a stray publisher's) may have carried changes:
+    // it counts as a gap, which clears L1, rather than being skipped or handed on half-read.
+    if (m.c !== undefined) {
+      const events = changesOf(m.c);
+      if (events === undefined) {
+        this.gap(`unreadable change message from ${m.o} (${m.s})`);
+        return;
+      }
       this.received += events.length;
       this.local.deliver(events, m.o);
     } else if (m.i !== undefined) {
-      this.local.deliverInvalidation(m.i, m.o);
+      const scope = scopeOf(m.i);
+      if (scope === undefined) {
+        this.gap(`unreadable invalidation from ${m.o} (${m.s})`);
+        return;
+      }
+      this.local.deliverInvalidation(scope, m.o);
     }
-    this.onLag?.(Math.max(0, Date.now() - m.t) / 1000);
+    if (typeof m.t === "number" && Number.isFinite(m.t)) this.onLag?.(Math.max(0, Date.now() - m.t) / 1000);
   }
 
   private gap(reason: string): void {
