@@ -383,6 +383,7 @@ async function openCaches(
   if (l2) {
     metrics.gauge("quiver_cache_l2_connected", "1 while the L2 Redis is reachable.", () => [{ value: l2.state().connected ? 1 : 0 }]);
     metrics.gauge("quiver_cache_l2_evicted_keys", "Keys the L2 server evicted under maxmemory (INFO evicted_keys, server total).", () => [{ value: l2.stats().evictedKeys }]);
+    metrics.gauge("quiver_cache_l2_unreadable_entries", "L2 entries this pod read that were not rows (another program's keys, torn writes): each served from the origin as a miss.", () => [{ value: l2.stats().unreadableEntries }]);
   }
   metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
   return { feed, cache };

@@ -91,6 +91,25 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(b.metrics.l2Hits.value).toBeGreaterThanOrEqual(1);
   });
 
+  test("an L2 entry that is not a row (another program's, a torn write) is a miss: the origin answers, the batch's other keys too", async () => {
+    await a.origin.rows.putMany([
+      { key: "junk@1/k=i1", row: row(10, "origin") },
+      { key: "junk@1/k=i2", row: row(10, "fine") },
+    ]);
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      // A valid event-time header, then a byte MessagePack never uses.
+      const header = Buffer.alloc(8);
+      header.writeDoubleBE(5);
+      await raw.set(b.l2.keyOf("junk@1/k=i1"), Buffer.concat([header, Buffer.from([0xc1])]));
+    } finally {
+      raw.disconnect();
+    }
+    const before = b.l2.stats().unreadableEntries;
+    expect(await b.tier.getMany(["junk@1/k=i1", "junk@1/k=i2"])).toEqual([row(10, "origin"), row(10, "fine")]);
+    expect(b.l2.stats().unreadableEntries).toBe(before + 1);
+  });
+
   test("L2's memory use and budget are read from the server for /metrics", async () => {
     expect(await waitFor(() => a.l2.stats().usedBytes > 0)).toBe(true);
     expect(a.l2.stats().maxBytes).toBe(64 * 1024 * 1024);

@@ -18,7 +18,7 @@ export interface L2Tier {
   bumpGeneration(scope: { readonly view: string } | { readonly all: true }): Promise<void>;
   syncGenerations(): Promise<boolean>;
   state(): { address: string; connected: boolean; error?: string };
-  /** The L2 server's memory use, budget and LRU evictions, as last read. */
-  stats(): { usedBytes: number; maxBytes: number; evictedKeys: number };
+  /** The L2 server's memory use, budget and LRU evictions, as last read; and the entries read that were not rows (served as misses). */
+  stats(): { usedBytes: number; maxBytes: number; evictedKeys: number; unreadableEntries: number };
   close(): Promise<void>;
 }

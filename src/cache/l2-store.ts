@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from "ioredis";
+import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
 import { L2_FILL_LUA } from "./l2-script.ts";
@@ -105,8 +106,8 @@ export class L2Store implements L2Tier {
   }
 
   /** L2's memory use, budget and evictions as of the last INFO (for /metrics). */
-  stats(): { usedBytes: number; maxBytes: number; evictedKeys: number } {
-    return this.serverStats;
+  stats(): { usedBytes: number; maxBytes: number; evictedKeys: number; unreadableEntries: number } {
+    return { ...this.serverStats, unreadableEntries: this.unreadableEntries };
   }
 
   private async refreshServerStats(): Promise<void> {
@@ -166,9 +167,22 @@ export class L2Store implements L2Tier {
       const bytes = raw[i];
       if (bytes === null || bytes === undefined || bytes.length < ROW_HEADER_BYTES) out[i] = undefined;
       else if (bytes.length === ROW_HEADER_BYTES && bytes.readDoubleBE(0) === Number.NEGATIVE_INFINITY) out[i] = L2_NEGATIVE;
-      else out[i] = decodeRow(bytes);
+      else out[i] = this.rowOf(bytes);
     }
     return out;
+  }
+
+  /** Entries read that were not rows (another program's key under our prefix, a torn write): each served as a miss. */
+  private unreadableEntries = 0;
+
+  /** A stored row, or undefined (a miss: the origin answers) when the bytes are not one; one bad entry must not fail its batch. */
+  private rowOf(bytes: Buffer): StoredRow | undefined {
+    try {
+      return decodeRow(bytes);
+    } catch {
+      this.unreadableEntries++;
+      return undefined;
+    }
   }
 
   /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
