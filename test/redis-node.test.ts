@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { withRedis } from "../shards/redis-probe.ts";
+import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { RedisKvNode } from "../src/kv/redis-node.ts";
 import { runKvContract } from "./kv-contract.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
@@ -26,6 +27,14 @@ describe("RedisKvNode", () => {
   afterAll(async () => {
     await node.close();
     await server.stop();
+  });
+
+  test("a stored value that is not a row is UNAVAILABLE for its key alone; the batch's other keys read, and health says how many", async () => {
+    await node.putMany([{ key: "bad@1/k=i2", row: { ts: 10, values: [2] } }]);
+    await withRedis(server.address, (r) => r.set("bad@1/k=i1", "not a row at all"));
+    const got = await node.getMany(["bad@1/k=i1", "bad@1/k=i2", "bad@1/k=i3"]);
+    expect(got).toEqual([UNAVAILABLE, { ts: 10, values: [2] }, undefined]);
+    expect((await node.health()).detail?.["unreadableRows"]).toBe(1);
   });
 
   test("scan treats glob characters in the prefix literally", async () => {

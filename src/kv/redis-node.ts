@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "./kv-node.ts";
-import { neverNow } from "./kv-node.ts";
+import { neverNow, UNAVAILABLE } from "./kv-node.ts";
 import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
 import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
@@ -127,8 +127,30 @@ export class RedisKvNode implements KvNode {
     if (keys.length === 0) return [];
     const work = this.client.mgetBuffer(keys as string[]);
     const raw = ctx?.deadline !== undefined && ctx.signal === undefined ? await work : await withDeadline(work, this.timeoutMs, `redis ${this.address} MGET`, ctx?.signal);
-    return raw.map((bytes) => (bytes === null ? undefined : decodeRow(bytes)));
+    const out = new Array<ReadSlot>(raw.length);
+    for (let i = 0; i < raw.length; i++) {
+      const bytes = raw[i];
+      out[i] = bytes === null || bytes === undefined ? undefined : this.rowOf(keys[i]!, bytes);
+    }
+    return out;
   }
+
+  /**
+   * A stored row, or UNAVAILABLE when the value under the key is not one
+   * (written by something else, or damaged): that key cannot be answered,
+   * the batch's others can. Counted in `health()`; the first few keys logged.
+   */
+  private rowOf(key: string, bytes: Buffer): ReadSlot {
+    try {
+      return decodeRow(bytes);
+    } catch (error) {
+      if (this.unreadableRows++ < 10) console.error(`quiver: redis ${this.address}: the value under ${JSON.stringify(key.slice(0, 200))} is not a stored row (${(error as Error).message}); answered UNAVAILABLE`);
+      return UNAVAILABLE;
+    }
+  }
+
+  /** Values read that were not rows (rowOf). */
+  private unreadableRows = 0;
 
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0, sameTime: 0 });
@@ -229,7 +251,7 @@ export class RedisKvNode implements KvNode {
   async health(): Promise<NodeHealth> {
     try {
       const role = await this.role();
-      return { id: this.id, ok: true, detail: { address: this.address, role: role.role } };
+      return { id: this.id, ok: true, detail: { address: this.address, role: role.role, ...(this.unreadableRows > 0 ? { unreadableRows: this.unreadableRows } : {}) } };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       return { id: this.id, ok: false, detail: { address: this.address, error: this.lastError ?? message } };
