@@ -101,6 +101,21 @@ export class RedisStreamSource implements StreamSource {
 
   async read(max: number, waitMs: number): Promise<readonly Delivery[]> {
     if (this.closed) return [];
+    try {
+      return await this.readGroup(max, waitMs);
+    } catch (e) {
+      if (!String((e as Error)?.message).startsWith("NOGROUP")) throw e;
+      // The stream (with its group) was deleted, or the group destroyed; a producer's XADD may have made the stream
+      // again. Left alone, every read would fail from now on. The group is made again at the stream's start: what it
+      // holds now is read (entries this group had written already come back as duplicates, which the store counts).
+      console.error(`quiver ingest: source ${this.name}: consumer group "${this.settings.group}" of stream "${this.settings.stream}" is gone; making it again`);
+      await this.start();
+      this.ownPendingFirst = false;
+      return [];
+    }
+  }
+
+  private async readGroup(max: number, waitMs: number): Promise<readonly Delivery[]> {
     const { stream, group } = this.settings;
     const now = this.clock();
     if (this.ownPendingFirst && now >= this.retryAt) {

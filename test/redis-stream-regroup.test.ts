@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { IngestMetrics, IngestService, openPublisher } from "../src/ingest/index.ts";
+import { compileSources } from "../src/ingest/read-sources.ts";
+import { ArenaKvNode } from "../src/kv/arena-node.ts";
+import { MetricsRegistry } from "../src/ops/index.ts";
+import { loadRegistryFile } from "../src/registry/index.ts";
+import { PushService } from "../src/serving/index.ts";
+import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { startRedisEngine } from "./support/stream-engines.ts";
+
+/**
+ * A Redis stream deleted under a running consumer (an operator's DEL, a
+ * FLUSHALL in staging) takes its consumer group with it; a producer's next
+ * XADD makes the stream again, but not the group, and every read then fails
+ * with NOGROUP. The consumer makes the group again and goes on. Real
+ * redis-server.
+ */
+let engine: Awaited<ReturnType<typeof startRedisEngine>>;
+beforeAll(async () => {
+  engine = await startRedisEngine();
+}, 60_000);
+afterAll(async () => {
+  await engine?.stop();
+}, 60_000);
+
+test("a stream deleted and made again by a producer is read again: the consumer group is made again, nothing stays stuck", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const settings = engine.engineSettings();
+  const compiled = compileSources({ sources: [{ name: "regroup", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
+  const store = new ArenaKvNode("regroup");
+  const ingest = await IngestService.start(compiled, {
+    push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+    store,
+    metrics: new IngestMetrics(new MetricsRegistry()),
+    consumerName: "c1",
+    consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 50, max: 200 } },
+  });
+  const publisher = await openPublisher(compiled[0]!);
+  const raw = new Redis({ host: engine.server.host, port: engine.server.port });
+  const event = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
+  try {
+    await publisher.publish([event("r1")]);
+    await eventually("the first event written", () => ingest.status()[0]!.written === 1);
+    await raw.del(settings.redis!.stream);
+    await publisher.publish([event("r2")]);
+    await eventually("the event on the remade stream written", () => ingest.status()[0]!.written === 2, 15_000);
+    expect(ingest.status()[0]!.state).toBe("running");
+    expect(ingest.status()[0]!.lastError).toBeNull();
+  } finally {
+    raw.disconnect();
+    await publisher.close();
+    await ingest.stop();
+  }
+}, 60_000);
