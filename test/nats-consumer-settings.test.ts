@@ -120,6 +120,30 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     }
   }, 60_000);
 
+  test("a stream deleted under a running consumer and made again: the durable is made again and consuming goes on", async () => {
+    const settings = engine.engineSettings();
+    const compiled = compileSources({ sources: [{ name: "remade", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
+    const store = new ArenaKvNode("nats-remade");
+    const ingest = await IngestService.start(compiled, { push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), consumerName: "c1", consumerOptions: { readWaitMs: 100, lagIntervalMs: 100 } });
+    const event = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
+    let publisher = await openPublisher(compiled[0]!);
+    try {
+      await publisher.publish([event("m1")]);
+      await eventually("the first event written", () => ingest.status()[0]!.written === 1);
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.delete(settings.nats!.stream);
+      // A producer connecting afresh makes the stream again (openPublisher does, as `ingest:produce` would).
+      await publisher.close();
+      publisher = await openPublisher(compiled[0]!);
+      await publisher.publish([event("m2")]);
+      await eventually("the event on the remade stream written", () => ingest.status()[0]!.written === 2, 20_000);
+      expect(ingest.status()[0]!.lastError).toBeNull();
+    } finally {
+      await publisher.close();
+      await ingest.stop();
+    }
+  }, 60_000);
+
   test("a durable that filters another subject is refused at start with what to do, not consumed", async () => {
     const settings = engine.engineSettings();
     const base: SourceDef = { name: "moved", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] };

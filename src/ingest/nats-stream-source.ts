@@ -2,6 +2,7 @@ import {
   AckPolicy,
   type Consumer,
   type ConsumerConfig,
+  ConsumerEvents,
   type ConsumerMessages,
   connect,
   DeliverPolicy,
@@ -100,9 +101,17 @@ export class NatsStreamSource implements StreamSource {
   ) {}
 
   async start(): Promise<void> {
+    this.connection = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+    await this.attach();
+  }
+
+  /**
+   * Makes (or brings in line) the stream and the durable consumer, then
+   * consumes: at start, and again once the consumer is found gone.
+   */
+  private async attach(): Promise<void> {
+    const nc = this.connection!;
     const { stream, consumer, subject, ackWaitMs } = this.settings;
-    const nc = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
-    this.connection = nc;
     const jsm = await nc.jetstreamManager();
     await ensureStream(jsm, stream, [subject]);
     // What the sources file says; JetStream keeps a durable's settings, so an existing one is brought in line.
@@ -129,18 +138,55 @@ export class NatsStreamSource implements StreamSource {
       }
     }
     this.consumer = await nc.jetstream().consumers.get(stream, consumer);
-    this.messages = await this.consumer.consume({
+    const messages = await this.consumer.consume({
       max_messages: this.options.batchSize * 2,
       callback: (m) => {
         this.queue.push(m);
-        const w = this.wake;
-        this.wake = undefined;
-        w?.();
+        this.wakeReader();
       },
     });
+    this.messages = messages;
+    void this.watch(messages);
+  }
+
+  /**
+   * The consumer (or its stream) deleted under us, say by `nats stream rm`
+   * and a producer making the stream again: nats.js keeps pulling from the
+   * gone consumer and nothing arrives, with no error. Its status events say
+   * so; the next read makes the consumer again.
+   */
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const s of await messages.status()) {
+        if (this.closed || messages !== this.messages) return;
+        if (s.type === ConsumerEvents.ConsumerDeleted || s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound) {
+          this.lost = true;
+          this.wakeReader();
+        }
+      }
+    } catch {
+      // The iterator ends with its messages (stop, close).
+    }
+  }
+
+  /** The consumer was found gone (watch); the next read attaches again. */
+  private lost = false;
+
+  private wakeReader(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
   }
 
   async read(max: number, waitMs: number): Promise<readonly Delivery[]> {
+    if (this.lost && !this.closed) {
+      console.error(`quiver ingest: source ${this.name}: the durable consumer "${this.settings.consumer}" of stream "${this.settings.stream}" is gone; making it again`);
+      this.messages?.stop();
+      // Messages of the gone consumer can be neither acked nor handed back: they come again from the new one.
+      this.queue.length = 0;
+      await this.attach();
+      this.lost = false;
+    }
     if (this.queue.length === 0 && !this.closed) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
