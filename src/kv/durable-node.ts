@@ -4,6 +4,7 @@ import { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./aren
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadSlot, ScanPage } from "./kv-node.ts";
 import { loadSqlite, type OpenSqlite, type SqliteDatabase, type SqliteStatement } from "../runtime/sqlite.ts";
 import { encodeRow } from "./row-codec.ts";
+import { StorageError } from "./storage-errors.ts";
 
 export interface DurableNodeOptions {
   /**
@@ -108,7 +109,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     const winners = this.pickWinners(entries, tally);
     if (winners.length > 0) {
       const rows = winners.map((e) => encodeRow(e.row));
-      this.writeBatch(winners, rows);
+      this.commit(() => this.writeBatch(winners, rows), "write");
       // Winners are strictly newer than memory and than each other per key, so all apply.
       for (let i = 0; i < winners.length; i++) this.memory.putEncoded(winners[i]!.key, rows[i]!);
     }
@@ -116,8 +117,27 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   }
 
   async deleteMany(keys: readonly string[]): Promise<number> {
-    this.deleteBatch(keys);
+    this.commit(() => this.deleteBatch(keys), "delete");
     return this.memory.deleteManySync(keys);
+  }
+
+  /**
+   * Runs one transaction. SQLite's failures (the disk full, an I/O error, the
+   * file made read-only) become a StorageError: the edges answer 503 with
+   * Retry-After (gRPC UNAVAILABLE) and streaming writers hand the batch back,
+   * instead of a 500 for a bug. The transaction rolled back, so nothing of
+   * the call was stored, in the file or in memory.
+   */
+  private commit(run: () => void, what: "write" | "delete"): void {
+    try {
+      run();
+    } catch (e) {
+      const sqlite = e as { code?: unknown; message?: unknown };
+      const code = typeof sqlite.code === "string" ? sqlite.code : "";
+      const message = typeof sqlite.message === "string" ? sqlite.message : String(e);
+      const full = code === "SQLITE_FULL";
+      throw new StorageError(full ? "storage_full" : "storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${message}${code ? ` (${code})` : ""}; nothing of this ${what} was stored`, true, e);
+    }
   }
 
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {

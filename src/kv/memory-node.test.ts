@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "bun:test";
 import { runKvContract } from "../../test/kv-contract.ts";
+import { loadSqlite } from "../runtime/sqlite.ts";
 import { DurableKvNode } from "./durable-node.ts";
+import { StorageError } from "./storage-errors.ts";
 import { MemoryKvNode } from "./memory-node.ts";
 
 runKvContract("MemoryKvNode", async () => {
@@ -47,6 +49,44 @@ describe("MemoryKvNode scan", () => {
 });
 
 describe("DurableKvNode", () => {
+  test("a disk that fills up refuses the write whole, as a retryable storage error (503), and loses nothing acknowledged", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
+    const file = join(dir, "n.sqlite");
+    const sqlite = await loadSqlite();
+    // A file capped at 40 pages of 4 KiB: SQLite answers SQLITE_FULL past it, as on a full disk.
+    const node = new DurableKvNode("d", file, (f) => {
+      const db = sqlite(f);
+      db.exec("PRAGMA max_page_count = 40");
+      return db;
+    });
+    const acknowledged: string[] = [];
+    let refusal: unknown;
+    for (let i = 0; i < 10_000 && refusal === undefined; i++) {
+      const batch = [0, 1, 2].map((j) => ({ key: `v@1/k=i${i}-${j}`, row: { ts: 1, values: ["x".repeat(400)] } }));
+      try {
+        await node.putMany(batch);
+        acknowledged.push(...batch.map((e) => e.key));
+      } catch (e) {
+        refusal = e;
+        // Nothing of the refused batch is served from memory either.
+        expect(await node.getMany(batch.map((e) => e.key))).toEqual([undefined, undefined, undefined]);
+      }
+    }
+    expect(refusal).toBeInstanceOf(StorageError);
+    expect((refusal as StorageError).code).toBe("storage_full");
+    expect((refusal as StorageError).retryable).toBe(true);
+    expect((refusal as StorageError).kind).toBe("unavailable");
+    expect((refusal as Error).message).toContain("nothing of this write was stored");
+    expect(acknowledged.length).toBeGreaterThan(0);
+    await node.close();
+    // Every acknowledged row is in the file.
+    const reopened = await DurableKvNode.open("d", file);
+    expect((await reopened.getMany(acknowledged)).every((s) => s !== undefined)).toBe(true);
+    await reopened.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+
   test("reopening the file restores the newest rows", async () => {
     const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
     const file = join(dir, "n.sqlite");
