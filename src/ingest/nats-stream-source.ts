@@ -36,6 +36,15 @@ interface NatsDelivery extends Delivery {
 }
 
 const NS = 1_000_000;
+/** How often an idle source asks whether its durable consumer still exists (ms). */
+const IDLE_CHECK_MS = 2000;
+/**
+ * How long after finding its consumer gone a source waits before making it
+ * (and, when missing, its stream) again: a stream made again under the same
+ * name while the server is still removing the old one (nats-server 2.9, file
+ * store) was seen to take new messages that no consumer was ever given.
+ */
+const REATTACH_DELAY_MS = 1000;
 
 function isNotFound(e: unknown): boolean {
   const text = String((e as Error)?.message ?? e);
@@ -159,9 +168,8 @@ export class NatsStreamSource implements StreamSource {
     try {
       for await (const s of await messages.status()) {
         if (this.closed || messages !== this.messages) return;
-        if (s.type === ConsumerEvents.ConsumerDeleted || s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound) {
-          this.lost = true;
-          this.wakeReader();
+        if (s.type === ConsumerEvents.ConsumerDeleted || s.type === ConsumerEvents.ConsumerNotFound || s.type === ConsumerEvents.StreamNotFound || s.type === ConsumerEvents.NoResponders) {
+          this.markLost();
         }
       }
     } catch {
@@ -169,8 +177,35 @@ export class NatsStreamSource implements StreamSource {
     }
   }
 
-  /** The consumer was found gone (watch); the next read attaches again. */
+  /** The consumer was found gone (watch, checkWhileIdle); a read from `reattachAt` on attaches again. */
   private lost = false;
+  private reattachAt = 0;
+
+  private markLost(): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.reattachAt = Date.now() + REATTACH_DELAY_MS;
+    this.wakeReader();
+  }
+  /** When checkWhileIdle last asked the server about the consumer (ms since the epoch). */
+  private checkedAt = 0;
+
+  /**
+   * While nothing arrives, asks the server every IDLE_CHECK_MS whether the
+   * durable still exists: the status events come only while a pull is open
+   * or after heartbeats are missed (tens of seconds), and a consumer deleted
+   * in between would otherwise be found that late.
+   */
+  private async checkWhileIdle(): Promise<void> {
+    const now = Date.now();
+    if (this.closed || this.lost || now - this.checkedAt < IDLE_CHECK_MS || !this.connection) return;
+    this.checkedAt = now;
+    try {
+      await (await this.connection.jetstreamManager()).consumers.info(this.settings.stream, this.settings.consumer);
+    } catch (e) {
+      if (isNotFound(e)) this.markLost();
+    }
+  }
 
   private wakeReader(): void {
     const w = this.wake;
@@ -179,13 +214,25 @@ export class NatsStreamSource implements StreamSource {
   }
 
   async read(max: number, waitMs: number): Promise<readonly Delivery[]> {
+    if (this.lost && !this.closed && Date.now() < this.reattachAt) {
+      // Not yet: see REATTACH_DELAY_MS.
+      await new Promise((r) => setTimeout(r, Math.min(waitMs, this.reattachAt - Date.now())));
+      return [];
+    }
     if (this.lost && !this.closed) {
       console.error(`quiver ingest: source ${this.name}: the durable consumer "${this.settings.consumer}" of stream "${this.settings.stream}" is gone; making it again`);
       this.messages?.stop();
       // Messages of the gone consumer can be neither acked nor handed back: they come again from the new one.
       this.queue.length = 0;
-      await this.attach();
+      // Cleared first: the new consume's watch may find it gone again while this runs (a stream still being deleted).
       this.lost = false;
+      this.checkedAt = Date.now();
+      try {
+        await this.attach();
+      } catch (e) {
+        this.markLost();
+        throw e;
+      }
     }
     if (this.queue.length === 0 && !this.closed) {
       await new Promise<void>((resolve) => {
@@ -198,6 +245,7 @@ export class NatsStreamSource implements StreamSource {
           resolve();
         };
       });
+      if (this.queue.length === 0) await this.checkWhileIdle();
     }
     const taken = this.queue.splice(0, max);
     const out = new Array<NatsDelivery>(taken.length);
