@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
@@ -7,21 +7,15 @@ import { loadRegistryFile } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
 import { eventually, paymentsMapping } from "./stream-source-contract.ts";
 import { RefusingNode } from "./support/refusing-node.ts";
-import { startRedisEngine } from "./support/stream-engines.ts";
+import { startRedisEngine, useEngine } from "./support/stream-engines.ts";
 
 describe("backpressure and retries", () => {
-  let engine: Awaited<ReturnType<typeof startRedisEngine>>;
-  beforeAll(async () => {
-    engine = await startRedisEngine();
-  }, 60_000);
-  afterAll(async () => {
-    await engine?.stop();
-  }, 60_000);
+  const engine = useEngine(startRedisEngine);
 
   async function rig(maxDeliver: number) {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
     const store = new RefusingNode(new ArenaKvNode("bp"));
-    const [source] = compileSources({ sources: [{ name: "bp", ...engine.engineSettings(), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
+    const [source] = compileSources({ sources: [{ name: "bp", ...engine().engineSettings(), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
     const ingest = await IngestService.start([source!], {
       push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
       store,

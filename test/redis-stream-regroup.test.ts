@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import Redis from "ioredis";
 import { IngestMetrics, IngestService, openPublisher } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
@@ -7,7 +7,7 @@ import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
 import { eventually, paymentsMapping } from "./stream-source-contract.ts";
-import { startRedisEngine } from "./support/stream-engines.ts";
+import { startRedisEngine, useEngine } from "./support/stream-engines.ts";
 
 /**
  * A Redis stream deleted under a running consumer (an operator's DEL, a
@@ -16,17 +16,11 @@ import { startRedisEngine } from "./support/stream-engines.ts";
  * with NOGROUP. The consumer makes the group again and goes on. Real
  * redis-server.
  */
-let engine: Awaited<ReturnType<typeof startRedisEngine>>;
-beforeAll(async () => {
-  engine = await startRedisEngine();
-}, 60_000);
-afterAll(async () => {
-  await engine?.stop();
-}, 60_000);
+const engine = useEngine(startRedisEngine);
 
 test("a stream deleted and made again by a producer is read again: the consumer group is made again, nothing stays stuck", async () => {
   const registry = await loadRegistryFile("src/registry/example-registry.yaml");
-  const settings = engine.engineSettings();
+  const settings = engine().engineSettings();
   const compiled = compileSources({ sources: [{ name: "regroup", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
   const store = new ArenaKvNode("regroup");
   const ingest = await IngestService.start(compiled, {
@@ -37,7 +31,7 @@ test("a stream deleted and made again by a producer is read again: the consumer 
     consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 50, max: 200 } },
   });
   const publisher = await openPublisher(compiled[0]!);
-  const raw = new Redis({ host: engine.server.host, port: engine.server.port });
+  const raw = new Redis({ host: engine().server.host, port: engine().server.port });
   const event = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
   try {
     await publisher.publish([event("r1")]);

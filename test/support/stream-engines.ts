@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from "bun:test";
 import type { SourceDef } from "../../src/ingest/sources-definitions.ts";
 import { type NatsProcess, startNats } from "./nats-process.ts";
 import { type RedisProcess, startRedis } from "./redis-process.ts";
@@ -40,5 +41,23 @@ export async function startNatsEngine(): Promise<EngineHarness & { readonly serv
       return { engine: "nats", nats: { servers: server.url, stream, consumer: "quiver", subject: `${stream.toLowerCase()}.events`, ackWait: `${opts.takeoverMs ?? 30_000}ms` } };
     },
     stop: () => server.stop(),
+  };
+}
+
+/**
+ * One engine for the tests of the enclosing file or describe block: started
+ * before them, stopped after; the getter answers it once started.
+ */
+export function useEngine<T extends EngineHarness>(start: () => Promise<T>): () => T {
+  let engine: T | undefined;
+  beforeAll(async () => {
+    engine = await start();
+  }, 60_000);
+  afterAll(async () => {
+    await engine?.stop();
+  }, 60_000);
+  return () => {
+    if (engine === undefined) throw new Error("useEngine: the engine is not started yet (read it inside a test)");
+    return engine;
   };
 }
