@@ -180,6 +180,8 @@ export class NatsStreamSource implements StreamSource {
   /** The consumer was found gone (watch, checkWhileIdle); a read from `reattachAt` on attaches again. */
   private lost = false;
   private reattachAt = 0;
+  /** When checkWhileIdle last asked the server about the consumer (ms since the epoch). */
+  private checkedAt = 0;
 
   private markLost(): void {
     if (this.lost) return;
@@ -187,8 +189,6 @@ export class NatsStreamSource implements StreamSource {
     this.reattachAt = Date.now() + REATTACH_DELAY_MS;
     this.wakeReader();
   }
-  /** When checkWhileIdle last asked the server about the consumer (ms since the epoch). */
-  private checkedAt = 0;
 
   /**
    * While nothing arrives, asks the server every IDLE_CHECK_MS whether the

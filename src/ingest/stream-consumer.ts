@@ -221,9 +221,9 @@ export class StreamConsumer {
       return;
     }
     try {
-      await this.deadLetter(dead.filter((x) => !this.lettered.has(x.letter.origin)));
+      await this.deadLetter(dead);
       await this.settle(batch, dead);
-      for (const x of dead) this.lettered.delete(x.letter.origin);
+      this.settled(dead);
     } catch (e) {
       // Written but not acknowledged: redelivery finds the rows stored and counts duplicates, and the letters
       // already added are not added again (lettered).
@@ -265,10 +265,10 @@ export class StreamConsumer {
     const pause = this.nextPause();
     this.state = "paused";
     try {
-      await this.deadLetter(dead.filter((x) => !this.lettered.has(x.letter.origin)));
+      await this.deadLetter(dead);
       const done = new Set(dead.map((x) => x.delivery));
       await this.deps.source.reject(batch.filter((d) => done.has(d)));
-      for (const x of dead) this.lettered.delete(x.letter.origin);
+      this.settled(dead);
       await this.deps.source.retryLater(
         batch.filter((d) => !done.has(d)),
         pause,
@@ -293,7 +293,9 @@ export class StreamConsumer {
     await this.deps.source.reject([...rejected]);
   }
 
-  private async deadLetter(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): Promise<void> {
+  /** Adds the letters of `dead` not added already (a batch handed back after its settling failed; `lettered`). */
+  private async deadLetter(all: ReadonlyArray<{ readonly letter: NewDeadLetter }>): Promise<void> {
+    const dead = all.filter((x) => !this.lettered.has(x.letter.origin));
     if (dead.length === 0) return;
     await this.deps.deadLetters.add(dead.map((x) => x.letter));
     this.counters.deadLettered.inc(dead.length);
@@ -304,5 +306,10 @@ export class StreamConsumer {
       if (this.lettered.size >= MAX_LETTERED) this.lettered.delete(this.lettered.values().next().value!);
       this.lettered.add(x.letter.origin);
     }
+  }
+
+  /** The engine has settled these: their letters are no longer owed a second look. */
+  private settled(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): void {
+    for (const x of dead) this.lettered.delete(x.letter.origin);
   }
 }
