@@ -7,12 +7,13 @@ import type { L2Tier } from "./cache/l2-slot.ts";
 import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
+import { invalidAll } from "./errors/index.ts";
 import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, ShedRecorder } from "./ops/index.ts";
-import { loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
+import { layoutConflicts, loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
@@ -218,6 +219,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
       const before = registry.current;
+      // Refused whole, before anything changes, when it would misread stored rows.
+      const conflicts = layoutConflicts(before, next);
+      if (conflicts.length > 0) throw invalidAll("incompatible_registry", conflicts);
       registry.swap(next);
       vectors.reconfigure(next);
       // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.

@@ -385,4 +385,57 @@ describe("ops routes", () => {
     expect(q.registry.current.digest).not.toBe(before);
     expect(q.registry.current.views.get("fraud_signals")!.maxAgeMs).toBe(7_200_000);
   });
+
+  test("a reload that would misread stored rows (features reordered or retyped under one version) is refused; appending or a new version is not", async () => {
+    const example = await Bun.file("src/registry/example-registry.yaml").text();
+    const conv = "      - { name: conv_rate, type: float64, description: Share of offers the driver accepted and completed. }\n";
+    const acc = "      - { name: acc_rate, type: float64, default: 0.5 }\n";
+    expect(example).toContain(conv + acc);
+    writeFileSync(registryPath, example);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    const lookup = async () => {
+      const res = await q.http.app.request("/v1/lookup", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:city"], entities: [{ driver_id: 1001 }] }),
+      });
+      return ((await res.json()) as { rows: { values: unknown[]; statuses: string[] }[] }).rows[0]!;
+    };
+    const stored = await lookup();
+    expect(stored.statuses).toEqual(["PRESENT", "PRESENT", "PRESENT"]);
+    const before = q.registry.current.digest;
+
+    // Swapped (stored rows would answer each other's values) and retyped (a stored string answered as an int64).
+    writeFileSync(registryPath, example.replace(conv + acc, acc + conv).replace("{ name: city, type: string, default: unknown }", "{ name: city, type: int64 }"));
+    const refused = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(refused.status).toBe(400);
+    const err = ((await refused.json()) as { error: { code: string; message: string; path: string } }).error;
+    expect(err.code).toBe("incompatible_registry");
+    expect(err.path).toBe("featureViews[0].features");
+    expect(err.message).toContain('featureViews[0].features: view "driver_hourly_stats" keeps version 1 but has "acc_rate" (float64) where "conv_rate" (float64) was, feature 0');
+    expect(err.message).toContain("bump its version");
+    expect(q.registry.current.digest).toBe(before);
+    expect(await lookup()).toEqual(stored);
+
+    // Appended at the end: stored rows read the new feature as null (its default filled).
+    writeFileSync(registryPath, example.replace(acc, `${acc}      - { name: zz_added, type: int64, default: 7 }\n`).replace('      - { name: rating_history, type: "float64[]" }\n', '      - { name: rating_history, type: "float64[]" }\n      - { name: zz_last, type: string }\n'));
+    const midway = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(((await midway.json()) as { error: { message: string } }).error.message).toContain('has "zz_added" (int64) where "avg_daily_trips" (int64) was, feature 2');
+    writeFileSync(registryPath, example.replace('      - { name: rating_history, type: "float64[]" }\n', '      - { name: rating_history, type: "float64[]" }\n      - { name: zz_last, type: string, default: none }\n'));
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    const res = await q.http.app.request("/v1/lookup", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:zz_last"], entities: [{ driver_id: 1001 }] }),
+    });
+    expect(((await res.json()) as { rows: { values: unknown[]; statuses: string[] }[] }).rows[0]).toMatchObject({ values: [stored.values[0], "none"], statuses: ["PRESENT", "NULL_VALUE"] });
+
+    // The same reorder with a new version is a new, empty layout.
+    writeFileSync(registryPath, example.replace(conv + acc, acc + conv).replace(/(name: driver_hourly_stats[\s\S]*?version: )1/, "$12"));
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    expect(q.registry.current.views.get("driver_hourly_stats")!.version).toBe(2);
+    expect((await lookup()).statuses).toEqual(["NOT_FOUND", "NOT_FOUND", "NOT_FOUND"]);
+    writeFileSync(registryPath, example);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+  });
 });

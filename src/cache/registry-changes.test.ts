@@ -1,12 +1,8 @@
 import { expect, test } from "bun:test";
-import { compileRegistry } from "../registry/read-definitions.ts";
 import { viewsToInvalidate } from "./registry-changes.ts";
+import { driverViews } from "../../test/support/driver-views.ts";
 
-const registry = (views: { name: string; version?: number; features: { name: string; type: string }[] }[]) =>
-  compileRegistry({
-    entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
-    featureViews: views.map((v) => ({ name: v.name, entities: ["driver"], ...(v.version ? { version: v.version } : {}), features: v.features })),
-  });
+const registry = driverViews;
 
 test("a registry reload invalidates removed views and views whose version or feature list changed, and no other", () => {
   const f = (name: string, type = "float64") => ({ name, type });
