@@ -7,8 +7,8 @@ import type { L2Tier } from "./cache/l2-slot.ts";
 import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
-import { invalidAll } from "./errors/index.ts";
-import type { ConsumerOptions, IngestService } from "./ingest/index.ts";
+import { invalidAll, QuiverError } from "./errors/index.ts";
+import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
@@ -219,11 +219,13 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
       const before = registry.current;
-      // Refused whole, before anything changes, when it would misread stored rows.
+      // Refused whole, before anything changes, when it would misread stored rows or break the running stream mappings.
       const conflicts = layoutConflicts(before, next);
       if (conflicts.length > 0) throw invalidAll("incompatible_registry", conflicts);
+      const remapped = ingest === undefined ? undefined : sourcesAgainst(ingest, next, config.sourcesPath);
       registry.swap(next);
       vectors.reconfigure(next);
+      if (remapped !== undefined) ingest?.remap(remapped);
       // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.
       for (const view of viewsToInvalidate(before, next)) await (cache ? cache.invalidate({ view }) : feed.invalidate({ view }));
       return next;
@@ -306,6 +308,17 @@ async function startIngest(path: string, registry: Registry, deps: Omit<Paramete
   const { IngestMetrics, IngestService, loadSourcesFile } = await import("./ingest/index.ts");
   const sources = await loadSourcesFile(path, registry);
   return IngestService.start(sources, { ...deps, metrics: new IngestMetrics(deps.metrics) });
+}
+
+/** The streaming writers' mappings compiled against a reloaded registry; a mapping it breaks refuses the reload (400). */
+function sourcesAgainst(ingest: IngestService, next: Registry, sourcesPath: string): CompiledSource[] {
+  try {
+    return ingest.compileFor(next);
+  } catch (e) {
+    if (!(e instanceof QuiverError) || e.code !== "invalid_sources") throw e;
+    const why = `; the streaming writers map onto it from ${sourcesPath}: keep it, or change that file and restart them first`;
+    throw invalidAll("incompatible_registry", e.issues.map((i) => ({ path: i.path, message: i.message + why })));
+  }
 }
 
 /** Where storage comes from: embedded nodes, or connected Redis shards. */

@@ -1,6 +1,7 @@
 import type { KvNode } from "../kv/kv-node.ts";
 import type { PushService } from "../serving/index.ts";
-import type { CompiledSource } from "./compile-sources.ts";
+import type { Registry } from "../registry/index.ts";
+import { type CompiledSource, compileSourcesDef } from "./compile-sources.ts";
 import type { DeadLetterQueue } from "./dead-letters.ts";
 import { openDeadLetters, openStreamSource } from "./engines.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
@@ -20,6 +21,7 @@ export interface IngestDeps {
 /** One consumer per source in this process; started together, stopped together. */
 export class IngestService {
   private constructor(
+    private readonly sources: readonly CompiledSource[],
     private readonly consumers: readonly StreamConsumer[],
     private readonly deadLetterQueues: readonly DeadLetterQueue[],
   ) {}
@@ -43,10 +45,28 @@ export class IngestService {
         consumers.push(consumer);
       }
     } catch (e) {
-      await new IngestService(consumers, queues).stop();
+      await new IngestService(sources, consumers, queues).stop();
       throw e;
     }
-    return new IngestService(consumers, queues);
+    return new IngestService(sources, consumers, queues);
+  }
+
+  /**
+   * The running sources' mappings compiled against another registry (a
+   * reload's, before it is swapped in): throws QuiverError `invalid_sources`
+   * naming every mapping it would break (a view or feature gone, a type a
+   * mapping's constant no longer fits); changes nothing. `remap` hands the
+   * result to the consumers.
+   */
+  compileFor(registry: Registry): CompiledSource[] {
+    return compileSourcesDef({ sources: this.sources.map((s) => s.definition) }, registry);
+  }
+
+  /** Each consumer maps its next batches with `compiled`'s mappings (from `compileFor`, in the same order). */
+  remap(compiled: readonly CompiledSource[]): void {
+    this.consumers.forEach((c, i) => {
+      c.remap(compiled[i]!.mappings);
+    });
   }
 
   status(): ConsumerStatus[] {

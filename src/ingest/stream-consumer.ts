@@ -81,7 +81,8 @@ export class StreamConsumer {
   private lastError: string | null = null;
   private lag: SourceLag | null = null;
   private readonly counters: SourceCounters;
-  private readonly mapper: BatchMapper;
+  /** Replaced by `remap` after a registry reload; a batch in hand keeps the rows it was mapped to. */
+  private mapper: BatchMapper;
   private readonly writer: BatchWriter;
   private readonly stopping = new AbortController();
   private loop: Promise<void> | undefined;
@@ -151,6 +152,15 @@ export class StreamConsumer {
     this.lag = await this.deps.source.lag().catch(() => this.lag);
     await this.deps.source.close();
     this.state = "stopped";
+  }
+
+  /**
+   * Mappings compiled against a reloaded registry (IngestService.recompile),
+   * used from the next batch on: the views' current versions and types. The
+   * batch in hand, already mapped, is written as it was.
+   */
+  remap(mappings: CompiledSource["mappings"]): void {
+    this.mapper = new BatchMapper({ ...this.deps.compiled, mappings }, this.deps.seen, this.counters);
   }
 
   status(): ConsumerStatus {
