@@ -11,9 +11,11 @@ import { invalidAll, QuiverError } from "./errors/index.ts";
 import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
+import type { LayoutLedger } from "./kv/layout-ledger.ts";
+import { MapLayoutLedger } from "./kv/map-layout-ledger.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
 import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, ShedRecorder } from "./ops/index.ts";
-import { layoutConflicts, loadRegistryFile, type Registry, RegistryHolder } from "./registry/index.ts";
+import { loadRegistryFile, mismatchIssues, type Registry, RegistryHolder, registryLayouts } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
@@ -135,6 +137,12 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;
   const shards = storage.shards;
+  try {
+    await reconcileLayouts(storage.ledger, registry.current);
+  } catch (e) {
+    await shards?.close();
+    throw e;
+  }
   const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
@@ -219,10 +227,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
       const before = registry.current;
-      // Refused whole, before anything changes, when it would misread stored rows or break the running stream mappings.
-      const conflicts = layoutConflicts(before, next);
-      if (conflicts.length > 0) throw invalidAll("incompatible_registry", conflicts);
+      // Refused whole, before anything changes, when it would break the running stream mappings or misread stored rows.
       const remapped = ingest === undefined ? undefined : sourcesAgainst(ingest, next, config.sourcesPath);
+      await reconcileLayouts(storage.ledger, next);
       registry.swap(next);
       vectors.reconfigure(next);
       if (remapped !== undefined) ingest?.remap(remapped);
@@ -321,6 +328,18 @@ function sourcesAgainst(ingest: IngestService, next: Registry, sourcesPath: stri
   }
 }
 
+/**
+ * Records the registry's view layouts in the store's ledger (each Redis shard,
+ * the durable data directory, or this process's memory), or refuses the
+ * registry (a start; a reload: 400) naming each view whose stored rows it would
+ * misread. Places the ledger cannot reach are logged and checked the next time.
+ */
+async function reconcileLayouts(ledger: LayoutLedger, registry: Registry): Promise<void> {
+  const { mismatches, unreachable } = await ledger.reconcile(registryLayouts(registry));
+  for (const where of unreachable) console.error(`quiver: layout ledger not checked on ${where}; it is checked again at the next start or registry reload`);
+  if (mismatches.length > 0) throw invalidAll("incompatible_registry", mismatchIssues(mismatches, registry));
+}
+
 /** Where storage comes from: embedded nodes, or connected Redis shards. */
 interface Storage {
   readonly members: ShardMember[];
@@ -330,6 +349,8 @@ interface Storage {
   readonly embedded?: readonly { readonly id: string; readonly node: MemoryReporting }[];
   /** The topology file's `cache:` section. */
   readonly cacheFile?: CacheInput;
+  /** Where the layouts of stored rows are kept, as long as the rows are. */
+  readonly ledger: LayoutLedger;
 }
 
 /** Flag/env cache settings, only those given (the topology file's fill the rest). */
@@ -432,7 +453,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
     const shards = await connectShards(topology, overrides, { observer, stall });
-    return { members: shards.members, shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
+    return { members: shards.members, shards, ledger: shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   // Loaded only with --data-dir: the durable node, which opens the runtime's SQLite (runtime/sqlite.ts).
   const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;
@@ -445,7 +466,8 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
     embedded.push({ id, node });
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";
-  return { members, embedded, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
+  const ledger = config.dataDir ? (await import("./kv/file-layout-ledger.ts")).FileLayoutLedger.open(config.dataDir) : new MapLayoutLedger();
+  return { members, embedded, ledger, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
 }
 
 /** Checkpoint of a running migration, beside the topology file, so a restart resumes it. */

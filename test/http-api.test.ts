@@ -412,16 +412,18 @@ describe("ops routes", () => {
     const err = ((await refused.json()) as { error: { code: string; message: string; path: string } }).error;
     expect(err.code).toBe("incompatible_registry");
     expect(err.path).toBe("featureViews[0].features");
-    expect(err.message).toContain('featureViews[0].features: view "driver_hourly_stats" keeps version 1 but has "acc_rate" (float64) where "conv_rate" (float64) was, feature 0');
-    expect(err.message).toContain("bump its version");
+    expect(err.message).toContain("featureViews[0].features: the store (this process's memory) keeps rows of driver_hourly_stats@1 laid out as [conv_rate:float64, acc_rate:float64,");
+    expect(err.message).toContain('this feature list has "acc_rate" (float64) where "conv_rate" (float64) is stored, feature 0');
+    expect(err.message).toContain("bump the view's version");
     expect(q.registry.current.digest).toBe(before);
     expect(await lookup()).toEqual(stored);
 
     // Appended at the end: stored rows read the new feature as null (its default filled).
     writeFileSync(registryPath, example.replace(acc, `${acc}      - { name: zz_added, type: int64, default: 7 }\n`).replace('      - { name: rating_history, type: "float64[]" }\n', '      - { name: rating_history, type: "float64[]" }\n      - { name: zz_last, type: string }\n'));
     const midway = await q.http.app.request("/admin/registry/reload", { method: "POST" });
-    expect(((await midway.json()) as { error: { message: string } }).error.message).toContain('has "zz_added" (int64) where "avg_daily_trips" (int64) was, feature 2');
-    writeFileSync(registryPath, example.replace('      - { name: rating_history, type: "float64[]" }\n', '      - { name: rating_history, type: "float64[]" }\n      - { name: zz_last, type: string, default: none }\n'));
+    expect(((await midway.json()) as { error: { message: string } }).error.message).toContain('has "zz_added" (int64) where "avg_daily_trips" (int64) is stored, feature 2');
+    const last = '      - { name: rating_history, type: "float64[]" }\n';
+    writeFileSync(registryPath, example.replace(last, `${last}      - { name: zz_last, type: string, default: none }\n`));
     expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
     const res = await q.http.app.request("/v1/lookup", {
       method: "POST",
@@ -429,6 +431,13 @@ describe("ops routes", () => {
       body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:zz_last"], entities: [{ driver_id: 1001 }] }),
     });
     expect(((await res.json()) as { rows: { values: unknown[]; statuses: string[] }[] }).rows[0]).toMatchObject({ values: [stored.values[0], "none"], statuses: ["PRESENT", "NULL_VALUE"] });
+
+    // Rolled back (the shorter list) is fine; another feature where zz_last is recorded is not.
+    writeFileSync(registryPath, example);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    writeFileSync(registryPath, example.replace(last, `${last}      - { name: zz_other, type: string }\n`));
+    const other = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(((await other.json()) as { error: { message: string } }).error.message).toContain('has "zz_other" (string) where "zz_last" (string) is stored, feature 10');
 
     // The same reorder with a new version is a new, empty layout.
     writeFileSync(registryPath, example.replace(conv + acc, acc + conv).replace(/(name: driver_hourly_stats[\s\S]*?version: )1/, "$12"));

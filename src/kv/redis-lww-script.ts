@@ -61,3 +61,40 @@ return kept
 `;
 
 export const DELETE_IF_NOT_NEWER_SHA = digests.sha1Hex(DELETE_IF_NOT_NEWER_LUA);
+
+/**
+ * Where a shard keeps the layout ledger (registry/layout-ledger.ts): one hash,
+ * `<view>@<version>` → its features as `name:type` lines. Not a row: scans skip
+ * it (RedisKvNode.scan), and no view's keys can take its name (view names are
+ * identifiers, without `:`).
+ */
+export const LAYOUT_LEDGER_KEY = "quiver:layouts";
+
+/**
+ * The ledger's reconciliation, atomic on one server. KEYS[1] the ledger hash;
+ * ARGV[1] `check` (write nothing) or `record`, then field, layout pairs. A
+ * layout is recorded when new or when it appends to the stored one, and kept
+ * when the stored one appends to it; any other stored layout is a conflict,
+ * and then nothing is written. Answers the conflicts as field, stored pairs
+ * (empty when all was recorded or kept).
+ */
+export const LAYOUT_LEDGER_LUA = `
+local function extends(base, longer)
+  return longer == base or string.sub(longer, 1, #base + 1) == base .. "\\n"
+end
+local conflicts = {}
+local writes = {}
+for i = 2, #ARGV, 2 do
+  local field, want = ARGV[i], ARGV[i + 1]
+  local have = redis.call("HGET", KEYS[1], field)
+  if not have or (have ~= want and extends(have, want)) then
+    writes[#writes + 1] = field
+    writes[#writes + 1] = want
+  elseif not extends(want, have) then
+    conflicts[#conflicts + 1] = field
+    conflicts[#conflicts + 1] = have
+  end
+end
+if ARGV[1] == "record" and #conflicts == 0 and #writes > 0 then redis.call("HSET", KEYS[1], unpack(writes)) end
+return conflicts
+`;

@@ -1,7 +1,8 @@
 import { Redis } from "ioredis";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "./kv-node.ts";
 import { neverNow, UNAVAILABLE } from "./kv-node.ts";
-import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
+import type { LayoutMismatch, ViewLayout } from "./layout-ledger.ts";
+import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LAYOUT_LEDGER_KEY, LAYOUT_LEDGER_LUA, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
 import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
 
@@ -226,7 +227,24 @@ export class RedisKvNode implements KvNode {
   async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
     const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
     const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
+    // The layout ledger is the one key here that is not a row.
+    const ledger = keys.indexOf(LAYOUT_LEDGER_KEY);
+    if (ledger >= 0) keys.splice(ledger, 1);
     return { cursor: next, keys };
+  }
+
+  /**
+   * The layout ledger's reconciliation on this server (LAYOUT_LEDGER_LUA): the
+   * conflicts, with nothing written when there are any, and nothing at all
+   * when only checking (a shard set checks every shard before recording).
+   */
+  async reconcileLayouts(layouts: readonly ViewLayout[], mode: "check" | "record"): Promise<LayoutMismatch[]> {
+    if (layouts.length === 0) return [];
+    const args = [mode, ...layouts.flatMap((l) => [l.field, l.layout])];
+    const reply = (await withDeadline(this.client.eval(LAYOUT_LEDGER_LUA, 1, LAYOUT_LEDGER_KEY, ...args), this.timeoutMs, `redis ${this.address} layout ledger`)) as string[];
+    const out: LayoutMismatch[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) out.push({ field: reply[i]!, stored: reply[i + 1]!, where: this.id });
+    return out;
   }
 
   /** Number of keys on the server (DBSIZE), for migration progress. */

@@ -3,7 +3,7 @@
 export { compileJoinKey, compileRegistryDef, unknownRefMessage } from "./compile-registry.ts";
 export type { RegistryDef } from "./definitions.ts";
 export { parseDurationMs } from "./durations.ts";
-export { layoutConflicts } from "./layout-changes.ts";
+export { mismatchIssues, registryLayouts } from "./layout-ledger.ts";
 export { loadRegistryFile } from "./load-registry.ts";
 export { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, type Registry, RegistryHolder, type VectorIndexSpec, type VectorMetric } from "./registry.ts";
 export { describe as describeValue, embeddingLengthProblem, isNumeric, type ValueType } from "./value-types.ts";

@@ -1,5 +1,6 @@
 import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
+import type { LayoutMismatch, ViewLayout } from "../kv/layout-ledger.ts";
 import { raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
@@ -198,6 +199,11 @@ export class ReplicaSet implements ShardNode {
   deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]> {
     if (items.length === 0) return Promise.resolve([]);
     return this.onPrimary("delete", (m) => m.node.deleteIfNotNewer(items, signal));
+  }
+
+  /** The layout ledger's reconciliation on the primary (RedisKvNode.reconcileLayouts). */
+  reconcileLayouts(layouts: readonly ViewLayout[], mode: "check" | "record"): Promise<LayoutMismatch[]> {
+    return this.onPrimary("layout ledger", (m) => m.node.reconcileLayouts(layouts, mode));
   }
 
   /** Keys on the primary (DBSIZE), for migration progress. */

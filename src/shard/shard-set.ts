@@ -1,5 +1,6 @@
 import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
+import type { LayoutLedger, LayoutMismatch, LedgerOutcome, ViewLayout } from "../kv/layout-ledger.ts";
 import type { StallJudge } from "../resilience/index.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
@@ -30,7 +31,8 @@ export interface ReconfigureOptions {
 }
 
 /** What `connectShards` returns; the lead's wiring hands `members` to the ring. */
-export interface ConnectedShards {
+/** The shards of a topology; each keeps the layout ledger beside its rows. */
+export interface ConnectedShards extends LayoutLedger {
   /** Current ring members, in topology order. */
   readonly members: ConnectedShard[];
   /** The latest migration (running, paused, failed or done), for progress in /metrics and the CLI. */
@@ -109,6 +111,27 @@ export class ShardSet implements ConnectedShards {
   private add(set: ReplicaSet): void {
     this.sets.set(set.id, set);
     this.guards.set(set.id, guardShard(set, set.tuning, this.observer, undefined, this.stall));
+  }
+
+  /**
+   * The ledger on every connected shard's primary (each holds a share of every
+   * view's rows): checked on all first, recorded only when none conflicts.
+   */
+  async reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome> {
+    const sets = [...this.sets.values()];
+    const unreachable: string[] = [];
+    const onEach = async (mode: "check" | "record"): Promise<LayoutMismatch[]> => {
+      const settled = await Promise.allSettled(sets.map((s) => s.reconcileLayouts(layouts, mode)));
+      const mismatches: LayoutMismatch[] = [];
+      settled.forEach((r, i) => {
+        if (r.status === "fulfilled") for (const m of r.value) mismatches.push({ ...m, where: `shard ${sets[i]!.id} at ${m.where}` });
+        else unreachable.push(`${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)})`);
+      });
+      return mismatches;
+    };
+    const mismatches = await onEach("check");
+    if (mismatches.length === 0) await onEach("record");
+    return { mismatches, unreachable: [...new Set(unreachable)] };
   }
 
   guardStates(): ShardGuardState[] {

@@ -1,0 +1,60 @@
+/**
+ * The layout ledger's contract: what a store remembers of the layouts its rows
+ * were written with, and the rule it applies (a layout may only grow; see
+ * src/registry/layout-changes.ts for why). Implemented by each store that keeps
+ * rows across restarts: Redis shards (a hash beside the rows) and the durable
+ * embedded store (a file beside its databases).
+ */
+
+/** A view version's stored layout: `<view>@<version>` and its features as `name:type` lines, in order. */
+export interface ViewLayout {
+  readonly field: string;
+  readonly layout: string;
+}
+
+/** A layout a store already holds rows under that the registry's does not extend. */
+export interface LayoutMismatch {
+  readonly field: string;
+  readonly stored: string;
+  /** Which store said so (a shard's name, the data directory). */
+  readonly where: string;
+}
+
+/**
+ * A store that remembers, beside its rows, the layout each view version's rows
+ * were written with (see layout-changes.ts for why a layout may only grow).
+ * Kept where the rows are, so a server started on a changed registry file (or
+ * a second pod on another file) learns what the store holds, which comparing
+ * with the registry it replaces (a reload) cannot tell.
+ */
+export interface LayoutLedger {
+  /**
+   * Records `layouts` (each one new, or the stored one with features appended)
+   * unless any of them conflicts with a stored layout: then records nothing and
+   * answers the conflicts. A stored layout longer than the given one (a pod on
+   * an older file) is kept and is no conflict. Places it cannot reach are
+   * skipped (`unreachable`), so an outage does not stop a start.
+   */
+  reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome>;
+}
+
+export interface LedgerOutcome {
+  readonly mismatches: readonly LayoutMismatch[];
+  /** Places not consulted, with why (logged by the caller). */
+  readonly unreachable: readonly string[];
+}
+
+/** Feature lines are separated by this; a layout appends to another when it starts with it and this. */
+export const LAYOUT_LINE = "\n";
+
+/** True when `longer` is `base` or `base` with features appended. */
+export function layoutExtends(base: string, longer: string): boolean {
+  return longer === base || longer.startsWith(base + LAYOUT_LINE);
+}
+
+/** What a reconciliation decides for one layout against what is stored: record it, keep the stored one, or a conflict. */
+export function layoutVerdict(stored: string | undefined, wanted: string): "record" | "keep" | "conflict" {
+  if (stored === undefined || (stored !== wanted && layoutExtends(stored, wanted))) return "record";
+  return layoutExtends(wanted, stored) ? "keep" : "conflict";
+}
+

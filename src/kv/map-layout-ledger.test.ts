@@ -1,0 +1,56 @@
+import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mismatchIssues, registryLayouts } from "../registry/index.ts";
+import { driverViews, type ViewSketch } from "../../test/support/driver-views.ts";
+import { FileLayoutLedger } from "./file-layout-ledger.ts";
+import { MapLayoutLedger } from "./map-layout-ledger.ts";
+
+const f = (name: string, type = "float64") => ({ name, type });
+const layoutsOf = (views: ViewSketch[]) => registryLayouts(driverViews(views));
+
+test("a view version's layout may grow and shrink back along one list; any other change conflicts, and then nothing is recorded", async () => {
+  const ledger = new MapLayoutLedger();
+  const base: ViewSketch = { name: "v", features: [f("a"), f("b")] };
+  expect(await ledger.reconcile(layoutsOf([base, { name: "w", features: [f("e", "embedding(4)")] }]))).toEqual({ mismatches: [], unreachable: [] });
+  // Appended, then the shorter list again (a pod on the older file, a rolled-back deploy): both fine.
+  expect((await ledger.reconcile(layoutsOf([{ name: "v", features: [f("a"), f("b"), f("c", "string")] }]))).mismatches).toEqual([]);
+  expect((await ledger.reconcile(layoutsOf([base]))).mismatches).toEqual([]);
+  // The ledger remembers the longer list: another feature in c's place conflicts.
+  const cases: [ViewSketch, string][] = [
+    [{ name: "v", features: [f("a"), f("b"), f("d", "string")] }, 'has "d" (string) where "c" (string) is stored, feature 2'],
+    [{ name: "v", features: [f("b"), f("a")] }, 'has "b" (float64) where "a" (float64) is stored, feature 0'],
+    [{ name: "v", features: [f("a"), f("b", "int64")] }, 'makes "b" (feature 1) int64 where float64 is stored'],
+    [{ name: "v", features: [f("a"), f("c", "string")] }, 'has "c" (string) where "b" (float64) is stored, feature 1'],
+    [{ name: "w", features: [f("e", "embedding(8)")] }, 'makes "e" (feature 0) embedding(8) where embedding(4) is stored'],
+  ];
+  for (const [view, difference] of cases) {
+    // Beside a new view and an appended one, which are not recorded either while something conflicts.
+    const registry = driverViews([view, { name: "fresh", features: [f("x")] }]);
+    const { mismatches } = await ledger.reconcile(registryLayouts(registry));
+    expect(mismatches.map((m) => m.field)).toEqual([`${view.name}@1`]);
+    const [issue] = mismatchIssues(mismatches, registry);
+    expect(issue!.path).toBe("featureViews[0].features");
+    expect(issue!.message).toContain(difference);
+    expect(issue!.message).toContain(`bump the view's version (rows then start empty under ${view.name}@2)`);
+  }
+  expect((await ledger.reconcile(layoutsOf([{ name: "fresh", features: [f("y")] }]))).mismatches).toEqual([]);
+  // A new version is a new layout.
+  expect((await ledger.reconcile(layoutsOf([{ name: "v", version: 2, features: [f("b"), f("a")] }]))).mismatches).toEqual([]);
+});
+
+test("the file ledger keeps what it recorded across opens, and writes nothing for a refused list", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "quiver-ledger-"));
+  try {
+    expect((await FileLayoutLedger.open(dir).reconcile(layoutsOf([{ name: "v", features: [f("a"), f("b")] }]))).mismatches).toEqual([]);
+    const written = readFileSync(join(dir, "layouts.json"), "utf8");
+    expect(JSON.parse(written)).toEqual({ "v@1": "a:float64\nb:float64" });
+    const reopened = FileLayoutLedger.open(dir);
+    const { mismatches } = await reopened.reconcile(layoutsOf([{ name: "v", features: [f("b"), f("a")] }, { name: "u", features: [f("x")] }]));
+    expect(mismatches).toEqual([{ field: "v@1", stored: "a:float64\nb:float64", where: join(dir, "layouts.json") }]);
+    expect(readFileSync(join(dir, "layouts.json"), "utf8")).toBe(written);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
