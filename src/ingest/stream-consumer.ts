@@ -155,7 +155,7 @@ export class StreamConsumer {
   }
 
   /**
-   * Mappings compiled against a reloaded registry (IngestService.recompile),
+   * Mappings compiled against a reloaded registry (IngestService.compileFor),
    * used from the next batch on: the views' current versions and types. The
    * batch in hand, already mapped, is written as it was.
    */

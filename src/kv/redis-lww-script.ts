@@ -63,7 +63,7 @@ return kept
 export const DELETE_IF_NOT_NEWER_SHA = digests.sha1Hex(DELETE_IF_NOT_NEWER_LUA);
 
 /**
- * Where a shard keeps the layout ledger (registry/layout-ledger.ts): one hash,
+ * Where a shard keeps the layout ledger (kv/layout-ledger.ts): one hash,
  * `<view>@<version>` → its features as `name:type` lines. Not a row: scans skip
  * it (RedisKvNode.scan), and no view's keys can take its name (view names are
  * identifiers, without `:`).

@@ -30,8 +30,7 @@ export interface ReconfigureOptions {
   readonly drainMs?: number;
 }
 
-/** What `connectShards` returns; the lead's wiring hands `members` to the ring. */
-/** The shards of a topology; each keeps the layout ledger beside its rows. */
+/** What `connectShards` returns; the lead's wiring hands `members` to the ring. Each shard keeps the layout ledger beside its rows. */
 export interface ConnectedShards extends LayoutLedger {
   /** Current ring members, in topology order. */
   readonly members: ConnectedShard[];
@@ -115,7 +114,8 @@ export class ShardSet implements ConnectedShards {
 
   /**
    * The ledger on every connected shard's primary (each holds a share of every
-   * view's rows): checked on all first, recorded only when none conflicts.
+   * view's rows): checked on all first, recorded only when none conflicts. A
+   * shard a topology reload adds gets it at the next start or registry reload.
    */
   async reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome> {
     const sets = [...this.sets.values()];
