@@ -137,13 +137,15 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;
   const shards = storage.shards;
+  // What the store holds decides whether this registry and topology may serve it (refused: the shards are closed first).
+  let resumed: Awaited<ReturnType<ConnectedShards["settlePlacement"]>>;
   try {
     await reconcileLayouts(storage.ledger, registry.current);
+    resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config.topologyPath), config.migrateOnStart === "on") : undefined;
   } catch (e) {
     await shards?.close();
     throw e;
   }
-  const resumed = shards ? await shards.resume(store, migrationCheckpointPath(config.topologyPath)) : undefined;
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
   const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs);

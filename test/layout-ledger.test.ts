@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildQuiver, type Quiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
-import { QuiverError } from "../src/errors/index.ts";
+import type { QuiverError } from "../src/errors/index.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+import { startRefused } from "./support/start-refused.ts";
 
 /**
  * The layout ledger on real stores: a server started on a registry file whose
@@ -43,17 +44,7 @@ afterAll(() => {
 const start = (storeArgs: string[], registry: string, more: string[] = []): Promise<Quiver> =>
   buildQuiver(loadConfig(["--registry", registry, "--demo-entities", "20", "--grpc-port", "-1", ...storeArgs, ...more], {}));
 
-async function refusal(storeArgs: string[], registry: string): Promise<QuiverError> {
-  const error = await start(storeArgs, registry).then(
-    async (q) => {
-      await q.close();
-      return undefined;
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(QuiverError);
-  return error as QuiverError;
-}
+const refusal = (storeArgs: string[], registry: string): Promise<QuiverError> => startRefused(() => start(storeArgs, registry));
 
 async function conv(q: Quiver): Promise<{ value: unknown; status: string }> {
   const res = await q.http.app.request("/v1/lookup", {

@@ -65,10 +65,16 @@ export const DELETE_IF_NOT_NEWER_SHA = digests.sha1Hex(DELETE_IF_NOT_NEWER_LUA);
 /**
  * Where a shard keeps the layout ledger (kv/layout-ledger.ts): one hash,
  * `<view>@<version>` → its features as `name:type` lines. Not a row: scans skip
- * it (RedisKvNode.scan), and no view's keys can take its name (view names are
- * identifiers, without `:`).
+ * it (RedisKvNode.scan skips RECORD_KEY_PREFIX), and no view's keys can take its
+ * name (view names are identifiers, without `:`).
  */
 export const LAYOUT_LEDGER_KEY = "quiver:layouts";
+
+/** Keys under this prefix hold Quiver's own records beside the rows (the layout ledger, the key placement); never rows. */
+export const RECORD_KEY_PREFIX = "quiver:";
+
+/** Where a shard records how its keys are placed (shard/placement.ts): one JSON string. */
+export const PLACEMENT_KEY = "quiver:placement";
 
 /**
  * The ledger's reconciliation, atomic on one server. KEYS[1] the ledger hash;

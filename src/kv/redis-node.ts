@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "./kv-node.ts";
 import { neverNow, UNAVAILABLE } from "./kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "./layout-ledger.ts";
-import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LAYOUT_LEDGER_KEY, LAYOUT_LEDGER_LUA, LWW_PUT_LUA, LWW_PUT_SHA } from "./redis-lww-script.ts";
+import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LAYOUT_LEDGER_KEY, LAYOUT_LEDGER_LUA, LWW_PUT_LUA, LWW_PUT_SHA, PLACEMENT_KEY, RECORD_KEY_PREFIX } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
 import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
 
@@ -227,10 +227,18 @@ export class RedisKvNode implements KvNode {
   async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
     const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
     const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
-    // The layout ledger is the one key here that is not a row.
-    const ledger = keys.indexOf(LAYOUT_LEDGER_KEY);
-    if (ledger >= 0) keys.splice(ledger, 1);
-    return { cursor: next, keys };
+    // Quiver's own records (the layout ledger, the placement) are the only keys here that are not rows.
+    return { cursor: next, keys: keys.some((k) => k.startsWith(RECORD_KEY_PREFIX)) ? keys.filter((k) => !k.startsWith(RECORD_KEY_PREFIX)) : keys };
+  }
+
+  /** The placement record this server holds (shard/placement.ts), or null. */
+  readPlacement(): Promise<string | null> {
+    return withDeadline(this.client.get(PLACEMENT_KEY), this.timeoutMs, `redis ${this.address} GET placement`);
+  }
+
+  /** Replaces the placement record. */
+  async writePlacement(record: string): Promise<void> {
+    await withDeadline(this.client.set(PLACEMENT_KEY, record), this.timeoutMs, `redis ${this.address} SET placement`);
   }
 
   /**

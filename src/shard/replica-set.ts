@@ -206,6 +206,16 @@ export class ReplicaSet implements ShardNode {
     return this.onPrimary("layout ledger", (m) => m.node.reconcileLayouts(layouts, mode));
   }
 
+  /** The placement record on the primary (shard/placement.ts), or null. */
+  readPlacement(): Promise<string | null> {
+    return this.onPrimary("placement", (m) => m.node.readPlacement());
+  }
+
+  /** Replaces the placement record on the primary. */
+  writePlacement(record: string): Promise<void> {
+    return this.onPrimary("placement", (m) => m.node.writePlacement(record));
+  }
+
   /** Keys on the primary (DBSIZE), for migration progress. */
   size(): Promise<number> {
     return this.onPrimary("size", (m) => m.node.size());

@@ -5,6 +5,7 @@ import type { StallJudge } from "../resilience/index.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { readCheckpoint } from "./migration-checkpoint.ts";
+import { judgePlacement, type PlacementRecord, parsePlacement, ringSignature } from "./placement.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
 import type { ReplicaSet, ReplicaSetStats } from "./replica-set.ts";
 import type { ShardSpec, ShardTuning, Topology } from "./topology.ts";
@@ -43,6 +44,13 @@ export interface ConnectedShards extends LayoutLedger {
   reconfigure(next: Topology, store: ShardedStore, options?: ReconfigureOptions): Promise<Migration | undefined>;
   /** At start-up: resumes a migration a restart interrupted (checkpoint present); undefined when there is none. */
   resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined>;
+  /**
+   * At start-up, in place of `resume`: resumes an interrupted migration, else
+   * compares this topology's ring with the placement the shards record
+   * (shard/placement.ts) and records it, refuses (QuiverError
+   * `placement_mismatch`), or with `migrateOnStart` starts moving the keys.
+   */
+  settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean): Promise<Migration | undefined>;
   /** Resolves when the running migration (if any) has finished or stopped. */
   settled(): Promise<void>;
   /**
@@ -197,6 +205,46 @@ export class ShardSet implements ConnectedShards {
     return this.start(store, { members, specs: meta.from, defaults: meta.defaults }, { checkpointPath });
   }
 
+  async settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean): Promise<Migration | undefined> {
+    const resumed = await this.resume(store, checkpointPath);
+    if (resumed) return resumed;
+    const vnodes = store.ring.vnodesPerNode;
+    const ring = ringSignature(vnodes, this.current);
+    const sets = [...this.sets.values()];
+    const read = await Promise.allSettled(sets.map((set) => set.readPlacement()));
+    const records: PlacementRecord[] = [];
+    read.forEach((r, i) => {
+      if (r.status === "rejected") console.error(`quiver: placement not checked on shard ${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)}); it is recorded at the next start`);
+      else if (r.value !== null) {
+        const record = parsePlacement(r.value);
+        if (record) records.push(record);
+        else console.error(`quiver: shard ${sets[i]!.id} holds an unreadable placement record; replacing it`);
+      }
+    });
+    const verdict = judgePlacement(records, ring, migrateOnStart);
+    if (verdict.kind === "refuse") throw failedPrecondition("placement_mismatch", verdict.reason);
+    if (verdict.kind === "record") {
+      await this.recordPlacement({ ring, shards: this.topology.shards, defaults: this.topology.defaults });
+      return undefined;
+    }
+    const from = verdict.from;
+    console.error(`quiver: moving the keys from [${from.ring}] to [${ring}] (--migrate-on-start)`);
+    const missing = from.shards.filter((spec) => !this.sets.has(spec.name));
+    for (const set of await this.connect(missing, from.defaults)) this.add(set);
+    const members = from.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.guards.get(spec.name)! }));
+    return this.start(store, { members, specs: from.shards, defaults: from.defaults }, { checkpointPath });
+  }
+
+  /** Writes `record` on every connected shard; a shard that cannot take it is logged (a start or migration goes on). */
+  private async recordPlacement(record: PlacementRecord): Promise<void> {
+    const sets = [...this.sets.values()];
+    const text = JSON.stringify(record);
+    const written = await Promise.allSettled(sets.map((set) => set.writePlacement(text)));
+    written.forEach((r, i) => {
+      if (r.status === "rejected") console.error(`quiver: placement not recorded on shard ${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)})`);
+    });
+  }
+
   settled(): Promise<void> {
     return this.running;
   }
@@ -221,7 +269,11 @@ export class ShardSet implements ConnectedShards {
     this.pendingFrom = from;
     const stop = new AbortController();
     this.stopMigration = stop;
-    this.running = migration.run(stop.signal).then(
+    // Recorded on every shard (the old ones and the new) first: a server started meanwhile on either topology is refused.
+    const vnodes = store.ring.vnodesPerNode;
+    const target = { ring: ringSignature(vnodes, this.current), shards: this.topology.shards, defaults: this.topology.defaults };
+    const moving = { ring: ringSignature(vnodes, from.members), shards: from.specs, defaults: from.defaults, movingTo: target.ring };
+    this.running = this.recordPlacement(moving).then(() => migration.run(stop.signal)).then(
       async (p) => {
         // Paused (pauseMigration, close): its checkpoint resumes it at the next start or reload.
         if (p.state !== "done") return;
@@ -232,7 +284,8 @@ export class ShardSet implements ConnectedShards {
           this.sets.delete(s.id);
           this.guards.delete(s.id);
         }
-        await Promise.all(retired.map((s) => s.close()));
+        // Removed shards hold no keys now and keep the moving record: a server started on them is refused.
+        await Promise.all([this.recordPlacement(target), ...retired.map((s) => s.close())]);
       },
       () => {
         // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.

@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildQuiver, type Quiver } from "../src/app.ts";
+import { loadConfig } from "../src/config/config.ts";
+import type { QuiverError } from "../src/errors/index.ts";
+import { eventually } from "./stream-source-contract.ts";
+import { type RedisProcess, startRedis } from "./support/redis-process.ts";
+import { startRefused } from "./support/start-refused.ts";
+
+/**
+ * The placement record on real redis-servers: a restart on a topology whose
+ * ring places keys elsewhere (a shard added to the file, --vnodes changed) is
+ * refused instead of answering a share of every lookup NOT_FOUND; with
+ * --migrate-on-start the server moves the keys while serving them all.
+ */
+const dir = mkdtempSync(join(tmpdir(), "quiver-placement-"));
+const one = join(dir, "one.yaml");
+const two = join(dir, "two.yaml");
+const DRIVERS = 300;
+let servers: RedisProcess[] = [];
+
+beforeAll(async () => {
+  servers = await Promise.all([startRedis(), startRedis()]);
+  writeFileSync(one, `shards:\n  - name: s1\n    primary: ${servers[0]!.address}\n`);
+  writeFileSync(two, `shards:\n  - name: s1\n    primary: ${servers[0]!.address}\n  - name: s2\n    primary: ${servers[1]!.address}\n`);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+const start = (topology: string, more: string[] = []): Promise<Quiver> =>
+  buildQuiver(loadConfig(["--topology", topology, "--demo-entities", String(DRIVERS), "--grpc-port", "-1", "--cache-l1", "off", ...more], {}));
+
+const refusal = (topology: string, more: string[] = []): Promise<QuiverError> => startRefused(() => start(topology, more));
+
+/** Statuses of every demo driver's conv_rate, counted. */
+async function statuses(q: Quiver): Promise<Record<string, number>> {
+  const entities = Array.from({ length: DRIVERS }, (_, i) => ({ driver_id: 1001 + i }));
+  const res = await q.http.app.request("/v1/lookup", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities }),
+  });
+  const counts: Record<string, number> = {};
+  for (const row of ((await res.json()) as { rows: { statuses: string[] }[] }).rows) counts[row.statuses[0]!] = (counts[row.statuses[0]!] ?? 0) + 1;
+  return counts;
+}
+
+test("a start on a ring that places keys elsewhere is refused; --migrate-on-start moves them while every lookup is answered", async () => {
+  const first = await start(one);
+  expect(await statuses(first)).toEqual({ PRESENT: DRIVERS });
+  await first.close();
+
+  // A shard added to the file and a restart instead of a reload: about half the keys would be looked for on s2.
+  const refused = await refusal(two);
+  expect(refused.code).toBe("placement_mismatch");
+  expect(refused.message).toContain("the shards hold keys placed by [160 vnodes: s1:1], but this topology places them by [160 vnodes: s1:1,s2:1]");
+  expect(refused.message).toContain("--migrate-on-start on");
+
+  const moving = await start(two, ["--migrate-on-start", "on"]);
+  try {
+    // Answered whole while (and after) the keys move: a key not yet moved is read from its old shard.
+    expect(await statuses(moving)).toEqual({ PRESENT: DRIVERS });
+    await eventually("the migration done", async () => {
+      const res = await moving.http.app.request("/admin/topology/migration");
+      return ((await res.json()) as { state: string }).state === "done";
+    });
+    expect(await statuses(moving)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await moving.close();
+  }
+
+  const after = await start(two);
+  expect(await statuses(after)).toEqual({ PRESENT: DRIVERS });
+  await after.close();
+  // Now the old topology, or other virtual nodes, would look in the wrong places.
+  expect((await refusal(one)).message).toContain("the shards hold keys placed by [160 vnodes: s1:1,s2:1], but this topology places them by [160 vnodes: s1:1]");
+  expect((await refusal(two, ["--vnodes", "100"])).message).toContain("but this topology places them by [100 vnodes: s1:1,s2:1]");
+}, 60_000);
