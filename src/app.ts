@@ -141,7 +141,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   let resumed: Awaited<ReturnType<ConnectedShards["settlePlacement"]>>;
   try {
     await reconcileLayouts(storage.ledger, registry.current);
-    resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config.topologyPath), config.migrateOnStart === "on") : undefined;
+    resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config), config.migrateOnStart === "on") : undefined;
   } catch (e) {
     await shards?.close();
     throw e;
@@ -472,9 +472,9 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   return { members, embedded, ledger, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
 }
 
-/** Checkpoint of a running migration, beside the topology file, so a restart resumes it. */
-export function migrationCheckpointPath(topologyPath: string): string {
-  return `${topologyPath}.migration.json`;
+/** Checkpoint of a running migration, so a restart resumes it: `--migration-checkpoint`, else beside the topology file. */
+export function migrationCheckpointPath(config: Pick<QuiverConfig, "topologyPath" | "migrationCheckpoint">): string {
+  return config.migrationCheckpoint !== "" ? config.migrationCheckpoint : `${config.topologyPath}.migration.json`;
 }
 
 /** Admin operations on the shard topology for the HTTP edge. */
@@ -482,7 +482,7 @@ function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: Sha
   return {
     reload: async () => {
       const { loadTopology } = await import("./shard/index.ts");
-      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config.topologyPath) });
+      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config) });
       return { migrating: migration !== undefined, shards: shards.members.map((m) => m.id) };
     },
     progress: () => shards.migration?.progress(),

@@ -12,7 +12,11 @@ interface Doc {
   kind: string;
   data?: Record<string, string>;
   spec: {
-    template: { spec: { containers: { env: { name: string }[]; readinessProbe: Probe; livenessProbe: Probe }[] } };
+    template: {
+      spec: {
+        containers: { env: { name: string; value?: string }[]; readinessProbe: Probe; livenessProbe: Probe; volumeMounts: { mountPath: string; readOnly?: boolean }[] }[];
+      };
+    };
     ports: { port: number }[];
   };
 }
@@ -25,6 +29,16 @@ describe("deploy manifests", () => {
     const container = byKind("Deployment").spec.template.spec.containers[0]!;
     const known = new Set(SETTINGS.map((s) => s.env));
     for (const e of container.env) expect(known).toContain(e.name);
+  });
+
+  test("what the server writes (the migration checkpoint, beside a topology it reads by default) is on a writable mount", () => {
+    const container = byKind("Deployment").spec.template.spec.containers[0]!;
+    const env = new Map(container.env.map((e) => [e.name, e.value ?? ""]));
+    const checkpoint = env.get("QUIVER_MIGRATION_CHECKPOINT") || `${env.get("QUIVER_TOPOLOGY")}.migration.json`;
+    const mount = container.volumeMounts.filter((m) => checkpoint.startsWith(`${m.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    expect(mount).toBeDefined();
+    // A read-only mount failed every migration at its first page (EROFS), leaving a topology change undone.
+    expect(mount!.readOnly ?? false).toBe(false);
   });
 
   test("probe paths are real routes that answer 200 on a healthy server", async () => {

@@ -81,3 +81,29 @@ test("a start on a ring that places keys elsewhere is refused; --migrate-on-star
   expect((await refusal(one)).message).toContain("the shards hold keys placed by [160 vnodes: s1:1,s2:1], but this topology places them by [160 vnodes: s1:1]");
   expect((await refusal(two, ["--vnodes", "100"])).message).toContain("but this topology places them by [100 vnodes: s1:1,s2:1]");
 }, 60_000);
+
+test("a move whose checkpoint cannot be written is refused before anything changes, at start and on reload", async () => {
+  const nowhere = ["--migration-checkpoint", join(dir, "missing-dir", "migration.json")];
+  // The shards hold ring two (the test above): a move back to one, at start.
+  const atStart = await refusal(one, ["--migrate-on-start", "on", ...nowhere]);
+  expect(atStart.code).toBe("checkpoint_unwritable");
+  expect(atStart.message).toContain("nothing was changed: set --migration-checkpoint");
+
+  // And on reload: the file switched to one shard under a running server.
+  const live = join(dir, "live.yaml");
+  writeFileSync(live, await Bun.file(two).text());
+  const q = await start(live, nowhere);
+  try {
+    writeFileSync(live, await Bun.file(one).text());
+    const res = await q.http.app.request("/admin/topology/reload", { method: "POST" });
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("checkpoint_unwritable");
+    expect((await q.http.app.request("/admin/topology/migration")).status).toBe(404);
+    expect(await statuses(q)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await q.close();
+  }
+  const after = await start(two);
+  expect(await statuses(after)).toEqual({ PRESENT: DRIVERS });
+  await after.close();
+}, 60_000);

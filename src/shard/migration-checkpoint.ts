@@ -1,3 +1,4 @@
+import { failedPrecondition } from "../errors/index.ts";
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 
 /** Where one source shard's scan stands. */
@@ -69,4 +70,22 @@ export function saveCheckpoint(path: string | undefined, checkpoint: Checkpoint)
 
 export function clearCheckpoint(path: string | undefined): void {
   if (path) rmSync(path, { force: true });
+}
+
+/**
+ * Throws QuiverError `checkpoint_unwritable` when a checkpoint cannot be
+ * written at `path` (a read-only mount, a missing directory): called before a
+ * migration changes anything, since its first page would fail on it.
+ */
+export function ensureCheckpointWritable(path: string | undefined): void {
+  if (!path) return;
+  try {
+    writeFileSync(`${path}.tmp`, "");
+    rmSync(`${path}.tmp`, { force: true });
+  } catch (e) {
+    throw failedPrecondition(
+      "checkpoint_unwritable",
+      `the migration checkpoint ${path} cannot be written (${(e as Error).message}); nothing was changed: set --migration-checkpoint (QUIVER_MIGRATION_CHECKPOINT) to a writable file`,
+    );
+  }
 }

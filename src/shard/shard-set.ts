@@ -4,7 +4,7 @@ import type { LayoutLedger, LayoutMismatch, LedgerOutcome, ViewLayout } from "..
 import type { StallJudge } from "../resilience/index.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
-import { readCheckpoint } from "./migration-checkpoint.ts";
+import { ensureCheckpointWritable, readCheckpoint } from "./migration-checkpoint.ts";
 import { judgePlacement, type PlacementRecord, parsePlacement, ringSignature } from "./placement.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
 import type { ReplicaSet, ReplicaSetStats } from "./replica-set.ts";
@@ -183,6 +183,7 @@ export class ShardSet implements ConnectedShards {
     if (this.pendingFrom && ringOf(to) !== ringOf(this.current)) {
       throw failedPrecondition("migration_in_progress", `the migration to [${ringOf(this.current)}] has not finished; reload that topology again to resume it`);
     }
+    if (ringOf(this.pendingFrom?.members ?? this.current) !== ringOf(to)) ensureCheckpointWritable(options.checkpointPath);
     const added = next.shards.filter((s) => !this.sets.has(s.name));
     for (const set of await this.connect(added, next.defaults)) this.add(set);
     const from = this.pendingFrom ?? { members: this.current, specs: this.topology.shards, defaults: this.topology.defaults };
@@ -228,6 +229,7 @@ export class ShardSet implements ConnectedShards {
       return undefined;
     }
     const from = verdict.from;
+    ensureCheckpointWritable(checkpointPath);
     console.error(`quiver: moving the keys from [${from.ring}] to [${ring}] (--migrate-on-start)`);
     const missing = from.shards.filter((spec) => !this.sets.has(spec.name));
     for (const set of await this.connect(missing, from.defaults)) this.add(set);
