@@ -21,6 +21,7 @@ import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, 
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
+import { placeEmbeddedRows } from "./store/embedded-placement.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
@@ -137,6 +138,14 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;
   const shards = storage.shards;
+  if (config.dataDir && !shards) {
+    // Rows placed by another ring (--embedded-nodes or --vnodes changed since the data directory was written) are moved first.
+    const { DurableKvNode } = await import("./kv/durable-node.ts");
+    const placed = await placeEmbeddedRows(store, config.dataDir, (id, file) => DurableKvNode.open(id, file, { sync: config.durability }));
+    if (placed.moved > 0 || placed.drained.length > 0) {
+      console.error(`quiver: ${config.dataDir} re-placed for [${placed.ring}] (was [${placed.was ?? "not recorded"}]): ${placed.moved} rows moved${placed.drained.length > 0 ? `, ${placed.drained.join(", ")} emptied and removed` : ""}`);
+    }
+  }
   // What the store holds decides whether this registry and topology may serve it (refused: the shards are closed first).
   let resumed: Awaited<ReturnType<ConnectedShards["settlePlacement"]>>;
   try {

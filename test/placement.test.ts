@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildQuiver, type Quiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
+import { driverStatuses } from "./support/driver-statuses.ts";
 import type { QuiverError } from "../src/errors/index.ts";
 import { eventually } from "./stream-source-contract.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
@@ -37,18 +38,7 @@ const start = (topology: string, more: string[] = []): Promise<Quiver> =>
 
 const refusal = (topology: string, more: string[] = []): Promise<QuiverError> => startRefused(() => start(topology, more));
 
-/** Statuses of every demo driver's conv_rate, counted. */
-async function statuses(q: Quiver): Promise<Record<string, number>> {
-  const entities = Array.from({ length: DRIVERS }, (_, i) => ({ driver_id: 1001 + i }));
-  const res = await q.http.app.request("/v1/lookup", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities }),
-  });
-  const counts: Record<string, number> = {};
-  for (const row of ((await res.json()) as { rows: { statuses: string[] }[] }).rows) counts[row.statuses[0]!] = (counts[row.statuses[0]!] ?? 0) + 1;
-  return counts;
-}
+const statuses = (q: Quiver): Promise<Record<string, number>> => driverStatuses(q, DRIVERS);
 
 test("a start on a ring that places keys elsewhere is refused; --migrate-on-start moves them while every lookup is answered", async () => {
   const first = await start(one);

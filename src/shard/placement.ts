@@ -1,5 +1,7 @@
 import type { ShardSpec, ShardTuning } from "./topology.ts";
 
+export { ringSignature } from "../ring/signature.ts";
+
 /**
  * How the shards' keys are placed, recorded on every shard beside its rows.
  *
@@ -26,12 +28,6 @@ export type PlacementVerdict =
   | { readonly kind: "record" }
   | { readonly kind: "migrate"; readonly from: PlacementRecord }
   | { readonly kind: "refuse"; readonly reason: string };
-
-/** A ring as the record names it: virtual nodes per unit of weight, then `name:weight` in name order. */
-export function ringSignature(vnodes: number, members: readonly { readonly id: string; readonly weight: number }[]): string {
-  const ms = [...members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return `${vnodes} vnodes: ${ms.map((m) => `${m.id}:${m.weight}`).join(",")}`;
-}
 
 /** A stored record, or undefined when the text is not one (it is then ignored, and replaced). */
 export function parsePlacement(text: string): PlacementRecord | undefined {
