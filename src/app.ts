@@ -155,6 +155,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     await shards?.close();
     throw e;
   }
+  // Another server's topology change (a reload, --migrate-on-start) moves keys away from this one's ring: noticed here.
+  const stopPlacementWatch = shards && config.placementCheckMs > 0 ? shards.watchPlacement(store, config.placementCheckMs) : () => {};
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
   const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs);
@@ -234,6 +236,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>({ max: config.answerBatch, atOnce: config.answerBatchAfter, ...(config.answerHoldMs > 0 ? { maxHoldMs: config.answerHoldMs } : {}) }) : releaseAtOnce,
     health,
     draining: () => draining,
+    unready: () => shards?.placementProblem,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },
     reloadRegistry: async (): Promise<Registry> => {
       const next = await loadRegistryFile(config.registryPath, clock());
@@ -259,7 +262,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     // The same rule as /readyz: serving unless draining (or warming up, while HTTP is not listening yet). A storage
     // outage degrades answers (defaults flagged UNAVAILABLE) but must not take every pod out of its balancer at once.
-    ready: async () => !draining && !warming,
+    ready: async () => !draining && !warming && shards?.placementProblem === undefined,
     admission,
     sheds: refusals,
     match,
@@ -307,6 +310,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       health.stop();
       youngGc?.stop();
       stopAnomalyCleanup();
+      stopPlacementWatch();
       lagProbe?.stop();
       // Consumers first: they finish and ack the batch in hand while the store is still open.
       await ingest?.stop();

@@ -97,3 +97,36 @@ test("a move whose checkpoint cannot be written is refused before anything chang
   expect(await statuses(after)).toEqual({ PRESENT: DRIVERS });
   await after.close();
 }, 60_000);
+
+test("a running server whose keys another server moves turns unready until it is reloaded on the new topology", async () => {
+  // The shards hold ring two (the tests above). Two servers on it; A moves the keys back to one shard.
+  const liveA = join(dir, "a.yaml");
+  const liveB = join(dir, "b.yaml");
+  for (const f of [liveA, liveB]) writeFileSync(f, await Bun.file(two).text());
+  const watch = ["--placement-check-interval", "100ms"];
+  const a = await start(liveA, watch);
+  const b = await start(liveB, watch);
+  const readyz = async (q: Quiver) => {
+    const res = await q.http.app.request("/readyz");
+    return { status: res.status, unready: ((await res.json()) as { unready?: string }).unready };
+  };
+  try {
+    expect((await readyz(b)).status).toBe(200);
+    writeFileSync(liveA, await Bun.file(one).text());
+    expect((await a.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
+    await eventually("B unready", async () => (await readyz(b)).status === 503);
+    // Either while the keys move or once they are placed by one shard, whichever B saw last.
+    expect((await readyz(b)).unready).toMatch(/reload .*topology/);
+    await eventually("A's move done", async () => ((await (await a.http.app.request("/admin/topology/migration")).json()) as { state: string }).state === "done");
+    expect(await readyz(a)).toEqual({ status: 200, unready: undefined });
+    expect(await statuses(a)).toEqual({ PRESENT: DRIVERS });
+
+    // B reloaded on the same topology joins the (finished) move and is ready again, every key found.
+    writeFileSync(liveB, await Bun.file(one).text());
+    expect((await b.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
+    await eventually("B ready again", async () => (await readyz(b)).status === 200);
+    expect(await statuses(b)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}, 60_000);

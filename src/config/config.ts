@@ -15,6 +15,7 @@ export interface QuiverConfig {
   readonly vnodes: number;
   readonly migrateOnStart: "on" | "off";
   readonly migrationCheckpoint: string;
+  readonly placementCheckMs: number;
   readonly topologyPath: string;
   readonly readFrom: "primary" | "replica" | "nearest";
   readonly writeAcks: number;
@@ -135,6 +136,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "vnodes", flag: "--vnodes", env: "QUIVER_VNODES", default: "160", help: "Virtual nodes per node (per unit of weight) on the hash ring", parse: int(1, 4096) },
   { key: "migrateOnStart", flag: "--migrate-on-start", env: "QUIVER_MIGRATE_ON_START", default: "off", help: "With --topology: when the shards' keys are placed by another ring (shards, weights or --vnodes changed, then a restart instead of a reload), move them at start while serving (on, one server) instead of refusing to start (off)", parse: oneOf("on", "off") },
   { key: "migrationCheckpoint", flag: "--migration-checkpoint", env: "QUIVER_MIGRATION_CHECKPOINT", default: "", help: "Where a running migration keeps its checkpoint (a writable file; a restart resumes from it); empty = <topology>.migration.json beside the topology file", parse: text },
+  { key: "placementCheckMs", flag: "--placement-check-interval", env: "QUIVER_PLACEMENT_CHECK_INTERVAL", default: "5s", help: "With --topology: how often the shards' placement record is read; a server whose ring is no longer where the keys are (another server moved them) turns unready until reloaded on the new topology; 0 = never", parse: duration },
   { key: "topologyPath", flag: "--topology", env: "QUIVER_TOPOLOGY", default: "", help: "Redis shard topology file; empty = embedded store", parse: text },
   { key: "readFrom", flag: "--read-from", env: "QUIVER_READ_FROM", default: "nearest", help: "Redis reads: primary, replica or nearest healthy; overrides the topology file only when given", parse: oneOf("primary", "replica", "nearest") },
   { key: "writeAcks", flag: "--write-acks", env: "QUIVER_WRITE_ACKS", default: "1", help: "Redis replicas that must confirm a write (WAIT) before it is acknowledged (0 for a shard without replicas); overrides the topology file only when given", parse: int(0, 16) },

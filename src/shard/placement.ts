@@ -73,3 +73,17 @@ export function judgePlacement(records: readonly PlacementRecord[], ring: string
       "(POST /admin/topology/reload)",
   };
 }
+
+/**
+ * Why a running server on `ring` must not serve, given the shards' record
+ * (read every few seconds), or undefined when it may: the keys are placed by
+ * another ring, or being moved by another server (this one is not moving them),
+ * so a share of its lookups would look where the keys no longer are.
+ */
+export function placementProblem(record: PlacementRecord, ring: string, moving: boolean): string | undefined {
+  if (record.movingTo === undefined) {
+    return record.ring === ring ? undefined : `the shards' keys are placed by [${record.ring}], not by this server's [${ring}]: reload or restart it on that topology`;
+  }
+  if (record.movingTo === ring && moving) return undefined;
+  return `another server is moving the shards' keys from [${record.ring}] to [${record.movingTo}]; this one places them by [${ring}]: reload it on the target topology (it joins the move) or restart it once the move is done`;
+}

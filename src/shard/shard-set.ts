@@ -5,7 +5,7 @@ import type { StallJudge } from "../resilience/index.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { ensureCheckpointWritable, readCheckpoint } from "./migration-checkpoint.ts";
-import { judgePlacement, type PlacementRecord, parsePlacement, ringSignature } from "./placement.ts";
+import { judgePlacement, type PlacementRecord, parsePlacement, placementProblem, ringSignature } from "./placement.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
 import type { ReplicaSet, ReplicaSetStats } from "./replica-set.ts";
 import type { ShardSpec, ShardTuning, Topology } from "./topology.ts";
@@ -51,6 +51,14 @@ export interface ConnectedShards extends LayoutLedger {
    * `placement_mismatch`), or with `migrateOnStart` starts moving the keys.
    */
   settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean): Promise<Migration | undefined>;
+  /**
+   * Reads the placement record every `intervalMs` (from the first shard that
+   * answers): another server's topology change shows in `placementProblem`
+   * (readiness fails on it). Answers the stop.
+   */
+  watchPlacement(store: ShardedStore, intervalMs: number): () => void;
+  /** Why this server must not serve (its ring is not where the keys are), or undefined. */
+  readonly placementProblem: string | undefined;
   /** Resolves when the running migration (if any) has finished or stopped. */
   settled(): Promise<void>;
   /**
@@ -235,6 +243,46 @@ export class ShardSet implements ConnectedShards {
     for (const set of await this.connect(missing, from.defaults)) this.add(set);
     const members = from.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.guards.get(spec.name)! }));
     return this.start(store, { members, specs: from.shards, defaults: from.defaults }, { checkpointPath });
+  }
+
+  private problem: string | undefined;
+  private checkingPlacement = false;
+
+  get placementProblem(): string | undefined {
+    return this.problem;
+  }
+
+  watchPlacement(store: ShardedStore, intervalMs: number): () => void {
+    const timer = setInterval(() => void this.checkPlacement(store), intervalMs);
+    timer.unref?.();
+    return () => clearInterval(timer);
+  }
+
+  private async checkPlacement(store: ShardedStore): Promise<void> {
+    if (this.checkingPlacement) return;
+    this.checkingPlacement = true;
+    try {
+      let record: PlacementRecord | undefined;
+      let answered = false;
+      for (const member of this.current) {
+        try {
+          const text = await this.sets.get(member.id)?.readPlacement();
+          record = text === null || text === undefined ? undefined : parsePlacement(text);
+          answered = true;
+          break;
+        } catch {
+          // Unreachable: ask the next shard; none answering leaves the last verdict standing.
+        }
+      }
+      if (!answered) return;
+      const ring = ringSignature(store.ring.vnodesPerNode, this.current);
+      // A migration this server ran or runs moves the keys to its own ring (this.current).
+      const problem = record === undefined ? undefined : placementProblem(record, ring, this.active !== undefined);
+      if (problem !== this.problem) console.error(problem === undefined ? "quiver: the shards' placement matches this server's ring again" : `quiver: not ready: ${problem}`);
+      this.problem = problem;
+    } finally {
+      this.checkingPlacement = false;
+    }
   }
 
   /** Writes `record` on every connected shard; a shard that cannot take it is logged (a start or migration goes on). */

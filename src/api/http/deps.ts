@@ -31,6 +31,8 @@ export interface HttpDeps {
   readonly release: AnswerRelease<Response>;
   /** True once shutdown began: /readyz answers 503 so load balancers stop routing here. */
   readonly draining: () => boolean;
+  /** Why this pod must not take traffic although it runs (its ring is not where the shards' keys are), or undefined. */
+  readonly unready?: () => string | undefined;
   /** The 0–100 health score, for /readyz. */
   readonly health: HealthMonitor;
   readonly limits: HttpLimits;

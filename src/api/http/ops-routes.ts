@@ -27,12 +27,15 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
       const [store, extra] = await Promise.all([deps.store.health(), deps.readinessDetail ? deps.readinessDetail() : Promise.resolve({})]);
       // Ready unless shutting down. Readiness is about this pod, not its storage: every pod shares the shards, so failing
       // readiness on a shard outage would turn it into a full outage. A degraded store shows in
-      // `store` and the health score; lookups answer defaults flagged UNAVAILABLE meanwhile.
-      const ready = !deps.draining();
+      // `store` and the health score; lookups answer defaults flagged UNAVAILABLE meanwhile. The one exception is
+      // this pod's own view of the store: a ring that is not where the keys are (another server moved them).
+      const unready = deps.unready?.();
+      const ready = !deps.draining() && unready === undefined;
       const health = deps.health.report;
       return json(
         {
           ready,
+          ...(unready !== undefined ? { unready } : {}),
           registry: { project: registry.project, digest: registry.digest, featureViews: registry.views.size },
           health: { score: health.score, inFlight: health.inFlight, p99Ms: health.p99Ms, factors: health.factors, admission: deps.admission.snapshot() },
           store,
