@@ -209,6 +209,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   if (shards) {
     registerShardGauges(metrics, shards);
     registerBreakerGauge(metrics, () => shards.guardStates());
+    metrics.gauge("quiver_placement_mismatch", "1 while this server's ring is not where the shards' keys are placed or moving to (another server moved them): /readyz fails until it is reloaded on that topology.", () => [
+      { value: shards.placementProblem === undefined ? 0 : 1 },
+    ]);
   }
   const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: metered, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
   const readinessDetail = async (): Promise<Record<string, unknown>> => ({

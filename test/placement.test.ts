@@ -117,6 +117,7 @@ test("a running server whose keys another server moves turns unready until it is
     await eventually("B unready", async () => (await readyz(b)).status === 503);
     // Either while the keys move or once they are placed by one shard, whichever B saw last.
     expect((await readyz(b)).unready).toMatch(/reload .*topology/);
+    expect(await (await b.http.app.request("/metrics")).text()).toContain("\nquiver_placement_mismatch 1\n");
     await eventually("A's move done", async () => ((await (await a.http.app.request("/admin/topology/migration")).json()) as { state: string }).state === "done");
     expect(await readyz(a)).toEqual({ status: 200, unready: undefined });
     expect(await statuses(a)).toEqual({ PRESENT: DRIVERS });
@@ -125,6 +126,7 @@ test("a running server whose keys another server moves turns unready until it is
     writeFileSync(liveB, await Bun.file(one).text());
     expect((await b.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
     await eventually("B ready again", async () => (await readyz(b)).status === 200);
+    expect(await (await b.http.app.request("/metrics")).text()).toContain("\nquiver_placement_mismatch 0\n");
     expect(await statuses(b)).toEqual({ PRESENT: DRIVERS });
   } finally {
     await Promise.all([a.close(), b.close()]);
