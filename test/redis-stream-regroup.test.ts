@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import Redis from "ioredis";
-import { IngestMetrics, IngestService, openPublisher } from "../src/ingest/index.ts";
+import { IngestMetrics, IngestService, openPublisher, openStreamSource } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import { MetricsRegistry } from "../src/ops/index.ts";
@@ -47,5 +47,24 @@ test("a stream deleted and made again by a producer is read again: the consumer 
     raw.disconnect();
     await publisher.close();
     await ingest.stop();
+  }
+}, 60_000);
+
+test("a read blocked when its stream is deleted comes back empty, not as an error (Redis 7 wakes it with UNBLOCKED)", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const settings = engine().engineSettings();
+  const [compiled] = compileSources({ sources: [{ name: "unblocked", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
+  const source = await openStreamSource(compiled!, "c1");
+  const raw = new Redis({ host: engine().server.host, port: engine().server.port });
+  try {
+    await source.start();
+    const reading = source.read(10, 20_000);
+    // Delete the stream once the read is blocked on the server (not before: a read after the delete meets NOGROUP).
+    await eventually("the read blocked", async () => /blocked_clients:[1-9]/.test(await raw.info("clients")));
+    await raw.del(settings.redis!.stream);
+    expect(await reading).toEqual([]);
+  } finally {
+    raw.disconnect();
+    await source.close();
   }
 }, 60_000);

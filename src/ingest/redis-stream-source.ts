@@ -104,7 +104,11 @@ export class RedisStreamSource implements StreamSource {
     try {
       return await this.readGroup(max, waitMs);
     } catch (e) {
-      if (!String((e as Error)?.message).startsWith("NOGROUP")) throw e;
+      const message = String((e as Error)?.message);
+      // A read blocked when the stream was deleted is woken with UNBLOCKED (Redis 7); the next read meets NOGROUP below.
+      // Nothing failed: reported as an error, it made the consumer `reconnecting` and pause for nothing.
+      if (message.startsWith("UNBLOCKED")) return [];
+      if (!message.startsWith("NOGROUP")) throw e;
       // The stream (with its group) was deleted, or the group destroyed; a producer's XADD may have made the stream
       // again. Left alone, every read would fail from now on. The group is made again at the stream's start: what it
       // holds now is read (entries this group had written already come back as duplicates, which the store counts).
