@@ -146,13 +146,14 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       console.error(`quiver: ${config.dataDir} re-placed for [${placed.ring}] (was [${placed.was ?? "not recorded"}]): ${placed.moved} rows moved${placed.drained.length > 0 ? `, ${placed.drained.join(", ")} emptied and removed` : ""}`);
     }
   }
-  // What the store holds decides whether this registry and topology may serve it (refused: the shards are closed first).
+  // What the store holds decides whether this registry and topology may serve it (refused: the store is closed first).
   let resumed: Awaited<ReturnType<ConnectedShards["settlePlacement"]>>;
   try {
     await reconcileLayouts(storage.ledger, registry.current);
     resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config), config.migrateOnStart === "on") : undefined;
   } catch (e) {
-    await shards?.close();
+    // Let go of the store (connections, and the durable files' locks) for a process that goes on, as tests do.
+    await (shards ? shards.close() : store.close());
     throw e;
   }
   // Another server's topology change (a reload, --migrate-on-start) moves keys away from this one's ring: noticed here.

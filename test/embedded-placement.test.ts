@@ -68,3 +68,14 @@ test("a start cut short before a drained file was removed finishes at the next s
   }
   expect(existsSync(join(dir, "embedded-3.sqlite"))).toBe(false);
 });
+
+test("a second server on the same data directory is refused at start, naming the file; the first keeps serving", async () => {
+  const first = await start(["--embedded-nodes", "2", "--vnodes", "40"]);
+  try {
+    // Both would have served rows from their own memory, each blind to the other's writes.
+    await expect(start(["--embedded-nodes", "2", "--vnodes", "40"])).rejects.toThrow(`${join(dir, "embedded-0.sqlite")} is in use by another process`);
+    expect(await statuses(first)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await first.close();
+  }
+});

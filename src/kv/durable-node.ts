@@ -50,9 +50,19 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   ) {
     mkdirSync(dirname(file), { recursive: true });
     this.db = openSqlite(file);
-    this.db.exec("PRAGMA journal_mode = WAL");
+    // One process per file: its rows live in this process's memory too, so a second writer's rows would be
+    // invisible here and ours to it. SQLite's exclusive locking holds the file from the first access until close
+    // (in WAL mode without the shared-memory index), and a second opener gets SQLITE_BUSY at once.
+    try {
+      this.db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      this.db.exec("PRAGMA journal_mode = WAL");
+      this.db.exec("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
+    } catch (e) {
+      this.db.close();
+      if ((e as { code?: unknown }).code !== "SQLITE_BUSY") throw e;
+      throw new Error(`${file} is in use by another process (another Quiver on the same --data-dir?): stop it, or give this one another --data-dir`);
+    }
     this.db.exec(`PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`);
-    this.db.exec("CREATE TABLE IF NOT EXISTS rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
     // The WHERE clause repeats last-write-wins inside SQLite, so the file is
     // right even if memory and disk were ever to disagree.
     this.upsert = this.db.prepare(
@@ -155,6 +165,9 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   async close(): Promise<void> {
     await this.memory.close();
+    // A statement left unfinalized keeps the connection, and with it the file's lock, after close.
+    this.upsert.finalize();
+    this.remove.finalize();
     this.db.close();
   }
 

@@ -87,6 +87,20 @@ describe("DurableKvNode", () => {
   });
 
 
+  test("a file is held by one node at a time: a second opener is refused, naming the file, until the first closes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
+    const file = join(dir, "n.sqlite");
+    const a = await DurableKvNode.open("d", file);
+    await a.putMany([{ key: "v@1/k=i1", row: { ts: 1, values: [1] } }]);
+    // Two writers would each serve rows from their own memory and never see the other's.
+    await expect(DurableKvNode.open("d", file)).rejects.toThrow(`${file} is in use by another process`);
+    await a.close();
+    const b = await DurableKvNode.open("d", file);
+    expect(await b.getMany(["v@1/k=i1"])).toEqual([{ ts: 1, values: [1] }]);
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   test("reopening the file restores the newest rows", async () => {
     const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
     const file = join(dir, "n.sqlite");

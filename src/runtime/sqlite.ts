@@ -11,6 +11,8 @@ export type SqlValue = string | number | Uint8Array | null;
 export interface SqliteStatement {
   /** Runs the statement; named parameters (`$k` in the SQL) are passed without their `$`. */
   run(params: Readonly<Record<string, SqlValue>>): void;
+  /** Frees it: a database closes (and lets go of its file) only once its statements are finalized. */
+  finalize(): void;
 }
 
 export interface SqliteDatabase {
