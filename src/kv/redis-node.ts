@@ -241,6 +241,11 @@ export class RedisKvNode implements KvNode {
     await withDeadline(this.client.set(PLACEMENT_KEY, record), this.timeoutMs, `redis ${this.address} SET placement`);
   }
 
+  /** Removes the placement record (a shard a migration emptied and retired holds no keys to place). */
+  async clearPlacement(): Promise<void> {
+    await withDeadline(this.client.del(PLACEMENT_KEY), this.timeoutMs, `redis ${this.address} DEL placement`);
+  }
+
   /**
    * The layout ledger's reconciliation on this server (LAYOUT_LEDGER_LUA): the
    * conflicts, with nothing written when there are any, and nothing at all

@@ -216,6 +216,11 @@ export class ReplicaSet implements ShardNode {
     return this.onPrimary("placement", (m) => m.node.writePlacement(record));
   }
 
+  /** Removes the placement record on the primary. */
+  clearPlacement(): Promise<void> {
+    return this.onPrimary("placement", (m) => m.node.clearPlacement());
+  }
+
   /** Keys on the primary (DBSIZE), for migration progress. */
   size(): Promise<number> {
     return this.onPrimary("size", (m) => m.node.size());

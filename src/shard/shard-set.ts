@@ -334,8 +334,12 @@ export class ShardSet implements ConnectedShards {
           this.sets.delete(s.id);
           this.guards.delete(s.id);
         }
-        // Removed shards hold no keys now and keep the moving record: a server started on them is refused.
-        await Promise.all([this.recordPlacement(target), ...retired.map((s) => s.close())]);
+        // Removed shards hold no keys now: their record goes too, so one reused in a later topology starts clean.
+        const retire = async (s: ReplicaSet) => {
+          await s.clearPlacement().catch(() => undefined);
+          await s.close();
+        };
+        await Promise.all([this.recordPlacement(target), ...retired.map(retire)]);
       },
       () => {
         // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.
