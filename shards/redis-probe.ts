@@ -79,6 +79,20 @@ export async function replicasOnline(primary: string, count: number): Promise<bo
   return online >= count;
 }
 
+/**
+ * True once the server at `address` answers and is the process `pid`: a PING
+ * alone can be answered by another server that took the port first (two
+ * servers started together can be handed the same free port, and the second
+ * exits unable to bind while the first answers for it).
+ */
+export async function answersAs(address: string, pid: number, timeoutMs = 500): Promise<boolean> {
+  try {
+    return (await info(address, "server", timeoutMs))["process_id"] === String(pid);
+  } catch {
+    return false;
+  }
+}
+
 /** `SENTINEL MASTER name` as a field map. */
 export async function sentinelMaster(sentinel: string, name: string): Promise<Record<string, string>> {
   return pairs(await withRedis(sentinel, (r) => r.call("SENTINEL", "MASTER", name)));

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort, redisConfText, sentinelConfText } from "../../shards/redis-conf.ts";
-import { answersPing, replicasOnline, sentinelReady, waitUntil } from "../../shards/redis-probe.ts";
+import { answersAs, replicasOnline, sentinelReady, waitUntil } from "../../shards/redis-probe.ts";
 
 /**
  * Real redis-server and Sentinel processes for integration tests: each on a
@@ -55,7 +55,7 @@ async function spawnServer(kind: "redis" | "sentinel", confFor: (port: number, d
     const proc = Bun.spawn(args, { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
     live.set(proc.pid, proc);
     const address = `127.0.0.1:${port}`;
-    if (await waitUntil(() => answersPing(address, 300), 5000, 50)) return handle(kind, proc, port, dir);
+    if (await waitUntil(() => answersAs(address, proc.pid, 300), 5000, 50)) return handle(kind, proc, port, dir);
     lastLog = readLog(dir, kind);
     await terminate(proc);
     rmSync(dir, { recursive: true, force: true });
@@ -116,7 +116,8 @@ function handle(kind: "redis" | "sentinel", first: Subprocess, port: number, dir
       const confPath = join(dir, kind === "redis" ? "redis.conf" : "sentinel.conf");
       proc = Bun.spawn(kind === "redis" ? ["redis-server", confPath] : ["redis-server", confPath, "--sentinel"], { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
       live.set(proc.pid, proc);
-      if (!(await waitUntil(() => answersPing(`127.0.0.1:${port}`, 300), 10_000, 50))) throw new Error(`${kind} on port ${port} did not restart: ${readLog(dir, kind).slice(-300)}`);
+      const started = proc;
+      if (!(await waitUntil(() => answersAs(`127.0.0.1:${port}`, started.pid, 300), 10_000, 50))) throw new Error(`${kind} on port ${port} did not restart: ${readLog(dir, kind).slice(-300)}`);
     },
   };
 }
