@@ -36,14 +36,15 @@ export function natsServerBinary(): string {
   return Bun.which("nats-server") ?? Bun.which("nats-server", { PATH: "/usr/sbin:/usr/local/sbin:/usr/local/bin" }) ?? "nats-server";
 }
 
-function answers(port: number): Promise<boolean> {
+/** True once the server on `port` greets a client as `name`: not another server that took the port first (see answersAs). */
+function answers(port: number, name: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connectTcp({ host: "127.0.0.1", port });
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);
     };
-    socket.once("data", (d) => done(d.toString().startsWith("INFO")));
+    socket.once("data", (d) => done(d.toString().startsWith("INFO") && d.toString().includes(`"server_name":"${name}"`)));
     socket.once("error", () => done(false));
     socket.setTimeout(500, () => done(false));
   });
@@ -54,7 +55,8 @@ export async function startNats(): Promise<NatsProcess> {
   for (let attempt = 0; attempt < 4; attempt++) {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), "quiver-nats-"));
-    const proc = Bun.spawn([natsServerBinary(), "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir], {
+    const name = `quiver-test-${process.pid}-${port}-${attempt}`;
+    const proc = Bun.spawn([natsServerBinary(), "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir, "-n", name], {
       stdout: "ignore",
       stderr: "ignore",
       stdin: "ignore",
@@ -62,7 +64,7 @@ export async function startNats(): Promise<NatsProcess> {
     live.set(proc.pid, proc);
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && proc.exitCode === null) {
-      if (await answers(port)) return handle(proc, port, dir);
+      if (await answers(port, name)) return handle(proc, port, dir);
       await Bun.sleep(50);
     }
     await terminate(proc);
