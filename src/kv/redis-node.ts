@@ -260,9 +260,11 @@ export class RedisKvNode implements KvNode {
     return out;
   }
 
-  /** Number of keys on the server (DBSIZE), for migration progress. */
-  size(): Promise<number> {
-    return withDeadline(this.client.dbsize(), this.timeoutMs, `redis ${this.address} DBSIZE`);
+  /** Number of rows on the server (DBSIZE less Quiver's own records), for migration progress. */
+  async size(): Promise<number> {
+    const count = Promise.all([this.client.dbsize(), this.client.exists(LAYOUT_LEDGER_KEY, PLACEMENT_KEY)]);
+    const [keys, records] = await withDeadline(count, this.timeoutMs, `redis ${this.address} DBSIZE`);
+    return keys - records;
   }
 
   /** The server's replication role and offsets (`ROLE`), for health and lag. */
