@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { type ClusterState, type ProcessRecord, type ShardRecord, stopProcess, writeState } from "./cluster-state.ts";
 import { freePort, redisConfText } from "./redis-conf.ts";
-import { answersPing, replicasOnline, waitUntil } from "./redis-probe.ts";
+import { answersAs, replicasOnline, waitUntil } from "./redis-probe.ts";
 
-/** Starts a daemonized redis-server and waits for its pidfile and PING; retries another port on a bind race. */
+/** Starts a daemonized redis-server and waits for its pidfile and for it (by pid) to answer; retries another port on a bind race. */
 export async function startDaemon(runDir: string, name: string, kind: "redis" | "sentinel", conf: (port: number, dir: string) => string): Promise<ProcessRecord> {
   const dir = join(runDir, name);
   let lastLog = "";
@@ -16,7 +16,8 @@ export async function startDaemon(runDir: string, name: string, kind: "redis" | 
     writeFileSync(confPath, conf(port, dir));
     Bun.spawnSync(kind === "redis" ? ["redis-server", confPath] : ["redis-server", confPath, "--sentinel"], { stdio: ["ignore", "ignore", "ignore"] });
     const pidPath = join(dir, "redis.pid");
-    const up = await waitUntil(async () => existsSync(pidPath) && (await answersPing(`127.0.0.1:${port}`, 300)), 5000, 50);
+    // The server that answers must be the one started here (its pidfile's pid), not another that had the port.
+    const up = await waitUntil(async () => existsSync(pidPath) && (await answersAs(`127.0.0.1:${port}`, Number(readFileSync(pidPath, "utf8").trim()), 300)), 5000, 50);
     if (up) return { kind, host: "127.0.0.1", port, pid: Number(readFileSync(pidPath, "utf8").trim()), dir };
     if (existsSync(pidPath)) {
       const pid = Number(readFileSync(pidPath, "utf8").trim());
