@@ -205,7 +205,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   registerAnomalyGauges(metrics, anomalies);
 
   const lookup = new LookupService(metered, clock);
-  const push = new PushService(metered, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
+  // Writers (pushes, streaming writers) may not write through a ring that is not where the keys are; lookups read as usual.
+  const writable: KvNode = shards ? new (await import("./shard/placement-gate.ts")).PlacementGateNode(metered, () => shards.placementProblem) : metered;
+  const push = new PushService(writable, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store, storage.embedded);
   if (shards) {
     registerShardGauges(metrics, shards);
@@ -214,7 +216,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       { value: shards.placementProblem === undefined ? 0 : 1 },
     ]);
   }
-  const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: metered, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
+  const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: writable, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
   const readinessDetail = async (): Promise<Record<string, unknown>> => ({
     ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
     ...(ingest ? { ingest: ingest.status() } : {}),

@@ -122,9 +122,24 @@ test("a running server whose keys another server moves turns unready until it is
     // Either while the keys move or once they are placed by one shard, whichever B saw last.
     expect((await readyz(b)).unready).toMatch(/reload .*topology/);
     expect(await (await b.http.app.request("/metrics")).text()).toContain("\nquiver_placement_mismatch 1\n");
+    // And it writes nothing where readers of the keys' ring would never look: a push is refused, retryably.
+    const push = await b.http.app.request("/v1/push", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ featureView: "driver_hourly_stats", rows: [{ driver_id: 1001, event_timestamp: new Date().toISOString(), conv_rate: 0.999 }] }),
+    });
+    expect(push.status).toBe(503);
+    expect(push.headers.get("retry-after")).not.toBeNull();
+    expect(((await push.json()) as { error: { code: string } }).error.code).toBe("placement_stale");
     await eventually("A's move done", async () => ((await (await a.http.app.request("/admin/topology/migration")).json()) as { state: string }).state === "done");
     expect(await readyz(a)).toEqual({ status: 200, unready: undefined });
     expect(await statuses(a)).toEqual({ PRESENT: DRIVERS });
+    const conv = await a.http.app.request("/v1/lookup", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: 1001 }] }),
+    });
+    expect(((await conv.json()) as { rows: { values: number[] }[] }).rows[0]!.values[0]).not.toBe(0.999);
 
     // B reloaded on the same topology joins the (finished) move and is ready again, every key found.
     writeFileSync(liveB, await Bun.file(one).text());
