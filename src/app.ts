@@ -150,7 +150,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   let resumed: Awaited<ReturnType<ConnectedShards["settlePlacement"]>>;
   try {
     await reconcileLayouts(storage.ledger, registry.current);
-    resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config), config.migrateOnStart === "on") : undefined;
+    resumed = shards ? await shards.settlePlacement(store, migrationCheckpointPath(config), config.migrateOnStart === "on", { drainMs: moveDrainMs(config) }) : undefined;
   } catch (e) {
     // Let go of the store (connections, and the durable files' locks) for a process that goes on, as tests do.
     await (shards ? shards.close() : store.close());
@@ -491,6 +491,16 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   return { members, embedded, ledger, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
 }
 
+/**
+ * How long a move waits, its ring switched and recorded, before it moves keys:
+ * writes routed by the old ring in this process finish (500 ms), and other
+ * servers have read the record once (`--placement-check-interval`) and stopped
+ * writing through their old ring, which would leave a row behind a moved key.
+ */
+function moveDrainMs(config: Pick<QuiverConfig, "placementCheckMs">): number {
+  return config.placementCheckMs > 0 ? Math.max(500, config.placementCheckMs + 500) : 500;
+}
+
 /** Checkpoint of a running migration, so a restart resumes it: `--migration-checkpoint`, else beside the topology file. */
 export function migrationCheckpointPath(config: Pick<QuiverConfig, "topologyPath" | "migrationCheckpoint">): string {
   return config.migrationCheckpoint !== "" ? config.migrationCheckpoint : `${config.topologyPath}.migration.json`;
@@ -501,7 +511,7 @@ function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: Sha
   return {
     reload: async () => {
       const { loadTopology } = await import("./shard/index.ts");
-      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config) });
+      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config), drainMs: moveDrainMs(config) });
       return { migrating: migration !== undefined, shards: shards.members.map((m) => m.id) };
     },
     progress: () => shards.migration?.progress(),

@@ -35,7 +35,7 @@ afterAll(async () => {
 }, 30_000);
 
 const start = (topology: string, more: string[] = []): Promise<Quiver> =>
-  buildQuiver(loadConfig(["--topology", topology, "--demo-entities", String(DRIVERS), "--grpc-port", "-1", "--cache-l1", "off", ...more], {}));
+  buildQuiver(loadConfig(["--topology", topology, "--demo-entities", String(DRIVERS), "--grpc-port", "-1", "--cache-l1", "off", "--placement-check-interval", "100ms", ...more], {}));
 
 const refusal = (topology: string, more: string[] = []): Promise<QuiverError> => startRefused(() => start(topology, more));
 
@@ -107,9 +107,8 @@ test("a running server whose keys another server moves turns unready until it is
   const liveA = join(dir, "a.yaml");
   const liveB = join(dir, "b.yaml");
   for (const f of [liveA, liveB]) writeFileSync(f, await Bun.file(two).text());
-  const watch = ["--placement-check-interval", "100ms"];
-  const a = await start(liveA, watch);
-  const b = await start(liveB, watch);
+  const a = await start(liveA);
+  const b = await start(liveB);
   const readyz = async (q: Quiver) => {
     const res = await q.http.app.request("/readyz");
     return { status: res.status, unready: ((await res.json()) as { unready?: string }).unready };

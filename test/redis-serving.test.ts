@@ -37,7 +37,8 @@ const topology = (withExtra: boolean) =>
 beforeAll(async () => {
   [group, direct, extra] = await Promise.all([startReplicationGroup({ replicas: 1, sentinels: 1, masterName: "alpha" }), startRedis(), startRedis()]);
   writeFileSync(topologyPath, topology(false));
-  server = await startQuiver(["--topology", topologyPath, "--demo-entities", "3000"]);
+  // A move waits one placement check (other servers stop writing through the old ring) before keys move: 0.6 s here, not 5.5.
+  server = await startQuiver(["--topology", topologyPath, "--demo-entities", "3000", "--placement-check-interval", "100ms"]);
 });
 
 afterAll(async () => {

@@ -50,7 +50,7 @@ export interface ConnectedShards extends LayoutLedger {
    * (shard/placement.ts) and records it, refuses (QuiverError
    * `placement_mismatch`), or with `migrateOnStart` starts moving the keys.
    */
-  settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean): Promise<Migration | undefined>;
+  settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean, options?: ReconfigureOptions): Promise<Migration | undefined>;
   /**
    * Reads the placement record every `intervalMs` (from the first shard that
    * answers): another server's topology change shows in `placementProblem`
@@ -214,7 +214,7 @@ export class ShardSet implements ConnectedShards {
     return this.start(store, { members, specs: meta.from, defaults: meta.defaults }, { checkpointPath });
   }
 
-  async settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean): Promise<Migration | undefined> {
+  async settlePlacement(store: ShardedStore, checkpointPath: string, migrateOnStart: boolean, options: ReconfigureOptions = {}): Promise<Migration | undefined> {
     const resumed = await this.resume(store, checkpointPath);
     if (resumed) return resumed;
     const vnodes = store.ring.vnodesPerNode;
@@ -242,7 +242,7 @@ export class ShardSet implements ConnectedShards {
     const missing = from.shards.filter((spec) => !this.sets.has(spec.name));
     for (const set of await this.connect(missing, from.defaults)) this.add(set);
     const members = from.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.guards.get(spec.name)! }));
-    return this.start(store, { members, specs: from.shards, defaults: from.defaults }, { checkpointPath });
+    return this.start(store, { members, specs: from.shards, defaults: from.defaults }, { ...options, checkpointPath });
   }
 
   private problem: string | undefined;
