@@ -7,7 +7,7 @@ import type { L2Tier } from "./cache/l2-slot.ts";
 import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
 import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
-import { invalidAll, QuiverError } from "./errors/index.ts";
+import { failedPrecondition, invalidAll, QuiverError } from "./errors/index.ts";
 import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
@@ -229,6 +229,20 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const match = new MatchService(vectors, metered, lookup, metrics);
   // Refusals of both edges in one series and one anomaly kind.
   const refusals = new ShedRecorder(metrics, anomalies);
+  let reloadingRegistry = false;
+  const reloadRegistryNow = async (): Promise<Registry> => {
+    const next = await loadRegistryFile(config.registryPath, clock());
+    const before = registry.current;
+    // Refused whole, before anything changes, when it would break the running stream mappings or misread stored rows.
+    const remapped = ingest === undefined ? undefined : sourcesAgainst(ingest, next, config.sourcesPath);
+    await reconcileLayouts(storage.ledger, next);
+    registry.swap(next);
+    vectors.reconfigure(next);
+    if (remapped !== undefined) ingest?.remap(remapped);
+    // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.
+    for (const view of viewsToInvalidate(before, next)) await (cache ? cache.invalidate({ view }) : feed.invalidate({ view }));
+    return next;
+  };
   const http = createHttpEdge({
     registry,
     serving,
@@ -245,17 +259,15 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     unready: () => shards?.placementProblem,
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },
     reloadRegistry: async (): Promise<Registry> => {
-      const next = await loadRegistryFile(config.registryPath, clock());
-      const before = registry.current;
-      // Refused whole, before anything changes, when it would break the running stream mappings or misread stored rows.
-      const remapped = ingest === undefined ? undefined : sourcesAgainst(ingest, next, config.sourcesPath);
-      await reconcileLayouts(storage.ledger, next);
-      registry.swap(next);
-      vectors.reconfigure(next);
-      if (remapped !== undefined) ingest?.remap(remapped);
-      // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.
-      for (const view of viewsToInvalidate(before, next)) await (cache ? cache.invalidate({ view }) : feed.invalidate({ view }));
-      return next;
+      // One at a time: two interleaved reloads could swap in the older file's registry last (it read first, the
+      // other checked and swapped first), and check the ledger against a registry about to be replaced.
+      if (reloadingRegistry) throw failedPrecondition("reload_in_progress", "a registry reload is running; wait for it to finish and reload again");
+      reloadingRegistry = true;
+      try {
+        return await reloadRegistryNow();
+      } finally {
+        reloadingRegistry = false;
+      }
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
     ...(cache ? { cache } : {}),

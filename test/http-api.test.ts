@@ -386,6 +386,16 @@ describe("ops routes", () => {
     expect(q.registry.current.views.get("fraud_signals")!.maxAgeMs).toBe(7_200_000);
   });
 
+  test("registry reloads run one at a time: a second one while the first runs is a 409, and the registry is the file's", async () => {
+    writeFileSync(registryPath, await Bun.file("src/registry/example-registry.yaml").text());
+    // Both sent at once: the first reads the file in a worker, so the second arrives while it runs.
+    const [a, b] = await Promise.all([0, 1].map(() => q.http.app.request("/admin/registry/reload", { method: "POST" })));
+    expect([a!.status, b!.status].sort()).toEqual([200, 409]);
+    const refused = a!.status === 409 ? a! : b!;
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("reload_in_progress");
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+  });
+
   test("a reload that would misread stored rows (features reordered or retyped under one version) is refused; appending or a new version is not", async () => {
     const example = await Bun.file("src/registry/example-registry.yaml").text();
     const conv = "      - { name: conv_rate, type: float64, description: Share of offers the driver accepted and completed. }\n";
