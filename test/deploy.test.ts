@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import { loadConfig, SETTINGS } from "../src/config/config.ts";
 import { compileRegistry, parseDefinitionsText } from "../src/registry/read-definitions.ts";
@@ -54,6 +55,18 @@ describe("deploy manifests", () => {
     const data = byKind("ConfigMap").data!;
     expect(compileRegistry(parseDefinitionsText(data["registry.yaml"]!)).views.size).toBeGreaterThan(0);
     expect(parseTopology(parseDefinitionsText(data["topology.yaml"]!)).shards).toHaveLength(2);
+  });
+
+  test("the Dockerfile's install stage can build the native addons package.json allows (node-gyp needs python3, make, g++)", async () => {
+    const pkg = (await Bun.file("package.json").json()) as { allowScripts: Record<string, boolean> };
+    const native = Object.entries(pkg.allowScripts).filter(([name, allowed]) => allowed && existsSync(`node_modules/${name}/binding.gyp`));
+    expect(native.map(([name]) => name)).toContain("hnswlib-node");
+    const dockerfile = await Bun.file("deploy/Dockerfile").text();
+    const deps = dockerfile.slice(dockerfile.indexOf("AS deps"), dockerfile.indexOf("FROM", dockerfile.indexOf("AS deps")));
+    const base = /FROM (\S+) AS deps/.exec(dockerfile)![1]!;
+    // A -slim base has no compiler: the install would fail building the addon.
+    const toolchain = !base.endsWith("-slim") || (deps.includes("g++") && deps.includes("make") && deps.includes("python3"));
+    expect(toolchain).toBe(true);
   });
 
   test("the Dockerfile's port and entry point match the server's", async () => {
