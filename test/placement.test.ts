@@ -10,6 +10,7 @@ import type { QuiverError } from "../src/errors/index.ts";
 import { eventually } from "./stream-source-contract.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 import { startRefused } from "./support/start-refused.ts";
+import { connect, unaryCall } from "./support/grpc-client.ts";
 
 /**
  * The placement record on real redis-servers: a restart on a topology whose
@@ -108,7 +109,11 @@ test("a running server whose keys another server moves turns unready until it is
   const liveB = join(dir, "b.yaml");
   for (const f of [liveA, liveB]) writeFileSync(f, await Bun.file(two).text());
   const a = await start(liveA);
-  const b = await start(liveB);
+  // B with its gRPC edge listening: its health check follows the same rule as /readyz.
+  const b = await start(liveB, ["--grpc-port", "0"]);
+  const grpcPort = await b.grpc!.listen("127.0.0.1", 0);
+  const clients = connect(`127.0.0.1:${grpcPort}`);
+  const health = async () => (await unaryCall<{ status: string }>(clients.health, "Check", { service: "" })).response?.status;
   const readyz = async (q: Quiver) => {
     const res = await q.http.app.request("/readyz");
     return { status: res.status, unready: ((await res.json()) as { unready?: string }).unready };
@@ -121,6 +126,7 @@ test("a running server whose keys another server moves turns unready until it is
     // Either while the keys move or once they are placed by one shard, whichever B saw last.
     expect((await readyz(b)).unready).toMatch(/reload .*topology/);
     expect(await (await b.http.app.request("/metrics")).text()).toContain("\nquiver_placement_mismatch 1\n");
+    expect(await health()).toBe("NOT_SERVING");
     // And it writes nothing where readers of the keys' ring would never look: a push is refused, retryably.
     const push = await b.http.app.request("/v1/push", {
       method: "POST",
@@ -144,6 +150,7 @@ test("a running server whose keys another server moves turns unready until it is
     writeFileSync(liveB, await Bun.file(one).text());
     expect((await b.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
     await eventually("B ready again", async () => (await readyz(b)).status === 200);
+    expect(await health()).toBe("SERVING");
     // s2, emptied and retired by the move (B's too, once done), keeps no record that would refuse it in a later topology.
     const s2 = new Redis({ host: servers[1]!.host, port: servers[1]!.port });
     try {
@@ -154,6 +161,8 @@ test("a running server whose keys another server moves turns unready until it is
     expect(await (await b.http.app.request("/metrics")).text()).toContain("\nquiver_placement_mismatch 0\n");
     expect(await statuses(b)).toEqual({ PRESENT: DRIVERS });
   } finally {
+    clients.close();
+    await b.grpc!.drain(0);
     await Promise.all([a.close(), b.close()]);
   }
 }, 60_000);
