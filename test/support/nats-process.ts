@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort } from "../../shards/redis-conf.ts";
+import { liveProcesses } from "./live-processes.ts";
 
 /**
  * A real `nats-server -js` for integration tests: a free loopback port, its
@@ -20,16 +21,7 @@ export interface NatsProcess {
   stop(): Promise<void>;
 }
 
-const live = new Map<number, Subprocess>();
-process.on("exit", () => {
-  for (const pid of live.keys()) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-});
+const live = liveProcesses;
 
 /** The nats-server binary: PATH, or Debian's /usr/sbin (not on PATH for non-root users). */
 export function natsServerBinary(): string {

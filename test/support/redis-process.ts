@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort, redisConfText, sentinelConfText } from "../../shards/redis-conf.ts";
 import { answersAs, replicasOnline, sentinelReady, waitUntil } from "../../shards/redis-probe.ts";
+import { liveProcesses } from "./live-processes.ts";
 
 /**
  * Real redis-server and Sentinel processes for integration tests: each on a
@@ -32,17 +33,7 @@ export interface RedisProcess {
   restart(): Promise<void>;
 }
 
-const live = new Map<number, Subprocess>();
-process.on("exit", () => {
-  // Safety net when a test file dies before its afterAll: never leave servers behind.
-  for (const pid of live.keys()) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-});
+const live = liveProcesses;
 
 async function spawnServer(kind: "redis" | "sentinel", confFor: (port: number, dir: string) => string): Promise<RedisProcess> {
   let lastLog = "";
