@@ -5,6 +5,7 @@ import type { StallJudge } from "../resilience/index.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilienceObserver, type ResilientShard, type ShardGuardState } from "../resilience/shards.ts";
 import type { ShardedStore } from "../store/sharded-store.ts";
 import { ensureCheckpointWritable, readCheckpoint } from "./migration-checkpoint.ts";
+import { ringOf } from "../ring/signature.ts";
 import { judgePlacement, type PlacementRecord, parsePlacement, placementProblem, ringSignature } from "./placement.ts";
 import { Migration, type MigrationMember } from "./rebalance.ts";
 import type { ReplicaSet, ReplicaSetStats } from "./replica-set.ts";
@@ -79,12 +80,6 @@ interface MigrationMeta {
   readonly defaults: ShardTuning;
 }
 
-const ringOf = (ms: readonly { id: string; weight: number }[]): string =>
-  ms
-    .map((m) => `${m.id}:${m.weight}`)
-    .sort()
-    .join(",");
-
 const connectionOf = (s: ShardSpec): string => (s.kind === "sentinel" ? `${s.masterName}@${[...s.sentinels].sort()}` : `${s.primary}/${[...s.replicas].sort()}`);
 
 /**
@@ -108,6 +103,9 @@ export class ShardSet implements ConnectedShards {
   private reconfiguring = false;
   /** Stops the running migration (close): it pauses, checkpointed, rather than trying its pages again on closed shards. */
   private stopMigration: AbortController | undefined;
+  /** Why this server must not serve, from the last placement check (watchPlacement), or undefined. */
+  private problem: string | undefined;
+  private checkingPlacement = false;
 
   constructor(
     topology: Topology,
@@ -134,20 +132,27 @@ export class ShardSet implements ConnectedShards {
    * shard a topology reload adds gets it at the next start or registry reload.
    */
   async reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome> {
-    const sets = [...this.sets.values()];
-    const unreachable: string[] = [];
+    const unreachable = new Set<string>();
     const onEach = async (mode: "check" | "record"): Promise<LayoutMismatch[]> => {
-      const settled = await Promise.allSettled(sets.map((s) => s.reconcileLayouts(layouts, mode)));
       const mismatches: LayoutMismatch[] = [];
-      settled.forEach((r, i) => {
-        if (r.status === "fulfilled") for (const m of r.value) mismatches.push({ ...m, where: `shard ${sets[i]!.id} at ${m.where}` });
-        else unreachable.push(`${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)})`);
-      });
+      for (const r of await this.onEveryShard((set) => set.reconcileLayouts(layouts, mode))) {
+        if (r.failure !== undefined) unreachable.add(`${r.id} (${r.failure})`);
+        else for (const m of r.value!) mismatches.push({ ...m, where: `shard ${r.id} at ${m.where}` });
+      }
       return mismatches;
     };
     const mismatches = await onEach("check");
     if (mismatches.length === 0) await onEach("record");
-    return { mismatches, unreachable: [...new Set(unreachable)] };
+    return { mismatches, unreachable: [...unreachable] };
+  }
+
+  /** `call` on every connected shard at once: each shard's answer, or why it gave none (its callers log or report it). */
+  private async onEveryShard<T>(call: (set: ReplicaSet) => Promise<T>): Promise<Array<{ readonly id: string; readonly value?: T; readonly failure?: string }>> {
+    const sets = [...this.sets.values()];
+    const settled = await Promise.allSettled(sets.map(call));
+    return settled.map((r, i) =>
+      r.status === "fulfilled" ? { id: sets[i]!.id, value: r.value } : { id: sets[i]!.id, failure: r.reason instanceof Error ? r.reason.message : String(r.reason) },
+    );
   }
 
   guardStates(): ShardGuardState[] {
@@ -219,17 +224,15 @@ export class ShardSet implements ConnectedShards {
     if (resumed) return resumed;
     const vnodes = store.ring.vnodesPerNode;
     const ring = ringSignature(vnodes, this.current);
-    const sets = [...this.sets.values()];
-    const read = await Promise.allSettled(sets.map((set) => set.readPlacement()));
     const records: PlacementRecord[] = [];
-    read.forEach((r, i) => {
-      if (r.status === "rejected") console.error(`quiver: placement not checked on shard ${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)}); it is recorded at the next start`);
+    for (const r of await this.onEveryShard((set) => set.readPlacement())) {
+      if (r.failure !== undefined) console.error(`quiver: placement not checked on shard ${r.id} (${r.failure}); it is recorded at the next start`);
       else if (r.value !== null) {
-        const record = parsePlacement(r.value);
+        const record = parsePlacement(r.value!);
         if (record) records.push(record);
-        else console.error(`quiver: shard ${sets[i]!.id} holds an unreadable placement record; replacing it`);
+        else console.error(`quiver: shard ${r.id} holds an unreadable placement record; replacing it`);
       }
-    });
+    }
     const verdict = judgePlacement(records, ring, migrateOnStart);
     if (verdict.kind === "refuse") throw failedPrecondition("placement_mismatch", verdict.reason);
     if (verdict.kind === "record") {
@@ -244,9 +247,6 @@ export class ShardSet implements ConnectedShards {
     const members = from.shards.map((spec) => ({ id: spec.name, weight: spec.weight, node: this.guards.get(spec.name)! }));
     return this.start(store, { members, specs: from.shards, defaults: from.defaults }, { ...options, checkpointPath });
   }
-
-  private problem: string | undefined;
-  private checkingPlacement = false;
 
   get placementProblem(): string | undefined {
     return this.problem;
@@ -287,12 +287,10 @@ export class ShardSet implements ConnectedShards {
 
   /** Writes `record` on every connected shard; a shard that cannot take it is logged (a start or migration goes on). */
   private async recordPlacement(record: PlacementRecord): Promise<void> {
-    const sets = [...this.sets.values()];
     const text = JSON.stringify(record);
-    const written = await Promise.allSettled(sets.map((set) => set.writePlacement(text)));
-    written.forEach((r, i) => {
-      if (r.status === "rejected") console.error(`quiver: placement not recorded on shard ${sets[i]!.id} (${r.reason instanceof Error ? r.reason.message : String(r.reason)})`);
-    });
+    for (const r of await this.onEveryShard((set) => set.writePlacement(text))) {
+      if (r.failure !== undefined) console.error(`quiver: placement not recorded on shard ${r.id} (${r.failure})`);
+    }
   }
 
   settled(): Promise<void> {
