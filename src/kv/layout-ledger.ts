@@ -17,7 +17,7 @@ export interface ViewLayout {
   readonly layout: string;
 }
 
-/** A layout a store already holds rows under that the registry's does not extend. */
+/** A layout a store holds rows under that conflicts with the registry's (neither is the other with features appended). */
 export interface LayoutMismatch {
   readonly field: string;
   readonly stored: string;
@@ -27,17 +27,17 @@ export interface LayoutMismatch {
 
 /**
  * A store that remembers, beside its rows, the longest layout each view
- * version's rows were served with. Kept where the rows are, so a server started on a changed registry file (or
- * a second pod on another file) learns what the store holds, which comparing
- * with the registry it replaces (a reload) cannot tell.
+ * version's rows were served with. Kept where the rows are, so a server
+ * started on a changed registry file (or a second pod on another file) learns
+ * what the store holds, which comparing with the registry it replaces cannot.
  */
 export interface LayoutLedger {
   /**
    * Records `layouts` (each one new, or the stored one with features appended)
    * unless any of them conflicts with a stored layout: then records nothing and
    * answers the conflicts. A stored layout longer than the given one (a pod on
-   * an older file, a rolled-back deploy) is kept and is no conflict. Places it cannot reach are
-   * skipped (`unreachable`), so an outage does not stop a start.
+   * an older file, a rolled-back deploy) is kept and is no conflict. Places it
+   * cannot reach are skipped (`unreachable`), so an outage does not stop a start.
    */
   reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome>;
 }
