@@ -3,6 +3,7 @@ import type { FeatureValue, KvEntry, KvNode, PutOutcome } from "../kv/kv-node.ts
 import type { CompiledView } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
 import { parseEventTime } from "./event-time.ts";
+import { WriteStamps } from "./write-stamps.ts";
 
 /** Columns a pushed row may carry besides join keys and features. */
 const TIME_COLUMNS = new Set(["event_timestamp", "created", "created_timestamp"]);
@@ -18,6 +19,9 @@ export interface PushOptions {
  * one last-write-wins batch.
  */
 export class PushService {
+  /** Event times for rows pushed without one: see write-stamps.ts. */
+  private readonly stamps = new WriteStamps();
+
   constructor(
     private readonly store: KvNode,
     private readonly options: PushOptions,
@@ -51,11 +55,18 @@ export class PushService {
     const latest = now + this.options.maxFutureSkewMs;
     const entries = new Array<KvEntry>(rows);
     const features = view.features;
+    // Rows without an event time, stamped once every row has been validated.
+    const unstamped: number[] = [];
     for (let r = 0; r < rows; r++) {
       const rawTs = input.value(r, "event_timestamp");
-      const ts = rawTs === undefined || rawTs === null ? now : parseEventTime(rawTs, input.pathOf(r, "event_timestamp"));
-      if (ts > latest) {
-        throw invalid("invalid_value", input.pathOf(r, "event_timestamp"), `is ${Math.round((ts - now) / 1000)} s in the future; the limit is ${this.options.maxFutureSkewMs / 1000} s`);
+      let ts = now;
+      if (rawTs === undefined || rawTs === null) {
+        unstamped.push(r);
+      } else {
+        ts = parseEventTime(rawTs, input.pathOf(r, "event_timestamp"));
+        if (ts > latest) {
+          throw invalid("invalid_value", input.pathOf(r, "event_timestamp"), `is ${Math.round((ts - now) / 1000)} s in the future; the limit is ${this.options.maxFutureSkewMs / 1000} s`);
+        }
       }
       const values = new Array<FeatureValue>(features.length);
       for (let f = 0; f < features.length; f++) {
@@ -71,7 +82,34 @@ export class PushService {
       }
       entries[r] = { key: view.keyPrefix + keys[r]!, row: { ts, values } };
     }
+    if (unstamped.length === 0) {
+      for (const entry of entries) if (entry.row.ts >= now) this.stamps.observe(entry.key, entry.row.ts, now);
+    } else {
+      this.stampRows(entries, unstamped, now);
+    }
     return entries;
+  }
+
+  /**
+   * Gives rows pushed without an event time a stamp after the key's last
+   * (write-stamps.ts), so a push takes effect over one a moment before it.
+   * Within one push the last row of a key wins: earlier rows of that key are
+   * stamped just before it.
+   */
+  private stampRows(entries: KvEntry[], unstamped: readonly number[], now: number): void {
+    const stamped = unstamped.length === entries.length ? undefined : new Set(unstamped);
+    for (let r = 0; r < entries.length; r++) {
+      const entry = entries[r]!;
+      if (stamped !== undefined && !stamped.has(r) && entry.row.ts >= now) this.stamps.observe(entry.key, entry.row.ts, now);
+    }
+    const later = unstamped.length > 1 ? new Map<string, number>() : undefined;
+    for (let i = unstamped.length - 1; i >= 0; i--) {
+      const entry = entries[unstamped[i]!]!;
+      const next = later?.get(entry.key);
+      const ts = next === undefined ? this.stamps.stamp(entry.key, now) : next - 1;
+      later?.set(entry.key, ts);
+      entries[unstamped[i]!] = { key: entry.key, row: { ts, values: entry.row.values } };
+    }
   }
 
   write(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
