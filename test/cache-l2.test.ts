@@ -260,6 +260,40 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
   });
 });
 
+test("a write L2 did not take is not hidden by L2's older copy (L2 restarted from its persistence), on the writing pod or another", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis({ appendOnly: true }), startRedis()]);
+  const a = await pod("repair-a", l2Server.address, originServer.address);
+  const b = await pod("repair-b", l2Server.address, originServer.address);
+  const key = "rep@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(10, "old") }]);
+    // Both pods read it: L2 and both L1s hold the old row.
+    expect(await a.tier.getMany([key])).toEqual([row(10, "old")]);
+    expect(await waitFor(async () => (await b.l2.read([key]))?.[0] !== undefined)).toBe(true);
+    expect(await b.tier.getMany([key])).toEqual([row(10, "old")]);
+    await l2Server.kill9();
+    // Acknowledged by the origin while L2 is down: the write-through cannot reach it.
+    expect(await a.writer.putMany([{ key, row: row(20, "new") }])).toMatchObject({ written: 1 });
+    expect(a.tier.state().l2RepairPending).toBe(1);
+    await l2Server.restart();
+    expect(await waitFor(() => a.l2.connected && b.l2.connected && a.feed.state().connected && b.feed.state().connected, 15_000)).toBe(true);
+    // Pod A never answers the old row again; the repair removes it from L2 and announces the key.
+    for (let i = 0; i < 20; i++) {
+      a.l1.clear();
+      expect(await a.tier.getMany([key])).toEqual([row(20, "new")]);
+    }
+    expect(await waitFor(() => a.tier.state().l2RepairPending === 0, 15_000)).toBe(true);
+    expect(a.metrics.l2Repaired.value).toBe(1);
+    // Pod B (its L1 cleared by the feed's gap, or its copy superseded by the announcement) reads the new row.
+    expect(await waitFor(async () => JSON.stringify(await b.tier.getMany([key])) === JSON.stringify([row(20, "new")]), 10_000)).toBe(true);
+    b.l1.clear();
+    expect(await b.tier.getMany([key])).toEqual([row(20, "new")]);
+  } finally {
+    await Promise.allSettled([a.close(), b.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const p = await pod("contract", l2Server.address, originServer.address, false);

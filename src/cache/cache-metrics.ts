@@ -11,6 +11,7 @@ export interface CacheMetrics {
   readonly l2Fills: CounterHandle;
   readonly l2ReadErrors: CounterHandle;
   readonly l2WriteErrors: CounterHandle;
+  readonly l2Repaired: CounterHandle;
   readonly l2Latency: HistogramHandle;
   readonly originReads: CounterHandle;
   readonly originKeys: CounterHandle;
@@ -42,6 +43,7 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
     l2Fills: fills.labels("l2"),
     l2ReadErrors: errors.labels("l2", "read"),
     l2WriteErrors: errors.labels("l2", "write"),
+    l2Repaired: metrics.counter("quiver_cache_l2_repaired_keys_total", "Keys removed from L2 after their write-through failed (its copy was older than the origin's), once L2 answered.").labels(),
     l2Latency: latency.labels("l2"),
     originReads: origin.labels("batches"),
     originKeys: origin.labels("keys"),

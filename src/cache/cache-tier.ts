@@ -6,11 +6,16 @@ import { encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
 import { L1Cache, type L1Entry } from "./l1-cache.ts";
 import { RowScratch } from "./packed-row.ts";
+import { L2Repair } from "./l2-repair.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
 import { type Flight, InFlight } from "./single-flight.ts";
 
 /** Most keys one refresh flight reads (keys claimed beyond it wait for the flight to land). */
 const REFRESH_BATCH = 512;
+/** Keys removed from L2 per repair call (l2-repair.ts), and the wait before a repair is tried, doubling while L2 cannot take it. */
+const REPAIR_BATCH = 1_000;
+const REPAIR_FIRST_MS = 100;
+const REPAIR_MAX_MS = 5_000;
 
 export interface CacheTierOptions {
   /** The in-process tier; absent = L1 off. */
@@ -42,6 +47,8 @@ export interface CacheState {
   readonly l2: { readonly address: string; readonly connected: boolean; readonly error?: string } | "off";
   /** Keys being read below L1, and keys claimed for a refresh this turn (about to be). */
   readonly inFlight: number;
+  /** Writes L2 did not take, whose old copies are skipped until removed from it ("all" past the bound): l2-repair.ts. */
+  readonly l2RepairPending: number | "all";
 }
 
 /**
@@ -78,6 +85,10 @@ export class CacheTier implements KvNode, ChangeListener {
   private readonly tasks = new Set<Promise<unknown>>();
   /** Bumped by every invalidation and gap: a read begun before one must not fill L1 after it. */
   private epoch = 0;
+  /** Keys whose L2 copy may be older than the origin (a write-through that failed). */
+  private readonly repair = new L2Repair();
+  private repairTimer: (() => void) | undefined;
+  private repairDelayMs = REPAIR_FIRST_MS;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -402,7 +413,8 @@ export class CacheTier implements KvNode, ChangeListener {
     try {
       let originKeys: readonly string[] = keys;
       let originPos: number[] | undefined;
-      if (l2) {
+      const repair = this.repair.pending ? this.repair : undefined;
+      if (l2 && !repair?.wholeTier) {
         const start = performance.now();
         const got = await l2.read(keys);
         this.m.l2Latency.observe((performance.now() - start) / 1000);
@@ -414,7 +426,7 @@ export class CacheTier implements KvNode, ChangeListener {
           originPos = [];
           for (let i = 0; i < n; i++) {
             const g = got[i];
-            const floor = l1 ? l1.floorOf(keys[i]!) : Number.NEGATIVE_INFINITY;
+            const floor = repair?.suspect(keys[i]!) ? Number.POSITIVE_INFINITY : l1 ? l1.floorOf(keys[i]!) : Number.NEGATIVE_INFINITY;
             if (g === L2_NEGATIVE && floor === Number.NEGATIVE_INFINITY) slots[i] = undefined;
             else if (g !== undefined && g !== L2_NEGATIVE && g.ts >= floor) slots[i] = g;
             else {
@@ -481,11 +493,11 @@ export class CacheTier implements KvNode, ChangeListener {
       if (l2) {
         const ok = await l2.write(entries);
         if (ok) this.m.l2Fills.inc(entries.length);
-        else this.m.l2WriteErrors.inc();
+        else this.l2Missed(entries, "put");
       }
     } else {
       if (l1) for (const e of entries) l1.delete(e.key);
-      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.m.l2WriteErrors.inc();
+      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.l2Missed(entries, "put");
     }
     return out;
   }
@@ -494,8 +506,52 @@ export class CacheTier implements KvNode, ChangeListener {
     const n = await this.origin.deleteMany(keys, signal);
     const now = this.clock();
     if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
-    if (this.l2 && !(await this.l2.remove(keys))) this.m.l2WriteErrors.inc();
+    if (this.l2 && !(await this.l2.remove(keys))) this.l2Missed(keys.map((key) => ({ key, row: { ts: now, values: [] } })), "delete");
     return n;
+  }
+
+  /** The origin took these but L2 did not: its copies may be older (l2-repair.ts); skipped, then removed once L2 answers. */
+  private l2Missed(entries: readonly KvEntry[], op: ChangeEvent["op"]): void {
+    this.m.l2WriteErrors.inc();
+    for (const e of entries) this.repair.note(e.key, e.row.ts, op);
+    this.scheduleRepair();
+  }
+
+  private scheduleRepair(): void {
+    if (this.repairTimer !== undefined || this.closed || !this.repair.pending) return;
+    this.repairTimer = this.schedule(() => {
+      this.repairTimer = undefined;
+      this.track(this.runRepair());
+    }, this.repairDelayMs);
+  }
+
+  /**
+   * One repair step: the whole tier invalidated (past the bound), or a batch
+   * of keys removed from L2 and announced on the feed, so other pods drop L1
+   * copies they read from L2 meanwhile. Retried, the wait doubling, while L2
+   * cannot take it.
+   */
+  private async runRepair(): Promise<void> {
+    const l2 = this.l2;
+    if (!l2 || this.closed) return;
+    let ok: boolean;
+    if (this.repair.wholeTier) {
+      ok = await this.invalidate({ all: true }).then(
+        () => true,
+        () => false,
+      );
+      if (ok) this.repair.doneAll();
+    } else {
+      const batch = this.repair.take(REPAIR_BATCH);
+      ok = await l2.remove(batch.map((e) => e.key));
+      if (ok) {
+        this.repair.done(batch);
+        this.m.l2Repaired.inc(batch.length);
+        this.feed.publish(batch);
+      }
+    }
+    this.repairDelayMs = ok ? REPAIR_FIRST_MS : Math.min(this.repairDelayMs * 2, REPAIR_MAX_MS);
+    this.scheduleRepair();
   }
 
   /** Drops a view (or everything) on every pod and in L2: bumps L2's generation, then tells every pod. Throws when L2 cannot take it. */
@@ -536,6 +592,7 @@ export class CacheTier implements KvNode, ChangeListener {
       l1: l1 ? { entries: l1.size, bytes: l1.bytes, maxBytes: l1.maxBytes } : "off",
       l2: this.l2 ? this.l2.state() : "off",
       inFlight: this.inFlight.size + this.refreshDue.length,
+      l2RepairPending: this.repair.wholeTier ? "all" : this.repair.size,
     };
   }
 
@@ -556,6 +613,8 @@ export class CacheTier implements KvNode, ChangeListener {
     // Refreshes not yet started are dropped: their entries expire as they would have.
     this.refreshFlush?.();
     this.refreshFlush = undefined;
+    this.repairTimer?.();
+    this.repairTimer = undefined;
     this.refreshDue = [];
     await Promise.allSettled([...this.tasks]);
     await this.l2?.close();
