@@ -294,6 +294,38 @@ test("a write L2 did not take is not hidden by L2's older copy (L2 restarted fro
   }
 });
 
+test("an invalidation after L2 lost its generations (flushed) still hides the view's old entries from every pod", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const a = await pod("gen-a", l2Server.address, originServer.address);
+  const b = await pod("gen-b", l2Server.address, originServer.address);
+  const key = "gen@1/k=i1";
+  const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+  try {
+    await a.tier.invalidate({ view: "gen" });
+    await a.tier.invalidate({ view: "gen" });
+    expect(await waitFor(() => b.l2.generations().views.gen === 2)).toBe(true);
+    await raw.flushall();
+    await a.origin.rows.putMany([{ key, row: row(1, "before") }]);
+    expect(await b.tier.getMany([key])).toEqual([row(1, "before")]);
+    expect(await waitFor(async () => (await a.l2.read([key]))?.[0] !== undefined)).toBe(true);
+    // A backfill writes to the origin directly, then the operator invalidates the view.
+    await a.origin.rows.putMany([{ key, row: row(2, "after") }]);
+    await a.tier.invalidate({ view: "gen" });
+    expect(a.l2.generations().views.gen).toBe(3);
+    expect(await waitFor(() => b.l2.generations().views.gen === 3)).toBe(true);
+    expect(await a.tier.getMany([key])).toEqual([row(2, "after")]);
+    expect(await waitFor(async () => JSON.stringify(await b.tier.getMany([key])) === JSON.stringify([row(2, "after")]))).toBe(true);
+    // A pod's sync writes back the generations L2 lost, so a pod started later uses them.
+    await raw.flushall();
+    expect(await b.l2.syncGenerations()).toBe(true);
+    expect(await raw.hget("quiver:cache:generations", "gen")).toBe("3");
+  } finally {
+    raw.disconnect();
+    await Promise.allSettled([a.close(), b.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const p = await pod("contract", l2Server.address, originServer.address, false);

@@ -21,3 +21,36 @@ for i = 1, n do
 end
 return written
 `;
+
+/**
+ * Bumps one generation (HASH KEYS[1], field ARGV[1]) past both what L2 holds
+ * and what the caller uses (ARGV[2]), and answers it. A plain HINCRBY after
+ * L2 lost the hash (a flush, a restart without persistence) went back to 1
+ * while the pods kept the higher generation they had: the invalidation
+ * changed nothing they read.
+ */
+export const GENERATION_BUMP_LUA = `
+local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+local known = tonumber(ARGV[2]) or 0
+local nextGen = math.max(stored, known) + 1
+redis.call('HSET', KEYS[1], ARGV[1], nextGen)
+return nextGen
+`;
+
+/**
+ * Raises generations L2 holds lower than the caller's (ARGV: field, generation
+ * pairs) — L2 lost them — so pods that start afterwards read the ones in use.
+ * Answers how many were raised.
+ */
+export const GENERATION_RAISE_LUA = `
+local raised = 0
+for i = 1, #ARGV, 2 do
+  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
+  local gen = tonumber(ARGV[i + 1])
+  if gen and gen > stored then
+    redis.call('HSET', KEYS[1], ARGV[i], gen)
+    raised = raised + 1
+  end
+end
+return raised
+`;

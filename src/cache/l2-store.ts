@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { L2_FILL_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -33,6 +33,7 @@ const NEGATIVE_BYTES = (() => {
 })();
 
 type FillCommand = (numKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>;
+type GenerationCommand = (numKeys: number, ...args: Array<string | number>) => Promise<number>;
 
 const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 1000);
 
@@ -56,6 +57,8 @@ export class L2Store implements L2Tier {
   readonly timeoutMs: number;
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
+  private readonly bumpCommand: GenerationCommand;
+  private readonly raiseCommand: GenerationCommand;
   private allGen = 0;
   private readonly viewGens = new Map<string, number>();
   /** Key prefix per view for the current generations; rebuilt when a generation changes. */
@@ -91,7 +94,12 @@ export class L2Store implements L2Tier {
       this.describe = `sentinel master ${where.masterName}`;
     }
     this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
-    this.fillCommand = (this.client as unknown as { quiverCacheFill: FillCommand }).quiverCacheFill.bind(this.client);
+    this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
+    this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
+    const commands = this.client as unknown as { quiverCacheFill: FillCommand; quiverGenerationBump: GenerationCommand; quiverGenerationRaise: GenerationCommand };
+    this.fillCommand = commands.quiverCacheFill.bind(this.client);
+    this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
+    this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
     this.client.on("error", (e: Error) => {
       this.lastError = e.message;
     });
@@ -218,8 +226,9 @@ export class L2Store implements L2Tier {
    */
   async bumpGeneration(scope: InvalidationScope): Promise<void> {
     const field = "all" in scope ? ALL : scope.view;
-    const next = await this.boundedOrThrow(this.client.hincrby(GENERATIONS, field, 1), 2000, "bump generation");
-    this.applyGeneration(field, next);
+    const known = field === ALL ? this.allGen : (this.viewGens.get(field) ?? 0);
+    const next = await this.boundedOrThrow(this.bumpCommand(1, GENERATIONS, field, known), 2000, "bump generation");
+    this.applyGeneration(field, Number(next));
   }
 
   /** Re-reads every generation (after a remote invalidation, a reconnect or a feed gap); L2 reads miss meanwhile. */
@@ -229,6 +238,11 @@ export class L2Store implements L2Tier {
       const all = await this.bounded(this.client.hgetall(GENERATIONS), 2000);
       if (all === undefined) return false;
       for (const [field, value] of Object.entries(all)) this.applyGeneration(field, Number(value));
+      // Generations in use here that L2 lost (flushed, restarted empty): written back for pods that start later.
+      const lost: Array<string | number> = [];
+      if (this.allGen > Number(all[ALL] ?? 0)) lost.push(ALL, this.allGen);
+      for (const [view, gen] of this.viewGens) if (gen > Number(all[view] ?? 0)) lost.push(view, gen);
+      if (lost.length > 0) await this.bounded(this.raiseCommand(1, GENERATIONS, ...lost), 2000);
       return true;
     } finally {
       this.syncing--;
