@@ -216,7 +216,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       { value: shards.placementProblem === undefined ? 0 : 1 },
     ]);
   }
-  const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store: writable, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
+  // Writers tell duplicates from late events by the stored rows, read from the store itself: a cached copy would call
+  // an event the store lost (a shard restarted empty, a failover) a duplicate, and a replay would never rewrite it.
+  const ingest = config.sourcesPath ? await startIngest(config.sourcesPath, registry.current, { push, store, metrics, consumerName: podId, ...(options.consumerOptions ? { consumerOptions: options.consumerOptions } : {}) }) : undefined;
   const readinessDetail = async (): Promise<Record<string, unknown>> => ({
     ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
     ...(ingest ? { ingest: ingest.status() } : {}),

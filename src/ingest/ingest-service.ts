@@ -10,6 +10,7 @@ import { type ConsumerOptions, type ConsumerStatus, StreamConsumer } from "./str
 
 export interface IngestDeps {
   readonly push: PushService;
+  /** Read for the stored event times: the store itself, not a cache in front of it (a cached copy may outlive a lost row). */
   readonly store: KvNode;
   /** Registered once per metrics registry (a name registers once). */
   readonly metrics: IngestMetrics;
