@@ -242,7 +242,11 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     vectors.reconfigure(next);
     if (remapped !== undefined) ingest?.remap(remapped);
     // Cached rows of a view whose version or features changed are wrong now: drop them on every pod.
-    for (const view of viewsToInvalidate(before, next)) await (cache ? cache.invalidate({ view }) : feed.invalidate({ view }));
+    // The new registry is live: an L2 that cannot take the invalidation now takes it when it can (CacheTier.invalidateAfterChange).
+    for (const view of viewsToInvalidate(before, next)) {
+      if (cache) cache.invalidateAfterChange({ view });
+      else feed.invalidate({ view });
+    }
     return next;
   };
   const http = createHttpEdge({

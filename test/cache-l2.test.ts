@@ -1,4 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildQuiver } from "../src/app.ts";
+import { loadConfig } from "../src/config/config.ts";
 import { Redis } from "ioredis";
 import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
 import { L2Store } from "../src/cache/l2-store.ts";
@@ -325,6 +330,42 @@ test("an invalidation after L2 lost its generations (flushed) still hides the vi
     await Promise.allSettled([l2Server.stop(), originServer.stop()]);
   }
 });
+
+test("a registry reload while L2 is down answers 200 and keeps the new registry; the view's invalidation reaches L2 when it is back", async () => {
+  const l2Server = await startRedis({ appendOnly: true });
+  const dir = mkdtempSync(join(tmpdir(), "quiver-reload-l2-"));
+  const registryPath = join(dir, "registry.yaml");
+  const example = await Bun.file("src/registry/example-registry.yaml").text();
+  writeFileSync(registryPath, example);
+  const q = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "0", "--grpc-port", "-1", "--cache-l1", "on", "--cache-l2", l2Server.address, "--cache-l2-timeout", "250ms"], {}));
+  const raw = () => new Redis({ host: "127.0.0.1", port: l2Server.port });
+  try {
+    const l2 = () => q.cache!.state().l2 as { connected: boolean };
+    expect(l2().connected).toBe(true);
+    await l2Server.kill9();
+    expect(await waitFor(() => !l2().connected)).toBe(true);
+    // fraud_signals gets a feature appended: a change under one version, whose cached rows are dropped everywhere.
+    const appended = example.replace('      - { name: device_ids, type: "string[]" }', '      - { name: device_ids, type: "string[]" }\n      - { name: reloaded, type: int64 }');
+    expect(appended).not.toBe(example);
+    writeFileSync(registryPath, appended);
+    const res = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(res.status).toBe(200);
+    expect(q.registry.current.views.get("fraud_signals")!.featureIndex.has("reloaded")).toBe(true);
+    expect(q.cache!.state().l2RepairPending).toBe(1);
+    await l2Server.restart();
+    expect(await waitFor(() => q.cache!.state().l2RepairPending === 0, 15_000)).toBe(true);
+    const client = raw();
+    try {
+      expect(await client.hget("quiver:cache:generations", "fraud_signals")).toBe("1");
+    } finally {
+      client.disconnect();
+    }
+  } finally {
+    await q.close();
+    await l2Server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
 
 runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);

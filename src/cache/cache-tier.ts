@@ -89,6 +89,7 @@ export class CacheTier implements KvNode, ChangeListener {
   private readonly repair = new L2Repair();
   private repairTimer: (() => void) | undefined;
   private repairDelayMs = REPAIR_FIRST_MS;
+  private repairing = false;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -533,7 +534,17 @@ export class CacheTier implements KvNode, ChangeListener {
    */
   private async runRepair(): Promise<void> {
     const l2 = this.l2;
-    if (!l2 || this.closed) return;
+    if (!l2 || this.closed || this.repairing) return;
+    this.repairing = true;
+    try {
+      await this.repairStep(l2);
+    } finally {
+      this.repairing = false;
+    }
+    this.scheduleRepair();
+  }
+
+  private async repairStep(l2: L2Tier): Promise<void> {
     let ok: boolean;
     if (this.repair.wholeTier) {
       ok = await this.invalidate({ all: true }).then(
@@ -541,6 +552,16 @@ export class CacheTier implements KvNode, ChangeListener {
         () => false,
       );
       if (ok) this.repair.doneAll();
+    } else if (this.repair.waitingViews().length > 0) {
+      ok = true;
+      for (const view of this.repair.waitingViews()) {
+        // The view was dropped from L1s when it changed; now that L2's copies are out of reach too, once more.
+        if (!(await this.invalidate({ view }).then(() => true, () => false))) {
+          ok = false;
+          break;
+        }
+        this.repair.viewDone(view);
+      }
     } else {
       const batch = this.repair.take(REPAIR_BATCH);
       ok = await l2.remove(batch.map((e) => e.key));
@@ -551,7 +572,6 @@ export class CacheTier implements KvNode, ChangeListener {
       }
     }
     this.repairDelayMs = ok ? REPAIR_FIRST_MS : Math.min(this.repairDelayMs * 2, REPAIR_MAX_MS);
-    this.scheduleRepair();
   }
 
   /** Drops a view (or everything) on every pod and in L2: bumps L2's generation, then tells every pod. Throws when L2 cannot take it. */
@@ -559,6 +579,22 @@ export class CacheTier implements KvNode, ChangeListener {
     if (this.l2) await this.l2.bumpGeneration(scope);
     this.m.invalidationsSent.inc();
     this.feed.invalidate(scope);
+  }
+
+  /**
+   * For a change already made (a registry reload): the scope is dropped here
+   * and on every pod at once, and L2's generation bumped as soon as L2 takes
+   * it; until then this pod reads the scope's keys from the origin. Never
+   * throws: the change is not undone because L2 is away.
+   */
+  invalidateAfterChange(scope: InvalidationScope): void {
+    if (this.l2) {
+      if ("all" in scope) this.repair.noteAll();
+      else this.repair.noteView(scope.view);
+    }
+    this.m.invalidationsSent.inc();
+    this.feed.invalidate(scope);
+    if (this.l2) this.track(this.runRepair());
   }
 
   onChanges(events: readonly ChangeEvent[], origin: string): void {

@@ -12,9 +12,13 @@ import type { ChangeEvent } from "../feed/change-feed.ts";
  * other pods drop L1 copies read from L2 meanwhile. Bounded: past `maxKeys`
  * the keys are forgotten and the whole tier is suspect (L2 skipped for every
  * key) until L2 takes an invalidation of everything.
+ *
+ * Views are noted the same way when their invalidation (a registry reload's)
+ * could not bump L2's generation: the view's keys are skipped until it does.
  */
 export class L2Repair {
   private readonly keys = new Map<string, ChangeEvent>();
+  private readonly views = new Set<string>();
   private overflowed = false;
 
   constructor(private readonly maxKeys = 100_000) {}
@@ -24,16 +28,27 @@ export class L2Repair {
     if (this.overflowed) return;
     const prev = this.keys.get(key);
     if (prev === undefined && this.keys.size >= this.maxKeys) {
-      this.overflowed = true;
-      this.keys.clear();
+      this.noteAll();
       return;
     }
     if (prev === undefined || ts >= prev.ts) this.keys.set(key, { key, ts, op });
   }
 
+  /** Notes a view whose invalidation L2 did not take. */
+  noteView(view: string): void {
+    if (!this.overflowed) this.views.add(view);
+  }
+
+  /** Notes that nothing in L2 may be read until it takes an invalidation of everything. */
+  noteAll(): void {
+    this.overflowed = true;
+    this.keys.clear();
+    this.views.clear();
+  }
+
   /** Something is waiting to be repaired. */
   get pending(): boolean {
-    return this.overflowed || this.keys.size > 0;
+    return this.overflowed || this.keys.size > 0 || this.views.size > 0;
   }
 
   /** Too many keys to track: every L2 entry is suspect until everything is invalidated. */
@@ -41,14 +56,27 @@ export class L2Repair {
     return this.overflowed;
   }
 
-  /** Keys waiting (0 when the whole tier is suspect). */
+  /** Keys and views waiting (0 when the whole tier is suspect). */
   get size(): number {
-    return this.keys.size;
+    return this.keys.size + this.views.size;
   }
 
   /** L2's copy of `key` may be older than the origin's. */
   suspect(key: string): boolean {
-    return this.overflowed || this.keys.has(key);
+    if (this.overflowed || this.keys.has(key)) return true;
+    if (this.views.size === 0) return false;
+    const at = key.indexOf("@");
+    return this.views.has(at < 0 ? key : key.slice(0, at));
+  }
+
+  /** Views waiting for their invalidation. */
+  waitingViews(): string[] {
+    return [...this.views];
+  }
+
+  /** L2 took the view's invalidation. */
+  viewDone(view: string): void {
+    this.views.delete(view);
   }
 
   /** Up to `n` of the waiting keys, still waiting until `done`. */
@@ -70,5 +98,6 @@ export class L2Repair {
   doneAll(): void {
     this.overflowed = false;
     this.keys.clear();
+    this.views.clear();
   }
 }
