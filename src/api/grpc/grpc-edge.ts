@@ -16,6 +16,7 @@ import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
 import { QuiverGrpcService } from "./quiver-service.ts";
+import { strictReader } from "./strict-reader.ts";
 
 export interface GrpcDeps {
   readonly serving: FeatureServing;
@@ -172,7 +173,7 @@ function codecs(protos: Protos) {
         ...def,
         requestDeserialize: (buf: Buffer) => {
           try {
-            return reqType.decode(buf);
+            return reqType.decode(strictReader(buf));
           } catch (e) {
             return new DecodeFailure((e as Error).message);
           }

@@ -11,6 +11,10 @@ describe("int64 from the wire", () => {
   test("safe integers become numbers; beyond 2^53 the exact decimal text, never a rounded number", () => {
     expect(int64Of(Long.fromNumber(1001))).toBe(1001);
     expect(int64Of(Long.fromNumber(-(2 ** 53) + 1))).toBe(-(2 ** 53) + 1);
+    // -2^53 fits 53 bits but is not a safe integer (its neighbour -2^53-1 rounds to it): the text, as HTTP reads it.
+    expect(int64Of(Long.fromString("-9007199254740992"))).toBe("-9007199254740992");
+    expect(int64Of(Long.fromString("9007199254740992"))).toBe("9007199254740992");
+    expect(int64Of(Long.fromString("9007199254740991"))).toBe(9007199254740991);
     expect(int64Of(Long.fromString("9007199254740993"))).toBe("9007199254740993");
     expect(int64Of(Long.fromString("-9223372036854775808"))).toBe("-9223372036854775808");
     expect(int64Of(42)).toBe(42);

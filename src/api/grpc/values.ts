@@ -17,9 +17,9 @@ export interface LongLike {
  */
 export function int64Of(v: number | LongLike): number | string {
   if (typeof v === "number") return v;
-  // Safe when the high word is within ±2^21 (53 bits in all).
-  if (v.high < 0x200000 && v.high >= -0x200000) return v.toNumber();
-  return v.toString();
+  // An unsafe int64 converts to a number of magnitude 2^53 or more (rounded), which is not a safe integer.
+  const n = v.toNumber();
+  return Number.isSafeInteger(n) ? n : v.toString();
 }
 
 /** A decoded feast.types.Value (protobufjs message: the `val` getter names the set field). */
