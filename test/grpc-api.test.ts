@@ -229,6 +229,31 @@ describe("feast.serving.ServingService", () => {
     expect(ragged.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     const none = await unaryCall(f.clients.feast, "GetOnlineFeatures", { entities: { driver_id: { val: [{ int64_val: "1" }] } } });
     expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // A map entry named "__proto__" replaced the prototype of the object its columns were copied into and vanished: the
+    // call answered OK with no rows. Now a column like any other, as over HTTP. Sent as bytes (a JS client's own encoder
+    // drops such an entry the same way): features (2) { val (1) }, entities (3)
+    // { key (1) "__proto__", value (2) RepeatedValue { val (1) Value { int64_val (4) 1001 } } }.
+    const ref = Buffer.from("driver_hourly_stats:conv_rate");
+    const features = Buffer.concat([Buffer.from([0x0a, ref.length]), ref]);
+    const entry = Buffer.concat([Buffer.from([0x0a, 9]), Buffer.from("__proto__"), Buffer.from([0x12, 5, 0x0a, 3, 0x20, 0xe9, 0x07])]);
+    const message = Buffer.concat([Buffer.from([0x12, features.length]), features, Buffer.from([0x1a, entry.length]), entry]);
+    const raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
+    const proto = await new Promise<grpc.ServiceError | null>((resolve) => {
+      raw.makeUnaryRequest("/feast.serving.ServingService/GetOnlineFeatures", (b: Buffer) => b, (b: Buffer) => b, message, new grpc.Metadata(), {}, (e) => resolve(e));
+    });
+    raw.close();
+    expect(proto).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'entities.driver_id[0]: missing join key "driver_id" (int64)' });
+  });
+
+  test("a join key named like an Object property is a column like any other (it was refused as given twice)", async () => {
+    const { error } = await unaryCall(f.clients.quiver, "Lookup", {
+      features: ["driver_hourly_stats:conv_rate"],
+      entities: [
+        { name: "driver_id", int64_values: int64s(1001) },
+        { name: "constructor", int64_values: int64s(1) },
+      ],
+    });
+    expect(error?.details ?? "").not.toContain("given twice");
   });
 });
 
@@ -288,6 +313,20 @@ describe("transport", () => {
       expect({ path, code: error?.code, details: error?.details }).toMatchObject({ path, code: grpc.status.INVALID_ARGUMENT });
     }
     raw.close();
+  });
+
+  test("string fields that are not UTF-8 are INVALID_ARGUMENT (they were read as U+FFFD: two keys stored as one)", async () => {
+    const raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
+    // quiver.v1 LookupRequest: features (1) "driver_hourly_stats:conv_rate", entities (3) { name (1) "customer_id", string_values (3) "k\xfe" }.
+    const feature = Buffer.from("driver_hourly_stats:conv_rate");
+    const column = Buffer.concat([Buffer.from([0x0a, 11]), Buffer.from("customer_id"), Buffer.from([0x1a, 2, 0x6b, 0xfe])]);
+    const message = Buffer.concat([Buffer.from([0x0a, feature.length]), feature, Buffer.from([0x1a, column.length]), column]);
+    const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+      raw.makeUnaryRequest("/quiver.v1.FeatureService/Lookup", (b: Buffer) => b, (b: Buffer) => b, message, new grpc.Metadata(), {}, (e) => resolve(e));
+    });
+    raw.close();
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toContain("a string field is not valid UTF-8");
   });
 
   test("a message over the size limit is RESOURCE_EXHAUSTED", async () => {

@@ -75,7 +75,8 @@ export class FeastGrpcService {
 
   getOnlineFeatures(req: FeastLookupRequest, ctx: CallContext): Uint8Array | Promise<Uint8Array> {
     const keys: KeyVector[] = [];
-    const columns: Record<string, unknown[]> = {};
+    // No prototype: a join key named like one of Object's properties is a column like any other.
+    const columns: Record<string, unknown[]> = Object.create(null);
     for (const name of Object.keys(req.entities)) {
       const values = req.entities[name]?.val ?? [];
       keys.push({ name, values });
@@ -128,8 +129,8 @@ export class FeastGrpcService {
   private rowOf(req: FeastWriteRequest, viewName: string): MessageRow {
     const registry = this.serving.currentRegistry;
     const view = registry.views.get(viewName) ?? registry.views.get(viewName.replace(/_push_source$/, ""));
-    const values: Record<string, unknown> = {};
-    const paths: Record<string, string> = {};
+    const values: Record<string, unknown> = Object.create(null);
+    const paths: Record<string, string> = Object.create(null);
     for (const name of Object.keys(req.features)) {
       paths[name] = `features.${name}`;
       values[name] = plainOfText(req.features[name]!, textColumn(registry, view?.name, name), paths[name]);

@@ -60,7 +60,7 @@ export class QuiverMatchService {
     if (req.min_score !== null && req.min_score !== undefined) body.minScore = req.min_score;
     const filterNames = Object.keys(req.filter);
     if (filterNames.length > 0) {
-      const filter: Record<string, unknown> = {};
+      const filter: Record<string, unknown> = Object.create(null);
       for (const name of filterNames) filter[name] = (req.filter[name]?.values ?? []).map((v, i) => plainOfFeastValue(v, `filter.${name}.values[${i}]`));
       body.filter = filter;
     }
@@ -72,7 +72,7 @@ export class QuiverMatchService {
 }
 
 function plainMap(values: Readonly<Record<string, FeastValue>>, path: string): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null);
   for (const name of Object.keys(values)) out[name] = plainOfFeastValue(values[name], `${path}.${name}`);
   return out;
 }

@@ -200,7 +200,8 @@ interface LateAnswer {
 
 /** The request in the plain shape planLookup reads; entity columns keyed by join key name. */
 function bodyOf(req: QuiverLookupRequest): Record<string, unknown> {
-  const entities: Record<string, unknown[]> = {};
+  // No prototype: join keys named "constructor" or "__proto__" are columns like any other.
+  const entities: Record<string, unknown[]> = Object.create(null);
   for (let i = 0; i < req.entities.length; i++) {
     const col = req.entities[i]!;
     if (col.name === "") throw invalid("invalid_entity", `entities[${i}].name`, "is required");
