@@ -19,6 +19,7 @@ const REQUESTS: Record<string, unknown>[] = [
   { features: ["customer_profile:favorite_categories", "customer_profile:embedding", "customer_profile:is_premium"], entities: { customer_id: ["c7", "zz"] } },
   { features: ["driver_customer_affinity:trips_together", "driver_customer_affinity:blocked"], entities: { driver_id: [1001, 1002], customer_id: ["c0", "c0"] } },
   { feature_service: "driver_ranking", entities: { driver_id: [] } },
+  { features: ["customer_profile:embedding", "claims:embedding"], entities: { customer_id: ["c1"], claim_id: [1] }, full_feature_names: true },
 ];
 
 const BAD: Record<string, unknown>[] = [
@@ -27,6 +28,9 @@ const BAD: Record<string, unknown>[] = [
   { feature_service: "nope", entities: { driver_id: [1] } },
   { features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: ["x"] } },
   { features: ["driver_hourly_stats:conv_rate"], entities: { customer_id: ["c1"] } },
+  // Two columns named alike (Feast's FeatureNameCollisionError): the same ref twice; one bare name from two views.
+  { features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city", "driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] }, full_feature_names: true },
+  { features: ["customer_profile:embedding", "claims:embedding"], entities: { customer_id: ["c1"], claim_id: [1] } },
 ];
 
 let f: GrpcFixture;
@@ -96,4 +100,27 @@ test("bad requests get the same message over both (HTTP 400 body, gRPC details)"
     const grpcOut = await unaryCall(f.clients.feast, "GetOnlineFeatures", toGrpc(req));
     expect(grpcOut.error?.details).toBe(body.error);
   }
+});
+
+test("Feast's HTTP server reads an explicit null as absent and flags as pydantic does; column names that collide are named in the error", async () => {
+  const send = async (req: Record<string, unknown>) => {
+    const res = await f.quiver.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    return { status: res.status, body: (await res.json()) as { metadata?: { feature_names: string[] }; error?: string } };
+  };
+  const both = await send({ features: ["driver_hourly_stats:conv_rate"], feature_service: null, entities: { driver_id: [1001] } });
+  expect(both).toMatchObject({ status: 200, body: { metadata: { feature_names: ["driver_id", "conv_rate"] } } });
+  expect((await send({ features: null, feature_service: "driver_ranking", entities: { driver_id: [1001] } })).status).toBe(200);
+  for (const [flag, full] of [["true", true], ["False", false], [1, true], [null, false]] as const) {
+    const out = await send({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] }, full_feature_names: flag });
+    expect({ flag, names: out.body.metadata?.feature_names }).toEqual({ flag, names: ["driver_id", full ? "driver_hourly_stats__conv_rate" : "conv_rate"] });
+  }
+  const bad = await send({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] }, full_feature_names: "maybe" });
+  expect(bad).toMatchObject({ status: 400, body: { error: 'full_feature_names: expected true or false, got string "maybe"' } });
+  const twice = await send({ features: ["driver_hourly_stats:conv_rate", "driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] }, full_feature_names: true });
+  expect(twice).toMatchObject({ status: 400, body: { error: 'features[1]: "driver_hourly_stats:conv_rate" is asked for twice; each feature may be named once' } });
+  const collide = await send({ features: ["customer_profile:embedding", "claims:embedding"], entities: { customer_id: ["c1"], claim_id: [1] } });
+  expect(collide.status).toBe(400);
+  expect(collide.body.error).toBe(
+    'features[1]: "claims:embedding" and "customer_profile:embedding" would both answer a column "embedding": set full_feature_names to true to name columns "<view>__<feature>"',
+  );
 });

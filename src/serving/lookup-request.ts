@@ -2,6 +2,7 @@ import { invalid } from "../errors/index.ts";
 import { describeValue, type Registry } from "../registry/index.ts";
 import { type EntityInput, parseEntities } from "./entity-input.ts";
 import type { LookupQuery } from "./lookup-service.ts";
+import { checkColumnNames, featureListFacts } from "./feature-list-facts.ts";
 import { resolveFeatures } from "./resolve-features.ts";
 
 /**
@@ -73,13 +74,16 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
   const rawEntities = body[dialect.entities];
   if (rawEntities === undefined) throw invalid("invalid_request", dialect.entities, "is required");
   const entities = parseEntities(rawEntities, dialect.entities, limits.maxRows);
-  const values = entities.rowCount * refs.length;
+  const facts = featureListFacts(refs);
+  const values = entities.rowCount * facts.valuesPerRow;
   if (values > limits.maxValues) {
-    throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${refs.length} features is ${values} values; the limit is ${limits.maxValues} per lookup: split it`);
+    const per = facts.valuesPerRow === refs.length ? `${refs.length} features` : `${refs.length} features (${facts.valuesPerRow} values, an embedding counting its dimensions)`;
+    throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${per} is ${values} values; the limit is ${limits.maxValues} per lookup: split it`);
   }
   if (dialect.echoesEntities) checkEchoable(entities);
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
+  if (facts.repeatedName >= 0) checkColumnNames(refs, facts, fullFeatureNames, body[dialect.features] === undefined || body[dialect.features] === null ? dialect.featureService : dialect.features, dialect.fullFeatureNames);
   return { query: { refs, entities, fillDefaults }, entities, fullFeatureNames };
 }
 
@@ -109,10 +113,22 @@ function scalarsOnly(list: readonly unknown[]): boolean {
   return true;
 }
 
+/** What Feast's server (pydantic's lax booleans) reads as true or false; anything else is a 422 there, a 400 here. */
+const LAX_BOOLEANS: ReadonlyMap<unknown, boolean> = new Map<unknown, boolean>([
+  ...["true", "t", "yes", "y", "on", "1"].map((s): [string, boolean] => [s, true]),
+  ...["false", "f", "no", "n", "off", "0"].map((s): [string, boolean] => [s, false]),
+  [1, true],
+  [0, false],
+]);
+
 function flag(body: Readonly<Record<string, unknown>>, field: string, dflt: boolean, strict: boolean): boolean {
   const v = body[field];
   if (v === undefined) return dflt;
-  if (!strict) return v === true;
-  if (typeof v !== "boolean") throw invalid("invalid_request", field, `expected true or false, got ${describeValue(v)}`);
-  return v;
+  if (typeof v === "boolean") return v;
+  if (!strict) {
+    if (v === null) return dflt;
+    const lax = LAX_BOOLEANS.get(typeof v === "string" ? v.toLowerCase() : v);
+    if (lax !== undefined) return lax;
+  }
+  throw invalid("invalid_request", field, `expected true or false, got ${describeValue(v)}`);
 }

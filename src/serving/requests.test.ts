@@ -43,10 +43,12 @@ describe("planLookup", () => {
     expect(off.fullFeatureNames).toBe(true);
   });
 
-  test("Feast's dialect never fills defaults and reads only `true` as true", () => {
+  test("Feast's dialect never fills defaults and reads flags as Feast's server (pydantic's lax booleans) does", () => {
     const plan = planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: "yes" }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 });
     expect(plan.query.fillDefaults).toBe(false);
-    expect(plan.fullFeatureNames).toBe(false);
+    expect(plan.fullFeatureNames).toBe(true);
+    expect(planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: "off" }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 }).fullFeatureNames).toBe(false);
+    expect(errorOf(() => planLookup(registry, { feature_service: "ranker", entities: { driver_id: [1] }, full_feature_names: [] }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 }))).toMatchObject({ path: "full_feature_names" });
     expect(planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1] }, full_feature_names: true }, FEAST_LOOKUP, { maxRows: 10, maxValues: 1000 }).fullFeatureNames).toBe(true);
   });
 
@@ -109,5 +111,37 @@ describe("FeatureServing", () => {
     const result = await serving.lookup(serving.planLookup({ features: ["stats:rate"], entities: [{ driver_id: 7 }, { driver_id: 8 }] }, QUIVER_LOOKUP));
     expect(result.values).toEqual([0.75, 0.25]);
     expect([...result.statuses]).toEqual([1, 3]);
+  });
+});
+
+describe("a lookup's feature list", () => {
+  const embeddings: Registry = compileRegistry({
+    entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }, { name: "user", joinKeys: [{ name: "user_id", type: "int64" }] }],
+    featureViews: [
+      { name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(384)" }, { name: "score", type: "float64" }] },
+      { name: "users", entities: ["user"], features: [{ name: "vec", type: "embedding(384)" }] },
+    ],
+  });
+  const limits = { maxRows: 10_000, maxValues: 500_000 };
+
+  test("an embedding counts its dimensions against --max-lookup-values (1,300 rows of one 384-d embedding were 1,300 values, 200 MB of answer)", () => {
+    const ids = Array.from({ length: 1_300 }, (_, i) => i);
+    expect(errorOf(() => planLookup(embeddings, { features: ["items:vec", "items:score"], entities: { item_id: ids } }, QUIVER_LOOKUP, limits))).toMatchObject({
+      code: "too_many_values",
+      message: "entities: 1300 entity rows × 2 features (385 values, an embedding counting its dimensions) is 500500 values; the limit is 500000 per lookup: split it",
+    });
+    expect(planLookup(embeddings, { features: ["items:vec"], entities: { item_id: ids } }, QUIVER_LOOKUP, limits).query.refs).toHaveLength(1);
+  });
+
+  test("two columns named alike are refused on both APIs, as Feast refuses them; full names tell views apart", () => {
+    const both = { features: ["items:vec", "users:vec"], entities: { item_id: [1], user_id: [2] } };
+    for (const dialect of [QUIVER_LOOKUP, FEAST_LOOKUP]) {
+      expect(errorOf(() => planLookup(embeddings, both, dialect, limits))).toMatchObject({ code: "feature_name_collision", path: "features[1]" });
+      expect(errorOf(() => planLookup(embeddings, { features: ["items:score", "items:score"], entities: { item_id: [1] }, [dialect.fullFeatureNames]: true }, dialect, limits))).toMatchObject({
+        code: "feature_name_collision",
+        message: 'features[1]: "items:score" is asked for twice; each feature may be named once',
+      });
+      expect(planLookup(embeddings, { ...both, [dialect.fullFeatureNames]: true }, dialect, limits).fullFeatureNames).toBe(true);
+    }
   });
 });

@@ -20,6 +20,9 @@ export function resolveFeatures(
   service: unknown,
   fields: FeatureFields,
 ): readonly FeatureRef[] {
+  // An explicit null is absent, as in Feast's server (`Optional[...] = None`).
+  if (features === null) features = undefined;
+  if (service === null) service = undefined;
   if (features !== undefined && service !== undefined) {
     throw invalid("invalid_request", fields.features, `give either ${fields.features} or ${fields.featureService}, not both`);
   }

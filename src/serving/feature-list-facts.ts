@@ -1,0 +1,74 @@
+import { invalid } from "../errors/index.ts";
+import type { FeatureRef } from "../registry/index.ts";
+
+/** What a lookup plan needs to know about its feature list, worked out once per list. */
+export interface FeatureListFacts {
+  /** Values one entity row answers: each feature counts 1, an embedding its dimensions (what bounds an answer's size). */
+  readonly valuesPerRow: number;
+  /** The first position whose `view:feature` appeared before it, or -1. */
+  readonly repeatedRef: number;
+  /** The first position whose bare feature name appeared before it (another view's, or the same ref again), or -1. */
+  readonly repeatedName: number;
+}
+
+/**
+ * Refs arrays are shared by identity (a feature service's, and recent lists:
+ * resolve-features.ts), so their facts are kept by identity too; the last one
+ * asked is checked first, as lookups tend to repeat their list.
+ */
+const known = new WeakMap<readonly FeatureRef[], FeatureListFacts>();
+let lastRefs: readonly FeatureRef[] | undefined;
+let lastFacts: FeatureListFacts | undefined;
+
+export function featureListFacts(refs: readonly FeatureRef[]): FeatureListFacts {
+  if (refs === lastRefs && lastFacts !== undefined) return lastFacts;
+  let facts = known.get(refs);
+  if (facts === undefined) {
+    facts = computeFacts(refs);
+    known.set(refs, facts);
+  }
+  lastRefs = refs;
+  lastFacts = facts;
+  return facts;
+}
+
+function computeFacts(refs: readonly FeatureRef[]): FeatureListFacts {
+  let valuesPerRow = 0;
+  let repeatedRef = -1;
+  let repeatedName = -1;
+  const fullNames = new Set<string>();
+  const names = new Set<string>();
+  for (let i = 0; i < refs.length; i++) {
+    const f = refs[i]!.feature;
+    valuesPerRow += f.type.kind === "embedding" ? f.type.dim : 1;
+    if (fullNames.has(f.fullName)) {
+      if (repeatedRef < 0) repeatedRef = i;
+    } else fullNames.add(f.fullName);
+    if (names.has(f.name)) {
+      if (repeatedName < 0) repeatedName = i;
+    } else names.add(f.name);
+  }
+  return { valuesPerRow, repeatedRef, repeatedName };
+}
+
+/**
+ * Refuses a list whose answer would name two columns alike, as Feast does
+ * (FeatureNameCollisionError): the same `view:feature` twice, or, without full
+ * feature names, one bare name from two views. A client reading the answer
+ * into a map kept one of them and never knew.
+ */
+export function checkColumnNames(refs: readonly FeatureRef[], facts: FeatureListFacts, fullFeatureNames: boolean, field: string, fullNamesField: string): void {
+  if (facts.repeatedRef >= 0) {
+    const ref = refs[facts.repeatedRef]!;
+    throw invalid("feature_name_collision", `${field}[${facts.repeatedRef}]`, `"${ref.feature.ref}" is asked for twice; each feature may be named once`);
+  }
+  if (!fullFeatureNames && facts.repeatedName >= 0) {
+    const ref = refs[facts.repeatedName]!;
+    const first = refs.findIndex((r) => r.feature.name === ref.feature.name);
+    throw invalid(
+      "feature_name_collision",
+      `${field}[${facts.repeatedName}]`,
+      `"${ref.feature.ref}" and "${refs[first]!.feature.ref}" would both answer a column "${ref.feature.name}": set ${fullNamesField} to true to name columns "<view>__<feature>"`,
+    );
+  }
+}
