@@ -40,7 +40,6 @@ export class BatchMapper {
     const mappings = this.source.mappings;
     const groups: MappedGroup[] = mappings.map((mapping) => ({ mapping, rows: [], from: [] }));
     const dead: MappedBatch["dead"] = [];
-    const batchKeys = new Set<string>();
     const pending = new Array<MappedRow | undefined>(mappings.length);
     for (const d of deliveries) {
       this.counters.consumed.inc();
@@ -73,20 +72,12 @@ export class BatchMapper {
         this.counters.filtered.inc();
         continue;
       }
+      // A key seen in an earlier batch; one repeated within this batch is decided once the push path has refused
+      // what it refuses (BatchWriter.prepare).
       let duplicate = false;
       for (let m = 0; m < mappings.length; m++) {
-        const row = pending[m];
-        if (row === undefined) continue;
-        const key = row.idempotencyKey;
-        if (key !== undefined) {
-          const view = mappings[m]!.view.name;
-          if (this.seen.has(view, key)) duplicate = true;
-          else {
-            const scoped = mappings.length === 1 ? key : `${view}\u0000${key}`;
-            if (batchKeys.has(scoped)) duplicate = true;
-            else batchKeys.add(scoped);
-          }
-        }
+        const key = pending[m]?.idempotencyKey;
+        if (key !== undefined && this.seen.has(mappings[m]!.view.name, key)) duplicate = true;
       }
       if (duplicate) {
         this.counters.duplicate.inc();

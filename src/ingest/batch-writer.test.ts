@@ -85,3 +85,38 @@ test("an event the push path refuses for one of its views is dead-lettered whole
   expect(prepared.idempotencyKeys.length).toBe(2);
   expect((await writer.write(prepared)).written).toBe(2);
 });
+
+test("an idempotency key shared with an event the push path refused does not hide the corrected copy in the same batch", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const [source] = compileSources(
+    {
+      sources: [
+        {
+          name: "fixes",
+          engine: "redis",
+          redis: { url: "redis://127.0.0.1:1", stream: "unused", group: "quiver" },
+          mappings: [{ featureView: "fraud_signals", keys: { customer_id: "customer" }, features: { spend_1h: "amount" }, eventTime: { path: "ts", format: "epoch_ms" }, idempotencyKey: "id" }],
+        },
+      ],
+    },
+    registry,
+  );
+  const store = new MemoryKvNode("m");
+  const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("fixes");
+  const seen = new IdempotencyWindow(60_000);
+  const mapper = new BatchMapper(source!, seen, counters);
+  // The writer's clock is at 10 s with a 60 s skew limit: an event 2 h ahead is refused by the push path.
+  const writer = new BatchWriter("fixes", new PushService(store, { maxFutureSkewMs: 60_000 }, () => 10_000), store, seen, counters, () => 10_000);
+  const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
+  const batch = [
+    delivery("1-0", { id: "evt-1", customer: "c1", amount: 5, ts: 7_200_000 }),
+    delivery("2-0", { id: "evt-1", customer: "c1", amount: 6, ts: 5_000 }),
+    delivery("3-0", { id: "evt-1", customer: "c1", amount: 7, ts: 6_000 }),
+  ];
+  const prepared = writer.prepare(mapper.map(batch).groups);
+  expect(prepared.dead.map((d) => d.delivery.id)).toEqual(["1-0"]);
+  // The corrected copy is written; a third event with the key again is its duplicate.
+  expect(prepared.entries.map((e) => e.row.values[0])).toEqual([6]);
+  expect(counters.duplicate.value).toBe(1);
+  expect(await writer.write(prepared)).toMatchObject({ written: 1 });
+});

@@ -94,11 +94,32 @@ export class BatchWriter {
         }
       }
     }
-    if (dead.length === 0) return { entries, views, idempotencyKeys, dead };
     // An event goes to dead letters whole (as the mapper's refusals do): rows its other mappings made are not written.
+    // Then an idempotency key repeated in the batch makes its later events duplicates - decided only now, so a
+    // refused event's key does not hide the corrected copy sent after it.
     const refused = new Set(dead.map((x) => x.delivery));
-    const keep = (_: unknown, j: number) => !refused.has(from[j]!);
+    const repeated = this.repeatedKeys(views, idempotencyKeys, from, refused);
+    if (refused.size === 0 && repeated.size === 0) return { entries, views, idempotencyKeys, dead };
+    this.counters.duplicate.inc(repeated.size);
+    const keep = (_: unknown, j: number) => !refused.has(from[j]!) && !repeated.has(from[j]!);
     return { entries: entries.filter(keep), views: views.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead };
+  }
+
+  /** Events (not refused) whose idempotency key, for one of their views, an earlier event in the batch carried. */
+  private repeatedKeys(views: readonly string[], keys: readonly (string | undefined)[], from: readonly Delivery[], refused: ReadonlySet<Delivery>): Set<Delivery> {
+    const repeated = new Set<Delivery>();
+    let claimed: Map<string, Delivery> | undefined;
+    for (let j = 0; j < keys.length; j++) {
+      const key = keys[j];
+      const d = from[j]!;
+      if (key === undefined || refused.has(d)) continue;
+      claimed ??= new Map();
+      const scoped = `${views[j]}\u0000${key}`;
+      const owner = claimed.get(scoped);
+      if (owner === undefined) claimed.set(scoped, d);
+      else if (owner !== d) repeated.add(d);
+    }
+    return repeated;
   }
 
   /** Reads what is stored, writes what is newer; throws the store's error (the caller retries). */
