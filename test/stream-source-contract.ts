@@ -282,7 +282,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         }
         expect(new TextDecoder().decode(letters.find((l) => l.reason === "undecodable")!.payload)).toBe("{not json");
         // A reason filter looks past older letters of other reasons (it was applied after the limit).
-        const undecodable = await deadLetters.list(1, "undecodable");
+        const undecodable = await deadLetters.list(1, { reason: "undecodable" });
         expect(undecodable.map((l) => l.reason)).toEqual(["undecodable"]);
         expect(new TextDecoder().decode(undecodable[0]!.payload)).toBe("{not json");
         expect(await rig.row("p2")).toBeUndefined();
@@ -295,11 +295,18 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         await ingest.stop();
         const fixed = rig.compile([{ ...def, mappings: [paymentsMapping({ keys: { customer_id: "customer_id" } })] }]);
         ingest = await rig.start(fixed);
-        const replayed = await replayDeadLetters(deadLetters, publisher, { limit: 100, reason: "missing_field" });
+        // Another source sharing the stream shares its dead letters: its letter is neither listed for this one nor
+        // replayed onto it (a replay wrote another source's event through this source's mapping, and lost its letter).
+        const other = json({ customer_id: "zz", amount: 666, count: 1, chargeback: false, ts });
+        await deadLetters.add([{ source: "other", reason: "missing_field", path: "customer", error: "missing", payload: other, origin: "0-1" }]);
+        expect((await deadLetters.list(100, { source: "poison" })).length).toBe(5);
+        const replayed = await replayDeadLetters(deadLetters, publisher, { limit: 100, source: "poison", reason: "missing_field" });
         expect(replayed.length).toBe(2);
         await eventually("replayed events written", async () => (await rig.row("p2")) !== undefined && (await rig.row("p3")) !== undefined);
         expect((await rig.row("p3"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(30);
-        expect((await deadLetters.list(100)).map((l) => l.reason).sort()).toEqual(["invalid_value", "invalid_value", "undecodable"]);
+        expect((await deadLetters.list(100, { source: "poison" })).map((l) => l.reason).sort()).toEqual(["invalid_value", "invalid_value", "undecodable"]);
+        expect((await deadLetters.list(100, { source: "other" })).map((l) => new TextDecoder().decode(l.payload))).toEqual([new TextDecoder().decode(other)]);
+        expect(await rig.row("zz")).toBeUndefined();
       } finally {
         await ingest.stop();
         await deadLetters.close();

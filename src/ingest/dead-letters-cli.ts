@@ -41,14 +41,15 @@ async function main(): Promise<void> {
   const queue = await openDeadLetters(source);
   try {
     if (command === "list") {
-      for (const l of await queue.list(limit, reason)) {
+      // Only this source's: sources sharing a stream share its dead letters (replaying another's on this source's subject wrote it here).
+      for (const l of await queue.list(limit, { source: source.name, ...(reason === undefined ? {} : { reason }) })) {
         console.log(JSON.stringify({ id: l.id, source: l.source, reason: l.reason, path: l.path, error: l.error, origin: l.origin, at: new Date(l.at).toISOString(), ...payloadText(l.payload) }));
       }
       return;
     }
     const publisher = await openPublisher(source);
     try {
-      const replayed = await replayDeadLetters(queue, publisher, { limit, ...(reason === undefined ? {} : { reason }) });
+      const replayed = await replayDeadLetters(queue, publisher, { limit, source: source.name, ...(reason === undefined ? {} : { reason }) });
       console.log(JSON.stringify({ source: source.name, replayed: replayed.length }));
     } finally {
       await publisher.close();

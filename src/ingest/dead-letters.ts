@@ -41,10 +41,21 @@ export function deadLetterOf(id: string, field: (name: DeadLetterField) => strin
  * A source's dead-letter stream, kept in the same engine as the source (a
  * Redis stream beside it, a JetStream stream). The CLI lists and replays.
  */
+/** Which letters a listing wants: one source's (sources may share a stream, and so its dead letters), of one reason. */
+export interface LetterFilter {
+  readonly source?: string;
+  readonly reason?: string;
+}
+
+/** Does a letter's source and reason pass `filter`? */
+export function letterPasses(filter: LetterFilter, source: string, reason: string): boolean {
+  return (filter.source === undefined || source === filter.source) && (filter.reason === undefined || reason === filter.reason);
+}
+
 export interface DeadLetterQueue {
   add(letters: readonly NewDeadLetter[]): Promise<void>;
-  /** Oldest first, up to `limit` letters; with `reason`, up to `limit` letters of that reason (the scan goes past others). */
-  list(limit: number, reason?: string): Promise<DeadLetter[]>;
+  /** Oldest first, up to `limit` letters passing `filter` (the scan goes past others). */
+  list(limit: number, filter?: LetterFilter): Promise<DeadLetter[]>;
   remove(ids: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -13,7 +13,7 @@ import {
   type NatsConnection,
 } from "nats";
 import type { NatsSourceSettings } from "./compile-sources.ts";
-import { type DeadLetter, type DeadLetterField, type DeadLetterQueue, deadLetterOf, type NewDeadLetter } from "./dead-letters.ts";
+import { type DeadLetter, type DeadLetterField, type DeadLetterQueue, deadLetterOf, type LetterFilter, letterPasses, type NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
@@ -352,7 +352,7 @@ export class NatsDeadLetters implements DeadLetterQueue {
     );
   }
 
-  async list(limit: number, reason?: string): Promise<DeadLetter[]> {
+  async list(limit: number, filter: LetterFilter = {}): Promise<DeadLetter[]> {
     const info = await this.jsm.streams.info(this.stream);
     const out: DeadLetter[] = [];
     // An empty stream reports first_seq 0, which is not a message to fetch.
@@ -366,7 +366,7 @@ export class NatsDeadLetters implements DeadLetterQueue {
         throw e;
       }
       const h = (name: DeadLetterField) => m.header.get(HEADER_OF[name]) ?? "";
-      if (reason !== undefined && h("reason") !== reason) continue;
+      if (!letterPasses(filter, h("source"), h("reason"))) continue;
       out.push(deadLetterOf(String(seq), h, m.data));
     }
     return out;

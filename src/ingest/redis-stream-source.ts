@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { replyFields } from "../kv/redis-reply.ts";
 import type { RedisSourceSettings } from "./compile-sources.ts";
-import { type DeadLetter, type DeadLetterQueue, deadLetterOf, type NewDeadLetter } from "./dead-letters.ts";
+import { type DeadLetter, type DeadLetterQueue, deadLetterOf, type LetterFilter, letterPasses, type NewDeadLetter } from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
 type RawEntry = [Buffer, Buffer[] | null];
@@ -297,15 +297,15 @@ export class RedisDeadLetters implements DeadLetterQueue {
     if (failed) throw failed[0];
   }
 
-  async list(limit: number, reason?: string): Promise<DeadLetter[]> {
+  async list(limit: number, filter: LetterFilter = {}): Promise<DeadLetter[]> {
     const out: DeadLetter[] = [];
-    const page = reason === undefined ? limit : Math.max(limit, 256);
-    // Pages from the oldest; with a reason, past letters of other reasons until `limit` match or the stream ends.
+    const page = filter.reason === undefined && filter.source === undefined ? limit : Math.max(limit, 256);
+    // Pages from the oldest; with a filter, past letters it leaves out until `limit` match or the stream ends.
     for (let from = "-"; out.length < limit; ) {
       const entries = (await this.redis.callBuffer("XRANGE", this.stream, from, "+", "COUNT", page)) as RawEntry[];
       for (const [id, fields] of entries) {
         const text = (name: string) => Buffer.from(fieldValue(fields, name) ?? EMPTY).toString();
-        if (reason !== undefined && text("reason") !== reason) continue;
+        if (!letterPasses(filter, text("source"), text("reason"))) continue;
         out.push(deadLetterOf(id.toString(), text, fieldValue(fields, "payload") ?? EMPTY));
         if (out.length === limit) break;
       }

@@ -3,6 +3,8 @@ import type { StreamPublisher } from "./stream-source.ts";
 
 export interface ReplayOptions {
   readonly limit: number;
+  /** The source whose letters go back on its stream: sources sharing a stream share its dead letters too. */
+  readonly source: string;
   /** Only letters with this reason (e.g. `missing_field` after a mapping fix). */
   readonly reason?: string;
 }
@@ -14,7 +16,7 @@ export interface ReplayOptions {
  * new dead letters.
  */
 export async function replayDeadLetters(queue: DeadLetterQueue, publisher: StreamPublisher, options: ReplayOptions): Promise<DeadLetter[]> {
-  const letters = await queue.list(options.limit, options.reason);
+  const letters = await queue.list(options.limit, { source: options.source, ...(options.reason === undefined ? {} : { reason: options.reason }) });
   if (letters.length === 0) return [];
   await publisher.publish(letters.map((l) => l.payload));
   await queue.remove(letters.map((l) => l.id));
