@@ -98,6 +98,24 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     }
   }, 60_000);
 
+  test("a dead-letter stream that went away (deleted, a server restarted empty) is made again by the next letter", async () => {
+    const settings = engine.engineSettings();
+    const [compiled] = compileSources({ sources: [{ name: "dlq-gone", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
+    const deadLetters = await openDeadLetters(compiled!);
+    try {
+      const jsm = await nc.jetstreamManager();
+      const dlq = compiled!.nats?.deadLetterStream ?? "";
+      await jsm.streams.delete(dlq);
+      // Every letter failed from here on (503, no stream takes the subject), and the events left at the delivery limit.
+      const payload = new TextEncoder().encode("{not json");
+      await deadLetters.add([{ source: "dlq-gone", reason: "undecodable", path: "", error: "bad", payload, origin: "1" }]);
+      const letters = await deadLetters.list(10, { source: "dlq-gone" });
+      expect(letters.map((l) => [l.reason, new TextDecoder().decode(l.payload)])).toEqual([["undecodable", "{not json"]]);
+    } finally {
+      await deadLetters.close();
+    }
+  }, 60_000);
+
   test("sources sharing a stream, each with its own subject, all consume: the stream takes every source's subject", async () => {
     const a = engine.engineSettings();
     const stream = a.nats!.stream;

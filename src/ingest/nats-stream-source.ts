@@ -46,6 +46,12 @@ const IDLE_CHECK_MS = 2000;
  */
 const REATTACH_DELAY_MS = 1000;
 
+/** A JetStream publish that no stream took (its subject's stream is gone): the server answers 503, no responders. */
+function isNoStream(e: unknown): boolean {
+  const text = String((e as Error)?.message ?? e);
+  return text.includes("503") || text.toLowerCase().includes("no responders") || isNotFound(e);
+}
+
 function isNotFound(e: unknown): boolean {
   const text = String((e as Error)?.message ?? e);
   return text.includes("not found") || text.includes("404");
@@ -330,6 +336,19 @@ export class NatsDeadLetters implements DeadLetterQueue {
   }
 
   async add(letters: readonly NewDeadLetter[]): Promise<void> {
+    try {
+      await this.publishAll(letters);
+    } catch (e) {
+      if (!isNoStream(e)) throw e;
+      // The stream went away under us (deleted, or the server restarted on an empty store): the source's own stream
+      // is made again when its consumer is found gone; this one was only made at connect, so every letter failed from
+      // then on and the events left at the server's delivery limit with none.
+      await ensureStream(this.jsm, this.stream, [`${this.stream}.>`]);
+      await this.publishAll(letters);
+    }
+  }
+
+  private async publishAll(letters: readonly NewDeadLetter[]): Promise<void> {
     const js = this.connection.jetstream();
     const at = String(Date.now());
     // A letter is its payload plus headers: one near the server's max_payload would not fit, its publish would fail,
