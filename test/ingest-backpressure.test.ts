@@ -6,8 +6,20 @@ import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
 import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
+import type { KvEntry, PutOutcome } from "../src/kv/kv-node.ts";
 import { RefusingNode } from "./support/refusing-node.ts";
 import { startRedisEngine, useEngine } from "./support/stream-engines.ts";
+
+/** A store whose writes never answer (a shard stopped with SIGSTOP), counted. */
+class StalledNode extends ForwardingKvNode {
+  override readonly id = "stalled";
+  writes = 0;
+  override putMany(_entries: readonly KvEntry[]): Promise<PutOutcome> {
+    this.writes++;
+    return new Promise<PutOutcome>(() => {});
+  }
+}
 
 describe("backpressure and retries", () => {
   const engine = useEngine(startRedisEngine);
@@ -70,5 +82,31 @@ describe("backpressure and retries", () => {
       await ingest.stop();
       await deadLetters.close();
     }
+  }, 60_000);
+
+  test("stop with the store stalled gives up the batch in hand after its grace: stop returns, the batch stays owed to the group", async () => {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const store = new StalledNode(new ArenaKvNode("stalled"));
+    const [source] = compileSources({ sources: [{ name: "stalled", ...engine().engineSettings(), batchSize: 20, mappings: [paymentsMapping()] }] }, registry);
+    const ingest = await IngestService.start([source!], {
+      push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+      store,
+      metrics: new IngestMetrics(new MetricsRegistry()),
+      consumerName: "c1",
+      consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, stopGraceMs: 200 },
+    });
+    const publisher = await openPublisher(source!);
+    const ts = Date.now() - 1000;
+    await publisher.publish(Array.from({ length: 5 }, (_, i) => new TextEncoder().encode(JSON.stringify({ customer: `st${i}`, amount: i, count: i, chargeback: false, ts }))));
+    await publisher.close();
+    await eventually("the batch's write is in the store's hands", () => store.writes > 0);
+    // Without the grace this never returned: the write it waited for never answers.
+    await ingest.stop();
+    const status = ingest.status()[0]!;
+    expect(status.state).toBe("stopped");
+    expect(status.written).toBe(0);
+    // Owed: the batch in hand pending (delivered, not acknowledged), the rest not yet delivered.
+    expect((status.lag?.pending ?? 0) + (status.lag?.unprocessed ?? 0)).toBe(5);
+    expect(status.lag?.pending).toBeGreaterThan(0);
   }, 60_000);
 });

@@ -20,6 +20,13 @@ export interface ConsumerOptions {
   readonly pauseMs?: { readonly initial: number; readonly max: number };
   /** How often the engine's lag is sampled for metrics and /readyz. */
   readonly lagIntervalMs?: number;
+  /**
+   * After `stop`, how long the batch in hand may still take to be written
+   * (default 5 s); past it the write is given up and the batch left to the
+   * engine, unacknowledged (a stalled store once held a SIGTERM for 41 s,
+   * past Kubernetes' 30 s grace).
+   */
+  readonly stopGraceMs?: number;
   /** Crash testing only: hooks into the store write (see WriteFault). */
   readonly fault?: WriteFault;
   readonly clock?: () => number;
@@ -85,6 +92,8 @@ export class StreamConsumer {
   private mapper: BatchMapper;
   private readonly writer: BatchWriter;
   private readonly stopping = new AbortController();
+  /** Aborted `stopGraceMs` after `stop`: the batch in hand stops waiting for the store. */
+  private readonly givingUp = new AbortController();
   private loop: Promise<void> | undefined;
   private lagTimer: ReturnType<typeof setInterval> | undefined;
   private pauseMs: number;
@@ -107,6 +116,7 @@ export class StreamConsumer {
       writeAttempts: options.writeAttempts ?? 3,
       pauseMs: options.pauseMs ?? { initial: 200, max: 10_000 },
       lagIntervalMs: options.lagIntervalMs ?? 5000,
+      stopGraceMs: options.stopGraceMs ?? 5000,
       clock: options.clock ?? Date.now,
     };
     this.pauseMs = this.options.pauseMs.initial;
@@ -148,7 +158,12 @@ export class StreamConsumer {
     this.state = "stopping";
     this.stopping.abort();
     clearInterval(this.lagTimer);
-    await this.loop;
+    const grace = setTimeout(() => this.givingUp.abort(), this.options.stopGraceMs);
+    try {
+      await this.loop;
+    } finally {
+      clearTimeout(grace);
+    }
     this.lag = await this.deps.source.lag().catch(() => this.lag);
     await this.deps.source.close();
     this.state = "stopped";
@@ -222,7 +237,11 @@ export class StreamConsumer {
     const prepared = this.writer.prepare(mapped.groups);
     const dead = [...mapped.dead, ...prepared.dead];
     try {
-      const result = await this.retryPolicy.execute(() => this.writer.write(prepared));
+      const giveUp = this.givingUp.signal;
+      const result = await untilAborted(
+        this.retryPolicy.execute(({ signal }) => this.writer.write(prepared, signal), giveUp),
+        giveUp,
+      );
       this.counters.written.inc(result.written);
       this.counters.duplicate.inc(result.duplicate);
       this.counters.late.inc(result.late);
@@ -322,4 +341,31 @@ export class StreamConsumer {
   private settled(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): void {
     for (const x of dead) this.lettered.delete(x.letter.origin);
   }
+}
+
+/**
+ * Waits for `work` until `signal` aborts (shutdown's grace is over). The work
+ * is not undone: a write that lands later is found stored when the batch is
+ * delivered again, and counted a duplicate.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  const gaveUp = () => new Error("stopping: the store did not take the batch within the shutdown grace; it is left to the engine");
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(gaveUp());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(gaveUp());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
 }
