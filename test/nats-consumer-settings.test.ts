@@ -193,4 +193,37 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     expect(error?.message).toContain(`filters subject "${settings.nats!.subject}"`);
     expect(error?.message).toContain(`"${settings.nats!.subject}.v2"`);
   }, 60_000);
+
+  test("a NATS server that stops answering shows the consumer reconnecting, and running again once it answers", async () => {
+    const settings = engine.engineSettings();
+    const [compiled] = compileSources({ sources: [{ name: "outage", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
+    const store = new ArenaKvNode("nats-outage");
+    const ingest = await IngestService.start([compiled!], {
+      push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+      store,
+      metrics: new IngestMetrics(new MetricsRegistry()),
+      consumerName: "c1",
+      consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 100, max: 200 } },
+    });
+    const pid = engine.server.pid;
+    try {
+      await eventually("running", () => ingest.status()[0]!.state === "running");
+      process.kill(pid, "SIGSTOP");
+      // It said `running` with no error throughout a 10 s outage.
+      await eventually("reconnecting", () => ingest.status()[0]!.state === "reconnecting", 30_000);
+      expect(ingest.status()[0]!.lastError).toContain("the NATS server does not answer");
+      process.kill(pid, "SIGCONT");
+      await eventually("running again", () => ingest.status()[0]!.state === "running" && ingest.status()[0]!.lastError === null, 30_000);
+      const publisher = await openPublisher(compiled!);
+      try {
+        await publisher.publish([new TextEncoder().encode(JSON.stringify({ customer: "back", amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }))]);
+      } finally {
+        await publisher.close();
+      }
+      await eventually("written after the outage", () => ingest.status()[0]!.written === 1, 30_000);
+    } finally {
+      process.kill(pid, "SIGCONT");
+      await ingest.stop();
+    }
+  }, 90_000);
 });

@@ -188,6 +188,8 @@ export class NatsStreamSource implements StreamSource {
   private reattachAt = 0;
   /** When checkWhileIdle last asked the server about the consumer (ms since the epoch). */
   private checkedAt = 0;
+  /** The last such question went unanswered (the server unreachable). */
+  private unanswered = false;
 
   private markLost(): void {
     if (this.lost) return;
@@ -204,12 +206,18 @@ export class NatsStreamSource implements StreamSource {
    */
   private async checkWhileIdle(): Promise<void> {
     const now = Date.now();
-    if (this.closed || this.lost || now - this.checkedAt < IDLE_CHECK_MS || !this.connection) return;
+    // While the server does not answer, every idle read asks again (a read that found nothing is no news).
+    if (this.closed || this.lost || (now - this.checkedAt < IDLE_CHECK_MS && !this.unanswered) || !this.connection) return;
     this.checkedAt = now;
     try {
       await (await this.connection.jetstreamManager()).consumers.info(this.settings.stream, this.settings.consumer);
+      this.unanswered = false;
     } catch (e) {
+      this.unanswered = !isNotFound(e);
       if (isNotFound(e)) this.markLost();
+      // The client reconnects by itself and a read while it is away only finds nothing: without this the consumer
+      // said `running` throughout an outage. The read's error shows it `reconnecting` until a read succeeds.
+      else throw new Error(`the NATS server does not answer: ${(e as Error)?.message ?? String(e)}`);
     }
   }
 

@@ -209,6 +209,11 @@ export class StreamConsumer {
         await sleep(this.nextPause(), signal);
         continue;
       }
+      if (this.state === "reconnecting") {
+        // The engine answers again: a read that found nothing says so as well as a batch would.
+        this.state = "running";
+        this.lastError = null;
+      }
       if (batch.length === 0) continue;
       try {
         await this.handle(batch);
