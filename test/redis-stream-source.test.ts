@@ -95,6 +95,31 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 30_000);
 
+  test("deleted while pending, then taken over: the consumer that claims the dead one's entries counts those gone", async () => {
+    // Both consumers read the same stream (takeover after 100 ms idle).
+    const { s: dead, stream } = await open("c3");
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const [compiled] = compileSources({ sources: [{ name: "payments", engine: "redis", redis: { url: `redis://${engine.server.address}`, stream, group: "quiver", claimIdle: "100ms" }, mappings: [paymentsMapping()] }] }, registry);
+    const heir = await openStreamSource(compiled!, "c4");
+    await heir.start();
+    try {
+      await add(stream, 4);
+      const held = await dead.read(4, 10);
+      expect(held.length).toBe(4);
+      // c3 dies holding them; one is trimmed away before c4 takes over (Redis 7's XAUTOCLAIM drops it and names it).
+      await redis.xdel(stream, held[0]!.id);
+      let taken: string[] = [];
+      await eventually("the takeover", async () => {
+        taken = [...taken, ...(await heir.read(10, 10)).map((d) => d.id)];
+        return taken.length >= 3;
+      });
+      expect(taken).toEqual(held.slice(1).map((d) => d.id));
+      expect(await heir.lag()).toMatchObject({ lostPending: 1 });
+    } finally {
+      await Promise.all([dead.close(), heir.close()]);
+    }
+  }, 30_000);
+
   test("an entry without the source's field is dead-lettered naming the field and showing the fields it had; its neighbour is written", async () => {
     const rig = await makeRig();
     const settings = engine.engineSettings({});

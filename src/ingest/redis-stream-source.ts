@@ -135,7 +135,10 @@ export class RedisStreamSource implements StreamSource {
         Buffer[]?,
       ];
       const entries = claimed[1] ?? [];
-      if (entries.length > 0) {
+      // Redis 7 takes entries deleted (trimmed) while pending out of the list itself and names them here: lost.
+      const deleted = claimed[2]?.length ?? 0;
+      this.lostPending += deleted;
+      if (entries.length > 0 || deleted > 0) {
         // More may be left: come back for them before new entries.
         this.nextClaimAt = 0;
         return this.withDeliveryCounts(entries);
