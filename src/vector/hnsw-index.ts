@@ -71,7 +71,25 @@ export class HnswVectorIndex implements VectorIndex {
       if (label >= this.capacity) this.grow(label + 1);
       this.used = label + 1;
     }
-    this.index.addPoint(vector as number[], label);
+    this.index.addPoint(this.directionOf(vector), label);
+  }
+
+  /**
+   * Under cosine, the vector scaled to unit length in double precision first:
+   * hnswlib normalises in 32-bit floats, where the squares of small elements
+   * (1e-23) underflow to a norm of 0 and it skips normalising, so such a
+   * vector scored ~0 against its own direction (the brute-force index, in
+   * doubles, scored it 1). Other metrics take the vector as it is.
+   */
+  private directionOf(vector: readonly number[]): number[] {
+    if (this.metric !== "cosine") return vector as number[];
+    let sum = 0;
+    for (let i = 0; i < vector.length; i++) sum += vector[i]! * vector[i]!;
+    const norm = Math.sqrt(sum);
+    if (norm === 0 || norm === 1 || !Number.isFinite(norm)) return vector as number[];
+    const out = new Array<number>(vector.length);
+    for (let i = 0; i < vector.length; i++) out[i] = vector[i]! / norm;
+    return out;
   }
 
   remove(label: number): void {
@@ -86,7 +104,7 @@ export class HnswVectorIndex implements VectorIndex {
       this.index.setEf(breadth);
       this.ef = breadth;
     }
-    const r = this.index.searchKnn(query as number[], want, filter);
+    const r = this.index.searchKnn(this.directionOf(query), want, filter);
     return { labels: r.neighbors, distances: r.distances };
   }
 

@@ -114,6 +114,23 @@ describe("distances and scores", () => {
     }
   });
 
+  test("cosine: vectors whose squares underflow 32-bit floats keep their direction (hnswlib scored one ~0 against itself)", () => {
+    const h = IMPLS[0]!.create(4, "cosine", 64);
+    const b = IMPLS[1]!.create(4, "cosine", 64);
+    const tiny = [1e-23, 0, 0, 1e-23];
+    for (const index of [h, b]) {
+      index.set(1, tiny);
+      index.set(2, [1, 0, 0, 0]);
+    }
+    const hh = h.search([1, 0, 0, 1], 2, 64);
+    const bb = b.search([1, 0, 0, 1], 2, 64);
+    expect(hh.labels).toEqual([1, 2]);
+    expect(hh.labels).toEqual(bb.labels);
+    expect(hh.distances[0]!).toBeCloseTo(0, 5);
+    // As a query too.
+    expect(h.search(tiny, 1, 64).labels).toEqual([1]);
+  });
+
   test("score is higher for closer vectors; l2 distance is Euclidean", () => {
     expect(scoreOf("cosine", 0.1)).toEqual({ distance: 0.1, score: 0.9 });
     expect(scoreOf("ip", 0.25).score).toBe(0.75);
