@@ -222,6 +222,8 @@ describe("feast.serving.ServingService", () => {
     const badKey = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["driver_hourly_stats:conv_rate"] }, entities: { driver_id: { val: [{ double_val: 1.5 }] } } });
     expect(badKey.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(badKey.error?.details).toStartWith("entities.driver_id[0]: expected int64");
+    const unset = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["driver_hourly_stats:conv_rate"] }, entities: { driver_id: { val: [{}] } } });
+    expect(unset.error).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "entities.driver_id[0]: no value set (a Value with none of its fields)" });
     const ragged = await unaryCall(f.clients.feast, "GetOnlineFeatures", {
       features: { val: ["driver_customer_affinity:trips_together"] },
       entities: { driver_id: { val: [{ int64_val: "1" }] }, customer_id: { val: [] } },
@@ -230,7 +232,7 @@ describe("feast.serving.ServingService", () => {
     const none = await unaryCall(f.clients.feast, "GetOnlineFeatures", { entities: { driver_id: { val: [{ int64_val: "1" }] } } });
     expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     // A map entry named "__proto__" replaced the prototype of the object its columns were copied into and vanished: the
-    // call answered OK with no rows. Now a column like any other, as over HTTP. Sent as bytes (a JS client's own encoder
+    // call answered OK with no rows. Now a column like any other (not a join key: refused, as over HTTP). Sent as bytes (a JS client's own encoder
     // drops such an entry the same way): features (2) { val (1) }, entities (3)
     // { key (1) "__proto__", value (2) RepeatedValue { val (1) Value { int64_val (4) 1001 } } }.
     const ref = Buffer.from("driver_hourly_stats:conv_rate");
@@ -242,7 +244,7 @@ describe("feast.serving.ServingService", () => {
       raw.makeUnaryRequest("/feast.serving.ServingService/GetOnlineFeatures", (b: Buffer) => b, (b: Buffer) => b, message, new grpc.Metadata(), {}, (e) => resolve(e));
     });
     raw.close();
-    expect(proto).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'entities.driver_id[0]: missing join key "driver_id" (int64)' });
+    expect(proto).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "entities.__proto__: is not a join key of any entity in the registry" });
   });
 
   test("a join key named like an Object property is a column like any other (it was refused as given twice)", async () => {

@@ -205,10 +205,10 @@ describe("POST /v1/push", () => {
 describe("Feast-compatible routes", () => {
   test("an echoed entity column nested thousands deep is a 400 naming it, not a 500; a lookup past the value limit is a 400 naming entities", async () => {
     const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`;
-    const res = await post("/get-online-features", `{"features":["driver_hourly_stats:conv_rate"],"entities":{"driver_id":[1001],"x":[${deep}]}}`);
+    const res = await post("/get-online-features", `{"features":["driver_hourly_stats:conv_rate"],"entities":{"driver_id":[${deep}]}}`);
     expect(res.status).toBe(400);
     const text = await res.text();
-    expect(text).toContain("entities.x[0]");
+    expect(text).toContain("entities.driver_id[0]");
     expect(text).toContain("scalar or a list of scalars");
     const rows = Array.from({ length: 500 }, (_, i) => ({ driver_id: 1001 + i }));
     const features = Array.from({ length: 1001 }, () => "driver_hourly_stats:conv_rate");

@@ -80,11 +80,27 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
     const per = facts.valuesPerRow === refs.length ? `${refs.length} features` : `${refs.length} features (${facts.valuesPerRow} values, an embedding counting its dimensions)`;
     throw invalid("too_many_values", dialect.entities, `${entities.rowCount} entity rows × ${per} is ${values} values; the limit is ${limits.maxValues} per lookup: split it`);
   }
-  if (dialect.echoesEntities) checkEchoable(entities);
+  if (dialect.echoesEntities) {
+    checkEntityColumns(registry, entities, dialect.entities);
+    checkEchoable(entities);
+  }
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
   if (facts.repeatedName >= 0) checkColumnNames(refs, facts, fullFeatureNames, body[dialect.features] === undefined || body[dialect.features] === null ? dialect.featureService : dialect.features, dialect.fullFeatureNames);
   return { query: { refs, entities, fillDefaults }, entities, fullFeatureNames };
+}
+
+/**
+ * Refuses an entity column that is no join key the registry knows, as Feast
+ * does (EntityNotFoundException): a misspelt key was echoed back as a column
+ * of its own (200,000 such columns in one request, all echoed) beside the
+ * real key reported missing.
+ */
+function checkEntityColumns(registry: Registry, entities: EntityInput, field: string): void {
+  const keys = entities.keyNames;
+  for (let k = 0; k < keys.length; k++) {
+    if (!registry.joinKeys.has(keys[k]!)) throw invalid("invalid_entity", `${field}.${keys[k]}`, "is not a join key of any entity in the registry");
+  }
 }
 
 /**

@@ -73,12 +73,17 @@ describe("planLookup", () => {
 
   test("Feast echoes entity columns: a scalar or a list of scalars echoes; an object or nested list is a 400 naming it (deep nesting overflowed the encoder)", () => {
     const limits = { maxRows: 10, maxValues: 1000 };
-    const plan = planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1, 2], note: ["a", [1, "b", null]] } }, FEAST_LOOKUP, limits);
-    expect(plan.entities.keyNames).toEqual(["driver_id", "note"]);
+    const plan = planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1, [1, "b", null]] } }, FEAST_LOOKUP, limits);
+    expect(plan.entities.keyNames).toEqual(["driver_id"]);
     let deep: unknown = [];
     for (let i = 0; i < 20_000; i++) deep = [deep];
-    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1], x: [deep] } }, FEAST_LOOKUP, limits))).toMatchObject({ code: "invalid_entity", path: "entities.x[0]" });
-    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [{ driver_id: 1, x: { a: 1 } }] }, FEAST_LOOKUP, limits))).toMatchObject({ code: "invalid_entity", path: "entities[0].x" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [deep] } }, FEAST_LOOKUP, limits))).toMatchObject({ code: "invalid_entity", path: "entities.driver_id[0]" });
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: [{ driver_id: { a: 1 } }] }, FEAST_LOOKUP, limits))).toMatchObject({ code: "invalid_entity", path: "entities[0].driver_id" });
+    // A column that is no join key is refused as Feast refuses it (EntityNotFoundException): it was echoed back.
+    expect(errorOf(() => planLookup(registry, { features: ["stats:rate"], entities: { driver_id: [1], drivr_id: [7] } }, FEAST_LOOKUP, limits))).toMatchObject({
+      code: "invalid_entity",
+      message: "entities.drivr_id: is not a join key of any entity in the registry",
+    });
     // Quiver's own answer echoes nothing, so it does not look.
     expect(planLookup(registry, { features: ["stats:rate"], entities: [{ driver_id: 1, x: { a: 1 } }] }, QUIVER_LOOKUP, limits).entities.rowCount).toBe(1);
   });

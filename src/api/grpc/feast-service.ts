@@ -81,7 +81,12 @@ export class FeastGrpcService {
       const values = req.entities[name]?.val ?? [];
       keys.push({ name, values });
       const plain = new Array<unknown>(values.length);
-      for (let i = 0; i < values.length; i++) plain[i] = plainOfFeastValue(values[i], `entities.${name}[${i}]`);
+      for (let i = 0; i < values.length; i++) {
+        const path = `entities.${name}[${i}]`;
+        plain[i] = plainOfFeastValue(values[i], path);
+        // Said "missing join key" of a key that was sent.
+        if (plain[i] === undefined) throw invalid("invalid_entity", path, "no value set (a Value with none of its fields)");
+      }
       columns[name] = plain;
     }
     const body: Record<string, unknown> = { entities: columns, full_feature_names: req.full_feature_names };
