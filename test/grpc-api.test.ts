@@ -156,7 +156,10 @@ describe("quiver.v1.FeatureService/Push", () => {
   test("bad pushes name the field", async () => {
     const bad = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "x" }, spend_1h: { string_val: "lots" } } }] }, { metadata: AUTH });
     expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(bad.error?.metadata.get("x-quiver-error-path")[0]).toBe("rows[0].spend_1h");
+    // The message's field: the plain row's path (rows[0].spend_1h, rows[0].event_timestamp) is not in the proto.
+    expect(bad.error?.metadata.get("x-quiver-error-path")[0]).toBe("rows[0].values.spend_1h");
+    const past = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "x" } }, event_timestamp_ms: String(NOW + 86_400_000) }] }, { metadata: AUTH });
+    expect(past.error?.details).toStartWith("rows[0].event_timestamp_ms: is 86400 s in the future");
     const unknown = await unaryCall(f.clients.quiver, "Push", { feature_view: "ghost", rows: [{ values: {} }] }, { metadata: AUTH });
     expect(unknown.error?.code).toBe(grpc.status.NOT_FOUND);
     const empty = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [] }, { metadata: AUTH });

@@ -1,5 +1,5 @@
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { invalid, toQuiverError } from "../../errors/index.ts";
+import { invalid, QuiverError, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { STALE_HEADER } from "../answer-headers.ts";
@@ -63,7 +63,11 @@ export class QuiverGrpcService {
       if (ts !== 0) row.event_timestamp = ts;
       rows[i] = row;
     }
-    return this.serving.push({ feature_view: req.feature_view, rows }, PUSH, { deadline: ctx.deadline });
+    try {
+      return await this.serving.push({ feature_view: req.feature_view, rows }, PUSH, { deadline: ctx.deadline });
+    } catch (e) {
+      throw inMessageTerms(e);
+    }
   }
 
   /**
@@ -196,6 +200,18 @@ type AnswerNotes = Pick<CallContext, "header" | "degraded">;
 interface LateAnswer {
   readonly full: boolean;
   readonly id: Id;
+}
+
+/**
+ * A push error names the message's field, not the plain row's the serving
+ * layer checked, which the proto does not have: `rows[i].values.<column>`
+ * for `rows[i].<column>`, `rows[i].event_timestamp_ms` for the event time.
+ */
+function inMessageTerms(e: unknown): unknown {
+  const m = e instanceof QuiverError && e.path !== undefined ? /^(rows\[\d+\])\.(.+)$/.exec(e.path) : null;
+  if (m === null || !(e instanceof QuiverError) || e.path === undefined || m[2]!.startsWith("values.")) return e;
+  const path = m[2] === "event_timestamp" ? `${m[1]}.event_timestamp_ms` : `${m[1]}.values.${m[2]}`;
+  return new QuiverError(e.kind, e.code, e.message.startsWith(e.path) ? path + e.message.slice(e.path.length) : e.message, { path, retryable: e.retryable });
 }
 
 /** The request in the plain shape planLookup reads; entity columns keyed by join key name. */
