@@ -402,6 +402,7 @@ function cacheInputOf(config: QuiverConfig): CacheInput {
     ...(given.has("cacheTtlMs") ? { ttlMs: config.cacheTtlMs } : {}),
     ...(given.has("cacheNegativeTtlMs") ? { negativeTtlMs: config.cacheNegativeTtlMs } : {}),
     ...(given.has("cacheGraceMs") ? { graceMs: config.cacheGraceMs } : {}),
+    ...(given.has("cacheFeedDownTtlMs") ? { feedDownTtlMs: config.cacheFeedDownTtlMs } : {}),
     ...(given.has("cacheL2") ? { l2: config.cacheL2 } : {}),
     ...(sentinels.length > 0 ? { l2Sentinels: sentinels } : {}),
     ...(given.has("cacheL2Master") ? { l2MasterName: config.cacheL2Master } : {}),
@@ -441,7 +442,8 @@ async function openCaches(
   const { CacheTier, L1Cache, cacheMetrics } = await import("./cache/index.ts");
   const m = cacheMetrics(metrics);
   const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
-  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock, refreshGatherMs });
+  const feedDownTtlMs = settings.l1?.feedDownTtlMs;
+  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock, refreshGatherMs, ...(feedDownTtlMs === undefined ? {} : { feedDownTtlMs }) });
   metrics.gauge("quiver_cache_bytes", "Bytes held by each cache tier and its budget (L1: estimated; L2: the server's INFO, refreshed every 5 s).", () => [
     ...(l1
       ? [

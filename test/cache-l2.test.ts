@@ -367,6 +367,32 @@ test("a registry reload while L2 is down answers 200 and keeps the new registry;
   }
 }, 60_000);
 
+test("while the feed is not heard, L1 holds what it reads only briefly: another pod's write shows within seconds, not the L1 TTL", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const a = await pod("deaf-a", l2Server.address, originServer.address);
+  const b = await pod("deaf-b", l2Server.address, originServer.address);
+  const key = "deaf@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(1, "before") }]);
+    expect(await b.tier.getMany([key])).toEqual([row(1, "before")]);
+    const gaps = b.feed.state().gaps;
+    await l2Server.kill9();
+    // The loss is a gap at once (it was one only once the feed came back): L1 is cleared now.
+    expect(await waitFor(() => b.feed.state().gaps > gaps && !b.feed.hearing)).toBe(true);
+    expect(b.l1.size).toBe(0);
+    expect(await b.tier.getMany([key])).toEqual([row(1, "before")]);
+    expect(b.l1.size).toBe(1);
+    // Pod A's write cannot be announced (the feed is down); B's copy, read while deaf, lives 1 s instead of 60.
+    await a.writer.putMany([{ key, row: row(2, "after") }]);
+    const wrote = performance.now();
+    expect(await waitFor(async () => JSON.stringify(await b.tier.getMany([key])) === JSON.stringify([row(2, "after")]), 15_000)).toBe(true);
+    console.log(`feed down: another pod's write seen after ${(performance.now() - wrote).toFixed(0)} ms (L1 fills capped at 1 s)`);
+  } finally {
+    await Promise.allSettled([a.close(), b.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+}, 60_000);
+
 runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const p = await pod("contract", l2Server.address, originServer.address, false);

@@ -9,15 +9,15 @@ describe("cache settings", () => {
   test("caches are off over the embedded store and L1 is on over shards, by default", () => {
     expect(resolveCacheSettings({}, {}, false)).toEqual({});
     expect(resolveCacheSettings({}, {}, true)).toEqual({
-      l1: { maxBytes: CACHE_DEFAULTS.l1MaxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000 },
+      l1: { maxBytes: CACHE_DEFAULTS.l1MaxBytes, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, feedDownTtlMs: 1_000 },
     });
   });
 
   test("the topology file's cache section configures both tiers; flags and env override it", () => {
-    const topology = parseTopology({ shards, cache: { l1MaxBytes: 2048, ttl: "30s", grace: "10m", l2: "127.0.0.1:7100", l2Timeout: "20ms", l2Ttl: "2m" } });
+    const topology = parseTopology({ shards, cache: { l1MaxBytes: 2048, ttl: "30s", grace: "10m", feedDownTtl: "250ms", l2: "127.0.0.1:7100", l2Timeout: "20ms", l2Ttl: "2m" } });
     const fromFile = resolveCacheSettings({}, topology.cache, true);
     expect(fromFile).toEqual({
-      l1: { maxBytes: 2048, ttlMs: 30_000, negativeTtlMs: 5_000, graceMs: 600_000 },
+      l1: { maxBytes: 2048, ttlMs: 30_000, negativeTtlMs: 5_000, graceMs: 600_000, feedDownTtlMs: 250 },
       l2: { where: { address: "127.0.0.1:7100" }, ttlMs: 120_000, negativeTtlMs: 5_000, timeoutMs: 20 },
     });
     const config = loadConfig(["--cache-l2", "off", "--cache-ttl", "5s"], { QUIVER_CACHE_L1: "off" });

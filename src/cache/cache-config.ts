@@ -8,6 +8,8 @@ export interface CacheSettings {
     readonly ttlMs: number;
     readonly negativeTtlMs: number;
     readonly graceMs: number;
+    /** Longest life of a fill while the change feed is not heard. */
+    readonly feedDownTtlMs: number;
   };
   readonly l2?: {
     readonly where: L2Address;
@@ -25,6 +27,7 @@ export interface CacheInput {
   readonly ttlMs?: number;
   readonly negativeTtlMs?: number;
   readonly graceMs?: number;
+  readonly feedDownTtlMs?: number;
   /** `host:port`, or "off". */
   readonly l2?: string;
   readonly l2Sentinels?: readonly string[];
@@ -39,6 +42,7 @@ export const CACHE_DEFAULTS = {
   ttlMs: 60_000,
   negativeTtlMs: 5_000,
   graceMs: 3_600_000,
+  feedDownTtlMs: 1_000,
   l2TtlMs: 300_000,
   l2TimeoutMs: 5,
 } as const;
@@ -67,6 +71,7 @@ export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, rem
             ttlMs: pick("ttlMs") ?? CACHE_DEFAULTS.ttlMs,
             negativeTtlMs,
             graceMs: pick("graceMs") ?? CACHE_DEFAULTS.graceMs,
+            feedDownTtlMs: pick("feedDownTtlMs") ?? CACHE_DEFAULTS.feedDownTtlMs,
           },
         }
       : {}),
@@ -77,7 +82,7 @@ export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, rem
 }
 
 const ADDRESS = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
-const FIELDS = ["l1", "l1MaxBytes", "ttl", "negativeTtl", "grace", "l2", "l2Sentinels", "l2MasterName", "l2Ttl", "l2Timeout"];
+const FIELDS = ["l1", "l1MaxBytes", "ttl", "negativeTtl", "grace", "feedDownTtl", "l2", "l2Sentinels", "l2MasterName", "l2Ttl", "l2Timeout"];
 
 /** Validates a topology file's `cache:` section; every problem goes to `fail` with its path. */
 export function parseCacheSection(raw: unknown, fail: (path: string, message: string) => void): CacheInput {
@@ -109,6 +114,7 @@ export function parseCacheSection(raw: unknown, fail: (path: string, message: st
   dur("ttl", "ttlMs", false);
   dur("negativeTtl", "negativeTtlMs", false);
   dur("grace", "graceMs", true);
+  dur("feedDownTtl", "feedDownTtlMs", false);
   dur("l2Ttl", "l2TtlMs", false);
   dur("l2Timeout", "l2TimeoutMs", false);
   if (r["l2"] !== undefined) {

@@ -32,6 +32,12 @@ export interface CacheTierOptions {
    * claiming turn.
    */
   readonly refreshGatherMs?: number;
+  /**
+   * Longest an L1 entry filled while the change feed is not heard stays
+   * fresh (ms; default 1000): it cannot hear of other pods' writes, so what
+   * it holds is trusted only this long (it was trusted for the whole TTL).
+   */
+  readonly feedDownTtlMs?: number;
   /** Runs `fn` in `ms` and answers how to cancel it (default: setTimeout); tests pass their own. */
   readonly schedule?: (fn: () => void, ms: number) => () => void;
 }
@@ -90,6 +96,7 @@ export class CacheTier implements KvNode, ChangeListener {
   private repairTimer: (() => void) | undefined;
   private repairDelayMs = REPAIR_FIRST_MS;
   private repairing = false;
+  private readonly feedDownTtlMs: number;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -103,6 +110,7 @@ export class CacheTier implements KvNode, ChangeListener {
     this.m = options.metrics;
     this.clock = options.clock;
     this.refreshGatherMs = options.refreshGatherMs ?? 0;
+    this.feedDownTtlMs = options.feedDownTtlMs ?? 1000;
     this.schedule = options.schedule ?? laterByTimer;
     this.readsNow = this.l1 ? "sometimes" : "never";
     this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
@@ -459,9 +467,10 @@ export class CacheTier implements KvNode, ChangeListener {
       }
       if (l1 && epoch === this.epoch) {
         let filled = 0;
+        const cap = this.feed.hearing ? undefined : this.feedDownTtlMs;
         for (let i = 0; i < n; i++) {
           const s = slots[i];
-          if (s !== UNAVAILABLE && l1.fill(keys[i]!, s)) filled++;
+          if (s !== UNAVAILABLE && l1.fill(keys[i]!, s, cap)) filled++;
         }
         this.m.l1Fills.inc(filled);
       }
@@ -489,7 +498,8 @@ export class CacheTier implements KvNode, ChangeListener {
     const l2 = this.l2;
     if (out.ignored === 0) {
       if (l1) {
-        for (const e of entries) if (l1.has(e.key)) l1.fill(e.key, e.row);
+        const cap = this.feed.hearing ? undefined : this.feedDownTtlMs;
+        for (const e of entries) if (l1.has(e.key)) l1.fill(e.key, e.row, cap);
       }
       if (l2) {
         const ok = await l2.write(entries);

@@ -26,6 +26,21 @@ function cohort(n = 1000) {
 }
 
 describe("L1Cache", () => {
+  test("a fill with a TTL cap (the change feed not heard) is fresh at most that long, and never claimed for a refresh ahead", () => {
+    const clock = fakeClock();
+    const c = l1(clock);
+    c.fill("v@1/k=i1", row(10, 1), 1_000);
+    c.fill("v@1/k=i2", undefined, 1_000);
+    const e = c.fresh("v@1/k=i1", clock.now());
+    expect(rowOf(e)).toEqual(row(10, 1));
+    expect(c.claimRefresh(e!, clock.now())).toBe(false);
+    clock.advance(1_000);
+    expect(c.fresh("v@1/k=i1", clock.now())).toBeUndefined();
+    expect(c.fresh("v@1/k=i2", clock.now())).toBeUndefined();
+    // Still a grace copy when the origin cannot answer.
+    expect(c.graceRow("v@1/k=i1", clock.now())).toEqual(row(10, 1));
+  });
+
   test("a row is fresh for its TTL, then only a grace copy until the grace window ends", () => {
     const clock = fakeClock();
     const c = l1(clock);

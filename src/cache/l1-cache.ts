@@ -152,7 +152,9 @@ export class L1Cache {
   /**
    * Stores what a read found (a row, or undefined for "the origin has none").
    * Refuses anything older than the row or floor already held: a late fill
-   * never replaces a newer row. Returns whether it was stored.
+   * never replaces a newer row. Returns whether it was stored. `ttlCapMs`
+   * shortens its life (while the change feed is not heard: CacheTier); such
+   * an entry expires and is read again on demand, never refreshed ahead.
    *
    * A fill that replaces a fresh entry (a refresh ahead) is fresh for its TTL
    * less up to a tenth; any other (the key's first fill, or one after its
@@ -166,18 +168,22 @@ export class L1Cache {
    * then keep that spread, so only first fills pay the shorter life (one
    * earlier re-read per key), not every refresh.
    */
-  fill(key: string, row: StoredRow | undefined): boolean {
+  fill(key: string, row: StoredRow | undefined, ttlCapMs?: number): boolean {
     const held = this.lru.peek(key);
     if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY : row.ts < held.ts)) return false;
     const now = this.clock();
     const share = held !== undefined && now < held.freshUntil ? TTL_JITTER : FIRST_FILL_JITTER;
+    const ttlMs = ttlCapMs === undefined ? this.ttlMs : Math.min(this.ttlMs, ttlCapMs);
+    // A capped entry is never refreshed ahead (marked as if claimed): short-lived, each hit would claim a re-read.
+    const capped = ttlCapMs !== undefined;
     if (row === undefined) {
-      const until = now + this.negativeTtlMs - this.jitter(this.negativeTtlMs, share);
-      this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: false });
+      const negativeTtlMs = ttlCapMs === undefined ? this.negativeTtlMs : Math.min(this.negativeTtlMs, ttlCapMs);
+      const until = now + negativeTtlMs - this.jitter(negativeTtlMs, share);
+      this.lru.set(key, { raw: undefined, ts: Number.NEGATIVE_INFINITY, freshUntil: until, graceUntil: until, bytes: entryBytes(key, 0), usedAt: now, refreshing: capped });
     } else {
       const raw = encodeRow(row);
-      const fresh = now + this.ttlMs - this.jitter(this.ttlMs, share);
-      this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now, refreshing: false });
+      const fresh = now + ttlMs - this.jitter(ttlMs, share);
+      this.lru.set(key, { raw, ts: row.ts, freshUntil: fresh, graceUntil: fresh + this.graceMs, bytes: entryBytes(key, raw.length), usedAt: now, refreshing: capped });
     }
     return true;
   }

@@ -33,6 +33,7 @@ export interface QuiverConfig {
   readonly cacheTtlMs: number;
   readonly cacheNegativeTtlMs: number;
   readonly cacheGraceMs: number;
+  readonly cacheFeedDownTtlMs: number;
   readonly cacheRefreshGatherMs: number;
   readonly cacheL2: string;
   readonly cacheL2Sentinels: string;
@@ -152,6 +153,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "cacheTtlMs", flag: "--cache-ttl", env: "QUIVER_CACHE_TTL", default: "60s", help: "L1 time to live of a cached row (a first fill less up to a half, a refresh less up to a tenth, at random: rows filled together do not all come due together)", parse: positiveDuration },
   { key: "cacheNegativeTtlMs", flag: "--cache-negative-ttl", env: "QUIVER_CACHE_NEGATIVE_TTL", default: "5s", help: "Time to live of a cached miss (L1 and L2)", parse: positiveDuration },
   { key: "cacheGraceMs", flag: "--cache-grace", env: "QUIVER_CACHE_GRACE", default: "1h", help: "How long past its TTL an L1 row may be served (flagged stale) when the origin cannot answer", parse: duration },
+  { key: "cacheFeedDownTtlMs", flag: "--cache-feed-down-ttl", env: "QUIVER_CACHE_FEED_DOWN_TTL", default: "1s", help: "While the change feed is not heard (its Redis down or unreachable), how long an L1 row read meanwhile stays fresh: it cannot hear of other pods' writes (L1 is cleared when the feed is lost and again when it is back)", parse: positiveDuration },
   { key: "cacheRefreshGatherMs", flag: "--cache-refresh-gather", env: "QUIVER_CACHE_REFRESH_GATHER", default: "50ms", help: "How long L1 keys claimed for a refresh ahead (hits in the last quarter of their TTL) gather before they are read again together, one flight at a time; 0 = at the end of the claiming turn", parse: duration },
   { key: "cacheL2", flag: "--cache-l2", env: "QUIVER_CACHE_L2", default: "", help: "L2 Redis host:port shared by the pods of a site (also carries the change feed); off disables it; empty = the topology file's cache.l2", parse: l2Address },
   { key: "cacheL2Sentinels", flag: "--cache-l2-sentinels", env: "QUIVER_CACHE_L2_SENTINELS", default: "", help: "L2 through Sentinel: comma-separated host:port list (with --cache-l2-master)", parse: addressList },

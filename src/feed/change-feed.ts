@@ -42,6 +42,8 @@ export interface FeedState {
 export interface ChangeFeed {
   /** This pod's id, carried as the origin of what it publishes. */
   readonly origin: string;
+  /** Hearing other pods' changes now (a local feed always is): while not, caches cannot trust what they hold for long. */
+  readonly hearing: boolean;
   /** Delivers to local listeners at once (read-your-writes), then to other pods. */
   publish(events: readonly ChangeEvent[]): void;
   invalidate(scope: InvalidationScope): void;

@@ -11,6 +11,8 @@ export class LocalChangeFeed implements ChangeFeed {
   private received = 0;
   private gaps = 0;
 
+  readonly hearing = true;
+
   constructor(readonly origin: string) {}
 
   publish(events: readonly ChangeEvent[]): void {

@@ -126,11 +126,17 @@ export class RedisChangeFeed implements ChangeFeed {
       );
     });
     this.sub.on("close", () => {
+      // Lost now, not only once it is back: what L1 holds from here on may miss other pods' writes.
+      if (this.subscribed) this.gap("feed subscription lost");
       this.subscribed = false;
     });
     this.sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => this.receive(payload));
     this.heartbeat = setInterval(() => this.send({ o: this.origin, s: this.seq, t: Date.now(), h: 1 }), options.heartbeatMs ?? 1000);
     this.heartbeat.unref?.();
+  }
+
+  get hearing(): boolean {
+    return this.subscribed;
   }
 
   /** Waits for the subscription (start-up); false if not up within `ms` (the pod starts anyway; the feed catches up with a gap). */

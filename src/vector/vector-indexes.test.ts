@@ -20,6 +20,7 @@ const row = (id: number, ts = 1) => ({ ts, values: [unitVector(8, prng(id))] });
 
 /** A feed under the test's control: what it delivers and whether it says it is connected. */
 class TestFeed implements ChangeFeed {
+  readonly hearing = true;
   readonly origin = "test";
   listener: ChangeListener | undefined;
   connected = true;
