@@ -62,6 +62,8 @@ export interface Quiver {
    * back out of the metrics and the health interval.
    */
   warmUp(lookups: number, shapes: readonly WarmupShape[], grpcListening: boolean): Promise<StartupWarmup>;
+  /** Shutdown begins: /readyz answers 503 and gRPC health NOT_SERVING while requests are still served (main.ts's --shutdown-delay). */
+  beginDrain(): void;
   close(): Promise<void>;
 }
 
@@ -329,6 +331,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       return { http: httpReport, grpc: grpcReport, sampledEntities, ms: Math.round(performance.now() - started) };
     },
     summary: `${storage.describe}; ${describeCaches(cacheSettings)}; ${registry.current.views.size} feature views${demoRows > 0 ? `; ${demoRows} demo rows loaded` : ""}${resumed ? "; resuming an interrupted migration" : ""}${ingest ? `; consuming ${ingest.status().length} stream source(s)` : ""}`,
+    beginDrain: () => {
+      draining = true;
+    },
     close: async () => {
       draining = true;
       health.stop();

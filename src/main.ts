@@ -45,14 +45,21 @@ async function main(): Promise<void> {
   }
   // After the warm-up, whose optimising compiles have started the JIT's threads (a timer catches any started later).
   const background = config.backgroundNice < 0 ? undefined : new BackgroundThreads({ nice: config.backgroundNice }).start(10_000);
-  const server = Bun.serve({
-    hostname: config.host,
-    port: config.port,
-    // Bun's own cap is a backstop above the app's 413, which reads and discards an oversized body up to drainBound so the client reads the answer.
-    maxRequestBodySize: config.maxBodyBytes + drainBound(config.maxBodyBytes),
-    routes: quiver.http.nativeRoutes,
-    fetch: quiver.http.app.fetch,
-  });
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({
+      hostname: config.host,
+      port: config.port,
+      // Bun's own cap is a backstop above the app's 413, which reads and discards an oversized body up to drainBound so the client reads the answer.
+      maxRequestBodySize: config.maxBodyBytes + drainBound(config.maxBodyBytes),
+      routes: quiver.http.nativeRoutes,
+      fetch: quiver.http.app.fetch,
+    });
+  } catch (e) {
+    // Was an uncaught stack trace after the whole warm-up, naming no flag.
+    console.error(`quiver: cannot start: HTTP on ${config.host}:${config.port}: ${(e as Error).message} (--port / PORT, --host / QUIVER_HOST)`);
+    process.exit(1);
+  }
   console.log(`quiver listening on http://${server.hostname}:${server.port} (${quiver.summary})`);
   if (grpc !== undefined) console.log(`quiver gRPC listening on ${config.host}:${grpcPort} (${grpc.services.join(", ")})`);
   if (background !== undefined) console.log(`quiver: background threads at nice ${config.backgroundNice}: ${background.describe()}`);
@@ -64,8 +71,14 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`quiver: ${signal}, draining`);
     background?.stop();
+    if (config.shutdownDelayMs > 0) {
+      // Still serving, unready: load balancers take this pod out before its listeners close (a closed port refused them).
+      quiver.beginDrain();
+      console.log(`quiver: ${signal}, unready; serving ${config.shutdownDelayMs} ms more before draining (--shutdown-delay)`);
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+    }
+    console.log(`quiver: ${signal}, draining`);
     // In-flight HTTP requests and gRPC calls finish; gRPC health turns NOT_SERVING first.
     await Promise.all([server.stop(), grpc?.drain(10_000)]);
     await quiver.close();

@@ -106,6 +106,36 @@ describe("server process", () => {
     }
   });
 
+  test("an HTTP port already taken stops start-up naming the setting (it was an uncaught stack trace after the warm-up)", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await runQuiverToExit(["--demo-entities", "0", "--grpc-port", "-1", "--port", String(taken.port)]);
+      expect(r.code).toBe(1);
+      expect(r.output).toContain(`quiver: cannot start: HTTP on 127.0.0.1:${taken.port}`);
+      expect(r.output).toContain("(--port / PORT, --host / QUIVER_HOST)");
+    } finally {
+      taken.stop(true);
+    }
+  });
+
+  test("with --shutdown-delay, SIGTERM makes /readyz answer 503 while lookups are still served, then the server drains and exits 0", async () => {
+    const p = await startQuiver(["--demo-entities", "10", "--grpc-port", "-1", "--shutdown-delay", "3s"]);
+    procs.push(p);
+    expect((await fetch(`${p.url}/readyz`)).status).toBe(200);
+    p.proc.kill("SIGTERM");
+    const until = Date.now() + 10_000;
+    let unready = false;
+    while (!unready && Date.now() < until) {
+      unready = (await fetch(`${p.url}/readyz`)).status === 503;
+      if (!unready) await Bun.sleep(20);
+    }
+    expect(unready).toBe(true);
+    const res = await fetch(`${p.url}/v1/lookup`, { method: "POST", headers: json, body: JSON.stringify({ features: ["driver_hourly_stats:city"], entities: [{ driver_id: 1001 }] }) });
+    expect(res.status).toBe(200);
+    expect(await p.proc.exited).toBe(0);
+    expect(p.output()).toContain("unready; serving 3000 ms more before draining (--shutdown-delay)");
+  });
+
   test("every acknowledged write survives kill -9 of the server", async () => {
     const dataDir = tempDir();
     const first = await startQuiver(["--data-dir", dataDir, "--demo-entities", "0"]);

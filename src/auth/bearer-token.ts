@@ -11,12 +11,14 @@ export class BearerToken {
 
   constructor(token: string) {
     if (token === "") throw new Error("a bearer token must not be empty");
-    this.expected = digests.sha256(`Bearer ${token}`);
+    // A token from a file or secret that ends in a newline can never be sent in a header: every write was a 401.
+    if (/[\s\x00-\x1f\x7f]/u.test(token)) throw new Error("the admin token holds a space, line break or control character, which no header can carry (a secret made from a file keeps its trailing newline)");
+    this.expected = digests.sha256(token);
   }
 
-  /** Does an Authorization value (absent: null or undefined) carry the token? */
+  /** Does an Authorization value (absent: null or undefined) carry the token? The scheme's case does not matter (RFC 7235). */
   admits(authorization: string | null | undefined): boolean {
-    if (typeof authorization !== "string") return false;
-    return digests.timingSafeEqual(digests.sha256(authorization), this.expected);
+    if (typeof authorization !== "string" || authorization.length < 7 || authorization.charCodeAt(6) !== 32 || authorization.slice(0, 6).toLowerCase() !== "bearer") return false;
+    return digests.timingSafeEqual(digests.sha256(authorization.slice(7)), this.expected);
   }
 }

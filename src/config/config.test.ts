@@ -43,6 +43,18 @@ describe("loadConfig", () => {
     expect(() => loadConfig(["stray"], {})).toThrow('unexpected argument "stray"');
   });
 
+  test("a blank or non-decimal integer, an empty host and a duration no timer can hold are refused (they became 0, every interface, 1 ms)", () => {
+    expect(() => loadConfig([], { QUIVER_WRITE_ACKS: " " })).toThrow('QUIVER_WRITE_ACKS: expected an integer from 0 to 16, got " "');
+    expect(() => loadConfig(["--port="], {})).toThrow('--port: expected an integer from 0 to 65535, got ""');
+    for (const bad of ["0x1F90", "1e3", "+5", "5.0", "\n"]) expect(() => loadConfig(["--port", bad], {})).toThrow("--port: expected an integer");
+    expect(loadConfig(["--grpc-port", "-1"], {}).grpcPort).toBe(-1);
+    expect(() => loadConfig(["--host", ""], {})).toThrow("--host: expected a host name or IP address");
+    expect(loadConfig(["--host", "::1"], {}).host).toBe("::1");
+    expect(loadConfig(["--host", "0.0.0.0"], {}).host).toBe("0.0.0.0");
+    expect(() => loadConfig(["--placement-check-interval", "30d"], {})).toThrow("--placement-check-interval: at most 24d");
+    expect(loadConfig(["--placement-check-interval", "24d"], {}).placementCheckMs).toBe(24 * 86_400_000);
+  });
+
   test("help lists every flag", () => {
     expect(helpText()).toContain("--topology");
     expect(helpText()).toContain("QUIVER_DATA_DIR");

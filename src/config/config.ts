@@ -25,6 +25,7 @@ export interface QuiverConfig {
   readonly maxLookupValues: number;
   readonly maxFutureSkewMs: number;
   readonly adminToken: string;
+  readonly shutdownDelayMs: number;
   readonly sourcesPath: string;
   readonly embedderModel: string;
   readonly vectorSnapshotMs: number;
@@ -77,8 +78,9 @@ interface Setting {
   readonly parse: (raw: string, where: string) => QuiverConfig[keyof QuiverConfig];
 }
 
+/** Decimal digits (a leading minus where `min` is negative): Number("") and Number(" ") are 0, Number("0x1F90") 8080. */
 const int = (min: number, max: number) => (raw: string, where: string) => {
-  const n = Number(raw);
+  const n = /^-?\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${where}: expected an integer from ${min} to ${max}, got "${raw}"`);
   return n;
 };
@@ -95,9 +97,13 @@ const oneOf =
     if (!(options as string[]).includes(raw)) throw new Error(`${where}: expected one of ${options.join(", ")}, got "${raw}"`);
     return raw as T;
   };
+/** Longest duration a timer can hold (2^31 - 1 ms, ~24.8 days): longer, Bun fires it after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
 const duration = (raw: string, where: string) => {
   const ms = parseDurationMs(/^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw);
   if (ms === undefined) throw new Error(`${where}: expected a duration like "90s", "1h" or seconds, got "${raw}"`);
+  // A 30d interval ran every 1 ms (placement checks ~800/s per shard, a snapshot per push).
+  if (ms > MAX_TIMER_MS) throw new Error(`${where}: at most 24d (timers cannot wait longer), got "${raw}"`);
   return ms;
 };
 
@@ -115,6 +121,11 @@ const shapeList = (raw: string, where: string): WarmupShape[] => {
   return out;
 };
 const HOST_PORT = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
+/** A listen address: a host name or IP literal. Empty listened on every interface (Bun.serve's default). */
+const host = (raw: string, where: string) => {
+  if (!/^[A-Za-z0-9_.:%-]+$/.test(raw)) throw new Error(`${where}: expected a host name or IP address (0.0.0.0 for every IPv4 interface), got "${raw}"`);
+  return raw;
+};
 const l2Address = (raw: string, where: string) => {
   if (raw !== "" && raw !== "off" && !HOST_PORT.test(raw)) throw new Error(`${where}: expected host:port or off, got "${raw}"`);
   return raw;
@@ -129,7 +140,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
   { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off (its modules are then not loaded, which shortens every garbage collection)", parse: int(-1, 65535) },
   { key: "grpcKeepaliveMs", flag: "--grpc-keepalive", env: "QUIVER_GRPC_KEEPALIVE", default: "60s", help: "gRPC keepalive ping interval on idle connections (dropped after 20 s without an answer)", parse: duration },
-  { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: text },
+  { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: host },
   { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
   { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },
   { key: "durability", flag: "--durability", env: "QUIVER_DURABILITY", default: "normal", help: "Embedded store sync: normal (survives kill -9) or full (fsync, survives power loss)", parse: oneOf("normal", "full") },
@@ -160,6 +171,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "cacheL2Master", flag: "--cache-l2-master", env: "QUIVER_CACHE_L2_MASTER", default: "quiver-l2", help: "Sentinel master name of the L2", parse: text },
   { key: "cacheL2TtlMs", flag: "--cache-l2-ttl", env: "QUIVER_CACHE_L2_TTL", default: "300s", help: "L2 time to live of a cached row", parse: positiveDuration },
   { key: "cacheL2TimeoutMs", flag: "--cache-l2-timeout", env: "QUIVER_CACHE_L2_TIMEOUT", default: "5ms", help: "Bound on each L2 call; a slower answer counts as a miss", parse: positiveDuration },
+  { key: "shutdownDelayMs", flag: "--shutdown-delay", env: "QUIVER_SHUTDOWN_DELAY", default: "0s", help: "On SIGTERM, how long to go on serving with /readyz answering 503 (gRPC health NOT_SERVING) before the listeners close, so load balancers stop sending first (Kubernetes: a few seconds, below terminationGracePeriodSeconds); 0 = close at once", parse: duration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes and writes require Authorization: Bearer <token>: HTTP /v1/push, /push and /write-to-online-store (401 otherwise, body not parsed), and gRPC write methods as `authorization` metadata", parse: text },
   { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },
   { key: "maxConcurrency", flag: "--max-concurrency", env: "QUIVER_MAX_CONCURRENCY", default: "0", help: "Lookups and pushes in flight at most; 0 = adaptive (gradient limit on measured latency)", parse: int(0, 100_000) },
