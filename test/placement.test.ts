@@ -166,3 +166,34 @@ test("a running server whose keys another server moves turns unready until it is
     await Promise.all([a.close(), b.close()]);
   }
 }, 60_000);
+
+test("a move waits until every shard holds its record: no key moves while one shard cannot take it", async () => {
+  // The shards hold ring one (the test above moved the keys back). s1, where the keys are, refuses writes for a while
+  // (NOREPLICAS), as a primary cut off from the reloading server is: its record stayed the old one, and a server
+  // checking it went on writing through the old ring while the keys were copied away (acknowledged writes lost).
+  const live = join(dir, "wait.yaml");
+  // A short failover window: a write s1 refuses fails in well under a second instead of being retried for 10 s.
+  const quick = (text: string) => text.replace(/primary: (\S+)/g, "primary: $1\n    failoverWindowMs: 200");
+  writeFileSync(live, quick(await Bun.file(one).text()));
+  const a = await start(live);
+  const s1 = new Redis({ host: servers[0]!.host, port: servers[0]!.port });
+  const s2 = new Redis({ host: servers[1]!.host, port: servers[1]!.port });
+  const progress = async () => (await (await a.http.app.request("/admin/topology/migration")).json()) as { state: string; movedKeys: number };
+  try {
+    await s1.config("SET", "min-replicas-to-write", "1");
+    writeFileSync(live, quick(await Bun.file(two).text()));
+    expect((await a.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
+    await Bun.sleep(2500);
+    // Nothing copied to s2 yet (the move went on after ~0.2 s and copied there).
+    expect((await s2.keys("driver_hourly_stats*")).length).toBe(0);
+    await s1.config("SET", "min-replicas-to-write", "0");
+    await eventually("the move done once s1 took the record", async () => (await progress()).state === "done", 60_000);
+    expect((await progress()).movedKeys).toBeGreaterThan(0);
+    expect(await statuses(a)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await s1.config("SET", "min-replicas-to-write", "0").catch(() => undefined);
+    s1.disconnect();
+    s2.disconnect();
+    await a.close();
+  }
+}, 90_000);

@@ -157,6 +157,8 @@ describe("fault tests on real Redis shards", () => {
       await load(["alpha", "beta"], performance.now() + 2500, hung, { beta: 1000 });
       const ready = (await (await q.http.app.request("/readyz")).json()) as { ready: boolean; health: { score: number; factors: { errors: number } } };
       expect(ready.ready).toBe(true); // a storage outage is not a pod outage
+      // Nor for Feast's health route (it was 503 while any shard's breaker was open).
+      expect((await q.http.app.request("/health")).status).toBe(200);
       expect(ready.health.factors.errors).toBeGreaterThan(0);
       expect(ready.health.score).toBeLessThan(100);
       console.log(JSON.stringify({ healthWhileHung: ready.health }));

@@ -293,6 +293,30 @@ export class ShardSet implements ConnectedShards {
     }
   }
 
+  /**
+   * A move's record on every shard before any key moves, retried (every
+   * second, until `signal` aborts) while a shard cannot take it: a server
+   * whose placement check read a shard left with the old record stayed ready
+   * and went on writing through the old ring after the keys had moved — an
+   * audit lost the last two acknowledged pushes of 229 keys that way.
+   * Answers whether it was recorded everywhere.
+   */
+  private async recordPlacementEverywhere(record: PlacementRecord, signal: AbortSignal): Promise<boolean> {
+    const text = JSON.stringify(record);
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      const failed = (await this.onEveryShard((set) => set.writePlacement(text))).filter((r) => r.failure !== undefined);
+      if (failed.length === 0) return true;
+      if (attempt === 1 || attempt % 30 === 0) {
+        console.error(`quiver: the move waits: placement not recorded on ${failed.map((r) => `shard ${r.id} (${r.failure})`).join(", ")}; no key moves until every shard holds it`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+      });
+    }
+    return false;
+  }
+
   settled(): Promise<void> {
     return this.running;
   }
@@ -321,7 +345,7 @@ export class ShardSet implements ConnectedShards {
     const vnodes = store.ring.vnodesPerNode;
     const target = { ring: ringSignature(vnodes, this.current), shards: this.topology.shards, defaults: this.topology.defaults };
     const moving = { ring: ringSignature(vnodes, from.members), shards: from.specs, defaults: from.defaults, movingTo: target.ring };
-    this.running = this.recordPlacement(moving).then(() => migration.run(stop.signal)).then(
+    this.running = this.recordPlacementEverywhere(moving, stop.signal).then(() => migration.run(stop.signal)).then(
       async (p) => {
         // Paused (pauseMigration, close): its checkpoint resumes it at the next start or reload.
         if (p.state !== "done") return;

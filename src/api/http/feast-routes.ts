@@ -57,10 +57,12 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
 
   add("POST", "/write-to-online-store", async (_req, value) => json(await serving.push(asObject(value), FEAST_WRITE)), feastErrorResponse, writeBody);
 
+  // Feast's "200 when serving", by /readyz's rule: a shard down (its values answered as defaults, flagged) does not
+  // make the pod stop serving; it answered 503 whenever any shard's breaker was open, and stayed so until a read reached it.
   add("GET", "/health",
     async () => {
-      const health = await deps.store.health();
-      return new Response(health.ok ? "" : "storage unavailable", { status: health.ok ? 200 : 503 });
+      const unready = deps.draining() ? "draining" : deps.unready?.();
+      return new Response(unready ?? "", { status: unready === undefined ? 200 : 503 });
     },
     feastErrorResponse,
   );
