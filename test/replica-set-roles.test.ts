@@ -58,6 +58,35 @@ describe("ReplicaSet with fixed addresses follows an unambiguous manual promotio
   }, 30_000);
 });
 
+test("a replica whose link to the primary is down (restarted empty, syncing) is read only after the primary: its rows were answered NOT_FOUND", async () => {
+  const group = await startReplicationGroup({ replicas: 1 });
+  const set = await ReplicaSet.connect({
+    id: "syncing",
+    discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+    readFrom: "replica",
+    writeAcks: 0,
+    probeIntervalMs: 100,
+    readAttemptTimeoutMs: 1000,
+    requestTimeoutMs: 5000,
+  });
+  const replica = new Redis({ host: group.replicas[0]!.host, port: group.replicas[0]!.port, maxRetriesPerRequest: 1 });
+  try {
+    await set.putMany([{ key: "v@1/k=ssync", row: { ts: 10, values: [1] } }]);
+    await eventually("the replica has it", async () => (await replica.exists("v@1/k=ssync")) === 1);
+    // As after a restart without data: empty, its link down (here to a primary that is not there, so it stays down).
+    await replica.call("REPLICAOF", "NO", "ONE");
+    await replica.flushall();
+    await replica.call("REPLICAOF", "127.0.0.1", "1");
+    type Detail = { members: { address: string; linked: boolean; healthy: boolean }[] };
+    await eventually("the probe sees its link down", async () => ((await set.health()).detail as Detail).members.some((m) => m.address === group.replicas[0]!.address && m.healthy && !m.linked), 15_000);
+    for (let i = 0; i < 5; i++) expect(await set.getMany(["v@1/k=ssync"])).toEqual([{ ts: 10, values: [1] }]);
+  } finally {
+    replica.disconnect();
+    await set.close();
+    await group.stop();
+  }
+}, 30_000);
+
 describe("ReplicaSet behind a Sentinel that does not know its master", () => {
   let sentinel: RedisProcess;
   let other: RedisProcess;

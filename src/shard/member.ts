@@ -16,6 +16,8 @@ export interface MemberStats {
   readonly replicationOffset: number | null;
   /** Bytes this replica is behind the primary (0 for the primary); null when unknown. */
   readonly lagBytes: number | null;
+  /** A replica's link to its primary is up (false while it syncs or its primary is gone): read only as a fallback. */
+  readonly linked: boolean;
   readonly lastError: string | null;
 }
 
@@ -33,6 +35,12 @@ export class Member {
   ewmaMs: number | undefined;
   errors = 0;
   offset: number | undefined;
+  /**
+   * For a replica, whether its link to the primary is up (`ROLE`'s state
+   * "connected"); a replica restarted empty and still syncing answered every
+   * read NOT_FOUND, and one whose primary died keeps the rows it had.
+   */
+  linked = true;
   lagBytes: number | undefined;
   lastError: string | undefined;
   /** The outstanding probe, shared by callers so a stalled server does not pile up probes. */
@@ -66,6 +74,7 @@ export class Member {
       errors: this.errors,
       replicationOffset: this.offset ?? null,
       lagBytes: this.lagBytes ?? null,
+      linked: this.linked,
       lastError: this.lastError ?? null,
     };
   }
@@ -77,8 +86,10 @@ export type ReadFrom = "primary" | "replica" | "nearest";
 /**
  * Members in the order reads should try them. Healthy candidates first by
  * latency (replicas win ties, keeping load off the primary), then the
- * primary as the fallback for `replica`; unhealthy ones last, as a final
- * resort when health flags are stale. `primary` reads only the primary.
+ * primary as the fallback for `replica`; then replicas whose link to the
+ * primary is down (syncing: possibly empty; or their primary is gone: what
+ * they hold is all there is), and unhealthy ones last, as a final resort
+ * when health flags are stale. `primary` reads only the primary.
  */
 export function readOrder(members: readonly Member[], readFrom: ReadFrom): Member[] {
   const primary = members.find((m) => m.role === "primary");
@@ -86,9 +97,9 @@ export function readOrder(members: readonly Member[], readFrom: ReadFrom): Membe
   const byLatency = (a: Member, b: Member): number =>
     (a.ewmaMs ?? 0) - (b.ewmaMs ?? 0) || (a.role === b.role ? 0 : a.role === "replica" ? -1 : 1);
   const pool = readFrom === "replica" ? members.filter((m) => m.role === "replica") : [...members];
-  const healthy = pool.filter((m) => m.healthy).sort(byLatency);
-  const order = [...healthy];
+  const order = pool.filter((m) => m.healthy && m.linked).sort(byLatency);
   if (readFrom === "replica" && primary && !order.includes(primary) && primary.healthy) order.push(primary);
+  order.push(...pool.filter((m) => m.healthy && !m.linked).sort(byLatency));
   for (const m of pool) if (!m.healthy) order.push(m);
   if (readFrom === "replica" && primary && !primary.healthy) order.push(primary);
   return order;

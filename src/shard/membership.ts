@@ -178,6 +178,7 @@ export class Membership {
       member.observe(performance.now() - started);
       member.reportedRole = role.role;
       member.offset = role.role === "other" ? undefined : role.offset;
+      member.linked = role.role !== "replica" || role.linkState === "connected";
     } catch (error) {
       member.fail(error);
     }
