@@ -162,7 +162,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const stopPlacementWatch = shards && config.placementCheckMs > 0 ? shards.watchPlacement(store, config.placementCheckMs) : () => {};
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
-  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs);
+  // A server whose ring is not where the keys are reads misses (and old rows) the ready ones must not find in L2.
+  const sharedFills = shards === undefined ? undefined : () => shards.placementProblem === undefined;
+  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs, sharedFills);
   const metered: KvNode = new MeteredKvNode(new PublishingKvNode(cache ?? store, feed, clock), metrics);
 
   let demoRows = 0;
@@ -427,6 +429,7 @@ async function openCaches(
   metrics: MetricsRegistry,
   clock: () => number,
   refreshGatherMs: number,
+  sharedFills?: () => boolean,
 ): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined }> {
   let feed: ChangeFeed = new LocalChangeFeed(podId);
   let l2: L2Tier | undefined;
@@ -448,7 +451,16 @@ async function openCaches(
   const m = cacheMetrics(metrics);
   const l1 = settings.l1 ? new L1Cache({ ...settings.l1, clock, onEvict: () => m.l1Evictions.inc() }) : undefined;
   const feedDownTtlMs = settings.l1?.feedDownTtlMs;
-  const cache = new CacheTier(store, { ...(l1 ? { l1 } : {}), ...(l2 ? { l2 } : {}), feed, metrics: m, clock, refreshGatherMs, ...(feedDownTtlMs === undefined ? {} : { feedDownTtlMs }) });
+  const cache = new CacheTier(store, {
+    ...(l1 ? { l1 } : {}),
+    ...(l2 ? { l2 } : {}),
+    feed,
+    metrics: m,
+    clock,
+    refreshGatherMs,
+    ...(feedDownTtlMs === undefined ? {} : { feedDownTtlMs }),
+    ...(sharedFills === undefined ? {} : { sharedFills }),
+  });
   metrics.gauge("quiver_cache_bytes", "Bytes held by each cache tier and its budget (L1: estimated; L2: the server's INFO, refreshed every 5 s).", () => [
     ...(l1
       ? [

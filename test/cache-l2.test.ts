@@ -393,6 +393,28 @@ test("while the feed is not heard, L1 holds what it reads only briefly: another 
   }
 }, 60_000);
 
+test("a pod whose ring is not where the keys are fills no L2 entries (its misses made a ready pod answer existing keys NOT_FOUND)", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
+  const l2 = new L2Store({ where: { address: l2Server.address }, ttlMs: 300_000, negativeTtlMs: 5_000, timeoutMs: L2_TIMEOUT_MS });
+  let stale = true;
+  const tier = new CacheTier(originNode, { l2, feed: new LocalChangeFeed("stale-pod"), metrics: cacheMetrics(new MetricsRegistry()), clock: Date.now, sharedFills: () => !stale });
+  try {
+    expect(await l2.whenReady(10_000)).toBe(true);
+    await originNode.putMany([{ key: "sf@1/k=i1", row: row(1, "x") }]);
+    // A miss (the key lives where this pod's ring does not look) and a row: neither reaches L2.
+    expect(await tier.getMany(["sf@1/k=i2", "sf@1/k=i1"])).toEqual([undefined, row(1, "x")]);
+    await Bun.sleep(50);
+    expect(await l2.read(["sf@1/k=i2", "sf@1/k=i1"])).toEqual([undefined, undefined]);
+    stale = false;
+    expect(await tier.getMany(["sf@1/k=i1"])).toEqual([row(1, "x")]);
+    expect(await waitFor(async () => (await l2.read(["sf@1/k=i1"]))?.[0] !== undefined)).toBe(true);
+  } finally {
+    await tier.close();
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 runKvContract("CacheTier (L1 + L2 Redis) over RedisKvNode", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const p = await pod("contract", l2Server.address, originServer.address, false);

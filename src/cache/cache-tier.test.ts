@@ -54,6 +54,37 @@ runKvContract("CacheTier (L1) over MemoryKvNode", async () => {
 });
 
 describe("CacheTier with L1", () => {
+  test("read-your-writes: a read in flight when this pod's write lands does not put the old row back in L1", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "old") }]);
+    origin.hold(true);
+    const inFlight = tier.getMany(["v@1/k=i1"]);
+    await Bun.sleep(0);
+    expect(await tier.putMany([{ key: "v@1/k=i1", row: row(6, "new") }])).toMatchObject({ written: 1 });
+    origin.release();
+    // The read began before the write: it may answer the old row; what is cached after it may not.
+    await inFlight;
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, "new")]);
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(6, "new")]);
+  });
+
+  test("a write that fails (part of a multi-shard push may have landed) drops this pod's cached copies of its keys", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "old") }]);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, "old")]);
+    // The write lands on the origin, then fails (as a shard's timeout after its primary applied it).
+    const realPut = origin.rows.putMany.bind(origin.rows);
+    const put = origin.putMany.bind(origin);
+    origin.putMany = async (entries, signal) => {
+      await realPut(entries, signal);
+      throw new Error("shard-2: timed out");
+    };
+    await expect(tier.putMany([{ key: "v@1/k=i1", row: row(6, "new") }])).rejects.toThrow("timed out");
+    origin.putMany = put;
+    expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, "new")]);
+  });
+
   test("100 concurrent lookups of one cold key cause one origin read", async () => {
     const { origin, tier, m } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);

@@ -38,6 +38,13 @@ export interface CacheTierOptions {
    * it holds is trusted only this long (it was trusted for the whole TTL).
    */
   readonly feedDownTtlMs?: number;
+  /**
+   * Whether what this pod reads may fill L2 (default: always). False while
+   * its ring is not where the keys are (a topology change it has not joined):
+   * its misses, written to L2 as negative entries, made a ready pod answer
+   * 347 of 2,000 existing keys NOT_FOUND.
+   */
+  readonly sharedFills?: () => boolean;
   /** Runs `fn` in `ms` and answers how to cancel it (default: setTimeout); tests pass their own. */
   readonly schedule?: (fn: () => void, ms: number) => () => void;
 }
@@ -97,6 +104,7 @@ export class CacheTier implements KvNode, ChangeListener {
   private repairDelayMs = REPAIR_FIRST_MS;
   private repairing = false;
   private readonly feedDownTtlMs: number;
+  private readonly sharedFills: () => boolean;
   private readonly unsubscribe: () => void;
 
   constructor(
@@ -111,6 +119,7 @@ export class CacheTier implements KvNode, ChangeListener {
     this.clock = options.clock;
     this.refreshGatherMs = options.refreshGatherMs ?? 0;
     this.feedDownTtlMs = options.feedDownTtlMs ?? 1000;
+    this.sharedFills = options.sharedFills ?? (() => true);
     this.schedule = options.schedule ?? laterByTimer;
     this.readsNow = this.l1 ? "sometimes" : "never";
     this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
@@ -474,7 +483,7 @@ export class CacheTier implements KvNode, ChangeListener {
         }
         this.m.l1Fills.inc(filled);
       }
-      if (l2 && l2Fill.length > 0) {
+      if (l2 && l2Fill.length > 0 && this.sharedFills()) {
         this.track(l2.write(l2Fill).then((ok) => (ok ? this.m.l2Fills.inc(l2Fill.length) : this.m.l2WriteErrors.inc())));
       }
     } catch (error) {
@@ -493,13 +502,24 @@ export class CacheTier implements KvNode, ChangeListener {
    * instead: we do not know which rows won.
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    const out = await this.origin.putMany(entries, signal);
+    let out: PutOutcome;
+    try {
+      out = await this.origin.putMany(entries, signal);
+    } catch (error) {
+      await this.dropAfterFailedWrite(entries);
+      throw error;
+    }
     const l1 = this.l1;
     const l2 = this.l2;
     if (out.ignored === 0) {
       if (l1) {
         const cap = this.feed.hearing ? undefined : this.feedDownTtlMs;
-        for (const e of entries) if (l1.has(e.key)) l1.fill(e.key, e.row, cap);
+        for (const e of entries) {
+          if (l1.has(e.key)) l1.fill(e.key, e.row, cap);
+          // A read of the key in flight found the row this write replaced: the floor keeps its fill out of L1
+          // (it put the old row back, and the writing pod answered it after the 200: read-your-writes broken).
+          else if (this.inFlight.has(e.key)) l1.supersede(e.key, e.row.ts, true);
+        }
       }
       if (l2) {
         const ok = await l2.write(entries);
@@ -519,6 +539,18 @@ export class CacheTier implements KvNode, ChangeListener {
     if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
     if (this.l2 && !(await this.l2.remove(keys))) this.l2Missed(keys.map((key) => ({ key, row: { ts: now, values: [] } })), "delete");
     return n;
+  }
+
+  /**
+   * A write that failed may have landed on some shards (a multi-shard push
+   * answered 503): the caches' copies of its keys may now be older than the
+   * origin, and were served PRESENT until their TTL (L2's: 300 s). They are
+   * dropped here (L2's through the repair when it cannot take it); other pods'
+   * L1 copies live out their TTL unless the client's retry lands.
+   */
+  private async dropAfterFailedWrite(entries: readonly KvEntry[]): Promise<void> {
+    if (this.l1) for (const e of entries) this.l1.delete(e.key);
+    if (this.l2 && !(await this.l2.remove(entries.map((e) => e.key)))) this.l2Missed(entries, "put");
   }
 
   /** The origin took these but L2 did not: its copies may be older (l2-repair.ts); skipped, then removed once L2 answers. */

@@ -311,7 +311,14 @@ export class ShardSet implements ConnectedShards {
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 1000);
-        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+        signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
       });
     }
     return false;

@@ -34,8 +34,12 @@ export class TestOrigin extends ForwardingKvNode {
     return undefined;
   }
 
-  /** Holds every read until `release()`. */
-  hold(): void {
+  /** Reads made while held answered what was stored when they were made (a read in flight while a write lands). */
+  private answerBeforeGate = false;
+
+  /** Holds every read until `release()`; `readFirst`: each read takes the rows first, then waits (its answer is then old). */
+  hold(readFirst = false): void {
+    this.answerBeforeGate = readFirst;
     this.gate = new Promise((resolve) => {
       this.openGate = resolve;
     });
@@ -49,6 +53,11 @@ export class TestOrigin extends ForwardingKvNode {
   override async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     this.reads++;
     this.keysRead += keys.length;
+    if (this.gate && this.answerBeforeGate && !this.down) {
+      const early = await this.inner.getMany(keys, ctx);
+      await this.gate;
+      return early;
+    }
     if (this.gate) await this.gate;
     if (this.down) {
       ctx?.degraded?.push("shard-1");
