@@ -87,6 +87,22 @@ test("a replica whose link to the primary is down (restarted empty, syncing) is 
   }
 }, 30_000);
 
+test("a value that is not a stored row shows in the member's /readyz detail as unreadableRows", async () => {
+  const server = await startRedis();
+  const set = await ReplicaSet.connect({ id: "garbled", discovery: new StaticDiscovery({ primary: server.address, replicas: [] }), writeAcks: 0, probeIntervalMs: 100 });
+  const raw = new Redis({ host: server.host, port: server.port, maxRetriesPerRequest: 1 });
+  try {
+    await raw.set("v@1/k=sbad", "garbage");
+    await set.getMany(["v@1/k=sbad"]).catch(() => undefined);
+    type Detail = { members: { unreadableRows?: number }[] };
+    expect(((await set.health()).detail as Detail).members[0]!.unreadableRows).toBe(1);
+  } finally {
+    raw.disconnect();
+    await set.close();
+    await server.stop();
+  }
+}, 30_000);
+
 describe("ReplicaSet behind a Sentinel that does not know its master", () => {
   let sentinel: RedisProcess;
   let other: RedisProcess;

@@ -153,6 +153,11 @@ export class RedisKvNode implements KvNode {
   /** Values read that were not rows (rowOf). */
   private unreadableRows = 0;
 
+  /** Values read that were not stored rows (each answered UNAVAILABLE), since start. */
+  get unreadable(): number {
+    return this.unreadableRows;
+  }
+
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return Promise.resolve({ written: 0, ignored: 0, sameTime: 0 });
     return withDeadline(this.runLww(entries), this.timeoutMs, `redis ${this.address} LWW put`, signal);

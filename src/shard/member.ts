@@ -18,6 +18,8 @@ export interface MemberStats {
   readonly lagBytes: number | null;
   /** A replica's link to its primary is up (false while it syncs or its primary is gone): read only as a fallback. */
   readonly linked: boolean;
+  /** Values read here that were not stored rows (answered UNAVAILABLE); present once there is one. */
+  readonly unreadableRows?: number;
   readonly lastError: string | null;
 }
 
@@ -75,6 +77,7 @@ export class Member {
       replicationOffset: this.offset ?? null,
       lagBytes: this.lagBytes ?? null,
       linked: this.linked,
+      ...(this.node.unreadable > 0 ? { unreadableRows: this.node.unreadable } : {}),
       lastError: this.lastError ?? null,
     };
   }
