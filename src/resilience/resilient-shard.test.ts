@@ -7,7 +7,7 @@ import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
 import { type ResilienceSettings, resilienceSettings } from "./settings.ts";
-import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, shardPolicies } from "./shard-policies.ts";
+import { type BreakerState, IGNORE_OBSERVER, type ResilienceObserver, retriesToSpan, shardPolicies } from "./shard-policies.ts";
 import { LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import { CommonCauseJudge } from "./common-cause.ts";
 
@@ -519,6 +519,23 @@ describe("ResilientShard read paths", () => {
 });
 
 describe("ResilientShard writes", () => {
+  test("a primary that does not answer in time is retried writeRetries times; a failover's errors through the failover window", async () => {
+    const inner = new SwitchableShard("s1");
+    // writeBackoffMs 1: the window's retries are 1, 2, 4 ... ms apart, so a 300 ms window takes 9 retries.
+    const shard = guardShard(inner, { ...FAST, writeRetries: 3, failoverWindowMs: 300, breakerFailures: 100 }, recorder().observer);
+    const attempts = async (mode: "timeout" | "fail"): Promise<number> => {
+      inner.mode = mode;
+      inner.calls = 0;
+      await shard.putMany([{ key: "v@1/k=1", row: { ts: 2, values: [2] } }]).catch(() => {});
+      return inner.calls;
+    };
+    // A hung primary (timeouts): 1 + 3 attempts. Both were retried through the window (14 attempts, 21 s a push).
+    expect(await attempts("timeout")).toBe(4);
+    // No primary / a refused connection (a failover): through the window.
+    expect(await attempts("fail")).toBe(1 + retriesToSpan(300, 1, 3));
+    expect(retriesToSpan(300, 1, 3)).toBeGreaterThan(4);
+  });
+
   test("an open write breaker fails pushes at once with a retry-after; reads stay served", async () => {
     let now = 4_000_000;
     setSystemTime(new Date(now));

@@ -17,7 +17,7 @@ import {
   retry,
   wrap,
 } from "cockatiel";
-import { CommonStallError, LocalStallError, StalledTrialError, StorageError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, StalledTrialError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import type { ResilienceSettings } from "./settings.ts";
 import { WindowBreaker } from "./window-breaker.ts";
 
@@ -39,6 +39,18 @@ export const isShardFault = (e: Error): boolean => e instanceof StorageError && 
 
 /** Retries never re-run a call the breaker or the bulkhead refused. */
 const isRetryable = (e: Error): boolean => isShardFault(e) && !(e instanceof BrokenCircuitError) && !(e instanceof BulkheadRejectedError);
+
+/**
+ * A write failure that a failover ends (no primary known, the primary gone or
+ * demoted: READONLY, MASTERDOWN, a refused connection), retried through the
+ * failover window; as against a primary that is there and does not answer in
+ * time, or replicas that do not confirm (timeouts), retried `writeRetries`
+ * times. Every push to a hung shard took 21 s (14 attempts) when both were
+ * retried through the window: the write breaker (10 s window) hardly opened,
+ * and pushes held admission slots until lookups were refused.
+ */
+const isFailoverSign = (e: Error): boolean => isRetryable(e) && !(e instanceof StorageTimeoutError) && !(e instanceof WriteNotAcknowledgedError);
+const isSlowWrite = (e: Error): boolean => isRetryable(e) && !isFailoverSign(e);
 
 const STATE_NAMES: Record<number, BreakerState> = {
   [CircuitState.Closed]: "closed",
@@ -102,12 +114,15 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
   // A trial lost to a stall that was not the shard's reopens the breaker briefly; anything else for the full open time.
   const openTime = (reason: FailureReason<unknown> | { readonly isolated: true }): number => ("error" in reason && reason.error instanceof StalledTrialError ? s.breakerRetrialMs : s.breakerOpenMs);
   const openFor = new DelegateBackoff<IHalfOpenAfterBackoffContext>((ctx) => openTime(ctx.result));
-  const guard = (op: ShardOp, retries: number, backoff: IBackoffFactory<IRetryBackoffContext<unknown>>): GuardedOp => {
+  const retrying = (op: ShardOp, when: (e: Error) => boolean, retries: number, backoff: IBackoffFactory<IRetryBackoffContext<unknown>>): IPolicy => {
+    const again = retry(handleWhen(when), { maxAttempts: retries, backoff });
+    again.onRetry(() => observer.retried(shard, op));
+    return again;
+  };
+  const guard = (op: ShardOp, again: IPolicy): GuardedOp => {
     const strategy = new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock);
     const breaker = circuitBreaker(handleWhen(isShardFault), { halfOpenAfter: openFor, breaker: strategy });
     breaker.onStateChange((state) => observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open"));
-    const again = retry(handleWhen(isRetryable), { maxAttempts: retries, backoff });
-    again.onRetry(() => observer.retried(shard, op));
     let openedAt = 0;
     let openMs = s.breakerOpenMs;
     breaker.onBreak((reason) => {
@@ -126,13 +141,14 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
     };
   };
   const readDelay = s.readRetryDelayMs;
-  const writeRetries = retriesToSpan(failoverWindowMs, s.writeBackoffMs, s.writeRetries);
+  const failoverRetries = retriesToSpan(failoverWindowMs, s.writeBackoffMs, s.writeRetries);
   const writeBackoff = new ExponentialBackoff({ initialDelay: s.writeBackoffMs, maxDelay: 1000, generator: noJitterGenerator });
-  const primary = retry(handleWhen(isRetryable), { maxAttempts: writeRetries, backoff: writeBackoff });
+  const primary = retry(handleWhen(isRetryable), { maxAttempts: failoverRetries, backoff: writeBackoff });
   return {
     // First retry at once (another member), later ones after `readRetryDelayMs`.
-    read: guard("read", s.readRetries, new DelegateBackoff<IRetryBackoffContext<unknown>>((ctx) => (ctx.attempt <= 1 ? 0 : readDelay))),
-    write: guard("write", writeRetries, writeBackoff),
+    read: guard("read", retrying("read", isRetryable, s.readRetries, new DelegateBackoff<IRetryBackoffContext<unknown>>((ctx) => (ctx.attempt <= 1 ? 0 : readDelay)))),
+    // Through the failover window while a failover is what failed the write; `writeRetries` times when the primary is slow.
+    write: guard("write", wrap(retrying("write", isFailoverSign, failoverRetries, writeBackoff), retrying("write", isSlowWrite, s.writeRetries, writeBackoff))),
     primary,
   };
 }
