@@ -253,6 +253,26 @@ describe("GradientLimit", () => {
     expect(g.limit).toBe(before);
   });
 
+  test("a floor probe that cannot complete a window (its slots held by long requests) is given up after floorProbeMaxMs, the floor unchanged", () => {
+    const g = new GradientLimit({ initial: 100, floorProbeEveryMs: 30_000, floorProbeMaxMs: 1000, windowSamples: 50 });
+    for (let i = 0; i < 50; i++) g.sample(1, 2, 0);
+    expect([g.probingFloor, g.baselineMs]).toEqual([false, 1]);
+    g.sample(1, 100, 30_000); // the next probe is due: held at 2
+    expect([g.probingFloor, g.limit]).toEqual([true, 2]);
+    // Two pushes to a hung shard hold both slots for seconds: a few samples, never a window of 50.
+    g.expireProbe(30_500);
+    expect(g.probingFloor).toBe(true);
+    g.sample(5_000, 2, 30_900);
+    expect(g.probingFloor).toBe(true);
+    g.expireProbe(31_001);
+    expect([g.probingFloor, g.limit, g.baselineMs]).toEqual([false, 100, 1]);
+    // The next one comes a probe interval later.
+    g.sample(1, 100, 40_000);
+    expect(g.probingFloor).toBe(false);
+    g.sample(1, 100, 61_002);
+    expect(g.probingFloor).toBe(true);
+  });
+
   test("does not grow when the application, not the pod, limits concurrency", () => {
     const g = new GradientLimit({ initial: 100, windowSamples: 10 });
     // The start-up probe (held at 2 in flight) ends with the first window run at that concurrency.

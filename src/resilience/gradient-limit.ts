@@ -57,6 +57,12 @@ export interface GradientLimitOptions {
   /** How often (ms, by the clock `sample` is given) the floor is measured afresh at `floorInFlight` (default 30 s; 0: never). */
   readonly floorProbeEveryMs?: number;
   /**
+   * Longest a floor probe holds the limit (ms, default 1000); past it the probe is given up, the floor unchanged.
+   * Requests that take long (pushes to a hung shard, 21 s each) held the probe's two slots, its window of 50
+   * never completed, and every other request was refused for as long as they kept coming.
+   */
+  readonly floorProbeMaxMs?: number;
+  /**
    * Gradient2's queue allowance: requests in flight the limit adds each window beyond what the
    * latency gradient keeps (at least this, or the limit's square root when larger; default 4, as
    * Netflix's). The latency gradient is floored at 0.5 (it never aims below half the limit), so under
@@ -93,6 +99,9 @@ export class GradientLimit {
   /** When the next floor probe starts (NaN until a sample brings a clock). */
   private nextProbeAt = Number.NaN;
   private probing = false;
+  /** When the running probe started (NaN until a clock reading comes). */
+  private probeStartedAt = Number.NaN;
+  private readonly probeMaxMs: number;
   private windows = 0;
   private sum = 0;
   private count = 0;
@@ -112,7 +121,8 @@ export class GradientLimit {
     this.longAlpha = 2 / ((options.longWindows ?? 60) + 1);
     this.floorInFlight = options.floorInFlight ?? Math.min(this.min, FLOOR_IN_FLIGHT);
     this.probeEvery = options.floorProbeEveryMs ?? 30_000;
-    if (this.probeEvery > 0) this.startProbe();
+    this.probeMaxMs = options.floorProbeMaxMs ?? 1000;
+    if (this.probeEvery > 0) this.startProbe(Number.NaN);
   }
 
   /** Is the limit held low to measure the floor? */
@@ -130,7 +140,8 @@ export class GradientLimit {
    * `nowMs` (the admission clock) times the floor probes; without it there are none.
    */
   sample(rttMs: number, inFlight: number, nowMs = Number.NaN): void {
-    if (!this.probing && nowMs >= this.nextProbeAt) this.startProbe();
+    if (this.probing) this.expireProbe(nowMs);
+    if (!this.probing && nowMs >= this.nextProbeAt) this.startProbe(nowMs);
     else if (Number.isNaN(this.nextProbeAt) && this.probeEvery > 0) this.nextProbeAt = nowMs + this.probeEvery;
     this.sum += rttMs;
     this.count++;
@@ -138,8 +149,26 @@ export class GradientLimit {
     if (this.count >= this.windowSamples) this.endWindow(nowMs);
   }
 
-  private startProbe(): void {
+  /**
+   * Gives up a floor probe that has held the limit longer than
+   * `floorProbeMaxMs` (admission calls it as requests arrive, while probing):
+   * the limit goes back to its estimate and the next probe comes in
+   * `floorProbeEveryMs`.
+   */
+  expireProbe(nowMs: number): void {
+    if (!this.probing || Number.isNaN(nowMs)) return;
+    if (Number.isNaN(this.probeStartedAt)) this.probeStartedAt = nowMs;
+    else if (nowMs - this.probeStartedAt > this.probeMaxMs) {
+      this.probing = false;
+      this.nextProbeAt = nowMs + this.probeEvery;
+      this.limit = Math.floor(this.estimate);
+      this.resetWindow();
+    }
+  }
+
+  private startProbe(nowMs: number): void {
     this.probing = true;
+    this.probeStartedAt = nowMs;
     this.limit = Math.min(this.limit, this.floorInFlight);
     this.resetWindow();
   }
