@@ -341,6 +341,19 @@ describe.each([
     expect(s1.guardState().read).toBe("open");
   });
 
+  test("a read whose budget was spent before it began (queued for admission) reads nothing, fails at once, and is not the shard's fault", async () => {
+    for (const settles of [false, true]) {
+      const inner = new SwitchableShard("s1", settles);
+      const shard = guardShard(inner, FAST, recorder().observer);
+      for (let i = 0; i < 20; i++) {
+        const err = await shard.getMany(["v@1/k=1"], { deadline: performance.now() - 1 }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(LocalStallError);
+      }
+      expect(inner.calls).toBe(0);
+      expect(shard.guardState().read).toBe("closed");
+    }
+  });
+
   test("failures spread wider than the window do not open the breaker", async () => {
     let now = 2_000_000;
     const inner = new SwitchableShard("s1", bounded);

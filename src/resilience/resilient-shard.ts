@@ -95,10 +95,22 @@ export class ResilientShard implements ShardNode {
   private readonly readFast = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
     const read = this.policies.read;
     const deadline = ctx?.deadline;
+    if (deadline !== undefined && deadline <= performance.now()) return this.budgetSpent();
     if (keys.length === 0 || deadline === undefined || !read.idle() || read.bulkhead.executionSlots === 0) return this.readGuarded(keys, ctx);
     // A free slot: the bulkhead runs this at once (no queue wait to bound).
     return read.bulkhead.execute(() => this.inner.getMany(keys, ctx).then(undefined, (error: unknown) => this.afterFirstFailure(keys, ctx, deadline, error)));
   };
+
+  /**
+   * The caller's budget was spent before the read began (the lookup waited
+   * for an admission slot): nothing is read, the rows are UNAVAILABLE at once,
+   * and it is not the shard's fault. It was read anyway and the timeout filed
+   * against the shard: with shedding off, a healthy shard's breaker opened.
+   */
+  private budgetSpent(): Promise<never> {
+    const timeout = new StorageTimeoutError(`shard ${this.id} read`, 0, 0);
+    return Promise.reject(this.failed("read", this.policies.read, new LocalStallError(timeout, "the lookup's budget was spent before storage was asked, waiting for a slot")));
+  }
 
   /** The fast path's first attempt failed: the breaker and retry layers take over with that outcome, inside the same bulkhead slot. */
   private afterFirstFailure(keys: readonly string[], ctx: ReadContext | undefined, deadline: number, error: unknown): Promise<ReadSlot[]> {
@@ -133,6 +145,7 @@ export class ResilientShard implements ShardNode {
   private readonly readGuarded = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
     if (keys.length === 0) return Promise.resolve([]);
     const started = performance.now();
+    if (ctx?.deadline !== undefined && ctx.deadline <= started) return this.budgetSpent();
     const deadline = ctx?.deadline ?? started + this.settings.requestTimeoutMs;
     // The replica set sizes its attempts from the deadline: give it one when the caller did not.
     const innerCtx: ReadContext = ctx?.deadline !== undefined ? ctx : { ...ctx, deadline };
