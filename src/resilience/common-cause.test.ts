@@ -81,11 +81,34 @@ describe("CommonCauseJudge", () => {
     expect(excused.slice(1, 300).every((e) => e)).toBe(true); // up to t = 10_990
     h.at(11_010);
     expect(h.verdict("s1")).toBeNull();
-    // Quiet for more than the window: the next burst is a new episode.
+    // Quiet for more than the window, reads answering in it: the next burst is a new episode.
+    h.judge.answered();
     h.at(11_700);
     h.verdict("s1");
     h.at(11_705);
     expect(h.verdict("s2")?.cause).toBe("common");
+  });
+
+  test("a gap in which no shard read answered does not end the episode: a tier down under light traffic opens the breakers", () => {
+    const h = harness();
+    // One lookup every 300 ms, each timing out on every shard together (the gaps are longer than the window).
+    const verdicts: (string | null)[] = [];
+    for (let t = 10_000; t <= 12_000; t += 300) {
+      h.at(t);
+      for (const s of ["s1", "s2", "s3"]) verdicts.push(h.verdict(s)?.cause ?? null);
+    }
+    // Excused for the episode's first second, then counted: every lookup after 11,000 charges its shards.
+    expect(verdicts.slice(-9)).toEqual([null, null, null, null, null, null, null, null, null]);
+    expect(verdicts.slice(1, 3)).toEqual(["common", "common"]);
+    // With reads answering between them, each lookup's timeouts are an episode of their own (excused).
+    const h2 = harness();
+    const later: (string | null)[] = [];
+    for (let t = 10_000; t <= 12_000; t += 300) {
+      h2.at(t);
+      for (const s of ["s1", "s2", "s3"]) later.push(h2.verdict(s)?.cause ?? null);
+      h2.judge.answered();
+    }
+    expect(later.slice(-2)).toEqual(["common", "common"]);
   });
 
   test("timeouts the process-local judge excuses still extend the episode: a tier-wide outage is not excused past its first second", () => {

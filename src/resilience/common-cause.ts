@@ -11,6 +11,8 @@ export interface CommonCauseOptions {
 
 const DEFAULT_MAX_EPISODE_MS = 1000;
 const DEFAULT_MIN_WINDOW_MS = 100;
+/** Longest gap between correlated timeouts, with no shard read answering in it, that continues their episode. */
+const MAX_QUIET_GAP_MS = 10_000;
 
 /**
  * Timeouts that hit most shards at once are not any one shard's fault.
@@ -57,6 +59,9 @@ export class CommonCauseJudge implements StallJudge {
   private readonly lastTimeout = new Map<string, number>();
   private episodeStart = Number.NEGATIVE_INFINITY;
   private lastCorrelated = Number.NEGATIVE_INFINITY;
+  /** Shard reads that answered, and how many had when the last correlated timeout was judged. */
+  private answers = 0;
+  private answersAtLast = -1;
   private readonly maxEpisodeMs: number;
   private readonly minWindowMs: number;
 
@@ -73,6 +78,10 @@ export class CommonCauseJudge implements StallJudge {
     if (!(this.minWindowMs > 0)) throw new Error(`common-cause window: expected > 0 ms, got ${this.minWindowMs}`);
   }
 
+  answered(): void {
+    this.answers++;
+  }
+
   stalled(timeout: StorageTimeoutError, call?: TimedOutCall): StallVerdict | null {
     if (call === undefined) return this.inner.stalled(timeout);
     const t = this.now();
@@ -83,11 +92,16 @@ export class CommonCauseJudge implements StallJudge {
     let together = 0;
     for (const at of this.lastTimeout.values()) if (t - at <= window) together++;
     const correlated = shards >= 2 && together * 2 > shards;
-    // An episode: correlated timeouts with no gap longer than the window, whoever is blamed for
-    // each (a tier-wide outage makes long loop turns too, and the loop-stall judge excuses many).
+    // An episode: correlated timeouts with no gap longer than the window between them, whoever is blamed
+    // for each (a tier-wide outage makes long loop turns too, and the loop-stall judge excuses many); or
+    // with longer gaps in which no shard read answered at all (MAX_QUIET_GAP_MS). Under light traffic every
+    // lookup's reads timed out together, each lookup alone: a new episode each time, excused forever, and
+    // a whole tier down opened no breaker (one lookup every 300 ms, 14 s at the full budget).
     if (correlated) {
-      if (t - this.lastCorrelated > window) this.episodeStart = t;
+      const quiet = this.answers === this.answersAtLast;
+      if (t - this.lastCorrelated > window && !(quiet && t - this.lastCorrelated <= MAX_QUIET_GAP_MS)) this.episodeStart = t;
       this.lastCorrelated = t;
+      this.answersAtLast = this.answers;
     }
     const local = this.inner.stalled(timeout, call);
     if (!correlated || t - this.episodeStart > this.maxEpisodeMs) return local;

@@ -25,6 +25,12 @@ export interface StallJudge {
    * shards need it; the process-local one does not).
    */
   stalled(timeout: StorageTimeoutError, call?: TimedOutCall): StallVerdict | null;
+  /**
+   * A shard read answered (shards call it on every read that did): judges
+   * that follow a stretch of timeouts across shards learn it has ended.
+   * Judges that need it not leave it out.
+   */
+  answered?(): void;
 }
 
 /** The call that timed out, for judges that compare shards. */

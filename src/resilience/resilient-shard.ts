@@ -98,7 +98,13 @@ export class ResilientShard implements ShardNode {
     if (deadline !== undefined && deadline <= performance.now()) return this.budgetSpent();
     if (keys.length === 0 || deadline === undefined || !read.idle() || read.bulkhead.executionSlots === 0) return this.readGuarded(keys, ctx);
     // A free slot: the bulkhead runs this at once (no queue wait to bound).
-    return read.bulkhead.execute(() => this.inner.getMany(keys, ctx).then(undefined, (error: unknown) => this.afterFirstFailure(keys, ctx, deadline, error)));
+    return read.bulkhead.execute(() => this.inner.getMany(keys, ctx).then(this.answered, (error: unknown) => this.afterFirstFailure(keys, ctx, deadline, error)));
+  };
+
+  /** A read answered: the judge hears of it (a stretch of timeouts across shards has ended: common-cause.ts). */
+  private readonly answered = (rows: ReadSlot[]): ReadSlot[] => {
+    this.judge.answered?.();
+    return rows;
   };
 
   /**
@@ -162,7 +168,7 @@ export class ResilientShard implements ShardNode {
     const inner = this.inner;
     const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
       if (c.attempt === 0 && first !== null) return Promise.reject(first.error);
-      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.judged("read", this.timeout("read", budget, 0))) : inner.getMany(keys, ctx).then(undefined, this.rethrowJudged);
+      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.judged("read", this.timeout("read", budget, 0))) : inner.getMany(keys, ctx).then(this.answered, this.rethrowJudged);
     };
     // Each timeout is judged once, where it is made: an attempt's in rethrowJudged (the policy passes it on
     // as judged), the deadline's here. Judged again, a timeout the breaker had counted could come out excused.
