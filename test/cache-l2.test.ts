@@ -227,9 +227,13 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
       expect(got).toEqual([row(3, "h"), undefined]);
       console.log(`L2 stopped: a cold lookup took ${ms.toFixed(1)} ms with the L2 bound at ${L2_TIMEOUT_MS} ms`);
       expect(b.tier.getManyNow(["hung@1/k=i1"])).toEqual([row(3, "h")]);
+      // Its connection stays "ready": it was reported connected (the pod not degraded) however long it hung.
+      for (let i = 0; i < 5; i++) await b.l2.read(["hung@1/k=i3"]);
+      expect(b.l2.state()).toMatchObject({ connected: false, error: expect.stringContaining("not answering") });
     } finally {
       l2Server.resume();
     }
+    expect(await waitFor(async () => (await b.l2.read(["hung@1/k=i3"])) !== undefined && b.l2.state().connected)).toBe(true);
   });
 
   test("L2 killed mid-run: no lookup fails; after a restart L2 hits come back by themselves", async () => {

@@ -25,6 +25,8 @@ export interface L2Options {
 
 
 const GENERATIONS = "quiver:cache:generations";
+/** Calls in a row that time out before the L2 is reported not answering (a hung server keeps its connection). */
+const HUNG_AFTER_TIMEOUTS = 5;
 const ALL = "*";
 const NEGATIVE_BYTES = (() => {
   const b = Buffer.alloc(ROW_HEADER_BYTES);
@@ -133,9 +135,20 @@ export class L2Store implements L2Tier {
     return this.client.status === "ready";
   }
 
+  /**
+   * What /readyz and the metrics report: reachable means connected and
+   * answering. A hung L2 (SIGSTOP) keeps its connection "ready", every call
+   * timing out at its bound, and was reported connected, the pod not degraded.
+   */
   state(): { address: string; connected: boolean; error?: string } {
-    return { address: this.describe, connected: this.connected, ...(this.lastError && !this.connected ? { error: this.lastError } : {}) };
+    const hung = this.timedOutInARow >= HUNG_AFTER_TIMEOUTS;
+    const reachable = this.connected && !hung;
+    const error = hung ? `not answering: its last ${this.timedOutInARow} calls timed out` : this.lastError;
+    return { address: this.describe, connected: reachable, ...(error && !reachable ? { error } : {}) };
   }
+
+  /** Calls in a row that ran out their bound (reset by any answer). */
+  private timedOutInARow = 0;
 
   /** Waits for the first connection (start-up); false if not ready within `ms` (the pod starts anyway, degraded). */
   whenReady(ms: number): Promise<boolean> {
@@ -277,10 +290,14 @@ export class L2Store implements L2Tier {
 
   private bounded<T>(work: Promise<T>, ms = this.timeoutMs): Promise<T | undefined> {
     return new Promise<T | undefined>((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), ms);
+      const timer = setTimeout(() => {
+        this.timedOutInARow++;
+        resolve(undefined);
+      }, ms);
       work.then(
         (v) => {
           clearTimeout(timer);
+          this.timedOutInARow = 0;
           resolve(v);
         },
         (e: unknown) => {
