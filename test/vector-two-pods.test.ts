@@ -74,11 +74,13 @@ describe("claim matching across two pods", () => {
     }
   }, 90_000);
 
+  // A pod's shutdown waits for a vector catch-up attempt in flight (its store scan, bounded by the shard's
+  // failover window): the origin was stopped in the last test, and a feed loss is a gap (a catch-up) too.
   afterAll(async () => {
     await Promise.allSettled([a?.stop(), b?.stop()]);
     await Promise.allSettled([origin?.stop(), l2?.stop()]);
     if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  }, 30_000);
 
   test("a claim pushed on one pod is matched on the other within 1 s", async () => {
     const times: number[] = [];
@@ -123,8 +125,8 @@ describe("claim matching across two pods", () => {
   test("a pod that missed feed events (the feed's Redis died) catches up from the store once the feed is back", async () => {
     const text = "Pigeons in the main square are government drones recharging on power lines";
     await pushWhileFeedDown(600_000, text);
-    await Bun.sleep(300);
-    expect(await topMatch(b, text)).not.toBe(600_000);
+    // Pod b catches up when it loses the feed too (a gap then, since 12-07), racing the push: it may or may not
+    // match it yet. Once the feed is back it must (the gap on reconnect catches up again).
     await l2.restart();
     const start = performance.now();
     const after = await visibleAfter(b, text, 600_000, start);

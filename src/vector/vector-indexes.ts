@@ -203,7 +203,9 @@ export class VectorIndexes implements ChangeListener {
     for (;;) {
       if (this.draining) await this.draining;
       else if (this.tasks.size > 0) await Promise.allSettled([...this.tasks]);
-      else if ([...this.states.values()].some((s) => s.pending.size > 0)) await this.drain();
+      // Closed, drain applies nothing (it stops at `closed`): changes still pending then are left (the store has them;
+      // the next start rebuilds from it). Looping on them spun forever and the process never exited.
+      else if (!this.closed && [...this.states.values()].some((s) => s.pending.size > 0)) await this.drain();
       else return;
     }
   }

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { type Subprocess, spawn } from "bun";
+import { liveProcesses } from "./live-processes.ts";
 
 /** The repository root, so servers start the same whatever directory tests run from. */
 const ROOT = resolve(import.meta.dir, "../..");
@@ -41,6 +42,9 @@ function withFreePorts(args: string[]): string[] {
  */
 export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<QuiverProcess> {
   const proc = spawn([process.execPath, "src/main.ts", ...withFreePorts(args)], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  // A server a test leaves behind (its stop timed out: one spun at 100% CPU for minutes) is killed when the run ends.
+  liveProcesses.set(proc.pid, proc);
+  void proc.exited.then(() => liveProcesses.delete(proc.pid));
   const at = args.indexOf("--grpc-port");
   const grpcOff = (at >= 0 && args[at + 1] === "-1") || args.includes("--grpc-port=-1");
   let out = "";
@@ -76,6 +80,9 @@ export async function startQuiver(args: string[], timeoutMs = 30_000): Promise<Q
 /** Runs the server to completion (for start-up failures) and returns its exit code and output. */
 export async function runQuiverToExit(args: string[]): Promise<{ code: number; output: string }> {
   const proc = spawn([process.execPath, "src/main.ts", ...withFreePorts(args)], { cwd: ROOT, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  // A server a test leaves behind (its stop timed out: one spun at 100% CPU for minutes) is killed when the run ends.
+  liveProcesses.set(proc.pid, proc);
+  void proc.exited.then(() => liveProcesses.delete(proc.pid));
   const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   clearTimeout(timer);
