@@ -107,11 +107,34 @@ describe("registry validation", () => {
       "featureViews[0].features[1].name",
       "featureViews[0].features[2].default",
       "featureServices[0].features[0]",
-      "featureServices[0].features[1]",
+      // Not "featureServices[0].features[1]" (v:a): view v's own problems are listed; it was reported again as unknown.
     ]);
     const messages = issuesOf(def).map((i) => i.message);
     expect(messages).toContain('"median" needs statistics.m.median in view "v"');
     expect(messages).toContain('unknown entity "ghost"');
+  });
+
+  test("a feature named like a pushed row's time column or the view's join key, and a service listing a feature twice, are refused", () => {
+    const def = {
+      entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
+      featureViews: [
+        {
+          name: "v",
+          entities: ["driver"],
+          features: [
+            { name: "event_timestamp", type: "int64" },
+            { name: "driver_id", type: "int64" },
+          ],
+        },
+        { name: "w", entities: ["driver"], features: [{ name: "a", type: "int64" }] },
+      ],
+      featureServices: [{ name: "s", features: ["w:a", "w:a"] }],
+    };
+    expect(issuesOf(def).map((i) => [i.path, i.message.slice(0, 40)])).toEqual([
+      ["featureViews[0].features[0].name", '"event_timestamp" names a pushed row\'s t'],
+      ["featureViews[0].features[1].name", '"driver_id" is a join key of view "v"; a'],
+      ["featureServices[0].features[1]", '"w:a" is listed twice'],
+    ]);
   });
 
   test("structural errors name the field: missing, extra, wrong shape", () => {

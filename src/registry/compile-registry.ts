@@ -17,6 +17,9 @@ import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type Value
  * read its files, and every young collection walks all the code a process
  * holds (src/app.ts, on loading the gRPC edge).
  */
+/** Columns a pushed row may carry besides join keys and features (serving/push-service.ts). */
+const TIME_COLUMN_NAMES: ReadonlySet<string> = new Set(["event_timestamp", "created", "created_timestamp"]);
+
 export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry {
   const issues: Issue[] = [];
 
@@ -39,11 +42,16 @@ export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry
 
   const views = new Map<string, CompiledView>();
   const refs = new Map<string, FeatureRef>();
+  // Views whose own problems are listed: a service naming their features is not reported again for it.
+  const broken = new Set<string>();
   def.featureViews.forEach((v, i) => {
     const path = `featureViews[${i}]`;
     if (views.has(v.name)) issues.push({ path: `${path}.name`, message: `duplicate feature view "${v.name}"` });
     const view = compileView(v, path, entities, issues);
-    if (!view) return;
+    if (!view) {
+      broken.add(v.name);
+      return;
+    }
     views.set(v.name, view);
     for (const f of view.features) refs.set(f.ref, { view, feature: f });
   });
@@ -54,8 +62,10 @@ export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry
     const resolved: FeatureRef[] = [];
     s.features.forEach((r, j) => {
       const ref = refs.get(r);
-      if (ref) resolved.push(ref);
-      else issues.push({ path: `featureServices[${i}].features[${j}]`, message: unknownRefMessage(r, views) });
+      // Listed twice, every lookup of the service would be refused (two columns named alike).
+      if (ref && resolved.includes(ref)) issues.push({ path: `featureServices[${i}].features[${j}]`, message: `"${r}" is listed twice` });
+      else if (ref) resolved.push(ref);
+      else if (!broken.has(r.slice(0, Math.max(0, r.indexOf(":"))))) issues.push({ path: `featureServices[${i}].features[${j}]`, message: unknownRefMessage(r, views) });
     });
     services.set(s.name, resolved);
   });
@@ -105,6 +115,9 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
   v.features.forEach((f, j) => {
     const fpath = `${path}.features[${j}]`;
     if (featureIndex.has(f.name)) issues.push({ path: `${fpath}.name`, message: `duplicate feature "${f.name}" in view "${v.name}"` });
+    // A pushed row's columns are its join keys, its features and its times: a feature named like either was both.
+    if (TIME_COLUMN_NAMES.has(f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" names a pushed row's time column; a feature so named would be read as the row's event time too` });
+    if (joinKeys.some((k) => k.name === f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" is a join key of view "${v.name}"; a feature so named would always hold the key (and Feast's answers name two columns so)` });
     const type = parseValueType(f.type);
     if (!type) {
       issues.push({ path: `${fpath}.type`, message: `expected one of ${TYPE_NAMES.join(", ")}, got "${f.type}"` });
