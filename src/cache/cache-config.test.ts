@@ -44,4 +44,11 @@ describe("cache settings", () => {
     expect(() => loadConfig(["--cache-ttl", "0s"], {})).toThrow("--cache-ttl: must be greater than zero");
     expect(loadConfig(["--cache-l2-timeout", "5ms"], {}).cacheL2TimeoutMs).toBe(5);
   });
+
+  test("flags naming the L2 (Sentinels or an address) override the file's L2 whole; naming it twice is refused", () => {
+    const file = parseTopology({ shards, cache: { l2: "127.0.0.1:7100" } }).cache;
+    expect(resolveCacheSettings({ l2Sentinels: ["127.0.0.1:26379"] }, file, true).l2?.where).toEqual({ sentinels: ["127.0.0.1:26379"], masterName: "quiver-l2" });
+    expect(resolveCacheSettings({}, file, true).l2?.where).toEqual({ address: "127.0.0.1:7100" });
+    expect(() => resolveCacheSettings({ l2: "127.0.0.1:7101", l2Sentinels: ["127.0.0.1:26379"] }, {}, true)).toThrow("the L2 is named twice");
+  });
 });

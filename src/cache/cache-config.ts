@@ -57,8 +57,15 @@ export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, rem
   const l1Mode = pick("l1") ?? "auto";
   const l1On = l1Mode === "on" || (l1Mode === "auto" && remoteOrigin);
   const negativeTtlMs = pick("negativeTtlMs") ?? CACHE_DEFAULTS.negativeTtlMs;
-  const l2Address = pick("l2");
-  const sentinels = pick("l2Sentinels");
+  // Where L2 is comes whole from one source: flags naming it (an address or Sentinels) override the file's.
+  // Picked field by field, the file's address beat the flags' Sentinels (the address is looked at first).
+  const named = (c: CacheInput) => (c.l2 !== undefined && c.l2 !== "") || (c.l2Sentinels?.length ?? 0) > 0;
+  const where0 = named(explicit) ? explicit : file;
+  const l2Address = where0.l2;
+  const sentinels = where0.l2Sentinels;
+  if (l2Address !== undefined && l2Address !== "" && l2Address !== "off" && sentinels !== undefined && sentinels.length > 0) {
+    throw new Error(`the L2 is named twice, as ${l2Address} and through Sentinels ${sentinels.join(",")}: give one (--cache-l2 or --cache-l2-sentinels; cache.l2 or cache.l2Sentinels)`);
+  }
   let where: L2Address | undefined;
   if (l2Address === "off") where = undefined;
   else if (l2Address !== undefined && l2Address !== "") where = { address: l2Address };
