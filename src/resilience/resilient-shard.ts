@@ -95,7 +95,7 @@ export class ResilientShard implements ShardNode {
   private readonly readFast = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
     const read = this.policies.read;
     const deadline = ctx?.deadline;
-    if (deadline !== undefined && deadline <= performance.now()) return this.budgetSpent();
+    if (keys.length > 0 && deadline !== undefined && deadline <= performance.now()) return this.budgetSpent();
     if (keys.length === 0 || deadline === undefined || !read.idle() || read.bulkhead.executionSlots === 0) return this.readGuarded(keys, ctx);
     // A free slot: the bulkhead runs this at once (no queue wait to bound).
     return read.bulkhead.execute(() => this.inner.getMany(keys, ctx).then(this.answered, (error: unknown) => this.afterFirstFailure(keys, ctx, deadline, error)));
