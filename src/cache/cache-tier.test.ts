@@ -138,6 +138,10 @@ describe("CacheTier with L1", () => {
     expect(got).toEqual([{ ts: 5, values: [1], stale: true }, UNAVAILABLE]);
     expect(ctx.degraded).toEqual(["shard-1"]);
     expect(m.staleServed.value).toBe(1);
+    // Grace copies alone still name the shard that could not answer (they named none).
+    const onlyGrace: ReadContext = { degraded: [] };
+    expect(await tier.getMany(["v@1/k=i1"], onlyGrace)).toEqual([{ ts: 5, values: [1], stale: true }]);
+    expect(onlyGrace.degraded).toEqual(["shard-1"]);
     // Past the grace window the copy is gone.
     clock.advance(3_600_000);
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([UNAVAILABLE]);

@@ -313,10 +313,11 @@ export class CacheTier implements KvNode, ChangeListener {
         this.m.staleServed.inc();
       } else {
         out[pos] = UNAVAILABLE;
-        if (degradedFrom !== flight) {
-          degradedFrom = flight;
-          if (ctx?.degraded) ctx.degraded.push(...flight.degraded);
-        }
+      }
+      // Either way the shards that could not answer are named (an answer of grace copies alone named none).
+      if (degradedFrom !== flight) {
+        degradedFrom = flight;
+        if (ctx?.degraded) ctx.degraded.push(...flight.degraded);
       }
     }
   }
