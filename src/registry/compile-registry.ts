@@ -4,7 +4,7 @@ import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
 import { digests } from "../runtime/digest.ts";
 import type { FeatureViewDef, RegistryDef } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
-import type { CompiledFeature, CompiledView, FeatureRef, JoinKey, Registry, VectorIndexSpec } from "./registry.ts";
+import { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, PUSH_TIME_COLUMNS, type Registry, type VectorIndexSpec } from "./registry.ts";
 import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
 /**
@@ -17,9 +17,6 @@ import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type Value
  * read its files, and every young collection walks all the code a process
  * holds (src/app.ts, on loading the gRPC edge).
  */
-/** Columns a pushed row may carry besides join keys and features (serving/push-service.ts). */
-const TIME_COLUMN_NAMES: ReadonlySet<string> = new Set(["event_timestamp", "created", "created_timestamp"]);
-
 export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry {
   const issues: Issue[] = [];
 
@@ -116,7 +113,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
     const fpath = `${path}.features[${j}]`;
     if (featureIndex.has(f.name)) issues.push({ path: `${fpath}.name`, message: `duplicate feature "${f.name}" in view "${v.name}"` });
     // A pushed row's columns are its join keys, its features and its times: a feature named like either was both.
-    if (TIME_COLUMN_NAMES.has(f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" names a pushed row's time column; a feature so named would be read as the row's event time too` });
+    if (PUSH_TIME_COLUMNS.has(f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" names a pushed row's time column; a feature so named would be read as the row's event time too` });
     if (joinKeys.some((k) => k.name === f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" is a join key of view "${v.name}"; a feature so named would always hold the key (and Feast's answers name two columns so)` });
     const type = parseValueType(f.type);
     if (!type) {

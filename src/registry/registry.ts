@@ -68,6 +68,14 @@ export interface VectorIndexSpec {
 }
 
 /** A resolved `view:feature` reference. */
+/**
+ * Columns a pushed row may carry besides its view's join keys and features:
+ * its event time and Feast's created time (accepted, not stored). The push
+ * path reads them, the registry refuses features so named, the gRPC edge
+ * parses them as times.
+ */
+export const PUSH_TIME_COLUMNS: ReadonlySet<string> = new Set(["event_timestamp", "created", "created_timestamp"]);
+
 export interface FeatureRef {
   readonly view: CompiledView;
   readonly feature: CompiledFeature;

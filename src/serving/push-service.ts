@@ -1,12 +1,10 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import type { FeatureValue, KvEntry, KvNode, PutOutcome } from "../kv/kv-node.ts";
-import type { CompiledView } from "../registry/index.ts";
+import { type CompiledView, PUSH_TIME_COLUMNS } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
 import { parseEventTime } from "./event-time.ts";
 import { WriteStamps } from "./write-stamps.ts";
 
-/** Columns a pushed row may carry besides join keys and features. */
-const TIME_COLUMNS = new Set(["event_timestamp", "created", "created_timestamp"]);
 
 export interface PushOptions {
   /** How far in the future an event may be; a far-future row would block every later write. */
@@ -37,11 +35,11 @@ export class PushService {
     // Feast's created timestamps are accepted and not stored (event time orders writes), but must be times.
     const created: string[] = [];
     for (const { name, path } of columns) {
-      if (!view.featureIndex.has(name) && !TIME_COLUMNS.has(name) && !view.joinKeys.some((k) => k.name === name)) {
+      if (!view.featureIndex.has(name) && !PUSH_TIME_COLUMNS.has(name) && !view.joinKeys.some((k) => k.name === name)) {
         const known = view.features.map((f) => f.name).join(", ");
         throw unknownName("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
       }
-      if (name !== "event_timestamp" && TIME_COLUMNS.has(name) && !view.featureIndex.has(name)) created.push(name);
+      if (name !== "event_timestamp" && PUSH_TIME_COLUMNS.has(name) && !view.featureIndex.has(name)) created.push(name);
     }
     const rows = input.rowCount;
     for (const name of created) {

@@ -1,5 +1,5 @@
 import { invalid } from "../../errors/index.ts";
-import type { FeatureRef, Registry } from "../../registry/index.ts";
+import { type FeatureRef, PUSH_TIME_COLUMNS, type Registry } from "../../registry/index.ts";
 import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows, unavailableCount } from "../../serving/index.ts";
 import { STALE_HEADER, UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import type { CallContext } from "./call.ts";
@@ -151,7 +151,7 @@ export class FeastGrpcService {
 }
 
 function textColumn(registry: Registry, viewName: string | undefined, column: string): TextColumn {
-  if (column === "event_timestamp" || column === "created" || column === "created_timestamp") return "time";
+  if (PUSH_TIME_COLUMNS.has(column)) return "time";
   const view = viewName === undefined ? undefined : registry.views.get(viewName);
   if (view === undefined) return undefined;
   const key = view.joinKeys.find((k) => k.name === column);
