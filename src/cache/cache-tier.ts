@@ -477,7 +477,7 @@ export class CacheTier implements KvNode, ChangeListener {
       }
       if (l1 && epoch === this.epoch) {
         let filled = 0;
-        const cap = this.feed.hearing ? undefined : this.feedDownTtlMs;
+        const cap = this.fillTtlCap();
         for (let i = 0; i < n; i++) {
           const s = slots[i];
           if (s !== UNAVAILABLE && l1.fill(keys[i]!, s, cap)) filled++;
@@ -514,7 +514,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const l2 = this.l2;
     if (out.ignored === 0) {
       if (l1) {
-        const cap = this.feed.hearing ? undefined : this.feedDownTtlMs;
+        const cap = this.fillTtlCap();
         for (const e of entries) {
           if (l1.has(e.key)) l1.fill(e.key, e.row, cap);
           // A read of the key in flight found the row this write replaced: the floor keeps its fill out of L1
@@ -540,6 +540,11 @@ export class CacheTier implements KvNode, ChangeListener {
     if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
     if (this.l2 && !(await this.l2.remove(keys))) this.l2Missed(keys.map((key) => ({ key, row: { ts: now, values: [] } })), "delete");
     return n;
+  }
+
+  /** The life an L1 fill may have now: capped while the change feed is not heard (it cannot hear of other pods' writes). */
+  private fillTtlCap(): number | undefined {
+    return this.feed.hearing ? undefined : this.feedDownTtlMs;
   }
 
   /**
