@@ -264,6 +264,10 @@ describe.each([
     clock.advance(2);
     await read(shard);
     expect(events.filter((e) => e === "s1/read:half_open")).toHaveLength(4);
+    // On probation until three trial calls in all have succeeded.
+    expect(events.at(-1)).toBe("s1/read:half_open");
+    await read(shard);
+    await read(shard);
     expect(events.at(-1)).toBe("s1/read:closed");
   });
 
@@ -398,8 +402,12 @@ describe.each([
     setSystemTime(new Date(now));
     inner.mode = "ok";
     expect(await read(shard)).toEqual([undefined]);
-    expect(events.filter((e) => e.startsWith("s1/read:") && !e.includes("failed"))).toEqual(["s1/read:open", "s1/read:half_open", "s1/read:closed"]);
+    // On probation after one trial: still half-open to the metric and the anomalies.
+    const transitions = () => events.filter((e) => e.startsWith("s1/read:") && !e.includes("failed") && !e.includes("retry"));
+    expect(transitions()).toEqual(["s1/read:open", "s1/read:half_open"]);
+    expect(shard.guardState().read).toBe("half_open");
     expect(await read(shard)).toEqual([undefined]);
+    expect(shard.guardState().read).toBe("half_open");
     // Second trial fails: on probation, one failure reopens at once.
     inner.mode = "fail";
     await read(shard).catch(() => {});
@@ -408,7 +416,11 @@ describe.each([
     now += 30_001;
     setSystemTime(new Date(now));
     inner.mode = "ok";
-    for (let i = 0; i < 3; i++) await read(shard);
+    for (let i = 0; i < 2; i++) await read(shard);
+    expect(shard.guardState().read).toBe("half_open");
+    await read(shard);
+    expect(shard.guardState().read).toBe("closed");
+    expect(transitions()).toEqual(["s1/read:open", "s1/read:half_open", "s1/read:open", "s1/read:half_open", "s1/read:closed"]);
     inner.mode = "fail";
     await read(shard).catch(() => {});
     expect(shard.guardState().read).toBe("closed");

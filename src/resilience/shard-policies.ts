@@ -73,7 +73,7 @@ export interface GuardedOp {
    * a no-op in that state, and retry does nothing after a success).
    */
   idle(): boolean;
-  /** Current state of the breaker. */
+  /** Current state of the breaker; half-open while on probation (trial calls after the first). */
   state(): BreakerState;
   /** When an open breaker lets a trial through (ms from now; 0 when not open). */
   retryAfterMs(): number;
@@ -120,9 +120,14 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
     return again;
   };
   const guard = (op: ShardOp, again: IPolicy): GuardedOp => {
-    const strategy = new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock);
+    // Probation (the trial calls after the first) is half-open to the outside: cockatiel says closed, the
+    // metric and the anomalies say half-open until the last trial call succeeds. They said closed after one.
+    const strategy = new WindowBreaker(s.breakerFailures, s.breakerWindowMs, s.breakerTrials, clock, () => observer.breakerChanged(shard, op, "closed"));
     const breaker = circuitBreaker(handleWhen(isShardFault), { halfOpenAfter: openFor, breaker: strategy });
-    breaker.onStateChange((state) => observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open"));
+    breaker.onStateChange((state) => {
+      if (state === CircuitState.Closed && strategy.trialsLeft > 0) return;
+      observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open");
+    });
     let openedAt = 0;
     let openMs = s.breakerOpenMs;
     breaker.onBreak((reason) => {
@@ -134,7 +139,7 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       bulkhead: shared,
       admitted: wrap(breaker, again),
       idle: () => breaker.state === CircuitState.Closed && strategy.trialsLeft === 0,
-      state: () => STATE_NAMES[breaker.state] ?? "open",
+      state: () => (breaker.state === CircuitState.Closed && strategy.trialsLeft > 0 ? "half_open" : (STATE_NAMES[breaker.state] ?? "open")),
       // cockatiel times the open state with Date.now(); so does this.
       retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + openMs - Date.now()) : 0),
       forgive: (withinMs) => strategy.forgive(withinMs),

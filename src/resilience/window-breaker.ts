@@ -18,6 +18,8 @@ export class WindowBreaker implements IBreaker {
     private readonly windowMs: number,
     private readonly trials: number,
     private readonly clock: () => number = Date.now,
+    /** Called when the last call on probation succeeds: the circuit is fully closed. */
+    private readonly probationEnded: () => void = () => {},
   ) {
     if (!(failures >= 1)) throw new Error(`breakerFailures: expected at least 1, got ${failures}`);
     this.times = new Float64Array(failures).fill(Number.NEGATIVE_INFINITY);
@@ -55,7 +57,7 @@ export class WindowBreaker implements IBreaker {
       this.times.fill(Number.NEGATIVE_INFINITY);
       this.probation = this.trials - 1;
     } else if (this.probation > 0) {
-      this.probation--;
+      if (--this.probation === 0) this.probationEnded();
     }
   }
 
