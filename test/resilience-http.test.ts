@@ -76,6 +76,12 @@ test("the shed request is in the anomaly buffer; the route validates its query a
   for (const [query, path] of [
     ["kind=nope", "(query).kind"],
     ["limit=0", "(query).limit"],
+    ["limit=1e2", "(query).limit"],
+    ["limit=0x10", "(query).limit"],
+    ["limit=%205", "(query).limit"],
+    ["limit=", "(query).limit"],
+    ["limit=1&limit=5", "(query).limit"],
+    ["kind=shed&kind=breaker", "(query).kind"],
     ["since=yesterday", "(query).since"],
     ["since=-1", "(query).since"],
     ["since=1969-01-01", "(query).since"],

@@ -64,9 +64,13 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
     (req) => {
       requireAdmin(req);
       const params = new URL(req.url).searchParams;
-      for (const name of params.keys()) if (!["limit", "kind", "since"].includes(name)) throw invalid("invalid_request", `(query).${name}`, "unknown parameter (expected limit, kind, since)");
+      for (const name of params.keys()) {
+        if (!["limit", "kind", "since"].includes(name)) throw invalid("invalid_request", `(query).${name}`, "unknown parameter (expected limit, kind, since)");
+        if (params.getAll(name).length > 1) throw invalid("invalid_request", `(query).${name}`, "given more than once");
+      }
       const limitRaw = params.get("limit");
-      const limit = limitRaw === null ? 100 : Number(limitRaw);
+      // Decimal digits only: Number() took " 5", "1e2" and "0x10".
+      const limit = limitRaw === null ? 100 : /^\d{1,5}$/.test(limitRaw) ? Number(limitRaw) : Number.NaN;
       if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid("invalid_request", "(query).limit", `expected an integer from 1 to 10000, got ${JSON.stringify(limitRaw)}`);
       const kind = params.get("kind");
       if (kind !== null && !ANOMALY_KINDS.includes(kind as AnomalyKind)) throw invalid("invalid_request", "(query).kind", `expected one of ${ANOMALY_KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
