@@ -1,6 +1,7 @@
 import { drainBound } from "./api/http/index.ts";
 import { buildQuiver } from "./app.ts";
 import { helpText, loadConfig } from "./config/config.ts";
+import { inapplicableSettings } from "./config/inapplicable.ts";
 import { QuiverError } from "./errors/index.ts";
 import { BackgroundThreads } from "./runtime/background-threads.ts";
 
@@ -15,6 +16,8 @@ async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(argv, process.env);
+    const inapplicable = inapplicableSettings(config);
+    if (inapplicable.length > 0) throw new Error(`${inapplicable.length} setting(s) given would do nothing here:\n  ${inapplicable.join("\n  ")}`);
     quiver = await buildQuiver(config, { servesSockets: true });
   } catch (e) {
     if (e instanceof QuiverError && e.issues.length > 0) {

@@ -182,6 +182,12 @@ describe("server process", () => {
   test("refuses bad settings, naming the flag or variable", async () => {
     expect((await runQuiverToExit(["--embedded-nodes", "zero"])).output).toContain('--embedded-nodes: expected an integer from 1 to 256, got "zero"');
     expect((await runQuiverToExit(["--prot", "1"])).output).toContain("unknown flag --prot");
+    // Settings that would do nothing with the others stop the start too (they were accepted silently).
+    const idle = await runQuiverToExit(["--read-from", "replica", "--durability", "full"]);
+    expect(idle.code).toBe(1);
+    expect(idle.output).toContain("2 setting(s) given would do nothing here");
+    expect(idle.output).toContain("--read-from / QUIVER_READ_FROM: applies to Redis shards only (--topology)");
+    expect(idle.output).toContain("--durability / QUIVER_DURABILITY: applies to the embedded store kept on disk only (--data-dir, no --topology)");
   });
 
   test("serves the README walk-through over a real socket, natively routed and via Hono", async () => {
