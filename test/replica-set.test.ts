@@ -141,6 +141,27 @@ describe("ReplicaSet reads settle by the caller's deadline (readsSettleByDeadlin
     }
   });
 
+  test("a long budget gives each attempt at most readAttemptMaxMs: a hung member is given up, not waited on for a third of the budget", async () => {
+    const capped = await ReplicaSet.connect({ id: "alone-capped", discovery: new StaticDiscovery({ primary: server.address, replicas: [] }), writeAcks: 0, readAttemptTimeoutMs: 20, readAttemptMaxMs: 100 });
+    try {
+      await capped.putMany([{ key: "dl@1/k=i3", row: { ts: 1, values: [1] } }]);
+      server.pause();
+      try {
+        // A 60 s budget (the most a lookup may have) gave the attempt 20 s.
+        const started = performance.now();
+        const err = await capped.getMany(["dl@1/k=i3"], { deadline: started + 60_000 }).catch((e: unknown) => e);
+        const took = performance.now() - started;
+        expect(err).toBeInstanceOf(StorageTimeoutError);
+        expect((err as StorageTimeoutError).budgetMs).toBe(100);
+        expect(took).toBeLessThan(5000); // generous: the machine is shared
+      } finally {
+        server.resume();
+      }
+    } finally {
+      await capped.close();
+    }
+  });
+
   test("a read timeout the stall judge blames on this process leaves the member healthy; one it does not marks the member failed", async () => {
     await set.putMany([{ key: "dl@1/k=i2", row: { ts: 1, values: [1] } }]);
     // The same server, judged as the server's loop judge does while the event loop is overloaded.

@@ -12,6 +12,13 @@ export interface ResilienceSettings {
   readonly requestTimeoutMs: number;
   /** Bound on one read attempt on one member (ms); a member that does not answer in time is skipped by the next attempt. */
   readonly readAttemptTimeoutMs: number;
+  /**
+   * Longest one read attempt on one member may take, however long the request's
+   * budget (ms): an attempt gets its share of the budget, at least
+   * `readAttemptTimeoutMs` and at most this. A gRPC call with a 300 s deadline
+   * gave a hung member 100 s per attempt, holding its admission slot that long.
+   */
+  readonly readAttemptMaxMs: number;
   /** Read retries after the first attempt (each goes to the next member in read order). */
   readonly readRetries: number;
   /** Pause before the second and later read retries (ms); the first retry is immediate. */
@@ -44,6 +51,7 @@ export interface ResilienceSettings {
 export const DEFAULT_RESILIENCE: ResilienceSettings = {
   requestTimeoutMs: 50,
   readAttemptTimeoutMs: 20,
+  readAttemptMaxMs: 1000,
   readRetries: 2,
   readRetryDelayMs: 10,
   writeRetries: 3,

@@ -95,6 +95,7 @@ export class ReplicaSet implements ShardNode {
   private closed = false;
   private counters = { writeRetries: 0, writesNotAcknowledged: 0, readFallbacks: 0 };
   private readonly attemptMs: number;
+  private readonly maxAttemptMs: number;
   private readonly attemptsPerRead: number;
   private readonly stall: StallJudge;
 
@@ -105,6 +106,7 @@ export class ReplicaSet implements ShardNode {
     this.readFrom = options.readFrom ?? "nearest";
     this.writeAcks = options.writeAcks ?? -1;
     this.attemptMs = options.readAttemptTimeoutMs ?? 20;
+    this.maxAttemptMs = Math.max(this.attemptMs, options.readAttemptMaxMs ?? 1000);
     this.attemptsPerRead = 1 + (options.readRetries ?? 2);
     this.stall = options.stall ?? LATENESS_JUDGE;
     this.membership = new Membership({
@@ -143,9 +145,9 @@ export class ReplicaSet implements ShardNode {
     const member = this.membership.readOrder[0];
     if (!member) throw new ShardUnavailableError(this.id, "no member to read from");
     const started = performance.now();
-    // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`.
+    // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`, at most `readAttemptMaxMs`.
     const remaining = ctx?.deadline === undefined ? this.attemptMs : ctx.deadline - started;
-    const budget = Math.min(remaining, Math.max(this.attemptMs, remaining / this.attemptsPerRead));
+    const budget = Math.min(remaining, Math.max(this.attemptMs, Math.min(this.maxAttemptMs, remaining / this.attemptsPerRead)));
     try {
       const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, (late) => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget), late));
       member.observe(performance.now() - started);

@@ -74,7 +74,7 @@ describe("topology files", () => {
     expect(paths({ shards: [] })).toEqual(["shards: expected a non-empty list of shards"]);
     expect(paths({ defaults: { writeAcks: -1, retries: 3 }, shards: [{ name: "a", primary: "h:1" }] })).toEqual([
       "defaults.writeAcks: expected an integer >= 0, got -1",
-      "defaults.retries: unknown field (expected one of readFrom, writeAcks, ackTimeoutMs, attemptTimeoutMs, failoverWindowMs, probeIntervalMs, requestTimeoutMs, readAttemptTimeoutMs, readRetries, readRetryDelayMs, writeRetries, writeBackoffMs, writeTimeoutMs, breakerFailures, breakerWindowMs, breakerOpenMs, breakerRetrialMs, breakerTrials, bulkheadConcurrency, bulkheadQueue)",
+      "defaults.retries: unknown field (expected one of readFrom, writeAcks, ackTimeoutMs, attemptTimeoutMs, failoverWindowMs, probeIntervalMs, requestTimeoutMs, readAttemptTimeoutMs, readAttemptMaxMs, readRetries, readRetryDelayMs, writeRetries, writeBackoffMs, writeTimeoutMs, breakerFailures, breakerWindowMs, breakerOpenMs, breakerRetrialMs, breakerTrials, bulkheadConcurrency, bulkheadQueue)",
     ]);
     expect(paths("shards: []")).toEqual(["(root): expected a mapping with a `shards` list"]);
   });
