@@ -163,6 +163,17 @@ describe("deadlines", () => {
     }
   });
 
+  test("a deadline past 60 s bounds the call, not the lookup: storage gets 60 s at most, as over HTTP", async () => {
+    // A 300 s deadline was the storage budget: with a shard hung, the lookup held its admission slot for
+    // minutes after its client had cancelled.
+    node.contexts.length = 0;
+    await unaryCall(clients.quiver, "Lookup", lookup, { deadlineMs: 300_000 });
+    await unaryCall(clients.feast, "GetOnlineFeatures", feastLookup, { deadlineMs: 300_000 });
+    expect(node.contexts).toHaveLength(2);
+    for (const ctx of node.contexts) expect(ctx!.deadline! - performance.now()).toBeLessThanOrEqual(60_000);
+    for (const ctx of node.contexts) expect(ctx!.deadline! - performance.now()).toBeGreaterThan(50_000);
+  });
+
   test("without a deadline the lookup gets the server's default budget (--lookup-timeout-ms), as over HTTP", async () => {
     node.contexts.length = 0;
     await unaryCall(clients.quiver, "Lookup", lookup);
@@ -233,6 +244,62 @@ describe("LookupStream", () => {
     }
   });
 
+  test("large answers the client does not read pause reading by their bytes, not only their count", async () => {
+    const n = new ScriptedNode();
+    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 20_000, maxValues: 100_000 });
+    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+    const port = await e.listen("127.0.0.1", 0);
+    const varint = (v: number) => {
+      const out: number[] = [];
+      for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+      out.push(v);
+      return out;
+    };
+    const text = (s: string) => [...new TextEncoder().encode(s)];
+    // 20,000 driver ids (packed int64): each answer is ~190 KB (a double, a status and a time per row).
+    const ids = Array.from({ length: 20_000 }, (_, i) => varint(i + 1)).flat();
+    const column = [0x0a, 9, ...text("driver_id"), 0x12, ...varint(ids.length), ...ids];
+    const request = (id: number) => new Uint8Array([0x0a, 10, ...text("stats:rate"), 0x1a, ...varint(column.length), ...column, 0x30, ...varint(id)]);
+    const client = await stalledStreamingCall(port, "/quiver.v1.FeatureService/LookupStream", Array.from({ length: 60 }, (_, i) => request(i + 1)));
+    try {
+      let last = -1;
+      for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
+        await Bun.sleep(100);
+        quiet = n.contexts.length === last && last > 0 ? quiet + 1 : 0;
+        last = n.contexts.length;
+      }
+      // Reading paused once 1 MiB of answers waited (at most ~6 of these, and a message or two read meanwhile);
+      // the call's own bound (16 answers, ~3 MB here) was the only one before.
+      expect(n.contexts.length).toBeGreaterThan(0);
+      expect(n.contexts.length).toBeLessThanOrEqual(9);
+    } finally {
+      client.close();
+      await e.drain(1000);
+    }
+  });
+
+  test("a timeout_ms over 60000 is INVALID_ARGUMENT naming it (3,000,000,000 overflowed the timer: DEADLINE_EXCEEDED at once)", async () => {
+    const call = (clients.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: { status: number; path: string } | null }> }).LookupStream();
+    const answers: { id: string; error: { status: number; path: string } | null }[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      call.on("data", (a) => answers.push(a));
+      call.on("end", () => resolve());
+      call.on("error", reject);
+    });
+    call.write({ ...lookup, id: "1", timeout_ms: 3_000_000_000 });
+    call.write({ ...lookup, id: "2", timeout_ms: 60_001 });
+    call.write({ ...lookup, id: "3", timeout_ms: 60_000 });
+    call.end();
+    await ended;
+    answers.sort((a, b) => a.id.localeCompare(b.id));
+    expect(answers.map((a) => [a.id, a.error?.status ?? 0, a.error?.path ?? ""])).toEqual([
+      ["1", grpc.status.INVALID_ARGUMENT, "timeout_ms"],
+      ["2", grpc.status.INVALID_ARGUMENT, "timeout_ms"],
+      ["3", 0, ""],
+    ]);
+  });
+
   test("a per-message timeout_ms bounds that lookup only", async () => {
     const release = stall(node);
     try {
@@ -264,6 +331,23 @@ describe("health and reflection", () => {
       node.healthy = true;
     }
     expect((await unaryCall(clients.health, "Check", { service: "nope.Service" })).error?.code).toBe(grpc.status.NOT_FOUND);
+    // Bytes that are no HealthCheckRequest were read as service "" and answered SERVING.
+    const raw = new grpc.Client(address, grpc.credentials.createInsecure());
+    try {
+      const garbage = Buffer.from([0x7f, 0x01, 0x02]);
+      const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+        raw.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, garbage, new grpc.Metadata(), {}, (e) => resolve(e));
+      });
+      expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      const watch = raw.makeServerStreamRequest("/grpc.health.v1.Health/Watch", (b: Buffer) => b, (b: Buffer) => b, garbage, new grpc.Metadata(), {});
+      const watched = await new Promise<number | undefined>((resolve) => {
+        watch.on("data", () => resolve(-1));
+        watch.on("error", (e: grpc.ServiceError) => resolve(e.code));
+      });
+      expect(watched).toBe(grpc.status.INVALID_ARGUMENT);
+    } finally {
+      raw.close();
+    }
   });
 
   test("Watch sends the status, then each change", async () => {

@@ -1,4 +1,5 @@
 import { parseDurationMs } from "../registry/durations.ts";
+import { MAX_TIMER_MS } from "../runtime/timers.ts";
 import { WARMUP_SHAPES, type WarmupShape } from "../serving/warmup-entities.ts";
 
 /** Everything `src/main.ts` can be told, from flags or environment. */
@@ -97,8 +98,6 @@ const oneOf =
     if (!(options as string[]).includes(raw)) throw new Error(`${where}: expected one of ${options.join(", ")}, got "${raw}"`);
     return raw as T;
   };
-/** Longest duration a timer can hold (2^31 - 1 ms, ~24.8 days): longer, Bun fires it after 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647;
 const duration = (raw: string, where: string) => {
   const ms = parseDurationMs(/^\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw);
   if (ms === undefined) throw new Error(`${where}: expected a duration like "90s", "1h" or seconds, got "${raw}"`);

@@ -1,10 +1,11 @@
-import type { BearerToken } from "../../auth/index.ts";
 import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
-import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unauthenticated } from "../../errors/index.ts";
+import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import { type Admission, REFUSED_CPU, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
+import { MAX_TIMER_MS } from "../../runtime/timers.ts";
 import { DEGRADED_HEADER } from "../answer-headers.ts";
+import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 
 /** What a request deserializer returns for bytes that are not the message: answered INVALID_ARGUMENT, never a crash. */
@@ -94,13 +95,6 @@ export function deadlineOf(call: { getDeadline(): Date | number }): number | und
   return performance.now() + (ms - Date.now());
 }
 
-/** Checks `authorization: Bearer <token>` when a token is configured (write methods). */
-export function checkToken(metadata: Metadata, token: BearerToken | undefined): void {
-  if (token === undefined) return;
-  const value = metadata.get("authorization")[0];
-  if (!token.admits(typeof value === "string" ? value : undefined)) throw unauthenticated("write methods need metadata authorization: Bearer <QUIVER_ADMIN_TOKEN>", "(metadata).authorization");
-}
-
 /**
  * Races a pending answer against the deadline: at the deadline the caller gets
  * DEADLINE_EXCEEDED at once; the storage reads got the same deadline in their
@@ -116,6 +110,8 @@ export function withinDeadline<T>(work: T | Promise<T>, deadline: number | undef
     work.catch(() => {});
     throw late();
   }
+  // A timer cannot wait longer (it would fire after 1 ms); the work is bounded by its own budget long before.
+  if (left > MAX_TIMER_MS) return work;
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(late()), left);
     work.then(
@@ -135,10 +131,8 @@ function late(): QuiverError {
   return deadlineExceeded("the call's deadline passed before the lookup finished");
 }
 
+/** Write methods' admin token is checked before a handler runs, by the edge's interceptor (write-guard.ts). */
 export interface UnaryOptions {
-  /** Write methods check the admin token. */
-  readonly write: boolean;
-  readonly adminToken: BearerToken | undefined;
   /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
   readonly admission?: Admission | undefined;
   /** Lookup budget (ms) for calls without a deadline. */
@@ -192,7 +186,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     const deadline = deadlineOf(call);
     const ctx: CallContext = {
       deadline,
-      budget: deadline ?? (options.defaultBudgetMs === undefined ? undefined : start + options.defaultBudgetMs),
+      budget: deadline !== undefined ? Math.min(deadline, start + MAX_LOOKUP_BUDGET_MS) : options.defaultBudgetMs === undefined ? undefined : start + options.defaultBudgetMs,
       metadata: call.metadata,
       header(name, value) {
         headers ??= new Metadata();
@@ -224,7 +218,6 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       try {
         const req = call.request;
         if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
-        if (options.write) checkToken(call.metadata, options.adminToken);
         const out = withinDeadline(handler(req, ctx), ctx.deadline);
         if (out instanceof Promise) out.then(succeed, fail);
         else succeed(out);

@@ -3,6 +3,7 @@ import { invalid, QuiverError, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import { STALE_HEADER } from "../answer-headers.ts";
+import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
 import { type CallContext, DecodeFailure, deadlineOf, failedForAdmission, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
@@ -32,6 +33,12 @@ const PUSH: PushDialect = { view: "feature_view", data: "rows", form: "rows", pu
 
 /** Most lookups one LookupStream runs at once; reading pauses above it. */
 const STREAM_WINDOW = 64;
+/**
+ * Answer bytes a LookupStream may have written and not yet sent (the client
+ * not reading) before reading pauses. The call's own bound counts answers (16),
+ * not bytes: 16 answers of 4 MB each (1,300 embeddings) were held per stream.
+ */
+export const STREAM_QUEUED_BYTES = 1 << 20;
 
 /** quiver.v1.FeatureService: Lookup, LookupStream, Push. */
 export class QuiverGrpcService {
@@ -93,8 +100,10 @@ export class QuiverGrpcService {
       paused = true;
       call.pause();
     };
+    /** Answer bytes written to the call and not yet sent on (the client reads slower than we answer). */
+    let queuedBytes = 0;
     const mayRead = () => {
-      if (paused && !blocked && inFlight < STREAM_WINDOW / 2) {
+      if (paused && !blocked && queuedBytes <= STREAM_QUEUED_BYTES / 2 && inFlight < STREAM_WINDOW / 2) {
         paused = false;
         call.resume();
       }
@@ -103,9 +112,17 @@ export class QuiverGrpcService {
       blocked = false;
       mayRead();
     };
+    const sentOn = (n: number) => () => {
+      queuedBytes -= n;
+      mayRead();
+    };
     // A client that sends lookups and does not read the answers would otherwise have them all queued in this process.
     const send = (bytes: Uint8Array) => {
-      if (call.cancelled || call.write(bytes) || blocked) return;
+      if (call.cancelled) return;
+      queuedBytes += bytes.length;
+      const more = call.write(bytes, sentOn(bytes.length));
+      if (queuedBytes > STREAM_QUEUED_BYTES) pauseReading();
+      if (more || blocked) return;
       blocked = true;
       pauseReading();
       call.once("drain", onDrain);
@@ -152,9 +169,12 @@ export class QuiverGrpcService {
           admittedAt = startedAt;
           try {
             if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
-            const budget = req.timeout_ms > 0 ? performance.now() + req.timeout_ms : undefined;
+            // As x-quiver-timeout-ms over HTTP: 3,000,000,000 overflowed the timer and answered DEADLINE_EXCEEDED at once.
+            if (req.timeout_ms > MAX_LOOKUP_BUDGET_MS) throw invalid("invalid_request", "timeout_ms", `expected a budget in milliseconds from 1 to ${MAX_LOOKUP_BUDGET_MS} (0 = the call's deadline or the server's default), got ${req.timeout_ms}`);
+            const now = performance.now();
+            const budget = req.timeout_ms > 0 ? now + req.timeout_ms : undefined;
             const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
-            const readBudget = deadline ?? (this.defaultBudgetMs === undefined ? undefined : performance.now() + this.defaultBudgetMs);
+            const readBudget = deadline !== undefined ? Math.min(deadline, now + MAX_LOOKUP_BUDGET_MS) : this.defaultBudgetMs === undefined ? undefined : now + this.defaultBudgetMs;
             const out = withinDeadline(this.run(req, readBudget, notes), deadline);
             if (out instanceof Promise) out.then(answer, failure);
             else answer(out);

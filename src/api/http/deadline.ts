@@ -1,10 +1,11 @@
 import { invalid } from "../../errors/index.ts";
 import { DEGRADED_HEADER } from "../answer-headers.ts";
+import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
 
 export const TIMEOUT_HEADER = "x-quiver-timeout-ms";
 const DECIMAL = /^\d+(\.\d+)?$/;
 /** Longest budget a client may ask for: a lookup is not a batch job. */
-const MAX_BUDGET_MS = 60_000;
+const MAX_BUDGET_MS = MAX_LOOKUP_BUDGET_MS;
 
 /**
  * When requests that waited in the admission queue arrived (`performance.now()`
