@@ -15,6 +15,12 @@ afterAll(async () => {
 });
 
 const AUTH = { authorization: "Bearer s3cret" };
+
+/** A series' value in the server's /metrics text (0 when absent). */
+async function metricValue(series: string): Promise<number> {
+  const line = (await f.quiver.metrics.render()).split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
 const int64s = (...ids: number[]) => ids.map(String);
 
 interface Column {
@@ -311,12 +317,37 @@ describe("transport", () => {
     const raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
     // Field 15 with wire type 7, which does not exist: no decoder can read past it.
     const garbage = Buffer.from([0x7f, 0x01, 0x02]);
+    const auth = new grpc.Metadata();
+    auth.set("authorization", AUTH.authorization);
     for (const path of ["/quiver.v1.FeatureService/Lookup", "/feast.serving.ServingService/GetOnlineFeatures", "/GrpcFeatureServer/Push"]) {
       const error = await new Promise<grpc.ServiceError | null>((resolve) => {
-        raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, garbage, new grpc.Metadata(), {}, (e) => resolve(e));
+        raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, garbage, auth, {}, (e) => resolve(e));
       });
       expect({ path, code: error?.code, details: error?.details }).toMatchObject({ path, code: grpc.status.INVALID_ARGUMENT });
     }
+    raw.close();
+  });
+
+  test("a write without the token is UNAUTHENTICATED before its message is read: it learns nothing of validation or size limits", async () => {
+    const raw = new grpc.Client(f.address, grpc.credentials.createInsecure());
+    const call = (path: string, message: Buffer, metadata = new grpc.Metadata()) =>
+      new Promise<grpc.ServiceError | null>((resolve) => {
+        raw.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, message, metadata, {}, (e) => resolve(e));
+      });
+    const wrong = new grpc.Metadata();
+    wrong.set("authorization", "Bearer nope");
+    const before = await metricValue('quiver_grpc_requests_total{method="quiver.v1.FeatureService/Push",code="UNAUTHENTICATED"}');
+    for (const path of ["/quiver.v1.FeatureService/Push", "/GrpcFeatureServer/Push", "/GrpcFeatureServer/WriteToOnlineStore"]) {
+      // Not a message at all, and one over --max-body-bytes (65536): they were INVALID_ARGUMENT and RESOURCE_EXHAUSTED.
+      for (const message of [Buffer.from([0x7f, 0x01, 0x02]), Buffer.alloc(70_000, 0x20)]) {
+        for (const metadata of [new grpc.Metadata(), wrong]) {
+          const error = await call(path, message, metadata);
+          expect({ path, size: message.length, code: error?.code }).toEqual({ path, size: message.length, code: grpc.status.UNAUTHENTICATED });
+          expect(error?.metadata.get("x-quiver-error-path")).toEqual(["(metadata).authorization"]);
+        }
+      }
+    }
+    expect(await metricValue('quiver_grpc_requests_total{method="quiver.v1.FeatureService/Push",code="UNAUTHENTICATED"}')).toBe(before + 4);
     raw.close();
   });
 

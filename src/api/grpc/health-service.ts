@@ -1,5 +1,6 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from "@grpc/grpc-js";
-import { notFound } from "../../errors/index.ts";
+import { invalidArgument, notFound } from "../../errors/index.ts";
+import { DecodeFailure } from "./call.ts";
 import { toServiceError } from "./grpc-status.ts";
 
 /** grpc.health.v1 serving statuses. */
@@ -49,7 +50,12 @@ export class HealthService {
     }
   }
 
-  readonly check = (call: ServerUnaryCall<HealthRequest, unknown>, callback: sendUnaryData<unknown>): void => {
+  readonly check = (call: ServerUnaryCall<HealthRequest | DecodeFailure, unknown>, callback: sendUnaryData<unknown>): void => {
+    // Bytes that are no HealthCheckRequest were read as service "" and answered SERVING.
+    if (call.request instanceof DecodeFailure) {
+      callback(toServiceError(invalidArgument("invalid_message", `the request is not a valid protobuf message: ${call.request.reason}`, { path: "(message)" })));
+      return;
+    }
     const service = call.request?.service ?? "";
     if (!this.known.has(service)) {
       callback(toServiceError(notFound("unknown_service", `no service "${service}" on this server`, "service")));
@@ -61,7 +67,11 @@ export class HealthService {
     );
   };
 
-  readonly watch = (call: ServerWritableStream<HealthRequest, unknown>): void => {
+  readonly watch = (call: ServerWritableStream<HealthRequest | DecodeFailure, unknown>): void => {
+    if (call.request instanceof DecodeFailure) {
+      call.emit("error", toServiceError(invalidArgument("invalid_message", `the request is not a valid protobuf message: ${call.request.reason}`, { path: "(message)" })));
+      return;
+    }
     const service = call.request?.service ?? "";
     if (!this.known.has(service)) {
       // The protocol: an unknown service is reported (and watched), not an error. Services do not change while the
@@ -97,7 +107,7 @@ export class HealthService {
   };
 
   /** Registers a Watch stream: `wake` on a change of status; `stop` once its client goes, or `closeWatches` ends it. */
-  private follow(call: ServerWritableStream<HealthRequest, unknown>, wake: () => void, stop: () => void): void {
+  private follow(call: ServerWritableStream<HealthRequest | DecodeFailure, unknown>, wake: () => void, stop: () => void): void {
     this.watchers.set(wake, () => {
       stop();
       call.end();
