@@ -21,7 +21,7 @@ import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, 
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
 import type { ConnectedShards } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
-import { placeEmbeddedRows } from "./store/embedded-placement.ts";
+import { checkNodeFiles, placeEmbeddedRows } from "./store/embedded-placement.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
 
 /** A built Quiver: the HTTP app and what it runs on, ready to serve. */
@@ -515,6 +515,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   }
   // Loaded only with --data-dir: the durable node, which opens the runtime's SQLite (runtime/sqlite.ts).
   const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;
+  if (config.dataDir) checkNodeFiles(config.dataDir);
   const members: ShardMember[] = [];
   const embedded: { id: string; node: MemoryReporting }[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {

@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildQuiver, type Quiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
+import { DurableKvNode } from "../src/kv/durable-node.ts";
+import { checkNodeFiles, placeEmbeddedRows } from "../src/store/embedded-placement.ts";
+import { ShardedStore } from "../src/store/sharded-store.ts";
 import { driverStatuses } from "./support/driver-statuses.ts";
 
 /**
@@ -67,6 +70,49 @@ test("a start cut short before a drained file was removed finishes at the next s
     await again.close();
   }
   expect(existsSync(join(dir, "embedded-3.sqlite"))).toBe(false);
+});
+
+test("a move cut short, then a start with the ring it was moving from: the next start scans, and every row is found", async () => {
+  const four = await start(["--embedded-nodes", "4", "--vnodes", "160"]);
+  expect(await statuses(four)).toEqual({ PRESENT: DRIVERS });
+  await four.close();
+  // A start with 2 nodes dies (kill -9) after its first page of rows moved: the record named the 4-node ring still,
+  // so the next start on 4 nodes skipped the scan and answered NOT_FOUND for the rows already moved.
+  const nodes = await Promise.all([0, 1].map((i) => DurableKvNode.open(`embedded-${i}`, join(dir, `embedded-${i}.sqlite`))));
+  const two = new ShardedStore(nodes.map((node) => ({ id: node.id, weight: 1, node })), { vnodesPerNode: 160 });
+  const crash = new Error("kill -9");
+  await expect(
+    placeEmbeddedRows(two, dir, (id, file) => DurableKvNode.open(id, file), () => {
+      throw crash;
+    }),
+  ).rejects.toBe(crash);
+  await two.close();
+  expect((JSON.parse(readFileSync(join(dir, "placement.json"), "utf8")) as { moving?: boolean }).moving).toBe(true);
+  const back = await start(["--embedded-nodes", "4", "--vnodes", "160"]);
+  try {
+    expect(await statuses(back)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await back.close();
+  }
+  expect(ring()).toBe("160 vnodes: embedded-0:1,embedded-1:1,embedded-2:1,embedded-3:1");
+});
+
+test("a node file the placement record names is missing: the start is refused, naming it (it answered NOT_FOUND for its rows)", async () => {
+  const q = await start(["--embedded-nodes", "4", "--vnodes", "160"]);
+  await q.close();
+  for (const x of ["", "-wal", "-shm"]) if (existsSync(join(dir, `embedded-2.sqlite${x}`))) renameSync(join(dir, `embedded-2.sqlite${x}`), join(dir, `aside${x}`));
+  try {
+    expect(() => checkNodeFiles(dir)).toThrow("embedded-2.sqlite missing, but placement.json records rows placed there");
+    await expect(start(["--embedded-nodes", "4", "--vnodes", "160"])).rejects.toThrow("embedded-2.sqlite missing");
+  } finally {
+    for (const x of ["", "-wal", "-shm"]) if (existsSync(join(dir, `aside${x}`))) renameSync(join(dir, `aside${x}`), join(dir, `embedded-2.sqlite${x}`));
+  }
+  const again = await start(["--embedded-nodes", "4", "--vnodes", "160"]);
+  try {
+    expect(await statuses(again)).toEqual({ PRESENT: DRIVERS });
+  } finally {
+    await again.close();
+  }
 });
 
 test("a second server on the same data directory is refused at start, naming the file; the first keeps serving", async () => {
