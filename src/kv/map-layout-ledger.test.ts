@@ -1,11 +1,12 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mismatchIssues, registryLayouts } from "../registry/index.ts";
 import { driverViews, type ViewSketch } from "../../test/support/driver-views.ts";
 import { FileLayoutLedger } from "./file-layout-ledger.ts";
 import { MapLayoutLedger } from "./map-layout-ledger.ts";
+import { StorageError } from "./storage-errors.ts";
 
 const f = (name: string, type = "float64") => ({ name, type });
 const layoutsOf = (views: ViewSketch[]) => registryLayouts(driverViews(views));
@@ -50,6 +51,40 @@ test("the file ledger keeps what it recorded across opens, and writes nothing fo
     const { mismatches } = await reopened.reconcile(layoutsOf([{ name: "v", features: [f("b"), f("a")] }, { name: "u", features: [f("x")] }]));
     expect(mismatches).toEqual([{ field: "v@1", stored: "a:float64\nb:float64", where: join(dir, "layouts.json") }]);
     expect(readFileSync(join(dir, "layouts.json"), "utf8")).toBe(written);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a layout the file could not take (disk full) is not remembered either: the retry writes it; the failure is storage's", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "quiver-ledger-"));
+  try {
+    const ledger = FileLayoutLedger.open(dir);
+    expect((await ledger.reconcile(layoutsOf([{ name: "v", features: [f("a")] }]))).mismatches).toEqual([]);
+    // The aside file cannot be written (a directory in its place stands for ENOSPC, EROFS, ...).
+    mkdirSync(join(dir, "layouts.json.tmp"));
+    const grown = layoutsOf([{ name: "v", features: [f("a"), f("extra", "int64")] }]);
+    const failed = await ledger.reconcile(grown).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(StorageError);
+    expect((failed as StorageError).code).toBe("storage_write_failed");
+    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64" });
+    rmSync(join(dir, "layouts.json.tmp"), { recursive: true });
+    // Memory had recorded the appended feature: the retry found nothing to record and the file never learnt it.
+    expect((await ledger.reconcile(grown)).mismatches).toEqual([]);
+    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64\nextra:int64" });
+    // So a start with another feature in its place is refused.
+    const { mismatches } = await FileLayoutLedger.open(dir).reconcile(layoutsOf([{ name: "v", features: [f("a"), f("country", "string")] }]));
+    expect(mismatches.map((m) => m.field)).toEqual(["v@1"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a ledger file that is not JSON is refused at open, naming it", () => {
+  const dir = mkdtempSync(join(tmpdir(), "quiver-ledger-"));
+  try {
+    writeFileSync(join(dir, "layouts.json"), '{"v@1": "a:flo');
+    expect(() => FileLayoutLedger.open(dir)).toThrow(`${join(dir, "layouts.json")}: not readable as JSON`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -20,12 +20,17 @@ export class MapLayoutLedger implements LayoutLedger {
       else if (verdict === "record") record.push(l);
     }
     if (mismatches.length === 0 && record.length > 0) {
+      // Written out first, then remembered: the other way round, a write that failed (disk full) left memory ahead of
+      // the file, a retried reload then found nothing to record, and a later start accepted another layout for the
+      // rows written meanwhile (an int64 read back as a string feature, PRESENT).
+      const next = new Map(this.stored);
+      for (const l of record) next.set(l.field, l.layout);
+      this.persist(next);
       for (const l of record) this.stored.set(l.field, l.layout);
-      this.recorded();
     }
     return { mismatches, unreachable: [] };
   }
 
-  /** Called after layouts were recorded (the file ledger writes itself out). */
-  protected recorded(): void {}
+  /** Makes `next` (every layout, the new ones included) durable before it is remembered; throws when it cannot. */
+  protected persist(_next: ReadonlyMap<string, string>): void {}
 }
