@@ -146,7 +146,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
       const code = typeof sqlite.code === "string" ? sqlite.code : "";
       const message = typeof sqlite.message === "string" ? sqlite.message : String(e);
       const full = code === "SQLITE_FULL";
-      throw new StorageError(full ? "storage_full" : "storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${message}${code ? ` (${code})` : ""}; nothing of this ${what} was stored`, true, e);
+      throw new StorageError(full ? "storage_full" : "storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${message}${code ? ` (${code})` : ""}; nothing of this ${what} was stored there (another node's share of the same request may have been: retry it, the last write wins)`, true, e);
     }
   }
 
