@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compileRegistry } from "../src/registry/read-definitions.ts";
@@ -56,6 +56,30 @@ describe("SnapshotStore", () => {
     expect(await store.read(reshaped, reshaped.index!, undefined)).toBeUndefined();
     writeFileSync(join(dir, "items@1.snapshot.json"), "{ not json");
     expect(await store.read(view, view.index!, undefined)).toBeUndefined();
+  });
+
+  test("an index file damaged after its manifest was written (garbage mid-file, cut short) is ignored, for HNSW and brute force", async () => {
+    for (const algorithm of ["hnsw", "brute-force"] as const) {
+      const view = compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", algorithm } }],
+      }).views.get("items")!;
+      for (const damage of ["garbage", "truncated"] as const) {
+        const dir = tempDir(`snap-${algorithm}-${damage}`);
+        const store = new SnapshotStore(dir);
+        const vi = ViewIndex.empty(view, view.index!, undefined);
+        for (let i = 0; i < 200; i++) vi.apply(`items@1/item_id=i${i}`, { ts: 1000 + i, values: [unitVector(8, prng(i + 1))] }, 5);
+        await store.write(vi, 1);
+        expect(await store.read(view, view.index!, undefined)).toBeDefined();
+        const file = join(dir, "items@1.1.index");
+        const bytes = new Uint8Array(readFileSync(file));
+        // 64 bytes of garbage in the middle (an HNSW index then crashed the process at the first match), or the
+        // file cut to a multiple of 4 bytes (a brute-force index read its missing vectors as zeros, for good).
+        if (damage === "garbage") bytes.set(new Uint8Array(64).fill(0xa5), bytes.length >> 1);
+        writeFileSync(file, damage === "garbage" ? bytes : bytes.subarray(0, (bytes.length >> 3) << 2));
+        expect({ algorithm, damage, read: await store.read(view, view.index!, undefined) }).toEqual({ algorithm, damage, read: undefined });
+      }
+    }
   });
 });
 

@@ -17,8 +17,15 @@ export interface Digests {
   sha256(data: string | Uint8Array): Uint8Array;
   sha256Hex(data: string | Uint8Array): string;
   sha1Hex(data: string | Uint8Array): string;
+  /** SHA-256 fed in pieces (a large file read a chunk at a time). */
+  sha256Incremental(): IncrementalHash;
   /** Equal contents, compared in time independent of where they differ; different lengths are unequal. */
   timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
+}
+
+export interface IncrementalHash {
+  update(data: Uint8Array): void;
+  hex(): string;
 }
 
 interface BunHasher {
@@ -45,6 +52,10 @@ export function bunDigests(): Digests | undefined {
     },
     sha256Hex: (data) => new Hasher("sha256").update(data).digest("hex"),
     sha1Hex: (data) => new Hasher("sha1").update(data).digest("hex"),
+    sha256Incremental: () => {
+      const h = new Hasher("sha256");
+      return { update: (data) => void h.update(data), hex: () => h.digest("hex") };
+    },
     timingSafeEqual: (a, b) => a.byteLength === b.byteLength && equal.call(globalThis.crypto, a, b),
   };
 }
@@ -63,6 +74,10 @@ export function nodeDigests(): Digests {
     },
     sha256Hex: (data) => crypto().createHash("sha256").update(data).digest("hex"),
     sha1Hex: (data) => crypto().createHash("sha1").update(data).digest("hex"),
+    sha256Incremental: () => {
+      const h = crypto().createHash("sha256");
+      return { update: (data) => void h.update(data), hex: () => h.digest("hex") };
+    },
     timingSafeEqual: (a, b) => a.byteLength === b.byteLength && crypto().timingSafeEqual(a, b),
   };
 }

@@ -1,4 +1,4 @@
-export { readBytes, readTextFile, writeBytes } from "./files.ts";
+export { type FileDigest, fileDigest, readBytes, readTextFile, writeBytes } from "./files.ts";
 export { type ReadOptions, readOffThread, type TextReader } from "./off-thread.ts";
 export { CORKED_BYTES, lateBody } from "./late-body.ts";
 export { collectGarbage, loadYoungGc, type YoungGc } from "./gc.ts";

@@ -29,9 +29,13 @@ export class BruteForceVectorIndex implements VectorIndex {
   /** Reads what `write` wrote. */
   static async read(path: string, dim: number, metric: VectorMetric): Promise<BruteForceVectorIndex> {
     const bytes = await readBytes(path);
+    if (bytes.length < 8) throw new Error(`${path}: ${bytes.length} bytes, shorter than its header`);
     const head = new DataView(bytes.buffer, bytes.byteOffset, 8);
     const used = head.getUint32(0, true);
     if (head.getUint32(4, true) !== dim) throw new Error(`${path}: written for ${head.getUint32(4, true)} dimensions, the view has ${dim}`);
+    // A short file read its missing vectors as zeros.
+    const expected = 8 + used + ((4 - ((8 + used) % 4)) % 4) + used * dim * 4;
+    if (bytes.length !== expected) throw new Error(`${path}: ${bytes.length} bytes, ${expected} expected for ${used} vectors of ${dim} dimensions`);
     const index = new BruteForceVectorIndex(dim, metric, used);
     index.used = used;
     index.live.set(bytes.subarray(8, 8 + used));

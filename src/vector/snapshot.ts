@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import type { CompiledView, VectorIndexSpec } from "../registry/index.ts";
-import { readTextFile, writeBytes } from "../runtime/index.ts";
+import { type FileDigest, fileDigest, readTextFile, writeBytes } from "../runtime/index.ts";
 import { BruteForceVectorIndex } from "./brute-force-index.ts";
 import type { Embedder } from "./embedder.ts";
 import { HnswVectorIndex } from "./hnsw-index.ts";
@@ -16,7 +16,10 @@ import { ViewIndex } from "./view-index.ts";
  * snapshot (an index file is only ever read through the manifest naming it).
  */
 interface Manifest {
-  readonly format: 1;
+  /** 2 since the index file's digest is kept: a damaged file (truncated, garbage mid-file) loaded as a snapshot. */
+  readonly format: 2;
+  /** The index file's length and SHA-256 as written: checked before it is read. */
+  readonly index: FileDigest;
   readonly generation: number;
   readonly shape: string;
   readonly size: number;
@@ -40,7 +43,8 @@ export class SnapshotStore {
     const indexFile = `${base}.${generation}.index`;
     await vi.index.write(indexFile);
     const manifest: Manifest = {
-      format: 1,
+      format: 2,
+      index: await fileDigest(indexFile),
       generation,
       shape: vi.shape,
       size: vi.size,
@@ -65,8 +69,15 @@ export class SnapshotStore {
     if (text === undefined) return undefined;
     try {
       const m = JSON.parse(text) as Manifest;
-      if (m.format !== 1 || m.shape !== ViewIndex.shapeOf(view, spec)) return undefined;
+      if (m.format !== 2 || m.shape !== ViewIndex.shapeOf(view, spec)) return undefined;
       const indexFile = `${base}.${m.generation}.index`;
+      // A damaged index file loaded: a truncated brute-force file read its missing vectors as zeros (100 of 200 claims
+      // no longer matched themselves, for good), and garbage mid-file in an HNSW index crashed the process (SIGSEGV)
+      // at the first match. Checked whole before either reader sees it.
+      const found = await fileDigest(indexFile);
+      if (found.bytes !== m.index.bytes || found.sha256 !== m.index.sha256) {
+        throw new Error(`${indexFile} is not the file its manifest recorded (${found.bytes} bytes, sha256 ${found.sha256.slice(0, 12)}…; recorded ${m.index.bytes} bytes, ${m.index.sha256.slice(0, 12)}…)`);
+      }
       const index =
         spec.algorithm === "hnsw"
           ? HnswVectorIndex.read(indexFile, { dim: spec.dim, metric: spec.metric, M: spec.M, efConstruction: spec.efConstruction, maxElements: spec.maxElements })
