@@ -43,6 +43,43 @@ test("an oversized upload, sent in chunks like urllib does, reads back a 413 wit
   expect(response).toContain('"code":"payload_too_large"');
 });
 
+/** Sends `body` chunked (no Content-Length) on a raw socket; resolves with what came back once the socket closes or `until` is seen. */
+async function sendChunked(path: string, pieces: readonly Buffer[], until: string): Promise<string> {
+  const { port } = new URL(server.url);
+  const socket = connect({ host: "127.0.0.1", port: Number(port) });
+  let response = "";
+  socket.on("data", (chunk) => {
+    response += chunk.toString();
+  });
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+  for (const piece of pieces) {
+    const framed = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]);
+    if (!socket.write(framed)) await new Promise<void>((resolve) => socket.once("drain", () => resolve()));
+  }
+  socket.write("0\r\n\r\n");
+  const deadline = Date.now() + 10_000;
+  while (!response.includes(until) && Date.now() < deadline) await Bun.sleep(20);
+  socket.destroy();
+  return response;
+}
+
+test("a chunked body (no length) over the limit is counted as it comes, not held whole: 413 with its JSON body", async () => {
+  // 2 MiB in 16 KiB chunks against a 64 KiB limit: arrayBuffer() held all of it (up to limit + 16 MiB) before the 413.
+  const response = await sendChunked("/v1/lookup", Array.from({ length: 128 }, () => Buffer.alloc(16 << 10, 0x20)), "payload_too_large");
+  expect(response.startsWith("HTTP/1.1 413")).toBe(true);
+  expect(response).toContain("body is over 65536 bytes (sent without a length)");
+});
+
+test("a chunked body within the limit is read whole, whatever its chunks", async () => {
+  const body = Buffer.from(JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] } }));
+  const pieces = [body.subarray(0, 7), body.subarray(7, 30), body.subarray(30)];
+  const response = await sendChunked("/v1/lookup", pieces, "]}");
+  expect(response.startsWith("HTTP/1.1 200")).toBe(true);
+  expect(response).toContain("conv_rate");
+});
+
 /** python3 is on every machine that builds this project (node-gyp needs it for hnswlib-node), so these run everywhere. */
 const python = Bun.which("python3") ?? "python3";
 /** The client that reported the bug: urllib sends the whole body with sendall and fails with EPIPE if the server resets first. */
