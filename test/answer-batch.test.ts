@@ -133,3 +133,22 @@ test("HTTP/1.1 pipelining (lookups are POSTs, which clients should not pipeline)
   });
   console.log(JSON.stringify({ pipelined: requests.length, answered: answers.length, closed }));
 });
+
+test("GETs pipelined on one connection are all answered, in order (answers are batched on the lookup routes only)", async () => {
+  const { port } = new URL(server.url);
+  const socket = connect({ host: "127.0.0.1", port: Number(port) });
+  let text = "";
+  socket.on("data", (chunk) => {
+    text += chunk.toString();
+  });
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  // /v1/registry and /readyz got 4 answers and then a closed connection.
+  const paths = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? "/v1/registry" : "/healthz"));
+  socket.write(paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`).join(""));
+  const deadline = Date.now() + 10_000;
+  while ((text.match(/HTTP\/1\.1 200/g) ?? []).length < paths.length && Date.now() < deadline) await Bun.sleep(20);
+  socket.destroy();
+  expect((text.match(/HTTP\/1\.1 200/g) ?? []).length).toBe(paths.length);
+  expect(text.match(/HTTP\/1\.1 \d+/g)!.length).toBe(paths.length);
+});

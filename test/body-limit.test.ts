@@ -172,3 +172,32 @@ test("uploads stalled mid-body hold no concurrency slot: lookups and pushes besi
     for (const s of sockets) s.destroy();
   }
 });
+
+/** Refusals decided on the headers alone (a wrong content type, a wrong method): the client still sending its body reads them too. */
+test("Python's urllib gets the 415 of a 3 MB text/plain push and the 405 of a 3 MB POST /healthz, not a broken pipe", async () => {
+  const roomy = await startQuiver(["--demo-entities", "0", "--grpc-port", "-1"]);
+  try {
+    const script = [
+      "import sys, urllib.request, urllib.error",
+      // Three tries each: without the drain, 3 of 4 such uploads saw a broken pipe.
+      "for path, ctype in [('/v1/push', 'text/plain'), ('/v1/push', None), ('/healthz', 'application/json')]:",
+      "  for _ in range(3):",
+      "    headers = {} if ctype is None else {'content-type': ctype}",
+      "    req = urllib.request.Request(sys.argv[1] + path, data=b' ' * (3 << 20), headers=headers)",
+      "    try:",
+      "      urllib.request.urlopen(req, timeout=20)",
+      "      print('no error')",
+      "    except urllib.error.HTTPError as e:",
+      "      print('HTTP', e.code, e.read().decode()[:60])",
+      "    except Exception as e:",
+      "      print('EXC', type(e).__name__, e)",
+    ].join("\n");
+    const proc = Bun.spawn([python, "-c", script, roomy.url], { stdout: "pipe", stderr: "pipe" });
+    const out = (await new Response(proc.stdout).text()).trim().split("\n");
+    await proc.exited;
+    // urllib's default content type for a body is application/x-www-form-urlencoded: a 415 as well.
+    expect(out.map((line) => line.slice(0, 8))).toEqual([...Array(6).fill("HTTP 415"), ...Array(3).fill("HTTP 405")]);
+  } finally {
+    await roomy.stop();
+  }
+}, 60_000);

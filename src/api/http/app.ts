@@ -7,7 +7,7 @@ import { mountMatchRoutes } from "./match-routes.ts";
 import { mountOpsRoutes } from "./ops-routes.ts";
 import { refusalReason } from "../../resilience/index.ts";
 import { errorResponse, prebuiltError } from "./responses.ts";
-import type { BodyReading } from "./body.ts";
+import { type BodyReading, discardBody } from "./body.ts";
 import { type AddRoute, type Handler, type OnError, routeMetrics, type Serve, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 
@@ -70,7 +70,9 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
     if (body !== undefined && onError === undefined) throw new Error(`${method} ${path}: a route that reads a body needs its error shape`);
     const guard = WRITES.has(path) ? writeGuard : undefined;
-    const options = { release: deps.release, ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}) };
+    // Answers are batched on the lookup routes only: a pipelining client (allowed for GETs) got 4 answers of
+    // /v1/registry or /readyz and then a closed connection.
+    const options = { ...(HOT_PATHS.has(path) ? { release: deps.release } : {}), ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}) };
     const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, options);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
@@ -81,9 +83,11 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   mountFeastRoutes(add, deps);
   mountOpsRoutes(add, deps);
   for (const [path, allowed] of methods) {
-    app.all(path, (c) =>
-      errorResponse(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"), { allow: allowed.join(", ") }),
-    );
+    app.all(path, (c): Response | Promise<Response> => {
+      const answer = (): Response => errorResponse(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"), { allow: allowed.join(", ") });
+      // Read and drop a body first (bounded), so the client reads the 405 rather than a reset connection.
+      return c.req.raw.body === null ? answer() : discardBody(c.req.raw, deps.limits.maxBodyBytes).then(answer);
+    });
   }
   app.notFound((c) => errorResponse(notFound("not_found", `no route ${c.req.method} ${c.req.path}`, "(url)")));
   app.onError((e) => errorResponse(e));
