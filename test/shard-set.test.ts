@@ -152,3 +152,47 @@ test("a second reload while the first is still connecting its shards is refused;
     await shards.close();
   }
 }, 40_000);
+
+test("a shard a reload adds is given the layout ledger before keys move: after the old shards go, a reordered list is still refused", async () => {
+  const [a, b] = await Promise.all([startRedis(), startRedis()]);
+  const only = (server: RedisProcess, name: string): Topology => parseTopology({ defaults: { readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 }, shards: [{ name, primary: server.address }] });
+  const shards = await connectShards(only(a, "a"));
+  const store = new ShardedStore(shards.members);
+  try {
+    const original = [{ field: "v@1", layout: "x:float64\ny:float64" }];
+    expect((await shards.reconcile(original)).mismatches).toEqual([]);
+    await store.putMany([{ key: "v@1/id=i1", row: { ts: 1, values: [111, 222] } }]);
+    const moved = await shards.reconfigure(only(b, "b"), store, { drainMs: 10 });
+    await shards.settled();
+    expect(moved!.progress().state).toBe("done");
+    // Shard b was never given the ledger: this swapped list was accepted and the moved row read back swapped.
+    const { mismatches } = await shards.reconcile([{ field: "v@1", layout: "y:float64\nx:float64" }]);
+    expect(mismatches.map((m) => [m.field, m.stored])).toEqual([["v@1", "x:float64\ny:float64"]]);
+  } finally {
+    await shards.close();
+    await Promise.all([a, b].map((s) => s.stop()));
+  }
+});
+
+test("two pods recording different layouts at once: the one whose record conflicts is refused, not silently kept", async () => {
+  const server = await startRedis();
+  const one = parseTopology({ shards: [{ name: "s", primary: server.address }] });
+  const [podA, podB] = await Promise.all([connectShards(one), connectShards(one)]);
+  try {
+    const base = "x:float64\ny:float64";
+    expect((await podA.reconcile([{ field: "v@1", layout: base }])).mismatches).toEqual([]);
+    // Pod B records its appended list between pod A's check and its record (pod A's replies delayed, in the audit).
+    const set = (podA as unknown as { sets: Map<string, { reconcileLayouts: (l: unknown, m: string) => Promise<unknown[]> }> }).sets.get("s")!;
+    const inner = set.reconcileLayouts.bind(set);
+    set.reconcileLayouts = async (layouts, mode) => {
+      const out = await inner(layouts, mode);
+      if (mode === "check") expect((await podB.reconcile([{ field: "v@1", layout: `${base}\ne:string` }])).mismatches).toEqual([]);
+      return out;
+    };
+    const { mismatches } = await podA.reconcile([{ field: "v@1", layout: `${base}\nd:int64` }]);
+    expect(mismatches.map((m) => [m.field, m.stored])).toEqual([["v@1", `${base}\ne:string`]]);
+  } finally {
+    await Promise.all([podA.close(), podB.close()]);
+    await server.stop();
+  }
+});

@@ -265,6 +265,12 @@ export class RedisKvNode implements KvNode {
     return out;
   }
 
+  /** Every layout the ledger on this server holds (a shard a topology reload adds is given them). */
+  async readLayouts(): Promise<ViewLayout[]> {
+    const all = await withDeadline(this.client.hgetall(LAYOUT_LEDGER_KEY), this.timeoutMs, `redis ${this.address} HGETALL layouts`);
+    return Object.entries(all).map(([field, layout]) => ({ field, layout }));
+  }
+
   /** Number of rows on the server (DBSIZE less Quiver's own records), for migration progress. */
   async size(): Promise<number> {
     const count = Promise.all([this.client.dbsize(), this.client.exists(LAYOUT_LEDGER_KEY, PLACEMENT_KEY)]);

@@ -208,6 +208,11 @@ export class ReplicaSet implements ShardNode {
     return this.onPrimary("layout ledger", (m) => m.node.reconcileLayouts(layouts, mode));
   }
 
+  /** The layout ledger on the primary (RedisKvNode.readLayouts). */
+  readLayouts(): Promise<ViewLayout[]> {
+    return this.onPrimary("layout ledger", (m) => m.node.readLayouts());
+  }
+
   /** The placement record on the primary (shard/placement.ts), or null. */
   readPlacement(): Promise<string | null> {
     return this.onPrimary("placement", (m) => m.node.readPlacement());

@@ -1,4 +1,4 @@
-import { failedPrecondition, invalid, invalidArgument } from "../errors/index.ts";
+import { failedPrecondition, invalid, invalidArgument, unavailable } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
 import type { LayoutLedger, LayoutMismatch, LedgerOutcome, ViewLayout } from "../kv/layout-ledger.ts";
 import type { StallJudge } from "../resilience/index.ts";
@@ -128,8 +128,10 @@ export class ShardSet implements ConnectedShards {
 
   /**
    * The ledger on every connected shard's primary (each holds a share of every
-   * view's rows): checked on all first, recorded only when none conflicts. A
-   * shard a topology reload adds gets it at the next start or registry reload.
+   * view's rows): checked on all first, recorded only when none conflicts. The
+   * record pass reports conflicts too (another pod recorded a layout between
+   * this one's passes): those refuse the registry as well. A shard a topology
+   * reload adds is given the ledger before any key moves (reconfigure).
    */
   async reconcile(layouts: readonly ViewLayout[]): Promise<LedgerOutcome> {
     const unreachable = new Set<string>();
@@ -142,7 +144,9 @@ export class ShardSet implements ConnectedShards {
       return mismatches;
     };
     const mismatches = await onEach("check");
-    if (mismatches.length === 0) await onEach("record");
+    // Two pods reloading different layouts at once both passed their check; the second's record conflicted on the
+    // shard and was ignored, and the pods read one stored column as two different features (PRESENT).
+    if (mismatches.length === 0) mismatches.push(...(await onEach("record")));
     return { mismatches, unreachable: [...unreachable] };
   }
 
@@ -198,12 +202,42 @@ export class ShardSet implements ConnectedShards {
     }
     if (ringOf(this.pendingFrom?.members ?? this.current) !== ringOf(to)) ensureCheckpointWritable(options.checkpointPath);
     const added = next.shards.filter((s) => !this.sets.has(s.name));
-    for (const set of await this.connect(added, next.defaults)) this.add(set);
+    const connected = await this.connect(added, next.defaults);
+    try {
+      await this.copyLedger(connected);
+    } catch (e) {
+      await Promise.all(connected.map((s) => s.close()));
+      throw e;
+    }
+    for (const set of connected) this.add(set);
     const from = this.pendingFrom ?? { members: this.current, specs: this.topology.shards, defaults: this.topology.defaults };
     this.topology = next;
     this.current = next.shards.map((s) => ({ id: s.name, weight: s.weight, node: this.guards.get(s.name)! }));
     if (ringOf(from.members) === ringOf(this.current)) return undefined;
     return this.start(store, from, options);
+  }
+
+  /**
+   * Gives shards a reload adds the layout ledger the others hold, before any
+   * key moves there: it was never copied, so once the old shards were retired
+   * a registry with two features swapped was accepted and every moved row
+   * read back with their values swapped, PRESENT.
+   */
+  private async copyLedger(added: readonly ReplicaSet[]): Promise<void> {
+    if (added.length === 0) return;
+    const held = await this.onEveryShard((set) => set.readLayouts());
+    const ledgers = held.filter((r) => r.value !== undefined).map((r) => r.value!);
+    if (ledgers.length === 0 && held.length > 0) {
+      throw unavailable(`no shard answered for its layout ledger (${held.map((r) => `${r.id}: ${r.failure}`).join("; ")}); the new shards cannot be given it`);
+    }
+    for (const set of added) {
+      for (const layouts of ledgers) {
+        const conflicts = await set.reconcileLayouts(layouts, "record");
+        if (conflicts.length > 0) {
+          throw failedPrecondition("incompatible_registry", `shard ${set.id} holds layouts that conflict with the other shards' (${conflicts.map((c) => c.field).join(", ")}): its rows were written under another registry`);
+        }
+      }
+    }
   }
 
   async resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined> {
