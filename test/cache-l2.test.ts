@@ -156,6 +156,25 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(await b.l2.read(["inv@1/k=i1"])).toEqual([undefined]);
   });
 
+  test("a read in flight across a push and an invalidation does not fill L2's new generation with the row it read", async () => {
+    await a.origin.rows.putMany([{ key: "bump@1/k=i1", row: row(1, "old") }]);
+    // Pod A's read takes the row, then waits (an origin a region away); meanwhile B pushes and the view is invalidated.
+    const readsBefore = a.origin.reads;
+    a.origin.hold(true);
+    const reading = a.tier.getMany(["bump@1/k=i1"]);
+    await waitFor(() => a.origin.reads > readsBefore);
+    await b.writer.putMany([{ key: "bump@1/k=i1", row: row(2, "new") }]);
+    await b.tier.invalidate({ view: "bump" });
+    expect(await waitFor(() => a.l2.generations().views["bump"] === b.l2.generations().views["bump"])).toBe(true);
+    a.origin.release();
+    expect(await reading).toEqual([row(1, "old")]); // what it read, before the push
+    await a.tier.settled();
+    // L2's new generation was filled with "old" (no newer row there to refuse it): every pod served it PRESENT.
+    expect(await b.l2.read(["bump@1/k=i1"])).toEqual([undefined]);
+    expect(await b.tier.getMany(["bump@1/k=i1"])).toEqual([row(2, "new")]);
+    expect(await a.tier.getMany(["bump@1/k=i1"])).toEqual([row(2, "new")]);
+  });
+
   test("a message lost on the feed is detected (sequence gap) and clears L1", async () => {
     await b.tier.getMany(["gap@1/k=i1"]);
     expect(b.l1.size).toBeGreaterThan(0);

@@ -484,7 +484,11 @@ export class CacheTier implements KvNode, ChangeListener {
         }
         this.m.l1Fills.inc(filled);
       }
-      if (l2 && l2Fill.length > 0 && this.sharedFills()) {
+      // Not across an invalidation either: the rows were read before it, and L2 would key them under the new
+      // generation, where no newer row stands to refuse them (the compare-event-time rule holds within one).
+      // A read that began before a push and a generation bump put the pushed-over row there: every pod then
+      // served it PRESENT for the L2 TTL.
+      if (l2 && l2Fill.length > 0 && epoch === this.epoch && this.sharedFills()) {
         this.track(l2.write(l2Fill).then((ok) => (ok ? this.m.l2Fills.inc(l2Fill.length) : this.m.l2WriteErrors.inc())));
       }
     } catch (error) {
@@ -703,6 +707,11 @@ export class CacheTier implements KvNode, ChangeListener {
     await Promise.allSettled([...this.tasks]);
     await this.l2?.close();
     await this.origin.close();
+  }
+
+  /** Resolves once the background work started so far (L2 fills, generation re-reads) has ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.tasks]);
   }
 
   /** Background work (L2 fills, generation re-reads) that close() drains. */
