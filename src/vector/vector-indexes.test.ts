@@ -84,6 +84,53 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a version bump's rebuild takes the new version's rows written during its scan; rolled back meanwhile, the old index stays", async () => {
+    const bumped = (version: number) =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", version, entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32 } }],
+      });
+    const key2 = (id: number) => `items@2/item_id=i${id}`;
+    for (const rollBack of [false, true]) {
+      const store = new ArenaKvNode("t");
+      await store.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+      let hold: Promise<void> | undefined;
+      let release = () => {};
+      // The rebuild's scan page is read before the new version's writes and handed over after them.
+      const gated = compositeShape(store, {
+        scan: async (cursor, count, prefix) => {
+          const page = await store.scan(cursor, count, prefix);
+          if (hold) await hold;
+          return page;
+        },
+      });
+      const feed = new TestFeed();
+      const vectors = new VectorIndexes({ store: gated, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+      await vectors.start(bumped(1));
+      hold = new Promise((resolve) => {
+        release = resolve;
+      });
+      vectors.reconfigure(bumped(2));
+      await Bun.sleep(5);
+      await store.putMany([1, 2, 3].map((id) => ({ key: key2(id), row: row(id + 10) })));
+      feed.publish([1, 2, 3].map((id) => ({ key: key2(id), ts: 1, op: "put" as const })));
+      if (rollBack) vectors.reconfigure(bumped(1));
+      hold = undefined;
+      release();
+      await vectors.idle();
+      if (rollBack) {
+        // The rebuild swapped in anyway, and matching answered 503 "being rebuilt" for good.
+        expect(vectors.get("items")!.view.version).toBe(1);
+        expect(ids(vectors)).toEqual([key(1), key(2), key(3)]);
+      } else {
+        // Routed by the old prefix only, these writes never reached the rebuild.
+        expect(vectors.get("items")!.view.version).toBe(2);
+        expect(ids(vectors)).toEqual([key2(1), key2(2), key2(3)]);
+      }
+      await vectors.close();
+    }
+  });
+
   test("an invalidation of the view catches up too", async () => {
     const { store, feed, vectors } = await setup();
     await store.putMany([{ key: key(6), row: row(6) }]);
