@@ -25,10 +25,20 @@ export class ReadThroughNode implements KvNode {
   private readonly own: KvNode;
   private readonly previous: PreviousRing;
 
-  constructor(id: string, own: KvNode, previous: PreviousRing) {
+  /** The previous ring's other nodes, scanned after this one for the keys this member owns now and has not received yet. */
+  private readonly others: readonly KvNode[];
+
+  constructor(
+    id: string,
+    own: KvNode,
+    previous: PreviousRing,
+    /** Does this member own `key` on the new ring? Without it a scan covers the own node only. */
+    private readonly owns?: (key: string) => boolean,
+  ) {
     this.id = id;
     this.own = own;
     this.previous = previous;
+    this.others = owns === undefined ? [] : [...new Set(previous.nodes)].filter((n) => n !== own);
   }
 
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
@@ -85,8 +95,28 @@ export class ReadThroughNode implements KvNode {
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
-    return this.own.scan(cursor, count, prefix);
+  /**
+   * The own node's keys, then those still at their previous owners that this
+   * member owns now (a key caught mid-copy may come twice). The own node alone
+   * missed every key not yet moved: a vector index catching up during a move
+   * took them for deleted and dropped 500 of 500 claims, for good.
+   * Cursor: `o|<own cursor>`, then `p|<other>|<its cursor>`.
+   */
+  async scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
+    if (cursor === "0" || cursor.startsWith("o|")) {
+      const page = await this.own.scan(cursor === "0" ? "0" : cursor.slice(2), count, prefix);
+      if (page.cursor !== "0") return { cursor: `o|${page.cursor}`, keys: page.keys };
+      return { cursor: this.others.length > 0 ? "p|0|0" : "0", keys: page.keys };
+    }
+    const bar = cursor.indexOf("|", 2);
+    const index = Number(cursor.slice(2, bar));
+    const node = this.others[index];
+    if (!cursor.startsWith("p|") || bar < 0 || node === undefined) throw new Error(`scan cursor "${cursor}" is not valid`);
+    const page = await node.scan(cursor.slice(bar + 1), count, prefix);
+    const owns = this.owns!;
+    const keys = page.keys.filter((k) => owns(k));
+    if (page.cursor !== "0") return { cursor: `p|${index}|${page.cursor}`, keys };
+    return { cursor: index + 1 < this.others.length ? `p|${index + 1}|0` : "0", keys };
   }
 
   health(): Promise<NodeHealth> {

@@ -118,7 +118,9 @@ export class Migration {
     const previous = { ring: new HashRing(from, { vnodesPerNode }), nodes: from.map((m) => m.node) };
     this.state = "running";
     this.error = null;
-    store.setMembers(to.map((m) => ({ id: m.id, weight: m.weight, node: new ReadThroughNode(m.id, m.node, previous) })));
+    store.setMembers(
+      to.map((m, i) => ({ id: m.id, weight: m.weight, node: new ReadThroughNode(m.id, m.node, previous, (key) => toRing.ownerIndexOf(key, ringKeyStart(key)) === i) })),
+    );
     try {
       this.totalKeys ??= await this.countKeys();
       await pause(this.options.drainMs ?? 500, signal);
