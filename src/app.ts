@@ -241,6 +241,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     const before = registry.current;
     // Refused whole, before anything changes, when it would break the running stream mappings or misread stored rows.
     const remapped = ingest === undefined ? undefined : sourcesAgainst(ingest, next, config.sourcesPath);
+    vectors.checkEmbedders(next);
     await reconcileLayouts(storage.ledger, next);
     registry.swap(next);
     vectors.reconfigure(next);

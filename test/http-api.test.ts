@@ -378,7 +378,19 @@ describe("ops routes", () => {
     expect(err.error.issues.map((i) => i.path)).toEqual(["featureViews[0].entities[0]", "featureViews[0].features[0].type"]);
     expect(q.registry.current.digest).toBe(before);
 
-    const text = (await Bun.file("src/registry/example-registry.yaml").text()).replace("maxAge: 1h", "maxAge: 2h");
+    // An index embedder this server cannot make: refused before anything changes (it was a 500 with the registry swapped).
+    const example = await Bun.file("src/registry/example-registry.yaml").text();
+    expect(example).toContain("embedder: hashed-ngrams");
+    writeFileSync(registryPath, example.replace("maxAge: 1h", "maxAge: 3h").replace("embedder: hashed-ngrams", "embedder: onnx"));
+    const onnx = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+    expect(onnx.status).toBe(400);
+    const onnxErr = (await onnx.json()) as { error: { code: string; path: string; message: string } };
+    expect(onnxErr.error.code).toBe("invalid_registry");
+    expect(onnxErr.error.path).toMatch(/^featureViews\[\d+\]\.index\.embedder$/);
+    expect(onnxErr.error.message).toContain("--embedder-model");
+    expect(q.registry.current.digest).toBe(before);
+
+    const text = example.replace("maxAge: 1h", "maxAge: 2h");
     writeFileSync(registryPath, text);
     const ok = await q.http.app.request("/admin/registry/reload", { method: "POST" });
     expect(ok.status).toBe(200);

@@ -1,3 +1,4 @@
+import { invalid } from "../errors/index.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/index.ts";
 import type { KvNode, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
@@ -131,6 +132,25 @@ export class VectorIndexes implements ChangeListener {
   get(view: string): ViewIndex | undefined {
     const s = this.states.get(view);
     return s?.ready ? s.vi : undefined;
+  }
+
+  /**
+   * Refuses a registry whose indexes could not be followed (an embedder this
+   * server cannot make), before anything changes: reconfigure threw after the
+   * registry was swapped, so a reload answered 500 with the new registry live
+   * and the streaming writers still on the old mappings.
+   */
+  checkEmbedders(registry: Registry): void {
+    let i = 0;
+    for (const view of registry.views.values()) {
+      const at = i++;
+      if (!view.index?.embedder) continue;
+      try {
+        createEmbedder(view, this.o.embedders);
+      } catch (e) {
+        throw invalid("invalid_registry", `featureViews[${at}].index.embedder`, (e as Error).message);
+      }
+    }
   }
 
   /**
