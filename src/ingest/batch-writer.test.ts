@@ -24,7 +24,7 @@ class UnreadableStore extends ForwardingKvNode {
 }
 
 const entry = (key: string, ts: number, v: number): KvEntry => ({ key, row: { ts, values: [v] } });
-const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), idempotencyKeys: entries.map(() => undefined), dead: [] });
+const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), scopes: entries.map(() => "v@1"), idempotencyKeys: entries.map(() => undefined), dead: [] });
 
 function writerOn(store: MemoryKvNode | UnreadableStore): BatchWriter {
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("s");
@@ -119,4 +119,21 @@ test("an idempotency key shared with an event the push path refused does not hid
   expect(prepared.entries.map((e) => e.row.values[0])).toEqual([6]);
   expect(counters.duplicate.value).toBe(1);
   expect(await writer.write(prepared)).toMatchObject({ written: 1 });
+});
+
+test("idempotency keys are remembered per view version: a replay backfilling a bumped version is written, not taken for duplicates", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const mappings = [{ featureView: "fraud_signals", keys: { customer_id: "customer" }, features: { spend_1h: "amount" }, eventTime: { path: "ts", format: "epoch_ms" }, idempotencyKey: "id" }];
+  const [source] = compileSources({ sources: [{ name: "replay", engine: "redis", redis: { url: "redis://127.0.0.1:1", stream: "unused", group: "quiver" }, mappings }] }, registry);
+  const version = registry.views.get("fraud_signals")!.version;
+  const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("replay");
+  const seen = new IdempotencyWindow(60_000);
+  // The same event id went to the previous version of the view.
+  seen.remember(`fraud_signals@${version - 1}`, "evt-1");
+  const mapper = new BatchMapper(source!, seen, counters);
+  const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
+  expect(mapper.map([delivery("1-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups[0]!.rows).toHaveLength(1);
+  seen.remember(`fraud_signals@${version}`, "evt-1");
+  expect(mapper.map([delivery("2-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups.flatMap((g) => g.rows)).toHaveLength(0);
+  expect(counters.duplicate.value).toBe(1);
 });
