@@ -5,7 +5,7 @@ import { loadRegistryFile } from "../registry/index.ts";
 import { PushService } from "../serving/index.ts";
 import { BatchMapper } from "./batch-mapper.ts";
 import { BatchWriter, type PreparedBatch } from "./batch-writer.ts";
-import { IdempotencyWindow } from "./idempotency-window.ts";
+import { IdempotencyWindow, versionedKey } from "./idempotency-window.ts";
 import { IngestMetrics } from "./ingest-metrics.ts";
 import { compileSources } from "./read-sources.ts";
 import type { Delivery } from "./stream-source.ts";
@@ -24,7 +24,7 @@ class UnreadableStore extends ForwardingKvNode {
 }
 
 const entry = (key: string, ts: number, v: number): KvEntry => ({ key, row: { ts, values: [v] } });
-const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), scopes: entries.map(() => "v@1"), idempotencyKeys: entries.map(() => undefined), dead: [] });
+const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), versions: entries.map(() => 1), idempotencyKeys: entries.map(() => undefined), dead: [] });
 
 function writerOn(store: MemoryKvNode | UnreadableStore): BatchWriter {
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("s");
@@ -129,11 +129,11 @@ test("idempotency keys are remembered per view version: a replay backfilling a b
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("replay");
   const seen = new IdempotencyWindow(60_000);
   // The same event id went to the previous version of the view.
-  seen.remember(`fraud_signals@${version - 1}`, "evt-1");
+  seen.remember("fraud_signals", versionedKey(version - 1, "evt-1"));
   const mapper = new BatchMapper(source!, seen, counters);
   const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
   expect(mapper.map([delivery("1-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups[0]!.rows).toHaveLength(1);
-  seen.remember(`fraud_signals@${version}`, "evt-1");
+  seen.remember("fraud_signals", versionedKey(version, "evt-1"));
   expect(mapper.map([delivery("2-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups.flatMap((g) => g.rows)).toHaveLength(0);
   expect(counters.duplicate.value).toBe(1);
 });

@@ -5,7 +5,7 @@ import type { PushService } from "../serving/index.ts";
 import { RowEntities } from "../serving/index.ts";
 import type { MappedGroup } from "./batch-mapper.ts";
 import type { NewDeadLetter } from "./dead-letters.ts";
-import { dedupScope, type IdempotencyWindow } from "./idempotency-window.ts";
+import { type IdempotencyWindow, versionedKey } from "./idempotency-window.ts";
 import type { SourceCounters } from "./ingest-metrics.ts";
 import type { Delivery } from "./stream-source.ts";
 
@@ -13,8 +13,8 @@ import type { Delivery } from "./stream-source.ts";
 export interface PreparedBatch {
   readonly entries: KvEntry[];
   readonly views: string[];
-  /** Per entry, where its idempotency key is remembered: the view and its version (dedupScope). */
-  readonly scopes: string[];
+  /** Per entry, its view's version (idempotency keys are remembered per version: versionedKey). */
+  readonly versions: number[];
   readonly idempotencyKeys: (string | undefined)[];
   /** Rows the push path refused (type, key, future time): dead letters. */
   readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
@@ -59,7 +59,7 @@ export class BatchWriter {
   prepare(groups: readonly MappedGroup[]): PreparedBatch {
     const entries: KvEntry[] = [];
     const views: string[] = [];
-    const scopes: string[] = [];
+    const versions: number[] = [];
     const idempotencyKeys: (string | undefined)[] = [];
     const dead: PreparedBatch["dead"] = [];
     /** The delivery each entry came from: an event dead-lettered for one view loses its rows for the others too. */
@@ -67,7 +67,7 @@ export class BatchWriter {
     const take = (group: MappedGroup, i: number, entry: KvEntry) => {
       entries.push(entry);
       views.push(group.mapping.view.name);
-      scopes.push(dedupScope(group.mapping.view));
+      versions.push(group.mapping.view.version);
       idempotencyKeys.push(group.rows[i]!.idempotencyKey);
       from.push(group.from[i]!);
     };
@@ -102,15 +102,15 @@ export class BatchWriter {
     // Then an idempotency key repeated in the batch makes its later events duplicates - decided only now, so a
     // refused event's key does not hide the corrected copy sent after it.
     const refused = new Set(dead.map((x) => x.delivery));
-    const repeated = this.repeatedKeys(scopes, idempotencyKeys, from, refused);
-    if (refused.size === 0 && repeated.size === 0) return { entries, views, scopes, idempotencyKeys, dead };
+    const repeated = this.repeatedKeys(views, idempotencyKeys, from, refused);
+    if (refused.size === 0 && repeated.size === 0) return { entries, views, versions, idempotencyKeys, dead };
     this.counters.duplicate.inc(repeated.size);
     const keep = (_: unknown, j: number) => !refused.has(from[j]!) && !repeated.has(from[j]!);
-    return { entries: entries.filter(keep), views: views.filter(keep), scopes: scopes.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead };
+    return { entries: entries.filter(keep), views: views.filter(keep), versions: versions.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead };
   }
 
   /** Events (not refused) whose idempotency key, for one of their views, an earlier event in the batch carried. */
-  private repeatedKeys(scopes: readonly string[], keys: readonly (string | undefined)[], from: readonly Delivery[], refused: ReadonlySet<Delivery>): Set<Delivery> {
+  private repeatedKeys(views: readonly string[], keys: readonly (string | undefined)[], from: readonly Delivery[], refused: ReadonlySet<Delivery>): Set<Delivery> {
     const repeated = new Set<Delivery>();
     let claimed: Map<string, Delivery> | undefined;
     for (let j = 0; j < keys.length; j++) {
@@ -118,7 +118,7 @@ export class BatchWriter {
       const d = from[j]!;
       if (key === undefined || refused.has(d)) continue;
       claimed ??= new Map();
-      const scoped = `${scopes[j]}\u0000${key}`;
+      const scoped = `${views[j]}\u0000${key}`;
       const owner = claimed.get(scoped);
       if (owner === undefined) claimed.set(scoped, d);
       else if (owner !== d) repeated.add(d);
@@ -183,7 +183,7 @@ export class BatchWriter {
     }
     for (let i = 0; i < entries.length; i++) {
       const key = batch.idempotencyKeys[i];
-      if (key !== undefined) this.seen.remember(batch.scopes[i]!, key);
+      if (key !== undefined) this.seen.remember(batch.views[i]!, versionedKey(batch.versions[i]!, key));
     }
     return { written, duplicate, late };
   }

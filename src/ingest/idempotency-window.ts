@@ -118,16 +118,11 @@ export class IdempotencyWindow {
 }
 
 /**
- * Where a view's idempotency keys are remembered: per view and version. Keyed
- * by the name alone, a replay to backfill a bumped version was counted as
- * duplicates of the old version's events and never written.
+ * The key a view's idempotency key is remembered under: with its version.
+ * Remembered by the key alone, a replay to backfill a bumped version was
+ * counted duplicate of the old version's events and never written. (One
+ * window per view still: the old version's keys age out as new ones come.)
  */
-export function dedupScope(view: { readonly name: string; readonly version: number }): string {
-  return `${view.name}@${view.version}`;
-}
-
-/** The view's name in a dedupScope (for metrics labelled by view). */
-export function viewOfScope(scope: string): string {
-  const at = scope.lastIndexOf("@");
-  return at < 0 ? scope : scope.slice(0, at);
+export function versionedKey(version: number, key: string): string {
+  return `${version}\u0000${key}`;
 }

@@ -4,7 +4,7 @@ import type { Registry } from "../registry/index.ts";
 import { type CompiledSource, compileSourcesDef } from "./compile-sources.ts";
 import type { DeadLetterQueue } from "./dead-letters.ts";
 import { openDeadLetters, openStreamSource } from "./engines.ts";
-import { IdempotencyWindow, viewOfScope } from "./idempotency-window.ts";
+import { IdempotencyWindow } from "./idempotency-window.ts";
 import type { IngestMetrics } from "./ingest-metrics.ts";
 import { type ConsumerOptions, type ConsumerStatus, StreamConsumer } from "./stream-consumer.ts";
 
@@ -32,7 +32,7 @@ export class IngestService {
     // One window for every source (two sources carrying one view's event ids dedupe across each other): the longest and largest asked for.
     const windowMs = Math.max(0, ...sources.map((s) => s.dedupWindowMs));
     const maxBytes = Math.max(0, ...sources.map((s) => s.dedupMaxBytes));
-    const seen = new IdempotencyWindow(windowMs, { maxBytes }, Date.now, (scope) => metrics.dedupCutShort(viewOfScope(scope)));
+    const seen = new IdempotencyWindow(windowMs, { maxBytes }, Date.now, (view) => metrics.dedupCutShort(view));
     metrics.watchDedup(() => seen.stats());
     const consumers: StreamConsumer[] = [];
     const queues: DeadLetterQueue[] = [];
