@@ -9,6 +9,7 @@ import { eventually, paymentsMapping } from "./stream-source-contract.ts";
 import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
 import type { KvEntry, PutOutcome } from "../src/kv/kv-node.ts";
 import { RefusingNode } from "./support/refusing-node.ts";
+import { StorageError } from "../src/kv/storage-errors.ts";
 import { startRedisEngine, useEngine } from "./support/stream-engines.ts";
 
 /** A store whose writes never answer (a shard stopped with SIGSTOP), counted. */
@@ -81,6 +82,21 @@ describe("backpressure and retries", () => {
     } finally {
       await ingest.stop();
       await deadLetters.close();
+    }
+  }, 60_000);
+
+  test("writes refused because this pod's ring is stale are not the events' fault: none is dead-lettered past the delivery limit", async () => {
+    const { store, ingest } = await rig(2);
+    store.refusal = () => new StorageError("placement_stale", "not written: this server's ring is not where the keys are", true);
+    try {
+      await eventually("several rounds refused", () => store.refusedWrites > 8);
+      // Counted against their delivery limit, the events were dead-lettered as they came round again.
+      expect(ingest.status()[0]!.deadLettered).toBe(0);
+      store.refusing = false;
+      await eventually("every event written", () => ingest.status()[0]!.written === 40);
+      expect(ingest.status()[0]!.deadLettered).toBe(0);
+    } finally {
+      await ingest.stop();
     }
   }, 60_000);
 

@@ -6,6 +6,7 @@ import type { DeadLetterQueue, NewDeadLetter } from "./dead-letters.ts";
 import type { IdempotencyWindow } from "./idempotency-window.ts";
 import type { IngestMetrics, SourceCounters } from "./ingest-metrics.ts";
 import type { KvNode } from "../kv/kv-node.ts";
+import { QuiverError } from "../errors/index.ts";
 import type { PushService } from "../serving/index.ts";
 import type { Delivery, SourceLag, StreamSource } from "./stream-source.ts";
 
@@ -287,7 +288,10 @@ export class StreamConsumer {
     this.lastError = `store: ${error}`;
     this.counters.storeRetries.inc();
     const limit = this.deps.compiled.maxDeliver;
-    const exhausted = batch.filter((d) => d.deliveries >= limit);
+    // This pod's ring is stale (another server moved the keys): the events are fine and a pod on the new ring writes
+    // them. Counted against their delivery limit, they were dead-lettered as they came round again (2 of 700).
+    const ours = e instanceof QuiverError && e.code === "placement_stale";
+    const exhausted = ours ? [] : batch.filter((d) => d.deliveries >= limit);
     const deadIds = new Set(dead.map((x) => x.delivery));
     for (const d of exhausted) {
       if (deadIds.has(d)) continue;

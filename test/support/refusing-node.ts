@@ -10,10 +10,12 @@ export class RefusingNode extends ForwardingKvNode {
   override readonly id = "refusing";
   refusing = true;
   refusedWrites = 0;
+  /** What a refused write fails with. */
+  refusal: () => Error = () => unavailable("write breaker open");
   override putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (this.refusing) {
       this.refusedWrites++;
-      return Promise.reject(unavailable("write breaker open"));
+      return Promise.reject(this.refusal());
     }
     return this.inner.putMany(entries, signal);
   }
