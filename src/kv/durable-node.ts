@@ -39,7 +39,15 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   /** A node on the file `file` (created when missing, its rows loaded when not), with the runtime's SQLite. */
   static async open(id: string, file: string, options: DurableNodeOptions = {}): Promise<DurableKvNode> {
-    return new DurableKvNode(id, file, await loadSqlite(), options);
+    const sqlite = await loadSqlite();
+    try {
+      return new DurableKvNode(id, file, sqlite, options);
+    } catch (e) {
+      const message = (e as Error).message ?? String(e);
+      // SQLite's own words ("file is not a database", "disk I/O error") named none of the node files.
+      if (message.includes(file)) throw e;
+      throw new Error(`${file}: ${message}; restore the file from a backup, or move it aside to start without its rows`, { cause: e });
+    }
   }
 
   constructor(

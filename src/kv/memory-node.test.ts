@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "bun:test";
@@ -49,6 +49,18 @@ describe("MemoryKvNode scan", () => {
 });
 
 describe("DurableKvNode", () => {
+  test("a node file that is not a database is refused at open, naming the file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
+    try {
+      const file = join(dir, "embedded-1.sqlite");
+      writeFileSync(file, "x".repeat(8192));
+      // SQLite said only "file is not a database": which of the node files?
+      await expect(DurableKvNode.open("embedded-1", file)).rejects.toThrow(`${file}: file is not a database`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a disk that fills up refuses the write whole, as a retryable storage error (503), and loses nothing acknowledged", async () => {
     const dir = mkdtempSync(join(tmpdir(), "quiver-durable-"));
     const file = join(dir, "n.sqlite");
