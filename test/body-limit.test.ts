@@ -201,3 +201,12 @@ test("Python's urllib gets the 415 of a 3 MB text/plain push and the 405 of a 3 
     await roomy.stop();
   }
 }, 60_000);
+
+test("HEAD answers carry the GET's Content-Length, not 0", async () => {
+  for (const path of ["/v1/registry", "/healthz"]) {
+    const get = await fetch(`${server.url}${path}`);
+    const length = (await get.arrayBuffer()).byteLength;
+    const head = await fetch(`${server.url}${path}`, { method: "HEAD" });
+    expect({ path, status: head.status, length: head.headers.get("content-length") }).toEqual({ path, status: get.status, length: String(length) });
+  }
+});

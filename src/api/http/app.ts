@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { methodNotAllowed, notFound, unavailable } from "../../errors/index.ts";
 import { bearerGuard } from "./bearer-guard.ts";
 import type { HttpDeps } from "./deps.ts";
@@ -43,6 +43,16 @@ export interface HttpEdge {
 /** The HTTP edge: Quiver's API, Feast's routes and ops. */
 export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const app = new Hono();
+  // Hono answers HEAD with the GET's headers and no body, and Bun then sent `content-length: 0`: RFC 9110 lets a
+  // HEAD answer carry only the GET's length. The body is measured here and its length kept (GET routes only).
+  const headLength: MiddlewareHandler = async (c, next) => {
+    await next();
+    if (c.req.raw.method !== "HEAD" || c.res.body === null || c.res.headers.has("content-length")) return;
+    const bytes = (await c.res.clone().arrayBuffer()).byteLength;
+    const headers = new Headers(c.res.headers);
+    headers.set("content-length", String(bytes));
+    c.res = new Response(null, { status: c.res.status, headers });
+  };
   const nativeRoutes: NativeRoutes = {};
   const metrics = routeMetrics(deps.metrics);
   const methods = new Map<string, string[]>();
@@ -74,6 +84,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     // /v1/registry or /readyz and then a closed connection.
     const options = { ...(HOT_PATHS.has(path) ? { release: deps.release } : {}), ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}) };
     const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, options);
+    if (method === "GET") app.use(path, headLength);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };
