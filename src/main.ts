@@ -41,10 +41,15 @@ async function main(): Promise<void> {
   }
   // Before HTTP listens (and /readyz can answer): the first clients meet optimised code (api/http/warmup.ts, api/grpc/warmup.ts).
   if (config.warmupLookups > 0) {
-    const w = await quiver.warmUp(config.warmupLookups, config.warmupShapes, grpcPort !== undefined);
-    const counts = (by: Readonly<Record<string, number>>, ok: string) => Object.entries(by).map(([k, n]) => `${n} × ${k === ok ? "ok" : k}`).join(", ") || "none";
-    const grpc = w.grpc === undefined ? "" : `, ${w.grpc.calls} gRPC calls in ${w.grpc.ms} ms (${counts(w.grpc.byCode, "0")})`;
-    console.log(`quiver warmed up in ${w.ms} ms: ${w.http.lookups} HTTP lookups in ${w.http.ms} ms (${counts(w.http.byStatus, "200")})${grpc}; ${w.sampledEntities} stored entities sampled`);
+    try {
+      const w = await quiver.warmUp(config.warmupLookups, config.warmupShapes, grpcPort !== undefined);
+      const counts = (by: Readonly<Record<string, number>>, ok: string) => Object.entries(by).map(([k, n]) => `${n} × ${k === ok ? "ok" : k}`).join(", ") || "none";
+      const grpc = w.grpc === undefined ? "" : `, ${w.grpc.calls} gRPC calls in ${w.grpc.ms} ms (${counts(w.grpc.byCode, "0")})`;
+      console.log(`quiver warmed up in ${w.ms} ms: ${w.http.lookups} HTTP lookups in ${w.http.ms} ms (${counts(w.http.byStatus, "200")})${grpc}; ${w.sampledEntities} stored entities sampled`);
+    } catch (e) {
+      // The warm-up is an optimisation: a failure of it must not keep a server from serving.
+      console.error(`quiver: warm-up failed (${(e as Error).message}); serving without it`);
+    }
   }
   // After the warm-up, whose optimising compiles have started the JIT's threads (a timer catches any started later).
   const background = config.backgroundNice < 0 ? undefined : new BackgroundThreads({ nice: config.backgroundNice }).start(10_000);
