@@ -14,7 +14,7 @@ import type { KvNode } from "./kv/kv-node.ts";
 import type { LayoutLedger } from "./kv/layout-ledger.ts";
 import { MapLayoutLedger } from "./kv/map-layout-ledger.ts";
 import { HealthMonitor } from "./ops/health-score.ts";
-import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, ShedRecorder } from "./ops/index.ts";
+import { AnomalyBuffer, MeteredKvNode, MetricsRegistry, registerBreakerGauge, registerShardGauges, resilienceObserver, type RewindKeep, ShedRecorder } from "./ops/index.ts";
 import { loadRegistryFile, mismatchIssues, type Registry, RegistryHolder, registryLayouts } from "./registry/index.ts";
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
@@ -83,6 +83,18 @@ export interface StartupWarmup {
  * warm-up lookups were 320 reads of Redis and the rest L1 hits.
  */
 const WARMUP_ENTITIES_PER_VIEW = 1024;
+
+/**
+ * Series the start-up warm-up does not take back: what happened meanwhile that
+ * its own lookups did not make (stream consumers' events and writes, vector
+ * index upkeep, invalidations, a move) or that is a fact about a shard (its
+ * failures, retries and breaker changes, which the breaker state gauge and
+ * the anomaly buffer keep). Rewound whole, 30,000 events consumed and written
+ * during the warm-up read 0 on /metrics and /readyz, and a breaker read open
+ * with no failure or transition behind it.
+ */
+const KEPT_AFTER_WARMUP = /^quiver_(shard_|ingest_|vector_(build|changes|feed|snapshot)|cache_(invalidation|gap_clears|keys_superseded|l2_repaired)|migration_)/;
+const keptAfterWarmup: RewindKeep = (metric, labels) => KEPT_AFTER_WARMUP.test(metric) || (metric.startsWith("quiver_store_") && labels["op"] === "put");
 
 /** gRPC warm-up calls per HTTP warm-up lookup: 10,000 of the default 50,000 (5,000 left the first second's p99 at 76–208 ms; api/grpc/warmup.ts). */
 const GRPC_WARMUP_SHARE = 0.2;
@@ -327,7 +339,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
       } finally {
         warming = false;
         admissionPressure?.resume();
-        metrics.rewind(mark);
+        metrics.rewind(mark, keptAfterWarmup);
         admission.countFromHere();
       }
       const sampledEntities = samples.reduce((n, s) => n + (s.stored ? s.entities.length : 0), 0);

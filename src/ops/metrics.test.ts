@@ -164,4 +164,19 @@ describe("MetricsRegistry on prom-client", () => {
     expect(after).toContain('t_requests_total{route="/a"} 6');
     expect(after).toContain('t_latency_seconds_bucket{route="/b",le="0.01"} 1');
   });
+
+  test("rewind leaves the series `keep` names as they are (what the warm-up did not cause)", async () => {
+    const m = new MetricsRegistry({ defaultMetrics: false });
+    const ops = m.counter("t_store_ops_total", "Ops.", ["op"]);
+    const events = m.counter("t_ingest_events_total", "Events.");
+    const h = m.histogram("t_ingest_seconds", "Batch.", [], [0.01]);
+    const mark = m.mark();
+    ops.labels("get").inc(50);
+    ops.labels("put").inc(3);
+    events.labels().inc(30);
+    h.labels().observe(0.001);
+    m.rewind(mark, (metric, labels) => metric.startsWith("t_ingest_") || labels["op"] === "put");
+    const text = new Set((await m.render()).split("\n"));
+    for (const line of ['t_store_ops_total{op="get"} 0', 't_store_ops_total{op="put"} 3', "t_ingest_events_total 30", "t_ingest_seconds_count 1"]) expect(text).toContain(line);
+  });
 });

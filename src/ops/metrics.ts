@@ -73,6 +73,9 @@ class HandleCounter extends prom.Counter<string> implements TextExport {
 }
 
 /** A labelled counter; its series are exported from their handles (HandleCounter). */
+/** Series a rewind leaves alone, by metric name and labels. */
+export type RewindKeep = (metric: string, labels: Readonly<Record<string, string>>) => boolean;
+
 export class Counter {
   /** The exported metric (MetricsRegistry renders it through its TextExport). */
   readonly metric: HandleCounter;
@@ -102,9 +105,12 @@ export class Counter {
     return new Map([...this.metric.series].map(([key, s]) => [key, s.handle.value]));
   }
 
-  /** Puts every series back to its marked value; series made since read 0 (MetricsRegistry.rewind). */
-  rewind(mark: ReadonlyMap<string, number>): void {
-    for (const [key, { handle }] of this.metric.series) handle.value = mark.get(key) ?? 0;
+  /** Puts every series back to its marked value; series made since read 0 (MetricsRegistry.rewind). `keep` spares series. */
+  rewind(mark: ReadonlyMap<string, number>, keep?: RewindKeep): void {
+    for (const [key, { labels, handle }] of this.metric.series) {
+      if (keep?.(this.name, labels)) continue;
+      handle.value = mark.get(key) ?? 0;
+    }
   }
 }
 
@@ -274,9 +280,10 @@ export class Histogram {
     return new Map([...this.metric.series].map(([key, s]) => [key, { counts: s.handle.counts.slice(), sum: s.handle.sum, count: s.handle.count }]));
   }
 
-  /** Puts every series back to its marked state; series made since read empty (MetricsRegistry.rewind). */
-  rewind(mark: ReadonlyMap<string, { counts: Float64Array; sum: number; count: number }>): void {
-    for (const [key, { handle }] of this.metric.series) {
+  /** Puts every series back to its marked state; series made since read empty (MetricsRegistry.rewind). `keep` spares series. */
+  rewind(mark: ReadonlyMap<string, { counts: Float64Array; sum: number; count: number }>, keep?: RewindKeep): void {
+    for (const [key, { labels, handle }] of this.metric.series) {
+      if (keep?.(this.name, labels)) continue;
       const m = mark.get(key);
       if (m === undefined) handle.counts.fill(0);
       else handle.counts.set(m.counts);
@@ -375,10 +382,15 @@ export class MetricsRegistry {
     return { counters: this.counters.map((c) => c.mark()), histograms: this.histograms.map((h) => h.mark()) };
   }
 
-  /** Puts every counter and histogram back where `mark` found it (series made since read 0); meant for before anything scrapes. */
-  rewind(mark: MetricsMark): void {
-    for (let i = 0; i < this.counters.length; i++) this.counters[i]!.rewind(mark.counters[i] ?? new Map());
-    for (let i = 0; i < this.histograms.length; i++) this.histograms[i]!.rewind(mark.histograms[i] ?? new Map());
+  /**
+   * Puts every counter and histogram back where `mark` found it (series made
+   * since read 0); meant for before anything scrapes. Series `keep` names are
+   * left as they are: what happened meanwhile that the process's own work did
+   * not cause (streaming writers, shard failures) must not be taken back.
+   */
+  rewind(mark: MetricsMark, keep?: RewindKeep): void {
+    for (let i = 0; i < this.counters.length; i++) this.counters[i]!.rewind(mark.counters[i] ?? new Map(), keep);
+    for (let i = 0; i < this.histograms.length; i++) this.histograms[i]!.rewind(mark.histograms[i] ?? new Map(), keep);
   }
 
   /** A gauge whose samples are computed when /metrics is scraped. */
