@@ -45,6 +45,10 @@ test("beyond the concurrency limit a lookup gets 503 + Retry-After at once; heal
   expect((await q.http.app.request("/healthz")).status).toBe(200);
   const metrics = await (await q.http.app.request("/metrics")).text();
   expect(metrics).toContain('quiver_admission_shed_total{route="/v1/lookup",reason="concurrency_limit"} 1');
+  // And as answers of their routes: a dashboard on the HTTP series saw no errors while requests were refused.
+  expect(metrics).toContain('quiver_http_requests_total{route="/v1/lookup",status="503"} 1');
+  expect(metrics).toContain('quiver_http_requests_total{route="/get-online-features",status="503"} 1');
+  expect(metrics).toContain('quiver_http_server_errors_total{route="/v1/lookup",code="overloaded"} 1');
   expect(metrics).toMatch(/quiver_inflight_requests 1\n/);
   console.log(JSON.stringify({ shedAnsweredInMs: Math.round(tookMs * 100) / 100 }));
   q.admission.done(held as number);

@@ -49,7 +49,7 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
     originKeys: origin.labels("keys"),
     coalesced: metrics.counter("quiver_cache_coalesced_reads_total", "Keys whose read joined one already in flight (single-flight).").labels(),
     refreshed: metrics.counter("quiver_cache_refreshed_keys_total", "Keys read again in the background by a hit shortly before their L1 entry expired (refresh ahead).").labels(),
-    staleServed: metrics.counter("quiver_cache_stale_served_total", "Values served from a grace copy because the origin could not answer.").labels(),
+    staleServed: metrics.counter("quiver_cache_stale_served_total", "Rows (keys) served from a grace copy because the origin could not answer; each answers every feature of its view asked for.").labels(),
     invalidationsSent: invalidations.labels("sent"),
     invalidationsApplied: invalidations.labels("applied"),
     keysSuperseded: metrics.counter("quiver_cache_keys_superseded_total", "L1 entries dropped because another pod acknowledged a newer write.").labels(),

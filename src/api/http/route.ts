@@ -108,7 +108,22 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
   };
   // A body that could not be read or parsed (400, 413, 415) held no slot.
   const unread = (start: number, e: unknown): Response | Promise<Response> => finish(start, -1, fail(e));
-  const serve = admitted(run, unread, gate, body);
+  // Refusals count as answers of the route too (status 503, a server error "overloaded"): counted only as sheds,
+  // a dashboard on these series showed no errors while most requests were refused.
+  const overloaded = gate === undefined ? undefined : errors.labels(name, "overloaded");
+  const counted: Gate | undefined =
+    gate === undefined
+      ? undefined
+      : {
+          admission: gate.admission,
+          shed: (refusal) => {
+            const res = gate.shed(refusal);
+            count(res.status);
+            overloaded!.inc();
+            return res;
+          },
+        };
+  const serve = admitted(run, unread, counted, body);
   if (guard === undefined) return serve;
   // Refused on its headers: no body parsed, no slot, no screen (a refusal costs no admission state);
   // what the client is still sending is read and dropped, so it reads the refusal, not a reset.
