@@ -106,6 +106,34 @@ afterAll(async () => {
   await edge.drain(1000);
 });
 
+/** Protobuf by hand for the raw-stream tests: a varint and a string's bytes. */
+const varint = (v: number): number[] => {
+  const out: number[] = [];
+  for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+  out.push(v);
+  return out;
+};
+const utf8Bytes = (s: string): number[] => [...new TextEncoder().encode(s)];
+
+/** A gRPC edge over a fresh ScriptedNode, listening on a free port. */
+async function edgeOverScripted(maxRows: number): Promise<{ n: ScriptedNode; e: ReturnType<typeof createGrpcEdge>; port: number }> {
+  const n = new ScriptedNode();
+  const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
+  const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows, maxValues: 100_000 });
+  const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
+  return { n, e, port: await e.listen("127.0.0.1", 0) };
+}
+
+/** Waits until the node has taken lookups and stopped: quiet for 0.5 s, at most 15 s. */
+async function untilQuiet(n: ScriptedNode): Promise<void> {
+  let last = -1;
+  for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
+    await Bun.sleep(100);
+    quiet = n.contexts.length === last && last > 0 ? quiet + 1 : 0;
+    last = n.contexts.length;
+  }
+}
+
 const lookup = { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: ["1", "2"] }] };
 const feastLookup = { features: { val: ["stats:rate"] }, entities: { driver_id: { val: [{ int64_val: "1" }, { int64_val: "2" }] } } };
 
@@ -206,32 +234,16 @@ describe("LookupStream", () => {
   });
 
   test("a client that sends lookups and does not read the answers is not answered without bound: reading pauses until it reads", async () => {
-    const n = new ScriptedNode();
+    const { n, e, port } = await edgeOverScripted(10);
     await n.inner.putMany([{ key: "stats@1/driver_id=i1", row: { ts: NOW - 1000, values: [0.5] } }]);
-    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
-    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 10, maxValues: 100_000 });
-    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
-    const port = await e.listen("127.0.0.1", 0);
     // quiver.v1 LookupRequest { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: [1] }], id }, by hand.
-    const varint = (v: number) => {
-      const out: number[] = [];
-      for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
-      out.push(v);
-      return out;
-    };
-    const text = (s: string) => [...new TextEncoder().encode(s)];
-    const column = [0x0a, 9, ...text("driver_id"), 0x12, 1, 1];
-    const request = (id: number) => new Uint8Array([0x0a, 10, ...text("stats:rate"), 0x1a, column.length, ...column, 0x30, ...varint(id)]);
+    const column = [0x0a, 9, ...utf8Bytes("driver_id"), 0x12, 1, 1];
+    const request = (id: number) => new Uint8Array([0x0a, 10, ...utf8Bytes("stats:rate"), 0x1a, column.length, ...column, 0x30, ...varint(id)]);
     const N = 20_000;
     const client = await stalledStreamingCall(port, "/quiver.v1.FeatureService/LookupStream", Array.from({ length: N }, (_, i) => request(i + 1)));
     try {
-      // Until the server has taken lookups (each reads the store once) and stopped: quiet for 0.5 s, at most 15 s.
-      let last = -1;
-      for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
-        await Bun.sleep(100);
-        quiet = n.contexts.length === last && last > 0 ? quiet + 1 : 0;
-        last = n.contexts.length;
-      }
+      // Until the server has taken lookups (each reads the store once) and stopped.
+      await untilQuiet(n);
       // It answered what the client's 64 KiB window holds (and a window of lookups), then stopped reading, so the
       // client could not send the rest: neither the answers nor the requests pile up in the server.
       expect(client.receivedBytes()).toBeGreaterThan(0);
@@ -245,30 +257,14 @@ describe("LookupStream", () => {
   });
 
   test("large answers the client does not read pause reading by their bytes, not only their count", async () => {
-    const n = new ScriptedNode();
-    const push = new PushService(n, { maxFutureSkewMs: 0 }, () => NOW);
-    const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(n, () => NOW), push, { maxRows: 20_000, maxValues: 100_000 });
-    const e = createGrpcEdge({ serving, metrics: new MetricsRegistry(), ready: async () => true, limits: { maxMessageBytes: 1 << 20, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 } });
-    const port = await e.listen("127.0.0.1", 0);
-    const varint = (v: number) => {
-      const out: number[] = [];
-      for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
-      out.push(v);
-      return out;
-    };
-    const text = (s: string) => [...new TextEncoder().encode(s)];
+    const { n, e, port } = await edgeOverScripted(20_000);
     // 20,000 driver ids (packed int64): each answer is ~190 KB (a double, a status and a time per row).
     const ids = Array.from({ length: 20_000 }, (_, i) => varint(i + 1)).flat();
-    const column = [0x0a, 9, ...text("driver_id"), 0x12, ...varint(ids.length), ...ids];
-    const request = (id: number) => new Uint8Array([0x0a, 10, ...text("stats:rate"), 0x1a, ...varint(column.length), ...column, 0x30, ...varint(id)]);
+    const column = [0x0a, 9, ...utf8Bytes("driver_id"), 0x12, ...varint(ids.length), ...ids];
+    const request = (id: number) => new Uint8Array([0x0a, 10, ...utf8Bytes("stats:rate"), 0x1a, ...varint(column.length), ...column, 0x30, ...varint(id)]);
     const client = await stalledStreamingCall(port, "/quiver.v1.FeatureService/LookupStream", Array.from({ length: 60 }, (_, i) => request(i + 1)));
     try {
-      let last = -1;
-      for (let quiet = 0, t = 0; quiet < 5 && t < 150; t++) {
-        await Bun.sleep(100);
-        quiet = n.contexts.length === last && last > 0 ? quiet + 1 : 0;
-        last = n.contexts.length;
-      }
+      await untilQuiet(n);
       // Reading paused once 1 MiB of answers waited (at most ~6 of these, and a message or two read meanwhile);
       // the call's own bound (16 answers, ~3 MB here) was the only one before.
       expect(n.contexts.length).toBeGreaterThan(0);
