@@ -271,6 +271,30 @@ describe.each([
     expect(events.at(-1)).toBe("s1/read:closed");
   });
 
+  test("a timeout this process caused while the breaker is on probation is excused: the breaker stays closed, probation goes on", async () => {
+    const clock = fakeClock(1_800_000);
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 0 }, observer, clock.now, LATENESS_JUDGE);
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("open");
+    clock.advance(30_001);
+    inner.mode = "ok";
+    await read(shard); // the half-open trial: closed to cockatiel, on probation
+    expect(shard.guardState().read).toBe("half_open");
+    // The loop stalls (the timer fires 40 ms late): README says the breaker stays closed and the call is not retried.
+    inner.mode = "timeout";
+    inner.timeoutLateMs = 40;
+    await expect(read(shard)).rejects.toBeInstanceOf(LocalStallError);
+    expect(shard.guardState().read).toBe("half_open");
+    expect(events).not.toContain("s1/read:failed:stalled_trial");
+    inner.mode = "ok";
+    await read(shard);
+    await read(shard);
+    expect(shard.guardState().read).toBe("closed");
+  });
+
   test("a stall first seen on one shard counts its first timeout only until the others time out with it: eight such stalls a second apart open no breaker", async () => {
     const { clock, events, inners, shards } = threeShards(1_650_000, 0);
     const [s1, s2, s3] = shards as [ResilientShard, ResilientShard, ResilientShard];

@@ -132,7 +132,7 @@ export class ResilientShard implements ShardNode {
    */
   private judged(op: ShardOp, error: unknown): unknown {
     const guard = this.policies[op];
-    const out = judgeTimeout(this.judge, error, { shard: this.id, trial: guard.state() === "half_open" });
+    const out = judgeTimeout(this.judge, error, { shard: this.id, trial: guard.isTrial() });
     if ((out instanceof CommonStallError || out instanceof LocalStallError) && out.spanMs > 0) guard.forgive(out.spanMs);
     return out;
   }

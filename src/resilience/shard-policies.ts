@@ -73,8 +73,14 @@ export interface GuardedOp {
    * a no-op in that state, and retry does nothing after a success).
    */
   idle(): boolean;
-  /** Current state of the breaker; half-open while on probation (trial calls after the first). */
+  /** Current state of the breaker, as reported (metrics, anomalies): half-open while on probation (trial calls after the first). */
   state(): BreakerState;
+  /**
+   * Is the call being made cockatiel's half-open trial? Only that one is
+   * judged strictly (local-stall.ts): a stall during probation stays excused,
+   * as the README's failure table says, rather than reopening a recovered shard.
+   */
+  isTrial(): boolean;
   /** When an open breaker lets a trial through (ms from now; 0 when not open). */
   retryAfterMs(): number;
   /** Drops the failures the breaker counted within the last `withinMs` (a stall common to the shards caused them). */
@@ -140,6 +146,7 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       admitted: wrap(breaker, again),
       idle: () => breaker.state === CircuitState.Closed && strategy.trialsLeft === 0,
       state: () => (breaker.state === CircuitState.Closed && strategy.trialsLeft > 0 ? "half_open" : (STATE_NAMES[breaker.state] ?? "open")),
+      isTrial: () => breaker.state === CircuitState.HalfOpen,
       // cockatiel times the open state with Date.now(); so does this.
       retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + openMs - Date.now()) : 0),
       forgive: (withinMs) => strategy.forgive(withinMs),
