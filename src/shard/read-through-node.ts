@@ -3,6 +3,19 @@ import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, Sc
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HashRing } from "../ring/ring.ts";
 
+/** A read-through member's scan cursor: its previous owners are done, its own node comes next from the start. */
+const OWN_START = "o";
+
+/**
+ * The cursor to hand `node` for a member's scan that began on a read-through
+ * member: once the migration has ended and the member is its plain node again,
+ * a cursor into the previous owners (or OWN_START) goes on from the own node's
+ * start (every key is there by then). Own-node cursors pass through as they are.
+ */
+export function memberScanCursor(node: KvNode, cursor: string): string {
+  return !(node instanceof ReadThroughNode) && (cursor === OWN_START || cursor.startsWith("p|")) ? "0" : cursor;
+}
+
 /** The ring before a migration: who owned each key, and the node behind each member index. */
 export interface PreviousRing {
   readonly ring: HashRing;
@@ -96,27 +109,32 @@ export class ReadThroughNode implements KvNode {
   }
 
   /**
-   * The own node's keys, then those still at their previous owners that this
-   * member owns now (a key caught mid-copy may come twice). The own node alone
+   * The keys still at their previous owners that this member owns now, then
+   * the own node's (a key caught mid-copy may come twice). The own node alone
    * missed every key not yet moved: a vector index catching up during a move
-   * took them for deleted and dropped 500 of 500 claims, for good.
-   * Cursor: `o|<own cursor>`, then `p|<other>|<its cursor>`.
+   * took them for deleted and dropped 500 of 500 claims, for good. Previous
+   * owners first: a key copied here and deleted there between the two passes
+   * is then found here (the copy comes before the delete); the other order
+   * missed it. Cursors: `p|<other>|<its cursor>`, then OWN_START and the own
+   * node's cursors as they are, so a scan begun before the migration goes on.
    */
   async scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
-    if (cursor === "0" || cursor.startsWith("o|")) {
-      const page = await this.own.scan(cursor === "0" ? "0" : cursor.slice(2), count, prefix);
-      if (page.cursor !== "0") return { cursor: `o|${page.cursor}`, keys: page.keys };
-      return { cursor: this.others.length > 0 ? "p|0|0" : "0", keys: page.keys };
+    if (this.others.length > 0 && (cursor === "0" || cursor.startsWith("p|"))) {
+      let index = 0;
+      let inner = "0";
+      if (cursor !== "0") {
+        const bar = cursor.indexOf("|", 2);
+        index = Number(cursor.slice(2, bar));
+        inner = cursor.slice(bar + 1);
+        if (bar < 0 || this.others[index] === undefined) throw new Error(`scan cursor "${cursor}" is not valid`);
+      }
+      const page = await this.others[index]!.scan(inner, count, prefix);
+      const owns = this.owns!;
+      const keys = page.keys.filter((k) => owns(k));
+      if (page.cursor !== "0") return { cursor: `p|${index}|${page.cursor}`, keys };
+      return { cursor: index + 1 < this.others.length ? `p|${index + 1}|0` : OWN_START, keys };
     }
-    const bar = cursor.indexOf("|", 2);
-    const index = Number(cursor.slice(2, bar));
-    const node = this.others[index];
-    if (!cursor.startsWith("p|") || bar < 0 || node === undefined) throw new Error(`scan cursor "${cursor}" is not valid`);
-    const page = await node.scan(cursor.slice(bar + 1), count, prefix);
-    const owns = this.owns!;
-    const keys = page.keys.filter((k) => owns(k));
-    if (page.cursor !== "0") return { cursor: `p|${index}|${page.cursor}`, keys };
-    return { cursor: index + 1 < this.others.length ? `p|${index + 1}|0` : "0", keys };
+    return this.own.scan(cursor === OWN_START ? "0" : cursor, count, prefix);
   }
 
   health(): Promise<NodeHealth> {

@@ -16,6 +16,7 @@ import {
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
 import { HashRing } from "../ring/ring.ts";
+import { memberScanCursor } from "../shard/read-through-node.ts";
 
 /** A node on the ring: its id (also its ring identity), weight and the KvNode behind it. */
 export interface ShardMember {
@@ -207,7 +208,9 @@ export class ShardedStore implements KvNode {
       inner = cursor.slice(bar + 1);
       if (bar < 0 || !Number.isInteger(index) || index >= this.nodes.length) throw new Error(`scan cursor "${cursor}" is not valid`);
     }
-    const page = await this.nodes[index]!.scan(inner, count, prefix);
+    const node = this.nodes[index]!;
+    // A scan may span the start or the end of a migration (its members wrapped or unwrapped meanwhile).
+    const page = await node.scan(memberScanCursor(node, inner), count, prefix);
     if (page.cursor !== "0") return { cursor: `${index}|${page.cursor}`, keys: page.keys };
     return { cursor: index + 1 < this.nodes.length ? `${index + 1}|0` : "0", keys: page.keys };
   }
