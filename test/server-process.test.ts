@@ -186,7 +186,7 @@ describe("server process", () => {
     const idle = await runQuiverToExit(["--read-from", "replica", "--durability", "full"]);
     expect(idle.code).toBe(1);
     expect(idle.output).toContain("2 setting(s) given would do nothing here");
-    expect(idle.output).toContain("--read-from / QUIVER_READ_FROM: applies to Redis shards only (--topology)");
+    expect(idle.output).toContain("--read-from / QUIVER_READ_FROM: applies to Redis shards only, and this server would run on the embedded store (no --topology)");
     expect(idle.output).toContain("--durability / QUIVER_DURABILITY: applies to the embedded store kept on disk only (--data-dir, no --topology)");
   });
 

@@ -11,6 +11,9 @@ describe("inapplicableSettings", () => {
     expect(named(["--data-dir", "d", "--durability", "full", "--embedded-nodes", "2"])).toEqual([]);
     expect(named(["--topology", "t.yaml", "--cache-l2-master", "m"])).toEqual([]); // the file may name the Sentinels
     expect(named(["--max-concurrency", "0", "--admission-limit-allowance", "2", "--warmup-lookups", "10", "--warmup-shapes", "json"])).toEqual([]);
+    // The admission queue reads --overload-interval-ms with shedding off; a manifest's warm-up shapes with the warm-up off are harmless.
+    expect(named(["--overload-delay-ms", "0", "--overload-interval-ms", "200"])).toEqual([]);
+    expect(named(["--warmup-lookups", "0"], { QUIVER_WARMUP_SHAPES: "json,grpc" })).toEqual([]);
   });
 
   test("a setting that would do nothing with the others is named, given by flag or environment", () => {
@@ -23,7 +26,6 @@ describe("inapplicableSettings", () => {
     expect(named(["--max-concurrency", "100", "--admission-limit-allowance", "2"])).toEqual(["--admission-limit-allowance"]);
     expect(named(["--overload-delay-ms", "0", "--overload-turn-ms", "1"])).toEqual(["--overload-turn-ms"]);
     expect(named(["--answer-batch", "1", "--answer-hold-ms", "0.5"])).toEqual(["--answer-hold-ms"]);
-    expect(named(["--warmup-lookups", "0", "--warmup-shapes", "json"])).toEqual(["--warmup-shapes"]);
   });
 
   test("an empty environment variable is not a setting given", () => {

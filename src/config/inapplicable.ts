@@ -13,19 +13,20 @@ const RULES: readonly Rule[] = [
   {
     keys: ["migrateOnStart", "migrationCheckpoint", "placementCheckMs", "readFrom", "writeAcks", "commonStallMs"],
     applies: (c) => c.topologyPath !== "",
-    when: "applies to Redis shards only (--topology); this server would run on the embedded store",
+    when: "applies to Redis shards only, and this server would run on the embedded store (no --topology)",
   },
   { keys: ["embeddedNodes"], applies: (c) => c.topologyPath === "", when: "applies to the embedded store only (no --topology)" },
   { keys: ["durability"], applies: (c) => c.topologyPath === "" && c.dataDir !== "", when: "applies to the embedded store kept on disk only (--data-dir, no --topology)" },
   { keys: ["vectorSnapshotMs"], applies: (c) => c.dataDir !== "", when: "applies only with --data-dir (where snapshots are kept)" },
-  { keys: ["grpcKeepaliveMs"], applies: (c) => c.grpcPort !== -1, when: "applies only with gRPC on (--grpc-port is -1)" },
+  { keys: ["grpcKeepaliveMs"], applies: (c) => c.grpcPort !== -1, when: "applies only with gRPC on, and --grpc-port -1 turns it off" },
   // The topology file's cache section may name the Sentinels the flag's master name is for.
   { keys: ["cacheL2Master"], applies: (c) => c.cacheL2Sentinels !== "" || c.topologyPath !== "", when: "applies only with --cache-l2-sentinels (or a topology file's cache.l2Sentinels)" },
-  { keys: ["youngGcMinRequests", "youngGcMinHeapMb"], applies: (c) => c.youngGcIntervalMs > 0, when: "applies only while young collections are paced (--young-gc-interval-ms is 0)" },
-  { keys: ["admissionLimitAllowance"], applies: (c) => c.maxConcurrency === 0, when: "applies only to the adaptive limit (--max-concurrency is set to a fixed limit)" },
-  { keys: ["overloadIntervalMs", "overloadTurnMs", "overloadTurnMaxMs"], applies: (c) => c.overloadDelayMs > 0, when: "applies only with CPU overload shedding on (--overload-delay-ms is 0)" },
-  { keys: ["answerBatchAfter", "answerHoldMs"], applies: (c) => c.answerBatch > 1, when: "applies only with answers batched (--answer-batch is 0 or 1)" },
-  { keys: ["warmupShapes"], applies: (c) => c.warmupLookups > 0, when: "applies only with a warm-up (--warmup-lookups is 0)" },
+  { keys: ["youngGcMinRequests", "youngGcMinHeapMb"], applies: (c) => c.youngGcIntervalMs > 0, when: "applies only while young collections are paced, and --young-gc-interval-ms 0 turns that off" },
+  { keys: ["admissionLimitAllowance"], applies: (c) => c.maxConcurrency === 0, when: "applies only to the adaptive limit, and --max-concurrency sets a fixed one" },
+  // Not --overload-interval-ms: the admission queue's standing rule reads it too, shedding on or off.
+  { keys: ["overloadTurnMs", "overloadTurnMaxMs"], applies: (c) => c.overloadDelayMs > 0, when: "applies only with CPU overload shedding on, and --overload-delay-ms 0 turns it off" },
+  { keys: ["answerBatchAfter", "answerHoldMs"], applies: (c) => c.answerBatch > 1, when: "applies only with answers batched, and --answer-batch 0 or 1 turns that off" },
+  // Not --warmup-shapes: a manifest sets it for every pod, and QUIVER_WARMUP_LOOKUPS=0 for one must not stop it starting.
 ];
 
 /**
