@@ -37,25 +37,32 @@ export class SnapshotStore {
 
   /** Writes the view's index; the caller keeps it unchanged until this settles. */
   async write(vi: ViewIndex, now: number): Promise<void> {
+    const finish = await this.writeIndex(vi, now);
+    await finish();
+  }
+
+  /**
+   * Writes the view's index file and takes what the manifest needs of it; the
+   * caller keeps the index unchanged until this settles, and may change it
+   * again while the answer (hashing the file, writing the manifest) runs: a
+   * GB index takes about a second to hash, and changes from the feed waited
+   * for it.
+   */
+  async writeIndex(vi: ViewIndex, now: number): Promise<() => Promise<void>> {
     mkdirSync(this.dir, { recursive: true });
     const base = this.base(vi.view);
     const generation = now;
     const indexFile = `${base}.${generation}.index`;
     await vi.index.write(indexFile);
-    const manifest: Manifest = {
-      format: 2,
-      index: await fileDigest(indexFile),
-      generation,
-      shape: vi.shape,
-      size: vi.size,
-      lastApplied: vi.lastApplied,
-      writtenAt: now,
-      labels: vi.labels.toJSON(),
+    // Taken now, as text: the label map and the last change move on once the caller lets go.
+    const rest = JSON.stringify({ generation, shape: vi.shape, size: vi.size, lastApplied: vi.lastApplied, writtenAt: now, labels: vi.labels.toJSON() } satisfies Omit<Manifest, "format" | "index">);
+    return async () => {
+      const head = JSON.stringify({ format: 2, index: await fileDigest(indexFile) } satisfies Pick<Manifest, "format" | "index">);
+      const tmp = `${base}.snapshot.json.tmp`;
+      await writeBytes(tmp, `${head.slice(0, -1)},${rest.slice(1)}`);
+      renameSync(tmp, `${base}.snapshot.json`);
+      this.dropOtherGenerations(vi.view, generation);
     };
-    const tmp = `${base}.snapshot.json.tmp`;
-    await writeBytes(tmp, JSON.stringify(manifest));
-    renameSync(tmp, `${base}.snapshot.json`);
-    this.dropOtherGenerations(vi.view, generation);
   }
 
   /**

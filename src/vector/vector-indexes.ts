@@ -44,6 +44,8 @@ interface ViewState {
   /** `vi.version` at the last snapshot. */
   snapshotVersion: number;
   writing: Promise<void> | undefined;
+  /** A snapshot of the view under way (its index file written, its digest and manifest maybe still being). */
+  snapshotting?: Promise<void> | undefined;
   /** The catch-up running (or waiting to try again) for this view: one at a time, as two would share `touched`. */
   catchingUp: Promise<void> | undefined;
   /** A gap or an invalidation came while it ran: one more pass once it is done. */
@@ -257,18 +259,33 @@ export class VectorIndexes implements ChangeListener {
     const store = this.o.snapshots;
     if (!store) return;
     for (const [name, s] of this.states) {
+      // One snapshot of a view at a time: a second one's generation would drop the first's file under its manifest.
+      if (s.snapshotting) await s.snapshotting;
       if (s.vi.version === s.snapshotVersion || s.writing) continue;
+      let done = () => {};
+      s.snapshotting = new Promise<void>((resolve) => {
+        done = resolve;
+      });
       const version = s.vi.version;
       const start = performance.now();
-      s.writing = store.write(s.vi, this.clock());
+      // The index is held unchanged only while its file is written; the file's digest and the manifest come after.
+      const indexWritten = store.writeIndex(s.vi, this.clock());
+      s.writing = indexWritten.then(
+        () => undefined,
+        () => undefined,
+      );
       try {
-        await s.writing;
+        const finish = await indexWritten;
+        s.writing = undefined;
+        await finish();
         s.snapshotVersion = version;
         this.snapshotSeconds.labels(name).observe((performance.now() - start) / 1000);
       } catch (e) {
         console.error(`quiver: vector snapshot of ${name} failed: ${(e as Error).message}`);
       } finally {
         s.writing = undefined;
+        s.snapshotting = undefined;
+        done();
       }
     }
   }
