@@ -46,7 +46,7 @@ export class GrpcMetrics {
     private readonly sheds?: ShedRecorder,
   ) {
     this.requests = registry.counter("quiver_grpc_requests_total", "gRPC calls (and LookupStream messages) by method and status code.", ["method", "code"]);
-    this.latency = registry.histogram("quiver_grpc_request_duration_seconds", "gRPC call latency by method.", ["method"]);
+    this.latency = registry.histogram("quiver_grpc_request_duration_seconds", "gRPC call latency by method (calls that reached their handler: not those refused by admission or the write token check).", ["method"]);
   }
 
   /** Handles resolved once per method, so a call pays an array index and two adds. */

@@ -220,6 +220,6 @@ export function routeMetrics(registry: MetricsRegistry): RouteMetrics {
   return {
     requests: registry.counter("quiver_http_requests_total", "HTTP requests by route and status.", ["route", "status"]),
     errors: registry.counter("quiver_http_server_errors_total", "HTTP 5xx answers by route and error code.", ["route", "code"]),
-    latency: registry.histogram("quiver_http_request_duration_seconds", "HTTP request latency by route.", ["route"]),
+    latency: registry.histogram("quiver_http_request_duration_seconds", "HTTP request latency by route (requests admitted or refused on their body: not those shed by admission, which quiver_http_requests_total counts as 503).", ["route"]),
   };
 }
