@@ -48,6 +48,9 @@ export async function findMax(
   settleMs = 300,
 ): Promise<FindMaxResult> {
   if (!(s.stepFactor > 1)) throw new Error(`--step-factor: must be > 1, got ${s.stepFactor}`);
+  // A start that rounds to 0 sent nothing, was judged held, and stepped to 0 again: the search never ended.
+  if (!(Math.round(s.startRate) >= 1)) throw new Error(`--start-rate: must be at least 1 request a second, got ${s.startRate}`);
+  if (Math.round(s.startRate) > s.maxRate) throw new Error(`--start-rate ${s.startRate} is above --max-rate ${s.maxRate}: no step would run`);
   const steps: FindMaxStep[] = [];
   let best: RunResult | null = null;
   let good = 0;
@@ -81,7 +84,8 @@ export async function findMax(
       bad = rate;
       break;
     }
-    rate = Math.round(rate * s.stepFactor);
+    // At least one request a second more: 1 × 1.4 rounded back to 1 (and 1000 × 1.0004 to 1000), for ever.
+    rate = Math.max(rate + 1, Math.round(rate * s.stepFactor));
   }
   for (let i = 0; i < s.refine && bad > 0 && bad - good > Math.max(1, good * 0.02); i++) {
     const mid = Math.round((good + bad) / 2);

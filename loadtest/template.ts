@@ -3,7 +3,13 @@ import type { Prng } from "./prng.ts";
 import type { KeySampler } from "./keys.ts";
 
 /** How an entity index becomes a join-key value: 1001 + i, or "c" + i (the demo data). */
-export type KeySpace = { readonly kind: "int"; readonly base: number } | { readonly kind: "string"; readonly prefix: string };
+/**
+ * Where a join key's values come from: entity index i is `base + i` or
+ * `prefix + i`. `size`: the space holds only that many keys (the demo data
+ * loads 2,000 claims whatever --entities says), so i wraps round within it:
+ * 79 of 100 match requests asked for claims that did not exist.
+ */
+export type KeySpace = ({ readonly kind: "int"; readonly base: number } | { readonly kind: "string"; readonly prefix: string }) & { readonly size?: number };
 
 /** What a scenario asks for: one HTTP request shape whose key fields are placeholders. */
 export interface RequestSpec {
@@ -60,10 +66,11 @@ export class RequestTemplate {
     for (let r = 0; r < this.rows; r++) scratch[r] = keys.next(rng);
     const n = this.slotOffset.length;
     for (let i = 0; i < n; i++) {
-      const idx = scratch[this.slotRow[i] ?? 0] ?? 0;
+      const space = this.slotSpace[i] as KeySpace;
+      const drawn = scratch[this.slotRow[i] ?? 0] ?? 0;
+      const idx = space.size !== undefined && drawn >= space.size ? drawn % space.size : drawn;
       const off = this.slotOffset[i] ?? 0;
       const width = this.slotWidth[i] ?? 0;
-      const space = this.slotSpace[i] as KeySpace;
       const kind = this.slotKind[i];
       if (kind === SlotKind.JsonInt) writeDigitsRight(buf, off, width, (space as { base: number }).base + idx);
       else if (kind === SlotKind.JsonString) writeJsonString(buf, off, width, (space as { prefix: string }).prefix, idx);

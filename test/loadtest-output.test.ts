@@ -121,6 +121,12 @@ describe("report", () => {
     expect(p.exitCode).toBe(0);
     expect(await Bun.file(`${dir}/latency.html`).text()).toContain("<polyline");
     expect(await Bun.file(`${dir}/latency.svg`).text()).toContain("fast &lt;run&gt;");
+    // An SLO that is not a positive number is refused, naming the flag (it drew NaN coordinates and exited 0).
+    for (const bad of ["abc", "-5", "0"]) {
+      const q = Bun.spawnSync([process.execPath, "loadtest/report/cli.ts", `${dir}/a.json`, "-o", `${dir}/bad.html`, `--slo-ms=${bad}`], { cwd: root, stderr: "pipe", stdout: "pipe" });
+      expect(q.exitCode).toBe(2);
+      expect(q.stderr.toString()).toContain("--slo-ms: expected a number of milliseconds above 0");
+    }
   });
 });
 
@@ -189,6 +195,16 @@ describe("find-max", () => {
     expect(r.maxRate).toBe(800);
     const without = await findMax(base, { ...settings, refine: 0, retries: 0 }, undefined, undefined, modelServer(1000, new Set([400])).run, 0);
     expect(without.maxRate).toBe(200);
+  });
+
+  test("every step is at least one request a second above the last; a start that rounds to 0 or above the maximum is refused", async () => {
+    // 1 × 1.4 rounded back to 1, for ever (0.4 to 0, which sent nothing and was judged held).
+    const server = modelServer(3);
+    const r = await findMax(base, { ...settings, startRate: 1, stepFactor: 1.4, refine: 0 }, undefined, undefined, server.run, 0);
+    expect(server.calls).toEqual([1, 2, 3, 4]);
+    expect(r.maxRate).toBe(3);
+    await expect(findMax(base, { ...settings, startRate: 0.4 }, undefined, undefined, server.run, 0)).rejects.toThrow("--start-rate: must be at least 1");
+    await expect(findMax(base, { ...settings, startRate: 20_000 }, undefined, undefined, server.run, 0)).rejects.toThrow("--start-rate 20000 is above --max-rate 10000");
   });
 
   test("reports 0 and no best run when even the first step breaks", async () => {

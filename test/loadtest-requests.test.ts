@@ -68,6 +68,13 @@ describe("request templates", () => {
     expect(jsonBody(t, [9999])).toMatchObject({ entities: [{ driver_id: 11000, customer_id: "c9999" }] });
   });
 
+  test("a key space the demo data holds fewer keys of wraps round within it (claims: 2,000, whatever --entities)", () => {
+    const claim = compileJson({ view: "claims", entity: { claim_id: keyRef(0, 2) }, k: 10 }, 10_000);
+    expect(jsonBody(claim, [1999])).toMatchObject({ entity: { claim_id: 2000 } });
+    // Claim 7,001 is not in the demo data: 79 of 100 match requests were 404s.
+    expect(jsonBody(claim, [7000])).toMatchObject({ entity: { claim_id: 1001 } });
+  });
+
   test("MessagePack bodies carry int keys as uint32 and decode to the JSON shape", () => {
     const body = { features: ["driver_hourly_stats:conv_rate"], entities: [{ driver_id: keyRef(0, 0) }, { driver_id: keyRef(1, 0) }] };
     const t = compileRequest({ tag: "m", weight: 1, method: "POST", path: "/v1/lookup", headers: { Accept: "application/msgpack" }, body: { encoding: "msgpack", value: body } }, DEMO_KEY_SPACES, 1_000_000, "h");

@@ -24,8 +24,14 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(USAGE);
     return values.help ? 0 : 2;
   }
+  const sloText = values["slo-ms"];
+  const slo = sloText === undefined ? undefined : /^\d+(\.\d+)?$/.test(sloText) ? Number(sloText) : Number.NaN;
+  // "abc" drew NaN coordinates and exited 0; "-5" drew the line outside the plot.
+  if (slo !== undefined && !(slo > 0)) {
+    process.stderr.write(`loadtest:report: --slo-ms: expected a number of milliseconds above 0, got ${JSON.stringify(sloText)}\n`);
+    return 2;
+  }
   const runs = await loadRuns(positionals);
-  const slo = values["slo-ms"] === undefined ? undefined : Number(values["slo-ms"]);
   const svg = latencySvg(runs, { title: values.title, sloMs: slo });
   const svgPath = values.svg ?? values.out.replace(/\.html?$/, "") + ".svg";
   await Bun.write(values.out, htmlReport(runs, svg, values.title));

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { compileRegistry, parseDefinitionsText } from "../../src/registry/read-definitions.ts";
+import { demoCounts } from "../../src/serving/demo-data.ts";
 import type { KeySpace } from "../template.ts";
 
 /**
@@ -22,10 +23,13 @@ export interface ViewInfo {
   readonly features: readonly { readonly name: string; readonly type: FeatureType }[];
 }
 
+/** How many customers and claims the demo data loads at most, whatever --demo-entities (src/serving/demo-data.ts). */
+const DEMO_CAPS = demoCounts(Number.POSITIVE_INFINITY);
+
 export const DEMO_KEY_SPACES: readonly KeySpace[] = [
   { kind: "int", base: 1001 },
-  { kind: "string", prefix: "c" },
-  { kind: "int", base: 1 },
+  { kind: "string", prefix: "c", size: DEMO_CAPS.customers },
+  { kind: "int", base: 1, size: DEMO_CAPS.claims },
 ];
 
 /** Which demo key space each join key draws from (see src/serving/demo-data.ts). */
