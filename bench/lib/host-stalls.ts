@@ -1,4 +1,4 @@
-import { canPin } from "./processes.ts";
+import { canPin, owned } from "./processes.ts";
 
 /** What a stall probe (bench/workers/stall-probe.ts) saw on one core. */
 export interface HostStalls {
@@ -44,7 +44,7 @@ export function stallsNote(what: string, before: HostStalls | null, after: HostS
 /** Runs the stall probe pinned to `cpu` for `seconds` (the probe keeps that core busy meanwhile). */
 export async function probeHostStalls(root: string, cpu: string, seconds: number): Promise<HostStalls> {
   const argv = [process.execPath, "bench/workers/stall-probe.ts", "--seconds", String(seconds)];
-  const proc = Bun.spawn(canPin() ? ["taskset", "-c", cpu, ...argv] : argv, { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const proc = owned(Bun.spawn(canPin() ? ["taskset", "-c", cpu, ...argv] : argv, { cwd: root, stdout: "pipe", stderr: "pipe" }));
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`stall probe on core ${cpu} exited ${code}: ${err.trim()}`);
   const r = JSON.parse(out) as { seconds: number; gapsMs: number[] };

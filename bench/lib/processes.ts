@@ -42,6 +42,18 @@ export async function runInterruptCleanups(): Promise<void> {
   await Promise.allSettled(all.map((f) => f()));
 }
 
+/**
+ * A child the runner stops on SIGINT/SIGTERM until it exits (wrap Bun.spawn's
+ * result): load drivers and workers were not registered, and a bench stopped
+ * by SIGTERM (a supervisor, `timeout`) left them running (the match worker
+ * ~111 s of CPU).
+ */
+export function owned<T extends Subprocess>(proc: T): T {
+  const forget = onInterrupt(() => stopProcess(proc));
+  void proc.exited.finally(forget);
+  return proc;
+}
+
 /** A port nobody listens on right now (bind to 0, read it, release it). */
 export function freePort(): number {
   const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });

@@ -1,4 +1,4 @@
-import { canPin } from "./processes.ts";
+import { canPin, owned } from "./processes.ts";
 
 export interface WrkRun {
   readonly requestsPerSec: number;
@@ -43,7 +43,7 @@ end
 /** Runs wrk pinned to `cpu` with a Lua script (which must include WRK_DONE_LUA). */
 export async function runWrk(o: { wrk: string; url: string; script: string; connections: number; threads: number; durationS: number; cpu: string }): Promise<WrkRun> {
   const argv = [o.wrk, `-t${o.threads}`, `-c${o.connections}`, `-d${o.durationS}s`, "--timeout", "2s", "-s", o.script, o.url];
-  const proc = Bun.spawn(canPin() ? ["taskset", "-c", o.cpu, ...argv] : argv, { stdout: "pipe", stderr: "pipe" });
+  const proc = owned(Bun.spawn(canPin() ? ["taskset", "-c", o.cpu, ...argv] : argv, { stdout: "pipe", stderr: "pipe" }));
   const killer = setTimeout(() => proc.kill("SIGKILL"), (o.durationS + 30) * 1000);
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;

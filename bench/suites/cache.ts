@@ -1,5 +1,5 @@
 import type { Subprocess } from "bun";
-import { canPin, freePort, onInterrupt, stopProcess } from "../lib/processes.ts";
+import { canPin, freePort, onInterrupt, owned, stopProcess } from "../lib/processes.ts";
 import { type Check, ratio } from "../lib/results.ts";
 import type { Suite } from "./suite.ts";
 
@@ -88,7 +88,7 @@ export const cacheSuite: Suite = {
         hitSeconds: QUICK ? 0.5 : 2,
         rounds: 3,
       };
-      const worker = Bun.spawn(pinned(ctx.serverCpu, [process.execPath, "bench/cache/worker.ts", JSON.stringify(args)]), { cwd: ctx.root, stdout: "pipe", stderr: "inherit" });
+      const worker = owned(Bun.spawn(pinned(ctx.serverCpu, [process.execPath, "bench/cache/worker.ts", JSON.stringify(args)]), { cwd: ctx.root, stdout: "pipe", stderr: "inherit" }));
       started.push(worker);
       const [out, code] = await Promise.all([new Response(worker.stdout).text(), worker.exited]);
       if (code !== 0) throw new Error(`cache bench worker exited with ${code}`);

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { natsServerBinary, type NatsProcess, startNats } from "../../test/support/nats-process.ts";
 import { type RedisProcess, startRedis } from "../../test/support/redis-process.ts";
-import { canPin, cpuSeconds, freePort, memoryMb, type RunningServer, startServer } from "../lib/processes.ts";
+import { canPin, cpuSeconds, freePort, memoryMb, owned, type RunningServer, startServer } from "../lib/processes.ts";
 import { type Check, ratio } from "../lib/results.ts";
 import { type BenchCluster, clusterUp } from "./redis-cluster.ts";
 import type { BenchContext, Suite } from "./suite.ts";
@@ -61,7 +61,7 @@ ${engineBlock}
 
 async function produce(ctx: BenchContext, sources: string, args: string[]): Promise<{ sent: number; rate: number }> {
   const argv = [process.execPath, "src/ingest/produce.ts", "--sources", sources, "--source", "bench", "--entities", "100000", ...args];
-  const p = Bun.spawn(canPin() ? ["taskset", "-c", ctx.driverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "pipe", stderr: "ignore" });
+  const p = owned(Bun.spawn(canPin() ? ["taskset", "-c", ctx.driverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "pipe", stderr: "ignore" }));
   const killer = setTimeout(() => p.kill("SIGKILL"), 300_000);
   const out = await new Response(p.stdout).text();
   await p.exited;

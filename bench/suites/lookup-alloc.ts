@@ -1,5 +1,5 @@
 import { ALLOC_CASES, type AllocCase, type AllocMeasure, allocationPerRequest, CODE_CELL_KINDS, type CodeCells } from "../alloc/gc-log.ts";
-import { canPin } from "../lib/processes.ts";
+import { canPin, owned } from "../lib/processes.ts";
 import type { Check } from "../lib/results.ts";
 import type { BenchContext, Suite } from "./suite.ts";
 
@@ -17,12 +17,12 @@ interface CaseResult extends AllocMeasure {
 async function measureCase(ctx: BenchContext, which: AllocCase): Promise<CaseResult> {
   for (let n = FIRST_TRY[which]; n <= MAX_REQUESTS; n *= 2) {
     const argv = [process.execPath, "bench/alloc/drive-lookups.ts", which, String(n)];
-    const proc = Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, {
+    const proc = owned(Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, {
       cwd: ctx.root,
       env: { ...process.env, BUN_JSC_logGC: "1" },
       stdout: "pipe",
       stderr: "pipe",
-    });
+    }));
     const killer = setTimeout(() => proc.kill("SIGKILL"), 300_000);
     const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     await proc.exited;
@@ -46,7 +46,7 @@ const CODE_ROUNDS = 3;
 
 async function codeCells(ctx: BenchContext, which: CodeBuild): Promise<CodeCells> {
   const argv = [process.execPath, "bench/alloc/code-cells.ts", which];
-  const proc = Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "pipe", stderr: "pipe" });
+  const proc = owned(Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "pipe", stderr: "pipe" }));
   const killer = setTimeout(() => proc.kill("SIGKILL"), 120_000);
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;

@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { canPin, memoryMb } from "../lib/processes.ts";
+import { canPin, memoryMb, owned } from "../lib/processes.ts";
 import type { RunningServer } from "../lib/processes.ts";
 import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
@@ -49,7 +49,7 @@ export const matchSuite: Suite = {
     try {
       const jsonPath = `${ctx.rawDir}/match-inprocess.json`;
       const argv = [process.execPath, "bench/workers/match-inprocess.ts", "--data-dir", dir, "--vectors", String(vectors), "--queries", String(queries), "--rounds", quick() ? "1" : "3", "--json", jsonPath];
-      const worker = Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "inherit", stderr: "inherit" });
+      const worker = owned(Bun.spawn(canPin() ? ["taskset", "-c", ctx.serverCpu, ...argv] : argv, { cwd: ctx.root, stdout: "inherit", stderr: "inherit" }));
       if ((await worker.exited) !== 0) throw new Error(`bench/workers/match-inprocess.ts failed (exit ${worker.exitCode})`);
       const ip = (await Bun.file(jsonPath).json()) as InProcess;
 
