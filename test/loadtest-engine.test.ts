@@ -96,6 +96,23 @@ describe("open and closed loops", () => {
     expect(r.requests.errors).toBe(0);
   });
 
+  test("in an open loop a straggler's timeout does not stretch the achieved rate's window", async () => {
+    // One request near the end never answers (timeout 300 ms): the window ran to its timeout, and a step sent on
+    // schedule read as 1/1.3 of its rate (find-max failed such steps as "achieved < 90%").
+    const t0 = performance.now();
+    let hung = false;
+    const target = serve(async () => {
+      if (!hung && performance.now() - t0 > 850) {
+        hung = true;
+        await Bun.sleep(2000);
+      }
+      return new Response("ok");
+    });
+    const r = await runOnce(base(target, { rate: 500, durationMs: 1000, timeoutMs: 300, connections: 16 }));
+    expect(r.requests.errors).toBe(1);
+    expect(r.rate.achieved).toBeGreaterThan(0.85 * 500);
+  });
+
   test("a closed loop keeps every connection busy", async () => {
     const target = serve(() => new Response("ok"));
     const r = await runOnce(base(target, { mode: "closed", connections: 4, durationMs: 500 }));
