@@ -6,7 +6,7 @@ import { ratio } from "../lib/results.ts";
 import type { Check } from "../lib/results.ts";
 import { rotatingPostScript } from "../lib/wrk-lua.ts";
 import { writeLatencyReport } from "./latency-report.ts";
-import { alternate, bestGen, bestWrk, latencyRounds, median, pairedRatios, generator, Hygiene, okRate, p99Ratio, rotate, startBareServer, startQuiverServer, tailNote, tailShape, wrk } from "./measure.ts";
+import { alternate, bestGen, bestWrk, latencyRounds, median, pairedRatios, generator, Hygiene, okRate, p99Ratio, rotate, startBareServer, startQuiverServer, tailNote, tailShape, wrk, wrkOkRate } from "./measure.ts";
 import type { GenMeasure, MedianRound, WrkMeasure } from "./measure.ts";
 import { probeLookup, probeMsgpackAnswerBytes, singleLookupBody } from "./lookup-probe.ts";
 import type { Suite } from "./suite.ts";
@@ -125,7 +125,7 @@ export const lookupSuite: Suite = {
       m["wrkParse"] = bestWrk(wrkFloor!);
       m["wrkQuiver"] = bestWrk(wrkQ!);
       m["wrkParseBatched"] = bestWrk(wrkFloorBatched!);
-      wrkPaired = pairedRatios(wrkQ!.map((r) => r?.run.requestsPerSec ?? null), wrkFloor!.map((r) => r?.run.requestsPerSec ?? null));
+      wrkPaired = pairedRatios(wrkQ!.map((r) => (r === null ? null : wrkOkRate(r))), wrkFloor!.map((r) => (r === null ? null : wrkOkRate(r))));
       await parsingBatched.stop();
       parsingBatched = null;
       const closed = { scenario: "lookup", mode: "closed", connections: CONNECTIONS, entities, duration: `${ctx.throughputSeconds}s`, warmup: "1s" };
@@ -140,7 +140,8 @@ export const lookupSuite: Suite = {
       genPaired = pairedRatios(genQuiver!.map(okRate), genFloor!.map(okRate));
       await parsing.stop();
       parsing = null;
-      const maxSingle = Math.max((m["wrkQuiver"] as WrkMeasure | null)?.run.requestsPerSec ?? 0, okRate(m["genQuiver"] as GenMeasure));
+      const wrkBest = m["wrkQuiver"] as WrkMeasure | null;
+      const maxSingle = Math.max(wrkBest === null ? 0 : wrkOkRate(wrkBest), okRate(m["genQuiver"] as GenMeasure));
       const half = Math.max(1, Math.round(maxSingle / 2));
       const open = { scenario: "lookup", mode: "open", rate: half, connections: 64, entities, duration: dur, warmup: "1s" };
       // The host's own stalls on the server core, nothing of ours busy: the floor under every latency run's tail.
@@ -232,10 +233,15 @@ export const lookupSuite: Suite = {
     }
     const g = (k: string) => m[k] as GenMeasure;
     const w = (k: string) => m[k] as WrkMeasure | null;
-    const wrkBase = w("wrkBase")?.run.requestsPerSec ?? null;
-    const wrkQ = w("wrkQuiver")?.run.requestsPerSec ?? null;
-    const wrkParse = w("wrkParse")?.run.requestsPerSec ?? null;
-    const wrkParseBatched = w("wrkParseBatched")?.run.requestsPerSec ?? null;
+    // Successful answers a second: wrk's own rate counts 503s and errors too.
+    const okOf = (name: string) => {
+      const r = w(name);
+      return r === null || r === undefined ? null : wrkOkRate(r);
+    };
+    const wrkBase = okOf("wrkBase");
+    const wrkQ = okOf("wrkQuiver");
+    const wrkParse = okOf("wrkParse");
+    const wrkParseBatched = okOf("wrkParseBatched");
     const genBase = okRate(g("genBase"));
     const genQ = okRate(g("genQuiver"));
     const genParse = okRate(g("genParse"));

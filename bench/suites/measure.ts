@@ -193,9 +193,16 @@ export function bestGen(runs: readonly GenMeasure[]): GenMeasure {
   return runs.reduce((a, b) => (okRate(b) > okRate(a) ? b : a));
 }
 
+/** Successful answers per second of a wrk run: its own rate counts every answer, 503s and errors included. */
+export function wrkOkRate(r: WrkMeasure): number {
+  const bad = r.run.non2xx + r.run.errors;
+  return r.run.requests > 0 ? Math.round(r.run.requestsPerSec * Math.max(0, 1 - bad / r.run.requests)) : 0;
+}
+
+/** The wrk run with the most successful answers per second (as bestGen: a run that shed most of its requests is not a server's best). */
 export function bestWrk(runs: readonly (WrkMeasure | null)[]): WrkMeasure | null {
   let best: WrkMeasure | null = null;
-  for (const r of runs) if (r !== null && (best === null || r.run.requestsPerSec > best.run.requestsPerSec)) best = r;
+  for (const r of runs) if (r !== null && (best === null || wrkOkRate(r) > wrkOkRate(best))) best = r;
   return best;
 }
 
