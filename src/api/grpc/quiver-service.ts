@@ -38,7 +38,7 @@ const STREAM_WINDOW = 64;
  * not reading) before reading pauses. The call's own bound counts answers (16),
  * not bytes: 16 answers of 4 MB each (1,300 embeddings) were held per stream.
  */
-export const STREAM_QUEUED_BYTES = 1 << 20;
+const STREAM_QUEUED_BYTES = 1 << 20;
 
 /** quiver.v1.FeatureService: Lookup, LookupStream, Push. */
 export class QuiverGrpcService {

@@ -1,5 +1,5 @@
 import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
-import type { Admission } from "../../resilience/admission.ts";
+import { type Admission, REFUSED_CPU } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
 import { type AnswerRelease, releaseAtOnce } from "../../runtime/index.ts";
 import { type BodyReading, discardBody, readBodyThen } from "./body.ts";
@@ -172,8 +172,10 @@ function admitted(
   // function, and Bun's transpiler inlines a single-use const, so an arrow's inferred name would be lost.
   return function screened(req: Request): Response | Promise<Response> {
     const refused = slots.screen();
-    // A large body still coming is read and dropped first (bounded), so the client reads the 503, not a reset.
-    if (refused < 0) return stillSending(req) ? discardBody(req, body.limit).then(() => shed(refused)) : shed(refused);
+    // A large body still coming is read and dropped first (bounded), so the client reads the 503, not a reset. Not
+    // under CPU overload: there a refusal must stay as cheap as it can be (its headers are not even read), or the
+    // refusals eat the core the admitted lookups need.
+    if (refused < 0) return refused !== REFUSED_CPU && stillSending(req) ? discardBody(req, body.limit).then(() => shed(refused)) : shed(refused);
     const start = performance.now();
     let out: Promise<Response>;
     try {
