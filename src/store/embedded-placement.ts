@@ -50,7 +50,11 @@ export async function placeEmbeddedRows(
     return id !== undefined && !onRing.has(id) ? [id] : [];
   });
   const nodes = store.members.map((m) => m.id);
-  if (was === ring && strays.length === 0) return { was, ring, moved: 0, drained: [] };
+  if (was === ring && strays.length === 0) {
+    // A record from before 12-07 names no node files: add them, so a missing one is noticed from the next start.
+    if (previous?.nodes === undefined) writeRecord(record, { ring, nodes });
+    return { was, ring, moved: 0, drained: [] };
+  }
   writeRecord(record, { ring, nodes, moving: true });
   let moved = 0;
   for (const member of store.members) {
