@@ -144,7 +144,11 @@ function settleFailureSuite(name: string, startEngine: () => Promise<EngineHarne
           const lag = await source.lag();
           return lag.pending === 0 && lag.unprocessed === 0;
         });
-        expect(store.refusedWrites).toBe(redelivered ? 2 : 1);
+        // Counted in rows, as the two events may come in one batch or two (a fetch can return before the second is
+        // there): on NATS each is refused once; on Redis the batch whose reject failed is read and refused again.
+        if (redelivered) expect(store.refusedRows).toBeGreaterThanOrEqual(3);
+        expect(store.refusedRows).toBeLessThanOrEqual(redelivered ? 4 : 2);
+        expect(store.refusedRows).toBeGreaterThanOrEqual(2);
         const letters = await deadLetters.list(100);
         expect(letters.map((l) => l.reason)).toEqual(["delivery_limit", "delivery_limit"]);
         expect(new Set(letters.map((l) => l.origin)).size).toBe(2);

@@ -10,11 +10,14 @@ export class RefusingNode extends ForwardingKvNode {
   override readonly id = "refusing";
   refusing = true;
   refusedWrites = 0;
+  /** Rows in the refused writes (independent of how the rows were batched). */
+  refusedRows = 0;
   /** What a refused write fails with. */
   refusal: () => Error = () => unavailable("write breaker open");
   override putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (this.refusing) {
       this.refusedWrites++;
+      this.refusedRows += entries.length;
       return Promise.reject(this.refusal());
     }
     return this.inner.putMany(entries, signal);
