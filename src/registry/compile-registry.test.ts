@@ -161,6 +161,18 @@ describe("registry validation", () => {
     ]);
   });
 
+  test("a median default must fit its feature's type (an int64 median of 1e20 was served as is, and wrapped over gRPC); versions stay below 2^31", () => {
+    const def = base();
+    (def.featureViews[0]!.features as unknown[]).push({ name: "big", type: "int64", default: "median" });
+    const view = def.featureViews[0] as Record<string, unknown>;
+    view["statistics"] = { big: { median: 1e20 } };
+    const issues = issuesOf(def);
+    expect(issues.map((i) => i.path)).toEqual(["featureViews[0].statistics.big.median"]);
+    const versioned = base();
+    (versioned.featureViews[0] as Record<string, unknown>)["version"] = 9007199254740993;
+    expect(issuesOf(versioned).map((i) => i.path)).toEqual(["featureViews[0].version"]);
+  });
+
   test("statistics must refer to features of the view", () => {
     const def = { ...base(), featureViews: [{ ...base().featureViews[0]!, statistics: { ghost: { median: 1 } } }] };
     expect(issuesOf(def)).toEqual([{ path: "featureViews[0].statistics.ghost", message: 'no feature "ghost" in view "stats"' }]);

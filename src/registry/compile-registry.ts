@@ -207,7 +207,12 @@ function resolveDefault(
       issues.push({ path, message: `"median" needs statistics.${feature}.median in view "${v.name}"` });
       return zeroValue(type);
     }
-    return type.kind === "int64" ? Math.round(stats.median) : stats.median;
+    const value = type.kind === "int64" ? Math.round(stats.median) : stats.median;
+    // Checked as an explicit default is: a median of 1e20 on an int64 feature was served as is over HTTP and wrapped
+    // modulo 2^64 over gRPC.
+    const problem = check(value);
+    if (problem) issues.push({ path: path.replace(/\.features\[\d+\]\.default$/, `.statistics.${feature}.median`), message: problem });
+    return value;
   }
   if (declared !== undefined) {
     if (declared === null) return null;

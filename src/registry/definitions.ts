@@ -56,7 +56,8 @@ const FeatureViewDef = T.Object(
     entities: T.Array(Name, { minItems: 1 }),
     features: T.Array(FeatureDef, { minItems: 1, maxItems: 4096 }),
     maxAge: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
-    version: T.Optional(T.Integer({ minimum: 1 })),
+    // At most 2^31 - 1: 9007199254740993 was kept as ...992 (so a bump to ...993 kept the same rows), 1e300 keyed rows "v@1e+300/".
+    version: T.Optional(T.Integer({ minimum: 1, maximum: 2_147_483_647 })),
     description: T.Optional(T.String()),
     tags: T.Optional(T.Record(T.String(), T.String())),
     owner: T.Optional(T.String()),

@@ -60,7 +60,17 @@ function computeFacts(refs: readonly FeatureRef[]): FeatureListFacts {
 export function checkColumnNames(refs: readonly FeatureRef[], facts: FeatureListFacts, fullFeatureNames: boolean, field: string, fullNamesField: string): void {
   if (facts.repeatedRef >= 0) {
     const ref = refs[facts.repeatedRef]!;
-    throw invalid("feature_name_collision", `${field}[${facts.repeatedRef}]`, `"${ref.feature.ref}" is asked for twice; each feature may be named once`);
+    const first = refs.find((r) => r.feature.fullName === ref.feature.fullName)!;
+    if (first.feature.ref === ref.feature.ref) throw invalid("feature_name_collision", `${field}[${facts.repeatedRef}]`, `"${ref.feature.ref}" is asked for twice; each feature may be named once`);
+    // Two features whose full names meet (view "a__b" feature "c", view "a" feature "b__c"): answered as two columns
+    // "a__b__c", a map kept one.
+    if (fullFeatureNames) {
+      throw invalid(
+        "feature_name_collision",
+        `${field}[${facts.repeatedRef}]`,
+        `"${ref.feature.ref}" and "${first.feature.ref}" would both answer a column "${ref.feature.fullName}" with full feature names; ask for one of them at a time`,
+      );
+    }
   }
   if (!fullFeatureNames && facts.repeatedName >= 0) {
     const ref = refs[facts.repeatedName]!;
@@ -70,5 +80,19 @@ export function checkColumnNames(refs: readonly FeatureRef[], facts: FeatureList
       `${field}[${facts.repeatedName}]`,
       `"${ref.feature.ref}" and "${refs[first]!.feature.ref}" would both answer a column "${ref.feature.name}": set ${fullNamesField} to true to name columns "<view>__<feature>"`,
     );
+  }
+}
+
+/**
+ * Refuses a feature column named like an entity column the answer echoes
+ * (Feast routes answer join keys and features side by side): view u's
+ * feature "did" beside view v's join key "did" answered two columns "did", and
+ * a Feast client's dictionary kept the feature's value as the entity id.
+ */
+export function checkEchoedKeyNames(refs: readonly FeatureRef[], keyNames: readonly string[], fullFeatureNames: boolean, field: string): void {
+  if (keyNames.length === 0) return;
+  for (let i = 0; i < refs.length; i++) {
+    const column = fullFeatureNames ? refs[i]!.feature.fullName : refs[i]!.feature.name;
+    if (keyNames.includes(column)) throw invalid("feature_name_collision", `${field}[${i}]`, `"${refs[i]!.feature.ref}" would answer a column "${column}", the name of an entity column the answer echoes`);
   }
 }

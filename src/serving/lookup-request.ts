@@ -2,7 +2,7 @@ import { invalid } from "../errors/index.ts";
 import { describeValue, type Registry } from "../registry/index.ts";
 import { type EntityInput, parseEntities } from "./entity-input.ts";
 import type { LookupQuery } from "./lookup-service.ts";
-import { checkColumnNames, featureListFacts } from "./feature-list-facts.ts";
+import { checkColumnNames, checkEchoedKeyNames, featureListFacts } from "./feature-list-facts.ts";
 import { resolveFeatures } from "./resolve-features.ts";
 
 /**
@@ -86,7 +86,9 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
   }
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
-  if (facts.repeatedName >= 0) checkColumnNames(refs, facts, fullFeatureNames, body[dialect.features] === undefined || body[dialect.features] === null ? dialect.featureService : dialect.features, dialect.fullFeatureNames);
+  const listField = body[dialect.features] === undefined || body[dialect.features] === null ? dialect.featureService : dialect.features;
+  if (facts.repeatedName >= 0 || facts.repeatedRef >= 0) checkColumnNames(refs, facts, fullFeatureNames, listField, dialect.fullFeatureNames);
+  if (dialect.echoesEntities) checkEchoedKeyNames(refs, entities.keyNames, fullFeatureNames, listField);
   return { query: { refs, entities, fillDefaults }, entities, fullFeatureNames };
 }
 

@@ -149,4 +149,27 @@ describe("a lookup's feature list", () => {
       expect(planLookup(embeddings, { ...both, [dialect.fullFeatureNames]: true }, dialect, limits).fullFeatureNames).toBe(true);
     }
   });
+
+  test("full names that meet (view a__b's c, view a's b__c) and Feast feature columns named like an echoed join key are refused", () => {
+    const tricky: Registry = compileRegistry({
+      entities: [{ name: "d", joinKeys: [{ name: "did", type: "int64" }] }, { name: "c", joinKeys: [{ name: "cid", type: "string" }] }],
+      featureViews: [
+        { name: "a__b", entities: ["d"], features: [{ name: "c", type: "float64" }] },
+        { name: "a", entities: ["d"], features: [{ name: "b__c", type: "float64" }] },
+        { name: "u", entities: ["c"], features: [{ name: "did", type: "int64" }] },
+        { name: "v", entities: ["d"], features: [{ name: "i", type: "int64" }] },
+      ],
+    });
+    const meet = { features: ["a__b:c", "a:b__c"], entities: { did: [1] } };
+    for (const dialect of [QUIVER_LOOKUP, FEAST_LOOKUP]) {
+      // Both answered a column "a__b__c".
+      expect(errorOf(() => planLookup(tricky, { ...meet, [dialect.fullFeatureNames]: true }, dialect, limits))).toMatchObject({ code: "feature_name_collision", path: "features[1]" });
+      expect(planLookup(tricky, meet, dialect, limits).query.refs).toHaveLength(2);
+    }
+    // Feast echoes the join keys beside the features: u's feature "did" and v's key "did" were two columns "did".
+    const echoed = { features: ["v:i", "u:did"], entities: { did: [7], cid: ["k"] } };
+    expect(errorOf(() => planLookup(tricky, echoed, FEAST_LOOKUP, limits))).toMatchObject({ code: "feature_name_collision", path: "features[1]" });
+    expect(planLookup(tricky, { ...echoed, full_feature_names: true }, FEAST_LOOKUP, limits).query.refs).toHaveLength(2);
+    expect(planLookup(tricky, echoed, QUIVER_LOOKUP, limits).query.refs).toHaveLength(2);
+  });
 });
