@@ -169,7 +169,7 @@ describe("registry validation", () => {
     const issues = issuesOf(def);
     expect(issues.map((i) => i.path)).toEqual(["featureViews[0].statistics.big.median"]);
     const versioned = base();
-    (versioned.featureViews[0] as Record<string, unknown>)["version"] = 9007199254740993;
+    (versioned.featureViews[0] as Record<string, unknown>)["version"] = 2 ** 53 + 2;
     expect(issuesOf(versioned).map((i) => i.path)).toEqual(["featureViews[0].version"]);
   });
 
