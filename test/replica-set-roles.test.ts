@@ -87,6 +87,34 @@ test("a replica whose link to the primary is down (restarted empty, syncing) is 
   }
 }, 30_000);
 
+test("a replica that says it is a master (a deposed primary back from its own files) is read only after the primary: it served pre-failover values", async () => {
+  const group = await startReplicationGroup({ replicas: 1 });
+  const set = await ReplicaSet.connect({
+    id: "deposed",
+    discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+    readFrom: "replica",
+    writeAcks: 0,
+    probeIntervalMs: 100,
+    readAttemptTimeoutMs: 1000,
+    requestTimeoutMs: 5000,
+  });
+  const replica = new Redis({ host: group.replicas[0]!.host, port: group.replicas[0]!.port, maxRetriesPerRequest: 1 });
+  try {
+    await set.putMany([{ key: "v@1/k=sdep", row: { ts: 10, values: [1] } }]);
+    await eventually("the replica has it", async () => (await replica.exists("v@1/k=sdep")) === 1);
+    // It stops following and calls itself master, holding what it had; the primary takes a newer row.
+    await replica.call("REPLICAOF", "NO", "ONE");
+    await set.putMany([{ key: "v@1/k=sdep", row: { ts: 20, values: [2] } }]);
+    type Detail = { members: { address: string; linked: boolean; healthy: boolean }[] };
+    await eventually("the probe sees it is no linked replica", async () => ((await set.health()).detail as Detail).members.some((m) => m.address === group.replicas[0]!.address && m.healthy && !m.linked), 15_000);
+    for (let i = 0; i < 5; i++) expect(await set.getMany(["v@1/k=sdep"])).toEqual([{ ts: 20, values: [2] }]);
+  } finally {
+    replica.disconnect();
+    await set.close();
+    await group.stop();
+  }
+}, 30_000);
+
 test("a value that is not a stored row shows in the member's /readyz detail as unreadableRows", async () => {
   const server = await startRedis();
   const set = await ReplicaSet.connect({ id: "garbled", discovery: new StaticDiscovery({ primary: server.address, replicas: [] }), writeAcks: 0, probeIntervalMs: 100 });
