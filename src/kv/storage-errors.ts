@@ -94,6 +94,17 @@ export class StorageAbortedError extends StorageError {
  * (`WAIT`). The row may or may not survive a failover, so the caller must not
  * treat it as stored; retrying is safe because writes are last-write-wins.
  */
+/**
+ * A write made while a failover of its shard was under way: acknowledged or
+ * not, the primary it reached may be deposed and its rows discarded. Retryable
+ * (the write policy retries it through the failover window, on the new primary).
+ */
+export class FailoverUnderWayError extends StorageError {
+  constructor(shard: string) {
+    super("failover_in_progress", `shard ${shard}: a failover is under way; the write is tried again on the new primary`, true);
+  }
+}
+
 export class WriteNotAcknowledgedError extends StorageError {
   readonly acked: number;
   readonly required: number;

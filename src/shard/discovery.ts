@@ -17,6 +17,12 @@ export interface Discovery {
   watch(onChange: () => void): void;
   /** For /readyz: what the discovery is configured with. */
   describe(): Record<string, unknown>;
+  /**
+   * Is a failover of the shard under way (Sentinel has begun one and not yet
+   * announced its end)? Writes acknowledged meanwhile may be on a primary
+   * about to be deposed, confirmed by a replica Sentinel did not pick.
+   */
+  failoverUnderWay(): boolean;
   close(): Promise<void>;
 }
 
@@ -34,6 +40,11 @@ export class StaticDiscovery implements Discovery {
   }
 
   watch(): void {}
+
+  /** Fixed addresses: nothing announces a failover (ROLE probes follow a manual promotion). */
+  failoverUnderWay(): boolean {
+    return false;
+  }
 
   describe(): Record<string, unknown> {
     return { kind: this.kind, primary: this.layout.primary, replicas: this.layout.replicas };

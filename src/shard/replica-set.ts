@@ -1,7 +1,7 @@
 import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "../kv/layout-ledger.ts";
-import { raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
+import { FailoverUnderWayError, raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
@@ -171,14 +171,22 @@ export class ReplicaSet implements ShardNode {
     const acks = this.writeAcks;
     const ackMs = this.options.ackTimeoutMs ?? 500;
     return this.onPrimary("write", async (m) => {
-      if (acks <= 0) return m.node.putMany(entries, signal);
-      try {
-        const { written, ignored, sameTime } = await m.node.putManyAcked(entries, acks, ackMs, signal);
-        return { written, ignored, sameTime };
-      } catch (error) {
-        if (error instanceof WriteNotAcknowledgedError) this.counters.writesNotAcknowledged++;
-        throw error;
+      // Not while a failover is under way, and not acknowledged if one began meanwhile: the primary may be about to
+      // be deposed and its rows discarded (sentinel-discovery.ts). The policy retries on the new primary.
+      if (this.discovery.failoverUnderWay()) throw new FailoverUnderWayError(this.id);
+      let out: PutOutcome;
+      if (acks <= 0) out = await m.node.putMany(entries, signal);
+      else {
+        try {
+          const { written, ignored, sameTime } = await m.node.putManyAcked(entries, acks, ackMs, signal);
+          out = { written, ignored, sameTime };
+        } catch (error) {
+          if (error instanceof WriteNotAcknowledgedError) this.counters.writesNotAcknowledged++;
+          throw error;
+        }
       }
+      if (this.discovery.failoverUnderWay()) throw new FailoverUnderWayError(this.id);
+      return out;
     });
   }
 
