@@ -58,10 +58,14 @@ describe("ReplicaSet with fixed addresses follows an unambiguous manual promotio
   }, 30_000);
 });
 
-test("a replica whose link to the primary is down (restarted empty, syncing) is read only after the primary: its rows were answered NOT_FOUND", async () => {
+/**
+ * A one-replica group read with `readFrom: replica`: `key` written (ts 10) and on the replica, then `turn`
+ * does something to the replica; once the probe sees it as no linked replica, reads must answer `expected`.
+ */
+async function replicaTurned(id: string, key: string, turn: (replica: Redis, set: ReplicaSet) => Promise<void>, expected: { ts: number; values: number[] }): Promise<void> {
   const group = await startReplicationGroup({ replicas: 1 });
   const set = await ReplicaSet.connect({
-    id: "syncing",
+    id,
     discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
     readFrom: "replica",
     writeAcks: 0,
@@ -71,48 +75,44 @@ test("a replica whose link to the primary is down (restarted empty, syncing) is 
   });
   const replica = new Redis({ host: group.replicas[0]!.host, port: group.replicas[0]!.port, maxRetriesPerRequest: 1 });
   try {
-    await set.putMany([{ key: "v@1/k=ssync", row: { ts: 10, values: [1] } }]);
-    await eventually("the replica has it", async () => (await replica.exists("v@1/k=ssync")) === 1);
-    // As after a restart without data: empty, its link down (here to a primary that is not there, so it stays down).
-    await replica.call("REPLICAOF", "NO", "ONE");
-    await replica.flushall();
-    await replica.call("REPLICAOF", "127.0.0.1", "1");
+    await set.putMany([{ key, row: { ts: 10, values: [1] } }]);
+    await eventually("the replica has it", async () => (await replica.exists(key)) === 1);
+    await turn(replica, set);
     type Detail = { members: { address: string; linked: boolean; healthy: boolean }[] };
-    await eventually("the probe sees its link down", async () => ((await set.health()).detail as Detail).members.some((m) => m.address === group.replicas[0]!.address && m.healthy && !m.linked), 15_000);
-    for (let i = 0; i < 5; i++) expect(await set.getMany(["v@1/k=ssync"])).toEqual([{ ts: 10, values: [1] }]);
+    await eventually("the probe sees it is no linked replica", async () => ((await set.health()).detail as Detail).members.some((m) => m.address === group.replicas[0]!.address && m.healthy && !m.linked), 15_000);
+    for (let i = 0; i < 5; i++) expect(await set.getMany([key])).toEqual([expected]);
   } finally {
     replica.disconnect();
     await set.close();
     await group.stop();
   }
+}
+
+test("a replica whose link to the primary is down (restarted empty, syncing) is read only after the primary: its rows were answered NOT_FOUND", async () => {
+  await replicaTurned(
+    "syncing",
+    "v@1/k=ssync",
+    async (replica) => {
+      // As after a restart without data: empty, its link down (here to a primary that is not there, so it stays down).
+      await replica.call("REPLICAOF", "NO", "ONE");
+      await replica.flushall();
+      await replica.call("REPLICAOF", "127.0.0.1", "1");
+    },
+    { ts: 10, values: [1] },
+  );
 }, 30_000);
 
 test("a replica that says it is a master (a deposed primary back from its own files) is read only after the primary: it served pre-failover values", async () => {
-  const group = await startReplicationGroup({ replicas: 1 });
-  const set = await ReplicaSet.connect({
-    id: "deposed",
-    discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
-    readFrom: "replica",
-    writeAcks: 0,
-    probeIntervalMs: 100,
-    readAttemptTimeoutMs: 1000,
-    requestTimeoutMs: 5000,
-  });
-  const replica = new Redis({ host: group.replicas[0]!.host, port: group.replicas[0]!.port, maxRetriesPerRequest: 1 });
-  try {
-    await set.putMany([{ key: "v@1/k=sdep", row: { ts: 10, values: [1] } }]);
-    await eventually("the replica has it", async () => (await replica.exists("v@1/k=sdep")) === 1);
-    // It stops following and calls itself master, holding what it had; the primary takes a newer row.
-    await replica.call("REPLICAOF", "NO", "ONE");
-    await set.putMany([{ key: "v@1/k=sdep", row: { ts: 20, values: [2] } }]);
-    type Detail = { members: { address: string; linked: boolean; healthy: boolean }[] };
-    await eventually("the probe sees it is no linked replica", async () => ((await set.health()).detail as Detail).members.some((m) => m.address === group.replicas[0]!.address && m.healthy && !m.linked), 15_000);
-    for (let i = 0; i < 5; i++) expect(await set.getMany(["v@1/k=sdep"])).toEqual([{ ts: 20, values: [2] }]);
-  } finally {
-    replica.disconnect();
-    await set.close();
-    await group.stop();
-  }
+  await replicaTurned(
+    "deposed",
+    "v@1/k=sdep",
+    async (replica, set) => {
+      // It stops following and calls itself master, holding what it had; the primary takes a newer row.
+      await replica.call("REPLICAOF", "NO", "ONE");
+      await set.putMany([{ key: "v@1/k=sdep", row: { ts: 20, values: [2] } }]);
+    },
+    { ts: 20, values: [2] },
+  );
 }, 30_000);
 
 test("a value that is not a stored row shows in the member's /readyz detail as unreadableRows", async () => {
