@@ -187,7 +187,7 @@ export class AdaptiveAdmission implements Admission {
 
   admit(): number | Promise<number> {
     const now = this.now();
-    if (this.limiter !== undefined && this.limiter.probingFloor) this.limiter.expireProbe(now);
+    if (this.limiter?.probingFloor) this.limiter.expireProbe(now);
     const refused = this.arrival(now);
     if (refused < 0) return refused;
     // With no slot free, `arrival` has just shed the expired waiters and found room in the queue.
@@ -212,7 +212,7 @@ export class AdaptiveAdmission implements Admission {
 
   acquire(): number | Promise<number> {
     const now = this.now();
-    if (this.limiter !== undefined && this.limiter.probingFloor) this.limiter.expireProbe(now);
+    if (this.limiter?.probingFloor) this.limiter.expireProbe(now);
     if (this.inFlight < this.limit) return this.take(now);
     this.shedExpired(now);
     if (this.queue.refusesArrivals) return this.shed();
