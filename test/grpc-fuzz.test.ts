@@ -189,3 +189,25 @@ test("a request quoting a 100 KB name gets a bounded error and does not fail the
     await big.close();
   }
 }, 60_000);
+
+test("half a surrogate pair quoted in an error gets INVALID_ARGUMENT with a well-formed message, and the server keeps serving", async () => {
+  // Unit 39 is the first half of an emoji: error messages quote a value's first 40 units. grpc-js percent-encodes the
+  // status message and threw on the half pair; from a handler that failed after an await, that ended the process.
+  const cut = `${"a".repeat(39)}\u{1F600}tail`;
+  const calls: [grpc.Client, string, unknown][] = [
+    [f.clients.quiver, "Push", { feature_view: "driver_hourly_stats", rows: [{ values: { driver_id: { int64_val: "1001" }, conv_rate: { string_val: cut } } }] }],
+    [f.clients.feastPython, "Push", { stream_feature_view: "driver_hourly_stats", features: { driver_id: "1001", avg_daily_trips: cut } }],
+    // A list column's JSON text holding an escaped lone surrogate: nothing cut, the value itself is half a pair.
+    [f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "1", device_ids: '["\\ud800"]' } }],
+    [f.clients.quiver, "Lookup", { features: ["driver_hourly_stats:conv_rate"], entities: [{ name: "driver_id", string_values: [cut] }] }],
+    [f.clients.feast, "GetOnlineFeatures", { features: { val: ["driver_hourly_stats:conv_rate"] }, entities: { driver_id: { val: [{ string_val: cut }] } } }],
+  ];
+  for (const [client, method, request] of calls) {
+    const { error } = await unaryCall(client, method, request, { deadlineMs: 10_000 });
+    expect({ method, code: error?.code }).toEqual({ method, code: grpc.status.INVALID_ARGUMENT });
+    expect(error!.details.isWellFormed()).toBe(true);
+    expect(error!.details.length).toBeGreaterThan(20);
+  }
+  const health = await unaryCall(f.clients.health, "Check", { service: "" });
+  expect(health.response).toEqual({ status: "SERVING" });
+});

@@ -1,5 +1,5 @@
 import type { FeatureValue } from "../kv/kv-node.ts";
-import { loneSurrogateAt } from "../text/surrogates.ts";
+import { clipText, loneSurrogateAt } from "../text/surrogates.ts";
 
 /** A feature's declared type, parsed once at registry load. */
 export type ValueType =
@@ -142,7 +142,7 @@ export function describe(v: unknown): string {
   if (v === null) return "null";
   if (v === undefined) return "nothing";
   if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (typeof v === "string") return v.length > 40 ? `string "${v.slice(0, 40)}…"` : `string "${v}"`;
+  if (typeof v === "string") return `string "${clipText(v, 41)}"`;
   if (typeof v === "number") return Number.isInteger(v) ? `integer ${v}` : `number ${v}`;
   if (typeof v === "object") return "an object";
   return `${typeof v} ${String(v)}`;

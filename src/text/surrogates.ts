@@ -19,3 +19,17 @@ export function loneSurrogateAt(s: string): number {
   }
   return -1;
 }
+
+/**
+ * `s` cut to at most `max` UTF-16 units, ending in `mark` when cut, never
+ * splitting a surrogate pair: a half pair quoted in an error message made the
+ * message ill-formed, and grpc-js threw on it (URIError) while sending the
+ * status, which ended the process.
+ */
+export function clipText(s: string, max: number, mark = "…"): string {
+  if (s.length <= max) return s;
+  let end = Math.max(0, max - mark.length);
+  const c = s.charCodeAt(end - 1);
+  if (end > 0 && c >= 0xd800 && c <= 0xdbff) end--;
+  return `${s.slice(0, end)}${mark}`;
+}

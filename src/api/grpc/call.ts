@@ -1,4 +1,4 @@
-import { Metadata, type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
+import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServiceError, status } from "@grpc/grpc-js";
 import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { ShedRecorder } from "../../ops/shed-recorder.ts";
@@ -175,6 +175,23 @@ export function whenAdmitted(admission: Admission | undefined, go: (startedAt: n
 }
 
 /**
+ * Sends a call's answer; when grpc-js throws sending it (it percent-encodes a
+ * status message, and a message it cannot encode threw from the handler's
+ * promise callback, ending the process), a plain INTERNAL status instead.
+ */
+function answer<Res>(callback: sendUnaryData<Res>, error: Partial<ServiceError> | null, res?: Res): void {
+  try {
+    callback(error, res);
+  } catch {
+    try {
+      callback({ code: status.INTERNAL, details: "the answer could not be sent" });
+    } catch {
+      // The call is beyond answering (its stream already ended): nothing else to do for it.
+    }
+  }
+}
+
+/**
  * Wraps a handler once at start-up: decode failures and every thrown error
  * leave as a gRPC status with the field path; metrics per method and code.
  */
@@ -206,12 +223,12 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     const fail = (e: unknown) => {
       const q = toQuiverError(e);
       finish(grpcCodeOf(q));
-      callback(toServiceError(q));
+      answer(callback, toServiceError(q));
     };
     const succeed = (res: Res) => {
       if (headers !== undefined) call.sendMetadata(headers);
       finish(status.OK);
-      callback(null, res);
+      answer(callback, null, res);
     };
     const go = (startedAt: number) => {
       admittedAt = startedAt;

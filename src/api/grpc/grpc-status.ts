@@ -1,5 +1,6 @@
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import type { ErrorKind, QuiverError } from "../../errors/index.ts";
+import { clipText } from "../../text/surrogates.ts";
 
 /**
  * The gRPC edge's one mapping from error kind to status code. Unknown views,
@@ -47,18 +48,11 @@ const MAX_PATH = 256;
 export function toServiceError(e: QuiverError): Partial<ServiceError> {
   const metadata = new Metadata();
   metadata.set("x-quiver-error-code", e.code);
-  if (e.path !== undefined) metadata.set("x-quiver-error-path", clip(headerSafe(e.path), MAX_PATH, "..."));
+  if (e.path !== undefined) metadata.set("x-quiver-error-path", clipText(headerSafe(e.path), MAX_PATH, "..."));
   if (e.retryable) metadata.set("x-quiver-retryable", "true");
-  return { code: grpcCodeOf(e), details: clip(e.message, MAX_DETAILS), metadata };
-}
-
-/** `s` cut to `max` characters, ending in `mark` when cut (never splitting a surrogate pair). */
-function clip(s: string, max: number, mark = "…"): string {
-  if (s.length <= max) return s;
-  let end = max - mark.length;
-  const c = s.charCodeAt(end - 1);
-  if (c >= 0xd800 && c <= 0xdbff) end--;
-  return `${s.slice(0, end)}${mark}`;
+  // Well-formed whatever the message quotes: grpc-js percent-encodes the details with encodeURI, which throws on
+  // a lone surrogate (a client's "\ud800" quoted back), and the throw ended the process.
+  return { code: grpcCodeOf(e), details: clipText(e.message, MAX_DETAILS).toWellFormed(), metadata };
 }
 
 /** Printable ASCII as it is; every other UTF-16 unit as a `\u` escape with four hex digits (a non-binary metadata value allows nothing else). */

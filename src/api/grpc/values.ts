@@ -1,4 +1,5 @@
 import { invalid } from "../../errors/index.ts";
+import { clipText } from "../../text/surrogates.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 
 /** A protobufjs int64 as decoded: a Long (when the `long` package is there) or a number. */
@@ -104,26 +105,26 @@ export function plainOfText(text: string, type: TextColumn, path: string): unkno
       return /^\d+$/.test(text) ? Number(text) : text;
     case "int64": {
       const t = text.trim();
-      if (!INT_TEXT.test(t)) throw invalid("invalid_value", path, `expected an int64 as text, got "${text.slice(0, 40)}"`);
+      if (!INT_TEXT.test(t)) throw invalid("invalid_value", path, `expected an int64 as text, got "${clipText(text, 41)}"`);
       return Number(t);
     }
     case "float64": {
       // Decimal or exponent notation (and the Infinity Number() reads, left to the registry's check); Number() alone also took "0x10" and "0b1".
       const t = text.trim();
       const n = FLOAT_TEXT.test(t) ? Number(t) : Number.NaN;
-      if (t === "" || Number.isNaN(n)) throw invalid("invalid_value", path, `expected a float64 as text, got "${text.slice(0, 40)}"`);
+      if (t === "" || Number.isNaN(n)) throw invalid("invalid_value", path, `expected a float64 as text, got "${clipText(text, 41)}"`);
       return n;
     }
     case "bool": {
       const b = BOOL_TEXT[text.trim()];
-      if (b === undefined) throw invalid("invalid_value", path, `expected true or false as text, got "${text.slice(0, 40)}"`);
+      if (b === undefined) throw invalid("invalid_value", path, `expected true or false as text, got "${clipText(text, 41)}"`);
       return b;
     }
     default:
       try {
         return JSON.parse(text);
       } catch {
-        throw invalid("invalid_value", path, `expected a JSON list for ${type}, got "${text.slice(0, 40)}"`);
+        throw invalid("invalid_value", path, `expected a JSON list for ${type}, got "${clipText(text, 41)}"`);
       }
   }
 }
