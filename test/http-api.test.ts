@@ -71,6 +71,21 @@ describe("POST /v1/lookup", () => {
     expect(await typeFor("application/msgpack;q=0.5, application/json")).toStartWith("application/json");
     expect(await typeFor("application/json;q=0.4, application/x-msgpack;q=0.9")).toBe("application/msgpack");
     expect(await typeFor("text/html, application/msgpack")).toBe("application/msgpack");
+    // Media types are case-insensitive.
+    expect(await typeFor("Application/MsgPack")).toBe("application/msgpack");
+    expect(await typeFor("APPLICATION/X-MSGPACK")).toBe("application/msgpack");
+  });
+
+  test("a body holding more objects and arrays than its row limit allows is a 400 before they are built", async () => {
+    // 500 rows (--max-rows) allow 500 × 32 + 4096 containers; 30,000 empty maps are one byte each in MessagePack.
+    const empties = { features: ["driver_hourly_stats:conv_rate"], entities: [Array.from({ length: 30_000 }, () => ({}))] };
+    const res = await post("/v1/lookup", encode(empties), { "content-type": "application/msgpack" });
+    expect(await errorOf(res)).toMatchObject({ status: 400, code: "too_complex", path: "(body)" });
+    const push = await post("/v1/push", encode({ featureView: "fraud_signals", rows: empties.entities[0] }), { "content-type": "application/msgpack" });
+    expect(await errorOf(push)).toMatchObject({ status: 400, code: "too_complex" });
+    // Within the budget the request is judged as before.
+    const fewer = await post("/v1/lookup", encode({ ...empties, entities: [{ driver_id: 1001 }] }), { "content-type": "application/msgpack" });
+    expect(fewer.status).toBe(200);
   });
 
   test("malformed JSON and MessagePack are 400s", async () => {
@@ -121,6 +136,45 @@ describe("POST /v1/lookup", () => {
   test("an empty entity list answers an empty result", async () => {
     const res = await post("/v1/lookup", { features: ["driver_hourly_stats:conv_rate"], entities: [] });
     expect(await res.json()).toEqual({ featureNames: ["conv_rate"], rows: [] });
+  });
+});
+
+describe("bodies over 64 KiB", () => {
+  let big: Quiver;
+  beforeAll(async () => {
+    big = await buildQuiver(loadConfig(["--registry", registryPath, "--demo-entities", "200", "--max-rows", "500", "--max-body-bytes", "1048576"], {}), { clock: () => clock.now });
+  });
+  afterAll(async () => {
+    await big.close();
+  });
+  const send = (path: string, body: string, length: boolean) =>
+    big.http.app.request(path, { method: "POST", body, headers: { "content-type": "application/json", ...(length ? { "content-length": String(Buffer.byteLength(body)) } : {}) } });
+
+  test("JSON with more objects and arrays than the row limit allows is a 400, with or without a length", async () => {
+    // 40,000 empty objects in 120 KB: JSON.parse would build them all before the row limit is checked.
+    const empties = `{"features":["driver_hourly_stats:conv_rate"],"entities":[[${"{},".repeat(39_999)}{}]]}`;
+    for (const route of ["/v1/lookup", "/get-online-features", "/v1/push", "/push"]) {
+      for (const length of [true, false]) {
+        const res = await send(route, empties, length);
+        const error = ((await res.json()) as { error: unknown }).error;
+        // Feast's routes answer Feast's error shape: the message only.
+        const message = typeof error === "string" ? error : (error as { message: string }).message;
+        expect({ route, length, status: res.status, message }).toEqual({ route, length, status: 400, message: expect.stringContaining("more than 20096 objects and arrays") });
+      }
+    }
+    // Brackets inside strings are not containers: a 200 KB string of them is fine.
+    const quoted = JSON.stringify({ features: ["driver_hourly_stats:city"], entities: [{ driver_id: 1001 }], note: `"[{\\${"[{".repeat(100_000)}` });
+    const res = await send("/v1/lookup", quoted, true);
+    expect(await errorOf(res)).toMatchObject({ status: 400, path: "note" });
+  });
+
+  test("a large legitimate push (500 rows with lists) is accepted", async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => ({ customer_id: `big-${i}`, event_timestamp: NOW, spend_1h: i, device_ids: Array.from({ length: 20 }, (_, j) => `device-${i}-${j}`) }));
+    const body = JSON.stringify({ featureView: "fraud_signals", rows });
+    expect(body.length).toBeGreaterThan(64 << 10);
+    const res = await send("/v1/push", body, true);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ written: 500 });
   });
 });
 

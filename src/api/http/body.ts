@@ -1,5 +1,5 @@
 import { invalid, invalidArgument, payloadTooLarge, QuiverError, unsupportedMediaType } from "../../errors/index.ts";
-import { MsgpackReader } from "./msgpack-reader.ts";
+import { MsgpackReader, TooManyContainers } from "./msgpack-reader.ts";
 
 export const MSGPACK = "application/msgpack";
 
@@ -16,6 +16,8 @@ function isMsgpackType(media: string): boolean {
   return media === MSGPACK || media === "application/x-msgpack";
 }
 
+const MSGPACK_ANYCASE = /msgpack/i;
+
 /**
  * Does the client want MessagePack back? Yes when its Accept names
  * MessagePack with a non-zero weight and no JSON range (application/json,
@@ -23,7 +25,8 @@ function isMsgpackType(media: string): boolean {
  * it, pay one substring search.
  */
 export function wantsMsgpack(accept: string | null): boolean {
-  if (accept === null || !accept.includes("msgpack")) return false;
+  // Media types are case-insensitive (RFC 9110): "application/MsgPack" asks for MessagePack too.
+  if (accept === null || !MSGPACK_ANYCASE.test(accept)) return false;
   let msgpackQ = 0;
   let jsonQ = 0;
   for (const range of accept.toLowerCase().split(",")) {
@@ -48,7 +51,23 @@ function weightOf(range: string): number {
  * stored as U+FFFD), for writes and routes off the hot path.
  */
 export function readBody(req: Request, limit: number, allowMsgpack: boolean): Promise<unknown> {
-  return bodyThen(req, limit, allowMsgpack, true, identity);
+  return bodyThen(req, { limit, allowMsgpack, strict: true, maxContainers: SMALL_BODY_CONTAINERS }, identity);
+}
+
+/** The container budget of a body read by `readBody` (small admin bodies). */
+const SMALL_BODY_CONTAINERS = 4096;
+
+/**
+ * Most objects and arrays a route's body may hold, from its row limit: a row
+ * is a map, and each of its values may be a list (array and embedding
+ * features), 32 of them a row on average, plus room for the rest of the
+ * request. Without a budget a 4 MiB body of empty maps (one byte each in
+ * MessagePack, three in JSON) decoded into millions of objects before any
+ * row limit was checked: 16 such lookups at once took a server from 0.7 to
+ * 1.3 GB, over the deployment's memory limit.
+ */
+export function containerBudget(maxRows: number): number {
+  return maxRows * 32 + SMALL_BODY_CONTAINERS;
 }
 
 /**
@@ -70,14 +89,23 @@ export interface BodyReading {
   readonly allowMsgpack: boolean;
   /** Refuse bytes that are not UTF-8 and compressed bodies (writes), instead of reading them leniently (lookups). */
   readonly strict: boolean;
+  /** Most objects and arrays the body may hold (containerBudget), counted before they are built. */
+  readonly maxContainers: number;
 }
 
 /** Reads and parses `req`'s body as `reading` says, then calls `next` with the value (no extra promise hop). */
 export function readBodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) => T | Promise<T>): Promise<T> {
-  return bodyThen(req, reading.limit, reading.allowMsgpack, reading.strict, next);
+  return bodyThen(req, reading, next);
 }
 
-function bodyThen<T>(req: Request, limit: number, allowMsgpack: boolean, strict: boolean, next: (value: unknown) => T | Promise<T>): Promise<T> {
+/**
+ * Bodies up to this size are parsed without counting their containers first:
+ * at most one per two bytes, which is a bounded number of objects.
+ */
+const UNCOUNTED_BODY = 64 << 10;
+
+function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) => T | Promise<T>): Promise<T> {
+  const { limit, allowMsgpack, strict, maxContainers } = reading;
   const headers = req.headers;
   // Writes say why a compressed body is refused; a lookup's (one header read fewer on the hot path) fails to parse instead.
   if (strict) {
@@ -105,11 +133,11 @@ function bodyThen<T>(req: Request, limit: number, allowMsgpack: boolean, strict:
   }
   if (declared === 0) throw emptyBody();
   // Known length within the limit: let Bun decode and parse natively in one step.
-  if (declared > 0 && !msgpack && !strict) return req.json().then(next, invalidJson);
-  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack)), unreadable);
+  if (declared > 0 && !msgpack && !strict && declared <= UNCOUNTED_BODY) return req.json().then(next, invalidJson);
+  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers)), unreadable);
   // No length (chunked): counted as it comes. arrayBuffer() held it whole first: 32 such uploads of a few MB over the
   // limit took the server from 94 to 798 MB before their 413s.
-  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack)));
+  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers)));
 }
 
 /** A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413 thrown. */
@@ -156,16 +184,18 @@ function unreadable(e: unknown): never {
 }
 
 /** A body read without a usable length (chunked, or MessagePack). */
-function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean): unknown {
+function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxContainers: number): unknown {
   if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
   if (buf.byteLength === 0) throw emptyBody();
   if (msgpack) {
     try {
-      return msgpackDecoder.decode(new Uint8Array(buf));
+      return msgpackDecoder.decode(new Uint8Array(buf), maxContainers);
     } catch (e) {
+      if (e instanceof TooManyContainers) throw tooComplex(maxContainers);
       throw invalidArgument("invalid_msgpack", `body is not valid MessagePack: ${(e as Error).message}`, { path: "(body)" });
     }
   }
+  if (buf.byteLength > UNCOUNTED_BODY && !jsonContainersWithin(new Uint8Array(buf), maxContainers)) throw tooComplex(maxContainers);
   let text: string;
   try {
     text = utf8.decode(buf);
@@ -224,6 +254,31 @@ async function drainReader(reader: BodyReader, bound: number): Promise<void> {
     clearTimeout(stop);
     reader.cancel().catch(() => {});
   }
+}
+
+/**
+ * Does the JSON text in `b` open at most `max` objects and arrays? A pass over
+ * the bytes (strings skipped, escapes included) before JSON.parse builds them;
+ * text that is not JSON at all is left to the parse to refuse.
+ */
+function jsonContainersWithin(b: Uint8Array, max: number): boolean {
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === 0x22) {
+      // A string: to its closing quote, stepping over escaped characters.
+      for (i++; i < b.length; i++) {
+        const d = b[i]!;
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if ((c === 0x7b || c === 0x5b) && ++n > max) return false;
+  }
+  return true;
+}
+
+function tooComplex(max: number): QuiverError {
+  return invalidArgument("too_complex", `body holds more than ${max} objects and arrays, the most its row limit allows; send fewer rows per request`, { path: "(body)" });
 }
 
 function emptyBody(): QuiverError {

@@ -1,7 +1,7 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
 import { UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import { FEAST_LOOKUP, FEAST_PUSH, FEAST_WRITE, type LookupResult, type PlannedLookup, type RawRows, unavailableCount } from "../../serving/index.ts";
-import { asObject } from "./body.ts";
+import { asObject, containerBudget } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { staleHeaders } from "./encode-result.ts";
@@ -49,8 +49,8 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   };
 
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
-  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: false };
-  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: true };
+  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: false, maxContainers: containerBudget(limits.maxRows) };
+  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: true, maxContainers: containerBudget(limits.maxRows) };
   add("POST", "/get-online-features", (req, value) => answer(value, req), feastErrorResponse, lookupBody);
 
   add("POST", "/push", async (_req, value) => json(await serving.push(asObject(value), FEAST_PUSH)), feastErrorResponse, writeBody);

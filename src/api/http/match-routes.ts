@@ -1,5 +1,6 @@
 import { STATUS_NAMES } from "../../serving/index.ts";
 import { type MatchResult, parseMatchRequest } from "../../vector/index.ts";
+import { containerBudget } from "./body.ts";
 import type { HttpDeps } from "./deps.ts";
 import { errorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
@@ -14,7 +15,7 @@ export function mountMatchRoutes(add: AddRoute, deps: HttpDeps): void {
       return json(matchBody(await match.match(query)));
     },
     errorResponse,
-    { limit: deps.limits.maxBodyBytes, allowMsgpack: false, strict: true },
+    { limit: deps.limits.maxBodyBytes, allowMsgpack: false, strict: true, maxContainers: containerBudget(deps.limits.maxRows) },
   );
 }
 

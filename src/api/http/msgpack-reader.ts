@@ -19,16 +19,27 @@ export interface MsgpackLimits {
   readonly maxDepth: number;
 }
 
+/** Thrown when a body holds more maps and arrays than its decode allows. */
+export class TooManyContainers extends Error {}
+
 export class MsgpackReader {
   private bytes: Uint8Array = new Uint8Array(0);
+  /** Maps and arrays the current decode may still open. */
+  private containersLeft = 0;
   private view: DataView = new DataView(this.bytes.buffer);
   private pos = 0;
   private readonly utf8 = new TextDecoder("utf-8", { fatal: true });
 
   constructor(private readonly limits: MsgpackLimits) {}
 
-  /** Decodes exactly one value filling `bytes`; throws an Error describing the first problem. */
-  decode(bytes: Uint8Array): unknown {
+  /**
+   * Decodes exactly one value filling `bytes`, holding at most `maxContainers`
+   * maps and arrays (a one-byte empty map decodes into an object: without a
+   * budget a 4 MiB body made four million); throws an Error describing the
+   * first problem, TooManyContainers past the budget.
+   */
+  decode(bytes: Uint8Array, maxContainers = Number.MAX_SAFE_INTEGER): unknown {
+    this.containersLeft = maxContainers;
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = 0;
@@ -158,6 +169,7 @@ export class MsgpackReader {
     if (n > this.limits.maxArrayLength) throw new Error(`array of ${n} items exceeds the limit of ${this.limits.maxArrayLength}`);
     if (n > this.bytes.length - this.pos) throw new Error(`array of ${n} items cannot fit in the ${this.bytes.length - this.pos} bytes left`);
     if (depth >= this.limits.maxDepth) throw new Error(`nesting deeper than ${this.limits.maxDepth}`);
+    if (--this.containersLeft < 0) throw new TooManyContainers();
     const out = new Array<unknown>(n);
     for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
     return out;
@@ -167,6 +179,7 @@ export class MsgpackReader {
     if (n > this.limits.maxMapLength) throw new Error(`map of ${n} entries exceeds the limit of ${this.limits.maxMapLength}`);
     if (n * 2 > this.bytes.length - this.pos) throw new Error(`map of ${n} entries cannot fit in the ${this.bytes.length - this.pos} bytes left`);
     if (depth >= this.limits.maxDepth) throw new Error(`nesting deeper than ${this.limits.maxDepth}`);
+    if (--this.containersLeft < 0) throw new TooManyContainers();
     const out: Record<string, unknown> = {};
     for (let i = 0; i < n; i++) {
       const at = this.pos;

@@ -1,6 +1,6 @@
 import { CORKED_BYTES } from "../../runtime/index.ts";
 import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type RawRows } from "../../serving/index.ts";
-import { asObject, rejectUnknownFields, wantsMsgpack } from "./body.ts";
+import { asObject, containerBudget, rejectUnknownFields, wantsMsgpack } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
 import { nativeBody, staleHeaders } from "./encode-result.ts";
@@ -59,7 +59,7 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
   add("POST", "/v1/lookup", function v1Lookup(req, value) {
     return answer(value, req);
-  }, errorResponse, { limit: limits.maxBodyBytes, allowMsgpack: true, strict: false });
+  }, errorResponse, { limit: limits.maxBodyBytes, allowMsgpack: true, strict: false, maxContainers: containerBudget(limits.maxRows) });
 
   add("POST", "/v1/push",
     async (_req, value) => {
@@ -68,7 +68,7 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
       return json(await serving.push(body, QUIVER_PUSH));
     },
     errorResponse,
-    { limit: limits.maxBodyBytes, allowMsgpack: true, strict: true },
+    { limit: limits.maxBodyBytes, allowMsgpack: true, strict: true, maxContainers: containerBudget(limits.maxRows) },
   );
 
   add("GET", "/v1/registry",
