@@ -170,6 +170,12 @@ describe("quiver.v1.FeatureService/Push", () => {
     expect(unknown.error?.code).toBe(grpc.status.NOT_FOUND);
     const empty = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [] }, { metadata: AUTH });
     expect(empty.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // A Value with no field set is refused, as the Feast services do (it was stored as a null).
+    const unset = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "x" }, spend_1h: {} } }] }, { metadata: AUTH });
+    expect({ code: unset.error?.code, path: unset.error?.metadata.get("x-quiver-error-path")[0] }).toEqual({ code: grpc.status.INVALID_ARGUMENT, path: "rows[0].values.spend_1h" });
+    // A "__proto__" column is an unknown column, as over HTTP (it replaced the row's prototype and vanished: written 1).
+    const proto = await unaryCall(f.clients.quiver, "Push", { feature_view: "fraud_signals", rows: [{ values: { customer_id: { string_val: "x" }, ["__proto__"]: { double_val: 1 } } }] }, { metadata: AUTH });
+    expect(proto.error?.details).toContain("__proto__");
   });
 });
 

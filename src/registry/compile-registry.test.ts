@@ -137,6 +137,30 @@ describe("registry validation", () => {
     ]);
   });
 
+  test("a feature or join key named like a member of every object (constructor, toString, __proto__) is refused", () => {
+    const def = {
+      entities: [{ name: "thing", joinKeys: [{ name: "valueOf", type: "string" }] }],
+      featureViews: [
+        {
+          name: "things",
+          entities: ["thing"],
+          features: [
+            { name: "constructor", type: "string" },
+            { name: "toString", type: "int64" },
+            { name: "__proto__", type: "float64" },
+            { name: "construct", type: "int64" },
+          ],
+        },
+      ],
+    };
+    expect(issuesOf(def).map((i) => [i.path, i.message.slice(0, 50)])).toEqual([
+      ["entities[0].joinKeys[0].name", '"valueOf" is a name every JavaScript object alread'],
+      ["featureViews[0].features[0].name", '"constructor" is a name every JavaScript object al'],
+      ["featureViews[0].features[1].name", '"toString" is a name every JavaScript object alrea'],
+      ["featureViews[0].features[2].name", '"__proto__" is a name every JavaScript object alre'],
+    ]);
+  });
+
   test("structural errors name the field: missing, extra, wrong shape", () => {
     const issues = issuesOf({ entities: [{ name: "d" }], featureViews: [{ name: "v", entities: ["d"], features: [{ name: "a", type: 1 }] }], extra: 1 });
     expect(issues).toContainEqual({ path: "extra", message: "Unexpected property" });

@@ -17,6 +17,22 @@ import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type Value
  * read its files, and every young collection walks all the code a process
  * holds (src/app.ts, on loading the gRPC edge).
  */
+/**
+ * Names every JavaScript object answers without holding them (`constructor`,
+ * `toString`, `__proto__`, ...): rows and columns are plain objects keyed by
+ * join-key and feature names, so a pushed row leaving out a feature named
+ * `constructor` read Object's constructor function as its value (a 400 for a
+ * valid row), and a mapped column named `__proto__` replaced the row's
+ * prototype instead of holding a value.
+ */
+function isObjectMember(name: string): boolean {
+  return Object.hasOwn(Object.prototype, name);
+}
+
+function objectMemberMessage(name: string): string {
+  return `"${name}" is a name every JavaScript object already answers (Object.prototype.${name}); rows are objects keyed by these names, so choose another`;
+}
+
 export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry {
   const issues: Issue[] = [];
 
@@ -27,6 +43,7 @@ export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry
     const seen = new Set<string>();
     e.joinKeys.forEach((k, j) => {
       if (seen.has(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: `duplicate join key "${k.name}"` });
+      if (isObjectMember(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: objectMemberMessage(k.name) });
       seen.add(k.name);
       const other = joinKeys.get(k.name);
       if (other && other.type !== k.type) {
@@ -113,6 +130,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
     const fpath = `${path}.features[${j}]`;
     if (featureIndex.has(f.name)) issues.push({ path: `${fpath}.name`, message: `duplicate feature "${f.name}" in view "${v.name}"` });
     // A pushed row's columns are its join keys, its features and its times: a feature named like either was both.
+    if (isObjectMember(f.name)) issues.push({ path: `${fpath}.name`, message: objectMemberMessage(f.name) });
     if (PUSH_TIME_COLUMNS.has(f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" names a pushed row's time column; a feature so named would be read as the row's event time too` });
     if (joinKeys.some((k) => k.name === f.name)) issues.push({ path: `${fpath}.name`, message: `"${f.name}" is a join key of view "${v.name}"; a feature so named would always hold the key (and Feast's answers name two columns so)` });
     const type = parseValueType(f.type);

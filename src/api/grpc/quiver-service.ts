@@ -64,7 +64,15 @@ export class QuiverGrpcService {
     for (let i = 0; i < req.rows.length; i++) {
       const src = req.rows[i]!;
       const row: Record<string, unknown> = {};
-      for (const name of Object.keys(src.values)) row[name] = plainOfFeastValue(src.values[name], `rows[${i}].values.${name}`);
+      for (const name of Object.keys(src.values)) {
+        const path = `rows[${i}].values.${name}`;
+        const value = plainOfFeastValue(src.values[name], path);
+        // A Value with none of its fields is no value (the Feast services refuse it too), not a null to store.
+        if (value === undefined) throw invalid("invalid_value", path, "no value set (a Value with none of its fields; null_val for a null)");
+        // Own property even for "__proto__" (refused then as an unknown column): assigned, it replaced the row's prototype and the column vanished.
+        if (name === "__proto__") Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
+        else row[name] = value;
+      }
       const ts = int64Of(src.event_timestamp_ms);
       if (typeof ts === "string") throw invalid("invalid_value", `rows[${i}].event_timestamp_ms`, `expected milliseconds since the epoch (a safe integer), got ${ts}`);
       if (ts !== 0) row.event_timestamp = ts;
