@@ -175,6 +175,33 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(await a.tier.getMany(["bump@1/k=i1"])).toEqual([row(2, "new")]);
   });
 
+  test("a push with a late row leaves floors in L2: another pod's read in flight cannot put the pre-write row back for every pod", async () => {
+    await a.origin.rows.putMany([
+      { key: "ignored@1/k=i1", row: row(5, "old") },
+      { key: "ignored@1/k=i2", row: row(10, "kept") },
+    ]);
+    // Pod B's read takes i1's row, then waits; it comes back after A's push (and before B hears of it).
+    const readsBefore = b.origin.reads;
+    b.origin.hold(true);
+    const reading = b.tier.getMany(["ignored@1/k=i1"]);
+    await waitFor(() => b.origin.reads > readsBefore);
+    // i2's row is older than the stored one, so the origin ignores it and A cannot tell which rows won: L2's copies
+    // were deleted, and B's fill then wrote i1's pre-write row into the empty slot for every pod to serve.
+    expect(await a.writer.putMany([{ key: "ignored@1/k=i1", row: row(6, "new") }, { key: "ignored@1/k=i2", row: row(1, "late") }])).toMatchObject({ written: 1, ignored: 1 });
+    b.origin.release();
+    expect(await reading).toEqual([row(5, "old")]);
+    await b.tier.settled();
+    // The floor reads as a miss; the origin answers the row it holds.
+    expect(await a.l2.read(["ignored@1/k=i1", "ignored@1/k=i2"])).toEqual([undefined, undefined]);
+    expect(await a.tier.getMany(["ignored@1/k=i1", "ignored@1/k=i2"])).toEqual([row(6, "new"), row(10, "kept")]);
+    const c = await pod("pod-c", l2Server.address, originServer.address);
+    try {
+      expect(await c.tier.getMany(["ignored@1/k=i1"])).toEqual([row(6, "new")]);
+    } finally {
+      await c.close();
+    }
+  });
+
   test("a message lost on the feed is detected (sequence gap) and clears L1", async () => {
     await b.tier.getMany(["gap@1/k=i1"]);
     expect(b.l1.size).toBeGreaterThan(0);

@@ -68,6 +68,37 @@ describe("CacheTier with L1", () => {
     expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(6, "new")]);
   });
 
+  test("read-your-writes with a late row in the push (the origin ignored some): a read in flight does not put the old row back", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([
+      { key: "v@1/k=i1", row: row(5, "old") },
+      { key: "v@1/k=i2", row: row(10, "kept") },
+    ]);
+    origin.hold(true);
+    const inFlight = tier.getMany(["v@1/k=i1"]);
+    await Bun.sleep(0);
+    // i2's row is older than the stored one: ignored. The cached copies were deleted without a floor, and the read
+    // in flight filled L1 with i1's pre-write row: the writing pod served it after its 200.
+    expect(await tier.putMany([{ key: "v@1/k=i1", row: row(6, "new") }, { key: "v@1/k=i2", row: row(1, "late") }])).toMatchObject({ written: 1, ignored: 1 });
+    origin.release();
+    await inFlight;
+    expect(await tier.getMany(["v@1/k=i1", "v@1/k=i2"])).toEqual([row(6, "new"), row(10, "kept")]);
+  });
+
+  test("a lookup made after this pod's write does not join a read that began before it", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "old") }]);
+    origin.hold(true);
+    const earlier = tier.getMany(["v@1/k=i1"]);
+    await Bun.sleep(0);
+    expect(await tier.putMany([{ key: "v@1/k=i1", row: row(6, "new") }])).toMatchObject({ written: 1 });
+    // Issued after the 200: joining the earlier read answered the row from before the write.
+    const later = tier.getMany(["v@1/k=i1"]);
+    origin.release();
+    expect(await earlier).toEqual([row(5, "old")]);
+    expect(await later).toEqual([row(6, "new")]);
+  });
+
   test("a write that fails (part of a multi-shard push may have landed) drops this pod's cached copies of its keys", async () => {
     const { origin, tier } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "old") }]);
@@ -164,10 +195,14 @@ describe("CacheTier with L1", () => {
     const reads = origin.reads;
     expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(6, 2)]);
     expect(origin.reads).toBe(reads);
-    // An older write the origin ignores drops the copy instead of showing it.
+    // A write the origin ignores (it holds a newer row) is never shown; the copy held stays when it is at least as new.
     await tier.putMany([{ key: "v@1/k=i1", row: row(4, 0) }]);
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(6, 2)]);
+    // Another pod wrote 8, unheard here; this pod's write at 7 is ignored: the copy at 6 gives way to a floor at 7.
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(8, 3) }]);
+    expect(await tier.putMany([{ key: "v@1/k=i1", row: row(7, 9) }])).toMatchObject({ ignored: 1 });
     expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
-    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 2)]);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(8, 3)]);
   });
 
   test("another pod's acknowledged write drops the older L1 copy; a read in flight cannot put it back", async () => {

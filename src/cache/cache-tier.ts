@@ -8,7 +8,7 @@ import { L1Cache, type L1Entry } from "./l1-cache.ts";
 import { RowScratch } from "./packed-row.ts";
 import { L2Repair } from "./l2-repair.ts";
 import { L2_NEGATIVE, type L2Tier, type L2Write } from "./l2-slot.ts";
-import { type Flight, InFlight } from "./single-flight.ts";
+import { type Flight, fillable, InFlight } from "./single-flight.ts";
 
 /** Most keys one refresh flight reads (keys claimed beyond it wait for the flight to land). */
 const REFRESH_BATCH = 512;
@@ -469,10 +469,12 @@ export class CacheTier implements KvNode, ChangeListener {
           flight.degraded.push(this.origin.id);
           got = [];
         }
+        // A key a write superseded while it was read: the row found may predate the write, and L2's
+        // compare-event-time rule cannot refuse it where the writer removed L2's copy (a push with ignored rows).
         for (let j = 0; j < originKeys.length; j++) {
           const s = j < got.length ? got[j] : UNAVAILABLE;
           slots[originPos ? originPos[j]! : j] = s;
-          if (l2 && s !== UNAVAILABLE) l2Fill.push({ key: originKeys[j]!, row: s });
+          if (l2 && s !== UNAVAILABLE && fillable(flight, originKeys[j]!, s)) l2Fill.push({ key: originKeys[j]!, row: s });
         }
       }
       if (l1 && epoch === this.epoch) {
@@ -480,7 +482,7 @@ export class CacheTier implements KvNode, ChangeListener {
         const cap = this.fillTtlCap();
         for (let i = 0; i < n; i++) {
           const s = slots[i];
-          if (s !== UNAVAILABLE && l1.fill(keys[i]!, s, cap)) filled++;
+          if (s !== UNAVAILABLE && fillable(flight, keys[i]!, s) && l1.fill(keys[i]!, s, cap)) filled++;
         }
         this.m.l1Fills.inc(filled);
       }
@@ -503,8 +505,10 @@ export class CacheTier implements KvNode, ChangeListener {
    * Writes to the origin, then: this pod's L1 takes the rows it already held
    * (read-your-writes without flooding L1 with rows nobody read), and L2
    * takes them through the compare-event-time script. When the origin
-   * ignored some rows (it holds newer ones) the cached copies are dropped
-   * instead: we do not know which rows won.
+   * ignored some rows (it holds newer ones) we do not know which rows won:
+   * L2 and L1 keep a floor at each written time instead (the origin holds a
+   * row at least that new), which refuses older fills. Reads in flight for
+   * these keys fill no cache (InFlight.supersede).
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     let out: PutOutcome;
@@ -526,14 +530,18 @@ export class CacheTier implements KvNode, ChangeListener {
           else if (this.inFlight.has(e.key)) l1.supersede(e.key, e.row.ts, true);
         }
       }
+      for (const e of entries) this.inFlight.supersede(e.key, e.row.ts);
       if (l2) {
         const ok = await l2.write(entries);
         if (ok) this.m.l2Fills.inc(entries.length);
         else this.l2Missed(entries, "put");
       }
     } else {
-      if (l1) for (const e of entries) l1.delete(e.key);
-      if (l2 && !(await l2.remove(entries.map((e) => e.key)))) this.l2Missed(entries, "put");
+      // Deleted, a read in flight refilled L1 with the row from before the write (a late or repeated row in
+      // the push was enough), and the writing pod served it after its 200.
+      if (l1) for (const e of entries) l1.supersede(e.key, e.row.ts, true);
+      for (const e of entries) this.inFlight.supersede(e.key, e.row.ts);
+      if (l2 && !(await l2.supersede(entries))) this.l2Missed(entries, "put");
     }
     return out;
   }
@@ -542,6 +550,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const n = await this.origin.deleteMany(keys, signal);
     const now = this.clock();
     if (this.l1) for (const k of keys) this.l1.supersede(k, now, true);
+    for (const k of keys) this.inFlight.supersede(k, Number.POSITIVE_INFINITY);
     if (this.l2 && !(await this.l2.remove(keys))) this.l2Missed(keys.map((key) => ({ key, row: { ts: now, values: [] } })), "delete");
     return n;
   }
@@ -560,6 +569,8 @@ export class CacheTier implements KvNode, ChangeListener {
    */
   private async dropAfterFailedWrite(entries: readonly KvEntry[]): Promise<void> {
     if (this.l1) for (const e of entries) this.l1.delete(e.key);
+    // The write may have landed: nothing read before it may fill a cache.
+    for (const e of entries) this.inFlight.supersede(e.key, Number.POSITIVE_INFINITY);
     if (this.l2 && !(await this.l2.remove(entries.map((e) => e.key)))) this.l2Missed(entries, "put");
   }
 
@@ -651,9 +662,13 @@ export class CacheTier implements KvNode, ChangeListener {
 
   onChanges(events: readonly ChangeEvent[], origin: string): void {
     // This pod's own writes were applied in putMany/deleteMany already.
-    if (origin === this.feed.origin || !this.l1) return;
+    if (origin === this.feed.origin) return;
+    const l1 = this.l1;
     let dropped = 0;
-    for (const e of events) if (this.l1.supersede(e.key, e.ts, this.inFlight.has(e.key))) dropped++;
+    for (const e of events) {
+      if (l1?.supersede(e.key, e.ts, this.inFlight.has(e.key))) dropped++;
+      this.inFlight.supersede(e.key, e.ts);
+    }
     if (dropped > 0) this.m.keysSuperseded.inc(dropped);
   }
 

@@ -14,6 +14,8 @@ export interface L2Write {
 export interface L2Tier {
   read(keys: readonly string[]): Promise<L2Slot[] | undefined>;
   write(entries: readonly L2Write[]): Promise<boolean>;
+  /** Leaves a floor at each entry's event time (refusing older fills, read as a miss) unless a newer copy is held. */
+  supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean>;
   remove(keys: readonly string[]): Promise<boolean>;
   bumpGeneration(scope: { readonly view: string } | { readonly all: true }): Promise<void>;
   syncGenerations(): Promise<boolean>;

@@ -187,8 +187,10 @@ export class L2Store implements L2Tier {
     for (let i = 0; i < raw.length; i++) {
       const bytes = raw[i];
       if (bytes === null || bytes === undefined || bytes.length < ROW_HEADER_BYTES) out[i] = undefined;
-      else if (bytes.length === ROW_HEADER_BYTES && bytes.readDoubleBE(0) === Number.NEGATIVE_INFINITY) out[i] = L2_NEGATIVE;
-      else out[i] = this.rowOf(bytes);
+      else if (bytes.length === ROW_HEADER_BYTES) {
+        // The header alone: a negative entry (event time -Infinity), else a floor (`supersede`), a miss.
+        out[i] = bytes.readDoubleBE(0) === Number.NEGATIVE_INFINITY ? L2_NEGATIVE : undefined;
+      } else out[i] = this.rowOf(bytes);
     }
     return out;
   }
@@ -222,6 +224,30 @@ export class L2Store implements L2Tier {
         args[n + i] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         args[2 * n + i] = this.ttlMs;
       }
+    }
+    return (await this.bounded(this.fillCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
+  }
+
+  /**
+   * Leaves a floor at each key's event time (the header alone, no values)
+   * under the compare-event-time rule: a newer copy stays; an older one, or
+   * none, becomes the floor, which reads as a miss and refuses every fill
+   * older than it for the L2 TTL. For writes whose winners are unknown (the
+   * origin ignored some rows): removed instead, a read in flight on another
+   * pod filled the key's pre-write row back, and every pod without a floor
+   * of its own (the writer, a new pod) served it PRESENT for the L2 TTL.
+   */
+  async supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean> {
+    if (entries.length === 0 || !this.connected) return entries.length === 0;
+    const n = entries.length;
+    const args = new Array<string | Buffer | number>(n * 3);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      args[i] = this.keyOf(e.key);
+      const floor = Buffer.allocUnsafe(ROW_HEADER_BYTES);
+      floor.writeDoubleBE(e.row.ts, 0);
+      args[n + i] = floor;
+      args[2 * n + i] = this.ttlMs;
     }
     return (await this.bounded(this.fillCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
   }

@@ -7,10 +7,22 @@ export interface Flight {
   slots: ReadSlot[] | undefined;
   /** Origin nodes that could not answer, for every request that waited on this flight. */
   readonly degraded: string[];
+  /**
+   * Keys a write acknowledged while the flight read them, with the write's
+   * event time: a row found older than that (or none) predates the write and
+   * fills no cache.
+   */
+  superseded: Map<string, number> | undefined;
   done: Promise<void>;
 }
 
 /** Where a key's answer will come from: a flight and the key's position in it. */
+/** May a flight's `row` for `key` fill a cache? Not when a write newer than it was acknowledged while it was read. */
+export function fillable(flight: Flight, key: string, row: { readonly ts: number } | undefined): boolean {
+  const floor = flight.superseded?.get(key);
+  return floor === undefined || (row !== undefined && row.ts >= floor);
+}
+
 export interface FlightRef {
   readonly flight: Flight;
   readonly index: number;
@@ -35,12 +47,29 @@ export class InFlight {
 
   /** Registers a new flight for `keys` (none of which may be in flight) and starts `run` on it. */
   start(keys: readonly string[], run: (flight: Flight) => Promise<void>): Flight {
-    const flight: Flight = { keys, slots: undefined, degraded: [], done: Promise.resolve() };
+    const flight: Flight = { keys, slots: undefined, degraded: [], superseded: undefined, done: Promise.resolve() };
     for (let i = 0; i < keys.length; i++) this.byKey.set(keys[i]!, { flight, index: i });
     flight.done = run(flight).finally(() => {
       for (const k of keys) if (this.byKey.get(k)?.flight === flight) this.byKey.delete(k);
     });
     return flight;
+  }
+
+  /**
+   * A write of `key` at event time `ts` was acknowledged: its flight (if
+   * any) may have read the row the write replaced. The flight keeps
+   * answering the requests that joined it (they were asked before the
+   * write), fills no cache with a row of that key older than `ts`, and later
+   * requests start a read of their own: joining it answered a lookup made
+   * after the write's 200 with the row from before it.
+   */
+  supersede(key: string, ts: number): void {
+    const ref = this.byKey.get(key);
+    if (ref === undefined) return;
+    ref.flight.superseded ??= new Map();
+    const superseded = ref.flight.superseded;
+    superseded.set(key, Math.max(superseded.get(key) ?? Number.NEGATIVE_INFINITY, ts));
+    this.byKey.delete(key);
   }
 
   get size(): number {
