@@ -217,6 +217,30 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(b.l1.size).toBe(0);
   });
 
+  test("a pod restarted under the same name (its sequence back at 0) still has its lost messages detected", async () => {
+    // A container restart keeps the pod's name (hostname, PID 1): the first life's feed is heard up to s = 3.
+    const first = new RedisChangeFeed("pod-x", { where: { address: l2Server.address }, heartbeatMs: 200 });
+    expect(await first.whenSubscribed(10_000)).toBe(true);
+    for (let i = 0; i < 3; i++) first.publish([{ key: `x@1/k=${i}`, ts: i + 1, op: "put" }]);
+    await first.close();
+    const second = new RedisChangeFeed("pod-x", { where: { address: l2Server.address }, heartbeatMs: 200 });
+    expect(await second.whenSubscribed(10_000)).toBe(true);
+    await second.close();
+    expect(second.origin).not.toBe(first.origin);
+    await b.tier.getMany(["restart@1/k=i1"]);
+    const gapsBefore = b.feed.state().gaps;
+    // The second life's message 2 is lost; its heartbeat announces 3. Under the first life's origin (last 3) the
+    // heartbeat read as old and no gap was seen: B kept the superseded copy for its TTL.
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      await raw.publish("quiver:feed", JSON.stringify({ o: second.origin, s: 1, t: Date.now(), c: [] }));
+      await raw.publish("quiver:feed", JSON.stringify({ o: second.origin, s: 3, t: Date.now(), h: 1 }));
+    } finally {
+      raw.disconnect();
+    }
+    expect(await waitFor(() => b.feed.state().gaps > gapsBefore)).toBe(true);
+  });
+
   test("an unreadable message on the feed is a gap that clears L1, never a thrown error or a half-read change", async () => {
     const uncaught: unknown[] = [];
     const onUncaught = (e: unknown) => uncaught.push(e);

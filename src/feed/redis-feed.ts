@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
@@ -106,8 +107,11 @@ export class RedisChangeFeed implements ChangeFeed {
   private dropped = 0;
 
   constructor(origin: string, options: RedisFeedOptions) {
-    this.origin = origin;
-    this.local = new LocalChangeFeed(origin);
+    // This process's incarnation after the pod's name: a restarted container keeps its name (the pod's hostname,
+    // PID 1) but starts its sequence again at 0, and under the same origin the others took its messages for old
+    // ones (s <= last) and saw no gap until the new sequence passed the old: lost messages went undetected.
+    this.origin = `${origin}#${randomBytes(4).toString("hex")}`;
+    this.local = new LocalChangeFeed(this.origin);
     this.channel = options.channel ?? "quiver:feed";
     this.onLag = options.onLag;
     this.pub = connect(options.where, "quiver-feed-pub");
@@ -205,6 +209,7 @@ export class RedisChangeFeed implements ChangeFeed {
     }
     if (typeof m !== "object" || m === null || typeof m.o !== "string" || typeof m.s !== "number" || m.o === this.origin) return;
     const last = this.lastSeen.get(m.o);
+    if (last === undefined) this.forgetEarlierIncarnations(m.o);
     if (m.h === 1) {
       if (last !== undefined && m.s > last) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
       this.lastSeen.set(m.o, Math.max(m.s, last ?? 0));
@@ -231,6 +236,14 @@ export class RedisChangeFeed implements ChangeFeed {
       this.local.deliverInvalidation(scope, m.o);
     }
     if (typeof m.t === "number" && Number.isFinite(m.t)) this.onLag?.(Math.max(0, Date.now() - m.t) / 1000);
+  }
+
+  /** A new incarnation of a pod is heard: its earlier ones (same name before `#`) have stopped and are forgotten. */
+  private forgetEarlierIncarnations(origin: string): void {
+    const hash = origin.lastIndexOf("#");
+    if (hash < 0) return;
+    const name = origin.slice(0, hash + 1);
+    for (const o of this.lastSeen.keys()) if (o !== origin && o.startsWith(name) && o.indexOf("#", name.length) < 0) this.lastSeen.delete(o);
   }
 
   private gap(reason: string): void {
