@@ -289,6 +289,9 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
 
   test("L2 hung (SIGSTOP): lookups go on from L1 and the origin, each L2 call bounded", async () => {
     await a.origin.rows.putMany([{ key: "hung@1/k=i1", row: row(3, "h") }]);
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    const mgets = async () => Number(/cmdstat_mget:calls=(\d+)/.exec(await raw.info("commandstats"))?.[1] ?? 0);
+    const mgetsBefore = await mgets();
     l2Server.pause();
     try {
       const started = performance.now();
@@ -300,10 +303,43 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
       // Its connection stays "ready": it was reported connected (the pod not degraded) however long it hung.
       for (let i = 0; i < 5; i++) await b.l2.read(["hung@1/k=i3"]);
       expect(b.l2.state()).toMatchObject({ connected: false, error: expect.stringContaining("not answering") });
+      // Now not asked on every miss: each waited out the bound, and ioredis held every command in its pipeline,
+      // replaying them all when L2 came back. One call a second goes through as a probe.
+      for (let i = 0; i < 50; i++) expect(await b.l2.read([`hung@1/k=skip${i}`])).toBeUndefined();
     } finally {
       l2Server.resume();
     }
     expect(await waitFor(async () => (await b.l2.read(["hung@1/k=i3"])) !== undefined && b.l2.state().connected)).toBe(true);
+    try {
+      // The cold lookup's, the five that timed out, the probes and the last read: far fewer than the 50 skipped.
+      expect((await mgets()) - mgetsBefore).toBeLessThan(30);
+    } finally {
+      raw.disconnect();
+    }
+  });
+
+  test("a generation re-read that fails is retried, and L2 is not used meanwhile", async () => {
+    await a.origin.rows.putMany([{ key: "gens@1/k=i1", row: row(1, "x") }]);
+    expect(await b.tier.getMany(["gens@1/k=i1"])).toEqual([row(1, "x")]);
+    expect(await waitFor(async () => (await b.l2.read(["gens@1/k=i1"]))?.[0] !== undefined)).toBe(true);
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      // The generations hash made unreadable (as a read that times out): B's re-read fails.
+      const saved = await raw.hgetall("quiver:cache:generations");
+      await raw.rename("quiver:cache:generations", "quiver:cache:generations-saved");
+      await raw.set("quiver:cache:generations", "not a hash");
+      expect(await b.l2.syncGenerations()).toBe(false);
+      // Once failed it was never tried again: the pod read, as hits, entries an invalidation meant to hide.
+      expect(await b.l2.read(["gens@1/k=i1"])).toBeUndefined();
+      expect(b.l2.state()).toMatchObject({ connected: false, error: expect.stringContaining("generations could not be re-read") });
+      await raw.del("quiver:cache:generations");
+      await raw.rename("quiver:cache:generations-saved", "quiver:cache:generations");
+      expect(Object.keys(saved).length).toBeGreaterThan(0);
+      expect(await waitFor(() => b.l2.state().connected)).toBe(true);
+      expect(await b.l2.read(["gens@1/k=i1"])).toEqual([row(1, "x")]);
+    } finally {
+      raw.disconnect();
+    }
   });
 
   test("L2 killed mid-run: no lookup fails; after a restart L2 hits come back by themselves", async () => {
@@ -368,6 +404,37 @@ test("a write L2 did not take is not hidden by L2's older copy (L2 restarted fro
     b.l1.clear();
     expect(await b.tier.getMany([key])).toEqual([row(20, "new")]);
   } finally {
+    await Promise.allSettled([a.close(), b.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
+test("an L2 that comes back older than writes it took (restarted from a snapshot) is abandoned by every pod", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const a = await pod("run-a", l2Server.address, originServer.address);
+  const b = await pod("run-b", l2Server.address, originServer.address);
+  const key = "run@1/k=i1";
+  const raw = new Redis({ host: "127.0.0.1", port: l2Server.port, lazyConnect: true });
+  try {
+    await a.writer.putMany([{ key, row: row(5, "old") }]);
+    expect(await waitFor(async () => JSON.stringify((await b.l2.read([key]))?.[0]) === JSON.stringify(row(5, "old")))).toBe(true);
+    await raw.connect();
+    expect(await raw.save()).toBe("OK");
+    raw.disconnect();
+    // Written through to L2 after its snapshot: L2 then restarts from the snapshot (or a lagging replica is promoted).
+    expect(await a.writer.putMany([{ key, row: row(6, "new") }])).toMatchObject({ written: 1 });
+    expect(await waitFor(async () => JSON.stringify((await b.l2.read([key]))?.[0]) === JSON.stringify(row(6, "new")))).toBe(true);
+    await l2Server.kill9();
+    await l2Server.restart();
+    expect(await waitFor(() => a.l2.state().connected && b.l2.state().connected, 15_000)).toBe(true);
+    // The feed's gap cleared both L1s; L2 holds the snapshot's row 5 again, which both pods served for the L2 TTL.
+    a.l1.clear();
+    b.l1.clear();
+    expect(await a.tier.getMany([key])).toEqual([row(6, "new")]);
+    expect(await b.tier.getMany([key])).toEqual([row(6, "new")]);
+    expect(a.l2.generations().all).toBe(b.l2.generations().all);
+  } finally {
+    raw.disconnect();
     await Promise.allSettled([a.close(), b.close()]);
     await Promise.allSettled([l2Server.stop(), originServer.stop()]);
   }

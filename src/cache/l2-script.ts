@@ -54,3 +54,24 @@ for i = 1, #ARGV, 2 do
 end
 return raised
 `;
+
+/**
+ * Notes the L2 server's run id (KEYS[2]) and, when it is not the one noted,
+ * bumps the generation of everything (HASH KEYS[1], field "*") past both what
+ * L2 holds and what the caller uses (ARGV[2]); answers the "*" generation.
+ * A server restarted from its own files, or a replica promoted in a failover,
+ * may hold copies older than writes acknowledged before: its run id is new,
+ * and the first pod to connect abandons every entry it holds. Atomic, so the
+ * pods connecting after it find the run id noted and bump nothing.
+ */
+export const RUN_CHECK_LUA = `
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  return tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0
+end
+local stored = tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0
+local known = tonumber(ARGV[2]) or 0
+local nextGen = math.max(stored, known) + 1
+redis.call('HSET', KEYS[1], '*', nextGen)
+redis.call('SET', KEYS[2], ARGV[1])
+return nextGen
+`;

@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -25,6 +25,12 @@ export interface L2Options {
 
 
 const GENERATIONS = "quiver:cache:generations";
+/** The run id of the L2 server the generations were last checked against (RUN_CHECK_LUA). */
+const RUN_KEY = "quiver:cache:run";
+/** While L2 does not answer (HUNG_AFTER_TIMEOUTS in a row), one call in this long goes through as a probe; the rest are skipped. */
+const HUNG_PROBE_MS = 1000;
+/** Longest wait between retries of a generation re-read that failed. */
+const SYNC_RETRY_MAX_MS = 5000;
 /** Calls in a row that time out before the L2 is reported not answering (a hung server keeps its connection). */
 const HUNG_AFTER_TIMEOUTS = 5;
 const ALL = "*";
@@ -61,6 +67,7 @@ export class L2Store implements L2Tier {
   private readonly fillCommand: FillCommand;
   private readonly bumpCommand: GenerationCommand;
   private readonly raiseCommand: GenerationCommand;
+  private readonly runCheckCommand: GenerationCommand;
   private allGen = 0;
   private readonly viewGens = new Map<string, number>();
   /** Key prefix per view for the current generations; rebuilt when a generation changes. */
@@ -98,17 +105,25 @@ export class L2Store implements L2Tier {
     this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
-    const commands = this.client as unknown as { quiverCacheFill: FillCommand; quiverGenerationBump: GenerationCommand; quiverGenerationRaise: GenerationCommand };
+    this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
+    const commands = this.client as unknown as {
+      quiverCacheFill: FillCommand;
+      quiverGenerationBump: GenerationCommand;
+      quiverGenerationRaise: GenerationCommand;
+      quiverRunCheck: GenerationCommand;
+    };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
+    this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
     this.client.on("error", (e: Error) => {
       this.lastError = e.message;
     });
     this.client.on("ready", () => {
       this.lastError = undefined;
-      // Invalidations may have happened while we were away.
-      void this.syncGenerations();
+      // Invalidations may have happened while we were away, and the server may not be the one we left.
+      this.serverChecked = false;
+      this.connectedSync = this.syncGenerations();
       void this.refreshServerStats();
     });
     this.statsTimer = setInterval(() => void this.refreshServerStats(), options.statsIntervalMs ?? 5000);
@@ -142,16 +157,70 @@ export class L2Store implements L2Tier {
    */
   state(): { address: string; connected: boolean; error?: string } {
     const hung = this.timedOutInARow >= HUNG_AFTER_TIMEOUTS;
-    const reachable = this.connected && !hung;
-    const error = hung ? `not answering: its last ${this.timedOutInARow} calls timed out` : this.lastError;
+    const reachable = this.connected && !hung && !this.generationsUnknown;
+    const error = hung
+      ? `not answering: its last ${this.timedOutInARow} calls timed out`
+      : this.generationsUnknown
+        ? `generations could not be re-read (${this.lastError ?? "timed out"}); not used until they are`
+        : this.lastError;
     return { address: this.describe, connected: reachable, ...(error && !reachable ? { error } : {}) };
   }
 
   /** Calls in a row that ran out their bound (reset by any answer). */
   private timedOutInARow = 0;
+  /** When the last call was let through to an L2 that does not answer (performance.now()). */
+  private lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** The generations in use could not be re-read (after an invalidation elsewhere, a gap, a reconnect): L2 is not used until they are. */
+  private generationsUnknown = false;
+  /** The server's run id was checked since the connection was (re)made (RUN_CHECK_LUA). */
+  private serverChecked = false;
+  private syncRetry: ReturnType<typeof setTimeout> | undefined;
+  private syncRetryMs = 0;
+  private closed = false;
+  /** The generation re-read that follows the latest (re)connection. */
+  private connectedSync: Promise<boolean> | undefined;
 
-  /** Waits for the first connection (start-up); false if not ready within `ms` (the pod starts anyway, degraded). */
-  whenReady(ms: number): Promise<boolean> {
+  /**
+   * May a read or a fill go to L2 now? Not while the generations are being
+   * re-read or are unknown (keys would be the old generation's: an entry an
+   * invalidation hid read as a hit), and while L2 does not answer, only one
+   * call a second (a probe): every miss waited out the bound on a hung L2,
+   * and ioredis held each command in its pipeline (1,025 held in 4 s at 150
+   * lookups a second), replaying them all when it came back.
+   */
+  private usable(write = false): boolean {
+    // A write during a re-read goes under the generations known (as before the re-read), a read waits for it.
+    if (!this.connected || (this.syncing > 0 && !write) || this.generationsUnknown) return false;
+    if (this.timedOutInARow < HUNG_AFTER_TIMEOUTS) return true;
+    const now = performance.now();
+    if (now - this.lastProbeAt < HUNG_PROBE_MS) return false;
+    this.lastProbeAt = now;
+    return true;
+  }
+
+  /**
+   * Waits for the first connection (start-up) and the generation re-read
+   * that follows it (until then L2 is not read, and a fill would go under
+   * generations about to change); false if not ready within `ms` (the pod
+   * starts anyway, degraded).
+   */
+  async whenReady(ms: number): Promise<boolean> {
+    const until = performance.now() + ms;
+    if (!(await this.whenConnected(ms))) return false;
+    const sync = this.connectedSync;
+    if (sync === undefined) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, until - performance.now()));
+    });
+    try {
+      return await Promise.race([sync, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private whenConnected(ms: number): Promise<boolean> {
     if (this.connected) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = (ok: boolean): void => {
@@ -179,7 +248,7 @@ export class L2Store implements L2Tier {
 
   /** One MGET; undefined when L2 is down, slow past the timeout, or re-reading generations. */
   async read(keys: readonly string[]): Promise<L2Slot[] | undefined> {
-    if (!this.connected || this.syncing > 0) return undefined;
+    if (!this.usable()) return undefined;
     const l2Keys = keys.map((k) => this.keyOf(k));
     const raw = await this.bounded(this.client.mgetBuffer(l2Keys));
     if (raw === undefined) return undefined;
@@ -210,7 +279,7 @@ export class L2Store implements L2Tier {
 
   /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
   async write(entries: readonly L2Write[]): Promise<boolean> {
-    if (entries.length === 0 || !this.connected) return entries.length === 0;
+    if (entries.length === 0 || !this.usable(true)) return entries.length === 0;
     const n = entries.length;
     const args = new Array<string | Buffer | number>(n * 3);
     for (let i = 0; i < n; i++) {
@@ -238,7 +307,7 @@ export class L2Store implements L2Tier {
    * of its own (the writer, a new pod) served it PRESENT for the L2 TTL.
    */
   async supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean> {
-    if (entries.length === 0 || !this.connected) return entries.length === 0;
+    if (entries.length === 0 || !this.usable(true)) return entries.length === 0;
     const n = entries.length;
     const args = new Array<string | Buffer | number>(n * 3);
     for (let i = 0; i < n; i++) {
@@ -272,8 +341,39 @@ export class L2Store implements L2Tier {
 
   /** Re-reads every generation (after a remote invalidation, a reconnect or a feed gap); L2 reads miss meanwhile. */
   async syncGenerations(): Promise<boolean> {
+    const ok = await this.syncOnce();
+    if (ok) {
+      this.generationsUnknown = false;
+      this.syncRetryMs = 0;
+    } else if (!this.closed) {
+      // A re-read that failed once was never tried again: the pod kept its old generations and read the entries an
+      // invalidation meant to hide as hits, for the L2 TTL. Until one succeeds L2 is not used, and it is retried.
+      this.generationsUnknown = true;
+      if (this.syncRetry === undefined) {
+        this.syncRetryMs = Math.min(Math.max(2 * this.syncRetryMs, 100), SYNC_RETRY_MAX_MS);
+        this.syncRetry = setTimeout(() => {
+          this.syncRetry = undefined;
+          void this.syncGenerations();
+        }, this.syncRetryMs);
+        this.syncRetry.unref?.();
+      }
+    }
+    return ok;
+  }
+
+  private async syncOnce(): Promise<boolean> {
     this.syncing++;
     try {
+      if (!this.serverChecked) {
+        // A server restarted from its files (or a replica promoted) may hold copies older than acknowledged writes.
+        const info = await this.bounded(this.client.info("server"), 2000);
+        const runId = info === undefined ? undefined : /^run_id:(\w+)/m.exec(info)?.[1];
+        if (runId === undefined) return false;
+        const gen = await this.bounded(this.runCheckCommand(2, GENERATIONS, RUN_KEY, runId, this.allGen), 2000);
+        if (gen === undefined) return false;
+        this.applyGeneration(ALL, Number(gen));
+        this.serverChecked = true;
+      }
       const all = await this.bounded(this.client.hgetall(GENERATIONS), 2000);
       if (all === undefined) return false;
       for (const [field, value] of Object.entries(all)) this.applyGeneration(field, Number(value));
@@ -305,7 +405,9 @@ export class L2Store implements L2Tier {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.statsTimer);
+    if (this.syncRetry !== undefined) clearTimeout(this.syncRetry);
     try {
       if (this.connected) await this.bounded(this.client.quit(), 500);
     } catch {
