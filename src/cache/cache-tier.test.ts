@@ -116,6 +116,35 @@ describe("CacheTier with L1", () => {
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, "new")]);
   });
 
+  test("a lookup joining a read in flight waits no longer than its own budget", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
+    origin.hold();
+    const degraded: string[] = [];
+    // The read in flight began with a long budget (a hung shard would hold it seconds): the joiner answers at its own.
+    const roomy = tier.getMany(["v@1/k=i1"], { deadline: performance.now() + 60_000 });
+    const tight = await tier.getMany(["v@1/k=i1"], { deadline: performance.now() + 20, degraded });
+    expect(tight).toEqual([UNAVAILABLE]);
+    expect(degraded).toEqual(["origin"]);
+    expect(origin.reads).toBe(1);
+    origin.release();
+    expect(await roomy).toEqual([row(5, "x")]);
+  });
+
+  test("a lookup whose joined read gave up at a tighter budget reads the key itself within its own", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
+    // The read in flight (begun by a 1 ms lookup) answers UNAVAILABLE; the origin is fine again by the joiner's turn.
+    origin.down = true;
+    const now = performance.now();
+    const tight = tier.getMany(["v@1/k=i1"], { deadline: now + 1 });
+    const roomy = tier.getMany(["v@1/k=i1"], { deadline: now + 60_000 });
+    origin.down = false;
+    expect(await tight).toEqual([UNAVAILABLE]);
+    expect(await roomy).toEqual([row(5, "x")]);
+    expect(origin.reads).toBe(2);
+  });
+
   test("100 concurrent lookups of one cold key cause one origin read", async () => {
     const { origin, tier, m } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);

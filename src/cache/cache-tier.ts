@@ -277,8 +277,9 @@ export class CacheTier implements KvNode, ChangeListener {
    * UNAVAILABLE (and the shards that failed go to `ctx.degraded`). Joins the
    * reads in flight for these keys; one flight reads the rest.
    */
-  private async readMisses(keys: readonly string[], missPos: readonly number[], out: ReadSlot[], ctx: ReadContext | undefined): Promise<void> {
+  private async readMisses(keys: readonly string[], missPos: readonly number[], out: ReadSlot[], ctx: ReadContext | undefined, again = false): Promise<void> {
     const l1 = this.l1;
+    const deadline = ctx?.deadline ?? Number.POSITIVE_INFINITY;
     // Join reads in flight; start one flight for the rest.
     const mine: string[] = [];
     for (const pos of missPos) {
@@ -286,25 +287,37 @@ export class CacheTier implements KvNode, ChangeListener {
       if (!this.inFlight.has(key)) mine.push(key);
     }
     if (mine.length < missPos.length) this.m.coalesced.inc(missPos.length - mine.length);
-    if (mine.length > 0) this.inFlight.start(mine, (f) => this.fly(f, ctx));
+    if (mine.length > 0) this.inFlight.start(mine, (f) => this.fly(f, ctx), deadline);
     const refs = missPos.map((pos) => this.inFlight.get(keys[pos]!)!);
     let first: Flight | undefined;
     let several = false;
+    let latest = Number.NEGATIVE_INFINITY;
     for (const r of refs) {
       if (first === undefined) first = r.flight;
       else if (r.flight !== first) several = true;
+      if (r.flight.deadline > latest) latest = r.flight.deadline;
     }
-    if (several) await Promise.all([...new Set(refs.map((r) => r.flight.done))]);
-    else await first!.done;
+    const landed = several ? Promise.all([...new Set(refs.map((r) => r.flight.done))]) : first!.done;
+    // A flight joined that reads past this request's budget (it began with a longer one): waited for no longer than
+    // the budget. Joiners waited for the read they joined: 3 s on a hung shard for a lookup with 50 ms.
+    if (latest > deadline) await untilDeadline(landed, deadline);
+    else await landed;
 
     const now = this.clock();
     let degradedFrom: Flight | undefined;
+    let retry: number[] | undefined;
     for (let j = 0; j < missPos.length; j++) {
       const pos = missPos[j]!;
       const { flight, index } = refs[j]!;
-      const slot = flight.slots![index];
+      const slot = flight.slots === undefined ? UNAVAILABLE : flight.slots[index];
       if (slot !== UNAVAILABLE) {
         out[pos] = slot;
+        continue;
+      }
+      // The read joined gave up at its own, earlier deadline (a request with a tighter budget began it): this one
+      // reads the key itself within what is left of its budget, once.
+      if (!again && flight.slots !== undefined && flight.deadline < deadline && performance.now() < deadline) {
+        (retry ??= []).push(pos);
         continue;
       }
       const grace = l1?.graceRow(keys[pos]!, now);
@@ -314,12 +327,17 @@ export class CacheTier implements KvNode, ChangeListener {
       } else {
         out[pos] = UNAVAILABLE;
       }
-      // Either way the shards that could not answer are named (an answer of grace copies alone named none).
+      // Either way the shards that could not answer are named (an answer of grace copies alone named none); a read
+      // still going when the budget ran out has named none yet: the origin is.
       if (degradedFrom !== flight) {
         degradedFrom = flight;
-        if (ctx?.degraded) ctx.degraded.push(...flight.degraded);
+        if (ctx?.degraded) {
+          if (flight.slots === undefined) ctx.degraded.push(this.origin.id);
+          else ctx.degraded.push(...flight.degraded);
+        }
       }
     }
+    if (retry !== undefined) await this.readMisses(keys, retry, out, ctx, true);
   }
 
   /**
@@ -853,4 +871,15 @@ class HeldRows implements ThroughRows {
   private mustBeRead(): void {
     if (this.fetched.length !== this.missKeys.length) throw new Error("ThroughRows: readRest must run before the rows are reported");
   }
+}
+
+/** Resolves when `work` does or at `deadline` (performance.now() ms), whichever is first. */
+function untilDeadline(work: Promise<unknown>, deadline: number): Promise<unknown> {
+  const ms = deadline - performance.now();
+  if (ms <= 0) return Promise.resolve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
