@@ -317,7 +317,8 @@ export class CacheTier implements KvNode, ChangeListener {
       // The read joined gave up at its own, earlier deadline (a request with a tighter budget began it): this one
       // reads the key itself within what is left of its budget, once.
       if (!again && flight.slots !== undefined && flight.deadline < deadline && performance.now() < deadline) {
-        (retry ??= []).push(pos);
+        retry ??= [];
+        retry.push(pos);
         continue;
       }
       const grace = l1?.graceRow(keys[pos]!, now);
