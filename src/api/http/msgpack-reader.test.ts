@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { decode, encode } from "@msgpack/msgpack";
 import fc from "fast-check";
-import { MsgpackReader } from "./msgpack-reader.ts";
+import { MsgpackReader, TooManyContainers } from "./msgpack-reader.ts";
 
 const reader = new MsgpackReader({ maxStrLength: 1000, maxArrayLength: 1000, maxMapLength: 100, maxDepth: 8 });
 
@@ -48,7 +48,7 @@ describe("MsgpackReader", () => {
     const text = [..."x".repeat(300)].map((ch) => ch.charCodeAt(0));
     const blob = Array.from({ length: 300 }, (_, i) => i & 0xff);
     const ints = Array.from({ length: 20 }, (_, i) => i);
-    const pairs = ints.flatMap((i) => [0xa2, 0x6b, 0x30 + (i % 10), i]);
+    const pairs = ints.flatMap((i) => [0xa3, 0x6b, 0x30 + Math.floor(i / 10), 0x30 + (i % 10), i]);
     const long: number[][] = [
       [0xda, ...be16(300), ...text],
       [0xdb, ...be32(300), ...text],
@@ -92,6 +92,12 @@ describe("MsgpackReader", () => {
     expect(() => reader.decode(encode([[[[[[[[[[1]]]]]]]]]]))).toThrow(/nesting/);
     expect(() => reader.decode(encode("x".repeat(1001)))).toThrow(/exceeds the limit/);
     expect(() => reader.decode(new Uint8Array([0x81, 0x90, 0x01]))).toThrow(/map keys/);
+    // A key twice (fixmap of 2: "a" → 1, "a" → 2), or 1 and "1" (one property): refused, not the last kept.
+    expect(() => reader.decode(new Uint8Array([0x82, 0xa1, 0x61, 0x01, 0xa1, 0x61, 0x02]))).toThrow(/"a" appears twice/);
+    expect(() => reader.decode(new Uint8Array([0x82, 0x01, 0x01, 0xa1, 0x31, 0x02]))).toThrow(/"1" appears twice/);
+    // A multi-container budget: a decode opening more maps and arrays than it allows stops at the first one over.
+    expect(() => reader.decode(encode([[], [], {}]), 4)).not.toThrow();
+    expect(() => reader.decode(encode([[], [], {}]), 3)).toThrow(TooManyContainers);
     expect(() => reader.decode(new Uint8Array([0xa2, 0xc3, 0x28]))).toThrow();
   });
 

@@ -185,6 +185,8 @@ export class MsgpackReader {
       const at = this.pos;
       const key = this.value(depth + 1);
       if (typeof key !== "string" && typeof key !== "number") throw new Error(`map keys must be strings or numbers (at byte ${at})`);
+      // A key twice (or 1 and "1", one property) would keep the last silently: in a push, which entity is written.
+      if (Object.hasOwn(out, key)) throw new Error(`map key ${JSON.stringify(String(key))} appears twice (at byte ${at})`);
       const v = this.value(depth + 1);
       // Own property even for "__proto__": a body never changes an object's prototype.
       if (key === "__proto__") Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
