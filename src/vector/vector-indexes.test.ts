@@ -171,6 +171,47 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a change another view's shard cannot read does not hold up the other views: one pass per view, the unread key kept", async () => {
+    const twoViews = compileRegistry({
+      entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+      featureViews: ["a", "b"].map((name) => ({ name, entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32 } })),
+    });
+    const inner = new ArenaKvNode("t");
+    const deadKey = "a@1/item_id=i1";
+    const liveKey = "b@1/item_id=i2";
+    let deadReads = 0;
+    let deadReadsBeforeB: number | undefined;
+    // deadKey's shard is down until view b's change has been read (or, so the old code ends, for 4 reads).
+    const store = compositeShape(inner, {
+      getMany: async (keys): Promise<ReadSlot[]> => {
+        const rows = await inner.getMany(keys);
+        if (keys.includes(liveKey)) deadReadsBeforeB ??= deadReads;
+        return keys.map((k, i) => {
+          if (k !== deadKey) return rows[i]!;
+          deadReads++;
+          return deadReadsBeforeB === undefined && deadReads <= 4 ? UNAVAILABLE : rows[i]!;
+        });
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(twoViews);
+    await inner.putMany([
+      { key: deadKey, row: row(1) },
+      { key: liveKey, row: row(2) },
+    ]);
+    feed.publish([
+      { key: deadKey, ts: 1, op: "put" },
+      { key: liveKey, ts: 1, op: "put" },
+    ]);
+    await vectors.idle();
+    // Retried in a loop before view b was looked at: 4 reads of a's key (250 ms apart), and with the shard down for good b never got its change.
+    expect(deadReadsBeforeB).toBe(1);
+    expect(vectors.get("b")!.size).toBe(1);
+    expect(vectors.get("a")!.size).toBe(1);
+    await vectors.close();
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

@@ -53,6 +53,10 @@ interface ViewState {
 }
 
 const PAGE = 256;
+/** Changes re-read per store call by drain(). */
+const DRAIN_BATCH = 1000;
+/** Pause before a drain re-reads rows its last pass could not read (their shard down). */
+const DRAIN_RETRY_MS = 250;
 
 /**
  * Every indexed view's vector index, kept current from the change feed.
@@ -79,6 +83,8 @@ export class VectorIndexes implements ChangeListener {
   private timer: ReturnType<typeof setInterval> | undefined;
   private connectWatch: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
+  /** Ends the pause before a drain that waits to re-read unreadable rows. */
+  private wakeDrain: (() => void) | undefined;
   private closed = false;
   private readonly buildSeconds;
   private readonly snapshotSeconds;
@@ -456,68 +462,103 @@ export class VectorIndexes implements ChangeListener {
     }
   }
 
-  private scheduleDrain(): void {
-    if (this.draining || this.closed) return;
-    this.draining = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.drain());
+  /**
+   * Runs drain() on the next loop turn, or after `delayMs` when the last pass
+   * left changes it could not read (their shard down). A change arriving
+   * during such a wait cuts it short: the other views' changes are not held.
+   */
+  private scheduleDrain(delayMs = 0): void {
+    if (this.closed) return;
+    if (this.draining) {
+      if (delayMs === 0) this.wakeDrain?.();
+      return;
+    }
+    this.draining = new Promise<void>((resolve) => {
+      if (delayMs === 0) {
+        setImmediate(resolve);
+        return;
+      }
+      const timer = setTimeout(resolve, delayMs);
+      this.wakeDrain = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).then(() => {
+      this.wakeDrain = undefined;
+      return this.drain();
+    });
   }
 
-  /** Applies pending changes: re-reads their rows from the store, view by view, in bounded batches. */
+  /**
+   * Applies pending changes: re-reads their rows from the store, one pass per
+   * view over the keys pending when the pass starts, in bounded batches. Keys
+   * that could not be read stay pending for the next drain, which comes after
+   * a pause: retried in place, one unreadable key of a view kept every view
+   * after it from getting changes for as long as its shard was down.
+   */
   private async drain(): Promise<void> {
+    let unread = false;
     try {
       for (const [name, s] of this.states) {
-        while (s.pending.size > 0 && !this.closed) {
-          const keys: string[] = [];
-          const arrived: number[] = [];
-          for (const [key, at] of s.pending) {
-            keys.push(key);
-            arrived.push(at);
-            if (keys.length === 1000) break;
-          }
-          for (const k of keys) s.pending.delete(k);
-          let rows: ReadSlot[];
-          try {
-            rows = await this.o.store.getMany(keys);
-          } catch (e) {
-            // Storage is down: keep the keys and retry shortly (a catch-up would need the store too).
-            for (let i = 0; i < keys.length; i++) if (!s.pending.has(keys[i]!)) s.pending.set(keys[i]!, arrived[i]!);
-            console.error(`quiver: vector index ${name}: cannot re-read changed rows (${(e as Error).message}); retrying`);
-            await new Promise((r) => setTimeout(r, 250));
-            continue;
-          }
-          if (s.writing) await s.writing;
-          const now = this.clock();
-          const done = performance.now();
-          let lag = this.lag.get(name);
-          if (!lag) {
-            lag = this.lagHistogram.labels(name);
-            this.lag.set(name, lag);
-          }
-          let unavailable = 0;
-          for (let i = 0; i < keys.length; i++) {
-            const key = keys[i]!;
-            const slot = rows[i];
-            if (slot === UNAVAILABLE) {
-              // Its shard could not answer: keep the change and re-read it shortly.
-              if (!s.pending.has(key)) s.pending.set(key, arrived[i]!);
-              unavailable++;
-              continue;
-            }
-            s.touched?.add(key);
-            // Only a rebuild of the same keys (a reshape, not a version bump: the old version's rows are not its).
-            if (s.rebuild?.prefix === s.vi.view.keyPrefix) s.rebuild.pending.add(key);
-            this.applied.labels(name, s.vi.apply(key, slot, now)).inc();
-            lag.observe((done - arrived[i]!) / 1000);
-          }
-          if (unavailable > 0) {
-            this.applied.labels(name, "unavailable").inc(unavailable);
-            await new Promise((r) => setTimeout(r, 250));
-          }
+        if (this.closed) break;
+        const pass = [...s.pending];
+        for (let at = 0; at < pass.length && !this.closed; at += DRAIN_BATCH) {
+          if (!(await this.drainBatch(name, s, pass.slice(at, at + DRAIN_BATCH)))) unread = true;
         }
       }
     } finally {
       this.draining = undefined;
-      if (!this.closed && [...this.states.values()].some((s) => s.pending.size > 0)) this.scheduleDrain();
+      if (!this.closed && [...this.states.values()].some((s) => s.pending.size > 0)) this.scheduleDrain(unread ? DRAIN_RETRY_MS : 0);
     }
+  }
+
+  /** One batch of a view's pending changes; false when some rows could not be read (kept pending). */
+  private async drainBatch(name: string, s: ViewState, batch: readonly (readonly [string, number])[]): Promise<boolean> {
+    const keys: string[] = [];
+    const arrived: number[] = [];
+    for (const [key, at] of batch) {
+      // Arrived again since the pass began: still pending, with its first arrival.
+      if (s.pending.get(key) !== at) continue;
+      s.pending.delete(key);
+      keys.push(key);
+      arrived.push(at);
+    }
+    if (keys.length === 0) return true;
+    let rows: ReadSlot[];
+    try {
+      rows = await this.o.store.getMany(keys);
+    } catch (e) {
+      // Storage is down: keep the keys and retry shortly (a catch-up would need the store too).
+      for (let i = 0; i < keys.length; i++) if (!s.pending.has(keys[i]!)) s.pending.set(keys[i]!, arrived[i]!);
+      console.error(`quiver: vector index ${name}: cannot re-read changed rows (${(e as Error).message}); retrying`);
+      return false;
+    }
+    if (s.writing) await s.writing;
+    const now = this.clock();
+    const done = performance.now();
+    let lag = this.lag.get(name);
+    if (!lag) {
+      lag = this.lagHistogram.labels(name);
+      this.lag.set(name, lag);
+    }
+    let unavailable = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const slot = rows[i];
+      if (slot === UNAVAILABLE) {
+        // Its shard could not answer: keep the change and re-read it in the next drain.
+        if (!s.pending.has(key)) s.pending.set(key, arrived[i]!);
+        unavailable++;
+        continue;
+      }
+      s.touched?.add(key);
+      // Only a rebuild of the same keys (a reshape, not a version bump: the old version's rows are not its).
+      if (s.rebuild?.prefix === s.vi.view.keyPrefix) s.rebuild.pending.add(key);
+      this.applied.labels(name, s.vi.apply(key, slot, now)).inc();
+      lag.observe((done - arrived[i]!) / 1000);
+    }
+    if (unavailable > 0) this.applied.labels(name, "unavailable").inc(unavailable);
+    return unavailable === 0;
   }
 
   private track(p: Promise<unknown>): void {
