@@ -131,6 +131,48 @@ describe("VectorIndexes", () => {
     }
   });
 
+  test("a version bump's index never takes the old version's changes, pending or being read when it swaps in", async () => {
+    const bumped = (version: number) =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", version, entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32 } }],
+      });
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    // The re-read of claim 4's change (a version-1 pod's push, heard on the shared feed) is held until the bump swapped in.
+    const store = compositeShape(inner, {
+      getMany: async (keys) => {
+        const rows = await inner.getMany(keys);
+        if (keys.includes(key(4))) {
+          held = true;
+          await gate;
+        }
+        return rows;
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(bumped(1));
+    await inner.putMany([{ key: key(4), row: row(4, 2) }]);
+    feed.publish([{ key: key(4), ts: 2, op: "put" }]);
+    while (!held) await Bun.sleep(1);
+    // And one more, still pending when the new index serves.
+    await inner.putMany([{ key: key(5), row: row(5, 3) }]);
+    feed.publish([{ key: key(5), ts: 3, op: "put" }]);
+    vectors.reconfigure(bumped(2));
+    while (vectors.get("items")!.view.version !== 2) await Bun.sleep(1);
+    release();
+    await vectors.idle();
+    // Applied to the version-2 index: a search for claim 4 or 5 answered a version-1 key.
+    expect(ids(vectors)).toEqual([]);
+    await vectors.close();
+  });
+
   test("an invalidation of the view catches up too", async () => {
     const { store, feed, vectors } = await setup();
     await store.putMany([{ key: key(6), row: row(6) }]);

@@ -516,10 +516,13 @@ export class VectorIndexes implements ChangeListener {
   private async drainBatch(name: string, s: ViewState, batch: readonly (readonly [string, number])[]): Promise<boolean> {
     const keys: string[] = [];
     const arrived: number[] = [];
+    const prefix = s.vi.view.keyPrefix;
     for (const [key, at] of batch) {
       // Arrived again since the pass began: still pending, with its first arrival.
       if (s.pending.get(key) !== at) continue;
       s.pending.delete(key);
+      // The previous version's change, pending when a version bump's index swapped in: not a row of this index.
+      if (!key.startsWith(prefix)) continue;
       keys.push(key);
       arrived.push(at);
     }

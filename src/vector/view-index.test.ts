@@ -88,6 +88,16 @@ for (const algorithm of ["hnsw", "brute-force"] as const) {
       expect(vi.size).toBe(0);
     });
 
+    test("a row of another key prefix (the view's previous version) is not indexed", () => {
+      const bumped = compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", version: 2, entities: ["item"], features: [{ name: "tag", type: "string" }, { name: "vec", type: "embedding(8)" }], index: { feature: "vec", algorithm } }],
+      }).views.get("items")!;
+      const vi = ViewIndex.empty(bumped, bumped.index!, undefined);
+      expect(vi.apply(keyOf(1), { ts: 1, values: ["x", unitVector(8, prng(1))] }, 0)).toBe("skipped");
+      expect(vi.size).toBe(0);
+    });
+
     test("deleted labels are reused, so churn does not grow the index", () => {
       const vi = ViewIndex.empty(view, view.index!, undefined);
       for (let round = 0; round < 5; round++) {

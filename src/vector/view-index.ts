@@ -70,9 +70,12 @@ export class ViewIndex {
   /**
    * Brings the index in line with the store's current row for `key`
    * (undefined: the row is gone). A row with no usable vector (null, or all
-   * zeros under cosine) leaves the index like a delete.
+   * zeros under cosine) leaves the index like a delete. A key outside the
+   * view's key prefix is skipped.
    */
   apply(key: string, row: StoredRow | undefined, now: number): ApplyOutcome {
+    // Another version's key (a change read before a version bump swapped this index in): not this index's row.
+    if (!key.startsWith(this.view.keyPrefix)) return "skipped";
     const known = this.labels.labelOf(key);
     if (row === undefined) return known === undefined ? "unchanged" : this.drop(key, now);
     // The same row again (a replay, a catch-up over an applied change), or an older one: keep what we have.
