@@ -275,4 +275,24 @@ describe("registry changes", () => {
     expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
     await q.vectors.idle();
   }, 60_000);
+  test("the index moved to an embedding of another dimension answers 503 until the rebuild is in, then matches in the new dimension", async () => {
+    // After the test above: the stored layout has grown by "reviewed", and may only grow at its end.
+    const base = await Bun.file(registryPath).text();
+    const moved = base
+      .replace('      - { name: embedding, type: "embedding(384)" }', '      - { name: embedding, type: "embedding(384)" }\n      - { name: reviewed, type: bool }\n      - { name: emb8, type: "embedding(8)" }')
+      .replace("index: { feature: embedding,", "index: { feature: emb8,");
+    expect(moved).not.toBe(base);
+    writeFileSync(registryPath, moved);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    // The 8-d query reached the old 384-d index: 500 ("Invalid the given array length"), or null scores by brute force.
+    const during = await errorOf({ view: "claims", vector: [1, 0, 0, 0, 0, 0, 0, 0], k: 3 });
+    expect(during.status).toBe(503);
+    expect(during.message).toContain("being rebuilt");
+    await q.vectors.idle();
+    // The stored rows have no emb8 yet: an empty index, answered as such.
+    expect((await match({ view: "claims", vector: [1, 0, 0, 0, 0, 0, 0, 0], k: 3 })).matches).toEqual([]);
+    writeFileSync(registryPath, base);
+    expect((await q.http.app.request("/admin/registry/reload", { method: "POST" })).status).toBe(200);
+    await q.vectors.idle();
+  }, 60_000);
 });

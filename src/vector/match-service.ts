@@ -26,7 +26,8 @@ export interface MatchResult {
  * The claim-matching use case, transport-neutral: a validated MatchQuery in,
  * neighbours with their joined features out, or a QuiverError (400 for a
  * query entity that does not exist or has no vector, 503 while the view's
- * index is still being built).
+ * index is still being built, or rebuilt for another version, feature,
+ * dimension or metric).
  */
 export class MatchService {
   private readonly searches;
@@ -48,7 +49,14 @@ export class MatchService {
     if (!vi) throw unavailable(`the vector index of "${q.view.name}" is being built; retry shortly`);
     // After a registry change that re-keys the view, the old index serves old keys until the rebuild swaps in.
     if (vi.view.keyPrefix !== q.view.keyPrefix) throw unavailable(`the vector index of "${q.view.name}" is being rebuilt for version ${q.view.version}; retry shortly`);
+    // After a registry change of the indexed feature, dimension or metric, the old index serves the old definition
+    // until the rebuild swaps in; a query validated against the new one reached it (HNSW threw: a 500; brute force
+    // answered null scores).
+    const want = q.view.index!;
     const spec = vi.spec;
+    if (spec.dim !== want.dim || spec.metric !== want.metric || spec.feature.name !== want.feature.name) {
+      throw unavailable(`the vector index of "${q.view.name}" is being rebuilt for the new index definition; retry shortly`);
+    }
     let vector: readonly number[];
     let exclude: string | undefined;
     switch (q.query.kind) {
