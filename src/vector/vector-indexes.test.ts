@@ -254,6 +254,43 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  describe("a registry change while a new index's first build waits for a shard is what gets built", () => {
+    const declared = (version: number, index: boolean, metric: "cosine" | "l2" = "cosine") =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [
+          { name: "items", entities: ["item"], version, features: [{ name: "vec", type: "embedding(8)" }], ...(index ? { index: { feature: "vec", M: 8, efConstruction: 32, metric } } : {}) },
+        ],
+      });
+    for (const [what, next, want] of [
+      ["a version bump", declared(2, true), { prefix: "items@2/", metric: "cosine" }],
+      ["a metric change", declared(1, true, "l2"), { prefix: "items@1/", metric: "l2" }],
+      ["the index taken out", declared(1, false), undefined],
+    ] as const) {
+      test(what, async () => {
+        const inner = new ArenaKvNode("t");
+        await inner.putMany([1, 2, 3].flatMap((id) => [1, 2].map((v) => ({ key: `items@${v}/item_id=i${id}`, row: row(id) }))));
+        let down = false;
+        const store = compositeShape(inner, { scan: (cursor, count, prefix) => (down ? Promise.reject(new Error("shard down")) : inner.scan(cursor, count, prefix)) });
+        const metrics = new MetricsRegistry();
+        const vectors = new VectorIndexes({ store, feed: new TestFeed(), metrics, snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+        await vectors.start(declared(1, false));
+        down = true;
+        vectors.reconfigure(declared(1, true));
+        const retries = async () => Number(/quiver_vector_task_retries_total\{view="items",task="build"\} (\d+)/.exec(await metrics.render())?.[1] ?? 0);
+        while ((await retries()) === 0) await Bun.sleep(1);
+        vectors.reconfigure(next);
+        down = false;
+        await vectors.idle();
+        const vi = vectors.get("items");
+        // The build was retried with the definition of its first try: version 1, cosine, and an index the registry no longer declares.
+        expect(vi && { prefix: vi.view.keyPrefix, metric: vi.spec.metric }).toEqual(want);
+        if (want) expect(vi!.size).toBe(3);
+        await vectors.close();
+      });
+    }
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

@@ -78,6 +78,10 @@ export class VectorIndexes implements ChangeListener {
    */
   private readonly rebuildsByPrefix = new Map<string, RebuildJob>();
   private readonly clock: () => number;
+  /** The registry last given to start() or reconfigure(): what a retried first build reads its view from. */
+  private registry: Registry | undefined;
+  /** Views whose first build runs or waits to try again: one per view, whatever reloads come meanwhile. */
+  private readonly building = new Set<string>();
   private readonly tasks = new Set<Promise<unknown>>();
   private unsubscribe: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -117,6 +121,7 @@ export class VectorIndexes implements ChangeListener {
   /** Loads or builds every index the registry declares, then follows the feed. */
   async start(registry: Registry): Promise<void> {
     this.unsubscribe = this.o.feed.subscribe(this);
+    this.registry = registry;
     for (const view of registry.views.values()) {
       if (!view.index) continue;
       try {
@@ -126,7 +131,7 @@ export class VectorIndexes implements ChangeListener {
         // flagged): the view is served once a build gets through, matches answer 503 meanwhile.
         this.retried.labels(view.name, "build").inc();
         console.error(`quiver: vector index ${view.name}: build failed at start (${(e as Error).message}); starting without it, trying again`);
-        this.track(this.untilDone(view.name, "build", () => this.open(view)));
+        this.track(this.build(view.name));
       }
     }
     if (!this.o.feed.state().connected) this.catchUpOnceConnected();
@@ -167,6 +172,7 @@ export class VectorIndexes implements ChangeListener {
    * once, and search-time settings (efSearch, embedder) apply immediately.
    */
   reconfigure(registry: Registry): void {
+    this.registry = registry;
     for (const [name, s] of this.states) {
       const view = registry.views.get(name);
       if (!view?.index) this.drop(name, s);
@@ -176,7 +182,7 @@ export class VectorIndexes implements ChangeListener {
       const s = this.states.get(view.name);
       if (!s) {
         // Tried again until the store answers: a view added while a shard is down gets its index once it is back.
-        this.track(this.untilDone(view.name, "build", () => this.open(view)));
+        if (!this.building.has(view.name)) this.track(this.build(view.name));
         continue;
       }
       const shape = ViewIndex.shapeOf(view, view.index);
@@ -296,6 +302,22 @@ export class VectorIndexes implements ChangeListener {
     }
   }
 
+  /**
+   * A view's first build, tried again until the store answers. Each try reads
+   * the view from the registry of that moment: retried with the definition of
+   * the first try, a reload meanwhile was lost (a version bump left matching
+   * at 503 for good, a metric change was ignored, an index taken out came back).
+   */
+  private build(name: string): Promise<void> {
+    this.building.add(name);
+    return this.untilDone(name, "build", async () => {
+      const view = this.registry?.views.get(name);
+      if (!view?.index || this.states.has(name)) return; // taken out of the registry meanwhile, or built
+      await this.open(view);
+    }).finally(() => this.building.delete(name));
+  }
+
+  /** Builds (or loads and catches up) a view's index and serves it; on failure it leaves no state behind. */
   private async open(view: CompiledView): Promise<void> {
     const spec = view.index!;
     const embedder = createEmbedder(view, this.o.embedders);
@@ -315,6 +337,10 @@ export class VectorIndexes implements ChangeListener {
     let unread: number;
     try {
       unread = await scan;
+    } catch (e) {
+      // Not served half-built; the next try (build()) starts over from the registry of its time.
+      if (this.states.get(view.name) === s) this.drop(view.name, s);
+      throw e;
     } finally {
       s.catchingUp = undefined;
     }
