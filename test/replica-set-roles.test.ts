@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
+import { encodeRow } from "../src/kv/row-codec.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
@@ -113,6 +114,36 @@ test("a replica that says it is a master (a deposed primary back from its own fi
     },
     { ts: 20, values: [2] },
   );
+}, 30_000);
+
+test("a read asked of the primary (fromPrimary) answers the primary's row where a lagging replica has an older one", async () => {
+  const group = await startReplicationGroup({ replicas: 1 });
+  const set = await ReplicaSet.connect({
+    id: "lagging",
+    discovery: new StaticDiscovery({ primary: group.primary.address, replicas: [group.replicas[0]!.address] }),
+    readFrom: "replica",
+    writeAcks: 1,
+    probeIntervalMs: 100,
+    readAttemptTimeoutMs: 1000,
+    requestTimeoutMs: 5000,
+  });
+  const replica = new Redis({ host: group.replicas[0]!.host, port: group.replicas[0]!.port, maxRetriesPerRequest: 1 });
+  const key = "v@1/k=slag";
+  try {
+    await set.putMany([{ key, row: { ts: 20, values: [2] } }]);
+    // The replica answers an older row, as one that has not applied the write yet would (stays linked and healthy).
+    await eventually("the replica has it", async () => (await replica.exists(key)) === 1);
+    const older = { ts: 10, values: [1] };
+    await replica.call("CONFIG", "SET", "replica-read-only", "no");
+    const bytes = encodeRow(older);
+    await replica.set(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    expect(await set.getMany([key])).toEqual([older]);
+    expect(await set.getMany([key], { fromPrimary: true })).toEqual([{ ts: 20, values: [2] }]);
+  } finally {
+    replica.disconnect();
+    await set.close();
+    await group.stop();
+  }
 }, 30_000);
 
 test("a value that is not a stored row shows in the member's /readyz detail as unreadableRows", async () => {

@@ -42,6 +42,13 @@ export interface ReadContext {
    * of this request's keys. Created by the caller when it wants to know.
    */
   readonly degraded?: string[];
+  /**
+   * Read the authoritative copy: a replica set reads its primary, where a
+   * replica's lag cannot hide a write the caller has heard was acknowledged
+   * (the vector indexes re-reading a changed row). Nodes without replicas
+   * are authoritative already; composites forward it with the context.
+   */
+  readonly fromPrimary?: boolean;
 }
 
 /** A key with the row to write under it. */

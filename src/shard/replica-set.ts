@@ -142,6 +142,7 @@ export class ReplicaSet implements ShardNode {
    */
   async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
     if (keys.length === 0) return [];
+    if (ctx?.fromPrimary) return this.getManyPrimary(keys, ctx.signal);
     const member = this.membership.readOrder[0];
     if (!member) throw new ShardUnavailableError(this.id, "no member to read from");
     const started = performance.now();

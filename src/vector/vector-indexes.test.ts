@@ -291,6 +291,21 @@ describe("VectorIndexes", () => {
     }
   });
 
+  test("a changed row is re-read from the primary: a lagging replica's old row does not keep the change out of the index", async () => {
+    const inner = new ArenaKvNode("t");
+    // Reads answer what a replica that has not applied the new claims yet would (no row), unless the primary is asked.
+    const store = compositeShape(inner, { getMany: (keys, ctx) => (ctx?.fromPrimary ? inner.getMany(keys) : Promise.resolve(keys.map(() => undefined))) });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    await inner.putMany([{ key: key(1), row: row(1) }]);
+    feed.publish([{ key: key(1), ts: 1, op: "put" }]);
+    await vectors.idle();
+    // Read from the replica, the change was consumed and the claim stayed out until the next gap.
+    expect(ids(vectors)).toEqual([key(1)]);
+    await vectors.close();
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

@@ -1,6 +1,6 @@
 import { invalid } from "../errors/index.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/index.ts";
-import type { KvNode, ReadSlot } from "../kv/kv-node.ts";
+import type { KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import type { HistogramHandle, MetricsRegistry } from "../ops/metrics.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
@@ -53,6 +53,13 @@ interface ViewState {
 }
 
 const PAGE = 256;
+/**
+ * Index maintenance reads the primary: a change heard on the feed re-read from
+ * a replica that had not applied it yet got the old row (or none), and the
+ * claim stayed out of the index until the next gap (9 of 40 acknowledged
+ * pushes indexed with readFrom replica and a replica 150 ms behind).
+ */
+const FROM_PRIMARY: ReadContext = { fromPrimary: true };
 /** Changes re-read per store call by drain(). */
 const DRAIN_BATCH = 1000;
 /** Pause before a drain re-reads rows its last pass could not read (their shard down). */
@@ -432,7 +439,7 @@ export class VectorIndexes implements ChangeListener {
     while (job.pending.size > 0 && !job.cancelled) {
       const keys = [...job.pending];
       job.pending.clear();
-      const rows = await this.o.store.getMany(keys);
+      const rows = await this.o.store.getMany(keys, FROM_PRIMARY);
       const now = this.clock();
       for (let i = 0; i < keys.length; i++) applySlot(next, keys[i]!, rows[i], now);
     }
@@ -464,7 +471,7 @@ export class VectorIndexes implements ChangeListener {
         const page = await this.o.store.scan(cursor, PAGE, prefix);
         cursor = page.cursor;
         if (page.keys.length === 0) continue;
-        const rows = await this.o.store.getMany(page.keys);
+        const rows = await this.o.store.getMany(page.keys, FROM_PRIMARY);
         // An in-memory store answers at once (a resolved promise): without a turn of the event
         // loop per page, a background rebuild would hold off every request until it is done.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -555,7 +562,7 @@ export class VectorIndexes implements ChangeListener {
     if (keys.length === 0) return true;
     let rows: ReadSlot[];
     try {
-      rows = await this.o.store.getMany(keys);
+      rows = await this.o.store.getMany(keys, FROM_PRIMARY);
     } catch (e) {
       // Storage is down: keep the keys and retry shortly (a catch-up would need the store too).
       for (let i = 0; i < keys.length; i++) if (!s.pending.has(keys[i]!)) s.pending.set(keys[i]!, arrived[i]!);
