@@ -306,6 +306,52 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a gap while a rebuild runs reaches the rebuilt index: the rebuild scans again before it swaps in", async () => {
+    const shaped = (M: number) =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M, efConstruction: 32 } }],
+      });
+    const inner = new ArenaKvNode("t");
+    await inner.putMany(Array.from({ length: 10 }, (_, i) => ({ key: key(i), row: row(i + 1, 1) })));
+    let hold = false;
+    let held = false;
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The rebuild's first page of rows is read before the writes below and handed over after them.
+    const store = compositeShape(inner, {
+      getMany: async (keys) => {
+        const rows = await inner.getMany(keys);
+        if (hold) {
+          hold = false;
+          held = true;
+          await gate;
+        }
+        return rows;
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(shaped(8));
+    hold = true;
+    vectors.reconfigure(shaped(12));
+    while (!held) await Bun.sleep(1);
+    // Every row rewritten while the feed's link is down: the events are lost, a gap is reported.
+    await inner.putMany(Array.from({ length: 10 }, (_, i) => ({ key: key(i), row: row(i + 100, 2) })));
+    feed.listener!.onGap("test");
+    release();
+    await vectors.idle();
+    const vi = vectors.get("items")!;
+    expect(vi.spec.M).toBe(12);
+    // Caught up into the old index only: the rebuilt one swapped in with all 10 rows at their pre-gap vectors.
+    const stale = [...vi.labels.liveKeys()].filter((k) => vi.labels.tsOf(vi.labels.labelOf(k)!) !== 2);
+    expect(stale).toEqual([]);
+    expect(vi.size).toBe(10);
+    await vectors.close();
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

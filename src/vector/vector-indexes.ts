@@ -29,6 +29,8 @@ interface RebuildJob {
   readonly prefix: string;
   readonly pending: Set<string>;
   cancelled: boolean;
+  /** A gap or an invalidation came while it ran: what it read may predate what the feed lost, so it scans again before it swaps in. */
+  rescan: boolean;
 }
 
 interface ViewState {
@@ -227,12 +229,19 @@ export class VectorIndexes implements ChangeListener {
   }
 
   onInvalidate(scope: InvalidationScope): void {
-    for (const [name, s] of this.states) if ("all" in scope || scope.view === name) this.track(this.catchUp(s, "invalidation"));
+    for (const [name, s] of this.states) {
+      if (!("all" in scope) && scope.view !== name) continue;
+      if (s.rebuild) s.rebuild.rescan = true;
+      this.track(this.catchUp(s, "invalidation"));
+    }
   }
 
   onGap(reason: string): void {
     console.error(`quiver: change feed gap (${reason}); vector indexes catch up from the store`);
-    for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
+    for (const s of this.states.values()) {
+      if (s.rebuild) s.rebuild.rescan = true;
+      this.track(this.catchUp(s, "gap"));
+    }
   }
 
   /**
@@ -245,7 +254,10 @@ export class VectorIndexes implements ChangeListener {
       if (this.closed || !this.o.feed.state().connected) return;
       clearInterval(this.connectWatch);
       this.connectWatch = undefined;
-      for (const s of this.states.values()) this.track(this.catchUp(s, "gap"));
+      for (const s of this.states.values()) {
+        if (s.rebuild) s.rebuild.rescan = true;
+        this.track(this.catchUp(s, "gap"));
+      }
     }, 100);
     this.connectWatch.unref?.();
   }
@@ -425,24 +437,28 @@ export class VectorIndexes implements ChangeListener {
   /** Builds a new index for a reshaped view while the old one serves, then swaps. */
   private async rebuild(view: CompiledView, s: ViewState, shape: string): Promise<void> {
     const start = performance.now();
-    const job: RebuildJob = { shape, prefix: view.keyPrefix, pending: new Set<string>(), cancelled: false };
+    const job: RebuildJob = { shape, prefix: view.keyPrefix, pending: new Set<string>(), cancelled: false, rescan: false };
     s.rebuild = job;
     if (job.prefix !== s.vi.view.keyPrefix) this.rebuildsByPrefix.set(job.prefix, job);
     const next = ViewIndex.empty(view, view.index!, createEmbedder(view, this.o.embedders));
-    // The old index serves until the new one has read every row.
-    await this.untilDone(view.name, "rebuild", async () => {
-      if (job.cancelled) return;
-      const unread = await this.scanInto(undefined, next, () => job.cancelled);
-      if (unread > 0 && !job.cancelled) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
-    });
-    // Keys that changed during the scan: re-read until none is left, then swap in one step.
-    while (job.pending.size > 0 && !job.cancelled) {
-      const keys = [...job.pending];
-      job.pending.clear();
-      const rows = await this.o.store.getMany(keys, FROM_PRIMARY);
-      const now = this.clock();
-      for (let i = 0; i < keys.length; i++) applySlot(next, keys[i]!, rows[i], now);
-    }
+    // The old index serves until the new one has read every row. A gap or an invalidation meanwhile was caught
+    // up into the old index only, and the new one swapped in without what the feed lost: one more scan then.
+    do {
+      job.rescan = false;
+      await this.untilDone(view.name, "rebuild", async () => {
+        if (job.cancelled) return;
+        const unread = await this.scanInto(undefined, next, () => job.cancelled);
+        if (unread > 0 && !job.cancelled) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
+      });
+      // Keys that changed during the scan: re-read until none is left, then swap in one step.
+      while (job.pending.size > 0 && !job.cancelled) {
+        const keys = [...job.pending];
+        job.pending.clear();
+        const rows = await this.o.store.getMany(keys, FROM_PRIMARY);
+        const now = this.clock();
+        for (let i = 0; i < keys.length; i++) applySlot(next, keys[i]!, rows[i], now);
+      }
+    } while (job.rescan && !job.cancelled && !this.closed);
     if (this.rebuildsByPrefix.get(job.prefix) === job) this.rebuildsByPrefix.delete(job.prefix);
     if (job.cancelled || this.states.get(view.name) !== s) return;
     this.byPrefix.delete(s.vi.view.keyPrefix);
