@@ -36,7 +36,8 @@ export class FeatureServing {
     private readonly registry: RegistryHolder,
     private readonly lookups: LookupService,
     private readonly pushes: PushService,
-    private readonly limits: ServingLimits,
+    /** Also what bounds the features a match joins (vector/match-request.ts). */
+    readonly limits: ServingLimits,
   ) {}
 
   /** The registry requests are resolved against right now. */

@@ -2,6 +2,7 @@ export { demoCounts, loadDemoData, storeIsEmpty } from "./demo-data.ts";
 export { ColumnEntities, type EntityInput, entityKeys, keyPart, MessageRow, parseEntities, RowEntities } from "./entity-input.ts";
 export { formatRfc3339, parseEventTime } from "./event-time.ts";
 export { type CallOptions, FeatureServing, type PushResult, type ServingLimits } from "./feature-serving.ts";
+export { featureListFacts } from "./feature-list-facts.ts";
 export { FEAST_LOOKUP, type LookupDialect, type PlannedLookup, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";
 export { type LookupQuery, type LookupResult, LookupService, sameEventTimes } from "./lookup-service.ts";
 export type { RawRows } from "./raw-rows.ts";

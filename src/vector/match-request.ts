@@ -1,6 +1,6 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import { type CompiledView, describeValue, type FeatureRef, type Registry } from "../registry/index.ts";
-import { keyPart, resolveFeatures } from "../serving/index.ts";
+import { featureListFacts, keyPart, resolveFeatures, type ServingLimits } from "../serving/index.ts";
 import { type FilterCondition, parseFilter } from "./match-filter.ts";
 import { vectorProblem } from "./vector-index.ts";
 
@@ -32,9 +32,11 @@ const MATCH_FEATURES = { features: "features", featureService: "featureService" 
 
 /**
  * Validates a match request given as plain data (parsed JSON, or a gRPC
- * message turned into one). Every problem is a 400 naming the field.
+ * message turned into one). Every problem is a 400 naming the field. The
+ * features joined onto the matches are a lookup of up to `k` rows, held to
+ * the lookups' `limits`.
  */
-export function parseMatchRequest(body: unknown, registry: Registry): MatchQuery {
+export function parseMatchRequest(body: unknown, registry: Registry, limits: ServingLimits): MatchQuery {
   if (body === null || typeof body !== "object" || Array.isArray(body)) throw invalid("invalid_request", "(body)", `expected a JSON object, got ${describeValue(body)}`);
   const b = body as Record<string, unknown>;
   for (const name of Object.keys(b)) if (!FIELDS.has(name)) throw invalid("invalid_request", name, `unknown field; expected one of ${[...FIELDS].join(", ")}`);
@@ -81,7 +83,22 @@ export function parseMatchRequest(body: unknown, registry: Registry): MatchQuery
       throw invalid("invalid_request", `features[${i}]`, `"${r.feature.ref}" is keyed by ${r.view.joinKeySignature}; matches of "${view.name}" are keyed by ${view.joinKeySignature}`);
     }
   });
+  if (refs.length > 0) checkJoinSize(k, refs, limits);
   return { view, query, k, minScore, filter, refs, efSearch };
+}
+
+/**
+ * The join is a lookup of up to `k` rows: held to --max-rows and
+ * --max-lookup-values as a lookup is. It was not, and k 500 joining an
+ * embedding(384) answered 1.65 MB under limits of 100 rows and 10,000 values.
+ */
+function checkJoinSize(k: number, refs: readonly FeatureRef[], limits: ServingLimits): void {
+  if (k > limits.maxRows) throw invalid("too_many_rows", "k", `${k} matches with features joined; the limit is ${limits.maxRows} rows per lookup (--max-rows)`);
+  const perRow = featureListFacts(refs).valuesPerRow;
+  const values = k * perRow;
+  if (values > limits.maxValues) {
+    throw invalid("too_many_values", "features", `${k} matches × ${refs.length} features (${perRow} values, an embedding counting its dimensions) is ${values} values; the limit is ${limits.maxValues} per lookup (--max-lookup-values): lower k or join fewer features`);
+  }
 }
 
 function optionalInt(v: unknown, field: string, min: number, max: number): number | undefined {

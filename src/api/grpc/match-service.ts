@@ -66,7 +66,7 @@ export class QuiverMatchService {
     }
     if (req.features.length > 0) body.features = req.features;
     if (req.ef_search !== 0) body.efSearch = req.ef_search;
-    const query = parseMatchRequest(body, this.serving.currentRegistry);
+    const query = parseMatchRequest(body, this.serving.currentRegistry, this.serving.limits);
     return responseOf(await this.match.match(query));
   }
 }

@@ -11,7 +11,7 @@ export function mountMatchRoutes(add: AddRoute, deps: HttpDeps): void {
   if (!match) return;
   add("POST", "/v1/match",
     async (_req, value) => {
-      const query = parseMatchRequest(value, deps.registry.current);
+      const query = parseMatchRequest(value, deps.registry.current, deps.serving.limits);
       return json(matchBody(await match.match(query)));
     },
     errorResponse,
