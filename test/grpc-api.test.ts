@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { ServerHttp2Stream } from "node:http2";
 import { type GrpcFixture, NOW, startGrpcFixture } from "./support/grpc-fixture.ts";
 import { grpc, unaryCall } from "./support/grpc-client.ts";
+import { HashedNgramEmbedder } from "../src/vector/hashed-ngram-embedder.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -430,6 +431,22 @@ describe("quiver.v1.FeatureService/Match", () => {
     expect(dims.error?.metadata.get("x-quiver-error-path")[0]).toBe("vector");
     const none = await unaryCall(f.clients.quiver, "Match", { view: "claims" });
     expect(none.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  test("a matched entity's int64 key above 2^53 comes back as int64_val, as the registry types it", async () => {
+    const text = "A claim whose id is past 2^53: the moon is made of blue cheese from Lisbon";
+    const vec = new HashedNgramEmbedder(384).embedNow(text);
+    const push = await f.quiver.http.app.request("/v1/push", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...AUTH },
+      body: JSON.stringify({ featureView: "claims", rows: [{ claim_id: "9007199254740993", text, verdict: "false", source: "x", language: "en", first_seen: 1, cluster: -1, embedding: vec, event_timestamp: NOW - 10 }] }),
+    });
+    expect(push.status).toBe(200);
+    await f.quiver.vectors.idle();
+    const { response, error } = await unaryCall<{ matches: Hit[] }>(f.clients.quiver, "Match", { view: "claims", vector: { val: vec }, k: 1 });
+    expect(error).toBeUndefined();
+    // Picked by the decoded value's JS type: a decimal string, answered as string_val.
+    expect(response!.matches[0]!.entity.claim_id).toMatchObject({ int64_val: "9007199254740993" });
   });
 });
 

@@ -1,4 +1,5 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
+import type { JoinKey } from "../../registry/index.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import { type MatchResult, type MatchService, parseMatchRequest } from "../../vector/index.ts";
@@ -67,7 +68,7 @@ export class QuiverMatchService {
     if (req.features.length > 0) body.features = req.features;
     if (req.ef_search !== 0) body.efSearch = req.ef_search;
     const query = parseMatchRequest(body, this.serving.currentRegistry, this.serving.limits);
-    return responseOf(await this.match.match(query));
+    return responseOf(await this.match.match(query), query.view.joinKeys);
   }
 }
 
@@ -77,13 +78,18 @@ function plainMap(values: Readonly<Record<string, FeastValue>>, path: string): R
   return out;
 }
 
-function responseOf(result: MatchResult): Record<string, unknown> {
+/**
+ * Each entity key in the oneof its registry type calls for: picked by the
+ * decoded value's JS type, an int64 beyond 2^53 (a decimal string) was
+ * answered as string_val.
+ */
+function responseOf(result: MatchResult, joinKeys: readonly JoinKey[]): Record<string, unknown> {
   const f = result.features;
   const refs = f?.refs ?? [];
   const nf = refs.length;
   const matches = result.matches.map((m, r) => {
     const entity: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(m.entity)) entity[k] = typeof v === "number" ? { int64_val: v } : { string_val: v };
+    for (const k of joinKeys) entity[k.name] = k.type === "int64" ? { int64_val: m.entity[k.name] } : { string_val: m.entity[k.name] };
     const values = new Array<unknown>(nf);
     const statuses = new Array<number>(nf);
     for (let c = 0, at = r * nf; c < nf; c++, at++) {
