@@ -56,7 +56,7 @@ export class BruteForceVectorIndex implements VectorIndex {
     if (this.metric === "cosine") {
       let s = 0;
       for (let i = 0; i < this.dim; i++) s += vector[i]! * vector[i]!;
-      norm = 1 / (Math.sqrt(s) + 1e-30);
+      norm = unitScale(s);
     }
     for (let i = 0; i < this.dim; i++) this.data[base + i] = vector[i]! * norm;
     this.live[label] = 1;
@@ -73,7 +73,7 @@ export class BruteForceVectorIndex implements VectorIndex {
     if (this.metric === "cosine") {
       let s = 0;
       for (let i = 0; i < dim; i++) s += query[i]! * query[i]!;
-      norm = 1 / (Math.sqrt(s) + 1e-30);
+      norm = unitScale(s);
     }
     for (let i = 0; i < dim; i++) q[i] = query[i]! * norm;
     // Bounded insertion into sorted arrays: k is small (≤ 1000) next to the scan.
@@ -129,4 +129,13 @@ export class BruteForceVectorIndex implements VectorIndex {
     this.data = data;
     this.live = live;
   }
+}
+
+/**
+ * 1/‖v‖ from the sum of squares (in doubles), 0 for a zero vector, as
+ * hnsw-index.ts does: 1/(‖v‖ + 1e-30) left a vector of norm 5e-33 (valid in
+ * 32-bit floats) at length 0.005, scoring 0.000025 against itself.
+ */
+function unitScale(sumOfSquares: number): number {
+  return sumOfSquares > 0 ? 1 / Math.sqrt(sumOfSquares) : 0;
 }

@@ -131,6 +131,20 @@ describe("distances and scores", () => {
     expect(h.search(tiny, 1, 64).labels).toEqual([1]);
   });
 
+  test("cosine: a vector of tiny length (norm below 1e-30) is normalised, and scores 1 against itself in both indexes", () => {
+    const tiny = [3e-33, 4e-33, 0, 0];
+    expect(vectorProblem(tiny, 4, "cosine")).toBeUndefined();
+    for (const impl of IMPLS) {
+      const index = impl.create(4, "cosine", 64);
+      index.set(0, tiny);
+      index.set(1, [0, 0, 1, 0]);
+      const hits = index.search(tiny, 1, 64);
+      expect(hits.labels).toEqual([0]);
+      // Brute force divided by (norm + 1e-30): the vector kept a length of 0.005 and scored 0.000025 against itself.
+      expect(scoreOf("cosine", hits.distances[0]!).score).toBeCloseTo(1, 4);
+    }
+  });
+
   test("score is higher for closer vectors; l2 distance is Euclidean", () => {
     expect(scoreOf("cosine", 0.1)).toEqual({ distance: 0.1, score: 0.9 });
     expect(scoreOf("ip", 0.25).score).toBe(0.75);
