@@ -30,6 +30,19 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("delete" as const), id: fc.integer({ min: 0, max: 30 }) }) },
 );
 
+test("an empty brute-force index of a wide embedding allocates for a few vectors, not maxElements (capped at 65,536)", () => {
+  const wide = compileRegistry({
+    entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+    featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(65536)" }], index: { feature: "vec", algorithm: "brute-force", maxElements: 100000 } }],
+  }).views.get("items")!;
+  // 65,536 × 65,536 floats: RangeError (out of memory), and the build was tried again for good.
+  const vi = ViewIndex.empty(wide, wide.index!, undefined);
+  const v = new Array<number>(65536).fill(0);
+  v[3] = 1;
+  expect(vi.apply(keyOf(1), { ts: 1, values: [v] }, 0)).toBe("added");
+  expect(vi.search(v, 1, 16, undefined)[0]!.key).toBe(keyOf(1));
+});
+
 for (const algorithm of ["hnsw", "brute-force"] as const) {
   describe(`ViewIndex (${algorithm})`, () => {
     const view = registryWith(algorithm).views.get("items")!;

@@ -133,9 +133,15 @@ export class ViewIndex {
   }
 }
 
+/**
+ * A brute-force index starts small and doubles as it fills: sized for
+ * min(maxElements, 65,536) vectors up front, an empty view of embedding(65536)
+ * asked for 16 GiB (RangeError, the build retried for good) and one of
+ * embedding(1536) held 384 MiB for a single vector.
+ */
 export function newIndex(spec: VectorIndexSpec): VectorIndex {
   return spec.algorithm === "brute-force"
-    ? new BruteForceVectorIndex(spec.dim, spec.metric, Math.min(spec.maxElements, 1 << 16))
+    ? new BruteForceVectorIndex(spec.dim, spec.metric, Math.min(spec.maxElements, 64))
     : HnswVectorIndex.create({ dim: spec.dim, metric: spec.metric, M: spec.M, efConstruction: spec.efConstruction, maxElements: spec.maxElements });
 }
 
