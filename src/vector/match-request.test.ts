@@ -32,6 +32,25 @@ function refusal(body: Record<string, unknown>): string {
 }
 
 describe("parseMatchRequest", () => {
+  test("text with no letters or digits is refused naming text: the hashed-ngrams embedder has nothing to embed", () => {
+    const withEmbedder = compileRegistry({
+      entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+      featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32, embedder: "hashed-ngrams" } }],
+    });
+    const parse = (text: string) => {
+      try {
+        return parseMatchRequest({ view: "items", text }, withEmbedder, limits).query.kind;
+      } catch (e) {
+        if (!(e instanceof QuiverError)) throw e;
+        return `${e.code} ${e.path}`;
+      }
+    };
+    // Embedded as the embedder's fixed fallback vector, it matched whatever claims lay nearest that direction.
+    expect(parse("!!!???")).toBe("invalid_request text");
+    expect(parse("🔥 — …")).toBe("invalid_request text");
+    expect(parse("5G?")).toBe("text");
+  });
+
   test("the features joined onto k matches are held to the lookup limits (--max-rows, --max-lookup-values)", () => {
     // Joined without these checks: k 500 × embedding(384) answered 1.65 MB under limits of 100 rows and 10,000 values.
     expect(refusal({ k: 11, features: ["items:tag"] })).toBe("too_many_rows k");

@@ -1,6 +1,7 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import { type CompiledView, describeValue, type FeatureRef, type Registry } from "../registry/index.ts";
 import { featureListFacts, keyPart, resolveFeatures, type ServingLimits } from "../serving/index.ts";
+import { normalise } from "./hashed-ngram-embedder.ts";
 import { type FilterCondition, parseFilter } from "./match-filter.ts";
 import { vectorProblem } from "./vector-index.ts";
 
@@ -66,6 +67,9 @@ export function parseMatchRequest(body: unknown, registry: Registry, limits: Ser
     if (typeof b.text !== "string" || b.text.trim() === "") throw invalid("invalid_request", "text", `expected non-empty text, got ${describeValue(b.text)}`);
     if (b.text.length > MAX_TEXT_CHARS) throw invalid("invalid_request", "text", `${b.text.length} characters; the limit is ${MAX_TEXT_CHARS}`);
     if (!spec.embedder) throw invalid("invalid_request", "text", `feature view "${view.name}" has no embedder (index.embedder); send a vector`);
+    // The hashed-ngrams embedder reads letters and digits only; for none it answered a fixed fallback vector, which
+    // matched whatever claims lay nearest that direction ("!!!???" answered 200 with unrelated claims, the best at 0.14).
+    if (spec.embedder === "hashed-ngrams" && normalise(b.text) === "") throw invalid("invalid_request", "text", "has no letters or digits: the hashed-ngrams embedder has nothing to embed");
     query = { kind: "text", text: b.text };
   }
 
