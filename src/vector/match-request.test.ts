@@ -51,6 +51,28 @@ describe("parseMatchRequest", () => {
     expect(parse("5G?")).toBe("text");
   });
 
+  test("a feature asked for twice, or two features answering one column name, is refused naming the second, as lookups do", () => {
+    const two = compileRegistry({
+      entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+      featureViews: [
+        { name: "items", entities: ["item"], features: [{ name: "tag", type: "string" }, { name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32 } },
+        { name: "more", entities: ["item"], features: [{ name: "tag", type: "string" }] },
+      ],
+    });
+    const parse = (features: string[]) => {
+      try {
+        return parseMatchRequest({ view: "items", vector, k: 2, features }, two, limits).refs.length;
+      } catch (e) {
+        if (!(e instanceof QuiverError)) throw e;
+        return `${e.code} ${e.path}`;
+      }
+    };
+    // Accepted: the answer named two columns "tag" (featureNames), and a client reading them into a map kept one.
+    expect(parse(["items:tag", "items:vec", "items:tag"])).toBe("feature_name_collision features[2]");
+    expect(parse(["items:tag", "more:tag"])).toBe("feature_name_collision features[1]");
+    expect(parse(["items:tag", "items:vec"])).toBe(2);
+  });
+
   test("the features joined onto k matches are held to the lookup limits (--max-rows, --max-lookup-values)", () => {
     // Joined without these checks: k 500 × embedding(384) answered 1.65 MB under limits of 100 rows and 10,000 values.
     expect(refusal({ k: 11, features: ["items:tag"] })).toBe("too_many_rows k");

@@ -87,8 +87,28 @@ export function parseMatchRequest(body: unknown, registry: Registry, limits: Ser
       throw invalid("invalid_request", `features[${i}]`, `"${r.feature.ref}" is keyed by ${r.view.joinKeySignature}; matches of "${view.name}" are keyed by ${view.joinKeySignature}`);
     }
   });
-  if (refs.length > 0) checkJoinSize(k, refs, limits);
+  if (refs.length > 0) {
+    checkColumnNames(refs);
+    checkJoinSize(k, refs, limits);
+  }
   return { view, query, k, minScore, filter, refs, efSearch };
+}
+
+/**
+ * A match answers its joined features under their bare names (featureNames),
+ * so, as a lookup without full feature names, it refuses a feature asked for
+ * twice and two views' features of one name: both were answered as two
+ * columns of one name, and a client reading them into a map kept one.
+ */
+function checkColumnNames(refs: readonly FeatureRef[]): void {
+  if (featureListFacts(refs).repeatedName < 0) return;
+  const seen = new Map<string, FeatureRef>();
+  refs.forEach((r, i) => {
+    const first = seen.get(r.feature.name);
+    if (first === undefined) seen.set(r.feature.name, r);
+    else if (first.feature.ref === r.feature.ref) throw invalid("feature_name_collision", `features[${i}]`, `"${r.feature.ref}" is asked for twice; each feature may be named once`);
+    else throw invalid("feature_name_collision", `features[${i}]`, `"${r.feature.ref}" and "${first.feature.ref}" would both answer a column "${r.feature.name}"; join one of them`);
+  });
 }
 
 /**
