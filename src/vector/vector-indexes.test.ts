@@ -352,6 +352,32 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a change whose apply throws is logged and counted; the rest of its batch is applied and the drain goes on", async () => {
+    const { store, feed, vectors } = await setup();
+    const index = vectors.get("items")!.index;
+    const set = index.set.bind(index);
+    let refuse = true;
+    // The first vector set (key 4's) is refused.
+    index.set = (label, vector) => {
+      if (refuse) {
+        refuse = false;
+        throw new Error("test: the index refused the vector");
+      }
+      set(label, vector);
+    };
+    await store.putMany([4, 5].map((id) => ({ key: key(id), row: row(id) })));
+    feed.publish([4, 5].map((id) => ({ key: key(id), ts: 1, op: "put" as const })));
+    // The exception left drain(): idle() rejected with it, and key 5, after it in the batch, was dropped from pending unapplied.
+    await vectors.idle();
+    expect(ids(vectors)).toContain(key(5));
+    expect(ids(vectors)).not.toContain(key(4));
+    await store.putMany([{ key: key(6), row: row(6) }]);
+    feed.publish([{ key: key(6), ts: 1, op: "put" }]);
+    await vectors.idle();
+    expect(ids(vectors)).toContain(key(6));
+    await vectors.close();
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

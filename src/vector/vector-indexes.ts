@@ -606,7 +606,16 @@ export class VectorIndexes implements ChangeListener {
       s.touched?.add(key);
       // Only a rebuild of the same keys (a reshape, not a version bump: the old version's rows are not its).
       if (s.rebuild?.prefix === s.vi.view.keyPrefix) s.rebuild.pending.add(key);
-      this.applied.labels(name, s.vi.apply(key, slot, now)).inc();
+      let outcome: string;
+      try {
+        outcome = s.vi.apply(key, slot, now);
+      } catch (e) {
+        // Thrown out of drain(), it rejected the drain (idle() with it, or an unhandled rejection) and the rest of
+        // the batch, already taken from pending, was never applied. The row stays in the store for a catch-up.
+        outcome = "error";
+        console.error(`quiver: vector index ${name}: applying ${key} failed (${(e as Error).message}); left out of the index`);
+      }
+      this.applied.labels(name, outcome).inc();
       lag.observe((done - arrived[i]!) / 1000);
     }
     if (unavailable > 0) this.applied.labels(name, "unavailable").inc(unavailable);

@@ -87,7 +87,13 @@ export class ViewIndex {
     const vector = usableVector(v, this.spec);
     if (vector === undefined) return known === undefined ? "skipped" : this.drop(key, now);
     const label = this.labels.assign(key, row.ts);
-    this.index.set(label, vector);
+    try {
+      this.index.set(label, vector);
+    } catch (e) {
+      // A new key the index refused holds no label (it would be listed live without a vector).
+      if (known === undefined) this.labels.release(key);
+      throw e;
+    }
     this.attributes.set(label, row.values);
     this.noteChange(row.ts, now);
     return known === undefined ? "added" : "replaced";
