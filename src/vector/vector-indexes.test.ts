@@ -6,7 +6,9 @@ import { type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/read-definitions.ts";
 import { compositeShape } from "../../test/support/composite-shape.ts";
+import type { SnapshotStore } from "./snapshot.ts";
 import { VectorIndexes } from "./vector-indexes.ts";
+import type { ViewIndex } from "./view-index.ts";
 
 const registry = compileRegistry({
   entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
@@ -375,6 +377,42 @@ describe("VectorIndexes", () => {
     feed.publish([{ key: key(6), ts: 1, op: "put" }]);
     await vectors.idle();
     expect(ids(vectors)).toContain(key(6));
+    await vectors.close();
+  });
+
+  test("a rebuild that swaps in while the old index's snapshot is written gets a snapshot of its own", async () => {
+    const shaped = (M: number) =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name: "items", entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M, efConstruction: 32 } }],
+      });
+    const store = new ArenaKvNode("t");
+    await store.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    const written: number[] = [];
+    let release = () => {};
+    let gate: Promise<void> | undefined = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // A snapshot store whose first index file takes until the test releases it.
+    const snapshots = {
+      read: async () => undefined,
+      writeIndex: async (vi: ViewIndex) => {
+        written.push(vi.spec.M);
+        if (gate) await gate;
+        return async () => {};
+      },
+    } as unknown as SnapshotStore;
+    const vectors = new VectorIndexes({ store, feed: new TestFeed(), metrics: new MetricsRegistry(), snapshots, snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(shaped(8));
+    const first = vectors.snapshotAll();
+    vectors.reconfigure(shaped(12));
+    while (vectors.get("items")!.spec.M !== 12) await Bun.sleep(1);
+    gate = undefined;
+    release();
+    await first;
+    await vectors.snapshotAll();
+    // The old index's version (3 changes) was recorded as the rebuilt one's (3 changes too): it was never snapshotted.
+    expect(written).toEqual([8, 12]);
     await vectors.close();
   });
 

@@ -297,10 +297,11 @@ export class VectorIndexes implements ChangeListener {
       s.snapshotting = new Promise<void>((resolve) => {
         done = resolve;
       });
-      const version = s.vi.version;
+      const vi = s.vi;
+      const version = vi.version;
       const start = performance.now();
       // The index is held unchanged only while its file is written; the file's digest and the manifest come after.
-      const indexWritten = store.writeIndex(s.vi, this.clock());
+      const indexWritten = store.writeIndex(vi, this.clock());
       s.writing = indexWritten.then(
         () => undefined,
         () => undefined,
@@ -309,7 +310,9 @@ export class VectorIndexes implements ChangeListener {
         const finish = await indexWritten;
         s.writing = undefined;
         await finish();
-        s.snapshotVersion = version;
+        // Only if it is still the serving index: a rebuild that swapped in meanwhile has its own version count, and
+        // taking the old one's (equal when both hold the same rows) skipped its snapshot.
+        if (s.vi === vi) s.snapshotVersion = version;
         this.snapshotSeconds.labels(name).observe((performance.now() - start) / 1000);
       } catch (e) {
         console.error(`quiver: vector snapshot of ${name} failed: ${(e as Error).message}`);
