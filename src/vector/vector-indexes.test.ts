@@ -416,6 +416,54 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a catch-up leaves the index unchanged while its snapshot file is written, also when the scan ends with an empty page", async () => {
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let writing: ViewIndex | undefined;
+    let version = 0;
+    const snapshots = {
+      read: async () => undefined,
+      writeIndex: async (vi: ViewIndex) => {
+        writing = vi;
+        version = vi.version;
+        await gate;
+        return async () => {};
+      },
+    } as unknown as SnapshotStore;
+    let split = false;
+    let snapshot: Promise<void> | undefined;
+    // Once split, the scan answers its keys with a cursor to go on, then an empty last page (as Redis's SCAN may),
+    // handed over once a snapshot has begun writing the index.
+    const store = compositeShape(inner, {
+      scan: async (cursor, count, prefix) => {
+        if (!split) return inner.scan(cursor, count, prefix);
+        if (cursor === "0") return { ...(await inner.scan(cursor, count, prefix)), cursor: "last" };
+        snapshot = vectors.snapshotAll();
+        while (!writing) await Bun.sleep(1);
+        return { keys: [], cursor: "0" };
+      },
+    });
+    const feed = new TestFeed();
+    const vectors: VectorIndexes = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshots, snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    await inner.deleteMany([key(3)]); // gone while the feed was down
+    split = true;
+    feed.listener!.onGap("test");
+    while (!writing) await Bun.sleep(1);
+    await Bun.sleep(1);
+    // Removed from the index while its file was written: the file and the label map beside it could disagree.
+    expect(writing!.version).toBe(version);
+    release();
+    await snapshot;
+    await vectors.idle();
+    expect(ids(vectors)).toEqual([key(1), key(2)]);
+    await vectors.close();
+  });
+
   test("a gap while the index is first built waits for that build, then catches up once: scans never overlap", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany(Array.from({ length: 1000 }, (_, i) => ({ key: key(i + 1), row: row(i + 1) })));

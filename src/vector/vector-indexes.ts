@@ -504,6 +504,9 @@ export class VectorIndexes implements ChangeListener {
           if (applySlot(vi, key, rows[i], now) === "unavailable") unread++;
         }
       } while (cursor !== "0");
+      if (cancelled()) return unread;
+      // The last page may have been empty, and so not waited for a snapshot writing the index (as SCAN may answer).
+      if (s?.writing) await s.writing;
       const gone: string[] = [];
       for (const key of vi.labels.liveKeys()) if (!seen.has(key) && !touched.has(key)) gone.push(key);
       const now = this.clock();
