@@ -6,6 +6,7 @@ import { buildQuiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
 import { Redis } from "ioredis";
 import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
+import { L2_NOT_ASKED } from "../src/cache/l2-slot.ts";
 import { L2Store } from "../src/cache/l2-store.ts";
 import { LocalChangeFeed } from "../src/feed/local-feed.ts";
 import { PublishingKvNode } from "../src/feed/publishing-node.ts";
@@ -305,11 +306,11 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
       expect(b.l2.state()).toMatchObject({ connected: false, error: expect.stringContaining("not answering") });
       // Now not asked on every miss: each waited out the bound, and ioredis held every command in its pipeline,
       // replaying them all when L2 came back. One call a second goes through as a probe.
-      for (let i = 0; i < 50; i++) expect(await b.l2.read([`hung@1/k=skip${i}`])).toBeUndefined();
+      for (let i = 0; i < 50; i++) expect(Array.isArray(await b.l2.read([`hung@1/k=skip${i}`]))).toBe(false);
     } finally {
       l2Server.resume();
     }
-    expect(await waitFor(async () => (await b.l2.read(["hung@1/k=i3"])) !== undefined && b.l2.state().connected)).toBe(true);
+    expect(await waitFor(async () => Array.isArray(await b.l2.read(["hung@1/k=i3"])) && b.l2.state().connected)).toBe(true);
     try {
       // The cold lookup's, the five that timed out, the probes and the last read: far fewer than the 50 skipped.
       expect((await mgets()) - mgetsBefore).toBeLessThan(30);
@@ -330,7 +331,14 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
       await raw.set("quiver:cache:generations", "not a hash");
       expect(await b.l2.syncGenerations()).toBe(false);
       // Once failed it was never tried again: the pod read, as hits, entries an invalidation meant to hide.
-      expect(await b.l2.read(["gens@1/k=i1"])).toBeUndefined();
+      expect(await b.l2.read(["gens@1/k=i1"])).toBe(L2_NOT_ASKED);
+      // Counted as misses, not as L2 errors.
+      const errors = b.metrics.l2ReadErrors.value;
+      const misses = b.metrics.l2Misses.value;
+      b.l1.clear();
+      expect(await b.tier.getMany(["gens@1/k=i1"])).toEqual([row(1, "x")]);
+      expect(b.metrics.l2Misses.value).toBe(misses + 1);
+      expect(b.metrics.l2ReadErrors.value).toBe(errors);
       expect(b.l2.state()).toMatchObject({ connected: false, error: expect.stringContaining("generations could not be re-read") });
       await raw.del("quiver:cache:generations");
       await raw.rename("quiver:cache:generations-saved", "quiver:cache:generations");

@@ -4,6 +4,9 @@ import type { StoredRow } from "../kv/kv-node.ts";
 export const L2_NEGATIVE = 0;
 export type L2Slot = StoredRow | typeof L2_NEGATIVE | undefined;
 
+/** What `read` answers when it did not ask L2 (re-reading generations, or L2 not answering between probes): misses, not an error. */
+export const L2_NOT_ASKED = "not-asked";
+
 /** A row to write to L2, or `row: undefined` for a negative entry. */
 export interface L2Write {
   readonly key: string;
@@ -12,7 +15,8 @@ export interface L2Write {
 
 /** The L2 tier as the cache tier uses it (implemented over Redis by L2Store). */
 export interface L2Tier {
-  read(keys: readonly string[]): Promise<L2Slot[] | undefined>;
+  /** Each key's slot; undefined when L2 failed (down, slower than its bound); L2_NOT_ASKED when it was not asked. */
+  read(keys: readonly string[]): Promise<L2Slot[] | typeof L2_NOT_ASKED | undefined>;
   write(entries: readonly L2Write[]): Promise<boolean>;
   /** Leaves a floor at each entry's event time (refusing older fills, read as a miss) unless a newer copy is held. */
   supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean>;

@@ -3,7 +3,7 @@ import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
 import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
-import { L2_NEGATIVE, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
+import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
 export type L2Address = { readonly address: string } | { readonly sentinels: readonly string[]; readonly masterName: string };
@@ -247,8 +247,9 @@ export class L2Store implements L2Tier {
   }
 
   /** One MGET; undefined when L2 is down, slow past the timeout, or re-reading generations. */
-  async read(keys: readonly string[]): Promise<L2Slot[] | undefined> {
-    if (!this.usable()) return undefined;
+  async read(keys: readonly string[]): Promise<L2Slot[] | typeof L2_NOT_ASKED | undefined> {
+    if (!this.connected) return undefined;
+    if (!this.usable()) return L2_NOT_ASKED;
     const l2Keys = keys.map((k) => this.keyOf(k));
     const raw = await this.bounded(this.client.mgetBuffer(l2Keys));
     if (raw === undefined) return undefined;
