@@ -82,6 +82,22 @@ export class StalledTrialError extends StorageError {
   }
 }
 
+/**
+ * A read attempt ended by the caller's own deadline before it had
+ * `readAttemptTimeoutMs`: the caller asked for less time than a healthy shard
+ * may take (`x-quiver-timeout-ms: 1`, a short gRPC deadline), or had spent its
+ * budget waiting. Its rows are UNAVAILABLE as for any timeout, but it says
+ * nothing about the shard: the breaker does not count it, the retry does not
+ * repeat it (no time is left), the member is not marked failed. Counted as
+ * timeouts, five such lookups opened a healthy shard's read breaker for every
+ * client for 30 s (an audit, 12-07).
+ */
+export class CallerDeadlineError extends StorageError {
+  constructor(timeout: StorageTimeoutError) {
+    super("caller_deadline", `${timeout.message}: the caller's deadline ended it before a full attempt, not counted against the shard`, false, timeout);
+  }
+}
+
 /** The caller's signal aborted the call; not the node's fault. */
 export class StorageAbortedError extends StorageError {
   constructor(what: string) {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CallerDeadlineError, CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
@@ -25,7 +25,7 @@ class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
   readonly rawNow = undefined;
   readonly getManyNow = () => undefined;
-  mode: "ok" | "fail" | "hang" | "hold" | "timeout" = "ok";
+  mode: "ok" | "fail" | "hang" | "hold" | "timeout" | "cut" = "ok";
   /** In "timeout" mode: how late the timer that ended each read fired (ms). */
   timeoutLateMs = 0;
   calls = 0;
@@ -46,6 +46,8 @@ class SwitchableShard implements ShardNode {
     this.calls++;
     if (this.mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
     if (this.mode === "timeout") return Promise.reject(new StorageTimeoutError(`${this.id} read`, 20, this.timeoutLateMs));
+    // As a replica set whose attempt the caller's deadline cut short (less than readAttemptTimeoutMs left).
+    if (this.mode === "cut") return Promise.reject(new CallerDeadlineError(new StorageTimeoutError(`${this.id} read`, 1)));
     if (this.mode === "hang") {
       if (!this.readsSettleByDeadline || deadline === undefined) return new Promise<T>(() => {});
       return Bun.sleep(Math.max(0, deadline - performance.now())).then(() => Promise.reject(new StorageTimeoutError(`${this.id} read`, 0)));
@@ -383,6 +385,55 @@ describe.each([
       expect(inner.calls).toBe(0);
       expect(shard.guardState().read).toBe("closed");
     }
+  });
+
+  test("attempts the caller's own deadline cut short (a 1 ms budget) fail their reads, unretried, and never open the breaker", async () => {
+    const clock = fakeClock(1_100_000);
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 2 }, observer, clock.now);
+    inner.mode = "cut";
+    for (let i = 0; i < 20; i++) {
+      expect(await read(shard).catch((e: unknown) => e)).toBeInstanceOf(CallerDeadlineError);
+      clock.advance(10);
+    }
+    expect(inner.calls).toBe(20); // not retried: no time is left
+    expect(shard.guardState().read).toBe("closed");
+    expect(events.filter((e) => e === "s1/read:failed:caller_deadline")).toHaveLength(20);
+    // A call whose earlier attempt was the shard's fault still counts it when the deadline cuts a later one (a hung shard).
+    let n = 0;
+    const mixed = new (class extends SwitchableShard {
+      override getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
+        this.mode = n++ % 3 === 0 ? "timeout" : "cut";
+        return super.getMany(keys, ctx);
+      }
+    })("s2", bounded);
+    const hung = guardShard(mixed, { ...FAST, readRetries: 2 }, recorder().observer, clock.now);
+    for (let i = 0; i < 5; i++) {
+      expect(await read(hung).catch((e: unknown) => e)).toBeInstanceOf(StorageTimeoutError);
+      clock.advance(10);
+    }
+    expect(hung.guardState().read).toBe("open");
+  });
+
+  test("a call with less than readAttemptTimeoutMs left is never the breaker's trial: refused as while open, uncounted; the next full-budget call is", async () => {
+    const clock = fakeClock(1_200_000);
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 0, readAttemptTimeoutMs: 20 }, observer, clock.now);
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("open");
+    clock.advance(30_001);
+    inner.mode = "ok";
+    const calls = inner.calls;
+    for (let i = 0; i < 3; i++) expect(await shard.getMany(["v@1/k=1"], { deadline: performance.now() + 5 }).catch((e: unknown) => e)).toBeInstanceOf(ShardBreakerOpenError);
+    expect(inner.calls).toBe(calls);
+    expect(shard.guardState().read).toBe("open");
+    expect(events.filter((e) => e === "s1/read:half_open")).toHaveLength(0);
+    expect(await read(shard)).toEqual([undefined]);
+    expect(inner.calls).toBe(calls + 1);
+    expect(shard.guardState().read).toBe("half_open"); // on probation after the trial passed
   });
 
   test("failures spread wider than the window do not open the breaker", async () => {

@@ -1,9 +1,9 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { CallerDeadlineError, CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StalledTrialError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
-import type { BreakerState, GuardedOp, ResilienceObserver, ShardOp, ShardPolicies } from "./shard-policies.ts";
+import { type BreakerState, type GuardedOp, isShardFault, type ResilienceObserver, type ShardOp, type ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
 
 /** What a shard offers below its policies: a KvNode plus the primary-only calls rebalancing needs. */
@@ -137,11 +137,6 @@ export class ResilientShard implements ShardNode {
     return out;
   }
 
-  /** Rejects with the judged error: what the policies see of a failed read attempt. */
-  private readonly rethrowJudged = (error: unknown): never => {
-    throw this.judged("read", error);
-  };
-
   /** The same for a write attempt (its own breaker's state). */
   private readonly rethrowJudgedWrite = (error: unknown): never => {
     throw this.judged("write", error);
@@ -153,6 +148,9 @@ export class ResilientShard implements ShardNode {
     const started = performance.now();
     if (ctx?.deadline !== undefined && ctx.deadline <= started) return this.budgetSpent();
     const deadline = ctx?.deadline ?? started + this.settings.requestTimeoutMs;
+    // Less than a full attempt left is never the breaker's trial: on a healthy shard it would time out and reopen the
+    // breaker for everyone (a client's x-quiver-timeout-ms: 1 did). Refused as while open, not counted.
+    if (deadline - started < this.settings.readAttemptTimeoutMs && this.policies.read.trialDue()) return Promise.reject(this.failed("read", this.policies.read, new BrokenCircuitError()));
     // The replica set sizes its attempts from the deadline: give it one when the caller did not.
     const innerCtx: ReadContext = ctx?.deadline !== undefined ? ctx : { ...ctx, deadline };
     return this.raced(this.policies.read.policy, keys, innerCtx, deadline, deadline - started, null);
@@ -166,14 +164,43 @@ export class ResilientShard implements ShardNode {
    */
   private raced(policy: IPolicy, keys: readonly string[], ctx: ReadContext | undefined, deadline: number, budget: number, first: { readonly error: unknown } | null): Promise<ReadSlot[]> {
     const inner = this.inner;
-    const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
-      if (c.attempt === 0 && first !== null) return Promise.reject(first.error);
-      return c.attempt > 0 && performance.now() >= deadline ? Promise.reject(this.judged("read", this.timeout("read", budget, 0))) : inner.getMany(keys, ctx).then(this.answered, this.rethrowJudged);
+    const guard = this.policies.read;
+    const attemptMs = this.settings.readAttemptTimeoutMs;
+    // The call's first shard fault: what the breaker counts for the call if the caller's deadline ends a later attempt
+    // (a hung shard's lookup: two full attempts time out, the third is cut). With none, the call is not the shard's fault.
+    let fault: unknown;
+    // An attempt the caller's deadline ended (or would end): the call's shard fault if it had one; else not the shard's,
+    // except on the breaker's trial, which must not pass by it (cockatiel closes the breaker on an error it does not
+    // count): it reopens the breaker for the short retrial time, as a trial lost to a stall does.
+    const callerGone = (timeout: StorageTimeoutError): unknown =>
+      fault ?? (guard.isTrial() ? new StalledTrialError(timeout, "the caller had less than readAttemptTimeoutMs left") : new CallerDeadlineError(timeout));
+    // What the policies see of a failed attempt (already judged).
+    const settle = (out: unknown): unknown => {
+      if (out instanceof CallerDeadlineError) return callerGone(out.cause as StorageTimeoutError);
+      if (fault === undefined && out instanceof Error && isShardFault(out)) fault = out;
+      return out;
     };
-    // Each timeout is judged once, where it is made: an attempt's in rethrowJudged (the policy passes it on
+    const failedAttempt = (error: unknown): never => {
+      throw settle(this.judged("read", error));
+    };
+    const firstOutcome = first === null ? undefined : settle(first.error);
+    const attempt = (c: { attempt: number }): Promise<ReadSlot[]> => {
+      if (c.attempt === 0 && first !== null) return Promise.reject(firstOutcome);
+      const left = deadline - performance.now();
+      // Too little time left for a full attempt: no I/O when the caller is gone (its deadline passed while this call
+      // waited in the bulkhead queue or a back-off); none either for a trial, which could not tell a healthy shard.
+      // Such a call is refused before it becomes the trial (readGuarded); this catches one that waited meanwhile.
+      if (left <= 0 || (left < attemptMs && guard.isTrial())) return Promise.reject(callerGone(this.timeout("read", Math.max(0, left), 0)));
+      return inner.getMany(keys, ctx).then(this.answered, failedAttempt);
+    };
+    // Each timeout is judged once, where it is made: an attempt's in failedAttempt (the policy passes it on
     // as judged), the deadline's here. Judged again, a timeout the breaker had counted could come out excused.
-    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, (late) => this.judged("read", this.timeout("read", budget, late)) as Error).then(undefined, (error: unknown) => {
-      throw this.failed("read", this.policies.read, error);
+    // The deadline's timeout is the caller's own when no attempt of the call failed the shard's way and either the whole
+    // call had less than a full attempt or the inner node bounds its attempts itself (they end with their own verdicts).
+    const callersOwn = budget < attemptMs || inner.readsSettleByDeadline;
+    const atDeadline = (late: number): Error => (fault === undefined && callersOwn ? new CallerDeadlineError(this.timeout("read", budget, late)) : (this.judged("read", this.timeout("read", budget, late)) as Error));
+    return raceDeadline(policy.execute(attempt as (c: unknown) => Promise<ReadSlot[]>), budget, atDeadline).then(undefined, (error: unknown) => {
+      throw this.failed("read", guard, error);
     });
   }
 

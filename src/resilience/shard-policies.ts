@@ -81,6 +81,8 @@ export interface GuardedOp {
    * as the README's failure table says, rather than reopening a recovered shard.
    */
   isTrial(): boolean;
+  /** True when the breaker is open and its open time is over: the next call through it would be the trial. */
+  trialDue(): boolean;
   /** When an open breaker lets a trial through (ms from now; 0 when not open). */
   retryAfterMs(): number;
   /** Drops the failures the breaker counted within the last `withinMs` (a stall common to the shards caused them). */
@@ -148,6 +150,7 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       state: () => (breaker.state === CircuitState.Closed && strategy.trialsLeft > 0 ? "half_open" : (STATE_NAMES[breaker.state] ?? "open")),
       isTrial: () => breaker.state === CircuitState.HalfOpen,
       // cockatiel times the open state with Date.now(); so does this.
+      trialDue: () => breaker.state === CircuitState.Open && Date.now() - openedAt >= openMs,
       retryAfterMs: () => (breaker.state === CircuitState.Open ? Math.max(0, openedAt + openMs - Date.now()) : 0),
       forgive: (withinMs) => strategy.forgive(withinMs),
     };

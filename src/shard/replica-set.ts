@@ -1,7 +1,7 @@
 import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "../kv/layout-ledger.ts";
-import { FailoverUnderWayError, raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
+import { CallerDeadlineError, FailoverUnderWayError, raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
@@ -149,15 +149,19 @@ export class ReplicaSet implements ShardNode {
     // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`, at most `readAttemptMaxMs`.
     const remaining = ctx?.deadline === undefined ? this.attemptMs : ctx.deadline - started;
     const budget = Math.min(remaining, Math.max(this.attemptMs, Math.min(this.maxAttemptMs, remaining / this.attemptsPerRead)));
+    // Less than a full attempt left: the caller's deadline, not the member, will end it.
+    const cut = remaining < this.attemptMs;
     try {
       const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, (late) => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget), late));
       member.observe(performance.now() - started);
       return rows;
     } catch (error) {
-      // Out of request budget is not the member's fault; a full attempt without an answer is, unless
+      // An attempt the caller's deadline cut short says nothing about the shard: not the member's fault, not
+      // the breaker's to count (CallerDeadlineError). A full attempt without an answer is the member's, unless
       // this process was too busy to hear the answer (resilience/local-stall.ts) or most shards timed out
       // together (resilience/common-cause.ts).
-      const memberAtFault = !(error instanceof StorageTimeoutError) || ((budget < remaining || ctx?.deadline === undefined) && this.stall.stalled(error, { shard: this.id, trial: false }) === null);
+      if (cut && error instanceof StorageTimeoutError) throw new CallerDeadlineError(error);
+      const memberAtFault = !(error instanceof StorageTimeoutError) || this.stall.stalled(error, { shard: this.id, trial: false }) === null;
       if (memberAtFault) {
         this.membership.markFailed(member, error);
         this.counters.readFallbacks++;
