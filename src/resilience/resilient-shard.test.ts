@@ -436,6 +436,30 @@ describe.each([
     expect(shard.guardState().read).toBe("half_open"); // on probation after the trial passed
   });
 
+  test("while half-open only the trial reaches the shard: other reads fail at once with breaker-open, uncounted, and a slow trial that passes is not undone by them", async () => {
+    const clock = fakeClock(1_300_000);
+    const inner = new SwitchableShard("s1", bounded);
+    const { events, observer } = recorder();
+    const shard = guardShard(inner, { ...FAST, readRetries: 0 }, observer, clock.now);
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await read(shard).catch(() => {});
+    expect(shard.guardState().read).toBe("open");
+    clock.advance(30_001);
+    inner.mode = "hold";
+    const trial = read(shard);
+    expect(shard.guardState().read).toBe("half_open");
+    const calls = inner.calls;
+    // cockatiel held them until the trial ended (then ran them past their deadlines): here they never settled.
+    const others = await Promise.race([Promise.all(Array.from({ length: 5 }, () => read(shard).catch((e: unknown) => e))), Bun.sleep(200).then(() => "still waiting for the trial")]);
+    expect(Array.isArray(others) && others.every((e) => e instanceof ShardBreakerOpenError)).toBe(true);
+    expect(inner.calls).toBe(calls);
+    inner.mode = "ok";
+    inner.release(true);
+    expect(await trial).toEqual([undefined]);
+    expect(shard.guardState().read).toBe("half_open"); // on probation: the trial passed
+    expect(events.filter((e) => e === "s1/read:open")).toHaveLength(1);
+  });
+
   test("failures spread wider than the window do not open the breaker", async () => {
     let now = 2_000_000;
     const inner = new SwitchableShard("s1", bounded);
@@ -604,6 +628,24 @@ describe("ResilientShard read paths", () => {
     expect(events.at(-1)).toBe("s1/read:failed:shard_breaker_open");
   });
 
+  test("a read whose deadline passed while it waited in the bulkhead queue reads nothing when its turn comes and is not counted", async () => {
+    const inner = new SwitchableShard("s1", true);
+    const { shard } = exposed(inner, { bulkheadConcurrency: 1, bulkheadQueue: 10, breakerFailures: 2, readRetries: 0 });
+    inner.mode = "hold";
+    const holder = read(shard);
+    const deadline = performance.now() + 10;
+    const queued = Array.from({ length: 5 }, () => shard.getMany(["v@1/k=1"], { deadline }).catch((e: unknown) => e));
+    const answered = await Promise.all(queued); // each given up at its deadline, still in the queue
+    expect(answered.every((e) => e instanceof CallerDeadlineError)).toBe(true);
+    while (performance.now() <= deadline) await Bun.sleep(1); // a timer may fire a fraction of a millisecond early
+    inner.mode = "fail"; // had they run their first attempt now, past their deadlines, each would count against the shard
+    inner.release();
+    await holder.catch(() => {});
+    for (let i = 0; i < 10; i++) await Bun.sleep(1);
+    expect(inner.calls).toBe(1);
+    expect(shard.guardState().read).toBe("closed");
+  });
+
   test("a fast-path read passes the caller's context through unchanged; a read without a deadline gets requestTimeoutMs's", async () => {
     const inner = new SwitchableShard("s1", true);
     const { shard } = exposed(inner, { requestTimeoutMs: 700 });
@@ -637,6 +679,28 @@ describe("ResilientShard writes", () => {
     // No primary / a refused connection (a failover): through the window.
     expect(await attempts("fail")).toBe(1 + retriesToSpan(300, 1, 3));
     expect(retriesToSpan(300, 1, 3)).toBeGreaterThan(4);
+  });
+
+  test("while the write breaker is half-open only its trial reaches the shard: other pushes fail at once with breaker-open", async () => {
+    const clock = fakeClock(4_100_000);
+    const inner = new SwitchableShard("s1");
+    const shard = guardShard(inner, { ...FAST, writeRetries: 0, failoverWindowMs: 0 }, recorder().observer, clock.now);
+    const row = (ts: number) => [{ key: "v@1/k=1", row: { ts, values: [ts] } }];
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await shard.putMany(row(2)).catch(() => {});
+    expect(shard.guardState().write).toBe("open");
+    clock.advance(30_001);
+    inner.mode = "hold";
+    const trial = shard.putMany(row(3));
+    expect(shard.guardState().write).toBe("half_open");
+    const calls = inner.calls;
+    // cockatiel held them for the trial's whole retry (~1.7 s against a hung shard), each holding its admission slot.
+    const others = await Promise.race([Promise.all(Array.from({ length: 5 }, (_, i) => shard.putMany(row(4 + i)).catch((e: unknown) => e))), Bun.sleep(200).then(() => "still waiting for the trial")]);
+    expect(Array.isArray(others) && others.every((e) => e instanceof ShardBreakerOpenError && e.retryAfterSeconds >= 1)).toBe(true);
+    expect(inner.calls).toBe(calls);
+    inner.mode = "ok";
+    inner.release(true);
+    expect(await trial).toEqual({ written: 1, ignored: 0, sameTime: 0 });
   });
 
   test("an open write breaker fails pushes at once with a retry-after; reads stay served", async () => {

@@ -136,6 +136,17 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       if (state === CircuitState.Closed && strategy.trialsLeft > 0) return;
       observer.breakerChanged(shard, op, STATE_NAMES[state] ?? "open");
     });
+    // While half-open, cockatiel holds every other call until the trial ends (`await state.test`), then runs it: writes
+    // waited out the trial's whole retry (~1.7 s) holding admission and bulkhead slots (19 pushes answered after
+    // 1,710 ms, 30 lookups of healthy shards refused meanwhile), and reads waited out their budgets, then ran their
+    // first attempt past their deadline, failed on probation and reopened a recovered shard. Only the trial goes
+    // through: every other call fails at once, as while open.
+    const gated: IPolicy = {
+      _altReturn: undefined as never,
+      onSuccess: breaker.onSuccess,
+      onFailure: breaker.onFailure,
+      execute: (fn, signal) => (breaker.state === CircuitState.HalfOpen ? Promise.reject(new BrokenCircuitError()) : breaker.execute(fn, signal)),
+    };
     let openedAt = 0;
     let openMs = s.breakerOpenMs;
     breaker.onBreak((reason) => {
@@ -143,9 +154,9 @@ export function shardPolicies(shard: string, s: ResilienceSettings, failoverWind
       openMs = openTime(reason);
     });
     return {
-      policy: wrap(shared, breaker, again),
+      policy: wrap(shared, gated, again),
       bulkhead: shared,
-      admitted: wrap(breaker, again),
+      admitted: wrap(gated, again),
       idle: () => breaker.state === CircuitState.Closed && strategy.trialsLeft === 0,
       state: () => (breaker.state === CircuitState.Closed && strategy.trialsLeft > 0 ? "half_open" : (STATE_NAMES[breaker.state] ?? "open")),
       isTrial: () => breaker.state === CircuitState.HalfOpen,
