@@ -31,6 +31,16 @@ export class StorageTimeoutError extends StorageError {
 }
 
 /**
+ * A read attempt given the longest any read waits for a member
+ * (`readAttemptMaxMs`) timed out on the shard's last healthy member: the shard
+ * is hung, not slow. Counted against the shard like any timeout, but not
+ * retried: a long-budget lookup retried the hung member twice more, holding
+ * its admission slot 3 s, while the breaker counted nothing until calls ended
+ * (an audit: every lookup of a healthy shard refused for 2.5 s).
+ */
+export class ShardHungError extends StorageTimeoutError {}
+
+/**
  * A storage wait ran out while this process itself was stalled (its event
  * loop overloaded, or the timer fired well after it was due), so the shard may
  * have answered in time unheard. The caller gets what a timeout gives

@@ -17,7 +17,7 @@ import {
   retry,
   wrap,
 } from "cockatiel";
-import { CommonStallError, LocalStallError, StalledTrialError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
+import { CommonStallError, LocalStallError, ShardHungError, StalledTrialError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import type { ResilienceSettings } from "./settings.ts";
 import { WindowBreaker } from "./window-breaker.ts";
 
@@ -37,8 +37,8 @@ export const IGNORE_OBSERVER: ResilienceObserver = { breakerChanged() {}, retrie
 /** A fault of the shard (retryable storage error), as opposed to a bad request, our own bug, our own stall (local-stall.ts) or one common to the shards (common-cause.ts). */
 export const isShardFault = (e: Error): boolean => e instanceof StorageError && e.retryable && !(e instanceof LocalStallError) && !(e instanceof CommonStallError);
 
-/** Retries never re-run a call the breaker or the bulkhead refused. */
-const isRetryable = (e: Error): boolean => isShardFault(e) && !(e instanceof BrokenCircuitError) && !(e instanceof BulkheadRejectedError);
+/** Retries never re-run a call the breaker or the bulkhead refused, nor a read of a shard found hung (ShardHungError). */
+const isRetryable = (e: Error): boolean => isShardFault(e) && !(e instanceof BrokenCircuitError) && !(e instanceof BulkheadRejectedError) && !(e instanceof ShardHungError);
 
 /**
  * A write failure that a failover ends (no primary known, the primary gone or

@@ -1,7 +1,7 @@
 import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "../kv/layout-ledger.ts";
-import { CallerDeadlineError, FailoverUnderWayError, raceDeadline, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
+import { CallerDeadlineError, FailoverUnderWayError, raceDeadline, ShardHungError, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
 import { LATENESS_JUDGE, type StallJudge } from "../resilience/local-stall.ts";
 import type { ResilienceSettings } from "../resilience/settings.ts";
 import type { ShardNode } from "../resilience/resilient-shard.ts";
@@ -165,6 +165,10 @@ export class ReplicaSet implements ShardNode {
       if (memberAtFault) {
         this.membership.markFailed(member, error);
         this.counters.readFallbacks++;
+        // The longest wait any read gives a member, and no healthy member left to try: a retry would wait as long again.
+        if (error instanceof StorageTimeoutError && budget >= this.maxAttemptMs && this.membership.readOrder[0]?.healthy !== true) {
+          throw new ShardHungError(`shard ${this.id} read on ${member.address}`, Math.round(budget), error.lateMs);
+        }
       }
       if (error instanceof StorageError) throw error;
       throw new ShardUnavailableError(this.id, `read on ${member.address} failed: ${error instanceof Error ? error.message : String(error)}`, error);
