@@ -76,20 +76,24 @@ async function metric(pattern: RegExp): Promise<number> {
 
 const openBreakers = () => metric(/^quiver_shard_breaker_state\{shard="s\d",op="read"\} 2$/).then((n) => n / 2);
 
-test("three shards stalled together for 300 ms, three times: their timeouts are common_stall and no breaker opens", async () => {
+/** When the last short stall ended: the outage below waits until its excused time is out of the account (10 s). */
+let stallsEndedAt = Number.NEGATIVE_INFINITY;
+
+test("three shards stalled together for 200 ms, three times: their timeouts are common_stall and no breaker opens", async () => {
   const load = lookupLoad();
   await Bun.sleep(300);
+  // 200 ms each: a shard's excused time adds up over the breakers' window (10 s) to one second at most
+  // (common-cause.ts); three 300 ms stalls and their tails came near it.
   for (let i = 0; i < 3; i++) {
     for (const s of servers) s.pause();
-    await Bun.sleep(300);
+    await Bun.sleep(200);
     for (const s of servers) s.resume();
-    // A second between stalls, the excuse's length. With 400 ms, a full suite on a noisy host failed once (one
-    // breaker opened; 467 reads excused, not the ~580 of a passing run): most likely timeouts went on into a gap
-    // (reads in flight at the resume, on a process slow to read their replies), which joins two stalls into one
-    // episode, and past its first second the last stall's timeouts count against the shards (common-cause.ts).
+    // A second between stalls: every shard's reads answer in it, which ends each shard's stretch of excused
+    // timeouts (common-cause.ts); the next stall adds its own length to what the shard has spent.
     await Bun.sleep(1000);
   }
   const lookups = await load.stop();
+  stallsEndedAt = performance.now();
   const common = await metric(/^quiver_shard_failures_total\{shard="s\d",op="read",reason="common_stall"\}/);
   const transitions = await metric(/^quiver_shard_breaker_transitions_total\{shard="s\d",op="read",state="open"\}/);
   // Every read failure by shard and reason, so a failing run says what was counted.
@@ -103,6 +107,8 @@ test("three shards stalled together for 300 ms, three times: their timeouts are 
 }, 30_000);
 
 test("all three stalled for good: an outage; every read breaker opens, later than a single hung shard's would", async () => {
+  // The stalls above spent most of the shards' excused second; out of the 10 s account, the outage has it all.
+  await Bun.sleep(Math.max(0, stallsEndedAt + 10_500 - performance.now()));
   const load = lookupLoad();
   await Bun.sleep(300);
   for (const s of servers) s.pause();

@@ -69,7 +69,7 @@ describe("CommonCauseJudge", () => {
     expect(single.verdict("s1")).toBeNull();
   });
 
-  test("an episode is excused for its first second only (a tier-wide outage must open the breakers); a new one after a quiet window is excused again", () => {
+  test("a shard's correlated timeouts are excused for a second in all within the breakers' window (a tier-wide outage must open the breakers); a new stall after that window is excused again", () => {
     const h = harness();
     const excused: boolean[] = [];
     for (let t = 10_000; t <= 11_500; t += 10) {
@@ -81,12 +81,49 @@ describe("CommonCauseJudge", () => {
     expect(excused.slice(1, 300).every((e) => e)).toBe(true); // up to t = 10_990
     h.at(11_010);
     expect(h.verdict("s1")).toBeNull();
-    // Quiet for more than the window, reads answering in it: the next burst is a new episode.
-    h.judge.answered();
+    // Reads answering again, then a new stall within the breakers' window: the shards have spent their second.
+    for (const s of ["s1", "s2", "s3"]) h.judge.answered(s);
     h.at(11_700);
     h.verdict("s1");
     h.at(11_705);
+    expect(h.verdict("s2")).toBeNull();
+    // Ten seconds on, what the last outage spent is out of the window: a stall is excused again.
+    for (const s of ["s1", "s2", "s3"]) h.judge.answered(s);
+    h.at(22_000);
+    h.verdict("s1");
+    h.at(22_005);
     expect(h.verdict("s2")?.cause).toBe("common");
+  });
+
+  test("short stalls with the shards answering between them add up only their own lengths: ten 80 ms stalls in 10 s are excused", () => {
+    const h = harness();
+    const causes: (string | null)[] = [];
+    for (let stall = 0; stall < 10; stall++) {
+      for (let t = 0; t <= 80; t += 10) {
+        h.at(10_000 + stall * 1000 + t);
+        for (const s of ["s1", "s2", "s3"]) causes.push(h.verdict(s)?.cause ?? null);
+      }
+      for (const s of ["s1", "s2", "s3"]) h.judge.answered(s);
+    }
+    // Each stall's first timeout is charged (nothing correlated yet); every other one is excused.
+    expect(causes.filter((c) => c === null)).toHaveLength(10);
+  });
+
+  test("a hung shard and a slow one timing out together under light traffic, a third answering, are excused for their first second only", () => {
+    const h = harness();
+    const verdicts: (string | null)[] = [];
+    // A lookup every 250 ms: s1 hung, s2 slow (both time out), s3 answers. Before, each lookup was a new episode (the
+    // gap was longer than the window and a shard had answered in it): excused for good, no breaker ever opened.
+    for (let t = 10_000, n = 0; t <= 13_000; t += 250, n++) {
+      h.at(t);
+      // Whichever times out first in a lookup is not correlated yet; the order changes from lookup to lookup.
+      const [first, second] = n % 2 === 0 ? ["s1", "s2"] : ["s2", "s1"];
+      h.verdict(first!);
+      verdicts.push(h.verdict(second!)?.cause ?? null);
+      h.judge.answered("s3");
+    }
+    expect(verdicts.slice(0, 4)).toEqual(["common", "common", "common", "common"]);
+    expect(verdicts.slice(-6)).toEqual([null, null, null, null, null, null]);
   });
 
   test("a gap in which no shard read answered does not end the episode: a tier down under light traffic opens the breakers", () => {
@@ -100,13 +137,13 @@ describe("CommonCauseJudge", () => {
     // Excused for the episode's first second, then counted: every lookup after 11,000 charges its shards.
     expect(verdicts.slice(-9)).toEqual([null, null, null, null, null, null, null, null, null]);
     expect(verdicts.slice(1, 3)).toEqual(["common", "common"]);
-    // With reads answering between them, each lookup's timeouts are an episode of their own (excused).
+    // With every shard's reads answering between them, each lookup's timeouts are a stretch of their own (excused).
     const h2 = harness();
     const later: (string | null)[] = [];
     for (let t = 10_000; t <= 12_000; t += 300) {
       h2.at(t);
       for (const s of ["s1", "s2", "s3"]) later.push(h2.verdict(s)?.cause ?? null);
-      h2.judge.answered();
+      for (const s of ["s1", "s2", "s3"]) h2.judge.answered(s);
     }
     expect(later.slice(-2)).toEqual(["common", "common"]);
   });
@@ -143,11 +180,11 @@ describe("CommonCauseJudge", () => {
     const timely = timeout();
     expect(judgeTimeout(LATENESS_JUDGE, timely, { shard: "s2", trial: true })).toBe(timely);
     h.at(10_002);
-    expect(h.verdict("s3")).toEqual({ cause: "common", why: "3 of 3 shards timed out within 100 ms", spanMs: 101 });
+    expect(h.verdict("s3")).toEqual({ cause: "common", why: "3 of 3 shards timed out within 100 ms", spanMs: 100 });
     const common = judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false });
     expect(common).toBeInstanceOf(CommonStallError);
-    // The stretch it covers: from the episode's first correlated timeout (10,001) less the window, to now.
-    expect((common as CommonStallError).spanMs).toBe(101);
+    // The stretch it covers: from the shard's first correlated timeout (10,002) less the window, to now.
+    expect((common as CommonStallError).spanMs).toBe(100);
     expect(isShardFault(common as Error)).toBe(false);
   });
 
@@ -176,10 +213,11 @@ describe("CommonCauseJudge", () => {
     expect(h.verdict("s2")?.cause).toBe("common");
     h.at(10_010);
     stalled = true;
-    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded", spanMs: 105 });
+    // The span reaches a window back from the shard's first correlated timeout (now): its charged one at 10,000 is in it.
+    expect(h.verdict("s1")).toEqual({ cause: "local", why: "event loop overloaded", spanMs: 100 });
     const judged = judgeTimeout(h.judge, timeout(), { shard: "s3", trial: false });
     expect(judged).toBeInstanceOf(LocalStallError);
-    expect((judged as LocalStallError).spanMs).toBe(105);
+    expect((judged as LocalStallError).spanMs).toBe(100);
     // The episode goes on past its first second: no longer excused as common, and no span to take anything back.
     for (let t = 10_020; t <= 11_020; t += 20) {
       h.at(t);
@@ -201,5 +239,6 @@ describe("CommonCauseJudge", () => {
   test("bad settings are refused", () => {
     expect(() => new CommonCauseJudge(NEVER, () => 3, { maxEpisodeMs: -1 })).toThrow(/episode/);
     expect(() => new CommonCauseJudge(NEVER, () => 3, { minWindowMs: 0 })).toThrow(/window/);
+    expect(() => new CommonCauseJudge(NEVER, () => 3, { accountMs: 0 })).toThrow(/account/);
   });
 });

@@ -26,11 +26,11 @@ export interface StallJudge {
    */
   stalled(timeout: StorageTimeoutError, call?: TimedOutCall): StallVerdict | null;
   /**
-   * A shard read answered (shards call it on every read that did): judges
-   * that follow a stretch of timeouts across shards learn it has ended.
+   * A read of `shard` answered (shards call it on every read that did):
+   * judges that follow a shard's stretch of timeouts learn it has ended.
    * Judges that need it not leave it out.
    */
-  answered?(): void;
+  answered?(shard?: string): void;
 }
 
 /** The call that timed out, for judges that compare shards. */

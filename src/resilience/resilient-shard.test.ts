@@ -312,8 +312,9 @@ describe.each([
       clock.advance(5);
       await expect(read(s1)).rejects.toBeInstanceOf(CommonStallError);
       for (const inner of inners) inner.mode = "ok";
-      // Traffic between the stalls: reads answer (with none, the timeouts would be one outage of the tier).
-      await read(s2);
+      // Traffic between the stalls: every shard's reads answer (a shard that answers none is down, and its
+      // timeouts add up to an outage of its own).
+      for (const s of shards) await read(s);
       clock.advance(990);
     }
     expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "closed", "closed"]);
@@ -350,7 +351,7 @@ describe.each([
       expect(again).toBeInstanceOf(LocalStallError);
       expect((again as LocalStallError).spanMs).toBeGreaterThan(0);
       for (const inner of inners) inner.mode = "ok";
-      await read(s2);
+      for (const s of shards) await read(s);
       clock.advance(990);
     }
     expect(shards.map((s) => s.guardState().read)).toEqual(["closed", "closed", "closed"]);

@@ -103,7 +103,7 @@ export class ResilientShard implements ShardNode {
 
   /** A read answered: the judge hears of it (a stretch of timeouts across shards has ended: common-cause.ts). */
   private readonly answered = (rows: ReadSlot[]): ReadSlot[] => {
-    this.judge.answered?.();
+    this.judge.answered?.(this.id);
     return rows;
   };
 
