@@ -11,7 +11,8 @@ import { type RedisProcess, startRedis } from "./support/redis-process.ts";
  * Read budgets against real redis-servers: `gamma` behind the delay proxy
  * (every chunk held a fixed time each way, so a round trip takes at least twice
  * that however fast the machine), `alpha` to be hung with SIGSTOP (its longest
- * attempt, readAttemptMaxMs, cut to 100 ms so the test is short). Assertions
+ * attempt, readAttemptMaxMs, cut to 100 ms so the test is short), `delta`
+ * behind a second proxy with 200 ms attempts (readAttemptTimeoutMs). Assertions
  * are on what the policies did (breaker states, retries, failure reasons),
  * which the proxy's delay and the signal decide, not the machine's speed.
  */
@@ -19,13 +20,16 @@ import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 const dir = mkdtempSync(join(tmpdir(), "quiver-read-budgets-"));
 let gammaServer: RedisProcess;
 let alpha: RedisProcess;
+let deltaServer: RedisProcess;
 let proxy: DelayProxy;
+let deltaProxy: DelayProxy;
 let q: Quiver;
-const idsOf: Record<string, number[]> = { alpha: [], gamma: [] };
+const idsOf: Record<string, number[]> = { alpha: [], gamma: [], delta: [] };
 
 beforeAll(async () => {
-  [gammaServer, alpha] = await Promise.all([startRedis(), startRedis()]);
+  [gammaServer, alpha, deltaServer] = await Promise.all([startRedis(), startRedis(), startRedis()]);
   proxy = await startDelayProxy({ targetPort: gammaServer.port, delayMs: 0 });
+  deltaProxy = await startDelayProxy({ targetPort: deltaServer.port, delayMs: 0 });
   const topologyPath = join(dir, "topology.yaml");
   writeFileSync(
     topologyPath,
@@ -38,6 +42,11 @@ beforeAll(async () => {
       `    primary: ${alpha.address}`,
       "    writeAcks: 0",
       "    readAttemptMaxMs: 100",
+      // Attempts of 200 ms, so a round trip between one attempt and the budget has wide margins either side.
+      "  - name: delta",
+      `    primary: 127.0.0.1:${deltaProxy.port}`,
+      "    writeAcks: 0",
+      "    readAttemptTimeoutMs: 200",
       "",
     ].join("\n"),
   );
@@ -50,7 +59,8 @@ afterAll(async () => {
   alpha?.resume();
   await q?.close();
   await proxy?.close();
-  await Promise.all([gammaServer?.stop(), alpha?.stop()]);
+  await deltaProxy?.close();
+  await Promise.all([gammaServer?.stop(), alpha?.stop(), deltaServer?.stop()]);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -90,6 +100,24 @@ describe("read budgets on real Redis shards", () => {
     }
   }, 30_000);
 
+  test("a shard slower than one attempt but inside the budget answers: the last attempt that fits gets the rest of the budget", async () => {
+    expect(idsOf["delta"]!.length).toBeGreaterThan(20);
+    expect((await lookup("delta", 0, 1000)).statuses).toEqual(["PRESENT"]);
+    // A round trip of at least 220 ms: every 200 ms attempt times out. A 500 ms budget: attempts of 200 ms, then
+    // (300 ms left, no room for two) the rest. Before, the second got 200 ms and the third 90: never an answer.
+    deltaProxy.setDelay(110);
+    try {
+      const answers: { statuses: string[]; ms: number }[] = [];
+      for (let i = 0; i < 4; i++) answers.push(await lookup("delta", i, 500));
+      console.log(JSON.stringify({ slowShardMs: answers.map((a) => a.ms) }));
+      expect(answers.map((a) => a.statuses[0])).toEqual(["PRESENT", "PRESENT", "PRESENT", "PRESENT"]);
+      expect(await breaker("delta")).toBe(0);
+    } finally {
+      deltaProxy.setDelay(0);
+    }
+  }, 30_000);
+
+  // Last: a hung shard's timeouts within 400 ms of another shard's would be judged a stall they share (common-cause.ts).
   test("long-budget lookups of a hung shard give it up after one longest attempt (readAttemptMaxMs), not three, and open its breaker", async () => {
     expect(idsOf["alpha"]!.length).toBeGreaterThan(20);
     expect((await lookup("alpha", 0, 1000)).statuses).toEqual(["PRESENT"]);
@@ -108,4 +136,5 @@ describe("read budgets on real Redis shards", () => {
       alpha.resume();
     }
   }, 30_000);
+
 });

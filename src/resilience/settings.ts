@@ -15,7 +15,8 @@ export interface ResilienceSettings {
   /**
    * Longest one read attempt on one member may take, however long the request's
    * budget (ms): an attempt gets its share of the budget, at least
-   * `readAttemptTimeoutMs` and at most this. A gRPC call with a 300 s deadline
+   * `readAttemptTimeoutMs` and at most this; the last one that fits gets the
+   * rest, at most this too. A gRPC call with a 300 s deadline
    * gave a hung member 100 s per attempt, holding its admission slot that long.
    */
   readonly readAttemptMaxMs: number;

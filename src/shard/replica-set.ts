@@ -146,9 +146,12 @@ export class ReplicaSet implements ShardNode {
     const member = this.membership.readOrder[0];
     if (!member) throw new ShardUnavailableError(this.id, "no member to read from");
     const started = performance.now();
-    // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`, at most `readAttemptMaxMs`.
+    // Each attempt gets its share of what is left of the request's budget, at least `readAttemptTimeoutMs`, at most
+    // `readAttemptMaxMs`; the last one that fits gets the rest (at most `readAttemptMaxMs`). With the 50 ms budget
+    // the second attempt got 20 ms and the third none, so a shard answering in 26 ms never answered in time.
     const remaining = ctx?.deadline === undefined ? this.attemptMs : ctx.deadline - started;
-    const budget = Math.min(remaining, Math.max(this.attemptMs, Math.min(this.maxAttemptMs, remaining / this.attemptsPerRead)));
+    let budget = Math.min(remaining, Math.max(this.attemptMs, Math.min(this.maxAttemptMs, remaining / this.attemptsPerRead)));
+    if (remaining - budget < this.attemptMs) budget = Math.min(remaining, this.maxAttemptMs);
     // Less than a full attempt left: the caller's deadline, not the member, will end it.
     const cut = remaining < this.attemptMs;
     try {
