@@ -2,7 +2,8 @@
  * Every number of the per-shard policies. Defaults follow the system design
  * this project implements: a lookup gets 2 retries (immediately, then after
  * 10 ms) inside a 50 ms budget; a write 3 retries with exponential back-off
- * from 100 ms, each attempt bounded by 1 s, for at most the failover window;
+ * from 100 ms, each attempt bounded by 1 s (a replica set's primary ends it at
+ * 250 ms plus the WAIT), for at most the failover window;
  * a breaker opens after 5 failures within 10 s, stays open 30 s, then lets
  * trial calls through and closes for good after 3 successes (a trial lost to
  * a stall that was not the shard's reopens it for 1 s only).
@@ -28,7 +29,10 @@ export interface ResilienceSettings {
   readonly writeRetries: number;
   /** First write back-off (ms), doubled per retry up to 1 s. */
   readonly writeBackoffMs: number;
-  /** Bound on one write attempt (ms), on top of the replicas' WAIT timeout. */
+  /**
+   * Outer bound on one write attempt (ms), on top of the replicas' WAIT timeout. A replica set's
+   * primary ends an attempt sooner, at its command deadline (`attemptTimeoutMs`, 250 ms) plus the WAIT.
+   */
   readonly writeTimeoutMs: number;
   /** Failed calls within `breakerWindowMs` that open a shard's breaker. */
   readonly breakerFailures: number;
