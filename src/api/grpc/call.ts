@@ -98,7 +98,8 @@ export function deadlineOf(call: { getDeadline(): Date | number }): number | und
 /**
  * Races a pending answer against the deadline: at the deadline the caller gets
  * DEADLINE_EXCEEDED at once; the storage reads got the same deadline in their
- * ReadContext and stop there.
+ * ReadContext and stop there. The work may go on (a push's retries): callers
+ * keep its admission slot until it ends.
  */
 export function withinDeadline<T>(work: T | Promise<T>, deadline: number | undefined): T | Promise<T> {
   if (deadline === undefined || !(work instanceof Promise)) {
@@ -215,10 +216,25 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       },
     };
     let admittedAt = -1;
+    // The admission slot is held until the handler's work ends, not only until the caller is answered: answered
+    // DEADLINE_EXCEEDED at its deadline, a push went on writing (a hung shard's retries, ~1.7 s) with its slot
+    // released, so clients with short deadlines could keep any number of writes running past the limit.
+    let working = false;
+    let answeredCode = -1;
+    const release = () => {
+      if (admittedAt < 0 || working || answeredCode < 0) return;
+      options.admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
+      admittedAt = -1;
+    };
+    const settled = () => {
+      working = false;
+      release();
+    };
     const finish = (code: status) => {
       metrics.count(code);
       metrics.latency.observe((performance.now() - start) / 1000);
-      if (admittedAt >= 0) options.admission!.done(admittedAt, failedForAdmission(code) || degraded);
+      answeredCode = code;
+      release();
     };
     const fail = (e: unknown) => {
       const q = toQuiverError(e);
@@ -235,7 +251,12 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       try {
         const req = call.request;
         if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
-        const out = withinDeadline(handler(req, ctx), ctx.deadline);
+        const work = handler(req, ctx);
+        if (work instanceof Promise) {
+          working = true;
+          work.then(settled, settled);
+        }
+        const out = withinDeadline(work, ctx.deadline);
         if (out instanceof Promise) out.then(succeed, fail);
         else succeed(out);
       } catch (e) {

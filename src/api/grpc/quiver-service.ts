@@ -152,10 +152,23 @@ export class QuiverGrpcService {
           degraded = true;
         },
       };
+      // The admission slot is held until the lookup's work ends, as a unary call's is (call.ts).
+      let working = false;
+      let answeredCode = -1;
+      const release = () => {
+        if (admittedAt < 0 || working || answeredCode < 0) return;
+        admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
+        admittedAt = -1;
+      };
+      const settled = () => {
+        working = false;
+        release();
+      };
       const finish = (code: number) => {
         metrics.count(code);
         metrics.latency.observe((performance.now() - start) / 1000);
-        if (admittedAt >= 0) admission!.done(admittedAt, failedForAdmission(code) || degraded);
+        answeredCode = code;
+        release();
         done();
       };
       const answer = (bytes: Uint8Array) => {
@@ -179,11 +192,17 @@ export class QuiverGrpcService {
             if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
             // As x-quiver-timeout-ms over HTTP: 3,000,000,000 overflowed the timer and answered DEADLINE_EXCEEDED at once.
             if (req.timeout_ms > MAX_LOOKUP_BUDGET_MS) throw invalid("invalid_request", "timeout_ms", `expected a budget in milliseconds from 1 to ${MAX_LOOKUP_BUDGET_MS} (0 = the call's deadline or the server's default), got ${req.timeout_ms}`);
-            const now = performance.now();
-            const budget = req.timeout_ms > 0 ? now + req.timeout_ms : undefined;
+            // The budget counts from the message's arrival, as a unary call's and an HTTP lookup's do: time waiting
+            // for admission is spent from it (it counted from admission, so a queued lookup got its whole budget again).
+            const budget = req.timeout_ms > 0 ? start + req.timeout_ms : undefined;
             const deadline = budget === undefined ? callDeadline : callDeadline === undefined ? budget : Math.min(budget, callDeadline);
-            const readBudget = deadline !== undefined ? Math.min(deadline, now + MAX_LOOKUP_BUDGET_MS) : this.defaultBudgetMs === undefined ? undefined : now + this.defaultBudgetMs;
-            const out = withinDeadline(this.run(req, readBudget, notes), deadline);
+            const readBudget = deadline !== undefined ? Math.min(deadline, start + MAX_LOOKUP_BUDGET_MS) : this.defaultBudgetMs === undefined ? undefined : start + this.defaultBudgetMs;
+            const work = this.run(req, readBudget, notes);
+            if (work instanceof Promise) {
+              working = true;
+              work.then(settled, settled);
+            }
+            const out = withinDeadline(work, deadline);
             if (out instanceof Promise) out.then(answer, failure);
             else answer(out);
           } catch (e) {
