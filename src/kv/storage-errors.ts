@@ -108,6 +108,20 @@ export class CallerDeadlineError extends StorageError {
   }
 }
 
+/**
+ * A read whose caller's budget was spent before storage was asked (the
+ * lookup waited in the admission queue past it): nothing is read, its rows
+ * are UNAVAILABLE, and no shard is at fault: it is not counted or reported
+ * as the shard's failure, and the ring does not name the shard in `degraded`.
+ * It was reported as a degraded read of the shard (`x-quiver-degraded`, a
+ * `local_stall` failure and anomaly) though the shard was never asked.
+ */
+export class BudgetSpentError extends StorageError {
+  constructor(shard: string) {
+    super("budget_spent", `${shard}: the lookup's budget was spent before storage was asked (waiting for a slot)`, false);
+  }
+}
+
 /** The caller's signal aborted the call; not the node's fault. */
 export class StorageAbortedError extends StorageError {
   constructor(what: string) {

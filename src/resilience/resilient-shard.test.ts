@@ -2,7 +2,7 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { CallerDeadlineError, CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { BudgetSpentError, CallerDeadlineError, CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
@@ -378,14 +378,34 @@ describe.each([
   test("a read whose budget was spent before it began (queued for admission) reads nothing, fails at once, and is not the shard's fault", async () => {
     for (const settles of [false, true]) {
       const inner = new SwitchableShard("s1", settles);
-      const shard = guardShard(inner, FAST, recorder().observer);
+      const { events, observer } = recorder();
+      const shard = guardShard(inner, FAST, observer);
       for (let i = 0; i < 20; i++) {
         const err = await shard.getMany(["v@1/k=1"], { deadline: performance.now() - 1 }).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(LocalStallError);
+        expect(err).toBeInstanceOf(BudgetSpentError);
       }
       expect(inner.calls).toBe(0);
       expect(shard.guardState().read).toBe("closed");
+      // Nor reported as the shard's failure: it was a local_stall of s1 (a metric and a degraded_read anomaly).
+      expect(events).toEqual([]);
     }
+  });
+
+  test("the ring does not name a shard the lookup never asked (its budget spent waiting for a slot) in degraded", async () => {
+    const a = new SwitchableShard("a", bounded);
+    const b = new SwitchableShard("b", bounded);
+    const store = new ShardedStore([
+      { id: "a", weight: 1, node: guardShard(a, FAST, recorder().observer) },
+      { id: "b", weight: 1, node: guardShard(b, FAST, recorder().observer) },
+    ]);
+    const keys = Array.from({ length: 50 }, (_, i) => `v@1/k=${i}`);
+    for (const batch of [keys, keys.filter((k) => store.nodeFor(k).id === "a")]) {
+      const ctx = { degraded: [] as string[], deadline: performance.now() - 1 };
+      const slots = await store.getMany(batch, ctx);
+      expect(slots.every((s) => s === UNAVAILABLE)).toBe(true);
+      expect(ctx.degraded).toEqual([]);
+    }
+    expect(a.calls + b.calls).toBe(0);
   });
 
   test("attempts the caller's own deadline cut short (a 1 ms budget) fail their reads, unretried, and never open the breaker", async () => {

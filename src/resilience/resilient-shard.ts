@@ -1,7 +1,7 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { CallerDeadlineError, CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StalledTrialError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import { BudgetSpentError, CallerDeadlineError, CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StalledTrialError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import { type BreakerState, type GuardedOp, isShardFault, type ResilienceObserver, type ShardOp, type ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
@@ -110,12 +110,13 @@ export class ResilientShard implements ShardNode {
   /**
    * The caller's budget was spent before the read began (the lookup waited
    * for an admission slot): nothing is read, the rows are UNAVAILABLE at once,
-   * and it is not the shard's fault. It was read anyway and the timeout filed
-   * against the shard: with shedding off, a healthy shard's breaker opened.
+   * and it is not the shard's fault, nor reported as its failure (the ring
+   * does not name it in `degraded` either). It was read anyway and the
+   * timeout filed against the shard: with shedding off, a healthy shard's
+   * breaker opened; then it was reported as the shard's local_stall.
    */
   private budgetSpent(): Promise<never> {
-    const timeout = new StorageTimeoutError(`shard ${this.id} read`, 0, 0);
-    return Promise.reject(this.failed("read", this.policies.read, new LocalStallError(timeout, "the lookup's budget was spent before storage was asked, waiting for a slot")));
+    return Promise.reject(new BudgetSpentError(this.id));
   }
 
   /** The fast path's first attempt failed: the breaker and retry layers take over with that outcome, inside the same bulkhead slot. */

@@ -15,6 +15,7 @@ import {
   type ReadsNow,
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
+import { BudgetSpentError } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
 import { memberScanCursor } from "../shard/read-through-node.ts";
 
@@ -140,8 +141,9 @@ export class ShardedStore implements KvNode {
       const g = groups[0]!;
       try {
         return await g.node.getMany(keys, ctx);
-      } catch {
-        ctx?.degraded?.push(g.node.id);
+      } catch (e) {
+        // A shard the lookup never asked (its budget was spent waiting for a slot) is not degraded.
+        if (!(e instanceof BudgetSpentError)) ctx?.degraded?.push(g.node.id);
         return new Array<ReadSlot>(keys.length).fill(UNAVAILABLE);
       }
     }
@@ -151,8 +153,8 @@ export class ShardedStore implements KvNode {
         let got: readonly ReadSlot[] | undefined;
         try {
           got = await g.node.getMany(g.keys, ctx);
-        } catch {
-          ctx?.degraded?.push(g.node.id);
+        } catch (e) {
+          if (!(e instanceof BudgetSpentError)) ctx?.degraded?.push(g.node.id);
           got = undefined;
         }
         for (let j = 0; j < g.positions.length; j++) out[g.positions[j]!] = got ? got[j] : UNAVAILABLE;
