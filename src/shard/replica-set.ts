@@ -98,6 +98,8 @@ export class ReplicaSet implements ShardNode {
   private readonly maxAttemptMs: number;
   private readonly attemptsPerRead: number;
   private readonly stall: StallJudge;
+  /** The last timed-out read attempt of each call (its ReadContext), for a retry on the same member to wait on. */
+  private readonly timedOut = new WeakMap<ReadContext, { readonly keys: readonly string[]; readonly member: Member; readonly work: Promise<ReadSlot[]>; readonly since: number }>();
 
   private constructor(options: ReplicaSetOptions) {
     this.id = options.id;
@@ -154,11 +156,18 @@ export class ReplicaSet implements ShardNode {
     if (remaining - budget < this.attemptMs) budget = Math.min(remaining, this.maxAttemptMs);
     // Less than a full attempt left: the caller's deadline, not the member, will end it.
     const cut = remaining < this.attemptMs;
+    // A retry of the same call on the same member waits for the reply its timed-out attempt still has coming,
+    // rather than asking again: a slow member's answer to the first request comes before one to a second could.
+    const earlier = ctx === undefined ? undefined : this.timedOut.get(ctx);
+    const again = earlier !== undefined && earlier.keys === keys && earlier.member === member ? earlier : undefined;
+    const work = again?.work ?? member.node.getMany(keys, ctx);
+    const since = again?.since ?? started;
     try {
-      const rows = await raceDeadline(member.node.getMany(keys, ctx), budget, (late) => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget), late));
-      member.observe(performance.now() - started);
+      const rows = await raceDeadline(work, budget, (late) => new StorageTimeoutError(`shard ${this.id} read on ${member.address}`, Math.round(budget), late));
+      member.observe(performance.now() - since);
       return rows;
     } catch (error) {
+      if (ctx !== undefined && error instanceof StorageTimeoutError) this.timedOut.set(ctx, { keys, member, work, since });
       // An attempt the caller's deadline cut short says nothing about the shard: not the member's fault, not
       // the breaker's to count (CallerDeadlineError). A full attempt without an answer is the member's, unless
       // this process was too busy to hear the answer (resilience/local-stall.ts) or most shards timed out
