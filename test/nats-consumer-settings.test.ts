@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, type NatsConnection } from "nats";
-import { IngestMetrics, IngestService, openDeadLetters, openPublisher } from "../src/ingest/index.ts";
+import { IngestMetrics, IngestService, openDeadLetters, openPublisher, openStreamSource } from "../src/ingest/index.ts";
 import { subjectCovers } from "../src/ingest/nats-stream-source.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import type { SourceDef } from "../src/ingest/sources-definitions.ts";
@@ -46,7 +46,7 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     await engine?.stop();
   }, 60_000);
 
-  test("max_deliver and ack_wait follow the sources file; a message the store keeps refusing is dead-lettered at the new limit", async () => {
+  test("the durable's max_deliver is unlimited (an old limited one is lifted) and ack_wait follows the sources file; a message the store keeps refusing is dead-lettered by the consumer at the source's limit", async () => {
     const settings = engine.engineSettings({ takeoverMs: 30_000 });
     const def = (maxDeliver: number, ackWait: string): SourceDef => ({
       name: "changing",
@@ -66,11 +66,12 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
         consumerName: "c1",
         consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, writeAttempts: 1, pauseMs: { initial: 50, max: 100 } },
       });
-    // First run: the durable is made with a limit of 1 delivery and a 30 s ack wait.
+    // First run: the durable is made; then it is set as an older version left it, limited to 1 delivery, 30 s ack wait.
     await (await start(def(1, "30s"))).stop();
     const consumerName = settings.nats!.consumer;
     const stream = settings.nats!.stream;
     const jsm = await nc.jetstreamManager();
+    await jsm.consumers.update(stream, consumerName, { max_deliver: 1 });
     expect((await jsm.consumers.info(stream, consumerName)).config.max_deliver).toBe(1);
 
     // The sources file now allows 3 deliveries and a 5 s ack wait (long beside a delivery's handling here, so no
@@ -81,10 +82,11 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     const publisher = await openPublisher(compiled!);
     try {
       const config = (await jsm.consumers.info(stream, consumerName)).config;
-      expect(config.max_deliver).toBe(3);
+      expect(config.max_deliver).toBe(-1);
       expect(config.ack_wait).toBe(5000 * 1_000_000);
       // A store that refuses every write: the event is handed back twice, then dead-lettered on its third delivery
       // (with the old limit left on the server, JetStream would stop after the first and no letter would come).
+      store.refusal = () => new Error("the store refused this row");
       await publisher.publish([new TextEncoder().encode(JSON.stringify({ customer: "n1", amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }))]);
       await eventually("the event's delivery_limit letter", async () => (await deadLetters.list(10)).length === 1, 20_000);
       const [letter] = await deadLetters.list(10);
@@ -96,6 +98,41 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
       await deadLetters.close();
       await publisher.close();
     }
+  }, 60_000);
+
+  test("messages at the source's delivery limit that a stopping consumer never settled are delivered again to the next one, not dropped by the server", async () => {
+    // maxDeliver 1: every first delivery is the last the source allows. JetStream limited to it (as the durable was)
+    // never delivered again a message handed back by close() or left to ack_wait: neither written nor dead-lettered.
+    const settings = engine.engineSettings({ takeoverMs: 500 });
+    const [compiled] = compileSources({ sources: [{ name: "at-limit", ...settings, format: "json", batchSize: 10, maxDeliver: 1, mappings: [paymentsMapping()] }] }, registry);
+    const publisher = await openPublisher(compiled!);
+    const event = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
+    await publisher.publish([event("a"), event("b"), event("c")]);
+    await publisher.close();
+    const first = await openStreamSource(compiled!, "c1");
+    await first.start();
+    // One handed out and never settled (a consumer stopped mid-batch), the rest buffered in the client, nak'd by close.
+    const taken = await first.read(1, 5000);
+    expect(taken.map((d) => d.deliveries)).toEqual([1]);
+    await first.close();
+    const second = await openStreamSource(compiled!, "c2");
+    await second.start();
+    const seen = new Set<string>();
+    try {
+      await eventually(
+        "every message delivered again",
+        async () => {
+          const batch = await second.read(10, 200);
+          for (const d of batch) seen.add(JSON.parse(new TextDecoder().decode(d.payload)).customer);
+          await second.ack(batch);
+          return seen.size === 3;
+        },
+        20_000,
+      );
+    } finally {
+      await second.close();
+    }
+    expect([...seen].sort()).toEqual(["a", "b", "c"]);
   }, 60_000);
 
   test("a dead-letter stream that went away (deleted, a server restarted empty) is made again by the next letter", async () => {

@@ -13,7 +13,7 @@ export async function openStreamSource(source: CompiledSource, consumerName: str
   }
   if (source.nats) {
     const { NatsStreamSource } = await import("./nats-stream-source.ts");
-    return new NatsStreamSource(source.name, source.nats, { maxDeliver: source.maxDeliver, batchSize: source.batchSize });
+    return new NatsStreamSource(source.name, source.nats, { batchSize: source.batchSize });
   }
   throw new Error(`source "${source.name}": no engine settings`);
 }
