@@ -1,6 +1,6 @@
 import type { CompiledSource } from "./compile-sources.ts";
 import type { NewDeadLetter } from "./dead-letters.ts";
-import { type IdempotencyWindow, versionedKey } from "./idempotency-window.ts";
+import { type IdempotencyWindow, scopedKey } from "./idempotency-window.ts";
 import type { SourceCounters } from "./ingest-metrics.ts";
 import { type CompiledMapping, type MappedRow, MappingError } from "./mapping.ts";
 import { type PayloadDecoder, payloadDecoder } from "./payload.ts";
@@ -77,7 +77,7 @@ export class BatchMapper {
       let duplicate = false;
       for (let m = 0; m < mappings.length; m++) {
         const key = pending[m]?.idempotencyKey;
-        if (key !== undefined && this.seen.has(mappings[m]!.view.name, versionedKey(mappings[m]!.view.version, key))) duplicate = true;
+        if (key !== undefined && this.seen.has(mappings[m]!.view.name, scopedKey(this.source.dedupScope, mappings[m]!.view.version, key))) duplicate = true;
       }
       if (duplicate) {
         this.counters.duplicate.inc();

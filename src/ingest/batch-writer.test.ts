@@ -5,7 +5,7 @@ import { loadRegistryFile } from "../registry/index.ts";
 import { PushService } from "../serving/index.ts";
 import { BatchMapper } from "./batch-mapper.ts";
 import { BatchWriter, type PreparedBatch } from "./batch-writer.ts";
-import { IdempotencyWindow, versionedKey } from "./idempotency-window.ts";
+import { IdempotencyWindow, scopedKey } from "./idempotency-window.ts";
 import { IngestMetrics } from "./ingest-metrics.ts";
 import { compileSources } from "./read-sources.ts";
 import type { Delivery } from "./stream-source.ts";
@@ -28,7 +28,7 @@ const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entrie
 
 function writerOn(store: MemoryKvNode | UnreadableStore): BatchWriter {
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("s");
-  return new BatchWriter("s", new PushService(store, { maxFutureSkewMs: 60_000 }), store, new IdempotencyWindow(60_000), counters, () => 10_000);
+  return new BatchWriter("s", "s", new PushService(store, { maxFutureSkewMs: 60_000 }), store, new IdempotencyWindow(60_000), counters, () => 10_000);
 }
 
 test("replays and late events are told apart whether or not the stored rows could be read first", async () => {
@@ -70,7 +70,7 @@ test("an event the push path refuses for one of its views is dead-lettered whole
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("two-views");
   const seen = new IdempotencyWindow(60_000);
   const mapper = new BatchMapper(source!, seen, counters);
-  const writer = new BatchWriter("two-views", new PushService(store, { maxFutureSkewMs: 60_000 }), store, seen, counters, () => 10_000);
+  const writer = new BatchWriter("two-views", "two-views", new PushService(store, { maxFutureSkewMs: 60_000 }), store, seen, counters, () => 10_000);
   const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
   // The driver id "abc" passes the mapper (int64 keys take text, checked by the push path) and fails there.
   const batch = [delivery("1-0", { customer: "good", driver: 1001, amount: 5, rate: 0.5, ts: 5000 }), delivery("2-0", { customer: "bad", driver: "abc", amount: 7, rate: 0.7, ts: 5000 })];
@@ -106,7 +106,7 @@ test("an idempotency key shared with an event the push path refused does not hid
   const seen = new IdempotencyWindow(60_000);
   const mapper = new BatchMapper(source!, seen, counters);
   // The writer's clock is at 10 s with a 60 s skew limit: an event 2 h ahead is refused by the push path.
-  const writer = new BatchWriter("fixes", new PushService(store, { maxFutureSkewMs: 60_000 }, () => 10_000), store, seen, counters, () => 10_000);
+  const writer = new BatchWriter("fixes", "fixes", new PushService(store, { maxFutureSkewMs: 60_000 }, () => 10_000), store, seen, counters, () => 10_000);
   const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
   const batch = [
     delivery("1-0", { id: "evt-1", customer: "c1", amount: 5, ts: 7_200_000 }),
@@ -129,11 +129,48 @@ test("idempotency keys are remembered per view version: a replay backfilling a b
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("replay");
   const seen = new IdempotencyWindow(60_000);
   // The same event id went to the previous version of the view.
-  seen.remember("fraud_signals", versionedKey(version - 1, "evt-1"));
+  seen.remember("fraud_signals", scopedKey("replay", version - 1, "evt-1"));
   const mapper = new BatchMapper(source!, seen, counters);
   const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
   expect(mapper.map([delivery("1-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups[0]!.rows).toHaveLength(1);
-  seen.remember("fraud_signals", versionedKey(version, "evt-1"));
+  seen.remember("fraud_signals", scopedKey("replay", version, "evt-1"));
   expect(mapper.map([delivery("2-0", { id: "evt-1", customer: "c1", amount: 5, ts: 5_000 })]).groups.flatMap((g) => g.rows)).toHaveLength(0);
   expect(counters.duplicate.value).toBe(1);
+});
+
+test("idempotency keys are scoped per source: another source's events with the same ids are written; sources sharing a dedupScope drop each other's copies", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const mapping = (id: string) => [{ featureView: "fraud_signals", keys: { customer_id: "customer" }, features: { spend_1h: "amount" }, eventTime: { path: "ts", format: "epoch_ms" }, idempotencyKey: id }];
+  const redis = (stream: string) => ({ engine: "redis" as const, redis: { url: "redis://127.0.0.1:1", stream, group: "quiver" } });
+  const [cards, wallet, mirror] = compileSources(
+    {
+      sources: [
+        { name: "cards", ...redis("cards"), mappings: mapping("event_id") },
+        { name: "wallet", ...redis("wallet"), mappings: mapping("paymentId") },
+        // The same events as cards, through another engine during a migration: one scope says so.
+        { name: "cards_mirror", ...redis("mirror"), dedupScope: "cards", mappings: mapping("event_id") },
+      ],
+    },
+    registry,
+  );
+  expect([cards!.dedupScope, wallet!.dedupScope, mirror!.dedupScope]).toEqual(["cards", "wallet", "cards"]);
+  const store = new MemoryKvNode("scoped");
+  const push = new PushService(store, { maxFutureSkewMs: 60_000 }, () => 10_000);
+  // One window for every source, as IngestService makes it.
+  const seen = new IdempotencyWindow(60_000);
+  const metrics = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false }));
+  const consume = async (source: typeof cards, deliveries: Delivery[]) => {
+    const counters = metrics.forSource(source!.name);
+    const prepared = new BatchWriter(source!.name, source!.dedupScope, push, store, seen, counters, () => 10_000).prepare(new BatchMapper(source!, seen, counters).map(deliveries).groups);
+    return new BatchWriter(source!.name, source!.dedupScope, push, store, seen, counters, () => 10_000).write(prepared);
+  };
+  const delivery = (id: string, o: unknown): Delivery => ({ id, payload: new TextEncoder().encode(JSON.stringify(o)), deliveries: 1 });
+  const ids = Array.from({ length: 20 }, (_, i) => i + 1);
+  expect(await consume(cards, ids.map((i) => delivery(`${i}-0`, { event_id: i, customer: `card${i}`, amount: 1, ts: 5_000 })))).toMatchObject({ written: 20 });
+  // Other customers, other events, the same integer ids: all 20 were dropped as duplicates of cards' before.
+  expect(await consume(wallet, ids.map((i) => delivery(`${i}-0`, { paymentId: i, customer: `wallet${i}`, amount: 2, ts: 5_000 })))).toMatchObject({ written: 20, duplicate: 0 });
+  expect(metrics.forSource("wallet").duplicate.value).toBe(0);
+  // cards' own events again, re-stamped (a producer's retry) through the mirror: caught by their keys.
+  expect(await consume(mirror, ids.map((i) => delivery(`${i}-0`, { event_id: i, customer: `card${i}`, amount: 1, ts: 6_000 })))).toMatchObject({ written: 0 });
+  expect(metrics.forSource("cards_mirror").duplicate.value).toBe(20);
 });

@@ -5,7 +5,7 @@ import type { PushService } from "../serving/index.ts";
 import { RowEntities } from "../serving/index.ts";
 import type { MappedGroup } from "./batch-mapper.ts";
 import type { NewDeadLetter } from "./dead-letters.ts";
-import { type IdempotencyWindow, versionedKey } from "./idempotency-window.ts";
+import { type IdempotencyWindow, scopedKey } from "./idempotency-window.ts";
 import type { SourceCounters } from "./ingest-metrics.ts";
 import type { Delivery } from "./stream-source.ts";
 
@@ -13,7 +13,7 @@ import type { Delivery } from "./stream-source.ts";
 export interface PreparedBatch {
   readonly entries: KvEntry[];
   readonly views: string[];
-  /** Per entry, its view's version (idempotency keys are remembered per version: versionedKey). */
+  /** Per entry, its view's version (idempotency keys are remembered per source scope and version: scopedKey). */
   readonly versions: number[];
   readonly idempotencyKeys: (string | undefined)[];
   /** Rows the push path refused (type, key, future time): dead letters. */
@@ -46,6 +46,8 @@ const ROW_BASE = "event";
 export class BatchWriter {
   constructor(
     private readonly sourceName: string,
+    /** The source's dedup scope (CompiledSource.dedupScope): the namespace of its idempotency keys. */
+    private readonly dedupScope: string,
     private readonly push: PushService,
     private readonly store: KvNode,
     private readonly seen: IdempotencyWindow,
@@ -183,7 +185,7 @@ export class BatchWriter {
     }
     for (let i = 0; i < entries.length; i++) {
       const key = batch.idempotencyKeys[i];
-      if (key !== undefined) this.seen.remember(batch.views[i]!, versionedKey(batch.versions[i]!, key));
+      if (key !== undefined) this.seen.remember(batch.views[i]!, scopedKey(this.dedupScope, batch.versions[i]!, key));
     }
     return { written, duplicate, late };
   }

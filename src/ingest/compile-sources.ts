@@ -35,6 +35,8 @@ export interface CompiledSource {
   readonly batchSize: number;
   readonly maxDeliver: number;
   readonly dedupWindowMs: number;
+  /** The namespace of this source's idempotency keys: its name unless `dedupScope` names one shared with other sources. */
+  readonly dedupScope: string;
   /** Estimated bytes of idempotency keys the window holds per view (IdempotencyWindow). */
   readonly dedupMaxBytes: number;
   readonly mappings: readonly CompiledMapping[];
@@ -129,6 +131,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
     batchSize: s.batchSize ?? DEFAULT_BATCH,
     maxDeliver: s.maxDeliver ?? DEFAULT_MAX_DELIVER,
     dedupWindowMs,
+    dedupScope: s.dedupScope ?? s.name,
     dedupMaxBytes: s.dedupMaxBytes ?? DEFAULT_WINDOW_MAX_BYTES,
     mappings,
     definition: s,

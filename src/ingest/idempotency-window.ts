@@ -118,11 +118,15 @@ export class IdempotencyWindow {
 }
 
 /**
- * The key a view's idempotency key is remembered under: with its version.
- * Remembered by the key alone, a replay to backfill a bumped version was
- * counted duplicate of the old version's events and never written. (One
- * window per view still: the old version's keys age out as new ones come.)
+ * The key an event's idempotency key is remembered under in its view's window:
+ * with its source's dedup scope (the source's name unless `dedupScope` says
+ * otherwise) and the view's version. Without the scope, two sources feeding
+ * one view with their own event ids (1, 2, 3… each) made every id the second
+ * used a "duplicate" of the first's, never written (an audit: 20 of 20). By
+ * the key alone, a replay to backfill a bumped version was counted duplicate
+ * of the old version's events. (One window per view still: the old version's
+ * keys age out as new ones come.)
  */
-export function versionedKey(version: number, key: string): string {
-  return `${version}\u0000${key}`;
+export function scopedKey(scope: string, version: number, key: string): string {
+  return `${scope}\u0000${version}\u0000${key}`;
 }

@@ -29,7 +29,7 @@ export class IngestService {
 
   static async start(sources: readonly CompiledSource[], deps: IngestDeps): Promise<IngestService> {
     const metrics = deps.metrics;
-    // One window for every source (two sources carrying one view's event ids dedupe across each other): the longest and largest asked for.
+    // One window for every source, its keys scoped per source (dedupScope: sources sharing one say so): the longest and largest asked for.
     const windowMs = Math.max(0, ...sources.map((s) => s.dedupWindowMs));
     const maxBytes = Math.max(0, ...sources.map((s) => s.dedupMaxBytes));
     const seen = new IdempotencyWindow(windowMs, { maxBytes }, Date.now, (view) => metrics.dedupCutShort(view));

@@ -86,6 +86,12 @@ const SourceDef = T.Object(
     batchSize: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
     /** Deliveries before a message that keeps failing is dead-lettered with its last error. */
     maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
+    /**
+     * The namespace of this source's idempotency keys (default: the source's name). Sources that carry the same
+     * events with the same ids (one upstream published twice, a migration between engines) give the same scope to
+     * drop each other's copies; sources with their own id spaces keep their own.
+     */
+    dedupScope: T.Optional(Name),
     /** How long an idempotency key is remembered. */
     dedupWindow: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
     /** Estimated heap bytes of idempotency keys held per view (default 128 MiB); past half of it a generation turns over early. */

@@ -123,7 +123,7 @@ export class StreamConsumer {
     this.pauseMs = this.options.pauseMs.initial;
     this.counters = deps.metrics.forSource(deps.compiled.name);
     this.mapper = new BatchMapper(deps.compiled, deps.seen, this.counters);
-    this.writer = new BatchWriter(deps.compiled.name, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.fault);
+    this.writer = new BatchWriter(deps.compiled.name, deps.compiled.dedupScope, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.fault);
     this.retryPolicy = retry(handleWhen(isRetryable), {
       maxAttempts: Math.max(0, this.options.writeAttempts - 1),
       backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 1000 }),
