@@ -25,7 +25,7 @@ class StalledNode extends ForwardingKvNode {
 describe("backpressure and retries", () => {
   const engine = useEngine(startRedisEngine);
 
-  async function rig(maxDeliver: number) {
+  async function rig(maxDeliver: number, events = 40) {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
     const store = new RefusingNode(new ArenaKvNode("bp"));
     const [source] = compileSources({ sources: [{ name: "bp", ...engine().engineSettings(), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
@@ -38,7 +38,7 @@ describe("backpressure and retries", () => {
     });
     const publisher = await openPublisher(source!);
     const ts = Date.now() - 1000;
-    await publisher.publish(Array.from({ length: 40 }, (_, i) => new TextEncoder().encode(JSON.stringify({ customer: `bp${i}`, amount: i, count: i, chargeback: false, ts }))));
+    await publisher.publish(Array.from({ length: events }, (_, i) => new TextEncoder().encode(JSON.stringify({ customer: `bp${i}`, amount: i, count: i, chargeback: false, ts }))));
     await publisher.close();
     return { store, ingest, source: source! };
   }
@@ -68,8 +68,10 @@ describe("backpressure and retries", () => {
     }
   }, 60_000);
 
-  test("past the delivery limit a message that keeps failing is dead-lettered with its last error", async () => {
-    const { ingest, source } = await rig(2);
+  test("past the delivery limit a message the store keeps refusing for a reason that may be its own is dead-lettered with its last error", async () => {
+    const { store, ingest, source } = await rig(2);
+    // Not marked retryable: it may be the events' fault.
+    store.refusal = () => new Error("write breaker open");
     const deadLetters = await openDeadLetters(source);
     try {
       await eventually("all 40 dead-lettered", () => ingest.status()[0]!.deadLettered === 40);
@@ -79,6 +81,29 @@ describe("backpressure and retries", () => {
         expect(l.reason).toBe("delivery_limit");
         expect(l.error).toContain("write breaker open");
       }
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+    }
+  }, 60_000);
+
+  test("a store outage is not the events' fault: retried past the engine's delivery limit, none is dead-lettered; only failures that may be their own count, maxDeliver of them", async () => {
+    const { store, ingest, source } = await rig(2, 1);
+    const deadLetters = await openDeadLetters(source);
+    try {
+      // Three write attempts per handling, then the entry is handed back and read again (its delivery count grows):
+      // 12 refused writes are 4 handlings, twice the limit. Counted against it, a 20 s outage dead-lettered 50 events.
+      await eventually("several rounds refused (or the event dead-lettered)", () => store.refusedWrites >= 12 || ingest.status()[0]!.deadLettered > 0);
+      expect(ingest.status()[0]!.deadLettered).toBe(0);
+      // Now a refusal that may be the event's own: counted from here, it goes to dead letters at its second.
+      const before = store.refusedWrites;
+      store.refusal = () => new Error("the store refused this row");
+      await eventually("dead-lettered", () => ingest.status()[0]!.deadLettered === 1);
+      expect(store.refusedWrites - before).toBe(2);
+      const [letter] = await deadLetters.list(10);
+      expect(letter!.reason).toBe("delivery_limit");
+      expect(letter!.error).toContain("failed 2 times");
+      expect(letter!.error).toContain("the store refused this row");
     } finally {
       await ingest.stop();
       await deadLetters.close();

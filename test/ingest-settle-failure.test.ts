@@ -124,6 +124,8 @@ function settleFailureSuite(name: string, startEngine: () => Promise<EngineHarne
       // durable's max_deliver is unlimited; Redis: the consumer reads its own pending entries again).
       const [compiled] = compileSources({ sources: [{ name: "limit", ...engine.engineSettings({ takeoverMs: 1000 }), format: "json", batchSize: 50, maxDeliver: 1, mappings: [paymentsMapping()] }] }, registry);
       const store = new RefusingNode(new ArenaKvNode("limit-test"));
+      // A refusal that may be the events' own (not retryable): counted towards their limit.
+      store.refusal = () => new Error("the store refused these rows");
       const source = new FlakySettle(await openStreamSource(compiled!, "c1"), 1);
       const deadLetters = await openDeadLetters(compiled!);
       const publisher = await openPublisher(compiled!);

@@ -84,7 +84,7 @@ const SourceDef = T.Object(
     format: T.Optional(T.Union([T.Literal("json"), T.Literal("msgpack")])),
     /** Most events per store round trip. */
     batchSize: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
-    /** Deliveries before a message that keeps failing is dead-lettered with its last error. */
+    /** Failed handlings (not a retryable store outage) before a message is dead-lettered with its last error. */
     maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     /**
      * The namespace of this source's idempotency keys (default: the source's name). Sources that carry the same

@@ -60,6 +60,8 @@ export interface ConsumerStatus {
 
 /** Dead-lettered message ids kept while their settling is owed (StreamConsumer.lettered). */
 const MAX_LETTERED = 10_000;
+/** Message ids whose failures are counted (StreamConsumer.failures); past it the oldest count is forgotten. */
+const MAX_COUNTED = 100_000;
 
 const isRetryable = (e: unknown): boolean => (e as { retryable?: unknown } | null)?.retryable === true;
 
@@ -107,6 +109,16 @@ export class StreamConsumer {
    * leave ids here, and settling them takes them out; bounded all the same.
    */
   private readonly lettered = new Set<string>();
+  /**
+   * Per message (by id), the handlings this consumer saw fail for a reason
+   * that may be the message's own (a store error not marked retryable): at
+   * `maxDeliver` it is dead-lettered. Retryable store errors (unavailable, an
+   * open breaker, a stale ring) are not counted: the engine's delivery count
+   * also grows with every retry during an outage (Redis re-reads its pending
+   * entries each time), and counted against it, a 20 s store outage
+   * dead-lettered 50 valid events. Taken out once the message is settled.
+   */
+  private readonly failures = new Map<string, number>();
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -259,6 +271,7 @@ export class StreamConsumer {
       await this.deadLetter(dead);
       await this.settle(batch, dead);
       this.settled(dead);
+      this.forgetFailures(batch);
     } catch (e) {
       // Written but not acknowledged: redelivery finds the rows stored and counts duplicates, and the letters
       // already added are not added again (lettered).
@@ -280,24 +293,40 @@ export class StreamConsumer {
 
   /**
    * The store refused the batch: hand it back to the engine for later and
-   * pause. Messages already at the source's delivery limit are dead-lettered
-   * with the last error instead, so a message is never retried forever.
+   * pause. When the refusal may be the messages' own fault (not a retryable
+   * store error), each message's failures are counted, and one that has failed
+   * `maxDeliver` times is dead-lettered with the last error instead, so a
+   * message is never retried forever for its own sake. A store outage is
+   * retried for as long as it lasts: the messages stay owed to the engine.
    */
   private async deferBatch(batch: readonly Delivery[], dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>, e: unknown): Promise<void> {
     const error = (e as Error)?.message ?? String(e);
     this.lastError = `store: ${error}`;
     this.counters.storeRetries.inc();
     const limit = this.deps.compiled.maxDeliver;
-    // This pod's ring is stale (another server moved the keys): the events are fine and a pod on the new ring writes
-    // them. Counted against their delivery limit, they were dead-lettered as they came round again (2 of 700).
-    const ours = e instanceof QuiverError && e.code === "placement_stale";
-    const exhausted = ours ? [] : batch.filter((d) => d.deliveries >= limit);
+    // Not the events' fault: the store unavailable, a breaker open, this pod's ring stale (another server moved the
+    // keys; a pod on the new ring writes them: counted, they were dead-lettered as they came round again, 2 of 700),
+    // shutdown's grace over.
+    const notTheirs = isRetryable(e) || (e instanceof QuiverError && e.code === "placement_stale");
     const deadIds = new Set(dead.map((x) => x.delivery));
-    for (const d of exhausted) {
+    for (const d of notTheirs ? [] : batch) {
       if (deadIds.has(d)) continue;
+      const failed = (this.failures.get(d.id) ?? 0) + 1;
+      if (failed < limit) {
+        if (!this.failures.has(d.id) && this.failures.size >= MAX_COUNTED) this.failures.delete(this.failures.keys().next().value!);
+        this.failures.set(d.id, failed);
+        continue;
+      }
       dead.push({
         delivery: d,
-        letter: { source: this.deps.compiled.name, reason: "delivery_limit", path: "", error: `delivered ${d.deliveries} times; last error: ${error}`, payload: d.payload, origin: d.id },
+        letter: {
+          source: this.deps.compiled.name,
+          reason: "delivery_limit",
+          path: "",
+          error: `failed ${failed} times (delivered ${d.deliveries} times); last error: ${error}`,
+          payload: d.payload,
+          origin: d.id,
+        },
       });
     }
     const pause = this.nextPause();
@@ -305,8 +334,10 @@ export class StreamConsumer {
     try {
       await this.deadLetter(dead);
       const done = new Set(dead.map((x) => x.delivery));
-      await this.deps.source.reject(batch.filter((d) => done.has(d)));
+      const rejected = batch.filter((d) => done.has(d));
+      await this.deps.source.reject(rejected);
       this.settled(dead);
+      this.forgetFailures(rejected);
       await this.deps.source.retryLater(
         batch.filter((d) => !done.has(d)),
         pause,
@@ -346,6 +377,12 @@ export class StreamConsumer {
     }
   }
 
+  /** Settled: their failures no longer count. */
+  private forgetFailures(batch: readonly Delivery[]): void {
+    if (this.failures.size === 0) return;
+    for (const d of batch) this.failures.delete(d.id);
+  }
+
   /** The engine has settled these: their letters are no longer owed a second look. */
   private settled(dead: ReadonlyArray<{ readonly letter: NewDeadLetter }>): void {
     for (const x of dead) this.lettered.delete(x.letter.origin);
@@ -358,7 +395,8 @@ export class StreamConsumer {
  * delivered again, and counted a duplicate.
  */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  const gaveUp = () => new Error("stopping: the store did not take the batch within the shutdown grace; it is left to the engine");
+  // Retryable: not the batch's fault, never counted towards its delivery limit.
+  const gaveUp = () => Object.assign(new Error("stopping: the store did not take the batch within the shutdown grace; it is left to the engine"), { retryable: true });
   if (signal.aborted) {
     work.catch(() => undefined);
     return Promise.reject(gaveUp());
