@@ -18,13 +18,19 @@ export async function openStreamSource(source: CompiledSource, consumerName: str
   throw new Error(`source "${source.name}": no engine settings`);
 }
 
-export async function openDeadLetters(source: CompiledSource): Promise<DeadLetterQueue> {
+/**
+ * A source's dead-letter queue; `connectNow: false` (the consumers) opens a
+ * NATS connection on first use instead, so an unreachable server does not
+ * hold up a start.
+ */
+export async function openDeadLetters(source: CompiledSource, options: { readonly connectNow?: boolean } = {}): Promise<DeadLetterQueue> {
   if (source.redis) {
     const { RedisDeadLetters } = await import("./redis-stream-source.ts");
     return new RedisDeadLetters(source.redis.url, source.redis.deadLetterStream);
   }
   if (source.nats) {
     const { NatsDeadLetters } = await import("./nats-stream-source.ts");
+    if (options.connectNow === false) return new NatsDeadLetters(source.nats.servers, source.nats.deadLetterStream);
     return NatsDeadLetters.connect(source.nats.servers, source.nats.deadLetterStream);
   }
   throw new Error(`source "${source.name}": no engine settings`);

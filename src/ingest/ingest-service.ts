@@ -27,6 +27,12 @@ export class IngestService {
     private readonly deadLetterQueues: readonly DeadLetterQueue[],
   ) {}
 
+  /**
+   * Starts one consumer per source. Returns once each has started or has
+   * waited `startWaitMs` for its engine (the rest goes on in the background:
+   * an unreachable engine does not stop a server from serving lookups);
+   * throws what an engine said contradicts the sources file.
+   */
   static async start(sources: readonly CompiledSource[], deps: IngestDeps): Promise<IngestService> {
     const metrics = deps.metrics;
     // One window for every source, its keys scoped per source (dedupScope: sources sharing one say so): the longest and largest asked for.
@@ -38,13 +44,15 @@ export class IngestService {
     const queues: DeadLetterQueue[] = [];
     try {
       for (const compiled of sources) {
-        const deadLetters = await openDeadLetters(compiled);
+        // Connected on first use: neither waits for an engine that cannot be reached.
+        const deadLetters = await openDeadLetters(compiled, { connectNow: false });
         queues.push(deadLetters);
         const source = await openStreamSource(compiled, deps.consumerName);
-        const consumer = new StreamConsumer({ source, compiled, deadLetters, push: deps.push, store: deps.store, metrics, seen }, deps.consumerOptions);
-        await consumer.start();
-        consumers.push(consumer);
+        consumers.push(new StreamConsumer({ source, compiled, deadLetters, push: deps.push, store: deps.store, metrics, seen }, deps.consumerOptions));
       }
+      const started = await Promise.allSettled(consumers.map((c) => c.start()));
+      const refused = started.find((r) => r.status === "rejected");
+      if (refused !== undefined) throw (refused as PromiseRejectedResult).reason;
     } catch (e) {
       await new IngestService(sources, consumers, queues).stop();
       throw e;

@@ -14,7 +14,7 @@ import {
 } from "nats";
 import type { NatsSourceSettings } from "./compile-sources.ts";
 import { type DeadLetter, type DeadLetterField, type DeadLetterQueue, deadLetterOf, type LetterFilter, letterPasses, type NewDeadLetter } from "./dead-letters.ts";
-import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
+import { type Delivery, SourceConfigError, type SourceLag, type StreamPublisher, type StreamSource } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
 const DEAD_LETTER_HEADROOM = 8 * 1024;
@@ -126,7 +126,8 @@ export class NatsStreamSource implements StreamSource {
   ) {}
 
   async start(): Promise<void> {
-    this.connection = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+    // Tried again by the consumer (with backoff) while the server is unreachable; once connected, nats.js reconnects.
+    this.connection ??= await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
     await this.attach();
   }
 
@@ -151,7 +152,7 @@ export class NatsStreamSource implements StreamSource {
       await jsm.consumers.add(stream, { durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: subject, ...wanted });
     } else {
       if ((existing.filter_subject ?? "") !== subject) {
-        throw new Error(
+        throw new SourceConfigError(
           `source "${this.name}": the durable consumer "${consumer}" of stream "${stream}" filters subject "${existing.filter_subject ?? ""}", not "${subject}"; ` +
             "give this source another consumer name, or delete that consumer (nats consumer rm) if nothing else reads through it",
         );
@@ -340,40 +341,66 @@ export class NatsStreamPublisher implements StreamPublisher {
   }
 }
 
-/** Dead letters as messages of a JetStream stream (subject `<stream>.<source>`), details in headers. */
+/**
+ * Dead letters as messages of a JetStream stream (subject `<stream>.<source>`), details in headers.
+ * Connected on first use (or by `connect`): a consumer starting while the server is unreachable must not wait for
+ * it here; a connection that failed is tried again by the next call.
+ */
 export class NatsDeadLetters implements DeadLetterQueue {
-  private constructor(
-    private readonly connection: NatsConnection,
-    private readonly jsm: JetStreamManager,
+  private session: Promise<{ readonly connection: NatsConnection; readonly jsm: JetStreamManager }> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly servers: string,
     private readonly stream: string,
   ) {}
 
+  /** Connects now (the dead-letter CLI: an unreachable server is its error at once). */
   static async connect(servers: string, stream: string): Promise<NatsDeadLetters> {
-    const nc = await connect({ servers, name: "quiver-ingest-dead-letters" });
-    const jsm = await nc.jetstreamManager();
-    await ensureStream(jsm, stream, [`${stream}.>`]);
-    return new NatsDeadLetters(nc, jsm, stream);
+    const queue = new NatsDeadLetters(servers, stream);
+    await queue.open();
+    return queue;
+  }
+
+  private open(): Promise<{ readonly connection: NatsConnection; readonly jsm: JetStreamManager }> {
+    if (this.closed) return Promise.reject(new Error(`dead-letter stream ${this.stream}: closed`));
+    this.session ??= (async () => {
+      const connection = await connect({ servers: this.servers, name: "quiver-ingest-dead-letters", maxReconnectAttempts: -1 });
+      try {
+        const jsm = await connection.jetstreamManager();
+        await ensureStream(jsm, this.stream, [`${this.stream}.>`]);
+        return { connection, jsm };
+      } catch (e) {
+        await connection.close().catch(() => undefined);
+        throw e;
+      }
+    })().catch((e: unknown) => {
+      this.session = undefined;
+      throw e;
+    });
+    return this.session;
   }
 
   async add(letters: readonly NewDeadLetter[]): Promise<void> {
+    const { connection, jsm } = await this.open();
     try {
-      await this.publishAll(letters);
+      await this.publishAll(connection, letters);
     } catch (e) {
       if (!isNoStream(e)) throw e;
       // The stream went away under us (deleted, or the server restarted on an empty store): the source's own stream
       // is made again when its consumer is found gone; this one was only made at connect, so every letter failed from
       // then on and the events left at the server's delivery limit with none.
-      await ensureStream(this.jsm, this.stream, [`${this.stream}.>`]);
-      await this.publishAll(letters);
+      await ensureStream(jsm, this.stream, [`${this.stream}.>`]);
+      await this.publishAll(connection, letters);
     }
   }
 
-  private async publishAll(letters: readonly NewDeadLetter[]): Promise<void> {
-    const js = this.connection.jetstream();
+  private async publishAll(connection: NatsConnection, letters: readonly NewDeadLetter[]): Promise<void> {
+    const js = connection.jetstream();
     const at = String(Date.now());
     // A letter is its payload plus headers: one near the server's max_payload would not fit, its publish would fail,
     // and the event would leave at the delivery limit with no letter. Such a payload is kept cut, and says so.
-    const room = Math.max(1024, (this.connection.info?.max_payload ?? 1 << 20) - DEAD_LETTER_HEADROOM);
+    const room = Math.max(1024, (connection.info?.max_payload ?? 1 << 20) - DEAD_LETTER_HEADROOM);
     await Promise.all(
       letters.map((l) => {
         const h = headers();
@@ -392,14 +419,15 @@ export class NatsDeadLetters implements DeadLetterQueue {
   }
 
   async list(limit: number, filter: LetterFilter = {}): Promise<DeadLetter[]> {
-    const info = await this.jsm.streams.info(this.stream);
+    const { jsm } = await this.open();
+    const info = await jsm.streams.info(this.stream);
     const out: DeadLetter[] = [];
     // An empty stream reports first_seq 0, which is not a message to fetch.
     if (info.state.messages === 0) return out;
     for (let seq = Math.max(1, info.state.first_seq); seq <= info.state.last_seq && out.length < limit; seq++) {
       let m: Awaited<ReturnType<JetStreamManager["streams"]["getMessage"]>>;
       try {
-        m = await this.jsm.streams.getMessage(this.stream, { seq });
+        m = await jsm.streams.getMessage(this.stream, { seq });
       } catch (e) {
         if (isNotFound(e)) continue; // deleted (replayed) message
         throw e;
@@ -412,10 +440,14 @@ export class NatsDeadLetters implements DeadLetterQueue {
   }
 
   async remove(ids: readonly string[]): Promise<void> {
-    for (const id of ids) await this.jsm.streams.deleteMessage(this.stream, Number(id));
+    const { jsm } = await this.open();
+    for (const id of ids) await jsm.streams.deleteMessage(this.stream, Number(id));
   }
 
   async close(): Promise<void> {
-    await this.connection.drain().catch(() => undefined);
+    if (this.closed) return;
+    this.closed = true;
+    const session = await this.session?.catch(() => undefined);
+    await session?.connection.drain().catch(() => undefined);
   }
 }

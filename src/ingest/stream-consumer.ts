@@ -8,7 +8,7 @@ import type { IngestMetrics, SourceCounters } from "./ingest-metrics.ts";
 import type { KvNode } from "../kv/kv-node.ts";
 import { QuiverError } from "../errors/index.ts";
 import type { PushService } from "../serving/index.ts";
-import type { Delivery, SourceLag, StreamSource } from "./stream-source.ts";
+import { type Delivery, SourceConfigError, type SourceLag, type StreamSource } from "./stream-source.ts";
 
 export type ConsumerState = "starting" | "running" | "retrying" | "paused" | "reconnecting" | "stopping" | "stopped";
 
@@ -28,6 +28,13 @@ export interface ConsumerOptions {
    * past Kubernetes' 30 s grace).
    */
   readonly stopGraceMs?: number;
+  /**
+   * How long `start` waits for the engine (default 2 s) before it returns and
+   * the consumer goes on connecting in the background, `starting` or
+   * `reconnecting` on /readyz: a server whose stream engine was unreachable
+   * used to fail its start, and its lookups went down with it.
+   */
+  readonly startWaitMs?: number;
   /** Crash testing only: hooks into the store write (see WriteFault). */
   readonly fault?: WriteFault;
   readonly clock?: () => number;
@@ -130,6 +137,7 @@ export class StreamConsumer {
       pauseMs: options.pauseMs ?? { initial: 200, max: 10_000 },
       lagIntervalMs: options.lagIntervalMs ?? 5000,
       stopGraceMs: options.stopGraceMs ?? 5000,
+      startWaitMs: options.startWaitMs ?? 2000,
       clock: options.clock ?? Date.now,
     };
     this.pauseMs = this.options.pauseMs.initial;
@@ -146,11 +154,70 @@ export class StreamConsumer {
     });
   }
 
-  /** Creates the group/consumer if needed and starts consuming in the background. */
+  /**
+   * Creates the group/consumer if needed and starts consuming in the
+   * background. Waits for the engine at most `startWaitMs`; while it cannot be
+   * reached the consumer tries again with backoff (`reconnecting`, the error
+   * on /readyz). Throws only what the engine says contradicts the sources
+   * file (SourceConfigError), when it says so within that wait.
+   */
   async start(): Promise<void> {
-    await this.deps.source.start();
+    let settled!: () => void;
+    const firstOutcome = new Promise<void>((resolve) => {
+      settled = resolve;
+    });
+    this.loop = this.connectThenRun(settled);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([firstOutcome, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.startWaitMs)))]);
+    clearTimeout(timer);
+    this.startReturned = true;
+    if (this.refused !== undefined) {
+      await this.loop;
+      clearInterval(this.lagTimer);
+      await this.deps.source.close().catch(() => undefined);
+      this.state = "stopped";
+      throw this.refused;
+    }
+  }
+
+  private startReturned = false;
+  /** Set when the engine refused this source's settings before `start` returned. */
+  private refused: Error | undefined;
+
+  /** Starts the source, again and again with backoff while the engine cannot be reached, then consumes. */
+  private async connectThenRun(settled: () => void): Promise<void> {
+    const signal = this.stopping.signal;
+    let logged = "";
+    while (!signal.aborted) {
+      try {
+        await this.deps.source.start();
+        break;
+      } catch (e) {
+        if (e instanceof SourceConfigError && !this.startReturned) {
+          this.refused = e;
+          settled();
+          return;
+        }
+        const message = (e as Error)?.message ?? String(e);
+        if (signal.aborted) return;
+        this.state = "reconnecting";
+        this.lastError = `start: ${message}`;
+        if (message !== logged) console.error(`quiver ingest: source ${this.deps.compiled.name}: cannot start yet, trying again: ${message}`);
+        logged = message;
+        settled();
+        await sleep(this.nextPause(), signal);
+      }
+    }
+    settled();
+    if (signal.aborted) return;
+    this.pauseMs = this.options.pauseMs.initial;
     this.state = "running";
-    this.loop = this.run();
+    this.lastError = null;
+    this.sampleLag();
+    await this.run();
+  }
+
+  private sampleLag(): void {
     const sample = () => {
       this.deps.source.lag().then(
         (lag) => {

@@ -48,10 +48,18 @@ export interface SourceLag {
   readonly lostPending: number | null;
 }
 
+/**
+ * The engine answered, and what it holds contradicts the sources file (a
+ * durable consumer that filters another subject): found at start, the start
+ * is refused with this message; any other failure of `start` (the engine
+ * unreachable) is retried in the background.
+ */
+export class SourceConfigError extends Error {}
+
 export interface StreamSource {
   readonly name: string;
   readonly engine: "redis" | "nats";
-  /** Creates the group / durable consumer when missing; safe to call from every pod. */
+  /** Creates the group / durable consumer when missing; safe to call from every pod. Throws SourceConfigError for a contradiction. */
   start(): Promise<void>;
   /**
    * Up to `max` messages: pending ones this consumer must take over first,

@@ -42,10 +42,10 @@ function answers(port: number, name: string): Promise<boolean> {
   });
 }
 
-/** Starts `nats-server -js` and waits until it greets a client. */
-export async function startNats(): Promise<NatsProcess> {
+/** Starts `nats-server -js` and waits until it greets a client; on `port` when given (a test that points a client there first). */
+export async function startNats(options: { readonly port?: number } = {}): Promise<NatsProcess> {
   for (let attempt = 0; attempt < 4; attempt++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), "quiver-nats-"));
     const name = `quiver-test-${process.pid}-${port}-${attempt}`;
     const proc = Bun.spawn([natsServerBinary(), "-js", "-a", "127.0.0.1", "-p", String(port), "-sd", dir, "-n", name], {
