@@ -36,6 +36,8 @@ interface NatsDelivery extends Delivery {
 }
 
 const NS = 1_000_000;
+/** How long close() lets the connection drain before it closes it. */
+const DRAIN_MS = 2000;
 /**
  * The durable's `max_deliver`: unlimited. The consumer alone decides when a
  * message has failed often enough (it dead-letters it then, with a letter);
@@ -54,6 +56,24 @@ const IDLE_CHECK_MS = 2000;
  * store) was seen to take new messages that no consumer was ever given.
  */
 const REATTACH_DELAY_MS = 1000;
+
+/**
+ * Drains a connection, or closes it once DRAIN_MS have passed: drain() waits
+ * for the server, and one that stalled (SIGSTOP, a partition) held a
+ * shutdown forever.
+ */
+async function drainOrClose(connection: NatsConnection): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const drained = await Promise.race([
+    connection.drain().then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), DRAIN_MS))),
+  ]);
+  clearTimeout(timer);
+  if (!drained) await connection.close().catch(() => undefined);
+}
 
 /** A JetStream publish that no stream took (its subject's stream is gone): the server answers 503, no responders. */
 function isNoStream(e: unknown): boolean {
@@ -314,7 +334,8 @@ export class NatsStreamSource implements StreamSource {
     // Messages received but not handed out go back to the server now rather than after ackWait (redelivered whatever
     // their count: MAX_DELIVER).
     for (const m of this.queue.splice(0)) m.nak();
-    await this.connection?.drain().catch(() => undefined);
+    // What was not settled comes back after ack_wait.
+    if (this.connection !== undefined) await drainOrClose(this.connection);
   }
 }
 
@@ -448,6 +469,6 @@ export class NatsDeadLetters implements DeadLetterQueue {
     if (this.closed) return;
     this.closed = true;
     const session = await this.session?.catch(() => undefined);
-    await session?.connection.drain().catch(() => undefined);
+    if (session !== undefined) await drainOrClose(session.connection);
   }
 }

@@ -8,9 +8,20 @@ type RawEntry = [Buffer, Buffer[] | null];
 
 const EMPTY = new Uint8Array(0);
 
-function connect(url: string, name: string): Redis {
+/** A non-blocking command unanswered this long fails (the server stalled: SIGSTOP, a partition without RST). */
+const COMMAND_TIMEOUT_MS = 5000;
+/** A blocking read unanswered this long past its BLOCK fails, and the reader connection is made again. */
+const READ_STALL_MS = 2000;
+
+function connect(url: string, name: string, options: { readonly commandTimeout?: boolean } = {}): Redis {
   // Loopback/cluster-local: fail fast instead of queueing commands while down, reconnect forever.
-  const redis = new Redis(url, { connectionName: name, maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+  const redis = new Redis(url, {
+    connectionName: name,
+    maxRetriesPerRequest: 2,
+    enableOfflineQueue: true,
+    lazyConnect: false,
+    ...(options.commandTimeout === false ? {} : { commandTimeout: COMMAND_TIMEOUT_MS }),
+  });
   // Connection errors surface as rejected commands, which the consumer handles; no unhandled 'error' events.
   redis.on("error", () => undefined);
   return redis;
@@ -87,7 +98,8 @@ export class RedisStreamSource implements StreamSource {
     private readonly consumer: string,
     private readonly clock: () => number = Date.now,
   ) {
-    this.reader = connect(settings.url, `quiver-ingest-${name}-read`);
+    // Its blocking reads are bounded by read() instead (a command timeout would cut a long BLOCK short).
+    this.reader = connect(settings.url, `quiver-ingest-${name}-read`, { commandTimeout: false });
     this.control = connect(settings.url, `quiver-ingest-${name}`);
   }
 
@@ -102,7 +114,7 @@ export class RedisStreamSource implements StreamSource {
   async read(max: number, waitMs: number): Promise<readonly Delivery[]> {
     if (this.closed) return [];
     try {
-      return await this.readGroup(max, waitMs);
+      return await this.unlessStalled(this.readGroup(max, waitMs), waitMs);
     } catch (e) {
       const message = String((e as Error)?.message);
       // A read blocked when the stream was deleted is woken with UNBLOCKED (Redis 7); the next read meets NOGROUP below.
@@ -117,6 +129,27 @@ export class RedisStreamSource implements StreamSource {
       this.ownPendingFirst = false;
       return [];
     }
+  }
+
+  /**
+   * A read the server has not answered READ_STALL_MS past its wait fails, so
+   * the consumer shows `reconnecting` (it said `running` through a stalled
+   * Redis, and stop() waited for it forever). The reader connection is made
+   * again (the unanswered read must not answer into the next), and this
+   * consumer's pending entries are read first: the lost read may have been
+   * given some.
+   */
+  private unlessStalled<T>(read: Promise<T>, waitMs: number): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.reader.disconnect(true);
+        this.ownPendingFirst = true;
+        reject(new Error(`the Redis server does not answer: a read got no reply ${waitMs + READ_STALL_MS} ms after it was sent (waiting ${waitMs} ms)`));
+      }, waitMs + READ_STALL_MS);
+    });
+    read.catch(() => undefined);
+    return Promise.race([read, stalled]).finally(() => clearTimeout(timer));
   }
 
   private async readGroup(max: number, waitMs: number): Promise<readonly Delivery[]> {
@@ -231,7 +264,9 @@ export class RedisStreamSource implements StreamSource {
     if (this.closed) return;
     this.closed = true;
     this.reader.disconnect();
+    // QUIT waits for the server's reply: one that stalled never sends it.
     await this.control.quit().catch(() => undefined);
+    this.control.disconnect();
   }
 }
 

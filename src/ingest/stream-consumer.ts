@@ -67,6 +67,21 @@ export interface ConsumerStatus {
 
 /** Dead-lettered message ids kept while their settling is owed (StreamConsumer.lettered). */
 const MAX_LETTERED = 10_000;
+/**
+ * After the shutdown grace, how long stop waits for the batch in hand to be
+ * handed back, then for the engine's lag and its connections to close: an
+ * engine that stopped answering (SIGSTOP, a partition) held stop() forever.
+ */
+const STOP_SLACK_MS = 1000;
+
+/** Whether `work` settled within `ms` (its outcome is not waited for past that). */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const done = await Promise.race([work.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  clearTimeout(timer);
+  return done;
+}
+
 /** Message ids whose failures are counted (StreamConsumer.failures); past it the oldest count is forgotten. */
 const MAX_COUNTED = 100_000;
 
@@ -240,12 +255,18 @@ export class StreamConsumer {
     clearInterval(this.lagTimer);
     const grace = setTimeout(() => this.givingUp.abort(), this.options.stopGraceMs);
     try {
-      await this.loop;
+      if (!(await within(this.loop ?? Promise.resolve(), this.options.stopGraceMs + STOP_SLACK_MS))) {
+        this.lastError = "stop: the stream engine did not answer; stopped without it (what this consumer held is left to the engine)";
+        console.error(`quiver ingest: source ${this.deps.compiled.name}: ${this.lastError}`);
+      }
     } finally {
       clearTimeout(grace);
     }
-    this.lag = await this.deps.source.lag().catch(() => this.lag);
-    await this.deps.source.close();
+    const lag = this.deps.source.lag().then((l) => {
+      this.lag = l;
+    });
+    await within(lag, STOP_SLACK_MS);
+    await within(this.deps.source.close(), STOP_SLACK_MS);
     this.state = "stopped";
   }
 
