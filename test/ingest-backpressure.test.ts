@@ -25,10 +25,10 @@ class StalledNode extends ForwardingKvNode {
 describe("backpressure and retries", () => {
   const engine = useEngine(startRedisEngine);
 
-  async function rig(maxDeliver: number, events = 40) {
+  async function rig(maxDeliver: number, events = 40, takeoverMs?: number) {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
     const store = new RefusingNode(new ArenaKvNode("bp"));
-    const [source] = compileSources({ sources: [{ name: "bp", ...engine().engineSettings(), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
+    const [source] = compileSources({ sources: [{ name: "bp", ...engine().engineSettings(takeoverMs === undefined ? {} : { takeoverMs }), batchSize: 20, maxDeliver, mappings: [paymentsMapping()] }] }, registry);
     const ingest = await IngestService.start([source!], {
       push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
       store,
@@ -111,7 +111,9 @@ describe("backpressure and retries", () => {
   }, 60_000);
 
   test("writes refused because this pod's ring is stale are not the events' fault: none is dead-lettered past the delivery limit", async () => {
-    const { store, ingest } = await rig(2);
+    // A short claim idle: the batch is handed back (for another pod to claim), and with no other pod this one claims
+    // it again once it has been idle that long.
+    const { store, ingest } = await rig(2, 40, 1000);
     store.refusal = () => new StorageError("placement_stale", "not written: this server's ring is not where the keys are", true);
     try {
       await eventually("several rounds refused", () => store.refusedWrites > 8);
@@ -122,6 +124,37 @@ describe("backpressure and retries", () => {
       expect(ingest.status()[0]!.deadLettered).toBe(0);
     } finally {
       await ingest.stop();
+    }
+  }, 60_000);
+
+  test("a pod whose ring is stale hands its batch back: another pod of the group claims and writes it, though the stale pod keeps reading", async () => {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    // claimIdle 2 s; the stale pod's pauses top at 400 ms: re-reading its own pending entries after each reset their
+    // idle time, and the healthy pod's XAUTOCLAIM never took them.
+    const [source] = compileSources({ sources: [{ name: "stale", ...engine().engineSettings({ takeoverMs: 2000 }), batchSize: 20, mappings: [paymentsMapping()] }] }, registry);
+    const pod = async (name: string, store: RefusingNode | ArenaKvNode) =>
+      IngestService.start([source!], {
+        push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+        store,
+        metrics: new IngestMetrics(new MetricsRegistry()),
+        consumerName: name,
+        consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 100, max: 400 } },
+      });
+    const staleStore = new RefusingNode(new ArenaKvNode("stale-pod"));
+    staleStore.refusal = () => new StorageError("placement_stale", "not written: this server's ring is not where the keys are", true);
+    const stale = await pod("stale", staleStore);
+    const publisher = await openPublisher(source!);
+    const ts = Date.now() - 1000;
+    await publisher.publish(Array.from({ length: 20 }, (_, i) => new TextEncoder().encode(JSON.stringify({ customer: `sp${i}`, amount: i, count: i, chargeback: false, ts }))));
+    await publisher.close();
+    await eventually("the stale pod holds the batch", () => staleStore.refusedRows >= 20);
+    const healthy = await pod("healthy", new ArenaKvNode("healthy-pod"));
+    try {
+      await eventually("the healthy pod wrote every event", () => healthy.status()[0]!.written === 20);
+      expect(stale.status()[0]!.written + stale.status()[0]!.deadLettered).toBe(0);
+    } finally {
+      await stale.stop();
+      await healthy.stop();
     }
   }, 60_000);
 

@@ -48,6 +48,9 @@ class FlakySettle implements StreamSource {
   retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void> {
     return this.inner.retryLater(deliveries, delayMs);
   }
+  handBack(deliveries: readonly Delivery[]): Promise<void> {
+    return this.inner.handBack(deliveries);
+  }
   lag(): Promise<SourceLag> {
     return this.inner.lag();
   }

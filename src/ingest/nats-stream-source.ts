@@ -318,6 +318,11 @@ export class NatsStreamSource implements StreamSource {
     await this.connection?.flush();
   }
 
+  async handBack(deliveries: readonly Delivery[]): Promise<void> {
+    // Offered to the durable's next pull, this process's or another's.
+    await this.retryLater(deliveries, 0);
+  }
+
   async lag(): Promise<SourceLag> {
     // JetStream's num_pending counts what the stream still holds, so limits (max_msgs, max_age) never inflate it;
     // what they removed before delivery is not told per consumer filter.

@@ -225,6 +225,22 @@ export class RedisStreamSource implements StreamSource {
   }
 
   /**
+   * Moves the entries to a parking consumer (`<consumer>:handed-back`) with
+   * their idle time set to `claimIdle`, so another consumer's next XAUTOCLAIM
+   * takes them; this one skips its own XAUTOCLAIM for `claimIdle`. Left in
+   * this consumer's pending list, they were read again after every pause,
+   * which reset their idle time: no other pod ever claimed them, and a pod
+   * with a stale ring held its batch until it was fixed (20 events unwritten
+   * for 20 s while another pod could write them).
+   */
+  async handBack(deliveries: readonly Delivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    const { stream, group, claimIdleMs } = this.settings;
+    await this.control.call("XCLAIM", stream, group, `${this.consumer}:handed-back`, 0, ...deliveries.map((d) => d.id), "IDLE", claimIdleMs, "JUSTID");
+    this.nextClaimAt = this.clock() + claimIdleMs;
+  }
+
+  /**
    * From XINFO GROUPS and XINFO STREAM (Redis 7). Redis's own `lag` is
    * entries-added minus the group's entries-read, so an entry trimmed before
    * the group read it stays in it forever (measured on 7.0: 60 entries trimmed

@@ -426,10 +426,10 @@ export class StreamConsumer {
       await this.deps.source.reject(rejected);
       this.settled(dead);
       this.forgetFailures(rejected);
-      await this.deps.source.retryLater(
-        batch.filter((d) => !done.has(d)),
-        pause,
-      );
+      const rest = batch.filter((d) => !done.has(d));
+      // This pod cannot write them (its ring is stale), another can: let it take them rather than keep them.
+      if (e instanceof QuiverError && e.code === "placement_stale") await this.deps.source.handBack(rest);
+      else await this.deps.source.retryLater(rest, pause);
     } catch (inner) {
       this.lastError = `store: ${error}; then: ${(inner as Error).message}`;
       // Not settled: the whole batch comes back after the pause (not only at the engine's takeover timeout), and what

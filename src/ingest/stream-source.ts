@@ -72,6 +72,13 @@ export interface StreamSource {
   reject(deliveries: readonly Delivery[]): Promise<void>;
   /** Not now: deliver again after `delayMs` (a retryable store failure). */
   retryLater(deliveries: readonly Delivery[], delayMs: number): Promise<void>;
+  /**
+   * Not this consumer's to write (its store refuses for a reason of its own,
+   * a stale ring): let another consumer of the group take them now (Redis:
+   * claimable at once and not read again by this one for a while; NATS:
+   * nak'd without delay).
+   */
+  handBack(deliveries: readonly Delivery[]): Promise<void>;
   lag(): Promise<SourceLag>;
   /** Wakes a waiting `read` and releases connections; the batch in hand must be acked first. */
   close(): Promise<void>;
