@@ -158,6 +158,41 @@ describe("backpressure and retries", () => {
     }
   }, 60_000);
 
+  test("events of a batch the store refused several times are counted once: consumed, duplicates and filtered", async () => {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const store = new RefusingNode(new ArenaKvNode("counted-once"));
+    const mapping = paymentsMapping({ idempotencyKey: "id", filter: { path: "kind", equals: "payment" } });
+    const [source] = compileSources({ sources: [{ name: "once", ...engine().engineSettings(), batchSize: 20, mappings: [mapping] }] }, registry);
+    const publisher = await openPublisher(source!);
+    const ts = Date.now() - 1000;
+    const event = (id: string, customer: string, kind = "payment") => new TextEncoder().encode(JSON.stringify({ id, kind, customer, amount: 1, count: 1, chargeback: false, ts }));
+    // Five events, all there before the consumer starts (one batch): three written, one repeating an earlier one's key
+    // (a duplicate), one filtered out.
+    await publisher.publish([event("e1", "o1"), event("e2", "o2"), event("e1", "o1"), event("e3", "o3"), event("e4", "o4", "refund")]);
+    await publisher.close();
+    const ingest = await IngestService.start([source!], {
+      push: new PushService(store, { maxFutureSkewMs: 3_600_000 }),
+      store,
+      metrics: new IngestMetrics(new MetricsRegistry()),
+      consumerName: "c1",
+      consumerOptions: { readWaitMs: 100, lagIntervalMs: 100, pauseMs: { initial: 50, max: 100 } },
+    });
+    try {
+      // Three handlings refused (three write attempts each), each a delivery of the same events.
+      await eventually("three handlings refused", () => store.refusedWrites >= 9);
+      store.refusing = false;
+      await eventually("written", () => ingest.status()[0]!.written === 3);
+      await eventually("the group owes nothing", () => {
+        const lag = ingest.status()[0]!.lag;
+        return lag !== null && lag.pending === 0 && lag.unprocessed === 0;
+      });
+      const { consumed, written, duplicate, filtered, deadLettered } = ingest.status()[0]!;
+      expect({ consumed, written, duplicate, filtered, deadLettered }).toEqual({ consumed: 5, written: 3, duplicate: 1, filtered: 1, deadLettered: 0 });
+    } finally {
+      await ingest.stop();
+    }
+  }, 60_000);
+
   test("stop with the store stalled gives up the batch in hand after its grace: stop returns, the batch stays owed to the group", async () => {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
     const store = new StalledNode(new ArenaKvNode("stalled"));

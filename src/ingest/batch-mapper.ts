@@ -1,7 +1,6 @@
 import type { CompiledSource } from "./compile-sources.ts";
 import type { NewDeadLetter } from "./dead-letters.ts";
 import { type IdempotencyWindow, scopedKey } from "./idempotency-window.ts";
-import type { SourceCounters } from "./ingest-metrics.ts";
 import { type CompiledMapping, type MappedRow, MappingError } from "./mapping.ts";
 import { type PayloadDecoder, payloadDecoder } from "./payload.ts";
 import type { Delivery } from "./stream-source.ts";
@@ -17,6 +16,14 @@ export interface MappedBatch {
   readonly groups: MappedGroup[];
   /** Deliveries that failed mapping: dead letters, acknowledged with the batch. */
   readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
+  /**
+   * Events skipped as duplicates (an idempotency key seen in an earlier
+   * batch) and filtered out (no mapping accepts them): counted by the consumer
+   * once the batch is written, not on every delivery of a batch the store
+   * refused.
+   */
+  readonly duplicate: number;
+  readonly filtered: number;
 }
 
 /**
@@ -31,7 +38,6 @@ export class BatchMapper {
   constructor(
     private readonly source: CompiledSource,
     private readonly seen: IdempotencyWindow,
-    private readonly counters: SourceCounters,
   ) {
     this.decode = payloadDecoder(source.format);
   }
@@ -41,8 +47,9 @@ export class BatchMapper {
     const groups: MappedGroup[] = mappings.map((mapping) => ({ mapping, rows: [], from: [] }));
     const dead: MappedBatch["dead"] = [];
     const pending = new Array<MappedRow | undefined>(mappings.length);
+    let duplicates = 0;
+    let filtered = 0;
     for (const d of deliveries) {
-      this.counters.consumed.inc();
       if (d.unreadable !== undefined) {
         // No payload where the source reads it: nothing to decode.
         dead.push({ delivery: d, letter: { source: this.source.name, reason: "undecodable", path: d.unreadable.path, error: d.unreadable.error, payload: d.payload, origin: d.id } });
@@ -69,7 +76,7 @@ export class BatchMapper {
         continue;
       }
       if (accepted === 0) {
-        this.counters.filtered.inc();
+        filtered++;
         continue;
       }
       // A key seen in an earlier batch; one repeated within this batch is decided once the push path has refused
@@ -80,7 +87,7 @@ export class BatchMapper {
         if (key !== undefined && this.seen.has(mappings[m]!.view.name, scopedKey(this.source.dedupScope, mappings[m]!.view.version, key))) duplicate = true;
       }
       if (duplicate) {
-        this.counters.duplicate.inc();
+        duplicates++;
         continue;
       }
       for (let m = 0; m < mappings.length; m++) {
@@ -90,6 +97,6 @@ export class BatchMapper {
         groups[m]!.from.push(d);
       }
     }
-    return { groups: groups.filter((g) => g.rows.length > 0), dead };
+    return { groups: groups.filter((g) => g.rows.length > 0), dead, duplicate: duplicates, filtered };
   }
 }

@@ -18,6 +18,8 @@ export interface PreparedBatch {
   readonly idempotencyKeys: (string | undefined)[];
   /** Rows the push path refused (type, key, future time): dead letters. */
   readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
+  /** Events whose idempotency key an earlier event of the batch carried: duplicates, counted once the batch is written. */
+  readonly repeated?: number;
 }
 
 /** Crash-testing hooks (the standalone CLI's `--fault-*` flags); both unset in normal runs. */
@@ -106,9 +108,8 @@ export class BatchWriter {
     const refused = new Set(dead.map((x) => x.delivery));
     const repeated = this.repeatedKeys(views, idempotencyKeys, from, refused);
     if (refused.size === 0 && repeated.size === 0) return { entries, views, versions, idempotencyKeys, dead };
-    this.counters.duplicate.inc(repeated.size);
     const keep = (_: unknown, j: number) => !refused.has(from[j]!) && !repeated.has(from[j]!);
-    return { entries: entries.filter(keep), views: views.filter(keep), versions: versions.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead };
+    return { entries: entries.filter(keep), views: views.filter(keep), versions: versions.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead, repeated: repeated.size };
   }
 
   /** Events (not refused) whose idempotency key, for one of their views, an earlier event in the batch carried. */

@@ -157,7 +157,7 @@ export class StreamConsumer {
     };
     this.pauseMs = this.options.pauseMs.initial;
     this.counters = deps.metrics.forSource(deps.compiled.name);
-    this.mapper = new BatchMapper(deps.compiled, deps.seen, this.counters);
+    this.mapper = new BatchMapper(deps.compiled, deps.seen);
     this.writer = new BatchWriter(deps.compiled.name, deps.compiled.dedupScope, deps.push, deps.store, deps.seen, this.counters, this.options.clock, options.fault);
     this.retryPolicy = retry(handleWhen(isRetryable), {
       maxAttempts: Math.max(0, this.options.writeAttempts - 1),
@@ -276,7 +276,7 @@ export class StreamConsumer {
    * batch in hand, already mapped, is written as it was.
    */
   remap(mappings: CompiledSource["mappings"]): void {
-    this.mapper = new BatchMapper({ ...this.deps.compiled, mappings }, this.deps.seen, this.counters);
+    this.mapper = new BatchMapper({ ...this.deps.compiled, mappings }, this.deps.seen);
   }
 
   status(): ConsumerStatus {
@@ -348,8 +348,12 @@ export class StreamConsumer {
         this.retryPolicy.execute(({ signal }) => this.writer.write(prepared, signal), giveUp),
         giveUp,
       );
+      // Counted once the batch is written: a batch the store refused comes back, and its events were counted
+      // consumed (and its duplicates, filtered events) on every delivery (200 events, 570 consumed).
+      this.counters.consumed.inc(batch.length);
       this.counters.written.inc(result.written);
-      this.counters.duplicate.inc(result.duplicate);
+      this.counters.duplicate.inc(result.duplicate + mapped.duplicate + (prepared.repeated ?? 0));
+      this.counters.filtered.inc(mapped.filtered);
       this.counters.late.inc(result.late);
     } catch (e) {
       await this.deferBatch(batch, dead, e);
@@ -424,6 +428,7 @@ export class StreamConsumer {
       const done = new Set(dead.map((x) => x.delivery));
       const rejected = batch.filter((d) => done.has(d));
       await this.deps.source.reject(rejected);
+      this.counters.consumed.inc(rejected.length);
       this.settled(dead);
       this.forgetFailures(rejected);
       const rest = batch.filter((d) => !done.has(d));
