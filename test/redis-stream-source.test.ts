@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
-import { openDeadLetters, openStreamSource, type StreamSource } from "../src/ingest/index.ts";
+import { openDeadLetters, openPublisher, openStreamSource, replayDeadLetters, type StreamSource } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import { compareIds } from "../src/ingest/redis-stream-source.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
@@ -144,6 +144,19 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
       // A large field is cut, and says how large it was.
       expect(shown["note"]!.endsWith("… (100000 bytes)")).toBe(true);
       expect(letter!.payload.byteLength).toBeLessThan(70 * 1024);
+      // Its payload is not an event: a replay keeps the letter and publishes nothing (it published the JSON of the
+      // fields as a new entry's `data`, and deleted the letter, the only copy of the entry).
+      const length = await redis.xlen(stream);
+      const publisher = await openPublisher(compiled!);
+      try {
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "payments" });
+        expect(replayed).toEqual([]);
+        expect(kept.map((l) => l.id)).toEqual([letter!.id]);
+      } finally {
+        await publisher.close();
+      }
+      expect(await redis.xlen(stream)).toBe(length);
+      expect((await deadLetters.list(10)).map((l) => l.id)).toEqual([letter!.id]);
     } finally {
       await ingest.stop();
       await deadLetters.close();

@@ -300,7 +300,7 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         const other = json({ customer_id: "zz", amount: 666, count: 1, chargeback: false, ts });
         await deadLetters.add([{ source: "other", reason: "missing_field", path: "customer", error: "missing", payload: other, origin: "0-1" }]);
         expect((await deadLetters.list(100, { source: "poison" })).length).toBe(5);
-        const replayed = await replayDeadLetters(deadLetters, publisher, { limit: 100, source: "poison", reason: "missing_field" });
+        const { replayed } = await replayDeadLetters(deadLetters, publisher, { limit: 100, source: "poison", reason: "missing_field" });
         expect(replayed.length).toBe(2);
         await eventually("replayed events written", async () => (await rig.row("p2")) !== undefined && (await rig.row("p3")) !== undefined);
         expect((await rig.row("p3"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(30);

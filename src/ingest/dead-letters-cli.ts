@@ -49,8 +49,17 @@ async function main(): Promise<void> {
     }
     const publisher = await openPublisher(source);
     try {
-      const replayed = await replayDeadLetters(queue, publisher, { limit, source: source.name, ...(reason === undefined ? {} : { reason }) });
-      console.log(JSON.stringify({ source: source.name, replayed: replayed.length }));
+      const { replayed, kept } = await replayDeadLetters(queue, publisher, { limit, source: source.name, ...(reason === undefined ? {} : { reason }) });
+      console.log(JSON.stringify({ source: source.name, replayed: replayed.length, ...(kept.length > 0 ? { kept: kept.length } : {}) }));
+      if (kept.length > 0) {
+        console.error(
+          `quiver ingest: ${kept.length} letter(s) kept, not replayed (ids ${kept
+            .slice(0, 10)
+            .map((l) => l.id)
+            .join(", ")}${kept.length > 10 ? ", …" : ""}): each is an entry that had no "${kept[0]!.path.slice("(entry).".length)}" field, and its letter holds the fields it had as JSON, not an event; ` +
+            "publish the event again with its payload in that field, then delete the letter",
+        );
+      }
     } finally {
       await publisher.close();
     }

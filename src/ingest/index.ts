@@ -6,4 +6,4 @@ export { IngestMetrics } from "./ingest-metrics.ts";
 export { type IngestDeps, IngestService } from "./ingest-service.ts";
 export type { ConsumerOptions, ConsumerStatus } from "./stream-consumer.ts";
 export type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
-export { type ReplayOptions, replayDeadLetters } from "./replay.ts";
+export { isReplayable, type ReplayOptions, type ReplayResult, replayDeadLetters } from "./replay.ts";
