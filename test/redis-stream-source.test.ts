@@ -28,7 +28,7 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
 
   const open = async (consumer: string): Promise<{ s: StreamSource; stream: string }> => {
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
-    const settings = engine.engineSettings({ takeoverMs: 100 }) as { redis: { stream: string } };
+    const settings = engine.engineSettings({ takeoverMs: 1000 }) as { redis: { stream: string } };
     const [compiled] = compileSources({ sources: [{ name: "payments", ...settings, mappings: [paymentsMapping()] }] }, registry);
     const s = await openStreamSource(compiled!, consumer);
     await s.start();
@@ -96,10 +96,10 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
   }, 30_000);
 
   test("deleted while pending, then taken over: the consumer that claims the dead one's entries counts those gone", async () => {
-    // Both consumers read the same stream (takeover after 100 ms idle).
+    // Both consumers read the same stream (takeover after 1 s idle, the shortest claimIdle allowed).
     const { s: dead, stream } = await open("c3");
     const registry = await loadRegistryFile("src/registry/example-registry.yaml");
-    const [compiled] = compileSources({ sources: [{ name: "payments", engine: "redis", redis: { url: `redis://${engine.server.address}`, stream, group: "quiver", claimIdle: "100ms" }, mappings: [paymentsMapping()] }] }, registry);
+    const [compiled] = compileSources({ sources: [{ name: "payments", engine: "redis", redis: { url: `redis://${engine.server.address}`, stream, group: "quiver", claimIdle: "1s" }, mappings: [paymentsMapping()] }] }, registry);
     const heir = await openStreamSource(compiled!, "c4");
     await heir.start();
     try {

@@ -89,6 +89,15 @@ describe("sources file", () => {
     }
   });
 
+  test("redis.claimIdle: 30 s by default, at least 1 s when given (0 took every pending entry of every other consumer)", () => {
+    const compiled = (claimIdle?: string | number) => compileSources({ sources: [{ name: "a", engine: "redis", redis: { ...redis, ...(claimIdle === undefined ? {} : { claimIdle }) }, mappings: [mapping] }] }, registry)[0]!;
+    expect(compiled().redis!.claimIdleMs).toBe(30_000);
+    expect(compiled("1s").redis!.claimIdleMs).toBe(1000);
+    for (const bad of [0, "0s", "500ms", 0.5]) {
+      expect(problems({ sources: [{ name: "a", engine: "redis", redis: { ...redis, claimIdle: bad }, mappings: [mapping] }] })[0]).toMatch(/^sources\[0\]\.redis\.claimIdle: must be at least 1s/);
+    }
+  });
+
   test("structural errors name the field", () => {
     expect(problems({ sources: [{ name: "a", engine: "kafka", mappings: [] }] })[0]).toMatch(/^sources\[0\]\.engine: /);
     expect(problems({ sources: [{ name: "a", engine: "redis", redis, mappings: [{ ...mapping, eventTime: { path: "ts", format: "epoch_ns" } }] }] })[0]).toMatch(

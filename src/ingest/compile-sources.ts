@@ -84,6 +84,17 @@ function duration(v: number | string | undefined, fallbackMs: number, path: stri
   return ms ?? fallbackMs;
 }
 
+/** Shortest claimIdle: below it, XAUTOCLAIM takes entries other consumers are still writing (at 0, every one). */
+const MIN_CLAIM_IDLE_MS = 1000;
+
+function claimIdle(v: number | string | undefined, path: string, issues: Issue[]): number {
+  const ms = duration(v, 30_000, path, issues);
+  if (ms < MIN_CLAIM_IDLE_MS) {
+    issues.push({ path, message: `must be at least 1s (got ${JSON.stringify(v)}): shorter, consumers take each other's entries while they are being written (0: every one)` });
+  }
+  return ms;
+}
+
 function compileSource(s: SourceDef, path: string, registry: Registry, issues: Issue[]): CompiledSource | undefined {
   const before = issues.length;
   let redis: RedisSourceSettings | undefined;
@@ -97,7 +108,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
         stream: s.redis.stream,
         group: s.redis.group,
         field: s.redis.field ?? "data",
-        claimIdleMs: duration(s.redis.claimIdle, 30_000, `${path}.redis.claimIdle`, issues),
+        claimIdleMs: claimIdle(s.redis.claimIdle, `${path}.redis.claimIdle`, issues),
         deadLetterStream: s.redis.deadLetterStream ?? `${s.redis.stream}:dead`,
       };
     }
