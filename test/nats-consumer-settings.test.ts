@@ -173,6 +173,27 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
     expect(seen.length).toBe(30);
   }, 60_000);
 
+  test("max_ack_pending is 4 batches unless nats.maxAckPending says otherwise, and follows the sources file", async () => {
+    const settings = engine.engineSettings();
+    const def = (maxAckPending?: number): SourceDef => ({
+      name: "pending",
+      ...settings,
+      nats: { ...settings.nats!, ...(maxAckPending === undefined ? {} : { maxAckPending }) },
+      format: "json",
+      batchSize: 10,
+      mappings: [paymentsMapping()],
+    });
+    const store = new ArenaKvNode("nats-pending");
+    const startStop = async (d: SourceDef) =>
+      (await IngestService.start(compileSources({ sources: [d] }, registry), { push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), consumerName: "c1" })).stop();
+    const jsm = await nc.jetstreamManager();
+    const pending = async () => (await jsm.consumers.info(settings.nats!.stream, settings.nats!.consumer)).config.max_ack_pending;
+    await startStop(def());
+    expect(await pending()).toBe(40);
+    await startStop(def(1000));
+    expect(await pending()).toBe(1000);
+  }, 60_000);
+
   test("a dead-letter stream that went away (deleted, a server restarted empty) is made again by the next letter", async () => {
     const settings = engine.engineSettings();
     const [compiled] = compileSources({ sources: [{ name: "dlq-gone", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);

@@ -22,6 +22,8 @@ export interface NatsSourceSettings {
   readonly consumer: string;
   readonly subject: string;
   readonly ackWaitMs: number;
+  /** The durable's max_ack_pending (shared by every pod): `nats.maxAckPending`, default 4 × batchSize. */
+  readonly maxAckPending: number;
   readonly deadLetterStream: string;
 }
 
@@ -122,6 +124,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
         consumer: s.nats.consumer,
         subject: s.nats.subject,
         ackWaitMs: duration(s.nats.ackWait, 30_000, `${path}.nats.ackWait`, issues),
+        maxAckPending: s.nats.maxAckPending ?? (s.batchSize ?? DEFAULT_BATCH) * 4,
         deadLetterStream: s.nats.deadLetterStream ?? `${s.nats.stream}_DEAD`,
       };
     }

@@ -159,11 +159,11 @@ export class NatsStreamSource implements StreamSource {
    */
   private async attach(): Promise<void> {
     const nc = this.connection!;
-    const { stream, consumer, subject, ackWaitMs } = this.settings;
+    const { stream, consumer, subject, ackWaitMs, maxAckPending } = this.settings;
     const jsm = await nc.jetstreamManager();
     await ensureStream(jsm, stream, [subject]);
     // What the sources file says; JetStream keeps a durable's settings, so an existing one is brought in line.
-    const wanted = { ack_wait: ackWaitMs * NS, max_deliver: MAX_DELIVER, max_ack_pending: this.options.batchSize * 4 };
+    const wanted = { ack_wait: ackWaitMs * NS, max_deliver: MAX_DELIVER, max_ack_pending: maxAckPending };
     let existing: ConsumerConfig | undefined;
     try {
       existing = (await jsm.consumers.info(stream, consumer)).config;

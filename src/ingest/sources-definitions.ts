@@ -69,6 +69,11 @@ const NatsDef = T.Object(
     subject: T.String({ minLength: 1 }),
     /** How long a delivered message may stay unacknowledged before redelivery. */
     ackWait: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    /**
+     * The durable's max_ack_pending: messages delivered and not yet acknowledged, across every pod reading through
+     * it (default 4 × batchSize). Each pod holds its batch and pulls ahead; past about this many, more pods sit idle.
+     */
+    maxAckPending: T.Optional(T.Integer({ minimum: 1, maximum: 1_000_000 })),
     /** Dead letters go to this JetStream stream (subject `<stream>.<source>`); default `<stream>_DEAD`. */
     deadLetterStream: T.Optional(Name),
   },
