@@ -128,6 +128,20 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(await b.l2.read(["late@1/k=i1"])).toEqual([row(20, "new")]);
   });
 
+  test("an L2 floor: a copy at least as new stays; otherwise a miss that refuses older fills", async () => {
+    const k = "floor@1/k=i1";
+    expect(await a.l2.write([{ key: k, row: row(5, "five") }])).toBe(true);
+    // A replay of the same time (the origin ignored it as held): the row stays.
+    expect(await a.l2.supersede([{ key: k, row: { ts: 5 } }])).toBe(true);
+    expect(await a.l2.read([k])).toEqual([row(5, "five")]);
+    expect(await a.l2.supersede([{ key: k, row: { ts: 6 } }])).toBe(true);
+    expect(await a.l2.read([k])).toEqual([undefined]);
+    expect(await a.l2.write([{ key: k, row: row(5, "five") }])).toBe(true);
+    expect(await a.l2.read([k])).toEqual([undefined]);
+    expect(await a.l2.write([{ key: k, row: row(7, "seven") }])).toBe(true);
+    expect(await a.l2.read([k])).toEqual([row(7, "seven")]);
+  });
+
   test("a write through pod A replaces pod B's L1 copy via the feed; B then reads the new row", async () => {
     await a.writer.putMany([{ key: "w@1/k=i1", row: row(100, "v100") }]);
     expect(await b.tier.getMany(["w@1/k=i1"])).toEqual([row(100, "v100")]);
@@ -441,6 +455,20 @@ test("an L2 that comes back older than writes it took (restarted from a snapshot
     expect(await a.tier.getMany([key])).toEqual([row(6, "new")]);
     expect(await b.tier.getMany([key])).toEqual([row(6, "new")]);
     expect(a.l2.generations().all).toBe(b.l2.generations().all);
+    // The noted run id evicted (allkeys-lru): a pod connecting then bumps nothing (its bump reached no other pod,
+    // which kept reading the old generation under which the new one's writes were not seen).
+    const evict = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      expect(await evict.del("quiver:cache:run")).toBe(1);
+    } finally {
+      evict.disconnect();
+    }
+    const c = await pod("run-c", l2Server.address, originServer.address);
+    try {
+      expect(c.l2.generations().all).toBe(a.l2.generations().all);
+    } finally {
+      await c.close();
+    }
   } finally {
     raw.disconnect();
     await Promise.allSettled([a.close(), b.close()]);

@@ -560,7 +560,8 @@ export class CacheTier implements KvNode, ChangeListener {
     } else {
       // Deleted, a read in flight refilled L1 with the row from before the write (a late or repeated row in
       // the push was enough), and the writing pod served it after its 200.
-      if (l1) for (const e of entries) l1.supersede(e.key, e.row.ts, true);
+      // A floor for keys held or being read; one for every key of the push filled L1 with floors on every replay.
+      if (l1) for (const e of entries) l1.supersede(e.key, e.row.ts, l1.has(e.key) || this.inFlight.has(e.key));
       for (const e of entries) this.inFlight.supersede(e.key, e.row.ts);
       if (l2 && !(await l2.supersede(entries))) this.l2Missed(entries, "put");
     }

@@ -56,22 +56,52 @@ return raised
 `;
 
 /**
- * Notes the L2 server's run id (KEYS[2]) and, when it is not the one noted,
+ * Notes the L2 server's run id (KEYS[2]) and, when another one was noted,
  * bumps the generation of everything (HASH KEYS[1], field "*") past both what
  * L2 holds and what the caller uses (ARGV[2]); answers the "*" generation.
  * A server restarted from its own files, or a replica promoted in a failover,
- * may hold copies older than writes acknowledged before: its run id is new,
- * and the first pod to connect abandons every entry it holds. Atomic, so the
- * pods connecting after it find the run id noted and bump nothing.
+ * holds the run id noted before (a key like any other) but runs under a new
+ * one, and may hold copies older than writes acknowledged before: the first
+ * pod to connect abandons every entry it holds. Atomic, so the pods
+ * connecting after it find the run id noted and bump nothing. No run id noted
+ * (a new L2, one restarted empty, or the key evicted by allkeys-lru) bumps
+ * nothing: an empty L2 holds nothing old, and a bump there reached only the
+ * pod that made it (the others, still connected, kept the old generation and
+ * read under it what the new one's writes superseded).
  */
 export const RUN_CHECK_LUA = `
-if redis.call('GET', KEYS[2]) == ARGV[1] then
+local noted = redis.call('GET', KEYS[2])
+if noted == ARGV[1] then
   return tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0
 end
+redis.call('SET', KEYS[2], ARGV[1])
 local stored = tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0
+if not noted then
+  return stored
+end
 local known = tonumber(ARGV[2]) or 0
 local nextGen = math.max(stored, known) + 1
 redis.call('HSET', KEYS[1], '*', nextGen)
-redis.call('SET', KEYS[2], ARGV[1])
 return nextGen
+`;
+
+/**
+ * Leaves a floor (KEYS[i] takes ARGV[i], the 8-byte header alone) with a TTL
+ * of ARGV[n + i] ms unless the stored copy is at least as new: a row of the
+ * floor's own time (a replayed write the origin ignored as already held) is
+ * the origin's row and stays. Returns the number of floors written.
+ */
+export const L2_FLOOR_LUA = `
+local n = #KEYS
+local written = 0
+for i = 1, n do
+  local floor = ARGV[i]
+  local current = redis.call('GET', KEYS[i])
+  if not (current and string.len(current) >= 8
+     and struct.unpack('>d', current) >= struct.unpack('>d', floor)) then
+    redis.call('SET', KEYS[i], floor, 'PX', ARGV[n + i])
+    written = written + 1
+  end
+end
+return written
 `;

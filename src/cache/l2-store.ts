@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, L2_FLOOR_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -65,6 +65,7 @@ export class L2Store implements L2Tier {
   readonly timeoutMs: number;
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
+  private readonly floorCommand: FillCommand;
   private readonly bumpCommand: GenerationCommand;
   private readonly raiseCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
@@ -106,13 +107,16 @@ export class L2Store implements L2Tier {
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
+    this.client.defineCommand("quiverCacheFloor", { lua: L2_FLOOR_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
+      quiverCacheFloor: FillCommand;
       quiverGenerationBump: GenerationCommand;
       quiverGenerationRaise: GenerationCommand;
       quiverRunCheck: GenerationCommand;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
+    this.floorCommand = commands.quiverCacheFloor.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
@@ -300,7 +304,7 @@ export class L2Store implements L2Tier {
 
   /**
    * Leaves a floor at each key's event time (the header alone, no values)
-   * under the compare-event-time rule: a newer copy stays; an older one, or
+   * unless a copy at least as new is held (L2_FLOOR_LUA); an older one, or
    * none, becomes the floor, which reads as a miss and refuses every fill
    * older than it for the L2 TTL. For writes whose winners are unknown (the
    * origin ignored some rows): removed instead, a read in flight on another
@@ -319,7 +323,7 @@ export class L2Store implements L2Tier {
       args[n + i] = floor;
       args[2 * n + i] = this.ttlMs;
     }
-    return (await this.bounded(this.fillCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
+    return (await this.bounded(this.floorCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
   }
 
   /** Removes keys (a delete was acknowledged). */
