@@ -134,15 +134,31 @@ describe("CacheTier with L1", () => {
   test("a lookup whose joined read gave up at a tighter budget reads the key itself within its own", async () => {
     const { origin, tier } = setup();
     await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
-    // The read in flight (begun by a 1 ms lookup) answers UNAVAILABLE; the origin is fine again by the joiner's turn.
-    origin.down = true;
+    // The read in flight (begun by a 5 ms lookup) gives up at its deadline, as a slow shard's read does; the shard
+    // answers again by the joiner's turn.
+    const real = origin.getMany.bind(origin);
+    let slow = true;
+    origin.getMany = async (keys, ctx) => {
+      if (!slow) return real(keys, ctx);
+      await Bun.sleep(Math.max(0, (ctx?.deadline ?? 0) - performance.now()) + 1);
+      return keys.map(() => UNAVAILABLE);
+    };
     const now = performance.now();
-    const tight = tier.getMany(["v@1/k=i1"], { deadline: now + 1 });
+    const tight = tier.getMany(["v@1/k=i1"], { deadline: now + 5 });
     const roomy = tier.getMany(["v@1/k=i1"], { deadline: now + 60_000 });
-    origin.down = false;
+    slow = false;
     expect(await tight).toEqual([UNAVAILABLE]);
     expect(await roomy).toEqual([row(5, "x")]);
-    expect(origin.reads).toBe(2);
+  });
+
+  test("joiners of a read that failed before its deadline (a shard down) do not read again", async () => {
+    const { origin, tier } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "x") }]);
+    origin.down = true;
+    const now = performance.now();
+    const all = Array.from({ length: 10 }, (_, i) => tier.getMany(["v@1/k=i1"], { deadline: now + 50 + i }));
+    expect(await Promise.all(all)).toEqual(Array.from({ length: 10 }, () => [UNAVAILABLE]));
+    expect(origin.reads).toBe(1);
   });
 
   test("100 concurrent lookups of one cold key cause one origin read", async () => {

@@ -315,8 +315,9 @@ export class CacheTier implements KvNode, ChangeListener {
         continue;
       }
       // The read joined gave up at its own, earlier deadline (a request with a tighter budget began it): this one
-      // reads the key itself within what is left of its budget, once.
-      if (!again && flight.slots !== undefined && flight.deadline < deadline && performance.now() < deadline) {
+      // reads the key itself within what is left of its budget, once. Not after any other failure (a shard down,
+      // its breaker open): every joiner's second read doubled the calls to a failing shard.
+      if (!again && flight.endedAt >= flight.deadline - DEADLINE_SLACK_MS && flight.deadline < deadline && performance.now() < deadline) {
         retry ??= [];
         retry.push(pos);
         continue;
@@ -876,6 +877,9 @@ class HeldRows implements ThroughRows {
     if (this.fetched.length !== this.missKeys.length) throw new Error("ThroughRows: readRest must run before the rows are reported");
   }
 }
+
+/** A flight that ended this close to its deadline (ms) or later is taken to have been cut short by it. */
+const DEADLINE_SLACK_MS = 1;
 
 /** Resolves when `work` does or at `deadline` (performance.now() ms), whichever is first. */
 function untilDeadline(work: Promise<unknown>, deadline: number): Promise<unknown> {

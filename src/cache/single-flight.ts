@@ -9,6 +9,8 @@ export interface Flight {
   readonly degraded: string[];
   /** When the request that started the flight stops waiting (performance.now() ms; Infinity without a budget): the origin read is bounded by it. */
   readonly deadline: number;
+  /** When the flight ended (performance.now() ms; Infinity while it runs). */
+  endedAt: number;
   /**
    * Keys a write acknowledged while the flight read them, with the write's
    * event time: a row found older than that (or none) predates the write and
@@ -49,9 +51,10 @@ export class InFlight {
 
   /** Registers a new flight for `keys` (none of which may be in flight) and starts `run` on it. */
   start(keys: readonly string[], run: (flight: Flight) => Promise<void>, deadline = Number.POSITIVE_INFINITY): Flight {
-    const flight: Flight = { keys, slots: undefined, degraded: [], deadline, superseded: undefined, done: Promise.resolve() };
+    const flight: Flight = { keys, slots: undefined, degraded: [], deadline, endedAt: Number.POSITIVE_INFINITY, superseded: undefined, done: Promise.resolve() };
     for (let i = 0; i < keys.length; i++) this.byKey.set(keys[i]!, { flight, index: i });
     flight.done = run(flight).finally(() => {
+      flight.endedAt = performance.now();
       for (const k of keys) if (this.byKey.get(k)?.flight === flight) this.byKey.delete(k);
     });
     return flight;
