@@ -631,6 +631,19 @@ describe("ResilientShard read paths", () => {
     expect(policies.read.bulkhead.executionSlots).toBe(2);
   });
 
+  test("reads of the primary alone (fromPrimary) failing while it is down leave the read breaker closed for the replicas' lookups", async () => {
+    for (const fast of [true, false]) {
+      const inner = new SwitchableShard("s1", fast);
+      inner.getManyPrimary = () => Promise.reject(new ShardUnavailableError("s1", "test: no primary"));
+      const { shard, policies } = exposed(inner, {});
+      await shard.putMany([{ key: "v@1/k=1", row: { ts: 1, values: [1] } }]);
+      // The vector indexes' re-reads, retried every 250 ms while the primary is away: five opened the read breaker.
+      for (let i = 0; i < 8; i++) expect(await shard.getMany(["v@1/k=1"], { fromPrimary: true, deadline: performance.now() + 50 }).catch((e: unknown) => e)).toBeInstanceOf(ShardUnavailableError);
+      expect({ fast, state: policies.read.state() }).toEqual({ fast, state: "closed" });
+      expect(await read(shard)).toEqual([{ ts: 1, values: [1] }]);
+    }
+  });
+
   test("a fast-path read whose first attempt fails after the breaker opened fails fast with breaker-open, without retrying", async () => {
     const now = 5_000_000;
     setSystemTime(new Date(now));

@@ -93,6 +93,7 @@ export class ResilientShard implements ShardNode {
   }
 
   private readonly readFast = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
+    if (ctx?.fromPrimary === true) return this.getManyPrimary(keys, ctx.signal);
     const read = this.policies.read;
     const deadline = ctx?.deadline;
     if (keys.length > 0 && deadline !== undefined && deadline <= performance.now()) return this.budgetSpent();
@@ -145,6 +146,9 @@ export class ResilientShard implements ShardNode {
 
   /** The full stack raced against the deadline. */
   private readonly readGuarded = (keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> => {
+    // A read of the primary alone (the vector indexes' re-reads) goes through the primary's policy, not the read
+    // breaker: a primary down while its replicas serve opened the breaker for every lookup the replicas could answer.
+    if (ctx?.fromPrimary === true) return this.getManyPrimary(keys, ctx.signal);
     if (keys.length === 0) return Promise.resolve([]);
     const started = performance.now();
     if (ctx?.deadline !== undefined && ctx.deadline <= started) return this.budgetSpent();
