@@ -168,6 +168,18 @@ describe("bodies over 64 KiB", () => {
     expect(await errorOf(res)).toMatchObject({ status: 400, path: "note" });
   });
 
+  test("a lookup over 64 KiB reads bytes that are not UTF-8 leniently, as a smaller one does", async () => {
+    // 500 rows of 140-byte keys (keys are at most 1,024 units), the last holding a 0xff byte.
+    const rows = Array.from({ length: 499 }, (_, i) => `{"customer_id":"${String(i).padStart(140, "k")}"}`).join(",");
+    const head = Buffer.from(`{"features":["customer_profile:segment"],"entities":[${rows},{"customer_id":"x`);
+    const body = Buffer.concat([head, Buffer.from([0xff]), Buffer.from('"}]}')]);
+    expect(body.length).toBeGreaterThan(64 << 10);
+    const res = await big.http.app.request("/v1/lookup", { method: "POST", body, headers: { "content-type": "application/json", "content-length": String(body.length) } });
+    const answer = await res.text();
+    expect({ status: res.status, answer: answer.slice(0, 300) }).toMatchObject({ status: 200 });
+    expect((JSON.parse(answer) as { rows: { statuses: string[] }[] }).rows[499]!.statuses).toEqual(["NOT_FOUND"]);
+  });
+
   test("a large legitimate push (500 rows with lists) is accepted", async () => {
     const rows = Array.from({ length: 500 }, (_, i) => ({ customer_id: `big-${i}`, event_timestamp: NOW, spend_1h: i, device_ids: Array.from({ length: 20 }, (_, j) => `device-${i}-${j}`) }));
     const body = JSON.stringify({ featureView: "fraud_signals", rows });
