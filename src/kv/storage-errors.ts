@@ -171,7 +171,8 @@ export class ShardBreakerOpenError extends StorageError {
   readonly retryAfterMs: number;
 
   constructor(shard: string, op: "read" | "write", retryAfterMs: number) {
-    super("shard_breaker_open", `${shard}: ${op}s are failing fast (breaker open); retry in ${Math.ceil(retryAfterMs / 1000)} s`, true);
+    // Half-open (a trial under way) the breaker names no time: as the Retry-After header, at least 1 s.
+    super("shard_breaker_open", `${shard}: ${op}s are failing fast (breaker open); retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, true);
     this.retryAfterMs = retryAfterMs;
   }
 
