@@ -47,6 +47,23 @@ for (const algorithm of ["hnsw", "brute-force"] as const) {
   describe(`ViewIndex (${algorithm})`, () => {
     const view = registryWith(algorithm).views.get("items")!;
 
+    test("a replacement the index refused leaves the key at its old time, so the same change applied again takes", () => {
+      const vi = ViewIndex.empty(view, view.index!, undefined);
+      const a = unitVector(8, prng(1));
+      const b = unitVector(8, prng(2));
+      expect(vi.apply(keyOf(1), { ts: 1, values: ["a", a] }, 0)).toBe("added");
+      const index = (vi as unknown as { index: { set(label: number, v: Float32Array): void } }).index;
+      const set = index.set.bind(index);
+      index.set = () => {
+        throw new Error("test: refused");
+      };
+      expect(() => vi.apply(keyOf(1), { ts: 2, values: ["b", b] }, 0)).toThrow("refused");
+      index.set = set;
+      // It kept time 2 with vector a: the replay read as "unchanged" and a stayed.
+      expect(vi.apply(keyOf(1), { ts: 2, values: ["b", b] }, 0)).toBe("replaced");
+      expect(vi.search(b, 1, 16, undefined)[0]!.key).toBe(keyOf(1));
+    });
+
     test("property: after any sequence of puts and deletes, deleted keys never come back and every live key is found at its latest vector", () => {
       fc.assert(
         fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), (ops) => {

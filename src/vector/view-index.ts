@@ -86,12 +86,15 @@ export class ViewIndex {
     const v = row.values[this.spec.feature.index];
     const vector = usableVector(v, this.spec);
     if (vector === undefined) return known === undefined ? "skipped" : this.drop(key, now);
+    const previousTs = known === undefined ? 0 : this.labels.tsOf(known);
     const label = this.labels.assign(key, row.ts);
     try {
       this.index.set(label, vector);
     } catch (e) {
-      // A new key the index refused holds no label (it would be listed live without a vector).
+      // A new key the index refused holds no label (it would be listed live without a vector); a known one keeps
+      // its old time with its old vector, or a replay at the new time read as "unchanged" and the old vector stayed.
       if (known === undefined) this.labels.release(key);
+      else this.labels.assign(key, previousTs);
       throw e;
     }
     this.attributes.set(label, row.values);
