@@ -1,20 +1,28 @@
 /**
  * L2 fill and write-through, atomic inside Redis: KEYS[i] takes ARGV[i]
  * (row-codec bytes; a negative entry is the 8-byte header alone, event time
- * -Infinity) with a TTL of ARGV[n + i] ms, unless the stored copy's event
- * time is newer. The same compare-event-time rule as the shards
- * (src/kv/redis-lww-script.ts), so a late fill never overwrites a newer row
- * that a write-through already put there. Equal times refresh the TTL.
- * Returns the number of keys written.
+ * -Infinity; a floor the header alone at its event time) with a TTL of
+ * ARGV[n + i] ms, unless the stored copy's event time is newer. The same
+ * compare-event-time rule as the shards (src/kv/redis-lww-script.ts), so a
+ * late fill never overwrites a newer row that a write-through already put
+ * there. Equal times refresh the TTL, unless ARGV[2n + 1] is "1" (floors: a
+ * row of the floor's own time is the origin's row and stays). Returns the
+ * number of keys written.
  */
 export const L2_FILL_LUA = `
 local n = #KEYS
+local keepEqual = ARGV[2 * n + 1] == '1'
 local written = 0
 for i = 1, n do
   local incoming = ARGV[i]
   local current = redis.call('GET', KEYS[i])
-  if not (current and string.len(current) >= 8
-     and struct.unpack('>d', current) > struct.unpack('>d', incoming)) then
+  local keep = false
+  if current and string.len(current) >= 8 then
+    local held = struct.unpack('>d', current)
+    local given = struct.unpack('>d', incoming)
+    keep = held > given or (keepEqual and held == given)
+  end
+  if not keep then
     redis.call('SET', KEYS[i], incoming, 'PX', ARGV[n + i])
     written = written + 1
   end
@@ -83,25 +91,4 @@ local known = tonumber(ARGV[2]) or 0
 local nextGen = math.max(stored, known) + 1
 redis.call('HSET', KEYS[1], '*', nextGen)
 return nextGen
-`;
-
-/**
- * Leaves a floor (KEYS[i] takes ARGV[i], the 8-byte header alone) with a TTL
- * of ARGV[n + i] ms unless the stored copy is at least as new: a row of the
- * floor's own time (a replayed write the origin ignored as already held) is
- * the origin's row and stays. Returns the number of floors written.
- */
-export const L2_FLOOR_LUA = `
-local n = #KEYS
-local written = 0
-for i = 1, n do
-  local floor = ARGV[i]
-  local current = redis.call('GET', KEYS[i])
-  if not (current and string.len(current) >= 8
-     and struct.unpack('>d', current) >= struct.unpack('>d', floor)) then
-    redis.call('SET', KEYS[i], floor, 'PX', ARGV[n + i])
-    written = written + 1
-  end
-end
-return written
 `;

@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, L2_FLOOR_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -65,7 +65,6 @@ export class L2Store implements L2Tier {
   readonly timeoutMs: number;
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
-  private readonly floorCommand: FillCommand;
   private readonly bumpCommand: GenerationCommand;
   private readonly raiseCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
@@ -107,16 +106,13 @@ export class L2Store implements L2Tier {
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
-    this.client.defineCommand("quiverCacheFloor", { lua: L2_FLOOR_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
-      quiverCacheFloor: FillCommand;
       quiverGenerationBump: GenerationCommand;
       quiverGenerationRaise: GenerationCommand;
       quiverRunCheck: GenerationCommand;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
-    this.floorCommand = commands.quiverCacheFloor.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
@@ -283,47 +279,44 @@ export class L2Store implements L2Tier {
   }
 
   /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
-  async write(entries: readonly L2Write[]): Promise<boolean> {
+  write(entries: readonly L2Write[]): Promise<boolean> {
+    return this.fill(entries, false, (e) => {
+      if (e.row === undefined) return NEGATIVE_BYTES;
+      const bytes = encodeRow(e.row);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }, (e) => (e.row === undefined ? this.negativeTtlMs : this.ttlMs));
+  }
+
+  /** Entries through L2_FILL_LUA: each key's value and TTL; `keepEqual` for floors. False when L2 did not take them in time. */
+  private async fill<E extends { readonly key: string }>(entries: readonly E[], keepEqual: boolean, value: (e: E) => Buffer, ttl: (e: E) => number): Promise<boolean> {
     if (entries.length === 0 || !this.usable(true)) return entries.length === 0;
     const n = entries.length;
-    const args = new Array<string | Buffer | number>(n * 3);
+    const args = new Array<string | Buffer | number>(n * 3 + 1);
     for (let i = 0; i < n; i++) {
       const e = entries[i]!;
       args[i] = this.keyOf(e.key);
-      if (e.row === undefined) {
-        args[n + i] = NEGATIVE_BYTES;
-        args[2 * n + i] = this.negativeTtlMs;
-      } else {
-        const bytes = encodeRow(e.row);
-        args[n + i] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        args[2 * n + i] = this.ttlMs;
-      }
+      args[n + i] = value(e);
+      args[2 * n + i] = ttl(e);
     }
+    args[3 * n] = keepEqual ? "1" : "0";
     return (await this.bounded(this.fillCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
   }
 
   /**
    * Leaves a floor at each key's event time (the header alone, no values)
-   * unless a copy at least as new is held (L2_FLOOR_LUA); an older one, or
+   * unless a copy at least as new is held (L2_FILL_LUA, keeping equals); an older one, or
    * none, becomes the floor, which reads as a miss and refuses every fill
    * older than it for the L2 TTL. For writes whose winners are unknown (the
    * origin ignored some rows): removed instead, a read in flight on another
    * pod filled the key's pre-write row back, and every pod without a floor
    * of its own (the writer, a new pod) served it PRESENT for the L2 TTL.
    */
-  async supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean> {
-    if (entries.length === 0 || !this.usable(true)) return entries.length === 0;
-    const n = entries.length;
-    const args = new Array<string | Buffer | number>(n * 3);
-    for (let i = 0; i < n; i++) {
-      const e = entries[i]!;
-      args[i] = this.keyOf(e.key);
+  supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean> {
+    return this.fill(entries, true, (e) => {
       const floor = Buffer.allocUnsafe(ROW_HEADER_BYTES);
       floor.writeDoubleBE(e.row.ts, 0);
-      args[n + i] = floor;
-      args[2 * n + i] = this.ttlMs;
-    }
-    return (await this.bounded(this.floorCommand(n, ...args), this.writeTimeoutMs)) !== undefined;
+      return floor;
+    }, () => this.ttlMs);
   }
 
   /** Removes keys (a delete was acknowledged). */
