@@ -103,23 +103,62 @@ export function subjectCovers(pattern: string, subject: string): boolean {
   return p.length === t.length;
 }
 
+/** What ensureStream needs of a JetStreamManager (a fake in unit tests). */
+export type StreamAdmin = { readonly streams: Pick<JetStreamManager["streams"], "info" | "add" | "update"> };
+
+/**
+ * ensureStream calls in flight, per stream (by name: the servers a process
+ * reaches hold one stream of a name), chained so that one reads the stream's
+ * subjects only after the previous one wrote them. Entries leave once their
+ * chain is done.
+ */
+const streamUpdates = new Map<string, Promise<void>>();
+/** Read-then-write rounds ensureStream tries before giving up (another pod keeps writing the subjects meanwhile). */
+const ENSURE_ROUNDS = 10;
+
 /**
  * Makes the stream when missing, and adds the subjects it does not take yet:
  * sources that share a stream each bring their own subject (JetStream refuses
  * a consumer filter outside the stream's subjects, and a publish to a subject
- * no stream takes).
+ * no stream takes). An update writes the whole subject list, so two sources
+ * reading it at once each wrote "what I read plus mine" and the second
+ * dropped the first's subject (that source said `running` and received
+ * nothing: 2 of 8 starts of three sources on one stream). Calls in this
+ * process are chained per stream; after writing, the subjects are read again
+ * and written again until every wanted one is taken (another pod's write
+ * between our read and our write).
  */
-async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<void> {
-  let have: string[];
-  try {
-    have = (await jsm.streams.info(name)).config.subjects ?? [];
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-    await jsm.streams.add({ name, subjects });
-    return;
+export function ensureStream(jsm: StreamAdmin, name: string, subjects: readonly string[]): Promise<void> {
+  const previous = streamUpdates.get(name) ?? Promise.resolve();
+  const mine = previous.then(() => ensureStreamNow(jsm, name, subjects));
+  const chain = mine.catch(() => undefined);
+  streamUpdates.set(name, chain);
+  void chain.then(() => {
+    if (streamUpdates.get(name) === chain) streamUpdates.delete(name);
+  });
+  return mine;
+}
+
+async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonly string[]): Promise<void> {
+  for (let round = 0; round < ENSURE_ROUNDS; round++) {
+    let have: string[];
+    try {
+      have = (await jsm.streams.info(name)).config.subjects ?? [];
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      try {
+        await jsm.streams.add({ name, subjects: [...subjects] });
+      } catch (added) {
+        // Another pod made it first (with its own subjects): read it again and add ours.
+        if (!String((added as Error)?.message ?? added).includes("already in use")) throw added;
+      }
+      continue;
+    }
+    const missing = subjects.filter((s) => !have.some((h) => subjectCovers(h, s)));
+    if (missing.length === 0) return;
+    await jsm.streams.update(name, { subjects: [...have, ...missing] });
   }
-  const missing = subjects.filter((s) => !have.some((h) => subjectCovers(h, s)));
-  if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
+  throw new Error(`stream "${name}": its subjects kept changing under this process; subjects ${subjects.join(", ")} not taken after ${ENSURE_ROUNDS} tries`);
 }
 
 /**
@@ -186,6 +225,8 @@ export class NatsStreamSource implements StreamSource {
         await jsm.consumers.update(stream, consumer, wanted);
       }
     }
+    // Still ours: another pod's update between our write and now may have written a subject list without it.
+    await ensureStream(jsm, stream, [subject]);
     this.consumer = await nc.jetstream().consumers.get(stream, consumer);
     const messages = await this.consumer.consume({
       max_messages: this.options.batchSize * 2,
@@ -262,7 +303,10 @@ export class NatsStreamSource implements StreamSource {
     if (this.closed || this.lost || (now - this.checkedAt < IDLE_CHECK_MS && !this.unanswered) || !this.connection) return;
     this.checkedAt = now;
     try {
-      await (await this.connection.jetstreamManager()).consumers.info(this.settings.stream, this.settings.consumer);
+      const jsm = await this.connection.jetstreamManager();
+      await jsm.consumers.info(this.settings.stream, this.settings.consumer);
+      // Nothing arrives either when another pod's stream update dropped this source's subject (written from a stale read).
+      await ensureStream(jsm, this.settings.stream, [this.settings.subject]);
       this.unanswered = false;
     } catch (e) {
       this.unanswered = !isNotFound(e);
