@@ -187,9 +187,27 @@ export class NatsStreamSource implements StreamSource {
   ) {}
 
   async start(): Promise<void> {
-    // Tried again by the consumer (with backoff) while the server is unreachable; once connected, nats.js reconnects.
-    this.connection ??= await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+    this.throwIfClosed();
+    if (this.connection === undefined) {
+      // Tried again by the consumer (with backoff) while the server is unreachable; once connected, nats.js reconnects.
+      const connection = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+      if (this.closed) {
+        await connection.close().catch(() => undefined);
+        this.throwIfClosed();
+      }
+      this.connection = connection;
+    }
     await this.attach();
+  }
+
+  /**
+   * close() may come while start() is still connecting (stop gave up waiting
+   * for it): it found no connection to close, and the connect, finishing
+   * later, made a consumer that pulled messages and kept them alive forever
+   * with no one to handle them. Each step of start/attach checks this.
+   */
+  private throwIfClosed(): void {
+    if (this.closed) throw new Error(`source ${this.name}: closed while starting`);
   }
 
   /**
@@ -200,7 +218,9 @@ export class NatsStreamSource implements StreamSource {
     const nc = this.connection!;
     const { stream, consumer, subject, ackWaitMs, maxAckPending } = this.settings;
     const jsm = await nc.jetstreamManager();
+    this.throwIfClosed();
     await ensureStream(jsm, stream, [subject]);
+    this.throwIfClosed();
     // What the sources file says; JetStream keeps a durable's settings, so an existing one is brought in line.
     const wanted = { ack_wait: ackWaitMs * NS, max_deliver: MAX_DELIVER, max_ack_pending: maxAckPending };
     let existing: ConsumerConfig | undefined;
@@ -209,6 +229,7 @@ export class NatsStreamSource implements StreamSource {
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
+    this.throwIfClosed();
     if (existing === undefined) {
       await jsm.consumers.add(stream, { durable_name: consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, filter_subject: subject, ...wanted });
     } else {
@@ -226,8 +247,11 @@ export class NatsStreamSource implements StreamSource {
       }
     }
     // Still ours: another pod's update between our write and now may have written a subject list without it.
+    this.throwIfClosed();
     await ensureStream(jsm, stream, [subject]);
+    this.throwIfClosed();
     this.consumer = await nc.jetstream().consumers.get(stream, consumer);
+    this.throwIfClosed();
     const messages = await this.consumer.consume({
       max_messages: this.options.batchSize * 2,
       callback: (m) => {
@@ -235,6 +259,12 @@ export class NatsStreamSource implements StreamSource {
         this.wakeReader();
       },
     });
+    if (this.closed) {
+      // close() ran while consume() was being set up: what it pulled goes back now.
+      messages.stop();
+      for (const m of this.queue.splice(0)) m.nak();
+      this.throwIfClosed();
+    }
     this.messages = messages;
     void this.watch(messages);
     if (this.keepAliveTimer === undefined) {

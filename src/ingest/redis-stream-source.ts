@@ -104,6 +104,8 @@ export class RedisStreamSource implements StreamSource {
   }
 
   async start(): Promise<void> {
+    // Closed while the consumer was still starting (stop gave up waiting): nothing to start.
+    if (this.closed) throw new Error(`source ${this.name}: closed while starting`);
     try {
       await this.control.xgroup("CREATE", this.settings.stream, this.settings.group, "0", "MKSTREAM");
     } catch (e) {

@@ -214,7 +214,10 @@ export class StreamConsumer {
           return;
         }
         const message = (e as Error)?.message ?? String(e);
-        if (signal.aborted) return;
+        if (signal.aborted) {
+          await this.deps.source.close().catch(() => undefined);
+          return;
+        }
         this.state = "reconnecting";
         this.lastError = `start: ${message}`;
         if (message !== logged) console.error(`quiver ingest: source ${this.deps.compiled.name}: cannot start yet, trying again: ${message}`);
@@ -224,7 +227,12 @@ export class StreamConsumer {
       }
     }
     settled();
-    if (signal.aborted) return;
+    if (signal.aborted) {
+      // stop() may have closed the source before this start finished (it does not wait for a hung connect): the
+      // source just connected is closed again, or it would consume with no one to handle what it pulls.
+      await this.deps.source.close().catch(() => undefined);
+      return;
+    }
     this.pauseMs = this.options.pauseMs.initial;
     this.state = "running";
     this.lastError = null;
