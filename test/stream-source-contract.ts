@@ -131,12 +131,16 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       const s = await openStreamSource(compiled!, "c1");
       try {
         await s.start();
+        const before = Date.now();
         await publisher.publish(Array.from({ length: 20 }, (_, i) => json({ i })));
         const got: string[] = [];
         await eventually("20 deliveries", async () => {
           const batch = await s.read(50, 200);
           for (const d of batch) {
             expect(d.deliveries).toBe(1);
+            // When the engine took it (retryFor's age): between the publish and now, to the millisecond.
+            expect(d.publishedAt).toBeGreaterThanOrEqual(before - 1);
+            expect(d.publishedAt).toBeLessThanOrEqual(Date.now() + 1);
             got.push(new TextDecoder().decode(d.payload));
           }
           await s.ack(batch);

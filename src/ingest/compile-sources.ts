@@ -36,6 +36,8 @@ export interface CompiledSource {
   readonly format: "json" | "msgpack";
   readonly batchSize: number;
   readonly maxDeliver: number;
+  /** Age (from its publication) past which a message delivered more than maxDeliver times is dead-lettered when read again. */
+  readonly retryForMs: number;
   readonly dedupWindowMs: number;
   /** The namespace of this source's idempotency keys: its name unless `dedupScope` names one shared with other sources. */
   readonly dedupScope: string;
@@ -48,6 +50,7 @@ export interface CompiledSource {
 
 const DEFAULT_BATCH = 500;
 const DEFAULT_MAX_DELIVER = 5;
+const DEFAULT_RETRY_FOR_MS = 6 * 3600_000;
 
 /** read-sources.ts's reader, run in a worker: the YAML parser and TypeBox never load in the server's own heap. */
 const SOURCES_READER: TextReader = { module: new URL("./read-sources.ts", import.meta.url).href, name: "readSourcesText" };
@@ -130,6 +133,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
     }
   }
   const dedupWindowMs = duration(s.dedupWindow, 600_000, `${path}.dedupWindow`, issues);
+  const retryForMs = duration(s.retryFor, DEFAULT_RETRY_FOR_MS, `${path}.retryFor`, issues);
   const mappings: CompiledMapping[] = [];
   s.mappings.forEach((m, j) => {
     const compiled = compileMapping(m, `${path}.mappings[${j}]`, registry, issues);
@@ -144,6 +148,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
     format: s.format ?? "json",
     batchSize: s.batchSize ?? DEFAULT_BATCH,
     maxDeliver: s.maxDeliver ?? DEFAULT_MAX_DELIVER,
+    retryForMs,
     dedupWindowMs,
     dedupScope: s.dedupScope ?? s.name,
     dedupMaxBytes: s.dedupMaxBytes ?? DEFAULT_WINDOW_MAX_BYTES,

@@ -391,7 +391,7 @@ export class NatsStreamSource implements StreamSource {
     const out = new Array<NatsDelivery>(taken.length);
     for (let i = 0; i < taken.length; i++) {
       const msg = taken[i]!;
-      out[i] = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, msg };
+      out[i] = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, publishedAt: msg.info.timestampNanos / NS, msg };
     }
     return out;
   }

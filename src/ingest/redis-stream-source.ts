@@ -54,7 +54,9 @@ const SHOWN_FIELD_BYTES = 64 * 1024;
  */
 function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number): Delivery {
   const payload = fieldValue(fields, field);
-  if (payload !== undefined) return { id, payload, deliveries };
+  // An entry id is `<ms>-<seq>`: the time the server added it.
+  const publishedAt = Number(id.slice(0, id.indexOf("-")));
+  if (payload !== undefined) return { id, payload, deliveries, publishedAt };
   const had: Record<string, string> = {};
   let budget = SHOWN_FIELD_BYTES;
   for (let i = 0; fields !== null && i + 1 < fields.length; i += 2) {
@@ -67,6 +69,7 @@ function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveri
     id,
     payload: new TextEncoder().encode(JSON.stringify(had)),
     deliveries,
+    publishedAt,
     unreadable: { path: `(entry).${field}`, error: `the entry has no field "${field}" (it has ${names.length === 0 ? "none" : names.map((n) => `"${n}"`).join(", ")}); producers must XADD the payload as "${field}"` },
   };
 }

@@ -92,6 +92,12 @@ const SourceDef = T.Object(
     /** Failed handlings (not a retryable store outage) before a message is dead-lettered with its last error. */
     maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     /**
+     * How long after it was published a message delivered more than `maxDeliver` times may still be retried
+     * (default 6 h): past it, it is dead-lettered (`delivery_limit`) whatever this process counted (its counts are
+     * lost on a restart or a takeover, and a message that crashes or hangs the process never gets counted).
+     */
+    retryFor: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+    /**
      * The namespace of this source's idempotency keys (default: the source's name). Sources that carry the same
      * events with the same ids (one upstream published twice, a migration between engines) give the same scope to
      * drop each other's copies; sources with their own id spaces keep their own.

@@ -138,9 +138,17 @@ export class StreamConsumer {
    * open breaker, a stale ring) are not counted: the engine's delivery count
    * also grows with every retry during an outage (Redis re-reads its pending
    * entries each time), and counted against it, a 20 s store outage
-   * dead-lettered 50 valid events. Taken out once the message is settled.
+   * dead-lettered 50 valid events. A handling that threw (a bug) counts too.
+   * Taken out once the message is settled. The last error is kept for the
+   * letter of a message retried past `retryFor` (see expired).
    */
-  private readonly failures = new Map<string, number>();
+  private readonly failures = new Map<string, { readonly count: number; readonly error: string }>();
+  /**
+   * The last batch's write was refused for a reason not the events' own (a
+   * store outage): while so, no message is dead-lettered for its age
+   * (`retryFor`), an outage being nobody's message's fault.
+   */
+  private storeRefusing = false;
 
   constructor(
     private readonly deps: ConsumerDeps,
@@ -327,13 +335,10 @@ export class StreamConsumer {
       try {
         await this.handle(batch);
       } catch (e) {
-        // A bug, not an outcome: keep the messages owed (they come back) and keep the consumer alive.
-        this.lastError = `unexpected: ${(e as Error)?.stack ?? String(e)}`;
-        console.error(`quiver ingest: source ${this.deps.compiled.name}: ${this.lastError}`);
-        const pause = this.nextPause();
-        this.state = "paused";
-        await this.deps.source.retryLater(batch, pause).catch(() => undefined);
-        await sleep(pause, signal);
+        // A bug, not an outcome: keep the messages owed (they come back) and keep the consumer alive. Counted as a
+        // failure that may be the messages' own: uncounted, a message that made handling throw came back forever.
+        console.error(`quiver ingest: source ${this.deps.compiled.name}: unexpected: ${(e as Error)?.stack ?? String(e)}`);
+        await this.deferBatch(batch, [], e, "unexpected");
       }
     }
   }
@@ -347,15 +352,18 @@ export class StreamConsumer {
   /** Never throws: a batch ends acked (written or dead-lettered) or handed back for later. */
   private async handle(batch: readonly Delivery[]): Promise<void> {
     const started = performance.now();
-    const mapped = this.mapper.map(batch);
+    const expired = this.expired(batch);
+    const live = expired.length === 0 ? batch : batch.filter((d) => !expired.some((x) => x.delivery === d));
+    const mapped = this.mapper.map(live);
     const prepared = this.writer.prepare(mapped.groups);
-    const dead = [...mapped.dead, ...prepared.dead];
+    const dead = [...expired, ...mapped.dead, ...prepared.dead];
     try {
       const giveUp = this.givingUp.signal;
       const result = await untilAborted(
         this.retryPolicy.execute(({ signal }) => this.writer.write(prepared, signal), giveUp),
         giveUp,
       );
+      this.storeRefusing = false;
       // Counted once the batch is written: a batch the store refused comes back, and its events were counted
       // consumed (and its duplicates, filtered events) on every delivery (200 events, 570 consumed).
       this.counters.consumed.inc(batch.length);
@@ -399,22 +407,23 @@ export class StreamConsumer {
    * message is never retried forever for its own sake. A store outage is
    * retried for as long as it lasts: the messages stay owed to the engine.
    */
-  private async deferBatch(batch: readonly Delivery[], dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>, e: unknown): Promise<void> {
-    const error = (e as Error)?.message ?? String(e);
-    this.lastError = `store: ${error}`;
-    this.counters.storeRetries.inc();
+  private async deferBatch(batch: readonly Delivery[], dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>, e: unknown, cause: "store" | "unexpected" = "store"): Promise<void> {
+    const error = cause === "store" ? ((e as Error)?.message ?? String(e)) : `unexpected: ${(e as Error)?.message ?? String(e)}`;
+    this.lastError = cause === "store" ? `store: ${error}` : `${error} (${(e as Error)?.stack ?? ""})`;
+    if (cause === "store") this.counters.storeRetries.inc();
     const limit = this.deps.compiled.maxDeliver;
     // Not the events' fault: the store unavailable, a breaker open, this pod's ring stale (another server moved the
     // keys; a pod on the new ring writes them: counted, they were dead-lettered as they came round again, 2 of 700),
-    // shutdown's grace over.
-    const notTheirs = isRetryable(e) || (e instanceof QuiverError && e.code === "placement_stale");
+    // shutdown's grace over. A handling that threw is counted: it may be the message that makes it throw.
+    const notTheirs = cause === "store" && (isRetryable(e) || (e instanceof QuiverError && e.code === "placement_stale"));
+    this.storeRefusing = notTheirs;
     const deadIds = new Set(dead.map((x) => x.delivery));
     for (const d of notTheirs ? [] : batch) {
       if (deadIds.has(d)) continue;
-      const failed = (this.failures.get(d.id) ?? 0) + 1;
+      const failed = (this.failures.get(d.id)?.count ?? 0) + 1;
       if (failed < limit) {
         if (!this.failures.has(d.id) && this.failures.size >= MAX_COUNTED) this.failures.delete(this.failures.keys().next().value!);
-        this.failures.set(d.id, failed);
+        this.failures.set(d.id, { count: failed, error });
         continue;
       }
       dead.push({
@@ -450,6 +459,38 @@ export class StreamConsumer {
       await this.deps.source.retryLater(batch, pause).catch(() => undefined);
     }
     await sleep(pause, this.stopping.signal);
+  }
+
+  /**
+   * Messages delivered more than `maxDeliver` times and published longer than
+   * `retryFor` ago, dead-lettered instead of handled: a backstop that needs no
+   * memory. The failures this process counts are lost on a restart or a
+   * takeover, and a message that crashes the process or hangs its handling
+   * past the engine's timeout never gets a verdict counted (the durable's
+   * max_deliver is unlimited): it came back forever. Not while the store is
+   * refusing writes for a reason of its own (an outage is no message's fault).
+   */
+  private expired(batch: readonly Delivery[]): Array<{ delivery: Delivery; letter: NewDeadLetter }> {
+    const { maxDeliver, retryForMs, name } = this.deps.compiled;
+    if (this.storeRefusing) return [];
+    const now = this.options.clock();
+    const out: Array<{ delivery: Delivery; letter: NewDeadLetter }> = [];
+    for (const d of batch) {
+      if (d.deliveries <= maxDeliver || d.publishedAt === undefined || now - d.publishedAt <= retryForMs) continue;
+      const last = this.failures.get(d.id)?.error ?? "none seen by this process (one that crashed or hung handling it, or another pod, saw it)";
+      out.push({
+        delivery: d,
+        letter: {
+          source: name,
+          reason: "delivery_limit",
+          path: "",
+          error: `delivered ${d.deliveries} times over ${Math.round((now - d.publishedAt) / 60_000)} min, past retryFor (${Math.round(retryForMs / 60_000)} min), with no verdict; last error: ${last}`,
+          payload: d.payload,
+          origin: d.id,
+        },
+      });
+    }
+    return out;
   }
 
   /** Acks what was written (or skipped), rejects what went to dead letters. */

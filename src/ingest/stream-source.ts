@@ -17,6 +17,13 @@ export interface Delivery {
   /** How many times this message has been delivered, this time included (1 = first). */
   readonly deliveries: number;
   /**
+   * When the engine took the message (ms since the epoch): JetStream's stored
+   * timestamp, a Redis entry id's time. Unlike delivery counts it survives a
+   * restart or a takeover, so a message retried for longer than `retryFor` is
+   * dead-lettered whoever reads it.
+   */
+  readonly publishedAt?: number;
+  /**
    * Set when the message holds no payload where the source reads it (a Redis
    * entry without the source's field): the event is dead-lettered with this
    * error, `path` naming where the payload was expected, and `payload` holds
