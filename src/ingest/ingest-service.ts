@@ -19,6 +19,21 @@ export interface IngestDeps {
   readonly consumerOptions?: ConsumerOptions;
 }
 
+/**
+ * How long stop() waits for the dead-letter queues to close: each bounds its
+ * own close (NATS: a connect in flight waited for 2 s, a drain 2 s; Redis: QUIT
+ * up to its 5 s command timeout), this bounds them all whatever they do.
+ */
+const DEAD_LETTERS_CLOSE_MS = 5000;
+
+/** Whether `work` settled within `ms`. */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const done = await Promise.race([work.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  clearTimeout(timer);
+  return done;
+}
+
 /** One consumer per source in this process; started together, stopped together. */
 export class IngestService {
   private constructor(
@@ -85,6 +100,6 @@ export class IngestService {
   /** Graceful: each consumer finishes and acks its batch in hand. */
   async stop(): Promise<void> {
     await Promise.all(this.consumers.map((c) => c.stop()));
-    await Promise.all(this.deadLetterQueues.map((q) => q.close()));
+    await Promise.all(this.deadLetterQueues.map((q) => within(q.close(), DEAD_LETTERS_CLOSE_MS)));
   }
 }

@@ -565,10 +565,23 @@ export class NatsDeadLetters implements DeadLetterQueue {
     for (const id of ids) await jsm.streams.deleteMessage(this.stream, Number(id));
   }
 
+  /**
+   * Bounded: a connect still in flight is waited for at most DRAIN_MS (a
+   * stalled server held close() for nats.js's 20 s connect timeout, past a
+   * shutdown's budget); a session that connects later is closed then.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const session = await this.session?.catch(() => undefined);
+    const pending = this.session?.catch(() => undefined);
+    if (pending === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const session = await Promise.race([pending, new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), DRAIN_MS)))]);
+    clearTimeout(timer);
+    if (session === "late") {
+      void pending.then((s) => s?.connection.close().catch(() => undefined));
+      return;
+    }
     if (session !== undefined) await drainOrClose(session.connection);
   }
 }
