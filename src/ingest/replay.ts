@@ -21,6 +21,9 @@ export interface ReplayResult {
   readonly kept: DeadLetter[];
 }
 
+/** Most kept letters a replay lists past to find `limit` it can replay. */
+const MAX_KEPT_SCANNED = 10_000;
+
 /** Whether a letter's payload is the event as it came (not what an unreadable entry held instead: `(entry).<field>`). */
 export function isReplayable(letter: DeadLetter): boolean {
   return !letter.path.startsWith("(entry).");
@@ -33,8 +36,16 @@ export function isReplayable(letter: DeadLetter): boolean {
  * new dead letters. Letters without the event's payload are kept (`kept`).
  */
 export async function replayDeadLetters(queue: DeadLetterQueue, publisher: StreamPublisher, options: ReplayOptions): Promise<ReplayResult> {
-  const letters = await queue.list(options.limit, { source: options.source, ...(options.reason === undefined ? {} : { reason: options.reason }) });
-  const replayed = letters.filter(isReplayable);
+  const filter = { source: options.source, ...(options.reason === undefined ? {} : { reason: options.reason }) };
+  // Kept letters stay in the stream, oldest first: counted toward the limit, the oldest `limit` of them all kept made
+  // every replay answer "replayed 0". The listing grows past them, up to MAX_KEPT_SCANNED of them.
+  let letters: DeadLetter[] = [];
+  for (let ask = options.limit; ; ask = Math.min(options.limit + MAX_KEPT_SCANNED, ask * 2)) {
+    letters = await queue.list(ask, filter);
+    const kept = letters.length - letters.filter(isReplayable).length;
+    if (letters.length < ask || kept === 0 || ask >= options.limit + MAX_KEPT_SCANNED || letters.length - kept >= options.limit) break;
+  }
+  const replayed = letters.filter(isReplayable).slice(0, options.limit);
   const kept = letters.filter((l) => !isReplayable(l));
   if (replayed.length > 0) {
     await publisher.publish(replayed.map((l) => l.payload));
