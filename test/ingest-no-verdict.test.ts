@@ -69,7 +69,7 @@ beforeAll(async () => {
 
 const payload = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
 
-function consumerOn(source: StreamSource, store: ArenaKvNode | RefusingNode, options: { clock?: () => number } = {}) {
+function consumerOn(source: StreamSource, store: ArenaKvNode | RefusingNode, options: { clock?: () => number } = {}, on: CompiledSource = compiled) {
   const letters: NewDeadLetter[] = [];
   const deadLetters = {
     add: async (l: readonly NewDeadLetter[]) => {
@@ -80,7 +80,7 @@ function consumerOn(source: StreamSource, store: ArenaKvNode | RefusingNode, opt
     close: async () => undefined,
   };
   const consumer = new StreamConsumer(
-    { source, compiled, deadLetters, push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), seen: new IdempotencyWindow(0) },
+    { source, compiled: on, deadLetters, push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), seen: new IdempotencyWindow(0) },
     { readWaitMs: 5, lagIntervalMs: 1000, pauseMs: { initial: 1, max: 2 }, writeAttempts: 1, ...options },
   );
   return { consumer, letters };
@@ -152,4 +152,49 @@ test("while the store refuses writes for a reason of its own, old messages are r
   }
   expect(letters).toEqual([]);
   expect(source.rejected).toEqual([]);
+}, 30_000);
+
+test("a batch the store refuses for a reason that may be its own counts failures only for events it wrote: filtered events and duplicates are acked, never dead-lettered", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const [filtering] = compileSources(
+    {
+      sources: [
+        {
+          name: "scripted",
+          engine: "redis",
+          redis: { url: "redis://127.0.0.1:1", stream: "s", group: "g" },
+          format: "json",
+          batchSize: 10,
+          maxDeliver: 2,
+          mappings: [paymentsMapping({ idempotencyKey: "id", filter: { path: "kind", equals: "payment" } })],
+        },
+      ],
+    },
+    registry,
+  );
+  const event = (customer: string, kind: string, id: string) => new TextEncoder().encode(JSON.stringify({ customer, kind, id, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
+  const store = new RefusingNode(new ArenaKvNode("refused-batch"));
+  store.refusing = false;
+  const source = new ScriptedSource([{ id: "1-0", payload: event("seen", "payment", "k-seen"), deliveries: 1, publishedAt: Date.now() }]);
+  const { consumer, letters } = consumerOn(source, store, {}, filtering!);
+  await consumer.start();
+  try {
+    await eventually("the first event written", () => consumer.status().written === 1, 10_000);
+    // From now on the store refuses with an error that is not marked retryable: it may be the events' own.
+    store.refusal = () => new Error("value rejected by the store");
+    store.refusing = true;
+    await source.retryLater([
+      { id: "2-0", payload: event("w", "payment", "k-w"), deliveries: 0, publishedAt: Date.now() },
+      { id: "3-0", payload: event("f", "refund", "k-f"), deliveries: 0, publishedAt: Date.now() },
+      { id: "4-0", payload: event("again", "payment", "k-seen"), deliveries: 0, publishedAt: Date.now() },
+    ]);
+    await eventually("the refused event dead-lettered", () => source.rejected.length > 0, 10_000);
+  } finally {
+    await consumer.stop();
+  }
+  expect(letters.map((l) => [l.origin, l.reason])).toEqual([["2-0", "delivery_limit"]]);
+  expect(source.rejected).toEqual(["2-0"]);
+  expect(source.acked.sort()).toEqual(["1-0", "3-0", "4-0"]);
+  const status = consumer.status();
+  expect([status.filtered, status.duplicate, status.deadLettered]).toEqual([1, 1, 1]);
 }, 30_000);

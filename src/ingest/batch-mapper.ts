@@ -24,6 +24,8 @@ export interface MappedBatch {
    */
   readonly duplicate: number;
   readonly filtered: number;
+  /** Those deliveries (duplicates and filtered): done with, whatever the store does with the rest of the batch. */
+  readonly skipped: Delivery[];
 }
 
 /**
@@ -49,6 +51,7 @@ export class BatchMapper {
     const pending = new Array<MappedRow | undefined>(mappings.length);
     let duplicates = 0;
     let filtered = 0;
+    const skipped: Delivery[] = [];
     for (const d of deliveries) {
       if (d.unreadable !== undefined) {
         // No payload where the source reads it: nothing to decode.
@@ -77,6 +80,7 @@ export class BatchMapper {
       }
       if (accepted === 0) {
         filtered++;
+        skipped.push(d);
         continue;
       }
       // A key seen in an earlier batch; one repeated within this batch is decided once the push path has refused
@@ -88,6 +92,7 @@ export class BatchMapper {
       }
       if (duplicate) {
         duplicates++;
+        skipped.push(d);
         continue;
       }
       for (let m = 0; m < mappings.length; m++) {
@@ -97,6 +102,6 @@ export class BatchMapper {
         groups[m]!.from.push(d);
       }
     }
-    return { groups: groups.filter((g) => g.rows.length > 0), dead, duplicate: duplicates, filtered };
+    return { groups: groups.filter((g) => g.rows.length > 0), dead, duplicate: duplicates, filtered, skipped };
   }
 }

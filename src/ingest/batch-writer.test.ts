@@ -24,7 +24,7 @@ class UnreadableStore extends ForwardingKvNode {
 }
 
 const entry = (key: string, ts: number, v: number): KvEntry => ({ key, row: { ts, values: [v] } });
-const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), versions: entries.map(() => 1), idempotencyKeys: entries.map(() => undefined), dead: [] });
+const batchOf = (entries: KvEntry[]): PreparedBatch => ({ entries, views: entries.map(() => "v"), versions: entries.map(() => 1), idempotencyKeys: entries.map(() => undefined), from: [], dead: [] });
 
 function writerOn(store: MemoryKvNode | UnreadableStore): BatchWriter {
   const counters = new IngestMetrics(new MetricsRegistry({ defaultMetrics: false })).forSource("s");

@@ -16,6 +16,8 @@ export interface PreparedBatch {
   /** Per entry, its view's version (idempotency keys are remembered per source scope and version: scopedKey). */
   readonly versions: number[];
   readonly idempotencyKeys: (string | undefined)[];
+  /** Per entry, the delivery it came from (the deliveries whose rows go to the store). */
+  readonly from: Delivery[];
   /** Rows the push path refused (type, key, future time): dead letters. */
   readonly dead: Array<{ readonly delivery: Delivery; readonly letter: NewDeadLetter }>;
   /** Events whose idempotency key an earlier event of the batch carried: duplicates, counted once the batch is written. */
@@ -107,9 +109,17 @@ export class BatchWriter {
     // refused event's key does not hide the corrected copy sent after it.
     const refused = new Set(dead.map((x) => x.delivery));
     const repeated = this.repeatedKeys(views, idempotencyKeys, from, refused);
-    if (refused.size === 0 && repeated.size === 0) return { entries, views, versions, idempotencyKeys, dead };
+    if (refused.size === 0 && repeated.size === 0) return { entries, views, versions, idempotencyKeys, from, dead };
     const keep = (_: unknown, j: number) => !refused.has(from[j]!) && !repeated.has(from[j]!);
-    return { entries: entries.filter(keep), views: views.filter(keep), versions: versions.filter(keep), idempotencyKeys: idempotencyKeys.filter(keep), dead, repeated: repeated.size };
+    return {
+      entries: entries.filter(keep),
+      views: views.filter(keep),
+      versions: versions.filter(keep),
+      idempotencyKeys: idempotencyKeys.filter(keep),
+      from: from.filter(keep),
+      dead,
+      repeated: repeated.size,
+    };
   }
 
   /** Events (not refused) whose idempotency key, for one of their views, an earlier event in the batch carried. */

@@ -372,7 +372,7 @@ export class StreamConsumer {
       this.counters.filtered.inc(mapped.filtered);
       this.counters.late.inc(result.late);
     } catch (e) {
-      await this.deferBatch(batch, dead, e);
+      await this.deferBatch(batch, dead, e, "store", { wrote: new Set(prepared.from), skipped: mapped.skipped, filtered: mapped.filtered, duplicate: mapped.duplicate });
       return;
     }
     try {
@@ -407,7 +407,18 @@ export class StreamConsumer {
    * message is never retried forever for its own sake. A store outage is
    * retried for as long as it lasts: the messages stay owed to the engine.
    */
-  private async deferBatch(batch: readonly Delivery[], dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>, e: unknown, cause: "store" | "unexpected" = "store"): Promise<void> {
+  private async deferBatch(
+    batch: readonly Delivery[],
+    dead: Array<{ delivery: Delivery; letter: NewDeadLetter }>,
+    e: unknown,
+    cause: "store" | "unexpected" = "store",
+    /**
+     * What went to the store: only those deliveries' failures are counted; the
+     * skipped ones (filtered, duplicates seen before) never went there and are
+     * acked. Without it (handling threw), every delivery counts.
+     */
+    refused?: { readonly wrote: ReadonlySet<Delivery>; readonly skipped: readonly Delivery[]; readonly filtered: number; readonly duplicate: number },
+  ): Promise<void> {
     const error = cause === "store" ? ((e as Error)?.message ?? String(e)) : `unexpected: ${(e as Error)?.message ?? String(e)}`;
     this.lastError = cause === "store" ? `store: ${error}` : `${error} (${(e as Error)?.stack ?? ""})`;
     if (cause === "store") this.counters.storeRetries.inc();
@@ -418,8 +429,10 @@ export class StreamConsumer {
     const notTheirs = cause === "store" && (isRetryable(e) || (e instanceof QuiverError && e.code === "placement_stale"));
     this.storeRefusing = notTheirs;
     const deadIds = new Set(dead.map((x) => x.delivery));
+    // Filtered events and duplicates used to be counted too, and dead-lettered (`delivery_limit`, with the store's
+    // error) beside the events the store refused.
     for (const d of notTheirs ? [] : batch) {
-      if (deadIds.has(d)) continue;
+      if (deadIds.has(d) || (refused !== undefined && !refused.wrote.has(d))) continue;
       const failed = (this.failures.get(d.id)?.count ?? 0) + 1;
       if (failed < limit) {
         if (!this.failures.has(d.id) && this.failures.size >= MAX_COUNTED) this.failures.delete(this.failures.keys().next().value!);
@@ -448,7 +461,16 @@ export class StreamConsumer {
       this.counters.consumed.inc(rejected.length);
       this.settled(dead);
       this.forgetFailures(rejected);
-      const rest = batch.filter((d) => !done.has(d));
+      const skipped = new Set(refused?.skipped ?? []);
+      if (refused !== undefined && skipped.size > 0) {
+        // Done with: nothing of theirs goes to the store.
+        await this.deps.source.ack(refused.skipped);
+        this.counters.consumed.inc(skipped.size);
+        this.counters.filtered.inc(refused.filtered);
+        this.counters.duplicate.inc(refused.duplicate);
+        this.forgetFailures(refused.skipped);
+      }
+      const rest = batch.filter((d) => !done.has(d) && !skipped.has(d));
       // This pod cannot write them (its ring is stale), another can: let it take them rather than keep them.
       if (e instanceof QuiverError && e.code === "placement_stale") await this.deps.source.handBack(rest);
       else await this.deps.source.retryLater(rest, pause);
