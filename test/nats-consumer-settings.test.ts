@@ -138,7 +138,9 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
   test("messages pulled ahead wait their turn past ack_wait without being delivered again", async () => {
     // The consumer is busy with its batch (here: does not read) for three ack waits while consume() has pulled the
     // next ones into the client's queue. They used to be delivered again meanwhile, each copy processed.
-    const settings = engine.engineSettings({ takeoverMs: 500 });
+    // A 1.5 s ack wait: keep-alives go every 500 ms, so an event-loop stall of up to ~1 s (a loaded CI machine)
+    // does not let one lapse (at 500 ms, with keep-alives every 166 ms, a 330 ms stall could).
+    const settings = engine.engineSettings({ takeoverMs: 1500 });
     const [compiled] = compileSources({ sources: [{ name: "queued", ...settings, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] }, registry);
     const publisher = await openPublisher(compiled!);
     const event = (customer: string) => new TextEncoder().encode(JSON.stringify({ customer, amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000 }));
@@ -151,7 +153,7 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
       const first = await source.read(10, 5000);
       for (const d of first) seen.push({ id: d.id, deliveries: d.deliveries });
       await source.ack(first);
-      await Bun.sleep(1500);
+      await Bun.sleep(4500);
       await eventually(
         "every message read",
         async () => {
