@@ -4,7 +4,7 @@ import { IdempotencyWindow } from "../src/ingest/idempotency-window.ts";
 import { IngestMetrics, openPublisher, openStreamSource } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
 import { StreamConsumer } from "../src/ingest/stream-consumer.ts";
-import type { Delivery, SourceLag, StreamSource } from "../src/ingest/stream-source.ts";
+import { type Delivery, SourceConfigError, type SourceLag, type StreamSource } from "../src/ingest/stream-source.ts";
 import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
@@ -125,3 +125,40 @@ test("NATS: a source closed while it is still connecting refuses to start, and h
     await engine.stop();
   }
 }, 60_000);
+
+test("an engine that contradicts the sources file after the start wait shows the consumer refused, not reconnecting, and is asked again slowly", async () => {
+  const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+  const [compiled] = compileSources(
+    { sources: [{ name: "held", engine: "nats", nats: { servers: "nats://127.0.0.1:1", stream: "HELD", consumer: "quiver", subject: "held.events" }, format: "json", batchSize: 10, mappings: [paymentsMapping()] }] },
+    registry,
+  );
+  let starts = 0;
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => {
+    answer = resolve;
+  });
+  const source = new HeldStart();
+  // The engine answers only after start() returned (past startWaitMs), and refuses the settings.
+  source.start = async () => {
+    starts++;
+    await answered;
+    throw new SourceConfigError("the durable filters another subject");
+  };
+  const store = new ArenaKvNode("refused");
+  const deadLetters = { add: async () => undefined, list: async () => [], remove: async () => undefined, close: async () => undefined };
+  const consumer = new StreamConsumer(
+    { source, compiled: compiled!, deadLetters, push: new PushService(store, { maxFutureSkewMs: 3_600_000 }), store, metrics: new IngestMetrics(new MetricsRegistry()), seen: new IdempotencyWindow(0) },
+    { readWaitMs: 50, lagIntervalMs: 100, startWaitMs: 10, pauseMs: { initial: 1, max: 60_000 } },
+  );
+  await consumer.start();
+  answer();
+  try {
+    await eventually("refused", () => consumer.status().state === "refused", 10_000);
+    expect(consumer.status().lastError).toBe("start refused: the durable filters another subject");
+    // Asked again only after pauseMs.max (60 s here), not with the 1 ms backoff of an unreachable engine.
+    await Bun.sleep(100);
+    expect(starts).toBe(1);
+  } finally {
+    await consumer.stop();
+  }
+}, 30_000);

@@ -10,7 +10,11 @@ import { QuiverError } from "../errors/index.ts";
 import type { PushService } from "../serving/index.ts";
 import { type Delivery, SourceConfigError, type SourceLag, type StreamSource } from "./stream-source.ts";
 
-export type ConsumerState = "starting" | "running" | "retrying" | "paused" | "reconnecting" | "stopping" | "stopped";
+/**
+ * `refused`: the engine answered and contradicts the sources file (SourceConfigError) after `start` had returned;
+ * asked again every `pauseMs.max` (someone may fix the engine's side), never consumed meanwhile.
+ */
+export type ConsumerState = "starting" | "running" | "retrying" | "paused" | "reconnecting" | "refused" | "stopping" | "stopped";
 
 export interface ConsumerOptions {
   /** How long a read waits for new messages (bounds shutdown latency). */
@@ -225,6 +229,16 @@ export class StreamConsumer {
         if (signal.aborted) {
           await this.deps.source.close().catch(() => undefined);
           return;
+        }
+        if (e instanceof SourceConfigError) {
+          // Not an engine out of reach (it answered): shown as what it is, not `reconnecting`, and asked again slowly.
+          this.state = "refused";
+          this.lastError = `start refused: ${message}`;
+          if (message !== logged) console.error(`quiver ingest: source ${this.deps.compiled.name}: start refused: ${message}`);
+          logged = message;
+          settled();
+          await sleep(this.options.pauseMs.max, signal);
+          continue;
         }
         this.state = "reconnecting";
         this.lastError = `start: ${message}`;
