@@ -163,6 +163,30 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 30_000);
 
+  test("a parking consumer (<consumer>:handed-back) is removed once others claimed what it held, never while it holds entries", async () => {
+    const { s: stale, stream } = await open("stale");
+    await add(stream, 3);
+    const batch = await stale.read(10, 10);
+    expect(batch.length).toBe(3);
+    await stale.handBack(batch);
+    const consumers = async () => ((await redis.call("XINFO", "CONSUMERS", stream, "quiver")) as unknown[][]).map((c) => [String(c[1]), Number(c[3])]);
+    // Still holding the entries: kept.
+    await stale.lag();
+    expect(await consumers()).toContainEqual(["stale:handed-back", 3]);
+    // Another consumer of the group claims (their idle time is already claimIdle) and writes them.
+    const taker = new Redis(`redis://${engine.server.address}`);
+    try {
+      const claimed = (await taker.call("XAUTOCLAIM", stream, "quiver", "other", 1000, "0", "COUNT", 10)) as [string, [string, string[]][]];
+      expect(claimed[1].length).toBe(3);
+      await taker.xack(stream, "quiver", ...claimed[1].map((e) => e[0]));
+    } finally {
+      taker.disconnect();
+    }
+    await stale.lag();
+    expect((await consumers()).map((c) => c[0])).not.toContain("stale:handed-back");
+    await stale.close();
+  });
+
   test("stream IDs order by time, then sequence, as numbers", () => {
     expect(compareIds("1-0", "1-0")).toBe(0);
     expect(compareIds("9-0", "10-0")).toBe(-1);

@@ -10,6 +10,24 @@ const EMPTY = new Uint8Array(0);
 
 /** A non-blocking command unanswered this long fails (the server stalled: SIGSTOP, a partition without RST). */
 const COMMAND_TIMEOUT_MS = 5000;
+/**
+ * Deletes consumer ARGV[2] of group ARGV[1] on stream KEYS[1] if it holds no
+ * pending entries, atomically: a DELCONSUMER of one holding entries would drop
+ * them from the group's pending list (never delivered again).
+ */
+const DELETE_IF_EMPTY = `
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name == ARGV[2] then
+    if pending == 0 then return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
+    return -1
+  end
+end
+return -2`;
+
 /** A blocking read unanswered this long past its BLOCK fails, and the reader connection is made again. */
 const READ_STALL_MS = 2000;
 
@@ -243,6 +261,24 @@ export class RedisStreamSource implements StreamSource {
     const { stream, group, claimIdleMs } = this.settings;
     await this.control.call("XCLAIM", stream, group, `${this.consumer}:handed-back`, 0, ...deliveries.map((d) => d.id), "IDLE", claimIdleMs, "JUSTID");
     this.nextClaimAt = this.clock() + claimIdleMs;
+    this.parked = true;
+  }
+
+  /** This consumer handed entries back to its parking consumer, which may still exist (removeParkingIfEmpty). */
+  private parked = false;
+
+  /**
+   * The parking consumer, once other consumers claimed everything in it, is
+   * removed: each pod that ever handed back left one `<host>:<pid>:handed-back`
+   * in the group for good (XINFO CONSUMERS grew with every pod). Checked with
+   * the lag and at close.
+   */
+  private async removeParkingIfEmpty(): Promise<void> {
+    if (!this.parked) return;
+    const { stream, group } = this.settings;
+    const result = await this.control.eval(DELETE_IF_EMPTY, 1, stream, group, `${this.consumer}:handed-back`);
+    // Gone (deleted now, or never made / the group made again): nothing more to check until the next hand-back.
+    if (result !== -1) this.parked = false;
   }
 
   /**
@@ -258,6 +294,7 @@ export class RedisStreamSource implements StreamSource {
    */
   async lag(): Promise<SourceLag> {
     const { stream, group } = this.settings;
+    await this.removeParkingIfEmpty().catch(() => undefined);
     const [groups, streamInfo] = (await Promise.all([this.control.call("XINFO", "GROUPS", stream), this.control.call("XINFO", "STREAM", stream)])) as [unknown[][], unknown[]];
     const s = replyFields(streamInfo);
     for (const g of groups) {
@@ -285,6 +322,7 @@ export class RedisStreamSource implements StreamSource {
     if (this.closed) return;
     this.closed = true;
     this.reader.disconnect();
+    await this.removeParkingIfEmpty().catch(() => undefined);
     // QUIT waits for the server's reply: one that stalled never sends it.
     await this.control.quit().catch(() => undefined);
     this.control.disconnect();
