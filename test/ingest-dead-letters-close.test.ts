@@ -1,12 +1,15 @@
 import { expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { NatsDeadLetters } from "../src/ingest/nats-stream-source.ts";
+import { RedisDeadLetters } from "../src/ingest/redis-stream-source.ts";
+import { eventually } from "./stream-source-contract.ts";
+import { startRedis } from "./support/redis-process.ts";
 
 /**
  * Closing a dead-letter queue whose server stalled (accepts connections,
  * never answers: SIGSTOP, a partition without RST) is bounded: NATS's close
  * waited for nats.js's 20 s connect timeout (the reviewer's scratch/dlq.ts:
- * 20.0 s).
+ * 20.0 s); Redis's QUIT timed out and its connection stayed open.
  */
 async function stalledServer(): Promise<{ server: Server; port: number }> {
   const server = createServer((s: Socket) => {
@@ -35,5 +38,21 @@ test("NATS: closing the dead-letter queue while its connect to a stalled server 
     void adding;
   } finally {
     server.close();
+  }
+}, 30_000);
+
+test("Redis: closing the dead-letter queue of a stalled server ends its connection once QUIT goes unanswered", async () => {
+  const redis = await startRedis();
+  try {
+    const queue = new RedisDeadLetters(`redis://${redis.address}`, "dead");
+    await queue.add([{ source: "s", reason: "invalid_value", path: "x", error: "e", payload: new Uint8Array([1]), origin: "1" }]);
+    redis.pause();
+    // QUIT goes unanswered until the command timeout (5 s); the connection then ends, though the server never answers.
+    await queue.close();
+    const client = (queue as unknown as { redis: { status: string } }).redis;
+    await eventually("the connection ended", () => client.status === "end", 10_000);
+  } finally {
+    redis.resume();
+    await redis.stop();
   }
 }, 30_000);

@@ -417,6 +417,9 @@ export class RedisDeadLetters implements DeadLetterQueue {
   }
 
   async close(): Promise<void> {
+    // QUIT waits for the server's reply (at most the command timeout): a stalled server never sends it, and the
+    // connection stayed open until the server answered again. disconnect() ends it (destroyed 2 s later if unanswered).
     await this.redis.quit().catch(() => undefined);
+    this.redis.disconnect();
   }
 }
