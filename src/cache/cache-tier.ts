@@ -317,7 +317,7 @@ export class CacheTier implements KvNode, ChangeListener {
       // The read joined gave up at its own, earlier deadline (a request with a tighter budget began it): this one
       // reads the key itself within what is left of its budget, once. Not after any other failure (a shard down,
       // its breaker open): every joiner's second read doubled the calls to a failing shard.
-      if (!again && flight.endedAt >= flight.deadline - DEADLINE_SLACK_MS && flight.deadline < deadline && performance.now() < deadline) {
+      if (!again && flight.slots !== undefined && flight.endedAt >= flight.deadline - DEADLINE_SLACK_MS && flight.deadline < deadline && performance.now() < deadline) {
         retry ??= [];
         retry.push(pos);
         continue;
