@@ -74,6 +74,7 @@ function consumerOn(source: StreamSource, store: ArenaKvNode | RefusingNode, opt
   const deadLetters = {
     add: async (l: readonly NewDeadLetter[]) => {
       letters.push(...l);
+      return 0;
     },
     list: async () => [],
     remove: async () => undefined,

@@ -98,6 +98,23 @@ describe("sources file", () => {
     }
   });
 
+
+  test("deadLetters: 100,000 letters and 7 days by default; an age of 0 (none) or at least 1m; sources sharing a dead-letter stream must agree", () => {
+    const source = (name: string, extra: Record<string, unknown> = {}) => ({ name, engine: "redis", redis, mappings: [mapping], ...extra });
+    const compiled = (extra: Record<string, unknown>) => compileSources({ sources: [source("a", extra)] }, registry)[0]!;
+    expect(compiled({}).deadLetterRetention).toEqual({ maxLetters: 100_000, maxAgeMs: 7 * 24 * 3600_000 });
+    expect(compiled({ deadLetters: { maxLetters: 10, maxAge: "2h" } }).deadLetterRetention).toEqual({ maxLetters: 10, maxAgeMs: 7_200_000 });
+    expect(compiled({ deadLetters: { maxAge: 0 } }).deadLetterRetention).toEqual({ maxLetters: 100_000, maxAgeMs: 0 });
+    expect(problems({ sources: [source("a", { deadLetters: { maxAge: "30s" } })] })).toEqual([expect.stringMatching(/^sources\[0\]\.deadLetters\.maxAge: must be 0 \(no age limit\) or at least 1m/)]);
+    for (const bad of [{ maxLetters: 0 }, { maxLetters: 1.5 }, { maxAge: "soon" }, { other: 1 }]) {
+      expect(problems({ sources: [source("a", { deadLetters: bad })] })[0]).toMatch(/^sources\[0\]\.deadLetters/);
+    }
+    // Two sources on one stream write one dead-letter stream (<stream>:dead): each add trims it to its own limits.
+    const shared = problems({ sources: [source("a"), source("b", { deadLetters: { maxLetters: 5 } })] });
+    expect(shared).toEqual([expect.stringMatching(/^sources\[1\]\.deadLetters: shares its dead-letter stream with source "a"/)]);
+    expect(problems({ sources: [source("a", { deadLetters: { maxLetters: 5 } }), source("b", { deadLetters: { maxLetters: 5 } })] })).toEqual([]);
+    expect(problems({ sources: [source("a"), source("b", { redis: { ...redis, deadLetterStream: "elsewhere" }, deadLetters: { maxLetters: 5 } })] })).toEqual([]);
+  });
   test("structural errors name the field", () => {
     expect(problems({ sources: [{ name: "a", engine: "kafka", mappings: [] }] })[0]).toMatch(/^sources\[0\]\.engine: /);
     expect(problems({ sources: [{ name: "a", engine: "redis", redis, mappings: [{ ...mapping, eventTime: { path: "ts", format: "epoch_ns" } }] }] })[0]).toMatch(

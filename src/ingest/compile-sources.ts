@@ -4,6 +4,7 @@ import { isNumeric, parseDurationMs, type Registry } from "../registry/index.ts"
 import { type ReadOptions, readOffThread, readTextFile, type TextReader } from "../runtime/index.ts";
 import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
+import { DEFAULT_DEAD_LETTER_RETENTION, type DeadLetterRetention } from "./dead-letters.ts";
 import { DEFAULT_WINDOW_MAX_BYTES } from "./idempotency-window.ts";
 import type { MappingDef, SourceDef, SourcesDef } from "./sources-definitions.ts";
 
@@ -43,6 +44,7 @@ export interface CompiledSource {
   readonly dedupScope: string;
   /** Estimated bytes of idempotency keys the window holds per view (IdempotencyWindow). */
   readonly dedupMaxBytes: number;
+  readonly deadLetterRetention: DeadLetterRetention;
   readonly mappings: readonly CompiledMapping[];
   /** The definition as written (the producer generates payloads from it). */
   readonly definition: SourceDef;
@@ -51,6 +53,8 @@ export interface CompiledSource {
 const DEFAULT_BATCH = 500;
 const DEFAULT_MAX_DELIVER = 5;
 const DEFAULT_RETRY_FOR_MS = 6 * 3600_000;
+/** Shortest dead-letter age limit: letters must live long enough for someone to look at them. */
+const MIN_DEAD_LETTER_AGE_MS = 60_000;
 
 /** read-sources.ts's reader, run in a worker: the YAML parser and TypeBox never load in the server's own heap. */
 const SOURCES_READER: TextReader = { module: new URL("./read-sources.ts", import.meta.url).href, name: "readSourcesText" };
@@ -71,15 +75,30 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
   const issues: Issue[] = [];
   const names = new Set<string>();
   const out: CompiledSource[] = [];
+  // Sources may share a dead-letter stream; each add trims it to its own source's limits, so they must agree.
+  const retentions = new Map<string, { readonly retention: DeadLetterRetention; readonly source: string }>();
   def.sources.forEach((s, i) => {
     const path = `sources[${i}]`;
     if (names.has(s.name)) issues.push({ path: `${path}.name`, message: `duplicate source "${s.name}"` });
     names.add(s.name);
     const compiled = compileSource(s, path, registry, issues);
-    if (compiled) out.push(compiled);
+    if (!compiled) return;
+    out.push(compiled);
+    const stream = deadLetterStreamId(compiled);
+    const seen = retentions.get(stream);
+    const mine = compiled.deadLetterRetention;
+    if (seen === undefined) retentions.set(stream, { retention: mine, source: s.name });
+    else if (seen.retention.maxLetters !== mine.maxLetters || seen.retention.maxAgeMs !== mine.maxAgeMs) {
+      issues.push({ path: `${path}.deadLetters`, message: `shares its dead-letter stream with source "${seen.source}", whose deadLetters limits differ: give both the same` });
+    }
   });
   if (issues.length > 0) throw invalidAll("invalid_sources", issues);
   return out;
+}
+
+/** Which dead-letter stream a source writes to (engine, server, name). */
+function deadLetterStreamId(c: CompiledSource): string {
+  return c.redis ? `redis ${c.redis.url} ${c.redis.deadLetterStream}` : `nats ${c.nats!.servers} ${c.nats!.deadLetterStream}`;
 }
 
 function duration(v: number | string | undefined, fallbackMs: number, path: string, issues: Issue[]): number {
@@ -98,6 +117,14 @@ function claimIdle(v: number | string | undefined, path: string, issues: Issue[]
     issues.push({ path, message: `must be at least 1s (got ${JSON.stringify(v)}): shorter, consumers take each other's entries while they are being written (0: every one)` });
   }
   return ms;
+}
+
+function retention(def: SourceDef["deadLetters"], path: string, issues: Issue[]): DeadLetterRetention {
+  const maxAgeMs = duration(def?.maxAge, DEFAULT_DEAD_LETTER_RETENTION.maxAgeMs, `${path}.maxAge`, issues);
+  if (maxAgeMs > 0 && maxAgeMs < MIN_DEAD_LETTER_AGE_MS) {
+    issues.push({ path: `${path}.maxAge`, message: `must be 0 (no age limit) or at least 1m (got ${JSON.stringify(def?.maxAge)}): letters are kept for someone to look at` });
+  }
+  return { maxLetters: def?.maxLetters ?? DEFAULT_DEAD_LETTER_RETENTION.maxLetters, maxAgeMs: Math.round(maxAgeMs) };
 }
 
 function compileSource(s: SourceDef, path: string, registry: Registry, issues: Issue[]): CompiledSource | undefined {
@@ -134,6 +161,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
   }
   const dedupWindowMs = duration(s.dedupWindow, 600_000, `${path}.dedupWindow`, issues);
   const retryForMs = duration(s.retryFor, DEFAULT_RETRY_FOR_MS, `${path}.retryFor`, issues);
+  const deadLetterRetention = retention(s.deadLetters, `${path}.deadLetters`, issues);
   const mappings: CompiledMapping[] = [];
   s.mappings.forEach((m, j) => {
     const compiled = compileMapping(m, `${path}.mappings[${j}]`, registry, issues);
@@ -152,6 +180,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
     dedupWindowMs,
     dedupScope: s.dedupScope ?? s.name,
     dedupMaxBytes: s.dedupMaxBytes ?? DEFAULT_WINDOW_MAX_BYTES,
+    deadLetterRetention,
     mappings,
     definition: s,
   };

@@ -23,6 +23,16 @@ export interface DeadLetter extends NewDeadLetter {
 /** A stored letter's named fields besides its payload (Redis: stream entry fields; NATS: `Quiver-*` headers). */
 export type DeadLetterField = "source" | "reason" | "path" | "error" | "origin" | "at";
 
+/** How many dead letters a source's dead-letter stream keeps, and how long (`deadLetters` in the sources file). */
+export interface DeadLetterRetention {
+  readonly maxLetters: number;
+  /** 0: no age limit (the count still bounds the stream). */
+  readonly maxAgeMs: number;
+}
+
+/** Dead letters are for a person to look at and replay: a week of them, at most 100,000 per stream, by default. */
+export const DEFAULT_DEAD_LETTER_RETENTION: DeadLetterRetention = { maxLetters: 100_000, maxAgeMs: 7 * 24 * 3600_000 };
+
 /** A listed letter from its id in the dead-letter stream, a reader of its fields (missing ones read "") and its payload. */
 export function deadLetterOf(id: string, field: (name: DeadLetterField) => string, payload: Uint8Array): DeadLetter {
   return {
@@ -53,7 +63,11 @@ export function letterPasses(filter: LetterFilter, source: string, reason: strin
 }
 
 export interface DeadLetterQueue {
-  add(letters: readonly NewDeadLetter[]): Promise<void>;
+  /**
+   * Stores `letters`; then the stream's retention (DeadLetterRetention) removes its oldest past the limits. Resolves
+   * to how many letters that removed, or undefined where the engine removes them itself without saying (JetStream).
+   */
+  add(letters: readonly NewDeadLetter[]): Promise<number | undefined>;
   /** Oldest first, up to `limit` letters passing `filter` (the scan goes past others). */
   list(limit: number, filter?: LetterFilter): Promise<DeadLetter[]>;
   remove(ids: readonly string[]): Promise<void>;

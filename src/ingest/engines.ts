@@ -26,12 +26,12 @@ export async function openStreamSource(source: CompiledSource, consumerName: str
 export async function openDeadLetters(source: CompiledSource, options: { readonly connectNow?: boolean } = {}): Promise<DeadLetterQueue> {
   if (source.redis) {
     const { RedisDeadLetters } = await import("./redis-stream-source.ts");
-    return new RedisDeadLetters(source.redis.url, source.redis.deadLetterStream);
+    return new RedisDeadLetters(source.redis.url, source.redis.deadLetterStream, source.deadLetterRetention);
   }
   if (source.nats) {
     const { NatsDeadLetters } = await import("./nats-stream-source.ts");
-    if (options.connectNow === false) return new NatsDeadLetters(source.nats.servers, source.nats.deadLetterStream);
-    return NatsDeadLetters.connect(source.nats.servers, source.nats.deadLetterStream);
+    if (options.connectNow === false) return new NatsDeadLetters(source.nats.servers, source.nats.deadLetterStream, source.deadLetterRetention);
+    return NatsDeadLetters.connect(source.nats.servers, source.nats.deadLetterStream, source.deadLetterRetention);
   }
   throw new Error(`source "${source.name}": no engine settings`);
 }

@@ -13,6 +13,8 @@ export interface SourceCounters {
   readonly late: CounterHandle;
   readonly filtered: CounterHandle;
   readonly deadLettered: CounterHandle;
+  /** Older letters the dead-letter stream's retention removed after this source's adds (Redis; JetStream does not say). */
+  readonly lettersTrimmed: CounterHandle;
   readonly storeRetries: CounterHandle;
   readonly batchSeconds: HistogramHandle;
   deadLetter(reason: string): CounterHandle;
@@ -27,6 +29,7 @@ export interface SourceCounters {
 export class IngestMetrics {
   private readonly events;
   private readonly deadLetters;
+  private readonly trimmed;
   private readonly retries;
   private readonly batches;
   private readonly freshness;
@@ -37,6 +40,11 @@ export class IngestMetrics {
   constructor(metrics: MetricsRegistry) {
     this.events = metrics.counter("quiver_ingest_events_total", "Stream events by source and outcome (consumed, written, duplicate, late, filtered, dead_letter).", ["source", "outcome"]);
     this.deadLetters = metrics.counter("quiver_ingest_dead_letters_total", "Events sent to the dead-letter stream, by source and reason.", ["source", "reason"]);
+    this.trimmed = metrics.counter(
+      "quiver_ingest_dead_letters_trimmed_total",
+      "Older dead letters removed by the dead-letter stream's retention (deadLetters.maxLetters / maxAge) after this source's adds; Redis only (JetStream discards them without saying).",
+      ["source"],
+    );
     this.retries = metrics.counter("quiver_ingest_store_retries_total", "Store writes retried or deferred after a retryable failure.", ["source"]);
     this.batches = metrics.histogram("quiver_ingest_batch_seconds", "Time to map, write and acknowledge one batch.", ["source"]);
     this.freshness = metrics.histogram("quiver_ingest_freshness_seconds", "Event time to visible to lookups, per feature view.", ["view"], FRESHNESS_BUCKETS);
@@ -79,6 +87,7 @@ export class IngestMetrics {
       late: outcome("late"),
       filtered: outcome("filtered"),
       deadLettered: outcome("dead_letter"),
+      lettersTrimmed: this.trimmed.labels(source),
       storeRetries: this.retries.labels(source),
       batchSeconds: this.batches.labels(source),
       deadLetter: (reason) => this.deadLetters.labels(source, reason),

@@ -6,14 +6,27 @@ import {
   type ConsumerMessages,
   connect,
   DeliverPolicy,
+  DiscardPolicy,
   headers,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
   type NatsConnection,
+  nanos,
+  type StreamConfig,
 } from "nats";
 import type { NatsSourceSettings } from "./compile-sources.ts";
-import { type DeadLetter, type DeadLetterField, type DeadLetterQueue, deadLetterOf, type LetterFilter, letterPasses, type NewDeadLetter } from "./dead-letters.ts";
+import {
+  DEFAULT_DEAD_LETTER_RETENTION,
+  type DeadLetter,
+  type DeadLetterField,
+  type DeadLetterQueue,
+  type DeadLetterRetention,
+  deadLetterOf,
+  type LetterFilter,
+  letterPasses,
+  type NewDeadLetter,
+} from "./dead-letters.ts";
 import { type Delivery, SourceConfigError, type SourceLag, type StreamPublisher, type StreamSource } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
@@ -103,6 +116,22 @@ export function subjectCovers(pattern: string, subject: string): boolean {
   return p.length === t.length;
 }
 
+/** A stream's retention as ensureStream sets it: past either limit JetStream discards the oldest messages. */
+export interface StreamLimits {
+  readonly maxMessages: number;
+  /** 0: no age limit. */
+  readonly maxAgeMs: number;
+}
+
+/** JetStream's duplicate window when the stream sets none (it may not exceed max_age). */
+const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
+
+function limitConfig(limits: StreamLimits): Partial<StreamConfig> {
+  const config = { max_msgs: limits.maxMessages, max_age: nanos(limits.maxAgeMs), discard: DiscardPolicy.Old };
+  // The server refuses an age limit under the duplicate window ("duplicates window can not be larger then max age").
+  return limits.maxAgeMs > 0 && limits.maxAgeMs < DEFAULT_DUPLICATE_WINDOW_MS ? { ...config, duplicate_window: nanos(limits.maxAgeMs) } : config;
+}
+
 /** What ensureStream needs of a JetStreamManager (a fake in unit tests). */
 export type StreamAdmin = { readonly streams: Pick<JetStreamManager["streams"], "info" | "add" | "update"> };
 
@@ -128,9 +157,9 @@ const ENSURE_ROUNDS = 10;
  * and written again until every wanted one is taken (another pod's write
  * between our read and our write).
  */
-export function ensureStream(jsm: StreamAdmin, name: string, subjects: readonly string[]): Promise<void> {
+export function ensureStream(jsm: StreamAdmin, name: string, subjects: readonly string[], limits?: StreamLimits): Promise<void> {
   const previous = streamUpdates.get(name) ?? Promise.resolve();
-  const mine = previous.then(() => ensureStreamNow(jsm, name, subjects));
+  const mine = previous.then(() => ensureStreamNow(jsm, name, subjects, limits));
   const chain = mine.catch(() => undefined);
   streamUpdates.set(name, chain);
   void chain.then(() => {
@@ -139,24 +168,28 @@ export function ensureStream(jsm: StreamAdmin, name: string, subjects: readonly 
   return mine;
 }
 
-async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonly string[]): Promise<void> {
+async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonly string[], limits: StreamLimits | undefined): Promise<void> {
+  const wanted: Partial<StreamConfig> = limits === undefined ? {} : limitConfig(limits);
   for (let round = 0; round < ENSURE_ROUNDS; round++) {
-    let have: string[];
+    let config: Partial<StreamConfig>;
     try {
-      have = (await jsm.streams.info(name)).config.subjects ?? [];
+      config = (await jsm.streams.info(name)).config;
     } catch (e) {
       if (!isNotFound(e)) throw e;
       try {
-        await jsm.streams.add({ name, subjects: [...subjects] });
+        await jsm.streams.add({ name, subjects: [...subjects], ...wanted });
       } catch (added) {
         // Another pod made it first (with its own subjects): read it again and add ours.
         if (!String((added as Error)?.message ?? added).includes("already in use")) throw added;
       }
       continue;
     }
+    const have = config.subjects ?? [];
     const missing = subjects.filter((s) => !have.some((h) => subjectCovers(h, s)));
-    if (missing.length === 0) return;
-    await jsm.streams.update(name, { subjects: [...have, ...missing] });
+    // A stream made before its limits were set (or by a pod with other ones) takes this process's limits.
+    const limited = (Object.keys(wanted) as (keyof StreamConfig)[]).every((k) => config[k] === wanted[k]);
+    if (missing.length === 0 && limited) return;
+    await jsm.streams.update(name, { subjects: [...have, ...missing], ...wanted });
   }
   throw new Error(`stream "${name}": its subjects kept changing under this process; subjects ${subjects.join(", ")} not taken after ${ENSURE_ROUNDS} tries`);
 }
@@ -471,14 +504,19 @@ export class NatsDeadLetters implements DeadLetterQueue {
   private session: Promise<{ readonly connection: NatsConnection; readonly jsm: JetStreamManager }> | undefined;
   private closed = false;
 
+  private readonly limits: StreamLimits;
+
   constructor(
     private readonly servers: string,
     private readonly stream: string,
-  ) {}
+    retention: DeadLetterRetention = DEFAULT_DEAD_LETTER_RETENTION,
+  ) {
+    this.limits = { maxMessages: retention.maxLetters, maxAgeMs: retention.maxAgeMs };
+  }
 
   /** Connects now (the dead-letter CLI: an unreachable server is its error at once). */
-  static async connect(servers: string, stream: string): Promise<NatsDeadLetters> {
-    const queue = new NatsDeadLetters(servers, stream);
+  static async connect(servers: string, stream: string, retention?: DeadLetterRetention): Promise<NatsDeadLetters> {
+    const queue = new NatsDeadLetters(servers, stream, retention);
     await queue.open();
     return queue;
   }
@@ -489,7 +527,7 @@ export class NatsDeadLetters implements DeadLetterQueue {
       const connection = await connect({ servers: this.servers, name: "quiver-ingest-dead-letters", maxReconnectAttempts: -1 });
       try {
         const jsm = await connection.jetstreamManager();
-        await ensureStream(jsm, this.stream, [`${this.stream}.>`]);
+        await ensureStream(jsm, this.stream, [`${this.stream}.>`], this.limits);
         return { connection, jsm };
       } catch (e) {
         await connection.close().catch(() => undefined);
@@ -502,7 +540,8 @@ export class NatsDeadLetters implements DeadLetterQueue {
     return this.session;
   }
 
-  async add(letters: readonly NewDeadLetter[]): Promise<void> {
+  /** JetStream discards letters past the stream's limits itself, without saying how many: undefined. */
+  async add(letters: readonly NewDeadLetter[]): Promise<undefined> {
     const { connection, jsm } = await this.open();
     try {
       await this.publishAll(connection, letters);
@@ -511,9 +550,10 @@ export class NatsDeadLetters implements DeadLetterQueue {
       // The stream went away under us (deleted, or the server restarted on an empty store): the source's own stream
       // is made again when its consumer is found gone; this one was only made at connect, so every letter failed from
       // then on and the events left at the server's delivery limit with none.
-      await ensureStream(jsm, this.stream, [`${this.stream}.>`]);
+      await ensureStream(jsm, this.stream, [`${this.stream}.>`], this.limits);
       await this.publishAll(connection, letters);
     }
+    return undefined;
   }
 
   private async publishAll(connection: NatsConnection, letters: readonly NewDeadLetter[]): Promise<void> {

@@ -1,7 +1,16 @@
 import { Redis } from "ioredis";
 import { replyFields } from "../kv/redis-reply.ts";
 import type { RedisSourceSettings } from "./compile-sources.ts";
-import { type DeadLetter, type DeadLetterQueue, deadLetterOf, type LetterFilter, letterPasses, type NewDeadLetter } from "./dead-letters.ts";
+import {
+  DEFAULT_DEAD_LETTER_RETENTION,
+  type DeadLetter,
+  type DeadLetterQueue,
+  type DeadLetterRetention,
+  deadLetterOf,
+  type LetterFilter,
+  letterPasses,
+  type NewDeadLetter,
+} from "./dead-letters.ts";
 import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
 
 type RawEntry = [Buffer, Buffer[] | null];
@@ -372,26 +381,39 @@ export class RedisStreamPublisher implements StreamPublisher {
   }
 }
 
-/** Dead letters as entries of a Redis stream beside the source (`<stream>:dead`). */
+/**
+ * Dead letters as entries of a Redis stream beside the source (`<stream>:dead`), trimmed to the source's retention
+ * after each add: `XTRIM MAXLEN ~` and `MINID ~` (whole macro nodes, so a few more may stay; cheap), whose counts
+ * say how many went.
+ */
 export class RedisDeadLetters implements DeadLetterQueue {
   private readonly redis: Redis;
   constructor(
     url: string,
     private readonly stream: string,
+    private readonly retention: DeadLetterRetention = DEFAULT_DEAD_LETTER_RETENTION,
   ) {
     this.redis = connect(url, "quiver-ingest-dead-letters");
   }
 
-  async add(letters: readonly NewDeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
+  async add(letters: readonly NewDeadLetter[]): Promise<number> {
+    if (letters.length === 0) return 0;
     const pipeline = this.redis.pipeline();
-    const at = String(Date.now());
+    const now = Date.now();
+    const at = String(now);
     for (const l of letters) {
       pipeline.xadd(this.stream, "*", "source", l.source, "reason", l.reason, "path", l.path, "error", l.error, "origin", l.origin, "at", at, "payload", Buffer.from(l.payload));
     }
-    const results = await pipeline.exec();
-    const failed = results?.find((r) => r[0] !== null);
+    const { maxLetters, maxAgeMs } = this.retention;
+    pipeline.xtrim(this.stream, "MAXLEN", "~", maxLetters);
+    // Entry ids start with the server's clock in ms: older than the age limit by this process's clock.
+    if (maxAgeMs > 0 && now > maxAgeMs) pipeline.xtrim(this.stream, "MINID", "~", String(now - maxAgeMs));
+    const results = (await pipeline.exec()) ?? [];
+    const failed = results.find((r) => r[0] !== null);
     if (failed) throw failed[0];
+    let trimmed = 0;
+    for (let i = letters.length; i < results.length; i++) trimmed += Number(results[i]![1]);
+    return trimmed;
   }
 
   async list(limit: number, filter: LetterFilter = {}): Promise<DeadLetter[]> {

@@ -8,8 +8,9 @@ import type { StreamPublisher } from "./stream-source.ts";
 class MemoryDeadLetters implements DeadLetterQueue {
   letters: DeadLetter[] = [];
   private next = 1;
-  async add(letters: readonly NewDeadLetter[]): Promise<void> {
+  async add(letters: readonly NewDeadLetter[]): Promise<number> {
     for (const l of letters) this.letters.push({ ...l, id: String(this.next++), at: 0 });
+    return 0;
   }
   async list(limit: number, filter: LetterFilter = {}): Promise<DeadLetter[]> {
     return this.letters.filter((l) => letterPasses(filter, l.source, l.reason)).slice(0, limit);

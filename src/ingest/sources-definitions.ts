@@ -107,6 +107,19 @@ const SourceDef = T.Object(
     dedupWindow: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
     /** Estimated heap bytes of idempotency keys held per view (default 128 MiB); past half of it a generation turns over early. */
     dedupMaxBytes: T.Optional(T.Integer({ minimum: 1024, maximum: 2 ** 40 })),
+    /**
+     * How many dead letters the source's dead-letter stream keeps, and for how long (defaults 100,000 letters and
+     * 7 days): past either, the oldest go (Redis trims on each add, approximately; JetStream discards them itself).
+     */
+    deadLetters: T.Optional(
+      T.Object(
+        {
+          maxLetters: T.Optional(T.Integer({ minimum: 1, maximum: 1_000_000_000 })),
+          maxAge: T.Optional(T.Union([T.Number({ minimum: 0 }), T.String()])),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     mappings: T.Array(MappingDef, { minItems: 1 }),
   },
   { additionalProperties: false },

@@ -544,8 +544,9 @@ export class StreamConsumer {
   private async deadLetter(all: ReadonlyArray<{ readonly letter: NewDeadLetter }>): Promise<void> {
     const dead = all.filter((x) => !this.lettered.has(x.letter.origin));
     if (dead.length === 0) return;
-    await this.deps.deadLetters.add(dead.map((x) => x.letter));
+    const trimmed = await this.deps.deadLetters.add(dead.map((x) => x.letter));
     this.counters.deadLettered.inc(dead.length);
+    if (trimmed !== undefined && trimmed > 0) this.counters.lettersTrimmed.inc(trimmed);
     for (const x of dead) {
       this.counters.deadLetter(x.letter.reason).inc();
       // Until settled (the caller takes them out then). A consumer whose acks keep failing is stuck anyway; past the
