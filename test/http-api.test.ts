@@ -337,6 +337,29 @@ describe("Feast-compatible routes", () => {
   test("/health is 200 while serving", async () => {
     expect((await q.http.app.request("/health")).status).toBe(200);
   });
+
+  test("bodies are read as JSON whatever their Content-Type, as Feast's server reads them (its documented curl -d sends a form type)", async () => {
+    const query = { features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] } };
+    for (const type of ["application/x-www-form-urlencoded", "text/plain", "application/msgpack"]) {
+      const res = await post("/get-online-features", JSON.stringify(query), { "content-type": type });
+      expect([type, res.status]).toEqual([type, 200]);
+      expect(((await res.json()) as { results: { statuses: string[] }[] }).results[1]!.statuses).toEqual(["PRESENT"]);
+    }
+    const pushed = await post("/push", JSON.stringify({ push_source_name: "fraud_signals_push_source", df: { customer_id: ["form-1"], spend_1h: [4.5] } }), { "content-type": "application/x-www-form-urlencoded" });
+    expect(await pushed.json()).toEqual({ written: 1, ignored: 0 });
+    // Not JSON, whatever the type: Feast's 400 shape, not a 415.
+    const form = await post("/get-online-features", "a=b", { "content-type": "application/x-www-form-urlencoded" });
+    expect(form.status).toBe(400);
+    expect(await form.json()).toMatchObject({ status_code: 400, error: expect.stringContaining("not valid JSON") });
+  });
+
+  test("a wrong method on a Feast route is a 405 in Feast's shape, with Allow", async () => {
+    for (const [method, path] of [["GET", "/get-online-features"], ["PUT", "/push"], ["POST", "/health"]] as const) {
+      const res = await q.http.app.request(path, { method });
+      expect([path, res.status, res.headers.get("allow")]).toEqual([path, 405, path === "/health" ? "GET" : "POST"]);
+      expect(await res.json()).toEqual({ error: `${method} ${path}: use ${path === "/health" ? "GET" : "POST"}`, status_code: 405 });
+    }
+  });
 });
 
 describe("ops routes", () => {

@@ -56,6 +56,8 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const nativeRoutes: NativeRoutes = {};
   const metrics = routeMetrics(deps.metrics);
   const methods = new Map<string, string[]>();
+  /** Each path's error shape (Feast's on Feast's routes), for its 405. */
+  const errorShapes = new Map<string, OnError>();
   const shedding = (path: string, reason: keyof typeof SHED_MESSAGE, feast: boolean) => ({
     record: deps.sheds.recorder(path, reason),
     answer: prebuiltError(unavailable(SHED_MESSAGE[reason], undefined, "overloaded"), feast),
@@ -87,6 +89,7 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     if (method === "GET") app.use(path, headLength);
     app.on(method, path, (c) => handler(c.req.raw));
     methods.set(path, [...(methods.get(path) ?? []), method]);
+    if (onError !== undefined && !errorShapes.has(path)) errorShapes.set(path, onError);
     if (HOT_PATHS.has(path)) nativeRoutes[path] = { ...nativeRoutes[path], [method]: handler };
   };
   mountV1Routes(add, deps);
@@ -95,7 +98,12 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   mountOpsRoutes(add, deps);
   for (const [path, allowed] of methods) {
     app.all(path, (c): Response | Promise<Response> => {
-      const answer = (): Response => errorResponse(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"), { allow: allowed.join(", ") });
+      const shape = errorShapes.get(path) ?? errorResponse;
+      const answer = (): Response => {
+        const res = shape(methodNotAllowed(`${c.req.method} ${path}: use ${allowed.join(" or ")}`, "(method)"));
+        res.headers.set("allow", allowed.join(", "));
+        return res;
+      };
       // Read and drop a body first (bounded), so the client reads the 405 rather than a reset connection.
       return c.req.raw.body === null ? answer() : discardBody(c.req.raw, deps.limits.maxBodyBytes).then(answer);
     });

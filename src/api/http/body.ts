@@ -88,6 +88,12 @@ export interface BodyReading {
   readonly limit: number;
   /** Also accept `application/msgpack`. */
   readonly allowMsgpack: boolean;
+  /**
+   * Read the body as JSON whatever its Content-Type says (Feast's routes: Feast's server does, and its documented
+   * `curl -d '{...}'` sends application/x-www-form-urlencoded). Otherwise a type other than JSON (or MessagePack
+   * when allowed) is a 415.
+   */
+  readonly anyTypeAsJson?: boolean;
   /** Refuse bytes that are not UTF-8 and compressed bodies (writes), instead of reading them leniently (lookups). */
   readonly strict: boolean;
   /** Most objects and arrays the body may hold (containerBudget), counted before they are built. */
@@ -115,7 +121,7 @@ function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) 
       throw unsupportedMediaType(`Content-Encoding "${encoding.slice(0, 40)}" is not supported; send the body uncompressed`, "(headers).content-encoding");
     }
   }
-  const rawType = headers.get("content-type");
+  const rawType = reading.anyTypeAsJson === true ? null : headers.get("content-type");
   const type = rawType === null ? "" : rawType.toLowerCase();
   const media = type === "" ? "" : mediaType(type);
   const msgpack = isMsgpackType(media);

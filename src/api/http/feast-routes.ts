@@ -49,8 +49,10 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   };
 
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
-  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: false, maxContainers: containerBudget(limits.maxRows) };
-  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, strict: true, maxContainers: containerBudget(limits.maxRows) };
+  // Every body is read as JSON whatever its Content-Type, as Feast's server reads it: Feast's documented
+  // `curl -X POST .../get-online-features -d '{...}'` sends application/x-www-form-urlencoded, and got a 415 here.
+  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: false, maxContainers: containerBudget(limits.maxRows) };
+  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: true, maxContainers: containerBudget(limits.maxRows) };
   add("POST", "/get-online-features", (req, value) => answer(value, req), feastErrorResponse, lookupBody);
 
   add("POST", "/push", async (_req, value) => json(await serving.push(asObject(value), FEAST_PUSH)), feastErrorResponse, writeBody);
