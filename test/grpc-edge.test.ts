@@ -368,21 +368,42 @@ describe("health and reflection", () => {
     expect(first).toBe("SERVICE_UNKNOWN");
   });
 
-  test("reflection lists every service, health included", async () => {
-    const def = loadSync("grpc/reflection/v1/reflection.proto", { keepCase: true, includeDirs: [`${import.meta.dir}/../node_modules/@grpc/reflection/build/proto`] });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } } };
-    const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
-    const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, { list_services_response: { service: { name: string }[] } }> }).ServerReflectionInfo();
-    const answer = new Promise<string[]>((resolve, reject) => {
-      call.on("data", (m: { list_services_response: { service: { name: string }[] } }) => resolve(m.list_services_response.service.map((s) => s.name)));
-      call.on("error", reject);
-    });
-    call.write({ list_services: "" });
-    const names = await answer;
-    call.end();
-    client.close();
-    // @grpc/reflection spells the package-less service with a leading dot.
-    expect(names.map((n) => n.replace(/^\./, ""))).toEqual(expect.arrayContaining(["feast.serving.ServingService", "GrpcFeatureServer", "quiver.v1.FeatureService", "grpc.health.v1.Health"]));
+  test("reflection lists every service by its protobuf name and finds the package-less GrpcFeatureServer's symbols (v1 and v1alpha)", async () => {
+    for (const version of ["v1", "v1alpha"] as const) {
+      const def = loadSync(`grpc/reflection/${version}/reflection.proto`, { keepCase: true, includeDirs: [`${import.meta.dir}/../node_modules/@grpc/reflection/build/proto`] });
+      type Reply = { list_services_response?: { service: { name: string }[] }; file_descriptor_response?: { file_descriptor_proto: Buffer[] }; error_response?: { error_code: number } };
+      const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: Record<string, { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client }> } };
+      const client = new pkg.grpc.reflection[version]!.ServerReflection(address, grpc.credentials.createInsecure());
+      const ask = async (request: Record<string, string>): Promise<Reply> => {
+        const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, Reply> }).ServerReflectionInfo();
+        const reply = new Promise<Reply>((resolve, reject) => {
+          call.on("data", resolve);
+          call.on("error", reject);
+        });
+        call.write(request);
+        const got = await reply;
+        call.end();
+        return got;
+      };
+      try {
+        const names = (await ask({ list_services: "" })).list_services_response!.service.map((s) => s.name);
+        // @grpc/reflection listed it as ".GrpcFeatureServer".
+        expect(names).toEqual(expect.arrayContaining(["feast.serving.ServingService", "GrpcFeatureServer", "quiver.v1.FeatureService", "grpc.health.v1.Health"]));
+        expect(names.filter((n) => n.startsWith("."))).toEqual([]);
+        for (const symbol of ["GrpcFeatureServer", "GrpcFeatureServer.Push", "PushRequest", "feast.serving.ServingService"]) {
+          const reply = await ask({ file_containing_symbol: symbol });
+          expect([version, symbol, reply.error_response?.error_code, (reply.file_descriptor_response?.file_descriptor_proto.length ?? 0) > 0]).toEqual([version, symbol, undefined, true]);
+        }
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test("health answers for the reflection services too", async () => {
+    for (const service of ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "GrpcFeatureServer"]) {
+      expect((await unaryCall(clients.health, "Check", { service })).response).toEqual({ status: "SERVING" });
+    }
   });
 });
 

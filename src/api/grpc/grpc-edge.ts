@@ -2,7 +2,6 @@ import { BearerToken } from "../../auth/index.ts";
 import type { ViewSample } from "../../serving/index.ts";
 import { type GrpcWarmupOptions, type GrpcWarmupReport, warmUpGrpc } from "./warmup.ts";
 import { type ChannelOptions, Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
 import protobuf from "protobufjs";
 import { methodNotAllowed } from "../../errors/index.ts";
 import type { MetricsRegistry } from "../../ops/metrics.ts";
@@ -16,6 +15,7 @@ import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
 import { QuiverGrpcService } from "./quiver-service.ts";
+import { addReflection } from "./reflection.ts";
 import { strictReader } from "./strict-reader.ts";
 import { writeGuard } from "./write-guard.ts";
 
@@ -132,13 +132,14 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     ),
   } as UntypedServiceImplementation);
 
-  const services = [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver, SERVICES.health];
+  // Health answers for every service served, reflection's too (a Check for it was NOT_FOUND).
+  const services = [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver, SERVICES.health, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   const health = new HealthService({ services, ready: deps.ready, watchIntervalMs: deps.healthIntervalMs ?? 1000 });
   server.addService(codec(SERVICES.health, new Set()), { Check: health.check, Watch: health.watch } as UntypedServiceImplementation);
-  new ReflectionService(protos.definition).addToServer(server);
+  addReflection(server, protos.definition);
 
   return {
-    services: [...services, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"],
+    services,
     listen: (host, port) =>
       new Promise((resolve, reject) => {
         server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (error, bound) => {
