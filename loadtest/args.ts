@@ -43,8 +43,9 @@ export interface CliOptions {
 
 export const USAGE = `Usage: npm run loadtest -- [options]
 
-  --scenario NAME        lookup | batch-lookup | lookup-msgpack | feast | push | mixed | get (default lookup)
-  --target URL           server base URL (default http://127.0.0.1:6566)
+  --scenario NAME        lookup | batch-lookup | lookup-msgpack | feast | push | mixed | get | match
+                         | grpc-lookup | grpc-feast (default lookup; grpc-*: --target is the gRPC port)
+  --target URL           server base URL, no path (default http://127.0.0.1:6566)
   --mode open|closed     open: constant rate, latency from intended send time (default);
                          closed: --connections each send back to back (max throughput)
   --rate N               requests/s in open mode (default 1000)
@@ -55,7 +56,7 @@ export const USAGE = `Usage: npm run loadtest -- [options]
   --gc-pace D            collect the generator's own young generation this often while it
                          runs, so its pauses stay short and its send lag low (default 10ms;
                          0 = the runtime's own schedule; Bun only)
-  --keys SPEC            uniform | zipf | zipf:S (default uniform)
+  --keys SPEC            uniform | zipf | zipf:S | zipf:S:ordered (default uniform)
   --entities N           key space size (default 10000, the demo data's)
   --seed S               PRNG seed: same seed, same key sequence (default 1)
   --batch N              entity rows per lookup / rows per push (scenario default)
@@ -80,10 +81,11 @@ export const USAGE = `Usage: npm run loadtest -- [options]
 `;
 
 export function parseCli(argv: readonly string[]): CliOptions {
-  const { values: v } = parseArgs({
+  const { values: v, tokens } = parseArgs({
     args: [...argv],
     strict: true,
     allowPositionals: false,
+    tokens: true,
     options: {
       scenario: { type: "string", default: "lookup" },
       target: { type: "string", default: "http://127.0.0.1:6566" },
@@ -130,6 +132,13 @@ export function parseCli(argv: readonly string[]): CliOptions {
     throw new Error(`--target: not a URL: "${v.target}"`);
   }
   if (target.protocol !== "http:") throw new Error(`--target: only http:// is supported, got ${target.protocol}`);
+  // Requests go to the scenario's paths at the server's root: a path here (a server behind a prefix) was dropped silently.
+  if (target.pathname !== "/" || target.search !== "" || target.hash !== "") {
+    throw new Error(`--target: a base URL without a path or query (requests go to /v1/lookup and the like at its root), got "${v.target}"`);
+  }
+  // Whitespace or a control character would break the request line (a CR LF would add headers).
+  if (!/^\/[\x21-\x7e]*$/.test(v.path)) throw new Error(`--path: expected a path starting with "/" without spaces or control characters, got ${JSON.stringify(v.path)}`);
+  refuseInapplicable(new Set(tokens.flatMap((t) => (t.kind === "option" ? [t.name] : []))), v.scenario, mode, v["find-max"]);
   return {
     scenario: v.scenario,
     target,
@@ -166,6 +175,31 @@ export function parseCli(argv: readonly string[]): CliOptions {
     retries: nonNegativeInt("--retries", v.retries),
     help: v.help,
   };
+}
+
+/** Options that only some runs use. */
+const FIND_MAX_ONLY = ["slo-ms", "max-error-rate", "start-rate", "step-factor", "step-duration", "max-rate", "refine", "retries"];
+
+/**
+ * Refuses an option the run would ignore (as the server refuses its own,
+ * src/config/inapplicable.ts): `--mode closed --rate 5000` ran closed loop at
+ * whatever rate the server allowed, `--find-max --mode closed` ran open-loop
+ * steps, `--path` with a lookup scenario was ignored; each exited 0.
+ */
+function refuseInapplicable(given: ReadonlySet<string>, scenario: string, mode: LoadMode, findMax: boolean): void {
+  const refuse = (option: string, why: string) => {
+    throw new Error(`--${option}: ${why}; leave it out`);
+  };
+  if (findMax) {
+    if (given.has("mode")) refuse("mode", "--find-max always runs open-loop steps");
+    if (given.has("rate")) refuse("rate", "--find-max sets each step's rate (--start-rate, --step-factor, --max-rate)");
+    if (given.has("duration")) refuse("duration", "--find-max runs each step for --step-duration");
+  } else {
+    for (const option of FIND_MAX_ONLY) if (given.has(option)) refuse(option, "it is a --find-max setting, and this run is not one");
+    if (mode === "closed" && given.has("rate")) refuse("rate", "a closed-loop run sends as fast as --connections allow, at no set rate");
+  }
+  if (given.has("path") && scenario !== "get") refuse("path", `only the "get" scenario requests a path of your choice (this is "${scenario}")`);
+  if (given.has("write-ratio") && scenario !== "mixed") refuse("write-ratio", `only the "mixed" scenario mixes writes in (this is "${scenario}")`);
 }
 
 /** "30s", "500ms", "2m", "1h" or a bare number of seconds. */

@@ -45,9 +45,11 @@ async function runFindMax(o: CliOptions, showProgress: boolean): Promise<number>
   }, progress);
   if (!o.quiet) {
     out.write(
-      result.maxRate > 0
-        ? `max rate within SLO: ${fmtInt(result.maxRate)} req/s (p99 ${fmtMs(result.best?.latencyMs.p99 ?? 0)} ms)\n`
-        : `no step met the SLO (first step ${fmtInt(o.startRate)} req/s); try --start-rate lower\n`,
+      result.maxRate === 0
+        ? `no step met the SLO (first step ${fmtInt(o.startRate)} req/s); try --start-rate lower\n`
+        : result.endedBy === "max-rate"
+          ? `every step up to --max-rate held: ${fmtInt(result.maxRate)} req/s (p99 ${fmtMs(result.best?.latencyMs.p99 ?? 0)} ms); the SLO's limit is higher, raise --max-rate to find it\n`
+          : `max rate within SLO: ${fmtInt(result.maxRate)} req/s (p99 ${fmtMs(result.best?.latencyMs.p99 ?? 0)} ms)\n`,
     );
   }
   if (o.json !== undefined) await Bun.write(o.json, `${JSON.stringify(result, null, 2)}\n`);

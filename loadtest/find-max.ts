@@ -22,6 +22,8 @@ export interface FindMaxResult {
   readonly slo: { readonly p99Ms: number; readonly maxErrorRate: number };
   /** Highest open-loop rate that met the SLO (0 if even the first step failed). */
   readonly maxRate: number;
+  /** What ended the search: a step that broke the SLO, or --max-rate reached with every step held (the SLO's limit is higher). */
+  readonly endedBy: "slo" | "max-rate";
   readonly steps: readonly FindMaxStep[];
   /** The full result of the step at maxRate, for reports. */
   readonly best: RunResult | null;
@@ -79,13 +81,16 @@ export async function findMax(
     return step.held;
   };
   let rate = Math.round(s.startRate);
-  while (rate <= s.maxRate) {
+  const cap = Math.floor(s.maxRate);
+  for (;;) {
     if (!(await tryRate(rate))) {
       bad = rate;
       break;
     }
-    // At least one request a second more: 1 × 1.4 rounded back to 1 (and 1000 × 1.0004 to 1000), for ever.
-    rate = Math.max(rate + 1, Math.round(rate * s.stepFactor));
+    if (rate >= cap) break;
+    // At least one request a second more: 1 × 1.4 rounded back to 1 (and 1000 × 1.0004 to 1000), for ever. A step past
+    // the cap runs at the cap: 200 and 300 held under a cap of 400, the next step (450) was over it, and 400 was never tried.
+    rate = Math.min(cap, Math.max(rate + 1, Math.round(rate * s.stepFactor)));
   }
   for (let i = 0; i < s.refine && bad > 0 && bad - good > Math.max(1, good * 0.02); i++) {
     const mid = Math.round((good + bad) / 2);
@@ -99,6 +104,7 @@ export async function findMax(
     target: base.target.origin,
     slo: { p99Ms: s.sloMs, maxErrorRate: s.maxErrorRate },
     maxRate: good,
+    endedBy: bad > 0 ? "slo" : "max-rate",
     steps,
     best,
   };

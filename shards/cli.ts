@@ -14,25 +14,50 @@ import { watchMigration } from "./migration-watch.ts";
 
 const here = (path: string): string => new URL(path, import.meta.url).pathname;
 
-const { positionals, values } = parseArgs({
-  args: Bun.argv.slice(2),
-  allowPositionals: true,
-  options: {
-    shards: { type: "string", default: "3" },
-    replicas: { type: "string", default: "2" },
-    sentinels: { type: "string", default: "3" },
-    "run-dir": { type: "string", default: here("./.run") },
-    topology: { type: "string", default: here("./local.yaml") },
-    "down-after-ms": { type: "string", default: "3000" },
-    "failover-timeout-ms": { type: "string", default: "10000" },
-    "no-aof": { type: "boolean", default: false },
-    l2: { type: "boolean", default: false },
-    "l2-maxmemory": { type: "string", default: "256mb" },
-    json: { type: "boolean", default: false },
-    url: { type: "string", default: "http://127.0.0.1:6566/admin/topology/migration" },
-    token: { type: "string", default: process.env["QUIVER_ADMIN_TOKEN"] ?? "" },
-  },
-});
+const USAGE =
+  "usage: bun shards/cli.ts up [--shards 3] [--replicas 2] [--sentinels 3] [--l2] [--no-aof] | add [--replicas R] | status [--json] | migration [--url U] [--token T] | down\n" +
+  "       (also: --run-dir DIR, --topology FILE, --down-after-ms N, --failover-timeout-ms N, --l2-maxmemory SIZE)";
+
+// A mistyped flag (or --help) printed a TypeError with a source excerpt instead of the usage.
+let parsed: ReturnType<typeof parseCommandLine>;
+try {
+  parsed = parseCommandLine();
+} catch (error) {
+  console.error(`${error instanceof Error ? error.message : error}\n${USAGE}`);
+  process.exit(2);
+}
+const { positionals, values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+function parseCommandLine() {
+  return parseArgs({
+    args: Bun.argv.slice(2),
+    allowPositionals: true,
+    options: {
+      help: { type: "boolean", short: "h", default: false },
+      shards: { type: "string", default: "3" },
+      replicas: { type: "string", default: "2" },
+      sentinels: { type: "string", default: "3" },
+      "run-dir": { type: "string", default: here("./.run") },
+      topology: { type: "string", default: here("./local.yaml") },
+      "down-after-ms": { type: "string", default: "3000" },
+      "failover-timeout-ms": { type: "string", default: "10000" },
+      "no-aof": { type: "boolean", default: false },
+      l2: { type: "boolean", default: false },
+      "l2-maxmemory": { type: "string", default: "256mb" },
+      json: { type: "boolean", default: false },
+      url: { type: "string", default: "http://127.0.0.1:6566/admin/topology/migration" },
+      token: { type: "string", default: process.env["QUIVER_ADMIN_TOKEN"] ?? "" },
+    },
+    tokens: true,
+  });
+}
+
+/** Options given on the command line (not defaults): `add --replicas=2` was missed by a search for "--replicas". */
+const given = new Set(parsed.tokens.flatMap((t) => (t.kind === "option" ? [t.name] : [])));
 
 function count(flag: string, min: number, max: number): number {
   const n = Number(values[flag as keyof typeof values]);
@@ -64,7 +89,7 @@ try {
     console.log(`cluster up: ${state.shards.length} shard(s), ${processes} processes in ${Math.round(performance.now() - started)} ms`);
     console.log(`serve it with: npm start -- --topology ${relative(process.cwd(), values.topology)}`);
   } else if (command === "add") {
-    const replicas = process.argv.includes("--replicas") ? count("replicas", 0, 8) : undefined;
+    const replicas = given.has("replicas") ? count("replicas", 0, 8) : undefined;
     await clusterAdd(runDir, replicas, (line) => console.log(line));
     console.log("reload the server's topology to move keys onto it: curl -X POST http://127.0.0.1:6566/admin/topology/reload");
   } else if (command === "migration") {
@@ -85,7 +110,7 @@ try {
     const status = await clusterStatus(state);
     console.log(values.json ? JSON.stringify(status, null, 2) : formatStatus(status));
   } else {
-    console.error("usage: bun shards/cli.ts up [--shards 3] [--replicas 2] [--sentinels 3] | add [--replicas R] | status [--json] | migration [--url U] | down");
+    console.error(USAGE);
     process.exit(2);
   }
 } catch (error) {

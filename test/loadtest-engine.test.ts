@@ -217,6 +217,27 @@ describe("the generator's paced young collections (--gc-pace)", () => {
     expect(parseCli([...argv, "--gc-pace", "0"]).gcPaceMs).toBe(0);
     expect(() => parseCli([...argv, "--gc-pace", "often"])).toThrow("--gc-pace");
   });
+
+  test("options the run would ignore are refused by name, as are a target with a path and a path that would break the request line", () => {
+    const refused = (extra: string[], message: string) => expect(() => parseCli(["--target", "http://127.0.0.1:1", ...extra])).toThrow(message);
+    // A prefix was dropped: requests went to /v1/lookup at the root.
+    refused(["--target", "http://127.0.0.1:1/quiver"], "--target: a base URL without a path");
+    refused(["--target", "http://127.0.0.1:1/?x=1"], "--target: a base URL without a path");
+    refused(["--scenario", "get", "--path", "metrics"], '--path: expected a path starting with "/"');
+    refused(["--scenario", "get", "--path", "/healthz x"], "--path: expected a path");
+    refused(["--scenario", "get", "--path", "/a\r\nx-evil: 1"], "--path: expected a path");
+    refused(["--find-max", "--mode", "closed"], "--mode: --find-max always runs open-loop steps");
+    refused(["--find-max", "--rate", "500"], "--rate: --find-max sets each step's rate");
+    refused(["--find-max", "--duration", "5s"], "--duration: --find-max runs each step for --step-duration");
+    refused(["--mode", "closed", "--rate", "5000"], "--rate: a closed-loop run sends as fast as --connections allow");
+    refused(["--max-rate", "400"], "--max-rate: it is a --find-max setting");
+    refused(["--scenario", "lookup", "--path", "/metrics"], '--path: only the "get" scenario');
+    refused(["--scenario", "push", "--write-ratio", "0.5"], '--write-ratio: only the "mixed" scenario');
+    // What applies is taken.
+    expect(parseCli(["--target", "http://127.0.0.1:1/", "--scenario", "get", "--path", "/metrics?x=1", "--mode", "closed"]).path).toBe("/metrics?x=1");
+    expect(parseCli(["--target", "http://127.0.0.1:1", "--find-max", "--max-rate", "400", "--step-duration", "1s"]).maxRate).toBe(400);
+    expect(parseCli(["--target", "http://127.0.0.1:1", "--scenario", "mixed", "--write-ratio", "0.5", "--rate", "10"]).writeRatio).toBe(0.5);
+  });
 });
 
 describe("connections told ready twice", () => {

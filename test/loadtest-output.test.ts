@@ -207,6 +207,16 @@ describe("find-max", () => {
     await expect(findMax(base, { ...settings, startRate: 20_000 }, undefined, undefined, server.run, 0)).rejects.toThrow("--start-rate 20000 is above --max-rate 10000");
   });
 
+  test("a step past --max-rate runs at it, and a search every step of which held says the cap ended it", async () => {
+    // 200 and 300 held under a cap of 400; the next step (450) was over it, and 400 was never tried.
+    const server = modelServer(1000);
+    const r = await findMax(base, { ...settings, stepFactor: 1.5, maxRate: 400, refine: 0 }, undefined, undefined, server.run, 0);
+    expect(server.calls).toEqual([200, 300, 400]);
+    expect([r.maxRate, r.endedBy]).toEqual([400, "max-rate"]);
+    const broken = await findMax(base, { ...settings, refine: 0 }, undefined, undefined, modelServer(1000).run, 0);
+    expect([broken.maxRate, broken.endedBy]).toEqual([800, "slo"]);
+  });
+
   test("reports 0 and no best run when even the first step breaks", async () => {
     const r = await findMax(base, settings, undefined, undefined, modelServer(10).run, 0);
     expect(r.maxRate).toBe(0);

@@ -98,3 +98,13 @@ test("down never signals a recorded PID that is not our redis-server", async () 
     await other.exited;
   }
 });
+
+test("--help prints the usage; a mistyped flag is refused with the usage, not a stack trace", async () => {
+  const help = await run("--help");
+  expect([help.code, help.out]).toEqual([0, expect.stringContaining("usage: bun shards/cli.ts up [--shards 3]")]);
+  const typo = await run("up", "--shard", "2");
+  expect(typo.code).toBe(2);
+  expect(typo.out).toContain("Unknown option '--shard'");
+  expect(typo.out).toContain("usage: bun shards/cli.ts");
+  expect(typo.out).not.toContain("TypeError");
+});

@@ -2,6 +2,7 @@ import { loadConfig } from "../config/config.ts";
 import { loadRegistryFile } from "../registry/index.ts";
 import { loadSourcesFile } from "./compile-sources.ts";
 import { openDeadLetters, openPublisher } from "./engines.ts";
+import { DEAD_LETTER_REASONS } from "./mapping.ts";
 import { replayDeadLetters } from "./replay.ts";
 
 /**
@@ -12,6 +13,8 @@ import { replayDeadLetters } from "./replay.ts";
  * source's stream after a fix and removes them from the dead-letter stream.
  */
 const USAGE = "npm run ingest:dead-letters -- list|replay --source NAME [--sources FILE] [--registry FILE] [--limit N] [--reason REASON]\n";
+
+const OPTIONS = new Set(["source", "sources", "registry", "limit", "reason"]);
 
 function payloadText(bytes: Uint8Array): { payload: string } | { payloadBase64: string } {
   try {
@@ -28,6 +31,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
     if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}"\n${USAGE}`);
+    if (!OPTIONS.has(a.slice(2))) throw new Error(`unknown option "${a}"\n${USAGE}`);
     args.set(a.slice(2), rest[++i] ?? "");
   }
   const registry = await loadRegistryFile(args.get("registry") ?? loadConfig([], {}).registryPath);
@@ -38,6 +42,10 @@ async function main(): Promise<void> {
   const limit = Number(args.get("limit") ?? "100");
   if (!Number.isInteger(limit) || limit < 1) throw new Error(`--limit: expected a positive integer, got "${args.get("limit")}"`);
   const reason = args.get("reason");
+  // A typo (invalid-value) matched nothing: replay said replayed 0 and list printed nothing, both exiting 0.
+  if (reason !== undefined && !(DEAD_LETTER_REASONS as readonly string[]).includes(reason)) {
+    throw new Error(`--reason: expected one of ${DEAD_LETTER_REASONS.join(", ")}, got "${reason}"`);
+  }
   const queue = await openDeadLetters(source);
   try {
     if (command === "list") {
