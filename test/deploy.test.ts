@@ -8,6 +8,8 @@ import { buildQuiver } from "../src/app.ts";
 
 interface Probe {
   httpGet: { path: string };
+  periodSeconds?: number;
+  failureThreshold?: number;
 }
 interface Doc {
   kind: string;
@@ -15,7 +17,7 @@ interface Doc {
   spec: {
     template: {
       spec: {
-        containers: { env: { name: string; value?: string }[]; readinessProbe: Probe; livenessProbe: Probe; volumeMounts: { mountPath: string; readOnly?: boolean }[] }[];
+        containers: { env: { name: string; value?: string }[]; startupProbe: Probe; readinessProbe: Probe; livenessProbe: Probe; volumeMounts: { mountPath: string; readOnly?: boolean }[] }[];
       };
     };
     ports: { port: number }[];
@@ -45,10 +47,18 @@ describe("deploy manifests", () => {
   test("probe paths are real routes that answer 200 on a healthy server", async () => {
     const q = await buildQuiver(loadConfig(["--demo-entities", "0"], {}));
     const spec = byKind("Deployment").spec.template.spec.containers[0]!;
-    for (const probe of [spec.readinessProbe, spec.livenessProbe]) {
+    for (const probe of [spec.startupProbe, spec.readinessProbe, spec.livenessProbe]) {
       expect((await q.http.app.request(probe.httpGet.path)).status).toBe(200);
     }
     await q.close();
+  });
+
+  test("a start slower than liveness allows (the store opened, keys moved, the warm-up run before HTTP listens) is covered by a startup probe", () => {
+    const spec = byKind("Deployment").spec.template.spec.containers[0]!;
+    const window = (p: Probe) => (p.periodSeconds ?? 10) * (p.failureThreshold ?? 3);
+    // Liveness alone gave a start 30 s before the kubelet restarted the pod.
+    expect(window(spec.startupProbe)).toBeGreaterThanOrEqual(300);
+    expect(window(spec.startupProbe)).toBeGreaterThan(window(spec.livenessProbe));
   });
 
   test("the shipped registry compiles and the topology parses", () => {
