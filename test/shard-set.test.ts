@@ -196,3 +196,39 @@ test("two pods recording different layouts at once: the one whose record conflic
     await server.stop();
   }
 });
+
+test("a move's end is recorded on every shard, retried while one cannot take it: a later start is not refused as still moving", async () => {
+  const own = await Promise.all([0, 1, 2].map(() => startRedis()));
+  const shape = (...indexes: number[]): Topology => parseTopology({ defaults: { readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 }, shards: indexes.map((i) => ({ name: `m${i + 1}`, primary: own[i]!.address })) });
+  const shards = await connectShards(shape(0, 1));
+  const store = new ShardedStore(shards.members);
+  try {
+    await store.putMany(Array.from({ length: 500 }, (_, j) => ({ key: key(j), row: { ts: 1, values: [j] } })));
+    expect(await shards.settlePlacement(store, join(dir, "unused.json"), false)).toBeUndefined();
+    // m2 takes the move's record, then refuses the next two writes of it (a blip as the move ends).
+    const m2 = (shards as unknown as { sets: Map<string, { writePlacement(record: string): Promise<void> }> }).sets.get("m2")!;
+    const write = m2.writePlacement.bind(m2);
+    let writes = 0;
+    m2.writePlacement = async (record) => {
+      writes++;
+      if (writes === 2 || writes === 3) throw new Error("connection lost");
+      return write(record);
+    };
+    const moved = await shards.reconfigure(shape(0, 1, 2), store, { drainMs: 10 });
+    await shards.settled();
+    expect(moved!.progress().state).toBe("done");
+    expect(writes).toBe(4);
+    // Before, m2 kept {movingTo}, and this start was refused ("being moved ... by a topology change that has not finished").
+    const records = await Promise.all(shards.members.map((m) => (shards as unknown as { sets: Map<string, { readPlacement(): Promise<string | null> }> }).sets.get(m.id)!.readPlacement()));
+    for (const r of records) expect(JSON.parse(r!).movingTo).toBeUndefined();
+    const again = await connectShards(shape(0, 1, 2));
+    try {
+      expect(await again.settlePlacement(new ShardedStore(again.members), join(dir, "unused2.json"), false)).toBeUndefined();
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await shards.close();
+    await Promise.all(own.map((s) => s.stop()));
+  }
+}, 40_000);

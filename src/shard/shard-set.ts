@@ -341,7 +341,12 @@ export class ShardSet implements ConnectedShards {
       const failed = (await this.onEveryShard((set) => set.writePlacement(text))).filter((r) => r.failure !== undefined);
       if (failed.length === 0) return true;
       if (attempt === 1 || attempt % 30 === 0) {
-        console.error(`quiver: the move waits: placement not recorded on ${failed.map((r) => `shard ${r.id} (${r.failure})`).join(", ")}; no key moves until every shard holds it`);
+        const where = failed.map((r) => `shard ${r.id} (${r.failure})`).join(", ");
+        console.error(
+          record.movingTo !== undefined
+            ? `quiver: the move waits: placement not recorded on ${where}; no key moves until every shard holds it`
+            : `quiver: the move is done, but its end is not recorded on ${where} yet (tried again every second): until it is, a server starting on that shard's record is refused`,
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 1000);
@@ -402,7 +407,10 @@ export class ShardSet implements ConnectedShards {
           await s.clearPlacement().catch(() => undefined);
           await s.close();
         };
-        await Promise.all([this.recordPlacement(target), ...retired.map(retire)]);
+        // The target's record on every shard, retried while one cannot take it (until close): a shard that missed it
+        // kept the move's record, and every later start was refused as "being moved" (and a server reading that shard
+        // first turned unready) until someone ran the whole move again with --migrate-on-start.
+        await Promise.all([this.recordPlacementEverywhere(target, stop.signal), ...retired.map(retire)]);
       },
       () => {
         // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.
