@@ -205,3 +205,62 @@ describe("ReadThroughNode.scan during a migration (review cases)", () => {
     expect(err).toBeUndefined();
   });
 });
+
+describe("ReadThroughNode.putMany: last write wins against the row wherever it is", () => {
+  test("a write not newer than the row still at the old owner is ignored, counted as the LWW script counts its own", async () => {
+    const { a, b, c, through, fromA, fromB } = migration();
+    await put(a, [{ key: key(fromA[0]!), row: row(10, "at a") }, { key: key(fromA[1]!), row: row(10, "at a") }]);
+    await put(b, [{ key: key(fromB[0]!), row: row(10, "at b") }]);
+    const out = await through.putMany([
+      { key: key(fromA[0]!), row: row(9, "older") },
+      { key: key(fromA[1]!), row: row(10, "same time") },
+      { key: key(fromB[0]!), row: row(11, "newer") },
+      { key: key(fromA[2]!), row: row(1, "new key") },
+    ]);
+    // Only c's LWW script saw an empty slot for each: every write was answered written, the older one read back.
+    expect(out).toEqual({ written: 2, ignored: 2, sameTime: 1 });
+    expect(await through.getMany([key(fromA[0]!), key(fromA[1]!), key(fromB[0]!), key(fromA[2]!)])).toEqual([row(10, "at a"), row(10, "at a"), row(11, "newer"), row(1, "new key")]);
+    expect(await c.getMany([key(fromA[0]!), key(fromA[1]!)])).toEqual([undefined, undefined]);
+  });
+
+  test("a key already copied here (and gone from its old owner) is held against the copy by the own node's script", async () => {
+    const { a, c, through, fromA } = migration();
+    const k = key(fromA[0]!);
+    await put(c, [{ key: k, row: row(10, "copied") }]);
+    expect(await through.putMany([{ key: k, row: row(9, "older") }])).toEqual({ written: 0, ignored: 1, sameTime: 0 });
+    expect(await through.putMany([{ key: k, row: row(11, "newer") }])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    // The migration's copy that arrives afterwards (LWW) cannot undo it.
+    await put(c, [{ key: k, row: row(10, "copied") }]);
+    expect(await through.getMany([k])).toEqual([row(11, "newer")]);
+    expect(a.reads).toEqual([[k], [k]]);
+  });
+
+  test("only keys that move read their old owner, in one batch per old owner; an old owner that cannot answer fails the write, retryably", async () => {
+    const { a, b, through, fromA, fromB, owns } = migration();
+    let stays = 0;
+    while (owns(key(stays))) stays++;
+    await through.putMany([
+      { key: key(fromA[0]!), row: row(1, "x") },
+      { key: key(fromA[1]!), row: row(1, "x") },
+      { key: key(fromB[0]!), row: row(1, "x") },
+    ]);
+    expect(a.reads).toEqual([[key(fromA[0]!), key(fromA[1]!)]]);
+    expect(b.reads).toEqual([[key(fromB[0]!)]]);
+
+    // A plain member (its keys stayed where they were) is wrapped too: its writes read nothing more.
+    const previous = { ring: new HashRing([{ id: "a", weight: 1 }]), nodes: [a] as KvNode[] };
+    const same = new ReadThroughNode("a", a, previous);
+    a.reads.length = 0;
+    expect(await same.putMany([{ key: key(stays), row: row(1, "x") }])).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    expect(a.reads).toEqual([]);
+
+    a.failReads = true;
+    const err = await through.putMany([{ key: key(fromA[2]!), row: row(5, "blind") }]).then(
+      () => undefined,
+      (e: { retryable?: boolean; message: string }) => e,
+    );
+    expect(err?.retryable).toBe(true);
+    a.failReads = false;
+    expect(await through.getMany([key(fromA[2]!)])).toEqual([undefined]);
+  });
+});

@@ -1,3 +1,4 @@
+import { unavailable } from "../errors/quiver-error.ts";
 import { ringKeyStart } from "../kv/keys.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
@@ -25,9 +26,11 @@ export interface PreviousRing {
 /**
  * A ring member while a migration runs. Reads go to the member's own node;
  * a miss there for a key that used to live elsewhere is looked up at its old
- * owner, so no key is unreadable while it moves. Writes go to the own node
- * only (the migration's LWW copy never overwrites them); deletes also hit the
- * old owner, so a not-yet-copied row cannot come back.
+ * owner, so no key is unreadable while it moves. Writes land on the own node
+ * only, but are held against the row wherever it is (putMany): one not newer
+ * than the old owner's row is ignored, so last write wins across the move and
+ * the migration's LWW copy never overwrites a row written here. Deletes also
+ * hit the old owner, so a not-yet-copied row cannot come back.
  */
 export class ReadThroughNode implements KvNode {
   /** Misses go to the previous owner, over I/O: never answered from memory alone. */
@@ -89,8 +92,58 @@ export class ReadThroughNode implements KvNode {
     return rows;
   }
 
-  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    return this.own.putMany(entries, signal);
+  /**
+   * Last write wins against the row wherever it is. A key that used to live
+   * on another node may not have been copied here yet: the own node's LWW
+   * script alone compared a write with an empty slot, so an older event
+   * overwrote the newer row still at the old owner, was answered written and
+   * read back, and stayed in caches after the migration's copy put the newer
+   * row back (an audit: 448 older-event-time pushes answered written during a
+   * move; 318 of 2,000 keys still answered the older value from L1 20 s
+   * after it ended). So the old owners' rows for the moving keys are read
+   * first (one batched read per old owner, on its primary, in parallel), and a
+   * write not newer than the old row is ignored, counted as the LWW script
+   * counts its own. The rest go to the own node's LWW script, which holds them
+   * against a copy that got here first; a copy that comes later is not newer
+   * than what the old owner held when read, so it cannot overwrite them (the
+   * migration copies before it deletes, so a key read as missing at its old
+   * owner is here already, or nowhere). Only a row the old owner took later,
+   * from a server still writing by the old ring, can be copied over one
+   * written here: newer, and published by the pod that wrote it, so caches
+   * hear of it as of any write. Keys that do not move cost nothing more, and
+   * outside a migration no member is a ReadThroughNode. An old owner that cannot answer fails the write (retryable): written
+   * blind, an older event could win again.
+   */
+  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    const keys = entries.map((e) => e.key);
+    const groups = this.byPreviousOwner(keys, () => true);
+    if (groups.size === 0) return this.own.putMany(entries, signal);
+    const drop = new Uint8Array(entries.length); // 1: older than the old owner's row; 2: the same event time
+    await Promise.all(
+      [...groups].map(async ([node, positions]) => {
+        let got: readonly ReadSlot[];
+        try {
+          got = await node.getMany(
+            positions.map((p) => keys[p]!),
+            { fromPrimary: true, ...(signal !== undefined ? { signal } : {}) },
+          );
+        } catch (error) {
+          throw unavailable(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read (${(error as Error).message ?? error})`, error);
+        }
+        positions.forEach((p, j) => {
+          const old = got[j];
+          if (old === UNAVAILABLE) throw unavailable(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read`);
+          if (old !== undefined && old.ts >= entries[p]!.row.ts) drop[p] = old.ts === entries[p]!.row.ts ? 2 : 1;
+        });
+      }),
+    );
+    const kept = entries.filter((_, i) => drop[i] === 0);
+    const out = kept.length > 0 ? await this.own.putMany(kept, signal) : { written: 0, ignored: 0, sameTime: 0 };
+    const ignored = entries.length - kept.length;
+    if (ignored === 0) return out;
+    let sameTime = 0;
+    for (const d of drop) if (d === 2) sameTime++;
+    return { written: out.written, ignored: out.ignored + ignored, sameTime: out.sameTime + sameTime };
   }
 
   /** Deletes here and at old owners; the count may include a key twice if it was caught mid-copy. */
