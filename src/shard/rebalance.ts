@@ -216,7 +216,13 @@ export class Migration {
     if (pending.length > 0) throw new Error(`migration: ${pending.length} keys on ${source.id} kept changing; retry`);
   }
 
-  /** LWW copy to each new owner, then a read-back: every key must be there at least as new as the copy. */
+  /**
+   * LWW copy to each new owner, then a read-back: every key must be there at least as new as the copy.
+   * Not published on the change feed: it only fills a slot nothing was written to, or loses to a newer
+   * write, since writes during the move are held against the old owner's row (ReadThroughNode.putMany).
+   * It replaces a row only with one a server still writing by the old ring put at the source later: newer,
+   * and published by that server like any write (test/rebalance-lww.test.ts).
+   */
   private async copyAndVerify(entries: readonly KvEntry[], toRing: HashRing): Promise<void> {
     const byOwner = new Map<number, KvEntry[]>();
     for (const e of entries) {
