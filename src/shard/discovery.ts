@@ -2,6 +2,13 @@
 export interface Layout {
   readonly primary: string;
   readonly replicas: readonly string[];
+  /** The sources (Sentinels) that named this primary; absent for a fixed layout. */
+  readonly namedBy?: readonly string[];
+  /**
+   * Layouts other sources named instead (Sentinels that disagree), most-named
+   * first; absent when every source that answered named the same primary.
+   */
+  readonly rivals?: readonly Layout[];
 }
 
 /**
@@ -11,7 +18,11 @@ export interface Layout {
  */
 export interface Discovery {
   readonly kind: "sentinel" | "static";
-  /** The current layout; rejects when no source can answer. */
+  /**
+   * The current layout (the most-named, with its rivals when sources
+   * disagree: the replica set confirms the primary with ROLE); rejects when
+   * no source can answer.
+   */
   resolve(): Promise<Layout>;
   /** Registers a callback for pushed changes (Sentinel's `+switch-master`, `+sdown`, ...). */
   watch(onChange: () => void): void;

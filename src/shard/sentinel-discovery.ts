@@ -25,10 +25,15 @@ const FAILOVER_MAX_MS = 30_000;
 const BAD_FLAGS = /s_down|o_down|disconnected/;
 
 /**
- * Discovery through Redis Sentinel: asks `SENTINEL GET-MASTER-ADDR-BY-NAME`
- * and `SENTINEL REPLICAS` (first Sentinel that answers, starting with the one
- * that answered last) and subscribes to every Sentinel's event channels so a
+ * Discovery through Redis Sentinel: asks every Sentinel at once
+ * `SENTINEL GET-MASTER-ADDR-BY-NAME` and `SENTINEL REPLICAS` (each bounded by
+ * `timeoutMs`) and answers the primary most of those that answered name, with
+ * the others' answers as rivals, so the replica set can confirm it with ROLE
+ * (membership.ts). It subscribes to every Sentinel's event channels so a
  * failover is followed as soon as one of them announces `+switch-master`.
+ * Until 12-07 it asked the first Sentinel that answered and kept asking it:
+ * one stale Sentinel naming a replica refused every write to its shard (an
+ * audit: 5 pushes, 0 written, 52 s, while 2 of 3 Sentinels named the primary).
  */
 export class SentinelDiscovery implements Discovery {
   readonly kind = "sentinel";
@@ -36,7 +41,6 @@ export class SentinelDiscovery implements Discovery {
   private readonly clients: Redis[];
   private readonly subscribers: Redis[];
   private readonly listeners: Array<() => void> = [];
-  private preferred = 0;
   /** Per Sentinel (by index), when the failover it announced began; cleared by its end, or by +switch-master from any. */
   private readonly failovers = new Map<number, number>();
 
@@ -58,20 +62,37 @@ export class SentinelDiscovery implements Discovery {
     });
   }
 
+  /**
+   * Every Sentinel's answer, grouped by the primary it names: the most-named
+   * first (ties in the order the Sentinels are configured), the others as its
+   * rivals. A hung Sentinel delays the answer by its `timeoutMs` at most.
+   */
   async resolve(): Promise<Layout> {
-    const errors: string[] = [];
-    const n = this.clients.length;
-    for (let i = 0; i < n; i++) {
-      const index = (this.preferred + i) % n;
-      try {
-        const layout = await this.ask(this.clients[index]!);
-        this.preferred = index;
-        return layout;
-      } catch (error) {
-        errors.push(`${this.options.sentinels[index]}: ${error instanceof Error ? error.message : String(error)}`);
-      }
+    const { sentinels, masterName } = this.options;
+    const answers = await Promise.all(
+      this.clients.map((client, index) =>
+        this.ask(client).then(
+          (layout) => ({ index, layout }),
+          (error: unknown) => ({ index, error: `${sentinels[index]}: ${error instanceof Error ? error.message : String(error)}` }),
+        ),
+      ),
+    );
+    const groups = new Map<string, { replicas: readonly string[]; namedBy: string[] }>();
+    for (const answer of answers) {
+      if (!("layout" in answer)) continue;
+      const group = groups.get(answer.layout.primary);
+      if (group) group.namedBy.push(sentinels[answer.index]!);
+      else groups.set(answer.layout.primary, { replicas: answer.layout.replicas, namedBy: [sentinels[answer.index]!] });
     }
-    throw new Error(`no sentinel knows master "${this.options.masterName}" (${errors.join("; ")})`);
+    if (groups.size === 0) {
+      const errors = answers.flatMap((a) => ("error" in a ? [a.error] : []));
+      throw new Error(`no sentinel knows master "${masterName}" (${errors.join("; ")})`);
+    }
+    // Stable sort: equally named primaries stay in the order of the first Sentinel that named them.
+    const layouts: Layout[] = [...groups].map(([primary, g]) => ({ primary, replicas: g.replicas, namedBy: g.namedBy }));
+    layouts.sort((a, b) => b.namedBy!.length - a.namedBy!.length);
+    const [top, ...rivals] = layouts as [Layout, ...Layout[]];
+    return rivals.length === 0 ? top : { ...top, rivals };
   }
 
   watch(onChange: () => void): void {
