@@ -18,12 +18,13 @@ export function registerShardGauges(metrics: MetricsRegistry, shards: ConnectedS
   metrics.gauge("quiver_shard_member_replication_lag_bytes", "Bytes each replica is behind its primary.", () =>
     members().flatMap(({ shard, m }) => (m.lagBytes === null ? [] : [{ labels: { shard, address: m.address }, value: m.lagBytes }])),
   );
-  metrics.gauge("quiver_shard_events", "Per-shard event counts since start: failovers followed, write retries, unacknowledged writes, read fallbacks.", () =>
+  metrics.gauge("quiver_shard_events", "Per-shard event counts since start: failovers followed, write retries, unacknowledged writes, read fallbacks, Sentinels in doubt about the primary.", () =>
     shards.stats().flatMap((s) => [
       { labels: { shard: s.id, event: "primary_change" }, value: s.primaryChanges },
       { labels: { shard: s.id, event: "write_retry" }, value: s.writeRetries },
       { labels: { shard: s.id, event: "write_not_acknowledged" }, value: s.writesNotAcknowledged },
       { labels: { shard: s.id, event: "read_fallback" }, value: s.readFallbacks },
+      { labels: { shard: s.id, event: "discovery_conflict" }, value: s.discoveryConflicts },
     ]),
   );
   metrics.gauge("quiver_migration_keys", "Keys handled by the latest rebalancing migration, by stage.", () => {

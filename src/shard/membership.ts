@@ -30,6 +30,10 @@ export class Membership {
   private timers: ReturnType<typeof setInterval>[] = [];
   private closed = false;
   primaryChanges = 0;
+  /** Times discovery's answer turned into one its sources disagree on, or whose named primary says it is a replica. */
+  discoveryConflicts = 0;
+  /** The last such conflict, as logged (undefined while the Sentinels agree on a primary that says it is one). */
+  private conflict: string | undefined;
 
   constructor(options: MembershipOptions) {
     this.options = options;
@@ -54,7 +58,7 @@ export class Membership {
       const reason = lastError instanceof Error ? lastError.message : String(lastError);
       throw new Error(`shard "${this.options.shard}": discovery failed: ${reason}`);
     }
-    this.apply(layout);
+    await this.adopt(layout);
     await Promise.all(this.members().map((m) => m.node.whenReady(Math.max(0, deadline - Date.now()))));
     await this.probe();
     discovery.watch(() => void this.refresh());
@@ -87,9 +91,7 @@ export class Membership {
     if (this.closed) return Promise.resolve();
     this.refreshing ??= this.options.discovery
       .resolve()
-      .then((layout) => {
-        if (!this.closed) this.apply(layout);
-      })
+      .then((layout) => (this.closed ? undefined : this.adopt(layout)))
       .catch(() => {})
       .finally(() => {
         this.refreshing = undefined;
@@ -114,24 +116,90 @@ export class Membership {
     this.timers.push(timer);
   }
 
-  /** Makes the member map match a layout: new members connect, vanished ones close. */
-  private apply(layout: Layout): void {
-    const wanted = new Set([layout.primary, ...layout.replicas]);
-    for (const address of wanted) {
-      if (this.byAddress.has(address)) continue;
-      const hp = parseHostPort(address);
-      if (!hp) continue;
-      const member = new Member(new RedisKvNode({ ...hp, commandTimeoutMs: this.options.attemptTimeoutMs }), "replica");
-      this.byAddress.set(address, member);
-      void member.node.whenReady(this.options.connectTimeoutMs).then((ok) => (ok ? this.probeMember(member) : undefined));
+  /** Marks the primary as demoted (a write it refused READONLY): the next refresh asks ROLE before it trusts it again. */
+  demoted(member: Member): void {
+    member.reportedRole = "replica";
+  }
+
+  /**
+   * Applies a layout from discovery. A fixed one as it is; Sentinel's with the
+   * primary confirmed: the most-named one whose ROLE does not say replica,
+   * among equally named ones one that says master (choose). With none, the
+   * shard has no primary (writes fail as "no primary known" and refresh).
+   */
+  private async adopt(layout: Layout): Promise<void> {
+    if (this.options.discovery.kind !== "sentinel") {
+      this.apply(layout, layout.primary);
+      return;
     }
+    const chosen = await this.choose(layout);
+    if (this.closed) return;
+    this.note(layout, chosen);
+    this.apply(chosen ?? layout, chosen?.primary);
+  }
+
+  /**
+   * Walks the named primaries from the most named: one whose ROLE says master
+   * wins; one that cannot be asked is kept unless an equally named one says
+   * master; one that says replica never is. The primary the probes already
+   * confirm costs no round trip, so a steady shard asks nothing more.
+   */
+  private async choose(layout: Layout): Promise<Layout | undefined> {
+    let fallback: Layout | undefined;
+    for (const candidate of [layout, ...(layout.rivals ?? [])]) {
+      if (fallback && votes(candidate) < votes(fallback)) break;
+      const role = await this.roleOf(candidate.primary);
+      if (role === "master") return candidate;
+      if (role !== "replica") fallback ??= candidate;
+    }
+    return fallback;
+  }
+
+  /** ROLE of an address: the probes' answer for the confirmed primary, otherwise asked now (connecting if it is new). */
+  private async roleOf(address: string): Promise<Member["reportedRole"]> {
+    const known = this.byAddress.get(address);
+    if (known && known === this.current && known.healthy && known.reportedRole === "master") return "master";
+    const member = known ?? this.connect(address);
+    if (!member) return undefined;
+    if (!(await member.node.whenReady(this.options.attemptTimeoutMs))) return undefined;
+    await this.probeMember(member);
+    return member.healthy ? member.reportedRole : undefined;
+  }
+
+  /** Logs (once per change) and counts Sentinels that disagree, or a named primary refused for saying it is a replica. */
+  private note(layout: Layout, chosen: Layout | undefined): void {
+    const candidates = [layout, ...(layout.rivals ?? [])];
+    const named = candidates.map((c) => `${c.primary} (named by ${c.namedBy?.join(", ") ?? "?"})`).join(", ");
+    const outcome = chosen ? `following ${chosen.primary}` : "none says it is a master: no primary, writes wait for one";
+    const conflict =
+      candidates.length > 1 ? `the Sentinels disagree on the primary: ${named}; ${outcome}` : chosen?.primary !== layout.primary ? `the Sentinels name ${named}, which says it is a replica; ${outcome}` : undefined;
+    if (conflict === this.conflict) return;
+    if (conflict !== undefined) this.discoveryConflicts++;
+    console.error(`quiver: shard ${this.options.shard}: ${conflict ?? `the Sentinels agree on the primary again: ${layout.primary}`}`);
+    this.conflict = conflict;
+  }
+
+  /** A new member (as a replica until a layout says otherwise), probed once connected; undefined for a bad address. */
+  private connect(address: string): Member | undefined {
+    const hp = parseHostPort(address);
+    if (!hp) return undefined;
+    const member = new Member(new RedisKvNode({ ...hp, commandTimeoutMs: this.options.attemptTimeoutMs }), "replica");
+    this.byAddress.set(address, member);
+    void member.node.whenReady(this.options.connectTimeoutMs).then((ok) => (ok ? this.probeMember(member) : undefined));
+    return member;
+  }
+
+  /** Makes the member map match a layout (new members connect, vanished ones close) with `primary` as the primary, or none. */
+  private apply(layout: Layout, primary: string | undefined): void {
+    const wanted = new Set([layout.primary, ...layout.replicas]);
+    for (const address of wanted) if (!this.byAddress.has(address)) this.connect(address);
     for (const [address, member] of this.byAddress) {
       if (wanted.has(address)) continue;
       this.byAddress.delete(address);
       void member.node.close();
     }
-    for (const member of this.byAddress.values()) member.role = member.address === layout.primary ? "primary" : "replica";
-    this.setPrimary(this.byAddress.get(layout.primary));
+    for (const member of this.byAddress.values()) member.role = member.address === primary ? "primary" : "replica";
+    this.setPrimary(primary === undefined ? undefined : this.byAddress.get(primary));
   }
 
   private setPrimary(next: Member | undefined): void {
@@ -187,3 +255,6 @@ export class Membership {
     }
   }
 }
+
+/** How many sources named a layout's primary (1 for a fixed layout). */
+const votes = (layout: Layout): number => layout.namedBy?.length ?? 1;

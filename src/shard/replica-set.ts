@@ -56,6 +56,8 @@ export interface ReplicaSetStats {
   readonly writesNotAcknowledged: number;
   /** Reads that had to move to another member after one failed. */
   readonly readFallbacks: number;
+  /** Times the Sentinels came to disagree on the primary, or named one whose ROLE says replica (each change logged once). */
+  readonly discoveryConflicts: number;
   readonly members: readonly MemberStats[];
 }
 
@@ -302,6 +304,7 @@ export class ReplicaSet implements ShardNode {
       readFrom: this.readFrom,
       writeAcks: this.writeAcks,
       primaryChanges: this.membership.primaryChanges,
+      discoveryConflicts: this.membership.discoveryConflicts,
       ...this.counters,
       members: this.membership.members().map((m) => m.stats()),
     };
@@ -330,6 +333,8 @@ export class ReplicaSet implements ShardNode {
       if (!isRetryable(error)) throw error;
       this.counters.writeRetries++;
       if (blamesMember(error)) this.membership.markFailed(primary, error);
+      // It says it is a replica: the refresh asks its ROLE, and the other Sentinels, before writing there again.
+      if (error instanceof Error && error.name === "ReplyError" && error.message.startsWith("READONLY")) this.membership.demoted(primary);
       void this.membership.refresh();
       if (error instanceof StorageError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
