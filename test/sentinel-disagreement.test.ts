@@ -62,7 +62,8 @@ afterAll(async () => {
 
 describe("a stale Sentinel names the replica as the shard's primary", () => {
   test("with 2 of 3 Sentinels naming the real primary, writes go there; the disagreement is logged once and counted", async () => {
-    const discovery = new CountingDiscovery({ sentinels: group.sentinels.map((s) => s.address), masterName: group.masterName });
+    // A generous bound per Sentinel: one answer lost to a slow machine would change the disagreement, and log it again.
+    const discovery = new CountingDiscovery({ sentinels: group.sentinels.map((s) => s.address), masterName: group.masterName, timeoutMs: 5000 });
     const logged = spyOn(console, "error").mockImplementation(() => {});
     const set = await connect("stale-one-of-three", discovery);
     try {

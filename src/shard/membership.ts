@@ -182,7 +182,7 @@ export class Membership {
   /** A new member (as a replica until a layout says otherwise), probed once connected; undefined for a bad address. */
   private connect(address: string): Member | undefined {
     const hp = parseHostPort(address);
-    if (!hp) return undefined;
+    if (!hp || this.closed) return undefined;
     const member = new Member(new RedisKvNode({ ...hp, commandTimeoutMs: this.options.attemptTimeoutMs }), "replica");
     this.byAddress.set(address, member);
     void member.node.whenReady(this.options.connectTimeoutMs).then((ok) => (ok ? this.probeMember(member) : undefined));
