@@ -13,6 +13,7 @@ const progress = (over: Partial<MigrationProgress>): MigrationProgress => ({
   deletedKeys: 12_500,
   recopiedKeys: 0,
   retriedPages: 0,
+  rescans: 0,
   totalKeys: 100_000,
   fraction: 0.5,
   movedFraction: 0.125,
@@ -27,6 +28,7 @@ test("the progress line shows a bar, the percentage and the counters", () => {
     "[----]   0%  50000/? scanned  12500 moved (12.5%)  failed: boom",
   );
   expect(formatProgress(progress({ retriedPages: 2 }), 10)).toBe("[#####-----]  50%  50000/100000 scanned  12500 moved (12.5%)  2 page(s) retried  running");
+  expect(formatProgress(progress({ rescans: 1 }), 10)).toBe("[#####-----]  50%  50000/100000 scanned  12500 moved (12.5%)  1 source scan(s) restarted  running");
 });
 
 test("watching polls the server until the migration is done", async () => {

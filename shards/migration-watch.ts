@@ -12,7 +12,9 @@ export function formatProgress(p: MigrationProgress, width = 30): string {
   const total = p.totalKeys === null ? "?" : String(p.totalKeys);
   const moved = `${p.movedKeys} moved (${(p.movedFraction * 100).toFixed(1)}%)`;
   const retried = p.retriedPages > 0 ? `  ${p.retriedPages} page(s) retried` : "";
-  return `[${bar}] ${String(Math.round(p.fraction * 100)).padStart(3)}%  ${p.scannedKeys}/${total} scanned  ${moved}${retried}  ${p.state}${p.error ? `: ${p.error}` : ""}`;
+  // Absent from a server older than 12-07.
+  const rescans = (p.rescans ?? 0) > 0 ? `  ${p.rescans} source scan(s) restarted` : "";
+  return `[${bar}] ${String(Math.round(p.fraction * 100)).padStart(3)}%  ${p.scannedKeys}/${total} scanned  ${moved}${retried}${rescans}  ${p.state}${p.error ? `: ${p.error}` : ""}`;
 }
 
 export interface WatchOptions {

@@ -123,6 +123,12 @@ class LostDeleteReply implements KvNode, PrimaryAccess {
   size() {
     return this.inner.size();
   }
+  scanPrimary(cursor: string, count: number) {
+    return this.inner.scanPrimary(cursor, count);
+  }
+  primaryProcess() {
+    return this.inner.primaryProcess();
+  }
 }
 
 describe("a migration whose destination shard stops answering", () => {

@@ -223,6 +223,26 @@ export interface PrimaryAccess {
   deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal): Promise<string[]>;
   /** Keys stored (DBSIZE). */
   size(): Promise<number>;
+  /**
+   * One SCAN page on the primary, with the server process that answered it
+   * (read in the same MULTI as the SCAN). A SCAN cursor means something only to
+   * the process that issued it (its hash seed and table size are its own): a
+   * cursor handed to another process (a failover, a restart) skips keys.
+   */
+  scanPrimary(cursor: string, count: number): Promise<ProcessScanPage>;
+  /** The primary's server process now (its address and `run_id`). */
+  primaryProcess(): Promise<ServerProcess>;
+}
+
+/** One redis-server process: its address and `run_id` (INFO server), new at every start. */
+export interface ServerProcess {
+  readonly address: string;
+  readonly runId: string;
+}
+
+/** A scan page and the process whose cursor `cursor` is. */
+export interface ProcessScanPage extends ScanPage {
+  readonly process: ServerProcess;
 }
 
 /** Combines parts' capabilities: "always" only if all are, "never" only if all are. */

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "./kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, ProcessScanPage, PutOutcome, ReadContext, ReadSlot, ScanPage, ServerProcess } from "./kv-node.ts";
 import { neverNow, UNAVAILABLE } from "./kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "./layout-ledger.ts";
 import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LAYOUT_LEDGER_KEY, LAYOUT_LEDGER_LUA, LWW_PUT_LUA, LWW_PUT_SHA, PLACEMENT_KEY, RECORD_KEY_PREFIX } from "./redis-lww-script.ts";
@@ -42,6 +42,13 @@ function lwwArgs(entries: readonly KvEntry[]): Array<string | Buffer> {
     args[entries.length + i] = toBuffer(encodeRow(entry.row));
   }
   return args;
+}
+
+/** `run_id` from INFO's text; throws when missing (no Redis leaves it out). */
+function runIdOf(info: string, address: string): string {
+  const match = /^run_id:([0-9a-f]+)\r?$/m.exec(info);
+  if (!match) throw new Error(`redis ${address}: INFO server has no run_id`);
+  return match[1]!;
 }
 
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT");
@@ -234,6 +241,33 @@ export class RedisKvNode implements KvNode {
     const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
     // Quiver's own records (the layout ledger, the placement) are the only keys here that are not rows.
     return { cursor: next, keys: keys.some((k) => k.startsWith(RECORD_KEY_PREFIX)) ? keys.filter((k) => !k.startsWith(RECORD_KEY_PREFIX)) : keys };
+  }
+
+  /**
+   * A SCAN page of every row and the `run_id` of the process that answered it,
+   * in one MULTI: both come from the same process, whatever the connection
+   * did in between (a reconnect to a restarted server, a new primary behind
+   * the address). Rebalancing restarts a scan whose process changed.
+   */
+  async scanWithProcess(cursor: string, count: number): Promise<ProcessScanPage> {
+    const work = this.client.multi().info("server").scan(cursor, "COUNT", count).exec();
+    const replies = await withDeadline(work, this.timeoutMs, `redis ${this.address} INFO + SCAN`);
+    if (replies === null) throw new Error(`redis ${this.address} INFO + SCAN: transaction aborted`);
+    const [[infoError, info], [scanError, scan]] = replies as [[Error | null, string], [Error | null, [string, string[]]]];
+    if (infoError) throw infoError;
+    if (scanError) throw scanError;
+    const [next, keys] = scan;
+    return {
+      cursor: next,
+      keys: keys.some((k) => k.startsWith(RECORD_KEY_PREFIX)) ? keys.filter((k) => !k.startsWith(RECORD_KEY_PREFIX)) : keys,
+      process: { address: this.address, runId: runIdOf(info, this.address) },
+    };
+  }
+
+  /** This server's process: its address and `run_id` (INFO server). */
+  async serverProcess(): Promise<ServerProcess> {
+    const info = await withDeadline(this.client.info("server"), this.timeoutMs, `redis ${this.address} INFO server`);
+    return { address: this.address, runId: runIdOf(info, this.address) };
   }
 
   /** The placement record this server holds (shard/placement.ts), or null. */

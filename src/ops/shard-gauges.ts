@@ -41,6 +41,10 @@ export function registerShardGauges(metrics: MetricsRegistry, shards: ConnectedS
     const p = shards.migration?.progress();
     return p ? [{ value: p.retriedPages }] : [];
   });
+  metrics.gauge("quiver_migration_rescans", "Source scans of the latest migration started again from the start because the source's primary became another process (a failover, a restart): its cursor was no longer good.", () => {
+    const p = shards.migration?.progress();
+    return p ? [{ value: p.rescans }] : [];
+  });
   metrics.gauge("quiver_migration_progress_ratio", "Scanned share of the latest migration (0..1).", () => {
     const p = shards.migration?.progress();
     return p ? [{ value: p.fraction }] : [];

@@ -77,6 +77,12 @@ class SwitchableShard implements ShardNode {
   scan(cursor: string, count: number, prefix?: string) {
     return this.store.scan(cursor, count, prefix);
   }
+  async scanPrimary(cursor: string, count: number) {
+    return { ...(await this.store.scan(cursor, count)), process: { address: this.id, runId: "test" } };
+  }
+  primaryProcess() {
+    return Promise.resolve({ address: this.id, runId: "test" });
+  }
   health() {
     return this.store.health();
   }

@@ -1,5 +1,5 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
-import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, ProcessScanPage, PutOutcome, ReadContext, ReadSlot, ScanPage, ServerProcess } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import { BudgetSpentError, CallerDeadlineError, CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StalledTrialError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
@@ -244,6 +244,14 @@ export class ResilientShard implements ShardNode {
 
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
     return this.policies.primary.execute(() => this.inner.scan(cursor, count, prefix));
+  }
+
+  scanPrimary(cursor: string, count: number): Promise<ProcessScanPage> {
+    return this.policies.primary.execute(() => this.inner.scanPrimary(cursor, count));
+  }
+
+  primaryProcess(): Promise<ServerProcess> {
+    return this.policies.primary.execute(() => this.inner.primaryProcess());
   }
 
   /** The replica set's health, with the breaker states (an open read breaker makes the shard not ok). */

@@ -1,5 +1,6 @@
 import { failedPrecondition } from "../errors/index.ts";
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import type { ServerProcess } from "../kv/kv-node.ts";
 
 /** Where one source shard's scan stands. */
 export interface SourceCursor {
@@ -7,6 +8,16 @@ export interface SourceCursor {
   done: boolean;
   scanned: number;
   moved: number;
+  /**
+   * The source primary's process that issued `cursor` (and answered every page
+   * of this pass): a SCAN cursor means nothing to another process, so the scan
+   * starts again from 0 when the primary's address or `run_id` differs.
+   * Absent: not known (no page yet, or a checkpoint written before 12-07, read
+   * as "changed": that source is scanned again from the start).
+   */
+  process?: ServerProcess;
+  /** Times this source's scan was started again from 0 because its primary became another process. */
+  rescans?: number;
 }
 
 /** Totals of a migration (also what progress() reports). */
@@ -19,6 +30,8 @@ export interface MigrationCounters {
   recopiedKeys: number;
   /** Pages tried again after a failure (a shard's timeout or failover, a stall of this process). */
   retriedPages: number;
+  /** Source scans started again from 0 because the source's primary became another process (a failover, a restart). */
+  rescans: number;
 }
 
 /** What is saved after every page, so an interrupted migration resumes where it stopped. */
@@ -42,6 +55,7 @@ export const emptyCounters = (): MigrationCounters => ({
   deletedKeys: 0,
   recopiedKeys: 0,
   retriedPages: 0,
+  rescans: 0,
 });
 
 /** The saved checkpoint, whatever its plan; undefined when there is none (or it is unreadable). */

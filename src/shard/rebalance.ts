@@ -1,5 +1,5 @@
 import { ringKeyStart } from "../kv/keys.ts";
-import type { KvEntry, KvNode, PrimaryAccess } from "../kv/kv-node.ts";
+import type { KvEntry, KvNode, PrimaryAccess, ServerProcess } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { pause } from "../kv/storage-errors.ts";
 import { retryPatiently } from "../resilience/patient-retry.ts";
@@ -58,13 +58,21 @@ export interface MigrationProgress extends MigrationCounters {
 
 const MAX_ROUNDS = 5;
 
+/** The same redis-server process: same address and `run_id` (a restart on the same address has a new one). Unknown is never the same. */
+const sameProcess = (a: ServerProcess | undefined, b: ServerProcess): boolean => a !== undefined && a.address === b.address && a.runId === b.runId;
+
+const describeProcess = (p: ServerProcess | undefined): string => (p === undefined ? "not known (no page yet, or an older checkpoint)" : `${p.address} run_id ${p.runId.slice(0, 12)}`);
+
 /**
  * Online rebalancing after a ring change. Only keys whose owner changed move:
  * each source shard is scanned, its moved rows are read from its primary,
  * copied to the new owner with last-write-wins (so newer writes that already
  * landed there win), verified, then deleted from the source with a
  * compare-and-delete (a row that got newer meanwhile is copied again).
- * Progress is checkpointed per page; an interrupted run resumes.
+ * Progress is checkpointed per page; an interrupted run resumes. Each scan
+ * cursor is tied to the source primary's process (address and `run_id`): a
+ * cursor outlives neither a failover nor a restart, so a source whose primary
+ * became another process is scanned again from the start (`rescans`).
  */
 export class Migration {
   private readonly options: MigrationOptions;
@@ -124,21 +132,40 @@ export class Migration {
     try {
       this.totalKeys ??= await this.countKeys();
       await pause(this.options.drainMs ?? 500, signal);
-      for (const source of from) {
-        const cursor = this.sources[source.id] ?? { cursor: "0", done: false, scanned: 0, moved: 0 };
-        this.sources[source.id] = cursor;
-        for (let page = 0; page < 100_000_000 && !cursor.done; page++) {
-          if (signal?.aborted) {
-            this.state = "paused";
-            return this.progress();
+      // Each pass over the sources ends with a check that every source still is the process its finished scan
+      // ran on; one that is not (failed over or restarted after its pass) is scanned again, until none changed.
+      for (;;) {
+        for (const source of from) {
+          const cursor = this.sources[source.id] ?? { cursor: "0", done: false, scanned: 0, moved: 0 };
+          this.sources[source.id] = cursor;
+          for (let page = 0; page < 100_000_000 && !cursor.done; page++) {
+            if (signal?.aborted) {
+              this.state = "paused";
+              return this.progress();
+            }
+            const outcome = await this.pageWithRetries(source, cursor, toRing, signal);
+            if ("otherProcess" in outcome) {
+              this.restartScan(source.id, cursor, outcome.otherProcess);
+            } else {
+              cursor.scanned += outcome.keys;
+              cursor.moved += outcome.moved;
+              cursor.cursor = outcome.next;
+              cursor.done = outcome.next === "0";
+              cursor.process = outcome.process;
+            }
+            saveCheckpoint(this.options.checkpointPath, this.checkpoint());
           }
-          const { next, keys, moved } = await this.pageWithRetries(source, cursor.cursor, toRing, signal);
-          cursor.scanned += keys;
-          cursor.moved += moved;
-          cursor.cursor = next;
-          cursor.done = next === "0";
-          saveCheckpoint(this.options.checkpointPath, this.checkpoint());
         }
+        let changed = false;
+        for (const source of from) {
+          const cursor = this.sources[source.id]!;
+          const now = await this.patiently(() => source.node.primaryProcess(), signal);
+          if (sameProcess(cursor.process, now)) continue;
+          this.restartScan(source.id, cursor, now);
+          changed = true;
+        }
+        if (!changed) break;
+        saveCheckpoint(this.options.checkpointPath, this.checkpoint());
       }
     } catch (error) {
       if (signal?.aborted) {
@@ -162,33 +189,62 @@ export class Migration {
    * Scans and moves one page from `cursor`, tried again after a failure
    * (`pageRetries`, back-off from `retryDelayMs`); the last failure is
    * thrown. An abort ends a wait between tries at once (a try in flight
-   * finishes first).
+   * finishes first). A page answered by another process than the one that
+   * issued the cursor (a failover or a restart since, or a checkpoint that does
+   * not say) is not moved: `otherProcess` says so, and the scan starts again.
    */
-  private async pageWithRetries(source: MigrationMember, cursor: string, toRing: HashRing, signal: AbortSignal | undefined): Promise<{ next: string; keys: number; moved: number }> {
+  private async pageWithRetries(
+    source: MigrationMember,
+    cursor: Readonly<SourceCursor>,
+    toRing: HashRing,
+    signal: AbortSignal | undefined,
+  ): Promise<{ next: string; keys: number; moved: number; process: ServerProcess } | { otherProcess: ServerProcess }> {
     // Counted over every try of the page: a try that failed after deleting keys from the source (or whose
     // delete's reply was lost) leaves them out of the next try's scan, and they moved all the same.
     const scanned = new Set<string>();
     const moved = new Set<string>();
-    const next = await retryPatiently(
-      async () => {
-        const page = await source.node.scan(cursor, this.options.pageSize ?? 500);
-        for (const k of page.keys) scanned.add(k);
-        await this.movePage(source, page.keys, toRing, moved);
-        return page.cursor;
-      },
-      {
-        retries: this.options.pageRetries ?? 10,
-        initialDelayMs: this.options.retryDelayMs ?? 250,
-        maxDelayMs: 10_000,
-        ...(signal !== undefined ? { signal } : {}),
-        onRetry: () => {
-          this.counters.retriedPages++;
-        },
-      },
-    );
+    const outcome = await this.patiently(async (): Promise<{ next: string; process: ServerProcess } | { otherProcess: ServerProcess }> => {
+      // The process is read in the same MULTI as the SCAN: this page's keys and cursor are that process's.
+      const page = await source.node.scanPrimary(cursor.cursor, this.options.pageSize ?? 500);
+      if (cursor.cursor !== "0" && !sameProcess(cursor.process, page.process)) return { otherProcess: page.process };
+      for (const k of page.keys) scanned.add(k);
+      await this.movePage(source, page.keys, toRing, moved);
+      return { next: page.cursor, process: page.process };
+    }, signal);
     this.counters.scannedKeys += scanned.size;
     this.counters.movedKeys += moved.size;
-    return { next, keys: scanned.size, moved: moved.size };
+    return "otherProcess" in outcome ? outcome : { ...outcome, keys: scanned.size, moved: moved.size };
+  }
+
+  /**
+   * Starts `source`'s scan again from 0 (its cursor belongs to a process that
+   * no longer answers for the shard). Safe to redo what was done: a copy is
+   * last-write-wins (a row already at the destination, or newer there, is
+   * left as it is: `newerAtDestination`), and the source deletes only a row
+   * not newer than what was copied and verified, so a key moved twice ends
+   * up the same as once.
+   */
+  private restartScan(id: string, cursor: SourceCursor, now: ServerProcess): void {
+    const why = `its primary is ${describeProcess(now)}; its scan so far ran on ${describeProcess(cursor.process)}`;
+    cursor.cursor = "0";
+    cursor.done = false;
+    cursor.process = undefined;
+    cursor.rescans = (cursor.rescans ?? 0) + 1;
+    this.counters.rescans++;
+    console.error(`quiver: migration: scanning shard ${id} again from the start (${why})`);
+  }
+
+  /** `work` with the page retries (`pageRetries`, back-off from `retryDelayMs`, abortable between tries). */
+  private patiently<T>(work: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    return retryPatiently(work, {
+      retries: this.options.pageRetries ?? 10,
+      initialDelayMs: this.options.retryDelayMs ?? 250,
+      maxDelayMs: 10_000,
+      ...(signal !== undefined ? { signal } : {}),
+      onRetry: () => {
+        this.counters.retriedPages++;
+      },
+    });
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { KvEntry, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
+import type { KvEntry, NodeHealth, ProcessScanPage, PutOutcome, ReadContext, ReadSlot, ScanPage, ServerProcess } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "../kv/layout-ledger.ts";
 import { CallerDeadlineError, FailoverUnderWayError, raceDeadline, ShardHungError, ShardUnavailableError, StorageError, StorageTimeoutError, WriteNotAcknowledgedError } from "../kv/storage-errors.ts";
@@ -264,9 +264,22 @@ export class ReplicaSet implements ShardNode {
     return this.onPrimary("size", (m) => m.node.size());
   }
 
-  /** Scans the primary. A failover mid-scan invalidates the cursor; callers restart when `primaryAddress` changes. */
+  /**
+   * Scans the primary. A cursor is only good on the process that issued it: a failover or a restart mid-scan
+   * skips keys. Callers that must see every key use `scanPrimary`, which says which process answered.
+   */
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
     return this.onPrimary("scan", (m) => m.node.scan(cursor, count, prefix));
+  }
+
+  /** A scan page on the primary with the process (address, `run_id`) that answered it, read in the same MULTI. */
+  scanPrimary(cursor: string, count: number): Promise<ProcessScanPage> {
+    return this.onPrimary("scan", (m) => m.node.scanWithProcess(cursor, count));
+  }
+
+  /** The primary's process now (address, `run_id`). */
+  primaryProcess(): Promise<ServerProcess> {
+    return this.onPrimary("scan", (m) => m.node.serverProcess());
   }
 
   /** The settings this shard was connected with (its policies read theirs from here). */
