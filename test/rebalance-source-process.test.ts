@@ -2,9 +2,11 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ringKeyStart } from "../src/kv/keys.ts";
 import type { KvEntry, ScanPage } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { guardShard, IGNORE_OBSERVER, type ShardNode } from "../src/resilience/shards.ts";
+import { HashRing } from "../src/ring/ring.ts";
 import type { Discovery } from "../src/shard/discovery.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
@@ -21,7 +23,8 @@ import { type RedisProcess, startRedis, startReplicationGroup } from "./support/
  * done, where nothing reads them (an audit: 1,765 and 2,366 of 40,000 keys
  * NOT_FOUND). Deterministic: the process changes at a fixed page, from a tap
  * on the source's scans (or with the migration paused by its own signal), not
- * after a sleep.
+ * after a sleep. The last test is the drain at the ring switch: a write routed
+ * by the old ring and still in flight lands before the scan.
  */
 
 const KEYS = 20_000;
@@ -240,4 +243,50 @@ describe("a migration whose source primary becomes another process", () => {
     expect(p.rescans).toBe(1);
     expect(p.sources.A?.process?.address).toBe(replica);
   }, 120_000);
+});
+
+describe("the ring switch at the start of a migration", () => {
+  test("a write routed by the old ring and still in flight at the switch lands before the source is scanned; it reads back after done", async () => {
+    const [a, b] = await Promise.all([server(), server()]);
+    const A = await staticShard("A", a);
+    const B = await staticShard("B", b);
+    const toRing = new HashRing([A.member, B.member], { vnodesPerNode: 160 });
+    // A key the new ring gives to B: written through the old ring, it lands on A.
+    let late = "";
+    for (let n = 0; late === ""; n++) if (toRing.ownerIndexOf(key(KEYS + n), ringKeyStart(key(KEYS + n))) === 1) late = key(KEYS + n);
+    let release = (): void => {};
+    const held = new Promise<void>((go) => {
+      release = go;
+    });
+    // A's writes wait for `held`: as a write retried through a failover window would, long after the switch.
+    const node = A.member.node as ShardNode;
+    const slowWrites = new Proxy(node, {
+      get(target, prop) {
+        if (prop === "putMany") return async (entries: readonly KvEntry[], signal?: AbortSignal) => held.then(() => target.putMany(entries, signal));
+        const value = Reflect.get(target, prop, target) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const store = new ShardedStore([{ ...A.member, node: slowWrites }]);
+    const write = store.putMany([{ key: late, row: { ts: 5000, values: ["late"] } }]);
+    // The held write goes on once the migration waits for writes in flight (with the fix), or else once the
+    // source's first page has been scanned (one page holds every key): it then lands after that scan.
+    const waits = store.writesSettled?.bind(store);
+    if (waits) {
+      store.writesSettled = () => {
+        release();
+        return waits();
+      };
+    }
+    const source = tapScans({ ...A.member, node: slowWrites }, async (pages) => {
+      if (pages !== 1) return;
+      release();
+      await write;
+    });
+    const p = await new Migration({ store, from: [source], to: [source, B.member], pageSize: 1000, drainMs: 0 }).run();
+    expect(p.state).toBe("done");
+    expect(await write).toMatchObject({ written: 1 });
+    const [row] = await store.getMany([late]);
+    expect(row === undefined || row === UNAVAILABLE ? row : row.values).toEqual(["late"]);
+  }, 60_000);
 });

@@ -131,6 +131,11 @@ export class Migration {
     );
     try {
       this.totalKeys ??= await this.countKeys();
+      // Writes this process routed by the old ring before the switch land on the old owners: wait until every one
+      // has settled (a write is retried through its shard's failover window, 10 s, longer than `drainMs`), or one
+      // landing after its key's page was scanned would stay on a shard nothing reads once the migration is done.
+      // Not abortable, but bounded by the write policy (a shutdown drains writes in flight anyway).
+      await store.writesSettled();
       await pause(this.options.drainMs ?? 500, signal);
       // Each pass over the sources ends with a check that every source still is the process its finished scan
       // ran on; one that is not (failed over or restarted after its pass) is scanned again, until none changed.

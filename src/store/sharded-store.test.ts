@@ -47,3 +47,32 @@ test("raw reads across members report each key at its request index, and are met
   expect(text).toContain(`quiver_store_keys_total{op="get",result="found"} ${2 * seen.length}`);
   expect(text).toContain(`quiver_store_keys_total{op="get",result="missing"} ${2 * (keys.length - seen.length)}`);
 });
+
+test("writesSettled waits for the puts and deletes begun before it (failed ones too), not for later ones", async () => {
+  const gates: Array<() => void> = [];
+  const held = <T>(work: () => Promise<T>): Promise<T> => new Promise<void>((go) => gates.push(go)).then(work);
+  const inner = new MemoryKvNode("m");
+  const slow = Object.assign(Object.create(inner) as MemoryKvNode, {
+    putMany: (entries: Parameters<MemoryKvNode["putMany"]>[0]) => held(() => inner.putMany(entries)),
+    deleteMany: (keys: readonly string[]) => held(() => Promise.reject(new Error("test: delete failed"))).then(() => keys.length),
+  });
+  const ring = new ShardedStore([{ id: "m", weight: 1, node: slow }]);
+  const put = ring.putMany([{ key: "v@1/id=i1", row: { ts: 1, values: [1] } }]);
+  const del = ring.deleteMany(["v@1/id=i2"]).catch(() => "failed");
+  let settled = false;
+  const waiting = ring.writesSettled().then(() => {
+    settled = true;
+  });
+  const later = ring.putMany([{ key: "v@1/id=i3", row: { ts: 1, values: [3] } }]);
+  gates[0]!();
+  await put;
+  await Bun.sleep(0);
+  expect(settled).toBe(false);
+  gates[1]!();
+  expect(await del).toBe("failed");
+  await waiting;
+  expect(settled).toBe(true);
+  gates[2]!();
+  await later;
+  await ring.writesSettled();
+});

@@ -53,6 +53,8 @@ export class ShardedStore implements KvNode {
   private nowPath: (keys: readonly string[]) => ReadSlot[] | undefined;
   /** Present when every member hands rows over as bytes (chosen per membership). */
   private rawRef: RawReader | undefined;
+  /** Writes in flight, each routed by the ring of its start (see writesSettled). */
+  private readonly writing = new Set<Promise<unknown>>();
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
@@ -164,11 +166,36 @@ export class ShardedStore implements KvNode {
   }
 
   /**
+   * Resolves once every write (put or delete) begun before this call has
+   * settled, written or failed. A write is routed by the ring of its start and
+   * its node's policy retries it (through a failover window of 10 s): after
+   * `setMembers`, rebalancing waits here so no write routed by the old ring
+   * lands on an old owner after that key's page was scanned.
+   */
+  async writesSettled(): Promise<void> {
+    await Promise.allSettled([...this.writing]);
+  }
+
+  /** Adds `work` to the writes in flight until it settles. */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.writing.add(work);
+    const settled = (): void => {
+      this.writing.delete(work);
+    };
+    work.then(settled, settled);
+    return work;
+  }
+
+  /**
    * Writes each node's share as one batch. If any node fails, the call fails
    * with a retryable error; shares already written stay (retrying is safe:
    * writes are last-write-wins).
    */
-  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+  putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    return this.track(this.putRouted(entries, signal));
+  }
+
+  private async putRouted(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0 };
     const byNode = new Map<number, KvEntry[]>();
     for (const e of entries) {
@@ -195,7 +222,11 @@ export class ShardedStore implements KvNode {
     return total;
   }
 
-  async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+  deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
+    return this.track(this.deleteRouted(keys, signal));
+  }
+
+  private async deleteRouted(keys: readonly string[], signal?: AbortSignal): Promise<number> {
     const counts = await Promise.all(this.group(keys).map((g) => g.node.deleteMany(g.keys, signal)));
     return counts.reduce((a, b) => a + b, 0);
   }
