@@ -82,14 +82,21 @@ class HeldShard implements KvNode, PrimaryAccess {
   deleteMany(keys: readonly string[], signal?: AbortSignal) {
     return this.inner.deleteMany(keys, signal);
   }
-  async scan(cursor: string, count: number, prefix?: string) {
+  scan(cursor: string, count: number, prefix?: string) {
+    return this.inner.scan(cursor, count, prefix);
+  }
+  /** The migration's pages (with the process that answered them). */
+  async scanPrimary(cursor: string, count: number) {
     const hold = this.holdScan;
     this.holdScan = undefined;
     if (hold) {
       hold.arrived();
       await hold.release;
     }
-    return this.inner.scan(cursor, count, prefix);
+    return this.inner.scanPrimary(cursor, count);
+  }
+  primaryProcess() {
+    return this.inner.primaryProcess();
   }
   health() {
     return this.inner.health();
