@@ -4,7 +4,7 @@ import type { Discovery, Layout } from "../src/shard/discovery.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
 import { eventually } from "./stream-source-contract.ts";
-import { type RedisProcess, type ReplicationGroup, startReplicationGroup } from "./support/redis-process.ts";
+import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 
 /**
  * A stale Sentinel that names a replica as the shard's primary (an audit's
@@ -116,6 +116,27 @@ describe("a stale Sentinel names the replica as the shard's primary", () => {
       await eventually("the set to follow the Sentinel", () => set.primaryAddress === group.primary.address, 15_000);
       expect((await set.putMany([{ key: "sd@1/k=alone", row: { ts: 10, values: [1] } }])).written).toBe(1);
       expect(await client(group.primary).exists("sd@1/k=alone")).toBe(1);
+    } finally {
+      logged.mockRestore();
+      await set.close();
+    }
+  }, 60_000);
+
+  test("a stale majority naming an address that is down loses to the one Sentinel whose primary says it is the master", async () => {
+    // Sentinels cut off from the nodes can vote a failover through and never hear the new config: two of three name a
+    // server that is gone. The shard took no writes while they did (the most-named address was followed unasked).
+    const gone = await startRedis();
+    await gone.stop();
+    await monitor(group.sentinels[1]!, gone);
+    await monitor(group.sentinels[2]!, gone);
+    expect(await named(group.sentinels[0]!)).toBe(group.primary.address);
+    const discovery = new SentinelDiscovery({ sentinels: group.sentinels.map((s) => s.address), masterName: group.masterName, timeoutMs: 5000 });
+    const logged = spyOn(console, "error").mockImplementation(() => {});
+    const set = await connect("stale-majority", discovery);
+    try {
+      expect(set.primaryAddress).toBe(group.primary.address);
+      expect((await set.putMany([{ key: "sd@1/k=majority", row: { ts: 10, values: [1] } }])).written).toBe(1);
+      expect(await client(group.primary).exists("sd@1/k=majority")).toBe(1);
     } finally {
       logged.mockRestore();
       await set.close();

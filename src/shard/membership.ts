@@ -139,15 +139,17 @@ export class Membership {
   }
 
   /**
-   * Walks the named primaries from the most named: one whose ROLE says master
-   * wins; one that cannot be asked is kept unless an equally named one says
-   * master; one that says replica never is. The primary the probes already
-   * confirm costs no round trip, so a steady shard asks nothing more.
+   * Walks the named primaries from the most named: the first whose ROLE says
+   * master wins; failing any, the most named one that cannot be asked (it may
+   * be back soon); one that says replica never is. The primary the probes
+   * already confirm costs no round trip, so a steady shard asks nothing more.
    */
   private async choose(layout: Layout): Promise<Layout | undefined> {
     let fallback: Layout | undefined;
+    // A confirmed master wins over any it cannot ask, whatever their votes: a stale majority naming an address that is
+    // down (Sentinels cut off from the nodes that never heard the new config) held every write to the shard, while the
+    // Sentinel naming the real primary went unasked.
     for (const candidate of [layout, ...(layout.rivals ?? [])]) {
-      if (fallback && votes(candidate) < votes(fallback)) break;
       const role = await this.roleOf(candidate.primary);
       if (role === "master") return candidate;
       if (role !== "replica") fallback ??= candidate;
@@ -255,6 +257,3 @@ export class Membership {
     }
   }
 }
-
-/** How many sources named a layout's primary (1 for a fixed layout). */
-const votes = (layout: Layout): number => layout.namedBy?.length ?? 1;
