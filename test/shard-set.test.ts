@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, spyOn, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +6,7 @@ import type { KvEntry } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { connectShards, parseTopology, type Topology } from "../src/shard/index.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
+import { eventually } from "./stream-source-contract.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 /** Topology reloads through the shard set: add, remove, and a migration resumed after a "restart". */
@@ -232,3 +233,51 @@ test("a move's end is recorded on every shard, retried while one cannot take it:
     await Promise.all(own.map((s) => s.stop()));
   }
 }, 40_000);
+
+test("a move's end record still being retried stops when the next move starts: it never replaces the next move's record", async () => {
+  const own = await Promise.all([0, 1, 2].map(() => startRedis()));
+  const shape = (...indexes: number[]): Topology => parseTopology({ defaults: { readAttemptTimeoutMs: 2000, requestTimeoutMs: 5000 }, shards: indexes.map((i) => ({ name: `e${i + 1}`, primary: own[i]!.address })) });
+  const shards = await connectShards(shape(0, 1));
+  const store = new ShardedStore(shards.members);
+  const logged = spyOn(console, "error").mockImplementation(() => {});
+  try {
+    await store.putMany(Array.from({ length: 300 }, (_, j) => ({ key: key(j), row: { ts: 1, values: [j] } })));
+    expect(await shards.settlePlacement(store, join(dir, "unused3.json"), false)).toBeUndefined();
+    type Writable = { writePlacement(record: string): Promise<void> };
+    const sets = (shards as unknown as { sets: Map<string, Writable> }).sets;
+    const writes: Array<{ shard: string; record: { ring: string; movingTo?: string } }> = [];
+    let e2Down = true;
+    for (const id of ["e1", "e2"]) {
+      const set = sets.get(id)!;
+      const write = set.writePlacement.bind(set);
+      set.writePlacement = async (record) => {
+        const parsed = JSON.parse(record) as { ring: string; movingTo?: string };
+        // e2 takes the first move's record, then is down for its end record.
+        if (id === "e2" && e2Down && parsed.movingTo === undefined) throw new Error("connection lost");
+        writes.push({ shard: id, record: parsed });
+        return write(record);
+      };
+    }
+    const first = await shards.reconfigure(shape(0, 1, 2), store, { drainMs: 10 });
+    await eventually("the first move done", () => first!.progress().state === "done", 20_000);
+    // Its end record is being retried (e2 refuses it); the operator moves back.
+    const firstTarget = writes.find((w) => w.record.movingTo === undefined)!.record.ring;
+    const second = await shards.reconfigure(shape(0, 1), store, { drainMs: 10 });
+    const from = writes.length;
+    e2Down = false;
+    await shards.settled();
+    expect(second!.progress().state).toBe("done");
+    // The first move's loop tried again every second: give it two more of its ticks (a fixed wait cannot make this
+    // pass wrongly; at worst a very slow machine lets it pass without the fix).
+    await Bun.sleep(2500);
+    // Before, the first move's loop went on writing its settled ring every second, over the second move's record.
+    expect(writes.slice(from).filter((w) => w.record.ring === firstTarget && w.record.movingTo === undefined)).toEqual([]);
+    const records = await Promise.all(["e1", "e2"].map((id) => (sets.get(id) as unknown as { readPlacement(): Promise<string | null> }).readPlacement()));
+    for (const r of records) expect(JSON.parse(r!)).toMatchObject({ ring: writes.at(-1)!.record.ring });
+    expect(records.map((r) => JSON.parse(r!).movingTo)).toEqual([undefined, undefined]);
+  } finally {
+    logged.mockRestore();
+    await shards.close();
+    await Promise.all(own.map((s) => s.stop()));
+  }
+}, 60_000);

@@ -385,37 +385,46 @@ export class ShardSet implements ConnectedShards {
     const migration = new Migration({ store, from: from.members, to: this.current, meta, ...options });
     this.active = migration;
     this.pendingFrom = from;
+    // The last move may still be writing its end record (retried while a shard cannot take it): it stops, and is
+    // waited for, before this move's record goes out, or its next write would replace this move's record with the
+    // last one's settled ring, and a server started on the old topology would be accepted while keys move.
+    this.stopMigration?.abort();
+    const previous = this.running;
     const stop = new AbortController();
     this.stopMigration = stop;
     // Recorded on every shard (the old ones and the new) first: a server started meanwhile on either topology is refused.
     const vnodes = store.ring.vnodesPerNode;
     const target = { ring: ringSignature(vnodes, this.current), shards: this.topology.shards, defaults: this.topology.defaults };
     const moving = { ring: ringSignature(vnodes, from.members), shards: from.specs, defaults: from.defaults, movingTo: target.ring };
-    this.running = this.recordPlacementEverywhere(moving, stop.signal).then(() => migration.run(stop.signal)).then(
-      async (p) => {
-        // Paused (pauseMigration, close): its checkpoint resumes it at the next start or reload.
-        if (p.state !== "done") return;
-        this.pendingFrom = undefined;
-        const keep = new Set(this.current.map((m) => m.id));
-        const retired = [...this.sets.values()].filter((s) => !keep.has(s.id));
-        for (const s of retired) {
-          this.sets.delete(s.id);
-          this.guards.delete(s.id);
-        }
-        // Removed shards hold no keys now: their record goes too, so one reused in a later topology starts clean.
-        const retire = async (s: ReplicaSet) => {
-          await s.clearPlacement().catch(() => undefined);
-          await s.close();
-        };
-        // The target's record on every shard, retried while one cannot take it (until close): a shard that missed it
-        // kept the move's record, and every later start was refused as "being moved" (and a server reading that shard
-        // first turned unready) until someone ran the whole move again with --migrate-on-start.
-        await Promise.all([this.recordPlacementEverywhere(target, stop.signal), ...retired.map(retire)]);
-      },
-      () => {
-        // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.
-      },
-    );
+    this.running = previous
+      .catch(() => undefined)
+      .then(() => this.recordPlacementEverywhere(moving, stop.signal))
+      .then(() => migration.run(stop.signal))
+      .then(
+        async (p) => {
+          // Paused (pauseMigration, close): its checkpoint resumes it at the next start or reload.
+          if (p.state !== "done") return;
+          this.pendingFrom = undefined;
+          const keep = new Set(this.current.map((m) => m.id));
+          const retired = [...this.sets.values()].filter((s) => !keep.has(s.id));
+          for (const s of retired) {
+            this.sets.delete(s.id);
+            this.guards.delete(s.id);
+          }
+          // Removed shards hold no keys now: their record goes too, so one reused in a later topology starts clean.
+          const retire = async (s: ReplicaSet) => {
+            await s.clearPlacement().catch(() => undefined);
+            await s.close();
+          };
+          // The target's record on every shard, retried while one cannot take it (until close): a shard that missed it
+          // kept the move's record, and every later start was refused as "being moved" (and a server reading that shard
+          // first turned unready) until someone ran the whole move again with --migrate-on-start.
+          await Promise.all([this.recordPlacementEverywhere(target, stop.signal), ...retired.map(retire)]);
+        },
+        () => {
+          // Failed: progress() says why; the old shards stay connected so a reload of the same topology resumes.
+        },
+      );
     return migration;
   }
 }
