@@ -82,6 +82,16 @@ test("NATS: the dead-letter stream is made with the retention as its limits (dis
     });
     await old.close();
 
+    // A stream whose duplicate window is longer than the age limit: the window follows it down (the server refused
+    // the update otherwise, and with it every letter).
+    await jsm.streams.add({ name: "LONG_WINDOW_DEAD", subjects: ["LONG_WINDOW_DEAD.>"], duplicate_window: nanos(600_000) });
+    const windowed = new NatsDeadLetters(nats.url, "LONG_WINDOW_DEAD", { maxLetters: 40, maxAgeMs: 300_000 });
+    await windowed.add(letters(0, 2));
+    const windowedConfig = (await jsm.streams.info("LONG_WINDOW_DEAD")).config;
+    expect([windowedConfig.max_age, windowedConfig.duplicate_window]).toEqual([nanos(300_000), nanos(300_000)]);
+    expect((await windowed.list(10)).length).toBe(2);
+    await windowed.close();
+
     const fresh = new NatsDeadLetters(nats.url, "NEW_DEAD", { maxLetters: 25, maxAgeMs: 7 * 24 * 3600_000 });
     for (let i = 0; i < 6; i++) await fresh.add(letters(i * 10, 10));
     const info = await jsm.streams.info("NEW_DEAD");

@@ -78,3 +78,25 @@ test("a failed update is the caller's error and does not block the next caller o
   await second;
   expect(streams.subjects?.sort()).toEqual(["shared.b", "shared.base"]);
 });
+
+test("limits the server refuses leave the stream its own: the subjects are still added and the call does not fail", async () => {
+  const streams = new FakeStreams(["dead.base"]);
+  const update = streams.update.bind(streams);
+  const tried: Array<Record<string, unknown>> = [];
+  streams.update = async (name, config) => {
+    tried.push({ ...config });
+    if ("max_msgs" in config) throw new Error("stream configuration update can not change discard policy");
+    return update(name, config);
+  };
+  const logged: string[] = [];
+  const error = console.error;
+  console.error = (line: string) => logged.push(line);
+  try {
+    await ensureStream(adminOf(streams), "DEAD_REFUSING", ["dead.mine"], { maxMessages: 10, maxAgeMs: 600_000 });
+  } finally {
+    console.error = error;
+  }
+  expect(streams.subjects?.sort()).toEqual(["dead.base", "dead.mine"]);
+  expect(tried.map((c) => "max_msgs" in c)).toEqual([true, false]);
+  expect(logged).toEqual([expect.stringContaining('stream "DEAD_REFUSING": its limits (max_msgs 10, max_age 600000 ms) were refused')]);
+});

@@ -126,11 +126,17 @@ export interface StreamLimits {
 /** JetStream's duplicate window when the stream sets none (it may not exceed max_age). */
 const DEFAULT_DUPLICATE_WINDOW_MS = 120_000;
 
-function limitConfig(limits: StreamLimits): Partial<StreamConfig> {
+/** The stream settings for `limits`, given the stream's duplicate window (ns; undefined for a new stream: the server's default). */
+function limitConfig(limits: StreamLimits, duplicateWindowNs: number | undefined): Partial<StreamConfig> {
   const config = { max_msgs: limits.maxMessages, max_age: nanos(limits.maxAgeMs), discard: DiscardPolicy.Old };
-  // The server refuses an age limit under the duplicate window ("duplicates window can not be larger then max age").
-  return limits.maxAgeMs > 0 && limits.maxAgeMs < DEFAULT_DUPLICATE_WINDOW_MS ? { ...config, duplicate_window: nanos(limits.maxAgeMs) } : config;
+  // The server refuses an age limit under the duplicate window ("duplicates window can not be larger then max age"):
+  // the stream's own (an existing stream's may be longer than the default), else the default.
+  const window = duplicateWindowNs ?? nanos(DEFAULT_DUPLICATE_WINDOW_MS);
+  return limits.maxAgeMs > 0 && config.max_age < window ? { ...config, duplicate_window: config.max_age } : config;
 }
+
+/** Streams whose limits the server refused, logged once each. */
+const limitsRefused = new Set<string>();
 
 /** What ensureStream needs of a JetStreamManager (a fake in unit tests). */
 export type StreamAdmin = { readonly streams: Pick<JetStreamManager["streams"], "info" | "add" | "update"> };
@@ -169,7 +175,6 @@ export function ensureStream(jsm: StreamAdmin, name: string, subjects: readonly 
 }
 
 async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonly string[], limits: StreamLimits | undefined): Promise<void> {
-  const wanted: Partial<StreamConfig> = limits === undefined ? {} : limitConfig(limits);
   for (let round = 0; round < ENSURE_ROUNDS; round++) {
     let config: Partial<StreamConfig>;
     try {
@@ -177,7 +182,7 @@ async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonl
     } catch (e) {
       if (!isNotFound(e)) throw e;
       try {
-        await jsm.streams.add({ name, subjects: [...subjects], ...wanted });
+        await jsm.streams.add({ name, subjects: [...subjects], ...(limits === undefined ? {} : limitConfig(limits, undefined)) });
       } catch (added) {
         // Another pod made it first (with its own subjects): read it again and add ours.
         if (!String((added as Error)?.message ?? added).includes("already in use")) throw added;
@@ -187,9 +192,22 @@ async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonl
     const have = config.subjects ?? [];
     const missing = subjects.filter((s) => !have.some((h) => subjectCovers(h, s)));
     // A stream made before its limits were set (or by a pod with other ones) takes this process's limits.
+    const wanted: Partial<StreamConfig> = limits === undefined ? {} : limitConfig(limits, config.duplicate_window);
     const limited = (Object.keys(wanted) as (keyof StreamConfig)[]).every((k) => config[k] === wanted[k]);
     if (missing.length === 0 && limited) return;
-    await jsm.streams.update(name, { subjects: [...have, ...missing], ...wanted });
+    try {
+      await jsm.streams.update(name, { subjects: [...have, ...missing], ...wanted });
+    } catch (e) {
+      if (limited) throw e;
+      // The server refused the limits (a setting of the stream conflicts with them): the stream keeps its own, and
+      // the letters still go there. Failing here failed every letter, and a batch with a bad event never settled.
+      if (!limitsRefused.has(name)) {
+        limitsRefused.add(name);
+        console.error(`quiver: stream "${name}": its limits (max_msgs ${limits!.maxMessages}, max_age ${limits!.maxAgeMs} ms) were refused, so it keeps its own: ${(e as Error).message ?? e}`);
+      }
+      if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
+      return;
+    }
   }
   throw new Error(`stream "${name}": its subjects kept changing under this process; subjects ${subjects.join(", ")} not taken after ${ENSURE_ROUNDS} tries`);
 }
