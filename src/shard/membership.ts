@@ -30,6 +30,8 @@ export class Membership {
   private timers: ReturnType<typeof setInterval>[] = [];
   private closed = false;
   primaryChanges = 0;
+  /** The query after the one running, for callers that came while it ran (refresh). */
+  private refreshAgain: Promise<void> | undefined;
   /** Times discovery's answer turned into one its sources disagree on, or whose named primary says it is a replica. */
   discoveryConflicts = 0;
   /** The last such conflict, as logged (undefined while the Sentinels agree on a primary that says it is one). */
@@ -63,7 +65,8 @@ export class Membership {
     await this.probe();
     discovery.watch(() => void this.refresh());
     this.every(this.options.probeIntervalMs, () => this.probe());
-    if (discovery.kind === "sentinel") this.every(this.options.discoveryIntervalMs, () => this.refresh());
+    // A poll finding a query under way skips (the query is as fresh as the poll would be).
+    if (discovery.kind === "sentinel") this.every(this.options.discoveryIntervalMs, () => (this.refreshing === undefined ? this.refresh() : Promise.resolve()));
     return layout;
   }
 
@@ -86,10 +89,22 @@ export class Membership {
     this.order = readOrder(this.members(), this.options.readFrom);
   }
 
-  /** Re-resolves the layout; concurrent callers share one query. */
+  /**
+   * Re-resolves the layout; concurrent callers share one query. One asked for
+   * while a query runs gets one more after it: that query may have read the
+   * Sentinels before the change that prompted the call (a +switch-master
+   * arriving mid-query), and asking every Sentinel and checking ROLE takes a while.
+   */
   refresh(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    this.refreshing ??= this.options.discovery
+    if (this.refreshing !== undefined) {
+      this.refreshAgain ??= this.refreshing.then(() => {
+        this.refreshAgain = undefined;
+        return this.refresh();
+      });
+      return this.refreshAgain;
+    }
+    this.refreshing = this.options.discovery
       .resolve()
       .then((layout) => (this.closed ? undefined : this.adopt(layout)))
       .catch(() => {})
