@@ -21,3 +21,5 @@ export {
 } from "./kv-node.ts";
 export { MemoryKvNode } from "./memory-node.ts";
 export { decodeRow, encodeRow, rowTimestamp } from "./row-codec.ts";
+export { SCAN_RESTARTS, scanPasses } from "./scan-passes.ts";
+export { ScanRestartError } from "./storage-errors.ts";

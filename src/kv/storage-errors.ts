@@ -122,6 +122,32 @@ export class BudgetSpentError extends StorageError {
   }
 }
 
+/**
+ * A scan page was answered by another server process than the one that issued
+ * its cursor: the shard's primary failed over or restarted since the scan
+ * began. A Redis SCAN cursor means something only to the process that issued
+ * it (its hash seed and table size), so going on would skip keys silently;
+ * the page is not given. The same cursor never works again (not retryable, not
+ * the shard's fault): the caller starts its whole scan again from "0"
+ * (`scanPasses`). Code `scan_restart`.
+ */
+export class ScanRestartError extends StorageError {
+  /** The node (address) whose scan it was. */
+  readonly node: string;
+  /** The `run_id` of the process that issued the cursor; undefined when the cursor named none. */
+  readonly issuedBy: string | undefined;
+  /** The `run_id` of the process that answered the page. */
+  readonly answeredBy: string;
+
+  constructor(node: string, issuedBy: string | undefined, answeredBy: string) {
+    const from = issuedBy === undefined ? "a cursor that names no process" : `a cursor of process ${issuedBy.slice(0, 12)}`;
+    super("scan_restart", `${node}: scan page asked with ${from}, answered by process ${answeredBy.slice(0, 12)} (a failover or a restart): start the scan again from the start`, false);
+    this.node = node;
+    this.issuedBy = issuedBy;
+    this.answeredBy = answeredBy;
+  }
+}
+
 /** The caller's signal aborted the call; not the node's fault. */
 export class StorageAbortedError extends StorageError {
   constructor(what: string) {
