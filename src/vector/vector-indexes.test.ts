@@ -3,6 +3,8 @@ import { prng, unitVector } from "../../test/support/vectors.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../feed/index.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
 import { type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
+import { SCAN_RESTARTS } from "../kv/scan-passes.ts";
+import { ScanRestartError } from "../kv/storage-errors.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/read-definitions.ts";
 import { compositeShape } from "../../test/support/composite-shape.ts";
@@ -513,6 +515,70 @@ describe("VectorIndexes", () => {
     down = false;
     await vectors.idle();
     expect(ids(vectors)).toEqual([key(9)]);
+    await vectors.close();
+  });
+
+  test("a catch-up whose scan must start again (a shard's primary became another process) removes only keys its complete pass did not see", async () => {
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    // Armed, the first pass gets key 1's page, then the process changed (key 2 deleted meanwhile); the next pass runs whole.
+    let armed = false;
+    let passes = 0;
+    const store = compositeShape(inner, {
+      scan: async (cursor, count, prefix) => {
+        if (!armed) return inner.scan(cursor, count, prefix);
+        if (cursor === "0") passes++;
+        if (passes === 1 && cursor === "0") return { cursor: "5@aaaa", keys: [key(1)] };
+        if (passes === 1) {
+          await inner.deleteMany([key(2)]);
+          throw new ScanRestartError("127.0.0.1:6379", "aaaa", "bbbb");
+        }
+        return inner.scan(cursor, count, prefix);
+      },
+    });
+    const feed = new TestFeed();
+    const metrics = new MetricsRegistry();
+    const vectors = new VectorIndexes({ store, feed, metrics, snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    expect(ids(vectors)).toEqual([key(1), key(2), key(3)]);
+    armed = true;
+    feed.listener!.onGap("test");
+    await vectors.idle();
+    expect(passes).toBe(2);
+    // Key 3, which the aborted pass never reached, stays; key 2, gone from the store and so not in the complete pass, goes.
+    expect(ids(vectors)).toEqual([key(1), key(3)]);
+    expect(await metrics.render()).toContain('quiver_vector_task_retries_total{view="items",task="scan_restart"} 1');
+    await vectors.close();
+  });
+
+  test("a catch-up whose scan must start again more than SCAN_RESTARTS times in a row removes nothing and is tried again later", async () => {
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    // Failing, every pass gets key 1's page, then the process changed: no pass is ever complete.
+    let failing = false;
+    let passes = 0;
+    const store = compositeShape(inner, {
+      scan: async (cursor, count, prefix) => {
+        if (!failing) return inner.scan(cursor, count, prefix);
+        if (cursor === "0") {
+          passes++;
+          return { cursor: "5@aaaa", keys: [key(1)] };
+        }
+        throw new ScanRestartError("127.0.0.1:6379", "aaaa", "bbbb");
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    failing = true;
+    feed.listener!.onGap("test");
+    for (let i = 0; i < 400 && passes <= SCAN_RESTARTS; i++) await Bun.sleep(5);
+    expect(passes).toBe(SCAN_RESTARTS + 1);
+    // Keys 2 and 3 were never seen, but no pass was complete: still in the index.
+    expect(ids(vectors)).toEqual([key(1), key(2), key(3)]);
+    failing = false;
+    await vectors.idle();
+    expect(ids(vectors)).toEqual([key(1), key(2), key(3)]);
     await vectors.close();
   });
 });

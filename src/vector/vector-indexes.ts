@@ -2,6 +2,7 @@ import { invalid } from "../errors/index.ts";
 import type { ChangeEvent, ChangeFeed, ChangeListener, InvalidationScope } from "../feed/index.ts";
 import type { KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
+import { SCAN_RESTARTS, scanPasses } from "../kv/scan-passes.ts";
 import type { HistogramHandle, MetricsRegistry } from "../ops/metrics.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
 import { retryPatiently } from "../resilience/patient-retry.ts";
@@ -117,7 +118,7 @@ export class VectorIndexes implements ChangeListener {
     this.applied = m.counter("quiver_vector_changes_applied_total", "Rows applied to vector indexes by outcome.", ["view", "outcome"]);
     this.retried = m.counter(
       "quiver_vector_task_retries_total",
-      "Background index work tried again after it failed or found rows it could not read (a shard down): builds, catch-ups, rebuilds.",
+      "Background index work tried again after it failed or found rows it could not read (a shard down): builds, catch-ups, rebuilds; task scan_restart: a scan started again from the start because a shard's primary became another process.",
       ["view", "task"],
     );
     m.gauge("quiver_vector_index_size", "Live vectors per indexed view.", () => [...this.states].map(([view, s]) => ({ labels: { view }, value: s.vi.size })));
@@ -477,41 +478,59 @@ export class VectorIndexes implements ChangeListener {
    * holds that the store no longer has are removed. When `s` is given (the
    * serving index), keys the feed applied meanwhile are fresher and skipped.
    * Answers how many rows could not be read (UNAVAILABLE: left as they were).
+   *
+   * A scan whose shard's primary became another process (a failover, a
+   * restart) is started again from the start (scanPasses; after SCAN_RESTARTS
+   * in a row it fails as a shard down does, and the caller tries it again
+   * later): the rows its aborted pass applied are current and stay, but only
+   * a pass that ran from start to end without a restart says which keys the
+   * store no longer has. A cursor carried over to the new process skipped keys
+   * silently, and removing "unseen" keys then took live rows out of matching
+   * until the next scan.
    */
   private async scanInto(s: ViewState | undefined, vi: ViewIndex, cancelled: () => boolean = () => false): Promise<number> {
-    let unread = 0;
     const touched = new Set<string>();
     if (s) s.touched = touched;
-    const seen = new Set<string>();
     const prefix = vi.view.keyPrefix;
+    const name = vi.view.name;
     try {
-      let cursor = "0";
-      do {
-        const page = await this.o.store.scan(cursor, PAGE, prefix);
-        cursor = page.cursor;
-        if (page.keys.length === 0) continue;
-        const rows = await this.o.store.getMany(page.keys, FROM_PRIMARY);
-        // An in-memory store answers at once (a resolved promise): without a turn of the event
-        // loop per page, a background rebuild would hold off every request until it is done.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (cancelled()) return unread;
-        if (s?.writing) await s.writing;
-        const now = this.clock();
-        for (let i = 0; i < page.keys.length; i++) {
-          const key = page.keys[i]!;
-          seen.add(key);
-          if (touched.has(key)) continue;
-          if (applySlot(vi, key, rows[i], now) === "unavailable") unread++;
-        }
-      } while (cursor !== "0");
-      if (cancelled()) return unread;
+      // One whole pass: the keys it saw, or undefined when cancelled.
+      const pass = async (): Promise<{ seen: Set<string>; unread: number } | undefined> => {
+        const seen = new Set<string>();
+        let unread = 0;
+        let cursor = "0";
+        do {
+          const page = await this.o.store.scan(cursor, PAGE, prefix);
+          cursor = page.cursor;
+          if (page.keys.length === 0) continue;
+          const rows = await this.o.store.getMany(page.keys, FROM_PRIMARY);
+          // An in-memory store answers at once (a resolved promise): without a turn of the event
+          // loop per page, a background rebuild would hold off every request until it is done.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          if (cancelled()) return undefined;
+          if (s?.writing) await s.writing;
+          const now = this.clock();
+          for (let i = 0; i < page.keys.length; i++) {
+            const key = page.keys[i]!;
+            seen.add(key);
+            if (touched.has(key)) continue;
+            if (applySlot(vi, key, rows[i], now) === "unavailable") unread++;
+          }
+        } while (cursor !== "0");
+        return { seen, unread };
+      };
+      const done = await scanPasses(pass, (e, restart) => {
+        this.retried.labels(name, "scan_restart").inc();
+        console.error(`quiver: vector index ${name}: scanning again from the start (restart ${restart} of ${SCAN_RESTARTS}): ${e.message}`);
+      });
+      if (done === undefined || cancelled()) return done?.unread ?? 0;
       // The last page may have been empty, and so not waited for a snapshot writing the index (as SCAN may answer).
       if (s?.writing) await s.writing;
       const gone: string[] = [];
-      for (const key of vi.labels.liveKeys()) if (!seen.has(key) && !touched.has(key)) gone.push(key);
+      for (const key of vi.labels.liveKeys()) if (!done.seen.has(key) && !touched.has(key)) gone.push(key);
       const now = this.clock();
       for (const key of gone) vi.apply(key, undefined, now);
-      return unread;
+      return done.unread;
     } finally {
       if (s && s.touched === touched) s.touched = undefined;
     }
