@@ -1,5 +1,6 @@
 import type { FeatureValue, KvEntry, KvNode } from "../kv/kv-node.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
+import { scanPasses } from "../kv/scan-passes.ts";
 import type { CompiledView, Registry } from "../registry/index.ts";
 import { claimAttributes } from "../vector/demo-claims.ts";
 import type { Embedder } from "../vector/embedder.ts";
@@ -104,11 +105,14 @@ function affinityValues(i: number): FeatureValue[] {
  * wins). Pages until it finds a key or the scan ends: a page of a SCAN can
  * come back empty with more to follow (Redis does that; a ring answers its
  * first node's pages first, so data on any other node came after an empty
- * page), and only the end of the scan says the store is empty.
+ * page), and only the end of the scan says the store is empty. A scan whose
+ * shard's primary became another process meanwhile (a failover, a restart:
+ * ScanRestartError) starts again from the start, up to SCAN_RESTARTS times:
+ * its cursor would have skipped keys, maybe every key there is.
  */
 export async function storeIsEmpty(store: KvNode, log: (line: string) => void = (l) => console.error(l)): Promise<boolean> {
-  let cursor = "0";
-  try {
+  const pass = async (): Promise<boolean> => {
+    let cursor = "0";
     for (let page = 0; page < 100_000; page++) {
       const p = await store.scan(cursor, 100);
       if (p.keys.length > 0) return false;
@@ -117,6 +121,9 @@ export async function storeIsEmpty(store: KvNode, log: (line: string) => void = 
     }
     // A scan that has not ended after 100,000 pages is no empty store.
     return false;
+  };
+  try {
+    return await scanPasses(pass, (e, restart) => log(`quiver: demo data: scanning the store again from the start (restart ${restart}): ${e.message}`));
   } catch (e) {
     log(`quiver: could not tell whether the store is empty (${(e as Error).message}); demo data not loaded`);
     return false;

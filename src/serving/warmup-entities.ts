@@ -31,7 +31,8 @@ export interface ViewSample {
  * keys, from a few scan pages each (the store's keys read back with
  * parseEntityKey); made-up keys for a view with none, so its lookups still run
  * the route, the parse, the plan and the encoders. Stops scanning at
- * `deadline` (a performance.now() time).
+ * `deadline` (a performance.now() time), and at the first page that fails
+ * (a shard down, or a scan whose shard's primary became another process).
  */
 export async function sampleViews(store: KvNode, registry: Registry, perView: number, deadline: number): Promise<ViewSample[]> {
   const out: ViewSample[] = [];
@@ -54,6 +55,8 @@ export async function sampleEntities(store: KvNode, view: CompiledView, want: nu
     } catch {
       // A shard down or hung at start: warm up on what was found (or made-up keys). Thrown, it ended the process
       // whenever a shard was out at start, though the server serves then (README, Failure behaviour).
+      // A shard's primary that became another process mid-scan (ScanRestartError) stops it too, not restarts it:
+      // warm-up is best effort and wants a few real keys, not every key; a restart would read the same keys again.
       break;
     }
     for (const key of got.keys) {
