@@ -4,7 +4,7 @@ import { neverNow, UNAVAILABLE } from "./kv-node.ts";
 import type { LayoutMismatch, ViewLayout } from "./layout-ledger.ts";
 import { DELETE_IF_NOT_NEWER_LUA, DELETE_IF_NOT_NEWER_SHA, globEscape, LAYOUT_LEDGER_KEY, LAYOUT_LEDGER_LUA, LWW_PUT_LUA, LWW_PUT_SHA, PLACEMENT_KEY, RECORD_KEY_PREFIX } from "./redis-lww-script.ts";
 import { decodeRow, encodeRow } from "./row-codec.ts";
-import { StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
+import { ScanRestartError, StorageTimeoutError, WriteNotAcknowledgedError, withDeadline } from "./storage-errors.ts";
 
 /** How to reach one redis-server and how long to wait for it. */
 export interface RedisNodeOptions {
@@ -236,21 +236,42 @@ export class RedisKvNode implements KvNode {
     return kept.map((i) => items[i - 1]!.key);
   }
 
+  /**
+   * A scan page of the rows with `prefix`. The cursor names the process that
+   * issued it (`<SCAN cursor>@<run_id>`; "0" starts and ends a scan as for
+   * every node), and each page is read in one MULTI with that process's
+   * `run_id` (scanWithProcess): a page answered by another process (a failover
+   * behind the same shard, a restart on the same address) would have skipped
+   * keys silently, so it is not given: ScanRestartError, and the caller scans
+   * again from "0". Costs an INFO server per page (scans only, not lookups).
+   */
   async scan(cursor: string, count: number, prefix = ""): Promise<ScanPage> {
-    const work = this.client.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count);
-    const [next, keys] = await withDeadline(work, this.timeoutMs, `redis ${this.address} SCAN`);
-    // Quiver's own records (the layout ledger, the placement) are the only keys here that are not rows.
-    return { cursor: next, keys: keys.some((k) => k.startsWith(RECORD_KEY_PREFIX)) ? keys.filter((k) => !k.startsWith(RECORD_KEY_PREFIX)) : keys };
+    let issuedBy: string | undefined;
+    let inner = "0";
+    if (cursor !== "0") {
+      const at = cursor.lastIndexOf("@");
+      // A bare cursor (or anything else) names no process: it cannot be trusted on whatever answers now.
+      if (at > 0) {
+        inner = cursor.slice(0, at);
+        issuedBy = cursor.slice(at + 1);
+      } else inner = cursor;
+    }
+    const page = await this.scanWithProcess(inner, count, prefix);
+    const runId = page.process.runId;
+    if (cursor !== "0" && issuedBy !== runId) throw new ScanRestartError(this.address, issuedBy, runId);
+    return { cursor: page.cursor === "0" ? "0" : `${page.cursor}@${runId}`, keys: page.keys };
   }
 
   /**
-   * A SCAN page of every row and the `run_id` of the process that answered it,
-   * in one MULTI: both come from the same process, whatever the connection
-   * did in between (a reconnect to a restarted server, a new primary behind
-   * the address). Rebalancing restarts a scan whose process changed.
+   * A SCAN page of the rows with `prefix` (all rows by default) and the `run_id`
+   * of the process that answered it, in one MULTI: both come from the same
+   * process, whatever the connection did in between (a reconnect to a restarted
+   * server, a new primary behind the address). The cursor is Redis's own.
+   * Rebalancing restarts a scan whose process changed; `scan` refuses the page.
    */
-  async scanWithProcess(cursor: string, count: number): Promise<ProcessScanPage> {
-    const work = this.client.multi().info("server").scan(cursor, "COUNT", count).exec();
+  async scanWithProcess(cursor: string, count: number, prefix = ""): Promise<ProcessScanPage> {
+    const multi = this.client.multi().info("server");
+    const work = (prefix === "" ? multi.scan(cursor, "COUNT", count) : multi.scan(cursor, "MATCH", `${globEscape(prefix)}*`, "COUNT", count)).exec();
     const replies = await withDeadline(work, this.timeoutMs, `redis ${this.address} INFO + SCAN`);
     if (replies === null) throw new Error(`redis ${this.address} INFO + SCAN: transaction aborted`);
     const [[infoError, info], [scanError, scan]] = replies as [[Error | null, string], [Error | null, [string, string[]]]];
@@ -259,6 +280,7 @@ export class RedisKvNode implements KvNode {
     const [next, keys] = scan;
     return {
       cursor: next,
+      // Quiver's own records (the layout ledger, the placement) are the only keys here that are not rows.
       keys: keys.some((k) => k.startsWith(RECORD_KEY_PREFIX)) ? keys.filter((k) => !k.startsWith(RECORD_KEY_PREFIX)) : keys,
       process: { address: this.address, runId: runIdOf(info, this.address) },
     };

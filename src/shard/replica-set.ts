@@ -265,8 +265,9 @@ export class ReplicaSet implements ShardNode {
   }
 
   /**
-   * Scans the primary. A cursor is only good on the process that issued it: a failover or a restart mid-scan
-   * skips keys. Callers that must see every key use `scanPrimary`, which says which process answered.
+   * Scans the primary. A cursor is only good on the process that issued it, so it names that process
+   * (RedisKvNode.scan): after a failover or a restart mid-scan the next page throws ScanRestartError
+   * (not retryable: the policies pass it on) and the caller scans again from "0"; never a page that skipped keys.
    */
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
     return this.onPrimary("scan", (m) => m.node.scan(cursor, count, prefix));
