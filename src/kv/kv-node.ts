@@ -206,7 +206,13 @@ export interface KvNode {
   getManyNow(keys: readonly string[]): ReadSlot[] | undefined;
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome>;
   deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number>;
-  /** Iterates keys with the given prefix ("" for all); pass "0" to start. */
+  /**
+   * Iterates keys with the given prefix ("" for all); pass "0" to start. A
+   * cursor that cannot go on where the next page is read (a Redis node whose
+   * server process changed: a failover, a restart) throws ScanRestartError
+   * (storage-errors.ts) rather than answer a page that skipped keys: the
+   * caller scans again from "0" (scan-passes.ts). Composites pass it on.
+   */
   scan(cursor: string, count: number, prefix?: string): Promise<ScanPage>;
   health(): Promise<NodeHealth>;
   close(): Promise<void>;
