@@ -1,4 +1,3 @@
-import { Encoder } from "@msgpack/msgpack";
 import { ArenaScans } from "./arena-scan.ts";
 import { SlabStore } from "./arena-slabs.ts";
 import { ABSENT, ArenaTable, hashAsciiInto, hashBytes, PROBE_ON } from "./arena-table.ts";
@@ -6,6 +5,7 @@ import type { KeyBatch } from "./key-batch.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadSlot, ScanPage, StoredRow } from "./kv-node.ts";
 import { ROW_HEADER_BYTES, rowTimestamp } from "./row-codec.ts";
 import { RowValuesDecoder } from "./row-values-decoder.ts";
+import { RowValuesEncoder } from "./row-values-encoder.ts";
 
 /** Memory accounting of an arena node, for metrics. */
 export interface ArenaMemoryStats {
@@ -49,7 +49,7 @@ export class ArenaKvNode implements KvNode, RawReader, MemoryReporting {
   private readonly slabs = new SlabStore();
   private readonly table = new ArenaTable(this.slabs);
   private readonly scans = new ArenaScans(this.table, this.slabs);
-  private readonly encoder = new Encoder({ ignoreUndefined: true });
+  private readonly encoder = new RowValuesEncoder();
   private readonly decoder = new RowValuesDecoder();
   /** The UTF-8 key of the current operation; `keyLen` bytes are valid. */
   private scratch = new Uint8Array(1024);

@@ -6,8 +6,12 @@
 
 import type { KeyBatch } from "./key-batch.ts";
 
-/** One feature value as the API and storage see it (embeddings are number arrays). */
-export type FeatureValue = number | string | boolean | null | readonly number[] | readonly string[] | readonly boolean[];
+/**
+ * One feature value as the API and storage see it (embeddings are number
+ * arrays). An int64 beyond ±(2^53 − 1) is a bigint (src/kv/int64.ts); every
+ * other number, safe int64s included, is a number.
+ */
+export type FeatureValue = number | bigint | string | boolean | null | readonly (number | bigint)[] | readonly string[] | readonly boolean[];
 
 /**
  * A stored (feature view, entity) row: the view's feature values in declaration

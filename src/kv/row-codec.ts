@@ -1,6 +1,6 @@
-import { Encoder } from "@msgpack/msgpack";
 import type { StoredRow } from "./kv-node.ts";
 import { RowValuesDecoder } from "./row-values-decoder.ts";
+import { RowValuesEncoder } from "./row-values-encoder.ts";
 
 /**
  * Byte layout of a stored row, shared by Redis shards and the embedded
@@ -14,7 +14,7 @@ import { RowValuesDecoder } from "./row-values-decoder.ts";
  */
 export const ROW_HEADER_BYTES = 8;
 
-const encoder = new Encoder({ ignoreUndefined: true });
+const encoder = new RowValuesEncoder();
 // The fast path for feature values, falling back to @msgpack/msgpack for anything else.
 const decoder = new RowValuesDecoder();
 

@@ -1,4 +1,5 @@
 import { Decoder } from "@msgpack/msgpack";
+import { canonicalInt64, int64At, uint64At } from "./int64.ts";
 import type { FeatureValue } from "./kv-node.ts";
 
 /** Thrown (never escapes) when a row holds something the fast path does not handle. */
@@ -15,10 +16,11 @@ const UNSUPPORTED = new Error("msgpack type outside the fast path");
  * Anything else — maps, binary, extensions, strings that may hold a lone
  * surrogate (the library writes those as raw 0xED sequences, which only its
  * own decoder restores) — makes the whole row go through @msgpack/msgpack, so
- * results are always the library's.
+ * results are always the library's — except that an int 64 / uint 64 outside
+ * the safe range is a bigint (src/kv/int64.ts), in both paths.
  */
 export class RowValuesDecoder {
-  private readonly fallback = new Decoder();
+  private readonly fallback = new Decoder({ useBigInt64: true });
   private bytes: Buffer = Buffer.alloc(0);
   private view: DataView = new DataView(new ArrayBuffer(0));
   private pos = 0;
@@ -34,7 +36,7 @@ export class RowValuesDecoder {
     } catch (e) {
       if (e !== UNSUPPORTED && !(e instanceof RangeError)) throw e;
     }
-    return this.fallback.decode(bytes.subarray(start, end)) as FeatureValue[];
+    return canonicalRow(this.fallback.decode(bytes.subarray(start, end)));
   }
 
   private value(depth: number): unknown {
@@ -69,7 +71,7 @@ export class RowValuesDecoder {
         return v.getUint32(p);
       case 0xcf:
         this.pos = p + 8;
-        return v.getUint32(p) * 4294967296 + v.getUint32(p + 4);
+        return uint64At(v, p);
       case 0xd0:
         this.pos = p + 1;
         return v.getInt8(p);
@@ -81,7 +83,7 @@ export class RowValuesDecoder {
         return v.getInt32(p);
       case 0xd3:
         this.pos = p + 8;
-        return v.getInt32(p) * 4294967296 + v.getUint32(p + 4);
+        return int64At(v, p);
       case 0xd9:
         this.pos = p + 1;
         return this.str(v.getUint8(p));
@@ -125,4 +127,16 @@ export class RowValuesDecoder {
     // ASCII is its own latin1, the cheapest flat string Bun builds from bytes.
     return s.toString(high < 0x80 ? "latin1" : "utf8", start, end);
   }
+}
+
+/** The library's decoding (useBigInt64: every 64-bit format a bigint) in canonical form: safe ones as numbers. */
+function canonicalRow(decoded: unknown): FeatureValue[] {
+  const row = decoded as unknown[];
+  if (!Array.isArray(row)) return row as FeatureValue[];
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    if (typeof v === "bigint") row[i] = canonicalInt64(v);
+    else if (Array.isArray(v)) for (let k = 0; k < v.length; k++) if (typeof v[k] === "bigint") v[k] = canonicalInt64(v[k] as bigint);
+  }
+  return row as FeatureValue[];
 }

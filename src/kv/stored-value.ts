@@ -1,9 +1,12 @@
+import { int64At, uint64At } from "./int64.ts";
+
 /**
  * Reads of single MessagePack values inside a stored row, for answer writers
  * that transcode the stored bytes instead of decoding them (`KvNode.rawNow`).
  * The row was checked by `indexRowValues` (row-index.ts): every value is one
  * of the shapes FeatureValue allows, so these only tell those shapes apart.
- * Each reads in place and allocates nothing. What a reader returns for a value
+ * Each reads in place and allocates nothing (but for an int64 outside the
+ * safe range, which is a bigint). What a reader returns for a value
  * equals what RowValuesDecoder would have produced for it.
  */
 
@@ -38,6 +41,28 @@ export function storedNumberOr0(bytes: Uint8Array, view: DataView, p: number): n
     default:
       return 0;
   }
+}
+
+/**
+ * The int64 at `p` as the row decoder reads it (a bigint for an int 64 /
+ * uint 64 outside the safe range), or 0 when the value there is not an
+ * integer; a float64 (stored before the feature's type changed) is its number.
+ * For typed int64 writers, which must not round a big value (storedNumberOr0 does).
+ */
+export function storedInt64Or0(bytes: Uint8Array, view: DataView, p: number): number | bigint {
+  const b = bytes[p]!;
+  if (b === 0xcf) return uint64At(view, p + 1);
+  if (b === 0xd3) return int64At(view, p + 1);
+  return storedNumberOr0(bytes, view, p);
+}
+
+/**
+ * Writes the decimal digits of the int 64 / uint 64 at `p` (type byte 0xd3 /
+ * 0xcf) with `ascii`; for values outside the safe range, which a number
+ * would round.
+ */
+export function storedWideIntText(bytes: Uint8Array, view: DataView, p: number): string {
+  return (bytes[p] === 0xcf ? view.getBigUint64(p + 1) : view.getBigInt64(p + 1)).toString();
 }
 
 /** Byte length of the string at `p`, or -1 when the value there is not a string. */

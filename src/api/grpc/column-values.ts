@@ -9,7 +9,12 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
  * of another type and never as a failed lookup.
  */
 export function numberOr0(v: unknown): number {
-  return typeof v === "number" ? v : 0;
+  return typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : 0;
+}
+
+/** An int64 field's value: a number, or a bigint past 2^53 (src/kv/int64.ts); 0 for a value of another type. */
+export function int64Or0(v: unknown): number | bigint {
+  return typeof v === "number" || typeof v === "bigint" ? v : 0;
 }
 
 export function stringOrEmpty(v: unknown): string {

@@ -1,4 +1,4 @@
-import { storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { storedInt64Or0, storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
 import { FEAST_STATUS, FeastWriter, type KeyVector, VALUE_LIST_TAG, type ViewVersion, writeNullValue, writeTimestamp } from "./encode-feast.ts";
 import { listBody, storedListContent, storedListCount, writeStoredListBody } from "./list-bodies.ts";
@@ -66,7 +66,7 @@ export class FeastRowsEncoder {
       const view = rows.views[r]!;
       switch (kind) {
         case "int64": {
-          const v = storedNumberOr0(bytes, view, p);
+          const v = storedInt64Or0(bytes, view, p);
           w.uint32(10).uint32(1 + int64Size(v)).uint32(32).int64(v);
           break;
         }

@@ -2,7 +2,7 @@ import type protobuf from "protobufjs";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
-import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { int64Or0, listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
 import { type ListKind, listBody, listContent, writeListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { FeastValue, LongLike } from "./values.ts";
@@ -176,7 +176,7 @@ type ValueWriter = (w: ProtoWriter, v: FeatureValue) => void;
  * empty value, as the quiver.v1 encoder writes it (column-values.ts).
  */
 const VALUE_WRITERS: Readonly<Record<ValueType["kind"], ValueWriter>> = {
-  int64: (w, v) => w.uint32(32).int64(numberOr0(v)),
+  int64: (w, v) => w.uint32(32).int64(int64Or0(v)),
   float64: (w, v) => w.uint32(41).double(numberOr0(v)),
   string: (w, v) => w.uint32(18).string(stringOrEmpty(v)),
   bool: (w, v) => w.uint32(56).bool(v === true),
@@ -204,7 +204,7 @@ function listValueSize(kind: ListKind, v: FeatureValue): number {
 
 /** Encoded size of a Value message (tag + payload) per registry type kind, matching VALUE_WRITERS. */
 const VALUE_SIZES: Readonly<Record<ValueType["kind"], (v: FeatureValue) => number>> = {
-  int64: (v) => 1 + int64Size(numberOr0(v)),
+  int64: (v) => 1 + int64Size(int64Or0(v)),
   float64: () => 9,
   string: (v) => stringFieldSize(stringOrEmpty(v)),
   bool: () => 2,

@@ -1,9 +1,9 @@
 import type { FeatureValue } from "../../kv/kv-node.ts";
-import { storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { storedInt64Or0, storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import type { FeatureRef } from "../../registry/index.ts";
 import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
 import { PreparedNames } from "../http/prepared-names.ts";
-import { listOrEmpty, numberOr0 } from "./column-values.ts";
+import { int64Or0, listOrEmpty, numberOr0 } from "./column-values.ts";
 import { type Id, isZeroId, LIST_TAG, VALUE_TYPE } from "./encode-quiver.ts";
 import { listBody, listContent, storedListContent, storedListCount, writeListBody, writeStoredListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
@@ -83,10 +83,10 @@ export class QuiverRowsEncoder {
     switch (kind) {
       case "int64": {
         w.uint32(18).fork();
-        const d = numberOr0(dflt);
+        const d = int64Or0(dflt);
         for (let r = 0; r < n; r++) {
           const p = grid.offset(r, c);
-          w.int64(p < 0 ? d : storedNumberOr0(rows.bytes[r]!, rows.views[r]!, p));
+          w.int64(p < 0 ? d : storedInt64Or0(rows.bytes[r]!, rows.views[r]!, p));
         }
         w.ldelim();
         break;

@@ -1,6 +1,6 @@
 import type { ValueType } from "../../registry/value-types.ts";
 import { type LookupResult, sameEventTimes } from "../../serving/index.ts";
-import { listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
+import { int64Or0, listOrEmpty, numberOr0, stringOrEmpty } from "./column-values.ts";
 import { type ListKind, listBody, listContent, writeListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import type { LongLike } from "./values.ts";
@@ -93,7 +93,7 @@ function writeColumn(w: ProtoWriter, result: LookupResult, c: number, nf: number
   switch (type.kind) {
     case "int64":
       w.uint32(18).fork();
-      for (let r = 0, at = c; r < rows; r++, at += nf) w.int64(numberOr0(values[at]));
+      for (let r = 0, at = c; r < rows; r++, at += nf) w.int64(int64Or0(values[at]));
       w.ldelim();
       break;
     case "float64":

@@ -1,6 +1,6 @@
-import { afterStoredScalar, storedArrayLength, storedArrayStart, storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
+import { afterStoredScalar, storedArrayLength, storedArrayStart, storedInt64Or0, storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import type { ValueType } from "../../registry/value-types.ts";
-import { numberOr0, stringOrEmpty } from "./column-values.ts";
+import { int64Or0, numberOr0, stringOrEmpty } from "./column-values.ts";
 import type { ProtoWriter } from "./proto-writer.ts";
 import { int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts";
 
@@ -20,7 +20,7 @@ export type ListKind = Extract<ValueType["kind"], "int64[]" | "float64[]" | "emb
 export function listContent(kind: ListKind, list: readonly unknown[]): number {
   let size = 0;
   if (kind === "string[]") for (const x of list) size += stringFieldSize(stringOrEmpty(x));
-  else if (kind === "int64[]") for (const x of list) size += int64Size(numberOr0(x));
+  else if (kind === "int64[]") for (const x of list) size += int64Size(int64Or0(x));
   else size = list.length * 8;
   return size;
 }
@@ -38,7 +38,7 @@ export function writeListBody(w: ProtoWriter, kind: ListKind, list: readonly unk
     return;
   }
   w.uint32(10).uint32(content);
-  if (kind === "int64[]") for (const x of list) w.int64(numberOr0(x));
+  if (kind === "int64[]") for (const x of list) w.int64(int64Or0(x));
   else for (const x of list) w.double(numberOr0(x));
 }
 
@@ -54,7 +54,7 @@ export function storedListContent(kind: ListKind, bytes: Uint8Array, view: DataV
   let size = 0;
   const first = storedArrayStart(bytes, p);
   if (kind === "int64[]") {
-    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) size += int64Size(storedNumberOr0(bytes, view, q));
+    for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) size += int64Size(storedInt64Or0(bytes, view, q));
     return size;
   }
   for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) {
@@ -77,6 +77,6 @@ export function writeStoredListBody(w: ProtoWriter, kind: ListKind, bytes: Uint8
     return;
   }
   w.uint32(10).uint32(content);
-  if (kind === "int64[]") for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) w.int64(storedNumberOr0(bytes, view, q));
+  if (kind === "int64[]") for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) w.int64(storedInt64Or0(bytes, view, q));
   else for (let k = 0, q = first; k < count; k++, q = afterStoredScalar(bytes, view, q)) w.double(storedNumberOr0(bytes, view, q));
 }

@@ -1,3 +1,4 @@
+import { int64Halves } from "../../kv/int64.ts";
 import { ByteWriter, isAscii } from "../http/byte-writer.ts";
 
 /**
@@ -38,8 +39,13 @@ export class ProtoWriter {
     return v >= 0 ? this.uint32(v) : this.int64(v | 0);
   }
 
-  /** An int64 held as a number (fraction dropped, as protobufjs does); negatives take 10 bytes. */
-  int64(v: number): this {
+  /** An int64 held as a number (fraction dropped, as protobufjs does) or, past 2^53, a bigint; negatives take 10 bytes. */
+  int64(v: number | bigint): this {
+    if (typeof v === "bigint") {
+      const { lo, hi } = int64Halves(v);
+      this.out.varint64(lo, hi);
+      return this;
+    }
     const t = Math.trunc(v);
     if (t >= 0 && t < 0x100000000) return this.uint32(t);
     const neg = t < 0;

@@ -6,9 +6,13 @@ const utf8Length = protobuf.util.utf8.length;
 
 export { varint32Size };
 
-/** Varint size of an int64 held as a safe integer; negatives take 10 bytes. */
-export function int64Size(v: number): number {
+const TWO_49 = 2n ** 49n;
+const TWO_56 = 2n ** 56n;
+
+/** Varint size of an int64 held as a safe integer or (past 2^53) a bigint; negatives take 10 bytes. */
+export function int64Size(v: number | bigint): number {
   if (v < 0) return 10;
+  if (typeof v === "bigint") return v < TWO_49 ? int64Size(Number(v)) : v < TWO_56 ? 8 : 9;
   let n = 1;
   while (v >= 0x80) {
     v = Math.floor(v / 0x80);

@@ -267,6 +267,13 @@ export class ByteWriter {
     this.view.setUint32(this.pos + 4, v - hi * 4294967296);
     this.pos += 8;
   }
+
+  /** An int64 held as a bigint, as 8 big-endian bytes (two's complement: a uint 64 below 2^63 has the same bytes). */
+  bigInt64(v: bigint): void {
+    this.ensure(8);
+    this.view.setBigInt64(this.pos, BigInt.asIntN(64, v));
+    this.pos += 8;
+  }
 }
 
 /** Is every char of `s` ASCII (so its UTF-8 length is its length)? */

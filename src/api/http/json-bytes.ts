@@ -14,13 +14,21 @@ export const J_NULL = ascii("null");
 export const COMMA = 0x2c;
 
 export function jsonNumber(w: ByteWriter, v: number): void {
-  if (Number.isSafeInteger(v)) {
-    if (v < 0) {
-      w.byte(0x2d);
-      w.decimal(-v);
-    } else w.decimal(v);
-  } else if (fixedDecimal(w, v)) return;
-  else if (Number.isFinite(v)) w.ascii(String(v));
+  if (Number.isSafeInteger(v)) jsonSafeInteger(w, v);
+  else jsonOtherNumber(w, v);
+}
+
+export function jsonSafeInteger(w: ByteWriter, v: number): void {
+  if (v < 0) {
+    w.byte(0x2d);
+    w.decimal(-v);
+  } else w.decimal(v);
+}
+
+/** A number that is not a safe integer, as JSON.stringify writes it. */
+export function jsonOtherNumber(w: ByteWriter, v: number): void {
+  if (fixedDecimal(w, v)) return;
+  if (Number.isFinite(v)) w.ascii(String(v));
   else w.bytes(J_NULL); // as JSON.stringify: NaN and ±Infinity are null
 }
 
@@ -104,6 +112,10 @@ export function jsonValue(w: ByteWriter, v: unknown): void {
   switch (typeof v) {
     case "number":
       jsonNumber(w, v);
+      return;
+    case "bigint":
+      // An int64 past 2^53 (src/kv/int64.ts): its exact digits, as an integer literal (as Feast's Python server writes it).
+      w.ascii(v.toString());
       return;
     case "string":
       jsonString(w, v);

@@ -86,6 +86,11 @@ export function mpValue(w: ByteWriter, v: FeatureValue | undefined): void {
     case "number":
       mpNumber(w, v);
       return;
+    case "bigint":
+      // An int64 past 2^53: int 64 / uint 64, as stored rows and @msgpack/msgpack (useBigInt64) write it.
+      w.u8(v < 0n ? 0xd3 : 0xcf);
+      w.bigInt64(v);
+      return;
     case "string":
       mpString(w, v);
       return;

@@ -45,9 +45,28 @@ function marked(res: Response, extraHeaders: Record<string, string> | undefined,
   return res;
 }
 
+/**
+ * JSON.stringify, which refuses a bigint (an int64 past 2^53: src/kv/int64.ts,
+ * in a match answer's values): a body holding one is written again with it as
+ * its exact integer literal, as Feast's Python server writes int64s. Bodies
+ * without one pay nothing more.
+ */
+function stringify(body: unknown): string {
+  try {
+    return JSON.stringify(body);
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    return JSON.stringify(body, bigIntLiteral);
+  }
+}
+
+function bigIntLiteral(_key: string, v: unknown): unknown {
+  return typeof v === "bigint" ? (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(v.toString()) : v;
+}
+
 /** `late`: completed after the request's socket callback returned (runtime/late-body.ts). */
 export function json(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
-  const text = JSON.stringify(body);
+  const text = stringify(body);
   // UTF-8 takes at most 3 bytes per UTF-16 unit: a text that short fits the cork buffer, no need to encode it here.
   const large = text.length * 3 > CORKED_BYTES;
   const payload = late && large ? lateBody(utf8.encode(text)) : text;

@@ -1,12 +1,12 @@
 import type { ByteWriter } from "./byte-writer.ts";
 import { utf8SequenceEnd } from "../../kv/row-index.ts";
-import { SCALAR_HEAD, storedNumberOr0, storedStringLength } from "../../kv/stored-value.ts";
-import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber } from "./json-bytes.ts";
+import { SCALAR_HEAD, storedNumberOr0, storedStringLength, storedWideIntText } from "../../kv/stored-value.ts";
+import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeInteger } from "./json-bytes.ts";
 
 /**
  * One stored value — MessagePack bytes at `p`, ending by `end` — written as
  * the JSON text JSON.stringify gives for the value the row decoder would have
- * produced: numbers through the same `jsonNumber`, strings copied from their
+ * produced (a big int64, a bigint there, as its exact digits): numbers as `jsonNumber` writes them, strings copied from their
  * UTF-8 with JSON.stringify's escapes, lists element by element. No value
  * object, no string. Returns the position after the value, or -1 (having
  * written part of it) for bytes outside the shapes `indexRowValues`
@@ -44,7 +44,11 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
   if (head === 0 || p + head > end) return -1;
   const len = storedStringLength(bytes, view, p);
   if (len >= 0) return jsonStr(w, bytes, p + head, len, end);
-  jsonNumber(w, storedNumberOr0(bytes, view, p));
+  const n = storedNumberOr0(bytes, view, p);
+  if (Number.isSafeInteger(n)) jsonSafeInteger(w, n);
+  else if (b === 0xcb) jsonOtherNumber(w, n);
+  // An int 64 / uint 64 outside the safe range (a big int64): its exact digits, which `n` has rounded.
+  else w.ascii(storedWideIntText(bytes, view, p));
   return p + head;
 }
 

@@ -1,0 +1,50 @@
+/**
+ * JSON.parse that keeps integers past 2^53 exact. JSON.parse rounds a number
+ * literal to a float64, so 9007199254740993 arrives as ...992; an int64 (a
+ * feature value, a join key) needs the digits. JavaScriptCore passes each
+ * value's source text to a reviver (JSON.parse source text access), from
+ * which such a literal becomes a bigint (src/kv/int64.ts). A reviver makes
+ * the parse several times slower, so it runs only on text that holds a run of
+ * 16 or more digits — every integer literal at or past 2^53 (16 digits) is
+ * one; ordinary bodies take the native parse as before.
+ */
+
+/** What JavaScriptCore passes a reviver as its third argument. */
+interface ReviverContext {
+  readonly source?: string;
+}
+
+const INTEGER_LITERAL = /^-?\d+$/;
+
+function exactIntegers(_key: string, v: unknown, ctx?: ReviverContext): unknown {
+  if (typeof v !== "number" || Number.isSafeInteger(v)) return v;
+  const source = ctx?.source;
+  return source !== undefined && INTEGER_LITERAL.test(source) ? BigInt(source) : v;
+}
+
+/** JSON.parse(text), with integer literals outside the safe range as bigints. Throws as JSON.parse does. */
+export function parseJsonExact(text: string): unknown {
+  return hasLongDigitRun(text) ? JSON.parse(text, exactIntegers as (k: string, v: unknown) => unknown) : JSON.parse(text);
+}
+
+/**
+ * Does `s` hold 16 digits in a row? Any such run covers an index ≡ 15 (mod 16),
+ * so only those are looked at until one is a digit: ~n/16 reads for text with
+ * few digits (a lookup body), the run measured around a digit found.
+ */
+export function hasLongDigitRun(s: string): boolean {
+  const n = s.length;
+  for (let i = 15; i < n; i += 16) {
+    if (!isDigit(s.charCodeAt(i))) continue;
+    let a = i;
+    while (a > 0 && isDigit(s.charCodeAt(a - 1))) a--;
+    let b = i + 1;
+    while (b < n && isDigit(s.charCodeAt(b))) b++;
+    if (b - a >= 16) return true;
+  }
+  return false;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
