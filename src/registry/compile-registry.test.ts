@@ -192,6 +192,14 @@ describe("registry validation", () => {
     view["statistics"] = { big: { median: 1e20 } };
     const issues = issuesOf(def);
     expect(issues.map((i) => i.path)).toEqual(["featureViews[0].statistics.big.median"]);
+    expect(issues[0]!.message).toContain("out of int64's range [-2^63, 2^63 − 1]: 100000000000000000000");
+    // A median past 2^53 but within int64 is a default like any other: the integer it is, exact (a bigint).
+    const wide = base();
+    (wide.featureViews[0]!.features as unknown[]).push({ name: "big", type: "int64", default: "median" }, { name: "ids", type: "int64", default: "9223372036854775807" });
+    (wide.featureViews[0] as Record<string, unknown>)["statistics"] = { big: { median: 2 ** 60 + 0.4 } };
+    const features = compileRegistry(wide).views.get("stats")!.features;
+    expect(features.find((f) => f.name === "big")!.defaultValue).toBe(2n ** 60n);
+    expect(features.find((f) => f.name === "ids")!.defaultValue).toBe(2n ** 63n - 1n);
     const versioned = base();
     (versioned.featureViews[0] as Record<string, unknown>)["version"] = 2 ** 53 + 2;
     expect(issuesOf(versioned).map((i) => i.path)).toEqual(["featureViews[0].version"]);

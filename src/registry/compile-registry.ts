@@ -1,3 +1,4 @@
+import { canonicalInt64, inInt64Range } from "../kv/int64.ts";
 import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
@@ -5,7 +6,7 @@ import { digests } from "../runtime/digest.ts";
 import type { FeatureViewDef, RegistryDef } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, PUSH_TIME_COLUMNS, type Registry, type VectorIndexSpec } from "./registry.ts";
-import { checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
+import { canonicalFor, checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
 /**
  * Compiles definitions whose structure is already checked (read-definitions.ts:
@@ -139,7 +140,8 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
       return;
     }
     const check = checkerFor(type);
-    const defaultValue = resolveDefault(v, f.name, f.default, type, `${fpath}.default`, check, issues);
+    const canonical = canonicalFor(type);
+    const defaultValue = resolveDefault(v, f.name, f.default, type, `${fpath}.default`, check, canonical, issues);
     const feature: CompiledFeature = {
       name: f.name,
       index: j,
@@ -147,6 +149,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
       typeName: typeName(type),
       defaultValue,
       check,
+      canonical,
       ref: `${v.name}:${f.name}`,
       fullName: `${v.name}__${f.name}`,
     };
@@ -213,6 +216,7 @@ function resolveDefault(
   type: ValueType,
   path: string,
   check: (x: unknown) => string | undefined,
+  canonical: (x: unknown) => FeatureValue,
   issues: Issue[],
 ): FeatureValue {
   const stats = v.statistics?.[feature];
@@ -225,25 +229,37 @@ function resolveDefault(
       issues.push({ path, message: `"median" needs statistics.${feature}.median in view "${v.name}"` });
       return zeroValue(type);
     }
-    const value = type.kind === "int64" ? Math.round(stats.median) : stats.median;
+    const value = type.kind === "int64" ? int64Median(stats.median) : stats.median;
     // Checked as an explicit default is: a median of 1e20 on an int64 feature was served as is over HTTP and wrapped
     // modulo 2^64 over gRPC.
     const problem = check(value);
     if (problem) issues.push({ path: path.replace(/\.features\[\d+\]\.default$/, `.statistics.${feature}.median`), message: problem });
-    return value;
+    return problem ? zeroValue(type) : canonical(value);
   }
   if (declared !== undefined) {
     if (declared === null) return null;
     const problem = check(declared);
     if (problem) issues.push({ path, message: problem });
-    return freeze(declared as FeatureValue);
+    return freeze(problem ? (declared as FeatureValue) : canonical(declared));
   }
   if (stats?.mostCommon !== undefined) {
     const problem = check(stats.mostCommon);
     if (problem) issues.push({ path: path.replace(/\.features\[\d+\]\.default$/, `.statistics.${feature}.mostCommon`), message: problem });
-    return freeze(stats.mostCommon as FeatureValue);
+    return freeze(problem ? (stats.mostCommon as FeatureValue) : canonical(stats.mostCommon));
   }
   return zeroValue(type);
+}
+
+/**
+ * An int64 feature's median as its default: rounded, and past 2^53 the
+ * integer that float is, as a bigint (src/kv/int64.ts) — a median of 1e18 is
+ * an int64; one beyond int64 stays a number for the check to refuse.
+ */
+function int64Median(median: number): number | bigint {
+  const r = Math.round(median);
+  if (Number.isSafeInteger(r) || !Number.isFinite(r)) return r;
+  const b = BigInt(r);
+  return inInt64Range(b) ? canonicalInt64(b) : r;
 }
 
 function freeze(v: FeatureValue): FeatureValue {

@@ -23,6 +23,13 @@ export interface CompiledFeature {
   readonly typeName: string;
   readonly defaultValue: FeatureValue;
   readonly check: ValueCheck;
+  /**
+   * A value `check` let through in the form rows store: an int64 given as
+   * decimal text or a bigint becomes a safe number or a bigint past 2^53
+   * (src/kv/int64.ts), a float64 given as a bigint (an integer literal past
+   * 2^53) its number; every other value is itself.
+   */
+  readonly canonical: (v: unknown) => FeatureValue;
   /** `view:feature` */
   readonly ref: string;
   /** `view__feature`, Feast's full feature name. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checkerFor, MAX_EMBEDDING_NORM, parseValueType } from "./value-types.ts";
+import { canonicalFor, checkerFor, MAX_EMBEDDING_NORM, parseValueType } from "./value-types.ts";
 
 const check = (type: string, v: unknown) => checkerFor(parseValueType(type)!)(v);
 
@@ -22,5 +22,35 @@ describe("value checks", () => {
     expect(check("string[]", ["ok", "x\ud83dy"])).toContain("element 1: the string has a lone surrogate (\\ud83d) at index 1");
     expect(check("string[]", ["ok", "\u{1F600}"])).toBeUndefined();
     expect(check("string", 5)).toContain("expected string");
+  });
+
+  test("int64: integers over [-2^63, 2^63 − 1] as numbers, bigints or decimal strings; out of range names the digits as sent", () => {
+    for (const ok of [1001, -7, 0, 9007199254740993n, -(2n ** 63n), 2n ** 63n - 1n, "9223372036854775807", "-9223372036854775808", "42", null]) expect(check("int64", ok)).toBeUndefined();
+    expect(check("int64", 2n ** 63n)).toBe("expected int64, out of int64's range [-2^63, 2^63 − 1]: 9223372036854775808");
+    expect(check("int64", "-9223372036854775809")).toBe('expected int64, out of int64\'s range [-2^63, 2^63 − 1]: "-9223372036854775809"');
+    expect(check("int64", 1.5)).toBe("expected int64 (integers in [-2^63, 2^63 − 1], as numbers or decimal strings), got number 1.5");
+    expect(check("int64", "12abc")).toContain('got string "12abc"');
+    expect(check("int64", 2 ** 53)).toContain("got integer 9007199254740992");
+    expect(check("int64[]", [1, 2n ** 63n - 1n, "-9223372036854775808"])).toBeUndefined();
+    expect(check("int64[]", [1, 2n ** 64n])).toBe("expected int64[], element 1 is out of int64's range [-2^63, 2^63 − 1]: 18446744073709551616");
+    expect(check("int64[]", [1, true])).toContain("element 1 is boolean true");
+  });
+
+  test("canonical: int64s as numbers while safe, bigints past 2^53; float64s given as bigints as their numbers", () => {
+    const int = canonicalFor(parseValueType("int64")!);
+    expect(int("9223372036854775807")).toBe(2n ** 63n - 1n);
+    expect(int("42")).toBe(42);
+    expect(int(5n)).toBe(5);
+    expect(int(9007199254740993n)).toBe(9007199254740993n);
+    expect(int(null)).toBeNull();
+    const ints = canonicalFor(parseValueType("int64[]")!);
+    const plain = [1, 2];
+    expect(ints(plain)).toBe(plain);
+    expect(ints(["9007199254740993", 3n, 4])).toEqual([9007199254740993n, 3, 4]);
+    expect(canonicalFor(parseValueType("float64")!)(9007199254740993n)).toBe(9007199254740992);
+    expect(check("float64", 9007199254740993n)).toBeUndefined();
+    expect(canonicalFor(parseValueType("embedding(2)")!)([1n, 0.5])).toEqual([1, 0.5]);
+    expect(check("embedding(2)", [9007199254740993n, 1])).toBeUndefined();
+    expect(check("embedding(2)", [12345678901234567890n, 1])).toContain("length (L2 norm)");
   });
 });

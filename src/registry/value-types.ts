@@ -1,3 +1,4 @@
+import { int64Of, outOfInt64Range } from "../kv/int64.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { clipText, loneSurrogateAt } from "../text/surrogates.ts";
 
@@ -43,8 +44,17 @@ export function typeName(t: ValueType): string {
  */
 export type ValueCheck = (v: unknown) => string | undefined;
 
-const isInt64 = (v: unknown): boolean => typeof v === "number" && Number.isSafeInteger(v);
-const isFloat = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v);
+const isInt64 = (v: unknown): boolean => int64Of(v) !== undefined;
+/** A finite number, or an integer literal past 2^53 that an exact parse gave as a bigint (stored as its nearest float64, as before). */
+const isFloat = (v: unknown): boolean => (typeof v === "number" ? Number.isFinite(v) : typeof v === "bigint" && Number.isFinite(Number(v)));
+
+/** What an int64 value is not: out of range (with its digits as sent), or not an integer at all. */
+function int64Problem(what: string, v: unknown, element?: number): string {
+  const digits = outOfInt64Range(v);
+  const at = element === undefined ? "" : `element ${element} is `;
+  if (digits !== undefined) return `expected ${what}, ${at}out of int64's range [-2^63, 2^63 − 1]: ${digits}`;
+  return `expected ${what} (integers in [-2^63, 2^63 − 1], as numbers or decimal strings), ${element === undefined ? "got " : at}${describe(v)}`;
+}
 
 function arrayCheck(what: string, ok: (x: unknown) => boolean): ValueCheck {
   return (v) => {
@@ -58,7 +68,7 @@ function arrayCheck(what: string, ok: (x: unknown) => boolean): ValueCheck {
 export function checkerFor(t: ValueType): ValueCheck {
   switch (t.kind) {
     case "int64":
-      return (v) => (v === null || isInt64(v) ? undefined : `expected int64 (a safe integer), got ${describe(v)}`);
+      return (v) => (v === null || isInt64(v) ? undefined : int64Problem("int64", v));
     case "float64":
       return (v) => (v === null || isFloat(v) ? undefined : `expected float64 (a finite number), got ${describe(v)}`);
     case "string":
@@ -66,7 +76,12 @@ export function checkerFor(t: ValueType): ValueCheck {
     case "bool":
       return (v) => (v === null || typeof v === "boolean" ? undefined : `expected bool, got ${describe(v)}`);
     case "int64[]":
-      return arrayCheck("int64[]", isInt64);
+      return (v) => {
+        if (v === null) return undefined;
+        if (!Array.isArray(v)) return `expected int64[], got ${describe(v)}`;
+        for (let i = 0; i < v.length; i++) if (!isInt64(v[i])) return int64Problem("int64[]", v[i], i);
+        return undefined;
+      };
     case "float64[]":
       return arrayCheck("float64[]", isFloat);
     case "string[]":
@@ -81,6 +96,27 @@ export function checkerFor(t: ValueType): ValueCheck {
       return andThen(arrayCheck(`embedding(${t.dim})`, isFloat), (arr: readonly number[]) =>
         arr.length !== t.dim ? `expected embedding(${t.dim}), got ${arr.length} dimensions` : embeddingLengthProblem(arr),
       );
+  }
+}
+
+/**
+ * The stored form of a value `checkerFor(t)` accepted (CompiledFeature.canonical):
+ * int64s as src/kv/int64.ts keeps them, bigints in float64 features as numbers.
+ * Values already in that form (all but a pushed big int64 or decimal text) are returned as they are.
+ */
+export function canonicalFor(t: ValueType): (v: unknown) => FeatureValue {
+  switch (t.kind) {
+    case "int64":
+      return (v) => (typeof v === "number" || v === null ? v : (int64Of(v) ?? null));
+    case "float64":
+      return (v) => (typeof v === "bigint" ? Number(v) : (v as FeatureValue));
+    case "int64[]":
+      return (v) => (Array.isArray(v) && !v.every((x) => typeof x === "number") ? v.map((x) => int64Of(x) ?? 0) : (v as FeatureValue));
+    case "float64[]":
+    case "embedding":
+      return (v) => (Array.isArray(v) && v.some((x) => typeof x === "bigint") ? v.map(Number) : (v as FeatureValue));
+    default:
+      return (v) => v as FeatureValue;
   }
 }
 
@@ -111,7 +147,11 @@ export const MAX_EMBEDDING_NORM = 1e18;
 /** Why finite numbers `v` are too long to be an embedding, or undefined. */
 export function embeddingLengthProblem(v: readonly number[]): string | undefined {
   let sq = 0;
-  for (let i = 0; i < v.length; i++) sq += v[i]! * v[i]!;
+  for (let i = 0; i < v.length; i++) {
+    // Number(): an element may be a bigint (an integer literal past 2^53, stored as its float64).
+    const x = Number(v[i]!);
+    sq += x * x;
+  }
   const norm = Math.sqrt(sq);
   return norm <= MAX_EMBEDDING_NORM ? undefined : `the embedding's length (L2 norm) is ${norm}, over ${MAX_EMBEDDING_NORM} (vector indexes compute in 32-bit floats)`;
 }
@@ -144,6 +184,7 @@ export function describe(v: unknown): string {
   if (Array.isArray(v)) return `an array of ${v.length}`;
   if (typeof v === "string") return `string "${clipText(v, 41)}"`;
   if (typeof v === "number") return Number.isInteger(v) ? `integer ${v}` : `number ${v}`;
+  if (typeof v === "bigint") return `integer ${v}`;
   if (typeof v === "object") return "an object";
   return `${typeof v} ${String(v)}`;
 }

@@ -16,7 +16,7 @@ describe("entity keys", () => {
   });
 
   test("int64 keys reject fractions, overflow, leading zeros and other types with the path", () => {
-    expect(() => keyPart(int, 1.5, "entities[0].driver_id")).toThrow("entities[0].driver_id: expected int64 (a safe integer or decimal string), got number 1.5");
+    expect(() => keyPart(int, 1.5, "entities[0].driver_id")).toThrow("entities[0].driver_id: expected int64 (an integer or decimal string in [-2^63, 2^63 − 1]), got number 1.5");
     expect(() => keyPart(int, "9223372036854775808", "p")).toThrow("int64 out of range");
     expect(() => keyPart(int, "007", "p")).toThrow(/expected int64/);
     expect(() => keyPart(int, 2 ** 60, "p")).toThrow(/expected int64/);

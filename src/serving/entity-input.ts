@@ -115,8 +115,8 @@ export function parseEntities(raw: unknown, path: string, maxRows: number): Enti
 }
 
 /**
- * Canonical key part for one join-key value, or a thrown 400. int64 keys take a
- * safe integer or a decimal string (ids beyond 2^53 travel as strings); both
+ * Canonical key part for one join-key value, or a thrown 400. int64 keys take an
+ * integer (a number, or a bigint past 2^53) or a decimal string; all
  * spell the same key, so 1001 and "1001" find the same int64 entity, while a
  * string key "1001" stays a different entity.
  */
@@ -128,7 +128,8 @@ export function keyPart(key: JoinKey, v: unknown, path: string): string {
 function encodedPart(key: JoinKey, v: unknown, prefix: string): string | undefined {
   if (key.type === "int64") {
     if (typeof v === "number") return Number.isSafeInteger(v) ? encodeKeyPart(key.name, "int64", v, prefix) : undefined;
-    const text = int64Text(v);
+    // A bigint: a JSON number past 2^53 read exactly (body.ts) or a MessagePack int 64: the key its decimal text spells.
+    const text = typeof v === "bigint" ? bigKeyText(v) : int64Text(v);
     return text === undefined ? undefined : encodeKeyPart(key.name, "int64", text, prefix);
   }
   return isStringKey(v) ? encodeKeyPart(key.name, "string", v, prefix) : undefined;
@@ -142,6 +143,11 @@ function int64Text(v: unknown): string | undefined {
     if (b > INT64_MAX || b < INT64_MIN) return undefined;
   }
   return v === "-0" ? "0" : v;
+}
+
+/** A bigint join key's canonical text (the same key as its decimal string), or undefined beyond int64. */
+function bigKeyText(v: bigint): string | undefined {
+  return v > INT64_MAX || v < INT64_MIN ? undefined : v.toString();
 }
 
 /**
@@ -168,7 +174,7 @@ function putPart(key: JoinKey, v: unknown, out: KeyBatch): number {
       out.integer(v);
       return PUT;
     }
-    const text = int64Text(v);
+    const text = typeof v === "bigint" ? bigKeyText(v) : int64Text(v);
     if (text === undefined) return INVALID;
     out.put(key.partHead);
     out.ascii(text);
@@ -215,8 +221,8 @@ function loneSurrogate(s: string): string {
 function badKey(key: JoinKey, v: unknown, path: string): never {
   if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (${key.type})`);
   if (key.type === "int64") {
-    if (typeof v === "string" && INT64_TEXT.test(v)) throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
-    throw invalid("invalid_entity", path, `expected int64 (a safe integer or decimal string), got ${describeValue(v)}`);
+    if ((typeof v === "string" && INT64_TEXT.test(v)) || typeof v === "bigint") throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
+    throw invalid("invalid_entity", path, `expected int64 (an integer or decimal string in [-2^63, 2^63 − 1]), got ${describeValue(v)}`);
   }
   if (typeof v === "string") {
     if (v.length > MAX_STRING_KEY) throw invalid("invalid_entity", path, `string join key longer than ${MAX_STRING_KEY} UTF-16 code units (${v.length})`);

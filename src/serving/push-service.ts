@@ -76,7 +76,7 @@ export class PushService {
         }
         const problem = feature.check(v);
         if (problem) throw invalid("invalid_value", input.pathOf(r, feature.name), problem);
-        values[f] = v as FeatureValue;
+        values[f] = feature.canonical(v);
       }
       entries[r] = { key: view.keyPrefix + keys[r]!, row: { ts, values } };
     }

@@ -33,7 +33,8 @@ export function parseFilter(raw: unknown, view: CompiledView, path = "filter"): 
       const problem = f.check(v);
       if (problem) throw invalid("invalid_request", Array.isArray(value) ? `${at}[${i}]` : at, problem);
     });
-    out.push({ feature: name, values: values as FeatureValue[] });
+    // In stored form (an int64 given as text or past 2^53 compares equal to the stored value).
+    out.push({ feature: name, values: values.map(f.canonical) });
   }
   return out.length === 0 ? undefined : out;
 }

@@ -63,6 +63,12 @@ describe("pushed text parsed by type", () => {
     expect(plainOfText("True", "bool", "p")).toBe(true);
     expect(plainOfText("0", "bool", "p")).toBe(false);
     expect(plainOfText("[1, 2]", "int64[]", "p")).toEqual([1, 2]);
+    // int64 text exact over the whole range; digits past it left as text for the registry's check to refuse.
+    expect(plainOfText("9007199254740993", "int64", "p")).toBe(9007199254740993n);
+    expect(plainOfText("-9223372036854775808", "int64", "p")).toBe(-9223372036854775808n);
+    expect(plainOfText("007", "int64", "p")).toBe(7);
+    expect(plainOfText("9223372036854775808", "int64", "p")).toBe("9223372036854775808");
+    expect(plainOfText("[9223372036854775807, 1]", "int64[]", "p")).toEqual([9223372036854775807n, 1]);
     expect(plainOfText(" 1001 ", "int64-key", "p")).toBe("1001");
     expect(plainOfText("c1", "string-key", "p")).toBe("c1");
     expect(plainOfText("1763800000000", "time", "p")).toBe(1763800000000);

@@ -1,4 +1,6 @@
 import { invalid } from "../../errors/index.ts";
+import { parseJsonExact } from "../../text/exact-json.ts";
+import { int64Of as canonicalInt64Of } from "../../kv/int64.ts";
 import { clipText } from "../../text/surrogates.ts";
 import type { ValueType } from "../../registry/value-types.ts";
 
@@ -11,10 +13,9 @@ export interface LongLike {
 }
 
 /**
- * An int64 from the wire as Quiver keeps it: a number when it is a safe
- * integer, else its exact decimal text (join keys accept both; int64 features
- * only the number, so an unsafe value is then a validation error, never a
- * silently rounded one).
+ * An int64 from the wire: a number when it is a safe integer, else its exact
+ * decimal text, which join keys and int64 features both accept (an int64
+ * feature stores it as a bigint: src/kv/int64.ts).
  */
 export function int64Of(v: number | LongLike): number | string {
   if (typeof v === "number") return v;
@@ -80,7 +81,8 @@ function utf8Of(bytes: Uint8Array, path: string): string {
   }
 }
 
-const INT_TEXT = /^-?\d{1,16}$/;
+const INT_TEXT = /^-?\d+$/;
+const LEADING_ZEROS = /^(-?)0+(?=\d)/;
 const FLOAT_TEXT = /^[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|Infinity)$/;
 const BOOL_TEXT: Readonly<Record<string, boolean>> = { true: true, True: true, TRUE: true, "1": true, false: false, False: false, FALSE: false, "0": false };
 
@@ -104,9 +106,11 @@ export function plainOfText(text: string, type: TextColumn, path: string): unkno
     case "time":
       return /^\d+$/.test(text) ? Number(text) : text;
     case "int64": {
+      // Exact over int64's whole range (a bigint past 2^53); digits beyond it stay text, for the registry's check to refuse.
       const t = text.trim();
       if (!INT_TEXT.test(t)) throw invalid("invalid_value", path, `expected an int64 as text, got "${clipText(text, 41)}"`);
-      return Number(t);
+      const digits = t.replace(LEADING_ZEROS, "$1");
+      return canonicalInt64Of(digits) ?? digits;
     }
     case "float64": {
       // Decimal or exponent notation (and the Infinity Number() reads, left to the registry's check); Number() alone also took "0x10" and "0b1".
@@ -122,7 +126,7 @@ export function plainOfText(text: string, type: TextColumn, path: string): unkno
     }
     default:
       try {
-        return JSON.parse(text);
+        return parseJsonExact(text);
       } catch {
         throw invalid("invalid_value", path, `expected a JSON list for ${type}, got "${clipText(text, 41)}"`);
       }

@@ -1,3 +1,5 @@
+import { int64At, uint64At } from "../../kv/int64.ts";
+
 /**
  * A MessagePack decoder for request bodies. @msgpack/msgpack's Decoder
  * allocates ~9 KB to decode a 400-byte lookup (its JS UTF-8 path grows an
@@ -7,7 +9,7 @@
  * (`npm run bench -- lookup-alloc`).
  *
  * Same values as @msgpack/msgpack for what a request can hold (nil, bool,
- * ints up to 64 bits as numbers, floats, str, bin as Uint8Array, arrays, maps
+ * ints up to 64 bits as numbers — but a bigint for one past 2^53 (src/kv/int64.ts), floats, str, bin as Uint8Array, arrays, maps
  * with string or number keys); ext types are refused. Every length is checked
  * against the bytes left and the limits, and nesting is bounded, so no input
  * can crash the process or make it allocate more than the body justifies.
@@ -107,10 +109,11 @@ export class MsgpackReader {
         return this.u16();
       case 0xce:
         return this.u32();
-      case 0xcf: {
-        const hi = this.u32();
-        return hi * 4294967296 + this.u32();
-      }
+      case 0xcf:
+        // Past 2^53 a bigint, exact (src/kv/int64.ts); the number it used to be had lost digits.
+        this.need(8);
+        this.pos += 8;
+        return uint64At(v, this.pos - 8);
       case 0xd0:
         this.need(1);
         return v.getInt8(this.pos++);
@@ -122,13 +125,10 @@ export class MsgpackReader {
         this.need(4);
         this.pos += 4;
         return v.getInt32(this.pos - 4);
-      case 0xd3: {
+      case 0xd3:
         this.need(8);
-        const hi = v.getInt32(this.pos);
-        const lo = v.getUint32(this.pos + 4);
         this.pos += 8;
-        return hi * 4294967296 + lo;
-      }
+        return int64At(v, this.pos - 8);
       case 0xd9:
         return this.str(this.u8());
       case 0xda:
