@@ -17,12 +17,21 @@ function fails(f: () => unknown, message: string): void {
 }
 
 describe("coercerFor", () => {
-  test("int64: numbers and decimal strings that are safe integers; scaled values rounded", () => {
+  test("int64: numbers, bigints and decimal strings over int64's whole range, exact; scaled values rounded", () => {
     const int = coercerFor({ kind: "int64" });
     expect(int(42)).toBe(42);
     expect(int("-17")).toBe(-17);
     expect(int("9007199254740991")).toBe(9007199254740991);
-    fails(() => int("9007199254740993"), 'expected an integer, got string "9007199254740993"');
+    // Past 2^53 exact, as a bigint (src/kv/int64.ts); to int64's ends; past them refused with the digits as sent.
+    expect(int("9007199254740993")).toBe(9007199254740993n);
+    expect(int(9007199254740993n)).toBe(9007199254740993n);
+    expect(int("-9223372036854775808")).toBe(-9223372036854775808n);
+    expect(int("9223372036854775807")).toBe(9223372036854775807n);
+    expect(int(9007199254740991n)).toBe(9007199254740991);
+    expect(int("0000000000000000042")).toBe(42);
+    fails(() => int("9223372036854775808"), `expected an integer in int64's range [-2^63, 2^63 − 1], got "9223372036854775808"`);
+    fails(() => int(-9223372036854775809n), `expected an integer in int64's range [-2^63, 2^63 − 1], got integer -9223372036854775809`);
+    fails(() => int(2 ** 60), "expected an integer, got integer 1152921504606847000");
     fails(() => int(1.5), "expected an integer");
     fails(() => int("1.5"), "expected an integer");
     fails(() => int("12abc"), "expected an integer");

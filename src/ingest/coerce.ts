@@ -1,3 +1,4 @@
+import { canonicalInt64, inInt64Range, type Int64 } from "../kv/int64.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { describeValue as describe, type JoinKey, type ValueType } from "../registry/index.ts";
 
@@ -11,7 +12,9 @@ export type Coercer = (v: unknown) => FeatureValue;
 
 export class CoercionError extends Error {}
 
-const INT_TEXT = /^-?\d{1,16}$/;
+/** Digits Number() reads exactly (15); longer integer text is read as a bigint, over int64's whole range. */
+const SHORT_INT_TEXT = /^-?\d{1,15}$/;
+const INT_TEXT = /^-?\d+$/;
 const NUM_TEXT = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
 function fail(what: string, v: unknown): never {
@@ -21,6 +24,7 @@ function fail(what: string, v: unknown): never {
 function toFloat(v: unknown, scale: number): number {
   let n: number;
   if (typeof v === "number") n = v;
+  else if (typeof v === "bigint") n = Number(v);
   else if (typeof v === "string" && NUM_TEXT.test(v)) n = Number(v);
   else return fail("a number", v);
   n *= scale;
@@ -28,10 +32,22 @@ function toFloat(v: unknown, scale: number): number {
   return n;
 }
 
-function toInt(v: unknown, scale: number): number {
+/**
+ * An int64: a number, a bigint (a MessagePack int 64 or JSON integer past
+ * 2^53, read exactly: payload.ts) or integer text, over [-2^63, 2^63 − 1],
+ * kept exact (a bigint past 2^53: src/kv/int64.ts). A scaled value is
+ * computed in float64 and must come out a safe integer, as before.
+ */
+function toInt(v: unknown, scale: number): Int64 {
+  if (scale === 1 && (typeof v === "bigint" || (typeof v === "string" && !SHORT_INT_TEXT.test(v) && INT_TEXT.test(v)))) {
+    const b = BigInt(v);
+    if (!inInt64Range(b)) throw new CoercionError(`expected an integer in int64's range [-2^63, 2^63 − 1], got ${typeof v === "string" ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : `integer ${v}`}`);
+    return canonicalInt64(b);
+  }
   let n: number;
   if (typeof v === "number") n = v;
-  else if (typeof v === "string" && (INT_TEXT.test(v) || (scale !== 1 && NUM_TEXT.test(v)))) n = Number(v);
+  else if (typeof v === "bigint") n = Number(v);
+  else if (typeof v === "string" && (SHORT_INT_TEXT.test(v) || (scale !== 1 && NUM_TEXT.test(v)))) n = Number(v);
   else return fail("an integer", v);
   if (scale !== 1) n = Math.round(n * scale);
   if (!Number.isSafeInteger(n)) fail("an integer", v);
@@ -103,7 +119,7 @@ export function coercerFor(t: ValueType, scale = 1): Coercer {
 export function keyCoercerFor(key: JoinKey): Coercer {
   if (key.type === "string") return toKeyText;
   return (v) => {
-    if (typeof v === "number" || typeof v === "string") return v;
+    if (typeof v === "number" || typeof v === "string" || typeof v === "bigint") return v as FeatureValue;
     return fail("an int64 id", v);
   };
 }
