@@ -73,7 +73,7 @@ test("JSON and MessagePack payloads: -2^63, 2^63-1, 2^53+1 and safe values store
     expect((await writer.write(prepared)).written).toBe(4);
     const rows = store.getManyNow(cases.map(([, digits]) => key(digits)));
     cases.forEach(([v], i) => {
-      const row = rows[i] as { values: unknown[] };
+      const row = rows[i] as { readonly values: readonly unknown[] };
       const exact = typeof v === "bigint" && v >= -(2n ** 53n) && v <= 2n ** 53n - 1n ? Number(v) : v;
       expect({ format, i, n: row.values[at("avg_daily_trips")] }).toEqual({ format, i, n: exact });
       expect({ format, i, ids: row.values[at("recent_trip_ids")] }).toEqual({ format, i, ids: [exact, exact, 5] });
