@@ -222,6 +222,10 @@ function badKey(key: JoinKey, v: unknown, path: string): never {
   if (v === undefined) throw invalid("invalid_entity", path, `missing join key "${key.name}" (${key.type})`);
   if (key.type === "int64") {
     if ((typeof v === "string" && INT64_TEXT.test(v)) || typeof v === "bigint") throw invalid("invalid_entity", path, `int64 out of range: ${v}`);
+    if (typeof v === "number" && Number.isInteger(v)) {
+      // Past 2^53 a JSON number parsed without its text (a v1 lookup: body.ts, exactIntegers) has lost its last digits.
+      throw invalid("invalid_entity", path, `an integer past 2^53 sent as a JSON number arrives rounded (read as ${BigInt(v)}); send an int64 this large as a decimal string (or in MessagePack)`);
+    }
     throw invalid("invalid_entity", path, `expected int64 (an integer or decimal string in [-2^63, 2^63 − 1]), got ${describeValue(v)}`);
   }
   if (typeof v === "string") {

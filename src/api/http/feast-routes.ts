@@ -51,8 +51,10 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
   // Every body is read as JSON whatever its Content-Type, as Feast's server reads it: Feast's documented
   // `curl -X POST .../get-online-features -d '{...}'` sends application/x-www-form-urlencoded, and got a 415 here.
-  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: false, maxContainers: containerBudget(limits.maxRows) };
-  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: true, maxContainers: containerBudget(limits.maxRows) };
+  // Integer literals past 2^53 exact, as Feast's Python server reads them (its clients send int64 ids as JSON
+  // numbers): for lookups this reads the body's text, ~0.5 KB more per lookup than Bun's native parse (body.ts).
+  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: false, maxContainers: containerBudget(limits.maxRows), exactIntegers: true };
+  const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: true, maxContainers: containerBudget(limits.maxRows), exactIntegers: true };
   add("POST", "/get-online-features", (req, value) => answer(value, req), feastErrorResponse, lookupBody);
 
   add("POST", "/push", async (_req, value) => json(await serving.push(asObject(value), FEAST_PUSH)), feastErrorResponse, writeBody);

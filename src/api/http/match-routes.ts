@@ -15,7 +15,7 @@ export function mountMatchRoutes(add: AddRoute, deps: HttpDeps): void {
       return json(matchBody(await match.match(query)));
     },
     errorResponse,
-    { limit: deps.limits.maxBodyBytes, allowMsgpack: false, strict: true, maxContainers: containerBudget(deps.limits.maxRows) },
+    { limit: deps.limits.maxBodyBytes, allowMsgpack: false, strict: true, maxContainers: containerBudget(deps.limits.maxRows), exactIntegers: true },
   );
 }
 
