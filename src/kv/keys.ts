@@ -13,6 +13,8 @@
  * costs one round trip per shard.
  */
 
+import { inInt64Range } from "./int64.ts";
+
 /** Types a join key may have. */
 export type JoinKeyType = "int64" | "string";
 
@@ -73,8 +75,10 @@ export function parseEntityKey(entityKey: string): Map<string, number | string> 
       const digits = entityKey.slice(eq + 2, end);
       if (!/^-?\d+$/.test(digits)) return undefined;
       const value = Number(digits);
-      if (!Number.isSafeInteger(value)) return undefined;
-      out.set(name, value);
+      if (Number.isSafeInteger(value)) out.set(name, value);
+      // Past 2^53 its decimal text, which join keys take as the same key (the number would round).
+      else if (digits.length <= 20 && inInt64Range(BigInt(digits))) out.set(name, digits);
+      else return undefined;
       p = end;
     } else if (tag === "s") {
       const colon = entityKey.indexOf(":", eq + 2);
