@@ -4,6 +4,8 @@ export interface Layout {
   readonly replicas: readonly string[];
   /** The sources (Sentinels) that named this primary; absent for a fixed layout. */
   readonly namedBy?: readonly string[];
+  /** The newest Sentinel configuration epoch behind this answer (each failover raises it); absent for a fixed layout. */
+  readonly epoch?: number;
   /**
    * Layouts other sources named instead (Sentinels that disagree), most-named
    * first; absent when every source that answered named the same primary.

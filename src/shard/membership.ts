@@ -154,17 +154,21 @@ export class Membership {
   }
 
   /**
-   * Walks the named primaries from the most named: the first whose ROLE says
-   * master wins; failing any, the most named one that cannot be asked (it may
-   * be back soon); one that says replica never is. The primary the probes
-   * already confirm costs no round trip, so a steady shard asks nothing more.
+   * Walks the named primaries best first (newest configuration epoch, then
+   * most named: sentinel-discovery.ts rankLayouts): the first whose ROLE says
+   * master is taken, or failing that among the equally ranked, the first that
+   * cannot be asked now (it may be back soon). A lower-ranked master never wins over a better one that cannot be
+   * reached: that is what an old master cut off with one Sentinel looks like
+   * while the others promote a replica, and writing to it would lose them
+   * (e2fd0d4 did, for a review). One that says replica is passed over. The
+   * primary the probes already confirm costs no round trip, so a steady
+   * shard asks nothing more.
    */
   private async choose(layout: Layout): Promise<Layout | undefined> {
     let fallback: Layout | undefined;
-    // A confirmed master wins over any it cannot ask, whatever their votes: a stale majority naming an address that is
-    // down (Sentinels cut off from the nodes that never heard the new config) held every write to the shard, while the
-    // Sentinel naming the real primary went unasked.
     for (const candidate of [layout, ...(layout.rivals ?? [])]) {
+      // Among equally ranked ones a master is preferred to one that cannot be asked; never one ranked lower.
+      if (fallback && outranks(fallback, candidate)) break;
       const role = await this.roleOf(candidate.primary);
       if (role === "master") return candidate;
       if (role !== "replica") fallback ??= candidate;
@@ -271,4 +275,11 @@ export class Membership {
       member.fail(error);
     }
   }
+}
+
+/** Does `a` rank above `b` (a newer configuration epoch, or as new and named by more Sentinels)? */
+function outranks(a: Layout, b: Layout): boolean {
+  const ea = a.epoch ?? -1;
+  const eb = b.epoch ?? -1;
+  return ea !== eb ? ea > eb : (a.namedBy?.length ?? 1) > (b.namedBy?.length ?? 1);
 }

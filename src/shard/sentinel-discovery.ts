@@ -77,22 +77,12 @@ export class SentinelDiscovery implements Discovery {
         ),
       ),
     );
-    const groups = new Map<string, { replicas: readonly string[]; namedBy: string[] }>();
-    for (const answer of answers) {
-      if (!("layout" in answer)) continue;
-      const group = groups.get(answer.layout.primary);
-      if (group) group.namedBy.push(sentinels[answer.index]!);
-      else groups.set(answer.layout.primary, { replicas: answer.layout.replicas, namedBy: [sentinels[answer.index]!] });
-    }
-    if (groups.size === 0) {
+    const named = answers.flatMap((a) => ("layout" in a ? [{ sentinel: sentinels[a.index]!, layout: a.layout }] : []));
+    if (named.length === 0) {
       const errors = answers.flatMap((a) => ("error" in a ? [a.error] : []));
       throw new Error(`no sentinel knows master "${masterName}" (${errors.join("; ")})`);
     }
-    // Stable sort: equally named primaries stay in the order of the first Sentinel that named them.
-    const layouts: Layout[] = [...groups].map(([primary, g]) => ({ primary, replicas: g.replicas, namedBy: g.namedBy }));
-    layouts.sort((a, b) => b.namedBy!.length - a.namedBy!.length);
-    const [top, ...rivals] = layouts as [Layout, ...Layout[]];
-    return rivals.length === 0 ? top : { ...top, rivals };
+    return rankLayouts(named);
   }
 
   watch(onChange: () => void): void {
@@ -130,18 +120,47 @@ export class SentinelDiscovery implements Discovery {
     if (!(await ready(client, timeout))) throw new Error("not connected");
     const masterReply = client.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name);
     const replicasReply = client.call("SENTINEL", "REPLICAS", name);
+    const stateReply = client.call("SENTINEL", "MASTER", name);
     replicasReply.catch(() => {});
+    stateReply.catch(() => {});
     const master = (await withDeadline(masterReply, timeout, "sentinel master query")) as unknown[] | null;
     if (!Array.isArray(master) || master.length < 2) throw new Error(`unknown master "${name}"`);
     const primary = `${master[0]}:${master[1]}`;
+    // The configuration epoch this Sentinel's view of the master comes from: each failover raises it.
+    const epoch = Number(replyFields((await withDeadline(stateReply, timeout, "sentinel master state query")) as unknown[]).get("config-epoch"));
     const replicas: string[] = [];
     for (const entry of (await withDeadline(replicasReply, timeout, "sentinel replicas query")) as unknown[][]) {
       const fields = replyFields(entry);
       const address = `${String(fields.get("ip"))}:${String(fields.get("port"))}`;
       if (!BAD_FLAGS.test(String(fields.get("flags") ?? "")) && address !== primary) replicas.push(address);
     }
-    return { primary, replicas };
+    return { primary, replicas, ...(Number.isInteger(epoch) ? { epoch } : {}) };
   }
+}
+
+/**
+ * Sentinels' answers grouped by the primary they name, best first, the rest as
+ * its rivals: the newest configuration epoch first (each failover raises it,
+ * so a Sentinel that missed one names an older primary with an older epoch),
+ * then the most named, then the order the Sentinels are configured in.
+ * Votes alone could not tell a stale majority that missed a failover from a
+ * partitioned old master with one Sentinel beside it.
+ */
+export function rankLayouts(named: ReadonlyArray<{ readonly sentinel: string; readonly layout: Layout }>): Layout {
+  const groups = new Map<string, { replicas: readonly string[]; namedBy: string[]; epoch: number | undefined }>();
+  for (const { sentinel, layout } of named) {
+    const group = groups.get(layout.primary);
+    if (group === undefined) groups.set(layout.primary, { replicas: layout.replicas, namedBy: [sentinel], epoch: layout.epoch });
+    else {
+      group.namedBy.push(sentinel);
+      if (layout.epoch !== undefined && (group.epoch === undefined || layout.epoch > group.epoch)) group.epoch = layout.epoch;
+    }
+  }
+  const layouts: Layout[] = [...groups].map(([primary, g]) => ({ primary, replicas: g.replicas, namedBy: g.namedBy, ...(g.epoch === undefined ? {} : { epoch: g.epoch }) }));
+  // Stable sort: ties stay in the order of the first Sentinel that named them.
+  layouts.sort((a, b) => (b.epoch ?? -1) - (a.epoch ?? -1) || b.namedBy!.length - a.namedBy!.length);
+  const [top, ...rivals] = layouts as [Layout, ...Layout[]];
+  return rivals.length === 0 ? top : { ...top, rivals };
 }
 
 /** Waits (bounded) for a client that is still connecting. */
