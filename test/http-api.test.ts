@@ -257,6 +257,18 @@ describe("POST /v1/push", () => {
     expect((await seg('"e\\ud83d\\ude00"')).body.rows![0]!.values).toEqual(["smile"]);
   });
 
+  test("an int64 of 60,000 digits is a 400 quoting 40 of them, as a number or as text", async () => {
+    // Read exactly (a BigInt of every digit), it held the serving thread for seconds at 4 MiB and was quoted whole.
+    const digits = "7".repeat(60_000);
+    for (const value of [digits, `"${digits}"`]) {
+      const res = await post("/v1/push", `{"featureView":"driver_hourly_stats","rows":[{"driver_id":1001,"avg_daily_trips":${value}}]}`);
+      const text = await res.text();
+      expect(res.status).toBe(400);
+      expect(text.length).toBeLessThan(1000);
+      expect(text).toContain("avg_daily_trips");
+    }
+  });
+
   test("unknown view, unknown column, missing rows are 400s naming them", async () => {
     expect(await errorOf(await post("/v1/push", { featureView: "ghost", rows: [{}] }))).toMatchObject({ code: "unknown_feature_view", path: "featureView" });
     expect(await errorOf(await post("/v1/push", { featureView: "fraud_signals", rows: [{ customer_id: "a" }, { customer_id: "b", spend1h: 1 }] }))).toMatchObject({

@@ -66,7 +66,12 @@ describe("coercerFor", () => {
     expect(s("Porto")).toBe("Porto");
     expect(s(12)).toBe("12");
     expect(s(false)).toBe("false");
+    // A payload integer past 2^53 arrives as a bigint (read exactly): its digits, not a dead letter.
+    expect(s(1234567890123456789n)).toBe("1234567890123456789");
+    expect(coercerFor({ kind: "string[]" })([18446744073709551615n, 2])).toEqual(["18446744073709551615", "2"]);
     fails(() => s({ city: "Porto" }), "expected a string, got an object");
+    // int64 text far past the range is refused without a BigInt of it.
+    fails(() => coercerFor({ kind: "int64" })("9".repeat(100_000)), `got "${"9".repeat(40)}…"`);
   });
 
   test("lists: every element coerced as its type; a non-list or a bad element refuses the field", () => {

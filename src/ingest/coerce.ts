@@ -1,4 +1,4 @@
-import { canonicalInt64, inInt64Range, type Int64 } from "../kv/int64.ts";
+import { canonicalInt64, INT64_MAX, inInt64Range, type Int64 } from "../kv/int64.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { describeValue as describe, type JoinKey, type ValueType } from "../registry/index.ts";
 
@@ -40,7 +40,8 @@ function toFloat(v: unknown, scale: number): number {
  */
 function toInt(v: unknown, scale: number): Int64 {
   if (scale === 1 && (typeof v === "bigint" || (typeof v === "string" && !SHORT_INT_TEXT.test(v) && INT_TEXT.test(v)))) {
-    const b = BigInt(v);
+    // Text past a sign and 20 digits is out of range: refused before a BigInt of it (quadratic in its length).
+    const b = typeof v === "string" && v.length > 21 ? INT64_MAX + 1n : BigInt(v);
     if (!inInt64Range(b)) throw new CoercionError(`expected an integer in int64's range [-2^63, 2^63 − 1], got ${typeof v === "string" ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : `integer ${v}`}`);
     return canonicalInt64(b);
   }
@@ -63,7 +64,8 @@ function toBool(v: unknown): boolean {
 
 function toText(v: unknown): string {
   if (typeof v === "string") return v;
-  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  // A bigint: an integer past 2^53 the payload decoders read exactly (its digits, as text, exactly).
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return String(v);
   return fail("a string", v);
 }
 

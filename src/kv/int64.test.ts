@@ -105,3 +105,18 @@ describe("parseJsonExact", () => {
     expect(() => parseJsonExact("{1234567890123456789")).toThrow();
   });
 });
+
+describe("a body or value holding a huge run of digits costs no BigInt of it", () => {
+  test("the exact parse keeps literals past a sign and 20 digits as JSON.parse gives them; out-of-range text is named, clipped", () => {
+    const digits = "7".repeat(200_000);
+    // A bigint of 200,000 digits took most of a second (4 MiB: seconds of the serving thread) and was quoted whole.
+    const parsed = parseJsonExact(`{"n":${digits},"m":-18446744073709551615,"k":123456789012345678901}`) as Record<string, unknown>;
+    expect(typeof parsed.n).toBe("number");
+    expect(parsed.m).toBe(-18446744073709551615n);
+    expect(parsed.k).toBe(123456789012345678901n);
+    const named = outOfInt64Range(digits);
+    expect(named).toBe(`"${"7".repeat(40)}…"`);
+    expect(int64Of(digits)).toBeUndefined();
+    expect(outOfInt64Range(-(2n ** 200n))!.length).toBeLessThanOrEqual(41);
+  });
+});

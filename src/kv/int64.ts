@@ -45,13 +45,22 @@ export function int64Of(v: unknown): Int64 | undefined {
 
 /** An integer (a bigint, its decimal text, or an integral number) that int64 cannot hold; undefined when `v` is not an integer at all. */
 export function outOfInt64Range(v: unknown): string | undefined {
-  if (typeof v === "bigint") return inInt64Range(v) ? undefined : v.toString();
-  if (typeof v === "string" && INTEGER_TEXT.test(v)) return inInt64Range(BigInt(v)) ? undefined : `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+  if (typeof v === "bigint") return inInt64Range(v) ? undefined : clipDigits(v.toString());
+  if (typeof v === "string" && INTEGER_TEXT.test(v)) {
+    // Past 20 characters (a sign and 19 digits) it is out of range: no BigInt of a huge text (seconds for 4 MiB of digits).
+    const out = v.length > 20 || !inInt64Range(BigInt(v));
+    return out ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : undefined;
+  }
   if (typeof v === "number" && Number.isInteger(v) && !Number.isSafeInteger(v)) {
     // A number past 2^53 that did not come from an exact parse (an exponent literal like 1e19, or a rounded one).
     return inInt64Range(BigInt(v)) ? undefined : String(v);
   }
   return undefined;
+}
+
+/** Digits quoted in a message, cut at 40 characters as quoted strings are. */
+function clipDigits(text: string): string {
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
 }
 
 /** The 64-bit two's complement halves of an int64 (what a protobuf varint and MessagePack int 64 carry). */

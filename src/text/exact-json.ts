@@ -16,10 +16,18 @@ interface ReviverContext {
 
 const INTEGER_LITERAL = /^-?\d+$/;
 
+/**
+ * Longest literal made exact: a sign and 40 digits, past int64 and uint64 (20) so an error can quote the digits
+ * sent, as far as messages quote them (40 characters). A longer one is out of range anyway and stays the float
+ * JSON.parse gave (refused as an int64 where one is wanted): BigInt of a 4 MiB run of digits took seconds of the
+ * serving thread, and quoting it made a 4 MB error.
+ */
+const LONGEST_EXACT = 41;
+
 function exactIntegers(_key: string, v: unknown, ctx?: ReviverContext): unknown {
   if (typeof v !== "number" || Number.isSafeInteger(v)) return v;
   const source = ctx?.source;
-  return source !== undefined && INTEGER_LITERAL.test(source) ? BigInt(source) : v;
+  return source !== undefined && source.length <= LONGEST_EXACT && INTEGER_LITERAL.test(source) ? BigInt(source) : v;
 }
 
 /** JSON.parse(text), with integer literals outside the safe range as bigints. Throws as JSON.parse does. */

@@ -47,3 +47,16 @@ describe("answers completed late (after the request's callback)", () => {
     expect(await res.json()).toEqual(big);
   });
 });
+
+describe("MessagePack answers built from values (grace copies)", () => {
+  test("a body holding a bigint (an int64 past 2^53) is encoded, its other integers in the formats the plain encoder gives", async () => {
+    // It answered 500 ("Unrecognized object: [object BigInt]") for a stale lookup of such a row.
+    const body = { results: [{ values: [2n ** 63n - 1n, -(2n ** 63n), 5_000_000_000, -3_000_000_000, 7, 0.5, null, "x", [1, 2n ** 60n]] }] };
+    const bytes = new Uint8Array(await msgpack(body).arrayBuffer());
+    expect(decode(bytes, { useBigInt64: true })).toEqual({ results: [{ values: [2n ** 63n - 1n, -(2n ** 63n), 5_000_000_000n, -3_000_000_000n, 7, 0.5, null, "x", [1, 2n ** 60n]] }] });
+    // 5e9 and -3e9 kept uint 64 / int 64 (0xcf / 0xd3), as without a bigint in the body.
+    const plain = new Uint8Array(await msgpack({ v: [5_000_000_000, -3_000_000_000] }).arrayBuffer());
+    expect([...plain].includes(0xcf) && [...plain].includes(0xd3)).toBe(true);
+    expect([...bytes].filter((b) => b === 0xcb).length).toBe(1); // only 0.5 is a float 64
+  });
+});
