@@ -61,6 +61,25 @@ afterAll(async () => {
 });
 
 describe("a stale Sentinel names the replica as the shard's primary", () => {
+  test("Sentinels that refuse SENTINEL MASTER (an ACL) still name the primary: ranked by votes, without their epoch", async () => {
+    // The epoch query failing made every Sentinel's whole answer fail: the shard could not connect at all.
+    for (const sentinel of group.sentinels) await client(sentinel).call("ACL", "SETUSER", "default", "-sentinel|master");
+    const logged = spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const set = await connect("no-epoch", new SentinelDiscovery({ sentinels: group.sentinels.map((s) => s.address), masterName: group.masterName, timeoutMs: 5000 }));
+      try {
+        expect(set.primaryAddress).toBe(group.primary.address);
+        expect((await set.putMany([{ key: "sd@1/k=acl", row: { ts: 10, values: [1] } }])).written).toBe(1);
+        expect(logged.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("SENTINEL MASTER failed"))).toHaveLength(3);
+      } finally {
+        await set.close();
+      }
+    } finally {
+      logged.mockRestore();
+      for (const sentinel of group.sentinels) await client(sentinel).call("ACL", "SETUSER", "default", "+sentinel|master");
+    }
+  }, 60_000);
+
   test("with 2 of 3 Sentinels naming the real primary, writes go there; the disagreement is logged once and counted", async () => {
     // A generous bound per Sentinel: one answer lost to a slow machine would change the disagreement, and log it again.
     const discovery = new CountingDiscovery({ sentinels: group.sentinels.map((s) => s.address), masterName: group.masterName, timeoutMs: 5000 });

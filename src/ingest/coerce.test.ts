@@ -70,8 +70,10 @@ describe("coercerFor", () => {
     expect(s(1234567890123456789n)).toBe("1234567890123456789");
     expect(coercerFor({ kind: "string[]" })([18446744073709551615n, 2])).toEqual(["18446744073709551615", "2"]);
     fails(() => s({ city: "Porto" }), "expected a string, got an object");
-    // int64 text far past the range is refused without a BigInt of it.
+    // int64 text far past the range is refused without a BigInt of it; zero padding is not length.
     fails(() => coercerFor({ kind: "int64" })("9".repeat(100_000)), `got "${"9".repeat(40)}…"`);
+    expect(coercerFor({ kind: "int64" })(`${"0".repeat(100_000)}42`)).toBe(42);
+    expect(coercerFor({ kind: "int64" })(`-${"0".repeat(30)}9223372036854775808`)).toBe(-(2n ** 63n));
   });
 
   test("lists: every element coerced as its type; a non-list or a bad element refuses the field", () => {

@@ -40,8 +40,10 @@ function toFloat(v: unknown, scale: number): number {
  */
 function toInt(v: unknown, scale: number): Int64 {
   if (scale === 1 && (typeof v === "bigint" || (typeof v === "string" && !SHORT_INT_TEXT.test(v) && INT_TEXT.test(v)))) {
-    // Text past a sign and 20 digits is out of range: refused before a BigInt of it (quadratic in its length).
-    const b = typeof v === "string" && v.length > 21 ? INT64_MAX + 1n : BigInt(v);
+    // Text past a sign and 19 significant digits is out of range: refused before a BigInt of it (quadratic in its
+    // length). Leading zeros do not count ("000…042" is 42), and are not handed to BigInt either.
+    const text = typeof v === "string" ? v.replace(/^(-?)0+(?=\d)/, "$1") : v;
+    const b = typeof text === "string" && text.length > 20 ? INT64_MAX + 1n : BigInt(text);
     if (!inInt64Range(b)) throw new CoercionError(`expected an integer in int64's range [-2^63, 2^63 − 1], got ${typeof v === "string" ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : `integer ${v}`}`);
     return canonicalInt64(b);
   }

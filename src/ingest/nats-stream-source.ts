@@ -205,8 +205,11 @@ async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonl
         limitsRefused.add(name);
         console.error(`quiver: stream "${name}": its limits (max_msgs ${limits!.maxMessages}, max_age ${limits!.maxAgeMs} ms) were refused, so it keeps its own: ${(e as Error).message ?? e}`);
       }
-      if (missing.length > 0) await jsm.streams.update(name, { subjects: [...have, ...missing] });
-      return;
+      // Subjects alone, then read again (another pod may have changed them meanwhile), without limits from here on.
+      if (missing.length === 0) return;
+      await jsm.streams.update(name, { subjects: [...have, ...missing] });
+      limits = undefined;
+      continue;
     }
   }
   throw new Error(`stream "${name}": its subjects kept changing under this process; subjects ${subjects.join(", ")} not taken after ${ENSURE_ROUNDS} tries`);

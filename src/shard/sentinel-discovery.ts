@@ -114,6 +114,16 @@ export class SentinelDiscovery implements Discovery {
     for (const c of [...this.clients, ...this.subscribers]) c.disconnect();
   }
 
+  /** Sentinels whose SENTINEL MASTER failed, logged once each. */
+  private readonly epochRefused = new Set<Redis>();
+
+  private noteEpochRefused(client: Redis, error: unknown): void {
+    if (this.epochRefused.has(client)) return;
+    this.epochRefused.add(client);
+    const index = this.clients.indexOf(client);
+    console.error(`quiver: sentinel ${this.options.sentinels[index] ?? "?"}: SENTINEL MASTER failed (${error instanceof Error ? error.message : String(error)}); its answers are ranked without their configuration epoch`);
+  }
+
   private async ask(client: Redis): Promise<Layout> {
     const name = this.options.masterName;
     const timeout = this.options.timeoutMs ?? 500;
@@ -126,8 +136,15 @@ export class SentinelDiscovery implements Discovery {
     const master = (await withDeadline(masterReply, timeout, "sentinel master query")) as unknown[] | null;
     if (!Array.isArray(master) || master.length < 2) throw new Error(`unknown master "${name}"`);
     const primary = `${master[0]}:${master[1]}`;
-    // The configuration epoch this Sentinel's view of the master comes from: each failover raises it.
-    const epoch = Number(replyFields((await withDeadline(stateReply, timeout, "sentinel master state query")) as unknown[]).get("config-epoch"));
+    // The configuration epoch this Sentinel's view of the master comes from: each failover raises it. Optional: a
+    // Sentinel that will not answer SENTINEL MASTER (an ACL without it) still names the primary, ranked by votes alone.
+    const epoch = await withDeadline(stateReply, timeout, "sentinel master state query").then(
+      (reply) => Number(replyFields(reply as unknown[]).get("config-epoch")),
+      (error: unknown) => {
+        this.noteEpochRefused(client, error);
+        return Number.NaN;
+      },
+    );
     const replicas: string[] = [];
     for (const entry of (await withDeadline(replicasReply, timeout, "sentinel replicas query")) as unknown[][]) {
       const fields = replyFields(entry);
