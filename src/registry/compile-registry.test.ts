@@ -275,3 +275,50 @@ describe("vector index (index:)", () => {
     expect(r.views.get("claims")!.index).toMatchObject({ dim: 384, metric: "cosine", embedder: "hashed-ngrams" });
   });
 });
+
+describe("push sources (pushSources:)", () => {
+  const withSources = (pushSources: unknown[]) => ({
+    entities: [
+      { name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] },
+      { name: "car", joinKeys: [{ name: "car_id", type: "string" }] },
+    ],
+    featureViews: [
+      { name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64" }, { name: "city", type: "string" }] },
+      { name: "trips", entities: ["driver"], features: [{ name: "trips", type: "int64" }, { name: "city", type: "string" }] },
+      { name: "cars", entities: ["car"], features: [{ name: "rate", type: "int64" }, { name: "driver_id", type: "int64" }] },
+    ],
+    pushSources,
+  });
+
+  test("compiles with its views in order and the timestamp field (default event_timestamp); the digest covers them", () => {
+    const r = compileRegistry(withSources([{ name: "driver_push", featureViews: ["trips", "stats"], timestampField: "event_ts" }, { name: "stats", featureViews: ["stats"] }]));
+    const s = r.pushSources.get("driver_push")!;
+    expect(s.views.map((v) => v.name)).toEqual(["trips", "stats"]);
+    expect(s.timestampField).toBe("event_ts");
+    expect(r.pushSources.get("stats")!.timestampField).toBe("event_timestamp");
+    expect(compileRegistry(base()).pushSources.size).toBe(0);
+    expect(compileRegistry(withSources([{ name: "driver_push", featureViews: ["trips", "stats"] }])).digest).not.toBe(r.digest);
+  });
+
+  test("refuses duplicate names, unknown or repeated views, an empty list, a view's name not listing it, and columns meaning two things, each with its path", () => {
+    expect(issuesOf(withSources([
+      { name: "p", featureViews: ["stats"] },
+      { name: "p", featureViews: ["trips"] },
+      { name: "q", featureViews: ["stats", "ghost", "stats"] },
+      { name: "trips", featureViews: ["stats"] },
+      { name: "r", featureViews: ["stats", "cars"] },
+      { name: "s", featureViews: ["trips"], timestampField: "city" },
+    ]))).toEqual([
+      { path: "pushSources[1].name", message: 'duplicate push source "p"' },
+      { path: "pushSources[2].featureViews[1]", message: 'unknown feature view "ghost"' },
+      { path: "pushSources[2].featureViews[2]", message: '"stats" is listed twice' },
+      { path: "pushSources[3].name", message: '"trips" is also a feature view\'s name, and a push source so named must list that view: Feast\'s /push with a view\'s name writes that view when no push source has the name' },
+      { path: "pushSources[4].featureViews", message: 'column "rate" is a feature (float64) in view "stats" but a feature (int64) in view "cars"; a pushed frame\'s column feeds every view alike' },
+      { path: "pushSources[4].featureViews", message: 'column "driver_id" is a join key (int64) in view "stats" but a feature (int64) in view "cars"; a pushed frame\'s column feeds every view alike' },
+      { path: "pushSources[5].timestampField", message: '"city" is a feature or join key of view "trips"; the event-time column cannot be both' },
+    ]);
+    expect(issuesOf(withSources([{ name: "p", featureViews: [] }])).map((i) => i.path)).toEqual(["pushSources[0].featureViews"]);
+    expect(issuesOf(withSources([{ name: "p", featureViews: ["stats"], timestampField: "bad-name" }])).map((i) => i.path)).toEqual(["pushSources[0].timestampField"]);
+    expect(issuesOf(withSources([{ name: "p", featureViews: ["stats"], extra: 1 }])).map((i) => i.path)).toEqual(["pushSources[0].extra"]);
+  });
+});

@@ -3,9 +3,9 @@ import { type Issue, invalidAll } from "../errors/index.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
 import { type JoinKeyType, keyPartHead, viewKeyPrefix } from "../kv/keys.ts";
 import { digests } from "../runtime/digest.ts";
-import type { FeatureViewDef, RegistryDef } from "./definitions.ts";
+import type { FeatureViewDef, PushSourceDef, RegistryDef } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
-import { type CompiledFeature, type CompiledView, type FeatureRef, type JoinKey, PUSH_TIME_COLUMNS, type Registry, type VectorIndexSpec } from "./registry.ts";
+import { type CompiledFeature, type CompiledPushSource, type CompiledView, DEFAULT_TIMESTAMP_FIELD, type FeatureRef, type JoinKey, PUSH_TIME_COLUMNS, type Registry, type VectorIndexSpec } from "./registry.ts";
 import { canonicalFor, checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
 /**
@@ -85,12 +85,20 @@ export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry
     services.set(s.name, resolved);
   });
 
+  const pushSources = new Map<string, CompiledPushSource>();
+  (def.pushSources ?? []).forEach((s, i) => {
+    const source = compilePushSource(s, `pushSources[${i}]`, views, broken, issues);
+    if (pushSources.has(s.name)) issues.push({ path: `pushSources[${i}].name`, message: `duplicate push source "${s.name}"` });
+    else if (source) pushSources.set(s.name, source);
+  });
+
   if (issues.length > 0) throw invalidAll("invalid_registry", issues);
   return {
     project: def.project ?? "default",
     views,
     refs,
     services,
+    pushSources,
     joinKeys,
     definition: def,
     digest: digests.sha256Hex(JSON.stringify(def)).slice(0, 16),
@@ -105,6 +113,46 @@ export function unknownRefMessage(ref: string, views: ReadonlyMap<string, Compil
   const view = views.get(ref.slice(0, colon));
   if (!view) return `unknown feature view "${ref.slice(0, colon)}"`;
   return `feature view "${view.name}" has no feature "${ref.slice(colon + 1)}"`;
+}
+
+/**
+ * A push source: its views exist, each listed once; a name that is also a
+ * view's lists that view (Feast's `/push` with a view's name writes that view
+ * when no push source is declared, so such a name must not start meaning
+ * other views); and the frame's columns mean one thing across its views (a
+ * column is one view's join key and another's feature, or two views' features
+ * of different types, or the event-time column and a feature: refused).
+ */
+function compilePushSource(s: PushSourceDef, path: string, views: ReadonlyMap<string, CompiledView>, broken: ReadonlySet<string>, issues: Issue[]): CompiledPushSource | undefined {
+  const before = issues.length;
+  const listed: CompiledView[] = [];
+  s.featureViews.forEach((name, j) => {
+    const view = views.get(name);
+    if (view && listed.includes(view)) issues.push({ path: `${path}.featureViews[${j}]`, message: `"${name}" is listed twice` });
+    else if (view) listed.push(view);
+    else if (!broken.has(name)) issues.push({ path: `${path}.featureViews[${j}]`, message: `unknown feature view "${name}"` });
+  });
+  if (views.has(s.name) && !s.featureViews.includes(s.name)) {
+    issues.push({ path: `${path}.name`, message: `"${s.name}" is also a feature view's name, and a push source so named must list that view: Feast's /push with a view's name writes that view when no push source has the name` });
+  }
+  const timestampField = s.timestampField ?? DEFAULT_TIMESTAMP_FIELD;
+  if (isObjectMember(timestampField)) issues.push({ path: `${path}.timestampField`, message: objectMemberMessage(timestampField) });
+  // What each column means across the views: a join key of a type, or a feature of a type (first view that says so).
+  const meaning = new Map<string, { what: string; view: string }>();
+  for (const view of listed) {
+    const say = (column: string, what: string) => {
+      const other = meaning.get(column);
+      if (other === undefined) meaning.set(column, { what, view: view.name });
+      else if (other.what !== what) issues.push({ path: `${path}.featureViews`, message: `column "${column}" is ${other.what} in view "${other.view}" but ${what} in view "${view.name}"; a pushed frame's column feeds every view alike` });
+    };
+    for (const k of view.joinKeys) say(k.name, `a join key (${k.type})`);
+    for (const f of view.features) say(f.name, `a feature (${f.typeName})`);
+    if (view.featureIndex.has(timestampField) || view.joinKeys.some((k) => k.name === timestampField)) {
+      issues.push({ path: `${path}.timestampField`, message: `"${timestampField}" is a feature or join key of view "${view.name}"; the event-time column cannot be both` });
+    }
+  }
+  if (issues.length > before) return undefined;
+  return { name: s.name, views: listed, timestampField };
 }
 
 const ascii = new TextEncoder();

@@ -72,12 +72,29 @@ const FeatureServiceDef = T.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Feast's PushSource: a name that Feast's `/push` (and GrpcFeatureServer.Push)
+ * addresses, feeding every listed view from one frame whose event time is the
+ * column `timestampField` (Feast: the push source's batch source's
+ * `timestamp_field`). Meaning (views exist, columns agree) in compile-registry.ts.
+ */
+const PushSourceDef = T.Object(
+  {
+    name: Name,
+    description: T.Optional(T.String()),
+    featureViews: T.Array(Name, { minItems: 1 }),
+    timestampField: T.Optional(Name),
+  },
+  { additionalProperties: false },
+);
+
 export const RegistryDefSchema = T.Object(
   {
     project: T.Optional(T.String()),
     entities: T.Array(EntityDef),
     featureViews: T.Array(FeatureViewDef),
     featureServices: T.Optional(T.Array(FeatureServiceDef)),
+    pushSources: T.Optional(T.Array(PushSourceDef)),
   },
   { additionalProperties: false },
 );
@@ -87,3 +104,4 @@ export type EntityDef = Static<typeof EntityDef>;
 export type FeatureViewDef = Static<typeof FeatureViewDef>;
 export type FeatureDef = Static<typeof FeatureDef>;
 export type VectorIndexDef = Static<typeof VectorIndexDef>;
+export type PushSourceDef = Static<typeof PushSourceDef>;

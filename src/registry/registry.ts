@@ -83,6 +83,18 @@ export interface VectorIndexSpec {
  */
 export const PUSH_TIME_COLUMNS: ReadonlySet<string> = new Set(["event_timestamp", "created", "created_timestamp"]);
 
+/** The event-time column of a push source that names none (Feast's usual `timestamp_field`). */
+export const DEFAULT_TIMESTAMP_FIELD = "event_timestamp";
+
+/** A declared push source (`pushSources:`): one pushed frame fans out to every view it lists. */
+export interface CompiledPushSource {
+  readonly name: string;
+  /** In declaration order; at least one, each once. */
+  readonly views: readonly CompiledView[];
+  /** The frame's event-time column (`timestampField`, default `event_timestamp`). */
+  readonly timestampField: string;
+}
+
 export interface FeatureRef {
   readonly view: CompiledView;
   readonly feature: CompiledFeature;
@@ -94,6 +106,8 @@ export interface Registry {
   /** Every valid `view:feature` string → its resolved reference. */
   readonly refs: ReadonlyMap<string, FeatureRef>;
   readonly services: ReadonlyMap<string, readonly FeatureRef[]>;
+  /** Declared push sources by name (Feast's `/push` and GrpcFeatureServer.Push resolve these first). */
+  readonly pushSources: ReadonlyMap<string, CompiledPushSource>;
   /** Every join key any entity declares, by name (push and lookup check types with it). */
   readonly joinKeys: ReadonlyMap<string, JoinKey>;
   /** The definitions as loaded, for GET /v1/registry. */
