@@ -321,4 +321,11 @@ describe("push sources (pushSources:)", () => {
     expect(issuesOf(withSources([{ name: "p", featureViews: ["stats"], timestampField: "bad-name" }])).map((i) => i.path)).toEqual(["pushSources[0].timestampField"]);
     expect(issuesOf(withSources([{ name: "p", featureViews: ["stats"], extra: 1 }])).map((i) => i.path)).toEqual(["pushSources[0].extra"]);
   });
+
+  test("the example registry's push source feeds two views sharing customer_id, with a non-default timestamp field", async () => {
+    const r = await loadRegistryFile("src/registry/example-registry.yaml");
+    const s = r.pushSources.get("customer_events_push")!;
+    expect(s.views.map((v) => v.name)).toEqual(["fraud_signals", "customer_profile"]);
+    expect(s.timestampField).toBe("event_ts");
+  });
 });

@@ -6,7 +6,7 @@ export { featureListFacts } from "./feature-list-facts.ts";
 export { FEAST_LOOKUP, type LookupDialect, type PlannedLookup, planLookup, QUIVER_LOOKUP } from "./lookup-request.ts";
 export { type LookupQuery, type LookupResult, LookupService, sameEventTimes } from "./lookup-service.ts";
 export type { RawRows } from "./raw-rows.ts";
-export { FEAST_PUSH, FEAST_WRITE, type PushDialect, planPush, QUIVER_PUSH } from "./push-request.ts";
+export { declaredSource, FEAST_PUSH, FEAST_WRITE, type PushDialect, planPush, QUIVER_PUSH } from "./push-request.ts";
 export { type PushOptions, PushService } from "./push-service.ts";
 export { MAX_FEATURES_PER_REQUEST, resolveFeatures } from "./resolve-features.ts";
 export { STATUS_NAMES, Status, type StatusCode, unavailableCount } from "./statuses.ts";

@@ -1,6 +1,6 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import type { KvEntry } from "../kv/kv-node.ts";
-import { type CompiledView, describeValue, type Registry } from "../registry/index.ts";
+import { type CompiledPushSource, type CompiledView, describeValue, type Registry } from "../registry/index.ts";
 import { ColumnEntities, type EntityInput, MessageRow, parseEntities } from "./entity-input.ts";
 import type { PushService } from "./push-service.ts";
 
@@ -17,30 +17,39 @@ export interface PushDialect {
   readonly form: "rows" | "frame" | "message";
   /** Accept a push source name, `<view>_push_source`, as Feast's push clients send. */
   readonly pushSources: boolean;
+  /** Resolve the name as a declared push source (registry `pushSources:`) first, fanning out to its views: Feast's push. */
+  readonly declaredSources: boolean;
   /** Feast's `to` field (online / offline / online_and_offline), when the API has one. */
   readonly to: string | undefined;
 }
 
 /** Quiver's own push (HTTP /v1/push and quiver.v1 over gRPC). */
-export const QUIVER_PUSH: PushDialect = { view: "featureView", data: "rows", form: "rows", pushSources: false, to: undefined };
+export const QUIVER_PUSH: PushDialect = { view: "featureView", data: "rows", form: "rows", pushSources: false, declaredSources: false, to: undefined };
 
 /** Feast's POST /push. */
-export const FEAST_PUSH: PushDialect = { view: "push_source_name", data: "df", form: "frame", pushSources: true, to: "to" };
+export const FEAST_PUSH: PushDialect = { view: "push_source_name", data: "df", form: "frame", pushSources: true, declaredSources: true, to: "to" };
 
-/** Feast's POST /write-to-online-store. */
-export const FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "df", form: "frame", pushSources: true, to: undefined };
+/** Feast's POST /write-to-online-store: it names a feature view, never a declared push source. */
+export const FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "df", form: "frame", pushSources: true, declaredSources: false, to: undefined };
 
 /**
- * Request → validated rows for one view: checks the target, the data's shape,
- * every column name and every value against its feature's type, so nothing
- * is written unless all of it is good. Throws a QuiverError naming the field.
+ * Request → validated rows for one view, or for every view of a declared push
+ * source: checks the target, the data's shape, every column name and every
+ * value against its feature's type, so nothing is written unless all of it is
+ * good. Throws a QuiverError naming the field.
  */
 export function planPush(registry: Registry, push: PushService, body: Readonly<Record<string, unknown>>, dialect: PushDialect, maxRows: number): KvEntry[] {
   if (dialect.to !== undefined) checkTarget(body[dialect.to], dialect.to);
-  const view = resolveView(registry, body[dialect.view], dialect);
+  const source = dialect.declaredSources ? declaredSource(registry, body[dialect.view]) : undefined;
+  const view = source === undefined ? resolveView(registry, body[dialect.view], dialect) : undefined;
   const data = body[dialect.data];
   const { input, columns } = dialect.form === "rows" ? rowsInput(data, dialect.data, maxRows) : dialect.form === "frame" ? frameInput(data, dialect.data, maxRows) : messageInput(data, dialect.data);
-  return push.prepare(view, input, columns);
+  return view !== undefined ? push.prepare(view, input, columns) : push.prepareSource(source!, input, columns, dialect.data);
+}
+
+/** A declared push source of that name: it wins over a view's name or `<view>_push_source` (the registry makes a view's own name list that view). */
+export function declaredSource(registry: Registry, name: unknown): CompiledPushSource | undefined {
+  return typeof name === "string" ? registry.pushSources.get(name) : undefined;
 }
 
 function checkTarget(to: unknown, path: string): void {

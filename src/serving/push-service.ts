@@ -1,10 +1,27 @@
 import { invalid, unknownName } from "../errors/index.ts";
 import type { FeatureValue, KvEntry, KvNode, PutOutcome } from "../kv/kv-node.ts";
-import { type CompiledView, PUSH_TIME_COLUMNS } from "../registry/index.ts";
+import { type CompiledPushSource, type CompiledView, DEFAULT_TIMESTAMP_FIELD, PUSH_TIME_COLUMNS } from "../registry/index.ts";
 import { type EntityInput, entityKeys } from "./entity-input.ts";
 import { parseEventTime } from "./event-time.ts";
 import { WriteStamps } from "./write-stamps.ts";
 
+
+/** One view's validated rows, and which of them still need an event time. */
+interface ValidRows {
+  readonly entries: KvEntry[];
+  readonly unstamped: readonly number[];
+}
+
+/** Feast's created-timestamp columns are accepted and not stored (event time orders writes), but must be times. */
+function checkCreated(input: EntityInput, created: readonly string[]): void {
+  const rows = input.rowCount;
+  for (const name of created) {
+    for (let r = 0; r < rows; r++) {
+      const v = input.value(r, name);
+      if (v !== undefined && v !== null) parseEventTime(v, input.pathOf(r, name));
+    }
+  }
+}
 
 export interface PushOptions {
   /** How far in the future an event may be; a far-future row would block every later write. */
@@ -39,31 +56,71 @@ export class PushService {
         const known = view.features.map((f) => f.name).join(", ");
         throw unknownName("unknown_feature", path, `feature view "${view.name}" has no feature or join key "${name}" (features: ${known})`);
       }
-      if (name !== "event_timestamp" && PUSH_TIME_COLUMNS.has(name) && !view.featureIndex.has(name)) created.push(name);
+      if (name !== DEFAULT_TIMESTAMP_FIELD && PUSH_TIME_COLUMNS.has(name) && !view.featureIndex.has(name)) created.push(name);
     }
-    const rows = input.rowCount;
-    for (const name of created) {
-      for (let r = 0; r < rows; r++) {
-        const v = input.value(r, name);
-        if (v !== undefined && v !== null) parseEventTime(v, input.pathOf(r, name));
-      }
-    }
-    const keys = entityKeys(input, view.joinKeys);
+    checkCreated(input, created);
     const now = this.clock();
+    const rows = this.validRows(view, input, DEFAULT_TIMESTAMP_FIELD, now);
+    this.stampAll(rows, now);
+    return rows.entries;
+  }
+
+  /**
+   * A push to a declared push source (Feast's PushSource): every view it lists
+   * takes its join keys and those of its features the frame holds, with the
+   * event time from the source's `timestampField`. A column no view reads (and
+   * not a time column) is refused, as is a view the frame holds none of the
+   * features of (`data` is the frame's path, for that error). Every view's
+   * rows are validated before any is stamped or returned: all or nothing.
+   */
+  prepareSource(source: CompiledPushSource, input: EntityInput, columns: Iterable<{ readonly name: string; readonly path: string }>, data: string): KvEntry[] {
+    const time = source.timestampField;
+    const present = new Set<string>();
+    const created: string[] = [];
+    for (const { name, path } of columns) {
+      present.add(name);
+      if (name === time) continue;
+      if (name !== DEFAULT_TIMESTAMP_FIELD && PUSH_TIME_COLUMNS.has(name)) {
+        created.push(name);
+        continue;
+      }
+      if (source.views.some((v) => v.featureIndex.has(name) || v.joinKeys.some((k) => k.name === name))) continue;
+      const views = source.views.map((v) => `"${v.name}"`).join(", ");
+      if (name === DEFAULT_TIMESTAMP_FIELD) {
+        throw unknownName("unknown_feature", path, `push source "${source.name}" reads its event time from "${time}" (its timestampField), and none of its views (${views}) has a feature or join key "${name}"`);
+      }
+      throw unknownName("unknown_feature", path, `no feature view of push source "${source.name}" (${views}) has a feature or join key "${name}"`);
+    }
+    for (const view of source.views) {
+      if (view.features.some((f) => present.has(f.name))) continue;
+      const names = view.features.map((f) => f.name).join(", ");
+      throw invalid("missing_features", data, `holds none of the features of view "${view.name}" (push source "${source.name}" writes every view it lists; its features: ${names})`);
+    }
+    checkCreated(input, created);
+    const now = this.clock();
+    const prepared = source.views.map((view) => this.validRows(view, input, time, now));
+    for (const rows of prepared) this.stampAll(rows, now);
+    return prepared.length === 1 ? prepared[0]!.entries : prepared.flatMap((rows) => rows.entries);
+  }
+
+  /** Every row of `view` checked and turned into its stored form; rows without an event time are stamped later (stampAll). */
+  private validRows(view: CompiledView, input: EntityInput, timeColumn: string, now: number): ValidRows {
+    const rows = input.rowCount;
+    const keys = entityKeys(input, view.joinKeys);
     const latest = now + this.options.maxFutureSkewMs;
     const entries = new Array<KvEntry>(rows);
     const features = view.features;
     // Rows without an event time, stamped once every row has been validated.
     const unstamped: number[] = [];
     for (let r = 0; r < rows; r++) {
-      const rawTs = input.value(r, "event_timestamp");
+      const rawTs = input.value(r, timeColumn);
       let ts = now;
       if (rawTs === undefined || rawTs === null) {
         unstamped.push(r);
       } else {
-        ts = parseEventTime(rawTs, input.pathOf(r, "event_timestamp"));
+        ts = parseEventTime(rawTs, input.pathOf(r, timeColumn));
         if (ts > latest) {
-          throw invalid("invalid_value", input.pathOf(r, "event_timestamp"), `is ${Math.round((ts - now) / 1000)} s in the future; the limit is ${this.options.maxFutureSkewMs / 1000} s`);
+          throw invalid("invalid_value", input.pathOf(r, timeColumn), `is ${Math.round((ts - now) / 1000)} s in the future; the limit is ${this.options.maxFutureSkewMs / 1000} s`);
         }
       }
       const values = new Array<FeatureValue>(features.length);
@@ -80,12 +137,15 @@ export class PushService {
       }
       entries[r] = { key: view.keyPrefix + keys[r]!, row: { ts, values } };
     }
+    return { entries, unstamped };
+  }
+
+  private stampAll({ entries, unstamped }: ValidRows, now: number): void {
     if (unstamped.length === 0) {
       for (const entry of entries) if (entry.row.ts >= now) this.stamps.observe(entry.key, entry.row.ts, now);
     } else {
       this.stampRows(entries, unstamped, now);
     }
-    return entries;
   }
 
   /**

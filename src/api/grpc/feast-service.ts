@@ -1,6 +1,6 @@
 import { invalid } from "../../errors/index.ts";
-import { type FeatureRef, PUSH_TIME_COLUMNS, type Registry } from "../../registry/index.ts";
-import { type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows, unavailableCount } from "../../serving/index.ts";
+import { type CompiledView, DEFAULT_TIMESTAMP_FIELD, type FeatureRef, PUSH_TIME_COLUMNS, type Registry } from "../../registry/index.ts";
+import { declaredSource, type FeatureServing, FEAST_LOOKUP, type LookupDialect, MessageRow, type PlannedLookup, type PushDialect, type RawRows, unavailableCount } from "../../serving/index.ts";
 import { STALE_HEADER, UNAVAILABLE_HEADER } from "../answer-headers.ts";
 import type { CallContext } from "./call.ts";
 import { FeastResponseEncoder, type KeyVector, type ViewVersion } from "./encode-feast.ts";
@@ -30,8 +30,8 @@ export interface FeastWriteRequest {
 const GRPC_FEAST_LOOKUP: LookupDialect = FEAST_LOOKUP;
 
 /** Feast's gRPC Push: one row per call, `features` holds it. */
-const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "message", pushSources: true, to: "to" };
-const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "message", pushSources: true, to: undefined };
+const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "message", pushSources: true, declaredSources: true, to: "to" };
+const GRPC_FEAST_WRITE: PushDialect = { view: "feature_view_name", data: "features", form: "message", pushSources: true, declaredSources: false, to: undefined };
 
 /** What a lookup's answer written from stored rows needs once keys a cache lacked were read (lookupRest). */
 interface LateAnswer {
@@ -119,44 +119,58 @@ export class FeastGrpcService {
   }
 
   async push(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
-    const view = req.stream_feature_view ?? "";
-    await this.serving.push({ stream_feature_view: view, features: this.rowOf(req, view), to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
+    const name = req.stream_feature_view ?? "";
+    const registry = this.serving.currentRegistry;
+    // A declared push source first (its views read the row, its timestampField is the event time), as planPush resolves it.
+    const source = declaredSource(registry, name);
+    const row = source === undefined ? this.rowOf(req, legacyViews(registry, name), DEFAULT_TIMESTAMP_FIELD) : this.rowOf(req, source.views, source.timestampField);
+    await this.serving.push({ stream_feature_view: name, features: row, to: req.to === "" ? undefined : req.to }, GRPC_FEAST_PUSH, { deadline: ctx.deadline });
     return { status: true };
   }
 
   async writeToOnlineStore(req: FeastWriteRequest, ctx: CallContext): Promise<{ status: boolean }> {
-    const view = req.feature_view_name ?? "";
-    await this.serving.push({ feature_view_name: view, features: this.rowOf(req, view) }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
+    const name = req.feature_view_name ?? "";
+    const row = this.rowOf(req, legacyViews(this.serving.currentRegistry, name), DEFAULT_TIMESTAMP_FIELD);
+    await this.serving.push({ feature_view_name: name, features: row }, GRPC_FEAST_WRITE, { deadline: ctx.deadline });
     return { status: true };
   }
 
-  /** The message as one row, each column named where the client put it: text columns parsed by type, typed columns as they are (typed wins). */
-  private rowOf(req: FeastWriteRequest, viewName: string): MessageRow {
-    const registry = this.serving.currentRegistry;
-    const view = registry.views.get(viewName) ?? registry.views.get(viewName.replace(/_push_source$/, ""));
+  /**
+   * The message as one row, each column named where the client put it: text columns parsed by the type `views` give
+   * them (the registry makes a push source's views agree on each column's type), typed columns as they are (typed wins).
+   */
+  private rowOf(req: FeastWriteRequest, views: readonly CompiledView[], timeField: string): MessageRow {
     const values: Record<string, unknown> = Object.create(null);
     const paths: Record<string, string> = Object.create(null);
     for (const name of Object.keys(req.features)) {
       paths[name] = `features.${name}`;
-      values[name] = plainOfText(req.features[name]!, textColumn(registry, view?.name, name), paths[name]);
+      values[name] = plainOfText(req.features[name]!, textColumn(views, timeField, name), paths[name]);
     }
     for (const name of Object.keys(req.typed_features)) {
       paths[name] = `typed_features.${name}`;
       const plain = plainOfFeastValue(req.typed_features[name], paths[name]);
       if (plain === undefined) throw invalid("invalid_value", paths[name], "no value set");
-      values[name] = name === "event_timestamp" && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain;
+      values[name] = name === timeField && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain;
     }
     return new MessageRow(values, paths);
   }
 }
 
-function textColumn(registry: Registry, viewName: string | undefined, column: string): TextColumn {
-  if (PUSH_TIME_COLUMNS.has(column)) return "time";
-  const view = viewName === undefined ? undefined : registry.views.get(viewName);
-  if (view === undefined) return undefined;
-  const key = view.joinKeys.find((k) => k.name === column);
-  if (key) return key.type === "int64" ? "int64-key" : "string-key";
-  return view.featureIndex.get(column)?.type.kind;
+/** The view a name addresses by Quiver's own rules (its name, or `<view>_push_source`), as a list; none when unknown. */
+function legacyViews(registry: Registry, name: string): readonly CompiledView[] {
+  const view = registry.views.get(name) ?? registry.views.get(name.replace(/_push_source$/, ""));
+  return view === undefined ? [] : [view];
+}
+
+function textColumn(views: readonly CompiledView[], timeField: string, column: string): TextColumn {
+  if (column === timeField || PUSH_TIME_COLUMNS.has(column)) return "time";
+  for (const view of views) {
+    const key = view.joinKeys.find((k) => k.name === column);
+    if (key) return key.type === "int64" ? "int64-key" : "string-key";
+    const feature = view.featureIndex.get(column);
+    if (feature) return feature.type.kind;
+  }
+  return undefined;
 }
 
 /** The distinct views a lookup reads, in first-use order, with their registry versions. */

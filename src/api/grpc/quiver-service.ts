@@ -29,7 +29,7 @@ export interface QuiverPushRequest {
 }
 
 const LOOKUP: LookupDialect = { features: "features", featureService: "feature_service", entities: "entities", fillDefaults: "fill_defaults", fullFeatureNames: "full_feature_names", strictFlags: true, echoesEntities: false };
-const PUSH: PushDialect = { view: "feature_view", data: "rows", form: "rows", pushSources: false, to: undefined };
+const PUSH: PushDialect = { view: "feature_view", data: "rows", form: "rows", pushSources: false, declaredSources: false, to: undefined };
 
 /** Most lookups one LookupStream runs at once; reading pauses above it. */
 const STREAM_WINDOW = 64;
