@@ -68,6 +68,9 @@ function resolveView(registry: Registry, name: unknown, dialect: PushDialect): C
   if (typeof name !== "string") throw invalid("invalid_request", dialect.view, `expected a name, got ${describeValue(name)}`);
   // A push source is addressed by its view's name (or `<view>_push_source`, Feast's usual naming).
   const view = registry.views.get(name) ?? registry.views.get(name.replace(/_push_source$/, ""));
+  if (!view && registry.pushSources.has(name)) {
+    throw unknownName("unknown_feature_view", dialect.view, `"${name}" is a push source, not a feature view: push to it with /push (push_source_name); this names one feature view`);
+  }
   if (!view) throw unknownName("unknown_feature_view", dialect.view, `unknown feature view or push source "${name}"`);
   return view;
 }

@@ -67,11 +67,11 @@ export class PushService {
 
   /**
    * A push to a declared push source (Feast's PushSource): every view it lists
-   * takes its join keys and those of its features the frame holds, with the
-   * event time from the source's `timestampField`. A column no view reads (and
-   * not a time column) is refused, as is a view the frame holds none of the
-   * features of (`data` is the frame's path, for that error). Every view's
-   * rows are validated before any is stamped or returned: all or nothing.
+   * takes its join keys and its features, with the event time from the
+   * source's `timestampField`. A column no view reads (and not a time column)
+   * is refused, as is a frame lacking any feature of a view it writes (`data`
+   * is the frame's path, for that error). Every view's rows are validated
+   * before any is stamped or returned: all or nothing.
    */
   prepareSource(source: CompiledPushSource, input: EntityInput, columns: Iterable<{ readonly name: string; readonly path: string }>, data: string): KvEntry[] {
     const time = source.timestampField;
@@ -91,10 +91,16 @@ export class PushService {
       }
       throw unknownName("unknown_feature", path, `no feature view of push source "${source.name}" (${views}) has a feature or join key "${name}"`);
     }
+    // Every feature of every view: a push replaces each view's whole row, so a frame carrying a few columns for one
+    // view nulled the rest of it (one payments event wiped a customer's profile). Feast refuses such a frame too.
     for (const view of source.views) {
-      if (view.features.some((f) => present.has(f.name))) continue;
-      const names = view.features.map((f) => f.name).join(", ");
-      throw invalid("missing_features", data, `holds none of the features of view "${view.name}" (push source "${source.name}" writes every view it lists; its features: ${names})`);
+      const missing = view.features.filter((f) => !present.has(f.name)).map((f) => f.name);
+      if (missing.length === 0) continue;
+      throw invalid(
+        "missing_features",
+        data,
+        `lacks ${missing.length === view.features.length ? "every feature" : "features"} of view "${view.name}": ${missing.join(", ")} (push source "${source.name}" writes each view it lists whole; send a column for each of its features, null where there is no value)`,
+      );
     }
     checkCreated(input, created);
     const now = this.clock();
