@@ -209,7 +209,6 @@ async function ensureStreamNow(jsm: StreamAdmin, name: string, subjects: readonl
       if (missing.length === 0) return;
       await jsm.streams.update(name, { subjects: [...have, ...missing] });
       limits = undefined;
-      continue;
     }
   }
   throw new Error(`stream "${name}": its subjects kept changing under this process; subjects ${subjects.join(", ")} not taken after ${ENSURE_ROUNDS} tries`);
