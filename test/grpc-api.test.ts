@@ -439,14 +439,20 @@ describe("quiver.v1.FeatureService/Match", () => {
     const push = await f.quiver.http.app.request("/v1/push", {
       method: "POST",
       headers: { "content-type": "application/json", ...AUTH },
-      body: JSON.stringify({ featureView: "claims", rows: [{ claim_id: "9007199254740993", text, verdict: "false", source: "x", language: "en", first_seen: 1, cluster: -1, embedding: vec, event_timestamp: NOW - 10 }] }),
+      body: JSON.stringify({ featureView: "claims", rows: [{ claim_id: "9007199254740993", text, verdict: "false", source: "x", language: "en", first_seen: "9223372036854775806", cluster: -1, embedding: vec, event_timestamp: NOW - 10 }] }),
     });
     expect(push.status).toBe(200);
     await f.quiver.vectors.idle();
-    const { response, error } = await unaryCall<{ matches: Hit[] }>(f.clients.quiver, "Match", { view: "claims", vector: { val: vec }, k: 1 });
+    const { response, error } = await unaryCall<{ matches: Hit[] }>(f.clients.quiver, "Match", { view: "claims", vector: { val: vec }, k: 1, features: ["claims:first_seen"] });
+    // An int64 feature past 2^53 in a Match answer: exact (protobufjs wrote a bigint as 0).
+    expect(response!.matches[0]!.values[0]).toMatchObject({ int64_val: "9223372036854775806" });
     expect(error).toBeUndefined();
     // Picked by the decoded value's JS type: a decimal string, answered as string_val.
     expect(response!.matches[0]!.entity.claim_id).toMatchObject({ int64_val: "9007199254740993" });
+    // Over HTTP an exact integer literal, as every int64 answer (it was the string "9007199254740993").
+    const http = await f.quiver.http.app.request("/v1/match", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ view: "claims", vector: vec, k: 1 }) });
+    expect(http.status).toBe(200);
+    expect(await http.text()).toContain('"entity":{"claim_id":9007199254740993}');
   });
 });
 

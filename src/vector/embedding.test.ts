@@ -72,7 +72,8 @@ describe("decodeEntityKey", () => {
   const keys = [compileJoinKey("driver_id", "int64"), compileJoinKey("customer_id", "string")];
   test("inverts the storage key layout, strings with separators included", () => {
     expect(decodeEntityKey("driver_id=i1001;customer_id=s5:a;b=c", keys)).toEqual({ driver_id: 1001, customer_id: "a;b=c" });
-    expect(decodeEntityKey("driver_id=i9223372036854775807;customer_id=s0:", keys)).toEqual({ driver_id: "9223372036854775807", customer_id: "" });
+    expect(decodeEntityKey("driver_id=i9223372036854775807;customer_id=s0:", keys)).toEqual({ driver_id: 9223372036854775807n, customer_id: "" });
+    expect(decodeEntityKey("driver_id=i-9223372036854775808;customer_id=s0:", keys)).toEqual({ driver_id: -(2n ** 63n), customer_id: "" });
   });
   test("answers undefined for keys of another layout", () => {
     expect(decodeEntityKey("driver_id=i1", keys)).toBeUndefined();

@@ -1,13 +1,15 @@
+import { canonicalInt64 } from "../kv/int64.ts";
 import type { JoinKey } from "../registry/index.ts";
 
 /**
  * The join-key object of an entity key (the inverse of src/kv/keys.ts):
  * `claim_id=i42` → `{ claim_id: 42 }`. int64 values beyond 2^53 come back as
- * decimal strings, as clients send them. Undefined when the key does not
- * follow the layout (never for keys the store wrote).
+ * bigints (src/kv/int64.ts): JSON answers print them as exact integer
+ * literals, as every other int64 (they were decimal strings). Undefined when
+ * the key does not follow the layout (never for keys the store wrote).
  */
-export function decodeEntityKey(entityKey: string, joinKeys: readonly JoinKey[]): Record<string, number | string> | undefined {
-  const out: Record<string, number | string> = {};
+export function decodeEntityKey(entityKey: string, joinKeys: readonly JoinKey[]): Record<string, number | bigint | string> | undefined {
+  const out: Record<string, number | bigint | string> = {};
   let at = 0;
   for (let j = 0; j < joinKeys.length; j++) {
     const k = joinKeys[j]!;
@@ -23,7 +25,10 @@ export function decodeEntityKey(entityKey: string, joinKeys: readonly JoinKey[])
       if (end < 0) end = entityKey.length;
       const text = entityKey.slice(at, end);
       const n = Number(text);
-      out[k.name] = Number.isSafeInteger(n) ? n : text;
+      // Keys the store wrote hold at most a sign and 19 digits (keys.ts): no BigInt of a long text.
+      if (Number.isSafeInteger(n)) out[k.name] = n;
+      else if (/^-?\d{1,19}$/.test(text)) out[k.name] = canonicalInt64(BigInt(text));
+      else return undefined;
       at = end;
     } else if (tag === "s") {
       const colon = entityKey.indexOf(":", at);

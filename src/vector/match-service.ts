@@ -11,7 +11,7 @@ import type { VectorIndexes } from "./vector-indexes.ts";
 
 /** One neighbour, best first in `MatchResult.matches`. */
 export interface Match {
-  readonly entity: Record<string, number | string>;
+  readonly entity: Record<string, number | bigint | string>;
   readonly score: number;
   readonly distance: number;
 }

@@ -20,12 +20,20 @@ export interface QuiverMatchRequest {
   readonly ef_search: number;
 }
 
+/**
+ * An int64 as protobufjs's writer takes it: a bigint (an int64 past 2^53) as its decimal text, which the writer
+ * reads exactly; given the bigint itself it wrote 0.
+ */
+function longOf(v: unknown): unknown {
+  return typeof v === "bigint" ? v.toString() : v;
+}
+
 /** A Feast Value as a plain object for protobufjs's encoder, in the oneof the registry type calls for. */
 export function feastValueOf(type: ValueType, v: FeatureValue | undefined): Record<string, unknown> {
   if (v === null || v === undefined) return { null_val: 0 };
   switch (type.kind) {
     case "int64":
-      return { int64_val: v };
+      return { int64_val: longOf(v) };
     case "float64":
       return { double_val: v };
     case "string":
@@ -33,7 +41,7 @@ export function feastValueOf(type: ValueType, v: FeatureValue | undefined): Reco
     case "bool":
       return { bool_val: v };
     case "int64[]":
-      return { int64_list_val: { val: v } };
+      return { int64_list_val: { val: (v as readonly unknown[]).map(longOf) } };
     case "string[]":
       return { string_list_val: { val: v } };
     default:
@@ -89,7 +97,7 @@ function responseOf(result: MatchResult, joinKeys: readonly JoinKey[]): Record<s
   const nf = refs.length;
   const matches = result.matches.map((m, r) => {
     const entity: Record<string, unknown> = {};
-    for (const k of joinKeys) entity[k.name] = k.type === "int64" ? { int64_val: m.entity[k.name] } : { string_val: m.entity[k.name] };
+    for (const k of joinKeys) entity[k.name] = k.type === "int64" ? { int64_val: longOf(m.entity[k.name]) } : { string_val: m.entity[k.name] };
     const values = new Array<unknown>(nf);
     const statuses = new Array<number>(nf);
     for (let c = 0, at = r * nf; c < nf; c++, at++) {
