@@ -5,7 +5,7 @@ import { LocalChangeFeed } from "../src/feed/local-feed.ts";
 import { PublishingKvNode } from "../src/feed/publishing-node.ts";
 import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
 import { ringKeyStart } from "../src/kv/keys.ts";
-import type { KvEntry, KvNode, PrimaryAccess, PutOutcome, ReadContext, StoredRow } from "../src/kv/kv-node.ts";
+import type { KvEntry, KvNode, PutOutcome, StoredRow } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
 import { guardShard, IGNORE_OBSERVER } from "../src/resilience/shards.ts";
@@ -14,6 +14,7 @@ import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
+import { DelegatingShard } from "./support/delegating-shard.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 /**
@@ -48,23 +49,11 @@ function latch(): { wait: Promise<void>; open: () => void } {
  * for the test (and says it arrived). Every put that replaces a row the shard
  * held is recorded: a row a cache may hold, changed under it.
  */
-class HeldShard implements KvNode, PrimaryAccess {
-  readonly readsNow = "never";
-  readonly rawNow = undefined;
+class HeldShard extends DelegatingShard {
   holdScan: { arrived: () => void; release: Promise<void> } | undefined;
   holdPut: { arrived: (entries: readonly KvEntry[]) => void; release: Promise<void> } | undefined;
   readonly replaced: Array<{ key: string; from: number; to: number }> = [];
-  constructor(private readonly inner: KvNode & PrimaryAccess) {}
-  get id() {
-    return this.inner.id;
-  }
-  getMany(keys: readonly string[], ctx?: ReadContext) {
-    return this.inner.getMany(keys, ctx);
-  }
-  getManyNow() {
-    return undefined;
-  }
-  async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+  override async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     const hold = this.holdPut;
     this.holdPut = undefined;
     if (hold) {
@@ -79,14 +68,8 @@ class HeldShard implements KvNode, PrimaryAccess {
     });
     return out;
   }
-  deleteMany(keys: readonly string[], signal?: AbortSignal) {
-    return this.inner.deleteMany(keys, signal);
-  }
-  scan(cursor: string, count: number, prefix?: string) {
-    return this.inner.scan(cursor, count, prefix);
-  }
   /** The migration's pages (with the process that answered them). */
-  async scanPrimary(cursor: string, count: number) {
+  override async scanPrimary(cursor: string, count: number) {
     const hold = this.holdScan;
     this.holdScan = undefined;
     if (hold) {
@@ -94,24 +77,6 @@ class HeldShard implements KvNode, PrimaryAccess {
       await hold.release;
     }
     return this.inner.scanPrimary(cursor, count);
-  }
-  primaryProcess() {
-    return this.inner.primaryProcess();
-  }
-  health() {
-    return this.inner.health();
-  }
-  close() {
-    return this.inner.close();
-  }
-  getManyPrimary(keys: readonly string[], signal?: AbortSignal) {
-    return this.inner.getManyPrimary(keys, signal);
-  }
-  deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal) {
-    return this.inner.deleteIfNotNewer(items, signal);
-  }
-  size() {
-    return this.inner.size();
   }
 }
 

@@ -2,13 +2,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { KvEntry, KvNode, PrimaryAccess, ReadContext } from "../src/kv/kv-node.ts";
+import type { KvEntry, KvNode, PrimaryAccess } from "../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
+import { DelegatingShard } from "./support/delegating-shard.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 /**
@@ -78,56 +79,20 @@ afterAll(async () => {
  * with the keys already gone from the source, and its next try's scan no
  * longer sees them.
  */
-class LostDeleteReply implements KvNode, PrimaryAccess {
-  readonly readsNow = "never";
-  readonly rawNow = undefined;
+class LostDeleteReply extends DelegatingShard {
   lost = 0;
   /** Keys the call whose reply was lost deleted. */
   lostDeleted = 0;
-  constructor(private readonly inner: KvNode & PrimaryAccess) {}
-  get id() {
-    return this.inner.id;
-  }
-  getMany(keys: readonly string[], ctx?: ReadContext) {
-    return this.inner.getMany(keys, ctx);
-  }
-  getManyNow() {
-    return undefined;
-  }
-  putMany(entries: readonly KvEntry[], signal?: AbortSignal) {
-    return this.inner.putMany(entries, signal);
-  }
-  deleteMany(keys: readonly string[], signal?: AbortSignal) {
-    return this.inner.deleteMany(keys, signal);
-  }
-  scan(cursor: string, count: number, prefix?: string) {
-    return this.inner.scan(cursor, count, prefix);
-  }
-  health() {
-    return this.inner.health();
-  }
-  close() {
+  override close() {
     return Promise.resolve();
   }
-  getManyPrimary(keys: readonly string[], signal?: AbortSignal) {
-    return this.inner.getManyPrimary(keys, signal);
-  }
-  async deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal) {
+  override async deleteIfNotNewer(items: ReadonlyArray<{ readonly key: string; readonly ts: number }>, signal?: AbortSignal) {
     const kept = await this.inner.deleteIfNotNewer(items, signal);
     if (this.lost++ === 0) {
       this.lostDeleted = items.length - kept.length;
       throw new Error(`lost reply: ${this.lostDeleted} keys were deleted`);
     }
     return kept;
-  }
-  size() {
-    return this.inner.size();
-  }
-  scanPrimary(cursor: string, count: number) {
-    return this.inner.scanPrimary(cursor, count);
-  }
-  primaryProcess() {
-    return this.inner.primaryProcess();
   }
 }
 

@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../src/feed/index.ts";
 import type { KvEntry, KvNode, ScanPage } from "../src/kv/kv-node.ts";
 import { RedisKvNode } from "../src/kv/redis-node.ts";
 import { scanPasses } from "../src/kv/scan-passes.ts";
@@ -14,6 +13,7 @@ import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
 import { VectorIndexes } from "../src/vector/vector-indexes.ts";
 import { compositeShape } from "./support/composite-shape.ts";
+import { TestFeed } from "./support/test-feed.ts";
 import { type RedisProcess, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 import { prng, unitVector } from "./support/vectors.ts";
 
@@ -167,29 +167,6 @@ describe("a Redis scan cursor names the process that issued it", () => {
     expect(tapped.passes()).toBe(2);
   }, 90_000);
 });
-
-/** A feed under the test's control (gaps on demand). */
-class TestFeed implements ChangeFeed {
-  readonly hearing = true;
-  readonly origin = "test";
-  listener: ChangeListener | undefined;
-  publish(events: readonly ChangeEvent[]): void {
-    this.listener?.onChanges(events, this.origin);
-  }
-  invalidate(): void {}
-  subscribe(l: ChangeListener): () => void {
-    this.listener = l;
-    return () => {
-      this.listener = undefined;
-    };
-  }
-  state(): FeedState {
-    return { kind: "redis", connected: true, published: 0, received: 0, gaps: 0 };
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 describe("a vector index scan across a restart of a shard's primary", () => {
   test("a catch-up whose shard restarts mid-scan scans again and removes no live key from the index", async () => {

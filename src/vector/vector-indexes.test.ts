@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { prng, unitVector } from "../../test/support/vectors.ts";
-import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState } from "../feed/index.ts";
+import { TestFeed } from "../../test/support/test-feed.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
 import { type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { SCAN_RESTARTS } from "../kv/scan-passes.ts";
@@ -21,30 +21,6 @@ const registry = compileRegistry({
 });
 const key = (id: number) => `items@1/item_id=i${id}`;
 const row = (id: number, ts = 1) => ({ ts, values: [unitVector(8, prng(id))] });
-
-/** A feed under the test's control: what it delivers and whether it says it is connected. */
-class TestFeed implements ChangeFeed {
-  readonly hearing = true;
-  readonly origin = "test";
-  listener: ChangeListener | undefined;
-  connected = true;
-  publish(events: readonly ChangeEvent[]): void {
-    this.listener?.onChanges(events, this.origin);
-  }
-  invalidate(): void {}
-  subscribe(l: ChangeListener): () => void {
-    this.listener = l;
-    return () => {
-      this.listener = undefined;
-    };
-  }
-  state(): FeedState {
-    return { kind: "redis", connected: this.connected, published: 0, received: 0, gaps: 0 };
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 async function setup(connected = true) {
   const store = new ArenaKvNode("t");
