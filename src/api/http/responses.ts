@@ -1,5 +1,5 @@
-import { Encoder } from "@msgpack/msgpack";
 import { type QuiverError, toQuiverError } from "../../errors/index.ts";
+import { RowValuesEncoder } from "../../kv/row-values-encoder.ts";
 import { CORKED_BYTES, lateBody } from "../../runtime/index.ts";
 import { MSGPACK } from "./body.ts";
 import { DEGRADED_HEADER } from "../answer-headers.ts";
@@ -9,40 +9,8 @@ const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" } as co
 const MSGPACK_HEADERS = { "content-type": MSGPACK } as const;
 const JSON_INIT: ResponseInit = { headers: new Headers(JSON_HEADERS) };
 const MSGPACK_INIT: ResponseInit = { headers: new Headers(MSGPACK_HEADERS) };
-const msgpackEncoder = new Encoder({ ignoreUndefined: true });
-/** For a body holding a bigint (an int64 past 2^53): the plain encoder refuses one (src/kv/row-values-encoder.ts). */
-const wideMsgpackEncoder = new Encoder({ ignoreUndefined: true, useBigInt64: true });
-const TWO_32 = 2 ** 32;
-
-/**
- * MessagePack bytes of an answer body. One holding a bigint (a grace copy's
- * big int64: the stale path encodes values, not stored bytes) goes through the
- * wide encoder, its safe integers past 32 bits widened first so they keep the
- * int 64 / uint 64 formats the plain encoder gives them; it answered 500.
- */
-function encodeMsgpack(body: unknown): Uint8Array {
-  try {
-    return msgpackEncoder.encode(body);
-  } catch (e) {
-    if (!holdsBigInt(body)) throw e;
-    return wideMsgpackEncoder.encode(widened(body));
-  }
-}
-
-function holdsBigInt(v: unknown): boolean {
-  if (typeof v === "bigint") return true;
-  if (Array.isArray(v)) return v.some(holdsBigInt);
-  return v !== null && typeof v === "object" && Object.values(v).some(holdsBigInt);
-}
-
-function widened(v: unknown): unknown {
-  if (typeof v === "number") return Number.isSafeInteger(v) && (v >= TWO_32 || v < -0x80000000) ? BigInt(v) : v;
-  if (Array.isArray(v)) return v.map(widened);
-  if (v === null || typeof v !== "object" || v instanceof Uint8Array) return v;
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) out[k] = widened(x);
-  return out;
-}
+/** Answers built from values: a grace copy's big int64 is a bigint, which the plain library encoder refused (a 500). */
+const msgpackEncoder = new RowValuesEncoder();
 const utf8 = new TextEncoder();
 
 /** An answer carries `x-quiver-degraded` (some shard could not answer): admission counts it as a failure. */
@@ -123,7 +91,7 @@ export function encodedAnswer(bytes: Uint8Array, msgpack: boolean, extraHeaders?
 }
 
 export function msgpack(body: unknown, status = 200, extraHeaders?: Record<string, string>, late = false): Response {
-  const bytes = encodeMsgpack(body);
+  const bytes = msgpackEncoder.encode(body);
   return marked(new Response(late ? lateBody(bytes) : bytes, { status, headers: extraHeaders ? { ...MSGPACK_HEADERS, ...extraHeaders } : MSGPACK_HEADERS }), extraHeaders, !late && bytes.length > CORKED_BYTES);
 }
 
