@@ -1,5 +1,6 @@
 import { canonicalInt64, INT64_MAX, inInt64Range, type Int64 } from "../kv/int64.ts";
 import type { FeatureValue } from "../kv/kv-node.ts";
+import { clipText } from "../text/surrogates.ts";
 import { describeValue as describe, type JoinKey, type ValueType } from "../registry/index.ts";
 
 /**
@@ -44,7 +45,7 @@ function toInt(v: unknown, scale: number): Int64 {
     // length). Leading zeros do not count ("000…042" is 42), and are not handed to BigInt either.
     const text = typeof v === "string" ? v.replace(/^(-?)0+(?=\d)/, "$1") : v;
     const b = typeof text === "string" && text.length > 20 ? INT64_MAX + 1n : BigInt(text);
-    if (!inInt64Range(b)) throw new CoercionError(`expected an integer in int64's range [-2^63, 2^63 − 1], got ${typeof v === "string" ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : `integer ${v}`}`);
+    if (!inInt64Range(b)) throw new CoercionError(`expected an integer in int64's range [-2^63, 2^63 − 1], got ${typeof v === "string" ? `"${clipText(v, 41)}"` : `integer ${v}`}`);
     return canonicalInt64(b);
   }
   let n: number;

@@ -1,3 +1,5 @@
+import { clipText } from "../text/surrogates.ts";
+
 /**
  * int64 values in memory. Feast's Int64 is a full 64-bit integer; a JS number
  * holds integers exactly only up to 2^53 − 1. An int64 is kept as a `number`
@@ -8,6 +10,9 @@
  * MessagePack int 64 / uint 64 (0xd3 / 0xcf), the formats safe values past
  * 32 bits already used.
  */
+
+/** Digits quoted in a message: 40 and a mark, as quoted strings are. */
+const QUOTED = 41;
 
 export const INT64_MIN = -(2n ** 63n);
 export const INT64_MAX = 2n ** 63n - 1n;
@@ -45,22 +50,17 @@ export function int64Of(v: unknown): Int64 | undefined {
 
 /** An integer (a bigint, its decimal text, or an integral number) that int64 cannot hold; undefined when `v` is not an integer at all. */
 export function outOfInt64Range(v: unknown): string | undefined {
-  if (typeof v === "bigint") return inInt64Range(v) ? undefined : clipDigits(v.toString());
+  if (typeof v === "bigint") return inInt64Range(v) ? undefined : clipText(v.toString(), QUOTED);
   if (typeof v === "string" && INTEGER_TEXT.test(v)) {
     // Past 20 characters (a sign and 19 digits) it is out of range: no BigInt of a huge text (seconds for 4 MiB of digits).
     const out = v.length > 20 || !inInt64Range(BigInt(v));
-    return out ? `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"` : undefined;
+    return out ? `"${clipText(v, QUOTED)}"` : undefined;
   }
   if (typeof v === "number" && Number.isInteger(v) && !Number.isSafeInteger(v)) {
     // A number past 2^53 that did not come from an exact parse (an exponent literal like 1e19, or a rounded one).
     return inInt64Range(BigInt(v)) ? undefined : String(v);
   }
   return undefined;
-}
-
-/** Digits quoted in a message, cut at 40 characters as quoted strings are. */
-function clipDigits(text: string): string {
-  return text.length > 40 ? `${text.slice(0, 40)}…` : text;
 }
 
 /** The 64-bit two's complement halves of an int64 (what a protobuf varint and MessagePack int 64 carry). */
