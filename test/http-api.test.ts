@@ -495,6 +495,11 @@ describe("ops routes", () => {
     writeFileSync(registryPath, text);
     const ok = await q.http.app.request("/admin/registry/reload", { method: "POST" });
     expect(ok.status).toBe(200);
+    // The reply counts what the file declares, push sources included.
+    const reply = (await ok.json()) as { reloaded: boolean; featureViews: number; featureServices: number; pushSources: number };
+    expect(reply).toMatchObject({ reloaded: true, featureViews: q.registry.current.views.size, featureServices: q.registry.current.services.size });
+    expect(reply.pushSources).toBe(q.registry.current.pushSources.size);
+    expect(reply.pushSources).toBeGreaterThan(0);
     expect(q.registry.current.digest).not.toBe(before);
     expect(q.registry.current.views.get("fraud_signals")!.maxAgeMs).toBe(7_200_000);
   });

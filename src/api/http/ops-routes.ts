@@ -55,7 +55,7 @@ export function mountOpsRoutes(add: AddRoute, deps: HttpDeps): void {
     async (req) => {
       requireAdmin(req);
       const next = await deps.reloadRegistry();
-      return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size });
+      return json({ reloaded: true, digest: next.digest, featureViews: next.views.size, featureServices: next.services.size, pushSources: next.pushSources.size });
     },
     errorResponse,
   );
