@@ -33,6 +33,14 @@ const HUNG_PROBE_MS = 1000;
 const SYNC_RETRY_MAX_MS = 5000;
 /** Calls in a row that time out before the L2 is reported not answering (a hung server keeps its connection). */
 const HUNG_AFTER_TIMEOUTS = 5;
+/** How long L2 may stay not answering before its connection is made again (through the Sentinels, when they name it). */
+const HUNG_RECONNECT_MS = 3000;
+/**
+ * Least time any command may wait on the connection (ioredis's commandTimeout; at least the longest bound a call
+ * is given by `bounded`). It bounds the handshake, which nothing else did: a hung server still accepts
+ * connections, and the ready check then waited for ever.
+ */
+const COMMAND_TIMEOUT_MS = 2000;
 const ALL = "*";
 const NEGATIVE_BYTES = (() => {
   const b = Buffer.alloc(ROW_HEADER_BYTES);
@@ -92,6 +100,7 @@ export class L2Store implements L2Tier {
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       connectTimeout: 2000,
+      commandTimeout: Math.max(COMMAND_TIMEOUT_MS, this.writeTimeoutMs),
       retryStrategy: backoff,
     };
     const where = options.where;
@@ -121,6 +130,8 @@ export class L2Store implements L2Tier {
     });
     this.client.on("ready", () => {
       this.lastError = undefined;
+      this.timedOutInARow = 0;
+      this.hungSince = undefined;
       // Invalidations may have happened while we were away, and the server may not be the one we left.
       this.serverChecked = false;
       this.connectedSync = this.syncGenerations();
@@ -168,6 +179,8 @@ export class L2Store implements L2Tier {
 
   /** Calls in a row that ran out their bound (reset by any answer). */
   private timedOutInARow = 0;
+  /** When L2 was first found not answering in the current run of timeouts (performance.now()); undefined while it answers. */
+  private hungSince: number | undefined;
   /** When the last call was let through to an L2 that does not answer (performance.now()). */
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   /** The generations in use could not be re-read (after an invalidation elsewhere, a gap, a reconnect): L2 is not used until they are. */
@@ -418,12 +431,14 @@ export class L2Store implements L2Tier {
     return new Promise<T | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.timedOutInARow++;
+        this.reconnectIfHung();
         resolve(undefined);
       }, ms);
       work.then(
         (v) => {
           clearTimeout(timer);
           this.timedOutInARow = 0;
+          this.hungSince = undefined;
           resolve(v);
         },
         (e: unknown) => {
@@ -433,6 +448,27 @@ export class L2Store implements L2Tier {
         },
       );
     });
+  }
+
+  /**
+   * An L2 that has not answered for HUNG_RECONNECT_MS gets a new connection.
+   * A hung server keeps its connections open, so nothing else made one: when
+   * Sentinel promoted a replica in its place, every pod stayed on the old
+   * primary (L2 skipped for good, its write-throughs and repairs failing)
+   * until that one came back. A new connection asks the Sentinels again; on
+   * one address, it waits (not ready, so not asked) until the server answers.
+   */
+  private reconnectIfHung(): void {
+    if (this.timedOutInARow < HUNG_AFTER_TIMEOUTS || this.closed) return;
+    const now = performance.now();
+    if (this.hungSince === undefined) {
+      this.hungSince = now;
+      return;
+    }
+    if (now - this.hungSince < HUNG_RECONNECT_MS || !this.connected) return;
+    this.hungSince = undefined;
+    this.lastError = `not answering for ${HUNG_RECONNECT_MS} ms: connecting again`;
+    this.client.disconnect(true);
   }
 
   private async boundedOrThrow<T>(work: Promise<T>, ms: number, what: string): Promise<T> {

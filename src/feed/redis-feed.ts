@@ -15,6 +15,12 @@ export interface RedisFeedOptions {
   readonly heartbeatMs?: number;
   /** Seconds from publish (sender's clock) to applied here, per received message. */
   readonly onLag?: (seconds: number) => void;
+  /**
+   * How long this pod's own messages may go without coming back before the
+   * feed is taken to be deaf (ms, default 3 heartbeats and at least 3000):
+   * a gap, and both connections made again (RedisChangeFeed.checkHearing).
+   */
+  readonly deafAfterMs?: number;
 }
 
 /**
@@ -69,6 +75,10 @@ function connect(where: FeedAddress, name: string): Redis {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2000,
+    // connectTimeout ends at the TCP handshake: a hung server (stopped, its host frozen) still accepts connections,
+    // and the ready check then waited for ever, the feed never reaching the replica Sentinel had promoted.
+    // A command past this bound fails, the handshake's too, and ioredis connects again (asking the Sentinels).
+    commandTimeout: 2000,
     retryStrategy: backoff,
   };
   return "address" in where
@@ -105,6 +115,12 @@ export class RedisChangeFeed implements ChangeFeed {
   private published = 0;
   private received = 0;
   private dropped = 0;
+  private readonly heartbeatMs: number;
+  private readonly deafAfterMs: number;
+  /** When the oldest message sent since one of this pod's own last came back was sent (performance.now()); undefined when none is awaited. */
+  private echoAwaitedSince: number | undefined;
+  /** When the heartbeat timer last ran (performance.now()), to tell a stalled event loop from a deaf feed. */
+  private lastTickAt = performance.now();
 
   constructor(origin: string, options: RedisFeedOptions) {
     // This process's incarnation after the pod's name: a restarted container keeps its name (the pod's hostname,
@@ -122,6 +138,8 @@ export class RedisChangeFeed implements ChangeFeed {
       this.sub.subscribe(this.channel).then(
         () => {
           this.subscribed = true;
+          // Messages sent before this subscription never come back to it.
+          this.echoAwaitedSince = undefined;
           // Anything published while we were away is lost to us.
           if (this.wasSubscribed) this.gap("feed subscription re-established");
           this.wasSubscribed = true;
@@ -135,8 +153,45 @@ export class RedisChangeFeed implements ChangeFeed {
       this.subscribed = false;
     });
     this.sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => this.receive(payload));
-    this.heartbeat = setInterval(() => this.send({ o: this.origin, s: this.seq, t: Date.now(), h: 1 }), options.heartbeatMs ?? 1000);
+    this.heartbeatMs = options.heartbeatMs ?? 1000;
+    this.deafAfterMs = options.deafAfterMs ?? Math.max(3 * this.heartbeatMs, 3000);
+    this.heartbeat = setInterval(() => this.tick(), this.heartbeatMs);
     this.heartbeat.unref?.();
+  }
+
+  /** Every heartbeat: announce the latest sequence number, and check that the feed still hears (checkHearing). */
+  private tick(): void {
+    const now = performance.now();
+    const stalled = now - this.lastTickAt > 2 * this.heartbeatMs;
+    this.lastTickAt = now;
+    // After a stalled event loop the echo may be waiting unread in the socket: judged at the next tick instead.
+    if (!stalled) this.checkHearing(now);
+    this.send({ o: this.origin, s: this.seq, t: Date.now(), h: 1 });
+  }
+
+  /**
+   * A subscription can be deaf without its connection closing: the server
+   * hung (stopped, its host frozen, a link that drops packets), or Sentinel
+   * promoted a replica while this pod's connections stay on the old primary,
+   * which still accepts them. Every pod hears its own messages come back
+   * (its heartbeat at least once a second), so one whose own messages stop
+   * coming back is not hearing the others' either: that is a gap (L1 is
+   * cleared and, not hearing, fills only briefly), and both connections are
+   * made again, through the Sentinels when they name the primary. Until
+   * then such a pod took its subscription for a live one: its L1 kept other
+   * pods' overwritten rows for their whole TTL, and after a Sentinel
+   * failover away from a hung primary it never followed.
+   */
+  private checkHearing(now: number): void {
+    const since = this.echoAwaitedSince;
+    if (since === undefined || now - since < this.deafAfterMs) return;
+    this.echoAwaitedSince = undefined;
+    if (this.subscribed) {
+      this.subscribed = false;
+      this.gap(`feed not heard: this pod's own messages did not come back within ${this.deafAfterMs} ms`);
+    }
+    this.sub.disconnect(true);
+    this.pub.disconnect(true);
   }
 
   get hearing(): boolean {
@@ -195,6 +250,8 @@ export class RedisChangeFeed implements ChangeFeed {
       if (message.h === undefined) this.dropped++;
       return;
     }
+    // Awaited only while subscribed: what comes back then shows the feed hears.
+    if (this.subscribed) this.echoAwaitedSince ??= performance.now();
     this.pub.publish(this.channel, JSON.stringify(message)).catch(() => {
       if (message.h === undefined) this.dropped++;
     });
@@ -207,7 +264,12 @@ export class RedisChangeFeed implements ChangeFeed {
     } catch {
       return;
     }
-    if (typeof m !== "object" || m === null || typeof m.o !== "string" || typeof m.s !== "number" || m.o === this.origin) return;
+    if (typeof m !== "object" || m === null || typeof m.o !== "string" || typeof m.s !== "number") return;
+    if (m.o === this.origin) {
+      // Our own message came back: the subscription hears (checkHearing).
+      this.echoAwaitedSince = undefined;
+      return;
+    }
     const last = this.lastSeen.get(m.o);
     if (last === undefined) this.forgetEarlierIncarnations(m.o);
     if (m.h === 1) {
