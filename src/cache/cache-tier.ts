@@ -125,6 +125,7 @@ export class CacheTier implements KvNode, ChangeListener {
     this.getManyNow = this.l1 ? this.l1Now(this.l1) : () => undefined;
     this.rawNow = this.l1 ? this.l1Raw(this.l1) : undefined;
     this.unsubscribe = this.feed.subscribe(this);
+    this.l2?.onGenerationRaised((scope) => this.drop(scope));
   }
 
   /**
@@ -696,13 +697,18 @@ export class CacheTier implements KvNode, ChangeListener {
   }
 
   onInvalidate(scope: InvalidationScope, origin: string): void {
+    this.drop(scope);
+    this.m.invalidationsApplied.inc();
+    if (origin !== this.feed.origin && this.l2) this.track(this.l2.syncGenerations());
+  }
+
+  /** Drops a view (or everything) from L1; reads begun before fill nothing. Also when L2's check raised its generation. */
+  private drop(scope: InvalidationScope): void {
     this.epoch++;
     if (this.l1) {
       if ("all" in scope) this.l1.clear();
       else this.l1.dropView(scope.view);
     }
-    this.m.invalidationsApplied.inc();
-    if (origin !== this.feed.origin && this.l2) this.track(this.l2.syncGenerations());
   }
 
   onGap(): void {

@@ -92,3 +92,27 @@ local nextGen = math.max(stored, known) + 1
 redis.call('HSET', KEYS[1], '*', nextGen)
 return nextGen
 `;
+
+/**
+ * The periodic check of the generations (L2Store.checkGenerations): raises
+ * those L2 holds lower than the caller's (ARGV from 2: field, generation
+ * pairs), notes the server's run id (ARGV[1], when known) if no run id is
+ * noted, and answers the hash (HGETALL) for the caller to take any higher
+ * ones. Reading both keys every second keeps them among the most recently
+ * used, so allkeys-lru does not pick them: untouched between invalidations,
+ * they were what it evicted first, and a pod started then read and wrote
+ * under generation 0 while the others used theirs.
+ */
+export const GENERATION_CHECK_LUA = `
+if ARGV[1] ~= '' and not redis.call('GET', KEYS[2]) then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+for i = 2, #ARGV, 2 do
+  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
+  local gen = tonumber(ARGV[i + 1])
+  if gen and gen > stored then
+    redis.call('HSET', KEYS[1], ARGV[i], gen)
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+`;

@@ -23,6 +23,12 @@ export interface L2Tier {
   remove(keys: readonly string[]): Promise<boolean>;
   bumpGeneration(scope: { readonly view: string } | { readonly all: true }): Promise<void>;
   syncGenerations(): Promise<boolean>;
+  /**
+   * Calls `listener` with each scope whose generation this pod found raised
+   * outside an invalidation it heard of (its periodic check): what L1 read
+   * under the old one must go.
+   */
+  onGenerationRaised(listener: (scope: { readonly view: string } | { readonly all: true }) => void): void;
   state(): { address: string; connected: boolean; error?: string };
   /** The L2 server's memory use, budget and LRU evictions, as last read; and the entries read that were not rows (served as misses). */
   stats(): { usedBytes: number; maxBytes: number; evictedKeys: number; unreadableEntries: number };

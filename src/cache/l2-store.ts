@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -21,6 +21,8 @@ export interface L2Options {
   readonly writeTimeoutMs?: number;
   /** How often INFO is read for the L2 memory and eviction gauges (default 5000 ms). */
   readonly statsIntervalMs?: number;
+  /** How often the generations are checked against L2's, and written back when it lost them (default 1000 ms; checkGenerations). */
+  readonly generationsCheckMs?: number;
 }
 
 
@@ -76,6 +78,11 @@ export class L2Store implements L2Tier {
   private readonly bumpCommand: GenerationCommand;
   private readonly raiseCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
+  private readonly checkCommand: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
+  private readonly generationsTimer: ReturnType<typeof setInterval>;
+  /** The run id of the server this connection checked (RUN_CHECK_LUA), written back by checkGenerations when L2 lost it. */
+  private runId = "";
+  private onRaised: ((scope: InvalidationScope) => void) | undefined;
   private allGen = 0;
   private readonly viewGens = new Map<string, number>();
   /** Key prefix per view for the current generations; rebuilt when a generation changes. */
@@ -115,16 +122,19 @@ export class L2Store implements L2Tier {
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
+    this.client.defineCommand("quiverGenerationCheck", { lua: GENERATION_CHECK_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
       quiverGenerationBump: GenerationCommand;
       quiverGenerationRaise: GenerationCommand;
       quiverRunCheck: GenerationCommand;
+      quiverGenerationCheck: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
+    this.checkCommand = commands.quiverGenerationCheck.bind(this.client);
     this.client.on("error", (e: Error) => {
       this.lastError = e.message;
     });
@@ -139,6 +149,8 @@ export class L2Store implements L2Tier {
     });
     this.statsTimer = setInterval(() => void this.refreshServerStats(), options.statsIntervalMs ?? 5000);
     this.statsTimer.unref?.();
+    this.generationsTimer = setInterval(() => void this.checkGenerations(), options.generationsCheckMs ?? 1000);
+    this.generationsTimer.unref?.();
   }
 
   /** L2's memory use, budget and evictions as of the last INFO (for /metrics). */
@@ -384,6 +396,7 @@ export class L2Store implements L2Tier {
         if (gen === undefined) return false;
         this.applyGeneration(ALL, Number(gen));
         this.serverChecked = true;
+        this.runId = runId;
       }
       const all = await this.bounded(this.client.hgetall(GENERATIONS), 2000);
       if (all === undefined) return false;
@@ -399,15 +412,51 @@ export class L2Store implements L2Tier {
     }
   }
 
-  private applyGeneration(field: string, gen: number): void {
-    if (!Number.isFinite(gen)) return;
+  /** Takes `gen` for `field` if it is higher than the one in use; answers whether it was. */
+  private applyGeneration(field: string, gen: number): boolean {
+    if (!Number.isFinite(gen)) return false;
     if (field === ALL) {
-      if (gen > this.allGen) this.allGen = gen;
+      if (gen <= this.allGen) return false;
+      this.allGen = gen;
       this.prefixes.clear();
-    } else if (gen > (this.viewGens.get(field) ?? 0)) {
-      this.viewGens.set(field, gen);
-      this.prefixes.delete(field);
+      return true;
     }
+    if (gen <= (this.viewGens.get(field) ?? 0)) return false;
+    this.viewGens.set(field, gen);
+    this.prefixes.delete(field);
+    return true;
+  }
+
+  onGenerationRaised(listener: (scope: InvalidationScope) => void): void {
+    this.onRaised = listener;
+  }
+
+  /**
+   * Every second (generationsCheckMs): L2's generations against this pod's,
+   * in one script (GENERATION_CHECK_LUA). Those L2 lost are written back and
+   * higher ones taken (their L1 copies dropped through onGenerationRaised).
+   * The generations hash and the noted run id are keys like any other under
+   * allkeys-lru, and untouched between invalidations they were evicted
+   * first: a pod started then read and filled under generation 0 while the
+   * others read and wrote through under theirs (a write through another pod
+   * never reached what it read: the old row for the L2 TTL), its invalidation
+   * bumped the view to a generation the others already used (hiding
+   * nothing), and an L2 restarted from a snapshot taken without the run id
+   * was not abandoned. Read every second they stay recent; lost anyway (a
+   * flush, an eviction between checks), they are back within a second.
+   */
+  async checkGenerations(): Promise<void> {
+    if (!this.connected || this.closed || !this.serverChecked || this.syncing > 0 || this.generationsUnknown) return;
+    const args: Array<string | number> = [this.runId, ALL, this.allGen];
+    for (const [view, gen] of this.viewGens) args.push(view, gen);
+    const flat = await this.bounded(this.checkCommand(2, GENERATIONS, RUN_KEY, ...args), 2000);
+    if (!Array.isArray(flat)) return;
+    const raised: InvalidationScope[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const field = String(flat[i]);
+      if (this.applyGeneration(field, Number(flat[i + 1]))) raised.push(field === ALL ? { all: true } : { view: field });
+    }
+    if (this.onRaised) for (const scope of raised) this.onRaised(scope);
   }
 
   /** Generations as this pod uses them, for /readyz and tests. */
@@ -418,6 +467,7 @@ export class L2Store implements L2Tier {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.statsTimer);
+    clearInterval(this.generationsTimer);
     if (this.syncRetry !== undefined) clearTimeout(this.syncRetry);
     try {
       if (this.connected) await this.bounded(this.client.quit(), 500);
