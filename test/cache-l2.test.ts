@@ -641,6 +641,39 @@ test("while the feed is not heard, L1 holds what it reads only briefly: another 
   }
 }, 60_000);
 
+test("a write that fails partway leaves floors in L2: another pod's read that began before it cannot put the old row back there for every pod", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const a = await pod("part-a", l2Server.address, originServer.address);
+  const c = await pod("part-c", l2Server.address, originServer.address);
+  const d = await pod("part-d", l2Server.address, originServer.address);
+  const key = "part@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(1, "old") }]);
+    // Pod D's lookup reads the row, then waits (another shard of its batch is slow).
+    d.origin.hold(true);
+    const dRead = d.tier.getMany([key]);
+    expect(await waitFor(() => d.origin.reads > 0)).toBe(true);
+    // Pod A's push lands on this key's shard, then fails (another shard timed out): answered 503, nothing published.
+    const put = a.origin.putMany.bind(a.origin);
+    a.origin.putMany = async (entries, signal) => {
+      await a.origin.rows.putMany(entries, signal);
+      throw new Error("shard-2: timed out");
+    };
+    await expect(a.writer.putMany([{ key, row: row(2, "new") }])).rejects.toThrow("timed out");
+    a.origin.putMany = put;
+    // D's read ends and fills L2 with the row it read before the write landed.
+    d.origin.release();
+    expect(await dRead).toEqual([row(1, "old")]);
+    await d.tier.settled();
+    // Storage holds the new row: a pod that does not hold the key must not get the old one from L2 (it did, for the L2 TTL).
+    expect(await c.tier.getMany([key])).toEqual([row(2, "new")]);
+    expect(await a.tier.getMany([key])).toEqual([row(2, "new")]);
+  } finally {
+    await Promise.allSettled([a.close(), c.close(), d.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 test("a pod whose ring is not where the keys are fills no L2 entries (its misses made a ready pod answer existing keys NOT_FOUND)", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
