@@ -116,6 +116,28 @@ describe("cache tiers over real Redis (L2 and origin)", () => {
     expect(b.l2.stats().unreadableEntries).toBe(before + 1);
   });
 
+  test("an L2 entry that decodes but is not a row (not an array of values, an event time that is not a time) is a miss too", async () => {
+    const keys = ["junk2@1/k=i1", "junk2@1/k=i2", "junk2@1/k=i3"];
+    await a.origin.rows.putMany(keys.map((key) => ({ key, row: row(10, "origin") })));
+    const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+    try {
+      const at = (ts: number) => {
+        const header = Buffer.alloc(8);
+        header.writeDoubleBE(ts);
+        return header;
+      };
+      // One MessagePack integer; a map; a row whose event time is +Infinity (it refused every write-through).
+      await raw.set(b.l2.keyOf(keys[0]!), Buffer.concat([at(5), Buffer.from([0x05])]));
+      await raw.set(b.l2.keyOf(keys[1]!), Buffer.concat([at(5), Buffer.from([0x81, 0xa1, 0x61, 0x01])]));
+      await raw.set(b.l2.keyOf(keys[2]!), Buffer.concat([at(Number.POSITIVE_INFINITY), Buffer.from([0x91, 0xa1, 0x78])]));
+    } finally {
+      raw.disconnect();
+    }
+    const before = b.l2.stats().unreadableEntries;
+    expect(await b.tier.getMany(keys)).toEqual(keys.map(() => row(10, "origin")));
+    expect(b.l2.stats().unreadableEntries).toBe(before + 3);
+  });
+
   test("L2's memory use and budget are read from the server for /metrics", async () => {
     expect(await waitFor(() => a.l2.stats().usedBytes > 0)).toBe(true);
     expect(a.l2.stats().maxBytes).toBe(64 * 1024 * 1024);

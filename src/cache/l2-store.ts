@@ -293,14 +293,21 @@ export class L2Store implements L2Tier {
   /** Entries read that were not rows (another program's key under our prefix, a torn write): each served as a miss. */
   private unreadableEntries = 0;
 
-  /** A stored row, or undefined (a miss: the origin answers) when the bytes are not one; one bad entry must not fail its batch. */
+  /**
+   * A stored row, or undefined (a miss: the origin answers) when the bytes are not one; one bad entry must not
+   * fail its batch. Bytes that decode are a row only as an array of values under a finite event time: a lone
+   * MessagePack value or a map was served as the row (its features NULL_VALUE), and an event time of +Infinity
+   * was served and refused every write-through (the compare-event-time script) for as long as the entry lived.
+   */
   private rowOf(bytes: Buffer): StoredRow | undefined {
     try {
-      return decodeRow(bytes);
+      const row = decodeRow(bytes);
+      if (Array.isArray(row.values) && Number.isFinite(row.ts)) return row;
     } catch {
-      this.unreadableEntries++;
-      return undefined;
+      // Counted below.
     }
+    this.unreadableEntries++;
+    return undefined;
   }
 
   /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
