@@ -35,7 +35,7 @@ const HUNG_PROBE_MS = 1000;
 const SYNC_RETRY_MAX_MS = 5000;
 /** Calls in a row that time out before the L2 is reported not answering (a hung server keeps its connection). */
 const HUNG_AFTER_TIMEOUTS = 5;
-/** How long L2 may stay not answering before its connection is made again (through the Sentinels, when they name it). */
+/** How long L2 may go without answering anything, once not answering, before its connection is made again (through the Sentinels, when they name it). */
 const HUNG_RECONNECT_MS = 3000;
 /**
  * Least time any command may wait on the connection (ioredis's commandTimeout; at least the longest bound a call
@@ -141,7 +141,7 @@ export class L2Store implements L2Tier {
     this.client.on("ready", () => {
       this.lastError = undefined;
       this.timedOutInARow = 0;
-      this.hungSince = undefined;
+      this.lastAnswerAt = performance.now();
       // Invalidations may have happened while we were away, and the server may not be the one we left.
       this.serverChecked = false;
       this.connectedSync = this.syncGenerations();
@@ -191,8 +191,8 @@ export class L2Store implements L2Tier {
 
   /** Calls in a row that ran out their bound (reset by any answer). */
   private timedOutInARow = 0;
-  /** When L2 was first found not answering in the current run of timeouts (performance.now()); undefined while it answers. */
-  private hungSince: number | undefined;
+  /** When L2 last answered a call, however late (performance.now()): a slow L2 is not connected again, a silent one is. */
+  private lastAnswerAt = performance.now();
   /** When the last call was let through to an L2 that does not answer (performance.now()). */
   private lastProbeAt = Number.NEGATIVE_INFINITY;
   /** The generations in use could not be re-read (after an invalidation elsewhere, a gap, a reconnect): L2 is not used until they are. */
@@ -495,7 +495,7 @@ export class L2Store implements L2Tier {
         (v) => {
           clearTimeout(timer);
           this.timedOutInARow = 0;
-          this.hungSince = undefined;
+          this.lastAnswerAt = performance.now();
           resolve(v);
         },
         (e: unknown) => {
@@ -516,15 +516,12 @@ export class L2Store implements L2Tier {
    * one address, it waits (not ready, so not asked) until the server answers.
    */
   private reconnectIfHung(): void {
-    if (this.timedOutInARow < HUNG_AFTER_TIMEOUTS || this.closed) return;
+    if (this.timedOutInARow < HUNG_AFTER_TIMEOUTS || this.closed || !this.connected) return;
     const now = performance.now();
-    if (this.hungSince === undefined) {
-      this.hungSince = now;
-      return;
-    }
-    if (now - this.hungSince < HUNG_RECONNECT_MS || !this.connected) return;
-    this.hungSince = undefined;
-    this.lastError = `not answering for ${HUNG_RECONNECT_MS} ms: connecting again`;
+    // Answers that come late (a slow L2, not a hung one) keep the connection.
+    if (now - this.lastAnswerAt < HUNG_RECONNECT_MS) return;
+    this.lastAnswerAt = now;
+    this.lastError = `no answer for ${HUNG_RECONNECT_MS} ms: connecting again`;
     this.client.disconnect(true);
   }
 
