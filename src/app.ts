@@ -509,7 +509,12 @@ function degradedParts(cache: CacheTier | undefined, feed: ChangeFeed): string[]
 
 function describeCaches(s: CacheSettings): string {
   const l1 = s.l1 ? `L1 ${Math.round(s.l1.maxBytes / 1048576)} MB ttl ${s.l1.ttlMs / 1000}s` : "L1 off";
-  const l2 = s.l2 ? `L2 ${"address" in s.l2.where ? s.l2.where.address : `sentinel ${s.l2.where.masterName}`}` : "L2 off";
+  // Without L2 there is no feed between pods: L1 keeps other writers' rows for its whole TTL (README, Caching).
+  const l2 = s.l2
+    ? `L2 ${"address" in s.l2.where ? s.l2.where.address : `sentinel ${s.l2.where.masterName}`}`
+    : s.l1
+      ? `L2 off: no change feed between pods, other writers' rows show here after up to the L1 TTL (${s.l1.ttlMs / 1000}s)`
+      : "L2 off";
   return `caches: ${l1}, ${l2}`;
 }
 
