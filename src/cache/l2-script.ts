@@ -46,24 +46,6 @@ return nextGen
 `;
 
 /**
- * Raises generations L2 holds lower than the caller's (ARGV: field, generation
- * pairs) — L2 lost them — so pods that start afterwards read the ones in use.
- * Answers how many were raised.
- */
-export const GENERATION_RAISE_LUA = `
-local raised = 0
-for i = 1, #ARGV, 2 do
-  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') or 0
-  local gen = tonumber(ARGV[i + 1])
-  if gen and gen > stored then
-    redis.call('HSET', KEYS[1], ARGV[i], gen)
-    raised = raised + 1
-  end
-end
-return raised
-`;
-
-/**
  * Notes the L2 server's run id (KEYS[2]) and, when another one was noted,
  * bumps the generation of everything (HASH KEYS[1], field "*") past both what
  * L2 holds and what the caller uses (ARGV[2]); answers the "*" generation.
@@ -94,14 +76,16 @@ return nextGen
 `;
 
 /**
- * The periodic check of the generations (L2Store.checkGenerations): raises
- * those L2 holds lower than the caller's (ARGV from 2: field, generation
- * pairs), notes the server's run id (ARGV[1], when known) if no run id is
- * noted, and answers the hash (HGETALL) for the caller to take any higher
- * ones. Reading both keys every second keeps them among the most recently
- * used, so allkeys-lru does not pick them: untouched between invalidations,
- * they were what it evicted first, and a pod started then read and wrote
- * under generation 0 while the others used theirs.
+ * A pod's generations against L2's (L2Store.exchangeGenerations: each
+ * re-read, and the check every second): raises those L2 holds lower than
+ * the caller's (ARGV from 2: field, generation pairs) — L2 lost them (a
+ * flush, a restart without persistence, an eviction), and pods that start
+ * afterwards must read the ones in use — notes the server's run id (ARGV[1],
+ * when known) if none is noted, and answers the hash (HGETALL) for the
+ * caller to take any higher ones. Read every second, both keys stay among
+ * the most recently used, so allkeys-lru does not pick them: untouched
+ * between invalidations, they were what it evicted first, and a pod started
+ * then read and wrote under generation 0 while the others used theirs.
  */
 export const GENERATION_CHECK_LUA = `
 if ARGV[1] ~= '' and not redis.call('GET', KEYS[2]) then

@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, GENERATION_RAISE_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -76,7 +76,6 @@ export class L2Store implements L2Tier {
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
   private readonly bumpCommand: GenerationCommand;
-  private readonly raiseCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
   private readonly checkCommand: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
   private readonly generationsTimer: ReturnType<typeof setInterval>;
@@ -120,19 +119,16 @@ export class L2Store implements L2Tier {
     }
     this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
-    this.client.defineCommand("quiverGenerationRaise", { lua: GENERATION_RAISE_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
     this.client.defineCommand("quiverGenerationCheck", { lua: GENERATION_CHECK_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
       quiverGenerationBump: GenerationCommand;
-      quiverGenerationRaise: GenerationCommand;
       quiverRunCheck: GenerationCommand;
       quiverGenerationCheck: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
-    this.raiseCommand = commands.quiverGenerationRaise.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
     this.checkCommand = commands.quiverGenerationCheck.bind(this.client);
     this.client.on("error", (e: Error) => {
@@ -405,15 +401,8 @@ export class L2Store implements L2Tier {
         this.serverChecked = true;
         this.runId = runId;
       }
-      const all = await this.bounded(this.client.hgetall(GENERATIONS), 2000);
-      if (all === undefined) return false;
-      for (const [field, value] of Object.entries(all)) this.applyGeneration(field, Number(value));
-      // Generations in use here that L2 lost (flushed, restarted empty): written back for pods that start later.
-      const lost: Array<string | number> = [];
-      if (this.allGen > Number(all[ALL] ?? 0)) lost.push(ALL, this.allGen);
-      for (const [view, gen] of this.viewGens) if (gen > Number(all[view] ?? 0)) lost.push(view, gen);
-      if (lost.length > 0) await this.bounded(this.raiseCommand(1, GENERATIONS, ...lost), 2000);
-      return true;
+      // Generations in use here that L2 lost (flushed, restarted empty) are written back for pods that start later.
+      return (await this.exchangeGenerations()) !== undefined;
     } finally {
       this.syncing--;
     }
@@ -454,16 +443,26 @@ export class L2Store implements L2Tier {
    */
   async checkGenerations(): Promise<void> {
     if (!this.connected || this.closed || !this.serverChecked || this.syncing > 0 || this.generationsUnknown) return;
+    const raised = await this.exchangeGenerations();
+    if (raised !== undefined && this.onRaised) for (const scope of raised) this.onRaised(scope);
+  }
+
+  /**
+   * Writes back the generations L2 holds lower than this pod's and takes the
+   * higher ones it holds (GENERATION_CHECK_LUA, atomic): answers the scopes
+   * raised here, or undefined when L2 did not answer.
+   */
+  private async exchangeGenerations(): Promise<InvalidationScope[] | undefined> {
     const args: Array<string | number> = [this.runId, ALL, this.allGen];
     for (const [view, gen] of this.viewGens) args.push(view, gen);
     const flat = await this.bounded(this.checkCommand(2, GENERATIONS, RUN_KEY, ...args), 2000);
-    if (!Array.isArray(flat)) return;
+    if (!Array.isArray(flat)) return undefined;
     const raised: InvalidationScope[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = String(flat[i]);
       if (this.applyGeneration(field, Number(flat[i + 1]))) raised.push(field === ALL ? { all: true } : { view: field });
     }
-    if (this.onRaised) for (const scope of raised) this.onRaised(scope);
+    return raised;
   }
 
   /** Generations as this pod uses them, for /readyz and tests. */
