@@ -13,7 +13,7 @@ import { type QuiverLookupRequest, QuiverGrpcService } from "./quiver-service.ts
  * so nothing here depends on the machine's speed.
  */
 
-const METRICS: MethodMetrics = { latency: { observe() {} } as never, count() {}, shed() {} };
+const METRICS: MethodMetrics = { latency: { observe() {} } as never, count() {}, shed() {}, overdue() {} };
 
 /** An admission that admits when told to and records its releases. */
 function admission() {

@@ -1,5 +1,5 @@
 import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServiceError, status } from "@grpc/grpc-js";
-import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError } from "../../errors/index.ts";
+import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unavailable } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import { type Admission, REFUSED_CPU, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
@@ -40,6 +40,7 @@ export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promi
 export class GrpcMetrics {
   private readonly requests;
   private readonly latency;
+  private readonly overdue;
   constructor(
     registry: MetricsRegistry,
     /** Where refused calls are counted and noted with HTTP's (quiver_admission_shed_total, the anomaly buffer); without it only as RESOURCE_EXHAUSTED answers. */
@@ -47,6 +48,7 @@ export class GrpcMetrics {
   ) {
     this.requests = registry.counter("quiver_grpc_requests_total", "gRPC calls (and LookupStream messages) by method and status code.", ["method", "code"]);
     this.latency = registry.histogram("quiver_grpc_request_duration_seconds", "gRPC call latency by method (calls that reached their handler: not those refused by admission or the write token check).", ["method"]);
+    this.overdue = registry.counter("quiver_grpc_overdue_work_total", "gRPC calls (and LookupStream messages) whose work had not ended by its bound: given up, its admission slot released (storage broke its deadline: a bug).", ["method"]);
   }
 
   /** Handles resolved once per method, so a call pays an array index and two adds. */
@@ -54,6 +56,8 @@ export class GrpcMetrics {
     const byCode: CounterHandle[] = [];
     const requests = this.requests;
     const sheds = this.sheds;
+    const overdue = this.overdue;
+    let overdueCount: CounterHandle | undefined;
     // Resolved at a method's first refusal of each kind: methods that are never shed export no shed series.
     const shedBy: ((() => void) | undefined)[] = [];
     return {
@@ -76,6 +80,10 @@ export class GrpcMetrics {
         }
         r();
       },
+      overdue(): void {
+        overdueCount ??= overdue.labels(name);
+        overdueCount.inc();
+      },
     };
   }
 }
@@ -85,6 +93,8 @@ export interface MethodMetrics {
   count(code: status): void;
   /** A call admission refused (REFUSED_LIMIT or REFUSED_CPU): counted by reason and noted, as HTTP's refusals are. */
   shed(refusal: number): void;
+  /** A call whose work was given up at its bound (WorkBounds). */
+  overdue(): void;
 }
 
 /** The call's deadline as a performance.now() time, or undefined when it has none. */
@@ -132,12 +142,51 @@ function late(): QuiverError {
   return deadlineExceeded("the call's deadline passed before the lookup finished");
 }
 
+/**
+ * How long a call's work may hold its admission slot. A slot is held until
+ * the work ends, past the call's answer (`unary`), and storage is trusted to
+ * end it: a lookup's reads are given its budget, a write has its policies'
+ * timeouts. Work that has not ended by its bound is given up: the slot goes
+ * back, a call not yet answered gets UNAVAILABLE (`overdue`), and
+ * `quiver_grpc_overdue_work_total` counts it. Before, a promise nothing
+ * settled (a store hung beyond every timeout) held its slot for good: `limit`
+ * of them and every lookup and push was refused until a restart.
+ */
+export interface WorkBounds {
+  /** A lookup's bound: this long past its budget (ms). */
+  readonly graceMs: number;
+  /** Any other call's bound (a push's retries, a match): this long after its admission (ms). */
+  readonly maxMs: number;
+}
+
+/** A lookup's reads end at its budget; a second more covers timers that fire late on a busy loop. */
+export const DEFAULT_WORK_BOUNDS: WorkBounds = { graceMs: 1000, maxMs: MAX_LOOKUP_BUDGET_MS };
+
+/** What a call whose work was given up at its bound is told (WorkBounds). */
+export function overdue(): QuiverError {
+  return unavailable("the server could not finish this call: storage did not answer within the call's bound; retry shortly", undefined, "overdue");
+}
+
+/**
+ * Gives up `work` at `at` (performance.now() ms) unless it has settled: `giveUp` runs then. Answers the
+ * function that disarms it, to call when the work settles.
+ */
+export function boundWork(at: number, giveUp: () => void): () => void {
+  const t = setTimeout(giveUp, Math.min(Math.max(0, at - performance.now()), MAX_TIMER_MS));
+  (t as { unref?: () => void }).unref?.();
+  return () => clearTimeout(t);
+}
+
 /** Write methods' admin token is checked before a handler runs, by the edge's interceptor (write-guard.ts). */
 export interface UnaryOptions {
   /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
   readonly admission?: Admission | undefined;
   /** Lookup budget (ms) for calls without a deadline. */
   readonly defaultBudgetMs?: number | undefined;
+  /** The handler is a lookup: its work ends by its budget, and is bounded by it (WorkBounds.graceMs); else by `maxMs`. */
+  readonly lookup?: boolean;
+  /** When work that has not ended is given up (default DEFAULT_WORK_BOUNDS). */
+  readonly bounds?: WorkBounds;
 }
 
 /** Codes that count as a failed request for admission's limit (the HTTP edge's 5xx). */
@@ -219,15 +268,19 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     // The admission slot is held until the handler's work ends, not only until the caller is answered: answered
     // DEADLINE_EXCEEDED at its deadline, a push went on writing (a hung shard's retries, ~1.7 s) with its slot
     // released, so clients with short deadlines could keep any number of writes running past the limit.
+    // Work that has not ended by its bound is given up (WorkBounds).
     let working = false;
     let answeredCode = -1;
+    let disarm: (() => void) | undefined;
     const release = () => {
       if (admittedAt < 0 || working || answeredCode < 0) return;
       options.admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
       admittedAt = -1;
     };
     const settled = () => {
+      if (!working) return;
       working = false;
+      disarm!();
       release();
     };
     const finish = (code: status) => {
@@ -236,16 +289,27 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       answeredCode = code;
       release();
     };
+    // Once: a call given up at its bound is answered then, and its work's late end changes nothing.
     const fail = (e: unknown) => {
+      if (answeredCode >= 0) return;
       const q = toQuiverError(e);
       finish(grpcCodeOf(q));
       answer(callback, toServiceError(q));
     };
     const succeed = (res: Res) => {
+      if (answeredCode >= 0) return;
       if (headers !== undefined) call.sendMetadata(headers);
       finish(status.OK);
       answer(callback, null, res);
     };
+    const giveUp = () => {
+      if (!working) return;
+      working = false;
+      metrics.overdue();
+      if (answeredCode < 0) fail(overdue());
+      else release();
+    };
+    const bounds = options.bounds ?? DEFAULT_WORK_BOUNDS;
     const go = (startedAt: number) => {
       admittedAt = startedAt;
       try {
@@ -254,6 +318,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         const work = handler(req, ctx);
         if (work instanceof Promise) {
           working = true;
+          disarm = boundWork(options.lookup === true ? (ctx.budget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs : performance.now() + bounds.maxMs, giveUp);
           work.then(settled, settled);
         }
         const out = withinDeadline(work, ctx.deadline);

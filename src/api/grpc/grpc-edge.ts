@@ -9,7 +9,7 @@ import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
-import { DecodeFailure, GrpcMetrics, unary } from "./call.ts";
+import { DecodeFailure, DEFAULT_WORK_BOUNDS, GrpcMetrics, unary } from "./call.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
@@ -45,6 +45,10 @@ export interface GrpcLimits {
   readonly keepaliveTimeoutMs: number;
   /** Lookup budget for calls without a deadline (--lookup-timeout-ms); none when absent. */
   readonly lookupTimeoutMs?: number;
+  /** How long past its budget a lookup's unfinished work may hold its admission slot (ms; default 1000; call.ts WorkBounds). */
+  readonly overdueGraceMs?: number;
+  /** How long after its admission any other call's unfinished work (a push, a match) may hold its slot (ms; default 60000). */
+  readonly maxWorkMs?: number;
 }
 
 export interface GrpcEdge {
@@ -98,8 +102,9 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const server = new Server(token === undefined ? options : { ...options, interceptors: [writeGuard(token, guarded)] });
   let selfAddress: string | undefined;
   const info = {};
-  const read = { admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs };
-  const write = { admission: deps.admission };
+  const bounds = { graceMs: deps.limits.overdueGraceMs ?? DEFAULT_WORK_BOUNDS.graceMs, maxMs: deps.limits.maxWorkMs ?? DEFAULT_WORK_BOUNDS.maxMs };
+  const read = { admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs, lookup: true, bounds };
+  const write = { admission: deps.admission, bounds };
   const codec = codecs(protos);
 
   const feast = new FeastGrpcService(deps.serving, protos.type("feast.types.Value"));
@@ -119,7 +124,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
-    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission),
+    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission, bounds),
     Push: unary(writeMetrics.quiverPush, quiver.push.bind(quiver), write),
     Match: unary(
       metrics.method("quiver.v1.FeatureService/Match"),
@@ -128,7 +133,8 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
         : () => {
             throw methodNotAllowed("claim matching is not configured on this server");
           },
-      read,
+      // Not bounded by a lookup's budget: a match does not read by it (a text query's embedder, the feature join).
+      write,
     ),
   } as UntypedServiceImplementation);
 

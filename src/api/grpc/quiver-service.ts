@@ -4,7 +4,7 @@ import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDi
 import type { Admission } from "../../resilience/admission.ts";
 import { STALE_HEADER } from "../answer-headers.ts";
 import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
-import { type CallContext, DecodeFailure, deadlineOf, failedForAdmission, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
+import { boundWork, type CallContext, DecodeFailure, DEFAULT_WORK_BOUNDS, deadlineOf, failedForAdmission, type MethodMetrics, overdue, overloaded, whenAdmitted, type WorkBounds, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
@@ -93,7 +93,7 @@ export class QuiverGrpcService {
    * flow control then holds the client's requests); the stream ends after
    * the client half-closes and every answer is written.
    */
-  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics, admission?: Admission): void {
+  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS): void {
     const callDeadline = deadlineOf(call);
     let inFlight = 0;
     let ended = false;
@@ -152,16 +152,19 @@ export class QuiverGrpcService {
           degraded = true;
         },
       };
-      // The admission slot is held until the lookup's work ends, as a unary call's is (call.ts).
+      // The admission slot is held until the lookup's work ends, as a unary call's is, or until its bound (call.ts).
       let working = false;
       let answeredCode = -1;
+      let disarm: (() => void) | undefined;
       const release = () => {
         if (admittedAt < 0 || working || answeredCode < 0) return;
         admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
         admittedAt = -1;
       };
       const settled = () => {
+        if (!working) return;
         working = false;
+        disarm!();
         release();
       };
       const finish = (code: number) => {
@@ -171,15 +174,25 @@ export class QuiverGrpcService {
         release();
         done();
       };
+      // Once each: a lookup given up at its bound is answered then, and its work's late end changes nothing.
       const answer = (bytes: Uint8Array) => {
+        if (answeredCode >= 0) return;
         send(bytes);
         finish(0);
       };
       const failure = (e: unknown) => {
+        if (answeredCode >= 0) return;
         const q = toQuiverError(e);
         const code = grpcCodeOf(q);
         send(encodeStreamError(id, { status: code, code: q.code, message: q.message, path: q.path }));
         finish(code);
+      };
+      const giveUp = () => {
+        if (!working) return;
+        working = false;
+        metrics.overdue();
+        if (answeredCode < 0) failure(overdue());
+        else release();
       };
       inFlight++;
       if (inFlight >= STREAM_WINDOW) pauseReading();
@@ -200,6 +213,7 @@ export class QuiverGrpcService {
             const work = this.run(req, readBudget, notes);
             if (work instanceof Promise) {
               working = true;
+              disarm = boundWork((readBudget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs, giveUp);
               work.then(settled, settled);
             }
             const out = withinDeadline(work, deadline);
