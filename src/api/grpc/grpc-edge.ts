@@ -9,7 +9,7 @@ import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
-import { DecodeFailure, DEFAULT_WORK_BOUNDS, GrpcMetrics, unary } from "./call.ts";
+import { DecodeFailure, DEFAULT_WORK_BOUNDS, GrpcMetrics, Undecoded, unary } from "./call.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
@@ -141,7 +141,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   // Health answers for every service served, reflection's too (a Check for it was NOT_FOUND).
   const services = [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver, SERVICES.health, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   const health = new HealthService({ services, ready: deps.ready, watchIntervalMs: deps.healthIntervalMs ?? 1000 });
-  server.addService(codec(SERVICES.health, new Set()), { Check: health.check, Watch: health.watch } as UntypedServiceImplementation);
+  server.addService(codec(SERVICES.health, new Set(), "now"), { Check: health.check, Watch: health.watch } as UntypedServiceImplementation);
   addReflection(server, protos.definition);
 
   return {
@@ -177,12 +177,14 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 
 /**
  * A service definition with Quiver's codecs: requests decoded by protobufjs
- * into message objects (a decode failure becomes a DecodeFailure the handler
- * answers INVALID_ARGUMENT), responses encoded by protobufjs from plain
- * objects, or passed through when the handler already wrote bytes (`raw`).
+ * into message objects once their call is admitted (an Undecoded the handler
+ * decodes, call.ts; a decode failure becomes a DecodeFailure it answers
+ * INVALID_ARGUMENT), or on arrival (`decode: "now"`: health, never shed, tiny
+ * messages); responses encoded by protobufjs from plain objects, or passed
+ * through when the handler already wrote bytes (`raw`).
  */
 function codecs(protos: Protos) {
-  return (serviceName: string, raw: ReadonlySet<string>): ServiceDefinition => {
+  return (serviceName: string, raw: ReadonlySet<string>, decode: "admitted" | "now" = "admitted"): ServiceDefinition => {
     const base = protos.service(serviceName);
     const service = protos.root.lookupService(serviceName);
     const out: Record<string, unknown> = {};
@@ -193,13 +195,16 @@ function codecs(protos: Protos) {
       const resType = typeIn(protos, service, m.responseType);
       out[method] = {
         ...def,
-        requestDeserialize: (buf: Buffer) => {
-          try {
-            return reqType.decode(strictReader(buf));
-          } catch (e) {
-            return new DecodeFailure((e as Error).message);
-          }
-        },
+        requestDeserialize:
+          decode === "admitted"
+            ? (buf: Buffer) => new Undecoded(buf, reqType)
+            : (buf: Buffer) => {
+                try {
+                  return reqType.decode(strictReader(buf));
+                } catch (e) {
+                  return new DecodeFailure((e as Error).message);
+                }
+              },
         responseSerialize: raw.has(method)
           ? (bytes: Uint8Array) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
           : (value: object) => {

@@ -4,7 +4,7 @@ import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDi
 import type { Admission } from "../../resilience/admission.ts";
 import { STALE_HEADER } from "../answer-headers.ts";
 import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
-import { boundWork, type CallContext, DecodeFailure, DEFAULT_WORK_BOUNDS, deadlineOf, failedForAdmission, type MethodMetrics, overdue, overloaded, whenAdmitted, type WorkBounds, withinDeadline } from "./call.ts";
+import { boundWork, type CallContext, DecodeFailure, DEFAULT_WORK_BOUNDS, Undecoded, deadlineOf, failedForAdmission, type MethodMetrics, overdue, overloaded, whenAdmitted, type WorkBounds, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
@@ -93,7 +93,7 @@ export class QuiverGrpcService {
    * flow control then holds the client's requests); the stream ends after
    * the client half-closes and every answer is written.
    */
-  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS): void {
+  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS): void {
     const callDeadline = deadlineOf(call);
     let inFlight = 0;
     let ended = false;
@@ -140,9 +140,11 @@ export class QuiverGrpcService {
       mayRead();
       finish();
     };
-    call.on("data", (req: QuiverLookupRequest | DecodeFailure) => {
+    call.on("data", (message: QuiverLookupRequest | DecodeFailure | Undecoded) => {
       const start = performance.now();
-      const id = req instanceof DecodeFailure ? 0 : req.id;
+      // Decoded once admitted (call.ts Undecoded); its id is read now, for the answer of a message refused unread.
+      let req = message;
+      let id: Id = message instanceof Undecoded ? message.peekUint64(6) : message instanceof DecodeFailure ? 0 : message.id;
       let admittedAt = -1;
       // A degraded answer counts against admission as a unary call's does (its message names the shards).
       let degraded = false;
@@ -202,7 +204,9 @@ export class QuiverGrpcService {
         (startedAt) => {
           admittedAt = startedAt;
           try {
+            if (req instanceof Undecoded) req = req.decode() as QuiverLookupRequest | DecodeFailure;
             if (req instanceof DecodeFailure) throw invalid("invalid_message", "(message)", `not a valid LookupRequest: ${req.reason}`);
+            id = req.id;
             // As x-quiver-timeout-ms over HTTP: 3,000,000,000 overflowed the timer and answered DEADLINE_EXCEEDED at once.
             if (req.timeout_ms > MAX_LOOKUP_BUDGET_MS) throw invalid("invalid_request", "timeout_ms", `expected a budget in milliseconds from 1 to ${MAX_LOOKUP_BUDGET_MS} (0 = the call's deadline or the server's default), got ${req.timeout_ms}`);
             // The budget counts from the message's arrival, as a unary call's and an HTTP lookup's do: time waiting
