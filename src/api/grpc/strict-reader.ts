@@ -30,6 +30,31 @@ export class StrictReader extends protobuf.BufferReader {
     }
     return (buf as Buffer).toString("latin1", start, end);
   }
+
+  /**
+   * An int64 below 2^49 (a varint of at most 7 bytes: entity keys, ids, ms
+   * event times) as a number; any other (larger, or negative: 10 bytes) as
+   * protobufjs reads it, a Long. Every consumer takes either (values.ts
+   * `int64Of`). protobufjs made a Long of each: 4 MiB of packed int64 keys
+   * decoded to 242 MB in 351 ms; as numbers, 40 MB in 108 ms (a 3-key
+   * Lookup: 399 → 310 ns to decode).
+   */
+  override int64(): protobuf.Long {
+    const buf = this.buf;
+    let pos = this.pos;
+    const end = Math.min(this.len, pos + 7);
+    let value = 0;
+    for (let scale = 1; pos < end; scale *= 128) {
+      const b = buf[pos++]!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        this.pos = pos;
+        // protobufjs declares a Long; the decoded messages' types say `number | Long` (quiver-service.ts, values.ts).
+        return value as unknown as protobuf.Long;
+      }
+    }
+    return super.int64();
+  }
 }
 
 /** A reader over `buf` for `Type.decode`. */
