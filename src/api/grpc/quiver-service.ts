@@ -142,9 +142,9 @@ export class QuiverGrpcService {
     };
     call.on("data", (message: QuiverLookupRequest | DecodeFailure | Undecoded) => {
       const start = performance.now();
-      // Decoded once admitted (call.ts Undecoded); its id is read now, for the answer of a message refused unread.
+      // Decoded once admitted (call.ts Undecoded); a message refused unread has its id read alone, for its answer.
       let req = message;
-      let id: Id = message instanceof Undecoded ? message.peekUint64(6) : message instanceof DecodeFailure ? 0 : message.id;
+      let id: Id = message instanceof Undecoded || message instanceof DecodeFailure ? 0 : message.id;
       let admittedAt = -1;
       // A degraded answer counts against admission as a unary call's does (its message names the shards).
       let degraded = false;
@@ -229,6 +229,7 @@ export class QuiverGrpcService {
         },
         (refusal) => {
           metrics.shed(refusal);
+          if (message instanceof Undecoded) id = message.peekUint64(6);
           failure(overloaded(refusal));
         },
       );
