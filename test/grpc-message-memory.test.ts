@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import http2 from "node:http2";
 import { createGrpcEdge, type GrpcEdge } from "../src/api/grpc/index.ts";
 import { MemoryKvNode } from "../src/kv/memory-node.ts";
@@ -26,19 +26,23 @@ const registry = compileRegistry({
   featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64" }] }],
 });
 
-let edge: GrpcEdge;
-let port: number;
-beforeAll(async () => {
+async function startEdge(limits: { heldMessageBytes?: number; unendedMessageMs?: number } = {}): Promise<{ edge: GrpcEdge; port: number }> {
   const node = new MemoryKvNode("m");
   const serving = new FeatureServing(new RegistryHolder(registry), new LookupService(node), new PushService(node, { maxFutureSkewMs: 0 }), { maxRows: 100, maxValues: 100_000 });
-  edge = createGrpcEdge({
+  const edge = createGrpcEdge({
     serving,
     metrics: new MetricsRegistry(),
     ready: async () => true,
     admission: new AdaptiveAdmission({ fixedLimit: 8 }),
-    limits: { maxMessageBytes: MAX, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000 },
+    limits: { maxMessageBytes: MAX, keepaliveMs: 60_000, keepaliveTimeoutMs: 20_000, ...limits },
   });
-  port = await edge.listen("127.0.0.1", 0);
+  return { edge, port: await edge.listen("127.0.0.1", 0) };
+}
+
+let edge: GrpcEdge;
+let port: number;
+beforeAll(async () => {
+  ({ edge, port } = await startEdge());
 });
 afterAll(() => edge.drain(1000));
 
@@ -72,6 +76,23 @@ function statusOf(stream: http2.ClientHttp2Stream): Promise<{ status: string; me
   });
 }
 
+/** Opens a Lookup call and sends `body` whole; ends the call when told. */
+async function openCall(session: http2.ClientHttp2Session, body: Buffer, end: boolean) {
+  const s = session.request({ ":method": "POST", ":path": "/quiver.v1.FeatureService/Lookup", "content-type": "application/grpc", te: "trailers" });
+  const answered = statusOf(s);
+  await new Promise<void>((resolve) => s.write(body, () => resolve()));
+  if (end) s.end();
+  return { s, answered };
+}
+
+/** A health check after the calls sent before it on `session`: once it is answered, the server has read their frames. */
+async function readSoFar(session: http2.ClientHttp2Session): Promise<void> {
+  const check = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+  const checked = statusOf(check);
+  check.end(Buffer.from([0, 0, 0, 0, 0]));
+  expect((await checked).status).toBe("0");
+}
+
 const heapMb = () => {
   Bun.gc(true);
   return process.memoryUsage().heapUsed / 1e6;
@@ -84,18 +105,9 @@ test("calls whose huge messages have arrived but whose clients have not ended th
     const body = hugeLookup();
     const before = heapMb();
     const calls = [];
-    for (let i = 0; i < 4; i++) {
-      const s = session.request({ ":method": "POST", ":path": "/quiver.v1.FeatureService/Lookup", "content-type": "application/grpc", te: "trailers" });
-      const answered = statusOf(s);
-      // The whole message, and no half-close: the call waits for its end.
-      await new Promise<void>((resolve) => s.write(body, () => resolve()));
-      calls.push({ s, answered });
-    }
-    // A call after them on the same connection: once it is answered, the server has read every frame sent before it.
-    const check = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
-    const checked = statusOf(check);
-    check.end(Buffer.from([0, 0, 0, 0, 0]));
-    expect((await checked).status).toBe("0");
+    // The whole message, and no half-close: each call waits for its end.
+    for (let i = 0; i < 4; i++) calls.push(await openCall(session, body, false));
+    await readSoFar(session);
     // Held: the four messages' bytes (16 MiB) and change. Decoded on arrival, they were ~970 MB.
     expect(heapMb() - before).toBeLessThan(128);
     for (const c of calls) c.s.end();
@@ -107,4 +119,52 @@ test("calls whose huge messages have arrived but whose clients have not ended th
   } finally {
     session.close();
   }
+});
+
+describe("large messages held before they are read are bounded", () => {
+  test("past the cap a large message is refused RESOURCE_EXHAUSTED unread; reading the held ones frees their room", async () => {
+    const e = await startEdge({ heldMessageBytes: 10 << 20, unendedMessageMs: 60_000 });
+    const session = http2.connect(`http://127.0.0.1:${e.port}`);
+    session.on("error", () => {});
+    try {
+      const body = hugeLookup();
+      const held = [await openCall(session, body, false), await openCall(session, body, false)];
+      await readSoFar(session);
+      // 8 MiB held by calls their clients have not ended: a third 4 MiB message would pass the 10 MiB cap.
+      const refused = await openCall(session, body, true);
+      expect(await refused.answered).toEqual({ status: "8", message: expect.stringContaining("request messages not yet run") });
+      for (const c of held) c.s.end();
+      for (const c of held) expect((await c.answered).status).toBe("3");
+      // Read, they hold nothing: the next one is read too (INVALID_ARGUMENT for its rows, not refused).
+      const next = await openCall(session, body, true);
+      expect(await next.answered).toEqual({ status: "3", message: expect.stringContaining("entities") });
+      // Small messages are never counted: a lookup passes whatever is held.
+      const small = Buffer.from([0, 0, 0, 0, 0]);
+      expect((await (await openCall(session, small, true)).answered).status).toBe("3");
+    } finally {
+      session.close();
+      await e.edge.drain(1000);
+    }
+  });
+
+  test("a large message whose call is not ended in time is dropped: its room is free again, and the call, ended late, is INVALID_ARGUMENT", async () => {
+    const e = await startEdge({ heldMessageBytes: 6 << 20, unendedMessageMs: 200 });
+    const session = http2.connect(`http://127.0.0.1:${e.port}`);
+    session.on("error", () => {});
+    try {
+      const body = hugeLookup();
+      const stalled = await openCall(session, body, false);
+      await readSoFar(session);
+      // Dropped between 200 and 400 ms after it arrived (the sweeps are timers due before this one).
+      await Bun.sleep(1000);
+      // Its 4 MiB no longer held: another 4 MiB message fits under the 6 MiB cap and is read.
+      const next = await openCall(session, body, true);
+      expect(await next.answered).toEqual({ status: "3", message: expect.stringContaining("entities") });
+      stalled.s.end();
+      expect(await stalled.answered).toEqual({ status: "3", message: expect.stringContaining("was not ended within 200 ms") });
+    } finally {
+      session.close();
+      await e.edge.drain(1000);
+    }
+  });
 });

@@ -28,23 +28,65 @@ export class DecodeFailure {
  */
 export class Undecoded {
   private bytes: Buffer | undefined;
+  /** Once its bytes were let go unread: what reading it answers. */
+  private goneWith: QuiverError | undefined;
+  /** Its call's handler has it (nothing drops it now). */
+  private claimed = false;
+
   constructor(
-    bytes: Buffer,
-    private readonly type: protobuf.Type,
+    bytes: Buffer | undefined,
+    private readonly type: protobuf.Type | undefined,
+    /** Where its bytes are counted while held (large messages; held-messages.ts). */
+    private readonly held?: { release(n: number): void },
   ) {
     this.bytes = bytes;
   }
 
-  /** The message, or a DecodeFailure; its bytes are let go (a second call is a DecodeFailure). */
+  /** A message refused unread on arrival: reading it throws `error`. */
+  static gone(error: QuiverError): Undecoded {
+    const u = new Undecoded(undefined, undefined);
+    u.goneWith = error;
+    return u;
+  }
+
+  /**
+   * The message, or a DecodeFailure; its bytes are let go (a second call is a DecodeFailure). Throws the
+   * error of a message let go unread (`gone`, `expire`).
+   */
   decode(): unknown {
     const bytes = this.bytes;
-    this.bytes = undefined;
-    if (bytes === undefined) return new DecodeFailure("the message was already read");
+    if (bytes === undefined) {
+      if (this.goneWith !== undefined) throw this.goneWith;
+      return new DecodeFailure("the message was already read");
+    }
+    this.letGo(bytes);
     try {
-      return this.type.decode(strictReader(bytes));
+      return this.type!.decode(strictReader(bytes));
     } catch (e) {
       return new DecodeFailure((e as Error).message);
     }
+  }
+
+  /** Its call's handler has it: from now on it is read (`decode`) or let go (`drop`), never expired. */
+  claim(): void {
+    this.claimed = true;
+  }
+
+  /** Lets its bytes go unread (its call was refused). */
+  drop(): void {
+    if (this.bytes !== undefined) this.letGo(this.bytes);
+  }
+
+  /** Lets its bytes go unless its call's handler has it; reading it then throws `error`. */
+  expire(error: QuiverError): void {
+    if (this.claimed || this.bytes === undefined) return;
+    this.letGo(this.bytes);
+    this.goneWith = error;
+  }
+
+  private letGo(bytes: Buffer): void {
+    this.bytes = undefined;
+    this.held?.release(bytes.length);
   }
 
   /**
@@ -367,10 +409,10 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       else release();
     };
     const bounds = options.bounds ?? DEFAULT_WORK_BOUNDS;
+    const raw = call.request;
     const go = (startedAt: number) => {
       admittedAt = startedAt;
       try {
-        const raw = call.request;
         const req = raw instanceof Undecoded ? (raw.decode() as Req | DecodeFailure) : raw;
         if (req instanceof DecodeFailure) throw invalidArgument("invalid_message", `the request is not a valid protobuf message: ${req.reason}`, { path: "(message)" });
         const work = handler(req, ctx);
@@ -386,8 +428,10 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         fail(e);
       }
     };
+    if (raw instanceof Undecoded) raw.claim();
     whenAdmitted(options.admission, go, (refusal) => {
       metrics.shed(refusal);
+      if (raw instanceof Undecoded) raw.drop();
       fail(overloaded(refusal));
     });
   };

@@ -10,6 +10,7 @@ import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
 import { DecodeFailure, DEFAULT_WORK_BOUNDS, GrpcMetrics, Undecoded, unary } from "./call.ts";
+import { HeldMessages } from "./held-messages.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
@@ -49,7 +50,14 @@ export interface GrpcLimits {
   readonly overdueGraceMs?: number;
   /** How long after its admission any other call's unfinished work (a push, a match) may hold its slot (ms; default 60000). */
   readonly maxWorkMs?: number;
+  /** Most bytes of large request messages held before they are read (held-messages.ts; default the larger of 256 MiB and twice `maxMessageBytes`). */
+  readonly heldMessageBytes?: number;
+  /** A large message whose call is not ended this long after it arrived is dropped (ms; default 5000). */
+  readonly unendedMessageMs?: number;
 }
+
+/** Messages from this size are counted as held (held-messages.ts): a lookup a client normally sends is far smaller. */
+const HELD_FROM_BYTES = 64 << 10;
 
 export interface GrpcEdge {
   /** Binds and starts serving; answers the bound port (0 picks a free one). */
@@ -105,7 +113,12 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const bounds = { graceMs: deps.limits.overdueGraceMs ?? DEFAULT_WORK_BOUNDS.graceMs, maxMs: deps.limits.maxWorkMs ?? DEFAULT_WORK_BOUNDS.maxMs };
   const read = { admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs, lookup: true, bounds };
   const write = { admission: deps.admission, bounds };
-  const codec = codecs(protos);
+  const held = new HeldMessages({
+    capBytes: deps.limits.heldMessageBytes ?? Math.max(256 << 20, 2 * deps.limits.maxMessageBytes),
+    unendedMs: deps.limits.unendedMessageMs ?? 5000,
+    fromBytes: HELD_FROM_BYTES,
+  });
+  const codec = codecs(protos, held);
 
   const feast = new FeastGrpcService(deps.serving, protos.type("feast.types.Value"));
   const getOnline = (method: string) => unary(metrics.method(method), feast.getOnlineFeatures.bind(feast), read);
@@ -178,12 +191,14 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 /**
  * A service definition with Quiver's codecs: requests decoded by protobufjs
  * into message objects once their call is admitted (an Undecoded the handler
- * decodes, call.ts; a decode failure becomes a DecodeFailure it answers
- * INVALID_ARGUMENT), or on arrival (`decode: "now"`: health, never shed, tiny
- * messages); responses encoded by protobufjs from plain objects, or passed
- * through when the handler already wrote bytes (`raw`).
+ * decodes, call.ts; a unary call's large ones counted in `held`, a stream's
+ * not: its flow control holds back all but the one it reads; a decode failure
+ * becomes a DecodeFailure it answers INVALID_ARGUMENT), or on arrival
+ * (`decode: "now"`: health, never shed, tiny messages); responses encoded by
+ * protobufjs from plain objects, or passed through when the handler already
+ * wrote bytes (`raw`).
  */
-function codecs(protos: Protos) {
+function codecs(protos: Protos, held: HeldMessages) {
   return (serviceName: string, raw: ReadonlySet<string>, decode: "admitted" | "now" = "admitted"): ServiceDefinition => {
     const base = protos.service(serviceName);
     const service = protos.root.lookupService(serviceName);
@@ -195,16 +210,7 @@ function codecs(protos: Protos) {
       const resType = typeIn(protos, service, m.responseType);
       out[method] = {
         ...def,
-        requestDeserialize:
-          decode === "admitted"
-            ? (buf: Buffer) => new Undecoded(buf, reqType)
-            : (buf: Buffer) => {
-                try {
-                  return reqType.decode(strictReader(buf));
-                } catch (e) {
-                  return new DecodeFailure((e as Error).message);
-                }
-              },
+        requestDeserialize: decode === "now" ? decodeNow(reqType) : def.requestStream ? (buf: Buffer) => new Undecoded(buf, reqType) : (buf: Buffer) => held.take(buf, reqType),
         responseSerialize: raw.has(method)
           ? (bytes: Uint8Array) => (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
           : (value: object) => {
@@ -214,6 +220,17 @@ function codecs(protos: Protos) {
       };
     }
     return out as ServiceDefinition;
+  };
+}
+
+/** Decodes a request on arrival; bytes that are not the message become a DecodeFailure. */
+function decodeNow(type: protobuf.Type) {
+  return (buf: Buffer): unknown => {
+    try {
+      return type.decode(strictReader(buf));
+    } catch (e) {
+      return new DecodeFailure((e as Error).message);
+    }
   };
 }
 

@@ -229,7 +229,10 @@ export class QuiverGrpcService {
         },
         (refusal) => {
           metrics.shed(refusal);
-          if (message instanceof Undecoded) id = message.peekUint64(6);
+          if (message instanceof Undecoded) {
+            id = message.peekUint64(6);
+            message.drop();
+          }
           failure(overloaded(refusal));
         },
       );
