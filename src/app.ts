@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import type { GrpcEdge, GrpcWarmupReport } from "./api/grpc/index.ts";
 import { createHttpEdge, type HttpEdge, type TopologyAdmin, type WarmupReport, warmUp } from "./api/http/index.ts";
-import { type CacheInput, type CacheSettings, resolveCacheSettings } from "./cache/cache-config.ts";
+import { type CacheInput, type CacheSettings, type FeedSettings, resolveCacheSettings } from "./cache/cache-config.ts";
 import type { CacheTier } from "./cache/index.ts";
 import type { L2Tier } from "./cache/l2-slot.ts";
 import { viewsToInvalidate } from "./cache/registry-changes.ts";
@@ -19,7 +19,7 @@ import { loadRegistryFile, mismatchIssues, type Registry, RegistryHolder, regist
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
-import type { ConnectedShards } from "./shard/index.ts";
+import type { ConnectedShards, ShardSpec } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { checkNodeFiles, placeEmbeddedRows } from "./store/embedded-placement.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -173,7 +173,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   // Another server's topology change (a reload, --migrate-on-start) moves keys away from this one's ring: noticed here.
   const stopPlacementWatch = shards && config.placementCheckMs > 0 ? shards.watchPlacement(store, config.placementCheckMs) : () => {};
   const podId = options.podId ?? `${hostname()}:${process.pid}`;
-  const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined);
+  const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined, storage.shardFeed);
   // A server whose ring is not where the keys are reads misses (and old rows) the ready ones must not find in L2.
   const sharedFills = shards === undefined ? undefined : () => shards.placementProblem === undefined;
   const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs, sharedFills);
@@ -239,7 +239,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
     ...(ingest ? { ingest: ingest.status() } : {}),
     ...(cache ? { cache: cache.state() } : {}),
-    feed: feed.state(),
+    feed: { ...feed.state(), runsOn: describeFeed(cacheSettings.feed) },
     degraded: degradedParts(cache, feed),
   });
 
@@ -408,6 +408,8 @@ interface Storage {
   readonly embedded?: readonly { readonly id: string; readonly node: MemoryReporting }[];
   /** The topology file's `cache:` section. */
   readonly cacheFile?: CacheInput;
+  /** Where the change feed runs when no setting names it and there is no L2: the topology's first shard. */
+  readonly shardFeed?: FeedSettings;
   /** Where the layouts of stored rows are kept, as long as the rows are. */
   readonly ledger: LayoutLedger;
 }
@@ -416,6 +418,7 @@ interface Storage {
 function cacheInputOf(config: QuiverConfig): CacheInput {
   const given = config.explicit;
   const sentinels = config.cacheL2Sentinels.split(",").filter((a) => a !== "");
+  const feedSentinels = config.cacheFeedSentinels.split(",").filter((a) => a !== "");
   return {
     ...(given.has("cacheL1") ? { l1: config.cacheL1 } : {}),
     ...(given.has("cacheL1Bytes") ? { l1MaxBytes: config.cacheL1Bytes } : {}),
@@ -428,12 +431,29 @@ function cacheInputOf(config: QuiverConfig): CacheInput {
     ...(given.has("cacheL2Master") ? { l2MasterName: config.cacheL2Master } : {}),
     ...(given.has("cacheL2TtlMs") ? { l2TtlMs: config.cacheL2TtlMs } : {}),
     ...(given.has("cacheL2TimeoutMs") ? { l2TimeoutMs: config.cacheL2TimeoutMs } : {}),
+    ...(given.has("cacheFeed") ? { feed: config.cacheFeed } : {}),
+    ...(feedSentinels.length > 0 ? { feedSentinels } : {}),
+    ...(given.has("cacheFeedMaster") ? { feedMasterName: config.cacheFeedMaster } : {}),
   };
 }
 
 /**
- * The change feed and the cache tier. With an L2 the feed runs over its
- * Redis (shared by the pods of the site); otherwise it is in-process.
+ * The change feed over the first shard of the topology (the first in the
+ * file: a rule that needs no state and that every pod reading one file
+ * agrees on), reached as the shard is: through its Sentinels and master
+ * name, else at its fixed primary. Chosen at start: a topology reload that
+ * drops or reorders that shard does not move the feed.
+ */
+function feedOnShard(shard: ShardSpec): FeedSettings {
+  const where = shard.kind === "sentinel" ? { sentinels: shard.sentinels, masterName: shard.masterName } : { address: shard.primary };
+  return { where, source: "shard", shard: shard.name };
+}
+
+/**
+ * The change feed and the cache tier. The feed runs over Redis, shared by
+ * the pods of the site, wherever the settings put it (resolveCacheSettings:
+ * --cache-feed, the L2's Redis, the topology's first shard); otherwise,
+ * with the embedded store or --cache-feed off, it is in-process.
  */
 async function openCaches(
   settings: CacheSettings,
@@ -446,17 +466,28 @@ async function openCaches(
 ): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined }> {
   let feed: ChangeFeed = new LocalChangeFeed(podId);
   let l2: L2Tier | undefined;
-  if (settings.l2) {
-    // Loaded only with an L2: the embedded default does not carry the Redis client.
-    const [{ L2Store }, { RedisChangeFeed }] = await Promise.all([import("./cache/l2-store.ts"), import("./feed/redis-feed.ts")]);
+  // Start degraded rather than not at all: the feed and L2 reconnect by themselves.
+  const connecting: Promise<boolean>[] = [];
+  if (settings.feed) {
+    // Loaded only with a shared feed: the embedded default does not carry the Redis client.
+    const { RedisChangeFeed } = await import("./feed/redis-feed.ts");
     const lag = metrics.histogram("quiver_cache_invalidation_lag_seconds", "Change event published by another pod → applied here.").labels();
-    const redisFeed = new RedisChangeFeed(podId, { where: settings.l2.where, onLag: (s) => lag.observe(s) });
-    const l2Store = new L2Store(settings.l2);
-    // Start degraded rather than not at all: both reconnect by themselves.
-    await Promise.all([redisFeed.whenSubscribed(2000), l2Store.whenReady(2000)]);
+    const redisFeed = new RedisChangeFeed(podId, { where: settings.feed.where, onLag: (s) => lag.observe(s) });
+    connecting.push(redisFeed.whenSubscribed(2000));
     feed = redisFeed;
+    metrics.gauge("quiver_feed_connected", "1 while the change feed's Redis (/readyz: feed.runsOn) is reachable and this pod is subscribed; 0: L1 fills live --cache-feed-down-ttl.", () => [
+      { value: feed.state().connected ? 1 : 0 },
+    ]);
+  }
+  if (settings.l2) {
+    const { L2Store } = await import("./cache/l2-store.ts");
+    const l2Store = new L2Store(settings.l2);
+    connecting.push(l2Store.whenReady(2000));
     l2 = l2Store;
   }
+  await Promise.all(connecting);
+  // Gaps clear L1 and send the claim index to a catch-up scan: counted wherever either follows the feed.
+  if (settings.feed || settings.l1 || l2) metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
   if (!settings.l1 && !l2) return { feed, cache: undefined };
   // Loaded only with a cache tier (L1 is off by default on the embedded store, src/cache/cache-config.ts): the tier,
   // lru-cache and their helpers are ~1k code cells, and every young collection walks all the code a process holds.
@@ -494,7 +525,6 @@ async function openCaches(
     metrics.gauge("quiver_cache_l2_evicted_keys", "Keys the L2 server evicted under maxmemory (INFO evicted_keys, server total).", () => [{ value: l2.stats().evictedKeys }]);
     metrics.gauge("quiver_cache_l2_unreadable_entries", "L2 entries this pod read that were not rows (another program's keys, torn writes): each served from the origin as a miss.", () => [{ value: l2.stats().unreadableEntries }]);
   }
-  metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
   return { feed, cache };
 }
 
@@ -509,13 +539,21 @@ function degradedParts(cache: CacheTier | undefined, feed: ChangeFeed): string[]
 
 function describeCaches(s: CacheSettings): string {
   const l1 = s.l1 ? `L1 ${Math.round(s.l1.maxBytes / 1048576)} MB ttl ${s.l1.ttlMs / 1000}s` : "L1 off";
-  // Without L2 there is no feed between pods: L1 keeps other writers' rows for its whole TTL (README, Caching).
-  const l2 = s.l2
-    ? `L2 ${"address" in s.l2.where ? s.l2.where.address : `sentinel ${s.l2.where.masterName}`}`
-    : s.l1
-      ? `L2 off: no change feed between pods, other writers' rows show here after up to the L1 TTL (${s.l1.ttlMs / 1000}s)`
-      : "L2 off";
-  return `caches: ${l1}, ${l2}`;
+  const l2 = s.l2 ? `L2 ${describeAddress(s.l2.where)}` : "L2 off";
+  // An in-process feed hears no other pod: L1 keeps other writers' rows for its whole TTL (README, Caching).
+  const feed = s.feed ? `change feed on ${describeFeed(s.feed)}` : s.l1 ? `change feed in-process: other pods' writes show here after up to the L1 TTL (${s.l1.ttlMs / 1000}s)` : "change feed in-process";
+  return `caches: ${l1}, ${l2}, ${feed}`;
+}
+
+/** Where the change feed runs, for the start-up line, /readyz (`feed.runsOn`) and the metric's help. */
+function describeFeed(feed: FeedSettings | undefined): string {
+  if (feed === undefined) return "in-process";
+  const where = describeAddress(feed.where);
+  return feed.source === "shard" ? `shard ${feed.shard} (${where})` : feed.source === "l2" ? `the L2 (${where})` : where;
+}
+
+function describeAddress(where: { readonly address: string } | { readonly masterName: string }): string {
+  return "address" in where ? where.address : `sentinel ${where.masterName}`;
 }
 
 async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge): Promise<Storage> {
@@ -529,7 +567,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
     const shards = await connectShards(topology, overrides, { observer, stall });
-    return { members: shards.members, shards, ledger: shards, cacheFile: topology.cache, describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
+    return { members: shards.members, shards, ledger: shards, cacheFile: topology.cache, shardFeed: feedOnShard(topology.shards[0]!), describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   // Loaded only with --data-dir: the durable node, which opens the runtime's SQLite (runtime/sqlite.ts).
   const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;

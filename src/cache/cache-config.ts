@@ -1,5 +1,16 @@
+import type { FeedAddress } from "../feed/redis-feed.ts";
 import { parseDurationMs } from "../registry/durations.ts";
 import type { L2Address } from "./l2-store.ts";
+
+/**
+ * Where the change feed between pods runs, and why there: named by
+ * `--cache-feed` / `cache.feed` ("setting"), the L2's Redis ("l2"), or the
+ * topology's first shard ("shard", named `shard`). Absent: the in-process
+ * feed (`--cache-feed off`, or the embedded store without an L2).
+ */
+export type FeedSettings =
+  | { readonly where: FeedAddress; readonly source: "setting" | "l2" }
+  | { readonly where: FeedAddress; readonly source: "shard"; readonly shard: string };
 
 /** The cache tiers as configured; `undefined` tiers are off. */
 export interface CacheSettings {
@@ -17,6 +28,7 @@ export interface CacheSettings {
     readonly negativeTtlMs: number;
     readonly timeoutMs: number;
   };
+  readonly feed?: FeedSettings;
 }
 
 /** What flags/env and a topology file's `cache:` section can say; unset fields fall through to the next source. */
@@ -34,6 +46,10 @@ export interface CacheInput {
   readonly l2MasterName?: string;
   readonly l2TtlMs?: number;
   readonly l2TimeoutMs?: number;
+  /** The change feed's Redis: `host:port`, or "off" (in-process). */
+  readonly feed?: string;
+  readonly feedSentinels?: readonly string[];
+  readonly feedMasterName?: string;
 }
 
 /** Defaults from the system design: L1 100 MB / 60 s, L2 300 s, negative 5 s, grace 1 h, L2 calls bounded at 5 ms. */
@@ -50,9 +66,12 @@ export const CACHE_DEFAULTS = {
 /**
  * Settings from (highest first) flags/env, the topology file's `cache:`
  * section, then defaults. L1 defaults to on only over remote shards: the
- * embedded store already is process memory.
+ * embedded store already is process memory. The change feed runs where
+ * `feed`/`feedSentinels` name (flags' whole, else the file's; "off": in
+ * process), else on the L2's Redis, else on `shardFeed` (the topology's
+ * first shard, which app.ts passes with Redis shards), else in process.
  */
-export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, remoteOrigin: boolean): CacheSettings {
+export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, remoteOrigin: boolean, shardFeed?: FeedSettings): CacheSettings {
   const pick = <K extends keyof CacheInput>(k: K): CacheInput[K] => explicit[k] ?? file[k];
   const l1Mode = pick("l1") ?? "auto";
   const l1On = l1Mode === "on" || (l1Mode === "auto" && remoteOrigin);
@@ -70,6 +89,7 @@ export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, rem
   if (l2Address === "off") where = undefined;
   else if (l2Address !== undefined && l2Address !== "") where = { address: l2Address };
   else if (sentinels !== undefined && sentinels.length > 0) where = { sentinels, masterName: pick("l2MasterName") ?? "quiver-l2" };
+  const feed = resolveFeed(explicit, file, where, shardFeed);
   return {
     ...(l1On
       ? {
@@ -85,11 +105,27 @@ export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, rem
     ...(where
       ? { l2: { where, ttlMs: pick("l2TtlMs") ?? CACHE_DEFAULTS.l2TtlMs, negativeTtlMs, timeoutMs: pick("l2TimeoutMs") ?? CACHE_DEFAULTS.l2TimeoutMs } }
       : {}),
+    ...(feed ? { feed } : {}),
   };
 }
 
+/** The feed's place (resolveCacheSettings); named like the L2, whole from one source. */
+function resolveFeed(explicit: CacheInput, file: CacheInput, l2: L2Address | undefined, shardFeed: FeedSettings | undefined): FeedSettings | undefined {
+  const named = (c: CacheInput) => (c.feed !== undefined && c.feed !== "") || (c.feedSentinels?.length ?? 0) > 0;
+  const from = named(explicit) ? explicit : named(file) ? file : undefined;
+  if (from === undefined) return l2 ? { where: l2, source: "l2" } : shardFeed;
+  const address = from.feed;
+  const sentinels = from.feedSentinels ?? [];
+  if (address !== undefined && address !== "" && address !== "off" && sentinels.length > 0) {
+    throw new Error(`the change feed is named twice, as ${address} and through Sentinels ${sentinels.join(",")}: give one (--cache-feed or --cache-feed-sentinels; cache.feed or cache.feedSentinels)`);
+  }
+  if (address === "off") return undefined;
+  if (address !== undefined && address !== "") return { where: { address }, source: "setting" };
+  return { where: { sentinels, masterName: explicit.feedMasterName ?? file.feedMasterName ?? "quiver-feed" }, source: "setting" };
+}
+
 const ADDRESS = /^[A-Za-z0-9_.-]+:\d{1,5}$/;
-const FIELDS = ["l1", "l1MaxBytes", "ttl", "negativeTtl", "grace", "feedDownTtl", "l2", "l2Sentinels", "l2MasterName", "l2Ttl", "l2Timeout"];
+const FIELDS = ["l1", "l1MaxBytes", "ttl", "negativeTtl", "grace", "feedDownTtl", "l2", "l2Sentinels", "l2MasterName", "l2Ttl", "l2Timeout", "feed", "feedSentinels", "feedMasterName"];
 
 /** Validates a topology file's `cache:` section; every problem goes to `fail` with its path. */
 export function parseCacheSection(raw: unknown, fail: (path: string, message: string) => void): CacheInput {
@@ -138,6 +174,21 @@ export function parseCacheSection(raw: unknown, fail: (path: string, message: st
     if (typeof r["l2MasterName"] !== "string" || r["l2MasterName"] === "") fail("cache.l2MasterName", "expected a name");
     else out["l2MasterName"] = r["l2MasterName"];
   }
+  if (r["feed"] !== undefined) {
+    if (r["feed"] === false || r["feed"] === "off") out["feed"] = "off";
+    else if (typeof r["feed"] === "string" && ADDRESS.test(r["feed"])) out["feed"] = r["feed"];
+    else fail("cache.feed", `expected host:port or false (the in-process feed), got ${JSON.stringify(r["feed"])}`);
+  }
+  if (r["feedSentinels"] !== undefined) {
+    const s = r["feedSentinels"];
+    if (!Array.isArray(s) || s.length === 0 || !s.every((a) => typeof a === "string" && ADDRESS.test(a))) fail("cache.feedSentinels", "expected a non-empty list of host:port");
+    else out["feedSentinels"] = s;
+  }
+  if (r["feedMasterName"] !== undefined) {
+    if (typeof r["feedMasterName"] !== "string" || r["feedMasterName"] === "") fail("cache.feedMasterName", "expected a name");
+    else out["feedMasterName"] = r["feedMasterName"];
+  }
+  if (out["feed"] !== undefined && out["feed"] !== "off" && out["feedSentinels"] !== undefined) fail("cache.feed", "the feed is also named by cache.feedSentinels: give one");
   return out as CacheInput;
 }
 

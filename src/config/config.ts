@@ -42,6 +42,9 @@ export interface QuiverConfig {
   readonly cacheL2Master: string;
   readonly cacheL2TtlMs: number;
   readonly cacheL2TimeoutMs: number;
+  readonly cacheFeed: string;
+  readonly cacheFeedSentinels: string;
+  readonly cacheFeedMaster: string;
   readonly lookupTimeoutMs: number;
   readonly maxConcurrency: number;
   readonly admissionLimitAllowance: number;
@@ -125,7 +128,7 @@ const host = (raw: string, where: string) => {
   if (!/^[A-Za-z0-9_.:%-]+$/.test(raw)) throw new Error(`${where}: expected a host name or IP address (0.0.0.0 for every IPv4 interface), got "${raw}"`);
   return raw;
 };
-const l2Address = (raw: string, where: string) => {
+const addressOrOff = (raw: string, where: string) => {
   if (raw !== "" && raw !== "off" && !HOST_PORT.test(raw)) throw new Error(`${where}: expected host:port or off, got "${raw}"`);
   return raw;
 };
@@ -165,11 +168,14 @@ export const SETTINGS: readonly Setting[] = [
   { key: "cacheGraceMs", flag: "--cache-grace", env: "QUIVER_CACHE_GRACE", default: "1h", help: "How long past its TTL an L1 row may be served (flagged stale) when the origin cannot answer", parse: duration },
   { key: "cacheFeedDownTtlMs", flag: "--cache-feed-down-ttl", env: "QUIVER_CACHE_FEED_DOWN_TTL", default: "1s", help: "While the change feed is not heard (its Redis down or unreachable), how long an L1 row read meanwhile stays fresh: it cannot hear of other pods' writes (L1 is cleared when the feed is lost and again when it is back)", parse: positiveDuration },
   { key: "cacheRefreshGatherMs", flag: "--cache-refresh-gather", env: "QUIVER_CACHE_REFRESH_GATHER", default: "50ms", help: "How long L1 keys claimed for a refresh ahead (hits in the last quarter of their TTL) gather before they are read again together, one flight at a time; 0 = at the end of the claiming turn", parse: duration },
-  { key: "cacheL2", flag: "--cache-l2", env: "QUIVER_CACHE_L2", default: "", help: "L2 Redis host:port shared by the pods of a site (also carries the change feed); off disables it; empty = the topology file's cache.l2", parse: l2Address },
+  { key: "cacheL2", flag: "--cache-l2", env: "QUIVER_CACHE_L2", default: "", help: "L2 Redis host:port shared by the pods of a site (also carries the change feed unless --cache-feed names another place); off disables it; empty = the topology file's cache.l2", parse: addressOrOff },
   { key: "cacheL2Sentinels", flag: "--cache-l2-sentinels", env: "QUIVER_CACHE_L2_SENTINELS", default: "", help: "L2 through Sentinel: comma-separated host:port list (with --cache-l2-master)", parse: addressList },
   { key: "cacheL2Master", flag: "--cache-l2-master", env: "QUIVER_CACHE_L2_MASTER", default: "quiver-l2", help: "Sentinel master name of the L2", parse: text },
   { key: "cacheL2TtlMs", flag: "--cache-l2-ttl", env: "QUIVER_CACHE_L2_TTL", default: "300s", help: "L2 time to live of a cached row", parse: positiveDuration },
   { key: "cacheL2TimeoutMs", flag: "--cache-l2-timeout", env: "QUIVER_CACHE_L2_TIMEOUT", default: "5ms", help: "Bound on each L2 call; a slower answer counts as a miss", parse: positiveDuration },
+  { key: "cacheFeed", flag: "--cache-feed", env: "QUIVER_CACHE_FEED", default: "", help: "Redis host:port that carries the change feed between pods (one PUBLISH per acknowledged write batch, a heartbeat per pod per second); off = in-process only (other pods' writes show in L1 after up to its TTL); empty = the topology file's cache.feed, else the L2's Redis, else the topology's first shard", parse: addressOrOff },
+  { key: "cacheFeedSentinels", flag: "--cache-feed-sentinels", env: "QUIVER_CACHE_FEED_SENTINELS", default: "", help: "Change feed through Sentinel: comma-separated host:port list (with --cache-feed-master)", parse: addressList },
+  { key: "cacheFeedMaster", flag: "--cache-feed-master", env: "QUIVER_CACHE_FEED_MASTER", default: "quiver-feed", help: "Sentinel master name of the change feed's Redis", parse: text },
   { key: "shutdownDelayMs", flag: "--shutdown-delay", env: "QUIVER_SHUTDOWN_DELAY", default: "0s", help: "On SIGTERM, how long to go on serving with /readyz answering 503 (gRPC health NOT_SERVING) before the listeners close, so load balancers stop sending first (Kubernetes: a few seconds, below terminationGracePeriodSeconds); 0 = close at once", parse: duration },
   { key: "adminToken", flag: "--admin-token", env: "QUIVER_ADMIN_TOKEN", default: "", help: "When set, /admin routes and writes require Authorization: Bearer <token>: HTTP /v1/push, /push and /write-to-online-store (401 otherwise, body not parsed), and gRPC write methods as `authorization` metadata", parse: text },
   { key: "lookupTimeoutMs", flag: "--lookup-timeout-ms", env: "QUIVER_LOOKUP_TIMEOUT_MS", default: "50", help: "Lookup budget when the client sends no x-quiver-timeout-ms: storage that cannot answer by then yields UNAVAILABLE (defaults)", parse: int(1, 60_000) },

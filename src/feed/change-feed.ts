@@ -2,7 +2,7 @@
  * The change feed: every write the store acknowledged becomes an event that
  * other parts of this pod, and other pods, subscribe to (cache invalidation,
  * the claim index, freshness metrics). Implementations: in-process
- * (`LocalChangeFeed`) and shared across pods (over Redis, with the cache tiers).
+ * (`LocalChangeFeed`) and shared across pods (over Redis pub/sub: `RedisChangeFeed`).
  */
 
 /** One acknowledged change to one storage key. */

@@ -4,7 +4,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
 import { LocalChangeFeed } from "./local-feed.ts";
 
-/** Where the feed's Redis is (the L2 instance): one address, or Sentinels and a master name. */
+/** Where the feed's Redis is (--cache-feed, the L2's, or the topology's first shard): one address, or Sentinels and a master name. */
 export type FeedAddress = { readonly address: string } | { readonly sentinels: readonly string[]; readonly masterName: string };
 
 export interface RedisFeedOptions {
@@ -64,9 +64,11 @@ function scopeOf(i: unknown): InvalidationScope | undefined {
 // First retry after 20 ms: while the subscription is down, L1 may serve copies a missed event would have dropped.
 const backoff = (times: number): number => Math.min(10 * 2 ** Math.min(times, 10), 1000);
 
+/** `host:port`; an IPv6 host in brackets (`[::1]:6379`, as a topology file's shard may name it) loses them. */
 function parseAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
-  return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+  const host = address.slice(0, colon);
+  return { host: host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host, port: Number(address.slice(colon + 1)) };
 }
 
 function connect(where: FeedAddress, name: string): Redis {
@@ -88,10 +90,11 @@ function connect(where: FeedAddress, name: string): Redis {
 
 /**
  * The change feed shared by the pods of one edge site, over Redis pub/sub on
- * the L2 instance.
+ * the instance the settings name (--cache-feed), else the L2's, else the
+ * topology's first shard (src/app.ts openCaches).
  *
  * Why pub/sub and not a Stream: delivery is one hop with no per-pod cursor,
- * no trimming policy and no memory on L2, and what a pod misses needs no
+ * no trimming policy and no memory on its Redis, and what a pod misses needs no
  * replay: it clears L1 (whose entries are bounded by their TTL anyway) and
  * reads on. What a Stream would add, replay after a disconnect, costs a
  * blocking reader per pod and unbounded retention for a benefit the cache does
