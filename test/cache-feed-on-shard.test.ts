@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { buildQuiver, type Quiver } from "../src/app.ts";
 import { loadConfig } from "../src/config/config.ts";
+import { HashedNgramEmbedder } from "../src/vector/hashed-ngram-embedder.ts";
 import { type RedisProcess, type ReplicationGroup, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 
 /**
@@ -126,6 +127,27 @@ describe("the change feed over the topology's first shard (no L2)", () => {
       expect(l1Hits).toBe(DRIVERS.length);
       expect(ms).toBeLessThan(VISIBLE_WITHIN_MS);
       expect(superseded).toBe(DRIVERS.length);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
+
+  test("a claim pushed on pod A is matched on pod B: B's vector index follows the feed on the shard", async () => {
+    const [a, b] = await twoPods(join(dir, "topology.yaml"));
+    const text = "The river ferry is secretly steered by a trained flock of cormorants";
+    const embed = new HashedNgramEmbedder(384);
+    const topMatch = async (): Promise<unknown> => {
+      const res = await json(b, "/v1/match", { view: "claims", text, k: 1 });
+      return res.status === 200 ? (res.body["matches"] as { entity: { claim_id: number } }[])[0]?.entity.claim_id : undefined;
+    };
+    try {
+      for (const q of [a, b]) expect(await waitFor(() => q.feed.state().connected, 10_000)).toBe(true);
+      const res = await json(a, "/v1/push", { featureView: "claims", rows: [{ claim_id: 900_001, text, verdict: "false", source: "telegram", language: "en", first_seen: 1, cluster: -1, embedding: embed.embedNow(text) }] });
+      expect(res).toMatchObject({ status: 200, body: { written: 1 } });
+      const pushed = performance.now();
+      // Only a hang misses it; with the in-process feed pod B never indexed it (no gap, so no catch-up scan).
+      expect(await waitFor(async () => (await topMatch()) === 900_001, VISIBLE_WITHIN_MS)).toBe(true);
+      console.log(`no L2, feed on shard s1: a claim pushed on pod A matched on pod B ${Math.round(performance.now() - pushed)} ms after`);
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
