@@ -53,6 +53,6 @@ export function cacheMetrics(metrics: MetricsRegistry): CacheMetrics {
     invalidationsSent: invalidations.labels("sent"),
     invalidationsApplied: invalidations.labels("applied"),
     keysSuperseded: metrics.counter("quiver_cache_keys_superseded_total", "L1 entries dropped because another pod acknowledged a newer write.").labels(),
-    gapsCleared: metrics.counter("quiver_cache_gap_clears_total", "L1 clears after a change-feed gap (link lost, missed events).").labels(),
+    gapsCleared: metrics.counter("quiver_cache_gap_clears_total", "L1 expiries after a change-feed gap (link lost, missed events): every row read again, kept as a grace copy.").labels(),
   };
 }

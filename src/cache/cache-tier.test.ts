@@ -278,7 +278,7 @@ describe("CacheTier with L1", () => {
     expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, 1)]);
   });
 
-  test("a view invalidation drops only that view; a gap clears L1", async () => {
+  test("a view invalidation drops only that view; a gap expires L1", async () => {
     const { origin, tier, feed, m } = setup();
     await origin.rows.putMany([
       { key: "a@1/k=i1", row: row(5, 1) },
@@ -292,6 +292,23 @@ describe("CacheTier with L1", () => {
     feed.deliverGap("test");
     expect(tier.getManyNow(["b@1/k=i1"])).toBeUndefined();
     expect(m.gapsCleared.value).toBe(1);
+  });
+
+  test("after a gap every row is read again, and a shard that cannot answer gets its grace copies, not defaults", async () => {
+    const { origin, tier, feed, m } = setup();
+    await origin.rows.putMany([
+      { key: "v@1/k=i1", row: row(5, 1) },
+      { key: "v@1/k=i2", row: row(5, 2) },
+    ]);
+    await tier.getMany(["v@1/k=i1", "v@1/k=i2"]);
+    // Another pod's write this pod never heard of (the gap's reason): the next read must fetch it.
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(6, 10) }]);
+    feed.deliverGap("test");
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, 10)]);
+    // The origin down (the feed's shard, say): the row not re-read is served from its copy, marked stale.
+    origin.down = true;
+    expect(await tier.getMany(["v@1/k=i2"])).toEqual([{ ts: 5, values: [2], stale: true }]);
+    expect(m.staleServed.value).toBe(1);
   });
 
   test("a read started before an invalidation does not fill L1 after it", async () => {

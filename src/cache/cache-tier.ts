@@ -715,9 +715,15 @@ export class CacheTier implements KvNode, ChangeListener {
     }
   }
 
+  /**
+   * A gap (the feed lost, messages missed): every L1 row is read again before
+   * it is served fresh, and reads begun before fill nothing. Rows stay as
+   * grace copies: cleared, a shard down with the feed (the feed on a shard,
+   * or one outage taking both) left its keys nothing but defaults.
+   */
   onGap(): void {
     this.epoch++;
-    this.l1?.clear();
+    this.l1?.expireAll();
     this.m.gapsCleared.inc();
     if (this.l2) this.track(this.l2.syncGenerations());
   }

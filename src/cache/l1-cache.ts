@@ -26,7 +26,8 @@ export interface L1Entry {
   readonly raw: Uint8Array | undefined;
   /** The row's event time; a floor's floor; -Infinity for a negative entry. */
   readonly ts: number;
-  readonly freshUntil: number;
+  /** Set to 0 by expireAll (a feed gap): the row stays a grace copy. */
+  freshUntil: number;
   readonly graceUntil: number;
   /** Estimated bytes (row-size.ts), for the byte budget. */
   readonly bytes: number;
@@ -242,6 +243,18 @@ export class L1Cache {
       }
     }
     return n;
+  }
+
+  /**
+   * Nothing held is fresh any more; rows stay as grace copies until their
+   * grace windows end (a feed gap: what was missed is unknown, so every key
+   * is read again, but a shard that cannot answer still gets its rows' copies,
+   * marked stale, instead of defaults). Floors stay floors; negative entries
+   * become inert. Returns the entries held.
+   */
+  expireAll(): number {
+    for (const e of this.lru.values()) e.freshUntil = 0;
+    return this.lru.size;
   }
 
   clear(): number {

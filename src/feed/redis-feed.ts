@@ -95,7 +95,7 @@ function connect(where: FeedAddress, name: string): Redis {
  *
  * Why pub/sub and not a Stream: delivery is one hop with no per-pod cursor,
  * no trimming policy and no memory on its Redis, and what a pod misses needs no
- * replay: it clears L1 (whose entries are bounded by their TTL anyway) and
+ * replay: it expires L1 (whose entries are bounded by their TTL anyway) and
  * reads on. What a Stream would add, replay after a disconnect, costs a
  * blocking reader per pod and unbounded retention for a benefit the cache does
  * not need. Pub/sub's weakness, silent loss, is covered here: every message
@@ -283,7 +283,7 @@ export class RedisChangeFeed implements ChangeFeed {
     if (last !== undefined && m.s > last + 1) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
     if (last === undefined || m.s > last) this.lastSeen.set(m.o, m.s);
     // A message whose content cannot be read (another version's, a stray publisher's) may have carried changes:
-    // it counts as a gap, which clears L1, rather than being skipped or handed on half-read.
+    // it counts as a gap, which expires L1, rather than being skipped or handed on half-read.
     if (m.c !== undefined) {
       const events = changesOf(m.c);
       if (events === undefined) {
