@@ -65,6 +65,8 @@ const PAGE = 256;
 const FROM_PRIMARY: ReadContext = { fromPrimary: true };
 /** Changes re-read per store call by drain(). */
 const DRAIN_BATCH = 1000;
+/** Rounds of re-reading the keys that changed during a rebuild's scan before it swaps in (the drain takes the rest). */
+const REBUILD_REREADS = 3;
 /** Pause before a drain re-reads rows its last pass could not read (their shard down). */
 const DRAIN_RETRY_MS = 250;
 
@@ -454,13 +456,12 @@ export class VectorIndexes implements ChangeListener {
         const unread = await this.scanInto(undefined, next, () => job.cancelled);
         if (unread > 0 && !job.cancelled) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
       });
-      // Keys that changed during the scan: re-read until none is left, then swap in one step.
-      while (job.pending.size > 0 && !job.cancelled) {
-        const keys = [...job.pending];
-        job.pending.clear();
-        const rows = await this.o.store.getMany(keys, FROM_PRIMARY);
-        const now = this.clock();
-        for (let i = 0; i < keys.length; i++) applySlot(next, keys[i]!, rows[i], now);
+      // Keys that changed during the scan: re-read a few rounds while the old index serves, then swap in and leave
+      // what is still pending to the drain. Re-read "until none is left", a rebuild never swapped in under steady
+      // writes (each round's read outlasted the next write: a version bump answered 503 for as long as a writer
+      // wrote, 1,000 writes/s and 3 ms reads), and a key whose re-read found its shard down was dropped for good.
+      for (let round = 0; round < REBUILD_REREADS && job.pending.size > 0 && !job.cancelled; round++) {
+        if (!(await this.rereadInto(next, job.pending, view.name))) break;
       }
     } while (job.rescan && !job.cancelled && !this.closed);
     if (this.rebuildsByPrefix.get(job.prefix) === job) this.rebuildsByPrefix.delete(job.prefix);
@@ -470,7 +471,46 @@ export class VectorIndexes implements ChangeListener {
     s.rebuild = undefined;
     s.snapshotVersion = -1;
     this.byPrefix.set(view.keyPrefix, s);
+    // Changed since their last read (or not readable then): the new serving index's drain re-reads them, as any change.
+    if (job.pending.size > 0) {
+      const now = performance.now();
+      for (const key of job.pending) if (!s.pending.has(key)) s.pending.set(key, now);
+      job.pending.clear();
+      this.scheduleDrain();
+    }
     this.buildSeconds.labels(view.name, "rebuild").observe((performance.now() - start) / 1000);
+  }
+
+  /**
+   * One round of a rebuild's re-reads: takes the keys out of `pending` and
+   * applies their current rows to `next`; keys storage could not answer for
+   * go back into `pending`. False when some did (no use trying again at once).
+   */
+  private async rereadInto(next: ViewIndex, pending: Set<string>, name: string): Promise<boolean> {
+    const keys = [...pending];
+    pending.clear();
+    let rows: ReadSlot[];
+    try {
+      rows = await this.o.store.getMany(keys, FROM_PRIMARY);
+    } catch {
+      for (const key of keys) pending.add(key);
+      return false;
+    }
+    const now = this.clock();
+    let readAll = true;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      try {
+        if (applySlot(next, key, rows[i], now) === "unavailable") {
+          pending.add(key);
+          readAll = false;
+        }
+      } catch (e) {
+        // As drainBatch: thrown out of the rebuild, it was never swapped in (matching answered 503 for good after a version bump).
+        console.error(`quiver: vector index ${name}: applying ${key} to the rebuilt index failed (${(e as Error).message}); left out of the index`);
+      }
+    }
+    return readAll;
   }
 
   /**
