@@ -65,6 +65,14 @@ const PAGE = 256;
 const FROM_PRIMARY: ReadContext = { fromPrimary: true };
 /** Changes re-read per store call by drain(). */
 const DRAIN_BATCH = 1000;
+/**
+ * Longest stretch of index work (HNSW inserts) in one turn of the event loop,
+ * under the 5 ms turn CPU-overload shedding counts as overloaded
+ * (--overload-delay-ms). An insert into a 384-d HNSW graph takes 0.3-1 ms: a
+ * drain batch of 1,000 new claims held the loop for 338 ms (3,000 indexed), a
+ * rebuild's page of 256 for 110-480 ms, and lookups waited that long.
+ */
+const SLICE_MS = 4;
 /** Rounds of re-reading the keys that changed during a rebuild's scan before it swaps in (the drain takes the rest). */
 const REBUILD_REREADS = 3;
 /** Pause before a drain re-reads rows its last pass could not read (their shard down). */
@@ -496,9 +504,15 @@ export class VectorIndexes implements ChangeListener {
       for (const key of keys) pending.add(key);
       return false;
     }
-    const now = this.clock();
+    let now = this.clock();
+    let slice = performance.now();
     let readAll = true;
     for (let i = 0; i < keys.length; i++) {
+      if (performance.now() - slice > SLICE_MS) {
+        await this.nextTurn(undefined);
+        now = this.clock();
+        slice = performance.now();
+      }
       const key = keys[i]!;
       try {
         if (applySlot(next, key, rows[i], now) === "unavailable") {
@@ -549,8 +563,15 @@ export class VectorIndexes implements ChangeListener {
           await new Promise<void>((resolve) => setImmediate(resolve));
           if (cancelled()) return undefined;
           if (s?.writing) await s.writing;
-          const now = this.clock();
+          let now = this.clock();
+          let slice = performance.now();
           for (let i = 0; i < page.keys.length; i++) {
+            if (performance.now() - slice > SLICE_MS) {
+              await this.nextTurn(s);
+              if (cancelled()) return undefined;
+              now = this.clock();
+              slice = performance.now();
+            }
             const key = page.keys[i]!;
             seen.add(key);
             if (touched.has(key)) continue;
@@ -651,8 +672,8 @@ export class VectorIndexes implements ChangeListener {
       return false;
     }
     if (s.writing) await s.writing;
-    const now = this.clock();
-    const done = performance.now();
+    let now = this.clock();
+    let done = performance.now();
     let lag = this.lag.get(name);
     if (!lag) {
       lag = this.lagHistogram.labels(name);
@@ -660,6 +681,11 @@ export class VectorIndexes implements ChangeListener {
     }
     let unavailable = 0;
     for (let i = 0; i < keys.length; i++) {
+      if (performance.now() - done > SLICE_MS) {
+        await this.nextTurn(s);
+        now = this.clock();
+        done = performance.now();
+      }
       const key = keys[i]!;
       const slot = rows[i];
       if (slot === UNAVAILABLE) {
@@ -685,6 +711,12 @@ export class VectorIndexes implements ChangeListener {
     }
     if (unavailable > 0) this.applied.labels(name, "unavailable").inc(unavailable);
     return unavailable === 0;
+  }
+
+  /** Lets the event loop turn (requests waiting for it are served), then waits out a snapshot of `s`'s index begun meanwhile. */
+  private async nextTurn(s: ViewState | undefined): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (s?.writing) await s.writing;
   }
 
   private track(p: Promise<unknown>): void {
