@@ -190,6 +190,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     ...(config.dataDir ? { snapshots: new SnapshotStore(`${config.dataDir}/vector`) } : {}),
     snapshotIntervalMs: config.vectorSnapshotMs,
+    // Pods sharing Redis shards hear each other's writes only over a shared feed: without one, a claim pushed on
+    // another pod was never matched here (until a restart); re-read every view from the store instead.
+    catchUpIntervalMs: shards !== undefined && feed.state().kind === "local" ? config.vectorCatchUpMs : 0,
     embedders: { modelPath: config.embedderModel },
     clock,
   });

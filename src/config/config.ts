@@ -30,6 +30,7 @@ export interface QuiverConfig {
   readonly sourcesPath: string;
   readonly embedderModel: string;
   readonly vectorSnapshotMs: number;
+  readonly vectorCatchUpMs: number;
   readonly cacheL1: "on" | "off" | "auto";
   readonly cacheL1Bytes: number;
   readonly cacheTtlMs: number;
@@ -161,6 +162,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "maxFutureSkewMs", flag: "--max-future-skew", env: "QUIVER_MAX_FUTURE_SKEW", default: "1h", help: "How far in the future a pushed event time may be", parse: duration },
   { key: "embedderModel", flag: "--embedder-model", env: "QUIVER_EMBEDDER_MODEL", default: "", help: "ONNX sentence-embedding model file for views with index.embedder: onnx (no runtime is bundled yet; see README, Claim matching)", parse: text },
   { key: "vectorSnapshotMs", flag: "--vector-snapshot-interval", env: "QUIVER_VECTOR_SNAPSHOT_INTERVAL", default: "5m", help: "With --data-dir: how often changed vector indexes are snapshotted (also on shutdown); 0 = only on shutdown", parse: duration },
+  { key: "vectorCatchUpMs", flag: "--vector-catch-up-interval", env: "QUIVER_VECTOR_CATCH_UP_INTERVAL", default: "60s", help: "With Redis shards and no shared change feed (no L2): how often each vector index re-reads its view from the store, so claims other pods wrote are matched within about this; 0 = never", parse: duration },
   { key: "cacheL1", flag: "--cache-l1", env: "QUIVER_CACHE_L1", default: "auto", help: "L1 in-process cache: on, off, or auto (on with --topology, off with the embedded store)", parse: oneOf("on", "off", "auto") },
   { key: "cacheL1Bytes", flag: "--cache-l1-bytes", env: "QUIVER_CACHE_L1_BYTES", default: String(100 * 1024 * 1024), help: "L1 byte budget (estimated heap bytes of cached rows)", parse: int(1024, 2 ** 40) },
   { key: "cacheTtlMs", flag: "--cache-ttl", env: "QUIVER_CACHE_TTL", default: "60s", help: "L1 time to live of a cached row (a first fill less up to a half, a refresh less up to a tenth, at random: rows filled together do not all come due together)", parse: positiveDuration },

@@ -11,7 +11,7 @@ interface Rule {
 
 const RULES: readonly Rule[] = [
   {
-    keys: ["migrateOnStart", "migrationCheckpoint", "placementCheckMs", "readFrom", "writeAcks", "commonStallMs"],
+    keys: ["migrateOnStart", "migrationCheckpoint", "placementCheckMs", "readFrom", "writeAcks", "commonStallMs", "vectorCatchUpMs"],
     applies: (c) => c.topologyPath !== "",
     when: "applies to Redis shards only, and this server would run on the embedded store (no --topology)",
   },

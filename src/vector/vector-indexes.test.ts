@@ -154,6 +154,21 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("with catchUpIntervalMs, rows written behind the feed's back (another pod, no shared feed) come in and go by the next interval", async () => {
+    const store = new ArenaKvNode("t");
+    await store.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, catchUpIntervalMs: 20, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    // Written and deleted unheard: no event, no gap.
+    await store.putMany([{ key: key(4), row: row(4) }]);
+    await store.deleteMany([key(1)]);
+    for (let i = 0; i < 200 && ids(vectors).join() !== [key(2), key(3), key(4)].join(); i++) await Bun.sleep(10);
+    // Without it, never (until a gap or an invalidation).
+    expect(ids(vectors)).toEqual([key(2), key(3), key(4)]);
+    await vectors.close();
+  });
+
   test("an invalidation of the view catches up too", async () => {
     const { store, feed, vectors } = await setup();
     await store.putMany([{ key: key(6), row: row(6) }]);

@@ -19,9 +19,18 @@ export interface VectorIndexesOptions {
   readonly snapshots?: SnapshotStore;
   /** How often changed indexes are snapshotted (ms); 0 = only on close. */
   readonly snapshotIntervalMs: number;
+  /**
+   * How often every index catches up with the store (ms); 0 = only after a
+   * gap or an invalidation. For a store other processes write without a
+   * shared feed (Redis shards, no L2): their writes are never heard.
+   */
+  readonly catchUpIntervalMs?: number;
   readonly embedders: EmbedderOptions;
   readonly clock?: () => number;
 }
+
+/** Why a catch-up scan runs: a feed gap, an invalidation, or --vector-catch-up-interval (no shared feed). */
+type CatchUpReason = "gap" | "invalidation" | "interval";
 
 /** Per indexed view: the serving index, changes waiting to be applied, and a rebuild in progress. */
 /** A background rebuild: the new index's shape, its view's key prefix, and the keys that changed while it was built. */
@@ -105,6 +114,7 @@ export class VectorIndexes implements ChangeListener {
   private readonly tasks = new Set<Promise<unknown>>();
   private unsubscribe: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private catchUpTimer: ReturnType<typeof setInterval> | undefined;
   private connectWatch: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
   /** Ends the pause before a drain that waits to re-read unreadable rows. */
@@ -122,7 +132,7 @@ export class VectorIndexes implements ChangeListener {
   constructor(private readonly o: VectorIndexesOptions) {
     this.clock = o.clock ?? Date.now;
     const m = o.metrics;
-    this.buildSeconds = m.histogram("quiver_vector_build_duration_seconds", "Vector index builds: full builds, catch-up scans (after a snapshot or a feed gap) and background rebuilds.", ["view", "kind"], SLOW_BUCKETS);
+    this.buildSeconds = m.histogram("quiver_vector_build_duration_seconds", "Vector index builds: full builds, catch-up scans (after a snapshot or a feed gap, an invalidation, or every --vector-catch-up-interval without a shared feed) and background rebuilds.", ["view", "kind"], SLOW_BUCKETS);
     this.snapshotSeconds = m.histogram("quiver_vector_snapshot_duration_seconds", "Time to write a vector index snapshot.", ["view"], SLOW_BUCKETS);
     this.lagHistogram = m.histogram("quiver_vector_feed_lag_seconds", "From a change arriving on the feed to the vector index reflecting it.", ["view"]);
     this.applied = m.counter("quiver_vector_changes_applied_total", "Rows applied to vector indexes by outcome.", ["view", "outcome"]);
@@ -155,6 +165,14 @@ export class VectorIndexes implements ChangeListener {
       }
     }
     if (!this.o.feed.state().connected) this.catchUpOnceConnected();
+    const every = this.o.catchUpIntervalMs ?? 0;
+    if (every > 0) {
+      this.catchUpTimer = setInterval(() => {
+        // One running (a gap's, or the last interval's that met a shard down) covers this one.
+        for (const s of this.states.values()) if (s.ready && s.catchingUp === undefined) this.track(this.catchUp(s, "interval"));
+      }, every);
+      this.catchUpTimer.unref?.();
+    }
     if (this.o.snapshots && this.o.snapshotIntervalMs > 0) {
       this.timer = setInterval(() => this.track(this.snapshotAll()), this.o.snapshotIntervalMs);
       this.timer.unref?.();
@@ -279,6 +297,7 @@ export class VectorIndexes implements ChangeListener {
     this.stopping.abort();
     this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
+    if (this.catchUpTimer) clearInterval(this.catchUpTimer);
     if (this.connectWatch) clearInterval(this.connectWatch);
     await this.idle();
     await this.snapshotAll();
@@ -404,7 +423,7 @@ export class VectorIndexes implements ChangeListener {
    * that met a shard down would otherwise leave what the gap missed out of
    * the index until the next gap.
    */
-  private catchUp(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
+  private catchUp(s: ViewState, why: CatchUpReason): Promise<void> {
     if (s.catchingUp !== undefined) {
       s.catchUpAgain = true;
       return s.catchingUp;
@@ -423,15 +442,15 @@ export class VectorIndexes implements ChangeListener {
     return run;
   }
 
-  private async catchUpOnce(s: ViewState, why: "gap" | "invalidation"): Promise<void> {
+  private async catchUpOnce(s: ViewState, why: CatchUpReason): Promise<void> {
     const name = s.vi.view.name;
     const start = performance.now();
-    await this.untilDone(name, why === "gap" ? "catch_up" : "invalidation", async () => {
+    await this.untilDone(name, why === "invalidation" ? "invalidation" : "catch_up", async () => {
       if (this.states.get(name) !== s) return; // dropped meanwhile
       const unread = await this.scanInto(s, s.vi);
       if (unread > 0) throw new Error(`${unread} rows could not be read (their shard did not answer)`);
     });
-    this.buildSeconds.labels(name, why === "gap" ? "catch_up" : "invalidation").observe((performance.now() - start) / 1000);
+    this.buildSeconds.labels(name, why === "gap" ? "catch_up" : why).observe((performance.now() - start) / 1000);
   }
 
   /** Runs background index work until it succeeds or the indexes close, waiting between tries (250 ms, doubling to 30 s). */
