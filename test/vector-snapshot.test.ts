@@ -45,6 +45,27 @@ describe("SnapshotStore", () => {
     expect(readdirSync(dir).filter((f) => f.endsWith(".index"))).toEqual(["items@1.2.index"]);
   });
 
+  test("a snapshot of a view's new version removes the old version's files", async () => {
+    const dir = tempDir("snap-version");
+    const store = new SnapshotStore(dir);
+    const versioned = (version: number, name = "items") =>
+      compileRegistry({
+        entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+        featureViews: [{ name, version, entities: ["item"], features: [{ name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 64 } }],
+      }).views.get(name)!;
+    const write = async (view: ReturnType<typeof versioned>, generation: number) => {
+      const vi = ViewIndex.empty(view, view.index!, undefined);
+      vi.apply(`${view.keyPrefix}item_id=i1`, { ts: 1, values: [unitVector(8, prng(1))] }, 0);
+      await store.write(vi, generation);
+    };
+    await write(versioned(1), 1);
+    await write(versioned(1, "items2"), 2);
+    await write(versioned(2), 3);
+    // The version-1 index stayed beside version 2's for good, one more with every bump.
+    expect(readdirSync(dir).sort()).toEqual(["items2@1.2.index", "items2@1.snapshot.json", "items@2.3.index", "items@2.snapshot.json"]);
+    expect(await store.read(versioned(2), versioned(2).index!, undefined)).toBeDefined();
+  });
+
   test("a snapshot of another shape, or a damaged one, is ignored (the caller rebuilds)", async () => {
     const dir = tempDir("snap-shape");
     const store = new SnapshotStore(dir);

@@ -100,10 +100,20 @@ export class SnapshotStore {
     }
   }
 
+  /**
+   * Removes the view's other index files: this version's earlier generations,
+   * and every file of its other versions (a version bump's index is read from
+   * its own files; the old version's, an index's size each, were kept for good).
+   */
   private dropOtherGenerations(view: CompiledView, keep: number): void {
     const prefix = `${view.name}@${view.version}.`;
+    const anyVersion = `${view.name}@`;
     for (const name of readdirSync(this.dir)) {
-      if (name.startsWith(prefix) && name.endsWith(".index") && name !== `${prefix}${keep}.index`) rmSync(`${this.dir}/${name}`, { force: true });
+      if (!name.startsWith(anyVersion)) continue;
+      const other = !name.startsWith(prefix);
+      if ((other && (name.endsWith(".index") || name.endsWith(".snapshot.json"))) || (!other && name.endsWith(".index") && name !== `${prefix}${keep}.index`)) {
+        rmSync(`${this.dir}/${name}`, { force: true });
+      }
     }
   }
 }
