@@ -7,10 +7,27 @@ export interface HnswParams {
   readonly metric: VectorMetric;
   readonly M: number;
   readonly efConstruction: number;
-  /** Initial capacity; the index doubles when a new label does not fit. */
+  /** Initial capacity, at most what INITIAL_BYTES holds; the index doubles when a new label does not fit. */
   readonly maxElements: number;
   /** Fixed so that builds of the same data are reproducible. */
   readonly randomSeed?: number;
+}
+
+/**
+ * Most memory an empty index is created with. hnswlib allocates its whole
+ * capacity up front, and hnswlib-node's initIndex lets the allocation's
+ * failure escape as a C++ exception: maxElements 100,000,000 (the registry's
+ * limit) at 384-d aborted the process ("terminate called after throwing
+ * std::runtime_error: Not enough memory") after touching 4.9 GB, at start or
+ * at a registry reload; 10,000,000 held 525 MB for an empty index (twice that
+ * during a rebuild). Growing past it goes through resizeIndex, whose failure
+ * is a JavaScript error (the change is left out and logged).
+ */
+const INITIAL_BYTES = 64 * 1024 * 1024;
+
+/** hnswlib's bytes per element: the vector, level-0 links and label, the upper-level list pointer, its level and lock. */
+function bytesPerElement(dim: number, M: number): number {
+  return dim * 4 + (M * 2 * 4 + 4) + 8 + 8 + 4 + 40;
 }
 
 /**
@@ -41,7 +58,7 @@ export class HnswVectorIndex implements VectorIndex {
   static create(params: HnswParams): HnswVectorIndex {
     const index = new HierarchicalNSW(params.metric, params.dim);
     index.initIndex({
-      maxElements: Math.max(1, params.maxElements),
+      maxElements: Math.max(1, Math.min(params.maxElements, Math.floor(INITIAL_BYTES / bytesPerElement(params.dim, params.M)))),
       m: params.M,
       efConstruction: params.efConstruction,
       randomSeed: params.randomSeed ?? 100,

@@ -97,6 +97,24 @@ for (const impl of IMPLS) {
   });
 }
 
+describe("HnswVectorIndex capacity", () => {
+  test("a huge maxElements is not allocated up front: the index starts within 64 MiB and grows as vectors come", () => {
+    // 10M × 384-d held 525 MB for an empty index; 100M (the registry's limit) aborted the process in initIndex.
+    const ix = HnswVectorIndex.create({ dim: 384, metric: "cosine", M: 16, efConstruction: 32, maxElements: 100_000_000 });
+    const capacity = ix.native.getMaxElements();
+    expect(capacity).toBeLessThan(100_000);
+    expect(capacity * (384 * 4 + 2 * 16 * 4 + 4 + 8)).toBeLessThanOrEqual(64 * 1024 * 1024);
+    const data = clusteredVectors(20, 384, 2, 5);
+    // Labels past the initial capacity grow it, as for any index.
+    ix.set(capacity + 5, data[0]!);
+    for (let i = 1; i < data.length; i++) ix.set(i, data[i]!);
+    expect(ix.native.getMaxElements()).toBeGreaterThan(capacity + 5);
+    expect(ix.search(data[0]!, 1, 64).labels).toEqual([capacity + 5]);
+    // A small maxElements is taken as given.
+    expect(HnswVectorIndex.create({ dim: 384, metric: "cosine", M: 16, efConstruction: 32, maxElements: 500 }).native.getMaxElements()).toBe(500);
+  });
+});
+
 describe("distances and scores", () => {
   test("brute force and hnswlib agree on distances in every metric", () => {
     const data = clusteredVectors(50, 8, 3, 5);
