@@ -51,13 +51,15 @@ test("a claim pushed on one pod is matched on the other within the catch-up inte
   expect(pushed.status).toBe(200);
   await a.vectors.idle();
   expect(await topMatch(a, text)).toBe(42);
+  // Asked until it matches: when depends on the interval's timer and how busy the machine is, so no latency is
+  // asserted. 20 s (100 intervals) is only reached if pod b never catches up.
   const start = performance.now();
   let seen = await topMatch(b, text);
-  while (seen !== 42 && performance.now() - start < 10_000) {
+  while (seen !== 42 && performance.now() - start < 20_000) {
     await Bun.sleep(20);
     seen = await topMatch(b, text);
   }
-  console.log(`matched on the other pod after ${(performance.now() - start).toFixed(0)} ms (interval 200 ms)`);
+  console.log(`${seen === 42 ? "matched" : "still not matched"} on the other pod after ${(performance.now() - start).toFixed(0)} ms (interval 200 ms)`);
   // Never matched on pod b before: it heard nothing of the push.
   expect(seen).toBe(42);
-}, 30_000);
+}, 40_000);

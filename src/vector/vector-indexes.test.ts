@@ -155,19 +155,36 @@ describe("VectorIndexes", () => {
   });
 
   test("with catchUpIntervalMs, rows written behind the feed's back (another pod, no shared feed) come in and go by the next interval", async () => {
-    const store = new ArenaKvNode("t");
-    await store.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    // Signals the start of a scan pass of the view (a catch-up's); nothing else scans once the build is done.
+    let passStarted = () => {};
+    const store = compositeShape(inner, {
+      scan: (cursor, count, prefix) => {
+        if (cursor === "0") passStarted();
+        return inner.scan(cursor, count, prefix);
+      },
+    });
     const feed = new TestFeed();
     const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, catchUpIntervalMs: 20, embedders: { modelPath: "" } });
     await vectors.start(registry);
     // Written and deleted unheard: no event, no gap.
-    await store.putMany([{ key: key(4), row: row(4) }]);
-    await store.deleteMany([key(1)]);
-    for (let i = 0; i < 200 && ids(vectors).join() !== [key(2), key(3), key(4)].join(); i++) await Bun.sleep(10);
-    // Without it, never (until a gap or an invalidation).
+    await inner.putMany([{ key: key(4), row: row(4) }]);
+    await inner.deleteMany([key(1)]);
+    const pass = new Promise<void>((resolve) => {
+      passStarted = resolve;
+    });
+    // The interval's next catch-up begins after the writes; the 20 s bound is only reached if none ever does (without
+    // catchUpIntervalMs: never, until a gap or an invalidation).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const began = await Promise.race([pass.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 20_000)))]);
+    clearTimeout(timer);
+    expect(began).toBe(true);
+    // The catch-up is tracked work: idle() waits for it to end.
+    await vectors.idle();
     expect(ids(vectors)).toEqual([key(2), key(3), key(4)]);
     await vectors.close();
-  });
+  }, 30_000);
 
   test("an invalidation of the view catches up too", async () => {
     const { store, feed, vectors } = await setup();
