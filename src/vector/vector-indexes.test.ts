@@ -65,6 +65,79 @@ describe("VectorIndexes", () => {
     await vectors.close();
   });
 
+  test("a drain batch read before a gap's catch-up began does not keep the catch-up from the rows it reads later", async () => {
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
+    // The drain's read of keys 2 and 3 answers (with the rows of that moment) once the test lets it.
+    let holdDrainRead = false;
+    let drainReadTaken = () => {};
+    const drainRead = new Promise<void>((resolve) => {
+      drainReadTaken = resolve;
+    });
+    let answerDrain = () => {};
+    const drainAnswered = new Promise<void>((resolve) => {
+      answerDrain = resolve;
+    });
+    // The catch-up's scan, entered, waits for the test too.
+    let holdScan = false;
+    let scanEntered = () => {};
+    const scanning = new Promise<void>((resolve) => {
+      scanEntered = resolve;
+    });
+    let answerScan = () => {};
+    const scanAnswered = new Promise<void>((resolve) => {
+      answerScan = resolve;
+    });
+    const store = compositeShape(inner, {
+      getMany: async (keys) => {
+        const rows = await inner.getMany(keys);
+        if (holdDrainRead && keys.includes(key(2))) {
+          holdDrainRead = false;
+          drainReadTaken();
+          await drainAnswered;
+        }
+        return rows;
+      },
+      scan: async (cursor, count, prefix) => {
+        if (holdScan) {
+          holdScan = false;
+          scanEntered();
+          await scanAnswered;
+        }
+        return inner.scan(cursor, count, prefix);
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    const tsOf = (id: number) => {
+      const vi = vectors.get("items")!;
+      return vi.labels.tsOf(vi.labels.labelOf(key(id))!);
+    };
+    // Keys 2 and 3 change (ts 2), heard: the drain reads them.
+    holdDrainRead = true;
+    await inner.putMany([2, 3].map((id) => ({ key: key(id), row: row(id, 2) })));
+    feed.publish([2, 3].map((id) => ({ key: key(id), ts: 2, op: "put" as const })));
+    await drainRead;
+    // After that read key 2 is written again (ts 3) and key 3 deleted; their events are lost, the feed reports a gap,
+    // a catch-up begins.
+    await inner.putMany([{ key: key(2), row: row(2, 3) }]);
+    await inner.deleteMany([key(3)]);
+    holdScan = true;
+    feed.listener!.onGap("test");
+    await scanning;
+    // The drain's answer (ts 2) is applied now, while the catch-up runs; then the catch-up reads the view.
+    answerDrain();
+    while (tsOf(2) !== 2 || tsOf(3) !== 2) await new Promise<void>((resolve) => setImmediate(resolve));
+    answerScan();
+    await vectors.idle();
+    // Taken as "applied from the feed meanwhile, fresher than the scan's", the catch-up skipped both: key 2 kept ts 2
+    // and key 3 stayed in matching, deleted, until each key changed again.
+    expect(tsOf(2)).toBe(3);
+    expect(ids(vectors)).toEqual([key(1), key(2)]);
+    await vectors.close();
+  });
+
   test("a version bump's rebuild takes the new version's rows written during its scan; rolled back meanwhile, the old index stays", async () => {
     const bumped = (version: number) =>
       compileRegistry({

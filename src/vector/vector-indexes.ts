@@ -681,6 +681,8 @@ export class VectorIndexes implements ChangeListener {
       arrived.push(at);
     }
     if (keys.length === 0) return true;
+    // The catch-up scan running as the rows are read, if any: only its reads can be older than these.
+    const scanAtRead = s.touched;
     let rows: ReadSlot[];
     try {
       rows = await this.o.store.getMany(keys, FROM_PRIMARY);
@@ -713,7 +715,10 @@ export class VectorIndexes implements ChangeListener {
         unavailable++;
         continue;
       }
-      s.touched?.add(key);
+      // Kept from the scan only if it began before this read. One begun since (a gap's, during the read or a turn the
+      // batch let pass) reads every key after this batch did; marked anyway, it skipped them: a write the gap lost
+      // stayed out of the index, and a row deleted meanwhile stayed matched, until the key changed again.
+      if (s.touched === scanAtRead) scanAtRead?.add(key);
       // Only a rebuild of the same keys (a reshape, not a version bump: the old version's rows are not its).
       if (s.rebuild?.prefix === s.vi.view.keyPrefix) s.rebuild.pending.add(key);
       let outcome: string;
