@@ -30,6 +30,11 @@ function bytesPerElement(dim: number, M: number): number {
   return dim * 4 + (M * 2 * 4 + 4) + 8 + 8 + 4 + 40;
 }
 
+/** The capacity an empty index is created with: maxElements, at most what INITIAL_BYTES holds. */
+function initialCapacity(params: HnswParams): number {
+  return Math.max(1, Math.min(params.maxElements, Math.floor(INITIAL_BYTES / bytesPerElement(params.dim, params.M))));
+}
+
 /**
  * hnswlib-node behind VectorIndex. Replace-deleted mode stays off on purpose:
  * with it on, hnswlib refuses `addPoint` on a deleted label, and its "reuse any
@@ -58,7 +63,7 @@ export class HnswVectorIndex implements VectorIndex {
   static create(params: HnswParams): HnswVectorIndex {
     const index = new HierarchicalNSW(params.metric, params.dim);
     index.initIndex({
-      maxElements: Math.max(1, Math.min(params.maxElements, Math.floor(INITIAL_BYTES / bytesPerElement(params.dim, params.M)))),
+      maxElements: initialCapacity(params),
       m: params.M,
       efConstruction: params.efConstruction,
       randomSeed: params.randomSeed ?? 100,
@@ -67,11 +72,23 @@ export class HnswVectorIndex implements VectorIndex {
     return new HnswVectorIndex(index, params, 0);
   }
 
-  /** Loads an index written by `write`; the label map says which labels are live. */
+  /**
+   * Loads an index written by `write`; the label map says which labels are live.
+   * The file keeps the capacity the index had: one of an index created before
+   * INITIAL_BYTES capped it (maxElements 10,000,000: 525 MB for an empty
+   * index) was read back as large at every start, and written again as large.
+   * Brought down to what `create` makes, or twice the vectors it holds (the
+   * room growth leaves) when that is more.
+   */
   static read(path: string, params: HnswParams): HnswVectorIndex {
     const index = new HierarchicalNSW(params.metric, params.dim);
     index.readIndexSync(path, false);
-    return new HnswVectorIndex(index, params, index.getCurrentCount());
+    const count = index.getCurrentCount();
+    const fit = Math.max(initialCapacity(params), 2 * count);
+    // Not caught: hnswlib shrinks its per-element arrays before the block whose reallocation failed, so an index left
+    // at its old capacity would write past them. The read fails instead, and the snapshot is rebuilt from the store.
+    if (index.getMaxElements() > fit) index.resizeIndex(fit);
+    return new HnswVectorIndex(index, params, count);
   }
 
   slots(): number {

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { HierarchicalNSW } from "hnswlib-node";
 import { clusteredVectors } from "../../test/support/vectors.ts";
 import type { VectorMetric } from "../registry/index.ts";
 import { BruteForceVectorIndex } from "./brute-force-index.ts";
@@ -112,6 +113,29 @@ describe("HnswVectorIndex capacity", () => {
     expect(ix.search(data[0]!, 1, 64).labels).toEqual([capacity + 5]);
     // A small maxElements is taken as given.
     expect(HnswVectorIndex.create({ dim: 384, metric: "cosine", M: 16, efConstruction: 32, maxElements: 500 }).native.getMaxElements()).toBe(500);
+  });
+
+  test("an index file written with more capacity than that (before the cap) is read back within it, and grows", async () => {
+    // 4096-d: 64 MiB holds ~4,000; this file says 10,000 (165 MB), as a snapshot of an index created before the cap does.
+    const params = { dim: 4096, metric: "cosine" as const, M: 16, efConstruction: 32, maxElements: 100_000_000 };
+    const old = new HierarchicalNSW("cosine", params.dim);
+    old.initIndex({ maxElements: 10_000, m: params.M, efConstruction: params.efConstruction, randomSeed: 100, allowReplaceDeleted: false });
+    const data = clusteredVectors(12, params.dim, 2, 5);
+    for (let i = 0; i < 10; i++) old.addPoint(data[i]!, i);
+    const path = `${dir}/before-the-cap.index`;
+    await old.writeIndex(path);
+    const ix = HnswVectorIndex.read(path, params);
+    const created = HnswVectorIndex.create(params).native.getMaxElements();
+    expect(created).toBeLessThan(10_000);
+    // Read back at 10,000 (and written again so), whatever the cap.
+    expect(ix.native.getMaxElements()).toBe(created);
+    expect(ix.native.getCurrentCount()).toBe(10);
+    expect(ix.search(data[3]!, 1, 64).labels).toEqual([3]);
+    ix.set(10, data[10]!);
+    ix.set(created + 1, data[11]!);
+    expect(ix.native.getMaxElements()).toBeGreaterThan(created + 1);
+    expect(ix.search(data[11]!, 1, 64).labels).toEqual([created + 1]);
+    expect(ix.search(data[10]!, 1, 64).labels).toEqual([10]);
   });
 });
 
