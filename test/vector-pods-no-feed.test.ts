@@ -8,10 +8,10 @@ import { HashedNgramEmbedder } from "../src/vector/hashed-ngram-embedder.ts";
 import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 /**
- * Two pods on one Redis shard and no L2, so no shared change feed (the
- * Kubernetes example's shape): each pod hears only its own writes. A claim
- * pushed on one was never matched on the other; with
- * --vector-catch-up-interval the other's index re-reads the store.
+ * Two pods on one Redis shard with the change feed turned off (`--cache-feed
+ * off`; by default it runs on the first shard when there is no L2): each pod
+ * hears only its own writes. A claim pushed on one was never matched on the
+ * other; with --vector-catch-up-interval the other's index re-reads the store.
  */
 let origin: RedisProcess;
 let dir: string;
@@ -23,7 +23,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "quiver-vector-nofeed-"));
   const topology = join(dir, "topology.yaml");
   writeFileSync(topology, ["shards:", `  - { name: s1, primary: "${origin.address}", writeAcks: 0 }`, ""].join("\n"));
-  const args = ["--topology", topology, "--demo-entities", "0", "--vector-catch-up-interval", "200ms"];
+  const args = ["--topology", topology, "--demo-entities", "0", "--vector-catch-up-interval", "200ms", "--cache-feed", "off"];
   a = await buildQuiver(loadConfig(args, {}), { podId: "a" });
   b = await buildQuiver(loadConfig(args, {}), { podId: "b" });
 }, 60_000);
