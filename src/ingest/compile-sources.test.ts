@@ -109,11 +109,47 @@ describe("sources file", () => {
     for (const bad of [{ maxLetters: 0 }, { maxLetters: 1.5 }, { maxAge: "soon" }, { other: 1 }]) {
       expect(problems({ sources: [source("a", { deadLetters: bad })] })[0]).toMatch(/^sources\[0\]\.deadLetters/);
     }
-    // Two sources on one stream write one dead-letter stream (<stream>:dead): each add trims it to its own limits.
-    const shared = problems({ sources: [source("a"), source("b", { deadLetters: { maxLetters: 5 } })] });
+    // Two sources on one stream (each through its own group) write one dead-letter stream (<stream>:dead): each add
+    // trims it to its own limits.
+    const other = { redis: { ...redis, group: "g2" } };
+    const shared = problems({ sources: [source("a"), source("b", { ...other, deadLetters: { maxLetters: 5 } })] });
     expect(shared).toEqual([expect.stringMatching(/^sources\[1\]\.deadLetters: shares its dead-letter stream with source "a"/)]);
-    expect(problems({ sources: [source("a", { deadLetters: { maxLetters: 5 } }), source("b", { deadLetters: { maxLetters: 5 } })] })).toEqual([]);
-    expect(problems({ sources: [source("a"), source("b", { redis: { ...redis, deadLetterStream: "elsewhere" }, deadLetters: { maxLetters: 5 } })] })).toEqual([]);
+    expect(problems({ sources: [source("a", { deadLetters: { maxLetters: 5 } }), source("b", { ...other, deadLetters: { maxLetters: 5 } })] })).toEqual([]);
+    expect(problems({ sources: [source("a"), source("b", { redis: { ...other.redis, deadLetterStream: "elsewhere" }, deadLetters: { maxLetters: 5 } })] })).toEqual([]);
+  });
+
+  test("two sources may not read one stream through one group or durable consumer: each got only part of its events", () => {
+    // Real servers, 100 events on one stream feeding two views through one group: 59 rows in one view, 41 in the
+    // other (JetStream: 44 and 56), every event acknowledged, both consumers `running`.
+    const r = (name: string, extra: Record<string, unknown> = {}) => ({ name, engine: "redis", redis: { ...redis, ...extra }, mappings: [mapping] });
+    expect(problems({ sources: [r("a"), r("b")] })).toEqual([
+      expect.stringMatching(/^sources\[1\]\.redis\.group: reads stream "s" through group "g", as source "a" does: it hands each message to one of its consumers/),
+    ]);
+    expect(problems({ sources: [r("a"), r("b", { group: "g2" })] })).toEqual([]);
+    expect(problems({ sources: [r("a"), r("b", { stream: "t" })] })).toEqual([]);
+    const n = (name: string, extra: Record<string, unknown> = {}) => ({ name, engine: "nats", nats: { servers: "nats://127.0.0.1:1", stream: "S", consumer: "quiver", subject: "s.events", ...extra }, mappings: [mapping] });
+    expect(problems({ sources: [n("a"), n("b")] })).toEqual([expect.stringMatching(/^sources\[1\]\.nats\.consumer: reads stream "S" through durable consumer "quiver", as source "a" does/)]);
+    expect(problems({ sources: [n("a"), n("b", { consumer: "other", subject: "s.other" })] })).toEqual([]);
+  });
+
+  test("a dead-letter stream may not be a stream a source reads: its letters came back as events without end", () => {
+    // On Redis, one bad event on such a source became 3,332 letters in 3 s, each read back as another bad event; the
+    // letters' retention (XTRIM, JetStream's limits) would trim the source stream's unread events.
+    const source = (name: string, r: Record<string, unknown> = {}) => ({ name, engine: "redis", redis: { ...redis, ...r }, mappings: [mapping] });
+    expect(problems({ sources: [source("a", { deadLetterStream: "s" })] })).toEqual([
+      expect.stringMatching(/^sources\[0\]\.redis\.deadLetterStream: "s" is the stream source "a" reads: its letters would be read back as events/),
+    ]);
+    // Another source's stream on the same server, named outright or by the default `<stream>:dead`.
+    expect(problems({ sources: [source("a", { stream: "s:dead" }), source("b")] })).toEqual([
+      expect.stringMatching(/^sources\[1\]\.redis\.deadLetterStream: "s:dead" \(the default for stream "s"\) is the stream source "a" reads/),
+    ]);
+    // The same stream name on another server is another stream.
+    expect(problems({ sources: [source("a", { stream: "s:dead", url: "redis://127.0.0.1:2" }), source("b")] })).toEqual([]);
+    const nats = (name: string, n: Record<string, unknown> = {}) => ({ name, engine: "nats", nats: { servers: "nats://127.0.0.1:1", stream: "S", consumer: name, subject: `s.${name}`, ...n }, mappings: [mapping] });
+    expect(problems({ sources: [nats("a", { deadLetterStream: "S" })] })).toEqual([expect.stringMatching(/^sources\[0\]\.nats\.deadLetterStream: "S" is the stream source "a" reads/)]);
+    expect(problems({ sources: [nats("a"), nats("b", { stream: "S_DEAD", subject: "dead.b" })] })).toEqual([
+      expect.stringMatching(/^sources\[0\]\.nats\.deadLetterStream: "S_DEAD" \(the default for stream "S"\) is the stream source "b" reads/),
+    ]);
   });
   test("structural errors name the field", () => {
     expect(problems({ sources: [{ name: "a", engine: "kafka", mappings: [] }] })[0]).toMatch(/^sources\[0\]\.engine: /);

@@ -77,6 +77,7 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
   const out: CompiledSource[] = [];
   // Sources may share a dead-letter stream; each add trims it to its own source's limits, so they must agree.
   const retentions = new Map<string, { readonly retention: DeadLetterRetention; readonly source: string }>();
+  const paths: string[] = [];
   def.sources.forEach((s, i) => {
     const path = `sources[${i}]`;
     if (names.has(s.name)) issues.push({ path: `${path}.name`, message: `duplicate source "${s.name}"` });
@@ -84,6 +85,7 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
     const compiled = compileSource(s, path, registry, issues);
     if (!compiled) return;
     out.push(compiled);
+    paths.push(path);
     const stream = deadLetterStreamId(compiled);
     const seen = retentions.get(stream);
     const mine = compiled.deadLetterRetention;
@@ -92,8 +94,53 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
       issues.push({ path: `${path}.deadLetters`, message: `shares its dead-letter stream with source "${seen.source}", whose deadLetters limits differ: give both the same` });
     }
   });
+  const readers = new Map<string, string>();
+  out.forEach((c, i) => {
+    // Pods running one file share a group (that is scaling out); two sources of one file sharing it split its events.
+    const reader = readerId(c);
+    const first = readers.get(reader);
+    if (first === undefined) readers.set(reader, c.name);
+    else {
+      const [field, what] = c.redis ? ["redis.group", `group "${c.redis.group}"`] : ["nats.consumer", `durable consumer "${c.nats!.consumer}"`];
+      issues.push({
+        path: `${paths[i]}.${field}`,
+        message:
+          `reads stream "${c.redis?.stream ?? c.nats!.stream}" through ${what}, as source "${first}" does: it hands each message to one of its consumers, ` +
+          "so each source would get only part of the events (the rest acknowledged through the other's mappings, never its own); give each source its own, or map both sources' views in one source",
+      });
+    }
+  });
+  out.forEach((c, i) => {
+    const feeds = out.find((o) => sourceStreamId(o) === deadLetterStreamId(c));
+    if (feeds === undefined) return;
+    const engine = c.redis ? "redis" : "nats";
+    const named = c.definition[engine]?.deadLetterStream === undefined ? ` (the default for stream "${c.redis?.stream ?? c.nats!.stream}")` : "";
+    issues.push({
+      path: `${paths[i]}.${engine}.deadLetterStream`,
+      message:
+        `"${c.redis?.deadLetterStream ?? c.nats!.deadLetterStream}"${named} is the stream source "${feeds.name}" reads: ` +
+        "its letters would be read back as events (each dead-lettered again, without end) and the letters' retention would trim that stream's unread events; name another stream",
+    });
+  });
   if (issues.length > 0) throw invalidAll("invalid_sources", issues);
   return out;
+}
+
+/**
+ * The stream a source reads, named as deadLetterStreamId names dead-letter streams: a dead-letter stream that is a
+ * source's stream (on Redis, one bad event became thousands of letters a second, each read back as another bad event;
+ * on either engine the letters' retention would trim the source's unread events).
+ */
+function sourceStreamId(c: CompiledSource): string {
+  return c.redis ? `redis ${c.redis.url} ${c.redis.stream}` : `nats ${c.nats!.servers} ${c.nats!.stream}`;
+}
+
+/**
+ * The group (Redis) or durable consumer (NATS) a source reads through. Two sources of one file through the same one
+ * each got part of the stream: 100 events on one stream feeding two views left 59 rows in one and 41 in the other.
+ */
+function readerId(c: CompiledSource): string {
+  return c.redis ? `redis ${c.redis.url} ${c.redis.stream} ${c.redis.group}` : `nats ${c.nats!.servers} ${c.nats!.stream} ${c.nats!.consumer}`;
 }
 
 /** Which dead-letter stream a source writes to (engine, server, name). */
