@@ -7,7 +7,9 @@ import { QuiverError } from "../errors/index.ts";
  * Standalone streaming writer: `npm run ingest -- --sources FILE [server flags]`.
  * Same flags and store configuration as the server; consumes every source of
  * the file, one consumer per source, and serves /metrics and /readyz only when
- * `--port` is given. SIGTERM/SIGINT finish and ack the batch in hand, then
+ * `--port` is given. Its store must be one something reads: Redis shards
+ * (`--topology`), a `--data-dir`, or its own memory served on `--port`;
+ * otherwise it is refused at start. SIGTERM/SIGINT finish and ack the batch in hand, then
  * print the final counts as one JSON line (`ingest-stats {...}`).
  *
  * Crash testing: `--fault-stop-after-writes N` stops the process (SIGSTOP)
@@ -42,6 +44,15 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(rest, process.env);
     if (!config.sourcesPath) throw new Error("--sources FILE is required");
+    // Its own memory is a store nothing else reads, gone at exit: every event would be acknowledged and lost (20 of 20 in
+    // test/ingest-standalone-store.test.ts; beside a server of the same group, its share of the stream). With --port it
+    // serves lookups.
+    if (!config.topologyPath && !config.dataDir && !config.explicit.has("port")) {
+      throw new Error(
+        "no store shared with anything that reads it: without --topology (Redis shards) or --data-dir, the writer's store is its own memory, " +
+          "which nothing reads unless --port serves lookups from it and which is gone when it exits; the events it consumed would be acknowledged and lost",
+      );
+    }
     // A standalone writer loads no demo rows unless told to, and serves no gRPC (so loads none of its code).
     if (!config.explicit.has("demoEntities")) config = { ...config, demoEntities: 0 };
     config = { ...config, grpcPort: -1 };
