@@ -187,6 +187,23 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     await stale.close();
   });
 
+  test("a consumer that closes holding nothing leaves the group; one that closes holding entries stays for another to claim them", async () => {
+    // Named <host>:<pid>, a consumer is new at every start: each restart left one in the group for good.
+    const consumers = async (stream: string) => ((await redis.call("XINFO", "CONSUMERS", stream, "quiver")) as unknown[][]).map((c) => [String(c[1]), Number(c[3])]);
+    const { s: done, stream } = await open("done-pod");
+    await add(stream, 3);
+    expect(await drain(done)).toBe(3);
+    expect(await consumers(stream)).toEqual([["done-pod", 0]]);
+    await done.close();
+    expect(await consumers(stream)).toEqual([]);
+    // Closed with a batch it could not write (a store outage at shutdown): kept, its entries still owed to the group.
+    const { s: holding, stream: other } = await open("holding-pod");
+    await add(other, 2);
+    expect((await holding.read(10, 10)).length).toBe(2);
+    await holding.close();
+    expect(await consumers(other)).toEqual([["holding-pod", 2]]);
+  });
+
   test("stream IDs order by time, then sequence, as numbers", () => {
     expect(compareIds("1-0", "1-0")).toBe(0);
     expect(compareIds("9-0", "10-0")).toBe(-1);

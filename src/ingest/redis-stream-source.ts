@@ -332,6 +332,10 @@ export class RedisStreamSource implements StreamSource {
     this.closed = true;
     this.reader.disconnect();
     await this.removeParkingIfEmpty().catch(() => undefined);
+    // Named <host>:<pid>, this consumer is never used again: it leaves the group unless it holds entries (a batch the
+    // store refused at shutdown), which stay for another consumer's XAUTOCLAIM. Each start left one for good.
+    const { stream, group } = this.settings;
+    await this.control.eval(DELETE_IF_EMPTY, 1, stream, group, this.consumer).catch(() => undefined);
     // QUIT waits for the server's reply: one that stalled never sends it.
     await this.control.quit().catch(() => undefined);
     this.control.disconnect();
