@@ -745,3 +745,30 @@ test("L2 found through Sentinel: reads and compare-event-time writes", async () 
     await group.stop();
   }
 }, 60_000);
+
+test("a stall of this process (not of L2) does not connect a healthy L2 again: its answers are read first", async () => {
+  const server = await startRedis();
+  const l2 = new L2Store({ where: { address: server.address }, ttlMs: 300_000, negativeTtlMs: 5_000, timeoutMs: L2_TIMEOUT_MS });
+  const raw = new Redis({ host: "127.0.0.1", port: server.port });
+  /** The ids of L2's connections, as the server lists them: a new id is a new connection. */
+  const connections = async () => ((await raw.call("CLIENT", "LIST")) as string).split("\n").filter((l) => l.includes("name=quiver-cache")).map((l) => /id=(\d+)/.exec(l)?.[1]);
+  try {
+    expect(await l2.whenReady(10_000)).toBe(true);
+    const before = await connections();
+    expect(before).toHaveLength(1);
+    // Reads in flight while the event loop is held for 4 s (a long synchronous task, a GC): L2 answered them at once,
+    // but their timers fire first when the loop comes back. Counted as L2's silence, they had it connected again.
+    const reads = Array.from({ length: 8 }, () => l2.read(["stall@1/k=i1"]));
+    const until = performance.now() + 4000;
+    while (performance.now() < until) {}
+    expect(await Promise.all(reads)).toEqual(Array.from({ length: 8 }, () => [undefined]));
+    expect(l2.state()).toMatchObject({ connected: true });
+    // A reconnection, had there been one, is made within ~50 ms (its first retry).
+    await Bun.sleep(500);
+    expect(await connections()).toEqual(before);
+  } finally {
+    raw.disconnect();
+    await l2.close();
+    await server.stop();
+  }
+}, 30_000);
