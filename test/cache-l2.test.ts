@@ -602,6 +602,43 @@ test("a pod that started while L2 had lost its generations moves to the ones in 
   }
 });
 
+test("a generation taken at a re-read (not the periodic check) drops what L1 read under the old one too", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  // No periodic checks: the generations move only when a re-read (here after another view's invalidation) finds them.
+  const slow = { generationsCheckMs: 3_600_000 };
+  const a = await pod("resync-a", l2Server.address, originServer.address, true, slow);
+  const key = "resync@1/k=i1";
+  const raw = new Redis({ host: "127.0.0.1", port: l2Server.port });
+  let b: Pod | undefined;
+  let c: Pod | undefined;
+  try {
+    await a.tier.invalidate({ view: "resync" });
+    await raw.del("quiver:cache:generations");
+    b = await pod("resync-b", l2Server.address, originServer.address, true, slow);
+    await a.origin.rows.putMany([{ key, row: row(1, "old") }]);
+    // B fills L2 under the generation it knows (0); pod A's write goes through to L2 under 1.
+    expect(await b.tier.getMany([key])).toEqual([row(1, "old")]);
+    expect(await waitFor(async () => (await b!.l2.read([key]))?.[0] !== undefined)).toBe(true);
+    expect(await a.writer.putMany([{ key, row: row(2, "new") }])).toMatchObject({ written: 1 });
+    await a.tier.settled();
+    // C starts after the write (it heard no event) and reads under 0: B's old copy, from L2 into L1.
+    c = await pod("resync-c", l2Server.address, originServer.address, true, slow);
+    expect(await c.tier.getMany([key])).toEqual([row(1, "old")]);
+    expect(c.l1.has(key)).toBe(true);
+    // A writes its generations back; another view's invalidation has C re-read them and move to 1.
+    await a.l2.checkGenerations();
+    await a.tier.invalidate({ view: "resync_other" });
+    expect(await waitFor(() => c!.l2.generations().views.resync === 1, 5_000)).toBe(true);
+    // What C read under 0 goes, as when the periodic check moves it: it served the overwritten row for the L1 TTL.
+    expect(c.l1.has(key)).toBe(false);
+    expect(await c.tier.getMany([key])).toEqual([row(2, "new")]);
+  } finally {
+    raw.disconnect();
+    await Promise.allSettled([a.close(), b?.close(), c?.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 test("a registry reload while L2 is down answers 200 and keeps the new registry; the view's invalidation reaches L2 when it is back", async () => {
   const l2Server = await startRedis({ appendOnly: true });
   const dir = mkdtempSync(join(tmpdir(), "quiver-reload-l2-"));

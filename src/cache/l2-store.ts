@@ -404,7 +404,13 @@ export class L2Store implements L2Tier {
         this.runId = runId;
       }
       // Generations in use here that L2 lost (flushed, restarted empty) are written back for pods that start later.
-      return (await this.exchangeGenerations()) !== undefined;
+      const raised = await this.exchangeGenerations();
+      if (raised === undefined) return false;
+      // Higher ones taken here drop what L1 read under the old ones, as the periodic check's do: taken at a re-read
+      // (another view's invalidation, a reconnection) they did not, and a pod that had read an overwritten row
+      // under the old generation served it from L1 for its TTL.
+      this.raised(raised);
+      return true;
     } finally {
       this.syncing--;
     }
@@ -446,7 +452,12 @@ export class L2Store implements L2Tier {
   async checkGenerations(): Promise<void> {
     if (!this.connected || this.closed || !this.serverChecked || this.syncing > 0 || this.generationsUnknown) return;
     const raised = await this.exchangeGenerations();
-    if (raised !== undefined && this.onRaised) for (const scope of raised) this.onRaised(scope);
+    if (raised !== undefined) this.raised(raised);
+  }
+
+  /** Tells the listener (the tier, which drops them from L1) of scopes whose generation was taken higher here. */
+  private raised(scopes: readonly InvalidationScope[]): void {
+    if (this.onRaised) for (const scope of scopes) this.onRaised(scope);
   }
 
   /**
