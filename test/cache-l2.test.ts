@@ -734,6 +734,38 @@ test("a write that fails partway leaves floors in L2: another pod's read that be
   }
 });
 
+test("a write that fails without landing leaves its keys L2 misses until the floor's TTL or a retry that lands", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const a = await pod("nolanding-a", l2Server.address, originServer.address);
+  const c = await pod("nolanding-c", l2Server.address, originServer.address);
+  const key = "nolanding@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(1, "old") }]);
+    expect(await c.tier.getMany([key])).toEqual([row(1, "old")]);
+    const put = a.origin.putMany.bind(a.origin);
+    a.origin.putMany = async () => {
+      throw new Error("shard-1: timed out");
+    };
+    await expect(a.writer.putMany([{ key, row: row(2, "new") }])).rejects.toThrow("timed out");
+    // The floor at 2 refuses the origin's row (1): each L1 miss on any pod reads the origin (removed, the first refilled L2).
+    const before = c.origin.reads;
+    for (let i = 0; i < 5; i++) {
+      c.l1.clear();
+      expect(await c.tier.getMany([key])).toEqual([row(1, "old")]);
+      await c.tier.settled();
+    }
+    expect(c.origin.reads - before).toBe(5);
+    // The client's retry lands: L2 takes the row at the floor's time, and serves it again.
+    a.origin.putMany = put;
+    await a.writer.putMany([{ key, row: row(2, "new") }]);
+    await a.tier.settled();
+    expect(await c.l2.read([key])).toEqual([row(2, "new")]);
+  } finally {
+    await Promise.allSettled([a.close(), c.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 test("a pod whose ring is not where the keys are fills no L2 entries (its misses made a ready pod answer existing keys NOT_FOUND)", async () => {
   const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
   const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
