@@ -1,14 +1,12 @@
 import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createGrpcEdge, type GrpcEdge } from "../src/api/grpc/index.ts";
-import { ForwardingKvNode } from "../src/kv/forwarding-node.ts";
-import type { KvEntry, PutOutcome, RawReader, ReadContext, ReadSlot, ReadsNow } from "../src/kv/kv-node.ts";
-import { MemoryKvNode } from "../src/kv/memory-node.ts";
 import { MetricsRegistry } from "../src/ops/metrics.ts";
 import { RegistryHolder } from "../src/registry/index.ts";
 import { compileRegistry } from "../src/registry/read-definitions.ts";
 import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
 import { type Clients, connect, grpc, unaryCall } from "./support/grpc-client.ts";
+import { HungNode } from "./support/hung-node.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -27,33 +25,6 @@ const registry = compileRegistry({
   entities: [{ name: "driver", joinKeys: [{ name: "driver_id", type: "int64" }] }],
   featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64", default: 0.25 }] }],
 });
-
-/** A store whose reads and writes, while `hung`, return promises nothing ever settles (and that ignore their deadline). */
-class HungNode extends ForwardingKvNode {
-  hung = false;
-  reads = 0;
-  writes = 0;
-  constructor() {
-    super(new MemoryKvNode("hung"));
-  }
-  override get readsNow(): ReadsNow {
-    return "never";
-  }
-  override getManyNow(): ReadSlot[] | undefined {
-    return undefined;
-  }
-  override get rawNow(): RawReader | undefined {
-    return undefined;
-  }
-  override getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
-    this.reads++;
-    return this.hung ? new Promise(() => {}) : this.inner.getMany(keys, ctx);
-  }
-  override putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    this.writes++;
-    return this.hung ? new Promise(() => {}) : this.inner.putMany(entries, signal);
-  }
-}
 
 const lookup = { features: ["stats:rate"], entities: [{ name: "driver_id", int64_values: ["1", "2"] }] };
 const push = { feature_view: "stats", rows: [{ values: { driver_id: { int64_val: "1" }, rate: { double_val: 0.5 } } }] };

@@ -1,12 +1,13 @@
 import protobuf from "protobufjs";
 import { Metadata, type sendUnaryData, type ServerUnaryCall, type ServiceError, status } from "@grpc/grpc-js";
-import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError, unavailable } from "../../errors/index.ts";
+import { deadlineExceeded, invalidArgument, type QuiverError, resourceExhausted, toQuiverError } from "../../errors/index.ts";
 import type { CounterHandle, HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import { type Admission, REFUSED_CPU, REFUSED_LIMIT, refusalReason } from "../../resilience/index.ts";
 import { MAX_TIMER_MS } from "../../runtime/timers.ts";
 import { DEGRADED_HEADER } from "../answer-headers.ts";
 import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
+import { DEFAULT_WORK_BOUNDS, OverdueWatch, overdue, type Watched, type WorkBounds } from "../work-bounds.ts";
 import { CODE_NAMES, grpcCodeOf, toServiceError } from "./grpc-status.ts";
 import { strictReader } from "./strict-reader.ts";
 import type { LongLike } from "./values.ts";
@@ -192,7 +193,7 @@ export interface MethodMetrics {
   count(code: status): void;
   /** A call admission refused (REFUSED_LIMIT or REFUSED_CPU): counted by reason and noted, as HTTP's refusals are. */
   shed(refusal: number): void;
-  /** A call whose work was given up at its bound (WorkBounds). */
+  /** A call whose work was given up at its bound (../work-bounds.ts). */
   overdue(): void;
 }
 
@@ -241,41 +242,6 @@ function late(): QuiverError {
   return deadlineExceeded("the call's deadline passed before the lookup finished");
 }
 
-/**
- * How long a call's work may hold its admission slot. A slot is held until
- * the work ends, past the call's answer (`unary`), and storage is trusted to
- * end it: a lookup's reads are given its budget, a write has its policies'
- * timeouts. Work that has not ended by its bound is given up: the slot goes
- * back, a call not yet answered gets UNAVAILABLE (`overdue`), and
- * `quiver_grpc_overdue_work_total` counts it. Before, a promise nothing
- * settled (a store hung beyond every timeout) held its slot for good: `limit`
- * of them and every lookup and push was refused until a restart.
- */
-export interface WorkBounds {
-  /** A lookup's bound: this long past its budget (ms). */
-  readonly graceMs: number;
-  /** Any other call's bound (a push's retries, a match): this long after its admission (ms). */
-  readonly maxMs: number;
-}
-
-/** A lookup's reads end at its budget; a second more covers timers that fire late on a busy loop. */
-export const DEFAULT_WORK_BOUNDS: WorkBounds = { graceMs: 1000, maxMs: MAX_LOOKUP_BUDGET_MS };
-
-/** What a call whose work was given up at its bound is told (WorkBounds). */
-export function overdue(): QuiverError {
-  return unavailable("the server could not finish this call: storage did not answer within the call's bound; retry shortly", undefined, "overdue");
-}
-
-/**
- * Gives up `work` at `at` (performance.now() ms) unless it has settled: `giveUp` runs then. Answers the
- * function that disarms it, to call when the work settles.
- */
-export function boundWork(at: number, giveUp: () => void): () => void {
-  const t = setTimeout(giveUp, Math.min(Math.max(0, at - performance.now()), MAX_TIMER_MS));
-  (t as { unref?: () => void }).unref?.();
-  return () => clearTimeout(t);
-}
-
 /** Write methods' admin token is checked before a handler runs, by the edge's interceptor (write-guard.ts). */
 export interface UnaryOptions {
   /** Admission control (load shedding), shared with HTTP; a shed call answers RESOURCE_EXHAUSTED. Absent: never shed. */
@@ -286,6 +252,8 @@ export interface UnaryOptions {
   readonly lookup?: boolean;
   /** When work that has not ended is given up (default DEFAULT_WORK_BOUNDS). */
   readonly bounds?: WorkBounds;
+  /** Where the bounds are kept: the edge's one watch (default: the method's own). */
+  readonly watch?: OverdueWatch;
 }
 
 /** Codes that count as a failed request for admission's limit (the HTTP edge's 5xx). */
@@ -345,6 +313,8 @@ function answer<Res>(callback: sendUnaryData<Res>, error: Partial<ServiceError> 
  * leave as a gRPC status with the field path; metrics per method and code.
  */
 export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Req, Res>, options: UnaryOptions) {
+  const bounds = options.bounds ?? DEFAULT_WORK_BOUNDS;
+  const watch = options.watch ?? new OverdueWatch();
   return (call: ServerUnaryCall<Req | DecodeFailure | Undecoded, Res>, callback: sendUnaryData<Res>): void => {
     const start = performance.now();
     let headers: Metadata | undefined;
@@ -370,7 +340,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     // Work that has not ended by its bound is given up (WorkBounds).
     let working = false;
     let answeredCode = -1;
-    let disarm: (() => void) | undefined;
+    let watched: Watched | undefined;
     const release = () => {
       if (admittedAt < 0 || working || answeredCode < 0) return;
       options.admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
@@ -379,7 +349,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
     const settled = () => {
       if (!working) return;
       working = false;
-      disarm!();
+      watch.ended(watched!);
       release();
     };
     const finish = (code: status) => {
@@ -408,7 +378,6 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
       if (answeredCode < 0) fail(overdue());
       else release();
     };
-    const bounds = options.bounds ?? DEFAULT_WORK_BOUNDS;
     const raw = call.request;
     const go = (startedAt: number) => {
       admittedAt = startedAt;
@@ -418,7 +387,7 @@ export function unary<Req, Res>(metrics: MethodMetrics, handler: UnaryHandler<Re
         const work = handler(req, ctx);
         if (work instanceof Promise) {
           working = true;
-          disarm = boundWork(options.lookup === true ? (ctx.budget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs : performance.now() + bounds.maxMs, giveUp);
+          watched = watch.watch(options.lookup === true ? (ctx.budget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs : performance.now() + bounds.maxMs, giveUp);
           work.then(settled, settled);
         }
         const out = withinDeadline(work, ctx.deadline);

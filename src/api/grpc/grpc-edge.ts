@@ -9,7 +9,8 @@ import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
-import { DecodeFailure, DEFAULT_WORK_BOUNDS, GrpcMetrics, Undecoded, unary } from "./call.ts";
+import { type BoundTimers, OverdueWatch, workBounds } from "../work-bounds.ts";
+import { DecodeFailure, GrpcMetrics, Undecoded, unary } from "./call.ts";
 import { HeldMessages } from "./held-messages.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
@@ -36,6 +37,8 @@ export interface GrpcDeps {
   readonly match?: MatchService;
   /** How often health Watch re-checks readiness (default 1000 ms). */
   readonly healthIntervalMs?: number;
+  /** The clock and timer work bounds are kept with (../work-bounds.ts); tests may give fake ones. Default: real, unref'd. */
+  readonly timers?: BoundTimers;
 }
 
 export interface GrpcLimits {
@@ -46,7 +49,7 @@ export interface GrpcLimits {
   readonly keepaliveTimeoutMs: number;
   /** Lookup budget for calls without a deadline (--lookup-timeout-ms); none when absent. */
   readonly lookupTimeoutMs?: number;
-  /** How long past its budget a lookup's unfinished work may hold its admission slot (ms; default 1000; call.ts WorkBounds). */
+  /** How long past its budget a lookup's unfinished work may hold its admission slot (ms; default 1000; ../work-bounds.ts). */
   readonly overdueGraceMs?: number;
   /** How long after its admission any other call's unfinished work (a push, a match) may hold its slot (ms; default 60000). */
   readonly maxWorkMs?: number;
@@ -110,9 +113,11 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const server = new Server(token === undefined ? options : { ...options, interceptors: [writeGuard(token, guarded)] });
   let selfAddress: string | undefined;
   const info = {};
-  const bounds = { graceMs: deps.limits.overdueGraceMs ?? DEFAULT_WORK_BOUNDS.graceMs, maxMs: deps.limits.maxWorkMs ?? DEFAULT_WORK_BOUNDS.maxMs };
-  const read = { admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs, lookup: true, bounds };
-  const write = { admission: deps.admission, bounds };
+  const bounds = workBounds(deps.limits.overdueGraceMs, deps.limits.maxWorkMs);
+  // Every call's bound in one watch: one timer for the edge, not one per call that waits on storage.
+  const watch = new OverdueWatch(deps.timers);
+  const read = { admission: deps.admission, defaultBudgetMs: deps.limits.lookupTimeoutMs, lookup: true, bounds, watch };
+  const write = { admission: deps.admission, bounds, watch };
   const held = new HeldMessages({
     capBytes: deps.limits.heldMessageBytes ?? Math.max(256 << 20, 2 * deps.limits.maxMessageBytes),
     unendedMs: deps.limits.unendedMessageMs ?? 5000,
@@ -137,7 +142,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
-    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission, bounds),
+    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission, bounds, watch),
     Push: unary(writeMetrics.quiverPush, quiver.push.bind(quiver), write),
     Match: unary(
       metrics.method("quiver.v1.FeatureService/Match"),

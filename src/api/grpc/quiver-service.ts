@@ -4,7 +4,8 @@ import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDi
 import type { Admission } from "../../resilience/admission.ts";
 import { STALE_HEADER } from "../answer-headers.ts";
 import { MAX_LOOKUP_BUDGET_MS } from "../lookup-budget.ts";
-import { boundWork, type CallContext, DecodeFailure, DEFAULT_WORK_BOUNDS, Undecoded, deadlineOf, failedForAdmission, type MethodMetrics, overdue, overloaded, whenAdmitted, type WorkBounds, withinDeadline } from "./call.ts";
+import { DEFAULT_WORK_BOUNDS, OverdueWatch, overdue, type Watched, type WorkBounds } from "../work-bounds.ts";
+import { type CallContext, DecodeFailure, Undecoded, deadlineOf, failedForAdmission, type MethodMetrics, overloaded, whenAdmitted, withinDeadline } from "./call.ts";
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
@@ -93,7 +94,7 @@ export class QuiverGrpcService {
    * flow control then holds the client's requests); the stream ends after
    * the client half-closes and every answer is written.
    */
-  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS): void {
+  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS, watch: OverdueWatch = new OverdueWatch()): void {
     const callDeadline = deadlineOf(call);
     let inFlight = 0;
     let ended = false;
@@ -157,7 +158,7 @@ export class QuiverGrpcService {
       // The admission slot is held until the lookup's work ends, as a unary call's is, or until its bound (call.ts).
       let working = false;
       let answeredCode = -1;
-      let disarm: (() => void) | undefined;
+      let watched: Watched | undefined;
       const release = () => {
         if (admittedAt < 0 || working || answeredCode < 0) return;
         admission!.done(admittedAt, failedForAdmission(answeredCode) || degraded);
@@ -166,7 +167,7 @@ export class QuiverGrpcService {
       const settled = () => {
         if (!working) return;
         working = false;
-        disarm!();
+        watch.ended(watched!);
         release();
       };
       const finish = (code: number) => {
@@ -217,7 +218,7 @@ export class QuiverGrpcService {
             const work = this.run(req, readBudget, notes);
             if (work instanceof Promise) {
               working = true;
-              disarm = boundWork((readBudget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs, giveUp);
+              watched = watch.watch((readBudget ?? start + MAX_LOOKUP_BUDGET_MS) + bounds.graceMs, giveUp);
               work.then(settled, settled);
             }
             const out = withinDeadline(work, deadline);
