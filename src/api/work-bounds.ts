@@ -8,10 +8,11 @@ import { MAX_LOOKUP_BUDGET_MS } from "./lookup-budget.ts";
  * storage is trusted to end it: a lookup's reads are given its budget, a
  * write has its policies' timeouts. Work that has not ended by its bound is
  * given up: the slot goes back, a request not yet answered gets UNAVAILABLE
- * (`overdue`), and the edge's overdue counter
- * (`quiver_grpc_overdue_work_total{method}`) counts it. Before, a promise
- * nothing settled (a store hung beyond every timeout) held its slot for good:
- * `limit` of them and every lookup and push was refused until a restart.
+ * (`overdue`; HTTP 503 with Retry-After), and the edge's overdue counter
+ * (`quiver_grpc_overdue_work_total{method}`, `quiver_http_overdue_work_total{route}`)
+ * counts it. Before, a promise nothing settled (a store hung beyond every
+ * timeout) held its slot for good: `limit` of them and every lookup and push
+ * was refused until a restart, and over HTTP its client waited for good.
  */
 export interface WorkBounds {
   /** A lookup's bound: this long past its budget (ms). */

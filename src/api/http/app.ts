@@ -10,12 +10,21 @@ import { errorResponse, prebuiltError } from "./responses.ts";
 import { type BodyReading, discardBody } from "./body.ts";
 import { type AddRoute, type Handler, type OnError, routeMetrics, type Serve, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
+import { OverdueWatch, workBounds } from "../work-bounds.ts";
+import { deadlineAfter, lookupBudget } from "./deadline.ts";
 
 /** Routes served by Bun's native router as well as Hono: the lookup hot paths. */
 const HOT_PATHS = new Set(["/v1/lookup", "/get-online-features"]);
 
 /** Routes behind admission control; health, metrics and admin routes are never shed. */
 const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store"]);
+
+/**
+ * Routes whose work is given up at its bound (../work-bounds.ts): the sheddable ones, and matches (never shed,
+ * but their clients waited for good on a store that never answered). Lookups are bounded by their budget.
+ */
+const BOUNDED = new Set([...SHEDDABLE, "/v1/match"]);
+const LOOKUPS = new Set(["/v1/lookup", "/get-online-features"]);
 
 /** Routes that write: with an admin token configured they need it, as gRPC's write methods do. */
 const WRITES = new Set(["/v1/push", "/push", "/write-to-online-store"]);
@@ -77,6 +86,13 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     };
   };
   const writeGuard = bearerGuard(deps.adminToken, "writes");
+  const { graceMs, maxMs } = workBounds(deps.limits.overdueGraceMs, deps.limits.maxWorkMs);
+  // Every request's bound in one watch: one timer for the edge, not one per request that waits on storage.
+  const watch = new OverdueWatch(deps.timers);
+  const defaultBudgetMs = deps.limits.lookupTimeoutMs;
+  // Read only for a handler that answered with a promise: a lookup's header is valid by then (its handler read it).
+  const lookupBound = { watch, at: (req: Request) => deadlineAfter(req, lookupBudget(req, defaultBudgetMs)) + graceMs };
+  const workBound = { watch, at: () => performance.now() + maxMs };
   const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, body?: BodyReading) => {
     if ((SHEDDABLE.has(path) || WRITES.has(path)) && onError === undefined) throw new Error(`${method} ${path}: a sheddable or write route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
@@ -84,7 +100,8 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
     const guard = WRITES.has(path) ? writeGuard : undefined;
     // Answers are batched on the lookup routes only: a pipelining client (allowed for GETs) got 4 answers of
     // /v1/registry or /readyz and then a closed connection.
-    const options = { ...(HOT_PATHS.has(path) ? { release: deps.release } : {}), ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}) };
+    const bound = BOUNDED.has(path) ? (LOOKUPS.has(path) ? lookupBound : workBound) : undefined;
+    const options = { ...(HOT_PATHS.has(path) ? { release: deps.release } : {}), ...(gate ? { gate } : {}), ...(body ? { body } : {}), ...(guard ? { guard } : {}), ...(bound ? { bound } : {}) };
     const handler = onError === undefined ? (req: Request) => inner(req, undefined) : serveRoute(metrics, path, inner, onError, options);
     if (method === "GET") app.use(path, headLength);
     app.on(method, path, (c) => handler(c.req.raw));

@@ -10,6 +10,7 @@ import type { AnswerRelease } from "../../runtime/index.ts";
 import type { Registry, RegistryHolder } from "../../registry/index.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
+import type { BoundTimers } from "../work-bounds.ts";
 
 /** Everything the HTTP edge needs, built by src/app.ts. */
 export interface HttpDeps {
@@ -46,6 +47,8 @@ export interface HttpDeps {
   readonly cache?: CacheAdmin;
   /** Extra readiness detail (shard role maps, etc.), merged into /readyz. */
   readonly readinessDetail?: () => Promise<Record<string, unknown>>;
+  /** The timers work bounds are kept with (../work-bounds.ts); tests give fake ones. Default: real, unref'd. */
+  readonly timers?: BoundTimers;
 }
 
 export interface HttpLimits {
@@ -53,6 +56,10 @@ export interface HttpLimits {
   readonly maxRows: number;
   /** Lookup budget when the client sends no `x-quiver-timeout-ms` (ms). */
   readonly lookupTimeoutMs: number;
+  /** How long past its budget a lookup's unfinished work may hold its slot and its client (ms; default 1000; ../work-bounds.ts). */
+  readonly overdueGraceMs?: number;
+  /** How long after its admission a push's or a match's unfinished work may (ms; default 60000). */
+  readonly maxWorkMs?: number;
 }
 
 /** What the admin routes may do with a sharded topology. */

@@ -3,7 +3,9 @@ import { MetricsRegistry } from "../../ops/metrics.ts";
 import { AdaptiveAdmission } from "../../resilience/admission.ts";
 import { CORKED_BYTES, TurnBatch } from "../../runtime/index.ts";
 import { deadlineAfter, lookupBudget, waitedForAdmission } from "./deadline.ts";
-import { encodedAnswer } from "./responses.ts";
+import { FakeTimers } from "../../../test/support/fake-timers.ts";
+import { OverdueWatch } from "../work-bounds.ts";
+import { encodedAnswer, errorResponse } from "./responses.ts";
 import { routeMetrics, serveRoute } from "./route.ts";
 
 test("a request that waited in the admission queue has spent that wait from its lookup budget, as a gRPC deadline has", async () => {
@@ -127,4 +129,35 @@ test("x-quiver-timeout-ms: decimal milliseconds from 1 to 60000, as README says;
   for (const bad of ["0", "0.5", "60001", "-1", "1e3", "0x10", "abc", ""]) {
     expect(() => budget(bad)).toThrow(`expected a budget in milliseconds from 1 to 60000, got ${JSON.stringify(bad)}`);
   }
+});
+
+test("a bounded route gives up a handler's promise at its bound: 503 overdue, the slot back once; the handler's late end changes nothing", async () => {
+  const timers = new FakeTimers();
+  const done: boolean[] = [];
+  const admission = { admit: () => 7, screen: () => 0, acquire: () => 7, done: (_at: number, failed: boolean) => done.push(failed) } as unknown as AdaptiveAdmission;
+  let late!: (res: Response) => void;
+  const handler = () =>
+    new Promise<Response>((resolve) => {
+      late = resolve;
+    });
+  const metrics = new MetricsRegistry({ defaultMetrics: false });
+  const route = serveRoute(routeMetrics(metrics), "/t", handler, errorResponse, {
+    gate: { admission, shed: () => new Response("shed", { status: 503 }) },
+    bound: { at: () => 1234, watch: new OverdueWatch(timers) },
+  });
+  const answer = route(new Request("http://q/t", { method: "POST" })) as Promise<Response>;
+  expect(timers.pending).toEqual([1234]);
+  timers.fire();
+  const res = await answer;
+  expect(res.status).toBe(503);
+  expect(res.headers.get("retry-after")).toBe("1");
+  expect(((await res.json()) as { error: { code: string } }).error.code).toBe("overdue");
+  expect(done).toEqual([true]);
+  late(new Response("late"));
+  await Bun.sleep(0);
+  expect(done).toEqual([true]);
+  const text = await metrics.render();
+  expect(text).toContain('quiver_http_overdue_work_total{route="/t"} 1');
+  expect(text).toContain('quiver_http_requests_total{route="/t",status="503"} 1');
+  expect(text).not.toContain('status="200"');
 });

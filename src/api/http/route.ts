@@ -2,6 +2,7 @@ import type { HistogramHandle, MetricsRegistry } from "../../ops/metrics.ts";
 import { type Admission, REFUSED_CPU } from "../../resilience/admission.ts";
 import { toQuiverError } from "../../errors/index.ts";
 import { type AnswerRelease, releaseAtOnce } from "../../runtime/index.ts";
+import { type OverdueWatch, overdue, type Watched } from "../work-bounds.ts";
 import { type BodyReading, discardBody, readBodyThen } from "./body.ts";
 import { noteQueuedSince } from "./deadline.ts";
 import { httpStatusOf } from "./error-status.ts";
@@ -39,6 +40,17 @@ export interface Gate {
   readonly shed: (refusal: number) => Response;
 }
 
+/**
+ * When a request's work that has not ended is given up (../work-bounds.ts):
+ * its slot goes back and its client gets the route's 503 `overdue`.
+ */
+export interface RouteBound {
+  /** The request's bound (performance.now() ms), read once its handler answered with a promise. */
+  readonly at: (req: Request) => number;
+  /** Where the bounds are kept: the edge's one watch. */
+  readonly watch: OverdueWatch;
+}
+
 /** What a route adds around its handler (serveRoute). */
 export interface RouteOptions {
   /** Admission control; without it the route is never shed. */
@@ -49,6 +61,8 @@ export interface RouteOptions {
   readonly body?: BodyReading;
   /** Runs first, on the headers alone; throws (a QuiverError) to refuse, e.g. a write without its token. */
   readonly guard?: (req: Request) => void;
+  /** Work still running at its bound is given up; without it a handler's promise is waited on for as long as it takes. */
+  readonly bound?: RouteBound;
 }
 
 /**
@@ -63,6 +77,11 @@ export interface RouteOptions {
  * screen and the concurrency slot, and handed to the handler: a request
  * holds a slot only once its body has arrived. With `guard`, a request the
  * guard refuses is answered before any of that (its body unread, no slot).
+ * With `bound`, a handler's promise still pending at its bound is given up:
+ * the slot goes back, the client gets a 503 `overdue` (counted in
+ * quiver_http_overdue_work_total{route}), the promise's late end is dropped.
+ * Before, one that never settled (storage hung past every timeout) held its
+ * slot and its client for good. A handler answering synchronously pays nothing.
  */
 export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler, onError: OnError, options: RouteOptions = {}): Serve {
   const { gate, body, guard } = options;
@@ -92,6 +111,8 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
     if (httpStatusOf(q) >= 500) errors.labels(name, q.code).inc();
     return onError(q);
   };
+  /** A handler's answer that is a promise, once it settles: unbounded, or given up at its bound. */
+  const later = laterAnswer(finish, fail, options.bound, metrics.overdue, name);
   /** Runs the handler; `start` is when the request arrived (its latency counts from there, body read included). */
   const run = (req: Request, value: unknown, admittedAt: number, start = performance.now()): Response | Promise<Response> => {
     let out: Response | Promise<Response>;
@@ -101,10 +122,7 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
       return finish(start, admittedAt, fail(e));
     }
     if (out instanceof Response) return finish(start, admittedAt, out);
-    return out.then(
-      (res) => finish(start, admittedAt, res),
-      (e: unknown) => finish(start, admittedAt, fail(e)),
-    );
+    return later(req, out, start, admittedAt);
   };
   // A body that could not be read or parsed (400, 413, 415) held no slot.
   const unread = (start: number, e: unknown): Response | Promise<Response> => finish(start, -1, fail(e));
@@ -136,6 +154,66 @@ export function serveRoute(metrics: RouteMetrics, name: string, handler: Handler
       return discardBody(req, body.limit).then(() => unread(start, e));
     }
     return serve(req);
+  };
+}
+
+type Finish = (start: number, admittedAt: number, res: Response) => Response | Promise<Response>;
+
+/**
+ * A bounded route's answer while its handler's promise is pending (an
+ * OverdueWatch entry, carrying what its answer needs: no closure of its own).
+ * Given up, it answers the route's 503 `overdue`.
+ */
+class PendingAnswer implements Watched {
+  constructor(
+    readonly at: number,
+    readonly resolve: (res: Response | Promise<Response>) => void,
+    readonly start: number,
+    readonly admittedAt: number,
+    readonly overdue: (start: number, admittedAt: number) => Response | Promise<Response>,
+  ) {}
+
+  giveUp(): void {
+    this.resolve(this.overdue(this.start, this.admittedAt));
+  }
+}
+
+/** How serveRoute answers once a handler's promise settles: chosen once per route, by whether it is bounded. */
+function laterAnswer(finish: Finish, fail: (e: unknown) => Response, bound: RouteBound | undefined, overdueMetric: RouteMetrics["overdue"], name: string) {
+  if (bound === undefined) {
+    return (_req: Request, out: Promise<Response>, start: number, admittedAt: number): Promise<Response> =>
+      out.then(
+        (res) => finish(start, admittedAt, res),
+        (e: unknown) => finish(start, admittedAt, fail(e)),
+      );
+  }
+  const { at, watch } = bound;
+  // Resolved at the route's first give-up: routes never overdue export no series.
+  let overdueCount: { inc(): void } | undefined;
+  const overdueAnswer = (start: number, admittedAt: number): Response | Promise<Response> => {
+    overdueCount ??= overdueMetric.labels(name);
+    overdueCount.inc();
+    return finish(start, admittedAt, fail(overdue()));
+  };
+  // The answer's resolver, taken from its promise's executor (run at once, inside the constructor): one shared
+  // executor, not a closure (and its scope) per request.
+  let taken!: (res: Response | Promise<Response>) => void;
+  const take = (resolve: (res: Response | Promise<Response>) => void) => {
+    taken = resolve;
+  };
+  // Beyond the unbounded route's `then`: the promise answered (the handler's cannot be settled from here) and a watch entry.
+  return (req: Request, out: Promise<Response>, start: number, admittedAt: number): Promise<Response> => {
+    const answer = new Promise<Response>(take);
+    const pending = watch.add(new PendingAnswer(at(req), taken, start, admittedAt, overdueAnswer));
+    out.then(
+      (res) => {
+        if (watch.ended(pending)) pending.resolve(finish(start, admittedAt, res));
+      },
+      (e: unknown) => {
+        if (watch.ended(pending)) pending.resolve(finish(start, admittedAt, fail(e)));
+      },
+    );
+    return answer;
   };
 }
 
@@ -216,6 +294,8 @@ export interface RouteMetrics {
   readonly requests: { labels(route: string, status: string): { inc(): void } };
   readonly errors: { labels(route: string, code: string): { inc(): void } };
   readonly latency: { labels(route: string): HistogramHandle };
+  /** Requests whose work was given up at its bound (RouteBound). */
+  readonly overdue: { labels(route: string): { inc(): void } };
 }
 
 export function routeMetrics(registry: MetricsRegistry): RouteMetrics {
@@ -223,5 +303,6 @@ export function routeMetrics(registry: MetricsRegistry): RouteMetrics {
     requests: registry.counter("quiver_http_requests_total", "HTTP requests by route and status.", ["route", "status"]),
     errors: registry.counter("quiver_http_server_errors_total", "HTTP 5xx answers by route and error code.", ["route", "code"]),
     latency: registry.histogram("quiver_http_request_duration_seconds", "HTTP request latency by route (requests admitted or refused on their body: not those shed by admission, which quiver_http_requests_total counts as 503).", ["route"]),
+    overdue: registry.counter("quiver_http_overdue_work_total", "HTTP requests whose work had not ended by its bound: answered 503 overdue, its admission slot released (storage broke its deadline: a bug).", ["route"]),
   };
 }
