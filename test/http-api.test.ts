@@ -407,6 +407,9 @@ describe("ops routes", () => {
         .split("\n")
         .filter((line) => line !== "" && !/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* /.test(line) && !/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+$/.test(line));
       expect(broken).toEqual([]);
+      // Every family, as rendered in process: none lost from the end of the stream.
+      const families = (t: string) => t.split("\n").filter((l) => l.startsWith("# TYPE "));
+      expect(families(text)).toEqual(families(await q.metrics.render()));
     } finally {
       server.stop(true);
     }
