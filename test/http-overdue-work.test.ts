@@ -200,13 +200,14 @@ describe("HTTP work that never settles", () => {
   });
 
   test("a match whose store read never ends is answered 503 overdue at the work bound, not left waiting", async () => {
-    const s = await start(1, { maxWorkMs: 5000 });
+    const s = await start(2, { maxWorkMs: 5000 });
     s.node.hung = true;
     const answer = s.post("/v1/match", { view: "claims", entity: { claim_id: 1 }, k: 2 });
     const answered = tracked(answer);
     expect(await until(() => s.node.reads === 1)).toBe(true);
     const before = performance.now();
-    // Another client's request there and back (a match is never shed: it holds no slot).
+    // Another client's request there and back (a match holds a slot, as gRPC's Match does: the limit of 2 leaves one).
+    expect(s.admission.snapshot().inFlight).toBe(1);
     expect((await s.post("/v1/match", { view: "claims", vector: [1, 1, 0, 0], k: 1 })).status).toBe(200);
     expect(answered()).toBe(false);
     expect(s.timers.pending).toHaveLength(1);
@@ -217,6 +218,7 @@ describe("HTTP work that never settles", () => {
     expect(res.headers.get("retry-after")).toBe("1");
     expect(await res.json()).toMatchObject({ error: { code: "overdue" } });
     expect(await overdueCount(s, "/v1/match")).toBe(1);
+    expect(s.admission.snapshot().inFlight).toBe(0);
   });
 
   test("storage that answers within the bound is answered as before: slow reads give UNAVAILABLE rows by the budget, and nothing is overdue", async () => {

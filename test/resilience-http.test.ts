@@ -41,6 +41,10 @@ test("beyond the concurrency limit a lookup gets 503 + Retry-After at once; heal
   const feast = await q.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001] } }) });
   expect(feast.status).toBe(503);
   expect(((await feast.json()) as { status_code: number }).status_code).toBe(503);
+  // A match is admitted as gRPC's Match is (it was served past the limit).
+  const match = await q.http.app.request("/v1/match", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ view: "claims", text: "vaccines", k: 1 }) });
+  expect(match.status).toBe(503);
+  expect(((await match.json()) as { error: { code: string } }).error.code).toBe("overloaded");
   expect((await q.http.app.request("/readyz")).status).toBe(200);
   expect((await q.http.app.request("/healthz")).status).toBe(200);
   const metrics = await (await q.http.app.request("/metrics")).text();
@@ -53,6 +57,7 @@ test("beyond the concurrency limit a lookup gets 503 + Retry-After at once; heal
   console.log(JSON.stringify({ shedAnsweredInMs: Math.round(tookMs * 100) / 100 }));
   q.admission.done(held as number);
   expect((await q.http.app.request("/v1/lookup", { method: "POST", body: LOOKUP })).status).toBe(200);
+  expect((await q.http.app.request("/v1/match", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ view: "claims", text: "vaccines", k: 1 }) })).status).toBe(200);
 });
 
 test("a client still sending its body holds no slot: with a limit of 1, stalled uploads do not block other lookups, and are served once whole", async () => {

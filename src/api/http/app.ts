@@ -16,14 +16,15 @@ import { deadlineAfter, lookupBudget } from "./deadline.ts";
 /** Routes served by Bun's native router as well as Hono: the lookup hot paths. */
 const HOT_PATHS = new Set(["/v1/lookup", "/get-online-features"]);
 
-/** Routes behind admission control; health, metrics and admin routes are never shed. */
-const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store"]);
-
 /**
- * Routes whose work is given up at its bound (../work-bounds.ts): the sheddable ones, and matches (never shed,
- * but their clients waited for good on a store that never answered). Lookups are bounded by their budget.
+ * Routes behind admission control; health, metrics and admin routes are never shed. Matches too, as gRPC's Match
+ * is: a search is the heaviest request a pod serves, and outside admission a flood of them took the CPU the
+ * admitted lookups were promised.
  */
-const BOUNDED = new Set([...SHEDDABLE, "/v1/match"]);
+const SHEDDABLE = new Set(["/v1/lookup", "/v1/push", "/get-online-features", "/push", "/write-to-online-store", "/v1/match"]);
+
+/** Routes whose work is given up at its bound (../work-bounds.ts): every sheddable one. Lookups are bounded by their budget. */
+const BOUNDED = SHEDDABLE;
 const LOOKUPS = new Set(["/v1/lookup", "/get-online-features"]);
 
 /** Routes that write: with an admin token configured they need it, as gRPC's write methods do. */
