@@ -120,6 +120,31 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 30_000);
 
+  test("a dead consumer's entries behind many live pending ones are claimed: XAUTOCLAIM goes on where its last walk stopped", async () => {
+    const registry = await loadRegistryFile("src/registry/example-registry.yaml");
+    const settings = engine.engineSettings({ takeoverMs: 60_000 }) as { redis: { stream: string } };
+    const stream = settings.redis.stream;
+    const [compiled] = compileSources({ sources: [{ name: "payments", ...settings, mappings: [paymentsMapping()] }] }, registry);
+    const [live, dead, heir] = await Promise.all(["c-live", "c-dead", "c-heir"].map((c) => openStreamSource(compiled!, c)));
+    await Promise.all([live!.start(), dead!.start(), heir!.start()]);
+    try {
+      // 150 entries a live consumer is working on (fresh), then 5 a dead one left idle for 2 minutes.
+      await add(stream, 150);
+      expect((await live!.read(150, 10)).length).toBe(150);
+      await add(stream, 5);
+      const held = await dead!.read(5, 10);
+      expect(held.length).toBe(5);
+      await redis.call("XCLAIM", stream, "quiver", "c-dead", 0, ...held.map((d) => d.id), "IDLE", 120_000, "JUSTID");
+      // Reads of 10: each XAUTOCLAIM looks at 100 pending entries. From "0" every time, the walk never passed the
+      // live consumer's 150 (the first read looked, and the next came 30 s later, from "0" again).
+      const taken: string[] = [];
+      for (let i = 0; i < 5 && taken.length < 5; i++) taken.push(...(await heir!.read(10, 10)).map((d) => d.id));
+      expect(taken).toEqual(held.map((d) => d.id));
+    } finally {
+      await Promise.all([live!.close(), dead!.close(), heir!.close()]);
+    }
+  }, 30_000);
+
   test("an entry without the source's field is dead-lettered naming the field and showing the fields it had; its neighbour is written", async () => {
     const rig = await makeRig();
     const settings = engine.engineSettings({});

@@ -115,6 +115,12 @@ export class RedisStreamSource implements StreamSource {
   /** Re-read this consumer's own pending entries before new ones. */
   private ownPendingFirst = true;
   private nextClaimAt = 0;
+  /**
+   * Where the last XAUTOCLAIM's walk of the group's pending list stopped ("0-0": at its end, so from its start).
+   * Redis looks at 10 × COUNT pending entries a call: restarted from "0" every time, a dead consumer's entries
+   * behind more than that many live ones were never reached while the live ones stayed fresh.
+   */
+  private claimCursor = "0-0";
   private retryAt = 0;
   private closed = false;
   /** Entries found trimmed or deleted in this consumer's pending list (lag's lostPending). */
@@ -194,11 +200,14 @@ export class RedisStreamSource implements StreamSource {
     }
     if (now >= this.nextClaimAt) {
       this.nextClaimAt = now + Math.max(100, this.settings.claimIdleMs / 2);
-      const claimed = (await this.reader.callBuffer("XAUTOCLAIM", stream, group, this.consumer, this.settings.claimIdleMs, "0", "COUNT", max)) as [
+      const claimed = (await this.reader.callBuffer("XAUTOCLAIM", stream, group, this.consumer, this.settings.claimIdleMs, this.claimCursor, "COUNT", max)) as [
         Buffer,
         RawEntry[],
         Buffer[]?,
       ];
+      this.claimCursor = claimed[0]?.toString() ?? "0-0";
+      // The walk stopped partway: the next read goes on from there, whatever it took now.
+      if (this.claimCursor !== "0-0") this.nextClaimAt = 0;
       const entries = claimed[1] ?? [];
       // Redis 7 takes entries deleted (trimmed) while pending out of the list itself and names them here: lost.
       const deleted = claimed[2]?.length ?? 0;
