@@ -137,6 +137,24 @@ describe("registry validation", () => {
     ]);
   });
 
+  test("a join key named like a pushed row's time column is refused (a push read it as the row's event time)", () => {
+    const def = {
+      entities: [
+        { name: "ev", joinKeys: [{ name: "event_timestamp", type: "int64" }] },
+        { name: "cr", joinKeys: [{ name: "created", type: "string" }, { name: "created_timestamp", type: "string" }] },
+      ],
+      featureViews: [
+        { name: "e", entities: ["ev"], features: [{ name: "n", type: "int64" }] },
+        { name: "c", entities: ["cr"], features: [{ name: "n", type: "int64" }] },
+      ],
+    };
+    expect(issuesOf(def).map((i) => [i.path, i.message.slice(0, 40)])).toEqual([
+      ["entities[0].joinKeys[0].name", '"event_timestamp" names a pushed row\'s t'],
+      ["entities[1].joinKeys[0].name", '"created" names a pushed row\'s time colu'],
+      ["entities[1].joinKeys[1].name", '"created_timestamp" names a pushed row\'s'],
+    ]);
+  });
+
   test("a feature or join key named like a member of every object (constructor, toString, __proto__) is refused", () => {
     const def = {
       entities: [{ name: "thing", joinKeys: [{ name: "valueOf", type: "string" }] }],

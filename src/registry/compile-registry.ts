@@ -45,6 +45,9 @@ export function compileRegistryDef(def: RegistryDef, now = Date.now()): Registry
     e.joinKeys.forEach((k, j) => {
       if (seen.has(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: `duplicate join key "${k.name}"` });
       if (isObjectMember(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: objectMemberMessage(k.name) });
+      // Every push reads these columns as times: a key `event_timestamp` stamped each row with its own id (1001 ms,
+      // 1970), so a second push of the entity tied and was ignored, and a key `created` refused every push.
+      if (PUSH_TIME_COLUMNS.has(k.name)) issues.push({ path: `entities[${i}].joinKeys[${j}].name`, message: `"${k.name}" names a pushed row's time column; a join key so named would be read as the row's event time too` });
       seen.add(k.name);
       const other = joinKeys.get(k.name);
       if (other && other.type !== k.type) {
