@@ -315,6 +315,25 @@ describe("Feast-compatible routes", () => {
     expect(body.metadata.feature_names.slice(0, 2)).toEqual(["driver_id", "driver_hourly_stats__conv_rate"]);
   });
 
+  test("Feast's request defaults (features [] beside a service, feature_service \"\" beside features) mean not given, as Feast's server reads them", async () => {
+    // Feast's pydantic model defaults `features` to [] and reads `if request.feature_service:`, so clients that
+    // send every field (an empty list beside a service, an empty service beside a list) are answered there.
+    const byService = await post("/get-online-features", { feature_service: "driver_ranking", features: [], entities: { driver_id: [1001] } });
+    expect(byService.status).toBe(200);
+    const plain = await post("/get-online-features", { feature_service: "driver_ranking", entities: { driver_id: [1001] } });
+    expect(await byService.text()).toBe(await plain.text());
+    for (const service of ["", null]) {
+      const byList = await post("/get-online-features", { feature_service: service, features: ["driver_hourly_stats:city"], entities: { driver_id: [1001] } });
+      expect(byList.status).toBe(200);
+      expect(((await byList.json()) as { metadata: { feature_names: string[] } }).metadata.feature_names).toEqual(["driver_id", "city"]);
+    }
+    // Both given for real is still refused, and so is naming nothing (Feast's server fails on an empty list too).
+    expect((await post("/get-online-features", { feature_service: "driver_ranking", features: ["driver_hourly_stats:city"], entities: { driver_id: [1001] } })).status).toBe(400);
+    expect((await post("/get-online-features", { feature_service: "", features: [], entities: { driver_id: [1001] } })).status).toBe(400);
+    // Quiver's own route keeps its strict reading.
+    expect((await post("/v1/lookup", { featureService: "driver_ranking", features: [], entities: { driver_id: [1001] } })).status).toBe(400);
+  });
+
   test("errors use Feast's shape", async () => {
     const res = await post("/get-online-features", { features: ["ghost:x"], entities: { driver_id: [1] } });
     expect(res.status).toBe(400);

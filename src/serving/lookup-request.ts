@@ -25,6 +25,12 @@ export interface LookupDialect {
   readonly strictFlags: boolean;
   /** Does the answer echo every entity column (Feast's does)? Then their values must be ones it can write back. */
   readonly echoesEntities: boolean;
+  /**
+   * Do an empty feature service name, and an empty feature list beside a service, mean "not given"? Feast's server
+   * reads its request so (pydantic defaults `features` to [], then `if request.feature_service:`): clients sending
+   * every field were answered there and refused here.
+   */
+  readonly emptyMeansAbsent: boolean;
 }
 
 /** Quiver's own API (HTTP /v1/lookup and quiver.v1 over gRPC). */
@@ -36,6 +42,7 @@ export const QUIVER_LOOKUP: LookupDialect = {
   fullFeatureNames: "fullFeatureNames",
   strictFlags: true,
   echoesEntities: false,
+  emptyMeansAbsent: false,
 };
 
 /** Feast's feature server (HTTP /get-online-features and feast.serving over gRPC). */
@@ -47,6 +54,7 @@ export const FEAST_LOOKUP: LookupDialect = {
   fullFeatureNames: "full_feature_names",
   strictFlags: false,
   echoesEntities: true,
+  emptyMeansAbsent: true,
 };
 
 /** A validated lookup plus how to name its columns. */
@@ -70,7 +78,13 @@ export interface LookupLimits {
  * QuiverError naming the offending field; touches no storage.
  */
 export function planLookup(registry: Registry, body: Readonly<Record<string, unknown>>, dialect: LookupDialect, limits: LookupLimits): PlannedLookup {
-  const refs = resolveFeatures(registry, body[dialect.features], body[dialect.featureService], dialect);
+  let features = body[dialect.features];
+  let service = body[dialect.featureService];
+  if (dialect.emptyMeansAbsent) {
+    if (service === "") service = undefined;
+    if (service !== undefined && service !== null && Array.isArray(features) && features.length === 0) features = undefined;
+  }
+  const refs = resolveFeatures(registry, features, service, dialect);
   const rawEntities = body[dialect.entities];
   if (rawEntities === undefined) throw invalid("invalid_request", dialect.entities, "is required");
   const entities = parseEntities(rawEntities, dialect.entities, limits.maxRows);
@@ -86,7 +100,7 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
   }
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
-  const listField = body[dialect.features] === undefined || body[dialect.features] === null ? dialect.featureService : dialect.features;
+  const listField = features === undefined || features === null ? dialect.featureService : dialect.features;
   if (facts.repeatedName >= 0 || facts.repeatedRef >= 0) checkColumnNames(refs, facts, fullFeatureNames, listField, dialect.fullFeatureNames);
   if (dialect.echoesEntities) checkEchoedKeyNames(refs, entities.keyNames, fullFeatureNames, listField);
   return { query: { refs, entities, fillDefaults }, entities, fullFeatureNames };
