@@ -6,7 +6,7 @@ import type { CacheTier } from "./cache/index.ts";
 import type { L2Tier } from "./cache/l2-slot.ts";
 import { viewsToInvalidate } from "./cache/registry-changes.ts";
 import type { QuiverConfig } from "./config/config.ts";
-import { type ChangeFeed, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
+import { type ChangeFeed, type FeedAddress, LocalChangeFeed, PublishingKvNode } from "./feed/index.ts";
 import { failedPrecondition, invalidAll, QuiverError } from "./errors/index.ts";
 import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
@@ -19,7 +19,7 @@ import { loadRegistryFile, mismatchIssues, type Registry, RegistryHolder, regist
 import { collectGarbage, loadYoungGc, releaseAtOnce, TurnBatch, YoungGcPacer } from "./runtime/index.ts";
 import { FeatureServing, loadDemoData, LookupService, PushService, sampleViews, storeIsEmpty, type ViewSample, type WarmupShape } from "./serving/index.ts";
 import { AdaptiveAdmission, CommonCauseJudge, LoopLagProbe, LoopStallJudge, type ResilienceObserver, type StallJudge, SuspendablePressure, TurnSojourn } from "./resilience/index.ts";
-import type { ConnectedShards, ShardSpec } from "./shard/index.ts";
+import type { ConnectedShards, ShardSpec, Topology } from "./shard/index.ts";
 import { MatchService, SnapshotStore, VectorIndexes } from "./vector/index.ts";
 import { checkNodeFiles, placeEmbeddedRows } from "./store/embedded-placement.ts";
 import { type ShardMember, ShardedStore } from "./store/sharded-store.ts";
@@ -176,7 +176,9 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const cacheSettings = resolveCacheSettings(cacheInputOf(config), storage.cacheFile ?? {}, shards !== undefined, storage.shardFeed);
   // A server whose ring is not where the keys are reads misses (and old rows) the ready ones must not find in L2.
   const sharedFills = shards === undefined ? undefined : () => shards.placementProblem === undefined;
-  const { feed, cache } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs, sharedFills);
+  const { feed, cache, moveFeed } = await openCaches(cacheSettings, store, podId, metrics, clock, config.cacheRefreshGatherMs, sharedFills);
+  // Where the feed runs now: on the first shard, it follows a topology reload that changes which one that is (feedFollows).
+  let feedPlace = cacheSettings.feed;
   const metered: KvNode = new MeteredKvNode(new PublishingKvNode(cache ?? store, feed, clock), metrics);
 
   let demoRows = 0;
@@ -242,7 +244,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     ...(shards ? { shards: shards.stats(), migration: shards.migration?.progress() ?? null } : {}),
     ...(ingest ? { ingest: ingest.status() } : {}),
     ...(cache ? { cache: cache.state() } : {}),
-    feed: { ...feed.state(), runsOn: describeFeed(cacheSettings.feed) },
+    feed: { ...feed.state(), runsOn: describeFeed(feedPlace) },
     degraded: degradedParts(cache, feed),
   });
 
@@ -297,7 +299,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
     ...(cache ? { cache } : {}),
-    ...(shards ? { topology: topologyAdmin(config, shards, store) } : {}),
+    ...(shards
+      ? {
+          topology: topologyAdmin(config, shards, store, (next) => {
+            const moved = feedFollows(feedPlace, next);
+            if (moved === undefined || moveFeed === undefined) return;
+            console.error(`quiver: change feed moves to ${describeFeed(moved)}, the topology's first shard now (was ${describeFeed(feedPlace)})`);
+            feedPlace = moved;
+            moveFeed(moved.where);
+          }),
+        }
+      : {}),
     readinessDetail,
   });
 
@@ -444,12 +456,26 @@ function cacheInputOf(config: QuiverConfig): CacheInput {
  * The change feed over the first shard of the topology (the first in the
  * file: a rule that needs no state and that every pod reading one file
  * agrees on), reached as the shard is: through its Sentinels and master
- * name, else at its fixed primary. Chosen at start: a topology reload that
- * drops or reorders that shard does not move the feed.
+ * name, else at its fixed primary. Chosen at start, and again by a topology
+ * reload that drops, renames or reorders that shard (feedFollows).
  */
 function feedOnShard(shard: ShardSpec): FeedSettings {
   const where = shard.kind === "sentinel" ? { sentinels: shard.sentinels, masterName: shard.masterName } : { address: shard.primary };
   return { where, source: "shard", shard: shard.name };
+}
+
+/**
+ * Where the feed must run after a reload to `next`, when it runs on the first
+ * shard and that is another one now (removed, renamed, reordered); else
+ * undefined. A pod started on the new file runs it there: one that stayed on
+ * the old shard heard none of those pods' writes, and nothing showed it
+ * (connected, no gap) until that shard's server was retired, after which it
+ * heard no pod at all until restarted.
+ */
+function feedFollows(place: FeedSettings | undefined, next: Topology): FeedSettings | undefined {
+  if (place?.source !== "shard") return undefined;
+  const now = feedOnShard(next.shards[0]!);
+  return now.source === "shard" && now.shard === place.shard && JSON.stringify(now.where) === JSON.stringify(place.where) ? undefined : now;
 }
 
 /**
@@ -466,8 +492,9 @@ async function openCaches(
   clock: () => number,
   refreshGatherMs: number,
   sharedFills?: () => boolean,
-): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined }> {
+): Promise<{ feed: ChangeFeed; cache: CacheTier | undefined; moveFeed?: (where: FeedAddress) => void }> {
   let feed: ChangeFeed = new LocalChangeFeed(podId);
+  let moveFeed: ((where: FeedAddress) => void) | undefined;
   let l2: L2Tier | undefined;
   // Start degraded rather than not at all: the feed and L2 reconnect by themselves.
   const connecting: Promise<boolean>[] = [];
@@ -478,6 +505,7 @@ async function openCaches(
     const redisFeed = new RedisChangeFeed(podId, { where: settings.feed.where, onLag: (s) => lag.observe(s) });
     connecting.push(redisFeed.whenSubscribed(2000));
     feed = redisFeed;
+    moveFeed = (where) => redisFeed.moveTo(where);
     metrics.gauge("quiver_feed_connected", "1 while the change feed's Redis (/readyz: feed.runsOn) is reachable and this pod is subscribed; 0: L1 fills live --cache-feed-down-ttl.", () => [
       { value: feed.state().connected ? 1 : 0 },
     ]);
@@ -491,7 +519,7 @@ async function openCaches(
   await Promise.all(connecting);
   // Gaps clear L1 and send the claim index to a catch-up scan: counted wherever either follows the feed.
   if (settings.feed || settings.l1 || l2) metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each cleared L1.", () => [{ value: feed.state().gaps }]);
-  if (!settings.l1 && !l2) return { feed, cache: undefined };
+  if (!settings.l1 && !l2) return { feed, cache: undefined, ...(moveFeed ? { moveFeed } : {}) };
   // Loaded only with a cache tier (L1 is off by default on the embedded store, src/cache/cache-config.ts): the tier,
   // lru-cache and their helpers are ~1k code cells, and every young collection walks all the code a process holds.
   const { CacheTier, L1Cache, cacheMetrics } = await import("./cache/index.ts");
@@ -528,7 +556,7 @@ async function openCaches(
     metrics.gauge("quiver_cache_l2_evicted_keys", "Keys the L2 server evicted under maxmemory (INFO evicted_keys, server total).", () => [{ value: l2.stats().evictedKeys }]);
     metrics.gauge("quiver_cache_l2_unreadable_entries", "L2 entries this pod read that were not rows (another program's keys, torn writes): each served from the origin as a miss.", () => [{ value: l2.stats().unreadableEntries }]);
   }
-  return { feed, cache };
+  return { feed, cache, ...(moveFeed ? { moveFeed } : {}) };
 }
 
 /** Parts whose loss slows the pod without making it unready (the origin still answers). */
@@ -604,11 +632,13 @@ export function migrationCheckpointPath(config: Pick<QuiverConfig, "topologyPath
 }
 
 /** Admin operations on the shard topology for the HTTP edge. */
-function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: ShardedStore): TopologyAdmin {
+function topologyAdmin(config: QuiverConfig, shards: ConnectedShards, store: ShardedStore, reloaded: (next: Topology) => void): TopologyAdmin {
   return {
     reload: async () => {
       const { loadTopology } = await import("./shard/index.ts");
-      const migration = await shards.reconfigure(await loadTopology(config.topologyPath), store, { checkpointPath: migrationCheckpointPath(config), drainMs: moveDrainMs(config) });
+      const next = await loadTopology(config.topologyPath);
+      const migration = await shards.reconfigure(next, store, { checkpointPath: migrationCheckpointPath(config), drainMs: moveDrainMs(config) });
+      reloaded(next);
       return { migrating: migration !== undefined, shards: shards.members.map((m) => m.id) };
     },
     progress: () => shards.migration?.progress(),

@@ -225,3 +225,52 @@ describe("the change feed over a first shard found through Sentinel", () => {
     }
   }, 60_000);
 });
+
+describe("a topology reload that removes the first shard", () => {
+  let t1: RedisProcess;
+  let t2: RedisProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    [t1, t2] = await Promise.all([startRedis(), startRedis()]);
+    dir = mkdtempSync(join(tmpdir(), "quiver-feed-reload-"));
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([t1?.stop(), t2?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("moves the feed to the new first shard: a pod started on the new file is heard, and retiring the old shard leaves it connected", async () => {
+    const file = join(dir, "topology.yaml");
+    const shard = (name: string, s: RedisProcess) => `  - { name: ${name}, primary: "${s.address}", writeAcks: 0 }`;
+    writeFileSync(file, ["shards:", shard("t1", t1), shard("t2", t2), ""].join("\n"));
+    const args = ["--topology", file, "--demo-entities", "0", "--grpc-port", "-1"];
+    const a = await buildQuiver(loadConfig(args, {}), { podId: "pod-a" });
+    let c: Quiver | undefined;
+    try {
+      expect(await waitFor(() => a.feed.state().connected, 10_000)).toBe(true);
+      await push(a, 4.25);
+      // t1 retired: its keys move to t2, and the topology's first shard is t2 from now on.
+      writeFileSync(file, ["shards:", shard("t2", t2), ""].join("\n"));
+      expect((await a.http.app.request("/admin/topology/reload", { method: "POST" })).status).toBe(200);
+      expect(await waitFor(async () => ((await (await a.http.app.request("/admin/topology/migration")).json()) as { state?: string }).state === "done", 30_000)).toBe(true);
+      expect(await waitFor(() => a.feed.state().connected, 10_000)).toBe(true);
+      expect((await json(a, "/readyz")).body["feed"]).toMatchObject({ runsOn: `shard t2 (${t2.address})` });
+      // A pod started now reads the new file: its feed runs on t2. A must hear it (it went on answering its L1
+      // copies, 'connected' on t1, with nothing in degraded).
+      c = await buildQuiver(loadConfig(args, {}), { podId: "pod-c" });
+      expect(await waitFor(() => c!.feed.state().connected, 10_000)).toBe(true);
+      const { ms, l1Hits } = await pushSeenAcross(c, a, 4.5);
+      expect(l1Hits).toBe(DRIVERS.length);
+      expect(ms).toBeLessThan(VISIBLE_WITHIN_MS);
+      // The retired shard's server stops: the feed, on t2, is still heard.
+      await t1.stop();
+      await Bun.sleep(50);
+      expect(a.feed.state().connected).toBe(true);
+      expect((await json(a, "/readyz")).body["degraded"]).toEqual([]);
+    } finally {
+      await Promise.all([a.close(), c?.close()]);
+    }
+  }, 90_000);
+});

@@ -106,8 +106,8 @@ function connect(where: FeedAddress, name: string): Redis {
 export class RedisChangeFeed implements ChangeFeed {
   readonly origin: string;
   private readonly local: LocalChangeFeed;
-  private readonly pub: Redis;
-  private readonly sub: Redis;
+  private pub: Redis;
+  private sub: Redis;
   private readonly channel: string;
   private readonly onLag: ((seconds: number) => void) | undefined;
   private readonly heartbeat: ReturnType<typeof setInterval>;
@@ -133,13 +133,23 @@ export class RedisChangeFeed implements ChangeFeed {
     this.local = new LocalChangeFeed(this.origin);
     this.channel = options.channel ?? "quiver:feed";
     this.onLag = options.onLag;
-    this.pub = connect(options.where, "quiver-feed-pub");
-    this.sub = connect(options.where, "quiver-feed-sub");
-    this.pub.on("error", () => {});
-    this.sub.on("error", () => {});
-    this.sub.on("ready", () => {
-      this.sub.subscribe(this.channel).then(
+    [this.pub, this.sub] = this.attach(options.where);
+    this.heartbeatMs = options.heartbeatMs ?? 1000;
+    this.deafAfterMs = options.deafAfterMs ?? Math.max(3 * this.heartbeatMs, 3000);
+    this.heartbeat = setInterval(() => this.tick(), this.heartbeatMs);
+    this.heartbeat.unref?.();
+  }
+
+  /** The two connections at `where`, the subscriber's events handled while it is this feed's. */
+  private attach(where: FeedAddress): [Redis, Redis] {
+    const pub = connect(where, "quiver-feed-pub");
+    const sub = connect(where, "quiver-feed-sub");
+    pub.on("error", () => {});
+    sub.on("error", () => {});
+    sub.on("ready", () => {
+      sub.subscribe(this.channel).then(
         () => {
+          if (sub !== this.sub) return;
           this.subscribed = true;
           // Messages sent before this subscription never come back to it.
           this.echoAwaitedSince = undefined;
@@ -147,19 +157,35 @@ export class RedisChangeFeed implements ChangeFeed {
           if (this.wasSubscribed) this.gap("feed subscription re-established");
           this.wasSubscribed = true;
         },
-        () => this.sub.disconnect(true),
+        () => sub.disconnect(true),
       );
     });
-    this.sub.on("close", () => {
+    sub.on("close", () => {
+      if (sub !== this.sub) return;
       // Lost now, not only once it is back: what L1 holds from here on may miss other pods' writes.
       if (this.subscribed) this.gap("feed subscription lost");
       this.subscribed = false;
     });
-    this.sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => this.receive(payload));
-    this.heartbeatMs = options.heartbeatMs ?? 1000;
-    this.deafAfterMs = options.deafAfterMs ?? Math.max(3 * this.heartbeatMs, 3000);
-    this.heartbeat = setInterval(() => this.tick(), this.heartbeatMs);
-    this.heartbeat.unref?.();
+    sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => {
+      if (sub === this.sub) this.receive(payload);
+    });
+    return [pub, sub];
+  }
+
+  /**
+   * Runs the feed at `where` from now on (a topology reload changed the shard
+   * it runs on: src/app.ts). The pods already there were not heard, and those
+   * still at the old place are not any more: a gap now, and another once the
+   * new subscription is up (a re-established one always is).
+   */
+  moveTo(where: FeedAddress): void {
+    const old = [this.pub, this.sub];
+    [this.pub, this.sub] = this.attach(where);
+    this.subscribed = false;
+    this.wasSubscribed = true;
+    this.echoAwaitedSince = undefined;
+    this.gap("feed moved to another Redis");
+    for (const c of old) void Promise.race([c.quit(), sleep(500)]).catch(() => undefined).finally(() => c.disconnect());
   }
 
   /** Every heartbeat: announce the latest sequence number, and check that the feed still hears (checkHearing). */
