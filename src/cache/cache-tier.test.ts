@@ -311,6 +311,23 @@ describe("CacheTier with L1", () => {
     expect(m.staleServed.value).toBe(1);
   });
 
+  test("after a gap, a row the origin lost meanwhile is not kept as a grace copy once the origin says it is gone", async () => {
+    const { origin, tier, feed, m, clock } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, 1) }]);
+    await tier.getMany(["v@1/k=i1"]);
+    // It leaves the origin while this pod hears no feed (the feed shard restarted without it): the gap's unknown.
+    await origin.rows.deleteMany(["v@1/k=i1"]);
+    feed.deliverGap("test");
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([undefined]);
+    // Known gone: cached as such, and with the origin down later the deleted row must not come back as a stale copy
+    // (kept, it was served {stale: true} for the rest of its grace hour, and every read went to the origin).
+    origin.down = true;
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([undefined]);
+    clock.advance(10_000);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([UNAVAILABLE]);
+    expect(m.staleServed.value).toBe(0);
+  });
+
   test("a read started before an invalidation does not fill L1 after it", async () => {
     const { origin, tier } = setup();
     await origin.rows.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);

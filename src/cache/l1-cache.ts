@@ -153,7 +153,7 @@ export class L1Cache {
   /**
    * Stores what a read found (a row, or undefined for "the origin has none").
    * Refuses anything older than the row or floor already held: a late fill
-   * never replaces a newer row. Returns whether it was stored. `ttlCapMs`
+   * never replaces a newer row (but "none" replaces an expired row). Returns whether it was stored. `ttlCapMs`
    * shortens its life (while the change feed is not heard: CacheTier); such
    * an entry expires and is read again on demand, never refreshed ahead.
    *
@@ -171,8 +171,10 @@ export class L1Cache {
    */
   fill(key: string, row: StoredRow | undefined, ttlCapMs?: number): boolean {
     const held = this.lru.peek(key);
-    if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY : row.ts < held.ts)) return false;
     const now = this.clock();
+    // "None" replaces an expired row (not a floor): a delete this pod heard left a floor, so this one it missed (a
+    // feed gap expires every row). Kept, it was read from the origin on every lookup and served as a grace copy.
+    if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY && (held.raw === undefined || now < held.freshUntil) : row.ts < held.ts)) return false;
     const share = held !== undefined && now < held.freshUntil ? TTL_JITTER : FIRST_FILL_JITTER;
     const ttlMs = ttlCapMs === undefined ? this.ttlMs : Math.min(this.ttlMs, ttlCapMs);
     // A capped entry is never refreshed ahead (marked as if claimed): short-lived, each hit would claim a re-read.
