@@ -274,3 +274,47 @@ describe("a topology reload that removes the first shard", () => {
     }
   }, 90_000);
 });
+
+describe("a push that fails on one shard", () => {
+  let u1: RedisProcess;
+  let u2: RedisProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    [u1, u2] = await Promise.all([startRedis(), startRedis()]);
+    dir = mkdtempSync(join(tmpdir(), "quiver-feed-partial-"));
+    // A short failover window: a write u2 cannot take fails in well under a second instead of being retried for 10 s.
+    const shard = (name: string, s: RedisProcess) => `  - { name: ${name}, primary: "${s.address}", writeAcks: 0, failoverWindowMs: 200 }`;
+    writeFileSync(join(dir, "topology.yaml"), ["shards:", shard("u1", u1), shard("u2", u2), ""].join("\n"));
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([u1?.stop(), u2?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("still tells the other pods of the rows the other shard took: they do not answer their old copies", async () => {
+    const [a, b] = await twoPods(join(dir, "topology.yaml"));
+    try {
+      for (const q of [a, b]) expect(await waitFor(() => q.feed.state().connected, 10_000)).toBe(true);
+      await push(a, 5.25);
+      expect(await rates(b)).toEqual(DRIVERS.map(() => 5.25));
+      // u2 goes down (the feed, on u1, stays up); A's push is refused (503), but u1 took its share.
+      await u2.kill9();
+      const res = await json(a, "/v1/push", { featureView: VIEW, rows: DRIVERS.map((driver_id) => ({ driver_id, conv_rate: 5.5, event_timestamp: nextTs() })) });
+      expect(res.status).toBe(503);
+      const onA = await rates(a);
+      const written = DRIVERS.filter((_, i) => onA[i] === 5.5);
+      expect(written.length).toBeGreaterThan(0);
+      expect(written.length).toBeLessThan(DRIVERS.length);
+      // B answered its L1 copies of those rows (5.25) for their whole TTL: nothing told it they changed.
+      const seen = await waitFor(async () => {
+        const onB = await rates(b);
+        return DRIVERS.every((d, i) => !written.includes(d) || onB[i] === 5.5);
+      }, VISIBLE_WITHIN_MS);
+      expect(seen).toBe(true);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
+});

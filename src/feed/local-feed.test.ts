@@ -76,15 +76,17 @@ describe("PublishingKvNode", () => {
     expect(r.seen.changes[0]!.events).toEqual([{ key: "k1", ts: 99, op: "delete" }]);
   });
 
-  test("a failed write publishes nothing", async () => {
+  test("a failed write is published too: the sharded store fails a write when one shard's share fails, the others' stored", async () => {
     const feed = new LocalChangeFeed("pod-a");
     const r = recorder();
     feed.subscribe(r.listener);
     const inner = new MemoryKvNode("m");
     inner.putMany = () => Promise.reject(new Error("down"));
-    const node = new PublishingKvNode(inner, feed);
+    inner.deleteMany = () => Promise.reject(new Error("down"));
+    const node = new PublishingKvNode(inner, feed, () => 99);
     await expect(node.putMany([{ key: "k1", row: { ts: 10, values: [1] } }])).rejects.toThrow("down");
-    expect(r.seen.changes).toEqual([]);
+    await expect(node.deleteMany(["k2"])).rejects.toThrow("down");
+    expect(r.seen.changes.map((c) => c.events)).toEqual([[{ key: "k1", ts: 10, op: "put" }], [{ key: "k2", ts: 99, op: "delete" }]]);
   });
 
   test("keeps the inner node's read capability", () => {

@@ -19,21 +19,33 @@ export class PublishingKvNode extends ForwardingKvNode {
     super(inner);
   }
 
+  /**
+   * A write that failed is published too: the store writes each shard's share
+   * on its own and fails the call when any share fails, so the others' rows
+   * may be stored. Unpublished, other pods answered their L1 copies of those
+   * rows for their whole TTL while the writing pod (which drops its own
+   * copies then) answered the new ones. Published, a key whose row did not
+   * land is only read from the store rather than from L1 until one does.
+   */
   override async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
-    const out = await this.inner.putMany(entries, signal);
-    const events = new Array<ChangeEvent>(entries.length);
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      events[i] = { key: e.key, ts: e.row.ts, op: "put" };
+    try {
+      return await this.inner.putMany(entries, signal);
+    } finally {
+      const events = new Array<ChangeEvent>(entries.length);
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        events[i] = { key: e.key, ts: e.row.ts, op: "put" };
+      }
+      this.feed.publish(events);
     }
-    this.feed.publish(events);
-    return out;
   }
 
   override async deleteMany(keys: readonly string[], signal?: AbortSignal): Promise<number> {
-    const n = await this.inner.deleteMany(keys, signal);
-    const ts = this.clock();
-    this.feed.publish(keys.map((key): ChangeEvent => ({ key, ts, op: "delete" })));
-    return n;
+    try {
+      return await this.inner.deleteMany(keys, signal);
+    } finally {
+      const ts = this.clock();
+      this.feed.publish(keys.map((key): ChangeEvent => ({ key, ts, op: "delete" })));
+    }
   }
 }
