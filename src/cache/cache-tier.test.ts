@@ -328,6 +328,20 @@ describe("CacheTier with L1", () => {
     expect(m.staleServed.value).toBe(0);
   });
 
+  test("after a gap, an older row the origin now holds (restored from a backup) is cached, not refused by the expired copy", async () => {
+    const { origin, tier, feed } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(10, "new") }]);
+    await tier.getMany(["v@1/k=i1"]);
+    // The shard is restored from an older backup (the feed's shard: its outage is the gap).
+    await origin.rows.deleteMany(["v@1/k=i1"]);
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "old") }]);
+    feed.deliverGap("test");
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, "old")]);
+    // Refused (older than the copy the gap expired), the key was read from the origin on every lookup for as long as
+    // the copy stayed, and served as that copy, {stale: true}, whenever the origin could not answer.
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, "old")]);
+  });
+
   test("a read started before an invalidation does not fill L1 after it", async () => {
     const { origin, tier } = setup();
     await origin.rows.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);

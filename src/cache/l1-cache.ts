@@ -26,7 +26,7 @@ export interface L1Entry {
   readonly raw: Uint8Array | undefined;
   /** The row's event time; a floor's floor; -Infinity for a negative entry. */
   readonly ts: number;
-  /** Set to 0 by expireAll (a feed gap): the row stays a grace copy. */
+  /** Set to 0 by expireAll (a feed gap): the row stays a grace copy, and no longer refuses older fills (fill). */
   freshUntil: number;
   readonly graceUntil: number;
   /** Estimated bytes (row-size.ts), for the byte budget. */
@@ -153,7 +153,8 @@ export class L1Cache {
   /**
    * Stores what a read found (a row, or undefined for "the origin has none").
    * Refuses anything older than the row or floor already held: a late fill
-   * never replaces a newer row (but "none" replaces an expired row). Returns whether it was stored. `ttlCapMs`
+   * never replaces a newer row (but "none" replaces an expired row, and any
+   * row one a gap expired). Returns whether it was stored. `ttlCapMs`
    * shortens its life (while the change feed is not heard: CacheTier); such
    * an entry expires and is read again on demand, never refreshed ahead.
    *
@@ -174,7 +175,9 @@ export class L1Cache {
     const now = this.clock();
     // "None" replaces an expired row (not a floor): a delete this pod heard left a floor, so this one it missed (a
     // feed gap expires every row). Kept, it was read from the origin on every lookup and served as a grace copy.
-    if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY && (held.raw === undefined || now < held.freshUntil) : row.ts < held.ts)) return false;
+    // Any row replaces one a gap expired (freshUntil 0): what the origin holds after a gap is not known to be newer
+    // (a shard restored from a backup), and cleared, as L1 was by a gap until 12-07, it would have been taken.
+    if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY && (held.raw === undefined || now < held.freshUntil) : row.ts < held.ts && (held.raw === undefined || held.freshUntil !== 0))) return false;
     const share = held !== undefined && now < held.freshUntil ? TTL_JITTER : FIRST_FILL_JITTER;
     const ttlMs = ttlCapMs === undefined ? this.ttlMs : Math.min(this.ttlMs, ttlCapMs);
     // A capped entry is never refreshed ahead (marked as if claimed): short-lived, each hit would claim a re-read.
