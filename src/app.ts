@@ -475,7 +475,8 @@ function feedOnShard(shard: ShardSpec): FeedSettings {
 function feedFollows(place: FeedSettings | undefined, next: Topology): FeedSettings | undefined {
   if (place?.source !== "shard") return undefined;
   const now = feedOnShard(next.shards[0]!);
-  return now.source === "shard" && now.shard === place.shard && JSON.stringify(now.where) === JSON.stringify(place.where) ? undefined : now;
+  // By name: a reload refuses a shard whose addresses changed (shard-set.ts), and may list its Sentinels in another order.
+  return now.source === "shard" && now.shard === place.shard ? undefined : now;
 }
 
 /**
