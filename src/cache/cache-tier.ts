@@ -588,12 +588,13 @@ export class CacheTier implements KvNode, ChangeListener {
    * A write that failed may have landed on some shards (a multi-shard push
    * answered 503): the caches' copies of its keys may now be older than the
    * origin, and were served PRESENT until their TTL (L2's: 300 s). They are
-   * dropped here; other pods' L1 copies live out their TTL unless the
-   * client's retry lands. L2 keeps a floor at each written event time (as
-   * for a push with ignored rows), not nothing: nothing is published, so
-   * another pod's read that began before the write was not stopped from
-   * filling, and after a removal its row from before the write landed in L2
-   * for every pod for the L2 TTL. A copy at least as new stays.
+   * dropped here; other pods hear of the write on the feed all the same
+   * (PublishingKvNode publishes failed writes too). L2 keeps a floor at each
+   * written event time (as for a push with ignored rows), not nothing: when
+   * nothing was published, another pod's read that began before the write
+   * was not stopped from filling, and after a removal its row from before
+   * the write landed in L2 for every pod for the L2 TTL. A copy at least as
+   * new stays.
    */
   private async dropAfterFailedWrite(entries: readonly KvEntry[]): Promise<void> {
     if (this.l1) for (const e of entries) this.l1.delete(e.key);
