@@ -423,7 +423,7 @@ interface Storage {
   readonly embedded?: readonly { readonly id: string; readonly node: MemoryReporting }[];
   /** The topology file's `cache:` section. */
   readonly cacheFile?: CacheInput;
-  /** Where the change feed runs when no setting names it and there is no L2: the topology's first shard. */
+  /** Where the change feed runs when no setting names it and there is no L2: the topology's first shard by name. */
   readonly shardFeed?: FeedSettings;
   /** Where the layouts of stored rows are kept, as long as the rows are. */
   readonly ledger: LayoutLedger;
@@ -453,28 +453,33 @@ function cacheInputOf(config: QuiverConfig): CacheInput {
 }
 
 /**
- * The change feed over the first shard of the topology (the first in the
- * file: a rule that needs no state and that every pod reading one file
- * agrees on), reached as the shard is: through its Sentinels and master
- * name, else at its fixed primary. Chosen at start, and again by a topology
- * reload that drops, renames or reorders that shard (feedFollows).
+ * The change feed over the topology's first shard by name (the lowest, as
+ * strings compare), reached as the shard is: through its Sentinels and
+ * master name, else at its fixed primary. By name, not by place in the file:
+ * a rule that needs no state, that every pod agrees on whatever order its
+ * file lists the shards in (first in the file, a pod started on a reordered
+ * file ran it elsewhere, and the two heard nothing of each other with both
+ * feeds connected), and that changes only with the set of names, which
+ * changes the ring: every pod must then be reloaded (until then it is
+ * unready: placementProblem), and the reload moves the feed (feedFollows).
  */
-function feedOnShard(shard: ShardSpec): FeedSettings {
+function feedOnShard(shards: readonly ShardSpec[]): FeedSettings {
+  const shard = shards.reduce((a, b) => (b.name < a.name ? b : a));
   const where = shard.kind === "sentinel" ? { sentinels: shard.sentinels, masterName: shard.masterName } : { address: shard.primary };
   return { where, source: "shard", shard: shard.name };
 }
 
 /**
  * Where the feed must run after a reload to `next`, when it runs on the first
- * shard and that is another one now (removed, renamed, reordered); else
- * undefined. A pod started on the new file runs it there: one that stayed on
+ * shard and that is another one now (removed, renamed, or one named lower
+ * added); else undefined. A pod started on the new file runs it there: one that stayed on
  * the old shard heard none of those pods' writes, and nothing showed it
  * (connected, no gap) until that shard's server was retired, after which it
  * heard no pod at all until restarted.
  */
 function feedFollows(place: FeedSettings | undefined, next: Topology): FeedSettings | undefined {
   if (place?.source !== "shard") return undefined;
-  const now = feedOnShard(next.shards[0]!);
+  const now = feedOnShard(next.shards);
   // By name: a reload refuses a shard whose addresses changed (shard-set.ts), and may list its Sentinels in another order.
   return now.source === "shard" && now.shard === place.shard ? undefined : now;
 }
@@ -599,7 +604,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
       ...(config.explicit.has("writeAcks") ? { writeAcks: config.writeAcks } : {}),
     };
     const shards = await connectShards(topology, overrides, { observer, stall });
-    return { members: shards.members, shards, ledger: shards, cacheFile: topology.cache, shardFeed: feedOnShard(topology.shards[0]!), describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
+    return { members: shards.members, shards, ledger: shards, cacheFile: topology.cache, shardFeed: feedOnShard(topology.shards), describe: `redis shards: ${shards.members.map((m) => m.id).join(", ")} (${config.topologyPath})` };
   }
   // Loaded only with --data-dir: the durable node, which opens the runtime's SQLite (runtime/sqlite.ts).
   const DurableKvNode = config.dataDir ? (await import("./kv/durable-node.ts")).DurableKvNode : undefined;

@@ -318,3 +318,41 @@ describe("a push that fails on one shard", () => {
     }
   }, 60_000);
 });
+
+describe("a topology file whose shards are listed in another order", () => {
+  let v1: RedisProcess;
+  let v2: RedisProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    [v1, v2] = await Promise.all([startRedis(), startRedis()]);
+    dir = mkdtempSync(join(tmpdir(), "quiver-feed-order-"));
+  }, 30_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([v1?.stop(), v2?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("runs the feed on the same shard: a pod started on the reordered file hears, and is heard by, the pods started before", async () => {
+    const shard = (name: string, s: RedisProcess) => `  - { name: ${name}, primary: "${s.address}", writeAcks: 0 }`;
+    const before = join(dir, "before.yaml");
+    const after = join(dir, "after.yaml");
+    // The same shards, the same ring: only the order in the file differs (an edit, a generator that sorts otherwise).
+    writeFileSync(before, ["shards:", shard("v1", v1), shard("v2", v2), ""].join("\n"));
+    writeFileSync(after, ["shards:", shard("v2", v2), shard("v1", v1), ""].join("\n"));
+    const args = (file: string) => ["--topology", file, "--demo-entities", "0", "--grpc-port", "-1"];
+    const [a, c] = await Promise.all([buildQuiver(loadConfig(args(before), {}), { podId: "pod-a" }), buildQuiver(loadConfig(args(after), {}), { podId: "pod-c" })]);
+    try {
+      for (const q of [a, c]) expect(await waitFor(() => q.feed.state().connected, 10_000)).toBe(true);
+      const runsOn = async (q: Quiver) => ((await json(q, "/readyz")).body["feed"] as { runsOn: string }).runsOn;
+      expect(await runsOn(c)).toBe(await runsOn(a));
+      await push(a, 6.25);
+      const { ms, l1Hits } = await pushSeenAcross(c, a, 6.5);
+      expect(l1Hits).toBe(DRIVERS.length);
+      expect(ms).toBeLessThan(VISIBLE_WITHIN_MS);
+    } finally {
+      await Promise.all([a.close(), c.close()]);
+    }
+  }, 60_000);
+});

@@ -5,7 +5,7 @@ import type { L2Address } from "./l2-store.ts";
 /**
  * Where the change feed between pods runs, and why there: named by
  * `--cache-feed` / `cache.feed` ("setting"), the L2's Redis ("l2"), or the
- * topology's first shard ("shard", named `shard`). Absent: the in-process
+ * topology's first shard by name ("shard", named `shard`). Absent: the in-process
  * feed (`--cache-feed off`, or the embedded store without an L2).
  */
 export type FeedSettings =
@@ -69,7 +69,7 @@ export const CACHE_DEFAULTS = {
  * embedded store already is process memory. The change feed runs where
  * `feed`/`feedSentinels` name (flags' whole, else the file's; "off": in
  * process), else on the L2's Redis, else on `shardFeed` (the topology's
- * first shard, which app.ts passes with Redis shards), else in process.
+ * first shard by name, which app.ts passes with Redis shards), else in process.
  */
 export function resolveCacheSettings(explicit: CacheInput, file: CacheInput, remoteOrigin: boolean, shardFeed?: FeedSettings): CacheSettings {
   const pick = <K extends keyof CacheInput>(k: K): CacheInput[K] => explicit[k] ?? file[k];

@@ -4,7 +4,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { ChangeEvent, ChangeFeed, ChangeListener, FeedState, InvalidationScope } from "./change-feed.ts";
 import { LocalChangeFeed } from "./local-feed.ts";
 
-/** Where the feed's Redis is (--cache-feed, the L2's, or the topology's first shard): one address, or Sentinels and a master name. */
+/** Where the feed's Redis is (--cache-feed, the L2's, or the topology's first shard by name): one address, or Sentinels and a master name. */
 export type FeedAddress = { readonly address: string } | { readonly sentinels: readonly string[]; readonly masterName: string };
 
 export interface RedisFeedOptions {
@@ -91,7 +91,7 @@ function connect(where: FeedAddress, name: string): Redis {
 /**
  * The change feed shared by the pods of one edge site, over Redis pub/sub on
  * the instance the settings name (--cache-feed), else the L2's, else the
- * topology's first shard (src/app.ts openCaches).
+ * topology's first shard by name (src/app.ts openCaches).
  *
  * Why pub/sub and not a Stream: delivery is one hop with no per-pod cursor,
  * no trimming policy and no memory on its Redis, and what a pod misses needs no
