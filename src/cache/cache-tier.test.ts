@@ -342,6 +342,23 @@ describe("CacheTier with L1", () => {
     expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, "old")]);
   });
 
+  test("a floor from another pod's write that never landed stops refusing the stored row once its grace window is over", async () => {
+    const { origin, tier, feed, clock } = setup();
+    await origin.rows.putMany([{ key: "v@1/k=i1", row: row(5, "stored") }]);
+    await tier.getMany(["v@1/k=i1"]);
+    // Another pod's push at ts 10 failed (published all the same: another shard's share may have landed); this key's
+    // did not, and nobody retried it.
+    feed.deliver([{ key: "v@1/k=i1", ts: 10, op: "put" }], "pod-b");
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, "stored")]);
+    // Within the floor's window the stored row is older than what pod B wrote: read from the origin, not cached.
+    expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
+    // Past it (TTL + grace: no read lags that long), the stored row is cached again. Kept, the floor refused it until
+    // L1 evicted the floor: every lookup of the key an origin read, for as long as L1 had room.
+    clock.advance(60_000 + 3_600_000);
+    expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(5, "stored")]);
+    expect(tier.getManyNow(["v@1/k=i1"])).toEqual([row(5, "stored")]);
+  });
+
   test("a read started before an invalidation does not fill L1 after it", async () => {
     const { origin, tier } = setup();
     await origin.rows.putMany([{ key: "a@1/k=i1", row: row(5, 1) }]);

@@ -10,7 +10,8 @@ import { entryBytes } from "./row-size.ts";
  * - a negative entry: `raw` undefined, fresh until `freshUntil` (the origin has no row);
  * - a floor: `raw` undefined, never fresh, `ts` = the newest event time this pod
  *   knows was acknowledged for the key. Any copy older than the floor (a late L2 read,
- *   a lagging fill) is refused, so a pod never shows a row older than one it was told of.
+ *   a lagging fill) is refused until `graceUntil` (no read lags longer), so a pod never
+ *   shows a row older than one it was told of.
  *
  * A row is held as its stored bytes (row-codec: event time, then the
  * MessagePack values) in a compact typed array (row-codec's encodeRow, read
@@ -55,6 +56,29 @@ const FIRST_FILL_JITTER = 0.5;
 
 /** Share of the TTL before expiry in which a hit refreshes its entry (L1Cache.claimRefresh). */
 const REFRESH_SHARE = 0.25;
+
+/**
+ * Whether `held` keeps a fill of `row` (undefined: the origin has none) out,
+ * as older than what this pod holds or was told of.
+ * - A floor refuses what is older than it until its grace window ends (TTL +
+ *   grace after the write it stands for): no read lags that long. Kept for
+ *   good, a floor for a write that never landed (a failed push is published:
+ *   another shard's share may be stored) made every lookup of the key an
+ *   origin read for as long as L1 had room.
+ * - A negative entry refuses nothing.
+ * - A row refuses older rows, and "none" while it is fresh: "none" replaces
+ *   an expired row (a delete this pod heard left a floor, so this one it
+ *   missed: a feed gap expires every row). Kept, the gone row was read from
+ *   the origin on every lookup and served as a grace copy.
+ * - A row a gap expired (freshUntil 0) refuses nothing: what the origin holds
+ *   after a gap is not known to be newer (a shard restored from a backup),
+ *   and cleared, as L1 was by a gap until 12-07, it would have been taken.
+ */
+function refuses(held: L1Entry, row: StoredRow | undefined, now: number): boolean {
+  if (held.raw === undefined) return held.ts > Number.NEGATIVE_INFINITY && now < held.graceUntil && (row === undefined || row.ts < held.ts);
+  if (held.freshUntil === 0) return false;
+  return row === undefined ? now < held.freshUntil : row.ts < held.ts;
+}
 
 /**
  * The in-process tier: an LRU bounded by estimated bytes (`lru-cache`'s
@@ -144,17 +168,17 @@ export class L1Cache {
     return e !== undefined && now < e.graceUntil ? L1Cache.rowOf(e) : undefined;
   }
 
-  /** The floor a copy must reach to be shown (-Infinity when none is known). */
+  /** The floor a copy must reach to be shown (-Infinity when none is known; a floor past its grace window is none, as in fill). */
   floorOf(key: string): number {
     const e = this.lru.peek(key);
-    return e === undefined ? Number.NEGATIVE_INFINITY : e.ts;
+    if (e === undefined || (e.raw === undefined && this.clock() >= e.graceUntil)) return Number.NEGATIVE_INFINITY;
+    return e.ts;
   }
 
   /**
    * Stores what a read found (a row, or undefined for "the origin has none").
    * Refuses anything older than the row or floor already held: a late fill
-   * never replaces a newer row (but "none" replaces an expired row, and any
-   * row one a gap expired). Returns whether it was stored. `ttlCapMs`
+   * never replaces a newer row (`refuses`, above, for the exceptions). Returns whether it was stored. `ttlCapMs`
    * shortens its life (while the change feed is not heard: CacheTier); such
    * an entry expires and is read again on demand, never refreshed ahead.
    *
@@ -173,11 +197,7 @@ export class L1Cache {
   fill(key: string, row: StoredRow | undefined, ttlCapMs?: number): boolean {
     const held = this.lru.peek(key);
     const now = this.clock();
-    // "None" replaces an expired row (not a floor): a delete this pod heard left a floor, so this one it missed (a
-    // feed gap expires every row). Kept, it was read from the origin on every lookup and served as a grace copy.
-    // Any row replaces one a gap expired (freshUntil 0): what the origin holds after a gap is not known to be newer
-    // (a shard restored from a backup), and cleared, as L1 was by a gap until 12-07, it would have been taken.
-    if (held !== undefined && (row === undefined ? held.ts > Number.NEGATIVE_INFINITY && (held.raw === undefined || now < held.freshUntil) : row.ts < held.ts && (held.raw === undefined || held.freshUntil !== 0))) return false;
+    if (held !== undefined && refuses(held, row, now)) return false;
     const share = held !== undefined && now < held.freshUntil ? TTL_JITTER : FIRST_FILL_JITTER;
     const ttlMs = ttlCapMs === undefined ? this.ttlMs : Math.min(this.ttlMs, ttlCapMs);
     // A capped entry is never refreshed ahead (marked as if claimed): short-lived, each hit would claim a re-read.
