@@ -1,4 +1,4 @@
-import { drainBound } from "./api/http/index.ts";
+import { closingConnections, drainBound } from "./api/http/index.ts";
 import { buildQuiver } from "./app.ts";
 import { helpText, loadConfig } from "./config/config.ts";
 import { inapplicableSettings } from "./config/inapplicable.ts";
@@ -76,15 +76,33 @@ async function main(): Promise<void> {
   if (process.env["BUN_GC_TIMER_DISABLE"] === undefined) console.log("quiver: Bun's GC timer is on (BUN_GC_TIMER_DISABLE=1 turns it off, as npm start does)");
 
   let stopping = false;
+  /** Ends the --shutdown-delay early: set while it runs. */
+  let endDelay: (() => void) | undefined;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal during the delay (an operator's second Ctrl-C, `kill` again) drains now; before, it was
+      // ignored and the delay ran its full length. During the drain itself it changes nothing: in-flight work ends.
+      if (endDelay !== undefined) console.log(`quiver: ${signal} again, draining now (--shutdown-delay cut short)`);
+      endDelay?.();
+      return;
+    }
     stopping = true;
     background?.stop();
     if (config.shutdownDelayMs > 0) {
       // Still serving, unready: load balancers take this pod out before its listeners close (a closed port refused them).
       quiver.beginDrain();
+      // Answers say `Connection: close` from here: clients on kept-alive connections move to a ready pod now, rather
+      // than meet a reset when the listener closes (api/http/closing.ts).
+      server.reload(closingConnections(quiver.http.nativeRoutes, quiver.http.app.fetch));
       console.log(`quiver: ${signal}, unready; serving ${config.shutdownDelayMs} ms more before draining (--shutdown-delay)`);
-      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, config.shutdownDelayMs);
+        endDelay = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      endDelay = undefined;
     }
     console.log(`quiver: ${signal}, draining`);
     // In-flight HTTP requests and gRPC calls finish; gRPC health turns NOT_SERVING first.
