@@ -1,5 +1,6 @@
 import { afterAll, expect, test } from "bun:test";
 import { connect, type Socket } from "node:net";
+import { connect as grpcConnect, type grpc } from "./support/grpc-client.ts";
 import { type QuiverProcess, startQuiver } from "./support/quiver-process.ts";
 
 const procs: QuiverProcess[] = [];
@@ -80,4 +81,30 @@ test("during --shutdown-delay answers close kept-alive connections, and a second
   p.proc.kill("SIGTERM");
   expect(await p.proc.exited).toBe(0);
   expect(p.output()).toContain("SIGTERM again, draining now (--shutdown-delay cut short)");
+}, 60_000);
+
+test("SIGTERM ends an open LookupStream cleanly once what it read is answered, instead of holding the drain until it is dropped", async () => {
+  const p = await startQuiver(["--demo-entities", "10"]);
+  procs.push(p);
+  const c = grpcConnect(p.grpcAddress!);
+  const call = (c.quiver as unknown as { LookupStream(): grpc.ClientDuplexStream<unknown, { id: string; error: unknown }> }).LookupStream();
+  const answers: { id: string; error: unknown }[] = [];
+  const status = new Promise<{ code: number; details: string }>((resolve) => {
+    call.on("data", (a) => answers.push(a));
+    call.on("status", resolve);
+    call.on("error", () => {});
+  });
+  const lookup = (id: string) => ({ features: ["driver_hourly_stats:city"], entities: [{ name: "driver_id", int64_values: ["1001"] }], id });
+  call.write(lookup("1"));
+  while (answers.length === 0) await Bun.sleep(10);
+  // The client keeps its stream open (it has not half-closed), idle, as a long-lived caller's is.
+  p.proc.kill("SIGTERM");
+  // Before: the drain waited its whole 10 s grace for the stream, then the connection was dropped
+  // ("14 UNAVAILABLE: Connection dropped"). Now the server ends it with a status saying why.
+  const end = await status;
+  expect(end.code).toBe(14);
+  expect(end.details).toBe("the server is shutting down; open the stream again");
+  expect(answers.map((a) => [a.id, a.error])).toEqual([["1", null]]);
+  expect(await p.proc.exited).toBe(0);
+  c.close();
 }, 60_000);

@@ -16,7 +16,7 @@ import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
-import { QuiverGrpcService } from "./quiver-service.ts";
+import { OpenStreams, QuiverGrpcService } from "./quiver-service.ts";
 import { addReflection } from "./reflection.ts";
 import { strictReader } from "./strict-reader.ts";
 import { writeGuard } from "./write-guard.ts";
@@ -139,10 +139,11 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 
   const quiver = new QuiverGrpcService(deps.serving, deps.limits.lookupTimeoutMs);
   const streamMetrics = metrics.method("quiver.v1.FeatureService/LookupStream");
+  const streams = new OpenStreams();
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
-    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission, bounds, watch),
+    LookupStream: (call: Parameters<QuiverGrpcService["lookupStream"]>[0]) => quiver.lookupStream(call, streamMetrics, deps.admission, bounds, watch, streams),
     Push: unary(writeMetrics.quiverPush, quiver.push.bind(quiver), write),
     Match: unary(
       metrics.method("quiver.v1.FeatureService/Match"),
@@ -181,6 +182,8 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
       new Promise((resolve) => {
         health.drain();
         health.closeWatches();
+        // Open LookupStreams end once what they read is answered: an idle one held the drain for all of graceMs.
+        streams.drain();
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();

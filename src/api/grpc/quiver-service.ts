@@ -1,4 +1,4 @@
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { type ServerDuplexStream, status } from "@grpc/grpc-js";
 import { invalid, QuiverError, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
@@ -94,16 +94,40 @@ export class QuiverGrpcService {
    * flow control then holds the client's requests); the stream ends after
    * the client half-closes and every answer is written.
    */
-  lookupStream(call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>, metrics: MethodMetrics, admission?: Admission, bounds: WorkBounds = DEFAULT_WORK_BOUNDS, watch: OverdueWatch = new OverdueWatch()): void {
+  lookupStream(
+    call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>,
+    metrics: MethodMetrics,
+    admission?: Admission,
+    bounds: WorkBounds = DEFAULT_WORK_BOUNDS,
+    watch: OverdueWatch = new OverdueWatch(),
+    open: OpenStreams = new OpenStreams(),
+  ): void {
     const callDeadline = deadlineOf(call);
     let inFlight = 0;
     let ended = false;
     let paused = false;
+    /** The server drains: nothing more is read, and the stream ends UNAVAILABLE once what it read is answered. */
+    let draining = false;
+    let closed = false;
     /** The client is not reading: answers wait in the call (its write said so) until it drains. */
     let blocked = false;
     const finish = () => {
-      if (ended && inFlight === 0) call.end();
+      if (!ended || inFlight > 0 || closed) return;
+      closed = true;
+      open.forget(stop);
+      // Messages the client sent after the drain began are not read: UNAVAILABLE says so, and that it may open the
+      // stream again (elsewhere: the server's GOAWAY has gone out). A client that half-closed gets its OK as before.
+      if (draining) call.emit("error", { code: status.UNAVAILABLE, details: "the server is shutting down; open the stream again" });
+      else call.end();
     };
+    const stop = () => {
+      draining = true;
+      ended = true;
+      pauseReading();
+      finish();
+    };
+    open.add(stop);
+    call.on("cancelled", () => open.forget(stop));
     const pauseReading = () => {
       if (paused) return;
       paused = true;
@@ -112,7 +136,7 @@ export class QuiverGrpcService {
     /** Answer bytes written to the call and not yet sent on (the client reads slower than we answer). */
     let queuedBytes = 0;
     const mayRead = () => {
-      if (paused && !blocked && queuedBytes <= STREAM_QUEUED_BYTES / 2 && inFlight < STREAM_WINDOW / 2) {
+      if (paused && !draining && !blocked && queuedBytes <= STREAM_QUEUED_BYTES / 2 && inFlight < STREAM_WINDOW / 2) {
         paused = false;
         call.resume();
       }
@@ -260,6 +284,29 @@ export class QuiverGrpcService {
       return encodeLookupResponse(result, names, req.id);
     };
     return this.serving.lookupRest(plan, { deadline }, this.lateRows, answer, { full: plan.fullFeatureNames, id: req.id });
+  }
+}
+
+/**
+ * The LookupStreams a server has open, for its drain: each is ended once the
+ * lookups it has read are answered. Before, an idle open stream held the gRPC
+ * drain for its whole grace (10 s on SIGTERM) and was then dropped with the
+ * connection ("14 UNAVAILABLE: Connection dropped").
+ */
+export class OpenStreams {
+  private readonly stops = new Set<() => void>();
+  add(stop: () => void): void {
+    this.stops.add(stop);
+  }
+  forget(stop: () => void): void {
+    this.stops.delete(stop);
+  }
+  get size(): number {
+    return this.stops.size;
+  }
+  /** Ends every open stream once its read lookups are answered. */
+  drain(): void {
+    for (const stop of [...this.stops]) stop();
   }
 }
 
