@@ -126,13 +126,12 @@ export class QuiverGrpcService {
       pauseReading();
       finish();
     };
-    open.add(stop);
-    call.on("cancelled", () => open.forget(stop));
     const pauseReading = () => {
       if (paused) return;
       paused = true;
       call.pause();
     };
+    call.on("cancelled", () => open.forget(stop));
     /** Answer bytes written to the call and not yet sent on (the client reads slower than we answer). */
     let queuedBytes = 0;
     const mayRead = () => {
@@ -268,6 +267,8 @@ export class QuiverGrpcService {
     });
     // A client that goes away mid-stream is not an error of ours; in-flight answers are dropped.
     call.on("error", () => {});
+    // Last: a stream whose handler runs once the drain has begun is stopped here, with everything above in place.
+    open.add(stop);
   }
 
   private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: AnswerNotes): Uint8Array | Promise<Uint8Array> {
@@ -295,7 +296,18 @@ export class QuiverGrpcService {
  */
 export class OpenStreams {
   private readonly stops = new Set<() => void>();
+  private draining = false;
+  /**
+   * Keeps a stream's `stop`; once the drain has begun, runs it at once: a
+   * stream whose handler runs after drain() (its headers came before the
+   * GOAWAY, and an interceptor ran first) was never told, and held the drain
+   * for its whole grace.
+   */
   add(stop: () => void): void {
+    if (this.draining) {
+      stop();
+      return;
+    }
     this.stops.add(stop);
   }
   forget(stop: () => void): void {
@@ -306,6 +318,7 @@ export class OpenStreams {
   }
   /** Ends every open stream once its read lookups are answered. */
   drain(): void {
+    this.draining = true;
     for (const stop of [...this.stops]) stop();
   }
 }

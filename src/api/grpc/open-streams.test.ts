@@ -1,0 +1,41 @@
+import { expect, test } from "bun:test";
+import { EventEmitter } from "node:events";
+import type { MethodMetrics } from "./call.ts";
+import { OpenStreams, QuiverGrpcService } from "./quiver-service.ts";
+
+const METRICS: MethodMetrics = { latency: { observe() {} } as never, count() {}, shed() {}, overdue() {} };
+
+/** A stand-in LookupStream call: records how it ended. */
+function fakeCall() {
+  const ends: string[] = [];
+  const call = Object.assign(new EventEmitter(), {
+    cancelled: false,
+    getDeadline: () => Number.POSITIVE_INFINITY,
+    pause() {},
+    resume() {},
+    end() {
+      ends.push("ok");
+    },
+    write: (_bytes: Uint8Array, cb?: () => void) => {
+      cb?.();
+      return true;
+    },
+  });
+  call.on("error", (e: { code: number }) => ends.push(`error ${e.code}`));
+  return { call, ends };
+}
+
+test("a LookupStream whose handler starts after the drain began is ended too, not left to hold the drain", () => {
+  const service = new QuiverGrpcService({} as never, 50);
+  const open = new OpenStreams();
+  const first = fakeCall();
+  service.lookupStream(first.call as never, METRICS, undefined, undefined, undefined, open);
+  open.drain();
+  expect(first.ends).toEqual(["error 14"]);
+  // A stream whose handler ran after drain() (its headers were in before the GOAWAY; an interceptor ran first):
+  // nothing told it to stop, and tryShutdown waited for it until the grace ran out and dropped the connection.
+  const late = fakeCall();
+  service.lookupStream(late.call as never, METRICS, undefined, undefined, undefined, open);
+  expect(late.ends).toEqual(["error 14"]);
+  expect(open.size).toBe(0);
+});
