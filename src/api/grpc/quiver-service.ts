@@ -121,6 +121,8 @@ export class QuiverGrpcService {
       else call.end();
     };
     const stop = () => {
+      // Half-closed by its client: every message was read (its "end" comes after the last); it ends OK once answered.
+      if (ended) return;
       draining = true;
       ended = true;
       pauseReading();
