@@ -205,7 +205,7 @@ export class RedisChangeFeed implements ChangeFeed {
    * which still accepts them. Every pod hears its own messages come back
    * (its heartbeat at least once a second), so one whose own messages stop
    * coming back is not hearing the others' either: that is a gap (L1 is
-   * cleared and, not hearing, fills only briefly), and both connections are
+   * expired and, not hearing, fills only briefly), and both connections are
    * made again, through the Sentinels when they name the primary. Until
    * then such a pod took its subscription for a live one: its L1 kept other
    * pods' overwritten rows for their whole TTL, and after a Sentinel
