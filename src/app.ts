@@ -523,7 +523,7 @@ async function openCaches(
     l2 = l2Store;
   }
   await Promise.all(connecting);
-  // Gaps clear L1 and send the claim index to a catch-up scan: counted wherever either follows the feed.
+  // Gaps expire L1 and send the claim index to a catch-up scan: counted wherever either follows the feed.
   if (settings.feed || settings.l1 || l2) metrics.gauge("quiver_feed_gaps", "Change-feed gaps (lost link or messages); each expired L1 (rows read again, kept as grace copies) and sent the claim index to a catch-up scan.", () => [{ value: feed.state().gaps }]);
   if (!settings.l1 && !l2) return { feed, cache: undefined, ...(moveFeed ? { moveFeed } : {}) };
   // Loaded only with a cache tier (L1 is off by default on the embedded store, src/cache/cache-config.ts): the tier,

@@ -216,7 +216,7 @@ export class L1Cache {
 
   /**
    * Up to `share` of `ttl`, drawn per fill. Rows filled together (a start-up
-   * warm-up, the refill after a feed gap or an invalidation cleared L1, a
+   * warm-up, the refill after a feed gap expired L1 or an invalidation cleared it, a
    * burst of new keys) would otherwise expire together one TTL later, and the
    * refill after that would line them up again: a storm of origin reads every
    * TTL. A fixed-seed xorshift, so tests on a fake clock stay deterministic.
