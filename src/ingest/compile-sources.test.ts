@@ -132,6 +132,46 @@ describe("sources file", () => {
     expect(problems({ sources: [n("a"), n("b", { consumer: "other", subject: "s.other" })] })).toEqual([]);
   });
 
+  test("one server spelt two ways is one server: the group, durable and dead-letter checks see through the spelling", () => {
+    // Compared as text, each pair below was two servers and the file was accepted: two sources through one group on
+    // one stream, each getting part of its events.
+    const r = (name: string, url: string, extra: Record<string, unknown> = {}) => ({ name, engine: "redis", redis: { url, stream: "s", group: "g", ...extra }, mappings: [mapping] });
+    const same = [
+      ["redis://localhost:6379", "redis://127.0.0.1:6379/0"],
+      ["redis://127.0.0.1", "redis://127.0.0.1:6379"],
+      ["redis://127.0.0.1:6379/", "redis://LOCALHOST:6379/0"],
+      ["redis://user:secret@127.0.0.1:6380", "rediss://127.0.0.1:6380?db=0"],
+      ["127.0.0.1:6379", "redis://[::1]:6379"],
+      ["redis://cache.internal:6379/2", "redis://Cache.Internal:6379/02"],
+    ];
+    for (const [a, b] of same) {
+      expect([a, b, problems({ sources: [r("a", a!), r("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.redis\.group: reads stream "s" through group "g", as source "a" does \(on the same server: /)]]);
+    }
+    // Another port, database or host is another server.
+    for (const [a, b] of [
+      ["redis://127.0.0.1:6379", "redis://127.0.0.1:6380"],
+      ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1"],
+      ["redis://127.0.0.1", "redis://10.0.0.1"],
+      ["redis://127.0.0.1?db=3", "redis://127.0.0.1"],
+    ]) {
+      expect([a, b, problems({ sources: [r("a", a!), r("b", b!)] })]).toEqual([a, b, []]);
+    }
+    // The dead-letter check: a's stream is b's default dead-letter stream, on one server spelt two ways.
+    expect(problems({ sources: [r("a", "redis://localhost", { stream: "s:dead" }), r("b", "redis://127.0.0.1:6379/0")] })).toEqual([
+      expect.stringMatching(/^sources\[1\]\.redis\.deadLetterStream: "s:dead" \(the default for stream "s"\) is the stream source "a" reads/),
+    ]);
+    // NATS: scheme, default port 4222, loopback; a seed list that shares a server names the same cluster.
+    const n = (name: string, servers: string) => ({ name, engine: "nats", nats: { servers, stream: "S", consumer: "quiver", subject: "s.events" }, mappings: [mapping] });
+    for (const [a, b] of [
+      ["nats://localhost:4222", "127.0.0.1"],
+      ["nats://127.0.0.1", "tls://127.0.0.1:4222"],
+      ["nats://n1:4222,nats://n2:4222", "nats://n2"],
+    ]) {
+      expect([a, b, problems({ sources: [n("a", a!), n("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.nats\.consumer: reads stream "S" through durable consumer "quiver", as source "a" does/)]]);
+    }
+    expect(problems({ sources: [n("a", "nats://127.0.0.1:4222"), n("b", "nats://127.0.0.1:4223")] })).toEqual([]);
+  });
+
   test("a dead-letter stream may not be a stream a source reads: its letters came back as events without end", () => {
     // On Redis, one bad event on such a source became 3,332 letters in 3 s, each read back as another bad event; the
     // letters' retention (XTRIM, JetStream's limits) would trim the source stream's unread events.

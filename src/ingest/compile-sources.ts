@@ -6,6 +6,7 @@ import { CoercionError, coercerFor, keyCoercerFor } from "./coerce.ts";
 import { CompiledMapping, compilePath, eventTimeParser, type FieldMapping } from "./mapping.ts";
 import { DEFAULT_DEAD_LETTER_RETENTION, type DeadLetterRetention } from "./dead-letters.ts";
 import { DEFAULT_WINDOW_MAX_BYTES } from "./idempotency-window.ts";
+import { natsServerIds, natsShareServer, redisServerId } from "./server-address.ts";
 import type { MappingDef, SourceDef, SourcesDef } from "./sources-definitions.ts";
 
 export interface RedisSourceSettings {
@@ -76,7 +77,6 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
   const names = new Set<string>();
   const out: CompiledSource[] = [];
   // Sources may share a dead-letter stream; each add trims it to its own source's limits, so they must agree.
-  const retentions = new Map<string, { readonly retention: DeadLetterRetention; readonly source: string }>();
   const paths: string[] = [];
   def.sources.forEach((s, i) => {
     const path = `sources[${i}]`;
@@ -84,41 +84,35 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
     names.add(s.name);
     const compiled = compileSource(s, path, registry, issues);
     if (!compiled) return;
+    const mine = compiled.deadLetterRetention;
+    const seen = out.find((o) => sameServer(o, compiled) && deadLetterStreamOf(o) === deadLetterStreamOf(compiled));
+    if (seen !== undefined && (seen.deadLetterRetention.maxLetters !== mine.maxLetters || seen.deadLetterRetention.maxAgeMs !== mine.maxAgeMs)) {
+      issues.push({ path: `${path}.deadLetters`, message: `shares its dead-letter stream with source "${seen.name}", whose deadLetters limits differ: give both the same` });
+    }
     out.push(compiled);
     paths.push(path);
-    const stream = deadLetterStreamId(compiled);
-    const seen = retentions.get(stream);
-    const mine = compiled.deadLetterRetention;
-    if (seen === undefined) retentions.set(stream, { retention: mine, source: s.name });
-    else if (seen.retention.maxLetters !== mine.maxLetters || seen.retention.maxAgeMs !== mine.maxAgeMs) {
-      issues.push({ path: `${path}.deadLetters`, message: `shares its dead-letter stream with source "${seen.source}", whose deadLetters limits differ: give both the same` });
-    }
   });
-  const readers = new Map<string, string>();
   out.forEach((c, i) => {
     // Pods running one file share a group (that is scaling out); two sources of one file sharing it split its events.
-    const reader = readerId(c);
-    const first = readers.get(reader);
-    if (first === undefined) readers.set(reader, c.name);
-    else {
-      const [field, what] = c.redis ? ["redis.group", `group "${c.redis.group}"`] : ["nats.consumer", `durable consumer "${c.nats!.consumer}"`];
-      issues.push({
-        path: `${paths[i]}.${field}`,
-        message:
-          `reads stream "${c.redis?.stream ?? c.nats!.stream}" through ${what}, as source "${first}" does: it hands each message to one of its consumers, ` +
-          "so each source would get only part of the events (the rest acknowledged through the other's mappings, never its own); give each source its own, or map both sources' views in one source",
-      });
-    }
+    const first = out.slice(0, i).find((o) => sameServer(o, c) && streamOf(o) === streamOf(c) && readerOf(o) === readerOf(c));
+    if (first === undefined) return;
+    const [field, what] = c.redis ? ["redis.group", `group "${c.redis.group}"`] : ["nats.consumer", `durable consumer "${c.nats!.consumer}"`];
+    issues.push({
+      path: `${paths[i]}.${field}`,
+      message:
+        `reads stream "${streamOf(c)}" through ${what}, as source "${first.name}" does${sameText(first, c) ? "" : ` (on the same server: ${serverText(first)} and ${serverText(c)})`}: it hands each message to one of its consumers, ` +
+        "so each source would get only part of the events (the rest acknowledged through the other's mappings, never its own); give each source its own, or map both sources' views in one source",
+    });
   });
   out.forEach((c, i) => {
-    const feeds = out.find((o) => sourceStreamId(o) === deadLetterStreamId(c));
+    const feeds = out.find((o) => sameServer(o, c) && streamOf(o) === deadLetterStreamOf(c));
     if (feeds === undefined) return;
     const engine = c.redis ? "redis" : "nats";
-    const named = c.definition[engine]?.deadLetterStream === undefined ? ` (the default for stream "${c.redis?.stream ?? c.nats!.stream}")` : "";
+    const named = c.definition[engine]?.deadLetterStream === undefined ? ` (the default for stream "${streamOf(c)}")` : "";
     issues.push({
       path: `${paths[i]}.${engine}.deadLetterStream`,
       message:
-        `"${c.redis?.deadLetterStream ?? c.nats!.deadLetterStream}"${named} is the stream source "${feeds.name}" reads: ` +
+        `"${deadLetterStreamOf(c)}"${named} is the stream source "${feeds.name}" reads: ` +
         "its letters would be read back as events (each dead-lettered again, without end) and the letters' retention would trim that stream's unread events; name another stream",
     });
   });
@@ -127,26 +121,23 @@ export function compileSourcesDef(def: SourcesDef, registry: Registry): Compiled
 }
 
 /**
- * The stream a source reads, named as deadLetterStreamId names dead-letter streams: a dead-letter stream that is a
- * source's stream (on Redis, one bad event became thousands of letters a second, each read back as another bad event;
- * on either engine the letters' retention would trim the source's unread events).
+ * Whether two sources' engines are one server (and Redis database), however their addresses are spelt
+ * (server-address.ts): sources on one server may not share a group or durable (two sources of one file through
+ * the same one each got part of the stream: 100 events on one stream feeding two views left 59 rows in one and
+ * 41 in the other), nor read a stream another writes its dead letters to (on Redis, one bad event became thousands
+ * of letters a second, each read back as another bad event).
  */
-function sourceStreamId(c: CompiledSource): string {
-  return c.redis ? `redis ${c.redis.url} ${c.redis.stream}` : `nats ${c.nats!.servers} ${c.nats!.stream}`;
+function sameServer(a: CompiledSource, b: CompiledSource): boolean {
+  if (a.redis && b.redis) return redisServerId(a.redis.url) === redisServerId(b.redis.url);
+  if (a.nats && b.nats) return natsShareServer(natsServerIds(a.nats.servers), natsServerIds(b.nats.servers));
+  return false;
 }
 
-/**
- * The group (Redis) or durable consumer (NATS) a source reads through. Two sources of one file through the same one
- * each got part of the stream: 100 events on one stream feeding two views left 59 rows in one and 41 in the other.
- */
-function readerId(c: CompiledSource): string {
-  return c.redis ? `redis ${c.redis.url} ${c.redis.stream} ${c.redis.group}` : `nats ${c.nats!.servers} ${c.nats!.stream} ${c.nats!.consumer}`;
-}
-
-/** Which dead-letter stream a source writes to (engine, server, name). */
-function deadLetterStreamId(c: CompiledSource): string {
-  return c.redis ? `redis ${c.redis.url} ${c.redis.deadLetterStream}` : `nats ${c.nats!.servers} ${c.nats!.deadLetterStream}`;
-}
+const streamOf = (c: CompiledSource): string => c.redis?.stream ?? c.nats!.stream;
+const readerOf = (c: CompiledSource): string => c.redis?.group ?? c.nats!.consumer;
+const deadLetterStreamOf = (c: CompiledSource): string => c.redis?.deadLetterStream ?? c.nats!.deadLetterStream;
+const serverText = (c: CompiledSource): string => `"${c.redis?.url ?? c.nats!.servers}"`;
+const sameText = (a: CompiledSource, b: CompiledSource): boolean => (a.redis?.url ?? a.nats!.servers) === (b.redis?.url ?? b.nats!.servers);
 
 function duration(v: number | string | undefined, fallbackMs: number, path: string, issues: Issue[]): number {
   if (v === undefined) return fallbackMs;
