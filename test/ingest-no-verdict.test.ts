@@ -199,3 +199,27 @@ test("a batch the store refuses for a reason that may be its own counts failures
   const status = consumer.status();
   expect([status.filtered, status.duplicate, status.deadLettered]).toEqual([1, 1, 1]);
 }, 30_000);
+
+test("a message whose publication time the engine cannot tell is dead-lettered retryFor after this consumer first saw it (injected clock)", async () => {
+  // A Redis entry a producer added with its own id (`1-1`): its id says nothing of when it was added. Taken for a time
+  // it made every message 56 years old; left without one, such a message was never dead-lettered for its age.
+  let clock = Date.now();
+  const source = new ScriptedSource([{ id: "1-1", payload: payload("u1"), deliveries: 7 }]);
+  const store = new RefusingNode(new ArenaKvNode("unknown-age"));
+  // A refusal that may be the event's own (counted, 1 of maxDeliver 3); the clock runs 7 hours on meanwhile.
+  store.refusal = () => {
+    clock += 7 * HOUR;
+    return new Error("value rejected by the store");
+  };
+  const { consumer, letters } = consumerOn(source, store, { clock: () => clock });
+  await consumer.start();
+  try {
+    await eventually("dead-lettered", () => source.rejected.length > 0, 10_000);
+  } finally {
+    await consumer.stop();
+  }
+  expect(store.refusedWrites).toBe(1);
+  expect(letters.map((l) => [l.origin, l.reason])).toEqual([["1-1", "delivery_limit"]]);
+  expect(letters[0]!.error).toContain("delivered 8 times over 420 min since this consumer first saw it");
+  expect(letters[0]!.error).toContain("past retryFor (360 min)");
+}, 30_000);

@@ -2,7 +2,11 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import { openDeadLetters, openPublisher, openStreamSource, replayDeadLetters, type StreamSource } from "../src/ingest/index.ts";
 import { compileSources } from "../src/ingest/read-sources.ts";
-import { compareIds } from "../src/ingest/redis-stream-source.ts";
+import type { NewDeadLetter } from "../src/ingest/dead-letters.ts";
+import { IdempotencyWindow } from "../src/ingest/idempotency-window.ts";
+import { compareIds, ID_TIME_MAX_AGE_MS, ID_TIME_MAX_AHEAD_MS, idTime, RedisStreamSource } from "../src/ingest/redis-stream-source.ts";
+import { StreamConsumer } from "../src/ingest/stream-consumer.ts";
+import { PushService } from "../src/serving/index.ts";
 import { loadRegistryFile } from "../src/registry/index.ts";
 import { eventually, makeRig, paymentsMapping } from "./stream-source-contract.ts";
 import { startRedisEngine } from "./support/stream-engines.ts";
@@ -227,6 +231,61 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     expect((await holding.read(10, 10)).length).toBe(2);
     await holding.close();
     expect(await consumers(other)).toEqual([["holding-pod", 2]]);
+  });
+
+  test("entries a producer added with its own ids (1-1, 2-0) are not taken for 56 years old: delivered past maxDeliver, they are written, not dead-lettered", async () => {
+    const rig = await makeRig();
+    const settings = engine.engineSettings({});
+    const [compiled] = rig.compile([{ name: "payments", ...settings, batchSize: 50, maxDeliver: 3, mappings: [paymentsMapping()] }]);
+    const { stream, group } = compiled!.redis!;
+    const event = (customer: string) => JSON.stringify({ customer, amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000 });
+    await redis.xadd(stream, "1-1", "data", event("id-1-1"));
+    await redis.xadd(stream, "2-0", "data", event("id-2-0"));
+    // And one with the server's own id, after them (Redis keeps ids increasing: `*` takes the clock).
+    const auto = (await redis.xadd(stream, "*", "data", event("id-auto")))!;
+    // Delivered 6 times to this pod already (a store outage's retries, a crash loop): past maxDeliver.
+    await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM");
+    await redis.call("XREADGROUP", "GROUP", group, "pod", "COUNT", 10, "STREAMS", stream, ">");
+    for (let i = 0; i < 5; i++) await redis.call("XREADGROUP", "GROUP", group, "pod", "COUNT", 10, "STREAMS", stream, "0");
+    const now = Date.now();
+    const source = new RedisStreamSource("payments", compiled!.redis!, "pod", () => now);
+    const letters: NewDeadLetter[] = [];
+    const deadLetters = {
+      add: async (l: readonly NewDeadLetter[]) => {
+        letters.push(...l);
+        return 0;
+      },
+      list: async () => [],
+      remove: async () => undefined,
+      close: async () => undefined,
+    };
+    const consumer = new StreamConsumer(
+      { source, compiled: compiled!, deadLetters, push: new PushService(rig.store, { maxFutureSkewMs: 3_600_000 }), store: rig.store, metrics: rig.metrics, seen: new IdempotencyWindow(0) },
+      { readWaitMs: 10, lagIntervalMs: 1000, clock: () => now },
+    );
+    await consumer.start();
+    try {
+      await eventually("all three settled", async () => (await redis.xpending(stream, group))[0] === 0, 10_000);
+    } finally {
+      await consumer.stop();
+    }
+    // The ids 1-1 and 2-0 read as times said 1970: each was dead-lettered on sight ("delivered 7 times over
+    // 29,5xx,xxx min, past retryFor"), the event never written.
+    expect(letters.map((l) => [l.origin, l.error])).toEqual([]);
+    for (const c of ["id-1-1", "id-2-0", "id-auto"]) expect([c, (await rig.row(c)) !== undefined]).toEqual([c, true]);
+    expect([idTime("1-1", now), idTime("2-0", now), idTime(auto, now)]).toEqual([undefined, undefined, Number(auto.split("-")[0])]);
+  }, 30_000);
+
+  test("an entry id's time is taken for when it was added only within 30 days behind and 10 minutes ahead of the clock", () => {
+    const now = 1_796_000_000_000;
+    expect(idTime(`${now - 1000}-0`, now)).toBe(now - 1000);
+    expect(idTime(`${now - ID_TIME_MAX_AGE_MS}-3`, now)).toBe(now - ID_TIME_MAX_AGE_MS);
+    expect(idTime(`${now - ID_TIME_MAX_AGE_MS - 1}-0`, now)).toBeUndefined();
+    expect(idTime(`${now + ID_TIME_MAX_AHEAD_MS}-0`, now)).toBe(now + ID_TIME_MAX_AHEAD_MS);
+    // Seconds and microseconds since the epoch, a sequence: not a time in ms.
+    expect(idTime(`${Math.floor(now / 1000)}-0`, now)).toBeUndefined();
+    expect(idTime(`${now * 1000}-0`, now)).toBeUndefined();
+    expect(idTime("42-0", now)).toBeUndefined();
   });
 
   test("stream IDs order by time, then sequence, as numbers", () => {

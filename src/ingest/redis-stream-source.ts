@@ -71,6 +71,30 @@ function fieldValue(fields: Buffer[] | null, name: string): Uint8Array | undefin
   return undefined;
 }
 
+/**
+ * How far an entry id's time may lie behind the consumer's clock and still be
+ * taken for when the entry was added (30 days), and ahead of it (10 minutes of
+ * clock skew between the Redis host and this one).
+ */
+export const ID_TIME_MAX_AGE_MS = 30 * 24 * 3600_000;
+export const ID_TIME_MAX_AHEAD_MS = 10 * 60_000;
+
+/**
+ * When the entry was added, from its id `<ms>-<seq>`, if the id can tell: an id
+ * Redis made (`*`) starts with its clock, but a producer may XADD its own
+ * (`1-1`, `2-0`, a sequence, seconds or microseconds). Such an id read as a time
+ * made every entry look 56 years old, and one delivered past maxDeliver was
+ * dead-lettered as past `retryFor` the first time this consumer saw it
+ * (StreamConsumer.expired). A time further than ID_TIME_MAX_AGE_MS behind `now`
+ * or ID_TIME_MAX_AHEAD_MS ahead of it is unknown (undefined): the consumer then
+ * counts the age from when it first saw the entry. (An auto id added after a
+ * producer's future id carries that id's time too: Redis keeps ids increasing.)
+ */
+export function idTime(id: string, now: number): number | undefined {
+  const ms = Number(id.slice(0, id.indexOf("-")));
+  return ms >= now - ID_TIME_MAX_AGE_MS && ms <= now + ID_TIME_MAX_AHEAD_MS ? ms : undefined;
+}
+
 /** Most bytes of an entry's other fields kept in the dead letter of an entry that lacks the source's field. */
 const SHOWN_FIELD_BYTES = 64 * 1024;
 
@@ -79,11 +103,11 @@ const SHOWN_FIELD_BYTES = 64 * 1024;
  * it becomes an unreadable delivery (dead-lettered, naming the field) whose
  * payload shows the fields it had, as JSON (values as text, cut to fit).
  */
-function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number): Delivery {
+function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number, now: number): Delivery {
   const payload = fieldValue(fields, field);
-  // An entry id is `<ms>-<seq>`: the time the server added it.
-  const publishedAt = Number(id.slice(0, id.indexOf("-")));
-  if (payload !== undefined) return { id, payload, deliveries, publishedAt };
+  const publishedAt = idTime(id, now);
+  const at = publishedAt === undefined ? {} : { publishedAt };
+  if (payload !== undefined) return { id, payload, deliveries, ...at };
   const had: Record<string, string> = {};
   let budget = SHOWN_FIELD_BYTES;
   for (let i = 0; fields !== null && i + 1 < fields.length; i += 2) {
@@ -96,7 +120,7 @@ function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveri
     id,
     payload: new TextEncoder().encode(JSON.stringify(had)),
     deliveries,
-    publishedAt,
+    ...at,
     unreadable: { path: `(entry).${field}`, error: `the entry has no field "${field}" (it has ${names.length === 0 ? "none" : names.map((n) => `"${n}"`).join(", ")}); producers must XADD the payload as "${field}"` },
   };
 }
@@ -223,7 +247,7 @@ export class RedisStreamSource implements StreamSource {
     const out = new Array<Delivery>(entries.length);
     for (let i = 0; i < entries.length; i++) {
       const [id, fields] = entries[i]!;
-      out[i] = deliveryOf(id.toString(), fields, this.settings.field, 1);
+      out[i] = deliveryOf(id.toString(), fields, this.settings.field, 1, now);
     }
     return out;
   }
@@ -244,9 +268,10 @@ export class RedisStreamSource implements StreamSource {
     const pending = (await this.control.xpending(stream, group, first, last, live.length * 2, this.consumer)) as [string, string, number, number][];
     const counts = new Map<string, number>();
     for (const p of pending) counts.set(p[0], Number(p[3]));
+    const now = this.clock();
     return live.map(([id, fields]) => {
       const key = id.toString();
-      return deliveryOf(key, fields, this.settings.field, counts.get(key) ?? 1);
+      return deliveryOf(key, fields, this.settings.field, counts.get(key) ?? 1, now);
     });
   }
 

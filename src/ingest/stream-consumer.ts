@@ -499,8 +499,9 @@ export class StreamConsumer {
 
   /**
    * Messages delivered more than `maxDeliver` times and published longer than
-   * `retryFor` ago, dead-lettered instead of handled: a backstop that needs no
-   * memory. The failures this process counts are lost on a restart or a
+   * `retryFor` ago (first seen by this consumer that long ago, when the engine
+   * cannot tell: firstSeenAt), dead-lettered instead of handled: a backstop
+   * that needs no memory. The failures this process counts are lost on a restart or a
    * takeover, and a message that crashes the process or hangs its handling
    * past the engine's timeout never gets a verdict counted (the durable's
    * max_deliver is unlimited): it came back forever. Not while the store is
@@ -508,19 +509,21 @@ export class StreamConsumer {
    */
   private expired(batch: readonly Delivery[]): Array<{ delivery: Delivery; letter: NewDeadLetter }> {
     const { maxDeliver, retryForMs, name } = this.deps.compiled;
-    if (this.storeRefusing) return [];
     const now = this.options.clock();
     const out: Array<{ delivery: Delivery; letter: NewDeadLetter }> = [];
     for (const d of batch) {
-      if (d.deliveries <= maxDeliver || d.publishedAt === undefined || now - d.publishedAt <= retryForMs) continue;
+      // Recorded whatever happens next (the store refusing, a first delivery): the age counts from the first sight.
+      const publishedAt = d.publishedAt ?? this.firstSeenAt(d.id, now);
+      if (this.storeRefusing || d.deliveries <= maxDeliver || now - publishedAt <= retryForMs) continue;
       const last = this.failures.get(d.id)?.error ?? "none seen by this process (one that crashed or hung handling it, or another pod, saw it)";
+      const since = d.publishedAt === undefined ? " since this consumer first saw it (the engine cannot tell when it was published)" : "";
       out.push({
         delivery: d,
         letter: {
           source: name,
           reason: "delivery_limit",
           path: "",
-          error: `delivered ${d.deliveries} times over ${Math.round((now - d.publishedAt) / 60_000)} min, past retryFor (${Math.round(retryForMs / 60_000)} min), with no verdict; last error: ${last}`,
+          error: `delivered ${d.deliveries} times over ${Math.round((now - publishedAt) / 60_000)} min${since}, past retryFor (${Math.round(retryForMs / 60_000)} min), with no verdict; last error: ${last}`,
           payload: d.payload,
           origin: d.id,
         },
@@ -556,8 +559,27 @@ export class StreamConsumer {
     }
   }
 
-  /** Settled: their failures no longer count. */
+  /**
+   * When this consumer first saw a message whose publication time the engine
+   * cannot tell (a Redis id a producer chose: `1-1`), for `retryFor`: without
+   * it such a message was never dead-lettered for its age, and read as a time
+   * its id made it 56 years old (dead-lettered on sight past maxDeliver).
+   * Forgotten once settled; past MAX_COUNTED the oldest is forgotten (its age
+   * then counts again from its next sighting: later, never sooner).
+   */
+  private firstSeenAt(id: string, now: number): number {
+    const seen = this.firstSeen.get(id);
+    if (seen !== undefined) return seen;
+    if (this.firstSeen.size >= MAX_COUNTED) this.firstSeen.delete(this.firstSeen.keys().next().value!);
+    this.firstSeen.set(id, now);
+    return now;
+  }
+
+  private readonly firstSeen = new Map<string, number>();
+
+  /** Settled: their failures no longer count, nor their first sighting. */
   private forgetFailures(batch: readonly Delivery[]): void {
+    if (this.firstSeen.size > 0) for (const d of batch) this.firstSeen.delete(d.id);
     if (this.failures.size === 0) return;
     for (const d of batch) this.failures.delete(d.id);
   }
