@@ -3,7 +3,7 @@ import { loadRegistryFile } from "../registry/index.ts";
 import { loadSourcesFile } from "./compile-sources.ts";
 import { openDeadLetters, openPublisher } from "./engines.ts";
 import { DEAD_LETTER_REASONS } from "./mapping.ts";
-import { replayDeadLetters } from "./replay.ts";
+import { replayDeadLetters, whyKept } from "./replay.ts";
 
 /**
  * `npm run ingest:dead-letters -- list --source NAME [--sources FILE] [--limit N]`
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     if (command === "list") {
       // Only this source's: sources sharing a stream share its dead letters (replaying another's on this source's subject wrote it here).
       for (const l of await queue.list(limit, { source: source.name, ...(reason === undefined ? {} : { reason }) })) {
-        console.log(JSON.stringify({ id: l.id, source: l.source, reason: l.reason, path: l.path, error: l.error, origin: l.origin, at: new Date(l.at).toISOString(), ...payloadText(l.payload) }));
+        console.log(JSON.stringify({ id: l.id, source: l.source, reason: l.reason, path: l.path, error: l.error, origin: l.origin, at: new Date(l.at).toISOString(), ...(l.cutFrom === undefined ? {} : { cutFrom: l.cutFrom }), ...payloadText(l.payload) }));
       }
       return;
     }
@@ -59,14 +59,17 @@ async function main(): Promise<void> {
     try {
       const { replayed, kept } = await replayDeadLetters(queue, publisher, { limit, source: source.name, ...(reason === undefined ? {} : { reason }) });
       console.log(JSON.stringify({ source: source.name, replayed: replayed.length, ...(kept.length > 0 ? { kept: kept.length } : {}) }));
-      if (kept.length > 0) {
-        console.error(
-          `quiver ingest: ${kept.length} letter(s) kept, not replayed (ids ${kept
-            .slice(0, 10)
-            .map((l) => l.id)
-            .join(", ")}${kept.length > 10 ? ", …" : ""}): each is an entry that had no "${kept[0]!.path.slice("(entry).".length)}" field, and its letter holds the fields it had as JSON, not an event; ` +
-            "publish the event again with its payload in that field, then delete the letter",
-        );
+      // One line per cause (an entry without the field, a payload cut to fit), with up to 10 ids each.
+      const causes = new Map<string, string[]>();
+      for (const l of kept) {
+        const cause = l.cutFrom === undefined ? l.path : "(cut)";
+        const ids = causes.get(cause) ?? [];
+        ids.push(l.id);
+        causes.set(cause, ids);
+      }
+      for (const ids of causes.values()) {
+        const letter = kept.find((l) => l.id === ids[0])!;
+        console.error(`quiver ingest: ${ids.length} letter(s) kept, not replayed (ids ${ids.slice(0, 10).join(", ")}${ids.length > 10 ? ", …" : ""}): ${whyKept(letter)}`);
       }
     } finally {
       await publisher.close();

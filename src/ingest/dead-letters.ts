@@ -7,10 +7,16 @@ export interface NewDeadLetter {
   /** The payload field the problem is about ("" when about the whole payload). */
   readonly path: string;
   readonly error: string;
-  /** The original payload, byte for byte. */
+  /** The original payload, byte for byte, unless `cutFrom` says it is only its first bytes. */
   readonly payload: Uint8Array;
   /** The message's id in the source stream. */
   readonly origin: string;
+  /**
+   * Set when `payload` holds only the first bytes of the event's (its size in
+   * bytes): a letter must fit its stream. Such a letter is never replayed: a
+   * truncated event published as if whole (replay.ts).
+   */
+  readonly cutFrom?: number;
 }
 
 export interface DeadLetter extends NewDeadLetter {
@@ -21,7 +27,7 @@ export interface DeadLetter extends NewDeadLetter {
 }
 
 /** A stored letter's named fields besides its payload (Redis: stream entry fields; NATS: `Quiver-*` headers). */
-export type DeadLetterField = "source" | "reason" | "path" | "error" | "origin" | "at";
+export type DeadLetterField = "source" | "reason" | "path" | "error" | "origin" | "at" | "cut";
 
 /** How many dead letters a source's dead-letter stream keeps, and how long (`deadLetters` in the sources file). */
 export interface DeadLetterRetention {
@@ -35,16 +41,33 @@ export const DEFAULT_DEAD_LETTER_RETENTION: DeadLetterRetention = { maxLetters: 
 
 /** A listed letter from its id in the dead-letter stream, a reader of its fields (missing ones read "") and its payload. */
 export function deadLetterOf(id: string, field: (name: DeadLetterField) => string, payload: Uint8Array): DeadLetter {
+  const error = field("error");
+  const cutFrom = cutSize(field("cut"), error, payload.length);
   return {
     id,
     source: field("source"),
     reason: field("reason") as DeadLetterReason,
     path: field("path"),
-    error: field("error"),
+    error,
     origin: field("origin"),
     at: Number(field("at")),
     payload,
+    ...(cutFrom === undefined ? {} : { cutFrom }),
   };
+}
+
+/** Written by NATS dead-letter queues before the `cut` field existed (until 12-07), at the end of the error. */
+const CUT_NOTE = /\(payload cut from (\d+) to (\d+) bytes to fit the dead-letter stream\)$/;
+
+/** A letter's `cut` field, or the note letters cut before it existed carry in their error. */
+function cutSize(cut: string, error: string, kept: number): number | undefined {
+  if (cut !== "") {
+    const n = Number(cut);
+    // Unreadable: cut all the same (the field is only written for a cut payload).
+    return Number.isInteger(n) && n > kept ? n : kept + 1;
+  }
+  const note = CUT_NOTE.exec(error);
+  return note === null || Number(note[2]) !== kept ? undefined : Number(note[1]);
 }
 
 /**

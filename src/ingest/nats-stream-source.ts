@@ -41,6 +41,7 @@ const HEADER_OF: Readonly<Record<DeadLetterField, string>> = {
   error: "Quiver-Error",
   origin: "Quiver-Origin",
   at: "Quiver-At",
+  cut: "Quiver-Cut",
 };
 
 /** A JetStream delivery keeps its message for ack/nak. */
@@ -591,9 +592,11 @@ export class NatsDeadLetters implements DeadLetterQueue {
         h.set(HEADER_OF.source, l.source);
         h.set(HEADER_OF.reason, l.reason);
         h.set(HEADER_OF.path, l.path.slice(0, MAX_ERROR_CHARS));
-        h.set(HEADER_OF.error, cut ? `${error} (payload cut from ${l.payload.length} to ${room} bytes to fit the dead-letter stream)` : error);
+        h.set(HEADER_OF.error, cut ? `${error} (payload cut from ${l.cutFrom ?? l.payload.length} to ${room} bytes to fit the dead-letter stream)` : error);
         h.set(HEADER_OF.origin, l.origin);
         h.set(HEADER_OF.at, at);
+        // The event's size, when the payload is only its first bytes: such a letter is not replayed (replay.ts).
+        if (cut || l.cutFrom !== undefined) h.set(HEADER_OF.cut, String(l.cutFrom ?? l.payload.length));
         return js.publish(`${this.stream}.${l.source}`, payload, { headers: h });
       }),
     );

@@ -440,7 +440,10 @@ export class RedisDeadLetters implements DeadLetterQueue {
     const now = Date.now();
     const at = String(now);
     for (const l of letters) {
-      pipeline.xadd(this.stream, "*", "source", l.source, "reason", l.reason, "path", l.path, "error", l.error, "origin", l.origin, "at", at, "payload", Buffer.from(l.payload));
+      const fields = ["source", l.source, "reason", l.reason, "path", l.path, "error", l.error, "origin", l.origin, "at", at];
+      // The event's size, when the payload is only its first bytes: such a letter is not replayed (replay.ts).
+      if (l.cutFrom !== undefined) fields.push("cut", String(l.cutFrom));
+      pipeline.xadd(this.stream, "*", ...fields, "payload", Buffer.from(l.payload));
     }
     const { maxLetters, maxAgeMs } = this.retention;
     pipeline.xtrim(this.stream, "MAXLEN", "~", maxLetters);

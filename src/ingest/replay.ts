@@ -15,8 +15,11 @@ export interface ReplayResult {
   /**
    * Left in dead letters: their payload is not the event's (a Redis entry
    * without the source's field, whose letter shows the fields it had as
-   * JSON). Replayed, that JSON became a new event's payload and the letter,
-   * the only copy of the entry, was deleted.
+   * JSON), or only its first bytes (`cutFrom`: cut to fit the dead-letter
+   * stream). Replayed, that JSON became a new event's payload and the letter,
+   * the only copy of the entry, was deleted; a cut payload was published as
+   * if it were the event, dead-lettered again as `undecodable` with no word
+   * of the cut, and its letter deleted.
    */
   readonly kept: DeadLetter[];
 }
@@ -24,9 +27,20 @@ export interface ReplayResult {
 /** Most kept letters a replay lists past to find `limit` it can replay. */
 const MAX_KEPT_SCANNED = 10_000;
 
-/** Whether a letter's payload is the event as it came (not what an unreadable entry held instead: `(entry).<field>`). */
+/**
+ * Whether a letter's payload is the event as it came: not what an unreadable
+ * entry held instead (`(entry).<field>`), nor its first bytes only (`cutFrom`).
+ */
 export function isReplayable(letter: DeadLetter): boolean {
-  return !letter.path.startsWith("(entry).");
+  return letter.cutFrom === undefined && !letter.path.startsWith("(entry).");
+}
+
+/** Why `replayDeadLetters` kept a letter, and what to do instead. */
+export function whyKept(letter: DeadLetter): string {
+  if (letter.cutFrom !== undefined) {
+    return `its payload is only the first ${letter.payload.length} of the event's ${letter.cutFrom} bytes (its error says why): publish the whole event again from its producer, then delete the letter`;
+  }
+  return `it is an entry that had no "${letter.path.slice("(entry).".length)}" field, and its letter holds the fields it had as JSON, not an event: publish the event again with its payload in that field, then delete the letter`;
 }
 
 /**
