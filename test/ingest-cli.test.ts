@@ -77,7 +77,7 @@ test("producer shares become consumer counts; dead letters are listed and replay
   expect(left.length).toBe(produced.kinds.malformed - undecodable);
   // A mistyped reason matched nothing and exited 0 (replayed 0): now refused, naming the reasons; as is an unknown option.
   await expect(run(["src/ingest/dead-letters-cli.ts", "replay", "--sources", sourcesPath, "--source", "payments_redis", "--reason", "invalid-value"])).rejects.toThrow(
-    '--reason: expected one of undecodable, missing_field, invalid_value, delivery_limit, got "invalid-value"',
+    '--reason: expected one of undecodable, missing_field, invalid_value, delivery_limit, too_large, got "invalid-value"',
   );
   await expect(run(["src/ingest/dead-letters-cli.ts", "list", "--sources", sourcesPath, "--sourc", "payments_redis"])).rejects.toThrow('unknown option "--sourc"');
   expect((await run(["src/ingest/dead-letters-cli.ts", "list", "--sources", sourcesPath, "--source", "payments_redis", "--limit", "1000"])).trim().split("\n").filter(Boolean).length).toBe(left.length);

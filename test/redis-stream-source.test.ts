@@ -192,6 +192,62 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 30_000);
 
+  test("entries over maxEventBytes (a 5 MB field, 20,000 fields) are dead-lettered too_large with a bounded summary, never written; the consumer goes on", async () => {
+    // The default bound (1 MiB). Without it the 5 MB entry was decoded and written, its letter (had it failed
+    // mapping) kept all 5 MB, and the 20,000-field entry without "data" made a letter whose error named every field.
+    const rig = await makeRig();
+    const [compiled] = rig.compile([{ name: "payments", ...engine.engineSettings({}), batchSize: 50, mappings: [paymentsMapping()] }]);
+    expect(compiled!.redis!.maxEventBytes).toBe(1 << 20);
+    const stream = compiled!.redis!.stream;
+    const deadLetters = await openDeadLetters(compiled!);
+    const ingest = await rig.start([compiled!]);
+    const event = (customer: string, extra: Record<string, unknown> = {}) => JSON.stringify({ customer, amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000, ...extra });
+    try {
+      const huge = event("huge", { pad: "z".repeat(5 << 20) });
+      await redis.xadd(stream, "*", "data", huge);
+      const many: string[] = [];
+      for (let i = 0; i < 20_000; i++) many.push(`f${i}`, "v".repeat(60));
+      const small = event("many");
+      await redis.xadd(stream, "*", "data", small, ...many);
+      await redis.xadd(stream, "*", ...many);
+      await redis.xadd(stream, "*", "data", event("fine"));
+      await eventually("the good entry written", async () => (await rig.row("fine")) !== undefined);
+      let letters: Awaited<ReturnType<typeof deadLetters.list>> = [];
+      await eventually("three dead letters", async () => {
+        letters = await deadLetters.list(10);
+        return letters.length === 3;
+      });
+      expect(letters.map((l) => [l.reason, l.path, l.cutFrom])).toEqual([
+        ["too_large", "(entry)", huge.length],
+        ["too_large", "(entry)", undefined],
+        ["too_large", "(entry).data", undefined],
+      ]);
+      expect(new TextDecoder().decode(letters[0]!.payload)).toBe(huge.slice(0, 4096));
+      expect(letters[0]!.error).toBe(`the entry holds ${huge.length + 4} bytes in 1 field(s), over maxEventBytes (1048576); its "data" field is ${huge.length} bytes, of which this letter keeps the first 4096`);
+      // The event itself was small: kept whole, and a replay publishes it without the 20,000 fields.
+      expect(new TextDecoder().decode(letters[1]!.payload)).toBe(small);
+      expect(letters[1]!.error).toContain("in 20001 field(s)");
+      // No field "data": the fields it had, about 4 KiB of them, the rest counted; 20 names in the error.
+      expect(letters[2]!.payload.byteLength).toBeLessThan(4096 + 512);
+      expect(JSON.parse(new TextDecoder().decode(letters[2]!.payload))["…"]).toMatch(/^\d+ more field\(s\)$/);
+      expect(letters[2]!.error).toContain('it has no field "data" (it has "f0", "f1"');
+      expect(letters[2]!.error).toContain('"f19" and 19980 more)');
+      for (const c of ["huge", "many"]) expect(await rig.row(c)).toBeUndefined();
+      expect(ingest.status()[0]).toMatchObject({ state: "running", deadLettered: 3, written: 1, lastError: null });
+      const publisher = await openPublisher(compiled!);
+      try {
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "payments" });
+        expect([replayed.map((l) => l.id), kept.map((l) => l.id)]).toEqual([[letters[1]!.id], [letters[0]!.id, letters[2]!.id]]);
+      } finally {
+        await publisher.close();
+      }
+      await eventually("the replayed event written", async () => (await rig.row("many")) !== undefined);
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+    }
+  }, 60_000);
+
   test("a parking consumer (<consumer>:handed-back) is removed once others claimed what it held, never while it holds entries", async () => {
     const { s: stale, stream } = await open("stale");
     await add(stream, 3);

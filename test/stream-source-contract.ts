@@ -101,12 +101,13 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       await engine?.stop();
     }, 60_000);
 
-    const source = (opts: { takeoverMs?: number; format?: "json" | "msgpack"; mappings?: SourceDef["mappings"]; maxDeliver?: number; name?: string } = {}): SourceDef => ({
+    const source = (opts: { takeoverMs?: number; format?: "json" | "msgpack"; mappings?: SourceDef["mappings"]; maxDeliver?: number; name?: string; maxEventBytes?: number } = {}): SourceDef => ({
       name: opts.name ?? "payments",
       ...engine.engineSettings(opts.takeoverMs === undefined ? {} : { takeoverMs: opts.takeoverMs }),
       format: opts.format ?? "json",
       batchSize: 50,
       ...(opts.maxDeliver === undefined ? {} : { maxDeliver: opts.maxDeliver }),
+      ...(opts.maxEventBytes === undefined ? {} : { maxEventBytes: opts.maxEventBytes }),
       mappings: opts.mappings ?? [paymentsMapping()],
     });
 
@@ -366,6 +367,27 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
         const after = await deadLetters.list(10);
         expect(after.map((l) => [l.reason, l.path, l.payload.length])).toEqual([["missing_field", "customer", cut ? letter!.payload.length : huge.length]]);
         await nothingOwed(ingest);
+      });
+    }, TEST_TIMEOUT_MS);
+
+    test("an event over maxEventBytes is dead-lettered too_large with its first 4 KiB, never written, and not replayed; its batch-mate is written", async () => {
+      await withSource(source({ name: "oversized", maxEventBytes: 64 * 1024 }), async ({ publisher, deadLetters, ingest }) => {
+        const ts = Date.now() - 1000;
+        // A valid event but for its size: without a bound it was decoded, mapped and written (and a letter kept it whole).
+        const big = json({ customer: "big", amount: 1, count: 1, chargeback: false, ts, pad: "y".repeat(200_000) });
+        await publisher.publish([big, json({ customer: "small", amount: 2, count: 1, chargeback: false, ts })]);
+        await eventually("both consumed", () => ingest.status()[0]!.consumed >= 2 && ingest.status()[0]!.deadLettered === 1 && ingest.status()[0]!.written === 1);
+        expect(await rig.row("big")).toBeUndefined();
+        expect((await rig.row("small"))?.values[rig.view.featureIndex.get("spend_1h")!.index]).toBe(2);
+        const [letter] = await deadLetters.list(10);
+        expect([letter!.reason, letter!.payload.length, letter!.cutFrom]).toEqual(["too_large", 4096, big.length]);
+        expect(Buffer.from(letter!.payload).equals(Buffer.from(big.subarray(0, 4096)))).toBe(true);
+        expect(letter!.error).toContain("over maxEventBytes (65536)");
+        expect(letter!.error).toContain(`${big.length} bytes`);
+        await nothingOwed(ingest);
+        expect(ingest.status()[0]!.lastError).toBeNull();
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "oversized" });
+        expect([replayed.length, kept.map((l) => l.id)]).toEqual([0, [letter!.id]]);
       });
     }, TEST_TIMEOUT_MS);
 

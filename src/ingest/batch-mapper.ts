@@ -54,8 +54,9 @@ export class BatchMapper {
     const skipped: Delivery[] = [];
     for (const d of deliveries) {
       if (d.unreadable !== undefined) {
-        // No payload where the source reads it: nothing to decode.
-        dead.push({ delivery: d, letter: { source: this.source.name, reason: "undecodable", path: d.unreadable.path, error: d.unreadable.error, payload: d.payload, origin: d.id } });
+        // No payload where the source reads it, or one too large to read: nothing to decode.
+        const { reason = "undecodable", path, error, cutFrom } = d.unreadable;
+        dead.push({ delivery: d, letter: { source: this.source.name, reason, path, error, payload: d.payload, origin: d.id, ...(cutFrom === undefined ? {} : { cutFrom }) } });
         continue;
       }
       let accepted = 0;

@@ -132,6 +132,17 @@ describe("sources file", () => {
     expect(problems({ sources: [n("a"), n("b", { consumer: "other", subject: "s.other" })] })).toEqual([]);
   });
 
+  test("maxEventBytes: 1 MiB unless set, from 1 KiB to 64 MiB, a bad value named with its path", () => {
+    const r = (extra: Record<string, unknown> = {}) => ({ name: "a", engine: "redis", redis, mappings: [mapping], ...extra });
+    const n = (extra: Record<string, unknown> = {}) => ({ name: "b", engine: "nats", nats: { servers: "nats://127.0.0.1:1", stream: "S", consumer: "c", subject: "s.b" }, mappings: [mapping], ...extra });
+    const [a, b] = compileSources({ sources: [r(), n({ maxEventBytes: 4096 })] }, registry);
+    expect([a!.redis!.maxEventBytes, b!.nats!.maxEventBytes]).toEqual([1 << 20, 4096]);
+    expect(problems({ sources: [r({ maxEventBytes: 100 })] })).toEqual([expect.stringMatching(/^sources\[0\]\.maxEventBytes: must be from 1024 \(1 KiB\) to 67108864 \(64 MiB.*got 100/)]);
+    expect(problems({ sources: [r({ maxEventBytes: 65 << 20 })] })[0]).toMatch(/^sources\[0\]\.maxEventBytes: must be from 1024/);
+    expect(problems({ sources: [r({ maxEventBytes: 1.5 })] })[0]).toMatch(/^sources\[0\]\.maxEventBytes/);
+    expect(problems({ sources: [r({ maxEventBytes: "1MB" })] })[0]).toMatch(/^sources\[0\]\.maxEventBytes/);
+  });
+
   test("one server spelt two ways is one server: the group, durable and dead-letter checks see through the spelling", () => {
     // Compared as text, each pair below was two servers and the file was accepted: two sources through one group on
     // one stream, each getting part of its events.

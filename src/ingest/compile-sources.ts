@@ -16,6 +16,8 @@ export interface RedisSourceSettings {
   readonly field: string;
   readonly claimIdleMs: number;
   readonly deadLetterStream: string;
+  /** Largest entry, all its fields' names and values (`maxEventBytes`): a larger one is dead-lettered `too_large`. */
+  readonly maxEventBytes: number;
 }
 
 export interface NatsSourceSettings {
@@ -27,6 +29,8 @@ export interface NatsSourceSettings {
   /** The durable's max_ack_pending (shared by every pod): `nats.maxAckPending`, default 4 × batchSize. */
   readonly maxAckPending: number;
   readonly deadLetterStream: string;
+  /** Largest payload (`maxEventBytes`): a larger one is dead-lettered `too_large`. */
+  readonly maxEventBytes: number;
 }
 
 /** A source ready to run: engine settings with defaults filled, mappings compiled against the registry. */
@@ -52,6 +56,10 @@ export interface CompiledSource {
 }
 
 const DEFAULT_BATCH = 500;
+/** NATS's default max_payload: one event past it was read, mapped and written whatever its size. */
+export const DEFAULT_MAX_EVENT_BYTES = 1 << 20;
+const MIN_EVENT_BYTES = 1024;
+const MAX_EVENT_BYTES = 64 << 20;
 const DEFAULT_MAX_DELIVER = 5;
 const DEFAULT_RETRY_FOR_MS = 6 * 3600_000;
 /** Shortest dead-letter age limit: letters must live long enough for someone to look at them. */
@@ -167,6 +175,13 @@ function retention(def: SourceDef["deadLetters"], path: string, issues: Issue[])
 
 function compileSource(s: SourceDef, path: string, registry: Registry, issues: Issue[]): CompiledSource | undefined {
   const before = issues.length;
+  const maxEventBytes = s.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  if (maxEventBytes < MIN_EVENT_BYTES || maxEventBytes > MAX_EVENT_BYTES) {
+    issues.push({
+      path: `${path}.maxEventBytes`,
+      message: `must be from ${MIN_EVENT_BYTES} (1 KiB) to ${MAX_EVENT_BYTES} (64 MiB, NATS's largest max_payload), got ${maxEventBytes}: a consumer holds up to batchSize events this large at once`,
+    });
+  }
   let redis: RedisSourceSettings | undefined;
   let nats: NatsSourceSettings | undefined;
   if (s.engine === "redis") {
@@ -180,6 +195,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
         field: s.redis.field ?? "data",
         claimIdleMs: claimIdle(s.redis.claimIdle, `${path}.redis.claimIdle`, issues),
         deadLetterStream: s.redis.deadLetterStream ?? `${s.redis.stream}:dead`,
+        maxEventBytes,
       };
     }
   } else {
@@ -194,6 +210,7 @@ function compileSource(s: SourceDef, path: string, registry: Registry, issues: I
         ackWaitMs: duration(s.nats.ackWait, 30_000, `${path}.nats.ackWait`, issues),
         maxAckPending: s.nats.maxAckPending ?? (s.batchSize ?? DEFAULT_BATCH) * 4,
         deadLetterStream: s.nats.deadLetterStream ?? `${s.nats.stream}_DEAD`,
+        maxEventBytes,
       };
     }
   }

@@ -4,7 +4,7 @@ import { isoToMs } from "../serving/event-time.ts";
 import { type Coercer, CoercionError } from "./coerce.ts";
 
 /** Why an event cannot be written; the dead letter carries it. */
-export const DEAD_LETTER_REASONS = ["undecodable", "missing_field", "invalid_value", "delivery_limit"] as const;
+export const DEAD_LETTER_REASONS = ["undecodable", "missing_field", "invalid_value", "delivery_limit", "too_large"] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 /** Longest idempotency key kept (UTF-16 units): the dedup window holds up to a million per view. */

@@ -27,7 +27,7 @@ import {
   letterPasses,
   type NewDeadLetter,
 } from "./dead-letters.ts";
-import { type Delivery, SourceConfigError, type SourceLag, type StreamPublisher, type StreamSource } from "./stream-source.ts";
+import { type Delivery, SourceConfigError, type SourceLag, type StreamPublisher, type StreamSource, TOO_LARGE_KEPT_BYTES } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
 const DEAD_LETTER_HEADROOM = 8 * 1024;
@@ -443,9 +443,11 @@ export class NatsStreamSource implements StreamSource {
     }
     const taken = this.queue.splice(0, max);
     const out = new Array<NatsDelivery>(taken.length);
+    const limit = this.settings.maxEventBytes;
     for (let i = 0; i < taken.length; i++) {
       const msg = taken[i]!;
-      out[i] = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, publishedAt: msg.info.timestampNanos / NS, msg };
+      const d = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, publishedAt: msg.info.timestampNanos / NS, msg };
+      out[i] = msg.data.length > limit ? tooLarge(d, limit) : d;
     }
     return out;
   }
@@ -491,6 +493,22 @@ export class NatsStreamSource implements StreamSource {
     // What was not settled comes back after ack_wait.
     if (this.connection !== undefined) await drainOrClose(this.connection);
   }
+}
+
+/**
+ * A message larger than the source's maxEventBytes: dead-lettered `too_large`
+ * with its first TOO_LARGE_KEPT_BYTES (copied), never decoded or written. The
+ * server's max_payload (1 MB by default) bounds what a producer can publish at
+ * all; this bounds what the consumer maps and writes, as on Redis.
+ */
+function tooLarge(d: NatsDelivery, limit: number): NatsDelivery {
+  const size = d.payload.length;
+  const kept = d.payload.slice(0, TOO_LARGE_KEPT_BYTES);
+  return {
+    ...d,
+    payload: kept,
+    unreadable: { reason: "too_large", path: "", error: `the message's payload is ${size} bytes, over maxEventBytes (${limit}); this letter keeps its first ${kept.length}`, cutFrom: size },
+  };
 }
 
 /** Publishes payloads to a subject, waiting for JetStream's acknowledgement of each. */

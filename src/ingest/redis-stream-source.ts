@@ -11,7 +11,7 @@ import {
   letterPasses,
   type NewDeadLetter,
 } from "./dead-letters.ts";
-import type { Delivery, SourceLag, StreamPublisher, StreamSource } from "./stream-source.ts";
+import { type Delivery, type SourceLag, type StreamPublisher, type StreamSource, TOO_LARGE_KEPT_BYTES } from "./stream-source.ts";
 
 type RawEntry = [Buffer, Buffer[] | null];
 
@@ -95,33 +95,80 @@ export function idTime(id: string, now: number): number | undefined {
   return ms >= now - ID_TIME_MAX_AGE_MS && ms <= now + ID_TIME_MAX_AHEAD_MS ? ms : undefined;
 }
 
-/** Most bytes of an entry's other fields kept in the dead letter of an entry that lacks the source's field. */
+/** Most bytes of an entry's fields kept in the dead letter of an entry that lacks the source's field. */
 const SHOWN_FIELD_BYTES = 64 * 1024;
+/** Most field names an unreadable entry's error lists (an entry may have thousands). */
+const NAMED_FIELDS = 20;
+
+/** A field's name or value as text, its first `budget` bytes and its size when longer. */
+function shown(b: Buffer, budget: number): string {
+  return b.byteLength <= budget ? b.toString() : `${b.subarray(0, Math.max(0, budget)).toString()}… (${b.byteLength} bytes)`;
+}
+
+/** An entry's fields as JSON (values as text), about `budget` bytes at most: the fields past it are only counted. */
+function fieldsShown(fields: Buffer[] | null, budget: number): Uint8Array {
+  const had: Record<string, string> = {};
+  let i = 0;
+  for (; fields !== null && i + 1 < fields.length && budget > 0; i += 2) {
+    const name = shown(fields[i]!, Math.min(budget, 256));
+    budget -= Math.min(fields[i]!.byteLength, 256);
+    had[name] = shown(fields[i + 1]!, budget);
+    // And the JSON around them: `"name":"value",`.
+    budget -= fields[i + 1]!.byteLength + 6;
+  }
+  const more = fields === null ? 0 : (fields.length >> 1) - (i >> 1);
+  if (more > 0) had["…"] = `${more} more field(s)`;
+  return new TextEncoder().encode(JSON.stringify(had));
+}
+
+/** The first NAMED_FIELDS field names of an entry, quoted, for an error. */
+function fieldNames(fields: Buffer[] | null): string {
+  const count = fields === null ? 0 : fields.length >> 1;
+  if (count === 0) return "none";
+  const names: string[] = [];
+  for (let i = 0; i < Math.min(count, NAMED_FIELDS); i++) names.push(`"${shown(fields![2 * i]!, 100)}"`);
+  return count > NAMED_FIELDS ? `${names.join(", ")} and ${count - NAMED_FIELDS} more` : names.join(", ");
+}
 
 /**
  * An entry as a delivery: its payload is the source's field. An entry without
  * it becomes an unreadable delivery (dead-lettered, naming the field) whose
- * payload shows the fields it had, as JSON (values as text, cut to fit).
+ * payload shows the fields it had, as JSON (values as text, cut to fit). An
+ * entry larger than `maxBytes` (its fields' names and values) becomes a
+ * `too_large` one whose payload is the field's first TOO_LARGE_KEPT_BYTES,
+ * copied (a subarray would hold the whole reply): until 12-07 a 50 MB entry
+ * was decoded, mapped and written as a 50 MB row.
  */
-function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number, now: number): Delivery {
+function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number, now: number, maxBytes: number): Delivery {
   const payload = fieldValue(fields, field);
   const publishedAt = idTime(id, now);
   const at = publishedAt === undefined ? {} : { publishedAt };
-  if (payload !== undefined) return { id, payload, deliveries, ...at };
-  const had: Record<string, string> = {};
-  let budget = SHOWN_FIELD_BYTES;
-  for (let i = 0; fields !== null && i + 1 < fields.length; i += 2) {
-    const value = fields[i + 1]!;
-    had[fields[i]!.toString()] = value.byteLength <= budget ? value.toString() : `${value.subarray(0, Math.max(0, budget)).toString()}… (${value.byteLength} bytes)`;
-    budget -= value.byteLength;
+  let size = 0;
+  for (let i = 0; fields !== null && i < fields.length; i++) size += fields[i]!.byteLength;
+  if (size > maxBytes) {
+    const kept = payload === undefined ? fieldsShown(fields, TOO_LARGE_KEPT_BYTES) : new Uint8Array(payload.subarray(0, TOO_LARGE_KEPT_BYTES));
+    const cut = payload !== undefined && payload.byteLength > kept.byteLength;
+    const what = payload === undefined ? `it has no field "${field}" (it has ${fieldNames(fields)})` : `its "${field}" field is ${payload.byteLength} bytes${cut ? `, of which this letter keeps the first ${kept.byteLength}` : ""}`;
+    return {
+      id,
+      payload: kept,
+      deliveries,
+      ...at,
+      unreadable: {
+        reason: "too_large",
+        path: payload === undefined ? `(entry).${field}` : "(entry)",
+        error: `the entry holds ${size} bytes in ${fields === null ? 0 : fields.length >> 1} field(s), over maxEventBytes (${maxBytes}); ${what}`,
+        ...(cut ? { cutFrom: payload.byteLength } : {}),
+      },
+    };
   }
-  const names = Object.keys(had);
+  if (payload !== undefined) return { id, payload, deliveries, ...at };
   return {
     id,
-    payload: new TextEncoder().encode(JSON.stringify(had)),
+    payload: fieldsShown(fields, SHOWN_FIELD_BYTES),
     deliveries,
     ...at,
-    unreadable: { path: `(entry).${field}`, error: `the entry has no field "${field}" (it has ${names.length === 0 ? "none" : names.map((n) => `"${n}"`).join(", ")}); producers must XADD the payload as "${field}"` },
+    unreadable: { path: `(entry).${field}`, error: `the entry has no field "${field}" (it has ${fieldNames(fields)}); producers must XADD the payload as "${field}"` },
   };
 }
 
@@ -247,7 +294,7 @@ export class RedisStreamSource implements StreamSource {
     const out = new Array<Delivery>(entries.length);
     for (let i = 0; i < entries.length; i++) {
       const [id, fields] = entries[i]!;
-      out[i] = deliveryOf(id.toString(), fields, this.settings.field, 1, now);
+      out[i] = deliveryOf(id.toString(), fields, this.settings.field, 1, now, this.settings.maxEventBytes);
     }
     return out;
   }
@@ -271,7 +318,7 @@ export class RedisStreamSource implements StreamSource {
     const now = this.clock();
     return live.map(([id, fields]) => {
       const key = id.toString();
-      return deliveryOf(key, fields, this.settings.field, counts.get(key) ?? 1, now);
+      return deliveryOf(key, fields, this.settings.field, counts.get(key) ?? 1, now, this.settings.maxEventBytes);
     });
   }
 

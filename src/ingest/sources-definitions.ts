@@ -89,6 +89,12 @@ const SourceDef = T.Object(
     format: T.Optional(T.Union([T.Literal("json"), T.Literal("msgpack")])),
     /** Most events per store round trip. */
     batchSize: T.Optional(T.Integer({ minimum: 1, maximum: 10_000 })),
+    /**
+     * Largest event accepted, in bytes (default 1 MiB, NATS's default max_payload; 1 KiB to 64 MiB): a Redis entry
+     * (all its fields, names and values) or a NATS message's payload over it is dead-lettered `too_large` with its
+     * first 4 KiB, never mapped or written.
+     */
+    maxEventBytes: T.Optional(T.Integer()),
     /** Failed handlings (not a retryable store outage) before a message is dead-lettered with its last error. */
     maxDeliver: T.Optional(T.Integer({ minimum: 1, maximum: 1000 })),
     /**

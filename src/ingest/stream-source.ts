@@ -9,6 +9,13 @@
  * same group/durable after the engine's idle timeout.
  */
 
+/**
+ * Most bytes of an event a `too_large` letter keeps: enough to tell whose it
+ * is. Letters are kept by the 100,000 (DEFAULT_DEAD_LETTER_RETENTION): whole,
+ * a producer's run of 50 MB entries would have filled the engine carrying them.
+ */
+export const TOO_LARGE_KEPT_BYTES = 4096;
+
 /** One delivered message. Implementations may extend it with their own handle. */
 export interface Delivery {
   /** Engine id: Redis entry id, JetStream stream sequence. */
@@ -27,11 +34,13 @@ export interface Delivery {
   readonly publishedAt?: number;
   /**
    * Set when the message holds no payload where the source reads it (a Redis
-   * entry without the source's field): the event is dead-lettered with this
+   * entry without the source's field), or is larger than the source's
+   * `maxEventBytes` (`too_large`): the event is dead-lettered with this
    * error, `path` naming where the payload was expected, and `payload` holds
-   * what the message did carry, for inspection.
+   * what the message did carry, for inspection (a too large one's first
+   * bytes, `cutFrom` giving its size when they are not all of it).
    */
-  readonly unreadable?: { readonly path: string; readonly error: string };
+  readonly unreadable?: { readonly reason?: "undecodable" | "too_large"; readonly path: string; readonly error: string; readonly cutFrom?: number };
 }
 
 /**
