@@ -1,4 +1,14 @@
 import { QuiverError } from "../errors/quiver-error.ts";
+import type { KvEntry } from "./kv-node.ts";
+
+/**
+ * What a failed storage call may have done: `"nothing"` when it was refused
+ * before anything was sent (a breaker open, a bulkhead full, the caller's
+ * budget spent, no primary known, this server's ring stale): a write refused
+ * so changed no stored row. `"maybe"` otherwise: a timeout, a connection lost
+ * after the command went out, an error of unknown origin.
+ */
+export type Sent = "nothing" | "maybe";
 
 /**
  * Errors the storage layer raises. They are QuiverErrors (kind `unavailable`,
@@ -6,10 +16,58 @@ import { QuiverError } from "../errors/quiver-error.ts";
  * gRPC UNAVAILABLE) without knowing which node raised them.
  */
 export class StorageError extends QuiverError {
-  constructor(code: string, message: string, retryable: boolean, cause?: unknown) {
+  /** Whether the call may have reached storage (`Sent`); a write's caches and change feed react only when it may have. */
+  readonly sent: Sent;
+
+  constructor(code: string, message: string, retryable: boolean, cause?: unknown, sent: Sent = "maybe") {
     super("unavailable", code, message, { retryable, cause });
     this.name = new.target.name;
+    this.sent = sent;
   }
+}
+
+/** True when `error` says its call was refused before anything was sent (StorageError.sent); an error of any other kind may have landed. */
+export function sentNothing(error: unknown): boolean {
+  return error instanceof StorageError && error.sent === "nothing";
+}
+
+/**
+ * A write to several nodes (the ring's one batch per shard) that failed on at
+ * least one of them. It keeps the failure's kind, code, message, `retryable`
+ * and Retry-After (the edges answer as they did for the failure itself: 503 +
+ * Retry-After) and names the entries that may be stored: the shares written
+ * and those that failed after being sent or in a way not known. The shares
+ * refused before anything was sent (`sentNothing`) are left out: nothing
+ * changed for their keys, so caches keep their copies of them and the change
+ * feed does not announce them (storeMayHold).
+ */
+export class StoreWriteError extends QuiverError {
+  /** The entries of the write that may be stored (the failed call's own array when every share may have landed). */
+  readonly mayHaveLanded: readonly KvEntry[];
+  /** The failure's own (an open breaker's), for the Retry-After header (api/http/error-status.ts). */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(failure: unknown, mayHaveLanded: readonly KvEntry[]) {
+    const known = failure instanceof QuiverError && failure.retryable ? failure : undefined;
+    const message = known?.message ?? `storage write failed: ${(failure as { message?: string } | undefined)?.message ?? String(failure)}`;
+    super(known?.kind ?? "unavailable", known?.code ?? "unavailable", message, { retryable: true, cause: failure });
+    this.name = "StoreWriteError";
+    this.mayHaveLanded = mayHaveLanded;
+    const after = (failure as { retryAfterSeconds?: unknown } | null | undefined)?.retryAfterSeconds;
+    this.retryAfterSeconds = typeof after === "number" ? after : undefined;
+  }
+}
+
+/**
+ * The entries of a failed write (`entries`, the call's argument) that the
+ * store may hold now: those a StoreWriteError names, none when the call was
+ * refused before anything was sent, else all of them (what is not known may
+ * have landed). Caches drop and floor only these; the change feed publishes
+ * only these.
+ */
+export function storeMayHold(error: unknown, entries: readonly KvEntry[]): readonly KvEntry[] {
+  if (error instanceof StoreWriteError) return error.mayHaveLanded;
+  return sentNothing(error) ? [] : entries;
 }
 
 /** A storage call did not answer within its deadline (or its request was aborted). */
@@ -118,7 +176,7 @@ export class CallerDeadlineError extends StorageError {
  */
 export class BudgetSpentError extends StorageError {
   constructor(shard: string) {
-    super("budget_spent", `${shard}: the lookup's budget was spent before storage was asked (waiting for a slot)`, false);
+    super("budget_spent", `${shard}: the lookup's budget was spent before storage was asked (waiting for a slot)`, false, undefined, "nothing");
   }
 }
 
@@ -166,8 +224,9 @@ export class StorageAbortedError extends StorageError {
  * (the write policy retries it through the failover window, on the new primary).
  */
 export class FailoverUnderWayError extends StorageError {
-  constructor(shard: string) {
-    super("failover_in_progress", `shard ${shard}: a failover is under way; the write is tried again on the new primary`, true);
+  /** `sent`: "nothing" when the write was refused before it was sent, "maybe" when the failover began while it was out. */
+  constructor(shard: string, sent: Sent = "maybe") {
+    super("failover_in_progress", `shard ${shard}: a failover is under way; the write is tried again on the new primary`, true, undefined, sent);
   }
 }
 
@@ -182,23 +241,29 @@ export class WriteNotAcknowledgedError extends StorageError {
   }
 }
 
-/** No member of a shard could serve the call within its window (e.g. no primary during a failover). */
+/**
+ * No member of a shard could serve the call within its window (e.g. no
+ * primary during a failover). `sent` is "nothing" when the shard refused it
+ * without asking a server (no primary known).
+ */
 export class ShardUnavailableError extends StorageError {
-  constructor(shard: string, what: string, cause?: unknown) {
-    super("shard_unavailable", `${shard}: ${what}`, true, cause);
+  constructor(shard: string, what: string, cause?: unknown, sent: Sent = "maybe") {
+    super("shard_unavailable", `${shard}: ${what}`, true, cause, sent);
   }
 }
 
 /**
  * A shard's circuit breaker is open: calls fail at once, without I/O, until it
- * lets a trial call through. `retryAfterMs` is when that will be.
+ * lets a trial call through. `retryAfterMs` is when that will be. Sent
+ * nothing: a write's breaker refuses before its first attempt
+ * (ResilientShard.putMany makes sure of it).
  */
 export class ShardBreakerOpenError extends StorageError {
   readonly retryAfterMs: number;
 
   constructor(shard: string, op: "read" | "write", retryAfterMs: number) {
     // Half-open (a trial under way) the breaker names no time: as the Retry-After header, at least 1 s.
-    super("shard_breaker_open", `${shard}: ${op}s are failing fast (breaker open); retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, true);
+    super("shard_breaker_open", `${shard}: ${op}s are failing fast (breaker open); retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, true, undefined, "nothing");
     this.retryAfterMs = retryAfterMs;
   }
 
@@ -208,10 +273,10 @@ export class ShardBreakerOpenError extends StorageError {
   }
 }
 
-/** More calls wait for a shard than its bulkhead queue holds: the shard is saturated. */
+/** More calls wait for a shard than its bulkhead queue holds: the shard is saturated (the call was refused, nothing sent). */
 export class ShardSaturatedError extends StorageError {
   constructor(shard: string) {
-    super("shard_saturated", `${shard}: too many calls waiting for this shard`, true);
+    super("shard_saturated", `${shard}: too many calls waiting for this shard`, true, undefined, "nothing");
   }
 }
 

@@ -2,7 +2,18 @@ import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import type { KvEntry, PutOutcome, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
-import { BudgetSpentError, CallerDeadlineError, CommonStallError, LocalStallError, ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StalledTrialError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import {
+  BudgetSpentError,
+  CallerDeadlineError,
+  CommonStallError,
+  LocalStallError,
+  sentNothing,
+  ShardBreakerOpenError,
+  ShardSaturatedError,
+  ShardUnavailableError,
+  StalledTrialError,
+  StorageTimeoutError,
+} from "../kv/storage-errors.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { guardShard } from "./guard-shard.ts";
 import { ResilientShard, type ShardNode } from "./resilient-shard.ts";
@@ -25,7 +36,9 @@ class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
   readonly rawNow = undefined;
   readonly getManyNow = () => undefined;
-  mode: "ok" | "fail" | "hang" | "hold" | "timeout" | "cut" = "ok";
+  mode: "ok" | "fail" | "hang" | "hold" | "timeout" | "cut" | "refuse" = "ok";
+  /** Modes for the next calls, one each, before `mode` applies again. */
+  readonly next: Array<SwitchableShard["mode"]> = [];
   /** In "timeout" mode: how late the timer that ended each read fired (ms). */
   timeoutLateMs = 0;
   calls = 0;
@@ -44,15 +57,18 @@ class SwitchableShard implements ShardNode {
   }
   private gate<T>(work: () => Promise<T>, deadline?: number): Promise<T> {
     this.calls++;
-    if (this.mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
-    if (this.mode === "timeout") return Promise.reject(new StorageTimeoutError(`${this.id} read`, 20, this.timeoutLateMs));
+    const mode = this.next.shift() ?? this.mode;
+    // As a replica set that knows no primary: refused without asking a server.
+    if (mode === "refuse") return Promise.reject(new ShardUnavailableError(this.id, "test: no primary known", undefined, "nothing"));
+    if (mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
+    if (mode === "timeout") return Promise.reject(new StorageTimeoutError(`${this.id} read`, 20, this.timeoutLateMs));
     // As a replica set whose attempt the caller's deadline cut short (less than readAttemptTimeoutMs left).
-    if (this.mode === "cut") return Promise.reject(new CallerDeadlineError(new StorageTimeoutError(`${this.id} read`, 1)));
-    if (this.mode === "hang") {
+    if (mode === "cut") return Promise.reject(new CallerDeadlineError(new StorageTimeoutError(`${this.id} read`, 1)));
+    if (mode === "hang") {
       if (!this.readsSettleByDeadline || deadline === undefined) return new Promise<T>(() => {});
       return Bun.sleep(Math.max(0, deadline - performance.now())).then(() => Promise.reject(new StorageTimeoutError(`${this.id} read`, 0)));
     }
-    if (this.mode === "hold") return new Promise<void>((go) => this.held.push(go)).then(() => (this.mode === "fail" ? Promise.reject(new ShardUnavailableError(this.id, "test: failing")) : work()));
+    if (mode === "hold") return new Promise<void>((go) => this.held.push(go)).then(() => (this.mode === "fail" ? Promise.reject(new ShardUnavailableError(this.id, "test: failing")) : work()));
     return work();
   }
   getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
@@ -741,6 +757,54 @@ describe("ResilientShard writes", () => {
     inner.mode = "ok";
     inner.release(true);
     expect(await trial).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+  });
+
+  test("a write refused before anything was sent says so (sent nothing); one an attempt of which may have landed never does", async () => {
+    const inner = new SwitchableShard("s1");
+    const shard = guardShard(inner, { ...FAST, writeRetries: 3, failoverWindowMs: 0, breakerFailures: 100 }, recorder().observer);
+    const put = (): Promise<unknown> => shard.putMany([{ key: "v@1/k=1", row: { ts: 2, values: [2] } }]).then(() => "written", (e: unknown) => e);
+    // Every attempt refused (no primary known): nothing sent.
+    inner.mode = "refuse";
+    const refused = await put();
+    expect(refused).toBeInstanceOf(ShardUnavailableError);
+    expect(sentNothing(refused)).toBe(true);
+    // The first attempt timed out (it may have landed), the retries were refused: the call may have landed.
+    inner.next.push("timeout");
+    const mixed = await put();
+    expect(mixed).toMatchObject({ code: "shard_unavailable", kind: "unavailable", retryable: true, sent: "maybe" });
+    expect(sentNothing(mixed)).toBe(false);
+    expect((mixed as Error).message).toContain("may have landed");
+    // A timeout alone, a failure of unknown kind: may have landed.
+    inner.mode = "timeout";
+    expect(sentNothing(await put())).toBe(false);
+    inner.mode = "fail";
+    expect(sentNothing(await put())).toBe(false);
+  });
+
+  test("a push its open write breaker or a full bulkhead refused sent nothing", async () => {
+    let now = 4_300_000;
+    setSystemTime(new Date(now));
+    const inner = new SwitchableShard("s1");
+    const shard = guardShard(inner, { ...FAST, writeRetries: 0, failoverWindowMs: 0, bulkheadConcurrency: 1, bulkheadQueue: 0 }, recorder().observer, () => now);
+    const row = [{ key: "v@1/k=1", row: { ts: 2, values: [2] } }];
+    inner.mode = "hold";
+    const holding = shard.putMany(row);
+    const full = await shard.putMany(row).catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(ShardSaturatedError);
+    expect(sentNothing(full)).toBe(true);
+    inner.mode = "ok";
+    inner.release(true);
+    await holding;
+    inner.mode = "fail";
+    for (let i = 0; i < 5; i++) await shard.putMany(row).catch(() => {});
+    expect(shard.guardState().write).toBe("open");
+    now += 1_000;
+    setSystemTime(new Date(now));
+    const calls = inner.calls;
+    const open = await shard.putMany(row).catch((e: unknown) => e);
+    expect(open).toBeInstanceOf(ShardBreakerOpenError);
+    expect(sentNothing(open)).toBe(true);
+    expect(inner.calls).toBe(calls);
   });
 
   test("an open write breaker fails pushes at once with a retry-after; reads stay served", async () => {

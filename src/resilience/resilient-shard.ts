@@ -1,7 +1,20 @@
 import { BrokenCircuitError, BulkheadRejectedError, type IPolicy } from "cockatiel";
 import type { KvEntry, KvNode, NodeHealth, PrimaryAccess, ProcessScanPage, PutOutcome, ReadContext, ReadSlot, ScanPage, ServerProcess } from "../kv/kv-node.ts";
 import { neverNow } from "../kv/kv-node.ts";
-import { BudgetSpentError, CallerDeadlineError, CommonStallError, LocalStallError, raceDeadline, ShardBreakerOpenError, ShardSaturatedError, StalledTrialError, StorageError, StorageTimeoutError } from "../kv/storage-errors.ts";
+import {
+  BudgetSpentError,
+  CallerDeadlineError,
+  CommonStallError,
+  LocalStallError,
+  raceDeadline,
+  sentNothing,
+  ShardBreakerOpenError,
+  ShardSaturatedError,
+  ShardUnavailableError,
+  StalledTrialError,
+  StorageError,
+  StorageTimeoutError,
+} from "../kv/storage-errors.ts";
 import { judgeTimeout, LATENESS_JUDGE, type StallJudge } from "./local-stall.ts";
 import { type BreakerState, type GuardedOp, isShardFault, type ResilienceObserver, type ShardOp, type ShardPolicies } from "./shard-policies.ts";
 import type { ResilienceSettings } from "./settings.ts";
@@ -209,13 +222,33 @@ export class ResilientShard implements ShardNode {
     });
   }
 
+  /**
+   * The write policy around attempts on the inner node. A write that fails
+   * says whether it may have landed (StorageError.sent): it sent nothing when
+   * the breaker or the bulkhead refused it (before any attempt) or when every
+   * attempt was refused that way by the inner node (no primary known); an
+   * attempt that timed out or failed otherwise may have landed, and the call's
+   * error then says so even when a later attempt was refused (its error is
+   * wrapped as `shard_unavailable`, sent "maybe").
+   */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0 };
     const limit = this.writeAttemptMs;
+    let reached = false;
+    const attempt = async (): Promise<PutOutcome> => {
+      try {
+        return await raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late));
+      } catch (error) {
+        if (!sentNothing(error)) reached = true;
+        throw this.judged("write", error);
+      }
+    };
     try {
-      return await this.policies.write.policy.execute(() => raceDeadline(this.inner.putMany(entries, signal), limit, (late) => this.timeout("write", limit, late)).then(undefined, this.rethrowJudgedWrite));
+      return await this.policies.write.policy.execute(attempt);
     } catch (error) {
-      throw this.failed("write", this.policies.write, error);
+      const out = this.failed("write", this.policies.write, error);
+      if (reached && sentNothing(out)) throw new ShardUnavailableError(this.id, `write failed after an attempt that may have landed (last: ${(out as Error).message})`, out);
+      throw out;
     }
   }
 

@@ -32,6 +32,7 @@ export class PlacementGateNode extends ForwardingKvNode {
 
   private check(): void {
     const why = this.problem();
-    if (why !== undefined) throw new StorageError("placement_stale", `not written: ${why}`, true);
+    // Refused before anything was sent: no cache or change feed reacts to it (storage-errors.ts, Sent).
+    if (why !== undefined) throw new StorageError("placement_stale", `not written: ${why}`, true, undefined, "nothing");
   }
 }

@@ -196,7 +196,7 @@ export class ReplicaSet implements ShardNode {
     return this.onPrimary("write", async (m) => {
       // Not while a failover is under way, and not acknowledged if one began meanwhile: the primary may be about to
       // be deposed and its rows discarded (sentinel-discovery.ts). The policy retries on the new primary.
-      if (this.discovery.failoverUnderWay()) throw new FailoverUnderWayError(this.id);
+      if (this.discovery.failoverUnderWay()) throw new FailoverUnderWayError(this.id, "nothing");
       let out: PutOutcome;
       if (acks <= 0) out = await m.node.putMany(entries, signal);
       else {
@@ -339,7 +339,8 @@ export class ReplicaSet implements ShardNode {
     const primary = this.membership.primary;
     if (!primary || this.closed) {
       void this.membership.refresh();
-      throw new ShardUnavailableError(this.id, `${what}: no primary known`);
+      // Refused without asking a server: a write refused here changed nothing (storage-errors.ts, Sent).
+      throw new ShardUnavailableError(this.id, `${what}: no primary known`, undefined, "nothing");
     }
     try {
       return await fn(primary);

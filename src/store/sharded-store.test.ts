@@ -1,8 +1,11 @@
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
+import { errorHeaders, httpStatusOf } from "../api/http/error-status.ts";
 import { runKvContract } from "../../test/kv-contract.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
 import { KeyBatch } from "../kv/key-batch.ts";
+import type { KvEntry } from "../kv/kv-node.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
+import { ShardBreakerOpenError, ShardSaturatedError, ShardUnavailableError, StorageTimeoutError, StoreWriteError, storeMayHold } from "../kv/storage-errors.ts";
 import { MeteredKvNode, MetricsRegistry } from "../ops/index.ts";
 import { ShardedStore } from "./sharded-store.ts";
 
@@ -75,4 +78,57 @@ test("writesSettled waits for the puts and deletes begun before it (failed ones 
   gates[2]!();
   await later;
   await ring.writesSettled();
+});
+
+describe("a write that fails on some shards", () => {
+  /** Three memory nodes; `fail[i]` makes node i's writes fail with that error (after storing its share when `landsFirst`). */
+  function ring(fail: Array<(() => Error) | undefined>, landsFirst = false) {
+    const nodes = fail.map((f, i) => {
+      const node = new MemoryKvNode(`m${i}`);
+      if (f !== undefined) {
+        const put = node.putMany.bind(node);
+        node.putMany = async (entries: readonly KvEntry[]) => {
+          if (landsFirst) await put(entries);
+          throw f();
+        };
+      }
+      return { id: `m${i}`, weight: 1, node };
+    });
+    const store = new ShardedStore(nodes);
+    // Two keys owned by each node, the refusing node's first.
+    const owned: string[][] = nodes.map(() => []);
+    for (let i = 0; owned.some((k) => k.length < 2); i++) {
+      const key = `v@1/id=i${i}`;
+      const k = owned[nodes.findIndex((n) => n.node === store.nodeFor(key))]!;
+      if (k.length < 2) k.push(key);
+    }
+    const entries = owned.flat().map((key, i) => ({ key, row: { ts: 10 + i, values: [i] } }));
+    return { store, owned, entries };
+  }
+  const keysOf = (entries: readonly KvEntry[]) => entries.map((e) => e.key).sort();
+
+  test("names the shares that may have landed (written, timed out), not one its shard refused before sending (breaker open); answers as the refusal did", async () => {
+    const { store, owned, entries } = ring([() => new ShardBreakerOpenError("m0", "write", 12_000), undefined, () => new StorageTimeoutError("m2 write", 250)], true);
+    const error = await store.putMany(entries).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreWriteError);
+    const e = error as StoreWriteError;
+    // The first failure's kind, code, message and Retry-After: the client still gets 503 + Retry-After 12.
+    expect(e).toMatchObject({ kind: "unavailable", code: "shard_breaker_open", retryable: true, retryAfterSeconds: 12 });
+    expect(e.message).toContain("breaker open");
+    expect(httpStatusOf(e)).toBe(503);
+    expect(errorHeaders(e, 503)).toEqual({ "retry-after": "12" });
+    expect(keysOf(e.mayHaveLanded)).toEqual([...owned[1]!, ...owned[2]!].sort());
+    expect(keysOf(storeMayHold(e, entries))).toEqual([...owned[1]!, ...owned[2]!].sort());
+  });
+
+  test("every share refused before sending: nothing may have landed; a failure of unknown kind: everything may have", async () => {
+    const refused = ring([() => new ShardBreakerOpenError("m0", "write", 1000), () => new ShardSaturatedError("m1"), () => new ShardUnavailableError("m2", "write: no primary known", undefined, "nothing")]);
+    const none = (await refused.store.putMany(refused.entries).catch((e: unknown) => e)) as StoreWriteError;
+    expect(none.mayHaveLanded).toEqual([]);
+    const unknown = ring([undefined, () => new Error("socket closed"), undefined], true);
+    const all = (await unknown.store.putMany(unknown.entries).catch((e: unknown) => e)) as StoreWriteError;
+    expect(all).toMatchObject({ kind: "unavailable", code: "unavailable", retryable: true, message: "storage write failed: socket closed" });
+    expect(all.mayHaveLanded).toBe(unknown.entries);
+    expect(errorHeaders(all, 503)).toEqual({ "retry-after": "1" });
+  });
 });

@@ -1,4 +1,3 @@
-import { QuiverError, unavailable } from "../errors/index.ts";
 import { ringKeyStart } from "../kv/keys.ts";
 import type { KeyBatch } from "../kv/key-batch.ts";
 import {
@@ -15,7 +14,7 @@ import {
   type ReadsNow,
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
-import { BudgetSpentError } from "../kv/storage-errors.ts";
+import { BudgetSpentError, StoreWriteError, storeMayHold } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
 import { memberScanCursor } from "../shard/read-through-node.ts";
 
@@ -188,8 +187,10 @@ export class ShardedStore implements KvNode {
 
   /**
    * Writes each node's share as one batch. If any node fails, the call fails
-   * with a retryable error; shares already written stay (retrying is safe:
-   * writes are last-write-wins).
+   * with a retryable StoreWriteError naming the entries that may be stored
+   * (the shares written, and those whose failure may have landed; not those a
+   * node refused before sending anything); shares already written stay
+   * (retrying is safe: writes are last-write-wins).
    */
   putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     return this.track(this.putRouted(entries, signal));
@@ -207,18 +208,20 @@ export class ShardedStore implements KvNode {
       }
       list.push(e);
     }
-    const results = await Promise.allSettled([...byNode].map(([owner, list]) => this.nodes[owner]!.putMany(list, signal)));
+    const shares = [...byNode];
+    const results = await Promise.allSettled(shares.map(([owner, list]) => this.nodes[owner]!.putMany(list, signal)));
     const total: PutOutcome = { written: 0, ignored: 0, sameTime: 0 };
+    let failed = false;
     for (const r of results) {
       if (r.status === "rejected") {
-        const cause = r.reason as { message?: string } | undefined;
-        if (cause instanceof QuiverError && cause.retryable) throw cause;
-        throw unavailable(`storage write failed: ${cause?.message ?? String(cause)}`, cause);
+        failed = true;
+        continue;
       }
       total.written += r.value.written;
       total.ignored += r.value.ignored;
       total.sameTime += r.value.sameTime;
     }
+    if (failed) throw writeFailed(entries, shares, results);
     return total;
   }
 
@@ -276,6 +279,33 @@ export class ShardedStore implements KvNode {
     }
     return [...byOwner.values()];
   }
+}
+
+/**
+ * The error of a write some share of which failed: the first failure (its
+ * code, message and Retry-After, as the edges answered before) and the entries
+ * that may be stored: the shares written and those whose failure may have
+ * landed (storeMayHold: a node refusing before it sent anything, such as a
+ * shard whose write breaker is open, holds none of its share). When every
+ * share may have landed, the call's own array.
+ */
+function writeFailed(entries: readonly KvEntry[], shares: ReadonlyArray<readonly [number, KvEntry[]]>, results: readonly PromiseSettledResult<PutOutcome>[]): StoreWriteError {
+  let failure: unknown;
+  let held: KvEntry[] | undefined;
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]!;
+    const share = shares[i]![1];
+    const landed = r.status === "fulfilled" ? share : storeMayHold(r.reason, share);
+    if (r.status === "rejected" && failure === undefined) failure = r.reason;
+    if (landed === share && held === undefined) continue;
+    // A share that (partly) did not land: from here on, collect what did.
+    if (held === undefined) {
+      held = [];
+      for (let j = 0; j < i; j++) held.push(...shares[j]![1]);
+    }
+    held.push(...landed);
+  }
+  return new StoreWriteError(failure, held ?? entries);
 }
 
 /**
