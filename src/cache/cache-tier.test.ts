@@ -4,6 +4,7 @@ import { LocalChangeFeed } from "../feed/local-feed.ts";
 import type { ReadContext, StoredRow } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
+import { ShardBreakerOpenError, StoreWriteError } from "../kv/storage-errors.ts";
 import { MetricsRegistry } from "../ops/metrics.ts";
 import { MeteredKvNode } from "../ops/metered-node.ts";
 import { cacheMetrics } from "./cache-metrics.ts";
@@ -114,6 +115,41 @@ describe("CacheTier with L1", () => {
     origin.putMany = put;
     expect(tier.getManyNow(["v@1/k=i1"])).toBeUndefined();
     expect(await tier.getMany(["v@1/k=i1"])).toEqual([row(6, "new")]);
+  });
+
+  test("a write refused before anything was sent keeps this pod's copies of its keys; of one refused in part, the refused share's only", async () => {
+    const { origin, tier, clock } = setup();
+    const a = "v@1/k=i1";
+    const b = "v@1/k=i2";
+    await origin.rows.putMany([
+      { key: a, row: row(5, "a-old") },
+      { key: b, row: row(5, "b-old") },
+    ]);
+    expect(await tier.getMany([a, b])).toEqual([row(5, "a-old"), row(5, "b-old")]);
+    const put = origin.putMany.bind(origin);
+    // A two-shard push: a's shard refuses it (write breaker open), b's share lands.
+    origin.putMany = async (entries, signal) => {
+      const landed = entries.filter((e) => e.key === b);
+      await origin.rows.putMany(landed, signal);
+      throw new StoreWriteError(new ShardBreakerOpenError("shard-a", "write", 5_000), landed);
+    };
+    const push = [
+      { key: a, row: row(6, "a-new") },
+      { key: b, row: row(6, "b-new") },
+    ];
+    await expect(tier.putMany(push)).rejects.toMatchObject({ code: "shard_breaker_open", retryAfterSeconds: 5 });
+    expect(tier.getManyNow([a])).toEqual([row(5, "a-old")]);
+    expect(tier.getManyNow([b])).toBeUndefined();
+    expect(await tier.getMany([a, b])).toEqual([row(5, "a-old"), row(6, "b-new")]);
+    // A one-shard push its breaker refused: nothing is dropped.
+    origin.putMany = () => Promise.reject(new ShardBreakerOpenError("shard-a", "write", 5_000));
+    await expect(tier.putMany([{ key: a, row: row(7, "a-7") }])).rejects.toBeInstanceOf(ShardBreakerOpenError);
+    expect(tier.getManyNow([a, b])).toEqual([row(5, "a-old"), row(6, "b-new")]);
+    // Past its TTL with the shard down, a's copy is still there to serve as a grace copy.
+    origin.putMany = put;
+    clock.advance(61_000);
+    origin.getMany = async (keys) => keys.map(() => UNAVAILABLE);
+    expect(await tier.getMany([a])).toEqual([{ ts: 5, values: ["a-old"], stale: true }]);
   });
 
   test("a lookup joining a read in flight waits no longer than its own budget", async () => {

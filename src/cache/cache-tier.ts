@@ -3,6 +3,7 @@ import type { KeyBatch } from "../kv/key-batch.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, RawRowSink, ReadContext, ReadSlot, ReadsNow, ScanPage, StoredRow, ThroughRows } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
+import { storeMayHold } from "../kv/storage-errors.ts";
 import type { CacheMetrics } from "./cache-metrics.ts";
 import { L1Cache, type L1Entry } from "./l1-cache.ts";
 import { RowScratch } from "./packed-row.ts";
@@ -538,7 +539,8 @@ export class CacheTier implements KvNode, ChangeListener {
     try {
       out = await this.origin.putMany(entries, signal);
     } catch (error) {
-      await this.dropAfterFailedWrite(entries);
+      const landed = storeMayHold(error, entries);
+      if (landed.length > 0) await this.dropAfterFailedWrite(landed);
       throw error;
     }
     const l1 = this.l1;
@@ -594,7 +596,10 @@ export class CacheTier implements KvNode, ChangeListener {
    * nothing was published, another pod's read that began before the write
    * was not stopped from filling, and after a removal its row from before
    * the write landed in L2 for every pod for the L2 TTL. A copy at least as
-   * new stays.
+   * new stays. Only the entries that may have landed come here
+   * (storeMayHold): a share refused before anything was sent (its shard's
+   * write breaker open) changed nothing, so this pod's copies of its keys stay
+   * (fresh, or grace copies while the shard is down), in L1 and in L2.
    */
   private async dropAfterFailedWrite(entries: readonly KvEntry[]): Promise<void> {
     if (this.l1) for (const e of entries) this.l1.delete(e.key);

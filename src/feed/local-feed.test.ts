@@ -3,6 +3,7 @@ import { MemoryKvNode } from "../kv/memory-node.ts";
 import { runKvContract } from "../../test/kv-contract.ts";
 import type { ChangeEvent, ChangeListener, InvalidationScope } from "./change-feed.ts";
 import { LocalChangeFeed } from "./local-feed.ts";
+import { ShardBreakerOpenError, ShardSaturatedError, StoreWriteError } from "../kv/storage-errors.ts";
 import { PublishingKvNode } from "./publishing-node.ts";
 
 function recorder() {
@@ -87,6 +88,22 @@ describe("PublishingKvNode", () => {
     await expect(node.putMany([{ key: "k1", row: { ts: 10, values: [1] } }])).rejects.toThrow("down");
     await expect(node.deleteMany(["k2"])).rejects.toThrow("down");
     expect(r.seen.changes.map((c) => c.events)).toEqual([[{ key: "k1", ts: 10, op: "put" }], [{ key: "k2", ts: 99, op: "delete" }]]);
+  });
+
+  test("a failed write publishes only what may have landed: not a share refused before anything was sent (breaker open), nothing of a write refused whole", async () => {
+    const feed = new LocalChangeFeed("pod-a");
+    const r = recorder();
+    feed.subscribe(r.listener);
+    const inner = new MemoryKvNode("m");
+    const node = new PublishingKvNode(inner, feed, () => 99);
+    const landed = { key: "k2", row: { ts: 10, values: [2] } };
+    inner.putMany = () => Promise.reject(new StoreWriteError(new ShardBreakerOpenError("s1", "write", 3000), [landed]));
+    await expect(node.putMany([{ key: "k1", row: { ts: 10, values: [1] } }, landed])).rejects.toMatchObject({ code: "shard_breaker_open" });
+    inner.putMany = () => Promise.reject(new ShardBreakerOpenError("s1", "write", 3000));
+    await expect(node.putMany([{ key: "k3", row: { ts: 10, values: [3] } }])).rejects.toBeInstanceOf(ShardBreakerOpenError);
+    inner.putMany = () => Promise.reject(new StoreWriteError(new ShardSaturatedError("s1"), []));
+    await expect(node.putMany([{ key: "k4", row: { ts: 10, values: [4] } }])).rejects.toMatchObject({ code: "shard_saturated" });
+    expect(r.seen.changes.map((c) => c.events)).toEqual([[{ key: "k2", ts: 10, op: "put" }]]);
   });
 
   test("keeps the inner node's read capability", () => {
