@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,14 +20,6 @@ import { type RedisProcess, startRedis } from "./support/redis-process.ts";
 
 const VIEW = "driver_hourly_stats";
 const FEATURE = `${VIEW}:conv_rate`;
-
-let alpha: RedisProcess;
-let beta: RedisProcess;
-let l2: RedisProcess;
-let dir: string;
-let a: Quiver;
-let b: Quiver;
-let c: Quiver;
 
 async function call(q: Quiver, path: string, body: unknown, timeoutMs = 2000): Promise<Response> {
   return q.http.app.request(path, { method: "POST", headers: { "content-type": "application/json", "x-quiver-timeout-ms": String(timeoutMs) }, body: JSON.stringify(body) });
@@ -56,75 +48,128 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: numbe
   return false;
 }
 
-describe("a multi-shard push one shard refused before sending anything", () => {
-  beforeAll(async () => {
-    [alpha, beta, l2] = await Promise.all([startRedis(), startRedis(), startRedis()]);
-    dir = mkdtempSync(join(tmpdir(), "quiver-refused-write-"));
-    writeFileSync(
-      join(dir, "topology.yaml"),
-      [
-        "defaults:",
-        "  breakerFailures: 2", // two failed pushes open a shard's write breaker
-        "  breakerWindowMs: 60000",
-        "  breakerOpenMs: 600000", // no trial during the test
-        "  writeRetries: 0",
-        "  failoverWindowMs: 100",
-        "  writeTimeoutMs: 300",
-        "  writeBackoffMs: 50",
-        "shards:",
-        `  - { name: alpha, primary: "${alpha.address}", writeAcks: 0 }`,
-        `  - { name: beta, primary: "${beta.address}", writeAcks: 0 }`,
-        "cache:",
-        `  l2: "${l2.address}"`,
-        "  l2Timeout: 250ms",
-        "",
-      ].join("\n"),
-    );
-    const args = ["--topology", join(dir, "topology.yaml"), "--demo-entities", "0", "--grpc-port", "-1"];
-    [a, b, c] = await Promise.all([buildQuiver(loadConfig(args, {}), { podId: "pod-a" }), buildQuiver(loadConfig(args, {}), { podId: "pod-b" }), buildQuiver(loadConfig(args, {}), { podId: "pod-c" })]);
-    for (const q of [a, b, c]) expect(await waitFor(() => q.feed.state().connected, 10_000)).toBe(true);
+interface Rig {
+  readonly alpha: RedisProcess;
+  readonly a: Quiver;
+  readonly b: Quiver;
+  readonly c: Quiver;
+  close(): Promise<void>;
+}
+
+/** Shards alpha and beta, L2 and the feed on a third Redis, three pods; `defaults` are the shards' resilience settings. */
+async function rig(defaults: readonly string[]): Promise<Rig> {
+  const [alpha, beta, l2] = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  const dir = mkdtempSync(join(tmpdir(), "quiver-refused-write-"));
+  writeFileSync(
+    join(dir, "topology.yaml"),
+    [
+      "defaults:",
+      ...defaults.map((d) => `  ${d}`),
+      "  breakerWindowMs: 60000",
+      "  breakerOpenMs: 600000", // no trial during the test
+      "  writeRetries: 0",
+      "  failoverWindowMs: 100",
+      "  writeTimeoutMs: 300",
+      "  writeBackoffMs: 50",
+      "shards:",
+      `  - { name: alpha, primary: "${alpha.address}", writeAcks: 0 }`,
+      `  - { name: beta, primary: "${beta.address}", writeAcks: 0 }`,
+      "cache:",
+      `  l2: "${l2.address}"`,
+      "  l2Timeout: 250ms",
+      "",
+    ].join("\n"),
+  );
+  const args = ["--topology", join(dir, "topology.yaml"), "--demo-entities", "0", "--grpc-port", "-1"];
+  const [a, b, c] = await Promise.all([buildQuiver(loadConfig(args, {}), { podId: "pod-a" }), buildQuiver(loadConfig(args, {}), { podId: "pod-b" }), buildQuiver(loadConfig(args, {}), { podId: "pod-c" })]);
+  for (const q of [a, b, c]) expect(await waitFor(() => q.feed.state().connected, 10_000)).toBe(true);
+  return {
+    alpha,
+    a,
+    b,
+    c,
+    async close() {
+      await Promise.allSettled([a.close(), b.close(), c.close()]);
+      await Promise.allSettled([alpha.stop(), beta.stop(), l2.stop()]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Drivers on each shard (by pod A's ring): alpha's first and beta's first are the test's keys, alpha's others spares. */
+function drivers(a: Quiver): { kA: number; kB: number; spare: number[] } {
+  const onAlpha: number[] = [];
+  const onBeta: number[] = [];
+  for (let id = 7001; onAlpha.length < 12 || onBeta.length < 1; id++) (a.store.nodeFor(`x/driver_id=i${id}`).id === "alpha" ? onAlpha : onBeta).push(id);
+  return { kA: onAlpha[0]!, kB: onBeta[0]!, spare: onAlpha.slice(1) };
+}
+
+/**
+ * Pods A and B cache both keys at 0.1; `refuse` takes alpha down so that pod A refuses its writes before sending
+ * them; a push of both keys at 0.2 then answers 503 with `code`. Answers what each pod serves afterwards, alpha still down.
+ */
+async function refusedPush(r: Rig, refuse: (spare: number[], ts: number) => Promise<void>, code: string): Promise<Record<"a" | "b" | "c", Array<[unknown, string]>>> {
+  const { a, b, c } = r;
+  const { kA, kB, spare } = drivers(a);
+  const t1 = Date.now() - 60_000;
+  expect(await push(a, [{ id: kA, rate: 0.1, ts: t1 }, { id: kB, rate: 0.1, ts: t1 }])).toMatchObject({ status: 200 });
+  // Pods A and B hold both rows in L1; the push wrote them to L2 before its 200. Pod C holds nothing yet.
+  for (const q of [a, b]) expect(await rates(q, [kA, kB])).toEqual([[0.1, "PRESENT"], [0.1, "PRESENT"]]);
+  await refuse(spare, t1);
+  const t2 = t1 + 1000;
+  const refused = await push(a, [{ id: kA, rate: 0.2, ts: t2 }, { id: kB, rate: 0.2, ts: t2 }]);
+  expect(refused.status).toBe(503);
+  expect(refused.code).toBe(code);
+  expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+  // Beta's share landed and was published: pod B drops its copy and reads the new row (this also says B has heard
+  // the push's message on the feed, which named alpha's key too before the fix).
+  expect(await waitFor(async () => (await rates(b, [kB]))[0]![0] === 0.2, 10_000)).toBe(true);
+  const seen = { a: await rates(a, [kA, kB]), b: await rates(b, [kA, kB]), c: await rates(c, [kA, kB]) };
+  console.log(JSON.stringify({ refusedPush: refused, seenWhileAlphaDown: seen }));
+  return seen;
+}
+
+/** Alpha's share was refused before anything was sent: A and B answer their L1 copies, C (nothing in L1) L2's; beta's new row everywhere. Before the fix all three answered alpha's key [0, "UNAVAILABLE"]: floors everywhere, and alpha does not answer. */
+const SERVED: Record<"a" | "b" | "c", Array<[unknown, string]>> = { a: [[0.1, "PRESENT"], [0.2, "PRESENT"]], b: [[0.1, "PRESENT"], [0.2, "PRESENT"]], c: [[0.1, "PRESENT"], [0.2, "PRESENT"]] };
+
+describe("a multi-shard push one shard refused before sending anything: 503 + Retry-After; that shard's keys stay served from L1 and L2 on every pod while it is down, the written shard's keys are not served stale", () => {
+  test("refused by pod A's open write breaker (alpha hung, SIGSTOP)", async () => {
+    const r = await rig(["breakerFailures: 2"]); // two failed pushes open a shard's write breaker
+    try {
+      const seen = await refusedPush(
+        r,
+        async (spare, ts) => {
+          r.alpha.pause();
+          // Pushes of other alpha keys time out until pod A's write breaker for alpha opens (each may have landed: floored).
+          let opened = false;
+          for (let i = 0; i < spare.length && !opened; i++) opened = (await push(r.a, [{ id: spare[i]!, rate: 0.5, ts }])).code === "shard_breaker_open";
+          expect(opened).toBe(true);
+        },
+        "shard_breaker_open",
+      );
+      expect(seen).toEqual(SERVED);
+    } finally {
+      r.alpha.resume();
+      await r.close();
+    }
   }, 60_000);
 
-  afterAll(async () => {
-    alpha?.resume();
-    await Promise.allSettled([a?.close(), b?.close(), c?.close()]);
-    await Promise.allSettled([alpha?.stop(), beta?.stop(), l2?.stop()]);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  test("answers 503 + Retry-After; the refused shard's keys stay served from L1 and L2 on every pod while it is down, the written shard's keys are not served stale", async () => {
-    const onAlpha: number[] = [];
-    const onBeta: number[] = [];
-    for (let id = 7001; onAlpha.length < 12 || onBeta.length < 1; id++) (a.store.nodeFor(`x/driver_id=i${id}`).id === "alpha" ? onAlpha : onBeta).push(id);
-    const kA = onAlpha[0]!;
-    const kB = onBeta[0]!;
-    const spare = onAlpha.slice(1);
-    const t1 = Date.now() - 60_000;
-    expect(await push(a, [{ id: kA, rate: 0.1, ts: t1 }, { id: kB, rate: 0.1, ts: t1 }])).toMatchObject({ status: 200 });
-    // Pods A and B hold both rows in L1; the push wrote them to L2 before its 200. Pod C holds nothing yet.
-    for (const q of [a, b]) expect(await rates(q, [kA, kB])).toEqual([[0.1, "PRESENT"], [0.1, "PRESENT"]]);
-
-    alpha.pause();
-    // Pushes of other alpha keys time out until pod A's write breaker for alpha opens (each may have landed: floored).
-    let opened = false;
-    for (let i = 0; i < spare.length && !opened; i++) opened = (await push(a, [{ id: spare[i]!, rate: 0.5, ts: t1 }])).code === "shard_breaker_open";
-    expect(opened).toBe(true);
-
-    const t2 = t1 + 1000;
-    const refused = await push(a, [{ id: kA, rate: 0.2, ts: t2 }, { id: kB, rate: 0.2, ts: t2 }]);
-    expect(refused.status).toBe(503);
-    expect(refused.code).toBe("shard_breaker_open");
-    expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
-
-    // Beta's share landed and was published: pod B drops its copy and reads the new row (this also says B has heard
-    // the push's message on the feed, which named alpha's key too before the fix).
-    expect(await waitFor(async () => (await rates(b, [kB]))[0]![0] === 0.2, 10_000)).toBe(true);
-    const seen = { a: await rates(a, [kA, kB]), b: await rates(b, [kA, kB]), c: await rates(c, [kA, kB]) };
-    console.log(JSON.stringify({ refusedPush: refused, seenWhileAlphaDown: seen }));
-    // Alpha's share was refused before anything was sent: A and B answer their L1 copies, C (nothing in L1) L2's.
-    // Before the fix all three answered [0, "UNAVAILABLE"]: floors everywhere, and alpha does not answer.
-    expect(seen.a).toEqual([[0.1, "PRESENT"], [0.2, "PRESENT"]]);
-    expect(seen.b).toEqual([[0.1, "PRESENT"], [0.2, "PRESENT"]]);
-    expect(seen.c).toEqual([[0.1, "PRESENT"], [0.2, "PRESENT"]]);
+  test("refused because alpha's connection is down (alpha stopped), its breaker still closed", async () => {
+    const r = await rig(["breakerFailures: 1000"]);
+    try {
+      const seen = await refusedPush(
+        r,
+        async (spare, ts) => {
+          await r.alpha.stop();
+          // The server closed its connections as it stopped: a push of another alpha key fails, and from then on pod
+          // A's client is reconnecting, so alpha's writes are refused without being sent (the breaker stays closed).
+          expect(await push(r.a, [{ id: spare[0]!, rate: 0.5, ts }])).toMatchObject({ status: 503, code: "shard_unavailable" });
+        },
+        "shard_unavailable",
+      );
+      expect(seen).toEqual(SERVED);
+    } finally {
+      await r.close();
+    }
   }, 60_000);
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
-import { CallerDeadlineError, StorageTimeoutError } from "../src/kv/storage-errors.ts";
+import { CallerDeadlineError, sentNothing, StorageTimeoutError } from "../src/kv/storage-errors.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
@@ -109,6 +109,35 @@ describe("ReplicaSet with direct addresses", () => {
   });
 });
 
+test("a write to a primary whose connection is down is refused before anything is sent, and says so; one to a primary that stopped answering may have landed", async () => {
+  const [stopped, hung] = await Promise.all([startRedis(), startRedis()]);
+  const connect = (server: RedisProcess, id: string) =>
+    ReplicaSet.connect({ id, discovery: new StaticDiscovery({ primary: server.address, replicas: [] }), writeAcks: 0, attemptTimeoutMs: 200, failoverWindowMs: 100 });
+  const [down, slow] = await Promise.all([connect(stopped, "down"), connect(hung, "slow")]);
+  const put = (node: { putMany: ReplicaSet["putMany"] }): Promise<unknown> => node.putMany([{ key: "sent@1/k=i1", row: { ts: 1, values: [1] } }]).then(() => "written", (e: unknown) => e);
+  try {
+    await stopped.stop();
+    // Once the client has seen the connection close (milliseconds), every write is refused without being sent.
+    let refused: unknown;
+    const refusedNow = async (): Promise<boolean> => {
+      refused = await put(down);
+      return sentNothing(refused);
+    };
+    expect(await until(refusedNow, 5000)).toBe(true);
+    expect(refused).toMatchObject({ code: "shard_unavailable", retryable: true, kind: "unavailable" });
+    // Behind its policies (retried through the failover window), the call as a whole sent nothing either.
+    expect(sentNothing(await put(guardShard(down, down.tuning, IGNORE_OBSERVER)))).toBe(true);
+    hung.pause();
+    const timedOut = await put(slow);
+    expect(timedOut).toBeInstanceOf(StorageTimeoutError);
+    expect(sentNothing(timedOut)).toBe(false);
+  } finally {
+    hung.resume();
+    await Promise.allSettled([down.close(), slow.close()]);
+    await Promise.allSettled([stopped.stop(), hung.stop()]);
+  }
+});
+
 describe("ReplicaSet reads settle by the caller's deadline (readsSettleByDeadline: the shard policies rely on it)", () => {
   let server: RedisProcess;
   let set: ReplicaSet;
@@ -199,10 +228,10 @@ function memberStats(set: ReplicaSet, address: string) {
   return m;
 }
 
-async function until(check: () => boolean, ms: number): Promise<boolean> {
+async function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    if (check()) return true;
+    if (await check()) return true;
     await Bun.sleep(50);
   }
   return check();

@@ -197,6 +197,9 @@ export class ReplicaSet implements ShardNode {
       // Not while a failover is under way, and not acknowledged if one began meanwhile: the primary may be about to
       // be deposed and its rows discarded (sentinel-discovery.ts). The policy retries on the new primary.
       if (this.discovery.failoverUnderWay()) throw new FailoverUnderWayError(this.id, "nothing");
+      // Its connection down (the primary stopped or unreachable), the client would refuse the command without sending
+      // it (no offline queue): said so here, since a write refused before sending changed nothing (storage-errors.ts).
+      if (!m.node.connected) throw new ShardUnavailableError(this.id, `write failed on the primary ${m.address} (not connected: nothing sent)`, undefined, "nothing");
       let out: PutOutcome;
       if (acks <= 0) out = await m.node.putMany(entries, signal);
       else {
