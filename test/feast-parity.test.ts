@@ -124,3 +124,29 @@ test("Feast's HTTP server reads an explicit null as absent and flags as pydantic
     'features[1]: "claims:embedding" and "customer_profile:embedding" would both answer a column "embedding": set full_feature_names to true to name columns "<view>__<feature>"',
   );
 });
+
+test("an int64 join key sent as decimal text is echoed as a number, as Feast's server types each entity column by its join key", async () => {
+  // Feast's HTTP server converts every entity column to its key's type before echoing it (python_values_to_proto_values:
+  // int(x) for an int64 key), so `"1001"` comes back as 1001, `"-0"` as 0 and past 2^53 as the exact integer literal.
+  const send = async (req: Record<string, unknown>) => {
+    const res = await f.quiver.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    return { status: res.status, text: await res.text() };
+  };
+  const entities = { driver_id: ["1001", 1002, "9223372036854775807", "-0"] };
+  // One view (the answer written from stored bytes) and two (written from decoded values) echo the keys alike.
+  const one = await send({ features: ["driver_hourly_stats:conv_rate"], entities });
+  expect(one.status).toBe(200);
+  expect(one.text).toStartWith('{"metadata":{"feature_names":["driver_id","conv_rate"]},"results":[{"values":[1001,1002,9223372036854775807,0],"statuses":');
+  const two = await send({ features: ["driver_hourly_stats:conv_rate", "driver_customer_affinity:blocked"], entities: { ...entities, customer_id: ["c0", "c1", "c2", "c3"] } });
+  expect(two.status).toBe(200);
+  expect(two.text).toStartWith('{"metadata":{"feature_names":["driver_id","customer_id","conv_rate","blocked"]},"results":[{"values":[1001,1002,9223372036854775807,0],"statuses":');
+  // The values read are those of the numeric keys.
+  const numeric = await send({ features: ["driver_hourly_stats:conv_rate"], entities: { driver_id: [1001, 1002, "9223372036854775807", 0] } });
+  expect(one.text).toBe(numeric.text);
+  // gRPC echoes the request's Values as they came (as Feast's Go server does): a string_val stays one.
+  const grpcOut = await unaryCall<{ results: { values: Value[] }[] }>(f.clients.feast, "GetOnlineFeatures", {
+    features: { val: ["driver_hourly_stats:conv_rate"] },
+    entities: { driver_id: { val: [{ string_val: "1001" }] } },
+  });
+  expect(grpcOut.response?.results[0]?.values.map(plain)).toEqual(["1001"]);
+});

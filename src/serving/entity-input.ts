@@ -39,6 +39,10 @@ export class RowEntities implements EntityInput {
   value(row: number, key: string): unknown {
     return this.rows[row]![key];
   }
+  /** Puts `v` in place of value (row, key): planLookup gives an echoed key its join key's type (LookupDialect.typedEcho). */
+  replace(row: number, key: string, v: unknown): void {
+    (this.rows[row] as Record<string, unknown>)[key] = v;
+  }
   pathOf(row: number, key: string): string {
     return `${this.base}[${row}].${key}`;
   }
@@ -58,6 +62,11 @@ export class ColumnEntities implements EntityInput {
   value(row: number, key: string): unknown {
     const col = this.columns[key];
     return col === undefined ? undefined : col[row];
+  }
+  /** As RowEntities.replace. */
+  replace(row: number, key: string, v: unknown): void {
+    const col = this.columns[key] as unknown[] | undefined;
+    if (col !== undefined) col[row] = v;
   }
   pathOf(row: number, key: string): string {
     return `${this.base}.${key}[${row}]`;
@@ -90,7 +99,7 @@ export class MessageRow implements EntityInput {
  * Parses a request's `entities` field (either form), checking shape and the
  * row limit. Throws QuiverError 400 naming the path.
  */
-export function parseEntities(raw: unknown, path: string, maxRows: number): EntityInput {
+export function parseEntities(raw: unknown, path: string, maxRows: number): RowEntities | ColumnEntities {
   if (Array.isArray(raw)) {
     if (raw.length > maxRows) throw invalid("too_many_rows", path, `${raw.length} entity rows; the limit is ${maxRows}`);
     for (let i = 0; i < raw.length; i++) {

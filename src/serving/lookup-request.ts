@@ -1,6 +1,7 @@
 import { invalid } from "../errors/index.ts";
+import { int64Of } from "../kv/int64.ts";
 import { describeValue, type Registry } from "../registry/index.ts";
-import { type EntityInput, parseEntities } from "./entity-input.ts";
+import { type ColumnEntities, type EntityInput, parseEntities, type RowEntities } from "./entity-input.ts";
 import type { LookupQuery } from "./lookup-service.ts";
 import { checkColumnNames, checkEchoedKeyNames, featureListFacts } from "./feature-list-facts.ts";
 import { resolveFeatures } from "./resolve-features.ts";
@@ -31,6 +32,12 @@ export interface LookupDialect {
    * every field were answered there and refused here.
    */
   readonly emptyMeansAbsent: boolean;
+  /**
+   * Are echoed entity values given their join key's type first, as Feast's HTTP server converts each entity column
+   * (python_values_to_proto_values, `int(x)` for an int64 key) before echoing it? An int64 key sent as `"1001"` then
+   * comes back as 1001 (it came back as the string). Off for gRPC: Feast's Go server echoes the request's Values as sent.
+   */
+  readonly typedEcho: boolean;
 }
 
 /** Quiver's own API (HTTP /v1/lookup and quiver.v1 over gRPC). */
@@ -43,6 +50,7 @@ export const QUIVER_LOOKUP: LookupDialect = {
   strictFlags: true,
   echoesEntities: false,
   emptyMeansAbsent: false,
+  typedEcho: false,
 };
 
 /** Feast's feature server (HTTP /get-online-features and feast.serving over gRPC). */
@@ -55,6 +63,7 @@ export const FEAST_LOOKUP: LookupDialect = {
   strictFlags: false,
   echoesEntities: true,
   emptyMeansAbsent: true,
+  typedEcho: true,
 };
 
 /** A validated lookup plus how to name its columns. */
@@ -96,7 +105,7 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
   }
   if (dialect.echoesEntities) {
     checkEntityColumns(registry, entities, dialect.entities);
-    checkEchoable(entities);
+    checkEchoable(registry, entities, dialect.typedEcho);
   }
   const fillDefaults = dialect.fillDefaults === undefined ? false : flag(body, dialect.fillDefaults, true, dialect.strictFlags);
   const fullFeatureNames = flag(body, dialect.fullFeatureNames, false, dialect.strictFlags);
@@ -123,14 +132,25 @@ function checkEntityColumns(registry: Registry, entities: EntityInput, field: st
  * Entity columns an answer echoes hold what a Feast Value can: a scalar or a
  * list of scalars. Anything else (an object, nested lists: JSON allows them
  * thousands of levels deep) is a 400 naming its path, not an answer the
- * encoder cannot write.
+ * encoder cannot write. With `typed` (every column is a join key by now:
+ * checkEntityColumns), an int64 key's decimal text is replaced by the integer
+ * it spells, the same key, so the answer echoes it as Feast's does.
  */
-function checkEchoable(entities: EntityInput): void {
+function checkEchoable(registry: Registry, entities: RowEntities | ColumnEntities, typed: boolean): void {
   const keys = entities.keyNames;
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k]!;
+    const int64Key = typed && registry.joinKeys.get(key)?.type === "int64";
     for (let r = 0; r < entities.rowCount; r++) {
       const v = entities.value(r, key);
+      if (typeof v === "string") {
+        if (int64Key) {
+          // Text that is no int64 stays as sent, for key building to refuse naming it.
+          const n = int64Of(v);
+          if (n !== undefined) entities.replace(r, key, n);
+        }
+        continue;
+      }
       if (v === null || typeof v !== "object" || (Array.isArray(v) && scalarsOnly(v))) continue;
       throw invalid("invalid_entity", entities.pathOf(r, key), `expected a value Feast can echo (a scalar or a list of scalars), got ${describeValue(v)}`);
     }

@@ -26,8 +26,8 @@ export interface FeastWriteRequest {
   readonly to?: string;
 }
 
-/** Feast's GetOnlineFeatures over gRPC: the same fields as its HTTP body. */
-const GRPC_FEAST_LOOKUP: LookupDialect = FEAST_LOOKUP;
+/** Feast's GetOnlineFeatures over gRPC: the same fields as its HTTP body; key vectors echo the request's Values as sent (KeyVector). */
+const GRPC_FEAST_LOOKUP: LookupDialect = { ...FEAST_LOOKUP, typedEcho: false };
 
 /** Feast's gRPC Push: one row per call, `features` holds it. */
 const GRPC_FEAST_PUSH: PushDialect = { view: "stream_feature_view", data: "features", form: "message", pushSources: true, declaredSources: true, to: "to" };

@@ -29,7 +29,7 @@ export interface QuiverPushRequest {
   readonly rows: readonly { readonly values: Readonly<Record<string, FeastValue>>; readonly event_timestamp_ms: number | Long }[];
 }
 
-const LOOKUP: LookupDialect = { features: "features", featureService: "feature_service", entities: "entities", fillDefaults: "fill_defaults", fullFeatureNames: "full_feature_names", strictFlags: true, echoesEntities: false, emptyMeansAbsent: false };
+const LOOKUP: LookupDialect = { features: "features", featureService: "feature_service", entities: "entities", fillDefaults: "fill_defaults", fullFeatureNames: "full_feature_names", strictFlags: true, echoesEntities: false, emptyMeansAbsent: false, typedEcho: false };
 const PUSH: PushDialect = { view: "feature_view", data: "rows", form: "rows", pushSources: false, declaredSources: false, to: undefined };
 
 /** Most lookups one LookupStream runs at once; reading pauses above it. */
