@@ -150,3 +150,30 @@ test("an int64 join key sent as decimal text is echoed as a number, as Feast's s
   });
   expect(grpcOut.response?.results[0]?.values.map(plain)).toEqual(["1001"]);
 });
+
+test("a string join key sent as an integer is the key its digits spell, echoed as text, as Feast's server reads it (str(x))", async () => {
+  const post = async (path: string, req: Record<string, unknown>) => {
+    const res = await f.quiver.http.app.request(path, { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    return { status: res.status, text: await res.text() };
+  };
+  // A customer whose id is all digits, as ids loaded from a numeric source often are.
+  expect((await post("/v1/push", { featureView: "customer_profile", rows: [{ customer_id: "7", segment: "vip" }] })).status).toBe(200);
+  const asText = await post("/get-online-features", { features: ["customer_profile:segment"], entities: { customer_id: ["7", "c2"] } });
+  expect(asText.status).toBe(200);
+  expect(asText.text).toContain('"values":["vip","new"]');
+  const asNumber = await post("/get-online-features", { features: ["customer_profile:segment"], entities: { customer_id: [7, "c2"] } });
+  expect(asNumber).toEqual(asText);
+  // Two views (the decoded path) alike; a composite key's string part too.
+  const pair = await post("/get-online-features", { features: ["driver_customer_affinity:blocked", "customer_profile:segment"], entities: { driver_id: [1001], customer_id: [7] } });
+  expect(pair.status).toBe(200);
+  expect(pair.text).toStartWith('{"metadata":{"feature_names":["driver_id","customer_id","blocked","segment"]},"results":[{"values":[1001],"statuses":["PRESENT"],"event_timestamps":["1970-01-01T00:00:00Z"]},{"values":["7"],');
+  expect(pair.text).toContain('{"values":["vip"],"statuses":["PRESENT"]');
+  // Only integers: Python's str() of a float or a bool is no id a client means ("1.5", "True").
+  for (const bad of [1.5, true]) {
+    const out = await post("/get-online-features", { features: ["customer_profile:segment"], entities: { customer_id: [bad] } });
+    expect({ bad, status: out.status }).toEqual({ bad, status: 400 });
+  }
+  // gRPC keeps a Value's kind: an int64_val for a string key is refused naming it (Feast's Go server would look up another key).
+  const grpcOut = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["customer_profile:segment"] }, entities: { customer_id: { val: [{ int64_val: "7" }] } } });
+  expect(grpcOut.error?.details).toBe("entities.customer_id[0]: expected string, got integer 7");
+});

@@ -34,8 +34,9 @@ export interface LookupDialect {
   readonly emptyMeansAbsent: boolean;
   /**
    * Are echoed entity values given their join key's type first, as Feast's HTTP server converts each entity column
-   * (python_values_to_proto_values, `int(x)` for an int64 key) before echoing it? An int64 key sent as `"1001"` then
-   * comes back as 1001 (it came back as the string). Off for gRPC: Feast's Go server echoes the request's Values as sent.
+   * (python_values_to_proto_values, `int(x)` for an int64 key, `str(x)` for a string key) before echoing it? An int64
+   * key sent as `"1001"` then comes back as 1001 (it came back as the string), and a string key sent as the integer 7
+   * is the key "7" (it was a 400). Off for gRPC: Feast's Go server takes and echoes the request's Values as sent.
    */
   readonly typedEcho: boolean;
 }
@@ -134,21 +135,28 @@ function checkEntityColumns(registry: Registry, entities: EntityInput, field: st
  * thousands of levels deep) is a 400 naming its path, not an answer the
  * encoder cannot write. With `typed` (every column is a join key by now:
  * checkEntityColumns), an int64 key's decimal text is replaced by the integer
- * it spells, the same key, so the answer echoes it as Feast's does.
+ * it spells, the same key, and a string key's integer by its decimal text, so
+ * the answer echoes them, and the key is read, as Feast's are. Only integers
+ * become text: Python's str() of a float or a bool ("1.5", "True") is no id a
+ * client means, and stays a 400.
  */
 function checkEchoable(registry: Registry, entities: RowEntities | ColumnEntities, typed: boolean): void {
   const keys = entities.keyNames;
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k]!;
-    const int64Key = typed && registry.joinKeys.get(key)?.type === "int64";
+    const type = typed ? registry.joinKeys.get(key)?.type : undefined;
     for (let r = 0; r < entities.rowCount; r++) {
       const v = entities.value(r, key);
       if (typeof v === "string") {
-        if (int64Key) {
+        if (type === "int64") {
           // Text that is no int64 stays as sent, for key building to refuse naming it.
           const n = int64Of(v);
           if (n !== undefined) entities.replace(r, key, n);
         }
+        continue;
+      }
+      if (type === "string" && (Number.isSafeInteger(v) || typeof v === "bigint")) {
+        entities.replace(r, key, String(v));
         continue;
       }
       if (v === null || typeof v !== "object" || (Array.isArray(v) && scalarsOnly(v))) continue;
