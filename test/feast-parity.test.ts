@@ -177,3 +177,27 @@ test("a string join key sent as an integer is the key its digits spell, echoed a
   const grpcOut = await unaryCall(f.clients.feast, "GetOnlineFeatures", { features: { val: ["customer_profile:segment"] }, entities: { customer_id: { val: [{ int64_val: "7" }] } } });
   expect(grpcOut.error?.details).toBe("entities.customer_id[0]: expected string, got integer 7");
 });
+
+test("float64 values that are whole numbers are written as JSON floats (5.0), as Feast's server writes a double_val, so its clients read a float", async () => {
+  // Feast's Python server prints double_val with Python's float repr ("5.0"); its SDK's remote store reads the answer
+  // back with type inference (python_values_to_proto_values, ValueType.UNKNOWN), so `5` came back to it as an int64_val.
+  const post = async (path: string, req: Record<string, unknown>) => {
+    const res = await f.quiver.http.app.request(path, { method: "POST", body: JSON.stringify(req), headers: { "content-type": "application/json" } });
+    return { status: res.status, text: await res.text() };
+  };
+  const row = { driver_id: 1199, conv_rate: 1, acc_rate: 0, rating: -3, avg_daily_trips: 12, hours_online_7d: 0.25, rating_history: [4, 4.5, 5] };
+  expect((await post("/v1/push", { featureView: "driver_hourly_stats", rows: [row] })).status).toBe(200);
+  const features = ["conv_rate", "acc_rate", "rating", "avg_daily_trips", "hours_online_7d", "rating_history"].map((n) => `driver_hourly_stats:${n}`);
+  const expected = ["[1.0]", "[0.0]", "[-3.0]", "[12]", "[0.25]", "[[4.0,4.5,5.0]]"];
+  // One view (the answer written from stored bytes) and two (from decoded values).
+  for (const extra of [[], ["driver_customer_affinity:avg_rating_given"]]) {
+    const out = await post("/get-online-features", { features: [...features, ...extra], entities: { driver_id: [1199], customer_id: ["c0"] } });
+    expect(out.status).toBe(200);
+    const values = [...out.text.matchAll(/"values":(\[[^\]]*\]?\])/g)].map((m) => m[1]);
+    expect(values.slice(2, 8)).toEqual(expected);
+  }
+  // An embedding is a list of doubles too.
+  expect((await post("/v1/push", { featureView: "customer_profile", rows: [{ customer_id: "whole", embedding: [1, 0, -2, 0.5, 3, 4, 5, 6] }] })).status).toBe(200);
+  const emb = await post("/get-online-features", { features: ["customer_profile:embedding"], entities: { customer_id: ["whole"] } });
+  expect(emb.text).toContain('"values":[[1.0,0.0,-2.0,0.5,3.0,4.0,5.0,6.0]]');
+});

@@ -10,9 +10,9 @@ import { jsonRfc3339 } from "./rfc3339-bytes.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
-function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[]): LookupResult {
+function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[], kinds: string[] = []): LookupResult {
   return {
-    refs: names.map((name) => ({ view: {}, feature: { name, fullName: `v__${name}` } }) as unknown as FeatureRef),
+    refs: names.map((name, c) => ({ view: {}, feature: { name, fullName: `v__${name}`, type: { kind: kinds[c] ?? "string" } } }) as unknown as FeatureRef),
     rowCount: rows.length,
     values: rows.flat(1),
     statuses: Uint8Array.from(statuses),
@@ -59,6 +59,30 @@ describe("FeastAnswerEncoder", () => {
     const byColumns = new ColumnEntities({ driver_id: [1001, 1002], customer_id: ["c1", "c2"] }, "entities");
     for (const entities of [byRows, byColumns])
       for (const full of [false, true]) expect(text(enc.json(r, entities, full))).toBe(JSON.stringify(feastBody(r, entities, full)));
+  });
+
+  test("float64 columns write whole numbers as floats (5.0), as Feast's server writes a double_val; other columns as JSON.stringify", () => {
+    const r = result(
+      ["d", "l", "e", "i"],
+      [
+        [5, [1, 2.5, -3], [0, 0.5], 7],
+        [-0, [], [1e21, 2 ** 60], 8],
+        [1e21, null, null, 9],
+        [2.5, [9007199254740993n], [Number.NaN], null],
+        [null, [1e-7], [2], 2 ** 60],
+      ],
+      Array(20).fill(1),
+      Array(20).fill(0),
+      ["float64", "float64[]", "embedding", "int64"],
+    );
+    const out = text(enc.json(r, new ColumnEntities({}, "entities"), false));
+    const columns = [...out.matchAll(/"values":(.*?),"statuses"/g)].map((m) => m[1]);
+    expect(columns).toEqual([
+      "[5.0,0.0,1e+21,2.5,null]",
+      "[[1.0,2.5,-3.0],[],null,[9007199254740993.0],[1e-7]]",
+      "[[0.0,0.5],[1e+21,1152921504606847000.0],null,[null],[2.0]]",
+      "[7,8,9,null,1152921504606847000]",
+    ]);
   });
 
   test("no join keys, no rows", () => {

@@ -2,7 +2,7 @@ import type { FeatureRef } from "../../registry/index.ts";
 import type { EntityInput, LookupResult, RawRows } from "../../serving/index.ts";
 import { STATUS_NAMES, StoredValueGrid, sameEventTimes } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
-import { COMMA, J_NULL, jsonString, jsonValue } from "./json-bytes.ts";
+import { COMMA, J_NULL, jsonDouble, jsonString, jsonValue } from "./json-bytes.ts";
 import { storedJson } from "./stored-json.ts";
 import { jsonRfc3339 } from "./rfc3339-bytes.ts";
 
@@ -10,7 +10,9 @@ import { jsonRfc3339 } from "./rfc3339-bytes.ts";
  * Writes Feast's column-oriented answer — join keys first (request order,
  * echoed as PRESENT at the epoch), then a column per feature — straight into
  * bytes: the same JSON as `JSON.stringify(feastBody(...))`, without the
- * arrays per column or a Date and two strings per timestamp.
+ * arrays per column or a Date and two strings per timestamp, except that
+ * float64 values that are whole numbers are written as floats (`5.0`, as
+ * Feast's server writes a double_val: json-bytes.ts, jsonDouble).
  *
  * Feast's FieldStatus has no UNAVAILABLE: Feast routes say NOT_FOUND and flag
  * the response with an `x-quiver-unavailable` header instead.
@@ -44,10 +46,11 @@ export class FeastAnswerEncoder {
     let timesEnd = -1;
     for (let c = 0; c < nf; c++) {
       w.bytes(c === 0 && keys.length === 0 ? COLUMN_FIRST : COLUMN_NEXT);
+      const double = isDouble(refs[c]!);
       for (let r = 0; r < n; r++) {
         if (r > 0) w.byte(COMMA);
         const p = grid.offset(r, c);
-        if (p >= 0) storedJson(w, rows.bytes[r]!, rows.views[r]!, p, rows.end[r]!);
+        if (p >= 0) storedJson(w, rows.bytes[r]!, rows.views[r]!, p, rows.end[r]!, double);
         else w.bytes(J_NULL);
       }
       w.bytes(STATUSES);
@@ -123,9 +126,10 @@ export class FeastAnswerEncoder {
     let timesEnd = 0;
     for (let c = 0; c < nf; c++) {
       w.bytes(c === 0 && keys.length === 0 ? COLUMN_FIRST : COLUMN_NEXT);
+      const write = isDouble(result.refs[c]!) ? jsonDouble : jsonValue;
       for (let r = 0, at = c; r < rows; r++, at += nf) {
         if (r > 0) w.byte(COMMA);
-        jsonValue(w, values[at]);
+        write(w, values[at]);
       }
       w.bytes(STATUSES);
       for (let r = 0, at = c; r < rows; r++, at += nf) {
@@ -148,6 +152,12 @@ export class FeastAnswerEncoder {
     w.bytes(CLOSE);
     return w.written();
   }
+}
+
+/** Does the feature hold float64s (a float64, a float64[] or an embedding)? Its whole numbers are then written as floats (jsonDouble). */
+function isDouble(ref: FeatureRef): boolean {
+  const kind = ref.feature.type.kind;
+  return kind === "float64" || kind === "float64[]" || kind === "embedding";
 }
 
 const ascii = (s: string) => new TextEncoder().encode(s);

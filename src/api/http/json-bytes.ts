@@ -108,6 +108,43 @@ export function jsonString(w: ByteWriter, s: string): void {
 }
 
 /** Any value a feature or an echoed join key can hold; undefined is null (as inside arrays). */
+/** `.0`: what makes a whole number's digits a float literal. */
+export const POINT_ZERO = ascii(".0");
+
+/**
+ * Does `String(v)` spell this number without a point or an exponent (a whole
+ * number below 1e21), so that a float needs `.0` after it?
+ */
+export function wholeInDecimal(v: number): boolean {
+  return Number.isInteger(v) && v < 1e21 && v > -1e21;
+}
+
+/**
+ * A float64 value (or a list of them), as Feast's Python server writes a
+ * `double_val`: a whole number as a float literal (`5.0`, Python's repr), not
+ * `5`, which Python's json reads as an int (Feast's remote online store then
+ * types it int64_val). Anything else (null, a value stored under an earlier
+ * type) as jsonValue writes it.
+ */
+export function jsonDouble(w: ByteWriter, v: unknown): void {
+  if (!Array.isArray(v)) {
+    jsonDoubleScalar(w, v);
+    return;
+  }
+  w.byte(0x5b);
+  for (let i = 0; i < v.length; i++) {
+    if (i > 0) w.byte(COMMA);
+    jsonDoubleScalar(w, v[i]);
+  }
+  w.byte(0x5d);
+}
+
+/** One element of jsonDouble (a bigint: a whole number stored as int 64 past 2^53, as storedJson's `double` writes it). */
+function jsonDoubleScalar(w: ByteWriter, v: unknown): void {
+  jsonValue(w, v);
+  if ((typeof v === "number" && wholeInDecimal(v)) || typeof v === "bigint") w.bytes(POINT_ZERO);
+}
+
 export function jsonValue(w: ByteWriter, v: unknown): void {
   switch (typeof v) {
     case "number":

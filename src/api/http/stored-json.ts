@@ -1,7 +1,7 @@
 import type { ByteWriter } from "./byte-writer.ts";
 import { utf8SequenceEnd } from "../../kv/row-index.ts";
 import { SCALAR_HEAD, storedNumberOr0, storedStringLength, storedWideIntText } from "../../kv/stored-value.ts";
-import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeInteger } from "./json-bytes.ts";
+import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeInteger, POINT_ZERO, wholeInDecimal } from "./json-bytes.ts";
 
 /**
  * One stored value — MessagePack bytes at `p`, ending by `end` — written as
@@ -12,20 +12,25 @@ import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeIn
  * written part of it) for bytes outside the shapes `indexRowValues`
  * (src/kv/row-index.ts) lets through: so a row can be transcoded in one pass,
  * unchecked, and a value located by that index is written the same way.
+ * `double`: the value is a float64 (or a list of them), so a whole number is
+ * written as a float, `5.0` (Feast's answer: see `jsonDouble`); stored
+ * MessagePack keeps 5.0 as the integer 5, so only the type can tell.
  */
-export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, end: number): number {
+export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, end: number, double = false): number {
   if (p >= end) return -1;
   const b = bytes[p]!;
   if (b <= 0x7f) {
     w.decimal(b);
+    if (double) w.bytes(POINT_ZERO);
     return p + 1;
   }
   if (b >= 0xe0) {
     jsonNumber(w, b - 0x100);
+    if (double) w.bytes(POINT_ZERO);
     return p + 1;
   }
   if (b >= 0xa0 && b <= 0xbf) return jsonStr(w, bytes, p + 1, b & 0x1f, end);
-  if (b >= 0x90 && b <= 0x9f) return jsonList(w, bytes, view, p + 1, b & 0x0f, end);
+  if (b >= 0x90 && b <= 0x9f) return jsonList(w, bytes, view, p + 1, b & 0x0f, end, double);
   switch (b) {
     case 0xc0:
       w.bytes(J_NULL);
@@ -37,8 +42,8 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
       w.bytes(J_TRUE);
       return p + 1;
   }
-  if (b === 0xdc) return p + 3 <= end ? jsonList(w, bytes, view, p + 3, view.getUint16(p + 1), end) : -1;
-  if (b === 0xdd) return p + 5 <= end ? jsonList(w, bytes, view, p + 5, view.getUint32(p + 1), end) : -1;
+  if (b === 0xdc) return p + 3 <= end ? jsonList(w, bytes, view, p + 3, view.getUint16(p + 1), end, double) : -1;
+  if (b === 0xdd) return p + 5 <= end ? jsonList(w, bytes, view, p + 5, view.getUint32(p + 1), end, double) : -1;
   // The rest carry a length or a payload after the type byte: first check they fit.
   const head = SCALAR_HEAD[b]!;
   if (head === 0 || p + head > end) return -1;
@@ -49,11 +54,12 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
   else if (b === 0xcb) jsonOtherNumber(w, n);
   // An int 64 / uint 64 outside the safe range (a big int64): its exact digits, which `n` has rounded.
   else w.ascii(storedWideIntText(bytes, view, p));
+  if (double && wholeInDecimal(n)) w.bytes(POINT_ZERO);
   return p + head;
 }
 
 /** A list's `n` elements, each a scalar (a row's values nest one level; deeper is refused, as indexRowValues does). */
-function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n: number, end: number): number {
+function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n: number, end: number, double: boolean): number {
   if (n > end - p) return -1;
   w.byte(0x5b);
   let q = p;
@@ -62,7 +68,7 @@ function jsonList(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, n
     if (q >= end) return -1;
     const e = bytes[q]!;
     if ((e >= 0x90 && e <= 0x9f) || e === 0xdc || e === 0xdd) return -1;
-    q = storedJson(w, bytes, view, q, end);
+    q = storedJson(w, bytes, view, q, end, double);
     if (q < 0) return -1;
   }
   w.byte(0x5d);
