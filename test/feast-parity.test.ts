@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { formatRfc3339 } from "../src/serving/index.ts";
 import { unaryCall } from "./support/grpc-client.ts";
-import { type GrpcFixture, startGrpcFixture } from "./support/grpc-fixture.ts";
+import { type GrpcFixture, NOW, startGrpcFixture } from "./support/grpc-fixture.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -200,4 +200,26 @@ test("float64 values that are whole numbers are written as JSON floats (5.0), as
   expect((await post("/v1/push", { featureView: "customer_profile", rows: [{ customer_id: "whole", embedding: [1, 0, -2, 0.5, 3, 4, 5, 6] }] })).status).toBe(200);
   const emb = await post("/get-online-features", { features: ["customer_profile:embedding"], entities: { customer_id: ["whole"] } });
   expect(emb.text).toContain('"values":[[1.0,0.0,-2.0,0.5,3.0,4.0,5.0,6.0]]');
+});
+
+test("a row older than its view's maxAge is still answered, flagged OUTSIDE_MAX_AGE with its own event time, over HTTP and gRPC alike", async () => {
+  // driver_hourly_stats keeps 1 d; driver 1001's demo row is stamped a second before NOW. Two views take the decoding path.
+  const day = 86_400_000;
+  try {
+    for (const [at, status] of [[NOW - 1000 + day, "PRESENT"], [NOW + day, "OUTSIDE_MAX_AGE"]] as const) {
+      f.clock.now = at;
+      for (const features of [["driver_hourly_stats:conv_rate"], ["driver_hourly_stats:conv_rate", "driver_customer_affinity:trips_together"]]) {
+        const req = { features, entities: { driver_id: [1001], customer_id: ["c0"] } };
+        const http = await f.quiver.http.app.request("/get-online-features", { method: "POST", body: JSON.stringify(req) });
+        const body = (await http.json()) as { results: { values: unknown[]; statuses: string[]; event_timestamps: string[] }[] };
+        expect({ at, features, conv: body.results[2] }).toEqual({ at, features, conv: { values: [0.0588], statuses: [status], event_timestamps: ["2026-11-22T11:59:59Z"] } });
+        // The affinity view keeps 30 d: its value is PRESENT either way.
+        if (features.length > 1) expect(body.results[3]!.statuses).toEqual(["PRESENT"]);
+        const grpcOut = await unaryCall<Parameters<typeof fromGrpc>[0]>(f.clients.feast, "GetOnlineFeatures", toGrpc(req));
+        expect(fromGrpc(grpcOut.response!)).toEqual(body as ReturnType<typeof fromGrpc>);
+      }
+    }
+  } finally {
+    f.clock.now = NOW;
+  }
 });
