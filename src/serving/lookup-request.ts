@@ -117,10 +117,11 @@ export function planLookup(registry: Registry, body: Readonly<Record<string, unk
 }
 
 /**
- * Refuses an entity column that is no join key the registry knows, as Feast
- * does (EntityNotFoundException): a misspelt key was echoed back as a column
- * of its own (200,000 such columns in one request, all echoed) beside the
- * real key reported missing.
+ * Refuses an entity column that is no join key the registry knows, as older
+ * Feast releases did (EntityNotFoundException): a misspelt key was echoed back
+ * as a column of its own (200,000 such columns in one request, all echoed)
+ * beside the real key reported missing. Feast's current server skips such a
+ * column instead (src/api/http/README.md says so).
  */
 function checkEntityColumns(registry: Registry, entities: EntityInput, field: string): void {
   const keys = entities.keyNames;
