@@ -52,8 +52,10 @@ function toGrpc(req: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-type Value = Record<string, unknown> & { val: string };
+type Value = Record<string, unknown> & { val?: string };
 function plain(v: Value): unknown {
+  // No field set: no value (Feast's servers send a missing value so).
+  if (v.val === undefined) return null;
   const x = v[v.val];
   switch (v.val) {
     case "int64_val":
@@ -221,5 +223,25 @@ test("a row older than its view's maxAge is still answered, flagged OUTSIDE_MAX_
     }
   } finally {
     f.clock.now = NOW;
+  }
+});
+
+test("gRPC: a missing or null value is a Value with no field set, as Feast's servers send it (null_val was read as 0 by Feast's own reader)", async () => {
+  // Feast's Python server answers ValueProto() and its Go server types.Value{} where there is no value; Feast's
+  // feast_value_type_to_python_type returns None for a Value with no field set, but getattr(v, "null_val") — the
+  // enum NULL, 0 — for one holding null_val: a missing conv_rate read as 0.0 by a Python client using Feast's helpers.
+  const push = await f.quiver.http.app.request("/v1/push", { method: "POST", body: JSON.stringify({ featureView: "driver_hourly_stats", rows: [{ driver_id: 1198, conv_rate: 0.5 }] }) });
+  expect(push.status).toBe(200);
+  // One view (written from stored bytes) and two (decoded); driver 42 has no row, 1198 a row whose city is null.
+  for (const features of [["driver_hourly_stats:conv_rate", "driver_hourly_stats:city"], ["driver_hourly_stats:conv_rate", "driver_hourly_stats:city", "customer_profile:segment"]]) {
+    const out = await unaryCall<{ results: { values: Value[]; statuses: string[] }[] }>(f.clients.feast, "GetOnlineFeatures", {
+      features: { val: features },
+      entities: { driver_id: { val: [{ int64_val: "1198" }, { int64_val: "42" }] }, customer_id: { val: [{ string_val: "nobody" }, { string_val: "c1" }] } },
+    });
+    expect(out.error).toBeUndefined();
+    const [, , conv, city] = out.response!.results;
+    expect({ features, conv: conv!.statuses, city: city!.statuses }).toEqual({ features, conv: ["PRESENT", "NOT_FOUND"], city: ["NULL_VALUE", "NOT_FOUND"] });
+    // Which field of the oneof is set (protobuf's WhichOneof): none where there is no value.
+    expect({ features, conv: conv!.values.map((v) => v.val ?? null), city: city!.values.map((v) => v.val ?? null) }).toEqual({ features, conv: ["double_val", null], city: [null, null] });
   }
 });

@@ -1,6 +1,6 @@
 import { storedInt64Or0, storedNumberOr0, storedStringLength, storedStringStart } from "../../kv/stored-value.ts";
 import { type RawRows, StoredValueGrid } from "../../serving/index.ts";
-import { FEAST_STATUS, FeastWriter, type KeyVector, VALUE_LIST_TAG, type ViewVersion, writeNullValue, writeTimestamp } from "./encode-feast.ts";
+import { FEAST_STATUS, FeastWriter, type KeyVector, VALUE_LIST_TAG, type ViewVersion, writeMissingValue, writeTimestamp } from "./encode-feast.ts";
 import { listBody, storedListContent, storedListCount, writeStoredListBody } from "./list-bodies.ts";
 import { ProtoWriter } from "./proto-writer.ts";
 import { int64Size, nested } from "./wire-size.ts";
@@ -12,7 +12,7 @@ import { int64Size, nested } from "./wire-size.ts";
  * without decoding rows into value objects. Each stored value becomes a
  * feast.types.Value in its column's oneof, numbers read in place, strings
  * copied as their stored UTF-8; Feast fills no defaults, so a missing or
- * null value is `null_val`; a value not of its column's type is written as
+ * null value is a Value with no field set; a value not of its column's type is written as
  * the decoding path writes it (column-values.ts). The row's event time is
  * written once per answer and copied into every vector. Declines (undefined)
  * only for rows outside the checked shapes; tests compare the two paths.
@@ -59,7 +59,7 @@ export class FeastRowsEncoder {
     for (let r = 0; r < n; r++) {
       const p = grid.offset(r, c);
       if (p < 0) {
-        writeNullValue(w);
+        writeMissingValue(w);
         continue;
       }
       const bytes = rows.bytes[r]!;

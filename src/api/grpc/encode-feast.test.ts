@@ -62,7 +62,7 @@ test("the hand-written Feast encoder's bytes decode, with the standard decoder, 
   expect(msg.results[0]!.values.map((v) => v[v.val as string])).toEqual([1, -2, "3"]);
   const plain = (v: Record<string, unknown>) => {
     const x = v[v.val as string];
-    if (v.val === "null_val") return null;
+    if (v.val === undefined) return null;
     // A list value decodes as a message whose `val` is absent when the list is empty.
     return String(v.val).endsWith("_list_val") ? ((x as { val?: unknown[] }).val ?? []) : x;
   };
@@ -177,7 +177,8 @@ test("the Feast answer is byte for byte protobufjs's encoding of the same messag
         const names = chosen.map((r) => r.feature.name);
         const ours = Buffer.from(feast.encode(result, keyVectors, names, versions)).toString("hex");
         const feastValue = (v: FeatureValue, kind: string): Record<string, unknown> => {
-          if (v === null) return { null_val: 0 };
+          // No value: a Value with no field set (as Feast's servers send it).
+          if (v === null) return {};
           const field = { int64: "int64_val", float64: "double_val", string: "string_val", bool: "bool_val", "int64[]": "int64_list_val", "float64[]": "double_list_val", embedding: "double_list_val", "string[]": "string_list_val" }[kind]!;
           return { [field]: Array.isArray(v) ? { val: v } : v };
         };

@@ -13,7 +13,7 @@ import { int64Size, nested, stringFieldSize, varint32Size } from "./wire-size.ts
  * LookupResult (field numbers from ../shared/reference/feast-serving-api.md):
  * join-key vectors first, echoing the request's values with PRESENT, then one
  * FeatureVector per feature with a feast.types.Value per row in the oneof the
- * registry type calls for, `null_val` where there is no value. Written on a
+ * registry type calls for, a Value with no field set where there is none. Written on a
  * ProtoWriter kept between answers (no operation object per field, no Long
  * per timestamp); tests check the bytes against protobufjs's own encoding of
  * the same message.
@@ -111,9 +111,15 @@ export function writeTimestamp(w: ProtoWriter, ms: number): void {
   if (nanos !== 0) w.uint32(16).int32(nanos);
 }
 
-/** Value { null_val: NULL_VALUE } inside a FeatureVector's `values`. */
-export function writeNullValue(w: ProtoWriter): void {
-  w.uint32(10).uint32(3).uint32(152).uint32(0);
+/**
+ * A Value with no field of its oneof set, inside a FeatureVector's `values`:
+ * what Feast's servers answer where there is no value (Python `ValueProto()`,
+ * Go `types.Value{}`). It was `null_val`, which Feast's own reader
+ * (`feast_value_type_to_python_type`) returns as its enum number, 0: a missing
+ * value read as 0.
+ */
+export function writeMissingValue(w: ProtoWriter): void {
+  w.uint32(10).uint32(0);
 }
 
 /** The answer from a LookupResult (the decoding path: Redis shards, caches, several views). */
@@ -156,7 +162,7 @@ function writeVector(w: ProtoWriter, result: LookupResult, c: number, nf: number
   // Each Value's length is computed up front, so no nested message is moved into place.
   for (let r = 0, at = c; r < rows; r++, at += nf) {
     const v = values[at];
-    if (v === null || v === undefined) writeNullValue(w);
+    if (v === null || v === undefined) writeMissingValue(w);
     else {
       w.uint32(10).uint32(size(v));
       write(w, v);
