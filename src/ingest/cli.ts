@@ -6,8 +6,10 @@ import { QuiverError } from "../errors/index.ts";
 /**
  * Standalone streaming writer: `npm run ingest -- --sources FILE [server flags]`.
  * Same flags and store configuration as the server; consumes every source of
- * the file, one consumer per source, and serves /metrics and /readyz only when
- * `--port` is given. Its store must be one something reads: Redis shards
+ * the file, one consumer per source, and serves HTTP only when `--port` is
+ * given: then the server's whole HTTP API (lookups, /metrics, /readyz, and the
+ * write and admin routes, open unless `--admin-token` is set, as on the
+ * server). Its store must be one something reads: Redis shards
  * (`--topology`), a `--data-dir`, or its own memory served on `--port`;
  * otherwise it is refused at start. SIGTERM/SIGINT finish and ack the batch in hand, then
  * print the final counts as one JSON line (`ingest-stats {...}`).
