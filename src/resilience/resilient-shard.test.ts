@@ -6,6 +6,7 @@ import {
   BudgetSpentError,
   CallerDeadlineError,
   CommonStallError,
+  FailoverUnderWayError,
   LocalStallError,
   sentNothing,
   ShardBreakerOpenError,
@@ -36,7 +37,7 @@ class SwitchableShard implements ShardNode {
   readonly readsNow = "never";
   readonly rawNow = undefined;
   readonly getManyNow = () => undefined;
-  mode: "ok" | "fail" | "hang" | "hold" | "timeout" | "cut" | "refuse" = "ok";
+  mode: "ok" | "fail" | "hang" | "hold" | "timeout" | "cut" | "refuse" | "failover" = "ok";
   /** Modes for the next calls, one each, before `mode` applies again. */
   readonly next: Array<SwitchableShard["mode"]> = [];
   /** In "timeout" mode: how late the timer that ended each read fired (ms). */
@@ -60,6 +61,8 @@ class SwitchableShard implements ShardNode {
     const mode = this.next.shift() ?? this.mode;
     // As a replica set that knows no primary: refused without asking a server.
     if (mode === "refuse") return Promise.reject(new ShardUnavailableError(this.id, "test: no primary known", undefined, "nothing"));
+    // As a replica set that sees a failover under way before writing: refused without sending.
+    if (mode === "failover") return Promise.reject(new FailoverUnderWayError(this.id, "nothing"));
     if (mode === "fail") return Promise.reject(new ShardUnavailableError(this.id, "test: failing"));
     if (mode === "timeout") return Promise.reject(new StorageTimeoutError(`${this.id} read`, 20, this.timeoutLateMs));
     // As a replica set whose attempt the caller's deadline cut short (less than readAttemptTimeoutMs left).
@@ -779,6 +782,18 @@ describe("ResilientShard writes", () => {
     expect(sentNothing(await put())).toBe(false);
     inner.mode = "fail";
     expect(sentNothing(await put())).toBe(false);
+  });
+
+  test("a write refused after an attempt that may have landed keeps the refusal's code (failover_in_progress), sent maybe", async () => {
+    const inner = new SwitchableShard("s1");
+    const shard = guardShard(inner, { ...FAST, writeRetries: 3, failoverWindowMs: 0, breakerFailures: 100 }, recorder().observer);
+    inner.mode = "failover";
+    inner.next.push("timeout");
+    const out = await shard.putMany([{ key: "v@1/k=1", row: { ts: 2, values: [2] } }]).then(() => "written", (e: unknown) => e);
+    // The client is answered as for the refusal itself (503, code failover_in_progress), as before the write said what it sent.
+    expect(out).toMatchObject({ code: "failover_in_progress", kind: "unavailable", retryable: true, sent: "maybe" });
+    expect(sentNothing(out)).toBe(false);
+    expect((out as Error).message).toContain("may have landed");
   });
 
   test("a push its open write breaker or a full bulkhead refused sent nothing", async () => {

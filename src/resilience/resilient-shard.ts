@@ -10,7 +10,6 @@ import {
   sentNothing,
   ShardBreakerOpenError,
   ShardSaturatedError,
-  ShardUnavailableError,
   StalledTrialError,
   StorageError,
   StorageTimeoutError,
@@ -229,7 +228,7 @@ export class ResilientShard implements ShardNode {
    * attempt was refused that way by the inner node (no primary known); an
    * attempt that timed out or failed otherwise may have landed, and the call's
    * error then says so even when a later attempt was refused (its error is
-   * wrapped as `shard_unavailable`, sent "maybe").
+   * wrapped with the same code, sent "maybe").
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     if (entries.length === 0) return { written: 0, ignored: 0, sameTime: 0 };
@@ -247,7 +246,10 @@ export class ResilientShard implements ShardNode {
       return await this.policies.write.policy.execute(attempt);
     } catch (error) {
       const out = this.failed("write", this.policies.write, error);
-      if (reached && sentNothing(out)) throw new ShardUnavailableError(this.id, `write failed after an attempt that may have landed (last: ${(out as Error).message})`, out);
+      // The refusal's own code and flags (the edges answer as they did for it: failover_in_progress stays that), sent "maybe".
+      if (reached && out instanceof StorageError && out.sent === "nothing") {
+        throw new StorageError(out.code, `${this.id}: write failed after an attempt that may have landed (last: ${out.message})`, out.retryable, out);
+      }
       throw out;
     }
   }
