@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect, createServer, type Socket } from "node:net";
 import { UNAVAILABLE } from "../src/kv/kv-node.ts";
+import { RedisKvNode } from "../src/kv/redis-node.ts";
 import { CallerDeadlineError, sentNothing, StorageTimeoutError } from "../src/kv/storage-errors.ts";
 import { StaticDiscovery } from "../src/shard/discovery.ts";
 import { guardShard, IGNORE_OBSERVER, type ResilientShard } from "../src/resilience/shards.ts";
@@ -135,6 +137,77 @@ test("a write to a primary whose connection is down is refused before anything i
     hung.resume();
     await Promise.allSettled([down.close(), slow.close()]);
     await Promise.allSettled([stopped.stop(), hung.stop()]);
+  }
+});
+
+/**
+ * A TCP proxy to `targetPort` that counts the bytes it passed towards the
+ * server; `cut()` stops listening (reconnects are refused) and closes the
+ * client side of every connection, keeping the server side open: what was
+ * passed on is still read and run by the server, its reply goes nowhere.
+ */
+async function cuttableProxy(targetPort: number): Promise<{ port: number; toServer(): number; cut(): void; close(): void }> {
+  const clients = new Set<Socket>();
+  const upstreams = new Set<Socket>();
+  let bytes = 0;
+  const server = createServer((client) => {
+    const upstream = connect({ host: "127.0.0.1", port: targetPort });
+    clients.add(client);
+    upstreams.add(upstream);
+    client.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!client.destroyed) client.write(chunk);
+    });
+    client.on("error", () => {});
+    upstream.on("error", () => {});
+    client.on("close", () => clients.delete(client));
+  });
+  await new Promise<void>((ready) => server.listen(0, "127.0.0.1", ready));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    toServer: () => bytes,
+    cut() {
+      server.close();
+      for (const c of clients) c.destroy();
+    },
+    close() {
+      server.close();
+      for (const s of [...clients, ...upstreams]) s.destroy();
+    },
+  };
+}
+
+test("a write whose connection dropped after it was sent may have landed, and says so, though the retries that follow are refused unsent", async () => {
+  const server = await startRedis();
+  const proxy = await cuttableProxy(server.port);
+  const set = await ReplicaSet.connect({ id: "cut", discovery: new StaticDiscovery({ primary: `127.0.0.1:${proxy.port}`, replicas: [] }), writeAcks: 0, attemptTimeoutMs: 10_000, failoverWindowMs: 300 });
+  // Attempts bounded far beyond the test: the dropped connection, not a timeout, ends the first one.
+  const guarded = guardShard(set, { ...set.tuning, writeTimeoutMs: 10_000 }, IGNORE_OBSERVER);
+  const direct = await RedisKvNode.connect({ host: "127.0.0.1", port: server.port });
+  const key = "cut@1/k=i1";
+  try {
+    server.pause();
+    const before = proxy.toServer();
+    const put = guarded.putMany([{ key, row: { ts: 7, values: [7] } }]).then(() => "written", (e: unknown) => e);
+    // The write is in the server's socket (it runs it when resumed); then the client's connection drops and stays down.
+    expect(await until(() => proxy.toServer() > before, 5000)).toBe(true);
+    proxy.cut();
+    server.resume();
+    const error = await put;
+    // The retries through the failover window found the connection down (refused, sent nothing); the call may have landed.
+    expect(error).toMatchObject({ kind: "unavailable", retryable: true, sent: "maybe" });
+    expect(sentNothing(error)).toBe(false);
+    expect(await until(async () => (await direct.getMany([key]))[0] !== undefined, 5000)).toBe(true);
+    expect(await direct.getMany([key])).toEqual([{ ts: 7, values: [7] }]);
+  } finally {
+    server.resume();
+    proxy.close();
+    await Promise.allSettled([set.close(), direct.close()]);
+    await server.stop();
   }
 });
 
