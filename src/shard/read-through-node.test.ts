@@ -4,6 +4,7 @@ import type { KvEntry, KvNode, ReadContext, ReadSlot } from "../kv/kv-node.ts";
 import { UNAVAILABLE } from "../kv/kv-node.ts";
 import { ringKeyStart } from "../kv/keys.ts";
 import { MemoryKvNode } from "../kv/memory-node.ts";
+import { sentNothing, storeMayHold } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
 import { ShardedStore } from "../store/sharded-store.ts";
 import { ReadThroughNode } from "./read-through-node.ts";
@@ -262,5 +263,29 @@ describe("ReadThroughNode.putMany: last write wins against the row wherever it i
     expect(err?.retryable).toBe(true);
     a.failReads = false;
     expect(await through.getMany([key(fromA[2]!)])).toEqual([undefined]);
+  });
+
+  test("a write its old owner could not be read for is refused before anything is written: it says it sent nothing, so no cache floors or publishes its keys", async () => {
+    const { a, c, through, fromA } = migration();
+    a.failReads = true;
+    const entries = [{ key: key(fromA[0]!), row: row(5, "new") }];
+    const err = await through.putMany(entries).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // The answer is as before (503 unavailable, retryable); what changed nothing now says so.
+    expect(err).toMatchObject({ kind: "unavailable", code: "unavailable", retryable: true });
+    expect(sentNothing(err)).toBe(true);
+    expect(storeMayHold(err, entries)).toEqual([]);
+    expect(await c.getMany([key(fromA[0]!)])).toEqual([undefined]);
+    // A row the old owner holds that is not a row (UNAVAILABLE) refuses the write the same way.
+    a.failReads = false;
+    a.getMany = async (keys: readonly string[]) => keys.map(() => UNAVAILABLE);
+    const unreadable = await through.putMany(entries).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(sentNothing(unreadable)).toBe(true);
+    expect(await c.getMany([key(fromA[0]!)])).toEqual([undefined]);
   });
 });

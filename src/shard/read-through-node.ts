@@ -1,7 +1,7 @@
-import { unavailable } from "../errors/quiver-error.ts";
 import { ringKeyStart } from "../kv/keys.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, ReadContext, ReadSlot, ScanPage } from "../kv/kv-node.ts";
 import { neverNow, UNAVAILABLE } from "../kv/kv-node.ts";
+import { StorageError } from "../kv/storage-errors.ts";
 import type { HashRing } from "../ring/ring.ts";
 
 /** A read-through member's scan cursor: its previous owners are done, its own node comes next from the start. */
@@ -16,6 +16,14 @@ const OWN_START = "o";
 export function memberScanCursor(node: KvNode, cursor: string): string {
   return !(node instanceof ReadThroughNode) && (cursor === OWN_START || cursor.startsWith("p|")) ? "0" : cursor;
 }
+
+/**
+ * A write refused because an old owner's rows could not be read: nothing was
+ * written anywhere (the own node is written only after every read), so it says
+ * it sent nothing (storage-errors.ts, Sent) and no cache floors or publishes
+ * its keys. Code `unavailable`, retryable: the edges answer as before (503).
+ */
+const notWritten = (message: string, cause?: unknown): StorageError => new StorageError("unavailable", message, true, cause, "nothing");
 
 /** The ring before a migration: who owned each key, and the node behind each member index. */
 export interface PreviousRing {
@@ -112,7 +120,7 @@ export class ReadThroughNode implements KvNode {
    * written here: newer, and published by the pod that wrote it, so caches
    * hear of it as of any write. Keys that do not move cost nothing more, and
    * outside a migration no member is a ReadThroughNode. An old owner that cannot answer fails the write (retryable): written
-   * blind, an older event could win again.
+   * blind, an older event could win again. Nothing is written then, and the error says so (notWritten).
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
     const keys = entries.map((e) => e.key);
@@ -128,11 +136,11 @@ export class ReadThroughNode implements KvNode {
             { fromPrimary: true, ...(signal !== undefined ? { signal } : {}) },
           );
         } catch (error) {
-          throw unavailable(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read (${(error as Error).message ?? error})`, error);
+          throw notWritten(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read (${(error as Error).message ?? error})`, error);
         }
         positions.forEach((p, j) => {
           const old = got[j];
-          if (old === UNAVAILABLE) throw unavailable(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read`);
+          if (old === UNAVAILABLE) throw notWritten(`migration: the previous owner ${node.id} of keys written to ${this.id} could not be read`);
           if (old !== undefined && old.ts >= entries[p]!.row.ts) drop[p] = old.ts === entries[p]!.row.ts ? 2 : 1;
         });
       }),
