@@ -131,4 +131,26 @@ describe("a write that fails on some shards", () => {
     expect(all.mayHaveLanded).toBe(unknown.entries);
     expect(errorHeaders(all, 503)).toEqual({ "retry-after": "1" });
   });
+  test("a share of over a million entries is named whole (collected without spreading it into arguments)", async () => {
+    // m0 takes ~99% of the keys and writes them; m1 refuses its share before sending. Collecting m0's share as
+    // `held.push(...share)` threw RangeError (Maximum call stack size exceeded): a 500 for a 503.
+    const wrote = { putMany: async (e: readonly KvEntry[]) => ({ written: e.length, ignored: 0, sameTime: 0 }) };
+    const refuses = { putMany: async () => Promise.reject(new ShardBreakerOpenError("m1", "write", 1000)) };
+    const m0 = Object.assign(new MemoryKvNode("m0"), wrote);
+    const m1 = Object.assign(new MemoryKvNode("m1"), refuses);
+    const store = new ShardedStore([
+      { id: "m0", weight: 100, node: m0 },
+      { id: "m1", weight: 1, node: m1 },
+    ]);
+    const row = { ts: 1, values: [1] };
+    const entries: KvEntry[] = [];
+    for (let i = 0; i < 1_100_000; i++) entries.push({ key: `v@1/id=i${i}`, row });
+    const error = (await store.putMany(entries).catch((e: unknown) => e)) as StoreWriteError;
+    expect(error).toBeInstanceOf(StoreWriteError);
+    expect(error.code).toBe("shard_breaker_open");
+    const onM0 = entries.filter((e) => store.nodeFor(e.key) === m0).length;
+    expect(onM0).toBeGreaterThan(1_000_000);
+    expect(onM0).toBeLessThan(entries.length);
+    expect(error.mayHaveLanded.length).toBe(onM0);
+  });
 });

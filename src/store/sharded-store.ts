@@ -301,11 +301,16 @@ function writeFailed(entries: readonly KvEntry[], shares: ReadonlyArray<readonly
     // A share that (partly) did not land: from here on, collect what did.
     if (held === undefined) {
       held = [];
-      for (let j = 0; j < i; j++) held.push(...shares[j]![1]);
+      for (let j = 0; j < i; j++) appendAll(held, shares[j]![1]);
     }
-    held.push(...landed);
+    appendAll(held, landed);
   }
   return new StoreWriteError(failure, held ?? entries);
+}
+
+/** `to.push(...from)` without spreading: a spread passes every element as an argument, and a share of ~1M entries overflowed the stack (a 500 for what should answer 503). */
+function appendAll<T>(to: T[], from: readonly T[]): void {
+  for (let i = 0; i < from.length; i++) to.push(from[i]!);
 }
 
 /**
