@@ -248,6 +248,40 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 60_000);
 
+  test("an entry over maxEventBytes only for its other fields keeps its event whole in the letter, and a replay writes it", async () => {
+    // The event (600,000 bytes) is within the 1 MiB bound; a second field of as much puts the entry over it. The
+    // letter kept the event's first 4 KiB, marked cut: never replayable, the event lost though it fitted.
+    const rig = await makeRig();
+    const [compiled] = rig.compile([{ name: "payments", ...engine.engineSettings({}), batchSize: 50, mappings: [paymentsMapping()] }]);
+    const stream = compiled!.redis!.stream;
+    const deadLetters = await openDeadLetters(compiled!);
+    const ingest = await rig.start([compiled!]);
+    try {
+      const event = JSON.stringify({ customer: "within", amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000, pad: "w".repeat(600_000) });
+      await redis.xadd(stream, "*", "data", event, "trace", "t".repeat(600_000));
+      let letters: Awaited<ReturnType<typeof deadLetters.list>> = [];
+      await eventually("its letter", async () => {
+        letters = await deadLetters.list(10);
+        return letters.length === 1;
+      });
+      expect([letters[0]!.reason, letters[0]!.path, letters[0]!.cutFrom, letters[0]!.payload.byteLength]).toEqual(["too_large", "(entry)", undefined, event.length]);
+      expect(new TextDecoder().decode(letters[0]!.payload)).toBe(event);
+      expect(letters[0]!.error).toBe(`the entry holds ${event.length + 600_009} bytes in 2 field(s), over maxEventBytes (1048576); its "data" field is ${event.length} bytes, kept whole`);
+      expect(await rig.row("within")).toBeUndefined();
+      const publisher = await openPublisher(compiled!);
+      try {
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "payments" });
+        expect([replayed.map((l) => l.id), kept.length]).toEqual([[letters[0]!.id], 0]);
+      } finally {
+        await publisher.close();
+      }
+      await eventually("the replayed event written", async () => (await rig.row("within")) !== undefined);
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+    }
+  }, 60_000);
+
   test("a parking consumer (<consumer>:handed-back) is removed once others claimed what it held, never while it holds entries", async () => {
     const { s: stale, stream } = await open("stale");
     await add(stream, 3);

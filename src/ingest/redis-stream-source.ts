@@ -135,9 +135,10 @@ function fieldNames(fields: Buffer[] | null): string {
  * it becomes an unreadable delivery (dead-lettered, naming the field) whose
  * payload shows the fields it had, as JSON (values as text, cut to fit). An
  * entry larger than `maxBytes` (its fields' names and values) becomes a
- * `too_large` one whose payload is the field's first TOO_LARGE_KEPT_BYTES,
- * copied (a subarray would hold the whole reply): until 12-07 a 50 MB entry
- * was decoded, mapped and written as a 50 MB row.
+ * `too_large` one whose payload is the field's first TOO_LARGE_KEPT_BYTES
+ * (the whole field when it alone is within the bound), copied (a subarray
+ * would hold the whole reply): until 12-07 a 50 MB entry was decoded, mapped
+ * and written as a 50 MB row.
  */
 function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveries: number, now: number, maxBytes: number): Delivery {
   const payload = fieldValue(fields, field);
@@ -146,9 +147,15 @@ function deliveryOf(id: string, fields: Buffer[] | null, field: string, deliveri
   let size = 0;
   for (let i = 0; fields !== null && i < fields.length; i++) size += fields[i]!.byteLength;
   if (size > maxBytes) {
-    const kept = payload === undefined ? fieldsShown(fields, TOO_LARGE_KEPT_BYTES) : new Uint8Array(payload.subarray(0, TOO_LARGE_KEPT_BYTES));
+    // An event within the bound, the entry over it for its other fields, is kept whole (copied): a replay publishes it
+    // without them. Cut to its first 4 KiB like a larger one, it was marked cut and never replayable.
+    const kept =
+      payload === undefined ? fieldsShown(fields, TOO_LARGE_KEPT_BYTES) : new Uint8Array(payload.byteLength <= maxBytes ? payload : payload.subarray(0, TOO_LARGE_KEPT_BYTES));
     const cut = payload !== undefined && payload.byteLength > kept.byteLength;
-    const what = payload === undefined ? `it has no field "${field}" (it has ${fieldNames(fields)})` : `its "${field}" field is ${payload.byteLength} bytes${cut ? `, of which this letter keeps the first ${kept.byteLength}` : ""}`;
+    const what =
+      payload === undefined
+        ? `it has no field "${field}" (it has ${fieldNames(fields)})`
+        : `its "${field}" field is ${payload.byteLength} bytes${cut ? `, of which this letter keeps the first ${kept.byteLength}` : ", kept whole"}`;
     return {
       id,
       payload: kept,
