@@ -391,6 +391,24 @@ export function runStreamSourceContract(name: string, startEngine: () => Promise
       });
     }, TEST_TIMEOUT_MS);
 
+    test("an event over a maxEventBytes below 4 KiB is kept whole: its letter is not marked cut and is replayed", async () => {
+      await withSource(source({ name: "small-bound", maxEventBytes: 1024 }), async ({ publisher, deadLetters, ingest }) => {
+        // 2,000 bytes over a 1 KiB bound: the letter's 4 KiB hold all of it. NATS marked it cut all the same (read
+        // back as cutFrom 2001), so replay kept it for good, though the bound may have been raised since.
+        const big = json({ customer: "over", amount: 1, count: 1, chargeback: false, ts: Date.now() - 1000, pad: "y".repeat(1900) });
+        await publisher.publish([big]);
+        await eventually("dead-lettered", () => ingest.status()[0]!.deadLettered === 1);
+        const [letter] = await deadLetters.list(10);
+        expect([letter!.reason, letter!.cutFrom, Buffer.from(letter!.payload).equals(Buffer.from(big))]).toEqual(["too_large", undefined, true]);
+        expect(letter!.error).not.toContain("first");
+        await nothingOwed(ingest);
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "small-bound" });
+        expect([replayed.map((l) => l.id), kept.length]).toEqual([[letter!.id], 0]);
+        // Still over the bound: dead-lettered again, whole.
+        await eventually("dead-lettered again", () => ingest.status()[0]!.deadLettered === 2);
+      });
+    }, TEST_TIMEOUT_MS);
+
     test("two sources with different schemas feeding one view converge to the newest value", async () => {
       const a = source({ name: "payments_json", format: "json" });
       const b = source({

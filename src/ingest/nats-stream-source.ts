@@ -504,6 +504,11 @@ export class NatsStreamSource implements StreamSource {
 function tooLarge(d: NatsDelivery, limit: number): NatsDelivery {
   const size = d.payload.length;
   const kept = d.payload.slice(0, TOO_LARGE_KEPT_BYTES);
+  // Under a bound below TOO_LARGE_KEPT_BYTES the letter may hold it all: not cut, replayable (as on Redis). Marked cut
+  // all the same, it was never replayed and read back as one byte larger than it was.
+  if (kept.length === size) {
+    return { ...d, payload: kept, unreadable: { reason: "too_large", path: "", error: `the message's payload is ${size} bytes, over maxEventBytes (${limit}); this letter keeps it whole` } };
+  }
   return {
     ...d,
     payload: kept,
