@@ -366,6 +366,25 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     expect([idTime("1-1", now), idTime("2-0", now), idTime(auto, now)]).toEqual([undefined, undefined, Number(auto.split("-")[0])]);
   }, 30_000);
 
+  test("deliveries have one shape whether or not their id is a time: publishedAt an own property, undefined when unknown", async () => {
+    // The consumer reads ~100k entries/s: a conditional spread of publishedAt cost an object per entry (127-178 against
+    // 95-113 ns an entry) and gave deliveries two shapes.
+    const { s, stream } = await open("shape");
+    try {
+      await redis.xadd(stream, "1-1", "data", '{"i":0}');
+      const auto = (await redis.xadd(stream, "*", "data", '{"i":1}'))!;
+      const batch = await s.read(10, 10);
+      expect(batch.map((d) => Object.keys(d))).toEqual([
+        ["id", "payload", "deliveries", "publishedAt"],
+        ["id", "payload", "deliveries", "publishedAt"],
+      ]);
+      expect(batch.map((d) => d.publishedAt)).toEqual([undefined, Number(auto.split("-")[0])]);
+      await s.ack(batch);
+    } finally {
+      await s.close();
+    }
+  });
+
   test("an entry id's time is taken for when it was added only within 30 days behind and 10 minutes ahead of the clock", () => {
     const now = 1_796_000_000_000;
     expect(idTime(`${now - 1000}-0`, now)).toBe(now - 1000);

@@ -27,7 +27,7 @@ export interface Delivery {
    * When the engine took the message (ms since the epoch): JetStream's stored
    * timestamp, a Redis entry id's time. Unlike delivery counts it survives a
    * restart or a takeover, so a message retried for longer than `retryFor` is
-   * dead-lettered whoever reads it. Absent when the engine cannot tell (a
+   * dead-lettered whoever reads it. Undefined when the engine cannot tell (a
    * Redis id a producer chose, `1-1`, is no time): the consumer then counts
    * from when it first saw the message.
    */
