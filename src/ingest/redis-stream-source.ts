@@ -87,7 +87,7 @@ export const ID_TIME_MAX_AHEAD_MS = 10 * 60_000;
  * dead-lettered as past `retryFor` the first time this consumer saw it
  * (StreamConsumer.expired). A time further than ID_TIME_MAX_AGE_MS behind `now`
  * or ID_TIME_MAX_AHEAD_MS ahead of it is unknown (undefined): the consumer then
- * counts the age from when it first saw the entry. (An auto id added after a
+ * counts the age from when it first saw the entry come back. (An auto id added after a
  * producer's future id carries that id's time too: Redis keeps ids increasing.)
  */
 export function idTime(id: string, now: number): number | undefined {

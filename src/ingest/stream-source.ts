@@ -29,7 +29,7 @@ export interface Delivery {
    * restart or a takeover, so a message retried for longer than `retryFor` is
    * dead-lettered whoever reads it. Undefined when the engine cannot tell (a
    * Redis id a producer chose, `1-1`, is no time): the consumer then counts
-   * from when it first saw the message.
+   * from when it first saw the message come back (a later delivery).
    */
   readonly publishedAt?: number;
   /**
