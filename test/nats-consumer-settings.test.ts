@@ -8,7 +8,8 @@ import { ArenaKvNode } from "../src/kv/arena-node.ts";
 import { MetricsRegistry } from "../src/ops/index.ts";
 import { loadRegistryFile, type Registry } from "../src/registry/index.ts";
 import { PushService } from "../src/serving/index.ts";
-import { eventually, paymentsMapping } from "./stream-source-contract.ts";
+import { freePort } from "../shards/redis-conf.ts";
+import { eventually, makeRig, paymentsMapping } from "./stream-source-contract.ts";
 import { RefusingNode } from "./support/refusing-node.ts";
 import { startNatsEngine } from "./support/stream-engines.ts";
 
@@ -324,4 +325,25 @@ describe("NATS sources and the stream and durable consumer the server keeps", ()
       await ingest.stop();
     }
   }, 90_000);
+  test("servers is a seed list: a comma-separated list reaches the live server wherever it stands in it", async () => {
+    // nats.js read the text as one server, everything up to the last "://" stripped: with the live server first and
+    // a down one last, the source, its publisher and its dead letters were refused (CONNECTION_REFUSED) for good.
+    const down = `nats://127.0.0.1:${await freePort()}`;
+    const settings = engine.engineSettings({});
+    const rig = await makeRig();
+    const [compiled] = rig.compile([{ name: "seeded", ...settings, nats: { ...settings.nats!, servers: `${engine.server.url}, ${down}` }, batchSize: 10, mappings: [paymentsMapping()] }]);
+    const deadLetters = await openDeadLetters(compiled!);
+    const publisher = await openPublisher(compiled!);
+    const ingest = await rig.start([compiled!]);
+    try {
+      await publisher.publish([new TextEncoder().encode(JSON.stringify({ customer: "seeded", amount: 3, count: 1, chargeback: false, ts: Date.now() - 1000 }))]);
+      await eventually("written", async () => (await rig.row("seeded")) !== undefined);
+      expect(ingest.status()[0]).toMatchObject({ state: "running", written: 1, lastError: null });
+      expect(await deadLetters.list(10)).toEqual([]);
+    } finally {
+      await ingest.stop();
+      await publisher.close();
+      await deadLetters.close();
+    }
+  }, 60_000);
 });

@@ -27,6 +27,7 @@ import {
   letterPasses,
   type NewDeadLetter,
 } from "./dead-letters.ts";
+import { natsSeedList } from "./server-address.ts";
 import { type Delivery, SourceConfigError, type SourceLag, type StreamPublisher, type StreamSource, TOO_LARGE_KEPT_BYTES } from "./stream-source.ts";
 
 /** Bytes of a dead letter kept for its headers (reason, path, error, origin, times) below the server's max_payload. */
@@ -244,7 +245,7 @@ export class NatsStreamSource implements StreamSource {
     this.throwIfClosed();
     if (this.connection === undefined) {
       // Tried again by the consumer (with backoff) while the server is unreachable; once connected, nats.js reconnects.
-      const connection = await connect({ servers: this.settings.servers, name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
+      const connection = await connect({ servers: natsSeedList(this.settings.servers), name: `quiver-ingest-${this.name}`, maxReconnectAttempts: -1 });
       if (this.closed) {
         await connection.close().catch(() => undefined);
         this.throwIfClosed();
@@ -525,7 +526,7 @@ export class NatsStreamPublisher implements StreamPublisher {
   ) {}
 
   static async connect(settings: Pick<NatsSourceSettings, "servers" | "stream" | "subject">): Promise<NatsStreamPublisher> {
-    const nc = await connect({ servers: settings.servers, name: "quiver-ingest-publish" });
+    const nc = await connect({ servers: natsSeedList(settings.servers), name: "quiver-ingest-publish" });
     await ensureStream(await nc.jetstreamManager(), settings.stream, [settings.subject]);
     return new NatsStreamPublisher(nc, nc.jetstream(), settings.subject);
   }
@@ -568,7 +569,7 @@ export class NatsDeadLetters implements DeadLetterQueue {
   private open(): Promise<{ readonly connection: NatsConnection; readonly jsm: JetStreamManager }> {
     if (this.closed) return Promise.reject(new Error(`dead-letter stream ${this.stream}: closed`));
     this.session ??= (async () => {
-      const connection = await connect({ servers: this.servers, name: "quiver-ingest-dead-letters", maxReconnectAttempts: -1 });
+      const connection = await connect({ servers: natsSeedList(this.servers), name: "quiver-ingest-dead-letters", maxReconnectAttempts: -1 });
       try {
         const jsm = await connection.jetstreamManager();
         await ensureStream(jsm, this.stream, [`${this.stream}.>`], this.limits);

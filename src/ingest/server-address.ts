@@ -45,11 +45,25 @@ function dbIndex(db: string | undefined): string {
   return Number.isInteger(n) ? String(n) : db;
 }
 
-/** `host:port` of each server of a nats.js `servers` setting (comma-separated), sorted. */
+/**
+ * The servers of a `servers` setting, comma-separated, as the list nats.js
+ * takes. Handed the text as it is, nats.js read it as one server: it stripped
+ * everything up to the last `://`, so `nats://a:4222,nats://b:4222` connected to
+ * b only (refused while b was down, a alive) and `a:4222,b:4222` was an
+ * invalid URL.
+ */
+export function natsSeedList(servers: string): string[] {
+  return servers
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** `host:port` of each server of a nats.js `servers` setting (comma-separated, natsSeedList), sorted. */
 export function natsServerIds(servers: string): string[] {
   const out = new Set<string>();
-  for (const part of servers.split(",")) {
-    let text = part.trim().replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
+  for (const part of natsSeedList(servers)) {
+    let text = part.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "");
     if (text === "") continue;
     // nats.js takes a bare IPv6 address (`::1`) as a host without a port.
     if (text.includes("::") && !text.startsWith("[")) text = `[${text}]`;
