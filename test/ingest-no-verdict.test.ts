@@ -249,3 +249,22 @@ test("first deliveries whose publication time the engine cannot tell leave no fi
   expect(letters).toEqual([]);
   expect((consumer as unknown as { firstSeen: Map<string, number> }).firstSeen.size).toBe(0);
 }, 30_000);
+
+test("a cut delivery whose handling keeps throwing is dead-lettered at maxDeliver still marked cut: its letter is never replayed as the event", async () => {
+  // A too_large delivery holds only its first bytes; the delivery_limit letter written from it dropped its cutFrom.
+  const cut = { reason: "too_large" as const, path: "", error: "the message's payload is 100000 bytes, over maxEventBytes (65536)", cutFrom: 100_000 };
+  const source = new ScriptedSource([{ id: "9-0", payload: payload("t9"), deliveries: 1, publishedAt: Date.now(), unreadable: cut }]);
+  const { consumer, letters } = consumerOn(source, new ArenaKvNode("throws-cut"));
+  (consumer as unknown as { mapper: { map(): never } }).mapper = {
+    map: () => {
+      throw new Error("boom in mapping");
+    },
+  };
+  await consumer.start();
+  try {
+    await eventually("dead-lettered", () => source.rejected.length > 0, 10_000);
+  } finally {
+    await consumer.stop();
+  }
+  expect(letters.map((l) => [l.reason, l.cutFrom])).toEqual([["delivery_limit", 100_000]]);
+}, 30_000);

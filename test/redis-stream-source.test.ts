@@ -282,6 +282,41 @@ describe("Redis stream source: what Redis drops or producers get wrong", () => {
     }
   }, 60_000);
 
+  test("an oversized entry delivered past maxDeliver and older than retryFor is dead-lettered too_large, cut and kept, not as a replayable delivery_limit", async () => {
+    // A 2 MB event that crashed pods before maxEventBytes (out of memory), delivered 6 times over 7 hours. The
+    // retryFor backstop wrote its letter from the delivery's payload, the first 4 KiB only, as delivery_limit without
+    // cutFrom: a replay published those 4 KiB as the event and deleted the letter.
+    const rig = await makeRig();
+    const [compiled] = rig.compile([{ name: "payments", ...engine.engineSettings({}), batchSize: 50, maxDeliver: 3, mappings: [paymentsMapping()] }]);
+    const { stream, group } = compiled!.redis!;
+    const huge = JSON.stringify({ customer: "crasher", amount: 2, count: 1, chargeback: false, ts: Date.now() - 1000, pad: "z".repeat(2 << 20) });
+    await redis.xadd(stream, `${Date.now() - 7 * 3600_000}-0`, "data", huge);
+    await redis.xgroup("CREATE", stream, group, "0", "MKSTREAM");
+    // Delivered 6 times to this pod (named as the rig's consumer) already: each time it crashed.
+    await redis.call("XREADGROUP", "GROUP", group, "oom-pod", "COUNT", 10, "STREAMS", stream, ">");
+    for (let i = 0; i < 5; i++) await redis.call("XREADGROUP", "GROUP", group, "oom-pod", "COUNT", 10, "STREAMS", stream, "0");
+    const deadLetters = await openDeadLetters(compiled!);
+    const ingest = await rig.start([compiled!], "oom-pod");
+    try {
+      let letters: Awaited<ReturnType<typeof deadLetters.list>> = [];
+      await eventually("its letter", async () => {
+        letters = await deadLetters.list(10);
+        return letters.length === 1;
+      });
+      expect([letters[0]!.reason, letters[0]!.cutFrom, letters[0]!.payload.byteLength]).toEqual(["too_large", huge.length, 4096]);
+      const publisher = await openPublisher(compiled!);
+      try {
+        const { replayed, kept } = await replayDeadLetters(deadLetters, publisher, { limit: 10, source: "payments" });
+        expect([replayed.length, kept.map((l) => l.id)]).toEqual([0, [letters[0]!.id]]);
+      } finally {
+        await publisher.close();
+      }
+    } finally {
+      await ingest.stop();
+      await deadLetters.close();
+    }
+  }, 60_000);
+
   test("a parking consumer (<consumer>:handed-back) is removed once others claimed what it held, never while it holds entries", async () => {
     const { s: stale, stream } = await open("stale");
     await add(stream, 3);

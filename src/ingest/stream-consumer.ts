@@ -462,6 +462,8 @@ export class StreamConsumer {
           error: `failed ${failed} times (delivered ${d.deliveries} times); last error: ${error}`,
           payload: d.payload,
           origin: d.id,
+          // An unreadable delivery's payload is not the event (a summary, its first bytes): kept from replay as such.
+          ...(d.unreadable === undefined ? {} : { path: d.unreadable.path, ...(d.unreadable.cutFrom === undefined ? {} : { cutFrom: d.unreadable.cutFrom }) }),
         },
       });
     }
@@ -517,6 +519,10 @@ export class StreamConsumer {
       // event (~300 ns) for a producer that picks its ids; one another pod took over stayed behind.
       const publishedAt = d.publishedAt ?? (d.deliveries > 1 ? this.firstSeenAt(d.id, now) : now);
       if (this.storeRefusing || d.deliveries <= maxDeliver || now - publishedAt <= retryForMs) continue;
+      // Unreadable (no payload where the source reads it, or too large): the mapper dead-letters it with its own
+      // reason, path and cut, never writing it. Lettered here from its payload (a first 4 KiB, the fields as JSON) as
+      // a delivery_limit with no cut, it was replayable: the cut bytes published as the event, the letter deleted.
+      if (d.unreadable !== undefined) continue;
       const last = this.failures.get(d.id)?.error ?? "none seen by this process (one that crashed or hung handling it, or another pod, saw it)";
       const since = d.publishedAt === undefined ? " since this consumer first saw it come back (the engine cannot tell when it was published)" : "";
       out.push({
