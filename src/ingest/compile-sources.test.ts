@@ -154,6 +154,9 @@ describe("sources file", () => {
       ["redis://user:secret@127.0.0.1:6380", "rediss://127.0.0.1:6380?db=0"],
       ["127.0.0.1:6379", "redis://[::1]:6379"],
       ["redis://cache.internal:6379/2", "redis://Cache.Internal:6379/02"],
+      // IPv4-mapped loopback (URL writes it ::ffff:7f00:1) and a fully qualified localhost.
+      ["redis://[::ffff:127.0.0.1]:6379", "redis://127.0.0.1"],
+      ["redis://localhost.:6379", "redis://127.0.0.1"],
     ];
     for (const [a, b] of same) {
       expect([a, b, problems({ sources: [r("a", a!), r("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.redis\.group: reads stream "s" through group "g", as source "a" does \(on the same server: /)]]);
@@ -177,6 +180,7 @@ describe("sources file", () => {
       ["nats://localhost:4222", "127.0.0.1"],
       ["nats://127.0.0.1", "tls://127.0.0.1:4222"],
       ["nats://n1:4222,nats://n2:4222", "nats://n2"],
+      ["nats://[::ffff:127.0.0.1]:4222", "nats://localhost"],
     ]) {
       expect([a, b, problems({ sources: [n("a", a!), n("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.nats\.consumer: reads stream "S" through durable consumer "quiver", as source "a" does/)]]);
     }

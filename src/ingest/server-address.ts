@@ -16,9 +16,10 @@ const REDIS_PORT = 6379;
 const NATS_PORT = 4222;
 
 function hostId(host: string): string {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h)) return "loopback";
-  return h.replace(/\.$/, "");
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "");
+  // URL writes IPv6 addresses compressed and in hex: `[0:0::1]` is `::1`, `[::ffff:127.0.0.1]` is `::ffff:7f00:1`.
+  if (h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(h)) return "loopback";
+  return h;
 }
 
 /** `host:port/db` (or `unix:path/db`) of an ioredis URL. */
