@@ -161,6 +161,10 @@ describe("sources file", () => {
     for (const [a, b] of same) {
       expect([a, b, problems({ sources: [r("a", a!), r("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.redis\.group: reads stream "s" through group "g", as source "a" does \(on the same server: /)]]);
     }
+    // The message names both spellings, without their passwords (it goes to logs).
+    expect(problems({ sources: [r("a", "redis://user:secret@127.0.0.1:6380"), r("b", "redis://:pa55@localhost:6380/0")] })[0]).toContain(
+      '(on the same server: "redis://user:***@127.0.0.1:6380" and "redis://:***@localhost:6380/0")',
+    );
     // Another port, database or host is another server.
     for (const [a, b] of [
       ["redis://127.0.0.1:6379", "redis://127.0.0.1:6380"],

@@ -144,7 +144,8 @@ function sameServer(a: CompiledSource, b: CompiledSource): boolean {
 const streamOf = (c: CompiledSource): string => c.redis?.stream ?? c.nats!.stream;
 const readerOf = (c: CompiledSource): string => c.redis?.group ?? c.nats!.consumer;
 const deadLetterStreamOf = (c: CompiledSource): string => c.redis?.deadLetterStream ?? c.nats!.deadLetterStream;
-const serverText = (c: CompiledSource): string => `"${c.redis?.url ?? c.nats!.servers}"`;
+/** An address as written, its passwords masked: a refused file's message is the server's start-up error, in its logs. */
+const serverText = (c: CompiledSource): string => `"${(c.redis?.url ?? c.nats!.servers).replace(/\/\/([^/@:,]*):[^/@,]*@/g, "//$1:***@")}"`;
 const sameText = (a: CompiledSource, b: CompiledSource): boolean => (a.redis?.url ?? a.nats!.servers) === (b.redis?.url ?? b.nats!.servers);
 
 function duration(v: number | string | undefined, fallbackMs: number, path: string, issues: Issue[]): number {
