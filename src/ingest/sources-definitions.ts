@@ -92,7 +92,8 @@ const SourceDef = T.Object(
     /**
      * Largest event accepted, in bytes (default 1 MiB, NATS's default max_payload; 1 KiB to 64 MiB): a Redis entry
      * (all its fields, names and values) or a NATS message's payload over it is dead-lettered `too_large` with its
-     * first 4 KiB, never mapped or written.
+     * first 4 KiB (a Redis event within the bound, its entry over it for other fields: the event whole), never mapped
+     * or written.
      */
     maxEventBytes: T.Optional(T.Integer()),
     /** Failed handlings (not a retryable store outage) before a message is dead-lettered with its last error. */
