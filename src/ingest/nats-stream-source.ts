@@ -447,8 +447,9 @@ export class NatsStreamSource implements StreamSource {
     const limit = this.settings.maxEventBytes;
     for (let i = 0; i < taken.length; i++) {
       const msg = taken[i]!;
+      // msg.data is a getter making a subarray for a message with headers: read once.
       const d = { id: String(msg.seq), payload: msg.data, deliveries: msg.info.redeliveryCount, publishedAt: msg.info.timestampNanos / NS, msg };
-      out[i] = msg.data.length > limit ? tooLarge(d, limit) : d;
+      out[i] = d.payload.length > limit ? tooLarge(d, limit) : d;
     }
     return out;
   }
