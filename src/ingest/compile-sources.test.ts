@@ -157,6 +157,8 @@ describe("sources file", () => {
       // IPv4-mapped loopback (URL writes it ::ffff:7f00:1) and a fully qualified localhost.
       ["redis://[::ffff:127.0.0.1]:6379", "redis://127.0.0.1"],
       ["redis://localhost.:6379", "redis://127.0.0.1"],
+      // A port alone: ioredis connects to it on localhost.
+      ["6380", "redis://127.0.0.1:6380/0"],
     ];
     for (const [a, b] of same) {
       expect([a, b, problems({ sources: [r("a", a!), r("b", b!)] })]).toEqual([a, b, [expect.stringMatching(/^sources\[1\]\.redis\.group: reads stream "s" through group "g", as source "a" does \(on the same server: /)]]);

@@ -5,8 +5,8 @@
  * `redis://127.0.0.1:6379/0` and `redis://127.0.0.1` were three servers, and
  * two sources reading one stream through one group under those spellings were
  * accepted (each got part of the events). Read here as the clients read them:
- * ioredis's `redis[s]://[user:pass@]host[:port][/db][?db=N]` (port 6379, db 0)
- * or a unix socket path, nats.js's `[scheme://]host[:port]` (port 4222 whatever
+ * ioredis's `redis[s]://[user:pass@]host[:port][/db][?db=N]` (port 6379, db 0),
+ * a unix socket path or a port alone (on localhost), nats.js's `[scheme://]host[:port]` (port 4222 whatever
  * the scheme). Host names are lower-cased and every loopback spelling
  * (`localhost`, 127.0.0.0/8, `::1`) is one host; credentials and the TLS
  * scheme do not make another server. Text the parse refuses stays as written.
@@ -25,6 +25,8 @@ function hostId(host: string): string {
 /** `host:port/db` (or `unix:path/db`) of an ioredis URL. */
 export function redisServerId(url: string): string {
   const text = url.trim();
+  // ioredis takes a number alone for a port on localhost (read as a URL it was a host named "6380").
+  if (/^\d+$/.test(text)) return `loopback:${Number(text)}/0`;
   try {
     if (text.startsWith("/") && !text.startsWith("//")) {
       const q = text.indexOf("?");
