@@ -180,6 +180,33 @@ test("a string join key sent as an integer is the key its digits spell, echoed a
   expect(grpcOut.error?.details).toBe("entities.customer_id[0]: expected string, got integer 7");
 });
 
+test("a string join key sent as a whole number written as a float (1.0, 1e2, -0.0) is refused, not read as the digits of another key", async () => {
+  // Feast reads a string key's column with str(x): 1.0 is the key "1.0" there (Python's float repr), never "1". JSON.parse
+  // gives 1 for both `1` and `1.0`, so such a literal read the customer "1": another entity's features, answered PRESENT.
+  const post = async (path: string, body: string) => {
+    const res = await f.quiver.http.app.request(path, { method: "POST", body, headers: { "content-type": "application/json" } });
+    return { status: res.status, text: await res.text() };
+  };
+  expect((await post("/v1/push", JSON.stringify({ featureView: "customer_profile", rows: [{ customer_id: "1", segment: "one" }, { customer_id: "100", segment: "hundred" }, { customer_id: "0", segment: "zero" }] }))).status).toBe(200);
+  const lookup = (literal: string, features = '["customer_profile:segment"]') => post("/get-online-features", `{"features":${features},"entities":{"customer_id":["c1",${literal}]}}`);
+  // An integer literal is still the key its digits spell (1 is "1").
+  expect((await lookup("1")).text).toContain('"values":["c1","1"]');
+  for (const literal of ["1.0", "1.00", "1e0", "1E0", "0.1e1", "1e2", "-0.0", "0.0"]) {
+    for (const features of ['["customer_profile:segment"]', '["customer_profile:segment","driver_customer_affinity:blocked"]']) {
+      const out = await post("/get-online-features", `{"features":${features},"entities":{"customer_id":["c1",${literal}]${features.includes("affinity") ? ',"driver_id":[1001,1002]' : ""}}}`);
+      expect({ literal, status: out.status, text: out.text }).toEqual({
+        literal,
+        status: 400,
+        text: expect.stringContaining("entities.customer_id[1]: expected string (or an integer, read as its digits), got a number written as a float"),
+      });
+    }
+  }
+  // An int64 key takes such a literal as the integer it is, as Feast's int(1001.0) does.
+  const driver = await post("/get-online-features", '{"features":["driver_hourly_stats:conv_rate"],"entities":{"driver_id":[1001.0,1.002e3]}}');
+  expect(driver.status).toBe(200);
+  expect(driver.text).toStartWith('{"metadata":{"feature_names":["driver_id","conv_rate"]},"results":[{"values":[1001,1002],');
+});
+
 test("float64 values that are whole numbers are written as JSON floats (5.0), as Feast's server writes a double_val, so its clients read a float", async () => {
   // Feast's Python server prints double_val with Python's float repr ("5.0"); its SDK's remote store reads the answer
   // back with type inference (python_values_to_proto_values, ValueType.UNKNOWN), so `5` came back to it as an int64_val.

@@ -3,6 +3,7 @@ import type { KeyBatch } from "../kv/key-batch.ts";
 import { encodeKeyPart } from "../kv/keys.ts";
 import type { JoinKey } from "../registry/index.ts";
 import { describeValue } from "../registry/index.ts";
+import { writtenAsFloat } from "../text/exact-json.ts";
 import { loneSurrogateAt } from "../text/surrogates.ts";
 
 /**
@@ -43,6 +44,10 @@ export class RowEntities implements EntityInput {
   replace(row: number, key: string, v: unknown): void {
     (this.rows[row] as Record<string, unknown>)[key] = v;
   }
+  /** Was value (row, key) a whole number written as a float literal, `1.0` (a body read with parseJsonNotingFloats)? */
+  writtenAsFloat(row: number, key: string): boolean {
+    return writtenAsFloat(this.rows[row]!, key);
+  }
   pathOf(row: number, key: string): string {
     return `${this.base}[${row}].${key}`;
   }
@@ -67,6 +72,11 @@ export class ColumnEntities implements EntityInput {
   replace(row: number, key: string, v: unknown): void {
     const col = this.columns[key] as unknown[] | undefined;
     if (col !== undefined) col[row] = v;
+  }
+  /** As RowEntities.writtenAsFloat. */
+  writtenAsFloat(row: number, key: string): boolean {
+    const col = this.columns[key];
+    return col !== undefined && writtenAsFloat(col, String(row));
   }
   pathOf(row: number, key: string): string {
     return `${this.base}.${key}[${row}]`;

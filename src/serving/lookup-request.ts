@@ -139,7 +139,9 @@ function checkEntityColumns(registry: Registry, entities: EntityInput, field: st
  * it spells, the same key, and a string key's integer by its decimal text, so
  * the answer echoes them, and the key is read, as Feast's are. Only integers
  * become text: Python's str() of a float or a bool ("1.5", "True") is no id a
- * client means, and stays a 400.
+ * client means, and stays a 400 — a whole one too (`1.0`, `1e2`: JSON.parse
+ * gives 1, so the body parse notes the literal, writtenAsFloat), which was
+ * read as the key "1", another entity's row.
  */
 function checkEchoable(registry: Registry, entities: RowEntities | ColumnEntities, typed: boolean): void {
   const keys = entities.keyNames;
@@ -157,6 +159,10 @@ function checkEchoable(registry: Registry, entities: RowEntities | ColumnEntitie
         continue;
       }
       if (type === "string" && (Number.isSafeInteger(v) || typeof v === "bigint")) {
+        // JSON.parse gives 1.0 as 1: such a literal is no integer (Feast's str() reads the key "1.0"), and was read as "1".
+        if (typeof v === "number" && entities.writtenAsFloat(r, key)) {
+          throw invalid("invalid_entity", entities.pathOf(r, key), `expected string (or an integer, read as its digits), got a number written as a float, ${Object.is(v, -0) ? "-0" : v}.0`);
+        }
         entities.replace(r, key, String(v));
         continue;
       }

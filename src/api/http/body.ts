@@ -1,5 +1,5 @@
 import { invalid, invalidArgument, payloadTooLarge, QuiverError, unsupportedMediaType } from "../../errors/index.ts";
-import { parseJsonExact } from "../../text/exact-json.ts";
+import { parseJsonExact, parseJsonNotingFloats } from "../../text/exact-json.ts";
 import { MsgpackReader, TooManyContainers } from "./msgpack-reader.ts";
 
 export const MSGPACK = "application/msgpack";
@@ -107,6 +107,13 @@ export interface BodyReading {
    * a literal arrives rounded and the serving layer refuses it as an int64.
    */
   readonly exactIntegers: boolean;
+  /**
+   * With exactIntegers, also note each whole number written as a float literal (`1.0`, `1e2`: writtenAsFloat,
+   * parseJsonNotingFloats), which JSON.parse gives as the integer: Feast lookups, where a string join key sent as
+   * the integer 7 is the key "7" but 1.0 is no integer (Feast reads the key "1.0"). Text without a digit before a
+   * point or an exponent parses as before.
+   */
+  readonly floatLiterals?: boolean;
 }
 
 /** Reads and parses `req`'s body as `reading` says, then calls `next` with the value (no extra promise hop). */
@@ -122,6 +129,7 @@ const UNCOUNTED_BODY = 64 << 10;
 
 function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) => T | Promise<T>): Promise<T> {
   const { limit, allowMsgpack, strict, maxContainers, exactIntegers } = reading;
+  const parse = !exactIntegers ? jsonParse : reading.floatLiterals === true ? parseJsonNotingFloats : parseJsonExact;
   const headers = req.headers;
   // Writes say why a compressed body is refused; a lookup's (one header read fewer on the hot path) fails to parse instead.
   if (strict) {
@@ -151,12 +159,12 @@ function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) 
   if (declared > 0 && !msgpack && !strict && declared <= UNCOUNTED_BODY) {
     // Known length within the limit: let Bun decode and parse natively in one step, unless integers past 2^53 must
     // arrive exact, which takes the text (exactIntegers).
-    return exactIntegers ? req.text().then((text) => next(parseOrThrow(text, true)), unreadable) : req.json().then(next, invalidJson);
+    return exactIntegers ? req.text().then((text) => next(parseOrThrow(text, parse)), unreadable) : req.json().then(next, invalidJson);
   }
-  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, exactIntegers, strict || declared <= UNCOUNTED_BODY)), unreadable);
+  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict || declared <= UNCOUNTED_BODY)), unreadable);
   // No length (chunked): counted as it comes. arrayBuffer() held it whole first: 32 such uploads of a few MB over the
   // limit took the server from 94 to 798 MB before their 413s.
-  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, exactIntegers)));
+  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse)));
 }
 
 /** A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413 thrown. */
@@ -208,7 +216,7 @@ function unreadable(e: unknown): never {
  * a length, as before); else they read as U+FFFD, as Bun's native parse of a
  * lookup reads them (a lookup over 64 KiB comes here to be counted first).
  */
-function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxContainers: number, exactIntegers: boolean, strictText = true): unknown {
+function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxContainers: number, parse: JsonParse, strictText = true): unknown {
   if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
   if (buf.byteLength === 0) throw emptyBody();
   if (msgpack) {
@@ -226,13 +234,17 @@ function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxConta
   } catch {
     throw invalidArgument("invalid_body", "body is not valid UTF-8", { path: "(body)" });
   }
-  return parseOrThrow(text, exactIntegers);
+  return parseOrThrow(text, parse);
 }
 
-/** The body's JSON (with `exact`, integer literals past 2^53 as bigints: parseJsonExact), or a 400. */
-function parseOrThrow(text: string, exact: boolean): unknown {
+/** How a body's text is parsed: JSON.parse, or (exactIntegers) parseJsonExact / parseJsonNotingFloats. */
+type JsonParse = (text: string) => unknown;
+const jsonParse: JsonParse = (text) => JSON.parse(text);
+
+/** The body's JSON as `parse` reads it, or a 400. */
+function parseOrThrow(text: string, parse: JsonParse): unknown {
   try {
-    return exact ? parseJsonExact(text) : JSON.parse(text);
+    return parse(text);
   } catch (e) {
     return invalidJson(e);
   }

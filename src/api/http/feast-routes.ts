@@ -53,7 +53,8 @@ export function mountFeastRoutes(add: AddRoute, deps: HttpDeps): void {
   // `curl -X POST .../get-online-features -d '{...}'` sends application/x-www-form-urlencoded, and got a 415 here.
   // Integer literals past 2^53 exact, as Feast's Python server reads them (its clients send int64 ids as JSON
   // numbers): for lookups this reads the body's text, ~0.5 KB more per lookup than Bun's native parse (body.ts).
-  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: false, maxContainers: containerBudget(limits.maxRows), exactIntegers: true };
+  // Whole numbers written as floats (1.0) are noted, so a string join key refuses them (planLookup's typedEcho).
+  const lookupBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: false, maxContainers: containerBudget(limits.maxRows), exactIntegers: true, floatLiterals: true };
   const writeBody = { limit: limits.maxBodyBytes, allowMsgpack: false, anyTypeAsJson: true, strict: true, maxContainers: containerBudget(limits.maxRows), exactIntegers: true };
   add("POST", "/get-online-features", (req, value) => answer(value, req), feastErrorResponse, lookupBody);
 
