@@ -107,7 +107,6 @@ export function jsonString(w: ByteWriter, s: string): void {
   w.byte(0x22);
 }
 
-/** Any value a feature or an echoed join key can hold; undefined is null (as inside arrays). */
 /** `.0`: what makes a whole number's digits a float literal. */
 export const POINT_ZERO = ascii(".0");
 
@@ -145,6 +144,7 @@ function jsonDoubleScalar(w: ByteWriter, v: unknown): void {
   if ((typeof v === "number" && wholeInDecimal(v)) || typeof v === "bigint") w.bytes(POINT_ZERO);
 }
 
+/** Any value a feature or an echoed join key can hold; undefined is null (as inside arrays). */
 export function jsonValue(w: ByteWriter, v: unknown): void {
   switch (typeof v) {
     case "number":
