@@ -298,6 +298,29 @@ describe("GrpcFeatureServer (Feast's Python gRPC server)", () => {
     expect(response!.results[5]!.values[1]).toMatchObject({ val: "string_list_val", string_list_val: { val: ["d1"] } });
   });
 
+  test("typed_features: a Value with no field set is a null, as Feast writes None (ValueProto()) and reads it back (None)", async () => {
+    // Feast's python_values_to_proto_values writes None as an empty Value, and its GetOnlineFeatures answers one
+    // where there is no value (as Quiver's now does); a push holding one was refused ("no value set").
+    const first = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "py-null", event_timestamp: "2026-11-22T11:30:00Z" }, typed_features: { spend_30d: { double_val: 7 }, spend_1h: { double_val: 2 } }, to: "online" }, { metadata: AUTH });
+    expect(first.error).toBeUndefined();
+    // The same columns later: one an empty Value, one null_val; both nulls.
+    const push = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "py-null", event_timestamp: "2026-11-22T11:31:00Z" }, typed_features: { spend_30d: {}, spend_1h: { null_val: 0 } }, to: "online" }, { metadata: AUTH });
+    expect(push.error).toBeUndefined();
+    expect(push.response).toEqual({ status: true });
+    const { response } = await unaryCall<FeastResponse>(f.clients.feastPython, "GetOnlineFeatures", {
+      features: { val: ["fraud_signals:spend_30d", "fraud_signals:spend_1h"] },
+      entities: { customer_id: { val: [{ string_val: "py-null" }] } },
+    });
+    expect(response!.results.slice(1).map((vec) => [vec.values[0]!.val, vec.statuses[0]])).toEqual([
+      [undefined, "NULL_VALUE"],
+      [undefined, "NULL_VALUE"],
+    ]);
+    // A join key is no less required: an empty one is refused naming it.
+    const noKey = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", typed_features: { customer_id: {}, spend_30d: { double_val: 1 } }, to: "online" }, { metadata: AUTH });
+    expect(noKey.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(noKey.error?.metadata.get("x-quiver-error-path")).toEqual(["typed_features.customer_id"]);
+  });
+
   test("writes check the token and the values, naming the column", async () => {
     const denied = await unaryCall(f.clients.feastPython, "Push", { stream_feature_view: "fraud_signals", features: { customer_id: "x" } });
     expect(denied.error?.code).toBe(grpc.status.UNAUTHENTICATED);

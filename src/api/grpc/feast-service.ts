@@ -148,8 +148,9 @@ export class FeastGrpcService {
     }
     for (const name of Object.keys(req.typed_features)) {
       paths[name] = `typed_features.${name}`;
-      const plain = plainOfFeastValue(req.typed_features[name], paths[name]);
-      if (plain === undefined) throw invalid("invalid_value", paths[name], "no value set");
+      // A Value with no field set is a null, as Feast writes None (type_map: ProtoValue()) and reads it back
+      // (feast_value_type_to_python_type: None), and as GetOnlineFeatures answers a missing value; it was refused.
+      const plain = plainOfFeastValue(req.typed_features[name], paths[name]) ?? null;
       values[name] = name === timeField && typeof plain === "number" && req.typed_features[name]?.val === "unix_timestamp_val" ? plain * 1000 : plain;
     }
     return new MessageRow(values, paths);
