@@ -212,6 +212,19 @@ describe("POST /v1/push", () => {
     expect(((await check.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses).toEqual(["NOT_FOUND"]);
   });
 
+  test("a key given twice in one JSON object is a 400 naming it and writes nothing: which one counts depends on the parser", async () => {
+    const statusOf = async (id: string) => {
+      const res = await post("/v1/lookup", { features: ["fraud_signals:spend_1h"], entities: [{ customer_id: id }], fillDefaults: false });
+      return ((await res.json()) as { rows: { statuses: string[] }[] }).rows[0]!.statuses[0];
+    };
+    const v1 = await post("/v1/push", '{"featureView":"fraud_signals","rows":[{"customer_id":"dup-0","spend_1h":1},{"customer_id":"dup-1","customer_id":"dup-2","spend_1h":2}]}');
+    expect(await errorOf(v1)).toMatchObject({ status: 400, code: "duplicate_key", path: "rows[1].customer_id" });
+    const feast = await post("/push", '{"push_source_name":"fraud_signals","df":{"customer_id":["dup-3"],"customer_id":["dup-4"],"spend_1h":[3]}}');
+    expect(feast.status).toBe(400);
+    expect(((await feast.json()) as { error: string }).error).toStartWith("df.customer_id:");
+    for (const id of ["dup-0", "dup-1", "dup-2", "dup-3", "dup-4"]) expect(await statusOf(id)).toBe("NOT_FOUND");
+  });
+
   test("text that would not read back as written is refused and writes nothing: bytes that are not UTF-8, lone surrogates", async () => {
     const statusOf = async (id: string) => {
       const res = await post("/v1/lookup", { features: ["fraud_signals:device_ids"], entities: [{ customer_id: id }], fillDefaults: false });

@@ -1,5 +1,6 @@
 import { invalid, invalidArgument, payloadTooLarge, QuiverError, unsupportedMediaType } from "../../errors/index.ts";
 import { parseJsonExact, parseJsonNotingFloats } from "../../text/exact-json.ts";
+import { duplicateKeyPath } from "../../text/json-keys.ts";
 import { MsgpackReader, TooManyContainers } from "./msgpack-reader.ts";
 
 export const MSGPACK = "application/msgpack";
@@ -161,10 +162,10 @@ function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) 
     // arrive exact, which takes the text (exactIntegers).
     return exactIntegers ? req.text().then((text) => next(parseOrThrow(text, parse)), unreadable) : req.json().then(next, invalidJson);
   }
-  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict || declared <= UNCOUNTED_BODY)), unreadable);
+  if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict || declared <= UNCOUNTED_BODY, strict)), unreadable);
   // No length (chunked): counted as it comes. arrayBuffer() held it whole first: 32 such uploads of a few MB over the
   // limit took the server from 94 to 798 MB before their 413s.
-  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse)));
+  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, true, strict)));
 }
 
 /** A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413 thrown. */
@@ -215,8 +216,11 @@ function unreadable(e: unknown): never {
  * `strictText`: bytes that are not UTF-8 are a 400 (writes; and bodies without
  * a length, as before); else they read as U+FFFD, as Bun's native parse of a
  * lookup reads them (a lookup over 64 KiB comes here to be counted first).
+ * `uniqueKeys`: a key twice in one JSON object is a 400 naming it (writes:
+ * JSON.parse kept the last silently, so which entity a push row wrote
+ * depended on the parser; MessagePack maps are refused alike).
  */
-function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxContainers: number, parse: JsonParse, strictText = true): unknown {
+function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxContainers: number, parse: JsonParse, strictText: boolean, uniqueKeys: boolean): unknown {
   if (buf.byteLength > limit) throw tooLarge(buf.byteLength, limit);
   if (buf.byteLength === 0) throw emptyBody();
   if (msgpack) {
@@ -234,7 +238,12 @@ function parseBuffer(buf: ArrayBuffer, limit: number, msgpack: boolean, maxConta
   } catch {
     throw invalidArgument("invalid_body", "body is not valid UTF-8", { path: "(body)" });
   }
-  return parseOrThrow(text, parse);
+  const value = parseOrThrow(text, parse);
+  if (uniqueKeys) {
+    const twice = duplicateKeyPath(text);
+    if (twice !== undefined) throw invalid("duplicate_key", twice, "this key appears twice in one object; JSON parsers differ on which one counts, so give each key once");
+  }
+  return value;
 }
 
 /** How a body's text is parsed: JSON.parse, or (exactIntegers) parseJsonExact / parseJsonNotingFloats. */
