@@ -8,6 +8,7 @@ import { mountOpsRoutes } from "./ops-routes.ts";
 import { refusalReason } from "../../resilience/index.ts";
 import { errorResponse, prebuiltError } from "./responses.ts";
 import { type BodyReading, discardBody } from "./body.ts";
+import { BodyBudget } from "./body-budget.ts";
 import { type AddRoute, type Handler, type OnError, routeMetrics, type Serve, serveRoute } from "./route.ts";
 import { mountV1Routes } from "./v1-routes.ts";
 import { OverdueWatch, workBounds } from "../work-bounds.ts";
@@ -94,7 +95,10 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   // Read only for a handler that answered with a promise: a lookup's header is valid by then (its handler read it).
   const lookupBound = { watch, at: (req: Request) => deadlineAfter(req, lookupBudget(req, defaultBudgetMs)) + graceMs };
   const workBound = { watch, at: () => performance.now() + maxMs };
-  const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, body?: BodyReading) => {
+  // One budget for the bytes of large bodies being read at once, every route's (body-budget.ts).
+  const bodyBudget = new BodyBudget(deps.limits.bodyBytesInFlight ?? Math.max(256 << 20, 2 * deps.limits.maxBodyBytes));
+  const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, reading?: BodyReading) => {
+    const body = reading === undefined ? undefined : { ...reading, budget: bodyBudget };
     if ((SHEDDABLE.has(path) || WRITES.has(path)) && onError === undefined) throw new Error(`${method} ${path}: a sheddable or write route needs its error shape`);
     const gate = SHEDDABLE.has(path) ? { admission: deps.admission, shed: shedAnswer(path) } : undefined;
     if (body !== undefined && onError === undefined) throw new Error(`${method} ${path}: a route that reads a body needs its error shape`);

@@ -1,4 +1,5 @@
-import { invalid, invalidArgument, payloadTooLarge, QuiverError, unsupportedMediaType } from "../../errors/index.ts";
+import { invalid, invalidArgument, payloadTooLarge, QuiverError, unavailable, unsupportedMediaType } from "../../errors/index.ts";
+import type { BodyBudget } from "./body-budget.ts";
 import { parseJsonExact, parseJsonNotingFloats } from "../../text/exact-json.ts";
 import { duplicateKeyPath } from "../../text/json-keys.ts";
 import { MsgpackReader, TooManyContainers } from "./msgpack-reader.ts";
@@ -115,6 +116,8 @@ export interface BodyReading {
    * point or an exponent parses as before.
    */
   readonly floatLiterals?: boolean;
+  /** Bytes of bodies over 64 KiB (and of bodies without a length) read at once on the edge; past it a 503 (body-budget.ts). */
+  readonly budget?: BodyBudget;
 }
 
 /** Reads and parses `req`'s body as `reading` says, then calls `next` with the value (no extra promise hop). */
@@ -162,23 +165,54 @@ function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) 
     // arrive exact, which takes the text (exactIntegers).
     return exactIntegers ? req.text().then((text) => next(parseOrThrow(text, parse)), unreadable) : req.json().then(next, invalidJson);
   }
+  const budget = reading.budget;
+  if (declared > UNCOUNTED_BODY && budget !== undefined) {
+    if (!budget.take(declared)) return drain(req, drainBound(limit)).then(overBudget);
+    return req.arrayBuffer().then(
+      (buf) => {
+        budget.give(declared);
+        return next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict, strict));
+      },
+      (e: unknown) => {
+        budget.give(declared);
+        return unreadable(e);
+      },
+    );
+  }
   if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict || declared <= UNCOUNTED_BODY, strict)), unreadable);
   // No length (chunked): counted as it comes. arrayBuffer() held it whole first: 32 such uploads of a few MB over the
   // limit took the server from 94 to 798 MB before their 413s.
-  return readCounted(req, limit).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, true, strict)));
+  return readCounted(req, limit, budget).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, true, strict)));
 }
 
-/** A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413 thrown. */
-async function readCounted(req: Request, limit: number): Promise<ArrayBuffer> {
+/** The answer to a body the edge has no room to read now (body-budget.ts): retryable, as a shed request's. */
+function overBudget(): never {
+  throw unavailable("the server is reading as many request bodies as it holds at once; retry shortly", undefined, "bodies_in_flight");
+}
+
+/**
+ * A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413
+ * thrown. With `budget`, each chunk is reserved from it as it comes (given back once read): past it, a 503.
+ */
+async function readCounted(req: Request, limit: number, budget?: BodyBudget): Promise<ArrayBuffer> {
   const reader = req.body?.getReader();
   if (!reader) return new ArrayBuffer(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let reserved = 0;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       size += value.byteLength;
+      if (budget !== undefined) {
+        if (!budget.take(value.byteLength)) {
+          chunks.length = 0;
+          await drainReader(reader, drainBound(limit) - size);
+          overBudget();
+        }
+        reserved += value.byteLength;
+      }
       if (size > limit) {
         chunks.length = 0;
         await drainReader(reader, drainBound(limit) - size);
@@ -190,6 +224,7 @@ async function readCounted(req: Request, limit: number): Promise<ArrayBuffer> {
     if (e instanceof QuiverError) throw e;
     return unreadable(e);
   } finally {
+    budget?.give(reserved);
     reader.releaseLock();
   }
   if (chunks.length === 1) {

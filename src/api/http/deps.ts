@@ -60,6 +60,8 @@ export interface HttpLimits {
   readonly overdueGraceMs?: number;
   /** How long after its admission a push's or a match's unfinished work may (ms; default 60000). */
   readonly maxWorkMs?: number;
+  /** Most bytes of bodies over 64 KiB read at once, every connection's (default the larger of 256 MiB and twice `maxBodyBytes`; body-budget.ts). */
+  readonly bodyBytesInFlight?: number;
 }
 
 /** What the admin routes may do with a sharded topology. */
