@@ -17,6 +17,7 @@ import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
 import { OpenStreams, QuiverGrpcService } from "./quiver-service.ts";
+import { PartialMessages } from "./partial-messages.ts";
 import { addReflection } from "./reflection.ts";
 import { strictReader } from "./strict-reader.ts";
 import { writeGuard } from "./write-guard.ts";
@@ -57,6 +58,8 @@ export interface GrpcLimits {
   readonly heldMessageBytes?: number;
   /** A large message whose call is not ended this long after it arrived is dropped (ms; default 5000). */
   readonly unendedMessageMs?: number;
+  /** Most bytes of request messages received in part at once, every call's (partial-messages.ts; default the larger of 256 MiB and twice `maxMessageBytes`). */
+  readonly partialMessageBytes?: number;
 }
 
 /** Messages from this size are counted as held (held-messages.ts): a lookup a client normally sends is far smaller. */
@@ -109,8 +112,10 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     { path: `/${SERVICES.feastPython}/WriteToOnlineStore`, count: writeMetrics.feastWrite.count },
     { path: `/${SERVICES.quiver}/Push`, count: writeMetrics.quiverPush.count },
   ];
-  // Write methods' tokens are checked as their headers arrive, before the message is read (write-guard.ts).
-  const server = new Server(token === undefined ? options : { ...options, interceptors: [writeGuard(token, guarded)] });
+  // Message bytes received in part, every call's, against one cap (partial-messages.ts); first, as it needs the call
+  // grpc-js made. Write methods' tokens are checked as their headers arrive, before the message is read (write-guard.ts).
+  const partial = new PartialMessages(deps.limits.partialMessageBytes ?? Math.max(256 << 20, 2 * deps.limits.maxMessageBytes));
+  const server = new Server({ ...options, interceptors: token === undefined ? [partial.interceptor] : [partial.interceptor, writeGuard(token, guarded)] });
   let selfAddress: string | undefined;
   const info = {};
   const bounds = workBounds(deps.limits.overdueGraceMs, deps.limits.maxWorkMs);
