@@ -87,6 +87,8 @@ describe("bodies read at once", () => {
     const e = edge(300 * KIB);
     // A reserves its declared length as its handler starts reading (synchronously, in app.request).
     const a = stalled(e, "/v1/lookup", 200 * KIB, true);
+    // Operators see the reservation (and that it falls back to 0 when idle) on /metrics.
+    expect(await (await e.app.request("/metrics")).text()).toContain(`\nquiver_http_body_bytes_in_flight ${200 * KIB}\n`);
     expect(await codeOf(await large(e, "/v1/lookup", 200 * KIB))).toEqual({ status: 503, code: "bodies_in_flight" });
     expect(await codeOf(await large(e, "/v1/push", 200 * KIB))).toEqual({ status: 503, code: "bodies_in_flight" });
     // Within what is left (and small bodies take nothing from it).
@@ -95,6 +97,7 @@ describe("bodies read at once", () => {
     a.finish();
     expect((await codeOf(await a.res)).code).toBe("invalid_request");
     expect((await codeOf(await large(e, "/v1/lookup", 200 * KIB))).code).toBe("invalid_request");
+    expect(await (await e.app.request("/metrics")).text()).toContain("\nquiver_http_body_bytes_in_flight 0\n");
   });
 
   test("a body without a length takes its chunks from the budget as they come", async () => {

@@ -115,6 +115,9 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   // Message bytes received in part, every call's, against one cap (partial-messages.ts); first, as it needs the call
   // grpc-js made. Write methods' tokens are checked as their headers arrive, before the message is read (write-guard.ts).
   const partial = new PartialMessages(deps.limits.partialMessageBytes ?? Math.max(256 << 20, 2 * deps.limits.maxMessageBytes));
+  deps.metrics.gauge("quiver_grpc_partial_message_bytes", "Bytes of gRPC request messages received in part (partial-messages.ts); past the cap a call is answered RESOURCE_EXHAUSTED. Should fall back to 0 when idle.", () => [
+    { value: partial.inUse },
+  ]);
   const server = new Server({ ...options, interceptors: token === undefined ? [partial.interceptor] : [partial.interceptor, writeGuard(token, guarded)] });
   let selfAddress: string | undefined;
   const info = {};

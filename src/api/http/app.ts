@@ -97,6 +97,9 @@ export function createHttpEdge(deps: HttpDeps): HttpEdge {
   const workBound = { watch, at: () => performance.now() + maxMs };
   // One budget for the bytes of large bodies being read at once, every route's (body-budget.ts).
   const bodyBudget = new BodyBudget(deps.limits.bodyBytesInFlight ?? Math.max(256 << 20, 2 * deps.limits.maxBodyBytes));
+  deps.metrics.gauge("quiver_http_body_bytes_in_flight", "Bytes of large (over 64 KiB) and chunked request bodies reserved while being read (body-budget.ts); at the budget new ones are answered 503 bodies_in_flight. Should fall back to 0 when idle.", () => [
+    { value: bodyBudget.inUse },
+  ]);
   const add: AddRoute = (method: "GET" | "POST", path: string, inner: Handler, onError?: OnError, reading?: BodyReading) => {
     const body = reading === undefined ? undefined : { ...reading, budget: bodyBudget };
     if ((SHEDDABLE.has(path) || WRITES.has(path)) && onError === undefined) throw new Error(`${method} ${path}: a sheddable or write route needs its error shape`);
