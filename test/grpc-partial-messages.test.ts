@@ -39,8 +39,8 @@ interface OpenCall {
   readonly closed: Promise<number>;
 }
 
-function call(session: http2.ClientHttp2Session, path: string, declared: number, sent: number): OpenCall {
-  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" }, { endStream: false });
+function call(session: http2.ClientHttp2Session, path: string, declared: number, sent: number, headers: http2.OutgoingHttpHeaders = {}): OpenCall {
+  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers }, { endStream: false });
   const status = new Promise<{ code: number; message: string }>((resolve) => {
     const take = (h: http2.IncomingHttpHeaders) => {
       if (h["grpc-status"] !== undefined) resolve({ code: Number(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")) });
@@ -108,6 +108,15 @@ describe("the budget of message bytes received in part", () => {
     d.stream.end();
     expect((await d.status).code).toBe(0);
     expect(partial.inUse).toBe(0);
+  });
+
+  test("a call the server ends while its message is arriving (deadline exceeded) gives its bytes back and is reset, though its client holds it open", async () => {
+    // grpc-js answers DEADLINE_EXCEEDED on its own timer; its client then sends nothing more and never ends the
+    // stream. Before: the 100 KiB stayed counted (and held) until the connection closed.
+    const late = call(session, "/t.T/Echo", 200 * KIB, 100 * KIB, { "grpc-timeout": "100m" });
+    expect((await late.status).code).toBe(4);
+    expect(await until(() => partial.inUse === 0, 5_000)).toBe(true);
+    expect(await late.closed).toBe(http2.constants.NGHTTP2_NO_ERROR);
   });
 });
 

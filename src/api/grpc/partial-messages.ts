@@ -65,9 +65,20 @@ export class PartialMessages {
     if (decoder.closeHooked !== true) {
       // First bytes held by this call: give back whatever it holds if it ends before its message is whole.
       decoder.closeHooked = true;
-      decoder.stream!.once("close", () => {
+      const stream = decoder.stream!;
+      stream.once("close", () => {
         this.used -= decoder.partialCounted ?? 0;
         decoder.partialCounted = 0;
+      });
+      // The server ended the call (its answer sent: a deadline passed, an error) while this message was arriving:
+      // grpc-js reads no more of it, yet kept its frames, counted, for as long as the client kept the stream open
+      // (a deadline-exceeded Lookup whose client sent 300 KB and then nothing held them until the connection closed).
+      stream.once("finish", () => {
+        if ((decoder.partialCounted ?? 0) === 0) return;
+        this.used -= decoder.partialCounted!;
+        decoder.partialCounted = 0;
+        decoder.readPartialMessage = [];
+        stream.close(http2.constants.NGHTTP2_NO_ERROR);
       });
     }
     if (this.used > this.capBytes) {
@@ -105,6 +116,6 @@ interface Decoder {
 }
 
 interface CallStream {
-  once(event: "close", listener: () => void): unknown;
+  once(event: "close" | "finish", listener: () => void): unknown;
   close(code: number): void;
 }
