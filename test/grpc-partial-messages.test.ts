@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import http2 from "node:http2";
-import { Server, ServerCredentials, type ServiceDefinition, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServerInterceptingCall, type ServiceDefinition, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import { createGrpcEdge, type GrpcEdge } from "../src/api/grpc/index.ts";
 import { PartialMessages } from "../src/api/grpc/partial-messages.ts";
 import { MemoryKvNode } from "../src/kv/memory-node.ts";
@@ -118,6 +118,45 @@ describe("the budget of message bytes received in part", () => {
     expect(await until(() => partial.inUse === 0, 5_000)).toBe(true);
     expect(await late.closed).toBe(http2.constants.NGHTTP2_NO_ERROR);
   });
+});
+
+test("a grpc-js whose call decoder is not the one read here leaves calls alone and says so once, instead of refusing every call", async () => {
+  // An upgrade that keeps the decoder's `write` on each instance (none on its class) and renames its state: played
+  // by an interceptor ahead of the count that swaps each call's decoder for one shaped so, which decodes as before.
+  class MovedDecoder {
+    readonly write: (data: Buffer) => Buffer[];
+    constructor(inner: { write(data: Buffer): Buffer[] }) {
+      this.write = (data) => inner.write(data);
+    }
+  }
+  const moved = (_method: unknown, c: unknown) => {
+    const base = c as { decoder: { write(data: Buffer): Buffer[] } };
+    base.decoder = new MovedDecoder(base.decoder);
+    return c as ServerInterceptingCall;
+  };
+  const warnings: string[] = [];
+  const partial = new PartialMessages(100 * KIB, (m) => warnings.push(m));
+  const server = new Server({ interceptors: [moved, partial.interceptor] });
+  const echo: ServiceDefinition = {
+    Echo: { path: "/t.T/Echo", requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b },
+  };
+  server.addService(echo, { Echo: (c: ServerUnaryCall<Buffer, Buffer>, done: sendUnaryData<Buffer>) => done(null, Buffer.from(String(c.request.length))) });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  try {
+    for (const size of [10, 200 * KIB]) {
+      const c = call(session, "/t.T/Echo", size, size);
+      c.stream.end();
+      expect((await c.status).code).toBe(0);
+    }
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]).toContain("not counted");
+    expect(partial.inUse).toBe(0);
+  } finally {
+    session.close();
+    server.forceShutdown();
+  }
 });
 
 test("the gRPC edge refuses a Lookup whose message, received in part, passes its budget, instead of holding it", async () => {

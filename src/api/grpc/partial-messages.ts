@@ -29,10 +29,19 @@ export class PartialMessages {
   private readonly write: (this: Decoder, data: Buffer) => Buffer[];
   readonly interceptor: ServerInterceptor;
 
-  constructor(private readonly capBytes: number) {
+  /**
+   * `warn` is told once if grpc-js's decoder is not the one this reads (an upgrade moved it): the count is then
+   * off (no call refused for it), not every call broken.
+   */
+  constructor(
+    private readonly capBytes: number,
+    warn: (message: string) => void = console.warn,
+  ) {
     if (!(capBytes > 0)) throw new Error(`the partial message budget must be positive, got ${capBytes}`);
     const budget = this;
     let original: ((this: Decoder, data: Buffer) => Buffer[]) | undefined;
+    // Checked on the first call: undefined until then, then whether this grpc-js's decoder reads as expected.
+    let usable: boolean | undefined;
     this.write = function write(this: Decoder, data: Buffer): Buffer[] {
       const out = original!.call(this, data);
       const partial = this.readState === READING_MESSAGE ? this.readMessageSize - this.readMessageRemaining : 0;
@@ -43,7 +52,15 @@ export class PartialMessages {
     this.interceptor = (_method, call: ServerInterceptingCallInterface): ServerInterceptingCall => {
       const base = call as unknown as { decoder?: Decoder; stream?: CallStream };
       const decoder = base.decoder;
-      if (decoder !== undefined && base.stream !== undefined) {
+      if (usable === undefined) {
+        usable = decoderAsExpected(decoder, base.stream);
+        if (!usable) {
+          warn(
+            "quiver: gRPC: this @grpc/grpc-js's call decoder is not the one partial-messages.ts reads (1.14's); messages received in part are not counted (no cap on them)",
+          );
+        }
+      }
+      if (usable && decoder !== undefined && base.stream !== undefined) {
         original ??= Object.getPrototypeOf(decoder).write;
         decoder.write = this.write;
         decoder.stream = base.stream;
@@ -99,6 +116,26 @@ export class PartialMessages {
 
 /** grpc-js's StreamDecoder state read here (build/src/stream-decoder.js). */
 const READING_MESSAGE = 2;
+
+/**
+ * Does `decoder` (and its call's `stream`) work as grpc-js 1.14's does? A fresh decoder of its class is given
+ * 3 bytes of a 10-byte message and must say so in the fields read here. Without this, a grpc-js whose decoder
+ * kept `write` elsewhere made the replacement throw on every data frame: every call RESOURCE_EXHAUSTED.
+ */
+function decoderAsExpected(decoder: unknown, stream: unknown): boolean {
+  try {
+    if (typeof decoder !== "object" || decoder === null || Object.hasOwn(decoder, "write")) return false;
+    const proto = Object.getPrototypeOf(decoder) as { write?: unknown; constructor: new (max: number) => Decoder };
+    if (typeof proto.write !== "function") return false;
+    const s = stream as Partial<CallStream> | undefined;
+    if (typeof s?.once !== "function" || typeof s.close !== "function") return false;
+    const probe = new proto.constructor(-1);
+    probe.write(Buffer.from([0, 0, 0, 0, 10, 1, 2, 3]));
+    return probe.readState === READING_MESSAGE && probe.readMessageSize === 10 && probe.readMessageRemaining === 7 && Array.isArray(probe.readPartialMessage);
+  } catch {
+    return false;
+  }
+}
 
 interface Decoder {
   readState: number;
