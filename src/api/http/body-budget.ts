@@ -4,10 +4,11 @@
  * connections each sending 4 MiB less a byte of a /v1/lookup body and then
  * nothing took a server from 0.5 to 0.96 GB RSS, held until Bun dropped the
  * idle connections 12 s later (a client that reconnects keeps it there). A
- * large body (over 64 KiB, body.ts) reserves its declared length here before
- * it is read, a body without a length each chunk as it comes; past the cap it
- * is a 503 (retryable), read and dropped rather than held. Small bodies (every
- * usual lookup) take nothing from it: at most 64 KiB a connection.
+ * large body (over 64 KiB, body.ts) or one without a length reserves each
+ * chunk here as it comes (its declared length up front let header-only
+ * connections fill it at no cost); past the cap it is a 503 (retryable), read
+ * and dropped rather than held. Small bodies (every usual lookup) take nothing
+ * from it: at most 64 KiB a connection.
  */
 export class BodyBudget {
   private used = 0;

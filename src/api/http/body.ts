@@ -116,7 +116,7 @@ export interface BodyReading {
    * point or an exponent parses as before.
    */
   readonly floatLiterals?: boolean;
-  /** Bytes of bodies over 64 KiB (and of bodies without a length) read at once on the edge; past it a 503 (body-budget.ts). */
+  /** Bytes received of bodies over 64 KiB (and of bodies without a length) being read on the edge; past it a 503 (body-budget.ts). */
   readonly budget?: BodyBudget;
 }
 
@@ -166,18 +166,11 @@ function bodyThen<T>(req: Request, reading: BodyReading, next: (value: unknown) 
     return exactIntegers ? req.text().then((text) => next(parseOrThrow(text, parse)), unreadable) : req.json().then(next, invalidJson);
   }
   const budget = reading.budget;
+  // A large body reserves its bytes as they arrive, not its declared length up front: 70 connections that sent
+  // only headers declaring 4 MiB (no body byte, no memory held) took the whole 256 MiB budget, and every body over
+  // 64 KiB was a 503 for as long as they stayed (12 s, then reconnect). Its bytes received are what it holds.
   if (declared > UNCOUNTED_BODY && budget !== undefined) {
-    if (!budget.take(declared)) return drain(req, drainBound(limit)).then(overBudget);
-    return req.arrayBuffer().then(
-      (buf) => {
-        budget.give(declared);
-        return next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict, strict));
-      },
-      (e: unknown) => {
-        budget.give(declared);
-        return unreadable(e);
-      },
-    );
+    return readCounted(req, limit, budget).then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict, strict)));
   }
   if (declared > 0) return req.arrayBuffer().then((buf) => next(parseBuffer(buf, limit, msgpack, maxContainers, parse, strict || declared <= UNCOUNTED_BODY, strict)), unreadable);
   // No length (chunked): counted as it comes. arrayBuffer() held it whole first: 32 such uploads of a few MB over the
@@ -191,8 +184,9 @@ function overBudget(): never {
 }
 
 /**
- * A body without a declared length, read up to `limit` bytes; past it the rest is drained (as a 413's) and a 413
- * thrown. With `budget`, each chunk is reserved from it as it comes (given back once read): past it, a 503.
+ * A body without a declared length (or a large one, with `budget`), read up to `limit` bytes; past it the rest is
+ * drained (as a 413's) and a 413 thrown. With `budget`, each chunk is reserved from it as it comes (all given back
+ * once read or failed): past it, a 503.
  */
 async function readCounted(req: Request, limit: number, budget?: BodyBudget): Promise<ArrayBuffer> {
   const reader = req.body?.getReader();
@@ -216,7 +210,7 @@ async function readCounted(req: Request, limit: number, budget?: BodyBudget): Pr
       if (size > limit) {
         chunks.length = 0;
         await drainReader(reader, drainBound(limit) - size);
-        throw payloadTooLarge(`body is over ${limit} bytes (sent without a length); the limit is ${limit}`, "(body)");
+        throw payloadTooLarge(`body is over ${limit} bytes; the limit is ${limit}`, "(body)");
       }
       chunks.push(value);
     }
