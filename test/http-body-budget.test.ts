@@ -59,14 +59,20 @@ function stalled(e: HttpEdge, path: string, size: number, declared: boolean, fir
       control = c;
     },
   });
+  let sent = first;
   if (first > 0) control.enqueue(new Uint8Array(first).fill(0x20));
   const headers: Record<string, string> = { "content-type": "application/json", ...(declared ? { "content-length": String(size) } : {}) };
   const res = e.app.request(path, { method: "POST", body, headers, duplex: "half" } as RequestInit);
   return {
     res: Promise.resolve(res),
+    /** `bytes` more spaces now. */
+    more(bytes: number) {
+      sent += bytes;
+      control.enqueue(new Uint8Array(bytes).fill(0x20));
+    },
     finish() {
       // Spaces, then a value: valid JSON that is no lookup (a 400 that needs no storage).
-      control.enqueue(new Uint8Array(size - first - 2).fill(0x20));
+      control.enqueue(new Uint8Array(size - sent - 2).fill(0x20));
       control.enqueue(new TextEncoder().encode("[]"));
       control.close();
     },
@@ -126,6 +132,23 @@ describe("bodies read at once", () => {
       s.finish();
       expect((await codeOf(await s.res)).status).toBe(400);
     }
+    expect(await inFlight(e)).toBe(0);
+  });
+
+  test("a body refused for the budget gives back what it had taken at once, not after its rest is drained", async () => {
+    const e = edge(250 * KIB);
+    const a = stalled(e, "/v1/push", 200 * KIB, false);
+    expect(await inFlightReaches(e, 100 * KIB)).toBe(100 * KIB);
+    // B takes 40 KiB, then its next 120 KiB would pass the budget: refused, its rest read and dropped as it comes.
+    const b = stalled(e, "/v1/push", 200 * KIB, false, 40 * KIB);
+    expect(await inFlightReaches(e, 140 * KIB)).toBe(140 * KIB);
+    b.more(120 * KIB);
+    // Before: 140 KiB while B's client was still sending (up to the drain's 2 s for one that stalls).
+    expect(await inFlightReaches(e, 100 * KIB)).toBe(100 * KIB);
+    b.finish();
+    expect(await codeOf(await b.res)).toEqual({ status: 503, code: "bodies_in_flight" });
+    a.finish();
+    expect((await codeOf(await a.res)).code).toBe("invalid_request");
     expect(await inFlight(e)).toBe(0);
   });
 

@@ -201,7 +201,10 @@ async function readCounted(req: Request, limit: number, budget?: BodyBudget): Pr
       size += value.byteLength;
       if (budget !== undefined) {
         if (!budget.take(value.byteLength)) {
+          // Dropped, so given back now, not after the drain (up to DRAIN_MS for a stalled client).
           chunks.length = 0;
+          budget.give(reserved);
+          reserved = 0;
           await drainReader(reader, drainBound(limit) - size);
           overBudget();
         }
@@ -209,6 +212,8 @@ async function readCounted(req: Request, limit: number, budget?: BodyBudget): Pr
       }
       if (size > limit) {
         chunks.length = 0;
+        budget?.give(reserved);
+        reserved = 0;
         await drainReader(reader, drainBound(limit) - size);
         throw payloadTooLarge(`body is over ${limit} bytes; the limit is ${limit}`, "(body)");
       }
