@@ -210,12 +210,13 @@ async function readCounted(req: Request, limit: number, budget?: BodyBudget): Pr
         }
         reserved += value.byteLength;
       }
+      // Only a body without a length gets here: Bun ends one with a length at its length (at most `limit`).
       if (size > limit) {
         chunks.length = 0;
         budget?.give(reserved);
         reserved = 0;
         await drainReader(reader, drainBound(limit) - size);
-        throw payloadTooLarge(`body is over ${limit} bytes; the limit is ${limit}`, "(body)");
+        throw payloadTooLarge(`body is over ${limit} bytes (sent without a length); the limit is ${limit}`, "(body)");
       }
       chunks.push(value);
     }
