@@ -41,7 +41,9 @@ export function lookupBudget(req: Request, defaultMs: number): number {
   const text = raw.trim();
   const ms = DECIMAL.test(text) ? Number(text) : Number.NaN;
   if (!(ms >= 1 && ms <= MAX_BUDGET_MS)) {
-    throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${JSON.stringify(raw)}`);
+    // Quoted as other refusals quote client text: clipped (a header may run to Bun's 16 KB limit).
+    const shown = raw.length > 40 ? `${JSON.stringify(raw.slice(0, 40))}… (${raw.length} characters)` : JSON.stringify(raw);
+    throw invalid("invalid_header", `(headers).${TIMEOUT_HEADER}`, `expected a budget in milliseconds from 1 to ${MAX_BUDGET_MS}, got ${shown}`);
   }
   return ms;
 }

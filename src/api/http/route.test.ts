@@ -129,6 +129,16 @@ test("x-quiver-timeout-ms: decimal milliseconds from 1 to 60000, as README says;
   for (const bad of ["0", "0.5", "60001", "-1", "1e3", "0x10", "abc", ""]) {
     expect(() => budget(bad)).toThrow(`expected a budget in milliseconds from 1 to 60000, got ${JSON.stringify(bad)}`);
   }
+  // A long value is quoted clipped, as other refusals quote client text (the whole of it was echoed, up to Bun's header limit).
+  const long = "9".repeat(10_000);
+  expect(() => budget(long)).toThrow(`got ${JSON.stringify("9".repeat(40))}… (10000 characters)`);
+  let message = "";
+  try {
+    budget(long);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  expect(message.length).toBeLessThan(200);
 });
 
 test("a bounded route gives up a handler's promise at its bound: 503 overdue, the slot back once; the handler's late end changes nothing", async () => {
