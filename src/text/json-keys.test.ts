@@ -34,4 +34,14 @@ describe("duplicateKeyPath", () => {
     expect(duplicateKeyPath('"x"')).toBeUndefined();
     expect(duplicateKeyPath("{}")).toBeUndefined();
   });
+
+  test("a path past 200 characters is named by its end, where the key is", () => {
+    const depth = 50_000;
+    const text = `${'{"abc":'.repeat(depth)}{"k":1,"k":2}${"}".repeat(depth)}`;
+    const path = duplicateKeyPath(text)!;
+    expect(path.length).toBe(201);
+    expect(path.startsWith("…")).toBe(true);
+    expect(path.endsWith(".abc.abc.k")).toBe(true);
+    expect(duplicateKeyPath('{"a":{"b":[{"k":1,"k":2}]}}')).toBe("a.b[0].k");
+  });
 });

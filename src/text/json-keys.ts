@@ -101,12 +101,19 @@ function colonAfter(s: string, from: number): boolean {
   return false;
 }
 
-/** `rows[0].driver_id` from the scan's position in each open container. */
+/** Longest path named (characters); a deeper one keeps its end, where the key is. */
+const MAX_PATH = 200;
+
+/**
+ * `rows[0].driver_id` from the scan's position in each open container. Past
+ * MAX_PATH characters, `…` and the path's last ones: 324k nested objects made
+ * a 650 KB path, echoed whole in the 400.
+ */
 function pathOf(at: readonly (string | number)[], depth: number): string {
   let path = "";
   for (let d = 0; d < depth; d++) {
     const p = at[d]!;
     path += typeof p === "number" ? `[${p}]` : path === "" ? p : `.${p}`;
   }
-  return path;
+  return path.length > MAX_PATH ? `…${path.slice(path.length - MAX_PATH)}` : path;
 }
