@@ -322,7 +322,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     admission,
     sheds: refusals,
     match,
-    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, lookupTimeoutMs: config.lookupTimeoutMs },
+    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, requestWaitMs: config.grpcRequestWaitMs, lookupTimeoutMs: config.lookupTimeoutMs },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
   });
 

@@ -9,6 +9,7 @@ export interface QuiverConfig {
   /** gRPC port; -1 = no gRPC edge. */
   readonly grpcPort: number;
   readonly grpcKeepaliveMs: number;
+  readonly grpcRequestWaitMs: number;
   readonly registryPath: string;
   readonly dataDir: string;
   readonly durability: "normal" | "full";
@@ -143,6 +144,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: "port", flag: "--port", env: "PORT", default: "6566", help: "HTTP port (6566 is Feast's feature-server port); 0 picks a free one", parse: int(0, 65535) },
   { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off (its modules are then not loaded, which shortens every garbage collection)", parse: int(-1, 65535) },
   { key: "grpcKeepaliveMs", flag: "--grpc-keepalive", env: "QUIVER_GRPC_KEEPALIVE", default: "60s", help: "gRPC keepalive ping interval on idle connections (dropped after 20 s without an answer)", parse: duration },
+  { key: "grpcRequestWaitMs", flag: "--grpc-request-wait", env: "QUIVER_GRPC_REQUEST_WAIT", default: "10s", help: "How long a unary gRPC call's request (its message and end of stream) may take to arrive after its headers; then the call is ended DEADLINE_EXCEEDED (request_incomplete) and its stream reset (a client that sent headers and nothing more held the call for good). Streams, health and reflection are not bounded", parse: positiveDuration },
   { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: host },
   { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
   { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },

@@ -9,9 +9,10 @@ import type { ShedRecorder } from "../../ops/shed-recorder.ts";
 import type { Admission } from "../../resilience/admission.ts";
 import type { FeatureServing } from "../../serving/index.ts";
 import type { MatchService } from "../../vector/index.ts";
-import { type BoundTimers, OverdueWatch, workBounds } from "../work-bounds.ts";
+import { type BoundTimers, OverdueWatch, REAL_TIMERS, workBounds } from "../work-bounds.ts";
 import { DecodeFailure, GrpcMetrics, Undecoded, unary } from "./call.ts";
 import { HeldMessages } from "./held-messages.ts";
+import { IncompleteRequests } from "./incomplete-requests.ts";
 import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
@@ -60,7 +61,12 @@ export interface GrpcLimits {
   readonly unendedMessageMs?: number;
   /** Most bytes of request messages received in part at once, every call's (partial-messages.ts; default the larger of 256 MiB and twice `maxMessageBytes`). */
   readonly partialMessageBytes?: number;
+  /** A unary call whose request (message and end of stream) has not arrived this long after its headers is ended DEADLINE_EXCEEDED (incomplete-requests.ts; ms; default 10000). */
+  readonly requestWaitMs?: number;
 }
+
+/** How long a unary call's request may take to arrive after its headers (incomplete-requests.ts), unless set. */
+export const DEFAULT_REQUEST_WAIT_MS = 10_000;
 
 /** Messages from this size are counted as held (held-messages.ts): a lookup a client normally sends is far smaller. */
 const HELD_FROM_BYTES = 64 << 10;
@@ -118,7 +124,24 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
   deps.metrics.gauge("quiver_grpc_partial_message_bytes", "Bytes of gRPC request messages received in part (partial-messages.ts); past the cap a call is answered RESOURCE_EXHAUSTED. Should fall back to 0 when idle.", () => [
     { value: partial.inUse },
   ]);
-  const server = new Server({ ...options, interceptors: token === undefined ? [partial.interceptor] : [partial.interceptor, writeGuard(token, guarded)] });
+  // Unary calls whose request never arrives are ended at a bound (incomplete-requests.ts); streams, health and reflection
+  // are not bounded. After the count (which hands on grpc-js's call), before the guard (which may wrap it).
+  const endedIncomplete = deps.metrics.counter(
+    "quiver_grpc_incomplete_requests_total",
+    "gRPC unary calls ended DEADLINE_EXCEEDED (request_incomplete) because their request (message and end of stream) had not arrived within --grpc-request-wait of their headers.",
+    ["method"],
+  );
+  const incomplete = new IncompleteRequests({
+    waitMs: deps.limits.requestWaitMs ?? DEFAULT_REQUEST_WAIT_MS,
+    paths: unaryPaths(protos, [SERVICES.feast, SERVICES.feastPython, SERVICES.quiver]),
+    timers: deps.timers ?? REAL_TIMERS,
+    onEnded: (path) => endedIncomplete.labels(path.slice(1)).inc(),
+  });
+  deps.metrics.gauge("quiver_grpc_incomplete_requests", "gRPC unary calls whose request (message and end of stream) is still arriving, over a turn after their headers; ended at --grpc-request-wait. Should fall back to 0 when idle.", () => [
+    { value: incomplete.waitingCount },
+  ]);
+  const interceptors = token === undefined ? [partial.interceptor, incomplete.interceptor] : [partial.interceptor, incomplete.interceptor, writeGuard(token, guarded)];
+  const server = new Server({ ...options, interceptors });
   let selfAddress: string | undefined;
   const info = {};
   const bounds = workBounds(deps.limits.overdueGraceMs, deps.limits.maxWorkMs);
@@ -237,6 +260,15 @@ function codecs(protos: Protos, held: HeldMessages) {
     }
     return out as ServiceDefinition;
   };
+}
+
+/** The paths of the unary methods of `services` (a stream's request is long-lived by design). */
+function unaryPaths(protos: Protos, services: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const name of services) {
+    for (const def of Object.values(protos.service(name))) if (!def.requestStream && !def.responseStream) out.add(def.path);
+  }
+  return out;
 }
 
 /** Decodes a request on arrival; bytes that are not the message become a DecodeFailure. */
