@@ -7,6 +7,7 @@ import { RegistryHolder } from "../src/registry/index.ts";
 import { compileRegistry } from "../src/registry/read-definitions.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
 import { FakeTimers } from "./support/fake-timers.ts";
+import { frameHeader, type OpenCall, openRawCall, until } from "./support/raw-grpc-call.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -27,49 +28,9 @@ const registry = compileRegistry({
   featureViews: [{ name: "stats", entities: ["driver"], features: [{ name: "rate", type: "float64", default: 0.25 }] }],
 });
 
-/** A gRPC message frame header declaring `size` bytes, uncompressed. */
-function frameHeader(size: number): Buffer {
-  const h = Buffer.alloc(5);
-  h.writeUInt32BE(size, 1);
-  return h;
-}
-
-interface OpenCall {
-  readonly stream: http2.ClientHttp2Stream;
-  /** The call's grpc-status, grpc-message and x-quiver-error-code, from its trailers (or trailers-only headers). */
-  readonly status: Promise<{ code: number; message: string; errorCode?: string }>;
-  /** The stream's RST code once it has closed. */
-  readonly closed: Promise<number>;
-}
-
 /** Opens a call on `path` and writes `bytes` (none: headers only), leaving the stream open unless `end`. */
 function open(session: http2.ClientHttp2Session, path: string, bytes?: Buffer, headers: http2.OutgoingHttpHeaders = {}, end = false): OpenCall {
-  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers }, { endStream: false });
-  const status = new Promise<{ code: number; message: string; errorCode?: string }>((resolve) => {
-    const take = (h: http2.IncomingHttpHeaders) => {
-      if (h["grpc-status"] !== undefined) {
-        resolve({ code: Number(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")), errorCode: h["x-quiver-error-code"] as string | undefined });
-      }
-    };
-    stream.on("response", take);
-    stream.on("trailers", take);
-    stream.on("close", () => resolve({ code: -1, message: `closed, rst ${stream.rstCode}` }));
-  });
-  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
-  stream.on("error", () => {});
-  stream.resume();
-  if (bytes !== undefined) stream.write(bytes);
-  if (end) stream.end();
-  return { stream, status, closed };
-}
-
-/** Waits (on the condition; `ms` only caps a broken run) until `cond` holds. */
-async function until(cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<boolean> {
-  for (const end = performance.now() + ms; performance.now() < end; ) {
-    if (await cond()) return true;
-    await Bun.sleep(5);
-  }
-  return cond();
+  return openRawCall(session, path, bytes === undefined ? [] : [bytes], headers, end);
 }
 
 describe("unary calls whose request never arrives", () => {

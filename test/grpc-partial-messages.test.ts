@@ -9,6 +9,7 @@ import { RegistryHolder } from "../src/registry/index.ts";
 import { compileRegistry } from "../src/registry/read-definitions.ts";
 import { AdaptiveAdmission } from "../src/resilience/index.ts";
 import { FeatureServing, LookupService, PushService } from "../src/serving/index.ts";
+import { frameHeader, type OpenCall, openRawCall, until } from "./support/raw-grpc-call.ts";
 
 // Real servers on a shared 2-core machine: generous limits, no assertion on speed.
 setDefaultTimeout(60_000);
@@ -24,46 +25,9 @@ setDefaultTimeout(60_000);
 
 const KIB = 1024;
 
-/** A gRPC message frame header declaring `size` bytes, uncompressed. */
-function frameHeader(size: number): Buffer {
-  const h = Buffer.alloc(5);
-  h.writeUInt32BE(size, 1);
-  return h;
-}
-
-interface OpenCall {
-  readonly stream: http2.ClientHttp2Stream;
-  /** The call's grpc-status and grpc-message, from its trailers (or trailers-only headers). */
-  readonly status: Promise<{ code: number; message: string }>;
-  /** When the stream has closed (both sides, or reset). */
-  readonly closed: Promise<number>;
-}
-
+/** A call on `path` whose message declares `declared` bytes and sends the first `sent` of them, its stream left open. */
 function call(session: http2.ClientHttp2Session, path: string, declared: number, sent: number, headers: http2.OutgoingHttpHeaders = {}): OpenCall {
-  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers }, { endStream: false });
-  const status = new Promise<{ code: number; message: string }>((resolve) => {
-    const take = (h: http2.IncomingHttpHeaders) => {
-      if (h["grpc-status"] !== undefined) resolve({ code: Number(h["grpc-status"]), message: decodeURIComponent(String(h["grpc-message"] ?? "")) });
-    };
-    stream.on("response", take);
-    stream.on("trailers", take);
-    stream.on("close", () => resolve({ code: -1, message: `closed, rst ${stream.rstCode}` }));
-  });
-  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
-  stream.on("error", () => {});
-  stream.resume();
-  stream.write(frameHeader(declared));
-  stream.write(Buffer.alloc(sent, 0x0a));
-  return { stream, status, closed };
-}
-
-/** Waits (on the condition; `ms` only caps a broken run) until `cond` holds. */
-async function until(cond: () => boolean, ms = 20_000): Promise<boolean> {
-  for (const end = performance.now() + ms; performance.now() < end; ) {
-    if (cond()) return true;
-    await Bun.sleep(2);
-  }
-  return cond();
+  return openRawCall(session, path, [frameHeader(declared), Buffer.alloc(sent, 0x0a)], headers);
 }
 
 describe("the budget of message bytes received in part", () => {
