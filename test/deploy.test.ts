@@ -79,6 +79,31 @@ describe("deploy manifests", () => {
     expect(toolchain).toBe(true);
   });
 
+  test("package-lock.json holds every optional platform package, so the image's `npm ci` accepts it", async () => {
+    // npm ci refuses a lock that lacks any optional dependency of a locked package, even one for
+    // another platform that would never be installed ("Missing: @biomejs/cli-darwin-arm64 from lock file").
+    const lock = (await Bun.file("package-lock.json").json()) as { packages: Record<string, { optionalDependencies?: Record<string, string> }> };
+    const missing: string[] = [];
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      for (const name of Object.keys(entry.optionalDependencies ?? {})) {
+        // Resolved as Node does: beside the package (nested), else at the top.
+        const nested = path === "" ? `node_modules/${name}` : `${path}/node_modules/${name}`;
+        if (!(nested in lock.packages) && !(`node_modules/${name}` in lock.packages)) missing.push(`${name} (of ${path || "the root"})`);
+      }
+    }
+    expect(missing).toEqual([]);
+    expect(await Bun.file("deploy/Dockerfile").text()).toContain("npm ci");
+  });
+
+  test("the Dockerfile's base image is a Node.js release still maintained", async () => {
+    // Node 20 reached its end of life on 2026-04-30; 22 on 2027-04-30, 24 on 2028-04-30.
+    const endOfLife: Record<string, string> = { "22": "2027-04-30", "24": "2028-04-30", "26": "2029-04-30" };
+    const dockerfile = await Bun.file("deploy/Dockerfile").text();
+    const majors = [...dockerfile.matchAll(/^FROM node:(\d+)/gm)].map((m) => m[1]!);
+    expect(majors.length).toBeGreaterThan(0);
+    for (const major of majors) expect(endOfLife[major] ?? "unmaintained").not.toBe("unmaintained");
+  });
+
   test("the Dockerfile's port and entry point match the server's", async () => {
     const dockerfile = await Bun.file("deploy/Dockerfile").text();
     const port = SETTINGS.find((s) => s.key === "port")!.default;
