@@ -40,6 +40,9 @@ describe("coercerFor", () => {
     const cents = coercerFor({ kind: "int64" }, 100);
     expect(cents("12.345")).toBe(1235);
     expect(cents(0.1)).toBe(10);
+    // -0 (a payload's -0.0, or a small negative amount rounded) is 0: stored rows keep a -0 as float64 -0, never for an int.
+    expect(Object.is(int(-0), 0)).toBe(true);
+    expect(Object.is(cents(-0.001), 0)).toBe(true);
   });
 
   test("float64: numbers and numeric text, finite only, scaled", () => {

@@ -55,7 +55,8 @@ function toInt(v: unknown, scale: number): Int64 {
   else return fail("an integer", v);
   if (scale !== 1) n = Math.round(n * scale);
   if (!Number.isSafeInteger(n)) fail("an integer", v);
-  return n;
+  // `+ 0`: -0 (a payload's -0.0, or a small negative scaled and rounded) is 0, stored as an integer (a -0 is kept as float64 -0).
+  return n + 0;
 }
 
 function toBool(v: unknown): boolean {

@@ -14,10 +14,16 @@ const TWO_32 = 4294967296;
  * int 64 / uint 64 too. Detected by the first encoder's refusal: values
  * without a bigint pay nothing. Stored rows (row-codec.ts, the arena) and
  * answers built from values (api/http/responses.ts) both encode through it.
+ *
+ * One departure from the library: -0 is written as float 64 -0, not as the
+ * integer 0 (so a float64 feature's -0.0 reads back as -0.0; int64 values
+ * never hold -0: registry/value-types.ts canonicalFor, ingest/coerce.ts).
+ * Other whole numbers stay integers, as rows stored before are: answers
+ * write a float feature's integer bytes as a float (api/http/stored-msgpack.ts).
  */
 export class RowValuesEncoder {
-  private readonly plain = new Encoder({ ignoreUndefined: true });
-  private readonly wide = new Encoder({ ignoreUndefined: true, useBigInt64: true });
+  private readonly plain = keepingNegativeZero(new Encoder({ ignoreUndefined: true }));
+  private readonly wide = keepingNegativeZero(new Encoder({ ignoreUndefined: true, useBigInt64: true }));
 
   /** The values' bytes, in a buffer the next call reuses (as Encoder.encodeSharedRef). */
   encodeSharedRef(values: readonly FeatureValue[]): Uint8Array {
@@ -54,4 +60,30 @@ function widened(v: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) out[k] = widened(x);
   return out;
+}
+
+/** The library's private number writers, which keepingNegativeZero wraps. */
+interface NumberWriters {
+  encodeNumber(n: number): void;
+  encodeNumberAsFloat(n: number): void;
+}
+
+/**
+ * `encoder`, writing -0 as float 64 (0xcb 80 00 ..) instead of the fixint 0.
+ * @msgpack/msgpack has no option for it (`forceIntegerToFloat` would turn
+ * every integer, int64 features' too, into a float), so its number writer is
+ * wrapped on this one instance; a library whose internals moved fails here,
+ * at start-up, not silently (row-values-encoder.test.ts pins the bytes).
+ */
+function keepingNegativeZero(encoder: Encoder): Encoder {
+  const e = encoder as unknown as NumberWriters;
+  const plain = e.encodeNumber;
+  if (typeof plain !== "function" || typeof e.encodeNumberAsFloat !== "function") {
+    throw new Error("@msgpack/msgpack's Encoder no longer has encodeNumber / encodeNumberAsFloat: row-values-encoder.ts cannot keep -0 as float 64");
+  }
+  e.encodeNumber = function encodeNumber(this: NumberWriters, n: number): void {
+    if (n === 0 && 1 / n < 0) this.encodeNumberAsFloat(n);
+    else plain.call(this, n);
+  };
+  return encoder;
 }

@@ -53,4 +53,13 @@ describe("value checks", () => {
     expect(check("embedding(2)", [9007199254740993n, 1])).toBeUndefined();
     expect(check("embedding(2)", [12345678901234567890n, 1])).toContain("length (L2 norm)");
   });
+
+  test("canonical: an int64 -0 is 0 (stored rows keep a -0 as float64 -0: an int feature must not hold one); a float64 -0 stays -0", () => {
+    expect(Object.is(canonicalFor(parseValueType("int64")!)(-0), 0)).toBe(true);
+    const ints = canonicalFor(parseValueType("int64[]")!)([-0, 1, 9007199254740993n]) as unknown[];
+    expect(Object.is(ints[0], 0)).toBe(true);
+    expect(ints.slice(1)).toEqual([1, 9007199254740993n]);
+    expect(Object.is(canonicalFor(parseValueType("float64")!)(-0), -0)).toBe(true);
+    expect(Object.is((canonicalFor(parseValueType("float64[]")!)([-0]) as number[])[0], -0)).toBe(true);
+  });
 });

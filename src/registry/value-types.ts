@@ -107,11 +107,12 @@ export function checkerFor(t: ValueType): ValueCheck {
 export function canonicalFor(t: ValueType): (v: unknown) => FeatureValue {
   switch (t.kind) {
     case "int64":
-      return (v) => (typeof v === "number" || v === null ? v : (int64Of(v) ?? null));
+      // `+ 0`: an int64 -0 (JSON's `-0`) is 0, which stored rows write as an integer (they keep a -0 as float64 -0).
+      return (v) => (typeof v === "number" ? v + 0 : v === null ? v : (int64Of(v) ?? null));
     case "float64":
       return (v) => (typeof v === "bigint" ? Number(v) : (v as FeatureValue));
     case "int64[]":
-      return (v) => (Array.isArray(v) && !v.every((x) => typeof x === "number") ? v.map((x) => int64Of(x) ?? 0) : (v as FeatureValue));
+      return (v) => (Array.isArray(v) && !v.every((x) => typeof x === "number" && !Object.is(x, -0)) ? v.map((x) => plusZero(int64Of(x) ?? 0)) : (v as FeatureValue));
     case "float64[]":
     case "embedding":
       return (v) => (Array.isArray(v) && v.some((x) => typeof x === "bigint") ? v.map(Number) : (v as FeatureValue));
@@ -119,6 +120,9 @@ export function canonicalFor(t: ValueType): (v: unknown) => FeatureValue {
       return (v) => v as FeatureValue;
   }
 }
+
+/** An int64 with -0 as 0. */
+const plusZero = (x: number | bigint): number | bigint => (typeof x === "number" ? x + 0 : x);
 
 /** `first`, then `next` for a value other than null that `first` let through (so `next` sees the checked type). */
 function andThen<T>(first: ValueCheck, next: (v: T) => string | undefined): ValueCheck {

@@ -2,8 +2,9 @@ import type { FeatureValue } from "../../kv/kv-node.ts";
 import { type ByteWriter, isAscii } from "./byte-writer.ts";
 
 /**
- * MessagePack written into a ByteWriter, byte for byte as @msgpack/msgpack
- * encodes the same value (smallest integer forms, other numbers float64).
+ * MessagePack written into a ByteWriter, byte for byte as RowValuesEncoder
+ * (src/kv/row-values-encoder.ts) encodes the same value: as @msgpack/msgpack
+ * (smallest integer forms, other numbers float64), but -0 as float64 -0.
  */
 
 const TWO_32 = 4294967296;
@@ -19,14 +20,23 @@ export function mpArrayHeader(w: ByteWriter, n: number): void {
   }
 }
 
-/** Integers in their smallest MessagePack form, other numbers as float64 (as @msgpack/msgpack does). */
+/**
+ * Integers in their smallest MessagePack form, other numbers as float64 (as
+ * @msgpack/msgpack does), and -0 as float64 -0, as stored rows write it
+ * (src/kv/row-values-encoder.ts): an answer copying a stored -0 and one
+ * writing the decoded value agree.
+ */
 export function mpNumber(w: ByteWriter, v: number): void {
   if (!Number.isSafeInteger(v)) {
     w.u8(0xcb);
     w.f64(v);
   } else if (v >= 0) {
-    if (v < 0x80) w.u8(v);
-    else if (v < 0x100) {
+    if (v < 0x80) {
+      if (v === 0 && 1 / v < 0) {
+        w.u8(0xcb);
+        w.f64(v);
+      } else w.u8(v);
+    } else if (v < 0x100) {
       w.u8(0xcc);
       w.u8(v);
     } else if (v < 0x10000) {
