@@ -6,7 +6,7 @@ import { digests } from "../runtime/digest.ts";
 import type { FeatureViewDef, PushSourceDef, RegistryDef } from "./definitions.ts";
 import { parseDurationMs } from "./durations.ts";
 import { type CompiledFeature, type CompiledPushSource, type CompiledView, DEFAULT_TIMESTAMP_FIELD, type FeatureRef, type JoinKey, PUSH_TIME_COLUMNS, type Registry, type VectorIndexSpec } from "./registry.ts";
-import { canonicalFor, checkerFor, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
+import { canonicalFor, checkerFor, holdsFloats, isNumeric, parseValueType, TYPE_NAMES, typeName, type ValueType, zeroValue } from "./value-types.ts";
 
 /**
  * Compiles definitions whose structure is already checked (read-definitions.ts:
@@ -201,6 +201,7 @@ function compileView(v: FeatureViewDef, path: string, entities: Map<string, read
       defaultValue,
       check,
       canonical,
+      floats: holdsFloats(type),
       ref: `${v.name}:${f.name}`,
       fullName: `${v.name}__${f.name}`,
     };

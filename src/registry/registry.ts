@@ -30,6 +30,11 @@ export interface CompiledFeature {
    * 2^53) its number; every other value is itself.
    */
   readonly canonical: (v: unknown) => FeatureValue;
+  /**
+   * Holds float64s (float64, float64[], embedding: value-types.ts, holdsFloats): answers write its
+   * numbers as floats (MessagePack float 64, JSON `5.0`), as stored rows cannot say so for a whole one.
+   */
+  readonly floats: boolean;
   /** `view:feature` */
   readonly ref: string;
   /** `view__feature`, Feast's full feature name. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { canonicalFor, checkerFor, MAX_EMBEDDING_NORM, parseValueType } from "./value-types.ts";
+import { canonicalFor, checkerFor, holdsFloats, MAX_EMBEDDING_NORM, parseValueType } from "./value-types.ts";
 
 const check = (type: string, v: unknown) => checkerFor(parseValueType(type)!)(v);
 
@@ -61,5 +61,10 @@ describe("value checks", () => {
     expect(ints.slice(1)).toEqual([1, 9007199254740993n]);
     expect(Object.is(canonicalFor(parseValueType("float64")!)(-0), -0)).toBe(true);
     expect(Object.is((canonicalFor(parseValueType("float64[]")!)([-0]) as number[])[0], -0)).toBe(true);
+  });
+
+  test("holdsFloats: float64, float64[] and embeddings; no other type", () => {
+    const floats = ["float64", "float64[]", "embedding(4)"];
+    for (const t of ["int64", "float64", "string", "bool", "int64[]", "float64[]", "string[]", "embedding(4)"]) expect({ t, floats: holdsFloats(parseValueType(t)!) }).toEqual({ t, floats: floats.includes(t) });
   });
 });

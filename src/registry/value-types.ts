@@ -177,6 +177,16 @@ export function zeroValue(t: ValueType): FeatureValue {
   }
 }
 
+/**
+ * Does a feature of this type hold float64s (a float64, a float64[] or an
+ * embedding)? Stored MessagePack writes a whole float (2.0) as an integer and
+ * JSON.stringify writes it `2`, so only the type tells an answer to write it
+ * as a float.
+ */
+export function holdsFloats(t: ValueType): boolean {
+  return t.kind === "float64" || t.kind === "float64[]" || t.kind === "embedding";
+}
+
 export function isNumeric(t: ValueType): boolean {
   return t.kind === "int64" || t.kind === "float64";
 }

@@ -9,10 +9,15 @@ import { FeastAnswerEncoder } from "./feast-answer.ts";
 import { jsonRfc3339 } from "./rfc3339-bytes.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+/** The kinds whose features hold float64s (registry's holdsFloats). */
+const FLOAT_KINDS = new Set(["float64", "float64[]", "embedding"]);
 
 function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[], kinds: string[] = []): LookupResult {
   return {
-    refs: names.map((name, c) => ({ view: {}, feature: { name, fullName: `v__${name}`, type: { kind: kinds[c] ?? "string" } } }) as unknown as FeatureRef),
+    refs: names.map((name, c) => {
+      const kind = kinds[c] ?? "string";
+      return { view: {}, feature: { name, fullName: `v__${name}`, type: { kind }, floats: FLOAT_KINDS.has(kind) } } as unknown as FeatureRef;
+    }),
     rowCount: rows.length,
     values: rows.flat(1),
     statuses: Uint8Array.from(statuses),
@@ -61,7 +66,7 @@ describe("FeastAnswerEncoder", () => {
       for (const full of [false, true]) expect(text(enc.json(r, entities, full))).toBe(JSON.stringify(feastBody(r, entities, full)));
   });
 
-  test("float64 columns write whole numbers as floats (5.0), as Feast's server writes a double_val; other columns as JSON.stringify", () => {
+  test("float64 columns write whole numbers as floats (5.0) and -0 as -0.0, as Feast's server writes a double_val; other columns as JSON.stringify", () => {
     const r = result(
       ["d", "l", "e", "i"],
       [
@@ -78,7 +83,7 @@ describe("FeastAnswerEncoder", () => {
     const out = text(enc.json(r, new ColumnEntities({}, "entities"), false));
     const columns = [...out.matchAll(/"values":(.*?),"statuses"/g)].map((m) => m[1]);
     expect(columns).toEqual([
-      "[5.0,0.0,1e+21,2.5,null]",
+      "[5.0,-0.0,1e+21,2.5,null]",
       "[[1.0,2.5,-3.0],[],null,[9007199254740993.0],[1e-7]]",
       "[[0.0,0.5],[1e+21,1152921504606847000.0],null,[null],[2.0]]",
       "[7,8,9,null,1152921504606847000]",

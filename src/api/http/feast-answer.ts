@@ -11,8 +11,8 @@ import { jsonRfc3339 } from "./rfc3339-bytes.ts";
  * echoed as PRESENT at the epoch), then a column per feature — straight into
  * bytes: the same JSON as `JSON.stringify(feastBody(...))`, without the
  * arrays per column or a Date and two strings per timestamp, except that
- * float64 values that are whole numbers are written as floats (`5.0`, as
- * Feast's server writes a double_val: json-bytes.ts, jsonDouble).
+ * float64 values that are whole numbers are written as floats (`5.0`, and
+ * -0 as `-0.0`, as Feast's server writes a double_val: json-bytes.ts, jsonDouble).
  *
  * Feast's FieldStatus has no UNAVAILABLE: Feast routes say NOT_FOUND and flag
  * the response with an `x-quiver-unavailable` header instead.
@@ -156,8 +156,7 @@ export class FeastAnswerEncoder {
 
 /** Does the feature hold float64s (a float64, a float64[] or an embedding)? Its whole numbers are then written as floats (jsonDouble). */
 function isDouble(ref: FeatureRef): boolean {
-  const kind = ref.feature.type.kind;
-  return kind === "float64" || kind === "float64[]" || kind === "embedding";
+  return ref.feature.floats;
 }
 
 const ascii = (s: string) => new TextEncoder().encode(s);

@@ -122,8 +122,9 @@ export function wholeInDecimal(v: number): boolean {
  * A float64 value (or a list of them), as Feast's Python server writes a
  * `double_val`: a whole number as a float literal (`5.0`, Python's repr), not
  * `5`, which Python's json reads as an int (Feast's remote online store then
- * types it int64_val). Anything else (null, a value stored under an earlier
- * type) as jsonValue writes it.
+ * types it int64_val), and -0 as `-0.0`. /v1/lookup writes float features so
+ * too. Anything else (null, a value stored under an earlier type) as
+ * jsonValue writes it.
  */
 export function jsonDouble(w: ByteWriter, v: unknown): void {
   if (!Array.isArray(v)) {
@@ -140,8 +141,27 @@ export function jsonDouble(w: ByteWriter, v: unknown): void {
 
 /** One element of jsonDouble (a bigint: a whole number stored as int 64 past 2^53, as storedJson's `double` writes it). */
 function jsonDoubleScalar(w: ByteWriter, v: unknown): void {
+  if (typeof v === "number") {
+    jsonDoubleNumber(w, v);
+    return;
+  }
   jsonValue(w, v);
-  if ((typeof v === "number" && wholeInDecimal(v)) || typeof v === "bigint") w.bytes(POINT_ZERO);
+  if (typeof v === "bigint") w.bytes(POINT_ZERO);
+}
+
+/**
+ * A float64 as a float literal: a whole number with `.0` (`5.0`), -0 as
+ * `-0.0` (Python's repr, which Feast's server prints; JSON.stringify writes
+ * `0`, and `JSON.parse("-0.0")` is -0), everything else as jsonNumber.
+ */
+export function jsonDoubleNumber(w: ByteWriter, v: number): void {
+  if (!wholeInDecimal(v)) {
+    jsonOtherNumber(w, v);
+    return;
+  }
+  if (v === 0 && 1 / v < 0) w.byte(0x2d);
+  jsonNumber(w, v);
+  w.bytes(POINT_ZERO);
 }
 
 /** Any value a feature or an echoed join key can hold; undefined is null (as inside arrays). */

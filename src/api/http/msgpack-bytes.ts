@@ -116,3 +116,27 @@ export function mpValue(w: ByteWriter, v: FeatureValue | undefined): void {
   }
   w.u8(0xc0);
 }
+
+/**
+ * A float feature's value (float64, float64[], embedding) as float 64: every
+ * number, a whole one (2.0, which mpValue writes as the integer 2) and -0
+ * too; a bigint (a whole float stored as int 64 / uint 64 past 2^53) as its
+ * nearest double. Anything else (null, a value stored before the feature's
+ * type changed) as mpValue writes it. The stored-bytes counterpart is
+ * stored-msgpack.ts.
+ */
+export function mpDouble(w: ByteWriter, v: FeatureValue | undefined): void {
+  if (typeof v === "object" && v !== null) {
+    mpArrayHeader(w, v.length);
+    for (let i = 0; i < v.length; i++) mpDoubleScalar(w, v[i] ?? null);
+    return;
+  }
+  mpDoubleScalar(w, v);
+}
+
+function mpDoubleScalar(w: ByteWriter, v: FeatureValue | undefined): void {
+  if (typeof v === "number" || typeof v === "bigint") {
+    w.u8(0xcb);
+    w.f64(Number(v));
+  } else mpValue(w, v);
+}

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { decode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import type { FeatureValue } from "../../kv/kv-node.ts";
 import { RowValuesEncoder } from "../../kv/row-values-encoder.ts";
@@ -7,13 +8,13 @@ import type { LookupResult } from "../../serving/index.ts";
 import { nativeBody } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
 
-function ref(name: string): FeatureRef {
-  return { view: {}, feature: { name, fullName: `v__${name}` } } as unknown as FeatureRef;
+function ref(name: string, floats = false): FeatureRef {
+  return { view: {}, feature: { name, fullName: `v__${name}`, floats } } as unknown as FeatureRef;
 }
 
-function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[]): LookupResult {
+function result(names: string[], rows: FeatureValue[][], statuses: number[], timestamps: number[], floats: boolean[] = []): LookupResult {
   return {
-    refs: names.map(ref),
+    refs: names.map((n, c) => ref(n, floats[c] === true)),
     rowCount: rows.length,
     values: rows.flat(1),
     statuses: Uint8Array.from(statuses),
@@ -86,6 +87,48 @@ describe("NativeAnswerEncoder", () => {
     const res = new Response(enc.json(a, false));
     enc.json(b, false);
     expect(await res.text()).toBe(JSON.stringify(reference(a, false)));
+  });
+
+  test("a float feature's numbers are floats: MessagePack float 64 (2.0, -0.0 too), JSON 2.0 and -0.0; other features as the serialiser writes them", () => {
+    const r = result(
+      ["f", "fl", "i", "s"],
+      [
+        [2, [1, 0.5, -0], 2, "x"],
+        [-0, [], 0, "y"],
+        [null, null, null, null],
+        [9007199254740993n, [2 ** 60], 9007199254740993n, "z"],
+      ],
+      new Array(16).fill(1),
+      new Array(16).fill(5),
+      [true, true, false, false],
+    );
+    const decoded = decode(enc.msgpack(r, false)) as { rows: { values: unknown[] }[] };
+    const mp = Buffer.from(enc.msgpack(r, false)).toString("hex");
+    // Row 0: float 64 2.0, [1.0, 0.5, -0.0] as three float 64s, the int64 2 a fixint.
+    expect(mp).toContain(`a6${Buffer.from("values").toString("hex")}94cb4000000000000000` + "93cb3ff0000000000000cb3fe0000000000000cb8000000000000000" + "02a178");
+    // Row 1: a float -0 keeps its sign (an int64 never holds -0: canonicalFor makes it 0, the fixint 0).
+    expect(mp).toContain("94cb800000000000000090" + "00a179");
+    expect(Object.is(decoded.rows[1]!.values[0], -0)).toBe(true);
+    expect(decoded.rows[3]!.values).toEqual([9007199254740992, [2 ** 60], 9007199254740993n, "z"].map((v) => (typeof v === "bigint" ? Number(v) : v)));
+    const json = text(enc.json(r, false));
+    expect([...json.matchAll(/"values":\[(.*?)\],"statuses"/g)].map((m) => m[1])).toEqual([
+      '2.0,[1.0,0.5,-0.0],2,"x"',
+      '-0.0,[],0,"y"',
+      "null,null,null,null",
+      '9007199254740993.0,[1152921504606847000.0],9007199254740993,"z"',
+    ]);
+  });
+
+  test("rows with stale values carry their per-value flags, in JSON and MessagePack, as the serialiser writes nativeBody's", () => {
+    const r = { ...result(["a", "b"], [[1, "x"], [null, "y"]], [1, 1, 2, 1], [5, 5, 0, 7]), stale: Uint8Array.from([0, 1, 1, 0]) };
+    const degraded = { ...r, degraded: ["shard-b"] };
+    for (const x of [r, degraded]) {
+      for (const full of [false, true]) {
+        expect(text(enc.json(x, full))).toBe(JSON.stringify(reference(x, full)));
+        expect(Buffer.from(enc.msgpack(x, full)).equals(Buffer.from(rowEncoder.encode(reference(x, full))))).toBe(true);
+      }
+    }
+    expect(text(enc.json(r, false))).toContain('"eventTimestamps":[5,5],"stale":[false,true]}');
   });
 
   test("matches the reference for arbitrary values (property)", () => {

@@ -2,19 +2,24 @@ import { indexRowValues, rowValueCount, rowValuesStart } from "../../kv/row-inde
 import type { FeatureRef } from "../../registry/index.ts";
 import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
-import { COMMA, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
-import { mpArrayHeader, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
+import { COMMA, J_FALSE, J_TRUE, jsonDouble, jsonDoubleNumber, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
+import { mpArrayHeader, mpDouble, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
 import { PreparedNames } from "./prepared-names.ts";
 import { storedJson } from "./stored-json.ts";
+import { storedFloatsExact, storedMsgpackDouble } from "./stored-msgpack.ts";
 
 /**
  * Writes /v1/lookup's answer — `{"featureNames": [...], "rows": [{"values",
- * "statuses", "eventTimestamps"}, ...]}` — straight from the flat LookupResult
+ * "statuses", "eventTimestamps", "stale"?}, ...]}` — straight from the flat LookupResult
  * into bytes, in JSON or MessagePack. The same document `JSON.stringify` /
  * `@msgpack/msgpack` would produce from `nativeBody`, without building the
  * object tree (arrays and an object per row), the serialiser's string or
  * number strings for integers: constant parts are prepared bytes, integers
- * are written digit by digit, status names are prepared per status code.
+ * are written digit by digit, status names are prepared per status code;
+ * except that a float feature's numbers (`CompiledFeature.floats`) are
+ * floats in every answer: MessagePack float 64 (a whole 2.0 too, which the
+ * serialiser and stored rows write as the integer 2; stored-msgpack.ts), JSON
+ * `2.0` and `-0.0` (jsonDouble, as Feast's route writes them).
  *
  * The bytes returned are a view of the encoder's buffer, valid until its next
  * call: hand them to `new Response` (which copies) before encoding again.
@@ -59,10 +64,10 @@ export class NativeAnswerEncoder {
           const feature = refs[c]!.feature;
           const fi = feature.index;
           if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
-            storedJson(w, bytes, rows.views[r]!, offsets[fi]!, offsets[fi + 1]!);
+            storedJson(w, bytes, rows.views[r]!, offsets[fi]!, offsets[fi + 1]!, feature.floats);
             st[c] = rowStatus;
           } else {
-            jsonValue(w, rows.fillDefaults ? feature.defaultValue : null);
+            jsonDefault(w, feature, rows.fillDefaults);
             st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
           }
         }
@@ -101,7 +106,7 @@ export class NativeAnswerEncoder {
       const count = this.indexRow(rows, r);
       if (count < 0) return undefined;
       const rowStatus = rows.status[r]!;
-      if (inOrder && count === nf && bytes !== undefined && this.wholeRow(bytes, nf, rows.fillDefaults, rowStatus, st)) {
+      if (inOrder && count === nf && bytes !== undefined && this.wholeRow(bytes, rows.views[r]!, refs, rows.fillDefaults, rowStatus, st)) {
         // The stored values are the answer's values, byte for byte: one copy.
         w.copy(bytes, offsets[0]!, offsets[nf]!);
       } else {
@@ -109,10 +114,14 @@ export class NativeAnswerEncoder {
           const feature = refs[c]!.feature;
           const fi = feature.index;
           if (bytes !== undefined && fi < count && bytes[offsets[fi]!] !== NIL) {
-            w.copy(bytes, offsets[fi]!, offsets[fi + 1]!);
+            // A float feature's numbers stored as integers (a whole 2.0) are written as float 64.
+            if (feature.floats) storedMsgpackDouble(w, bytes, rows.views[r]!, offsets[fi]!, offsets[fi + 1]!);
+            else w.copy(bytes, offsets[fi]!, offsets[fi + 1]!);
             st[c] = rowStatus;
           } else {
-            mpValue(w, rows.fillDefaults ? feature.defaultValue : null);
+            const d = rows.fillDefaults ? feature.defaultValue : null;
+            if (feature.floats) mpDouble(w, d);
+            else mpValue(w, d);
             st[c] = bytes === undefined ? Status.NOT_FOUND : Status.NULL_VALUE;
           }
         }
@@ -149,18 +158,21 @@ export class NativeAnswerEncoder {
     const rowStatus = rows.status[r]!;
     for (let c = 0; c < nf; c++) {
       if (c > 0) w.byte(COMMA);
+      const feature = refs[c]!.feature;
       if (c < count) {
         if (p >= end) return DECLINED;
         const b = bytes[p]!;
         if (b === FLOAT64 && p + 9 <= end) {
           // The commonest stored value (rates, scores), written without storedJson's dispatch.
-          jsonNumber(w, view.getFloat64(p + 1));
+          const d = view.getFloat64(p + 1);
+          if (feature.floats) jsonDoubleNumber(w, d);
+          else jsonNumber(w, d);
           p += 9;
           st[c] = rowStatus;
           continue;
         }
         if (b !== NIL) {
-          p = storedJson(w, bytes, view, p, end);
+          p = storedJson(w, bytes, view, p, end, feature.floats);
           if (p < 0) return DECLINED;
           st[c] = rowStatus;
           continue;
@@ -168,7 +180,7 @@ export class NativeAnswerEncoder {
         p++;
       }
       // A null, or a feature added after the row was written: as the indexed path.
-      jsonValue(w, rows.fillDefaults ? refs[c]!.feature.defaultValue : null);
+      jsonDefault(w, feature, rows.fillDefaults);
       st[c] = Status.NULL_VALUE;
     }
     return p === end ? WRITTEN : DECLINED;
@@ -178,13 +190,18 @@ export class NativeAnswerEncoder {
    * For a row indexed into `offsets` holding exactly the requested features
    * in stored order: sets their statuses and answers true when every stored
    * value is also the answer's value — none is nil, or nil stays nil (no
-   * defaults filled), as MessagePack writes null the same either way.
+   * defaults filled), as MessagePack writes null the same either way — and
+   * no float feature's number is stored as an integer (a whole 2.0, which
+   * the answer writes as float 64: stored-msgpack.ts).
    */
-  private wholeRow(bytes: Uint8Array, nf: number, fillDefaults: boolean, rowStatus: number, st: Uint8Array): boolean {
+  private wholeRow(bytes: Uint8Array, view: DataView, refs: readonly FeatureRef[], fillDefaults: boolean, rowStatus: number, st: Uint8Array): boolean {
     const offsets = this.offsets;
-    for (let c = 0; c < nf; c++) {
-      if (bytes[offsets[c]!] !== NIL) st[c] = rowStatus;
-      else if (fillDefaults) return false;
+    for (let c = 0; c < refs.length; c++) {
+      const p = offsets[c]!;
+      if (bytes[p] !== NIL) {
+        if (refs[c]!.feature.floats && !storedFloatsExact(bytes, view, p, offsets[c + 1]!)) return false;
+        st[c] = rowStatus;
+      } else if (fillDefaults) return false;
       else st[c] = Status.NULL_VALUE;
     }
     return true;
@@ -246,12 +263,13 @@ export class NativeAnswerEncoder {
     const refs = result.refs;
     const nf = refs.length;
     this.jsonHead(refs, full);
-    const { values, statuses, timestamps } = result;
+    const { values, statuses, timestamps, stale } = result;
     for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) {
       w.bytes(r === 0 ? J_ROW_FIRST : J_ROW_NEXT);
       for (let c = 0; c < nf; c++) {
         if (c > 0) w.byte(COMMA);
-        jsonValue(w, values[base + c]);
+        if (refs[c]!.feature.floats) jsonDouble(w, values[base + c]);
+        else jsonValue(w, values[base + c]);
       }
       jsonStatuses(w, statuses, base, nf);
       // A row's features mostly share one event time: write it once, copy it after.
@@ -269,6 +287,14 @@ export class NativeAnswerEncoder {
         lastStart = w.pos;
         jsonNumber(w, ts);
         lastEnd = w.pos;
+      }
+      if (stale !== undefined) {
+        // Values a cache served from its grace window because storage could not answer (rare).
+        w.bytes(J_STALE);
+        for (let c = 0; c < nf; c++) {
+          if (c > 0) w.byte(COMMA);
+          w.bytes(stale[base + c] === 1 ? J_TRUE : J_FALSE);
+        }
       }
       w.bytes(J_ROW_CLOSE);
     }
@@ -293,13 +319,21 @@ export class NativeAnswerEncoder {
     const nf = refs.length;
     this.msgpackNames(refs, full);
     mpArrayHeader(w, result.rowCount);
-    const { values, statuses, timestamps } = result;
+    const { values, statuses, timestamps, stale } = result;
     for (let r = 0, base = 0; r < result.rowCount; r++, base += nf) {
-      w.bytes(M_ROW_VALUES);
+      w.bytes(stale === undefined ? M_ROW_VALUES : M_ROW_VALUES_STALE);
       mpArrayHeader(w, nf);
-      for (let c = 0; c < nf; c++) mpValue(w, values[base + c]);
+      for (let c = 0; c < nf; c++) {
+        if (refs[c]!.feature.floats) mpDouble(w, values[base + c]);
+        else mpValue(w, values[base + c]);
+      }
       msgpackStatuses(w, statuses, base, nf);
       for (let c = 0; c < nf; c++) mpNumber(w, timestamps[base + c]!);
+      if (stale !== undefined) {
+        w.bytes(M_STALE);
+        mpArrayHeader(w, nf);
+        for (let c = 0; c < nf; c++) w.u8(stale[base + c] === 1 ? 0xc3 : 0xc2);
+      }
     }
     if (degraded.length > 0) {
       w.bytes(M_DEGRADED);
@@ -400,6 +434,13 @@ const WRITTEN = 1;
 const NOT_WRITTEN = 0;
 const DECLINED = -1;
 
+/** A missing or null value: the feature's default (or null), a float feature's as a float. */
+function jsonDefault(w: ByteWriter, feature: FeatureRef["feature"], fillDefaults: boolean): void {
+  const d = fillDefaults ? feature.defaultValue : null;
+  if (feature.floats) jsonDouble(w, d);
+  else jsonValue(w, d);
+}
+
 /** Does a request name features 0, 1, 2, ... of its view, in that order (stored rows hold them so)? */
 function inStoredOrder(refs: readonly FeatureRef[]): boolean {
   for (let c = 0; c < refs.length; c++) if (refs[c]!.feature.index !== c) return false;
@@ -421,6 +462,7 @@ const J_TIMESTAMPS = ascii('],"eventTimestamps":[');
 const J_ROW_CLOSE = ascii("]}");
 const J_CLOSE = ascii("]}");
 const J_DEGRADED = ascii('],"degraded":[');
+const J_STALE = ascii('],"stale":[');
 const J_STATUS = STATUS_NAMES.map((n) => ascii(JSON.stringify(n)));
 
 /** Fixed-map and key bytes, as @msgpack/msgpack writes them. */
@@ -433,6 +475,9 @@ const M_ROWS = new Uint8Array(mpKey("rows"));
 const M_OPEN_NAMES_DEGRADED = new Uint8Array([0x83, ...mpKey("featureNames")]);
 const M_DEGRADED = new Uint8Array(mpKey("degraded"));
 const M_ROW_VALUES = new Uint8Array([0x83, ...mpKey("values")]);
+/** A row of an answer holding stale values: a fourth key, `stale`, after `eventTimestamps`. */
+const M_ROW_VALUES_STALE = new Uint8Array([0x84, ...mpKey("values")]);
+const M_STALE = new Uint8Array(mpKey("stale"));
 const M_STATUSES = new Uint8Array(mpKey("statuses"));
 const M_TIMESTAMPS = new Uint8Array(mpKey("eventTimestamps"));
 const M_STATUS = STATUS_NAMES.map((n) => new Uint8Array(mpKey(n)));

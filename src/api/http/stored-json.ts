@@ -1,7 +1,7 @@
 import type { ByteWriter } from "./byte-writer.ts";
 import { utf8SequenceEnd } from "../../kv/row-index.ts";
 import { SCALAR_HEAD, storedNumberOr0, storedStringLength, storedWideIntText } from "../../kv/stored-value.ts";
-import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeInteger, POINT_ZERO, wholeInDecimal } from "./json-bytes.ts";
+import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonDoubleNumber, jsonNumber, jsonSafeInteger, POINT_ZERO, wholeInDecimal } from "./json-bytes.ts";
 
 /**
  * One stored value — MessagePack bytes at `p`, ending by `end` — written as
@@ -13,7 +13,7 @@ import { COMMA, J_FALSE, J_NULL, J_TRUE, jsonNumber, jsonOtherNumber, jsonSafeIn
  * (src/kv/row-index.ts) lets through: so a row can be transcoded in one pass,
  * unchecked, and a value located by that index is written the same way.
  * `double`: the value is a float64 (or a list of them), so a whole number is
- * written as a float, `5.0` (Feast's answer: see `jsonDouble`); stored
+ * written as a float, `5.0`, and -0 as `-0.0` (see `jsonDouble`); stored
  * MessagePack keeps 5.0 as the integer 5, so only the type can tell.
  */
 export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: number, end: number, double = false): number {
@@ -50,8 +50,13 @@ export function storedJson(w: ByteWriter, bytes: Uint8Array, view: DataView, p: 
   const len = storedStringLength(bytes, view, p);
   if (len >= 0) return jsonStr(w, bytes, p + head, len, end);
   const n = storedNumberOr0(bytes, view, p);
+  if (b === 0xcb) {
+    // A float 64: for a float feature `5.0` and `-0.0` (jsonDoubleNumber), else as JSON.stringify.
+    if (double) jsonDoubleNumber(w, n);
+    else jsonNumber(w, n);
+    return p + head;
+  }
   if (Number.isSafeInteger(n)) jsonSafeInteger(w, n);
-  else if (b === 0xcb) jsonOtherNumber(w, n);
   // An int 64 / uint 64 outside the safe range (a big int64): its exact digits, which `n` has rounded.
   else w.ascii(storedWideIntText(bytes, view, p));
   if (double && wholeInDecimal(n)) w.bytes(POINT_ZERO);

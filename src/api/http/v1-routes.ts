@@ -3,9 +3,9 @@ import { type LookupResult, type PlannedLookup, QUIVER_LOOKUP, QUIVER_PUSH, type
 import { asObject, containerBudget, rejectUnknownFields, wantsMsgpack } from "./body.ts";
 import { deadlineAfter, degradedHeaders, lookupBudget, waitedForAdmission } from "./deadline.ts";
 import type { HttpDeps } from "./deps.ts";
-import { nativeBody, staleHeaders } from "./encode-result.ts";
+import { staleHeaders } from "./encode-result.ts";
 import { NativeAnswerEncoder } from "./native-answer.ts";
-import { encodedAnswer, errorResponse, json, msgpack } from "./responses.ts";
+import { encodedAnswer, errorResponse, json } from "./responses.ts";
 import type { AddRoute } from "./route.ts";
 
 /** What a lookup's answer needs once its rows are read (LookupService.lookupRest). */
@@ -46,14 +46,10 @@ export function mountV1Routes(add: AddRoute, deps: HttpDeps): void {
     return serving.lookupRest(plan, { deadline: deadlineAfter(req, budget) }, lateRows, fromResult, { plan, asMsgpack, req });
   };
   const encode = (result: LookupResult, full: boolean, asMsgpack: boolean, late: boolean): Response => {
-    if (result.stale !== undefined) {
-      // Rare (a cache served grace copies): the generic encoder adds per-row `stale` flags, plus the header.
-      const body = nativeBody(result, full);
-      const headers = staleHeaders(result, degradedHeaders(result.degraded));
-      return asMsgpack ? msgpack(body, 200, headers, late) : json(body, 200, headers, late);
-    }
     const bytes = asMsgpack ? answers.msgpack(result, full) : answers.json(result, full);
-    return encodedAnswer(bytes, asMsgpack, degradedHeaders(result.degraded), late);
+    // Rare: a cache served grace copies (per-row `stale` flags in the body, and a header).
+    const headers = result.stale === undefined ? degradedHeaders(result.degraded) : staleHeaders(result, degradedHeaders(result.degraded));
+    return encodedAnswer(bytes, asMsgpack, headers, late);
   };
 
   // Bodies are read before a route takes a concurrency slot (route.ts); lookups leniently, writes strictly (body.ts).
