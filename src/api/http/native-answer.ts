@@ -33,6 +33,8 @@ export class NativeAnswerEncoder {
   private readonly offsets = new Int32Array(4097);
   /** Per-feature statuses of the row being written. */
   private rowStatus = new Uint8Array(64);
+  /** Per requested feature of the answer being written: 1 when it holds floats (CompiledFeature.floats). */
+  private floatFlags = new Uint8Array(64);
 
   /**
    * The same JSON answer as `json`, written from the stored bytes of a
@@ -97,6 +99,7 @@ export class NativeAnswerEncoder {
     this.msgpackNames(refs, full);
     mpArrayHeader(w, rows.rowCount);
     const st = this.statusScratch(nf);
+    const floats = this.floatsOf(refs);
     const offsets = this.offsets;
     const inOrder = inStoredOrder(refs);
     for (let r = 0; r < rows.rowCount; r++) {
@@ -106,9 +109,9 @@ export class NativeAnswerEncoder {
       const count = this.indexRow(rows, r);
       if (count < 0) return undefined;
       const rowStatus = rows.status[r]!;
-      if (inOrder && count === nf && bytes !== undefined && this.wholeRow(bytes, rows.views[r]!, refs, rows.fillDefaults, rowStatus, st)) {
-        // The stored values are the answer's values, byte for byte: one copy.
-        w.copy(bytes, offsets[0]!, offsets[nf]!);
+      if (inOrder && count === nf && bytes !== undefined && this.wholeRow(bytes, nf, rows.fillDefaults, rowStatus, st)) {
+        // The stored values are the answer's values: one copy, or a few around float numbers stored as integers.
+        this.copyRow(bytes, rows.views[r]!, nf, floats);
       } else {
         for (let c = 0; c < nf; c++) {
           const feature = refs[c]!.feature;
@@ -190,21 +193,48 @@ export class NativeAnswerEncoder {
    * For a row indexed into `offsets` holding exactly the requested features
    * in stored order: sets their statuses and answers true when every stored
    * value is also the answer's value — none is nil, or nil stays nil (no
-   * defaults filled), as MessagePack writes null the same either way — and
-   * no float feature's number is stored as an integer (a whole 2.0, which
-   * the answer writes as float 64: stored-msgpack.ts).
+   * defaults filled), as MessagePack writes null the same either way.
    */
-  private wholeRow(bytes: Uint8Array, view: DataView, refs: readonly FeatureRef[], fillDefaults: boolean, rowStatus: number, st: Uint8Array): boolean {
+  private wholeRow(bytes: Uint8Array, nf: number, fillDefaults: boolean, rowStatus: number, st: Uint8Array): boolean {
     const offsets = this.offsets;
-    for (let c = 0; c < refs.length; c++) {
-      const p = offsets[c]!;
-      if (bytes[p] !== NIL) {
-        if (refs[c]!.feature.floats && !storedFloatsExact(bytes, view, p, offsets[c + 1]!)) return false;
-        st[c] = rowStatus;
-      } else if (fillDefaults) return false;
+    for (let c = 0; c < nf; c++) {
+      if (bytes[offsets[c]!] !== NIL) st[c] = rowStatus;
+      else if (fillDefaults) return false;
       else st[c] = Status.NULL_VALUE;
     }
     return true;
+  }
+
+  /**
+   * A whole row's values (see wholeRow) as one copy of the stored bytes,
+   * unless a float feature's number is stored as an integer (a whole 2.0,
+   * as every version stores it): then the bytes around it are copied and it
+   * is written as float 64 (stored-msgpack.ts). One type byte read per float
+   * feature when its value is a float 64 (the common case).
+   */
+  private copyRow(bytes: Uint8Array, view: DataView, nf: number, floats: Uint8Array): void {
+    const w = this.out;
+    const offsets = this.offsets;
+    let run = offsets[0]!;
+    for (let c = 0; c < nf; c++) {
+      if (floats[c] === 0) continue;
+      const p = offsets[c]!;
+      if (bytes[p] === FLOAT64) continue;
+      const end = offsets[c + 1]!;
+      if (storedFloatsExact(bytes, view, p, end)) continue;
+      if (p > run) w.copy(bytes, run, p);
+      storedMsgpackDouble(w, bytes, view, p, end);
+      run = end;
+    }
+    w.copy(bytes, run, offsets[nf]!);
+  }
+
+  /** 1 per requested feature that holds floats, 0 for the others: read once per answer, not per row. */
+  private floatsOf(refs: readonly FeatureRef[]): Uint8Array {
+    if (this.floatFlags.length < refs.length) this.floatFlags = new Uint8Array(refs.length);
+    const flags = this.floatFlags;
+    for (let c = 0; c < refs.length; c++) flags[c] = refs[c]!.feature.floats ? 1 : 0;
+    return flags;
   }
 
   /** Indexes row r's stored values into `offsets`: their count, 0 for a row not found, -1 to decline (see indexRowValues). */
