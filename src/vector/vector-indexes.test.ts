@@ -8,6 +8,7 @@ import { ScanRestartError } from "../kv/storage-errors.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/read-definitions.ts";
 import { HnswVectorIndex } from "./hnsw-index.ts";
+import { filterPredicate, parseFilter } from "./match-filter.ts";
 import { compositeShape } from "../../test/support/composite-shape.ts";
 import type { SnapshotStore } from "./snapshot.ts";
 import { VectorIndexes } from "./vector-indexes.ts";
@@ -135,6 +136,66 @@ describe("VectorIndexes", () => {
     // and key 3 stayed in matching, deleted, until each key changed again.
     expect(tsOf(2)).toBe(3);
     expect(ids(vectors)).toEqual([key(1), key(2)]);
+    await vectors.close();
+  });
+
+  test("a drain's read older than what a catch-up applied meanwhile changes nothing: the filter attributes stay the newer row's", async () => {
+    const tagged = compileRegistry({
+      entities: [{ name: "item", joinKeys: [{ name: "item_id", type: "int64" }] }],
+      featureViews: [{ name: "items", entities: ["item"], features: [{ name: "verdict", type: "string" }, { name: "vec", type: "embedding(8)" }], index: { feature: "vec", M: 8, efConstruction: 32 } }],
+    });
+    const tagRow = (id: number, ts: number, verdict: string) => ({ ts, values: [verdict, unitVector(8, prng(id * 10 + ts))] });
+    const inner = new ArenaKvNode("t");
+    await inner.putMany([1, 2].map((id) => ({ key: key(id), row: tagRow(id, 1, "unproven") })));
+    // The drain's read of key 2 answers (with the row of that moment) once the test lets it.
+    let holdDrainRead = false;
+    let drainReadTaken = () => {};
+    const drainRead = new Promise<void>((resolve) => {
+      drainReadTaken = resolve;
+    });
+    let answerDrain = () => {};
+    const drainAnswered = new Promise<void>((resolve) => {
+      answerDrain = resolve;
+    });
+    const store = compositeShape(inner, {
+      getMany: async (keys) => {
+        const rows = await inner.getMany(keys);
+        if (holdDrainRead && keys.length === 1 && keys[0] === key(2)) {
+          holdDrainRead = false;
+          drainReadTaken();
+          await drainAnswered;
+        }
+        return rows;
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(tagged);
+    const verdictOf = (id: number) => {
+      const vi = vectors.get("items")!;
+      return vi.attributes.column("verdict")![vi.labels.labelOf(key(id))!];
+    };
+    // Key 2 is fact-checked "false" (ts 2), heard: the drain reads it and its answer is held.
+    holdDrainRead = true;
+    await inner.putMany([{ key: key(2), row: tagRow(2, 2, "false") }]);
+    feed.publish([{ key: key(2), ts: 2, op: "put" }]);
+    await drainRead;
+    // Then corrected to "true" (ts 3); that event is lost, and the gap's catch-up applies the ts 3 row.
+    await inner.putMany([{ key: key(2), row: tagRow(2, 3, "true") }]);
+    feed.listener!.onGap("test");
+    const vi = vectors.get("items")!;
+    while (vi.labels.tsOf(vi.labels.labelOf(key(2))!) !== 3) await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(verdictOf(2)).toBe("true");
+    // The drain's older answer (ts 2) arrives last: the vector stays the ts 3 one, and so must the attributes.
+    answerDrain();
+    await vectors.idle();
+    expect(vi.labels.tsOf(vi.labels.labelOf(key(2))!)).toBe(3);
+    // It set them to the ts 2 row's: a filter on {"verdict": "true"} left the claim out, {"verdict": "false"} matched it.
+    expect(verdictOf(2)).toBe("true");
+    const view = tagged.views.get("items")!;
+    const hitsOf = (verdict: string) => vi.search(tagRow(2, 3, "true").values[1] as number[], 2, 64, filterPredicate(parseFilter({ verdict }, view), vi.attributes)).map((h) => h.key);
+    expect(hitsOf("true")).toEqual([key(2)]);
+    expect(hitsOf("false")).toEqual([]);
     await vectors.close();
   });
 

@@ -79,9 +79,16 @@ export class ViewIndex {
     const known = this.labels.labelOf(key);
     if (row === undefined) return known === undefined ? "unchanged" : this.drop(key, now);
     // The same row again (a replay, a catch-up over an applied change), or an older one: keep what we have.
-    if (known !== undefined && this.labels.tsOf(known) >= row.ts) {
-      this.attributes.set(known, row.values);
-      return "unchanged";
+    if (known !== undefined) {
+      const have = this.labels.tsOf(known);
+      // The same row: its attributes are taken (a snapshot holds none; its catch-up fills them in). An older row's are
+      // not: a drain's read that predates a catch-up's left the newer vector with the older row's attributes, so a
+      // filter on a corrected verdict missed the claim and one on the old verdict matched it, until it changed again.
+      if (have === row.ts) {
+        this.attributes.set(known, row.values);
+        return "unchanged";
+      }
+      if (have > row.ts) return "unchanged";
     }
     const v = row.values[this.spec.feature.index];
     const vector = usableVector(v, this.spec);
