@@ -594,7 +594,8 @@ export class VectorIndexes implements ChangeListener {
             const key = page.keys[i]!;
             seen.add(key);
             if (touched.has(key)) continue;
-            if (applySlot(vi, key, rows[i], now) === "unavailable") unread++;
+            // Current: an apply since this read (the feed's) marked the key touched, skipped above.
+            if (applySlot(vi, key, rows[i], now, true) === "unavailable") unread++;
           }
         } while (cursor !== "0");
         return { seen, unread };
@@ -750,10 +751,10 @@ export class VectorIndexes implements ChangeListener {
   }
 }
 
-/** Applies a read slot; an unavailable row is left as it is (the next change or catch-up fixes it). */
-function applySlot(vi: ViewIndex, key: string, slot: ReadSlot | undefined, now: number): string {
+/** Applies a read slot; an unavailable row is left as it is (the next change or catch-up fixes it). `current`: see ViewIndex.apply. */
+function applySlot(vi: ViewIndex, key: string, slot: ReadSlot | undefined, now: number, current = false): string {
   if (slot === UNAVAILABLE) return "unavailable";
-  return vi.apply(key, slot, now);
+  return vi.apply(key, slot, now, current);
 }
 
 const SLOW_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];

@@ -72,8 +72,15 @@ export class ViewIndex {
    * (undefined: the row is gone). A row with no usable vector (null, or all
    * zeros under cosine) leaves the index like a delete. A key outside the
    * view's key prefix is skipped.
+   *
+   * An older row than the one indexed is taken for a read that an apply
+   * overtook (a drain's re-read landing after a catch-up's), and ignored,
+   * unless `current` says no apply can have overtaken it (a catch-up scan,
+   * which skips the keys the feed applied since it began): then the store
+   * went back (a failover or restart lost the newer write) and the index
+   * follows it.
    */
-  apply(key: string, row: StoredRow | undefined, now: number): ApplyOutcome {
+  apply(key: string, row: StoredRow | undefined, now: number, current = false): ApplyOutcome {
     // Another version's key (a change read before a version bump swapped this index in): not this index's row.
     if (!key.startsWith(this.view.keyPrefix)) return "skipped";
     const known = this.labels.labelOf(key);
@@ -88,7 +95,8 @@ export class ViewIndex {
         this.attributes.set(known, row.values);
         return "unchanged";
       }
-      if (have > row.ts) return "unchanged";
+      // Read as "the same or newer": a catch-up kept a vector the store had lost (and lookups no longer answered) for good.
+      if (have > row.ts && !current) return "unchanged";
     }
     const v = row.values[this.spec.feature.index];
     const vector = usableVector(v, this.spec);
