@@ -84,6 +84,17 @@ describe("POST /v1/match on the demo claims", () => {
     expect(body.matches[0]!.values).toEqual([]);
   });
 
+  test("a vector element written as an integer literal past 2^53 is taken as its float64, as a push takes it", async () => {
+    // The body parser keeps such literals exact (bigints, for int64s); the vector check took one for "not a finite number".
+    const v = embed.embedNow("The new flu vaccine causes infertility in young women in Manila this spring.");
+    const scaled = v.map((x) => Math.round(x * 1e17));
+    const text = JSON.stringify({ view: "claims", vector: scaled, k: 1 });
+    expect(text).toMatch(/[-\[,]\d{17}/);
+    const body = await match(text);
+    expect(body.matches[0]!.entity.claim_id).toBe(1);
+    expect(body.matches[0]!.score).toBeCloseTo(1, 4);
+  });
+
   test("minScore drops weaker matches", async () => {
     const all = await match({ view: "claims", entity: { claim_id: 1 }, k: 50 });
     const cut = all.matches[3]!.score;

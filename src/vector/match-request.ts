@@ -53,9 +53,12 @@ export function parseMatchRequest(body: unknown, registry: Registry, limits: Ser
   let query: MatchQueryInput;
   if (b.vector !== undefined) {
     if (!Array.isArray(b.vector)) throw invalid("invalid_vector", "vector", `expected an array of ${spec.dim} numbers, got ${describeValue(b.vector)}`);
-    const problem = vectorProblem(b.vector, spec.dim, spec.metric);
+    // An integer literal past 2^53 is parsed exactly, as a bigint: taken as its float64, as an embedding's push takes it
+    // (registry canonicalFor). Refused as "not a finite number" before.
+    const vector = b.vector.some((x) => typeof x === "bigint") ? b.vector.map((x) => (typeof x === "bigint" ? Number(x) : x)) : b.vector;
+    const problem = vectorProblem(vector, spec.dim, spec.metric);
     if (problem) throw invalid("invalid_vector", "vector", problem);
-    query = { kind: "vector", vector: b.vector as number[] };
+    query = { kind: "vector", vector: vector as number[] };
   } else if (b.entity !== undefined) {
     const e = b.entity;
     if (e === null || typeof e !== "object" || Array.isArray(e)) throw invalid("invalid_entity", "entity", `expected an object of join keys, got ${describeValue(e)}`);
