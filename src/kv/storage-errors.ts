@@ -197,9 +197,10 @@ export class ScanRestartError extends StorageError {
   /** The `run_id` of the process that answered the page. */
   readonly answeredBy: string;
 
-  constructor(node: string, issuedBy: string | undefined, answeredBy: string) {
+  /** `why`, when given, is the whole reason instead (a cursor begun before a migration switched the ring: read-through-node.ts). */
+  constructor(node: string, issuedBy: string | undefined, answeredBy: string, why?: string) {
     const from = issuedBy === undefined ? "a cursor that names no process" : `a cursor of process ${issuedBy.slice(0, 12)}`;
-    super("scan_restart", `${node}: scan page asked with ${from}, answered by process ${answeredBy.slice(0, 12)} (a failover or a restart): start the scan again from the start`, false);
+    super("scan_restart", `${node}: ${why ?? `scan page asked with ${from}, answered by process ${answeredBy.slice(0, 12)} (a failover or a restart)`}: start the scan again from the start`, false);
     this.node = node;
     this.issuedBy = issuedBy;
     this.answeredBy = answeredBy;

@@ -184,7 +184,8 @@ export class Migration {
       saveCheckpoint(this.options.checkpointPath, this.checkpoint());
       throw error;
     }
-    store.setMembers(to);
+    // Scans go on: the same nodes, unwrapped; every key is at its owner now.
+    store.setMembers(to, { scansGoOn: true });
     clearCheckpoint(this.options.checkpointPath);
     this.state = "done";
     return this.progress();

@@ -14,7 +14,7 @@ import {
   type ReadsNow,
   UNAVAILABLE,
 } from "../kv/kv-node.ts";
-import { BudgetSpentError, StoreWriteError, storeMayHold } from "../kv/storage-errors.ts";
+import { BudgetSpentError, ScanRestartError, StoreWriteError, storeMayHold } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
 import { memberScanCursor } from "../shard/read-through-node.ts";
 
@@ -54,6 +54,8 @@ export class ShardedStore implements KvNode {
   private rawRef: RawReader | undefined;
   /** Writes in flight, each routed by the ring of its start (see writesSettled). */
   private readonly writing = new Set<Promise<unknown>>();
+  /** Counts membership changes that a scan may not go on across (see scan). */
+  private membership = 0;
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
@@ -84,10 +86,16 @@ export class ShardedStore implements KvNode {
     return this.nodes[this.ringRef.ownerIndexOf(key, ringKeyStart(key))]!;
   }
 
-  /** Replaces membership; used by rebalancing once data has moved (or to start a migration). */
-  setMembers(members: readonly ShardMember[]): void {
+  /**
+   * Replaces membership; used by rebalancing to start a migration and once data
+   * has moved. A scan begun before is asked to start again (see scan) unless
+   * `scansGoOn`: the end of a migration, whose members are the same nodes
+   * unwrapped (memberScanCursor), every key at its owner.
+   */
+  setMembers(members: readonly ShardMember[], options: { readonly scansGoOn?: boolean } = {}): void {
     if (members.length === 0) throw new Error("store: at least one shard is required");
     const ring = new HashRing(members, { vnodesPerNode: this.ringRef.vnodesPerNode });
+    if (options.scansGoOn !== true) this.membership++;
     this.nodes = members.map((m) => m.node);
     this.ringRef = ring;
     this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
@@ -234,21 +242,37 @@ export class ShardedStore implements KvNode {
     return counts.reduce((a, b) => a + b, 0);
   }
 
-  /** Scans node after node; cursor = `<member index>|<that node's cursor>`. */
+  /**
+   * Scans node after node; cursor = `<membership>:<member index>|<that node's
+   * cursor>`. A cursor of an earlier membership (a migration began since:
+   * members added, removed, reordered or re-weighted, each wrapped to read
+   * through to the keys' old owners) throws ScanRestartError, and the caller
+   * scans again from "0". Going on, it skipped keys: a member index named
+   * another node, and the members scanned before the switch (or the one being
+   * scanned) never made their pass over the old owners, so the keys they take
+   * from a shard being retired were listed by no one (46 of 300 claims over
+   * [a, b, c] → [a, c]), and a vector index's catch-up removed them from
+   * matching until each was written again. The end of a migration keeps the
+   * membership (setMembers' scansGoOn).
+   */
   async scan(cursor: string, count: number, prefix?: string): Promise<ScanPage> {
     let index = 0;
     let inner = "0";
     if (cursor !== "0") {
+      const colon = cursor.indexOf(":");
       const bar = cursor.indexOf("|");
-      index = Number(cursor.slice(0, bar));
+      if (colon > 0 && colon < bar && Number(cursor.slice(0, colon)) !== this.membership) {
+        throw new ScanRestartError(this.id, undefined, String(this.membership), `scan cursor "${cursor.slice(0, 40)}" predates the ring's membership change (a migration began)`);
+      }
+      index = Number(cursor.slice(colon + 1, bar));
       inner = cursor.slice(bar + 1);
-      if (bar < 0 || !Number.isInteger(index) || index >= this.nodes.length) throw new Error(`scan cursor "${cursor}" is not valid`);
+      if (colon <= 0 || bar < colon || !Number.isInteger(index) || index >= this.nodes.length) throw new Error(`scan cursor "${cursor.slice(0, 40)}" is not valid`);
     }
     const node = this.nodes[index]!;
-    // A scan may span the start or the end of a migration (its members wrapped or unwrapped meanwhile).
+    // A scan may span the end of a migration (its members unwrapped meanwhile).
     const page = await node.scan(memberScanCursor(node, inner), count, prefix);
-    if (page.cursor !== "0") return { cursor: `${index}|${page.cursor}`, keys: page.keys };
-    return { cursor: index + 1 < this.nodes.length ? `${index + 1}|0` : "0", keys: page.keys };
+    if (page.cursor !== "0") return { cursor: `${this.membership}:${index}|${page.cursor}`, keys: page.keys };
+    return { cursor: index + 1 < this.nodes.length ? `${this.membership}:${index + 1}|0` : "0", keys: page.keys };
   }
 
   async health(): Promise<NodeHealth> {

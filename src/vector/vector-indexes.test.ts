@@ -4,6 +4,11 @@ import { TestFeed } from "../../test/support/test-feed.ts";
 import { ArenaKvNode } from "../kv/arena-node.ts";
 import { type KvNode, type ReadSlot, UNAVAILABLE } from "../kv/kv-node.ts";
 import { SCAN_RESTARTS } from "../kv/scan-passes.ts";
+import { ringKeyStart } from "../kv/keys.ts";
+import { MemoryKvNode } from "../kv/memory-node.ts";
+import { HashRing } from "../ring/ring.ts";
+import { ReadThroughNode } from "../shard/read-through-node.ts";
+import { ShardedStore } from "../store/sharded-store.ts";
 import { ScanRestartError } from "../kv/storage-errors.ts";
 import { MetricsRegistry } from "../ops/index.ts";
 import { compileRegistry } from "../registry/read-definitions.ts";
@@ -902,6 +907,52 @@ describe("VectorIndexes", () => {
     // Key 3, which the aborted pass never reached, stays; key 2, gone from the store and so not in the complete pass, goes.
     expect(ids(vectors)).toEqual([key(1), key(3)]);
     expect(await metrics.render()).toContain('quiver_vector_task_retries_total{view="items",task="scan_restart"} 1');
+    await vectors.close();
+  });
+
+  test("a catch-up running when a migration retires a shard removes no live claim", async () => {
+    const from = ["a", "b", "c"].map((id) => ({ id, weight: 1, node: new MemoryKvNode(id) as KvNode }));
+    const to = [from[0]!, from[2]!];
+    const ring = new ShardedStore(from);
+    const all = Array.from({ length: 300 }, (_, i) => i + 1);
+    await ring.putMany(all.map((id) => ({ key: key(id), row: row(id) })));
+    // The catch-up's second page is asked for once the test has switched the ring.
+    let holdSecondPage = false;
+    let atSecondPage = () => {};
+    const reached = new Promise<void>((resolve) => {
+      atSecondPage = resolve;
+    });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const store = compositeShape(ring, {
+      scan: async (cursor, count, prefix) => {
+        if (holdSecondPage && cursor !== "0") {
+          holdSecondPage = false;
+          atSecondPage();
+          await released;
+        }
+        return ring.scan(cursor, count, prefix);
+      },
+    });
+    const feed = new TestFeed();
+    const vectors = new VectorIndexes({ store, feed, metrics: new MetricsRegistry(), snapshotIntervalMs: 0, embedders: { modelPath: "" } });
+    await vectors.start(registry);
+    expect(vectors.get("items")!.size).toBe(300);
+    holdSecondPage = true;
+    feed.listener!.onGap("test");
+    await reached;
+    // Migration.run's switch to [a, c] (b retired), before any key has moved: b's keys are read at b.
+    const toRing = new HashRing(to);
+    const previous = { ring: new HashRing(from), nodes: from.map((m) => m.node) };
+    ring.setMembers(to.map((m, i) => ({ ...m, node: new ReadThroughNode(m.id, m.node, previous, (k) => toRing.ownerIndexOf(k, ringKeyStart(k)) === i) })));
+    release();
+    await vectors.idle();
+    expect((await ring.getMany(all.map(key))).every((r) => r !== undefined)).toBe(true);
+    // The scan went on in a's own node past a's pass over b: the claims a takes from b were never listed, and the
+    // catch-up removed them from matching (until each was written again).
+    expect(vectors.get("items")!.size).toBe(300);
     await vectors.close();
   });
 
