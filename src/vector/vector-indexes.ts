@@ -51,6 +51,11 @@ interface ViewState {
   readonly pending: Map<string, number>;
   /** Keys applied from the feed while a catch-up scan runs, which the scan must not overwrite. */
   touched: Set<string> | undefined;
+  /**
+   * Scans begun on this view, and rebuilt indexes swapped in: a drain whose read no scan and no swap
+   * overlapped read the freshest row (see drainBatch).
+   */
+  scans: number;
   /** A background rebuild: the new index's shape and the keys that changed while it was built. */
   rebuild: RebuildJob | undefined;
   /** `vi.version` at the last snapshot. */
@@ -376,7 +381,7 @@ export class VectorIndexes implements ChangeListener {
     const start = performance.now();
     const loaded = await this.o.snapshots?.read(view, spec, embedder);
     const vi = loaded ?? ViewIndex.empty(view, spec, embedder);
-    const s: ViewState = { vi, ready: false, pending: new Map(), touched: undefined, rebuild: undefined, snapshotVersion: vi.version, writing: undefined, catchingUp: undefined, catchUpAgain: false };
+    const s: ViewState = { vi, ready: false, pending: new Map(), touched: undefined, scans: 0, rebuild: undefined, snapshotVersion: vi.version, writing: undefined, catchingUp: undefined, catchUpAgain: false };
     // Follow the feed from now on: changes during the scan are applied and protected from it.
     this.states.set(view.name, s);
     this.byPrefix.set(view.keyPrefix, s);
@@ -495,6 +500,7 @@ export class VectorIndexes implements ChangeListener {
     if (job.cancelled || this.states.get(view.name) !== s) return;
     this.byPrefix.delete(s.vi.view.keyPrefix);
     s.vi = next;
+    s.scans++;
     s.rebuild = undefined;
     s.snapshotVersion = -1;
     this.byPrefix.set(view.keyPrefix, s);
@@ -563,7 +569,10 @@ export class VectorIndexes implements ChangeListener {
    */
   private async scanInto(s: ViewState | undefined, vi: ViewIndex, cancelled: () => boolean = () => false): Promise<number> {
     const touched = new Set<string>();
-    if (s) s.touched = touched;
+    if (s) {
+      s.touched = touched;
+      s.scans++;
+    }
     const prefix = vi.view.keyPrefix;
     const name = vi.view.name;
     try {
@@ -684,6 +693,7 @@ export class VectorIndexes implements ChangeListener {
     if (keys.length === 0) return true;
     // The catch-up scan running as the rows are read, if any: only its reads can be older than these.
     const scanAtRead = s.touched;
+    const scansAtRead = s.scans;
     let rows: ReadSlot[];
     try {
       rows = await this.o.store.getMany(keys, FROM_PRIMARY);
@@ -722,9 +732,14 @@ export class VectorIndexes implements ChangeListener {
       if (s.touched === scanAtRead) scanAtRead?.add(key);
       // Only a rebuild of the same keys (a reshape, not a version bump: the old version's rows are not its).
       if (s.rebuild?.prefix === s.vi.view.keyPrefix) s.rebuild.pending.add(key);
+      // No scan ran and no index swapped in since the read: every apply before this one read earlier (drains run one at
+      // a time), so this row is the store's current one, taken even when older than the indexed one (the store lost a
+      // write). Read as "the same or newer" only, a late event written after a failover lost a newer one was never
+      // indexed: the lost vector stayed matched until the next gap.
+      const current = scanAtRead === undefined && s.touched === undefined && s.scans === scansAtRead;
       let outcome: string;
       try {
-        outcome = s.vi.apply(key, slot, now);
+        outcome = s.vi.apply(key, slot, now, current);
       } catch (e) {
         // Thrown out of drain(), it rejected the drain (idle() with it, or an unhandled rejection) and the rest of
         // the batch, already taken from pending, was never applied. The row stays in the store for a catch-up.
