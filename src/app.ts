@@ -322,7 +322,17 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     admission,
     sheds: refusals,
     match,
-    limits: { maxMessageBytes: config.maxBodyBytes, keepaliveMs: config.grpcKeepaliveMs, keepaliveTimeoutMs: 20_000, requestWaitMs: config.grpcRequestWaitMs, lookupTimeoutMs: config.lookupTimeoutMs },
+    limits: {
+      maxMessageBytes: config.maxBodyBytes,
+      keepaliveMs: config.grpcKeepaliveMs,
+      keepaliveTimeoutMs: 20_000,
+      requestWaitMs: config.grpcRequestWaitMs,
+      maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
+      maxConnectionAgeGraceMs: config.grpcMaxConnectionAgeGraceMs,
+      maxConnectionIdleMs: config.grpcMaxConnectionIdleMs,
+      streamIdleMs: config.grpcStreamIdleMs,
+      lookupTimeoutMs: config.lookupTimeoutMs,
+    },
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
   });
 

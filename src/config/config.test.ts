@@ -55,6 +55,20 @@ describe("loadConfig", () => {
     expect(loadConfig(["--placement-check-interval", "24d"], {}).placementCheckMs).toBe(24 * 86_400_000);
   });
 
+  test("gRPC connection and stream bounds: defaults, 0 = never, bad values name the setting", () => {
+    const d = loadConfig([], {});
+    expect([d.grpcMaxConnectionAgeMs, d.grpcMaxConnectionAgeGraceMs, d.grpcMaxConnectionIdleMs, d.grpcStreamIdleMs]).toEqual([1_800_000, 120_000, 0, 300_000]);
+    const c = loadConfig(["--grpc-max-connection-age", "0", "--grpc-max-connection-idle", "15m", "--grpc-stream-idle", "0"], { QUIVER_GRPC_MAX_CONNECTION_AGE_GRACE: "30s" });
+    expect([c.grpcMaxConnectionAgeMs, c.grpcMaxConnectionAgeGraceMs, c.grpcMaxConnectionIdleMs, c.grpcStreamIdleMs]).toEqual([0, 30_000, 900_000, 0]);
+    expect(() => loadConfig(["--grpc-max-connection-age", "soon"], {})).toThrow('--grpc-max-connection-age: expected a duration like "90s", "1h" or seconds, got "soon"');
+    // grpc-js adds up to 10% to the age in a timer: 23d would pass what a timer holds and fire after 1 ms, every connection.
+    expect(() => loadConfig(["--grpc-max-connection-age", "23d"], {})).toThrow("--grpc-max-connection-age: at most 22d");
+    expect(loadConfig(["--grpc-max-connection-age", "22d"], {}).grpcMaxConnectionAgeMs).toBe(22 * 86_400_000);
+    expect(() => loadConfig(["--grpc-max-connection-age-grace", "0"], {})).toThrow("--grpc-max-connection-age-grace: must be greater than zero");
+    expect(() => loadConfig([], { QUIVER_GRPC_STREAM_IDLE: "-5" })).toThrow("QUIVER_GRPC_STREAM_IDLE");
+    expect(() => loadConfig(["--grpc-max-connection-idle", "30d"], {})).toThrow("--grpc-max-connection-idle: at most 24d");
+  });
+
   test("help lists every flag", () => {
     expect(helpText()).toContain("--topology");
     expect(helpText()).toContain("QUIVER_DATA_DIR");

@@ -10,6 +10,13 @@ export interface QuiverConfig {
   readonly grpcPort: number;
   readonly grpcKeepaliveMs: number;
   readonly grpcRequestWaitMs: number;
+  /** 0 = connections live for good. */
+  readonly grpcMaxConnectionAgeMs: number;
+  readonly grpcMaxConnectionAgeGraceMs: number;
+  /** 0 = never. */
+  readonly grpcMaxConnectionIdleMs: number;
+  /** 0 = never. */
+  readonly grpcStreamIdleMs: number;
   readonly registryPath: string;
   readonly dataDir: string;
   readonly durability: "normal" | "full";
@@ -116,6 +123,12 @@ const positiveDuration = (raw: string, where: string) => {
   if (ms <= 0) throw new Error(`${where}: must be greater than zero, got "${raw}"`);
   return ms;
 };
+/** A connection age: grpc-js adds up to 10% jitter to it in a timer, which must still hold it (a longer one fired at once). */
+const connectionAge = (raw: string, where: string) => {
+  const ms = duration(raw, where);
+  if (ms * 1.1 > MAX_TIMER_MS) throw new Error(`${where}: at most 22d (grpc-js adds up to 10% to it, and timers cannot wait longer), got "${raw}"`);
+  return ms;
+};
 const shapeList = (raw: string, where: string): WarmupShape[] => {
   const out: WarmupShape[] = [];
   for (const part of raw.split(",").map((x) => x.trim())) {
@@ -145,6 +158,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: "grpcPort", flag: "--grpc-port", env: "QUIVER_GRPC_PORT", default: "6570", help: "gRPC port (Feast's ServingService, quiver.v1, health, reflection); 0 picks a free one, -1 turns gRPC off (its modules are then not loaded, which shortens every garbage collection)", parse: int(-1, 65535) },
   { key: "grpcKeepaliveMs", flag: "--grpc-keepalive", env: "QUIVER_GRPC_KEEPALIVE", default: "60s", help: "gRPC keepalive ping interval on idle connections (dropped after 20 s without an answer)", parse: duration },
   { key: "grpcRequestWaitMs", flag: "--grpc-request-wait", env: "QUIVER_GRPC_REQUEST_WAIT", default: "10s", help: "How long a unary gRPC call's request (its message and end of stream) may take to arrive after its headers; then the call is ended DEADLINE_EXCEEDED (request_incomplete) and its stream reset (a client that sent headers and nothing more held the call for good). Streams, health and reflection are not bounded", parse: positiveDuration },
+  { key: "grpcMaxConnectionAgeMs", flag: "--grpc-max-connection-age", env: "QUIVER_GRPC_MAX_CONNECTION_AGE", default: "30m", help: "A gRPC connection this old (give or take 10%, at random, so connections opened together do not all go together) is told to go away (GOAWAY): its client opens a new one for new calls, so behind an L4 load balancer or a Kubernetes Service, pods added later get their share of long-lived clients; open LookupStreams on it are ended UNAVAILABLE (connection_closing) once their read lookups are answered; 0 = never", parse: connectionAge },
+  { key: "grpcMaxConnectionAgeGraceMs", flag: "--grpc-max-connection-age-grace", env: "QUIVER_GRPC_MAX_CONNECTION_AGE_GRACE", default: "2m", help: "How long calls may still run on a gRPC connection told to go away (--grpc-max-connection-age) before it is closed and they are cut (a grpc-js client sees INTERNAL, 'Received RST_STREAM with code 0'); longer than any call's own bound (a lookup's 60 s budget), so only streams the server does not end itself are cut", parse: positiveDuration },
+  { key: "grpcMaxConnectionIdleMs", flag: "--grpc-max-connection-idle", env: "QUIVER_GRPC_MAX_CONNECTION_IDLE", default: "0", help: "A gRPC connection without a call this long is closed (GOAWAY; its client reconnects when it next calls); 0 = never (--grpc-max-connection-age bounds every connection already; this one costs every call a listener)", parse: duration },
+  { key: "grpcStreamIdleMs", flag: "--grpc-stream-idle", env: "QUIVER_GRPC_STREAM_IDLE", default: "5m", help: "A LookupStream that has sent no lookup and has none running or unsent this long is ended UNAVAILABLE (stream_idle; open it again when there is a lookup to send): an idle stream held its call for good; one that keeps sending is never ended so; 0 = never", parse: duration },
   { key: "host", flag: "--host", env: "QUIVER_HOST", default: "127.0.0.1", help: "Address to listen on (0.0.0.0 in containers)", parse: host },
   { key: "registryPath", flag: "--registry", env: "QUIVER_REGISTRY", default: "src/registry/example-registry.yaml", help: "Feature definitions file (YAML or JSON)", parse: text },
   { key: "dataDir", flag: "--data-dir", env: "QUIVER_DATA_DIR", default: "", help: "Embedded store directory; empty = memory only", parse: text },

@@ -21,6 +21,9 @@ describe("inapplicableSettings", () => {
     expect(named(["--topology", "t.yaml", "--embedded-nodes", "2", "--durability", "full", "--data-dir", "d"])).toEqual(["--embedded-nodes", "--durability"]);
     expect(named(["--durability", "full", "--vector-snapshot-interval", "1m"])).toEqual(["--durability", "--vector-snapshot-interval"]);
     expect(named(["--grpc-port", "-1", "--grpc-keepalive", "10s"])).toEqual(["--grpc-keepalive"]);
+    expect(named(["--grpc-port", "-1", "--grpc-max-connection-age", "1h", "--grpc-stream-idle", "1m"])).toEqual(["--grpc-max-connection-age", "--grpc-stream-idle"]);
+    expect(named(["--grpc-max-connection-age", "0"], { QUIVER_GRPC_MAX_CONNECTION_AGE_GRACE: "1m" })).toEqual(["--grpc-max-connection-age-grace"]);
+    expect(named(["--grpc-max-connection-age", "1h", "--grpc-max-connection-age-grace", "1m", "--grpc-max-connection-idle", "10m"])).toEqual([]);
     expect(named(["--cache-l2-master", "m"])).toEqual(["--cache-l2-master"]);
     expect(named(["--young-gc-interval-ms", "0", "--young-gc-min-requests", "10"])).toEqual(["--young-gc-min-requests"]);
     expect(named(["--max-concurrency", "100", "--admission-limit-allowance", "2"])).toEqual(["--admission-limit-allowance"]);

@@ -18,7 +18,12 @@ const RULES: readonly Rule[] = [
   { keys: ["embeddedNodes"], applies: (c) => c.topologyPath === "", when: "applies to the embedded store only (no --topology)" },
   { keys: ["durability"], applies: (c) => c.topologyPath === "" && c.dataDir !== "", when: "applies to the embedded store kept on disk only (--data-dir, no --topology)" },
   { keys: ["vectorSnapshotMs"], applies: (c) => c.dataDir !== "", when: "applies only with --data-dir (where snapshots are kept)" },
-  { keys: ["grpcKeepaliveMs", "grpcRequestWaitMs"], applies: (c) => c.grpcPort !== -1, when: "applies only with gRPC on, and --grpc-port -1 turns it off" },
+  {
+    keys: ["grpcKeepaliveMs", "grpcRequestWaitMs", "grpcMaxConnectionAgeMs", "grpcMaxConnectionAgeGraceMs", "grpcMaxConnectionIdleMs", "grpcStreamIdleMs"],
+    applies: (c) => c.grpcPort !== -1,
+    when: "applies only with gRPC on, and --grpc-port -1 turns it off",
+  },
+  { keys: ["grpcMaxConnectionAgeGraceMs"], applies: (c) => c.grpcMaxConnectionAgeMs > 0, when: "applies only with a connection age, and --grpc-max-connection-age 0 turns it off" },
   // The topology file's cache section may name the Sentinels the flag's master name is for.
   { keys: ["cacheL2Master"], applies: (c) => c.cacheL2Sentinels !== "" || c.topologyPath !== "", when: "applies only with --cache-l2-sentinels (or a topology file's cache.l2Sentinels)" },
   { keys: ["youngGcMinRequests", "youngGcMinHeapMb"], applies: (c) => c.youngGcIntervalMs > 0, when: "applies only while young collections are paced, and --young-gc-interval-ms 0 turns that off" },

@@ -17,8 +17,21 @@ export class FakeTimers implements BoundTimers {
   /** Timers armed so far, fired, cleared or pending. */
   armedTotal = 0;
 
+  /** How far `advance` has moved this clock ahead of the real one (ms). */
+  private ahead = 0;
+
   now(): number {
-    return this.firing ?? performance.now();
+    return this.firing ?? performance.now() + this.ahead;
+  }
+
+  /**
+   * Moves the clock `ms` ahead, for good (it reads the real clock plus every
+   * advance since), and fires the timers due by then: a bound measured from
+   * an earlier `now()` passes without waiting for it.
+   */
+  advance(ms: number): number {
+    this.ahead += ms;
+    return this.fire(performance.now() + this.ahead);
   }
 
   set(at: number, fire: () => void): unknown {

@@ -17,7 +17,8 @@ import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
-import { OpenStreams, QuiverGrpcService } from "./quiver-service.ts";
+import { OpenStreams } from "./open-streams.ts";
+import { QuiverGrpcService } from "./quiver-service.ts";
 import { PartialMessages } from "./partial-messages.ts";
 import { addReflection } from "./reflection.ts";
 import { strictReader } from "./strict-reader.ts";
@@ -63,6 +64,17 @@ export interface GrpcLimits {
   readonly partialMessageBytes?: number;
   /** A unary call whose request (message and end of stream) has not arrived this long after its headers is ended DEADLINE_EXCEEDED (incomplete-requests.ts; ms; default 10000). */
   readonly requestWaitMs?: number;
+  /**
+   * A connection this old (ms, ±10% jitter grpc-js adds) is told to go away (GOAWAY, NO_ERROR): its client opens a
+   * new one (through a load balancer, maybe to another pod) for new calls. Absent or 0: connections live for good.
+   */
+  readonly maxConnectionAgeMs?: number;
+  /** How long calls may still run on a connection told to go away before it is closed, and they with it (ms; with maxConnectionAgeMs; absent: for good). */
+  readonly maxConnectionAgeGraceMs?: number;
+  /** A connection without a call this long is closed (GOAWAY; ms). Absent or 0: never. */
+  readonly maxConnectionIdleMs?: number;
+  /** A LookupStream quiet this long (no message, nothing running or unsent) is ended UNAVAILABLE (`stream_idle`; open-streams.ts; ms). Absent or 0: never. */
+  readonly streamIdleMs?: number;
 }
 
 /** How long a unary call's request may take to arrive after its headers (incomplete-requests.ts), unless set. */
@@ -105,6 +117,8 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     // Calls in flight per connection (clients queue the rest). Unset, one connection held 20,000 half-open calls, or
     // 100 unread answers of 4 MB each (RSS 131 → 517 MB): the answers a client does not read stay in this process.
     "grpc.max_concurrent_streams": 100,
+    // grpc-js reads an option that is there as a bound (0: at once); absent is "never".
+    ...connectionBounds(deps.limits),
   };
   const metrics = new GrpcMetrics(deps.metrics, deps.sheds);
   const token = deps.adminToken === undefined ? undefined : new BearerToken(deps.adminToken);
@@ -170,7 +184,18 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
 
   const quiver = new QuiverGrpcService(deps.serving, deps.limits.lookupTimeoutMs);
   const streamMetrics = metrics.method("quiver.v1.FeatureService/LookupStream");
-  const streams = new OpenStreams();
+  const endedStreams = deps.metrics.counter(
+    "quiver_grpc_streams_ended_total",
+    "LookupStreams the server ended (UNAVAILABLE, after answering what they had read), by reason: idle (quiet for --grpc-stream-idle), connection_closing (their connection was told to go away: --grpc-max-connection-age), shutdown.",
+    ["reason"],
+  );
+  const streams = new OpenStreams({
+    idleMs: deps.limits.streamIdleMs ?? 0,
+    checkMs: streamCheckMs(deps.limits),
+    timers: deps.timers ?? REAL_TIMERS,
+    onEnded: (reason) => endedStreams.labels(reason).inc(),
+  });
+  deps.metrics.gauge("quiver_grpc_open_streams", "LookupStreams open now.", () => [{ value: streams.size }]);
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
@@ -260,6 +285,30 @@ function codecs(protos: Protos, held: HeldMessages) {
     }
     return out as ServiceDefinition;
   };
+}
+
+/** grpc-js's options for the connection bounds that are set (an option present with 0 would bound at once). */
+function connectionBounds(limits: GrpcLimits): ChannelOptions {
+  const out: ChannelOptions = {};
+  const age = limits.maxConnectionAgeMs ?? 0;
+  if (age > 0) {
+    out["grpc.max_connection_age_ms"] = age;
+    if (limits.maxConnectionAgeGraceMs !== undefined) out["grpc.max_connection_age_grace_ms"] = limits.maxConnectionAgeGraceMs;
+  }
+  const idle = limits.maxConnectionIdleMs ?? 0;
+  if (idle > 0) out["grpc.max_connection_idle_ms"] = idle;
+  return out;
+}
+
+/**
+ * How often open LookupStreams are looked at (open-streams.ts): every second, or a quarter of the stream idle bound
+ * or of the age's grace when shorter, so a stream on a connection told to go away is ended well within the grace.
+ */
+function streamCheckMs(limits: GrpcLimits): number {
+  let ms = 1000;
+  if ((limits.streamIdleMs ?? 0) > 0) ms = Math.min(ms, limits.streamIdleMs! / 4);
+  if ((limits.maxConnectionAgeMs ?? 0) > 0 && limits.maxConnectionAgeGraceMs !== undefined) ms = Math.min(ms, limits.maxConnectionAgeGraceMs / 4);
+  return Math.max(10, ms);
 }
 
 /** The paths of the unary methods of `services` (a stream's request is long-lived by design). */

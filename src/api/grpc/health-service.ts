@@ -2,6 +2,7 @@ import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from "@grpc
 import { invalidArgument, notFound } from "../../errors/index.ts";
 import { DecodeFailure } from "./call.ts";
 import { toServiceError } from "./grpc-status.ts";
+import { connectionOf } from "./open-streams.ts";
 
 /** grpc.health.v1 serving statuses. */
 const SERVING = 1;
@@ -84,8 +85,16 @@ export class HealthService {
     let last = -1;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let stopped = false;
+    const connection = connectionOf(call);
     const tick = async () => {
       if (stopped) return;
+      // Its connection was told to go away (--grpc-max-connection-age): ended as at a drain, at its next look, so it
+      // is not cut at the grace (grpc-js's client saw INTERNAL, "Received RST_STREAM with code 0"); its client
+      // watches again on its new connection.
+      if (connection?.closed === true) {
+        this.watchers.get(wake)?.();
+        return;
+      }
       const status = await this.status();
       if (stopped) return;
       if (status !== last) {

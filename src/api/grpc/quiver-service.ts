@@ -1,4 +1,4 @@
-import { type ServerDuplexStream, status } from "@grpc/grpc-js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { invalid, QuiverError, toQuiverError } from "../../errors/index.ts";
 import type { FeatureServing, LookupDialect, LookupResult, PlannedLookup, PushDialect, RawRows } from "../../serving/index.ts";
 import type { Admission } from "../../resilience/admission.ts";
@@ -9,6 +9,7 @@ import { type CallContext, DecodeFailure, Undecoded, deadlineOf, failedForAdmiss
 import { encodeLookupResponse, encodeStreamError, type Id } from "./encode-quiver.ts";
 import { QuiverRowsEncoder } from "./encode-quiver-rows.ts";
 import { grpcCodeOf } from "./grpc-status.ts";
+import { type OpenStream, OpenStreams, type StreamEndReason } from "./open-streams.ts";
 import { type FeastValue, int64Of, type LongLike as Long, plainOfFeastValue } from "./values.ts";
 
 
@@ -92,7 +93,8 @@ export class QuiverGrpcService {
    * STREAM_WINDOW run at once (reading pauses above it), and reading pauses
    * while the client is not reading its answers (the call's write says so;
    * flow control then holds the client's requests); the stream ends after
-   * the client half-closes and every answer is written.
+   * the client half-closes and every answer is written, or when `open` stops
+   * it (the drain, idle, its connection closing: open-streams.ts).
    */
   lookupStream(
     call: ServerDuplexStream<QuiverLookupRequest | DecodeFailure | Undecoded, Uint8Array>,
@@ -108,34 +110,46 @@ export class QuiverGrpcService {
     let paused = false;
     /** The server drains: nothing more is read, and the stream ends UNAVAILABLE once what it read is answered. */
     let draining = false;
+    /** Why the server stopped it (draining). */
+    let stopped: StreamEndReason = "shutdown";
     let closed = false;
     /** The client is not reading: answers wait in the call (its write said so) until it drains. */
     let blocked = false;
+    /** Answer bytes written to the call and not yet sent on (the client reads slower than we answer). */
+    let queuedBytes = 0;
+    /** When it last had work (open.now()): a lookup answered, its answers sent on; idle from then if nothing runs or waits. */
+    let lastActive = open.now();
     const finish = () => {
       if (!ended || inFlight > 0 || closed) return;
       closed = true;
-      open.forget(stop);
-      // Messages the client sent after the drain began are not read: UNAVAILABLE says so, and that it may open the
-      // stream again (elsewhere: the server's GOAWAY has gone out). A client that half-closed gets its OK as before.
-      if (draining) call.emit("error", { code: status.UNAVAILABLE, details: "the server is shutting down; open the stream again" });
+      open.forget(self);
+      // Messages the client sent after the server stopped the stream are not read: UNAVAILABLE says so, and that it
+      // may open the stream again (elsewhere: the server's GOAWAY has gone out, or it was idle). A client that
+      // half-closed gets its OK as before.
+      if (draining) call.emit("error", open.statusFor(stopped));
       else call.end();
     };
-    const stop = () => {
+    const stop = (reason: StreamEndReason): boolean => {
       // Half-closed by its client: every message was read (its "end" comes after the last); it ends OK once answered.
-      if (ended) return;
+      if (ended) return false;
+      stopped = reason;
       draining = true;
       ended = true;
       pauseReading();
       finish();
+      return true;
+    };
+    const self: OpenStream = {
+      connection: open.connectionOf(call),
+      quietSince: () => (inFlight > 0 || queuedBytes > 0 || blocked ? undefined : lastActive),
+      stop,
     };
     const pauseReading = () => {
       if (paused) return;
       paused = true;
       call.pause();
     };
-    call.on("cancelled", () => open.forget(stop));
-    /** Answer bytes written to the call and not yet sent on (the client reads slower than we answer). */
-    let queuedBytes = 0;
+    call.on("cancelled", () => open.forget(self));
     const mayRead = () => {
       if (paused && !draining && !blocked && queuedBytes <= STREAM_QUEUED_BYTES / 2 && inFlight < STREAM_WINDOW / 2) {
         paused = false;
@@ -148,6 +162,7 @@ export class QuiverGrpcService {
     };
     const sentOn = (n: number) => () => {
       queuedBytes -= n;
+      if (queuedBytes === 0) lastActive = open.now();
       mayRead();
     };
     // A client that sends lookups and does not read the answers would otherwise have them all queued in this process.
@@ -163,6 +178,7 @@ export class QuiverGrpcService {
     };
     const done = () => {
       inFlight--;
+      if (inFlight === 0) lastActive = open.now();
       mayRead();
       finish();
     };
@@ -270,7 +286,7 @@ export class QuiverGrpcService {
     // A client that goes away mid-stream is not an error of ours; in-flight answers are dropped.
     call.on("error", () => {});
     // Last: a stream whose handler runs once the drain has begun is stopped here, with everything above in place.
-    open.add(stop);
+    open.add(self);
   }
 
   private run(req: QuiverLookupRequest, deadline: number | undefined, ctx: AnswerNotes): Uint8Array | Promise<Uint8Array> {
@@ -287,41 +303,6 @@ export class QuiverGrpcService {
       return encodeLookupResponse(result, names, req.id);
     };
     return this.serving.lookupRest(plan, { deadline }, this.lateRows, answer, { full: plan.fullFeatureNames, id: req.id });
-  }
-}
-
-/**
- * The LookupStreams a server has open, for its drain: each is ended once the
- * lookups it has read are answered. Before, an idle open stream held the gRPC
- * drain for its whole grace (10 s on SIGTERM) and was then dropped with the
- * connection ("14 UNAVAILABLE: Connection dropped").
- */
-export class OpenStreams {
-  private readonly stops = new Set<() => void>();
-  private draining = false;
-  /**
-   * Keeps a stream's `stop`; once the drain has begun, runs it at once: a
-   * stream whose handler runs after drain() (its headers came before the
-   * GOAWAY, and an interceptor ran first) was never told, and held the drain
-   * for its whole grace.
-   */
-  add(stop: () => void): void {
-    if (this.draining) {
-      stop();
-      return;
-    }
-    this.stops.add(stop);
-  }
-  forget(stop: () => void): void {
-    this.stops.delete(stop);
-  }
-  get size(): number {
-    return this.stops.size;
-  }
-  /** Ends every open stream once its read lookups are answered. */
-  drain(): void {
-    this.draining = true;
-    for (const stop of [...this.stops]) stop();
   }
 }
 
