@@ -95,7 +95,9 @@ async function start(limits: Partial<GrpcLimits>, timers?: BoundTimers, node: Kv
   const clients = connect(`127.0.0.1:${port}`);
   open.push({ edge, clients });
   const ended = async (reason: string) => Number(new RegExp(`^quiver_grpc_streams_ended_total\\{reason="${reason}"\\} (\\d+)$`, "m").exec(await metrics.render())?.[1] ?? 0);
-  return { edge, clients, ended };
+  /** A metric without labels, NaN when absent. */
+  const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(await metrics.render())?.[1] ?? Number.NaN);
+  return { edge, clients, ended, metric };
 }
 
 afterAll(async () => {
@@ -149,8 +151,9 @@ describe("LookupStreams that send nothing", () => {
 describe("connections past --grpc-max-connection-age", () => {
   test("are told to go away: the client moves to a new connection, and an open LookupStream ends UNAVAILABLE (connection_closing) with its lookups answered", async () => {
     // A grace far longer than the test: the stream's end is the server's doing, not the connection being cut.
-    const { clients, ended } = await start({ maxConnectionAgeMs: 300, maxConnectionAgeGraceMs: 120_000 });
+    const { clients, ended, metric } = await start({ maxConnectionAgeMs: 300, maxConnectionAgeGraceMs: 120_000 });
     expect((await unaryCall(clients.quiver, "Lookup", lookup(1))).error).toBeUndefined();
+    expect([await metric("quiver_grpc_connections"), await metric("quiver_grpc_connections_accepted_total")]).toEqual([1, 1]);
     const seen = states(clients.quiver.getChannel());
     expect(seen[0]).toBe(grpc.connectivityState.READY);
     const stream = openStream(clients);
@@ -164,6 +167,9 @@ describe("connections past --grpc-max-connection-age", () => {
     expect(await until(() => seen.includes(grpc.connectivityState.IDLE) || seen.includes(grpc.connectivityState.CONNECTING))).toBe(true);
     expect((await unaryCall(clients.quiver, "Lookup", lookup(2))).error).toBeUndefined();
     expect(await ended("connection_closing")).toBeGreaterThanOrEqual(1);
+    // A second connection was accepted, and the first, its stream ended, has gone.
+    expect(await metric("quiver_grpc_connections_accepted_total")).toBeGreaterThanOrEqual(2);
+    expect(await until(async () => (await metric("quiver_grpc_connections")) === 1)).toBe(true);
   });
 
   test("are closed at the end of the grace, cutting a call still running; a health Watch on it is ended first", async () => {

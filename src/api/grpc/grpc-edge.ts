@@ -17,6 +17,7 @@ import { FeastGrpcService } from "./feast-service.ts";
 import { HealthService } from "./health-service.ts";
 import { QuiverMatchService } from "./match-service.ts";
 import { loadProtos, type Protos, SERVICES } from "./protos.ts";
+import { GrpcConnections } from "./connections.ts";
 import { OpenStreams } from "./open-streams.ts";
 import { QuiverGrpcService } from "./quiver-service.ts";
 import { PartialMessages } from "./partial-messages.ts";
@@ -196,6 +197,12 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
     onEnded: (reason) => endedStreams.labels(reason).inc(),
   });
   deps.metrics.gauge("quiver_grpc_open_streams", "LookupStreams open now.", () => [{ value: streams.size }]);
+  const accepted = deps.metrics.counter("quiver_grpc_connections_accepted_total", "gRPC (HTTP/2) connections accepted; with --grpc-max-connection-age a long-lived client's is replaced every age.").labels();
+  const connections = new GrpcConnections(() => accepted.inc());
+  deps.metrics.gauge("quiver_grpc_connections", "gRPC (HTTP/2) connections open now (read from grpc-js's server; absent if it cannot be).", () => {
+    const open = connections.open;
+    return open === undefined ? [] : [{ value: open }];
+  });
   const match = deps.match ? new QuiverMatchService(deps.serving, deps.match) : undefined;
   server.addService(codec(SERVICES.quiver, new Set(["Lookup", "LookupStream"])), {
     Lookup: unary(metrics.method("quiver.v1.FeatureService/Lookup"), quiver.lookup.bind(quiver), read),
@@ -225,6 +232,7 @@ export function createGrpcEdge(deps: GrpcDeps, protos: Protos = loadProtos()): G
       new Promise((resolve, reject) => {
         server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (error, bound) => {
           if (error) return reject(error);
+          connections.follow(server);
           // Loopback for the warm-up: a wildcard bind answers there too.
           selfAddress = `${host === "0.0.0.0" || host === "::" || host === "" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host}:${bound}`;
           resolve(bound);
