@@ -449,6 +449,9 @@ export class CacheTier implements KvNode, ChangeListener {
     const n = keys.length;
     const slots = new Array<ReadSlot>(n).fill(UNAVAILABLE);
     const epoch = this.epoch;
+    // Read while the change feed is not heard, a row is trusted only briefly (fillTtlCap), also when the feed is heard
+    // by the time it lands: a write elsewhere before the first subscription is never announced here, nor a gap.
+    const heardAtStart = this.feed.hearing;
     const l1 = this.l1;
     const l2 = this.l2;
     try {
@@ -503,7 +506,7 @@ export class CacheTier implements KvNode, ChangeListener {
       }
       if (l1 && epoch === this.epoch) {
         let filled = 0;
-        const cap = this.fillTtlCap();
+        const cap = heardAtStart ? this.fillTtlCap() : this.feedDownTtlMs;
         for (let i = 0; i < n; i++) {
           const s = slots[i];
           if (s !== UNAVAILABLE && fillable(flight, keys[i]!, s) && l1.fill(keys[i]!, s, cap)) filled++;

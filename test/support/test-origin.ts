@@ -11,6 +11,8 @@ export class TestOrigin extends ForwardingKvNode {
   override readonly id = "origin";
   reads = 0;
   keysRead = 0;
+  /** Reads made while held with `readFirst` that have taken their rows (and wait at the gate). */
+  readsTaken = 0;
   down = false;
   private gate: Promise<void> | undefined;
   private openGate: (() => void) | undefined;
@@ -55,6 +57,7 @@ export class TestOrigin extends ForwardingKvNode {
     this.keysRead += keys.length;
     if (this.gate && this.answerBeforeGate && !this.down) {
       const early = await this.inner.getMany(keys, ctx);
+      this.readsTaken++;
       await this.gate;
       return early;
     }

@@ -1,0 +1,66 @@
+import { expect, test } from "bun:test";
+import { CacheTier, cacheMetrics, L1Cache } from "../src/cache/index.ts";
+import { RedisChangeFeed } from "../src/feed/redis-feed.ts";
+import type { StoredRow } from "../src/kv/kv-node.ts";
+import { RedisKvNode } from "../src/kv/redis-node.ts";
+import { MetricsRegistry } from "../src/ops/metrics.ts";
+import { startRedis } from "./support/redis-process.ts";
+import { TestOrigin } from "./support/test-origin.ts";
+
+/**
+ * What a pod's L1 may keep of writes it could not hear of over the change
+ * feed (README, Caching: "Feed down"), around the edges of hearing. Real
+ * Redis for the feed and the origin; L1 on a fake clock.
+ */
+
+const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<boolean> {
+  const until = performance.now() + timeoutMs;
+  while (performance.now() < until) {
+    if (check()) return true;
+    await Bun.sleep(10);
+  }
+  return false;
+}
+
+function fakeClock(): { now: () => number; advance: (ms: number) => void } {
+  let t = 1_000_000;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+test("a read that began before the feed was first heard fills L1 only for the feed-down TTL, not the whole TTL", async () => {
+  const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
+  // The feed's Redis is down when the pod starts (it starts anyway, degraded).
+  await feedServer.kill9();
+  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
+  const origin = new TestOrigin(originNode);
+  const feed = new RedisChangeFeed("pod-b", { where: { address: feedServer.address }, heartbeatMs: 200 });
+  const clock = fakeClock();
+  const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
+  const tier = new CacheTier(origin, { l1, feed, metrics: cacheMetrics(new MetricsRegistry()), clock: clock.now, feedDownTtlMs: 1_000 });
+  const key = "unheard@1/k=i1";
+  try {
+    await origin.rows.putMany([{ key, row: row(1, "before") }]);
+    expect(feed.hearing).toBe(false);
+    // A lookup reads the row, and its answer is held up on the way back (a slow origin).
+    origin.hold(true);
+    const read = tier.getMany([key]);
+    expect(await waitFor(() => origin.readsTaken === 1)).toBe(true);
+    // Another pod's write: its message cannot reach this pod, whose feed is not up.
+    await origin.rows.putMany([{ key, row: row(2, "after") }]);
+    // The feed's Redis is back; the pod subscribes for the first time.
+    await feedServer.restart();
+    expect(await waitFor(() => feed.hearing)).toBe(true);
+    origin.release();
+    expect(await read).toEqual([row(1, "before")]);
+    // Read while the feed was not heard: trusted no longer than a read made then (1 s), not for the TTL (30-60 s).
+    clock.advance(1_500);
+    expect(tier.getManyNow([key])).toBeUndefined();
+    expect(await tier.getMany([key])).toEqual([row(2, "after")]);
+  } finally {
+    await tier.close();
+    await feed.close();
+    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+  }
+}, 60_000);
