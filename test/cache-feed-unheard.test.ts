@@ -9,8 +9,9 @@ import { TestOrigin } from "./support/test-origin.ts";
 
 /**
  * What a pod's L1 may keep of writes it could not hear of over the change
- * feed (README, Caching: "Feed down"), around the edges of hearing. Real
- * Redis for the feed and the origin; L1 on a fake clock.
+ * feed (README, Caching: "Feed down"), around the edges of hearing: the
+ * first subscription, and a pod first heard after some of its messages were
+ * lost. Real Redis for the feed and the origin; L1 on a fake clock.
  */
 
 const row = (ts: number, ...values: StoredRow["values"]): StoredRow => ({ ts, values });
@@ -59,6 +60,49 @@ test("a read that began before the feed was first heard fills L1 only for the fe
     expect(tier.getManyNow([key])).toBeUndefined();
     expect(await tier.getMany([key])).toEqual([row(2, "after")]);
   } finally {
+    await tier.close();
+    await feed.close();
+    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+  }
+}, 60_000);
+
+test("a pod first heard after its first messages were lost is a gap: L1 copies of what it wrote are read again", async () => {
+  const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
+  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
+  const origin = new TestOrigin(originNode);
+  const feed = new RedisChangeFeed("pod-b", { where: { address: feedServer.address }, heartbeatMs: 200 });
+  const clock = fakeClock();
+  const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
+  const tier = new CacheTier(origin, { l1, feed, metrics: cacheMetrics(new MetricsRegistry()), clock: clock.now });
+  const key = "first@1/k=i1";
+  let late: RedisChangeFeed | undefined;
+  try {
+    expect(await feed.whenSubscribed(10_000)).toBe(true);
+    const subscribedAt = performance.now();
+    await origin.rows.putMany([{ key, row: row(1, "before") }]);
+    expect(await tier.getMany([key])).toEqual([row(1, "before")]);
+    // Every pod running when this one subscribed has been heard by now (each announces itself every second; the
+    // window is the feed's deaf-after time, 3 s): a pod heard for the first time after it started since.
+    expect(await waitFor(() => performance.now() - subscribedAt > 3_500)).toBe(true);
+    const gaps = feed.state().gaps;
+    // Pod A starts; its first write is acknowledged before its publishing connection is up: the message is dropped
+    // (sequence 1).
+    await origin.rows.putMany([{ key, row: row(2, "after") }]);
+    late = new RedisChangeFeed("pod-a", { where: { address: feedServer.address }, heartbeatMs: 200 });
+    late.publish([{ key, ts: 2, op: "put" }]);
+    expect(late.state().dropped).toBe(1);
+    // Its next write's message (sequence 2) arrives; so does its heartbeat (sequence 2).
+    expect(await waitFor(() => late?.state().connected === true)).toBe(true);
+    const received = feed.state().received;
+    late.publish([{ key: "first@1/k=i2", ts: 1, op: "put" }]);
+    expect(await waitFor(() => feed.state().received > received)).toBe(true);
+    // Message 1 was never heard here: a gap, as a hole later in the sequence is. Before, this pod kept its copy of
+    // the row pod A replaced for the L1 TTL (60 s).
+    expect(feed.state().gaps).toBeGreaterThan(gaps);
+    expect(tier.getManyNow([key])).toBeUndefined();
+    expect(await tier.getMany([key])).toEqual([row(2, "after")]);
+  } finally {
+    await late?.close();
     await tier.close();
     await feed.close();
     await Promise.allSettled([feedServer.stop(), originServer.stop()]);

@@ -124,6 +124,8 @@ export class RedisChangeFeed implements ChangeFeed {
   private echoAwaitedSince: number | undefined;
   /** When the heartbeat timer last ran (performance.now()), to tell a stalled event loop from a deaf feed. */
   private lastTickAt = performance.now();
+  /** When the subscription was last (re)established (performance.now()): pods first heard later started since (receive). */
+  private subscribedAt = performance.now();
 
   constructor(origin: string, options: RedisFeedOptions) {
     // This process's incarnation after the pod's name: a restarted container keeps its name (the pod's hostname,
@@ -151,6 +153,7 @@ export class RedisChangeFeed implements ChangeFeed {
         () => {
           if (sub !== this.sub) return;
           this.subscribed = true;
+          this.subscribedAt = performance.now();
           // Messages sent before this subscription never come back to it.
           this.echoAwaitedSince = undefined;
           // Anything published while we were away is lost to us.
@@ -300,7 +303,7 @@ export class RedisChangeFeed implements ChangeFeed {
       return;
     }
     const last = this.lastSeen.get(m.o);
-    if (last === undefined) this.forgetEarlierIncarnations(m.o);
+    if (last === undefined) this.firstHeard(m);
     if (m.h === 1) {
       if (last !== undefined && m.s > last) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
       this.lastSeen.set(m.o, Math.max(m.s, last ?? 0));
@@ -327,6 +330,22 @@ export class RedisChangeFeed implements ChangeFeed {
       this.local.deliverInvalidation(scope, m.o);
     }
     if (typeof m.t === "number" && Number.isFinite(m.t)) this.onLag?.(Math.max(0, Date.now() - m.t) / 1000);
+  }
+
+  /**
+   * A pod heard for the first time. Once this subscription has been up for
+   * the deaf-after time (at least three heartbeats), every pod running when
+   * it began has been heard: one heard later started since, and all it sent
+   * came here, so its first message must be its first (sequence 1, or a
+   * heartbeat at 0). A later one means its first messages were lost (sent
+   * before its publishing connection was up, or a publish that failed): a
+   * gap, as a hole later in its sequence is. Taken as its start, they were
+   * missed unseen, and this pod kept its L1 copies of the rows they replaced
+   * for their TTL (test/cache-feed-unheard.test.ts).
+   */
+  private firstHeard(m: Message): void {
+    this.forgetEarlierIncarnations(m.o);
+    if (m.s > (m.h === 1 ? 0 : 1) && performance.now() - this.subscribedAt >= this.deafAfterMs) this.gap(`missed the first messages from ${m.o} (first heard: ${m.s})`);
   }
 
   /** A new incarnation of a pod is heard: its earlier ones (same name before `#`) have stopped and are forgotten. */
