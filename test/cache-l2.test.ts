@@ -639,6 +639,42 @@ test("a generation taken at a re-read (not the periodic check) drops what L1 rea
   }
 });
 
+test("a write through a pod that has not yet taken another pod's invalidation reaches L2 where the others read, and where it reads itself", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  // A takes generations only when told (no periodic check): the invalidation's message is still on its way to it.
+  const a = await pod("lag-a", l2Server.address, originServer.address, true, { generationsCheckMs: 3_600_000 });
+  const b = await pod("lag-b", l2Server.address, originServer.address);
+  const c = await pod("lag-c", l2Server.address, originServer.address);
+  const key = "lag@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(1, "old") }]);
+    // C reads the key under generation 0, filling it there.
+    expect(await c.tier.getMany([key])).toEqual([row(1, "old")]);
+    await c.tier.settled();
+    // B's invalidation bumps the view's generation in L2; C takes it (dropping its L1 copy), A not yet.
+    await b.l2.bumpGeneration({ view: "lag" });
+    expect(await c.l2.syncGenerations()).toBe(true);
+    expect(c.l1.has(key)).toBe(false);
+    expect([a.l2.generations().views.lag, b.l2.generations().views.lag, c.l2.generations().views.lag]).toEqual([undefined, 1, 1]);
+    // B reads the key under generation 1, filling it there.
+    expect(await b.tier.getMany([key])).toEqual([row(1, "old")]);
+    await b.tier.settled();
+    // A's write, acknowledged, written through and announced; C has heard of it (it holds no copy: no floor).
+    const heard = c.feed.state().received;
+    expect(await a.writer.putMany([{ key, row: row(2, "new") }])).toMatchObject({ written: 1, ignored: 0 });
+    expect(await waitFor(() => c.feed.state().received > heard)).toBe(true);
+    // C reads under generation 1: A wrote through under 0 only, and C read B's copy of the replaced row (kept for
+    // its L1 TTL; L2's for 300 s).
+    expect(await c.tier.getMany([key])).toEqual([row(2, "new")]);
+    // A, still under 0 and holding no copy, reads its own write there (not C's old copy).
+    expect(a.l1.has(key)).toBe(false);
+    expect(await a.tier.getMany([key])).toEqual([row(2, "new")]);
+  } finally {
+    await Promise.allSettled([a.close(), b.close(), c.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 test("a registry reload while L2 is down answers 200 and keeps the new registry; the view's invalidation reaches L2 when it is back", async () => {
   const l2Server = await startRedis({ appendOnly: true });
   const dir = mkdtempSync(join(tmpdir(), "quiver-reload-l2-"));

@@ -560,7 +560,7 @@ export class CacheTier implements KvNode, ChangeListener {
       }
       for (const e of entries) this.inFlight.supersede(e.key, e.row.ts);
       if (l2) {
-        const ok = await l2.write(entries);
+        const ok = await l2.writeThrough(entries);
         if (ok) this.m.l2Fills.inc(entries.length);
         else this.l2Missed(entries, "put");
       }

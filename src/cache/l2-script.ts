@@ -31,6 +31,58 @@ return written
 `;
 
 /**
+ * L2_FILL_LUA's rule for writes the origin acknowledged (write-throughs and
+ * floors), under the generations L2 holds now as well as the caller's:
+ * KEYS[1] the generations hash; ARGV[1] the entry count n, ARGV[2] "1" to
+ * keep equal times (floors), ARGV[3] the caller's "*" generation, then five
+ * per entry: storage key, its view, the caller's generation of that view,
+ * value, TTL (ms). Each entry goes to `qc|<all>.<view>|<storage key>`
+ * (L2Store.keyOf) under the caller's generations, and also under the higher
+ * of L2's and the caller's for each when that differs: another pod's
+ * invalidation that has not reached the caller yet (its generation lags)
+ * moved the others' reads there. Under the caller's alone, a write through a
+ * lagging pod missed the key the others read, where a copy of the row it
+ * replaced stayed for the L2 TTL; under L2's alone, the writer's own next
+ * read (under its old generation until it takes the new one) missed it.
+ * A hash L2 lost (lower than the caller's) changes nothing. Fills (rows a
+ * read found) keep the caller's alone: a read before an invalidation must
+ * not land under the generation that hides what it read. Returns the number
+ * of keys written.
+ */
+export const L2_WRITE_THROUGH_LUA = `
+local n = tonumber(ARGV[1])
+local keepEqual = ARGV[2] == '1'
+local function put(key, incoming, ttl)
+  local current = redis.call('GET', key)
+  if current and string.len(current) >= 8 then
+    local held = struct.unpack('>d', current)
+    local given = struct.unpack('>d', incoming)
+    if held > given or (keepEqual and held == given) then return 0 end
+  end
+  redis.call('SET', key, incoming, 'PX', ttl)
+  return 1
+end
+local callerAll = tonumber(ARGV[3]) or 0
+local all = math.max(tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0, callerAll)
+-- Per view: the caller's prefix, and L2's newer one (false when it is the same).
+local own, newer = {}, {}
+local written = 0
+for i = 0, n - 1 do
+  local at = 4 + i * 5
+  local view = ARGV[at + 1]
+  if own[view] == nil then
+    local callerGen = tonumber(ARGV[at + 2]) or 0
+    local gen = math.max(tonumber(redis.call('HGET', KEYS[1], view) or '0') or 0, callerGen)
+    own[view] = 'qc|' .. string.format('%d', callerAll) .. '.' .. string.format('%d', callerGen) .. '|'
+    newer[view] = (gen ~= callerGen or all ~= callerAll) and ('qc|' .. string.format('%d', all) .. '.' .. string.format('%d', gen) .. '|') or false
+  end
+  written = written + put(own[view] .. ARGV[at], ARGV[at + 3], ARGV[at + 4])
+  if newer[view] then put(newer[view] .. ARGV[at], ARGV[at + 3], ARGV[at + 4]) end
+end
+return written
+`;
+
+/**
  * Bumps one generation (HASH KEYS[1], field ARGV[1]) past both what L2 holds
  * and what the caller uses (ARGV[2]), and answers it. A plain HINCRBY after
  * L2 lost the hash (a flush, a restart without persistence) went back to 1

@@ -17,8 +17,11 @@ export interface L2Write {
 export interface L2Tier {
   /** Each key's slot; undefined when L2 failed (down, slower than its bound); L2_NOT_ASKED when it was not asked. */
   read(keys: readonly string[]): Promise<L2Slot[] | typeof L2_NOT_ASKED | undefined>;
+  /** Rows a read found, under the generations this pod uses (a read that an invalidation overtook fills nothing). */
   write(entries: readonly L2Write[]): Promise<boolean>;
-  /** Leaves a floor at each entry's event time (refusing older fills, read as a miss) unless a newer copy is held. */
+  /** Rows the origin acknowledged, under the newest generations L2 or this pod knows: where every pod reads. */
+  writeThrough(entries: readonly L2Write[]): Promise<boolean>;
+  /** Leaves a floor at each entry's event time (refusing older fills, read as a miss) unless a newer copy is held; placed as writeThrough's rows are. */
   supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean>;
   remove(keys: readonly string[]): Promise<boolean>;
   bumpGeneration(scope: { readonly view: string } | { readonly all: true }): Promise<void>;

@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, L2_FILL_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, L2_FILL_LUA, L2_WRITE_THROUGH_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -55,6 +55,19 @@ const NEGATIVE_BYTES = (() => {
 type FillCommand = (numKeys: number, ...args: Array<string | Buffer | number>) => Promise<number>;
 type GenerationCommand = (numKeys: number, ...args: Array<string | number>) => Promise<number>;
 
+/** A storage key's view (what its generation is kept under): the part before `@`. */
+function viewOf(key: string): string {
+  const at = key.indexOf("@");
+  return at < 0 ? key : key.slice(0, at);
+}
+
+/** A row's stored bytes for L2, or the negative entry's header. */
+function l2Bytes(e: L2Write): Buffer {
+  if (e.row === undefined) return NEGATIVE_BYTES;
+  const bytes = encodeRow(e.row);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), 1000);
 
 function parseAddress(address: string): { host: string; port: number } {
@@ -77,6 +90,7 @@ export class L2Store implements L2Tier {
   readonly timeoutMs: number;
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
+  private readonly writeThroughCommand: FillCommand;
   private readonly bumpCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
   private readonly checkCommand: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
@@ -120,16 +134,19 @@ export class L2Store implements L2Tier {
       this.describe = `sentinel master ${where.masterName}`;
     }
     this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
+    this.client.defineCommand("quiverCacheWriteThrough", { lua: L2_WRITE_THROUGH_LUA });
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
     this.client.defineCommand("quiverGenerationCheck", { lua: GENERATION_CHECK_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
+      quiverCacheWriteThrough: FillCommand;
       quiverGenerationBump: GenerationCommand;
       quiverRunCheck: GenerationCommand;
       quiverGenerationCheck: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
+    this.writeThroughCommand = commands.quiverCacheWriteThrough.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
     this.checkCommand = commands.quiverGenerationCheck.bind(this.client);
@@ -259,8 +276,7 @@ export class L2Store implements L2Tier {
 
   /** The L2 key of a storage key under the current generations. */
   keyOf(key: string): string {
-    const at = key.indexOf("@");
-    const view = at < 0 ? key : key.slice(0, at);
+    const view = viewOf(key);
     let prefix = this.prefixes.get(view);
     if (prefix === undefined) {
       prefix = `qc|${this.allGen}.${this.viewGens.get(view) ?? 0}|`;
@@ -310,11 +326,34 @@ export class L2Store implements L2Tier {
 
   /** Writes rows (and negative entries) under the compare-event-time rule; resolves to false when L2 did not take them in time. */
   write(entries: readonly L2Write[]): Promise<boolean> {
-    return this.fill(entries, false, (e) => {
-      if (e.row === undefined) return NEGATIVE_BYTES;
-      const bytes = encodeRow(e.row);
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    }, (e) => (e.row === undefined ? this.negativeTtlMs : this.ttlMs));
+    return this.fill(entries, false, l2Bytes, (e) => (e.row === undefined ? this.negativeTtlMs : this.ttlMs));
+  }
+
+  /** Rows the origin acknowledged, as `write` does, under the newest generations L2 or this pod knows (L2_WRITE_THROUGH_LUA). */
+  writeThrough(entries: readonly L2Write[]): Promise<boolean> {
+    return this.fillCurrent(entries, false, l2Bytes, (e) => (e.row === undefined ? this.negativeTtlMs : this.ttlMs));
+  }
+
+  /** Acknowledged entries through L2_WRITE_THROUGH_LUA: each key's value and TTL; `keepEqual` for floors. False when L2 did not take them in time. */
+  private async fillCurrent<E extends { readonly key: string }>(entries: readonly E[], keepEqual: boolean, value: (e: E) => Buffer, ttl: (e: E) => number): Promise<boolean> {
+    if (entries.length === 0 || !this.usable(true)) return entries.length === 0;
+    const n = entries.length;
+    const args = new Array<string | Buffer | number>(4 + n * 5);
+    args[0] = GENERATIONS;
+    args[1] = n;
+    args[2] = keepEqual ? "1" : "0";
+    args[3] = this.allGen;
+    for (let i = 0; i < n; i++) {
+      const e = entries[i]!;
+      const at = 4 + i * 5;
+      const view = viewOf(e.key);
+      args[at] = e.key;
+      args[at + 1] = view;
+      args[at + 2] = this.viewGens.get(view) ?? 0;
+      args[at + 3] = value(e);
+      args[at + 4] = ttl(e);
+    }
+    return (await this.bounded(this.writeThroughCommand(1, ...args), this.writeTimeoutMs)) !== undefined;
   }
 
   /** Entries through L2_FILL_LUA: each key's value and TTL; `keepEqual` for floors. False when L2 did not take them in time. */
@@ -342,7 +381,7 @@ export class L2Store implements L2Tier {
    * of its own (the writer, a new pod) served it PRESENT for the L2 TTL.
    */
   supersede(entries: readonly { readonly key: string; readonly row: { readonly ts: number } }[]): Promise<boolean> {
-    return this.fill(entries, true, (e) => {
+    return this.fillCurrent(entries, true, (e) => {
       const floor = Buffer.allocUnsafe(ROW_HEADER_BYTES);
       floor.writeDoubleBE(e.row.ts, 0);
       return floor;
