@@ -65,6 +65,16 @@ export function mpNumber(w: ByteWriter, v: number): void {
   }
 }
 
+/**
+ * An event time (ms since epoch) in its smallest integer form, -0 as the
+ * fixint 0: a time pushed as -0.0 is floored to -0 and kept so
+ * (serving/event-time.ts), and mpNumber writes -0 as float 64 -0 (it keeps
+ * a feature value's sign), which made an epoch time a float in the answer.
+ */
+export function mpTime(w: ByteWriter, ms: number): void {
+  mpNumber(w, ms + 0);
+}
+
 export function mpString(w: ByteWriter, s: string): void {
   if (isAscii(s)) {
     mpStrHeader(w, s.length);

@@ -295,6 +295,22 @@ describe("answers from stored bytes", () => {
     expect(compared).toBeGreaterThan(20);
   });
 
+  test("a row stored at event time -0 (pushed as -0.0) answers eventTimestamps as the integer 0, from the bytes and decoded", async () => {
+    const node = new ArenaKvNode("solo");
+    const service = new LookupService(new ShardedStore([{ id: "solo", weight: 1, node }]), () => 60_000);
+    const enc = new NativeAnswerEncoder();
+    await node.putMany([{ key: `${view.keyPrefix}driver_id=i1`, row: { ts: -0, values: [0.25, 0.5, 3] } }]);
+    const tail = `${Buffer.from("eventTimestamps").toString("hex")}93000000`;
+    // In stored order (the whole row copied) and in another order (value by value).
+    for (const order of [[0, 1, 2], [2, 0, 1]]) {
+      const refs = order.map((i) => ({ view, feature: view.features[i]! }));
+      const q = { refs, entities: new ColumnEntities({ driver_id: [1] }, "entities"), fillDefaults: false };
+      const raw = service.lookupRaw(q, (r: RawRows, f: boolean) => enc.msgpackRows(r, f)?.slice(), false);
+      expect(raw === undefined ? undefined : Buffer.from(raw).toString("hex").endsWith(tail)).toBe(true);
+      expect(Buffer.from(enc.msgpack(await service.lookup(q), false)).toString("hex").endsWith(tail)).toBe(true);
+    }
+  });
+
   test("string join keys: ASCII ones are read as bytes, others decline to the decoding path, both find their rows", async () => {
     const { store, service } = setup();
     const customers = registry.views.get("customer_profile")!;

@@ -131,6 +131,13 @@ describe("NativeAnswerEncoder", () => {
     expect(text(enc.json(r, false))).toContain('"eventTimestamps":[5,5],"stale":[false,true]}');
   });
 
+  test("an event time of -0 (pushed as -0.0, floored to -0) is the integer 0 in MessagePack, not float 64 -0", () => {
+    const r = result(["a", "b"], [[1, 2]], [1, 1], [-0, 5]);
+    const mp = Buffer.from(enc.msgpack(r, false)).toString("hex");
+    expect(mp.endsWith(`${Buffer.from("eventTimestamps").toString("hex")}920005`)).toBe(true);
+    expect(text(enc.json(r, false))).toContain('"eventTimestamps":[0,5]');
+  });
+
   test("matches the reference for arbitrary values (property)", () => {
     const value = fc.oneof(
       fc.double(),

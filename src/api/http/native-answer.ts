@@ -3,7 +3,7 @@ import type { FeatureRef } from "../../registry/index.ts";
 import { type LookupResult, type RawRows, STATUS_NAMES, Status } from "../../serving/index.ts";
 import { ByteWriter } from "./byte-writer.ts";
 import { COMMA, J_FALSE, J_TRUE, jsonDouble, jsonDoubleNumber, jsonNumber, jsonString, jsonValue } from "./json-bytes.ts";
-import { mpArrayHeader, mpDouble, mpNumber, mpString, mpValue } from "./msgpack-bytes.ts";
+import { mpArrayHeader, mpDouble, mpString, mpTime, mpValue } from "./msgpack-bytes.ts";
 import { PreparedNames } from "./prepared-names.ts";
 import { storedJson } from "./stored-json.ts";
 import { storedFloatsExact, storedMsgpackDouble } from "./stored-msgpack.ts";
@@ -131,7 +131,7 @@ export class NativeAnswerEncoder {
       }
       msgpackStatuses(w, st, 0, nf);
       const tsStart = w.pos;
-      mpNumber(w, rows.ts[r]!);
+      mpTime(w, rows.ts[r]!);
       const tsEnd = w.pos;
       for (let c = 1; c < nf; c++) w.again(tsStart, tsEnd);
     }
@@ -358,7 +358,7 @@ export class NativeAnswerEncoder {
         else mpValue(w, values[base + c]);
       }
       msgpackStatuses(w, statuses, base, nf);
-      for (let c = 0; c < nf; c++) mpNumber(w, timestamps[base + c]!);
+      for (let c = 0; c < nf; c++) mpTime(w, timestamps[base + c]!);
       if (stale !== undefined) {
         w.bytes(M_STALE);
         mpArrayHeader(w, nf);
