@@ -2,15 +2,16 @@
  * The embedded SQLite database the durable node keeps its rows in, as an
  * interface: Bun's `bun:sqlite` is the implementation here; another runtime's
  * entry point supplies its own (Deno's or Node's `node:sqlite` has the same
- * shape) without the core changing. Only what DurableKvNode uses.
+ * shape) without the core changing. Only what the durable node's file
+ * (kv/durable-rows.ts) uses.
  */
 
 /** A value SQLite stores: TEXT, REAL/INTEGER, BLOB or NULL. */
 export type SqlValue = string | number | Uint8Array | null;
 
 export interface SqliteStatement {
-  /** Runs the statement; named parameters (`$k` in the SQL) are passed without their `$`. */
-  run(params: Readonly<Record<string, SqlValue>>): void;
+  /** Runs the statement; named parameters (`$k` in the SQL) are passed without their `$`. Answers how many rows it changed. */
+  run(params: Readonly<Record<string, SqlValue>>): { readonly changes: number };
   /** Frees it: a database closes (and lets go of its file) only once its statements are finalized. */
   finalize(): void;
 }
@@ -19,8 +20,8 @@ export interface SqliteDatabase {
   /** Runs SQL with no parameters and no rows wanted (pragmas, DDL, a health probe). */
   exec(sql: string): void;
   prepare(sql: string): SqliteStatement;
-  /** `fn` wrapped in BEGIN … COMMIT (ROLLBACK when it throws). */
-  transaction<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void;
+  /** `fn` wrapped in BEGIN … COMMIT (ROLLBACK when it throws); answers what `fn` answered. */
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
   /** The rows of a query without parameters, one at a time (a restart's load reads every row). */
   each<R>(sql: string): IterableIterator<R>;
   close(): void;
@@ -29,6 +30,9 @@ export interface SqliteDatabase {
 /** Opens (creating when missing) the database file `file`. */
 export type OpenSqlite = (file: string) => SqliteDatabase;
 
+/** The `code` of loadSqlite's error where the runtime has no adapter (the durable store's worker passes it on). */
+export const SQLITE_UNAVAILABLE = "sqlite_unavailable";
+
 /**
  * The runtime's SQLite, loaded on first use (only a server run with
  * `--data-dir` needs it): Bun's `bun:sqlite`. Throws elsewhere, naming this
@@ -36,7 +40,7 @@ export type OpenSqlite = (file: string) => SqliteDatabase;
  */
 export async function loadSqlite(): Promise<OpenSqlite> {
   if ((globalThis as { Bun?: unknown }).Bun === undefined) {
-    throw new Error("the durable store (--data-dir) needs SQLite, and this runtime has no adapter yet (src/runtime/sqlite.ts)");
+    throw Object.assign(new Error("the durable store (--data-dir) needs SQLite, and this runtime has no adapter yet (src/runtime/sqlite.ts)"), { code: SQLITE_UNAVAILABLE });
   }
   const { Database } = await import("bun:sqlite");
   return (file) => {

@@ -1,0 +1,78 @@
+import type { OpenSqlite } from "../runtime/sqlite.ts";
+import { RowsFile, type RowsFileOptions } from "./durable-rows.ts";
+
+/**
+ * A durable node's SQLite file as DurableKvNode sees it: every call answers
+ * once its transaction committed (or failed, rolled back). Two homes:
+ * ThreadFile (durable-thread.ts), the process's SQLite worker, so commits,
+ * fsyncs and WAL checkpoints do not hold the serving thread; and InThreadFile
+ * here, for runtimes without Worker. Calls are done in the order made, and
+ * answered in that order.
+ *
+ * Failures reject with the SQLite error's `code` and message (WorkerCallError,
+ * or SQLite's own error in this thread), or WorkerLostError when the worker
+ * ended before it answered.
+ */
+export interface DurableFile {
+  /** RowsFile.write: per row, 1 if the file took it (it held nothing as new or newer). `ts` may be moved to another thread (unusable here after the call). */
+  write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array>;
+  delete(keys: readonly string[]): Promise<void>;
+  /** Rejects when the database cannot answer. */
+  probe(): Promise<void>;
+  /** Closes the file and lets go of its lock, after the calls made before it. */
+  close(): Promise<void>;
+}
+
+/** Receives the file's rows at open, one at a time (the bytes are valid only during the call). */
+export type LoadRow = (key: string, row: Uint8Array) => void;
+
+/** The file in the calling thread: each commit holds it for its whole transaction (and fsync with `sync: full`). */
+export class InThreadFile implements DurableFile {
+  static open(file: string, openSqlite: OpenSqlite, options: RowsFileOptions, load: LoadRow): InThreadFile {
+    const rows = RowsFile.open(file, openSqlite, options);
+    try {
+      rows.load(load);
+    } catch (e) {
+      rows.close();
+      throw e;
+    }
+    return new InThreadFile(rows);
+  }
+
+  private constructor(private readonly rows: RowsFile) {}
+
+  write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array> {
+    try {
+      return Promise.resolve(this.rows.write(keys, ts, rows));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  delete(keys: readonly string[]): Promise<void> {
+    try {
+      this.rows.delete(keys);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  probe(): Promise<void> {
+    try {
+      this.rows.probe();
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  close(): Promise<void> {
+    try {
+      this.rows.close();
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+}

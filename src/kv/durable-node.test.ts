@@ -1,0 +1,152 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rejectionOf } from "../../test/support/rejection.ts";
+import type { WorkerLike } from "../runtime/worker-calls.ts";
+import { DurableKvNode } from "./durable-node.ts";
+import { DurableThread, leaseSharedThread } from "./durable-thread.ts";
+import type { KvEntry } from "./kv-node.ts";
+import { StorageError } from "./storage-errors.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "quiver-durable-thread-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+const nextFile = (): string => join(dir, `n${files++}.sqlite`);
+const put = (key: string, ts: number, value: string): KvEntry[] => [{ key, row: { ts, values: [value] } }];
+
+/** Turns of this thread's event loop: each a timer that fired (ms: none of the test's figures depend on how long). */
+async function turns(n: number): Promise<number> {
+  let fired = 0;
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setTimeout(() => resolve(void fired++), 1));
+  return fired;
+}
+
+/** Whether a promise has settled yet (it is observed from now on). */
+function watch<T>(p: Promise<T>): { readonly settled: boolean } {
+  const state = { settled: false };
+  p.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+describe("durable store on the SQLite thread", () => {
+  test("a commit under way holds the SQLite thread, not this one: timers fire and reads answer; the write is acknowledged and served only once committed", async () => {
+    const thread = new DurableThread();
+    const node = await DurableKvNode.open("d", nextFile(), { thread, sync: "full" });
+    await node.putMany(put("v@1/k=i1", 1, "old"));
+    // The thread stuck in the commit, as on a slow fsync or a WAL checkpoint.
+    const release = thread.holdForTest();
+    const write = node.putMany(put("v@1/k=i1", 2, "new"));
+    const acked = watch(write);
+    expect(await turns(5)).toBe(5);
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["old"] }]);
+    expect(acked.settled).toBe(false);
+    release();
+    expect(await write).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 2, values: ["new"] }]);
+    await node.close();
+    thread.terminate();
+  });
+
+  test("batches in flight to one key: the newest event wins in memory and in the file, and each outcome says what its rows did", async () => {
+    const thread = new DurableThread();
+    const file = nextFile();
+    const node = await DurableKvNode.open("d", file, { thread });
+    await node.putMany(put("v@1/k=i1", 5, "first"));
+    const release = thread.holdForTest();
+    // All three picked against memory (ts 5) before any commits: each looks like a winner there.
+    const newest = node.putMany(put("v@1/k=i1", 20, "newest"));
+    const older = node.putMany(put("v@1/k=i1", 10, "older"));
+    const replay = node.putMany(put("v@1/k=i1", 20, "replayed"));
+    release();
+    expect(await Promise.all([newest, older, replay])).toEqual([
+      { written: 1, ignored: 0, sameTime: 0 },
+      { written: 0, ignored: 1, sameTime: 0 },
+      { written: 0, ignored: 1, sameTime: 1 },
+    ]);
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 20, values: ["newest"] }]);
+    await node.close();
+    const reopened = await DurableKvNode.open("d", file, { thread });
+    expect(reopened.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 20, values: ["newest"] }]);
+    await reopened.close();
+    thread.terminate();
+  });
+
+  test("close waits for the writes in flight, then lets go of the file; writes after it are refused", async () => {
+    const thread = new DurableThread();
+    const file = nextFile();
+    const node = await DurableKvNode.open("d", file, { thread });
+    const release = thread.holdForTest();
+    const order: string[] = [];
+    const write = node.putMany(put("v@1/k=i1", 1, "in flight")).then(() => order.push("write"));
+    const closed = node.close().then(() => order.push("close"));
+    expect(String(await rejectionOf(node.putMany(put("v@1/k=i2", 1, "late"))))).toContain("it is closed");
+    release();
+    await Promise.all([write, closed]);
+    expect(order).toEqual(["write", "close"]);
+    // Closed means the lock is free: another node opens the file and finds the row.
+    const reopened = await DurableKvNode.open("d", file, { thread });
+    expect(reopened.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toEqual([{ ts: 1, values: ["in flight"] }, undefined]);
+    await reopened.close();
+    thread.terminate();
+  });
+
+  test("the SQLite thread terminated under a pending write: the write fails with a storage error instead of hanging, and nothing of it is served", async () => {
+    let worker: WorkerLike | undefined;
+    const thread = new DurableThread((url) => {
+      worker = new Worker(url, { type: "module" }) as unknown as WorkerLike;
+      return worker;
+    });
+    const node = await DurableKvNode.open("d", nextFile(), { thread });
+    await node.putMany(put("v@1/k=i1", 1, "stored"));
+    thread.holdForTest();
+    const write = node.putMany(put("v@1/k=i2", 1, "pending"));
+    // The worker itself, not the DurableThread: only the runtime's own events can tell the thread ended.
+    worker!.terminate();
+    const failure = await rejectionOf(write);
+    expect(failure).toBeInstanceOf(StorageError);
+    expect((failure as StorageError).code).toBe("storage_write_failed");
+    expect((failure as Error).message).toContain("may or may not be in the file");
+    expect(node.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toEqual([{ ts: 1, values: ["stored"] }, undefined]);
+    // Later writes fail at once, the node says it is unwell, and close does not wait for a thread that is gone.
+    expect(await rejectionOf(node.putMany(put("v@1/k=i3", 1, "later")))).toBeInstanceOf(StorageError);
+    expect((await node.health()).ok).toBe(false);
+    await node.close();
+  });
+
+  test("an uncaught error in the SQLite thread fails the write it was making with a storage error", async () => {
+    const thread = new DurableThread();
+    const node = await DurableKvNode.open("d", nextFile(), { thread });
+    thread.crashForTest();
+    const failure = await rejectionOf(node.putMany(put("v@1/k=i1", 1, "x")));
+    expect(failure).toBeInstanceOf(StorageError);
+    expect((failure as Error).message).toContain("crashed (a test asked it to)");
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([undefined]);
+    expect(thread.lost).toBeDefined();
+    await node.close();
+  });
+
+  test("one shared SQLite thread for the process's durable files, ended with the last of them and started anew for the next", async () => {
+    const a = leaseSharedThread();
+    const b = leaseSharedThread();
+    expect(b.thread).toBe(a.thread);
+    a.release();
+    expect(a.thread.lost).toBeUndefined();
+    b.release();
+    expect(a.thread.lost).toBeDefined();
+    const c = leaseSharedThread();
+    expect(c.thread).not.toBe(a.thread);
+    // Nodes opened without a thread of their own share it, and their files open, write and close there.
+    const nodes = await Promise.all([0, 1, 2].map((i) => DurableKvNode.open(`d${i}`, nextFile())));
+    await Promise.all(nodes.map((n, i) => n.putMany(put("v@1/k=i1", 1, `node ${i}`))));
+    expect(nodes.map((n) => n.getManyNow(["v@1/k=i1"])[0])).toEqual([0, 1, 2].map((i) => ({ ts: 1, values: [`node ${i}`] })));
+    await Promise.all(nodes.map((n) => n.close()));
+    expect(c.thread.lost).toBeUndefined();
+    c.release();
+    expect(c.thread.lost).toBeDefined();
+  });
+});

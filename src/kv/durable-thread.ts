@@ -1,0 +1,143 @@
+import { type WorkerLike, WorkerCalls } from "../runtime/worker-calls.ts";
+import type { DurableFile, LoadRow } from "./durable-file.ts";
+import type { RowsFileOptions } from "./durable-rows.ts";
+
+/** What the durable store's worker (durable-worker.ts) is asked. */
+export type DurableCall =
+  | { readonly op: "open"; readonly handle: number; readonly file: string; readonly options: RowsFileOptions }
+  | { readonly op: "write"; readonly handle: number; readonly keys: readonly string[]; readonly ts: Float64Array; readonly bytes: Uint8Array; readonly ends: Uint32Array }
+  | { readonly op: "delete"; readonly handle: number; readonly keys: readonly string[] }
+  | { readonly op: "probe" | "close"; readonly handle: number }
+  /** Test hooks: block the thread until `gate[0]` is set (a slow commit, a stuck fsync); end it from its next call, unanswered. */
+  | { readonly op: "hold"; readonly gate: SharedArrayBuffer }
+  | { readonly op: "crash" };
+
+/** Rows sent at open, a page at a time: row i is keys[i] and bytes[ends[i-1] .. ends[i]). */
+export interface RowsPage {
+  readonly keys: readonly string[];
+  readonly bytes: Uint8Array;
+  readonly ends: Uint32Array;
+}
+
+/**
+ * The process's SQLite thread: every durable file of the process (one per
+ * embedded node) is opened, written and closed on this one worker, so a
+ * commit — its B-tree work, its fsync with `--durability full`, a WAL
+ * checkpoint — never holds the serving thread; that thread only packs a
+ * batch's rows into one buffer (moved to the worker, not copied) and applies
+ * the committed rows to memory when the answer comes. One thread for all
+ * files: the worker does one thing at a time, the files' commits queue behind
+ * each other there as they did on the serving thread, and a process opens
+ * one worker however many nodes it has.
+ */
+export class DurableThread {
+  private readonly calls: WorkerCalls;
+  private nextHandle = 1;
+
+  /** `spawn` makes the worker (tests keep it, to end it under a pending write). */
+  constructor(spawn: (url: string) => WorkerLike = (url) => new Worker(url, { type: "module" }) as unknown as WorkerLike) {
+    this.calls = new WorkerCalls(spawn(new URL("./durable-worker.ts", import.meta.url).href), "the durable store's SQLite thread");
+  }
+
+  /** Why the thread is gone (it then fails every call), or undefined while it runs. */
+  get lost(): Error | undefined {
+    return this.calls.lost;
+  }
+
+  /** Opens (creating when missing) `file` on the thread, `load` getting each of its rows, and holds its lock. */
+  async open(file: string, options: RowsFileOptions, load: LoadRow): Promise<DurableFile> {
+    const handle = this.nextHandle++;
+    await this.calls.call({ op: "open", handle, file, options } satisfies DurableCall, [], (progress) => {
+      const page = progress as RowsPage;
+      let start = 0;
+      for (let i = 0; i < page.keys.length; i++) {
+        load(page.keys[i]!, page.bytes.subarray(start, page.ends[i]!));
+        start = page.ends[i]!;
+      }
+    });
+    return new ThreadFile(this.calls, handle);
+  }
+
+  /** Ends the thread: calls still pending are rejected. */
+  terminate(): void {
+    this.calls.terminate();
+  }
+
+  /** Test hook: blocks the thread (as a stuck fsync would) until the returned function is called. */
+  holdForTest(): () => void {
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    void this.calls.call({ op: "hold", gate: gate.buffer as SharedArrayBuffer } satisfies DurableCall).catch(() => {});
+    return () => {
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+    };
+  }
+
+  /** Test hook: the thread throws an uncaught error from its next call, which it leaves unanswered. */
+  crashForTest(): void {
+    void this.calls.call({ op: "crash" } satisfies DurableCall).catch(() => {});
+  }
+}
+
+/** A durable file on the SQLite thread. */
+class ThreadFile implements DurableFile {
+  constructor(
+    private readonly calls: WorkerCalls,
+    private readonly handle: number,
+  ) {}
+
+  write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array> {
+    // One buffer for the batch, moved to the worker: no structured clone of a typed array per row.
+    const ends = new Uint32Array(rows.length);
+    let total = 0;
+    for (let i = 0; i < rows.length; i++) ends[i] = total += rows[i]!.length;
+    const buffer = new ArrayBuffer(total);
+    const bytes = new Uint8Array(buffer);
+    for (let i = 0; i < rows.length; i++) bytes.set(rows[i]!, i === 0 ? 0 : ends[i - 1]!);
+    return this.calls.call<Uint8Array>({ op: "write", handle: this.handle, keys, ts, bytes, ends } satisfies DurableCall, [buffer, ends.buffer as ArrayBuffer, ts.buffer as ArrayBuffer]);
+  }
+
+  delete(keys: readonly string[]): Promise<void> {
+    return this.calls.call({ op: "delete", handle: this.handle, keys } satisfies DurableCall);
+  }
+
+  probe(): Promise<void> {
+    return this.calls.call({ op: "probe", handle: this.handle } satisfies DurableCall);
+  }
+
+  close(): Promise<void> {
+    return this.calls.call({ op: "close", handle: this.handle } satisfies DurableCall);
+  }
+}
+
+/** A share of the process's SQLite thread; `release` once its files are closed. */
+export interface ThreadLease {
+  readonly thread: DurableThread;
+  release(): void;
+}
+
+let shared: { thread: DurableThread; users: number } | undefined;
+
+/**
+ * The process's shared SQLite thread, started by its first user and ended
+ * when the last one releases it (so no test or process has a thread to
+ * stop); a thread that was lost is replaced for the next user. Release only
+ * after the lease's files closed: ending the thread drops what it had not
+ * answered.
+ */
+export function leaseSharedThread(): ThreadLease {
+  if (shared === undefined || shared.thread.lost !== undefined) shared = { thread: new DurableThread(), users: 0 };
+  const lease = shared;
+  lease.users++;
+  let released = false;
+  return {
+    thread: lease.thread,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--lease.users > 0) return;
+      if (shared === lease) shared = undefined;
+      lease.thread.terminate();
+    },
+  };
+}
