@@ -130,6 +130,14 @@ describe("durable store on the SQLite thread", () => {
     await node.close();
   });
 
+  test("a SQLite thread that cannot start fails the open, naming the file, instead of hanging", async () => {
+    const file = nextFile();
+    const thread = new DurableThread(() => new Worker(new URL("./no-such-worker.ts", import.meta.url).href, { type: "module" }) as unknown as WorkerLike);
+    const failure = await rejectionOf(DurableKvNode.open("d", file, { thread }));
+    expect(String(failure)).toContain(`${file}: not opened, the durable store's SQLite thread`);
+    expect(String(failure)).not.toContain("restore the file");
+  });
+
   test("one shared SQLite thread for the process's durable files, ended with the last of them and started anew for the next", async () => {
     const a = leaseSharedThread();
     const b = leaseSharedThread();

@@ -15,6 +15,8 @@ import { StorageError } from "./storage-errors.ts";
 function openError(file: string, e: unknown): Error {
   const code = (e as { code?: unknown }).code;
   if (code === SQLITE_UNAVAILABLE) return new Error((e as Error).message, { cause: e });
+  // Not the file's fault (the worker did not start, or died): no advice to restore it.
+  if (e instanceof WorkerLostError) return new Error(`${file}: not opened, ${e.message}`, { cause: e });
   if (code === "SQLITE_BUSY") {
     return new Error(`${file} is in use by another process (another Quiver on the same --data-dir?): stop it, or give this one another --data-dir`, { cause: e });
   }
