@@ -197,6 +197,8 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     catchUpIntervalMs: shards !== undefined && feed.state().kind === "local" ? config.vectorCatchUpMs : 0,
     embedders: { modelPath: config.embedderModel },
     clock,
+    // During a move a read may answer a copied row hiding a newer one at the old owner: not followed back then.
+    readsSettled: () => !store.migrating,
   });
   await vectors.start(registry.current);
   // Restoring a durable store, bulk-loading demo rows and building indexes leave transient garbage; collect it before serving.

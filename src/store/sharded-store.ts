@@ -16,7 +16,7 @@ import {
 } from "../kv/kv-node.ts";
 import { BudgetSpentError, ScanRestartError, StoreWriteError, storeMayHold } from "../kv/storage-errors.ts";
 import { HashRing } from "../ring/ring.ts";
-import { memberScanCursor } from "../shard/read-through-node.ts";
+import { memberScanCursor, ReadThroughNode } from "../shard/read-through-node.ts";
 
 /** A node on the ring: its id (also its ring identity), weight and the KvNode behind it. */
 export interface ShardMember {
@@ -56,12 +56,15 @@ export class ShardedStore implements KvNode {
   private readonly writing = new Set<Promise<unknown>>();
   /** Counts membership changes that a scan may not go on across (see scan). */
   private membership = 0;
+  /** Some member reads through to the keys' old owners (a migration runs): see `migrating`. */
+  private migratingRef = false;
 
   constructor(members: readonly ShardMember[], options: ShardedStoreOptions & { id?: string } = {}) {
     if (members.length === 0) throw new Error("store: at least one shard is required");
     this.id = options.id ?? "ring";
     this.ringRef = new HashRing(members, { vnodesPerNode: options.vnodesPerNode ?? 160 });
     this.nodes = members.map((m) => m.node);
+    this.migratingRef = this.nodes.some((n) => n instanceof ReadThroughNode);
     this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
     this.nowPath = this.choosePath();
     this.rawRef = this.chooseRaw();
@@ -97,10 +100,23 @@ export class ShardedStore implements KvNode {
     const ring = new HashRing(members, { vnodesPerNode: this.ringRef.vnodesPerNode });
     if (options.scansGoOn !== true) this.membership++;
     this.nodes = members.map((m) => m.node);
+    this.migratingRef = this.nodes.some((n) => n instanceof ReadThroughNode);
     this.ringRef = ring;
     this.readsNowRef = combineReadsNow(this.nodes.map((n) => n.readsNow));
     this.nowPath = this.choosePath();
     this.rawRef = this.chooseRaw();
+  }
+
+  /**
+   * True while a migration runs (members read through to the keys' old
+   * owners). A read then answers a moving key from its new owner first, where
+   * a row the migration copied can hide a newer one put at the old owner since
+   * (by a server still writing through the old ring) until the migration
+   * copies that one too: a read may answer an older row than an earlier read
+   * did, with no write lost.
+   */
+  get migrating(): boolean {
+    return this.migratingRef;
   }
 
   /** Rows as bytes when every member can (a member being migrated through a read-through node cannot). */
