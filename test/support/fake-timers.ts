@@ -19,19 +19,35 @@ export class FakeTimers implements BoundTimers {
 
   /** How far `advance` has moved this clock ahead of the real one (ms). */
   private ahead = 0;
+  /** With `frozen`: the real clock when made, which this clock then reads in its place. */
+  private readonly base: number | undefined;
+
+  /**
+   * `frozen`: the clock moves only by `advance` (it reads its start plus every
+   * advance), not with the real one as well: a test that measures a quiet time
+   * on it (--grpc-stream-idle) does not count the real time a loaded machine
+   * takes between its steps.
+   */
+  constructor(options: { frozen?: boolean } = {}) {
+    this.base = options.frozen === true ? performance.now() : undefined;
+  }
 
   now(): number {
-    return this.firing ?? performance.now() + this.ahead;
+    return this.firing ?? this.real() + this.ahead;
+  }
+
+  private real(): number {
+    return this.base ?? performance.now();
   }
 
   /**
-   * Moves the clock `ms` ahead, for good (it reads the real clock plus every
-   * advance since), and fires the timers due by then: a bound measured from
+   * Moves the clock `ms` ahead, for good (it reads the real clock, or its
+   * start when `frozen`, plus every advance since), and fires the timers due by then: a bound measured from
    * an earlier `now()` passes without waiting for it.
    */
   advance(ms: number): number {
     this.ahead += ms;
-    return this.fire(performance.now() + this.ahead);
+    return this.fire(this.real() + this.ahead);
   }
 
   set(at: number, fire: () => void): unknown {
