@@ -88,18 +88,19 @@ export class HealthService {
     const connection = connectionOf(call);
     const tick = async () => {
       if (stopped) return;
-      // Its connection was told to go away (--grpc-max-connection-age): ended as at a drain, at its next look, so it
-      // is not cut at the grace (grpc-js's client saw INTERNAL, "Received RST_STREAM with code 0"); its client
-      // watches again on its new connection.
-      if (connection?.closed === true) {
-        this.watchers.get(wake)?.();
-        return;
-      }
       const status = await this.status();
       if (stopped) return;
       if (status !== last) {
         last = status;
         call.write({ status });
+      }
+      // Its connection was told to go away (--grpc-max-connection-age): ended as at a drain, at its next look, so it
+      // is not cut at the grace (grpc-js's client saw INTERNAL, "Received RST_STREAM with code 0"); its client
+      // watches again on its new connection. After the status: a Watch whose handler ran once the GOAWAY was out
+      // was ended with none, where the protocol answers the current status first.
+      if (connection?.closed === true) {
+        this.watchers.get(wake)?.();
+        return;
       }
       timer = setTimeout(() => void tick(), this.options.watchIntervalMs);
     };
