@@ -175,11 +175,15 @@ describe("connections past --grpc-max-connection-age", () => {
     expect(stream.answers.map((a) => a.id).sort()).toEqual(["1", "2", "3"]);
     // The GOAWAY took the client's channel out of READY, with no call failed; its next call opens a new connection.
     expect(await until(() => leftReady(seen))).toBe(true);
-    expect((await unaryCall(clients.quiver, "Lookup", lookup(2))).error).toBeUndefined();
     expect(await ended("connection_closing")).toBeGreaterThanOrEqual(1);
-    // A second connection was accepted, and the first, its stream ended, has gone.
+    // The first connection, its stream ended, has gone; the channel (IDLE) opens none until its next call. Looked at
+    // here, not once the next call has opened one: that one is told to go away in turn about a second later, and a
+    // machine that took longer to look saw no moment with one connection open.
+    expect(await until(async () => (await metric("quiver_grpc_connections")) === 0)).toBe(true);
+    expect((await unaryCall(clients.quiver, "Lookup", lookup(2))).error).toBeUndefined();
+    // As slow a machine as that: the next connection may age out too, without failing the test.
+    await Bun.sleep(1200);
     expect(await metric("quiver_grpc_connections_accepted_total")).toBeGreaterThanOrEqual(2);
-    expect(await until(async () => (await metric("quiver_grpc_connections")) === 1)).toBe(true);
   });
 
   test("are closed at the end of the grace, cutting a call still running; a health Watch on it is ended first", async () => {
