@@ -64,6 +64,8 @@ describe("loadConfig", () => {
     // grpc-js adds up to 10% to the age in a timer: 23d would pass what a timer holds and fire after 1 ms, every connection.
     expect(() => loadConfig(["--grpc-max-connection-age", "23d"], {})).toThrow("--grpc-max-connection-age: at most 22d");
     expect(loadConfig(["--grpc-max-connection-age", "22d"], {}).grpcMaxConnectionAgeMs).toBe(22 * 86_400_000);
+    // As the message says: not 22.5d, though its 10% still fits a timer.
+    expect(() => loadConfig(["--grpc-max-connection-age", "22.5d"], {})).toThrow("--grpc-max-connection-age: at most 22d");
     expect(() => loadConfig(["--grpc-max-connection-age-grace", "0"], {})).toThrow("--grpc-max-connection-age-grace: must be greater than zero");
     expect(() => loadConfig([], { QUIVER_GRPC_STREAM_IDLE: "-5" })).toThrow("QUIVER_GRPC_STREAM_IDLE");
     expect(() => loadConfig(["--grpc-max-connection-idle", "30d"], {})).toThrow("--grpc-max-connection-idle: at most 24d");
