@@ -108,18 +108,33 @@ export class HealthService {
       clearTimeout(timer);
       void tick();
     };
-    this.follow(call, wake, () => {
-      stopped = true;
-      clearTimeout(timer);
-      this.watchers.delete(wake);
-    });
+    // Ended by the drain: the status it ends on is NOT_SERVING, sent here since the tick the drain woke has not run
+    // yet (closeWatches follows drain at once): until 12-08 a Watch ended by a shutdown without --shutdown-delay
+    // had been told SERVING last, and its client saw only the stream end.
+    const beforeEnd = () => {
+      if (this.draining && last !== NOT_SERVING) {
+        last = NOT_SERVING;
+        call.write({ status: NOT_SERVING });
+      }
+    };
+    this.follow(
+      call,
+      wake,
+      () => {
+        stopped = true;
+        clearTimeout(timer);
+        this.watchers.delete(wake);
+      },
+      beforeEnd,
+    );
     void tick();
   };
 
   /** Registers a Watch stream: `wake` on a change of status; `stop` once its client goes, or `closeWatches` ends it. */
-  private follow(call: ServerWritableStream<HealthRequest | DecodeFailure, unknown>, wake: () => void, stop: () => void): void {
+  private follow(call: ServerWritableStream<HealthRequest | DecodeFailure, unknown>, wake: () => void, stop: () => void, beforeEnd?: () => void): void {
     this.watchers.set(wake, () => {
       stop();
+      beforeEnd?.();
       call.end();
     });
     call.on("cancelled", stop);
