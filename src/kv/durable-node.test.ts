@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -136,6 +137,24 @@ describe("durable store on the SQLite thread", () => {
     const failure = await rejectionOf(DurableKvNode.open("d", file, { thread }));
     expect(String(failure)).toContain(`${file}: not opened, the durable store's SQLite thread`);
     expect(String(failure)).not.toContain("restore the file");
+  });
+
+  test("a file whose rows memory refuses fails the open and is let go: opened again, it fails the same way, not as in use", async () => {
+    const file = nextFile();
+    // A row too short to hold an event time: the thread reads it, memory (the serving thread) refuses it.
+    const db = new Database(file, { create: true });
+    db.run("CREATE TABLE rows (k TEXT PRIMARY KEY, ts REAL NOT NULL, v BLOB NOT NULL) WITHOUT ROWID");
+    db.run("INSERT INTO rows VALUES ('v@1/k=i1', 1, x'01')");
+    db.close();
+    const thread = new DurableThread();
+    // Another node on the thread, as a server's other nodes: the thread lives on after the failed open.
+    const other = await DurableKvNode.open("other", nextFile(), { thread });
+    for (const attempt of [1, 2]) {
+      const failure = String(await rejectionOf(DurableKvNode.open("d", file, { thread })));
+      expect(`${attempt}: ${failure}`).toContain(`${attempt}: Error: ${file}: stored row too short: 1 bytes`);
+    }
+    await other.close();
+    thread.terminate();
   });
 
   test("one shared SQLite thread for the process's durable files, ended with the last of them and started anew for the next", async () => {

@@ -1,4 +1,4 @@
-import { type WorkerLike, WorkerCalls } from "../runtime/worker-calls.ts";
+import { type WorkerLike, WorkerCalls, WorkerLostError } from "../runtime/worker-calls.ts";
 import type { DurableFile, LoadRow } from "./durable-file.ts";
 import type { RowsFileOptions } from "./durable-rows.ts";
 
@@ -47,14 +47,22 @@ export class DurableThread {
   /** Opens (creating when missing) `file` on the thread, `load` getting each of its rows, and holds its lock. */
   async open(file: string, options: RowsFileOptions, load: LoadRow): Promise<DurableFile> {
     const handle = this.nextHandle++;
-    await this.calls.call({ op: "open", handle, file, options } satisfies DurableCall, [], (progress) => {
-      const page = progress as RowsPage;
-      let start = 0;
-      for (let i = 0; i < page.keys.length; i++) {
-        load(page.keys[i]!, page.bytes.subarray(start, page.ends[i]!));
-        start = page.ends[i]!;
-      }
-    });
+    try {
+      await this.calls.call({ op: "open", handle, file, options } satisfies DurableCall, [], (progress) => {
+        const page = progress as RowsPage;
+        let start = 0;
+        for (let i = 0; i < page.keys.length; i++) {
+          load(page.keys[i]!, page.bytes.subarray(start, page.ends[i]!));
+          start = page.ends[i]!;
+        }
+      });
+    } catch (e) {
+      // `load` failing here (a row memory refuses) leaves the thread holding the file it opened, and its lock, with
+      // no node to close it: a second open in this process was refused as "in use by another process". Closed first,
+      // so the open fails with the file let go (a file the thread never opened answers not_open, ignored).
+      if (!(e instanceof WorkerLostError)) await this.calls.call({ op: "close", handle } satisfies DurableCall).catch(() => {});
+      throw e;
+    }
     return new ThreadFile(this.calls, handle);
   }
 
