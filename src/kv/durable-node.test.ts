@@ -8,7 +8,7 @@ import type { WorkerLike } from "../runtime/worker-calls.ts";
 import { DurableKvNode } from "./durable-node.ts";
 import { DurableThread, leaseSharedThread } from "./durable-thread.ts";
 import type { KvEntry } from "./kv-node.ts";
-import { StorageError } from "./storage-errors.ts";
+import { StorageError, sentNothing } from "./storage-errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "quiver-durable-thread-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -116,6 +116,27 @@ describe("durable store on the SQLite thread", () => {
     // Later writes fail at once, the node says it is unwell, and close does not wait for a thread that is gone.
     expect(await rejectionOf(node.putMany(put("v@1/k=i3", 1, "later")))).toBeInstanceOf(StorageError);
     expect((await node.health()).ok).toBe(false);
+    await node.close();
+  });
+
+  test("writes made after the SQLite thread was lost are refused as never sent, the one it was making as maybe stored", async () => {
+    const thread = new DurableThread();
+    const node = await DurableKvNode.open("d", nextFile(), { thread });
+    thread.holdForTest();
+    const pending = node.putMany(put("v@1/k=i1", 1, "pending"));
+    thread.terminate();
+    const lost = await rejectionOf(pending);
+    expect(sentNothing(lost)).toBe(false);
+    expect((lost as Error).message).toContain("may or may not be in the file");
+    // Never sent to a thread already gone: caches keep their copies and the change feed announces nothing (storeMayHold).
+    for (const later of [node.putMany(put("v@1/k=i2", 1, "later")), node.deleteMany(["v@1/k=i3"])]) {
+      const refusal = await rejectionOf(later);
+      expect(refusal).toBeInstanceOf(StorageError);
+      expect((refusal as StorageError).code).toBe("storage_write_failed");
+      expect(sentNothing(refusal)).toBe(true);
+      expect((refusal as Error).message).not.toContain("may or may not");
+      expect((refusal as Error).message).toMatch(/nothing of this (write|delete) was stored/);
+    }
     await node.close();
   });
 

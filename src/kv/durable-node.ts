@@ -158,9 +158,13 @@ export class DurableKvNode implements KvNode, MemoryReporting {
    * UNAVAILABLE) and streaming writers hand the batch back, instead of a 500
    * for a bug. The transaction rolled back, so nothing of the call was
    * stored, in the file or in memory. The SQLite thread gone before it
-   * answered is one too, but whether the call reached the file is unknown.
+   * answered is one too, but whether the call reached the file is unknown;
+   * a call made after it was gone was never sent (`sent: "nothing"`).
    */
   private storageError(e: unknown, what: "write" | "delete"): StorageError {
+    if (e instanceof WorkerLostError && e.unsent) {
+      return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${e.message}; nothing of this ${what} was stored, and no other can be made until the server restarts`, true, e, "nothing");
+    }
     if (e instanceof WorkerLostError) {
       return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${e.message} before it answered; this ${what} may or may not be in the file (nothing of it is served from memory), and no other can be made until the server restarts`, true, e);
     }

@@ -30,6 +30,11 @@ test("a body that cannot be sent is refused at once; terminating rejects what is
   expect(calls.inFlight).toBe(0);
   const pending = calls.call({ echo: 1 });
   calls.terminate();
-  await expect(pending).rejects.toBeInstanceOf(WorkerLostError);
-  await expect(calls.call({ echo: 2 })).rejects.toThrow("the fixture's thread was stopped");
+  const lost = await pending.catch((e: unknown) => e);
+  expect(lost).toBeInstanceOf(WorkerLostError);
+  expect((lost as WorkerLostError).unsent).toBe(false);
+  // A later call never reaches the thread: its error says so.
+  const refused = await calls.call({ echo: 2 }).catch((e: unknown) => e);
+  expect((refused as Error).message).toBe("the fixture's thread was stopped");
+  expect((refused as WorkerLostError).unsent).toBe(true);
 });

@@ -10,7 +10,7 @@
  *   exception), on `messageerror`, on its `close` event (Bun and Node's web
  *   Worker fire it however the thread ended: Bun 1.4 sends only `close` for an
  *   exception thrown while handling an uncaught one), and when `terminate()`
- *   is called here; calls made afterwards are rejected at once;
+ *   is called here; calls made afterwards are rejected at once, unsent;
  * - a worker whose script awaits before installing its message handler: Bun
  *   1.4 drops what arrives in that window, as browsers and Deno do
  *   (oven-sh/bun#40141). The worker's side (see worker-answers.ts) installs
@@ -56,11 +56,18 @@ export class WorkerCallError extends Error {
   }
 }
 
-/** The thread ended before it answered: whether the call's work was done is unknown. */
+/**
+ * The thread ended before it answered: whether the call's work was done is
+ * unknown, unless `unsent` (the call was made after the thread was known to be
+ * gone, and never sent: its work was certainly not done).
+ */
 export class WorkerLostError extends Error {
   readonly code = "worker_lost";
 
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly unsent = false,
+  ) {
     super(message);
     this.name = "WorkerLostError";
   }
@@ -112,7 +119,8 @@ export class WorkerCalls {
    * progress message, in order, before the answer.
    */
   call<T>(body: unknown, transfer: ArrayBuffer[] = [], progress?: (progress: unknown) => void): Promise<T> {
-    if (this.lostWith !== undefined) return Promise.reject(this.lostWith);
+    // Refused unsent: the caller can tell nothing of it was done (a write refused so changed no stored row).
+    if (this.lostWith !== undefined) return Promise.reject(new WorkerLostError(this.lostWith.message, true));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref?.();
