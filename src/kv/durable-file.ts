@@ -17,7 +17,7 @@ export interface DurableFile {
   /** RowsFile.write: per row, 1 if the file took it (it held nothing as new or newer). `ts` may be moved to another thread (unusable here after the call). */
   write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array>;
   delete(keys: readonly string[]): Promise<void>;
-  /** Rejects when the database cannot answer. */
+  /** Rejects when the database cannot answer (on the SQLite thread: the thread is gone; answered without queueing behind commits). */
   probe(): Promise<void>;
   /** Closes the file and lets go of its lock, after the calls made before it. */
   close(): Promise<void>;

@@ -35,7 +35,7 @@ function watch<T>(p: Promise<T>): { readonly settled: boolean } {
 }
 
 describe("durable store on the SQLite thread", () => {
-  test("a commit under way holds the SQLite thread, not this one: timers fire and reads answer; the write is acknowledged and served only once committed", async () => {
+  test("a commit under way holds the SQLite thread, not this one: timers fire, reads and health answer; the write is acknowledged and served only once committed", async () => {
     const thread = new DurableThread();
     const node = await DurableKvNode.open("d", nextFile(), { thread, sync: "full" });
     await node.putMany(put("v@1/k=i1", 1, "old"));
@@ -46,6 +46,12 @@ describe("durable store on the SQLite thread", () => {
     expect(await turns(5)).toBe(5);
     expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["old"] }]);
     expect(acked.settled).toBe(false);
+    // Health (/readyz) does not wait behind the commit either: the thread is alive, the node is ok.
+    const health = node.health();
+    const answered = watch(health);
+    expect(await turns(5)).toBe(5);
+    expect(answered.settled).toBe(true);
+    expect((await health).ok).toBe(true);
     release();
     expect(await write).toEqual({ written: 1, ignored: 0, sameTime: 0 });
     expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 2, values: ["new"] }]);

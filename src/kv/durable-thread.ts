@@ -7,7 +7,7 @@ export type DurableCall =
   | { readonly op: "open"; readonly handle: number; readonly file: string; readonly options: RowsFileOptions }
   | { readonly op: "write"; readonly handle: number; readonly keys: readonly string[]; readonly ts: Float64Array; readonly bytes: Uint8Array; readonly ends: Uint32Array }
   | { readonly op: "delete"; readonly handle: number; readonly keys: readonly string[] }
-  | { readonly op: "probe" | "close"; readonly handle: number }
+  | { readonly op: "close"; readonly handle: number }
   /** Test hooks: block the thread until `gate[0]` is set (a slow commit, a stuck fsync); end it from its next call, unanswered. */
   | { readonly op: "hold"; readonly gate: SharedArrayBuffer }
   | { readonly op: "crash" };
@@ -109,8 +109,16 @@ class ThreadFile implements DurableFile {
     return this.calls.call({ op: "delete", handle: this.handle, keys } satisfies DurableCall);
   }
 
+  /**
+   * The thread's state, not a call to it: a probe queued behind the commits in
+   * flight answered only after all of them (measured: 4 nodes, 200 queued
+   * 500-row pushes with `full`, health 306-622 ms), and never while one was
+   * stuck, so /readyz, which must not depend on storage, hung with the disk.
+   * `SELECT 1` on the file, held exclusively, touched no disk anyway.
+   */
   probe(): Promise<void> {
-    return this.calls.call({ op: "probe", handle: this.handle } satisfies DurableCall);
+    const lost = this.calls.lost;
+    return lost === undefined ? Promise.resolve() : Promise.reject(lost);
   }
 
   close(): Promise<void> {

@@ -49,9 +49,6 @@ answerCalls(loadSqlite(), (sqlite, body, progress) => {
     case "delete":
       fileOf(call.handle).delete(call.keys);
       return undefined;
-    case "probe":
-      fileOf(call.handle).probe();
-      return undefined;
     case "close":
       fileOf(call.handle).close();
       files.delete(call.handle);
