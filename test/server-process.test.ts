@@ -136,7 +136,7 @@ describe("server process", () => {
     expect(p.output()).toContain("unready; serving 3000 ms more before draining (--shutdown-delay)");
   });
 
-  test("every acknowledged write survives kill -9 of the server", async () => {
+  test("every acknowledged write survives kill -9 of the server, also pushes in flight together to the same keys", async () => {
     const dataDir = tempDir();
     const first = await startQuiver(["--data-dir", dataDir, "--demo-entities", "0"]);
     procs.push(first);
@@ -152,6 +152,22 @@ describe("server process", () => {
     const newer = acknowledged.slice(0, 10).map((a) => ({ customer_id: a.id, spend_1h: a.spend + 0.5, event_timestamp: base + 1000 }));
     expect((await fetch(`${first.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "fraud_signals", rows: newer }) })).status).toBe(200);
     for (let i = 0; i < 10; i++) acknowledged[i]!.spend += 0.5;
+    // Pushes in flight together to the same keys, their events in no order (the SQLite thread commits them one after
+    // another, memory takes what the file took): the newest event of each key is what is served and what survives.
+    const rounds = 12;
+    const inFlight = Array.from({ length: rounds }, (_, b) => {
+      const rows = Array.from({ length: 10 }, (_, i) => ({ customer_id: `c-${i}`, spend_1h: b * 100 + i, event_timestamp: base + 2000 + ((b * 5) % rounds) }));
+      return fetch(`${first.url}/v1/push`, { method: "POST", headers: json, body: JSON.stringify({ featureView: "fraud_signals", rows }) }).then((r) => r.status);
+    });
+    expect(await Promise.all(inFlight)).toEqual(Array.from({ length: rounds }, () => 200));
+    // (b * 5) % 12 is largest, 11, for b = 7.
+    for (let i = 0; i < 10; i++) acknowledged.push({ id: `c-${i}`, spend: 700 + i });
+    const served = await fetch(`${first.url}/v1/lookup`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ features: ["fraud_signals:spend_1h"], entities: { customer_id: Array.from({ length: 10 }, (_, i) => `c-${i}`) }, fillDefaults: false }),
+    });
+    expect(((await served.json()) as { rows: { values: number[] }[] }).rows.map((r) => r.values[0])).toEqual(Array.from({ length: 10 }, (_, i) => 700 + i));
 
     expect(await first.stop("SIGKILL")).not.toBe(0);
 
@@ -165,7 +181,8 @@ describe("server process", () => {
     const body = (await res.json()) as { rows: { values: number[]; statuses: string[] }[] };
     const lost = acknowledged.filter((a, i) => body.rows[i]!.values[0] !== a.spend);
     expect(lost).toEqual([]);
-    await second.stop();
+    // SIGTERM closes the files and ends the SQLite thread: the process exits 0 (no worker keeps it alive).
+    expect(await second.stop("SIGTERM")).toBe(0);
   });
 
   test("refuses to start on an invalid registry, listing every problem", async () => {
