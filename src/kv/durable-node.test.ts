@@ -83,6 +83,38 @@ describe("durable store on the SQLite thread", () => {
     thread.terminate();
   });
 
+  test("batches in flight together (older after newer, same time, a key twice in one batch) end as if made one after another, on the SQLite thread and in this thread", async () => {
+    const e = (key: string, ts: number, value: string): KvEntry => ({ key, row: { ts, values: [value] } });
+    const scenarios: KvEntry[][][] = [
+      [[e("k", 1, "a"), e("k", 3, "b")], [e("k", 2, "c")], [e("k", 3, "d"), e("k", 3, "e")]],
+      [[e("k", 5, "a")], [e("k", 5, "b"), e("k", 6, "c")], [e("k", 4, "d"), e("k", 6, "e"), e("k", 7, "f")]],
+      [[e("k", 9, "a"), e("j", 1, "x")], [e("k", 1, "b"), e("j", 1, "y")], [e("j", 2, "z")]],
+    ];
+    const thread = new DurableThread();
+    for (const batches of scenarios) {
+      const sequential = await DurableKvNode.open("s", nextFile(), { thread: false });
+      const outcomes = [];
+      for (const b of batches) outcomes.push(await sequential.putMany(b));
+      const expected = sequential.getManyNow(["k", "j"]);
+      for (const where of [thread, false] as const) {
+        const file = nextFile();
+        const node = await DurableKvNode.open("d", file, { thread: where });
+        // On the thread, every batch is picked against memory before any commits.
+        const release = where === false ? () => {} : where.holdForTest();
+        const together = batches.map((b) => node.putMany(b));
+        release();
+        expect(await Promise.all(together)).toEqual(outcomes);
+        expect(node.getManyNow(["k", "j"])).toEqual(expected);
+        await node.close();
+        const reopened = await DurableKvNode.open("d", file, { thread: where });
+        expect(reopened.getManyNow(["k", "j"])).toEqual(expected);
+        await reopened.close();
+      }
+      await sequential.close();
+    }
+    thread.terminate();
+  });
+
   test("close waits for the writes in flight, then lets go of the file; writes after it are refused", async () => {
     const thread = new DurableThread();
     const file = nextFile();
