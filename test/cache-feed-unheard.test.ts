@@ -108,3 +108,30 @@ test("a pod first heard after its first messages were lost is a gap: L1 copies o
     await Promise.allSettled([feedServer.stop(), originServer.stop()]);
   }
 }, 60_000);
+
+test("a running pod heard within the first 3 s is no gap, also when this pod is too busy to read it until after (a start-up stall)", async () => {
+  const feedServer = await startRedis();
+  const feed = new RedisChangeFeed("pod-s", { where: { address: feedServer.address }, heartbeatMs: 200 });
+  try {
+    expect(await feed.whenSubscribed(10_000)).toBe(true);
+    // Pod E has run since before this pod subscribed (5 messages sent then, which this pod need not hear): its
+    // heartbeat announcing 5, then its 6th message, both reach this pod's socket at once (published by another
+    // process, synchronously: this pod's event loop has not turned since it subscribed).
+    const publish = (message: object): void => {
+      const out = Bun.spawnSync(["redis-cli", "-h", feedServer.host, "-p", String(feedServer.port), "PUBLISH", "quiver:feed", JSON.stringify(message)]);
+      expect(out.stdout.toString().trim()).toBe("1");
+    };
+    publish({ o: "pod-e#00000001", s: 5, t: Date.now(), h: 1 });
+    publish({ o: "pod-e#00000001", s: 6, t: Date.now(), c: [["stall@1/k=i1", 1, 0]] });
+    expect(feed.state().received).toBe(0);
+    // Start-up work after the subscription holds the event loop past the window (a vector snapshot read with
+    // readIndexSync, a full collection): the messages are read only then.
+    Bun.sleepSync(3_200);
+    expect(await waitFor(() => feed.state().received === 1)).toBe(true);
+    // Nothing of pod E's was lost: both arrived within 3 s of the subscription.
+    expect(feed.state().gaps).toBe(0);
+  } finally {
+    await feed.close();
+    await feedServer.stop();
+  }
+}, 60_000);

@@ -124,8 +124,15 @@ export class RedisChangeFeed implements ChangeFeed {
   private echoAwaitedSince: number | undefined;
   /** When the heartbeat timer last ran (performance.now()), to tell a stalled event loop from a deaf feed. */
   private lastTickAt = performance.now();
-  /** When the subscription was last (re)established (performance.now()): pods first heard later started since (receive). */
+  /** When the subscription was last (re)established (performance.now()): the window in which running pods announce themselves starts. */
   private subscribedAt = performance.now();
+  /**
+   * The `t` of this pod's first message sent once the subscription had been
+   * up for the deaf-after time; undefined until one is sent (firstHeard).
+   */
+  private windowProbeT: number | undefined;
+  /** This subscription has read everything published in its first deaf-after time: every pod running then was heard (firstHeard). */
+  private heardRunningPods = false;
 
   constructor(origin: string, options: RedisFeedOptions) {
     // This process's incarnation after the pod's name: a restarted container keeps its name (the pod's hostname,
@@ -154,6 +161,7 @@ export class RedisChangeFeed implements ChangeFeed {
           if (sub !== this.sub) return;
           this.subscribed = true;
           this.subscribedAt = performance.now();
+          this.openWindow();
           // Messages sent before this subscription never come back to it.
           this.echoAwaitedSince = undefined;
           // Anything published while we were away is lost to us.
@@ -168,6 +176,7 @@ export class RedisChangeFeed implements ChangeFeed {
       // Lost now, not only once it is back: what L1 holds from here on may miss other pods' writes.
       if (this.subscribed) this.gap("feed subscription lost");
       this.subscribed = false;
+      this.openWindow();
     });
     sub.on("messageBuffer", (_channel: Buffer, payload: Buffer) => {
       if (sub === this.sub) this.receive(payload);
@@ -187,6 +196,7 @@ export class RedisChangeFeed implements ChangeFeed {
     this.subscribed = false;
     this.wasSubscribed = true;
     this.echoAwaitedSince = undefined;
+    this.openWindow();
     this.gap("feed moved to another Redis");
     for (const c of old) void Promise.race([c.quit(), sleep(500)]).catch(() => undefined).finally(() => c.disconnect());
   }
@@ -222,6 +232,7 @@ export class RedisChangeFeed implements ChangeFeed {
       this.subscribed = false;
       this.gap(`feed not heard: this pod's own messages did not come back within ${this.deafAfterMs} ms`);
     }
+    this.openWindow();
     this.sub.disconnect(true);
     this.pub.disconnect(true);
   }
@@ -283,7 +294,10 @@ export class RedisChangeFeed implements ChangeFeed {
       return;
     }
     // Awaited only while subscribed: what comes back then shows the feed hears.
-    if (this.subscribed) this.echoAwaitedSince ??= performance.now();
+    if (this.subscribed) {
+      this.echoAwaitedSince ??= performance.now();
+      if (this.windowProbeT === undefined && !this.heardRunningPods && performance.now() - this.subscribedAt >= this.deafAfterMs) this.windowProbeT = message.t;
+    }
     this.pub.publish(this.channel, JSON.stringify(message)).catch(() => {
       if (message.h === undefined) this.dropped++;
     });
@@ -300,6 +314,11 @@ export class RedisChangeFeed implements ChangeFeed {
     if (m.o === this.origin) {
       // Our own message came back: the subscription hears (checkHearing).
       this.echoAwaitedSince = undefined;
+      // Sent once the subscription had been up for the window: what others published in it has been read (firstHeard).
+      if (this.windowProbeT !== undefined && m.t >= this.windowProbeT) {
+        this.heardRunningPods = true;
+        this.windowProbeT = undefined;
+      }
       return;
     }
     const last = this.lastSeen.get(m.o);
@@ -333,19 +352,34 @@ export class RedisChangeFeed implements ChangeFeed {
   }
 
   /**
-   * A pod heard for the first time. Once this subscription has been up for
-   * the deaf-after time (at least three heartbeats), every pod running when
-   * it began has been heard: one heard later started since, and all it sent
-   * came here, so its first message must be its first (sequence 1, or a
-   * heartbeat at 0). A later one means its first messages were lost (sent
-   * before its publishing connection was up, or a publish that failed): a
-   * gap, as a hole later in its sequence is. Taken as its start, they were
-   * missed unseen, and this pod kept its L1 copies of the rows they replaced
-   * for their TTL (test/cache-feed-unheard.test.ts).
+   * A pod heard for the first time. Once this subscription has read what
+   * was published in its first deaf-after time (at least three heartbeats),
+   * every pod running when it began has been heard: one heard later started
+   * since, and all it sent came here, so its first message must be its
+   * first (sequence 1, or a heartbeat at 0). A later one means its first
+   * messages were lost (sent before its publishing connection was up, or a
+   * publish that failed): a gap, as a hole later in its sequence is. Taken
+   * as its start, they were missed unseen, and this pod kept its L1 copies
+   * of the rows they replaced for their TTL (test/cache-feed-unheard.test.ts).
+   *
+   * "Read", not "up for": the window closes when this pod's own message
+   * sent after it comes back (one channel, delivered in order, so all
+   * published before it has been read). Timed by this pod's clock when a
+   * message is read, a pod busy past the window right after subscribing
+   * (start-up: a vector snapshot's readIndexSync, a full collection) read
+   * the heartbeats queued meanwhile late, and each running pod that had
+   * ever published was a gap: L1 expired and the vector indexes sent to a
+   * catch-up scan once per pod.
    */
   private firstHeard(m: Message): void {
     this.forgetEarlierIncarnations(m.o);
-    if (m.s > (m.h === 1 ? 0 : 1) && performance.now() - this.subscribedAt >= this.deafAfterMs) this.gap(`missed the first messages from ${m.o} (first heard: ${m.s})`);
+    if (this.heardRunningPods && m.s > (m.h === 1 ? 0 : 1)) this.gap(`missed the first messages from ${m.o} (first heard: ${m.s})`);
+  }
+
+  /** The subscription (re)starts, or is lost: pods first heard are taken as they come until its window has been read. */
+  private openWindow(): void {
+    this.heardRunningPods = false;
+    this.windowProbeT = undefined;
   }
 
   /** A new incarnation of a pod is heard: its earlier ones (same name before `#`) have stopped and are forgotten. */
