@@ -675,6 +675,37 @@ test("a write through a pod that has not yet taken another pod's invalidation re
   }
 });
 
+test("a delete through a pod that has not yet taken another pod's invalidation removes the key where the others read it too", async () => {
+  const [l2Server, originServer] = await Promise.all([startRedis(), startRedis()]);
+  // A takes generations only when told (no periodic check): the invalidation's message is still on its way to it.
+  const a = await pod("lagdel-a", l2Server.address, originServer.address, true, { generationsCheckMs: 3_600_000 });
+  const b = await pod("lagdel-b", l2Server.address, originServer.address);
+  const c = await pod("lagdel-c", l2Server.address, originServer.address);
+  const key = "lagdel@1/k=i1";
+  try {
+    await a.origin.rows.putMany([{ key, row: row(1, "old") }]);
+    // B's invalidation bumps the view's generation in L2; C takes it, A not yet.
+    await b.l2.bumpGeneration({ view: "lagdel" });
+    expect(await c.l2.syncGenerations()).toBe(true);
+    expect([a.l2.generations().views.lagdel, b.l2.generations().views.lagdel, c.l2.generations().views.lagdel]).toEqual([undefined, 1, 1]);
+    // B reads the key under generation 1, filling it there.
+    expect(await b.tier.getMany([key])).toEqual([row(1, "old")]);
+    await b.tier.settled();
+    // A's delete, acknowledged, removed from L2 and announced; C has heard of it (it holds no copy: no floor).
+    const heard = c.feed.state().received;
+    expect(await a.writer.deleteMany([key])).toBe(1);
+    expect(await waitFor(() => c.feed.state().received > heard)).toBe(true);
+    // C reads under generation 1: A removed the key under 0 only, and C read B's copy of the deleted row (kept for
+    // its L1 TTL; L2's for 300 s).
+    expect(await c.tier.getMany([key])).toEqual([undefined]);
+    // A, still under 0 and holding no copy, reads the delete there too.
+    expect(await a.tier.getMany([key])).toEqual([undefined]);
+  } finally {
+    await Promise.allSettled([a.close(), b.close(), c.close()]);
+    await Promise.allSettled([l2Server.stop(), originServer.stop()]);
+  }
+});
+
 test("a registry reload while L2 is down answers 200 and keeps the new registry; the view's invalidation reaches L2 when it is back", async () => {
   const l2Server = await startRedis({ appendOnly: true });
   const dir = mkdtempSync(join(tmpdir(), "quiver-reload-l2-"));

@@ -31,6 +31,26 @@ return written
 `;
 
 /**
+ * Lua shared by the scripts that place what the origin acknowledged: KEYS[1]
+ * the generations hash, `callerAll` the caller's "*" generation.
+ * `prefixes(view, callerGen)` answers the view's key prefix under the
+ * caller's generations, and under the higher of L2's and the caller's for
+ * each when that differs (else false); looked up once per view per call.
+ */
+const ACKNOWLEDGED_PREFIXES_LUA = `
+local all = math.max(tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0, callerAll)
+local ownPrefix, newerPrefix = {}, {}
+local function prefixes(view, callerGen)
+  if ownPrefix[view] == nil then
+    local gen = math.max(tonumber(redis.call('HGET', KEYS[1], view) or '0') or 0, callerGen)
+    ownPrefix[view] = 'qc|' .. string.format('%d', callerAll) .. '.' .. string.format('%d', callerGen) .. '|'
+    newerPrefix[view] = (gen ~= callerGen or all ~= callerAll) and ('qc|' .. string.format('%d', all) .. '.' .. string.format('%d', gen) .. '|') or false
+  end
+  return ownPrefix[view], newerPrefix[view]
+end
+`;
+
+/**
  * L2_FILL_LUA's rule for writes the origin acknowledged (write-throughs and
  * floors), under the generations L2 holds now as well as the caller's:
  * KEYS[1] the generations hash; ARGV[1] the entry count n, ARGV[2] "1" to
@@ -63,23 +83,39 @@ local function put(key, incoming, ttl)
   return 1
 end
 local callerAll = tonumber(ARGV[3]) or 0
-local all = math.max(tonumber(redis.call('HGET', KEYS[1], '*') or '0') or 0, callerAll)
--- Per view: the caller's prefix, and L2's newer one (false when it is the same).
-local own, newer = {}, {}
+${ACKNOWLEDGED_PREFIXES_LUA}
 local written = 0
 for i = 0, n - 1 do
   local at = 4 + i * 5
-  local view = ARGV[at + 1]
-  if own[view] == nil then
-    local callerGen = tonumber(ARGV[at + 2]) or 0
-    local gen = math.max(tonumber(redis.call('HGET', KEYS[1], view) or '0') or 0, callerGen)
-    own[view] = 'qc|' .. string.format('%d', callerAll) .. '.' .. string.format('%d', callerGen) .. '|'
-    newer[view] = (gen ~= callerGen or all ~= callerAll) and ('qc|' .. string.format('%d', all) .. '.' .. string.format('%d', gen) .. '|') or false
-  end
-  written = written + put(own[view] .. ARGV[at], ARGV[at + 3], ARGV[at + 4])
-  if newer[view] then put(newer[view] .. ARGV[at], ARGV[at + 3], ARGV[at + 4]) end
+  local own, newer = prefixes(ARGV[at + 1], tonumber(ARGV[at + 2]) or 0)
+  written = written + put(own .. ARGV[at], ARGV[at + 3], ARGV[at + 4])
+  if newer then put(newer .. ARGV[at], ARGV[at + 3], ARGV[at + 4]) end
 end
 return written
+`;
+
+/**
+ * Removals the origin acknowledged (deletes, and repairs of write-throughs
+ * L2 missed), placed as L2_WRITE_THROUGH_LUA places writes: KEYS[1] the
+ * generations hash; ARGV[1] the caller's "*" generation, then three per key:
+ * storage key, its view, the caller's generation of that view. Each key is
+ * removed under the caller's generations and under L2's newer ones. Removed
+ * under the caller's alone, a delete through a pod that had not taken
+ * another's invalidation yet left the copy the others had filled under the
+ * new generation, and every pod without a floor of its own served the
+ * deleted row for the L2 TTL (test/cache-l2.test.ts). Returns the number of
+ * keys removed under the caller's generations.
+ */
+export const L2_REMOVE_LUA = `
+local callerAll = tonumber(ARGV[1]) or 0
+${ACKNOWLEDGED_PREFIXES_LUA}
+local removed = 0
+for at = 2, #ARGV, 3 do
+  local own, newer = prefixes(ARGV[at + 1], tonumber(ARGV[at + 2]) or 0)
+  removed = removed + redis.call('DEL', own .. ARGV[at])
+  if newer then redis.call('DEL', newer .. ARGV[at]) end
+end
+return removed
 `;
 
 /**

@@ -2,7 +2,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { StoredRow } from "../kv/kv-node.ts";
 import { decodeRow, encodeRow, ROW_HEADER_BYTES } from "../kv/row-codec.ts";
 import type { InvalidationScope } from "../feed/change-feed.ts";
-import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, L2_FILL_LUA, L2_WRITE_THROUGH_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
+import { GENERATION_BUMP_LUA, GENERATION_CHECK_LUA, L2_FILL_LUA, L2_REMOVE_LUA, L2_WRITE_THROUGH_LUA, RUN_CHECK_LUA } from "./l2-script.ts";
 import { L2_NEGATIVE, L2_NOT_ASKED, type L2Slot, type L2Tier, type L2Write } from "./l2-slot.ts";
 
 /** Where the L2 Redis is: one address, or Sentinels and a master name. */
@@ -91,6 +91,7 @@ export class L2Store implements L2Tier {
   private readonly writeTimeoutMs: number;
   private readonly fillCommand: FillCommand;
   private readonly writeThroughCommand: FillCommand;
+  private readonly removeCommand: GenerationCommand;
   private readonly bumpCommand: GenerationCommand;
   private readonly runCheckCommand: GenerationCommand;
   private readonly checkCommand: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
@@ -135,18 +136,21 @@ export class L2Store implements L2Tier {
     }
     this.client.defineCommand("quiverCacheFill", { lua: L2_FILL_LUA });
     this.client.defineCommand("quiverCacheWriteThrough", { lua: L2_WRITE_THROUGH_LUA });
+    this.client.defineCommand("quiverCacheRemove", { lua: L2_REMOVE_LUA });
     this.client.defineCommand("quiverGenerationBump", { lua: GENERATION_BUMP_LUA });
     this.client.defineCommand("quiverRunCheck", { lua: RUN_CHECK_LUA });
     this.client.defineCommand("quiverGenerationCheck", { lua: GENERATION_CHECK_LUA });
     const commands = this.client as unknown as {
       quiverCacheFill: FillCommand;
       quiverCacheWriteThrough: FillCommand;
+      quiverCacheRemove: GenerationCommand;
       quiverGenerationBump: GenerationCommand;
       quiverRunCheck: GenerationCommand;
       quiverGenerationCheck: (numKeys: number, ...args: Array<string | number>) => Promise<string[]>;
     };
     this.fillCommand = commands.quiverCacheFill.bind(this.client);
     this.writeThroughCommand = commands.quiverCacheWriteThrough.bind(this.client);
+    this.removeCommand = commands.quiverCacheRemove.bind(this.client);
     this.bumpCommand = commands.quiverGenerationBump.bind(this.client);
     this.runCheckCommand = commands.quiverRunCheck.bind(this.client);
     this.checkCommand = commands.quiverGenerationCheck.bind(this.client);
@@ -388,10 +392,21 @@ export class L2Store implements L2Tier {
     }, () => this.ttlMs);
   }
 
-  /** Removes keys (a delete was acknowledged). */
+  /** Removes keys (a delete was acknowledged), under the newest generations L2 or this pod knows, as writeThrough places rows (L2_REMOVE_LUA). */
   async remove(keys: readonly string[]): Promise<boolean> {
     if (keys.length === 0 || !this.connected) return keys.length === 0;
-    return (await this.bounded(this.client.del(keys.map((k) => this.keyOf(k))), this.writeTimeoutMs)) !== undefined;
+    const args = new Array<string | number>(2 + keys.length * 3);
+    args[0] = GENERATIONS;
+    args[1] = this.allGen;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const view = viewOf(key);
+      const at = 2 + i * 3;
+      args[at] = key;
+      args[at + 1] = view;
+      args[at + 2] = this.viewGens.get(view) ?? 0;
+    }
+    return (await this.bounded(this.removeCommand(1, ...args), this.writeTimeoutMs)) !== undefined;
   }
 
   /**
