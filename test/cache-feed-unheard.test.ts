@@ -66,6 +66,44 @@ test("a read that began before the feed was first heard fills L1 only for the fe
   }
 }, 60_000);
 
+test("a write begun before the feed was first heard refreshes L1 only for the feed-down TTL, not the whole TTL", async () => {
+  const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
+  // The feed's Redis is down when the pod starts (it starts anyway, degraded).
+  await feedServer.kill9();
+  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
+  const origin = new TestOrigin(originNode);
+  const feed = new RedisChangeFeed("pod-b", { where: { address: feedServer.address }, heartbeatMs: 200 });
+  const clock = fakeClock();
+  const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
+  const tier = new CacheTier(origin, { l1, feed, metrics: cacheMetrics(new MetricsRegistry()), clock: clock.now, feedDownTtlMs: 1_000 });
+  const key = "unheard-write@1/k=i1";
+  try {
+    await origin.rows.putMany([{ key, row: row(1, "first") }]);
+    expect(feed.hearing).toBe(false);
+    // Held in L1 (read while the feed was not heard).
+    expect(await tier.getMany([key])).toEqual([row(1, "first")]);
+    // This pod's write lands on the origin, and its acknowledgement is held up on the way back (a slow shard of the batch).
+    origin.holdWrites();
+    const write = tier.putMany([{ key, row: row(2, "mine") }]);
+    expect(await waitFor(() => origin.writesLanded === 1)).toBe(true);
+    // Another pod's newer write: its message cannot reach this pod, whose feed is not up.
+    await origin.rows.putMany([{ key, row: row(3, "theirs") }]);
+    // The feed's Redis is back; the pod subscribes for the first time (no gap: nothing to expire).
+    await feedServer.restart();
+    expect(await waitFor(() => feed.hearing)).toBe(true);
+    origin.releaseWrites();
+    expect(await write).toMatchObject({ written: 1, ignored: 0 });
+    // Written while the feed was not heard: trusted no longer than a read made then (1 s), not for the TTL (60 s).
+    clock.advance(1_500);
+    expect(tier.getManyNow([key])).toBeUndefined();
+    expect(await tier.getMany([key])).toEqual([row(3, "theirs")]);
+  } finally {
+    await tier.close();
+    await feed.close();
+    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+  }
+}, 60_000);
+
 test("a pod first heard after its first messages were lost is a gap: L1 copies of what it wrote are read again", async () => {
   const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
   const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });

@@ -538,6 +538,9 @@ export class CacheTier implements KvNode, ChangeListener {
    * these keys fill no cache (InFlight.supersede).
    */
   async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    // As for a read (fly): made while the feed is not heard, a write elsewhere that overtook it on the origin
+    // before the first subscription is never announced here, however heard the feed is when this one lands.
+    const heardAtStart = this.feed.hearing;
     let out: PutOutcome;
     try {
       out = await this.origin.putMany(entries, signal);
@@ -550,7 +553,7 @@ export class CacheTier implements KvNode, ChangeListener {
     const l2 = this.l2;
     if (out.ignored === 0) {
       if (l1) {
-        const cap = this.fillTtlCap();
+        const cap = heardAtStart ? this.fillTtlCap() : this.feedDownTtlMs;
         for (const e of entries) {
           if (l1.has(e.key)) l1.fill(e.key, e.row, cap);
           // A read of the key in flight found the row this write replaced: the floor keeps its fill out of L1

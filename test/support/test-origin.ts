@@ -1,5 +1,5 @@
 import { ForwardingKvNode } from "../../src/kv/forwarding-node.ts";
-import type { KvNode, ReadContext, ReadSlot } from "../../src/kv/kv-node.ts";
+import type { KvEntry, KvNode, PutOutcome, ReadContext, ReadSlot } from "../../src/kv/kv-node.ts";
 import { UNAVAILABLE } from "../../src/kv/kv-node.ts";
 
 /**
@@ -50,6 +50,32 @@ export class TestOrigin extends ForwardingKvNode {
   release(): void {
     this.openGate?.();
     this.gate = undefined;
+  }
+
+  /** Writes made while writes are held that have landed on the inner node (and wait at the gate before answering). */
+  writesLanded = 0;
+  private writeGate: Promise<void> | undefined;
+  private openWriteGate: (() => void) | undefined;
+
+  /** Holds every write's answer until `releaseWrites()`: the rows land first (a write acknowledged late). */
+  holdWrites(): void {
+    this.writeGate = new Promise((resolve) => {
+      this.openWriteGate = resolve;
+    });
+  }
+
+  releaseWrites(): void {
+    this.openWriteGate?.();
+    this.writeGate = undefined;
+  }
+
+  override async putMany(entries: readonly KvEntry[], signal?: AbortSignal): Promise<PutOutcome> {
+    const out = await this.inner.putMany(entries, signal);
+    if (this.writeGate) {
+      this.writesLanded++;
+      await this.writeGate;
+    }
+    return out;
   }
 
   override async getMany(keys: readonly string[], ctx?: ReadContext): Promise<ReadSlot[]> {
