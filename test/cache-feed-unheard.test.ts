@@ -173,3 +173,39 @@ test("a running pod heard within the first 3 s is no gap, also when this pod is 
     await feedServer.stop();
   }
 }, 60_000);
+
+test("two running processes under one pod name (a start-first replacement keeping its hostname) are no gap as they take turns", async () => {
+  const feedServer = await startRedis();
+  const feed = new RedisChangeFeed("pod-s", { where: { address: feedServer.address }, heartbeatMs: 200 });
+  // Heartbeats only when asked (an hour apart): the messages below come in the order they are sent.
+  const older = new RedisChangeFeed("pod-x", { where: { address: feedServer.address }, heartbeatMs: 3_600_000 });
+  let newer: RedisChangeFeed | undefined;
+  try {
+    expect(await feed.whenSubscribed(10_000)).toBe(true);
+    const subscribedAt = performance.now();
+    expect(await waitFor(() => older.state().connected)).toBe(true);
+    let received = 0;
+    const send = async (from: RedisChangeFeed, key: string): Promise<void> => {
+      from.publish([{ key, ts: 1, op: "put" }]);
+      received++;
+      expect(await waitFor(() => feed.state().received === received)).toBe(true);
+    };
+    await send(older, "twin@1/k=i1");
+    // Past the window in which running pods announce themselves: pods first heard after it started since.
+    expect(await waitFor(() => performance.now() - subscribedAt > 3_500)).toBe(true);
+    // The replacement starts under the same name (same hostname, PID 1) while the old process still drains.
+    newer = new RedisChangeFeed("pod-x", { where: { address: feedServer.address }, heartbeatMs: 3_600_000 });
+    expect(await waitFor(() => newer?.state().connected === true)).toBe(true);
+    await send(newer, "twin@1/k=i2");
+    await send(older, "twin@1/k=i3");
+    await send(newer, "twin@1/k=i4");
+    await send(older, "twin@1/k=i5");
+    // Every message of both was heard, in sequence: nothing to expire.
+    expect(feed.state().gaps).toBe(0);
+  } finally {
+    await newer?.close();
+    await older.close();
+    await feed.close();
+    await feedServer.stop();
+  }
+}, 60_000);

@@ -61,6 +61,9 @@ function scopeOf(i: unknown): InvalidationScope | undefined {
   return typeof o.view === "string" ? { view: o.view } : undefined;
 }
 
+/** Retired incarnations kept (RedisChangeFeed.retired): a few per pod restarted since, pods of one site. */
+const RETIRED_MAX = 256;
+
 // First retry after 20 ms: while the subscription is down, L1 may serve copies a missed event would have dropped.
 const backoff = (times: number): number => Math.min(10 * 2 ** Math.min(times, 10), 1000);
 
@@ -113,6 +116,8 @@ export class RedisChangeFeed implements ChangeFeed {
   private readonly heartbeat: ReturnType<typeof setInterval>;
   private seq = 0;
   private readonly lastSeen = new Map<string, number>();
+  /** Incarnations forgotten for a newer one of the same pod, with their last sequence, the oldest first (at most RETIRED_MAX). */
+  private readonly retired = new Map<string, number>();
   private wasSubscribed = false;
   private subscribed = false;
   private published = 0;
@@ -321,7 +326,7 @@ export class RedisChangeFeed implements ChangeFeed {
       }
       return;
     }
-    const last = this.lastSeen.get(m.o);
+    const last = this.lastSeen.get(m.o) ?? this.heardAgain(m.o);
     if (last === undefined) this.firstHeard(m);
     if (m.h === 1) {
       if (last !== undefined && m.s > last) this.gap(`missed messages from ${m.o} (${last} → ${m.s})`);
@@ -382,12 +387,37 @@ export class RedisChangeFeed implements ChangeFeed {
     this.windowProbeT = undefined;
   }
 
-  /** A new incarnation of a pod is heard: its earlier ones (same name before `#`) have stopped and are forgotten. */
+  /**
+   * A new incarnation of a pod is heard: its earlier ones (same name before
+   * `#`) have stopped, as a rule, and are forgotten (one entry per pod), but
+   * kept aside with their last sequence (retired) in case one has not: a
+   * replacement started before the old process stops (start-first, keeping
+   * the hostname; PID 1 in both), or two containers given one hostname.
+   */
   private forgetEarlierIncarnations(origin: string): void {
     const hash = origin.lastIndexOf("#");
     if (hash < 0) return;
     const name = origin.slice(0, hash + 1);
-    for (const o of this.lastSeen.keys()) if (o !== origin && o.startsWith(name) && o.indexOf("#", name.length) < 0) this.lastSeen.delete(o);
+    for (const [o, last] of this.lastSeen) {
+      if (o === origin || !o.startsWith(name) || o.indexOf("#", name.length) >= 0) continue;
+      this.lastSeen.delete(o);
+      this.retired.set(o, last);
+      if (this.retired.size > RETIRED_MAX) this.retired.delete(this.retired.keys().next().value as string);
+    }
+  }
+
+  /**
+   * A retired incarnation heard again (it had not stopped): followed from
+   * its last sequence, as before it was forgotten, and kept beside the
+   * newer one. Taken as first heard, every message of two live incarnations
+   * taking turns was a gap once the window had passed (L1 expired each time).
+   */
+  private heardAgain(origin: string): number | undefined {
+    const last = this.retired.get(origin);
+    if (last === undefined) return undefined;
+    this.retired.delete(origin);
+    this.lastSeen.set(origin, last);
+    return last;
   }
 
   private gap(reason: string): void {
