@@ -10,6 +10,7 @@ import { type ChangeFeed, type FeedAddress, LocalChangeFeed, PublishingKvNode } 
 import { failedPrecondition, invalidAll, QuiverError } from "./errors/index.ts";
 import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
+import type { DurableKvNode, ReopenOptions } from "./kv/durable-node.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import type { LayoutLedger } from "./kv/layout-ledger.ts";
 import { MapLayoutLedger } from "./kv/map-layout-ledger.ts";
@@ -114,6 +115,8 @@ export interface BuildOptions {
    * so sequential requests would read as one ever-growing turn.
    */
   readonly servesSockets?: boolean;
+  /** How the durable nodes (--data-dir) reopen a file whose SQLite thread was lost (tests: a fake clock, few attempts). */
+  readonly durableReopen?: ReopenOptions;
 }
 
 /**
@@ -148,7 +151,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   let shardCount = (): number => 0;
   const loopJudge = new LoopStallJudge(pressure, lagProbe);
   const judge = config.commonStallMs > 0 ? new CommonCauseJudge(loopJudge, () => shardCount(), { maxEpisodeMs: config.commonStallMs }) : loopJudge;
-  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge);
+  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge, options.durableReopen);
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;
   const shards = storage.shards;
@@ -232,6 +235,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   const writable: KvNode = shards ? new (await import("./shard/placement-gate.ts")).PlacementGateNode(metered, () => shards.placementProblem) : metered;
   const push = new PushService(writable, { maxFutureSkewMs: config.maxFutureSkewMs }, clock);
   registerGauges(metrics, registry, store, storage.embedded);
+  registerDurableGauges(metrics, storage.durable);
   if (shards) {
     registerShardGauges(metrics, shards);
     registerBreakerGauge(metrics, () => shards.guardStates());
@@ -286,7 +290,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     release: options.servesSockets === true && config.answerBatch > 1 ? new TurnBatch<Response>({ max: config.answerBatch, atOnce: config.answerBatchAfter, ...(config.answerHoldMs > 0 ? { maxHoldMs: config.answerHoldMs } : {}) }) : releaseAtOnce,
     health,
     draining: () => draining,
-    unready: () => shards?.placementProblem,
+    unready: () => shards?.placementProblem ?? durableProblem(storage.durable),
     limits: { maxBodyBytes: config.maxBodyBytes, maxRows: config.maxRows, lookupTimeoutMs: config.lookupTimeoutMs },
     reloadRegistry: async (): Promise<Registry> => {
       // One at a time: two interleaved reloads could swap in the older file's registry last (it read first, the
@@ -320,7 +324,7 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
     metrics,
     // The same rule as /readyz: serving unless draining (or warming up, while HTTP is not listening yet). A storage
     // outage degrades answers (defaults flagged UNAVAILABLE) but must not take every pod out of its balancer at once.
-    ready: async () => !draining && !warming && shards?.placementProblem === undefined,
+    ready: async () => !draining && !warming && shards?.placementProblem === undefined && durableProblem(storage.durable) === undefined,
     admission,
     sheds: refusals,
     match,
@@ -433,6 +437,8 @@ interface Storage {
   readonly shards?: ConnectedShards;
   /** The embedded store's nodes, which account for the memory they hold (none with Redis shards). */
   readonly embedded?: readonly { readonly id: string; readonly node: MemoryReporting }[];
+  /** The embedded nodes' SQLite files (--data-dir). */
+  readonly durable?: readonly DurableKvNode[];
   /** The topology file's `cache:` section. */
   readonly cacheFile?: CacheInput;
   /** Where the change feed runs when no setting names it and there is no L2: the topology's first shard by name. */
@@ -577,6 +583,20 @@ async function openCaches(
   return { feed, cache, ...(moveFeed ? { moveFeed } : {}) };
 }
 
+/**
+ * A durable node that gave up reopening its file after its SQLite thread was
+ * lost: unready, unlike a shared origin's outage. The file is this pod's own
+ * (no other pod's readiness hangs on it, so failing it cannot take every pod
+ * out at once), and the pod refuses its share of every write until restarted.
+ * Reopening (seconds: 100 ms doubling to 5 s, 10 attempts) keeps the pod ready.
+ */
+function durableProblem(durable: readonly DurableKvNode[] = []): string | undefined {
+  for (const node of durable) {
+    if (node.state === "failed") return `the durable store ${node.id} (${node.file}) lost its SQLite thread and could not reopen its file: its writes are refused until the server restarts`;
+  }
+  return undefined;
+}
+
 /** Parts whose loss slows the pod without making it unready (the origin still answers). */
 function degradedParts(cache: CacheTier | undefined, feed: ChangeFeed): string[] {
   const out: string[] = [];
@@ -605,7 +625,7 @@ function describeAddress(where: { readonly address: string } | { readonly master
   return "address" in where ? where.address : `sentinel ${where.masterName}`;
 }
 
-async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge): Promise<Storage> {
+async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge, reopen: ReopenOptions | undefined): Promise<Storage> {
   if (config.topologyPath) {
     // Loaded only when serving from Redis: the embedded default does not carry the Redis client.
     const { connectShards, loadTopology } = await import("./shard/index.ts");
@@ -623,15 +643,18 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   if (config.dataDir) checkNodeFiles(config.dataDir);
   const members: ShardMember[] = [];
   const embedded: { id: string; node: MemoryReporting }[] = [];
+  const durable: DurableKvNode[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
-    const node = DurableKvNode ? await DurableKvNode.open(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability }) : new ArenaKvNode(id);
+    const file = DurableKvNode ? await DurableKvNode.open(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability, ...(reopen ? { reopen } : {}) }) : undefined;
+    if (file) durable.push(file);
+    const node = file ?? new ArenaKvNode(id);
     members.push({ id, weight: 1, node });
     embedded.push({ id, node });
   }
   const where = config.dataDir ? `durable in ${config.dataDir}` : "memory only";
   const ledger = config.dataDir ? (await import("./kv/file-layout-ledger.ts")).FileLayoutLedger.open(config.dataDir) : new MapLayoutLedger();
-  return { members, embedded, ledger, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
+  return { members, embedded, durable, ledger, describe: `embedded store: ${config.embeddedNodes} nodes, ${where}` };
 }
 
 /**
@@ -680,6 +703,17 @@ function registerGauges(metrics: MetricsRegistry, registry: RegistryHolder, stor
     ]),
   );
   metrics.gauge("quiver_process_resident_memory_bytes", "Resident set size of the server.", () => [{ value: process.memoryUsage.rss() }]);
+}
+
+function registerDurableGauges(metrics: MetricsRegistry, durable: readonly DurableKvNode[] = []): void {
+  if (durable.length === 0) return;
+  const states = ["open", "reopening", "failed"] as const;
+  metrics.gauge("quiver_embedded_file_state", "1 for each durable node's file state: open, reopening (its SQLite thread was lost), failed (gave up reopening: /readyz fails, writes refused until restart).", () =>
+    durable.flatMap((n) => states.map((state) => ({ labels: { node: n.id, state }, value: n.state === state ? 1 : 0 }))),
+  );
+  metrics.gauge("quiver_embedded_file_reopens", "Times each durable node's file was reopened on a new SQLite thread after its thread was lost, since start.", () =>
+    durable.map((n) => ({ labels: { node: n.id }, value: n.reopenCount })),
+  );
 }
 
 /** Young collections paced while busy (runtime/young-gc-pacer.ts), where the runtime lets us call one. */

@@ -17,6 +17,8 @@ export interface DurableFile {
   /** RowsFile.write: per row, 1 if the file took it (it held nothing as new or newer). `ts` may be moved to another thread (unusable here after the call). */
   write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array>;
   delete(keys: readonly string[]): Promise<void>;
+  /** `visit` gets the stored row of each of `keys` that has one (a reopen's check of the writes a lost thread left unanswered). */
+  read(keys: readonly string[], visit: LoadRow): Promise<void>;
   /** Rejects when the database cannot answer (on the SQLite thread: the thread is gone; answered without queueing behind commits). */
   probe(): Promise<void>;
   /** Closes the file and lets go of its lock, after the calls made before it. */
@@ -52,6 +54,15 @@ export class InThreadFile implements DurableFile {
   delete(keys: readonly string[]): Promise<void> {
     try {
       this.rows.delete(keys);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  read(keys: readonly string[], visit: LoadRow): Promise<void> {
+    try {
+      this.rows.read(keys, visit);
       return Promise.resolve();
     } catch (e) {
       return Promise.reject(e);

@@ -236,3 +236,148 @@ describe("durable store on the SQLite thread", () => {
     expect(c.thread.lost).toBeDefined();
   });
 });
+
+/** Reopen options for a test: the back-off's waits recorded (each also waits for the lost worker's end, its lock let go), reopens on `next`. */
+function reopenOn(next: DurableThread, lost: DurableThread, extra: { maxAttempts?: number; beforeAttempt?: () => Promise<void> } = {}) {
+  const waits: number[] = [];
+  return {
+    waits,
+    reopen: {
+      ...(extra.maxAttempts !== undefined ? { maxAttempts: extra.maxAttempts } : {}),
+      sleep: async (ms: number) => {
+        waits.push(ms);
+        await lost.ended;
+        await extra.beforeAttempt?.();
+      },
+      lease: () => ({ thread: next, release: () => {} }),
+    },
+  };
+}
+
+/** Turns of this thread's event loop until `done()` (at most `max`): a worker reaching a point the test waits for. */
+async function until(done: () => boolean, max = 5000): Promise<boolean> {
+  for (let i = 0; i < max && !done(); i++) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+  return done();
+}
+
+describe("a durable store whose SQLite thread is lost reopens its file on a new one", () => {
+  test("a write that committed before the thread was lost (unanswered) is in memory after the reopen; later writes are stored and survive a restart", async () => {
+    const lost = new DurableThread();
+    const next = new DurableThread();
+    const file = nextFile();
+    const { waits, reopen } = reopenOn(next, lost);
+    const node = await DurableKvNode.open("d", file, { thread: lost, reopen });
+    await node.putMany([...put("v@1/k=i1", 1, "old"), ...put("v@1/k=i2", 1, "kept")]);
+    const held = lost.holdAfterCommitForTest();
+    const write = node.putMany(put("v@1/k=i1", 2, "committed"));
+    expect(await until(held.committed)).toBe(true);
+    lost.terminate();
+    const failure = await rejectionOf(write);
+    expect(sentNothing(failure)).toBe(false);
+    expect((failure as Error).message).toContain("may or may not be in the file");
+    // Not served before the file says so.
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["old"] }]);
+    expect(await node.recovery()).toBe("open");
+    expect(waits).toEqual([100]);
+    expect(node.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toEqual([
+      { ts: 2, values: ["committed"] },
+      { ts: 1, values: ["kept"] },
+    ]);
+    const health = await node.health();
+    expect(health.ok).toBe(true);
+    expect(health.detail).toMatchObject({ state: "open", reopens: 1 });
+    expect(await node.putMany(put("v@1/k=i3", 1, "after"))).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    expect(await node.deleteMany(["v@1/k=i2"])).toBe(1);
+    await node.close();
+    const restarted = await DurableKvNode.open("d", file, { thread: false });
+    expect(restarted.getManyNow(["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"])).toEqual([{ ts: 2, values: ["committed"] }, undefined, { ts: 1, values: ["after"] }]);
+    await restarted.close();
+    next.terminate();
+  });
+
+  test("a write the lost thread never committed is neither in memory nor in the file; writes while the file is reopened are refused as never sent", async () => {
+    const lost = new DurableThread();
+    const next = new DurableThread();
+    const file = nextFile();
+    let refused: unknown;
+    let node!: DurableKvNode;
+    const { reopen } = reopenOn(next, lost, {
+      // A push while the file is being reopened: refused at once, unsent (503 + Retry-After, retryable).
+      beforeAttempt: async () => {
+        refused ??= await rejectionOf(node.putMany(put("v@1/k=i3", 1, "while reopening")));
+      },
+    });
+    node = await DurableKvNode.open("d", file, { thread: lost, reopen });
+    await node.putMany(put("v@1/k=i1", 1, "stored"));
+    lost.holdForTest();
+    const write = node.putMany(put("v@1/k=i1", 2, "never committed"));
+    const gone = node.deleteMany(["v@1/k=i1"]);
+    lost.terminate();
+    expect(sentNothing(await rejectionOf(write))).toBe(false);
+    expect(sentNothing(await rejectionOf(gone))).toBe(false);
+    expect(node.state).toBe("reopening");
+    expect(await node.recovery()).toBe("open");
+    expect(refused).toBeInstanceOf(StorageError);
+    expect(sentNothing(refused)).toBe(true);
+    expect((refused as StorageError).retryable).toBe(true);
+    expect((refused as Error).message).toContain("is being reopened");
+    expect(node.getManyNow(["v@1/k=i1", "v@1/k=i3"])).toEqual([{ ts: 1, values: ["stored"] }, undefined]);
+    expect(await node.putMany(put("v@1/k=i2", 1, "after"))).toEqual({ written: 1, ignored: 0, sameTime: 0 });
+    await node.close();
+    const restarted = await DurableKvNode.open("d", file, { thread: false });
+    expect(restarted.getManyNow(["v@1/k=i1", "v@1/k=i2", "v@1/k=i3"])).toEqual([{ ts: 1, values: ["stored"] }, { ts: 1, values: ["after"] }, undefined]);
+    await restarted.close();
+    next.terminate();
+  });
+
+  test("a delete that committed before the thread was lost is gone from memory after the reopen", async () => {
+    const lost = new DurableThread();
+    const next = new DurableThread();
+    const file = nextFile();
+    const { reopen } = reopenOn(next, lost);
+    const node = await DurableKvNode.open("d", file, { thread: lost, reopen });
+    await node.putMany([...put("v@1/k=i1", 1, "stored"), ...put("v@1/k=i2", 1, "kept")]);
+    const held = lost.holdAfterCommitForTest();
+    const gone = node.deleteMany(["v@1/k=i1"]);
+    expect(await until(held.committed)).toBe(true);
+    lost.terminate();
+    expect(sentNothing(await rejectionOf(gone))).toBe(false);
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["stored"] }]);
+    expect(await node.recovery()).toBe("open");
+    expect(node.getManyNow(["v@1/k=i1", "v@1/k=i2"])).toEqual([undefined, { ts: 1, values: ["kept"] }]);
+    await node.close();
+    next.terminate();
+  });
+
+  test("a file that cannot be reopened: the node gives up after its attempts, with waits doubling, and health says so", async () => {
+    const lost = new DurableThread();
+    const next = new DurableThread();
+    const file = nextFile();
+    let blocker: DurableKvNode | undefined;
+    const { waits, reopen } = reopenOn(next, lost, {
+      maxAttempts: 4,
+      // The file taken by another opener once the lost thread let go of it: every reopen finds it in use.
+      beforeAttempt: async () => {
+        blocker ??= await DurableKvNode.open("blocker", file, { thread: false });
+      },
+    });
+    const node = await DurableKvNode.open("d", file, { thread: lost, reopen });
+    await node.putMany(put("v@1/k=i1", 1, "stored"));
+    lost.terminate();
+    expect(await node.recovery()).toBe("failed");
+    expect(waits).toEqual([100, 200, 400, 800]);
+    const health = await node.health();
+    expect(health.ok).toBe(false);
+    expect(health.detail).toMatchObject({ kind: "sqlite", state: "failed", attempts: 4, maxAttempts: 4 });
+    expect(String(health.detail?.error)).toContain("is in use by another process");
+    // Reads go on from memory; writes are refused, unsent, naming why.
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["stored"] }]);
+    const refused = await rejectionOf(node.putMany(put("v@1/k=i2", 1, "x")));
+    expect(sentNothing(refused)).toBe(true);
+    expect((refused as Error).message).toContain("could not be reopened in 4 attempts");
+    await node.close();
+    await blocker?.close();
+    next.terminate();
+  });
+});
+

@@ -32,7 +32,26 @@ export interface DurableNodeOptions extends RowsFileOptions {
    * a DurableThread of the caller's (tests); `false`: this thread.
    */
   readonly thread?: DurableThread | false;
+  /** How the file is reopened when its SQLite thread is lost (see DurableKvNode). */
+  readonly reopen?: ReopenOptions;
 }
+
+/** Reopening a file whose SQLite thread was lost: attempt n waits min(firstDelayMs × 2^(n-1), maxDelayMs) first. */
+export interface ReopenOptions {
+  /** Default 100 ms. */
+  readonly firstDelayMs?: number;
+  /** Default 5000 ms. */
+  readonly maxDelayMs?: number;
+  /** Attempts before the node gives up and stays failed (its health says so); default 10 (~26 s of waits). */
+  readonly maxAttempts?: number;
+  /** Waits `ms` (tests: a fake clock); default a timer. */
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** The thread a reopen runs on; default a share of the process's SQLite thread (a new one once the lost one is gone). */
+  readonly lease?: () => ThreadLease;
+}
+
+/** Where the node's file stands: open, being reopened after its thread was lost, or given up on. */
+export type DurableState = "open" | "reopening" | "failed";
 
 /**
  * An embedded node that keeps every row in memory for reads and in a SQLite
@@ -60,6 +79,17 @@ export interface DurableNodeOptions extends RowsFileOptions {
  */
 export class DurableKvNode implements KvNode, MemoryReporting {
   private closing: Promise<void> | undefined;
+  private stateNow: DurableState = "open";
+  /** Reopen attempts since the thread was lost, the last failure's (or the loss's) message, and reopens done since open. */
+  private attempts = 0;
+  private lastError: string | undefined;
+  private reopens = 0;
+  private reopening: Promise<void> | undefined;
+  private cancelPause: (() => void) | undefined;
+  /** The keys of each write and delete sent and not yet answered. */
+  private readonly inFlight = new Set<readonly string[]>();
+  /** Keys whose write or delete was in flight when the thread was lost: maybe in the file, read back at reopen. */
+  private readonly uncertain = new Set<string>();
 
   /** A node on the file `file` (created when missing, its rows loaded when not). */
   static async open(id: string, file: string, options: DurableNodeOptions = {}): Promise<DurableKvNode> {
@@ -71,7 +101,9 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     const sqlite = lease === undefined ? await loadSqlite() : undefined;
     try {
       const disk = sqlite !== undefined ? InThreadFile.open(file, sqlite, settings, load) : await lease!.thread.open(file, settings, load);
-      return new DurableKvNode(id, file, memory, disk, lease?.release ?? (() => {}));
+      const node = new DurableKvNode(id, file, memory, disk, lease?.release ?? (() => {}), settings, options.reopen ?? {});
+      if (lease !== undefined) node.watch(lease.thread);
+      return node;
     } catch (e) {
       lease?.release();
       throw openError(file, e);
@@ -82,9 +114,27 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     readonly id: string,
     readonly file: string,
     private readonly memory: ArenaKvNode,
-    private readonly disk: DurableFile,
-    private readonly release: () => void,
+    private disk: DurableFile,
+    private release: () => void,
+    private readonly settings: RowsFileOptions,
+    private readonly reopenOptions: ReopenOptions,
   ) {}
+
+  /** open, reopening (its SQLite thread was lost) or failed (given up reopening: health and /readyz say so). */
+  get state(): DurableState {
+    return this.stateNow;
+  }
+
+  /** Times the file was reopened on a new thread since open. */
+  get reopenCount(): number {
+    return this.reopens;
+  }
+
+  /** Waits for a reopen under way (if any) to end: answers the state then, open or failed. */
+  async recovery(): Promise<DurableState> {
+    await this.reopening;
+    return this.stateNow;
+  }
 
   get size(): number {
     return this.memory.size;
@@ -113,6 +163,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   /** Commits the winning rows to disk first, then makes the ones the file took visible in memory. */
   async putMany(entries: readonly KvEntry[]): Promise<PutOutcome> {
     if (this.closing !== undefined) throw this.closedError("write");
+    if (this.stateNow !== "open") throw this.notOpenError("write");
     const tally = { sameTime: 0 };
     const winners = this.pickWinners(entries, tally);
     if (winners.length === 0) return { written: 0, ignored: entries.length, sameTime: tally.sameTime };
@@ -125,10 +176,13 @@ export class DurableKvNode implements KvNode, MemoryReporting {
       rows[i] = encodeRow(winners[i]!.row);
     }
     let taken: Uint8Array;
+    this.inFlight.add(keys);
     try {
       taken = await this.disk.write(keys, ts, rows);
     } catch (e) {
       throw this.storageError(e, "write");
+    } finally {
+      this.inFlight.delete(keys);
     }
     // Answers come in commit order, so memory takes exactly the file's changes, in its order. A winner the file
     // did not take lost to a batch committed while this one was in flight: memory holds that batch's row now.
@@ -144,10 +198,14 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   async deleteMany(keys: readonly string[]): Promise<number> {
     if (this.closing !== undefined) throw this.closedError("delete");
+    if (this.stateNow !== "open") throw this.notOpenError("delete");
+    this.inFlight.add(keys);
     try {
       await this.disk.delete(keys);
     } catch (e) {
       throw this.storageError(e, "delete");
+    } finally {
+      this.inFlight.delete(keys);
     }
     return this.memory.deleteManySync(keys);
   }
@@ -158,21 +216,29 @@ export class DurableKvNode implements KvNode, MemoryReporting {
    * UNAVAILABLE) and streaming writers hand the batch back, instead of a 500
    * for a bug. The transaction rolled back, so nothing of the call was
    * stored, in the file or in memory. The SQLite thread gone before it
-   * answered is one too, but whether the call reached the file is unknown;
+   * answered is one too, but whether the call reached the file is unknown
+   * (the reopen reads its keys back: memory then holds what the file took);
    * a call made after it was gone was never sent (`sent: "nothing"`).
    */
   private storageError(e: unknown, what: "write" | "delete"): StorageError {
-    if (e instanceof WorkerLostError && e.unsent) {
-      return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${e.message}; nothing of this ${what} was stored, and no other can be made until the server restarts`, true, e, "nothing");
-    }
+    if (e instanceof WorkerLostError && e.unsent) return this.notOpenError(what, e);
     if (e instanceof WorkerLostError) {
-      return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${e.message} before it answered; this ${what} may or may not be in the file (nothing of it is served from memory), and no other can be made until the server restarts`, true, e);
+      return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${e.message} before it answered; this ${what} may or may not be in the file: the file is reopened on a new thread, and memory then serves what the file holds of it`, true, e);
     }
     const sqlite = e as { code?: unknown; message?: unknown };
     const code = typeof sqlite.code === "string" ? sqlite.code : "";
     const message = typeof sqlite.message === "string" ? sqlite.message : String(e);
     const full = code === "SQLITE_FULL";
     return new StorageError(full ? "storage_full" : "storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${message}${code ? ` (${code})` : ""}; nothing of this ${what} was stored there (another node's share of the same request may have been: retry it, the last write wins)`, true, e);
+  }
+
+  /** A write refused, unsent, while the file is reopened or after the node gave up: nothing of it was stored. */
+  private notOpenError(what: "write" | "delete", cause?: unknown): StorageError {
+    const why =
+      this.stateNow === "failed"
+        ? `its SQLite thread was lost and the file could not be reopened in ${this.attempts} attempts (${this.lastError}); no other can be made until the server restarts`
+        : `its SQLite thread was lost and the file is being reopened (attempt ${this.attempts}); retry it`;
+    return new StorageError("storage_write_failed", `the durable store ${this.id} (${this.file}) could not ${what}: ${why}; nothing of this ${what} was stored`, true, cause, "nothing");
   }
 
   private closedError(what: "write" | "delete"): StorageError {
@@ -185,12 +251,112 @@ export class DurableKvNode implements KvNode, MemoryReporting {
 
   async health(): Promise<NodeHealth> {
     if (this.closing !== undefined) return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, error: "closed" } };
+    if (this.stateNow !== "open") {
+      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, state: this.stateNow, attempts: this.attempts, maxAttempts: this.maxAttempts, error: this.lastError, keys: this.memory.size } };
+    }
+    const reopened = this.reopens > 0 ? { reopens: this.reopens } : {};
     try {
       await this.disk.probe();
-      return { id: this.id, ok: true, detail: { kind: "sqlite", file: this.file, keys: this.memory.size } };
+      return { id: this.id, ok: true, detail: { kind: "sqlite", file: this.file, state: "open", keys: this.memory.size, ...reopened } };
     } catch (e) {
-      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, error: (e as Error).message } };
+      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, state: "open", error: (e as Error).message, ...reopened } };
     }
+  }
+
+  private get maxAttempts(): number {
+    return this.reopenOptions.maxAttempts ?? 10;
+  }
+
+  /** Reopens the file when `thread` is lost (this node's thread, once open). */
+  private watch(thread: DurableThread): void {
+    thread.onLost((lost) => this.threadLost(lost));
+  }
+
+  /**
+   * Called in the turn the thread is found lost, its pending calls just
+   * rejected (their `finally` not run yet): their keys are the ones the file
+   * may or may not hold. Writes are refused (unsent) from now until the file
+   * is reopened on a new thread and those keys are read back.
+   */
+  private threadLost(lost: Error): void {
+    if (this.closing !== undefined || this.stateNow !== "open") return;
+    for (const keys of this.inFlight) for (const k of keys) this.uncertain.add(k);
+    this.stateNow = "reopening";
+    this.attempts = 0;
+    this.lastError = lost.message;
+    // This node's share of the lost thread: the thread is gone, the share goes (a shared thread is replaced for the next lease).
+    this.release();
+    this.release = () => {};
+    console.error(`quiver: durable store ${this.id} (${this.file}): ${lost.message}; reopening the file on a new thread (${this.uncertain.size} keys to read back)`);
+    this.reopening = this.reopenLoop();
+  }
+
+  private async reopenLoop(): Promise<void> {
+    const first = this.reopenOptions.firstDelayMs ?? 100;
+    const max = this.reopenOptions.maxDelayMs ?? 5000;
+    while (this.closing === undefined) {
+      if (this.attempts >= this.maxAttempts) {
+        this.stateNow = "failed";
+        console.error(`quiver: durable store ${this.id} (${this.file}): gave up reopening after ${this.attempts} attempts (${this.lastError}); writes are refused until the server restarts`);
+        return;
+      }
+      await this.pause(Math.min(first * 2 ** this.attempts, max));
+      if (this.closing !== undefined) return;
+      this.attempts++;
+      const lease = this.reopenOptions.lease?.() ?? leaseSharedThread();
+      try {
+        const disk = await lease.thread.open(this.file, this.settings, undefined);
+        try {
+          await this.readBack(disk);
+        } catch (e) {
+          await disk.close().catch(() => {});
+          throw e;
+        }
+        this.disk = disk;
+        this.release = lease.release;
+        this.stateNow = "open";
+        this.reopens++;
+        this.lastError = undefined;
+        this.watch(lease.thread);
+        console.error(`quiver: durable store ${this.id} (${this.file}): reopened on a new SQLite thread (attempt ${this.attempts})`);
+        return;
+      } catch (e) {
+        lease.release();
+        this.lastError = openError(this.file, e).message;
+      }
+    }
+  }
+
+  /**
+   * Memory and the file agree again without a full reload: each key whose
+   * write or delete was in flight is read back; memory takes the file's row
+   * when newer (last write wins), and drops a row the file no longer holds
+   * (a delete that committed: memory holds only rows the file took).
+   */
+  private async readBack(disk: DurableFile): Promise<void> {
+    if (this.uncertain.size === 0) return;
+    const keys = [...this.uncertain];
+    const stored = new Set<string>();
+    await disk.read(keys, (key, row) => {
+      stored.add(key);
+      this.memory.putEncoded(key, row);
+    });
+    const gone = keys.filter((k) => !stored.has(k) && this.memory.timestampOf(k) !== undefined);
+    if (gone.length > 0) this.memory.deleteManySync(gone);
+    this.uncertain.clear();
+  }
+
+  /** Waits `ms` (the reopen back-off), cut short by close. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      this.cancelPause = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        resolve();
+      };
+      if (this.reopenOptions.sleep !== undefined) void this.reopenOptions.sleep(ms).then(resolve, resolve);
+      else timer = setTimeout(resolve, ms);
+    });
   }
 
   /**
@@ -200,15 +366,19 @@ export class DurableKvNode implements KvNode, MemoryReporting {
    * nothing left to close.
    */
   close(): Promise<void> {
-    this.closing ??= this.disk
-      .close()
-      .catch((e: unknown) => {
+    this.closing ??= (async () => {
+      // A reopen under way ends first (its wait cut short): the file it may just have opened is the one closed here.
+      this.cancelPause?.();
+      await this.reopening;
+      try {
+        await this.disk.close();
+      } catch (e) {
         if (!(e instanceof WorkerLostError)) throw e;
-      })
-      .finally(() => {
+      } finally {
         this.release();
-        return this.memory.close();
-      });
+        await this.memory.close();
+      }
+    })();
     return this.closing;
   }
 

@@ -25,6 +25,7 @@ export interface RowsFileOptions {
 export class RowsFile {
   private readonly upsert: SqliteStatement;
   private readonly remove: SqliteStatement;
+  private readonly select: SqliteStatement;
   private readonly writeBatch: (keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]) => Uint8Array;
   private readonly deleteBatch: (keys: readonly string[]) => void;
 
@@ -53,6 +54,7 @@ export class RowsFile {
     // newest row whatever their order, and a row it did not take reports 0 changes.
     this.upsert = db.prepare("INSERT INTO rows (k, ts, v) VALUES ($k, $ts, $v) ON CONFLICT(k) DO UPDATE SET ts = excluded.ts, v = excluded.v WHERE excluded.ts > rows.ts");
     this.remove = db.prepare("DELETE FROM rows WHERE k = $k");
+    this.select = db.prepare("SELECT v FROM rows WHERE k = $k");
     this.writeBatch = db.transaction((keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]) => {
       const taken = new Uint8Array(keys.length);
       for (let i = 0; i < keys.length; i++) taken[i] = this.upsert.run({ k: keys[i]!, ts: ts[i]!, v: rows[i]! }).changes > 0 ? 1 : 0;
@@ -66,6 +68,14 @@ export class RowsFile {
   /** Every stored row, one at a time (a restart's load). */
   load(visit: (key: string, row: Uint8Array) => void): void {
     for (const r of this.db.each<{ k: string; v: Uint8Array }>("SELECT k, v FROM rows")) visit(r.k, r.v);
+  }
+
+  /** The stored rows of `keys` (keys without one are skipped): a reopen's check of the writes a lost thread left unanswered. */
+  read(keys: readonly string[], visit: (key: string, row: Uint8Array) => void): void {
+    for (const k of keys) {
+      const r = this.select.get({ k }) as { v: Uint8Array } | null;
+      if (r !== null) visit(k, r.v);
+    }
   }
 
   /**
@@ -92,6 +102,7 @@ export class RowsFile {
     // A statement left unfinalized keeps the connection, and with it the file's lock, after close.
     this.upsert.finalize();
     this.remove.finalize();
+    this.select.finalize();
     this.db.close();
   }
 }

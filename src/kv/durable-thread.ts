@@ -4,12 +4,17 @@ import type { RowsFileOptions } from "./durable-rows.ts";
 
 /** What the durable store's worker (durable-worker.ts) is asked. */
 export type DurableCall =
-  | { readonly op: "open"; readonly handle: number; readonly file: string; readonly options: RowsFileOptions }
+  /** `load`: send the file's rows (a start); a reopen after the thread was lost sends none, memory has them. */
+  | { readonly op: "open"; readonly handle: number; readonly file: string; readonly options: RowsFileOptions; readonly load: boolean }
+  /** The stored rows of `keys`, sent as progress pages (keys without a row are left out). */
+  | { readonly op: "read"; readonly handle: number; readonly keys: readonly string[] }
   | { readonly op: "write"; readonly handle: number; readonly keys: readonly string[]; readonly ts: Float64Array; readonly bytes: Uint8Array; readonly ends: Uint32Array }
   | { readonly op: "delete"; readonly handle: number; readonly keys: readonly string[] }
   | { readonly op: "close"; readonly handle: number }
   /** Test hooks: block the thread until `gate[0]` is set (a slow commit, a stuck fsync); end it from its next call, unanswered. */
   | { readonly op: "hold"; readonly gate: SharedArrayBuffer }
+  /** Test hook: the next write or delete, committed, sets `gate[1]` and waits until `gate[0]` is set before it answers. */
+  | { readonly op: "holdAfterCommit"; readonly gate: SharedArrayBuffer }
   | { readonly op: "crash" };
 
 /** Rows sent at open, a page at a time: row i is keys[i] and bytes[ends[i-1] .. ends[i]). */
@@ -44,18 +49,24 @@ export class DurableThread {
     return this.calls.lost;
   }
 
-  /** Opens (creating when missing) `file` on the thread, `load` getting each of its rows, and holds its lock. */
-  async open(file: string, options: RowsFileOptions, load: LoadRow): Promise<DurableFile> {
+  /** Settles once the worker has ended (after it was lost): the files it held are let go. */
+  get ended(): Promise<void> {
+    return this.calls.ended;
+  }
+
+  /** Calls `listener` once, in the turn the thread is found lost (pending calls rejected just before). */
+  onLost(listener: (lost: Error) => void): void {
+    this.calls.onLost(listener);
+  }
+
+  /**
+   * Opens (creating when missing) `file` on the thread, `load` getting each of
+   * its rows (none sent without it: a reopen), and holds its lock.
+   */
+  async open(file: string, options: RowsFileOptions, load: LoadRow | undefined): Promise<DurableFile> {
     const handle = this.nextHandle++;
     try {
-      await this.calls.call({ op: "open", handle, file, options } satisfies DurableCall, [], (progress) => {
-        const page = progress as RowsPage;
-        let start = 0;
-        for (let i = 0; i < page.keys.length; i++) {
-          load(page.keys[i]!, page.bytes.subarray(start, page.ends[i]!));
-          start = page.ends[i]!;
-        }
-      });
+      await this.calls.call({ op: "open", handle, file, options, load: load !== undefined } satisfies DurableCall, [], load === undefined ? undefined : (progress) => visitPage(progress as RowsPage, load));
     } catch (e) {
       // `load` failing here (a row memory refuses) leaves the thread holding the file it opened, and its lock, with
       // no node to close it: a second open in this process was refused as "in use by another process". Closed first,
@@ -78,6 +89,22 @@ export class DurableThread {
     return () => {
       Atomics.store(gate, 0, 1);
       Atomics.notify(gate, 0);
+    };
+  }
+
+  /**
+   * Test hook: the next write or delete commits, then holds the thread
+   * before it answers; `committed()` tells when it got there, `release` lets it answer.
+   */
+  holdAfterCommitForTest(): { committed: () => boolean; release: () => void } {
+    const gate = new Int32Array(new SharedArrayBuffer(8));
+    void this.calls.call({ op: "holdAfterCommit", gate: gate.buffer as SharedArrayBuffer } satisfies DurableCall).catch(() => {});
+    return {
+      committed: () => Atomics.load(gate, 1) === 1,
+      release: () => {
+        Atomics.store(gate, 0, 1);
+        Atomics.notify(gate, 0);
+      },
     };
   }
 
@@ -109,6 +136,10 @@ class ThreadFile implements DurableFile {
     return this.calls.call({ op: "delete", handle: this.handle, keys } satisfies DurableCall);
   }
 
+  read(keys: readonly string[], visit: LoadRow): Promise<void> {
+    return this.calls.call({ op: "read", handle: this.handle, keys } satisfies DurableCall, [], (progress) => visitPage(progress as RowsPage, visit));
+  }
+
   /**
    * The thread's state, not a call to it: a probe queued behind the commits in
    * flight answered only after all of them (measured: 4 nodes, 200 queued
@@ -123,6 +154,14 @@ class ThreadFile implements DurableFile {
 
   close(): Promise<void> {
     return this.calls.call({ op: "close", handle: this.handle } satisfies DurableCall);
+  }
+}
+
+function visitPage(page: RowsPage, visit: LoadRow): void {
+  let start = 0;
+  for (let i = 0; i < page.keys.length; i++) {
+    visit(page.keys[i]!, page.bytes.subarray(start, page.ends[i]!));
+    start = page.ends[i]!;
   }
 }
 

@@ -16,6 +16,8 @@ const PAGE_BYTES = 1 << 20;
 
 const files = new Map<number, RowsFile>();
 let crashNext = false;
+/** Test hook (DurableThread.holdAfterCommitForTest): the next write or delete, once committed, waits on this gate before it answers. */
+let holdAfterCommit: Int32Array | undefined;
 
 answerCalls(loadSqlite(), (sqlite, body, progress) => {
   const call = body as DurableCall;
@@ -30,7 +32,7 @@ answerCalls(loadSqlite(), (sqlite, body, progress) => {
     case "open": {
       const file = RowsFile.open(call.file, sqlite, call.options);
       try {
-        sendRows(file, (page) => progress(page, [page.bytes.buffer as ArrayBuffer, page.ends.buffer as ArrayBuffer]));
+        if (call.load) sendRows((visit) => file.load(visit), (page) => progress(page, [page.bytes.buffer as ArrayBuffer, page.ends.buffer as ArrayBuffer]));
       } catch (e) {
         file.close();
         throw e;
@@ -44,10 +46,18 @@ answerCalls(loadSqlite(), (sqlite, body, progress) => {
         rows[i] = call.bytes.subarray(start, call.ends[i]!);
         start = call.ends[i]!;
       }
-      return fileOf(call.handle).write(call.keys, call.ts, rows);
+      const taken = fileOf(call.handle).write(call.keys, call.ts, rows);
+      heldAfterCommit();
+      return taken;
+    }
+    case "read": {
+      const file = fileOf(call.handle);
+      sendRows((visit) => file.read(call.keys, visit), (page) => progress(page, [page.bytes.buffer as ArrayBuffer, page.ends.buffer as ArrayBuffer]));
+      return undefined;
     }
     case "delete":
       fileOf(call.handle).delete(call.keys);
+      heldAfterCommit();
       return undefined;
     case "close":
       fileOf(call.handle).close();
@@ -59,11 +69,23 @@ answerCalls(loadSqlite(), (sqlite, body, progress) => {
       while (Atomics.load(gate, 0) === 0) Atomics.wait(gate, 0, 0, 10);
       return undefined;
     }
+    case "holdAfterCommit":
+      holdAfterCommit = new Int32Array(call.gate);
+      return undefined;
     case "crash":
       crashNext = true;
       return undefined;
   }
 });
+
+/** Test hook: a write or delete just committed says so (gate[1]), then waits (short waits, as "hold") until released or terminated. */
+function heldAfterCommit(): void {
+  const gate = holdAfterCommit;
+  if (gate === undefined) return;
+  holdAfterCommit = undefined;
+  Atomics.store(gate, 1, 1);
+  while (Atomics.load(gate, 0) === 0) Atomics.wait(gate, 0, 0, 10);
+}
 
 function fileOf(handle: number): RowsFile {
   const file = files.get(handle);
@@ -71,26 +93,26 @@ function fileOf(handle: number): RowsFile {
   return file;
 }
 
-/** The file's rows in pages, each page's bytes in one buffer. */
-function sendRows(file: RowsFile, send: (page: RowsPage) => void): void {
+/** The rows `rows` visits, in pages, each page's bytes in one buffer. */
+function sendRows(rows: (visit: (key: string, row: Uint8Array) => void) => void, send: (page: RowsPage) => void): void {
   let keys: string[] = [];
-  let rows: Uint8Array[] = [];
+  let found: Uint8Array[] = [];
   let bytes = 0;
   const flush = (): void => {
-    const ends = new Uint32Array(rows.length);
+    const ends = new Uint32Array(found.length);
     const packed = new Uint8Array(bytes);
-    for (let i = 0, at = 0; i < rows.length; i++) {
-      packed.set(rows[i]!, at);
-      ends[i] = at += rows[i]!.length;
+    for (let i = 0, at = 0; i < found.length; i++) {
+      packed.set(found[i]!, at);
+      ends[i] = at += found[i]!.length;
     }
     send({ keys, bytes: packed, ends });
     keys = [];
-    rows = [];
+    found = [];
     bytes = 0;
   };
-  file.load((key, row) => {
+  rows((key, row) => {
     keys.push(key);
-    rows.push(row);
+    found.push(row);
     bytes += row.length;
     if (keys.length >= PAGE_ROWS || bytes >= PAGE_BYTES) flush();
   });

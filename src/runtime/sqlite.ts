@@ -12,6 +12,8 @@ export type SqlValue = string | number | Uint8Array | null;
 export interface SqliteStatement {
   /** Runs the statement; named parameters (`$k` in the SQL) are passed without their `$`. Answers how many rows it changed. */
   run(params: Readonly<Record<string, SqlValue>>): { readonly changes: number };
+  /** The first row the statement answers (an object of its columns), or null when none. */
+  get(params: Readonly<Record<string, SqlValue>>): unknown;
   /** Frees it: a database closes (and lets go of its file) only once its statements are finalized. */
   finalize(): void;
 }

@@ -38,3 +38,18 @@ test("a body that cannot be sent is refused at once; terminating rejects what is
   expect((refused as Error).message).toBe("the fixture's thread was stopped");
   expect((refused as WorkerLostError).unsent).toBe(true);
 });
+
+test("onLost hears the loss once, after the pending calls were rejected and while their handlers have not run; ended settles with the worker's end", async () => {
+  const calls = new WorkerCalls(spawn(), "the fixture's thread");
+  const order: string[] = [];
+  const pending = calls.call({ echo: 1 }).catch(() => order.push("pending rejected (handler)"));
+  calls.onLost((lost) => order.push(`lost: ${lost.message}; in flight ${calls.inFlight}`));
+  calls.terminate();
+  calls.terminate();
+  order.push("terminate returned");
+  await pending;
+  // A listener added afterwards hears it at once.
+  calls.onLost(() => order.push("late listener"));
+  await calls.ended;
+  expect(order).toEqual(["lost: the fixture's thread was stopped; in flight 0", "terminate returned", "pending rejected (handler)", "late listener"]);
+});

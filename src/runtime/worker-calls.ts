@@ -85,6 +85,10 @@ export class WorkerCalls {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private lostWith: WorkerLostError | undefined;
+  private readonly lostListeners: ((lost: WorkerLostError) => void)[] = [];
+  private endedNow!: () => void;
+  /** Settles when the runtime says the thread has ended (its `close` event): what it held, a file's lock, is let go. */
+  readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
 
   /** `name` says whose thread it is in errors ("the durable store's SQLite thread"). */
   constructor(
@@ -99,12 +103,25 @@ export class WorkerCalls {
       this.lose(`failed: ${(e as ErrorEvent).message ?? "unknown error"}`);
     });
     worker.addEventListener("messageerror", () => this.lose("answered with a message that could not be read"));
-    worker.addEventListener("close", () => this.lose("ended"));
+    worker.addEventListener("close", () => {
+      this.lose("ended");
+      this.endedNow();
+    });
   }
 
   /** Why the thread is gone, or undefined while it runs. */
   get lost(): WorkerLostError | undefined {
     return this.lostWith;
+  }
+
+  /**
+   * Calls `listener` once when the thread is lost (at once when it already is),
+   * after every pending call was rejected, in the same turn: whoever tracks
+   * what was in flight still sees it.
+   */
+  onLost(listener: (lost: WorkerLostError) => void): void {
+    if (this.lostWith !== undefined) listener(this.lostWith);
+    else this.lostListeners.push(listener);
   }
 
   /** Calls awaiting their answer. */
@@ -171,5 +188,7 @@ export class WorkerCalls {
     this.pending.clear();
     this.worker.unref?.();
     for (const call of calls) call.reject(this.lostWith);
+    const listeners = this.lostListeners.splice(0);
+    for (const listener of listeners) listener(this.lostWith);
   }
 }
