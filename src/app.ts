@@ -10,7 +10,8 @@ import { type ChangeFeed, type FeedAddress, LocalChangeFeed, PublishingKvNode } 
 import { failedPrecondition, invalidAll, QuiverError } from "./errors/index.ts";
 import type { CompiledSource, ConsumerOptions, IngestService } from "./ingest/index.ts";
 import { ArenaKvNode, type MemoryReporting } from "./kv/arena-node.ts";
-import type { DurableKvNode, ReopenOptions } from "./kv/durable-node.ts";
+import type { DurableKvNode } from "./kv/durable-node.ts";
+import type { ReopenOptions } from "./kv/durable-reopen.ts";
 import type { KvNode } from "./kv/kv-node.ts";
 import type { LayoutLedger } from "./kv/layout-ledger.ts";
 import { MapLayoutLedger } from "./kv/map-layout-ledger.ts";

@@ -254,12 +254,6 @@ function reopenOn(next: DurableThread, lost: DurableThread, extra: { maxAttempts
   };
 }
 
-/** Turns of this thread's event loop until `done()` (at most `max`): a worker reaching a point the test waits for. */
-async function until(done: () => boolean, max = 5000): Promise<boolean> {
-  for (let i = 0; i < max && !done(); i++) await new Promise<void>((resolve) => setTimeout(resolve, 1));
-  return done();
-}
-
 describe("a durable store whose SQLite thread is lost reopens its file on a new one", () => {
   test("a write that committed before the thread was lost (unanswered) is in memory after the reopen; later writes are stored and survive a restart", async () => {
     const lost = new DurableThread();
@@ -270,7 +264,7 @@ describe("a durable store whose SQLite thread is lost reopens its file on a new 
     await node.putMany([...put("v@1/k=i1", 1, "old"), ...put("v@1/k=i2", 1, "kept")]);
     const held = lost.holdAfterCommitForTest();
     const write = node.putMany(put("v@1/k=i1", 2, "committed"));
-    expect(await until(held.committed)).toBe(true);
+    await held.committed;
     lost.terminate();
     const failure = await rejectionOf(write);
     expect(sentNothing(failure)).toBe(false);
@@ -339,7 +333,7 @@ describe("a durable store whose SQLite thread is lost reopens its file on a new 
     await node.putMany([...put("v@1/k=i1", 1, "stored"), ...put("v@1/k=i2", 1, "kept")]);
     const held = lost.holdAfterCommitForTest();
     const gone = node.deleteMany(["v@1/k=i1"]);
-    expect(await until(held.committed)).toBe(true);
+    await held.committed;
     lost.terminate();
     expect(sentNothing(await rejectionOf(gone))).toBe(false);
     expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["stored"] }]);

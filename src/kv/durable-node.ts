@@ -2,6 +2,7 @@ import { loadSqlite, SQLITE_UNAVAILABLE } from "../runtime/sqlite.ts";
 import { WorkerLostError } from "../runtime/worker-calls.ts";
 import { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./arena-node.ts";
 import { type DurableFile, InThreadFile, type LoadRow } from "./durable-file.ts";
+import { type DurableState, type ReopenOptions, ReopenWaits, readBack } from "./durable-reopen.ts";
 import type { RowsFileOptions } from "./durable-rows.ts";
 import { type DurableThread, leaseSharedThread, type ThreadLease } from "./durable-thread.ts";
 import type { KvEntry, KvNode, NodeHealth, PutOutcome, RawReader, ReadSlot, ScanPage } from "./kv-node.ts";
@@ -36,23 +37,6 @@ export interface DurableNodeOptions extends RowsFileOptions {
   readonly reopen?: ReopenOptions;
 }
 
-/** Reopening a file whose SQLite thread was lost: attempt n waits min(firstDelayMs × 2^(n-1), maxDelayMs) first. */
-export interface ReopenOptions {
-  /** Default 100 ms. */
-  readonly firstDelayMs?: number;
-  /** Default 5000 ms. */
-  readonly maxDelayMs?: number;
-  /** Attempts before the node gives up and stays failed (its health says so); default 10 (~26 s of waits). */
-  readonly maxAttempts?: number;
-  /** Waits `ms` (tests: a fake clock); default a timer. */
-  readonly sleep?: (ms: number) => Promise<void>;
-  /** The thread a reopen runs on; default a share of the process's SQLite thread (a new one once the lost one is gone). */
-  readonly lease?: () => ThreadLease;
-}
-
-/** Where the node's file stands: open, being reopened after its thread was lost, or given up on. */
-export type DurableState = "open" | "reopening" | "failed";
-
 /**
  * An embedded node that keeps every row in memory for reads and in a SQLite
  * file (WAL mode) for durability. A write is acknowledged only after its
@@ -76,6 +60,14 @@ export type DurableState = "open" | "reopening" | "failed";
  * file keeps the newest (its upsert's WHERE), answers which rows it took, and
  * answers in commit order. SQLite comes through the runtime's adapter
  * (runtime/sqlite.ts), loaded in the thread that runs it.
+ *
+ * Should the thread be lost (a crash, terminated), the node reopens its file
+ * on a new one by itself (ReopenOptions: 100 ms doubling to 5 s, 10
+ * attempts), then reads back the keys whose writes and deletes the lost
+ * thread had not answered, so memory holds exactly what the file took without
+ * a full reload. Writes meanwhile are refused unsent (503 + Retry-After), not
+ * queued; a node that gives up stays `failed` (health, and readiness in
+ * app.ts) and refuses writes until the process restarts.
  */
 export class DurableKvNode implements KvNode, MemoryReporting {
   private closing: Promise<void> | undefined;
@@ -85,7 +77,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   private lastError: string | undefined;
   private reopens = 0;
   private reopening: Promise<void> | undefined;
-  private cancelPause: (() => void) | undefined;
+  private readonly waits: ReopenWaits;
   /** The keys of each write and delete sent and not yet answered. */
   private readonly inFlight = new Set<readonly string[]>();
   /** Keys whose write or delete was in flight when the thread was lost: maybe in the file, read back at reopen. */
@@ -118,7 +110,9 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     private release: () => void,
     private readonly settings: RowsFileOptions,
     private readonly reopenOptions: ReopenOptions,
-  ) {}
+  ) {
+    this.waits = new ReopenWaits(reopenOptions);
+  }
 
   /** open, reopening (its SQLite thread was lost) or failed (given up reopening: health and /readyz say so). */
   get state(): DurableState {
@@ -252,7 +246,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   async health(): Promise<NodeHealth> {
     if (this.closing !== undefined) return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, error: "closed" } };
     if (this.stateNow !== "open") {
-      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, state: this.stateNow, attempts: this.attempts, maxAttempts: this.maxAttempts, error: this.lastError, keys: this.memory.size } };
+      return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, state: this.stateNow, attempts: this.attempts, maxAttempts: this.waits.maxAttempts, error: this.lastError, keys: this.memory.size } };
     }
     const reopened = this.reopens > 0 ? { reopens: this.reopens } : {};
     try {
@@ -261,10 +255,6 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     } catch (e) {
       return { id: this.id, ok: false, detail: { kind: "sqlite", file: this.file, state: "open", error: (e as Error).message, ...reopened } };
     }
-  }
-
-  private get maxAttempts(): number {
-    return this.reopenOptions.maxAttempts ?? 10;
   }
 
   /** Reopens the file when `thread` is lost (this node's thread, once open). */
@@ -292,22 +282,21 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   }
 
   private async reopenLoop(): Promise<void> {
-    const first = this.reopenOptions.firstDelayMs ?? 100;
-    const max = this.reopenOptions.maxDelayMs ?? 5000;
     while (this.closing === undefined) {
-      if (this.attempts >= this.maxAttempts) {
+      if (this.attempts >= this.waits.maxAttempts) {
         this.stateNow = "failed";
         console.error(`quiver: durable store ${this.id} (${this.file}): gave up reopening after ${this.attempts} attempts (${this.lastError}); writes are refused until the server restarts`);
         return;
       }
-      await this.pause(Math.min(first * 2 ** this.attempts, max));
+      await this.waits.before(this.attempts);
       if (this.closing !== undefined) return;
       this.attempts++;
       const lease = this.reopenOptions.lease?.() ?? leaseSharedThread();
       try {
         const disk = await lease.thread.open(this.file, this.settings, undefined);
         try {
-          await this.readBack(disk);
+          await readBack(disk, this.memory, [...this.uncertain]);
+          this.uncertain.clear();
         } catch (e) {
           await disk.close().catch(() => {});
           throw e;
@@ -328,38 +317,6 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   }
 
   /**
-   * Memory and the file agree again without a full reload: each key whose
-   * write or delete was in flight is read back; memory takes the file's row
-   * when newer (last write wins), and drops a row the file no longer holds
-   * (a delete that committed: memory holds only rows the file took).
-   */
-  private async readBack(disk: DurableFile): Promise<void> {
-    if (this.uncertain.size === 0) return;
-    const keys = [...this.uncertain];
-    const stored = new Set<string>();
-    await disk.read(keys, (key, row) => {
-      stored.add(key);
-      this.memory.putEncoded(key, row);
-    });
-    const gone = keys.filter((k) => !stored.has(k) && this.memory.timestampOf(k) !== undefined);
-    if (gone.length > 0) this.memory.deleteManySync(gone);
-    this.uncertain.clear();
-  }
-
-  /** Waits `ms` (the reopen back-off), cut short by close. */
-  private pause(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      this.cancelPause = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        resolve();
-      };
-      if (this.reopenOptions.sleep !== undefined) void this.reopenOptions.sleep(ms).then(resolve, resolve);
-      else timer = setTimeout(resolve, ms);
-    });
-  }
-
-  /**
    * Closes the file after the writes in flight (their commits are answered
    * first), letting go of its lock, and this node's share of the SQLite
    * thread. Writes made from now on are refused. A thread already gone has
@@ -368,7 +325,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   close(): Promise<void> {
     this.closing ??= (async () => {
       // A reopen under way ends first (its wait cut short): the file it may just have opened is the one closed here.
-      this.cancelPause?.();
+      this.waits.cancel();
       await this.reopening;
       try {
         await this.disk.close();

@@ -94,13 +94,15 @@ export class DurableThread {
 
   /**
    * Test hook: the next write or delete commits, then holds the thread
-   * before it answers; `committed()` tells when it got there, `release` lets it answer.
+   * before it answers; `committed` settles once it got there, `release`
+   * lets it answer.
    */
-  holdAfterCommitForTest(): { committed: () => boolean; release: () => void } {
+  holdAfterCommitForTest(): { committed: Promise<void>; release: () => void } {
     const gate = new Int32Array(new SharedArrayBuffer(8));
+    const waiting = Atomics.waitAsync(gate, 1, 0);
     void this.calls.call({ op: "holdAfterCommit", gate: gate.buffer as SharedArrayBuffer } satisfies DurableCall).catch(() => {});
     return {
-      committed: () => Atomics.load(gate, 1) === 1,
+      committed: waiting.async ? waiting.value.then(() => {}) : Promise.resolve(),
       release: () => {
         Atomics.store(gate, 0, 1);
         Atomics.notify(gate, 0);

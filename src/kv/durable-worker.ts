@@ -84,6 +84,7 @@ function heldAfterCommit(): void {
   if (gate === undefined) return;
   holdAfterCommit = undefined;
   Atomics.store(gate, 1, 1);
+  Atomics.notify(gate, 1);
   while (Atomics.load(gate, 0) === 0) Atomics.wait(gate, 0, 0, 10);
 }
 
