@@ -152,7 +152,14 @@ export async function buildQuiver(config: QuiverConfig, options: BuildOptions = 
   let shardCount = (): number => 0;
   const loopJudge = new LoopStallJudge(pressure, lagProbe);
   const judge = config.commonStallMs > 0 ? new CommonCauseJudge(loopJudge, () => shardCount(), { maxEpisodeMs: config.commonStallMs }) : loopJudge;
-  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge, options.durableReopen);
+  // A durable node's lost SQLite thread and a reopen given up are failed writes of that node (GET /admin/anomalies).
+  const durableReopen: ReopenOptions = {
+    ...options.durableReopen,
+    onEvent: (event, node) => {
+      if (event !== "reopened") anomalies.record("failed_write", node, event === "thread_lost" ? "sqlite_thread_lost" : "sqlite_reopen_gave_up");
+    },
+  };
+  const storage = await openStorage(config, resilienceObserver(metrics, anomalies), judge, durableReopen);
   const store = new ShardedStore(storage.members, { vnodesPerNode: config.vnodes });
   shardCount = () => store.members.length;
   const shards = storage.shards;
@@ -626,7 +633,7 @@ function describeAddress(where: { readonly address: string } | { readonly master
   return "address" in where ? where.address : `sentinel ${where.masterName}`;
 }
 
-async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge, reopen: ReopenOptions | undefined): Promise<Storage> {
+async function openStorage(config: QuiverConfig, observer: ResilienceObserver, stall: StallJudge, reopen: ReopenOptions): Promise<Storage> {
   if (config.topologyPath) {
     // Loaded only when serving from Redis: the embedded default does not carry the Redis client.
     const { connectShards, loadTopology } = await import("./shard/index.ts");
@@ -647,7 +654,7 @@ async function openStorage(config: QuiverConfig, observer: ResilienceObserver, s
   const durable: DurableKvNode[] = [];
   for (let i = 0; i < config.embeddedNodes; i++) {
     const id = `embedded-${i}`;
-    const file = DurableKvNode ? await DurableKvNode.open(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability, ...(reopen ? { reopen } : {}) }) : undefined;
+    const file = DurableKvNode ? await DurableKvNode.open(id, `${config.dataDir}/${id}.sqlite`, { sync: config.durability, reopen }) : undefined;
     if (file) durable.push(file);
     const node = file ?? new ArenaKvNode(id);
     members.push({ id, weight: 1, node });

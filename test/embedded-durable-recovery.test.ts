@@ -108,6 +108,9 @@ test("a node that cannot reopen its file gives up: /readyz fails naming it, and 
     const metrics = await q.metrics.render();
     expect(metrics).toContain('quiver_embedded_file_state{node="embedded-0",state="failed"} 1');
     expect(metrics).toContain('quiver_embedded_file_reopens{node="embedded-1"} 1');
+    // Each node's lost thread, and embedded-0's give-up, are failed writes in GET /admin/anomalies.
+    const noted = q.anomalies.query({ limit: 10, kind: "failed_write" }).map((a) => `${a.subject} ${a.reason}`);
+    expect(noted.sort()).toEqual(["embedded-0 sqlite_reopen_gave_up", "embedded-0 sqlite_thread_lost", "embedded-1 sqlite_thread_lost"]);
   } finally {
     await q.close();
     await (await blocker)?.close();

@@ -278,6 +278,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     this.release();
     this.release = () => {};
     console.error(`quiver: durable store ${this.id} (${this.file}): ${lost.message}; reopening the file on a new thread (${this.uncertain.size} keys to read back)`);
+    this.reopenOptions.onEvent?.("thread_lost", this.id);
     this.reopening = this.reopenLoop();
   }
 
@@ -286,6 +287,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
       if (this.attempts >= this.waits.maxAttempts) {
         this.stateNow = "failed";
         console.error(`quiver: durable store ${this.id} (${this.file}): gave up reopening after ${this.attempts} attempts (${this.lastError}); writes are refused until the server restarts`);
+        this.reopenOptions.onEvent?.("gave_up", this.id);
         return;
       }
       await this.waits.before(this.attempts);
@@ -308,6 +310,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
         this.lastError = undefined;
         this.watch(lease.thread);
         console.error(`quiver: durable store ${this.id} (${this.file}): reopened on a new SQLite thread (attempt ${this.attempts})`);
+        this.reopenOptions.onEvent?.("reopened", this.id);
         return;
       } catch (e) {
         lease.release();

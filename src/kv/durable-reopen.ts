@@ -14,7 +14,12 @@ export interface ReopenOptions {
   readonly sleep?: (ms: number) => Promise<void>;
   /** The thread a reopen runs on; default a share of the process's SQLite thread (a new one once the lost one is gone). */
   readonly lease?: () => ThreadLease;
+  /** Hears the node's thread lost, its file reopened, or the node given up (app.ts notes anomalies). */
+  readonly onEvent?: (event: ReopenEvent, nodeId: string) => void;
 }
+
+/** What a durable node's reopen tells its owner. */
+export type ReopenEvent = "thread_lost" | "reopened" | "gave_up";
 
 /** Where a durable node's file stands: open, being reopened after its thread was lost, or given up on. */
 export type DurableState = "open" | "reopening" | "failed";

@@ -2,7 +2,7 @@ export { type ArenaMemoryStats, ArenaKvNode, type MemoryReporting } from "./aren
 export { KeyBatch } from "./key-batch.ts";
 export { ForwardingKvNode } from "./forwarding-node.ts";
 export { DurableKvNode, type DurableNodeOptions } from "./durable-node.ts";
-export type { DurableState, ReopenOptions } from "./durable-reopen.ts";
+export type { DurableState, ReopenEvent, ReopenOptions } from "./durable-reopen.ts";
 export { encodeKeyPart, ringKeyOf, ringKeyStart, storageKey, viewKeyPrefix } from "./keys.ts";
 export {
   type FeatureValue,
