@@ -343,6 +343,57 @@ describe("a durable store whose SQLite thread is lost reopens its file on a new 
     next.terminate();
   });
 
+  test("a thread lost again soon after each reopen ends in the give-up, not in reopens for ever; one lost after a stable while starts again", async () => {
+    const first = new DurableThread();
+    const made: DurableThread[] = [];
+    let lastLost = first;
+    let clock = 0;
+    const waits: number[] = [];
+    const file = nextFile();
+    const node = await DurableKvNode.open("d", file, {
+      thread: first,
+      reopen: {
+        maxAttempts: 3,
+        stableMs: 60_000,
+        now: () => clock,
+        sleep: async (ms: number) => {
+          waits.push(ms);
+          await lastLost.ended;
+        },
+        lease: () => {
+          const t = new DurableThread();
+          made.push(t);
+          return { thread: t, release: () => {} };
+        },
+      },
+    });
+    await node.putMany(put("v@1/k=i1", 1, "stored"));
+    const lose = (t: DurableThread) => {
+      lastLost = t;
+      t.terminate();
+    };
+    lose(first);
+    expect(await node.recovery()).toBe("open");
+    // A minute of stable running later: a new loss starts its attempts again.
+    clock += 60_000;
+    lose(made.at(-1)!);
+    expect(await node.recovery()).toBe("open");
+    expect(waits).toEqual([100, 100]);
+    // Lost again right after each reopen (a thread that dies at once): the attempts go on counting, and end.
+    lose(made.at(-1)!);
+    expect(await node.recovery()).toBe("open");
+    lose(made.at(-1)!);
+    expect(await node.recovery()).toBe("open");
+    lose(made.at(-1)!);
+    expect(await node.recovery()).toBe("failed");
+    expect(waits).toEqual([100, 100, 200, 400]);
+    const health = await node.health();
+    expect(health.detail).toMatchObject({ state: "failed", attempts: 3, maxAttempts: 3 });
+    expect(node.getManyNow(["v@1/k=i1"])).toEqual([{ ts: 1, values: ["stored"] }]);
+    await node.close();
+    for (const t of made) t.terminate();
+  });
+
   test("a file that cannot be reopened: the node gives up after its attempts, with waits doubling, and health says so", async () => {
     const lost = new DurableThread();
     const next = new DurableThread();

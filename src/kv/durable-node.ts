@@ -76,6 +76,8 @@ export class DurableKvNode implements KvNode, MemoryReporting {
   private attempts = 0;
   private lastError: string | undefined;
   private reopens = 0;
+  /** When the file was last reopened (ReopenWaits.now), for a thread lost again soon after (ReopenOptions.stableMs). */
+  private reopenedAt: number | undefined;
   private reopening: Promise<void> | undefined;
   private readonly waits: ReopenWaits;
   /** The keys of each write and delete sent and not yet answered. */
@@ -272,12 +274,15 @@ export class DurableKvNode implements KvNode, MemoryReporting {
     if (this.closing !== undefined || this.stateNow !== "open") return;
     for (const keys of this.inFlight) for (const k of keys) this.uncertain.add(k);
     this.stateNow = "reopening";
-    this.attempts = 0;
+    // Lost again soon after a reopen: the attempts since the first loss go on counting, so a thread that dies
+    // after every reopen ends in the give-up (and readiness says so) instead of reopening for ever.
+    const again = this.reopenedAt !== undefined && this.waits.now() - this.reopenedAt < this.waits.stableMs;
+    if (!again) this.attempts = 0;
     this.lastError = lost.message;
     // This node's share of the lost thread: the thread is gone, the share goes (a shared thread is replaced for the next lease).
     this.release();
     this.release = () => {};
-    console.error(`quiver: durable store ${this.id} (${this.file}): ${lost.message}; reopening the file on a new thread (${this.uncertain.size} keys to read back)`);
+    console.error(`quiver: durable store ${this.id} (${this.file}): ${lost.message}; reopening the file on a new thread (${this.uncertain.size} keys to read back${again ? `; lost again within ${this.waits.stableMs} ms of its reopen: ${this.attempts} of its ${this.waits.maxAttempts} attempts spent` : ""})`);
     this.reopenOptions.onEvent?.("thread_lost", this.id);
     this.reopening = this.reopenLoop();
   }
@@ -307,6 +312,7 @@ export class DurableKvNode implements KvNode, MemoryReporting {
         this.release = lease.release;
         this.stateNow = "open";
         this.reopens++;
+        this.reopenedAt = this.waits.now();
         this.lastError = undefined;
         this.watch(lease.thread);
         console.error(`quiver: durable store ${this.id} (${this.file}): reopened on a new SQLite thread (attempt ${this.attempts})`);

@@ -10,6 +10,15 @@ export interface ReopenOptions {
   readonly maxDelayMs?: number;
   /** Attempts before the node gives up and stays failed (its health says so); default 10 (~26 s of waits). */
   readonly maxAttempts?: number;
+  /**
+   * A thread lost again within this long of a reopen goes on counting the
+   * attempts since the first loss instead of starting again at 0 (default
+   * 60 000 ms): a thread that dies after every reopen (a write that crashes
+   * it, resent by its client) ends in the give-up, not in reopens for ever.
+   */
+  readonly stableMs?: number;
+  /** The clock for stableMs (ms; tests: a fake one); default performance.now. */
+  readonly now?: () => number;
   /** Waits `ms` (tests: a fake clock); default a timer. */
   readonly sleep?: (ms: number) => Promise<void>;
   /** The thread a reopen runs on; default a share of the process's SQLite thread (a new one once the lost one is gone). */
@@ -27,12 +36,16 @@ export type DurableState = "open" | "reopening" | "failed";
 /** The reopen back-off: each attempt's wait, cut short by `cancel` (the node closing). */
 export class ReopenWaits {
   readonly maxAttempts: number;
+  readonly stableMs: number;
+  readonly now: () => number;
   private readonly first: number;
   private readonly max: number;
   private cancelNow: (() => void) | undefined;
 
   constructor(private readonly options: ReopenOptions) {
     this.maxAttempts = options.maxAttempts ?? 10;
+    this.stableMs = options.stableMs ?? 60_000;
+    this.now = options.now ?? (() => performance.now());
     this.first = options.firstDelayMs ?? 100;
     this.max = options.maxDelayMs ?? 5000;
   }
