@@ -44,46 +44,31 @@ export class InThreadFile implements DurableFile {
   private constructor(private readonly rows: RowsFile) {}
 
   write(keys: readonly string[], ts: Float64Array, rows: readonly Uint8Array[]): Promise<Uint8Array> {
-    try {
-      return Promise.resolve(this.rows.write(keys, ts, rows));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.rows.write(keys, ts, rows));
   }
 
   delete(keys: readonly string[]): Promise<void> {
-    try {
-      this.rows.delete(keys);
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.rows.delete(keys));
   }
 
   read(keys: readonly string[], visit: LoadRow): Promise<void> {
-    try {
-      this.rows.read(keys, visit);
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.rows.read(keys, visit));
   }
 
   probe(): Promise<void> {
-    try {
-      this.rows.probe();
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.rows.probe());
   }
 
   close(): Promise<void> {
-    try {
-      this.rows.close();
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return settled(() => this.rows.close());
+  }
+}
+
+/** `run`'s result as a promise, its throw as a rejection: the calls answer as the SQLite thread's do, never throwing. */
+function settled<T>(run: () => T): Promise<T> {
+  try {
+    return Promise.resolve(run());
+  } catch (e) {
+    return Promise.reject(e);
   }
 }
