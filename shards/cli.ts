@@ -4,7 +4,7 @@ import { clusterDown, clusterUp } from "./cluster.ts";
 import { clusterAdd } from "./cluster-add.ts";
 import { readState } from "./cluster-state.ts";
 import { clusterStatus, formatStatus } from "./cluster-status.ts";
-import { watchMigration } from "./migration-watch.ts";
+import { migrationUrl, watchMigration } from "./migration-watch.ts";
 
 /**
  * `npm run shards:up -- --shards 3 --replicas 2 [--l2]` | `shards:down` | `shards:status` |
@@ -93,10 +93,15 @@ try {
     await clusterAdd(runDir, replicas, (line) => console.log(line));
     console.log("reload the server's topology to move keys onto it: curl -X POST http://127.0.0.1:6566/admin/topology/reload");
   } else if (command === "migration") {
-    // Accept the server's base URL as well as the full route.
-    const url = new URL(values.url);
-    if (url.pathname === "/" || url.pathname === "") url.pathname = "/admin/topology/migration";
-    const last = await watchMigration({ url: url.href, ...(values.token ? { token: values.token } : {}) });
+    // Accept the server's base URL as well as the full route; a bad one is a usage error (2), naming --url.
+    let url: string;
+    try {
+      url = migrationUrl(values.url);
+    } catch (error) {
+      console.error((error as Error).message);
+      process.exit(2);
+    }
+    const last = await watchMigration({ url, ...(values.token ? { token: values.token } : {}) });
     if (last?.state === "failed") process.exit(1);
   } else if (command === "down") {
     const stopped = await clusterDown(runDir, values.topology, (line) => console.log(line));

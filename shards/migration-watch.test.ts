@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import type { MigrationProgress } from "../src/shard/rebalance.ts";
-import { formatProgress, watchMigration } from "./migration-watch.ts";
+import { formatProgress, migrationUrl, watchMigration } from "./migration-watch.ts";
 
 const progress = (over: Partial<MigrationProgress>): MigrationProgress => ({
   state: "running",
@@ -53,4 +53,23 @@ test("watching polls the server until the migration is done", async () => {
   } finally {
     server.stop(true);
   }
+});
+
+test("a bad --url is refused naming the flag; an unreachable server is named", async () => {
+  expect(migrationUrl("http://127.0.0.1:6566")).toBe("http://127.0.0.1:6566/admin/topology/migration");
+  expect(migrationUrl("http://h:1/admin/topology/migration")).toBe("http://h:1/admin/topology/migration");
+  expect(() => migrationUrl("notaurl")).toThrow('--url: expected the server\'s http(s) URL, as http://127.0.0.1:6566, got "notaurl"');
+  expect(() => migrationUrl("ftp://x/")).toThrow('--url: expected an http: or https: URL, got "ftp://x/" (ftp:)');
+  // A port nothing listens on: one a server just gave back.
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("") });
+  const url = `http://127.0.0.1:${server.port}/admin/topology/migration`;
+  server.stop(true);
+  await expect(watchMigration({ url, write: () => undefined })).rejects.toThrow(`${url}: `);
+});
+
+test("the CLI answers a bad --url with a usage error naming it", async () => {
+  const cli = new URL("./cli.ts", import.meta.url).pathname;
+  const proc = Bun.spawn([process.execPath, cli, "migration", "--url", "notaurl"], { stdout: "pipe", stderr: "pipe" });
+  const err = await new Response(proc.stderr).text();
+  expect([await proc.exited, err.trim()]).toEqual([2, '--url: expected the server\'s http(s) URL, as http://127.0.0.1:6566, got "notaurl"']);
 });

@@ -17,6 +17,25 @@ export function formatProgress(p: MigrationProgress, width = 30): string {
   return `[${bar}] ${String(Math.round(p.fraction * 100)).padStart(3)}%  ${p.scannedKeys}/${total} scanned  ${moved}${retried}${rescans}  ${p.state}${p.error ? `: ${p.error}` : ""}`;
 }
 
+/**
+ * The progress route from `--url` (a server's base URL or the full route), or
+ * an Error naming `--url` and what it expects: a bare "Invalid URL" (or Bun's
+ * "protocol must be http:, https: or s3:") named neither the flag nor the value.
+ */
+export function migrationUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`--url: expected the server's http(s) URL, as http://127.0.0.1:6566, got "${text}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new Error(`--url: expected an http: or https: URL, got "${text}" (${url.protocol})`);
+  }
+  if (url.pathname === "/" || url.pathname === "") url.pathname = "/admin/topology/migration";
+  return url.href;
+}
+
 export interface WatchOptions {
   readonly url: string;
   readonly token?: string;
@@ -32,7 +51,13 @@ export async function watchMigration(o: WatchOptions): Promise<MigrationProgress
   const deadline = Date.now() + (o.timeoutMs ?? 3_600_000);
   let last: MigrationProgress | undefined;
   for (let i = 0; i < 10_000_000 && Date.now() < deadline; i++) {
-    const res = await fetch(o.url, { headers });
+    let res: Response;
+    try {
+      res = await fetch(o.url, { headers });
+    } catch (error) {
+      // Bun's "Unable to connect. Is the computer able to access the url?" did not say which URL.
+      throw new Error(`${o.url}: ${error instanceof Error ? error.message : String(error)}`);
+    }
     if (res.status === 404) {
       write("no migration\n");
       return undefined;
