@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, spyOn, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KvEntry } from "../src/kv/kv-node.ts";
@@ -281,3 +281,38 @@ test("a move's end record still being retried stops when the next move starts: i
     await Promise.all(own.map((s) => s.stop()));
   }
 }, 60_000);
+
+test("a checkpoint left unreadable (truncated) stops the start naming the file, not a refusal that blames a missing checkpoint", async () => {
+  const checkpointPath = join(dir, "truncated.json");
+  const before = await connectShards(topology(0, 2, 3));
+  const store1 = new ShardedStore(before.members);
+  try {
+    await store1.putMany(Array.from({ length: 2000 }, (_, j) => ({ key: `trunc/id=${j}`, row: { ts: 1, values: [j] } })));
+    // A paused move whose checkpoint a bad disk (or a hand edit) then cut short.
+    const first = await before.reconfigure(topology(0, 1, 2, 3), store1, { checkpointPath, pageSize: 10, drainMs: 10 });
+    for (let i = 0; i < 2000 && !existsSync(checkpointPath); i++) await Bun.sleep(5);
+    await before.pauseMigration();
+    expect(first!.progress().state).toBe("paused");
+  } finally {
+    await before.close();
+  }
+  const text = readFileSync(checkpointPath, "utf8");
+  writeFileSync(checkpointPath, text.slice(0, Math.floor(text.length / 2)));
+
+  const after = await connectShards(topology(0, 1, 2, 3));
+  const store2 = new ShardedStore(after.members);
+  try {
+    await expect(after.settlePlacement(store2, checkpointPath, false)).rejects.toMatchObject({
+      code: "checkpoint_unreadable",
+      message: expect.stringContaining(`${checkpointPath}: the migration checkpoint cannot be read`),
+    });
+    // Moved aside, the start is refused by the shards' record of the move, and --migrate-on-start takes it over.
+    rmSync(checkpointPath);
+    await expect(after.settlePlacement(store2, checkpointPath, false)).rejects.toMatchObject({ code: "placement_mismatch" });
+    const taken = await after.settlePlacement(store2, checkpointPath, true, { drainMs: 10 });
+    await after.settled();
+    expect(taken!.progress().state).toBe("done");
+  } finally {
+    await after.close();
+  }
+}, 40_000);

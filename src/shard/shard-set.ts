@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { failedPrecondition, invalid, invalidArgument, unavailable } from "../errors/index.ts";
 import type { KvNode } from "../kv/kv-node.ts";
 import type { LayoutLedger, LayoutMismatch, LedgerOutcome, ViewLayout } from "../kv/layout-ledger.ts";
@@ -242,6 +243,15 @@ export class ShardSet implements ConnectedShards {
 
   async resume(store: ShardedStore, checkpointPath: string): Promise<Migration | undefined> {
     const saved = readCheckpoint(checkpointPath);
+    if (saved === undefined && existsSync(checkpointPath)) {
+      // Until 12-08 an unreadable checkpoint was taken for none: the start was refused as a move "stopped without its
+      // checkpoint", or --migrate-on-start began the move again and wrote over the file, its cause never named.
+      throw failedPrecondition(
+        "checkpoint_unreadable",
+        `${checkpointPath}: the migration checkpoint cannot be read (cut short, or not a checkpoint of this version); nothing was changed. ` +
+          "Move it aside and start with --migrate-on-start on (one server): the move starts over from the beginning, which is safe (copies are last-write-wins, the source deletes only rows not newer than the copy)",
+      );
+    }
     const meta = saved?.meta as MigrationMeta | undefined;
     if (!saved || !meta?.from) return undefined;
     if (!saved.plan.endsWith(`-> ${this.current.map((m) => `${m.id}:${m.weight}`).join(",")}`)) {
