@@ -13,6 +13,7 @@ import { Migration, type MigrationMember } from "../src/shard/rebalance.ts";
 import { ReplicaSet } from "../src/shard/replica-set.ts";
 import { SentinelDiscovery } from "../src/shard/sentinel-discovery.ts";
 import { ShardedStore } from "../src/store/sharded-store.ts";
+import { DelegatingShard } from "./support/delegating-shard.ts";
 import { type RedisProcess, startRedis, startReplicationGroup } from "./support/redis-process.ts";
 
 /**
@@ -290,3 +291,57 @@ describe("the ring switch at the start of a migration", () => {
     expect(row === undefined || row === UNAVAILABLE ? row : row.values).toEqual(["late"]);
   }, 60_000);
 });
+
+test("a source that becomes another process at every pass fails the migration after maxRescans, not rescanning for ever; resumable once stable", async () => {
+  const a = await server();
+  const b = await server();
+  const A = await staticShard("A", a);
+  const B = await staticShard("B", b);
+  const store = new ShardedStore([A.member]);
+  const batch: KvEntry[] = Array.from({ length: 300 }, (_, n) => ({ key: key(n), row: { ts: 1000, values: [n] } }));
+  await store.putMany(batch);
+  // Every check of the source's primary (one after each pass) finds a new process, as a shard failing over again
+  // and again would; its pages name the last one seen, so each pass itself is whole.
+  let seen = 0;
+  let flapping = true;
+  class Flapping extends DelegatingShard {
+    override async scanPrimary(cursor: string, count: number) {
+      const page = await this.inner.scanPrimary(cursor, count);
+      return flapping ? { ...page, process: { address: page.process.address, runId: `flap-${seen}` } } : page;
+    }
+    override async primaryProcess() {
+      const now = await this.inner.primaryProcess();
+      return flapping ? { address: now.address, runId: `flap-${++seen}` } : now;
+    }
+  }
+  const source: MigrationMember = { ...A.member, node: new Flapping(A.member.node as ShardNode) };
+  // Without a bound the run never ends: stopped here (a pause) after 50 rescans so the test ends either way.
+  const stop = new AbortController();
+  const migration = new Migration({ store, from: [source], to: [source, B.member], pageSize: 100, drainMs: 0, maxRescans: 5 });
+  const watch = setInterval(() => {
+    if (migration.progress().rescans >= 50) stop.abort();
+  }, 5);
+  let failure: unknown;
+  try {
+    await migration.run(stop.signal);
+  } catch (error) {
+    failure = error;
+  } finally {
+    clearInterval(watch);
+  }
+  const p = migration.progress();
+  expect([p.state, p.rescans]).toEqual(["failed", 5]);
+  expect(String(failure)).toContain("shard A's primary became another process 6 times in this run");
+  expect(await unreadable300(store)).toBe(0);
+  // Stable again: the same plan resumes and finishes.
+  flapping = false;
+  const done = await new Migration({ store, from: [source], to: [source, B.member], pageSize: 100, drainMs: 0, maxRescans: 5 }).run();
+  expect(done.state).toBe("done");
+  expect(await unreadable300(store)).toBe(0);
+  expect(await totalSize([A.member, B.member])).toBe(300);
+
+  async function unreadable300(s: ShardedStore): Promise<number> {
+    const rows = await s.getMany(batch.map((e) => e.key));
+    return rows.filter((r, n) => r === undefined || r === UNAVAILABLE || r.values[0] !== n).length;
+  }
+}, 60_000);

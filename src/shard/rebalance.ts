@@ -40,6 +40,14 @@ export interface MigrationOptions {
   readonly pageRetries?: number;
   /** First wait before a page is tried again (ms, default 250), doubling up to 10 s, with jitter. */
   readonly retryDelayMs?: number;
+  /**
+   * Times one source's scan may start again from 0 in one run (its primary
+   * became another process: a failover, a restart) before the migration fails
+   * (default 10), resumable by reloading the same topology once the shard is
+   * stable. Unbounded, a source failing over at every pass kept the migration
+   * `running` for ever, its old shards never retired.
+   */
+  readonly maxRescans?: number;
 }
 
 export interface MigrationProgress extends MigrationCounters {
@@ -82,6 +90,8 @@ export class Migration {
   private sources: Record<string, SourceCursor> = {};
   private totalKeys: number | null = null;
   private error: string | null = null;
+  /** Scans started again from 0 in this run, per source (`maxRescans`). */
+  private rescansThisRun = new Map<string, number>();
 
   constructor(options: MigrationOptions) {
     this.options = options;
@@ -126,6 +136,7 @@ export class Migration {
     const previous = { ring: new HashRing(from, { vnodesPerNode }), nodes: from.map((m) => m.node) };
     this.state = "running";
     this.error = null;
+    this.rescansThisRun.clear();
     store.setMembers(
       to.map((m, i) => ({ id: m.id, weight: m.weight, node: new ReadThroughNode(m.id, m.node, previous, (key) => toRing.ownerIndexOf(key, ringKeyStart(key)) === i) })),
     );
@@ -232,6 +243,14 @@ export class Migration {
    */
   private restartScan(id: string, cursor: SourceCursor, now: ServerProcess): void {
     const why = `its primary is ${describeProcess(now)}; its scan so far ran on ${describeProcess(cursor.process)}`;
+    const times = (this.rescansThisRun.get(id) ?? 0) + 1;
+    const max = this.options.maxRescans ?? 10;
+    if (times > max) {
+      throw new Error(
+        `migration: shard ${id}'s primary became another process ${times} times in this run (${why}): its scan started again ${max} times and cannot finish while it keeps changing; every key is still readable: reload the same topology to resume once the shard is stable`,
+      );
+    }
+    this.rescansThisRun.set(id, times);
     cursor.cursor = "0";
     cursor.done = false;
     cursor.process = undefined;
