@@ -104,6 +104,28 @@ function ledgerStory(storeArgs: () => string[], where: RegExp): void {
       await q.close();
     }
   });
+
+  test("a reload that retypes a join key under the same version is refused: the stored rows keep answering", async () => {
+    writeFileSync(files.live, example);
+    const q = await start(storeArgs(), files.live);
+    try {
+      const stored = await conv(q);
+      expect(stored.status).toBe("PRESENT");
+      // Every row's storage key spells driver_id=i<id>: taken, this reload answered 200 and then NOT_FOUND for all 20 drivers.
+      writeFileSync(files.live, example.replaceAll("{ name: driver_id, type: int64 }", "{ name: driver_id, type: string }"));
+      const res = await q.http.app.request("/admin/registry/reload", { method: "POST" });
+      expect(res.status).toBe(400);
+      const error = ((await res.json()) as { error: { code: string; message: string; path: string } }).error;
+      expect(error.code).toBe("incompatible_registry");
+      expect(error.path).toBe("featureViews[0].entities");
+      expect(error.message).toMatch(where);
+      expect(error.message).toContain("keeps rows of driver_hourly_stats@1 under the join keys [driver_id:int64], and this view's join keys are [driver_id:string]");
+      expect(q.registry.current.joinKeys.get("driver_id")!.type).toBe("int64");
+      expect(await conv(q)).toEqual(stored);
+    } finally {
+      await q.close();
+    }
+  });
 }
 
 describe("on Redis shards", () => {

@@ -7,6 +7,7 @@ import { driverViews, type ViewSketch } from "../../test/support/driver-views.ts
 import { FileLayoutLedger } from "./file-layout-ledger.ts";
 import { MapLayoutLedger } from "./map-layout-ledger.ts";
 import { StorageError } from "./storage-errors.ts";
+import { compileRegistry } from "../registry/read-definitions.ts";
 
 const f = (name: string, type = "float64") => ({ name, type });
 const layoutsOf = (views: ViewSketch[]) => registryLayouts(driverViews(views));
@@ -46,7 +47,7 @@ test("the file ledger keeps what it recorded across opens, and writes nothing fo
   try {
     expect((await FileLayoutLedger.open(dir).reconcile(layoutsOf([{ name: "v", features: [f("a"), f("b")] }]))).mismatches).toEqual([]);
     const written = readFileSync(join(dir, "layouts.json"), "utf8");
-    expect(JSON.parse(written)).toEqual({ "v@1": "a:float64\nb:float64" });
+    expect(JSON.parse(written)).toEqual({ "v@1": "a:float64\nb:float64", "v@1#keys": "driver_id:int64" });
     const reopened = FileLayoutLedger.open(dir);
     const { mismatches } = await reopened.reconcile(layoutsOf([{ name: "v", features: [f("b"), f("a")] }, { name: "u", features: [f("x")] }]));
     expect(mismatches).toEqual([{ field: "v@1", stored: "a:float64\nb:float64", where: join(dir, "layouts.json") }]);
@@ -67,11 +68,11 @@ test("a layout the file could not take (disk full) is not remembered either: the
     const failed = await ledger.reconcile(grown).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(StorageError);
     expect((failed as StorageError).code).toBe("storage_write_failed");
-    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64" });
+    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64", "v@1#keys": "driver_id:int64" });
     rmSync(join(dir, "layouts.json.tmp"), { recursive: true });
     // Memory had recorded the appended feature: the retry found nothing to record and the file never learnt it.
     expect((await ledger.reconcile(grown)).mismatches).toEqual([]);
-    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64\nextra:int64" });
+    expect(JSON.parse(readFileSync(join(dir, "layouts.json"), "utf8"))).toEqual({ "v@1": "a:float64\nextra:int64", "v@1#keys": "driver_id:int64" });
     // So a start with another feature in its place is refused.
     const { mismatches } = await FileLayoutLedger.open(dir).reconcile(layoutsOf([{ name: "v", features: [f("a"), f("country", "string")] }]));
     expect(mismatches.map((m) => m.field)).toEqual(["v@1"]);
@@ -88,4 +89,25 @@ test("a ledger file that is not JSON is refused at open, naming it", () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a view version's join keys are recorded too: retyped, renamed or added under one version, stored rows would not be found", async () => {
+  const keyed = (keys: { name: string; type: string }[], version = 1) =>
+    compileRegistry({ entities: [{ name: "driver", joinKeys: keys }], featureViews: [{ name: "v", entities: ["driver"], version, features: [f("a")] }] });
+  const ledger = new MapLayoutLedger();
+  expect((await ledger.reconcile(registryLayouts(keyed([{ name: "driver_id", type: "int64" }])))).mismatches).toEqual([]);
+  // Before, only features were recorded: a string driver_id was taken, and every stored row of v@1 answered NOT_FOUND.
+  const retyped = keyed([{ name: "driver_id", type: "string" }]);
+  const { mismatches } = await ledger.reconcile(registryLayouts(retyped));
+  expect(mismatches).toEqual([{ field: "v@1#keys", stored: "driver_id:int64", where: "this process's memory" }]);
+  const [issue] = mismatchIssues(mismatches, retyped);
+  expect(issue!.path).toBe("featureViews[0].entities");
+  expect(issue!.message).toContain("keeps rows of v@1 under the join keys [driver_id:int64], and this view's join keys are [driver_id:string]");
+  expect(issue!.message).toContain("rows then start empty under v@2");
+  for (const keys of [[{ name: "id", type: "int64" }], [{ name: "driver_id", type: "int64" }, { name: "zone", type: "string" }]]) {
+    expect((await ledger.reconcile(registryLayouts(keyed(keys)))).mismatches.map((m) => m.field)).toEqual(["v@1#keys"]);
+  }
+  // The same keys again, and a new version with other keys, are fine.
+  expect((await ledger.reconcile(registryLayouts(keyed([{ name: "driver_id", type: "int64" }])))).mismatches).toEqual([]);
+  expect((await ledger.reconcile(registryLayouts(keyed([{ name: "driver_id", type: "string" }], 2)))).mismatches).toEqual([]);
 });

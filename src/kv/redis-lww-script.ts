@@ -64,7 +64,8 @@ export const DELETE_IF_NOT_NEWER_SHA = digests.sha1Hex(DELETE_IF_NOT_NEWER_LUA);
 
 /**
  * Where a shard keeps the layout ledger (kv/layout-ledger.ts): one hash,
- * `<view>@<version>` → its features as `name:type` lines. Not a row: scans skip
+ * `<view>@<version>` → its features as `name:type` lines (and `<view>@<version>#keys` → its join keys,
+ * registry/layout-ledger.ts). Not a row: scans skip
  * it (RedisKvNode.scan skips RECORD_KEY_PREFIX), and no view's keys can take its
  * name (view names are identifiers, without `:`).
  */

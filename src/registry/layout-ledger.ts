@@ -2,12 +2,27 @@ import type { Issue } from "../errors/index.ts";
 import { LAYOUT_LINE, type LayoutMismatch, type ViewLayout } from "../kv/layout-ledger.ts";
 import type { Registry } from "./registry.ts";
 
-/** Every view's layout in `registry`. */
+/**
+ * The ledger field of a view version's join keys (`<view>@<version>#keys` → `name:type` joined by ","): a row's
+ * storage key spells its join keys with their types (`driver_id=i1001` / `driver_id=s4:1001`, kv/keys.ts), so a
+ * join key retyped, renamed, added or moved under one version finds none of the stored rows (every entity
+ * NOT_FOUND, while pods on the older file write and read the other keys). With no line separator, only the same
+ * keys are compatible: neither appending nor cutting back applies.
+ */
+export const KEYS_FIELD_SUFFIX = "#keys";
+
+/** Every view's layout in `registry`: its features, and its join keys under their own field. */
 export function registryLayouts(registry: Registry): ViewLayout[] {
-  return [...registry.views.values()].map((v) => ({
-    field: `${v.name}@${v.version}`,
-    layout: v.features.map((f) => `${f.name}:${f.typeName}`).join(LAYOUT_LINE),
-  }));
+  const layouts: ViewLayout[] = [];
+  for (const v of registry.views.values()) {
+    layouts.push({ field: `${v.name}@${v.version}`, layout: v.features.map((f) => `${f.name}:${f.typeName}`).join(LAYOUT_LINE) });
+    layouts.push({ field: `${v.name}@${v.version}${KEYS_FIELD_SUFFIX}`, layout: keysLayout(v.joinKeys) });
+  }
+  return layouts;
+}
+
+function keysLayout(keys: readonly { readonly name: string; readonly type: string }[]): string {
+  return keys.map((k) => `${k.name}:${k.type}`).join(",");
 }
 
 /** Mismatches as issues on the registry file's views, one per view (the first place that reported it). */
@@ -17,10 +32,22 @@ export function mismatchIssues(mismatches: readonly LayoutMismatch[], registry: 
   for (const m of mismatches) {
     if (seen.has(m.field)) continue;
     seen.add(m.field);
-    const at = m.field.lastIndexOf("@");
-    const name = m.field.slice(0, at);
+    const keys = m.field.endsWith(KEYS_FIELD_SUFFIX);
+    const field = keys ? m.field.slice(0, -KEYS_FIELD_SUFFIX.length) : m.field;
+    const at = field.lastIndexOf("@");
+    const name = field.slice(0, at);
     const view = registry.views.get(name);
     const index = registry.definition.featureViews.findIndex((v) => v.name === name);
+    if (keys) {
+      issues.push({
+        path: `featureViews[${index}].entities`,
+        message:
+          `the store (${m.where}) keeps rows of ${field} under the join keys [${m.stored.split(",").join(", ")}], and this view's join keys are ` +
+          `[${keysLayout(view?.joinKeys ?? []).split(",").join(", ")}]: its stored rows would not be found (every entity NOT_FOUND); ` +
+          `bump the view's version (rows then start empty under ${name}@${(view?.version ?? 0) + 1}) or keep its entities' join keys`,
+      });
+      continue;
+    }
     const stored = m.stored.split(LAYOUT_LINE);
     issues.push({
       path: `featureViews[${index}].features`,
