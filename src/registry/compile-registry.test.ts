@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { QuiverError } from "../errors/index.ts";
 import { compileRegistry, parseDefinitionsText, pointerToPath } from "./read-definitions.ts";
 import { parseDurationMs } from "./durations.ts";
@@ -234,6 +237,21 @@ describe("registry validation", () => {
 
   test("a missing file is a clear error", async () => {
     await expect(loadRegistryFile("/nonexistent/registry.yaml")).rejects.toThrow(/registry file not found/);
+  });
+
+  test("a file that cannot be read (a directory in its place) is invalid_registry naming it, not an internal error", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "quiver-registry-dir-"));
+    try {
+      // It was EISDIR thrown as is: a reload answered 500 "internal error; see the server log".
+      const e = await loadRegistryFile(dir).catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(QuiverError);
+      expect((e as QuiverError).code).toBe("invalid_registry");
+      expect((e as QuiverError).kind).toBe("invalid_argument");
+      expect((e as QuiverError).path).toBe("(file)");
+      expect((e as QuiverError).message).toContain(`registry file not readable: ${dir}: EISDIR`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("JSON definitions load too, and the digest tracks content", () => {

@@ -13,7 +13,11 @@ export const REGISTRY_READER: TextReader = { module: new URL("./read-definitions
  * (runtime/off-thread.ts), its meaning compiled here.
  */
 export async function loadRegistryFile(path: string, now = Date.now(), options: ReadOptions = {}): Promise<Registry> {
-  const text = await readTextFile(path);
+  const text = await readTextFile(path).catch((e: unknown) => {
+    // A directory in its place, no read permission, ...: the operator's file to fix, like a missing one (it was a 500
+    // "internal error; see the server log" for a reload).
+    throw invalidArgument("invalid_registry", `registry file not readable: ${path}: ${(e as Error).message}`, { path: "(file)" });
+  });
   if (text === undefined) throw invalidArgument("invalid_registry", `registry file not found: ${path}`, { path: "(file)" });
   return compileRegistryDef(await readOffThread<RegistryDef>(REGISTRY_READER, text, path, options), now);
 }
