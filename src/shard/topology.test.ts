@@ -92,6 +92,10 @@ describe("topology files", () => {
     writeFileSync(badPath, "shards: [\n");
     await expect(loadTopology(badPath)).rejects.toThrow("not valid YAML/JSON");
     await expect(loadTopology(join(dir, "missing.yaml"))).rejects.toThrow("topology file not found");
+    // A directory in the file's place: it was EISDIR thrown as is, so POST /admin/topology/reload answered 500 "internal error".
+    const unreadable = (await loadTopology(dir).catch((e: unknown) => e)) as QuiverError;
+    expect([unreadable.kind, unreadable.code, unreadable.path]).toEqual(["invalid_argument", "invalid_topology", "(file)"]);
+    expect(unreadable.message).toContain(`topology file not readable: ${dir}: EISDIR`);
   });
 
   test("the committed example topology is valid", async () => {

@@ -56,7 +56,10 @@ const TOPOLOGY_READER: TextReader = { module: new URL("./read-topology.ts", impo
  * (read-topology.ts), its meaning checked here.
  */
 export async function loadTopology(path: string, options: ReadOptions = {}): Promise<Topology> {
-  const text = await readTextFile(path);
+  const text = await readTextFile(path).catch((e: unknown) => {
+    // A directory in its place, no read permission, ...: the operator's file to fix (a reload answered 500 "internal error").
+    throw invalidArgument("invalid_topology", `topology file not readable: ${path}: ${(e as Error).message}`, { path: "(file)" });
+  });
   if (text === undefined) throw invalidArgument("invalid_topology", `topology file not found: ${path}`, { path: "(file)" });
   const data = await readOffThread<unknown>(TOPOLOGY_READER, text, path, options);
   try {
