@@ -30,9 +30,12 @@ function fakeClock(): { now: () => number; advance: (ms: number) => void } {
   return { now: () => t, advance: (ms) => (t += ms) };
 }
 
-test("a read that began before the feed was first heard fills L1 only for the feed-down TTL, not the whole TTL", async () => {
+/**
+ * Pod B on a real origin Redis, its L1 on a fake clock (TTL 60 s, feed-down TTL 1 s), started while its
+ * feed's Redis is down (it serves anyway, degraded): `feedServer.restart()` brings the feed up.
+ */
+async function podWithFeedDown() {
   const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
-  // The feed's Redis is down when the pod starts (it starts anyway, degraded).
   await feedServer.kill9();
   const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
   const origin = new TestOrigin(originNode);
@@ -40,6 +43,16 @@ test("a read that began before the feed was first heard fills L1 only for the fe
   const clock = fakeClock();
   const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
   const tier = new CacheTier(origin, { l1, feed, metrics: cacheMetrics(new MetricsRegistry()), clock: clock.now, feedDownTtlMs: 1_000 });
+  const close = async () => {
+    await tier.close();
+    await feed.close();
+    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+  };
+  return { feedServer, origin, feed, clock, tier, close };
+}
+
+test("a read that began before the feed was first heard fills L1 only for the feed-down TTL, not the whole TTL", async () => {
+  const { feedServer, origin, feed, clock, tier, close } = await podWithFeedDown();
   const key = "unheard@1/k=i1";
   try {
     await origin.rows.putMany([{ key, row: row(1, "before") }]);
@@ -60,22 +73,12 @@ test("a read that began before the feed was first heard fills L1 only for the fe
     expect(tier.getManyNow([key])).toBeUndefined();
     expect(await tier.getMany([key])).toEqual([row(2, "after")]);
   } finally {
-    await tier.close();
-    await feed.close();
-    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+    await close();
   }
 }, 60_000);
 
 test("a write begun before the feed was first heard refreshes L1 only for the feed-down TTL, not the whole TTL", async () => {
-  const [feedServer, originServer] = await Promise.all([startRedis(), startRedis()]);
-  // The feed's Redis is down when the pod starts (it starts anyway, degraded).
-  await feedServer.kill9();
-  const originNode = await RedisKvNode.connect({ host: "127.0.0.1", port: originServer.port });
-  const origin = new TestOrigin(originNode);
-  const feed = new RedisChangeFeed("pod-b", { where: { address: feedServer.address }, heartbeatMs: 200 });
-  const clock = fakeClock();
-  const l1 = new L1Cache({ maxBytes: 1 << 20, ttlMs: 60_000, negativeTtlMs: 5_000, graceMs: 3_600_000, clock: clock.now });
-  const tier = new CacheTier(origin, { l1, feed, metrics: cacheMetrics(new MetricsRegistry()), clock: clock.now, feedDownTtlMs: 1_000 });
+  const { feedServer, origin, feed, clock, tier, close } = await podWithFeedDown();
   const key = "unheard-write@1/k=i1";
   try {
     await origin.rows.putMany([{ key, row: row(1, "first") }]);
@@ -98,9 +101,7 @@ test("a write begun before the feed was first heard refreshes L1 only for the fe
     expect(tier.getManyNow([key])).toBeUndefined();
     expect(await tier.getMany([key])).toEqual([row(3, "theirs")]);
   } finally {
-    await tier.close();
-    await feed.close();
-    await Promise.allSettled([feedServer.stop(), originServer.stop()]);
+    await close();
   }
 }, 60_000);
 

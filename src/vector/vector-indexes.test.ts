@@ -76,24 +76,12 @@ describe("VectorIndexes", () => {
     await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
     // The drain's read of keys 2 and 3 answers (with the rows of that moment) once the test lets it.
     let holdDrainRead = false;
-    let drainReadTaken = () => {};
-    const drainRead = new Promise<void>((resolve) => {
-      drainReadTaken = resolve;
-    });
-    let answerDrain = () => {};
-    const drainAnswered = new Promise<void>((resolve) => {
-      answerDrain = resolve;
-    });
+    const { promise: drainRead, resolve: drainReadTaken } = Promise.withResolvers<void>();
+    const { promise: drainAnswered, resolve: answerDrain } = Promise.withResolvers<void>();
     // The catch-up's scan, entered, waits for the test too.
     let holdScan = false;
-    let scanEntered = () => {};
-    const scanning = new Promise<void>((resolve) => {
-      scanEntered = resolve;
-    });
-    let answerScan = () => {};
-    const scanAnswered = new Promise<void>((resolve) => {
-      answerScan = resolve;
-    });
+    const { promise: scanning, resolve: scanEntered } = Promise.withResolvers<void>();
+    const { promise: scanAnswered, resolve: answerScan } = Promise.withResolvers<void>();
     const store = compositeShape(inner, {
       getMany: async (keys) => {
         const rows = await inner.getMany(keys);
@@ -154,14 +142,8 @@ describe("VectorIndexes", () => {
     await inner.putMany([1, 2].map((id) => ({ key: key(id), row: tagRow(id, 1, "unproven") })));
     // The drain's read of key 2 answers (with the row of that moment) once the test lets it.
     let holdDrainRead = false;
-    let drainReadTaken = () => {};
-    const drainRead = new Promise<void>((resolve) => {
-      drainReadTaken = resolve;
-    });
-    let answerDrain = () => {};
-    const drainAnswered = new Promise<void>((resolve) => {
-      answerDrain = resolve;
-    });
+    const { promise: drainRead, resolve: drainReadTaken } = Promise.withResolvers<void>();
+    const { promise: drainAnswered, resolve: answerDrain } = Promise.withResolvers<void>();
     const store = compositeShape(inner, {
       getMany: async (keys) => {
         const rows = await inner.getMany(keys);
@@ -259,10 +241,7 @@ describe("VectorIndexes", () => {
       });
     const inner = new ArenaKvNode("t");
     await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const { promise: gate, resolve: release } = Promise.withResolvers<void>();
     let held = false;
     // The re-read of claim 4's change (a version-1 pod's push, heard on the shared feed) is held until the bump swapped in.
     const store = compositeShape(inner, {
@@ -512,10 +491,7 @@ describe("VectorIndexes", () => {
     await inner.putMany(Array.from({ length: 10 }, (_, i) => ({ key: key(i), row: row(i + 1, 1) })));
     let hold = false;
     let held = false;
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const { promise: gate, resolve: release } = Promise.withResolvers<void>();
     // The rebuild's first page of rows is read before the writes below and handed over after them.
     const store = compositeShape(inner, {
       getMany: async (keys) => {
@@ -629,14 +605,8 @@ describe("VectorIndexes", () => {
       const inner = new ArenaKvNode("t");
       await inner.putMany([1, 2, 3].map((id) => ({ key: keyAt(1, id), row: row(id) })));
       let holding = false;
-      let entered = () => {};
-      const scanEntered = new Promise<void>((resolve) => {
-        entered = resolve;
-      });
-      let release = () => {};
-      const hold = new Promise<void>((resolve) => {
-        release = resolve;
-      });
+      const { promise: scanEntered, resolve: entered } = Promise.withResolvers<void>();
+      const { promise: hold, resolve: release } = Promise.withResolvers<void>();
       // The key whose next read finds its shard down; the shard is back for the read after it.
       let downFor: string | undefined;
       let readDown = false;
@@ -801,10 +771,7 @@ describe("VectorIndexes", () => {
   test("a catch-up leaves the index unchanged while its snapshot file is written, also when the scan ends with an empty page", async () => {
     const inner = new ArenaKvNode("t");
     await inner.putMany([1, 2, 3].map((id) => ({ key: key(id), row: row(id) })));
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const { promise: gate, resolve: release } = Promise.withResolvers<void>();
     let writing: ViewIndex | undefined;
     let version = 0;
     const snapshots = {
@@ -939,14 +906,8 @@ describe("VectorIndexes", () => {
     await ring.putMany(all.map((id) => ({ key: key(id), row: row(id) })));
     // The catch-up's second page is asked for once the test has switched the ring.
     let holdSecondPage = false;
-    let atSecondPage = () => {};
-    const reached = new Promise<void>((resolve) => {
-      atSecondPage = resolve;
-    });
-    let release = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const { promise: reached, resolve: atSecondPage } = Promise.withResolvers<void>();
+    const { promise: released, resolve: release } = Promise.withResolvers<void>();
     const store = compositeShape(ring, {
       scan: async (cursor, count, prefix) => {
         if (holdSecondPage && cursor !== "0") {
